@@ -1,0 +1,21 @@
+//! airlock's domain model, free of I/O.
+//!
+//! Everything a request names is parsed into a type here before any storage or policy code sees it:
+//! [`Digest`], [`RepoName`], [`StageName`], [`Tag`], [`Reference`]. The stage rules (which stage accepts
+//! pushes, which tags are immutable) live in [`stage`], and manifest parsing (which blobs and manifests
+//! a manifest references, its subject and artifact type) in [`manifest`].
+#![forbid(unsafe_code)]
+
+pub mod access;
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod name;
+pub mod stage;
+
+pub use access::Action;
+pub use digest::{Digest, DigestAlgorithm, Digester};
+pub use error::Error;
+pub use manifest::{ManifestKind, ParsedManifest};
+pub use name::{Reference, RepoName, StageName, Tag};
+pub use stage::{StageConfig, StageMode, Stages};

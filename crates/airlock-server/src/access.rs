@@ -1,0 +1,44 @@
+//! The access check every registry request passes through before it reaches the registry service.
+//!
+//! Today airlock runs open: every caller is anonymous and every action is allowed by access control
+//! (stage rules still refuse pushes into gated stages). Authentication and scoped roles replace the
+//! body of [`AccessControl::authorize`] without changing any handler: each handler already calls it
+//! exactly once with the repository and the action it is about to perform.
+
+use airlock_core::{Action, RepoName};
+use axum::http::HeaderMap;
+
+use crate::oci::OciError;
+
+/// Who made a request, as far as access control has established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The principal's name (`anonymous` when no credentials were presented).
+    pub name: String,
+}
+
+/// What a request is allowed to do.
+#[derive(Debug, Clone, Default)]
+pub struct AccessControl {
+    _private: (),
+}
+
+impl AccessControl {
+    /// Open access: every request is anonymous and allowed.
+    pub fn open() -> Self {
+        Self::default()
+    }
+
+    /// Decides whether the request may perform `action` on `repo` (`None`: the registry as a whole,
+    /// e.g. the catalog) and returns the principal it acts as.
+    pub async fn authorize(
+        &self,
+        _headers: &HeaderMap,
+        _repo: Option<&RepoName>,
+        _action: Action,
+    ) -> Result<Principal, OciError> {
+        Ok(Principal {
+            name: "anonymous".to_string(),
+        })
+    }
+}

@@ -1,0 +1,154 @@
+//! Starting and stopping the server: storage, services, routes, middleware, graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_store::{BlobStore, Metadata, StoreError};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::access::AccessControl;
+use crate::config::{Config, ConfigError};
+use crate::oci::{self, OciState};
+use crate::registry::{Registry, RegistryLimits};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Storage could not be opened.
+    #[error("cannot open storage in {dir}: {source}")]
+    Storage {
+        /// The data directory.
+        dir: String,
+        /// Why.
+        source: StoreError,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}; pick another address with --listen")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens storage in the data directory and builds the registry service.
+pub async fn open_registry(config: &Config) -> Result<Arc<Registry>, ServeError> {
+    let dir = &config.data_dir;
+    let storage = |source| ServeError::Storage {
+        dir: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| storage(e.into()))?;
+    let metadata = Metadata::open_sqlite(&dir.join("metadata.db"))
+        .await
+        .map_err(storage)?;
+    let blobs = BlobStore::local(&dir.join("blobs")).map_err(storage)?;
+    let limits = RegistryLimits {
+        max_manifest_bytes: config.registry.max_manifest_bytes,
+        upload_expiry: Duration::from_secs(config.registry.upload_expiry_secs),
+    };
+    Ok(Arc::new(Registry::new(
+        metadata,
+        blobs,
+        config.stages()?,
+        limits,
+    )))
+}
+
+/// The whole HTTP application.
+pub fn router(registry: Arc<Registry>, access: Arc<AccessControl>) -> Router {
+    let health = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(registry.clone());
+    let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+        let request_id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info_span!("request", id = %request_id, method = %request.method(), path = %request.uri().path())
+    });
+    Router::new()
+        .merge(oci::router(OciState { registry, access }))
+        .merge(health)
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({"error": {"code": "NOT_FOUND", "message": "no endpoint at this path", "remediation": "the registry API is under /v2/"}})),
+            )
+        })
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(trace)
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+async fn ready(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
+    match registry.metadata().ping().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "metadata store unavailable",
+            )
+        }
+    }
+}
+
+/// Runs the server until `shutdown` resolves, then drains in-flight requests and closes storage.
+/// Prints `airlock listening on http://ADDR` on stdout once the socket is bound.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    config.validate()?;
+    let registry = open_registry(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    let sweep = tokio::spawn(sweep_uploads(
+        registry.clone(),
+        Duration::from_secs(config.registry.upload_sweep_interval_secs),
+    ));
+    let app = router(registry.clone(), Arc::new(AccessControl::open()));
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "airlock listening");
+    println!("airlock listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    sweep.abort();
+    registry.metadata().close().await;
+    tracing::info!("airlock stopped");
+    Ok(())
+}
+
+async fn sweep_uploads(registry: Arc<Registry>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    loop {
+        interval.tick().await;
+        match registry.sweep_expired_uploads().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "expired idle uploads"),
+            Err(err) => tracing::warn!(error = %err, "upload expiry sweep failed"),
+        }
+    }
+}

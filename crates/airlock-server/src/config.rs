@@ -1,0 +1,269 @@
+//! airlock's configuration: one typed struct, every field defaulted, loaded once at start.
+//!
+//! Sources, later ones winning: built-in defaults, the TOML file given by `--config`, `AIRLOCK_*`
+//! environment variables (`AIRLOCK_LISTEN`, `AIRLOCK_DATA_DIR`, and nested fields with `__`, e.g.
+//! `AIRLOCK_REGISTRY__MAX_MANIFEST_BYTES=8388608`), then command-line flags. See
+//! `docs/configuration.md` for every field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use airlock_core::{StageConfig, Stages};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for the embedded database, blobs and keys.
+    pub data_dir: PathBuf,
+    /// Logging.
+    pub log: LogConfig,
+    /// Registry limits.
+    pub registry: RegistryConfig,
+    /// The ordered stages.
+    pub stages: Vec<StageConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            data_dir: PathBuf::from("./airlock-data"),
+            log: LogConfig::default(),
+            registry: RegistryConfig::default(),
+            stages: Stages::default_pipeline(),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log pipelines.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `airlock_server=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Registry limits and housekeeping.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Largest manifest accepted, in bytes (default 4 MiB).
+    pub max_manifest_bytes: usize,
+    /// Upload sessions idle this many seconds are cancelled and their data deleted (default 24 h).
+    pub upload_expiry_secs: u64,
+    /// How often the expiry sweep runs, in seconds (default 10 min).
+    pub upload_sweep_interval_secs: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            max_manifest_bytes: 4 * 1024 * 1024,
+            upload_expiry_secs: 24 * 60 * 60,
+            upload_sweep_interval_secs: 10 * 60,
+        }
+    }
+}
+
+/// A configuration that could not be loaded; the message names the file, variable or field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file, an environment variable or a field is malformed.
+    #[error("invalid configuration ({origin}): {message}")]
+    Invalid {
+        /// Where the bad value came from.
+        origin: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+}
+
+/// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
+/// other tools (tests, the CLI) and are ignored here.
+const ENV_SETTABLE: [&str; 4] = ["listen", "data_dir", "log", "registry"];
+
+impl Config {
+    /// Loads the configuration from an optional file and `AIRLOCK_*` variables (passed in, so this
+    /// function reads no global state), then validates it.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid {
+                        origin: path.display().to_string(),
+                        message: e.to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        for (key, value) in env {
+            let Some(name) = key.strip_prefix("AIRLOCK_") else {
+                continue;
+            };
+            let path: Vec<String> = name
+                .to_ascii_lowercase()
+                .split("__")
+                .map(String::from)
+                .collect();
+            if !ENV_SETTABLE.contains(&path[0].as_str()) {
+                continue;
+            }
+            set_path(&mut table, &path, env_value(&value)).map_err(|message| {
+                ConfigError::Invalid {
+                    origin: key.clone(),
+                    message,
+                }
+            })?;
+        }
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    origin: file.map_or("environment".into(), |p| p.display().to_string()),
+                    message: e.to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: the stage list, non-zero limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: "validation".into(),
+            message,
+        };
+        Stages::new(self.stages.clone()).map_err(|e| invalid(format!("stages: {e}")))?;
+        if self.registry.max_manifest_bytes == 0 {
+            return Err(invalid(
+                "registry.max_manifest_bytes must be positive".into(),
+            ));
+        }
+        if self.registry.upload_sweep_interval_secs == 0 {
+            return Err(invalid(
+                "registry.upload_sweep_interval_secs must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The validated stages.
+    pub fn stages(&self) -> Result<Stages, ConfigError> {
+        Stages::new(self.stages.clone()).map_err(|e| ConfigError::Invalid {
+            origin: "validation".into(),
+            message: format!("stages: {e}"),
+        })
+    }
+}
+
+/// An environment value as TOML when it parses as a number or boolean, else as a string.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(n) = raw.parse::<i64>() {
+        toml::Value::Integer(n)
+    } else if let Ok(b) = raw.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(raw.to_string())
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty variable name")?;
+    let mut current = table;
+    for key in parents {
+        let entry = current
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("{key} is not a table"))?;
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load(None, []).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(config.stages().unwrap().all().len(), 3);
+    }
+
+    #[test]
+    fn env_overrides_nested_fields_and_ignores_foreign_variables() {
+        let env = [
+            ("AIRLOCK_LISTEN".to_string(), "0.0.0.0:6000".to_string()),
+            (
+                "AIRLOCK_REGISTRY__MAX_MANIFEST_BYTES".to_string(),
+                "1024".to_string(),
+            ),
+            ("AIRLOCK_INTEROP".to_string(), "required".to_string()),
+            ("HOME".to_string(), "/root".to_string()),
+        ];
+        let config = Config::load(None, env).unwrap();
+        assert_eq!(config.listen.port(), 6000);
+        assert_eq!(config.registry.max_manifest_bytes, 1024);
+    }
+
+    #[test]
+    fn file_errors_name_the_field() {
+        let dir = std::env::temp_dir().join(format!("airlock-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("airlock.toml");
+        std::fs::write(&file, "[registry]\nmax_manifest_byte = 3\n").unwrap();
+        let err = Config::load(Some(&file), []).unwrap_err().to_string();
+        assert!(err.contains("max_manifest_byte"), "{err}");
+
+        std::fs::write(
+            &file,
+            "[[stages]]\nname = \"dev\"\nmode = \"push\"\n[[stages]]\nname = \"prod\"\nmode = \"gated\"\nfrom = [\"qa\"]\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&file), []).unwrap_err().to_string();
+        assert!(err.contains("stages") && err.contains("qa"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,15 @@
+//! airlock's HTTP server.
+//!
+//! [`app::serve`] opens storage, builds the [`registry::Registry`] service and serves the OCI
+//! Distribution API ([`oci`]) plus health endpoints. Requests pass through request-id and tracing
+//! middleware, then [`access::AccessControl`], then a thin handler that calls the service.
+#![forbid(unsafe_code)]
+
+pub mod access;
+pub mod app;
+pub mod config;
+pub mod oci;
+pub mod registry;
+
+pub use app::{ServeError, serve};
+pub use config::{Config, LogFormat};

@@ -1,0 +1,123 @@
+//! Manifests by tag or digest: push (bounded, verified), get/head, delete.
+
+use airlock_core::{Action, Reference, RepoName};
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+
+use super::{OciError, Request, header_value};
+use crate::registry::RegistryError;
+
+/// Reads a manifest body, refusing (before or while reading) anything above `limit` bytes.
+async fn read_bounded(
+    request: &Request<'_>,
+    body: Body,
+    limit: usize,
+) -> Result<Vec<u8>, OciError> {
+    let too_large = || OciError::from(RegistryError::ManifestTooLarge { limit });
+    if let Some(length) = request.header(header::CONTENT_LENGTH)
+        && length.parse::<u64>().is_ok_and(|n| n > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(err) => Err(OciError::new(
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_INVALID",
+            format!("could not read the manifest body: {err}"),
+        )),
+    }
+}
+
+/// `PUT /v2/<name>/manifests/<reference>`.
+pub(super) async fn put(
+    request: Request<'_>,
+    repo: RepoName,
+    reference: Reference,
+    body: Body,
+) -> Result<Response, OciError> {
+    let state = request.state;
+    state
+        .access
+        .authorize(request.headers, Some(&repo), Action::Push)
+        .await?;
+    let registry = &state.registry;
+    // Refuse gated stages before reading a byte of the body.
+    registry.stages().check_push(&repo)?;
+    let content = read_bounded(&request, body, registry.limits().max_manifest_bytes).await?;
+    let pushed = registry
+        .put_manifest(
+            &repo,
+            &reference,
+            request.header(header::CONTENT_TYPE),
+            &content,
+        )
+        .await?;
+    let mut response = StatusCode::CREATED.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::LOCATION,
+        header_value(format!("/v2/{repo}/manifests/{}", pushed.digest)),
+    );
+    headers.insert(
+        "docker-content-digest",
+        header_value(pushed.digest.to_string()),
+    );
+    headers.insert(header::CONTENT_LENGTH, header_value("0"));
+    if let Some(subject) = &pushed.subject {
+        headers.insert("oci-subject", header_value(subject.to_string()));
+    }
+    Ok(response)
+}
+
+/// `GET`/`HEAD /v2/<name>/manifests/<reference>`.
+pub(super) async fn get(
+    request: Request<'_>,
+    repo: RepoName,
+    reference: Reference,
+    with_body: bool,
+) -> Result<Response, OciError> {
+    let state = request.state;
+    state
+        .access
+        .authorize(request.headers, Some(&repo), Action::Pull)
+        .await?;
+    let manifest = state.registry.manifest(&repo, &reference).await?;
+    let length = manifest.content.len();
+    let mut response = if with_body {
+        Body::from(manifest.content).into_response()
+    } else {
+        Body::empty().into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, header_value(&manifest.media_type));
+    headers.insert(header::CONTENT_LENGTH, header_value(length.to_string()));
+    headers.insert(
+        "docker-content-digest",
+        header_value(manifest.digest.to_string()),
+    );
+    headers.insert(
+        header::ETAG,
+        header_value(format!("\"{}\"", manifest.digest)),
+    );
+    Ok(response)
+}
+
+/// `DELETE /v2/<name>/manifests/<reference>`: a tag, or a manifest with its tags.
+pub(super) async fn delete(
+    request: Request<'_>,
+    repo: RepoName,
+    reference: Reference,
+) -> Result<Response, OciError> {
+    let state = request.state;
+    state
+        .access
+        .authorize(request.headers, Some(&repo), Action::Delete)
+        .await?;
+    state.registry.delete_manifest(&repo, &reference).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}

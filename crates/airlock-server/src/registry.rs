@@ -1,0 +1,564 @@
+//! The registry service: OCI distribution semantics over stages, independent of HTTP.
+//!
+//! Handlers call one method per operation. Each method applies the stage rules from
+//! [`airlock_core::Stages`] before touching storage, and returns a [`RegistryError`] that says
+//! exactly what was wrong; the HTTP layer maps it to an OCI error code in one place.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airlock_core::{
+    Digest, DigestAlgorithm, Digester, ParsedManifest, Reference, RepoName, Stages,
+};
+use airlock_store::{
+    BlobRange, BlobStore, ByteStream, ManifestWriteError, Metadata, ReferrerRow, StoreError,
+    StoredManifest, TagMove, UploadSession, now_millis,
+};
+use bytes::Bytes;
+use uuid::Uuid;
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A name, digest, manifest or stage rule was violated.
+    #[error(transparent)]
+    Rule(#[from] airlock_core::Error),
+    /// The repository has no such blob.
+    #[error("blob {0} is not in this repository")]
+    BlobUnknown(Digest),
+    /// No upload session with this id in this repository.
+    #[error(
+        "upload session {0} is unknown or expired in this repository; start a new upload with POST /v2/<name>/blobs/uploads/"
+    )]
+    UploadUnknown(String),
+    /// A chunk did not start where the session ends.
+    #[error(
+        "chunk starts at byte {got} but the upload has {expected} bytes; resume from byte {expected}"
+    )]
+    ChunkOutOfOrder {
+        /// The session's size.
+        expected: u64,
+        /// Where the chunk claimed to start.
+        got: u64,
+    },
+    /// A chunk's length differed from its `Content-Range`.
+    #[error("chunk has {actual} bytes but Content-Range announced {announced}")]
+    ChunkSizeMismatch {
+        /// Bytes announced.
+        announced: u64,
+        /// Bytes received.
+        actual: u64,
+    },
+    /// The uploaded content does not hash to the digest the client named.
+    #[error("uploaded content has digest {actual}, not {expected}")]
+    DigestMismatch {
+        /// What the client claimed.
+        expected: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+    },
+    /// No such manifest (or tag) in the repository.
+    #[error("manifest {0} is not in this repository")]
+    ManifestUnknown(String),
+    /// A manifest references content the repository does not hold.
+    #[error("manifest references {missing} which is not in this repository; push it first")]
+    ManifestReferenceUnknown {
+        /// The first missing digest.
+        missing: Digest,
+        /// How many were missing.
+        count: usize,
+    },
+    /// The manifest is larger than the configured limit.
+    #[error("manifest exceeds the {limit}-byte limit")]
+    ManifestTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The repository has never been pushed to.
+    #[error("repository {0} is not known")]
+    RepositoryUnknown(RepoName),
+    /// The requested byte range lies outside the blob.
+    #[error("range is not satisfiable for a blob of {size} bytes")]
+    RangeNotSatisfiable {
+        /// The blob size.
+        size: u64,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// Limits the registry enforces.
+#[derive(Debug, Clone)]
+pub struct RegistryLimits {
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: usize,
+    /// Upload sessions idle longer than this are cancelled by the sweep.
+    pub upload_expiry: Duration,
+}
+
+/// A blob that was committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedBlob {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+}
+
+/// The result of a manifest push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedManifest {
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// Its subject, echoed in `OCI-Subject`.
+    pub subject: Option<Digest>,
+    /// What happened to the tag, if one was pushed.
+    pub tag_move: Option<TagMove>,
+}
+
+/// The state an upload session keeps in memory between requests: the running hash (so finishing
+/// a multi-gigabyte upload does not read it back) behind a lock that serialises the session's
+/// chunks. `None` once the hash cannot be resumed (e.g. after a restart); finishing then rehashes.
+type UploadState = Arc<tokio::sync::Mutex<Option<Digester>>>;
+
+/// The registry service.
+pub struct Registry {
+    metadata: Metadata,
+    blobs: BlobStore,
+    stages: Stages,
+    limits: RegistryLimits,
+    uploads: Mutex<HashMap<Uuid, UploadState>>,
+}
+
+impl Registry {
+    /// A registry over the given storage and stages.
+    pub fn new(
+        metadata: Metadata,
+        blobs: BlobStore,
+        stages: Stages,
+        limits: RegistryLimits,
+    ) -> Self {
+        Self {
+            metadata,
+            blobs,
+            stages,
+            limits,
+            uploads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The configured stages.
+    pub fn stages(&self) -> &Stages {
+        &self.stages
+    }
+
+    /// The configured limits.
+    pub fn limits(&self) -> &RegistryLimits {
+        &self.limits
+    }
+
+    /// The metadata store (readiness checks).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    fn upload_state(&self, id: Uuid) -> UploadState {
+        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        uploads
+            .entry(id)
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None)))
+            .clone()
+    }
+
+    fn forget_upload(&self, id: Uuid) {
+        self.uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// Fails with `UnknownStage` unless the repository's stage exists (every read checks this).
+    fn check_readable(&self, repo: &RepoName) -> Result<()> {
+        self.stages.stage_of(repo)?;
+        Ok(())
+    }
+
+    // ---- uploads ----
+
+    /// Starts an upload session in a push stage.
+    pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadSession> {
+        self.stages.check_push(repo)?;
+        let id = Uuid::new_v4();
+        self.metadata.create_upload(id, repo).await?;
+        self.uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id,
+                Arc::new(tokio::sync::Mutex::new(Some(Digester::new(
+                    DigestAlgorithm::Sha256,
+                )))),
+            );
+        self.session(repo, &id.to_string()).await
+    }
+
+    /// An upload session of `repo` by its id as sent in the URL.
+    pub async fn session(&self, repo: &RepoName, id: &str) -> Result<UploadSession> {
+        let unknown = || RegistryError::UploadUnknown(id.chars().take(64).collect());
+        let uuid: Uuid = id.parse().map_err(|_| unknown())?;
+        match self.metadata.upload(uuid).await? {
+            Some(session) if session.repository == repo.as_str() => Ok(session),
+            _ => Err(unknown()),
+        }
+    }
+
+    /// Appends a chunk to an upload. `range` is the `Content-Range` the client sent, if any; a
+    /// chunk that does not start at the current end of the upload is refused without being read.
+    pub async fn append_chunk<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        range: Option<(u64, u64)>,
+        body: S,
+    ) -> Result<UploadSession>
+    where
+        S: futures::Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.stages.check_push(repo)?;
+        let session = self.session(repo, id).await?;
+        let state = self.upload_state(session.id);
+        let mut digester = state.lock().await;
+        // Re-read under the session lock: a concurrent chunk may have landed meanwhile.
+        let session = self.session(repo, id).await?;
+        if let Some((start, _)) = range
+            && start != session.size
+        {
+            return Err(RegistryError::ChunkOutOfOrder {
+                expected: session.size,
+                got: start,
+            });
+        }
+        let (written, hashed) = self.write_chunk(&session, body, digester.clone()).await?;
+        if let Some((start, end)) = range {
+            let announced = end.saturating_sub(start) + 1;
+            if written != announced {
+                return Err(RegistryError::ChunkSizeMismatch {
+                    announced,
+                    actual: written,
+                });
+            }
+        }
+        if written > 0 {
+            let recorded = self
+                .metadata
+                .record_chunk(
+                    session.id,
+                    session.size,
+                    session.size + written,
+                    session.chunks + 1,
+                )
+                .await?;
+            if !recorded {
+                return Err(RegistryError::ChunkOutOfOrder {
+                    expected: session.size,
+                    got: session.size,
+                });
+            }
+            *digester = hashed;
+        }
+        self.session(repo, id).await
+    }
+
+    /// Writes one chunk, hashing with a copy of the session's hasher so a failed chunk leaves the
+    /// session's hash untouched.
+    async fn write_chunk<S, E>(
+        &self,
+        session: &UploadSession,
+        body: S,
+        digester: Option<Digester>,
+    ) -> Result<(u64, Option<Digester>)>
+    where
+        S: futures::Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        // Without a resumable hash the bytes still need hashing only at the end; use a throwaway.
+        let mut working = digester
+            .clone()
+            .unwrap_or_else(|| Digester::new(DigestAlgorithm::Sha256));
+        let written = self
+            .blobs
+            .write_chunk(session.id, session.chunks, body, &mut working)
+            .await?;
+        Ok((written, digester.map(|_| working)))
+    }
+
+    /// Finishes an upload: appends the optional last chunk, verifies the digest, commits the blob
+    /// and links it into the repository. On a digest mismatch the upload is discarded.
+    pub async fn finish_upload<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        body: S,
+    ) -> Result<CommittedBlob>
+    where
+        S: futures::Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let session = self.append_chunk(repo, id, None, body).await?;
+        let state = self.upload_state(session.id);
+        let digester = state.lock().await;
+        let session = self.session(repo, id).await?;
+        let actual = match digester.as_ref() {
+            Some(d) if d.algorithm() == digest.algorithm() => d.clone().finish(),
+            _ => {
+                self.blobs
+                    .digest_upload(session.id, session.chunks, digest.algorithm())
+                    .await?
+            }
+        };
+        if &actual != digest {
+            self.discard(&session).await?;
+            return Err(RegistryError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        self.blobs
+            .commit_upload(session.id, session.chunks, digest)
+            .await?;
+        self.metadata
+            .commit_blob(repo, digest, session.size)
+            .await?;
+        self.metadata.delete_upload(session.id).await?;
+        drop(digester);
+        self.forget_upload(session.id);
+        Ok(CommittedBlob {
+            digest: digest.clone(),
+            size: session.size,
+        })
+    }
+
+    /// Cancels an upload and deletes its data.
+    pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
+        let session = self.session(repo, id).await?;
+        let state = self.upload_state(session.id);
+        let _guard = state.lock().await;
+        self.discard(&session).await
+    }
+
+    async fn discard(&self, session: &UploadSession) -> Result<()> {
+        self.blobs
+            .discard_upload(session.id, session.chunks)
+            .await?;
+        self.metadata.delete_upload(session.id).await?;
+        self.forget_upload(session.id);
+        Ok(())
+    }
+
+    /// Cancels upload sessions idle longer than the configured expiry. Returns how many.
+    pub async fn sweep_expired_uploads(&self) -> Result<usize> {
+        let cutoff = now_millis() - self.limits.upload_expiry.as_millis() as i64;
+        let idle = self.metadata.idle_uploads(cutoff).await?;
+        for session in &idle {
+            tracing::info!(upload = %session.id, repository = %session.repository, bytes = session.size, "expiring idle upload");
+            self.discard(session).await?;
+        }
+        Ok(idle.len())
+    }
+
+    /// Links a blob that `from` holds into `repo` without transferring bytes. Returns `None` when
+    /// `from` does not hold it, in which case the client falls back to a normal upload.
+    pub async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: &RepoName,
+    ) -> Result<Option<CommittedBlob>> {
+        self.stages.check_push(repo)?;
+        if self.stages.stage_of(from).is_err() {
+            return Ok(None);
+        }
+        match self.metadata.blob_in_repository(from, digest).await? {
+            Some(size) => {
+                self.metadata.commit_blob(repo, digest, size).await?;
+                Ok(Some(CommittedBlob {
+                    digest: digest.clone(),
+                    size,
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+
+    // ---- blobs ----
+
+    /// The size of a blob `repo` can serve.
+    pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        self.check_readable(repo)?;
+        self.metadata
+            .blob_in_repository(repo, digest)
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+    }
+
+    /// Streams a blob (or a range of it) and its full size.
+    pub async fn read_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<BlobRange>,
+    ) -> Result<(u64, ByteStream)> {
+        let size = self.blob_size(repo, digest).await?;
+        if let Some(range) = range
+            && (range.start >= range.end || range.end > size)
+        {
+            return Err(RegistryError::RangeNotSatisfiable { size });
+        }
+        let stream = self.blobs.read(digest, range).await?;
+        Ok((size, stream))
+    }
+
+    /// Removes a blob from a repository of a push stage. The bytes stay while other repositories
+    /// (or other stages) still reference them.
+    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        self.stages.check_delete(repo)?;
+        if self.metadata.unlink_blob(repo, digest).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::BlobUnknown(digest.clone()))
+        }
+    }
+
+    // ---- manifests ----
+
+    /// Stores a manifest pushed to `repo` under `reference` (a tag, or the digest of `content`).
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        content: &[u8],
+    ) -> Result<PushedManifest> {
+        self.stages.check_push(repo)?;
+        if content.len() > self.limits.max_manifest_bytes {
+            return Err(RegistryError::ManifestTooLarge {
+                limit: self.limits.max_manifest_bytes,
+            });
+        }
+        let parsed = ParsedManifest::parse(content_type, content)?;
+        let (digest, tag) = match reference {
+            Reference::Digest(claimed) => {
+                let mut digester = Digester::new(claimed.algorithm());
+                digester.update(content);
+                let actual = digester.finish();
+                if &actual != claimed {
+                    return Err(RegistryError::DigestMismatch {
+                        expected: claimed.clone(),
+                        actual,
+                    });
+                }
+                (actual, None)
+            }
+            Reference::Tag(tag) => (Digest::sha256_of(content), Some(tag)),
+        };
+        let tag_move = self
+            .metadata
+            .put_manifest(repo, &digest, &parsed, content, tag, |current| match tag {
+                Some(tag) => self.stages.check_tag_move(repo, tag, current, &digest),
+                None => Ok(()),
+            })
+            .await
+            .map_err(|err| match err {
+                ManifestWriteError::MissingReferences(missing) => {
+                    RegistryError::ManifestReferenceUnknown {
+                        count: missing.len(),
+                        missing: missing.into_iter().next().unwrap_or(digest.clone()),
+                    }
+                }
+                ManifestWriteError::Rule(rule) => RegistryError::Rule(rule),
+                ManifestWriteError::Store(store) => RegistryError::Store(store),
+            })?;
+        Ok(PushedManifest {
+            digest,
+            subject: parsed.subject,
+            tag_move,
+        })
+    }
+
+    /// Resolves a tag or digest to the digest it names in `repo`.
+    async fn resolve(&self, repo: &RepoName, reference: &Reference) -> Result<Digest> {
+        match reference {
+            Reference::Digest(digest) => Ok(digest.clone()),
+            Reference::Tag(tag) => self
+                .metadata
+                .resolve_tag(repo, tag)
+                .await?
+                .ok_or_else(|| RegistryError::ManifestUnknown(tag.to_string())),
+        }
+    }
+
+    /// A manifest by tag or digest.
+    pub async fn manifest(&self, repo: &RepoName, reference: &Reference) -> Result<StoredManifest> {
+        self.check_readable(repo)?;
+        let digest = self.resolve(repo, reference).await?;
+        self.metadata
+            .manifest(repo, &digest)
+            .await?
+            .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))
+    }
+
+    /// Deletes a tag, or a manifest (with its tags) by digest, in a push stage.
+    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+        self.stages.check_delete(repo)?;
+        let deleted = match reference {
+            Reference::Tag(tag) => self.metadata.delete_tag(repo, tag).await?,
+            Reference::Digest(digest) => self.metadata.delete_manifest(repo, digest).await?,
+        };
+        if deleted {
+            Ok(())
+        } else {
+            Err(RegistryError::ManifestUnknown(reference.to_string()))
+        }
+    }
+
+    // ---- listings ----
+
+    /// A page of tags.
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        limit: u32,
+        last: Option<&str>,
+    ) -> Result<Vec<String>> {
+        self.check_readable(repo)?;
+        if !self.metadata.repository_exists(repo).await? {
+            return Err(RegistryError::RepositoryUnknown(repo.clone()));
+        }
+        Ok(self.metadata.tags(repo, limit, last).await?)
+    }
+
+    /// Manifests in `repo` whose subject is `subject`, optionally filtered by artifact type.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<ReferrerRow>> {
+        self.check_readable(repo)?;
+        Ok(self
+            .metadata
+            .referrers(repo, subject, artifact_type)
+            .await?)
+    }
+
+    /// A page of repository names.
+    pub async fn catalog(&self, limit: u32, last: Option<&str>) -> Result<Vec<String>> {
+        Ok(self.metadata.catalog(limit, last).await?)
+    }
+}

@@ -1,0 +1,323 @@
+//! Content-addressed blob bytes in an `object_store`.
+//!
+//! Layout: `blobs/<algorithm>/<first two hex>/<hex>` for committed blobs and
+//! `uploads/<session id>/<chunk number>` for upload data. A blob path is only ever written by
+//! [`BlobStore::commit_upload`] after the digest was verified, so a visible blob is always whole
+//! and correct. Bytes stream through in bounded pieces in both directions.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use airlock_core::{Digest, DigestAlgorithm, Digester};
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use uuid::Uuid;
+
+use crate::error::StoreError;
+
+/// A stream of blob bytes, as served to clients.
+pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// A byte range of a blob, inclusive start, exclusive end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+/// How many bytes are buffered before a part is handed to the object store.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts in flight per upload; with [`PART_SIZE`] this bounds an upload's memory to ~16 MiB.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// Blob bytes behind the `object_store` abstraction (local directory now, S3 by configuration later).
+#[derive(Clone)]
+pub struct BlobStore {
+    store: Arc<dyn ObjectStore>,
+    /// Root directory when the store is local, to remove staging leftovers an abort can miss.
+    local_root: Option<PathBuf>,
+}
+
+fn blob_path(digest: &Digest) -> Path {
+    let hex = digest.hex();
+    Path::from(format!(
+        "blobs/{}/{}/{}",
+        digest.algorithm().as_str(),
+        &hex[..2],
+        hex
+    ))
+}
+
+fn chunk_path(upload: Uuid, chunk: u32) -> Path {
+    Path::from(format!("uploads/{upload}/{chunk:08}"))
+}
+
+fn io_error(err: object_store::Error) -> std::io::Error {
+    std::io::Error::other(err)
+}
+
+impl BlobStore {
+    /// A blob store in a local directory, created if missing.
+    pub fn local(root: &FsPath) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(root)?;
+        let root = root.canonicalize()?;
+        let store = LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
+        Ok(Self {
+            store: Arc::new(store),
+            local_root: Some(root),
+        })
+    }
+
+    /// A blob store over any `object_store` backend.
+    pub fn from_object_store(store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            store,
+            local_root: None,
+        }
+    }
+
+    /// Streams one upload chunk into staging, feeding `digester` as bytes pass. Returns the chunk's
+    /// length. On any error the partial chunk is discarded and nothing becomes visible.
+    pub async fn write_chunk<S, E>(
+        &self,
+        upload: Uuid,
+        chunk: u32,
+        body: S,
+        digester: &mut Digester,
+    ) -> Result<u64, StoreError>
+    where
+        S: futures::Stream<Item = Result<Bytes, E>> + Send,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let location = chunk_path(upload, chunk);
+        let upload_handle = self.store.put_multipart(&location).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload_handle, PART_SIZE);
+        let mut written = 0u64;
+        let mut body = std::pin::pin!(body);
+        while let Some(next) = body.next().await {
+            let bytes = match next {
+                Ok(bytes) => bytes,
+                Err(err) => {
+                    let _ = writer.abort().await;
+                    return Err(StoreError::Io(std::io::Error::other(err)));
+                }
+            };
+            if let Err(err) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                let _ = writer.abort().await;
+                return Err(err.into());
+            }
+            digester.update(&bytes);
+            written += bytes.len() as u64;
+            writer.put(bytes);
+        }
+        writer.finish().await?;
+        Ok(written)
+    }
+
+    /// Recomputes an upload's digest from its staged chunks (used when the in-memory hasher is gone,
+    /// e.g. after a restart, or the client asks for another algorithm).
+    pub async fn digest_upload(
+        &self,
+        upload: Uuid,
+        chunks: u32,
+        algorithm: DigestAlgorithm,
+    ) -> Result<Digest, StoreError> {
+        let mut digester = Digester::new(algorithm);
+        for chunk in 0..chunks {
+            let mut stream = self
+                .store
+                .get(&chunk_path(upload, chunk))
+                .await?
+                .into_stream();
+            while let Some(bytes) = stream.try_next().await? {
+                digester.update(&bytes);
+            }
+        }
+        Ok(digester.finish())
+    }
+
+    /// Makes a verified upload visible as `digest`. A single chunk (the common case) is renamed, not
+    /// copied; several chunks are concatenated in a stream. Staging data is removed afterwards.
+    pub async fn commit_upload(
+        &self,
+        upload: Uuid,
+        chunks: u32,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        let target = blob_path(digest);
+        match chunks {
+            0 => {
+                self.store.put(&target, PutPayload::new()).await?;
+            }
+            1 => {
+                self.store.rename(&chunk_path(upload, 0), &target).await?;
+            }
+            _ => {
+                let handle = self.store.put_multipart(&target).await?;
+                let mut writer = WriteMultipart::new_with_chunk_size(handle, PART_SIZE);
+                for chunk in 0..chunks {
+                    let mut stream = self
+                        .store
+                        .get(&chunk_path(upload, chunk))
+                        .await?
+                        .into_stream();
+                    loop {
+                        let next = match stream.try_next().await {
+                            Ok(next) => next,
+                            Err(err) => {
+                                let _ = writer.abort().await;
+                                return Err(err.into());
+                            }
+                        };
+                        let Some(bytes) = next else { break };
+                        if let Err(err) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                            let _ = writer.abort().await;
+                            return Err(err.into());
+                        }
+                        writer.put(bytes);
+                    }
+                }
+                writer.finish().await?;
+            }
+        }
+        self.discard_upload(upload, chunks).await
+    }
+
+    /// Deletes an upload's staged data (cancel, failed verification, expiry).
+    pub async fn discard_upload(&self, upload: Uuid, chunks: u32) -> Result<(), StoreError> {
+        for chunk in 0..chunks {
+            match self.store.delete(&chunk_path(upload, chunk)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        if let Some(root) = &self.local_root {
+            let dir = root.join("uploads").join(upload.to_string());
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored size of a committed blob, or `None` if its bytes are absent.
+    pub async fn size(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        match self.store.head(&blob_path(digest)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Streams a committed blob, or a range of it.
+    pub async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<BlobRange>,
+    ) -> Result<ByteStream, StoreError> {
+        let options = GetOptions {
+            range: range.map(|r| GetRange::Bounded(r.start..r.end)),
+            ..GetOptions::default()
+        };
+        let result = self.store.get_opts(&blob_path(digest), options).await?;
+        Ok(result.into_stream().map_err(io_error).boxed())
+    }
+
+    /// Deletes a committed blob's bytes.
+    pub async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
+        match self.store.delete(&blob_path(digest)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(
+        parts: &[&'static [u8]],
+    ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+        futures::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    async fn read_all(store: &BlobStore, digest: &Digest, range: Option<BlobRange>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut s = store.read(digest, range).await.unwrap();
+        while let Some(b) = s.try_next().await.unwrap() {
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn chunked_upload_commits_concatenation_and_cleans_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::local(dir.path()).unwrap();
+        let id = Uuid::new_v4();
+        let mut d = Digester::new(DigestAlgorithm::Sha256);
+        store
+            .write_chunk(id, 0, chunks(&[b"hello ", b"big "]), &mut d)
+            .await
+            .unwrap();
+        store
+            .write_chunk(id, 1, chunks(&[b"world"]), &mut d)
+            .await
+            .unwrap();
+        let digest = d.finish();
+        assert_eq!(digest, Digest::sha256_of(b"hello big world"));
+        assert_eq!(
+            store
+                .digest_upload(id, 2, DigestAlgorithm::Sha256)
+                .await
+                .unwrap(),
+            digest
+        );
+        store.commit_upload(id, 2, &digest).await.unwrap();
+        assert_eq!(read_all(&store, &digest, None).await, b"hello big world");
+        assert_eq!(
+            read_all(&store, &digest, Some(BlobRange { start: 6, end: 9 })).await,
+            b"big"
+        );
+        assert_eq!(store.size(&digest).await.unwrap(), Some(15));
+        assert!(!dir.path().join("uploads").join(id.to_string()).exists());
+    }
+
+    #[tokio::test]
+    async fn single_chunk_upload_is_renamed_and_discard_removes_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::local(dir.path()).unwrap();
+        let id = Uuid::new_v4();
+        let mut d = Digester::new(DigestAlgorithm::Sha256);
+        store
+            .write_chunk(id, 0, chunks(&[b"abc"]), &mut d)
+            .await
+            .unwrap();
+        let digest = d.finish();
+        store.commit_upload(id, 1, &digest).await.unwrap();
+        assert_eq!(read_all(&store, &digest, None).await, b"abc");
+
+        let other = Uuid::new_v4();
+        let mut d = Digester::new(DigestAlgorithm::Sha256);
+        store
+            .write_chunk(other, 0, chunks(&[b"xyz"]), &mut d)
+            .await
+            .unwrap();
+        store.discard_upload(other, 1).await.unwrap();
+        assert!(!dir.path().join("uploads").join(other.to_string()).exists());
+        assert_eq!(store.size(&Digest::sha256_of(b"xyz")).await.unwrap(), None);
+    }
+}

@@ -1,0 +1,22 @@
+//! The storage error.
+
+/// A storage operation failed. None of these are the client's fault; the server answers 500 and
+/// logs the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The metadata database failed.
+    #[error("metadata database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A schema migration failed.
+    #[error("metadata migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The blob store failed.
+    #[error("blob store: {0}")]
+    Blob(#[from] object_store::Error),
+    /// Local file system I/O failed.
+    #[error("storage I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A stored value could not be read back (corruption or a manual edit).
+    #[error("corrupt metadata: {0}")]
+    Corrupt(String),
+}

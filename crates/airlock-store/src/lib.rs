@@ -1,0 +1,17 @@
+//! airlock's storage layer.
+//!
+//! [`Metadata`] keeps everything small and relational (repositories, manifests, tags, blob links,
+//! upload sessions) in SQL through sqlx; SQLite in WAL mode is the embedded default. [`BlobStore`]
+//! keeps blob bytes in an `object_store` (a local directory by default), content-addressed so one
+//! copy serves every stage and repository. Neither knows about HTTP.
+#![forbid(unsafe_code)]
+
+mod blobs;
+mod error;
+mod metadata;
+
+pub use blobs::{BlobRange, BlobStore, ByteStream};
+pub use error::StoreError;
+pub use metadata::{
+    ManifestWriteError, Metadata, ReferrerRow, StoredManifest, TagMove, UploadSession, now_millis,
+};

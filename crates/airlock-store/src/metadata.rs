@@ -1,0 +1,587 @@
+//! Registry metadata in SQL: repositories, blob links, manifests, tags, referrers, upload sessions.
+//!
+//! Every write that changes what a client can see runs in one transaction, so a manifest, its
+//! references and its tag appear together or not at all.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use airlock_core::{Digest, ParsedManifest, RepoName, Tag};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlStr, SqlitePool};
+use uuid::Uuid;
+
+use crate::error::StoreError;
+
+/// The schema migrations, embedded in the binary, applied in order at start.
+fn migrator() -> Migrator {
+    let migration = |version, description: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            Cow::Borrowed(description),
+            MigrationType::Simple,
+            SqlStr::from_static(sql),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![migration(
+        1,
+        "registry",
+        include_str!("../migrations/0001_registry.sql"),
+    )])
+}
+
+/// Milliseconds since the Unix epoch, the time unit of every stored timestamp.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as i64
+}
+
+/// An upload session in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSession {
+    /// The session id, also the staging directory name.
+    pub id: Uuid,
+    /// The repository the upload belongs to.
+    pub repository: String,
+    /// Bytes received so far.
+    pub size: u64,
+    /// Chunks staged so far.
+    pub chunks: u32,
+    /// When the session started (ms).
+    pub created_at: i64,
+    /// When the last chunk arrived (ms).
+    pub updated_at: i64,
+}
+
+/// A manifest document as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredManifest {
+    /// Its digest.
+    pub digest: Digest,
+    /// The media type it is served with.
+    pub media_type: String,
+    /// The exact bytes that were pushed.
+    pub content: Vec<u8>,
+}
+
+/// One entry of a referrers listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferrerRow {
+    /// The referrer manifest's digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its artifact type.
+    pub artifact_type: Option<String>,
+    /// Its annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What a manifest push did to its tag, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagMove {
+    /// The tag is new.
+    Created,
+    /// The tag moved away from this digest.
+    Moved {
+        /// The digest the tag pointed to before.
+        from: Digest,
+    },
+    /// The tag already pointed to this digest.
+    Unchanged,
+}
+
+/// Why a manifest could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestWriteError {
+    /// Referenced blobs or manifests are not in the repository.
+    #[error("manifest references content missing from the repository: {0:?}")]
+    MissingReferences(Vec<Digest>),
+    /// A stage rule refused the tag move.
+    #[error(transparent)]
+    Rule(airlock_core::Error),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ManifestWriteError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Store(err.into())
+    }
+}
+
+/// The metadata store.
+#[derive(Clone)]
+pub struct Metadata {
+    pool: SqlitePool,
+}
+
+fn parse_digest(value: String) -> Result<Digest, StoreError> {
+    Digest::from_str(&value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_annotations(value: &str) -> Result<BTreeMap<String, String>, StoreError> {
+    serde_json::from_str(value).map_err(|e| StoreError::Corrupt(format!("annotations: {e}")))
+}
+
+async fn ensure_repository(
+    tx: &mut sqlx::SqliteConnection,
+    repo: &RepoName,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT OR IGNORE INTO repositories (name, created_at) VALUES (?, ?)")
+        .bind(repo.as_str())
+        .bind(now)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+impl Metadata {
+    /// Opens (creating if needed) the SQLite database at `path` in WAL mode and applies migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        migrator().run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Checks the database answers (readiness probe).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections to finish (graceful shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Records a verified blob and links it into `repo`, in one transaction.
+    pub async fn commit_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)")
+            .bind(digest.to_string())
+            .bind(size as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        ensure_repository(&mut tx, repo, now).await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO repository_blobs (repository, digest, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether a blob is known at all (in any repository), with its size.
+    pub async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ?")
+            .bind(digest.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    /// The size of a blob if `repo` may serve it.
+    pub async fn blob_in_repository(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, StoreError> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+             WHERE rb.repository = ? AND rb.digest = ?",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    /// Removes a blob's link from a repository. Returns whether it was linked.
+    pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM repository_blobs WHERE repository = ? AND digest = ?")
+            .bind(repo.as_str())
+            .bind(digest.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Starts an upload session.
+    pub async fn create_upload(&self, id: Uuid, repo: &RepoName) -> Result<(), StoreError> {
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO uploads (id, repository, size, chunks, created_at, updated_at)
+             VALUES (?, ?, 0, 0, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(repo.as_str())
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// An upload session by id.
+    pub async fn upload(&self, id: Uuid) -> Result<Option<UploadSession>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, repository, size, chunks, created_at, updated_at FROM uploads WHERE id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(upload_from_row).transpose()
+    }
+
+    /// Records a staged chunk if the session is still at `expected_size` (optimistic check against
+    /// a concurrent writer). Returns whether the record was made.
+    pub async fn record_chunk(
+        &self,
+        id: Uuid,
+        expected_size: u64,
+        new_size: u64,
+        new_chunks: u32,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET size = ?, chunks = ?, updated_at = ? WHERE id = ? AND size = ?",
+        )
+        .bind(new_size as i64)
+        .bind(new_chunks as i64)
+        .bind(now_millis())
+        .bind(id.to_string())
+        .bind(expected_size as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends an upload session.
+    pub async fn delete_upload(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM uploads WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Upload sessions idle since before `cutoff_millis`, for the expiry sweep.
+    pub async fn idle_uploads(&self, cutoff_millis: i64) -> Result<Vec<UploadSession>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, repository, size, chunks, created_at, updated_at FROM uploads
+             WHERE updated_at < ? LIMIT 1000",
+        )
+        .bind(cutoff_millis)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(upload_from_row).collect()
+    }
+
+    /// Stores a manifest in `repo` (and points `tag` at it), after checking inside the same
+    /// transaction that every referenced blob and manifest is in the repository and that
+    /// `check_tag` accepts the move from the tag's current digest.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        manifest: &ParsedManifest,
+        content: &[u8],
+        tag: Option<&Tag>,
+        check_tag: impl FnOnce(Option<&Digest>) -> Result<(), airlock_core::Error>,
+    ) -> Result<Option<TagMove>, ManifestWriteError> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        let mut missing = Vec::new();
+        for blob in &manifest.blobs {
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM repository_blobs WHERE repository = ? AND digest = ?",
+            )
+            .bind(repo.as_str())
+            .bind(blob.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if found.is_none() {
+                missing.push(blob.clone());
+            }
+        }
+        for child in &manifest.manifests {
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM repository_manifests WHERE repository = ? AND digest = ?",
+            )
+            .bind(repo.as_str())
+            .bind(child.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if found.is_none() {
+                missing.push(child.clone());
+            }
+        }
+        if !missing.is_empty() {
+            return Err(ManifestWriteError::MissingReferences(missing));
+        }
+        let tag_move = match tag {
+            None => None,
+            Some(tag) => {
+                let current: Option<String> =
+                    sqlx::query_scalar("SELECT digest FROM tags WHERE repository = ? AND name = ?")
+                        .bind(repo.as_str())
+                        .bind(tag.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let current = current.map(parse_digest).transpose()?;
+                check_tag(current.as_ref()).map_err(ManifestWriteError::Rule)?;
+                Some(match current {
+                    None => TagMove::Created,
+                    Some(from) if &from == digest => TagMove::Unchanged,
+                    Some(from) => TagMove::Moved { from },
+                })
+            }
+        };
+        let annotations = serde_json::to_string(&manifest.annotations)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO manifests
+             (digest, media_type, artifact_type, subject, annotations, size, content, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(digest.to_string())
+        .bind(&manifest.media_type)
+        .bind(manifest.artifact_type.as_deref())
+        .bind(manifest.subject.as_ref().map(Digest::to_string))
+        .bind(annotations)
+        .bind(content.len() as i64)
+        .bind(content)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let references = manifest
+            .blobs
+            .iter()
+            .map(|d| (d, "blob"))
+            .chain(manifest.manifests.iter().map(|d| (d, "manifest")));
+        for (child, kind) in references {
+            sqlx::query(
+                "INSERT OR IGNORE INTO manifest_references (digest, child, kind) VALUES (?, ?, ?)",
+            )
+            .bind(digest.to_string())
+            .bind(child.to_string())
+            .bind(kind)
+            .execute(&mut *tx)
+            .await?;
+        }
+        ensure_repository(&mut tx, repo, now).await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO repository_manifests (repository, digest, subject, created_at)
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .bind(manifest.subject.as_ref().map(Digest::to_string))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(tag) = tag {
+            sqlx::query(
+                "INSERT INTO tags (repository, name, digest, updated_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (repository, name) DO UPDATE SET digest = excluded.digest,
+                 updated_at = excluded.updated_at",
+            )
+            .bind(repo.as_str())
+            .bind(tag.as_str())
+            .bind(digest.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(tag_move)
+    }
+
+    /// The digest a tag points to in `repo`.
+    pub async fn resolve_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> Result<Option<Digest>, StoreError> {
+        let digest: Option<String> =
+            sqlx::query_scalar("SELECT digest FROM tags WHERE repository = ? AND name = ?")
+                .bind(repo.as_str())
+                .bind(tag.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        digest.map(parse_digest).transpose()
+    }
+
+    /// A manifest held by `repo`.
+    pub async fn manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<StoredManifest>, StoreError> {
+        let row = sqlx::query(
+            "SELECT m.media_type, m.content FROM repository_manifests rm
+             JOIN manifests m ON m.digest = rm.digest
+             WHERE rm.repository = ? AND rm.digest = ?",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| StoredManifest {
+            digest: digest.clone(),
+            media_type: row.get("media_type"),
+            content: row.get("content"),
+        }))
+    }
+
+    /// Removes a manifest and every tag pointing to it from `repo`. Returns whether it was there.
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM tags WHERE repository = ? AND digest = ?")
+            .bind(repo.as_str())
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let done =
+            sqlx::query("DELETE FROM repository_manifests WHERE repository = ? AND digest = ?")
+                .bind(repo.as_str())
+                .bind(digest.to_string())
+                .execute(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Removes a tag (the manifest stays). Returns whether the tag existed.
+    pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM tags WHERE repository = ? AND name = ?")
+            .bind(repo.as_str())
+            .bind(tag.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Whether anything was ever pushed to `repo`.
+    pub async fn repository_exists(&self, repo: &RepoName) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM repositories WHERE name = ?")
+            .bind(repo.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// Up to `limit` tags of `repo` in lexical order, after `last` if given.
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        limit: u32,
+        last: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM tags WHERE repository = ? AND name > ? ORDER BY name LIMIT ?",
+        )
+        .bind(repo.as_str())
+        .bind(last.unwrap_or(""))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<ReferrerRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+             FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
+             WHERE rm.repository = ? AND rm.subject = ?
+               AND (? IS NULL OR m.artifact_type = ?)
+             ORDER BY rm.created_at, m.digest",
+        )
+        .bind(repo.as_str())
+        .bind(subject.to_string())
+        .bind(artifact_type)
+        .bind(artifact_type)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(ReferrerRow {
+                    digest: parse_digest(row.get("digest"))?,
+                    media_type: row.get("media_type"),
+                    size: row.get::<i64, _>("size") as u64,
+                    artifact_type: row.get("artifact_type"),
+                    annotations: parse_annotations(row.get("annotations"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Up to `limit` repository names in lexical order, after `last` if given.
+    pub async fn catalog(&self, limit: u32, last: Option<&str>) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
+            )
+            .bind(last.unwrap_or(""))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?,
+        )
+    }
+}
+
+fn upload_from_row(row: sqlx::sqlite::SqliteRow) -> Result<UploadSession, StoreError> {
+    let id: String = row.get("id");
+    Ok(UploadSession {
+        id: id
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("upload id {id:?}")))?,
+        repository: row.get("repository"),
+        size: row.get::<i64, _>("size") as u64,
+        chunks: row.get::<i64, _>("chunks") as u32,
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    })
+}
