@@ -121,6 +121,11 @@ impl From<sqlx::Error> for ManifestWriteError {
 }
 
 /// The metadata store.
+///
+/// Single-row reads use `fetch_all`, never `fetch_optional`/`fetch_one`: with SQLite, a statement
+/// that is dropped before it steps to the end stays active and pins its connection's WAL read
+/// snapshot, so a later read on that pooled connection could miss a write that already committed
+/// (sqlx issue #2543). Running every statement to completion releases the snapshot at once.
 #[derive(Clone)]
 pub struct Metadata {
     pool: SqlitePool,
@@ -208,8 +213,10 @@ impl Metadata {
     pub async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
         let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ?")
             .bind(digest.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .next();
         Ok(size.map(|s| s as u64))
     }
 
@@ -225,8 +232,10 @@ impl Metadata {
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next();
         Ok(size.map(|s| s as u64))
     }
 
@@ -262,8 +271,10 @@ impl Metadata {
             "SELECT id, repository, size, chunks, created_at, updated_at FROM uploads WHERE id = ?",
         )
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next();
         row.map(upload_from_row).transpose()
     }
 
@@ -331,8 +342,10 @@ impl Metadata {
             )
             .bind(repo.as_str())
             .bind(blob.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .next();
             if found.is_none() {
                 missing.push(blob.clone());
             }
@@ -343,8 +356,10 @@ impl Metadata {
             )
             .bind(repo.as_str())
             .bind(child.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .next();
             if found.is_none() {
                 missing.push(child.clone());
             }
@@ -359,8 +374,10 @@ impl Metadata {
                     sqlx::query_scalar("SELECT digest FROM tags WHERE repository = ? AND name = ?")
                         .bind(repo.as_str())
                         .bind(tag.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .next();
                 let current = current.map(parse_digest).transpose()?;
                 check_tag(current.as_ref()).map_err(ManifestWriteError::Rule)?;
                 Some(match current {
@@ -440,8 +457,10 @@ impl Metadata {
             sqlx::query_scalar("SELECT digest FROM tags WHERE repository = ? AND name = ?")
                 .bind(repo.as_str())
                 .bind(tag.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .next();
         digest.map(parse_digest).transpose()
     }
 
@@ -458,8 +477,10 @@ impl Metadata {
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .next();
         Ok(row.map(|row| StoredManifest {
             digest: digest.clone(),
             media_type: row.get("media_type"),
@@ -503,8 +524,10 @@ impl Metadata {
     pub async fn repository_exists(&self, repo: &RepoName) -> Result<bool, StoreError> {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM repositories WHERE name = ?")
             .bind(repo.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .next();
         Ok(found.is_some())
     }
 

@@ -1,0 +1,240 @@
+//! The shared test harness: starts the real `airlock serve` binary, exactly as a user does, on an
+//! ephemeral port with a temporary data directory, and offers a small OCI client on top of reqwest.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// A running `airlock serve`.
+pub struct TestServer {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    /// The data directory (kept alive by `_temp` unless given by the caller).
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    /// A server with a fresh data directory.
+    pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// A server with a fresh data directory and extra environment (e.g. `AIRLOCK_REGISTRY__...`).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().join("data");
+        let mut server = Self::start_in(&dir, env);
+        server._temp = Some(temp);
+        server
+    }
+
+    /// A server over an existing data directory (restart tests).
+    pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_airlock"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("AIRLOCK_LOG__LEVEL", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start airlock serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("airlock printed its listen address");
+        let base = line
+            .strip_prefix("airlock listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        let host = base.trim_start_matches("http://").to_string();
+        Self {
+            child: Some(child),
+            base,
+            host,
+            data_dir: data_dir.to_path_buf(),
+            _temp: None,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Stops the server with SIGTERM (graceful) and waits for it to exit successfully.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let status = child.wait().expect("wait for airlock");
+            assert!(
+                status.success(),
+                "airlock exited with {status} after SIGTERM"
+            );
+        }
+    }
+
+    /// Peak resident memory of the server so far, in KiB (VmHWM).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Resolves a `Location` header (relative or absolute) against the server.
+    pub fn location(&self, response: &reqwest::Response) -> String {
+        let location = response.headers()["location"].to_str().unwrap().to_string();
+        if location.starts_with("http") {
+            location
+        } else {
+            self.url(&location)
+        }
+    }
+
+    /// Uploads a blob monolithically; returns its digest.
+    pub async fn push_blob(&self, repo: &str, content: &[u8]) -> String {
+        let digest = sha256(content);
+        let response = self
+            .http
+            .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
+            .body(content.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            201,
+            "push blob: {}",
+            response.text().await.unwrap()
+        );
+        digest
+    }
+
+    /// Pushes a manifest; returns the response.
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> reqwest::Response {
+        self.http
+            .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .header("content-type", media_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Pushes a config and layers and an image manifest tagged `tag`; returns (manifest bytes, digest).
+    pub async fn push_image(&self, repo: &str, tag: &str, layers: &[&[u8]]) -> (Vec<u8>, String) {
+        let config = br#"{"architecture":"amd64","os":"linux"}"#;
+        let config_digest = self.push_blob(repo, config).await;
+        let mut descriptors = Vec::new();
+        for layer in layers {
+            let digest = self.push_blob(repo, layer).await;
+            descriptors.push(serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": digest, "size": layer.len()}));
+        }
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": descriptors,
+        }))
+        .unwrap();
+        let response = self.put_manifest(repo, tag, OCI_MANIFEST, &manifest).await;
+        assert_eq!(
+            response.status(),
+            201,
+            "push manifest: {}",
+            response.text().await.unwrap()
+        );
+        let digest = sha256(&manifest);
+        (manifest, digest)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn sha256(content: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(content)))
+}
+
+/// The OCI error code of an error response body.
+pub async fn error_code(response: reqwest::Response) -> String {
+    let body: serde_json::Value = response.json().await.expect("JSON error body");
+    body["errors"][0]["code"]
+        .as_str()
+        .expect("errors[0].code")
+        .to_string()
+}
+
+/// Whether interop tests must run (CI sets `AIRLOCK_INTEROP=required`) or may skip when a client
+/// is missing. Returns `false` (skip, with a notice) only when not required.
+pub fn interop_tool_available(tool: &str, probe: &[&str]) -> bool {
+    let ok = Command::new(tool)
+        .args(probe)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var("AIRLOCK_INTEROP").as_deref() == Ok("required") {
+            panic!(
+                "{tool} is required (AIRLOCK_INTEROP=required) but `{tool} {}` failed; .ci/run installs it",
+                probe.join(" ")
+            );
+        }
+        eprintln!(
+            "NOTICE: skipping interop test: {tool} is not installed (set AIRLOCK_INTEROP=required to make this a failure)"
+        );
+    }
+    ok
+}
