@@ -1,1 +1,360 @@
-fn main() {}
+//! `airlock-bench`: pushes and pulls a large blob and many small manifests against airlock and, in
+//! the same run, against the CNCF distribution registry (`docker-registry` from Debian) when it is
+//! installed, then prints throughput and the airlock/distribution ratio.
+//!
+//! Run: `cargo build --release && cargo run --release -p airlock-bench -- [--blob-mib 1024] [--manifests 1000]`
+//! Both registries get a fresh data directory on the same disk and are driven by the same client
+//! code over loopback, one at a time, so the ratio compares the servers, not the client.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use sha2::{Digest as _, Sha256};
+
+const BLOCK: usize = 1024 * 1024;
+
+struct Options {
+    blob_mib: usize,
+    manifests: usize,
+    airlock: PathBuf,
+    registry: PathBuf,
+}
+
+fn options() -> Result<Options> {
+    let mut options = Options {
+        blob_mib: 1024,
+        manifests: 1000,
+        airlock: PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/release/airlock"
+        )),
+        registry: PathBuf::from("/usr/bin/docker-registry"),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--blob-mib" => options.blob_mib = value()?.parse()?,
+            "--manifests" => options.manifests = value()?.parse()?,
+            "--airlock" => options.airlock = value()?.into(),
+            "--registry" => options.registry = value()?.into(),
+            other => bail!("unknown argument {other}; see the doc comment in bench/main.rs"),
+        }
+    }
+    Ok(options)
+}
+
+/// A registry process on loopback with its own data directory.
+struct Server {
+    name: &'static str,
+    base: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn start_airlock(binary: &Path) -> Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let mut child = Command::new(binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("AIRLOCK_LOG__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "start {} (build it with cargo build --release)",
+                binary.display()
+            )
+        })?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let base = line
+        .trim()
+        .strip_prefix("airlock listening on ")
+        .with_context(|| format!("unexpected airlock output {line:?}"))?
+        .to_string();
+    Ok(Server {
+        name: "airlock",
+        base,
+        child,
+        _dir: dir,
+    })
+}
+
+async fn start_distribution(binary: &Path) -> Result<Option<Server>> {
+    if !binary.exists() {
+        eprintln!(
+            "NOTICE: {} not found; install Debian's docker-registry for the comparison",
+            binary.display()
+        );
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        ),
+    )?;
+    let child = Command::new(binary)
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let server = Server {
+        name: "distribution",
+        base,
+        child,
+        _dir: dir,
+    };
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client
+            .get(format!("{}/v2/", server.base))
+            .send()
+            .await
+            .is_ok()
+        {
+            return Ok(Some(server));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("docker-registry did not come up")
+}
+
+/// The benchmark blob: `mib` distinct 1 MiB blocks generated on the fly.
+fn blob_stream(
+    base: &[u8],
+    mib: usize,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + use<> {
+    let base = base.to_vec();
+    futures::stream::iter(0..mib).map(move |i| {
+        let mut block = base.clone();
+        block[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        Ok(bytes::Bytes::from(block))
+    })
+}
+
+fn location(base: &str, response: &reqwest::Response) -> Result<String> {
+    let location = response
+        .headers()
+        .get("location")
+        .context("no Location")?
+        .to_str()?;
+    Ok(if location.starts_with("http") {
+        location.to_string()
+    } else {
+        format!("{base}{location}")
+    })
+}
+
+struct Figures {
+    push_blob: Duration,
+    pull_blob: Duration,
+    push_manifests: Duration,
+    pull_manifests: Duration,
+}
+
+async fn run(
+    server: &Server,
+    options: &Options,
+    base_block: &[u8],
+    digest: &str,
+) -> Result<Figures> {
+    let http = reqwest::Client::new();
+    let base = &server.base;
+    let repo = "dev/bench/app";
+
+    // 1. One large blob: POST, one streaming PATCH, PUT.
+    let started = Instant::now();
+    let start = http
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await?;
+    let upload = location(base, &start)?;
+    let patched = http
+        .patch(&upload)
+        .header("content-type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(blob_stream(
+            base_block,
+            options.blob_mib,
+        )))
+        .send()
+        .await?;
+    let upload = location(base, &patched)?;
+    let separator = if upload.contains('?') { '&' } else { '?' };
+    let done = http
+        .put(format!("{upload}{separator}digest={digest}"))
+        .send()
+        .await?;
+    if done.status() != 201 {
+        bail!(
+            "{}: blob push failed with {}: {}",
+            server.name,
+            done.status(),
+            done.text().await?
+        );
+    }
+    let push_blob = started.elapsed();
+
+    let started = Instant::now();
+    let response = http
+        .get(format!("{base}/v2/{repo}/blobs/{digest}"))
+        .send()
+        .await?;
+    let mut received = 0usize;
+    let mut stream = response.bytes_stream();
+    while let Some(bytes) = stream.next().await {
+        received += bytes?.len();
+    }
+    if received != options.blob_mib * BLOCK {
+        bail!("{}: pulled {received} bytes", server.name);
+    }
+    let pull_blob = started.elapsed();
+
+    // 2. Many small manifests, each tagged, referencing one config and one layer.
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let layer = b"small layer";
+    let mut refs = Vec::new();
+    for content in [config.as_slice(), layer.as_slice()] {
+        let d = format!("sha256:{}", hex::encode(Sha256::digest(content)));
+        let r = http
+            .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+            .send()
+            .await?;
+        let upload = location(base, &r)?;
+        let separator = if upload.contains('?') { '&' } else { '?' };
+        let r = http
+            .put(format!("{upload}{separator}digest={d}"))
+            .header("content-type", "application/octet-stream")
+            .body(content.to_vec())
+            .send()
+            .await?;
+        if r.status() != 201 {
+            bail!("{}: small blob push failed: {}", server.name, r.status());
+        }
+        refs.push((d, content.len()));
+    }
+    let manifests: Vec<Vec<u8>> = (0..options.manifests)
+        .map(|i| {
+            serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": refs[0].0, "size": refs[0].1},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": refs[1].0, "size": refs[1].1}],
+                "annotations": {"bench.index": i.to_string()},
+            }))
+            .expect("manifest JSON")
+        })
+        .collect();
+    let started = Instant::now();
+    for (i, manifest) in manifests.iter().enumerate() {
+        let r = http
+            .put(format!("{base}/v2/{repo}/manifests/v{i}"))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest.clone())
+            .send()
+            .await?;
+        if r.status() != 201 {
+            bail!(
+                "{}: manifest push failed: {} {}",
+                server.name,
+                r.status(),
+                r.text().await?
+            );
+        }
+    }
+    let push_manifests = started.elapsed();
+    let started = Instant::now();
+    for i in 0..options.manifests {
+        let r = http
+            .get(format!("{base}/v2/{repo}/manifests/v{i}"))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await?;
+        if r.status() != 200 {
+            bail!("{}: manifest pull failed: {}", server.name, r.status());
+        }
+        r.bytes().await?;
+    }
+    let pull_manifests = started.elapsed();
+    Ok(Figures {
+        push_blob,
+        pull_blob,
+        push_manifests,
+        pull_manifests,
+    })
+}
+
+fn report(name: &str, options: &Options, f: &Figures) {
+    let mib = options.blob_mib as f64;
+    let n = options.manifests as f64;
+    println!(
+        "{name:<13} blob push {:>8.1} MiB/s  blob pull {:>8.1} MiB/s  manifest push {:>7.0}/s  manifest pull {:>7.0}/s",
+        mib / f.push_blob.as_secs_f64(),
+        mib / f.pull_blob.as_secs_f64(),
+        n / f.push_manifests.as_secs_f64(),
+        n / f.pull_manifests.as_secs_f64(),
+    );
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let options = options()?;
+    let base_block: Vec<u8> = (0..BLOCK).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut hasher = Sha256::new();
+    let mut stream = std::pin::pin!(blob_stream(&base_block, options.blob_mib));
+    while let Some(block) = stream.next().await {
+        hasher.update(block?);
+    }
+    let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+    println!(
+        "blob {} MiB, {} manifests; each registry runs alone with a fresh data directory",
+        options.blob_mib, options.manifests
+    );
+
+    let airlock = start_airlock(&options.airlock)?;
+    let ours = run(&airlock, &options, &base_block, &digest).await?;
+    drop(airlock);
+    report("airlock", &options, &ours);
+
+    let Some(distribution) = start_distribution(&options.registry).await? else {
+        return Ok(());
+    };
+    let theirs = run(&distribution, &options, &base_block, &digest).await?;
+    drop(distribution);
+    report("distribution", &options, &theirs);
+
+    // Throughput ratio airlock/distribution: above 1.0 means airlock is faster.
+    let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64();
+    println!(
+        "ratio airlock/distribution (throughput, >1 = airlock faster): blob push {:.2}  blob pull {:.2}  manifest push {:.2}  manifest pull {:.2}",
+        ratio(ours.push_blob, theirs.push_blob),
+        ratio(ours.pull_blob, theirs.pull_blob),
+        ratio(ours.push_manifests, theirs.push_manifests),
+        ratio(ours.pull_manifests, theirs.pull_manifests),
+    );
+    Ok(())
+}

@@ -115,12 +115,11 @@ fn pseudo_random(len: usize, seed: u8) -> Vec<u8> {
 }
 
 fn skopeo(args: &[&str]) -> std::process::Output {
-    let output = Command::new("skopeo")
+    Command::new("skopeo")
         .arg("--insecure-policy")
         .args(args)
         .output()
-        .expect("run skopeo");
-    output
+        .expect("run skopeo")
 }
 
 fn skopeo_ok(args: &[&str]) -> Vec<u8> {
