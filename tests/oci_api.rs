@@ -254,6 +254,63 @@ async fn cancelled_upload_is_forgotten_with_its_data() {
 }
 
 #[tokio::test]
+async fn interrupted_chunk_leaves_no_data_and_the_session_usable() {
+    let s = TestServer::start();
+    let start = s
+        .http
+        .post(s.url("/v2/dev/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let location = s.location(&start);
+    // The client dies after sending part of the chunk.
+    let body = futures::stream::iter(vec![
+        Ok(bytes::Bytes::from(vec![1u8; 256 * 1024])),
+        Err(std::io::Error::other("client went away")),
+    ]);
+    let _ = s
+        .http
+        .patch(&location)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await;
+    // The server notices the broken body asynchronously; give it a moment to clean up.
+    let id = location.rsplit('/').next().unwrap();
+    let staged = s.data_dir.join("blobs/uploads").join(id);
+    let mut leftovers = Vec::new();
+    for _ in 0..50 {
+        leftovers = std::fs::read_dir(&staged)
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        if leftovers.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        leftovers.is_empty(),
+        "partial chunk left data: {leftovers:?}"
+    );
+    let status = s.http.get(&location).send().await.unwrap();
+    assert_eq!(status.status(), 204);
+    assert_eq!(
+        status.headers()["range"],
+        "0-0",
+        "partial chunk must not count"
+    );
+    // The session still works.
+    let digest = sha256(b"retry");
+    let done = s
+        .http
+        .put(format!("{location}?digest={digest}"))
+        .body("retry")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 201);
+}
+
+#[tokio::test]
 async fn idle_uploads_expire_and_their_data_is_deleted() {
     let s = TestServer::start_with_env(&[
         ("AIRLOCK_REGISTRY__UPLOAD_EXPIRY_SECS", "1"),

@@ -608,3 +608,92 @@ fn upload_from_row(row: sqlx::sqlite::SqliteRow) -> Result<UploadSession, StoreE
         updated_at: row.get("updated_at"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(blobs: Vec<Digest>) -> ParsedManifest {
+        ParsedManifest {
+            kind: airlock_core::ManifestKind::Image,
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            artifact_type: None,
+            blobs,
+            manifests: Vec::new(),
+            subject: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_tag_move_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
+            .await
+            .unwrap();
+        let repo: RepoName = "prod/team/app".parse().unwrap();
+        let tag: Tag = "1.0".parse().unwrap();
+        let blob = Digest::sha256_of(b"layer");
+        meta.commit_blob(&repo, &blob, 5).await.unwrap();
+        let first = Digest::sha256_of(b"first");
+        let moved = meta
+            .put_manifest(
+                &repo,
+                &first,
+                &manifest(vec![blob.clone()]),
+                b"first",
+                Some(&tag),
+                |_| Ok(()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(moved, Some(TagMove::Created));
+
+        let second = Digest::sha256_of(b"second");
+        let refused = meta
+            .put_manifest(
+                &repo,
+                &second,
+                &manifest(vec![blob]),
+                b"second",
+                Some(&tag),
+                |current| {
+                    assert_eq!(current, Some(&first));
+                    Err(airlock_core::Error::InvalidTag(
+                        "immutable in this test".into(),
+                    ))
+                },
+            )
+            .await;
+        assert!(matches!(refused, Err(ManifestWriteError::Rule(_))));
+        // The tag did not move and the refused manifest is not in the repository.
+        assert_eq!(meta.resolve_tag(&repo, &tag).await.unwrap(), Some(first));
+        assert_eq!(meta.manifest(&repo, &second).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn missing_references_are_all_reported_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
+            .await
+            .unwrap();
+        let repo: RepoName = "dev/team/app".parse().unwrap();
+        let missing = vec![Digest::sha256_of(b"a"), Digest::sha256_of(b"b")];
+        let digest = Digest::sha256_of(b"m");
+        let result = meta
+            .put_manifest(
+                &repo,
+                &digest,
+                &manifest(missing.clone()),
+                b"m",
+                None,
+                |_| Ok(()),
+            )
+            .await;
+        match result {
+            Err(ManifestWriteError::MissingReferences(reported)) => assert_eq!(reported, missing),
+            other => panic!("expected missing references, got {other:?}"),
+        }
+        assert!(!meta.repository_exists(&repo).await.unwrap());
+    }
+}
