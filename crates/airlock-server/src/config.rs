@@ -267,3 +267,23 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The documented example must load and must equal the built-in defaults it claims to show.
+    #[test]
+    fn documented_example_is_the_default() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/airlock.example.toml"
+        );
+        let example = Config::load(Some(Path::new(path)), []).unwrap();
+        let default = Config::default();
+        assert_eq!(
+            toml::to_string(&example).unwrap(),
+            toml::to_string(&default).unwrap()
+        );
+    }
+}
