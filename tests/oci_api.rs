@@ -82,6 +82,22 @@ async fn monolithic_upload_is_readable_whole_and_by_range() {
 }
 
 #[tokio::test]
+async fn empty_blob_uploads_and_reads_back() {
+    let s = TestServer::start();
+    let digest = s.push_blob("dev/team/app", b"").await;
+    assert_eq!(digest, sha256(b""));
+    let get = s
+        .http
+        .get(s.url(&format!("/v2/dev/team/app/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    assert_eq!(get.headers()["content-length"], "0");
+    assert!(get.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn chunked_upload_checks_order_and_reports_progress() {
     let s = TestServer::start();
     let start = s

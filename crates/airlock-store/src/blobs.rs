@@ -124,7 +124,8 @@ impl BlobStore {
     }
 
     /// Streams one upload chunk into staging, feeding `digester` as bytes pass. Returns the chunk's
-    /// length. On any error the partial chunk is discarded and nothing becomes visible.
+    /// length; an empty body stores nothing. On any error the partial chunk is discarded and
+    /// nothing becomes visible.
     pub async fn write_chunk<S, E>(
         &self,
         upload: Uuid,
@@ -157,7 +158,12 @@ impl BlobStore {
             written += bytes.len() as u64;
             writer.put(bytes);
         }
-        writer.finish().await?;
+        if written == 0 {
+            // Nothing arrived (e.g. a PUT that only finishes the upload): store no empty chunk.
+            writer.abort().await?;
+        } else {
+            writer.finish().await?;
+        }
         Ok(written)
     }
 
