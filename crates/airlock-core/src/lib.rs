@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod audit;
 pub mod digest;
 pub mod error;
 pub mod manifest;
@@ -14,6 +15,7 @@ pub mod name;
 pub mod stage;
 
 pub use access::Action;
+pub use audit::{Actor, AuditEvent, AuditRecord, Outcome};
 pub use digest::{Digest, DigestAlgorithm, Digester};
 pub use error::Error;
 pub use manifest::{ManifestKind, ParsedManifest};

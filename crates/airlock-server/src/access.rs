@@ -5,7 +5,9 @@
 //! body of [`AccessControl::authorize`] without changing any handler: each handler already calls it
 //! exactly once with the repository and the action it is about to perform.
 
-use airlock_core::{Action, RepoName};
+use std::net::SocketAddr;
+
+use airlock_core::{Action, Actor, RepoName};
 use axum::http::HeaderMap;
 
 use crate::oci::OciError;
@@ -15,6 +17,19 @@ use crate::oci::OciError;
 pub struct Principal {
     /// The principal's name (`anonymous` when no credentials were presented).
     pub name: String,
+    /// How it authenticated (`anonymous` when it did not).
+    pub auth_method: String,
+}
+
+impl Principal {
+    /// The audit log's view of this principal acting from `peer`.
+    pub fn actor(&self, peer: Option<SocketAddr>) -> Actor {
+        Actor {
+            principal: self.name.clone(),
+            auth_method: self.auth_method.clone(),
+            source: peer.map(|p| p.to_string()),
+        }
+    }
 }
 
 /// What a request is allowed to do.
@@ -39,6 +54,7 @@ impl AccessControl {
     ) -> Result<Principal, OciError> {
         Ok(Principal {
             name: "anonymous".to_string(),
+            auth_method: "anonymous".to_string(),
         })
     }
 }

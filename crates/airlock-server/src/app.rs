@@ -132,9 +132,12 @@ pub async fn serve(
     let app = router(registry.clone(), Arc::new(AccessControl::open()));
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "airlock listening");
     println!("airlock listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     sweep.abort();
     registry.metadata().close().await;
     tracing::info!("airlock stopped");

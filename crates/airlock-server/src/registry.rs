@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock_core::{
-    Digest, DigestAlgorithm, Digester, ParsedManifest, Reference, RepoName, Stages,
+    Action, Actor, AuditEvent, AuditRecord, Digest, DigestAlgorithm, Digester, ParsedManifest,
+    Reference, RepoName, Stages,
 };
 use airlock_store::{
     BlobRange, BlobStore, ByteStream, ManifestWriteError, Metadata, ReferrerRow, StoreError,
@@ -181,6 +182,43 @@ impl Registry {
             .remove(&id);
     }
 
+    /// An audit record of `event` by `actor`, now.
+    fn record(actor: &Actor, event: AuditEvent) -> AuditRecord {
+        AuditRecord {
+            time_millis: now_millis(),
+            actor: actor.clone(),
+            event,
+        }
+    }
+
+    /// Applies the stage rule for a write (`Push` or `Delete`) to `repo`. A write refused because
+    /// the stage is gated is recorded in the audit log before the error is returned.
+    pub async fn check_write(&self, repo: &RepoName, action: Action, actor: &Actor) -> Result<()> {
+        let rule = match action {
+            Action::Delete => self.stages.check_delete(repo),
+            Action::Push | Action::Pull => self.stages.check_push(repo),
+        };
+        match rule {
+            Ok(()) => Ok(()),
+            Err(
+                err @ (airlock_core::Error::PushToGatedStage { .. }
+                | airlock_core::Error::DeleteInGatedStage(_)),
+            ) => {
+                let refusal = Self::record(
+                    actor,
+                    AuditEvent::PushRefused {
+                        repository: repo.clone(),
+                        action,
+                        reason: err.to_string(),
+                    },
+                );
+                self.metadata.record_events(&[refusal]).await?;
+                Err(err.into())
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Fails with `UnknownStage` unless the repository's stage exists (every read checks this).
     fn check_readable(&self, repo: &RepoName) -> Result<()> {
         self.stages.stage_of(repo)?;
@@ -190,8 +228,8 @@ impl Registry {
     // ---- uploads ----
 
     /// Starts an upload session in a push stage.
-    pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadSession> {
-        self.stages.check_push(repo)?;
+    pub async fn start_upload(&self, repo: &RepoName, actor: &Actor) -> Result<UploadSession> {
+        self.check_write(repo, Action::Push, actor).await?;
         let id = Uuid::new_v4();
         self.metadata.create_upload(id, repo).await?;
         self.uploads
@@ -305,6 +343,7 @@ impl Registry {
         id: &str,
         digest: &Digest,
         body: S,
+        actor: &Actor,
     ) -> Result<CommittedBlob>
     where
         S: futures::Stream<Item = std::result::Result<Bytes, E>> + Send,
@@ -332,8 +371,17 @@ impl Registry {
         self.blobs
             .commit_upload(session.id, session.chunks, digest)
             .await?;
+        let pushed = Self::record(
+            actor,
+            AuditEvent::BlobPushed {
+                repository: repo.clone(),
+                digest: digest.clone(),
+                size: session.size,
+                mounted_from: None,
+            },
+        );
         self.metadata
-            .commit_blob(repo, digest, session.size)
+            .commit_blob(repo, digest, session.size, &[pushed])
             .await?;
         self.metadata.delete_upload(session.id).await?;
         drop(digester);
@@ -379,14 +427,26 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
         from: &RepoName,
+        actor: &Actor,
     ) -> Result<Option<CommittedBlob>> {
-        self.stages.check_push(repo)?;
+        self.check_write(repo, Action::Push, actor).await?;
         if self.stages.stage_of(from).is_err() {
             return Ok(None);
         }
         match self.metadata.blob_in_repository(from, digest).await? {
             Some(size) => {
-                self.metadata.commit_blob(repo, digest, size).await?;
+                let mounted = Self::record(
+                    actor,
+                    AuditEvent::BlobPushed {
+                        repository: repo.clone(),
+                        digest: digest.clone(),
+                        size,
+                        mounted_from: Some(from.clone()),
+                    },
+                );
+                self.metadata
+                    .commit_blob(repo, digest, size, &[mounted])
+                    .await?;
                 Ok(Some(CommittedBlob {
                     digest: digest.clone(),
                     size,
@@ -426,9 +486,16 @@ impl Registry {
 
     /// Removes a blob from a repository of a push stage. The bytes stay while other repositories
     /// (or other stages) still reference them.
-    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        self.stages.check_delete(repo)?;
-        if self.metadata.unlink_blob(repo, digest).await? {
+    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest, actor: &Actor) -> Result<()> {
+        self.check_write(repo, Action::Delete, actor).await?;
+        let deleted = Self::record(
+            actor,
+            AuditEvent::BlobDeleted {
+                repository: repo.clone(),
+                digest: digest.clone(),
+            },
+        );
+        if self.metadata.unlink_blob(repo, digest, &[deleted]).await? {
             Ok(())
         } else {
             Err(RegistryError::BlobUnknown(digest.clone()))
@@ -444,8 +511,9 @@ impl Registry {
         reference: &Reference,
         content_type: Option<&str>,
         content: &[u8],
+        actor: &Actor,
     ) -> Result<PushedManifest> {
-        self.stages.check_push(repo)?;
+        self.check_write(repo, Action::Push, actor).await?;
         if content.len() > self.limits.max_manifest_bytes {
             return Err(RegistryError::ManifestTooLarge {
                 limit: self.limits.max_manifest_bytes,
@@ -469,9 +537,32 @@ impl Registry {
         };
         let tag_move = self
             .metadata
-            .put_manifest(repo, &digest, &parsed, content, tag, |current| match tag {
-                Some(tag) => self.stages.check_tag_move(repo, tag, current, &digest),
-                None => Ok(()),
+            .put_manifest(repo, &digest, &parsed, content, tag, |current| {
+                let mut records = vec![Self::record(
+                    actor,
+                    AuditEvent::ManifestPushed {
+                        repository: repo.clone(),
+                        digest: digest.clone(),
+                        media_type: parsed.media_type.clone(),
+                        artifact_type: parsed.artifact_type.clone(),
+                        subject: parsed.subject.clone(),
+                    },
+                )];
+                if let Some(tag) = tag {
+                    self.stages.check_tag_move(repo, tag, current, &digest)?;
+                    if current != Some(&digest) {
+                        records.push(Self::record(
+                            actor,
+                            AuditEvent::TagMoved {
+                                repository: repo.clone(),
+                                tag: tag.clone(),
+                                digest: digest.clone(),
+                                previous: current.cloned(),
+                            },
+                        ));
+                    }
+                }
+                Ok(records)
             })
             .await
             .map_err(|err| match err {
@@ -514,11 +605,40 @@ impl Registry {
     }
 
     /// Deletes a tag, or a manifest (with its tags) by digest, in a push stage.
-    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
-        self.stages.check_delete(repo)?;
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        actor: &Actor,
+    ) -> Result<()> {
+        self.check_write(repo, Action::Delete, actor).await?;
         let deleted = match reference {
-            Reference::Tag(tag) => self.metadata.delete_tag(repo, tag).await?,
-            Reference::Digest(digest) => self.metadata.delete_manifest(repo, digest).await?,
+            Reference::Tag(tag) => {
+                self.metadata
+                    .delete_tag(repo, tag, |digest| {
+                        vec![Self::record(
+                            actor,
+                            AuditEvent::TagDeleted {
+                                repository: repo.clone(),
+                                tag: tag.clone(),
+                                digest: digest.clone(),
+                            },
+                        )]
+                    })
+                    .await?
+            }
+            Reference::Digest(digest) => {
+                let deleted = Self::record(
+                    actor,
+                    AuditEvent::ManifestDeleted {
+                        repository: repo.clone(),
+                        digest: digest.clone(),
+                    },
+                );
+                self.metadata
+                    .delete_manifest(repo, digest, &[deleted])
+                    .await?
+            }
         };
         if deleted {
             Ok(())

@@ -6,10 +6,12 @@
 //! copy serves every stage and repository. Neither knows about HTTP.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod blobs;
 mod error;
 mod metadata;
 
+pub use audit::{StoredCheckpoint, StoredEntry};
 pub use blobs::{BlobRange, BlobStore, ByteStream};
 pub use error::StoreError;
 pub use metadata::{

@@ -9,12 +9,13 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use airlock_core::{Digest, ParsedManifest, RepoName, Tag};
+use airlock_core::{AuditRecord, Digest, ParsedManifest, RepoName, Tag};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlStr, SqlitePool};
 use uuid::Uuid;
 
+use crate::audit::append;
 use crate::error::StoreError;
 
 /// The schema migrations, embedded in the binary, applied in order at start.
@@ -28,11 +29,14 @@ fn migrator() -> Migrator {
             false,
         )
     };
-    Migrator::with_migrations(vec![migration(
-        1,
-        "registry",
-        include_str!("../migrations/0001_registry.sql"),
-    )])
+    Migrator::with_migrations(vec![
+        migration(
+            1,
+            "registry",
+            include_str!("../migrations/0001_registry.sql"),
+        ),
+        migration(2, "audit", include_str!("../migrations/0002_audit.sql")),
+    ])
 }
 
 /// Milliseconds since the Unix epoch, the time unit of every stored timestamp.
@@ -176,20 +180,36 @@ impl Metadata {
         Ok(())
     }
 
+    /// The connection pool, for the other modules of this crate.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Starts a write transaction that takes SQLite's write lock at once (`BEGIN IMMEDIATE`), so a
+    /// transaction that reads before it writes cannot fail with a stale snapshot when another
+    /// writer commits in between.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     /// Closes the pool, waiting for connections to finish (graceful shutdown).
     pub async fn close(&self) {
         self.pool.close().await;
     }
 
-    /// Records a verified blob and links it into `repo`, in one transaction.
+    /// Records a verified blob and links it into `repo`, with its audit records, in one
+    /// transaction.
     pub async fn commit_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
         size: u64,
+        records: &[AuditRecord],
     ) -> Result<(), StoreError> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)")
             .bind(digest.to_string())
             .bind(size as i64)
@@ -205,6 +225,7 @@ impl Metadata {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        append(&mut tx, records).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -239,14 +260,26 @@ impl Metadata {
         Ok(size.map(|s| s as u64))
     }
 
-    /// Removes a blob's link from a repository. Returns whether it was linked.
-    pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StoreError> {
+    /// Removes a blob's link from a repository, recording `records` if it was linked. Returns
+    /// whether it was linked.
+    pub async fn unlink_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        records: &[AuditRecord],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM repository_blobs WHERE repository = ? AND digest = ?")
             .bind(repo.as_str())
             .bind(digest.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Starts an upload session.
@@ -322,8 +355,9 @@ impl Metadata {
     }
 
     /// Stores a manifest in `repo` (and points `tag` at it), after checking inside the same
-    /// transaction that every referenced blob and manifest is in the repository and that
-    /// `check_tag` accepts the move from the tag's current digest.
+    /// transaction that every referenced blob and manifest is in the repository. `decide` sees the
+    /// tag's current digest (if a tag is pushed), applies the stage rule and returns the audit
+    /// records to append with the change; an error from it aborts the write.
     pub async fn put_manifest(
         &self,
         repo: &RepoName,
@@ -331,10 +365,10 @@ impl Metadata {
         manifest: &ParsedManifest,
         content: &[u8],
         tag: Option<&Tag>,
-        check_tag: impl FnOnce(Option<&Digest>) -> Result<(), airlock_core::Error>,
+        decide: impl FnOnce(Option<&Digest>) -> Result<Vec<AuditRecord>, airlock_core::Error>,
     ) -> Result<Option<TagMove>, ManifestWriteError> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut missing = Vec::new();
         for blob in &manifest.blobs {
             let found: Option<i64> = sqlx::query_scalar(
@@ -367,7 +401,7 @@ impl Metadata {
         if !missing.is_empty() {
             return Err(ManifestWriteError::MissingReferences(missing));
         }
-        let tag_move = match tag {
+        let current = match tag {
             None => None,
             Some(tag) => {
                 let current: Option<String> =
@@ -378,15 +412,15 @@ impl Metadata {
                         .await?
                         .into_iter()
                         .next();
-                let current = current.map(parse_digest).transpose()?;
-                check_tag(current.as_ref()).map_err(ManifestWriteError::Rule)?;
-                Some(match current {
-                    None => TagMove::Created,
-                    Some(from) if &from == digest => TagMove::Unchanged,
-                    Some(from) => TagMove::Moved { from },
-                })
+                current.map(parse_digest).transpose()?
             }
         };
+        let records = decide(current.as_ref()).map_err(ManifestWriteError::Rule)?;
+        let tag_move = tag.map(|_| match current {
+            None => TagMove::Created,
+            Some(from) if &from == digest => TagMove::Unchanged,
+            Some(from) => TagMove::Moved { from },
+        });
         let annotations = serde_json::to_string(&manifest.annotations)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
@@ -443,6 +477,7 @@ impl Metadata {
             .execute(&mut *tx)
             .await?;
         }
+        append(&mut tx, &records).await?;
         tx.commit().await?;
         Ok(tag_move)
     }
@@ -488,13 +523,15 @@ impl Metadata {
         }))
     }
 
-    /// Removes a manifest and every tag pointing to it from `repo`. Returns whether it was there.
+    /// Removes a manifest and every tag pointing to it from `repo`, recording `records` if it was
+    /// there. Returns whether it was there.
     pub async fn delete_manifest(
         &self,
         repo: &RepoName,
         digest: &Digest,
+        records: &[AuditRecord],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM tags WHERE repository = ? AND digest = ?")
             .bind(repo.as_str())
             .bind(digest.to_string())
@@ -506,18 +543,39 @@ impl Metadata {
                 .bind(digest.to_string())
                 .execute(&mut *tx)
                 .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        append(&mut tx, records).await?;
         tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(true)
     }
 
-    /// Removes a tag (the manifest stays). Returns whether the tag existed.
-    pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM tags WHERE repository = ? AND name = ?")
-            .bind(repo.as_str())
-            .bind(tag.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+    /// Removes a tag (the manifest stays), recording what `records_for` builds from the digest the
+    /// tag pointed to. Returns whether the tag existed.
+    pub async fn delete_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        records_for: impl FnOnce(&Digest) -> Vec<AuditRecord>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let current: Option<String> = sqlx::query_scalar(
+            "DELETE FROM tags WHERE repository = ? AND name = ? RETURNING digest",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next();
+        let Some(current) = current else {
+            return Ok(false);
+        };
+        let records = records_for(&parse_digest(current)?);
+        append(&mut tx, &records).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Whether anything was ever pushed to `repo`.
@@ -634,7 +692,7 @@ mod tests {
         let repo: RepoName = "prod/team/app".parse().unwrap();
         let tag: Tag = "1.0".parse().unwrap();
         let blob = Digest::sha256_of(b"layer");
-        meta.commit_blob(&repo, &blob, 5).await.unwrap();
+        meta.commit_blob(&repo, &blob, 5, &[]).await.unwrap();
         let first = Digest::sha256_of(b"first");
         let moved = meta
             .put_manifest(
@@ -643,7 +701,7 @@ mod tests {
                 &manifest(vec![blob.clone()]),
                 b"first",
                 Some(&tag),
-                |_| Ok(()),
+                |_| Ok(vec![]),
             )
             .await
             .unwrap();
@@ -687,7 +745,7 @@ mod tests {
                 &manifest(missing.clone()),
                 b"m",
                 None,
-                |_| Ok(()),
+                |_| Ok(vec![]),
             )
             .await;
         match result {

@@ -60,10 +60,7 @@ pub(super) async fn get(
     with_body: bool,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    state
-        .access
-        .authorize(request.headers, Some(&repo), Action::Pull)
-        .await?;
+    request.authorize(Some(&repo), Action::Pull).await?;
     let size = state.registry.blob_size(&repo, &digest).await?;
     let range = request
         .header(header::RANGE)
@@ -112,11 +109,8 @@ pub(super) async fn delete(
     digest: Digest,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    state
-        .access
-        .authorize(request.headers, Some(&repo), Action::Delete)
-        .await?;
-    state.registry.delete_blob(&repo, &digest).await?;
+    let actor = request.authorize(Some(&repo), Action::Delete).await?;
+    state.registry.delete_blob(&repo, &digest, &actor).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 

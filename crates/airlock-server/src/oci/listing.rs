@@ -52,10 +52,7 @@ fn paged(body: Value, entries: &[String], limit: u32, next_base: &str) -> Respon
 /// `GET /v2/<name>/tags/list`.
 pub(super) async fn tags(request: Request<'_>, repo: RepoName) -> Result<Response, OciError> {
     let state = request.state;
-    state
-        .access
-        .authorize(request.headers, Some(&repo), Action::Pull)
-        .await?;
+    request.authorize(Some(&repo), Action::Pull).await?;
     let page = page(&request)?;
     let tags = state.registry.tags(&repo, page.limit, page.last).await?;
     Ok(paged(
@@ -69,10 +66,7 @@ pub(super) async fn tags(request: Request<'_>, repo: RepoName) -> Result<Respons
 /// `GET /v2/_catalog`.
 pub(super) async fn catalog(request: Request<'_>) -> Result<Response, OciError> {
     let state = request.state;
-    state
-        .access
-        .authorize(request.headers, None, Action::Pull)
-        .await?;
+    request.authorize(None, Action::Pull).await?;
     let page = page(&request)?;
     let repositories = state.registry.catalog(page.limit, page.last).await?;
     Ok(paged(
@@ -90,10 +84,7 @@ pub(super) async fn referrers(
     subject: Digest,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    state
-        .access
-        .authorize(request.headers, Some(&repo), Action::Pull)
-        .await?;
+    request.authorize(Some(&repo), Action::Pull).await?;
     let artifact_type = request.query.get("artifactType").map(String::as_str);
     let rows = state
         .registry

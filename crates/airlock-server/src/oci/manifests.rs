@@ -41,13 +41,10 @@ pub(super) async fn put(
     body: Body,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    state
-        .access
-        .authorize(request.headers, Some(&repo), Action::Push)
-        .await?;
+    let actor = request.authorize(Some(&repo), Action::Push).await?;
     let registry = &state.registry;
     // Refuse gated stages before reading a byte of the body.
-    registry.stages().check_push(&repo)?;
+    registry.check_write(&repo, Action::Push, &actor).await?;
     let content = read_bounded(&request, body, registry.limits().max_manifest_bytes).await?;
     let pushed = registry
         .put_manifest(
@@ -55,6 +52,7 @@ pub(super) async fn put(
             &reference,
             request.header(header::CONTENT_TYPE),
             &content,
+            &actor,
         )
         .await?;
     let mut response = StatusCode::CREATED.into_response();
@@ -82,10 +80,7 @@ pub(super) async fn get(
     with_body: bool,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    state
-        .access
-        .authorize(request.headers, Some(&repo), Action::Pull)
-        .await?;
+    request.authorize(Some(&repo), Action::Pull).await?;
     let manifest = state.registry.manifest(&repo, &reference).await?;
     let length = manifest.content.len();
     let mut response = if with_body {
@@ -114,10 +109,10 @@ pub(super) async fn delete(
     reference: Reference,
 ) -> Result<Response, OciError> {
     let state = request.state;
+    let actor = request.authorize(Some(&repo), Action::Delete).await?;
     state
-        .access
-        .authorize(request.headers, Some(&repo), Action::Delete)
+        .registry
+        .delete_manifest(&repo, &reference, &actor)
         .await?;
-    state.registry.delete_manifest(&repo, &reference).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -68,6 +68,7 @@ fn with_api_version(mut response: Response) -> Response {
 
 async fn dispatch(
     State(state): State<OciState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     method: Method,
     Path(rest): Path<String>,
     Query(query): Query<QueryParams>,
@@ -80,6 +81,7 @@ async fn dispatch(
             state: &state,
             headers: &headers,
             query: &query,
+            peer: Some(peer),
         };
         match (route, method) {
             (OciRoute::Base, Method::GET | Method::HEAD) => {
@@ -147,9 +149,26 @@ pub(crate) struct Request<'a> {
     pub state: &'a OciState,
     pub headers: &'a HeaderMap,
     pub query: &'a QueryParams,
+    /// The client's address, for the audit log.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Request<'_> {
+    /// Authorizes `action` on `repo` (one call per request) and returns the acting principal as
+    /// the audit log records it.
+    pub async fn authorize(
+        &self,
+        repo: Option<&airlock_core::RepoName>,
+        action: airlock_core::Action,
+    ) -> Result<airlock_core::Actor, OciError> {
+        let principal = self
+            .state
+            .access
+            .authorize(self.headers, repo, action)
+            .await?;
+        Ok(principal.actor(self.peer))
+    }
+
     /// A header as text, if present and valid.
     pub fn header(&self, name: impl axum::http::header::AsHeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())

@@ -82,27 +82,20 @@ pub(super) async fn start(
     body: Body,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    state
-        .access
-        .authorize(request.headers, Some(&repo), Action::Push)
-        .await?;
+    let actor = request.authorize(Some(&repo), Action::Push).await?;
     let registry = &state.registry;
     if let (Some(mount), Some(from)) = (request.query.get("mount"), request.query.get("from")) {
         let digest: Digest = mount.parse()?;
         // A malformed or unreadable source is not an error: the client falls back to uploading.
         if let Ok(from) = from.parse::<RepoName>()
-            && state
-                .access
-                .authorize(request.headers, Some(&from), Action::Pull)
-                .await
-                .is_ok()
-            && let Some(blob) = registry.mount_blob(&repo, &digest, &from).await?
+            && request.authorize(Some(&from), Action::Pull).await.is_ok()
+            && let Some(blob) = registry.mount_blob(&repo, &digest, &from, &actor).await?
         {
             return Ok(created_response(&repo, &blob));
         }
     }
     let digest = digest_param(&request)?;
-    let session = registry.start_upload(&repo).await?;
+    let session = registry.start_upload(&repo, &actor).await?;
     match digest {
         Some(digest) => {
             let blob = registry
@@ -111,6 +104,7 @@ pub(super) async fn start(
                     &session.id.to_string(),
                     &digest,
                     body.into_data_stream(),
+                    &actor,
                 )
                 .await?;
             Ok(created_response(&repo, &blob))
@@ -126,10 +120,7 @@ pub(super) async fn status(
     id: String,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    state
-        .access
-        .authorize(request.headers, Some(&repo), Action::Push)
-        .await?;
+    request.authorize(Some(&repo), Action::Push).await?;
     let session = state.registry.session(&repo, &id).await?;
     let mut response = session_response(&repo, &session);
     *response.status_mut() = StatusCode::NO_CONTENT;
@@ -144,10 +135,7 @@ pub(super) async fn patch(
     body: Body,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    state
-        .access
-        .authorize(request.headers, Some(&repo), Action::Push)
-        .await?;
+    request.authorize(Some(&repo), Action::Push).await?;
     let range = content_range(&request)?;
     let session = state
         .registry
@@ -174,10 +162,7 @@ pub(super) async fn put(
     body: Body,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    state
-        .access
-        .authorize(request.headers, Some(&repo), Action::Push)
-        .await?;
+    let actor = request.authorize(Some(&repo), Action::Push).await?;
     let digest = digest_param(&request)?.ok_or_else(|| {
         OciError::new(
             StatusCode::BAD_REQUEST,
@@ -187,7 +172,7 @@ pub(super) async fn put(
     })?;
     let blob = state
         .registry
-        .finish_upload(&repo, &id, &digest, body.into_data_stream())
+        .finish_upload(&repo, &id, &digest, body.into_data_stream(), &actor)
         .await?;
     Ok(created_response(&repo, &blob))
 }
@@ -199,10 +184,7 @@ pub(super) async fn cancel(
     id: String,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    state
-        .access
-        .authorize(request.headers, Some(&repo), Action::Push)
-        .await?;
+    request.authorize(Some(&repo), Action::Push).await?;
     state.registry.cancel_upload(&repo, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

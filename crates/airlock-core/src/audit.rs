@@ -1,0 +1,300 @@
+//! The audit log's vocabulary: every security-relevant event airlock records, as typed values.
+//!
+//! A capability records what happened by building an [`AuditRecord`] (who, when, which
+//! [`AuditEvent`]) and handing it to the storage call that makes the change; storage appends the
+//! record's [`AuditRecord::canonical_json`] in the same transaction. New capabilities add variants
+//! here and nothing else.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::access::Action;
+use crate::digest::Digest;
+use crate::name::{RepoName, Tag};
+
+/// Version of the entry format, written into every entry.
+pub const ENTRY_FORMAT_VERSION: u32 = 1;
+
+/// Who caused an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    /// The principal's name (`anonymous` without credentials).
+    pub principal: String,
+    /// How the principal authenticated (`anonymous`, `password`, `token`, ...).
+    pub auth_method: String,
+    /// The client's network address, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl Actor {
+    /// An unauthenticated caller from `source`.
+    pub fn anonymous(source: Option<String>) -> Self {
+        Self {
+            principal: "anonymous".into(),
+            auth_method: "anonymous".into(),
+            source,
+        }
+    }
+}
+
+/// How an attempted action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It happened.
+    Success,
+    /// A rule or policy refused it.
+    Denied,
+}
+
+/// Every event airlock records. Each variant names what changed and carries what an auditor needs
+/// to understand it later without the rest of the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditEvent {
+    /// A verified blob was committed into, or mounted into, a repository.
+    BlobPushed {
+        /// Where.
+        repository: RepoName,
+        /// Which blob.
+        digest: Digest,
+        /// Its size in bytes.
+        size: u64,
+        /// The repository it was mounted from, for a cross-repository mount.
+        mounted_from: Option<RepoName>,
+    },
+    /// A manifest was stored in a repository (pushed by tag or by digest).
+    ManifestPushed {
+        /// Where.
+        repository: RepoName,
+        /// The manifest digest.
+        digest: Digest,
+        /// Its media type.
+        media_type: String,
+        /// Its artifact type, if any.
+        artifact_type: Option<String>,
+        /// The manifest it refers to, if any.
+        subject: Option<Digest>,
+    },
+    /// A tag was pointed at a digest: created, or moved from `previous`.
+    TagMoved {
+        /// Where.
+        repository: RepoName,
+        /// The tag.
+        tag: Tag,
+        /// The digest it points to now.
+        digest: Digest,
+        /// The digest it pointed to before (`None` when the tag is new).
+        previous: Option<Digest>,
+    },
+    /// A tag was deleted.
+    TagDeleted {
+        /// Where.
+        repository: RepoName,
+        /// The tag.
+        tag: Tag,
+        /// The digest it pointed to.
+        digest: Digest,
+    },
+    /// A manifest (and the tags pointing to it) was deleted from a repository.
+    ManifestDeleted {
+        /// Where.
+        repository: RepoName,
+        /// The manifest digest.
+        digest: Digest,
+    },
+    /// A blob was removed from a repository.
+    BlobDeleted {
+        /// Where.
+        repository: RepoName,
+        /// The blob.
+        digest: Digest,
+    },
+    /// A write into a gated stage was refused.
+    PushRefused {
+        /// The repository the client tried to change.
+        repository: RepoName,
+        /// What it tried to do.
+        action: Action,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+impl AuditEvent {
+    /// The event type, `<noun>.<verb>`, used to filter the log (e.g. `manifest.pushed`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::BlobPushed { .. } => "blob.pushed",
+            Self::ManifestPushed { .. } => "manifest.pushed",
+            Self::TagMoved { .. } => "tag.moved",
+            Self::TagDeleted { .. } => "tag.deleted",
+            Self::ManifestDeleted { .. } => "manifest.deleted",
+            Self::BlobDeleted { .. } => "blob.deleted",
+            Self::PushRefused { .. } => "push.refused",
+        }
+    }
+
+    /// Whether the event records something that happened or something that was refused.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Self::PushRefused { .. } => Outcome::Denied,
+            _ => Outcome::Success,
+        }
+    }
+
+    /// The thing the event is about, as a JSON object with a `kind`.
+    fn subject(&self) -> Value {
+        match self {
+            Self::BlobPushed {
+                repository, digest, ..
+            }
+            | Self::BlobDeleted { repository, digest } => {
+                json!({"kind": "blob", "repository": repository.as_str(), "digest": digest})
+            }
+            Self::ManifestPushed {
+                repository, digest, ..
+            }
+            | Self::ManifestDeleted { repository, digest } => {
+                json!({"kind": "artifact", "repository": repository.as_str(), "digest": digest})
+            }
+            Self::TagMoved {
+                repository, tag, ..
+            }
+            | Self::TagDeleted {
+                repository, tag, ..
+            } => json!({"kind": "tag", "repository": repository.as_str(), "tag": tag.as_str()}),
+            Self::PushRefused { repository, .. } => {
+                json!({"kind": "repository", "repository": repository.as_str()})
+            }
+        }
+    }
+
+    /// Event-specific facts beyond the subject.
+    fn details(&self) -> Value {
+        match self {
+            Self::BlobPushed {
+                size, mounted_from, ..
+            } => {
+                let mut details = json!({"size": size});
+                if let Some(from) = mounted_from {
+                    details["mounted_from"] = json!(from.as_str());
+                }
+                details
+            }
+            Self::ManifestPushed {
+                media_type,
+                artifact_type,
+                subject,
+                ..
+            } => {
+                let mut details = json!({"media_type": media_type});
+                if let Some(artifact_type) = artifact_type {
+                    details["artifact_type"] = json!(artifact_type);
+                }
+                if let Some(subject) = subject {
+                    details["subject"] = json!(subject);
+                }
+                details
+            }
+            Self::TagMoved {
+                digest, previous, ..
+            } => json!({"digest": digest, "previous": previous}),
+            Self::TagDeleted { digest, .. } => json!({"digest": digest}),
+            Self::ManifestDeleted { .. } | Self::BlobDeleted { .. } => json!({}),
+            Self::PushRefused { action, reason, .. } => {
+                json!({"action": action.as_str(), "reason": reason})
+            }
+        }
+    }
+}
+
+/// One audit log entry before it is written: when, who, what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// When it happened, in milliseconds since the Unix epoch (UTC).
+    pub time_millis: i64,
+    /// Who did it.
+    pub actor: Actor,
+    /// What happened.
+    pub event: AuditEvent,
+}
+
+impl AuditRecord {
+    /// The entry as canonical JSON (RFC 8785): sorted keys, no insignificant whitespace, so the
+    /// same record always yields the same bytes and the same Merkle leaf.
+    pub fn canonical_json(&self) -> Vec<u8> {
+        let value = json!({
+            "v": ENTRY_FORMAT_VERSION,
+            "type": self.event.kind(),
+            "time": rfc3339_millis(self.time_millis),
+            "actor": self.actor,
+            "subject": self.event.subject(),
+            "outcome": self.event.outcome(),
+            "details": self.event.details(),
+        });
+        // Serialising a JSON value without floats cannot fail; fall back to serde_json's compact
+        // (also key-sorted) form rather than panic if it ever did.
+        serde_jcs::to_vec(&value).unwrap_or_else(|_| value.to_string().into_bytes())
+    }
+}
+
+/// `2026-11-25T18:04:41.123Z`.
+pub fn rfc3339_millis(time_millis: i64) -> String {
+    let nanos = i128::from(time_millis) * 1_000_000;
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        Err(_) => format!("@{time_millis}ms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> AuditRecord {
+        AuditRecord {
+            time_millis: 1_795_629_205_652,
+            actor: Actor::anonymous(Some("127.0.0.1:5555".into())),
+            event: AuditEvent::TagMoved {
+                repository: "dev/team/app".parse().unwrap(),
+                tag: "1.0".parse().unwrap(),
+                digest: Digest::sha256_of(b"new"),
+                previous: None,
+            },
+        }
+    }
+
+    #[test]
+    fn canonical_json_is_sorted_compact_and_stable() {
+        let bytes = record().canonical_json();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with(r#"{"actor":{"auth_method":"anonymous","principal":"anonymous","source":"127.0.0.1:5555"},"details":{"digest":"sha256:"#), "{text}");
+        assert!(
+            text.contains(r#""time":"2026-11-25T17:53:25.652Z","type":"tag.moved","v":1}"#),
+            "{text}"
+        );
+        assert!(!text.contains(' ') && !text.contains('\n'));
+        assert_eq!(record().canonical_json(), bytes);
+    }
+
+    #[test]
+    fn refusals_are_denied_outcomes() {
+        let event = AuditEvent::PushRefused {
+            repository: "prod/team/app".parse().unwrap(),
+            action: Action::Push,
+            reason: "gated".into(),
+        };
+        assert_eq!(event.outcome(), Outcome::Denied);
+        assert_eq!(event.kind(), "push.refused");
+    }
+}
