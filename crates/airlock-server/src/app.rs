@@ -14,6 +14,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::access::AccessControl;
+use crate::audit::{AuditLog, AuditLogError};
 use crate::config::{Config, ConfigError};
 use crate::oci::{self, OciState};
 use crate::registry::{Registry, RegistryLimits};
@@ -40,6 +41,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The audit log could not be opened.
+    #[error("cannot open the audit log: {0}")]
+    Audit(#[from] AuditLogError),
     /// The server failed while running.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -70,11 +74,19 @@ pub async fn open_registry(config: &Config) -> Result<Arc<Registry>, ServeError>
 }
 
 /// The whole HTTP application.
-pub fn router(registry: Arc<Registry>, access: Arc<AccessControl>) -> Router {
+pub fn router(
+    registry: Arc<Registry>,
+    audit: Arc<AuditLog>,
+    access: Arc<AccessControl>,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Router {
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(registry.clone());
+    let metrics_route = Router::new()
+        .route("/metrics", get(crate::metrics::render))
+        .with_state(metrics);
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
         let request_id = request
             .headers()
@@ -85,13 +97,16 @@ pub fn router(registry: Arc<Registry>, access: Arc<AccessControl>) -> Router {
     });
     Router::new()
         .merge(oci::router(OciState { registry, access }))
+        .merge(crate::audit::routes::router(audit))
         .merge(health)
+        .merge(metrics_route)
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
                 axum::Json(serde_json::json!({"error": {"code": "NOT_FOUND", "message": "no endpoint at this path", "remediation": "the registry API is under /v2/"}})),
             )
         })
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(trace)
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -125,11 +140,25 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr()?;
+    let origin = config.audit.origin.clone().unwrap_or_else(|| {
+        format!(
+            "airlock/{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..16]
+        )
+    });
+    let audit =
+        Arc::new(AuditLog::open(registry.metadata().clone(), &config.data_dir, &origin).await?);
+    let integrator = tokio::spawn(audit.clone().run_integrator());
     let sweep = tokio::spawn(sweep_uploads(
         registry.clone(),
         Duration::from_secs(config.registry.upload_sweep_interval_secs),
     ));
-    let app = router(registry.clone(), Arc::new(AccessControl::open()));
+    let app = router(
+        registry.clone(),
+        audit.clone(),
+        Arc::new(AccessControl::open()),
+        crate::metrics::install(),
+    );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "airlock listening");
     println!("airlock listening on http://{addr}");
     axum::serve(
@@ -139,6 +168,9 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await?;
     sweep.abort();
+    integrator.abort();
+    // Leave a checkpoint that covers everything written before shutdown.
+    while let Ok(Some(_)) = audit.integrate().await {}
     registry.metadata().close().await;
     tracing::info!("airlock stopped");
     Ok(())

@@ -23,6 +23,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Registry limits.
     pub registry: RegistryConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
     /// The ordered stages.
     pub stages: Vec<StageConfig>,
 }
@@ -34,6 +36,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./airlock-data"),
             log: LogConfig::default(),
             registry: RegistryConfig::default(),
+            audit: AuditConfig::default(),
             stages: Stages::default_pipeline(),
         }
     }
@@ -90,6 +93,15 @@ impl Default for RegistryConfig {
     }
 }
 
+/// The audit log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The log's origin (the first line of every checkpoint and the name of its key), used when
+    /// the log key is generated on first start. Unset: `airlock/<random id>`.
+    pub origin: Option<String>,
+}
+
 /// A configuration that could not be loaded; the message names the file, variable or field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -113,7 +125,7 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 4] = ["listen", "data_dir", "log", "registry"];
+const ENV_SETTABLE: [&str; 5] = ["listen", "data_dir", "log", "registry", "audit"];
 
 impl Config {
     /// Loads the configuration from an optional file and `AIRLOCK_*` variables (passed in, so this

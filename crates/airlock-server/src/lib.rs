@@ -6,8 +6,11 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod api;
 pub mod app;
+pub mod audit;
 pub mod config;
+pub mod metrics;
 pub mod oci;
 pub mod registry;
 

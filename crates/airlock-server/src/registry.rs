@@ -17,6 +17,7 @@ use airlock_store::{
     StoredManifest, TagMove, UploadSession, now_millis,
 };
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use uuid::Uuid;
 
 /// Why a registry operation failed.
@@ -292,6 +293,7 @@ impl Registry {
             }
         }
         if written > 0 {
+            metrics::counter!(crate::metrics::REGISTRY_BYTES_IN).increment(written);
             let recorded = self
                 .metadata
                 .record_chunk(
@@ -480,7 +482,14 @@ impl Registry {
         {
             return Err(RegistryError::RangeNotSatisfiable { size });
         }
-        let stream = self.blobs.read(digest, range).await?;
+        let stream = self
+            .blobs
+            .read(digest, range)
+            .await?
+            .inspect_ok(|bytes| {
+                metrics::counter!(crate::metrics::REGISTRY_BYTES_OUT).increment(bytes.len() as u64)
+            })
+            .boxed();
         Ok((size, stream))
     }
 

@@ -1,0 +1,55 @@
+//! The JSON API's error body, `{"error":{"code","message","remediation"}}`: the one place API
+//! failures become responses (the OCI API under `/v2/` has its own format in `oci::OciError`).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// A JSON API error.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    remediation: String,
+}
+
+impl ApiError {
+    /// An error with a status, a stable code, what went wrong and what to do about it.
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+        remediation: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            remediation: remediation.into(),
+        }
+    }
+
+    /// 400 for a malformed parameter.
+    pub fn bad_request(message: impl Into<String>, remediation: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message, remediation)
+    }
+
+    /// 500 that hides the cause from the client and logs it.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error",
+            "retry later; the server log has the cause under this request's id",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message, "remediation": self.remediation}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}

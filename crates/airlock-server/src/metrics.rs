@@ -1,0 +1,129 @@
+//! Prometheus metrics: the recorder, the `/metrics` route, HTTP request metrics middleware, and
+//! the names of every metric airlock exports (one place, so dashboards and docs stay in step).
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::oci::route::OciRoute;
+
+/// HTTP requests, by route, method and status.
+pub const HTTP_REQUESTS: &str = "airlock_http_requests_total";
+/// HTTP request latency in seconds, by route and method.
+pub const HTTP_DURATION: &str = "airlock_http_request_duration_seconds";
+/// Blob bytes received from clients.
+pub const REGISTRY_BYTES_IN: &str = "airlock_registry_bytes_received_total";
+/// Blob bytes sent to clients.
+pub const REGISTRY_BYTES_OUT: &str = "airlock_registry_bytes_sent_total";
+/// Entries in the audit log (appended, integrated or not).
+pub const AUDIT_ENTRIES: &str = "airlock_audit_log_entries";
+/// Tree size of the newest signed checkpoint.
+pub const AUDIT_CHECKPOINT_SIZE: &str = "airlock_audit_checkpoint_size";
+/// Seconds since the newest checkpoint was signed.
+pub const AUDIT_CHECKPOINT_AGE: &str = "airlock_audit_checkpoint_age_seconds";
+
+const LATENCY_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
+
+/// Installs the process-wide Prometheus recorder. Returns `None` (and logs) if one is already
+/// installed, e.g. when a second server runs in the same process.
+pub fn install() -> Option<PrometheusHandle> {
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_string()), &LATENCY_BUCKETS)
+        .ok()?;
+    match builder.install_recorder() {
+        Ok(handle) => Some(handle),
+        Err(err) => {
+            tracing::warn!(error = %err, "metrics recorder not installed");
+            None
+        }
+    }
+}
+
+/// `GET /metrics` in the Prometheus text format.
+pub async fn render(State(handle): State<Option<PrometheusHandle>>) -> Response {
+    match handle {
+        Some(handle) => (
+            [("content-type", "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable",
+        )
+            .into_response(),
+    }
+}
+
+/// A bounded label for a request path: the endpoint kind, never the repository or digest, so the
+/// number of series does not grow with the content.
+pub fn route_label(path: &str, matched: Option<&str>) -> &'static str {
+    if let Some(rest) = path.strip_prefix("/v2/") {
+        return match OciRoute::parse(rest) {
+            Ok(OciRoute::Base) => "v2_base",
+            Ok(OciRoute::Catalog) => "v2_catalog",
+            Ok(OciRoute::Tags(_)) => "v2_tags",
+            Ok(OciRoute::Manifest(..)) => "v2_manifest",
+            Ok(OciRoute::Blob(..)) => "v2_blob",
+            Ok(OciRoute::UploadStart(_)) => "v2_upload_start",
+            Ok(OciRoute::Upload(..)) => "v2_upload",
+            Ok(OciRoute::Referrers(..)) => "v2_referrers",
+            Err(_) => "v2_invalid",
+        };
+    }
+    match matched {
+        Some("/v2" | "/v2/") => "v2_base",
+        Some("/healthz") => "healthz",
+        Some("/readyz") => "readyz",
+        Some("/metrics") => "metrics",
+        Some(p) if p.starts_with("/log/") => "log",
+        Some(p) if p.starts_with("/api/v1/audit") => "api_audit",
+        _ => "other",
+    }
+}
+
+/// Middleware recording each request's count and latency.
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_string();
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let route = route_label(request.uri().path(), matched.as_deref());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(HTTP_REQUESTS, "route" => route, "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_do_not_contain_names_or_digests() {
+        assert_eq!(
+            route_label("/v2/dev/team/app/manifests/1", None),
+            "v2_manifest"
+        );
+        assert_eq!(
+            route_label("/v2/dev/team/app/blobs/uploads/", None),
+            "v2_upload_start"
+        );
+        assert_eq!(route_label("/v2/Bad/x/manifests/1", None), "v2_invalid");
+        assert_eq!(route_label("/whatever", None), "other");
+        assert_eq!(
+            route_label("/log/tile/0/000", Some("/log/tile/{*path}")),
+            "log"
+        );
+    }
+}
