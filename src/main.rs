@@ -3,6 +3,8 @@
 //! library crates together.
 #![forbid(unsafe_code)]
 
+mod audit;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,6 +30,9 @@ enum Command {
     /// With no configuration, stores metadata in SQLite and blobs in ./airlock-data/ and listens on
     /// 127.0.0.1:5000 with the stages dev (push) -> staging (gated) -> prod (gated).
     Serve(ServeArgs),
+    /// Read, export, prove and verify the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,12 +46,39 @@ struct ServeArgs {
     /// Address to listen on, e.g. 127.0.0.1:5000 or 0.0.0.0:5000 (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
+    /// Log line format on stderr: `text` or `json` [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => run_serve(args),
+        Command::Audit(command) => run_client(audit::run(command)),
+    }
+}
+
+/// Runs a client command on a small runtime; errors go to stderr with exit status 2 (usage,
+/// connection) while failed checks return their own status.
+fn run_client(command: impl std::future::Future<Output = anyhow::Result<u8>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("airlock: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(status) => ExitCode::from(status),
+        Err(err) => {
+            eprintln!("airlock: {err:#}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -63,6 +95,9 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     }
     if let Some(listen) = args.listen {
         config.listen = listen;
+    }
+    if let Some(format) = args.log_format {
+        config.log.format = format;
     }
     init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -356,6 +356,11 @@ impl AuditLog {
             .map_err(AuditLogError::from)
     }
 
+    /// How many entries have been appended (signed into a checkpoint or not yet).
+    pub async fn entry_count(&self) -> Result<u64, AuditLogError> {
+        Ok(self.metadata.audit_entry_count().await?)
+    }
+
     /// Entries for `audit tail` / `audit export`.
     pub async fn entries(
         &self,

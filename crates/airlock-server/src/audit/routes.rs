@@ -122,8 +122,10 @@ async fn tile(
 
 async fn checkpoint_json(State(log): State<Arc<AuditLog>>) -> Result<Response, ApiError> {
     let latest = log.latest_checkpoint().await?;
+    let entries = log.entry_count().await?;
     Ok(axum::Json(json!({
         "origin": log.origin(),
+        "entries": entries,
         "size": latest.size,
         "root": hex::encode(latest.root),
         "note": latest.note,
