@@ -238,3 +238,59 @@ pub fn interop_tool_available(tool: &str, probe: &[&str]) -> bool {
     }
     ok
 }
+
+/// Runs the `airlock` CLI with `args`; returns (exit code, stdout, stderr).
+pub fn airlock_cli(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .env_remove("AIRLOCK_SERVER")
+        .output()
+        .expect("run airlock");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+impl TestServer {
+    /// Waits until the newest signed checkpoint covers every appended audit entry.
+    pub async fn wait_for_checkpoint(&self) -> u64 {
+        for _ in 0..100 {
+            let checkpoint: serde_json::Value = self
+                .http
+                .get(self.url("/api/v1/audit/checkpoint"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let size = checkpoint["size"].as_u64().unwrap();
+            if size == checkpoint["entries"].as_u64().unwrap() {
+                return size;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the audit log was not checkpointed within 10 s");
+    }
+
+    /// Every audit entry (parsed), in order.
+    pub async fn audit_entries(&self) -> Vec<serde_json::Value> {
+        let page: serde_json::Value = self
+            .http
+            .get(self.url("/api/v1/audit/entries?limit=10000"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["entry"].clone())
+            .collect()
+    }
+}

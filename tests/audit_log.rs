@@ -1,0 +1,430 @@
+//! The tamper-evident audit log, end to end: every change is recorded, the log verifies with the
+//! `airlock audit` CLI against a running server and offline, and every kind of tampering is
+//! detected and named.
+
+mod common;
+
+use std::path::Path;
+
+use common::{OCI_MANIFEST, TestServer, airlock_cli, sha256};
+use serde_json::Value;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+
+fn types(entries: &[Value]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A server with some history: pushes, a tag move, deletes and refused pushes.
+async fn server_with_history() -> TestServer {
+    let s = TestServer::start();
+    s.push_image("dev/team/app", "1.0", &[b"layer a"]).await;
+    s.push_image("dev/team/app", "1.0", &[b"layer b"]).await;
+    s.http
+        .delete(s.url("/v2/dev/team/app/manifests/1.0"))
+        .send()
+        .await
+        .unwrap();
+    let refused = s
+        .http
+        .post(s.url("/v2/prod/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    s.wait_for_checkpoint().await;
+    s
+}
+
+#[tokio::test]
+async fn every_change_is_recorded_with_actor_subject_and_outcome() {
+    let s = server_with_history().await;
+    let entries = s.audit_entries().await;
+    let kinds = types(&entries);
+    assert_eq!(
+        kinds,
+        [
+            // config + layer a, the manifest, the new tag
+            "blob.pushed",
+            "blob.pushed",
+            "manifest.pushed",
+            "tag.moved",
+            // the config again (a re-push is still a push) + layer b, the manifest, the tag move
+            "blob.pushed",
+            "blob.pushed",
+            "manifest.pushed",
+            "tag.moved",
+            "tag.deleted",
+            "push.refused",
+        ]
+    );
+    let moved = &entries[7];
+    assert_eq!(moved["subject"]["tag"], "1.0");
+    assert_eq!(
+        moved["details"]["previous"],
+        entries[3]["details"]["digest"]
+    );
+    assert_eq!(moved["actor"]["principal"], "anonymous");
+    assert!(
+        moved["actor"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    let refused = &entries[9];
+    assert_eq!(refused["outcome"], "denied");
+    assert_eq!(refused["subject"]["repository"], "prod/team/app");
+    assert!(
+        refused["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("only by promotion")
+    );
+    // A failed write records nothing: a manifest with a missing blob.
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(b"absent"), "size": 6},
+        "layers": []})).unwrap();
+    let r = s
+        .put_manifest("dev/team/app", "2.0", OCI_MANIFEST, &manifest)
+        .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(s.audit_entries().await.len(), 10);
+}
+
+#[tokio::test]
+async fn the_log_verifies_online_offline_and_against_a_trusted_checkpoint() {
+    let mut s = server_with_history().await;
+    let key = s
+        .http
+        .get(s.url("/log/key"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let key = key.trim();
+    let work = tempfile::tempdir().unwrap();
+    let trusted = work.path().join("checkpoint");
+    let (code, note, _) = airlock_cli(&["audit", "checkpoint", "--server", &s.base]);
+    assert_eq!(code, 0);
+    std::fs::write(&trusted, &note).unwrap();
+
+    // More history after the trusted checkpoint.
+    s.push_image("dev/team/other", "1", &[b"more"]).await;
+    s.wait_for_checkpoint().await;
+    let trusted_arg = trusted.to_str().unwrap();
+    let (code, out, err) = airlock_cli(&[
+        "audit",
+        "verify",
+        "--server",
+        &s.base,
+        "--log-key",
+        key,
+        "--trusted-checkpoint",
+        trusted_arg,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok: 14 entries verified"), "{out}");
+    assert!(
+        out.contains("extends the trusted checkpoint of size 10"),
+        "{out}"
+    );
+
+    // An inclusion proof a third party can check.
+    let (code, out, err) = airlock_cli(&["audit", "prove", "4", "--server", &s.base]);
+    assert_eq!(code, 0, "{err}");
+    let proof: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(proof["index"], 4);
+    assert_eq!(proof["entry"]["type"], "blob.pushed");
+    let inclusion = airlock_audit::InclusionProof {
+        index: 4,
+        tree_size: proof["tree_size"].as_u64().unwrap(),
+        leaf_hash: serde_json::from_value(proof["leaf_hash"].clone()).unwrap(),
+        hashes: serde_json::from_value(proof["hashes"].clone()).unwrap(),
+    };
+    let checkpoint =
+        airlock_audit::verify_checkpoint(proof["checkpoint"].as_str().unwrap(), key).unwrap();
+    let entry = hex::decode(proof["entry_bytes_hex"].as_str().unwrap()).unwrap();
+    inclusion.verify_entry(&entry, &checkpoint).unwrap();
+
+    s.stop();
+    let dir = s.data_dir.to_str().unwrap().to_string();
+    let (code, out, err) = airlock_cli(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        &dir,
+        "--log-key",
+        key,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["size"], 14);
+}
+
+#[tokio::test]
+async fn a_checkpoint_signed_by_another_key_is_refused() {
+    let s = server_with_history().await;
+    let other = airlock_audit::LogKey::generate("airlock/impostor").unwrap();
+    let (code, _, err) = airlock_cli(&[
+        "audit",
+        "verify",
+        "--server",
+        &s.base,
+        "--log-key",
+        other.verifier_key(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not signed by the log key"), "{err}");
+
+    // A trusted checkpoint from another log (same origin, other key) is refused too.
+    let key = s
+        .http
+        .get(s.url("/log/key"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let origin = key.split('+').next().unwrap();
+    let forged = airlock_audit::LogKey::generate(origin).unwrap();
+    let note = forged
+        .sign_checkpoint(1, &airlock_audit::Hash([7; 32]))
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("forged");
+    std::fs::write(&file, note).unwrap();
+    let (code, _, err) = airlock_cli(&[
+        "audit",
+        "verify",
+        "--server",
+        &s.base,
+        "--log-key",
+        key.trim(),
+        "--trusted-checkpoint",
+        file.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not signed by the log key"), "{err}");
+}
+
+#[tokio::test]
+async fn a_forked_log_is_detected() {
+    // Server A's history, and a checkpoint from it.
+    let a = server_with_history().await;
+    let (_, trusted_note, _) = airlock_cli(&["audit", "checkpoint", "--server", &a.base]);
+    let key = a
+        .http
+        .get(a.url("/log/key"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let trusted = work.path().join("checkpoint");
+    std::fs::write(&trusted, &trusted_note).unwrap();
+
+    // Server B holds the same key but a different history of the same length and more.
+    let dir_b = work.path().join("b");
+    std::fs::create_dir_all(&dir_b).unwrap();
+    std::fs::copy(a.data_dir.join("log-key"), dir_b.join("log-key")).unwrap();
+    let b = TestServer::start_in(&dir_b, &[]);
+    for i in 0..12 {
+        b.push_blob("dev/forked/app", format!("other history {i}").as_bytes())
+            .await;
+    }
+    b.wait_for_checkpoint().await;
+    let (code, _, err) = airlock_cli(&[
+        "audit",
+        "verify",
+        "--server",
+        &b.base,
+        "--log-key",
+        key.trim(),
+        "--trusted-checkpoint",
+        trusted.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("not consistent with the trusted checkpoint"),
+        "{err}"
+    );
+}
+
+/// Runs offline verification of `dir`; returns (exit code, stderr).
+fn verify_offline(dir: &Path) -> (i32, String) {
+    let (code, out, err) = airlock_cli(&["audit", "verify", "--data-dir", dir.to_str().unwrap()]);
+    (code, format!("{out}{err}"))
+}
+
+async fn database(dir: &Path) -> sqlx::SqliteConnection {
+    SqliteConnectOptions::new()
+        .filename(dir.join("metadata.db"))
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// A stopped server's data directory with a checkpointed history of 10 entries.
+async fn stopped_history() -> (TestServer, std::path::PathBuf) {
+    let mut s = server_with_history().await;
+    s.stop();
+    let dir = s.data_dir.clone();
+    let (code, out) = verify_offline(&dir);
+    assert_eq!(code, 0, "{out}");
+    (s, dir)
+}
+
+#[tokio::test]
+async fn a_modified_entry_is_detected_and_named() {
+    let (_s, dir) = stopped_history().await;
+    let mut db = database(&dir).await;
+    sqlx::query("UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'anonymous', 'mallory') AS BLOB) WHERE idx = 3")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let (code, out) = verify_offline(&dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("entry 3 was altered"), "{out}");
+}
+
+#[tokio::test]
+async fn a_deleted_entry_is_detected_and_named() {
+    let (_s, dir) = stopped_history().await;
+    let mut db = database(&dir).await;
+    sqlx::query("DELETE FROM audit_entries WHERE idx = 5")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let (code, out) = verify_offline(&dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("entry 5 is missing"), "{out}");
+}
+
+#[tokio::test]
+async fn reordered_entries_are_detected() {
+    let (_s, dir) = stopped_history().await;
+    let mut db = database(&dir).await;
+    sqlx::query("UPDATE audit_entries SET idx = -1 WHERE idx = 2")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_entries SET idx = 2 WHERE idx = 6")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_entries SET idx = 6 WHERE idx = -1")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let (code, out) = verify_offline(&dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("entry 2 was altered"), "{out}");
+}
+
+#[tokio::test]
+async fn an_inserted_entry_is_detected() {
+    let (_s, dir) = stopped_history().await;
+    let mut db = database(&dir).await;
+    // Make room at index 4 by shifting the later entries up, then slip a forged entry in.
+    let rows: Vec<(i64,)> =
+        sqlx::query_as("SELECT idx FROM audit_entries WHERE idx >= 4 ORDER BY idx DESC")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    for (idx,) in rows {
+        sqlx::query("UPDATE audit_entries SET idx = idx + 1 WHERE idx = ?")
+            .bind(idx)
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
+    sqlx::query("INSERT INTO audit_entries (idx, entry, kind, time_millis) VALUES (4, CAST('{\"type\":\"forged\"}' AS BLOB), 'forged', 0)")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let (code, out) = verify_offline(&dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("entry 4 was altered"), "{out}");
+}
+
+#[tokio::test]
+async fn an_entry_rewritten_with_its_hash_breaks_the_signed_checkpoint() {
+    let (_s, dir) = stopped_history().await;
+    let mut db = database(&dir).await;
+    let (entry,): (Vec<u8>,) = sqlx::query_as("SELECT entry FROM audit_entries WHERE idx = 7")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let forged = String::from_utf8(entry)
+        .unwrap()
+        .replace("anonymous", "mallory")
+        .into_bytes();
+    let leaf = airlock_audit::leaf_hash(&forged);
+    let stored_index = airlock_audit::stored_hash_index(0, 7).unwrap();
+    sqlx::query("UPDATE audit_entries SET entry = ? WHERE idx = 7")
+        .bind(&forged)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_hashes SET hash = ? WHERE idx = ?")
+        .bind(leaf.0.as_slice())
+        .bind(stored_index as i64)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let (code, out) = verify_offline(&dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("does not match its signed checkpoint"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_cover_requests_bytes_and_the_log() {
+    let s = server_with_history().await;
+    // The log gauges are refreshed after each integration round.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = s
+            .http
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("airlock_audit_log_entries 10") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for needle in [
+        "airlock_http_requests_total{route=\"v2_manifest\",method=\"PUT\",status=\"201\"} 2",
+        "airlock_http_requests_total{route=\"v2_upload_start\",method=\"POST\",status=\"403\"} 1",
+        "airlock_http_request_duration_seconds_bucket{route=\"v2_manifest\"",
+        "airlock_registry_bytes_received_total",
+        "airlock_audit_log_entries 10",
+        "airlock_audit_checkpoint_age_seconds",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
