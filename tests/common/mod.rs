@@ -104,6 +104,14 @@ impl TestServer {
         }
     }
 
+    /// Kills the server with SIGKILL (no graceful shutdown), as a crash would.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL airlock");
+            let _ = child.wait();
+        }
+    }
+
     /// Peak resident memory of the server so far, in KiB (VmHWM).
     pub fn peak_rss_kib(&self) -> u64 {
         let status =
