@@ -2,9 +2,16 @@
 //! the same run, against the CNCF distribution registry (`docker-registry` from Debian) when it is
 //! installed, then prints throughput and the airlock/distribution ratio.
 //!
-//! Run: `cargo build --release && cargo run --release -p airlock-bench -- [--blob-mib 1024] [--manifests 1000]`
+//! Run: `cargo build --release --workspace && ./target/release/airlock-bench [--blob-mib 1024] [--manifests 1000]`
 //! Both registries get a fresh data directory on the same disk and are driven by the same client
 //! code over loopback, one at a time, so the ratio compares the servers, not the client.
+//!
+//! `airlock-bench audit [--events 100000] [--writers 8] [--verify-entries 1000000]` measures the audit log:
+//! sustained appends (concurrent writers recording events, group-committed, with the integrator
+//! hashing and signing checkpoints concurrently) and `airlock audit verify --data-dir` over a log
+//! of the given size.
+
+mod audit;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -34,7 +41,7 @@ fn options() -> Result<Options> {
         )),
         registry: PathBuf::from("/usr/bin/docker-registry"),
     };
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).skip_while(|a| a == "audit");
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
@@ -322,6 +329,9 @@ fn report(name: &str, options: &Options, f: &Figures) {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("audit") {
+        return audit::run().await;
+    }
     let options = options()?;
     let base_block: Vec<u8> = (0..BLOCK).map(|i| (i * 7 + i / 251) as u8).collect();
     let mut hasher = Sha256::new();

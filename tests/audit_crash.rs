@@ -56,7 +56,10 @@ async fn kill_9_during_a_burst_loses_no_entry_and_no_change() {
         .map(|e| e["subject"]["digest"].as_str().unwrap().to_string())
         .collect();
     let unrecorded: Vec<_> = acknowledged.difference(&recorded).collect();
-    assert!(unrecorded.is_empty(), "acknowledged pushes without an entry: {unrecorded:?}");
+    assert!(
+        unrecorded.is_empty(),
+        "acknowledged pushes without an entry: {unrecorded:?}"
+    );
     for digest in &recorded {
         let head = s
             .http
@@ -64,7 +67,11 @@ async fn kill_9_during_a_burst_loses_no_entry_and_no_change() {
             .send()
             .await
             .unwrap();
-        assert_eq!(head.status(), 200, "entry for {digest} but the blob is not in the repository");
+        assert_eq!(
+            head.status(),
+            200,
+            "entry for {digest} but the blob is not in the repository"
+        );
     }
     eprintln!(
         "{} pushes acknowledged before the crash, {} recorded",

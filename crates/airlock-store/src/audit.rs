@@ -29,23 +29,34 @@ pub struct StoredCheckpoint {
     pub created_at: i64,
 }
 
-/// Appends `records` to the log on `conn`, which must be inside the transaction that makes the
-/// change they describe. Indexes come from the table itself under the write lock, so concurrent
+/// Appends `records` to the log on `conn`, which must be inside the (write-locked) transaction
+/// that makes the change they describe. Indexes continue from the table itself, so concurrent
 /// writers (and replicas sharing the database) get consecutive, gap-free numbers.
 pub(crate) async fn append(
     conn: &mut SqliteConnection,
     records: &[AuditRecord],
 ) -> Result<(), sqlx::Error> {
-    for record in records {
-        sqlx::query(
-            "INSERT INTO audit_entries (idx, entry, kind, time_millis)
-             SELECT COALESCE(MAX(idx) + 1, 0), ?, ?, ? FROM audit_entries",
-        )
-        .bind(record.canonical_json())
-        .bind(record.event.kind())
-        .bind(record.time_millis)
-        .execute(&mut *conn)
-        .await?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or(0);
+    // Many rows per statement: group commits and bulk writes append hundreds at once.
+    for (chunk_number, chunk) in records.chunks(200).enumerate() {
+        let first = next + (chunk_number * 200) as i64;
+        let mut insert =
+            sqlx::QueryBuilder::new("INSERT INTO audit_entries (idx, entry, kind, time_millis) ");
+        insert.push_values(chunk.iter().enumerate(), |mut row, (offset, record)| {
+            row.push_bind(first + offset as i64)
+                .push_bind(record.canonical_json())
+                .push_bind(record.event.kind())
+                .push_bind(record.time_millis);
+        });
+        insert.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -56,13 +67,65 @@ fn hash_from(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
         .map_err(|_| StoreError::Corrupt("audit hash is not 32 bytes".into()))
 }
 
+/// Events from one [`Metadata::record_events`] call, waiting for the next group commit.
+pub(crate) struct PendingEvents {
+    records: Vec<AuditRecord>,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
 impl Metadata {
-    /// Records events that change no other state (e.g. a refused push), in their own transaction.
+    /// Records events that change no other state (e.g. a refused push). Concurrent calls are
+    /// group-committed: whoever gets the writer slot appends everything queued so far in one
+    /// transaction, so a burst of such events costs one commit, not one each. Returns once the
+    /// caller's events are committed.
     pub async fn record_events(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        append(&mut tx, records).await?;
-        tx.commit().await?;
-        Ok(())
+        let (done, committed) = tokio::sync::oneshot::channel();
+        self.pending_events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(PendingEvents {
+                records: records.to_vec(),
+                done,
+            });
+        let mut committed = committed;
+        loop {
+            tokio::select! {
+                // Another caller's group commit carried these events.
+                result = &mut committed => return Self::batch_result(result),
+                slot = self.writer_slot() => {
+                    let batch = std::mem::take(
+                        &mut *self.pending_events.lock().unwrap_or_else(|e| e.into_inner()),
+                    );
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let result = async {
+                        let mut tx = self.begin_write_in(slot).await?;
+                        let records: Vec<AuditRecord> =
+                            batch.iter().flat_map(|p| p.records.iter().cloned()).collect();
+                        append(&mut tx, &records).await?;
+                        tx.commit().await
+                    }
+                    .await
+                    .map_err(|e| e.to_string());
+                    for pending in batch {
+                        let _ = pending.done.send(result.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    fn batch_result(
+        result: Result<Result<(), String>, tokio::sync::oneshot::error::RecvError>,
+    ) -> Result<(), StoreError> {
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StoreError::Batch(message)),
+            Err(_) => Err(StoreError::Batch(
+                "the committing task was cancelled".into(),
+            )),
+        }
     }
 
     /// How many entries the log holds (integrated or not).
@@ -186,12 +249,13 @@ impl Metadata {
         if latest.unwrap_or(0) as u64 != previous_size {
             return Ok(false);
         }
-        for (index, hash) in hashes {
-            sqlx::query("INSERT INTO audit_hashes (idx, hash) VALUES (?, ?)")
-                .bind(*index as i64)
-                .bind(hash.as_slice())
-                .execute(&mut *tx)
-                .await?;
+        // Many rows per statement: a round stores two hashes per entry.
+        for chunk in hashes.chunks(400) {
+            let mut insert = sqlx::QueryBuilder::new("INSERT INTO audit_hashes (idx, hash) ");
+            insert.push_values(chunk, |mut row, (index, hash)| {
+                row.push_bind(*index as i64).push_bind(hash.to_vec());
+            });
+            insert.build().execute(&mut *tx).await?;
         }
         sqlx::query(
             "INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)",

@@ -16,6 +16,9 @@ pub enum StoreError {
     /// Local file system I/O failed.
     #[error("storage I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// A group commit that carried this caller's writes failed.
+    #[error("batched write failed: {0}")]
+    Batch(String),
     /// A stored value could not be read back (corruption or a manual edit).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),

@@ -133,6 +133,38 @@ impl From<sqlx::Error> for ManifestWriteError {
 #[derive(Clone)]
 pub struct Metadata {
     pool: SqlitePool,
+    /// Serialises this process's write transactions before they reach SQLite, so concurrent
+    /// writers queue here instead of in SQLite's busy handler (which sleeps and retries).
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Events waiting to be appended by [`Metadata::record_events`] (group commit).
+    pub(crate) pending_events: std::sync::Arc<std::sync::Mutex<Vec<crate::audit::PendingEvents>>>,
+}
+
+/// A write transaction holding the process-wide writer slot until it commits or drops.
+pub(crate) struct WriteTransaction {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    _slot: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl WriteTransaction {
+    /// Commits the transaction and frees the writer slot.
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTransaction {
+    type Target = sqlx::SqliteConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTransaction {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 fn parse_digest(value: String) -> Result<Digest, StoreError> {
@@ -171,7 +203,11 @@ impl Metadata {
             .connect_with(options)
             .await?;
         migrator().run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+            pending_events: Default::default(),
+        })
     }
 
     /// Checks the database answers (readiness probe).
@@ -187,11 +223,24 @@ impl Metadata {
 
     /// Starts a write transaction that takes SQLite's write lock at once (`BEGIN IMMEDIATE`), so a
     /// transaction that reads before it writes cannot fail with a stale snapshot when another
-    /// writer commits in between.
-    pub(crate) async fn begin_write(
+    /// writer commits in between. Writers of this process queue for the slot first.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
+        let slot = self.writer.clone().lock_owned().await;
+        self.begin_write_in(slot).await
+    }
+
+    /// The writer slot, for callers that batch work before opening the transaction.
+    pub(crate) async fn writer_slot(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.writer.clone().lock_owned().await
+    }
+
+    /// Opens a write transaction in a slot already held.
+    pub(crate) async fn begin_write_in(
         &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+        slot: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<WriteTransaction, sqlx::Error> {
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTransaction { tx, _slot: slot })
     }
 
     /// Closes the pool, waiting for connections to finish (graceful shutdown).

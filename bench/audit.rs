@@ -1,0 +1,161 @@
+//! The audit log benchmark: sustained appends and whole-log verification.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airlock_core::{Action, Actor, AuditEvent, AuditRecord};
+use airlock_server::audit::AuditLog;
+use airlock_store::{Metadata, now_millis};
+use anyhow::{Context, Result, bail};
+
+struct Options {
+    events: u64,
+    writers: u64,
+    verify_entries: u64,
+    airlock: PathBuf,
+}
+
+fn options() -> Result<Options> {
+    let mut options = Options {
+        events: 100_000,
+        writers: 8,
+        verify_entries: 1_000_000,
+        airlock: PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/release/airlock"
+        )),
+    };
+    let mut args = std::env::args().skip(2);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--events" => options.events = value()?.parse()?,
+            "--writers" => options.writers = value()?.parse()?,
+            "--verify-entries" => options.verify_entries = value()?.parse()?,
+            "--airlock" => options.airlock = value()?.into(),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(options)
+}
+
+/// A typical entry: a refused push names a repository, an action and a reason.
+fn record(i: u64) -> AuditRecord {
+    AuditRecord {
+        time_millis: now_millis(),
+        actor: Actor {
+            principal: format!("ci-builder-{}", i % 17),
+            auth_method: "token".into(),
+            source: Some("10.0.0.7:51234".into()),
+        },
+        event: AuditEvent::PushRefused {
+            repository: format!("prod/team-{}/app", i % 97)
+                .parse()
+                .expect("valid name"),
+            action: Action::Push,
+            reason: "stage prod is gated: artifacts reach prod only by promotion".into(),
+        },
+    }
+}
+
+async fn open(dir: &std::path::Path) -> Result<(Metadata, Arc<AuditLog>)> {
+    let metadata = Metadata::open_sqlite(&dir.join("metadata.db")).await?;
+    let log = Arc::new(AuditLog::open(metadata.clone(), dir, "airlock/bench").await?);
+    Ok((metadata, log))
+}
+
+/// Until the newest checkpoint covers `size` entries.
+async fn wait_integrated(metadata: &Metadata, size: u64) -> Result<()> {
+    loop {
+        let latest = metadata.latest_checkpoint().await?.map_or(0, |c| c.size);
+        if latest >= size {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+pub async fn run() -> Result<()> {
+    let options = options()?;
+
+    // 1. Sustained appends: concurrent writers, one transaction per event, integrator running.
+    let dir = tempfile::tempdir()?;
+    let (metadata, log) = open(dir.path()).await?;
+    let integrator = tokio::spawn(log.clone().run_integrator());
+    let started = Instant::now();
+    let per_writer = options.events / options.writers;
+    let mut writers = Vec::new();
+    for w in 0..options.writers {
+        let metadata = metadata.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..per_writer {
+                metadata
+                    .record_events(&[record(w * per_writer + i)])
+                    .await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for writer in writers {
+        writer.await??;
+    }
+    let appended = started.elapsed();
+    let total = per_writer * options.writers;
+    wait_integrated(&metadata, total).await?;
+    let integrated = started.elapsed();
+    integrator.abort();
+    println!(
+        "appends: {total} events from {} concurrent writers (group commit): appended in {:.2} s ({:.0} events/s), all signed into a checkpoint after {:.2} s ({:.0} events/s sustained)",
+        options.writers,
+        appended.as_secs_f64(),
+        total as f64 / appended.as_secs_f64(),
+        integrated.as_secs_f64(),
+        total as f64 / integrated.as_secs_f64(),
+    );
+
+    // 2. Verification of a large log with the real CLI.
+    let dir = tempfile::tempdir()?;
+    let (metadata, log) = open(dir.path()).await?;
+    let batch: Vec<AuditRecord> = (0..10_000).map(record).collect();
+    let mut written = 0;
+    let write_started = Instant::now();
+    while written < options.verify_entries {
+        let n = (options.verify_entries - written).min(batch.len() as u64) as usize;
+        metadata.record_events(&batch[..n]).await?;
+        written += n as u64;
+    }
+    println!(
+        "bulk: {} entries appended in transactions of 10,000 in {:.2} s ({:.0} entries/s)",
+        options.verify_entries,
+        write_started.elapsed().as_secs_f64(),
+        options.verify_entries as f64 / write_started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    while log.integrate().await?.is_some() {}
+    let integrate = started.elapsed();
+    metadata.close().await;
+    let started = Instant::now();
+    let output = std::process::Command::new(&options.airlock)
+        .args(["audit", "verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .with_context(|| {
+            format!(
+                "run {} (cargo build --release first)",
+                options.airlock.display()
+            )
+        })?;
+    let verify = started.elapsed();
+    if !output.status.success() {
+        bail!("verify failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    println!(
+        "verify: `airlock audit verify --data-dir` over {} entries took {:.2} s (integrating them took {:.2} s)",
+        options.verify_entries,
+        verify.as_secs_f64(),
+        integrate.as_secs_f64()
+    );
+    Ok(())
+}
