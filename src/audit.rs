@@ -77,7 +77,7 @@ pub struct VerifyArgs {
 pub struct TailArgs {
     #[command(flatten)]
     server: ServerArgs,
-    /// How many entries to show.
+    /// How many of the newest (matching) entries to show.
     #[arg(short = 'n', long, default_value_t = 20)]
     lines: u64,
     /// Keep polling for new entries.
@@ -516,17 +516,27 @@ async fn print_entries(
 
 async fn tail(args: TailArgs) -> Result<()> {
     let http = client();
-    let count = get_json(&http, &args.server.url("/api/v1/audit/checkpoint")).await?["entries"]
-        .as_u64()
-        .unwrap_or(0);
-    let start = count.saturating_sub(args.lines);
+    let mut url = args
+        .server
+        .url(&format!("/api/v1/audit/entries?newest={}", args.lines));
+    if let Some(filter) = &args.filter {
+        url.push_str(&format!("&type={filter}"));
+    }
+    let page = get_json(&http, &url).await?;
+    for entry in page["entries"].as_array().cloned().unwrap_or_default() {
+        println!("{entry}");
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    let next = page["next"].as_u64().unwrap_or(0);
     print_entries(
         &http,
         &args.server,
-        start,
+        next,
         None,
         args.filter.as_deref(),
-        args.follow,
+        true,
     )
     .await
 }

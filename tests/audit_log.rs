@@ -171,6 +171,27 @@ async fn the_log_verifies_online_offline_and_against_a_trusted_checkpoint() {
 }
 
 #[tokio::test]
+async fn tail_and_export_read_the_log_with_filters() {
+    let s = server_with_history().await;
+    let (code, out, err) = airlock_cli(&["audit", "tail", "-n", "2", "--filter", "tag", "--server", &s.base]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["entry"]["type"], "tag.moved");
+    assert_eq!(lines[1]["entry"]["type"], "tag.deleted");
+    assert_eq!(lines[1]["index"], 8);
+
+    let (code, out, err) = airlock_cli(&["audit", "export", "--since", "1h", "--server", &s.base]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 10);
+    let (_, out, _) = airlock_cli(&["audit", "export", "--since", "2999-01-01T00:00:00Z", "--server", &s.base]);
+    assert_eq!(out.lines().count(), 0);
+    let (code, _, err) = airlock_cli(&["audit", "export", "--since", "last tuesday", "--server", &s.base]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--since"), "{err}");
+}
+
+#[tokio::test]
 async fn a_checkpoint_signed_by_another_key_is_refused() {
     let s = server_with_history().await;
     let other = airlock_audit::LogKey::generate("airlock/impostor").unwrap();

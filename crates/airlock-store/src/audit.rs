@@ -192,6 +192,34 @@ impl Metadata {
             .collect())
     }
 
+    /// The newest `limit` entries whose type starts with `kind_prefix` (if given), oldest first.
+    pub async fn audit_entries_newest(
+        &self,
+        kind_prefix: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idx, entry FROM audit_entries
+             WHERE (? IS NULL OR substr(kind, 1, length(?)) = ?)
+             ORDER BY idx DESC LIMIT ?",
+        )
+        .bind(kind_prefix)
+        .bind(kind_prefix)
+        .bind(kind_prefix)
+        .bind(limit as i64)
+        .fetch_all(self.pool())
+        .await?;
+        let mut entries: Vec<StoredEntry> = rows
+            .into_iter()
+            .map(|row| StoredEntry {
+                index: row.get::<i64, _>("idx") as u64,
+                entry: row.get("entry"),
+            })
+            .collect();
+        entries.reverse();
+        Ok(entries)
+    }
+
     /// Stored Merkle hashes by stored-hash index, in the order asked; `None` where absent.
     pub async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Option<[u8; 32]>>, StoreError> {
         let wanted =

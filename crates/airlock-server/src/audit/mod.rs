@@ -361,6 +361,18 @@ impl AuditLog {
         Ok(self.metadata.audit_entry_count().await?)
     }
 
+    /// The newest `limit` entries of a type prefix, oldest first (`audit tail`).
+    pub async fn newest_entries(
+        &self,
+        kind_prefix: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, AuditLogError> {
+        Ok(self
+            .metadata
+            .audit_entries_newest(kind_prefix, limit)
+            .await?)
+    }
+
     /// Entries for `audit tail` / `audit export`.
     pub async fn entries(
         &self,

@@ -155,9 +155,18 @@ async fn entries(
     let start = number::<u64>(&params, "start")?.unwrap_or(0);
     let limit = number::<u32>(&params, "limit")?.unwrap_or(1000).min(10_000);
     let since = number::<i64>(&params, "since_ms")?;
+    let newest = number::<u32>(&params, "newest")?;
     let kind = params.get("type").map(String::as_str);
-    let entries = log.entries(start, since, kind, limit).await?;
-    let next = entries.last().map(|e| e.index + 1);
+    let entries = match newest {
+        Some(n) => log.newest_entries(kind, n.min(10_000)).await?,
+        None => log.entries(start, since, kind, limit).await?,
+    };
+    let next = match (entries.last(), newest) {
+        (Some(last), _) => Some(last.index + 1),
+        // Nothing matched the newest-N query: continue from the end of the log.
+        (None, Some(_)) => Some(log.entry_count().await?),
+        (None, None) => None,
+    };
     let list: Vec<Value> = entries
         .into_iter()
         .map(|e| {
