@@ -173,9 +173,14 @@ async fn the_log_verifies_online_offline_and_against_a_trusted_checkpoint() {
 #[tokio::test]
 async fn tail_and_export_read_the_log_with_filters() {
     let s = server_with_history().await;
-    let (code, out, err) = airlock_cli(&["audit", "tail", "-n", "2", "--filter", "tag", "--server", &s.base]);
+    let (code, out, err) = airlock_cli(&[
+        "audit", "tail", "-n", "2", "--filter", "tag", "--server", &s.base,
+    ]);
     assert_eq!(code, 0, "{err}");
-    let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["entry"]["type"], "tag.moved");
     assert_eq!(lines[1]["entry"]["type"], "tag.deleted");
@@ -184,9 +189,23 @@ async fn tail_and_export_read_the_log_with_filters() {
     let (code, out, err) = airlock_cli(&["audit", "export", "--since", "1h", "--server", &s.base]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 10);
-    let (_, out, _) = airlock_cli(&["audit", "export", "--since", "2999-01-01T00:00:00Z", "--server", &s.base]);
+    let (_, out, _) = airlock_cli(&[
+        "audit",
+        "export",
+        "--since",
+        "2999-01-01T00:00:00Z",
+        "--server",
+        &s.base,
+    ]);
     assert_eq!(out.lines().count(), 0);
-    let (code, _, err) = airlock_cli(&["audit", "export", "--since", "last tuesday", "--server", &s.base]);
+    let (code, _, err) = airlock_cli(&[
+        "audit",
+        "export",
+        "--since",
+        "last tuesday",
+        "--server",
+        &s.base,
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("--since"), "{err}");
 }
@@ -319,6 +338,20 @@ async fn a_modified_entry_is_detected_and_named() {
     let (code, out) = verify_offline(&dir);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("entry 3 was altered"), "{out}");
+}
+
+#[tokio::test]
+async fn a_running_server_serving_an_altered_entry_is_caught() {
+    let s = server_with_history().await;
+    let mut db = database(&s.data_dir).await;
+    sqlx::query("UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'push.refused', 'push.allowed') AS BLOB) WHERE idx = 9")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let (code, out, err) = airlock_cli(&["audit", "verify", "--server", &s.base]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("entry 9 was altered"), "{err}");
 }
 
 #[tokio::test]

@@ -416,6 +416,11 @@ impl Registry {
         let cutoff = now_millis() - self.limits.upload_expiry.as_millis() as i64;
         let idle = self.metadata.idle_uploads(cutoff).await?;
         for session in &idle {
+            // Never pull data from under a chunk that is still streaming in.
+            let state = self.upload_state(session.id);
+            let Ok(_busy) = state.try_lock() else {
+                continue;
+            };
             tracing::info!(upload = %session.id, repository = %session.repository, bytes = session.size, "expiring idle upload");
             self.discard(session).await?;
         }
