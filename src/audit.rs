@@ -119,7 +119,7 @@ pub struct CheckpointArgs {
 }
 
 /// Output format.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     /// For people.
     Text,
@@ -137,15 +137,19 @@ pub async fn run(command: AuditCommand) -> Result<u8> {
         AuditCommand::Checkpoint(args) => {
             print!(
                 "{}",
-                get_text(&client(), &args.server.url("/log/checkpoint")).await?
+                get_text(
+                    &client_for(&args.server.server).await,
+                    &args.server.url("/log/checkpoint")
+                )
+                .await?
             );
             Ok(0)
         }
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
+async fn client_for(server: &str) -> reqwest::Client {
+    crate::client::ApiClient::http_for(server).await
 }
 
 async fn get(http: &reqwest::Client, url: &str) -> Result<reqwest::Response> {
@@ -272,7 +276,7 @@ async fn verify(args: VerifyArgs) -> Result<u8> {
 }
 
 async fn verify_server(args: &VerifyArgs) -> Result<u8> {
-    let http = client();
+    let http = client_for(&args.server).await;
     let base = args.server.trim_end_matches('/').to_string();
     let key = match &args.log_key {
         Some(value) => read_key_arg(value)?,
@@ -515,7 +519,7 @@ async fn print_entries(
 }
 
 async fn tail(args: TailArgs) -> Result<()> {
-    let http = client();
+    let http = client_for(&args.server.server).await;
     let mut url = args
         .server
         .url(&format!("/api/v1/audit/entries?newest={}", args.lines));
@@ -565,7 +569,7 @@ fn parse_since(value: &str, now_ms: i64) -> Result<i64> {
 }
 
 async fn export(args: ExportArgs) -> Result<()> {
-    let http = client();
+    let http = client_for(&args.server.server).await;
     let since = args
         .since
         .as_deref()
@@ -575,7 +579,7 @@ async fn export(args: ExportArgs) -> Result<()> {
 }
 
 async fn prove(args: ProveArgs) -> Result<u8> {
-    let http = client();
+    let http = client_for(&args.server.server).await;
     let key = get_text(&http, &args.server.url("/log/key"))
         .await?
         .trim()

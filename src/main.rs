@@ -3,7 +3,9 @@
 //! library crates together.
 #![forbid(unsafe_code)]
 
+mod access;
 mod audit;
+mod client;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +35,22 @@ enum Command {
     /// Read, export, prove and verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Log in to a server: stores a refresh credential (mode 0600) for the other commands.
+    Login(access::LoginArgs),
+    /// Show who you are logged in as, and your roles.
+    Whoami(access::Common),
+    /// Manage users.
+    #[command(subcommand)]
+    Users(access::UsersCommand),
+    /// Manage service accounts and their API keys.
+    #[command(subcommand)]
+    ServiceAccounts(access::ServiceAccountsCommand),
+    /// Grant, revoke and list roles.
+    #[command(subcommand)]
+    Roles(access::RolesCommand),
+    /// Just-in-time access: request, grant, deny, list.
+    #[command(subcommand)]
+    Access(access::AccessCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +74,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Audit(command) => run_client(audit::run(command)),
+        Command::Login(args) => run_client(access::login(args)),
+        Command::Whoami(common) => run_client(access::whoami(common)),
+        Command::Users(command) => run_client(access::users(command)),
+        Command::ServiceAccounts(command) => run_client(access::service_accounts(command)),
+        Command::Roles(command) => run_client(access::roles(command)),
+        Command::Access(command) => run_client(access::access(command)),
     }
 }
 
@@ -77,7 +101,10 @@ fn run_client(command: impl std::future::Future<Output = anyhow::Result<u8>>) ->
         Ok(status) => ExitCode::from(status),
         Err(err) => {
             eprintln!("airlock: {err:#}");
-            ExitCode::from(2)
+            match err.downcast_ref::<client::ApiFailure>() {
+                Some(failure) => ExitCode::from(failure.status),
+                None => ExitCode::from(2),
+            }
         }
     }
 }
@@ -98,6 +125,9 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     }
     if let Some(format) = args.log_format {
         config.log.format = format;
+    }
+    if let Ok(password) = std::env::var("AIRLOCK_INITIAL_ADMIN_PASSWORD") {
+        config.access.initial_admin_password = Some(airlock_server::config::Secret(password));
     }
     init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

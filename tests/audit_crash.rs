@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use common::{TestServer, airlock_cli, sha256};
+use common::{TestServer, sha256};
 
 #[tokio::test]
 async fn kill_9_during_a_burst_loses_no_entry_and_no_change() {
@@ -45,7 +45,7 @@ async fn kill_9_during_a_burst_loses_no_entry_and_no_change() {
 
     let s = TestServer::start_in(&dir, &[]);
     s.wait_for_checkpoint().await;
-    let (code, out, err) = airlock_cli(&["audit", "verify", "--server", &s.base]);
+    let (code, out, err) = s.cli(&["audit", "verify"]);
     assert_eq!(code, 0, "{out}{err}");
 
     let recorded: BTreeSet<String> = s

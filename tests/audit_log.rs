@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{OCI_MANIFEST, TestServer, airlock_cli, sha256};
+use common::{BOOTSTRAP_ENTRIES, OCI_MANIFEST, TestServer, airlock_cli, sha256};
 use serde_json::Value;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
@@ -42,7 +42,19 @@ async fn server_with_history() -> TestServer {
 #[tokio::test]
 async fn every_change_is_recorded_with_actor_subject_and_outcome() {
     let s = server_with_history().await;
-    let entries = s.audit_entries().await;
+    let all = s.audit_entries().await;
+    // A new server first records creating admin: the principal, its password, three roles.
+    assert_eq!(
+        types(&all[..BOOTSTRAP_ENTRIES]),
+        [
+            "principal.created",
+            "credential.created",
+            "role.granted",
+            "role.granted",
+            "role.granted"
+        ]
+    );
+    let entries = all[BOOTSTRAP_ENTRIES..].to_vec();
     let kinds = types(&entries);
     assert_eq!(
         kinds,
@@ -67,7 +79,8 @@ async fn every_change_is_recorded_with_actor_subject_and_outcome() {
         moved["details"]["previous"],
         entries[3]["details"]["digest"]
     );
-    assert_eq!(moved["actor"]["principal"], "anonymous");
+    assert_eq!(moved["actor"]["principal"], "admin");
+    assert_eq!(moved["actor"]["auth_method"], "password");
     assert!(
         moved["actor"]["source"]
             .as_str()
@@ -92,7 +105,7 @@ async fn every_change_is_recorded_with_actor_subject_and_outcome() {
         .put_manifest("dev/team/app", "2.0", OCI_MANIFEST, &manifest)
         .await;
     assert_eq!(r.status(), 400);
-    assert_eq!(s.audit_entries().await.len(), 10);
+    assert_eq!(s.audit_entries().await.len(), BOOTSTRAP_ENTRIES + 10);
 }
 
 #[tokio::test]
@@ -110,7 +123,7 @@ async fn the_log_verifies_online_offline_and_against_a_trusted_checkpoint() {
     let key = key.trim();
     let work = tempfile::tempdir().unwrap();
     let trusted = work.path().join("checkpoint");
-    let (code, note, _) = airlock_cli(&["audit", "checkpoint", "--server", &s.base]);
+    let (code, note, _) = s.cli(&["audit", "checkpoint"]);
     assert_eq!(code, 0);
     std::fs::write(&trusted, &note).unwrap();
 
@@ -118,31 +131,29 @@ async fn the_log_verifies_online_offline_and_against_a_trusted_checkpoint() {
     s.push_image("dev/team/other", "1", &[b"more"]).await;
     s.wait_for_checkpoint().await;
     let trusted_arg = trusted.to_str().unwrap();
-    let (code, out, err) = airlock_cli(&[
+    let (code, out, err) = s.cli(&[
         "audit",
         "verify",
-        "--server",
-        &s.base,
         "--log-key",
         key,
         "--trusted-checkpoint",
         trusted_arg,
     ]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("ok: 14 entries verified"), "{out}");
+    assert!(out.contains("ok: 19 entries verified"), "{out}");
     assert!(
-        out.contains("extends the trusted checkpoint of size 10"),
+        out.contains("extends the trusted checkpoint of size 15"),
         "{out}"
     );
 
     // An inclusion proof a third party can check.
-    let (code, out, err) = airlock_cli(&["audit", "prove", "4", "--server", &s.base]);
+    let (code, out, err) = s.cli(&["audit", "prove", "9"]);
     assert_eq!(code, 0, "{err}");
     let proof: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(proof["index"], 4);
+    assert_eq!(proof["index"], 9);
     assert_eq!(proof["entry"]["type"], "blob.pushed");
     let inclusion = airlock_audit::InclusionProof {
-        index: 4,
+        index: 9,
         tree_size: proof["tree_size"].as_u64().unwrap(),
         leaf_hash: serde_json::from_value(proof["leaf_hash"].clone()).unwrap(),
         hashes: serde_json::from_value(proof["hashes"].clone()).unwrap(),
@@ -167,15 +178,13 @@ async fn the_log_verifies_online_offline_and_against_a_trusted_checkpoint() {
     assert_eq!(code, 0, "{out}{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["ok"], true);
-    assert_eq!(report["size"], 14);
+    assert_eq!(report["size"], 19);
 }
 
 #[tokio::test]
 async fn tail_and_export_read_the_log_with_filters() {
     let s = server_with_history().await;
-    let (code, out, err) = airlock_cli(&[
-        "audit", "tail", "-n", "2", "--filter", "tag", "--server", &s.base,
-    ]);
+    let (code, out, err) = s.cli(&["audit", "tail", "-n", "2", "--filter", "tag"]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<Value> = out
         .lines()
@@ -184,28 +193,14 @@ async fn tail_and_export_read_the_log_with_filters() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["entry"]["type"], "tag.moved");
     assert_eq!(lines[1]["entry"]["type"], "tag.deleted");
-    assert_eq!(lines[1]["index"], 8);
+    assert_eq!(lines[1]["index"], BOOTSTRAP_ENTRIES + 8);
 
-    let (code, out, err) = airlock_cli(&["audit", "export", "--since", "1h", "--server", &s.base]);
+    let (code, out, err) = s.cli(&["audit", "export", "--since", "1h"]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out.lines().count(), 10);
-    let (_, out, _) = airlock_cli(&[
-        "audit",
-        "export",
-        "--since",
-        "2999-01-01T00:00:00Z",
-        "--server",
-        &s.base,
-    ]);
+    assert_eq!(out.lines().count(), BOOTSTRAP_ENTRIES + 10);
+    let (_, out, _) = s.cli(&["audit", "export", "--since", "2999-01-01T00:00:00Z"]);
     assert_eq!(out.lines().count(), 0);
-    let (code, _, err) = airlock_cli(&[
-        "audit",
-        "export",
-        "--since",
-        "last tuesday",
-        "--server",
-        &s.base,
-    ]);
+    let (code, _, err) = s.cli(&["audit", "export", "--since", "last tuesday"]);
     assert_eq!(code, 2);
     assert!(err.contains("--since"), "{err}");
 }
@@ -214,14 +209,7 @@ async fn tail_and_export_read_the_log_with_filters() {
 async fn a_checkpoint_signed_by_another_key_is_refused() {
     let s = server_with_history().await;
     let other = airlock_audit::LogKey::generate("airlock/impostor").unwrap();
-    let (code, _, err) = airlock_cli(&[
-        "audit",
-        "verify",
-        "--server",
-        &s.base,
-        "--log-key",
-        other.verifier_key(),
-    ]);
+    let (code, _, err) = s.cli(&["audit", "verify", "--log-key", other.verifier_key()]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("not signed by the log key"), "{err}");
 
@@ -243,11 +231,9 @@ async fn a_checkpoint_signed_by_another_key_is_refused() {
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("forged");
     std::fs::write(&file, note).unwrap();
-    let (code, _, err) = airlock_cli(&[
+    let (code, _, err) = s.cli(&[
         "audit",
         "verify",
-        "--server",
-        &s.base,
         "--log-key",
         key.trim(),
         "--trusted-checkpoint",
@@ -261,7 +247,7 @@ async fn a_checkpoint_signed_by_another_key_is_refused() {
 async fn a_forked_log_is_detected() {
     // Server A's history, and a checkpoint from it.
     let a = server_with_history().await;
-    let (_, trusted_note, _) = airlock_cli(&["audit", "checkpoint", "--server", &a.base]);
+    let (_, trusted_note, _) = a.cli(&["audit", "checkpoint"]);
     let key = a
         .http
         .get(a.url("/log/key"))
@@ -285,11 +271,9 @@ async fn a_forked_log_is_detected() {
             .await;
     }
     b.wait_for_checkpoint().await;
-    let (code, _, err) = airlock_cli(&[
+    let (code, _, err) = b.cli(&[
         "audit",
         "verify",
-        "--server",
-        &b.base,
         "--log-key",
         key.trim(),
         "--trusted-checkpoint",
@@ -316,7 +300,7 @@ async fn database(dir: &Path) -> sqlx::SqliteConnection {
         .unwrap()
 }
 
-/// A stopped server's data directory with a checkpointed history of 10 entries.
+/// A stopped server's data directory with a checkpointed history of 15 entries.
 async fn stopped_history() -> (TestServer, std::path::PathBuf) {
     let mut s = server_with_history().await;
     s.stop();
@@ -330,7 +314,7 @@ async fn stopped_history() -> (TestServer, std::path::PathBuf) {
 async fn a_modified_entry_is_detected_and_named() {
     let (_s, dir) = stopped_history().await;
     let mut db = database(&dir).await;
-    sqlx::query("UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'anonymous', 'mallory') AS BLOB) WHERE idx = 3")
+    sqlx::query(r#"UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), '"time"', '"tlme"') AS BLOB) WHERE idx = 3"#)
         .execute(&mut db)
         .await
         .unwrap();
@@ -344,14 +328,14 @@ async fn a_modified_entry_is_detected_and_named() {
 async fn a_running_server_serving_an_altered_entry_is_caught() {
     let s = server_with_history().await;
     let mut db = database(&s.data_dir).await;
-    sqlx::query("UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'push.refused', 'push.allowed') AS BLOB) WHERE idx = 9")
+    sqlx::query("UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'push.refused', 'push.allowed') AS BLOB) WHERE idx = 14")
         .execute(&mut db)
         .await
         .unwrap();
     db.close().await.unwrap();
-    let (code, out, err) = airlock_cli(&["audit", "verify", "--server", &s.base]);
+    let (code, out, err) = s.cli(&["audit", "verify"]);
     assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains("entry 9 was altered"), "{err}");
+    assert!(err.contains("entry 14 was altered"), "{err}");
 }
 
 #[tokio::test]
@@ -425,10 +409,13 @@ async fn an_entry_rewritten_with_its_hash_breaks_the_signed_checkpoint() {
         .fetch_one(&mut db)
         .await
         .unwrap();
-    let forged = String::from_utf8(entry)
-        .unwrap()
-        .replace("anonymous", "mallory")
-        .into_bytes();
+    let original = String::from_utf8(entry).unwrap();
+    let forged = original.replace("\"v\":1", "\"v\":2").into_bytes();
+    assert_ne!(
+        forged,
+        original.into_bytes(),
+        "the forgery must change the entry"
+    );
     let leaf = airlock_audit::leaf_hash(&forged);
     let stored_index = airlock_audit::stored_hash_index(0, 7).unwrap();
     sqlx::query("UPDATE audit_entries SET entry = ? WHERE idx = 7")
@@ -466,7 +453,7 @@ async fn metrics_cover_requests_bytes_and_the_log() {
             .text()
             .await
             .unwrap();
-        if text.contains("airlock_audit_log_entries 10") {
+        if text.contains("airlock_audit_log_entries 15") {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -476,7 +463,7 @@ async fn metrics_cover_requests_bytes_and_the_log() {
         "airlock_http_requests_total{route=\"v2_upload_start\",method=\"POST\",status=\"403\"} 1",
         "airlock_http_request_duration_seconds_bucket{route=\"v2_manifest\"",
         "airlock_registry_bytes_received_total",
-        "airlock_audit_log_entries 10",
+        "airlock_audit_log_entries 15",
         "airlock_audit_checkpoint_age_seconds",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");

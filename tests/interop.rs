@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{OCI_INDEX, OCI_MANIFEST, TestServer, interop_tool_available, sha256};
+use common::{ADMIN_PASSWORD, OCI_INDEX, OCI_MANIFEST, TestServer, interop_tool_available, sha256};
 use serde_json::{Value, json};
 
 /// Writes an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/...`).
@@ -114,12 +114,29 @@ fn pseudo_random(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// Runs skopeo as `admin`.
 fn skopeo(args: &[&str]) -> std::process::Output {
-    Command::new("skopeo")
-        .arg("--insecure-policy")
-        .args(args)
-        .output()
-        .expect("run skopeo")
+    skopeo_as(&format!("admin:{ADMIN_PASSWORD}"), args)
+}
+
+/// Runs skopeo with `user:password` credentials for both ends of a copy (or an inspect).
+fn skopeo_as(creds: &str, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new("skopeo");
+    command.arg("--insecure-policy");
+    match args.split_first() {
+        Some((&"copy", rest)) => {
+            command
+                .args(["copy", "--src-creds", creds, "--dest-creds", creds])
+                .args(rest);
+        }
+        Some((&"inspect", rest)) => {
+            command.args(["inspect", "--creds", creds]).args(rest);
+        }
+        _ => {
+            command.args(args);
+        }
+    }
+    command.output().expect("run skopeo")
 }
 
 fn skopeo_ok(args: &[&str]) -> Vec<u8> {
@@ -263,6 +280,8 @@ async fn oras_pushes_and_pulls_an_artifact_and_its_referrer() {
     let output = Command::new("python3")
         .args([script, &s.host, "dev/team/bundle"])
         .arg(work.path())
+        .env("AIRLOCK_USER", "admin")
+        .env("AIRLOCK_PASSWORD", ADMIN_PASSWORD)
         .output()
         .expect("run python3");
     assert!(
@@ -302,4 +321,118 @@ async fn oras_pushes_and_pulls_an_artifact_and_its_referrer() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["digest"], report["referrer_digest"]);
     assert_eq!(listed[0]["artifactType"], report["referrer_type"]);
+}
+
+#[tokio::test]
+async fn skopeo_with_credentials_follows_each_role() {
+    if !interop_tool_available("skopeo", &["--version"]) {
+        return;
+    }
+    let s = TestServer::start();
+    // A builder for dev/team/*, a deployer for prod/team/*.
+    let builder_home = tempfile::tempdir().unwrap();
+    let mut created = Vec::new();
+    for (name, role, scope) in [
+        ("ci-builder", "builder", "dev/team/*"),
+        ("deployer", "deployer", "prod/team/*"),
+    ] {
+        let (code, out, err) = s.cli(&["users", "add", name, "--output", "json"]);
+        assert_eq!(code, 0, "{out}{err}");
+        let user: Value = serde_json::from_str(&out).unwrap();
+        created.push((name, user["password"].as_str().unwrap().to_string()));
+        let (code, _, err) = s.cli(&["roles", "grant", name, role, "--scope", scope]);
+        assert_eq!(code, 0, "{err}");
+    }
+    drop(builder_home);
+    let builder = format!("ci-builder:{}", created[0].1);
+    let deployer = format!("deployer:{}", created[1].1);
+
+    let work = tempfile::tempdir().unwrap();
+    let src = Layout::new(&work.path().join("src"));
+    let image = src.image(9, "amd64", &[2_000]);
+    src.index(&[(image, "1")]);
+    let layout = format!("oci:{}:1", src.dir.display());
+
+    // The builder pushes to dev; the deployer may not.
+    let ok = skopeo_as(
+        &builder,
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            &layout,
+            &format!("docker://{}/dev/team/app:1", s.host),
+        ],
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = skopeo_as(
+        &deployer,
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            &layout,
+            &format!("docker://{}/dev/team/app:2", s.host),
+        ],
+    );
+    assert!(!refused.status.success());
+    // Nobody pushes to prod, not even admin; those who may read prod learn why.
+    for creds in [&builder, &deployer, &format!("admin:{ADMIN_PASSWORD}")] {
+        let refused = skopeo_as(
+            creds,
+            &[
+                "copy",
+                "--dest-tls-verify=false",
+                &layout,
+                &format!("docker://{}/prod/team/app:1", s.host),
+            ],
+        );
+        assert!(!refused.status.success(), "{creds} pushed to prod");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("denied") || stderr.contains("403"),
+            "{stderr}"
+        );
+        if !creds.starts_with("ci-builder") {
+            assert!(stderr.contains("only by promotion"), "{stderr}");
+        }
+    }
+    // Reading prod: the deployer is allowed (the repository is simply empty until a promotion);
+    // the builder is denied.
+    let deployer_read = skopeo_as(
+        &deployer,
+        &[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{}/prod/team/app:1", s.host),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&deployer_read.stderr);
+    assert!(stderr.contains("manifest unknown"), "{stderr}");
+    let builder_read = skopeo_as(
+        &builder,
+        &[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{}/prod/team/app:1", s.host),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&builder_read.stderr);
+    assert!(
+        !stderr.contains("manifest unknown")
+            && (stderr.contains("denied") || stderr.contains("unauthorized")),
+        "{stderr}"
+    );
+    // Wrong password: refused.
+    let wrong = skopeo_as(
+        "ci-builder:wrong-password",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{}/dev/team/app:1", s.host),
+        ],
+    );
+    assert!(!wrong.status.success());
 }

@@ -13,6 +13,12 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
+/// The `admin` password every test server starts with (AIRLOCK_INITIAL_ADMIN_PASSWORD).
+pub const ADMIN_PASSWORD: &str = "test-admin-password-0123";
+
+/// Audit entries a new server writes while creating `admin` (principal, password, three roles).
+pub const BOOTSTRAP_ENTRIES: usize = 5;
+
 /// A running `airlock serve`.
 pub struct TestServer {
     child: Option<Child>,
@@ -23,7 +29,12 @@ pub struct TestServer {
     /// The data directory (kept alive by `_temp` unless given by the caller).
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
+    /// A client that authenticates as `admin` (HTTP Basic on every request).
     pub http: reqwest::Client,
+    /// A client without credentials.
+    pub anonymous: reqwest::Client,
+    /// The CLI's config directory for this server (holds `airlock login`'s credentials).
+    cli_home: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -48,6 +59,7 @@ impl TestServer {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("AIRLOCK_LOG__LEVEL", "warn")
+            .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (key, value) in env {
@@ -78,11 +90,56 @@ impl TestServer {
             host,
             data_dir: data_dir.to_path_buf(),
             _temp: None,
-            http: reqwest::Client::builder()
+            http: client_as("admin", ADMIN_PASSWORD),
+            anonymous: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
+            cli_home: tempfile::tempdir().expect("temp dir"),
         }
+    }
+
+    /// Runs the `airlock` CLI against this server, logged in as `admin` (logs in on first use).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let home = self.cli_home.path();
+        if !home.join("airlock/credentials.json").exists() {
+            let (code, out, err) = self.cli_as(
+                home,
+                &["login", &self.base, "-u", "admin", "--password-stdin"],
+                Some(ADMIN_PASSWORD),
+            );
+            assert_eq!(code, 0, "airlock login failed: {out}{err}");
+        }
+        self.cli_as(home, args, None)
+    }
+
+    /// Runs the CLI with `home` as its config directory, optionally feeding `stdin`.
+    pub fn cli_as(&self, home: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(args)
+            .env("XDG_CONFIG_HOME", home)
+            .env("AIRLOCK_SERVER", &self.base)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run airlock");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(format!("{input}\n").as_bytes())
+                .expect("write stdin");
+        }
+        drop(child.stdin.take());
+        let output = child.wait_with_output().expect("wait for airlock");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     }
 
     pub fn pid(&self) -> u32 {
@@ -209,6 +266,25 @@ impl Drop for TestServer {
             let _ = child.wait();
         }
     }
+}
+
+/// A client that sends HTTP Basic credentials on every request.
+pub fn client_as(user: &str, password: &str) -> reqwest::Client {
+    use base64::Engine as _;
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&value).expect("header"),
+    );
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }
 
 pub fn sha256(content: &[u8]) -> String {

@@ -61,7 +61,15 @@ def push_artifact(client, container, files, artifact_type, subject=None):
 
 def main():
     host, repo, workdir = sys.argv[1], sys.argv[2], sys.argv[3]
-    client = oras.client.OrasClient(hostname=host, insecure=True)
+    # oras-py's token backend keeps the first token it gets (pull only) for later pushes, so use
+    # its basic backend: credentials on every request, which airlock accepts on /v2 as well.
+    client = oras.client.OrasClient(hostname=host, insecure=True, auth_backend="basic")
+    if os.environ.get("AIRLOCK_USER"):
+        client.login(
+            username=os.environ["AIRLOCK_USER"],
+            password=os.environ["AIRLOCK_PASSWORD"],
+            hostname=host,
+        )
     src = os.path.join(workdir, "src")
     os.makedirs(src, exist_ok=True)
     payloads = {"report.txt": b"airlock interop report\n" * 100, "data.bin": os.urandom(300_000)}

@@ -110,6 +110,90 @@ pub enum AuditEvent {
         /// The blob.
         digest: Digest,
     },
+    /// A principal (user or service account) was created.
+    PrincipalCreated {
+        /// Its name.
+        principal: String,
+        /// `user` or `service`.
+        kind: String,
+    },
+    /// A principal was disabled; its tokens stop working at once.
+    PrincipalDisabled {
+        /// Its name.
+        principal: String,
+    },
+    /// A credential (password or API key) was set or created.
+    CredentialCreated {
+        /// Whose.
+        principal: String,
+        /// `password` or `api_key`.
+        credential: String,
+        /// The credential's id (never the secret).
+        id: String,
+        /// When it expires, if it does (ms).
+        expires_at_millis: Option<i64>,
+    },
+    /// A credential was revoked.
+    CredentialRevoked {
+        /// Whose.
+        principal: String,
+        /// The credential's id.
+        id: String,
+    },
+    /// A role was bound to a principal in a scope (standing, or just in time until it expires).
+    RoleGranted {
+        /// Who received it.
+        principal: String,
+        /// The role.
+        role: String,
+        /// Where it applies.
+        scope: String,
+        /// When it ends by itself (just-in-time grants), in ms.
+        expires_at_millis: Option<i64>,
+        /// The access request it fulfils, if any.
+        access_request: Option<i64>,
+    },
+    /// A role binding was removed.
+    RoleRevoked {
+        /// From whom.
+        principal: String,
+        /// The role.
+        role: String,
+        /// Where it applied.
+        scope: String,
+    },
+    /// Someone asked for a role for a while (just-in-time access).
+    AccessRequested {
+        /// The request id.
+        request: i64,
+        /// Who asked.
+        principal: String,
+        /// The role asked for.
+        role: String,
+        /// Where.
+        scope: String,
+        /// For how long, in seconds.
+        duration_secs: u64,
+        /// Why.
+        reason: String,
+    },
+    /// An access request was granted, denied or revoked by someone else.
+    AccessDecided {
+        /// The request id.
+        request: i64,
+        /// Who asked.
+        principal: String,
+        /// `granted`, `denied` or `revoked`.
+        decision: String,
+    },
+    /// Authentication failed for a principal (one entry per principal per minute; further
+    /// failures in that minute are counted, not logged).
+    AuthenticationFailed {
+        /// The principal named by the attempt (`unknown` if none).
+        principal: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// A write into a gated stage was refused.
     PushRefused {
         /// The repository the client tried to change.
@@ -132,13 +216,22 @@ impl AuditEvent {
             Self::ManifestDeleted { .. } => "manifest.deleted",
             Self::BlobDeleted { .. } => "blob.deleted",
             Self::PushRefused { .. } => "push.refused",
+            Self::PrincipalCreated { .. } => "principal.created",
+            Self::PrincipalDisabled { .. } => "principal.disabled",
+            Self::CredentialCreated { .. } => "credential.created",
+            Self::CredentialRevoked { .. } => "credential.revoked",
+            Self::RoleGranted { .. } => "role.granted",
+            Self::RoleRevoked { .. } => "role.revoked",
+            Self::AccessRequested { .. } => "access.requested",
+            Self::AccessDecided { .. } => "access.decided",
+            Self::AuthenticationFailed { .. } => "auth.failed",
         }
     }
 
     /// Whether the event records something that happened or something that was refused.
     pub fn outcome(&self) -> Outcome {
         match self {
-            Self::PushRefused { .. } => Outcome::Denied,
+            Self::PushRefused { .. } | Self::AuthenticationFailed { .. } => Outcome::Denied,
             _ => Outcome::Success,
         }
     }
@@ -166,6 +259,18 @@ impl AuditEvent {
             } => json!({"kind": "tag", "repository": repository.as_str(), "tag": tag.as_str()}),
             Self::PushRefused { repository, .. } => {
                 json!({"kind": "repository", "repository": repository.as_str()})
+            }
+            Self::PrincipalCreated { principal, .. }
+            | Self::PrincipalDisabled { principal }
+            | Self::CredentialCreated { principal, .. }
+            | Self::CredentialRevoked { principal, .. }
+            | Self::RoleGranted { principal, .. }
+            | Self::RoleRevoked { principal, .. }
+            | Self::AuthenticationFailed { principal, .. } => {
+                json!({"kind": "principal", "name": principal})
+            }
+            Self::AccessRequested { request, .. } | Self::AccessDecided { request, .. } => {
+                json!({"kind": "access_request", "id": request})
             }
         }
     }
@@ -205,6 +310,43 @@ impl AuditEvent {
             Self::PushRefused { action, reason, .. } => {
                 json!({"action": action.as_str(), "reason": reason})
             }
+            Self::PrincipalCreated { kind, .. } => json!({"kind": kind}),
+            Self::PrincipalDisabled { .. } => json!({}),
+            Self::CredentialCreated {
+                credential,
+                id,
+                expires_at_millis,
+                ..
+            } => {
+                json!({"credential": credential, "id": id, "expires": expires_at_millis.map(rfc3339_millis)})
+            }
+            Self::CredentialRevoked { id, .. } => json!({"id": id}),
+            Self::RoleGranted {
+                role,
+                scope,
+                expires_at_millis,
+                access_request,
+                ..
+            } => {
+                json!({"role": role, "scope": scope, "expires": expires_at_millis.map(rfc3339_millis), "access_request": access_request})
+            }
+            Self::RoleRevoked { role, scope, .. } => json!({"role": role, "scope": scope}),
+            Self::AccessRequested {
+                principal,
+                role,
+                scope,
+                duration_secs,
+                reason,
+                ..
+            } => {
+                json!({"principal": principal, "role": role, "scope": scope, "duration_secs": duration_secs, "reason": reason})
+            }
+            Self::AccessDecided {
+                principal,
+                decision,
+                ..
+            } => json!({"principal": principal, "decision": decision}),
+            Self::AuthenticationFailed { reason, .. } => json!({"reason": reason}),
         }
     }
 }

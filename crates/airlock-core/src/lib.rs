@@ -14,7 +14,10 @@ pub mod manifest;
 pub mod name;
 pub mod stage;
 
-pub use access::Action;
+pub use access::{
+    AccessRuleViolation, Action, ExclusivePair, Grant, GrantedAccess, Permission, PermissionTarget,
+    RequestedScope, RequestedScopeError, Role, Scope, ScopeError, UnknownRole,
+};
 pub use audit::{Actor, AuditEvent, AuditRecord, Outcome};
 pub use digest::{Digest, DigestAlgorithm, Digester};
 pub use error::Error;

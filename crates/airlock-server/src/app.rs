@@ -16,6 +16,7 @@ use tower_http::trace::TraceLayer;
 use crate::access::AccessControl;
 use crate::audit::{AuditLog, AuditLogError};
 use crate::config::{Config, ConfigError};
+use crate::identity::{Identity, IdentityError};
 use crate::oci::{self, OciState};
 use crate::registry::{Registry, RegistryLimits};
 
@@ -41,6 +42,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// Identity and access could not be set up.
+    #[error("cannot set up access control: {0}")]
+    Identity(#[from] IdentityError),
     /// The audit log could not be opened.
     #[error("cannot open the audit log: {0}")]
     Audit(#[from] AuditLogError),
@@ -77,9 +81,10 @@ pub async fn open_registry(config: &Config) -> Result<Arc<Registry>, ServeError>
 pub fn router(
     registry: Arc<Registry>,
     audit: Arc<AuditLog>,
-    access: Arc<AccessControl>,
+    identity: Arc<Identity>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Router {
+    let access = Arc::new(AccessControl::with_identity(identity.clone()));
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -97,7 +102,8 @@ pub fn router(
     });
     Router::new()
         .merge(oci::router(OciState { registry, access }))
-        .merge(crate::audit::routes::router(audit))
+        .merge(crate::audit::routes::router(audit, identity.clone()))
+        .merge(crate::identity::routes::router(identity))
         .merge(health)
         .merge(metrics_route)
         .fallback(|| async {
@@ -149,6 +155,21 @@ pub async fn serve(
     let audit =
         Arc::new(AuditLog::open(registry.metadata().clone(), &config.data_dir, &origin).await?);
     let integrator = tokio::spawn(audit.clone().run_integrator());
+    let identity = Arc::new(
+        Identity::open(
+            registry.metadata().clone(),
+            &config.data_dir,
+            config.access.clone(),
+            config.stages()?,
+            config.access.initial_admin_password.clone().map(|s| s.0),
+        )
+        .await?,
+    );
+    if !identity.enabled() {
+        tracing::warn!(
+            "access control is off (access.enabled = false): every request is anonymous"
+        );
+    }
     let sweep = tokio::spawn(sweep_uploads(
         registry.clone(),
         Duration::from_secs(config.registry.upload_sweep_interval_secs),
@@ -156,7 +177,7 @@ pub async fn serve(
     let app = router(
         registry.clone(),
         audit.clone(),
-        Arc::new(AccessControl::open()),
+        identity,
         crate::metrics::install(),
     );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "airlock listening");

@@ -25,6 +25,8 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// The audit log.
     pub audit: AuditConfig,
+    /// Identity and access control.
+    pub access: AccessConfig,
     /// The ordered stages.
     pub stages: Vec<StageConfig>,
 }
@@ -37,6 +39,7 @@ impl Default for Config {
             log: LogConfig::default(),
             registry: RegistryConfig::default(),
             audit: AuditConfig::default(),
+            access: AccessConfig::default(),
             stages: Stages::default_pipeline(),
         }
     }
@@ -102,6 +105,87 @@ pub struct AuditConfig {
     pub origin: Option<String>,
 }
 
+/// Identity and access control.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Require an identity for every request (the default). `false` serves every request
+    /// anonymously (stage rules still apply): only for a registry on loopback.
+    pub enabled: bool,
+    /// The base URL clients reach airlock at, for the token realm in `WWW-Authenticate`.
+    /// Unset: taken from each request's `Host` header.
+    pub public_url: Option<String>,
+    /// Lifetime of access tokens, in seconds (default 5 minutes).
+    pub token_lifetime_secs: u64,
+    /// Lifetime of refresh tokens (`airlock login`, `docker login`), in seconds (default 7 days).
+    pub refresh_lifetime_secs: u64,
+    /// Clock skew tolerated when checking token times, in seconds.
+    pub leeway_secs: u64,
+    /// Longest API key lifetime a service account may get, in days.
+    pub max_api_key_days: u64,
+    /// Longest just-in-time grant, in seconds (default 8 hours).
+    pub max_grant_secs: u64,
+    /// Failed authentications per principal, and per source address, per minute before further
+    /// attempts are refused with 429.
+    pub max_failures_per_minute: u32,
+    /// Role pairs nobody may hold together.
+    pub exclusive_roles: Vec<[String; 2]>,
+    /// Workload identity: OIDC issuers whose ID tokens are exchanged for builder tokens.
+    pub oidc: Vec<OidcTrustConfig>,
+    /// The initial `admin` password for a new installation (from `AIRLOCK_INITIAL_ADMIN_PASSWORD`;
+    /// never read from the file). Unset: a random one is written to
+    /// `<data_dir>/initial-admin-password`.
+    #[serde(skip)]
+    pub initial_admin_password: Option<Secret>,
+}
+
+/// A secret string that never appears in `Debug` output or logs.
+#[derive(Clone, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            public_url: None,
+            token_lifetime_secs: 300,
+            refresh_lifetime_secs: 7 * 24 * 3600,
+            leeway_secs: 30,
+            max_api_key_days: 365,
+            max_grant_secs: 8 * 3600,
+            max_failures_per_minute: 10,
+            exclusive_roles: vec![["key-admin".to_string(), "approver".to_string()]],
+            oidc: Vec::new(),
+            initial_admin_password: None,
+        }
+    }
+}
+
+/// One OIDC trust rule: which ID tokens are accepted and what they may push.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcTrustConfig {
+    /// The rule's name; tokens act as principal `oidc/<name>`.
+    pub name: String,
+    /// The issuer (`iss`), exactly.
+    pub issuer: String,
+    /// The audience (`aud`) the token must carry.
+    pub audience: String,
+    /// The issuer's JWKS: a file path.
+    pub jwks_file: PathBuf,
+    /// Claims that must match (exact, or a prefix with a trailing `*`), e.g. `repository`, `ref`.
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, String>,
+    /// Scopes (e.g. `dev/team/*`) in which the exchanged token has the `builder` role.
+    pub repositories: Vec<String>,
+}
+
 /// A configuration that could not be loaded; the message names the file, variable or field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -125,7 +209,7 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 5] = ["listen", "data_dir", "log", "registry", "audit"];
+const ENV_SETTABLE: [&str; 6] = ["listen", "data_dir", "log", "registry", "audit", "access"];
 
 impl Config {
     /// Loads the configuration from an optional file and `AIRLOCK_*` variables (passed in, so this

@@ -18,6 +18,8 @@ pub const HTTP_DURATION: &str = "airlock_http_request_duration_seconds";
 pub const REGISTRY_BYTES_IN: &str = "airlock_registry_bytes_received_total";
 /// Blob bytes sent to clients.
 pub const REGISTRY_BYTES_OUT: &str = "airlock_registry_bytes_sent_total";
+/// Failed authentications.
+pub const AUTH_FAILURES: &str = "airlock_auth_failures_total";
 /// Entries in the audit log (appended, integrated or not).
 pub const AUDIT_ENTRIES: &str = "airlock_audit_log_entries";
 /// Tree size of the newest signed checkpoint.
@@ -83,6 +85,8 @@ pub fn route_label(path: &str, matched: Option<&str>) -> &'static str {
         Some("/metrics") => "metrics",
         Some(p) if p.starts_with("/log/") => "log",
         Some(p) if p.starts_with("/api/v1/audit") => "api_audit",
+        Some(p) if p.starts_with("/auth/") => "auth",
+        Some(p) if p.starts_with("/api/v1/") => "api",
         _ => "other",
     }
 }

@@ -16,6 +16,9 @@ pub enum StoreError {
     /// Local file system I/O failed.
     #[error("storage I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The change conflicts with what is stored (a duplicate name, a request no longer pending).
+    #[error("{0}")]
+    Conflict(String),
     /// A group commit that carried this caller's writes failed.
     #[error("batched write failed: {0}")]
     Batch(String),

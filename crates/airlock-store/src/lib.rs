@@ -6,11 +6,13 @@
 //! copy serves every stage and repository. Neither knows about HTTP.
 #![forbid(unsafe_code)]
 
+mod access;
 mod audit;
 mod blobs;
 mod error;
 mod metadata;
 
+pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
 pub use audit::{StoredCheckpoint, StoredEntry};
 pub use blobs::{BlobRange, BlobStore, ByteStream};
 pub use error::StoreError;

@@ -36,6 +36,7 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0001_registry.sql"),
         ),
         migration(2, "audit", include_str!("../migrations/0002_audit.sql")),
+        migration(3, "access", include_str!("../migrations/0003_access.sql")),
     ])
 }
 
@@ -141,7 +142,7 @@ pub struct Metadata {
 }
 
 /// A write transaction holding the process-wide writer slot until it commits or drops.
-pub(crate) struct WriteTransaction {
+pub struct WriteTransaction {
     tx: sqlx::Transaction<'static, sqlx::Sqlite>,
     _slot: tokio::sync::OwnedMutexGuard<()>,
 }

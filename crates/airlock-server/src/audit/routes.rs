@@ -22,8 +22,43 @@ use crate::api::ApiError;
 
 type Params = Query<HashMap<String, String>>;
 
+/// What the audit routes need: the log, and identity to guard entry contents.
+#[derive(Clone)]
+pub struct AuditState {
+    log: Arc<AuditLog>,
+    identity: Arc<crate::identity::Identity>,
+}
+
+/// Entries name principals, addresses and repositories: reading them needs the `ReadAudit`
+/// permission (auditor, access-admin) when access control is on. Checkpoints, hashes and proofs
+/// stay public so witnesses and verifiers can follow the log.
+async fn require_audit_reader(
+    state: &AuditState,
+    headers: &axum::http::HeaderMap,
+    peer: std::net::SocketAddr,
+) -> Result<(), ApiError> {
+    if !state.identity.enabled() {
+        return Ok(());
+    }
+    let who = crate::access::authenticate(&state.identity, headers, Some(peer)).await?;
+    if who.has(
+        airlock_core::access::Permission::ReadAudit,
+        &airlock_core::access::PermissionTarget::Global,
+    ) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            format!("{} may not read audit entries", who.principal.name),
+            "ask an access-admin for the auditor role",
+        ))
+    }
+}
+
 /// The audit log routes.
-pub fn router(log: Arc<AuditLog>) -> Router {
+pub fn router(log: Arc<AuditLog>, identity: Arc<crate::identity::Identity>) -> Router {
+    let state = AuditState { log, identity };
     Router::new()
         .route("/log/checkpoint", get(checkpoint_note))
         .route("/log/key", get(verifier_key))
@@ -33,7 +68,7 @@ pub fn router(log: Arc<AuditLog>) -> Router {
         .route("/api/v1/audit/entries", get(entries))
         .route("/api/v1/audit/proof/inclusion", get(inclusion))
         .route("/api/v1/audit/proof/consistency", get(consistency))
-        .with_state(log)
+        .with_state(state)
 }
 
 impl From<AuditLogError> for ApiError {
@@ -78,18 +113,21 @@ fn text(body: String, cache: &'static str) -> Response {
         .into_response()
 }
 
-async fn checkpoint_note(State(log): State<Arc<AuditLog>>) -> Result<Response, ApiError> {
-    Ok(text(log.latest_checkpoint().await?.note, "no-store"))
+async fn checkpoint_note(State(state): State<AuditState>) -> Result<Response, ApiError> {
+    Ok(text(state.log.latest_checkpoint().await?.note, "no-store"))
 }
 
-async fn verifier_key(State(log): State<Arc<AuditLog>>) -> Response {
-    text(format!("{}\n", log.verifier_key()), "no-cache")
+async fn verifier_key(State(state): State<AuditState>) -> Response {
+    text(format!("{}\n", state.log.verifier_key()), "no-cache")
 }
 
 async fn tile(
-    State(log): State<Arc<AuditLog>>,
+    State(state): State<AuditState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
     Path(path): Path<String>,
 ) -> Result<Response, ApiError> {
+    let log = &state.log;
     let tile = TilePath::parse(&format!("tile/{path}")).map_err(|e| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -98,6 +136,9 @@ async fn tile(
             "tile paths are /log/tile/<L>/<N>[.p/<W>] or /log/tile/entries/<N>[.p/<W>] (c2sp.org/tlog-tiles)",
         )
     })?;
+    if matches!(tile, TilePath::Entries { .. }) {
+        require_audit_reader(&state, &headers, peer).await?;
+    }
     let data = log.tile(&tile).await?;
     // Full tiles never change; partial ones are replaced by wider ones as the log grows.
     let full = match tile {
@@ -120,7 +161,8 @@ async fn tile(
         .into_response())
 }
 
-async fn checkpoint_json(State(log): State<Arc<AuditLog>>) -> Result<Response, ApiError> {
+async fn checkpoint_json(State(state): State<AuditState>) -> Result<Response, ApiError> {
+    let log = &state.log;
     let latest = log.latest_checkpoint().await?;
     let entries = log.entry_count().await?;
     Ok(axum::Json(json!({
@@ -135,9 +177,10 @@ async fn checkpoint_json(State(log): State<Arc<AuditLog>>) -> Result<Response, A
 }
 
 async fn checkpoints_json(
-    State(log): State<Arc<AuditLog>>,
+    State(state): State<AuditState>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
+    let log = &state.log;
     let after = number::<u64>(&params, "after")?.unwrap_or(0);
     let limit = number::<usize>(&params, "limit")?.unwrap_or(1000).min(1000);
     let checkpoints = log.checkpoints_after(after, limit).await?;
@@ -149,9 +192,13 @@ async fn checkpoints_json(
 }
 
 async fn entries(
-    State(log): State<Arc<AuditLog>>,
+    State(state): State<AuditState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
+    require_audit_reader(&state, &headers, peer).await?;
+    let log = &state.log;
     let start = number::<u64>(&params, "start")?.unwrap_or(0);
     let limit = number::<u32>(&params, "limit")?.unwrap_or(1000).min(10_000);
     let since = number::<i64>(&params, "since_ms")?;
@@ -178,9 +225,10 @@ async fn entries(
 }
 
 async fn inclusion(
-    State(log): State<Arc<AuditLog>>,
+    State(state): State<AuditState>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
+    let log = &state.log;
     let index = number::<u64>(&params, "index")?.ok_or_else(|| {
         ApiError::bad_request(
             "index is required",
@@ -192,9 +240,10 @@ async fn inclusion(
 }
 
 async fn consistency(
-    State(log): State<Arc<AuditLog>>,
+    State(state): State<AuditState>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
+    let log = &state.log;
     let from = number::<u64>(&params, "from")?.ok_or_else(|| {
         ApiError::bad_request(
             "from is required",

@@ -49,12 +49,18 @@ pub fn router(state: OciState) -> Router {
         .with_state(state)
 }
 
-async fn base(method: Method) -> Response {
-    with_api_version(match method {
-        Method::GET | Method::HEAD => {
-            (StatusCode::OK, axum::Json(serde_json::json!({}))).into_response()
-        }
-        _ => OciError::method_not_allowed("GET, HEAD").into_response(),
+async fn base(
+    State(state): State<OciState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    if !matches!(method, Method::GET | Method::HEAD) {
+        return with_api_version(OciError::method_not_allowed("GET, HEAD").into_response());
+    }
+    with_api_version(match state.access.check_base(&headers, Some(peer)).await {
+        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({}))).into_response(),
+        Err(err) => err.into_response(),
     })
 }
 
@@ -85,6 +91,7 @@ async fn dispatch(
         };
         match (route, method) {
             (OciRoute::Base, Method::GET | Method::HEAD) => {
+                state.access.check_base(&headers, Some(peer)).await?;
                 Ok(axum::Json(serde_json::json!({})).into_response())
             }
             (OciRoute::Catalog, Method::GET) => listing::catalog(request).await,
@@ -161,12 +168,10 @@ impl Request<'_> {
         repo: Option<&airlock_core::RepoName>,
         action: airlock_core::Action,
     ) -> Result<airlock_core::Actor, OciError> {
-        let principal = self
-            .state
+        self.state
             .access
-            .authorize(self.headers, repo, action)
-            .await?;
-        Ok(principal.actor(self.peer))
+            .authorize(self.headers, self.peer, repo, action)
+            .await
     }
 
     /// A header as text, if present and valid.

@@ -1,0 +1,12 @@
+//! Identity: who a request comes from and what it may do.
+//!
+//! Principals authenticate with a password or an API key (HTTP Basic, on `/auth/token` or
+//! directly), with a refresh token from `airlock login`, with an access token (the Docker registry
+//! token flow), or with a CI's OIDC ID token (workload identity). Every check of a token also
+//! checks the principal's `authz_epoch`, so a role change, a disabled user or a revoked key ends
+//! its tokens on the very next request.
+
+pub mod routes;
+pub mod service;
+
+pub use service::{AuthError, Authenticated, Identity, IdentityError};

@@ -1,0 +1,502 @@
+//! HTTP endpoints of identity and access.
+//!
+//! - `GET /auth/token?service=airlock&scope=...` with Basic credentials, and `POST /auth/token`
+//!   with a form (`grant_type=password` or `refresh_token`, as oras and containerd send): the
+//!   Docker registry token flow. `access_type=offline` (or `offline_token=true`) adds a refresh
+//!   token.
+//! - `POST /auth/oidc` with `{"id_token", "scope"}`: workload identity for CI.
+//! - `/api/v1/users`, `/api/v1/service-accounts`, `/api/v1/credentials/{id}`, `/api/v1/roles`,
+//!   `/api/v1/access-requests`: administration, authenticated like registry requests.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use airlock_core::access::{RequestedScope, Role, Scope};
+use axum::extract::{ConnectInfo, Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AuthError, Authenticated, Identity};
+use crate::access::{Credentials, authenticate, credentials};
+use crate::api::ApiError;
+
+/// The identity routes.
+pub fn router(identity: Arc<Identity>) -> Router {
+    Router::new()
+        .route("/auth/token", get(token_get).post(token_post))
+        .route("/auth/oidc", post(oidc_exchange))
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/users", get(list_principals).post(add_user))
+        .route("/api/v1/users/{name}/disable", post(disable))
+        .route("/api/v1/service-accounts", post(add_service_account))
+        .route("/api/v1/credentials/{id}/revoke", post(revoke_credential))
+        .route("/api/v1/roles", get(list_roles))
+        .route("/api/v1/roles/grant", post(grant_role))
+        .route("/api/v1/roles/revoke", post(revoke_role))
+        .route(
+            "/api/v1/access-requests",
+            get(list_requests).post(request_access),
+        )
+        .route("/api/v1/access-requests/{id}/grant", post(grant_request))
+        .route("/api/v1/access-requests/{id}/deny", post(deny_request))
+        .with_state(identity)
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        let message = err.to_string();
+        match err {
+            AuthError::Missing | AuthError::Invalid(_) => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                message,
+                "log in with `airlock login URL -u NAME --password-stdin` or send a bearer token from /auth/token",
+            ),
+            AuthError::RateLimited => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_REQUESTS",
+                message,
+                "wait a minute before trying again",
+            ),
+            AuthError::Forbidden(_) | AuthError::Rule(_) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                message,
+                "ask another access-admin, or for a role that allows this",
+            ),
+            AuthError::BadRequest(_) => {
+                ApiError::bad_request(message, "fix the request as the message says")
+            }
+            AuthError::NotFound(_) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                message,
+                "check the name or id (airlock users list, airlock access list)",
+            ),
+            AuthError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "CONFLICT",
+                message,
+                "the object already exists or changed meanwhile",
+            ),
+            AuthError::Store(err) => ApiError::internal(err),
+        }
+    }
+}
+
+/// Docker token endpoint errors use the registry error format, with a challenge for Basic.
+fn token_error(err: AuthError) -> Response {
+    let (status, code) = match &err {
+        AuthError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+        AuthError::BadRequest(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
+        AuthError::Store(_) => return ApiError::internal(err.to_string()).into_response(),
+        _ => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+    };
+    let mut response = (
+        status,
+        Json(json!({"errors": [{"code": code, "message": err.to_string(), "detail": null}]})),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Basic realm=\"airlock\""),
+        );
+    }
+    response
+}
+
+fn parse_scopes(raw: &[String]) -> Vec<RequestedScope> {
+    // Clients may send several `scope` parameters or one space-separated list; malformed scopes
+    // are ignored (they are never granted), as the Docker token spec allows.
+    raw.iter()
+        .flat_map(|s| s.split(' '))
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse::<RequestedScope>().ok())
+        .collect()
+}
+
+fn query_values(raw: Option<&str>, key: &str) -> Vec<String> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
+fn token_body(
+    identity: &Identity,
+    who: &Authenticated,
+    scopes: &[RequestedScope],
+    offline: bool,
+) -> Response {
+    match identity.issue_tokens(who, scopes, offline) {
+        Ok((token, refresh, expires_in)) => {
+            let issued_at = airlock_core::audit::rfc3339_millis(airlock_store::now_millis());
+            Json(airlock_identity::token_response(
+                &token,
+                expires_in,
+                &issued_at,
+                refresh.as_deref(),
+            ))
+            .into_response()
+        }
+        Err(err) => ApiError::internal(err).into_response(),
+    }
+}
+
+/// `GET /auth/token`: Basic credentials (password or API key), or a bearer refresh token.
+async fn token_get(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let scopes = parse_scopes(&query_values(query.as_deref(), "scope"));
+    let offline = query_values(query.as_deref(), "offline_token")
+        .iter()
+        .any(|v| v == "true");
+    let who = match credentials(&headers) {
+        Ok(Some(Credentials::Basic(user, secret))) => {
+            identity
+                .authenticate_secret(&user, &secret, Some(peer))
+                .await
+        }
+        Ok(Some(Credentials::Bearer(token))) => {
+            identity
+                .authenticate_token(&token, airlock_identity::TokenKind::Refresh, Some(peer))
+                .await
+        }
+        Ok(None) => Err(AuthError::Missing),
+        Err(err) => Err(err),
+    };
+    match who {
+        Ok(who) => token_body(&identity, &who, &scopes, offline),
+        Err(err) => token_error(err),
+    }
+}
+
+/// `POST /auth/token` form (the OAuth2 flavour oras and containerd use).
+async fn token_post(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let field = |key: &str| form.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let scope_values: Vec<String> = form
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let scopes = parse_scopes(&scope_values);
+    let offline = field("access_type").as_deref() == Some("offline");
+    let who = match field("grant_type").as_deref() {
+        Some("password") => match (field("username"), field("password")) {
+            (Some(user), Some(password)) => {
+                identity
+                    .authenticate_secret(&user, &password, Some(peer))
+                    .await
+            }
+            _ => Err(AuthError::BadRequest(
+                "grant_type=password needs username and password".into(),
+            )),
+        },
+        Some("refresh_token") => match field("refresh_token") {
+            Some(token) => {
+                identity
+                    .authenticate_token(&token, airlock_identity::TokenKind::Refresh, Some(peer))
+                    .await
+            }
+            None => Err(AuthError::BadRequest(
+                "grant_type=refresh_token needs refresh_token".into(),
+            )),
+        },
+        other => Err(AuthError::BadRequest(format!(
+            "unsupported grant_type {other:?}: use password or refresh_token"
+        ))),
+    };
+    match who {
+        Ok(who) => token_body(&identity, &who, &scopes, offline),
+        Err(err) => token_error(err),
+    }
+}
+
+#[derive(Deserialize)]
+struct OidcRequest {
+    id_token: String,
+    #[serde(default)]
+    scope: Vec<String>,
+}
+
+/// `POST /auth/oidc`: a CI's ID token for a short-lived builder token.
+async fn oidc_exchange(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(request): Json<OidcRequest>,
+) -> Response {
+    match identity
+        .authenticate_oidc(&request.id_token, Some(peer))
+        .await
+    {
+        Ok(who) => token_body(&identity, &who, &parse_scopes(&request.scope), false),
+        Err(err) => token_error(err),
+    }
+}
+
+/// The authenticated caller of an API request and its audit actor.
+async fn caller(
+    identity: &Identity,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<(Authenticated, airlock_core::Actor), ApiError> {
+    let who = authenticate(identity, headers, Some(peer)).await?;
+    let actor = who.actor(Some(peer));
+    Ok((who, actor))
+}
+
+fn grants_json(grants: &[airlock_core::access::Grant]) -> Vec<Value> {
+    grants
+        .iter()
+        .map(|g| {
+            json!({"role": g.role.to_string(), "scope": g.scope.to_string(),
+                   "expires": g.expires_at_millis.map(airlock_core::audit::rfc3339_millis)})
+        })
+        .collect()
+}
+
+async fn whoami(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (who, _) = caller(&identity, &headers, peer).await?;
+    Ok(Json(json!({"name": who.principal.name, "kind": who.principal.kind, "auth_method": who.method, "roles": grants_json(&who.grants)})).into_response())
+}
+
+async fn list_principals(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (who, _) = caller(&identity, &headers, peer).await?;
+    let list: Vec<Value> = identity
+        .list(&who)
+        .await?
+        .into_iter()
+        .map(|(p, grants)| json!({"name": p.name, "kind": p.kind, "disabled": p.disabled, "roles": grants_json(&grants)}))
+        .collect();
+    Ok(Json(json!({"principals": list})).into_response())
+}
+
+#[derive(Deserialize)]
+struct AddUser {
+    name: String,
+    password: Option<String>,
+}
+
+async fn add_user(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<AddUser>,
+) -> Result<Response, ApiError> {
+    let (who, actor) = caller(&identity, &headers, peer).await?;
+    let generated = identity
+        .add_user(&who, &actor, &body.name, body.password)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": body.name, "password": generated})),
+    )
+        .into_response())
+}
+
+async fn disable(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let (who, actor) = caller(&identity, &headers, peer).await?;
+    identity.disable(&who, &actor, &name).await?;
+    Ok(Json(json!({"name": name, "disabled": true})).into_response())
+}
+
+#[derive(Deserialize)]
+struct AddServiceAccount {
+    name: String,
+    expires_in_secs: u64,
+}
+
+async fn add_service_account(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<AddServiceAccount>,
+) -> Result<Response, ApiError> {
+    let (who, actor) = caller(&identity, &headers, peer).await?;
+    let (key, id, expires) = identity
+        .add_service_account(&who, &actor, &body.name, body.expires_in_secs)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": body.name, "api_key": key, "key_id": id, "expires": airlock_core::audit::rfc3339_millis(expires)})),
+    )
+        .into_response())
+}
+
+async fn revoke_credential(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (who, actor) = caller(&identity, &headers, peer).await?;
+    identity.revoke_credential(&who, &actor, &id).await?;
+    Ok(Json(json!({"id": id, "revoked": true})).into_response())
+}
+
+async fn list_roles(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (who, _) = caller(&identity, &headers, peer).await?;
+    let wanted = params.get("principal");
+    let list: Vec<Value> = identity
+        .list(&who)
+        .await?
+        .into_iter()
+        .filter(|(p, _)| wanted.is_none_or(|w| &p.name == w))
+        .flat_map(|(p, grants)| {
+            grants_json(&grants).into_iter().map(move |mut g| {
+                g["principal"] = json!(p.name);
+                g
+            })
+        })
+        .collect();
+    Ok(Json(json!({"bindings": list})).into_response())
+}
+
+#[derive(Deserialize)]
+struct RoleChange {
+    principal: String,
+    role: String,
+    scope: String,
+}
+
+fn parse_role_scope(role: &str, scope: &str) -> Result<(Role, Scope), ApiError> {
+    let role = role
+        .parse::<Role>()
+        .map_err(|e| ApiError::bad_request(format!("{e}"), "roles: reader, developer, builder, promoter, approver, deployer, key-admin, access-admin, auditor, break-glass"))?;
+    let scope = scope.parse::<Scope>().map_err(|e| {
+        ApiError::bad_request(
+            format!("{e}"),
+            "scopes: *, a stage (prod), or a stage and repository prefix (prod/team/*)",
+        )
+    })?;
+    Ok((role, scope))
+}
+
+async fn grant_role(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<RoleChange>,
+) -> Result<Response, ApiError> {
+    let (who, actor) = caller(&identity, &headers, peer).await?;
+    let (role, scope) = parse_role_scope(&body.role, &body.scope)?;
+    identity
+        .grant_role(&who, &actor, &body.principal, role, &scope)
+        .await?;
+    Ok(Json(json!({"principal": body.principal, "role": role.to_string(), "scope": scope.to_string(), "granted": true})).into_response())
+}
+
+async fn revoke_role(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<RoleChange>,
+) -> Result<Response, ApiError> {
+    let (who, actor) = caller(&identity, &headers, peer).await?;
+    let (role, scope) = parse_role_scope(&body.role, &body.scope)?;
+    identity
+        .revoke_role(&who, &actor, &body.principal, role, &scope)
+        .await?;
+    Ok(Json(json!({"principal": body.principal, "role": role.to_string(), "scope": scope.to_string(), "revoked": true})).into_response())
+}
+
+fn request_json(r: &airlock_store::AccessRequestRow) -> Value {
+    json!({"id": r.id, "principal": r.principal, "role": r.role, "scope": r.scope,
+           "duration_secs": r.duration_secs, "reason": r.reason, "status": r.status,
+           "decided_by": r.decided_by, "requested": airlock_core::audit::rfc3339_millis(r.created_at),
+           "expires": r.expires_at.map(airlock_core::audit::rfc3339_millis)})
+}
+
+async fn list_requests(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (who, _) = caller(&identity, &headers, peer).await?;
+    let list: Vec<Value> = identity
+        .access_requests(&who)
+        .await?
+        .iter()
+        .map(request_json)
+        .collect();
+    Ok(Json(json!({"requests": list})).into_response())
+}
+
+#[derive(Deserialize)]
+struct AccessRequestBody {
+    role: String,
+    scope: String,
+    duration_secs: u64,
+    reason: String,
+}
+
+async fn request_access(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<AccessRequestBody>,
+) -> Result<Response, ApiError> {
+    let (who, actor) = caller(&identity, &headers, peer).await?;
+    let (role, scope) = parse_role_scope(&body.role, &body.scope)?;
+    let id = identity
+        .request_access(&who, &actor, role, &scope, body.duration_secs, &body.reason)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "status": "pending"})),
+    )
+        .into_response())
+}
+
+async fn grant_request(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let (who, actor) = caller(&identity, &headers, peer).await?;
+    let request = identity.decide_access(&who, &actor, id, true).await?;
+    Ok(Json(request_json(&request)).into_response())
+}
+
+async fn deny_request(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let (who, actor) = caller(&identity, &headers, peer).await?;
+    let request = identity.decide_access(&who, &actor, id, false).await?;
+    Ok(Json(request_json(&request)).into_response())
+}

@@ -1,0 +1,1229 @@
+//! The identity service: bootstrap, authentication, token issuing, grants, administration.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use airlock_core::access::{
+    AccessRuleViolation, ExclusivePair, Grant, GrantedAccess, Permission, PermissionTarget,
+    RequestedScope, Role, Scope,
+};
+use airlock_core::{Action, Actor, AuditEvent, AuditRecord, RepoName, Stages};
+use airlock_identity::{AccessClaims, AccessEntry, TokenKey, TokenKind, TokenVerifier};
+use airlock_store::{
+    AccessRequestRow, CredentialRow, Metadata, PrincipalRow, StoreError, now_millis,
+};
+use sha2::{Digest as _, Sha256};
+
+use crate::config::AccessConfig;
+
+/// The issuer and audience of airlock's tokens.
+pub const TOKEN_ISSUER: &str = "airlock";
+/// The `service` of the Docker token flow.
+pub const TOKEN_SERVICE: &str = "airlock";
+
+/// Why identity could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A key or secret file could not be read or written.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The configuration is invalid.
+    #[error("access configuration: {0}")]
+    Config(String),
+    /// A cryptographic operation failed.
+    #[error("identity: {0}")]
+    Crypto(String),
+}
+
+/// Why a request could not be authenticated or authorized. Each maps to one HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No credentials were presented.
+    #[error("authentication required")]
+    Missing,
+    /// The credentials are wrong (the message never says which part).
+    #[error("invalid credentials: {0}")]
+    Invalid(String),
+    /// Too many failures for this principal or source.
+    #[error("too many failed authentications; retry in a minute")]
+    RateLimited,
+    /// Authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A separation-of-duties rule refused the change.
+    #[error(transparent)]
+    Rule(#[from] AccessRuleViolation),
+    /// Bad input to an administrative call.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The change conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The principal.
+    pub principal: PrincipalRow,
+    /// How it authenticated (`password`, `api_key`, `token`, `oidc`).
+    pub method: String,
+    /// Its active grants now.
+    pub grants: Vec<Grant>,
+    /// The registry access its token carries (`None` for credentials checked directly).
+    pub token_access: Option<Vec<AccessEntry>>,
+}
+
+impl Authenticated {
+    /// The audit log's view of this caller.
+    pub fn actor(&self, source: Option<std::net::SocketAddr>) -> Actor {
+        Actor {
+            principal: self.principal.name.clone(),
+            auth_method: self.method.clone(),
+            source: source.map(|s| s.to_string()),
+        }
+    }
+
+    /// Whether the caller holds `permission` for `target`.
+    pub fn has(&self, permission: Permission, target: &PermissionTarget) -> bool {
+        airlock_core::access::has_permission(&self.grants, permission, target, now_millis())
+    }
+}
+
+/// A password or API key verified recently, so Basic auth on every request does not rerun argon2.
+struct CachedCredential {
+    principal_id: i64,
+    method: &'static str,
+    until: Instant,
+}
+
+/// The identity service.
+pub struct Identity {
+    metadata: Metadata,
+    token_key: TokenKey,
+    verifier: TokenVerifier,
+    config: AccessConfig,
+    stages: Stages,
+    exclusive: Vec<ExclusivePair>,
+    oidc: Vec<(airlock_identity::TrustRule, airlock_identity::Jwks)>,
+    verified: Mutex<HashMap<[u8; 32], CachedCredential>>,
+}
+
+fn write_secret_file(path: &Path, content: &str) -> Result<(), IdentityError> {
+    use std::io::Write;
+    let err = |e: std::io::Error| IdentityError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(err)?;
+    file.write_all(content.as_bytes()).map_err(err)?;
+    file.sync_all().map_err(err)
+}
+
+fn now_secs() -> u64 {
+    (now_millis() / 1000).max(0) as u64
+}
+
+fn record(actor: &Actor, event: AuditEvent) -> AuditRecord {
+    AuditRecord {
+        time_millis: now_millis(),
+        actor: actor.clone(),
+        event,
+    }
+}
+
+impl Identity {
+    /// Loads (or creates) the token key in `data_dir`, loads OIDC trust rules, and on a new
+    /// installation creates the `admin` user with `initial_password` or a random one written to
+    /// `<data_dir>/initial-admin-password` (0600).
+    pub async fn open(
+        metadata: Metadata,
+        data_dir: &Path,
+        config: AccessConfig,
+        stages: Stages,
+        initial_password: Option<String>,
+    ) -> Result<Self, IdentityError> {
+        let key_path = data_dir.join("token-key.pem");
+        let token_key = match std::fs::read_to_string(&key_path) {
+            Ok(pem) => {
+                TokenKey::from_pkcs8_pem(&pem).map_err(|e| IdentityError::Crypto(e.to_string()))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = TokenKey::generate();
+                let pem = key
+                    .to_pkcs8_pem()
+                    .map_err(|e| IdentityError::Crypto(e.to_string()))?;
+                write_secret_file(&key_path, &pem)?;
+                key
+            }
+            Err(e) => {
+                return Err(IdentityError::File {
+                    path: key_path.display().to_string(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let verifier = TokenVerifier {
+            key: token_key.public_key().clone(),
+            issuer: TOKEN_ISSUER.into(),
+            audience: TOKEN_SERVICE.into(),
+            leeway_secs: config.leeway_secs,
+        };
+        let mut exclusive = Vec::new();
+        for [a, b] in &config.exclusive_roles {
+            let parse = |r: &str| {
+                r.parse::<Role>()
+                    .map_err(|e| IdentityError::Config(format!("exclusive_roles: {e}")))
+            };
+            exclusive.push(ExclusivePair(parse(a)?, parse(b)?));
+        }
+        let mut oidc = Vec::new();
+        for rule in &config.oidc {
+            let text =
+                std::fs::read_to_string(&rule.jwks_file).map_err(|e| IdentityError::File {
+                    path: rule.jwks_file.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            let jwks = airlock_identity::Jwks::from_json(&text)
+                .map_err(|e| IdentityError::Config(format!("oidc rule {}: {e}", rule.name)))?;
+            for scope in &rule.repositories {
+                scope
+                    .parse::<Scope>()
+                    .map_err(|e| IdentityError::Config(format!("oidc rule {}: {e}", rule.name)))?;
+            }
+            let trust = airlock_identity::TrustRule {
+                name: rule.name.clone(),
+                issuer: rule.issuer.clone(),
+                audience: rule.audience.clone(),
+                claims: rule.claims.clone(),
+                repositories: rule.repositories.clone(),
+            };
+            trust
+                .validate()
+                .map_err(|e| IdentityError::Config(format!("oidc rule {}: {e}", rule.name)))?;
+            oidc.push((trust, jwks));
+        }
+        let identity = Self {
+            metadata,
+            token_key,
+            verifier,
+            config,
+            stages,
+            exclusive,
+            oidc,
+            verified: Mutex::new(HashMap::new()),
+        };
+        identity.bootstrap(data_dir, initial_password).await?;
+        Ok(identity)
+    }
+
+    /// Whether access control is on.
+    pub fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    /// The configured public URL, if any.
+    pub fn public_url(&self) -> Option<&str> {
+        self.config.public_url.as_deref()
+    }
+
+    async fn bootstrap(
+        &self,
+        data_dir: &Path,
+        initial_password: Option<String>,
+    ) -> Result<(), IdentityError> {
+        if !self.metadata.principals().await?.is_empty() {
+            return Ok(());
+        }
+        let actor = Actor {
+            principal: "airlock".into(),
+            auth_method: "bootstrap".into(),
+            source: None,
+        };
+        let (password, written) = match initial_password {
+            Some(password) => (password, false),
+            None => (airlock_identity::generate_password(), true),
+        };
+        let admin = self
+            .metadata
+            .create_principal(
+                "admin",
+                "user",
+                "bootstrap",
+                &[record(
+                    &actor,
+                    AuditEvent::PrincipalCreated {
+                        principal: "admin".into(),
+                        kind: "user".into(),
+                    },
+                )],
+            )
+            .await?;
+        self.set_password(&admin, &password, &actor).await?;
+        for role in [Role::AccessAdmin, Role::Developer, Role::Auditor] {
+            self.metadata
+                .add_binding(
+                    admin.id,
+                    &role.to_string(),
+                    "*",
+                    None,
+                    "bootstrap",
+                    &[record(
+                        &actor,
+                        AuditEvent::RoleGranted {
+                            principal: "admin".into(),
+                            role: role.to_string(),
+                            scope: "*".into(),
+                            expires_at_millis: None,
+                            access_request: None,
+                        },
+                    )],
+                )
+                .await?;
+        }
+        if written {
+            let path = data_dir.join("initial-admin-password");
+            write_secret_file(&path, &format!("{password}\n"))?;
+            tracing::warn!(path = %path.display(), "created user admin; its initial password is in this file (change it, then delete the file)");
+        } else {
+            tracing::info!(
+                "created user admin with the password from AIRLOCK_INITIAL_ADMIN_PASSWORD"
+            );
+        }
+        Ok(())
+    }
+
+    async fn set_password(
+        &self,
+        principal: &PrincipalRow,
+        password: &str,
+        actor: &Actor,
+    ) -> Result<(), IdentityError> {
+        let password = password.to_string();
+        let hash = tokio::task::spawn_blocking(move || airlock_identity::hash_password(&password))
+            .await
+            .map_err(|e| IdentityError::Crypto(e.to_string()))?
+            .map_err(|e| IdentityError::Crypto(e.to_string()))?;
+        let id = format!("password:{}", principal.id);
+        self.metadata
+            .put_credential(
+                &CredentialRow {
+                    id: id.clone(),
+                    principal_id: principal.id,
+                    kind: "password".into(),
+                    secret_hash: hash,
+                    expires_at: None,
+                    revoked_at: None,
+                },
+                &[record(
+                    actor,
+                    AuditEvent::CredentialCreated {
+                        principal: principal.name.clone(),
+                        credential: "password".into(),
+                        id,
+                        expires_at_millis: None,
+                    },
+                )],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The active grants of a principal (bindings not expired), or of an OIDC rule principal.
+    pub async fn grants(&self, principal: &PrincipalRow) -> Result<Vec<Grant>, StoreError> {
+        let now = now_millis();
+        if let Some(rule) = principal.name.strip_prefix("oidc/")
+            && let Some((trust, _)) = self.oidc.iter().find(|(t, _)| t.name == rule)
+        {
+            return Ok(trust
+                .repositories
+                .iter()
+                .filter_map(|s| s.parse::<Scope>().ok())
+                .map(|scope| Grant {
+                    role: Role::Builder,
+                    scope,
+                    expires_at_millis: None,
+                })
+                .collect());
+        }
+        Ok(self
+            .metadata
+            .bindings(principal.id)
+            .await?
+            .into_iter()
+            .filter_map(|b| {
+                Some(Grant {
+                    role: b.role.parse().ok()?,
+                    scope: b.scope.parse().ok()?,
+                    expires_at_millis: b.expires_at,
+                })
+            })
+            .filter(|g| g.is_active(now))
+            .collect())
+    }
+
+    fn minute() -> i64 {
+        now_millis() / 60_000
+    }
+
+    async fn fail(
+        &self,
+        principal: &str,
+        source: Option<std::net::SocketAddr>,
+        reason: &str,
+    ) -> AuthError {
+        metrics::counter!(crate::metrics::AUTH_FAILURES).increment(1);
+        let source_text = source
+            .map(|s| s.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let actor = Actor {
+            principal: principal.to_string(),
+            auth_method: "failed".into(),
+            source: source.map(|s| s.to_string()),
+        };
+        let entry = record(
+            &actor,
+            AuditEvent::AuthenticationFailed {
+                principal: principal.to_string(),
+                reason: reason.to_string(),
+            },
+        );
+        if let Err(err) = self
+            .metadata
+            .record_auth_failure(principal, &source_text, Self::minute(), &[entry])
+            .await
+        {
+            tracing::error!(error = %err, "could not record an authentication failure");
+        }
+        AuthError::Invalid(reason.to_string())
+    }
+
+    async fn check_rate(
+        &self,
+        principal: &str,
+        source: Option<std::net::SocketAddr>,
+    ) -> Result<(), AuthError> {
+        let source_text = source
+            .map(|s| s.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let (by_principal, by_source) = self
+            .metadata
+            .auth_failures(principal, &source_text, Self::minute())
+            .await?;
+        let limit = i64::from(self.config.max_failures_per_minute);
+        if by_principal >= limit || by_source >= limit {
+            return Err(AuthError::RateLimited);
+        }
+        Ok(())
+    }
+
+    /// Checks a user name with a password or an API key (as Docker clients send them in Basic
+    /// auth). Results are cached for a minute by a hash of the pair, so argon2 runs once.
+    pub async fn authenticate_secret(
+        &self,
+        user: &str,
+        secret: &str,
+        source: Option<std::net::SocketAddr>,
+    ) -> Result<Authenticated, AuthError> {
+        let cache_key: [u8; 32] = Sha256::new()
+            .chain_update(user.as_bytes())
+            .chain_update([0u8])
+            .chain_update(secret.as_bytes())
+            .finalize()
+            .into();
+        let cached = {
+            let cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            cache
+                .get(&cache_key)
+                .filter(|c| c.until > Instant::now())
+                .map(|c| (c.principal_id, c.method))
+        };
+        if let Some((principal_id, method)) = cached {
+            // Still re-check the principal and, for API keys, the key itself: revocation is immediate.
+            if let Some(principal) = self.metadata.principal_by_id(principal_id).await?
+                && !principal.disabled
+                && (method != "api_key" || self.api_key_still_valid(secret).await?)
+            {
+                let grants = self.grants(&principal).await?;
+                return Ok(Authenticated {
+                    principal,
+                    method: method.into(),
+                    grants,
+                    token_access: None,
+                });
+            }
+        }
+        self.check_rate(user, source).await?;
+        let Some(principal) = self.metadata.principal_by_name(user).await? else {
+            return Err(self
+                .fail("unknown", source, "unknown user or wrong password")
+                .await);
+        };
+        if principal.disabled {
+            return Err(self.fail(user, source, "the principal is disabled").await);
+        }
+        let method = if secret.starts_with("alk_") {
+            let Ok((key_id, key_secret)) = airlock_identity::parse_api_key(secret) else {
+                return Err(self.fail(user, source, "malformed API key").await);
+            };
+            let Some(credential) = self.metadata.credential(key_id).await? else {
+                return Err(self.fail(user, source, "unknown API key").await);
+            };
+            let now = now_millis();
+            if credential.principal_id != principal.id
+                || credential.revoked_at.is_some()
+                || credential.expires_at.is_some_and(|e| e <= now)
+                || !airlock_identity::verify_api_key(key_secret, &credential.secret_hash)
+            {
+                return Err(self
+                    .fail(user, source, "API key invalid, revoked or expired")
+                    .await);
+            }
+            "api_key"
+        } else {
+            let Some(credential) = self
+                .metadata
+                .credential(&format!("password:{}", principal.id))
+                .await?
+            else {
+                return Err(self
+                    .fail(user, source, "unknown user or wrong password")
+                    .await);
+            };
+            let secret = secret.to_string();
+            let hash = credential.secret_hash.clone();
+            let ok = tokio::task::spawn_blocking(move || {
+                airlock_identity::verify_password(&secret, &hash)
+            })
+            .await
+            .unwrap_or(false);
+            if !ok || credential.revoked_at.is_some() {
+                return Err(self
+                    .fail(user, source, "unknown user or wrong password")
+                    .await);
+            }
+            "password"
+        };
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                cache_key,
+                CachedCredential {
+                    principal_id: principal.id,
+                    method,
+                    until: Instant::now() + Duration::from_secs(60),
+                },
+            );
+        let grants = self.grants(&principal).await?;
+        Ok(Authenticated {
+            principal,
+            method: method.into(),
+            grants,
+            token_access: None,
+        })
+    }
+
+    async fn api_key_still_valid(&self, secret: &str) -> Result<bool, StoreError> {
+        let Ok((key_id, _)) = airlock_identity::parse_api_key(secret) else {
+            return Ok(false);
+        };
+        Ok(self.metadata.credential(key_id).await?.is_some_and(|c| {
+            c.revoked_at.is_none() && c.expires_at.is_none_or(|e| e > now_millis())
+        }))
+    }
+
+    /// Verifies an access or refresh token and the principal's current state.
+    pub async fn authenticate_token(
+        &self,
+        token: &str,
+        kind: TokenKind,
+        source: Option<std::net::SocketAddr>,
+    ) -> Result<Authenticated, AuthError> {
+        let claims = match self.verifier.verify(token, now_secs(), kind) {
+            Ok(claims) => claims,
+            Err(err) => {
+                return Err(self
+                    .fail("unknown", source, &format!("token rejected: {err}"))
+                    .await);
+            }
+        };
+        let Some(principal) = self.metadata.principal_by_name(&claims.sub).await? else {
+            return Err(self
+                .fail(&claims.sub, source, "token for an unknown principal")
+                .await);
+        };
+        if principal.disabled {
+            return Err(self
+                .fail(&claims.sub, source, "the principal is disabled")
+                .await);
+        }
+        if principal.authz_epoch as u64 != claims.epoch {
+            return Err(self
+                .fail(
+                    &claims.sub,
+                    source,
+                    "token issued before a change to the principal's access; get a new one",
+                )
+                .await);
+        }
+        let grants = self.grants(&principal).await?;
+        Ok(Authenticated {
+            principal,
+            method: format!("token:{}", claims.auth),
+            grants,
+            token_access: Some(claims.access),
+        })
+    }
+
+    /// Issues an access token for `who` holding the granted subset of `requested`, and a refresh
+    /// token when asked. Returns (access token, refresh token, lifetime in seconds).
+    pub fn issue_tokens(
+        &self,
+        who: &Authenticated,
+        requested: &[RequestedScope],
+        with_refresh: bool,
+    ) -> Result<(String, Option<String>, u64), IdentityError> {
+        let granted: Vec<GrantedAccess> =
+            airlock_core::access::grant_scopes(requested, &who.grants, &self.stages, now_millis());
+        let access = granted
+            .into_iter()
+            .map(|g| AccessEntry {
+                resource_type: g.resource_type,
+                name: g.name,
+                actions: g.actions,
+            })
+            .collect();
+        let auth = who.method.trim_start_matches("token:").to_string();
+        let now = now_secs();
+        let claims = |kind, lifetime: u64, access| AccessClaims {
+            iss: TOKEN_ISSUER.into(),
+            aud: TOKEN_SERVICE.into(),
+            sub: who.principal.name.clone(),
+            exp: now + lifetime,
+            nbf: now,
+            iat: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+            access,
+            epoch: who.principal.authz_epoch as u64,
+            auth: auth.clone(),
+            kind,
+        };
+        let lifetime = self.config.token_lifetime_secs;
+        let token = self
+            .token_key
+            .issue(&claims(TokenKind::Access, lifetime, access))
+            .map_err(|e| IdentityError::Crypto(e.to_string()))?;
+        let refresh = if with_refresh {
+            Some(
+                self.token_key
+                    .issue(&claims(
+                        TokenKind::Refresh,
+                        self.config.refresh_lifetime_secs,
+                        Vec::new(),
+                    ))
+                    .map_err(|e| IdentityError::Crypto(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        Ok((token, refresh, lifetime))
+    }
+
+    /// Exchanges a CI's OIDC ID token for the identity of its trust rule (`oidc/<rule>`), whose
+    /// grants are `builder` in the rule's repositories.
+    pub async fn authenticate_oidc(
+        &self,
+        id_token: &str,
+        source: Option<std::net::SocketAddr>,
+    ) -> Result<Authenticated, AuthError> {
+        let rules: Vec<airlock_identity::TrustRule> =
+            self.oidc.iter().map(|(t, _)| t.clone()).collect();
+        let rule = match airlock_identity::select_rule(id_token, &rules) {
+            Ok(rule) => rule.clone(),
+            Err(err) => return Err(self.fail("oidc", source, &err.to_string()).await),
+        };
+        let Some((_, jwks)) = self.oidc.iter().find(|(t, _)| t.name == rule.name) else {
+            return Err(self.fail("oidc", source, "no trust rule").await);
+        };
+        if let Err(err) = airlock_identity::verify_id_token(
+            id_token,
+            jwks,
+            &rule,
+            now_secs(),
+            self.config.leeway_secs,
+        ) {
+            return Err(self
+                .fail(&format!("oidc/{}", rule.name), source, &err.to_string())
+                .await);
+        }
+        let name = format!("oidc/{}", rule.name);
+        let principal = match self.metadata.principal_by_name(&name).await? {
+            Some(p) => p,
+            None => {
+                let actor = Actor {
+                    principal: name.clone(),
+                    auth_method: "oidc".into(),
+                    source: source.map(|s| s.to_string()),
+                };
+                match self
+                    .metadata
+                    .create_principal(
+                        &name,
+                        "service",
+                        "oidc",
+                        &[record(
+                            &actor,
+                            AuditEvent::PrincipalCreated {
+                                principal: name.clone(),
+                                kind: "service".into(),
+                            },
+                        )],
+                    )
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(StoreError::Conflict(_)) => {
+                        self.metadata
+                            .principal_by_name(&name)
+                            .await?
+                            .ok_or_else(|| AuthError::NotFound(name.clone()))?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        if principal.disabled {
+            return Err(self.fail(&name, source, "the principal is disabled").await);
+        }
+        let grants = self.grants(&principal).await?;
+        Ok(Authenticated {
+            principal,
+            method: "oidc".into(),
+            grants,
+            token_access: None,
+        })
+    }
+
+    /// May `who` perform `action` on `repo`? Registry actions come from the token's `access`
+    /// claim when authenticated by token, else from the principal's grants.
+    pub fn registry_allows(&self, who: &Authenticated, repo: &RepoName, action: Action) -> bool {
+        match &who.token_access {
+            Some(access) => access.iter().any(|entry| {
+                entry.resource_type == "repository"
+                    && entry.name == repo.as_str()
+                    && entry
+                        .actions
+                        .iter()
+                        .any(|a| a == action.as_str() || a == "*")
+            }),
+            None => self.grants_allow(who, repo, action),
+        }
+    }
+
+    /// Whether the principal's grants (not its token) allow `action` on `repo`.
+    pub fn grants_allow(&self, who: &Authenticated, repo: &RepoName, action: Action) -> bool {
+        let Ok(stage) = self.stages.stage_of(repo) else {
+            return false;
+        };
+        airlock_core::access::registry_actions(&who.grants, repo, stage.mode, now_millis())
+            .contains(&action)
+    }
+
+    /// Whether the stage rules alone refuse `action` on `repo` (an unknown stage, or a write into
+    /// a gated stage), whoever asks.
+    pub fn refused_by_stage_rules(&self, repo: &RepoName, action: Action) -> bool {
+        match self.stages.stage_of(repo) {
+            Err(_) => true,
+            Ok(stage) => {
+                stage.mode == airlock_core::StageMode::Gated
+                    && matches!(action, Action::Push | Action::Delete)
+            }
+        }
+    }
+
+    /// Whether the caller may list the catalog.
+    pub fn catalog_allowed(&self, who: &Authenticated) -> bool {
+        match &who.token_access {
+            Some(access) => access
+                .iter()
+                .any(|e| e.resource_type == "registry" && e.name == "catalog"),
+            None => who.has(Permission::Pull, &PermissionTarget::Global),
+        }
+    }
+
+    // ---- administration (each call checks the caller's permission itself) ----
+
+    fn require(
+        &self,
+        who: &Authenticated,
+        permission: Permission,
+        target: &PermissionTarget,
+    ) -> Result<(), AuthError> {
+        if who.has(permission, target) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden(format!(
+                "{} lacks the {permission:?} permission here; ask an access-admin for a role that grants it",
+                who.principal.name
+            )))
+        }
+    }
+
+    async fn principal(&self, name: &str) -> Result<PrincipalRow, AuthError> {
+        self.metadata
+            .principal_by_name(name)
+            .await?
+            .ok_or_else(|| AuthError::NotFound(format!("no principal named {name}")))
+    }
+
+    /// Creates a user with `password`, or a generated one that is returned.
+    pub async fn add_user(
+        &self,
+        who: &Authenticated,
+        actor: &Actor,
+        name: &str,
+        password: Option<String>,
+    ) -> Result<Option<String>, AuthError> {
+        self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
+        validate_principal_name(name)?;
+        let principal = self
+            .metadata
+            .create_principal(
+                name,
+                "user",
+                &who.principal.name,
+                &[record(
+                    actor,
+                    AuditEvent::PrincipalCreated {
+                        principal: name.into(),
+                        kind: "user".into(),
+                    },
+                )],
+            )
+            .await
+            .map_err(conflict)?;
+        let generated = password.is_none();
+        let password = password.unwrap_or_else(airlock_identity::generate_password);
+        if password.len() < 12 {
+            return Err(AuthError::BadRequest(
+                "passwords need at least 12 characters".into(),
+            ));
+        }
+        self.set_password(&principal, &password, actor)
+            .await
+            .map_err(|e| AuthError::BadRequest(e.to_string()))?;
+        Ok(generated.then_some(password))
+    }
+
+    /// Creates a service account and its first API key (returned once), expiring in `expires_secs`.
+    pub async fn add_service_account(
+        &self,
+        who: &Authenticated,
+        actor: &Actor,
+        name: &str,
+        expires_secs: u64,
+    ) -> Result<(String, String, i64), AuthError> {
+        self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
+        validate_principal_name(name)?;
+        let max = self.config.max_api_key_days * 86_400;
+        if expires_secs == 0 || expires_secs > max {
+            return Err(AuthError::BadRequest(format!(
+                "API keys must expire within {} days (access.max_api_key_days)",
+                self.config.max_api_key_days
+            )));
+        }
+        let principal = self
+            .metadata
+            .create_principal(
+                name,
+                "service",
+                &who.principal.name,
+                &[record(
+                    actor,
+                    AuditEvent::PrincipalCreated {
+                        principal: name.into(),
+                        kind: "service".into(),
+                    },
+                )],
+            )
+            .await
+            .map_err(conflict)?;
+        let (secret, stored) = airlock_identity::ApiKey::generate();
+        let expires_at = now_millis() + (expires_secs as i64) * 1000;
+        self.metadata
+            .put_credential(
+                &CredentialRow {
+                    id: stored.id.clone(),
+                    principal_id: principal.id,
+                    kind: "api_key".into(),
+                    secret_hash: stored.secret_sha256.clone(),
+                    expires_at: Some(expires_at),
+                    revoked_at: None,
+                },
+                &[record(
+                    actor,
+                    AuditEvent::CredentialCreated {
+                        principal: name.into(),
+                        credential: "api_key".into(),
+                        id: stored.id.clone(),
+                        expires_at_millis: Some(expires_at),
+                    },
+                )],
+            )
+            .await?;
+        Ok((secret.expose().to_string(), stored.id, expires_at))
+    }
+
+    /// Revokes a credential (an API key id, or `password:<id>`).
+    pub async fn revoke_credential(
+        &self,
+        who: &Authenticated,
+        actor: &Actor,
+        id: &str,
+    ) -> Result<(), AuthError> {
+        self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
+        let Some(credential) = self.metadata.credential(id).await? else {
+            return Err(AuthError::NotFound(format!("no credential {id}")));
+        };
+        let owner = self
+            .metadata
+            .principal_by_id(credential.principal_id)
+            .await?
+            .map(|p| p.name)
+            .unwrap_or_default();
+        if !self
+            .metadata
+            .revoke_credential(
+                id,
+                &[record(
+                    actor,
+                    AuditEvent::CredentialRevoked {
+                        principal: owner,
+                        id: id.into(),
+                    },
+                )],
+            )
+            .await?
+        {
+            return Err(AuthError::Conflict(format!(
+                "credential {id} is already revoked"
+            )));
+        }
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        Ok(())
+    }
+
+    /// Disables a principal.
+    pub async fn disable(
+        &self,
+        who: &Authenticated,
+        actor: &Actor,
+        name: &str,
+    ) -> Result<(), AuthError> {
+        self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
+        let principal = self.principal(name).await?;
+        if principal.name == who.principal.name {
+            return Err(AuthError::BadRequest("you cannot disable yourself".into()));
+        }
+        self.metadata
+            .disable_principal(
+                principal.id,
+                &[record(
+                    actor,
+                    AuditEvent::PrincipalDisabled {
+                        principal: name.into(),
+                    },
+                )],
+            )
+            .await?;
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        Ok(())
+    }
+
+    /// Every principal with its active grants.
+    pub async fn list(
+        &self,
+        who: &Authenticated,
+    ) -> Result<Vec<(PrincipalRow, Vec<Grant>)>, AuthError> {
+        if !who.has(Permission::ManageAccess, &PermissionTarget::Global)
+            && !who.has(Permission::ReadAudit, &PermissionTarget::Global)
+        {
+            return Err(AuthError::Forbidden(
+                "listing principals needs access-admin or auditor".into(),
+            ));
+        }
+        let mut out = Vec::new();
+        for principal in self.metadata.principals().await? {
+            let grants = self.grants(&principal).await?;
+            out.push((principal, grants));
+        }
+        Ok(out)
+    }
+
+    /// Binds `role` in `scope` to `name` (standing grant), enforcing separation of duties.
+    pub async fn grant_role(
+        &self,
+        who: &Authenticated,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        scope: &Scope,
+    ) -> Result<(), AuthError> {
+        self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
+        let principal = self.principal(name).await?;
+        let current: Vec<Role> = self
+            .grants(&principal)
+            .await?
+            .into_iter()
+            .map(|g| g.role)
+            .collect();
+        airlock_core::access::check_role_grant(
+            &who.principal.name,
+            name,
+            role,
+            &current,
+            &self.exclusive,
+        )?;
+        self.metadata
+            .add_binding(
+                principal.id,
+                &role.to_string(),
+                &scope.to_string(),
+                None,
+                &who.principal.name,
+                &[record(
+                    actor,
+                    AuditEvent::RoleGranted {
+                        principal: name.into(),
+                        role: role.to_string(),
+                        scope: scope.to_string(),
+                        expires_at_millis: None,
+                        access_request: None,
+                    },
+                )],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Removes `role` in `scope` from `name`.
+    pub async fn revoke_role(
+        &self,
+        who: &Authenticated,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        scope: &Scope,
+    ) -> Result<(), AuthError> {
+        self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
+        let principal = self.principal(name).await?;
+        let removed = self
+            .metadata
+            .remove_binding(
+                principal.id,
+                &role.to_string(),
+                &scope.to_string(),
+                &[record(
+                    actor,
+                    AuditEvent::RoleRevoked {
+                        principal: name.into(),
+                        role: role.to_string(),
+                        scope: scope.to_string(),
+                    },
+                )],
+            )
+            .await?;
+        if removed == 0 {
+            return Err(AuthError::NotFound(format!(
+                "{name} does not hold {role} in {scope}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Files a just-in-time access request by the caller.
+    pub async fn request_access(
+        &self,
+        who: &Authenticated,
+        actor: &Actor,
+        role: Role,
+        scope: &Scope,
+        duration_secs: u64,
+        reason: &str,
+    ) -> Result<i64, AuthError> {
+        if duration_secs == 0 || duration_secs > self.config.max_grant_secs {
+            return Err(AuthError::BadRequest(format!(
+                "the duration must be between 1 s and {} s (access.max_grant_secs)",
+                self.config.max_grant_secs
+            )));
+        }
+        if reason.trim().is_empty() {
+            return Err(AuthError::BadRequest(
+                "a reason is required (e.g. the incident or change ticket)".into(),
+            ));
+        }
+        let principal = who.principal.clone();
+        Ok(self
+            .metadata
+            .create_access_request(
+                principal.id,
+                &role.to_string(),
+                &scope.to_string(),
+                duration_secs,
+                reason,
+                |id| {
+                    vec![record(
+                        actor,
+                        AuditEvent::AccessRequested {
+                            request: id,
+                            principal: principal.name.clone(),
+                            role: role.to_string(),
+                            scope: scope.to_string(),
+                            duration_secs,
+                            reason: reason.into(),
+                        },
+                    )]
+                },
+            )
+            .await?)
+    }
+
+    /// Grants or denies a pending request: only an access-admin who is not the requester.
+    pub async fn decide_access(
+        &self,
+        who: &Authenticated,
+        actor: &Actor,
+        id: i64,
+        grant: bool,
+    ) -> Result<AccessRequestRow, AuthError> {
+        self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
+        let request = self
+            .metadata
+            .access_request(id)
+            .await?
+            .ok_or_else(|| AuthError::NotFound(format!("no access request {id}")))?;
+        airlock_core::access::check_access_decision(&request.principal, &who.principal.name)?;
+        if grant {
+            let principal = self.principal(&request.principal).await?;
+            let role: Role = request
+                .role
+                .parse()
+                .map_err(|e| AuthError::BadRequest(format!("{e}")))?;
+            let current: Vec<Role> = self
+                .grants(&principal)
+                .await?
+                .into_iter()
+                .map(|g| g.role)
+                .collect();
+            airlock_core::access::check_role_grant(
+                &who.principal.name,
+                &request.principal,
+                role,
+                &current,
+                &self.exclusive,
+            )?;
+        }
+        let decision = if grant { "granted" } else { "denied" };
+        let expires_at = now_millis() + request.duration_secs * 1000;
+        let mut records = vec![record(
+            actor,
+            AuditEvent::AccessDecided {
+                request: id,
+                principal: request.principal.clone(),
+                decision: decision.into(),
+            },
+        )];
+        if grant {
+            records.push(record(
+                actor,
+                AuditEvent::RoleGranted {
+                    principal: request.principal.clone(),
+                    role: request.role.clone(),
+                    scope: request.scope.clone(),
+                    expires_at_millis: Some(expires_at),
+                    access_request: Some(id),
+                },
+            ));
+        }
+        self.metadata
+            .decide_access_request(id, decision, &who.principal.name, expires_at, &records)
+            .await
+            .map_err(conflict)?;
+        self.metadata
+            .access_request(id)
+            .await?
+            .ok_or_else(|| AuthError::NotFound(format!("no access request {id}")))
+    }
+
+    /// Access requests (access-admins and auditors see all; others their own).
+    pub async fn access_requests(
+        &self,
+        who: &Authenticated,
+    ) -> Result<Vec<AccessRequestRow>, AuthError> {
+        let all = self.metadata.access_requests(None).await?;
+        if who.has(Permission::ManageAccess, &PermissionTarget::Global)
+            || who.has(Permission::ReadAudit, &PermissionTarget::Global)
+        {
+            Ok(all)
+        } else {
+            Ok(all
+                .into_iter()
+                .filter(|r| r.principal == who.principal.name)
+                .collect())
+        }
+    }
+}
+
+fn conflict(err: StoreError) -> AuthError {
+    match err {
+        StoreError::Conflict(message) => AuthError::Conflict(message),
+        other => AuthError::Store(other),
+    }
+}
+
+fn validate_principal_name(name: &str) -> Result<(), AuthError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::BadRequest(format!(
+            "invalid name {:?}: use 1-64 characters of a-z, 0-9, '-', '_', '.', starting with a letter or digit",
+            name.chars().take(64).collect::<String>()
+        )))
+    }
+}

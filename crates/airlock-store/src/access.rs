@@ -1,0 +1,546 @@
+//! Identity and access storage: principals, credentials, role bindings, access requests and
+//! failed-authentication counts. Every change that alters what a principal may do bumps its
+//! `authz_epoch` and appends its audit records in the same transaction.
+
+use airlock_core::AuditRecord;
+use sqlx::Row;
+
+use crate::audit::append;
+use crate::error::StoreError;
+use crate::metadata::{Metadata, WriteTransaction, now_millis};
+
+/// A principal as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalRow {
+    /// Database id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// `user` or `service`.
+    pub kind: String,
+    /// Disabled principals cannot authenticate and their tokens are refused.
+    pub disabled: bool,
+    /// The authorization epoch tokens must carry.
+    pub authz_epoch: i64,
+    /// When it was created (ms).
+    pub created_at: i64,
+}
+
+/// A stored credential (its secret only as a hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRow {
+    /// Credential id (`password:<principal>` or the API key id).
+    pub id: String,
+    /// Owner.
+    pub principal_id: i64,
+    /// `password` or `api_key`.
+    pub kind: String,
+    /// Argon2id PHC string or SHA-256 hex.
+    pub secret_hash: String,
+    /// Expiry (ms), if any.
+    pub expires_at: Option<i64>,
+    /// Revocation time (ms), if revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// A role binding as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingRow {
+    /// Database id.
+    pub id: i64,
+    /// The role name.
+    pub role: String,
+    /// The scope text.
+    pub scope: String,
+    /// End of a just-in-time grant (ms).
+    pub expires_at: Option<i64>,
+    /// Who granted it.
+    pub granted_by: String,
+}
+
+/// An access request as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRequestRow {
+    /// Request id.
+    pub id: i64,
+    /// Who asked.
+    pub principal: String,
+    /// Role asked for.
+    pub role: String,
+    /// Scope asked for.
+    pub scope: String,
+    /// Duration asked for (s).
+    pub duration_secs: i64,
+    /// Why.
+    pub reason: String,
+    /// `pending`, `granted`, `denied`, `revoked`.
+    pub status: String,
+    /// Who decided.
+    pub decided_by: Option<String>,
+    /// When it was asked (ms).
+    pub created_at: i64,
+    /// When the grant ends, for granted requests (ms).
+    pub expires_at: Option<i64>,
+}
+
+fn principal_from_row(row: sqlx::sqlite::SqliteRow) -> PrincipalRow {
+    PrincipalRow {
+        id: row.get("id"),
+        name: row.get("name"),
+        kind: row.get("kind"),
+        disabled: row.get::<i64, _>("disabled") != 0,
+        authz_epoch: row.get("authz_epoch"),
+        created_at: row.get("created_at"),
+    }
+}
+
+async fn bump_epoch(tx: &mut WriteTransaction, principal_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE principals SET authz_epoch = authz_epoch + 1 WHERE id = ?")
+        .bind(principal_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const PRINCIPAL_COLUMNS: &str = "id, name, kind, disabled, authz_epoch, created_at";
+
+impl Metadata {
+    /// Creates a principal. Fails with [`StoreError::Conflict`] if the name is taken.
+    pub async fn create_principal(
+        &self,
+        name: &str,
+        kind: &str,
+        created_by: &str,
+        records: &[AuditRecord],
+    ) -> Result<PrincipalRow, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM principals WHERE name = ?")
+            .bind(name)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .next();
+        if exists.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "principal {name} already exists"
+            )));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO principals (name, kind, created_at, created_by) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(kind)
+        .bind(now_millis())
+        .bind(created_by)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Corrupt("insert returned no id".into()))?;
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        self.principal_by_id(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("principal vanished".into()))
+    }
+
+    /// A principal by name.
+    pub async fn principal_by_name(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
+        let sql = format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE name = ?");
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .next()
+            .map(principal_from_row))
+    }
+
+    /// A principal by id.
+    pub async fn principal_by_id(&self, id: i64) -> Result<Option<PrincipalRow>, StoreError> {
+        let sql = format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id = ?");
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .next()
+            .map(principal_from_row))
+    }
+
+    /// Every principal, by name.
+    pub async fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
+        let sql = format!("SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY name");
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(principal_from_row)
+            .collect())
+    }
+
+    /// Disables a principal (and ends its tokens by bumping its epoch). Returns whether it existed.
+    pub async fn disable_principal(
+        &self,
+        id: i64,
+        records: &[AuditRecord],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE principals SET disabled = 1, authz_epoch = authz_epoch + 1 WHERE id = ?",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Adds a credential (replacing a credential with the same id, e.g. a new password) and bumps
+    /// the owner's epoch.
+    pub async fn put_credential(
+        &self,
+        credential: &CredentialRow,
+        records: &[AuditRecord],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO credentials (id, principal_id, kind, secret_hash, expires_at, revoked_at, created_at)
+             VALUES (?, ?, ?, ?, ?, NULL, ?)
+             ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash,
+               expires_at = excluded.expires_at, revoked_at = NULL, created_at = excluded.created_at",
+        )
+        .bind(&credential.id)
+        .bind(credential.principal_id)
+        .bind(&credential.kind)
+        .bind(&credential.secret_hash)
+        .bind(credential.expires_at)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
+        bump_epoch(&mut tx, credential.principal_id).await?;
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A credential by id.
+    pub async fn credential(&self, id: &str) -> Result<Option<CredentialRow>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT id, principal_id, kind, secret_hash, expires_at, revoked_at FROM credentials WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .next()
+        .map(|row| CredentialRow {
+            id: row.get("id"),
+            principal_id: row.get("principal_id"),
+            kind: row.get("kind"),
+            secret_hash: row.get("secret_hash"),
+            expires_at: row.get("expires_at"),
+            revoked_at: row.get("revoked_at"),
+        }))
+    }
+
+    /// Revokes a credential and bumps its owner's epoch. Returns whether it was active.
+    pub async fn revoke_credential(
+        &self,
+        id: &str,
+        records: &[AuditRecord],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let owner: Option<i64> = sqlx::query_scalar(
+            "UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING principal_id",
+        )
+        .bind(now_millis())
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next();
+        let Some(owner) = owner else {
+            return Ok(false);
+        };
+        bump_epoch(&mut tx, owner).await?;
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The role bindings of a principal (expired ones included; callers check expiry).
+    pub async fn bindings(&self, principal_id: i64) -> Result<Vec<BindingRow>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT id, role, scope, expires_at, granted_by FROM role_bindings WHERE principal_id = ? ORDER BY id",
+        )
+        .bind(principal_id)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(|row| BindingRow {
+            id: row.get("id"),
+            role: row.get("role"),
+            scope: row.get("scope"),
+            expires_at: row.get("expires_at"),
+            granted_by: row.get("granted_by"),
+        })
+        .collect())
+    }
+
+    /// Binds a role and bumps the principal's epoch.
+    pub async fn add_binding(
+        &self,
+        principal_id: i64,
+        role: &str,
+        scope: &str,
+        expires_at: Option<i64>,
+        granted_by: &str,
+        records: &[AuditRecord],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO role_bindings (principal_id, role, scope, expires_at, granted_by, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(principal_id)
+        .bind(role)
+        .bind(scope)
+        .bind(expires_at)
+        .bind(granted_by)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
+        bump_epoch(&mut tx, principal_id).await?;
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes every binding of `role` in `scope` from a principal and bumps its epoch. Returns
+    /// how many were removed.
+    pub async fn remove_binding(
+        &self,
+        principal_id: i64,
+        role: &str,
+        scope: &str,
+        records: &[AuditRecord],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "DELETE FROM role_bindings WHERE principal_id = ? AND role = ? AND scope = ?",
+        )
+        .bind(principal_id)
+        .bind(role)
+        .bind(scope)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(0);
+        }
+        bump_epoch(&mut tx, principal_id).await?;
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Files an access request; `records_for` builds its audit records from the new id.
+    pub async fn create_access_request(
+        &self,
+        principal_id: i64,
+        role: &str,
+        scope: &str,
+        duration_secs: u64,
+        reason: &str,
+        records_for: impl FnOnce(i64) -> Vec<AuditRecord>,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO access_requests (principal_id, role, scope, duration_secs, reason, status, created_at)
+             VALUES (?, ?, ?, ?, ?, 'pending', ?) RETURNING id",
+        )
+        .bind(principal_id)
+        .bind(role)
+        .bind(scope)
+        .bind(duration_secs as i64)
+        .bind(reason)
+        .bind(now_millis())
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Corrupt("insert returned no id".into()))?;
+        append(&mut tx, &records_for(id)).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Access requests, newest first, optionally only those with `status`.
+    pub async fn access_requests(
+        &self,
+        status: Option<&str>,
+    ) -> Result<Vec<AccessRequestRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.id, p.name AS principal, r.role, r.scope, r.duration_secs, r.reason, r.status,
+                    r.decided_by, r.created_at,
+                    (SELECT MAX(b.expires_at) FROM role_bindings b WHERE b.access_request_id = r.id) AS expires_at
+             FROM access_requests r JOIN principals p ON p.id = r.principal_id
+             WHERE (? IS NULL OR r.status = ?) ORDER BY r.id DESC LIMIT 1000",
+        )
+        .bind(status)
+        .bind(status)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| AccessRequestRow {
+                id: row.get("id"),
+                principal: row.get("principal"),
+                role: row.get("role"),
+                scope: row.get("scope"),
+                duration_secs: row.get("duration_secs"),
+                reason: row.get("reason"),
+                status: row.get("status"),
+                decided_by: row.get("decided_by"),
+                created_at: row.get("created_at"),
+                expires_at: row.get("expires_at"),
+            })
+            .collect())
+    }
+
+    /// One access request.
+    pub async fn access_request(&self, id: i64) -> Result<Option<AccessRequestRow>, StoreError> {
+        Ok(self
+            .access_requests(None)
+            .await?
+            .into_iter()
+            .find(|r| r.id == id))
+    }
+
+    /// Decides a pending request: `granted` binds the role until `expires_at`; `denied` only
+    /// records the decision. Fails with [`StoreError::Conflict`] unless the request is pending.
+    pub async fn decide_access_request(
+        &self,
+        id: i64,
+        decision: &str,
+        decided_by: &str,
+        expires_at: i64,
+        records: &[AuditRecord],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "UPDATE access_requests SET status = ?, decided_by = ?, decided_at = ?
+             WHERE id = ? AND status = 'pending' RETURNING principal_id, role, scope",
+        )
+        .bind(decision)
+        .bind(decided_by)
+        .bind(now_millis())
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Conflict(format!("access request {id} is not pending")))?;
+        if decision == "granted" {
+            let principal_id: i64 = row.get("principal_id");
+            sqlx::query(
+                "INSERT INTO role_bindings (principal_id, role, scope, expires_at, granted_by, access_request_id, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(principal_id)
+            .bind(row.get::<String, _>("role"))
+            .bind(row.get::<String, _>("scope"))
+            .bind(expires_at)
+            .bind(decided_by)
+            .bind(id)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
+            bump_epoch(&mut tx, principal_id).await?;
+        }
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Counts a failed authentication for `principal` from `source` in `minute`; returns
+    /// (failures of this principal in the minute, failures from this source in the minute).
+    /// `records` are appended only for the principal's first failure in the minute, so a flood
+    /// of attempts yields one audit entry per principal per minute.
+    pub async fn record_auth_failure(
+        &self,
+        principal: &str,
+        source: &str,
+        minute: i64,
+        records: &[AuditRecord],
+    ) -> Result<(i64, i64), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO auth_failures (principal, source, minute, count) VALUES (?, ?, ?, 1)
+             ON CONFLICT (principal, source, minute) DO UPDATE SET count = count + 1",
+        )
+        .bind(principal)
+        .bind(source)
+        .bind(minute)
+        .execute(&mut *tx)
+        .await?;
+        let by_principal: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(count), 0) FROM auth_failures WHERE principal = ? AND minute = ?",
+        )
+        .bind(principal)
+        .bind(minute)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or(0);
+        let by_source: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(count), 0) FROM auth_failures WHERE source = ? AND minute = ?",
+        )
+        .bind(source)
+        .bind(minute)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or(0);
+        if by_principal == 1 {
+            append(&mut tx, records).await?;
+        }
+        sqlx::query("DELETE FROM auth_failures WHERE minute < ?")
+            .bind(minute - 60)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((by_principal, by_source))
+    }
+
+    /// Failures of `principal` and from `source` in `minute` (for the rate limiter, before
+    /// checking credentials).
+    pub async fn auth_failures(
+        &self,
+        principal: &str,
+        source: &str,
+        minute: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT
+               (SELECT COALESCE(SUM(count), 0) FROM auth_failures WHERE principal = ? AND minute = ?) AS p,
+               (SELECT COALESCE(SUM(count), 0) FROM auth_failures WHERE source = ? AND minute = ?) AS s",
+        )
+        .bind(principal)
+        .bind(minute)
+        .bind(source)
+        .bind(minute)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Corrupt("no row".into()))?;
+        Ok((row.get("p"), row.get("s")))
+    }
+}

@@ -1,0 +1,494 @@
+//! `airlock login`, `users`, `service-accounts`, `roles`, `access`, `whoami`: identity and access
+//! administration against a server's `/api/v1`.
+
+use std::io::Read;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::client::{ApiClient, CredentialStore, StoredLogin, normalize_server, parse_duration};
+
+/// Server and output options every command takes.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// airlock server URL.
+    #[arg(
+        long,
+        env = "AIRLOCK_SERVER",
+        default_value = "http://127.0.0.1:5000",
+        global = true
+    )]
+    server: String,
+    /// `text` or `json` (one JSON document on stdout).
+    #[arg(long, default_value = "text", global = true)]
+    output: crate::audit::OutputFormat,
+}
+
+/// `airlock login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The server, e.g. http://127.0.0.1:5000.
+    server: String,
+    /// User (or service account) name.
+    #[arg(short = 'u', long)]
+    username: String,
+    /// Read the password (or API key) from standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+/// `airlock users`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user; prints a generated password once unless --password-stdin is given.
+    Add {
+        /// The user name.
+        name: String,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List users and service accounts with their roles.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Disable a user or service account; its tokens stop working at once.
+    Disable {
+        /// The name.
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `airlock service-accounts`.
+#[derive(Debug, Subcommand)]
+pub enum ServiceAccountsCommand {
+    /// Create a service account and print its API key once.
+    Add {
+        /// The account name.
+        name: String,
+        /// When the key expires, e.g. 30d (bounded by access.max_api_key_days).
+        #[arg(long)]
+        expires: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Revoke an API key by its id (the `alk_<id>_...` part, also shown at creation).
+    RevokeKey {
+        /// The key id.
+        key_id: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `airlock roles`.
+#[derive(Debug, Subcommand)]
+pub enum RolesCommand {
+    /// Bind a role to a principal in a scope.
+    Grant {
+        /// Who.
+        principal: String,
+        /// The role: reader, developer, builder, promoter, approver, deployer, key-admin,
+        /// access-admin, auditor, break-glass.
+        role: String,
+        /// Where: `*`, a stage (`prod`), or a stage and repositories (`prod/team/*`).
+        #[arg(long)]
+        scope: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove a role binding.
+    Revoke {
+        /// Who.
+        principal: String,
+        /// The role.
+        role: String,
+        /// The scope it was granted in.
+        #[arg(long)]
+        scope: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List role bindings (of one principal if given).
+    List {
+        /// Only this principal.
+        principal: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `airlock access` (just-in-time elevation).
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Ask for a role for a while; another access-admin grants it.
+    Request {
+        /// The role.
+        role: String,
+        /// Where.
+        #[arg(long)]
+        scope: String,
+        /// For how long, e.g. 1h (bounded by access.max_grant_secs).
+        #[arg(long = "for")]
+        duration: String,
+        /// Why (an incident or change ticket).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Grant a pending request (not your own).
+    Grant {
+        /// The request id.
+        id: i64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Deny a pending request.
+    Deny {
+        /// The request id.
+        id: i64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List requests.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn read_stdin_secret() -> Result<String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read standard input")?;
+    let secret = text.trim_end_matches(['\n', '\r']).to_string();
+    if secret.is_empty() {
+        bail!(
+            "standard input was empty: pipe the password in, e.g. echo \"$PW\" | airlock login ..."
+        );
+    }
+    Ok(secret)
+}
+
+fn print(common: &Common, value: &Value, text: impl FnOnce(&Value) -> String) {
+    match common.output {
+        crate::audit::OutputFormat::Json => println!("{value}"),
+        crate::audit::OutputFormat::Text => println!("{}", text(value)),
+    }
+}
+
+/// `airlock login`: stores a refresh credential for the server.
+pub async fn login(args: LoginArgs) -> Result<u8> {
+    if !args.password_stdin {
+        bail!(
+            "pass the password on standard input with --password-stdin (it never goes on the command line)"
+        );
+    }
+    let password = read_stdin_secret()?;
+    let server = normalize_server(&args.server);
+    let refresh_token = crate::client::login(&server, &args.username, &password).await?;
+    let mut store = CredentialStore::load()?;
+    store.servers.insert(
+        server.clone(),
+        StoredLogin {
+            username: args.username.clone(),
+            refresh_token,
+        },
+    );
+    store.save()?;
+    eprintln!(
+        "logged in to {server} as {} (credentials in {})",
+        args.username,
+        crate::client::credentials_path()?.display()
+    );
+    Ok(0)
+}
+
+/// `airlock whoami`.
+pub async fn whoami(common: Common) -> Result<u8> {
+    let client = ApiClient::connect(&common.server).await?;
+    let me = client.get("/api/v1/whoami").await?;
+    print(&common, &me, |v| {
+        format!(
+            "{} ({}, via {}) roles: {}",
+            v["name"].as_str().unwrap_or(""),
+            v["kind"].as_str().unwrap_or(""),
+            v["auth_method"].as_str().unwrap_or(""),
+            roles_text(&v["roles"])
+        )
+    });
+    Ok(0)
+}
+
+fn roles_text(roles: &Value) -> String {
+    let list: Vec<String> = roles
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| match r["expires"].as_str() {
+            Some(until) => format!(
+                "{}@{} (until {until})",
+                r["role"].as_str().unwrap_or(""),
+                r["scope"].as_str().unwrap_or("")
+            ),
+            None => format!(
+                "{}@{}",
+                r["role"].as_str().unwrap_or(""),
+                r["scope"].as_str().unwrap_or("")
+            ),
+        })
+        .collect();
+    if list.is_empty() {
+        "-".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// `airlock users ...`.
+pub async fn users(command: UsersCommand) -> Result<u8> {
+    match command {
+        UsersCommand::Add {
+            name,
+            password_stdin,
+            common,
+        } => {
+            let password = if password_stdin {
+                Some(read_stdin_secret()?)
+            } else {
+                None
+            };
+            let client = ApiClient::connect(&common.server).await?;
+            let created = client
+                .post(
+                    "/api/v1/users",
+                    &json!({"name": name, "password": password}),
+                )
+                .await?;
+            print(&common, &created, |v| match v["password"].as_str() {
+                Some(pw) => format!("created user {name}; initial password (shown once): {pw}"),
+                None => format!("created user {name}"),
+            });
+        }
+        UsersCommand::List { common } => {
+            let client = ApiClient::connect(&common.server).await?;
+            let list = client.get("/api/v1/users").await?;
+            print(&common, &list, |v| {
+                v["principals"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{:<24} {:<8} {:<9} {}",
+                            p["name"].as_str().unwrap_or(""),
+                            p["kind"].as_str().unwrap_or(""),
+                            if p["disabled"] == true {
+                                "disabled"
+                            } else {
+                                "active"
+                            },
+                            roles_text(&p["roles"])
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        UsersCommand::Disable { name, common } => {
+            let client = ApiClient::connect(&common.server).await?;
+            let done = client
+                .post(&format!("/api/v1/users/{name}/disable"), &json!({}))
+                .await?;
+            print(&common, &done, |_| {
+                format!("disabled {name}; its tokens no longer work")
+            });
+        }
+    }
+    Ok(0)
+}
+
+/// `airlock service-accounts ...`.
+pub async fn service_accounts(command: ServiceAccountsCommand) -> Result<u8> {
+    match command {
+        ServiceAccountsCommand::Add {
+            name,
+            expires,
+            common,
+        } => {
+            let expires_in_secs = parse_duration(&expires)?;
+            let client = ApiClient::connect(&common.server).await?;
+            let created = client
+                .post(
+                    "/api/v1/service-accounts",
+                    &json!({"name": name, "expires_in_secs": expires_in_secs}),
+                )
+                .await?;
+            print(&common, &created, |v| {
+                format!(
+                    "created service account {name}; API key (shown once, expires {}):\n{}",
+                    v["expires"].as_str().unwrap_or("?"),
+                    v["api_key"].as_str().unwrap_or("")
+                )
+            });
+        }
+        ServiceAccountsCommand::RevokeKey { key_id, common } => {
+            let client = ApiClient::connect(&common.server).await?;
+            let done = client
+                .post(&format!("/api/v1/credentials/{key_id}/revoke"), &json!({}))
+                .await?;
+            print(&common, &done, |_| format!("revoked key {key_id}"));
+        }
+    }
+    Ok(0)
+}
+
+/// `airlock roles ...`.
+pub async fn roles(command: RolesCommand) -> Result<u8> {
+    match command {
+        RolesCommand::Grant {
+            principal,
+            role,
+            scope,
+            common,
+        } => {
+            let client = ApiClient::connect(&common.server).await?;
+            let done = client
+                .post(
+                    "/api/v1/roles/grant",
+                    &json!({"principal": principal, "role": role, "scope": scope}),
+                )
+                .await?;
+            print(&common, &done, |_| {
+                format!("granted {role} in {scope} to {principal}")
+            });
+        }
+        RolesCommand::Revoke {
+            principal,
+            role,
+            scope,
+            common,
+        } => {
+            let client = ApiClient::connect(&common.server).await?;
+            let done = client
+                .post(
+                    "/api/v1/roles/revoke",
+                    &json!({"principal": principal, "role": role, "scope": scope}),
+                )
+                .await?;
+            print(&common, &done, |_| {
+                format!("revoked {role} in {scope} from {principal}")
+            });
+        }
+        RolesCommand::List { principal, common } => {
+            let client = ApiClient::connect(&common.server).await?;
+            let path = match &principal {
+                Some(p) => format!("/api/v1/roles?principal={p}"),
+                None => "/api/v1/roles".into(),
+            };
+            let list = client.get(&path).await?;
+            print(&common, &list, |v| {
+                v["bindings"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "{:<24} {:<14} {:<24} {}",
+                            b["principal"].as_str().unwrap_or(""),
+                            b["role"].as_str().unwrap_or(""),
+                            b["scope"].as_str().unwrap_or(""),
+                            b["expires"]
+                                .as_str()
+                                .map(|e| format!("until {e}"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(0)
+}
+
+/// `airlock access ...`.
+pub async fn access(command: AccessCommand) -> Result<u8> {
+    match command {
+        AccessCommand::Request {
+            role,
+            scope,
+            duration,
+            reason,
+            common,
+        } => {
+            let duration_secs = parse_duration(&duration)?;
+            let client = ApiClient::connect(&common.server).await?;
+            let created = client.post("/api/v1/access-requests", &json!({"role": role, "scope": scope, "duration_secs": duration_secs, "reason": reason})).await?;
+            print(&common, &created, |v| {
+                format!(
+                    "access request {} filed; another access-admin grants it with `airlock access grant {}`",
+                    v["id"], v["id"]
+                )
+            });
+        }
+        AccessCommand::Grant { id, common } => {
+            let client = ApiClient::connect(&common.server).await?;
+            let done = client
+                .post(&format!("/api/v1/access-requests/{id}/grant"), &json!({}))
+                .await?;
+            print(&common, &done, |v| {
+                format!(
+                    "granted request {id}: {} holds {} in {} until {}",
+                    v["principal"].as_str().unwrap_or(""),
+                    v["role"].as_str().unwrap_or(""),
+                    v["scope"].as_str().unwrap_or(""),
+                    v["expires"].as_str().unwrap_or("?")
+                )
+            });
+        }
+        AccessCommand::Deny { id, common } => {
+            let client = ApiClient::connect(&common.server).await?;
+            let done = client
+                .post(&format!("/api/v1/access-requests/{id}/deny"), &json!({}))
+                .await?;
+            print(&common, &done, |_| format!("denied request {id}"));
+        }
+        AccessCommand::List { common } => {
+            let client = ApiClient::connect(&common.server).await?;
+            let list = client.get("/api/v1/access-requests").await?;
+            print(&common, &list, |v| {
+                v["requests"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "#{:<5} {:<10} {:<20} {:<14} {:<20} {}",
+                            r["id"],
+                            r["status"].as_str().unwrap_or(""),
+                            r["principal"].as_str().unwrap_or(""),
+                            r["role"].as_str().unwrap_or(""),
+                            r["scope"].as_str().unwrap_or(""),
+                            r["reason"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,289 @@
+//! The CLI's connection to an airlock server: the stored login (`airlock login`), access tokens
+//! obtained from it, JSON requests, and turning API errors into messages and exit codes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Exit status of a refused or failed operation (usage and connection errors exit 2).
+pub const DENIED: u8 = 1;
+
+/// Where the CLI keeps refresh credentials: `$XDG_CONFIG_HOME/airlock/credentials.json`
+/// (`~/.config/...` without XDG_CONFIG_HOME), mode 0600.
+pub fn credentials_path() -> Result<PathBuf> {
+    let base = match std::env::var_os("XDG_CONFIG_HOME") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(
+            std::env::var_os("HOME").context("neither XDG_CONFIG_HOME nor HOME is set")?,
+        )
+        .join(".config"),
+    };
+    Ok(base.join("airlock").join("credentials.json"))
+}
+
+/// One stored login.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredLogin {
+    /// Who logged in.
+    pub username: String,
+    /// The refresh token (a secret: the file is 0600).
+    pub refresh_token: String,
+}
+
+/// Every stored login, by server URL.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct CredentialStore {
+    /// Logins by server.
+    pub servers: BTreeMap<String, StoredLogin>,
+}
+
+impl CredentialStore {
+    /// Reads the store (empty if absent).
+    pub fn load() -> Result<Self> {
+        let path = credentials_path()?;
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not valid JSON; delete it and log in again",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(anyhow!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Writes the store with mode 0600.
+    pub fn save(&self) -> Result<()> {
+        use std::io::Write;
+        let path = credentials_path()?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.write_all(serde_json::to_string_pretty(self)?.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+}
+
+/// Normalises a server URL for use as a key.
+pub fn normalize_server(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    if url.starts_with("http://") || url.starts_with("https://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
+}
+
+/// Exchanges a user name and password (or API key) for a refresh token.
+pub async fn login(server: &str, username: &str, password: &str) -> Result<String> {
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{server}/auth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+            ("service", "airlock"),
+            ("access_type", "offline"),
+            ("client_id", "airlock-cli"),
+        ])
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {server}; is airlock running there?"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let message = body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("login failed");
+        bail!("login refused ({status}): {message}");
+    }
+    body["refresh_token"]
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| anyhow!("the server returned no refresh token"))
+}
+
+/// An authenticated API client for one server.
+pub struct ApiClient {
+    server: String,
+    http: reqwest::Client,
+    token: String,
+}
+
+/// An API failure: the message to print and the exit status.
+#[derive(Debug)]
+pub struct ApiFailure {
+    /// What to print on stderr.
+    pub message: String,
+    /// The exit status.
+    pub status: u8,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+impl ApiClient {
+    /// An HTTP client that sends the stored login's token if there is one for `server`, and no
+    /// credentials otherwise (for public endpoints or servers without access control).
+    pub async fn http_for(server: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let has_login = CredentialStore::load()
+            .map(|s| s.servers.contains_key(&normalize_server(server)))
+            .unwrap_or(false);
+        if has_login
+            && let Ok(client) = Self::connect(server).await
+            && let Ok(value) =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", client.token))
+        {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap_or_default()
+    }
+
+    /// Connects to `server` with its stored login, getting a fresh access token.
+    pub async fn connect(server: &str) -> Result<Self> {
+        let server = normalize_server(server);
+        let store = CredentialStore::load()?;
+        let login = store.servers.get(&server).ok_or_else(|| {
+            anyhow!(
+                "not logged in to {server}: run `airlock login {server} -u NAME --password-stdin`"
+            )
+        })?;
+        let http = reqwest::Client::new();
+        let response = http
+            .post(format!("{server}/auth/token"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", login.refresh_token.as_str()),
+                ("service", "airlock"),
+            ])
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {server}; is airlock running there?"))?;
+        if !response.status().is_success() {
+            bail!(
+                "the stored login for {server} is no longer valid (expired, or your access changed): log in again"
+            );
+        }
+        let body: Value = response.json().await?;
+        let token = body["token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("the server returned no token"))?
+            .to_string();
+        Ok(Self {
+            server,
+            http,
+            token,
+        })
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .context("request failed")?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let error = &body["error"];
+        let message = format!(
+            "{} ({}): {}{}",
+            error["code"].as_str().unwrap_or("ERROR"),
+            status.as_u16(),
+            error["message"].as_str().unwrap_or("request failed"),
+            error["remediation"]
+                .as_str()
+                .map(|r| format!("\n  next: {r}"))
+                .unwrap_or_default()
+        );
+        let code = if matches!(status.as_u16(), 401 | 403 | 409 | 429) {
+            DENIED
+        } else {
+            2
+        };
+        Err(ApiFailure {
+            message,
+            status: code,
+        }
+        .into())
+    }
+
+    /// GET a JSON document.
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.server)))
+            .await
+    }
+
+    /// POST JSON, returning JSON.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.server)).json(body))
+            .await
+    }
+}
+
+/// Parses a duration such as `45s`, `90m`, `8h`, `30d` into seconds.
+pub fn parse_duration(value: &str) -> Result<u64> {
+    let value = value.trim();
+    let (number, unit) = value.split_at(value.len().saturating_sub(1));
+    let amount: u64 = number.parse().map_err(|_| {
+        anyhow!("{value:?} is not a duration: use a number and s, m, h or d, e.g. 1h or 30d")
+    })?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("{value:?} is not a duration: use a number and s, m, h or d, e.g. 1h or 30d"),
+    };
+    amount
+        .checked_mul(unit_secs)
+        .ok_or_else(|| anyhow!("{value:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30d").unwrap(), 30 * 86_400);
+        assert_eq!(parse_duration("1h").unwrap(), 3600);
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn servers_normalize() {
+        assert_eq!(normalize_server("127.0.0.1:5000/"), "http://127.0.0.1:5000");
+        assert_eq!(normalize_server("https://x.example"), "https://x.example");
+    }
+}
