@@ -23,6 +23,8 @@ use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 
 const BLOCK: usize = 1024 * 1024;
+/// The `admin` password of the benchmarked airlock (access control stays on, as deployed).
+const BENCH_PASSWORD: &str = "bench-admin-password-0123";
 
 struct Options {
     blob_mib: usize,
@@ -59,6 +61,8 @@ fn options() -> Result<Options> {
 struct Server {
     name: &'static str,
     base: String,
+    /// Basic credentials to send, if the registry needs them.
+    credentials: Option<(&'static str, &'static str)>,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -82,6 +86,7 @@ fn start_airlock(binary: &Path) -> Result<Server> {
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("AIRLOCK_LOG__LEVEL", "warn")
+        .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", BENCH_PASSWORD)
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| {
@@ -100,6 +105,7 @@ fn start_airlock(binary: &Path) -> Result<Server> {
     Ok(Server {
         name: "airlock",
         base,
+        credentials: Some(("admin", BENCH_PASSWORD)),
         child,
         _dir: dir,
     })
@@ -133,6 +139,7 @@ async fn start_distribution(binary: &Path) -> Result<Option<Server>> {
     let server = Server {
         name: "distribution",
         base,
+        credentials: None,
         child,
         _dir: dir,
     };
@@ -190,7 +197,18 @@ async fn run(
     base_block: &[u8],
     digest: &str,
 ) -> Result<Figures> {
-    let http = reqwest::Client::new();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some((user, password)) = server.credentials {
+        use base64::Engine as _;
+        let value = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        headers.insert(reqwest::header::AUTHORIZATION, value.parse()?);
+    }
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?;
     let base = &server.base;
     let repo = "dev/bench/app";
 
