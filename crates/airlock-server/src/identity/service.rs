@@ -731,7 +731,9 @@ impl Identity {
     /// May `who` perform `action` on `repo`? Registry actions come from the token's `access`
     /// claim when authenticated by token, else from the principal's grants.
     pub fn registry_allows(&self, who: &Authenticated, repo: &RepoName, action: Action) -> bool {
-        match &who.token_access {
+        // A token never allows more than its `access` claim, nor more than the principal's grants
+        // allow right now: when a just-in-time grant ends, so does what its tokens may do.
+        let token_covers = match &who.token_access {
             Some(access) => access.iter().any(|entry| {
                 entry.resource_type == "repository"
                     && entry.name == repo.as_str()
@@ -740,8 +742,9 @@ impl Identity {
                         .iter()
                         .any(|a| a == action.as_str() || a == "*")
             }),
-            None => self.grants_allow(who, repo, action),
-        }
+            None => true,
+        };
+        token_covers && self.grants_allow(who, repo, action)
     }
 
     /// Whether the principal's grants (not its token) allow `action` on `repo`.
@@ -767,12 +770,13 @@ impl Identity {
 
     /// Whether the caller may list the catalog.
     pub fn catalog_allowed(&self, who: &Authenticated) -> bool {
-        match &who.token_access {
+        let token_covers = match &who.token_access {
             Some(access) => access
                 .iter()
                 .any(|e| e.resource_type == "registry" && e.name == "catalog"),
-            None => who.has(Permission::Pull, &PermissionTarget::Global),
-        }
+            None => true,
+        };
+        token_covers && who.has(Permission::Pull, &PermissionTarget::Global)
     }
 
     // ---- administration (each call checks the caller's permission itself) ----
@@ -810,6 +814,11 @@ impl Identity {
     ) -> Result<Option<String>, AuthError> {
         self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
         validate_principal_name(name)?;
+        if password.as_ref().is_some_and(|p| p.len() < 12) {
+            return Err(AuthError::BadRequest(
+                "passwords need at least 12 characters".into(),
+            ));
+        }
         let principal = self
             .metadata
             .create_principal(
