@@ -157,6 +157,13 @@ pub enum AccessCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// End a granted request early (its role binding is removed at once).
+    Revoke {
+        /// The request id.
+        id: i64,
+        #[command(flatten)]
+        common: Common,
+    },
     /// List requests.
     List {
         #[command(flatten)]
@@ -464,6 +471,13 @@ pub async fn access(command: AccessCommand) -> Result<u8> {
                 .post(&format!("/api/v1/access-requests/{id}/deny"), &json!({}))
                 .await?;
             print(&common, &done, |_| format!("denied request {id}"));
+        }
+        AccessCommand::Revoke { id, common } => {
+            let client = ApiClient::connect(&common.server).await?;
+            let done = client
+                .post(&format!("/api/v1/access-requests/{id}/revoke"), &json!({}))
+                .await?;
+            print(&common, &done, |_| format!("revoked request {id}"));
         }
         AccessCommand::List { common } => {
             let client = ApiClient::connect(&common.server).await?;

@@ -1555,6 +1555,28 @@ async fn cli_manages_users_service_accounts_and_jit_access() {
         .unwrap();
     assert_eq!(pull.status(), 404);
     assert_eq!(error_code(pull).await, "MANIFEST_UNKNOWN");
+
+    // The grant can be ended early: the binding disappears at once and the request says so.
+    let (code, out, err) = s.cli(&["access", "revoke", &id]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = s.cli(&["roles", "list", "dora"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("deployer"), "{out}");
+    let (_, out, _) = s.cli(&["access", "list", "--output", "json"]);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["requests"][0]["status"], "revoked");
+    let (code, _, _) = s.cli(&["access", "revoke", &id]);
+    assert_eq!(code, 1, "revoking twice is a conflict");
+    let pull = client_as("dora", &dora_password)
+        .get(s.url("/v2/prod/team/app/manifests/1.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        pull.status(),
+        403,
+        "the revoked grant must end access at once"
+    );
 }
 
 // ---- 6. the audit trail -----------------------------------------------------------------------

@@ -467,6 +467,37 @@ impl Metadata {
         Ok(())
     }
 
+    /// Revokes a granted request: removes the role bindings it created and bumps the principal's
+    /// epoch. Fails with [`StoreError::Conflict`] unless the request is granted.
+    pub async fn revoke_access_request(
+        &self,
+        id: i64,
+        decided_by: &str,
+        records: &[AuditRecord],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let principal_id: i64 = sqlx::query_scalar(
+            "UPDATE access_requests SET status = 'revoked', decided_by = ?, decided_at = ?
+             WHERE id = ? AND status = 'granted' RETURNING principal_id",
+        )
+        .bind(decided_by)
+        .bind(now_millis())
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Conflict(format!("access request {id} is not granted")))?;
+        sqlx::query("DELETE FROM role_bindings WHERE access_request_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        bump_epoch(&mut tx, principal_id).await?;
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Counts a failed authentication for `principal` from `source` in `minute`; returns
     /// (failures of this principal in the minute, failures from this source in the minute).
     /// `records` are appended only for the principal's first failure in the minute, so a flood

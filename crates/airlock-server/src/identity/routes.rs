@@ -44,6 +44,7 @@ pub fn router(identity: Arc<Identity>) -> Router {
         )
         .route("/api/v1/access-requests/{id}/grant", post(grant_request))
         .route("/api/v1/access-requests/{id}/deny", post(deny_request))
+        .route("/api/v1/access-requests/{id}/revoke", post(revoke_request))
         .with_state(identity)
 }
 
@@ -498,5 +499,16 @@ async fn deny_request(
 ) -> Result<Response, ApiError> {
     let (who, actor) = caller(&identity, &headers, peer).await?;
     let request = identity.decide_access(&who, &actor, id, false).await?;
+    Ok(Json(request_json(&request)).into_response())
+}
+
+async fn revoke_request(
+    State(identity): State<Arc<Identity>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let (who, actor) = caller(&identity, &headers, peer).await?;
+    let request = identity.revoke_access(&who, &actor, id).await?;
     Ok(Json(request_json(&request)).into_response())
 }

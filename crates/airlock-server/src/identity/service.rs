@@ -1194,6 +1194,50 @@ impl Identity {
             .ok_or_else(|| AuthError::NotFound(format!("no access request {id}")))
     }
 
+    /// Ends a granted just-in-time request early (an access-admin; the requester may also give
+    /// up their own grant).
+    pub async fn revoke_access(
+        &self,
+        who: &Authenticated,
+        actor: &Actor,
+        id: i64,
+    ) -> Result<AccessRequestRow, AuthError> {
+        let request = self
+            .metadata
+            .access_request(id)
+            .await?
+            .ok_or_else(|| AuthError::NotFound(format!("no access request {id}")))?;
+        if request.principal != who.principal.name {
+            self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
+        }
+        let records = vec![
+            record(
+                actor,
+                AuditEvent::AccessDecided {
+                    request: id,
+                    principal: request.principal.clone(),
+                    decision: "revoked".into(),
+                },
+            ),
+            record(
+                actor,
+                AuditEvent::RoleRevoked {
+                    principal: request.principal.clone(),
+                    role: request.role.clone(),
+                    scope: request.scope.clone(),
+                },
+            ),
+        ];
+        self.metadata
+            .revoke_access_request(id, &who.principal.name, &records)
+            .await
+            .map_err(conflict)?;
+        self.metadata
+            .access_request(id)
+            .await?
+            .ok_or_else(|| AuthError::NotFound(format!("no access request {id}")))
+    }
+
     /// Access requests (access-admins and auditors see all; others their own).
     pub async fn access_requests(
         &self,
