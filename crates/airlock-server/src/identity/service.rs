@@ -478,6 +478,13 @@ impl Identity {
         }
         self.check_rate(user, source).await?;
         let Some(principal) = self.metadata.principal_by_name(user).await? else {
+            // Spend the time a real password check takes, so response times do not reveal
+            // which user names exist.
+            let secret = secret.to_string();
+            let _ = tokio::task::spawn_blocking(move || {
+                airlock_identity::verify_password(&secret, dummy_password_hash())
+            })
+            .await;
             return Err(self
                 .fail("unknown", source, "unknown user or wrong password")
                 .await);
@@ -1255,6 +1262,14 @@ impl Identity {
                 .collect())
         }
     }
+}
+
+/// An argon2id hash of a random password, computed once, for checks against unknown users.
+fn dummy_password_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        airlock_identity::hash_password(&airlock_identity::generate_password()).unwrap_or_default()
+    })
 }
 
 fn conflict(err: StoreError) -> AuthError {
