@@ -102,6 +102,42 @@ async fn bump_epoch(tx: &mut WriteTransaction, principal_id: i64) -> Result<(), 
     Ok(())
 }
 
+/// Binds a role inside `tx` and bumps the principal's epoch (every binding change ends its tokens).
+async fn insert_binding(
+    tx: &mut WriteTransaction,
+    principal_id: i64,
+    role: &str,
+    scope: &str,
+    expires_at: Option<i64>,
+    granted_by: &str,
+    access_request_id: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO role_bindings
+         (principal_id, role, scope, expires_at, granted_by, access_request_id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(principal_id)
+    .bind(role)
+    .bind(scope)
+    .bind(expires_at)
+    .bind(granted_by)
+    .bind(access_request_id)
+    .bind(now_millis())
+    .execute(&mut **tx)
+    .await?;
+    bump_epoch(tx, principal_id).await
+}
+
+/// Which access requests to read.
+#[derive(Clone, Copy)]
+enum RequestFilter<'a> {
+    /// All, or those with a status.
+    Status(Option<&'a str>),
+    /// One by id.
+    Id(i64),
+}
+
 const PRINCIPAL_COLUMNS: &str = "id, name, kind, disabled, authz_epoch, created_at";
 
 impl Metadata {
@@ -303,19 +339,16 @@ impl Metadata {
         records: &[AuditRecord],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO role_bindings (principal_id, role, scope, expires_at, granted_by, created_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+        insert_binding(
+            &mut tx,
+            principal_id,
+            role,
+            scope,
+            expires_at,
+            granted_by,
+            None,
         )
-        .bind(principal_id)
-        .bind(role)
-        .bind(scope)
-        .bind(expires_at)
-        .bind(granted_by)
-        .bind(now_millis())
-        .execute(&mut *tx)
         .await?;
-        bump_epoch(&mut tx, principal_id).await?;
         append(&mut tx, records).await?;
         tx.commit().await?;
         Ok(())
@@ -379,22 +412,45 @@ impl Metadata {
         Ok(id)
     }
 
-    /// Access requests, newest first, optionally only those with `status`.
+    /// Access requests, newest first (at most 1000), optionally only those with `status`.
     pub async fn access_requests(
         &self,
         status: Option<&str>,
     ) -> Result<Vec<AccessRequestRow>, StoreError> {
-        let rows = sqlx::query(
+        self.query_access_requests(RequestFilter::Status(status))
+            .await
+    }
+
+    /// One access request.
+    pub async fn access_request(&self, id: i64) -> Result<Option<AccessRequestRow>, StoreError> {
+        Ok(self
+            .query_access_requests(RequestFilter::Id(id))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn query_access_requests(
+        &self,
+        filter: RequestFilter<'_>,
+    ) -> Result<Vec<AccessRequestRow>, StoreError> {
+        let condition = match filter {
+            RequestFilter::Status(_) => "(? IS NULL OR r.status = ?)",
+            RequestFilter::Id(_) => "r.id = ?",
+        };
+        let sql = format!(
             "SELECT r.id, p.name AS principal, r.role, r.scope, r.duration_secs, r.reason, r.status,
                     r.decided_by, r.created_at,
                     (SELECT MAX(b.expires_at) FROM role_bindings b WHERE b.access_request_id = r.id) AS expires_at
              FROM access_requests r JOIN principals p ON p.id = r.principal_id
-             WHERE (? IS NULL OR r.status = ?) ORDER BY r.id DESC LIMIT 1000",
-        )
-        .bind(status)
-        .bind(status)
-        .fetch_all(self.pool())
-        .await?;
+             WHERE {condition} ORDER BY r.id DESC LIMIT 1000"
+        );
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let query = match filter {
+            RequestFilter::Status(status) => query.bind(status).bind(status),
+            RequestFilter::Id(id) => query.bind(id),
+        };
+        let rows = query.fetch_all(self.pool()).await?;
         Ok(rows
             .into_iter()
             .map(|row| AccessRequestRow {
@@ -410,15 +466,6 @@ impl Metadata {
                 expires_at: row.get("expires_at"),
             })
             .collect())
-    }
-
-    /// One access request.
-    pub async fn access_request(&self, id: i64) -> Result<Option<AccessRequestRow>, StoreError> {
-        Ok(self
-            .access_requests(None)
-            .await?
-            .into_iter()
-            .find(|r| r.id == id))
     }
 
     /// Decides a pending request: `granted` binds the role until `expires_at`; `denied` only
@@ -447,20 +494,18 @@ impl Metadata {
         .ok_or_else(|| StoreError::Conflict(format!("access request {id} is not pending")))?;
         if decision == "granted" {
             let principal_id: i64 = row.get("principal_id");
-            sqlx::query(
-                "INSERT INTO role_bindings (principal_id, role, scope, expires_at, granted_by, access_request_id, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            let role: String = row.get("role");
+            let scope: String = row.get("scope");
+            insert_binding(
+                &mut tx,
+                principal_id,
+                &role,
+                &scope,
+                Some(expires_at),
+                decided_by,
+                Some(id),
             )
-            .bind(principal_id)
-            .bind(row.get::<String, _>("role"))
-            .bind(row.get::<String, _>("scope"))
-            .bind(expires_at)
-            .bind(decided_by)
-            .bind(id)
-            .bind(now_millis())
-            .execute(&mut *tx)
             .await?;
-            bump_epoch(&mut tx, principal_id).await?;
         }
         append(&mut tx, records).await?;
         tx.commit().await?;

@@ -1195,10 +1195,7 @@ impl Identity {
             .decide_access_request(id, decision, &who.principal.name, expires_at, &records)
             .await
             .map_err(conflict)?;
-        self.metadata
-            .access_request(id)
-            .await?
-            .ok_or_else(|| AuthError::NotFound(format!("no access request {id}")))
+        self.request_by_id(id).await
     }
 
     /// Ends a granted just-in-time request early (an access-admin; the requester may also give
@@ -1239,6 +1236,10 @@ impl Identity {
             .revoke_access_request(id, &who.principal.name, &records)
             .await
             .map_err(conflict)?;
+        self.request_by_id(id).await
+    }
+
+    async fn request_by_id(&self, id: i64) -> Result<AccessRequestRow, AuthError> {
         self.metadata
             .access_request(id)
             .await?
