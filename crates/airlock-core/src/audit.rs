@@ -203,6 +203,81 @@ pub enum AuditEvent {
         /// Why it was refused.
         reason: String,
     },
+    /// A public key was added to the keyring.
+    KeyAdded {
+        /// Hex SHA-256 of the key's SPKI DER.
+        key_id: String,
+        /// Its name.
+        name: String,
+        /// Its signature algorithm.
+        algorithm: String,
+        /// What it may vouch for (`sign`, `attest:<predicate type>`).
+        purposes: Vec<String>,
+        /// Repository path patterns it covers.
+        scope: Vec<String>,
+        /// Start of validity.
+        not_before_millis: Option<i64>,
+        /// End of validity.
+        not_after_millis: Option<i64>,
+    },
+    /// A key was retired (its earlier signatures stay valid) or revoked.
+    KeyStatusChanged {
+        /// Hex SHA-256 of the key's SPKI DER.
+        key_id: String,
+        /// Its name.
+        name: String,
+        /// `retired` or `revoked`.
+        status: String,
+        /// Why.
+        reason: String,
+        /// Revoked because the private key is compromised: every signature it made is void.
+        compromised: bool,
+    },
+    /// A signature or attestation arrived and was verified or rejected.
+    EvidenceRecorded {
+        /// Where it arrived.
+        repository: RepoName,
+        /// The artifact it is about.
+        subject: Digest,
+        /// The evidence item's digest.
+        item: String,
+        /// `cosign`, `dsse` or `sigstore-bundle`.
+        format: String,
+        /// `verified` or `rejected`.
+        status: String,
+        /// The signer, if identified.
+        key_name: Option<String>,
+        /// The predicate type, for attestations.
+        predicate_type: Option<String>,
+        /// Why it was rejected.
+        reason: Option<String>,
+    },
+    /// A keyring change changed the verdict on stored evidence.
+    EvidenceReverified {
+        /// The repository path (without stage) the evidence belongs to.
+        repository_path: String,
+        /// The artifact it is about.
+        subject: Digest,
+        /// The evidence item's digest.
+        item: String,
+        /// The previous status.
+        from: String,
+        /// The new status.
+        to: String,
+        /// Why, if no longer verified.
+        reason: Option<String>,
+    },
+    /// An artifact in a gated stage lost evidence to a compromised key: an alert.
+    EvidenceRevoked {
+        /// The gated repository holding the artifact.
+        repository: RepoName,
+        /// The artifact.
+        digest: Digest,
+        /// The compromised key's name.
+        key_name: String,
+        /// Why the key was revoked.
+        reason: String,
+    },
 }
 
 impl AuditEvent {
@@ -225,6 +300,13 @@ impl AuditEvent {
             Self::AccessRequested { .. } => "access.requested",
             Self::AccessDecided { .. } => "access.decided",
             Self::AuthenticationFailed { .. } => "auth.failed",
+            Self::KeyAdded { .. } => "key.added",
+            Self::KeyStatusChanged { status, .. } if status == "retired" => "key.retired",
+            Self::KeyStatusChanged { .. } => "key.revoked",
+            Self::EvidenceRecorded { status, .. } if status == "verified" => "evidence.verified",
+            Self::EvidenceRecorded { .. } => "evidence.rejected",
+            Self::EvidenceReverified { .. } => "evidence.reverified",
+            Self::EvidenceRevoked { .. } => "artifact.evidence_revoked",
         }
     }
 
@@ -232,6 +314,7 @@ impl AuditEvent {
     pub fn outcome(&self) -> Outcome {
         match self {
             Self::PushRefused { .. } | Self::AuthenticationFailed { .. } => Outcome::Denied,
+            Self::EvidenceRecorded { status, .. } if status != "verified" => Outcome::Denied,
             _ => Outcome::Success,
         }
     }
@@ -272,6 +355,22 @@ impl AuditEvent {
             Self::AccessRequested { request, .. } | Self::AccessDecided { request, .. } => {
                 json!({"kind": "access_request", "id": request})
             }
+            Self::KeyAdded { key_id, name, .. } | Self::KeyStatusChanged { key_id, name, .. } => {
+                json!({"kind": "key", "id": key_id, "name": name})
+            }
+            Self::EvidenceRecorded {
+                repository,
+                subject,
+                ..
+            } => json!({"kind": "artifact", "repository": repository.as_str(), "digest": subject}),
+            Self::EvidenceReverified {
+                repository_path,
+                subject,
+                ..
+            } => json!({"kind": "artifact", "repository_path": repository_path, "digest": subject}),
+            Self::EvidenceRevoked {
+                repository, digest, ..
+            } => json!({"kind": "artifact", "repository": repository.as_str(), "digest": digest}),
         }
     }
 
@@ -347,6 +446,40 @@ impl AuditEvent {
                 ..
             } => json!({"principal": principal, "decision": decision}),
             Self::AuthenticationFailed { reason, .. } => json!({"reason": reason}),
+            Self::KeyAdded {
+                algorithm,
+                purposes,
+                scope,
+                not_before_millis,
+                not_after_millis,
+                ..
+            } => json!({"algorithm": algorithm, "purposes": purposes, "scope": scope,
+                        "not_before": not_before_millis.map(rfc3339_millis),
+                        "not_after": not_after_millis.map(rfc3339_millis)}),
+            Self::KeyStatusChanged {
+                reason,
+                compromised,
+                ..
+            } => json!({"reason": reason, "compromised": compromised}),
+            Self::EvidenceRecorded {
+                item,
+                format,
+                key_name,
+                predicate_type,
+                reason,
+                ..
+            } => json!({"item": item, "format": format, "key": key_name,
+                        "predicate_type": predicate_type, "reason": reason}),
+            Self::EvidenceReverified {
+                item,
+                from,
+                to,
+                reason,
+                ..
+            } => json!({"item": item, "from": from, "to": to, "reason": reason}),
+            Self::EvidenceRevoked {
+                key_name, reason, ..
+            } => json!({"alert": true, "key": key_name, "reason": reason}),
         }
     }
 }

@@ -21,6 +21,6 @@ pub use access::{
 pub use audit::{Actor, AuditEvent, AuditRecord, Outcome};
 pub use digest::{Digest, DigestAlgorithm, Digester};
 pub use error::Error;
-pub use manifest::{ManifestKind, ParsedManifest};
+pub use manifest::{Layer, ManifestKind, ParsedManifest};
 pub use name::{Reference, RepoName, StageName, Tag};
 pub use stage::{StageConfig, StageMode, Stages};

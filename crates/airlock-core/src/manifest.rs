@@ -59,6 +59,22 @@ pub struct ParsedManifest {
     pub subject: Option<Digest>,
     /// Manifest annotations, returned in referrers listings.
     pub annotations: BTreeMap<String, String>,
+    /// The layers of an image manifest, in order (empty for an index): what evidence ingestion
+    /// reads signatures and attestations from.
+    pub layers: Vec<Layer>,
+}
+
+/// One layer descriptor of an image manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// The layer blob.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its declared size.
+    pub size: u64,
+    /// Its annotations (cosign keeps signatures here).
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// The fields read before choosing the full schema.
@@ -160,10 +176,22 @@ impl ParsedManifest {
             ));
         }
         let mut blobs = vec![digest_of(config)?];
+        let mut layers = Vec::with_capacity(manifest.layers().len());
         for layer in manifest.layers() {
             if !is_external_layer(layer) {
                 blobs.push(digest_of(layer)?);
             }
+            layers.push(Layer {
+                digest: digest_of(layer)?,
+                media_type: layer.media_type().to_string(),
+                size: layer.size(),
+                annotations: layer
+                    .annotations()
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+            });
         }
         let artifact_type = manifest
             .artifact_type()
@@ -183,6 +211,7 @@ impl ParsedManifest {
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
+            layers,
         })
     }
 
@@ -207,6 +236,7 @@ impl ParsedManifest {
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
+            layers: Vec::new(),
         })
     }
 }

@@ -283,6 +283,40 @@ impl BlobStore {
         }
     }
 
+    /// Stores a small document (e.g. an evidence envelope from the API) as blob `digest`. The
+    /// caller has checked that `bytes` hash to `digest`; content addressing makes rewriting the
+    /// same digest harmless.
+    pub async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), StoreError> {
+        self.store
+            .put(&blob_path(digest), PutPayload::from_bytes(bytes))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads a whole blob into memory if it is at most `limit` bytes (`Ok(None)` if larger), for
+    /// documents that must be parsed whole, such as signature payloads and DSSE envelopes.
+    pub async fn read_bounded(
+        &self,
+        digest: &Digest,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.size(digest).await? {
+            None => Err(StoreError::Corrupt(format!("blob {digest} has no bytes"))),
+            Some(size) if size > limit => Ok(None),
+            Some(size) => {
+                let mut stream = self.read(digest, None).await?;
+                let mut out = Vec::with_capacity(size as usize);
+                while let Some(piece) = stream.try_next().await? {
+                    if out.len() + piece.len() > limit as usize {
+                        return Ok(None);
+                    }
+                    out.extend_from_slice(&piece);
+                }
+                Ok(Some(out))
+            }
+        }
+    }
+
     /// Deletes a committed blob's bytes.
     pub async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
         match self.store.delete(&blob_path(digest)).await {

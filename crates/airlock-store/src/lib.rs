@@ -1,7 +1,7 @@
 //! airlock's storage layer.
 //!
 //! [`Metadata`] keeps everything small and relational (repositories, manifests, tags, blob links,
-//! upload sessions) in SQL through sqlx; SQLite in WAL mode is the embedded default. [`BlobStore`]
+//! upload sessions, identities, the audit log, the keyring and evidence) in SQL through sqlx; SQLite in WAL mode is the embedded default. [`BlobStore`]
 //! keeps blob bytes in an `object_store` (a local directory by default), content-addressed so one
 //! copy serves every stage and repository. Neither knows about HTTP.
 #![forbid(unsafe_code)]
@@ -10,12 +10,17 @@ mod access;
 mod audit;
 mod blobs;
 mod error;
+mod evidence;
 mod metadata;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
 pub use audit::{StoredCheckpoint, StoredEntry};
 pub use blobs::{BlobRange, BlobStore, ByteStream};
 pub use error::StoreError;
+pub use evidence::{
+    ArtifactFlag, EvidenceOrigin, EvidenceRow, EvidenceUpdate, EvidenceVerdict, KeyChange, KeyRow,
+    KeyringWriteError,
+};
 pub use metadata::{
     ManifestWriteError, Metadata, ReferrerRow, StoredManifest, TagMove, UploadSession, now_millis,
 };

@@ -37,6 +37,11 @@ fn migrator() -> Migrator {
         ),
         migration(2, "audit", include_str!("../migrations/0002_audit.sql")),
         migration(3, "access", include_str!("../migrations/0003_access.sql")),
+        migration(
+            4,
+            "evidence",
+            include_str!("../migrations/0004_evidence.sql"),
+        ),
     ])
 }
 
@@ -730,6 +735,7 @@ mod tests {
             manifests: Vec::new(),
             subject: None,
             annotations: BTreeMap::new(),
+            layers: Vec::new(),
         }
     }
 

@@ -1,0 +1,593 @@
+//! Evidence storage: the keyring, every signature and attestation seen for an artifact with its
+//! verdict, which evidence manifests were ingested, and flags on artifacts whose evidence was
+//! voided. Values are stored as the trust layer renders them (ids, PEM, JSON); this module only
+//! keeps them consistent: a keyring change, the verdicts it changes and their audit records commit
+//! together.
+
+use airlock_core::AuditRecord;
+use sqlx::Row;
+
+use crate::audit::append;
+use crate::error::StoreError;
+use crate::metadata::{Metadata, now_millis};
+
+/// A trusted key as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    /// Hex SHA-256 of the SPKI DER.
+    pub key_id: String,
+    /// Unique, human-chosen name.
+    pub name: String,
+    /// Signature algorithm (`ecdsa-p256-sha256`, ...).
+    pub algorithm: String,
+    /// SPKI PEM.
+    pub public_key: String,
+    /// `sign` and `attest:<predicate type>` entries.
+    pub purposes: Vec<String>,
+    /// Repository path patterns (without the stage).
+    pub scope: Vec<String>,
+    /// Start of validity (ms).
+    pub not_before: Option<i64>,
+    /// End of validity (ms).
+    pub not_after: Option<i64>,
+    /// `active`, `retired` or `revoked`.
+    pub status: String,
+    /// When the status last changed (ms).
+    pub status_at: Option<i64>,
+    /// Why it was retired or revoked.
+    pub status_reason: Option<String>,
+    /// Revoked because the private key is compromised.
+    pub compromised: bool,
+    /// When it was added (ms).
+    pub created_at: i64,
+    /// Who added it.
+    pub created_by: String,
+}
+
+/// The verdict part of an evidence row: what verification concluded, under which keyring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceVerdict {
+    /// `verified`, `rejected` or `revoked`.
+    pub status: String,
+    /// `signature` or `attestation`, once known.
+    pub kind: Option<String>,
+    /// Stable rejection code.
+    pub reason_code: Option<String>,
+    /// Human-readable rejection reason.
+    pub reason: Option<String>,
+    /// The signer, when identified.
+    pub key_id: Option<String>,
+    /// The signer's name, when identified.
+    pub key_name: Option<String>,
+    /// The in-toto predicate type, for attestations.
+    pub predicate_type: Option<String>,
+    /// Derived facts (JSON), for verified attestations.
+    pub facts: Option<String>,
+    /// The keyring version the verdict was made under.
+    pub keyring_version: i64,
+}
+
+/// Where a piece of evidence came from and what is needed to verify it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceOrigin {
+    /// Repository path without the stage (`team/app`).
+    pub repository_path: String,
+    /// The artifact digest the evidence is about.
+    pub subject: String,
+    /// The item's identity (see the schema).
+    pub item: String,
+    /// `cosign`, `dsse` or `sigstore-bundle`.
+    pub format: String,
+    /// `tag`, `referrer` or `api`.
+    pub source: String,
+    /// The repository it arrived in (with the stage).
+    pub repository: String,
+    /// The manifest that carried it.
+    pub manifest: Option<String>,
+    /// Payload, envelope or bundle blob digest.
+    pub blob: String,
+    /// cosign's base64 signature annotation.
+    pub signature: Option<String>,
+    /// Who pushed it.
+    pub pushed_by: String,
+}
+
+/// A stored piece of evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceRow {
+    /// Database id.
+    pub id: i64,
+    /// Where it came from.
+    pub origin: EvidenceOrigin,
+    /// The current verdict.
+    pub verdict: EvidenceVerdict,
+    /// When airlock first saw it (ms): the time key validity is judged at.
+    pub first_seen_at: i64,
+    /// When the verdict was made (ms).
+    pub verified_at: i64,
+}
+
+/// A new verdict for an existing evidence row (after a keyring change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceUpdate {
+    /// The row.
+    pub id: i64,
+    /// Its new verdict.
+    pub verdict: EvidenceVerdict,
+}
+
+/// A flag raised on an artifact in a repository (e.g. `evidence_revoked`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactFlag {
+    /// Full repository name.
+    pub repository: String,
+    /// Artifact digest.
+    pub digest: String,
+    /// The flag.
+    pub flag: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A change to the keyring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyChange {
+    /// Add a key.
+    Add(KeyRow),
+    /// Change a key's status.
+    Status {
+        /// The key id.
+        key_id: String,
+        /// `retired` or `revoked`.
+        status: String,
+        /// When (ms).
+        at: i64,
+        /// Why.
+        reason: String,
+        /// Revoked because compromised.
+        compromised: bool,
+    },
+}
+
+/// Why a keyring change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringWriteError {
+    /// A key with this name or id is already in the keyring.
+    #[error("the keyring already holds a key with this {0}")]
+    Duplicate(&'static str),
+    /// The key changed since it was read (status already changed).
+    #[error("the key changed meanwhile; read it again")]
+    Conflict,
+    /// The keyring moved on since the caller read it.
+    #[error("the keyring changed meanwhile (version {found}, expected {expected})")]
+    VersionMoved {
+        /// The version the caller worked from.
+        expected: i64,
+        /// The version found.
+        found: i64,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for KeyringWriteError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Store(err.into())
+    }
+}
+
+fn json_list(text: &str, what: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn key_from_row(row: sqlx::sqlite::SqliteRow) -> Result<KeyRow, StoreError> {
+    Ok(KeyRow {
+        key_id: row.get("key_id"),
+        name: row.get("name"),
+        algorithm: row.get("algorithm"),
+        public_key: row.get("public_key"),
+        purposes: json_list(row.get("purposes"), "key purposes")?,
+        scope: json_list(row.get("scope"), "key scope")?,
+        not_before: row.get("not_before"),
+        not_after: row.get("not_after"),
+        status: row.get("status"),
+        status_at: row.get("status_at"),
+        status_reason: row.get("status_reason"),
+        compromised: row.get::<i64, _>("compromised") != 0,
+        created_at: row.get("created_at"),
+        created_by: row.get("created_by"),
+    })
+}
+
+fn evidence_from_row(row: sqlx::sqlite::SqliteRow) -> EvidenceRow {
+    EvidenceRow {
+        id: row.get("id"),
+        origin: EvidenceOrigin {
+            repository_path: row.get("repository_path"),
+            subject: row.get("subject"),
+            item: row.get("item"),
+            format: row.get("format"),
+            source: row.get("source"),
+            repository: row.get("repository"),
+            manifest: row.get("manifest"),
+            blob: row.get("blob"),
+            signature: row.get("signature"),
+            pushed_by: row.get("pushed_by"),
+        },
+        verdict: EvidenceVerdict {
+            status: row.get("status"),
+            kind: row.get("kind"),
+            reason_code: row.get("reason_code"),
+            reason: row.get("reason"),
+            key_id: row.get("key_id"),
+            key_name: row.get("key_name"),
+            predicate_type: row.get("predicate_type"),
+            facts: row.get("facts"),
+            keyring_version: row.get("keyring_version"),
+        },
+        first_seen_at: row.get("first_seen_at"),
+        verified_at: row.get("verified_at"),
+    }
+}
+
+const EVIDENCE_COLUMNS: &str = "id, repository_path, subject, item, format, source, repository, \
+     manifest, blob, signature, status, kind, reason_code, reason, key_id, key_name, \
+     predicate_type, facts, keyring_version, first_seen_at, verified_at, pushed_by";
+
+async fn update_verdicts(
+    tx: &mut sqlx::SqliteConnection,
+    updates: &[EvidenceUpdate],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    for update in updates {
+        let v = &update.verdict;
+        sqlx::query(
+            "UPDATE evidence SET status = ?, kind = ?, reason_code = ?, reason = ?, key_id = ?,
+             key_name = ?, predicate_type = ?, facts = ?, keyring_version = ?, verified_at = ?
+             WHERE id = ?",
+        )
+        .bind(&v.status)
+        .bind(&v.kind)
+        .bind(&v.reason_code)
+        .bind(&v.reason)
+        .bind(&v.key_id)
+        .bind(&v.key_name)
+        .bind(&v.predicate_type)
+        .bind(&v.facts)
+        .bind(v.keyring_version)
+        .bind(now)
+        .bind(update.id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+impl Metadata {
+    /// Every key in the keyring, oldest first, and the keyring's version.
+    pub async fn keyring(&self) -> Result<(i64, Vec<KeyRow>), StoreError> {
+        let version: i64 = sqlx::query_scalar("SELECT version FROM keyring_version WHERE id = 1")
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or(0);
+        let rows = sqlx::query("SELECT * FROM trusted_keys ORDER BY created_at, name")
+            .fetch_all(self.pool())
+            .await?;
+        let keys = rows
+            .into_iter()
+            .map(key_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok((version, keys))
+    }
+
+    /// Applies a keyring change together with the verdicts it changes, the flags it raises and
+    /// their audit records, in one transaction, provided the keyring is still at
+    /// `expected_version` (the version the verdicts were computed against). Returns the new
+    /// keyring version.
+    pub async fn change_keyring(
+        &self,
+        expected_version: i64,
+        change: &KeyChange,
+        updates: &[EvidenceUpdate],
+        flags: &[ArtifactFlag],
+        records: &[AuditRecord],
+    ) -> Result<i64, KeyringWriteError> {
+        let now = now_millis();
+        let mut tx = self.begin_write().await?;
+        let found: i64 = sqlx::query_scalar("SELECT version FROM keyring_version WHERE id = 1")
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or(0);
+        if found != expected_version {
+            return Err(KeyringWriteError::VersionMoved {
+                expected: expected_version,
+                found,
+            });
+        }
+        match change {
+            KeyChange::Add(key) => {
+                let clash: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT key_id, name FROM trusted_keys WHERE key_id = ? OR name = ?",
+                )
+                .bind(&key.key_id)
+                .bind(&key.name)
+                .fetch_all(&mut *tx)
+                .await?;
+                if let Some((id, _)) = clash.first() {
+                    return Err(KeyringWriteError::Duplicate(if id == &key.key_id {
+                        "public key"
+                    } else {
+                        "name"
+                    }));
+                }
+                let purposes = serde_json::to_string(&key.purposes)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let scope = serde_json::to_string(&key.scope)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO trusted_keys (key_id, name, algorithm, public_key, purposes, scope,
+                     not_before, not_after, status, status_at, status_reason, compromised,
+                     created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&key.key_id)
+                .bind(&key.name)
+                .bind(&key.algorithm)
+                .bind(&key.public_key)
+                .bind(purposes)
+                .bind(scope)
+                .bind(key.not_before)
+                .bind(key.not_after)
+                .bind(&key.status)
+                .bind(key.status_at)
+                .bind(&key.status_reason)
+                .bind(key.compromised as i64)
+                .bind(key.created_at)
+                .bind(&key.created_by)
+                .execute(&mut *tx)
+                .await?;
+            }
+            KeyChange::Status {
+                key_id,
+                status,
+                at,
+                reason,
+                compromised,
+            } => {
+                // Revocation is final; retirement may still become revocation.
+                let changed = sqlx::query(
+                    "UPDATE trusted_keys SET status = ?, status_at = ?, status_reason = ?,
+                     compromised = ? WHERE key_id = ? AND status != 'revoked'",
+                )
+                .bind(status)
+                .bind(at)
+                .bind(reason)
+                .bind(*compromised as i64)
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed != 1 {
+                    return Err(KeyringWriteError::Conflict);
+                }
+            }
+        }
+        let version = found + 1;
+        sqlx::query("UPDATE keyring_version SET version = ? WHERE id = 1")
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        update_verdicts(&mut tx, updates, now).await?;
+        for flag in flags {
+            sqlx::query(
+                "INSERT OR IGNORE INTO artifact_flags (repository, digest, flag, reason, created_at)
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&flag.repository)
+            .bind(&flag.digest)
+            .bind(&flag.flag)
+            .bind(&flag.reason)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    /// Stores newly seen evidence (items already known for the same artifact are left as they
+    /// are), marks the manifest that carried them as ingested, and appends the audit records, in
+    /// one transaction. Returns the ids of the rows inserted, in order (`None` for known items).
+    pub async fn record_evidence(
+        &self,
+        manifest: Option<(&str, &str)>,
+        items: &[(EvidenceOrigin, EvidenceVerdict, i64)],
+        records: &[AuditRecord],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        let now = now_millis();
+        let mut tx = self.begin_write().await?;
+        let mut ids = Vec::with_capacity(items.len());
+        for (origin, verdict, first_seen_at) in items {
+            let inserted: Vec<i64> = sqlx::query_scalar(
+                "INSERT INTO evidence (repository_path, subject, item, format, source, repository,
+                 manifest, blob, signature, status, kind, reason_code, reason, key_id, key_name,
+                 predicate_type, facts, keyring_version, first_seen_at, verified_at, pushed_by)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (repository_path, subject, item) DO NOTHING
+                 RETURNING id",
+            )
+            .bind(&origin.repository_path)
+            .bind(&origin.subject)
+            .bind(&origin.item)
+            .bind(&origin.format)
+            .bind(&origin.source)
+            .bind(&origin.repository)
+            .bind(&origin.manifest)
+            .bind(&origin.blob)
+            .bind(&origin.signature)
+            .bind(&verdict.status)
+            .bind(&verdict.kind)
+            .bind(&verdict.reason_code)
+            .bind(&verdict.reason)
+            .bind(&verdict.key_id)
+            .bind(&verdict.key_name)
+            .bind(&verdict.predicate_type)
+            .bind(&verdict.facts)
+            .bind(verdict.keyring_version)
+            .bind(first_seen_at)
+            .bind(now)
+            .bind(&origin.pushed_by)
+            .fetch_all(&mut *tx)
+            .await?;
+            ids.push(inserted.into_iter().next());
+        }
+        if let Some((repository, digest)) = manifest {
+            sqlx::query(
+                "INSERT OR IGNORE INTO evidence_manifests (repository, digest, ingested_at)
+                 VALUES (?, ?, ?)",
+            )
+            .bind(repository)
+            .bind(digest)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Whether an evidence item is already stored for this artifact.
+    pub async fn evidence_known(
+        &self,
+        repository_path: &str,
+        subject: &str,
+        item: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(!sqlx::query_scalar::<_, i64>(
+            "SELECT id FROM evidence WHERE repository_path = ? AND subject = ? AND item = ?",
+        )
+        .bind(repository_path)
+        .bind(subject)
+        .bind(item)
+        .fetch_all(self.pool())
+        .await?
+        .is_empty())
+    }
+
+    /// Every piece of evidence about `subject` in `repository_path`, in the order it arrived.
+    pub async fn evidence_for(
+        &self,
+        repository_path: &str,
+        subject: &str,
+    ) -> Result<Vec<EvidenceRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVIDENCE_COLUMNS} FROM evidence WHERE subject = ? AND repository_path = ?
+             ORDER BY id"
+        )))
+        .bind(subject)
+        .bind(repository_path)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(evidence_from_row).collect())
+    }
+
+    /// Up to `limit` evidence rows with an id above `after`, in id order (for re-verification).
+    pub async fn evidence_page(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<EvidenceRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVIDENCE_COLUMNS} FROM evidence WHERE id > ? ORDER BY id LIMIT ?"
+        )))
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(evidence_from_row).collect())
+    }
+
+    /// Stores new verdicts for existing rows (a re-verification that found the keyring moved).
+    pub async fn update_evidence(
+        &self,
+        updates: &[EvidenceUpdate],
+        records: &[AuditRecord],
+    ) -> Result<(), StoreError> {
+        let now = now_millis();
+        let mut tx = self.begin_write().await?;
+        update_verdicts(&mut tx, updates, now).await?;
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every repository (with its stage) that holds the manifest `digest`.
+    pub async fn repositories_holding(&self, digest: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT repository FROM repository_manifests WHERE digest = ? ORDER BY repository",
+        )
+        .bind(digest)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Flags raised on `digest` in `repository`.
+    pub async fn artifact_flags(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<ArtifactFlag>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT repository, digest, flag, reason FROM artifact_flags
+             WHERE repository = ? AND digest = ? ORDER BY flag",
+        )
+        .bind(repository)
+        .bind(digest)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ArtifactFlag {
+                repository: row.get("repository"),
+                digest: row.get("digest"),
+                flag: row.get("flag"),
+                reason: row.get("reason"),
+            })
+            .collect())
+    }
+
+    /// Manifests that may carry evidence (they have a subject, or a cosign `sha256-*.sig|.att`
+    /// tag points at them) but were never ingested: what a crash between the push and the
+    /// ingestion left behind.
+    pub async fn uningested_evidence_manifests(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT rm.repository, rm.digest FROM repository_manifests rm
+             WHERE (rm.subject IS NOT NULL OR EXISTS (
+                 SELECT 1 FROM tags t WHERE t.repository = rm.repository AND t.digest = rm.digest
+                   AND t.name LIKE 'sha256-%' AND (t.name LIKE '%.sig' OR t.name LIKE '%.att')))
+               AND NOT EXISTS (SELECT 1 FROM evidence_manifests em
+                   WHERE em.repository = rm.repository AND em.digest = rm.digest)
+             ORDER BY rm.created_at",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows)
+    }
+
+    /// The tags pointing at `digest` in `repository`.
+    pub async fn tags_of(&self, repository: &str, digest: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM tags WHERE repository = ? AND digest = ? ORDER BY name",
+        )
+        .bind(repository)
+        .bind(digest)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
