@@ -19,10 +19,10 @@ pub struct Common {
         default_value = "http://127.0.0.1:5000",
         global = true
     )]
-    server: String,
+    pub(crate) server: String,
     /// `text` or `json` (one JSON document on stdout).
     #[arg(long, default_value = "text", global = true)]
-    output: crate::audit::OutputFormat,
+    pub(crate) output: crate::audit::OutputFormat,
 }
 
 /// `airlock login`.
@@ -185,7 +185,7 @@ fn read_stdin_secret() -> Result<String> {
     Ok(secret)
 }
 
-fn print(common: &Common, value: &Value, text: impl FnOnce(&Value) -> String) {
+pub(crate) fn print(common: &Common, value: &Value, text: impl FnOnce(&Value) -> String) {
     match common.output {
         crate::audit::OutputFormat::Json => println!("{value}"),
         crate::audit::OutputFormat::Text => println!("{}", text(value)),

@@ -168,6 +168,12 @@ impl ApiClient {
 
     /// Connects to `server` with its stored login, getting a fresh access token.
     pub async fn connect(server: &str) -> Result<Self> {
+        Self::connect_with_scopes(server, &[]).await
+    }
+
+    /// Like [`ApiClient::connect`], with a token that also carries registry access for `scopes`
+    /// (`repository:<name>:pull,push`), for the CLI commands that push to `/v2/`.
+    pub async fn connect_with_scopes(server: &str, scopes: &[String]) -> Result<Self> {
         let server = normalize_server(server);
         let store = CredentialStore::load()?;
         let login = store.servers.get(&server).ok_or_else(|| {
@@ -176,13 +182,15 @@ impl ApiClient {
             )
         })?;
         let http = reqwest::Client::new();
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", login.refresh_token.as_str()),
+            ("service", "airlock"),
+        ];
+        form.extend(scopes.iter().map(|scope| ("scope", scope.as_str())));
         let response = http
             .post(format!("{server}/auth/token"))
-            .form(&[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", login.refresh_token.as_str()),
-                ("service", "airlock"),
-            ])
+            .form(&form)
             .send()
             .await
             .with_context(|| format!("cannot reach {server}; is airlock running there?"))?;
@@ -238,6 +246,11 @@ impl ApiClient {
     }
 
     /// GET a JSON document.
+    /// The access token, for requests this client does not make itself (the registry API).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value> {
         self.send(self.http.get(format!("{}{path}", self.server)))
             .await

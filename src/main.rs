@@ -6,6 +6,8 @@
 mod access;
 mod audit;
 mod client;
+mod evidence;
+mod oci_client;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +53,15 @@ enum Command {
     /// Just-in-time access: request, grant, deny, list.
     #[command(subcommand)]
     Access(access::AccessCommand),
+    /// The keyring of trusted signer keys: generate, add, list, retire, revoke.
+    #[command(subcommand)]
+    Keys(evidence::KeysCommand),
+    /// Sign an artifact as cosign does (simple signing, tag scheme or --referrer).
+    Sign(evidence::SignArgs),
+    /// Attest to an artifact as cosign does (in-toto statement in a DSSE envelope).
+    Attest(evidence::AttestArgs),
+    /// Show an artifact's signatures and attestations: verified or rejected, and why.
+    Evidence(evidence::EvidenceArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,6 +91,10 @@ fn main() -> ExitCode {
         Command::ServiceAccounts(command) => run_client(access::service_accounts(command)),
         Command::Roles(command) => run_client(access::roles(command)),
         Command::Access(command) => run_client(access::access(command)),
+        Command::Keys(command) => run_client(evidence::keys(command)),
+        Command::Sign(args) => run_client(evidence::sign(args)),
+        Command::Attest(args) => run_client(evidence::attest(args)),
+        Command::Evidence(args) => run_client(evidence::evidence(args)),
     }
 }
 

@@ -101,6 +101,11 @@ impl TestServer {
 
     /// Runs the `airlock` CLI against this server, logged in as `admin` (logs in on first use).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        self.cli_env(args, &[])
+    }
+
+    /// Like [`TestServer::cli`], with extra environment variables.
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         let home = self.cli_home.path();
         if !home.join("airlock/credentials.json").exists() {
             let (code, out, err) = self.cli_as(
@@ -110,14 +115,26 @@ impl TestServer {
             );
             assert_eq!(code, 0, "airlock login failed: {out}{err}");
         }
-        self.cli_as(home, args, None)
+        self.cli_with_env(home, args, None, env)
     }
 
     /// Runs the CLI with `home` as its config directory, optionally feeding `stdin`.
     pub fn cli_as(&self, home: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+        self.cli_with_env(home, args, stdin, &[])
+    }
+
+    /// Like [`TestServer::cli_as`], with extra environment variables (e.g. `COSIGN_PASSWORD`).
+    pub fn cli_with_env(
+        &self,
+        home: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> (i32, String, String) {
         use std::io::Write;
         let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
             .args(args)
+            .envs(env.iter().copied())
             .env("XDG_CONFIG_HOME", home)
             .env("AIRLOCK_SERVER", &self.base)
             .stdin(Stdio::piped())

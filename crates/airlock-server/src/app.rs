@@ -16,6 +16,8 @@ use tower_http::trace::TraceLayer;
 use crate::access::AccessControl;
 use crate::audit::{AuditLog, AuditLogError};
 use crate::config::{Config, ConfigError};
+use crate::evidence::EvidenceService;
+use crate::evidence::routes::EvidenceState;
 use crate::identity::{Identity, IdentityError};
 use crate::oci::{self, OciState};
 use crate::registry::{Registry, RegistryLimits};
@@ -82,6 +84,7 @@ pub fn router(
     registry: Arc<Registry>,
     audit: Arc<AuditLog>,
     identity: Arc<Identity>,
+    evidence: Arc<EvidenceService>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Router {
     let access = Arc::new(AccessControl::with_identity(identity.clone()));
@@ -101,7 +104,15 @@ pub fn router(
         tracing::info_span!("request", id = %request_id, method = %request.method(), path = %request.uri().path())
     });
     Router::new()
-        .merge(oci::router(OciState { registry, access }))
+        .merge(oci::router(OciState {
+            registry,
+            access,
+            evidence: evidence.clone(),
+        }))
+        .merge(crate::evidence::routes::router(EvidenceState {
+            evidence,
+            identity: identity.clone(),
+        }))
         .merge(crate::audit::routes::router(audit, identity.clone()))
         .merge(crate::identity::routes::router(identity))
         .merge(health)
@@ -174,10 +185,24 @@ pub async fn serve(
         registry.clone(),
         Duration::from_secs(config.registry.upload_sweep_interval_secs),
     ));
+    let evidence = Arc::new(EvidenceService::new(
+        registry.metadata().clone(),
+        registry.blobs().clone(),
+        config.stages()?,
+    ));
+    match evidence.ingest_pending().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            manifests = n,
+            "ingested evidence a previous run left pending"
+        ),
+        Err(err) => tracing::error!(error = %err, "ingesting pending evidence failed"),
+    }
     let app = router(
         registry.clone(),
         audit.clone(),
         identity,
+        evidence,
         crate::metrics::install(),
     );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "airlock listening");

@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod config;
+pub mod evidence;
 pub mod identity;
 pub mod metrics;
 pub mod oci;

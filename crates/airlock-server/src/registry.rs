@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use airlock_core::{
     Action, Actor, AuditEvent, AuditRecord, Digest, DigestAlgorithm, Digester, ParsedManifest,
-    Reference, RepoName, Stages,
+    Reference, RepoName, Stages, Tag,
 };
 use airlock_store::{
     BlobRange, BlobStore, ByteStream, ManifestWriteError, Metadata, ReferrerRow, StoreError,
@@ -120,6 +120,10 @@ pub struct PushedManifest {
     pub subject: Option<Digest>,
     /// What happened to the tag, if one was pushed.
     pub tag_move: Option<TagMove>,
+    /// The tag pushed, if any.
+    pub tag: Option<Tag>,
+    /// The parsed manifest, for evidence ingestion.
+    pub manifest: ParsedManifest,
 }
 
 /// The state an upload session keeps in memory between requests: the running hash (so finishing
@@ -161,6 +165,11 @@ impl Registry {
     /// The configured limits.
     pub fn limits(&self) -> &RegistryLimits {
         &self.limits
+    }
+
+    /// The blob store (evidence reads signature payloads and envelopes from it).
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
     }
 
     /// The metadata store (readiness checks).
@@ -591,8 +600,10 @@ impl Registry {
             })?;
         Ok(PushedManifest {
             digest,
-            subject: parsed.subject,
+            subject: parsed.subject.clone(),
             tag_move,
+            tag: tag.cloned(),
+            manifest: parsed,
         })
     }
 

@@ -55,6 +55,22 @@ pub(super) async fn put(
             &actor,
         )
         .await?;
+    // The manifest is committed; its evidence (if it carries any) is verified now so that it is
+    // visible as soon as the push returns. A failure here is logged, not returned: the push did
+    // happen, and the next start ingests whatever was missed.
+    if let Err(err) = state
+        .evidence
+        .ingest_manifest(
+            &repo,
+            &pushed.digest,
+            &pushed.manifest,
+            pushed.tag.as_ref(),
+            &actor,
+        )
+        .await
+    {
+        tracing::error!(repository = %repo, digest = %pushed.digest, error = %err, "evidence ingestion failed");
+    }
     let mut response = StatusCode::CREATED.into_response();
     let headers = response.headers_mut();
     headers.insert(

@@ -35,6 +35,8 @@ pub struct OciState {
     pub registry: Arc<Registry>,
     /// Access control, consulted once per request.
     pub access: Arc<AccessControl>,
+    /// Evidence ingestion for signature and attestation manifests.
+    pub evidence: Arc<crate::evidence::EvidenceService>,
 }
 
 /// Query parameters of OCI requests, kept raw and parsed by each handler into typed values.
