@@ -1183,3 +1183,64 @@ fn pem_body(pem: &str) -> Vec<u8> {
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     base64_decode(&body)
 }
+
+#[tokio::test]
+async fn evidence_a_crash_left_behind_is_ingested_at_the_next_start() {
+    if !python_ready() {
+        return;
+    }
+    let mut bed = Bed::new().await;
+    let ci = bed.keygen("ci");
+    bed.add_key("ci", &public_pem(&ci), &["sign"], json!({}))
+        .await;
+    let signed = bed.py_sign(&ci, &[]);
+    let manifest = signed["manifest_digest"].as_str().unwrap().to_string();
+    assert_eq!(
+        single(bed.evidence_of(&manifest).await)["status"],
+        "verified"
+    );
+
+    // A crash between the manifest's commit and its ingestion leaves the manifest without
+    // evidence rows; recreate that state with the server stopped.
+    bed.s.stop();
+    {
+        use sqlx::Connection as _;
+        let mut db = sqlx::SqliteConnection::connect(&format!(
+            "sqlite://{}",
+            bed.s.data_dir.join("metadata.db").display()
+        ))
+        .await
+        .unwrap();
+        sqlx::query("DELETE FROM evidence")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM evidence_manifests")
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
+    let data_dir = bed.s.data_dir.clone();
+    let restarted = TestServer::start_in(&data_dir, &[]);
+    let response = restarted
+        .http
+        .get(restarted.url(&format!(
+            "/api/v1/artifacts/{}@{}/evidence",
+            bed.repo, bed.digest
+        )))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    let items: Vec<Value> = body["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["manifest"] == manifest.as_str())
+        .cloned()
+        .collect();
+    let item = single(items);
+    assert_eq!(item["status"], "verified", "{item:#}");
+    assert_eq!(item["key_name"], "ci");
+    drop(restarted);
+}

@@ -20,6 +20,10 @@ pub const REGISTRY_BYTES_IN: &str = "airlock_registry_bytes_received_total";
 pub const REGISTRY_BYTES_OUT: &str = "airlock_registry_bytes_sent_total";
 /// Failed authentications.
 pub const AUTH_FAILURES: &str = "airlock_auth_failures_total";
+/// Evidence items recorded, by format (`cosign`, `dsse`, `sigstore-bundle`) and status.
+pub const EVIDENCE_ITEMS: &str = "airlock_evidence_items_total";
+/// Evidence verdicts changed by keyring changes, by new status.
+pub const EVIDENCE_REVERIFIED: &str = "airlock_evidence_reverified_total";
 /// Entries in the audit log (appended, integrated or not).
 pub const AUDIT_ENTRIES: &str = "airlock_audit_log_entries";
 /// Tree size of the newest signed checkpoint.

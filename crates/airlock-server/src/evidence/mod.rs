@@ -447,6 +447,10 @@ impl EvidenceService {
                 &records,
             )
             .await?;
+        for (origin, verdict, _) in &items {
+            metrics::counter!(crate::metrics::EVIDENCE_ITEMS, "format" => origin.format.clone(), "status" => verdict.status.clone())
+                .increment(1);
+        }
         Ok(())
     }
 
@@ -838,6 +842,10 @@ impl EvidenceService {
         self.metadata
             .change_keyring(version, &change, &updates, &flags, &records)
             .await?;
+        for update in &updates {
+            metrics::counter!(crate::metrics::EVIDENCE_REVERIFIED, "status" => update.verdict.status.clone())
+                .increment(1);
+        }
         Ok(())
     }
 
