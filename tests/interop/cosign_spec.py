@@ -10,7 +10,10 @@ It shares no code with airlock: it was written from
   - the DSSE protocol and envelope (secure-systems-lab/dsse protocol.md, envelope.md);
   - the in-toto Statement (in-toto/attestation spec, v1 and v0.1);
   - the OCI image and distribution specs 1.1 (subject, artifactType, referrers API);
-  - cosign's encrypted key format (scrypt + nacl/secretbox around a PKCS#8 DER key),
+  - cosign's encrypted key format (scrypt + nacl/secretbox around a PKCS#8 DER key);
+  - the Sigstore bundle v0.3 (sigstore/protobuf-specs protos/sigstore_bundle.proto,
+    sigstore_common.proto, envelope.proto, in their protobuf JSON mapping) and cosign's
+    specs/BUNDLE_SPEC.md for attaching a bundle to an image as an OCI 1.1 referrer,
 and, where the specs are silent, from what cosign is documented or observed to write
 (its tag-scheme config blob and its OCI 1.1 referrer manifests; see `--referrer-style`).
 
@@ -18,8 +21,8 @@ Cryptography comes from `cryptography`, `PyNaCl` and `securesystemslib` (DSSE ve
 HTTP from urllib. Every subcommand prints one JSON object on stdout; failures go to stderr with a
 non-zero exit status.
 
-Subcommands: keygen, decrypt-key, sign, attest, verify, verify-attestation, verify-dsse
-(run with --help for their options).
+Subcommands: keygen, decrypt-key, sign, attest, bundle, verify, verify-attestation, verify-dsse,
+verify-bundle (run with --help for their options).
 """
 import argparse
 import base64
@@ -39,7 +42,7 @@ import nacl.exceptions
 import nacl.secret
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 from securesystemslib import exceptions as sslib_exceptions
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
@@ -55,6 +58,21 @@ STATEMENT_TYPES = {
     "v1": "https://in-toto.io/Statement/v1",
     "v0.1": "https://in-toto.io/Statement/v0.1",
 }
+
+# Sigstore bundles (protobuf-specs; cosign specs/BUNDLE_SPEC.md).
+BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+BUNDLE_MEDIA_TYPES = {  # what a verifier must accept (sigstore_bundle.proto, Bundle.media_type)
+    BUNDLE_MEDIA_TYPE,
+    "application/vnd.dev.sigstore.bundle+json;version=0.1",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+}
+BUNDLE_CONTENT_ANNOTATION = "dev.sigstore.bundle.content"
+BUNDLE_PREDICATE_TYPE_ANNOTATION = "dev.sigstore.bundle.predicateType"
+# The predicate type of the statement `cosign sign` (v3, bundle format) signs: cosign
+# pkg/types/predicate.go CosignSignPredicateType; the predicate is `{}`.
+COSIGN_SIGN_PREDICATE_TYPE = "https://sigstore.dev/cosign/sign/v1"
+BUNDLE_MODES = ("dsse", "message")
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -279,11 +297,15 @@ def pae(payload_type: str, body: bytes) -> bytes:
     ])
 
 
-def in_toto_statement(subject_name: str, digest: str, predicate_type: str, predicate,
+def in_toto_statement(subject_name, digest: str, predicate_type: str, predicate,
                       version: str = "v1") -> dict:
+    """A statement about `digest`; a subject_name of None leaves the subject without a name, as
+    cosign v3's `sign` writes it (in-toto v1 ResourceDescriptor: name is optional)."""
+    subject = {} if subject_name is None else {"name": subject_name}
+    subject["digest"] = {"sha256": digest.split(":", 1)[1]}
     return {
         "_type": STATEMENT_TYPES[version],
-        "subject": [{"name": subject_name, "digest": {"sha256": digest.split(":", 1)[1]}}],
+        "subject": [subject],
         "predicateType": predicate_type,
         "predicate": predicate,
     }
@@ -355,6 +377,153 @@ def check_statement(payload_type: str, payload: bytes, predicate_type, digest) -
                    for s in subjects):
             raise CliError(f"no statement subject has sha256 {hex_digest}")
     return statement
+
+
+# ---------------------------------------------------------------------------------------------
+# Sigstore bundles (protobuf-specs sigstore_bundle.proto v0.3, in the protobuf JSON mapping)
+#
+# Field names are the proto3 JSON names (lowerCamelCase), `bytes` fields are standard base64 with
+# padding, enums are their value names. A key-signed bundle carries a PublicKeyIdentifier (an
+# optional, unauthenticated `hint`) instead of a certificate; without a transparency log its
+# `tlogEntries` is empty. Go's protojson, which writes cosign's bundles, omits empty fields: an
+# empty hint, an empty DSSE keyid and an empty tlogEntries list do not appear at all.
+
+
+def cosign_key_hint(public_key) -> str:
+    """The hint cosign v3 writes for a key (internal/key/svkeypair.go): base64 of the SHA-256 of
+    the SubjectPublicKeyInfo DER."""
+    der = public_key.public_bytes(serialization.Encoding.DER,
+                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    return b64encode(hashlib.sha256(der).digest())
+
+
+def proto_bytes(value, field: str) -> bytes:
+    """Decodes a protobuf JSON `bytes` field: standard or URL-safe base64, padded or not."""
+    if not isinstance(value, str):
+        raise CliError(f"{field} is not a base64 string")
+    text = value.replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except ValueError as error:
+        raise CliError(f"{field} is not base64: {error}") from error
+
+
+def digest_bytes(digest: str) -> bytes:
+    """The raw 32 bytes of a sha256:<hex> digest."""
+    return bytes.fromhex(check_digest(digest).split(":", 1)[1])
+
+
+def sign_message_digest(key, digest: str, message: bytes = None) -> bytes:
+    """A MessageSignature signature over the message whose SHA-256 is `digest`.
+
+    ECDSA P-256 signs the digest itself (prehashed, so the message is not needed); pure Ed25519
+    cannot sign a digest, so it signs `message`, which must hash to `digest`."""
+    if key_algorithm(key) == "p256":
+        return key.sign(digest_bytes(digest), ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    if message is None or sha256_digest(message) != digest:
+        raise CliError(f"Ed25519 signs the message itself: the bytes of {digest} are needed")
+    return key.sign(message)
+
+
+def verify_message_digest(public_key, signature: bytes, digest: str, message: bytes = None) -> bool:
+    try:
+        if key_algorithm(public_key) == "p256":
+            public_key.verify(signature, digest_bytes(digest),
+                              ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        else:
+            if message is None or sha256_digest(message) != digest:
+                raise CliError(f"Ed25519 verifies over the message: the bytes of {digest} are needed")
+            public_key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def message_signature_content(key, digest: str, message: bytes = None) -> dict:
+    """sigstore_common.proto MessageSignature over the artifact whose SHA-256 is `digest`."""
+    return {
+        "messageDigest": {"algorithm": "SHA2_256", "digest": b64encode(digest_bytes(digest))},
+        "signature": b64encode(sign_message_digest(key, digest, message)),
+    }
+
+
+def dsse_bundle_content(key, payload_type: str, body: bytes, keyid: str) -> dict:
+    """envelope.proto Envelope with exactly one signature (a bundle's DSSE envelope MUST have one)."""
+    signature = {"sig": b64encode(sign_bytes(key, pae(payload_type, body)))}
+    if keyid:
+        signature["keyid"] = keyid
+    return {"payload": b64encode(body), "payloadType": payload_type, "signatures": [signature]}
+
+
+def sigstore_bundle(content_field: str, content: dict, hint: str = "",
+                    tlog_entries: bool = True) -> dict:
+    """A key-signed bundle v0.3: `content_field` is "dsseEnvelope" or "messageSignature".
+
+    `tlog_entries=False` leaves the empty list out, as protojson (and so cosign) writes it."""
+    material = {"publicKey": {"hint": hint} if hint else {}}
+    if tlog_entries:
+        material["tlogEntries"] = []
+    return {"mediaType": BUNDLE_MEDIA_TYPE, "verificationMaterial": material, content_field: content}
+
+
+def verify_bundle(bundle, public_key, digest: str, predicate_type=None, message: bytes = None):
+    """Verifies a key-signed bundle for the artifact `digest`; returns a summary dict.
+
+    Checked, from sigstore_bundle.proto: a known media type; verification material that is a
+    public key identifier (certificates are out of scope here); exactly one of messageSignature
+    and dsseEnvelope; a DSSE envelope with exactly one signature, whose keyid, when set, equals
+    the hint ("the key hints MUST be exactly the same" -- an unset keyid is accepted, because
+    cosign v3 and sigstore-go write the hint but never the keyid). A DSSE envelope must carry an
+    in-toto statement about `digest` (and of `predicate_type`, if given). A message signature is
+    verified over `digest` itself, never over its messageDigest field, which the spec says is for
+    identification only; that field must name the same digest.
+    """
+    if not isinstance(bundle, dict):
+        raise CliError("bundle is not a JSON object")
+    media_type = bundle.get("mediaType")
+    if media_type not in BUNDLE_MEDIA_TYPES:
+        raise CliError(f"unknown bundle mediaType {media_type!r}")
+    material = bundle.get("verificationMaterial")
+    if not isinstance(material, dict):
+        raise CliError("bundle has no verificationMaterial")
+    forms = [f for f in ("publicKey", "x509CertificateChain", "certificate") if f in material]
+    if forms != ["publicKey"]:
+        raise CliError(f"verificationMaterial must be a publicKey identifier, has {forms}")
+    if not isinstance(material["publicKey"], dict):
+        raise CliError("verificationMaterial.publicKey is not an object")
+    hint = material["publicKey"].get("hint", "")
+    if not isinstance(material.get("tlogEntries", []), list):
+        raise CliError("verificationMaterial.tlogEntries is not a list")
+    contents = [f for f in ("messageSignature", "dsseEnvelope") if f in bundle]
+    if len(contents) != 1:
+        raise CliError(f"a bundle has exactly one of messageSignature, dsseEnvelope; has {contents}")
+    summary = {"media_type": media_type, "hint": hint}
+    if contents == ["dsseEnvelope"]:
+        envelope = bundle["dsseEnvelope"]
+        signatures = envelope.get("signatures") if isinstance(envelope, dict) else None
+        if not isinstance(signatures, list) or len(signatures) != 1:
+            raise CliError("a bundle's DSSE envelope must have exactly one signature")
+        keyid = signatures[0].get("keyid", "") if isinstance(signatures[0], dict) else ""
+        if keyid and hint and keyid != hint:
+            raise CliError(f"DSSE keyid {keyid!r} differs from the bundle's key hint {hint!r}")
+        payload = verify_envelope(envelope, public_key)
+        statement = check_statement(envelope["payloadType"], payload, predicate_type, digest)
+        summary.update(content="dsse-envelope", statement=statement)
+        return summary
+    signature = bundle["messageSignature"]
+    if not isinstance(signature, dict):
+        raise CliError("messageSignature is not an object")
+    message_digest = signature.get("messageDigest") or {}
+    if message_digest.get("algorithm") != "SHA2_256":
+        raise CliError(f"messageDigest.algorithm is {message_digest.get('algorithm')!r}")
+    named = proto_bytes(message_digest.get("digest"), "messageDigest.digest")
+    if not verify_message_digest(public_key, proto_bytes(signature.get("signature"), "signature"),
+                                 digest, message):
+        raise CliError(f"the message signature does not verify over {digest}")
+    if named != digest_bytes(digest):
+        raise CliError(f"messageDigest names sha256:{named.hex()}, not {digest}")
+    summary.update(content="message-signature")
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -525,6 +694,26 @@ def attestation_referrer_manifest(layers: list, subject: dict, artifact_type: st
     return canonical_json(manifest), config
 
 
+def bundle_referrer_manifest(bundle_bytes: bytes, subject: dict, content: str, predicate_type,
+                             created: str):
+    """(manifest bytes, config bytes) of a bundle referrer as cosign v3 writes it
+    (pkg/oci/remote/write.go WriteAttestationNewBundleFormat, specs/BUNDLE_SPEC.md): artifactType
+    and the one layer's media type are the bundle media type, the config is the OCI empty `{}`
+    (its descriptor also carries artifactType), and the manifest annotations name the content
+    ("dsse-envelope" / "message-signature"), the predicate type and the creation time."""
+    config = EMPTY_JSON
+    config_descriptor = {"mediaType": OCI_EMPTY, "artifactType": BUNDLE_MEDIA_TYPE,
+                         "size": len(config), "digest": sha256_digest(config)}
+    annotations = {CREATED_ANNOTATION: created, BUNDLE_CONTENT_ANNOTATION: content}
+    if predicate_type is not None:
+        annotations[BUNDLE_PREDICATE_TYPE_ANNOTATION] = predicate_type
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": BUNDLE_MEDIA_TYPE,
+                "config": config_descriptor,
+                "layers": [descriptor(BUNDLE_MEDIA_TYPE, bundle_bytes)], "subject": subject,
+                "annotations": annotations}
+    return canonical_json(manifest), config
+
+
 def push_to_tag(registry: Registry, digest: str, suffix: str, layer: dict, layer_bytes: bytes):
     """Adds a layer to the cosign tag for `digest`, appending to an existing image as cosign does.
 
@@ -635,6 +824,46 @@ def cmd_attest(args):
     return {"manifest_digest": manifest_digest, "tag": tag, "envelope": envelope}
 
 
+def cmd_bundle(args):
+    registry = registry_from(args)
+    key = load_private_key(args.key)
+    signed_digest = check_digest(args.subject_digest or args.digest)
+    hint = cosign_key_hint(key.public_key()) if args.hint_from_key else (args.hint or "")
+    keyid = hint if args.dsse_keyid is None else args.dsse_keyid
+    if args.mode == "dsse":
+        predicate_type = args.predicate_type or COSIGN_SIGN_PREDICATE_TYPE
+        predicate = json.loads(Path(args.predicate).read_text()) if args.predicate else {}
+        subject_name = args.subject_name
+        if subject_name is None and predicate_type != COSIGN_SIGN_PREDICATE_TYPE:
+            subject_name = f"{registry.host}/{args.repo}"  # cosign attest: the repository
+        statement = in_toto_statement(subject_name or None, signed_digest, predicate_type,
+                                      predicate)
+        field, kind = "dsseEnvelope", "dsse-envelope"
+        content = dsse_bundle_content(key, INTOTO_PAYLOAD_TYPE, canonical_json(statement), keyid)
+    else:
+        if args.predicate_type or args.predicate or args.subject_name is not None:
+            raise CliError("--predicate-type, --predicate and --subject-name are for --mode dsse")
+        message = None
+        if key_algorithm(key) == "ed25519":
+            found = registry.get_manifest(signed_digest)
+            if found is None:
+                raise CliError(f"no manifest {signed_digest} in {args.repo} to sign")
+            message = found[0]
+        predicate_type, field, kind = None, "messageSignature", "message-signature"
+        content = message_signature_content(key, signed_digest, message)
+    bundle = sigstore_bundle(field, content, hint, tlog_entries=not args.omit_tlog_entries)
+    bundle_bytes = canonical_json(bundle)
+    if args.out:
+        Path(args.out).write_bytes(bundle_bytes)
+    manifest_digest = None
+    if not args.no_push:
+        subject = registry.subject_descriptor(args.digest)
+        manifest, config = bundle_referrer_manifest(bundle_bytes, subject, kind, predicate_type,
+                                                    now_rfc3339())
+        manifest_digest = push_referrer(registry, manifest, config, bundle_bytes)
+    return {"manifest_digest": manifest_digest, "bundle": bundle}
+
+
 def cmd_verify(args):
     registry = registry_from(args)
     public_key = load_public_key(args.pub)
@@ -693,19 +922,27 @@ def cmd_verify_dsse(args):
     return {"payload_type": payload_type, "statement": statement}
 
 
+def cmd_verify_bundle(args):
+    bundle = json.loads(Path(args.bundle).read_text())
+    message = Path(args.manifest).read_bytes() if args.manifest else None
+    return verify_bundle(bundle, load_public_key(args.pub), check_digest(args.digest), args.type,
+                         message)
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line
 
 
-def add_registry_args(parser):
+def add_registry_args(parser, referrer_flag: bool = True):
     parser.add_argument("--registry", required=True,
                         help="registry base URL, e.g. http://127.0.0.1:5000")
     parser.add_argument("--user", required=True)
     parser.add_argument("--password", required=True)
     parser.add_argument("--repo", required=True, help="repository name, e.g. dev/team/app")
     parser.add_argument("--digest", required=True, help="digest of the target manifest (sha256:...)")
-    parser.add_argument("--referrer", action="store_true",
-                        help="use the OCI 1.1 referrers API instead of the cosign tag scheme")
+    if referrer_flag:
+        parser.add_argument("--referrer", action="store_true",
+                            help="use the OCI 1.1 referrers API instead of the cosign tag scheme")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -749,6 +986,37 @@ def build_parser() -> argparse.ArgumentParser:
     attest.add_argument("--out", help="also write the envelope JSON to this file")
     attest.set_defaults(func=cmd_attest)
 
+    bundle = commands.add_parser(
+        "bundle", help="push a key-signed Sigstore bundle v0.3 as an OCI 1.1 referrer (cosign v3)")
+    add_registry_args(bundle, referrer_flag=False)
+    bundle.add_argument("--key", required=True, help=key_help)
+    bundle.add_argument("--mode", choices=BUNDLE_MODES, required=True,
+                        help="dsse: a DSSE envelope holding an in-toto v1 statement about the "
+                             "digest; message: a messageSignature over the manifest bytes")
+    bundle.add_argument("--predicate-type",
+                        help=f"statement predicateType (default {COSIGN_SIGN_PREDICATE_TYPE}, "
+                             f"what `cosign sign` v3 writes, with predicate {{}})")
+    bundle.add_argument("--predicate", help="JSON file holding the predicate (default {})")
+    bundle.add_argument("--subject-name",
+                        help="statement subject name; '' for none (default: none for the cosign "
+                             "sign predicate, as cosign sign writes, else HOST:PORT/REPO)")
+    bundle.add_argument("--subject-digest",
+                        help="the artifact the statement or message signature is about "
+                             "(default --digest; the referrer's subject stays --digest)")
+    hints = bundle.add_mutually_exclusive_group()
+    hints.add_argument("--hint", help="verificationMaterial.publicKey.hint (default: none)")
+    hints.add_argument("--hint-from-key", action="store_true",
+                       help="the hint cosign v3 writes: base64(sha256(SPKI DER))")
+    bundle.add_argument("--dsse-keyid",
+                        help="the DSSE signature's keyid (default: the hint, as protobuf-specs "
+                             "requires; cosign v3 writes none: pass '')")
+    bundle.add_argument("--omit-tlog-entries", action="store_true",
+                        help="leave out the empty tlogEntries list, as Go's protojson does")
+    bundle.add_argument("--no-push", action="store_true",
+                        help="only build the bundle (with --out); push nothing")
+    bundle.add_argument("--out", help="also write the bundle JSON to this file")
+    bundle.set_defaults(func=cmd_bundle)
+
     verify = commands.add_parser("verify", help="verify cosign signatures of an image")
     add_registry_args(verify)
     verify.add_argument("--pub", required=True)
@@ -765,6 +1033,17 @@ def build_parser() -> argparse.ArgumentParser:
     verify_dsse.add_argument("--pub", required=True)
     verify_dsse.add_argument("--type", help="require an in-toto statement with this predicateType")
     verify_dsse.set_defaults(func=cmd_verify_dsse)
+
+    verify_bundle_cmd = commands.add_parser("verify-bundle",
+                                            help="verify a key-signed Sigstore bundle file")
+    verify_bundle_cmd.add_argument("--bundle", required=True)
+    verify_bundle_cmd.add_argument("--pub", required=True)
+    verify_bundle_cmd.add_argument("--digest", required=True, help="the artifact (sha256:...)")
+    verify_bundle_cmd.add_argument("--type", help="require a statement with this predicateType")
+    verify_bundle_cmd.add_argument("--manifest",
+                                   help="the artifact's bytes (needed for Ed25519 message "
+                                        "signatures)")
+    verify_bundle_cmd.set_defaults(func=cmd_verify_bundle)
     return parser
 
 

@@ -621,22 +621,51 @@ pub fn verify_sigstore_bundle(
     let hint = bundle.key_hint.as_deref();
     match &bundle.content {
         BundleContent::DsseEnvelope(envelope) => {
+            // The bundle specification: an envelope must carry exactly one signature.
+            if envelope.signatures.len() != 1 {
+                return Err(Rejection::Malformed(format!(
+                    "a Sigstore bundle's DSSE envelope must carry exactly one signature, not {}",
+                    envelope.signatures.len()
+                )));
+            }
             verify_envelope(keyring, subject, envelope, hint, seen_at_ms)
         }
         BundleContent::MessageSignature {
             sha256_digest,
             signature,
         } => {
+            // The signature is checked over the artifact's own digest: the bundle's
+            // `messageDigest` field is a hint the specification forbids verifying with.
+            let artifact_digest: [u8; 32] = match hex::decode(subject.digest.hex()) {
+                Ok(bytes) if subject.digest.algorithm() == DigestAlgorithm::Sha256 => bytes
+                    .try_into()
+                    .map_err(|_| Rejection::Malformed("subject digest is not 32 bytes".into()))?,
+                _ => {
+                    return Err(Rejection::Malformed(
+                        "message signatures are verified over sha256 artifact digests only".into(),
+                    ));
+                }
+            };
             let signers = find_signers(
                 keyring,
-                Signed::Prehash(sha256_digest),
+                Signed::Prehash(&artifact_digest),
                 &[SignatureClaim {
                     hint: hint.unwrap_or_default(),
                     sig: signature,
                 }],
-            )?;
-            let names_subject = subject.digest.algorithm() == DigestAlgorithm::Sha256
-                && subject.digest.hex() == hex::encode(sha256_digest);
+            );
+            let names_subject = &artifact_digest == sha256_digest;
+            let signers = match signers {
+                Ok(signers) => signers,
+                // A signature over another artifact: say so rather than "unknown key".
+                Err(_) if !names_subject => {
+                    return Err(Rejection::DigestMismatch {
+                        expected: subject.digest.clone(),
+                        found: format!("sha256:{}", hex::encode(sha256_digest)),
+                    });
+                }
+                Err(rejection) => return Err(rejection),
+            };
             if !names_subject {
                 return Err(Rejection::DigestMismatch {
                     expected: subject.digest.clone(),
