@@ -1,0 +1,191 @@
+# The gate of stage prod: everything staging requires (its deny rules are included as they
+# are, under their staging.* and common.* ids), plus SLSA provenance from a trusted builder and
+# source, a vulnerability scan without critical findings and with high ones within the limit or
+# waived, an SBOM whose licenses are all allowed, passing tests, a prior promotion to staging,
+# and one approval (two under break-glass).
+#
+# A gate package holds only deny, warn and approvals (airlock rejects any other rule in it);
+# helpers live in airlock.lib.
+package airlock.gates.prod
+
+# Members are imported one by one: regorus evaluates a whole package when a rule is reached
+# through an import of the package (`lib.x`), which costs ~0.6 ms per evaluation here.
+import data.airlock.gates.staging.deny as staging_deny
+import data.airlock.lib.allowed_builders
+import data.airlock.lib.allowed_licenses
+import data.airlock.lib.allowed_source_prefixes
+import data.airlock.lib.artifact_ref
+import data.airlock.lib.evidence_ref
+import data.airlock.lib.break_glass
+import data.airlock.lib.break_glass_approvals
+import data.airlock.lib.common_warn
+import data.airlock.lib.critical_count
+import data.airlock.lib.disallowed_licenses
+import data.airlock.lib.finding_ids
+import data.airlock.lib.has_invalid_licenses
+import data.airlock.lib.has_provenance
+import data.airlock.lib.has_sbom
+import data.airlock.lib.has_vulnerability_report
+import data.airlock.lib.invalid_licenses
+import data.airlock.lib.invalid_waivers
+import data.airlock.lib.max_high_vulnerabilities
+import data.airlock.lib.passing_tests
+import data.airlock.lib.promoted_to
+import data.airlock.lib.tests_summary
+import data.airlock.lib.trusted_builder_provenance
+import data.airlock.lib.trusted_provenance
+import data.airlock.lib.unwaived_high_count
+import data.airlock.lib.unwaived_high_ids
+import data.airlock.lib.violation
+import data.airlock.lib.waived_high_ids
+
+deny contains v if some v in staging_deny
+
+warn contains v if some v in common_warn
+
+approvals := break_glass_approvals if {
+	break_glass
+} else := 1
+
+# --- provenance ---
+
+deny contains violation(
+	"prod.provenance_required",
+	sprintf("%s has no verified SLSA provenance", [artifact_ref]),
+	sprintf("build it on a trusted builder that emits SLSA provenance (e.g. GitHub Actions with actions/attest-build-provenance), or attest it: airlock attest HOST/%s --type slsaprovenance1 --predicate provenance.json --key cosign.key", [evidence_ref]),
+) if {
+	not has_provenance
+}
+
+deny contains violation(
+	"prod.provenance_builder",
+	sprintf("%s was built by %s, which is not an allowed builder (allowed: %s)", [
+		artifact_ref,
+		concat(", ", sort({p.builder_id | some p in input.evidence.provenance})),
+		concat(", ", allowed_builders),
+	]),
+	"rebuild it on an allowed builder, or add the builder to data.airlock.config.allowed_builders in the policy bundle",
+) if {
+	has_provenance
+	count(trusted_builder_provenance) == 0
+}
+
+deny contains violation(
+	"prod.provenance_source",
+	sprintf("%s was built from %s, which does not start with an allowed source prefix (allowed: %s)", [
+		artifact_ref,
+		concat(", ", sort({p.source_repository | some p in trusted_builder_provenance})),
+		concat(", ", allowed_source_prefixes),
+	]),
+	"build it from an allowed source repository, or add the prefix to data.airlock.config.allowed_source_prefixes in the policy bundle",
+) if {
+	count(trusted_builder_provenance) > 0
+	count(trusted_provenance) == 0
+}
+
+# --- vulnerabilities ---
+
+deny contains violation(
+	"prod.vulnerability_scan_required",
+	sprintf("%s has no verified vulnerability report", [artifact_ref]),
+	sprintf("scan it and attest the report: trivy image --format cosign-vuln -o vuln.json HOST/%s, then airlock attest HOST/%s --type vuln --predicate vuln.json --key cosign.key", [evidence_ref, evidence_ref]),
+) if {
+	not has_vulnerability_report
+}
+
+deny contains violation(
+	"prod.critical_vulnerabilities",
+	sprintf("%s has %d critical vulnerabilities: %s", [
+		artifact_ref,
+		critical_count,
+		concat(", ", sort(finding_ids("critical"))),
+	]),
+	"update the affected packages to their fixed versions, rebuild and promote the new digest; critical vulnerabilities cannot be waived",
+) if {
+	critical_count > 0
+}
+
+deny contains violation(
+	"prod.high_vulnerabilities",
+	sprintf("%s has %d unwaived high vulnerabilities, more than the %d allowed: %s", [
+		artifact_ref,
+		unwaived_high_count,
+		max_high_vulnerabilities,
+		concat(", ", sort(unwaived_high_ids)),
+	]),
+	"update the affected packages to their fixed versions and rebuild, or add a waiver with an id, an expiry and a reason to data.airlock.config.waivers in the policy bundle",
+) if {
+	unwaived_high_count > max_high_vulnerabilities
+}
+
+warn contains violation(
+	"prod.vulnerability_waived",
+	sprintf("%s has high vulnerabilities accepted by waivers: %s", [
+		artifact_ref,
+		concat(", ", sort(waived_high_ids)),
+	]),
+	"fix them before the waivers expire; each waiver's expiry and reason are in data.airlock.config.waivers",
+) if {
+	count(waived_high_ids) > 0
+}
+
+warn contains violation(
+	"prod.waiver_invalid",
+	sprintf("waivers without an RFC 3339 expiry waive nothing: %s", [concat(", ", sort(invalid_waivers))]),
+	"give each waiver in data.airlock.config.waivers an expires date-time such as 2026-12-31T23:59:59Z",
+) if {
+	count(invalid_waivers) > 0
+}
+
+# --- SBOM and licenses ---
+
+deny contains violation(
+	"prod.sbom_required",
+	sprintf("%s has no verified SBOM", [artifact_ref]),
+	sprintf("attest an SBOM: syft HOST/%s -o cyclonedx-json > sbom.json, then airlock attest HOST/%s --type cyclonedx --predicate sbom.json --key cosign.key", [evidence_ref, evidence_ref]),
+) if {
+	not has_sbom
+}
+
+deny contains violation(
+	"prod.license_not_allowed",
+	sprintf("%s contains licenses that are not allowed: %s (allowed: %s)", [
+		artifact_ref,
+		concat(", ", sort(disallowed_licenses)),
+		concat(", ", allowed_licenses),
+	]),
+	"replace the components under these licenses, or, after legal review, add the license to data.airlock.config.allowed_licenses in the policy bundle",
+) if {
+	count(disallowed_licenses) > 0
+}
+
+deny contains violation(
+	"prod.license_invalid",
+	sprintf("%s has an SBOM with license expressions that are not valid SPDX: %s", [
+		artifact_ref,
+		concat("; ", sort(invalid_licenses)),
+	]),
+	"fix the license data of these components (valid SPDX ids, or LicenseRef-*), regenerate and attest the SBOM",
+) if {
+	has_invalid_licenses
+}
+
+# --- tests ---
+
+deny contains violation(
+	"prod.tests_required",
+	sprintf("%s has no passing test-result attestation (%s)", [artifact_ref, tests_summary]),
+	sprintf("run the test suite against this build and attest a passing result: airlock attest HOST/%s --type https://in-toto.io/attestation/test-result/v0.1 --predicate results.json --key cosign.key", [evidence_ref]),
+) if {
+	count(passing_tests) == 0
+}
+
+# --- history ---
+
+deny contains violation(
+	"prod.staging_first",
+	sprintf("%s has not been promoted to staging", [artifact_ref]),
+	"promote the same digest to staging first (airlock promote), then to prod: prod takes only what passed staging",
+) if {
+	not promoted_to("staging")
+}
