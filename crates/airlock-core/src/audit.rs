@@ -28,6 +28,15 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// airlock itself (start-up tasks, sweeps, expiries).
+    pub fn system() -> Self {
+        Self {
+            principal: "airlock".into(),
+            auth_method: "system".into(),
+            source: None,
+        }
+    }
+
     /// An unauthenticated caller from `source`.
     pub fn anonymous(source: Option<String>) -> Self {
         Self {
@@ -203,6 +212,94 @@ pub enum AuditEvent {
         /// Why it was refused.
         reason: String,
     },
+    /// A promotion was decided by its gate (allowed, pending approval, or denied), or decided
+    /// again when its last approval arrived.
+    PromotionDecided {
+        /// The promotion id.
+        promotion: String,
+        /// The target repository.
+        repository: RepoName,
+        /// The artifact.
+        digest: Digest,
+        /// `pending_approval`, `denied` or `allowed`.
+        state: String,
+        /// The decision record id (for replay).
+        decision: String,
+        /// The policy bundle digest.
+        policy: String,
+        /// Violated rule ids (empty when allowed).
+        rules: Vec<String>,
+        /// Approvals required.
+        approvals_required: u32,
+    },
+    /// An approver signed off a promotion.
+    PromotionApproved {
+        /// The promotion id.
+        promotion: String,
+        /// The target repository.
+        repository: RepoName,
+        /// The artifact.
+        digest: Digest,
+        /// The approver's comment.
+        comment: Option<String>,
+    },
+    /// An artifact was promoted: it is now visible in the target repository (no bytes copied).
+    Promoted {
+        /// The promotion id.
+        promotion: String,
+        /// The target repository.
+        repository: RepoName,
+        /// The artifact.
+        digest: Digest,
+        /// The source repository.
+        source: RepoName,
+        /// Tags set in the target.
+        tags: Vec<String>,
+        /// The promotion attestation's manifest digest.
+        attestation: Digest,
+        /// The break-glass reason, if this was an emergency promotion (an alert).
+        break_glass: Option<String>,
+    },
+    /// A pending promotion ended without promotion (expired or cancelled).
+    PromotionClosed {
+        /// The promotion id.
+        promotion: String,
+        /// The target repository.
+        repository: RepoName,
+        /// The artifact.
+        digest: Digest,
+        /// `expired` or `cancelled`.
+        state: String,
+    },
+    /// A channel tag was moved back to an earlier promoted digest.
+    RolledBack {
+        /// The repository.
+        repository: RepoName,
+        /// The channel tag.
+        channel: Tag,
+        /// The digest it pointed to.
+        from: Digest,
+        /// The digest it points to now.
+        to: Digest,
+        /// The rollback decision record id.
+        decision: String,
+    },
+    /// A gated stage was frozen or unfrozen.
+    StageFreezeChanged {
+        /// The stage.
+        stage: String,
+        /// Frozen (true) or unfrozen.
+        frozen: bool,
+        /// Why.
+        reason: String,
+    },
+    /// A policy bundle was loaded (at start or on reload).
+    PolicyLoaded {
+        /// Its digest.
+        digest: String,
+        /// Number of files.
+        files: usize,
+    },
     /// A public key was added to the keyring.
     KeyAdded {
         /// Hex SHA-256 of the key's SPKI DER.
@@ -307,6 +404,19 @@ impl AuditEvent {
             Self::EvidenceRecorded { .. } => "evidence.rejected",
             Self::EvidenceReverified { .. } => "evidence.reverified",
             Self::EvidenceRevoked { .. } => "artifact.evidence_revoked",
+            Self::PromotionDecided { state, .. } if state == "denied" => "promotion.denied",
+            Self::PromotionDecided { state, .. } if state == "pending_approval" => {
+                "promotion.pending"
+            }
+            Self::PromotionDecided { .. } => "promotion.allowed",
+            Self::PromotionApproved { .. } => "promotion.approved",
+            Self::Promoted { .. } => "promotion.promoted",
+            Self::PromotionClosed { state, .. } if state == "expired" => "promotion.expired",
+            Self::PromotionClosed { .. } => "promotion.cancelled",
+            Self::RolledBack { .. } => "channel.rolled_back",
+            Self::StageFreezeChanged { frozen: true, .. } => "stage.frozen",
+            Self::StageFreezeChanged { .. } => "stage.unfrozen",
+            Self::PolicyLoaded { .. } => "policy.loaded",
         }
     }
 
@@ -315,6 +425,7 @@ impl AuditEvent {
         match self {
             Self::PushRefused { .. } | Self::AuthenticationFailed { .. } => Outcome::Denied,
             Self::EvidenceRecorded { status, .. } if status != "verified" => Outcome::Denied,
+            Self::PromotionDecided { state, .. } if state == "denied" => Outcome::Denied,
             _ => Outcome::Success,
         }
     }
@@ -371,6 +482,39 @@ impl AuditEvent {
             Self::EvidenceRevoked {
                 repository, digest, ..
             } => json!({"kind": "artifact", "repository": repository.as_str(), "digest": digest}),
+            Self::PromotionDecided {
+                promotion,
+                repository,
+                digest,
+                ..
+            }
+            | Self::PromotionApproved {
+                promotion,
+                repository,
+                digest,
+                ..
+            }
+            | Self::Promoted {
+                promotion,
+                repository,
+                digest,
+                ..
+            }
+            | Self::PromotionClosed {
+                promotion,
+                repository,
+                digest,
+                ..
+            } => {
+                json!({"kind": "promotion", "id": promotion, "repository": repository.as_str(), "digest": digest})
+            }
+            Self::RolledBack {
+                repository,
+                channel,
+                ..
+            } => json!({"kind": "tag", "repository": repository.as_str(), "tag": channel.as_str()}),
+            Self::StageFreezeChanged { stage, .. } => json!({"kind": "stage", "name": stage}),
+            Self::PolicyLoaded { digest, .. } => json!({"kind": "policy", "digest": digest}),
         }
     }
 
@@ -480,6 +624,38 @@ impl AuditEvent {
             Self::EvidenceRevoked {
                 key_name, reason, ..
             } => json!({"alert": true, "key": key_name, "reason": reason}),
+            Self::PromotionDecided {
+                decision,
+                policy,
+                rules,
+                approvals_required,
+                ..
+            } => json!({"decision": decision, "policy": policy, "rules": rules,
+                        "approvals_required": approvals_required}),
+            Self::PromotionApproved { comment, .. } => json!({"comment": comment}),
+            Self::Promoted {
+                source,
+                tags,
+                attestation,
+                break_glass,
+                ..
+            } => {
+                let mut details =
+                    json!({"source": source.as_str(), "tags": tags, "attestation": attestation});
+                if let Some(reason) = break_glass {
+                    details["break_glass"] = json!(reason);
+                    details["alert"] = json!(true);
+                }
+                details
+            }
+            Self::PromotionClosed { .. } => json!({}),
+            Self::RolledBack {
+                from, to, decision, ..
+            } => {
+                json!({"from": from, "to": to, "decision": decision})
+            }
+            Self::StageFreezeChanged { reason, .. } => json!({"reason": reason}),
+            Self::PolicyLoaded { files, .. } => json!({"files": files}),
         }
     }
 }

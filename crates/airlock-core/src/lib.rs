@@ -12,6 +12,7 @@ pub mod digest;
 pub mod error;
 pub mod manifest;
 pub mod name;
+pub mod promotion;
 pub mod stage;
 
 pub use access::{
@@ -23,4 +24,5 @@ pub use digest::{Digest, DigestAlgorithm, Digester};
 pub use error::Error;
 pub use manifest::{Layer, ManifestKind, ParsedManifest};
 pub use name::{Reference, RepoName, StageName, Tag};
+pub use promotion::{ApprovalRefusal, PromotionParties, PromotionState};
 pub use stage::{StageConfig, StageMode, Stages};

@@ -30,14 +30,14 @@ pub struct StoredCheckpoint {
 }
 
 /// Appends `records` to the log on `conn`, which must be inside the (write-locked) transaction
-/// that makes the change they describe. Indexes continue from the table itself, so concurrent
+/// that makes the change they describe; returns the index of the first. Indexes continue from the table itself, so concurrent
 /// writers (and replicas sharing the database) get consecutive, gap-free numbers.
 pub(crate) async fn append(
     conn: &mut SqliteConnection,
     records: &[AuditRecord],
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<u64>, sqlx::Error> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")
         .fetch_all(&mut *conn)
@@ -58,7 +58,7 @@ pub(crate) async fn append(
         });
         insert.build().execute(&mut *conn).await?;
     }
-    Ok(())
+    Ok(Some(next as u64))
 }
 
 fn hash_from(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {

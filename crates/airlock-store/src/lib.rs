@@ -12,6 +12,7 @@ mod blobs;
 mod error;
 mod evidence;
 mod metadata;
+mod promotion;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
 pub use audit::{StoredCheckpoint, StoredEntry};
@@ -22,5 +23,10 @@ pub use evidence::{
     KeyringWriteError,
 };
 pub use metadata::{
-    ManifestWriteError, Metadata, ReferrerRow, StoredManifest, TagMove, UploadSession, now_millis,
+    ManifestUpload, ManifestWriteError, Metadata, ReferrerRow, StoredManifest, TagMove,
+    UploadSession, now_millis,
+};
+pub use promotion::{
+    ApprovalRow, ChannelMove, DecisionRow, FreezeRow, NewManifest, PromotionRow, PromotionWrite,
+    PromotionWriteError, Rollback,
 };

@@ -42,6 +42,11 @@ fn migrator() -> Migrator {
             "evidence",
             include_str!("../migrations/0004_evidence.sql"),
         ),
+        migration(
+            5,
+            "promotions",
+            include_str!("../migrations/0005_promotions.sql"),
+        ),
     ])
 }
 
@@ -94,6 +99,17 @@ pub struct ReferrerRow {
     pub artifact_type: Option<String>,
     /// Its annotations.
     pub annotations: BTreeMap<String, String>,
+}
+
+/// A manifest being pushed: its digest, parsed form and exact bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct ManifestUpload<'a> {
+    /// The digest of `content`.
+    pub digest: &'a Digest,
+    /// What `content` references.
+    pub manifest: &'a ParsedManifest,
+    /// The exact bytes pushed.
+    pub content: &'a [u8],
 }
 
 /// What a manifest push did to its tag, for the audit log.
@@ -416,12 +432,16 @@ impl Metadata {
     pub async fn put_manifest(
         &self,
         repo: &RepoName,
-        digest: &Digest,
-        manifest: &ParsedManifest,
-        content: &[u8],
+        upload: ManifestUpload<'_>,
         tag: Option<&Tag>,
+        pushed_by: &str,
         decide: impl FnOnce(Option<&Digest>) -> Result<Vec<AuditRecord>, airlock_core::Error>,
     ) -> Result<Option<TagMove>, ManifestWriteError> {
+        let ManifestUpload {
+            digest,
+            manifest,
+            content,
+        } = upload;
         let now = now_millis();
         let mut tx = self.begin_write().await?;
         let mut missing = Vec::new();
@@ -510,13 +530,14 @@ impl Metadata {
         }
         ensure_repository(&mut tx, repo, now).await?;
         sqlx::query(
-            "INSERT OR IGNORE INTO repository_manifests (repository, digest, subject, created_at)
-             VALUES (?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO repository_manifests
+             (repository, digest, subject, created_at, pushed_by) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
         .bind(manifest.subject.as_ref().map(Digest::to_string))
         .bind(now)
+        .bind(pushed_by)
         .execute(&mut *tx)
         .await?;
         if let Some(tag) = tag {
@@ -753,10 +774,13 @@ mod tests {
         let moved = meta
             .put_manifest(
                 &repo,
-                &first,
-                &manifest(vec![blob.clone()]),
-                b"first",
+                ManifestUpload {
+                    digest: &first,
+                    manifest: &manifest(vec![blob.clone()]),
+                    content: b"first",
+                },
                 Some(&tag),
+                "tester",
                 |_| Ok(vec![]),
             )
             .await
@@ -767,10 +791,13 @@ mod tests {
         let refused = meta
             .put_manifest(
                 &repo,
-                &second,
-                &manifest(vec![blob]),
-                b"second",
+                ManifestUpload {
+                    digest: &second,
+                    manifest: &manifest(vec![blob]),
+                    content: b"second",
+                },
                 Some(&tag),
+                "tester",
                 |current| {
                     assert_eq!(current, Some(&first));
                     Err(airlock_core::Error::InvalidTag(
@@ -797,10 +824,13 @@ mod tests {
         let result = meta
             .put_manifest(
                 &repo,
-                &digest,
-                &manifest(missing.clone()),
-                b"m",
+                ManifestUpload {
+                    digest: &digest,
+                    manifest: &manifest(missing.clone()),
+                    content: b"m",
+                },
                 None,
+                "tester",
                 |_| Ok(vec![]),
             )
             .await;
