@@ -212,37 +212,72 @@ impl ApiClient {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        let (status, body) = self.send_raw(request).await?;
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        Err(self.failure(status, &body))
+    }
+
+    async fn send_raw(&self, request: reqwest::RequestBuilder) -> Result<(u16, Value)> {
         let response = request
             .bearer_auth(&self.token)
             .send()
             .await
             .context("request failed")?;
-        let status = response.status();
+        let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(body);
+        Ok((status, body))
+    }
+
+    /// POSTs `body` and returns the status and JSON answer whatever the status (for answers
+    /// that carry a result even when they refuse, such as a denied promotion).
+    pub async fn post_raw(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        self.send_raw(self.http.post(format!("{}{path}", self.server)).json(body))
+            .await
+    }
+
+    /// GETs a text document (e.g. a PEM key).
+    pub async fn get_text(&self, path: &str) -> Result<String> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.server))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .context("request failed")?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            return Err(self.failure(status, &body));
         }
+        Ok(response.text().await?)
+    }
+
+    /// The error for an API answer with `status` and error `body`: the message and what to do
+    /// next, with exit status 1 for refusals and 2 otherwise.
+    pub fn failure(&self, status: u16, body: &Value) -> anyhow::Error {
         let error = &body["error"];
         let message = format!(
             "{} ({}): {}{}",
             error["code"].as_str().unwrap_or("ERROR"),
-            status.as_u16(),
+            status,
             error["message"].as_str().unwrap_or("request failed"),
             error["remediation"]
                 .as_str()
                 .map(|r| format!("\n  next: {r}"))
                 .unwrap_or_default()
         );
-        let code = if matches!(status.as_u16(), 401 | 403 | 409 | 429) {
+        let code = if matches!(status, 401 | 403 | 409 | 422 | 429) {
             DENIED
         } else {
             2
         };
-        Err(ApiFailure {
+        ApiFailure {
             message,
             status: code,
         }
-        .into())
+        .into()
     }
 
     /// GET a JSON document.

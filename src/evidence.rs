@@ -44,6 +44,11 @@ pub enum KeysCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Print airlock's promotion attestation public key (for `cosign verify-attestation --key`).
+    ExportAttestationKey {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Retire a key: signatures seen so far stay valid, new ones are refused.
     Retire {
         /// The key's name.
@@ -270,6 +275,10 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
                     .collect::<Vec<_>>()
                     .join("\n")
             });
+        }
+        KeysCommand::ExportAttestationKey { common } => {
+            let client = ApiClient::connect(&common.server).await?;
+            print!("{}", client.get_text("/api/v1/attestation-key").await?);
         }
         KeysCommand::Retire {
             name,

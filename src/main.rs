@@ -8,6 +8,7 @@ mod audit;
 mod client;
 mod evidence;
 mod oci_client;
+mod promotion;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,27 @@ enum Command {
     Attest(evidence::AttestArgs),
     /// Show an artifact's signatures and attestations: verified or rejected, and why.
     Evidence(evidence::EvidenceArgs),
+    /// Promote an artifact into a gated stage through its gate (--dry-run, --wait).
+    Promote(promotion::PromoteArgs),
+    /// Approve a pending promotion.
+    Approve(promotion::ApproveArgs),
+    /// List, show and cancel promotions.
+    #[command(subcommand)]
+    Promotions(promotion::PromotionsCommand),
+    /// Which digest is in which stage for a repository path, and by which promotion.
+    Status(promotion::StatusArgs),
+    /// Move a channel tag back to an earlier promoted digest.
+    Rollback(promotion::RollbackArgs),
+    /// Freeze a gated stage: promotions into it are refused (break-glass excepted).
+    Freeze(promotion::FreezeArgs),
+    /// Lift a stage freeze.
+    Unfreeze(promotion::UnfreezeArgs),
+    /// Show and replay decision records.
+    #[command(subcommand)]
+    Decisions(promotion::DecisionsCommand),
+    /// Test and evaluate policy bundles; show or reload the server's.
+    #[command(subcommand)]
+    Policy(promotion::PolicyCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,6 +117,15 @@ fn main() -> ExitCode {
         Command::Sign(args) => run_client(evidence::sign(args)),
         Command::Attest(args) => run_client(evidence::attest(args)),
         Command::Evidence(args) => run_client(evidence::evidence(args)),
+        Command::Promote(args) => run_client(promotion::promote(args)),
+        Command::Approve(args) => run_client(promotion::approve(args)),
+        Command::Promotions(command) => run_client(promotion::promotions(command)),
+        Command::Status(args) => run_client(promotion::status(args)),
+        Command::Rollback(args) => run_client(promotion::rollback(args)),
+        Command::Freeze(args) => run_client(promotion::freeze(args)),
+        Command::Unfreeze(args) => run_client(promotion::unfreeze(args)),
+        Command::Decisions(command) => run_client(promotion::decisions(command)),
+        Command::Policy(command) => run_client(promotion::policy(command)),
     }
 }
 

@@ -43,7 +43,8 @@ async fn server_with_history() -> TestServer {
 async fn every_change_is_recorded_with_actor_subject_and_outcome() {
     let s = server_with_history().await;
     let all = s.audit_entries().await;
-    // A new server first records creating admin: the principal, its password, three roles.
+    // A new server first records creating admin (the principal, its password, three roles) and
+    // loading its policy bundle.
     assert_eq!(
         types(&all[..BOOTSTRAP_ENTRIES]),
         [
@@ -51,7 +52,8 @@ async fn every_change_is_recorded_with_actor_subject_and_outcome() {
             "credential.created",
             "role.granted",
             "role.granted",
-            "role.granted"
+            "role.granted",
+            "policy.loaded"
         ]
     );
     let entries = all[BOOTSTRAP_ENTRIES..].to_vec();
@@ -140,20 +142,20 @@ async fn the_log_verifies_online_offline_and_against_a_trusted_checkpoint() {
         trusted_arg,
     ]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("ok: 19 entries verified"), "{out}");
+    assert!(out.contains("ok: 20 entries verified"), "{out}");
     assert!(
-        out.contains("extends the trusted checkpoint of size 15"),
+        out.contains("extends the trusted checkpoint of size 16"),
         "{out}"
     );
 
     // An inclusion proof a third party can check.
-    let (code, out, err) = s.cli(&["audit", "prove", "9"]);
+    let (code, out, err) = s.cli(&["audit", "prove", "10"]);
     assert_eq!(code, 0, "{err}");
     let proof: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(proof["index"], 9);
+    assert_eq!(proof["index"], 10);
     assert_eq!(proof["entry"]["type"], "blob.pushed");
     let inclusion = airlock_audit::InclusionProof {
-        index: 9,
+        index: 10,
         tree_size: proof["tree_size"].as_u64().unwrap(),
         leaf_hash: serde_json::from_value(proof["leaf_hash"].clone()).unwrap(),
         hashes: serde_json::from_value(proof["hashes"].clone()).unwrap(),
@@ -178,7 +180,7 @@ async fn the_log_verifies_online_offline_and_against_a_trusted_checkpoint() {
     assert_eq!(code, 0, "{out}{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["ok"], true);
-    assert_eq!(report["size"], 19);
+    assert_eq!(report["size"], 20);
 }
 
 #[tokio::test]
@@ -328,14 +330,14 @@ async fn a_modified_entry_is_detected_and_named() {
 async fn a_running_server_serving_an_altered_entry_is_caught() {
     let s = server_with_history().await;
     let mut db = database(&s.data_dir).await;
-    sqlx::query("UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'push.refused', 'push.allowed') AS BLOB) WHERE idx = 14")
+    sqlx::query("UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'push.refused', 'push.allowed') AS BLOB) WHERE idx = 15")
         .execute(&mut db)
         .await
         .unwrap();
     db.close().await.unwrap();
     let (code, out, err) = s.cli(&["audit", "verify"]);
     assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains("entry 14 was altered"), "{err}");
+    assert!(err.contains("entry 15 was altered"), "{err}");
 }
 
 #[tokio::test]
@@ -453,7 +455,7 @@ async fn metrics_cover_requests_bytes_and_the_log() {
             .text()
             .await
             .unwrap();
-        if text.contains("airlock_audit_log_entries 15") {
+        if text.contains("airlock_audit_log_entries 16") {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -463,7 +465,7 @@ async fn metrics_cover_requests_bytes_and_the_log() {
         "airlock_http_requests_total{route=\"v2_upload_start\",method=\"POST\",status=\"403\"} 1",
         "airlock_http_request_duration_seconds_bucket{route=\"v2_manifest\"",
         "airlock_registry_bytes_received_total",
-        "airlock_audit_log_entries 15",
+        "airlock_audit_log_entries 16",
         "airlock_audit_checkpoint_age_seconds",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");

@@ -16,8 +16,9 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 /// The `admin` password every test server starts with (AIRLOCK_INITIAL_ADMIN_PASSWORD).
 pub const ADMIN_PASSWORD: &str = "test-admin-password-0123";
 
-/// Audit entries a new server writes while creating `admin` (principal, password, three roles).
-pub const BOOTSTRAP_ENTRIES: usize = 5;
+/// Audit entries a new server writes on first start: creating `admin` (principal, password, three
+/// roles) and loading the policy bundle.
+pub const BOOTSTRAP_ENTRIES: usize = 6;
 
 /// A running `airlock serve`.
 pub struct TestServer {

@@ -20,6 +20,7 @@ use crate::evidence::EvidenceService;
 use crate::evidence::routes::EvidenceState;
 use crate::identity::{Identity, IdentityError};
 use crate::oci::{self, OciState};
+use crate::promotion::PromotionService;
 use crate::registry::{Registry, RegistryLimits};
 
 /// Why the server could not start.
@@ -47,6 +48,9 @@ pub enum ServeError {
     /// Identity and access could not be set up.
     #[error("cannot set up access control: {0}")]
     Identity(#[from] IdentityError),
+    /// Promotions could not be set up (policy bundle, attestation key).
+    #[error("cannot set up promotions: {0}")]
+    Promotion(String),
     /// The audit log could not be opened.
     #[error("cannot open the audit log: {0}")]
     Audit(#[from] AuditLogError),
@@ -85,6 +89,7 @@ pub fn router(
     audit: Arc<AuditLog>,
     identity: Arc<Identity>,
     evidence: Arc<EvidenceService>,
+    promotions: Arc<PromotionService>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Router {
     let access = Arc::new(AccessControl::with_identity(identity.clone()));
@@ -113,6 +118,12 @@ pub fn router(
             evidence,
             identity: identity.clone(),
         }))
+        .merge(crate::promotion::routes::router(
+            crate::promotion::routes::PromotionState {
+                promotions,
+                identity: identity.clone(),
+            },
+        ))
         .merge(crate::audit::routes::router(audit, identity.clone()))
         .merge(crate::identity::routes::router(identity))
         .merge(health)
@@ -198,11 +209,26 @@ pub async fn serve(
         ),
         Err(err) => tracing::error!(error = %err, "ingesting pending evidence failed"),
     }
+    let attestation_key = crate::promotion::load_or_create_attestation_key(&config.data_dir)
+        .map_err(ServeError::Promotion)?;
+    let promotions = Arc::new(
+        PromotionService::open(
+            registry.metadata().clone(),
+            registry.blobs().clone(),
+            config.clone(),
+            evidence.clone(),
+            attestation_key,
+        )
+        .await
+        .map_err(|e| ServeError::Promotion(e.to_string()))?,
+    );
+    let housekeeping = tokio::spawn(promotion_housekeeping(promotions.clone()));
     let app = router(
         registry.clone(),
         audit.clone(),
         identity,
         evidence,
+        promotions,
         crate::metrics::install(),
     );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "airlock listening");
@@ -214,12 +240,45 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await?;
     sweep.abort();
+    housekeeping.abort();
     integrator.abort();
     // Leave a checkpoint that covers everything written before shutdown.
     while let Ok(Some(_)) = audit.integrate().await {}
     registry.metadata().close().await;
     tracing::info!("airlock stopped");
     Ok(())
+}
+
+/// Expires overdue promotions every 30 s and reloads the policy bundle on SIGHUP (a bundle that
+/// fails to load or whose tests fail is refused, and the current one stays).
+async fn promotion_housekeeping(promotions: Arc<PromotionService>) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        #[cfg(unix)]
+        let reload = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let reload = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(err) = promotions.expire_overdue().await {
+                    tracing::error!(error = %err, "expiring overdue promotions failed");
+                }
+            }
+            _ = reload => {
+                match promotions.reload_policy(&airlock_core::Actor::system()).await {
+                    Ok(digest) => tracing::info!(%digest, "policy bundle reloaded (SIGHUP)"),
+                    Err(err) => tracing::error!(error = %err, "policy bundle refused; the previous one stays"),
+                }
+            }
+        }
+    }
 }
 
 async fn sweep_uploads(registry: Arc<Registry>, every: Duration) {

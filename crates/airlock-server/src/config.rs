@@ -27,6 +27,11 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Identity and access control.
     pub access: AccessConfig,
+    /// The policy bundle and promotion settings.
+    pub policy: PolicyConfig,
+    /// Gate settings per gated stage (by stage name); a gated stage without an entry gets the
+    /// defaults.
+    pub gates: std::collections::BTreeMap<String, GateConfig>,
     /// The ordered stages.
     pub stages: Vec<StageConfig>,
 }
@@ -40,6 +45,8 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             audit: AuditConfig::default(),
             access: AccessConfig::default(),
+            policy: PolicyConfig::default(),
+            gates: std::collections::BTreeMap::new(),
             stages: Stages::default_pipeline(),
         }
     }
@@ -139,6 +146,72 @@ pub struct AccessConfig {
     pub initial_admin_password: Option<Secret>,
 }
 
+/// The policy bundle and promotion settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Directory of the policy bundle (`.rego` files and `.json` data). Unset: the default
+    /// bundle built into airlock (the repository's `policies/`).
+    pub bundle: Option<PathBuf>,
+    /// Longest a gate evaluation may take, in milliseconds; longer is a denial.
+    pub timeout_ms: u64,
+    /// How long a promotion waits for its approvals, in seconds (default 24 h).
+    pub approval_ttl_secs: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            bundle: None,
+            timeout_ms: 1000,
+            approval_ttl_secs: 24 * 3600,
+        }
+    }
+}
+
+/// The gate of one gated stage.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GateConfig {
+    /// The Rego query deciding promotions into the stage. Unset: `data.airlock.gates.<stage>`.
+    pub query: Option<String>,
+    /// Approvals every promotion needs (the policy may ask for more).
+    pub approvals: ApprovalConfig,
+    /// Repositories that need more approvals.
+    pub critical: Vec<CriticalConfig>,
+    /// The Rego query deciding rollbacks in the stage. Unset: `data.airlock.rollback`.
+    pub rollback_query: Option<String>,
+}
+
+/// Who approves, and how many.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApprovalConfig {
+    /// Approvals required.
+    pub count: u32,
+    /// The role approvers must hold on the target repository.
+    pub role: String,
+}
+
+impl Default for ApprovalConfig {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            role: "approver".into(),
+        }
+    }
+}
+
+/// Repositories that need more approvals.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CriticalConfig {
+    /// Repository path patterns without the stage (`team/payments/*`, `*`).
+    pub repositories: Vec<String>,
+    /// Approvals they need.
+    pub approvals: u32,
+}
+
 /// A secret string that never appears in `Debug` output or logs.
 #[derive(Clone, Default)]
 pub struct Secret(pub String);
@@ -209,7 +282,9 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 6] = ["listen", "data_dir", "log", "registry", "audit", "access"];
+const ENV_SETTABLE: [&str; 8] = [
+    "listen", "data_dir", "log", "registry", "audit", "access", "policy", "gates",
+];
 
 impl Config {
     /// Loads the configuration from an optional file and `AIRLOCK_*` variables (passed in, so this
@@ -274,12 +349,38 @@ impl Config {
                 "registry.max_manifest_bytes must be positive".into(),
             ));
         }
+        for (stage, gate) in &self.gates {
+            let known = self.stages.iter().any(|s| {
+                s.name.as_str() == stage.as_str() && s.mode == airlock_core::StageMode::Gated
+            });
+            if !known {
+                return Err(invalid(format!(
+                    "gates.{stage}: there is no gated stage {stage}"
+                )));
+            }
+            if gate.approvals.role.parse::<airlock_core::Role>().is_err() {
+                return Err(invalid(format!(
+                    "gates.{stage}.approvals.role: unknown role {:?}",
+                    gate.approvals.role
+                )));
+            }
+        }
+        if self.policy.timeout_ms == 0 || self.policy.approval_ttl_secs == 0 {
+            return Err(invalid(
+                "policy.timeout_ms and policy.approval_ttl_secs must be positive".into(),
+            ));
+        }
         if self.registry.upload_sweep_interval_secs == 0 {
             return Err(invalid(
                 "registry.upload_sweep_interval_secs must be positive".into(),
             ));
         }
         Ok(())
+    }
+
+    /// The gate settings of `stage` (defaults if unconfigured).
+    pub fn gate(&self, stage: &str) -> GateConfig {
+        self.gates.get(stage).cloned().unwrap_or_default()
     }
 
     /// The validated stages.

@@ -14,6 +14,7 @@ pub mod evidence;
 pub mod identity;
 pub mod metrics;
 pub mod oci;
+pub mod promotion;
 pub mod registry;
 
 pub use app::{ServeError, serve};

@@ -24,6 +24,10 @@ pub const AUTH_FAILURES: &str = "airlock_auth_failures_total";
 pub const EVIDENCE_ITEMS: &str = "airlock_evidence_items_total";
 /// Evidence verdicts changed by keyring changes, by new status.
 pub const EVIDENCE_REVERIFIED: &str = "airlock_evidence_reverified_total";
+/// Promotion decisions, by target stage and outcome (`promoted`, `pending_approval`, `denied`).
+pub const PROMOTIONS: &str = "airlock_promotions_total";
+/// Time to evaluate a gate, in seconds.
+pub const POLICY_EVALUATION: &str = "airlock_policy_evaluation_seconds";
 /// Entries in the audit log (appended, integrated or not).
 pub const AUDIT_ENTRIES: &str = "airlock_audit_log_entries";
 /// Tree size of the newest signed checkpoint.

@@ -560,33 +560,43 @@ impl Registry {
         };
         let tag_move = self
             .metadata
-            .put_manifest(repo, &digest, &parsed, content, tag, |current| {
-                let mut records = vec![Self::record(
-                    actor,
-                    AuditEvent::ManifestPushed {
-                        repository: repo.clone(),
-                        digest: digest.clone(),
-                        media_type: parsed.media_type.clone(),
-                        artifact_type: parsed.artifact_type.clone(),
-                        subject: parsed.subject.clone(),
-                    },
-                )];
-                if let Some(tag) = tag {
-                    self.stages.check_tag_move(repo, tag, current, &digest)?;
-                    if current != Some(&digest) {
-                        records.push(Self::record(
-                            actor,
-                            AuditEvent::TagMoved {
-                                repository: repo.clone(),
-                                tag: tag.clone(),
-                                digest: digest.clone(),
-                                previous: current.cloned(),
-                            },
-                        ));
+            .put_manifest(
+                repo,
+                airlock_store::ManifestUpload {
+                    digest: &digest,
+                    manifest: &parsed,
+                    content,
+                },
+                tag,
+                &actor.principal,
+                |current| {
+                    let mut records = vec![Self::record(
+                        actor,
+                        AuditEvent::ManifestPushed {
+                            repository: repo.clone(),
+                            digest: digest.clone(),
+                            media_type: parsed.media_type.clone(),
+                            artifact_type: parsed.artifact_type.clone(),
+                            subject: parsed.subject.clone(),
+                        },
+                    )];
+                    if let Some(tag) = tag {
+                        self.stages.check_tag_move(repo, tag, current, &digest)?;
+                        if current != Some(&digest) {
+                            records.push(Self::record(
+                                actor,
+                                AuditEvent::TagMoved {
+                                    repository: repo.clone(),
+                                    tag: tag.clone(),
+                                    digest: digest.clone(),
+                                    previous: current.cloned(),
+                                },
+                            ));
+                        }
                     }
-                }
-                Ok(records)
-            })
+                    Ok(records)
+                },
+            )
             .await
             .map_err(|err| match err {
                 ManifestWriteError::MissingReferences(missing) => {

@@ -470,12 +470,18 @@ impl EvidenceService {
         if let Some(tag) = tag {
             tags.push(tag.as_str().to_string());
         }
+        let tag_scheme = tags.iter().any(|t| {
+            cosign::parse_tag_scheme(t).is_some_and(|(_, kind)| {
+                matches!(kind, TagSchemeKind::Signature | TagSchemeKind::Attestation)
+            })
+        });
+        if manifest.subject.is_none() && !tag_scheme {
+            // Not an evidence manifest (an image, an index, an unsigned artifact).
+            return Ok(());
+        }
         let candidates = self
             .candidates(repo, digest, manifest, &tags, &actor.principal)
             .await?;
-        if candidates.is_empty() && manifest.subject.is_none() && tag.is_none() {
-            return Ok(());
-        }
         self.record(Some((repo, digest)), candidates, actor).await?;
         Ok(())
     }

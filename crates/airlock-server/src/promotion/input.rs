@@ -1,0 +1,234 @@
+//! The policy input document (version 1, documented in docs/policy.md): everything a gate may
+//! look at, built from stored facts only, so a decision can be replayed from the stored input.
+
+use std::str::FromStr;
+
+use airlock_core::audit::rfc3339_millis;
+use airlock_core::{Digest, ParsedManifest, RepoName};
+use airlock_store::{ApprovalRow, EvidenceRow, PromotionRow, StoreError, now_millis};
+use serde_json::{Value, json};
+
+use super::{Caller, PromotionService, Result};
+
+/// The requester part of the input, also stored with the promotion.
+pub(super) fn requester_json(caller: &Caller) -> Value {
+    let roles: Vec<Value> = caller
+        .who
+        .as_ref()
+        .map(|w| {
+            w.grants
+                .iter()
+                .filter(|g| g.is_active(now_millis()))
+                .map(|g| json!({"role": g.role.to_string(), "scope": g.scope.to_string()}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let source = caller
+        .actor
+        .source
+        .as_deref()
+        .map(|s| s.rsplit_once(':').map_or(s, |(host, _)| host).to_string());
+    json!({
+        "principal": caller.actor.principal,
+        "roles": roles,
+        "auth_method": caller.actor.auth_method,
+        "source": source,
+    })
+}
+
+/// The `evidence` object: verified items by kind, with their derived facts; rejected ones apart.
+fn evidence_json(rows: &[EvidenceRow], key_scopes: &[(String, Vec<String>)]) -> Value {
+    let mut signatures = Vec::new();
+    let mut attestations = Vec::new();
+    let mut provenance = Vec::new();
+    let mut sboms = Vec::new();
+    let mut vulnerabilities = Vec::new();
+    let mut tests = Vec::new();
+    let mut rejected = Vec::new();
+    for row in rows {
+        let verdict = &row.verdict;
+        let key = verdict.key_name.clone();
+        if verdict.status != "verified" {
+            rejected.push(
+                json!({"reason_code": verdict.reason_code, "reason": verdict.reason, "key": key}),
+            );
+            continue;
+        }
+        match verdict.kind.as_deref() {
+            Some("signature") => {
+                let scope = key_scopes
+                    .iter()
+                    .find(|(name, _)| Some(name) == key.as_ref())
+                    .map(|(_, scope)| scope.clone())
+                    .unwrap_or_default();
+                signatures.push(
+                    json!({"key": key, "key_id": verdict.key_id, "key_scope": scope,
+                    "format": row.origin.format, "source": row.origin.source}),
+                );
+            }
+            Some("attestation") => {
+                attestations.push(json!({"key": key, "predicate_type": verdict.predicate_type}));
+                let facts: Value = verdict
+                    .facts
+                    .as_deref()
+                    .and_then(|f| serde_json::from_str(f).ok())
+                    .unwrap_or(Value::Null);
+                let mut item = facts.clone();
+                if let Some(object) = item.as_object_mut() {
+                    object.remove("kind");
+                    object.insert("key".into(), json!(key));
+                }
+                match facts["kind"].as_str() {
+                    Some("provenance") => provenance.push(item),
+                    Some("sbom") => {
+                        let components = facts["components"].as_array().map_or(0, Vec::len);
+                        item["components"] = json!(components);
+                        sboms.push(item);
+                    }
+                    Some("vulnerabilities") => vulnerabilities.push(item),
+                    Some("test_result") => tests.push(item),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    json!({
+        "signatures": signatures, "provenance": provenance, "sboms": sboms,
+        "vulnerabilities": vulnerabilities, "tests": tests, "attestations": attestations,
+        "rejected": rejected,
+    })
+}
+
+async fn artifact_json(
+    service: &PromotionService,
+    source: &RepoName,
+    target: &RepoName,
+    digest: &Digest,
+) -> Result<Value> {
+    let metadata = &service.metadata;
+    let stored = metadata.manifest(source, digest).await?.ok_or_else(|| {
+        super::PromotionError::NotFound(format!("{source}@{digest} is not in the registry"))
+    })?;
+    let annotations = ParsedManifest::parse(Some(&stored.media_type), &stored.content)
+        .map(|m| m.annotations)
+        .unwrap_or_default();
+    let tags: Vec<String> = metadata
+        .tags_of(source.as_str(), &digest.to_string())
+        .await?
+        .into_iter()
+        .filter(|t| airlock_trust::cosign::parse_tag_scheme(t).is_none())
+        .collect();
+    let created = metadata
+        .manifest_arrived_at(source.as_str(), &digest.to_string())
+        .await?
+        .map(rfc3339_millis);
+    let flags: Vec<String> = metadata
+        .artifact_flags(target.as_str(), &digest.to_string())
+        .await?
+        .into_iter()
+        .map(|f| f.flag)
+        .collect();
+    // The push stage the artifact came from: where its evidence is added.
+    let mut origin = source.clone();
+    for stage in service.stages.all() {
+        let candidate = source.in_stage(&stage.name);
+        if stage.mode == airlock_core::StageMode::Push
+            && metadata.manifest(&candidate, digest).await?.is_some()
+        {
+            origin = candidate;
+            break;
+        }
+    }
+    Ok(json!({
+        "repository": source.path(),
+        "name": source.as_str(),
+        "origin": origin.as_str(),
+        "digest": digest,
+        "media_type": stored.media_type,
+        "size": stored.content.len(),
+        "tags": tags,
+        "annotations": annotations,
+        "created": created,
+        "pushed_by": metadata.pushed_by(source.as_str(), &digest.to_string()).await?,
+        "flags": flags,
+    }))
+}
+
+async fn common(
+    service: &PromotionService,
+    row: &PromotionRow,
+    action: &str,
+    requester: Value,
+    approvals: &[ApprovalRow],
+) -> Result<Value> {
+    let source = service.source_of(row)?;
+    let target = service.target_of(row)?;
+    let digest = Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let artifact = artifact_json(service, &source, &target, &digest).await?;
+    let evidence_rows = service
+        .evidence
+        .evidence_for(&source, &digest)
+        .await
+        .map_err(|e| super::PromotionError::Policy(e.to_string()))?;
+    let (_, keys) = service
+        .evidence
+        .keys()
+        .await
+        .map_err(|e| super::PromotionError::Policy(e.to_string()))?;
+    let key_scopes: Vec<(String, Vec<String>)> =
+        keys.into_iter().map(|k| (k.name, k.scope)).collect();
+    let history: Vec<Value> = service
+        .metadata
+        .promotions_of(&row.repository_path, &row.digest)
+        .await?
+        .into_iter()
+        .filter(|p| p.id != row.id)
+        .map(|p| {
+            json!({"stage": p.target_stage, "promotion": p.id, "state": p.state,
+                   "at": rfc3339_millis(p.decided_at.unwrap_or(p.created_at)), "by": p.requested_by})
+        })
+        .collect();
+    let freeze = service.metadata.freeze(&row.target_stage).await?;
+    let approvals: Vec<Value> = approvals
+        .iter()
+        .map(|a| json!({"principal": a.principal, "at": rfc3339_millis(a.created_at), "comment": a.comment}))
+        .collect();
+    Ok(json!({
+        "version": airlock_policy::INPUT_VERSION,
+        "now": rfc3339_millis(now_millis()),
+        "action": action,
+        "artifact": artifact,
+        "source": {"stage": row.source_stage},
+        "target": {
+            "stage": row.target_stage, "repository": target.as_str(), "tags": row.tags,
+            "channel": row.channel, "frozen": freeze.is_some(),
+            "freeze_reason": freeze.map(|f| f.reason),
+        },
+        "evidence": evidence_json(&evidence_rows, &key_scopes),
+        "history": history,
+        "requester": requester,
+        "approvals": approvals,
+        "break_glass": {"requested": row.break_glass.is_some(), "reason": row.break_glass},
+    }))
+}
+
+/// The input for deciding promotion `row` with `approvals` so far.
+pub(super) async fn build(
+    service: &PromotionService,
+    row: &PromotionRow,
+    approvals: &[ApprovalRow],
+) -> Result<Value> {
+    let requester: Value =
+        serde_json::from_str(&row.requester).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    common(service, row, "promote", requester, approvals).await
+}
+
+/// The input for rolling a channel back to the artifact `row` promoted.
+pub(super) async fn build_rollback(
+    service: &PromotionService,
+    row: &PromotionRow,
+    caller: &Caller,
+) -> Result<Value> {
+    common(service, row, "rollback", requester_json(caller), &[]).await
+}

@@ -1,0 +1,1166 @@
+//! The promotion service: gates, approvals, zero-copy promotion, rollback, freezes, decision
+//! replay and the policy bundle.
+//!
+//! A request is decided by the target stage's gate: the Rego query over the input document
+//! ([`input`]) built from the artifact, its verified evidence, its promotion history, the requester
+//! and the approvals so far. A denial changes nothing but the promotion's state and its records. An
+//! allowed promotion that needs approvals waits; when the last approval arrives it is decided
+//! again with the evidence and keyring of that moment, and promoted in one metadata transaction
+//! with a signed promotion attestation. Every decision is stored with its input and bundle digest
+//! so it can be replayed.
+
+mod attestation;
+mod input;
+pub mod routes;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use airlock_core::access::{Permission, PermissionTarget};
+use airlock_core::promotion::{check_approver, required_approvals};
+use airlock_core::{
+    Actor, ApprovalRefusal, AuditEvent, AuditRecord, Digest, PromotionParties, PromotionState,
+    Reference, RepoName, Role, StageMode, StageName, Stages, Tag,
+};
+use airlock_policy::{Bundle, Decision};
+use airlock_store::{
+    BlobStore, DecisionRow, Metadata, PromotionRow, PromotionWriteError, StoreError, now_millis,
+};
+use airlock_trust::keys::SigningKey;
+use serde_json::{Value, json};
+
+pub use attestation::{ATTESTATION_PREDICATE_TYPE, load_or_create_attestation_key};
+
+use crate::config::{Config, GateConfig};
+use crate::evidence::EvidenceService;
+use crate::identity::Authenticated;
+
+/// Why a promotion operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PromotionError {
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Something named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The change conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// An approval was refused by separation of duties or role rules.
+    #[error(transparent)]
+    Approval(#[from] ApprovalRefusal),
+    /// The policy bundle could not be loaded.
+    #[error("{0}")]
+    Policy(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<PromotionWriteError> for PromotionError {
+    fn from(err: PromotionWriteError) -> Self {
+        match err {
+            PromotionWriteError::Store(err) => Self::Store(err),
+            PromotionWriteError::Duplicate(id) => Self::Conflict(format!(
+                "promotion {id} of this artifact to this stage already exists (airlock promotions show {id})"
+            )),
+            other => Self::Conflict(other.to_string()),
+        }
+    }
+}
+
+type Result<T, E = PromotionError> = std::result::Result<T, E>;
+
+/// Who is asking, as the service needs it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The authenticated principal (`None` when access control is off).
+    pub who: Option<Authenticated>,
+    /// The audit actor.
+    pub actor: Actor,
+}
+
+impl Caller {
+    fn name(&self) -> &str {
+        &self.actor.principal
+    }
+
+    fn has(&self, permission: Permission, target: &PermissionTarget) -> bool {
+        self.who.as_ref().is_none_or(|w| w.has(permission, target))
+    }
+}
+
+/// A promotion request.
+#[derive(Debug, Clone)]
+pub struct PromoteRequest {
+    /// The source repository (with stage).
+    pub source: RepoName,
+    /// The artifact: a tag or digest in the source.
+    pub reference: Reference,
+    /// The target stage.
+    pub target_stage: StageName,
+    /// Tags to set in the target (default: the artifact's tags in the source).
+    pub tags: Option<Vec<Tag>>,
+    /// Channel tag to move (default: the target stage's first channel tag, if any).
+    pub channel: Option<Tag>,
+    /// Evaluate only.
+    pub dry_run: bool,
+    /// Emergency promotion reason (needs the break-glass role).
+    pub break_glass: Option<String>,
+}
+
+/// The outcome of a request, approval or dry run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The promotion (`None` for a dry run).
+    pub promotion: Option<PromotionRow>,
+    /// The gate's decision.
+    pub decision: Decision,
+    /// The decision record id (`None` for a dry run).
+    pub decision_id: Option<String>,
+    /// Approvals required.
+    pub approvals_required: u32,
+}
+
+/// The policy bundle in use and where it came from.
+struct LoadedPolicy {
+    bundle: Arc<Bundle>,
+    source: Option<std::path::PathBuf>,
+}
+
+/// The promotion service.
+pub struct PromotionService {
+    metadata: Metadata,
+    blobs: BlobStore,
+    stages: Stages,
+    config: Config,
+    evidence: Arc<EvidenceService>,
+    policy: RwLock<LoadedPolicy>,
+    attestation_key: SigningKey,
+}
+
+/// The decision shown for an approval that did not yet complete the set (the gate allowed the
+/// promotion when it was requested; it is decided again when the last approval arrives).
+fn pending_decision() -> Decision {
+    Decision {
+        allowed: true,
+        deny: Vec::new(),
+        warn: Vec::new(),
+        approvals: None,
+        error: None,
+    }
+}
+
+fn random_id(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    )
+}
+
+/// Loads and tests a bundle: a bundle whose tests fail is refused.
+fn load_bundle(path: Option<&Path>) -> Result<Bundle> {
+    let bundle = match path {
+        Some(path) => Bundle::load(path).map_err(|e| {
+            PromotionError::Policy(format!("policy bundle {}: {e}", path.display()))
+        })?,
+        None => airlock_policy::default_bundle(),
+    };
+    let report = bundle.run_tests();
+    if !report.failed.is_empty() {
+        let failed: Vec<String> = report
+            .failed
+            .iter()
+            .map(|(name, why)| format!("{name}: {why}"))
+            .collect();
+        return Err(PromotionError::Policy(format!(
+            "the policy bundle's tests fail, so it is refused: {}",
+            failed.join("; ")
+        )));
+    }
+    Ok(bundle)
+}
+
+impl PromotionService {
+    /// Opens the service: loads the policy bundle (refusing one whose tests fail) and records it.
+    pub async fn open(
+        metadata: Metadata,
+        blobs: BlobStore,
+        config: Config,
+        evidence: Arc<EvidenceService>,
+        attestation_key: SigningKey,
+    ) -> Result<Self> {
+        let stages = config
+            .stages()
+            .map_err(|e| PromotionError::Policy(e.to_string()))?;
+        let bundle = load_bundle(config.policy.bundle.as_deref())?;
+        let service = Self {
+            metadata,
+            blobs,
+            stages,
+            policy: RwLock::new(LoadedPolicy {
+                bundle: Arc::new(bundle),
+                source: config.policy.bundle.clone(),
+            }),
+            config,
+            evidence,
+            attestation_key,
+        };
+        service.record_bundle(&Actor::system()).await?;
+        Ok(service)
+    }
+
+    fn bundle(&self) -> Arc<Bundle> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .bundle
+            .clone()
+    }
+
+    /// Stores the current bundle by digest (for replay) and records that it was loaded.
+    async fn record_bundle(&self, actor: &Actor) -> Result<()> {
+        let bundle = self.bundle();
+        let files = serde_json::to_string(bundle.files())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let digest = bundle.digest().to_string();
+        if self.metadata.bundle_files(&digest).await?.is_none() {
+            self.metadata.save_bundle(&digest, &files).await?;
+            self.metadata
+                .record_events(&[AuditRecord {
+                    time_millis: now_millis(),
+                    actor: actor.clone(),
+                    event: AuditEvent::PolicyLoaded {
+                        digest,
+                        files: bundle.files().len(),
+                    },
+                }])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Reloads the bundle from its directory (SIGHUP or the API). A bundle that fails to parse or
+    /// whose tests fail is refused and the current one stays. Returns the digest in use.
+    pub async fn reload_policy(&self, actor: &Actor) -> Result<String> {
+        let source = self
+            .policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .source
+            .clone();
+        let bundle = load_bundle(source.as_deref())?;
+        let digest = bundle.digest().to_string();
+        self.policy
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .bundle = Arc::new(bundle);
+        self.record_bundle(actor).await?;
+        Ok(digest)
+    }
+
+    /// The bundle in use: digest and file names.
+    pub fn policy_info(&self) -> Value {
+        let bundle = self.bundle();
+        let files: Vec<&str> = bundle.files().iter().map(|(p, _)| p.as_str()).collect();
+        json!({"digest": bundle.digest(), "files": files})
+    }
+
+    /// The attestation public key (SPKI PEM), for `cosign verify-attestation --key`.
+    pub fn attestation_public_key(&self) -> String {
+        self.attestation_key.public_key().to_pem()
+    }
+
+    fn gate(&self, stage: &StageName) -> GateConfig {
+        self.config.gate(stage.as_str())
+    }
+
+    fn gate_query(&self, stage: &StageName) -> String {
+        self.gate(stage)
+            .query
+            .unwrap_or_else(|| format!("data.airlock.gates.{}", stage.as_str()))
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.config.policy.timeout_ms)
+    }
+
+    async fn evaluate(&self, query: String, input: Value) -> (Decision, String) {
+        let bundle = self.bundle();
+        let digest = bundle.digest().to_string();
+        let timeout = self.timeout();
+        let started = std::time::Instant::now();
+        let decision =
+            tokio::task::spawn_blocking(move || bundle.evaluate(&query, &input, timeout))
+                .await
+                .unwrap_or_else(|e| {
+                    Decision::fail_closed(format!("policy evaluation panicked: {e}"))
+                });
+        metrics::histogram!(crate::metrics::POLICY_EVALUATION)
+            .record(started.elapsed().as_secs_f64());
+        (decision, digest)
+    }
+
+    /// Checks the stage flow (`target` is gated and accepts `source`) and returns the target
+    /// repository.
+    fn target_repository(&self, source: &RepoName, target: &StageName) -> Result<RepoName> {
+        let target_stage = self
+            .stages
+            .all()
+            .iter()
+            .find(|s| &s.name == target)
+            .ok_or_else(|| {
+                PromotionError::BadRequest(format!(
+                    "there is no stage {target}; stages: {}",
+                    self.stages
+                        .all()
+                        .iter()
+                        .map(|s| s.name.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        if target_stage.mode != StageMode::Gated {
+            return Err(PromotionError::BadRequest(format!(
+                "stage {target} is a push stage; promotions go into gated stages"
+            )));
+        }
+        let source_stage = source.stage();
+        if !target_stage.from.contains(&source_stage) {
+            let from: Vec<String> = target_stage.from.iter().map(|s| s.to_string()).collect();
+            return Err(PromotionError::BadRequest(format!(
+                "stage {target} accepts promotions only from {}; promote {} there first",
+                from.join(", "),
+                source.path()
+            )));
+        }
+        Ok(source.in_stage(target))
+    }
+
+    /// Requests (or, with `dry_run`, only evaluates) a promotion.
+    pub async fn request(&self, request: PromoteRequest, caller: &Caller) -> Result<Outcome> {
+        let target = self.target_repository(&request.source, &request.target_stage)?;
+        let needed = if request.break_glass.is_some() {
+            Permission::BreakGlass
+        } else {
+            Permission::Promote
+        };
+        if !caller.has(needed, &PermissionTarget::Repository(target.clone())) {
+            return Err(PromotionError::Forbidden(format!(
+                "{} may not promote into {target}: that needs the {} role on it",
+                caller.name(),
+                if needed == Permission::BreakGlass {
+                    "break-glass"
+                } else {
+                    "promoter"
+                }
+            )));
+        }
+        if let Some(reason) = &request.break_glass
+            && reason.trim().is_empty()
+        {
+            return Err(PromotionError::BadRequest(
+                "a break-glass promotion needs a reason".into(),
+            ));
+        }
+        let digest = match &request.reference {
+            Reference::Digest(digest) => {
+                if self
+                    .metadata
+                    .manifest(&request.source, digest)
+                    .await?
+                    .is_none()
+                {
+                    return Err(PromotionError::NotFound(format!(
+                        "{}@{digest} is not in the registry",
+                        request.source
+                    )));
+                }
+                digest.clone()
+            }
+            Reference::Tag(tag) => self
+                .metadata
+                .resolve_tag(&request.source, tag)
+                .await?
+                .ok_or_else(|| {
+                    PromotionError::NotFound(format!(
+                        "{}:{tag} is not in the registry",
+                        request.source
+                    ))
+                })?,
+        };
+        let tags = match request.tags.clone() {
+            Some(tags) => tags,
+            None => self
+                .metadata
+                .tags_of(request.source.as_str(), &digest.to_string())
+                .await?
+                .into_iter()
+                .filter(|t| airlock_trust::cosign::parse_tag_scheme(t).is_none())
+                .filter_map(|t| Tag::from_str(&t).ok())
+                .collect(),
+        };
+        let stage_config = self
+            .stages
+            .all()
+            .iter()
+            .find(|s| s.name == request.target_stage)
+            .cloned();
+        let channel = match (&request.channel, stage_config) {
+            (Some(channel), Some(stage)) => {
+                if !stage.channel_tags.iter().any(|c| c == channel.as_str()) {
+                    return Err(PromotionError::BadRequest(format!(
+                        "{channel} is not a channel tag of stage {}; its channel tags: {}",
+                        stage.name,
+                        stage.channel_tags.join(", ")
+                    )));
+                }
+                Some(channel.clone())
+            }
+            (None, Some(stage)) => stage
+                .channel_tags
+                .first()
+                .and_then(|c| Tag::from_str(c).ok()),
+            _ => None,
+        };
+        // Tags in gated stages are immutable: a tag already naming another digest is a conflict.
+        for tag in &tags {
+            if channel.as_ref() == Some(tag) {
+                continue;
+            }
+            if let Some(current) = self.metadata.resolve_tag(&target, tag).await?
+                && current != digest
+            {
+                return Err(PromotionError::Conflict(format!(
+                    "{target}:{tag} already names {current}; tags in gated stages are immutable: promote with other --tag values"
+                )));
+            }
+        }
+        // An overdue pending promotion must not block a new request for the same artifact.
+        self.expire_overdue().await?;
+        let now = now_millis();
+        let mut row = PromotionRow {
+            id: random_id("prm"),
+            repository_path: request.source.path().to_string(),
+            digest: digest.to_string(),
+            source_stage: request.source.stage().to_string(),
+            target_stage: request.target_stage.to_string(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            channel: channel.as_ref().map(|c| c.to_string()),
+            state: PromotionState::Evaluating.as_str().into(),
+            requested_by: caller.name().to_string(),
+            requester: input::requester_json(caller).to_string(),
+            approvals_required: 0,
+            break_glass: request.break_glass.clone(),
+            last_decision: None,
+            attestation: None,
+            created_at: now,
+            expires_at: now + (self.config.policy.approval_ttl_secs as i64) * 1000,
+            decided_at: None,
+        };
+        if request.dry_run {
+            let input = self.input_for(&row, &[]).await?;
+            let (decision, _) = self
+                .evaluate(self.gate_query(&request.target_stage), input)
+                .await;
+            let required = self.required_for(&row, &decision);
+            return Ok(Outcome {
+                promotion: None,
+                decision,
+                decision_id: None,
+                approvals_required: required,
+            });
+        }
+        self.metadata.insert_promotion(&row).await?;
+        let outcome = self.decide(&mut row, caller).await;
+        if outcome.is_err() {
+            // Never leave a promotion stuck in `evaluating`: it would block the artifact.
+            let _ = self
+                .metadata
+                .close_promotion(&row.id, &["evaluating"], "denied", &[])
+                .await;
+        }
+        outcome
+    }
+
+    fn required_for(&self, row: &PromotionRow, decision: &Decision) -> u32 {
+        let gate = self.config.gate(&row.target_stage);
+        let critical = gate
+            .critical
+            .iter()
+            .filter(|c| {
+                c.repositories.iter().any(|p| {
+                    airlock_trust::verify::ScopePattern::from_str(p)
+                        .is_ok_and(|p| p.matches(&row.repository_path))
+                })
+            })
+            .map(|c| c.approvals)
+            .max();
+        required_approvals(
+            gate.approvals.count,
+            critical,
+            decision.approvals,
+            row.break_glass.is_some(),
+        )
+    }
+
+    async fn input_for(
+        &self,
+        row: &PromotionRow,
+        approvals: &[airlock_store::ApprovalRow],
+    ) -> Result<Value> {
+        input::build(self, row, approvals).await
+    }
+
+    /// Decides `row` (first request or after its last approval), recording the decision, and
+    /// promotes it when allowed and approved.
+    async fn decide(&self, row: &mut PromotionRow, caller: &Caller) -> Result<Outcome> {
+        let approvals = self.metadata.approvals(&row.id).await?;
+        let input = self.input_for(row, &approvals).await?;
+        let target_stage = StageName::from_str(&row.target_stage)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let query = self.gate_query(&target_stage);
+        let (decision, bundle_digest) = self.evaluate(query.clone(), input.clone()).await;
+        let required = self.required_for(row, &decision);
+        let decision_id = random_id("dec");
+        let now = now_millis();
+        let record = DecisionRow {
+            id: decision_id.clone(),
+            promotion_id: Some(row.id.clone()),
+            action: "promote".into(),
+            query,
+            bundle_digest: bundle_digest.clone(),
+            input: input.to_string(),
+            result: serde_json::to_string(&decision)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            allowed: decision.allowed,
+            created_at: now,
+        };
+        // Decisions are made from `evaluating`: a new request, or one claimed by the approval
+        // that completed its set.
+        let from: &[&str] = &["evaluating"];
+        let approved = approvals.len() as u32 >= required;
+        let state = if !decision.allowed {
+            PromotionState::Denied
+        } else if approved {
+            PromotionState::Evaluating
+        } else {
+            PromotionState::PendingApproval
+        };
+        let audit_state = match state {
+            PromotionState::Denied => "denied",
+            PromotionState::PendingApproval => "pending_approval",
+            _ => "allowed",
+        };
+        let target = self.target_of(row)?;
+        let digest =
+            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let records = [AuditRecord {
+            time_millis: now,
+            actor: caller.actor.clone(),
+            event: AuditEvent::PromotionDecided {
+                promotion: row.id.clone(),
+                repository: target.clone(),
+                digest: digest.clone(),
+                state: audit_state.into(),
+                decision: decision_id.clone(),
+                policy: bundle_digest.clone(),
+                rules: decision.deny.iter().map(|v| v.rule.clone()).collect(),
+                approvals_required: required,
+            },
+        }];
+        // An allowed, approved promotion stays `evaluating` (or `pending_approval`) until the
+        // promotion transaction itself moves it to `promoted`.
+        let to = state.as_str();
+        let index = self
+            .metadata
+            .record_decision(&record, Some((from, to, required)), &records)
+            .await?;
+        row.state = to.to_string();
+        row.approvals_required = required;
+        row.last_decision = Some(decision_id.clone());
+        if decision.allowed && approved {
+            self.promote(row, &approvals, &bundle_digest, &decision_id, index, caller)
+                .await?;
+        }
+        let outcome = if decision.allowed && approved {
+            "promoted"
+        } else {
+            to
+        };
+        metrics::counter!(crate::metrics::PROMOTIONS, "stage" => row.target_stage.clone(), "outcome" => outcome.to_string())
+            .increment(1);
+        let promotion = self.metadata.promotion(&row.id).await?;
+        Ok(Outcome {
+            promotion,
+            decision,
+            decision_id: Some(decision_id),
+            approvals_required: required,
+        })
+    }
+
+    fn target_of(&self, row: &PromotionRow) -> Result<RepoName> {
+        RepoName::from_str(&format!("{}/{}", row.target_stage, row.repository_path))
+            .map_err(|e| StoreError::Corrupt(e.to_string()).into())
+    }
+
+    fn source_of(&self, row: &PromotionRow) -> Result<RepoName> {
+        RepoName::from_str(&format!("{}/{}", row.source_stage, row.repository_path))
+            .map_err(|e| StoreError::Corrupt(e.to_string()).into())
+    }
+
+    /// The promotion transaction, with the signed attestation.
+    async fn promote(
+        &self,
+        row: &PromotionRow,
+        approvals: &[airlock_store::ApprovalRow],
+        bundle_digest: &str,
+        decision_id: &str,
+        audit_index: Option<u64>,
+        caller: &Caller,
+    ) -> Result<()> {
+        let source = self.source_of(row)?;
+        let target = self.target_of(row)?;
+        let digest =
+            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let evidence_tags: Vec<Tag> = [
+            airlock_trust::cosign::TagSchemeKind::Signature,
+            airlock_trust::cosign::TagSchemeKind::Sbom,
+        ]
+        .into_iter()
+        .filter_map(|kind| {
+            Tag::from_str(&airlock_trust::cosign::tag_scheme_tag(&digest, kind)).ok()
+        })
+        .collect();
+        let statement = attestation::statement(&attestation::PromotionFacts {
+            promotion: row,
+            source: &source,
+            target: &target,
+            digest: &digest,
+            approvals,
+            bundle_digest,
+            decision_id,
+            audit_index,
+        });
+        // The path in every stage before the target, in pipeline order.
+        let stage_repositories: Vec<RepoName> = self
+            .stages
+            .all()
+            .iter()
+            .take_while(|s| s.name.as_str() != row.target_stage)
+            .map(|s| source.in_stage(&s.name))
+            .collect();
+        let attestation = attestation::build_manifest(
+            &self.metadata,
+            &self.blobs,
+            &self.attestation_key,
+            &source,
+            &stage_repositories,
+            &digest,
+            &statement,
+        )
+        .await?;
+        let write = airlock_store::PromotionWrite {
+            promotion_id: row.id.clone(),
+            source: source.clone(),
+            target: target.clone(),
+            digest: digest.clone(),
+            tags: row
+                .tags
+                .iter()
+                .filter_map(|t| Tag::from_str(t).ok())
+                .collect(),
+            channel: row.channel.as_deref().and_then(|c| Tag::from_str(c).ok()),
+            evidence_tags,
+            attestation: attestation.clone(),
+            actor: caller.name().to_string(),
+        };
+        let mut tags = row.tags.clone();
+        if let Some(channel) = &row.channel {
+            tags.push(channel.clone());
+        }
+        let records = [AuditRecord {
+            time_millis: now_millis(),
+            actor: caller.actor.clone(),
+            event: AuditEvent::Promoted {
+                promotion: row.id.clone(),
+                repository: target,
+                digest,
+                source,
+                tags,
+                attestation: attestation.digest.clone(),
+                break_glass: row.break_glass.clone(),
+            },
+        }];
+        self.metadata.promote(&write, &records).await?;
+        Ok(())
+    }
+
+    /// Approves a pending promotion; the last approval decides it again and promotes.
+    pub async fn approve(
+        &self,
+        id: &str,
+        comment: Option<String>,
+        caller: &Caller,
+    ) -> Result<Outcome> {
+        let mut row = self.promotion(id).await?;
+        if self.expire_if_due(&row).await? {
+            row = self.promotion(id).await?;
+        }
+        let state = PromotionState::from_str(&row.state).map_err(StoreError::Corrupt)?;
+        if state != PromotionState::PendingApproval {
+            return Err(ApprovalRefusal::NotPending {
+                id: id.to_string(),
+                state,
+            }
+            .into());
+        }
+        let target = self.target_of(&row)?;
+        let source = self.source_of(&row)?;
+        let gate = self.config.gate(&row.target_stage);
+        let role = Role::from_str(&gate.approvals.role)
+            .map_err(|e| PromotionError::Policy(e.to_string()))?;
+        let digest =
+            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut builders: Vec<String> = self
+            .evidence
+            .evidence_for(&source, &digest)
+            .await
+            .map_err(|e| PromotionError::Policy(e.to_string()))?
+            .into_iter()
+            .map(|e| e.origin.pushed_by)
+            .filter(|p| p != "airlock")
+            .collect();
+        builders.sort();
+        builders.dedup();
+        let parties = PromotionParties {
+            requester: row.requested_by.clone(),
+            pusher: self
+                .metadata
+                .pushed_by(source.as_str(), &row.digest)
+                .await?,
+            builders,
+            approvers: self
+                .metadata
+                .approvals(id)
+                .await?
+                .into_iter()
+                .map(|a| a.principal)
+                .collect(),
+        };
+        let grants = caller
+            .who
+            .as_ref()
+            .map(|w| w.grants.clone())
+            .unwrap_or_default();
+        if caller.who.is_some() {
+            check_approver(
+                caller.name(),
+                &grants,
+                role,
+                &target,
+                &parties,
+                now_millis(),
+            )?;
+        }
+        let records = [AuditRecord {
+            time_millis: now_millis(),
+            actor: caller.actor.clone(),
+            event: AuditEvent::PromotionApproved {
+                promotion: row.id.clone(),
+                repository: target,
+                digest,
+                comment: comment.clone(),
+            },
+        }];
+        let (_, complete) = self
+            .metadata
+            .add_approval(id, caller.name(), comment.as_deref(), &records)
+            .await
+            .map_err(|err| match err {
+                PromotionWriteError::AlreadyApproved => {
+                    PromotionError::Approval(ApprovalRefusal::AlreadyApproved {
+                        principal: caller.name().to_string(),
+                    })
+                }
+                PromotionWriteError::WrongState { id, state } => {
+                    PromotionError::Approval(ApprovalRefusal::NotPending {
+                        id,
+                        state: PromotionState::from_str(&state)
+                            .unwrap_or(PromotionState::Evaluating),
+                    })
+                }
+                other => other.into(),
+            })?;
+        if complete {
+            // This approval completed the set and claimed the promotion (`evaluating`): decide
+            // it again now, and put it back if that cannot be done.
+            let outcome = self.decide(&mut row, caller).await;
+            if outcome.is_err() {
+                let _ = self.metadata.reopen_promotion(id).await;
+            }
+            return outcome;
+        }
+        let decision_id = row.last_decision.clone();
+        Ok(Outcome {
+            promotion: self.metadata.promotion(id).await?,
+            decision: pending_decision(),
+            decision_id,
+            approvals_required: row.approvals_required,
+        })
+    }
+
+    async fn promotion(&self, id: &str) -> Result<PromotionRow> {
+        self.metadata.promotion(id).await?.ok_or_else(|| {
+            PromotionError::NotFound(format!(
+                "no promotion {id} (airlock promotions list shows them)"
+            ))
+        })
+    }
+
+    /// Closes `row` as expired if its approvals are overdue.
+    async fn expire_if_due(&self, row: &PromotionRow) -> Result<bool> {
+        if row.state != "pending_approval" || row.expires_at > now_millis() {
+            return Ok(false);
+        }
+        let target = self.target_of(row)?;
+        let digest =
+            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let records = [AuditRecord {
+            time_millis: now_millis(),
+            actor: Actor::system(),
+            event: AuditEvent::PromotionClosed {
+                promotion: row.id.clone(),
+                repository: target,
+                digest,
+                state: "expired".into(),
+            },
+        }];
+        match self
+            .metadata
+            .close_promotion(&row.id, &["pending_approval"], "expired", &records)
+            .await
+        {
+            Ok(()) | Err(PromotionWriteError::WrongState { .. }) => Ok(true),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Expires every overdue pending promotion (the periodic sweep).
+    pub async fn expire_overdue(&self) -> Result<usize> {
+        let overdue = self.metadata.expired_promotions(now_millis()).await?;
+        for row in &overdue {
+            self.expire_if_due(row).await?;
+        }
+        Ok(overdue.len())
+    }
+
+    /// Cancels a pending promotion (its requester, or an access admin).
+    pub async fn cancel(&self, id: &str, caller: &Caller) -> Result<PromotionRow> {
+        let row = self.promotion(id).await?;
+        if row.requested_by != caller.name()
+            && !caller.has(Permission::ManageAccess, &PermissionTarget::Global)
+        {
+            return Err(PromotionError::Forbidden(
+                "only the requester (or an access-admin) cancels a promotion".into(),
+            ));
+        }
+        let records = [AuditRecord {
+            time_millis: now_millis(),
+            actor: caller.actor.clone(),
+            event: AuditEvent::PromotionClosed {
+                promotion: row.id.clone(),
+                repository: self.target_of(&row)?,
+                digest: Digest::from_str(&row.digest)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                state: "cancelled".into(),
+            },
+        }];
+        self.metadata
+            .close_promotion(id, &["pending_approval"], "cancelled", &records)
+            .await?;
+        self.promotion(id).await
+    }
+
+    /// A promotion with its approvals.
+    pub async fn show(&self, id: &str) -> Result<(PromotionRow, Vec<airlock_store::ApprovalRow>)> {
+        let row = self.promotion(id).await?;
+        if self.expire_if_due(&row).await? {
+            let row = self.promotion(id).await?;
+            return Ok((row, self.metadata.approvals(id).await?));
+        }
+        Ok((row, self.metadata.approvals(id).await?))
+    }
+
+    /// Promotions, newest first.
+    pub async fn list(&self, state: Option<&str>, path: Option<&str>) -> Result<Vec<PromotionRow>> {
+        self.expire_overdue().await?;
+
+        Ok(self.metadata.promotions(state, path, 200).await?)
+    }
+
+    /// A decision record.
+    pub async fn decision(&self, id: &str) -> Result<DecisionRow> {
+        self.metadata
+            .decision(id)
+            .await?
+            .ok_or_else(|| PromotionError::NotFound(format!("no decision {id}")))
+    }
+
+    /// Re-evaluates a stored decision with its stored input and bundle; returns the replayed
+    /// decision and whether it is identical.
+    pub async fn replay(&self, id: &str) -> Result<(DecisionRow, Decision, bool)> {
+        let record = self.decision(id).await?;
+        let files = self
+            .metadata
+            .bundle_files(&record.bundle_digest)
+            .await?
+            .ok_or_else(|| {
+                PromotionError::NotFound(format!("bundle {} is not stored", record.bundle_digest))
+            })?;
+        let files: Vec<(String, String)> =
+            serde_json::from_str(&files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let bundle = Bundle::from_files(files)
+            .map_err(|e| PromotionError::Policy(format!("stored bundle: {e}")))?;
+        if bundle.digest() != record.bundle_digest {
+            return Err(PromotionError::Policy(
+                "the stored bundle does not hash to its digest".into(),
+            ));
+        }
+        let input: Value =
+            serde_json::from_str(&record.input).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let query = record.query.clone();
+        let timeout = self.timeout();
+        let replayed =
+            tokio::task::spawn_blocking(move || bundle.evaluate(&query, &input, timeout))
+                .await
+                .unwrap_or_else(|e| Decision::fail_closed(format!("replay panicked: {e}")));
+        let original: Value =
+            serde_json::from_str(&record.result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let identical = serde_json::to_value(&replayed).ok() == Some(original);
+        Ok((record, replayed, identical))
+    }
+
+    /// Moves channel tag `channel` of `repo` back to `to` (default: the digest it named before the
+    /// current one), if the rollback gate allows the target digest today.
+    pub async fn rollback(
+        &self,
+        repo: &RepoName,
+        channel: &Tag,
+        to: Option<Digest>,
+        caller: &Caller,
+    ) -> Result<(Digest, Digest, Decision)> {
+        if !caller.has(
+            Permission::Promote,
+            &PermissionTarget::Repository(repo.clone()),
+        ) {
+            return Err(PromotionError::Forbidden(format!(
+                "{} may not roll back {repo}: that needs the promoter role on it",
+                caller.name()
+            )));
+        }
+        let stage = self
+            .stages
+            .all()
+            .iter()
+            .find(|s| s.name == repo.stage())
+            .ok_or_else(|| {
+                PromotionError::BadRequest(format!("there is no stage {}", repo.stage()))
+            })?;
+        if !stage.channel_tags.iter().any(|c| c == channel.as_str()) {
+            return Err(PromotionError::BadRequest(format!(
+                "{channel} is not a channel tag of stage {}; only channel tags move (its channel tags: {})",
+                stage.name,
+                if stage.channel_tags.is_empty() {
+                    "none".to_string()
+                } else {
+                    stage.channel_tags.join(", ")
+                }
+            )));
+        }
+        let current = self
+            .metadata
+            .resolve_tag(repo, channel)
+            .await?
+            .ok_or_else(|| {
+                PromotionError::NotFound(format!(
+                    "{repo}:{channel} does not exist; nothing to roll back"
+                ))
+            })?;
+        let history = self
+            .metadata
+            .channel_history(repo.as_str(), channel.as_str())
+            .await?;
+        let target = match to {
+            Some(digest) => digest,
+            None => {
+                // Walk back through the promotions that moved the channel: the one before the
+                // promotion of the current digest. (A second rollback keeps going back; it never
+                // returns to the release that was rolled away from.)
+                let current_text = current.to_string();
+                let promoted: Vec<&str> = history
+                    .iter()
+                    .filter(|m| m.action == "promote")
+                    .map(|m| m.digest.as_str())
+                    .collect();
+                let position = promoted
+                    .iter()
+                    .rposition(|d| *d == current_text)
+                    .unwrap_or(promoted.len());
+                let previous = promoted[..position]
+                    .iter()
+                    .rev()
+                    .copied()
+                    .find(|d| *d != current_text)
+                    .ok_or_else(|| {
+                        PromotionError::Conflict(format!(
+                            "{repo}:{channel} has no earlier digest to roll back to"
+                        ))
+                    })?;
+                Digest::from_str(previous).map_err(|e| StoreError::Corrupt(e.to_string()))?
+            }
+        };
+        if target == current {
+            return Err(PromotionError::Conflict(format!(
+                "{repo}:{channel} already names {target}"
+            )));
+        }
+        let promoted = self
+            .metadata
+            .promotions_of(repo.path(), &target.to_string())
+            .await?
+            .into_iter()
+            .find(|p| p.state == "promoted" && p.target_stage == repo.stage().as_str());
+        let Some(promotion) = promoted else {
+            return Err(PromotionError::Conflict(format!(
+                "{target} was never promoted into {repo}; roll back only to a digest promoted there"
+            )));
+        };
+        let mut row = promotion.clone();
+        row.channel = Some(channel.to_string());
+        let input = input::build_rollback(self, &row, caller).await?;
+        let query = self
+            .gate(&repo.stage())
+            .rollback_query
+            .unwrap_or_else(|| "data.airlock.rollback".into());
+        let (decision, bundle_digest) = self.evaluate(query.clone(), input.clone()).await;
+        let decision_id = random_id("dec");
+        let record = DecisionRow {
+            id: decision_id.clone(),
+            promotion_id: None,
+            action: "rollback".into(),
+            query,
+            bundle_digest,
+            input: input.to_string(),
+            result: serde_json::to_string(&decision)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            allowed: decision.allowed,
+            created_at: now_millis(),
+        };
+        if !decision.allowed {
+            self.metadata.record_decision(&record, None, &[]).await?;
+            return Ok((current, target, decision));
+        }
+        let records = [AuditRecord {
+            time_millis: now_millis(),
+            actor: caller.actor.clone(),
+            event: AuditEvent::RolledBack {
+                repository: repo.clone(),
+                channel: channel.clone(),
+                from: current.clone(),
+                to: target.clone(),
+                decision: decision_id,
+            },
+        }];
+        self.metadata
+            .roll_back(airlock_store::Rollback {
+                repository: repo.as_str(),
+                tag: channel.as_str(),
+                from: &current.to_string(),
+                to: &target.to_string(),
+                by: caller.name(),
+                decision: &record,
+                records: &records,
+            })
+            .await?;
+        Ok((current, target, decision))
+    }
+
+    /// Freezes (with a reason) or unfreezes a gated stage.
+    pub async fn set_freeze(
+        &self,
+        stage: &StageName,
+        reason: Option<&str>,
+        caller: &Caller,
+    ) -> Result<bool> {
+        let gated = self
+            .stages
+            .all()
+            .iter()
+            .any(|s| &s.name == stage && s.mode == StageMode::Gated);
+        if !gated {
+            return Err(PromotionError::BadRequest(format!(
+                "{stage} is not a gated stage; only gated stages are frozen"
+            )));
+        }
+        let allowed = caller.has(Permission::Approve, &PermissionTarget::Stage(stage.clone()))
+            || caller.has(Permission::ManageAccess, &PermissionTarget::Global);
+        if !allowed {
+            return Err(PromotionError::Forbidden(format!(
+                "freezing {stage} needs the approver role on it (or access-admin)"
+            )));
+        }
+        if let Some(reason) = reason
+            && reason.trim().is_empty()
+        {
+            return Err(PromotionError::BadRequest("a freeze needs a reason".into()));
+        }
+        let records = [AuditRecord {
+            time_millis: now_millis(),
+            actor: caller.actor.clone(),
+            event: AuditEvent::StageFreezeChanged {
+                stage: stage.to_string(),
+                frozen: reason.is_some(),
+                reason: reason.unwrap_or("unfrozen").to_string(),
+            },
+        }];
+        Ok(self
+            .metadata
+            .set_freeze(stage.as_str(), reason.map(|r| (r, caller.name())), &records)
+            .await?)
+    }
+
+    /// Which digest is in which stage for `path`, and by which promotion.
+    pub async fn status(&self, path: &str) -> Result<Value> {
+        let mut stages = Vec::new();
+        for stage in self.stages.all() {
+            let repo = format!("{}/{path}", stage.name);
+            let artifacts = self.metadata.artifacts_in(&repo).await?;
+            let promotions = self
+                .metadata
+                .promotions(Some("promoted"), Some(path), 1000)
+                .await?;
+            let freeze = self.metadata.freeze(stage.name.as_str()).await?;
+            let list: Vec<Value> = artifacts
+                .into_iter()
+                .map(|(digest, tags)| {
+                    let by = promotions
+                        .iter()
+                        .find(|p| p.digest == digest && p.target_stage == stage.name.as_str());
+                    json!({"digest": digest, "tags": tags,
+                           "promotion": by.map(|p| p.id.clone()),
+                           "promoted_by": by.map(|p| p.requested_by.clone())})
+                })
+                .collect();
+            stages.push(json!({"stage": stage.name.as_str(), "repository": repo,
+                "frozen": freeze.as_ref().map(|f| f.reason.clone()), "artifacts": list}));
+        }
+        Ok(json!({"repository": path, "stages": stages}))
+    }
+}
