@@ -10,8 +10,14 @@
 //! sustained appends (concurrent writers recording events, group-committed, with the integrator
 //! hashing and signing checkpoints concurrently) and `airlock audit verify --data-dir` over a log
 //! of the given size.
+//!
+//! `airlock-bench promote [--blob-mib 1024] [--sequential 200] [--concurrent 200]` measures
+//! promotion latency and throughput for a 1 KiB and a large artifact, each with two verified
+//! signatures, and in the same run `skopeo copy` of the same image between two repositories of
+//! the distribution registry (see `promote.rs`).
 
 mod audit;
+mod promote;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -171,6 +177,18 @@ fn blob_stream(
     })
 }
 
+/// The first block of the benchmark blob of `mib` MiB, and the blob's digest.
+async fn benchmark_blob(mib: usize) -> Result<(Vec<u8>, String)> {
+    let base_block: Vec<u8> = (0..BLOCK).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut hasher = Sha256::new();
+    let mut stream = std::pin::pin!(blob_stream(&base_block, mib));
+    while let Some(block) = stream.next().await {
+        hasher.update(block?);
+    }
+    let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+    Ok((base_block, digest))
+}
+
 fn location(base: &str, response: &reqwest::Response) -> Result<String> {
     let location = response
         .headers()
@@ -182,6 +200,87 @@ fn location(base: &str, response: &reqwest::Response) -> Result<String> {
     } else {
         format!("{base}{location}")
     })
+}
+
+/// An HTTP client sending HTTP Basic `credentials` with every request, if given.
+fn client(credentials: Option<(&str, &str)>) -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some((user, password)) = credentials {
+        use base64::Engine as _;
+        let value = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        headers.insert(reqwest::header::AUTHORIZATION, value.parse()?);
+    }
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
+/// Pushes the `mib` MiB benchmark blob (digest `digest`) into `repo`: POST, one streaming
+/// PATCH, PUT.
+async fn push_streamed_blob(
+    http: &reqwest::Client,
+    server: &str,
+    base: &str,
+    repo: &str,
+    base_block: &[u8],
+    mib: usize,
+    digest: &str,
+) -> Result<()> {
+    let start = http
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await?;
+    let upload = location(base, &start)?;
+    let patched = http
+        .patch(&upload)
+        .header("content-type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(blob_stream(base_block, mib)))
+        .send()
+        .await?;
+    let upload = location(base, &patched)?;
+    let separator = if upload.contains('?') { '&' } else { '?' };
+    let done = http
+        .put(format!("{upload}{separator}digest={digest}"))
+        .send()
+        .await?;
+    if done.status() != 201 {
+        bail!(
+            "{server}: blob push failed with {}: {}",
+            done.status(),
+            done.text().await?
+        );
+    }
+    Ok(())
+}
+
+/// Pushes a small blob into `repo` (POST, then PUT with the content); returns its digest.
+async fn push_small_blob(
+    http: &reqwest::Client,
+    server: &str,
+    base: &str,
+    repo: &str,
+    content: &[u8],
+) -> Result<String> {
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(content)));
+    let r = http
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await?;
+    let upload = location(base, &r)?;
+    let separator = if upload.contains('?') { '&' } else { '?' };
+    let r = http
+        .put(format!("{upload}{separator}digest={digest}"))
+        .header("content-type", "application/octet-stream")
+        .body(content.to_vec())
+        .send()
+        .await?;
+    if r.status() != 201 {
+        bail!("{server}: small blob push failed: {}", r.status());
+    }
+    Ok(digest)
 }
 
 struct Figures {
@@ -197,51 +296,22 @@ async fn run(
     base_block: &[u8],
     digest: &str,
 ) -> Result<Figures> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some((user, password)) = server.credentials {
-        use base64::Engine as _;
-        let value = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-        );
-        headers.insert(reqwest::header::AUTHORIZATION, value.parse()?);
-    }
-    let http = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()?;
+    let http = client(server.credentials)?;
     let base = &server.base;
     let repo = "dev/bench/app";
 
     // 1. One large blob: POST, one streaming PATCH, PUT.
     let started = Instant::now();
-    let start = http
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await?;
-    let upload = location(base, &start)?;
-    let patched = http
-        .patch(&upload)
-        .header("content-type", "application/octet-stream")
-        .body(reqwest::Body::wrap_stream(blob_stream(
-            base_block,
-            options.blob_mib,
-        )))
-        .send()
-        .await?;
-    let upload = location(base, &patched)?;
-    let separator = if upload.contains('?') { '&' } else { '?' };
-    let done = http
-        .put(format!("{upload}{separator}digest={digest}"))
-        .send()
-        .await?;
-    if done.status() != 201 {
-        bail!(
-            "{}: blob push failed with {}: {}",
-            server.name,
-            done.status(),
-            done.text().await?
-        );
-    }
+    push_streamed_blob(
+        &http,
+        server.name,
+        base,
+        repo,
+        base_block,
+        options.blob_mib,
+        digest,
+    )
+    .await?;
     let push_blob = started.elapsed();
 
     let started = Instant::now();
@@ -264,22 +334,7 @@ async fn run(
     let layer = b"small layer";
     let mut refs = Vec::new();
     for content in [config.as_slice(), layer.as_slice()] {
-        let d = format!("sha256:{}", hex::encode(Sha256::digest(content)));
-        let r = http
-            .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-            .send()
-            .await?;
-        let upload = location(base, &r)?;
-        let separator = if upload.contains('?') { '&' } else { '?' };
-        let r = http
-            .put(format!("{upload}{separator}digest={d}"))
-            .header("content-type", "application/octet-stream")
-            .body(content.to_vec())
-            .send()
-            .await?;
-        if r.status() != 201 {
-            bail!("{}: small blob push failed: {}", server.name, r.status());
-        }
+        let d = push_small_blob(&http, server.name, base, repo, content).await?;
         refs.push((d, content.len()));
     }
     let manifests: Vec<Vec<u8>> = (0..options.manifests)
@@ -347,17 +402,13 @@ fn report(name: &str, options: &Options, f: &Figures) {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("audit") {
-        return audit::run().await;
+    match std::env::args().nth(1).as_deref() {
+        Some("audit") => return audit::run().await,
+        Some("promote") => return promote::run().await,
+        _ => {}
     }
     let options = options()?;
-    let base_block: Vec<u8> = (0..BLOCK).map(|i| (i * 7 + i / 251) as u8).collect();
-    let mut hasher = Sha256::new();
-    let mut stream = std::pin::pin!(blob_stream(&base_block, options.blob_mib));
-    while let Some(block) = stream.next().await {
-        hasher.update(block?);
-    }
-    let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+    let (base_block, digest) = benchmark_blob(options.blob_mib).await?;
     println!(
         "blob {} MiB, {} manifests; each registry runs alone with a fresh data directory",
         options.blob_mib, options.manifests
