@@ -358,6 +358,23 @@ impl Config {
                     "gates.{stage}: there is no gated stage {stage}"
                 )));
             }
+            for critical in &gate.critical {
+                for pattern in &critical.repositories {
+                    let starts_with_stage = self
+                        .stages
+                        .iter()
+                        .any(|s| pattern.split('/').next() == Some(s.name.as_str()));
+                    if pattern
+                        .parse::<airlock_trust::verify::ScopePattern>()
+                        .is_err()
+                        || (starts_with_stage && pattern != "*")
+                    {
+                        return Err(invalid(format!(
+                            "gates.{stage}.critical: {pattern:?} is not a repository path pattern without the stage (e.g. \"team/payments/*\")"
+                        )));
+                    }
+                }
+            }
             if gate.approvals.role.parse::<airlock_core::Role>().is_err() {
                 return Err(invalid(format!(
                     "gates.{stage}.approvals.role: unknown role {:?}",

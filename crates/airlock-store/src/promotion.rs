@@ -160,8 +160,11 @@ pub struct PromotionWrite {
     pub tags: Vec<Tag>,
     /// A channel tag to move (with history).
     pub channel: Option<Tag>,
-    /// Tags of the source's evidence manifests to carry over (cosign's tag scheme).
-    pub evidence_tags: Vec<Tag>,
+    /// Evidence manifests of the source to carry over (signature referrers and cosign's
+    /// tag-scheme signature manifest), each with the tag to point at it in the target. Only these
+    /// are carried, and nothing they reference as a manifest: the caller checked they hold
+    /// nothing but evidence.
+    pub evidence: Vec<(Digest, Option<Tag>)>,
     /// The promotion attestation.
     pub attestation: NewManifest,
     /// Who promotes (channel history).
@@ -185,6 +188,14 @@ pub enum PromotionWriteError {
     /// The approver already approved.
     #[error("already approved")]
     AlreadyApproved,
+    /// A tag of the target already names another digest (tags in gated stages are immutable).
+    #[error("tag {tag} already names {digest} in the target; tags in gated stages are immutable")]
+    TagTaken {
+        /// The tag.
+        tag: String,
+        /// The digest it names.
+        digest: String,
+    },
     /// A channel tag moved meanwhile.
     #[error("the channel tag moved meanwhile; read it again")]
     ChannelMoved,
@@ -719,34 +730,21 @@ impl Metadata {
         Ok(changed > 0)
     }
 
-    /// The manifests a promotion carries: the artifact, its children (index entries), its
-    /// referrers in `source` and theirs, and the manifests `evidence_tags` point at.
+    /// The manifests a promotion carries: the artifact and, for an index, its children
+    /// (recursively), plus the given evidence manifests.
     async fn promotion_closure(
         tx: &mut sqlx::SqliteConnection,
-        source: &str,
         digest: &str,
-        evidence_tags: &[Tag],
+        evidence: &[(Digest, Option<Tag>)],
     ) -> Result<Vec<String>, sqlx::Error> {
         let mut closure = vec![digest.to_string()];
-        for tag in evidence_tags {
-            let found: Vec<String> =
-                sqlx::query_scalar("SELECT digest FROM tags WHERE repository = ? AND name = ?")
-                    .bind(source)
-                    .bind(tag.as_str())
-                    .fetch_all(&mut *tx)
-                    .await?;
-            closure.extend(found);
-        }
         let mut next = 0;
         while next < closure.len() {
             let current = closure[next].clone();
             next += 1;
             let children: Vec<String> = sqlx::query_scalar(
-                "SELECT child FROM manifest_references WHERE digest = ? AND kind = 'manifest'
-                 UNION SELECT digest FROM repository_manifests WHERE repository = ? AND subject = ?",
+                "SELECT child FROM manifest_references WHERE digest = ? AND kind = 'manifest'",
             )
-            .bind(&current)
-            .bind(source)
             .bind(&current)
             .fetch_all(&mut *tx)
             .await?;
@@ -757,6 +755,12 @@ impl Metadata {
             }
             if closure.len() > 10_000 {
                 break;
+            }
+        }
+        for (manifest, _) in evidence {
+            let manifest = manifest.to_string();
+            if !closure.contains(&manifest) {
+                closure.push(manifest);
             }
         }
         Ok(closure)
@@ -790,13 +794,8 @@ impl Metadata {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let closure = Self::promotion_closure(
-            &mut tx,
-            source,
-            &write.digest.to_string(),
-            &write.evidence_tags,
-        )
-        .await?;
+        let closure =
+            Self::promotion_closure(&mut tx, &write.digest.to_string(), &write.evidence).await?;
         for manifest in &closure {
             sqlx::query(
                 "INSERT OR IGNORE INTO repository_manifests
@@ -821,18 +820,28 @@ impl Metadata {
             .await?;
         }
         let digest = write.digest.to_string();
+        // Tags in gated stages are immutable: checked again here, inside the transaction, since
+        // another promotion may have taken the tag after this one was requested.
         for tag in &write.tags {
-            set_tag(&mut tx, target, tag.as_str(), &digest, now).await?;
-        }
-        for tag in &write.evidence_tags {
-            let found: Vec<String> =
+            let current: Vec<String> =
                 sqlx::query_scalar("SELECT digest FROM tags WHERE repository = ? AND name = ?")
-                    .bind(source)
+                    .bind(target)
                     .bind(tag.as_str())
                     .fetch_all(&mut *tx)
                     .await?;
-            if let Some(evidence) = found.into_iter().next() {
-                set_tag(&mut tx, target, tag.as_str(), &evidence, now).await?;
+            if let Some(current) = current.into_iter().next()
+                && current != digest
+            {
+                return Err(PromotionWriteError::TagTaken {
+                    tag: tag.to_string(),
+                    digest: current,
+                });
+            }
+            set_tag(&mut tx, target, tag.as_str(), &digest, now).await?;
+        }
+        for (manifest, tag) in &write.evidence {
+            if let Some(tag) = tag {
+                set_tag(&mut tx, target, tag.as_str(), &manifest.to_string(), now).await?;
             }
         }
         if let Some(channel) = &write.channel {

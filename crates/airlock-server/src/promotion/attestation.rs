@@ -102,7 +102,8 @@ pub(super) fn statement(facts: &PromotionFacts<'_>) -> Statement {
 }
 
 /// Signs `statement` and builds the target's `sha256-<hex>.att` manifest: the attestation layers
-/// of `stage_repositories` (the path in the stages before the target, carried over) plus the
+/// of `stage_repositories` (the path in the stages before the target, with whether each is gated;
+/// verified attestations only from push stages) plus the
 /// promotion attestation, with the artifact as subject.
 /// The new blobs are written to the blob store; the manifest rows are written by the promotion
 /// transaction.
@@ -111,7 +112,7 @@ pub(super) async fn build_manifest(
     blobs: &BlobStore,
     key: &SigningKey,
     source: &RepoName,
-    stage_repositories: &[RepoName],
+    stage_repositories: &[(RepoName, bool)],
     digest: &Digest,
     statement: &Statement,
 ) -> Result<NewManifest, StoreError> {
@@ -125,8 +126,17 @@ pub(super) async fn build_manifest(
         .map_err(|e| corrupt(&e))?;
     // Every attestation layer recorded for the artifact's path in any earlier stage (evidence
     // belongs to the path, so what the gate counted is carried next to the artifact), once each.
+    // From push stages only attestations airlock verified are carried; a gated stage's `.att`
+    // was written by an earlier promotion and holds nothing else.
+    let verified: Vec<String> = metadata
+        .evidence_for(source.path(), &digest.to_string())
+        .await?
+        .into_iter()
+        .filter(|e| e.verdict.status == "verified" && e.origin.format == "dsse")
+        .map(|e| e.origin.item)
+        .collect();
     let mut layers: Vec<Value> = Vec::new();
-    for repository in stage_repositories {
+    for (repository, gated) in stage_repositories {
         let Some(existing) = metadata.resolve_tag(repository, &tag).await? else {
             continue;
         };
@@ -138,7 +148,11 @@ pub(super) async fn build_manifest(
             .and_then(|m| m["layers"].as_array().cloned())
             .unwrap_or_default();
         for layer in found {
-            if !layers.iter().any(|l| l["digest"] == layer["digest"]) {
+            let trusted = *gated
+                || layer["digest"]
+                    .as_str()
+                    .is_some_and(|d| verified.iter().any(|v| v == d));
+            if trusted && !layers.iter().any(|l| l["digest"] == layer["digest"]) {
                 layers.push(layer);
             }
         }

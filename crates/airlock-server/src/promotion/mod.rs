@@ -21,8 +21,8 @@ use std::time::Duration;
 use airlock_core::access::{Permission, PermissionTarget};
 use airlock_core::promotion::{check_approver, required_approvals};
 use airlock_core::{
-    Actor, ApprovalRefusal, AuditEvent, AuditRecord, Digest, PromotionParties, PromotionState,
-    Reference, RepoName, Role, StageMode, StageName, Stages, Tag,
+    Actor, ApprovalRefusal, AuditEvent, AuditRecord, Digest, ParsedManifest, PromotionParties,
+    PromotionState, Reference, RepoName, Role, StageMode, StageName, Stages, Tag,
 };
 use airlock_policy::{Bundle, Decision};
 use airlock_store::{
@@ -629,15 +629,7 @@ impl PromotionService {
         let target = self.target_of(row)?;
         let digest =
             Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let evidence_tags: Vec<Tag> = [
-            airlock_trust::cosign::TagSchemeKind::Signature,
-            airlock_trust::cosign::TagSchemeKind::Sbom,
-        ]
-        .into_iter()
-        .filter_map(|kind| {
-            Tag::from_str(&airlock_trust::cosign::tag_scheme_tag(&digest, kind)).ok()
-        })
-        .collect();
+        let evidence = self.evidence_manifests(&source, &digest).await?;
         let statement = attestation::statement(&attestation::PromotionFacts {
             promotion: row,
             source: &source,
@@ -649,12 +641,12 @@ impl PromotionService {
             audit_index,
         });
         // The path in every stage before the target, in pipeline order.
-        let stage_repositories: Vec<RepoName> = self
+        let stage_repositories: Vec<(RepoName, bool)> = self
             .stages
             .all()
             .iter()
             .take_while(|s| s.name.as_str() != row.target_stage)
-            .map(|s| source.in_stage(&s.name))
+            .map(|s| (source.in_stage(&s.name), s.mode == StageMode::Gated))
             .collect();
         let attestation = attestation::build_manifest(
             &self.metadata,
@@ -677,7 +669,7 @@ impl PromotionService {
                 .filter_map(|t| Tag::from_str(t).ok())
                 .collect(),
             channel: row.channel.as_deref().and_then(|c| Tag::from_str(c).ok()),
-            evidence_tags,
+            evidence,
             attestation: attestation.clone(),
             actor: caller.name().to_string(),
         };
@@ -700,6 +692,52 @@ impl PromotionService {
         }];
         self.metadata.promote(&write, &records).await?;
         Ok(())
+    }
+
+    /// The evidence manifests a promotion carries from `source`: signature and attestation
+    /// referrers of the artifact and cosign's `sha256-<hex>.sig` manifest, each only if it is an
+    /// image manifest whose layers are all evidence (simple-signing payloads, DSSE envelopes,
+    /// Sigstore bundles). Anything else a user attached passed no gate and stays behind.
+    async fn evidence_manifests(
+        &self,
+        source: &RepoName,
+        digest: &Digest,
+    ) -> Result<Vec<(Digest, Option<Tag>)>> {
+        use airlock_trust::cosign;
+        let is_evidence = |stored: &airlock_store::StoredManifest| {
+            ParsedManifest::parse(Some(&stored.media_type), &stored.content).is_ok_and(|m| {
+                m.kind == airlock_core::ManifestKind::Image
+                    && !m.layers.is_empty()
+                    && m.layers.iter().all(|l| {
+                        matches!(
+                            l.media_type.as_str(),
+                            cosign::SIMPLE_SIGNING_MEDIA_TYPE
+                                | cosign::DSSE_MEDIA_TYPE
+                                | cosign::SIGSTORE_BUNDLE_MEDIA_TYPE
+                        )
+                    })
+            })
+        };
+        let mut carried = Vec::new();
+        for referrer in self.metadata.referrers(source, digest, None).await? {
+            if let Some(stored) = self.metadata.manifest(source, &referrer.digest).await?
+                && is_evidence(&stored)
+            {
+                carried.push((referrer.digest, None));
+            }
+        }
+        let tag = Tag::from_str(&cosign::tag_scheme_tag(
+            digest,
+            cosign::TagSchemeKind::Signature,
+        ))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if let Some(signatures) = self.metadata.resolve_tag(source, &tag).await?
+            && let Some(stored) = self.metadata.manifest(source, &signatures).await?
+            && is_evidence(&stored)
+        {
+            carried.push((signatures, Some(tag)));
+        }
+        Ok(carried)
     }
 
     /// Approves a pending promotion; the last approval decides it again and promotes.
@@ -826,7 +864,10 @@ impl PromotionService {
 
     /// Closes `row` as expired if its approvals are overdue.
     async fn expire_if_due(&self, row: &PromotionRow) -> Result<bool> {
-        if row.state != "pending_approval" || row.expires_at > now_millis() {
+        // A claimed promotion (`evaluating`) past its deadline was left by a crash or a failed
+        // final decision: it expires too, so it cannot block the artifact forever.
+        let open = matches!(row.state.as_str(), "pending_approval" | "evaluating");
+        if !open || row.expires_at > now_millis() {
             return Ok(false);
         }
         let target = self.target_of(row)?;
@@ -844,7 +885,12 @@ impl PromotionService {
         }];
         match self
             .metadata
-            .close_promotion(&row.id, &["pending_approval"], "expired", &records)
+            .close_promotion(
+                &row.id,
+                &["pending_approval", "evaluating"],
+                "expired",
+                &records,
+            )
             .await
         {
             Ok(()) | Err(PromotionWriteError::WrongState { .. }) => Ok(true),

@@ -124,6 +124,58 @@ async fn caller(
     })
 }
 
+/// Whether the caller may read `repository` (pull, or pull in a gated stage): promotions,
+/// decisions and status are shown only for repositories the caller can read.
+fn readable(state: &PromotionState, caller: &Caller, repository: &str) -> bool {
+    match (&caller.who, RepoName::from_str(repository)) {
+        (None, _) => true,
+        (Some(who), Ok(repo)) => {
+            state
+                .identity
+                .grants_allow(who, &repo, airlock_core::Action::Pull)
+        }
+        (Some(_), Err(_)) => false,
+    }
+}
+
+fn promotion_readable(state: &PromotionState, caller: &Caller, row: &PromotionRow) -> bool {
+    readable(
+        state,
+        caller,
+        &format!("{}/{}", row.target_stage, row.repository_path),
+    ) || readable(
+        state,
+        caller,
+        &format!("{}/{}", row.source_stage, row.repository_path),
+    )
+}
+
+/// A decision is readable with pull access to the repository it decided about.
+fn decision_readable(
+    state: &PromotionState,
+    caller: &Caller,
+    record: &airlock_store::DecisionRow,
+) -> bool {
+    let input: Value = serde_json::from_str(&record.input).unwrap_or(Value::Null);
+    ["/target/repository", "/artifact/name"]
+        .iter()
+        .any(|pointer| {
+            input
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .is_some_and(|repo| readable(state, caller, repo))
+        })
+}
+
+fn not_visible(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("no {what} you may read"),
+        "check the id; you need pull access to its repository",
+    )
+}
+
 fn time(millis: i64) -> String {
     airlock_core::audit::rfc3339_millis(millis)
 }
@@ -274,12 +326,16 @@ async fn list(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    caller(&state.identity, &headers, peer).await?;
+    let caller = caller(&state.identity, &headers, peer).await?;
     let rows = state
         .promotions
         .list(query.state.as_deref(), query.repository.as_deref())
         .await?;
-    let list: Vec<Value> = rows.iter().map(|r| promotion_json(r, &[])).collect();
+    let list: Vec<Value> = rows
+        .iter()
+        .filter(|r| promotion_readable(&state, &caller, r))
+        .map(|r| promotion_json(r, &[]))
+        .collect();
     Ok(Json(json!({"promotions": list})).into_response())
 }
 
@@ -289,8 +345,11 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller(&state.identity, &headers, peer).await?;
+    let caller = caller(&state.identity, &headers, peer).await?;
     let (row, approvals) = state.promotions.show(&id).await?;
+    if !promotion_readable(&state, &caller, &row) {
+        return Err(not_visible("such promotion"));
+    }
     let mut body = promotion_json(&row, &approvals);
     if let Some(decision) = &row.last_decision {
         let record = state.promotions.decision(decision).await?;
@@ -419,8 +478,12 @@ async fn status(
     headers: HeaderMap,
     Path(path): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller(&state.identity, &headers, peer).await?;
-    Ok(Json(state.promotions.status(path.trim_matches('/')).await?).into_response())
+    let caller = caller(&state.identity, &headers, peer).await?;
+    let mut status = state.promotions.status(path.trim_matches('/')).await?;
+    if let Some(stages) = status["stages"].as_array_mut() {
+        stages.retain(|s| readable(&state, &caller, s["repository"].as_str().unwrap_or("")));
+    }
+    Ok(Json(status).into_response())
 }
 
 async fn decision(
@@ -429,8 +492,11 @@ async fn decision(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller(&state.identity, &headers, peer).await?;
+    let caller = caller(&state.identity, &headers, peer).await?;
     let record = state.promotions.decision(&id).await?;
+    if !decision_readable(&state, &caller, &record) {
+        return Err(not_visible("such decision"));
+    }
     Ok(Json(json!({
         "id": record.id, "promotion": record.promotion_id, "action": record.action,
         "query": record.query, "policy": record.bundle_digest, "allowed": record.allowed,
@@ -447,7 +513,11 @@ async fn replay(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller(&state.identity, &headers, peer).await?;
+    let caller = caller(&state.identity, &headers, peer).await?;
+    let record = state.promotions.decision(&id).await?;
+    if !decision_readable(&state, &caller, &record) {
+        return Err(not_visible("such decision"));
+    }
     let (record, replayed, identical) = state.promotions.replay(&id).await?;
     let original: Value = serde_json::from_str(&record.result).unwrap_or(Value::Null);
     Ok(Json(
