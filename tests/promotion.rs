@@ -1910,3 +1910,112 @@ async fn evidence_the_prod_gate_counted_is_next_to_the_artifact_in_prod() {
     assert_eq!(code, 0, "the test result is not in prod: {out} {err}");
     assert_eq!(out["verified"], 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Review findings: what a promotion may carry, and tags taken while a promotion waited
+
+/// A developer attaches an arbitrary image to an artifact (a manifest whose `subject` is the
+/// artifact). Promotion carries signatures and attestations, never that image: it passed no gate.
+#[tokio::test]
+async fn promotion_carries_evidence_but_not_arbitrary_referrers() {
+    let bundle_dir = tempfile::tempdir().unwrap();
+    let bundle = permissive_bundle(bundle_dir.path());
+    let bed = Bed::start(&[("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap())]);
+    let promoter = bed.user("rita", &[("promoter", "*")]).await;
+    let digest = push_image_as(&bed.s, &bed.s.http, "dev/team/app", "1.0", b"app").await;
+    // The attached image: a real image manifest with the artifact as its subject.
+    let smuggled_layer = bed.s.push_blob("dev/team/app", b"not reviewed").await;
+    let config = bed.s.push_blob("dev/team/app", br#"{"os":"linux"}"#).await;
+    let (_, artifact) = get(
+        &bed.s.http,
+        &bed.s.url(&format!("/v2/dev/team/app/manifests/{digest}")),
+    )
+    .await;
+    assert!(artifact.is_object());
+    let smuggled = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 14},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": smuggled_layer, "size": 12}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": serde_json::to_vec(&artifact).unwrap().len()},
+    }))
+    .unwrap();
+    let smuggled_digest = sha256(&smuggled);
+    let response = bed
+        .s
+        .put_manifest("dev/team/app", &smuggled_digest, OCI_MANIFEST, &smuggled)
+        .await;
+    assert_eq!(response.status(), 201);
+
+    let (status, body) = bed
+        .promote(&promoter, "dev/team/app", "1.0", "staging", json!({}))
+        .await;
+    expect_promotion(status, &body, "promoted", 0);
+    assert_eq!(
+        resolve(&bed.s, "staging/team/app", &digest).await,
+        Some(digest.clone())
+    );
+    assert_eq!(
+        resolve(&bed.s, "staging/team/app", &smuggled_digest).await,
+        None
+    );
+    let response = bed
+        .s
+        .http
+        .get(
+            bed.s
+                .url(&format!("/v2/staging/team/app/blobs/{smuggled_layer}")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        404,
+        "the attached image's layer stays in dev"
+    );
+}
+
+/// Two promotions of different digests asking for the same tag wait for approval; the first to be
+/// approved takes the tag, and the second is refused at promotion time (the tag is immutable).
+#[tokio::test]
+async fn a_tag_taken_while_a_promotion_waited_is_not_moved() {
+    let bundle_dir = tempfile::tempdir().unwrap();
+    let bundle = permissive_bundle(bundle_dir.path());
+    let bed = Bed::start(&[
+        ("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap()),
+        ("AIRLOCK_GATES__STAGING__APPROVALS__COUNT", "1"),
+    ]);
+    let promoter = bed.user("rita", &[("promoter", "*")]).await;
+    let approver = bed.user("ann", &[("approver", "*")]).await;
+    let first = push_image_as(&bed.s, &bed.s.http, "dev/team/app", "a", b"first").await;
+    let second = push_image_as(&bed.s, &bed.s.http, "dev/team/app", "b", b"second").await;
+    let mut ids = Vec::new();
+    for digest in [&first, &second] {
+        let (status, body) = bed
+            .promote(
+                &promoter,
+                "dev/team/app",
+                digest,
+                "staging",
+                json!({"tags": ["1.0"]}),
+            )
+            .await;
+        ids.push(expect_promotion(status, &body, "pending_approval", 1));
+    }
+    let (status, body) = bed.approve(&approver, &ids[1]).await;
+    assert_eq!(status, 201, "{body:#}");
+    assert_eq!(body["promotion"]["state"], "promoted", "{body:#}");
+    let (status, body) = bed.approve(&approver, &ids[0]).await;
+    assert_eq!(status, 409, "{body:#}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("immutable"),
+        "{body:#}"
+    );
+    assert_eq!(
+        resolve(&bed.s, "staging/team/app", "1.0").await,
+        Some(second)
+    );
+}
