@@ -333,7 +333,7 @@ has "promoted" "approvals: 1 of 1" "ann at"
 [ "$(digest_of "admin:$ADMIN_PW" "$ADDR/prod/team/app:stable")" = "$D1" ] || fail "prod/team/app:stable is not $D1"
 
 step "airlock status: which digest is in which stage, and by which promotion"
-expect 0 as_user pat status team/app
+expect 0 as_user admin status team/app
 has "dev/team/app" "staging/team/app" "prod/team/app" "$D1  tags: 1.0.0,stable  by $PRM1 (pat)"
 
 step "version 1.1.0 goes the same way, and moves the stable channel"
