@@ -2019,3 +2019,68 @@ async fn a_tag_taken_while_a_promotion_waited_is_not_moved() {
         Some(second)
     );
 }
+
+/// Rights are checked again when the last approval arrives: an approval whose approver lost the
+/// role no longer counts, and a requester who lost the promoter role ends their promotion.
+#[tokio::test]
+async fn rights_are_checked_again_at_the_final_decision() {
+    let bundle_dir = tempfile::tempdir().unwrap();
+    let bundle = permissive_bundle(bundle_dir.path());
+    let bed = Bed::start(&[
+        ("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap()),
+        ("AIRLOCK_GATES__STAGING__APPROVALS__COUNT", "2"),
+    ]);
+    let promoter = bed.user("rita", &[("promoter", "*")]).await;
+    let ann = bed.user("ann", &[("approver", "*")]).await;
+    let bob = bed.user("bob", &[("approver", "*")]).await;
+    let carl = bed.user("carl", &[("approver", "*")]).await;
+    let revoke = |principal: &'static str, role: &'static str| {
+        let s = &bed.s;
+        async move {
+            let (status, body) = post(
+                &s.http,
+                &s.url("/api/v1/roles/revoke"),
+                json!({"principal": principal, "role": role, "scope": "*"}),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+
+    // Ann approves, then loses the approver role: Bob's approval alone does not complete the set.
+    let first = push_image_as(&bed.s, &bed.s.http, "dev/team/app", "a", b"first").await;
+    let (status, body) = bed
+        .promote(&promoter, "dev/team/app", &first, "staging", json!({}))
+        .await;
+    let id = expect_promotion(status, &body, "pending_approval", 2);
+    let (status, body) = bed.approve(&ann, &id).await;
+    assert_eq!(status, 201, "{body:#}");
+    revoke("ann", "approver").await;
+    let (status, body) = bed.approve(&bob, &id).await;
+    assert_eq!(status, 201, "{body:#}");
+    assert_eq!(body["promotion"]["state"], "pending_approval", "{body:#}");
+    let (status, body) = bed.approve(&carl, &id).await;
+    assert_eq!(status, 201, "{body:#}");
+    assert_eq!(body["promotion"]["state"], "promoted", "{body:#}");
+
+    // Rita requests, then loses the promoter role: the final approval ends her promotion.
+    let second = push_image_as(&bed.s, &bed.s.http, "dev/team/app", "b", b"second").await;
+    let (status, body) = bed
+        .promote(&promoter, "dev/team/app", &second, "staging", json!({}))
+        .await;
+    let id = expect_promotion(status, &body, "pending_approval", 2);
+    let (status, _) = bed.approve(&bob, &id).await;
+    assert_eq!(status, 201);
+    revoke("rita", "promoter").await;
+    let (status, body) = bed.approve(&carl, &id).await;
+    assert_eq!(status, 403, "{body:#}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("may no longer promote"),
+        "{body:#}"
+    );
+    assert_eq!(bed.promotion(&id).await["state"], "cancelled");
+    assert_eq!(resolve(&bed.s, "staging/team/app", &second).await, None);
+}

@@ -218,6 +218,7 @@ pub async fn serve(
             config.clone(),
             evidence.clone(),
             attestation_key,
+            identity.clone(),
         )
         .await
         .map_err(|e| ServeError::Promotion(e.to_string()))?,

@@ -143,6 +143,7 @@ pub struct PromotionService {
     evidence: Arc<EvidenceService>,
     policy: RwLock<LoadedPolicy>,
     attestation_key: SigningKey,
+    identity: Arc<crate::identity::Identity>,
 }
 
 /// The decision shown for an approval that did not yet complete the set (the gate allowed the
@@ -195,6 +196,7 @@ impl PromotionService {
         config: Config,
         evidence: Arc<EvidenceService>,
         attestation_key: SigningKey,
+        identity: Arc<crate::identity::Identity>,
     ) -> Result<Self> {
         let stages = config
             .stages()
@@ -211,6 +213,7 @@ impl PromotionService {
             config,
             evidence,
             attestation_key,
+            identity,
         };
         service.record_bundle(&Actor::system()).await?;
         Ok(service)
@@ -480,10 +483,21 @@ impl PromotionService {
         self.metadata.insert_promotion(&row).await?;
         let outcome = self.decide(&mut row, caller).await;
         if outcome.is_err() {
-            // Never leave a promotion stuck in `evaluating`: it would block the artifact.
+            // Never leave a promotion stuck in `evaluating`: it would block the artifact. It ends
+            // as cancelled (it could not be decided), with its audit entry.
+            let records = [AuditRecord {
+                time_millis: now_millis(),
+                actor: Actor::system(),
+                event: AuditEvent::PromotionClosed {
+                    promotion: row.id.clone(),
+                    repository: target.clone(),
+                    digest: digest.clone(),
+                    state: "cancelled".into(),
+                },
+            }];
             let _ = self
                 .metadata
-                .close_promotion(&row.id, &["evaluating"], "denied", &[])
+                .close_promotion(&row.id, &["evaluating"], "cancelled", &records)
                 .await;
         }
         outcome
@@ -520,8 +534,129 @@ impl PromotionService {
 
     /// Decides `row` (first request or after its last approval), recording the decision, and
     /// promotes it when allowed and approved.
+    /// A principal's grants now (`None` when access control is off: nothing to check). A
+    /// disabled or deleted principal has none.
+    async fn current_grants(&self, name: &str) -> Result<Option<Vec<airlock_core::Grant>>> {
+        if !self.identity.enabled() {
+            return Ok(None);
+        }
+        match self.metadata.principal_by_name(name).await? {
+            Some(principal) if !principal.disabled => {
+                Ok(Some(self.identity.grants(&principal).await?))
+            }
+            _ => Ok(Some(Vec::new())),
+        }
+    }
+
+    /// Checks, at the moment of decision, that the requester still may promote (or break glass)
+    /// into the target, and keeps only the approvals whose approvers are still eligible (role on
+    /// the target, not requester, pusher or builder). Rights are not frozen at request time:
+    /// revocation is immediate, for promotions too.
+    async fn revalidate(
+        &self,
+        row: &PromotionRow,
+        approvals: Vec<airlock_store::ApprovalRow>,
+    ) -> Result<Vec<airlock_store::ApprovalRow>> {
+        let target = self.target_of(row)?;
+        let needed = if row.break_glass.is_some() {
+            Permission::BreakGlass
+        } else {
+            Permission::Promote
+        };
+        if let Some(grants) = self.current_grants(&row.requested_by).await? {
+            let allowed = airlock_core::access::has_permission(
+                &grants,
+                needed,
+                &PermissionTarget::Repository(target.clone()),
+                now_millis(),
+            );
+            if !allowed {
+                return Err(PromotionError::Forbidden(format!(
+                    "{} requested this promotion but may no longer promote into {target}; request it again with the right role",
+                    row.requested_by
+                )));
+            }
+        }
+        if !self.identity.enabled() || approvals.is_empty() {
+            return Ok(approvals);
+        }
+        let source = self.source_of(row)?;
+        let digest =
+            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let role = Role::from_str(&self.config.gate(&row.target_stage).approvals.role)
+            .map_err(|e| PromotionError::Policy(e.to_string()))?;
+        let builders = self.builders(&source, &digest).await?;
+        let pusher = self
+            .metadata
+            .pushed_by(source.as_str(), &row.digest)
+            .await?;
+        let mut valid = Vec::new();
+        for approval in approvals {
+            let parties = PromotionParties {
+                requester: row.requested_by.clone(),
+                pusher: pusher.clone(),
+                builders: builders.clone(),
+                approvers: Vec::new(),
+            };
+            let grants = self
+                .current_grants(&approval.principal)
+                .await?
+                .unwrap_or_default();
+            if check_approver(
+                &approval.principal,
+                &grants,
+                role,
+                &target,
+                &parties,
+                now_millis(),
+            )
+            .is_ok()
+            {
+                valid.push(approval);
+            }
+        }
+        Ok(valid)
+    }
+
+    /// Who pushed the artifact's signatures and attestations.
+    async fn builders(&self, source: &RepoName, digest: &Digest) -> Result<Vec<String>> {
+        let mut builders: Vec<String> = self
+            .evidence
+            .evidence_for(source, digest)
+            .await
+            .map_err(|e| PromotionError::Policy(e.to_string()))?
+            .into_iter()
+            .map(|e| e.origin.pushed_by)
+            .filter(|p| p != "airlock")
+            .collect();
+        builders.sort();
+        builders.dedup();
+        Ok(builders)
+    }
+
     async fn decide(&self, row: &mut PromotionRow, caller: &Caller) -> Result<Outcome> {
         let approvals = self.metadata.approvals(&row.id).await?;
+        let approvals = match self.revalidate(row, approvals).await {
+            Ok(approvals) => approvals,
+            Err(err) => {
+                // The requester lost the right to promote: the promotion ends here, recorded.
+                let records = [AuditRecord {
+                    time_millis: now_millis(),
+                    actor: Actor::system(),
+                    event: AuditEvent::PromotionClosed {
+                        promotion: row.id.clone(),
+                        repository: self.target_of(row)?,
+                        digest: Digest::from_str(&row.digest)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                        state: "cancelled".into(),
+                    },
+                }];
+                self.metadata
+                    .close_promotion(&row.id, &["evaluating"], "cancelled", &records)
+                    .await?;
+                return Err(err);
+            }
+        };
         let input = self.input_for(row, &approvals).await?;
         let target_stage = StageName::from_str(&row.target_stage)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -766,17 +901,7 @@ impl PromotionService {
             .map_err(|e| PromotionError::Policy(e.to_string()))?;
         let digest =
             Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut builders: Vec<String> = self
-            .evidence
-            .evidence_for(&source, &digest)
-            .await
-            .map_err(|e| PromotionError::Policy(e.to_string()))?
-            .into_iter()
-            .map(|e| e.origin.pushed_by)
-            .filter(|p| p != "airlock")
-            .collect();
-        builders.sort();
-        builders.dedup();
+        let builders = self.builders(&source, &digest).await?;
         let parties = PromotionParties {
             requester: row.requested_by.clone(),
             pusher: self
