@@ -167,6 +167,9 @@ pub struct PromotionWrite {
     pub evidence: Vec<(Digest, Option<Tag>)>,
     /// The promotion attestation.
     pub attestation: NewManifest,
+    /// The keyring version the decision's evidence was read under: if a key changed since (a
+    /// compromise, say), the promotion is refused and decided again.
+    pub keyring_version: i64,
     /// Who promotes (channel history).
     pub actor: String,
 }
@@ -196,6 +199,9 @@ pub enum PromotionWriteError {
         /// The digest it names.
         digest: String,
     },
+    /// The keyring changed after the decision read the evidence.
+    #[error("the keyring changed during the decision")]
+    KeyringMoved,
     /// A channel tag moved meanwhile.
     #[error("the channel tag moved meanwhile; read it again")]
     ChannelMoved,
@@ -787,6 +793,13 @@ impl Metadata {
                 state,
             });
         }
+        let keyring: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM keyring_version WHERE id = 1")
+                .fetch_all(&mut *tx)
+                .await?;
+        if keyring.first().copied().unwrap_or(0) != write.keyring_version {
+            return Err(PromotionWriteError::KeyringMoved);
+        }
         let source = write.source.as_str();
         let target = write.target.as_str();
         sqlx::query("INSERT OR IGNORE INTO repositories (name, created_at) VALUES (?, ?)")
@@ -1013,5 +1026,177 @@ impl Metadata {
             out.push((digest, tags));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+    use crate::metadata::ManifestUpload;
+
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+    /// A stored image `repo@digest` with one config blob; returns its digest.
+    async fn image(meta: &Metadata, repo: &RepoName, seed: &str) -> Digest {
+        let config = format!("{{\"seed\":\"{seed}\"}}");
+        let config_digest = Digest::sha256_of(config.as_bytes());
+        meta.commit_blob(repo, &config_digest, config.len() as u64, &[])
+            .await
+            .unwrap();
+        let content = format!(
+            "{{\"schemaVersion\":2,\"mediaType\":\"{MANIFEST}\",\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{config_digest}\",\"size\":{}}},\"layers\":[]}}",
+            config.len()
+        );
+        let digest = Digest::sha256_of(content.as_bytes());
+        let parsed = ParsedManifest::parse(Some(MANIFEST), content.as_bytes()).unwrap();
+        meta.put_manifest(
+            repo,
+            ManifestUpload {
+                digest: &digest,
+                manifest: &parsed,
+                content: content.as_bytes(),
+            },
+            None,
+            "tester",
+            |_| Ok(vec![]),
+        )
+        .await
+        .unwrap();
+        digest
+    }
+
+    fn promotion(id: &str, digest: &Digest) -> PromotionRow {
+        PromotionRow {
+            id: id.into(),
+            repository_path: "team/app".into(),
+            digest: digest.to_string(),
+            source_stage: "dev".into(),
+            target_stage: "staging".into(),
+            tags: vec!["1.0".into()],
+            channel: None,
+            state: "evaluating".into(),
+            requested_by: "rita".into(),
+            requester: "{}".into(),
+            approvals_required: 0,
+            break_glass: None,
+            last_decision: None,
+            attestation: None,
+            created_at: 0,
+            expires_at: i64::MAX,
+            decided_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_promotion_decided_under_an_older_keyring_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
+            .await
+            .unwrap();
+        let source = RepoName::from_str("dev/team/app").unwrap();
+        let target = RepoName::from_str("staging/team/app").unwrap();
+        let digest = image(&meta, &source, "artifact").await;
+        // The attestation stands in as another small image manifest held by the source.
+        let attestation_digest = image(&meta, &source, "attestation").await;
+        let stored = meta
+            .manifest(&source, &attestation_digest)
+            .await
+            .unwrap()
+            .unwrap();
+        let write = |keyring_version| PromotionWrite {
+            promotion_id: "prm_1".into(),
+            source: source.clone(),
+            target: target.clone(),
+            digest: digest.clone(),
+            tags: vec![Tag::from_str("1.0").unwrap()],
+            channel: None,
+            evidence: Vec::new(),
+            attestation: NewManifest {
+                digest: attestation_digest.clone(),
+                parsed: ParsedManifest::parse(Some(MANIFEST), &stored.content).unwrap(),
+                content: stored.content.clone(),
+                new_blobs: Vec::new(),
+                tag: None,
+            },
+            actor: "rita".into(),
+            keyring_version,
+        };
+        meta.insert_promotion(&promotion("prm_1", &digest))
+            .await
+            .unwrap();
+        // The decision read the evidence under another keyring version than the current one (a key
+        // changed meanwhile): refused, and nothing becomes visible in the target.
+        assert!(matches!(
+            meta.promote(&write(-1), &[]).await,
+            Err(PromotionWriteError::KeyringMoved)
+        ));
+        assert!(meta.manifest(&target, &digest).await.unwrap().is_none());
+        assert_eq!(
+            meta.promotion("prm_1").await.unwrap().unwrap().state,
+            "evaluating"
+        );
+        // Decided under the current keyring: promoted, by rows only.
+        meta.promote(&write(0), &[]).await.unwrap();
+        assert!(meta.manifest(&target, &digest).await.unwrap().is_some());
+        assert_eq!(
+            meta.resolve_tag(&target, &Tag::from_str("1.0").unwrap())
+                .await
+                .unwrap(),
+            Some(digest.clone())
+        );
+        assert_eq!(
+            meta.promotion("prm_1").await.unwrap().unwrap().state,
+            "promoted"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tag_another_promotion_took_is_refused_inside_the_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
+            .await
+            .unwrap();
+        let source = RepoName::from_str("dev/team/app").unwrap();
+        let target = RepoName::from_str("staging/team/app").unwrap();
+        let first = image(&meta, &source, "first").await;
+        let second = image(&meta, &source, "second").await;
+        let stored = meta.manifest(&source, &second).await.unwrap().unwrap();
+        let write = |id: &str, digest: &Digest| PromotionWrite {
+            promotion_id: id.into(),
+            source: source.clone(),
+            target: target.clone(),
+            digest: digest.clone(),
+            tags: vec![Tag::from_str("1.0").unwrap()],
+            channel: None,
+            evidence: Vec::new(),
+            attestation: NewManifest {
+                digest: second.clone(),
+                parsed: ParsedManifest::parse(Some(MANIFEST), &stored.content).unwrap(),
+                content: stored.content.clone(),
+                new_blobs: Vec::new(),
+                tag: None,
+            },
+            actor: "rita".into(),
+            keyring_version: 0,
+        };
+        meta.insert_promotion(&promotion("prm_a", &first))
+            .await
+            .unwrap();
+        meta.insert_promotion(&promotion("prm_b", &second))
+            .await
+            .unwrap();
+        meta.promote(&write("prm_b", &second), &[]).await.unwrap();
+        assert!(matches!(
+            meta.promote(&write("prm_a", &first), &[]).await,
+            Err(PromotionWriteError::TagTaken { .. })
+        ));
+        assert_eq!(
+            meta.resolve_tag(&target, &Tag::from_str("1.0").unwrap())
+                .await
+                .unwrap(),
+            Some(second)
+        );
     }
 }

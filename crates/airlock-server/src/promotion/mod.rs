@@ -58,6 +58,9 @@ pub enum PromotionError {
     /// The policy bundle could not be loaded.
     #[error("{0}")]
     Policy(String),
+    /// The keyring changed while a promotion was being decided (it is decided again).
+    #[error("the keyring kept changing while the promotion was decided; retry")]
+    KeyringMoved,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -67,6 +70,7 @@ impl From<PromotionWriteError> for PromotionError {
     fn from(err: PromotionWriteError) -> Self {
         match err {
             PromotionWriteError::Store(err) => Self::Store(err),
+            PromotionWriteError::KeyringMoved => Self::KeyringMoved,
             PromotionWriteError::Duplicate(id) => Self::Conflict(format!(
                 "promotion {id} of this artifact to this stage already exists (airlock promotions show {id})"
             )),
@@ -126,6 +130,14 @@ pub struct Outcome {
     pub decision_id: Option<String>,
     /// Approvals required.
     pub approvals_required: u32,
+}
+
+/// What the final decision fixed, for the promotion it allows.
+struct Decided<'a> {
+    bundle_digest: &'a str,
+    decision_id: &'a str,
+    audit_index: Option<u64>,
+    keyring_version: i64,
 }
 
 /// The policy bundle in use and where it came from.
@@ -634,7 +646,25 @@ impl PromotionService {
         Ok(builders)
     }
 
+    /// Decides `row`, again if the keyring changed between reading the evidence and promoting:
+    /// a key revoked as compromised meanwhile must not let its evidence through.
     async fn decide(&self, row: &mut PromotionRow, caller: &Caller) -> Result<Outcome> {
+        for _ in 0..3 {
+            match self.decide_once(row, caller).await {
+                Err(PromotionError::KeyringMoved) => continue,
+                other => return other,
+            }
+        }
+        Err(PromotionError::KeyringMoved)
+    }
+
+    async fn decide_once(&self, row: &mut PromotionRow, caller: &Caller) -> Result<Outcome> {
+        // Read before the evidence: a change after this point makes the promotion retry.
+        let (keyring_version, _) = self
+            .evidence
+            .keys()
+            .await
+            .map_err(|e| PromotionError::Policy(e.to_string()))?;
         let approvals = self.metadata.approvals(&row.id).await?;
         let approvals = match self.revalidate(row, approvals).await {
             Ok(approvals) => approvals,
@@ -721,8 +751,18 @@ impl PromotionService {
         row.approvals_required = required;
         row.last_decision = Some(decision_id.clone());
         if decision.allowed && approved {
-            self.promote(row, &approvals, &bundle_digest, &decision_id, index, caller)
-                .await?;
+            self.promote(
+                row,
+                &approvals,
+                Decided {
+                    bundle_digest: &bundle_digest,
+                    decision_id: &decision_id,
+                    audit_index: index,
+                    keyring_version,
+                },
+                caller,
+            )
+            .await?;
         }
         let outcome = if decision.allowed && approved {
             "promoted"
@@ -755,11 +795,15 @@ impl PromotionService {
         &self,
         row: &PromotionRow,
         approvals: &[airlock_store::ApprovalRow],
-        bundle_digest: &str,
-        decision_id: &str,
-        audit_index: Option<u64>,
+        decided: Decided<'_>,
         caller: &Caller,
     ) -> Result<()> {
+        let Decided {
+            bundle_digest,
+            decision_id,
+            audit_index,
+            keyring_version,
+        } = decided;
         let source = self.source_of(row)?;
         let target = self.target_of(row)?;
         let digest =
@@ -807,6 +851,7 @@ impl PromotionService {
             evidence,
             attestation: attestation.clone(),
             actor: caller.name().to_string(),
+            keyring_version,
         };
         let mut tags = row.tags.clone();
         if let Some(channel) = &row.channel {

@@ -94,6 +94,12 @@ impl From<PromotionError> for ApiError {
                 message,
                 "look at the current state (airlock promotions list, airlock status)",
             ),
+            PromotionError::KeyringMoved => ApiError::new(
+                StatusCode::CONFLICT,
+                "CONFLICT",
+                message,
+                "the keyring is being changed; retry in a moment",
+            ),
             PromotionError::Policy(_) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "POLICY_INVALID",
