@@ -1391,6 +1391,13 @@ async fn rollback_moves_the_channel_back_unless_the_evidence_was_revoked() {
         .filter(|e| e["type"] == "channel.rolled_back")
         .count();
     assert_eq!(rolled_back, 2, "a refused rollback is not a rollback");
+    let refused: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["type"] == "channel.rollback_denied")
+        .collect();
+    assert_eq!(refused.len(), 1, "the refusal is recorded");
+    assert_eq!(refused[0]["outcome"], "denied");
+    assert_eq!(refused[0]["details"]["to"], first.as_str());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2083,4 +2090,70 @@ async fn rights_are_checked_again_at_the_final_decision() {
     );
     assert_eq!(bed.promotion(&id).await["state"], "cancelled");
     assert_eq!(resolve(&bed.s, "staging/team/app", &second).await, None);
+}
+
+/// A freeze holds even under a gate that forgets it: airlock applies it after the policy, and
+/// replaying the decision reproduces it.
+#[tokio::test]
+async fn a_freeze_holds_even_when_the_gate_ignores_it() {
+    let bundle_dir = tempfile::tempdir().unwrap();
+    let read = |name: &str| std::fs::read_to_string(Path::new("policies").join(name)).unwrap();
+    let bundle = write_bundle(
+        bundle_dir.path(),
+        &[
+            ("lib.rego", read("lib.rego")),
+            ("rollback.rego", read("rollback.rego")),
+            ("data.json", read("data.json")),
+            (
+                "staging.rego",
+                "package airlock.gates.staging\n\napprovals := 0\n".to_string(),
+            ),
+            (
+                "prod.rego",
+                "package airlock.gates.prod\n\napprovals := 0\n".to_string(),
+            ),
+        ],
+    );
+    let bed = Bed::start(&[("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap())]);
+    let promoter = bed.user("rita", &[("promoter", "*")]).await;
+    let approver = bed.user("ann", &[("approver", "*")]).await;
+    let digest = push_image_as(&bed.s, &bed.s.http, "dev/team/app", "1.0", b"app").await;
+    let (status, body) = post(
+        &approver,
+        &bed.s.url("/api/v1/stages/staging/freeze"),
+        json!({"reason": "inventory"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = bed
+        .promote(&promoter, "dev/team/app", &digest, "staging", json!({}))
+        .await;
+    expect_denied(status, &body, &["airlock.stage_frozen"]);
+    assert!(
+        body["decision"]["deny"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("inventory"),
+        "{body:#}"
+    );
+    let decision = body["decision_id"].as_str().unwrap().to_string();
+    let (status, replay) = post(
+        &bed.s.http,
+        &bed.s.url(&format!("/api/v1/decisions/{decision}/replay")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(replay["identical"], true, "{replay:#}");
+    let (status, _) = post(
+        &approver,
+        &bed.s.url("/api/v1/stages/staging/unfreeze"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = bed
+        .promote(&promoter, "dev/team/app", &digest, "staging", json!({}))
+        .await;
+    expect_promotion(status, &body, "promoted", 0);
 }

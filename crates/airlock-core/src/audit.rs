@@ -284,6 +284,19 @@ pub enum AuditEvent {
         /// The rollback decision record id.
         decision: String,
     },
+    /// A rollback was refused by the rollback gate.
+    RollbackDenied {
+        /// The repository.
+        repository: RepoName,
+        /// The channel tag.
+        channel: Tag,
+        /// The digest it would have moved to.
+        to: Digest,
+        /// The decision record id.
+        decision: String,
+        /// Violated rule ids.
+        rules: Vec<String>,
+    },
     /// A gated stage was frozen or unfrozen.
     StageFreezeChanged {
         /// The stage.
@@ -414,6 +427,7 @@ impl AuditEvent {
             Self::PromotionClosed { state, .. } if state == "expired" => "promotion.expired",
             Self::PromotionClosed { .. } => "promotion.cancelled",
             Self::RolledBack { .. } => "channel.rolled_back",
+            Self::RollbackDenied { .. } => "channel.rollback_denied",
             Self::StageFreezeChanged { frozen: true, .. } => "stage.frozen",
             Self::StageFreezeChanged { .. } => "stage.unfrozen",
             Self::PolicyLoaded { .. } => "policy.loaded",
@@ -426,6 +440,7 @@ impl AuditEvent {
             Self::PushRefused { .. } | Self::AuthenticationFailed { .. } => Outcome::Denied,
             Self::EvidenceRecorded { status, .. } if status != "verified" => Outcome::Denied,
             Self::PromotionDecided { state, .. } if state == "denied" => Outcome::Denied,
+            Self::RollbackDenied { .. } => Outcome::Denied,
             _ => Outcome::Success,
         }
     }
@@ -509,6 +524,11 @@ impl AuditEvent {
                 json!({"kind": "promotion", "id": promotion, "repository": repository.as_str(), "digest": digest})
             }
             Self::RolledBack {
+                repository,
+                channel,
+                ..
+            }
+            | Self::RollbackDenied {
                 repository,
                 channel,
                 ..
@@ -654,6 +674,12 @@ impl AuditEvent {
             } => {
                 json!({"from": from, "to": to, "decision": decision})
             }
+            Self::RollbackDenied {
+                to,
+                decision,
+                rules,
+                ..
+            } => json!({"to": to, "decision": decision, "rules": rules}),
             Self::StageFreezeChanged { reason, .. } => json!({"reason": reason}),
             Self::PolicyLoaded { files, .. } => json!({"files": files}),
         }

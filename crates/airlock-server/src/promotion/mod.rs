@@ -132,6 +132,40 @@ pub struct Outcome {
     pub approvals_required: u32,
 }
 
+/// The rules airlock applies on top of any policy, as a function of the input alone (so replay
+/// reproduces them): a promotion into a frozen stage is denied unless it is a break-glass
+/// promotion, even if a custom gate forgets the freeze.
+fn with_service_rules(mut decision: Decision, input: &Value) -> Decision {
+    let promoting = input["action"] == "promote";
+    let frozen = input["target"]["frozen"] == true;
+    let break_glass = input["break_glass"]["requested"] == true;
+    let policy_saw_it = decision
+        .deny
+        .iter()
+        .any(|v| v.rule.ends_with("stage_frozen"));
+    if promoting && frozen && !break_glass && !policy_saw_it {
+        let stage = input["target"]["stage"]
+            .as_str()
+            .unwrap_or("the target stage");
+        let reason = input["target"]["freeze_reason"]
+            .as_str()
+            .unwrap_or("no reason given");
+        decision.deny.push(airlock_policy::Violation {
+            rule: "airlock.stage_frozen".into(),
+            msg: format!("stage {stage} is frozen: {reason}"),
+            remediation: format!(
+                "wait until the freeze on {stage} is lifted (airlock unfreeze), or promote with break-glass"
+            ),
+            docs: Some("docs/promotion.md#freezes".into()),
+        });
+        decision
+            .deny
+            .sort_by(|a, b| (&a.rule, &a.msg).cmp(&(&b.rule, &b.msg)));
+        decision.allowed = false;
+    }
+    decision
+}
+
 /// What the final decision fixed, for the promotion it allows.
 struct Decided<'a> {
     bundle_digest: &'a str,
@@ -311,12 +345,12 @@ impl PromotionService {
         let digest = bundle.digest().to_string();
         let timeout = self.timeout();
         let started = std::time::Instant::now();
-        let decision =
-            tokio::task::spawn_blocking(move || bundle.evaluate(&query, &input, timeout))
-                .await
-                .unwrap_or_else(|e| {
-                    Decision::fail_closed(format!("policy evaluation panicked: {e}"))
-                });
+        let decision = tokio::task::spawn_blocking(move || {
+            let decision = bundle.evaluate(&query, &input, timeout);
+            with_service_rules(decision, &input)
+        })
+        .await
+        .unwrap_or_else(|e| Decision::fail_closed(format!("policy evaluation panicked: {e}")));
         metrics::histogram!(crate::metrics::POLICY_EVALUATION)
             .record(started.elapsed().as_secs_f64());
         (decision, digest)
@@ -1153,10 +1187,12 @@ impl PromotionService {
             serde_json::from_str(&record.input).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let query = record.query.clone();
         let timeout = self.timeout();
-        let replayed =
-            tokio::task::spawn_blocking(move || bundle.evaluate(&query, &input, timeout))
-                .await
-                .unwrap_or_else(|e| Decision::fail_closed(format!("replay panicked: {e}")));
+        let replayed = tokio::task::spawn_blocking(move || {
+            let decision = bundle.evaluate(&query, &input, timeout);
+            with_service_rules(decision, &input)
+        })
+        .await
+        .unwrap_or_else(|e| Decision::fail_closed(format!("replay panicked: {e}")));
         let original: Value =
             serde_json::from_str(&record.result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let identical = serde_json::to_value(&replayed).ok() == Some(original);
@@ -1280,7 +1316,20 @@ impl PromotionService {
             created_at: now_millis(),
         };
         if !decision.allowed {
-            self.metadata.record_decision(&record, None, &[]).await?;
+            let records = [AuditRecord {
+                time_millis: now_millis(),
+                actor: caller.actor.clone(),
+                event: AuditEvent::RollbackDenied {
+                    repository: repo.clone(),
+                    channel: channel.clone(),
+                    to: target.clone(),
+                    decision: decision_id,
+                    rules: decision.deny.iter().map(|v| v.rule.clone()).collect(),
+                },
+            }];
+            self.metadata
+                .record_decision(&record, None, &records)
+                .await?;
             return Ok((current, target, decision));
         }
         let records = [AuditRecord {
