@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_PASSWORD, OCI_MANIFEST, TestServer, client_as, interop_tool_available, sha256};
+use common::{
+    ADMIN_PASSWORD, OCI_MANIFEST, TestServer, client_as, cosign_spec as py,
+    cosign_spec_ok as py_ok, interop_tool_available, post_json as post, python_ready, sha256,
+};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "promotion-test-password-1";
@@ -26,41 +29,6 @@ const PROMOTION_ATTESTATION: &str = "https://airlock.dev/attestation/promotion/v
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn python_ready() -> bool {
-    interop_tool_available(
-        "python3",
-        &["-c", "import cryptography, nacl, securesystemslib"],
-    )
-}
-
-/// Runs the independent cosign implementation; returns (exit code, stdout JSON, stderr).
-fn py(args: &[&str]) -> (i32, Value, String) {
-    let output = Command::new("python3")
-        .arg("tests/interop/cosign_spec.py")
-        .args(args)
-        .env("COSIGN_PASSWORD", "")
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    (
-        output.status.code().unwrap_or(-1),
-        serde_json::from_str(&stdout).unwrap_or(Value::Null),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn py_ok(args: &[&str]) -> Value {
-    let (code, out, err) = py(args);
-    assert_eq!(code, 0, "cosign_spec.py {args:?} failed: {err}");
-    out
-}
-
-async fn post(client: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
-    let response = client.post(url).json(&body).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
     let response = client.get(url).send().await.unwrap();

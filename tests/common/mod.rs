@@ -396,3 +396,50 @@ impl TestServer {
             .collect()
     }
 }
+
+/// Whether the independent cosign/DSSE implementation (`tests/interop/cosign_spec.py`) can run:
+/// Python with `cryptography`, PyNaCl and `securesystemslib` (required in CI, see
+/// [`interop_tool_available`]).
+pub fn python_ready() -> bool {
+    interop_tool_available(
+        "python3",
+        &["-c", "import cryptography, nacl, securesystemslib"],
+    )
+}
+
+/// Runs the independent cosign implementation; returns (exit code, stdout JSON, stderr).
+pub fn cosign_spec(args: &[&str]) -> (i32, serde_json::Value, String) {
+    let output = Command::new("python3")
+        .arg("tests/interop/cosign_spec.py")
+        .args(args)
+        .env("COSIGN_PASSWORD", "")
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    (
+        output.status.code().unwrap_or(-1),
+        serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// [`cosign_spec`], asserting success; returns its JSON output.
+pub fn cosign_spec_ok(args: &[&str]) -> serde_json::Value {
+    let (code, out, err) = cosign_spec(args);
+    assert_eq!(code, 0, "cosign_spec.py {args:?} failed: {err}");
+    out
+}
+
+/// POSTs JSON; returns the status and the JSON answer (null if none).
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = client.post(url).json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
