@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod anomalies;
 mod audit;
 mod client;
 mod evidence;
@@ -84,6 +85,9 @@ enum Command {
     /// Test and evaluate policy bundles; show or reload the server's.
     #[command(subcommand)]
     Policy(promotion::PolicyCommand),
+    /// What the anomaly rules caught; resolve one to lift its lock, quarantine or freeze.
+    #[command(subcommand)]
+    Anomalies(anomalies::AnomaliesCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -126,6 +130,7 @@ fn main() -> ExitCode {
         Command::Unfreeze(args) => run_client(promotion::unfreeze(args)),
         Command::Decisions(command) => run_client(promotion::decisions(command)),
         Command::Policy(command) => run_client(promotion::policy(command)),
+        Command::Anomalies(command) => run_client(anomalies::anomalies(command)),
     }
 }
 

@@ -1661,11 +1661,13 @@ async fn dry_run_prints_the_decision_and_changes_nothing() {
     assert_eq!(body["approvals_required"], 0);
     assert_eq!(body["promotion"], Value::Null);
 
-    // Nothing happened: no promotion, no tag in staging, no audit entry.
+    // Nothing happened: no promotion, no audit entry, no tag in staging. (The audit log is read
+    // before the probe by digest: asking a gated stage for an unpromoted digest is itself an
+    // anomaly airlock records.)
     assert_eq!(bed.promotions().await, Vec::<Value>::new());
+    let entries = s.audit_entries().await;
     assert_eq!(resolve(s, "staging/team/app", "1.0").await, None);
     assert_eq!(resolve(s, "staging/team/app", &digest).await, None);
-    let entries = s.audit_entries().await;
     assert_eq!(
         entries.len(),
         entries_signed,

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::access::Action;
+use crate::anomaly::{AnomalyAction, AnomalyRule, AnomalyTarget};
 use crate::digest::Digest;
 use crate::name::{RepoName, Tag};
 
@@ -388,6 +389,40 @@ pub enum AuditEvent {
         /// Why the key was revoked.
         reason: String,
     },
+    /// An anomaly rule tripped: what it saw and the action airlock took (an alert).
+    AnomalyDetected {
+        /// The anomaly id.
+        anomaly: i64,
+        /// The rule.
+        rule: AnomalyRule,
+        /// What the rule counted per (`principal:alice`, `stage:prod`, ...).
+        key: String,
+        /// The action taken.
+        action: AnomalyAction,
+        /// Whether the action changed anything (a lock needs a known principal).
+        applied: bool,
+        /// What was observed.
+        summary: String,
+        /// What the anomaly is about.
+        target: AnomalyTarget,
+        /// Signals in the window when it tripped.
+        observed: u32,
+        /// The rule's threshold.
+        threshold: u32,
+        /// The rule's window, in seconds.
+        window_secs: u64,
+    },
+    /// An anomaly was resolved by an access-admin, undoing its action.
+    AnomalyResolved {
+        /// The anomaly id.
+        anomaly: i64,
+        /// The rule.
+        rule: AnomalyRule,
+        /// The action undone.
+        action: AnomalyAction,
+        /// Why it was resolved.
+        reason: String,
+    },
 }
 
 impl AuditEvent {
@@ -431,6 +466,8 @@ impl AuditEvent {
             Self::StageFreezeChanged { frozen: true, .. } => "stage.frozen",
             Self::StageFreezeChanged { .. } => "stage.unfrozen",
             Self::PolicyLoaded { .. } => "policy.loaded",
+            Self::AnomalyDetected { .. } => "anomaly.detected",
+            Self::AnomalyResolved { .. } => "anomaly.resolved",
         }
     }
 
@@ -535,6 +572,10 @@ impl AuditEvent {
             } => json!({"kind": "tag", "repository": repository.as_str(), "tag": channel.as_str()}),
             Self::StageFreezeChanged { stage, .. } => json!({"kind": "stage", "name": stage}),
             Self::PolicyLoaded { digest, .. } => json!({"kind": "policy", "digest": digest}),
+            Self::AnomalyDetected { anomaly, rule, .. }
+            | Self::AnomalyResolved { anomaly, rule, .. } => {
+                json!({"kind": "anomaly", "id": anomaly, "rule": rule.as_str()})
+            }
         }
     }
 
@@ -682,6 +723,22 @@ impl AuditEvent {
             } => json!({"to": to, "decision": decision, "rules": rules}),
             Self::StageFreezeChanged { reason, .. } => json!({"reason": reason}),
             Self::PolicyLoaded { files, .. } => json!({"files": files}),
+            Self::AnomalyDetected {
+                key,
+                action,
+                applied,
+                summary,
+                target,
+                observed,
+                threshold,
+                window_secs,
+                ..
+            } => json!({"alert": true, "key": key, "action": action.as_str(), "applied": applied,
+                "summary": summary, "target": target, "observed": observed,
+                "threshold": threshold, "window_secs": window_secs}),
+            Self::AnomalyResolved { action, reason, .. } => {
+                json!({"action": action.as_str(), "reason": reason})
+            }
         }
     }
 }

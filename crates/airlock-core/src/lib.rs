@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod anomaly;
 pub mod audit;
 pub mod digest;
 pub mod error;
@@ -19,6 +20,7 @@ pub use access::{
     AccessRuleViolation, Action, ExclusivePair, Grant, GrantedAccess, Permission, PermissionTarget,
     RequestedScope, RequestedScopeError, Role, Scope, ScopeError, UnknownRole,
 };
+pub use anomaly::{AllowedHours, AnomalyAction, AnomalyRule, AnomalyTarget, Signal};
 pub use audit::{Actor, AuditEvent, AuditRecord, Outcome};
 pub use digest::{Digest, DigestAlgorithm, Digester};
 pub use error::Error;

@@ -104,6 +104,20 @@ pub struct RepoName {
     stage_len: usize,
 }
 
+impl<'de> serde::Deserialize<'de> for RepoName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for RepoName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.full)
+    }
+}
+
 impl RepoName {
     /// The whole name, stage included.
     pub fn as_str(&self) -> &str {

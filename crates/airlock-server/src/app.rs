@@ -90,6 +90,7 @@ pub fn router(
     identity: Arc<Identity>,
     evidence: Arc<EvidenceService>,
     promotions: Arc<PromotionService>,
+    anomalies: Arc<crate::anomalies::Anomalies>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Router {
     let access = Arc::new(AccessControl::with_identity(identity.clone()));
@@ -113,6 +114,7 @@ pub fn router(
             registry,
             access,
             evidence: evidence.clone(),
+            anomalies: anomalies.clone(),
         }))
         .merge(crate::evidence::routes::router(EvidenceState {
             evidence,
@@ -121,6 +123,12 @@ pub fn router(
         .merge(crate::promotion::routes::router(
             crate::promotion::routes::PromotionState {
                 promotions,
+                identity: identity.clone(),
+            },
+        ))
+        .merge(crate::anomalies::routes::router(
+            crate::anomalies::routes::AnomalyState {
+                anomalies,
                 identity: identity.clone(),
             },
         ))
@@ -177,6 +185,11 @@ pub async fn serve(
     let audit =
         Arc::new(AuditLog::open(registry.metadata().clone(), &config.data_dir, &origin).await?);
     let integrator = tokio::spawn(audit.clone().run_integrator());
+    let anomalies = crate::anomalies::Anomalies::new(
+        registry.metadata().clone(),
+        config.anomalies.clone(),
+        config.stages()?,
+    );
     let identity = Arc::new(
         Identity::open(
             registry.metadata().clone(),
@@ -184,6 +197,7 @@ pub async fn serve(
             config.access.clone(),
             config.stages()?,
             config.access.initial_admin_password.clone().map(|s| s.0),
+            anomalies.clone(),
         )
         .await?,
     );
@@ -200,6 +214,7 @@ pub async fn serve(
         registry.metadata().clone(),
         registry.blobs().clone(),
         config.stages()?,
+        anomalies.clone(),
     ));
     match evidence.ingest_pending().await {
         Ok(0) => {}
@@ -219,17 +234,22 @@ pub async fn serve(
             evidence.clone(),
             attestation_key,
             identity.clone(),
+            anomalies.clone(),
         )
         .await
         .map_err(|e| ServeError::Promotion(e.to_string()))?,
     );
-    let housekeeping = tokio::spawn(promotion_housekeeping(promotions.clone()));
+    let housekeeping = tokio::spawn(promotion_housekeeping(
+        promotions.clone(),
+        anomalies.clone(),
+    ));
     let app = router(
         registry.clone(),
         audit.clone(),
         identity,
         evidence,
         promotions,
+        anomalies,
         crate::metrics::install(),
     );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "airlock listening");
@@ -250,9 +270,13 @@ pub async fn serve(
     Ok(())
 }
 
-/// Expires overdue promotions every 30 s and reloads the policy bundle on SIGHUP (a bundle that
-/// fails to load or whose tests fail is refused, and the current one stays).
-async fn promotion_housekeeping(promotions: Arc<PromotionService>) {
+/// Expires overdue promotions and forgets anomaly signals no window reaches every 30 s, and
+/// reloads the policy bundle on SIGHUP (a bundle that fails to load or whose tests fail is
+/// refused, and the current one stays).
+async fn promotion_housekeeping(
+    promotions: Arc<PromotionService>,
+    anomalies: Arc<crate::anomalies::Anomalies>,
+) {
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut tick = tokio::time::interval(Duration::from_secs(30));
@@ -270,6 +294,9 @@ async fn promotion_housekeeping(promotions: Arc<PromotionService>) {
             _ = tick.tick() => {
                 if let Err(err) = promotions.expire_overdue().await {
                     tracing::error!(error = %err, "expiring overdue promotions failed");
+                }
+                if let Err(err) = anomalies.prune().await {
+                    tracing::error!(error = %err, "pruning anomaly signals failed");
                 }
             }
             _ = reload => {

@@ -32,6 +32,8 @@ pub struct Config {
     /// Gate settings per gated stage (by stage name); a gated stage without an entry gets the
     /// defaults.
     pub gates: std::collections::BTreeMap<String, GateConfig>,
+    /// Anomaly rules: what airlock watches for and what it does when a rule trips.
+    pub anomalies: AnomalyConfig,
     /// The ordered stages.
     pub stages: Vec<StageConfig>,
 }
@@ -47,6 +49,7 @@ impl Default for Config {
             access: AccessConfig::default(),
             policy: PolicyConfig::default(),
             gates: std::collections::BTreeMap::new(),
+            anomalies: AnomalyConfig::default(),
             stages: Stages::default_pipeline(),
         }
     }
@@ -212,6 +215,180 @@ pub struct CriticalConfig {
     pub approvals: u32,
 }
 
+/// Anomaly rules (see `docs/anomalies.md`). Every rule has a threshold (signals in the window
+/// that trip it), a window and an action; every trip is recorded, audited and alerted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnomalyConfig {
+    /// Promotions denied for one principal.
+    pub denied_promotions: RuleConfig,
+    /// Failed authentications naming one principal (the action applies to it) or coming from
+    /// one source address (alert only: there is no one principal to lock).
+    pub auth_failures: RuleConfig,
+    /// A signature or attestation naming a trusted key that does not verify with it.
+    pub tampered_evidence: RuleConfig,
+    /// A pull by digest from a gated stage the digest was never promoted into.
+    pub unpromoted_digest: RuleConfig,
+    /// A promotion requested outside `days`/`hours` (UTC). Off by default.
+    pub off_hours_promotion: RuleConfig,
+    /// Promotions into one gated stage above `threshold` per window.
+    pub promotion_burst: RuleConfig,
+    /// A break-glass promotion: always an anomaly (it cannot be disabled).
+    pub break_glass: RuleConfig,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        use airlock_core::AnomalyAction::*;
+        Self {
+            denied_promotions: RuleConfig::new(5, 600, LockPrincipal),
+            auth_failures: RuleConfig::new(20, 600, LockPrincipal),
+            tampered_evidence: RuleConfig::new(1, 3600, QuarantineArtifact),
+            unpromoted_digest: RuleConfig::new(1, 600, Alert),
+            off_hours_promotion: RuleConfig {
+                enabled: false,
+                days: Some("mon-fri".into()),
+                hours: Some("07:00-19:00".into()),
+                ..RuleConfig::new(1, 60, Alert)
+            },
+            promotion_burst: RuleConfig::new(20, 600, Alert),
+            break_glass: RuleConfig::new(1, 60, Alert),
+        }
+    }
+}
+
+impl AnomalyConfig {
+    /// Each rule with its settings.
+    pub fn rules(&self) -> [(airlock_core::AnomalyRule, &RuleConfig); 7] {
+        use airlock_core::AnomalyRule::*;
+        [
+            (DeniedPromotions, &self.denied_promotions),
+            (AuthFailures, &self.auth_failures),
+            (TamperedEvidence, &self.tampered_evidence),
+            (UnpromotedDigest, &self.unpromoted_digest),
+            (OffHoursPromotion, &self.off_hours_promotion),
+            (PromotionBurst, &self.promotion_burst),
+            (BreakGlass, &self.break_glass),
+        ]
+    }
+
+    /// The settings of `rule`.
+    pub fn rule(&self, rule: airlock_core::AnomalyRule) -> &RuleConfig {
+        self.rules()
+            .into_iter()
+            .find(|(r, _)| *r == rule)
+            .map(|(_, config)| config)
+            .unwrap_or(&self.break_glass)
+    }
+
+    fn validate(&self, stages: &[StageConfig]) -> Result<(), String> {
+        use airlock_core::AnomalyRule;
+        for (rule, config) in self.rules() {
+            let field = format!("anomalies.{rule}");
+            if config.threshold == 0 || config.window_secs == 0 {
+                return Err(format!(
+                    "{field}: threshold and window_secs must be positive"
+                ));
+            }
+            if !rule.supports(config.action) {
+                return Err(format!(
+                    "{field}.action: {} cannot act on what this rule observes; use alert or one of the actions docs/anomalies.md lists for it",
+                    config.action
+                ));
+            }
+            let promotion_rule = matches!(
+                rule,
+                AnomalyRule::OffHoursPromotion
+                    | AnomalyRule::PromotionBurst
+                    | AnomalyRule::DeniedPromotions
+                    | AnomalyRule::BreakGlass
+            );
+            if !config.stages.is_empty() && !promotion_rule {
+                return Err(format!("{field}.stages: only promotion rules take stages"));
+            }
+            for stage in &config.stages {
+                if !stages.iter().any(|s| {
+                    s.name.as_str() == stage.as_str() && s.mode == airlock_core::StageMode::Gated
+                }) {
+                    return Err(format!("{field}.stages: there is no gated stage {stage}"));
+                }
+            }
+            let off_hours = rule == AnomalyRule::OffHoursPromotion;
+            if (config.days.is_some() || config.hours.is_some()) && !off_hours {
+                return Err(format!(
+                    "{field}: days and hours belong to anomalies.off_hours_promotion"
+                ));
+            }
+            if off_hours {
+                config
+                    .allowed_hours()
+                    .map_err(|e| format!("{field}: {e}"))?;
+            }
+        }
+        if !self.break_glass.enabled {
+            return Err(
+                "anomalies.break_glass.enabled: a break-glass promotion always raises an anomaly; it cannot be disabled".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One anomaly rule's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Whether the rule is evaluated.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Signals within the window that trip the rule (the Nth trips it).
+    pub threshold: u32,
+    /// The sliding window, in seconds.
+    pub window_secs: u64,
+    /// What to do: `alert`, `lock_principal`, `quarantine_artifact` or `freeze_stage`.
+    pub action: airlock_core::AnomalyAction,
+    /// Promotion rules: the gated stages watched (empty: every gated stage).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<String>,
+    /// `off_hours_promotion`: the allowed days (`mon-fri`, `mon,wed`, `*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<String>,
+    /// `off_hours_promotion`: the allowed hours, UTC (`07:00-19:00`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<String>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl RuleConfig {
+    fn new(threshold: u32, window_secs: u64, action: airlock_core::AnomalyAction) -> Self {
+        Self {
+            enabled: true,
+            threshold,
+            window_secs,
+            action,
+            stages: Vec::new(),
+            days: None,
+            hours: None,
+        }
+    }
+
+    /// The allowed days and hours (`off_hours_promotion`).
+    pub fn allowed_hours(&self) -> Result<airlock_core::AllowedHours, String> {
+        airlock_core::AllowedHours::parse(
+            self.days.as_deref().unwrap_or("*"),
+            self.hours.as_deref().unwrap_or("00:00-24:00"),
+        )
+    }
+
+    /// Whether the rule watches promotions into `stage`.
+    pub fn watches(&self, stage: &str) -> bool {
+        self.stages.is_empty() || self.stages.iter().any(|s| s == stage)
+    }
+}
+
 /// A secret string that never appears in `Debug` output or logs.
 #[derive(Clone, Default)]
 pub struct Secret(pub String);
@@ -282,8 +459,16 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 8] = [
-    "listen", "data_dir", "log", "registry", "audit", "access", "policy", "gates",
+const ENV_SETTABLE: [&str; 9] = [
+    "listen",
+    "data_dir",
+    "log",
+    "registry",
+    "audit",
+    "access",
+    "policy",
+    "gates",
+    "anomalies",
 ];
 
 impl Config {
@@ -325,6 +510,18 @@ impl Config {
                     message,
                 }
             })?;
+        }
+        // A rule given in part (`[anomalies.denied_promotions] threshold = 3`) keeps the
+        // defaults of its other fields.
+        if let Some(given) = table.remove("anomalies") {
+            let mut merged = toml::Value::try_from(AnomalyConfig::default()).map_err(|e| {
+                ConfigError::Invalid {
+                    origin: "anomalies".into(),
+                    message: e.to_string(),
+                }
+            })?;
+            merge_tables(&mut merged, given);
+            table.insert("anomalies".into(), merged);
         }
         let config: Config =
             toml::Value::Table(table)
@@ -387,6 +584,7 @@ impl Config {
                 "policy.timeout_ms and policy.approval_ttl_secs must be positive".into(),
             ));
         }
+        self.anomalies.validate(&self.stages).map_err(invalid)?;
         if self.registry.upload_sweep_interval_secs == 0 {
             return Err(invalid(
                 "registry.upload_sweep_interval_secs must be positive".into(),
@@ -406,6 +604,23 @@ impl Config {
             origin: "validation".into(),
             message: format!("stages: {e}"),
         })
+    }
+}
+
+/// Overlays `given` on `base`: tables merge key by key, anything else replaces.
+fn merge_tables(base: &mut toml::Value, given: toml::Value) {
+    match (base, given) {
+        (toml::Value::Table(base), toml::Value::Table(given)) => {
+            for (key, value) in given {
+                match base.get_mut(&key) {
+                    Some(existing) => merge_tables(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, given) => *base = given,
     }
 }
 
@@ -460,6 +675,65 @@ mod tests {
         let config = Config::load(None, env).unwrap();
         assert_eq!(config.listen.port(), 6000);
         assert_eq!(config.registry.max_manifest_bytes, 1024);
+    }
+
+    #[test]
+    fn anomaly_rules_given_in_part_keep_their_other_defaults() {
+        let env = [
+            (
+                "AIRLOCK_ANOMALIES__DENIED_PROMOTIONS__THRESHOLD".to_string(),
+                "2".to_string(),
+            ),
+            (
+                "AIRLOCK_ANOMALIES__PROMOTION_BURST__ACTION".to_string(),
+                "freeze_stage".to_string(),
+            ),
+        ];
+        let config = Config::load(None, env).unwrap();
+        assert_eq!(config.anomalies.denied_promotions.threshold, 2);
+        assert_eq!(config.anomalies.denied_promotions.window_secs, 600);
+        assert_eq!(
+            config.anomalies.promotion_burst.action,
+            airlock_core::AnomalyAction::FreezeStage
+        );
+        let refused = [
+            (
+                "AIRLOCK_ANOMALIES__AUTH_FAILURES__ACTION",
+                "freeze_stage",
+                "auth_failures.action",
+            ),
+            (
+                "AIRLOCK_ANOMALIES__BREAK_GLASS__ENABLED",
+                "false",
+                "cannot be disabled",
+            ),
+            (
+                "AIRLOCK_ANOMALIES__OFF_HOURS_PROMOTION__HOURS",
+                "9-17",
+                "HH:MM",
+            ),
+            (
+                "AIRLOCK_ANOMALIES__DENIED_PROMOTIONS__THRESHOLD",
+                "0",
+                "positive",
+            ),
+            (
+                "AIRLOCK_ANOMALIES__DENIED_PROMOTIONS__ACTION",
+                "lock",
+                "unknown variant",
+            ),
+        ];
+        for (name, value, words) in refused {
+            let err = Config::load(None, [(name.to_string(), value.to_string())])
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(words), "{name}: {err}");
+        }
+        let mut config = Config::default();
+        config.anomalies.promotion_burst.stages = vec!["dev".into()];
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("no gated stage dev"), "{err}");
     }
 
     #[test]

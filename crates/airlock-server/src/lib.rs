@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod anomalies;
 pub mod api;
 pub mod app;
 pub mod audit;

@@ -28,6 +28,14 @@ pub const EVIDENCE_REVERIFIED: &str = "airlock_evidence_reverified_total";
 pub const PROMOTIONS: &str = "airlock_promotions_total";
 /// Time to evaluate a gate, in seconds.
 pub const POLICY_EVALUATION: &str = "airlock_policy_evaluation_seconds";
+/// Anomalies raised, by rule and action.
+pub const ANOMALIES: &str = "airlock_anomalies_total";
+/// Anomalies resolved, by rule.
+pub const ANOMALIES_RESOLVED: &str = "airlock_anomalies_resolved_total";
+/// Anomaly signals that could not be recorded (storage failures).
+pub const ANOMALY_ERRORS: &str = "airlock_anomaly_signal_errors_total";
+/// Requests refused because their artifact is quarantined.
+pub const QUARANTINE_REFUSALS: &str = "airlock_quarantine_refusals_total";
 /// Entries in the audit log (appended, integrated or not).
 pub const AUDIT_ENTRIES: &str = "airlock_audit_log_entries";
 /// Tree size of the newest signed checkpoint.

@@ -22,6 +22,8 @@ pub struct PrincipalRow {
     pub disabled: bool,
     /// The authorization epoch tokens must carry.
     pub authz_epoch: i64,
+    /// The newest open anomaly that locked the principal; while set, it cannot authenticate.
+    pub locked_by: Option<i64>,
     /// When it was created (ms).
     pub created_at: i64,
 }
@@ -90,6 +92,7 @@ fn principal_from_row(row: sqlx::sqlite::SqliteRow) -> PrincipalRow {
         kind: row.get("kind"),
         disabled: row.get::<i64, _>("disabled") != 0,
         authz_epoch: row.get("authz_epoch"),
+        locked_by: row.get("locked_by"),
         created_at: row.get("created_at"),
     }
 }
@@ -138,7 +141,7 @@ enum RequestFilter<'a> {
     Id(i64),
 }
 
-const PRINCIPAL_COLUMNS: &str = "id, name, kind, disabled, authz_epoch, created_at";
+const PRINCIPAL_COLUMNS: &str = "id, name, kind, disabled, authz_epoch, locked_by, created_at";
 
 impl Metadata {
     /// Creates a principal. Fails with [`StoreError::Conflict`] if the name is taken.

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod anomalies;
 mod audit;
 mod blobs;
 mod error;
@@ -15,6 +16,7 @@ mod metadata;
 mod promotion;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
+pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
 pub use audit::{StoredCheckpoint, StoredEntry};
 pub use blobs::{BlobRange, BlobStore, ByteStream};
 pub use error::StoreError;

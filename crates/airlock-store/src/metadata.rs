@@ -47,6 +47,11 @@ fn migrator() -> Migrator {
             "promotions",
             include_str!("../migrations/0005_promotions.sql"),
         ),
+        migration(
+            6,
+            "anomalies",
+            include_str!("../migrations/0006_anomalies.sql"),
+        ),
     ])
 }
 

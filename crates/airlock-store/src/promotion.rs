@@ -714,7 +714,8 @@ impl Metadata {
             Some((reason, by)) => sqlx::query(
                 "INSERT INTO stage_freezes (stage, reason, frozen_by, frozen_at) VALUES (?, ?, ?, ?)
                  ON CONFLICT (stage) DO UPDATE SET reason = excluded.reason,
-                 frozen_by = excluded.frozen_by, frozen_at = excluded.frozen_at",
+                 frozen_by = excluded.frozen_by, frozen_at = excluded.frozen_at,
+                 anomaly_id = NULL",
             )
             .bind(stage)
             .bind(reason)

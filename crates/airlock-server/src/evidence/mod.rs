@@ -114,6 +114,8 @@ pub struct EvidenceService {
     stages: Stages,
     /// Serialises verdicts with keyring changes (see the module docs).
     lock: tokio::sync::Mutex<()>,
+    /// Told about evidence that names a trusted key but does not verify (tampering).
+    anomalies: Arc<crate::anomalies::Anomalies>,
 }
 
 fn slug(kind: EvidenceKind) -> &'static str {
@@ -254,12 +256,18 @@ fn stored_verdict(verdict: verify::Verdict, keyring: &Keyring) -> EvidenceVerdic
 
 impl EvidenceService {
     /// The service over the registry's storage.
-    pub fn new(metadata: Metadata, blobs: BlobStore, stages: Stages) -> Self {
+    pub fn new(
+        metadata: Metadata,
+        blobs: BlobStore,
+        stages: Stages,
+        anomalies: Arc<crate::anomalies::Anomalies>,
+    ) -> Self {
         Self {
             metadata,
             blobs,
             stages,
             lock: tokio::sync::Mutex::new(()),
+            anomalies,
         }
     }
 
@@ -450,6 +458,22 @@ impl EvidenceService {
         for (origin, verdict, _) in &items {
             metrics::counter!(crate::metrics::EVIDENCE_ITEMS, "format" => origin.format.clone(), "status" => verdict.status.clone())
                 .increment(1);
+            // `bad_signature`: the evidence names a trusted key that does not verify it.
+            if verdict.reason_code.as_deref() == Some("bad_signature")
+                && let (Ok(repository), Ok(subject)) = (
+                    RepoName::from_str(&origin.repository),
+                    Digest::from_str(&origin.subject),
+                )
+            {
+                self.anomalies
+                    .evidence_tampered(
+                        &repository,
+                        &subject,
+                        &origin.pushed_by,
+                        verdict.key_name.as_deref().unwrap_or("?"),
+                    )
+                    .await;
+            }
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use airlock_core::access::{
@@ -123,6 +123,19 @@ pub struct Identity {
     exclusive: Vec<ExclusivePair>,
     oidc: Vec<(airlock_identity::TrustRule, airlock_identity::Jwks)>,
     verified: Mutex<HashMap<[u8; 32], CachedCredential>>,
+    anomalies: Arc<crate::anomalies::Anomalies>,
+}
+
+/// Why `principal` may not authenticate at all (disabled, or locked by an anomaly), if so.
+fn barred(principal: &PrincipalRow) -> Option<String> {
+    if principal.disabled {
+        return Some("the principal is disabled".into());
+    }
+    principal.locked_by.map(|anomaly| {
+        format!(
+            "the principal is locked by anomaly {anomaly}; an access-admin can lift it with `airlock anomalies resolve {anomaly} --reason ..`"
+        )
+    })
 }
 
 fn write_secret_file(path: &Path, content: &str) -> Result<(), IdentityError> {
@@ -165,6 +178,7 @@ impl Identity {
         config: AccessConfig,
         stages: Stages,
         initial_password: Option<String>,
+        anomalies: Arc<crate::anomalies::Anomalies>,
     ) -> Result<Self, IdentityError> {
         let key_path = data_dir.join("token-key.pem");
         let token_key = match std::fs::read_to_string(&key_path) {
@@ -235,6 +249,7 @@ impl Identity {
             exclusive,
             oidc,
             verified: Mutex::new(HashMap::new()),
+            anomalies,
         };
         identity.bootstrap(data_dir, initial_password).await?;
         Ok(identity)
@@ -418,6 +433,10 @@ impl Identity {
         {
             tracing::error!(error = %err, "could not record an authentication failure");
         }
+        let address = source.map(|s| s.ip().to_string());
+        self.anomalies
+            .authentication_failed(principal, address.as_deref())
+            .await;
         AuthError::Invalid(reason.to_string())
     }
 
@@ -464,7 +483,7 @@ impl Identity {
         if let Some((principal_id, method)) = cached {
             // Still re-check the principal and, for API keys, the key itself: revocation is immediate.
             if let Some(principal) = self.metadata.principal_by_id(principal_id).await?
-                && !principal.disabled
+                && barred(&principal).is_none()
                 && (method != "api_key" || self.api_key_still_valid(secret).await?)
             {
                 let grants = self.grants(&principal).await?;
@@ -489,8 +508,8 @@ impl Identity {
                 .fail("unknown", source, "unknown user or wrong password")
                 .await);
         };
-        if principal.disabled {
-            return Err(self.fail(user, source, "the principal is disabled").await);
+        if let Some(reason) = barred(&principal) {
+            return Err(self.fail(user, source, &reason).await);
         }
         let method = if secret.starts_with("alk_") {
             let Ok((key_id, key_secret)) = airlock_identity::parse_api_key(secret) else {
@@ -583,10 +602,8 @@ impl Identity {
                 .fail(&claims.sub, source, "token for an unknown principal")
                 .await);
         };
-        if principal.disabled {
-            return Err(self
-                .fail(&claims.sub, source, "the principal is disabled")
-                .await);
+        if let Some(reason) = barred(&principal) {
+            return Err(self.fail(&claims.sub, source, &reason).await);
         }
         if principal.authz_epoch as u64 != claims.epoch {
             return Err(self
@@ -723,8 +740,8 @@ impl Identity {
                 }
             }
         };
-        if principal.disabled {
-            return Err(self.fail(&name, source, "the principal is disabled").await);
+        if let Some(reason) = barred(&principal) {
+            return Err(self.fail(&name, source, &reason).await);
         }
         let grants = self.grants(&principal).await?;
         Ok(Authenticated {

@@ -1,6 +1,6 @@
 //! Manifests by tag or digest: push (bounded, verified), get/head, delete.
 
-use airlock_core::{Action, Reference, RepoName};
+use airlock_core::{Action, Reference, RepoName, StageMode};
 use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -96,8 +96,50 @@ pub(super) async fn get(
     with_body: bool,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    request.authorize(Some(&repo), Action::Pull).await?;
-    let manifest = state.registry.manifest(&repo, &reference).await?;
+    let actor = request.authorize(Some(&repo), Action::Pull).await?;
+    let gated = state
+        .registry
+        .stages()
+        .stage_of(&repo)
+        .is_ok_and(|stage| stage.mode == StageMode::Gated);
+    let manifest = match state.registry.manifest(&repo, &reference).await {
+        Ok(manifest) => manifest,
+        Err(err) => {
+            // Only promotions put digests into gated stages: asking one for a digest it never
+            // received is probing (or a deployment pointed at an unpromoted build).
+            if let (true, RegistryError::ManifestUnknown(_), Reference::Digest(digest)) =
+                (gated, &err, &reference)
+            {
+                state
+                    .anomalies
+                    .unpromoted_digest_requested(
+                        &actor.principal,
+                        actor.source.as_deref(),
+                        &repo,
+                        digest,
+                    )
+                    .await;
+            }
+            return Err(err.into());
+        }
+    };
+    if gated
+        && let Some(quarantine) = state
+            .anomalies
+            .quarantine(&manifest.digest)
+            .await
+            .map_err(RegistryError::from)?
+    {
+        metrics::counter!(crate::metrics::QUARANTINE_REFUSALS).increment(1);
+        return Err(OciError::new(
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            format!(
+                "{repo}@{} is quarantined by anomaly {}: {}; an access-admin lifts it with `airlock anomalies resolve {} --reason ..`",
+                manifest.digest, quarantine.anomaly_id, quarantine.reason, quarantine.anomaly_id
+            ),
+        ));
+    }
     let length = manifest.content.len();
     let mut response = if with_body {
         Body::from(manifest.content).into_response()

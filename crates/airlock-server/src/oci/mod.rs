@@ -37,6 +37,8 @@ pub struct OciState {
     pub access: Arc<AccessControl>,
     /// Evidence ingestion for signature and attestation manifests.
     pub evidence: Arc<crate::evidence::EvidenceService>,
+    /// Quarantines and the unpromoted-digest rule on pulls from gated stages.
+    pub anomalies: Arc<crate::anomalies::Anomalies>,
 }
 
 /// Query parameters of OCI requests, kept raw and parsed by each handler into typed values.

@@ -133,9 +133,41 @@ pub struct Outcome {
 }
 
 /// The rules airlock applies on top of any policy, as a function of the input alone (so replay
-/// reproduces them): a promotion into a frozen stage is denied unless it is a break-glass
-/// promotion, even if a custom gate forgets the freeze.
-fn with_service_rules(mut decision: Decision, input: &Value) -> Decision {
+/// reproduces them), even if a custom gate forgets them: freezes and quarantines.
+fn with_service_rules(decision: Decision, input: &Value) -> Decision {
+    with_quarantine(with_freeze(decision, input), input)
+}
+
+/// A quarantined artifact moves nowhere: not by promotion, not by rollback, not by break-glass.
+fn with_quarantine(mut decision: Decision, input: &Value) -> Decision {
+    let quarantine = &input["artifact"]["quarantine"];
+    let policy_saw_it = decision
+        .deny
+        .iter()
+        .any(|v| v.rule.ends_with("quarantined"));
+    if quarantine.is_object() && !policy_saw_it {
+        let anomaly = &quarantine["anomaly"];
+        decision.deny.push(airlock_policy::Violation {
+            rule: "airlock.quarantined".into(),
+            msg: format!(
+                "the artifact is quarantined by anomaly {anomaly}: {}",
+                quarantine["reason"].as_str().unwrap_or("no reason recorded")
+            ),
+            remediation: format!(
+                "investigate the anomaly (airlock anomalies show {anomaly}); an access-admin lifts the quarantine with `airlock anomalies resolve {anomaly} --reason ..`"
+            ),
+            docs: Some("docs/anomalies.md#quarantine".into()),
+        });
+        decision
+            .deny
+            .sort_by(|a, b| (&a.rule, &a.msg).cmp(&(&b.rule, &b.msg)));
+        decision.allowed = false;
+    }
+    decision
+}
+
+/// A promotion into a frozen stage is denied unless it is a break-glass promotion.
+fn with_freeze(mut decision: Decision, input: &Value) -> Decision {
     let promoting = input["action"] == "promote";
     let frozen = input["target"]["frozen"] == true;
     let break_glass = input["break_glass"]["requested"] == true;
@@ -190,6 +222,7 @@ pub struct PromotionService {
     policy: RwLock<LoadedPolicy>,
     attestation_key: SigningKey,
     identity: Arc<crate::identity::Identity>,
+    anomalies: Arc<crate::anomalies::Anomalies>,
 }
 
 /// The decision shown for an approval that did not yet complete the set (the gate allowed the
@@ -243,6 +276,7 @@ impl PromotionService {
         evidence: Arc<EvidenceService>,
         attestation_key: SigningKey,
         identity: Arc<crate::identity::Identity>,
+        anomalies: Arc<crate::anomalies::Anomalies>,
     ) -> Result<Self> {
         let stages = config
             .stages()
@@ -260,6 +294,7 @@ impl PromotionService {
             evidence,
             attestation_key,
             identity,
+            anomalies,
         };
         service.record_bundle(&Actor::system()).await?;
         Ok(service)
@@ -526,6 +561,14 @@ impl PromotionService {
                 approvals_required: required,
             });
         }
+        self.anomalies
+            .promotion_requested(crate::anomalies::PromotionEvent {
+                requester: &row.requested_by,
+                repository: &target,
+                digest: &digest,
+                break_glass: row.break_glass.as_deref(),
+            })
+            .await;
         self.metadata.insert_promotion(&row).await?;
         let outcome = self.decide(&mut row, caller).await;
         if outcome.is_err() {
@@ -797,6 +840,18 @@ impl PromotionService {
                 caller,
             )
             .await?;
+        }
+        let event = crate::anomalies::PromotionEvent {
+            requester: &row.requested_by,
+            repository: &target,
+            digest: &digest,
+            break_glass: row.break_glass.as_deref(),
+        };
+        if decision.allowed && approved {
+            self.anomalies.promoted(event).await;
+        } else if !decision.allowed {
+            let rules: Vec<String> = decision.deny.iter().map(|v| v.rule.clone()).collect();
+            self.anomalies.promotion_denied(event, &rules).await;
         }
         let outcome = if decision.allowed && approved {
             "promoted"

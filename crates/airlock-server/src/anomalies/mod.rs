@@ -1,0 +1,446 @@
+//! Anomaly response: turns what the other services observe (a denied promotion, a failed
+//! authentication, a tampered signature, a pull of an unpromoted digest, a promotion at night, a
+//! burst of promotions, a break-glass promotion) into signals, counts them against the configured
+//! rules and takes the rules' actions, before the observing request returns, so an action holds
+//! from the very next request.
+//!
+//! Counting happens in the database (`airlock_store::Metadata::observe_signal`): one indexed insert
+//! and count per signal, in one transaction with the anomaly, its action and its audit entry.
+//! Signals are rare events (refusals and promotions), so the common request path (a pull of a
+//! promoted artifact) pays one indexed quarantine lookup and nothing else.
+
+pub mod routes;
+
+use std::sync::Arc;
+
+use airlock_core::access::{Permission, PermissionTarget};
+use airlock_core::{
+    Actor, AllowedHours, AnomalyRule, AnomalyTarget, Digest, RepoName, Signal, StageMode, Stages,
+};
+use airlock_store::{
+    AnomalyRow, Metadata, QuarantineRow, ResolveError, StoreError, Tripwire, now_millis,
+};
+
+use crate::config::AnomalyConfig;
+use crate::identity::Authenticated;
+
+/// Why an anomaly request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnomalyError {
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such anomaly.
+    #[error("{0}")]
+    NotFound(String),
+    /// The anomaly is not open.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ResolveError> for AnomalyError {
+    fn from(err: ResolveError) -> Self {
+        match err {
+            ResolveError::NotFound(_) => Self::NotFound(err.to_string()),
+            ResolveError::AlreadyResolved(_) => Self::Conflict(err.to_string()),
+            ResolveError::Store(err) => Self::Store(err),
+        }
+    }
+}
+
+/// A promotion event, as the promotion rules need it.
+#[derive(Debug, Clone, Copy)]
+pub struct PromotionEvent<'a> {
+    /// Who requested the promotion.
+    pub requester: &'a str,
+    /// The target repository.
+    pub repository: &'a RepoName,
+    /// The artifact.
+    pub digest: &'a Digest,
+    /// The break-glass reason, for an emergency promotion.
+    pub break_glass: Option<&'a str>,
+}
+
+/// The anomaly detector and the anomaly records behind `airlock anomalies`.
+pub struct Anomalies {
+    metadata: Metadata,
+    config: AnomalyConfig,
+    stages: Stages,
+    hours: Option<AllowedHours>,
+}
+
+impl Anomalies {
+    /// A detector for `config` (already validated).
+    pub fn new(metadata: Metadata, config: AnomalyConfig, stages: Stages) -> Arc<Self> {
+        let hours = config.off_hours_promotion.allowed_hours().ok();
+        Arc::new(Self {
+            metadata,
+            config,
+            stages,
+            hours,
+        })
+    }
+
+    /// Counts `signal` under its rule (if enabled) and takes the rule's action when it trips.
+    /// Never fails the observing request: a storage failure is logged and counted.
+    pub async fn observe(&self, signal: Signal) -> Option<AnomalyRow> {
+        let config = self.config.rule(signal.rule);
+        if !config.enabled && signal.rule != AnomalyRule::BreakGlass {
+            return None;
+        }
+        let tripwire = Tripwire {
+            threshold: config.threshold,
+            window_ms: (config.window_secs as i64).saturating_mul(1000),
+            action: config.action,
+        };
+        match self
+            .metadata
+            .observe_signal(&signal, tripwire, now_millis())
+            .await
+        {
+            Ok(Some(anomaly)) => {
+                metrics::counter!(crate::metrics::ANOMALIES, "rule" => anomaly.rule.as_str(), "action" => anomaly.action.as_str())
+                    .increment(1);
+                tracing::warn!(
+                    anomaly = anomaly.id,
+                    rule = %anomaly.rule,
+                    key = %anomaly.key,
+                    action = %anomaly.action,
+                    applied = anomaly.applied,
+                    "anomaly detected: {}",
+                    anomaly.summary
+                );
+                Some(anomaly)
+            }
+            Ok(None) => None,
+            Err(err) => {
+                metrics::counter!(crate::metrics::ANOMALY_ERRORS).increment(1);
+                tracing::error!(error = %err, rule = %signal.rule, "could not record an anomaly signal");
+                None
+            }
+        }
+    }
+
+    /// A promotion was denied for `requester`.
+    pub async fn promotion_denied(&self, event: PromotionEvent<'_>, rules: &[String]) {
+        let stage = event.repository.stage().to_string();
+        if !self.config.denied_promotions.watches(&stage) {
+            return;
+        }
+        self.observe(Signal {
+            rule: AnomalyRule::DeniedPromotions,
+            key: format!("principal:{}", event.requester),
+            target: AnomalyTarget {
+                principal: Some(event.requester.to_string()),
+                repository: Some(event.repository.clone()),
+                digest: Some(event.digest.clone()),
+                stage: Some(stage),
+                source: None,
+            },
+            summary: format!(
+                "promotion of {}@{} requested by {} was denied ({})",
+                event.repository,
+                event.digest,
+                event.requester,
+                rules.join(", ")
+            ),
+        })
+        .await;
+    }
+
+    /// A promotion was requested (checked against the allowed hours).
+    pub async fn promotion_requested(&self, event: PromotionEvent<'_>) {
+        let stage = event.repository.stage().to_string();
+        let config = &self.config.off_hours_promotion;
+        let Some(hours) = &self.hours else {
+            return;
+        };
+        let now = now_millis();
+        if !config.enabled || !config.watches(&stage) || hours.allows(now) {
+            return;
+        }
+        self.observe(Signal {
+            rule: AnomalyRule::OffHoursPromotion,
+            key: format!("principal:{}", event.requester),
+            target: AnomalyTarget {
+                principal: Some(event.requester.to_string()),
+                repository: Some(event.repository.clone()),
+                digest: Some(event.digest.clone()),
+                stage: Some(stage),
+                source: None,
+            },
+            summary: format!(
+                "{} requested a promotion of {}@{} at {} UTC, outside the allowed hours ({} {})",
+                event.requester,
+                event.repository,
+                event.digest,
+                airlock_core::audit::rfc3339_millis(now),
+                config.days.as_deref().unwrap_or("*"),
+                config.hours.as_deref().unwrap_or("00:00-24:00"),
+            ),
+        })
+        .await;
+    }
+
+    /// An artifact was promoted (counted for bursts; a break-glass promotion always alerts).
+    pub async fn promoted(&self, event: PromotionEvent<'_>) {
+        let stage = event.repository.stage().to_string();
+        let target = AnomalyTarget {
+            principal: Some(event.requester.to_string()),
+            repository: Some(event.repository.clone()),
+            digest: Some(event.digest.clone()),
+            stage: Some(stage.clone()),
+            source: None,
+        };
+        if let Some(reason) = event.break_glass {
+            self.observe(Signal {
+                rule: AnomalyRule::BreakGlass,
+                key: format!("principal:{}", event.requester),
+                target: target.clone(),
+                summary: format!(
+                    "break-glass promotion of {}@{} by {}: {reason}",
+                    event.repository, event.digest, event.requester
+                ),
+            })
+            .await;
+        }
+        if self.config.promotion_burst.watches(&stage) {
+            let config = &self.config.promotion_burst;
+            self.observe(Signal {
+                rule: AnomalyRule::PromotionBurst,
+                key: format!("stage:{stage}"),
+                target: AnomalyTarget {
+                    principal: None,
+                    ..target
+                },
+                summary: format!(
+                    "{} promotions into {stage} within {} s (the last: {}@{} by {})",
+                    config.threshold,
+                    config.window_secs,
+                    event.repository,
+                    event.digest,
+                    event.requester
+                ),
+            })
+            .await;
+        }
+    }
+
+    /// Authentication failed for `principal` (`unknown` when no principal was named) from
+    /// `source`: counted per principal and per source address.
+    pub async fn authentication_failed(&self, principal: &str, source: Option<&str>) {
+        if principal != "unknown" {
+            self.observe(Signal {
+                rule: AnomalyRule::AuthFailures,
+                key: format!("principal:{principal}"),
+                target: AnomalyTarget {
+                    principal: Some(principal.to_string()),
+                    source: source.map(str::to_string),
+                    ..AnomalyTarget::default()
+                },
+                summary: format!(
+                    "{} failed authentications for {principal} within {} s",
+                    self.config.auth_failures.threshold, self.config.auth_failures.window_secs
+                ),
+            })
+            .await;
+        }
+        if let Some(source) = source {
+            self.observe(Signal {
+                rule: AnomalyRule::AuthFailures,
+                key: format!("source:{source}"),
+                // No principal: a source address is not one principal to lock.
+                target: AnomalyTarget {
+                    source: Some(source.to_string()),
+                    ..AnomalyTarget::default()
+                },
+                summary: format!(
+                    "{} failed authentications from {source} within {} s",
+                    self.config.auth_failures.threshold, self.config.auth_failures.window_secs
+                ),
+            })
+            .await;
+        }
+    }
+
+    /// Evidence for `digest` in `repository` names trusted key `key_name` but does not verify.
+    pub async fn evidence_tampered(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        pushed_by: &str,
+        key_name: &str,
+    ) {
+        self.observe(Signal {
+            rule: AnomalyRule::TamperedEvidence,
+            key: format!("artifact:{digest}"),
+            target: AnomalyTarget {
+                principal: Some(pushed_by.to_string()),
+                repository: Some(repository.clone()),
+                digest: Some(digest.clone()),
+                stage: None,
+                source: None,
+            },
+            summary: format!(
+                "evidence pushed by {pushed_by} for {repository}@{digest} claims trusted key {key_name} but does not verify with it: altered or forged"
+            ),
+        })
+        .await;
+    }
+
+    /// `principal` asked a gated stage for `digest`, which was never promoted into `repository`.
+    pub async fn unpromoted_digest_requested(
+        &self,
+        principal: &str,
+        source: Option<&str>,
+        repository: &RepoName,
+        digest: &Digest,
+    ) {
+        let stage = repository.stage();
+        let gated = self
+            .stages
+            .stage_of(repository)
+            .is_ok_and(|s| s.mode == StageMode::Gated);
+        if !gated {
+            return;
+        }
+        self.observe(Signal {
+            rule: AnomalyRule::UnpromotedDigest,
+            key: format!("principal:{principal}"),
+            target: AnomalyTarget {
+                principal: Some(principal.to_string()),
+                repository: Some(repository.clone()),
+                digest: Some(digest.clone()),
+                stage: Some(stage.to_string()),
+                source: source.map(str::to_string),
+            },
+            summary: format!(
+                "{principal} asked for {repository}@{digest}, which was never promoted into {stage}"
+            ),
+        })
+        .await;
+    }
+
+    /// The quarantine on `digest`, if any.
+    pub async fn quarantine(&self, digest: &Digest) -> Result<Option<QuarantineRow>, StoreError> {
+        self.metadata.quarantine(&digest.to_string()).await
+    }
+
+    /// Anomalies, newest first (`status`: `open`, `resolved` or `None` for all). Needs
+    /// `access-admin` or `auditor`.
+    pub async fn list(
+        &self,
+        who: Option<&Authenticated>,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AnomalyRow>, AnomalyError> {
+        Self::require_reader(who)?;
+        if let Some(status) = status
+            && !matches!(status, "open" | "resolved")
+        {
+            return Err(AnomalyError::BadRequest(format!(
+                "status {status:?}: use open, resolved or all"
+            )));
+        }
+        Ok(self
+            .metadata
+            .anomalies(status, limit.clamp(1, 1000))
+            .await?)
+    }
+
+    /// One anomaly. Needs `access-admin` or `auditor`.
+    pub async fn show(
+        &self,
+        who: Option<&Authenticated>,
+        id: i64,
+    ) -> Result<AnomalyRow, AnomalyError> {
+        Self::require_reader(who)?;
+        self.metadata
+            .anomaly(id)
+            .await?
+            .ok_or_else(|| AnomalyError::NotFound(format!("there is no anomaly {id}")))
+    }
+
+    /// Resolves an open anomaly, undoing its action. Only an `access-admin` may, and never the
+    /// principal the anomaly is about.
+    pub async fn resolve(
+        &self,
+        who: Option<&Authenticated>,
+        actor: &Actor,
+        id: i64,
+        reason: &str,
+    ) -> Result<AnomalyRow, AnomalyError> {
+        if let Some(who) = who
+            && !who.has(Permission::ManageAccess, &PermissionTarget::Global)
+        {
+            return Err(AnomalyError::Forbidden(format!(
+                "{} may not resolve anomalies: that needs the access-admin role",
+                actor.principal
+            )));
+        }
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(AnomalyError::BadRequest(
+                "resolving an anomaly needs a reason (--reason)".into(),
+            ));
+        }
+        if reason.len() > 1000 {
+            return Err(AnomalyError::BadRequest(
+                "the reason is longer than 1000 bytes".into(),
+            ));
+        }
+        let anomaly = self
+            .metadata
+            .anomaly(id)
+            .await?
+            .ok_or_else(|| AnomalyError::NotFound(format!("there is no anomaly {id}")))?;
+        if anomaly.target.principal.as_deref() == Some(actor.principal.as_str()) {
+            return Err(AnomalyError::Forbidden(format!(
+                "anomaly {id} is about {}; another access-admin must resolve it",
+                actor.principal
+            )));
+        }
+        let resolved = self
+            .metadata
+            .resolve_anomaly(id, reason, actor, now_millis())
+            .await?;
+        metrics::counter!(crate::metrics::ANOMALIES_RESOLVED, "rule" => resolved.rule.as_str())
+            .increment(1);
+        Ok(resolved)
+    }
+
+    /// Forgets signals older than the longest window (run periodically).
+    pub async fn prune(&self) -> Result<u64, StoreError> {
+        let longest = self
+            .config
+            .rules()
+            .iter()
+            .map(|(_, c)| c.window_secs)
+            .max()
+            .unwrap_or(3600) as i64;
+        self.metadata
+            .prune_anomaly_signals(now_millis() - longest.saturating_mul(1000))
+            .await
+    }
+
+    fn require_reader(who: Option<&Authenticated>) -> Result<(), AnomalyError> {
+        match who {
+            Some(who)
+                if !who.has(Permission::ManageAccess, &PermissionTarget::Global)
+                    && !who.has(Permission::ReadAudit, &PermissionTarget::Global) =>
+            {
+                Err(AnomalyError::Forbidden(format!(
+                    "{} may not read anomalies: that needs the access-admin or auditor role",
+                    who.principal.name
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! Anomaly storage: the signals rules count, the anomalies they raise, and the actions those take
+//! (principal locks, artifact quarantines, stage freezes). Counting a signal, raising the anomaly,
+//! taking its action and appending its audit entry happen in one transaction, so the window is
+//! shared by every replica, survives a restart, and no action exists without its log entry.
+
+use airlock_core::{
+    Actor, AnomalyAction, AnomalyRule, AnomalyTarget, AuditEvent, AuditRecord, Signal,
+};
+use sqlx::Row;
+
+use crate::audit::append;
+use crate::error::StoreError;
+use crate::metadata::{Metadata, WriteTransaction};
+
+/// A rule's settings, as storage needs them to count and act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tripwire {
+    /// Signals in the window that raise the anomaly (at least 1).
+    pub threshold: u32,
+    /// The sliding window, in milliseconds.
+    pub window_ms: i64,
+    /// What to do when it trips.
+    pub action: AnomalyAction,
+}
+
+/// A stored anomaly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnomalyRow {
+    /// Its id.
+    pub id: i64,
+    /// The rule that raised it.
+    pub rule: AnomalyRule,
+    /// What the rule counted per.
+    pub key: String,
+    /// The action taken.
+    pub action: AnomalyAction,
+    /// Whether the action changed anything.
+    pub applied: bool,
+    /// What was observed.
+    pub summary: String,
+    /// What it is about.
+    pub target: AnomalyTarget,
+    /// Signals in the window when it tripped.
+    pub observed: u32,
+    /// The rule's threshold then.
+    pub threshold: u32,
+    /// The rule's window then, in seconds.
+    pub window_secs: u64,
+    /// `open` or `resolved`.
+    pub status: String,
+    /// When it was raised (ms).
+    pub created_at: i64,
+    /// When it was resolved (ms).
+    pub resolved_at: Option<i64>,
+    /// Who resolved it.
+    pub resolved_by: Option<String>,
+    /// Why.
+    pub resolution: Option<String>,
+}
+
+/// A quarantine on an artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineRow {
+    /// The anomaly that quarantined it.
+    pub anomaly_id: i64,
+    /// Why.
+    pub reason: String,
+}
+
+/// Why resolving an anomaly failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// No anomaly has that id.
+    #[error("there is no anomaly {0}")]
+    NotFound(i64),
+    /// It was already resolved.
+    #[error("anomaly {0} is already resolved")]
+    AlreadyResolved(i64),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ResolveError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Store(err.into())
+    }
+}
+
+const ANOMALY_COLUMNS: &str = "id, rule, key, action, applied, summary, target, observed, \
+    threshold, window_secs, status, created_at, resolved_at, resolved_by, resolution";
+
+fn anomaly_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AnomalyRow, StoreError> {
+    let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("anomaly {what}: {e}"));
+    let rule: String = row.get("rule");
+    let action: String = row.get("action");
+    let target: String = row.get("target");
+    Ok(AnomalyRow {
+        id: row.get("id"),
+        rule: rule.parse().map_err(|e| corrupt("rule", e))?,
+        key: row.get("key"),
+        action: action.parse().map_err(|e| corrupt("action", e))?,
+        applied: row.get::<i64, _>("applied") != 0,
+        summary: row.get("summary"),
+        target: serde_json::from_str(&target).map_err(|e| corrupt("target", e.to_string()))?,
+        observed: row.get::<i64, _>("observed") as u32,
+        threshold: row.get::<i64, _>("threshold") as u32,
+        window_secs: row.get::<i64, _>("window_secs") as u64,
+        status: row.get("status"),
+        created_at: row.get("created_at"),
+        resolved_at: row.get("resolved_at"),
+        resolved_by: row.get("resolved_by"),
+        resolution: row.get("resolution"),
+    })
+}
+
+impl Metadata {
+    /// Counts `signal` at `now` (ms). When the signals of its rule and key in the window reach the
+    /// threshold and no anomaly for them is open, raises one, takes `tripwire.action` and appends
+    /// the `anomaly.detected` entry, all in one transaction; returns the new anomaly.
+    pub async fn observe_signal(
+        &self,
+        signal: &Signal,
+        tripwire: Tripwire,
+        now: i64,
+    ) -> Result<Option<AnomalyRow>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let rule = signal.rule.as_str();
+        sqlx::query("INSERT INTO anomaly_signals (rule, key, at) VALUES (?, ?, ?)")
+            .bind(rule)
+            .bind(&signal.key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM anomalies WHERE rule = ? AND key = ? AND status = 'open'",
+        )
+        .bind(rule)
+        .bind(&signal.key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let observed: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM anomaly_signals WHERE rule = ? AND key = ? AND at > ?",
+        )
+        .bind(rule)
+        .bind(&signal.key)
+        .bind(now - tripwire.window_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        if open.is_some() || observed < i64::from(tripwire.threshold.max(1)) {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let target = serde_json::to_string(&signal.target)
+            .map_err(|e| StoreError::Corrupt(format!("anomaly target: {e}")))?;
+        let window_secs = tripwire.window_ms / 1000;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO anomalies (rule, key, action, applied, summary, target, observed,
+               threshold, window_secs, status, created_at)
+             VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, 'open', ?) RETURNING id",
+        )
+        .bind(rule)
+        .bind(&signal.key)
+        .bind(tripwire.action.as_str())
+        .bind(&signal.summary)
+        .bind(&target)
+        .bind(observed)
+        .bind(i64::from(tripwire.threshold))
+        .bind(window_secs)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut records = Vec::new();
+        let applied = take_action(&mut tx, id, signal, tripwire.action, now, &mut records).await?;
+        if applied {
+            sqlx::query("UPDATE anomalies SET applied = 1 WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        records.insert(
+            0,
+            AuditRecord {
+                time_millis: now,
+                actor: Actor::system(),
+                event: AuditEvent::AnomalyDetected {
+                    anomaly: id,
+                    rule: signal.rule,
+                    key: signal.key.clone(),
+                    action: tripwire.action,
+                    applied,
+                    summary: signal.summary.clone(),
+                    target: signal.target.clone(),
+                    observed: observed as u32,
+                    threshold: tripwire.threshold,
+                    window_secs: window_secs as u64,
+                },
+            },
+        );
+        append(&mut tx, &records).await?;
+        tx.commit().await?;
+        self.anomaly(id).await
+    }
+
+    /// An anomaly by id.
+    pub async fn anomaly(&self, id: i64) -> Result<Option<AnomalyRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(anomaly_from_row).transpose()
+    }
+
+    /// Anomalies, newest first: `open`, `resolved`, or all (`None`); at most `limit`.
+    pub async fn anomalies(
+        &self,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AnomalyRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE (?1 IS NULL OR status = ?1)
+             ORDER BY id DESC LIMIT ?2"
+        )))
+        .bind(status)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(anomaly_from_row).collect()
+    }
+
+    /// Resolves an open anomaly: undoes its action (lifts the lock, the quarantine, the freeze it
+    /// set), restarts its rule's window for its key, and appends `anomaly.resolved` by `actor`,
+    /// in one transaction.
+    pub async fn resolve_anomaly(
+        &self,
+        id: i64,
+        reason: &str,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<AnomalyRow, ResolveError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(ResolveError::NotFound(id))?;
+        let anomaly = anomaly_from_row(&row)?;
+        if anomaly.status != "open" {
+            return Err(ResolveError::AlreadyResolved(id));
+        }
+        sqlx::query(
+            "UPDATE anomalies SET status = 'resolved', resolved_at = ?, resolved_by = ?,
+               resolution = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(&actor.principal)
+        .bind(reason)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let locked: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM principal_locks WHERE anomaly_id = ? RETURNING principal",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for principal in locked {
+            sqlx::query(
+                "UPDATE principals SET locked_by =
+                   (SELECT MAX(anomaly_id) FROM principal_locks WHERE principal = ?1)
+                 WHERE name = ?1",
+            )
+            .bind(&principal)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM artifact_quarantines WHERE anomaly_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let unfrozen: Vec<String> =
+            sqlx::query_scalar("DELETE FROM stage_freezes WHERE anomaly_id = ? RETURNING stage")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        sqlx::query("DELETE FROM anomaly_signals WHERE rule = ? AND key = ?")
+            .bind(anomaly.rule.as_str())
+            .bind(&anomaly.key)
+            .execute(&mut *tx)
+            .await?;
+        let mut records = vec![AuditRecord {
+            time_millis: now,
+            actor: actor.clone(),
+            event: AuditEvent::AnomalyResolved {
+                anomaly: id,
+                rule: anomaly.rule,
+                action: anomaly.action,
+                reason: reason.to_string(),
+            },
+        }];
+        records.extend(unfrozen.into_iter().map(|stage| AuditRecord {
+            time_millis: now,
+            actor: actor.clone(),
+            event: AuditEvent::StageFreezeChanged {
+                stage,
+                frozen: false,
+                reason: format!("anomaly {id} resolved: {reason}"),
+            },
+        }));
+        append(&mut tx, &records).await?;
+        tx.commit().await?;
+        self.anomaly(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("anomaly {id} vanished")).into())
+    }
+
+    /// The quarantine on `digest`, if any (the newest, when several anomalies set one).
+    pub async fn quarantine(&self, digest: &str) -> Result<Option<QuarantineRow>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT anomaly_id, reason FROM artifact_quarantines WHERE digest = ?
+             ORDER BY anomaly_id DESC LIMIT 1",
+        )
+        .bind(digest)
+        .fetch_optional(self.pool())
+        .await?
+        .map(|row| QuarantineRow {
+            anomaly_id: row.get("anomaly_id"),
+            reason: row.get("reason"),
+        }))
+    }
+
+    /// Forgets signals older than `before` (ms): no window reaches back that far.
+    pub async fn prune_anomaly_signals(&self, before: i64) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("DELETE FROM anomaly_signals WHERE at < ?")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// Takes `action` for anomaly `id`; returns whether it changed anything. Freezes add their
+/// `stage.frozen` record to `records`.
+async fn take_action(
+    tx: &mut WriteTransaction,
+    id: i64,
+    signal: &Signal,
+    action: AnomalyAction,
+    now: i64,
+    records: &mut Vec<AuditRecord>,
+) -> Result<bool, sqlx::Error> {
+    let reason = format!("anomaly {id} ({}): {}", signal.rule, signal.summary);
+    match action {
+        AnomalyAction::Alert => Ok(false),
+        AnomalyAction::LockPrincipal => {
+            let Some(principal) = &signal.target.principal else {
+                return Ok(false);
+            };
+            // The epoch bump kills every token the principal holds, at once.
+            let locked = sqlx::query(
+                "UPDATE principals SET locked_by = ?, authz_epoch = authz_epoch + 1 WHERE name = ?",
+            )
+            .bind(id)
+            .bind(principal)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if locked == 0 {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO principal_locks (principal, anomaly_id, created_at) VALUES (?, ?, ?)",
+            )
+            .bind(principal)
+            .bind(id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(true)
+        }
+        AnomalyAction::QuarantineArtifact => {
+            let Some(digest) = &signal.target.digest else {
+                return Ok(false);
+            };
+            sqlx::query(
+                "INSERT INTO artifact_quarantines (digest, anomaly_id, reason, created_at)
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(digest.to_string())
+            .bind(id)
+            .bind(&reason)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(true)
+        }
+        AnomalyAction::FreezeStage => {
+            let Some(stage) = &signal.target.stage else {
+                return Ok(false);
+            };
+            // A stage already frozen (by a person or another anomaly) keeps that freeze.
+            let frozen = sqlx::query(
+                "INSERT INTO stage_freezes (stage, reason, frozen_by, frozen_at, anomaly_id)
+                 VALUES (?, ?, 'airlock', ?, ?) ON CONFLICT (stage) DO NOTHING",
+            )
+            .bind(stage)
+            .bind(&reason)
+            .bind(now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if frozen > 0 {
+                records.push(AuditRecord {
+                    time_millis: now,
+                    actor: Actor::system(),
+                    event: AuditEvent::StageFreezeChanged {
+                        stage: stage.clone(),
+                        frozen: true,
+                        reason,
+                    },
+                });
+            }
+            Ok(frozen > 0)
+        }
+    }
+}
