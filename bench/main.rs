@@ -16,6 +16,7 @@
 //! signatures, and in the same run `skopeo copy` of the same image between two repositories of
 //! the distribution registry (see `promote.rs`).
 
+mod anomalies;
 mod audit;
 mod promote;
 
@@ -404,6 +405,7 @@ fn report(name: &str, options: &Options, f: &Figures) {
 async fn main() -> Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some("audit") => return audit::run().await,
+        Some("anomalies") => return anomalies::run().await,
         Some("promote") => return promote::run().await,
         _ => {}
     }

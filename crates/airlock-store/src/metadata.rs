@@ -89,6 +89,9 @@ pub struct StoredManifest {
     pub media_type: String,
     /// The exact bytes that were pushed.
     pub content: Vec<u8>,
+    /// The quarantine on its digest, if an anomaly set one (read in the same query, so the check
+    /// every pull from a gated stage makes costs no extra round trip).
+    pub quarantine: Option<crate::anomalies::QuarantineRow>,
 }
 
 /// One entry of a referrers listing.
@@ -587,9 +590,12 @@ impl Metadata {
         digest: &Digest,
     ) -> Result<Option<StoredManifest>, StoreError> {
         let row = sqlx::query(
-            "SELECT m.media_type, m.content FROM repository_manifests rm
+            "SELECT m.media_type, m.content, q.anomaly_id, q.reason
+             FROM repository_manifests rm
              JOIN manifests m ON m.digest = rm.digest
-             WHERE rm.repository = ? AND rm.digest = ?",
+             LEFT JOIN (SELECT digest, anomaly_id, reason FROM artifact_quarantines
+                        WHERE digest = ?2 ORDER BY anomaly_id DESC LIMIT 1) q ON q.digest = rm.digest
+             WHERE rm.repository = ?1 AND rm.digest = ?2",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
@@ -597,10 +603,17 @@ impl Metadata {
         .await?
         .into_iter()
         .next();
-        Ok(row.map(|row| StoredManifest {
-            digest: digest.clone(),
-            media_type: row.get("media_type"),
-            content: row.get("content"),
+        Ok(row.map(|row| {
+            let anomaly_id: Option<i64> = row.get("anomaly_id");
+            StoredManifest {
+                digest: digest.clone(),
+                media_type: row.get("media_type"),
+                content: row.get("content"),
+                quarantine: anomaly_id.map(|anomaly_id| crate::anomalies::QuarantineRow {
+                    anomaly_id,
+                    reason: row.get("reason"),
+                }),
+            }
         }))
     }
 

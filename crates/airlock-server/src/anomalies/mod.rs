@@ -7,7 +7,7 @@
 //! Counting happens in the database (`airlock_store::Metadata::observe_signal`): one indexed insert
 //! and count per signal, in one transaction with the anomaly, its action and its audit entry.
 //! Signals are rare events (refusals and promotions), so the common request path (a pull of a
-//! promoted artifact) pays one indexed quarantine lookup and nothing else.
+//! promoted artifact) pays nothing but a left join in the manifest query it makes anyway.
 
 pub mod routes;
 
@@ -17,9 +17,7 @@ use airlock_core::access::{Permission, PermissionTarget};
 use airlock_core::{
     Actor, AllowedHours, AnomalyRule, AnomalyTarget, Digest, RepoName, Signal, StageMode, Stages,
 };
-use airlock_store::{
-    AnomalyRow, Metadata, QuarantineRow, ResolveError, StoreError, Tripwire, now_millis,
-};
+use airlock_store::{AnomalyRow, Metadata, ResolveError, StoreError, Tripwire, now_millis};
 
 use crate::config::AnomalyConfig;
 use crate::identity::Authenticated;
@@ -325,11 +323,6 @@ impl Anomalies {
             ),
         })
         .await;
-    }
-
-    /// The quarantine on `digest`, if any.
-    pub async fn quarantine(&self, digest: &Digest) -> Result<Option<QuarantineRow>, StoreError> {
-        self.metadata.quarantine(&digest.to_string()).await
     }
 
     /// Anomalies, newest first (`status`: `open`, `resolved` or `None` for all). Needs

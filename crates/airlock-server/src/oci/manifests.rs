@@ -123,13 +123,7 @@ pub(super) async fn get(
             return Err(err.into());
         }
     };
-    if gated
-        && let Some(quarantine) = state
-            .anomalies
-            .quarantine(&manifest.digest)
-            .await
-            .map_err(RegistryError::from)?
-    {
+    if gated && let Some(quarantine) = &manifest.quarantine {
         metrics::counter!(crate::metrics::QUARANTINE_REFUSALS).increment(1);
         return Err(OciError::new(
             StatusCode::FORBIDDEN,
