@@ -442,6 +442,40 @@ print(f"    verified with airlock-attestation.pub: {sorted(found)} promotion att
       f"policy {prod['policy']['digest'][:19]}..., decision {prod['policy']['decision']}")
 PY
 
+step "incident drill: eve's promoter account is used to push unvetted builds at staging"
+# The default anomaly rules are on: 5 denied promotions by one principal within 10 minutes lock it.
+EVE_PW="eve-promoter-password-1"
+expect 0 as_user admin users add eve --password-stdin <<<"$EVE_PW"
+expect 0 as_user admin roles grant eve promoter --scope 'staging/team/*'
+login eve "$EVE_PW"
+expect 0 python3 "$ROOT/scripts/example-image" "$WORK/image" 9.9.9
+expect 0 skopeo copy --dest-creds "ci:$CI_KEY" --dest-tls-verify=false \
+  "oci:$WORK/image:9.9.9" "docker://$ADDR/dev/team/tool:9.9.9"
+for attempt in 1 2 3 4; do
+  QUIET=1 expect 1 as_user eve promote "$ADDR/dev/team/tool:9.9.9" --to staging
+  has "staging.signature_required"
+done
+QUIET=1 expect 0 as_user admin anomalies list
+has "no open anomalies"
+echo "    4 denials: below the threshold, eve still works"
+expect 1 as_user eve promote "$ADDR/dev/team/tool:9.9.9" --to staging
+has "staging.signature_required"
+# The fifth denial locked eve before it returned: her stored login no longer works.
+expect 2 as_user eve whoami
+has "locked by anomaly"
+
+step "the security engineer looks at the anomaly and resolves it"
+expect 0 as_user admin anomalies list
+has "denied_promotions" "lock_principal" "requested by eve"
+ANOMALY=$(first_match '^ *[0-9]+  open' | grep -oE '[0-9]+')
+expect 0 as_user admin anomalies show "$ANOMALY"
+has "principal:eve" "5 of threshold 5"
+expect 0 as_user admin anomalies resolve "$ANOMALY" --reason "drill: eve's CI job pointed at an unsigned build"
+has "resolved anomaly $ANOMALY"
+login eve "$EVE_PW"
+expect 0 as_user eve whoami
+has "promoter@staging/team/*"
+
 step "everything above is in the tamper-evident audit log"
 QUIET=1 expect 0 as_user admin audit tail -n 100 --filter promotion
 has "promotion.denied" "promotion.pending" "promotion.approved" "promotion.allowed" "promotion.promoted"
@@ -455,6 +489,8 @@ for line in open(sys.argv[1]):
     print("    %3d %-19s %-4s %s %s %s" % (e["index"], entry["type"], entry["actor"]["principal"],
           subject.get("id", ""), subject.get("repository", ""), subject.get("digest", "")[:19]))
 PY
+QUIET=1 expect 0 as_user admin audit tail -n 5 --filter anomaly
+has "anomaly.detected" "anomaly.resolved" "drill: eve" '"alert":true'
 QUIET=1 expect 0 as_user admin audit tail -n 5 --filter channel
 has "channel.rolled_back" "\"to\":\"$D1\""
 # Verify the whole log against the key and checkpoint pinned at the start: it only grew.

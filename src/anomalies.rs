@@ -45,7 +45,7 @@ pub enum AnomaliesCommand {
 fn line(a: &Value) -> String {
     format!(
         "{:>4}  {:<8}  {:<20}  {:<19}  {}",
-        a["id"],
+        a["id"].as_i64().unwrap_or_default(),
         a["status"].as_str().unwrap_or(""),
         a["rule"].as_str().unwrap_or(""),
         format!(

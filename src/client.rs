@@ -195,9 +195,13 @@ impl ApiClient {
             .await
             .with_context(|| format!("cannot reach {server}; is airlock running there?"))?;
         if !response.status().is_success() {
-            bail!(
-                "the stored login for {server} is no longer valid (expired, or your access changed): log in again"
-            );
+            // The server says why (e.g. the principal is locked by an anomaly); show it.
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let why = body["errors"][0]["message"]
+                .as_str()
+                .or_else(|| body["error"]["message"].as_str())
+                .unwrap_or("expired, or your access changed");
+            bail!("the stored login for {server} is no longer valid ({why}): log in again");
         }
         let body: Value = response.json().await?;
         let token = body["token"]
