@@ -300,6 +300,12 @@ impl ApiClient {
         self.send(self.http.post(format!("{}{path}", self.server)).json(body))
             .await
     }
+
+    /// `DELETE` `path`; the JSON answer, or the API error as a message.
+    pub async fn delete(&self, path: &str) -> Result<Value> {
+        self.send(self.http.delete(format!("{}{path}", self.server)))
+            .await
+    }
 }
 
 /// Parses a duration such as `45s`, `90m`, `8h`, `30d` into seconds.

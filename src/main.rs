@@ -10,6 +10,7 @@ mod client;
 mod evidence;
 mod oci_client;
 mod promotion;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,6 +89,9 @@ enum Command {
     /// What the anomaly rules caught; resolve one to lift its lock, quarantine or freeze.
     #[command(subcommand)]
     Anomalies(anomalies::AnomaliesCommand),
+    /// Endpoints that receive airlock's events as signed CloudEvents.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
         Command::Decisions(command) => run_client(promotion::decisions(command)),
         Command::Policy(command) => run_client(promotion::policy(command)),
         Command::Anomalies(command) => run_client(anomalies::anomalies(command)),
+        Command::Webhooks(command) => run_client(webhooks::webhooks(command)),
     }
 }
 

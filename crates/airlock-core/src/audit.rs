@@ -389,6 +389,20 @@ pub enum AuditEvent {
         /// Why the key was revoked.
         reason: String,
     },
+    /// A webhook endpoint was added or removed. The URL is recorded without its path and query
+    /// (they often carry a token), with a SHA-256 of the whole URL to tell endpoints apart.
+    WebhookChanged {
+        /// The endpoint id.
+        endpoint: i64,
+        /// `scheme://host[:port]` of the URL.
+        origin: String,
+        /// Hex SHA-256 of the whole URL.
+        url_sha256: String,
+        /// The event patterns it subscribes to.
+        events: Vec<String>,
+        /// Added (true) or removed.
+        added: bool,
+    },
     /// An anomaly rule tripped: what it saw and the action airlock took (an alert).
     AnomalyDetected {
         /// The anomaly id.
@@ -466,6 +480,8 @@ impl AuditEvent {
             Self::StageFreezeChanged { frozen: true, .. } => "stage.frozen",
             Self::StageFreezeChanged { .. } => "stage.unfrozen",
             Self::PolicyLoaded { .. } => "policy.loaded",
+            Self::WebhookChanged { added: true, .. } => "webhook.added",
+            Self::WebhookChanged { .. } => "webhook.removed",
             Self::AnomalyDetected { .. } => "anomaly.detected",
             Self::AnomalyResolved { .. } => "anomaly.resolved",
         }
@@ -480,6 +496,11 @@ impl AuditEvent {
             Self::RollbackDenied { .. } => Outcome::Denied,
             _ => Outcome::Success,
         }
+    }
+
+    /// The thing the event is about, as the JSON object (with a `kind`) its entry records.
+    pub fn subject_json(&self) -> Value {
+        self.subject()
     }
 
     /// The thing the event is about, as a JSON object with a `kind`.
@@ -572,6 +593,7 @@ impl AuditEvent {
             } => json!({"kind": "tag", "repository": repository.as_str(), "tag": channel.as_str()}),
             Self::StageFreezeChanged { stage, .. } => json!({"kind": "stage", "name": stage}),
             Self::PolicyLoaded { digest, .. } => json!({"kind": "policy", "digest": digest}),
+            Self::WebhookChanged { endpoint, .. } => json!({"kind": "webhook", "id": endpoint}),
             Self::AnomalyDetected { anomaly, rule, .. }
             | Self::AnomalyResolved { anomaly, rule, .. } => {
                 json!({"kind": "anomaly", "id": anomaly, "rule": rule.as_str()})
@@ -739,6 +761,12 @@ impl AuditEvent {
             Self::AnomalyResolved { action, reason, .. } => {
                 json!({"action": action.as_str(), "reason": reason})
             }
+            Self::WebhookChanged {
+                origin,
+                url_sha256,
+                events,
+                ..
+            } => json!({"origin": origin, "url_sha256": url_sha256, "events": events}),
         }
     }
 }

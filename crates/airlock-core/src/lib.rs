@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod name;
 pub mod promotion;
 pub mod stage;
+pub mod webhook;
 
 pub use access::{
     AccessRuleViolation, Action, ExclusivePair, Grant, GrantedAccess, Permission, PermissionTarget,

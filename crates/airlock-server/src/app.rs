@@ -83,16 +83,38 @@ pub async fn open_registry(config: &Config) -> Result<Arc<Registry>, ServeError>
     )))
 }
 
+/// The services behind the HTTP application.
+pub struct Services {
+    /// The registry.
+    pub registry: Arc<Registry>,
+    /// The audit log.
+    pub audit: Arc<AuditLog>,
+    /// Identity and access.
+    pub identity: Arc<Identity>,
+    /// Evidence.
+    pub evidence: Arc<EvidenceService>,
+    /// Promotions.
+    pub promotions: Arc<PromotionService>,
+    /// Anomaly detection and records.
+    pub anomalies: Arc<crate::anomalies::Anomalies>,
+    /// Webhook endpoints.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
+}
+
 /// The whole HTTP application.
 pub fn router(
-    registry: Arc<Registry>,
-    audit: Arc<AuditLog>,
-    identity: Arc<Identity>,
-    evidence: Arc<EvidenceService>,
-    promotions: Arc<PromotionService>,
-    anomalies: Arc<crate::anomalies::Anomalies>,
+    services: Services,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Router {
+    let Services {
+        registry,
+        audit,
+        identity,
+        evidence,
+        promotions,
+        anomalies,
+        webhooks,
+    } = services;
     let access = Arc::new(AccessControl::with_identity(identity.clone()));
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -129,6 +151,12 @@ pub fn router(
         .merge(crate::anomalies::routes::router(
             crate::anomalies::routes::AnomalyState {
                 anomalies,
+                identity: identity.clone(),
+            },
+        ))
+        .merge(crate::webhooks::routes::router(
+            crate::webhooks::routes::WebhookState {
+                webhooks,
                 identity: identity.clone(),
             },
         ))
@@ -243,13 +271,24 @@ pub async fn serve(
         promotions.clone(),
         anomalies.clone(),
     ));
+    let dispatcher = tokio::spawn(
+        crate::webhooks::Dispatcher::new(
+            registry.metadata().clone(),
+            config.webhooks.clone(),
+            audit.origin().to_string(),
+        )
+        .run(),
+    );
     let app = router(
-        registry.clone(),
-        audit.clone(),
-        identity,
-        evidence,
-        promotions,
-        anomalies,
+        Services {
+            registry: registry.clone(),
+            audit: audit.clone(),
+            identity,
+            evidence,
+            promotions,
+            anomalies,
+            webhooks: crate::webhooks::Webhooks::new(registry.metadata().clone()),
+        },
         crate::metrics::install(),
     );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "airlock listening");
@@ -262,6 +301,7 @@ pub async fn serve(
     .await?;
     sweep.abort();
     housekeeping.abort();
+    dispatcher.abort();
     integrator.abort();
     // Leave a checkpoint that covers everything written before shutdown.
     while let Ok(Some(_)) = audit.integrate().await {}

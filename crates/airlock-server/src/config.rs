@@ -34,6 +34,8 @@ pub struct Config {
     pub gates: std::collections::BTreeMap<String, GateConfig>,
     /// Anomaly rules: what airlock watches for and what it does when a rule trips.
     pub anomalies: AnomalyConfig,
+    /// Webhook delivery: retries, backoff, timeouts.
+    pub webhooks: WebhookConfig,
     /// The ordered stages.
     pub stages: Vec<StageConfig>,
 }
@@ -50,6 +52,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             gates: std::collections::BTreeMap::new(),
             anomalies: AnomalyConfig::default(),
+            webhooks: WebhookConfig::default(),
             stages: Stages::default_pipeline(),
         }
     }
@@ -334,6 +337,34 @@ impl AnomalyConfig {
     }
 }
 
+/// Webhook delivery (see `docs/webhooks.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Attempts per delivery before it is dead-lettered.
+    pub max_attempts: u32,
+    /// Delay before the second attempt, in milliseconds; it doubles per attempt (with jitter).
+    pub initial_backoff_ms: u64,
+    /// Longest delay between attempts, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// How long one attempt may take, in milliseconds.
+    pub timeout_ms: u64,
+    /// How often the outbox is polled for due deliveries, in milliseconds.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            initial_backoff_ms: 1000,
+            max_backoff_ms: 10 * 60 * 1000,
+            timeout_ms: 10_000,
+            poll_interval_ms: 500,
+        }
+    }
+}
+
 /// One anomaly rule's settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -459,7 +490,7 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 9] = [
+const ENV_SETTABLE: [&str; 10] = [
     "listen",
     "data_dir",
     "log",
@@ -469,6 +500,7 @@ const ENV_SETTABLE: [&str; 9] = [
     "policy",
     "gates",
     "anomalies",
+    "webhooks",
 ];
 
 impl Config {

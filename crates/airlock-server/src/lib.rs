@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod oci;
 pub mod promotion;
 pub mod registry;
+pub mod webhooks;
 
 pub use app::{ServeError, serve};
 pub use config::{Config, LogFormat};

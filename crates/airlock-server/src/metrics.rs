@@ -36,6 +36,10 @@ pub const ANOMALIES_RESOLVED: &str = "airlock_anomalies_resolved_total";
 pub const ANOMALY_ERRORS: &str = "airlock_anomaly_signal_errors_total";
 /// Requests refused because their artifact is quarantined.
 pub const QUARANTINE_REFUSALS: &str = "airlock_quarantine_refusals_total";
+/// Webhook delivery attempts, by outcome (`delivered`, `failed` (will retry), `dead`).
+pub const WEBHOOK_DELIVERIES: &str = "airlock_webhook_deliveries_total";
+/// Webhook deliveries waiting in the outbox.
+pub const WEBHOOK_PENDING: &str = "airlock_webhook_outbox_pending";
 /// Entries in the audit log (appended, integrated or not).
 pub const AUDIT_ENTRIES: &str = "airlock_audit_log_entries";
 /// Tree size of the newest signed checkpoint.

@@ -137,16 +137,21 @@ impl Metadata {
         )
         .bind(rule)
         .bind(&signal.key)
-        .fetch_optional(&mut *tx)
-        .await?;
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next();
         let observed: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM anomaly_signals WHERE rule = ? AND key = ? AND at > ?",
         )
         .bind(rule)
         .bind(&signal.key)
         .bind(now - tripwire.window_ms)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(sqlx::Error::RowNotFound)?;
         if open.is_some() || observed < i64::from(tripwire.threshold.max(1)) {
             tx.commit().await?;
             return Ok(None);
@@ -168,8 +173,11 @@ impl Metadata {
         .bind(i64::from(tripwire.threshold))
         .bind(window_secs)
         .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(sqlx::Error::RowNotFound)?;
         let mut records = Vec::new();
         let applied = take_action(&mut tx, id, signal, tripwire.action, now, &mut records).await?;
         if applied {
@@ -208,8 +216,10 @@ impl Metadata {
             "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = ?"
         )))
         .bind(id)
-        .fetch_optional(self.pool())
-        .await?;
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .next();
         row.as_ref().map(anomaly_from_row).transpose()
     }
 
@@ -245,8 +255,10 @@ impl Metadata {
             "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = ?"
         )))
         .bind(id)
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?
+        .into_iter()
+        .next()
         .ok_or(ResolveError::NotFound(id))?;
         let anomaly = anomaly_from_row(&row)?;
         if anomaly.status != "open" {
@@ -325,8 +337,10 @@ impl Metadata {
              ORDER BY anomaly_id DESC LIMIT 1",
         )
         .bind(digest)
-        .fetch_optional(self.pool())
+        .fetch_all(self.pool())
         .await?
+        .into_iter()
+        .next()
         .map(|row| QuarantineRow {
             anomaly_id: row.get("anomaly_id"),
             reason: row.get("reason"),

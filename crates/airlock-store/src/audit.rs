@@ -58,6 +58,7 @@ pub(crate) async fn append(
         });
         insert.build().execute(&mut *conn).await?;
     }
+    crate::webhooks::enqueue_for_records(conn, records, next).await?;
     Ok(Some(next as u64))
 }
 

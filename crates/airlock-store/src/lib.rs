@@ -14,6 +14,7 @@ mod error;
 mod evidence;
 mod metadata;
 mod promotion;
+mod webhooks;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
 pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
@@ -32,3 +33,4 @@ pub use promotion::{
     ApprovalRow, ChannelMove, DecisionRow, FreezeRow, NewManifest, PromotionRow, PromotionWrite,
     PromotionWriteError, Rollback,
 };
+pub use webhooks::{AttemptOutcome, DeliveryRow, DueDelivery, WebhookRow};

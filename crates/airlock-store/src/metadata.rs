@@ -52,6 +52,11 @@ fn migrator() -> Migrator {
             "anomalies",
             include_str!("../migrations/0006_anomalies.sql"),
         ),
+        migration(
+            7,
+            "webhooks",
+            include_str!("../migrations/0007_webhooks.sql"),
+        ),
     ])
 }
 

@@ -1,0 +1,519 @@
+//! Webhooks: endpoints that receive airlock's events as CloudEvents 1.0 (structured JSON mode),
+//! signed with HMAC-SHA256, from a durable outbox.
+//!
+//! The outbox is filled by storage: every audit entry appended in a transaction enqueues its
+//! deliveries in that same transaction (`airlock_store` `webhooks.rs`), so an event is never lost
+//! between "it happened" and "it was queued". The [`Dispatcher`] claims due deliveries with a lease
+//! (replica-safe), POSTs them, and records each outcome: 2xx is delivered; anything else is retried
+//! with exponential backoff and jitter until `max_attempts`, then the delivery is dead-lettered.
+//! Deliveries of one subject to one endpoint go out in order: a later one waits while an earlier
+//! one is pending. The CloudEvent `id` is the audit index, the same on every attempt, so a
+//! receiver that saw an event before can drop the repeat.
+
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_core::access::{Permission, PermissionTarget};
+use airlock_core::webhook::{EventPattern, MAX_PATTERNS, TEST_EVENT_KIND, event_type};
+use airlock_core::{Actor, AuditEvent, AuditRecord};
+use airlock_store::{
+    AttemptOutcome, DeliveryRow, DueDelivery, Metadata, StoreError, WebhookRow, now_millis,
+};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::config::WebhookConfig;
+use crate::identity::Authenticated;
+
+/// The header carrying `sha256=<hex HMAC-SHA256 of the body>`.
+pub const SIGNATURE_HEADER: &str = "x-airlock-signature";
+/// The header carrying the delivery id (differs per endpoint; the CloudEvent id does not).
+pub const DELIVERY_HEADER: &str = "x-airlock-delivery";
+/// Shortest and longest secret accepted, in bytes.
+const SECRET_BYTES: std::ops::RangeInclusive<usize> = 16..=1024;
+/// Longest URL accepted.
+const MAX_URL_BYTES: usize = 2048;
+/// Deliveries claimed per round.
+const BATCH: u32 = 32;
+
+/// Why a webhook request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such endpoint.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The HMAC-SHA256 of `body` under `secret`, as the `X-Airlock-Signature` value.
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    // HMAC accepts keys of any length; the error case cannot happen.
+    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The CloudEvent (structured JSON) for a delivery, as bytes: the same bytes on every attempt.
+pub fn cloud_event(delivery: &DueDelivery, source: &str) -> Vec<u8> {
+    let data: Value = serde_json::from_slice(&delivery.data).unwrap_or(Value::Null);
+    let (id, data) = match delivery.audit_index {
+        Some(index) => (
+            index.to_string(),
+            json!({"audit_index": index, "entry": data}),
+        ),
+        None => (format!("delivery-{}", delivery.id), data),
+    };
+    let event = json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": source,
+        "type": event_type(&delivery.event_type),
+        "subject": delivery.subject,
+        "time": airlock_core::audit::rfc3339_millis(delivery.time_millis),
+        "datacontenttype": "application/json",
+        "data": data,
+    });
+    // Serialising a JSON value cannot fail.
+    serde_json::to_vec(&event).unwrap_or_default()
+}
+
+/// A URL without its path and query (which may carry a token), for the audit log.
+fn url_origin(url: &reqwest::Url) -> String {
+    let mut origin = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+    if let Some(port) = url.port() {
+        origin.push_str(&format!(":{port}"));
+    }
+    origin
+}
+
+/// Parses and checks an endpoint URL.
+fn parse_url(text: &str) -> Result<reqwest::Url, WebhookError> {
+    let bad = |why: String| WebhookError::BadRequest(format!("webhook URL {why}"));
+    if text.len() > MAX_URL_BYTES {
+        return Err(bad(format!("is longer than {MAX_URL_BYTES} bytes")));
+    }
+    let url = reqwest::Url::parse(text).map_err(|e| bad(format!("{text:?} is not a URL: {e}")))?;
+    match url.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(bad(
+                "uses https, which this build cannot send yet (no TLS client is compiled in); \
+                 point it at an http:// relay on a trusted network (e.g. a local TLS-terminating proxy)"
+                    .into(),
+            ));
+        }
+        other => return Err(bad(format!("has scheme {other:?}; use http://"))),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("has no host".into()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "carries credentials; authenticate the receiver with the HMAC signature instead".into(),
+        ));
+    }
+    Ok(url)
+}
+
+/// The webhook service: endpoint management and delivery history.
+pub struct Webhooks {
+    metadata: Metadata,
+}
+
+impl Webhooks {
+    /// The service over `metadata`.
+    pub fn new(metadata: Metadata) -> Arc<Self> {
+        Arc::new(Self { metadata })
+    }
+
+    fn require(who: Option<&Authenticated>, name: &str, read: bool) -> Result<(), WebhookError> {
+        let Some(who) = who else {
+            return Ok(());
+        };
+        let global = PermissionTarget::Global;
+        let allowed = who.has(Permission::ManageAccess, &global)
+            || (read && who.has(Permission::ReadAudit, &global));
+        if allowed {
+            Ok(())
+        } else {
+            Err(WebhookError::Forbidden(format!(
+                "{name} may not {} webhooks: that needs the access-admin role{}",
+                if read { "read" } else { "manage" },
+                if read { " (or auditor to read)" } else { "" }
+            )))
+        }
+    }
+
+    /// Adds an endpoint for `events` (patterns) signed with `secret`.
+    pub async fn add(
+        &self,
+        who: Option<&Authenticated>,
+        actor: &Actor,
+        url: &str,
+        events: &[String],
+        secret: &str,
+    ) -> Result<WebhookRow, WebhookError> {
+        Self::require(who, &actor.principal, false)?;
+        let url = parse_url(url.trim())?;
+        if events.is_empty() || events.len() > MAX_PATTERNS {
+            return Err(WebhookError::BadRequest(format!(
+                "a webhook needs 1 to {MAX_PATTERNS} event patterns, e.g. promotion.* or anomaly.*"
+            )));
+        }
+        let mut patterns = Vec::new();
+        for event in events {
+            let pattern: EventPattern = event.parse().map_err(WebhookError::BadRequest)?;
+            let text = pattern.to_string();
+            if !patterns.contains(&text) {
+                patterns.push(text);
+            }
+        }
+        if !SECRET_BYTES.contains(&secret.len()) {
+            return Err(WebhookError::BadRequest(format!(
+                "the secret has {} bytes; use {} to {} (e.g. `openssl rand -hex 32 > secret`)",
+                secret.len(),
+                SECRET_BYTES.start(),
+                SECRET_BYTES.end()
+            )));
+        }
+        let origin = url_origin(&url);
+        let url_sha256 = hex::encode(Sha256::digest(url.as_str().as_bytes()));
+        let audit_events = patterns.clone();
+        let time_millis = now_millis();
+        let row = self
+            .metadata
+            .add_webhook(
+                url.as_str(),
+                &patterns,
+                secret.as_bytes(),
+                &actor.principal,
+                |endpoint| AuditRecord {
+                    time_millis,
+                    actor: actor.clone(),
+                    event: AuditEvent::WebhookChanged {
+                        endpoint,
+                        origin,
+                        url_sha256,
+                        events: audit_events,
+                        added: true,
+                    },
+                },
+            )
+            .await?;
+        Ok(row)
+    }
+
+    /// Removes an endpoint; its pending deliveries are cancelled.
+    pub async fn remove(
+        &self,
+        who: Option<&Authenticated>,
+        actor: &Actor,
+        id: i64,
+    ) -> Result<(), WebhookError> {
+        Self::require(who, &actor.principal, false)?;
+        let row = self.active(id).await?;
+        let url = parse_url(&row.url).ok();
+        let record = AuditRecord {
+            time_millis: now_millis(),
+            actor: actor.clone(),
+            event: AuditEvent::WebhookChanged {
+                endpoint: id,
+                origin: url.as_ref().map(url_origin).unwrap_or_default(),
+                url_sha256: hex::encode(Sha256::digest(row.url.as_bytes())),
+                events: row.events,
+                added: false,
+            },
+        };
+        if !self.metadata.remove_webhook(id, record).await? {
+            return Err(WebhookError::NotFound(format!(
+                "there is no active webhook {id}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn active(&self, id: i64) -> Result<WebhookRow, WebhookError> {
+        self.metadata
+            .webhook(id)
+            .await?
+            .filter(|row| row.removed_at.is_none())
+            .ok_or_else(|| WebhookError::NotFound(format!("there is no active webhook {id}")))
+    }
+
+    /// The active endpoints.
+    pub async fn list(
+        &self,
+        who: Option<&Authenticated>,
+        name: &str,
+    ) -> Result<Vec<WebhookRow>, WebhookError> {
+        Self::require(who, name, true)?;
+        Ok(self.metadata.webhooks().await?)
+    }
+
+    /// Deliveries to an endpoint (removed endpoints too), newest first.
+    pub async fn deliveries(
+        &self,
+        who: Option<&Authenticated>,
+        name: &str,
+        id: i64,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>, WebhookError> {
+        Self::require(who, name, true)?;
+        if let Some(status) = status
+            && !matches!(status, "pending" | "delivered" | "dead" | "cancelled")
+        {
+            return Err(WebhookError::BadRequest(format!(
+                "status {status:?}: use pending, delivered, dead or cancelled"
+            )));
+        }
+        if self.metadata.webhook(id).await?.is_none() {
+            return Err(WebhookError::NotFound(format!("there is no webhook {id}")));
+        }
+        Ok(self
+            .metadata
+            .deliveries(id, status, limit.clamp(1, 1000))
+            .await?)
+    }
+
+    /// Queues a `dev.airlock.webhook.test` event for one endpoint; returns the delivery id.
+    pub async fn test(
+        &self,
+        who: Option<&Authenticated>,
+        actor: &Actor,
+        id: i64,
+    ) -> Result<i64, WebhookError> {
+        Self::require(who, &actor.principal, false)?;
+        self.active(id).await?;
+        let data = json!({"webhook": id, "requested_by": actor.principal,
+                          "message": "a test event from airlock webhooks test"});
+        Ok(self
+            .metadata
+            .enqueue_event(
+                id,
+                TEST_EVENT_KIND,
+                &format!("webhook/{id}"),
+                data.to_string().as_bytes(),
+            )
+            .await?)
+    }
+}
+
+/// Sends due deliveries, forever.
+pub struct Dispatcher {
+    metadata: Metadata,
+    config: WebhookConfig,
+    source: String,
+    client: reqwest::Client,
+}
+
+impl Dispatcher {
+    /// A dispatcher whose events name `source` (the audit log's origin).
+    pub fn new(metadata: Metadata, config: WebhookConfig, source: String) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self {
+            metadata,
+            config,
+            source,
+            client,
+        }
+    }
+
+    /// Polls the outbox every `poll_interval_ms` and sends what is due.
+    pub async fn run(self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.config.poll_interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(err) = self.send_due().await {
+                tracing::error!(error = %err, "webhook delivery round failed");
+            }
+        }
+    }
+
+    /// One round: claims due deliveries and attempts them concurrently (they are of distinct
+    /// subjects or endpoints, so order is kept). Returns how many were attempted.
+    pub async fn send_due(&self) -> Result<usize, StoreError> {
+        let now = now_millis();
+        let lease = now + self.config.timeout_ms as i64 + 1000;
+        let due = self
+            .metadata
+            .claim_due_deliveries(now, lease, BATCH)
+            .await?;
+        let count = due.len();
+        let results =
+            futures::future::join_all(due.into_iter().map(|delivery| self.attempt(delivery))).await;
+        for result in results {
+            result?;
+        }
+        if count > 0 || now % 10_000 < self.config.poll_interval_ms as i64 {
+            let pending = self.metadata.pending_deliveries().await?;
+            metrics::gauge!(crate::metrics::WEBHOOK_PENDING).set(pending as f64);
+        }
+        Ok(count)
+    }
+
+    /// The delay before attempt `attempts + 1`: exponential from `initial_backoff_ms`, capped at
+    /// `max_backoff_ms`, with "equal jitter" (between half and all of it) so receivers that
+    /// failed together are not retried in lockstep.
+    fn backoff_ms(&self, attempts: i64) -> i64 {
+        let exponent = attempts.clamp(1, 30) as u32 - 1;
+        let full = self
+            .config
+            .initial_backoff_ms
+            .saturating_mul(1u64 << exponent)
+            .min(self.config.max_backoff_ms);
+        let random = (uuid::Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0;
+        (full as f64 * (0.5 + random / 2.0)) as i64
+    }
+
+    async fn attempt(&self, delivery: DueDelivery) -> Result<(), StoreError> {
+        let body = cloud_event(&delivery, &self.source);
+        let signature = signature(&delivery.secret, &body);
+        let sent = self
+            .client
+            .post(&delivery.url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/cloudevents+json; charset=utf-8",
+            )
+            .header(SIGNATURE_HEADER, signature)
+            .header(DELIVERY_HEADER, delivery.id.to_string())
+            .body(body)
+            .send()
+            .await;
+        let attempts = delivery.attempts + 1;
+        let outcome = match sent {
+            Ok(response) if response.status().is_success() => AttemptOutcome::Delivered {
+                status: response.status().as_u16(),
+            },
+            failed => {
+                let (status, error) = match failed {
+                    Ok(response) => (
+                        Some(response.status().as_u16()),
+                        format!("the receiver answered {}", response.status()),
+                    ),
+                    Err(err) => (None, transport_error(&err)),
+                };
+                let retry_at = (attempts < i64::from(self.config.max_attempts))
+                    .then(|| now_millis() + self.backoff_ms(attempts));
+                AttemptOutcome::Failed {
+                    status,
+                    error,
+                    retry_at,
+                }
+            }
+        };
+        let label = match &outcome {
+            AttemptOutcome::Delivered { .. } => "delivered",
+            AttemptOutcome::Failed { retry_at: None, .. } => "dead",
+            AttemptOutcome::Failed { .. } => "failed",
+        };
+        metrics::counter!(crate::metrics::WEBHOOK_DELIVERIES, "outcome" => label).increment(1);
+        if label == "dead" {
+            tracing::warn!(
+                delivery = delivery.id,
+                event = %delivery.event_type,
+                attempts,
+                "webhook delivery dead-lettered after its last attempt"
+            );
+        }
+        self.metadata.finish_delivery(delivery.id, &outcome).await
+    }
+}
+
+/// A transport error as a short message without the URL (its path may carry a token).
+fn transport_error(err: &reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "could not connect"
+    } else if err.is_request() {
+        "request failed"
+    } else {
+        "transport error"
+    };
+    let mut message = kind.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        message = format!("{kind}: {cause}");
+        source = cause.source();
+    }
+    message.chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_hmac_sha256_hex() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            signature(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn urls_are_checked_and_redacted_for_the_log() {
+        let url = parse_url("http://hooks.example:8080/T0/B1/secret-token?x=1").unwrap();
+        assert_eq!(url_origin(&url), "http://hooks.example:8080");
+        for (bad, words) in [
+            ("ftp://x/", "scheme"),
+            ("http://user:pw@x/", "credentials"),
+            ("https://x/", "https"),
+            ("not a url", "not a URL"),
+        ] {
+            let err = parse_url(bad).unwrap_err().to_string();
+            assert!(err.contains(words), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn cloud_events_carry_the_audit_entry_with_a_stable_id() {
+        let delivery = DueDelivery {
+            id: 9,
+            url: "http://x/".into(),
+            secret: b"0123456789abcdef".to_vec(),
+            event_type: "promotion.promoted".into(),
+            subject: "prod/team/app@sha256:ab".into(),
+            audit_index: Some(42),
+            data: br#"{"type":"promotion.promoted"}"#.to_vec(),
+            time_millis: 0,
+            attempts: 3,
+        };
+        let body = cloud_event(&delivery, "airlock/test");
+        let event: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(event["specversion"], "1.0");
+        assert_eq!(event["id"], "42");
+        assert_eq!(event["type"], "dev.airlock.promotion.promoted");
+        assert_eq!(event["source"], "airlock/test");
+        assert_eq!(event["time"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(event["data"]["entry"]["type"], "promotion.promoted");
+        assert_eq!(
+            body,
+            cloud_event(&delivery, "airlock/test"),
+            "same bytes every time"
+        );
+    }
+}

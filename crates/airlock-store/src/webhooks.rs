@@ -1,0 +1,437 @@
+//! Webhook storage: endpoints and the durable outbox of deliveries.
+//!
+//! Deliveries of audit events are enqueued by [`enqueue_for_records`], called from the audit
+//! append inside the transaction of every change: an event commits with its deliveries or not at
+//! all. Senders claim due deliveries with a lease (so two replicas never send one delivery at the
+//! same time), and record each attempt's outcome.
+
+use airlock_core::AuditRecord;
+use airlock_core::webhook::{EventPattern, cloud_subject, subscribed};
+use sqlx::{Row, SqliteConnection};
+
+use crate::audit::append;
+use crate::error::StoreError;
+use crate::metadata::{Metadata, now_millis};
+
+/// A webhook endpoint as stored (its secret only for the sender, see [`DueDelivery`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRow {
+    /// Its id.
+    pub id: i64,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The event patterns it subscribes to.
+    pub events: Vec<String>,
+    /// Who added it.
+    pub created_by: String,
+    /// When (ms).
+    pub created_at: i64,
+    /// When it was removed (ms), if it was.
+    pub removed_at: Option<i64>,
+}
+
+/// One delivery of one event to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRow {
+    /// Its id.
+    pub id: i64,
+    /// The endpoint.
+    pub endpoint_id: i64,
+    /// The event kind (`promotion.promoted`).
+    pub event_type: String,
+    /// What the event is about.
+    pub subject: String,
+    /// The audit entry the event is, if any.
+    pub audit_index: Option<i64>,
+    /// `pending`, `delivered`, `dead` or `cancelled`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// When the next attempt is due (ms).
+    pub next_attempt_at: i64,
+    /// HTTP status of the last attempt.
+    pub last_status: Option<i64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was enqueued (ms).
+    pub created_at: i64,
+    /// When it was delivered (ms).
+    pub delivered_at: Option<i64>,
+}
+
+/// A delivery claimed for sending, with what the sender needs.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    /// The delivery id.
+    pub id: i64,
+    /// The endpoint's URL.
+    pub url: String,
+    /// The endpoint's HMAC key.
+    pub secret: Vec<u8>,
+    /// The event kind.
+    pub event_type: String,
+    /// What the event is about.
+    pub subject: String,
+    /// The audit entry index, if the event is one.
+    pub audit_index: Option<i64>,
+    /// The audit entry's canonical JSON, or the event's own data.
+    pub data: Vec<u8>,
+    /// When the event happened (ms).
+    pub time_millis: i64,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The receiver answered 2xx.
+    Delivered {
+        /// The status.
+        status: u16,
+    },
+    /// It failed; try again at `retry_at` (ms), or give up (`None`: dead-letter).
+    Failed {
+        /// The status, if the receiver answered.
+        status: Option<u16>,
+        /// What went wrong.
+        error: String,
+        /// When to try again; `None` moves the delivery to `dead`.
+        retry_at: Option<i64>,
+    },
+}
+
+const DELIVERY_COLUMNS: &str = "id, endpoint_id, event_type, subject, audit_index, status, \
+    attempts, next_attempt_at, last_status, last_error, created_at, delivered_at";
+
+fn delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> DeliveryRow {
+    DeliveryRow {
+        id: row.get("id"),
+        endpoint_id: row.get("endpoint_id"),
+        event_type: row.get("event_type"),
+        subject: row.get("subject"),
+        audit_index: row.get("audit_index"),
+        status: row.get("status"),
+        attempts: row.get("attempts"),
+        next_attempt_at: row.get("next_attempt_at"),
+        last_status: row.get("last_status"),
+        last_error: row.get("last_error"),
+        created_at: row.get("created_at"),
+        delivered_at: row.get("delivered_at"),
+    }
+}
+
+fn webhook_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<WebhookRow, StoreError> {
+    let events: String = row.get("events");
+    Ok(WebhookRow {
+        id: row.get("id"),
+        url: row.get("url"),
+        events: serde_json::from_str(&events)
+            .map_err(|e| StoreError::Corrupt(format!("webhook events: {e}")))?,
+        created_by: row.get("created_by"),
+        created_at: row.get("created_at"),
+        removed_at: row.get("removed_at"),
+    })
+}
+
+/// Enqueues a delivery of each record (appended at indexes from `first_index`) to every active
+/// endpoint subscribed to its kind, on `conn` inside the caller's transaction.
+pub(crate) async fn enqueue_for_records(
+    conn: &mut SqliteConnection,
+    records: &[AuditRecord],
+    first_index: i64,
+) -> Result<(), sqlx::Error> {
+    let rows = sqlx::query("SELECT id, events FROM webhook_endpoints WHERE removed_at IS NULL")
+        .fetch_all(&mut *conn)
+        .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let endpoints: Vec<(i64, Vec<EventPattern>)> = rows
+        .iter()
+        .map(|row| {
+            let events: String = row.get("events");
+            let patterns: Vec<String> = serde_json::from_str(&events).unwrap_or_default();
+            (
+                row.get::<i64, _>("id"),
+                patterns.iter().filter_map(|p| p.parse().ok()).collect(),
+            )
+        })
+        .collect();
+    let now = now_millis();
+    for (offset, record) in records.iter().enumerate() {
+        let kind = record.event.kind();
+        let mut subject = None;
+        for (endpoint, patterns) in &endpoints {
+            if !subscribed(patterns, kind) {
+                continue;
+            }
+            let subject = subject.get_or_insert_with(|| cloud_subject(&record.event));
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (endpoint_id, event_type, subject, audit_index,
+                   time_millis, status, next_attempt_at, created_at)
+                 VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+            )
+            .bind(endpoint)
+            .bind(kind)
+            .bind(subject.as_str())
+            .bind(first_index + offset as i64)
+            .bind(record.time_millis)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+impl Metadata {
+    /// Adds an endpoint and appends the record `audit(id)` builds, in one transaction.
+    pub async fn add_webhook(
+        &self,
+        url: &str,
+        events: &[String],
+        secret: &[u8],
+        created_by: &str,
+        audit: impl FnOnce(i64) -> AuditRecord,
+    ) -> Result<WebhookRow, StoreError> {
+        let events_json = serde_json::to_string(events)
+            .map_err(|e| StoreError::Corrupt(format!("webhook events: {e}")))?;
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO webhook_endpoints (url, events, secret, created_by, created_at)
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(url)
+        .bind(&events_json)
+        .bind(secret)
+        .bind(created_by)
+        .bind(now_millis())
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(sqlx::Error::RowNotFound)?;
+        append(&mut tx, &[audit(id)]).await?;
+        tx.commit().await?;
+        self.webhook(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("webhook {id} vanished")))
+    }
+
+    /// Removes an endpoint (its pending deliveries are cancelled) with `record`. Returns whether
+    /// it was active.
+    pub async fn remove_webhook(&self, id: i64, record: AuditRecord) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let now = now_millis();
+        let removed = sqlx::query(
+            "UPDATE webhook_endpoints SET removed_at = ? WHERE id = ? AND removed_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if removed == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'cancelled', last_error = 'endpoint removed'
+             WHERE endpoint_id = ? AND status = 'pending'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        append(&mut tx, &[record]).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// An endpoint by id (removed ones too).
+    pub async fn webhook(&self, id: i64) -> Result<Option<WebhookRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, url, events, created_by, created_at, removed_at FROM webhook_endpoints
+             WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .next();
+        row.as_ref().map(webhook_from_row).transpose()
+    }
+
+    /// The active endpoints.
+    pub async fn webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, url, events, created_by, created_at, removed_at FROM webhook_endpoints
+             WHERE removed_at IS NULL ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(webhook_from_row).collect()
+    }
+
+    /// Enqueues an event that is not an audit entry (`webhook.test`) for one endpoint; returns
+    /// the delivery id.
+    pub async fn enqueue_event(
+        &self,
+        endpoint_id: i64,
+        kind: &str,
+        subject: &str,
+        data: &[u8],
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let now = now_millis();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO webhook_deliveries (endpoint_id, event_type, subject, data, time_millis,
+               status, next_attempt_at, created_at)
+             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
+        )
+        .bind(endpoint_id)
+        .bind(kind)
+        .bind(subject)
+        .bind(data)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(sqlx::Error::RowNotFound)?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Claims up to `limit` due deliveries until `lease_until` (ms): pending, due, not leased by
+    /// another sender, and first in line for their endpoint and subject (an earlier pending
+    /// delivery of the same subject holds the later ones back).
+    pub async fn claim_due_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "SELECT d.id, e.url, e.secret, d.event_type, d.subject, d.audit_index,
+                    COALESCE(a.entry, d.data) AS data, d.time_millis, d.attempts
+             FROM webhook_deliveries d
+             JOIN webhook_endpoints e ON e.id = d.endpoint_id
+             LEFT JOIN audit_entries a ON a.idx = d.audit_index
+             WHERE d.status = 'pending' AND d.next_attempt_at <= ?1
+               AND (d.lease_until IS NULL OR d.lease_until < ?1)
+               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
+                               WHERE p.endpoint_id = d.endpoint_id AND p.subject = d.subject
+                                 AND p.status = 'pending' AND p.id < d.id)
+             ORDER BY d.id LIMIT ?2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.get("id");
+            sqlx::query("UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?")
+                .bind(lease_until)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            claimed.push(DueDelivery {
+                id,
+                url: row.get("url"),
+                secret: row.get("secret"),
+                event_type: row.get("event_type"),
+                subject: row.get("subject"),
+                audit_index: row.get("audit_index"),
+                data: row.get::<Option<Vec<u8>>, _>("data").unwrap_or_default(),
+                time_millis: row.get("time_millis"),
+                attempts: row.get("attempts"),
+            });
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Records an attempt's outcome and releases the lease.
+    pub async fn finish_delivery(
+        &self,
+        id: i64,
+        outcome: &AttemptOutcome,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let now = now_millis();
+        match outcome {
+            AttemptOutcome::Delivered { status } => {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1,
+                       last_status = ?, last_error = NULL, delivered_at = ?, lease_until = NULL
+                     WHERE id = ? AND status = 'pending'",
+                )
+                .bind(i64::from(*status))
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            AttemptOutcome::Failed {
+                status,
+                error,
+                retry_at,
+            } => {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1,
+                       last_status = ?, last_error = ?, next_attempt_at = ?, lease_until = NULL
+                     WHERE id = ? AND status = 'pending'",
+                )
+                .bind(if retry_at.is_some() {
+                    "pending"
+                } else {
+                    "dead"
+                })
+                .bind(status.map(i64::from))
+                .bind(error)
+                .bind(retry_at.unwrap_or(now))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deliveries to `endpoint_id`, newest first, optionally of one status.
+    pub async fn deliveries(
+        &self,
+        endpoint_id: i64,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+             WHERE endpoint_id = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY id DESC LIMIT ?3"
+        )))
+        .bind(endpoint_id)
+        .bind(status)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(delivery_from_row).collect())
+    }
+
+    /// Deliveries waiting to be sent (all endpoints).
+    pub async fn pending_deliveries(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'")
+                .fetch_all(self.pool())
+                .await?
+                .into_iter()
+                .next()
+                .ok_or(sqlx::Error::RowNotFound)?,
+        )
+    }
+}

@@ -1,0 +1,215 @@
+//! `airlock webhooks add|list|remove|deliveries|test`: endpoints that receive airlock's events as
+//! signed CloudEvents.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::access::{Common, print};
+use crate::client::ApiClient;
+
+/// `airlock webhooks ...`.
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Add an endpoint: events matching the patterns are POSTed to URL, signed with the secret.
+    Add {
+        /// Where to POST the events (http://).
+        url: String,
+        /// Event patterns, comma-separated: `promotion.*`, `anomaly.*`, `promotion.promoted`, `*`.
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        /// A file holding the signing secret (16 to 1024 bytes; a trailing newline is dropped).
+        #[arg(long, value_name = "FILE")]
+        secret_file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List the endpoints.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove an endpoint (its pending deliveries are cancelled).
+    Remove {
+        /// The webhook id.
+        id: i64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show an endpoint's deliveries: status, attempts, last error.
+    Deliveries {
+        /// The webhook id.
+        id: i64,
+        /// `pending`, `delivered`, `dead`, `cancelled` or `all`.
+        #[arg(long, default_value = "all")]
+        status: String,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Send a `dev.airlock.webhook.test` event to an endpoint.
+    Test {
+        /// The webhook id.
+        id: i64,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn read_secret(path: &PathBuf) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the secret file {}", path.display()))?;
+    let secret = text.strip_suffix('\n').unwrap_or(&text);
+    let secret = secret.strip_suffix('\r').unwrap_or(secret);
+    if secret.is_empty() {
+        bail!(
+            "{} is empty: write a secret into it (e.g. `openssl rand -hex 32 > {}`)",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(secret.to_string())
+}
+
+fn delivery_line(d: &Value) -> String {
+    format!(
+        "{:>6}  {:<9}  {:>8}  {:<36}  {}{}",
+        d["id"].as_i64().unwrap_or_default(),
+        d["status"].as_str().unwrap_or(""),
+        d["attempts"].as_i64().unwrap_or_default(),
+        d["type"].as_str().unwrap_or(""),
+        d["subject"].as_str().unwrap_or(""),
+        d["last_error"]
+            .as_str()
+            .map(|e| format!("  (last error: {e})"))
+            .unwrap_or_default()
+    )
+}
+
+/// Runs `airlock webhooks ...`.
+pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
+    match command {
+        WebhooksCommand::Add {
+            url,
+            events,
+            secret_file,
+            common,
+        } => {
+            let secret = read_secret(&secret_file)?;
+            let api = ApiClient::connect(&common.server).await?;
+            let body = api
+                .post(
+                    "/api/v1/webhooks",
+                    &json!({"url": url, "events": events, "secret": secret}),
+                )
+                .await?;
+            print(&common, &body, |w| {
+                format!(
+                    "added webhook {}: {} receives {}",
+                    w["id"],
+                    w["url"].as_str().unwrap_or(""),
+                    w["events"]
+                        .as_array()
+                        .map(|e| e
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default()
+                )
+            });
+            Ok(0)
+        }
+        WebhooksCommand::List { common } => {
+            let api = ApiClient::connect(&common.server).await?;
+            let body = api.get("/api/v1/webhooks").await?;
+            print(&common, &body, |b| {
+                let rows: Vec<String> = b["webhooks"]
+                    .as_array()
+                    .map(|list| {
+                        list.iter()
+                            .map(|w| {
+                                format!(
+                                    "{:>4}  {}  events: {}  (added by {} at {})",
+                                    w["id"].as_i64().unwrap_or_default(),
+                                    w["url"].as_str().unwrap_or(""),
+                                    w["events"]
+                                        .as_array()
+                                        .map(|e| e
+                                            .iter()
+                                            .filter_map(Value::as_str)
+                                            .collect::<Vec<_>>()
+                                            .join(","))
+                                        .unwrap_or_default(),
+                                    w["created_by"].as_str().unwrap_or(""),
+                                    w["created_at"].as_str().unwrap_or("")
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if rows.is_empty() {
+                    "no webhooks".into()
+                } else {
+                    rows.join("\n")
+                }
+            });
+            Ok(0)
+        }
+        WebhooksCommand::Remove { id, common } => {
+            let api = ApiClient::connect(&common.server).await?;
+            let body = api.delete(&format!("/api/v1/webhooks/{id}")).await?;
+            print(&common, &body, |_| format!("removed webhook {id}"));
+            Ok(0)
+        }
+        WebhooksCommand::Deliveries {
+            id,
+            status,
+            limit,
+            common,
+        } => {
+            let api = ApiClient::connect(&common.server).await?;
+            let body = api
+                .get(&format!(
+                    "/api/v1/webhooks/{id}/deliveries?status={status}&limit={limit}"
+                ))
+                .await?;
+            print(&common, &body, |b| {
+                let rows: Vec<String> = b["deliveries"]
+                    .as_array()
+                    .map(|list| list.iter().map(delivery_line).collect())
+                    .unwrap_or_default();
+                if rows.is_empty() {
+                    format!("no deliveries to webhook {id}")
+                } else {
+                    format!(
+                        "{:>6}  {:<9}  {:>8}  {:<36}  subject\n{}",
+                        "id",
+                        "status",
+                        "attempts",
+                        "type",
+                        rows.join("\n")
+                    )
+                }
+            });
+            Ok(0)
+        }
+        WebhooksCommand::Test { id, common } => {
+            let api = ApiClient::connect(&common.server).await?;
+            let body = api
+                .post(&format!("/api/v1/webhooks/{id}/test"), &json!({}))
+                .await?;
+            print(&common, &body, |b| {
+                format!(
+                    "queued a dev.airlock.webhook.test event for webhook {id} (delivery {}); `airlock webhooks deliveries {id}` shows how it went",
+                    b["delivery"]
+                )
+            });
+            Ok(0)
+        }
+    }
+}
