@@ -35,14 +35,15 @@ done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/airlock-walkthrough.XXXXXX")
 SERVER_PID=""
+RECEIVER_PID=""
 STARTED=$(date +%s)
 
 cleanup() {
   local rc=$?
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  for pid in $SERVER_PID $RECEIVER_PID; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   if [ "$rc" -ne 0 ]; then
     echo "--- server log (last 40 lines) ---" >&2
     tail -n 40 "$WORK/server.log" >&2 2>/dev/null || true
@@ -442,6 +443,31 @@ print(f"    verified with airlock-attestation.pub: {sorted(found)} promotion att
       f"policy {prod['policy']['digest'][:19]}..., decision {prod['policy']['decision']}")
 PY
 
+step "the security team subscribes its alert receiver to anomalies (signed CloudEvents)"
+openssl rand -hex 32 >"$WORK/webhook.secret"
+python3 "$ROOT/examples/webhook_receiver.py" --secret-file "$WORK/webhook.secret" \
+  --out "$WORK/alerts.jsonl" >"$WORK/receiver.out" 2>&1 &
+RECEIVER_PID=$!
+RECEIVER=""
+for _ in $(seq 1 100); do
+  RECEIVER=$(grep -oE 'http://127\.0\.0\.1:[0-9]+/' "$WORK/receiver.out" || true)
+  [ -n "$RECEIVER" ] && break
+  sleep 0.1
+done
+[ -n "$RECEIVER" ] || fail "the webhook receiver did not start"
+expect 0 as_user admin webhooks add "$RECEIVER" --events 'anomaly.*' --secret-file "$WORK/webhook.secret"
+has "added webhook" "anomaly.*"
+WEBHOOK=$(first_match 'added webhook [0-9]+' | grep -oE '[0-9]+')
+
+# wait_for_alert TYPE: waits until the receiver logged a verified CloudEvent of TYPE.
+wait_for_alert() {
+  for _ in $(seq 1 100); do
+    grep -qF "\"type\": \"$1\"" "$WORK/alerts.jsonl" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "the receiver got no $1 within 10 s"
+}
+
 step "incident drill: eve's promoter account is used to push unvetted builds at staging"
 # The default anomaly rules are on: 5 denied promotions by one principal within 10 minutes lock it.
 EVE_PW="eve-promoter-password-1"
@@ -464,6 +490,18 @@ has "staging.signature_required"
 expect 2 as_user eve whoami
 has "locked by anomaly"
 
+step "the alert reached the receiver, signed (it checked the HMAC with the shared secret)"
+wait_for_alert dev.airlock.anomaly.detected
+python3 - "$WORK/alerts.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    d = e["data"]["entry"]["details"]
+    print(f"    {e['type']} id={e['id']} subject={e['subject']}: {d['summary'][:60]}... action={d['action']}")
+PY
+expect 0 as_user admin webhooks deliveries "$WEBHOOK"
+has "delivered" "dev.airlock.anomaly.detected"
+
 step "the security engineer looks at the anomaly and resolves it"
 expect 0 as_user admin anomalies list
 has "denied_promotions" "lock_principal" "requested by eve"
@@ -475,6 +513,8 @@ has "resolved anomaly $ANOMALY"
 login eve "$EVE_PW"
 expect 0 as_user eve whoami
 has "promoter@staging/team/*"
+wait_for_alert dev.airlock.anomaly.resolved
+echo "    the receiver got dev.airlock.anomaly.resolved too"
 
 step "everything above is in the tamper-evident audit log"
 QUIET=1 expect 0 as_user admin audit tail -n 100 --filter promotion
