@@ -1,4 +1,5 @@
-//! Repository names, tags, references and digests come from request paths and query strings.
+//! Repository names, tags, references and digests come from request paths and query strings;
+//! webhook event patterns from the webhooks API.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,4 +19,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = text.parse::<airlock_core::Tag>();
     let _ = text.parse::<airlock_core::Reference>();
+    if let Ok(pattern) = text.parse::<airlock_core::webhook::EventPattern>() {
+        // A pattern round-trips through its display form and matches consistently.
+        let again: airlock_core::webhook::EventPattern = pattern.to_string().parse().unwrap();
+        assert_eq!(again, pattern);
+        assert_eq!(pattern.matches(text), again.matches(text));
+    }
 });
