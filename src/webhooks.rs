@@ -75,6 +75,19 @@ fn read_secret(path: &PathBuf) -> Result<String> {
     Ok(secret.to_string())
 }
 
+/// An endpoint's event patterns, joined by `sep`.
+fn patterns(w: &Value, sep: &str) -> String {
+    w["events"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(sep)
+        })
+        .unwrap_or_default()
+}
+
 fn delivery_line(d: &Value) -> String {
     format!(
         "{:>6}  {:<9}  {:>8}  {:<36}  {}{}",
@@ -112,14 +125,7 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
                     "added webhook {}: {} receives {}",
                     w["id"],
                     w["url"].as_str().unwrap_or(""),
-                    w["events"]
-                        .as_array()
-                        .map(|e| e
-                            .iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", "))
-                        .unwrap_or_default()
+                    patterns(w, ", ")
                 )
             });
             Ok(0)
@@ -137,14 +143,7 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
                                     "{:>4}  {}  events: {}  (added by {} at {})",
                                     w["id"].as_i64().unwrap_or_default(),
                                     w["url"].as_str().unwrap_or(""),
-                                    w["events"]
-                                        .as_array()
-                                        .map(|e| e
-                                            .iter()
-                                            .filter_map(Value::as_str)
-                                            .collect::<Vec<_>>()
-                                            .join(","))
-                                        .unwrap_or_default(),
+                                    patterns(w, ","),
                                     w["created_by"].as_str().unwrap_or(""),
                                     w["created_at"].as_str().unwrap_or("")
                                 )

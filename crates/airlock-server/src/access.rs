@@ -80,6 +80,21 @@ pub async fn authenticate(
     }
 }
 
+/// Who is calling a JSON API endpoint: the authenticated principal (`None` when access control
+/// is off) and the audit actor.
+pub async fn api_caller(
+    identity: &Identity,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<(Option<Authenticated>, airlock_core::Actor), AuthError> {
+    if !identity.enabled() {
+        return Ok((None, airlock_core::Actor::anonymous(Some(peer.to_string()))));
+    }
+    let who = authenticate(identity, headers, Some(peer)).await?;
+    let actor = who.actor(Some(peer));
+    Ok((Some(who), actor))
+}
+
 impl AccessControl {
     /// Open access: every request is anonymous and allowed (stage rules still apply).
     pub fn open() -> Self {

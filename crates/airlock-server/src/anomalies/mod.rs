@@ -65,6 +65,19 @@ pub struct PromotionEvent<'a> {
     pub break_glass: Option<&'a str>,
 }
 
+impl PromotionEvent<'_> {
+    /// What an anomaly about this promotion is about.
+    fn target(&self) -> AnomalyTarget {
+        AnomalyTarget {
+            principal: Some(self.requester.to_string()),
+            repository: Some(self.repository.clone()),
+            digest: Some(self.digest.clone()),
+            stage: Some(self.repository.stage().to_string()),
+            source: None,
+        }
+    }
+}
+
 /// The anomaly detector and the anomaly records behind `airlock anomalies`.
 pub struct Anomalies {
     metadata: Metadata,
@@ -134,13 +147,7 @@ impl Anomalies {
         self.observe(Signal {
             rule: AnomalyRule::DeniedPromotions,
             key: format!("principal:{}", event.requester),
-            target: AnomalyTarget {
-                principal: Some(event.requester.to_string()),
-                repository: Some(event.repository.clone()),
-                digest: Some(event.digest.clone()),
-                stage: Some(stage),
-                source: None,
-            },
+            target: event.target(),
             summary: format!(
                 "promotion of {}@{} requested by {} was denied ({})",
                 event.repository,
@@ -166,13 +173,7 @@ impl Anomalies {
         self.observe(Signal {
             rule: AnomalyRule::OffHoursPromotion,
             key: format!("principal:{}", event.requester),
-            target: AnomalyTarget {
-                principal: Some(event.requester.to_string()),
-                repository: Some(event.repository.clone()),
-                digest: Some(event.digest.clone()),
-                stage: Some(stage),
-                source: None,
-            },
+            target: event.target(),
             summary: format!(
                 "{} requested a promotion of {}@{} at {} UTC, outside the allowed hours ({} {})",
                 event.requester,
@@ -189,13 +190,7 @@ impl Anomalies {
     /// An artifact was promoted (counted for bursts; a break-glass promotion always alerts).
     pub async fn promoted(&self, event: PromotionEvent<'_>) {
         let stage = event.repository.stage().to_string();
-        let target = AnomalyTarget {
-            principal: Some(event.requester.to_string()),
-            repository: Some(event.repository.clone()),
-            digest: Some(event.digest.clone()),
-            stage: Some(stage.clone()),
-            source: None,
-        };
+        let target = event.target();
         if let Some(reason) = event.break_glass {
             self.observe(Signal {
                 rule: AnomalyRule::BreakGlass,

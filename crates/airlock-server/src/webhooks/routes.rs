@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{WebhookError, Webhooks};
-use crate::access::authenticate;
+use crate::access::api_caller;
 use crate::api::ApiError;
 use crate::identity::{Authenticated, Identity};
 
@@ -98,12 +98,7 @@ async fn caller(
     headers: &HeaderMap,
     peer: SocketAddr,
 ) -> Result<(Option<Authenticated>, airlock_core::Actor), ApiError> {
-    if !identity.enabled() {
-        return Ok((None, airlock_core::Actor::anonymous(Some(peer.to_string()))));
-    }
-    let who = authenticate(identity, headers, Some(peer)).await?;
-    let actor = who.actor(Some(peer));
-    Ok((Some(who), actor))
+    Ok(api_caller(identity, headers, peer).await?)
 }
 
 fn webhook_id(text: &str) -> Result<i64, ApiError> {
