@@ -115,8 +115,8 @@ fn anomaly_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AnomalyRow, StoreEr
 }
 
 impl Metadata {
-    /// Counts `signal` at `now` (ms). When the signals of its rule and key in the window reach the
-    /// threshold and no anomaly for them is open, raises one, takes `tripwire.action` and appends
+    /// Counts `signal` at `now` (ms), unless an anomaly for its rule and key is open (then it
+    /// adds nothing). When the signals of its rule and key in the window reach the threshold, raises one, takes `tripwire.action` and appends
     /// the `anomaly.detected` entry, all in one transaction; returns the new anomaly.
     pub async fn observe_signal(
         &self,
@@ -126,12 +126,6 @@ impl Metadata {
     ) -> Result<Option<AnomalyRow>, StoreError> {
         let mut tx = self.begin_write().await?;
         let rule = signal.rule.as_str();
-        sqlx::query("INSERT INTO anomaly_signals (rule, key, at) VALUES (?, ?, ?)")
-            .bind(rule)
-            .bind(&signal.key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
         let open: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM anomalies WHERE rule = ? AND key = ? AND status = 'open'",
         )
@@ -141,6 +135,17 @@ impl Metadata {
         .await?
         .into_iter()
         .next();
+        if open.is_some() {
+            // Already raised and not yet resolved: nothing to count (a flood adds no rows).
+            tx.commit().await?;
+            return Ok(None);
+        }
+        sqlx::query("INSERT INTO anomaly_signals (rule, key, at) VALUES (?, ?, ?)")
+            .bind(rule)
+            .bind(&signal.key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         let observed: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM anomaly_signals WHERE rule = ? AND key = ? AND at > ?",
         )
@@ -152,7 +157,7 @@ impl Metadata {
         .into_iter()
         .next()
         .ok_or(sqlx::Error::RowNotFound)?;
-        if open.is_some() || observed < i64::from(tripwire.threshold.max(1)) {
+        if observed < i64::from(tripwire.threshold.max(1)) {
             tx.commit().await?;
             return Ok(None);
         }
