@@ -63,6 +63,9 @@ impl FromStr for EventPattern {
         if kind.is_empty() || kind.len() > 100 {
             return Err(bad("is empty or too long"));
         }
+        if kind.starts_with(EVENT_TYPE_PREFIX) {
+            return Err(bad("repeats the dev.airlock. prefix"));
+        }
         let (stem, wildcard) = match kind.strip_suffix('*') {
             Some("") => (String::new(), true),
             Some(prefix) => match prefix.strip_suffix('.') {

@@ -314,6 +314,19 @@ impl Metadata {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<DueDelivery>, StoreError> {
+        // Most rounds find nothing: look first without taking the writer.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?
+             LIMIT 1",
+        )
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .next();
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
             "SELECT d.id, e.url, e.secret, d.event_type, d.subject, d.audit_index,
@@ -433,5 +446,149 @@ impl Metadata {
                 .next()
                 .ok_or(sqlx::Error::RowNotFound)?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use airlock_core::{Action, Actor, AuditEvent, AuditRecord};
+
+    use super::*;
+
+    fn refused(repository: &str) -> AuditRecord {
+        AuditRecord {
+            time_millis: now_millis(),
+            actor: Actor::system(),
+            event: AuditEvent::PushRefused {
+                repository: repository.parse().unwrap(),
+                action: Action::Push,
+                reason: "gated".into(),
+            },
+        }
+    }
+
+    async fn store() -> (tempfile::TempDir, Metadata) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
+            .await
+            .unwrap();
+        (dir, meta)
+    }
+
+    #[tokio::test]
+    async fn deliveries_commit_with_their_event_or_not_at_all() {
+        let (_dir, meta) = store().await;
+        let endpoint = meta
+            .add_webhook(
+                "http://x/",
+                &["*".into()],
+                b"0123456789abcdef",
+                "admin",
+                |id| AuditRecord {
+                    time_millis: now_millis(),
+                    actor: Actor::system(),
+                    event: AuditEvent::WebhookChanged {
+                        endpoint: id,
+                        origin: "http://x".into(),
+                        url_sha256: String::new(),
+                        events: vec!["*".into()],
+                        added: true,
+                    },
+                },
+            )
+            .await
+            .unwrap();
+        // The endpoint's own `webhook.added` is its first delivery.
+        assert_eq!(
+            meta.deliveries(endpoint.id, None, 10).await.unwrap().len(),
+            1
+        );
+        meta.record_events(&[refused("prod/a/b")]).await.unwrap();
+        let listed = meta.deliveries(endpoint.id, None, 10).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].event_type, "push.refused");
+        assert_eq!(listed[0].subject, "prod/a/b");
+
+        // A transaction that appends an event but does not commit leaves neither the audit
+        // entry nor its delivery.
+        let entries = meta.audit_entry_count().await.unwrap();
+        {
+            let mut tx = meta.begin_write().await.unwrap();
+            append(&mut tx, &[refused("prod/a/c")]).await.unwrap();
+            // Dropped without commit: rolled back, as a change that fails after its append is.
+        }
+        assert_eq!(meta.audit_entry_count().await.unwrap(), entries);
+        assert_eq!(
+            meta.deliveries(endpoint.id, None, 10).await.unwrap().len(),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn claims_keep_subject_order_and_leases_exclude_other_senders() {
+        let (_dir, meta) = store().await;
+        let endpoint = meta
+            .add_webhook(
+                "http://x/",
+                &["push.*".into()],
+                b"0123456789abcdef",
+                "admin",
+                |id| AuditRecord {
+                    time_millis: now_millis(),
+                    actor: Actor::system(),
+                    event: AuditEvent::WebhookChanged {
+                        endpoint: id,
+                        origin: "http://x".into(),
+                        url_sha256: String::new(),
+                        events: vec!["push.*".into()],
+                        added: true,
+                    },
+                },
+            )
+            .await
+            .unwrap();
+        for repository in ["prod/a/one", "prod/a/one", "prod/a/two"] {
+            meta.record_events(&[refused(repository)]).await.unwrap();
+        }
+        let now = now_millis();
+        let claimed = meta
+            .claim_due_deliveries(now, now + 60_000, 10)
+            .await
+            .unwrap();
+        let subjects: Vec<&str> = claimed.iter().map(|d| d.subject.as_str()).collect();
+        assert_eq!(
+            subjects,
+            ["prod/a/one", "prod/a/two"],
+            "one per subject, the earliest"
+        );
+        // Leased: another sender finds nothing.
+        assert!(
+            meta.claim_due_deliveries(now, now + 60_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // The first of `one` fails for good: the second of `one` becomes due (a dead delivery
+        // does not hold its subject back).
+        let first = claimed[0].id;
+        let dead = AttemptOutcome::Failed {
+            status: Some(500),
+            error: "boom".into(),
+            retry_at: None,
+        };
+        meta.finish_delivery(first, &dead).await.unwrap();
+        let next = meta
+            .claim_due_deliveries(now, now + 60_000, 10)
+            .await
+            .unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].subject, "prod/a/one");
+        assert!(next[0].id > first);
+        let listed = meta
+            .deliveries(endpoint.id, Some("dead"), 10)
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].last_error.as_deref(), Some("boom"));
     }
 }

@@ -365,7 +365,7 @@ impl Dispatcher {
         for result in results {
             result?;
         }
-        if count > 0 || now % 10_000 < self.config.poll_interval_ms as i64 {
+        if count > 0 {
             let pending = self.metadata.pending_deliveries().await?;
             metrics::gauge!(crate::metrics::WEBHOOK_PENDING).set(pending as f64);
         }
