@@ -2127,3 +2127,48 @@ async fn a_freeze_holds_even_when_the_gate_ignores_it() {
         .await;
     expect_promotion(status, &body, "promoted", 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A final decision that cannot be made
+
+#[tokio::test]
+async fn a_claimed_promotion_whose_final_decision_fails_is_reopened_and_recorded() {
+    let temp = tempfile::tempdir().unwrap();
+    let bundle = permissive_bundle(&temp.path().join("bundle"));
+    let bed = Bed::start(&[
+        ("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap()),
+        ("AIRLOCK_GATES__STAGING__APPROVALS__COUNT", "1"),
+    ]);
+    let rita = bed.user("rita", &[("promoter", "staging")]).await;
+    let alice = bed.user("alice", &[("approver", "staging")]).await;
+    let (_, digest) = bed.s.push_image("dev/team/app", "1.0", &[b"reopen"]).await;
+    let (status, body) = bed
+        .promote(&rita, "dev/team/app", &digest, "staging", json!({}))
+        .await;
+    let id = expect_promotion(status, &body, "pending_approval", 1);
+    // The artifact disappears from dev before the last approval: the final decision cannot
+    // build its input.
+    let response = bed
+        .s
+        .http
+        .delete(bed.s.url(&format!("/v2/dev/team/app/manifests/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let (status, body) = bed.approve(&alice, &id).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(bed.promotion(&id).await["state"], "pending_approval");
+    bed.s.wait_for_checkpoint().await;
+    let reopened: Vec<Value> = bed
+        .s
+        .audit_entries()
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "promotion.reopened")
+        .collect();
+    assert_eq!(reopened.len(), 1, "{reopened:#?}");
+    assert_eq!(reopened[0]["subject"]["id"], id.as_str());
+    let reason = reopened[0]["details"]["reason"].as_str().unwrap();
+    assert!(reason.contains("not in the registry"), "{reason}");
+}

@@ -272,6 +272,18 @@ pub enum AuditEvent {
         /// `expired` or `cancelled`.
         state: String,
     },
+    /// A promotion claimed by its last approval went back to `pending_approval` because its
+    /// final decision could not be made (it can be approved again).
+    PromotionReopened {
+        /// The promotion id.
+        promotion: String,
+        /// The target repository.
+        repository: RepoName,
+        /// The artifact.
+        digest: Digest,
+        /// Why the final decision failed.
+        reason: String,
+    },
     /// A channel tag was moved back to an earlier promoted digest.
     RolledBack {
         /// The repository.
@@ -475,6 +487,7 @@ impl AuditEvent {
             Self::Promoted { .. } => "promotion.promoted",
             Self::PromotionClosed { state, .. } if state == "expired" => "promotion.expired",
             Self::PromotionClosed { .. } => "promotion.cancelled",
+            Self::PromotionReopened { .. } => "promotion.reopened",
             Self::RolledBack { .. } => "channel.rolled_back",
             Self::RollbackDenied { .. } => "channel.rollback_denied",
             Self::StageFreezeChanged { frozen: true, .. } => "stage.frozen",
@@ -574,6 +587,12 @@ impl AuditEvent {
                 ..
             }
             | Self::PromotionClosed {
+                promotion,
+                repository,
+                digest,
+                ..
+            }
+            | Self::PromotionReopened {
                 promotion,
                 repository,
                 digest,
@@ -732,6 +751,7 @@ impl AuditEvent {
                 details
             }
             Self::PromotionClosed { .. } => json!({}),
+            Self::PromotionReopened { reason, .. } => json!({"reason": reason}),
             Self::RolledBack {
                 from, to, decision, ..
             } => {

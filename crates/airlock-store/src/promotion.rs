@@ -533,14 +533,23 @@ impl Metadata {
 
     /// Puts a claimed promotion (`evaluating`) back to `pending_approval`, when its final
     /// decision could not be made.
-    pub async fn reopen_promotion(&self, id: &str) -> Result<(), StoreError> {
+    /// `records` are appended only if it was still claimed.
+    pub async fn reopen_promotion(
+        &self,
+        id: &str,
+        records: &[AuditRecord],
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let reopened = sqlx::query(
             "UPDATE promotions SET state = 'pending_approval' WHERE id = ? AND state = 'evaluating'",
         )
         .bind(id)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if reopened > 0 {
+            append(&mut tx, records).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -1099,8 +1099,24 @@ impl PromotionService {
             // This approval completed the set and claimed the promotion (`evaluating`): decide
             // it again now, and put it back if that cannot be done.
             let outcome = self.decide(&mut row, caller).await;
-            if outcome.is_err() {
-                let _ = self.metadata.reopen_promotion(id).await;
+            if let Err(err) = &outcome {
+                let records: Vec<AuditRecord> =
+                    match (self.target_of(&row), Digest::from_str(&row.digest)) {
+                        (Ok(repository), Ok(digest)) => vec![AuditRecord {
+                            time_millis: now_millis(),
+                            actor: Actor::system(),
+                            event: AuditEvent::PromotionReopened {
+                                promotion: row.id.clone(),
+                                repository,
+                                digest,
+                                reason: format!("the final decision could not be made: {err}"),
+                            },
+                        }],
+                        _ => Vec::new(),
+                    };
+                if let Err(reopen) = self.metadata.reopen_promotion(id, &records).await {
+                    tracing::error!(promotion = %id, error = %reopen, "could not reopen a claimed promotion");
+                }
             }
             return outcome;
         }
