@@ -742,3 +742,95 @@ async fn a_tampered_signature_quarantines_the_artifact() {
     let (status, body) = promote(&s, &releaser(&s).await, &digest, "prod").await;
     assert_eq!(status, 201, "{body}");
 }
+
+#[tokio::test]
+async fn a_quarantined_index_holds_its_children_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = permissive_bundle(&dir.path().join("policy"));
+    let bundle_env = ("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap());
+    let mut s = TestServer::start_with_env(&[bundle_env]);
+    // A two-platform index in dev, promoted to staging.
+    let mut children = Vec::new();
+    for platform in ["amd64", "arm64"] {
+        let (manifest, digest) = s
+            .push_image(REPO, &format!("1.0-{platform}"), &[platform.as_bytes()])
+            .await;
+        children.push(
+            json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len(),
+                             "platform": {"os": "linux", "architecture": platform}}),
+        );
+    }
+    let index = serde_json::to_vec(&json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": children}))
+    .unwrap();
+    let response = s
+        .put_manifest(
+            REPO,
+            "1.0",
+            "application/vnd.oci.image.index.v1+json",
+            &index,
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let index_digest = sha256(&index);
+    let child = children[0]["digest"].as_str().unwrap().to_string();
+    assert_eq!(
+        promote(&s, &releaser(&s).await, &index_digest, "staging")
+            .await
+            .0,
+        201
+    );
+    assert_eq!(pull(&s, &s.http, "staging/team/app", &child).await, 200);
+
+    // Restarted with a rule that quarantines what is promoted off hours, the next request for
+    // the index quarantines it.
+    s.stop();
+    let hour = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 3600)
+        % 24;
+    let hours = format!("{:02}:00-{:02}:00", (hour + 2) % 24, (hour + 3) % 24);
+    let s = TestServer::start_in(
+        &s.data_dir.clone(),
+        &[
+            bundle_env,
+            ("AIRLOCK_ANOMALIES__OFF_HOURS_PROMOTION__ENABLED", "true"),
+            ("AIRLOCK_ANOMALIES__OFF_HOURS_PROMOTION__DAYS", "*"),
+            ("AIRLOCK_ANOMALIES__OFF_HOURS_PROMOTION__HOURS", &hours),
+            (
+                "AIRLOCK_ANOMALIES__OFF_HOURS_PROMOTION__ACTION",
+                "quarantine_artifact",
+            ),
+        ],
+    );
+    let releaser = client_as("releaser", PASSWORD);
+    let source_staging = post_json(
+        &releaser,
+        &s.url("/api/v1/promotions"),
+        json!({"source": "staging/team/app", "reference": index_digest, "to": "prod"}),
+    )
+    .await;
+    assert_eq!(
+        source_staging.0, 403,
+        "quarantined before its own decision: {}",
+        source_staging.1
+    );
+    assert_eq!(open_of(&s, "off_hours_promotion").await.len(), 1);
+    // The index and each child, by digest, from the gated stage: refused.
+    assert_eq!(
+        pull(&s, &s.http, "staging/team/app", &index_digest).await,
+        403
+    );
+    assert_eq!(pull(&s, &s.http, "staging/team/app", &child).await, 403);
+    // A child cannot be promoted on its own either.
+    let (status, body) = post_json(
+        &releaser,
+        &s.url("/api/v1/promotions"),
+        json!({"source": REPO, "reference": child, "to": "staging"}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.to_string().contains("airlock.quarantined"), "{body:#}");
+}

@@ -335,10 +335,14 @@ impl Metadata {
             .ok_or_else(|| StoreError::Corrupt(format!("anomaly {id} vanished")).into())
     }
 
-    /// The quarantine on `digest`, if any (the newest, when several anomalies set one).
+    /// The quarantine on `digest`, or on an index that references it, if any (the newest, when
+    /// several anomalies set one).
     pub async fn quarantine(&self, digest: &str) -> Result<Option<QuarantineRow>, StoreError> {
         Ok(sqlx::query(
-            "SELECT anomaly_id, reason FROM artifact_quarantines WHERE digest = ?
+            "SELECT anomaly_id, reason FROM artifact_quarantines
+             WHERE digest = ?1
+                OR digest IN (SELECT r.digest FROM manifest_references r
+                              WHERE r.child = ?1 AND r.kind = 'manifest')
              ORDER BY anomaly_id DESC LIMIT 1",
         )
         .bind(digest)

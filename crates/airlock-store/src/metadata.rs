@@ -57,6 +57,11 @@ fn migrator() -> Migrator {
             "webhooks",
             include_str!("../migrations/0007_webhooks.sql"),
         ),
+        migration(
+            8,
+            "manifest parents",
+            include_str!("../migrations/0008_manifest_parents.sql"),
+        ),
     ])
 }
 
@@ -94,8 +99,9 @@ pub struct StoredManifest {
     pub media_type: String,
     /// The exact bytes that were pushed.
     pub content: Vec<u8>,
-    /// The quarantine on its digest, if an anomaly set one (read in the same query, so the check
-    /// every pull from a gated stage makes costs no extra round trip).
+    /// The quarantine on its digest, or on an index that references it, if an anomaly set one
+    /// (read in the same query, so the check every pull from a gated stage makes costs no extra
+    /// round trip).
     pub quarantine: Option<crate::anomalies::QuarantineRow>,
 }
 
@@ -598,8 +604,11 @@ impl Metadata {
             "SELECT m.media_type, m.content, q.anomaly_id, q.reason
              FROM repository_manifests rm
              JOIN manifests m ON m.digest = rm.digest
-             LEFT JOIN (SELECT digest, anomaly_id, reason FROM artifact_quarantines
-                        WHERE digest = ?2 ORDER BY anomaly_id DESC LIMIT 1) q ON q.digest = rm.digest
+             LEFT JOIN (SELECT anomaly_id, reason FROM artifact_quarantines
+                        WHERE digest = ?2
+                           OR digest IN (SELECT r.digest FROM manifest_references r
+                                         WHERE r.child = ?2 AND r.kind = 'manifest')
+                        ORDER BY anomaly_id DESC LIMIT 1) q ON 1 = 1
              WHERE rm.repository = ?1 AND rm.digest = ?2",
         )
         .bind(repo.as_str())
