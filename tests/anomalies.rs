@@ -249,7 +249,10 @@ async fn denied_promotions_lock_the_requester_at_the_threshold_until_resolved() 
 
 #[tokio::test]
 async fn authentication_failures_lock_the_named_principal_and_alert_on_the_source() {
-    let s = TestServer::start_with_env(&[("AIRLOCK_ANOMALIES__AUTH_FAILURES__THRESHOLD", "3")]);
+    let s = TestServer::start_with_env(&[
+        ("AIRLOCK_ANOMALIES__AUTH_FAILURES__THRESHOLD", "3"),
+        ("AIRLOCK_ANOMALIES__AUTH_FAILURES__ACTION", "lock_principal"),
+    ]);
     let alice = user(&s, "alice", &[("reader", "*")]).await;
     let wrong = client_as("alice", "not-her-password");
     let catalog = s.url("/v2/_catalog");
@@ -287,6 +290,32 @@ async fn authentication_failures_lock_the_named_principal_and_alert_on_the_sourc
     .await;
     assert_eq!(status, 200);
     assert_eq!(alice.get(&catalog).send().await.unwrap().status(), 200);
+
+    // Tokens anyone can forge name no one: they count for their source, never for alice.
+    let forged = format!(
+        "Bearer {}.{}.c2lnbmF0dXJl",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"EdDSA"}"#),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"sub":"alice"}"#)
+    );
+    for _ in 0..5 {
+        let status = s
+            .anonymous
+            .get(&catalog)
+            .header("authorization", &forged)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 401);
+    }
+    assert!(
+        open_of(&s, "auth_failures")
+            .await
+            .iter()
+            .all(|a| a["key"] != "principal:alice"),
+        "forged tokens must not lock alice"
+    );
+    assert_eq!(alice.get(&catalog).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
@@ -317,6 +346,7 @@ async fn a_burst_of_promotions_freezes_the_stage_until_resolved() {
         ("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap()),
         ("AIRLOCK_ANOMALIES__PROMOTION_BURST__THRESHOLD", "2"),
         ("AIRLOCK_ANOMALIES__PROMOTION_BURST__ACTION", "freeze_stage"),
+        ("AIRLOCK_ANOMALIES__DENIED_PROMOTIONS__THRESHOLD", "1"),
     ]);
     let mut digests = Vec::new();
     for n in 0..3 {
@@ -348,6 +378,8 @@ async fn a_burst_of_promotions_freezes_the_stage_until_resolved() {
         "{body:#}"
     );
     assert_eq!(audit_of(&s, "stage.frozen").await.len(), 1);
+    // A denial by the freeze itself is not the requester's doing: it locks nobody.
+    assert!(open_of(&s, "denied_promotions").await.is_empty());
 
     let (status, _) = resolve(&s, &s.http, &open[0]["id"], "release day").await;
     assert_eq!(status, 200);
@@ -357,7 +389,7 @@ async fn a_burst_of_promotions_freezes_the_stage_until_resolved() {
 }
 
 #[tokio::test]
-async fn a_person_s_freeze_outlives_the_anomaly_that_could_not_freeze() {
+async fn a_freeze_set_by_an_anomaly_is_lifted_only_by_resolving_it() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = permissive_bundle(&dir.path().join("policy"));
     let s = TestServer::start_with_env(&[
@@ -372,14 +404,19 @@ async fn a_person_s_freeze_outlives_the_anomaly_that_could_not_freeze() {
     );
     let open = open_of(&s, "promotion_burst").await;
     assert_eq!(open.len(), 1);
-    // A person re-freezes the stage with their own reason: resolving the anomaly must not lift it.
-    let (status, body) = post_json(
-        &s.http,
-        &s.url("/api/v1/stages/staging/freeze"),
-        json!({"reason": "change freeze for the holidays"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    // Neither unfreezing nor re-freezing by hand takes the freeze away from the anomaly.
+    for (path, body) in [
+        ("/api/v1/stages/staging/unfreeze", json!({})),
+        (
+            "/api/v1/stages/staging/freeze",
+            json!({"reason": "mine now"}),
+        ),
+    ] {
+        let (status, answer) = post_json(&s.http, &s.url(path), body).await;
+        assert_eq!(status, 409, "{path}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains("anomalies resolve"), "{message}");
+    }
     assert_eq!(resolve(&s, &s.http, &open[0]["id"], "checked").await.0, 200);
     let (status, body) = get(&s.http, &s.url("/api/v1/status/team/app")).await;
     assert_eq!(status, 200, "{body}");
@@ -390,10 +427,7 @@ async fn a_person_s_freeze_outlives_the_anomaly_that_could_not_freeze() {
         .find(|st| st["stage"] == "staging")
         .cloned()
         .unwrap();
-    assert_eq!(
-        staging["frozen"], "change freeze for the holidays",
-        "{body:#}"
-    );
+    assert_eq!(staging["frozen"], Value::Null, "{body:#}");
 }
 
 #[tokio::test]
@@ -666,6 +700,25 @@ async fn a_tampered_signature_quarantines_the_artifact() {
     ])["bundle"]
         .clone();
     let tampered = serde_json::to_vec(&with_flipped_signature(&honest)).unwrap();
+
+    // Pushed where the artifact is not (a builder of another repository naming its digest), the
+    // forgery is rejected but quarantines nothing.
+    let elsewhere = "dev/other/app";
+    let layer = s.push_blob(elsewhere, &tampered).await;
+    let config = s.push_blob(elsewhere, b"{}").await;
+    let referrer = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": BUNDLE_MEDIA_TYPE,
+        "config": {"mediaType": OCI_EMPTY, "digest": config, "size": 2},
+        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": layer, "size": tampered.len()}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len()},
+    }))
+    .unwrap();
+    let response = s
+        .put_manifest(elsewhere, &sha256(&referrer), OCI_MANIFEST, &referrer)
+        .await;
+    assert_eq!(response.status(), 201);
+    assert!(open_of(&s, "tampered_evidence").await.is_empty());
+    assert_eq!(pull(&s, &s.http, "staging/team/app", &digest).await, 200);
     let layer = s.push_blob(REPO, &tampered).await;
     let config = s.push_blob(REPO, b"{}").await;
     let referrer = serde_json::to_vec(&json!({

@@ -63,11 +63,25 @@ impl AnomalyRule {
     /// quarantine an artifact, a freeze a gated stage).
     pub fn supports(self, action: AnomalyAction) -> bool {
         use AnomalyAction::*;
+        // A probe for a random digest (`unpromoted_digest`) must not be able to freeze a stage
+        // or quarantine an artifact waiting for promotion: it only alerts or locks the prober.
         match action {
             Alert => true,
             LockPrincipal => self != Self::PromotionBurst,
-            QuarantineArtifact => !matches!(self, Self::AuthFailures | Self::PromotionBurst),
-            FreezeStage => !matches!(self, Self::AuthFailures | Self::TamperedEvidence),
+            QuarantineArtifact => matches!(
+                self,
+                Self::DeniedPromotions
+                    | Self::TamperedEvidence
+                    | Self::OffHoursPromotion
+                    | Self::BreakGlass
+            ),
+            FreezeStage => matches!(
+                self,
+                Self::DeniedPromotions
+                    | Self::OffHoursPromotion
+                    | Self::PromotionBurst
+                    | Self::BreakGlass
+            ),
         }
     }
 }
@@ -347,6 +361,8 @@ mod tests {
         assert!(AnomalyRule::AuthFailures.supports(LockPrincipal));
         assert!(!AnomalyRule::PromotionBurst.supports(LockPrincipal));
         assert!(AnomalyRule::PromotionBurst.supports(FreezeStage));
+        assert!(!AnomalyRule::UnpromotedDigest.supports(FreezeStage));
+        assert!(!AnomalyRule::UnpromotedDigest.supports(QuarantineArtifact));
         for rule in AnomalyRule::ALL {
             assert!(rule.supports(Alert));
             assert_eq!(rule.as_str().parse::<AnomalyRule>(), Ok(rule));

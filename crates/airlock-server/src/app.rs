@@ -51,6 +51,9 @@ pub enum ServeError {
     /// Promotions could not be set up (policy bundle, attestation key).
     #[error("cannot set up promotions: {0}")]
     Promotion(String),
+    /// The webhook sender could not be set up.
+    #[error("cannot set up webhook delivery: {0}")]
+    Webhooks(String),
     /// The audit log could not be opened.
     #[error("cannot open the audit log: {0}")]
     Audit(#[from] AuditLogError),
@@ -277,6 +280,7 @@ pub async fn serve(
             config.webhooks.clone(),
             audit.origin().to_string(),
         )
+        .map_err(|e| ServeError::Webhooks(e.to_string()))?
         .run(),
     );
     let app = router(

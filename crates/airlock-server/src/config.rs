@@ -245,7 +245,9 @@ impl Default for AnomalyConfig {
         use airlock_core::AnomalyAction::*;
         Self {
             denied_promotions: RuleConfig::new(5, 600, LockPrincipal),
-            auth_failures: RuleConfig::new(20, 600, LockPrincipal),
+            // Alert only by default: anyone who knows a name can fail to log in as it, so a lock
+            // here is a lockout anyone can cause (operators may choose it knowingly).
+            auth_failures: RuleConfig::new(20, 600, Alert),
             tampered_evidence: RuleConfig::new(1, 3600, QuarantineArtifact),
             unpromoted_digest: RuleConfig::new(1, 600, Alert),
             off_hours_promotion: RuleConfig {
@@ -617,6 +619,21 @@ impl Config {
             ));
         }
         self.anomalies.validate(&self.stages).map_err(invalid)?;
+        let hooks = &self.webhooks;
+        if hooks.max_attempts == 0
+            || hooks.max_attempts > 1000
+            || hooks.initial_backoff_ms == 0
+            || hooks.max_backoff_ms < hooks.initial_backoff_ms
+            || hooks.max_backoff_ms > 7 * 24 * 3600 * 1000
+            || hooks.timeout_ms == 0
+            || hooks.timeout_ms > 10 * 60 * 1000
+            || hooks.poll_interval_ms == 0
+            || hooks.poll_interval_ms > 60 * 60 * 1000
+        {
+            return Err(invalid(
+                "webhooks: max_attempts must be 1 to 1000; initial_backoff_ms, timeout_ms (at most 10 min) and poll_interval_ms (at most 1 h) positive; max_backoff_ms between initial_backoff_ms and 7 days".into(),
+            ));
+        }
         if self.registry.upload_sweep_interval_secs == 0 {
             return Err(invalid(
                 "registry.upload_sweep_interval_secs must be positive".into(),
@@ -766,6 +783,18 @@ mod tests {
         config.anomalies.promotion_burst.stages = vec!["dev".into()];
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("no gated stage dev"), "{err}");
+        for (name, value) in [
+            ("AIRLOCK_WEBHOOKS__POLL_INTERVAL_MS", "0"),
+            ("AIRLOCK_WEBHOOKS__MAX_ATTEMPTS", "0"),
+            ("AIRLOCK_WEBHOOKS__TIMEOUT_MS", "9999999999999"),
+            ("AIRLOCK_WEBHOOKS__MAX_BACKOFF_MS", "10"),
+        ] {
+            let err = Config::load(None, [(name.to_string(), value.to_string())])
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("webhooks:"), "{name}: {err}");
+        }
     }
 
     #[test]

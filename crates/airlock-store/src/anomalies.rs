@@ -335,14 +335,18 @@ impl Metadata {
             .ok_or_else(|| StoreError::Corrupt(format!("anomaly {id} vanished")).into())
     }
 
-    /// The quarantine on `digest`, or on an index that references it, if any (the newest, when
-    /// several anomalies set one).
+    /// The quarantine on `digest`, on an index that contains it, or on a manifest it contains, at
+    /// any depth, if any (the newest, when several anomalies set one): what a promotion of
+    /// `digest` would move.
     pub async fn quarantine(&self, digest: &str) -> Result<Option<QuarantineRow>, StoreError> {
         Ok(sqlx::query(
-            "SELECT anomaly_id, reason FROM artifact_quarantines
-             WHERE digest = ?1
-                OR digest IN (SELECT r.digest FROM manifest_references r
-                              WHERE r.child = ?1 AND r.kind = 'manifest')
+            "WITH RECURSIVE
+               up(d) AS (SELECT ?1 UNION SELECT r.digest FROM manifest_references r
+                         JOIN up ON r.child = up.d WHERE r.kind = 'manifest'),
+               down(d) AS (SELECT ?1 UNION SELECT r.child FROM manifest_references r
+                           JOIN down ON r.digest = down.d WHERE r.kind = 'manifest')
+             SELECT anomaly_id, reason FROM artifact_quarantines
+             WHERE digest IN (SELECT d FROM up UNION SELECT d FROM down)
              ORDER BY anomaly_id DESC LIMIT 1",
         )
         .bind(digest)

@@ -99,7 +99,7 @@ pub struct StoredManifest {
     pub media_type: String,
     /// The exact bytes that were pushed.
     pub content: Vec<u8>,
-    /// The quarantine on its digest, or on an index that references it, if an anomaly set one
+    /// The quarantine on its digest, or on an index that contains it (at any depth), if an anomaly set one
     /// (read in the same query, so the check every pull from a gated stage makes costs no extra
     /// round trip).
     pub quarantine: Option<crate::anomalies::QuarantineRow>,
@@ -601,13 +601,13 @@ impl Metadata {
         digest: &Digest,
     ) -> Result<Option<StoredManifest>, StoreError> {
         let row = sqlx::query(
-            "SELECT m.media_type, m.content, q.anomaly_id, q.reason
+            "WITH RECURSIVE up(d) AS (SELECT ?2 UNION SELECT r.digest FROM manifest_references r
+                                      JOIN up ON r.child = up.d WHERE r.kind = 'manifest')
+             SELECT m.media_type, m.content, q.anomaly_id, q.reason
              FROM repository_manifests rm
              JOIN manifests m ON m.digest = rm.digest
              LEFT JOIN (SELECT anomaly_id, reason FROM artifact_quarantines
-                        WHERE digest = ?2
-                           OR digest IN (SELECT r.digest FROM manifest_references r
-                                         WHERE r.child = ?2 AND r.kind = 'manifest')
+                        WHERE digest IN (SELECT d FROM up)
                         ORDER BY anomaly_id DESC LIMIT 1) q ON 1 = 1
              WHERE rm.repository = ?1 AND rm.digest = ?2",
         )

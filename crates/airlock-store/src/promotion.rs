@@ -109,6 +109,8 @@ pub struct FreezeRow {
     pub frozen_by: String,
     /// When (ms).
     pub frozen_at: i64,
+    /// The anomaly that froze it, if one did (only resolving it lifts the freeze).
+    pub anomaly_id: Option<i64>,
 }
 
 /// A channel tag moved back by a rollback.
@@ -695,7 +697,7 @@ impl Metadata {
     /// The freeze on `stage`, if any.
     pub async fn freeze(&self, stage: &str) -> Result<Option<FreezeRow>, StoreError> {
         Ok(sqlx::query(
-            "SELECT stage, reason, frozen_by, frozen_at FROM stage_freezes WHERE stage = ?",
+            "SELECT stage, reason, frozen_by, frozen_at, anomaly_id FROM stage_freezes WHERE stage = ?",
         )
         .bind(stage)
         .fetch_all(self.pool())
@@ -707,11 +709,12 @@ impl Metadata {
             reason: row.get("reason"),
             frozen_by: row.get("frozen_by"),
             frozen_at: row.get("frozen_at"),
+            anomaly_id: row.get("anomaly_id"),
         }))
     }
 
     /// Freezes (`Some(reason)`) or unfreezes (`None`) a stage with its audit records. Returns
-    /// whether anything changed.
+    /// whether anything changed; a freeze set by an anomaly is neither replaced nor lifted here.
     pub async fn set_freeze(
         &self,
         stage: &str,
@@ -723,8 +726,8 @@ impl Metadata {
             Some((reason, by)) => sqlx::query(
                 "INSERT INTO stage_freezes (stage, reason, frozen_by, frozen_at) VALUES (?, ?, ?, ?)
                  ON CONFLICT (stage) DO UPDATE SET reason = excluded.reason,
-                 frozen_by = excluded.frozen_by, frozen_at = excluded.frozen_at,
-                 anomaly_id = NULL",
+                 frozen_by = excluded.frozen_by, frozen_at = excluded.frozen_at
+                 WHERE stage_freezes.anomaly_id IS NULL",
             )
             .bind(stage)
             .bind(reason)
@@ -733,7 +736,8 @@ impl Metadata {
             .execute(&mut *tx)
             .await?
             .rows_affected(),
-            None => sqlx::query("DELETE FROM stage_freezes WHERE stage = ?")
+            // A freeze an anomaly set is lifted only by resolving the anomaly.
+            None => sqlx::query("DELETE FROM stage_freezes WHERE stage = ? AND anomaly_id IS NULL")
                 .bind(stage)
                 .execute(&mut *tx)
                 .await?

@@ -141,7 +141,10 @@ impl Anomalies {
     /// A promotion was denied for `requester`.
     pub async fn promotion_denied(&self, event: PromotionEvent<'_>, rules: &[String]) {
         let stage = event.repository.stage().to_string();
-        if !self.config.denied_promotions.watches(&stage) {
+        // airlock's own rules (a freeze, a quarantine, a policy error) are not the requester's
+        // doing: retries against them must not lock anyone.
+        let by_policy = rules.iter().any(|rule| !rule.starts_with("airlock."));
+        if !by_policy || !self.config.denied_promotions.watches(&stage) {
             return;
         }
         self.observe(Signal {
@@ -191,7 +194,9 @@ impl Anomalies {
     pub async fn promoted(&self, event: PromotionEvent<'_>) {
         let stage = event.repository.stage().to_string();
         let target = event.target();
-        if let Some(reason) = event.break_glass {
+        if let Some(reason) = event.break_glass
+            && self.config.break_glass.watches(&stage)
+        {
             self.observe(Signal {
                 rule: AnomalyRule::BreakGlass,
                 key: format!("principal:{}", event.requester),
@@ -225,10 +230,11 @@ impl Anomalies {
         }
     }
 
-    /// Authentication failed for `principal` (`unknown` when no principal was named) from
-    /// `source`: counted per principal and per source address.
-    pub async fn authentication_failed(&self, principal: &str, source: Option<&str>) {
-        if principal != "unknown" {
+    /// Authentication failed from `source`, with a wrong secret for `principal` (`None` when no
+    /// principal can be held to it: an unknown name, a forged or unverified token): counted per
+    /// principal and per source address.
+    pub async fn authentication_failed(&self, principal: Option<&str>, source: Option<&str>) {
+        if let Some(principal) = principal.filter(|p| *p != "unknown") {
             self.observe(Signal {
                 rule: AnomalyRule::AuthFailures,
                 key: format!("principal:{principal}"),
@@ -270,6 +276,20 @@ impl Anomalies {
         pushed_by: &str,
         key_name: &str,
     ) {
+        // Only evidence pushed where the artifact is: otherwise anyone who can push anywhere
+        // could quarantine any digest by naming it as the subject of a forged signature.
+        match self.metadata.manifest(repository, digest).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tracing::warn!(%repository, %digest, "tampered evidence about an artifact not in its repository: rejected, not counted");
+                return;
+            }
+            Err(err) => {
+                metrics::counter!(crate::metrics::ANOMALY_ERRORS).increment(1);
+                tracing::error!(error = %err, "could not check tampered evidence's subject");
+                return;
+            }
+        }
         self.observe(Signal {
             rule: AnomalyRule::TamperedEvidence,
             key: format!("artifact:{digest}"),

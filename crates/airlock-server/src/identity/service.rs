@@ -126,6 +126,19 @@ pub struct Identity {
     anomalies: Arc<crate::anomalies::Anomalies>,
 }
 
+/// What a failed authentication counts toward in the `auth_failures` anomaly rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counts {
+    /// A wrong secret for a named principal: the principal and the source address.
+    PrincipalAndSource,
+    /// Anyone can name a principal in a forged token or an unverified OIDC token, so only the
+    /// source address counts.
+    SourceOnly,
+    /// Expected after a change (a stale token), or already acted on (a locked or disabled
+    /// principal): counting it would only re-lock after a resolve.
+    Nothing,
+}
+
 /// Why `principal` may not authenticate at all (disabled, or locked by an anomaly), if so.
 fn barred(principal: &PrincipalRow) -> Option<String> {
     if principal.disabled {
@@ -409,6 +422,7 @@ impl Identity {
         principal: &str,
         source: Option<std::net::SocketAddr>,
         reason: &str,
+        counts: Counts,
     ) -> AuthError {
         metrics::counter!(crate::metrics::AUTH_FAILURES).increment(1);
         let source_text = source
@@ -434,9 +448,19 @@ impl Identity {
             tracing::error!(error = %err, "could not record an authentication failure");
         }
         let address = source.map(|s| s.ip().to_string());
-        self.anomalies
-            .authentication_failed(principal, address.as_deref())
-            .await;
+        match counts {
+            Counts::PrincipalAndSource => {
+                self.anomalies
+                    .authentication_failed(Some(principal), address.as_deref())
+                    .await
+            }
+            Counts::SourceOnly => {
+                self.anomalies
+                    .authentication_failed(None, address.as_deref())
+                    .await
+            }
+            Counts::Nothing => {}
+        }
         AuthError::Invalid(reason.to_string())
     }
 
@@ -505,18 +529,32 @@ impl Identity {
             })
             .await;
             return Err(self
-                .fail("unknown", source, "unknown user or wrong password")
+                .fail(
+                    "unknown",
+                    source,
+                    "unknown user or wrong password",
+                    Counts::SourceOnly,
+                )
                 .await);
         };
         if let Some(reason) = barred(&principal) {
-            return Err(self.fail(user, source, &reason).await);
+            return Err(self.fail(user, source, &reason, Counts::Nothing).await);
         }
         let method = if secret.starts_with("alk_") {
             let Ok((key_id, key_secret)) = airlock_identity::parse_api_key(secret) else {
-                return Err(self.fail(user, source, "malformed API key").await);
+                return Err(self
+                    .fail(
+                        user,
+                        source,
+                        "malformed API key",
+                        Counts::PrincipalAndSource,
+                    )
+                    .await);
             };
             let Some(credential) = self.metadata.credential(key_id).await? else {
-                return Err(self.fail(user, source, "unknown API key").await);
+                return Err(self
+                    .fail(user, source, "unknown API key", Counts::PrincipalAndSource)
+                    .await);
             };
             let now = now_millis();
             if credential.principal_id != principal.id
@@ -525,7 +563,12 @@ impl Identity {
                 || !airlock_identity::verify_api_key(key_secret, &credential.secret_hash)
             {
                 return Err(self
-                    .fail(user, source, "API key invalid, revoked or expired")
+                    .fail(
+                        user,
+                        source,
+                        "API key invalid, revoked or expired",
+                        Counts::PrincipalAndSource,
+                    )
                     .await);
             }
             "api_key"
@@ -536,7 +579,12 @@ impl Identity {
                 .await?
             else {
                 return Err(self
-                    .fail(user, source, "unknown user or wrong password")
+                    .fail(
+                        user,
+                        source,
+                        "unknown user or wrong password",
+                        Counts::PrincipalAndSource,
+                    )
                     .await);
             };
             let secret = secret.to_string();
@@ -548,7 +596,12 @@ impl Identity {
             .unwrap_or(false);
             if !ok || credential.revoked_at.is_some() {
                 return Err(self
-                    .fail(user, source, "unknown user or wrong password")
+                    .fail(
+                        user,
+                        source,
+                        "unknown user or wrong password",
+                        Counts::PrincipalAndSource,
+                    )
                     .await);
             }
             "password"
@@ -593,17 +646,29 @@ impl Identity {
             Ok(claims) => claims,
             Err(err) => {
                 return Err(self
-                    .fail("unknown", source, &format!("token rejected: {err}"))
+                    .fail(
+                        "unknown",
+                        source,
+                        &format!("token rejected: {err}"),
+                        Counts::SourceOnly,
+                    )
                     .await);
             }
         };
         let Some(principal) = self.metadata.principal_by_name(&claims.sub).await? else {
             return Err(self
-                .fail(&claims.sub, source, "token for an unknown principal")
+                .fail(
+                    &claims.sub,
+                    source,
+                    "token for an unknown principal",
+                    Counts::SourceOnly,
+                )
                 .await);
         };
         if let Some(reason) = barred(&principal) {
-            return Err(self.fail(&claims.sub, source, &reason).await);
+            return Err(self
+                .fail(&claims.sub, source, &reason, Counts::Nothing)
+                .await);
         }
         if principal.authz_epoch as u64 != claims.epoch {
             return Err(self
@@ -611,6 +676,7 @@ impl Identity {
                     &claims.sub,
                     source,
                     "token issued before a change to the principal's access; get a new one",
+                    Counts::Nothing,
                 )
                 .await);
         }
@@ -688,10 +754,16 @@ impl Identity {
             self.oidc.iter().map(|(t, _)| t.clone()).collect();
         let rule = match airlock_identity::select_rule(id_token, &rules) {
             Ok(rule) => rule.clone(),
-            Err(err) => return Err(self.fail("oidc", source, &err.to_string()).await),
+            Err(err) => {
+                return Err(self
+                    .fail("oidc", source, &err.to_string(), Counts::SourceOnly)
+                    .await);
+            }
         };
         let Some((_, jwks)) = self.oidc.iter().find(|(t, _)| t.name == rule.name) else {
-            return Err(self.fail("oidc", source, "no trust rule").await);
+            return Err(self
+                .fail("oidc", source, "no trust rule", Counts::SourceOnly)
+                .await);
         };
         if let Err(err) = airlock_identity::verify_id_token(
             id_token,
@@ -701,7 +773,12 @@ impl Identity {
             self.config.leeway_secs,
         ) {
             return Err(self
-                .fail(&format!("oidc/{}", rule.name), source, &err.to_string())
+                .fail(
+                    &format!("oidc/{}", rule.name),
+                    source,
+                    &err.to_string(),
+                    Counts::SourceOnly,
+                )
                 .await);
         }
         let name = format!("oidc/{}", rule.name);
@@ -741,7 +818,7 @@ impl Identity {
             }
         };
         if let Some(reason) = barred(&principal) {
-            return Err(self.fail(&name, source, &reason).await);
+            return Err(self.fail(&name, source, &reason, Counts::Nothing).await);
         }
         let grants = self.grants(&principal).await?;
         Ok(Authenticated {

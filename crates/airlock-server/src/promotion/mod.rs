@@ -630,7 +630,7 @@ impl PromotionService {
             return Ok(None);
         }
         match self.metadata.principal_by_name(name).await? {
-            Some(principal) if !principal.disabled => {
+            Some(principal) if !principal.disabled && principal.locked_by.is_none() => {
                 Ok(Some(self.identity.grants(&principal).await?))
             }
             _ => Ok(Some(Vec::new())),
@@ -850,8 +850,14 @@ impl PromotionService {
         if decision.allowed && approved {
             self.anomalies.promoted(event).await;
         } else if !decision.allowed {
-            let rules: Vec<String> = decision.deny.iter().map(|v| v.rule.clone()).collect();
-            self.anomalies.promotion_denied(event, &rules).await;
+            // A frozen stage or a quarantined artifact denies whatever the requester does:
+            // retrying against it is not misbehaviour.
+            let blocked =
+                input["target"]["frozen"] == true || input["artifact"]["quarantine"].is_object();
+            if !blocked {
+                let rules: Vec<String> = decision.deny.iter().map(|v| v.rule.clone()).collect();
+                self.anomalies.promotion_denied(event, &rules).await;
+            }
         }
         let outcome = if decision.allowed && approved {
             "promoted"
@@ -1456,6 +1462,14 @@ impl PromotionService {
             && reason.trim().is_empty()
         {
             return Err(PromotionError::BadRequest("a freeze needs a reason".into()));
+        }
+        if let Some(freeze) = self.metadata.freeze(stage.as_str()).await?
+            && let Some(anomaly) = freeze.anomaly_id
+        {
+            return Err(PromotionError::Conflict(format!(
+                "{stage} is frozen by anomaly {anomaly} ({}); it stays frozen until an access-admin resolves it: airlock anomalies resolve {anomaly} --reason ..",
+                freeze.reason
+            )));
         }
         let records = [AuditRecord {
             time_millis: now_millis(),

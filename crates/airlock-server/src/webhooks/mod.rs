@@ -100,6 +100,17 @@ fn url_origin(url: &reqwest::Url) -> String {
     origin
 }
 
+/// A URL as shown to those who may not see its path and query: `origin/… (sha256 <hex>)`.
+pub fn redacted_url(text: &str) -> String {
+    let origin = reqwest::Url::parse(text)
+        .map(|url| url_origin(&url))
+        .unwrap_or_default();
+    format!(
+        "{origin}/… (sha256 {})",
+        hex::encode(Sha256::digest(text.as_bytes()))
+    )
+}
+
 /// Parses and checks an endpoint URL.
 fn parse_url(text: &str) -> Result<reqwest::Url, WebhookError> {
     let bad = |why: String| WebhookError::BadRequest(format!("webhook URL {why}"));
@@ -138,6 +149,11 @@ impl Webhooks {
     /// The service over `metadata`.
     pub fn new(metadata: Metadata) -> Arc<Self> {
         Arc::new(Self { metadata })
+    }
+
+    /// Whether `who` manages webhooks (and may see their full URLs).
+    pub fn manages(who: Option<&Authenticated>) -> bool {
+        who.is_none_or(|who| who.has(Permission::ManageAccess, &PermissionTarget::Global))
     }
 
     fn require(who: Option<&Authenticated>, name: &str, read: bool) -> Result<(), WebhookError> {
@@ -322,20 +338,24 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher whose events name `source` (the audit log's origin).
-    pub fn new(metadata: Metadata, config: WebhookConfig, source: String) -> Self {
+    /// A dispatcher whose events name `source` (the audit log's origin). Fails if the HTTP
+    /// client cannot be built (never silently falls back to one that follows redirects).
+    pub fn new(
+        metadata: Metadata,
+        config: WebhookConfig,
+        source: String,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        Self {
+            .build()?;
+        Ok(Self {
             metadata,
             config,
             source,
             client,
-        }
+        })
     }
 
     /// Polls the outbox every `poll_interval_ms` and sends what is due.

@@ -69,9 +69,15 @@ fn time(millis: i64) -> String {
     airlock_core::audit::rfc3339_millis(millis)
 }
 
-/// The JSON form of an endpoint (never its secret).
-pub fn webhook_json(row: &WebhookRow) -> Value {
-    json!({"id": row.id, "url": row.url, "events": row.events, "created_by": row.created_by,
+/// The JSON form of an endpoint (never its secret). `full_url` is for access-admins: others see
+/// only the URL's origin and a SHA-256 of it, since paths and queries often carry tokens.
+pub fn webhook_json(row: &WebhookRow, full_url: bool) -> Value {
+    let url = if full_url {
+        row.url.clone()
+    } else {
+        super::redacted_url(&row.url)
+    };
+    json!({"id": row.id, "url": url, "events": row.events, "created_by": row.created_by,
            "created_at": time(row.created_at)})
 }
 
@@ -135,7 +141,7 @@ async fn add(
         .webhooks
         .add(who.as_ref(), &actor, &body.url, &body.events, &body.secret)
         .await?;
-    Ok((StatusCode::CREATED, Json(webhook_json(&row))).into_response())
+    Ok((StatusCode::CREATED, Json(webhook_json(&row, true))).into_response())
 }
 
 async fn list(
@@ -145,7 +151,8 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let (who, actor) = caller(&state.identity, &headers, peer).await?;
     let rows = state.webhooks.list(who.as_ref(), &actor.principal).await?;
-    let webhooks: Vec<Value> = rows.iter().map(webhook_json).collect();
+    let full_url = super::Webhooks::manages(who.as_ref());
+    let webhooks: Vec<Value> = rows.iter().map(|row| webhook_json(row, full_url)).collect();
     Ok(Json(json!({ "webhooks": webhooks })).into_response())
 }
 
