@@ -369,6 +369,36 @@ async fn deliveries_that_never_succeed_are_dead_lettered() {
 }
 
 #[tokio::test]
+async fn a_receiver_that_never_answers_does_not_hold_up_the_others() {
+    let s = TestServer::start_with_env(&env_with(&[]));
+    // Accepts connections and never answers: every attempt runs into the 2 s timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/", silent.local_addr().unwrap());
+    let hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let healthy = Receiver::start(SECRET, 0).await;
+    add_webhook(&s, &silent_url, &["manifest.pushed"], SECRET).await;
+    add_webhook(&s, &healthy.url, &["manifest.pushed"], SECRET).await;
+    s.push_image("dev/team/app", "1.0", &[b"layer"]).await;
+    healthy.wait_for(1).await;
+    // The silent receiver's attempt is still hanging; a new event for the healthy one must not
+    // wait for it.
+    let started = std::time::Instant::now();
+    s.push_image("dev/team/app", "2.0", &[b"layer 2"]).await;
+    healthy.wait_for(2).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the healthy receiver waited for the silent one: {:?}",
+        started.elapsed()
+    );
+    hold.abort();
+}
+
+#[tokio::test]
 async fn anomalies_reach_the_webhook() {
     let s = TestServer::start_with_env(&env_with(&[(
         "AIRLOCK_ANOMALIES__UNPROMOTED_DIGEST__THRESHOLD",

@@ -38,6 +38,8 @@ const SECRET_BYTES: std::ops::RangeInclusive<usize> = 16..=1024;
 const MAX_URL_BYTES: usize = 2048;
 /// Deliveries claimed per round.
 const BATCH: u32 = 32;
+/// Attempts in flight at once (each to its own subject).
+pub const IN_FLIGHT: usize = 64;
 
 /// Why a webhook request failed.
 #[derive(Debug, thiserror::Error)]
@@ -358,38 +360,55 @@ impl Dispatcher {
         })
     }
 
-    /// Polls the outbox every `poll_interval_ms` and sends what is due.
+    /// Polls the outbox every `poll_interval_ms` and sends what is due. Each attempt runs as its
+    /// own task (at most [`IN_FLIGHT`] at once), so a slow or unreachable receiver holds up only
+    /// its own subjects, never the other endpoints' deliveries.
     pub async fn run(self) {
-        let mut tick = tokio::time::interval(Duration::from_millis(self.config.poll_interval_ms));
+        let dispatcher = Arc::new(self);
+        let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(dispatcher.config.poll_interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(err) = self.send_due().await {
-                tracing::error!(error = %err, "webhook delivery round failed");
+            let free = slots.available_permits().min(BATCH as usize) as u32;
+            if free == 0 {
+                continue;
+            }
+            let now = now_millis();
+            // Held until the attempt is recorded: its timeout plus room to wait for the writer.
+            let lease = now + dispatcher.config.timeout_ms as i64 + 30_000;
+            let due = match dispatcher
+                .metadata
+                .claim_due_deliveries(now, lease, free)
+                .await
+            {
+                Ok(due) => due,
+                Err(err) => {
+                    tracing::error!(error = %err, "claiming webhook deliveries failed");
+                    continue;
+                }
+            };
+            if due.is_empty() {
+                continue;
+            }
+            for delivery in due {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let dispatcher = dispatcher.clone();
+                tokio::spawn(async move {
+                    let id = delivery.id;
+                    if let Err(err) = dispatcher.attempt(delivery).await {
+                        tracing::error!(delivery = id, error = %err, "recording a webhook attempt failed");
+                    }
+                    if let Ok(pending) = dispatcher.metadata.pending_deliveries().await {
+                        metrics::gauge!(crate::metrics::WEBHOOK_PENDING).set(pending as f64);
+                    }
+                    drop(slot);
+                });
             }
         }
-    }
-
-    /// One round: claims due deliveries and attempts them concurrently (they are of distinct
-    /// subjects or endpoints, so order is kept). Returns how many were attempted.
-    pub async fn send_due(&self) -> Result<usize, StoreError> {
-        let now = now_millis();
-        let lease = now + self.config.timeout_ms as i64 + 1000;
-        let due = self
-            .metadata
-            .claim_due_deliveries(now, lease, BATCH)
-            .await?;
-        let count = due.len();
-        let results =
-            futures::future::join_all(due.into_iter().map(|delivery| self.attempt(delivery))).await;
-        for result in results {
-            result?;
-        }
-        if count > 0 {
-            let pending = self.metadata.pending_deliveries().await?;
-            metrics::gauge!(crate::metrics::WEBHOOK_PENDING).set(pending as f64);
-        }
-        Ok(count)
     }
 
     /// The delay before attempt `attempts + 1`: exponential from `initial_backoff_ms`, capped at
