@@ -204,6 +204,9 @@ pub enum PromotionWriteError {
     /// The keyring changed after the decision read the evidence.
     #[error("the keyring changed during the decision")]
     KeyringMoved,
+    /// An anomaly quarantined the artifact (or something it carries) after the decision read it.
+    #[error("the artifact was quarantined during the decision")]
+    QuarantinedMeanwhile,
     /// A channel tag moved meanwhile.
     #[error("the channel tag moved meanwhile; read it again")]
     ChannelMoved,
@@ -823,6 +826,30 @@ impl Metadata {
             .await?;
         let closure =
             Self::promotion_closure(&mut tx, &write.digest.to_string(), &write.evidence).await?;
+        // The decision saw no quarantine; one raised since (on the artifact, what it carries, or
+        // an index that contains it) sends the promotion back to be decided again.
+        let mut quarantined = sqlx::QueryBuilder::new("WITH RECURSIVE up(d) AS (SELECT ");
+        quarantined.push_bind(write.digest.to_string()).push(
+            " UNION SELECT r.digest FROM manifest_references r JOIN up ON r.child = up.d
+                  WHERE r.kind = 'manifest')
+                 SELECT COUNT(*) FROM artifact_quarantines
+                 WHERE digest IN (SELECT d FROM up) OR digest IN (",
+        );
+        let mut list = quarantined.separated(", ");
+        for manifest in &closure {
+            list.push_bind(manifest.clone());
+        }
+        quarantined.push(")");
+        let hits: i64 = quarantined
+            .build_query_scalar()
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or(0);
+        if hits > 0 {
+            return Err(PromotionWriteError::QuarantinedMeanwhile);
+        }
         for manifest in &closure {
             sqlx::query(
                 "INSERT OR IGNORE INTO repository_manifests
@@ -1104,7 +1131,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_promotion_decided_under_an_older_keyring_is_refused() {
+    async fn a_promotion_decided_under_an_older_keyring_or_before_a_quarantine_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
             .await
@@ -1140,6 +1167,39 @@ mod tests {
         meta.insert_promotion(&promotion("prm_1", &digest))
             .await
             .unwrap();
+        // An anomaly quarantined the artifact after the decision: refused, nothing visible.
+        let quarantine = airlock_core::Signal {
+            rule: airlock_core::AnomalyRule::TamperedEvidence,
+            key: format!("artifact:{digest}"),
+            target: airlock_core::AnomalyTarget {
+                digest: Some(digest.clone()),
+                ..airlock_core::AnomalyTarget::default()
+            },
+            summary: "tampered".into(),
+        };
+        let tripwire = crate::Tripwire {
+            threshold: 1,
+            window_ms: 60_000,
+            action: airlock_core::AnomalyAction::QuarantineArtifact,
+        };
+        let anomaly = meta
+            .observe_signal(&quarantine, tripwire, now_millis())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            meta.promote(&write(0), &[]).await,
+            Err(PromotionWriteError::QuarantinedMeanwhile)
+        ));
+        assert!(meta.manifest(&target, &digest).await.unwrap().is_none());
+        meta.resolve_anomaly(
+            anomaly.id,
+            "false alarm",
+            &airlock_core::Actor::system(),
+            now_millis(),
+        )
+        .await
+        .unwrap();
         // The decision read the evidence under another keyring version than the current one (a key
         // changed meanwhile): refused, and nothing becomes visible in the target.
         assert!(matches!(

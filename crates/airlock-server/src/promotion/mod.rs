@@ -70,7 +70,10 @@ impl From<PromotionWriteError> for PromotionError {
     fn from(err: PromotionWriteError) -> Self {
         match err {
             PromotionWriteError::Store(err) => Self::Store(err),
-            PromotionWriteError::KeyringMoved => Self::KeyringMoved,
+            // Both mean "decided on facts that changed": the promotion is decided again.
+            PromotionWriteError::KeyringMoved | PromotionWriteError::QuarantinedMeanwhile => {
+                Self::KeyringMoved
+            }
             PromotionWriteError::Duplicate(id) => Self::Conflict(format!(
                 "promotion {id} of this artifact to this stage already exists (airlock promotions show {id})"
             )),
