@@ -56,7 +56,7 @@ fn signal(i: usize) -> Signal {
     }
 }
 
-fn denial_record(i: usize) -> AuditRecord {
+fn denial_record(i: usize, repository: &RepoName) -> AuditRecord {
     AuditRecord {
         time_millis: now_millis(),
         actor: Actor {
@@ -65,7 +65,7 @@ fn denial_record(i: usize) -> AuditRecord {
             source: Some("10.0.0.7:51234".into()),
         },
         event: AuditEvent::PushRefused {
-            repository: "prod/team/app".parse().expect("valid name"),
+            repository: repository.clone(),
             action: Action::Push,
             reason: "stage prod is gated: artifacts reach prod only by promotion".into(),
         },
@@ -104,6 +104,7 @@ fn line(name: &str, samples: &mut [Duration]) -> Duration {
 
 pub async fn run() -> Result<()> {
     let options = options()?;
+    let repo: RepoName = "prod/team/app".parse()?;
     let dir = tempfile::tempdir()?;
     let metadata = Metadata::open_sqlite(&dir.path().join("metadata.db")).await?;
     // Never trips: the benchmark measures the cost of counting, which every signal pays.
@@ -125,7 +126,7 @@ pub async fn run() -> Result<()> {
     let mut observe = Vec::with_capacity(options.samples);
     for i in 0..options.samples {
         let started = Instant::now();
-        metadata.record_events(&[denial_record(i)]).await?;
+        metadata.record_events(&[denial_record(i, &repo)]).await?;
         append.push(started.elapsed());
         let started = Instant::now();
         metadata
@@ -143,7 +144,6 @@ pub async fn run() -> Result<()> {
 
     // A manifest in a gated repository, as a promotion leaves it (rows only: the bench reads
     // metadata, never blob bytes).
-    let repo: RepoName = "prod/team/app".parse().expect("valid name");
     let config = Digest::sha256_of(b"{}");
     let layer = Digest::sha256_of(b"layer");
     for blob in [&config, &layer] {

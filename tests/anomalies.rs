@@ -40,6 +40,18 @@ fn permissive_bundle(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// Allowed hours (UTC) that exclude now: two hours ahead, so that crossing an hour boundary
+/// during a test changes nothing.
+fn hours_excluding_now() -> String {
+    let hour = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 3600)
+        % 24;
+    format!("{:02}:00-{:02}:00", (hour + 2) % 24, (hour + 3) % 24)
+}
+
 async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
     let response = client.get(url).send().await.unwrap();
     let status = response.status().as_u16();
@@ -452,15 +464,7 @@ async fn pulling_an_unpromoted_digest_from_a_gated_stage_alerts() {
 
 #[tokio::test]
 async fn promotions_outside_the_allowed_hours_alert() {
-    // Allowed hours that exclude the current hour (UTC).
-    let hour = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 3600)
-        % 24;
-    // Two hours ahead, so that crossing an hour boundary during the test changes nothing.
-    let hours = format!("{:02}:00-{:02}:00", (hour + 2) % 24, (hour + 3) % 24);
+    let hours = hours_excluding_now();
     let dir = tempfile::tempdir().unwrap();
     let bundle = permissive_bundle(&dir.path().join("policy"));
     let s = TestServer::start_with_env(&[
@@ -838,13 +842,7 @@ async fn a_quarantined_index_holds_its_children_too() {
     // Restarted with a rule that quarantines what is promoted off hours, the next request for
     // the index quarantines it.
     s.stop();
-    let hour = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 3600)
-        % 24;
-    let hours = format!("{:02}:00-{:02}:00", (hour + 2) % 24, (hour + 3) % 24);
+    let hours = hours_excluding_now();
     let s = TestServer::start_in(
         &s.data_dir.clone(),
         &[

@@ -475,29 +475,33 @@ mod tests {
         (dir, meta)
     }
 
+    /// Adds an endpoint for `pattern`, as the webhook service does.
+    async fn endpoint(meta: &Metadata, pattern: &str) -> WebhookRow {
+        meta.add_webhook(
+            "http://x/",
+            &[pattern.into()],
+            b"0123456789abcdef",
+            "admin",
+            |id| AuditRecord {
+                time_millis: now_millis(),
+                actor: Actor::system(),
+                event: AuditEvent::WebhookChanged {
+                    endpoint: id,
+                    origin: "http://x".into(),
+                    url_sha256: String::new(),
+                    events: vec![pattern.into()],
+                    added: true,
+                },
+            },
+        )
+        .await
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn deliveries_commit_with_their_event_or_not_at_all() {
         let (_dir, meta) = store().await;
-        let endpoint = meta
-            .add_webhook(
-                "http://x/",
-                &["*".into()],
-                b"0123456789abcdef",
-                "admin",
-                |id| AuditRecord {
-                    time_millis: now_millis(),
-                    actor: Actor::system(),
-                    event: AuditEvent::WebhookChanged {
-                        endpoint: id,
-                        origin: "http://x".into(),
-                        url_sha256: String::new(),
-                        events: vec!["*".into()],
-                        added: true,
-                    },
-                },
-            )
-            .await
-            .unwrap();
+        let endpoint = endpoint(&meta, "*").await;
         // The endpoint's own `webhook.added` is its first delivery.
         assert_eq!(
             meta.deliveries(endpoint.id, None, 10).await.unwrap().len(),
@@ -527,26 +531,7 @@ mod tests {
     #[tokio::test]
     async fn claims_keep_subject_order_and_leases_exclude_other_senders() {
         let (_dir, meta) = store().await;
-        let endpoint = meta
-            .add_webhook(
-                "http://x/",
-                &["push.*".into()],
-                b"0123456789abcdef",
-                "admin",
-                |id| AuditRecord {
-                    time_millis: now_millis(),
-                    actor: Actor::system(),
-                    event: AuditEvent::WebhookChanged {
-                        endpoint: id,
-                        origin: "http://x".into(),
-                        url_sha256: String::new(),
-                        events: vec!["push.*".into()],
-                        added: true,
-                    },
-                },
-            )
-            .await
-            .unwrap();
+        let endpoint = endpoint(&meta, "push.*").await;
         for repository in ["prod/a/one", "prod/a/one", "prod/a/two"] {
             meta.record_events(&[refused(repository)]).await.unwrap();
         }
