@@ -27,5 +27,5 @@ pub use digest::{Digest, DigestAlgorithm, Digester};
 pub use error::Error;
 pub use manifest::{Layer, ManifestKind, ParsedManifest};
 pub use name::{Reference, RepoName, StageName, Tag};
-pub use promotion::{ApprovalRefusal, PromotionParties, PromotionState};
+pub use promotion::{ApprovalRefusal, PromotionParties, PromotionState, Vouchers};
 pub use stage::{StageConfig, StageMode, Stages};

@@ -4,15 +4,22 @@
 //! target stage's gate; if the gate allows it and needs approvals it waits in `pending_approval`
 //! until enough distinct, eligible approvers sign off, then it is decided again and promoted.
 //! Separation of duties is enforced here, not in policy: policy can raise the number of approvals
-//! but never let the requester, the pusher or a builder approve.
+//! but never let the requester, a pusher or a builder approve, nor (where the gate asks for
+//! independent approvals) a principal whose account or approver role comes from another party
+//! of the same promotion.
+//!
+//! Also here: which tags a promotion may set ([`check_promotion_tag`]), and what happens to a
+//! promotion whose decision stopped half way ([`stalled_recovery`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::access::{Grant, Role};
-use crate::name::RepoName;
+use crate::access::{Grant, Permission, PermissionTarget, Role, has_permission};
+use crate::digest::{Digest, DigestAlgorithm};
+use crate::name::{RepoName, StageName, Tag};
 
 /// Where a promotion is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -129,6 +136,84 @@ pub enum ApprovalRefusal {
         /// The principal.
         principal: String,
     },
+    /// The approver and another party of the promotion are not independent: one created the
+    /// other's account or granted the role the other acts with here.
+    #[error(
+        "{principal} {relation} {other}, {}; approvals must come from people whose accounts and approver roles were not created or granted by another party of the promotion (separation of duties)",
+        other_part.describe()
+    )]
+    NotIndependent {
+        /// The principal who tried to approve.
+        principal: String,
+        /// How the two are related.
+        relation: Vouch,
+        /// The other party.
+        other: String,
+        /// The other party's part in the promotion.
+        other_part: Party,
+    },
+    /// Nothing records who created the approver or granted its role, so independence cannot be
+    /// established (fail closed).
+    #[error(
+        "who created {principal} or granted its {role} role is not recorded, and this gate needs independent approvals; an access-admin who is not a party of the promotion grants the role again"
+    )]
+    IndependenceUnknown {
+        /// The principal.
+        principal: String,
+        /// The gate's approver role.
+        role: Role,
+    },
+}
+
+/// How one principal vouches for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vouch {
+    /// The approver's account was created by the other party.
+    CreatedBy,
+    /// The approver's role on the target was granted (only) by parties of the promotion.
+    RoleGrantedBy,
+    /// The approver created the other party's account.
+    Created,
+    /// The approver granted the role the other party acts with in this promotion.
+    GrantedRoleTo,
+}
+
+impl fmt::Display for Vouch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::CreatedBy => "was created by",
+            Self::RoleGrantedBy => "holds its approver role on the target only by grant of",
+            Self::Created => "created",
+            Self::GrantedRoleTo => "granted the role used in this promotion to",
+        })
+    }
+}
+
+/// A principal's part in a promotion, as the independence rule names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    /// It requested the promotion.
+    Requester,
+    /// It approved the promotion.
+    Approver,
+}
+
+impl Party {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Requester => "who requested this promotion",
+            Self::Approver => "who approved this promotion",
+        }
+    }
+}
+
+/// Who vouched for a principal: who created its account and who granted each of its grants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Vouchers {
+    /// Who created the principal (a principal's name, or `bootstrap` / `oidc`); `None`: unknown.
+    pub created_by: Option<String>,
+    /// Its role grants, each with who granted it (inactive grants are ignored).
+    pub grants: Vec<(Grant, String)>,
 }
 
 /// The people around a promotion that separation of duties looks at.
@@ -136,17 +221,27 @@ pub enum ApprovalRefusal {
 pub struct PromotionParties {
     /// Who requested it.
     pub requester: String,
-    /// Who pushed the artifact's manifest.
-    pub pusher: Option<String>,
-    /// Who pushed its signatures and attestations.
+    /// Everyone who ever pushed the artifact's manifest (or a manifest it contains) into a
+    /// repository of its path, in any stage, deleted or not.
+    pub pushers: Vec<String>,
+    /// Who pushed its signatures and attestations (or anything naming it as subject).
     pub builders: Vec<String>,
-    /// Who approved it so far.
+    /// Who approved it so far (besides the principal being checked).
     pub approvers: Vec<String>,
+    /// `Some` when the gate needs independent approvals: who vouched for the requester, the
+    /// approvers so far and the principal being checked, by name. `None`: the rule is off.
+    pub independence: Option<BTreeMap<String, Vouchers>>,
 }
 
 /// Decides whether `principal` (holding `grants`) may approve a promotion into `target` whose
 /// gate requires `role`, given the promotion's parties. `now_millis` decides which grants are
 /// active.
+///
+/// With `parties.independence` set, the approver must also be independent of the requester and
+/// of every approver so far: its account was not created by one of them, its approver role on the
+/// target was granted by someone who is not one of them, and it did not create one of them or
+/// grant the role one of them acts with (the approver role of an approver; for the requester, the
+/// roles that let it promote into the target).
 pub fn check_approver(
     principal: &str,
     grants: &[Grant],
@@ -161,7 +256,7 @@ pub fn check_approver(
             principal: principal_owned(),
         });
     }
-    if parties.pusher.as_deref() == Some(principal) {
+    if parties.pushers.iter().any(|p| p == principal) {
         return Err(ApprovalRefusal::Pusher {
             principal: principal_owned(),
         });
@@ -186,7 +281,212 @@ pub fn check_approver(
             repository: target.clone(),
         });
     }
+    if let Some(vouchers) = &parties.independence {
+        check_independent(principal, role, target, parties, vouchers, now_millis)?;
+    }
     Ok(())
+}
+
+/// Who granted the grants through which `principal` takes its `part` in a promotion into
+/// `target`: its active grants of `role` covering the target (an approver), or its active grants
+/// that let it promote or break glass there (the requester).
+fn qualifying_granters<'a>(
+    vouchers: &'a Vouchers,
+    part: Option<Party>,
+    role: Role,
+    target: &RepoName,
+    now_millis: i64,
+) -> Vec<&'a str> {
+    let repository = PermissionTarget::Repository(target.clone());
+    vouchers
+        .grants
+        .iter()
+        .filter(|(grant, _)| grant.is_active(now_millis))
+        .filter(|(grant, _)| match part {
+            Some(Party::Requester) => [Permission::Promote, Permission::BreakGlass]
+                .into_iter()
+                .any(|p| has_permission(std::slice::from_ref(grant), p, &repository, now_millis)),
+            _ => grant.role == role && grant.scope.covers(target),
+        })
+        .map(|(_, by)| by.as_str())
+        .collect()
+}
+
+/// The independence half of [`check_approver`].
+fn check_independent(
+    principal: &str,
+    role: Role,
+    target: &RepoName,
+    parties: &PromotionParties,
+    vouchers: &BTreeMap<String, Vouchers>,
+    now_millis: i64,
+) -> Result<(), ApprovalRefusal> {
+    // The other parties, with their part; the requester first.
+    let mut others: Vec<(&str, Party)> = vec![(parties.requester.as_str(), Party::Requester)];
+    others.extend(
+        parties
+            .approvers
+            .iter()
+            .filter(|a| a.as_str() != principal)
+            .map(|a| (a.as_str(), Party::Approver)),
+    );
+    let refuse = |relation, other: &str, other_part| ApprovalRefusal::NotIndependent {
+        principal: principal.to_string(),
+        relation,
+        other: other.to_string(),
+        other_part,
+    };
+    let mine = vouchers
+        .get(principal)
+        .ok_or_else(|| ApprovalRefusal::IndependenceUnknown {
+            principal: principal.to_string(),
+            role,
+        })?;
+    if let Some(creator) = &mine.created_by
+        && let Some((other, part)) = others.iter().find(|(o, _)| o == creator)
+    {
+        return Err(refuse(Vouch::CreatedBy, other, *part));
+    }
+    let granters = qualifying_granters(mine, Some(Party::Approver), role, target, now_millis);
+    if granters.is_empty() {
+        return Err(ApprovalRefusal::IndependenceUnknown {
+            principal: principal.to_string(),
+            role,
+        });
+    }
+    if granters.iter().all(|g| others.iter().any(|(o, _)| o == g))
+        && let Some((other, part)) = others.iter().find(|(o, _)| *o == granters[0])
+    {
+        return Err(refuse(Vouch::RoleGrantedBy, other, *part));
+    }
+    // The other way round: the approver must not have made another party what it is here.
+    for (other, part) in &others {
+        let Some(theirs) = vouchers.get(*other) else {
+            continue;
+        };
+        if theirs.created_by.as_deref() == Some(principal) {
+            return Err(refuse(Vouch::Created, other, *part));
+        }
+        let granters = qualifying_granters(theirs, Some(*part), role, target, now_millis);
+        let from_parties =
+            |g: &&str| *g == principal || others.iter().any(|(o, _)| o == g && o != other);
+        if granters.contains(&principal) && granters.iter().all(from_parties) {
+            return Err(refuse(Vouch::GrantedRoleTo, other, *part));
+        }
+    }
+    Ok(())
+}
+
+/// Whether approvals of promotions into a gate must be independent (see [`check_approver`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndependenceMode {
+    /// For every promotion that needs approvals.
+    Always,
+    /// For promotions of repositories matching one of the gate's critical rules, and for every
+    /// promotion that needs two or more approvals (M-of-N, break-glass). The default.
+    #[default]
+    Critical,
+    /// Never (only the other separation-of-duties rules apply).
+    Off,
+}
+
+impl IndependenceMode {
+    /// Whether the rule applies to a promotion needing `required` approvals, `critical` telling
+    /// whether one of the gate's critical rules matches its repository.
+    pub fn applies(self, critical: bool, required: u32) -> bool {
+        match self {
+            Self::Always => true,
+            Self::Critical => critical || required >= 2,
+            Self::Off => false,
+        }
+    }
+}
+
+/// Why a tag may not be set by a promotion.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PromotionTagRefusal {
+    /// The tag has the shape of a tag derived from a digest (cosign's `sha256-<hex>.sig`, `.att`,
+    /// `.sbom`, the OCI referrers fallback `sha256-<hex>`): airlock sets those itself.
+    #[error(
+        "tag {tag} has the form of a digest-derived tag (cosign's sha256-<hex>.sig/.att/.sbom, the OCI referrers tag sha256-<hex>); airlock sets those itself when it promotes the evidence; promote with a release tag such as 1.4.2 instead"
+    )]
+    DigestDerived {
+        /// The tag.
+        tag: Tag,
+    },
+    /// The tag is one of the target stage's channel tags, which move only as the channel.
+    #[error(
+        "tag {tag} is a channel tag of stage {stage}; channel tags move only as the channel: pass it as --channel {tag} (\"channel\" in the API) and leave it out of the tags"
+    )]
+    Channel {
+        /// The tag.
+        tag: Tag,
+        /// The target stage.
+        stage: StageName,
+    },
+}
+
+/// The digest a digest-derived tag names: `<alg>-<hex>` optionally followed by `.<suffix>`
+/// (cosign's tag scheme, the OCI referrers fallback tag). `None` for other tags.
+pub fn digest_tag_subject(tag: &str) -> Option<Digest> {
+    let name = tag.split_once('.').map_or(tag, |(name, _)| name);
+    let (algorithm, hex) = name.split_once('-')?;
+    format!("{algorithm}:{hex}").parse().ok()
+}
+
+/// Whether `tag` looks derived from a digest: it starts with the name of a digest algorithm and
+/// a dash (`sha256-`, `sha512-`). Such tags are reserved for evidence in gated stages, whatever
+/// follows.
+pub fn is_digest_derived_tag(tag: &str) -> bool {
+    [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512]
+        .into_iter()
+        .any(|a| {
+            tag.strip_prefix(a.as_str())
+                .is_some_and(|rest| rest.starts_with('-'))
+        })
+}
+
+/// Checks a tag a promotion is asked to set in `stage` (whose channel tags are `channel_tags`):
+/// no digest-derived tags (airlock sets those for the evidence it carries, and a squatted one
+/// would later be re-pointed), no channel tags (they move only as the promotion's channel).
+pub fn check_promotion_tag(
+    tag: &Tag,
+    stage: &StageName,
+    channel_tags: &[String],
+) -> Result<(), PromotionTagRefusal> {
+    if is_digest_derived_tag(tag.as_str()) {
+        return Err(PromotionTagRefusal::DigestDerived { tag: tag.clone() });
+    }
+    if channel_tags.iter().any(|c| c == tag.as_str()) {
+        return Err(PromotionTagRefusal::Channel {
+            tag: tag.clone(),
+            stage: stage.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// What becomes of a promotion left `evaluating` past the decision timeout (the process deciding
+/// it stopped, or its decision hangs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StalledRecovery {
+    /// It holds approvals (its last approval claimed it): back to `pending_approval` with every
+    /// approval kept, so the final decision can be made again.
+    Reopen,
+    /// A new request that was never decided to the end and holds no approval: it is cancelled,
+    /// so the requester can ask again. Nothing is lost: there was nothing to approve yet.
+    Cancel,
+}
+
+/// Decides what to do with a stalled promotion holding `approvals` approvals. Neither outcome
+/// promotes: a promotion is only ever promoted by a decision that still holds its claim.
+pub fn stalled_recovery(approvals: usize) -> StalledRecovery {
+    if approvals > 0 {
+        StalledRecovery::Reopen
+    } else {
+        StalledRecovery::Cancel
+    }
 }
 
 /// The approvals a promotion needs: the most of the gate's configured count, any critical
@@ -207,95 +507,4 @@ pub fn required_approvals(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::access::Scope;
-
-    fn repo() -> RepoName {
-        "prod/team/app".parse().unwrap()
-    }
-
-    fn grant(role: Role, scope: &str) -> Grant {
-        Grant {
-            role,
-            scope: scope.parse::<Scope>().unwrap(),
-            expires_at_millis: None,
-        }
-    }
-
-    fn parties() -> PromotionParties {
-        PromotionParties {
-            requester: "rita".into(),
-            pusher: Some("paul".into()),
-            builders: vec!["ci-bot".into()],
-            approvers: vec!["ann".into()],
-        }
-    }
-
-    #[test]
-    fn eligible_approver_passes() {
-        let grants = [grant(Role::Approver, "prod")];
-        assert_eq!(
-            check_approver("bob", &grants, Role::Approver, &repo(), &parties(), 0),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn requester_pusher_builder_and_repeat_approvers_are_refused() {
-        let grants = [grant(Role::Approver, "*")];
-        let refusal = |who: &str| {
-            check_approver(who, &grants, Role::Approver, &repo(), &parties(), 0).unwrap_err()
-        };
-        assert!(matches!(refusal("rita"), ApprovalRefusal::Requester { .. }));
-        assert!(matches!(refusal("paul"), ApprovalRefusal::Pusher { .. }));
-        assert!(matches!(refusal("ci-bot"), ApprovalRefusal::Builder { .. }));
-        assert!(matches!(
-            refusal("ann"),
-            ApprovalRefusal::AlreadyApproved { .. }
-        ));
-    }
-
-    #[test]
-    fn approver_role_must_cover_the_target_and_be_active() {
-        let elsewhere = [grant(Role::Approver, "staging")];
-        let wrong_role = [grant(Role::Promoter, "prod")];
-        let expired = [Grant {
-            expires_at_millis: Some(10),
-            ..grant(Role::Approver, "prod")
-        }];
-        for grants in [&elsewhere[..], &wrong_role[..], &expired[..]] {
-            assert!(matches!(
-                check_approver("bob", grants, Role::Approver, &repo(), &parties(), 20),
-                Err(ApprovalRefusal::MissingRole { .. })
-            ));
-        }
-        let under = [grant(Role::Approver, "prod/team/*")];
-        assert!(check_approver("bob", &under, Role::Approver, &repo(), &parties(), 20).is_ok());
-    }
-
-    #[test]
-    fn required_approvals_take_the_strictest_rule() {
-        assert_eq!(required_approvals(0, None, None, false), 0);
-        assert_eq!(required_approvals(1, Some(3), Some(2), false), 3);
-        assert_eq!(required_approvals(0, None, Some(1), false), 1);
-        assert_eq!(required_approvals(0, None, None, true), 2);
-        assert_eq!(required_approvals(3, None, None, true), 3);
-    }
-
-    #[test]
-    fn states_round_trip() {
-        for state in [
-            PromotionState::Evaluating,
-            PromotionState::PendingApproval,
-            PromotionState::Promoted,
-            PromotionState::Denied,
-            PromotionState::Expired,
-            PromotionState::Cancelled,
-        ] {
-            assert_eq!(state.as_str().parse::<PromotionState>(), Ok(state));
-        }
-        assert!(PromotionState::Promoted.is_final());
-        assert!(!PromotionState::PendingApproval.is_final());
-    }
-}
+mod tests;

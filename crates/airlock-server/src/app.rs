@@ -270,6 +270,15 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Promotion(e.to_string()))?,
     );
+    // A promotion a crash left `evaluating` is recovered before the first request.
+    match promotions.recover_stalled().await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            promotions = n,
+            "recovered promotions whose decision a previous run left unfinished"
+        ),
+        Err(err) => tracing::error!(error = %err, "recovering stalled promotions failed"),
+    }
     let housekeeping = tokio::spawn(promotion_housekeeping(
         promotions.clone(),
         anomalies.clone(),
@@ -314,7 +323,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Expires overdue promotions and forgets anomaly signals no window reaches every 30 s, and
+/// Expires overdue promotions, recovers stalled ones (a replica that stopped mid-decision) and
+/// forgets anomaly signals no window reaches every 30 s, and
 /// reloads the policy bundle on SIGHUP (a bundle that fails to load or whose tests fail is
 /// refused, and the current one stays).
 async fn promotion_housekeeping(
@@ -338,6 +348,9 @@ async fn promotion_housekeeping(
             _ = tick.tick() => {
                 if let Err(err) = promotions.expire_overdue().await {
                     tracing::error!(error = %err, "expiring overdue promotions failed");
+                }
+                if let Err(err) = promotions.recover_stalled().await {
+                    tracing::error!(error = %err, "recovering stalled promotions failed");
                 }
                 if let Err(err) = anomalies.prune().await {
                     tracing::error!(error = %err, "pruning anomaly signals failed");

@@ -163,6 +163,11 @@ pub struct PolicyConfig {
     pub timeout_ms: u64,
     /// How long a promotion waits for its approvals, in seconds (default 24 h).
     pub approval_ttl_secs: u64,
+    /// How long a promotion may stay `evaluating` (its decision, and for an approved one the
+    /// promotion transaction), in seconds (default 2 minutes). One left longer was stalled by a
+    /// crash: it is reopened with its approvals (or, never approved, cancelled) at start-up and
+    /// by the periodic sweep.
+    pub decision_timeout_secs: u64,
 }
 
 impl Default for PolicyConfig {
@@ -171,6 +176,7 @@ impl Default for PolicyConfig {
             bundle: None,
             timeout_ms: 1000,
             approval_ttl_secs: 24 * 3600,
+            decision_timeout_secs: 120,
         }
     }
 }
@@ -197,6 +203,11 @@ pub struct ApprovalConfig {
     pub count: u32,
     /// The role approvers must hold on the target repository.
     pub role: String,
+    /// When approvals must be independent of the requester and of each other (no approver whose
+    /// account or approver role was created or granted by another party of the promotion):
+    /// `always`, `critical` (the default: repositories matching a `critical` rule, and any
+    /// promotion needing two or more approvals) or `off`.
+    pub independent: airlock_core::promotion::IndependenceMode,
 }
 
 impl Default for ApprovalConfig {
@@ -204,6 +215,7 @@ impl Default for ApprovalConfig {
         Self {
             count: 0,
             role: "approver".into(),
+            independent: airlock_core::promotion::IndependenceMode::default(),
         }
     }
 }
@@ -617,6 +629,20 @@ impl Config {
             return Err(invalid(
                 "policy.timeout_ms and policy.approval_ttl_secs must be positive".into(),
             ));
+        }
+        // A decision evaluates the gate up to three times (a keyring change retries it).
+        if self.policy.decision_timeout_secs.saturating_mul(1000)
+            < self
+                .policy
+                .timeout_ms
+                .saturating_mul(3)
+                .saturating_add(10_000)
+        {
+            return Err(invalid(format!(
+                "policy.decision_timeout_secs must leave room for three gate evaluations: at least {} s with policy.timeout_ms = {}",
+                (self.policy.timeout_ms.saturating_mul(3) + 10_000).div_ceil(1000),
+                self.policy.timeout_ms
+            )));
         }
         self.anomalies.validate(&self.stages).map_err(invalid)?;
         let hooks = &self.webhooks;

@@ -14,6 +14,7 @@ mod error;
 mod evidence;
 mod metadata;
 mod promotion;
+mod separation;
 mod webhooks;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
@@ -31,6 +32,7 @@ pub use metadata::{
 };
 pub use promotion::{
     ApprovalRow, ChannelMove, DecisionRow, FreezeRow, NewManifest, PromotionRow, PromotionWrite,
-    PromotionWriteError, Rollback,
+    PromotionWriteError, Rollback, Transition,
 };
+pub use separation::Contributors;
 pub use webhooks::{AttemptOutcome, DeliveryRow, DueDelivery, WebhookRow};

@@ -19,7 +19,7 @@ use crate::audit::append;
 use crate::error::StoreError;
 
 /// The schema migrations, embedded in the binary, applied in order at start.
-fn migrator() -> Migrator {
+pub(crate) fn migrator() -> Migrator {
     let migration = |version, description: &'static str, sql: &'static str| {
         Migration::new(
             version,
@@ -61,6 +61,11 @@ fn migrator() -> Migrator {
             8,
             "manifest parents",
             include_str!("../migrations/0008_manifest_parents.sql"),
+        ),
+        migration(
+            10,
+            "promotion integrity",
+            include_str!("../migrations/0010_promotion_integrity.sql"),
         ),
     ])
 }
@@ -558,6 +563,10 @@ impl Metadata {
         .bind(now)
         .bind(pushed_by)
         .execute(&mut *tx)
+        .await?;
+        crate::separation::record_contributions(
+            &mut tx, repo, digest, manifest, tag, pushed_by, now,
+        )
         .await?;
         if let Some(tag) = tag {
             sqlx::query(

@@ -2,8 +2,13 @@
 //! digest, channel tag history, stage freezes, and the zero-copy promotion itself — one
 //! transaction that makes an artifact, its referrers and its promotion attestation visible in the
 //! target repository by adding rows, never bytes.
+//!
+//! A promotion in `evaluating` carries a claim: the decision that put it there (a new request, or
+//! the approval that completed its set). Every change out of `evaluating` names the claim it
+//! holds, so a decision whose promotion was meanwhile cancelled, reopened or claimed again can
+//! neither decide nor promote it.
 
-use airlock_core::{AuditRecord, Digest, ParsedManifest, RepoName, Tag};
+use airlock_core::{Actor, AuditEvent, AuditRecord, Digest, ParsedManifest, RepoName, Tag};
 use sqlx::Row;
 
 use crate::audit::append;
@@ -47,6 +52,24 @@ pub struct PromotionRow {
     pub expires_at: i64,
     /// When it reached a final state (ms).
     pub decided_at: Option<i64>,
+    /// When it last entered `evaluating` (ms), while it is there.
+    pub evaluating_since: Option<i64>,
+    /// The claim of the decision running it, while it is `evaluating`.
+    pub claim: Option<String>,
+}
+
+/// A promotion's change of state after a decision, made only if it is in one of `from` and, when
+/// it is `evaluating`, still holds `claim`.
+#[derive(Debug, Clone, Copy)]
+pub struct Transition<'a> {
+    /// The states it may be in.
+    pub from: &'a [&'a str],
+    /// The state it moves to.
+    pub to: &'a str,
+    /// The approvals it needs.
+    pub required: u32,
+    /// The claim the deciding caller holds (`None`: whatever the claim).
+    pub claim: Option<&'a str>,
 }
 
 /// An approval.
@@ -172,8 +195,11 @@ pub struct PromotionWrite {
     /// The keyring version the decision's evidence was read under: if a key changed since (a
     /// compromise, say), the promotion is refused and decided again.
     pub keyring_version: i64,
-    /// Who promotes (channel history).
-    pub actor: String,
+    /// The claim of the decision that allowed it: the promotion must still be `evaluating`
+    /// under this claim (not cancelled, reopened or claimed by another decision meanwhile).
+    pub claim: String,
+    /// Who promotes (channel history, and the tag moves recorded in the audit log).
+    pub actor: Actor,
 }
 
 /// Why a promotion write was refused.
@@ -210,6 +236,15 @@ pub enum PromotionWriteError {
     /// A channel tag moved meanwhile.
     #[error("the channel tag moved meanwhile; read it again")]
     ChannelMoved,
+    /// The promotion is `evaluating` under another decision's claim: it was reopened (its
+    /// decision stalled) and claimed again, so this decision may no longer decide it.
+    #[error(
+        "promotion {id} is being decided by another request (it was reopened after its decision stalled); look at airlock promotions show {id}"
+    )]
+    ClaimLost {
+        /// The promotion.
+        id: String,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -242,6 +277,8 @@ fn promotion_from_row(row: sqlx::sqlite::SqliteRow) -> Result<PromotionRow, Stor
         created_at: row.get("created_at"),
         expires_at: row.get("expires_at"),
         decided_at: row.get("decided_at"),
+        evaluating_since: row.get("evaluating_since"),
+        claim: row.get("claim"),
     })
 }
 
@@ -295,13 +332,55 @@ async fn current_state(
     )
 }
 
+/// Checks that promotion `id` is in one of `from` and, if it is `evaluating` and `claim` is
+/// given, that the claim is still that one. Returns its state.
+async fn check_state(
+    tx: &mut sqlx::SqliteConnection,
+    id: &str,
+    from: &[&str],
+    claim: Option<&str>,
+) -> Result<String, PromotionWriteError> {
+    let row = sqlx::query("SELECT state, claim FROM promotions WHERE id = ?")
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next();
+    let (state, current): (String, Option<String>) = match row {
+        Some(row) => (row.get("state"), row.get("claim")),
+        None => (String::new(), None),
+    };
+    if !from.contains(&state.as_str()) {
+        return Err(PromotionWriteError::WrongState {
+            id: id.into(),
+            state,
+        });
+    }
+    if state == "evaluating"
+        && let Some(claim) = claim
+        && current.as_deref() != Some(claim)
+    {
+        return Err(PromotionWriteError::ClaimLost { id: id.into() });
+    }
+    Ok(state)
+}
+
+/// Points `tag` of `repo` at `digest`; returns the digest it named before (`None`: new tag).
 async fn set_tag(
     tx: &mut sqlx::SqliteConnection,
     repo: &str,
     tag: &str,
     digest: &str,
     now: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<String>, sqlx::Error> {
+    let previous: Option<String> =
+        sqlx::query_scalar("SELECT digest FROM tags WHERE repository = ? AND name = ?")
+            .bind(repo)
+            .bind(tag)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .next();
     sqlx::query(
         "INSERT INTO tags (repository, name, digest, updated_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (repository, name) DO UPDATE SET digest = excluded.digest,
@@ -313,12 +392,31 @@ async fn set_tag(
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    Ok(previous)
+}
+
+/// Moves a pending promotion to `evaluating` under `claim`, for its final decision.
+async fn claim_for_decision(
+    tx: &mut sqlx::SqliteConnection,
+    promotion_id: &str,
+    claim: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE promotions SET state = 'evaluating', evaluating_since = ?, claim = ? WHERE id = ?",
+    )
+    .bind(now)
+    .bind(claim)
+    .bind(promotion_id)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
 impl Metadata {
-    /// Stores a new promotion in state `evaluating`. Refused with the existing id if a live
-    /// promotion (evaluating, pending or promoted) of the same artifact to the same stage exists.
+    /// Stores a new promotion in state `evaluating` (claimed by `row.claim`, since
+    /// `row.evaluating_since`). Refused with the existing id if a live promotion (evaluating,
+    /// pending or promoted) of the same artifact to the same stage exists.
     pub async fn insert_promotion(&self, row: &PromotionRow) -> Result<(), PromotionWriteError> {
         let mut tx = self.begin_write().await?;
         let existing: Vec<String> = sqlx::query_scalar(
@@ -338,7 +436,8 @@ impl Metadata {
         sqlx::query(
             "INSERT INTO promotions (id, repository_path, digest, source_stage, target_stage, tags,
              channel, state, requested_by, requester, approvals_required, break_glass,
-             created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             created_at, expires_at, evaluating_since, claim)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&row.id)
         .bind(&row.repository_path)
@@ -354,6 +453,8 @@ impl Metadata {
         .bind(&row.break_glass)
         .bind(row.created_at)
         .bind(row.expires_at)
+        .bind(row.evaluating_since)
+        .bind(&row.claim)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -433,35 +534,39 @@ impl Metadata {
             .collect())
     }
 
-    /// Records a decision and moves the promotion (if any) from one of `from` to `to` with the
-    /// required approvals, appending `records`, in one transaction. Returns the audit log index
-    /// of the first record.
+    /// Records a decision and makes the promotion's (if any) `transition`, appending `records`,
+    /// in one transaction. Returns the audit log index of the first record.
     pub async fn record_decision(
         &self,
         decision: &DecisionRow,
-        transition: Option<(&[&str], &str, u32)>,
+        transition: Option<Transition<'_>>,
         records: &[AuditRecord],
     ) -> Result<Option<u64>, PromotionWriteError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
-        if let (Some(id), Some((from, to, required))) = (&decision.promotion_id, transition) {
-            let state = current_state(&mut tx, id).await?.unwrap_or_default();
-            if !from.contains(&state.as_str()) {
-                return Err(PromotionWriteError::WrongState {
-                    id: id.clone(),
-                    state,
-                });
-            }
+        if let (Some(id), Some(transition)) = (&decision.promotion_id, transition) {
+            let Transition {
+                from,
+                to,
+                required,
+                claim,
+            } = transition;
+            check_state(&mut tx, id, from, claim).await?;
             let final_state = !matches!(to, "evaluating" | "pending_approval");
+            let still_claimed = to == "evaluating";
             sqlx::query(
                 "UPDATE promotions SET state = ?, approvals_required = ?, last_decision = ?,
-                 decided_at = CASE WHEN ? THEN ? ELSE decided_at END WHERE id = ?",
+                 decided_at = CASE WHEN ? THEN ? ELSE decided_at END,
+                 evaluating_since = CASE WHEN ? THEN evaluating_since ELSE NULL END,
+                 claim = CASE WHEN ? THEN claim ELSE NULL END WHERE id = ?",
             )
             .bind(to)
             .bind(required as i64)
             .bind(&decision.id)
             .bind(final_state)
             .bind(now)
+            .bind(still_claimed)
+            .bind(still_claimed)
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -473,12 +578,14 @@ impl Metadata {
     }
 
     /// Adds an approval to a pending promotion; returns the approvals now recorded and whether
-    /// they complete the set (then the promotion is `evaluating`, claimed by this caller).
+    /// they complete the set (then the promotion is `evaluating`, claimed by this caller under
+    /// `claim`).
     pub async fn add_approval(
         &self,
         promotion_id: &str,
         principal: &str,
         comment: Option<&str>,
+        claim: &str,
         records: &[AuditRecord],
     ) -> Result<(u32, bool), PromotionWriteError> {
         let now = now_millis();
@@ -526,29 +633,57 @@ impl Metadata {
                 .unwrap_or(0);
         let complete = count >= required;
         if complete {
-            sqlx::query("UPDATE promotions SET state = 'evaluating' WHERE id = ?")
-                .bind(promotion_id)
-                .execute(&mut *tx)
-                .await?;
+            claim_for_decision(&mut tx, promotion_id, claim, now).await?;
         }
         append(&mut tx, records).await?;
         tx.commit().await?;
         Ok((count as u32, complete))
     }
 
-    /// Puts a claimed promotion (`evaluating`) back to `pending_approval`, when its final
-    /// decision could not be made.
-    /// `records` are appended only if it was still claimed.
+    /// Claims a pending promotion whose approvals already complete its set (one that was reopened
+    /// after its final decision could not be made) for a new final decision under `claim`.
+    /// Returns whether it was claimed (`false`: approvals are still missing).
+    pub async fn claim_approved(
+        &self,
+        promotion_id: &str,
+        claim: &str,
+    ) -> Result<bool, PromotionWriteError> {
+        let now = now_millis();
+        let mut tx = self.begin_write().await?;
+        check_state(&mut tx, promotion_id, &["pending_approval"], None).await?;
+        let complete: Vec<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM promotions p WHERE id = ? AND
+             (SELECT COUNT(*) FROM approvals a WHERE a.promotion_id = p.id) >= p.approvals_required",
+        )
+        .bind(promotion_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        if complete.is_empty() {
+            return Ok(false);
+        }
+        claim_for_decision(&mut tx, promotion_id, claim, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Puts a claimed promotion (`evaluating`) back to `pending_approval` with its approvals,
+    /// when its final decision could not be made or stalled. Only if it is still `evaluating`
+    /// and, when `claim` is given, still under that claim; `records` are appended only then.
+    /// Returns whether it was reopened.
     pub async fn reopen_promotion(
         &self,
         id: &str,
+        claim: Option<&str>,
         records: &[AuditRecord],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let reopened = sqlx::query(
-            "UPDATE promotions SET state = 'pending_approval' WHERE id = ? AND state = 'evaluating'",
+            "UPDATE promotions SET state = 'pending_approval', evaluating_since = NULL,
+             claim = NULL WHERE id = ? AND state = 'evaluating' AND (? IS NULL OR claim = ?)",
         )
         .bind(id)
+        .bind(claim)
+        .bind(claim)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -556,36 +691,50 @@ impl Metadata {
             append(&mut tx, records).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(reopened > 0)
     }
 
     /// Moves a promotion from one of `from` to the final state `to` (expired, cancelled, denied)
-    /// with its audit records.
+    /// with its audit records. An `evaluating` promotion must still hold `claim`, when given
+    /// (`None` closes it whatever decision runs it: that decision can then no longer promote).
     pub async fn close_promotion(
         &self,
         id: &str,
         from: &[&str],
         to: &str,
+        claim: Option<&str>,
         records: &[AuditRecord],
     ) -> Result<(), PromotionWriteError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
-        let state = current_state(&mut tx, id).await?.unwrap_or_default();
-        if !from.contains(&state.as_str()) {
-            return Err(PromotionWriteError::WrongState {
-                id: id.into(),
-                state,
-            });
-        }
-        sqlx::query("UPDATE promotions SET state = ?, decided_at = ? WHERE id = ?")
-            .bind(to)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        check_state(&mut tx, id, from, claim).await?;
+        sqlx::query(
+            "UPDATE promotions SET state = ?, decided_at = ?, evaluating_since = NULL,
+             claim = NULL WHERE id = ?",
+        )
+        .bind(to)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         append(&mut tx, records).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Promotions `evaluating` since `cutoff` or earlier: their decision stalled (the process
+    /// running it stopped, or it hangs), oldest first.
+    pub async fn stalled_promotions(&self, cutoff: i64) -> Result<Vec<PromotionRow>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM promotions WHERE state = 'evaluating'
+             AND COALESCE(evaluating_since, created_at) <= ? ORDER BY evaluating_since",
+        )
+        .bind(cutoff)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(promotion_from_row)
+        .collect()
     }
 
     /// Pending promotions whose approvals expired at `now`.
@@ -789,11 +938,12 @@ impl Metadata {
         Ok(closure)
     }
 
-    /// Promotes: in one transaction, checks the promotion is still `pending_approval` or
-    /// `evaluating`, makes the artifact and everything it carries visible in the target (rows
-    /// only: manifests and blobs are shared), sets its tags and evidence tags, moves the channel
-    /// tag (with history), adds the promotion attestation, marks the promotion `promoted` and
-    /// appends `records`.
+    /// Promotes: in one transaction, checks the promotion is still `evaluating` under the
+    /// write's claim (a cancel, a reopen or another claim meanwhile refuses it), makes the artifact
+    /// and everything it carries visible in the target (rows only: manifests and blobs are
+    /// shared), sets its tags and evidence tags, moves the channel tag (with history), adds the
+    /// promotion attestation, marks the promotion `promoted` and appends `records`, then a
+    /// `tag.moved` record for every tag of the target it created or moved.
     pub async fn promote(
         &self,
         write: &PromotionWrite,
@@ -801,15 +951,14 @@ impl Metadata {
     ) -> Result<(), PromotionWriteError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
-        let state = current_state(&mut tx, &write.promotion_id)
-            .await?
-            .unwrap_or_default();
-        if !matches!(state.as_str(), "pending_approval" | "evaluating") {
-            return Err(PromotionWriteError::WrongState {
-                id: write.promotion_id.clone(),
-                state,
-            });
-        }
+        check_state(
+            &mut tx,
+            &write.promotion_id,
+            &["evaluating"],
+            Some(&write.claim),
+        )
+        .await?;
+        let mut moves: Vec<(Tag, Digest, Option<String>)> = Vec::new();
         let keyring: Vec<i64> =
             sqlx::query_scalar("SELECT version FROM keyring_version WHERE id = 1")
                 .fetch_all(&mut *tx)
@@ -891,15 +1040,19 @@ impl Metadata {
                     digest: current,
                 });
             }
-            set_tag(&mut tx, target, tag.as_str(), &digest, now).await?;
+            let previous = set_tag(&mut tx, target, tag.as_str(), &digest, now).await?;
+            moves.push((tag.clone(), write.digest.clone(), previous));
         }
         for (manifest, tag) in &write.evidence {
             if let Some(tag) = tag {
-                set_tag(&mut tx, target, tag.as_str(), &manifest.to_string(), now).await?;
+                let previous =
+                    set_tag(&mut tx, target, tag.as_str(), &manifest.to_string(), now).await?;
+                moves.push((tag.clone(), manifest.clone(), previous));
             }
         }
         if let Some(channel) = &write.channel {
-            set_tag(&mut tx, target, channel.as_str(), &digest, now).await?;
+            let previous = set_tag(&mut tx, target, channel.as_str(), &digest, now).await?;
+            moves.push((channel.clone(), write.digest.clone(), previous));
             sqlx::query(
                 "INSERT INTO channel_history (repository, tag, digest, promotion_id, action,
                  moved_by, moved_at) VALUES (?, ?, ?, ?, 'promote', ?, ?)",
@@ -908,7 +1061,7 @@ impl Metadata {
             .bind(channel.as_str())
             .bind(&digest)
             .bind(&write.promotion_id)
-            .bind(&write.actor)
+            .bind(&write.actor.principal)
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -968,7 +1121,9 @@ impl Metadata {
         .execute(&mut *tx)
         .await?;
         if let Some(tag) = &att.tag {
-            set_tag(&mut tx, target, tag.as_str(), &att.digest.to_string(), now).await?;
+            let previous =
+                set_tag(&mut tx, target, tag.as_str(), &att.digest.to_string(), now).await?;
+            moves.push((tag.clone(), att.digest.clone(), previous));
         }
         // What the promotion placed in the target carries no new evidence: its evidence is the
         // source's (evidence belongs to the path), and the attestation is airlock's own.
@@ -995,14 +1150,37 @@ impl Metadata {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE promotions SET state = 'promoted', attestation = ?, decided_at = ? WHERE id = ?",
+            "UPDATE promotions SET state = 'promoted', attestation = ?, decided_at = ?,
+             evaluating_since = NULL, claim = NULL WHERE id = ?",
         )
         .bind(att.digest.to_string())
         .bind(now)
         .bind(&write.promotion_id)
         .execute(&mut *tx)
         .await?;
-        append(&mut tx, records).await?;
+        // Every tag the promotion created or moved in the gated stage, as a registry push records
+        // its tag: the evidence and attestation tags too, not only the ones the request named.
+        let mut records = records.to_vec();
+        for (tag, digest, previous) in moves {
+            let previous = previous
+                .map(|p| p.parse::<Digest>())
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("tag {tag} of {target}: {e}")))?;
+            if previous.as_ref() == Some(&digest) {
+                continue;
+            }
+            records.push(AuditRecord {
+                time_millis: now,
+                actor: write.actor.clone(),
+                event: AuditEvent::TagMoved {
+                    repository: write.target.clone(),
+                    tag,
+                    digest,
+                    previous,
+                },
+            });
+        }
+        append(&mut tx, &records).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1071,206 +1249,4 @@ impl Metadata {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::str::FromStr;
-
-    use super::*;
-    use crate::metadata::ManifestUpload;
-
-    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-    /// A stored image `repo@digest` with one config blob; returns its digest.
-    async fn image(meta: &Metadata, repo: &RepoName, seed: &str) -> Digest {
-        let config = format!("{{\"seed\":\"{seed}\"}}");
-        let config_digest = Digest::sha256_of(config.as_bytes());
-        meta.commit_blob(repo, &config_digest, config.len() as u64, &[])
-            .await
-            .unwrap();
-        let content = format!(
-            "{{\"schemaVersion\":2,\"mediaType\":\"{MANIFEST}\",\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{config_digest}\",\"size\":{}}},\"layers\":[]}}",
-            config.len()
-        );
-        let digest = Digest::sha256_of(content.as_bytes());
-        let parsed = ParsedManifest::parse(Some(MANIFEST), content.as_bytes()).unwrap();
-        meta.put_manifest(
-            repo,
-            ManifestUpload {
-                digest: &digest,
-                manifest: &parsed,
-                content: content.as_bytes(),
-            },
-            None,
-            "tester",
-            |_| Ok(vec![]),
-        )
-        .await
-        .unwrap();
-        digest
-    }
-
-    fn promotion(id: &str, digest: &Digest) -> PromotionRow {
-        PromotionRow {
-            id: id.into(),
-            repository_path: "team/app".into(),
-            digest: digest.to_string(),
-            source_stage: "dev".into(),
-            target_stage: "staging".into(),
-            tags: vec!["1.0".into()],
-            channel: None,
-            state: "evaluating".into(),
-            requested_by: "rita".into(),
-            requester: "{}".into(),
-            approvals_required: 0,
-            break_glass: None,
-            last_decision: None,
-            attestation: None,
-            created_at: 0,
-            expires_at: i64::MAX,
-            decided_at: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_promotion_decided_under_an_older_keyring_or_before_a_quarantine_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let source = RepoName::from_str("dev/team/app").unwrap();
-        let target = RepoName::from_str("staging/team/app").unwrap();
-        let digest = image(&meta, &source, "artifact").await;
-        // The attestation stands in as another small image manifest held by the source.
-        let attestation_digest = image(&meta, &source, "attestation").await;
-        let stored = meta
-            .manifest(&source, &attestation_digest)
-            .await
-            .unwrap()
-            .unwrap();
-        let write = |keyring_version| PromotionWrite {
-            promotion_id: "prm_1".into(),
-            source: source.clone(),
-            target: target.clone(),
-            digest: digest.clone(),
-            tags: vec![Tag::from_str("1.0").unwrap()],
-            channel: None,
-            evidence: Vec::new(),
-            attestation: NewManifest {
-                digest: attestation_digest.clone(),
-                parsed: ParsedManifest::parse(Some(MANIFEST), &stored.content).unwrap(),
-                content: stored.content.clone(),
-                new_blobs: Vec::new(),
-                tag: None,
-            },
-            actor: "rita".into(),
-            keyring_version,
-        };
-        meta.insert_promotion(&promotion("prm_1", &digest))
-            .await
-            .unwrap();
-        // An anomaly quarantined the artifact after the decision: refused, nothing visible.
-        let quarantine = airlock_core::Signal {
-            rule: airlock_core::AnomalyRule::TamperedEvidence,
-            key: format!("artifact:{digest}"),
-            target: airlock_core::AnomalyTarget {
-                digest: Some(digest.clone()),
-                ..airlock_core::AnomalyTarget::default()
-            },
-            summary: "tampered".into(),
-        };
-        let tripwire = crate::Tripwire {
-            threshold: 1,
-            window_ms: 60_000,
-            action: airlock_core::AnomalyAction::QuarantineArtifact,
-        };
-        let anomaly = meta
-            .observe_signal(&quarantine, tripwire, now_millis())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(matches!(
-            meta.promote(&write(0), &[]).await,
-            Err(PromotionWriteError::QuarantinedMeanwhile)
-        ));
-        assert!(meta.manifest(&target, &digest).await.unwrap().is_none());
-        meta.resolve_anomaly(
-            anomaly.id,
-            "false alarm",
-            &airlock_core::Actor::system(),
-            now_millis(),
-        )
-        .await
-        .unwrap();
-        // The decision read the evidence under another keyring version than the current one (a key
-        // changed meanwhile): refused, and nothing becomes visible in the target.
-        assert!(matches!(
-            meta.promote(&write(-1), &[]).await,
-            Err(PromotionWriteError::KeyringMoved)
-        ));
-        assert!(meta.manifest(&target, &digest).await.unwrap().is_none());
-        assert_eq!(
-            meta.promotion("prm_1").await.unwrap().unwrap().state,
-            "evaluating"
-        );
-        // Decided under the current keyring: promoted, by rows only.
-        meta.promote(&write(0), &[]).await.unwrap();
-        assert!(meta.manifest(&target, &digest).await.unwrap().is_some());
-        assert_eq!(
-            meta.resolve_tag(&target, &Tag::from_str("1.0").unwrap())
-                .await
-                .unwrap(),
-            Some(digest.clone())
-        );
-        assert_eq!(
-            meta.promotion("prm_1").await.unwrap().unwrap().state,
-            "promoted"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_tag_another_promotion_took_is_refused_inside_the_transaction() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let source = RepoName::from_str("dev/team/app").unwrap();
-        let target = RepoName::from_str("staging/team/app").unwrap();
-        let first = image(&meta, &source, "first").await;
-        let second = image(&meta, &source, "second").await;
-        let stored = meta.manifest(&source, &second).await.unwrap().unwrap();
-        let write = |id: &str, digest: &Digest| PromotionWrite {
-            promotion_id: id.into(),
-            source: source.clone(),
-            target: target.clone(),
-            digest: digest.clone(),
-            tags: vec![Tag::from_str("1.0").unwrap()],
-            channel: None,
-            evidence: Vec::new(),
-            attestation: NewManifest {
-                digest: second.clone(),
-                parsed: ParsedManifest::parse(Some(MANIFEST), &stored.content).unwrap(),
-                content: stored.content.clone(),
-                new_blobs: Vec::new(),
-                tag: None,
-            },
-            actor: "rita".into(),
-            keyring_version: 0,
-        };
-        meta.insert_promotion(&promotion("prm_a", &first))
-            .await
-            .unwrap();
-        meta.insert_promotion(&promotion("prm_b", &second))
-            .await
-            .unwrap();
-        meta.promote(&write("prm_b", &second), &[]).await.unwrap();
-        assert!(matches!(
-            meta.promote(&write("prm_a", &first), &[]).await,
-            Err(PromotionWriteError::TagTaken { .. })
-        ));
-        assert_eq!(
-            meta.resolve_tag(&target, &Tag::from_str("1.0").unwrap())
-                .await
-                .unwrap(),
-            Some(second)
-        );
-    }
-}
+mod tests;

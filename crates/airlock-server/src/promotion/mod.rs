@@ -19,14 +19,17 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use airlock_core::access::{Permission, PermissionTarget};
-use airlock_core::promotion::{check_approver, required_approvals};
+use airlock_core::promotion::{
+    StalledRecovery, check_approver, check_promotion_tag, required_approvals, stalled_recovery,
+};
 use airlock_core::{
     Actor, ApprovalRefusal, AuditEvent, AuditRecord, Digest, ParsedManifest, PromotionParties,
     PromotionState, Reference, RepoName, Role, StageMode, StageName, Stages, Tag,
 };
 use airlock_policy::{Bundle, Decision};
 use airlock_store::{
-    BlobStore, DecisionRow, Metadata, PromotionRow, PromotionWriteError, StoreError, now_millis,
+    BlobStore, DecisionRow, Metadata, PromotionRow, PromotionWriteError, StoreError, Transition,
+    now_millis,
 };
 use airlock_trust::keys::SigningKey;
 use serde_json::{Value, json};
@@ -482,23 +485,36 @@ impl PromotionService {
                     ))
                 })?,
         };
-        let tags = match request.tags.clone() {
-            Some(tags) => tags,
-            None => self
-                .metadata
-                .tags_of(request.source.as_str(), &digest.to_string())
-                .await?
-                .into_iter()
-                .filter(|t| airlock_trust::cosign::parse_tag_scheme(t).is_none())
-                .filter_map(|t| Tag::from_str(&t).ok())
-                .collect(),
-        };
         let stage_config = self
             .stages
             .all()
             .iter()
             .find(|s| s.name == request.target_stage)
             .cloned();
+        let channel_tags = stage_config
+            .as_ref()
+            .map(|s| s.channel_tags.clone())
+            .unwrap_or_default();
+        // Digest-derived tags (cosign's `sha256-<hex>.sig`) and channel tags are not the
+        // request's to set: a squatted one would later be re-pointed by airlock itself.
+        let tags = match request.tags.clone() {
+            Some(tags) => {
+                for tag in &tags {
+                    check_promotion_tag(tag, &request.target_stage, &channel_tags)
+                        .map_err(|e| PromotionError::BadRequest(e.to_string()))?;
+                }
+                tags
+            }
+            // The source's tags, without those (they are left behind, not refused).
+            None => self
+                .metadata
+                .tags_of(request.source.as_str(), &digest.to_string())
+                .await?
+                .into_iter()
+                .filter_map(|t| Tag::from_str(&t).ok())
+                .filter(|t| check_promotion_tag(t, &request.target_stage, &channel_tags).is_ok())
+                .collect(),
+        };
         let channel = match (&request.channel, stage_config) {
             (Some(channel), Some(stage)) => {
                 if !stage.channel_tags.iter().any(|c| c == channel.as_str()) {
@@ -550,6 +566,8 @@ impl PromotionService {
             created_at: now,
             expires_at: now + (self.config.policy.approval_ttl_secs as i64) * 1000,
             decided_at: None,
+            evaluating_since: Some(now),
+            claim: Some(random_id("clm")),
         };
         if request.dry_run {
             let input = self.input_for(&row, &[]).await?;
@@ -589,7 +607,13 @@ impl PromotionService {
             }];
             let _ = self
                 .metadata
-                .close_promotion(&row.id, &["evaluating"], "cancelled", &records)
+                .close_promotion(
+                    &row.id,
+                    &["evaluating"],
+                    "cancelled",
+                    row.claim.as_deref(),
+                    &records,
+                )
                 .await;
         }
         outcome
@@ -672,24 +696,14 @@ impl PromotionService {
         if !self.identity.enabled() || approvals.is_empty() {
             return Ok(approvals);
         }
-        let source = self.source_of(row)?;
-        let digest =
-            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let role = Role::from_str(&self.config.gate(&row.target_stage).approvals.role)
             .map_err(|e| PromotionError::Policy(e.to_string()))?;
-        let builders = self.builders(&source, &digest).await?;
-        let pusher = self
-            .metadata
-            .pushed_by(source.as_str(), &row.digest)
-            .await?;
-        let mut valid = Vec::new();
+        // Oldest first, each checked against the requester and the approvals kept before it: a
+        // stand-in of an earlier approver does not count, the earlier approver does.
+        let mut valid: Vec<airlock_store::ApprovalRow> = Vec::new();
         for approval in approvals {
-            let parties = PromotionParties {
-                requester: row.requested_by.clone(),
-                pusher: pusher.clone(),
-                builders: builders.clone(),
-                approvers: Vec::new(),
-            };
+            let earlier: Vec<String> = valid.iter().map(|a| a.principal.clone()).collect();
+            let parties = self.parties(row, earlier, &approval.principal).await?;
             let grants = self
                 .current_grants(&approval.principal)
                 .await?
@@ -708,6 +722,68 @@ impl PromotionService {
             }
         }
         Ok(valid)
+    }
+
+    /// The parties of `row` separation of duties looks at when `candidate` approves after
+    /// `approvers`: every principal that ever pushed the artifact (or a manifest it contains) or
+    /// evidence about it into a repository of its path, and, when the gate needs independent
+    /// approvals, who vouched for the requester, the approvers and the candidate.
+    async fn parties(
+        &self,
+        row: &PromotionRow,
+        approvers: Vec<String>,
+        candidate: &str,
+    ) -> Result<PromotionParties> {
+        let source = self.source_of(row)?;
+        let digest =
+            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let contributors = self
+            .metadata
+            .contributors(&row.repository_path, &row.digest)
+            .await?;
+        let mut pushers = contributors.pushers;
+        if let Some(latest) = self
+            .metadata
+            .pushed_by(source.as_str(), &row.digest)
+            .await?
+        {
+            pushers.push(latest);
+        }
+        pushers.sort();
+        pushers.dedup();
+        let mut builders = self.builders(&source, &digest).await?;
+        builders.extend(contributors.builders);
+        builders.sort();
+        builders.dedup();
+        let independence = if self.independence_applies(row) {
+            let mut names: Vec<&str> = vec![row.requested_by.as_str(), candidate];
+            names.extend(approvers.iter().map(String::as_str));
+            Some(self.metadata.vouchers(&names).await?)
+        } else {
+            None
+        };
+        Ok(PromotionParties {
+            requester: row.requested_by.clone(),
+            pushers,
+            builders,
+            approvers,
+            independence,
+        })
+    }
+
+    /// Whether the gate of `row` needs independent approvals for it
+    /// (`[gates.<stage>].approvals.independent`).
+    fn independence_applies(&self, row: &PromotionRow) -> bool {
+        let gate = self.config.gate(&row.target_stage);
+        let critical = gate.critical.iter().any(|c| {
+            c.repositories.iter().any(|p| {
+                airlock_trust::verify::ScopePattern::from_str(p)
+                    .is_ok_and(|p| p.matches(&row.repository_path))
+            })
+        });
+        gate.approvals
+            .independent
+            .applies(critical, row.approvals_required)
     }
 
     /// Who pushed the artifact's signatures and attestations.
@@ -762,7 +838,13 @@ impl PromotionService {
                     },
                 }];
                 self.metadata
-                    .close_promotion(&row.id, &["evaluating"], "cancelled", &records)
+                    .close_promotion(
+                        &row.id,
+                        &["evaluating"],
+                        "cancelled",
+                        row.claim.as_deref(),
+                        &records,
+                    )
                     .await?;
                 return Err(err);
             }
@@ -823,9 +905,15 @@ impl PromotionService {
         // An allowed, approved promotion stays `evaluating` (or `pending_approval`) until the
         // promotion transaction itself moves it to `promoted`.
         let to = state.as_str();
+        let transition = Transition {
+            from,
+            to,
+            required,
+            claim: row.claim.as_deref(),
+        };
         let index = self
             .metadata
-            .record_decision(&record, Some((from, to, required)), &records)
+            .record_decision(&record, Some(transition), &records)
             .await?;
         row.state = to.to_string();
         row.approvals_required = required;
@@ -940,18 +1028,20 @@ impl PromotionService {
             source: source.clone(),
             target: target.clone(),
             digest: digest.clone(),
-            tags: row
-                .tags
-                .iter()
-                .filter_map(|t| Tag::from_str(t).ok())
-                .collect(),
+            tags: self.settable_tags(row),
             channel: row.channel.as_deref().and_then(|c| Tag::from_str(c).ok()),
             evidence,
             attestation: attestation.clone(),
-            actor: caller.name().to_string(),
+            claim: row.claim.clone().ok_or_else(|| {
+                PromotionError::Conflict(format!(
+                    "promotion {} is not claimed by this decision; look at airlock promotions show {}",
+                    row.id, row.id
+                ))
+            })?,
+            actor: caller.actor.clone(),
             keyring_version,
         };
-        let mut tags = row.tags.clone();
+        let mut tags: Vec<String> = write.tags.iter().map(|t| t.to_string()).collect();
         if let Some(channel) = &row.channel {
             tags.push(channel.clone());
         }
@@ -1038,28 +1128,31 @@ impl PromotionService {
             .into());
         }
         let target = self.target_of(&row)?;
-        let source = self.source_of(&row)?;
         let gate = self.config.gate(&row.target_stage);
         let role = Role::from_str(&gate.approvals.role)
             .map_err(|e| PromotionError::Policy(e.to_string()))?;
         let digest =
             Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let builders = self.builders(&source, &digest).await?;
-        let parties = PromotionParties {
-            requester: row.requested_by.clone(),
-            pusher: self
-                .metadata
-                .pushed_by(source.as_str(), &row.digest)
-                .await?,
-            builders,
-            approvers: self
-                .metadata
-                .approvals(id)
-                .await?
+        let approvers: Vec<String> = self
+            .metadata
+            .approvals(id)
+            .await?
+            .into_iter()
+            .map(|a| a.principal)
+            .collect();
+        // A promotion reopened with its set complete (its final decision could not be made, or
+        // stalled): an approver who already approved may ask for the final decision again.
+        let resume = approvers.len() as u32 >= row.approvals_required
+            && approvers.iter().any(|a| a == caller.name());
+        let others: Vec<String> = if resume {
+            approvers
                 .into_iter()
-                .map(|a| a.principal)
-                .collect(),
+                .filter(|a| a != caller.name())
+                .collect()
+        } else {
+            approvers
         };
+        let parties = self.parties(&row, others, caller.name()).await?;
         let grants = caller
             .who
             .as_ref()
@@ -1075,38 +1168,48 @@ impl PromotionService {
                 now_millis(),
             )?;
         }
-        let records = [AuditRecord {
-            time_millis: now_millis(),
-            actor: caller.actor.clone(),
-            event: AuditEvent::PromotionApproved {
-                promotion: row.id.clone(),
-                repository: target,
-                digest,
-                comment: comment.clone(),
-            },
-        }];
-        let (_, complete) = self
-            .metadata
-            .add_approval(id, caller.name(), comment.as_deref(), &records)
-            .await
-            .map_err(|err| match err {
-                PromotionWriteError::AlreadyApproved => {
-                    PromotionError::Approval(ApprovalRefusal::AlreadyApproved {
-                        principal: caller.name().to_string(),
-                    })
-                }
-                PromotionWriteError::WrongState { id, state } => {
-                    PromotionError::Approval(ApprovalRefusal::NotPending {
-                        id,
-                        state: PromotionState::from_str(&state)
-                            .unwrap_or(PromotionState::Evaluating),
-                    })
-                }
-                other => other.into(),
-            })?;
+        let claim = random_id("clm");
+        let not_pending = |err| match err {
+            PromotionWriteError::AlreadyApproved => {
+                PromotionError::Approval(ApprovalRefusal::AlreadyApproved {
+                    principal: caller.name().to_string(),
+                })
+            }
+            PromotionWriteError::WrongState { id, state } => {
+                PromotionError::Approval(ApprovalRefusal::NotPending {
+                    id,
+                    state: PromotionState::from_str(&state).unwrap_or(PromotionState::Evaluating),
+                })
+            }
+            other => other.into(),
+        };
+        let complete = if resume {
+            self.metadata
+                .claim_approved(id, &claim)
+                .await
+                .map_err(not_pending)?
+        } else {
+            let records = [AuditRecord {
+                time_millis: now_millis(),
+                actor: caller.actor.clone(),
+                event: AuditEvent::PromotionApproved {
+                    promotion: row.id.clone(),
+                    repository: target,
+                    digest,
+                    comment: comment.clone(),
+                },
+            }];
+            self.metadata
+                .add_approval(id, caller.name(), comment.as_deref(), &claim, &records)
+                .await
+                .map_err(not_pending)?
+                .1
+        };
         if complete {
-            // This approval completed the set and claimed the promotion (`evaluating`): decide
-            // it again now, and put it back if that cannot be done.
+            // This call completed the set and claimed the promotion (`evaluating`): decide it
+            // again now, and put it back if that cannot be done.
+            row.state = PromotionState::Evaluating.as_str().into();
+            row.claim = Some(claim.clone());
             let outcome = self.decide(&mut row, caller).await;
             if let Err(err) = &outcome {
                 let records: Vec<AuditRecord> =
@@ -1123,7 +1226,11 @@ impl PromotionService {
                         }],
                         _ => Vec::new(),
                     };
-                if let Err(reopen) = self.metadata.reopen_promotion(id, &records).await {
+                if let Err(reopen) = self
+                    .metadata
+                    .reopen_promotion(id, Some(&claim), &records)
+                    .await
+                {
                     tracing::error!(promotion = %id, error = %reopen, "could not reopen a claimed promotion");
                 }
             }
@@ -1173,6 +1280,7 @@ impl PromotionService {
                 &row.id,
                 &["pending_approval", "evaluating"],
                 "expired",
+                None,
                 &records,
             )
             .await
@@ -1191,7 +1299,111 @@ impl PromotionService {
         Ok(overdue.len())
     }
 
-    /// Cancels a pending promotion (its requester, or an access admin).
+    /// Reopens or cancels every promotion left `evaluating` longer than
+    /// `policy.decision_timeout_secs` (see [`stalled_recovery`]): at start-up, and periodically for
+    /// a replica that stopped mid-decision. A promotion with approvals goes back to
+    /// `pending_approval` with all of them (`promotion.reopened`); one that never got an approval
+    /// is cancelled so it can be requested again. Neither promotes, and the stalled decision, if it
+    /// is still running somewhere, has lost its claim and can no longer promote. Returns how many
+    /// were recovered.
+    pub async fn recover_stalled(&self) -> Result<usize> {
+        let timeout = (self.config.policy.decision_timeout_secs as i64).saturating_mul(1000);
+        let stalled = self
+            .metadata
+            .stalled_promotions(now_millis().saturating_sub(timeout))
+            .await?;
+        let mut recovered = 0;
+        for row in stalled {
+            let repository = self.target_of(&row)?;
+            let digest =
+                Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let approvals = self.metadata.approvals(&row.id).await?.len();
+            let done = match stalled_recovery(approvals) {
+                StalledRecovery::Reopen => {
+                    let records = [AuditRecord {
+                        time_millis: now_millis(),
+                        actor: Actor::system(),
+                        event: AuditEvent::PromotionReopened {
+                            promotion: row.id.clone(),
+                            repository,
+                            digest,
+                            reason: format!(
+                                "its final decision did not finish within policy.decision_timeout_secs ({} s): the server deciding it stopped; its {approvals} approval(s) are kept, and an approver approves again to decide it",
+                                self.config.policy.decision_timeout_secs
+                            ),
+                        },
+                    }];
+                    self.metadata
+                        .reopen_promotion(&row.id, row.claim.as_deref(), &records)
+                        .await?
+                }
+                StalledRecovery::Cancel => {
+                    let records = [AuditRecord {
+                        time_millis: now_millis(),
+                        actor: Actor::system(),
+                        event: AuditEvent::PromotionClosed {
+                            promotion: row.id.clone(),
+                            repository,
+                            digest,
+                            state: "cancelled".into(),
+                        },
+                    }];
+                    match self
+                        .metadata
+                        .close_promotion(
+                            &row.id,
+                            &["evaluating"],
+                            "cancelled",
+                            row.claim.as_deref(),
+                            &records,
+                        )
+                        .await
+                    {
+                        Ok(()) => true,
+                        Err(
+                            PromotionWriteError::WrongState { .. }
+                            | PromotionWriteError::ClaimLost { .. },
+                        ) => false,
+                        Err(err) => return Err(err.into()),
+                    }
+                }
+            };
+            if done {
+                tracing::warn!(promotion = %row.id, approvals, "recovered a promotion whose decision stalled");
+                recovered += 1;
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// The tags of `row` the promotion sets: those [`check_promotion_tag`] allows (a promotion
+    /// requested before that check existed may name others; they are left out, not set).
+    fn settable_tags(&self, row: &PromotionRow) -> Vec<Tag> {
+        let Ok(stage) = StageName::from_str(&row.target_stage) else {
+            return Vec::new();
+        };
+        let channel_tags = self
+            .stages
+            .all()
+            .iter()
+            .find(|s| s.name == stage)
+            .map(|s| s.channel_tags.clone())
+            .unwrap_or_default();
+        row.tags
+            .iter()
+            .filter_map(|t| Tag::from_str(t).ok())
+            .filter(|t| match check_promotion_tag(t, &stage, &channel_tags) {
+                Ok(()) => true,
+                Err(refusal) => {
+                    tracing::warn!(promotion = %row.id, %refusal, "tag left out of the promotion");
+                    false
+                }
+            })
+            .collect()
+    }
+
+    /// Cancels a promotion that is pending approval, or still `evaluating` (its decision then
+    /// can no longer promote it): its requester, or an access-admin.
     pub async fn cancel(&self, id: &str, caller: &Caller) -> Result<PromotionRow> {
         let row = self.promotion(id).await?;
         if row.requested_by != caller.name()
@@ -1213,7 +1425,13 @@ impl PromotionService {
             },
         }];
         self.metadata
-            .close_promotion(id, &["pending_approval"], "cancelled", &records)
+            .close_promotion(
+                id,
+                &["pending_approval", "evaluating"],
+                "cancelled",
+                None,
+                &records,
+            )
             .await?;
         self.promotion(id).await
     }
