@@ -291,7 +291,10 @@ pub async fn serve(
             evidence,
             promotions,
             anomalies,
-            webhooks: crate::webhooks::Webhooks::new(registry.metadata().clone()),
+            webhooks: crate::webhooks::Webhooks::new(
+                registry.metadata().clone(),
+                config.webhooks.allow_private_targets,
+            ),
         },
         crate::metrics::install(),
     );

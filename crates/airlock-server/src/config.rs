@@ -353,6 +353,11 @@ pub struct WebhookConfig {
     pub timeout_ms: u64,
     /// How often the outbox is polled for due deliveries, in milliseconds.
     pub poll_interval_ms: u64,
+    /// Whether endpoints may be (or resolve to) loopback, link-local, cloud metadata, private,
+    /// shared (CGNAT), unique-local, multicast or reserved addresses. Off: such targets are
+    /// refused when an endpoint is added (literal addresses) and at every send (resolved names).
+    /// For labs and receivers on the same host only.
+    pub allow_private_targets: bool,
 }
 
 impl Default for WebhookConfig {
@@ -363,6 +368,7 @@ impl Default for WebhookConfig {
             max_backoff_ms: 10 * 60 * 1000,
             timeout_ms: 10_000,
             poll_interval_ms: 500,
+            allow_private_targets: false,
         }
     }
 }
