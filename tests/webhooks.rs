@@ -2,8 +2,8 @@
 //! fails gets every event exactly once after retries, in order per subject; events queued when
 //! airlock is killed arrive after a restart; the HMAC verifies with the endpoint's secret and not
 //! with another; deliveries that never succeed are dead-lettered; and the endpoints are managed
-//! by access-admins only, with secrets that never leave the server. Loopback, private and
-//! metadata targets are refused unless explicitly allowed.
+//! by access-admins only, with secrets that never leave the server and are erased with their
+//! endpoint. Loopback, private and metadata targets are refused unless explicitly allowed.
 
 mod common;
 
@@ -678,4 +678,63 @@ async fn a_name_that_resolves_to_loopback_is_refused_at_send_time_unless_allowed
     queue_test_event(&lab, id).await;
     let events = receiver.wait_for(1).await;
     assert_eq!(events[0]["type"], "dev.airlock.webhook.test");
+}
+
+#[tokio::test]
+async fn a_removed_webhooks_secret_is_erased_from_the_database() {
+    const ERASED: &str = "erase-me-when-removed-7f3a9c1e5b";
+    let s = TestServer::start_with_env(&env_with(&[]));
+    let receiver = Receiver::start(ERASED, 0).await;
+    let id = add_webhook(&s, &receiver.url, &["webhook.test"], ERASED).await;
+    queue_test_event(&s, id).await;
+    receiver.wait_for(1).await;
+    let files = |dir: &std::path::Path| -> Vec<u8> {
+        ["metadata.db", "metadata.db-wal"]
+            .iter()
+            .flat_map(|name| std::fs::read(dir.join(name)).unwrap_or_default())
+            .collect()
+    };
+    let holds = |bytes: &[u8]| bytes.windows(ERASED.len()).any(|w| w == ERASED.as_bytes());
+    let stored_secret = || async {
+        use sqlx::{ConnectOptions, Connection};
+        let mut db = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(s.data_dir.join("metadata.db"))
+            .connect()
+            .await
+            .unwrap();
+        let secret: Vec<u8> =
+            sqlx::query_scalar("SELECT secret FROM webhook_endpoints WHERE id = ?")
+                .bind(id)
+                .fetch_one(&mut db)
+                .await
+                .unwrap();
+        db.close().await.unwrap();
+        secret
+    };
+    assert_eq!(
+        stored_secret().await,
+        ERASED.as_bytes(),
+        "kept while in use"
+    );
+    assert!(
+        holds(&files(&s.data_dir)),
+        "the check below can see the secret"
+    );
+
+    let response = s
+        .http
+        .delete(s.url(&format!("/api/v1/webhooks/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(stored_secret().await.is_empty());
+    assert!(
+        !holds(&files(&s.data_dir)),
+        "the secret's bytes are in neither the database nor its write-ahead log"
+    );
+    // The delivery history stays readable.
+    let history = deliveries(&s, id).await;
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["status"], "delivered");
 }
