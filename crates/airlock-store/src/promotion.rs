@@ -826,20 +826,24 @@ impl Metadata {
             .await?;
         let closure =
             Self::promotion_closure(&mut tx, &write.digest.to_string(), &write.evidence).await?;
-        // The decision saw no quarantine; one raised since (on the artifact, what it carries, or
-        // an index that contains it) sends the promotion back to be decided again.
+        // The decision saw no quarantine; one raised since in this repository path (on the
+        // artifact, what it carries, or an index that contains it) sends the promotion back to
+        // be decided again.
         let mut quarantined = sqlx::QueryBuilder::new("WITH RECURSIVE up(d) AS (SELECT ");
         quarantined.push_bind(write.digest.to_string()).push(
             " UNION SELECT r.digest FROM manifest_references r JOIN up ON r.child = up.d
                   WHERE r.kind = 'manifest')
                  SELECT COUNT(*) FROM artifact_quarantines
-                 WHERE digest IN (SELECT d FROM up) OR digest IN (",
+                 WHERE (repository_path IS NULL OR repository_path = ",
         );
+        quarantined
+            .push_bind(write.source.path().to_string())
+            .push(") AND (digest IN (SELECT d FROM up) OR digest IN (");
         let mut list = quarantined.separated(", ");
         for manifest in &closure {
             list.push_bind(manifest.clone());
         }
-        quarantined.push(")");
+        quarantined.push("))");
         let hits: i64 = quarantined
             .build_query_scalar()
             .fetch_all(&mut *tx)
@@ -1170,8 +1174,9 @@ mod tests {
         // An anomaly quarantined the artifact after the decision: refused, nothing visible.
         let quarantine = airlock_core::Signal {
             rule: airlock_core::AnomalyRule::TamperedEvidence,
-            key: format!("artifact:{digest}"),
+            key: format!("artifact:team/app@{digest}"),
             target: airlock_core::AnomalyTarget {
+                repository: Some(source.clone()),
                 digest: Some(digest.clone()),
                 ..airlock_core::AnomalyTarget::default()
             },
