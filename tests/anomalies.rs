@@ -912,6 +912,62 @@ async fn a_forged_signature_next_to_a_copy_in_another_tenants_repository_quarant
     }
 }
 
+/// Starts an upload into `repo` as `client`; returns the status.
+async fn start_upload(s: &TestServer, client: &reqwest::Client, repo: &str) -> u16 {
+    client
+        .post(s.url(&format!("/v2/{repo}/blobs/uploads/")))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn refused_pushes_are_logged_once_per_minute_and_trip_their_rule_at_the_threshold() {
+    let s = TestServer::start();
+    let nobody = user(&s, "nobody", &[]).await;
+    // A principal with no roles pushing into a gated stage in a loop: the default threshold is 20.
+    for _ in 0..19 {
+        assert_eq!(start_upload(&s, &nobody, "prod/team/app").await, 403);
+    }
+    assert!(
+        open_of(&s, "refused_pushes").await.is_empty(),
+        "below the threshold"
+    );
+    assert_eq!(start_upload(&s, &nobody, "prod/team/app").await, 403);
+    let open = open_of(&s, "refused_pushes").await;
+    assert_eq!(open.len(), 1, "{open:#?}");
+    assert_eq!(open[0]["action"], "alert");
+    assert_eq!(open[0]["observed"], 20);
+    assert_eq!(open[0]["target"]["principal"], "nobody");
+    assert_eq!(open[0]["target"]["repository"], "prod/team/app");
+    for _ in 20..300 {
+        assert_eq!(start_upload(&s, &nobody, "prod/team/app").await, 403);
+    }
+
+    // 300 refusals: one audit entry per principal, repository and minute (two if the loop
+    // crossed a minute), and one anomaly.
+    let refused: Vec<Value> = audit_of(&s, "push.refused")
+        .await
+        .into_iter()
+        .filter(|e| e["actor"]["principal"] == "nobody")
+        .collect();
+    assert!(
+        (1..=2).contains(&refused.len()),
+        "{} push.refused entries: {refused:#?}",
+        refused.len()
+    );
+    let detected: Vec<Value> = audit_of(&s, "anomaly.detected")
+        .await
+        .into_iter()
+        .filter(|e| e["subject"]["rule"] == "refused_pushes")
+        .collect();
+    assert_eq!(detected.len(), 1, "{detected:#?}");
+    assert_eq!(detected[0]["details"]["observed"], 20);
+    assert_eq!(open_of(&s, "refused_pushes").await.len(), 1);
+}
+
 #[tokio::test]
 async fn a_quarantined_index_holds_its_children_too() {
     let dir = tempfile::tempdir().unwrap();

@@ -221,6 +221,7 @@ pub async fn serve(
         config.anomalies.clone(),
         config.stages()?,
     );
+    registry.report_refusals_to(anomalies.clone());
     let identity = Arc::new(
         Identity::open(
             registry.metadata().clone(),

@@ -238,6 +238,9 @@ pub struct AnomalyConfig {
     pub promotion_burst: RuleConfig,
     /// A break-glass promotion: always an anomaly (it cannot be disabled).
     pub break_glass: RuleConfig,
+    /// Pushes or deletes into a gated stage refused for one principal (every refusal counts,
+    /// though the audit log records one per principal, repository and minute).
+    pub refused_pushes: RuleConfig,
 }
 
 impl Default for AnomalyConfig {
@@ -258,13 +261,14 @@ impl Default for AnomalyConfig {
             },
             promotion_burst: RuleConfig::new(20, 600, Alert),
             break_glass: RuleConfig::new(1, 60, Alert),
+            refused_pushes: RuleConfig::new(20, 600, Alert),
         }
     }
 }
 
 impl AnomalyConfig {
     /// Each rule with its settings.
-    pub fn rules(&self) -> [(airlock_core::AnomalyRule, &RuleConfig); 7] {
+    pub fn rules(&self) -> [(airlock_core::AnomalyRule, &RuleConfig); 8] {
         use airlock_core::AnomalyRule::*;
         [
             (DeniedPromotions, &self.denied_promotions),
@@ -274,6 +278,7 @@ impl AnomalyConfig {
             (OffHoursPromotion, &self.off_hours_promotion),
             (PromotionBurst, &self.promotion_burst),
             (BreakGlass, &self.break_glass),
+            (RefusedPushes, &self.refused_pushes),
         ]
     }
 

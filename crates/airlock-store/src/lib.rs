@@ -14,6 +14,7 @@ mod error;
 mod evidence;
 mod metadata;
 mod promotion;
+mod refusals;
 mod webhooks;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};

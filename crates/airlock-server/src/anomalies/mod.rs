@@ -1,6 +1,6 @@
 //! Anomaly response: turns what the other services observe (a denied promotion, a failed
 //! authentication, a tampered signature, a pull of an unpromoted digest, a promotion at night, a
-//! burst of promotions, a break-glass promotion) into signals, counts them against the configured
+//! burst of promotions, a break-glass promotion, a refused push) into signals, counts them against the configured
 //! rules and takes the rules' actions, before the observing request returns, so an action holds
 //! from the very next request.
 //!
@@ -266,6 +266,26 @@ impl Anomalies {
             })
             .await;
         }
+    }
+
+    /// `actor` was refused a push (or delete) into `repository` by the stage rules.
+    pub async fn push_refused(&self, actor: &Actor, repository: &RepoName) {
+        let config = &self.config.refused_pushes;
+        self.observe(Signal {
+            rule: AnomalyRule::RefusedPushes,
+            key: format!("principal:{}", actor.principal),
+            target: AnomalyTarget {
+                principal: Some(actor.principal.clone()),
+                repository: Some(repository.clone()),
+                source: actor.source.clone(),
+                ..AnomalyTarget::default()
+            },
+            summary: format!(
+                "{} pushes into gated stages refused for {} within {} s (the last into {repository})",
+                config.threshold, actor.principal, config.window_secs
+            ),
+        })
+        .await;
     }
 
     /// Evidence for `digest` pushed to `repository` names trusted key `key_name`, whose scope
