@@ -942,6 +942,7 @@ async fn refused_pushes_are_logged_once_per_minute_and_trip_their_rule_at_the_th
     assert_eq!(open[0]["observed"], 20);
     assert_eq!(open[0]["target"]["principal"], "nobody");
     assert_eq!(open[0]["target"]["repository"], "prod/team/app");
+    assert_eq!(open[0]["target"]["source"], "127.0.0.1");
     for _ in 20..300 {
         assert_eq!(start_upload(&s, &nobody, "prod/team/app").await, 403);
     }

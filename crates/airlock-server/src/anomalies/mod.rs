@@ -277,7 +277,12 @@ impl Anomalies {
             target: AnomalyTarget {
                 principal: Some(actor.principal.clone()),
                 repository: Some(repository.clone()),
-                source: actor.source.clone(),
+                // The address, as `auth_failures` records it (the actor's carries the port).
+                source: actor.source.as_deref().map(|source| {
+                    source
+                        .parse::<std::net::SocketAddr>()
+                        .map_or_else(|_| source.to_string(), |addr| addr.ip().to_string())
+                }),
                 ..AnomalyTarget::default()
             },
             summary: format!(
