@@ -117,7 +117,10 @@ digest_of() {
 
 step "start a fresh airlock server ($AIRLOCK)"
 ADMIN_PW="walkthrough-admin-password-1"
-AIRLOCK_INITIAL_ADMIN_PASSWORD="$ADMIN_PW" "$AIRLOCK" serve --data-dir "$WORK/data" \
+# The alert receiver (step "the security team subscribes ...") listens on this machine's loopback,
+# which webhooks refuse unless allowed.
+AIRLOCK_INITIAL_ADMIN_PASSWORD="$ADMIN_PW" AIRLOCK_WEBHOOKS__ALLOW_PRIVATE_TARGETS=true \
+  "$AIRLOCK" serve --data-dir "$WORK/data" \
   --listen 127.0.0.1:0 >"$WORK/server.out" 2>"$WORK/server.log" &
 SERVER_PID=$!
 ADDR=""

@@ -640,6 +640,124 @@ fn with_flipped_signature(bundle: &Value) -> Value {
     bundle
 }
 
+/// Adds a trusted key `name` scoped to `scope` (made by the independent Python signer) and
+/// returns a DSSE bundle naming it, about `digest` in [`REPO`], with one byte of its signature
+/// flipped: what a forger who knows the key id but not the private key can produce.
+async fn forged_bundle(
+    s: &TestServer,
+    keyadmin: &reqwest::Client,
+    dir: &Path,
+    name: &str,
+    scope: &str,
+    digest: &str,
+) -> Vec<u8> {
+    let key_dir = dir.join(name);
+    cosign_spec_ok(&["keygen", "--out-dir", key_dir.to_str().unwrap()]);
+    let public_key = std::fs::read_to_string(key_dir.join("key.pub")).unwrap();
+    let (status, body) = post_json(
+        keyadmin,
+        &s.url("/api/v1/keys"),
+        json!({"name": name, "public_key": public_key,
+               "purposes": ["sign", format!("attest:{SLSA_V1}")], "scope": [scope]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let predicate = dir.join("provenance.json");
+    std::fs::write(
+        &predicate,
+        json!({"buildDefinition": {}, "runDetails": {"builder": {"id": "https://ci.example/"}}})
+            .to_string(),
+    )
+    .unwrap();
+    // A bundle naming the key (as cosign v3 writes it), then one byte of its signature flipped.
+    let honest = cosign_spec_ok(&[
+        "bundle",
+        "--registry",
+        &s.base,
+        "--user",
+        "admin",
+        "--password",
+        common::ADMIN_PASSWORD,
+        "--repo",
+        REPO,
+        "--digest",
+        digest,
+        "--key",
+        key_dir.join("key.pem").to_str().unwrap(),
+        "--mode",
+        "dsse",
+        "--predicate-type",
+        SLSA_V1,
+        "--predicate",
+        predicate.to_str().unwrap(),
+        "--no-push",
+        "--hint-from-key",
+        "--dsse-keyid",
+        "",
+    ])["bundle"]
+        .clone();
+    serde_json::to_vec(&with_flipped_signature(&honest)).unwrap()
+}
+
+/// Uploads a blob as `client`; returns its digest.
+async fn push_blob_as(
+    s: &TestServer,
+    client: &reqwest::Client,
+    repo: &str,
+    content: &[u8],
+) -> String {
+    let digest = sha256(content);
+    let response = client
+        .post(s.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
+        .body(content.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    digest
+}
+
+/// Pushes a manifest as `client`; returns the status.
+async fn put_manifest_as(
+    s: &TestServer,
+    client: &reqwest::Client,
+    repo: &str,
+    manifest: &[u8],
+) -> u16 {
+    client
+        .put(s.url(&format!("/v2/{repo}/manifests/{}", sha256(manifest))))
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Pushes `bundle` as a referrer of the manifest `subject` (`subject_size` bytes) into `repo`
+/// as `client`; returns the status of the referrer's push.
+async fn push_bundle_referrer(
+    s: &TestServer,
+    client: &reqwest::Client,
+    repo: &str,
+    subject: &str,
+    subject_size: usize,
+    bundle: &[u8],
+) -> u16 {
+    let layer = push_blob_as(s, client, repo, bundle).await;
+    let config = push_blob_as(s, client, repo, b"{}").await;
+    let referrer = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": BUNDLE_MEDIA_TYPE,
+        "config": {"mediaType": OCI_EMPTY, "digest": config, "size": 2},
+        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": layer, "size": bundle.len()}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": subject_size},
+        "annotations": {"dev.sigstore.bundle.content": "dsse-envelope"},
+    }))
+    .unwrap();
+    put_manifest_as(s, client, repo, &referrer).await
+}
+
 #[tokio::test]
 async fn a_tampered_signature_quarantines_the_artifact() {
     if !python_ready() {
@@ -655,94 +773,35 @@ async fn a_tampered_signature_quarantines_the_artifact() {
         201
     );
     assert_eq!(pull(&s, &s.http, "staging/team/app", &digest).await, 200);
-
-    // The CI key, trusted for team/*.
-    let key_dir = dir.path().join("ci");
-    cosign_spec_ok(&["keygen", "--out-dir", key_dir.to_str().unwrap()]);
-    let public_key = std::fs::read_to_string(key_dir.join("key.pub")).unwrap();
-    let (status, body) = post_json(
-        &keyadmin,
-        &s.url("/api/v1/keys"),
-        json!({"name": "ci", "public_key": public_key,
-               "purposes": ["sign", format!("attest:{SLSA_V1}")], "scope": ["team/*"]}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-
-    // A bundle naming the CI key (as cosign v3 writes it), with one byte of its signature flipped.
-    let predicate = dir.path().join("provenance.json");
-    std::fs::write(
-        &predicate,
-        json!({"buildDefinition": {}, "runDetails": {"builder": {"id": "https://ci.example/"}}})
-            .to_string(),
-    )
-    .unwrap();
-    let honest = cosign_spec_ok(&[
-        "bundle",
-        "--registry",
-        &s.base,
-        "--user",
-        "admin",
-        "--password",
-        common::ADMIN_PASSWORD,
-        "--repo",
-        REPO,
-        "--digest",
-        &digest,
-        "--key",
-        key_dir.join("key.pem").to_str().unwrap(),
-        "--mode",
-        "dsse",
-        "--predicate-type",
-        SLSA_V1,
-        "--predicate",
-        predicate.to_str().unwrap(),
-        "--no-push",
-        "--hint-from-key",
-        "--dsse-keyid",
-        "",
-    ])["bundle"]
-        .clone();
-    let tampered = serde_json::to_vec(&with_flipped_signature(&honest)).unwrap();
+    // The CI key, trusted for team/*, named by a bundle with a flipped signature byte.
+    let tampered = forged_bundle(&s, &keyadmin, dir.path(), "ci", "team/*", &digest).await;
 
     // Pushed where the artifact is not (a builder of another repository naming its digest), the
     // forgery is rejected but quarantines nothing.
-    let elsewhere = "dev/other/app";
-    let layer = s.push_blob(elsewhere, &tampered).await;
-    let config = s.push_blob(elsewhere, b"{}").await;
-    let referrer = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": BUNDLE_MEDIA_TYPE,
-        "config": {"mediaType": OCI_EMPTY, "digest": config, "size": 2},
-        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": layer, "size": tampered.len()}],
-        "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len()},
-    }))
-    .unwrap();
-    let response = s
-        .put_manifest(elsewhere, &sha256(&referrer), OCI_MANIFEST, &referrer)
-        .await;
-    assert_eq!(response.status(), 201);
+    let status = push_bundle_referrer(
+        &s,
+        &s.http,
+        "dev/other/app",
+        &digest,
+        manifest.len(),
+        &tampered,
+    )
+    .await;
+    assert_eq!(status, 201);
     assert!(open_of(&s, "tampered_evidence").await.is_empty());
     assert_eq!(pull(&s, &s.http, "staging/team/app", &digest).await, 200);
-    let layer = s.push_blob(REPO, &tampered).await;
-    let config = s.push_blob(REPO, b"{}").await;
-    let referrer = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": BUNDLE_MEDIA_TYPE,
-        "config": {"mediaType": OCI_EMPTY, "digest": config, "size": 2},
-        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": layer, "size": tampered.len()}],
-        "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len()},
-        "annotations": {"dev.sigstore.bundle.content": "dsse-envelope"},
-    }))
-    .unwrap();
-    let response = s
-        .put_manifest(REPO, &sha256(&referrer), OCI_MANIFEST, &referrer)
-        .await;
-    assert_eq!(response.status(), 201);
+    // In the artifact's own lineage, it quarantines the artifact there.
+    let status = push_bundle_referrer(&s, &s.http, REPO, &digest, manifest.len(), &tampered).await;
+    assert_eq!(status, 201);
 
     let open = open_of(&s, "tampered_evidence").await;
     assert_eq!(open.len(), 1, "{open:#?}");
     assert_eq!(open[0]["action"], "quarantine_artifact");
     assert_eq!(open[0]["applied"], true);
     assert_eq!(open[0]["target"]["digest"], digest.as_str());
+    // The quarantine names the repository: it holds team/app's artifact in every stage.
+    assert_eq!(open[0]["target"]["repository"], REPO);
+    assert_eq!(open[0]["key"], format!("artifact:team/app@{digest}"));
     assert!(
         open[0]["summary"]
             .as_str()
@@ -798,6 +857,116 @@ async fn a_tampered_signature_quarantines_the_artifact() {
     assert_eq!(pull(&s, &s.http, "staging/team/app", &digest).await, 200);
     let (status, body) = promote(&s, &releaser(&s).await, &digest, "prod").await;
     assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn a_forged_signature_next_to_a_copy_in_another_tenants_repository_quarantines_nothing_of_ours()
+ {
+    if !python_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = permissive_bundle(&dir.path().join("policy"));
+    let s = TestServer::start_with_env(&[("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap())]);
+    let keyadmin = user(&s, "keyadmin", &[("key-admin", "*")]).await;
+    // team/app@D, promoted to prod.
+    let layer: &[u8] = b"release";
+    let (manifest, digest) = s.push_image(REPO, "1.0", &[layer]).await;
+    let releaser = releaser(&s).await;
+    assert_eq!(promote(&s, &releaser, &digest, "staging").await.0, 201);
+    assert_eq!(promote(&s, &releaser, &digest, "prod").await.0, 201);
+    assert_eq!(pull(&s, &s.http, "prod/team/app", &digest).await, 200);
+    let ci = forged_bundle(&s, &keyadmin, dir.path(), "ci", "team/*", &digest).await;
+
+    // A builder of dev/evil/* only pushes the same bytes into its own repository, then a DSSE
+    // bundle naming the team's CI key (whose scope does not cover evil/x) with a bad signature.
+    let mallory = user(&s, "mallory", &[("builder", "dev/evil/*")]).await;
+    let evil = "dev/evil/x";
+    push_blob_as(
+        &s,
+        &mallory,
+        evil,
+        br#"{"architecture":"amd64","os":"linux"}"#,
+    )
+    .await;
+    push_blob_as(&s, &mallory, evil, layer).await;
+    assert_eq!(put_manifest_as(&s, &mallory, evil, &manifest).await, 201);
+    let status = push_bundle_referrer(&s, &mallory, evil, &digest, manifest.len(), &ci).await;
+    assert_eq!(status, 201);
+    assert!(open_of(&s, "tampered_evidence").await.is_empty());
+    for repo in ["staging/team/app", "prod/team/app"] {
+        assert_eq!(pull(&s, &s.http, repo, &digest).await, 200, "{repo}");
+    }
+
+    // Even naming a key trusted everywhere, the forgery is about evil/x's copy: it quarantines
+    // that lineage only, and team/app's artifact stays pullable from its gated stages.
+    let any = forged_bundle(&s, &keyadmin, dir.path(), "any", "*", &digest).await;
+    let status = push_bundle_referrer(&s, &mallory, evil, &digest, manifest.len(), &any).await;
+    assert_eq!(status, 201);
+    let open = open_of(&s, "tampered_evidence").await;
+    assert_eq!(open.len(), 1, "{open:#?}");
+    assert_eq!(open[0]["target"]["repository"], evil);
+    assert_eq!(open[0]["key"], format!("artifact:evil/x@{digest}"));
+    for repo in ["staging/team/app", "prod/team/app"] {
+        assert_eq!(pull(&s, &s.http, repo, &digest).await, 200, "{repo}");
+    }
+}
+
+/// Starts an upload into `repo` as `client`; returns the status.
+async fn start_upload(s: &TestServer, client: &reqwest::Client, repo: &str) -> u16 {
+    client
+        .post(s.url(&format!("/v2/{repo}/blobs/uploads/")))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn refused_pushes_are_logged_once_per_minute_and_trip_their_rule_at_the_threshold() {
+    let s = TestServer::start();
+    let nobody = user(&s, "nobody", &[]).await;
+    // A principal with no roles pushing into a gated stage in a loop: the default threshold is 20.
+    for _ in 0..19 {
+        assert_eq!(start_upload(&s, &nobody, "prod/team/app").await, 403);
+    }
+    assert!(
+        open_of(&s, "refused_pushes").await.is_empty(),
+        "below the threshold"
+    );
+    assert_eq!(start_upload(&s, &nobody, "prod/team/app").await, 403);
+    let open = open_of(&s, "refused_pushes").await;
+    assert_eq!(open.len(), 1, "{open:#?}");
+    assert_eq!(open[0]["action"], "alert");
+    assert_eq!(open[0]["observed"], 20);
+    assert_eq!(open[0]["target"]["principal"], "nobody");
+    assert_eq!(open[0]["target"]["repository"], "prod/team/app");
+    assert_eq!(open[0]["target"]["source"], "127.0.0.1");
+    for _ in 20..300 {
+        assert_eq!(start_upload(&s, &nobody, "prod/team/app").await, 403);
+    }
+
+    // 300 refusals: one audit entry per principal, repository and minute (two if the loop
+    // crossed a minute), and one anomaly.
+    let refused: Vec<Value> = audit_of(&s, "push.refused")
+        .await
+        .into_iter()
+        .filter(|e| e["actor"]["principal"] == "nobody")
+        .collect();
+    assert!(
+        (1..=2).contains(&refused.len()),
+        "{} push.refused entries: {refused:#?}",
+        refused.len()
+    );
+    let detected: Vec<Value> = audit_of(&s, "anomaly.detected")
+        .await
+        .into_iter()
+        .filter(|e| e["subject"]["rule"] == "refused_pushes")
+        .collect();
+    assert_eq!(detected.len(), 1, "{detected:#?}");
+    assert_eq!(detected[0]["details"]["observed"], 20);
+    assert_eq!(open_of(&s, "refused_pushes").await.len(), 1);
 }
 
 #[tokio::test]

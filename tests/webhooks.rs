@@ -2,7 +2,8 @@
 //! fails gets every event exactly once after retries, in order per subject; events queued when
 //! airlock is killed arrive after a restart; the HMAC verifies with the endpoint's secret and not
 //! with another; deliveries that never succeed are dead-lettered; and the endpoints are managed
-//! by access-admins only, with secrets that never leave the server.
+//! by access-admins only, with secrets that never leave the server and are erased with their
+//! endpoint. Loopback, private and metadata targets are refused unless explicitly allowed.
 
 mod common;
 
@@ -28,8 +29,15 @@ const FAST: [(&str, &str); 4] = [
     ("AIRLOCK_WEBHOOKS__TIMEOUT_MS", "2000"),
 ];
 
+/// The test receivers listen on loopback, which webhooks refuse unless allowed.
+const LOOPBACK_ALLOWED: (&str, &str) = ("AIRLOCK_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true");
+
 fn env_with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
-    FAST.iter().chain(extra).copied().collect()
+    FAST.iter()
+        .chain([&LOOPBACK_ALLOWED])
+        .chain(extra)
+        .copied()
+        .collect()
 }
 
 /// What a test receiver saw.
@@ -556,4 +564,177 @@ async fn only_access_admins_manage_webhooks_and_secrets_never_leave_the_server()
     let (code, out, _) = s.cli(&["webhooks", "list"]);
     assert_eq!(code, 0);
     assert!(out.contains("no webhooks"), "{out}");
+}
+
+/// The delivery of `delivery_id` to endpoint `id`, once it has been attempted.
+async fn attempted(s: &TestServer, id: i64, delivery_id: i64) -> Value {
+    for _ in 0..200 {
+        if let Some(delivery) = deliveries(s, id)
+            .await
+            .into_iter()
+            .find(|d| d["id"] == delivery_id && d["attempts"].as_i64().unwrap_or(0) >= 1)
+        {
+            return delivery;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "delivery {delivery_id} never attempted: {:#?}",
+        deliveries(s, id).await
+    );
+}
+
+/// Queues a test event for endpoint `id`; returns the delivery id.
+async fn queue_test_event(s: &TestServer, id: i64) -> i64 {
+    let (status, body) = post_json(
+        &s.http,
+        &s.url(&format!("/api/v1/webhooks/{id}/test")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    body["delivery"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn loopback_private_and_metadata_targets_are_refused_when_added() {
+    let s = TestServer::start_with_env(&FAST);
+    for target in [
+        "127.0.0.1:8080",
+        "[::1]",
+        "169.254.169.254",
+        "[fd00:ec2::254]",
+        "10.1.2.3",
+        "192.168.0.10",
+        "100.64.0.1",
+        "[::ffff:127.0.0.1]",
+        "[fc00::1]",
+        "0.0.0.0",
+        "2130706433",
+    ] {
+        let (status, body) = post_json(
+            &s.http,
+            &s.url("/api/v1/webhooks"),
+            json!({"url": format!("http://{target}/hook"), "events": ["*"], "secret": SECRET}),
+        )
+        .await;
+        assert_eq!(status, 400, "{target}: {body}");
+        assert_eq!(body["error"]["code"], "BAD_REQUEST", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("allow_private_targets") && message.contains("address"),
+            "{target}: {message}"
+        );
+    }
+    // The CLI shows the same reason.
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let (code, _, err) = s.cli(&[
+        "webhooks",
+        "add",
+        "http://127.0.0.1:9/hook",
+        "--events",
+        "*",
+        "--secret-file",
+        secret_file.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("loopback") && err.contains("allow_private_targets"),
+        "{err}"
+    );
+    let (code, out, _) = s.cli(&["webhooks", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no webhooks"), "{out}");
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_to_loopback_is_refused_at_send_time_unless_allowed() {
+    let receiver = Receiver::start(SECRET, 0).await;
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+
+    // By default: the endpoint is accepted (a name is checked when it resolves), but nothing is
+    // sent to it; the delivery records why.
+    let s = TestServer::start_with_env(&FAST);
+    let id = add_webhook(&s, &by_name, &["webhook.test"], SECRET).await;
+    let delivery = queue_test_event(&s, id).await;
+    let attempt = attempted(&s, id, delivery).await;
+    assert_ne!(attempt["status"], "delivered", "{attempt:#}");
+    let error = attempt["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("localhost")
+            && error.contains("loopback")
+            && error.contains("allow_private_targets"),
+        "{error}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.seen(|seen| seen.accepted.len()), 0);
+    assert_eq!(receiver.seen(|seen| seen.bad_signatures), 0);
+
+    // Allowed for a lab: the same name is delivered to.
+    let lab = TestServer::start_with_env(&env_with(&[]));
+    let id = add_webhook(&lab, &by_name, &["webhook.test"], SECRET).await;
+    queue_test_event(&lab, id).await;
+    let events = receiver.wait_for(1).await;
+    assert_eq!(events[0]["type"], "dev.airlock.webhook.test");
+}
+
+#[tokio::test]
+async fn a_removed_webhooks_secret_is_erased_from_the_database() {
+    const ERASED: &str = "erase-me-when-removed-7f3a9c1e5b";
+    let s = TestServer::start_with_env(&env_with(&[]));
+    let receiver = Receiver::start(ERASED, 0).await;
+    let id = add_webhook(&s, &receiver.url, &["webhook.test"], ERASED).await;
+    queue_test_event(&s, id).await;
+    receiver.wait_for(1).await;
+    let files = |dir: &std::path::Path| -> Vec<u8> {
+        ["metadata.db", "metadata.db-wal"]
+            .iter()
+            .flat_map(|name| std::fs::read(dir.join(name)).unwrap_or_default())
+            .collect()
+    };
+    let holds = |bytes: &[u8]| bytes.windows(ERASED.len()).any(|w| w == ERASED.as_bytes());
+    let stored_secret = || async {
+        use sqlx::{ConnectOptions, Connection};
+        let mut db = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(s.data_dir.join("metadata.db"))
+            .connect()
+            .await
+            .unwrap();
+        let secret: Vec<u8> =
+            sqlx::query_scalar("SELECT secret FROM webhook_endpoints WHERE id = ?")
+                .bind(id)
+                .fetch_one(&mut db)
+                .await
+                .unwrap();
+        db.close().await.unwrap();
+        secret
+    };
+    assert_eq!(
+        stored_secret().await,
+        ERASED.as_bytes(),
+        "kept while in use"
+    );
+    assert!(
+        holds(&files(&s.data_dir)),
+        "the check below can see the secret"
+    );
+
+    let response = s
+        .http
+        .delete(s.url(&format!("/api/v1/webhooks/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(stored_secret().await.is_empty());
+    assert!(
+        !holds(&files(&s.data_dir)),
+        "the secret's bytes are in neither the database nor its write-ahead log"
+    );
+    // The delivery history stays readable.
+    let history = deliveries(&s, id).await;
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["status"], "delivered");
 }

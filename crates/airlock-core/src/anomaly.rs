@@ -32,11 +32,13 @@ pub enum AnomalyRule {
     PromotionBurst,
     /// A break-glass promotion (always raises an anomaly).
     BreakGlass,
+    /// Pushes (or deletes) into a gated stage refused for one principal.
+    RefusedPushes,
 }
 
 impl AnomalyRule {
     /// Every rule, in the order the docs list them.
-    pub const ALL: [AnomalyRule; 7] = [
+    pub const ALL: [AnomalyRule; 8] = [
         Self::DeniedPromotions,
         Self::AuthFailures,
         Self::TamperedEvidence,
@@ -44,6 +46,7 @@ impl AnomalyRule {
         Self::OffHoursPromotion,
         Self::PromotionBurst,
         Self::BreakGlass,
+        Self::RefusedPushes,
     ];
 
     /// The configuration and API spelling.
@@ -56,6 +59,7 @@ impl AnomalyRule {
             Self::OffHoursPromotion => "off_hours_promotion",
             Self::PromotionBurst => "promotion_burst",
             Self::BreakGlass => "break_glass",
+            Self::RefusedPushes => "refused_pushes",
         }
     }
 
@@ -63,8 +67,9 @@ impl AnomalyRule {
     /// quarantine an artifact, a freeze a gated stage).
     pub fn supports(self, action: AnomalyAction) -> bool {
         use AnomalyAction::*;
-        // A probe for a random digest (`unpromoted_digest`) must not be able to freeze a stage
-        // or quarantine an artifact waiting for promotion: it only alerts or locks the prober.
+        // A probe for a random digest (`unpromoted_digest`) or a refused push must not be able
+        // to freeze a stage or quarantine an artifact waiting for promotion: they only alert or
+        // lock the prober.
         match action {
             Alert => true,
             LockPrincipal => self != Self::PromotionBurst,
@@ -363,6 +368,9 @@ mod tests {
         assert!(AnomalyRule::PromotionBurst.supports(FreezeStage));
         assert!(!AnomalyRule::UnpromotedDigest.supports(FreezeStage));
         assert!(!AnomalyRule::UnpromotedDigest.supports(QuarantineArtifact));
+        assert!(AnomalyRule::RefusedPushes.supports(LockPrincipal));
+        assert!(!AnomalyRule::RefusedPushes.supports(QuarantineArtifact));
+        assert!(!AnomalyRule::RefusedPushes.supports(FreezeStage));
         for rule in AnomalyRule::ALL {
             assert!(rule.supports(Alert));
             assert_eq!(rule.as_str().parse::<AnomalyRule>(), Ok(rule));

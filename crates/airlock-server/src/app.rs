@@ -221,6 +221,7 @@ pub async fn serve(
         config.anomalies.clone(),
         config.stages()?,
     );
+    registry.report_refusals_to(anomalies.clone());
     let identity = Arc::new(
         Identity::open(
             registry.metadata().clone(),
@@ -300,7 +301,10 @@ pub async fn serve(
             evidence,
             promotions,
             anomalies,
-            webhooks: crate::webhooks::Webhooks::new(registry.metadata().clone()),
+            webhooks: crate::webhooks::Webhooks::new(
+                registry.metadata().clone(),
+                config.webhooks.allow_private_targets,
+            ),
         },
         crate::metrics::install(),
     );

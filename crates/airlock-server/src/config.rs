@@ -250,6 +250,9 @@ pub struct AnomalyConfig {
     pub promotion_burst: RuleConfig,
     /// A break-glass promotion: always an anomaly (it cannot be disabled).
     pub break_glass: RuleConfig,
+    /// Pushes or deletes into a gated stage refused for one principal (every refusal counts,
+    /// though the audit log records one per principal, repository and minute).
+    pub refused_pushes: RuleConfig,
 }
 
 impl Default for AnomalyConfig {
@@ -270,13 +273,14 @@ impl Default for AnomalyConfig {
             },
             promotion_burst: RuleConfig::new(20, 600, Alert),
             break_glass: RuleConfig::new(1, 60, Alert),
+            refused_pushes: RuleConfig::new(20, 600, Alert),
         }
     }
 }
 
 impl AnomalyConfig {
     /// Each rule with its settings.
-    pub fn rules(&self) -> [(airlock_core::AnomalyRule, &RuleConfig); 7] {
+    pub fn rules(&self) -> [(airlock_core::AnomalyRule, &RuleConfig); 8] {
         use airlock_core::AnomalyRule::*;
         [
             (DeniedPromotions, &self.denied_promotions),
@@ -286,6 +290,7 @@ impl AnomalyConfig {
             (OffHoursPromotion, &self.off_hours_promotion),
             (PromotionBurst, &self.promotion_burst),
             (BreakGlass, &self.break_glass),
+            (RefusedPushes, &self.refused_pushes),
         ]
     }
 
@@ -365,6 +370,11 @@ pub struct WebhookConfig {
     pub timeout_ms: u64,
     /// How often the outbox is polled for due deliveries, in milliseconds.
     pub poll_interval_ms: u64,
+    /// Whether endpoints may be (or resolve to) loopback, link-local, cloud metadata, private,
+    /// shared (CGNAT), unique-local, multicast or reserved addresses. Off: such targets are
+    /// refused when an endpoint is added (literal addresses) and at every send (resolved names).
+    /// For labs and receivers on the same host only.
+    pub allow_private_targets: bool,
 }
 
 impl Default for WebhookConfig {
@@ -375,6 +385,7 @@ impl Default for WebhookConfig {
             max_backoff_ms: 10 * 60 * 1000,
             timeout_ms: 10_000,
             poll_interval_ms: 500,
+            allow_private_targets: false,
         }
     }
 }

@@ -34,6 +34,8 @@ pub const ANOMALIES: &str = "airlock_anomalies_total";
 pub const ANOMALIES_RESOLVED: &str = "airlock_anomalies_resolved_total";
 /// Anomaly signals that could not be recorded (storage failures).
 pub const ANOMALY_ERRORS: &str = "airlock_anomaly_signal_errors_total";
+/// Pushes and deletes refused by the stage rules (each one; the audit log aggregates them).
+pub const PUSH_REFUSALS: &str = "airlock_push_refusals_total";
 /// Requests refused because their artifact is quarantined.
 pub const QUARANTINE_REFUSALS: &str = "airlock_quarantine_refusals_total";
 /// Webhook delivery attempts, by outcome (`delivered`, `failed` (will retry), `dead`).

@@ -138,6 +138,8 @@ pub struct Registry {
     stages: Stages,
     limits: RegistryLimits,
     uploads: Mutex<HashMap<Uuid, UploadState>>,
+    /// Told about every refused push (the `refused_pushes` rule); set once at start.
+    anomalies: std::sync::OnceLock<Arc<crate::anomalies::Anomalies>>,
 }
 
 impl Registry {
@@ -154,7 +156,14 @@ impl Registry {
             stages,
             limits,
             uploads: Mutex::new(HashMap::new()),
+            anomalies: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reports refused pushes to `anomalies` from now on (the detector is built after the
+    /// registry, over the registry's storage). A second call changes nothing.
+    pub fn report_refusals_to(&self, anomalies: Arc<crate::anomalies::Anomalies>) {
+        let _ = self.anomalies.set(anomalies);
     }
 
     /// The configured stages.
@@ -202,7 +211,9 @@ impl Registry {
     }
 
     /// Applies the stage rule for a write (`Push` or `Delete`) to `repo`. A write refused because
-    /// the stage is gated is recorded in the audit log before the error is returned.
+    /// the stage is gated is recorded before the error is returned: in the audit log once per
+    /// principal, repository and minute (a client retrying in a loop cannot flood the log), and
+    /// every time as a `refused_pushes` anomaly signal.
     pub async fn check_write(&self, repo: &RepoName, action: Action, actor: &Actor) -> Result<()> {
         let rule = match action {
             Action::Delete => self.stages.check_delete(repo),
@@ -222,7 +233,18 @@ impl Registry {
                         reason: err.to_string(),
                     },
                 );
-                self.metadata.record_events(&[refusal]).await?;
+                self.metadata
+                    .record_refused_push(
+                        &actor.principal,
+                        repo.as_str(),
+                        now_millis() / 60_000,
+                        &[refusal],
+                    )
+                    .await?;
+                metrics::counter!(crate::metrics::PUSH_REFUSALS).increment(1);
+                if let Some(anomalies) = self.anomalies.get() {
+                    anomalies.push_refused(actor, repo).await;
+                }
                 Err(err.into())
             }
             Err(err) => Err(err.into()),

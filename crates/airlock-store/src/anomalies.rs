@@ -65,6 +65,9 @@ pub struct QuarantineRow {
     pub anomaly_id: i64,
     /// Why.
     pub reason: String,
+    /// The repository path (every stage of it) it holds the artifact in; `None` for a
+    /// quarantine from before quarantines were scoped, which holds the digest everywhere.
+    pub repository_path: Option<String>,
 }
 
 /// Why resolving an anomaly failed.
@@ -335,21 +338,27 @@ impl Metadata {
             .ok_or_else(|| StoreError::Corrupt(format!("anomaly {id} vanished")).into())
     }
 
-    /// The quarantine on `digest`, on an index that contains it, or on a manifest it contains, at
-    /// any depth, if any (the newest, when several anomalies set one): what a promotion of
-    /// `digest` would move.
-    pub async fn quarantine(&self, digest: &str) -> Result<Option<QuarantineRow>, StoreError> {
+    /// The quarantine in `repository_path` (any stage) on `digest`, on an index that contains
+    /// it, or on a manifest it contains, at any depth, if any (the newest, when several anomalies
+    /// set one): what a promotion of `digest` in that path would move.
+    pub async fn quarantine(
+        &self,
+        repository_path: &str,
+        digest: &str,
+    ) -> Result<Option<QuarantineRow>, StoreError> {
         Ok(sqlx::query(
             "WITH RECURSIVE
                up(d) AS (SELECT ?1 UNION SELECT r.digest FROM manifest_references r
                          JOIN up ON r.child = up.d WHERE r.kind = 'manifest'),
                down(d) AS (SELECT ?1 UNION SELECT r.child FROM manifest_references r
                            JOIN down ON r.digest = down.d WHERE r.kind = 'manifest')
-             SELECT anomaly_id, reason FROM artifact_quarantines
+             SELECT anomaly_id, reason, repository_path FROM artifact_quarantines
              WHERE digest IN (SELECT d FROM up UNION SELECT d FROM down)
+               AND (repository_path IS NULL OR repository_path = ?2)
              ORDER BY anomaly_id DESC LIMIT 1",
         )
         .bind(digest)
+        .bind(repository_path)
         .fetch_all(self.pool())
         .await?
         .into_iter()
@@ -357,7 +366,45 @@ impl Metadata {
         .map(|row| QuarantineRow {
             anomaly_id: row.get("anomaly_id"),
             reason: row.get("reason"),
+            repository_path: row.get("repository_path"),
         }))
+    }
+
+    /// Whether `digest` is in the lineage of `repository_path`: one of `repositories` (that
+    /// path in each stage) holds it, or a promotion of that path moved it or is deciding to.
+    pub async fn artifact_in_lineage(
+        &self,
+        repository_path: &str,
+        repositories: &[airlock_core::RepoName],
+        digest: &airlock_core::Digest,
+    ) -> Result<bool, StoreError> {
+        let digest = digest.to_string();
+        let mut query = sqlx::QueryBuilder::new(
+            "SELECT EXISTS (SELECT 1 FROM promotions WHERE repository_path = ",
+        );
+        query
+            .push_bind(repository_path)
+            .push(" AND digest = ")
+            .push_bind(&digest)
+            .push(
+                " AND state IN ('evaluating', 'pending_approval', 'promoted'))
+                 OR EXISTS (SELECT 1 FROM repository_manifests WHERE digest = ",
+            )
+            .push_bind(&digest)
+            .push(" AND repository IN (");
+        // (SQLite accepts an empty list: no repository holds it.)
+        let mut names = query.separated(", ");
+        for repository in repositories {
+            names.push_bind(repository.as_str());
+        }
+        query.push("))");
+        let found: Option<bool> = query
+            .build_query_scalar()
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .next();
+        Ok(found.unwrap_or(false))
     }
 
     /// Forgets signals older than `before` (ms): no window reaches back that far.
@@ -412,17 +459,23 @@ async fn take_action(
             Ok(true)
         }
         AnomalyAction::QuarantineArtifact => {
-            let Some(digest) = &signal.target.digest else {
+            // A quarantine holds the artifact in the repository path its signal named (the
+            // artifact's lineage across stages), never the same bytes in other repositories.
+            let (Some(digest), Some(repository)) =
+                (&signal.target.digest, &signal.target.repository)
+            else {
                 return Ok(false);
             };
             sqlx::query(
-                "INSERT INTO artifact_quarantines (digest, anomaly_id, reason, created_at)
-                 VALUES (?, ?, ?, ?)",
+                "INSERT INTO artifact_quarantines (digest, anomaly_id, reason, created_at,
+                   repository_path)
+                 VALUES (?, ?, ?, ?, ?)",
             )
             .bind(digest.to_string())
             .bind(id)
             .bind(&reason)
             .bind(now)
+            .bind(repository.path())
             .execute(&mut **tx)
             .await?;
             Ok(true)
@@ -456,5 +509,118 @@ async fn take_action(
             }
             Ok(frozen > 0)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use airlock_core::{Digest, ParsedManifest, RepoName};
+
+    use super::*;
+    use crate::metadata::{ManifestUpload, now_millis};
+
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+    /// The same image manifest (same bytes, same digest) stored in each of `repos`.
+    async fn same_image_in(meta: &Metadata, repos: &[&RepoName]) -> Digest {
+        let config = "{}";
+        let config_digest = Digest::sha256_of(config.as_bytes());
+        let content = format!(
+            "{{\"schemaVersion\":2,\"mediaType\":\"{MANIFEST}\",\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{config_digest}\",\"size\":2}},\"layers\":[]}}"
+        );
+        let digest = Digest::sha256_of(content.as_bytes());
+        let parsed = ParsedManifest::parse(Some(MANIFEST), content.as_bytes()).unwrap();
+        for repo in repos {
+            meta.commit_blob(repo, &config_digest, 2, &[])
+                .await
+                .unwrap();
+            let upload = ManifestUpload {
+                digest: &digest,
+                manifest: &parsed,
+                content: content.as_bytes(),
+            };
+            meta.put_manifest(repo, upload, None, "tester", |_| Ok(vec![]))
+                .await
+                .unwrap();
+        }
+        digest
+    }
+
+    #[tokio::test]
+    async fn a_quarantine_holds_the_artifact_in_its_repository_path_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
+            .await
+            .unwrap();
+        let evil = RepoName::from_str("dev/evil/x").unwrap();
+        let team_dev = RepoName::from_str("dev/team/app").unwrap();
+        let team_prod = RepoName::from_str("prod/team/app").unwrap();
+        let digest = same_image_in(&meta, &[&evil, &team_dev, &team_prod]).await;
+        let lineage = |path: &str| {
+            ["dev", "staging", "prod"]
+                .map(|stage| RepoName::from_str(&format!("{stage}/{path}")).unwrap())
+        };
+        assert!(
+            meta.artifact_in_lineage("team/app", &lineage("team/app"), &digest)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !meta
+                .artifact_in_lineage("other/app", &lineage("other/app"), &digest)
+                .await
+                .unwrap()
+        );
+
+        // Tampered evidence in dev/evil/x quarantines evil/x's copy, not team/app's.
+        let signal = Signal {
+            rule: AnomalyRule::TamperedEvidence,
+            key: format!("artifact:evil/x@{digest}"),
+            target: AnomalyTarget {
+                repository: Some(evil.clone()),
+                digest: Some(digest.clone()),
+                ..AnomalyTarget::default()
+            },
+            summary: "tampered".into(),
+        };
+        let tripwire = Tripwire {
+            threshold: 1,
+            window_ms: 60_000,
+            action: AnomalyAction::QuarantineArtifact,
+        };
+        let anomaly = meta
+            .observe_signal(&signal, tripwire, now_millis())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(anomaly.applied);
+        let held = |repo: &RepoName| {
+            let meta = meta.clone();
+            let repo = repo.clone();
+            let digest = digest.clone();
+            async move {
+                let stored = meta.manifest(&repo, &digest).await.unwrap().unwrap();
+                let by_path = meta
+                    .quarantine(repo.path(), &digest.to_string())
+                    .await
+                    .unwrap();
+                assert_eq!(stored.quarantine, by_path);
+                stored.quarantine
+            }
+        };
+        let quarantine = held(&evil).await.expect("evil/x's copy is held");
+        assert_eq!(quarantine.repository_path.as_deref(), Some("evil/x"));
+        assert_eq!(held(&team_dev).await, None);
+        assert_eq!(held(&team_prod).await, None);
+
+        // A quarantine raised before quarantines were scoped (no path) holds it everywhere.
+        sqlx::query("UPDATE artifact_quarantines SET repository_path = NULL WHERE anomaly_id = ?")
+            .bind(anomaly.id)
+            .execute(meta.pool())
+            .await
+            .unwrap();
+        assert!(held(&team_prod).await.is_some());
     }
 }

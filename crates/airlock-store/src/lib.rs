@@ -15,6 +15,7 @@ mod evidence;
 mod metadata;
 mod promotion;
 mod separation;
+mod refusals;
 mod webhooks;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};

@@ -67,6 +67,11 @@ pub(crate) fn migrator() -> Migrator {
             "promotion integrity",
             include_str!("../migrations/0010_promotion_integrity.sql"),
         ),
+        migration(
+            12,
+            "scoped quarantines, refused pushes",
+            include_str!("../migrations/0012_scoped_quarantines_refused_pushes.sql"),
+        ),
     ])
 }
 
@@ -104,7 +109,8 @@ pub struct StoredManifest {
     pub media_type: String,
     /// The exact bytes that were pushed.
     pub content: Vec<u8>,
-    /// The quarantine on its digest, or on an index that contains it (at any depth), if an anomaly set one
+    /// The quarantine in this repository's path on its digest, or on an index that contains it
+    /// (at any depth), if an anomaly set one
     /// (read in the same query, so the check every pull from a gated stage makes costs no extra
     /// round trip).
     pub quarantine: Option<crate::anomalies::QuarantineRow>,
@@ -612,16 +618,18 @@ impl Metadata {
         let row = sqlx::query(
             "WITH RECURSIVE up(d) AS (SELECT ?2 UNION SELECT r.digest FROM manifest_references r
                                       JOIN up ON r.child = up.d WHERE r.kind = 'manifest')
-             SELECT m.media_type, m.content, q.anomaly_id, q.reason
+             SELECT m.media_type, m.content, q.anomaly_id, q.reason, q.repository_path
              FROM repository_manifests rm
              JOIN manifests m ON m.digest = rm.digest
-             LEFT JOIN (SELECT anomaly_id, reason FROM artifact_quarantines
+             LEFT JOIN (SELECT anomaly_id, reason, repository_path FROM artifact_quarantines
                         WHERE digest IN (SELECT d FROM up)
+                          AND (repository_path IS NULL OR repository_path = ?3)
                         ORDER BY anomaly_id DESC LIMIT 1) q ON 1 = 1
              WHERE rm.repository = ?1 AND rm.digest = ?2",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
+        .bind(repo.path())
         .fetch_all(&self.pool)
         .await?
         .into_iter()
@@ -635,6 +643,7 @@ impl Metadata {
                 quarantine: anomaly_id.map(|anomaly_id| crate::anomalies::QuarantineRow {
                     anomaly_id,
                     reason: row.get("reason"),
+                    repository_path: row.get("repository_path"),
                 }),
             }
         }))

@@ -975,20 +975,24 @@ impl Metadata {
             .await?;
         let closure =
             Self::promotion_closure(&mut tx, &write.digest.to_string(), &write.evidence).await?;
-        // The decision saw no quarantine; one raised since (on the artifact, what it carries, or
-        // an index that contains it) sends the promotion back to be decided again.
+        // The decision saw no quarantine; one raised since in this repository path (on the
+        // artifact, what it carries, or an index that contains it) sends the promotion back to
+        // be decided again.
         let mut quarantined = sqlx::QueryBuilder::new("WITH RECURSIVE up(d) AS (SELECT ");
         quarantined.push_bind(write.digest.to_string()).push(
             " UNION SELECT r.digest FROM manifest_references r JOIN up ON r.child = up.d
                   WHERE r.kind = 'manifest')
                  SELECT COUNT(*) FROM artifact_quarantines
-                 WHERE digest IN (SELECT d FROM up) OR digest IN (",
+                 WHERE (repository_path IS NULL OR repository_path = ",
         );
+        quarantined
+            .push_bind(write.source.path().to_string())
+            .push(") AND (digest IN (SELECT d FROM up) OR digest IN (");
         let mut list = quarantined.separated(", ");
         for manifest in &closure {
             list.push_bind(manifest.clone());
         }
-        quarantined.push(")");
+        quarantined.push("))");
         let hits: i64 = quarantined
             .build_query_scalar()
             .fetch_all(&mut *tx)

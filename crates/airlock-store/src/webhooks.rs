@@ -220,13 +220,21 @@ impl Metadata {
             .ok_or_else(|| StoreError::Corrupt(format!("webhook {id} vanished")))
     }
 
-    /// Removes an endpoint (its pending deliveries are cancelled) with `record`. Returns whether
-    /// it was active.
+    /// Removes an endpoint (its pending deliveries are cancelled) with `record`, and erases its
+    /// secret: the row keeps its URL and events for the delivery history and the audit trail,
+    /// but its HMAC key is replaced by an empty value (under `secure_delete`, so SQLite zeroes
+    /// the old bytes instead of leaving them in free page space) and the write-ahead log is
+    /// checkpointed and truncated, so the key is in neither database file afterwards. Returns
+    /// whether it was active.
     pub async fn remove_webhook(&self, id: i64, record: AuditRecord) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let now = now_millis();
+        sqlx::query("PRAGMA secure_delete = ON")
+            .execute(&mut *tx)
+            .await?;
         let removed = sqlx::query(
-            "UPDATE webhook_endpoints SET removed_at = ? WHERE id = ? AND removed_at IS NULL",
+            "UPDATE webhook_endpoints SET removed_at = ?, secret = zeroblob(0)
+             WHERE id = ? AND removed_at IS NULL",
         )
         .bind(now)
         .bind(id)
@@ -244,8 +252,29 @@ impl Metadata {
         .execute(&mut *tx)
         .await?;
         append(&mut tx, &[record]).await?;
+        sqlx::query("PRAGMA secure_delete = OFF")
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
+        self.truncate_wal().await;
         Ok(true)
+    }
+
+    /// Copies the write-ahead log into the database and empties it, so bytes a change erased
+    /// are no longer in the log's older frames. Best effort: a reader still on an older snapshot
+    /// makes it give up after the busy timeout (logged); the next checkpoint overwrites them.
+    async fn truncate_wal(&self) {
+        let _slot = self.writer_slot().await;
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_all(self.pool())
+            .await
+        {
+            Ok(rows) if rows.first().is_some_and(|(busy, _, _)| *busy == 0) => {}
+            Ok(_) => {
+                tracing::warn!("the write-ahead log could not be truncated (a reader was busy)")
+            }
+            Err(err) => tracing::warn!(error = %err, "checkpointing the write-ahead log failed"),
+        }
     }
 
     /// An endpoint by id (removed ones too).

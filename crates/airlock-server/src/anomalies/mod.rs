@@ -1,6 +1,6 @@
 //! Anomaly response: turns what the other services observe (a denied promotion, a failed
 //! authentication, a tampered signature, a pull of an unpromoted digest, a promotion at night, a
-//! burst of promotions, a break-glass promotion) into signals, counts them against the configured
+//! burst of promotions, a break-glass promotion, a refused push) into signals, counts them against the configured
 //! rules and takes the rules' actions, before the observing request returns, so an action holds
 //! from the very next request.
 //!
@@ -268,7 +268,38 @@ impl Anomalies {
         }
     }
 
-    /// Evidence for `digest` in `repository` names trusted key `key_name` but does not verify.
+    /// `actor` was refused a push (or delete) into `repository` by the stage rules.
+    pub async fn push_refused(&self, actor: &Actor, repository: &RepoName) {
+        let config = &self.config.refused_pushes;
+        self.observe(Signal {
+            rule: AnomalyRule::RefusedPushes,
+            key: format!("principal:{}", actor.principal),
+            target: AnomalyTarget {
+                principal: Some(actor.principal.clone()),
+                repository: Some(repository.clone()),
+                // The address, as `auth_failures` records it (the actor's carries the port).
+                source: actor.source.as_deref().map(|source| {
+                    source
+                        .parse::<std::net::SocketAddr>()
+                        .map_or_else(|_| source.to_string(), |addr| addr.ip().to_string())
+                }),
+                ..AnomalyTarget::default()
+            },
+            summary: format!(
+                "{} pushes into gated stages refused for {} within {} s (the last into {repository})",
+                config.threshold, actor.principal, config.window_secs
+            ),
+        })
+        .await;
+    }
+
+    /// Evidence for `digest` pushed to `repository` names trusted key `key_name`, whose scope
+    /// covers `repository`, but does not verify with it. The caller checks the scope; this
+    /// checks the lineage: the signal counts only if the artifact is in `repository`'s lineage
+    /// (a repository of the same path in any stage holds it, or a promotion of that path moved
+    /// it), and a quarantine it causes holds the artifact in that path only. Otherwise anyone
+    /// who can push somewhere could quarantine another tenant's artifact by pushing the same
+    /// bytes and a forged signature next to them.
     pub async fn evidence_tampered(
         &self,
         repository: &RepoName,
@@ -276,12 +307,20 @@ impl Anomalies {
         pushed_by: &str,
         key_name: &str,
     ) {
-        // Only evidence pushed where the artifact is: otherwise anyone who can push anywhere
-        // could quarantine any digest by naming it as the subject of a forged signature.
-        match self.metadata.manifest(repository, digest).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                tracing::warn!(%repository, %digest, "tampered evidence about an artifact not in its repository: rejected, not counted");
+        let lineage: Vec<RepoName> = self
+            .stages
+            .all()
+            .iter()
+            .map(|stage| repository.in_stage(&stage.name))
+            .collect();
+        match self
+            .metadata
+            .artifact_in_lineage(repository.path(), &lineage, digest)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(%repository, %digest, "tampered evidence about an artifact not in its repository's lineage: rejected, not counted");
                 return;
             }
             Err(err) => {
@@ -292,7 +331,9 @@ impl Anomalies {
         }
         self.observe(Signal {
             rule: AnomalyRule::TamperedEvidence,
-            key: format!("artifact:{digest}"),
+            // Per lineage: an open anomaly about another repository's copy of the same bytes
+            // must not swallow this one's signals.
+            key: format!("artifact:{}@{digest}", repository.path()),
             target: AnomalyTarget {
                 principal: Some(pushed_by.to_string()),
                 repository: Some(repository.clone()),

@@ -458,13 +458,21 @@ impl EvidenceService {
         for (origin, verdict, _) in &items {
             metrics::counter!(crate::metrics::EVIDENCE_ITEMS, "format" => origin.format.clone(), "status" => verdict.status.clone())
                 .increment(1);
-            // `bad_signature`: the evidence names a trusted key that does not verify it.
+            // `bad_signature`: the evidence names a trusted key that does not verify it. It
+            // counts as tampering only where that key could have signed: a forgery naming a key
+            // outside its scope claims nothing the key vouches for (the anomaly service checks
+            // the other half, the artifact's lineage).
             if verdict.reason_code.as_deref() == Some("bad_signature")
                 && let (Ok(repository), Ok(subject)) = (
                     RepoName::from_str(&origin.repository),
                     Digest::from_str(&origin.subject),
                 )
             {
+                if !key_covers(&keyring, verdict.key_id.as_deref(), &origin.repository_path) {
+                    tracing::warn!(%repository, %subject, key = verdict.key_name.as_deref().unwrap_or("?"),
+                        "a bad signature naming a key whose scope does not cover the repository: rejected, not counted as tampering");
+                    continue;
+                }
                 self.anomalies
                     .evidence_tampered(
                         &repository,
@@ -934,6 +942,17 @@ impl EvidenceService {
         }
         Ok(())
     }
+}
+
+/// Whether the key with id `key_id` is in `keyring` and its scope covers `repository_path`.
+fn key_covers(keyring: &Keyring, key_id: Option<&str>, repository_path: &str) -> bool {
+    keyring.keys.iter().any(|key| {
+        Some(key.key_id.to_string().as_str()) == key_id
+            && key
+                .scope
+                .iter()
+                .any(|pattern| pattern.matches(repository_path))
+    })
 }
 
 /// Key names are short identifiers that read well in the CLI and in policy.

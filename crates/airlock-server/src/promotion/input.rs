@@ -152,7 +152,7 @@ async fn artifact_json(
         "created": created,
         "pushed_by": metadata.pushed_by(source.as_str(), &digest.to_string()).await?,
         "flags": flags,
-        "quarantine": metadata.quarantine(&digest.to_string()).await?.map(|q| {
+        "quarantine": metadata.quarantine(source.path(), &digest.to_string()).await?.map(|q| {
             json!({"anomaly": q.anomaly_id, "reason": q.reason})
         }),
     }))

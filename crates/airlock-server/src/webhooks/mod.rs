@@ -8,9 +8,11 @@
 //! with exponential backoff and jitter until `max_attempts`, then the delivery is dead-lettered.
 //! Deliveries of one subject to one endpoint go out in order: a later one waits while an earlier
 //! one is pending. The CloudEvent `id` is the audit index, the same on every attempt, so a
-//! receiver that saw an event before can drop the repeat.
+//! receiver that saw an event before can drop the repeat. Deliveries go only to public
+//! addresses unless `allow_private_targets` is set ([`target`]).
 
 pub mod routes;
+pub mod target;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,12 +147,18 @@ fn parse_url(text: &str) -> Result<reqwest::Url, WebhookError> {
 /// The webhook service: endpoint management and delivery history.
 pub struct Webhooks {
     metadata: Metadata,
+    /// `[webhooks] allow_private_targets`.
+    allow_private_targets: bool,
 }
 
 impl Webhooks {
-    /// The service over `metadata`.
-    pub fn new(metadata: Metadata) -> Arc<Self> {
-        Arc::new(Self { metadata })
+    /// The service over `metadata`; `allow_private_targets` lets endpoints name restricted
+    /// addresses (see [`target`]).
+    pub fn new(metadata: Metadata, allow_private_targets: bool) -> Arc<Self> {
+        Arc::new(Self {
+            metadata,
+            allow_private_targets,
+        })
     }
 
     /// Whether `who` manages webhooks (and may see their full URLs).
@@ -187,6 +195,12 @@ impl Webhooks {
     ) -> Result<WebhookRow, WebhookError> {
         Self::require(who, &actor.principal, false)?;
         let url = parse_url(url.trim())?;
+        // A literal address is refused now; a name is checked at every send, when it resolves.
+        target::check_literal(
+            url.host_str().unwrap_or_default(),
+            self.allow_private_targets,
+        )
+        .map_err(|e| WebhookError::BadRequest(format!("webhook URL {e}")))?;
         if events.is_empty() || events.len() > MAX_PATTERNS {
             return Err(WebhookError::BadRequest(format!(
                 "a webhook needs 1 to {MAX_PATTERNS} event patterns, e.g. promotion.* or anomaly.*"
@@ -347,9 +361,15 @@ impl Dispatcher {
         config: WebhookConfig,
         source: String,
     ) -> Result<Self, reqwest::Error> {
+        // No proxy: a proxy would connect to whatever address it likes, past the resolver's
+        // check. Names resolve through the guarded resolver only.
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(target::GuardedResolver {
+                allow_private: config.allow_private_targets,
+            })
             .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
@@ -428,6 +448,15 @@ impl Dispatcher {
     async fn attempt(&self, delivery: DueDelivery) -> Result<(), StoreError> {
         let body = cloud_event(&delivery, &self.source);
         let signature = signature(&delivery.secret, &body);
+        // A literal address is not resolved, so the resolver never sees it: check it here (it
+        // was checked when the endpoint was added, but the setting may have changed since).
+        let host = reqwest::Url::parse(&delivery.url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_string))
+            .unwrap_or_default();
+        if let Err(refused) = target::check_literal(&host, self.config.allow_private_targets) {
+            return self.finish(&delivery, None, refused.to_string()).await;
+        }
         let sent = self
             .client
             .post(&delivery.url)
@@ -440,28 +469,50 @@ impl Dispatcher {
             .body(body)
             .send()
             .await;
-        let attempts = delivery.attempts + 1;
-        let outcome = match sent {
-            Ok(response) if response.status().is_success() => AttemptOutcome::Delivered {
-                status: response.status().as_u16(),
-            },
-            failed => {
-                let (status, error) = match failed {
-                    Ok(response) => (
-                        Some(response.status().as_u16()),
-                        format!("the receiver answered {}", response.status()),
-                    ),
-                    Err(err) => (None, transport_error(&err)),
+        match sent {
+            Ok(response) if response.status().is_success() => {
+                let outcome = AttemptOutcome::Delivered {
+                    status: response.status().as_u16(),
                 };
-                let retry_at = (attempts < i64::from(self.config.max_attempts))
-                    .then(|| now_millis() + self.backoff_ms(attempts));
-                AttemptOutcome::Failed {
-                    status,
-                    error,
-                    retry_at,
-                }
+                self.record_outcome(&delivery, outcome).await
             }
+            Ok(response) => {
+                let status = response.status();
+                self.finish(
+                    &delivery,
+                    Some(status.as_u16()),
+                    format!("the receiver answered {status}"),
+                )
+                .await
+            }
+            Err(err) => self.finish(&delivery, None, transport_error(&err)).await,
+        }
+    }
+
+    /// Records a failed attempt: retried after a backoff, or dead-lettered after the last one.
+    async fn finish(
+        &self,
+        delivery: &DueDelivery,
+        status: Option<u16>,
+        error: String,
+    ) -> Result<(), StoreError> {
+        let attempts = delivery.attempts + 1;
+        let retry_at = (attempts < i64::from(self.config.max_attempts))
+            .then(|| now_millis() + self.backoff_ms(attempts));
+        let outcome = AttemptOutcome::Failed {
+            status,
+            error,
+            retry_at,
         };
+        self.record_outcome(delivery, outcome).await
+    }
+
+    async fn record_outcome(
+        &self,
+        delivery: &DueDelivery,
+        outcome: AttemptOutcome,
+    ) -> Result<(), StoreError> {
+        let attempts = delivery.attempts + 1;
         let label = match &outcome {
             AttemptOutcome::Delivered { .. } => "delivered",
             AttemptOutcome::Failed { retry_at: None, .. } => "dead",

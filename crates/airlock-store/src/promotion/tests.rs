@@ -101,8 +101,9 @@ async fn a_promotion_decided_under_an_older_keyring_or_before_a_quarantine_is_re
     // An anomaly quarantined the artifact after the decision: refused, nothing visible.
     let quarantine = airlock_core::Signal {
         rule: airlock_core::AnomalyRule::TamperedEvidence,
-        key: format!("artifact:{digest}"),
+        key: format!("artifact:team/app@{digest}"),
         target: airlock_core::AnomalyTarget {
+            repository: Some(source.clone()),
             digest: Some(digest.clone()),
             ..airlock_core::AnomalyTarget::default()
         },

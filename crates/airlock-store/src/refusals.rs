@@ -1,0 +1,101 @@
+//! Refused pushes, aggregated per principal, repository and minute.
+//!
+//! A write into a gated stage is refused by the stage rules and recorded as `push.refused`. A
+//! client that retries in a loop (or a principal probing) would otherwise add one audit entry
+//! per request; like failed authentications (`auth_failures`, see `access.rs`), refusals are
+//! counted per minute and only the first of each principal, repository and minute is appended.
+//! The count is returned so the caller can report every refusal to the anomaly rule.
+
+use airlock_core::AuditRecord;
+
+use crate::audit::append;
+use crate::error::StoreError;
+use crate::metadata::Metadata;
+
+impl Metadata {
+    /// Counts a refused push by `principal` into `repository` in `minute` (Unix minutes) and
+    /// appends `records` only if it is the first of that principal, repository and minute, in
+    /// one transaction. Returns the count in the minute so far. Counts older than an hour are
+    /// forgotten.
+    pub async fn record_refused_push(
+        &self,
+        principal: &str,
+        repository: &str,
+        minute: i64,
+        records: &[AuditRecord],
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let count: i64 = sqlx::query_scalar(
+            "INSERT INTO refused_pushes (principal, repository, minute, count) VALUES (?, ?, ?, 1)
+             ON CONFLICT (principal, repository, minute) DO UPDATE SET count = count + 1
+             RETURNING count",
+        )
+        .bind(principal)
+        .bind(repository)
+        .bind(minute)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(sqlx::Error::RowNotFound)?;
+        if count == 1 {
+            append(&mut tx, records).await?;
+            sqlx::query("DELETE FROM refused_pushes WHERE minute < ?")
+                .bind(minute - 60)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use airlock_core::{Action, Actor, AuditEvent};
+
+    use super::*;
+    use crate::metadata::now_millis;
+
+    fn refused(repository: &str) -> AuditRecord {
+        AuditRecord {
+            time_millis: now_millis(),
+            actor: Actor::system(),
+            event: AuditEvent::PushRefused {
+                repository: repository.parse().unwrap(),
+                action: Action::Push,
+                reason: "gated".into(),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_first_refusal_per_principal_repository_and_minute_is_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
+            .await
+            .unwrap();
+        let before = meta.audit_entry_count().await.unwrap();
+        for n in 1..=50 {
+            let count = meta
+                .record_refused_push("mallory", "prod/a/b", 1000, &[refused("prod/a/b")])
+                .await
+                .unwrap();
+            assert_eq!(count, n);
+        }
+        assert_eq!(meta.audit_entry_count().await.unwrap(), before + 1);
+        // Another repository, another principal and the next minute each start their own count.
+        for (principal, repository, minute) in [
+            ("mallory", "prod/a/c", 1000),
+            ("eve", "prod/a/b", 1000),
+            ("mallory", "prod/a/b", 1001),
+        ] {
+            let count = meta
+                .record_refused_push(principal, repository, minute, &[refused(repository)])
+                .await
+                .unwrap();
+            assert_eq!(count, 1, "{principal} {repository} {minute}");
+        }
+        assert_eq!(meta.audit_entry_count().await.unwrap(), before + 4);
+    }
+}
