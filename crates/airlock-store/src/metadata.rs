@@ -208,6 +208,29 @@ impl std::ops::DerefMut for WriteTransaction {
     }
 }
 
+/// SQLite's result codes for a damaged file: `SQLITE_CORRUPT` (and its extended codes) and
+/// `SQLITE_NOTADB`.
+const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_NOTADB: i64 = 26;
+
+/// An error from opening or checking the database, as [`StoreError::IntegrityCheck`] when SQLite
+/// says the file is damaged (a bad page can fail the check itself rather than be listed by it).
+fn damaged(path: &Path, err: sqlx::Error) -> StoreError {
+    let code = match &err {
+        sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i64>().ok()),
+        _ => None,
+    };
+    match code {
+        Some(code) if code & 0xff == SQLITE_CORRUPT || code & 0xff == SQLITE_NOTADB => {
+            StoreError::IntegrityCheck {
+                path: path.to_path_buf(),
+                problems: err.to_string(),
+            }
+        }
+        _ => err.into(),
+    }
+}
+
 fn parse_digest(value: String) -> Result<Digest, StoreError> {
     Digest::from_str(&value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -230,7 +253,9 @@ async fn ensure_repository(
 }
 
 impl Metadata {
-    /// Opens (creating if needed) the SQLite database at `path` in WAL mode and applies migrations.
+    /// Opens (creating if needed) the SQLite database at `path` in WAL mode, runs SQLite's
+    /// `PRAGMA quick_check` (a corrupt database is refused with [`StoreError::IntegrityCheck`]
+    /// before anything is written to it) and applies migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -242,7 +267,19 @@ impl Metadata {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|e| damaged(path, e))?;
+        let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(20)")
+            .fetch_all(&pool)
+            .await
+            .map_err(|e| damaged(path, e))?;
+        if problems != ["ok"] {
+            pool.close().await;
+            return Err(StoreError::IntegrityCheck {
+                path: path.to_path_buf(),
+                problems: problems.join("; "),
+            });
+        }
         migrator().run(&pool).await?;
         Ok(Self {
             pool,
