@@ -56,6 +56,66 @@ fn remove_database(dir: &Path) {
     }
 }
 
+#[tokio::test]
+async fn removing_the_database_while_running_fails_readiness_and_refuses_writes() {
+    let s = TestServer::start();
+    s.push_image("dev/team/app", "1.0", &[b"layer"]).await;
+    let (status, body) = readyz(&s).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+
+    remove_database(&s.data_dir);
+    let body = readyz_becomes(&s, 503).await;
+    assert_eq!(body["checks"]["database_file"]["ok"], false, "{body}");
+    assert!(
+        body["checks"]["database_file"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("was removed"),
+        "{body}"
+    );
+    let refused = try_push_blob(&s, "dev/team/app", b"after the database was removed").await;
+    assert_eq!(refused.status(), 503);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["errors"][0]["code"], "UNAVAILABLE");
+    assert!(
+        error["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("restore the database from a backup"),
+        "{error}"
+    );
+    // The JSON API refuses writes the same way.
+    let (status, body) = common::post_json(
+        &s.http,
+        &s.url("/api/v1/users"),
+        serde_json::json!({"name": "late", "password": "a-password-long-enough-0"}),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "UNAVAILABLE");
+}
+
+#[tokio::test]
+async fn replacing_the_database_while_running_fails_readiness_and_refuses_writes() {
+    let s = TestServer::start();
+    s.push_image("dev/team/app", "1.0", &[b"layer"]).await;
+    let db = s.data_dir.join("metadata.db");
+    let copy = s.data_dir.join("metadata.db.copy");
+    std::fs::copy(&db, &copy).unwrap();
+    std::fs::rename(&copy, &db).unwrap();
+    let body = readyz_becomes(&s, 503).await;
+    assert!(
+        body["checks"]["database_file"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("was replaced"),
+        "{body}"
+    );
+    let refused = try_push_blob(&s, "dev/team/app", b"into the old file").await;
+    assert_eq!(refused.status(), 503);
+}
+
 /// Overwrites the b-tree page header of the `audit_entries` table's root page, a page in the
 /// middle of the file (neither the schema page nor the last one).
 async fn corrupt_a_table_page(dir: &Path) {
@@ -107,6 +167,11 @@ async fn a_database_corrupted_in_the_middle_is_refused_at_start_with_the_recover
         .await;
     }
     s.wait_for_checkpoint().await;
+    let (_, body) = readyz(&s).await;
+    assert_eq!(
+        body["checks"]["integrity_check"]["detail"],
+        "PRAGMA quick_check at start: ok"
+    );
     s.stop();
     corrupt_a_table_page(&s.data_dir).await;
 
@@ -118,4 +183,41 @@ async fn a_database_corrupted_in_the_middle_is_refused_at_start_with_the_recover
     );
     assert!(err.contains("Restore it from your newest backup"), "{err}");
     assert!(err.contains(".recover"), "{err}");
+}
+
+#[tokio::test]
+async fn readiness_fails_while_the_blob_store_cannot_take_writes() {
+    let s = TestServer::start();
+    s.push_blob("dev/team/app", b"before").await;
+    assert_eq!(readyz(&s).await.0, 200);
+
+    // Permissions do not stop root (CI runs as root): put a file where the blob directory was.
+    let blobs = s.data_dir.join("blobs");
+    let moved = s.data_dir.join("blobs.moved");
+    std::fs::rename(&blobs, &moved).unwrap();
+    std::fs::write(&blobs, b"not a directory").unwrap();
+    let body = readyz_becomes(&s, 503).await;
+    assert_eq!(body["checks"]["blob_store"]["ok"], false, "{body}");
+    assert_eq!(body["checks"]["database"]["ok"], true, "{body}");
+    let failed = try_push_blob(&s, "dev/team/app", b"nowhere to go").await;
+    assert!(failed.status().is_server_error(), "{}", failed.status());
+
+    // The directory is back: the probe passes, but the failed push keeps readiness down for a
+    // while, so a disk that fills up between probes is still reported.
+    std::fs::remove_file(&blobs).unwrap();
+    std::fs::rename(&moved, &blobs).unwrap();
+    let (status, body) = readyz(&s).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["blob_store"]["ok"], true, "{body}");
+    assert_eq!(
+        body["checks"]["recent_write_failures"]["ok"], false,
+        "{body}"
+    );
+    assert!(
+        body["checks"]["recent_write_failures"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("blob store write"),
+        "{body}"
+    );
 }

@@ -16,6 +16,7 @@ pub mod identity;
 pub mod metrics;
 pub mod oci;
 pub mod promotion;
+pub mod readiness;
 pub mod registry;
 pub mod webhooks;
 

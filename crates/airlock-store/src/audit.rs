@@ -268,7 +268,7 @@ impl Metadata {
         hashes: &[(u64, [u8; 32])],
         checkpoint: &StoredCheckpoint,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_integration_write().await?;
         let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(size) FROM audit_checkpoints")
             .fetch_all(&mut *tx)
             .await?

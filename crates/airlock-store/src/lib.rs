@@ -12,6 +12,7 @@ mod audit;
 mod blobs;
 mod error;
 mod evidence;
+mod health;
 mod metadata;
 mod promotion;
 mod webhooks;
@@ -25,6 +26,7 @@ pub use evidence::{
     ArtifactFlag, EvidenceOrigin, EvidenceRow, EvidenceUpdate, EvidenceVerdict, KeyChange, KeyRow,
     KeyringWriteError,
 };
+pub use health::{FailureLog, RecentFailure, WriteRefusal};
 pub use metadata::{
     ManifestUpload, ManifestWriteError, Metadata, ReferrerRow, StoredManifest, TagMove,
     UploadSession, now_millis,

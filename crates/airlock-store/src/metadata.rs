@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::audit::append;
 use crate::error::StoreError;
+use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, WriteRefusal};
 
 /// The schema migrations, embedded in the binary, applied in order at start.
 fn migrator() -> Migrator {
@@ -179,18 +180,32 @@ pub struct Metadata {
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Events waiting to be appended by [`Metadata::record_events`] (group commit).
     pub(crate) pending_events: std::sync::Arc<std::sync::Mutex<Vec<crate::audit::PendingEvents>>>,
+    /// The database file's identity, the stop switch and recent failures (see `health`).
+    health: std::sync::Arc<DatabaseHealth>,
 }
 
 /// A write transaction holding the process-wide writer slot until it commits or drops.
 pub struct WriteTransaction {
     tx: sqlx::Transaction<'static, sqlx::Sqlite>,
     _slot: tokio::sync::OwnedMutexGuard<()>,
+    health: std::sync::Arc<DatabaseHealth>,
+    checks: WriteChecks,
 }
 
 impl WriteTransaction {
-    /// Commits the transaction and frees the writer slot.
+    /// Commits the transaction and frees the writer slot. Refuses (rolling back) if the database
+    /// file was removed or replaced, or writes were stopped, since the transaction began; a
+    /// failed commit is remembered for readiness.
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        let WriteTransaction {
+            tx, health, checks, ..
+        } = self;
+        health
+            .check(checks, true)
+            .map_err(WriteRefusal::into_sqlx)?;
+        tx.commit()
+            .await
+            .inspect_err(|err| health.failures.record(format!("database commit: {err}")))
     }
 }
 
@@ -264,8 +279,13 @@ impl Metadata {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // Connections stay open for the life of the pool: SQLite deletes the write-ahead log when
+        // the last one closes, and the WAL's existence is how a removed WAL is noticed.
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options)
             .await
             .map_err(|e| damaged(path, e))?;
@@ -281,11 +301,55 @@ impl Metadata {
             });
         }
         migrator().run(&pool).await?;
+        let file = DatabaseFile::opened(path)?;
         Ok(Self {
             pool,
             writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
             pending_events: Default::default(),
+            health: std::sync::Arc::new(DatabaseHealth {
+                file,
+                stopped: Default::default(),
+                failures: FailureLog::default(),
+                integrity: "ok".into(),
+            }),
         })
+    }
+
+    /// What `PRAGMA quick_check` answered when the database was opened (a database that failed
+    /// it is never opened).
+    pub fn integrity_at_open(&self) -> &str {
+        &self.health.integrity
+    }
+
+    /// Whether writes can be made and kept: the database file at the path is the one opened and
+    /// writes were not stopped. Every write transaction checks this (and that the write-ahead log
+    /// exists) once it has begun and before it commits.
+    pub fn writable(&self) -> Result<(), WriteRefusal> {
+        self.health.check(WriteChecks::All, false)
+    }
+
+    /// Refuses every write transaction (except the audit log's integration) with `reason` until
+    /// [`Metadata::resume_writes`].
+    pub fn stop_writes(&self, reason: String) {
+        *self
+            .health
+            .stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    }
+
+    /// Lifts [`Metadata::stop_writes`].
+    pub fn resume_writes(&self) {
+        *self
+            .health
+            .stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Failed commits, for readiness.
+    pub fn write_failures(&self) -> &FailureLog {
+        &self.health.failures
     }
 
     /// Checks the database answers (readiness probe).
@@ -317,8 +381,32 @@ impl Metadata {
         &self,
         slot: tokio::sync::OwnedMutexGuard<()>,
     ) -> Result<WriteTransaction, sqlx::Error> {
+        self.begin_checked(slot, WriteChecks::All).await
+    }
+
+    /// A write transaction for the audit log's integration, which proceeds while writes are
+    /// stopped (the database file is still checked).
+    pub(crate) async fn begin_integration_write(&self) -> Result<WriteTransaction, sqlx::Error> {
+        let slot = self.writer.clone().lock_owned().await;
+        self.begin_checked(slot, WriteChecks::FileOnly).await
+    }
+
+    async fn begin_checked(
+        &self,
+        slot: tokio::sync::OwnedMutexGuard<()>,
+        checks: WriteChecks,
+    ) -> Result<WriteTransaction, sqlx::Error> {
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(WriteTransaction { tx, _slot: slot })
+        // Dropping `tx` on a refusal rolls it back.
+        self.health
+            .check(checks, true)
+            .map_err(WriteRefusal::into_sqlx)?;
+        Ok(WriteTransaction {
+            tx,
+            _slot: slot,
+            health: self.health.clone(),
+            checks,
+        })
     }
 
     /// Closes the pool, waiting for connections to finish (graceful shutdown).

@@ -1,0 +1,196 @@
+//! What storage knows about its own health: whether the database file it writes is still the one
+//! at its path, what SQLite's integrity check said at open, which real writes failed recently,
+//! and a switch the server throws to stop writes it could not stand behind.
+//!
+//! Guarantees:
+//! - Every write transaction checks, once it has begun and again just before it commits, that
+//!   the database file at the configured path is the file this process opened (same device and
+//!   inode) and that its write-ahead log still exists. A database removed (`rm metadata.db*`) or
+//!   replaced while airlock runs therefore stops every write with [`WriteRefusal`] instead of
+//!   acknowledging changes into an unlinked file that the next start would not see.
+//! - While writes are stopped ([`crate::Metadata::stop_writes`]), write transactions are refused
+//!   too, except the audit log's own integration (so it can recover).
+//! - Failed commits (a full disk, an I/O error) are remembered for readiness
+//!   ([`FailureLog`]); they do not stop writes by themselves.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Why a write was refused before it reached the database.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteRefusal {
+    /// The database file is no longer at its path.
+    #[error(
+        "the database file {} was removed while airlock was running, so writes are refused (they would be lost at the next start); stop airlock, restore the database from a backup (docs/operations.md, Recovery) and start it again",
+        path.display()
+    )]
+    DatabaseRemoved {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// Another file now sits at the database path.
+    #[error(
+        "the database file {} was replaced by another file while airlock was running, so writes are refused (airlock still holds the old file open); stop airlock, put the intended database in place and start it again",
+        path.display()
+    )]
+    DatabaseReplaced {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// The write-ahead log was removed while connections were open.
+    #[error(
+        "the write-ahead log {} was removed while airlock was running, so writes are refused (recent changes live only in that file); stop airlock, restore the database from a backup (docs/operations.md, Recovery) and start it again",
+        path.display()
+    )]
+    WalRemoved {
+        /// The WAL path.
+        path: PathBuf,
+    },
+    /// The server stopped writes.
+    #[error("writes are stopped: {reason}")]
+    Stopped {
+        /// Why, with what to do about it.
+        reason: String,
+    },
+}
+
+impl WriteRefusal {
+    /// The refusal as the database error a write transaction returns.
+    pub(crate) fn into_sqlx(self) -> sqlx::Error {
+        sqlx::Error::Io(std::io::Error::other(self))
+    }
+}
+
+/// The database file as opened, to notice when the path no longer leads to it.
+#[derive(Debug)]
+pub(crate) struct DatabaseFile {
+    path: PathBuf,
+    wal: PathBuf,
+    /// (device, inode) when the database was opened; `None` where the platform has no inodes.
+    identity: Option<(u64, u64)>,
+}
+
+#[cfg(unix)]
+fn identity_of(path: &Path) -> std::io::Result<Option<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok(Some((meta.dev(), meta.ino())))
+}
+
+#[cfg(not(unix))]
+fn identity_of(path: &Path) -> std::io::Result<Option<(u64, u64)>> {
+    std::fs::metadata(path).map(|_| None)
+}
+
+impl DatabaseFile {
+    /// Records the identity of the database at `path`, which the caller has just opened.
+    pub(crate) fn opened(path: &Path) -> std::io::Result<Self> {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        Ok(Self {
+            path: path.to_path_buf(),
+            wal: PathBuf::from(wal),
+            identity: identity_of(path)?,
+        })
+    }
+
+    /// Checks the path still leads to the opened file and, with `wal`, that its write-ahead log
+    /// exists: ask for that only inside a transaction, when a connection is surely open (SQLite
+    /// removes the WAL when the last connection closes).
+    pub(crate) fn check(&self, wal: bool) -> Result<(), WriteRefusal> {
+        match identity_of(&self.path) {
+            Ok(now) if now == self.identity => {}
+            Ok(_) => {
+                return Err(WriteRefusal::DatabaseReplaced {
+                    path: self.path.clone(),
+                });
+            }
+            Err(_) => {
+                return Err(WriteRefusal::DatabaseRemoved {
+                    path: self.path.clone(),
+                });
+            }
+        }
+        if wal && !self.wal.exists() {
+            return Err(WriteRefusal::WalRemoved {
+                path: self.wal.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A storage write that failed recently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentFailure {
+    /// How long ago.
+    pub ago: Duration,
+    /// What failed.
+    pub message: String,
+}
+
+/// The newest failure of a real write, shared by clones.
+#[derive(Debug, Clone, Default)]
+pub struct FailureLog(Arc<Mutex<Option<(Instant, String)>>>);
+
+impl FailureLog {
+    /// Remembers a failed write.
+    pub(crate) fn record(&self, what: impl std::fmt::Display) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), what.to_string()));
+    }
+
+    /// The newest failure if it happened within `window`.
+    pub fn within(&self, window: Duration) -> Option<RecentFailure> {
+        let newest = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        newest.as_ref().and_then(|(at, message)| {
+            let ago = at.elapsed();
+            (ago <= window).then(|| RecentFailure {
+                ago,
+                message: message.clone(),
+            })
+        })
+    }
+}
+
+/// The health state a [`crate::Metadata`] and its clones share.
+#[derive(Debug)]
+pub(crate) struct DatabaseHealth {
+    pub(crate) file: DatabaseFile,
+    pub(crate) stopped: Mutex<Option<String>>,
+    pub(crate) failures: FailureLog,
+    /// The result of `PRAGMA quick_check` at open (`ok`).
+    pub(crate) integrity: String,
+}
+
+/// Which checks a write transaction makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteChecks {
+    /// The database file and the stop switch.
+    All,
+    /// Only the database file (the audit log's integration, which must be able to recover).
+    FileOnly,
+}
+
+impl DatabaseHealth {
+    /// Checks the file (and, with `in_transaction`, its WAL) and, for [`WriteChecks::All`], the
+    /// stop switch.
+    pub(crate) fn check(
+        &self,
+        checks: WriteChecks,
+        in_transaction: bool,
+    ) -> Result<(), WriteRefusal> {
+        self.file.check(in_transaction)?;
+        if checks == WriteChecks::All
+            && let Some(reason) = self
+                .stopped
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        {
+            return Err(WriteRefusal::Stopped { reason });
+        }
+        Ok(())
+    }
+}
