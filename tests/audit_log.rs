@@ -267,7 +267,7 @@ async fn a_forked_log_is_detected() {
     let dir_b = work.path().join("b");
     std::fs::create_dir_all(&dir_b).unwrap();
     std::fs::copy(a.data_dir.join("log-key"), dir_b.join("log-key")).unwrap();
-    let b = TestServer::start_in(&dir_b, &[]);
+    let b = TestServer::start_in_with_args(&dir_b, &["--allow-new-database"], &[]);
     for i in 0..12 {
         b.push_blob("dev/forked/app", format!("other history {i}").as_bytes())
             .await;

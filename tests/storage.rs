@@ -116,6 +116,38 @@ async fn replacing_the_database_while_running_fails_readiness_and_refuses_writes
     assert_eq!(refused.status(), 503);
 }
 
+#[tokio::test]
+async fn a_new_database_beside_old_keys_is_refused_unless_allowed() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let mut s = TestServer::start_in(&dir, &[]);
+    s.push_image("dev/team/app", "1.0", &[b"layer"]).await;
+    remove_database(&dir);
+    s.stop();
+
+    let (code, err) = serve_refused(&dir, &[]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("is new"), "{err}");
+    assert!(err.contains("log-key, token-key.pem"), "{err}");
+    assert!(err.contains("--allow-new-database"), "{err}");
+    // The refused start left nothing behind that would let the next start through.
+    let (code, err) = serve_refused(&dir, &[]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("--allow-new-database"), "{err}");
+
+    let s = TestServer::start_in_with_args(&dir, &["--allow-new-database"], &[]);
+    let (status, body) = readyz(&s).await;
+    assert_eq!(status, 200, "{body}");
+    // It is the new, empty registry the operator asked for.
+    let missing = s
+        .http
+        .get(s.url("/v2/dev/team/app/manifests/1.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
 /// Overwrites the b-tree page header of the `audit_entries` table's root page, a page in the
 /// middle of the file (neither the schema page nor the last one).
 async fn corrupt_a_table_page(dir: &Path) {

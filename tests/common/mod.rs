@@ -55,10 +55,16 @@ impl TestServer {
 
     /// A server over an existing data directory (restart tests).
     pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_in_with_args(data_dir, &[], env)
+    }
+
+    /// A server over `data_dir` with extra `airlock serve` arguments (e.g. `--allow-new-database`).
+    pub fn start_in_with_args(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_airlock"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("AIRLOCK_LOG__LEVEL", "warn")
             .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(Stdio::piped())

@@ -55,6 +55,9 @@ pub enum ServeError {
     /// The audit log could not be opened.
     #[error("cannot open the audit log: {0}")]
     Audit(#[from] AuditLogError),
+    /// The data directory cannot be used (permissions, a new database beside old keys).
+    #[error(transparent)]
+    DataDir(#[from] crate::data_dir::DataDirError),
     /// The server failed while running.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -68,9 +71,10 @@ pub async fn open_registry(config: &Config) -> Result<Arc<Registry>, ServeError>
         source,
     };
     std::fs::create_dir_all(dir).map_err(|e| storage(e.into()))?;
-    let metadata = Metadata::open_sqlite(&dir.join("metadata.db"))
+    let metadata = Metadata::open_sqlite(&crate::data_dir::database_path(dir))
         .await
         .map_err(storage)?;
+    crate::data_dir::check_new_database(dir, &metadata, config.allow_new_database).await?;
     let blobs = BlobStore::local(&dir.join("blobs")).map_err(storage)?;
     let limits = RegistryLimits {
         max_manifest_bytes: config.registry.max_manifest_bytes,
