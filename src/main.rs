@@ -189,6 +189,11 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         config.log.format = format;
     }
     config.allow_new_database = args.allow_new_database;
+    // Everything the server creates in the data directory (blob files and directories, upload
+    // chunks, the database if SQLite creates it) is for this user only, whatever umask the
+    // server was started with. Set before any thread starts.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     if let Ok(password) = std::env::var("AIRLOCK_INITIAL_ADMIN_PASSWORD") {
         config.access.initial_admin_password = Some(airlock_server::config::Secret(password));
     }

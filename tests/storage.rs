@@ -148,6 +148,64 @@ async fn a_new_database_beside_old_keys_is_refused_unless_allowed() {
     assert_eq!(missing.status(), 404);
 }
 
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[cfg(unix)]
+fn assert_private_tree(path: &Path) {
+    for entry in std::fs::read_dir(path).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            assert_eq!(mode(&path), 0o700, "{}", path.display());
+            assert_private_tree(&path);
+        } else {
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn data_directory_database_and_blobs_are_private_after_a_push() {
+    let s = TestServer::start();
+    s.push_image("dev/team/app", "1.0", &[b"layer one", b"layer two"])
+        .await;
+    let dir = &s.data_dir;
+    assert_eq!(mode(dir), 0o700);
+    for file in [
+        "metadata.db",
+        "metadata.db-wal",
+        "metadata.db-shm",
+        "log-key",
+        "token-key.pem",
+        "attestation-key.pem",
+    ] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    assert_eq!(mode(&dir.join("blobs")), 0o700);
+    let blob_files = walk_files(&dir.join("blobs/blobs"));
+    assert!(blob_files >= 3, "expected the pushed blobs on disk");
+    assert_private_tree(&dir.join("blobs"));
+}
+
+#[cfg(unix)]
+fn walk_files(path: &Path) -> usize {
+    std::fs::read_dir(path)
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            if path.is_dir() { walk_files(&path) } else { 1 }
+        })
+        .sum()
+}
+
 /// Overwrites the b-tree page header of the `audit_entries` table's root page, a page in the
 /// middle of the file (neither the schema page nor the last one).
 async fn corrupt_a_table_page(dir: &Path) {

@@ -70,7 +70,7 @@ pub async fn open_registry(config: &Config) -> Result<Arc<Registry>, ServeError>
         dir: dir.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(|e| storage(e.into()))?;
+    crate::data_dir::prepare(dir)?;
     let metadata = Metadata::open_sqlite(&crate::data_dir::database_path(dir))
         .await
         .map_err(storage)?;

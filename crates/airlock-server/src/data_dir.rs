@@ -1,6 +1,11 @@
-//! The data directory at start: refusing a new database beside old keys.
+//! The data directory at start: its permissions, and refusing a new database beside old keys.
 //!
 //! Guarantees:
+//! - At every start the data directory is set to mode 0700, the database (`metadata.db`, created
+//!   0600 if missing, and its `-wal`/`-shm` files) to 0600, and the blob directories to 0700,
+//!   whatever the umask. SQLite gives the `-wal` and `-shm` files it creates the database file's
+//!   mode, so they are 0600 too. (`airlock serve` also sets its umask to 0077, so blob files and
+//!   directories created later are 0600/0700.)
 //! - A database that holds no audit entry and no checkpoint is new. If the directory already
 //!   holds a key airlock generated (log, token or attestation key), the old database was lost or
 //!   moved: starting would silently begin an empty registry and audit log under the old keys. That
@@ -21,6 +26,14 @@ pub fn database_path(dir: &Path) -> PathBuf {
 /// Why the data directory cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
+    /// Creating the directory or setting a mode failed.
+    #[error("cannot prepare {}: {source}", path.display())]
+    Files {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The database could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -39,6 +52,41 @@ pub enum DataDirError {
         /// The key files found.
         keys: Vec<String>,
     },
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> Result<(), DataDirError> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(DataDirError::Files {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> Result<(), DataDirError> {
+    Ok(())
+}
+
+/// Creates the data directory if needed and sets the modes described in the module docs, before
+/// the database is opened.
+pub fn prepare(dir: &Path) -> Result<(), DataDirError> {
+    let files = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DataDirError::Files { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(files(dir))?;
+    set_mode(dir, 0o700)?;
+    let database = database_path(dir);
+    airlock_store::secure_database_file(&database).map_err(files(&database))?;
+    for blobs in ["blobs", "blobs/blobs", "blobs/uploads"] {
+        set_mode(&dir.join(blobs), 0o700)?;
+    }
+    Ok(())
 }
 
 /// The key files present in `dir`.

@@ -194,3 +194,32 @@ impl DatabaseHealth {
         Ok(())
     }
 }
+
+/// Creates the database file with mode 0600 if it does not exist yet, so SQLite (which gives the
+/// `-wal` and `-shm` files the database file's mode) never creates any of them readable by
+/// others, whatever the process umask. An existing database and its companions are set to 0600.
+/// The server calls this before [`crate::Metadata::open_sqlite`]; read-only tools do not.
+pub fn secure_database_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    Ok(())
+}

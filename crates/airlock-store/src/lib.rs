@@ -26,7 +26,7 @@ pub use evidence::{
     ArtifactFlag, EvidenceOrigin, EvidenceRow, EvidenceUpdate, EvidenceVerdict, KeyChange, KeyRow,
     KeyringWriteError,
 };
-pub use health::{FailureLog, RecentFailure, WriteRefusal};
+pub use health::{FailureLog, RecentFailure, WriteRefusal, secure_database_file};
 pub use metadata::{
     ManifestUpload, ManifestWriteError, Metadata, ReferrerRow, StoredManifest, TagMove,
     UploadSession, now_millis,
