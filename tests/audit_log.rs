@@ -471,3 +471,33 @@ async fn metrics_cover_requests_bytes_and_the_log() {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn verify_require_signed_fails_on_entries_after_the_newest_checkpoint() {
+    let (_s, dir) = stopped_history().await;
+    let mut db = database(&dir).await;
+    sqlx::query("INSERT INTO audit_entries (idx, entry, kind, time_millis) VALUES (16, CAST('{\"type\":\"forged\"}' AS BLOB), 'forged', 0)")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    // Without the flag the signed part verifies and the unsigned entry is only noted.
+    let (code, out) = verify_offline(&dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("1 entries after the newest signed checkpoint"),
+        "{out}"
+    );
+    let (code, out, err) = airlock_cli(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--require-signed",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("FAILED: 1 entries after the newest signed checkpoint (size 16) are covered by no signature"),
+        "{err}"
+    );
+}
