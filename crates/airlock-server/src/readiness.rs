@@ -10,7 +10,8 @@
 //! - `recent_write_failures`: no commit to the database and no write of blob bytes failed in the
 //!   last [`FAILURE_WINDOW`] (a full disk shows here even between probes).
 //!
-//! The write guard refuses every request that is not `GET`, `HEAD` or `OPTIONS` with 503 while
+//! The write guard refuses every request that is not `GET`, `HEAD` or `OPTIONS` (logins under
+//! `/auth/` excepted, so the CLI can still read) with 503 while
 //! [`airlock_store::Metadata::writable`] fails, in the OCI error format under `/v2/` and the JSON
 //! API format elsewhere. Storage repeats the check inside each write transaction, so a write that
 //! races the guard is refused before it commits.
@@ -117,10 +118,13 @@ pub async fn refuse_writes_when_storage_fails(
     request: Request,
     next: Next,
 ) -> Response {
+    // Reads pass, and so do logins (`/auth/...`), so operators and the CLI can still read the
+    // log and registry to diagnose; whatever a login would write is refused by storage itself.
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
-    ) {
+    ) || request.uri().path().starts_with("/auth/")
+    {
         return next.run(request).await;
     }
     let Err(refusal) = registry.metadata().writable() else {
