@@ -223,3 +223,72 @@ pub fn secure_database_file(path: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use airlock_core::{Digest, RepoName};
+
+    use crate::{Metadata, StoreError, StoredCheckpoint};
+
+    async fn open(dir: &tempfile::TempDir) -> Metadata {
+        Metadata::open_sqlite(&dir.path().join("m.db"))
+            .await
+            .unwrap()
+    }
+
+    async fn write(meta: &Metadata, content: &[u8]) -> Result<(), StoreError> {
+        let repo: RepoName = "dev/team/app".parse().unwrap();
+        meta.commit_blob(&repo, &Digest::sha256_of(content), 1, &[])
+            .await
+    }
+
+    #[tokio::test]
+    async fn writes_are_refused_once_the_database_file_is_removed_or_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = open(&dir).await;
+        write(&meta, b"before").await.unwrap();
+        let path = dir.path().join("m.db");
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(&path, &copy).unwrap();
+        std::fs::rename(&copy, &path).unwrap();
+        let refused = write(&meta, b"replaced").await.unwrap_err();
+        assert!(refused.to_string().contains("was replaced"), "{refused}");
+        assert!(meta.writable().is_err());
+
+        std::fs::remove_file(&path).unwrap();
+        let refused = write(&meta, b"removed").await.unwrap_err();
+        assert!(refused.to_string().contains("was removed"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn a_removed_wal_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = open(&dir).await;
+        write(&meta, b"before").await.unwrap();
+        std::fs::remove_file(dir.path().join("m.db-wal")).unwrap();
+        let refused = write(&meta, b"after").await.unwrap_err();
+        assert!(refused.to_string().contains("write-ahead log"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn stopped_writes_refuse_changes_but_not_the_audit_integration() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = open(&dir).await;
+        meta.stop_writes("the test says so".into());
+        let refused = write(&meta, b"stopped").await.unwrap_err();
+        assert!(
+            refused.to_string().contains("the test says so"),
+            "{refused}"
+        );
+        let checkpoint = StoredCheckpoint {
+            size: 0,
+            root: [0; 32],
+            note: "note".into(),
+            created_at: 0,
+        };
+        assert!(meta.record_integration(0, &[], &checkpoint).await.unwrap());
+        meta.resume_writes();
+        write(&meta, b"resumed").await.unwrap();
+        assert_eq!(meta.integrity_at_open(), "ok");
+    }
+}

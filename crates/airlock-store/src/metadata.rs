@@ -272,9 +272,17 @@ impl Metadata {
     /// `PRAGMA quick_check` (a corrupt database is refused with [`StoreError::IntegrityCheck`]
     /// before anything is written to it) and applies migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        // The file is created here, never by a connection: the pool opens connections on demand,
+        // and one opened after the database was removed must fail rather than start an empty
+        // database at the path.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
+            .create_if_missing(false)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
@@ -396,6 +404,11 @@ impl Metadata {
         slot: tokio::sync::OwnedMutexGuard<()>,
         checks: WriteChecks,
     ) -> Result<WriteTransaction, sqlx::Error> {
+        // Before a connection is taken (a new one could not even open a removed file), and
+        // again inside the transaction, where the write-ahead log must exist too.
+        self.health
+            .check(checks, false)
+            .map_err(WriteRefusal::into_sqlx)?;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // Dropping `tx` on a refusal rolls it back.
         self.health
