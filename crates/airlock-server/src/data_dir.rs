@@ -2,7 +2,8 @@
 //!
 //! Guarantees:
 //! - At every start the data directory is set to mode 0700, the database (`metadata.db`, created
-//!   0600 if missing, and its `-wal`/`-shm` files) to 0600, and the blob directories to 0700,
+//!   0600 if missing, and its `-wal`/`-shm` files) and the key files to 0600, and the blob
+//!   directories to 0700,
 //!   whatever the umask. SQLite gives the `-wal` and `-shm` files it creates the database file's
 //!   mode, so they are 0600 too. (`airlock serve` also sets its umask to 0077, so blob files and
 //!   directories created later are 0600/0700.)
@@ -85,6 +86,9 @@ pub fn prepare(dir: &Path) -> Result<(), DataDirError> {
     airlock_store::secure_database_file(&database).map_err(files(&database))?;
     for blobs in ["blobs", "blobs/blobs", "blobs/uploads"] {
         set_mode(&dir.join(blobs), 0o700)?;
+    }
+    for secret in KEY_FILES.iter().chain(&["initial-admin-password"]) {
+        set_mode(&dir.join(secret), 0o600)?;
     }
     Ok(())
 }
