@@ -76,7 +76,10 @@ pub async fn readyz(State(registry): State<Arc<Registry>>) -> Response {
             .probe_write()
             .await
             .map(|()| "accepts writes".to_string())
-            .map_err(|e| format!("a test write failed: {e}")),
+            .map_err(|e| {
+                tracing::error!(error = %e, "the blob store refused the readiness probe");
+                "a test write failed (the server log has the error)".to_string()
+            }),
     );
     let recent = metadata
         .write_failures()
@@ -88,8 +91,8 @@ pub async fn readyz(State(registry): State<Arc<Registry>>) -> Response {
         match recent {
             None => Ok(format!("none in the last {} s", FAILURE_WINDOW.as_secs())),
             Some(failure) => Err(format!(
-                "{} ({} s ago)",
-                failure.message,
+                "a {} failed {} s ago (the server log has the error)",
+                failure.what,
                 failure.ago.as_secs()
             )),
         },

@@ -146,7 +146,7 @@ impl BlobStore {
             .store
             .put_multipart(&location)
             .await
-            .inspect_err(|err| self.failures.record(format!("blob store write: {err}")))?;
+            .inspect_err(|err| self.failures.record("blob store write", err))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload_handle, PART_SIZE);
         let mut written = 0u64;
         let mut body = std::pin::pin!(body);
@@ -159,7 +159,7 @@ impl BlobStore {
                 }
             };
             if let Err(err) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                self.failures.record(format!("blob store write: {err}"));
+                self.failures.record("blob store write", &err);
                 let _ = writer.abort().await;
                 return Err(err.into());
             }
@@ -174,7 +174,7 @@ impl BlobStore {
             writer
                 .finish()
                 .await
-                .inspect_err(|err| self.failures.record(format!("blob store write: {err}")))?;
+                .inspect_err(|err| self.failures.record("blob store write", err))?;
         }
         Ok(written)
     }

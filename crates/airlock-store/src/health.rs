@@ -23,7 +23,7 @@ pub enum WriteRefusal {
     /// The database file is no longer at its path.
     #[error(
         "the database file {} was removed while airlock was running, so writes are refused (they would be lost at the next start); stop airlock, restore the database from a backup (docs/operations.md, Recovery) and start it again",
-        path.display()
+        file_name(path)
     )]
     DatabaseRemoved {
         /// The database path.
@@ -32,7 +32,7 @@ pub enum WriteRefusal {
     /// Another file now sits at the database path.
     #[error(
         "the database file {} was replaced by another file while airlock was running, so writes are refused (airlock still holds the old file open); stop airlock, put the intended database in place and start it again",
-        path.display()
+        file_name(path)
     )]
     DatabaseReplaced {
         /// The database path.
@@ -41,7 +41,7 @@ pub enum WriteRefusal {
     /// The write-ahead log was removed while connections were open.
     #[error(
         "the write-ahead log {} was removed while airlock was running, so writes are refused (recent changes live only in that file); stop airlock, restore the database from a backup (docs/operations.md, Recovery) and start it again",
-        path.display()
+        file_name(path)
     )]
     WalRemoved {
         /// The WAL path.
@@ -53,6 +53,13 @@ pub enum WriteRefusal {
         /// Why, with what to do about it.
         reason: String,
     },
+}
+
+/// The file name alone: refusals reach clients, who need not learn the data directory's path.
+fn file_name(path: &Path) -> std::borrow::Cow<'_, str> {
+    path.file_name()
+        .unwrap_or(path.as_os_str())
+        .to_string_lossy()
 }
 
 impl WriteRefusal {
@@ -126,29 +133,33 @@ impl DatabaseFile {
 pub struct RecentFailure {
     /// How long ago.
     pub ago: Duration,
-    /// What failed.
-    pub message: String,
+    /// Which kind of write failed (`database commit`, `blob store write`), safe to show anyone.
+    pub what: &'static str,
+    /// The error, for the server log (it can name paths).
+    pub error: String,
 }
 
 /// The newest failure of a real write, shared by clones.
 #[derive(Debug, Clone, Default)]
-pub struct FailureLog(Arc<Mutex<Option<(Instant, String)>>>);
+pub struct FailureLog(Arc<Mutex<Option<(Instant, &'static str, String)>>>);
 
 impl FailureLog {
-    /// Remembers a failed write.
-    pub(crate) fn record(&self, what: impl std::fmt::Display) {
+    /// Remembers (and logs) a failed write of kind `what`.
+    pub(crate) fn record(&self, what: &'static str, error: impl std::fmt::Display) {
+        tracing::error!(%error, "{what} failed");
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), what.to_string()));
+            Some((Instant::now(), what, error.to_string()));
     }
 
     /// The newest failure if it happened within `window`.
     pub fn within(&self, window: Duration) -> Option<RecentFailure> {
         let newest = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        newest.as_ref().and_then(|(at, message)| {
+        newest.as_ref().and_then(|(at, what, error)| {
             let ago = at.elapsed();
             (ago <= window).then(|| RecentFailure {
                 ago,
-                message: message.clone(),
+                what,
+                error: error.clone(),
             })
         })
     }

@@ -205,7 +205,7 @@ impl WriteTransaction {
             .map_err(WriteRefusal::into_sqlx)?;
         tx.commit()
             .await
-            .inspect_err(|err| health.failures.record(format!("database commit: {err}")))
+            .inspect_err(|err| health.failures.record("database commit", err))
     }
 }
 
