@@ -139,27 +139,38 @@ pub struct RecentFailure {
     pub error: String,
 }
 
+/// A failed write as remembered.
+#[derive(Debug)]
+struct Failure {
+    at: Instant,
+    what: &'static str,
+    error: String,
+}
+
 /// The newest failure of a real write, shared by clones.
 #[derive(Debug, Clone, Default)]
-pub struct FailureLog(Arc<Mutex<Option<(Instant, &'static str, String)>>>);
+pub struct FailureLog(Arc<Mutex<Option<Failure>>>);
 
 impl FailureLog {
     /// Remembers (and logs) a failed write of kind `what`.
     pub(crate) fn record(&self, what: &'static str, error: impl std::fmt::Display) {
         tracing::error!(%error, "{what} failed");
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), what, error.to_string()));
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Failure {
+            at: Instant::now(),
+            what,
+            error: error.to_string(),
+        });
     }
 
     /// The newest failure if it happened within `window`.
     pub fn within(&self, window: Duration) -> Option<RecentFailure> {
         let newest = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        newest.as_ref().and_then(|(at, what, error)| {
-            let ago = at.elapsed();
+        newest.as_ref().and_then(|failure| {
+            let ago = failure.at.elapsed();
             (ago <= window).then(|| RecentFailure {
                 ago,
-                what,
-                error: error.clone(),
+                what: failure.what,
+                error: failure.error.clone(),
             })
         })
     }
