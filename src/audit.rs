@@ -70,6 +70,11 @@ pub struct VerifyArgs {
     /// `text` or `json`.
     #[arg(long, default_value = "text")]
     output: OutputFormat,
+    /// Fail if any entry lies after the newest signed checkpoint. Such entries carry no signature
+    /// yet (a running server signs within a second; against a server this waits up to 5 s for
+    /// that), so anyone with access to the database could have written them.
+    #[arg(long)]
+    require_signed: bool,
 }
 
 /// `audit tail`.
@@ -252,6 +257,42 @@ fn report_result(
     }
 }
 
+/// The failure (or note) for entries past the newest signed checkpoint.
+fn unsigned_entries(appended: u64, signed: u64) -> String {
+    format!(
+        "{} entries after the newest signed checkpoint (size {signed}) are covered by no signature: a running airlock signs new entries within a second, so these were written just before it stopped, while it could not sign, or by someone editing the database",
+        appended - signed
+    )
+}
+
+/// Prints a failed check in the requested format; returns [`CHECK_FAILED`].
+fn report_failure(message: &str, output: OutputFormat) -> u8 {
+    match output {
+        OutputFormat::Text => eprintln!("FAILED: {message}"),
+        OutputFormat::Json => println!("{}", json!({"ok": false, "error": message})),
+    }
+    CHECK_FAILED
+}
+
+/// Waits up to 5 s for the server's newest checkpoint to cover the entries it held when asked;
+/// returns the failure if it does not.
+async fn wait_until_signed(http: &reqwest::Client, base: &str) -> Result<Option<String>> {
+    let url = format!("{base}/api/v1/audit/checkpoint");
+    let first = get_json(http, &url).await?;
+    let appended = first["entries"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("{url} did not answer an entry count"))?;
+    let mut signed = first["size"].as_u64().unwrap_or(0);
+    for _ in 0..50 {
+        if signed >= appended {
+            return Ok(None);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        signed = get_json(http, &url).await?["size"].as_u64().unwrap_or(0);
+    }
+    Ok(Some(unsigned_entries(appended, signed)))
+}
+
 fn verify_trusted(args: &VerifyArgs, key: &str) -> Result<Option<VerifiedCheckpoint>> {
     args.trusted_checkpoint
         .as_ref()
@@ -288,6 +329,11 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
                 .to_string()
         }
     };
+    if args.require_signed
+        && let Some(unsigned) = wait_until_signed(&http, &base).await?
+    {
+        return Ok(report_failure(&unsigned, args.output));
+    }
     let note = get_text(&http, &format!("{base}/log/checkpoint")).await?;
     let checkpoint = match verify_checkpoint(&note, &key) {
         Ok(checkpoint) => checkpoint,
@@ -440,9 +486,14 @@ async fn verify_offline(args: &VerifyArgs, dir: &Path) -> Result<u8> {
         }
     }
     let Some(latest) = checkpoints.iter().max_by_key(|c| c.size).cloned() else {
-        bail!(
-            "the data directory has no signed checkpoint yet: start airlock once to create the log"
-        );
+        let appended = metadata.audit_entry_count().await?;
+        metadata.close().await;
+        return Ok(report_failure(
+            &format!(
+                "the database has no signed checkpoint ({appended} entries): airlock signs an empty checkpoint on its very first start, so the checkpoints were deleted or this is not a database airlock ran on. Do not start airlock on it (it would sign whatever entries are there); restore the database from a backup and verify it against a checkpoint saved earlier (--trusted-checkpoint)"
+            ),
+            args.output,
+        ));
     };
     let trusted = verify_trusted(args, &key)?;
     if let Some(trusted) = &trusted {
@@ -452,10 +503,12 @@ async fn verify_offline(args: &VerifyArgs, dir: &Path) -> Result<u8> {
     // them within a second while it runs); say so rather than vouch for them.
     let appended = metadata.audit_entry_count().await?;
     if appended > latest.size {
-        eprintln!(
-            "note: {} entries after the newest checkpoint are not signed yet; start airlock to sign them",
-            appended - latest.size
-        );
+        let unsigned = unsigned_entries(appended, latest.size);
+        if args.require_signed {
+            metadata.close().await;
+            return Ok(report_failure(&unsigned, args.output));
+        }
+        eprintln!("note: {unsigned}; --require-signed makes this a failure");
     }
     let count = latest.size;
     let mut entries = Vec::with_capacity(count as usize);

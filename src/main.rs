@@ -108,6 +108,12 @@ struct ServeArgs {
     /// Log line format on stderr: `text` or `json` [default: text].
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
+    /// Start even though the database is new while the data directory holds keys (log, token or
+    /// attestation key) from an earlier installation. Without it such a start is refused: the
+    /// old database was lost, and starting would begin an empty registry and audit log under the
+    /// old keys. Pass it once, on purpose, after reading docs/operations.md (Recovery).
+    #[arg(long)]
+    allow_new_database: bool,
 }
 
 fn main() -> ExitCode {
@@ -182,6 +188,12 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     if let Some(format) = args.log_format {
         config.log.format = format;
     }
+    config.allow_new_database = args.allow_new_database;
+    // Everything the server creates in the data directory (blob files and directories, upload
+    // chunks, the database if SQLite creates it) is for this user only, whatever umask the
+    // server was started with. Set before any thread starts.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     if let Ok(password) = std::env::var("AIRLOCK_INITIAL_ADMIN_PASSWORD") {
         config.access.initial_admin_password = Some(airlock_server::config::Secret(password));
     }

@@ -267,7 +267,7 @@ async fn a_forked_log_is_detected() {
     let dir_b = work.path().join("b");
     std::fs::create_dir_all(&dir_b).unwrap();
     std::fs::copy(a.data_dir.join("log-key"), dir_b.join("log-key")).unwrap();
-    let b = TestServer::start_in(&dir_b, &[]);
+    let b = TestServer::start_in_with_args(&dir_b, &["--allow-new-database"], &[]);
     for i in 0..12 {
         b.push_blob("dev/forked/app", format!("other history {i}").as_bytes())
             .await;
@@ -470,4 +470,164 @@ async fn metrics_cover_requests_bytes_and_the_log() {
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
+}
+
+/// Starts `airlock serve` over `dir`, expecting the refusal to name `problem`.
+fn start_refused_naming(dir: &Path, problem: &str) {
+    let (code, err) = common::serve_refused(dir, &[]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains(problem), "{err}");
+    assert!(err.contains("restore the database from a backup"), "{err}");
+}
+
+#[tokio::test]
+async fn a_log_whose_newest_checkpoint_was_dropped_is_refused_at_start() {
+    let (_s, dir) = stopped_history().await;
+    let mut db = database(&dir).await;
+    sqlx::query(
+        "DELETE FROM audit_checkpoints WHERE size = (SELECT MAX(size) FROM audit_checkpoints)",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+    start_refused_naming(
+        &dir,
+        "newer checkpoints were removed while their hashes stayed",
+    );
+}
+
+#[tokio::test]
+async fn a_log_without_checkpoints_is_refused_at_start_and_by_verify() {
+    let (_s, dir) = stopped_history().await;
+    let mut db = database(&dir).await;
+    sqlx::query("DELETE FROM audit_checkpoints")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM audit_hashes")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    start_refused_naming(
+        &dir,
+        "but no signed checkpoint: its checkpoints were deleted",
+    );
+    let (code, out) = verify_offline(&dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("has no signed checkpoint"), "{out}");
+    assert!(out.contains("Do not start airlock on it"), "{out}");
+    assert!(!out.contains("start airlock once"), "{out}");
+}
+
+#[tokio::test]
+async fn an_altered_signed_entry_at_the_tail_is_refused_at_start() {
+    let (_s, dir) = stopped_history().await;
+    let mut db = database(&dir).await;
+    sqlx::query("UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'push.refused', 'push.allowed') AS BLOB) WHERE idx = 15")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    start_refused_naming(
+        &dir,
+        "entry 15 does not match the hash the log committed to",
+    );
+}
+
+#[tokio::test]
+async fn a_checkpoint_signed_by_another_key_is_refused_at_start() {
+    let (_s, dir) = stopped_history().await;
+    std::fs::remove_file(dir.join("log-key")).unwrap();
+    let other = airlock_audit::LogKey::generate("airlock/other").unwrap();
+    std::fs::write(dir.join("log-key"), other.private_text()).unwrap();
+    start_refused_naming(&dir, "is not signed by the log key");
+}
+
+#[tokio::test]
+async fn verify_require_signed_fails_on_entries_after_the_newest_checkpoint() {
+    let (_s, dir) = stopped_history().await;
+    let mut db = database(&dir).await;
+    sqlx::query("INSERT INTO audit_entries (idx, entry, kind, time_millis) VALUES (16, CAST('{\"type\":\"forged\"}' AS BLOB), 'forged', 0)")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    // Without the flag the signed part verifies and the unsigned entry is only noted.
+    let (code, out) = verify_offline(&dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 entries after the newest"), "{out}");
+    let (code, out, err) = airlock_cli(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--require-signed",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("FAILED: 1 entries after the newest signed checkpoint (size 16) are covered by no signature"),
+        "{err}"
+    );
+}
+
+/// Polls `/readyz` until it answers `status` (at most 10 s); returns the body.
+async fn readyz_becomes(s: &TestServer, status: u16) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let response = s.anonymous.get(s.url("/readyz")).send().await.unwrap();
+        let now = response.status().as_u16();
+        last = response.json().await.unwrap_or(Value::Null);
+        if now == status {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("/readyz did not answer {status} within 10 s: {last}");
+}
+
+#[tokio::test]
+async fn writes_stop_while_the_audit_log_cannot_be_signed_and_resume_after() {
+    let s = server_with_history().await;
+    // A stored hash where the next integration must write one: every round now fails.
+    let next = airlock_audit::stored_hash_count(16).unwrap() as i64;
+    let mut db = database(&s.data_dir).await;
+    sqlx::query("INSERT INTO audit_hashes (idx, hash) VALUES (?, zeroblob(32))")
+        .bind(next)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    s.push_blob("dev/team/app", b"appended, never signed").await;
+    let body = readyz_becomes(&s, 503).await;
+    assert!(
+        body["checks"]["database_file"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the audit log cannot sign new entries"),
+        "{body}"
+    );
+    let refused = s
+        .http
+        .post(s.url("/v2/dev/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    let (code, _, err) = s.cli(&["audit", "verify", "--require-signed"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("covered by no signature"), "{err}");
+
+    // Repaired: the integrator signs again and writes resume.
+    sqlx::query("DELETE FROM audit_hashes WHERE idx = ?")
+        .bind(next)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    readyz_becomes(&s, 200).await;
+    s.push_blob("dev/team/app", b"after the repair").await;
+    s.wait_for_checkpoint().await;
+    let (code, out, err) = s.cli(&["audit", "verify", "--require-signed"]);
+    assert_eq!(code, 0, "{out}{err}");
 }

@@ -55,10 +55,16 @@ impl TestServer {
 
     /// A server over an existing data directory (restart tests).
     pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_in_with_args(data_dir, &[], env)
+    }
+
+    /// A server over `data_dir` with extra `airlock serve` arguments (e.g. `--allow-new-database`).
+    pub fn start_in_with_args(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_airlock"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("AIRLOCK_LOG__LEVEL", "warn")
             .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(Stdio::piped())
@@ -442,4 +448,53 @@ pub async fn post_json(
         status,
         response.json().await.unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// Runs `airlock serve` over `data_dir` with extra `args`, expecting it to refuse to start;
+/// returns (exit code, stderr). Fails the test if the server starts listening instead.
+pub fn serve_refused(data_dir: &Path, args: &[&str]) -> (i32, String) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .env("AIRLOCK_LOG__LEVEL", "warn")
+        .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start airlock serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Ok(line) = rx.try_recv()
+            && line.starts_with("airlock listening")
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("airlock started ({line}) but should have refused");
+        }
+        if let Some(status) = child.try_wait().expect("wait for airlock") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "airlock neither started nor exited within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    (status.code().unwrap_or(-1), stderr)
 }

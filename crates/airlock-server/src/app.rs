@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use airlock_store::{BlobStore, Metadata, StoreError};
 use axum::Router;
-use axum::extract::State;
 use axum::http::{Request, StatusCode};
-use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -57,6 +55,9 @@ pub enum ServeError {
     /// The audit log could not be opened.
     #[error("cannot open the audit log: {0}")]
     Audit(#[from] AuditLogError),
+    /// The data directory cannot be used (permissions, a new database beside old keys).
+    #[error(transparent)]
+    DataDir(#[from] crate::data_dir::DataDirError),
     /// The server failed while running.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -69,10 +70,11 @@ pub async fn open_registry(config: &Config) -> Result<Arc<Registry>, ServeError>
         dir: dir.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(|e| storage(e.into()))?;
-    let metadata = Metadata::open_sqlite(&dir.join("metadata.db"))
+    crate::data_dir::prepare(dir)?;
+    let metadata = Metadata::open_sqlite(&crate::data_dir::database_path(dir))
         .await
         .map_err(storage)?;
+    crate::data_dir::check_new_database(dir, &metadata, config.allow_new_database).await?;
     let blobs = BlobStore::local(&dir.join("blobs")).map_err(storage)?;
     let limits = RegistryLimits {
         max_manifest_bytes: config.registry.max_manifest_bytes,
@@ -121,11 +123,15 @@ pub fn router(
     let access = Arc::new(AccessControl::with_identity(identity.clone()));
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+        .route("/readyz", get(crate::readiness::readyz))
         .with_state(registry.clone());
     let metrics_route = Router::new()
         .route("/metrics", get(crate::metrics::render))
         .with_state(metrics);
+    let write_guard = axum::middleware::from_fn_with_state(
+        registry.clone(),
+        crate::readiness::refuse_writes_when_storage_fails,
+    );
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
         let request_id = request
             .headers()
@@ -173,23 +179,11 @@ pub fn router(
                 axum::Json(serde_json::json!({"error": {"code": "NOT_FOUND", "message": "no endpoint at this path", "remediation": "the registry API is under /v2/"}})),
             )
         })
+        .layer(write_guard)
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(trace)
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-}
-
-async fn ready(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
-    match registry.metadata().ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
-        Err(err) => {
-            tracing::warn!(error = %err, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "metadata store unavailable",
-            )
-        }
-    }
 }
 
 /// Runs the server until `shutdown` resolves, then drains in-flight requests and closes storage.

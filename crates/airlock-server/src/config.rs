@@ -19,6 +19,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory for the embedded database, blobs and keys.
     pub data_dir: PathBuf,
+    /// Start even though the database is new while the data directory holds keys from an earlier
+    /// installation (`airlock serve --allow-new-database`; never read from the file or the
+    /// environment, so it cannot stay on by accident).
+    #[serde(skip)]
+    pub allow_new_database: bool,
     /// Logging.
     pub log: LogConfig,
     /// Registry limits.
@@ -45,6 +50,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             data_dir: PathBuf::from("./airlock-data"),
+            allow_new_database: false,
             log: LogConfig::default(),
             registry: RegistryConfig::default(),
             audit: AuditConfig::default(),

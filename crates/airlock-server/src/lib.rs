@@ -11,11 +11,13 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod config;
+pub mod data_dir;
 pub mod evidence;
 pub mod identity;
 pub mod metrics;
 pub mod oci;
 pub mod promotion;
+pub mod readiness;
 pub mod registry;
 pub mod webhooks;
 

@@ -29,6 +29,23 @@ pub struct StoredCheckpoint {
     pub created_at: i64,
 }
 
+/// How many rows the audit tables hold, to check at start that they agree with each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditTableCounts {
+    /// Entries stored.
+    pub entries: u64,
+    /// Entries with an index below the size asked about.
+    pub entries_below: u64,
+    /// One past the highest entry index (0 when there is none).
+    pub next_entry: u64,
+    /// Stored hashes.
+    pub hashes: u64,
+    /// One past the highest stored-hash index (0 when there is none).
+    pub next_hash: u64,
+    /// Signed checkpoints.
+    pub checkpoints: u64,
+}
+
 /// Appends `records` to the log on `conn`, which must be inside the (write-locked) transaction
 /// that makes the change they describe; returns the index of the first. Indexes continue from the table itself, so concurrent
 /// writers (and replicas sharing the database) get consecutive, gap-free numbers.
@@ -127,6 +144,33 @@ impl Metadata {
                 "the committing task was cancelled".into(),
             )),
         }
+    }
+
+    /// Row counts of the audit tables, with the entries below index `below` counted apart.
+    pub async fn audit_table_counts(&self, below: u64) -> Result<AuditTableCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM audit_entries) AS entries,
+                    (SELECT COUNT(*) FROM audit_entries WHERE idx >= 0 AND idx < ?) AS entries_below,
+                    (SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries) AS next_entry,
+                    (SELECT COUNT(*) FROM audit_hashes) AS hashes,
+                    (SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_hashes) AS next_hash,
+                    (SELECT COUNT(*) FROM audit_checkpoints) AS checkpoints",
+        )
+        .bind(below as i64)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Corrupt("audit table counts returned no row".into()))?;
+        let count = |name: &str| row.get::<i64, _>(name).max(0) as u64;
+        Ok(AuditTableCounts {
+            entries: count("entries"),
+            entries_below: count("entries_below"),
+            next_entry: count("next_entry"),
+            hashes: count("hashes"),
+            next_hash: count("next_hash"),
+            checkpoints: count("checkpoints"),
+        })
     }
 
     /// How many entries the log holds (integrated or not).
@@ -268,7 +312,7 @@ impl Metadata {
         hashes: &[(u64, [u8; 32])],
         checkpoint: &StoredCheckpoint,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_integration_write().await?;
         let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(size) FROM audit_checkpoints")
             .fetch_all(&mut *tx)
             .await?

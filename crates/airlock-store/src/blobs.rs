@@ -41,6 +41,8 @@ pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
     /// Root directory when the store is local, to remove staging leftovers an abort can miss.
     local_root: Option<PathBuf>,
+    /// Writes of blob bytes that failed on the storage side, for readiness.
+    failures: crate::health::FailureLog,
 }
 
 fn blob_path(digest: &Digest) -> Path {
@@ -112,6 +114,7 @@ impl BlobStore {
         Ok(Self {
             store: Arc::new(store),
             local_root: Some(root),
+            failures: Default::default(),
         })
     }
 
@@ -120,6 +123,7 @@ impl BlobStore {
         Self {
             store,
             local_root: None,
+            failures: Default::default(),
         }
     }
 
@@ -138,7 +142,11 @@ impl BlobStore {
         E: std::error::Error + Send + Sync + 'static,
     {
         let location = chunk_path(upload, chunk);
-        let upload_handle = self.store.put_multipart(&location).await?;
+        let upload_handle = self
+            .store
+            .put_multipart(&location)
+            .await
+            .inspect_err(|err| self.failures.record("blob store write", err))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload_handle, PART_SIZE);
         let mut written = 0u64;
         let mut body = std::pin::pin!(body);
@@ -151,6 +159,7 @@ impl BlobStore {
                 }
             };
             if let Err(err) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                self.failures.record("blob store write", &err);
                 let _ = writer.abort().await;
                 return Err(err.into());
             }
@@ -162,9 +171,28 @@ impl BlobStore {
             // Nothing arrived (e.g. a PUT that only finishes the upload): store no empty chunk.
             writer.abort().await?;
         } else {
-            writer.finish().await?;
+            writer
+                .finish()
+                .await
+                .inspect_err(|err| self.failures.record("blob store write", err))?;
         }
         Ok(written)
+    }
+
+    /// Writes and deletes a one-byte object, to learn whether the store takes writes now (a
+    /// full disk, a directory that is gone or read-only). For readiness.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        let probe = Path::from(format!("readiness-probe-{}", Uuid::new_v4()));
+        self.store
+            .put(&probe, PutPayload::from_static(b"1"))
+            .await?;
+        self.store.delete(&probe).await?;
+        Ok(())
+    }
+
+    /// Failed writes of blob bytes (storage side, not a client's broken upload), for readiness.
+    pub fn write_failures(&self) -> &crate::health::FailureLog {
+        &self.failures
     }
 
     /// Recomputes an upload's digest from its staged chunks (used when the in-memory hasher is gone,

@@ -25,4 +25,16 @@ pub enum StoreError {
     /// A stored value could not be read back (corruption or a manual edit).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
+    /// SQLite's integrity check found the database damaged; nothing was written to it.
+    #[error(
+        "the database {} failed SQLite's integrity check (PRAGMA quick_check): {problems}. airlock does not start on a damaged database. Restore it from your newest backup (docs/operations.md, Recovery); without a backup, `sqlite3 {} .recover | sqlite3 recovered.db` copies the readable rows into a new file, which you then move in place of the database (removing its -wal and -shm files) and check with `airlock audit verify --data-dir` before starting",
+        path.display(),
+        path.display()
+    )]
+    IntegrityCheck {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What the check reported (up to 20 problems).
+        problems: String,
+    },
 }

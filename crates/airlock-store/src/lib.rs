@@ -12,6 +12,7 @@ mod audit;
 mod blobs;
 mod error;
 mod evidence;
+mod health;
 mod metadata;
 mod promotion;
 mod separation;
@@ -20,13 +21,14 @@ mod webhooks;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
 pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
-pub use audit::{StoredCheckpoint, StoredEntry};
+pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};
 pub use blobs::{BlobRange, BlobStore, ByteStream};
 pub use error::StoreError;
 pub use evidence::{
     ArtifactFlag, EvidenceOrigin, EvidenceRow, EvidenceUpdate, EvidenceVerdict, KeyChange, KeyRow,
     KeyringWriteError,
 };
+pub use health::{FailureLog, RecentFailure, WriteRefusal, secure_database_file};
 pub use metadata::{
     ManifestUpload, ManifestWriteError, Metadata, ReferrerRow, StoredManifest, TagMove,
     UploadSession, now_millis,

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::audit::append;
 use crate::error::StoreError;
+use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, WriteRefusal};
 
 /// The schema migrations, embedded in the binary, applied in order at start.
 pub(crate) fn migrator() -> Migrator {
@@ -190,18 +191,32 @@ pub struct Metadata {
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Events waiting to be appended by [`Metadata::record_events`] (group commit).
     pub(crate) pending_events: std::sync::Arc<std::sync::Mutex<Vec<crate::audit::PendingEvents>>>,
+    /// The database file's identity, the stop switch and recent failures (see `health`).
+    health: std::sync::Arc<DatabaseHealth>,
 }
 
 /// A write transaction holding the process-wide writer slot until it commits or drops.
 pub struct WriteTransaction {
     tx: sqlx::Transaction<'static, sqlx::Sqlite>,
     _slot: tokio::sync::OwnedMutexGuard<()>,
+    health: std::sync::Arc<DatabaseHealth>,
+    checks: WriteChecks,
 }
 
 impl WriteTransaction {
-    /// Commits the transaction and frees the writer slot.
+    /// Commits the transaction and frees the writer slot. Refuses (rolling back) if the database
+    /// file was removed or replaced, or writes were stopped, since the transaction began; a
+    /// failed commit is remembered for readiness.
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        let WriteTransaction {
+            tx, health, checks, ..
+        } = self;
+        health
+            .check(checks, true)
+            .map_err(WriteRefusal::into_sqlx)?;
+        tx.commit()
+            .await
+            .inspect_err(|err| health.failures.record("database commit", err))
     }
 }
 
@@ -216,6 +231,29 @@ impl std::ops::Deref for WriteTransaction {
 impl std::ops::DerefMut for WriteTransaction {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.tx
+    }
+}
+
+/// SQLite's result codes for a damaged file: `SQLITE_CORRUPT` (and its extended codes) and
+/// `SQLITE_NOTADB`.
+const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_NOTADB: i64 = 26;
+
+/// An error from opening or checking the database, as [`StoreError::IntegrityCheck`] when SQLite
+/// says the file is damaged (a bad page can fail the check itself rather than be listed by it).
+fn damaged(path: &Path, err: sqlx::Error) -> StoreError {
+    let code = match &err {
+        sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i64>().ok()),
+        _ => None,
+    };
+    match code {
+        Some(code) if code & 0xff == SQLITE_CORRUPT || code & 0xff == SQLITE_NOTADB => {
+            StoreError::IntegrityCheck {
+                path: path.to_path_buf(),
+                problems: err.to_string(),
+            }
+        }
+        _ => err.into(),
     }
 }
 
@@ -241,25 +279,96 @@ async fn ensure_repository(
 }
 
 impl Metadata {
-    /// Opens (creating if needed) the SQLite database at `path` in WAL mode and applies migrations.
+    /// Opens (creating if needed) the SQLite database at `path` in WAL mode, runs SQLite's
+    /// `PRAGMA quick_check` (a corrupt database is refused with [`StoreError::IntegrityCheck`]
+    /// before anything is written to it) and applies migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        // The file is created here, never by a connection: the pool opens connections on demand,
+        // and one opened after the database was removed must fail rather than start an empty
+        // database at the path.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
+            .create_if_missing(false)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // Connections stay open for the life of the pool: SQLite deletes the write-ahead log when
+        // the last one closes, and the WAL's existence is how a removed WAL is noticed.
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|e| damaged(path, e))?;
+        let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(20)")
+            .fetch_all(&pool)
+            .await
+            .map_err(|e| damaged(path, e))?;
+        if problems != ["ok"] {
+            pool.close().await;
+            return Err(StoreError::IntegrityCheck {
+                path: path.to_path_buf(),
+                problems: problems.join("; "),
+            });
+        }
         migrator().run(&pool).await?;
+        let file = DatabaseFile::opened(path)?;
         Ok(Self {
             pool,
             writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
             pending_events: Default::default(),
+            health: std::sync::Arc::new(DatabaseHealth {
+                file,
+                stopped: Default::default(),
+                failures: FailureLog::default(),
+                integrity: "ok".into(),
+            }),
         })
+    }
+
+    /// What `PRAGMA quick_check` answered when the database was opened (a database that failed
+    /// it is never opened).
+    pub fn integrity_at_open(&self) -> &str {
+        &self.health.integrity
+    }
+
+    /// Whether writes can be made and kept: the database file at the path is the one opened and
+    /// writes were not stopped. Every write transaction checks this (and that the write-ahead log
+    /// exists) once it has begun and before it commits.
+    pub fn writable(&self) -> Result<(), WriteRefusal> {
+        self.health.check(WriteChecks::All, false)
+    }
+
+    /// Refuses every write transaction (except the audit log's integration) with `reason` until
+    /// [`Metadata::resume_writes`].
+    pub fn stop_writes(&self, reason: String) {
+        *self
+            .health
+            .stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    }
+
+    /// Lifts [`Metadata::stop_writes`].
+    pub fn resume_writes(&self) {
+        *self
+            .health
+            .stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Failed commits, for readiness.
+    pub fn write_failures(&self) -> &FailureLog {
+        &self.health.failures
     }
 
     /// Checks the database answers (readiness probe).
@@ -291,8 +400,37 @@ impl Metadata {
         &self,
         slot: tokio::sync::OwnedMutexGuard<()>,
     ) -> Result<WriteTransaction, sqlx::Error> {
+        self.begin_checked(slot, WriteChecks::All).await
+    }
+
+    /// A write transaction for the audit log's integration, which proceeds while writes are
+    /// stopped (the database file is still checked).
+    pub(crate) async fn begin_integration_write(&self) -> Result<WriteTransaction, sqlx::Error> {
+        let slot = self.writer.clone().lock_owned().await;
+        self.begin_checked(slot, WriteChecks::FileOnly).await
+    }
+
+    async fn begin_checked(
+        &self,
+        slot: tokio::sync::OwnedMutexGuard<()>,
+        checks: WriteChecks,
+    ) -> Result<WriteTransaction, sqlx::Error> {
+        // Before a connection is taken (a new one could not even open a removed file), and
+        // again inside the transaction, where the write-ahead log must exist too.
+        self.health
+            .check(checks, false)
+            .map_err(WriteRefusal::into_sqlx)?;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(WriteTransaction { tx, _slot: slot })
+        // Dropping `tx` on a refusal rolls it back.
+        self.health
+            .check(checks, true)
+            .map_err(WriteRefusal::into_sqlx)?;
+        Ok(WriteTransaction {
+            tx,
+            _slot: slot,
+            health: self.health.clone(),
+            checks,
+        })
     }
 
     /// Closes the pool, waiting for connections to finish (graceful shutdown).

@@ -8,6 +8,7 @@
 //! one transaction. Rounds run several times a second while there are new entries, so a checkpoint
 //! is never more than a second behind.
 
+mod consistency;
 pub mod routes;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,9 @@ use airlock_store::{Metadata, StoreError, StoredCheckpoint, StoredEntry, now_mil
 const BATCH: u64 = 20_000;
 /// How often the integrator looks for new entries.
 const ROUND_INTERVAL: Duration = Duration::from_millis(200);
+/// Failed rounds in a row after which writes stop until a round succeeds again (a lone failure,
+/// such as a busy database, does not stop anything).
+const FAILURES_BEFORE_STOP: u32 = 3;
 /// Entries per tile (C2SP tlog-tiles: height 8).
 pub const TILE_WIDTH: u64 = 256;
 
@@ -119,7 +123,9 @@ fn write_private_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
 
 impl AuditLog {
     /// Opens the log over `metadata`, loading the log key from `<data_dir>/log-key` or creating it
-    /// (named `origin`) on first start, and signs the empty checkpoint of a new log.
+    /// (named `origin`) on first start, checks that entries, stored hashes and the newest
+    /// checkpoint agree (see `consistency`; a disagreement is [`AuditLogError::Integrity`] and
+    /// the server does not start), and signs the empty checkpoint of a new log.
     pub async fn open(
         metadata: Metadata,
         data_dir: &Path,
@@ -130,6 +136,7 @@ impl AuditLog {
         if created {
             tracing::info!(path = %path.display(), verifier_key = key.verifier_key(), "generated the audit log key");
         }
+        consistency::check(&metadata, &key).await?;
         let log = Self { metadata, key };
         if log.metadata.latest_checkpoint().await?.is_none() {
             let note = log.key.sign_checkpoint(0, &Hash::EMPTY_TREE)?;
@@ -217,18 +224,34 @@ impl AuditLog {
         }
     }
 
-    /// Runs integration rounds until the task is dropped, updating the log metrics.
+    /// Runs integration rounds until the task is dropped, updating the log metrics. After
+    /// [`FAILURES_BEFORE_STOP`] failed rounds in a row it stops writes (so nothing more is
+    /// acknowledged that the log cannot sign; readiness fails too) until a round succeeds.
     pub async fn run_integrator(self: Arc<Self>) {
         let mut interval = tokio::time::interval(ROUND_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures = 0u32;
         loop {
             interval.tick().await;
             loop {
                 match self.integrate().await {
                     Ok(Some(size)) => tracing::debug!(size, "signed audit checkpoint"),
-                    Ok(None) => break,
+                    Ok(None) => {
+                        if failures >= FAILURES_BEFORE_STOP {
+                            tracing::warn!("audit log integration works again; writes resume");
+                            self.metadata.resume_writes();
+                        }
+                        failures = 0;
+                        break;
+                    }
                     Err(err) => {
-                        tracing::error!(error = %err, "audit log integration failed");
+                        failures = failures.saturating_add(1);
+                        tracing::error!(error = %err, failures, "audit log integration failed");
+                        if failures == FAILURES_BEFORE_STOP {
+                            self.metadata.stop_writes(format!(
+                                "the audit log cannot sign new entries ({err}); writes are refused until it can. Check the server log; if the audit tables were edited, stop airlock and restore the database from a backup (docs/operations.md, Recovery)"
+                            ));
+                        }
                         break;
                     }
                 }

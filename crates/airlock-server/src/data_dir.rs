@@ -1,0 +1,134 @@
+//! The data directory at start: its permissions, and refusing a new database beside old keys.
+//!
+//! Guarantees:
+//! - At every start the data directory is set to mode 0700, the database (`metadata.db`, created
+//!   0600 if missing, and its `-wal`/`-shm` files) and the key files to 0600, and the blob
+//!   directories to 0700,
+//!   whatever the umask. SQLite gives the `-wal` and `-shm` files it creates the database file's
+//!   mode, so they are 0600 too. (`airlock serve` also sets its umask to 0077, so blob files and
+//!   directories created later are 0600/0700.)
+//! - A database that holds no audit entry and no checkpoint is new. If the directory already
+//!   holds a key airlock generated (log, token or attestation key), the old database was lost or
+//!   moved: starting would silently begin an empty registry and audit log under the old keys. That
+//!   start is refused unless the operator passes `--allow-new-database`.
+
+use std::path::{Path, PathBuf};
+
+use airlock_store::{Metadata, StoreError};
+
+/// Key files airlock generates on first start; their presence means the directory was used.
+pub const KEY_FILES: [&str; 3] = ["log-key", "token-key.pem", "attestation-key.pem"];
+
+/// The database file in a data directory.
+pub fn database_path(dir: &Path) -> PathBuf {
+    dir.join("metadata.db")
+}
+
+/// Why the data directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// Creating the directory or setting a mode failed.
+    #[error("cannot prepare {}: {source}", path.display())]
+    Files {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The database is new but keys from an earlier installation are present.
+    #[error(
+        "the database {} is new (no audit entries, no checkpoints), but {} already holds {}: the database this installation used was lost, moved or replaced. Starting now would begin an empty registry and audit log under the old keys. Restore the database from a backup (docs/operations.md, Recovery), or, to start over on purpose with these keys, start once with --allow-new-database",
+        database.display(),
+        dir.display(),
+        keys.join(", ")
+    )]
+    NewDatabaseBesideKeys {
+        /// The data directory.
+        dir: PathBuf,
+        /// The database file.
+        database: PathBuf,
+        /// The key files found.
+        keys: Vec<String>,
+    },
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> Result<(), DataDirError> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(DataDirError::Files {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> Result<(), DataDirError> {
+    Ok(())
+}
+
+/// Creates the data directory if needed and sets the modes described in the module docs, before
+/// the database is opened.
+pub fn prepare(dir: &Path) -> Result<(), DataDirError> {
+    let files = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DataDirError::Files { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(files(dir))?;
+    set_mode(dir, 0o700)?;
+    let database = database_path(dir);
+    airlock_store::secure_database_file(&database).map_err(files(&database))?;
+    for blobs in ["blobs", "blobs/blobs", "blobs/uploads"] {
+        set_mode(&dir.join(blobs), 0o700)?;
+    }
+    for secret in KEY_FILES.iter().chain(&["initial-admin-password"]) {
+        set_mode(&dir.join(secret), 0o600)?;
+    }
+    Ok(())
+}
+
+/// The key files present in `dir`.
+fn keys_present(dir: &Path) -> Vec<String> {
+    KEY_FILES
+        .iter()
+        .filter(|name| dir.join(name).exists())
+        .map(|name| name.to_string())
+        .collect()
+}
+
+/// Refuses a new database in a directory that holds keys from an earlier installation, unless
+/// `allow_new_database`. Call after opening the database and before anything writes to it.
+pub async fn check_new_database(
+    dir: &Path,
+    metadata: &Metadata,
+    allow_new_database: bool,
+) -> Result<(), DataDirError> {
+    let counts = metadata.audit_table_counts(0).await?;
+    let new = counts.entries == 0 && counts.checkpoints == 0 && counts.hashes == 0;
+    if !new {
+        return Ok(());
+    }
+    let keys = keys_present(dir);
+    if keys.is_empty() {
+        return Ok(());
+    }
+    if allow_new_database {
+        tracing::warn!(
+            data_dir = %dir.display(),
+            keys = %keys.join(", "),
+            "starting a new database beside existing keys (--allow-new-database)"
+        );
+        return Ok(());
+    }
+    Err(DataDirError::NewDatabaseBesideKeys {
+        dir: dir.to_path_buf(),
+        database: database_path(dir),
+        keys,
+    })
+}
