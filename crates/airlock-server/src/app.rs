@@ -221,11 +221,20 @@ pub async fn serve(
         config.anomalies.clone(),
         config.stages()?,
     );
+    // The token realm in `WWW-Authenticate` is the configured public URL, else the address
+    // airlock listens on; never a request header.
+    let mut access = config.access.clone();
+    if access.public_url.is_none() {
+        if addr.ip().is_unspecified() {
+            tracing::warn!(%addr, "access.public_url is unset and airlock listens on every address: clients are sent to http://{addr}/auth/token for tokens; set access.public_url to the URL they reach airlock at");
+        }
+        access.public_url = Some(format!("http://{addr}"));
+    }
     let identity = Arc::new(
         Identity::open(
             registry.metadata().clone(),
             &config.data_dir,
-            config.access.clone(),
+            access,
             config.stages()?,
             config.access.initial_admin_password.clone().map(|s| s.0),
             anomalies.clone(),

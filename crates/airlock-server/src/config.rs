@@ -126,7 +126,7 @@ pub struct AccessConfig {
     /// anonymously (stage rules still apply): only for a registry on loopback.
     pub enabled: bool,
     /// The base URL clients reach airlock at, for the token realm in `WWW-Authenticate`.
-    /// Unset: taken from each request's `Host` header.
+    /// Unset: `http://` and the address airlock listens on (never a request header).
     pub public_url: Option<String>,
     /// Lifetime of access tokens, in seconds (default 5 minutes).
     pub token_lifetime_secs: u64,

@@ -273,7 +273,8 @@ impl Identity {
         self.config.enabled
     }
 
-    /// The configured public URL, if any.
+    /// The configured public URL, if any (`serve` sets it to the listening address when the
+    /// configuration leaves it unset).
     pub fn public_url(&self) -> Option<&str> {
         self.config.public_url.as_deref()
     }
