@@ -118,6 +118,7 @@ pub fn router(
         anomalies,
         webhooks,
     } = services;
+    let trusted_proxies = Arc::new(identity.trusted_proxies().clone());
     let access = Arc::new(AccessControl::with_identity(identity.clone()));
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -173,6 +174,10 @@ pub fn router(
                 axum::Json(serde_json::json!({"error": {"code": "NOT_FOUND", "message": "no endpoint at this path", "remediation": "the registry API is under /v2/"}})),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            trusted_proxies,
+            crate::client_address::resolve,
+        ))
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(trace)

@@ -141,6 +141,10 @@ pub struct AccessConfig {
     /// Failed authentications per principal, and per source address, per minute before further
     /// attempts are refused with 429.
     pub max_failures_per_minute: u32,
+    /// Proxies (addresses or blocks such as `10.0.0.0/8`) whose `X-Forwarded-For` names the
+    /// client; from any other peer the header is ignored. Empty (the default): the TCP peer is
+    /// the client.
+    pub trusted_proxies: airlock_core::TrustedProxies,
     /// Role pairs nobody may hold together.
     pub exclusive_roles: Vec<[String; 2]>,
     /// Workload identity: OIDC issuers whose ID tokens are exchanged for builder tokens.
@@ -443,6 +447,7 @@ impl Default for AccessConfig {
             max_api_key_days: 365,
             max_grant_secs: 8 * 3600,
             max_failures_per_minute: 10,
+            trusted_proxies: airlock_core::TrustedProxies::default(),
             exclusive_roles: vec![["key-admin".to_string(), "approver".to_string()]],
             oidc: Vec::new(),
             initial_admin_password: None,

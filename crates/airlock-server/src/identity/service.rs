@@ -279,6 +279,11 @@ impl Identity {
         self.config.public_url.as_deref()
     }
 
+    /// The proxies whose `X-Forwarded-For` names the client (`access.trusted_proxies`).
+    pub fn trusted_proxies(&self) -> &airlock_core::TrustedProxies {
+        &self.config.trusted_proxies
+    }
+
     async fn bootstrap(
         &self,
         data_dir: &Path,
