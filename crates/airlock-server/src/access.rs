@@ -69,11 +69,7 @@ pub async fn authenticate(
 ) -> Result<Authenticated, AuthError> {
     match credentials(headers)? {
         None => Err(AuthError::Missing),
-        Some(Credentials::Bearer(token)) => {
-            identity
-                .authenticate_token(&token, airlock_identity::TokenKind::Access, peer)
-                .await
-        }
+        Some(Credentials::Bearer(token)) => identity.authenticate_token(&token, peer).await,
         Some(Credentials::Basic(user, secret)) => {
             identity.authenticate_secret(&user, &secret, peer).await
         }

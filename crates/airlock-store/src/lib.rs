@@ -14,6 +14,7 @@ mod error;
 mod evidence;
 mod metadata;
 mod promotion;
+mod refresh;
 mod webhooks;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
@@ -33,4 +34,5 @@ pub use promotion::{
     ApprovalRow, ChannelMove, DecisionRow, FreezeRow, NewManifest, PromotionRow, PromotionWrite,
     PromotionWriteError, Rollback,
 };
+pub use refresh::RefreshRotation;
 pub use webhooks::{AttemptOutcome, DeliveryRow, DueDelivery, WebhookRow};

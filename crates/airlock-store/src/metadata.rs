@@ -62,6 +62,11 @@ fn migrator() -> Migrator {
             "manifest parents",
             include_str!("../migrations/0008_manifest_parents.sql"),
         ),
+        migration(
+            9,
+            "refresh tokens",
+            include_str!("../migrations/0009_refresh_tokens.sql"),
+        ),
     ])
 }
 
