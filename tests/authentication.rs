@@ -236,6 +236,37 @@ async fn refresh_token_reuse_revokes_the_whole_login() {
 }
 
 #[tokio::test]
+async fn docker_engine_gets_no_refresh_token_it_would_not_rotate() {
+    let s = TestServer::start();
+    add_user(&s, "dev").await;
+    let form = |client_id| {
+        vec![
+            ("grant_type", "password"),
+            ("username", "dev"),
+            ("password", PASSWORD),
+            ("service", "airlock"),
+            ("access_type", "offline"),
+            ("client_id", client_id),
+        ]
+    };
+    let (status, body) = token_form(&s, &form("docker")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["token"].is_string());
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    let response = client_as("dev", PASSWORD)
+        .get(s.url("/auth/token?service=airlock&offline_token=true&client_id=docker"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    // Clients that store the rotated token get one.
+    let (status, body) = token_form(&s, &form("airlock-cli")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["refresh_token"].is_string(), "{body}");
+}
+
+#[tokio::test]
 async fn cli_keeps_working_across_commands_after_refresh_rotation() {
     let s = TestServer::start();
     let home = tempfile::tempdir().unwrap();
