@@ -100,9 +100,9 @@ async fn refused_logins_take_as_long_whichever_part_was_wrong() {
     let url = s.url("/auth/token?service=airlock");
     // A measurement on a busy machine can be skewed by load that happens to fall on one path;
     // a real difference (before this fix, 3 ms against 30 ms) shows in every measurement, so
-    // the property must hold in one of three.
+    // the property must hold in one of five.
     let mut reports = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..5 {
         let (spread, report) = measure(&clients, &paths, &url).await;
         eprintln!("median refusal times (slowest/fastest = {spread:.2}): {report:#?}");
         if spread <= 1.2 {
