@@ -44,6 +44,7 @@ async fn add_service_account(s: &TestServer, name: &str, secs: u64) -> (String, 
 #[tokio::test]
 async fn refused_logins_take_as_long_whichever_part_was_wrong() {
     // No rate limit and no anomaly in the way: every attempt must reach the credential check.
+    // (The verified-credential cache holds only accepted secrets, so it serves none of these.)
     let s = TestServer::start_with_env(&[
         ("AIRLOCK_ACCESS__MAX_FAILURES_PER_MINUTE", "1000000"),
         (
