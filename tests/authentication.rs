@@ -236,6 +236,29 @@ async fn refresh_token_reuse_revokes_the_whole_login() {
 }
 
 #[tokio::test]
+async fn refresh_token_state_survives_a_restart() {
+    let mut s = TestServer::start();
+    add_user(&s, "dev").await;
+    let (_, first) = login_offline(&s, "dev", PASSWORD).await;
+    let (status, body) = exchange(&s, &first).await;
+    assert_eq!(status, 200, "{body}");
+    let second = body["refresh_token"].as_str().unwrap().to_string();
+    s.stop();
+    let restarted = TestServer::start_in(&s.data_dir, &[]);
+    // The live token still works, and the spent one is still known to be spent.
+    let (status, body) = exchange(&restarted, &second).await;
+    assert_eq!(status, 200, "{body}");
+    let third = body["refresh_token"].as_str().unwrap().to_string();
+    let (status, body) = exchange(&restarted, &first).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = exchange(&restarted, &third).await;
+    assert_eq!(
+        status, 401,
+        "the reuse after the restart revoked the family"
+    );
+}
+
+#[tokio::test]
 async fn docker_engine_gets_no_refresh_token_it_would_not_rotate() {
     let s = TestServer::start();
     add_user(&s, "dev").await;
