@@ -19,7 +19,7 @@ use crate::audit::append;
 use crate::error::StoreError;
 
 /// The schema migrations, embedded in the binary, applied in order at start.
-fn migrator() -> Migrator {
+pub(crate) fn migrator() -> Migrator {
     let migration = |version, description: &'static str, sql: &'static str| {
         Migration::new(
             version,

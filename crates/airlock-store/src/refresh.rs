@@ -163,6 +163,64 @@ mod tests {
         (dir, metadata, principal.id)
     }
 
+    /// Migration 0009 applied to a database at 0008 with principals, credentials and counted
+    /// failures in it keeps them, and its tables work at once.
+    #[tokio::test]
+    async fn migration_0009_applies_over_a_populated_0008_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.db");
+        {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .foreign_keys(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            let mut up_to_8 = crate::metadata::migrator();
+            up_to_8.migrations = up_to_8
+                .migrations
+                .iter()
+                .filter(|m| m.version <= 8)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into();
+            up_to_8.run(&pool).await.unwrap();
+            for sql in [
+                "INSERT INTO principals (id, name, kind, created_at, created_by) VALUES (7, 'ci', 'service', 1, 'admin')",
+                "INSERT INTO credentials (id, principal_id, kind, secret_hash, expires_at, created_at) VALUES ('key1', 7, 'api_key', 'ab', 99, 1)",
+                "INSERT INTO auth_failures (principal, source, minute, count) VALUES ('ci', '10.0.0.1', 5, 3)",
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            pool.close().await;
+        }
+        let metadata = Metadata::open_sqlite(&path).await.unwrap();
+        let credential = metadata.credential("key1").await.unwrap().unwrap();
+        assert_eq!(
+            (credential.principal_id, credential.expires_at),
+            (7, Some(99))
+        );
+        assert_eq!(
+            metadata.auth_failures("ci", "10.0.0.1", 5).await.unwrap(),
+            (0, 3),
+            "per-source totals carry over; per-name counts start empty"
+        );
+        let later = now_millis() + 60_000;
+        metadata
+            .start_refresh_family("fam", 7, "key1", "t1", later)
+            .await
+            .unwrap();
+        assert!(matches!(
+            metadata
+                .rotate_refresh_token("t1", "t2", later)
+                .await
+                .unwrap(),
+            RefreshRotation::Rotated { .. }
+        ));
+    }
+
     #[tokio::test]
     async fn a_refresh_token_rotates_once_and_its_reuse_revokes_the_family() {
         let (_dir, metadata, principal) = store().await;
