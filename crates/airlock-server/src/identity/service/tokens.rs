@@ -23,8 +23,7 @@ use super::{
     AuthError, Authenticated, Counts, Identity, TOKEN_ISSUER, TOKEN_SERVICE, barred, now_secs,
 };
 
-/// The tokens of one answer of the token endpoint.
-#[derive(Debug)]
+/// The tokens of one answer of the token endpoint (`Debug` shows no token).
 pub struct IssuedTokens {
     /// The access token.
     pub access: String,
@@ -32,6 +31,16 @@ pub struct IssuedTokens {
     pub refresh: Option<String>,
     /// The access token's lifetime in seconds.
     pub expires_in: u64,
+}
+
+impl std::fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field("access", &"<redacted>")
+            .field("refresh", &self.refresh.as_ref().map(|_| "<redacted>"))
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }
 
 /// The `auth` claim of tokens from an OIDC exchange, the only tokens without a credential.
