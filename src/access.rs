@@ -202,6 +202,7 @@ pub async fn login(args: LoginArgs) -> Result<u8> {
     let password = read_stdin_secret()?;
     let server = normalize_server(&args.server);
     let refresh_token = crate::client::login(&server, &args.username, &password).await?;
+    let _lock = crate::client::CredentialLock::acquire()?;
     let mut store = CredentialStore::load()?;
     store.servers.insert(
         server.clone(),

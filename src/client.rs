@@ -81,6 +81,32 @@ impl CredentialStore {
     }
 }
 
+/// An exclusive lock on the credential store, held while a stored refresh token is exchanged
+/// and its successor saved: refresh tokens rotate, and a second CLI process presenting the
+/// token the first one just spent would revoke the login.
+pub struct CredentialLock {
+    _file: std::fs::File,
+}
+
+impl CredentialLock {
+    /// Waits for the lock (`credentials.json.lock` beside the store).
+    pub fn acquire() -> Result<Self> {
+        let path = credentials_path()?.with_extension("json.lock");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(Self { _file: file })
+    }
+}
+
 /// Normalises a server URL for use as a key.
 pub fn normalize_server(url: &str) -> String {
     let url = url.trim().trim_end_matches('/');
@@ -175,7 +201,8 @@ impl ApiClient {
     /// (`repository:<name>:pull,push`), for the CLI commands that push to `/v2/`.
     pub async fn connect_with_scopes(server: &str, scopes: &[String]) -> Result<Self> {
         let server = normalize_server(server);
-        let store = CredentialStore::load()?;
+        let _lock = CredentialLock::acquire()?;
+        let mut store = CredentialStore::load()?;
         let login = store.servers.get(&server).ok_or_else(|| {
             anyhow!(
                 "not logged in to {server}: run `airlock login {server} -u NAME --password-stdin`"
@@ -208,6 +235,15 @@ impl ApiClient {
             .as_str()
             .ok_or_else(|| anyhow!("the server returned no token"))?
             .to_string();
+        // The refresh token just presented is spent: keep its successor for the next command.
+        if let Some(next) = body["refresh_token"].as_str()
+            && let Some(login) = store.servers.get_mut(&server)
+        {
+            login.refresh_token = next.to_string();
+            store
+                .save()
+                .context("cannot save the renewed login; log in again")?;
+        }
         Ok(Self {
             server,
             http,

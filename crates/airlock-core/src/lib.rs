@@ -10,6 +10,7 @@ pub mod access;
 pub mod address;
 pub mod anomaly;
 pub mod audit;
+pub mod client_address;
 pub mod digest;
 pub mod error;
 pub mod manifest;
@@ -24,6 +25,7 @@ pub use access::{
 };
 pub use anomaly::{AllowedHours, AnomalyAction, AnomalyRule, AnomalyTarget, Signal};
 pub use audit::{Actor, AuditEvent, AuditRecord, Outcome};
+pub use client_address::{IpBlock, TrustedProxies};
 pub use digest::{Digest, DigestAlgorithm, Digester};
 pub use error::Error;
 pub use manifest::{Layer, ManifestKind, ParsedManifest};

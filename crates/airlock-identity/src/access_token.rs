@@ -90,6 +90,15 @@ pub struct AccessClaims {
     pub auth: String,
     /// Access or refresh.
     pub kind: TokenKind,
+    /// The credential the token descends from (`password:<principal id>` or an API key id):
+    /// the token is good only while that credential is (not expired, not revoked). Absent for
+    /// tokens that descend from no stored credential (an OIDC exchange).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cred: Option<String>,
+    /// The refresh-token family (one login with offline access) the token descends from, if
+    /// any: revoking the family ends its refresh tokens and the access tokens they issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fam: Option<String>,
 }
 
 /// Why a token was rejected. Each variant names one check; messages are safe to return to the

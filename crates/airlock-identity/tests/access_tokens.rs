@@ -34,6 +34,8 @@ fn claims(kind: TokenKind) -> AccessClaims {
         epoch: 3,
         auth: "password".into(),
         kind,
+        cred: Some("password:1".into()),
+        fam: None,
     }
 }
 

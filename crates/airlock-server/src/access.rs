@@ -69,11 +69,7 @@ pub async fn authenticate(
 ) -> Result<Authenticated, AuthError> {
     match credentials(headers)? {
         None => Err(AuthError::Missing),
-        Some(Credentials::Bearer(token)) => {
-            identity
-                .authenticate_token(&token, airlock_identity::TokenKind::Access, peer)
-                .await
-        }
+        Some(Credentials::Bearer(token)) => identity.authenticate_token(&token, peer).await,
         Some(Credentials::Basic(user, secret)) => {
             identity.authenticate_secret(&user, &secret, peer).await
         }
@@ -133,7 +129,7 @@ impl AccessControl {
             Err(err) => {
                 Err(
                     OciError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", err.to_string())
-                        .with_header(header::WWW_AUTHENTICATE, base_challenge(identity, headers)),
+                        .with_header(header::WWW_AUTHENTICATE, base_challenge(identity)),
                 )
             }
         }
@@ -151,7 +147,7 @@ impl AccessControl {
         let Some(identity) = &self.identity else {
             return Ok(Actor::anonymous(peer.map(|p| p.to_string())));
         };
-        let challenge = |error: Option<&str>| challenge(identity, headers, repo, action, error);
+        let challenge = |error: Option<&str>| challenge(identity, repo, action, error);
         let who = match authenticate(identity, headers, peer).await {
             Ok(who) => who,
             Err(AuthError::Missing) => {
@@ -225,24 +221,21 @@ impl AccessControl {
     }
 }
 
-fn realm_base(identity: &Identity, headers: &HeaderMap) -> String {
-    match identity.public_url() {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
-                .unwrap_or("127.0.0.1:5000");
-            format!("http://{host}")
-        }
-    }
+/// The base of the token realm: `access.public_url`, which `serve` sets to the listening address
+/// when the configuration leaves it unset. Never taken from a request header, so a client cannot
+/// point the challenge (and the credentials a client sends to the realm) elsewhere.
+fn realm_base(identity: &Identity) -> String {
+    identity
+        .public_url()
+        .unwrap_or("http://127.0.0.1:5000")
+        .trim_end_matches('/')
+        .to_string()
 }
 
-fn base_challenge(identity: &Identity, headers: &HeaderMap) -> String {
+fn base_challenge(identity: &Identity) -> String {
     format!(
         "Bearer realm=\"{}/auth/token\",service=\"{}\"",
-        realm_base(identity, headers),
+        realm_base(identity),
         crate::identity::service::TOKEN_SERVICE
     )
 }
@@ -250,12 +243,11 @@ fn base_challenge(identity: &Identity, headers: &HeaderMap) -> String {
 /// The `WWW-Authenticate` challenge pointing clients at the token endpoint.
 fn challenge(
     identity: &Identity,
-    headers: &HeaderMap,
     repo: Option<&RepoName>,
     action: Action,
     error: Option<&str>,
 ) -> String {
-    let base = realm_base(identity, headers);
+    let base = realm_base(identity);
     let scope = match repo {
         Some(repo) => {
             let actions = match action {

@@ -120,6 +120,7 @@ pub fn router(
         anomalies,
         webhooks,
     } = services;
+    let trusted_proxies = Arc::new(identity.trusted_proxies().clone());
     let access = Arc::new(AccessControl::with_identity(identity.clone()));
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -180,6 +181,10 @@ pub fn router(
             )
         })
         .layer(write_guard)
+        .layer(axum::middleware::from_fn_with_state(
+            trusted_proxies,
+            crate::client_address::resolve,
+        ))
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(trace)
@@ -216,11 +221,20 @@ pub async fn serve(
         config.stages()?,
     );
     registry.report_refusals_to(anomalies.clone());
+    // The token realm in `WWW-Authenticate` is the configured public URL, else the address
+    // airlock listens on; never a request header.
+    let mut access = config.access.clone();
+    if access.public_url.is_none() {
+        if addr.ip().is_unspecified() {
+            tracing::warn!(%addr, "access.public_url is unset and airlock listens on every address: clients are sent to http://{addr}/auth/token for tokens; set access.public_url to the URL they reach airlock at");
+        }
+        access.public_url = Some(format!("http://{addr}"));
+    }
     let identity = Arc::new(
         Identity::open(
             registry.metadata().clone(),
             &config.data_dir,
-            config.access.clone(),
+            access,
             config.stages()?,
             config.access.initial_admin_password.clone().map(|s| s.0),
             anomalies.clone(),

@@ -132,11 +132,12 @@ pub struct AccessConfig {
     /// anonymously (stage rules still apply): only for a registry on loopback.
     pub enabled: bool,
     /// The base URL clients reach airlock at, for the token realm in `WWW-Authenticate`.
-    /// Unset: taken from each request's `Host` header.
+    /// Unset: `http://` and the address airlock listens on (never a request header).
     pub public_url: Option<String>,
     /// Lifetime of access tokens, in seconds (default 5 minutes).
     pub token_lifetime_secs: u64,
-    /// Lifetime of refresh tokens (`airlock login`, `docker login`), in seconds (default 7 days).
+    /// Lifetime of refresh tokens (`airlock login`, clients asking for offline access), in
+    /// seconds (default 7 days). Each exchange replaces the token with a new one of this lifetime.
     pub refresh_lifetime_secs: u64,
     /// Clock skew tolerated when checking token times, in seconds.
     pub leeway_secs: u64,
@@ -144,9 +145,18 @@ pub struct AccessConfig {
     pub max_api_key_days: u64,
     /// Longest just-in-time grant, in seconds (default 8 hours).
     pub max_grant_secs: u64,
-    /// Failed authentications per principal, and per source address, per minute before further
-    /// attempts are refused with 429.
+    /// Failed authentications for one user name from one client address per minute before
+    /// further attempts for that name from that address are refused with 429.
     pub max_failures_per_minute: u32,
+    /// Failed authentications from one client address per minute (whatever the names) before
+    /// every further attempt from that address is refused with 429: the ceiling on a password
+    /// spray. Keep it well above `max_failures_per_minute` when many users share an address (NAT,
+    /// a proxy).
+    pub max_failures_per_source_per_minute: u32,
+    /// Proxies (addresses or blocks such as `10.0.0.0/8`) whose `X-Forwarded-For` names the
+    /// client; from any other peer the header is ignored. Empty (the default): the TCP peer is
+    /// the client.
+    pub trusted_proxies: airlock_core::TrustedProxies,
     /// Role pairs nobody may hold together.
     pub exclusive_roles: Vec<[String; 2]>,
     /// Workload identity: OIDC issuers whose ID tokens are exchanged for builder tokens.
@@ -472,6 +482,8 @@ impl Default for AccessConfig {
             max_api_key_days: 365,
             max_grant_secs: 8 * 3600,
             max_failures_per_minute: 10,
+            max_failures_per_source_per_minute: 100,
+            trusted_proxies: airlock_core::TrustedProxies::default(),
             exclusive_roles: vec![["key-admin".to_string(), "approver".to_string()]],
             oidc: Vec::new(),
             initial_admin_password: None,

@@ -10,6 +10,7 @@ pub mod anomalies;
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod client_address;
 pub mod config;
 pub mod data_dir;
 pub mod evidence;

@@ -546,13 +546,16 @@ impl Metadata {
         Ok(())
     }
 
-    /// Counts a failed authentication for `principal` from `source` in `minute`; returns
-    /// (failures of this principal in the minute, failures from this source in the minute).
-    /// `records` are appended only for the principal's first failure in the minute, so a flood
-    /// of attempts yields one audit entry per principal per minute.
+    /// Counts a failed authentication for `principal` (its audit label: a principal's name, or
+    /// `unknown`) from `source` in `minute`, and for the user `name` as presented (known or not;
+    /// `None` when nothing was named, e.g. a forged token) from that source. Returns (failures of
+    /// this principal in the minute, failures from this source in the minute). `records` are
+    /// appended only for the principal's first failure in the minute, so a flood of attempts
+    /// yields one audit entry per principal per minute.
     pub async fn record_auth_failure(
         &self,
         principal: &str,
+        name: Option<&str>,
         source: &str,
         minute: i64,
         records: &[AuditRecord],
@@ -567,6 +570,17 @@ impl Metadata {
         .bind(minute)
         .execute(&mut *tx)
         .await?;
+        if let Some(name) = name {
+            sqlx::query(
+                "INSERT INTO auth_failures_by_name (name, source, minute, count) VALUES (?, ?, ?, 1)
+                 ON CONFLICT (name, source, minute) DO UPDATE SET count = count + 1",
+            )
+            .bind(name)
+            .bind(source)
+            .bind(minute)
+            .execute(&mut *tx)
+            .await?;
+        }
         let by_principal: i64 = sqlx::query_scalar(
             "SELECT COALESCE(SUM(count), 0) FROM auth_failures WHERE principal = ? AND minute = ?",
         )
@@ -594,24 +608,30 @@ impl Metadata {
             .bind(minute - 60)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM auth_failures_by_name WHERE minute < ?")
+            .bind(minute - 1)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok((by_principal, by_source))
     }
 
-    /// Failures of `principal` and from `source` in `minute` (for the rate limiter, before
-    /// checking credentials).
+    /// Failures for the user `name` (as presented) from `source`, and from `source` in all, in
+    /// `minute` (for the rate limiter, before checking credentials).
     pub async fn auth_failures(
         &self,
-        principal: &str,
+        name: &str,
         source: &str,
         minute: i64,
     ) -> Result<(i64, i64), StoreError> {
         let row = sqlx::query(
             "SELECT
-               (SELECT COALESCE(SUM(count), 0) FROM auth_failures WHERE principal = ? AND minute = ?) AS p,
+               (SELECT COALESCE(SUM(count), 0) FROM auth_failures_by_name
+                  WHERE name = ? AND source = ? AND minute = ?) AS p,
                (SELECT COALESCE(SUM(count), 0) FROM auth_failures WHERE source = ? AND minute = ?) AS s",
         )
-        .bind(principal)
+        .bind(name)
+        .bind(source)
         .bind(minute)
         .bind(source)
         .bind(minute)

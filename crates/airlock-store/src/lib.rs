@@ -17,6 +17,7 @@ mod metadata;
 mod promotion;
 mod separation;
 mod refusals;
+mod refresh;
 mod webhooks;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
@@ -38,4 +39,5 @@ pub use promotion::{
     PromotionWriteError, Rollback, Transition,
 };
 pub use separation::Contributors;
+pub use refresh::RefreshRotation;
 pub use webhooks::{AttemptOutcome, DeliveryRow, DueDelivery, WebhookRow};

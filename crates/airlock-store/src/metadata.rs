@@ -64,6 +64,11 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("../migrations/0008_manifest_parents.sql"),
         ),
         migration(
+            9,
+            "refresh tokens",
+            include_str!("../migrations/0009_refresh_tokens.sql"),
+        ),
+        migration(
             10,
             "promotion integrity",
             include_str!("../migrations/0010_promotion_integrity.sql"),

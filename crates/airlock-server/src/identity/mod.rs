@@ -4,7 +4,8 @@
 //! directly), with a refresh token from `airlock login`, with an access token (the Docker registry
 //! token flow), or with a CI's OIDC ID token (workload identity). Every check of a token also
 //! checks the principal's `authz_epoch`, so a role change, a disabled user or a revoked key ends
-//! its tokens on the very next request.
+//! its tokens on the very next request, and the credential the token descends from, so a token
+//! ends when its API key expires. Refresh tokens rotate on every use (`service/tokens.rs`).
 
 pub mod routes;
 pub mod service;

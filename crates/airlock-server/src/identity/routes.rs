@@ -3,7 +3,8 @@
 //! - `GET /auth/token?service=airlock&scope=...` with Basic credentials, and `POST /auth/token`
 //!   with a form (`grant_type=password` or `refresh_token`, as oras and containerd send): the
 //!   Docker registry token flow. `access_type=offline` (or `offline_token=true`) adds a refresh
-//!   token.
+//!   token (not for `client_id=docker`: Docker Engine keeps the first refresh token it gets and
+//!   never stores the rotated one). Exchanging a refresh token always returns its successor.
 //! - `POST /auth/oidc` with `{"id_token", "scope"}`: workload identity for CI.
 //! - `/api/v1/users`, `/api/v1/service-accounts`, `/api/v1/credentials/{id}`, `/api/v1/roles`,
 //!   `/api/v1/access-requests`: administration, authenticated like registry requests.
@@ -58,6 +59,12 @@ impl From<AuthError> for ApiError {
                 message,
                 "log in with `airlock login URL -u NAME --password-stdin` or send a bearer token from /auth/token",
             ),
+            AuthError::Barred(_) => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                message,
+                "logging in again does not help: airlock cannot re-enable a disabled principal (an access-admin can create a new one), and a locked one is unlocked when an access-admin resolves its anomaly (airlock anomalies resolve)",
+            ),
             AuthError::RateLimited => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "TOO_MANY_REQUESTS",
@@ -86,6 +93,7 @@ impl From<AuthError> for ApiError {
                 "the object already exists or changed meanwhile",
             ),
             AuthError::Store(err) => ApiError::internal(err),
+            AuthError::Signing(_) => ApiError::internal(message),
         }
     }
 }
@@ -95,7 +103,9 @@ fn token_error(err: AuthError) -> Response {
     let (status, code) = match &err {
         AuthError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         AuthError::BadRequest(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
-        AuthError::Store(_) => return ApiError::internal(err.to_string()).into_response(),
+        AuthError::Store(_) | AuthError::Signing(_) => {
+            return ApiError::internal(err.to_string()).into_response();
+        }
         _ => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
     };
     let mut response = (
@@ -129,24 +139,27 @@ fn query_values(raw: Option<&str>, key: &str) -> Vec<String> {
         .collect()
 }
 
-fn token_body(
-    identity: &Identity,
-    who: &Authenticated,
-    scopes: &[RequestedScope],
-    offline: bool,
-) -> Response {
-    match identity.issue_tokens(who, scopes, offline) {
-        Ok((token, refresh, expires_in)) => {
+/// Whether a client that asked for offline access gets a refresh token. Refresh tokens rotate,
+/// so only a client that stores the successor of each one may hold them: Docker Engine
+/// (`client_id=docker`) keeps the first one it gets, so it gets none and keeps its password or
+/// API key in its credential store instead, as with a registry that issues no refresh tokens.
+fn offline_allowed(client_id: Option<&str>) -> bool {
+    client_id != Some("docker")
+}
+
+fn token_body(issued: Result<super::service::IssuedTokens, AuthError>) -> Response {
+    match issued {
+        Ok(issued) => {
             let issued_at = airlock_core::audit::rfc3339_millis(airlock_store::now_millis());
             Json(airlock_identity::token_response(
-                &token,
-                expires_in,
+                &issued.access,
+                issued.expires_in,
                 &issued_at,
-                refresh.as_deref(),
+                issued.refresh.as_deref(),
             ))
             .into_response()
         }
-        Err(err) => ApiError::internal(err).into_response(),
+        Err(err) => token_error(err),
     }
 }
 
@@ -160,25 +173,26 @@ async fn token_get(
     let scopes = parse_scopes(&query_values(query.as_deref(), "scope"));
     let offline = query_values(query.as_deref(), "offline_token")
         .iter()
-        .any(|v| v == "true");
-    let who = match credentials(&headers) {
+        .any(|v| v == "true")
+        && offline_allowed(
+            query_values(query.as_deref(), "client_id")
+                .first()
+                .map(String::as_str),
+        );
+    token_body(match credentials(&headers) {
         Ok(Some(Credentials::Basic(user, secret))) => {
-            identity
+            match identity
                 .authenticate_secret(&user, &secret, Some(peer))
                 .await
+            {
+                Ok(who) => identity.issue_tokens(&who, &scopes, offline).await,
+                Err(err) => Err(err),
+            }
         }
-        Ok(Some(Credentials::Bearer(token))) => {
-            identity
-                .authenticate_token(&token, airlock_identity::TokenKind::Refresh, Some(peer))
-                .await
-        }
+        Ok(Some(Credentials::Bearer(token))) => identity.refresh(&token, &scopes, Some(peer)).await,
         Ok(None) => Err(AuthError::Missing),
         Err(err) => Err(err),
-    };
-    match who {
-        Ok(who) => token_body(&identity, &who, &scopes, offline),
-        Err(err) => token_error(err),
-    }
+    })
 }
 
 /// `POST /auth/token` form (the OAuth2 flavour oras and containerd use).
@@ -194,24 +208,25 @@ async fn token_post(
         .map(|(_, v)| v.clone())
         .collect();
     let scopes = parse_scopes(&scope_values);
-    let offline = field("access_type").as_deref() == Some("offline");
-    let who = match field("grant_type").as_deref() {
+    let offline = field("access_type").as_deref() == Some("offline")
+        && offline_allowed(field("client_id").as_deref());
+    token_body(match field("grant_type").as_deref() {
         Some("password") => match (field("username"), field("password")) {
             (Some(user), Some(password)) => {
-                identity
+                match identity
                     .authenticate_secret(&user, &password, Some(peer))
                     .await
+                {
+                    Ok(who) => identity.issue_tokens(&who, &scopes, offline).await,
+                    Err(err) => Err(err),
+                }
             }
             _ => Err(AuthError::BadRequest(
                 "grant_type=password needs username and password".into(),
             )),
         },
         Some("refresh_token") => match field("refresh_token") {
-            Some(token) => {
-                identity
-                    .authenticate_token(&token, airlock_identity::TokenKind::Refresh, Some(peer))
-                    .await
-            }
+            Some(token) => identity.refresh(&token, &scopes, Some(peer)).await,
             None => Err(AuthError::BadRequest(
                 "grant_type=refresh_token needs refresh_token".into(),
             )),
@@ -219,11 +234,7 @@ async fn token_post(
         other => Err(AuthError::BadRequest(format!(
             "unsupported grant_type {other:?}: use password or refresh_token"
         ))),
-    };
-    match who {
-        Ok(who) => token_body(&identity, &who, &scopes, offline),
-        Err(err) => token_error(err),
-    }
+    })
 }
 
 #[derive(Deserialize)]
@@ -243,7 +254,11 @@ async fn oidc_exchange(
         .authenticate_oidc(&request.id_token, Some(peer))
         .await
     {
-        Ok(who) => token_body(&identity, &who, &parse_scopes(&request.scope), false),
+        Ok(who) => token_body(
+            identity
+                .issue_tokens(&who, &parse_scopes(&request.scope), false)
+                .await,
+        ),
         Err(err) => token_error(err),
     }
 }

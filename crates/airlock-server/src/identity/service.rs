@@ -3,20 +3,23 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use airlock_core::access::{
-    AccessRuleViolation, ExclusivePair, Grant, GrantedAccess, Permission, PermissionTarget,
-    RequestedScope, Role, Scope,
+    AccessRuleViolation, ExclusivePair, Grant, Permission, PermissionTarget, Role, Scope,
 };
 use airlock_core::{Action, Actor, AuditEvent, AuditRecord, RepoName, Stages};
-use airlock_identity::{AccessClaims, AccessEntry, TokenKey, TokenKind, TokenVerifier};
+use airlock_identity::{AccessEntry, TokenKey, TokenVerifier};
 use airlock_store::{
     AccessRequestRow, CredentialRow, Metadata, PrincipalRow, StoreError, now_millis,
 };
-use sha2::{Digest as _, Sha256};
 
 use crate::config::AccessConfig;
+
+mod secrets;
+mod tokens;
+
+pub use tokens::IssuedTokens;
 
 /// The issuer and audience of airlock's tokens.
 pub const TOKEN_ISSUER: &str = "airlock";
@@ -54,6 +57,10 @@ pub enum AuthError {
     /// The credentials are wrong (the message never says which part).
     #[error("invalid credentials: {0}")]
     Invalid(String),
+    /// The principal may not authenticate at all (disabled, or locked by an anomaly); only told to
+    /// whoever presented its valid secret or token.
+    #[error("{0}")]
+    Barred(String),
     /// Too many failures for this principal or source.
     #[error("too many failed authentications; retry in a minute")]
     RateLimited,
@@ -75,6 +82,9 @@ pub enum AuthError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A token could not be signed (an internal failure, never the client's).
+    #[error("token signing failed: {0}")]
+    Signing(String),
 }
 
 /// An authenticated caller.
@@ -88,6 +98,11 @@ pub struct Authenticated {
     pub grants: Vec<Grant>,
     /// The registry access its token carries (`None` for credentials checked directly).
     pub token_access: Option<Vec<AccessEntry>>,
+    /// The stored credential this authentication descends from (`password:<id>` or an API key
+    /// id; `None` for OIDC): tokens issued to the caller carry it and stop working with it.
+    pub credential: Option<String>,
+    /// The refresh-token family (login) a token descends from, if any.
+    pub refresh_family: Option<String>,
 }
 
 impl Authenticated {
@@ -110,6 +125,7 @@ impl Authenticated {
 struct CachedCredential {
     principal_id: i64,
     method: &'static str,
+    credential_id: String,
     until: Instant,
 }
 
@@ -139,10 +155,18 @@ enum Counts {
     Nothing,
 }
 
+/// Whether a stored credential can still be used at `now` (ms): not revoked, not expired.
+fn credential_is_live(credential: &CredentialRow, now: i64) -> bool {
+    credential.revoked_at.is_none() && credential.expires_at.is_none_or(|e| e > now)
+}
+
 /// Why `principal` may not authenticate at all (disabled, or locked by an anomaly), if so.
 fn barred(principal: &PrincipalRow) -> Option<String> {
     if principal.disabled {
-        return Some("the principal is disabled".into());
+        return Some(
+            "the principal is disabled; airlock cannot re-enable it (an access-admin can create a new user or service account)"
+                .into(),
+        );
     }
     principal.locked_by.map(|anomaly| {
         format!(
@@ -265,6 +289,8 @@ impl Identity {
             anomalies,
         };
         identity.bootstrap(data_dir, initial_password).await?;
+        // Compute the dummy hash now, so the first refused login costs what every other does.
+        let _ = tokio::task::spawn_blocking(secrets::dummy_password_hash).await;
         Ok(identity)
     }
 
@@ -273,9 +299,15 @@ impl Identity {
         self.config.enabled
     }
 
-    /// The configured public URL, if any.
+    /// The configured public URL, if any (`serve` sets it to the listening address when the
+    /// configuration leaves it unset).
     pub fn public_url(&self) -> Option<&str> {
         self.config.public_url.as_deref()
+    }
+
+    /// The proxies whose `X-Forwarded-For` names the client (`access.trusted_proxies`).
+    pub fn trusted_proxies(&self) -> &airlock_core::TrustedProxies {
+        &self.config.trusted_proxies
     }
 
     async fn bootstrap(
@@ -335,7 +367,7 @@ impl Identity {
         if written {
             let path = data_dir.join("initial-admin-password");
             write_secret_file(&path, &format!("{password}\n"))?;
-            tracing::warn!(path = %path.display(), "created user admin; its initial password is in this file (change it, then delete the file)");
+            tracing::warn!(path = %path.display(), "created user admin; its initial password is in this file (keep it safe, then delete the file; airlock cannot change passwords yet)");
         } else {
             tracing::info!(
                 "created user admin with the password from AIRLOCK_INITIAL_ADMIN_PASSWORD"
@@ -413,334 +445,35 @@ impl Identity {
             .collect())
     }
 
-    fn minute() -> i64 {
-        now_millis() / 60_000
-    }
-
-    async fn fail(
+    /// Whether credential `id` exists, belongs to `principal_id` and is live now.
+    pub(super) async fn credential_live(
         &self,
-        principal: &str,
-        source: Option<std::net::SocketAddr>,
-        reason: &str,
-        counts: Counts,
-    ) -> AuthError {
-        metrics::counter!(crate::metrics::AUTH_FAILURES).increment(1);
-        let source_text = source
-            .map(|s| s.ip().to_string())
-            .unwrap_or_else(|| "unknown".into());
-        let actor = Actor {
-            principal: principal.to_string(),
-            auth_method: "failed".into(),
-            source: source.map(|s| s.to_string()),
-        };
-        let entry = record(
-            &actor,
-            AuditEvent::AuthenticationFailed {
-                principal: principal.to_string(),
-                reason: reason.to_string(),
-            },
-        );
-        if let Err(err) = self
-            .metadata
-            .record_auth_failure(principal, &source_text, Self::minute(), &[entry])
-            .await
-        {
-            tracing::error!(error = %err, "could not record an authentication failure");
-        }
-        let address = source.map(|s| s.ip().to_string());
-        match counts {
-            Counts::PrincipalAndSource => {
-                self.anomalies
-                    .authentication_failed(Some(principal), address.as_deref())
-                    .await
-            }
-            Counts::SourceOnly => {
-                self.anomalies
-                    .authentication_failed(None, address.as_deref())
-                    .await
-            }
-            Counts::Nothing => {}
-        }
-        AuthError::Invalid(reason.to_string())
-    }
-
-    async fn check_rate(
-        &self,
-        principal: &str,
-        source: Option<std::net::SocketAddr>,
-    ) -> Result<(), AuthError> {
-        let source_text = source
-            .map(|s| s.ip().to_string())
-            .unwrap_or_else(|| "unknown".into());
-        let (by_principal, by_source) = self
-            .metadata
-            .auth_failures(principal, &source_text, Self::minute())
-            .await?;
-        let limit = i64::from(self.config.max_failures_per_minute);
-        if by_principal >= limit || by_source >= limit {
-            return Err(AuthError::RateLimited);
-        }
-        Ok(())
-    }
-
-    /// Checks a user name with a password or an API key (as Docker clients send them in Basic
-    /// auth). Results are cached for a minute by a hash of the pair, so argon2 runs once.
-    pub async fn authenticate_secret(
-        &self,
-        user: &str,
-        secret: &str,
-        source: Option<std::net::SocketAddr>,
-    ) -> Result<Authenticated, AuthError> {
-        let cache_key: [u8; 32] = Sha256::new()
-            .chain_update(user.as_bytes())
-            .chain_update([0u8])
-            .chain_update(secret.as_bytes())
-            .finalize()
-            .into();
-        let cached = {
-            let cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-            cache
-                .get(&cache_key)
-                .filter(|c| c.until > Instant::now())
-                .map(|c| (c.principal_id, c.method))
-        };
-        if let Some((principal_id, method)) = cached {
-            // Still re-check the principal and, for API keys, the key itself: revocation is immediate.
-            if let Some(principal) = self.metadata.principal_by_id(principal_id).await?
-                && barred(&principal).is_none()
-                && (method != "api_key" || self.api_key_still_valid(secret).await?)
-            {
-                let grants = self.grants(&principal).await?;
-                return Ok(Authenticated {
-                    principal,
-                    method: method.into(),
-                    grants,
-                    token_access: None,
-                });
-            }
-        }
-        self.check_rate(user, source).await?;
-        let Some(principal) = self.metadata.principal_by_name(user).await? else {
-            // Spend the time a real password check takes, so response times do not reveal
-            // which user names exist.
-            let secret = secret.to_string();
-            let _ = tokio::task::spawn_blocking(move || {
-                airlock_identity::verify_password(&secret, dummy_password_hash())
-            })
-            .await;
-            return Err(self
-                .fail(
-                    "unknown",
-                    source,
-                    "unknown user or wrong password",
-                    Counts::SourceOnly,
-                )
-                .await);
-        };
-        if let Some(reason) = barred(&principal) {
-            return Err(self.fail(user, source, &reason, Counts::Nothing).await);
-        }
-        let method = if secret.starts_with("alk_") {
-            let Ok((key_id, key_secret)) = airlock_identity::parse_api_key(secret) else {
-                return Err(self
-                    .fail(
-                        user,
-                        source,
-                        "malformed API key",
-                        Counts::PrincipalAndSource,
-                    )
-                    .await);
-            };
-            let Some(credential) = self.metadata.credential(key_id).await? else {
-                return Err(self
-                    .fail(user, source, "unknown API key", Counts::PrincipalAndSource)
-                    .await);
-            };
-            let now = now_millis();
-            if credential.principal_id != principal.id
-                || credential.revoked_at.is_some()
-                || credential.expires_at.is_some_and(|e| e <= now)
-                || !airlock_identity::verify_api_key(key_secret, &credential.secret_hash)
-            {
-                return Err(self
-                    .fail(
-                        user,
-                        source,
-                        "API key invalid, revoked or expired",
-                        Counts::PrincipalAndSource,
-                    )
-                    .await);
-            }
-            "api_key"
-        } else {
-            let Some(credential) = self
-                .metadata
-                .credential(&format!("password:{}", principal.id))
-                .await?
-            else {
-                return Err(self
-                    .fail(
-                        user,
-                        source,
-                        "unknown user or wrong password",
-                        Counts::PrincipalAndSource,
-                    )
-                    .await);
-            };
-            let secret = secret.to_string();
-            let hash = credential.secret_hash.clone();
-            let ok = tokio::task::spawn_blocking(move || {
-                airlock_identity::verify_password(&secret, &hash)
-            })
-            .await
-            .unwrap_or(false);
-            if !ok || credential.revoked_at.is_some() {
-                return Err(self
-                    .fail(
-                        user,
-                        source,
-                        "unknown user or wrong password",
-                        Counts::PrincipalAndSource,
-                    )
-                    .await);
-            }
-            "password"
-        };
-        self.verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                cache_key,
-                CachedCredential {
-                    principal_id: principal.id,
-                    method,
-                    until: Instant::now() + Duration::from_secs(60),
-                },
-            );
-        let grants = self.grants(&principal).await?;
-        Ok(Authenticated {
-            principal,
-            method: method.into(),
-            grants,
-            token_access: None,
-        })
-    }
-
-    async fn api_key_still_valid(&self, secret: &str) -> Result<bool, StoreError> {
-        let Ok((key_id, _)) = airlock_identity::parse_api_key(secret) else {
-            return Ok(false);
-        };
-        Ok(self.metadata.credential(key_id).await?.is_some_and(|c| {
-            c.revoked_at.is_none() && c.expires_at.is_none_or(|e| e > now_millis())
+        id: &str,
+        principal_id: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.metadata.credential(id).await?.is_some_and(|c| {
+            c.principal_id == principal_id && credential_is_live(&c, now_millis())
         }))
     }
 
-    /// Verifies an access or refresh token and the principal's current state.
-    pub async fn authenticate_token(
+    /// The caller `principal` with its grants now.
+    pub(super) async fn authenticated(
         &self,
-        token: &str,
-        kind: TokenKind,
-        source: Option<std::net::SocketAddr>,
+        principal: PrincipalRow,
+        method: String,
+        credential: Option<String>,
+        refresh_family: Option<String>,
+        token_access: Option<Vec<AccessEntry>>,
     ) -> Result<Authenticated, AuthError> {
-        let claims = match self.verifier.verify(token, now_secs(), kind) {
-            Ok(claims) => claims,
-            Err(err) => {
-                return Err(self
-                    .fail(
-                        "unknown",
-                        source,
-                        &format!("token rejected: {err}"),
-                        Counts::SourceOnly,
-                    )
-                    .await);
-            }
-        };
-        let Some(principal) = self.metadata.principal_by_name(&claims.sub).await? else {
-            return Err(self
-                .fail(
-                    &claims.sub,
-                    source,
-                    "token for an unknown principal",
-                    Counts::SourceOnly,
-                )
-                .await);
-        };
-        if let Some(reason) = barred(&principal) {
-            return Err(self
-                .fail(&claims.sub, source, &reason, Counts::Nothing)
-                .await);
-        }
-        if principal.authz_epoch as u64 != claims.epoch {
-            return Err(self
-                .fail(
-                    &claims.sub,
-                    source,
-                    "token issued before a change to the principal's access; get a new one",
-                    Counts::Nothing,
-                )
-                .await);
-        }
         let grants = self.grants(&principal).await?;
         Ok(Authenticated {
             principal,
-            method: format!("token:{}", claims.auth),
+            method,
             grants,
-            token_access: Some(claims.access),
+            token_access,
+            credential,
+            refresh_family,
         })
-    }
-
-    /// Issues an access token for `who` holding the granted subset of `requested`, and a refresh
-    /// token when asked. Returns (access token, refresh token, lifetime in seconds).
-    pub fn issue_tokens(
-        &self,
-        who: &Authenticated,
-        requested: &[RequestedScope],
-        with_refresh: bool,
-    ) -> Result<(String, Option<String>, u64), IdentityError> {
-        let granted: Vec<GrantedAccess> =
-            airlock_core::access::grant_scopes(requested, &who.grants, &self.stages, now_millis());
-        let access = granted
-            .into_iter()
-            .map(|g| AccessEntry {
-                resource_type: g.resource_type,
-                name: g.name,
-                actions: g.actions,
-            })
-            .collect();
-        let auth = who.method.trim_start_matches("token:").to_string();
-        let now = now_secs();
-        let claims = |kind, lifetime: u64, access| AccessClaims {
-            iss: TOKEN_ISSUER.into(),
-            aud: TOKEN_SERVICE.into(),
-            sub: who.principal.name.clone(),
-            exp: now + lifetime,
-            nbf: now,
-            iat: now,
-            jti: uuid::Uuid::new_v4().to_string(),
-            access,
-            epoch: who.principal.authz_epoch as u64,
-            auth: auth.clone(),
-            kind,
-        };
-        let lifetime = self.config.token_lifetime_secs;
-        let token = self
-            .token_key
-            .issue(&claims(TokenKind::Access, lifetime, access))
-            .map_err(|e| IdentityError::Crypto(e.to_string()))?;
-        let refresh = if with_refresh {
-            Some(
-                self.token_key
-                    .issue(&claims(
-                        TokenKind::Refresh,
-                        self.config.refresh_lifetime_secs,
-                        Vec::new(),
-                    ))
-                    .map_err(|e| IdentityError::Crypto(e.to_string()))?,
-            )
-        } else {
-            None
-        };
-        Ok((token, refresh, lifetime))
     }
 
     /// Exchanges a CI's OIDC ID token for the identity of its trust rule (`oidc/<rule>`), whose
@@ -756,13 +489,13 @@ impl Identity {
             Ok(rule) => rule.clone(),
             Err(err) => {
                 return Err(self
-                    .fail("oidc", source, &err.to_string(), Counts::SourceOnly)
+                    .fail("oidc", None, source, &err.to_string(), Counts::SourceOnly)
                     .await);
             }
         };
         let Some((_, jwks)) = self.oidc.iter().find(|(t, _)| t.name == rule.name) else {
             return Err(self
-                .fail("oidc", source, "no trust rule", Counts::SourceOnly)
+                .fail("oidc", None, source, "no trust rule", Counts::SourceOnly)
                 .await);
         };
         if let Err(err) = airlock_identity::verify_id_token(
@@ -775,6 +508,7 @@ impl Identity {
             return Err(self
                 .fail(
                     &format!("oidc/{}", rule.name),
+                    None,
                     source,
                     &err.to_string(),
                     Counts::SourceOnly,
@@ -818,15 +552,12 @@ impl Identity {
             }
         };
         if let Some(reason) = barred(&principal) {
-            return Err(self.fail(&name, source, &reason, Counts::Nothing).await);
+            self.fail(&name, None, source, &reason, Counts::Nothing)
+                .await;
+            return Err(AuthError::Barred(reason));
         }
-        let grants = self.grants(&principal).await?;
-        Ok(Authenticated {
-            principal,
-            method: "oidc".into(),
-            grants,
-            token_access: None,
-        })
+        self.authenticated(principal, "oidc".into(), None, None, None)
+            .await
     }
 
     /// May `who` perform `action` on `repo`? Registry actions come from the token's `access`
@@ -1357,14 +1088,6 @@ impl Identity {
                 .collect())
         }
     }
-}
-
-/// An argon2id hash of a random password, computed once, for checks against unknown users.
-fn dummy_password_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        airlock_identity::hash_password(&airlock_identity::generate_password()).unwrap_or_default()
-    })
 }
 
 fn conflict(err: StoreError) -> AuthError {
