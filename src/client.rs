@@ -138,6 +138,7 @@ pub async fn login(server: &str, username: &str, password: &str) -> Result<Strin
     if !status.is_success() {
         let message = body["errors"][0]["message"]
             .as_str()
+            .or(body["error"]["message"].as_str())
             .unwrap_or("login failed");
         bail!("login refused ({status}): {message}");
     }

@@ -614,7 +614,27 @@ async fn writes_stop_while_the_audit_log_cannot_be_signed_and_resume_after() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 503);
-    let (code, _, err) = s.cli(&["audit", "verify", "--require-signed"]);
+    // A login writes (its refresh token), so it is refused the same way, not with a 500.
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = s.cli_as(
+        home.path(),
+        &["login", &s.base, "-u", "admin", "--password-stdin"],
+        Some(common::ADMIN_PASSWORD),
+    );
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("503") && err.contains("writes are stopped"),
+        "{err}"
+    );
+    // The log is checked offline instead, while the server runs.
+    let data_dir = s.data_dir.to_str().unwrap();
+    let (code, _, err) = airlock_cli(&[
+        "audit",
+        "verify",
+        "--require-signed",
+        "--data-dir",
+        data_dir,
+    ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("covered by no signature"), "{err}");
 

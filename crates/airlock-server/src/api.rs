@@ -35,6 +35,23 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message, remediation)
     }
 
+    /// A storage failure: 503 `UNAVAILABLE` when storage refused the write because it cannot
+    /// keep it (readyz names the failing check), else 500 as [`ApiError::internal`].
+    pub fn storage(err: &airlock_store::StoreError) -> Self {
+        match err.write_refusal() {
+            Some(refusal) => {
+                tracing::error!(error = %refusal, "write refused");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    refusal.to_string(),
+                    "an operator must fix the storage and restart airlock; GET /readyz shows the failing check",
+                )
+            }
+            None => Self::internal(err),
+        }
+    }
+
     /// 500 that hides the cause from the client and logs it.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");

@@ -121,8 +121,9 @@ pub async fn refuse_writes_when_storage_fails(
     request: Request,
     next: Next,
 ) -> Response {
-    // Reads pass, and so do logins (`/auth/...`), so operators and the CLI can still read the
-    // log and registry to diagnose; whatever a login would write is refused by storage itself.
+    // Reads pass, so operators can still read the log and registry to diagnose. Logins
+    // (`/auth/...`) pass this guard, but what they write (a rotated refresh token) is refused by
+    // storage itself, which answers 503 as this guard does.
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS

@@ -15,9 +15,9 @@ mod evidence;
 mod health;
 mod metadata;
 mod promotion;
-mod separation;
-mod refusals;
 mod refresh;
+mod refusals;
+mod separation;
 mod webhooks;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
@@ -38,6 +38,6 @@ pub use promotion::{
     ApprovalRow, ChannelMove, DecisionRow, FreezeRow, NewManifest, PromotionRow, PromotionWrite,
     PromotionWriteError, Rollback, Transition,
 };
-pub use separation::Contributors;
 pub use refresh::RefreshRotation;
+pub use separation::Contributors;
 pub use webhooks::{AttemptOutcome, DeliveryRow, DueDelivery, WebhookRow};

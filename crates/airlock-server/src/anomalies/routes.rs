@@ -64,7 +64,7 @@ impl From<AnomalyError> for ApiError {
             AnomalyError::BadRequest(_) => {
                 ApiError::bad_request(message, "fix the request as the message says")
             }
-            AnomalyError::Store(err) => ApiError::internal(err),
+            AnomalyError::Store(err) => ApiError::storage(&err),
         }
     }
 }

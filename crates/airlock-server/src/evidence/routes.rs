@@ -68,7 +68,7 @@ impl From<EvidenceError> for ApiError {
                 message,
                 "list the keyring (airlock keys list) and retry",
             ),
-            EvidenceError::Store(err) => ApiError::internal(err),
+            EvidenceError::Store(err) => ApiError::storage(&err),
         }
     }
 }

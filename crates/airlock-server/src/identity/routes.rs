@@ -92,7 +92,7 @@ impl From<AuthError> for ApiError {
                 message,
                 "the object already exists or changed meanwhile",
             ),
-            AuthError::Store(err) => ApiError::internal(err),
+            AuthError::Store(err) => ApiError::storage(&err),
             AuthError::Signing(_) => ApiError::internal(message),
         }
     }
@@ -103,6 +103,9 @@ fn token_error(err: AuthError) -> Response {
     let (status, code) = match &err {
         AuthError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         AuthError::BadRequest(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
+        AuthError::Store(store) if store.write_refusal().is_some() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+        }
         AuthError::Store(_) | AuthError::Signing(_) => {
             return ApiError::internal(err.to_string()).into_response();
         }

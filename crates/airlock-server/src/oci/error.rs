@@ -122,6 +122,11 @@ impl From<RegistryError> for OciError {
                 Self::new(StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID", message)
                     .with_header(header::CONTENT_RANGE, format!("bytes */{size}"))
             }
+            R::Store(store) if store.write_refusal().is_some() => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                store.to_string(),
+            ),
             R::Store(store) => {
                 tracing::error!(error = %store, "storage failure");
                 Self::new(

@@ -106,7 +106,7 @@ impl From<PromotionError> for ApiError {
                 message,
                 "fix the policy bundle; `airlock policy test DIR` runs its tests",
             ),
-            PromotionError::Store(err) => ApiError::internal(err),
+            PromotionError::Store(err) => ApiError::storage(&err),
         }
     }
 }

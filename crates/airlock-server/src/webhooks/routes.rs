@@ -60,7 +60,7 @@ impl From<WebhookError> for ApiError {
             WebhookError::BadRequest(_) => {
                 ApiError::bad_request(message, "fix the request as the message says")
             }
-            WebhookError::Store(err) => ApiError::internal(err),
+            WebhookError::Store(err) => ApiError::storage(&err),
         }
     }
 }
