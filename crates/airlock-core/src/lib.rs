@@ -25,7 +25,7 @@ pub use anomaly::{AllowedHours, AnomalyAction, AnomalyRule, AnomalyTarget, Signa
 pub use audit::{Actor, AuditEvent, AuditRecord, Outcome};
 pub use digest::{Digest, DigestAlgorithm, Digester};
 pub use error::Error;
-pub use manifest::{Layer, ManifestKind, ParsedManifest};
+pub use manifest::{DeclaredSize, DescriptorField, Layer, ManifestKind, ParsedManifest};
 pub use name::{Reference, RepoName, StageName, Tag};
 pub use promotion::{ApprovalRefusal, PromotionParties, PromotionState};
 pub use stage::{StageConfig, StageMode, Stages};

@@ -71,6 +71,20 @@ pub enum RegistryError {
         /// How many were missing.
         count: usize,
     },
+    /// A manifest's descriptor declares a size other than that of the content it names.
+    #[error(
+        "manifest {field} declares {digest} with size {declared}, but the repository holds it with {stored} bytes; set the descriptor's size to {stored}"
+    )]
+    DescriptorSizeMismatch {
+        /// Which descriptor (`config`, `layers[1]`, `manifests[0]`, `subject`).
+        field: airlock_core::DescriptorField,
+        /// The content it names.
+        digest: Digest,
+        /// The size it declares.
+        declared: u64,
+        /// The stored size.
+        stored: u64,
+    },
     /// The manifest is larger than the configured limit.
     #[error("manifest exceeds the {limit}-byte limit")]
     ManifestTooLarge {
@@ -605,6 +619,17 @@ impl Registry {
                         missing: missing.into_iter().next().unwrap_or(digest.clone()),
                     }
                 }
+                ManifestWriteError::SizeMismatch {
+                    field,
+                    digest,
+                    declared,
+                    stored,
+                } => RegistryError::DescriptorSizeMismatch {
+                    field,
+                    digest,
+                    declared,
+                    stored,
+                },
                 ManifestWriteError::Rule(rule) => RegistryError::Rule(rule),
                 ManifestWriteError::Store(store) => RegistryError::Store(store),
             })?;

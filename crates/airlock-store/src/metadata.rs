@@ -151,6 +151,20 @@ pub enum ManifestWriteError {
     /// Referenced blobs or manifests are not in the repository.
     #[error("manifest references content missing from the repository: {0:?}")]
     MissingReferences(Vec<Digest>),
+    /// A descriptor declares a size other than that of the content the repository holds.
+    #[error(
+        "{field} declares {digest} with size {declared}, but the stored content has {stored} bytes"
+    )]
+    SizeMismatch {
+        /// Which descriptor.
+        field: airlock_core::DescriptorField,
+        /// The content it names.
+        digest: Digest,
+        /// The size it declares.
+        declared: u64,
+        /// The size of the stored content.
+        stored: u64,
+    },
     /// A stage rule refused the tag move.
     #[error(transparent)]
     Rule(airlock_core::Error),
@@ -495,6 +509,37 @@ impl Metadata {
         if !missing.is_empty() {
             return Err(ManifestWriteError::MissingReferences(missing));
         }
+        for declared in &manifest.declared_sizes {
+            use airlock_core::DescriptorField as F;
+            let query = match declared.field {
+                F::Config | F::Layer(_) => {
+                    "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+                     WHERE rb.repository = ? AND rb.digest = ?"
+                }
+                // A subject the repository does not hold (yet) has no size to check.
+                F::Manifest(_) | F::Subject => {
+                    "SELECT m.size FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
+                     WHERE rm.repository = ? AND rm.digest = ?"
+                }
+            };
+            let stored: Option<i64> = sqlx::query_scalar(query)
+                .bind(repo.as_str())
+                .bind(declared.digest.to_string())
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .next();
+            if let Some(stored) = stored
+                && stored as u64 != declared.size
+            {
+                return Err(ManifestWriteError::SizeMismatch {
+                    field: declared.field,
+                    digest: declared.digest.clone(),
+                    declared: declared.size,
+                    stored: stored as u64,
+                });
+            }
+        }
         let current = match tag {
             None => None,
             Some(tag) => {
@@ -789,6 +834,7 @@ mod tests {
             subject: None,
             annotations: BTreeMap::new(),
             layers: Vec::new(),
+            declared_sizes: Vec::new(),
         }
     }
 

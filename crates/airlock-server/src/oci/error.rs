@@ -114,6 +114,9 @@ impl From<RegistryError> for OciError {
             R::ManifestReferenceUnknown { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN", message)
             }
+            R::DescriptorSizeMismatch { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", message)
+            }
             R::ManifestTooLarge { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "MANIFEST_INVALID", message)
             }
