@@ -251,11 +251,13 @@ impl Registry {
 
     // ---- uploads ----
 
-    /// Starts an upload session in a push stage.
+    /// Starts an upload session in a push stage, owned by `actor`'s principal.
     pub async fn start_upload(&self, repo: &RepoName, actor: &Actor) -> Result<UploadSession> {
         self.check_write(repo, Action::Push, actor).await?;
         let id = Uuid::new_v4();
-        self.metadata.create_upload(id, repo).await?;
+        self.metadata
+            .create_upload(id, repo, &actor.principal)
+            .await?;
         self.uploads
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -265,15 +267,22 @@ impl Registry {
                     DigestAlgorithm::Sha256,
                 )))),
             );
-        self.session(repo, &id.to_string()).await
+        self.session(repo, &id.to_string(), actor).await
     }
 
-    /// An upload session of `repo` by its id as sent in the URL.
-    pub async fn session(&self, repo: &RepoName, id: &str) -> Result<UploadSession> {
+    /// An upload session of `repo` by its id as sent in the URL. A session opened by another
+    /// principal is unknown, exactly as a session that does not exist (so its existence leaks
+    /// nothing).
+    pub async fn session(&self, repo: &RepoName, id: &str, actor: &Actor) -> Result<UploadSession> {
         let unknown = || RegistryError::UploadUnknown(id.chars().take(64).collect());
         let uuid: Uuid = id.parse().map_err(|_| unknown())?;
         match self.metadata.upload(uuid).await? {
-            Some(session) if session.repository == repo.as_str() => Ok(session),
+            Some(session)
+                if session.repository == repo.as_str()
+                    && session.principal.as_deref() == Some(actor.principal.as_str()) =>
+            {
+                Ok(session)
+            }
             _ => Err(unknown()),
         }
     }
@@ -286,17 +295,18 @@ impl Registry {
         id: &str,
         range: Option<(u64, u64)>,
         body: S,
+        actor: &Actor,
     ) -> Result<UploadSession>
     where
         S: futures::Stream<Item = std::result::Result<Bytes, E>> + Send,
         E: std::error::Error + Send + Sync + 'static,
     {
         self.stages.check_push(repo)?;
-        let session = self.session(repo, id).await?;
+        let session = self.session(repo, id, actor).await?;
         let state = self.upload_state(session.id);
         let mut digester = state.lock().await;
         // Re-read under the session lock: a concurrent chunk may have landed meanwhile.
-        let session = self.session(repo, id).await?;
+        let session = self.session(repo, id, actor).await?;
         if let Some((start, _)) = range
             && start != session.size
         {
@@ -334,7 +344,7 @@ impl Registry {
             }
             *digester = hashed;
         }
-        self.session(repo, id).await
+        self.session(repo, id, actor).await
     }
 
     /// Writes one chunk, hashing with a copy of the session's hasher so a failed chunk leaves the
@@ -374,10 +384,10 @@ impl Registry {
         S: futures::Stream<Item = std::result::Result<Bytes, E>> + Send,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let session = self.append_chunk(repo, id, None, body).await?;
+        let session = self.append_chunk(repo, id, None, body, actor).await?;
         let state = self.upload_state(session.id);
         let digester = state.lock().await;
-        let session = self.session(repo, id).await?;
+        let session = self.session(repo, id, actor).await?;
         let actual = match digester.as_ref() {
             Some(d) if d.algorithm() == digest.algorithm() => d.clone().finish(),
             _ => {
@@ -418,8 +428,8 @@ impl Registry {
     }
 
     /// Cancels an upload and deletes its data.
-    pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
-        let session = self.session(repo, id).await?;
+    pub async fn cancel_upload(&self, repo: &RepoName, id: &str, actor: &Actor) -> Result<()> {
+        let session = self.session(repo, id, actor).await?;
         let state = self.upload_state(session.id);
         let _guard = state.lock().await;
         self.discard(&session).await

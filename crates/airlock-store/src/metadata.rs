@@ -62,6 +62,11 @@ fn migrator() -> Migrator {
             "manifest parents",
             include_str!("../migrations/0008_manifest_parents.sql"),
         ),
+        migration(
+            11,
+            "upload owner",
+            include_str!("../migrations/0011_upload_owner.sql"),
+        ),
     ])
 }
 
@@ -80,6 +85,9 @@ pub struct UploadSession {
     pub id: Uuid,
     /// The repository the upload belongs to.
     pub repository: String,
+    /// The principal that opened the session, the only one that may use it (`None` for sessions
+    /// opened before sessions had owners: nobody may use those).
+    pub principal: Option<String>,
     /// Bytes received so far.
     pub size: u64,
     /// Chunks staged so far.
@@ -386,15 +394,21 @@ impl Metadata {
         Ok(true)
     }
 
-    /// Starts an upload session.
-    pub async fn create_upload(&self, id: Uuid, repo: &RepoName) -> Result<(), StoreError> {
+    /// Starts an upload session owned by `principal`.
+    pub async fn create_upload(
+        &self,
+        id: Uuid,
+        repo: &RepoName,
+        principal: &str,
+    ) -> Result<(), StoreError> {
         let now = now_millis();
         sqlx::query(
-            "INSERT INTO uploads (id, repository, size, chunks, created_at, updated_at)
-             VALUES (?, ?, 0, 0, ?, ?)",
+            "INSERT INTO uploads (id, repository, principal, size, chunks, created_at, updated_at)
+             VALUES (?, ?, ?, 0, 0, ?, ?)",
         )
         .bind(id.to_string())
         .bind(repo.as_str())
+        .bind(principal)
         .bind(now)
         .bind(now)
         .execute(&self.pool)
@@ -405,7 +419,8 @@ impl Metadata {
     /// An upload session by id.
     pub async fn upload(&self, id: Uuid) -> Result<Option<UploadSession>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, repository, size, chunks, created_at, updated_at FROM uploads WHERE id = ?",
+            "SELECT id, repository, principal, size, chunks, created_at, updated_at FROM uploads
+             WHERE id = ?",
         )
         .bind(id.to_string())
         .fetch_all(&self.pool)
@@ -449,7 +464,7 @@ impl Metadata {
     /// Upload sessions idle since before `cutoff_millis`, for the expiry sweep.
     pub async fn idle_uploads(&self, cutoff_millis: i64) -> Result<Vec<UploadSession>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, repository, size, chunks, created_at, updated_at FROM uploads
+            "SELECT id, repository, principal, size, chunks, created_at, updated_at FROM uploads
              WHERE updated_at < ? LIMIT 1000",
         )
         .bind(cutoff_millis)
@@ -813,6 +828,7 @@ fn upload_from_row(row: sqlx::sqlite::SqliteRow) -> Result<UploadSession, StoreE
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("upload id {id:?}")))?,
         repository: row.get("repository"),
+        principal: row.get("principal"),
         size: row.get::<i64, _>("size") as u64,
         chunks: row.get::<i64, _>("chunks") as u32,
         created_at: row.get("created_at"),

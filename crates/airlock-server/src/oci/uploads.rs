@@ -120,8 +120,8 @@ pub(super) async fn status(
     id: String,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    request.authorize(Some(&repo), Action::Push).await?;
-    let session = state.registry.session(&repo, &id).await?;
+    let actor = request.authorize(Some(&repo), Action::Push).await?;
+    let session = state.registry.session(&repo, &id, &actor).await?;
     let mut response = session_response(&repo, &session);
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)
@@ -135,11 +135,11 @@ pub(super) async fn patch(
     body: Body,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    request.authorize(Some(&repo), Action::Push).await?;
+    let actor = request.authorize(Some(&repo), Action::Push).await?;
     let range = content_range(&request)?;
     let session = state
         .registry
-        .append_chunk(&repo, &id, range, body.into_data_stream())
+        .append_chunk(&repo, &id, range, body.into_data_stream(), &actor)
         .await
         .map_err(|err| with_session_location(err.into(), &repo, &id))?;
     Ok(session_response(&repo, &session))
@@ -184,7 +184,7 @@ pub(super) async fn cancel(
     id: String,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    request.authorize(Some(&repo), Action::Push).await?;
-    state.registry.cancel_upload(&repo, &id).await?;
+    let actor = request.authorize(Some(&repo), Action::Push).await?;
+    state.registry.cancel_upload(&repo, &id, &actor).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
