@@ -1,8 +1,14 @@
-//! Upload sessions under attack: they belong to the principal that opened them.
+//! Upload sessions under attack and under load: they belong to the principal that opened them,
+//! a failed chunk leaves nothing staged, and uploads beyond the concurrency limit are refused with
+//! 429 instead of growing the server's memory.
 
 mod common;
 
-use common::{TestServer, client_as, error_code, post_json, sha256};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{ADMIN_PASSWORD, TestServer, client_as, error_code, post_json, sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PASSWORD: &str = "upload-test-password-0123";
 
@@ -34,6 +40,22 @@ async fn open_session(s: &TestServer, client: &reqwest::Client) -> String {
         .unwrap();
     assert_eq!(start.status(), 202);
     s.location(&start)
+}
+
+/// The staging directory of the session at `location`.
+fn staging_dir(s: &TestServer, location: &str) -> PathBuf {
+    let id = location.rsplit('/').next().unwrap();
+    s.data_dir.join("blobs/uploads").join(id)
+}
+
+/// Everything under the server's upload staging area.
+fn staged_entries(s: &TestServer) -> Vec<String> {
+    std::fs::read_dir(s.data_dir.join("blobs/uploads"))
+        .map(|dir| {
+            dir.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -85,4 +107,146 @@ async fn upload_session_is_unknown_to_another_principal() {
         .await
         .unwrap();
     assert_eq!(done.status(), 201, "{}", done.text().await.unwrap());
+}
+
+/// `Authorization` for admin, for hand-written requests.
+fn admin_authorization() -> String {
+    use base64::Engine as _;
+    let credentials = format!("admin:{ADMIN_PASSWORD}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    )
+}
+
+/// Sends a PATCH announcing `announced` bytes but only `sent` of them, then stalls; returns the
+/// open connection.
+async fn stalled_patch(
+    s: &TestServer,
+    location: &str,
+    announced: usize,
+    sent: usize,
+) -> tokio::net::TcpStream {
+    let path = location.trim_start_matches(&s.base);
+    let mut stream = tokio::net::TcpStream::connect(&s.host).await.unwrap();
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nhost: {}\r\nauthorization: {}\r\ncontent-type: application/octet-stream\r\ncontent-length: {announced}\r\n\r\n",
+        s.host,
+        admin_authorization()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![7u8; sent]).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn failed_uploads_leave_no_staged_data() {
+    let s = TestServer::start();
+
+    // A first chunk whose length contradicts its Content-Range.
+    let location = open_session(&s, &s.http).await;
+    let short = s
+        .http
+        .patch(&location)
+        .header("content-range", "0-99")
+        .body(vec![1u8; 60])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(short.status(), 400);
+    assert_eq!(error_code(short).await, "SIZE_INVALID");
+    assert!(
+        !staging_dir(&s, &location).exists(),
+        "a refused chunk left {:?}",
+        staged_entries(&s)
+    );
+    assert_eq!(s.http.delete(&location).send().await.unwrap().status(), 204);
+
+    // A client that dies in the middle of a chunk (a monolithic POST, and a PATCH).
+    let broken = || {
+        reqwest::Body::wrap_stream(futures::stream::iter(vec![
+            Ok(bytes::Bytes::from(vec![1u8; 256 * 1024])),
+            Err(std::io::Error::other("client went away")),
+        ]))
+    };
+    let _ = s
+        .http
+        .post(s.url(&format!(
+            "/v2/dev/team/app/blobs/uploads/?digest={}",
+            sha256(b"never")
+        )))
+        .body(broken())
+        .send()
+        .await;
+    let location = open_session(&s, &s.http).await;
+    let _ = s.http.patch(&location).body(broken()).send().await;
+
+    // A chunked upload finished with the wrong digest: the session is cancelled with its data.
+    let wrong = open_session(&s, &s.http).await;
+    let r = s
+        .http
+        .patch(&wrong)
+        .body(vec![2u8; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let wrong = s.location(&r);
+    let r = s
+        .http
+        .put(format!("{wrong}?digest={}", sha256(b"something else")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "DIGEST_INVALID");
+    let gone = s.http.get(&wrong).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+
+    // The server notices a broken body asynchronously; give it a moment.
+    let mut left = staged_entries(&s);
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = staged_entries(&s);
+    }
+    assert!(left.is_empty(), "failed uploads left staged data: {left:?}");
+    // The interrupted PATCH's session is consistent: it holds nothing.
+    let status = s.http.get(&location).send().await.unwrap();
+    assert_eq!(status.headers()["range"], "0-0");
+}
+
+#[tokio::test]
+async fn uploads_beyond_the_limit_get_429_with_retry_after() {
+    let s = TestServer::start_with_env(&[
+        ("AIRLOCK_LIMITS__MAX_CONCURRENT_UPLOADS", "1"),
+        ("AIRLOCK_LIMITS__UPLOAD_QUEUE_SECS", "1"),
+    ]);
+    // One upload streams slowly and holds the only slot.
+    let slow = open_session(&s, &s.http).await;
+    let mut stream = stalled_patch(&s, &slow, 200_000, 100_000).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let other = open_session(&s, &s.http).await;
+    let refused = s.http.patch(&other).body("x").send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(error_code(refused).await, "TOOMANYREQUESTS");
+    // The refused request changed nothing.
+    let status = s.http.get(&other).send().await.unwrap();
+    assert_eq!(status.headers()["range"], "0-0");
+
+    // Once the slow upload is done, the slot is free again.
+    stream.write_all(&vec![7u8; 100_000]).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let accepted = s.http.patch(&other).body("x").send().await.unwrap();
+    assert_eq!(accepted.status(), 202);
 }

@@ -77,6 +77,8 @@ pub async fn open_registry(config: &Config) -> Result<Arc<Registry>, ServeError>
     let limits = RegistryLimits {
         max_manifest_bytes: config.registry.max_manifest_bytes,
         upload_expiry: Duration::from_secs(config.registry.upload_expiry_secs),
+        max_concurrent_uploads: config.limits.max_concurrent_uploads,
+        upload_queue_wait: Duration::from_secs(config.limits.upload_queue_secs),
     };
     Ok(Arc::new(Registry::new(
         metadata,

@@ -36,6 +36,8 @@ pub struct Config {
     pub anomalies: AnomalyConfig,
     /// Webhook delivery: retries, backoff, timeouts.
     pub webhooks: WebhookConfig,
+    /// Upload limits against too many clients at once.
+    pub limits: LimitsConfig,
     /// The ordered stages.
     pub stages: Vec<StageConfig>,
 }
@@ -53,6 +55,7 @@ impl Default for Config {
             gates: std::collections::BTreeMap::new(),
             anomalies: AnomalyConfig::default(),
             webhooks: WebhookConfig::default(),
+            limits: LimitsConfig::default(),
             stages: Stages::default_pipeline(),
         }
     }
@@ -367,6 +370,25 @@ impl Default for WebhookConfig {
     }
 }
 
+/// Upload limits (see `docs/operations.md`, "Limits and timeouts").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Upload bodies (PATCH, PUT, monolithic POST) streamed at once.
+    pub max_concurrent_uploads: usize,
+    /// Seconds an upload waits for a slot before it is refused with 429 and `Retry-After`.
+    pub upload_queue_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_uploads: 256,
+            upload_queue_secs: 10,
+        }
+    }
+}
+
 /// One anomaly rule's settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -492,7 +514,7 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 10] = [
+const ENV_SETTABLE: [&str; 11] = [
     "listen",
     "data_dir",
     "log",
@@ -503,6 +525,7 @@ const ENV_SETTABLE: [&str; 10] = [
     "gates",
     "anomalies",
     "webhooks",
+    "limits",
 ];
 
 impl Config {
@@ -632,6 +655,14 @@ impl Config {
         {
             return Err(invalid(
                 "webhooks: max_attempts must be 1 to 1000; initial_backoff_ms, timeout_ms (at most 10 min) and poll_interval_ms (at most 1 h) positive; max_backoff_ms between initial_backoff_ms and 7 days".into(),
+            ));
+        }
+        let limits = &self.limits;
+        if limits.max_concurrent_uploads == 0
+            || limits.max_concurrent_uploads > tokio::sync::Semaphore::MAX_PERMITS
+        {
+            return Err(invalid(
+                "limits: max_concurrent_uploads must be positive".into(),
             ));
         }
         if self.registry.upload_sweep_interval_secs == 0 {

@@ -94,22 +94,17 @@ pub(super) async fn start(
             return Ok(created_response(&repo, &blob));
         }
     }
-    let digest = digest_param(&request)?;
-    let session = registry.start_upload(&repo, &actor).await?;
-    match digest {
+    match digest_param(&request)? {
         Some(digest) => {
             let blob = registry
-                .finish_upload(
-                    &repo,
-                    &session.id.to_string(),
-                    &digest,
-                    body.into_data_stream(),
-                    &actor,
-                )
+                .upload_monolithic(&repo, &digest, body.into_data_stream(), &actor)
                 .await?;
             Ok(created_response(&repo, &blob))
         }
-        None => Ok(session_response(&repo, &session)),
+        None => {
+            let session = registry.start_upload(&repo, &actor).await?;
+            Ok(session_response(&repo, &session))
+        }
     }
 }
 
