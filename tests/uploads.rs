@@ -1,6 +1,6 @@
 //! Upload sessions under attack and under load: they belong to the principal that opened them,
-//! a failed chunk leaves nothing staged, and uploads beyond the concurrency limit are refused with
-//! 429 instead of growing the server's memory.
+//! a failed or stalled chunk leaves nothing staged, and uploads beyond the concurrency limit are
+//! refused with 429 instead of growing the server's memory.
 
 mod common;
 
@@ -137,6 +137,48 @@ async fn stalled_patch(
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(&vec![7u8; sent]).await.unwrap();
     stream
+}
+
+/// Reads what the server sends until it closes the connection (or `limit` passes).
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> String {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(limit, stream.read_to_end(&mut received)).await;
+    assert!(
+        read.is_ok(),
+        "the server kept the connection open for {limit:?}; received {:?}",
+        String::from_utf8_lossy(&received)
+    );
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+#[tokio::test]
+async fn stalled_upload_body_is_aborted_and_leaves_nothing_staged() {
+    let s = TestServer::start_with_env(&[("AIRLOCK_LIMITS__BODY_TIMEOUT_SECS", "1")]);
+    let location = open_session(&s, &s.http).await;
+    let mut stream = stalled_patch(&s, &location, 1_000_000, 100_000).await;
+    let answer = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("BLOB_UPLOAD_INVALID"), "{answer}");
+    assert!(answer.contains("sent no data for 1 s"), "{answer}");
+
+    assert!(
+        !staging_dir(&s, &location).exists(),
+        "the stalled chunk left {:?}",
+        staged_entries(&s)
+    );
+    // The session is consistent: nothing counted, and it still works.
+    let status = s.http.get(&location).send().await.unwrap();
+    assert_eq!(status.status(), 204);
+    assert_eq!(status.headers()["range"], "0-0");
+    let digest = sha256(b"whole");
+    let done = s
+        .http
+        .put(format!("{location}?digest={digest}"))
+        .body("whole")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 201);
 }
 
 #[tokio::test]

@@ -299,12 +299,12 @@ pub async fn serve(
     );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "airlock listening");
     println!("airlock listening on http://{addr}");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let limits = crate::connections::ConnectionLimits {
+        max_connections: config.limits.max_connections,
+        header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_secs),
+        body_timeout: Duration::from_secs(config.limits.body_timeout_secs),
+    };
+    crate::connections::serve(listener, app, limits, shutdown).await?;
     sweep.abort();
     housekeeping.abort();
     dispatcher.abort();

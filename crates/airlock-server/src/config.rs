@@ -36,7 +36,7 @@ pub struct Config {
     pub anomalies: AnomalyConfig,
     /// Webhook delivery: retries, backoff, timeouts.
     pub webhooks: WebhookConfig,
-    /// Upload limits against too many clients at once.
+    /// Connection and upload limits against slow, idle or too many clients.
     pub limits: LimitsConfig,
     /// The ordered stages.
     pub stages: Vec<StageConfig>,
@@ -370,10 +370,18 @@ impl Default for WebhookConfig {
     }
 }
 
-/// Upload limits (see `docs/operations.md`, "Limits and timeouts").
+/// Connection and upload limits (see `docs/operations.md`, "Limits and timeouts").
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
+    /// Open client connections at most; a connection beyond it is answered 503 and closed.
+    pub max_connections: usize,
+    /// Seconds a connection has to deliver a complete request header, counted from when it
+    /// opens or finishes its previous response: also the keep-alive idle timeout.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may go without delivering a byte while airlock waits for it; the
+    /// request is then aborted (an upload keeps nothing of the chunk).
+    pub body_timeout_secs: u64,
     /// Upload bodies (PATCH, PUT, monolithic POST) streamed at once.
     pub max_concurrent_uploads: usize,
     /// Seconds an upload waits for a slot before it is refused with 429 and `Retry-After`.
@@ -383,6 +391,9 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
+            max_connections: 4096,
+            header_read_timeout_secs: 30,
+            body_timeout_secs: 60,
             max_concurrent_uploads: 256,
             upload_queue_secs: 10,
         }
@@ -658,11 +669,15 @@ impl Config {
             ));
         }
         let limits = &self.limits;
-        if limits.max_concurrent_uploads == 0
+        if limits.max_connections == 0
+            || limits.header_read_timeout_secs == 0
+            || limits.body_timeout_secs == 0
+            || limits.max_concurrent_uploads == 0
             || limits.max_concurrent_uploads > tokio::sync::Semaphore::MAX_PERMITS
+            || limits.max_connections > tokio::sync::Semaphore::MAX_PERMITS
         {
             return Err(invalid(
-                "limits: max_concurrent_uploads must be positive".into(),
+                "limits: max_connections, max_concurrent_uploads, header_read_timeout_secs and body_timeout_secs must be positive".into(),
             ));
         }
         if self.registry.upload_sweep_interval_secs == 0 {

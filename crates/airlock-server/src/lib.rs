@@ -11,6 +11,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod config;
+pub mod connections;
 pub mod evidence;
 pub mod identity;
 pub mod metrics;
