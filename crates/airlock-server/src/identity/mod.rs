@@ -6,6 +6,7 @@
 //! checks the principal's `authz_epoch`, so a role change, a disabled user or a revoked key ends
 //! its tokens on the very next request.
 
+mod password_checks;
 pub mod routes;
 pub mod service;
 

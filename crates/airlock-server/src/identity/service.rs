@@ -124,6 +124,7 @@ pub struct Identity {
     oidc: Vec<(airlock_identity::TrustRule, airlock_identity::Jwks)>,
     verified: Mutex<HashMap<[u8; 32], CachedCredential>>,
     anomalies: Arc<crate::anomalies::Anomalies>,
+    password_checks: super::password_checks::PasswordChecks,
 }
 
 /// What a failed authentication counts toward in the `auth_failures` anomaly rule.
@@ -263,6 +264,7 @@ impl Identity {
             oidc,
             verified: Mutex::new(HashMap::new()),
             anomalies,
+            password_checks: super::password_checks::PasswordChecks::new(),
         };
         identity.bootstrap(data_dir, initial_password).await?;
         Ok(identity)
@@ -523,11 +525,10 @@ impl Identity {
         let Some(principal) = self.metadata.principal_by_name(user).await? else {
             // Spend the time a real password check takes, so response times do not reveal
             // which user names exist.
-            let secret = secret.to_string();
-            let _ = tokio::task::spawn_blocking(move || {
-                airlock_identity::verify_password(&secret, dummy_password_hash())
-            })
-            .await;
+            let _ = self
+                .password_checks
+                .verify(secret.to_string(), dummy_password_hash().to_string())
+                .await;
             return Err(self
                 .fail(
                     "unknown",
@@ -587,13 +588,10 @@ impl Identity {
                     )
                     .await);
             };
-            let secret = secret.to_string();
-            let hash = credential.secret_hash.clone();
-            let ok = tokio::task::spawn_blocking(move || {
-                airlock_identity::verify_password(&secret, &hash)
-            })
-            .await
-            .unwrap_or(false);
+            let ok = self
+                .password_checks
+                .verify(secret.to_string(), credential.secret_hash.clone())
+                .await;
             if !ok || credential.revoked_at.is_some() {
                 return Err(self
                     .fail(
