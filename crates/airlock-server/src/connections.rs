@@ -43,6 +43,11 @@ pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// answer (so refusing cannot itself use up file descriptors).
 const MAX_REFUSING: usize = 64;
 
+/// The most a connection buffers of what the client sends (request headers, and body bytes not
+/// yet handed to the handler): hyper's default is about 400 KiB, which under hundreds of parallel
+/// uploads is most of the server's memory. A request header larger than this is refused with 431.
+const READ_BUFFER: usize = 64 * 1024;
+
 /// How long a refused connection is given to take its 503.
 const REFUSAL_GRACE: Duration = Duration::from_millis(500);
 
@@ -115,6 +120,7 @@ pub async fn serve(
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(READ_BUFFER)
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
