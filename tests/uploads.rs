@@ -292,3 +292,47 @@ async fn uploads_beyond_the_limit_get_429_with_retry_after() {
     let accepted = s.http.patch(&other).body("x").send().await.unwrap();
     assert_eq!(accepted.status(), 202);
 }
+
+#[tokio::test]
+async fn parallel_uploads_keep_server_memory_bounded() {
+    const CLIENTS: usize = 50;
+    const MIB: usize = 4;
+    let s = TestServer::start();
+    // Every client is new to the server at the same moment (nothing in the credential cache).
+    let uploads = (0..CLIENTS).map(|i| {
+        let http = client_as("admin", ADMIN_PASSWORD);
+        let s = &s;
+        async move {
+            let location = open_session(s, &http).await;
+            let mut content = vec![(i % 251) as u8; MIB * 1024 * 1024];
+            content[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let digest = sha256(&content);
+            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = content
+                .chunks(256 * 1024)
+                .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                .collect();
+            let patched = http
+                .patch(&location)
+                .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(patched.status(), 202);
+            let location = s.location(&patched);
+            let done = http
+                .put(format!("{location}?digest={digest}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(done.status(), 201);
+        }
+    });
+    futures::future::join_all(uploads).await;
+    let peak_mib = s.peak_rss_kib() / 1024;
+    eprintln!("server peak RSS with {CLIENTS} parallel uploads: {peak_mib} MiB");
+    // Before: each new client's argon2 check kept 19 MiB on its own thread (~1 GiB here).
+    assert!(
+        peak_mib < 200,
+        "server peak RSS {peak_mib} MiB with {CLIENTS} parallel uploads"
+    );
+}
