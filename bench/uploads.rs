@@ -85,7 +85,11 @@ async fn push_one(http: &reqwest::Client, server: &Server, index: usize, mib: us
         .send()
         .await?;
     if patched.status() != 202 {
-        bail!("{}: upload {index} PATCH: {}", server.name, patched.status());
+        bail!(
+            "{}: upload {index} PATCH: {}",
+            server.name,
+            patched.status()
+        );
     }
     let upload = location(base, &patched)?;
     let digest = {

@@ -35,7 +35,10 @@ async fn half_sent_header_and_idle_connections_are_closed_after_the_header_timeo
         .await
         .unwrap();
     let (waited, _) = closed_within(&mut slow, Duration::from_secs(10)).await;
-    assert!(waited >= Duration::from_millis(800), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(800),
+        "closed after {waited:?}"
+    );
 
     // A connection that never sends anything.
     let mut silent = TcpStream::connect(&s.host).await.unwrap();
@@ -104,5 +107,8 @@ async fn connections_beyond_the_cap_are_refused_with_503_and_logged_once() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(served, "the server did not serve again after slots were freed");
+    assert!(
+        served,
+        "the server did not serve again after slots were freed"
+    );
 }

@@ -968,15 +968,12 @@ async fn descriptor_sizes_must_match_the_stored_content() {
     );
 
     // Correct sizes pass, and so does a subject the repository does not hold (nothing to check).
-    for manifest in [
-        image(2, 12, Some(subject.len())),
-        image(2, 12, None),
-        {
-            let mut m = image(2, 12, None);
-            m["subject"] = json!({"mediaType": OCI_MANIFEST, "digest": sha256(b"elsewhere"), "size": 7});
-            m
-        },
-    ] {
+    for manifest in [image(2, 12, Some(subject.len())), image(2, 12, None), {
+        let mut m = image(2, 12, None);
+        m["subject"] =
+            json!({"mediaType": OCI_MANIFEST, "digest": sha256(b"elsewhere"), "size": 7});
+        m
+    }] {
         let bytes = serde_json::to_vec(&manifest).unwrap();
         let r = s
             .put_manifest("dev/team/app", &sha256(&bytes), OCI_MANIFEST, &bytes)

@@ -5,9 +5,7 @@
 //! [`MAX_MEMORY_KIB`], [`MAX_PASSES`] and [`MAX_LANES`], so a tampered hash in the database cannot
 //! make a login request allocate gigabytes.
 
-use argon2::{
-    ARGON2ID_IDENT, Algorithm, Argon2, Params, PasswordHash, PasswordHasher, Version,
-};
+use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Params, PasswordHash, PasswordHasher, Version};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand_core::{OsRng, RngCore};
@@ -106,12 +104,7 @@ pub fn verify_password_in(password: &str, phc: &str, memory: &mut PasswordMemory
         return false;
     };
     let hashed = Argon2::new(Algorithm::Argon2id, version.unwrap_or_default(), params)
-        .hash_password_into_with_memory(
-            password.as_bytes(),
-            salt,
-            computed,
-            work,
-        );
+        .hash_password_into_with_memory(password.as_bytes(), salt, computed, work);
     // `Output`'s equality is constant-time.
     hashed.is_ok() && Output::new(computed).is_ok_and(|computed| &computed == expected)
 }

@@ -13,8 +13,8 @@ use airlock_core::{
     Reference, RepoName, Stages, Tag,
 };
 use airlock_store::{
-    BlobRange, BlobStore, ByteStream, ChunkWriteError, ManifestWriteError, Metadata, ReferrerRow, StoreError,
-    StoredManifest, TagMove, UploadSession, now_millis,
+    BlobRange, BlobStore, ByteStream, ChunkWriteError, ManifestWriteError, Metadata, ReferrerRow,
+    StoreError, StoredManifest, TagMove, UploadSession, now_millis,
 };
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -346,8 +346,7 @@ impl Registry {
             limit: self.limits.max_concurrent_uploads,
             retry_after_secs: self.limits.upload_queue_wait.as_secs().max(1),
         };
-        match tokio::time::timeout(self.limits.upload_queue_wait, self.upload_slots.acquire())
-            .await
+        match tokio::time::timeout(self.limits.upload_queue_wait, self.upload_slots.acquire()).await
         {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) | Err(_) => Err(refused()),
@@ -389,9 +388,7 @@ impl Registry {
         if let Some((start, end)) = range {
             let announced = end.saturating_sub(start) + 1;
             if written != announced {
-                self.blobs
-                    .discard_chunk(session.id, session.chunks)
-                    .await?;
+                self.blobs.discard_chunk(session.id, session.chunks).await?;
                 return Err(RegistryError::ChunkSizeMismatch {
                     announced,
                     actual: written,
