@@ -934,4 +934,48 @@ mod tests {
         }
         assert!(!meta.repository_exists(&repo).await.unwrap());
     }
+
+    /// Migration 11 from the schema before it, with a session in progress: the session survives
+    /// with no owner (so nobody may use it), and new sessions record theirs.
+    #[tokio::test]
+    async fn upload_owner_migration_keeps_sessions_without_an_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let old = uuid::Uuid::new_v4();
+        {
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePoolOptions::new()
+                .connect_with(options)
+                .await
+                .unwrap();
+            let mut before = migrator();
+            let previous: Vec<Migration> = before
+                .migrations
+                .iter()
+                .filter(|m| m.version < 11)
+                .cloned()
+                .collect();
+            before.migrations = Cow::Owned(previous);
+            before.run(&pool).await.unwrap();
+            sqlx::query(
+                "INSERT INTO uploads (id, repository, size, chunks, created_at, updated_at)
+                 VALUES (?, 'dev/team/app', 5, 1, 1, 1)",
+            )
+            .bind(old.to_string())
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let meta = Metadata::open_sqlite(&path).await.unwrap();
+        let session = meta.upload(old).await.unwrap().unwrap();
+        assert_eq!((session.principal, session.size), (None, 5));
+        let new = uuid::Uuid::new_v4();
+        let repo: RepoName = "dev/team/app".parse().unwrap();
+        meta.create_upload(new, &repo, "alice").await.unwrap();
+        let session = meta.upload(new).await.unwrap().unwrap();
+        assert_eq!(session.principal.as_deref(), Some("alice"));
+    }
 }
