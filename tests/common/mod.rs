@@ -473,9 +473,24 @@ impl TestServer {
     /// Like [`TestServer::start_with_env`], but also collects the server's log (stderr), which
     /// is still echoed to the test's stderr.
     pub fn start_with_log(env: &[(&str, &str)]) -> (Self, ServerLog) {
+        Self::start_logged(Command::new(env!("CARGO_BIN_EXE_airlock")), env)
+    }
+
+    /// Like [`TestServer::start_with_log`], with the server allowed to open at most `files` files
+    /// (`ulimit -n`).
+    pub fn start_with_open_files_limit(files: u32, env: &[(&str, &str)]) -> (Self, ServerLog) {
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            &format!("ulimit -n {files} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_airlock"),
+        ]);
+        Self::start_logged(command, env)
+    }
+
+    fn start_logged(mut command: Command, env: &[(&str, &str)]) -> (Self, ServerLog) {
         let temp = tempfile::tempdir().expect("temp dir");
         let dir = temp.path().join("data");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_airlock"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&dir)

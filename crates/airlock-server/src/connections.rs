@@ -2,7 +2,9 @@
 //! cannot exhaust file descriptors or hold requests open forever.
 //!
 //! What holds ([`ConnectionLimits`], configured in `[limits]`):
-//! - At most `max_connections` connections are served at once. A connection beyond the cap is
+//! - At most `max_connections` connections are served at once (fewer if the process may not open
+//!   that many files: the cap is lowered to the open-files limit minus a reserve for storage, with
+//!   a warning at start). A connection beyond the cap is
 //!   answered `503 Service Unavailable` with `Retry-After` and closed without reaching the
 //!   application; a warning is logged at most once per [`REFUSAL_LOG_INTERVAL`] with the number
 //!   refused since the last one.
@@ -78,6 +80,10 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let limits = ConnectionLimits {
+        max_connections: within_descriptor_limit(limits.max_connections),
+        ..limits
+    };
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let refusals = RefusalLog::default();
@@ -134,6 +140,37 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// File descriptors the server needs besides client connections (database, blob files, refused
+/// connections being answered), roughly.
+const OTHER_DESCRIPTORS: u64 = 256;
+
+/// The connection cap to enforce: `max_connections`, or less when the process may not open that
+/// many files (Linux: the soft limit in `/proc/self/limits`), so the cap, not running out of file
+/// descriptors, is what stops a flood of connections. Says so in the log when it lowers the cap.
+fn within_descriptor_limit(max_connections: usize) -> usize {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return max_connections;
+    };
+    let soft = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse::<u64>().ok());
+    match soft {
+        Some(soft) if soft < max_connections as u64 + OTHER_DESCRIPTORS => {
+            let cap = soft.saturating_sub(OTHER_DESCRIPTORS).max(16) as usize;
+            tracing::warn!(
+                open_files = soft,
+                max_connections,
+                cap,
+                "the process may open only {soft} files, too few for limits.max_connections ({max_connections}) plus {OTHER_DESCRIPTORS} for storage: serving at most {cap} connections; raise ulimit -n (LimitNOFILE) to allow more"
+            );
+            cap.min(max_connections)
+        }
+        _ => max_connections,
+    }
 }
 
 /// Answers a connection over the cap with 503 and closes it. The request is read (briefly) before
