@@ -15,10 +15,14 @@
 //! promotion latency and throughput for a 1 KiB and a large artifact, each with two verified
 //! signatures, and in the same run `skopeo copy` of the same image between two repositories of
 //! the distribution registry (see `promote.rs`).
+//!
+//! `airlock-bench uploads [--parallel 200] [--mib 100]` measures server memory (peak RSS) while many
+//! clients upload at once, against airlock and the distribution registry (see `uploads.rs`).
 
 mod anomalies;
 mod audit;
 mod promote;
+mod uploads;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -407,6 +411,7 @@ async fn main() -> Result<()> {
         Some("audit") => return audit::run().await,
         Some("anomalies") => return anomalies::run().await,
         Some("promote") => return promote::run().await,
+        Some("uploads") => return uploads::run().await,
         _ => {}
     }
     let options = options()?;

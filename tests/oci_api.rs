@@ -897,3 +897,87 @@ async fn restart_keeps_all_content() {
         .unwrap();
     assert_eq!(finish.status(), 201, "{}", finish.text().await.unwrap());
 }
+
+/// Pushes `manifest` by digest; returns (status, error code, message) of the answer.
+async fn push_expecting_error(s: &TestServer, media_type: &str, manifest: &Value) -> (u16, String) {
+    let bytes = serde_json::to_vec(manifest).unwrap();
+    let r = s
+        .put_manifest("dev/team/app", &sha256(&bytes), media_type, &bytes)
+        .await;
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        format!(
+            "{} {}",
+            body["errors"][0]["code"].as_str().unwrap_or("-"),
+            body["errors"][0]["message"].as_str().unwrap_or("-")
+        ),
+    )
+}
+
+#[tokio::test]
+async fn descriptor_sizes_must_match_the_stored_content() {
+    let s = TestServer::start();
+    let (subject, subject_digest) = s.push_image("dev/team/app", "1", &[b"layer"]).await;
+    let config = s.push_blob("dev/team/app", b"{}").await;
+    let layer = s.push_blob("dev/team/app", b"twelve bytes").await;
+    let image = |config_size: usize, layer_size: usize, subject_size: Option<usize>| {
+        let mut manifest = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "artifactType": "application/x.example",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": config_size},
+            "layers": [{"mediaType": "application/octet-stream", "digest": layer, "size": layer_size}]});
+        if let Some(size) = subject_size {
+            manifest["subject"] =
+                json!({"mediaType": OCI_MANIFEST, "digest": subject_digest, "size": size});
+        }
+        manifest
+    };
+    let cases = [
+        (image(3, 12, None), "config", 3, 2, &config),
+        (image(2, 13, None), "layers[0]", 13, 12, &layer),
+        (
+            image(2, 12, Some(subject.len() + 1)),
+            "subject",
+            subject.len() + 1,
+            subject.len(),
+            &subject_digest,
+        ),
+    ];
+    for (manifest, field, declared, stored, digest) in cases {
+        let (status, error) = push_expecting_error(&s, OCI_MANIFEST, &manifest).await;
+        assert_eq!(status, 400, "{field}: {error}");
+        assert!(error.starts_with("MANIFEST_INVALID "), "{field}: {error}");
+        for part in [
+            format!("manifest {field} declares {digest} with size {declared}"),
+            format!("holds it with {stored} bytes"),
+        ] {
+            assert!(error.contains(&part), "{field}: {error} lacks {part:?}");
+        }
+    }
+    // An index whose child descriptor lies about the child's size.
+    let index = json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": subject_digest, "size": 1}]});
+    let (status, error) = push_expecting_error(&s, OCI_INDEX, &index).await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error.contains("manifests[0] declares") && error.contains("with size 1"),
+        "{error}"
+    );
+
+    // Correct sizes pass, and so does a subject the repository does not hold (nothing to check).
+    for manifest in [image(2, 12, Some(subject.len())), image(2, 12, None), {
+        let mut m = image(2, 12, None);
+        m["subject"] =
+            json!({"mediaType": OCI_MANIFEST, "digest": sha256(b"elsewhere"), "size": 7});
+        m
+    }] {
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        let r = s
+            .put_manifest("dev/team/app", &sha256(&bytes), OCI_MANIFEST, &bytes)
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+}

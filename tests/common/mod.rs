@@ -498,3 +498,104 @@ pub fn serve_refused(data_dir: &Path, args: &[&str]) -> (i32, String) {
         .expect("read stderr");
     (status.code().unwrap_or(-1), stderr)
 }
+
+/// The lines a server wrote to stderr (its log), collected as they arrive.
+#[derive(Clone, Default)]
+pub struct ServerLog(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl ServerLog {
+    /// Whether some line so far contains `text`.
+    pub fn contains(&self, text: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|line| line.contains(text))
+    }
+
+    /// How many lines so far contain `text`.
+    pub fn count(&self, text: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|line| line.contains(text))
+            .count()
+    }
+}
+
+impl TestServer {
+    /// Like [`TestServer::start_with_env`], but also collects the server's log (stderr), which
+    /// is still echoed to the test's stderr.
+    pub fn start_with_log(env: &[(&str, &str)]) -> (Self, ServerLog) {
+        Self::start_logged(Command::new(env!("CARGO_BIN_EXE_airlock")), env)
+    }
+
+    /// Like [`TestServer::start_with_log`], with the server allowed to open at most `files` files
+    /// (`ulimit -n`).
+    pub fn start_with_open_files_limit(files: u32, env: &[(&str, &str)]) -> (Self, ServerLog) {
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            &format!("ulimit -n {files} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_airlock"),
+        ]);
+        Self::start_logged(command, env)
+    }
+
+    fn start_logged(mut command: Command, env: &[(&str, &str)]) -> (Self, ServerLog) {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().join("data");
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .env("AIRLOCK_LOG__LEVEL", "warn")
+            .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start airlock serve");
+        let log = ServerLog::default();
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                lines.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("airlock printed its listen address");
+        let base = line
+            .strip_prefix("airlock listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        let host = base.trim_start_matches("http://").to_string();
+        let server = Self {
+            child: Some(child),
+            base,
+            host,
+            data_dir: dir,
+            _temp: Some(temp),
+            http: client_as("admin", ADMIN_PASSWORD),
+            anonymous: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            cli_home: tempfile::tempdir().expect("temp dir"),
+        };
+        (server, log)
+    }
+}

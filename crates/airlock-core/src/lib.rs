@@ -28,7 +28,7 @@ pub use audit::{Actor, AuditEvent, AuditRecord, Outcome};
 pub use client_address::{IpBlock, TrustedProxies};
 pub use digest::{Digest, DigestAlgorithm, Digester};
 pub use error::Error;
-pub use manifest::{Layer, ManifestKind, ParsedManifest};
+pub use manifest::{DeclaredSize, DescriptorField, Layer, ManifestKind, ParsedManifest};
 pub use name::{Reference, RepoName, StageName, Tag};
 pub use promotion::{ApprovalRefusal, PromotionParties, PromotionState, Vouchers};
 pub use stage::{StageConfig, StageMode, Stages};

@@ -62,6 +62,54 @@ pub struct ParsedManifest {
     /// The layers of an image manifest, in order (empty for an index): what evidence ingestion
     /// reads signatures and attestations from.
     pub layers: Vec<Layer>,
+    /// The size every descriptor declares (config, layers, child manifests, subject), which the
+    /// registry checks against what it stores. External layers (with `urls`) are not listed.
+    pub declared_sizes: Vec<DeclaredSize>,
+}
+
+/// Where in a manifest a descriptor sits, for error messages (`config`, `layers[2]`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DescriptorField {
+    /// The image manifest's `config`.
+    Config,
+    /// `layers[i]`.
+    Layer(usize),
+    /// `manifests[i]` of an index.
+    Manifest(usize),
+    /// The `subject`.
+    Subject,
+}
+
+impl std::fmt::Display for DescriptorField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Config => f.write_str("config"),
+            Self::Layer(i) => write!(f, "layers[{i}]"),
+            Self::Manifest(i) => write!(f, "manifests[{i}]"),
+            Self::Subject => f.write_str("subject"),
+        }
+    }
+}
+
+/// A descriptor's digest and the size it declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredSize {
+    /// Which descriptor.
+    pub field: DescriptorField,
+    /// The content it names.
+    pub digest: Digest,
+    /// The size it declares, in bytes.
+    pub size: u64,
+}
+
+impl DeclaredSize {
+    fn of(field: DescriptorField, descriptor: &Descriptor) -> Result<Self, Error> {
+        Ok(Self {
+            field,
+            digest: digest_of(descriptor)?,
+            size: descriptor.size(),
+        })
+    }
 }
 
 /// One layer descriptor of an image manifest.
@@ -176,10 +224,12 @@ impl ParsedManifest {
             ));
         }
         let mut blobs = vec![digest_of(config)?];
+        let mut declared_sizes = vec![DeclaredSize::of(DescriptorField::Config, config)?];
         let mut layers = Vec::with_capacity(manifest.layers().len());
-        for layer in manifest.layers() {
+        for (i, layer) in manifest.layers().iter().enumerate() {
             if !is_external_layer(layer) {
                 blobs.push(digest_of(layer)?);
+                declared_sizes.push(DeclaredSize::of(DescriptorField::Layer(i), layer)?);
             }
             layers.push(Layer {
                 digest: digest_of(layer)?,
@@ -198,6 +248,9 @@ impl ParsedManifest {
             .as_ref()
             .map(|t| t.to_string())
             .or(Some(config_type));
+        if let Some(subject) = manifest.subject() {
+            declared_sizes.push(DeclaredSize::of(DescriptorField::Subject, subject)?);
+        }
         Ok(Self {
             kind: ManifestKind::Image,
             media_type,
@@ -212,6 +265,7 @@ impl ParsedManifest {
                 .into_iter()
                 .collect(),
             layers,
+            declared_sizes,
         })
     }
 
@@ -223,6 +277,15 @@ impl ParsedManifest {
             .iter()
             .map(digest_of)
             .collect::<Result<_, _>>()?;
+        let mut declared_sizes = index
+            .manifests()
+            .iter()
+            .enumerate()
+            .map(|(i, child)| DeclaredSize::of(DescriptorField::Manifest(i), child))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(subject) = index.subject() {
+            declared_sizes.push(DeclaredSize::of(DescriptorField::Subject, subject)?);
+        }
         Ok(Self {
             kind: ManifestKind::Index,
             media_type,
@@ -237,6 +300,7 @@ impl ParsedManifest {
                 .into_iter()
                 .collect(),
             layers: Vec::new(),
+            declared_sizes,
         })
     }
 }
@@ -280,6 +344,27 @@ mod tests {
         assert_eq!(m.subject, Some(D1.parse().unwrap()));
         assert_eq!(m.artifact_type.as_deref(), Some("application/x.test"));
         assert_eq!(m.annotations.get("a").map(String::as_str), Some("b"));
+    }
+
+    #[test]
+    fn declared_sizes_name_each_descriptor() {
+        let extra = format!(
+            r#","artifactType":"application/x.test","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{D1}","size":9}}"#
+        );
+        let m = ParsedManifest::parse(None, image(&extra).as_bytes()).unwrap();
+        let listed: Vec<(String, u64)> = m
+            .declared_sizes
+            .iter()
+            .map(|d| (d.field.to_string(), d.size))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("config".to_string(), 2),
+                ("layers[0]".to_string(), 3),
+                ("subject".to_string(), 9)
+            ]
+        );
     }
 
     #[test]

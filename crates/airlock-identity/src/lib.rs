@@ -34,4 +34,6 @@ pub use api_key::{ApiKey, ApiKeyRecord, ApiKeySecret, parse_api_key, verify_api_
 pub use error::IdentityError;
 pub use jwt::MAX_TOKEN_BYTES;
 pub use oidc::{Jwks, OidcError, OidcIdentity, TrustRule, select_rule, verify_id_token};
-pub use password::{generate_password, hash_password, verify_password};
+pub use password::{
+    PasswordMemory, generate_password, hash_password, verify_password, verify_password_in,
+};

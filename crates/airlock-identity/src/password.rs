@@ -5,10 +5,7 @@
 //! [`MAX_MEMORY_KIB`], [`MAX_PASSES`] and [`MAX_LANES`], so a tampered hash in the database cannot
 //! make a login request allocate gigabytes.
 
-use argon2::{
-    ARGON2ID_IDENT, Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier,
-    Version,
-};
+use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Params, PasswordHash, PasswordHasher, Version};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand_core::{OsRng, RngCore};
@@ -52,8 +49,23 @@ pub fn hash_password(password: &str) -> Result<String, IdentityError> {
 ///
 /// Returns `false`, never an error, when the hash is malformed, is not argon2id, or asks for more
 /// than the `MAX_*` costs: a login either succeeds or it does not. The final comparison is
-/// constant-time (argon2's output comparison).
+/// constant-time (argon2's output comparison). Allocates argon2's working memory for this one
+/// check; a thread that checks passwords repeatedly should use [`verify_password_in`].
 pub fn verify_password(password: &str, phc: &str) -> bool {
+    verify_password_in(password, phc, &mut PasswordMemory::default())
+}
+
+/// argon2's working memory (19 MiB for airlock's own hashes), kept between checks.
+///
+/// Allocating and freeing it for every check lets the C allocator keep a copy per thread that ever
+/// checked a password; a checker thread that owns one `PasswordMemory` holds exactly one.
+#[derive(Default)]
+pub struct PasswordMemory(Vec<argon2::Block>);
+
+/// [`verify_password`] using `memory` instead of allocating (it grows to the cost of airlock's own
+/// hashes at most; a costlier stored hash gets memory for that one check).
+pub fn verify_password_in(password: &str, phc: &str, memory: &mut PasswordMemory) -> bool {
+    use argon2::password_hash::phc::Output;
     let Ok(hash) = PasswordHash::new(phc) else {
         return false;
     };
@@ -69,9 +81,32 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     {
         return false;
     }
-    Argon2::default()
-        .verify_password(password.as_bytes(), &hash)
-        .is_ok()
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(version) = hash.version.map(Version::try_from).transpose() else {
+        return false;
+    };
+    let blocks = params.block_count();
+    // Memory for a hash costlier than airlock's own (allowed up to MAX_MEMORY_KIB) is not kept.
+    let mut costlier = Vec::new();
+    let work = if blocks <= memory.0.len().max(MEMORY_KIB as usize) {
+        if memory.0.len() < blocks {
+            memory.0.resize(blocks, argon2::Block::default());
+        }
+        &mut memory.0[..blocks]
+    } else {
+        costlier.resize(blocks, argon2::Block::default());
+        &mut costlier[..]
+    };
+    let mut computed = [0u8; Output::MAX_LENGTH];
+    let Some(computed) = computed.get_mut(..expected.len()) else {
+        return false;
+    };
+    let hashed = Argon2::new(Algorithm::Argon2id, version.unwrap_or_default(), params)
+        .hash_password_into_with_memory(password.as_bytes(), salt, computed, work);
+    // `Output`'s equality is constant-time.
+    hashed.is_ok() && Output::new(computed).is_ok_and(|computed| &computed == expected)
 }
 
 /// Generates a random password of [`GENERATED_PASSWORD_LEN`] URL-safe characters
@@ -96,6 +131,21 @@ mod tests {
         assert!(verify_password("correct horse battery staple", &phc));
         assert!(!verify_password("correct horse battery stapler", &phc));
         assert!(!verify_password("", &phc));
+    }
+
+    #[test]
+    fn reused_memory_gives_the_same_verdicts() {
+        let phc = hash_password("correct horse battery staple").unwrap();
+        let mut memory = PasswordMemory::default();
+        for _ in 0..2 {
+            assert!(verify_password_in(
+                "correct horse battery staple",
+                &phc,
+                &mut memory
+            ));
+            assert!(!verify_password_in("wrong", &phc, &mut memory));
+        }
+        assert_eq!(memory.0.len(), MEMORY_KIB as usize);
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub async fn open_registry(config: &Config) -> Result<Arc<Registry>, ServeError>
     let limits = RegistryLimits {
         max_manifest_bytes: config.registry.max_manifest_bytes,
         upload_expiry: Duration::from_secs(config.registry.upload_expiry_secs),
+        max_concurrent_uploads: config.limits.max_concurrent_uploads,
+        upload_queue_wait: Duration::from_secs(config.limits.upload_queue_secs),
     };
     Ok(Arc::new(Registry::new(
         metadata,
@@ -318,12 +320,12 @@ pub async fn serve(
     );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "airlock listening");
     println!("airlock listening on http://{addr}");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let limits = crate::connections::ConnectionLimits {
+        max_connections: config.limits.max_connections,
+        header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_secs),
+        body_timeout: Duration::from_secs(config.limits.body_timeout_secs),
+    };
+    crate::connections::serve(listener, app, limits, shutdown).await?;
     sweep.abort();
     housekeeping.abort();
     dispatcher.abort();

@@ -41,6 +41,8 @@ pub struct Config {
     pub anomalies: AnomalyConfig,
     /// Webhook delivery: retries, backoff, timeouts.
     pub webhooks: WebhookConfig,
+    /// Connection and upload limits against slow, idle or too many clients.
+    pub limits: LimitsConfig,
     /// The ordered stages.
     pub stages: Vec<StageConfig>,
 }
@@ -59,6 +61,7 @@ impl Default for Config {
             gates: std::collections::BTreeMap::new(),
             anomalies: AnomalyConfig::default(),
             webhooks: WebhookConfig::default(),
+            limits: LimitsConfig::default(),
             stages: Stages::default_pipeline(),
         }
     }
@@ -406,6 +409,36 @@ impl Default for WebhookConfig {
     }
 }
 
+/// Connection and upload limits (see `docs/operations.md`, "Limits and timeouts").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Open client connections at most; a connection beyond it is answered 503 and closed.
+    pub max_connections: usize,
+    /// Seconds a connection has to deliver a complete request header, counted from when it
+    /// opens or finishes its previous response: also the keep-alive idle timeout.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may go without delivering a byte while airlock waits for it; the
+    /// request is then aborted (an upload keeps nothing of the chunk).
+    pub body_timeout_secs: u64,
+    /// Upload bodies (PATCH, PUT, monolithic POST) streamed at once.
+    pub max_concurrent_uploads: usize,
+    /// Seconds an upload waits for a slot before it is refused with 429 and `Retry-After`.
+    pub upload_queue_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            header_read_timeout_secs: 30,
+            body_timeout_secs: 60,
+            max_concurrent_uploads: 256,
+            upload_queue_secs: 10,
+        }
+    }
+}
+
 /// One anomaly rule's settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -533,7 +566,7 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 10] = [
+const ENV_SETTABLE: [&str; 11] = [
     "listen",
     "data_dir",
     "log",
@@ -544,6 +577,7 @@ const ENV_SETTABLE: [&str; 10] = [
     "gates",
     "anomalies",
     "webhooks",
+    "limits",
 ];
 
 impl Config {
@@ -687,6 +721,18 @@ impl Config {
         {
             return Err(invalid(
                 "webhooks: max_attempts must be 1 to 1000; initial_backoff_ms, timeout_ms (at most 10 min) and poll_interval_ms (at most 1 h) positive; max_backoff_ms between initial_backoff_ms and 7 days".into(),
+            ));
+        }
+        let limits = &self.limits;
+        if limits.max_connections == 0
+            || limits.header_read_timeout_secs == 0
+            || limits.body_timeout_secs == 0
+            || limits.max_concurrent_uploads == 0
+            || limits.max_concurrent_uploads > tokio::sync::Semaphore::MAX_PERMITS
+            || limits.max_connections > tokio::sync::Semaphore::MAX_PERMITS
+        {
+            return Err(invalid(
+                "limits: max_connections, max_concurrent_uploads, header_read_timeout_secs and body_timeout_secs must be positive".into(),
             ));
         }
         if self.registry.upload_sweep_interval_secs == 0 {

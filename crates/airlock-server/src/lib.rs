@@ -12,6 +12,7 @@ pub mod app;
 pub mod audit;
 pub mod client_address;
 pub mod config;
+pub mod connections;
 pub mod data_dir;
 pub mod evidence;
 pub mod identity;

@@ -13,8 +13,8 @@ use airlock_core::{
     Reference, RepoName, Stages, Tag,
 };
 use airlock_store::{
-    BlobRange, BlobStore, ByteStream, ManifestWriteError, Metadata, ReferrerRow, StoreError,
-    StoredManifest, TagMove, UploadSession, now_millis,
+    BlobRange, BlobStore, ByteStream, ChunkWriteError, ManifestWriteError, Metadata, ReferrerRow,
+    StoreError, StoredManifest, TagMove, UploadSession, now_millis,
 };
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -71,6 +71,41 @@ pub enum RegistryError {
         /// How many were missing.
         count: usize,
     },
+    /// As many upload bodies as the limit allows are streaming; none finished within the wait.
+    #[error(
+        "{limit} uploads are in progress, the most this registry accepts at once (limits.max_concurrent_uploads); retry in {retry_after_secs} s"
+    )]
+    TooManyUploads {
+        /// The configured limit.
+        limit: usize,
+        /// When to retry, in seconds.
+        retry_after_secs: u64,
+    },
+    /// The chunk's body broke off (client gone, or no data within the body timeout). Nothing of
+    /// it was kept; the session still holds `resume_at` bytes.
+    #[error(
+        "{reason}; nothing of this chunk was kept: resume the upload from byte {resume_at} or start a new one"
+    )]
+    UploadInterrupted {
+        /// Why the body ended.
+        reason: String,
+        /// Bytes the session holds.
+        resume_at: u64,
+    },
+    /// A manifest's descriptor declares a size other than that of the content it names.
+    #[error(
+        "manifest {field} declares {digest} with size {declared}, but the repository holds it with {stored} bytes; set the descriptor's size to {stored}"
+    )]
+    DescriptorSizeMismatch {
+        /// Which descriptor (`config`, `layers[1]`, `manifests[0]`, `subject`).
+        field: airlock_core::DescriptorField,
+        /// The content it names.
+        digest: Digest,
+        /// The size it declares.
+        declared: u64,
+        /// The stored size.
+        stored: u64,
+    },
     /// The manifest is larger than the configured limit.
     #[error("manifest exceeds the {limit}-byte limit")]
     ManifestTooLarge {
@@ -100,6 +135,10 @@ pub struct RegistryLimits {
     pub max_manifest_bytes: usize,
     /// Upload sessions idle longer than this are cancelled by the sweep.
     pub upload_expiry: Duration,
+    /// Upload bodies (PATCH, PUT, monolithic POST) streamed at once.
+    pub max_concurrent_uploads: usize,
+    /// How long an upload waits for a slot before it is refused with 429.
+    pub upload_queue_wait: Duration,
 }
 
 /// A blob that was committed.
@@ -140,6 +179,8 @@ pub struct Registry {
     uploads: Mutex<HashMap<Uuid, UploadState>>,
     /// Told about every refused push (the `refused_pushes` rule); set once at start.
     anomalies: std::sync::OnceLock<Arc<crate::anomalies::Anomalies>>,
+    /// One permit per upload body being streamed ([`RegistryLimits::max_concurrent_uploads`]).
+    upload_slots: tokio::sync::Semaphore,
 }
 
 impl Registry {
@@ -154,6 +195,7 @@ impl Registry {
             metadata,
             blobs,
             stages,
+            upload_slots: tokio::sync::Semaphore::new(limits.max_concurrent_uploads),
             limits,
             uploads: Mutex::new(HashMap::new()),
             anomalies: std::sync::OnceLock::new(),
@@ -259,11 +301,13 @@ impl Registry {
 
     // ---- uploads ----
 
-    /// Starts an upload session in a push stage.
+    /// Starts an upload session in a push stage, owned by `actor`'s principal.
     pub async fn start_upload(&self, repo: &RepoName, actor: &Actor) -> Result<UploadSession> {
         self.check_write(repo, Action::Push, actor).await?;
         let id = Uuid::new_v4();
-        self.metadata.create_upload(id, repo).await?;
+        self.metadata
+            .create_upload(id, repo, &actor.principal)
+            .await?;
         self.uploads
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -273,38 +317,87 @@ impl Registry {
                     DigestAlgorithm::Sha256,
                 )))),
             );
-        self.session(repo, &id.to_string()).await
+        self.session(repo, &id.to_string(), actor).await
     }
 
-    /// An upload session of `repo` by its id as sent in the URL.
-    pub async fn session(&self, repo: &RepoName, id: &str) -> Result<UploadSession> {
+    /// Uploads a blob in one request (POST with `?digest=`): a session that lives only for this
+    /// request and is cancelled, with its data, if the upload fails.
+    pub async fn upload_monolithic<S, E>(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        body: S,
+        actor: &Actor,
+    ) -> Result<CommittedBlob>
+    where
+        S: futures::Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let session = self.start_upload(repo, actor).await?;
+        let id = session.id.to_string();
+        let result = self.finish_upload(repo, &id, digest, body, actor).await;
+        if result.is_err()
+            && let Ok(session) = self.session(repo, &id, actor).await
+            && let Err(err) = self.discard(&session).await
+        {
+            tracing::warn!(upload = %session.id, error = %err, "cancelling a failed one-request upload failed");
+        }
+        result
+    }
+
+    /// An upload session of `repo` by its id as sent in the URL. A session opened by another
+    /// principal is unknown, exactly as a session that does not exist (so its existence leaks
+    /// nothing).
+    pub async fn session(&self, repo: &RepoName, id: &str, actor: &Actor) -> Result<UploadSession> {
         let unknown = || RegistryError::UploadUnknown(id.chars().take(64).collect());
         let uuid: Uuid = id.parse().map_err(|_| unknown())?;
         match self.metadata.upload(uuid).await? {
-            Some(session) if session.repository == repo.as_str() => Ok(session),
+            Some(session)
+                if session.repository == repo.as_str()
+                    && session.principal.as_deref() == Some(actor.principal.as_str()) =>
+            {
+                Ok(session)
+            }
             _ => Err(unknown()),
+        }
+    }
+
+    /// Waits (at most [`RegistryLimits::upload_queue_wait`]) for a slot to stream an upload body.
+    async fn upload_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        let refused = || RegistryError::TooManyUploads {
+            limit: self.limits.max_concurrent_uploads,
+            retry_after_secs: self.limits.upload_queue_wait.as_secs().max(1),
+        };
+        match tokio::time::timeout(self.limits.upload_queue_wait, self.upload_slots.acquire()).await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) | Err(_) => Err(refused()),
         }
     }
 
     /// Appends a chunk to an upload. `range` is the `Content-Range` the client sent, if any; a
     /// chunk that does not start at the current end of the upload is refused without being read.
+    /// A chunk that fails (broken body, storage error, length other than announced) leaves
+    /// nothing staged; the session keeps the chunks accepted before it.
     pub async fn append_chunk<S, E>(
         &self,
         repo: &RepoName,
         id: &str,
         range: Option<(u64, u64)>,
         body: S,
+        actor: &Actor,
     ) -> Result<UploadSession>
     where
         S: futures::Stream<Item = std::result::Result<Bytes, E>> + Send,
         E: std::error::Error + Send + Sync + 'static,
     {
         self.stages.check_push(repo)?;
-        let session = self.session(repo, id).await?;
+        let session = self.session(repo, id, actor).await?;
+        let _slot = self.upload_slot().await?;
         let state = self.upload_state(session.id);
         let mut digester = state.lock().await;
         // Re-read under the session lock: a concurrent chunk may have landed meanwhile.
-        let session = self.session(repo, id).await?;
+        let session = self.session(repo, id, actor).await?;
         if let Some((start, _)) = range
             && start != session.size
         {
@@ -317,6 +410,7 @@ impl Registry {
         if let Some((start, end)) = range {
             let announced = end.saturating_sub(start) + 1;
             if written != announced {
+                self.blobs.discard_chunk(session.id, session.chunks).await?;
                 return Err(RegistryError::ChunkSizeMismatch {
                     announced,
                     actual: written,
@@ -342,7 +436,7 @@ impl Registry {
             }
             *digester = hashed;
         }
-        self.session(repo, id).await
+        self.session(repo, id, actor).await
     }
 
     /// Writes one chunk, hashing with a copy of the session's hasher so a failed chunk leaves the
@@ -364,12 +458,20 @@ impl Registry {
         let written = self
             .blobs
             .write_chunk(session.id, session.chunks, body, &mut working)
-            .await?;
+            .await
+            .map_err(|err| match err {
+                ChunkWriteError::Body(reason) => RegistryError::UploadInterrupted {
+                    reason: reason.to_string(),
+                    resume_at: session.size,
+                },
+                ChunkWriteError::Store(err) => RegistryError::Store(err),
+            })?;
         Ok((written, digester.map(|_| working)))
     }
 
     /// Finishes an upload: appends the optional last chunk, verifies the digest, commits the blob
-    /// and links it into the repository. On a digest mismatch the upload is discarded.
+    /// and links it into the repository. On a digest mismatch the session is cancelled and its
+    /// data deleted (as the distribution registry does): the client starts a new upload.
     pub async fn finish_upload<S, E>(
         &self,
         repo: &RepoName,
@@ -382,10 +484,10 @@ impl Registry {
         S: futures::Stream<Item = std::result::Result<Bytes, E>> + Send,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let session = self.append_chunk(repo, id, None, body).await?;
+        let session = self.append_chunk(repo, id, None, body, actor).await?;
         let state = self.upload_state(session.id);
         let digester = state.lock().await;
-        let session = self.session(repo, id).await?;
+        let session = self.session(repo, id, actor).await?;
         let actual = match digester.as_ref() {
             Some(d) if d.algorithm() == digest.algorithm() => d.clone().finish(),
             _ => {
@@ -426,8 +528,8 @@ impl Registry {
     }
 
     /// Cancels an upload and deletes its data.
-    pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
-        let session = self.session(repo, id).await?;
+    pub async fn cancel_upload(&self, repo: &RepoName, id: &str, actor: &Actor) -> Result<()> {
+        let session = self.session(repo, id, actor).await?;
         let state = self.upload_state(session.id);
         let _guard = state.lock().await;
         self.discard(&session).await
@@ -627,6 +729,17 @@ impl Registry {
                         missing: missing.into_iter().next().unwrap_or(digest.clone()),
                     }
                 }
+                ManifestWriteError::SizeMismatch {
+                    field,
+                    digest,
+                    declared,
+                    stored,
+                } => RegistryError::DescriptorSizeMismatch {
+                    field,
+                    digest,
+                    declared,
+                    stored,
+                },
                 ManifestWriteError::Rule(rule) => RegistryError::Rule(rule),
                 ManifestWriteError::Store(store) => RegistryError::Store(store),
             })?;

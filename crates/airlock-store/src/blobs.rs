@@ -4,6 +4,12 @@
 //! `uploads/<session id>/<chunk number>` for upload data. A blob path is only ever written by
 //! [`BlobStore::commit_upload`] after the digest was verified, so a visible blob is always whole
 //! and correct. Bytes stream through in bounded pieces in both directions.
+//!
+//! Memory per upload is bounded: on a local directory a chunk goes straight to its file through
+//! one [`LOCAL_WRITE_BUFFER`]-sized buffer and several chunks are joined by the kernel
+//! (`std::io::copy`), so a parallel upload costs well under 1 MiB of server memory; other
+//! `object_store` backends buffer [`PART_SIZE`] per part with [`PARTS_IN_FLIGHT`] parts in flight.
+//! A chunk that fails leaves no file behind, and no staging directory if it was the first.
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -21,6 +27,29 @@ use crate::error::StoreError;
 /// A stream of blob bytes, as served to clients.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
+/// Why a chunk was not stored. Either way nothing of it stays staged.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkWriteError {
+    /// The request body broke off: the client went away, or sent nothing for too long.
+    #[error("the request body broke off: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<std::io::Error> for ChunkWriteError {
+    fn from(err: std::io::Error) -> Self {
+        Self::Store(err.into())
+    }
+}
+
+impl From<object_store::Error> for ChunkWriteError {
+    fn from(err: object_store::Error) -> Self {
+        Self::Store(err.into())
+    }
+}
+
 /// A byte range of a blob, inclusive start, exclusive end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobRange {
@@ -32,8 +61,12 @@ pub struct BlobRange {
 
 /// How many bytes are buffered before a part is handed to the object store.
 const PART_SIZE: usize = 8 * 1024 * 1024;
-/// Parts in flight per upload; with [`PART_SIZE`] this bounds an upload's memory to ~16 MiB.
+/// Parts in flight per upload; with [`PART_SIZE`] this bounds an upload's memory to ~24 MiB on
+/// a remote object store.
 const PARTS_IN_FLIGHT: usize = 2;
+/// The one buffer a chunk written to a local file passes through (bytes are copied into it and
+/// written on the blocking pool while the next piece arrives).
+const LOCAL_WRITE_BUFFER: usize = 256 * 1024;
 
 /// Blob bytes behind the `object_store` abstraction (local directory now, S3 by configuration later).
 #[derive(Clone)]
@@ -105,6 +138,92 @@ fn file_stream(file: std::fs::File, range: std::ops::Range<u64>) -> ByteStream {
     .boxed()
 }
 
+/// Writes a chunk body to `file` (created on the first byte, in `dir`) through one bounded buffer.
+async fn write_local_chunk<S, E>(
+    dir: &FsPath,
+    file: &FsPath,
+    body: S,
+    digester: &mut Digester,
+) -> Result<u64, ChunkWriteError>
+where
+    S: futures::Stream<Item = Result<Bytes, E>> + Send,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    use tokio::io::AsyncWriteExt;
+    let mut body = std::pin::pin!(body);
+    let mut out: Option<tokio::fs::File> = None;
+    let mut written = 0u64;
+    while let Some(next) = body.next().await {
+        let bytes = next.map_err(|err| ChunkWriteError::Body(Box::new(err)))?;
+        if bytes.is_empty() {
+            continue;
+        }
+        let target = match &mut out {
+            Some(target) => target,
+            None => {
+                tokio::fs::create_dir_all(dir).await?;
+                let mut created = tokio::fs::File::create(file).await?;
+                created.set_max_buf_size(LOCAL_WRITE_BUFFER);
+                out.insert(created)
+            }
+        };
+        digester.update(&bytes);
+        target.write_all(&bytes).await?;
+        written += bytes.len() as u64;
+    }
+    if let Some(mut target) = out {
+        // Waits for the last write on the blocking pool and reports its error, if any.
+        target.flush().await?;
+    }
+    Ok(written)
+}
+
+async fn remove_file_if_present(path: &FsPath) -> Result<(), StoreError> {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn remove_dir_if_present(path: &FsPath) -> Result<(), StoreError> {
+    match tokio::fs::remove_dir_all(path).await {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Joins a local upload's chunks into the blob at `target`: the kernel copies the bytes
+/// (`copy_file_range` where available) into a staging file that is renamed into place, so the
+/// blob appears whole or not at all and no chunk passes through user-space memory.
+async fn join_local_chunks(
+    root: PathBuf,
+    upload: Uuid,
+    chunks: u32,
+    target: Path,
+) -> Result<(), StoreError> {
+    tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        let dir = root.join("uploads").join(upload.to_string());
+        let joined = dir.join("joined");
+        let mut out = std::fs::File::create(&joined)?;
+        for chunk in 0..chunks {
+            let mut part = std::fs::File::open(dir.join(format!("{chunk:08}")))?;
+            std::io::copy(&mut part, &mut out)?;
+        }
+        out.sync_data()?;
+        drop(out);
+        let destination = root.join(target.as_ref());
+        if let Some(parent) = destination.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::rename(&joined, &destination)?;
+        Ok(())
+    })
+    .await
+    .map_err(|err| StoreError::Io(std::io::Error::other(err)))?
+}
+
 impl BlobStore {
     /// A blob store in a local directory, created if missing.
     pub fn local(root: &FsPath) -> Result<Self, StoreError> {
@@ -128,19 +247,35 @@ impl BlobStore {
     }
 
     /// Streams one upload chunk into staging, feeding `digester` as bytes pass. Returns the chunk's
-    /// length; an empty body stores nothing. On any error the partial chunk is discarded and
-    /// nothing becomes visible.
+    /// length; an empty body stores nothing. On any error the partial chunk is discarded (with the
+    /// session's staging directory when this was its first chunk) and nothing becomes visible.
     pub async fn write_chunk<S, E>(
         &self,
         upload: Uuid,
         chunk: u32,
         body: S,
         digester: &mut Digester,
-    ) -> Result<u64, StoreError>
+    ) -> Result<u64, ChunkWriteError>
     where
         S: futures::Stream<Item = Result<Bytes, E>> + Send,
         E: std::error::Error + Send + Sync + 'static,
     {
+        if let Some(root) = &self.local_root {
+            let dir = root.join("uploads").join(upload.to_string());
+            let file = dir.join(format!("{chunk:08}"));
+            let result = write_local_chunk(&dir, &file, body, digester).await;
+            if let Err(ChunkWriteError::Store(err)) = &result {
+                // A storage failure (a full disk), not a client's broken body: readiness hears it.
+                self.failures.record("blob store write", err);
+            }
+            if result.is_err() || matches!(result, Ok(0)) {
+                remove_file_if_present(&file).await?;
+                if chunk == 0 {
+                    remove_dir_if_present(&dir).await?;
+                }
+            }
+            return result;
+        }
         let location = chunk_path(upload, chunk);
         let upload_handle = self
             .store
@@ -155,7 +290,7 @@ impl BlobStore {
                 Ok(bytes) => bytes,
                 Err(err) => {
                     let _ = writer.abort().await;
-                    return Err(StoreError::Io(std::io::Error::other(err)));
+                    return Err(ChunkWriteError::Body(Box::new(err)));
                 }
             };
             if let Err(err) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
@@ -195,6 +330,21 @@ impl BlobStore {
         &self.failures
     }
 
+    /// Deletes one staged chunk that was written but not accepted (its length contradicted the
+    /// client's `Content-Range`), with the staging directory when it was the first chunk.
+    pub async fn discard_chunk(&self, upload: Uuid, chunk: u32) -> Result<(), StoreError> {
+        match self.store.delete(&chunk_path(upload, chunk)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
+        if chunk == 0
+            && let Some(root) = &self.local_root
+        {
+            remove_dir_if_present(&root.join("uploads").join(upload.to_string())).await?;
+        }
+        Ok(())
+    }
+
     /// Recomputes an upload's digest from its staged chunks (used when the in-memory hasher is gone,
     /// e.g. after a restart, or the client asks for another algorithm).
     pub async fn digest_upload(
@@ -226,14 +376,17 @@ impl BlobStore {
         digest: &Digest,
     ) -> Result<(), StoreError> {
         let target = blob_path(digest);
-        match chunks {
-            0 => {
+        match (chunks, &self.local_root) {
+            (0, _) => {
                 self.store.put(&target, PutPayload::new()).await?;
             }
-            1 => {
+            (1, _) => {
                 self.store.rename(&chunk_path(upload, 0), &target).await?;
             }
-            _ => {
+            (_, Some(root)) => {
+                join_local_chunks(root.clone(), upload, chunks, target).await?;
+            }
+            (_, None) => {
                 let handle = self.store.put_multipart(&target).await?;
                 let mut writer = WriteMultipart::new_with_chunk_size(handle, PART_SIZE);
                 for chunk in 0..chunks {

@@ -74,6 +74,11 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("../migrations/0010_promotion_integrity.sql"),
         ),
         migration(
+            11,
+            "upload owner",
+            include_str!("../migrations/0011_upload_owner.sql"),
+        ),
+        migration(
             12,
             "scoped quarantines, refused pushes",
             include_str!("../migrations/0012_scoped_quarantines_refused_pushes.sql"),
@@ -96,6 +101,9 @@ pub struct UploadSession {
     pub id: Uuid,
     /// The repository the upload belongs to.
     pub repository: String,
+    /// The principal that opened the session, the only one that may use it (`None` for sessions
+    /// opened before sessions had owners: nobody may use those).
+    pub principal: Option<String>,
     /// Bytes received so far.
     pub size: u64,
     /// Chunks staged so far.
@@ -168,6 +176,20 @@ pub enum ManifestWriteError {
     /// Referenced blobs or manifests are not in the repository.
     #[error("manifest references content missing from the repository: {0:?}")]
     MissingReferences(Vec<Digest>),
+    /// A descriptor declares a size other than that of the content the repository holds.
+    #[error(
+        "{field} declares {digest} with size {declared}, but the stored content has {stored} bytes"
+    )]
+    SizeMismatch {
+        /// Which descriptor.
+        field: airlock_core::DescriptorField,
+        /// The content it names.
+        digest: Digest,
+        /// The size it declares.
+        declared: u64,
+        /// The size of the stored content.
+        stored: u64,
+    },
     /// A stage rule refused the tag move.
     #[error(transparent)]
     Rule(airlock_core::Error),
@@ -526,15 +548,21 @@ impl Metadata {
         Ok(true)
     }
 
-    /// Starts an upload session.
-    pub async fn create_upload(&self, id: Uuid, repo: &RepoName) -> Result<(), StoreError> {
+    /// Starts an upload session owned by `principal`.
+    pub async fn create_upload(
+        &self,
+        id: Uuid,
+        repo: &RepoName,
+        principal: &str,
+    ) -> Result<(), StoreError> {
         let now = now_millis();
         sqlx::query(
-            "INSERT INTO uploads (id, repository, size, chunks, created_at, updated_at)
-             VALUES (?, ?, 0, 0, ?, ?)",
+            "INSERT INTO uploads (id, repository, principal, size, chunks, created_at, updated_at)
+             VALUES (?, ?, ?, 0, 0, ?, ?)",
         )
         .bind(id.to_string())
         .bind(repo.as_str())
+        .bind(principal)
         .bind(now)
         .bind(now)
         .execute(&self.pool)
@@ -545,7 +573,8 @@ impl Metadata {
     /// An upload session by id.
     pub async fn upload(&self, id: Uuid) -> Result<Option<UploadSession>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, repository, size, chunks, created_at, updated_at FROM uploads WHERE id = ?",
+            "SELECT id, repository, principal, size, chunks, created_at, updated_at FROM uploads
+             WHERE id = ?",
         )
         .bind(id.to_string())
         .fetch_all(&self.pool)
@@ -589,7 +618,7 @@ impl Metadata {
     /// Upload sessions idle since before `cutoff_millis`, for the expiry sweep.
     pub async fn idle_uploads(&self, cutoff_millis: i64) -> Result<Vec<UploadSession>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, repository, size, chunks, created_at, updated_at FROM uploads
+            "SELECT id, repository, principal, size, chunks, created_at, updated_at FROM uploads
              WHERE updated_at < ? LIMIT 1000",
         )
         .bind(cutoff_millis)
@@ -648,6 +677,37 @@ impl Metadata {
         }
         if !missing.is_empty() {
             return Err(ManifestWriteError::MissingReferences(missing));
+        }
+        for declared in &manifest.declared_sizes {
+            use airlock_core::DescriptorField as F;
+            let query = match declared.field {
+                F::Config | F::Layer(_) => {
+                    "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+                     WHERE rb.repository = ? AND rb.digest = ?"
+                }
+                // A subject the repository does not hold (yet) has no size to check.
+                F::Manifest(_) | F::Subject => {
+                    "SELECT m.size FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
+                     WHERE rm.repository = ? AND rm.digest = ?"
+                }
+            };
+            let stored: Option<i64> = sqlx::query_scalar(query)
+                .bind(repo.as_str())
+                .bind(declared.digest.to_string())
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .next();
+            if let Some(stored) = stored
+                && stored as u64 != declared.size
+            {
+                return Err(ManifestWriteError::SizeMismatch {
+                    field: declared.field,
+                    digest: declared.digest.clone(),
+                    declared: declared.size,
+                    stored: stored as u64,
+                });
+            }
         }
         let current = match tag {
             None => None,
@@ -929,6 +989,7 @@ fn upload_from_row(row: sqlx::sqlite::SqliteRow) -> Result<UploadSession, StoreE
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("upload id {id:?}")))?,
         repository: row.get("repository"),
+        principal: row.get("principal"),
         size: row.get::<i64, _>("size") as u64,
         chunks: row.get::<i64, _>("chunks") as u32,
         created_at: row.get("created_at"),
@@ -950,6 +1011,7 @@ mod tests {
             subject: None,
             annotations: BTreeMap::new(),
             layers: Vec::new(),
+            declared_sizes: Vec::new(),
         }
     }
 
@@ -1032,5 +1094,49 @@ mod tests {
             other => panic!("expected missing references, got {other:?}"),
         }
         assert!(!meta.repository_exists(&repo).await.unwrap());
+    }
+
+    /// Migration 11 from the schema before it, with a session in progress: the session survives
+    /// with no owner (so nobody may use it), and new sessions record theirs.
+    #[tokio::test]
+    async fn upload_owner_migration_keeps_sessions_without_an_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let old = uuid::Uuid::new_v4();
+        {
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePoolOptions::new()
+                .connect_with(options)
+                .await
+                .unwrap();
+            let mut before = migrator();
+            let previous: Vec<Migration> = before
+                .migrations
+                .iter()
+                .filter(|m| m.version < 11)
+                .cloned()
+                .collect();
+            before.migrations = Cow::Owned(previous);
+            before.run(&pool).await.unwrap();
+            sqlx::query(
+                "INSERT INTO uploads (id, repository, size, chunks, created_at, updated_at)
+                 VALUES (?, 'dev/team/app', 5, 1, 1, 1)",
+            )
+            .bind(old.to_string())
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let meta = Metadata::open_sqlite(&path).await.unwrap();
+        let session = meta.upload(old).await.unwrap().unwrap();
+        assert_eq!((session.principal, session.size), (None, 5));
+        let new = uuid::Uuid::new_v4();
+        let repo: RepoName = "dev/team/app".parse().unwrap();
+        meta.create_upload(new, &repo, "alice").await.unwrap();
+        let session = meta.upload(new).await.unwrap().unwrap();
+        assert_eq!(session.principal.as_deref(), Some("alice"));
     }
 }

@@ -140,6 +140,7 @@ pub struct Identity {
     oidc: Vec<(airlock_identity::TrustRule, airlock_identity::Jwks)>,
     verified: Mutex<HashMap<[u8; 32], CachedCredential>>,
     anomalies: Arc<crate::anomalies::Anomalies>,
+    password_checks: super::password_checks::PasswordChecks,
 }
 
 /// What a failed authentication counts toward in the `auth_failures` anomaly rule.
@@ -287,6 +288,7 @@ impl Identity {
             oidc,
             verified: Mutex::new(HashMap::new()),
             anomalies,
+            password_checks: super::password_checks::PasswordChecks::new(),
         };
         identity.bootstrap(data_dir, initial_password).await?;
         // Compute the dummy hash now, so the first refused login costs what every other does.

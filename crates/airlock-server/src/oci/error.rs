@@ -110,9 +110,20 @@ impl From<RegistryError> for OciError {
             R::DigestMismatch { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", message)
             }
+            R::TooManyUploads {
+                retry_after_secs, ..
+            } => Self::new(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", message)
+                .with_header(header::RETRY_AFTER, retry_after_secs.to_string()),
+            R::UploadInterrupted { resume_at, .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", message)
+                    .with_header(header::RANGE, upload_range(resume_at))
+            }
             R::ManifestUnknown(_) => Self::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", message),
             R::ManifestReferenceUnknown { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN", message)
+            }
+            R::DescriptorSizeMismatch { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", message)
             }
             R::ManifestTooLarge { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "MANIFEST_INVALID", message)

@@ -94,22 +94,17 @@ pub(super) async fn start(
             return Ok(created_response(&repo, &blob));
         }
     }
-    let digest = digest_param(&request)?;
-    let session = registry.start_upload(&repo, &actor).await?;
-    match digest {
+    match digest_param(&request)? {
         Some(digest) => {
             let blob = registry
-                .finish_upload(
-                    &repo,
-                    &session.id.to_string(),
-                    &digest,
-                    body.into_data_stream(),
-                    &actor,
-                )
+                .upload_monolithic(&repo, &digest, body.into_data_stream(), &actor)
                 .await?;
             Ok(created_response(&repo, &blob))
         }
-        None => Ok(session_response(&repo, &session)),
+        None => {
+            let session = registry.start_upload(&repo, &actor).await?;
+            Ok(session_response(&repo, &session))
+        }
     }
 }
 
@@ -120,8 +115,8 @@ pub(super) async fn status(
     id: String,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    request.authorize(Some(&repo), Action::Push).await?;
-    let session = state.registry.session(&repo, &id).await?;
+    let actor = request.authorize(Some(&repo), Action::Push).await?;
+    let session = state.registry.session(&repo, &id, &actor).await?;
     let mut response = session_response(&repo, &session);
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)
@@ -135,11 +130,11 @@ pub(super) async fn patch(
     body: Body,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    request.authorize(Some(&repo), Action::Push).await?;
+    let actor = request.authorize(Some(&repo), Action::Push).await?;
     let range = content_range(&request)?;
     let session = state
         .registry
-        .append_chunk(&repo, &id, range, body.into_data_stream())
+        .append_chunk(&repo, &id, range, body.into_data_stream(), &actor)
         .await
         .map_err(|err| with_session_location(err.into(), &repo, &id))?;
     Ok(session_response(&repo, &session))
@@ -184,7 +179,7 @@ pub(super) async fn cancel(
     id: String,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    request.authorize(Some(&repo), Action::Push).await?;
-    state.registry.cancel_upload(&repo, &id).await?;
+    let actor = request.authorize(Some(&repo), Action::Push).await?;
+    state.registry.cancel_upload(&repo, &id, &actor).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

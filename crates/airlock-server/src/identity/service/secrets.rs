@@ -26,16 +26,6 @@ use super::{
 /// the precise reason).
 const SECRET_REFUSED: &str = "unknown user, or wrong password or API key (API keys also stop working when they expire or are revoked)";
 
-/// Runs one argon2id verification against a hash nothing matches: the cost of a password check,
-/// spent on refusals that had no real hash to check, so every refusal takes as long.
-async fn spend_password_check(secret: &str) {
-    let secret = secret.to_string();
-    let _ = tokio::task::spawn_blocking(move || {
-        airlock_identity::verify_password(&secret, dummy_password_hash())
-    })
-    .await;
-}
-
 /// An argon2id hash of a random password (same parameters as real ones), computed once, for
 /// refusals that have no real hash to check.
 pub(super) fn dummy_password_hash() -> &'static str {
@@ -46,6 +36,16 @@ pub(super) fn dummy_password_hash() -> &'static str {
 }
 
 impl Identity {
+    /// Runs one argon2id verification against a hash nothing matches: the cost of a password
+    /// check, spent on refusals that had no real hash to check, so every refusal takes as long.
+    /// It takes the same path as real checks (the password-check threads).
+    async fn spend_password_check(&self, secret: &str) {
+        let _ = self
+            .password_checks
+            .verify(secret.to_string(), dummy_password_hash().to_string())
+            .await;
+    }
+
     fn minute() -> i64 {
         now_millis() / 60_000
     }
@@ -246,7 +246,7 @@ impl Identity {
                     }
                 }
             };
-            spend_password_check(secret).await;
+            self.spend_password_check(secret).await;
             return Ok(Err(refusal));
         }
         let password = match principal {
@@ -258,7 +258,7 @@ impl Identity {
             None => None,
         };
         let Some(credential) = password else {
-            spend_password_check(secret).await;
+            self.spend_password_check(secret).await;
             let reason = if principal.is_some() {
                 "the principal has no password"
             } else {
@@ -266,12 +266,10 @@ impl Identity {
             };
             return Ok(Err(reason.into()));
         };
-        let given = secret.to_string();
-        let hash = credential.secret_hash.clone();
-        let matches =
-            tokio::task::spawn_blocking(move || airlock_identity::verify_password(&given, &hash))
-                .await
-                .unwrap_or(false);
+        let matches = self
+            .password_checks
+            .verify(secret.to_string(), credential.secret_hash.clone())
+            .await;
         if !matches {
             return Ok(Err("wrong password".into()));
         }
