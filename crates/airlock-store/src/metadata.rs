@@ -325,6 +325,16 @@ impl Metadata {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // One connection first puts a new file into WAL mode: switching needs an exclusive lock,
+        // and the pool's first connections racing to switch a new file could answer "database is
+        // locked" (SQLite does not wait for that lock). The mode is stored in the file, so the
+        // pool's connections find it set.
+        let first = sqlx::ConnectOptions::connect(&options)
+            .await
+            .map_err(|e| damaged(path, e))?;
+        sqlx::Connection::close(first)
+            .await
+            .map_err(|e| damaged(path, e))?;
         // Connections stay open for the life of the pool: SQLite deletes the write-ahead log when
         // the last one closes, and the WAL's existence is how a removed WAL is noticed.
         let pool = SqlitePoolOptions::new()
