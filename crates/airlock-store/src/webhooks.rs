@@ -398,6 +398,24 @@ impl Metadata {
         Ok(claimed)
     }
 
+    /// Releases every delivery lease, returning how many were held. Only for start-up of the
+    /// embedded database, which one process serves: a lease still held then belongs to a process
+    /// that died mid-attempt (kill -9, a crash), and waiting for it to run out would hold back
+    /// its endpoint's events for the lease time. (Shared databases with several replicas must
+    /// let leases run out instead.)
+    pub async fn release_delivery_leases(&self) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let released = sqlx::query(
+            "UPDATE webhook_deliveries SET lease_until = NULL
+              WHERE status = 'pending' AND lease_until IS NOT NULL",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(released)
+    }
+
     /// Records an attempt's outcome and releases the lease.
     pub async fn finish_delivery(
         &self,

@@ -384,6 +384,14 @@ impl Dispatcher {
     /// own task (at most [`IN_FLIGHT`] at once), so a slow or unreachable receiver holds up only
     /// its own subjects, never the other endpoints' deliveries.
     pub async fn run(self) {
+        match self.metadata.release_delivery_leases().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deliveries = n,
+                "released webhook deliveries a previous run left leased"
+            ),
+            Err(err) => tracing::error!(error = %err, "releasing webhook delivery leases failed"),
+        }
         let dispatcher = Arc::new(self);
         let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         let mut tick =
