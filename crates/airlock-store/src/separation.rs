@@ -144,13 +144,14 @@ mod tests {
     const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
     /// `content` as an image manifest (one config blob, `subject` if given).
-    fn document(seed: &str, subject: Option<&Digest>) -> (String, Digest) {
+    /// `subject` is the subject's digest and size.
+    fn document(seed: &str, subject: Option<(&Digest, usize)>) -> (String, Digest) {
         let config = format!("{{\"seed\":\"{seed}\"}}");
         let config_digest = Digest::sha256_of(config.as_bytes());
         let subject = subject
-            .map(|s| {
+            .map(|(s, size)| {
                 format!(
-                    ",\"subject\":{{\"mediaType\":\"{MANIFEST}\",\"digest\":\"{s}\",\"size\":1}}"
+                    ",\"subject\":{{\"mediaType\":\"{MANIFEST}\",\"digest\":\"{s}\",\"size\":{size}}}"
                 )
             })
             .unwrap_or_default();
@@ -166,7 +167,7 @@ mod tests {
         meta: &Metadata,
         repo: &RepoName,
         seed: &str,
-        subject: Option<&Digest>,
+        subject: Option<(&Digest, usize)>,
         tag: Option<&str>,
         by: &str,
     ) -> Digest {
@@ -206,7 +207,16 @@ mod tests {
         assert!(meta.delete_manifest(&dev, &digest, &[]).await.unwrap());
         push(&meta, &dev, "app", None, None, "bob").await;
         // Evidence by subject and by cosign tag; a push of the same bytes under another path.
-        push(&meta, &dev, "sbom", Some(&digest), None, "carol").await;
+        let app_size = document("app", None).0.len();
+        push(
+            &meta,
+            &dev,
+            "sbom",
+            Some((&digest, app_size)),
+            None,
+            "carol",
+        )
+        .await;
         let sig_tag = format!("sha256-{}.sig", digest.hex());
         push(&meta, &dev, "sig", None, Some(&sig_tag), "dan").await;
         push(&meta, &other, "app", None, None, "eve").await;
