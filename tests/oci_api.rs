@@ -98,6 +98,34 @@ async fn empty_blob_uploads_and_reads_back() {
 }
 
 #[tokio::test]
+async fn content_range_whose_length_overflows_is_refused_not_a_crash() {
+    let s = TestServer::start();
+    let start = s
+        .http
+        .post(s.url("/v2/dev/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 202);
+    let location = s.location(&start);
+    // 0-18446744073709551615 is 2^64 bytes: the debug build panicked computing its length and
+    // the release build wrapped it to 0, accepting an empty body.
+    let huge = s
+        .http
+        .patch(&location)
+        .header("content-range", "0-18446744073709551615")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 400);
+    assert_eq!(error_code(huge).await, "SIZE_INVALID");
+    let status = s.http.get(&location).send().await.unwrap();
+    assert_eq!(status.status(), 204);
+    assert_eq!(status.headers()["range"], "0-0");
+}
+
+#[tokio::test]
 async fn chunked_upload_checks_order_and_reports_progress() {
     let s = TestServer::start();
     let start = s

@@ -408,7 +408,7 @@ impl Registry {
         }
         let (written, hashed) = self.write_chunk(&session, body, digester.clone()).await?;
         if let Some((start, end)) = range {
-            let announced = end.saturating_sub(start) + 1;
+            let announced = end.saturating_sub(start).saturating_add(1);
             if written != announced {
                 self.blobs.discard_chunk(session.id, session.chunks).await?;
                 return Err(RegistryError::ChunkSizeMismatch {
