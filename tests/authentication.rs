@@ -479,6 +479,26 @@ async fn forwarded_for_names_the_client_behind_a_trusted_proxy() {
     );
 }
 
+#[tokio::test]
+async fn a_forwarded_for_hop_that_is_not_text_does_not_hide_the_client() {
+    let s = TestServer::start_with_env(&[("AIRLOCK_ACCESS__TRUSTED_PROXIES", "127.0.0.1")]);
+    // The client sent a byte that is not ASCII; the proxy appended the address it saw on the
+    // same line. Dropping the whole value would make the proxy itself the client.
+    let response = s
+        .http
+        .post(s.url("/api/v1/users"))
+        .header(
+            "x-forwarded-for",
+            reqwest::header::HeaderValue::from_bytes(b"\xff, 203.0.113.9").unwrap(),
+        )
+        .json(&json!({"name": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(creation_source(&s, "alice").await, "203.0.113.9:0");
+}
+
 // ---- the token realm --------------------------------------------------------------------------
 
 #[tokio::test]

@@ -33,12 +33,16 @@ pub async fn resolve(
     {
         request.extensions_mut().insert(TcpPeer(peer));
         if proxies.trusts(peer.ip()) {
-            let forwarded = request
+            // Bytes that are not text become U+FFFD, so such a hop is malformed (the walk stops
+            // there) instead of the whole value being dropped: a proxy appends the address it
+            // saw to the client's line, and dropping the line would make the proxy the client.
+            let forwarded: Vec<String> = request
                 .headers()
                 .get_all("x-forwarded-for")
                 .iter()
-                .filter_map(|value| value.to_str().ok());
-            let client = proxies.client_address(peer.ip(), forwarded);
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+                .collect();
+            let client = proxies.client_address(peer.ip(), forwarded.iter().map(String::as_str));
             let client = if client == peer.ip() {
                 peer
             } else {
