@@ -210,6 +210,36 @@ fn now_millis() -> i64 {
 // A crash during the final decision
 
 #[tokio::test]
+async fn one_stalled_promotion_that_cannot_be_recovered_does_not_hold_back_the_others() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let env = [("AIRLOCK_GATES__STAGING__APPROVALS__COUNT", "1")];
+    let mut s = start(temp.path(), &data, &env);
+    let rita = user(&s, &s.http, "rita", &[("promoter", "staging")]).await;
+    let broken = push_as(&s, &s.http, "dev/team/app", "1.0", b"broken").await;
+    let fine = push_as(&s, &s.http, "dev/team/app", "2.0", b"fine").await;
+    let (status, body) = promote(&s, &rita, "dev/team/app", &broken, "staging", json!({})).await;
+    let broken_id = promotion_id(status, &body, "pending_approval");
+    let (status, body) = promote(&s, &rita, "dev/team/app", &fine, "staging", json!({})).await;
+    let fine_id = promotion_id(status, &body, "pending_approval");
+    s.stop();
+
+    // Both stalled; the older one (recovered first) holds a digest that no longer parses.
+    let mut db = database(&data).await;
+    wedge(&mut db, &broken_id, now_millis() - 7_200_000).await;
+    wedge(&mut db, &fine_id, now_millis() - 3_600_000).await;
+    sqlx::query("UPDATE promotions SET digest = 'not-a-digest' WHERE id = ?")
+        .bind(&broken_id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+
+    let s = start(temp.path(), &data, &env);
+    assert_eq!(state(&s, &fine_id).await["state"], "cancelled");
+}
+
+#[tokio::test]
 async fn a_promotion_a_crash_left_evaluating_is_reopened_at_start_and_can_be_promoted() {
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("data");

@@ -1314,66 +1314,80 @@ impl PromotionService {
             .await?;
         let mut recovered = 0;
         for row in stalled {
-            let repository = self.target_of(&row)?;
-            let digest =
-                Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let approvals = self.metadata.approvals(&row.id).await?.len();
-            let done = match stalled_recovery(approvals) {
-                StalledRecovery::Reopen => {
-                    let records = [AuditRecord {
-                        time_millis: now_millis(),
-                        actor: Actor::system(),
-                        event: AuditEvent::PromotionReopened {
-                            promotion: row.id.clone(),
-                            repository,
-                            digest,
-                            reason: format!(
-                                "its final decision did not finish within policy.decision_timeout_secs ({} s): the server deciding it stopped; its {approvals} approval(s) are kept, and an approver approves again to decide it",
-                                self.config.policy.decision_timeout_secs
-                            ),
-                        },
-                    }];
-                    self.metadata
-                        .reopen_promotion(&row.id, row.claim.as_deref(), &records)
-                        .await?
+            // One row that cannot be recovered (a stored value that no longer parses, a storage
+            // error) must not hold back the others: log it and go on; the next sweep retries.
+            match self.recover_one(&row).await {
+                Ok(true) => recovered += 1,
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::error!(promotion = %row.id, error = %err, "recovering a stalled promotion failed")
                 }
-                StalledRecovery::Cancel => {
-                    let records = [AuditRecord {
-                        time_millis: now_millis(),
-                        actor: Actor::system(),
-                        event: AuditEvent::PromotionClosed {
-                            promotion: row.id.clone(),
-                            repository,
-                            digest,
-                            state: "cancelled".into(),
-                        },
-                    }];
-                    match self
-                        .metadata
-                        .close_promotion(
-                            &row.id,
-                            &["evaluating"],
-                            "cancelled",
-                            row.claim.as_deref(),
-                            &records,
-                        )
-                        .await
-                    {
-                        Ok(()) => true,
-                        Err(
-                            PromotionWriteError::WrongState { .. }
-                            | PromotionWriteError::ClaimLost { .. },
-                        ) => false,
-                        Err(err) => return Err(err.into()),
-                    }
-                }
-            };
-            if done {
-                tracing::warn!(promotion = %row.id, approvals, "recovered a promotion whose decision stalled");
-                recovered += 1;
             }
         }
         Ok(recovered)
+    }
+
+    /// Recovers one stalled promotion (see [`PromotionService::recover_stalled`]); `false` when
+    /// another decision or a cancel got to it first.
+    async fn recover_one(&self, row: &PromotionRow) -> Result<bool> {
+        let repository = self.target_of(row)?;
+        let digest =
+            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let approvals = self.metadata.approvals(&row.id).await?.len();
+        let done = match stalled_recovery(approvals) {
+            StalledRecovery::Reopen => {
+                let records = [AuditRecord {
+                    time_millis: now_millis(),
+                    actor: Actor::system(),
+                    event: AuditEvent::PromotionReopened {
+                        promotion: row.id.clone(),
+                        repository,
+                        digest,
+                        reason: format!(
+                            "its final decision did not finish within policy.decision_timeout_secs ({} s): the server deciding it stopped; its {approvals} approval(s) are kept, and an approver approves again to decide it",
+                            self.config.policy.decision_timeout_secs
+                        ),
+                    },
+                }];
+                self.metadata
+                    .reopen_promotion(&row.id, row.claim.as_deref(), &records)
+                    .await?
+            }
+            StalledRecovery::Cancel => {
+                let records = [AuditRecord {
+                    time_millis: now_millis(),
+                    actor: Actor::system(),
+                    event: AuditEvent::PromotionClosed {
+                        promotion: row.id.clone(),
+                        repository,
+                        digest,
+                        state: "cancelled".into(),
+                    },
+                }];
+                match self
+                    .metadata
+                    .close_promotion(
+                        &row.id,
+                        &["evaluating"],
+                        "cancelled",
+                        row.claim.as_deref(),
+                        &records,
+                    )
+                    .await
+                {
+                    Ok(()) => true,
+                    Err(
+                        PromotionWriteError::WrongState { .. }
+                        | PromotionWriteError::ClaimLost { .. },
+                    ) => false,
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        };
+        if done {
+            tracing::warn!(promotion = %row.id, approvals, "recovered a promotion whose decision stalled");
+        }
+        Ok(done)
     }
 
     /// The tags of `row` the promotion sets: those [`check_promotion_tag`] allows (a promotion
