@@ -248,9 +248,11 @@ impl AuditLog {
                         failures = failures.saturating_add(1);
                         tracing::error!(error = %err, failures, "audit log integration failed");
                         if failures == FAILURES_BEFORE_STOP {
-                            self.metadata.stop_writes(format!(
-                                "the audit log cannot sign new entries ({err}); writes are refused until it can. Check the server log; if the audit tables were edited, stop airlock and restore the database from a backup (docs/operations.md, Recovery)"
-                            ));
+                            // The reason reaches anonymous callers (/readyz, refused writes):
+                            // the error itself stays in the server log, logged just above.
+                            self.metadata.stop_writes(
+                                "the audit log cannot sign new entries; writes are refused until it can. Check the server log; if the audit tables were edited, stop airlock and restore the database from a backup (docs/operations.md, Recovery)".into(),
+                            );
                         }
                         break;
                     }
