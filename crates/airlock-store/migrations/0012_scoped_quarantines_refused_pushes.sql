@@ -14,3 +14,7 @@ CREATE TABLE refused_pushes (
     count       INTEGER NOT NULL,
     PRIMARY KEY (principal, repository, minute)
 ) WITHOUT ROWID;
+
+-- Endpoints removed before removal erased the HMAC secret keep no secret either. (Their old
+-- bytes may stay in free database pages until SQLite reuses them; see docs/webhooks.md.)
+UPDATE webhook_endpoints SET secret = zeroblob(0) WHERE removed_at IS NOT NULL;

@@ -502,6 +502,50 @@ mod tests {
 
     use super::*;
 
+    #[tokio::test]
+    async fn the_upgrade_blanks_secrets_of_endpoints_removed_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        {
+            // The schema before migration 12, with one removed and one live endpoint.
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            crate::metadata::migrator().run_to(11, &pool).await.unwrap();
+            for (url, removed) in [("http://a.example/", Some(1)), ("http://b.example/", None)] {
+                sqlx::query(
+                    "INSERT INTO webhook_endpoints (url, events, secret, created_by, created_at, removed_at)
+                     VALUES (?, '[\"*\"]', ?, 'admin', 0, ?)",
+                )
+                .bind(url)
+                .bind(b"an old secret value".as_slice())
+                .bind(removed)
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            pool.close().await;
+        }
+        let meta = Metadata::open_sqlite(&path).await.unwrap();
+        meta.close().await;
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
+        )
+        .await
+        .unwrap();
+        let secrets: Vec<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT url, secret FROM webhook_endpoints ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(secrets[0], ("http://a.example/".into(), Vec::new()));
+        assert_eq!(
+            secrets[1],
+            ("http://b.example/".into(), b"an old secret value".to_vec())
+        );
+    }
+
     fn refused(repository: &str) -> AuditRecord {
         AuditRecord {
             time_millis: now_millis(),
