@@ -597,7 +597,19 @@ async fn a_break_glass_promotion_always_raises_an_anomaly() {
     let oncall = user(&s, "oncall", &[("break-glass", "staging"), ("reader", "*")]).await;
     let approver1 = user(&s, "approver1", &[("approver", "staging")]).await;
     let approver2 = user(&s, "approver2", &[("approver", "staging")]).await;
-    let (_, digest) = s.push_image(REPO, "1.0", &[b"hotfix"]).await;
+    // A builder pushes: admin made the approvers, so its push would make them stand-ins.
+    let ci = user(&s, "ci", &[("developer", "dev")]).await;
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = push_blob_as(&s, &ci, REPO, config).await;
+    let layer_digest = push_blob_as(&s, &ci, REPO, b"hotfix").await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": 6}],
+    }))
+    .unwrap();
+    assert_eq!(put_manifest_as(&s, &ci, REPO, &manifest).await, 201);
+    let digest = sha256(&manifest);
     let (status, body) = post_json(
         &oncall,
         &s.url("/api/v1/promotions"),
