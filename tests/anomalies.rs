@@ -982,6 +982,38 @@ async fn refused_pushes_are_logged_once_per_minute_and_trip_their_rule_at_the_th
 }
 
 #[tokio::test]
+async fn refused_pushes_into_many_repositories_are_logged_at_most_ten_per_principal_and_minute() {
+    let s = TestServer::start();
+    let nobody = user(&s, "nobody", &[]).await;
+    // The repository name is the client's choice: one per request would otherwise give one audit
+    // entry per request again.
+    for n in 0..100 {
+        let repo = format!("prod/x/{n}");
+        assert_eq!(start_upload(&s, &nobody, &repo).await, 403, "{repo}");
+    }
+    let refused: Vec<Value> = audit_of(&s, "push.refused")
+        .await
+        .into_iter()
+        .filter(|e| e["actor"]["principal"] == "nobody")
+        .collect();
+    // Ten per principal and minute (twenty if the loop crossed a minute).
+    assert!(
+        (10..=20).contains(&refused.len()),
+        "{} push.refused entries: {refused:#?}",
+        refused.len()
+    );
+    assert_eq!(
+        refused[0]["subject"]["repository"], "prod/x/0",
+        "{refused:#?}"
+    );
+    // The anomaly rule still counts every refusal: it trips once, at its threshold of 20.
+    let open = open_of(&s, "refused_pushes").await;
+    assert_eq!(open.len(), 1, "{open:#?}");
+    assert_eq!(open[0]["observed"], 20);
+    assert_eq!(open[0]["target"]["principal"], "nobody");
+}
+
+#[tokio::test]
 async fn a_quarantined_index_holds_its_children_too() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = permissive_bundle(&dir.path().join("policy"));
