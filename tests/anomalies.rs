@@ -597,7 +597,19 @@ async fn a_break_glass_promotion_always_raises_an_anomaly() {
     let oncall = user(&s, "oncall", &[("break-glass", "staging"), ("reader", "*")]).await;
     let approver1 = user(&s, "approver1", &[("approver", "staging")]).await;
     let approver2 = user(&s, "approver2", &[("approver", "staging")]).await;
-    let (_, digest) = s.push_image(REPO, "1.0", &[b"hotfix"]).await;
+    // A builder pushes: admin made the approvers, so its push would make them stand-ins.
+    let ci = user(&s, "ci", &[("developer", "dev")]).await;
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = push_blob_as(&s, &ci, REPO, config).await;
+    let layer_digest = push_blob_as(&s, &ci, REPO, b"hotfix").await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": 6}],
+    }))
+    .unwrap();
+    assert_eq!(put_manifest_as(&s, &ci, REPO, &manifest).await, 201);
+    let digest = sha256(&manifest);
     let (status, body) = post_json(
         &oncall,
         &s.url("/api/v1/promotions"),
@@ -967,6 +979,38 @@ async fn refused_pushes_are_logged_once_per_minute_and_trip_their_rule_at_the_th
     assert_eq!(detected.len(), 1, "{detected:#?}");
     assert_eq!(detected[0]["details"]["observed"], 20);
     assert_eq!(open_of(&s, "refused_pushes").await.len(), 1);
+}
+
+#[tokio::test]
+async fn refused_pushes_into_many_repositories_are_logged_at_most_ten_per_principal_and_minute() {
+    let s = TestServer::start();
+    let nobody = user(&s, "nobody", &[]).await;
+    // The repository name is the client's choice: one per request would otherwise give one audit
+    // entry per request again.
+    for n in 0..100 {
+        let repo = format!("prod/x/{n}");
+        assert_eq!(start_upload(&s, &nobody, &repo).await, 403, "{repo}");
+    }
+    let refused: Vec<Value> = audit_of(&s, "push.refused")
+        .await
+        .into_iter()
+        .filter(|e| e["actor"]["principal"] == "nobody")
+        .collect();
+    // Ten per principal and minute (twenty if the loop crossed a minute).
+    assert!(
+        (10..=20).contains(&refused.len()),
+        "{} push.refused entries: {refused:#?}",
+        refused.len()
+    );
+    assert_eq!(
+        refused[0]["subject"]["repository"], "prod/x/0",
+        "{refused:#?}"
+    );
+    // The anomaly rule still counts every refusal: it trips once, at its threshold of 20.
+    let open = open_of(&s, "refused_pushes").await;
+    assert_eq!(open.len(), 1, "{open:#?}");
+    assert_eq!(open[0]["observed"], 20);
+    assert_eq!(open[0]["target"]["principal"], "nobody");
 }
 
 #[tokio::test]

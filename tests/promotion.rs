@@ -1784,7 +1784,9 @@ async fn concurrent_final_approvals_promote_once_and_record_only_what_they_answe
         assert_eq!(get(&approver, &s.url("/api/v1/promotions")).await.0, 200);
         approvers.push(approver);
     }
-    let (_, digest) = s.push_image("dev/team/app", "1.0", &[b"approvals"]).await;
+    // A builder pushes: admin made the approvers, so its push would make them stand-ins.
+    let ci = bed.user("ci", &[("developer", "dev")]).await;
+    let digest = push_image_as(s, &ci, "dev/team/app", "1.0", b"approvals").await;
     let (status, body) = bed
         .promote(&rita, "dev/team/app", &digest, "staging", json!({}))
         .await;
@@ -2011,6 +2013,8 @@ async fn rights_are_checked_again_at_the_final_decision() {
     let ann = bed.user("ann", &[("approver", "*")]).await;
     let bob = bed.user("bob", &[("approver", "*")]).await;
     let carl = bed.user("carl", &[("approver", "*")]).await;
+    // A builder pushes: admin made the approvers, so its push would make them stand-ins.
+    let ci = bed.user("ci", &[("developer", "dev")]).await;
     let revoke = |principal: &'static str, role: &'static str| {
         let s = &bed.s;
         async move {
@@ -2025,7 +2029,7 @@ async fn rights_are_checked_again_at_the_final_decision() {
     };
 
     // Ann approves, then loses the approver role: Bob's approval alone does not complete the set.
-    let first = push_image_as(&bed.s, &bed.s.http, "dev/team/app", "a", b"first").await;
+    let first = push_image_as(&bed.s, &ci, "dev/team/app", "a", b"first").await;
     let (status, body) = bed
         .promote(&promoter, "dev/team/app", &first, "staging", json!({}))
         .await;
@@ -2041,7 +2045,7 @@ async fn rights_are_checked_again_at_the_final_decision() {
     assert_eq!(body["promotion"]["state"], "promoted", "{body:#}");
 
     // Rita requests, then loses the promoter role: the final approval ends her promotion.
-    let second = push_image_as(&bed.s, &bed.s.http, "dev/team/app", "b", b"second").await;
+    let second = push_image_as(&bed.s, &ci, "dev/team/app", "b", b"second").await;
     let (status, body) = bed
         .promote(&promoter, "dev/team/app", &second, "staging", json!({}))
         .await;

@@ -1,7 +1,8 @@
 //! Promotion guarantees an attack review found broken or weak: a crash during the final decision
 //! no longer wedges a promotion, a principal who ever pushed a digest never approves it, promotion
 //! tags cannot squat digest-derived or channel tags (and every tag a promotion moves is audited),
-//! and stand-in accounts made by a party of a promotion do not count toward its approvals.
+//! and stand-in accounts made by a party of a promotion (its requester, an approver, a pusher or
+//! builder of the artifact) do not count toward its approvals.
 //!
 //! Every test starts its own `airlock serve` with a permissive policy bundle (the default
 //! bundle's shared rules, gates without evidence requirements), so they need no signing tools.
@@ -540,8 +541,10 @@ async fn stand_ins_an_access_admin_made_cannot_complete_her_m_of_n() {
     let s2 = user(&s, &eve, "s2", &[("approver", "*")]).await;
     let dave = user(&s, &s.http, "dave", &[]).await;
     grant(&s, &eve, "dave", "approver", "staging").await;
+    // A builder pushes (admin, who made every other account, is no party).
+    let ci = user(&s, &s.http, "ci", &[("developer", "dev")]).await;
 
-    let digest = push_as(&s, &s.http, "dev/team/app", "1.0", b"m of n").await;
+    let digest = push_as(&s, &ci, "dev/team/app", "1.0", b"m of n").await;
     let (status, body) = promote(&s, &eve, "dev/team/app", &digest, "staging", json!({})).await;
     let id = promotion_id(status, &body, "pending_approval");
     let (status, body) = approve(&s, &s1, &id).await;
@@ -585,7 +588,9 @@ async fn an_approver_and_her_stand_in_count_once() {
     .await;
     let rita = user(&s, &s.http, "rita", &[("promoter", "staging")]).await;
     let s1 = user(&s, &eve, "s1", &[("approver", "staging")]).await;
-    let digest = push_as(&s, &s.http, "dev/team/app", "1.0", b"count once").await;
+    // A builder pushes (admin, who made eve and rita, is no party).
+    let ci = user(&s, &s.http, "ci", &[("developer", "dev")]).await;
+    let digest = push_as(&s, &ci, "dev/team/app", "1.0", b"count once").await;
     let (status, body) = promote(&s, &rita, "dev/team/app", &digest, "staging", json!({})).await;
     let id = promotion_id(status, &body, "pending_approval");
     // The stand-in first, then its creator: refused for having made it.
@@ -599,7 +604,7 @@ async fn an_approver_and_her_stand_in_count_once() {
     assert_eq!(state(&s, &id).await["state"], "pending_approval");
 
     // With the rule off for the gate, the same pair completes it.
-    let other = push_as(&s, &s.http, "dev/team/app", "2.0", b"rule off").await;
+    let other = push_as(&s, &ci, "dev/team/app", "2.0", b"rule off").await;
     let mut s = s;
     s.stop();
     let s = start(
@@ -614,6 +619,59 @@ async fn an_approver_and_her_stand_in_count_once() {
     let id = promotion_id(status, &body, "pending_approval");
     assert_eq!(approve(&s, &s1, &id).await.0, 201);
     let (status, body) = approve(&s, &eve, &id).await;
+    assert_eq!(status, 201, "{body:#}");
+    assert_eq!(body["promotion"]["state"], "promoted", "{body:#}");
+}
+
+#[tokio::test]
+async fn stand_ins_made_by_the_pusher_cannot_approve_her_build() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let s = start(
+        temp.path(),
+        &data,
+        &[("AIRLOCK_GATES__STAGING__APPROVALS__COUNT", "2")],
+    );
+    // pam is an access-admin who also builds: she pushes the image, makes two stand-ins with the
+    // approver role and gives admin's dave the role too. rita, who requests, is honest.
+    let pam = user(
+        &s,
+        &s.http,
+        "pam",
+        &[("access-admin", "*"), ("developer", "dev")],
+    )
+    .await;
+    let rita = user(&s, &s.http, "rita", &[("promoter", "staging")]).await;
+    let ann = user(&s, &s.http, "ann", &[("approver", "staging")]).await;
+    let carl = user(&s, &s.http, "carl", &[("approver", "staging")]).await;
+    let digest = push_as(&s, &pam, "dev/team/app", "1.0", b"pam's build").await;
+    let s1 = user(&s, &pam, "s1", &[("approver", "staging")]).await;
+    let s2 = user(&s, &pam, "s2", &[("approver", "*")]).await;
+    let dave = user(&s, &s.http, "dave", &[]).await;
+    grant(&s, &pam, "dave", "approver", "staging").await;
+
+    let (status, body) = promote(&s, &rita, "dev/team/app", &digest, "staging", json!({})).await;
+    let id = promotion_id(status, &body, "pending_approval");
+    let (status, body) = approve(&s, &s1, &id).await;
+    assert_eq!(
+        refused(status, &body),
+        "s1 was created by pam, who pushed or built this artifact; approvals must come from people whose accounts and approver roles were not created or granted by another party of the promotion (separation of duties)"
+    );
+    let (status, body) = approve(&s, &s2, &id).await;
+    assert!(refused(status, &body).starts_with("s2 was created by pam"));
+    let (status, body) = approve(&s, &dave, &id).await;
+    assert!(
+        refused(status, &body)
+            .starts_with("dave holds its approver role on the target only by grant of pam"),
+        "{body:#}"
+    );
+    assert_eq!(state(&s, &id).await["approvals"], json!([]));
+    assert_eq!(state(&s, &id).await["state"], "pending_approval");
+
+    // Independent approvers complete it.
+    let (status, body) = approve(&s, &ann, &id).await;
+    assert_eq!(status, 201, "{body:#}");
+    let (status, body) = approve(&s, &carl, &id).await;
     assert_eq!(status, 201, "{body:#}");
     assert_eq!(body["promotion"]["state"], "promoted", "{body:#}");
 }

@@ -6,7 +6,7 @@
 //! Separation of duties is enforced here, not in policy: policy can raise the number of approvals
 //! but never let the requester, a pusher or a builder approve, nor (where the gate asks for
 //! independent approvals) a principal whose account or approver role comes from another party
-//! of the same promotion.
+//! of the same promotion: its requester, an approver, a pusher or a builder.
 //!
 //! Also here: which tags a promotion may set ([`check_promotion_tag`]), and what happens to a
 //! promotion whose decision stopped half way ([`stalled_recovery`]).
@@ -196,6 +196,9 @@ pub enum Party {
     Requester,
     /// It approved the promotion.
     Approver,
+    /// It pushed the artifact (or a manifest it contains) or evidence about it: a pusher or a
+    /// builder.
+    Contributor,
 }
 
 impl Party {
@@ -203,6 +206,7 @@ impl Party {
         match self {
             Self::Requester => "who requested this promotion",
             Self::Approver => "who approved this promotion",
+            Self::Contributor => "who pushed or built this artifact",
         }
     }
 }
@@ -229,7 +233,8 @@ pub struct PromotionParties {
     /// Who approved it so far (besides the principal being checked).
     pub approvers: Vec<String>,
     /// `Some` when the gate needs independent approvals: who vouched for the requester, the
-    /// approvers so far and the principal being checked, by name. `None`: the rule is off.
+    /// approvers so far, the pushers and builders, and the principal being checked, by name.
+    /// `None`: the rule is off.
     pub independence: Option<BTreeMap<String, Vouchers>>,
 }
 
@@ -237,11 +242,12 @@ pub struct PromotionParties {
 /// gate requires `role`, given the promotion's parties. `now_millis` decides which grants are
 /// active.
 ///
-/// With `parties.independence` set, the approver must also be independent of the requester and
-/// of every approver so far: its account was not created by one of them, its approver role on the
-/// target was granted by someone who is not one of them, and it did not create one of them or
-/// grant the role one of them acts with (the approver role of an approver; for the requester, the
-/// roles that let it promote into the target).
+/// With `parties.independence` set, the approver must also be independent of the requester, of
+/// every approver so far and of every pusher and builder of the artifact: its account was not
+/// created by one of them, its approver role on the target was granted by someone who is not one
+/// of them, and it did not create one of them or grant the role one of them acts with (the
+/// approver role of an approver; for the requester, the roles that let it promote into the
+/// target; for a pusher or builder only its account is looked at, not its grants).
 pub fn check_approver(
     principal: &str,
     grants: &[Grant],
@@ -321,7 +327,9 @@ fn check_independent(
     vouchers: &BTreeMap<String, Vouchers>,
     now_millis: i64,
 ) -> Result<(), ApprovalRefusal> {
-    // The other parties, with their part; the requester first.
+    // The other parties, with their part; the requester first, then the approvers so far, then
+    // everyone who pushed or built the artifact (a pusher's stand-in approving is the pusher
+    // approving her own build).
     let mut others: Vec<(&str, Party)> = vec![(parties.requester.as_str(), Party::Requester)];
     others.extend(
         parties
@@ -329,6 +337,14 @@ fn check_independent(
             .iter()
             .filter(|a| a.as_str() != principal)
             .map(|a| (a.as_str(), Party::Approver)),
+    );
+    others.extend(
+        parties
+            .pushers
+            .iter()
+            .chain(&parties.builders)
+            .filter(|c| c.as_str() != principal)
+            .map(|c| (c.as_str(), Party::Contributor)),
     );
     let refuse = |relation, other: &str, other_part| ApprovalRefusal::NotIndependent {
         principal: principal.to_string(),
@@ -366,6 +382,11 @@ fn check_independent(
         };
         if theirs.created_by.as_deref() == Some(principal) {
             return Err(refuse(Vouch::Created, other, *part));
+        }
+        // A contributor acts with the roles that let it push into its path's source stage, which
+        // the rule does not see; its account is checked above, its grants are not.
+        if *part == Party::Contributor {
+            continue;
         }
         let granters = qualifying_granters(theirs, Some(*part), role, target, now_millis);
         let from_parties =

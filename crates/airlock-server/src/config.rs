@@ -222,8 +222,9 @@ pub struct ApprovalConfig {
     pub count: u32,
     /// The role approvers must hold on the target repository.
     pub role: String,
-    /// When approvals must be independent of the requester and of each other (no approver whose
-    /// account or approver role was created or granted by another party of the promotion):
+    /// When approvals must be independent of the requester, of the artifact's pushers and
+    /// builders and of each other (no approver whose account or approver role was created or
+    /// granted by another party of the promotion):
     /// `always`, `critical` (the default: repositories matching a `critical` rule, and any
     /// promotion needing two or more approvals) or `off`.
     pub independent: airlock_core::promotion::IndependenceMode,

@@ -254,8 +254,10 @@ impl Registry {
 
     /// Applies the stage rule for a write (`Push` or `Delete`) to `repo`. A write refused because
     /// the stage is gated is recorded before the error is returned: in the audit log once per
-    /// principal, repository and minute (a client retrying in a loop cannot flood the log), and
-    /// every time as a `refused_pushes` anomaly signal.
+    /// principal, repository and minute, and at most
+    /// [`airlock_store::REFUSED_PUSH_ENTRIES_PER_MINUTE`] times per principal and minute across
+    /// repositories (a client retrying in a loop, or naming a new repository each time, cannot
+    /// flood the log), and every time as a `refused_pushes` anomaly signal.
     pub async fn check_write(&self, repo: &RepoName, action: Action, actor: &Actor) -> Result<()> {
         let rule = match action {
             Action::Delete => self.stages.check_delete(repo),

@@ -39,5 +39,6 @@ pub use promotion::{
     PromotionWriteError, Rollback, Transition,
 };
 pub use refresh::RefreshRotation;
+pub use refusals::REFUSED_PUSH_ENTRIES_PER_MINUTE;
 pub use separation::Contributors;
 pub use webhooks::{AttemptOutcome, DeliveryRow, DueDelivery, WebhookRow};

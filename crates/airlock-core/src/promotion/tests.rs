@@ -312,6 +312,78 @@ fn one_independent_grant_is_enough_and_unrelated_grants_do_not_count() {
 }
 
 #[test]
+fn stand_ins_created_or_granted_by_a_pusher_or_builder_are_refused() {
+    // paul pushed the artifact and ci-bot built it; rita, who requested, is honest.
+    let mut parties = independent_parties(
+        &[],
+        &[
+            ("s1", vouched("paul", &[(Role::Approver, "prod", "admin")])),
+            ("s2", vouched("admin", &[(Role::Approver, "prod", "paul")])),
+            (
+                "s3",
+                vouched("ci-bot", &[(Role::Approver, "prod", "admin")]),
+            ),
+            ("s4", vouched("admin", &[(Role::Approver, "*", "ci-bot")])),
+        ],
+    );
+    parties.builders = vec!["ci-bot".into()];
+    assert_eq!(
+        check_independent_approver("s1", &parties),
+        Err(ApprovalRefusal::NotIndependent {
+            principal: "s1".into(),
+            relation: Vouch::CreatedBy,
+            other: "paul".into(),
+            other_part: Party::Contributor,
+        })
+    );
+    let refusal = check_independent_approver("s2", &parties).unwrap_err();
+    assert_eq!(
+        refusal,
+        ApprovalRefusal::NotIndependent {
+            principal: "s2".into(),
+            relation: Vouch::RoleGrantedBy,
+            other: "paul".into(),
+            other_part: Party::Contributor,
+        }
+    );
+    assert_eq!(
+        refusal.to_string(),
+        "s2 holds its approver role on the target only by grant of paul, who pushed or built this artifact; approvals must come from people whose accounts and approver roles were not created or granted by another party of the promotion (separation of duties)"
+    );
+    assert!(matches!(
+        check_independent_approver("s3", &parties),
+        Err(ApprovalRefusal::NotIndependent { relation: Vouch::CreatedBy, ref other, other_part: Party::Contributor, .. }) if other == "ci-bot"
+    ));
+    assert!(matches!(
+        check_independent_approver("s4", &parties),
+        Err(ApprovalRefusal::NotIndependent { relation: Vouch::RoleGrantedBy, ref other, other_part: Party::Contributor, .. }) if other == "ci-bot"
+    ));
+}
+
+#[test]
+fn an_approver_who_created_the_pusher_is_refused() {
+    // eve created paul's account; paul pushed the artifact: eve approving is approving her own
+    // stand-in's push.
+    let mut parties = independent_parties(
+        &[],
+        &[(
+            "eve",
+            vouched("admin", &[(Role::Approver, "prod", "admin")]),
+        )],
+    );
+    let vouchers = parties.independence.as_mut().unwrap();
+    vouchers.insert("paul".into(), vouched("eve", &[]));
+    assert!(matches!(
+        check_independent_approver("eve", &parties),
+        Err(ApprovalRefusal::NotIndependent { relation: Vouch::Created, ref other, other_part: Party::Contributor, .. }) if other == "paul"
+    ));
+    // A contributor vouched for by outsiders changes nothing.
+    let vouchers = parties.independence.as_mut().unwrap();
+    vouchers.insert("paul".into(), vouched("admin", &[]));
+    assert_eq!(check_independent_approver("eve", &parties), Ok(()));
+}
+
+#[test]
 fn unknown_vouchers_fail_closed_and_the_rule_off_ignores_them() {
     let mut parties = independent_parties(&[], &[]);
     let grants = [grant(Role::Approver, "prod")];

@@ -727,7 +727,8 @@ impl PromotionService {
     /// The parties of `row` separation of duties looks at when `candidate` approves after
     /// `approvers`: every principal that ever pushed the artifact (or a manifest it contains) or
     /// evidence about it into a repository of its path, and, when the gate needs independent
-    /// approvals, who vouched for the requester, the approvers and the candidate.
+    /// approvals, who vouched for the requester, the approvers, the pushers and builders and the
+    /// candidate.
     async fn parties(
         &self,
         row: &PromotionRow,
@@ -758,6 +759,9 @@ impl PromotionService {
         let independence = if self.independence_applies(row) {
             let mut names: Vec<&str> = vec![row.requested_by.as_str(), candidate];
             names.extend(approvers.iter().map(String::as_str));
+            names.extend(pushers.iter().chain(&builders).map(String::as_str));
+            names.sort_unstable();
+            names.dedup();
             Some(self.metadata.vouchers(&names).await?)
         } else {
             None
