@@ -72,7 +72,12 @@ impl TestServer {
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut child = command.spawn().expect("start airlock serve");
+        let child = command.spawn().expect("start airlock serve");
+        Self::attach(child, data_dir.to_path_buf(), None)
+    }
+
+    /// Waits for a started `airlock serve` to print its address and wraps it.
+    fn attach(mut child: Child, data_dir: PathBuf, temp: Option<tempfile::TempDir>) -> Self {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -95,8 +100,8 @@ impl TestServer {
             child: Some(child),
             base,
             host,
-            data_dir: data_dir.to_path_buf(),
-            _temp: None,
+            data_dir,
+            _temp: temp,
             http: client_as("admin", ADMIN_PASSWORD),
             anonymous: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -566,36 +571,7 @@ impl TestServer {
                 lines.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
             }
         });
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("airlock printed its listen address");
-        let base = line
-            .strip_prefix("airlock listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        let host = base.trim_start_matches("http://").to_string();
-        let server = Self {
-            child: Some(child),
-            base,
-            host,
-            data_dir: dir,
-            _temp: Some(temp),
-            http: client_as("admin", ADMIN_PASSWORD),
-            anonymous: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            cli_home: tempfile::tempdir().expect("temp dir"),
-        };
+        let server = Self::attach(child, dir, Some(temp));
         (server, log)
     }
 }
