@@ -1,6 +1,8 @@
 //! Slow, idle and too many connections: a header that never completes and an idle keep-alive
 //! connection are closed after the header timeout, and connections beyond the cap are refused
-//! with 503 and reported in the log (once per interval, not once per connection).
+//! with 503 and reported in the log (once per interval, not once per connection). A request body
+//! that is not an upload's must arrive in full within the request body timeout (408 and closed
+//! otherwise) and is bounded in size; an upload chunk may take longer while it keeps delivering.
 
 mod common;
 
@@ -162,4 +164,159 @@ async fn a_flood_of_idle_connections_meets_the_cap_before_the_descriptor_limit()
         log.contains("serving at most 144 connections"),
         "the server did not say it lowered the cap"
     );
+}
+
+/// Sends `header`, then trickles one byte of body every 300 ms until the server ends the
+/// connection; returns how long that took (from the header) and what the server sent. Fails if
+/// the connection is still open after `limit`.
+async fn trickle_body(host: &str, header: &str, limit: Duration) -> (Duration, String) {
+    let stream = TcpStream::connect(host).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    writer.write_all(header.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let trickler = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if writer.write_all(b"a").await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        // Until the end of the stream or a reset (the server closes with body bytes unread).
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            received.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    trickler.abort();
+    assert!(
+        read.is_ok(),
+        "the server kept a trickled request body open for {limit:?} (got so far: {})",
+        String::from_utf8_lossy(&received)
+    );
+    (
+        started.elapsed(),
+        String::from_utf8_lossy(&received).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_trickled_request_body_is_cut_off_at_the_request_body_timeout() {
+    let s = TestServer::start_with_env(&[
+        ("AIRLOCK_LIMITS__REQUEST_BODY_TIMEOUT_SECS", "1"),
+        ("AIRLOCK_LIMITS__BODY_TIMEOUT_SECS", "30"),
+    ]);
+    // A login form that claims 2 MB and arrives a byte at a time, without credentials.
+    let (waited, answer) = trickle_body(
+        &s.host,
+        "POST /auth/token HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 2000000\r\n\r\n",
+        Duration::from_secs(8),
+    )
+    .await;
+    assert!(
+        waited >= Duration::from_millis(800),
+        "closed after {waited:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("limits.request_body_timeout_secs"),
+        "{answer}"
+    );
+
+    // The same for the JSON API and a manifest (not an upload), with credentials.
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("admin:{}", common::ADMIN_PASSWORD),
+    );
+    for (target, content_type) in [
+        ("/api/v1/keys", "application/json"),
+        (
+            "/v2/dev/team/app/manifests/v1",
+            "application/vnd.oci.image.manifest.v1+json",
+        ),
+    ] {
+        let (waited, answer) = trickle_body(
+            &s.host,
+            &format!("{} {target} HTTP/1.1\r\nhost: x\r\nauthorization: Basic {basic}\r\ncontent-type: {content_type}\r\ncontent-length: 100000\r\n\r\n", if target.starts_with("/v2/") { "PUT" } else { "POST" }),
+            Duration::from_secs(8),
+        )
+        .await;
+        assert!(
+            waited >= Duration::from_millis(800),
+            "{target}: closed after {waited:?}"
+        );
+        assert!(answer.starts_with("HTTP/1.1 408"), "{target}: {answer}");
+    }
+
+    // A form or JSON body is also bounded in size (2 MiB): a larger one is refused once 2 MiB
+    // arrived.
+    for (target, content_type) in [
+        ("/auth/token", "application/x-www-form-urlencoded"),
+        ("/api/v1/users", "application/json"),
+    ] {
+        let stream = TcpStream::connect(&s.host).await.unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        let header = format!(
+            "POST {target} HTTP/1.1\r\nhost: x\r\nauthorization: Basic {basic}\r\ncontent-type: {content_type}\r\ncontent-length: 3000000\r\n\r\n"
+        );
+        // The writer stays open after sending: a half-closed connection ends the request.
+        let sender = tokio::spawn(async move {
+            writer.write_all(header.as_bytes()).await?;
+            writer.write_all(&vec![b'a'; 3_000_000]).await?;
+            Ok::<_, std::io::Error>(writer)
+        });
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(8), reader.read(&mut answer))
+            .await
+            .expect("an answer")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{target}: {answer}");
+        sender.abort();
+    }
+
+    // The server itself is fine.
+    assert_eq!(
+        s.http.get(s.url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_upload_chunk_may_take_longer_than_the_request_body_timeout() {
+    let s = TestServer::start_with_env(&[
+        ("AIRLOCK_LIMITS__REQUEST_BODY_TIMEOUT_SECS", "1"),
+        ("AIRLOCK_LIMITS__BODY_TIMEOUT_SECS", "30"),
+    ]);
+    let started = s
+        .http
+        .post(s.url("/v2/dev/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let location = started.headers()["location"].to_str().unwrap().to_string();
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("admin:{}", common::ADMIN_PASSWORD),
+    );
+    // Eight bytes over about 2.4 s: slower than the request body timeout, never stalled.
+    let mut stream = TcpStream::connect(&s.host).await.unwrap();
+    stream
+        .write_all(format!("PATCH {location} HTTP/1.1\r\nhost: x\r\nauthorization: Basic {basic}\r\ncontent-type: application/octet-stream\r\ncontent-length: 8\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    for byte in b"abcdefgh" {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stream.write_all(&[*byte]).await.unwrap();
+    }
+    let (_, answer) = closed_within(&mut stream, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert!(answer.contains("range: 0-7"), "{answer}");
 }

@@ -1,5 +1,6 @@
 //! The data directory under attack and accident: a database removed, replaced or corrupted, a
-//! blob store that stops taking writes, and who may read the files.
+//! blob store that stops taking writes, a blob directory removed or replaced, and who may read the
+//! files.
 
 mod common;
 
@@ -284,18 +285,22 @@ async fn readiness_fails_while_the_blob_store_cannot_take_writes() {
     s.push_blob("dev/team/app", b"before").await;
     assert_eq!(readyz(&s).await.0, 200);
 
-    // Permissions do not stop root (CI runs as root): put a file where the blob directory was.
-    let blobs = s.data_dir.join("blobs");
-    let moved = s.data_dir.join("blobs.moved");
+    // Permissions do not stop root (CI runs as root): put a file where the upload staging
+    // directory was, so writing an upload fails while the blob directory itself stays in place.
+    let blobs = s.data_dir.join("blobs").join("uploads");
+    let moved = s.data_dir.join("uploads.moved");
     std::fs::rename(&blobs, &moved).unwrap();
     std::fs::write(&blobs, b"not a directory").unwrap();
-    let body = readyz_becomes(&s, 503).await;
-    assert_eq!(body["checks"]["blob_store"]["ok"], false, "{body}");
-    assert_eq!(body["checks"]["database"]["ok"], true, "{body}");
     let failed = try_push_blob(&s, "dev/team/app", b"nowhere to go").await;
     assert!(failed.status().is_server_error(), "{}", failed.status());
+    let body = readyz_becomes(&s, 503).await;
+    assert_eq!(
+        body["checks"]["recent_write_failures"]["ok"], false,
+        "{body}"
+    );
+    assert_eq!(body["checks"]["database"]["ok"], true, "{body}");
 
-    // The directory is back: the probe passes, but the failed push keeps readiness down for a
+    // The staging directory is back: the probe passes, but the failed push keeps readiness down for a
     // while, so a disk that fills up between probes is still reported.
     std::fs::remove_file(&blobs).unwrap();
     std::fs::rename(&moved, &blobs).unwrap();
@@ -317,4 +322,86 @@ async fn readiness_fails_while_the_blob_store_cannot_take_writes() {
         !body.to_string().contains(s.data_dir.to_str().unwrap()),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn removing_the_blob_directory_while_running_fails_readiness_and_refuses_pushes() {
+    let s = TestServer::start();
+    s.push_image("dev/team/app", "1.0", &[b"layer"]).await;
+    assert_eq!(readyz(&s).await.0, 200);
+
+    let blobs = s.data_dir.join("blobs");
+    std::fs::remove_dir_all(&blobs).unwrap();
+    let body = readyz_becomes(&s, 503).await;
+    assert_eq!(body["checks"]["blob_store"]["ok"], false, "{body}");
+    assert!(
+        body["checks"]["blob_store"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("blob directory was removed"),
+        "{body}"
+    );
+    assert_eq!(body["checks"]["database"]["ok"], true, "{body}");
+    assert!(
+        !body.to_string().contains(s.data_dir.to_str().unwrap()),
+        "{body}"
+    );
+    // Asking again does not bring an empty directory back.
+    assert_eq!(readyz(&s).await.0, 503);
+    assert!(
+        !blobs.exists(),
+        "the readiness probe recreated the blob directory"
+    );
+
+    // A push is refused (not acknowledged into a new, empty directory), naming the recovery.
+    let refused = try_push_blob(&s, "dev/team/app", b"after the blobs were removed").await;
+    assert_eq!(refused.status(), 503);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["errors"][0]["code"], "UNAVAILABLE");
+    assert!(
+        error["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("restore the blob directory from a backup"),
+        "{error}"
+    );
+    // A chunked upload and the JSON API are refused too.
+    let started = s
+        .http
+        .post(s.url("/v2/dev/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 503);
+    let (status, body) = common::post_json(
+        &s.http,
+        &s.url("/api/v1/users"),
+        serde_json::json!({"name": "late", "password": "a-password-long-enough-0"}),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "UNAVAILABLE");
+    assert!(
+        !blobs.exists(),
+        "a refused push recreated the blob directory"
+    );
+}
+
+#[tokio::test]
+async fn replacing_the_blob_directory_while_running_fails_readiness_and_refuses_pushes() {
+    let s = TestServer::start();
+    s.push_blob("dev/team/app", b"before").await;
+    let blobs = s.data_dir.join("blobs");
+    std::fs::rename(&blobs, s.data_dir.join("blobs.old")).unwrap();
+    std::fs::create_dir(&blobs).unwrap();
+    let body = readyz_becomes(&s, 503).await;
+    assert!(
+        body["checks"]["blob_store"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("blob directory was replaced"),
+        "{body}"
+    );
+    let refused = try_push_blob(&s, "dev/team/app", b"into the new directory").await;
+    assert_eq!(refused.status(), 503);
 }

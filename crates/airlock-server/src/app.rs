@@ -324,6 +324,7 @@ pub async fn serve(
         max_connections: config.limits.max_connections,
         header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_secs),
         body_timeout: Duration::from_secs(config.limits.body_timeout_secs),
+        request_body_timeout: Duration::from_secs(config.limits.request_body_timeout_secs),
     };
     crate::connections::serve(listener, app, limits, shutdown).await?;
     sweep.abort();

@@ -422,6 +422,9 @@ pub struct LimitsConfig {
     /// Seconds a request body may go without delivering a byte while airlock waits for it; the
     /// request is then aborted (an upload keeps nothing of the chunk).
     pub body_timeout_secs: u64,
+    /// Seconds a request body that is not a blob upload's may take in all, from its header; the
+    /// request is then answered 408 and the connection closed.
+    pub request_body_timeout_secs: u64,
     /// Upload bodies (PATCH, PUT, monolithic POST) streamed at once.
     pub max_concurrent_uploads: usize,
     /// Seconds an upload waits for a slot before it is refused with 429 and `Retry-After`.
@@ -434,6 +437,7 @@ impl Default for LimitsConfig {
             max_connections: 4096,
             header_read_timeout_secs: 30,
             body_timeout_secs: 60,
+            request_body_timeout_secs: 30,
             max_concurrent_uploads: 256,
             upload_queue_secs: 10,
         }
@@ -728,12 +732,13 @@ impl Config {
         if limits.max_connections == 0
             || limits.header_read_timeout_secs == 0
             || limits.body_timeout_secs == 0
+            || limits.request_body_timeout_secs == 0
             || limits.max_concurrent_uploads == 0
             || limits.max_concurrent_uploads > tokio::sync::Semaphore::MAX_PERMITS
             || limits.max_connections > tokio::sync::Semaphore::MAX_PERMITS
         {
             return Err(invalid(
-                "limits: max_connections, max_concurrent_uploads, header_read_timeout_secs and body_timeout_secs must be positive".into(),
+                "limits: max_connections, max_concurrent_uploads, header_read_timeout_secs, body_timeout_secs and request_body_timeout_secs must be positive".into(),
             ));
         }
         if self.registry.upload_sweep_interval_secs == 0 {

@@ -15,13 +15,22 @@
 //!   with an error ([`BodyStalled`]); the handler fails the request (an upload keeps nothing of the
 //!   chunk) and the connection is closed after the response. Time the handler spends elsewhere
 //!   (waiting for an upload slot, writing to disk) does not count.
+//! - Every request body except an upload's (`POST`, `PATCH`, `PUT` under
+//!   `/v2/<name>/blobs/uploads/`) must also arrive in full within `request_body_timeout` of its
+//!   header ([`BodyTooSlow`]): a body trickled a byte at a time cannot hold a connection longer.
+//!   Such a request is answered `408 Request Timeout` naming the setting, and the connection is
+//!   closed. Upload bodies are only bounded by the progress timeout above, since a large blob over
+//!   a slow link may take long; uploading needs credentials.
 //!
 //! Not covered: a client that reads a response slowly holds its connection (and one slot of the
-//! cap) until it finishes or disconnects.
+//! cap) until it finishes or disconnects. There is no cap per client address, so a client with
+//! push credentials can hold up to `max_connections` connections with slow but progressing
+//! uploads.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -29,6 +38,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::{Method, StatusCode, header};
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -62,6 +73,8 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Longest a request body may go without delivering data while it is being read.
     pub body_timeout: Duration,
+    /// Longest a request body that is not an upload's may take in all, from its header.
+    pub request_body_timeout: Duration,
 }
 
 /// A request body delivered nothing for the configured time.
@@ -71,6 +84,14 @@ pub struct ConnectionLimits {
     .0.as_secs()
 )]
 pub struct BodyStalled(pub Duration);
+
+/// A request body (not an upload's) did not arrive in full within the configured time.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the request body did not arrive in full within {} s of the request header (limits.request_body_timeout_secs)",
+    .0.as_secs()
+)]
+pub struct BodyTooSlow(pub Duration);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits for open
 /// connections to finish their requests.
@@ -115,13 +136,28 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let body_timeout = limits.body_timeout;
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let mut request =
-                request.map(|body| Body::new(ProgressTimeout::new(body, body_timeout)));
+            let deadline =
+                (!is_upload_body(request.method(), request.uri().path())).then(|| Deadline {
+                    limit: limits.request_body_timeout,
+                    timer: Box::pin(tokio::time::sleep(limits.request_body_timeout)),
+                    missed: Arc::new(AtomicBool::new(false)),
+                });
+            let missed = deadline.as_ref().map(|d| d.missed.clone());
+            let path_is_oci = request.uri().path().starts_with("/v2/");
+            let mut request = request
+                .map(|body| Body::new(ProgressTimeout::new(body, limits.body_timeout, deadline)));
             request.extensions_mut().insert(ConnectInfo(peer));
             let mut app = app.clone();
-            async move { Ok::<_, Infallible>(app.call(request).await.unwrap_or_else(|e| match e {})) }
+            async move {
+                let response = app.call(request).await.unwrap_or_else(|e| match e {});
+                // Whatever the handler made of the failed body (extractors answer 400 in their
+                // own words), the client learns which limit it hit.
+                if missed.is_some_and(|missed| missed.load(Ordering::Relaxed)) {
+                    return Ok::<_, Infallible>(too_slow(path_is_oci, limits.request_body_timeout));
+                }
+                Ok(response)
+            }
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -140,6 +176,41 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Whether a request's body is an upload's (`POST`, `PATCH`, `PUT` under
+/// `/v2/<name>/blobs/uploads/`), which only the progress timeout bounds. A path with
+/// percent-escapes is never one (upload paths need none), so an escaped path cannot be read as an
+/// upload here and as another endpoint by the router.
+fn is_upload_body(method: &Method, path: &str) -> bool {
+    use crate::oci::route::OciRoute;
+    if !matches!(*method, Method::POST | Method::PATCH | Method::PUT) || path.contains('%') {
+        return false;
+    }
+    path.strip_prefix("/v2/").is_some_and(|rest| {
+        matches!(
+            OciRoute::parse(rest),
+            Ok(OciRoute::UploadStart(_) | OciRoute::Upload(..))
+        )
+    })
+}
+
+/// The answer to a request whose body missed [`ConnectionLimits::request_body_timeout`]: 408,
+/// in the OCI error format under `/v2/` and the JSON API format elsewhere, closing the connection.
+fn too_slow(oci: bool, limit: Duration) -> axum::response::Response {
+    let message = BodyTooSlow(limit).to_string();
+    let body = if oci {
+        serde_json::json!({"errors": [{"code": "UNAVAILABLE", "message": message, "detail": null}]})
+    } else {
+        serde_json::json!({"error": {"code": "REQUEST_TIMEOUT", "message": message,
+            "remediation": "send the whole request body without pausing, or ask the operator to raise limits.request_body_timeout_secs"}})
+    };
+    (
+        StatusCode::REQUEST_TIMEOUT,
+        [(header::CONNECTION, "close")],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 /// File descriptors the server needs besides client connections (database, blob files, refused
@@ -217,22 +288,34 @@ impl RefusalLog {
     }
 }
 
+/// The overall deadline of a body that is not an upload's.
+struct Deadline {
+    limit: Duration,
+    /// Started when the request header arrived.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Set when the body failed for missing the deadline, so the answer can say so.
+    missed: Arc<AtomicBool>,
+}
+
 /// A request body that fails with [`BodyStalled`] when it delivers nothing for `timeout` while
-/// it is being polled. The clock runs only while the reader waits, so a handler that reads late
-/// is not penalised.
+/// it is being polled, and, with a [`Deadline`], with [`BodyTooSlow`] when the reader waits for
+/// more after the deadline passed. The clocks matter only while the reader waits for the client,
+/// so a handler that reads late is not penalised for data already received.
 struct ProgressTimeout {
     inner: Incoming,
     timeout: Duration,
     /// Armed when a poll finds no data; cleared when data arrives.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    overall: Option<Deadline>,
 }
 
 impl ProgressTimeout {
-    fn new(inner: Incoming, timeout: Duration) -> Self {
+    fn new(inner: Incoming, timeout: Duration, overall: Option<Deadline>) -> Self {
         Self {
             inner,
             timeout,
             deadline: None,
+            overall,
         }
     }
 }
@@ -252,6 +335,13 @@ impl http_body::Body for ProgressTimeout {
                 Poll::Ready(frame.map(|f| f.map_err(axum::Error::new)))
             }
             Poll::Pending => {
+                if let Some(overall) = &mut this.overall
+                    && overall.timer.as_mut().poll(cx).is_ready()
+                {
+                    overall.missed.store(true, Ordering::Relaxed);
+                    let limit = overall.limit;
+                    return Poll::Ready(Some(Err(axum::Error::new(BodyTooSlow(limit)))));
+                }
                 let timeout = this.timeout;
                 let deadline = this
                     .deadline

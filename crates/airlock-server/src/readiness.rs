@@ -6,15 +6,17 @@
 //! - `database_file`: the file at the database path is the one opened at start, and writes were
 //!   not stopped (e.g. because the audit log cannot be signed);
 //! - `integrity_check`: what `PRAGMA quick_check` said at start (a failed check never starts);
-//! - `blob_store`: a one-byte object can be written to and deleted from the blob store now;
+//! - `blob_store`: the local blob directory is the one opened at start, and a one-byte object can
+//!   be written to and deleted from the blob store now;
 //! - `recent_write_failures`: no commit to the database and no write of blob bytes failed in the
 //!   last [`FAILURE_WINDOW`] (a full disk shows here even between probes).
 //!
 //! The write guard refuses every request that is not `GET`, `HEAD` or `OPTIONS` (logins under
 //! `/auth/` excepted, so the CLI can still read) with 503 while
-//! [`airlock_store::Metadata::writable`] fails, in the OCI error format under `/v2/` and the JSON
-//! API format elsewhere. Storage repeats the check inside each write transaction, so a write that
-//! races the guard is refused before it commits.
+//! [`airlock_store::Metadata::writable`] or [`airlock_store::BlobStore::writable`] fails (the
+//! database file or the local blob directory removed or replaced, writes stopped), in the OCI error format under `/v2/` and the JSON
+//! API format elsewhere. Storage repeats the check inside each write transaction (and before each
+//! blob chunk and commit), so a write that races the guard is refused before it commits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,7 +80,11 @@ pub async fn readyz(State(registry): State<Arc<Registry>>) -> Response {
             .map(|()| "accepts writes".to_string())
             .map_err(|e| {
                 tracing::error!(error = %e, "the blob store refused the readiness probe");
-                "a test write failed (the server log has the error)".to_string()
+                match e.write_refusal() {
+                    // Names no path, and says what to do.
+                    Some(refusal) => refusal.to_string(),
+                    None => "a test write failed (the server log has the error)".to_string(),
+                }
             }),
     );
     let recent = metadata
@@ -131,7 +137,11 @@ pub async fn refuse_writes_when_storage_fails(
     {
         return next.run(request).await;
     }
-    let Err(refusal) = registry.metadata().writable() else {
+    let writable = registry
+        .metadata()
+        .writable()
+        .and_then(|()| registry.blobs().writable());
+    let Err(refusal) = writable else {
         return next.run(request).await;
     };
     tracing::error!(error = %refusal, method = %request.method(), "write refused");

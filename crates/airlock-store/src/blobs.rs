@@ -10,6 +10,12 @@
 //! (`std::io::copy`), so a parallel upload costs well under 1 MiB of server memory; other
 //! `object_store` backends buffer [`PART_SIZE`] per part with [`PARTS_IN_FLIGHT`] parts in flight.
 //! A chunk that fails leaves no file behind, and no staging directory if it was the first.
+//!
+//! A local store remembers which directory it opened (device and inode): if that directory is
+//! removed or replaced while the server runs, chunk writes, commits, small documents and the
+//! readiness probe are
+//! refused with [`crate::WriteRefusal`] rather than recreating an empty directory and
+//! acknowledging pushes while every earlier blob is gone.
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -74,6 +80,8 @@ pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
     /// Root directory when the store is local, to remove staging leftovers an abort can miss.
     local_root: Option<PathBuf>,
+    /// The local root as opened, to refuse writes once it is removed or replaced.
+    opened_root: Option<crate::health::BlobDirectory>,
     /// Writes of blob bytes that failed on the storage side, for readiness.
     failures: crate::health::FailureLog,
 }
@@ -232,6 +240,7 @@ impl BlobStore {
         let store = LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true);
         Ok(Self {
             store: Arc::new(store),
+            opened_root: Some(crate::health::BlobDirectory::opened(&root)?),
             local_root: Some(root),
             failures: Default::default(),
         })
@@ -242,8 +251,24 @@ impl BlobStore {
         Self {
             store,
             local_root: None,
+            opened_root: None,
             failures: Default::default(),
         }
+    }
+
+    /// Whether blob writes can be kept: fails when the local blob directory opened at start was
+    /// removed or replaced (one `stat`). Always passes for other backends.
+    pub fn writable(&self) -> Result<(), crate::WriteRefusal> {
+        match &self.opened_root {
+            Some(root) => root.check(),
+            None => Ok(()),
+        }
+    }
+
+    /// [`BlobStore::writable`] as a storage error (503 for clients).
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.writable()
+            .map_err(|refusal| StoreError::Io(std::io::Error::other(refusal)))
     }
 
     /// Streams one upload chunk into staging, feeding `digester` as bytes pass. Returns the chunk's
@@ -260,6 +285,7 @@ impl BlobStore {
         S: futures::Stream<Item = Result<Bytes, E>> + Send,
         E: std::error::Error + Send + Sync + 'static,
     {
+        self.check_writable()?;
         if let Some(root) = &self.local_root {
             let dir = root.join("uploads").join(upload.to_string());
             let file = dir.join(format!("{chunk:08}"));
@@ -315,8 +341,11 @@ impl BlobStore {
     }
 
     /// Writes and deletes a one-byte object, to learn whether the store takes writes now (a
-    /// full disk, a directory that is gone or read-only). For readiness.
+    /// full disk, a directory that is gone, replaced or read-only). For readiness. A local blob
+    /// directory that was removed or replaced fails with [`crate::WriteRefusal`] before anything
+    /// is written (so the probe does not recreate it).
     pub async fn probe_write(&self) -> Result<(), StoreError> {
+        self.check_writable()?;
         let probe = Path::from(format!("readiness-probe-{}", Uuid::new_v4()));
         self.store
             .put(&probe, PutPayload::from_static(b"1"))
@@ -375,6 +404,7 @@ impl BlobStore {
         chunks: u32,
         digest: &Digest,
     ) -> Result<(), StoreError> {
+        self.check_writable()?;
         let target = blob_path(digest);
         match (chunks, &self.local_root) {
             (0, _) => {
@@ -468,6 +498,7 @@ impl BlobStore {
     /// caller has checked that `bytes` hash to `digest`; content addressing makes rewriting the
     /// same digest harmless.
     pub async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), StoreError> {
+        self.check_writable()?;
         self.store
             .put(&blob_path(digest), PutPayload::from_bytes(bytes))
             .await?;
@@ -529,6 +560,58 @@ mod tests {
             out.extend_from_slice(&b);
         }
         out
+    }
+
+    #[tokio::test]
+    async fn a_removed_or_replaced_blob_directory_refuses_writes_and_is_not_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blobs");
+        let store = BlobStore::local(&root).unwrap();
+        store.probe_write().await.unwrap();
+        let mut d = Digester::new(DigestAlgorithm::Sha256);
+        store
+            .write_chunk(Uuid::new_v4(), 0, chunks(&[b"kept"]), &mut d)
+            .await
+            .unwrap();
+
+        std::fs::remove_dir_all(&root).unwrap();
+        let refused = store.probe_write().await.unwrap_err();
+        assert!(
+            matches!(
+                refused.write_refusal(),
+                Some(crate::WriteRefusal::BlobDirectoryRemoved)
+            ),
+            "{refused}"
+        );
+        let refused = store
+            .write_chunk(Uuid::new_v4(), 0, chunks(&[b"lost"]), &mut d)
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("was removed"), "{refused}");
+        let digest = Digest::sha256_of(b"doc");
+        assert!(
+            store
+                .put_small(&digest, Bytes::from_static(b"doc"))
+                .await
+                .is_err()
+        );
+        assert!(!root.exists(), "a refused write recreated the directory");
+
+        std::fs::create_dir(&root).unwrap();
+        let refused = store.probe_write().await.unwrap_err();
+        assert!(
+            matches!(
+                refused.write_refusal(),
+                Some(crate::WriteRefusal::BlobDirectoryReplaced)
+            ),
+            "{refused}"
+        );
+        assert!(
+            store
+                .commit_upload(Uuid::new_v4(), 0, &digest)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

@@ -41,10 +41,11 @@ pub enum StoreError {
 
 impl StoreError {
     /// The refusal behind this error when storage refused a write because it cannot keep it (the
-    /// database file removed or replaced, writes stopped): the client should hear 503, not 500.
+    /// database file or the blob directory removed or replaced, writes stopped): the client should
+    /// hear 503, not 500.
     pub fn write_refusal(&self) -> Option<&crate::WriteRefusal> {
         match self {
-            StoreError::Database(sqlx::Error::Io(io)) => io
+            StoreError::Database(sqlx::Error::Io(io)) | StoreError::Io(io) => io
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<crate::WriteRefusal>()),
             _ => None,

@@ -8,6 +8,11 @@
 //!   inode) and that its write-ahead log still exists. A database removed (`rm metadata.db*`) or
 //!   replaced while airlock runs therefore stops every write with [`WriteRefusal`] instead of
 //!   acknowledging changes into an unlinked file that the next start would not see.
+//! - The local blob directory is checked the same way (same device and inode as at open, and its
+//!   marker file `.airlock-blob-directory` still there as it was) before
+//!   every chunk is written, before every blob is committed, and by the readiness probe: a blob
+//!   directory removed (`rm -rf blobs`) or replaced while airlock runs stops blob writes with
+//!   [`WriteRefusal`] instead of silently recreating an empty directory.
 //! - While writes are stopped ([`crate::Metadata::stop_writes`]), write transactions are refused
 //!   too, except the audit log's own integration (so it can recover).
 //! - Failed commits (a full disk, an I/O error) are remembered for readiness
@@ -47,6 +52,17 @@ pub enum WriteRefusal {
         /// The WAL path.
         path: PathBuf,
     },
+    /// The local blob directory is no longer at its path.
+    #[error(
+        "the blob directory was removed while airlock was running, so blob writes are refused (the blobs stored before are gone with it); stop airlock, restore the blob directory from a backup (docs/operations.md, Recovery) and start it again"
+    )]
+    BlobDirectoryRemoved,
+    /// Another directory (or file) now sits at the local blob directory's path, or its marker
+    /// file is gone.
+    #[error(
+        "the blob directory was replaced (or removed and created again) while airlock was running, so blob writes are refused (blobs stored before may be missing from it); stop airlock, restore the blob directory from a backup (docs/operations.md, Recovery) and start it again"
+    )]
+    BlobDirectoryReplaced,
     /// The server stopped writes.
     #[error("writes are stopped: {reason}")]
     Stopped {
@@ -78,15 +94,17 @@ pub(crate) struct DatabaseFile {
     identity: Option<(u64, u64)>,
 }
 
+/// The (device, inode) of the file or directory at `path`; `None` where the platform has no
+/// inodes.
 #[cfg(unix)]
-fn identity_of(path: &Path) -> std::io::Result<Option<(u64, u64)>> {
+pub(crate) fn identity_of(path: &Path) -> std::io::Result<Option<(u64, u64)>> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path)?;
     Ok(Some((meta.dev(), meta.ino())))
 }
 
 #[cfg(not(unix))]
-fn identity_of(path: &Path) -> std::io::Result<Option<(u64, u64)>> {
+pub(crate) fn identity_of(path: &Path) -> std::io::Result<Option<(u64, u64)>> {
     std::fs::metadata(path).map(|_| None)
 }
 
@@ -125,6 +143,64 @@ impl DatabaseFile {
             });
         }
         Ok(())
+    }
+}
+
+/// The file a local blob directory holds to be recognised: a directory removed and created
+/// again can get the same inode number, but not this file.
+pub(crate) const BLOB_DIRECTORY_MARKER: &str = ".airlock-blob-directory";
+
+/// The local blob directory as opened, to notice when the path no longer leads to it.
+#[derive(Debug, Clone)]
+pub(crate) struct BlobDirectory {
+    path: PathBuf,
+    marker: PathBuf,
+    /// (device, inode) of the directory and of its marker file when the store was opened; `None`
+    /// where the platform has no inodes.
+    identity: (FileIdentity, FileIdentity),
+}
+
+/// (device, inode), or `None` where the platform has no inodes.
+type FileIdentity = Option<(u64, u64)>;
+
+impl BlobDirectory {
+    /// Records the identity of the directory at `path`, which exists, creating its marker file
+    /// (mode 0600) if missing.
+    pub(crate) fn opened(path: &Path) -> std::io::Result<Self> {
+        let marker = path.join(BLOB_DIRECTORY_MARKER);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        options.open(&marker)?;
+        Ok(Self {
+            identity: (identity_of(path)?, identity_of(&marker)?),
+            path: path.to_path_buf(),
+            marker,
+        })
+    }
+
+    /// Checks the path still leads to the directory opened, with its marker file (two `stat`s).
+    pub(crate) fn check(&self) -> Result<(), WriteRefusal> {
+        let directory = match identity_of(&self.path) {
+            Ok(now) => now,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(WriteRefusal::BlobDirectoryRemoved);
+            }
+            // Unreadable (permissions, I/O): the writes that follow report the real error.
+            Err(_) => return Ok(()),
+        };
+        match identity_of(&self.marker) {
+            Ok(marker) if (directory, marker) == self.identity => Ok(()),
+            Ok(_) => Err(WriteRefusal::BlobDirectoryReplaced),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                Err(WriteRefusal::BlobDirectoryReplaced)
+            }
+            Err(_) => Ok(()),
+        }
     }
 }
 
