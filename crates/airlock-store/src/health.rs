@@ -359,6 +359,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn upload_session_writes_are_refused_once_the_database_file_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = open(&dir).await;
+        let repo: airlock_core::RepoName = "dev/team/app".parse().unwrap();
+        let session = uuid::Uuid::new_v4();
+        meta.create_upload(session, &repo, "admin").await.unwrap();
+        std::fs::remove_file(dir.path().join("m.db")).unwrap();
+        let refused = meta
+            .create_upload(uuid::Uuid::new_v4(), &repo, "admin")
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("was removed"), "{refused}");
+        let refused = meta.record_chunk(session, 0, 5, 1).await.unwrap_err();
+        assert!(refused.to_string().contains("was removed"), "{refused}");
+        let refused = meta.delete_upload(session).await.unwrap_err();
+        assert!(refused.to_string().contains("was removed"), "{refused}");
+    }
+
+    #[tokio::test]
     async fn a_removed_wal_refuses_writes() {
         let dir = tempfile::tempdir().unwrap();
         let meta = open(&dir).await;

@@ -566,6 +566,7 @@ impl Metadata {
         principal: &str,
     ) -> Result<(), StoreError> {
         let now = now_millis();
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO uploads (id, repository, principal, size, chunks, created_at, updated_at)
              VALUES (?, ?, ?, 0, 0, ?, ?)",
@@ -575,8 +576,9 @@ impl Metadata {
         .bind(principal)
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -603,6 +605,7 @@ impl Metadata {
         new_size: u64,
         new_chunks: u32,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE uploads SET size = ?, chunks = ?, updated_at = ? WHERE id = ? AND size = ?",
         )
@@ -611,17 +614,20 @@ impl Metadata {
         .bind(now_millis())
         .bind(id.to_string())
         .bind(expected_size as i64)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Ends an upload session.
     pub async fn delete_upload(&self, id: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM uploads WHERE id = ?")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
