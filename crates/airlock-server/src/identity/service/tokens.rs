@@ -87,6 +87,9 @@ impl Identity {
         source: Option<std::net::SocketAddr>,
     ) -> Result<IssuedTokens, AuthError> {
         let (claims, principal) = self.check_token(token, TokenKind::Refresh, source).await?;
+        // Read before the token is spent: a storage error here leaves it unspent, so the
+        // client's retry is not taken for a reuse (which would revoke its login).
+        let grants = self.grants(&principal).await?;
         let next_jti = uuid::Uuid::new_v4().to_string();
         let expires_at = now_millis() + (self.config.refresh_lifetime_secs as i64) * 1000;
         let refusal = match self
@@ -102,15 +105,14 @@ impl Identity {
                     // Signed by this server, so never expected: refuse rather than guess.
                     ("refresh token does not match its login", Counts::SourceOnly)
                 } else {
-                    let who = self
-                        .authenticated(
-                            principal,
-                            format!("token:{}", claims.auth),
-                            claims.cred,
-                            Some(family.clone()),
-                            None,
-                        )
-                        .await?;
+                    let who = Authenticated {
+                        principal,
+                        method: format!("token:{}", claims.auth),
+                        grants,
+                        token_access: None,
+                        credential: claims.cred,
+                        refresh_family: Some(family.clone()),
+                    };
                     return self.sign_tokens(&who, requested, Some((next_jti, family)));
                 }
             }
