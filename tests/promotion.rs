@@ -161,7 +161,8 @@ fn permissive_bundle(dir: &Path) -> PathBuf {
     )
 }
 
-/// Pushes a one-layer image to `repo:tag` as `client`; returns its digest.
+/// Pushes a one-layer image to `repo:tag` as `client`, with a source annotation; returns its
+/// digest.
 async fn push_image_as(
     s: &TestServer,
     client: &reqwest::Client,
@@ -169,45 +170,15 @@ async fn push_image_as(
     tag: &str,
     layer: &[u8],
 ) -> String {
-    let config = br#"{"architecture":"amd64","os":"linux"}"#;
-    let mut descriptors = Vec::new();
-    for content in [&config[..], layer] {
-        let digest = sha256(content);
-        let response = client
-            .post(s.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
-            .body(content.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            201,
-            "push blob: {}",
-            response.text().await.unwrap()
-        );
-        descriptors.push((digest, content.len()));
-    }
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": descriptors[0].0, "size": descriptors[0].1},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": descriptors[1].0, "size": descriptors[1].1}],
-        "annotations": {"org.opencontainers.image.source": "https://github.com/acme/app"},
-    }))
-    .unwrap();
-    let response = client
-        .put(s.url(&format!("/v2/{repo}/manifests/{tag}")))
-        .header("content-type", OCI_MANIFEST)
-        .body(manifest.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        201,
-        "push manifest: {}",
-        response.text().await.unwrap()
-    );
-    sha256(&manifest)
+    common::push_image_as(
+        s,
+        client,
+        repo,
+        tag,
+        layer,
+        Some(json!({"org.opencontainers.image.source": "https://github.com/acme/app"})),
+    )
+    .await
 }
 
 /// The digest `repo:reference` resolves to over the OCI API (as admin), or `None` for 404.

@@ -83,27 +83,7 @@ async fn push_as(
     tag: &str,
     layer: &[u8],
 ) -> String {
-    let config = br#"{"architecture":"amd64","os":"linux"}"#;
-    let mut descriptors = Vec::new();
-    for content in [&config[..], layer] {
-        let digest = sha256(content);
-        let response = client
-            .post(s.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
-            .body(content.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "push blob");
-        descriptors.push((digest, content.len()));
-    }
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": descriptors[0].0, "size": descriptors[0].1},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": descriptors[1].0, "size": descriptors[1].1}],
-    }))
-    .unwrap();
-    put_manifest(s, client, repo, tag, &manifest).await;
-    sha256(&manifest)
+    common::push_image_as(s, client, repo, tag, layer, None).await
 }
 
 async fn put_manifest(

@@ -575,3 +575,56 @@ impl TestServer {
         (server, log)
     }
 }
+
+/// Pushes a one-layer image (a fixed config, `layer`) to `repo:tag` as `client`, with
+/// `annotations` on the manifest if given; returns the manifest's digest.
+pub async fn push_image_as(
+    s: &TestServer,
+    client: &reqwest::Client,
+    repo: &str,
+    tag: &str,
+    layer: &[u8],
+    annotations: Option<serde_json::Value>,
+) -> String {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let mut descriptors = Vec::new();
+    for content in [&config[..], layer] {
+        let digest = sha256(content);
+        let response = client
+            .post(s.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
+            .body(content.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            201,
+            "push blob: {}",
+            response.text().await.unwrap()
+        );
+        descriptors.push((digest, content.len()));
+    }
+    let mut manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": descriptors[0].0, "size": descriptors[0].1},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": descriptors[1].0, "size": descriptors[1].1}],
+    });
+    if let Some(annotations) = annotations {
+        manifest["annotations"] = annotations;
+    }
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let response = client
+        .put(s.url(&format!("/v2/{repo}/manifests/{tag}")))
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        201,
+        "push manifest: {}",
+        response.text().await.unwrap()
+    );
+    sha256(&manifest)
+}
