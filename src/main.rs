@@ -117,6 +117,9 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // One crypto provider for every TLS use in the process (server, clients, webhooks): ring.
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => run_serve(args),
