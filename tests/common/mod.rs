@@ -631,12 +631,9 @@ pub async fn push_image_as(
     sha256(&manifest)
 }
 
-/// Installs ring as the test process's rustls crypto provider (reqwest is built without one, as
+/// Installs aws-lc-rs as the test process's rustls crypto provider (reqwest is built without one, as
 /// in the binary). Every harness constructor calls it; a test that builds its own HTTP client
 /// before starting a server calls it first.
 pub fn install_tls_provider() {
-    // ring is deprecated in rustls 0.23.48 only because it lacks post-quantum key exchange;
-    // it is the one provider of this build (docs/tls.md).
-    #[allow(deprecated)]
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
