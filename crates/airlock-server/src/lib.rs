@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod identity;
 pub mod metrics;
 pub mod oci;
+pub mod outbound_tls;
 pub mod promotion;
 pub mod readiness;
 pub mod registry;
