@@ -28,6 +28,21 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// How the client commands verify an https:// server (docs/tls.md, "Clients").
+#[derive(Debug, clap::Args)]
+struct TlsArgs {
+    /// Trust only this CA (a PEM file) for the server's certificate, instead of the system's
+    /// roots. `airlock login` stores it with the server's entry for later commands.
+    #[arg(long, env = "AIRLOCK_CA_CERT", value_name = "FILE", global = true)]
+    ca_cert: Option<PathBuf>,
+    /// Do not check the server's certificate at all. Lab use only: anyone on the network path
+    /// can read and change the connection (a warning is printed on every use).
+    #[arg(long, global = true, conflicts_with = "ca_cert")]
+    insecure: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +133,10 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    client::set_tls_options(client::TlsOptions {
+        ca_cert: cli.tls.ca_cert.filter(|path| !path.as_os_str().is_empty()),
+        insecure: cli.tls.insecure,
+    });
     match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Audit(command) => run_client(audit::run(command)),
