@@ -103,7 +103,7 @@ impl TestServer {
             data_dir,
             _temp: temp,
             http: client_as("admin", ADMIN_PASSWORD),
-            anonymous: reqwest::Client::builder()
+            anonymous: test_client_builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
@@ -309,7 +309,7 @@ pub fn client_as(user: &str, password: &str) -> reqwest::Client {
         reqwest::header::AUTHORIZATION,
         reqwest::header::HeaderValue::from_str(&value).expect("header"),
     );
-    reqwest::Client::builder()
+    test_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .default_headers(headers)
         .build()
@@ -627,4 +627,11 @@ pub async fn push_image_as(
         response.text().await.unwrap()
     );
     sha256(&manifest)
+}
+
+/// A reqwest client builder for tests: reqwest's rustls has no crypto provider of its own, so
+/// the build's one (ring) is installed first, as airlock does.
+pub fn test_client_builder() -> reqwest::ClientBuilder {
+    airlock_server::outbound_tls::install_crypto_provider();
+    reqwest::Client::builder()
 }
