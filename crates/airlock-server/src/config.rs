@@ -539,13 +539,73 @@ pub struct OidcTrustConfig {
     pub issuer: String,
     /// The audience (`aud`) the token must carry.
     pub audience: String,
-    /// The issuer's JWKS: a file path.
-    pub jwks_file: PathBuf,
+    /// The issuer's JWKS as a file, read at start (exactly one of `jwks_file` and `jwks_url`).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// The issuer's JWKS URL (`https://` only), fetched at start (a failure refuses the start),
+    /// every `jwks_refresh_secs`, and when a token names an unknown key (at most every 30 s);
+    /// a failed refresh keeps the last good JWKS and logs an error.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// With `jwks_url`: a PEM file with the CA that issued the JWKS server's certificate; only
+    /// it is trusted for the fetch. Without it the system's roots.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// With `jwks_url`: seconds between refreshes (at least 10).
+    #[serde(default = "OidcTrustConfig::default_jwks_refresh_secs")]
+    pub jwks_refresh_secs: u64,
     /// Claims that must match (exact, or a prefix with a trailing `*`), e.g. `repository`, `ref`.
     #[serde(default)]
     pub claims: std::collections::BTreeMap<String, String>,
     /// Scopes (e.g. `dev/team/*`) in which the exchanged token has the `builder` role.
     pub repositories: Vec<String>,
+}
+
+impl OidcTrustConfig {
+    fn default_jwks_refresh_secs() -> u64 {
+        3600
+    }
+
+    /// Checks the JWKS source: exactly one of `jwks_file` and an `https://` `jwks_url`,
+    /// `ca_cert` only with `jwks_url`, a refresh interval of at least 10 s.
+    fn validate(&self) -> Result<(), String> {
+        let rule = &self.name;
+        match (&self.jwks_file, &self.jwks_url) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "access.oidc rule {rule}: set jwks_file or jwks_url, not both"
+                ));
+            }
+            (None, None) => {
+                return Err(format!(
+                    "access.oidc rule {rule}: set jwks_file (a JWKS file) or jwks_url (the issuer's https:// JWKS URL)"
+                ));
+            }
+            (None, Some(url)) => {
+                let parsed = reqwest::Url::parse(url).map_err(|e| {
+                    format!("access.oidc rule {rule}: jwks_url {url:?} is not a URL: {e}")
+                })?;
+                if parsed.scheme() != "https" || parsed.host_str().is_none_or(str::is_empty) {
+                    return Err(format!(
+                        "access.oidc rule {rule}: jwks_url {url:?} must be an https:// URL with a host"
+                    ));
+                }
+            }
+            (Some(_), None) => {
+                if self.ca_cert.is_some() {
+                    return Err(format!(
+                        "access.oidc rule {rule}: ca_cert applies only to jwks_url (a jwks_file is read from disk)"
+                    ));
+                }
+            }
+        }
+        if self.jwks_refresh_secs < 10 {
+            return Err(format!(
+                "access.oidc rule {rule}: jwks_refresh_secs must be at least 10"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A configuration that could not be loaded; the message names the file, variable or field.
@@ -713,6 +773,9 @@ impl Config {
             )));
         }
         self.anomalies.validate(&self.stages).map_err(invalid)?;
+        for rule in &self.access.oidc {
+            rule.validate().map_err(invalid)?;
+        }
         let hooks = &self.webhooks;
         if hooks.max_attempts == 0
             || hooks.max_attempts > 1000
@@ -809,6 +872,58 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oidc_rule_needs_exactly_one_https_jwks_source() {
+        let rule = |source: &str| {
+            static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = FILES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let path = std::env::temp_dir().join(format!(
+                "airlock-oidc-config-{}-{n}.toml",
+                std::process::id()
+            ));
+            std::fs::write(
+                &path,
+                format!(
+                    "[[access.oidc]]\nname = \"ci\"\nissuer = \"https://ci.example\"\n\
+                     audience = \"airlock\"\nrepositories = [\"dev/*\"]\n{source}\n"
+                ),
+            )
+            .unwrap();
+            let loaded = Config::load(Some(&path), []).map(|_| ());
+            let _ = std::fs::remove_file(&path);
+            loaded
+        };
+        rule("jwks_file = \"/etc/jwks.json\"").unwrap();
+        rule("jwks_url = \"https://ci.example/.well-known/jwks\"\nca_cert = \"/etc/ca.pem\"")
+            .unwrap();
+        for (source, words) in [
+            ("", "set jwks_file (a JWKS file) or jwks_url"),
+            (
+                "jwks_file = \"/j\"\njwks_url = \"https://ci.example/jwks\"",
+                "not both",
+            ),
+            (
+                "jwks_url = \"http://ci.example/jwks\"",
+                "must be an https:// URL",
+            ),
+            ("jwks_url = \"not a url\"", "is not a URL"),
+            (
+                "jwks_file = \"/j\"\nca_cert = \"/ca.pem\"",
+                "ca_cert applies only to jwks_url",
+            ),
+            (
+                "jwks_url = \"https://ci.example/jwks\"\njwks_refresh_secs = 1",
+                "at least 10",
+            ),
+        ] {
+            let err = rule(source).unwrap_err().to_string();
+            assert!(
+                err.contains("access.oidc rule ci") && err.contains(words),
+                "{source}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn defaults_need_no_file() {
