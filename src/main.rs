@@ -129,9 +129,22 @@ struct ServeArgs {
     /// old keys. Pass it once, on purpose, after reading docs/operations.md (Recovery).
     #[arg(long)]
     allow_new_database: bool,
+    /// Serve plaintext HTTP on an address that is not loopback (e.g. behind a TLS-terminating
+    /// proxy on a trusted network). Without it, and without [tls] or --self-signed, such an
+    /// address is refused. Same as `insecure_listen = true`.
+    #[arg(long)]
+    insecure_listen: bool,
+    /// Serve TLS with a self-signed certificate, made once in the data directory (tls/) for the
+    /// listen address and localhost and reused later; its path and SHA-256 fingerprint are
+    /// printed. For trying TLS out; use [tls] with a CA's certificate in production.
+    #[arg(long, conflicts_with = "insecure_listen")]
+    self_signed: bool,
 }
 
 fn main() -> ExitCode {
+    // One crypto provider for every TLS use in the process (server, clients, webhooks): ring.
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     client::set_tls_options(client::TlsOptions {
         ca_cert: cli.tls.ca_cert.filter(|path| !path.as_os_str().is_empty()),
@@ -208,6 +221,8 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         config.log.format = format;
     }
     config.allow_new_database = args.allow_new_database;
+    config.insecure_listen |= args.insecure_listen;
+    config.self_signed = args.self_signed;
     // Everything the server creates in the data directory (blob files and directories, upload
     // chunks, the database if SQLite creates it) is for this user only, whatever umask the
     // server was started with. Set before any thread starts.

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Serve plaintext HTTP on an address that is not loopback (`airlock serve --insecure-listen`).
+    /// Off: without `[tls]` (or `--self-signed`) such an address is refused at start.
+    pub insecure_listen: bool,
     /// Directory for the embedded database, blobs and keys.
     pub data_dir: PathBuf,
     /// Start even though the database is new while the data directory holds keys from an earlier
@@ -24,6 +27,10 @@ pub struct Config {
     /// environment, so it cannot stay on by accident).
     #[serde(skip)]
     pub allow_new_database: bool,
+    /// Serve TLS with a self-signed certificate kept in the data directory (`airlock serve
+    /// --self-signed`; never read from the file or the environment). Excludes `[tls]`.
+    #[serde(skip)]
+    pub self_signed: bool,
     /// Logging.
     pub log: LogConfig,
     /// Registry limits.
@@ -43,6 +50,10 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// Connection and upload limits against slow, idle or too many clients.
     pub limits: LimitsConfig,
+    /// TLS: the server's certificate and key, and client certificates for mutual TLS. Unset:
+    /// plaintext HTTP (loopback only unless `insecure_listen`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
     /// The ordered stages.
     pub stages: Vec<StageConfig>,
 }
@@ -51,8 +62,10 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            insecure_listen: false,
             data_dir: PathBuf::from("./airlock-data"),
             allow_new_database: false,
+            self_signed: false,
             log: LogConfig::default(),
             registry: RegistryConfig::default(),
             audit: AuditConfig::default(),
@@ -62,6 +75,7 @@ impl Default for Config {
             anomalies: AnomalyConfig::default(),
             webhooks: WebhookConfig::default(),
             limits: LimitsConfig::default(),
+            tls: None,
             stages: Stages::default_pipeline(),
         }
     }
@@ -444,6 +458,44 @@ impl Default for LimitsConfig {
     }
 }
 
+/// TLS termination (see `docs/tls.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM: the server's certificate first, then intermediates.
+    pub cert: PathBuf,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to: mutual TLS. Unset: clients
+    /// present no certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: `required` (the default; a client without a valid certificate is refused
+    /// in the handshake) or `optional` (a client may present none, but one it presents must be
+    /// valid).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// How often the certificate and key files are checked for changes, in seconds (they are
+    /// also reloaded on SIGHUP).
+    #[serde(default = "default_reload_interval")]
+    pub reload_interval_secs: u64,
+}
+
+fn default_reload_interval() -> u64 {
+    5
+}
+
+/// Whether clients must present a certificate (with `tls.client_ca`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Every client presents a certificate chaining to `client_ca`.
+    #[default]
+    Required,
+    /// A client may present none; one it presents must chain to `client_ca`.
+    Optional,
+}
+
 /// One anomaly rule's settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -631,8 +683,10 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 11] = [
+const ENV_SETTABLE: [&str; 13] = [
     "listen",
+    "insecure_listen",
+    "tls",
     "data_dir",
     "log",
     "registry",
@@ -803,6 +857,21 @@ impl Config {
             return Err(invalid(
                 "limits: max_connections, max_concurrent_uploads, header_read_timeout_secs, body_timeout_secs and request_body_timeout_secs must be positive".into(),
             ));
+        }
+        if let Some(tls) = &self.tls {
+            if self.self_signed {
+                return Err(invalid(
+                    "--self-signed and [tls] exclude each other: drop --self-signed to serve the configured certificate, or remove [tls]".into(),
+                ));
+            }
+            if tls.reload_interval_secs == 0 {
+                return Err(invalid("tls.reload_interval_secs must be positive".into()));
+            }
+            if tls.client_auth == ClientAuth::Optional && tls.client_ca.is_none() {
+                return Err(invalid(
+                    "tls.client_auth = \"optional\" needs tls.client_ca (the CA client certificates must chain to)".into(),
+                ));
+            }
         }
         if self.registry.upload_sweep_interval_secs == 0 {
             return Err(invalid(
