@@ -225,7 +225,10 @@ impl TlsFailure {
 
     fn from_certificate_error(err: &CertificateError) -> Self {
         match err {
-            CertificateError::UnknownIssuer => TlsFailure::Untrusted,
+            // A bad signature on the chain: a CA of the issuer's name, but not the trusted one.
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                TlsFailure::Untrusted
+            }
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                 TlsFailure::Expired
             }
