@@ -146,6 +146,13 @@ fn main() -> ExitCode {
     #[allow(deprecated)]
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    if cli.tls.insecure && matches!(cli.command, Command::Serve(_)) {
+        eprintln!(
+            "airlock: --insecure is for client commands (do not check the server's certificate); \
+             to serve plaintext HTTP on a non-loopback address use `airlock serve --insecure-listen`"
+        );
+        return ExitCode::from(2);
+    }
     client::set_tls_options(client::TlsOptions {
         ca_cert: cli.tls.ca_cert.filter(|path| !path.as_os_str().is_empty()),
         insecure: cli.tls.insecure,
