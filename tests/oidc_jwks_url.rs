@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{TestServer, serve_refused};
+use common::{TestPki, TestServer, serve_refused};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use tls_support::{HttpsResponder, TestCa};
+use tls_support::HttpsResponder;
 
 const ISSUER: &str = "https://ci.example";
 const AUDIENCE: &str = "airlock-test";
@@ -54,18 +54,16 @@ fn id_token(key: &p256::ecdsa::SigningKey, kid: &str) -> String {
 /// What the JWKS server answers: a status and a document, changeable during the test.
 type Served = Arc<Mutex<(u16, Value)>>;
 
-fn jwks_server(ca: &TestCa, served: Served) -> HttpsResponder {
-    HttpsResponder::start(&ca.localhost(), move |request| {
+fn jwks_server(pki: &TestPki, served: Served) -> HttpsResponder {
+    HttpsResponder::start(pki, move |request| {
         assert_eq!(request.path, "/.well-known/jwks");
         let (status, body) = served.lock().unwrap().clone();
         (status, "application/json", body.to_string().into_bytes())
     })
 }
 
-/// A configuration file with one rule fetching `jwks_url`, trusting `ca_pem`.
-fn config(dir: &std::path::Path, jwks_url: &str, ca_pem: &str) -> std::path::PathBuf {
-    let ca_file = dir.join("jwks-ca.pem");
-    std::fs::write(&ca_file, ca_pem).unwrap();
+/// A configuration file with one rule fetching `jwks_url`, trusting the CA in `ca_file`.
+fn config(dir: &std::path::Path, jwks_url: &str, ca_file: &std::path::Path) -> std::path::PathBuf {
     let file = dir.join("airlock.toml");
     std::fs::write(
         &file,
@@ -94,7 +92,7 @@ async fn exchange(s: &TestServer, id_token: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn an_oidc_exchange_verifies_against_a_jwks_fetched_over_https_and_follows_rotation() {
-    let ca = TestCa::new("the issuer's CA");
+    let ca = TestPki::new();
     let (first, second) = (key("first key"), key("second key"));
     let served: Served = Arc::new(Mutex::new((200, json!({"keys": [jwk(&first, "k1")]}))));
     let jwks = jwks_server(&ca, served.clone());
@@ -102,7 +100,7 @@ async fn an_oidc_exchange_verifies_against_a_jwks_fetched_over_https_and_follows
     let file = config(
         dir.path(),
         &format!("{}/.well-known/jwks", jwks.url),
-        &ca.cert_pem,
+        &ca.ca_cert,
     );
     let s = TestServer::start_with_env(&[("AIRLOCK_CONFIG", file.to_str().unwrap())]);
     assert_eq!(jwks.received().len(), 1, "fetched once at start");
@@ -128,7 +126,7 @@ async fn an_oidc_exchange_verifies_against_a_jwks_fetched_over_https_and_follows
 #[tokio::test]
 async fn a_failed_jwks_refresh_keeps_the_last_good_keys_and_unknown_key_refreshes_are_rate_limited()
 {
-    let ca = TestCa::new("the issuer's CA");
+    let ca = TestPki::new();
     let first = key("first key");
     let served: Served = Arc::new(Mutex::new((200, json!({"keys": [jwk(&first, "k1")]}))));
     let jwks = jwks_server(&ca, served.clone());
@@ -136,7 +134,7 @@ async fn a_failed_jwks_refresh_keeps_the_last_good_keys_and_unknown_key_refreshe
     let file = config(
         dir.path(),
         &format!("{}/.well-known/jwks", jwks.url),
-        &ca.cert_pem,
+        &ca.ca_cert,
     );
     let s = TestServer::start_with_env(&[("AIRLOCK_CONFIG", file.to_str().unwrap())]);
 
@@ -156,15 +154,15 @@ async fn a_failed_jwks_refresh_keeps_the_last_good_keys_and_unknown_key_refreshe
 
 #[test]
 fn a_jwks_url_whose_certificate_the_rule_does_not_trust_refuses_the_start() {
-    let real = TestCa::new("the issuer's CA");
-    let other = TestCa::new("some other CA");
+    let real = TestPki::new();
+    let other = TestPki::new();
     let served: Served = Arc::new(Mutex::new((200, json!({"keys": [jwk(&key("k"), "k1")]}))));
     let jwks = jwks_server(&real, served);
     let dir = tempfile::tempdir().unwrap();
     let file = config(
         dir.path(),
         &format!("{}/.well-known/jwks", jwks.url),
-        &other.cert_pem,
+        &other.ca_cert,
     );
     let data = dir.path().join("data");
     let (code, stderr) = serve_refused(&data, &["--config", file.to_str().unwrap()]);

@@ -9,9 +9,9 @@ mod tls_support;
 
 use std::time::Duration;
 
-use common::{TestServer, post_json};
+use common::{TestPki, TestServer, post_json};
 use serde_json::{Value, json};
-use tls_support::{HttpsResponder, TestCa};
+use tls_support::{HttpsResponder, ca_pem};
 
 const SECRET: &str = "0123456789abcdef-webhook-secret";
 
@@ -26,8 +26,8 @@ const ENV: [(&str, &str); 6] = [
 ];
 
 /// A receiver that accepts every event.
-fn receiver(ca: &TestCa) -> HttpsResponder {
-    HttpsResponder::start(&ca.localhost(), |_| (204, "text/plain", Vec::new()))
+fn receiver(pki: &TestPki) -> HttpsResponder {
+    HttpsResponder::start(pki, |_| (204, "text/plain", Vec::new()))
 }
 
 /// Adds an endpoint for `webhook.test` events; returns its id.
@@ -74,14 +74,14 @@ async fn send_test_event(s: &TestServer, id: i64) -> Value {
 #[tokio::test]
 async fn an_https_webhook_is_delivered_when_its_receiver_chains_to_the_endpoint_ca() {
     let s = TestServer::start_with_env(&ENV);
-    let ca = TestCa::new("airlock webhook test CA");
+    let ca = TestPki::new();
     let hooks = receiver(&ca);
     let url = format!("{}/hooks/airlock", hooks.url);
-    let (status, body) = add(&s, &url, Some(&ca.cert_pem)).await;
+    let (status, body) = add(&s, &url, Some(&ca_pem(&ca))).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(
         body["ca_cert"],
-        ca.cert_pem.trim(),
+        ca_pem(&ca).trim(),
         "the endpoint keeps its CA"
     );
     let id = body["id"].as_i64().unwrap();
@@ -100,10 +100,10 @@ async fn an_https_webhook_is_delivered_when_its_receiver_chains_to_the_endpoint_
 #[tokio::test]
 async fn an_https_webhook_with_the_wrong_ca_is_retried_and_never_delivered() {
     let s = TestServer::start_with_env(&ENV);
-    let real = TestCa::new("the receiver's CA");
-    let other = TestCa::new("another CA");
+    let real = TestPki::new();
+    let other = TestPki::new();
     let hooks = receiver(&real);
-    let (status, body) = add(&s, &format!("{}/hook", hooks.url), Some(&other.cert_pem)).await;
+    let (status, body) = add(&s, &format!("{}/hook", hooks.url), Some(&ca_pem(&other))).await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_i64().unwrap();
 
@@ -126,7 +126,7 @@ async fn an_https_webhook_with_the_wrong_ca_is_retried_and_never_delivered() {
 #[tokio::test]
 async fn an_https_webhook_without_a_ca_uses_the_system_roots_which_refuse_a_private_ca() {
     let s = TestServer::start_with_env(&ENV);
-    let ca = TestCa::new("a private CA");
+    let ca = TestPki::new();
     let hooks = receiver(&ca);
     let (status, body) = add(&s, &format!("{}/hook", hooks.url), None).await;
     assert_eq!(status, 201, "{body}");
@@ -147,15 +147,15 @@ async fn an_https_webhook_without_a_ca_uses_the_system_roots_which_refuse_a_priv
 async fn an_https_webhook_to_loopback_is_refused_by_the_resolver_unless_allowed() {
     // The defaults: private targets refused.
     let s = TestServer::start_with_env(&ENV[..5]);
-    let ca = TestCa::new("a private CA");
+    let ca = TestPki::new();
     let hooks = receiver(&ca);
     // A literal loopback address is refused when the endpoint is added.
     let literal = format!("https://127.0.0.1:{}/hook", hooks.address.port());
-    let (status, body) = add(&s, &literal, Some(&ca.cert_pem)).await;
+    let (status, body) = add(&s, &literal, Some(&ca_pem(&ca))).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("loopback"), "{body}");
     // A name is checked where it resolves, at every send, for https as for http.
-    let (status, body) = add(&s, &format!("{}/hook", hooks.url), Some(&ca.cert_pem)).await;
+    let (status, body) = add(&s, &format!("{}/hook", hooks.url), Some(&ca_pem(&ca))).await;
     assert_eq!(status, 201, "{body}");
     let delivery = send_test_event(&s, body["id"].as_i64().unwrap()).await;
     assert_eq!(delivery["status"], "dead", "{delivery:#}");
@@ -168,8 +168,8 @@ async fn an_https_webhook_to_loopback_is_refused_by_the_resolver_unless_allowed(
 #[tokio::test]
 async fn a_webhook_ca_cert_must_be_pem_and_needs_an_https_url() {
     let s = TestServer::start_with_env(&ENV);
-    let ca = TestCa::new("a private CA");
-    let (status, body) = add(&s, "http://localhost:9/hook", Some(&ca.cert_pem)).await;
+    let ca = TestPki::new();
+    let (status, body) = add(&s, "http://localhost:9/hook", Some(&ca_pem(&ca))).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("only to an https://"), "{body}");
     let (status, body) = add(&s, "https://localhost:9/hook", Some("not a certificate")).await;

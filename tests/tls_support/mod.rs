@@ -1,6 +1,6 @@
-//! TLS pieces for the client-side tests: a CA made with rcgen, certificates it issues (valid or
-//! expired), and small HTTPS servers on loopback that each run on their own thread (so a test
-//! may block on the CLI while they answer).
+//! HTTPS servers for the client-side tests (webhook receivers, JWKS issuers): on loopback, each
+//! on its own thread (so a test may block while they answer), presenting a certificate from the
+//! harness's [`TestPki`].
 
 #![allow(dead_code)]
 
@@ -8,77 +8,31 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A certificate authority for one test.
-pub struct TestCa {
-    /// The CA certificate (PEM).
-    pub cert_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
+use crate::common::TestPki;
 
-/// A server certificate and its key (PEM).
+/// A server certificate chain and its key (PEM).
 pub struct ServerCert {
-    /// The certificate (PEM).
+    /// The chain (PEM).
     pub cert_pem: String,
     /// Its private key (PEM).
     pub key_pem: String,
 }
 
-impl TestCa {
-    /// A new CA named `name`.
-    pub fn new(name: &str) -> Self {
-        let key = KeyPair::generate().expect("CA key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        let cert = params.self_signed(&key).expect("CA certificate");
-        Self {
-            cert_pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
+impl ServerCert {
+    /// A chain for `localhost` and `127.0.0.1` from `pki`, valid now.
+    pub fn from(pki: &TestPki) -> Self {
+        let (cert_pem, key_pem) = pki.server_pem(-1, 30);
+        Self { cert_pem, key_pem }
     }
+}
 
-    /// A certificate for `localhost` and `127.0.0.1`, valid now.
-    pub fn localhost(&self) -> ServerCert {
-        self.issue(false)
-    }
-
-    /// A certificate for `localhost` and `127.0.0.1` that expired yesterday.
-    pub fn expired_localhost(&self) -> ServerCert {
-        self.issue(true)
-    }
-
-    fn issue(&self, expired: bool) -> ServerCert {
-        let key = KeyPair::generate().expect("server key");
-        let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".into()])
-            .expect("server params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        let now = time::OffsetDateTime::now_utc();
-        if expired {
-            params.not_before = now - time::Duration::days(30);
-            params.not_after = now - time::Duration::days(1);
-        } else {
-            params.not_before = now - time::Duration::days(1);
-            params.not_after = now + time::Duration::days(30);
-        }
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("server certificate");
-        ServerCert {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
-    }
+/// The PEM of `pki`'s root CA.
+pub fn ca_pem(pki: &TestPki) -> String {
+    std::fs::read_to_string(&pki.ca_cert).expect("CA file")
 }
 
 /// A rustls server configuration for `cert` (HTTP/1.1 only).
@@ -127,12 +81,12 @@ pub struct HttpsResponder {
 }
 
 impl HttpsResponder {
-    /// Starts a responder with `cert`.
+    /// Starts a responder with a certificate from `pki`.
     pub fn start(
-        cert: &ServerCert,
+        pki: &TestPki,
         answer: impl Fn(&Received) -> (u16, &'static str, Vec<u8>) + Send + Sync + 'static,
     ) -> Self {
-        let config = server_config(cert);
+        let config = server_config(&ServerCert::from(pki));
         let answer: Arc<Answer> = Arc::new(answer);
         let received = Arc::new(Mutex::new(Vec::new()));
         let failed_handshakes = Arc::new(AtomicUsize::new(0));
@@ -250,68 +204,4 @@ async fn read_request(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Optio
         body.extend_from_slice(&chunk[..n]);
     }
     Some(Received { method, path, body })
-}
-
-/// A TLS-terminating proxy on loopback in front of `backend` (a plaintext `host:port`), on its
-/// own thread: what airlock behind a TLS terminator looks like to a client.
-pub struct TlsProxy {
-    /// `https://localhost:PORT`.
-    pub url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl TlsProxy {
-    /// Starts a proxy presenting `cert` and forwarding to `backend`.
-    pub fn start(cert: &ServerCert, backend: &str) -> Self {
-        let config = server_config(cert);
-        let backend = backend.to_string();
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        listener.set_nonblocking(true).expect("nonblocking");
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                let serve = async {
-                    loop {
-                        let Ok((tcp, _)) = listener.accept().await else {
-                            continue;
-                        };
-                        let (acceptor, backend) = (acceptor.clone(), backend.clone());
-                        tokio::spawn(async move {
-                            let Ok(mut tls) = acceptor.accept(tcp).await else {
-                                return;
-                            };
-                            let Ok(mut plain) = tokio::net::TcpStream::connect(&backend).await
-                            else {
-                                return;
-                            };
-                            let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-                        });
-                    }
-                };
-                tokio::select! {
-                    () = serve => {},
-                    _ = stopped => {},
-                }
-            });
-        });
-        Self {
-            url: format!("https://localhost:{port}"),
-            stop: Some(stop),
-        }
-    }
-}
-
-impl Drop for TlsProxy {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
 }
