@@ -192,10 +192,9 @@ impl TlsFailure {
             }
             if let Some(io) = error.downcast_ref::<std::io::Error>()
                 && let Some(inner) = io.get_ref()
+                && let Some(found) = Self::find(inner)
             {
-                if let Some(found) = Self::find(inner) {
-                    return Some(found);
-                }
+                return Some(found);
             }
             current = error.source();
         }
