@@ -179,7 +179,11 @@ const INSECURE_WARNING: &str = "airlock: WARNING: --insecure: the server's certi
 /// The TLS choice for `server`: `--insecure`, else `--ca-cert` / `AIRLOCK_CA_CERT`, else what
 /// `airlock login` stored for the server, else the system's roots.
 pub fn trust_for(stored: Option<&StoredLogin>) -> Result<Trust> {
-    let options = tls_options();
+    choose_trust(&tls_options(), stored)
+}
+
+/// [`trust_for`] with the command line's `options` given.
+fn choose_trust(options: &TlsOptions, stored: Option<&StoredLogin>) -> Result<Trust> {
     if options.insecure {
         return Ok(Trust::Insecure);
     }
@@ -546,6 +550,80 @@ mod tests {
             normalize_server("localhost.evil.example"),
             "https://localhost.evil.example"
         );
+    }
+
+    #[test]
+    fn the_flags_win_over_the_stored_choice_which_wins_over_the_system_roots() {
+        let dir = std::env::temp_dir().join(format!("airlock-trust-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = rcgen::CertificateParams::new(vec!["ca.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, &pem).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let login = |ca_cert_pem: Option<&str>, insecure| StoredLogin {
+            username: "alice".into(),
+            refresh_token: "r".into(),
+            ca_cert_pem: ca_cert_pem.map(String::from),
+            insecure,
+        };
+        let none = TlsOptions::default();
+        let insecure = TlsOptions {
+            insecure: true,
+            ca_cert: None,
+        };
+        let with_ca = TlsOptions {
+            insecure: false,
+            ca_cert: Some(ca_file.clone()),
+        };
+        let kind = |trust: Trust| match trust {
+            Trust::System => "system".to_string(),
+            Trust::PrivateCa(ca) => format!("ca:{}", ca.pem() == pem),
+            Trust::Insecure => "insecure".to_string(),
+        };
+        let stored_ca = login(Some(&pem), false);
+        let stored_insecure = login(None, true);
+        let plain = login(None, false);
+        assert_eq!(kind(choose_trust(&none, None).unwrap()), "system");
+        assert_eq!(kind(choose_trust(&none, Some(&plain)).unwrap()), "system");
+        assert_eq!(
+            kind(choose_trust(&none, Some(&stored_ca)).unwrap()),
+            "ca:true"
+        );
+        assert_eq!(
+            kind(choose_trust(&none, Some(&stored_insecure)).unwrap()),
+            "insecure"
+        );
+        assert_eq!(
+            kind(choose_trust(&insecure, Some(&stored_ca)).unwrap()),
+            "insecure"
+        );
+        assert_eq!(
+            kind(choose_trust(&with_ca, Some(&stored_insecure)).unwrap()),
+            "ca:true",
+            "a CA on the command line wins over a stored --insecure"
+        );
+        let bad = TlsOptions {
+            insecure: false,
+            ca_cert: Some(not_pem),
+        };
+        let err = format!("{:#}", choose_trust(&bad, None).unwrap_err());
+        assert!(
+            err.contains("--ca-cert") && err.contains("not a PEM"),
+            "{err}"
+        );
+        let missing = TlsOptions {
+            insecure: false,
+            ca_cert: Some(dir.join("absent.pem")),
+        };
+        let err = format!("{:#}", choose_trust(&missing, None).unwrap_err());
+        assert!(err.contains("cannot read the CA certificate"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
