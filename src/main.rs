@@ -36,8 +36,9 @@ struct Cli {
 #[derive(Debug, clap::Args)]
 struct TlsArgs {
     /// Trust only this CA (a PEM file) for the server's certificate, instead of the system's
-    /// roots. `airlock login` stores it with the server's entry for later commands.
-    #[arg(long, env = "AIRLOCK_CA_CERT", value_name = "FILE", global = true)]
+    /// roots; also AIRLOCK_CA_CERT (which --insecure overrides). `airlock login` stores it with
+    /// the server's entry for later commands.
+    #[arg(long, value_name = "FILE", global = true)]
     ca_cert: Option<PathBuf>,
     /// Do not check the server's certificate at all. Lab use only: anyone on the network path
     /// can read and change the connection (a warning is printed on every use).
@@ -153,8 +154,16 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    // AIRLOCK_CA_CERT is read here rather than by clap, so that --insecure on the command line
+    // overrides it instead of conflicting with it.
+    let ca_cert = cli
+        .tls
+        .ca_cert
+        .clone()
+        .or_else(|| std::env::var_os("AIRLOCK_CA_CERT").map(PathBuf::from))
+        .filter(|path| !cli.tls.insecure && !path.as_os_str().is_empty());
     client::set_tls_options(client::TlsOptions {
-        ca_cert: cli.tls.ca_cert.filter(|path| !path.as_os_str().is_empty()),
+        ca_cert,
         insecure: cli.tls.insecure,
     });
     match cli.command {
