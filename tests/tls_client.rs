@@ -136,6 +136,17 @@ fn insecure_connects_without_checking_and_warns_on_every_use() {
         err.contains("WARNING"),
         "the stored choice warns again: {err}"
     );
+    // --insecure on the command line overrides AIRLOCK_CA_CERT (here a CA that would refuse).
+    let other = TestPki::new();
+    let (code, out, err) = cli(
+        &s,
+        home.path(),
+        &["whoami", "--insecure"],
+        None,
+        &[("AIRLOCK_CA_CERT", other.ca_cert.to_str().unwrap())],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("WARNING"), "{err}");
 }
 
 #[test]
