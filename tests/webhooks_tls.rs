@@ -176,3 +176,32 @@ async fn a_webhook_ca_cert_must_be_pem_and_needs_an_https_url() {
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("CERTIFICATE"), "{body}");
 }
+
+#[tokio::test]
+async fn the_cli_adds_an_https_webhook_with_the_receivers_ca() {
+    let s = TestServer::start_with_env(&ENV);
+    let ca = TestPki::new();
+    let hooks = receiver(&ca);
+    let secret = ca.dir().join("hook.secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let url = format!("{}/hook", hooks.url);
+    let (code, out, err) = s.cli(&[
+        "webhooks",
+        "add",
+        &url,
+        "--events",
+        "webhook.test",
+        "--secret-file",
+        secret.to_str().unwrap(),
+        "--receiver-ca-cert",
+        ca.ca_cert.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let added: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(added["ca_cert"], ca_pem(&ca).trim());
+    let delivery = send_test_event(&s, added["id"].as_i64().unwrap()).await;
+    assert_eq!(delivery["status"], "delivered", "{delivery:#}");
+    assert_eq!(hooks.received().len(), 1);
+}
