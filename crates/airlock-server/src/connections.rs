@@ -278,6 +278,9 @@ async fn serve_connection(
     let mut closing = false;
     let mut idle_check =
         tokio::time::interval(limits.header_read_timeout.min(Duration::from_secs(1)));
+    // An idle HTTP/2 connection is asked to close (GOAWAY); one that has not even sent its
+    // preface cannot be, so it is dropped when this runs out.
+    let mut give_up = std::pin::pin!(tokio::time::sleep(Duration::from_secs(365 * 24 * 3600)));
     loop {
         tokio::select! {
             result = connection.as_mut() => return result,
@@ -289,11 +292,16 @@ async fn serve_connection(
                 if activity.as_ref().is_some_and(|a| a.idle_for() >= limits.header_read_timeout) {
                     closing = true;
                     connection.as_mut().graceful_shutdown();
+                    give_up.as_mut().reset(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
                 }
             }
+            () = give_up.as_mut() => return Ok(()),
         }
     }
 }
+
+/// How long an idle HTTP/2 connection asked to close may take before it is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Requests in flight on an HTTP/2 connection, and since when it has had none.
 struct Activity {
@@ -435,7 +443,14 @@ async fn refuse(stream: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>) {
     let _ = tokio::time::timeout(REFUSAL_GRACE, async {
         match tls {
             None => answer_refusal(stream).await,
-            Some(acceptor) => answer_refusal(acceptor.accept(stream).await?).await,
+            Some(acceptor) => {
+                // A TLS client sends its request right after the handshake; answering before it
+                // arrives would look to the client like a response to nothing.
+                let mut stream = acceptor.accept(stream).await?;
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await?;
+                answer_refusal(stream).await
+            }
         }
     })
     .await;
