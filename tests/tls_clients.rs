@@ -369,3 +369,75 @@ async fn an_expired_server_certificate_is_refused_by_every_client() {
         .expect_err("refused");
     assert!(format!("{err:?}").contains("Expired"), "{err:?}");
 }
+
+/// Runs the OCI conformance suite (`../shared/tools/oci-conformance/run`) against `base`,
+/// trusting `ca` if given; returns (passed, the names of the failed specs). The suite's client
+/// does not verify the server's certificate (it passes with any), so this checks the protocol
+/// over TLS; verification is what the other clients here check.
+fn conformance(base: &str, ca: Option<&Path>, report: &Path) -> (u32, Vec<String>) {
+    let run = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/tools/oci-conformance/run"
+    ));
+    let mut command = Command::new(run);
+    command
+        .args([
+            base,
+            "dev/conformance",
+            "admin",
+            ADMIN_PASSWORD,
+            "dev/other",
+        ])
+        .env("OCI_REPORT_DIR", report);
+    if let Some(ca) = ca {
+        command.env("SSL_CERT_FILE", ca);
+    }
+    let output = command.output().expect("run the conformance suite");
+    let said = text(&output);
+    let passed = said
+        .lines()
+        .find_map(|l| {
+            l.split(" Passed")
+                .next()
+                .filter(|_| l.contains(" Passed |"))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no pass count in the suite's output: {said}"));
+    let mut failed: Vec<String> = said
+        .lines()
+        .filter(|l| l.trim_start().starts_with("[FAIL]"))
+        .map(|l| l.trim().to_string())
+        .collect();
+    failed.sort();
+    failed.dedup();
+    (passed, failed)
+}
+
+#[tokio::test]
+async fn the_oci_conformance_suite_passes_over_tls_as_over_plaintext() {
+    let run = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/tools/oci-conformance/run"
+    ));
+    if !run.exists() {
+        assert_ne!(
+            std::env::var("AIRLOCK_INTEROP").as_deref(),
+            Ok("required"),
+            "the conformance suite is required but {} is missing",
+            run.display()
+        );
+        eprintln!("NOTICE: skipping: {} is missing", run.display());
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let plain = TestServer::start();
+    let (tls, pki) = TestServer::start_tls(&[]);
+    let (plain_passed, plain_failed) = conformance(&plain.base, None, &work.path().join("plain"));
+    let (tls_passed, tls_failed) =
+        conformance(&tls.base, Some(&pki.ca_cert), &work.path().join("tls"));
+    eprintln!("conformance: plaintext {plain_passed} passed, TLS {tls_passed} passed");
+    assert!(plain_passed > 0);
+    assert_eq!(tls_passed, plain_passed, "TLS failed: {tls_failed:#?}");
+    assert_eq!(tls_failed, plain_failed);
+}
