@@ -18,10 +18,14 @@
 //!
 //! `airlock-bench uploads [--parallel 200] [--mib 100]` measures server memory (peak RSS) while many
 //! clients upload at once, against airlock and the distribution registry (see `uploads.rs`).
+//!
+//! `airlock-bench tls [--blob-mib 1024] [--runs 3]` measures blob push/pull over TLS against
+//! plaintext in the same run, and TLS handshakes per second (see `tls.rs`).
 
 mod anomalies;
 mod audit;
 mod promote;
+mod tls;
 mod uploads;
 
 use std::io::{BufRead, BufReader};
@@ -407,7 +411,11 @@ fn report(name: &str, options: &Options, f: &Figures) {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // reqwest is built without a crypto provider of its own: ring, as in airlock.
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match std::env::args().nth(1).as_deref() {
+        Some("tls") => return tls::run().await,
         Some("audit") => return audit::run().await,
         Some("anomalies") => return anomalies::run().await,
         Some("promote") => return promote::run().await,

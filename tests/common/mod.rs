@@ -659,8 +659,10 @@ impl TestPki {
         let ca_key = rcgen::KeyPair::generate().expect("CA key");
         let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(rcgen::DnType::CommonName, "airlock test root CA");
+        ca.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("airlock test root CA {}", unique()),
+        );
         ca.key_usages = vec![
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::CrlSign,
@@ -671,8 +673,10 @@ impl TestPki {
         let mid_key = rcgen::KeyPair::generate().expect("intermediate key");
         let mut mid = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         mid.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
-        mid.distinguished_name
-            .push(rcgen::DnType::CommonName, "airlock test intermediate CA");
+        mid.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("airlock test intermediate CA {}", unique()),
+        );
         mid.key_usages = vec![
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::CrlSign,
@@ -766,6 +770,21 @@ impl TestPki {
         std::fs::rename(&new_key, &self.server_key).expect("rename key");
         fingerprint
     }
+}
+
+/// A name part no other test PKI shares (CAs with equal names would be confused by clients).
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// SHA-256 fingerprint (lower-case hex) of the first certificate in a PEM text.

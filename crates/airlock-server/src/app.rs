@@ -338,6 +338,9 @@ pub async fn serve(
         },
         crate::metrics::install(),
     );
+    if let Some(tls) = &tls {
+        tls.info.export();
+    }
     tracing::info!(%addr, data_dir = %config.data_dir.display(), tls = tls.is_some(), "airlock listening");
     println!("airlock listening on {scheme}://{addr}");
     if let Some(made) = tls.as_ref().and_then(|tls| tls.self_signed.as_ref()) {

@@ -227,8 +227,22 @@ async fn serve_connection(
             });
         let missed = deadline.as_ref().map(|d| d.missed.clone());
         let path_is_oci = request.uri().path().starts_with("/v2/");
-        let mut request = request
-            .map(|body| Body::new(ProgressTimeout::new(body, limits.body_timeout, deadline)));
+        // HTTP/2 refuses an unread body per stream; HTTP/1.1 reads a small rest of it.
+        let (unread_tx, unread) = match protocol {
+            Protocol::Http1 => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            Protocol::Http2 => (None, None),
+        };
+        let mut request = request.map(|body| {
+            Body::new(ProgressTimeout::new(
+                body,
+                limits.body_timeout,
+                deadline,
+                unread_tx,
+            ))
+        });
         request.extensions_mut().insert(ConnectInfo(peer));
         let mut app = app.clone();
         let in_flight = tracked
@@ -236,6 +250,9 @@ async fn serve_connection(
             .map(|activity| InFlight::start(activity.clone()));
         async move {
             let response = app.call(request).await.unwrap_or_else(|e| match e {});
+            if let Some(rest) = unread.and_then(|mut unread| unread.try_recv().ok()) {
+                drain_unread(rest).await;
+            }
             // Whatever the handler made of the failed body (extractors answer 400 in their
             // own words), the client learns which limit it hit.
             let response = if missed.is_some_and(|missed| missed.load(Ordering::Relaxed)) {
@@ -278,6 +295,9 @@ async fn serve_connection(
     let mut closing = false;
     let mut idle_check =
         tokio::time::interval(limits.header_read_timeout.min(Duration::from_secs(1)));
+    // An idle HTTP/2 connection is asked to close (GOAWAY); one that has not even sent its
+    // preface cannot be, so it is dropped when this runs out.
+    let mut give_up = std::pin::pin!(tokio::time::sleep(Duration::from_secs(365 * 24 * 3600)));
     loop {
         tokio::select! {
             result = connection.as_mut() => return result,
@@ -289,11 +309,16 @@ async fn serve_connection(
                 if activity.as_ref().is_some_and(|a| a.idle_for() >= limits.header_read_timeout) {
                     closing = true;
                     connection.as_mut().graceful_shutdown();
+                    give_up.as_mut().reset(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
                 }
             }
+            () = give_up.as_mut() => return Ok(()),
         }
     }
 }
+
+/// How long an idle HTTP/2 connection asked to close may take before it is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Requests in flight on an HTTP/2 connection, and since when it has had none.
 struct Activity {
@@ -435,7 +460,14 @@ async fn refuse(stream: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>) {
     let _ = tokio::time::timeout(REFUSAL_GRACE, async {
         match tls {
             None => answer_refusal(stream).await,
-            Some(acceptor) => answer_refusal(acceptor.accept(stream).await?).await,
+            Some(acceptor) => {
+                // A TLS client sends its request right after the handshake; answering before it
+                // arrives would look to the client like a response to nothing.
+                let mut stream = acceptor.accept(stream).await?;
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await?;
+                answer_refusal(stream).await
+            }
         }
     })
     .await;
@@ -494,22 +526,72 @@ struct Deadline {
 /// more after the deadline passed. The clocks matter only while the reader waits for the client,
 /// so a handler that reads late is not penalised for data already received.
 struct ProgressTimeout {
-    inner: Incoming,
+    /// `None` only while being dropped.
+    inner: Option<Incoming>,
     timeout: Duration,
     /// Armed when a poll finds no data; cleared when data arrives.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     overall: Option<Deadline>,
+    /// Where the unread rest of the body goes when the handler drops it without a failure.
+    unread: Option<tokio::sync::oneshot::Sender<Incoming>>,
+    failed: bool,
 }
 
 impl ProgressTimeout {
-    fn new(inner: Incoming, timeout: Duration, overall: Option<Deadline>) -> Self {
+    fn new(
+        inner: Incoming,
+        timeout: Duration,
+        overall: Option<Deadline>,
+        unread: Option<tokio::sync::oneshot::Sender<Incoming>>,
+    ) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             timeout,
             deadline: None,
             overall,
+            unread,
+            failed: false,
         }
     }
+}
+
+impl Drop for ProgressTimeout {
+    fn drop(&mut self) {
+        if let (Some(inner), Some(unread)) = (self.inner.take(), self.unread.take())
+            && !self.failed
+            && !http_body::Body::is_end_stream(&inner)
+        {
+            let _ = unread.send(inner);
+        }
+    }
+}
+
+/// The most of an unread request body read after the answer (see [`drain_unread`]).
+const MAX_UNREAD_DRAIN: u64 = 256 * 1024;
+
+/// How long reading an unread request body after the answer may take.
+const UNREAD_DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and discards what is left of a request body the handler answered without reading
+/// (a 401 to an upload sent before credentials, say), if it is at most [`MAX_UNREAD_DRAIN`],
+/// before the answer goes out. Otherwise HTTP/1.1 must close the connection while the client is
+/// still sending, and a client that writes the whole body before reading (Python's requests
+/// over TLS) sees a broken connection instead of the answer.
+async fn drain_unread(mut body: Incoming) {
+    use http_body_util::BodyExt as _;
+    if http_body::Body::size_hint(&body).lower() > MAX_UNREAD_DRAIN {
+        return;
+    }
+    let _ = tokio::time::timeout(UNREAD_DRAIN_TIME, async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if read > MAX_UNREAD_DRAIN {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 impl http_body::Body for ProgressTimeout {
@@ -521,9 +603,13 @@ impl http_body::Body for ProgressTimeout {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.deadline = None;
+                this.failed |= matches!(frame, Some(Err(_)));
                 Poll::Ready(frame.map(|f| f.map_err(axum::Error::new)))
             }
             Poll::Pending => {
@@ -531,6 +617,7 @@ impl http_body::Body for ProgressTimeout {
                     && overall.timer.as_mut().poll(cx).is_ready()
                 {
                     overall.missed.store(true, Ordering::Relaxed);
+                    this.failed = true;
                     let limit = overall.limit;
                     return Poll::Ready(Some(Err(axum::Error::new(BodyTooSlow(limit)))));
                 }
@@ -541,6 +628,7 @@ impl http_body::Body for ProgressTimeout {
                 match deadline.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         this.deadline = None;
+                        this.failed = true;
                         Poll::Ready(Some(Err(axum::Error::new(BodyStalled(timeout)))))
                     }
                     Poll::Pending => Poll::Pending,
@@ -550,10 +638,14 @@ impl http_body::Body for ProgressTimeout {
     }
 
     fn is_end_stream(&self) -> bool {
-        http_body::Body::is_end_stream(&self.inner)
+        self.inner
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        http_body::Body::size_hint(&self.inner)
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), http_body::Body::size_hint)
     }
 }

@@ -137,12 +137,17 @@ impl CertificateInfo {
         self.not_after - now
     }
 
+    /// Exports the expiry as the [`EXPIRY_METRIC`] gauge.
+    pub fn export(&self) {
+        metrics::gauge!(EXPIRY_METRIC).set(self.not_after as f64);
+    }
+
     /// Logs the certificate (as served from `path`), with a warning close to expiry and an error
     /// once expired, and exports its expiry as a gauge.
     pub fn report(&self, path: &Path, what: &str) {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let remaining = self.remaining(now);
-        metrics::gauge!(EXPIRY_METRIC).set(self.not_after as f64);
+        self.export();
         let file = path.display().to_string();
         if remaining <= 0 {
             tracing::error!(file, fingerprint = %self.fingerprint, not_after = %self.expiry_text(),
@@ -255,6 +260,8 @@ pub struct Termination {
     pub certificate: Arc<reload::ReloadingCertificate>,
     /// How often the reload task checks the files.
     pub reload_every: Duration,
+    /// The certificate served at start.
+    pub info: CertificateInfo,
     /// The self-signed certificate, with `--self-signed`.
     pub self_signed: Option<self_signed::SelfSigned>,
 }
@@ -286,6 +293,7 @@ pub fn prepare(config: &crate::Config) -> Result<Option<Termination>, TlsError> 
         server_config,
         certificate,
         reload_every: Duration::from_secs(tls.reload_interval_secs),
+        info,
         self_signed,
     }))
 }
