@@ -18,10 +18,14 @@
 //!
 //! `airlock-bench uploads [--parallel 200] [--mib 100]` measures server memory (peak RSS) while many
 //! clients upload at once, against airlock and the distribution registry (see `uploads.rs`).
+//!
+//! `airlock-bench tls [--blob-mib 1024] [--runs 3]` measures blob push/pull over TLS against
+//! plaintext in the same run, and TLS handshakes per second (see `tls.rs`).
 
 mod anomalies;
 mod audit;
 mod promote;
+mod tls;
 mod uploads;
 
 use std::io::{BufRead, BufReader};
@@ -410,6 +414,7 @@ async fn main() -> Result<()> {
     // aws-lc-rs is the one crypto provider of the whole build.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match std::env::args().nth(1).as_deref() {
+        Some("tls") => return tls::run().await,
         Some("audit") => return audit::run().await,
         Some("anomalies") => return anomalies::run().await,
         Some("promote") => return promote::run().await,

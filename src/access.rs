@@ -7,6 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use airlock_server::outbound_tls::Trust;
+
 use crate::client::{ApiClient, CredentialStore, StoredLogin, normalize_server, parse_duration};
 
 /// Server and output options every command takes.
@@ -28,7 +30,9 @@ pub struct Common {
 /// `airlock login`.
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// The server, e.g. http://127.0.0.1:5000.
+    /// The server, e.g. https://registry.example or 127.0.0.1:5000 (without a scheme: https://,
+    /// or http:// for a loopback host). The TLS choice (--ca-cert, --insecure) is stored with
+    /// the login and used by later commands for this server.
     server: String,
     /// User (or service account) name.
     #[arg(short = 'u', long)]
@@ -201,7 +205,10 @@ pub async fn login(args: LoginArgs) -> Result<u8> {
     }
     let password = read_stdin_secret()?;
     let server = normalize_server(&args.server);
-    let refresh_token = crate::client::login(&server, &args.username, &password).await?;
+    // The TLS choice: the flags, else the one stored with an earlier login to this server.
+    let earlier = CredentialStore::load()?.servers.remove(&server);
+    let trust = crate::client::trust_for(earlier.as_ref())?;
+    let refresh_token = crate::client::login(&server, &trust, &args.username, &password).await?;
     let _lock = crate::client::CredentialLock::acquire()?;
     let mut store = CredentialStore::load()?;
     store.servers.insert(
@@ -209,6 +216,11 @@ pub async fn login(args: LoginArgs) -> Result<u8> {
         StoredLogin {
             username: args.username.clone(),
             refresh_token,
+            ca_cert_pem: match &trust {
+                Trust::PrivateCa(ca) => Some(ca.pem().to_string()),
+                _ => None,
+            },
+            insecure: matches!(trust, Trust::Insecure),
         },
     );
     store.save()?;

@@ -26,7 +26,7 @@ pub struct ServerArgs {
 
 impl ServerArgs {
     fn url(&self, path: &str) -> String {
-        format!("{}{}", self.server.trim_end_matches('/'), path)
+        format!("{}{}", crate::client::normalize_server(&self.server), path)
     }
 }
 
@@ -143,7 +143,7 @@ pub async fn run(command: AuditCommand) -> Result<u8> {
             print!(
                 "{}",
                 get_text(
-                    &client_for(&args.server.server).await,
+                    &client_for(&args.server.server).await?,
                     &args.server.url("/log/checkpoint")
                 )
                 .await?
@@ -153,14 +153,16 @@ pub async fn run(command: AuditCommand) -> Result<u8> {
     }
 }
 
-async fn client_for(server: &str) -> reqwest::Client {
+async fn client_for(server: &str) -> Result<reqwest::Client> {
     crate::client::ApiClient::http_for(server).await
 }
 
 async fn get(http: &reqwest::Client, url: &str) -> Result<reqwest::Response> {
-    let response = http.get(url).send().await.with_context(|| {
-        format!("cannot reach {url}; is airlock running there? (set --server or AIRLOCK_SERVER)")
-    })?;
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| crate::client::connection_error(url, e))?;
     if !response.status().is_success() {
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
@@ -317,8 +319,8 @@ async fn verify(args: VerifyArgs) -> Result<u8> {
 }
 
 async fn verify_server(args: &VerifyArgs) -> Result<u8> {
-    let http = client_for(&args.server).await;
-    let base = args.server.trim_end_matches('/').to_string();
+    let http = client_for(&args.server).await?;
+    let base = crate::client::normalize_server(&args.server);
     let key = match &args.log_key {
         Some(value) => read_key_arg(value)?,
         None => {
@@ -572,7 +574,7 @@ async fn print_entries(
 }
 
 async fn tail(args: TailArgs) -> Result<()> {
-    let http = client_for(&args.server.server).await;
+    let http = client_for(&args.server.server).await?;
     let mut url = args
         .server
         .url(&format!("/api/v1/audit/entries?newest={}", args.lines));
@@ -622,7 +624,7 @@ fn parse_since(value: &str, now_ms: i64) -> Result<i64> {
 }
 
 async fn export(args: ExportArgs) -> Result<()> {
-    let http = client_for(&args.server.server).await;
+    let http = client_for(&args.server.server).await?;
     let since = args
         .since
         .as_deref()
@@ -632,7 +634,7 @@ async fn export(args: ExportArgs) -> Result<()> {
 }
 
 async fn prove(args: ProveArgs) -> Result<u8> {
-    let http = client_for(&args.server.server).await;
+    let http = client_for(&args.server.server).await?;
     let key = get_text(&http, &args.server.url("/log/key"))
         .await?
         .trim()

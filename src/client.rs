@@ -1,8 +1,15 @@
 //! The CLI's connection to an airlock server: the stored login (`airlock login`), access tokens
 //! obtained from it, JSON requests, and turning API errors into messages and exit codes.
+//!
+//! Every HTTP client the CLI makes comes from [`build_http_client`], which applies the one TLS choice
+//! for the server (see [`trust_for`]): `--insecure`, else `--ca-cert FILE` / `AIRLOCK_CA_CERT`,
+//! else the choice `airlock login` stored with the server's entry, else the system's roots.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use airlock_server::outbound_tls::{self, PrivateCa, TlsFailure, Trust};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
@@ -31,6 +38,13 @@ pub struct StoredLogin {
     pub username: String,
     /// The refresh token (a secret: the file is 0600).
     pub refresh_token: String,
+    /// The PEM of the private CA given to `airlock login --ca-cert` (or `AIRLOCK_CA_CERT`): only
+    /// certificates it issued are accepted from this server. Absent: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert_pem: Option<String>,
+    /// `airlock login --insecure` was used: this server's certificate is not checked (lab use).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 }
 
 /// Every stored login, by server URL.
@@ -107,19 +121,147 @@ impl CredentialLock {
     }
 }
 
-/// Normalises a server URL for use as a key.
+/// Normalises a server URL for use as a key. A server given without a scheme is `https://`,
+/// except a loopback host (`localhost`, `127.0.0.0/8`, `::1`), which is `http://` so the
+/// zero-configuration quick start (`airlock serve` on 127.0.0.1:5000) keeps working.
 pub fn normalize_server(url: &str) -> String {
     let url = url.trim().trim_end_matches('/');
     if url.starts_with("http://") || url.starts_with("https://") {
         url.to_string()
-    } else {
+    } else if is_loopback_host(url) {
         format!("http://{url}")
+    } else {
+        format!("https://{url}")
     }
 }
 
-/// Exchanges a user name and password (or API key) for a refresh token.
-pub async fn login(server: &str, username: &str, password: &str) -> Result<String> {
-    let http = reqwest::Client::new();
+/// Whether `authority` (`host`, `host:port`, `[v6]:port`, optionally followed by a path) names
+/// a loopback host.
+fn is_loopback_host(authority: &str) -> bool {
+    let authority = authority.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None if authority.matches(':').count() > 1 => authority,
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|address| address.is_loopback())
+}
+
+/// The TLS flags given on the command line (`--ca-cert`, `--insecure`), set once by `main`.
+#[derive(Debug, Default, Clone)]
+pub struct TlsOptions {
+    /// `--ca-cert FILE` / `AIRLOCK_CA_CERT`: a private CA's PEM file.
+    pub ca_cert: Option<PathBuf>,
+    /// `--insecure`: do not check server certificates.
+    pub insecure: bool,
+}
+
+static TLS_OPTIONS: OnceLock<TlsOptions> = OnceLock::new();
+
+/// Records the command line's TLS flags for every client this process makes.
+pub fn set_tls_options(options: TlsOptions) {
+    let _ = TLS_OPTIONS.set(options);
+}
+
+fn tls_options() -> TlsOptions {
+    TLS_OPTIONS.get().cloned().unwrap_or_default()
+}
+
+/// The warning printed on every use of `--insecure`.
+const INSECURE_WARNING: &str = "airlock: WARNING: --insecure: the server's certificate is NOT \
+     checked; anyone on the network path can read and change this connection, including your \
+     password and tokens. Use it only in a lab; pass --ca-cert FILE for a private CA instead.";
+
+/// The TLS choice for `server`: `--insecure`, else `--ca-cert` / `AIRLOCK_CA_CERT`, else what
+/// `airlock login` stored for the server, else the system's roots.
+pub fn trust_for(stored: Option<&StoredLogin>) -> Result<Trust> {
+    choose_trust(&tls_options(), stored)
+}
+
+/// [`trust_for`] with the command line's `options` given.
+fn choose_trust(options: &TlsOptions, stored: Option<&StoredLogin>) -> Result<Trust> {
+    if options.insecure {
+        return Ok(Trust::Insecure);
+    }
+    if let Some(path) = &options.ca_cert {
+        return Ok(Trust::PrivateCa(read_ca_file(path)?));
+    }
+    match stored {
+        Some(login) if login.insecure => Ok(Trust::Insecure),
+        Some(login) => match &login.ca_cert_pem {
+            Some(pem) => Ok(Trust::PrivateCa(PrivateCa::from_pem(pem).with_context(
+                || "the CA stored with this login is unusable; log in again with --ca-cert FILE",
+            )?)),
+            None => Ok(Trust::System),
+        },
+        None => Ok(Trust::System),
+    }
+}
+
+/// Reads a private CA's PEM file.
+pub fn read_ca_file(path: &std::path::Path) -> Result<PrivateCa> {
+    let pem = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the CA certificate {} (--ca-cert / AIRLOCK_CA_CERT)",
+            path.display()
+        )
+    })?;
+    PrivateCa::from_pem(&pem).with_context(|| {
+        format!(
+            "{} (--ca-cert / AIRLOCK_CA_CERT) is not a PEM CA certificate",
+            path.display()
+        )
+    })
+}
+
+/// The one place the CLI builds HTTP clients: TLS as `trust` says (warning on stderr when it
+/// is `--insecure`), with `headers` sent on every request.
+pub fn build_http_client(
+    trust: &Trust,
+    headers: reqwest::header::HeaderMap,
+) -> Result<reqwest::Client> {
+    if matches!(trust, Trust::Insecure) {
+        eprintln!("{INSECURE_WARNING}");
+    }
+    outbound_tls::client_builder(trust)
+        .default_headers(headers)
+        .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot set up the HTTP client")
+}
+
+/// The error to print for a request to `server` that got no answer: a TLS failure as one
+/// sentence naming the fix, anything else as "cannot reach" with its cause.
+pub fn connection_error(server: &str, err: reqwest::Error) -> anyhow::Error {
+    match TlsFailure::find(&err) {
+        Some(failure) => {
+            let fix = match &failure {
+                TlsFailure::Untrusted | TlsFailure::BadCertificate(_) => {
+                    ": pass --ca-cert FILE or set AIRLOCK_CA_CERT to the CA that issued it \
+                     (`airlock login --ca-cert FILE` stores it for later commands)"
+                }
+                TlsFailure::Expired => ": the server's operator must renew it",
+                TlsFailure::NotYetValid => "",
+                TlsFailure::WrongName { .. } => {
+                    ": connect with a name the certificate lists, or have it reissued"
+                }
+                _ => "",
+            };
+            anyhow!("cannot connect to {server}: {failure}{fix}")
+        }
+        None => anyhow::Error::new(err)
+            .context(format!("cannot reach {server}; is airlock running there?")),
+    }
+}
+
+/// Exchanges a user name and password (or API key) for a refresh token over a client that
+/// verifies the server as `trust` says.
+pub async fn login(server: &str, trust: &Trust, username: &str, password: &str) -> Result<String> {
+    let http = build_http_client(trust, reqwest::header::HeaderMap::new())?;
     let response = http
         .post(format!("{server}/auth/token"))
         .form(&[
@@ -132,7 +274,7 @@ pub async fn login(server: &str, username: &str, password: &str) -> Result<Strin
         ])
         .send()
         .await
-        .with_context(|| format!("cannot reach {server}; is airlock running there?"))?;
+        .map_err(|e| connection_error(server, e))?;
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
@@ -175,22 +317,19 @@ impl std::error::Error for ApiFailure {}
 impl ApiClient {
     /// An HTTP client that sends the stored login's token if there is one for `server`, and no
     /// credentials otherwise (for public endpoints or servers without access control).
-    pub async fn http_for(server: &str) -> reqwest::Client {
+    pub async fn http_for(server: &str) -> Result<reqwest::Client> {
+        let server = normalize_server(server);
         let mut headers = reqwest::header::HeaderMap::new();
-        let has_login = CredentialStore::load()
-            .map(|s| s.servers.contains_key(&normalize_server(server)))
-            .unwrap_or(false);
-        if has_login
-            && let Ok(client) = Self::connect(server).await
+        let store = CredentialStore::load().unwrap_or_default();
+        let stored = store.servers.get(&server);
+        if stored.is_some()
+            && let Ok(client) = Self::connect(&server).await
             && let Ok(value) =
                 reqwest::header::HeaderValue::from_str(&format!("Bearer {}", client.token))
         {
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .unwrap_or_default()
+        build_http_client(&trust_for(stored)?, headers)
     }
 
     /// Connects to `server` with its stored login, getting a fresh access token.
@@ -209,7 +348,7 @@ impl ApiClient {
                 "not logged in to {server}: run `airlock login {server} -u NAME --password-stdin`"
             )
         })?;
-        let http = reqwest::Client::new();
+        let http = build_http_client(&trust_for(Some(login))?, reqwest::header::HeaderMap::new())?;
         let mut form = vec![
             ("grant_type", "refresh_token"),
             ("refresh_token", login.refresh_token.as_str()),
@@ -221,7 +360,7 @@ impl ApiClient {
             .form(&form)
             .send()
             .await
-            .with_context(|| format!("cannot reach {server}; is airlock running there?"))?;
+            .map_err(|e| connection_error(&server, e))?;
         if !response.status().is_success() {
             // The server says why (e.g. the principal is locked by an anomaly); show it.
             let body: Value = response.json().await.unwrap_or(Value::Null);
@@ -252,6 +391,11 @@ impl ApiClient {
         })
     }
 
+    /// The HTTP client this API client uses (its TLS choice), for other requests to the server.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
         let (status, body) = self.send_raw(request).await?;
         if (200..300).contains(&status) {
@@ -265,7 +409,7 @@ impl ApiClient {
             .bearer_auth(&self.token)
             .send()
             .await
-            .context("request failed")?;
+            .map_err(|e| connection_error(&self.server, e))?;
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         Ok((status, body))
@@ -286,7 +430,7 @@ impl ApiClient {
             .bearer_auth(&self.token)
             .send()
             .await
-            .context("request failed")?;
+            .map_err(|e| connection_error(&self.server, e))?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let body: Value = response.json().await.unwrap_or(Value::Null);
@@ -380,5 +524,122 @@ mod tests {
     fn servers_normalize() {
         assert_eq!(normalize_server("127.0.0.1:5000/"), "http://127.0.0.1:5000");
         assert_eq!(normalize_server("https://x.example"), "https://x.example");
+        assert_eq!(normalize_server("http://x.example"), "http://x.example");
+    }
+
+    #[test]
+    fn a_server_without_a_scheme_is_https_unless_it_is_loopback() {
+        assert_eq!(
+            normalize_server("registry.example"),
+            "https://registry.example"
+        );
+        assert_eq!(
+            normalize_server("registry.example:5000"),
+            "https://registry.example:5000"
+        );
+        assert_eq!(normalize_server("10.0.0.5:5000"), "https://10.0.0.5:5000");
+        assert_eq!(normalize_server("localhost:5000"), "http://localhost:5000");
+        assert_eq!(normalize_server("LOCALHOST"), "http://LOCALHOST");
+        assert_eq!(normalize_server("127.1.2.3:80"), "http://127.1.2.3:80");
+        assert_eq!(normalize_server("[::1]:5000"), "http://[::1]:5000");
+        assert_eq!(
+            normalize_server("[2001:db8::1]:5000"),
+            "https://[2001:db8::1]:5000"
+        );
+        assert_eq!(
+            normalize_server("localhost.evil.example"),
+            "https://localhost.evil.example"
+        );
+    }
+
+    #[test]
+    fn the_flags_win_over_the_stored_choice_which_wins_over_the_system_roots() {
+        let dir = std::env::temp_dir().join(format!("airlock-trust-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = rcgen::CertificateParams::new(vec!["ca.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, &pem).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let login = |ca_cert_pem: Option<&str>, insecure| StoredLogin {
+            username: "alice".into(),
+            refresh_token: "r".into(),
+            ca_cert_pem: ca_cert_pem.map(String::from),
+            insecure,
+        };
+        let none = TlsOptions::default();
+        let insecure = TlsOptions {
+            insecure: true,
+            ca_cert: None,
+        };
+        let with_ca = TlsOptions {
+            insecure: false,
+            ca_cert: Some(ca_file.clone()),
+        };
+        let kind = |trust: Trust| match trust {
+            Trust::System => "system".to_string(),
+            Trust::PrivateCa(ca) => format!("ca:{}", ca.pem() == pem),
+            Trust::Insecure => "insecure".to_string(),
+        };
+        let stored_ca = login(Some(&pem), false);
+        let stored_insecure = login(None, true);
+        let plain = login(None, false);
+        assert_eq!(kind(choose_trust(&none, None).unwrap()), "system");
+        assert_eq!(kind(choose_trust(&none, Some(&plain)).unwrap()), "system");
+        assert_eq!(
+            kind(choose_trust(&none, Some(&stored_ca)).unwrap()),
+            "ca:true"
+        );
+        assert_eq!(
+            kind(choose_trust(&none, Some(&stored_insecure)).unwrap()),
+            "insecure"
+        );
+        assert_eq!(
+            kind(choose_trust(&insecure, Some(&stored_ca)).unwrap()),
+            "insecure"
+        );
+        assert_eq!(
+            kind(choose_trust(&with_ca, Some(&stored_insecure)).unwrap()),
+            "ca:true",
+            "a CA on the command line wins over a stored --insecure"
+        );
+        let bad = TlsOptions {
+            insecure: false,
+            ca_cert: Some(not_pem),
+        };
+        let err = format!("{:#}", choose_trust(&bad, None).unwrap_err());
+        assert!(
+            err.contains("--ca-cert") && err.contains("not a PEM"),
+            "{err}"
+        );
+        let missing = TlsOptions {
+            insecure: false,
+            ca_cert: Some(dir.join("absent.pem")),
+        };
+        let err = format!("{:#}", choose_trust(&missing, None).unwrap_err());
+        assert!(err.contains("cannot read the CA certificate"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn stored_logins_without_tls_fields_still_load() {
+        let old =
+            r#"{"servers":{"http://127.0.0.1:5000":{"username":"admin","refresh_token":"r"}}}"#;
+        let store: CredentialStore = serde_json::from_str(old).unwrap();
+        let login = &store.servers["http://127.0.0.1:5000"];
+        assert_eq!(login.ca_cert_pem, None);
+        assert!(!login.insecure);
+        assert!(matches!(trust_for(Some(login)).unwrap(), Trust::System));
+        // Written back, the absent choices stay absent.
+        let text = serde_json::to_string(&store).unwrap();
+        assert!(
+            !text.contains("ca_cert_pem") && !text.contains("insecure"),
+            "{text}"
+        );
     }
 }

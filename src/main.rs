@@ -28,6 +28,22 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// How the client commands verify an https:// server (docs/tls.md, "Clients").
+#[derive(Debug, clap::Args)]
+struct TlsArgs {
+    /// Trust only this CA (a PEM file) for the server's certificate, instead of the system's
+    /// roots; also AIRLOCK_CA_CERT (which --insecure overrides). `airlock login` stores it with
+    /// the server's entry for later commands.
+    #[arg(long, value_name = "FILE", global = true)]
+    ca_cert: Option<PathBuf>,
+    /// Do not check the server's certificate at all. Lab use only: anyone on the network path
+    /// can read and change the connection (a warning is printed on every use).
+    #[arg(long, global = true, conflicts_with = "ca_cert")]
+    insecure: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,12 +130,41 @@ struct ServeArgs {
     /// old keys. Pass it once, on purpose, after reading docs/operations.md (Recovery).
     #[arg(long)]
     allow_new_database: bool,
+    /// Serve plaintext HTTP on an address that is not loopback (e.g. behind a TLS-terminating
+    /// proxy on a trusted network). Without it, and without [tls] or --self-signed, such an
+    /// address is refused. Same as `insecure_listen = true`.
+    #[arg(long)]
+    insecure_listen: bool,
+    /// Serve TLS with a self-signed certificate, made once in the data directory (tls/) for the
+    /// listen address and localhost and reused later; its path and SHA-256 fingerprint are
+    /// printed. For trying TLS out; use [tls] with a CA's certificate in production.
+    #[arg(long, conflicts_with = "insecure_listen")]
+    self_signed: bool,
 }
 
 fn main() -> ExitCode {
     // One crypto provider for every TLS use in the process (server, clients, webhooks): aws-lc-rs.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
+    if cli.tls.insecure && matches!(cli.command, Command::Serve(_)) {
+        eprintln!(
+            "airlock: --insecure is for client commands (do not check the server's certificate); \
+             to serve plaintext HTTP on a non-loopback address use `airlock serve --insecure-listen`"
+        );
+        return ExitCode::from(2);
+    }
+    // AIRLOCK_CA_CERT is read here rather than by clap, so that --insecure on the command line
+    // overrides it instead of conflicting with it.
+    let ca_cert = cli
+        .tls
+        .ca_cert
+        .clone()
+        .or_else(|| std::env::var_os("AIRLOCK_CA_CERT").map(PathBuf::from))
+        .filter(|path| !cli.tls.insecure && !path.as_os_str().is_empty());
+    client::set_tls_options(client::TlsOptions {
+        ca_cert,
+        insecure: cli.tls.insecure,
+    });
     match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Audit(command) => run_client(audit::run(command)),
@@ -191,6 +236,8 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         config.log.format = format;
     }
     config.allow_new_database = args.allow_new_database;
+    config.insecure_listen |= args.insecure_listen;
+    config.self_signed = args.self_signed;
     // Everything the server creates in the data directory (blob files and directories, upload
     // chunks, the database if SQLite creates it) is for this user only, whatever umask the
     // server was started with. Set before any thread starts.

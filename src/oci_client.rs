@@ -2,12 +2,12 @@
 //! small blobs, read and write manifests. Authenticates with a registry token for exactly the
 //! repository it writes, obtained from the stored login.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
 use sha2::{Digest as _, Sha256};
 
-use crate::client::{ApiClient, normalize_server};
+use crate::client::{ApiClient, connection_error, normalize_server};
 
 /// Media types the client accepts when reading manifests.
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -124,7 +124,7 @@ impl OciClient {
         Ok(Self {
             server: target.server.clone(),
             repository: target.repository.clone(),
-            http: reqwest::Client::new(),
+            http: api.http().clone(),
             token: api.token().to_string(),
         })
     }
@@ -153,7 +153,7 @@ impl OciClient {
             .header(ACCEPT, MANIFEST_TYPES)
             .send()
             .await
-            .context("cannot reach the registry")?;
+            .map_err(|e| connection_error(&self.server, e))?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -182,7 +182,8 @@ impl OciClient {
             .head(self.url(&format!("blobs/{digest}")))
             .bearer_auth(&self.token)
             .send()
-            .await?;
+            .await
+            .map_err(|e| connection_error(&self.server, e))?;
         if head.status().is_success() {
             return Ok(digest);
         }
@@ -191,7 +192,8 @@ impl OciClient {
             .post(self.url("blobs/uploads/"))
             .bearer_auth(&self.token)
             .send()
-            .await?;
+            .await
+            .map_err(|e| connection_error(&self.server, e))?;
         if start.status() != StatusCode::ACCEPTED {
             return Err(Self::failure("starting an upload", start).await);
         }
@@ -213,7 +215,8 @@ impl OciClient {
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(bytes.to_vec())
             .send()
-            .await?;
+            .await
+            .map_err(|e| connection_error(&self.server, e))?;
         if put.status() != StatusCode::CREATED {
             return Err(Self::failure("uploading a blob", put).await);
         }
@@ -234,7 +237,8 @@ impl OciClient {
             .header(CONTENT_TYPE, media_type)
             .body(content.to_vec())
             .send()
-            .await?;
+            .await
+            .map_err(|e| connection_error(&self.server, e))?;
         if response.status() != StatusCode::CREATED {
             return Err(Self::failure("pushing the manifest", response).await);
         }

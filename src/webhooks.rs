@@ -15,7 +15,7 @@ use crate::client::ApiClient;
 pub enum WebhooksCommand {
     /// Add an endpoint: events matching the patterns are POSTed to URL, signed with the secret.
     Add {
-        /// Where to POST the events (http://).
+        /// Where to POST the events (https://, or http:// on a trusted network).
         url: String,
         /// Event patterns, comma-separated: `promotion.*`, `anomaly.*`, `promotion.promoted`, `*`.
         #[arg(long, value_delimiter = ',', required = true)]
@@ -23,6 +23,10 @@ pub enum WebhooksCommand {
         /// A file holding the signing secret (16 to 1024 bytes; a trailing newline is dropped).
         #[arg(long, value_name = "FILE")]
         secret_file: PathBuf,
+        /// A PEM file with the CA that issued the receiver's certificate (https:// only); the
+        /// receiver is then verified against it alone instead of the system's roots.
+        #[arg(long, value_name = "FILE")]
+        receiver_ca_cert: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -110,14 +114,21 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
             url,
             events,
             secret_file,
+            receiver_ca_cert,
             common,
         } => {
             let secret = read_secret(&secret_file)?;
+            let ca_cert = match &receiver_ca_cert {
+                Some(path) => Some(std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the receiver's CA {}", path.display())
+                })?),
+                None => None,
+            };
             let api = ApiClient::connect(&common.server).await?;
             let body = api
                 .post(
                     "/api/v1/webhooks",
-                    &json!({"url": url, "events": events, "secret": secret}),
+                    &json!({"url": url, "events": events, "secret": secret, "ca_cert": ca_cert}),
                 )
                 .await?;
             print(&common, &body, |w| {

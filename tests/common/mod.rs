@@ -60,7 +60,6 @@ impl TestServer {
 
     /// A server over `data_dir` with extra `airlock serve` arguments (e.g. `--allow-new-database`).
     pub fn start_in_with_args(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        install_tls_provider();
         let mut command = Command::new(env!("CARGO_BIN_EXE_airlock"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -300,8 +299,8 @@ impl Drop for TestServer {
 
 /// A client that sends HTTP Basic credentials on every request.
 pub fn client_as(user: &str, password: &str) -> reqwest::Client {
-    install_tls_provider();
     use base64::Engine as _;
+    install_crypto_provider();
     let mut headers = reqwest::header::HeaderMap::new();
     let value = format!(
         "Basic {}",
@@ -631,9 +630,288 @@ pub async fn push_image_as(
     sha256(&manifest)
 }
 
-/// Installs aws-lc-rs as the test process's rustls crypto provider (reqwest is built without one, as
-/// in the binary). Every harness constructor calls it; a test that builds its own HTTP client
-/// before starting a server calls it first.
-pub fn install_tls_provider() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+/// A test PKI made with rcgen, as PEM files in a temporary directory: a root CA (what clients
+/// trust), an intermediate CA that issues server certificates (so served chains have two
+/// certificates), and client certificates issued by the root (for `tls.client_ca`).
+pub struct TestPki {
+    dir: tempfile::TempDir,
+    /// The root CA certificate (PEM).
+    pub ca_cert: PathBuf,
+    /// The server's chain (leaf for `localhost`, `127.0.0.1` and `::1`, then the intermediate).
+    pub server_cert: PathBuf,
+    /// The server's key (PEM).
+    pub server_key: PathBuf,
+    root: rcgen::Issuer<'static, rcgen::KeyPair>,
+    intermediate: rcgen::Issuer<'static, rcgen::KeyPair>,
+    intermediate_pem: String,
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestPki {
+    /// A new root and intermediate, and a server certificate valid for 30 days.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("airlock test root CA {}", unique()),
+        );
+        ca.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_pem = ca.self_signed(&ca_key).expect("CA cert").pem();
+        let root = rcgen::Issuer::new(ca, ca_key);
+        let mid_key = rcgen::KeyPair::generate().expect("intermediate key");
+        let mut mid = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        mid.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        mid.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("airlock test intermediate CA {}", unique()),
+        );
+        mid.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let intermediate_pem = mid.signed_by(&mid_key, &root).expect("intermediate").pem();
+        let intermediate = rcgen::Issuer::new(mid, mid_key);
+        let ca_cert = dir.path().join("ca.pem");
+        std::fs::write(&ca_cert, ca_pem).expect("write CA");
+        let pki = Self {
+            server_cert: dir.path().join("server.crt"),
+            server_key: dir.path().join("server.key"),
+            dir,
+            ca_cert,
+            root,
+            intermediate,
+            intermediate_pem,
+        };
+        let (cert, key) = pki.server_pem(-1, 30);
+        std::fs::write(&pki.server_cert, cert).expect("write server cert");
+        std::fs::write(&pki.server_key, key).expect("write server key");
+        pki
+    }
+
+    /// The temporary directory the files are in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A new server chain (PEM: leaf, intermediate) and key for `localhost`, `127.0.0.1` and
+    /// `::1`, valid from `from_days` to `to_days` days from now (negative: in the past).
+    pub fn server_pem(&self, from_days: i64, to_days: i64) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let mut params = rcgen::CertificateParams::new(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ])
+        .expect("server params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "airlock test server");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now + time::Duration::days(from_days);
+        params.not_after = now + time::Duration::days(to_days);
+        let leaf = params
+            .signed_by(&key, &self.intermediate)
+            .expect("server cert");
+        (
+            format!("{}{}", leaf.pem(), self.intermediate_pem),
+            key.serialize_pem(),
+        )
+    }
+
+    /// A client certificate and key (PEM files named `<name>.crt`/`<name>.key`) issued by the
+    /// root CA, for mutual TLS.
+    pub fn client_files(&self, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("client key");
+        let mut params =
+            rcgen::CertificateParams::new(vec![format!("{name}.clients.test")]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(30);
+        let cert = params.signed_by(&key, &self.root).expect("client cert");
+        let (cert_path, key_path) = (
+            self.dir.path().join(format!("{name}.crt")),
+            self.dir.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).expect("write client cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write client key");
+        (cert_path, key_path)
+    }
+
+    /// Replaces the server's certificate and key files with a new pair (written next to them,
+    /// then renamed over them, cert first); returns the new leaf's SHA-256 fingerprint.
+    pub fn rotate_server_files(&self) -> String {
+        let (cert, key) = self.server_pem(-1, 30);
+        let fingerprint = pem_fingerprint(&cert);
+        let (new_cert, new_key) = (
+            self.dir.path().join("server.crt.new"),
+            self.dir.path().join("server.key.new"),
+        );
+        std::fs::write(&new_cert, cert).expect("write cert");
+        std::fs::write(&new_key, key).expect("write key");
+        std::fs::rename(&new_cert, &self.server_cert).expect("rename cert");
+        std::fs::rename(&new_key, &self.server_key).expect("rename key");
+        fingerprint
+    }
+}
+
+/// A name part no other test PKI shares (CAs with equal names would be confused by clients).
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// SHA-256 fingerprint (lower-case hex) of the first certificate in a PEM text.
+pub fn pem_fingerprint(pem: &str) -> String {
+    use rustls_pki_types::pem::PemObject as _;
+    let der = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .expect("a certificate")
+        .expect("PEM");
+    hex::encode(Sha256::digest(der.as_ref()))
+}
+
+/// A rustls client configuration trusting only `ca_cert`, optionally presenting a client
+/// certificate, offering ALPN `alpn`.
+pub fn tls_client_config(
+    ca_cert: &Path,
+    identity: Option<(&Path, &Path)>,
+    alpn: &[&[u8]],
+) -> rustls::ClientConfig {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca_cert).expect("read CA") {
+        roots.add(cert.expect("CA PEM")).expect("add CA");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                rustls_pki_types::CertificateDer::pem_file_iter(cert)
+                    .expect("read client cert")
+                    .map(|c| c.expect("client cert PEM"))
+                    .collect(),
+                rustls_pki_types::PrivateKeyDer::from_pem_file(key).expect("client key"),
+            )
+            .expect("client identity"),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+/// An HTTPS client trusting only `ca_cert` (HTTP/1.1), sending admin's Basic credentials when
+/// `admin` is set.
+pub fn https_client(ca_cert: &Path, admin: bool) -> reqwest::Client {
+    use base64::Engine as _;
+    install_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_preconfigured(tls_client_config(ca_cert, None, &[b"http/1.1"]));
+    if admin {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"))
+        );
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&value).expect("header"),
+        );
+        builder = builder.default_headers(headers);
+    }
+    builder.build().expect("https client")
+}
+
+impl TestServer {
+    /// A server terminating TLS with a new [`TestPki`]'s server certificate; `base` is
+    /// `https://127.0.0.1:PORT` and `http`/`anonymous` trust the PKI's CA. Keep the PKI alive as
+    /// long as the server (its files are in its temporary directory).
+    pub fn start_tls(env: &[(&str, &str)]) -> (Self, TestPki) {
+        let pki = TestPki::new();
+        let server = Self::start_tls_with(&pki, &[], env);
+        (server, pki)
+    }
+
+    /// A server terminating TLS with `pki`'s server certificate files, with extra `airlock
+    /// serve` arguments and environment (e.g. `AIRLOCK_TLS__CLIENT_CA`).
+    pub fn start_tls_with(pki: &TestPki, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().join("data");
+        let cert = pki.server_cert.display().to_string();
+        let key = pki.server_key.display().to_string();
+        let mut all = vec![
+            ("AIRLOCK_TLS__CERT", cert.as_str()),
+            ("AIRLOCK_TLS__KEY", key.as_str()),
+        ];
+        all.extend_from_slice(env);
+        let mut server = Self::start_in_with_args(&dir, args, &all);
+        server._temp = Some(temp);
+        server.trust_tls(&pki.ca_cert);
+        server
+    }
+
+    /// Like [`TestServer::start_tls_with`], also collecting the server's log.
+    pub fn start_tls_logged(pki: &TestPki, env: &[(&str, &str)]) -> (Self, ServerLog) {
+        let cert = pki.server_cert.display().to_string();
+        let key = pki.server_key.display().to_string();
+        let mut all = vec![
+            ("AIRLOCK_TLS__CERT", cert.as_str()),
+            ("AIRLOCK_TLS__KEY", key.as_str()),
+        ];
+        all.extend_from_slice(env);
+        let (mut server, log) =
+            Self::start_logged(Command::new(env!("CARGO_BIN_EXE_airlock")), &all);
+        server.trust_tls(&pki.ca_cert);
+        (server, log)
+    }
+
+    /// Points `host`, `http` and `anonymous` at an `https://` server whose chain ends at
+    /// `ca_cert`.
+    fn trust_tls(&mut self, ca_cert: &Path) {
+        assert!(
+            self.base.starts_with("https://"),
+            "a TLS server announces https://, got {}",
+            self.base
+        );
+        self.host = self.base.trim_start_matches("https://").to_string();
+        self.http = https_client(ca_cert, true);
+        self.anonymous = https_client(ca_cert, false);
+    }
+}
+
+/// Installs ring as the test process's rustls provider (reqwest is built without one of its own);
+/// every harness client calls it, so tests need not.
+pub fn install_crypto_provider() {
+    airlock_server::outbound_tls::install_crypto_provider();
 }

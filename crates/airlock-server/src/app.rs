@@ -58,6 +58,17 @@ pub enum ServeError {
     /// The data directory cannot be used (permissions, a new database beside old keys).
     #[error(transparent)]
     DataDir(#[from] crate::data_dir::DataDirError),
+    /// The TLS certificate, key or client CA cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// Plaintext on an address other than loopback, without `--insecure-listen`.
+    #[error(
+        "refusing to serve plaintext HTTP on {addr}, which is not a loopback address: passwords and tokens would cross the network in the clear. Configure [tls] cert and key (docs/tls.md), or start with --self-signed to try TLS out, or pass --insecure-listen (insecure_listen = true) if a TLS-terminating proxy on a trusted network is in front"
+    )]
+    InsecureListen {
+        /// The address.
+        addr: std::net::SocketAddr,
+    },
     /// The server failed while running.
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
@@ -194,13 +205,22 @@ pub fn router(
 }
 
 /// Runs the server until `shutdown` resolves, then drains in-flight requests and closes storage.
-/// Prints `airlock listening on http://ADDR` on stdout once the socket is bound.
+/// Prints `airlock listening on http://ADDR` (`https://` with TLS) on stdout once the socket is
+/// bound; with `--self-signed`, the certificate's path, fingerprint and expiry follow.
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
+    let plaintext = config.tls.is_none() && !config.self_signed;
+    if plaintext && !config.listen.ip().is_loopback() && !config.insecure_listen {
+        return Err(ServeError::InsecureListen {
+            addr: config.listen,
+        });
+    }
     let registry = open_registry(&config).await?;
+    let tls = crate::tls::prepare(&config)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -224,13 +244,13 @@ pub async fn serve(
     );
     registry.report_refusals_to(anomalies.clone());
     // The token realm in `WWW-Authenticate` is the configured public URL, else the address
-    // airlock listens on; never a request header.
+    // airlock listens on (https:// with TLS); never a request header.
     let mut access = config.access.clone();
     if access.public_url.is_none() {
         if addr.ip().is_unspecified() {
-            tracing::warn!(%addr, "access.public_url is unset and airlock listens on every address: clients are sent to http://{addr}/auth/token for tokens; set access.public_url to the URL they reach airlock at");
+            tracing::warn!(%addr, "access.public_url is unset and airlock listens on every address: clients are sent to {scheme}://{addr}/auth/token for tokens; set access.public_url to the URL they reach airlock at");
         }
-        access.public_url = Some(format!("http://{addr}"));
+        access.public_url = Some(format!("{scheme}://{addr}"));
     }
     let identity = Arc::new(
         Identity::open(
@@ -318,15 +338,40 @@ pub async fn serve(
         },
         crate::metrics::install(),
     );
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "airlock listening");
-    println!("airlock listening on http://{addr}");
+    if let Some(tls) = &tls {
+        tls.info.export();
+    }
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), tls = tls.is_some(), "airlock listening");
+    println!("airlock listening on {scheme}://{addr}");
+    if let Some(made) = tls.as_ref().and_then(|tls| tls.self_signed.as_ref()) {
+        println!(
+            "self-signed TLS certificate{}: {}",
+            if made.created { " (new)" } else { "" },
+            made.cert.display()
+        );
+        println!("SHA-256 fingerprint: {}", made.info.fingerprint);
+        println!("expires: {}", made.info.expiry_text());
+    }
+    let reloads = tls
+        .as_ref()
+        .map(|tls| tokio::spawn(tls.certificate.clone().watch(tls.reload_every)));
     let limits = crate::connections::ConnectionLimits {
         max_connections: config.limits.max_connections,
         header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_secs),
         body_timeout: Duration::from_secs(config.limits.body_timeout_secs),
         request_body_timeout: Duration::from_secs(config.limits.request_body_timeout_secs),
     };
-    crate::connections::serve(listener, app, limits, shutdown).await?;
+    crate::connections::serve(
+        listener,
+        app,
+        limits,
+        tls.map(|tls| tls.server_config),
+        shutdown,
+    )
+    .await?;
+    if let Some(reloads) = reloads {
+        reloads.abort();
+    }
     sweep.abort();
     housekeeping.abort();
     dispatcher.abort();

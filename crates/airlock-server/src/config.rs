@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Serve plaintext HTTP on an address that is not loopback (`airlock serve --insecure-listen`).
+    /// Off: without `[tls]` (or `--self-signed`) such an address is refused at start.
+    pub insecure_listen: bool,
     /// Directory for the embedded database, blobs and keys.
     pub data_dir: PathBuf,
     /// Start even though the database is new while the data directory holds keys from an earlier
@@ -24,6 +27,10 @@ pub struct Config {
     /// environment, so it cannot stay on by accident).
     #[serde(skip)]
     pub allow_new_database: bool,
+    /// Serve TLS with a self-signed certificate kept in the data directory (`airlock serve
+    /// --self-signed`; never read from the file or the environment). Excludes `[tls]`.
+    #[serde(skip)]
+    pub self_signed: bool,
     /// Logging.
     pub log: LogConfig,
     /// Registry limits.
@@ -43,6 +50,10 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// Connection and upload limits against slow, idle or too many clients.
     pub limits: LimitsConfig,
+    /// TLS: the server's certificate and key, and client certificates for mutual TLS. Unset:
+    /// plaintext HTTP (loopback only unless `insecure_listen`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
     /// The ordered stages.
     pub stages: Vec<StageConfig>,
 }
@@ -51,8 +62,10 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            insecure_listen: false,
             data_dir: PathBuf::from("./airlock-data"),
             allow_new_database: false,
+            self_signed: false,
             log: LogConfig::default(),
             registry: RegistryConfig::default(),
             audit: AuditConfig::default(),
@@ -62,6 +75,7 @@ impl Default for Config {
             anomalies: AnomalyConfig::default(),
             webhooks: WebhookConfig::default(),
             limits: LimitsConfig::default(),
+            tls: None,
             stages: Stages::default_pipeline(),
         }
     }
@@ -444,6 +458,44 @@ impl Default for LimitsConfig {
     }
 }
 
+/// TLS termination (see `docs/tls.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM: the server's certificate first, then intermediates.
+    pub cert: PathBuf,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to: mutual TLS. Unset: clients
+    /// present no certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: `required` (the default; a client without a valid certificate is refused
+    /// in the handshake) or `optional` (a client may present none, but one it presents must be
+    /// valid).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// How often the certificate and key files are checked for changes, in seconds (they are
+    /// also reloaded on SIGHUP).
+    #[serde(default = "default_reload_interval")]
+    pub reload_interval_secs: u64,
+}
+
+fn default_reload_interval() -> u64 {
+    5
+}
+
+/// Whether clients must present a certificate (with `tls.client_ca`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Every client presents a certificate chaining to `client_ca`.
+    #[default]
+    Required,
+    /// A client may present none; one it presents must chain to `client_ca`.
+    Optional,
+}
+
 /// One anomaly rule's settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -539,13 +591,73 @@ pub struct OidcTrustConfig {
     pub issuer: String,
     /// The audience (`aud`) the token must carry.
     pub audience: String,
-    /// The issuer's JWKS: a file path.
-    pub jwks_file: PathBuf,
+    /// The issuer's JWKS as a file, read at start (exactly one of `jwks_file` and `jwks_url`).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// The issuer's JWKS URL (`https://` only), fetched at start (a failure refuses the start),
+    /// every `jwks_refresh_secs`, and when a token names an unknown key (at most every 30 s);
+    /// a failed refresh keeps the last good JWKS and logs an error.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// With `jwks_url`: a PEM file with the CA that issued the JWKS server's certificate; only
+    /// it is trusted for the fetch. Without it the system's roots.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// With `jwks_url`: seconds between refreshes (at least 10).
+    #[serde(default = "OidcTrustConfig::default_jwks_refresh_secs")]
+    pub jwks_refresh_secs: u64,
     /// Claims that must match (exact, or a prefix with a trailing `*`), e.g. `repository`, `ref`.
     #[serde(default)]
     pub claims: std::collections::BTreeMap<String, String>,
     /// Scopes (e.g. `dev/team/*`) in which the exchanged token has the `builder` role.
     pub repositories: Vec<String>,
+}
+
+impl OidcTrustConfig {
+    fn default_jwks_refresh_secs() -> u64 {
+        3600
+    }
+
+    /// Checks the JWKS source: exactly one of `jwks_file` and an `https://` `jwks_url`,
+    /// `ca_cert` only with `jwks_url`, a refresh interval of at least 10 s.
+    fn validate(&self) -> Result<(), String> {
+        let rule = &self.name;
+        match (&self.jwks_file, &self.jwks_url) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "access.oidc rule {rule}: set jwks_file or jwks_url, not both"
+                ));
+            }
+            (None, None) => {
+                return Err(format!(
+                    "access.oidc rule {rule}: set jwks_file (a JWKS file) or jwks_url (the issuer's https:// JWKS URL)"
+                ));
+            }
+            (None, Some(url)) => {
+                let parsed = reqwest::Url::parse(url).map_err(|e| {
+                    format!("access.oidc rule {rule}: jwks_url {url:?} is not a URL: {e}")
+                })?;
+                if parsed.scheme() != "https" || parsed.host_str().is_none_or(str::is_empty) {
+                    return Err(format!(
+                        "access.oidc rule {rule}: jwks_url {url:?} must be an https:// URL with a host"
+                    ));
+                }
+            }
+            (Some(_), None) => {
+                if self.ca_cert.is_some() {
+                    return Err(format!(
+                        "access.oidc rule {rule}: ca_cert applies only to jwks_url (a jwks_file is read from disk)"
+                    ));
+                }
+            }
+        }
+        if self.jwks_refresh_secs < 10 {
+            return Err(format!(
+                "access.oidc rule {rule}: jwks_refresh_secs must be at least 10"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A configuration that could not be loaded; the message names the file, variable or field.
@@ -571,8 +683,10 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 11] = [
+const ENV_SETTABLE: [&str; 13] = [
     "listen",
+    "insecure_listen",
+    "tls",
     "data_dir",
     "log",
     "registry",
@@ -713,6 +827,9 @@ impl Config {
             )));
         }
         self.anomalies.validate(&self.stages).map_err(invalid)?;
+        for rule in &self.access.oidc {
+            rule.validate().map_err(invalid)?;
+        }
         let hooks = &self.webhooks;
         if hooks.max_attempts == 0
             || hooks.max_attempts > 1000
@@ -740,6 +857,21 @@ impl Config {
             return Err(invalid(
                 "limits: max_connections, max_concurrent_uploads, header_read_timeout_secs, body_timeout_secs and request_body_timeout_secs must be positive".into(),
             ));
+        }
+        if let Some(tls) = &self.tls {
+            if self.self_signed {
+                return Err(invalid(
+                    "--self-signed and [tls] exclude each other: drop --self-signed to serve the configured certificate, or remove [tls]".into(),
+                ));
+            }
+            if tls.reload_interval_secs == 0 {
+                return Err(invalid("tls.reload_interval_secs must be positive".into()));
+            }
+            if tls.client_auth == ClientAuth::Optional && tls.client_ca.is_none() {
+                return Err(invalid(
+                    "tls.client_auth = \"optional\" needs tls.client_ca (the CA client certificates must chain to)".into(),
+                ));
+            }
         }
         if self.registry.upload_sweep_interval_secs == 0 {
             return Err(invalid(
@@ -809,6 +941,58 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oidc_rule_needs_exactly_one_https_jwks_source() {
+        let rule = |source: &str| {
+            static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = FILES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let path = std::env::temp_dir().join(format!(
+                "airlock-oidc-config-{}-{n}.toml",
+                std::process::id()
+            ));
+            std::fs::write(
+                &path,
+                format!(
+                    "[[access.oidc]]\nname = \"ci\"\nissuer = \"https://ci.example\"\n\
+                     audience = \"airlock\"\nrepositories = [\"dev/*\"]\n{source}\n"
+                ),
+            )
+            .unwrap();
+            let loaded = Config::load(Some(&path), []).map(|_| ());
+            let _ = std::fs::remove_file(&path);
+            loaded
+        };
+        rule("jwks_file = \"/etc/jwks.json\"").unwrap();
+        rule("jwks_url = \"https://ci.example/.well-known/jwks\"\nca_cert = \"/etc/ca.pem\"")
+            .unwrap();
+        for (source, words) in [
+            ("", "set jwks_file (a JWKS file) or jwks_url"),
+            (
+                "jwks_file = \"/j\"\njwks_url = \"https://ci.example/jwks\"",
+                "not both",
+            ),
+            (
+                "jwks_url = \"http://ci.example/jwks\"",
+                "must be an https:// URL",
+            ),
+            ("jwks_url = \"not a url\"", "is not a URL"),
+            (
+                "jwks_file = \"/j\"\nca_cert = \"/ca.pem\"",
+                "ca_cert applies only to jwks_url",
+            ),
+            (
+                "jwks_url = \"https://ci.example/jwks\"\njwks_refresh_secs = 1",
+                "at least 10",
+            ),
+        ] {
+            let err = rule(source).unwrap_err().to_string();
+            assert!(
+                err.contains("access.oidc rule ci") && err.contains(words),
+                "{source}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn defaults_need_no_file() {

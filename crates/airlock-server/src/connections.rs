@@ -1,4 +1,4 @@
-//! Accepting and serving HTTP/1.1 connections under limits, so that slow, idle or too many clients
+//! Accepting and serving HTTP connections (HTTP/1.1, and HTTP/2 over TLS) under limits, so that slow, idle or too many clients
 //! cannot exhaust file descriptors or hold requests open forever.
 //!
 //! What holds ([`ConnectionLimits`], configured in `[limits]`):
@@ -43,7 +43,7 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -94,11 +94,14 @@ pub struct BodyStalled(pub Duration);
 pub struct BodyTooSlow(pub Duration);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits for open
-/// connections to finish their requests.
+/// connections to finish their requests. With `tls`, every connection is a TLS connection (its
+/// handshake bounded by `header_read_timeout`) speaking HTTP/2 or HTTP/1.1 as ALPN chose;
+/// without, plaintext HTTP/1.1.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = ConnectionLimits {
@@ -108,7 +111,16 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let refusals = RefusalLog::default();
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    // Refusals answer in HTTP/1.1, so their handshakes offer only that.
+    let refusal_acceptor = tls.map(|config| {
+        let mut config = (*config).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    });
+    // Every connection holds a receiver; `true` asks it to finish gracefully, and the sender's
+    // `closed()` resolves once every connection has ended.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -127,8 +139,9 @@ pub async fn serve(
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             refusals.note(limits.max_connections);
             if let Ok(refusing) = refusing.clone().try_acquire_owned() {
+                let acceptor = refusal_acceptor.clone();
                 tokio::spawn(async move {
-                    refuse(stream).await;
+                    refuse(stream, acceptor).await;
                     drop(refusing);
                 });
             }
@@ -136,46 +149,242 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let deadline =
-                (!is_upload_body(request.method(), request.uri().path())).then(|| Deadline {
-                    limit: limits.request_body_timeout,
-                    timer: Box::pin(tokio::time::sleep(limits.request_body_timeout)),
-                    missed: Arc::new(AtomicBool::new(false)),
-                });
-            let missed = deadline.as_ref().map(|d| d.missed.clone());
-            let path_is_oci = request.uri().path().starts_with("/v2/");
-            let mut request = request
-                .map(|body| Body::new(ProgressTimeout::new(body, limits.body_timeout, deadline)));
-            request.extensions_mut().insert(ConnectInfo(peer));
-            let mut app = app.clone();
-            async move {
-                let response = app.call(request).await.unwrap_or_else(|e| match e {});
-                // Whatever the handler made of the failed body (extractors answer 400 in their
-                // own words), the client learns which limit it hit.
-                if missed.is_some_and(|missed| missed.load(Ordering::Relaxed)) {
-                    return Ok::<_, Infallible>(too_slow(path_is_oci, limits.request_body_timeout));
-                }
-                Ok(response)
-            }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(READ_BUFFER)
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let acceptor = acceptor.clone();
+        let stopping = stopping.clone();
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let (io, protocol): (Box<dyn Io>, Protocol) = match acceptor {
+                None => (Box::new(stream), Protocol::Http1),
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => {
+                            let protocol = match tls.get_ref().1.alpn_protocol() {
+                                Some(b"h2") => Protocol::Http2,
+                                _ => Protocol::Http1,
+                            };
+                            (Box::new(tls), protocol)
+                        }
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake not finished within limits.header_read_timeout_secs");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(err) = serve_connection(io, protocol, app, limits, peer, stopping).await {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
             drop(slot);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    stop.send_replace(true);
+    drop(stopping);
+    stop.closed().await;
     Ok(())
+}
+
+/// A connection's byte stream: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// The HTTP version a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    /// Only over TLS, when ALPN chose `h2`.
+    Http2,
+}
+
+/// The most concurrent requests (streams) one HTTP/2 connection may carry.
+const MAX_HTTP2_STREAMS: u32 = 100;
+
+/// Serves HTTP on one connection until the client closes it, a limit closes it, or `stopping`
+/// turns `true` (then in-flight requests finish first).
+async fn serve_connection(
+    io: Box<dyn Io>,
+    protocol: Protocol,
+    app: Router,
+    limits: ConnectionLimits,
+    peer: std::net::SocketAddr,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // HTTP/1.1 has hyper's header-read timeout for idle connections; HTTP/2 has none, so requests
+    // in flight are counted and an HTTP/2 connection without one for that long is closed.
+    let activity = (protocol == Protocol::Http2).then(|| Arc::new(Activity::new()));
+    let tracked = activity.clone();
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let deadline =
+            (!is_upload_body(request.method(), request.uri().path())).then(|| Deadline {
+                limit: limits.request_body_timeout,
+                timer: Box::pin(tokio::time::sleep(limits.request_body_timeout)),
+                missed: Arc::new(AtomicBool::new(false)),
+            });
+        let missed = deadline.as_ref().map(|d| d.missed.clone());
+        let path_is_oci = request.uri().path().starts_with("/v2/");
+        // HTTP/2 refuses an unread body per stream; HTTP/1.1 reads a small rest of it.
+        let (unread_tx, unread) = match protocol {
+            Protocol::Http1 => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            Protocol::Http2 => (None, None),
+        };
+        let mut request = request.map(|body| {
+            Body::new(ProgressTimeout::new(
+                body,
+                limits.body_timeout,
+                deadline,
+                unread_tx,
+            ))
+        });
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let mut app = app.clone();
+        let in_flight = tracked
+            .as_ref()
+            .map(|activity| InFlight::start(activity.clone()));
+        async move {
+            let response = app.call(request).await.unwrap_or_else(|e| match e {});
+            if let Some(rest) = unread.and_then(|mut unread| unread.try_recv().ok()) {
+                drain_unread(rest).await;
+            }
+            // Whatever the handler made of the failed body (extractors answer 400 in their
+            // own words), the client learns which limit it hit.
+            let response = if missed.is_some_and(|missed| missed.load(Ordering::Relaxed)) {
+                too_slow(path_is_oci, limits.request_body_timeout)
+            } else {
+                response
+            };
+            Ok::<_, Infallible>(match in_flight {
+                // The request counts as in flight until its response body is done.
+                Some(in_flight) => response.map(|body| {
+                    Body::new(TrackedBody {
+                        inner: body,
+                        _in_flight: in_flight,
+                    })
+                }),
+                None => response,
+            })
+        }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(READ_BUFFER)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_HTTP2_STREAMS)
+        .max_header_list_size(READ_BUFFER as u32)
+        .keep_alive_interval(limits.header_read_timeout)
+        .keep_alive_timeout(limits.header_read_timeout);
+    let builder = match protocol {
+        Protocol::Http1 => builder.http1_only(),
+        Protocol::Http2 => builder.http2_only(),
+    };
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    let mut connection = std::pin::pin!(connection);
+    let mut closing = false;
+    let mut idle_check =
+        tokio::time::interval(limits.header_read_timeout.min(Duration::from_secs(1)));
+    // An idle HTTP/2 connection is asked to close (GOAWAY); one that has not even sent its
+    // preface cannot be, so it is dropped when this runs out.
+    let mut give_up = std::pin::pin!(tokio::time::sleep(Duration::from_secs(365 * 24 * 3600)));
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => return result,
+            _ = stopping.changed(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = idle_check.tick(), if !closing && activity.is_some() => {
+                if activity.as_ref().is_some_and(|a| a.idle_for() >= limits.header_read_timeout) {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                    give_up.as_mut().reset(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
+                }
+            }
+            () = give_up.as_mut() => return Ok(()),
+        }
+    }
+}
+
+/// How long an idle HTTP/2 connection asked to close may take before it is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Requests in flight on an HTTP/2 connection, and since when it has had none.
+struct Activity {
+    state: Mutex<(usize, Instant)>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new((0, Instant::now())),
+        }
+    }
+
+    /// How long the connection has had no request in flight (zero while one is).
+    fn idle_for(&self) -> Duration {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.0 > 0 {
+            Duration::ZERO
+        } else {
+            state.1.elapsed()
+        }
+    }
+}
+
+/// One request in flight, from its header to the end of its response body.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: Arc<Activity>) -> Self {
+        activity.state.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
+        Self(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 = state.0.saturating_sub(1);
+        state.1 = Instant::now();
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is done or dropped.
+struct TrackedBody {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        http_body::Body::is_end_stream(&self.inner)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        http_body::Body::size_hint(&self.inner)
+    }
 }
 
 /// Whether a request's body is an upload's (`POST`, `PATCH`, `PUT` under
@@ -244,22 +453,37 @@ fn within_descriptor_limit(max_connections: usize) -> usize {
     }
 }
 
-/// Answers a connection over the cap with 503 and closes it. The request is read (briefly) before
+/// Answers a connection over the cap with 503 (over TLS when `tls` is given: the handshake
+/// counts against the same grace period) and closes it. The request is read (briefly) before
 /// closing, so the client sees the answer rather than a reset.
-async fn refuse(mut stream: TcpStream) {
+async fn refuse(stream: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>) {
+    let _ = tokio::time::timeout(REFUSAL_GRACE, async {
+        match tls {
+            None => answer_refusal(stream).await,
+            Some(acceptor) => {
+                // A TLS client sends its request right after the handshake; answering before it
+                // arrives would look to the client like a response to nothing.
+                let mut stream = acceptor.accept(stream).await?;
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await?;
+                answer_refusal(stream).await
+            }
+        }
+    })
+    .await;
+}
+
+async fn answer_refusal(mut stream: impl Io) -> std::io::Result<()> {
     const BODY: &str = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"the server is at its connection limit (limits.max_connections); retry shortly","detail":null}]}"#;
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
         BODY.len()
     );
-    let _ = tokio::time::timeout(REFUSAL_GRACE, async {
-        stream.write_all(answer.as_bytes()).await?;
-        stream.shutdown().await?;
-        let mut sink = [0u8; 4096];
-        while stream.read(&mut sink).await? > 0 {}
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
+    stream.write_all(answer.as_bytes()).await?;
+    stream.shutdown().await?;
+    let mut sink = [0u8; 4096];
+    while stream.read(&mut sink).await? > 0 {}
+    Ok(())
 }
 
 /// Counts refused connections and logs them at most once per [`REFUSAL_LOG_INTERVAL`].
@@ -302,22 +526,72 @@ struct Deadline {
 /// more after the deadline passed. The clocks matter only while the reader waits for the client,
 /// so a handler that reads late is not penalised for data already received.
 struct ProgressTimeout {
-    inner: Incoming,
+    /// `None` only while being dropped.
+    inner: Option<Incoming>,
     timeout: Duration,
     /// Armed when a poll finds no data; cleared when data arrives.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     overall: Option<Deadline>,
+    /// Where the unread rest of the body goes when the handler drops it without a failure.
+    unread: Option<tokio::sync::oneshot::Sender<Incoming>>,
+    failed: bool,
 }
 
 impl ProgressTimeout {
-    fn new(inner: Incoming, timeout: Duration, overall: Option<Deadline>) -> Self {
+    fn new(
+        inner: Incoming,
+        timeout: Duration,
+        overall: Option<Deadline>,
+        unread: Option<tokio::sync::oneshot::Sender<Incoming>>,
+    ) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             timeout,
             deadline: None,
             overall,
+            unread,
+            failed: false,
         }
     }
+}
+
+impl Drop for ProgressTimeout {
+    fn drop(&mut self) {
+        if let (Some(inner), Some(unread)) = (self.inner.take(), self.unread.take())
+            && !self.failed
+            && !http_body::Body::is_end_stream(&inner)
+        {
+            let _ = unread.send(inner);
+        }
+    }
+}
+
+/// The most of an unread request body read after the answer (see [`drain_unread`]).
+const MAX_UNREAD_DRAIN: u64 = 256 * 1024;
+
+/// How long reading an unread request body after the answer may take.
+const UNREAD_DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and discards what is left of a request body the handler answered without reading
+/// (a 401 to an upload sent before credentials, say), if it is at most [`MAX_UNREAD_DRAIN`],
+/// before the answer goes out. Otherwise HTTP/1.1 must close the connection while the client is
+/// still sending, and a client that writes the whole body before reading (Python's requests
+/// over TLS) sees a broken connection instead of the answer.
+async fn drain_unread(mut body: Incoming) {
+    use http_body_util::BodyExt as _;
+    if http_body::Body::size_hint(&body).lower() > MAX_UNREAD_DRAIN {
+        return;
+    }
+    let _ = tokio::time::timeout(UNREAD_DRAIN_TIME, async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if read > MAX_UNREAD_DRAIN {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 impl http_body::Body for ProgressTimeout {
@@ -329,9 +603,13 @@ impl http_body::Body for ProgressTimeout {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.deadline = None;
+                this.failed |= matches!(frame, Some(Err(_)));
                 Poll::Ready(frame.map(|f| f.map_err(axum::Error::new)))
             }
             Poll::Pending => {
@@ -339,6 +617,7 @@ impl http_body::Body for ProgressTimeout {
                     && overall.timer.as_mut().poll(cx).is_ready()
                 {
                     overall.missed.store(true, Ordering::Relaxed);
+                    this.failed = true;
                     let limit = overall.limit;
                     return Poll::Ready(Some(Err(axum::Error::new(BodyTooSlow(limit)))));
                 }
@@ -349,6 +628,7 @@ impl http_body::Body for ProgressTimeout {
                 match deadline.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         this.deadline = None;
+                        this.failed = true;
                         Poll::Ready(Some(Err(axum::Error::new(BodyStalled(timeout)))))
                     }
                     Poll::Pending => Poll::Pending,
@@ -358,10 +638,14 @@ impl http_body::Body for ProgressTimeout {
     }
 
     fn is_end_stream(&self) -> bool {
-        http_body::Body::is_end_stream(&self.inner)
+        self.inner
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        http_body::Body::size_hint(&self.inner)
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), http_body::Body::size_hint)
     }
 }

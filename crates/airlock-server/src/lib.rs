@@ -18,9 +18,11 @@ pub mod evidence;
 pub mod identity;
 pub mod metrics;
 pub mod oci;
+pub mod outbound_tls;
 pub mod promotion;
 pub mod readiness;
 pub mod registry;
+pub mod tls;
 pub mod webhooks;
 
 pub use app::{ServeError, serve};

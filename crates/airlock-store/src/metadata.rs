@@ -83,6 +83,11 @@ pub(crate) fn migrator() -> Migrator {
             "scoped quarantines, refused pushes",
             include_str!("../migrations/0012_scoped_quarantines_refused_pushes.sql"),
         ),
+        migration(
+            16,
+            "webhook ca cert",
+            include_str!("../migrations/0016_webhook_ca_cert.sql"),
+        ),
     ])
 }
 

@@ -28,6 +28,8 @@ pub struct WebhookRow {
     pub created_at: i64,
     /// When it was removed (ms), if it was.
     pub removed_at: Option<i64>,
+    /// The PEM of the CA its receiver's certificate must chain to (`None`: the system's roots).
+    pub ca_cert: Option<String>,
 }
 
 /// One delivery of one event to one endpoint.
@@ -68,6 +70,8 @@ pub struct DueDelivery {
     pub url: String,
     /// The endpoint's HMAC key.
     pub secret: Vec<u8>,
+    /// The endpoint's CA (PEM), if it names one.
+    pub ca_cert: Option<String>,
     /// The event kind.
     pub event_type: String,
     /// What the event is about.
@@ -131,6 +135,7 @@ fn webhook_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<WebhookRow, StoreEr
         created_by: row.get("created_by"),
         created_at: row.get("created_at"),
         removed_at: row.get("removed_at"),
+        ca_cert: row.get("ca_cert"),
     })
 }
 
@@ -187,12 +192,14 @@ pub(crate) async fn enqueue_for_records(
 }
 
 impl Metadata {
-    /// Adds an endpoint and appends the record `audit(id)` builds, in one transaction.
+    /// Adds an endpoint (with the CA its receiver's certificate must chain to, if any) and
+    /// appends the record `audit(id)` builds, in one transaction.
     pub async fn add_webhook(
         &self,
         url: &str,
         events: &[String],
         secret: &[u8],
+        ca_cert: Option<&str>,
         created_by: &str,
         audit: impl FnOnce(i64) -> AuditRecord,
     ) -> Result<WebhookRow, StoreError> {
@@ -200,12 +207,13 @@ impl Metadata {
             .map_err(|e| StoreError::Corrupt(format!("webhook events: {e}")))?;
         let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO webhook_endpoints (url, events, secret, created_by, created_at)
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO webhook_endpoints (url, events, secret, ca_cert, created_by, created_at)
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(url)
         .bind(&events_json)
         .bind(secret)
+        .bind(ca_cert)
         .bind(created_by)
         .bind(now_millis())
         .fetch_all(&mut *tx)
@@ -280,7 +288,7 @@ impl Metadata {
     /// An endpoint by id (removed ones too).
     pub async fn webhook(&self, id: i64) -> Result<Option<WebhookRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, url, events, created_by, created_at, removed_at FROM webhook_endpoints
+            "SELECT id, url, events, created_by, created_at, removed_at, ca_cert FROM webhook_endpoints
              WHERE id = ?",
         )
         .bind(id)
@@ -294,7 +302,7 @@ impl Metadata {
     /// The active endpoints.
     pub async fn webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, url, events, created_by, created_at, removed_at FROM webhook_endpoints
+            "SELECT id, url, events, created_by, created_at, removed_at, ca_cert FROM webhook_endpoints
              WHERE removed_at IS NULL ORDER BY id",
         )
         .fetch_all(self.pool())
@@ -358,7 +366,7 @@ impl Metadata {
         }
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
-            "SELECT d.id, e.url, e.secret, d.event_type, d.subject, d.audit_index,
+            "SELECT d.id, e.url, e.secret, e.ca_cert, d.event_type, d.subject, d.audit_index,
                     COALESCE(a.entry, d.data) AS data, d.time_millis, d.attempts
              FROM webhook_deliveries d
              JOIN webhook_endpoints e ON e.id = d.endpoint_id
@@ -386,6 +394,7 @@ impl Metadata {
                 id,
                 url: row.get("url"),
                 secret: row.get("secret"),
+                ca_cert: row.get("ca_cert"),
                 event_type: row.get("event_type"),
                 subject: row.get("subject"),
                 audit_index: row.get("audit_index"),
@@ -546,6 +555,84 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn the_ca_cert_column_is_added_over_existing_endpoints_and_delivered_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        {
+            // The schema before migration 16, with an endpoint and a pending delivery.
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            crate::metadata::migrator().run_to(15, &pool).await.unwrap();
+            sqlx::query(
+                "INSERT INTO webhook_endpoints (url, events, secret, created_by, created_at)
+                 VALUES ('http://old.example/', '[\"*\"]', x'00112233', 'admin', 0)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (endpoint_id, event_type, subject, data,
+                   time_millis, status, next_attempt_at, created_at)
+                 VALUES (1, 'webhook.test', 'webhook/1', x'7b7d', 0, 'pending', 0, 0)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let meta = Metadata::open_sqlite(&path).await.unwrap();
+        let old = meta.webhook(1).await.unwrap().unwrap();
+        assert_eq!(old.url, "http://old.example/");
+        assert_eq!(
+            old.ca_cert, None,
+            "an existing endpoint keeps the system roots"
+        );
+        let due = meta
+            .claim_due_deliveries(now_millis(), now_millis() + 1000, 10)
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].ca_cert, None);
+        assert_eq!(due[0].secret, vec![0x00, 0x11, 0x22, 0x33]);
+
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let added = meta
+            .add_webhook(
+                "https://new.example/",
+                &["*".into()],
+                b"0123456789abcdef",
+                Some(pem),
+                "admin",
+                |id| AuditRecord {
+                    time_millis: now_millis(),
+                    actor: Actor::system(),
+                    event: AuditEvent::WebhookChanged {
+                        endpoint: id,
+                        origin: "https://new.example".into(),
+                        url_sha256: String::new(),
+                        events: vec!["*".into()],
+                        added: true,
+                    },
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(added.ca_cert.as_deref(), Some(pem));
+        // Adding it is an event (`webhook.added`) delivered to both endpoints.
+        let due = meta
+            .claim_due_deliveries(now_millis(), now_millis() + 1000, 10)
+            .await
+            .unwrap();
+        let sent = due
+            .iter()
+            .find(|d| d.url == "https://new.example/")
+            .unwrap_or_else(|| panic!("{due:?}"));
+        assert_eq!(sent.ca_cert.as_deref(), Some(pem));
+    }
+
     fn refused(repository: &str) -> AuditRecord {
         AuditRecord {
             time_millis: now_millis(),
@@ -572,6 +659,7 @@ mod tests {
             "http://x/",
             &[pattern.into()],
             b"0123456789abcdef",
+            None,
             "admin",
             |id| AuditRecord {
                 time_millis: now_millis(),

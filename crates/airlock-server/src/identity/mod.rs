@@ -7,6 +7,7 @@
 //! its tokens on the very next request, and the credential the token descends from, so a token
 //! ends when its API key expires. Refresh tokens rotate on every use (`service/tokens.rs`).
 
+pub mod jwks;
 mod password_checks;
 pub mod routes;
 pub mod service;

@@ -137,7 +137,7 @@ pub struct Identity {
     config: AccessConfig,
     stages: Stages,
     exclusive: Vec<ExclusivePair>,
-    oidc: Vec<(airlock_identity::TrustRule, airlock_identity::Jwks)>,
+    oidc: Vec<(airlock_identity::TrustRule, super::jwks::JwksSource)>,
     verified: Mutex<HashMap<[u8; 32], CachedCredential>>,
     anomalies: Arc<crate::anomalies::Anomalies>,
     password_checks: super::password_checks::PasswordChecks,
@@ -254,13 +254,9 @@ impl Identity {
         }
         let mut oidc = Vec::new();
         for rule in &config.oidc {
-            let text =
-                std::fs::read_to_string(&rule.jwks_file).map_err(|e| IdentityError::File {
-                    path: rule.jwks_file.display().to_string(),
-                    message: e.to_string(),
-                })?;
-            let jwks = airlock_identity::Jwks::from_json(&text)
-                .map_err(|e| IdentityError::Config(format!("oidc rule {}: {e}", rule.name)))?;
+            let jwks = super::jwks::JwksSource::load(rule)
+                .await
+                .map_err(|e| IdentityError::Config(e.to_string()))?;
             for scope in &rule.repositories {
                 scope
                     .parse::<Scope>()
@@ -500,13 +496,10 @@ impl Identity {
                 .fail("oidc", None, source, "no trust rule", Counts::SourceOnly)
                 .await);
         };
-        if let Err(err) = airlock_identity::verify_id_token(
-            id_token,
-            jwks,
-            &rule,
-            now_secs(),
-            self.config.leeway_secs,
-        ) {
+        if let Err(err) = jwks
+            .verify(id_token, &rule, now_secs(), self.config.leeway_secs)
+            .await
+        {
             return Err(self
                 .fail(
                     &format!("oidc/{}", rule.name),

@@ -10,6 +10,14 @@
 //! one is pending. The CloudEvent `id` is the audit index, the same on every attempt, so a
 //! receiver that saw an event before can drop the repeat. Deliveries go only to public
 //! addresses unless `allow_private_targets` is set ([`target`]).
+//!
+//! `https://` endpoints are verified with the same TLS as every client airlock builds
+//! ([`crate::outbound_tls`]): the system's roots, or only the endpoint's own `ca_cert` when it
+//! names one. The certificate must be for the URL's host (SNI and hostname check use the
+//! name in the URL), while the address connected to is the one the guarded resolver checked.
+//! A certificate failure is a failed attempt (retried, then dead-lettered) whose recorded error
+//! names the certificate problem. Plain `http://` endpoints are still accepted (the HMAC
+//! signature protects integrity, not confidentiality); docs/webhooks.md recommends https.
 
 pub mod routes;
 pub mod target;
@@ -29,6 +37,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::config::WebhookConfig;
 use crate::identity::Authenticated;
+use crate::outbound_tls::{self, PrivateCa, TlsFailure, Trust};
 
 /// The header carrying `sha256=<hex HMAC-SHA256 of the body>`.
 pub const SIGNATURE_HEADER: &str = "x-airlock-signature";
@@ -38,6 +47,8 @@ pub const DELIVERY_HEADER: &str = "x-airlock-delivery";
 const SECRET_BYTES: std::ops::RangeInclusive<usize> = 16..=1024;
 /// Longest URL accepted.
 const MAX_URL_BYTES: usize = 2048;
+/// Longest endpoint CA (PEM) accepted.
+const MAX_CA_CERT_BYTES: usize = 64 * 1024;
 /// Deliveries claimed per round.
 const BATCH: u32 = 32;
 /// Attempts in flight at once (each to its own subject).
@@ -123,15 +134,12 @@ fn parse_url(text: &str) -> Result<reqwest::Url, WebhookError> {
     }
     let url = reqwest::Url::parse(text).map_err(|e| bad(format!("{text:?} is not a URL: {e}")))?;
     match url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(bad(
-                "uses https, which this build cannot send yet (no TLS client is compiled in); \
-                 point it at an http:// relay on a trusted network (e.g. a local TLS-terminating proxy)"
-                    .into(),
-            ));
+        "http" | "https" => {}
+        other => {
+            return Err(bad(format!(
+                "has scheme {other:?}; use https:// (or http://)"
+            )));
         }
-        other => return Err(bad(format!("has scheme {other:?}; use http://"))),
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("has no host".into()));
@@ -142,6 +150,23 @@ fn parse_url(text: &str) -> Result<reqwest::Url, WebhookError> {
         ));
     }
     Ok(url)
+}
+
+/// Checks an endpoint's CA: PEM certificates, for an `https://` URL.
+fn check_ca_cert(url: &reqwest::Url, pem: &str) -> Result<(), WebhookError> {
+    if url.scheme() != "https" {
+        return Err(WebhookError::BadRequest(
+            "a ca_cert applies only to an https:// webhook URL".into(),
+        ));
+    }
+    if pem.len() > MAX_CA_CERT_BYTES {
+        return Err(WebhookError::BadRequest(format!(
+            "the webhook's ca_cert is longer than {MAX_CA_CERT_BYTES} bytes"
+        )));
+    }
+    PrivateCa::from_pem(pem)
+        .map(|_| ())
+        .map_err(|e| WebhookError::BadRequest(format!("the webhook's ca_cert: {e}")))
 }
 
 /// The webhook service: endpoint management and delivery history.
@@ -192,9 +217,14 @@ impl Webhooks {
         url: &str,
         events: &[String],
         secret: &str,
+        ca_cert: Option<&str>,
     ) -> Result<WebhookRow, WebhookError> {
         Self::require(who, &actor.principal, false)?;
         let url = parse_url(url.trim())?;
+        let ca_cert = ca_cert.map(str::trim).filter(|pem| !pem.is_empty());
+        if let Some(pem) = ca_cert {
+            check_ca_cert(&url, pem)?;
+        }
         // A literal address is refused now; a name is checked at every send, when it resolves.
         target::check_literal(
             url.host_str().unwrap_or_default(),
@@ -232,6 +262,7 @@ impl Webhooks {
                 url.as_str(),
                 &patterns,
                 secret.as_bytes(),
+                ca_cert,
                 &actor.principal,
                 |endpoint| AuditRecord {
                     time_millis,
@@ -350,8 +381,15 @@ pub struct Dispatcher {
     metadata: Metadata,
     config: WebhookConfig,
     source: String,
+    /// The client for endpoints verified against the system's roots.
     client: reqwest::Client,
+    /// Clients for endpoints with their own CA, by the CA's PEM.
+    private_ca_clients: std::sync::Mutex<std::collections::HashMap<String, reqwest::Client>>,
 }
+
+/// Clients kept for endpoints with their own CA before the cache is emptied (endpoints are few;
+/// this bounds what removed endpoints leave behind).
+const MAX_PRIVATE_CA_CLIENTS: usize = 256;
 
 impl Dispatcher {
     /// A dispatcher whose events name `source` (the audit log's origin). Fails if the HTTP
@@ -361,9 +399,24 @@ impl Dispatcher {
         config: WebhookConfig,
         source: String,
     ) -> Result<Self, reqwest::Error> {
+        let client = Self::build_client(&config, &Trust::System)?;
+        Ok(Self {
+            metadata,
+            config,
+            source,
+            client,
+            private_ca_clients: Default::default(),
+        })
+    }
+
+    /// A delivery client verifying receivers as `trust` says.
+    fn build_client(
+        config: &WebhookConfig,
+        trust: &Trust,
+    ) -> Result<reqwest::Client, reqwest::Error> {
         // No proxy: a proxy would connect to whatever address it likes, past the resolver's
         // check. Names resolve through the guarded resolver only.
-        let client = reqwest::Client::builder()
+        outbound_tls::client_builder(trust)
             .timeout(Duration::from_millis(config.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -371,13 +424,29 @@ impl Dispatcher {
                 allow_private: config.allow_private_targets,
             })
             .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self {
-            metadata,
-            config,
-            source,
-            client,
-        })
+            .build()
+    }
+
+    /// The client for a delivery: the shared one, or one trusting only the endpoint's CA.
+    fn client_for(&self, ca_cert: Option<&str>) -> Result<reqwest::Client, String> {
+        let Some(pem) = ca_cert else {
+            return Ok(self.client.clone());
+        };
+        let mut clients = self
+            .private_ca_clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(client) = clients.get(pem) {
+            return Ok(client.clone());
+        }
+        let ca = PrivateCa::from_pem(pem).map_err(|e| format!("the endpoint's ca_cert: {e}"))?;
+        let client = Self::build_client(&self.config, &Trust::PrivateCa(ca))
+            .map_err(|e| format!("cannot build a client for the endpoint's ca_cert: {e}"))?;
+        if clients.len() >= MAX_PRIVATE_CA_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(pem.to_string(), client.clone());
+        Ok(client)
     }
 
     /// Polls the outbox every `poll_interval_ms` and sends what is due. Each attempt runs as its
@@ -465,8 +534,11 @@ impl Dispatcher {
         if let Err(refused) = target::check_literal(&host, self.config.allow_private_targets) {
             return self.finish(&delivery, None, refused.to_string()).await;
         }
-        let sent = self
-            .client
+        let client = match self.client_for(delivery.ca_cert.as_deref()) {
+            Ok(client) => client,
+            Err(why) => return self.finish(&delivery, None, why).await,
+        };
+        let sent = client
             .post(&delivery.url)
             .header(
                 reqwest::header::CONTENT_TYPE,
@@ -539,8 +611,17 @@ impl Dispatcher {
     }
 }
 
-/// A transport error as a short message without the URL (its path may carry a token).
+/// A transport error as a short message without the URL (its path may carry a token). A TLS
+/// failure is named as such ("TLS: the server's certificate is not trusted ...").
 fn transport_error(err: &reqwest::Error) -> String {
+    if let Some(failure) = TlsFailure::find(err) {
+        let hint = if failure.is_trust_problem() {
+            " (give the endpoint the CA that issued it as ca_cert)"
+        } else {
+            ""
+        };
+        return format!("TLS: {failure}{hint}").chars().take(300).collect();
+    }
     let kind = if err.is_timeout() {
         "timed out"
     } else if err.is_connect() {
@@ -579,7 +660,6 @@ mod tests {
         for (bad, words) in [
             ("ftp://x/", "scheme"),
             ("http://user:pw@x/", "credentials"),
-            ("https://x/", "https"),
             ("not a url", "not a URL"),
         ] {
             let err = parse_url(bad).unwrap_err().to_string();
@@ -588,11 +668,32 @@ mod tests {
     }
 
     #[test]
+    fn https_urls_are_accepted_and_a_ca_cert_only_with_them() {
+        let url = parse_url("https://hooks.example/x").unwrap();
+        assert_eq!(url_origin(&url), "https://hooks.example");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(vec!["ca.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        check_ca_cert(&url, &ca).unwrap();
+        let plain = parse_url("http://hooks.example/x").unwrap();
+        let err = check_ca_cert(&plain, &ca).unwrap_err().to_string();
+        assert!(err.contains("only to an https://"), "{err}");
+        let err = check_ca_cert(&url, "not a certificate")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CERTIFICATE"), "{err}");
+    }
+
+    #[test]
     fn cloud_events_carry_the_audit_entry_with_a_stable_id() {
         let delivery = DueDelivery {
             id: 9,
             url: "http://x/".into(),
             secret: b"0123456789abcdef".to_vec(),
+            ca_cert: None,
             event_type: "promotion.promoted".into(),
             subject: "prod/team/app@sha256:ab".into(),
             audit_index: Some(42),

@@ -1,6 +1,7 @@
 //! HTTP endpoints of webhooks:
 //!
-//! - `POST /api/v1/webhooks` with `{"url", "events": [..], "secret"}`, `GET /api/v1/webhooks`
+//! - `POST /api/v1/webhooks` with `{"url", "events": [..], "secret", "ca_cert"?}` (`ca_cert`:
+//!   PEM of the CA an `https://` receiver's certificate must chain to), `GET /api/v1/webhooks`
 //! - `DELETE /api/v1/webhooks/{id}`
 //! - `GET /api/v1/webhooks/{id}/deliveries?status=&limit=`
 //! - `POST /api/v1/webhooks/{id}/test`
@@ -78,7 +79,7 @@ pub fn webhook_json(row: &WebhookRow, full_url: bool) -> Value {
         super::redacted_url(&row.url)
     };
     json!({"id": row.id, "url": url, "events": row.events, "created_by": row.created_by,
-           "created_at": time(row.created_at)})
+           "created_at": time(row.created_at), "ca_cert": row.ca_cert})
 }
 
 /// The JSON form of a delivery.
@@ -122,6 +123,8 @@ struct AddBody {
     url: String,
     events: Vec<String>,
     secret: String,
+    #[serde(default)]
+    ca_cert: Option<String>,
 }
 
 async fn add(
@@ -139,7 +142,14 @@ async fn add(
     })?;
     let row = state
         .webhooks
-        .add(who.as_ref(), &actor, &body.url, &body.events, &body.secret)
+        .add(
+            who.as_ref(),
+            &actor,
+            &body.url,
+            &body.events,
+            &body.secret,
+            body.ca_cert.as_deref(),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(webhook_json(&row, true))).into_response())
 }
