@@ -147,6 +147,18 @@ pub enum KeyChange {
         /// Revoked because compromised.
         compromised: bool,
     },
+    /// Change what a key may vouch for: its purposes, scope and end of validity (the public key,
+    /// name, start of validity and status stay). The keyring version guards it like every change.
+    Update {
+        /// The key id.
+        key_id: String,
+        /// The new purposes.
+        purposes: Vec<String>,
+        /// The new scope.
+        scope: Vec<String>,
+        /// The new end of validity.
+        not_after: Option<i64>,
+    },
 }
 
 /// Why a keyring change was refused.
@@ -367,6 +379,29 @@ impl Metadata {
                 .bind(at)
                 .bind(reason)
                 .bind(*compromised as i64)
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed != 1 {
+                    return Err(KeyringWriteError::Conflict);
+                }
+            }
+            KeyChange::Update {
+                key_id,
+                purposes,
+                scope,
+                not_after,
+            } => {
+                let json = |value: &Vec<String>| {
+                    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+                };
+                let changed = sqlx::query(
+                    "UPDATE trusted_keys SET purposes = ?, scope = ?, not_after = ? WHERE key_id = ?",
+                )
+                .bind(json(purposes)?)
+                .bind(json(scope)?)
+                .bind(not_after)
                 .bind(key_id)
                 .execute(&mut *tx)
                 .await?
