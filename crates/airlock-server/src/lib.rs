@@ -21,6 +21,7 @@ pub mod oci;
 pub mod promotion;
 pub mod readiness;
 pub mod registry;
+pub mod server_keys;
 pub mod webhooks;
 
 pub use app::{ServeError, serve};
