@@ -52,6 +52,9 @@ pub enum KeysCommand {
     /// Change what a key may vouch for: purposes, scope, end of validity (key-admin whose scope
     /// covers the key). Evidence the change affects is verified again at once.
     Update(UpdateKeyArgs),
+    /// Replace one of airlock's own keys: `token` (token signing key) or `attestation`
+    /// (promotion attestation key); `log` is refused (see docs/operations.md) (key-admin).
+    RotateServer(RotateServerArgs),
     /// Retire a key: signatures seen so far stay valid, new ones are refused.
     Retire {
         /// The key's name.
@@ -124,6 +127,19 @@ pub struct UpdateKeyArgs {
     /// The new end of validity (RFC 3339, e.g. 2027-12-31T23:59:59Z).
     #[arg(long)]
     not_after: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `airlock keys rotate-server`.
+#[derive(Debug, Args)]
+pub struct RotateServerArgs {
+    /// Which key: `token` or `attestation` (`log` is refused: a new log key is a new log).
+    key: String,
+    /// Token key: how long tokens signed by the old key stay valid, e.g. 10m, 7d (default: the
+    /// refresh-token lifetime, so no login ends).
+    #[arg(long)]
+    overlap: Option<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -335,6 +351,32 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
                     join(&k["purposes"]),
                     join(&k["scope"]),
                     k["not_after"].as_str().unwrap_or("-"),
+                )
+            });
+        }
+        KeysCommand::RotateServer(args) => {
+            let mut body = json!({});
+            if let Some(overlap) = &args.overlap {
+                body["overlap_secs"] = json!(crate::client::parse_duration(overlap)?);
+            }
+            let client = ApiClient::connect(&args.common.server).await?;
+            let rotated = client
+                .post(&format!("/api/v1/server-keys/{}/rotate", args.key), &body)
+                .await?;
+            print(&args.common, &rotated, |r| {
+                let until = match r["old_accepted_until"].as_str() {
+                    Some(until) => format!("; what it signed is accepted until {until}"),
+                    None => "; it stays published for verification".into(),
+                };
+                let notice = r["notice"]
+                    .as_str()
+                    .map(|n| format!("\nnotice: {n}"))
+                    .unwrap_or_default();
+                format!(
+                    "rotated the {} key: {} -> {}{until}{notice}",
+                    r["key"].as_str().unwrap_or(""),
+                    r["old_key_id"].as_str().unwrap_or(""),
+                    r["new_key_id"].as_str().unwrap_or(""),
                 )
             });
         }
