@@ -31,7 +31,9 @@ impl Bed {
     async fn new(purposes: &[&str], scope: &[&str]) -> Self {
         let s = TestServer::start();
         user(&s, "keyadmin", &[("key-admin", "*")]).await;
-        let (_, digest) = s.push_image("dev/team/app", "1.0", &[b"keyring update"]).await;
+        let (_, digest) = s
+            .push_image("dev/team/app", "1.0", &[b"keyring update"])
+            .await;
         let bed = Self {
             keyadmin: client_as("keyadmin", PASSWORD),
             s,
@@ -231,7 +233,10 @@ fn provenance() -> Value {
 }
 
 fn message(body: &Value) -> String {
-    body["error"]["message"].as_str().unwrap_or_default().to_string()
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[tokio::test]
@@ -351,8 +356,7 @@ async fn changing_the_scope_reverifies_the_keys_evidence_both_ways() {
 }
 
 #[tokio::test]
-async fn moving_not_after_before_the_evidence_was_seen_rejects_it_and_moving_it_back_verifies_it()
-{
+async fn moving_not_after_before_the_evidence_was_seen_rejects_it_and_moving_it_back_verifies_it() {
     let bed = Bed::new(&[&format!("attest:{SLSA_V1}")], &["team/*"]).await;
     let item = bed.attest("slsaprovenance1", &provenance());
     assert_eq!(item["status"], "verified", "{item:#}");
@@ -416,7 +420,11 @@ async fn a_scoped_key_admin_updates_keys_only_within_its_scope() {
     .await;
     // Within its scope: allowed, and narrowing stays within.
     let (status, body) = bed
-        .update(&team, "ci", json!({"add_purposes": [format!("attest:{SLSA_V1}")]}))
+        .update(
+            &team,
+            "ci",
+            json!({"add_purposes": [format!("attest:{SLSA_V1}")]}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = bed
@@ -425,7 +433,11 @@ async fn a_scoped_key_admin_updates_keys_only_within_its_scope() {
     assert_eq!(status, 200, "{body}");
     // A key outside its scope: refused, saying why.
     let (status, body) = bed
-        .update(&team, "everything", json!({"add_purposes": [format!("attest:{SLSA_V1}")]}))
+        .update(
+            &team,
+            "everything",
+            json!({"add_purposes": [format!("attest:{SLSA_V1}")]}),
+        )
         .await;
     assert_eq!(status, 403, "{body}");
     assert!(message(&body).contains("everything"), "{body}");
@@ -434,7 +446,10 @@ async fn a_scoped_key_admin_updates_keys_only_within_its_scope() {
     for scope in [json!(["*"]), json!(["team/app", "payments/*"])] {
         let (status, body) = bed.update(&team, "ci", json!({"scope": scope})).await;
         assert_eq!(status, 403, "{scope}: {body}");
-        assert!(message(&body).contains("beyond your key-admin grants"), "{body}");
+        assert!(
+            message(&body).contains("beyond your key-admin grants"),
+            "{body}"
+        );
     }
     // A key-admin for team/* in dev only does not hold a key that applies in every stage.
     let dev_only = user(&bed.s, "devkeys", &[("key-admin", "dev/team/*")]).await;
@@ -468,10 +483,7 @@ async fn a_scoped_key_admin_updates_keys_only_within_its_scope() {
         .find(|k| k["name"] == "ci")
         .unwrap();
     assert_eq!(ci["scope"], json!(["team/app"]));
-    assert_eq!(
-        ci["purposes"],
-        json!(["sign", format!("attest:{SLSA_V1}")])
-    );
+    assert_eq!(ci["purposes"], json!(["sign", format!("attest:{SLSA_V1}")]));
 }
 
 #[tokio::test]
@@ -479,7 +491,11 @@ async fn only_key_admins_update_keys() {
     let bed = Bed::new(&["sign"], &["team/*"]).await;
     // admin holds access-admin, developer and auditor, but not key-admin.
     let (status, body) = bed
-        .update(&bed.s.http, "ci", json!({"add_purposes": [format!("attest:{CYCLONEDX}")]}))
+        .update(
+            &bed.s.http,
+            "ci",
+            json!({"add_purposes": [format!("attest:{CYCLONEDX}")]}),
+        )
         .await;
     assert_eq!(status, 403, "{body}");
     assert!(message(&body).contains("key-admin"), "{body}");
@@ -507,8 +523,16 @@ async fn bad_updates_are_refused_with_the_fix() {
     for (body, status, words) in [
         (json!({}), 400, "nothing to change"),
         (json!({"add_purposes": ["launch"]}), 400, "launch"),
-        (json!({"add_purposes": ["sign"]}), 400, "already has the purpose"),
-        (json!({"remove_purposes": [format!("attest:{SLSA_V1}")]}), 400, "does not have the purpose"),
+        (
+            json!({"add_purposes": ["sign"]}),
+            400,
+            "already has the purpose",
+        ),
+        (
+            json!({"remove_purposes": [format!("attest:{SLSA_V1}")]}),
+            400,
+            "does not have the purpose",
+        ),
         (json!({"remove_purposes": ["sign"]}), 400, "no purpose left"),
         (json!({"scope": []}), 400, "--scope"),
         (json!({"scope": ["a//b"]}), 400, "a//b"),

@@ -107,7 +107,11 @@ async fn a_rotated_token_key_keeps_earlier_tokens_until_the_overlap_ends() {
     let keyadmin = user(&s, "keyadmin", &[("key-admin", "*")]).await;
     let (old_access, old_refresh) = login(&s).await;
     let old_kid = kid(&old_access);
-    assert_eq!(kid(&old_refresh), old_kid, "refresh tokens are signed by the same key");
+    assert_eq!(
+        kid(&old_refresh),
+        old_kid,
+        "refresh tokens are signed by the same key"
+    );
 
     // An overlap shorter than the access-token lifetime would cut tokens short: refused.
     let (status, body) = rotate(&s, &keyadmin, "token", json!({"overlap_secs": 1})).await;
@@ -128,10 +132,7 @@ async fn a_rotated_token_key_keeps_earlier_tokens_until_the_overlap_ends() {
     assert_ne!(new_kid, old_kid);
     // Refresh tokens live longer than this overlap: the answer says those logins end.
     assert!(
-        rotated["notice"]
-            .as_str()
-            .unwrap()
-            .contains("log in again"),
+        rotated["notice"].as_str().unwrap().contains("log in again"),
         "{rotated}"
     );
 
@@ -168,7 +169,11 @@ async fn a_rotated_token_key_keeps_earlier_tokens_until_the_overlap_ends() {
         .json()
         .await
         .unwrap();
-    assert_eq!(listing["token"][0]["key_id"], new_kid.as_str(), "{listing:#}");
+    assert_eq!(
+        listing["token"][0]["key_id"],
+        new_kid.as_str(),
+        "{listing:#}"
+    );
     assert_eq!(listing["token"][0]["status"], "current");
     assert_eq!(listing["token"][1]["key_id"], old_kid.as_str());
     assert!(listing["token"][1]["retired_at"].is_string());
@@ -236,7 +241,12 @@ async fn promote(s: &TestServer, promoter: &reqwest::Client, digest: &str) -> Va
         .json()
         .await
         .unwrap();
-    let layer = manifest["layers"].as_array().unwrap().last().unwrap().clone();
+    let layer = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     s.http
         .get(s.url(&format!(
             "/v2/staging/team/app/blobs/{}",
@@ -294,7 +304,10 @@ async fn a_rotated_attestation_key_signs_new_promotions_and_the_old_one_stays_li
     let (_, second) = s.push_image("dev/team/app", "2.0", &[b"second"]).await;
 
     let old_pem = attestation_pem(&s).await;
-    assert!(old_pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{old_pem}");
+    assert!(
+        old_pem.starts_with("-----BEGIN PUBLIC KEY-----"),
+        "{old_pem}"
+    );
     let before = attestation_keys(&s).await;
     assert_eq!(before["keys"].as_array().unwrap().len(), 1, "{before:#}");
     let old_attestation = promote(&s, &promoter, &first).await;
@@ -415,7 +428,12 @@ async fn only_key_admins_for_everything_rotate_server_keys() {
     let keyadmin = user(&s, "keyadmin", &[("key-admin", "*")]).await;
     let (status, body) = rotate(&s, &keyadmin, "tls", json!({})).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("`token` or `attestation`"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`token` or `attestation`")
+    );
     let (status, body) = rotate(&s, &keyadmin, "token", json!({"overlap": "1h"})).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(

@@ -1190,8 +1190,18 @@ mod tests {
             scope: Scope::Global,
             expires_at_millis: Some(10),
         }];
-        assert!(has_permission_within(&expired, Permission::ManageKeys, &scope("prod"), 9));
-        assert!(!has_permission_within(&expired, Permission::ManageKeys, &scope("prod"), 10));
+        assert!(has_permission_within(
+            &expired,
+            Permission::ManageKeys,
+            &scope("prod"),
+            9
+        ));
+        assert!(!has_permission_within(
+            &expired,
+            Permission::ManageKeys,
+            &scope("prod"),
+            10
+        ));
     }
 
     #[test]

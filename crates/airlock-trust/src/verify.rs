@@ -1423,7 +1423,8 @@ mod tests {
         // The fix is to give the existing key the purpose, not to add a new key pair.
         let message = rejection.to_string();
         assert!(
-            message.contains("airlock keys update ci --add-purpose attest:https://cyclonedx.org/bom"),
+            message
+                .contains("airlock keys update ci --add-purpose attest:https://cyclonedx.org/bom"),
             "{message}"
         );
         assert!(!message.contains("keys add"), "{message}");

@@ -734,8 +734,13 @@ impl EvidenceService {
             not_before_millis: row.not_before,
             not_after_millis: row.not_after,
         };
-        self.change_keyring(KeyChange::Add(row.clone()), record, Affected::Rejected, actor)
-            .await?;
+        self.change_keyring(
+            KeyChange::Add(row.clone()),
+            record,
+            Affected::Rejected,
+            actor,
+        )
+        .await?;
         Ok(row)
     }
 
@@ -832,7 +837,8 @@ impl EvidenceService {
             && update.not_after.is_none()
         {
             return Err(EvidenceError::BadRequest(
-                "nothing to change: give --add-purpose, --remove-purpose, --scope or --not-after".into(),
+                "nothing to change: give --add-purpose, --remove-purpose, --scope or --not-after"
+                    .into(),
             ));
         }
         if row.status == "revoked" {
@@ -1029,8 +1035,7 @@ impl EvidenceService {
             let Some(last) = page.last() else { break };
             after = last.id;
             for row in page {
-                let of_key =
-                    |key_id: &str| row.verdict.key_id.as_deref() == Some(key_id);
+                let of_key = |key_id: &str| row.verdict.key_id.as_deref() == Some(key_id);
                 let candidate = match affected {
                     Affected::Rejected => row.verdict.status == "rejected",
                     Affected::OfKey(key_id) => of_key(key_id),
@@ -1162,7 +1167,10 @@ enum Affected<'a> {
 
 /// The access scope that a key scope pattern (`*`, `team/*`, `team/app`: paths without a stage)
 /// names in `stage`; `None` if the pattern makes no repository name there (fail closed).
-fn stage_scope(stage: &airlock_core::StageName, pattern: &str) -> Option<airlock_core::access::Scope> {
+fn stage_scope(
+    stage: &airlock_core::StageName,
+    pattern: &str,
+) -> Option<airlock_core::access::Scope> {
     use airlock_core::access::Scope;
     if pattern == "*" {
         return Some(Scope::Stage(stage.clone()));

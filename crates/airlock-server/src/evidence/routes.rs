@@ -134,7 +134,9 @@ fn key_authority(who: &Option<Authenticated>) -> Result<KeyAuthority, ApiError> 
         .cloned()
         .collect();
     if scoped.is_empty() {
-        return Err(forbidden("change the keyring: that needs the key-admin role"));
+        return Err(forbidden(
+            "change the keyring: that needs the key-admin role",
+        ));
     }
     Ok(KeyAuthority::Grants(scoped))
 }

@@ -33,7 +33,9 @@ use airlock_store::{
 };
 use serde_json::{Value, json};
 
-pub use attestation::{ATTESTATION_PREDICATE_TYPE, load_or_create_attestation_key, private_key_pem};
+pub use attestation::{
+    ATTESTATION_PREDICATE_TYPE, load_or_create_attestation_key, private_key_pem,
+};
 
 use crate::config::{Config, GateConfig};
 use crate::evidence::EvidenceService;

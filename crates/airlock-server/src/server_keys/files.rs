@@ -205,13 +205,10 @@ impl KeyFiles {
 /// The history after replacing the current key (`old_id`, `old_public_pem`, made at
 /// `old_created_at`) by `new_id` at `now`, accepting what the old key signed until
 /// `accepted_until`.
-pub fn rotated(
-    mut history: KeyHistory,
-    old: RetiredKey,
-    new_id: &str,
-    now: i64,
-) -> KeyHistory {
-    history.retired.retain(|r| r.key_id != old.key_id && r.key_id != new_id);
+pub fn rotated(mut history: KeyHistory, old: RetiredKey, new_id: &str, now: i64) -> KeyHistory {
+    history
+        .retired
+        .retain(|r| r.key_id != old.key_id && r.key_id != new_id);
     history.retired.push(old);
     history.current = Some(CurrentKey {
         key_id: new_id.to_string(),

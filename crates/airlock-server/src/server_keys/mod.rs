@@ -216,9 +216,7 @@ impl ServerKeys {
                     .and_then(|secs| secs.checked_mul(1000))
                     .and_then(|ms| now.checked_add(ms))
                     .ok_or_else(|| {
-                        ServerKeyError::BadRequest(format!(
-                            "an overlap of {overlap} s is too long"
-                        ))
+                        ServerKeyError::BadRequest(format!("an overlap of {overlap} s is too long"))
                     })?;
                 let tokens = self.tokens.clone();
                 let (old_key_id, new_key_id) =

@@ -142,7 +142,10 @@ async fn rotate(
     if rotation.logins_end {
         answer["notice"] = json!(format!(
             "refresh tokens issued before this rotation stop working at {}: logins made before it (airlock login, offline access) must log in again then",
-            rotation.old_accepted_until.map(rfc3339_millis).unwrap_or_default()
+            rotation
+                .old_accepted_until
+                .map(rfc3339_millis)
+                .unwrap_or_default()
         ));
     }
     Ok(Json(answer).into_response())

@@ -10,8 +10,8 @@ use airlock_identity::{
     AccessClaims, RetiredTokenKey, TokenError, TokenKey, TokenKind, TokenPublicKey, TokenVerifier,
 };
 
-use super::{ListedKey, ServerKeyError};
 use super::files::{KeyFiles, KeyHistory, RetiredKey, created_at, rotated};
+use super::{ListedKey, ServerKeyError};
 
 /// What the token keys are at one moment.
 struct TokenState {
@@ -81,7 +81,12 @@ impl TokenKeys {
         leeway_secs: u64,
     ) -> Result<Self, ServerKeyError> {
         let files = KeyFiles::new(data_dir, "token-key");
-        files.recover(|pem| Ok(TokenKey::from_pkcs8_pem(pem).map_err(crypto)?.kid().to_string()))?;
+        files.recover(|pem| {
+            Ok(TokenKey::from_pkcs8_pem(pem)
+                .map_err(crypto)?
+                .kid()
+                .to_string())
+        })?;
         let key = match std::fs::read_to_string(&files.key) {
             Ok(pem) => TokenKey::from_pkcs8_pem(&pem).map_err(crypto)?,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -155,7 +160,11 @@ impl TokenKeys {
     /// Replaces the key with a new one; what the old key signed is accepted until
     /// `accepted_until` (Unix ms). Returns the old and the new key id. The caller serialises
     /// rotations.
-    pub fn rotate(&self, now: i64, accepted_until: i64) -> Result<(String, String), ServerKeyError> {
+    pub fn rotate(
+        &self,
+        now: i64,
+        accepted_until: i64,
+    ) -> Result<(String, String), ServerKeyError> {
         let old = self.current();
         let new = TokenKey::generate();
         let old_id = old.key.kid().to_string();
