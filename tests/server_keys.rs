@@ -124,7 +124,9 @@ async fn a_rotated_token_key_keeps_earlier_tokens_until_the_overlap_ends() {
         "{body}"
     );
 
-    let (status, rotated) = rotate(&s, &keyadmin, "token", json!({"overlap_secs": 3})).await;
+    // An overlap of 4 s (at least the 3 s access-token lifetime), so the steps below fit in it
+    // even on a loaded machine.
+    let (status, rotated) = rotate(&s, &keyadmin, "token", json!({"overlap_secs": 4})).await;
     assert_eq!(status, 200, "{rotated}");
     assert_eq!(rotated["key"], "token");
     assert_eq!(rotated["old_key_id"], old_kid.as_str());
@@ -146,7 +148,8 @@ async fn a_rotated_token_key_keeps_earlier_tokens_until_the_overlap_ends() {
 
     // After the overlap, what the old key signed is refused (here a refresh token, which has
     // not expired), saying why.
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    // The overlap ends within 5 s of the rotation (whole seconds, never earlier than asked).
+    tokio::time::sleep(Duration::from_millis(5600)).await;
     let (status, body) = refresh(&s, &old_refresh).await;
     assert_eq!(status, 401, "{body}");
     let text = body.to_string();
