@@ -487,6 +487,12 @@ impl ApiClient {
         self.send(self.http.delete(format!("{}{path}", self.server)))
             .await
     }
+
+    /// `PATCH` JSON, returning JSON.
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(self.http.patch(format!("{}{path}", self.server)).json(body))
+            .await
+    }
 }
 
 /// Parses a duration such as `45s`, `90m`, `8h`, `30d` into seconds.

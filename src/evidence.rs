@@ -49,6 +49,12 @@ pub enum KeysCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Change what a key may vouch for: purposes, scope, end of validity (key-admin whose scope
+    /// covers the key). Evidence the change affects is verified again at once.
+    Update(UpdateKeyArgs),
+    /// Replace one of airlock's own keys: `token` (token signing key) or `attestation`
+    /// (promotion attestation key); `log` is refused (see docs/operations.md) (key-admin).
+    RotateServer(RotateServerArgs),
     /// Retire a key: signatures seen so far stay valid, new ones are refused.
     Retire {
         /// The key's name.
@@ -100,6 +106,40 @@ pub struct AddKeyArgs {
     /// Signature algorithm for RSA keys signed with PSS (`rsa-pss-sha256`).
     #[arg(long)]
     algorithm: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `airlock keys update`.
+#[derive(Debug, Args)]
+pub struct UpdateKeyArgs {
+    /// The key's name.
+    name: String,
+    /// A purpose to add: `sign`, or `attest:<predicate type>` (repeatable).
+    #[arg(long = "add-purpose")]
+    add_purposes: Vec<String>,
+    /// A purpose to remove (repeatable).
+    #[arg(long = "remove-purpose")]
+    remove_purposes: Vec<String>,
+    /// The new scope, replacing the old one: `team/*`, `team/app`, `*` (repeatable).
+    #[arg(long = "scope")]
+    scope: Vec<String>,
+    /// The new end of validity (RFC 3339, e.g. 2027-12-31T23:59:59Z).
+    #[arg(long)]
+    not_after: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `airlock keys rotate-server`.
+#[derive(Debug, Args)]
+pub struct RotateServerArgs {
+    /// Which key: `token` or `attestation` (`log` is refused: a new log key is a new log).
+    key: String,
+    /// Token key: how long tokens signed by the old key stay valid, e.g. 10m, 7d (default: the
+    /// refresh-token lifetime, so no login ends).
+    #[arg(long)]
+    overlap: Option<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -279,6 +319,66 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
         KeysCommand::ExportAttestationKey { common } => {
             let client = ApiClient::connect(&common.server).await?;
             print!("{}", client.get_text("/api/v1/attestation-key").await?);
+        }
+        KeysCommand::Update(args) => {
+            if args.add_purposes.is_empty()
+                && args.remove_purposes.is_empty()
+                && args.scope.is_empty()
+                && args.not_after.is_none()
+            {
+                bail!(
+                    "nothing to change: give --add-purpose, --remove-purpose, --scope or --not-after"
+                );
+            }
+            let mut body = json!({
+                "add_purposes": args.add_purposes,
+                "remove_purposes": args.remove_purposes,
+            });
+            if !args.scope.is_empty() {
+                body["scope"] = json!(args.scope);
+            }
+            if let Some(not_after) = &args.not_after {
+                body["not_after"] = json!(not_after);
+            }
+            let client = ApiClient::connect(&args.common.server).await?;
+            let key = client
+                .patch(&format!("/api/v1/keys/{}", args.name), &body)
+                .await?;
+            print(&args.common, &key, |k| {
+                format!(
+                    "updated key {}: purposes: {}  scope: {}  not after: {}",
+                    k["name"].as_str().unwrap_or(""),
+                    join(&k["purposes"]),
+                    join(&k["scope"]),
+                    k["not_after"].as_str().unwrap_or("-"),
+                )
+            });
+        }
+        KeysCommand::RotateServer(args) => {
+            let mut body = json!({});
+            if let Some(overlap) = &args.overlap {
+                body["overlap_secs"] = json!(crate::client::parse_duration(overlap)?);
+            }
+            let client = ApiClient::connect(&args.common.server).await?;
+            let rotated = client
+                .post(&format!("/api/v1/server-keys/{}/rotate", args.key), &body)
+                .await?;
+            print(&args.common, &rotated, |r| {
+                let until = match r["old_accepted_until"].as_str() {
+                    Some(until) => format!("; what it signed is accepted until {until}"),
+                    None => "; it stays published for verification".into(),
+                };
+                let notice = r["notice"]
+                    .as_str()
+                    .map(|n| format!("\nnotice: {n}"))
+                    .unwrap_or_default();
+                format!(
+                    "rotated the {} key: {} -> {}{until}{notice}",
+                    r["key"].as_str().unwrap_or(""),
+                    r["old_key_id"].as_str().unwrap_or(""),
+                    r["new_key_id"].as_str().unwrap_or(""),
+                )
+            });
         }
         KeysCommand::Retire {
             name,
@@ -594,9 +694,13 @@ async fn report(
     if verified || mine.is_empty() {
         Ok(0)
     } else {
-        eprintln!(
-            "airlock: the registry did not verify it; add the public key with `airlock keys add` (key-admin)"
-        );
+        // The server's reason names the fix: `airlock keys add` for an unknown signer,
+        // `airlock keys update NAME ...` for a known key that lacks a purpose, scope or validity.
+        let reason = mine
+            .iter()
+            .find_map(|e| e["reason"].as_str())
+            .unwrap_or("no key in the keyring verifies it; add the signer's public key with `airlock keys add`");
+        eprintln!("airlock: the registry did not verify it: {reason} (key-admin)");
         Ok(crate::client::DENIED)
     }
 }

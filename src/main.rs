@@ -72,7 +72,8 @@ enum Command {
     /// Just-in-time access: request, grant, deny, list.
     #[command(subcommand)]
     Access(access::AccessCommand),
-    /// The keyring of trusted signer keys: generate, add, list, retire, revoke.
+    /// The keyring of trusted signer keys: generate, add, list, update, retire, revoke; and
+    /// airlock's own keys: rotate-server.
     #[command(subcommand)]
     Keys(evidence::KeysCommand),
     /// Sign an artifact as cosign does (simple signing, tag scheme or --referrer).

@@ -539,6 +539,22 @@ pub fn has_permission(
         .contains(&permission)
 }
 
+/// Whether some grant active at `now_millis` gives `permission` in a scope that includes all of
+/// `scope` ([`Scope::is_within`]): a key-admin scoped to `prod/team/*` administers what lies in
+/// `prod/team/*`, and nothing wider.
+pub fn has_permission_within(
+    grants: &[Grant],
+    permission: Permission,
+    scope: &Scope,
+    now_millis: i64,
+) -> bool {
+    grants.iter().any(|grant| {
+        grant.is_active(now_millis)
+            && permissions(grant.role).contains(&permission)
+            && scope.is_within(&grant.scope)
+    })
+}
+
 /// Longest single Docker token scope accepted, to bound what a request can make us parse.
 pub const MAX_REQUESTED_SCOPE_LEN: usize = 1024;
 
@@ -1147,6 +1163,45 @@ mod tests {
         assert!(!scope("dev").covers_stage(&prod));
         assert!(!scope("prod/team/*").covers_stage(&prod));
         assert!(!scope("prod/team/app").covers_stage(&prod));
+    }
+
+    #[test]
+    fn a_permission_within_a_scope_needs_one_grant_that_holds_all_of_it() {
+        let grants = [
+            grant(Role::KeyAdmin, "prod/team/*"),
+            grant(Role::KeyAdmin, "dev/team/*"),
+            grant(Role::Reader, "*"),
+        ];
+        let within = |s: &str| has_permission_within(&grants, Permission::ManageKeys, &scope(s), 0);
+        assert!(within("prod/team/*"));
+        assert!(within("prod/team/app"));
+        assert!(within("dev/team/a/*"));
+        assert!(!within("prod/other/*"));
+        assert!(!within("prod"), "a subtree does not hold the whole stage");
+        assert!(!within("*"));
+        assert!(!has_permission_within(
+            &grants,
+            Permission::ManageAccess,
+            &scope("prod/team/app"),
+            0
+        ));
+        let expired = [Grant {
+            role: Role::KeyAdmin,
+            scope: Scope::Global,
+            expires_at_millis: Some(10),
+        }];
+        assert!(has_permission_within(
+            &expired,
+            Permission::ManageKeys,
+            &scope("prod"),
+            9
+        ));
+        assert!(!has_permission_within(
+            &expired,
+            Permission::ManageKeys,
+            &scope("prod"),
+            10
+        ));
     }
 
     #[test]

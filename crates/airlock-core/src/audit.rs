@@ -356,6 +356,38 @@ pub enum AuditEvent {
         /// Revoked because the private key is compromised: every signature it made is void.
         compromised: bool,
     },
+    /// A key's purposes, scope or end of validity changed (`airlock keys update`).
+    KeyUpdated {
+        /// Hex SHA-256 of the key's SPKI DER.
+        key_id: String,
+        /// Its name.
+        name: String,
+        /// Its purposes before the change.
+        purposes_before: Vec<String>,
+        /// Its purposes after the change.
+        purposes_after: Vec<String>,
+        /// Its scope before the change.
+        scope_before: Vec<String>,
+        /// Its scope after the change.
+        scope_after: Vec<String>,
+        /// Its end of validity before the change.
+        not_after_before_millis: Option<i64>,
+        /// Its end of validity after the change.
+        not_after_after_millis: Option<i64>,
+    },
+    /// One of airlock's own keys (the token signing key or the promotion attestation key) was
+    /// replaced by a new one (`airlock keys rotate-server`).
+    ServerKeyRotated {
+        /// `token` or `attestation`.
+        key: String,
+        /// The id of the key that signed until now.
+        old_key_id: String,
+        /// The id of the key that signs from now on.
+        new_key_id: String,
+        /// Until when what the old key signed is still accepted (token key); `None` when the
+        /// old public key stays published for verification without end (attestation key).
+        old_accepted_until_millis: Option<i64>,
+    },
     /// A signature or attestation arrived and was verified or rejected.
     EvidenceRecorded {
         /// Where it arrived.
@@ -474,6 +506,8 @@ impl AuditEvent {
             Self::KeyAdded { .. } => "key.added",
             Self::KeyStatusChanged { status, .. } if status == "retired" => "key.retired",
             Self::KeyStatusChanged { .. } => "key.revoked",
+            Self::KeyUpdated { .. } => "key.updated",
+            Self::ServerKeyRotated { .. } => "server_key.rotated",
             Self::EvidenceRecorded { status, .. } if status == "verified" => "evidence.verified",
             Self::EvidenceRecorded { .. } => "evidence.rejected",
             Self::EvidenceReverified { .. } => "evidence.reverified",
@@ -552,9 +586,14 @@ impl AuditEvent {
             Self::AccessRequested { request, .. } | Self::AccessDecided { request, .. } => {
                 json!({"kind": "access_request", "id": request})
             }
-            Self::KeyAdded { key_id, name, .. } | Self::KeyStatusChanged { key_id, name, .. } => {
+            Self::KeyAdded { key_id, name, .. }
+            | Self::KeyStatusChanged { key_id, name, .. }
+            | Self::KeyUpdated { key_id, name, .. } => {
                 json!({"kind": "key", "id": key_id, "name": name})
             }
+            Self::ServerKeyRotated {
+                key, new_key_id, ..
+            } => json!({"kind": "server_key", "id": new_key_id, "name": key}),
             Self::EvidenceRecorded {
                 repository,
                 subject,
@@ -707,6 +746,27 @@ impl AuditEvent {
                 compromised,
                 ..
             } => json!({"reason": reason, "compromised": compromised}),
+            Self::KeyUpdated {
+                purposes_before,
+                purposes_after,
+                scope_before,
+                scope_after,
+                not_after_before_millis,
+                not_after_after_millis,
+                ..
+            } => json!({
+                "before": {"purposes": purposes_before, "scope": scope_before,
+                           "not_after": not_after_before_millis.map(rfc3339_millis)},
+                "after": {"purposes": purposes_after, "scope": scope_after,
+                          "not_after": not_after_after_millis.map(rfc3339_millis)},
+            }),
+            Self::ServerKeyRotated {
+                old_key_id,
+                new_key_id,
+                old_accepted_until_millis,
+                ..
+            } => json!({"old_key_id": old_key_id, "new_key_id": new_key_id,
+                        "old_accepted_until": old_accepted_until_millis.map(rfc3339_millis)}),
             Self::EvidenceRecorded {
                 item,
                 format,

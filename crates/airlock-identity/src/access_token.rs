@@ -120,6 +120,17 @@ pub enum TokenError {
     /// The header's `kid` is not the verification key's.
     #[error("token was signed by unknown key id {0:?}")]
     UnknownKeyId(String),
+    /// The header's `kid` is a retired key whose overlap ended: what it signed is no longer
+    /// accepted.
+    #[error(
+        "token was signed by token key {kid}, which was replaced and is no longer accepted (since {accepted_until}); log in again"
+    )]
+    RetiredKey {
+        /// The retired key's id.
+        kid: String,
+        /// When its overlap ended (seconds since the Unix epoch).
+        accepted_until: u64,
+    },
     /// The signature does not verify with the key.
     #[error("token signature is invalid")]
     BadSignature,
@@ -381,6 +392,48 @@ impl TokenVerifier {
             });
         }
         Ok(claims)
+    }
+}
+
+/// A token key that no longer signs (it was rotated out): tokens it signed are accepted until
+/// `accepted_until_secs`, the end of the rotation's overlap, and refused with
+/// [`TokenError::RetiredKey`] after.
+#[derive(Debug, Clone)]
+pub struct RetiredTokenKey {
+    /// Its public half.
+    pub key: TokenPublicKey,
+    /// The end of its overlap (seconds since the Unix epoch).
+    pub accepted_until_secs: u64,
+}
+
+impl TokenVerifier {
+    /// [`TokenVerifier::verify`], picking the key by the token's `kid`: the verifier's own key, or
+    /// one of `retired` while its overlap lasts. Every other check is the same for both.
+    pub fn verify_with_retired(
+        &self,
+        token: &str,
+        now_secs: u64,
+        expected_kind: TokenKind,
+        retired: &[RetiredTokenKey],
+    ) -> Result<AccessClaims, TokenError> {
+        let kid = jwt::parse(token)?.header.kid;
+        if let Some(kid) = kid
+            && kid != self.key.kid
+            && let Some(old) = retired.iter().find(|r| r.key.kid == kid)
+        {
+            if now_secs > old.accepted_until_secs {
+                return Err(TokenError::RetiredKey {
+                    kid,
+                    accepted_until: old.accepted_until_secs,
+                });
+            }
+            let verifier = TokenVerifier {
+                key: old.key.clone(),
+                ..self.clone()
+            };
+            return verifier.verify(token, now_secs, expected_kind);
+        }
+        self.verify(token, now_secs, expected_kind)
     }
 }
 

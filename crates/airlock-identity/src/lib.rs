@@ -27,8 +27,8 @@ pub mod oidc;
 pub mod password;
 
 pub use access_token::{
-    AccessClaims, AccessEntry, TokenError, TokenKey, TokenKind, TokenPublicKey, TokenVerifier,
-    token_response,
+    AccessClaims, AccessEntry, RetiredTokenKey, TokenError, TokenKey, TokenKind, TokenPublicKey,
+    TokenVerifier, token_response,
 };
 pub use api_key::{ApiKey, ApiKeyRecord, ApiKeySecret, parse_api_key, verify_api_key};
 pub use error::IdentityError;

@@ -1,8 +1,8 @@
 //! Access and refresh tokens: the happy path and every rejection path of `TokenVerifier`.
 
 use airlock_identity::{
-    AccessClaims, AccessEntry, IdentityError, MAX_TOKEN_BYTES, TokenError, TokenKey, TokenKind,
-    TokenPublicKey, TokenVerifier, token_response,
+    AccessClaims, AccessEntry, IdentityError, MAX_TOKEN_BYTES, RetiredTokenKey, TokenError,
+    TokenKey, TokenKind, TokenPublicKey, TokenVerifier, token_response,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -430,5 +430,53 @@ fn token_response_has_docker_fields() {
     assert_eq!(
         token_response("t", 300, "2025-06-15T12:00:00Z", Some("r"))["refresh_token"],
         "r"
+    );
+}
+
+#[test]
+fn a_retired_key_verifies_its_tokens_until_its_overlap_ends() {
+    let old = TokenKey::generate();
+    let new = TokenKey::generate();
+    let retired = [RetiredTokenKey {
+        key: old.public_key().clone(),
+        accepted_until_secs: NOW + 10,
+    }];
+    let old_token = old.issue(&claims(TokenKind::Refresh)).unwrap();
+    let new_token = new.issue(&claims(TokenKind::Access)).unwrap();
+    let current = verifier(&new);
+    // The current key's tokens verify as before; the old key's within the overlap.
+    assert!(
+        current
+            .verify_with_retired(&new_token, NOW, TokenKind::Access, &retired)
+            .is_ok()
+    );
+    assert!(
+        current
+            .verify_with_retired(&old_token, NOW + 10, TokenKind::Refresh, &retired)
+            .is_ok()
+    );
+    // After the overlap: refused, naming the retired key.
+    assert_eq!(
+        current.verify_with_retired(&old_token, NOW + 11, TokenKind::Refresh, &retired),
+        Err(TokenError::RetiredKey {
+            kid: old.kid().to_owned(),
+            accepted_until: NOW + 10
+        })
+    );
+    // Every other check still applies to the old key's tokens (here: the kind).
+    assert!(matches!(
+        current.verify_with_retired(&old_token, NOW, TokenKind::Access, &retired),
+        Err(TokenError::WrongKind { .. })
+    ));
+    // A token claiming the old key's kid but signed by another key is a bad signature.
+    let forged = sign_raw(&new, &eddsa_header(&old), &claims_json(TokenKind::Access));
+    assert_eq!(
+        current.verify_with_retired(&forged, NOW, TokenKind::Access, &retired),
+        Err(TokenError::BadSignature)
+    );
+    // Without the retired list the old key is unknown.
+    assert_eq!(
+        current.verify(&old_token, NOW, TokenKind::Refresh),
+        Err(TokenError::UnknownKeyId(old.kid().to_owned()))
     );
 }

@@ -117,6 +117,8 @@ pub struct Services {
     pub anomalies: Arc<crate::anomalies::Anomalies>,
     /// Webhook endpoints.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// airlock's own keys (rotation).
+    pub server_keys: Arc<crate::server_keys::ServerKeys>,
 }
 
 /// The whole HTTP application.
@@ -132,6 +134,7 @@ pub fn router(
         promotions,
         anomalies,
         webhooks,
+        server_keys,
     } = services;
     let trusted_proxies = Arc::new(identity.trusted_proxies().clone());
     let access = Arc::new(AccessControl::with_identity(identity.clone()));
@@ -180,6 +183,12 @@ pub fn router(
         .merge(crate::webhooks::routes::router(
             crate::webhooks::routes::WebhookState {
                 webhooks,
+                identity: identity.clone(),
+            },
+        ))
+        .merge(crate::server_keys::routes::router(
+            crate::server_keys::routes::ServerKeyState {
+                keys: server_keys,
                 identity: identity.clone(),
             },
         ))
@@ -286,15 +295,27 @@ pub async fn serve(
         ),
         Err(err) => tracing::error!(error = %err, "ingesting pending evidence failed"),
     }
-    let attestation_key = crate::promotion::load_or_create_attestation_key(&config.data_dir)
-        .map_err(ServeError::Promotion)?;
+    let attestation_keys = Arc::new(
+        crate::server_keys::AttestationKeys::open(&config.data_dir)
+            .map_err(|e| ServeError::Promotion(e.to_string()))?,
+    );
+    let server_keys = Arc::new(crate::server_keys::ServerKeys::new(
+        registry.metadata().clone(),
+        identity.token_keys(),
+        attestation_keys.clone(),
+        crate::server_keys::TokenLifetimes {
+            access_secs: config.access.token_lifetime_secs,
+            refresh_secs: config.access.refresh_lifetime_secs,
+            leeway_secs: config.access.leeway_secs,
+        },
+    ));
     let promotions = Arc::new(
         PromotionService::open(
             registry.metadata().clone(),
             registry.blobs().clone(),
             config.clone(),
             evidence.clone(),
-            attestation_key,
+            attestation_keys,
             identity.clone(),
             anomalies.clone(),
         )
@@ -335,6 +356,7 @@ pub async fn serve(
                 registry.metadata().clone(),
                 config.webhooks.allow_private_targets,
             ),
+            server_keys,
         },
         crate::metrics::install(),
     );

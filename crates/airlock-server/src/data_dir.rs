@@ -2,7 +2,8 @@
 //!
 //! Guarantees:
 //! - At every start the data directory is set to mode 0700, the database (`metadata.db`, created
-//!   0600 if missing, and its `-wal`/`-shm` files) and the key files to 0600, and the blob
+//!   0600 if missing, and its `-wal`/`-shm` files) and the key files (with the rotated keys'
+//!   histories, [`KEY_FILES`]) to 0600, and the blob
 //!   directories to 0700,
 //!   whatever the umask. SQLite gives the `-wal` and `-shm` files it creates the database file's
 //!   mode, so they are 0600 too. (`airlock serve` also sets its umask to 0077, so blob files and
@@ -16,8 +17,15 @@ use std::path::{Path, PathBuf};
 
 use airlock_store::{Metadata, StoreError};
 
-/// Key files airlock generates on first start; their presence means the directory was used.
-pub const KEY_FILES: [&str; 3] = ["log-key", "token-key.pem", "attestation-key.pem"];
+/// Key files airlock generates (on first start, or when a key is rotated: the histories of the
+/// token and attestation keys); their presence means the directory was used.
+pub const KEY_FILES: [&str; 5] = [
+    "log-key",
+    "token-key.pem",
+    "attestation-key.pem",
+    "token-keys.json",
+    "attestation-keys.json",
+];
 
 /// The database file in a data directory.
 pub fn database_path(dir: &Path) -> PathBuf {

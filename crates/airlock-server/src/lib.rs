@@ -22,6 +22,7 @@ pub mod outbound_tls;
 pub mod promotion;
 pub mod readiness;
 pub mod registry;
+pub mod server_keys;
 pub mod tls;
 pub mod webhooks;
 

@@ -377,7 +377,7 @@ pub enum Rejection {
     },
     /// The signer's validity window had ended when the evidence was first seen.
     #[error(
-        "key `{key_name}` expired at {}, before this evidence was first seen; re-sign with a current key",
+        "key `{key_name}` expired at {}, before this evidence was first seen; re-sign with a current key, or, if the key's validity was set too short, extend it: `airlock keys update {key_name} --not-after <later time>`",
         utc(*.not_after_ms)
     )]
     KeyExpired {
@@ -419,7 +419,7 @@ pub enum Rejection {
     },
     /// The signer may not vouch for this repository.
     #[error(
-        "key `{key_name}` is not trusted for repository `{repository_path}` (outside its scope); sign with a key scoped to it or widen the key's scope"
+        "key `{key_name}` is not trusted for repository `{repository_path}` (outside its scope); sign with a key scoped to it or widen the key's scope: `airlock keys update {key_name} --scope <pattern covering {repository_path}>` (with every pattern it should keep)"
     )]
     OutOfScope {
         /// The signer.
@@ -461,7 +461,7 @@ pub enum Rejection {
     },
     /// The signer may not attest this predicate type.
     #[error(
-        "key `{key_name}` is not trusted to attest `{predicate_type}`; give the key the purpose `attest:{predicate_type}` or attest with a key that has it"
+        "key `{key_name}` is not trusted to attest `{predicate_type}`; give the key the purpose: `airlock keys update {key_name} --add-purpose attest:{predicate_type}` (no new key pair needed), or attest with a key that has it"
     )]
     PredicateNotAllowed {
         /// The signer.
@@ -471,7 +471,7 @@ pub enum Rejection {
     },
     /// The signer may not sign artifacts.
     #[error(
-        "key `{key_name}` lacks the `sign` purpose; sign with a signing key or give the key the purpose `sign`"
+        "key `{key_name}` lacks the `sign` purpose; sign with a signing key or give the key the purpose: `airlock keys update {key_name} --add-purpose sign`"
     )]
     NotSigning {
         /// The signer.
@@ -1420,11 +1420,14 @@ mod tests {
                 predicate_type: "https://cyclonedx.org/bom".into()
             }
         );
+        // The fix is to give the existing key the purpose, not to add a new key pair.
+        let message = rejection.to_string();
         assert!(
-            rejection
-                .to_string()
-                .contains("attest:https://cyclonedx.org/bom")
+            message
+                .contains("airlock keys update ci --add-purpose attest:https://cyclonedx.org/bom"),
+            "{message}"
         );
+        assert!(!message.contains("keys add"), "{message}");
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! under a mutex shared with keyring changes, so no verdict is ever computed against a keyring
 //! that a concurrent change is replacing.
 
+mod key_update;
 pub mod routes;
+
+pub use key_update::{KeyAuthority, KeyUpdate};
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -43,6 +46,9 @@ pub enum EvidenceError {
     /// The change conflicts with the keyring's state.
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not make this change (outside its key-admin scope).
+    #[error("{0}")]
+    Forbidden(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -706,8 +712,13 @@ impl EvidenceService {
             not_before_millis: row.not_before,
             not_after_millis: row.not_after,
         };
-        self.change_keyring(KeyChange::Add(row.clone()), record, None, actor)
-            .await?;
+        self.change_keyring(
+            KeyChange::Add(row.clone()),
+            record,
+            Affected::Rejected,
+            actor,
+        )
+        .await?;
         Ok(row)
     }
 
@@ -764,7 +775,7 @@ impl EvidenceService {
             reason: reason.into(),
             compromised,
         };
-        self.change_keyring(key_change, event, Some(&row.key_id), actor)
+        self.change_keyring(key_change, event, Affected::OfKey(&row.key_id), actor)
             .await?;
         let (_, rows) = self.metadata.keyring().await?;
         rows.into_iter()
@@ -780,7 +791,7 @@ impl EvidenceService {
         &self,
         change: KeyChange,
         event: AuditEvent,
-        affected_key: Option<&str>,
+        affected: Affected<'_>,
         actor: &Actor,
     ) -> Result<()> {
         let _guard = self.lock.lock().await;
@@ -815,6 +826,18 @@ impl EvidenceService {
                     row.compromised = *compromised;
                 }
             }
+            KeyChange::Update {
+                key_id,
+                purposes,
+                scope,
+                not_after,
+            } => {
+                for row in rows.iter_mut().filter(|r| &r.key_id == key_id) {
+                    row.purposes = purposes.clone();
+                    row.scope = scope.clone();
+                    row.not_after = *not_after;
+                }
+            }
         }
         let next = keyring_from(version + 1, &rows)?;
         let now = now_millis();
@@ -831,9 +854,13 @@ impl EvidenceService {
             let Some(last) = page.last() else { break };
             after = last.id;
             for row in page {
-                let candidate = match affected_key {
-                    Some(key_id) => row.verdict.key_id.as_deref() == Some(key_id),
-                    None => row.verdict.status == "rejected",
+                let of_key = |key_id: &str| row.verdict.key_id.as_deref() == Some(key_id);
+                let candidate = match affected {
+                    Affected::Rejected => row.verdict.status == "rejected",
+                    Affected::OfKey(key_id) => of_key(key_id),
+                    Affected::RejectedAndOfKey(key_id) => {
+                        row.verdict.status == "rejected" || of_key(key_id)
+                    }
                 };
                 if !candidate {
                     continue;
@@ -859,7 +886,9 @@ impl EvidenceService {
                         reason: verdict.reason.clone(),
                     },
                 });
-                if row.verdict.status == "verified" && verdict.status == "revoked" {
+                // Evidence that counted and no longer does (a compromised key, or a key that
+                // lost the purpose, scope or validity that covered it): gated copies are flagged.
+                if row.verdict.status == "verified" && verdict.status != "verified" {
                     self.flag_gated(
                         &row,
                         &subject,
@@ -942,6 +971,17 @@ impl EvidenceService {
         }
         Ok(())
     }
+}
+
+/// Which stored items a keyring change can give another verdict.
+#[derive(Debug, Clone, Copy)]
+enum Affected<'a> {
+    /// Rejected items (a key was added).
+    Rejected,
+    /// The items of this key (its status changed).
+    OfKey(&'a str),
+    /// Rejected items and the items of this key (what it may vouch for changed).
+    RejectedAndOfKey(&'a str),
 }
 
 /// Whether the key with id `key_id` is in `keyring` and its scope covers `repository_path`.

@@ -1,7 +1,9 @@
 //! HTTP endpoints of the keyring and of artifact evidence.
 //!
 //! - `GET /api/v1/keys`, `POST /api/v1/keys`, `POST /api/v1/keys/{name}/retire|revoke`: the
-//!   keyring (changes need `manage-keys`).
+//!   keyring (changes need `manage-keys` everywhere); `PATCH /api/v1/keys/{name}` changes a key's
+//!   purposes, scope and end of validity (`manage-keys` in a scope holding the key's scope, before
+//!   and after, in every stage).
 //! - `GET /api/v1/artifacts/{stage}/{path}@{digest}`: the artifact, its tags, flags and evidence;
 //!   `GET .../evidence` the evidence alone; `POST .../evidence` a DSSE envelope (or Sigstore
 //!   bundle) for CI tools that do not speak OCI (needs `attest` on the repository).
@@ -22,7 +24,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{EvidenceError, EvidenceService, NewKey, StatusChange};
+use super::{EvidenceError, EvidenceService, KeyAuthority, KeyUpdate, NewKey, StatusChange};
 use crate::access::authenticate;
 use crate::api::ApiError;
 use crate::identity::{Authenticated, Identity};
@@ -40,6 +42,7 @@ pub struct EvidenceState {
 pub fn router(state: EvidenceState) -> Router {
     Router::new()
         .route("/api/v1/keys", get(list_keys).post(add_key))
+        .route("/api/v1/keys/{name}", axum::routing::patch(update_key))
         .route("/api/v1/keys/{name}/retire", post(retire_key))
         .route("/api/v1/keys/{name}/revoke", post(revoke_key))
         .route("/api/v1/artifacts/{*reference}", any(artifact))
@@ -67,6 +70,12 @@ impl From<EvidenceError> for ApiError {
                 "CONFLICT",
                 message,
                 "list the keyring (airlock keys list) and retry",
+            ),
+            EvidenceError::Forbidden(_) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                message,
+                "ask a key-admin whose scope covers the key (airlock whoami shows your grants)",
             ),
             EvidenceError::Store(err) => ApiError::storage(&err),
         }
@@ -103,6 +112,33 @@ fn require_key_admin(who: &Option<Authenticated>) -> Result<(), ApiError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// Where the caller may administer keys: everywhere with a global `key-admin` grant (or with
+/// access control off), else within its scoped `key-admin` grants; refused without any.
+fn key_authority(who: &Option<Authenticated>) -> Result<KeyAuthority, ApiError> {
+    let Some(who) = who else {
+        return Ok(KeyAuthority::Everywhere);
+    };
+    if who.has(Permission::ManageKeys, &PermissionTarget::Global) {
+        return Ok(KeyAuthority::Everywhere);
+    }
+    let now = airlock_store::now_millis();
+    let scoped: Vec<_> = who
+        .grants
+        .iter()
+        .filter(|g| {
+            g.is_active(now)
+                && airlock_core::access::permissions(g.role).contains(&Permission::ManageKeys)
+        })
+        .cloned()
+        .collect();
+    if scoped.is_empty() {
+        return Err(forbidden(
+            "change the keyring: that needs the key-admin role",
+        ));
+    }
+    Ok(KeyAuthority::Grants(scoped))
 }
 
 fn rfc3339(millis: Option<i64>) -> Value {
@@ -226,6 +262,47 @@ async fn add_key(
     };
     let key = state.evidence.add_key(new, &actor).await?;
     Ok((StatusCode::CREATED, Json(key_json(&key))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateKey {
+    #[serde(default)]
+    add_purposes: Vec<String>,
+    #[serde(default)]
+    remove_purposes: Vec<String>,
+    #[serde(default)]
+    scope: Option<Vec<String>>,
+    #[serde(default)]
+    not_after: Option<String>,
+}
+
+async fn update_key(
+    State(state): State<EvidenceState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (who, actor) = caller(&state.identity, &headers, peer).await?;
+    let authority = key_authority(&who)?;
+    let body: UpdateKey = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            format!("invalid key update: {e}"),
+            "send {\"add_purposes\": [...], \"remove_purposes\": [...], \"scope\": [...], \"not_after\": \"2027-12-31T23:59:59Z\"} (at least one)",
+        )
+    })?;
+    let update = KeyUpdate {
+        not_after: parse_time("not_after", body.not_after.as_deref())?,
+        add_purposes: body.add_purposes,
+        remove_purposes: body.remove_purposes,
+        scope: body.scope,
+    };
+    let key = state
+        .evidence
+        .update_key(&name, update, &authority, &actor)
+        .await?;
+    Ok(Json(key_json(&key)).into_response())
 }
 
 #[derive(Deserialize, Default)]

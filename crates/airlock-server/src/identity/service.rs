@@ -9,7 +9,7 @@ use airlock_core::access::{
     AccessRuleViolation, ExclusivePair, Grant, Permission, PermissionTarget, Role, Scope,
 };
 use airlock_core::{Action, Actor, AuditEvent, AuditRecord, RepoName, Stages};
-use airlock_identity::{AccessEntry, TokenKey, TokenVerifier};
+use airlock_identity::AccessEntry;
 use airlock_store::{
     AccessRequestRow, CredentialRow, Metadata, PrincipalRow, StoreError, now_millis,
 };
@@ -132,8 +132,8 @@ struct CachedCredential {
 /// The identity service.
 pub struct Identity {
     metadata: Metadata,
-    token_key: TokenKey,
-    verifier: TokenVerifier,
+    /// The token signing key and the keys it replaced (rotated by `server_keys`).
+    token_keys: Arc<crate::server_keys::TokenKeys>,
     config: AccessConfig,
     stages: Stages,
     exclusive: Vec<ExclusivePair>,
@@ -218,32 +218,15 @@ impl Identity {
         initial_password: Option<String>,
         anomalies: Arc<crate::anomalies::Anomalies>,
     ) -> Result<Self, IdentityError> {
-        let key_path = data_dir.join("token-key.pem");
-        let token_key = match std::fs::read_to_string(&key_path) {
-            Ok(pem) => {
-                TokenKey::from_pkcs8_pem(&pem).map_err(|e| IdentityError::Crypto(e.to_string()))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = TokenKey::generate();
-                let pem = key
-                    .to_pkcs8_pem()
-                    .map_err(|e| IdentityError::Crypto(e.to_string()))?;
-                write_secret_file(&key_path, &pem)?;
-                key
-            }
-            Err(e) => {
-                return Err(IdentityError::File {
-                    path: key_path.display().to_string(),
-                    message: e.to_string(),
-                });
-            }
-        };
-        let verifier = TokenVerifier {
-            key: token_key.public_key().clone(),
-            issuer: TOKEN_ISSUER.into(),
-            audience: TOKEN_SERVICE.into(),
-            leeway_secs: config.leeway_secs,
-        };
+        let token_keys = Arc::new(
+            crate::server_keys::TokenKeys::open(
+                data_dir,
+                TOKEN_ISSUER,
+                TOKEN_SERVICE,
+                config.leeway_secs,
+            )
+            .map_err(|e| IdentityError::Crypto(e.to_string()))?,
+        );
         let mut exclusive = Vec::new();
         for [a, b] in &config.exclusive_roles {
             let parse = |r: &str| {
@@ -276,8 +259,7 @@ impl Identity {
         }
         let identity = Self {
             metadata,
-            token_key,
-            verifier,
+            token_keys,
             config,
             stages,
             exclusive,
@@ -290,6 +272,11 @@ impl Identity {
         // Compute the dummy hash now, so the first refused login costs what every other does.
         let _ = tokio::task::spawn_blocking(secrets::dummy_password_hash).await;
         Ok(identity)
+    }
+
+    /// The token signing key and the keys it replaced.
+    pub fn token_keys(&self) -> Arc<crate::server_keys::TokenKeys> {
+        self.token_keys.clone()
     }
 
     /// Whether access control is on.

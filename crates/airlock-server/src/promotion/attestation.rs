@@ -32,14 +32,7 @@ pub fn load_or_create_attestation_key(data_dir: &Path) -> Result<SigningKey, Str
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             use std::io::Write;
             let key = SigningKey::generate_p256();
-            let der = key.to_pkcs8_der().map_err(|e| e.to_string())?;
-            let body = base64::engine::general_purpose::STANDARD.encode(der);
-            let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
-            for line in body.as_bytes().chunks(64) {
-                pem.push_str(&String::from_utf8_lossy(line));
-                pem.push('\n');
-            }
-            pem.push_str("-----END PRIVATE KEY-----\n");
+            let pem = private_key_pem(&key)?;
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
@@ -58,6 +51,19 @@ pub fn load_or_create_attestation_key(data_dir: &Path) -> Result<SigningKey, Str
         }
         Err(err) => Err(format!("cannot read {}: {err}", path.display())),
     }
+}
+
+/// `key` as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), the attestation key file's format.
+pub fn private_key_pem(key: &SigningKey) -> Result<String, String> {
+    let der = key.to_pkcs8_der().map_err(|e| e.to_string())?;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    Ok(pem)
 }
 
 /// What a promotion attestation states.

@@ -31,10 +31,11 @@ use airlock_store::{
     BlobStore, DecisionRow, Metadata, PromotionRow, PromotionWriteError, StoreError, Transition,
     now_millis,
 };
-use airlock_trust::keys::SigningKey;
 use serde_json::{Value, json};
 
-pub use attestation::{ATTESTATION_PREDICATE_TYPE, load_or_create_attestation_key};
+pub use attestation::{
+    ATTESTATION_PREDICATE_TYPE, load_or_create_attestation_key, private_key_pem,
+};
 
 use crate::config::{Config, GateConfig};
 use crate::evidence::EvidenceService;
@@ -226,7 +227,7 @@ pub struct PromotionService {
     config: Config,
     evidence: Arc<EvidenceService>,
     policy: RwLock<LoadedPolicy>,
-    attestation_key: SigningKey,
+    attestation_keys: Arc<crate::server_keys::AttestationKeys>,
     identity: Arc<crate::identity::Identity>,
     anomalies: Arc<crate::anomalies::Anomalies>,
 }
@@ -280,7 +281,7 @@ impl PromotionService {
         blobs: BlobStore,
         config: Config,
         evidence: Arc<EvidenceService>,
-        attestation_key: SigningKey,
+        attestation_keys: Arc<crate::server_keys::AttestationKeys>,
         identity: Arc<crate::identity::Identity>,
         anomalies: Arc<crate::anomalies::Anomalies>,
     ) -> Result<Self> {
@@ -298,7 +299,7 @@ impl PromotionService {
             }),
             config,
             evidence,
-            attestation_key,
+            attestation_keys,
             identity,
             anomalies,
         };
@@ -364,7 +365,12 @@ impl PromotionService {
 
     /// The attestation public key (SPKI PEM), for `cosign verify-attestation --key`.
     pub fn attestation_public_key(&self) -> String {
-        self.attestation_key.public_key().to_pem()
+        self.attestation_keys.current().public_key().to_pem()
+    }
+
+    /// The current attestation key and every key it replaced, newest first.
+    pub fn attestation_keys(&self) -> Vec<crate::server_keys::ListedKey> {
+        self.attestation_keys.listing()
     }
 
     fn gate(&self, stage: &StageName) -> GateConfig {
@@ -1020,7 +1026,7 @@ impl PromotionService {
         let attestation = attestation::build_manifest(
             &self.metadata,
             &self.blobs,
-            &self.attestation_key,
+            &self.attestation_keys.current(),
             &source,
             &stage_repositories,
             &digest,

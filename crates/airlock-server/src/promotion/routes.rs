@@ -5,7 +5,8 @@
 //! - `POST /api/v1/rollbacks`, `POST /api/v1/stages/{stage}/freeze|unfreeze`,
 //!   `GET /api/v1/status/{path}`
 //! - `GET /api/v1/decisions/{id}`, `POST /api/v1/decisions/{id}/replay`
-//! - `GET /api/v1/policy`, `POST /api/v1/policy/reload`, `GET /api/v1/attestation-key`
+//! - `GET /api/v1/policy`, `POST /api/v1/policy/reload`, `GET /api/v1/attestation-key` (PEM of
+//!   the current key; with `Accept: application/json` the current and every replaced key)
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -558,7 +559,26 @@ async fn reload(
     Ok(Json(json!({"digest": digest})).into_response())
 }
 
-async fn attestation_key(State(state): State<PromotionState>) -> Response {
+/// The current attestation public key as PEM (what `cosign verify-attestation --key` and
+/// `airlock keys export-attestation-key` read); with `Accept: application/json`, the current key
+/// and every key it replaced, so attestations signed before a rotation can be verified.
+async fn attestation_key(State(state): State<PromotionState>, headers: HeaderMap) -> Response {
+    let wants_json = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"));
+    if wants_json {
+        let keys = state.promotions.attestation_keys();
+        let listed: Vec<Value> = keys
+            .iter()
+            .map(crate::server_keys::routes::listed_json)
+            .collect();
+        return Json(json!({
+            "current": keys.first().map(|k| k.key_id.clone()),
+            "keys": listed,
+        }))
+        .into_response();
+    }
     (
         [("content-type", "application/x-pem-file")],
         state.promotions.attestation_public_key(),

@@ -141,7 +141,7 @@ impl Identity {
         kind: TokenKind,
         source: Option<std::net::SocketAddr>,
     ) -> Result<(AccessClaims, PrincipalRow), AuthError> {
-        let claims = match self.verifier.verify(token, now_secs(), kind) {
+        let claims = match self.token_keys.verify(token, now_secs(), kind) {
             Ok(claims) => claims,
             Err(err) => {
                 return Err(self
@@ -263,7 +263,7 @@ impl Identity {
             fam: family.clone(),
         };
         let sign = |claims: &AccessClaims| {
-            self.token_key
+            self.token_keys
                 .issue(claims)
                 .map_err(|e| AuthError::Signing(e.to_string()))
         };

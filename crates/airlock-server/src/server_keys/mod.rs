@@ -1,0 +1,250 @@
+//! airlock's own keys and their rotation (`airlock keys rotate-server`).
+//!
+//! - The token signing key ([`TokenKeys`]): a rotation makes a new key sign every token from
+//!   then on; tokens the old key signed (access and refresh tokens alike: both are JWTs signed
+//!   by this key) stay valid until the overlap ends, at least the access-token lifetime and by
+//!   default the refresh-token lifetime (plus the clock leeway), so no login ends. A shorter
+//!   overlap ends the logins whose refresh tokens were issued before the rotation, and the answer
+//!   says so.
+//! - The promotion attestation key ([`AttestationKeys`]): new attestations are signed by the new
+//!   key; every replaced key stays listed at `GET /api/v1/attestation-key` so older attestations
+//!   keep verifying.
+//! - The audit log key is never rotated in place: its public key is the log's identity, so a new
+//!   key is a new log (docs/operations.md, "Starting a new audit log"). The request is refused.
+//!
+//! The keys stay files in the data directory (`files.rs`); a rotation takes effect at once for
+//! the running server and is recorded as `server_key.rotated` with the old and the new key id.
+
+pub mod routes;
+
+mod attestation;
+mod files;
+mod token;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use airlock_core::{Actor, AuditEvent, AuditRecord};
+use airlock_store::{Metadata, StoreError, now_millis};
+
+pub use attestation::AttestationKeys;
+pub use token::TokenKeys;
+
+/// Why a server key operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerKeyError {
+    /// The request is malformed; the message says how.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The audit log key was asked to rotate.
+    #[error(
+        "the audit log key is never rotated in place: its public key is the log's identity (the origin every checkpoint and every verifier names), so a new key means a new log. Follow docs/operations.md, \"Starting a new audit log\": archive the data directory's log and log-key, then start a new log with a new origin"
+    )]
+    LogKey,
+    /// A key file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key or history file holds something that is not what airlock wrote.
+    #[error("{}: {message}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A key could not be made, read or encoded.
+    #[error("server key: {0}")]
+    Key(String),
+    /// Storage failed (the audit record).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A key as the listings show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ListedKey {
+    /// Its id.
+    pub key_id: String,
+    /// Its public half (PEM).
+    pub public_key: String,
+    /// When it was made (Unix ms).
+    pub created_at: i64,
+    /// When it was replaced (Unix ms), if it was.
+    pub retired_at: Option<i64>,
+    /// Until when what it signed is accepted (Unix ms), for a replaced token key.
+    pub accepted_until: Option<i64>,
+}
+
+/// Which of airlock's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKey {
+    /// The token signing key.
+    Token,
+    /// The promotion attestation key.
+    Attestation,
+    /// The audit log key (never rotated in place).
+    Log,
+}
+
+impl std::str::FromStr for ServerKey {
+    type Err = ServerKeyError;
+
+    fn from_str(text: &str) -> Result<Self, ServerKeyError> {
+        match text {
+            "token" => Ok(Self::Token),
+            "attestation" => Ok(Self::Attestation),
+            "log" => Ok(Self::Log),
+            _ => Err(ServerKeyError::BadRequest(format!(
+                "unknown server key {:?}: rotate `token` or `attestation`",
+                text.chars().take(32).collect::<String>()
+            ))),
+        }
+    }
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// `token` or `attestation`.
+    pub key: &'static str,
+    /// The key that signed until now.
+    pub old_key_id: String,
+    /// The key that signs from now on.
+    pub new_key_id: String,
+    /// Until when what the old key signed is accepted (token key).
+    pub old_accepted_until: Option<i64>,
+    /// Refresh tokens issued before the rotation outlive the overlap: those logins end then.
+    pub logins_end: bool,
+}
+
+/// Token lifetimes a token-key rotation's overlap is measured against.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenLifetimes {
+    /// Access tokens (`access.token_lifetime_secs`): the shortest overlap allowed.
+    pub access_secs: u64,
+    /// Refresh tokens (`access.refresh_lifetime_secs`).
+    pub refresh_secs: u64,
+    /// Clock leeway (`access.leeway_secs`).
+    pub leeway_secs: u64,
+}
+
+/// The rotation service over airlock's keys.
+pub struct ServerKeys {
+    metadata: Metadata,
+    tokens: Arc<TokenKeys>,
+    attestations: Arc<AttestationKeys>,
+    lifetimes: TokenLifetimes,
+    /// One rotation at a time.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl ServerKeys {
+    /// The service over the key holders the identity and promotion services use.
+    pub fn new(
+        metadata: Metadata,
+        tokens: Arc<TokenKeys>,
+        attestations: Arc<AttestationKeys>,
+        lifetimes: TokenLifetimes,
+    ) -> Self {
+        Self {
+            metadata,
+            tokens,
+            attestations,
+            lifetimes,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The token keys (current first).
+    pub fn token_keys(&self) -> Result<Vec<ListedKey>, ServerKeyError> {
+        self.tokens.listing()
+    }
+
+    /// The attestation keys (current first).
+    pub fn attestation_keys(&self) -> Vec<ListedKey> {
+        self.attestations.listing()
+    }
+
+    /// Replaces `key` with a new key and records it. `overlap_secs` (token key only): how long
+    /// tokens signed by the old key stay valid.
+    pub async fn rotate(
+        &self,
+        key: ServerKey,
+        overlap_secs: Option<u64>,
+        actor: &Actor,
+    ) -> Result<Rotation, ServerKeyError> {
+        let _guard = self.lock.lock().await;
+        let now = now_millis();
+        let rotation = match key {
+            ServerKey::Log => return Err(ServerKeyError::LogKey),
+            ServerKey::Attestation => {
+                if overlap_secs.is_some() {
+                    return Err(ServerKeyError::BadRequest(
+                        "the attestation key takes no overlap: every replaced attestation key stays listed at /api/v1/attestation-key, so older attestations keep verifying; drop --overlap".into(),
+                    ));
+                }
+                let attestations = self.attestations.clone();
+                let (old_key_id, new_key_id) =
+                    tokio::task::spawn_blocking(move || attestations.rotate(now))
+                        .await
+                        .map_err(|e| ServerKeyError::Key(e.to_string()))??;
+                Rotation {
+                    key: "attestation",
+                    old_key_id,
+                    new_key_id,
+                    old_accepted_until: None,
+                    logins_end: false,
+                }
+            }
+            ServerKey::Token => {
+                let lifetimes = self.lifetimes;
+                let overlap = overlap_secs
+                    .unwrap_or(lifetimes.refresh_secs.saturating_add(lifetimes.leeway_secs));
+                if overlap < lifetimes.access_secs {
+                    return Err(ServerKeyError::BadRequest(format!(
+                        "an overlap of {overlap} s is shorter than the access-token lifetime ({} s, access.token_lifetime_secs): tokens issued a moment ago would stop working early; give --overlap {}s or more",
+                        lifetimes.access_secs, lifetimes.access_secs
+                    )));
+                }
+                let overlap_ms = i64::try_from(overlap)
+                    .ok()
+                    .and_then(|secs| secs.checked_mul(1000))
+                    .and_then(|ms| now.checked_add(ms))
+                    .ok_or_else(|| {
+                        ServerKeyError::BadRequest(format!("an overlap of {overlap} s is too long"))
+                    })?;
+                let tokens = self.tokens.clone();
+                let (old_key_id, new_key_id) =
+                    tokio::task::spawn_blocking(move || tokens.rotate(now, overlap_ms))
+                        .await
+                        .map_err(|e| ServerKeyError::Key(e.to_string()))??;
+                Rotation {
+                    key: "token",
+                    old_key_id,
+                    new_key_id,
+                    old_accepted_until: Some(overlap_ms),
+                    logins_end: overlap < lifetimes.refresh_secs,
+                }
+            }
+        };
+        tracing::warn!(key = rotation.key, old = %rotation.old_key_id, new = %rotation.new_key_id, "server key rotated");
+        self.metadata
+            .record_events(&[AuditRecord {
+                time_millis: now,
+                actor: actor.clone(),
+                event: AuditEvent::ServerKeyRotated {
+                    key: rotation.key.into(),
+                    old_key_id: rotation.old_key_id.clone(),
+                    new_key_id: rotation.new_key_id.clone(),
+                    old_accepted_until_millis: rotation.old_accepted_until,
+                },
+            }])
+            .await?;
+        Ok(rotation)
+    }
+}
