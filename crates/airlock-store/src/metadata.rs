@@ -83,6 +83,11 @@ pub(crate) fn migrator() -> Migrator {
             "scoped quarantines, refused pushes",
             include_str!("../migrations/0012_scoped_quarantines_refused_pushes.sql"),
         ),
+        migration(
+            14,
+            "service account keys",
+            include_str!("../migrations/0014_service_account_keys.sql"),
+        ),
     ])
 }
 
