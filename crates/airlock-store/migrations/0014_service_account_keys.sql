@@ -1,8 +1,10 @@
 -- Service accounts hold several API keys, each with a name (unique among the account's keys that
 -- are not revoked, so a revoked key's name can be given to its replacement) and the time it last
--- authenticated (written at most once a minute per key by the server, not per request).
+-- authenticated (written at most once a minute per key by the server, not per request), and who
+-- added it (NULL for keys made before this migration and for passwords).
 ALTER TABLE credentials ADD COLUMN name TEXT;
 ALTER TABLE credentials ADD COLUMN last_used_at INTEGER;
+ALTER TABLE credentials ADD COLUMN created_by TEXT;
 
 -- Keys made before names existed: the first key of each account is `default` (the one
 -- `service-accounts add` created), any other is named by its id.

@@ -33,6 +33,8 @@ pub struct ApiKeyRow {
     pub revoked_at: Option<i64>,
     /// When it last authenticated (ms), to the minute.
     pub last_used_at: Option<i64>,
+    /// Who added it (`None` for keys made before keys had names).
+    pub created_by: Option<String>,
 }
 
 /// A live key inside an expiry window, with the notices already sent for it.
@@ -50,6 +52,21 @@ pub struct ExpiringKey {
     pub expiring_sent: Vec<u32>,
     /// Whether the `expired` notice was sent.
     pub expired_sent: bool,
+}
+
+/// A key to add (its secret only as a SHA-256 hash).
+#[derive(Debug, Clone, Copy)]
+pub struct NewApiKey<'a> {
+    /// The key id.
+    pub id: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// SHA-256 hex of the secret.
+    pub secret_hash: &'a str,
+    /// When it expires (ms).
+    pub expires_at: i64,
+    /// Who adds it.
+    pub created_by: &'a str,
 }
 
 /// Which notice to record as sent.
@@ -70,6 +87,7 @@ fn key_from_row(row: sqlx::sqlite::SqliteRow) -> ApiKeyRow {
         expires_at: row.get("expires_at"),
         revoked_at: row.get("revoked_at"),
         last_used_at: row.get("last_used_at"),
+        created_by: row.get("created_by"),
     }
 }
 
@@ -80,12 +98,16 @@ impl Metadata {
     pub async fn add_api_key(
         &self,
         principal_id: i64,
-        id: &str,
-        name: &str,
-        secret_hash: &str,
-        expires_at: i64,
+        key: NewApiKey<'_>,
         records: &[AuditRecord],
     ) -> Result<(), StoreError> {
+        let NewApiKey {
+            id,
+            name,
+            secret_hash,
+            expires_at,
+            created_by,
+        } = key;
         let mut tx = self.begin_write().await?;
         let taken: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM credentials
@@ -102,8 +124,9 @@ impl Metadata {
             )));
         }
         sqlx::query(
-            "INSERT INTO credentials (id, principal_id, kind, secret_hash, expires_at, revoked_at, created_at, name)
-             VALUES (?, ?, 'api_key', ?, ?, NULL, ?, ?)",
+            "INSERT INTO credentials
+               (id, principal_id, kind, secret_hash, expires_at, revoked_at, created_at, name, created_by)
+             VALUES (?, ?, 'api_key', ?, ?, NULL, ?, ?, ?)",
         )
         .bind(id)
         .bind(principal_id)
@@ -111,6 +134,7 @@ impl Metadata {
         .bind(expires_at)
         .bind(now_millis())
         .bind(name)
+        .bind(created_by)
         .execute(&mut *tx)
         .await?;
         append(&mut tx, records).await?;
@@ -121,7 +145,8 @@ impl Metadata {
     /// Every API key of `principal_id` (revoked and expired ones included), oldest first.
     pub async fn api_keys(&self, principal_id: i64) -> Result<Vec<ApiKeyRow>, StoreError> {
         Ok(sqlx::query(
-            "SELECT id, principal_id, COALESCE(name, id) AS name, created_at, expires_at, revoked_at, last_used_at
+            "SELECT id, principal_id, COALESCE(name, id) AS name, created_at, expires_at, revoked_at,
+                    last_used_at, created_by
              FROM credentials WHERE principal_id = ? AND kind = 'api_key' ORDER BY created_at, id",
         )
         .bind(principal_id)
@@ -274,6 +299,16 @@ mod tests {
         }
     }
 
+    fn key<'a>(id: &'a str, name: &'a str, expires_at: i64) -> NewApiKey<'a> {
+        NewApiKey {
+            id,
+            name,
+            secret_hash: "h",
+            expires_at,
+            created_by: "admin",
+        }
+    }
+
     async fn store_with_account() -> (tempfile::TempDir, Metadata, i64) {
         let dir = tempfile::tempdir().unwrap();
         let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
@@ -344,7 +379,7 @@ mod tests {
         );
         assert!(meta.api_keys(2).await.unwrap().is_empty());
         // The revoked key's name is free again.
-        meta.add_api_key(1, "cccccccccccc", "default", "h", 200000, &[])
+        meta.add_api_key(1, key("cccccccccccc", "default", 200000), &[])
             .await
             .unwrap();
         assert!(meta.credential("password:2").await.unwrap().is_some());
@@ -354,16 +389,16 @@ mod tests {
     async fn names_are_unique_among_live_keys_and_free_again_after_revocation() {
         let (_dir, meta, ci) = store_with_account().await;
         let epoch = meta.principal_by_id(ci).await.unwrap().unwrap().authz_epoch;
-        meta.add_api_key(ci, "aaaaaaaaaaaa", "deploy", "h", 10, &[])
+        meta.add_api_key(ci, key("aaaaaaaaaaaa", "deploy", 10), &[])
             .await
             .unwrap();
         let again = meta
-            .add_api_key(ci, "bbbbbbbbbbbb", "deploy", "h", 10, &[])
+            .add_api_key(ci, key("bbbbbbbbbbbb", "deploy", 10), &[])
             .await;
         assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
         assert!(meta.revoke_api_key(ci, "aaaaaaaaaaaa", &[]).await.unwrap());
         assert!(!meta.revoke_api_key(ci, "aaaaaaaaaaaa", &[]).await.unwrap());
-        meta.add_api_key(ci, "bbbbbbbbbbbb", "deploy", "h", 10, &[])
+        meta.add_api_key(ci, key("bbbbbbbbbbbb", "deploy", 10), &[])
             .await
             .unwrap();
         assert_eq!(meta.api_keys(ci).await.unwrap().len(), 2);
@@ -377,7 +412,7 @@ mod tests {
     #[tokio::test]
     async fn last_use_is_written_at_most_once_a_minute() {
         let (_dir, meta, ci) = store_with_account().await;
-        meta.add_api_key(ci, "aaaaaaaaaaaa", "k", "h", 10, &[])
+        meta.add_api_key(ci, key("aaaaaaaaaaaa", "k", 10), &[])
             .await
             .unwrap();
         meta.touch_api_key("aaaaaaaaaaaa", 1_000_000).await.unwrap();
@@ -397,7 +432,7 @@ mod tests {
     async fn an_expiry_notice_is_appended_once() {
         let (_dir, meta, ci) = store_with_account().await;
         let now = now_millis();
-        meta.add_api_key(ci, "aaaaaaaaaaaa", "k", "h", now + 1000, &[])
+        meta.add_api_key(ci, key("aaaaaaaaaaaa", "k", now + 1000), &[])
             .await
             .unwrap();
         let due = meta.api_keys_expiring(now + 5000, now).await.unwrap();
