@@ -8,6 +8,7 @@
 //! next refresh, and every request is also checked against the live grants), and the credential
 //! the token descends from, so a token ends when its API key expires or is revoked. Refresh tokens rotate on every use (`service/tokens.rs`).
 
+mod api_key_routes;
 mod password_checks;
 pub mod routes;
 pub mod service;

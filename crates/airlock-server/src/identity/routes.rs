@@ -46,6 +46,7 @@ pub fn router(identity: Arc<Identity>) -> Router {
         .route("/api/v1/access-requests/{id}/grant", post(grant_request))
         .route("/api/v1/access-requests/{id}/deny", post(deny_request))
         .route("/api/v1/access-requests/{id}/revoke", post(revoke_request))
+        .merge(super::api_key_routes::routes())
         .with_state(identity)
 }
 
