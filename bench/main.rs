@@ -407,6 +407,11 @@ fn report(name: &str, options: &Options, f: &Figures) {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // reqwest is built without a crypto provider: ring is the one for the whole build.
+    // ring is deprecated in rustls 0.23.48 only because it lacks post-quantum key exchange;
+    // it is the one provider of this build (docs/tls.md).
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match std::env::args().nth(1).as_deref() {
         Some("audit") => return audit::run().await,
         Some("anomalies") => return anomalies::run().await,

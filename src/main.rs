@@ -118,6 +118,11 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // One crypto provider for every TLS use in the process (server, clients, webhooks): ring.
+    // ring is deprecated in rustls 0.23.48 only because it lacks post-quantum key exchange;
+    // it is the one provider of this build (docs/tls.md).
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => run_serve(args),

@@ -60,6 +60,7 @@ impl TestServer {
 
     /// A server over `data_dir` with extra `airlock serve` arguments (e.g. `--allow-new-database`).
     pub fn start_in_with_args(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        install_tls_provider();
         let mut command = Command::new(env!("CARGO_BIN_EXE_airlock"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -299,6 +300,7 @@ impl Drop for TestServer {
 
 /// A client that sends HTTP Basic credentials on every request.
 pub fn client_as(user: &str, password: &str) -> reqwest::Client {
+    install_tls_provider();
     use base64::Engine as _;
     let mut headers = reqwest::header::HeaderMap::new();
     let value = format!(
@@ -627,4 +629,14 @@ pub async fn push_image_as(
         response.text().await.unwrap()
     );
     sha256(&manifest)
+}
+
+/// Installs ring as the test process's rustls crypto provider (reqwest is built without one, as
+/// in the binary). Every harness constructor calls it; a test that builds its own HTTP client
+/// before starting a server calls it first.
+pub fn install_tls_provider() {
+    // ring is deprecated in rustls 0.23.48 only because it lacks post-quantum key exchange;
+    // it is the one provider of this build (docs/tls.md).
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
