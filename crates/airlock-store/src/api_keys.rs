@@ -402,6 +402,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(meta.api_keys(ci).await.unwrap().len(), 2);
+        // Whoever added a key (revoked ones too) vouches for the account.
+        let vouchers = meta.vouchers(&["ci"]).await.unwrap();
+        assert_eq!(vouchers["ci"].key_adders, vec!["admin".to_string()]);
         // Adding and revoking keys leaves the account's epoch alone.
         assert_eq!(
             meta.principal_by_id(ci).await.unwrap().unwrap().authz_epoch,
