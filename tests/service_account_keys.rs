@@ -685,3 +685,113 @@ async fn a_jit_grant_running_out_removes_the_right_from_tokens_issued_during_it(
         json!([])
     );
 }
+
+/// The policy bundle with only the common rules, so promotions wait for approvals only.
+fn permissive_bundle(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for name in ["lib.rego", "rollback.rego", "data.json"] {
+        std::fs::copy(std::path::Path::new("policies").join(name), dir.join(name)).unwrap();
+    }
+    for stage in ["staging", "prod"] {
+        std::fs::write(
+            dir.join(format!("{stage}.rego")),
+            format!(
+                "package airlock.gates.{stage}\n\nimport data.airlock.lib.common_deny\n\n\
+                 deny contains v if some v in common_deny\n"
+            ),
+        )
+        .unwrap();
+    }
+    dir.to_path_buf()
+}
+
+/// Admin creates user `name` with `grants`; returns its client.
+async fn user(s: &TestServer, name: &str, grants: &[(&str, &str)]) -> reqwest::Client {
+    let (status, body) = post_json(
+        &s.http,
+        &s.url("/api/v1/users"),
+        json!({"name": name, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for (role, scope) in grants {
+        let (status, body) = post_json(
+            &s.http,
+            &s.url("/api/v1/roles/grant"),
+            json!({"principal": name, "role": role, "scope": scope}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    client_as(name, PASSWORD)
+}
+
+#[tokio::test]
+async fn an_approver_account_holding_a_key_the_requester_added_does_not_count() {
+    let temp = tempfile::tempdir().unwrap();
+    let bundle = permissive_bundle(&temp.path().join("bundle"));
+    let s = TestServer::start_in(
+        &temp.path().join("data"),
+        &[
+            ("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap()),
+            ("AIRLOCK_GATES__STAGING__APPROVALS__COUNT", "1"),
+            ("AIRLOCK_GATES__STAGING__APPROVALS__INDEPENDENT", "always"),
+        ],
+    );
+    // admin makes everyone; eve, an access-admin who also promotes, adds a key to the approver
+    // service account admin made.
+    let eve = user(&s, "eve", &[("access-admin", "*"), ("promoter", "staging")]).await;
+    let ann = user(&s, "ann", &[("approver", "staging")]).await;
+    let ci = user(&s, "ci", &[("developer", "dev")]).await;
+    let (status, body) = post_json(
+        &s.http,
+        &s.url("/api/v1/service-accounts"),
+        json!({"name": "approve-bot", "expires_in_secs": 86_400}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = post_json(
+        &s.http,
+        &s.url("/api/v1/roles/grant"),
+        json!({"principal": "approve-bot", "role": "approver", "scope": "staging"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, eves_key) = post_json(
+        &eve,
+        &s.url("/api/v1/service-accounts/approve-bot/keys"),
+        json!({"name": "eves"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{eves_key}");
+    assert_eq!(eves_key["created_by"], "eve");
+
+    let digest = common::push_image_as(&s, &ci, "dev/team/app", "1.0", b"keyed", None).await;
+    let (status, body) = post_json(
+        &eve,
+        &s.url("/api/v1/promotions"),
+        json!({"source": "dev/team/app", "reference": digest, "to": "staging"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body:#}");
+    assert_eq!(body["promotion"]["state"], "pending_approval", "{body:#}");
+    let id = body["promotion"]["id"].as_str().unwrap().to_string();
+    let approve = |client: reqwest::Client| {
+        let url = s.url(&format!("/api/v1/promotions/{id}/approve"));
+        async move { post_json(&client, &url, json!({})).await }
+    };
+    let bot = client_as("approve-bot", eves_key["api_key"].as_str().unwrap());
+    let (status, body) = approve(bot).await;
+    assert_eq!(status, 403, "{body:#}");
+    assert_eq!(body["error"]["code"], "APPROVAL_REFUSED", "{body:#}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("approve-bot holds an API key added by eve, who requested this promotion"),
+        "{body:#}"
+    );
+    let (status, body) = approve(ann).await;
+    assert_eq!(status, 201, "{body:#}");
+    assert_eq!(body["promotion"]["state"], "promoted", "{body:#}");
+}
