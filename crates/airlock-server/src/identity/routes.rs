@@ -7,7 +7,8 @@
 //!   never stores the rotated one). Exchanging a refresh token always returns its successor.
 //! - `POST /auth/oidc` with `{"id_token", "scope"}`: workload identity for CI.
 //! - `/api/v1/users`, `/api/v1/service-accounts`, `/api/v1/credentials/{id}`, `/api/v1/roles`,
-//!   `/api/v1/access-requests`: administration, authenticated like registry requests.
+//!   `/api/v1/access-requests`: administration, authenticated like registry requests (a service
+//!   account's keys, `/api/v1/service-accounts/{name}/keys`, are in `api_key_routes.rs`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -738,7 +738,9 @@ impl Identity {
         Ok((added.secret, added.key.id, expires_at))
     }
 
-    /// Revokes a credential (an API key id, or `password:<id>`).
+    /// Revokes a credential (an API key id, or `password:<id>`). An API key is revoked alone, as
+    /// by [`Identity::revoke_api_key`]: only the tokens descending from it end; a password
+    /// revocation bumps the principal's epoch, ending all its tokens.
     pub async fn revoke_credential(
         &self,
         who: &Authenticated,
