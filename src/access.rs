@@ -89,6 +89,9 @@ pub enum ServiceAccountsCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// A service account's named API keys (several per account, each with its own expiry).
+    #[command(subcommand)]
+    Keys(crate::service_account_keys::KeysCommand),
 }
 
 /// `airlock roles`.
@@ -368,6 +371,9 @@ pub async fn service_accounts(command: ServiceAccountsCommand) -> Result<u8> {
                 .post(&format!("/api/v1/credentials/{key_id}/revoke"), &json!({}))
                 .await?;
             print(&common, &done, |_| format!("revoked key {key_id}"));
+        }
+        ServiceAccountsCommand::Keys(command) => {
+            return crate::service_account_keys::keys(command).await;
         }
     }
     Ok(0)

@@ -10,6 +10,7 @@ mod client;
 mod evidence;
 mod oci_client;
 mod promotion;
+mod service_account_keys;
 mod webhooks;
 
 use std::path::PathBuf;

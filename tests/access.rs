@@ -974,7 +974,9 @@ async fn token_issued_before_a_role_change_is_rejected() {
     assert_eq!(error_code(push).await, "DENIED");
     assert!(!blob_exists(&s, "dev/team/app", &content).await);
 
-    // Granting a role invalidates older tokens too (the epoch moves on every change).
+    // Granting a role only adds rights: older tokens stay valid (the epoch moves only when
+    // rights narrow) but carry no more than they were issued with, so the client is asked to
+    // fetch a token for the scope, and that one carries the new right.
     let token = fetch_token(&s, &dev, &["repository:dev/team/app:pull"]).await;
     grant(&s, "dev", "reader", "dev").await;
     let pull = client_bearer(token["token"].as_str().unwrap())
@@ -983,6 +985,21 @@ async fn token_issued_before_a_role_change_is_rejected() {
         .await
         .unwrap();
     assert_eq!(pull.status(), 401);
+    assert!(
+        pull.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope"),
+        "{:?}",
+        pull.headers()
+    );
+    let token = fetch_token(&s, &dev, &["repository:dev/team/app:pull"]).await;
+    let pull = client_bearer(token["token"].as_str().unwrap())
+        .get(s.url("/v2/dev/team/app/tags/list"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pull.status(), 200);
 }
 
 #[tokio::test]

@@ -150,6 +150,51 @@ pub enum AuditEvent {
         /// The credential's id.
         id: String,
     },
+    /// A named API key was added to a service account (`credential.created`; never the secret).
+    ApiKeyCreated {
+        /// The service account.
+        principal: String,
+        /// The key's id (the `alk_<id>_...` part).
+        id: String,
+        /// The key's name, unique among the account's live keys.
+        name: String,
+        /// When it expires (ms); every API key does.
+        expires_at_millis: i64,
+    },
+    /// A named API key was revoked (`credential.revoked`).
+    ApiKeyRevoked {
+        /// The service account.
+        principal: String,
+        /// The key's id.
+        id: String,
+        /// The key's name.
+        name: String,
+    },
+    /// An API key comes within `days` of its expiry (`credential.expiring`): sent once per key
+    /// and configured threshold.
+    CredentialExpiring {
+        /// The service account.
+        principal: String,
+        /// The key's id.
+        id: String,
+        /// The key's name.
+        name: String,
+        /// When it expires (ms).
+        expires_at_millis: i64,
+        /// The warning threshold reached, in days.
+        days: u32,
+    },
+    /// An API key expired unrevoked (`credential.expired`): sent once per key.
+    CredentialExpired {
+        /// The service account.
+        principal: String,
+        /// The key's id.
+        id: String,
+        /// The key's name.
+        name: String,
+        /// When it expired (ms).
+        expires_at_millis: i64,
+    },
     /// A role was bound to a principal in a scope (standing, or just in time until it expires).
     RoleGranted {
         /// Who received it.
@@ -498,6 +543,10 @@ impl AuditEvent {
             Self::PrincipalDisabled { .. } => "principal.disabled",
             Self::CredentialCreated { .. } => "credential.created",
             Self::CredentialRevoked { .. } => "credential.revoked",
+            Self::ApiKeyCreated { .. } => "credential.created",
+            Self::ApiKeyRevoked { .. } => "credential.revoked",
+            Self::CredentialExpiring { .. } => "credential.expiring",
+            Self::CredentialExpired { .. } => "credential.expired",
             Self::RoleGranted { .. } => "role.granted",
             Self::RoleRevoked { .. } => "role.revoked",
             Self::AccessRequested { .. } => "access.requested",
@@ -578,6 +627,10 @@ impl AuditEvent {
             | Self::PrincipalDisabled { principal }
             | Self::CredentialCreated { principal, .. }
             | Self::CredentialRevoked { principal, .. }
+            | Self::ApiKeyCreated { principal, .. }
+            | Self::ApiKeyRevoked { principal, .. }
+            | Self::CredentialExpiring { principal, .. }
+            | Self::CredentialExpired { principal, .. }
             | Self::RoleGranted { principal, .. }
             | Self::RoleRevoked { principal, .. }
             | Self::AuthenticationFailed { principal, .. } => {
@@ -705,6 +758,31 @@ impl AuditEvent {
                 json!({"credential": credential, "id": id, "expires": expires_at_millis.map(rfc3339_millis)})
             }
             Self::CredentialRevoked { id, .. } => json!({"id": id}),
+            Self::ApiKeyCreated {
+                id,
+                name,
+                expires_at_millis,
+                ..
+            } => json!({"credential": "api_key", "id": id, "name": name,
+                        "expires": rfc3339_millis(*expires_at_millis)}),
+            Self::ApiKeyRevoked { id, name, .. } => {
+                json!({"credential": "api_key", "id": id, "name": name})
+            }
+            Self::CredentialExpiring {
+                id,
+                name,
+                expires_at_millis,
+                days,
+                ..
+            } => json!({"credential": "api_key", "id": id, "name": name,
+                        "expires": rfc3339_millis(*expires_at_millis), "days": days}),
+            Self::CredentialExpired {
+                id,
+                name,
+                expires_at_millis,
+                ..
+            } => json!({"credential": "api_key", "id": id, "name": name,
+                        "expires": rfc3339_millis(*expires_at_millis)}),
             Self::RoleGranted {
                 role,
                 scope,

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod address;
 pub mod anomaly;
+pub mod api_key;
 pub mod audit;
 pub mod client_address;
 pub mod digest;

@@ -176,6 +176,11 @@ pub enum Vouch {
     Created,
     /// The approver granted the role the other party acts with in this promotion.
     GrantedRoleTo,
+    /// The approver (a service account) holds an API key the other party added: the other party
+    /// can act as it.
+    KeyAddedBy,
+    /// The approver added an API key to the other party (a service account), so can act as it.
+    AddedKeyTo,
 }
 
 impl fmt::Display for Vouch {
@@ -185,6 +190,8 @@ impl fmt::Display for Vouch {
             Self::RoleGrantedBy => "holds its approver role on the target only by grant of",
             Self::Created => "created",
             Self::GrantedRoleTo => "granted the role used in this promotion to",
+            Self::KeyAddedBy => "holds an API key added by",
+            Self::AddedKeyTo => "added an API key to",
         })
     }
 }
@@ -218,6 +225,8 @@ pub struct Vouchers {
     pub created_by: Option<String>,
     /// Its role grants, each with who granted it (inactive grants are ignored).
     pub grants: Vec<(Grant, String)>,
+    /// Who added its API keys (revoked and expired ones included): each of them could act as it.
+    pub key_adders: Vec<String>,
 }
 
 /// The people around a promotion that separation of duties looks at.
@@ -363,6 +372,12 @@ fn check_independent(
     {
         return Err(refuse(Vouch::CreatedBy, other, *part));
     }
+    if let Some((other, part)) = others
+        .iter()
+        .find(|(o, _)| mine.key_adders.iter().any(|a| a == o))
+    {
+        return Err(refuse(Vouch::KeyAddedBy, other, *part));
+    }
     let granters = qualifying_granters(mine, Some(Party::Approver), role, target, now_millis);
     if granters.is_empty() {
         return Err(ApprovalRefusal::IndependenceUnknown {
@@ -382,6 +397,9 @@ fn check_independent(
         };
         if theirs.created_by.as_deref() == Some(principal) {
             return Err(refuse(Vouch::Created, other, *part));
+        }
+        if theirs.key_adders.iter().any(|a| a == principal) {
+            return Err(refuse(Vouch::AddedKeyTo, other, *part));
         }
         // A contributor acts with the roles that let it push into its path's source stage, which
         // the rule does not see; its account is checked above, its grants are not.

@@ -331,9 +331,12 @@ pub async fn serve(
         ),
         Err(err) => tracing::error!(error = %err, "recovering stalled promotions failed"),
     }
+    // Expiry notices due while airlock was down are appended before the first request.
+    send_expiry_notices(&identity).await;
     let housekeeping = tokio::spawn(promotion_housekeeping(
         promotions.clone(),
         anomalies.clone(),
+        identity.clone(),
     ));
     let dispatcher = tokio::spawn(
         crate::webhooks::Dispatcher::new(
@@ -406,12 +409,13 @@ pub async fn serve(
 }
 
 /// Expires overdue promotions, recovers stalled ones (a replica that stopped mid-decision) and
-/// forgets anomaly signals no window reaches every 30 s, and
-/// reloads the policy bundle on SIGHUP (a bundle that fails to load or whose tests fail is
+/// forgets anomaly signals no window reaches and appends due API key expiry notices every 30 s,
+/// and reloads the policy bundle on SIGHUP (a bundle that fails to load or whose tests fail is
 /// refused, and the current one stays).
 async fn promotion_housekeeping(
     promotions: Arc<PromotionService>,
     anomalies: Arc<crate::anomalies::Anomalies>,
+    identity: Arc<Identity>,
 ) {
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -437,6 +441,7 @@ async fn promotion_housekeeping(
                 if let Err(err) = anomalies.prune().await {
                     tracing::error!(error = %err, "pruning anomaly signals failed");
                 }
+                send_expiry_notices(&identity).await;
             }
             _ = reload => {
                 match promotions.reload_policy(&airlock_core::Actor::system()).await {
@@ -445,6 +450,15 @@ async fn promotion_housekeeping(
                 }
             }
         }
+    }
+}
+
+/// Appends the due `credential.expiring` / `credential.expired` events (once each).
+async fn send_expiry_notices(identity: &Identity) {
+    match identity.send_expiry_notices().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(count = n, "API key expiry notices appended"),
+        Err(err) => tracing::error!(error = %err, "appending API key expiry notices failed"),
     }
 }
 

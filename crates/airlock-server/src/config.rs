@@ -158,7 +158,8 @@ pub struct AccessConfig {
     pub refresh_lifetime_secs: u64,
     /// Clock skew tolerated when checking token times, in seconds.
     pub leeway_secs: u64,
-    /// Longest API key lifetime a service account may get, in days.
+    /// Longest API key lifetime a service account may get, in days; a key added without an
+    /// expiry gets exactly this.
     pub max_api_key_days: u64,
     /// Longest just-in-time grant, in seconds (default 8 hours).
     pub max_grant_secs: u64,
@@ -178,11 +179,55 @@ pub struct AccessConfig {
     pub exclusive_roles: Vec<[String; 2]>,
     /// Workload identity: OIDC issuers whose ID tokens are exchanged for builder tokens.
     pub oidc: Vec<OidcTrustConfig>,
+    /// Days before an API key's expiry at which a `credential.expiring` audit event (and so a
+    /// webhook) is sent, once per key and threshold: a list (`[14, 3]`, the default), one
+    /// number, or a comma-separated text from the environment
+    /// (`AIRLOCK_ACCESS__CREDENTIAL_EXPIRY_WARNING_DAYS=14,3`). Empty: no warnings.
+    pub credential_expiry_warning_days: ExpiryWarningDays,
     /// The initial `admin` password for a new installation (from `AIRLOCK_INITIAL_ADMIN_PASSWORD`;
     /// never read from the file). Unset: a random one is written to
     /// `<data_dir>/initial-admin-password`.
     #[serde(skip)]
     pub initial_admin_password: Option<Secret>,
+}
+
+/// The thresholds (days before expiry) of `credential.expiring` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ExpiryWarningDays(pub Vec<u32>);
+
+impl<'de> Deserialize<'de> for ExpiryWarningDays {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            One(u32),
+            List(Vec<u32>),
+            Text(String),
+        }
+        let days = match Given::deserialize(deserializer)? {
+            Given::One(days) => vec![days],
+            Given::List(days) => days,
+            Given::Text(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .map(|part| {
+                    part.parse::<u32>().map_err(|_| {
+                        serde::de::Error::custom(format!(
+                            "credential_expiry_warning_days: {part:?} is not a number of days (e.g. [14, 3])"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        if days.contains(&0) {
+            return Err(serde::de::Error::custom(
+                "credential_expiry_warning_days: thresholds are days before expiry and must be at least 1",
+            ));
+        }
+        Ok(Self(days))
+    }
 }
 
 /// The policy bundle and promotion settings.
@@ -570,6 +615,7 @@ impl Default for AccessConfig {
             refresh_lifetime_secs: 7 * 24 * 3600,
             leeway_secs: 30,
             max_api_key_days: 365,
+            credential_expiry_warning_days: ExpiryWarningDays(vec![14, 3]),
             max_grant_secs: 8 * 3600,
             max_failures_per_minute: 10,
             max_failures_per_source_per_minute: 100,
@@ -1015,6 +1061,33 @@ mod tests {
         let config = Config::load(None, env).unwrap();
         assert_eq!(config.listen.port(), 6000);
         assert_eq!(config.registry.max_manifest_bytes, 1024);
+    }
+
+    #[test]
+    fn expiry_warning_days_take_a_list_a_number_or_a_comma_separated_text() {
+        assert_eq!(
+            Config::load(None, [])
+                .unwrap()
+                .access
+                .credential_expiry_warning_days
+                .0,
+            vec![14, 3]
+        );
+        for (value, expected) in [("2", vec![2]), ("14,3", vec![14, 3]), ("", vec![])] {
+            let env = [(
+                "AIRLOCK_ACCESS__CREDENTIAL_EXPIRY_WARNING_DAYS".to_string(),
+                value.to_string(),
+            )];
+            let config = Config::load(None, env).unwrap();
+            assert_eq!(config.access.credential_expiry_warning_days.0, expected);
+        }
+        for bad in ["0", "x", "3,-1"] {
+            let env = [(
+                "AIRLOCK_ACCESS__CREDENTIAL_EXPIRY_WARNING_DAYS".to_string(),
+                bad.to_string(),
+            )];
+            assert!(Config::load(None, env).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,6 +1,12 @@
 //! Identity and access storage: principals, credentials, role bindings, access requests and
-//! failed-authentication counts. Every change that alters what a principal may do bumps its
-//! `authz_epoch` and appends its audit records in the same transaction.
+//! failed-authentication counts. Every change appends its audit records in the same transaction.
+//!
+//! The epoch rule: a change that narrows what a principal may do (a binding removed, a granted
+//! access request revoked, a disabled principal, a revoked or replaced credential) bumps its
+//! `authz_epoch`, which ends every token it holds. A change that only adds rights (a binding, a
+//! granted access request) does not: tokens carry no more than they were issued with, every
+//! request is also checked against the principal's live grants (so a just-in-time binding that
+//! runs out narrows rights at once without a bump), and a refresh exchange re-reads the grants.
 
 use airlock_core::AuditRecord;
 use sqlx::Row;
@@ -105,7 +111,8 @@ async fn bump_epoch(tx: &mut WriteTransaction, principal_id: i64) -> Result<(), 
     Ok(())
 }
 
-/// Binds a role inside `tx` and bumps the principal's epoch (every binding change ends its tokens).
+/// Binds a role inside `tx`. The epoch stays: a new binding only adds rights, so the principal's
+/// tokens stay valid and pick the right up at their next refresh.
 async fn insert_binding(
     tx: &mut WriteTransaction,
     principal_id: i64,
@@ -129,7 +136,7 @@ async fn insert_binding(
     .bind(now_millis())
     .execute(&mut **tx)
     .await?;
-    bump_epoch(tx, principal_id).await
+    Ok(())
 }
 
 /// Which access requests to read.
@@ -331,7 +338,7 @@ impl Metadata {
         .collect())
     }
 
-    /// Binds a role and bumps the principal's epoch.
+    /// Binds a role (the principal's epoch stays: see the module docs).
     pub async fn add_binding(
         &self,
         principal_id: i64,

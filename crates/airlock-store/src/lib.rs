@@ -8,6 +8,7 @@
 
 mod access;
 mod anomalies;
+mod api_keys;
 mod audit;
 mod blobs;
 mod error;
@@ -22,6 +23,7 @@ mod webhooks;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
 pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
+pub use api_keys::{ApiKeyRow, ExpiringKey, NewApiKey, SentNotice};
 pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};
 pub use blobs::{BlobRange, BlobStore, ByteStream, ChunkWriteError};
 pub use error::StoreError;

@@ -84,6 +84,11 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("../migrations/0012_scoped_quarantines_refused_pushes.sql"),
         ),
         migration(
+            14,
+            "service account keys",
+            include_str!("../migrations/0014_service_account_keys.sql"),
+        ),
+        migration(
             16,
             "webhook ca cert",
             include_str!("../migrations/0016_webhook_ca_cert.sql"),

@@ -90,7 +90,8 @@ impl Metadata {
     }
 
     /// Who vouched for each of `names`: who created its account and who granted each of its
-    /// role bindings (as recorded; bindings whose role or scope no longer parse are left out).
+    /// role bindings (as recorded; bindings whose role or scope no longer parse are left out), and
+    /// who added its API keys.
     /// Names without a principal are left out.
     pub async fn vouchers(&self, names: &[&str]) -> Result<BTreeMap<String, Vouchers>, StoreError> {
         let mut out = BTreeMap::new();
@@ -122,11 +123,21 @@ impl Metadata {
                 Some((grant, row.get::<String, _>("granted_by")))
             })
             .collect();
+            // Whoever added one of its API keys (revoked or expired ones too) could act as it.
+            let key_adders: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT created_by FROM credentials
+                 WHERE principal_id = ? AND kind = 'api_key' AND created_by IS NOT NULL
+                 ORDER BY created_by",
+            )
+            .bind(id)
+            .fetch_all(self.pool())
+            .await?;
             out.insert(
                 name.to_string(),
                 Vouchers {
                     created_by: principal.get("created_by"),
                     grants,
+                    key_adders,
                 },
             );
         }

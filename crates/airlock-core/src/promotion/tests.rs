@@ -102,6 +102,7 @@ fn vouched(creator: &str, grants: &[(Role, &str, &str)]) -> Vouchers {
             .iter()
             .map(|(role, scope, by)| (grant(*role, scope), by.to_string()))
             .collect(),
+        key_adders: Vec::new(),
     }
 }
 
@@ -150,6 +151,41 @@ fn approvers_vouched_for_by_outsiders_are_independent() {
         ],
     );
     assert_eq!(check_independent_approver("bob", &parties), Ok(()));
+}
+
+#[test]
+fn a_service_account_whose_key_a_party_added_is_not_independent() {
+    let mut bot = vouched("admin", &[(Role::Approver, "prod", "admin")]);
+    bot.key_adders = vec!["rita".into()];
+    let parties = independent_parties(&[], &[("bot", bot)]);
+    assert_eq!(
+        check_independent_approver("bot", &parties),
+        Err(ApprovalRefusal::NotIndependent {
+            principal: "bot".into(),
+            relation: Vouch::KeyAddedBy,
+            other: "rita".into(),
+            other_part: Party::Requester,
+        })
+    );
+    // The other way round: an approver who added a key to an approver already counted.
+    let mut bot = vouched("admin", &[(Role::Approver, "prod", "admin")]);
+    bot.key_adders = vec!["ann".into()];
+    let parties = independent_parties(
+        &["bot"],
+        &[
+            ("bot", bot),
+            ("ann", vouched("admin", &[(Role::Approver, "prod", "sam")])),
+        ],
+    );
+    assert_eq!(
+        check_independent_approver("ann", &parties),
+        Err(ApprovalRefusal::NotIndependent {
+            principal: "ann".into(),
+            relation: Vouch::AddedKeyTo,
+            other: "bot".into(),
+            other_part: Party::Approver,
+        })
+    );
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //!   never stores the rotated one). Exchanging a refresh token always returns its successor.
 //! - `POST /auth/oidc` with `{"id_token", "scope"}`: workload identity for CI.
 //! - `/api/v1/users`, `/api/v1/service-accounts`, `/api/v1/credentials/{id}`, `/api/v1/roles`,
-//!   `/api/v1/access-requests`: administration, authenticated like registry requests.
+//!   `/api/v1/access-requests`: administration, authenticated like registry requests (a service
+//!   account's keys, `/api/v1/service-accounts/{name}/keys`, are in `api_key_routes.rs`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -46,6 +47,7 @@ pub fn router(identity: Arc<Identity>) -> Router {
         .route("/api/v1/access-requests/{id}/grant", post(grant_request))
         .route("/api/v1/access-requests/{id}/deny", post(deny_request))
         .route("/api/v1/access-requests/{id}/revoke", post(revoke_request))
+        .merge(super::api_key_routes::routes())
         .with_state(identity)
 }
 

@@ -16,9 +16,11 @@ use airlock_store::{
 
 use crate::config::AccessConfig;
 
+mod api_keys;
 mod secrets;
 mod tokens;
 
+pub use api_keys::AddedKey;
 pub use tokens::IssuedTokens;
 
 /// The issuer and audience of airlock's tokens.
@@ -139,6 +141,8 @@ pub struct Identity {
     exclusive: Vec<ExclusivePair>,
     oidc: Vec<(airlock_identity::TrustRule, super::jwks::JwksSource)>,
     verified: Mutex<HashMap<[u8; 32], CachedCredential>>,
+    /// When each API key's last use was last written (`api_keys::note_api_key_use`).
+    key_uses: Mutex<HashMap<String, Instant>>,
     anomalies: Arc<crate::anomalies::Anomalies>,
     password_checks: super::password_checks::PasswordChecks,
 }
@@ -265,6 +269,7 @@ impl Identity {
             exclusive,
             oidc,
             verified: Mutex::new(HashMap::new()),
+            key_uses: Mutex::new(HashMap::new()),
             anomalies,
             password_checks: super::password_checks::PasswordChecks::new(),
         };
@@ -662,7 +667,8 @@ impl Identity {
         Ok(generated.then_some(password))
     }
 
-    /// Creates a service account and its first API key (returned once), expiring in `expires_secs`.
+    /// Creates a service account and its first API key, named `default` (returned once),
+    /// expiring in `expires_secs`. An expiry beyond `access.max_api_key_days` creates nothing.
     pub async fn add_service_account(
         &self,
         who: &Authenticated,
@@ -672,13 +678,12 @@ impl Identity {
     ) -> Result<(String, String, i64), AuthError> {
         self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
         validate_principal_name(name)?;
-        let max = self.config.max_api_key_days * 86_400;
-        if expires_secs == 0 || expires_secs > max {
-            return Err(AuthError::BadRequest(format!(
-                "API keys must expire within {} days (access.max_api_key_days)",
-                self.config.max_api_key_days
-            )));
-        }
+        let expires_at = airlock_core::api_key::key_expiry(
+            airlock_core::api_key::RequestedExpiry::In(expires_secs),
+            now_millis(),
+            self.config.max_api_key_days,
+        )
+        .map_err(|e| AuthError::BadRequest(e.to_string()))?;
         let principal = self
             .metadata
             .create_principal(
@@ -695,33 +700,27 @@ impl Identity {
             )
             .await
             .map_err(conflict)?;
-        let (secret, stored) = airlock_identity::ApiKey::generate();
-        let expires_at = now_millis() + (expires_secs as i64) * 1000;
-        self.metadata
-            .put_credential(
-                &CredentialRow {
-                    id: stored.id.clone(),
-                    principal_id: principal.id,
-                    kind: "api_key".into(),
-                    secret_hash: stored.secret_sha256.clone(),
-                    expires_at: Some(expires_at),
-                    revoked_at: None,
-                },
-                &[record(
-                    actor,
-                    AuditEvent::CredentialCreated {
-                        principal: name.into(),
-                        credential: "api_key".into(),
-                        id: stored.id.clone(),
-                        expires_at_millis: Some(expires_at),
-                    },
-                )],
+        let first: airlock_core::api_key::ApiKeyName =
+            "default"
+                .parse()
+                .map_err(|e: airlock_core::api_key::InvalidKeyName| {
+                    AuthError::BadRequest(e.to_string())
+                })?;
+        let added = self
+            .store_new_key(
+                who,
+                actor,
+                &principal,
+                &first,
+                airlock_core::api_key::RequestedExpiry::At(expires_at),
             )
             .await?;
-        Ok((secret.expose().to_string(), stored.id, expires_at))
+        Ok((added.secret, added.key.id, expires_at))
     }
 
-    /// Revokes a credential (an API key id, or `password:<id>`).
+    /// Revokes a credential (an API key id, or `password:<id>`). An API key is revoked alone, as
+    /// by [`Identity::revoke_api_key`]: only the tokens descending from it end; a password
+    /// revocation bumps the principal's epoch, ending all its tokens.
     pub async fn revoke_credential(
         &self,
         who: &Authenticated,
@@ -732,12 +731,23 @@ impl Identity {
         let Some(credential) = self.metadata.credential(id).await? else {
             return Err(AuthError::NotFound(format!("no credential {id}")));
         };
-        let owner = self
+        let owner_row = self
             .metadata
             .principal_by_id(credential.principal_id)
-            .await?
-            .map(|p| p.name)
-            .unwrap_or_default();
+            .await?;
+        // An API key is revoked alone: the account's other keys and their tokens keep working.
+        if credential.kind == "api_key"
+            && let Some(owner) = &owner_row
+            && let Some(key) = self
+                .metadata
+                .api_keys(owner.id)
+                .await?
+                .into_iter()
+                .find(|k| k.id == id)
+        {
+            return self.revoke_key_row(actor, owner, &key).await;
+        }
+        let owner = owner_row.map(|p| p.name).unwrap_or_default();
         if !self
             .metadata
             .revoke_credential(

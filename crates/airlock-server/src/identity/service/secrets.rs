@@ -157,6 +157,9 @@ impl Identity {
                 && barred(&principal).is_none()
                 && self.credential_live(&credential_id, principal.id).await?
             {
+                if method == "api_key" {
+                    self.note_api_key_use(&credential_id);
+                }
                 return self
                     .authenticated(principal, method.into(), Some(credential_id), None, None)
                     .await;
@@ -208,6 +211,9 @@ impl Identity {
                     until: Instant::now() + Duration::from_secs(60),
                 },
             );
+        if method == "api_key" {
+            self.note_api_key_use(&credential_id);
+        }
         self.authenticated(principal, method.into(), Some(credential_id), None, None)
             .await
     }

@@ -105,6 +105,9 @@ impl Identity {
                     // Signed by this server, so never expected: refuse rather than guess.
                     ("refresh token does not match its login", Counts::SourceOnly)
                 } else {
+                    if !credential_id.starts_with("password:") {
+                        self.note_api_key_use(&credential_id);
+                    }
                     let who = Authenticated {
                         principal,
                         method: format!("token:{}", claims.auth),
