@@ -14,6 +14,7 @@ mod error;
 mod evidence;
 mod health;
 mod metadata;
+mod passwords;
 mod promotion;
 mod refresh;
 mod refusals;
@@ -34,6 +35,7 @@ pub use metadata::{
     ManifestUpload, ManifestWriteError, Metadata, ReferrerRow, StoredManifest, TagMove,
     UploadSession, now_millis,
 };
+pub use passwords::PasswordChange;
 pub use promotion::{
     ApprovalRow, ChannelMove, DecisionRow, FreezeRow, NewManifest, PromotionRow, PromotionWrite,
     PromotionWriteError, Rollback, Transition,

@@ -83,6 +83,11 @@ pub(crate) fn migrator() -> Migrator {
             "scoped quarantines, refused pushes",
             include_str!("../migrations/0012_scoped_quarantines_refused_pushes.sql"),
         ),
+        migration(
+            13,
+            "password must change",
+            include_str!("../migrations/0013_password_must_change.sql"),
+        ),
     ])
 }
 
