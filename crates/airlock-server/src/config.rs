@@ -164,9 +164,12 @@ pub struct AccessConfig {
     pub exclusive_roles: Vec<[String; 2]>,
     /// Workload identity: OIDC issuers whose ID tokens are exchanged for builder tokens.
     pub oidc: Vec<OidcTrustConfig>,
+    /// The fewest characters a new password may have (8 to 1024; default 12). Passwords are also
+    /// checked against a built-in list of common passwords and may not contain the user name.
+    pub password_min_length: airlock_identity::MinPasswordLength,
     /// The initial `admin` password for a new installation (from `AIRLOCK_INITIAL_ADMIN_PASSWORD`;
     /// never read from the file). Unset: a random one is written to
-    /// `<data_dir>/initial-admin-password`.
+    /// `<data_dir>/initial-admin-password`, and must be changed at the first login.
     #[serde(skip)]
     pub initial_admin_password: Option<Secret>,
 }
@@ -524,6 +527,7 @@ impl Default for AccessConfig {
             trusted_proxies: airlock_core::TrustedProxies::default(),
             exclusive_roles: vec![["key-admin".to_string(), "approver".to_string()]],
             oidc: Vec::new(),
+            password_min_length: airlock_identity::MinPasswordLength::default(),
             initial_admin_password: None,
         }
     }
