@@ -172,13 +172,6 @@ impl Identity {
                 .await;
             return Err(AuthError::Barred(reason));
         }
-        // Changing or resetting a password bumps the epoch, so this only holds if a token was
-        // somehow issued meanwhile: a password to change authenticates nothing else.
-        if principal.password_must_change && claims.auth == "password" {
-            return Err(AuthError::PasswordChangeRequired {
-                principal: principal.name,
-            });
-        }
         if principal.authz_epoch as u64 != claims.epoch {
             return Err(self
                 .fail(
@@ -204,6 +197,13 @@ impl Identity {
                     Counts::Nothing,
                 )
                 .await);
+        }
+        // A reset bumps the epoch, so a token from before it failed above: this refuses only a
+        // token somehow issued while the password waits to be changed.
+        if principal.password_must_change && claims.auth == "password" {
+            return Err(AuthError::PasswordChangeRequired {
+                principal: principal.name,
+            });
         }
         Ok((claims, principal))
     }
