@@ -83,7 +83,9 @@ pub async fn passwd(username: Option<String>, password_stdin: bool, common: Comm
         return Err(api_failure(status, &body));
     }
     // Every login of the user ended with the change: log in again with the new password.
-    let relogin = stored.as_ref().is_none_or(|login| login.username == username);
+    let relogin = stored
+        .as_ref()
+        .is_none_or(|login| login.username == username);
     let note = if relogin {
         let refresh_token = crate::client::login(&server, &username, &new).await?;
         let _lock = CredentialLock::acquire()?;
@@ -101,7 +103,9 @@ pub async fn passwd(username: Option<String>, password_stdin: bool, common: Comm
         format!("log in with it: airlock login {server} -u {username} --password-stdin")
     };
     print(&common, &body, |_| {
-        format!("changed the password of {username}; every other login and token of {username} ended; {note}")
+        format!(
+            "changed the password of {username}; every other login and token of {username} ended; {note}"
+        )
     });
     Ok(0)
 }

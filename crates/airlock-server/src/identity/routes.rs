@@ -83,7 +83,9 @@ impl From<AuthError> for ApiError {
                 StatusCode::FORBIDDEN,
                 "PASSWORD_CHANGE_REQUIRED",
                 message,
-                format!("change the password first: airlock users passwd -u {principal} --password-stdin (or POST /api/v1/users/{principal}/password with current_password and new_password)"),
+                format!(
+                    "change the password first: airlock users passwd -u {principal} --password-stdin (or POST /api/v1/users/{principal}/password with current_password and new_password)"
+                ),
             ),
             AuthError::Policy(_) => ApiError::new(
                 StatusCode::BAD_REQUEST,

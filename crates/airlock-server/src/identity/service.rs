@@ -11,8 +11,7 @@ use airlock_core::access::{
 use airlock_core::{Action, Actor, AuditEvent, AuditRecord, RepoName, Stages};
 use airlock_identity::{AccessEntry, TokenKey, TokenVerifier};
 use airlock_store::{
-    AccessRequestRow, CredentialRow, Metadata, PasswordChange, PrincipalRow, StoreError,
-    now_millis,
+    AccessRequestRow, CredentialRow, Metadata, PasswordChange, PrincipalRow, StoreError, now_millis,
 };
 
 use crate::config::AccessConfig;
@@ -724,7 +723,7 @@ impl Identity {
             PasswordChange::Initial { must_change: false },
         )
         .await
-            .map_err(|e| AuthError::BadRequest(e.to_string()))?;
+        .map_err(|e| AuthError::BadRequest(e.to_string()))?;
         Ok(generated.then_some(password))
     }
 

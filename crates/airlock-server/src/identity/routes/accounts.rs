@@ -43,7 +43,12 @@ pub(super) async fn change_password(
     Json(body): Json<ChangePassword>,
 ) -> Result<Response, ApiError> {
     identity
-        .change_own_password(&name, &body.current_password, &body.new_password, Some(peer))
+        .change_own_password(
+            &name,
+            &body.current_password,
+            &body.new_password,
+            Some(peer),
+        )
         .await?;
     Ok(Json(PasswordChanged {
         name,

@@ -106,9 +106,7 @@ impl Identity {
         }
         let generated = password.is_none();
         let password = password.unwrap_or_else(|| self.policy.generate(name));
-        let hash = hash_password(&password)
-            .await
-            .map_err(AuthError::Hashing)?;
+        let hash = hash_password(&password).await.map_err(AuthError::Hashing)?;
         self.metadata
             .replace_password(
                 principal.id,

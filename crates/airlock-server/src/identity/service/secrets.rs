@@ -237,8 +237,14 @@ impl Identity {
         };
         // Only whoever knows the secret learns that the principal is disabled or locked.
         if let Some(reason) = barred {
-            self.fail(user, Some(user), source, &reason_for(&reason), Counts::Nothing)
-                .await;
+            self.fail(
+                user,
+                Some(user),
+                source,
+                &reason_for(&reason),
+                Counts::Nothing,
+            )
+            .await;
             return Err(AuthError::Barred(reason));
         }
         Ok((principal, method, credential_id))
