@@ -838,6 +838,28 @@ mod tests {
     }
 
     #[test]
+    fn the_password_minimum_is_read_and_bounded() {
+        let set = |value: &str| {
+            Config::load(
+                None,
+                [(
+                    "AIRLOCK_ACCESS__PASSWORD_MIN_LENGTH".to_string(),
+                    value.to_string(),
+                )],
+            )
+        };
+        assert_eq!(Config::default().access.password_min_length.get(), 12);
+        assert_eq!(set("16").unwrap().access.password_min_length.get(), 16);
+        for bad in ["7", "1025"] {
+            let err = set(bad).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("a minimum password length of {bad} is outside 8..=1024")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn anomaly_rules_given_in_part_keep_their_other_defaults() {
         let env = [
             (
