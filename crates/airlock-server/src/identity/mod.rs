@@ -3,9 +3,9 @@
 //! Principals authenticate with a password or an API key (HTTP Basic, on `/auth/token` or
 //! directly), with a refresh token from `airlock login`, with an access token (the Docker registry
 //! token flow), or with a CI's OIDC ID token (workload identity). Every check of a token also
-//! checks the principal's `authz_epoch`, so a role change, a disabled user or a revoked key ends
-//! its tokens on the very next request, and the credential the token descends from, so a token
-//! ends when its API key expires. Refresh tokens rotate on every use (`service/tokens.rs`).
+//! checks the principal's `authz_epoch`, so a role change, a disabled user, a password change or
+//! reset, or a revoked key ends its tokens on the very next request, and the credential the token
+//! descends from, so a token ends when its API key expires. Refresh tokens rotate on every use (`service/tokens.rs`).
 
 mod password_checks;
 pub mod routes;
