@@ -853,7 +853,9 @@ mod tests {
         for bad in ["7", "1025"] {
             let err = set(bad).unwrap_err().to_string();
             assert!(
-                err.contains(&format!("a minimum password length of {bad} is outside 8..=1024")),
+                err.contains(&format!(
+                    "a minimum password length of {bad} is outside 8..=1024"
+                )),
                 "{err}"
             );
         }
