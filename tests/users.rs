@@ -629,3 +629,23 @@ fn the_cli_resets_changes_disables_and_enables() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("airlock users passwd"), "{err}");
 }
+
+#[tokio::test]
+async fn a_configured_initial_admin_password_is_kept_and_a_weak_one_is_named_in_the_log() {
+    // The harness's ADMIN_PASSWORD contains "admin": the policy would refuse it for a user.
+    let (s, log) = TestServer::start_with_log(&[]);
+    assert!(
+        log.contains(
+            "does not satisfy the password policy: the password contains the user name admin"
+        ),
+        "the warning names the rule"
+    );
+    assert!(
+        !log.contains(ADMIN_PASSWORD),
+        "the log never holds the password"
+    );
+    // It does not have to be changed, and no file is written.
+    assert_eq!(whoami_status(&s, &s.http).await, 200);
+    assert_eq!(listed(&s, "admin").await["password_must_change"], false);
+    assert!(!s.data_dir.join("initial-admin-password").exists());
+}
