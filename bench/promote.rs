@@ -43,8 +43,8 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 /// Passwords of the users the benchmark creates.
-const KIM_PASSWORD: &str = "bench-kim-password-0123";
-const PAT_PASSWORD: &str = "bench-pat-password-0123";
+const KIM_PASSWORD: &str = "bench-keyring-phrase-0123";
+const PAT_PASSWORD: &str = "bench-release-phrase-0123";
 
 struct Options {
     blob_mib: usize,

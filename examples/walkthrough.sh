@@ -154,9 +154,9 @@ QUIET=1 expect 0 as_user admin service-accounts add ci --expires 1d --output jso
 CI_KEY=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$OUT")
 [[ "$CI_KEY" == alk_* ]] || fail "no API key for ci"
 echo "    created service account ci; its API key (shown once) is kept in \$CI_KEY"
-KIM_PW="kim-key-admin-password-1"
-PAT_PW="pat-promoter-password-1"
-ANN_PW="ann-approver-password-1"
+KIM_PW="keyring-guard-phrase-1"
+PAT_PW="release-request-phrase-1"
+ANN_PW="second-pair-of-eyes-1"
 expect 0 as_user admin users add kim --password-stdin <<<"$KIM_PW"
 expect 0 as_user admin users add pat --password-stdin <<<"$PAT_PW"
 expect 0 as_user admin users add ann --password-stdin <<<"$ANN_PW"
@@ -473,7 +473,7 @@ wait_for_alert() {
 
 step "incident drill: eve's promoter account is used to push unvetted builds at staging"
 # The default anomaly rules are on: 5 denied promotions by one principal within 10 minutes lock it.
-EVE_PW="eve-promoter-password-1"
+EVE_PW="night-shift-phrase-1"
 expect 0 as_user admin users add eve --password-stdin <<<"$EVE_PW"
 expect 0 as_user admin roles grant eve promoter --scope 'staging/team/*'
 login eve "$EVE_PW"

@@ -7,8 +7,6 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use airlock_server::outbound_tls::Trust;
-
 use crate::client::{ApiClient, CredentialStore, StoredLogin, normalize_server, parse_duration};
 
 /// Server and output options every command takes.
@@ -64,6 +62,37 @@ pub enum UsersCommand {
     Disable {
         /// The name.
         name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Enable a disabled user or service account again (its old logins and tokens stay revoked).
+    Enable {
+        /// The name.
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Change your password: the current and the new one on standard input, one per line. Every
+    /// login and token of the user ends; the CLI then logs in again with the new password.
+    Passwd {
+        /// The user [default: the user of the stored login for the server].
+        #[arg(short = 'u', long)]
+        username: Option<String>,
+        /// Read the current and the new password from standard input (required).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Reset a user's password (access-admin; not your own, not another access-admin's): prints a
+    /// generated temporary password once unless --password-stdin gives one. The user must change
+    /// it (airlock users passwd) before using it for anything else.
+    ResetPassword {
+        /// The user.
+        name: String,
+        /// Read the temporary password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -178,7 +207,7 @@ pub enum AccessCommand {
     },
 }
 
-fn read_stdin_secret() -> Result<String> {
+pub(crate) fn read_stdin_secret() -> Result<String> {
     let mut text = String::new();
     std::io::stdin()
         .read_to_string(&mut text)
@@ -216,15 +245,7 @@ pub async fn login(args: LoginArgs) -> Result<u8> {
     let mut store = CredentialStore::load()?;
     store.servers.insert(
         server.clone(),
-        StoredLogin {
-            username: args.username.clone(),
-            refresh_token,
-            ca_cert_pem: match &trust {
-                Trust::PrivateCa(ca) => Some(ca.pem().to_string()),
-                _ => None,
-            },
-            insecure: matches!(trust, Trust::Insecure),
-        },
+        StoredLogin::new(&args.username, refresh_token, &trust),
     );
     store.save()?;
     eprintln!(
@@ -313,11 +334,13 @@ pub async fn users(command: UsersCommand) -> Result<u8> {
                     .iter()
                     .map(|p| {
                         format!(
-                            "{:<24} {:<8} {:<9} {}",
+                            "{:<24} {:<8} {:<11} {}",
                             p["name"].as_str().unwrap_or(""),
                             p["kind"].as_str().unwrap_or(""),
                             if p["disabled"] == true {
                                 "disabled"
+                            } else if p["password_must_change"] == true {
+                                "must-change"
                             } else {
                                 "active"
                             },
@@ -337,6 +360,17 @@ pub async fn users(command: UsersCommand) -> Result<u8> {
                 format!("disabled {name}; its tokens no longer work")
             });
         }
+        UsersCommand::Enable { name, common } => return crate::account::enable(name, common).await,
+        UsersCommand::Passwd {
+            username,
+            password_stdin,
+            common,
+        } => return crate::account::passwd(username, password_stdin, common).await,
+        UsersCommand::ResetPassword {
+            name,
+            password_stdin,
+            common,
+        } => return crate::account::reset_password(name, password_stdin, common).await,
     }
     Ok(0)
 }

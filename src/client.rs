@@ -47,6 +47,22 @@ pub struct StoredLogin {
     pub insecure: bool,
 }
 
+impl StoredLogin {
+    /// A login of `username` to a server verified as `trust` says (the CA or `--insecure` is kept
+    /// with it for later commands).
+    pub fn new(username: &str, refresh_token: String, trust: &Trust) -> Self {
+        Self {
+            username: username.to_string(),
+            refresh_token,
+            ca_cert_pem: match trust {
+                Trust::PrivateCa(ca) => Some(ca.pem().to_string()),
+                _ => None,
+            },
+            insecure: matches!(trust, Trust::Insecure),
+        }
+    }
+}
+
 /// Every stored login, by server URL.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CredentialStore {

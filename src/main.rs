@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod account;
 mod anomalies;
 mod audit;
 mod client;

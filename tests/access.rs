@@ -1753,7 +1753,7 @@ async fn a_refused_user_creation_leaves_nothing_behind() {
         json!({"name": "shorty", "password": "short"}),
     )
     .await;
-    api_error(status, &body, 400, "BAD_REQUEST");
+    api_error(status, &body, 400, "PASSWORD_POLICY");
     let (status, body) = api_post(&s, &s.http, "/api/v1/users", json!({"name": "Bad Name"})).await;
     api_error(status, &body, 400, "BAD_REQUEST");
     let (_, users) = api_get(&s, &s.http, "/api/v1/users").await;

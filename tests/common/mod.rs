@@ -910,8 +910,36 @@ impl TestServer {
     }
 }
 
-/// Installs ring as the test process's rustls provider (reqwest is built without one of its own);
+/// Installs aws-lc-rs as the test process's rustls provider (the build's one provider);
 /// every harness client calls it, so tests need not.
 pub fn install_crypto_provider() {
     airlock_server::outbound_tls::install_crypto_provider();
+}
+impl TestServer {
+    /// A server with a fresh data directory started without `AIRLOCK_INITIAL_ADMIN_PASSWORD`, so
+    /// airlock generates admin's password into `<data_dir>/initial-admin-password`; also collects
+    /// the server's log. Its `http` client (admin with [`ADMIN_PASSWORD`]) does not authenticate.
+    pub fn start_with_generated_admin_password() -> (Self, ServerLog) {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().join("data");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .env("AIRLOCK_LOG__LEVEL", "info")
+            .env_remove("AIRLOCK_INITIAL_ADMIN_PASSWORD")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start airlock serve");
+        let log = ServerLog::default();
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                lines.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        (Self::attach(child, dir, Some(temp)), log)
+    }
 }

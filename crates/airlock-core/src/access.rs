@@ -846,6 +846,47 @@ pub enum AccessRuleViolation {
         /// The requester, who was also the decider.
         principal: String,
     },
+    /// An access-admin tried to reset their own password (which needs no current password).
+    #[error(
+        "{principal} cannot reset their own password: change it with `airlock users passwd`, which asks for the current one"
+    )]
+    SelfPasswordReset {
+        /// The access-admin.
+        principal: String,
+    },
+    /// An access-admin tried to reset another access-admin's password.
+    #[error(
+        "{principal} cannot reset the password of {target}, who is an access-admin: one access-admin must not be able to take over another's account; {target} changes it with `airlock users passwd`, or, if it is lost, {target}'s access-admin role is revoked first (recorded in the audit log) and the password reset then"
+    )]
+    AccessAdminPasswordReset {
+        /// The access-admin resetting.
+        principal: String,
+        /// The access-admin whose password it was.
+        target: String,
+    },
+}
+
+/// Checks the separation-of-duties rules for access-admin `resetter` resetting the password of
+/// `target`, who holds `target_roles`: nobody resets their own password (a reset needs no current
+/// password, so a stolen session could otherwise take the account over for good), and nobody
+/// resets another access-admin's (that would let one access-admin act as two).
+pub fn check_password_reset(
+    resetter: &str,
+    target: &str,
+    target_roles: &[Role],
+) -> Result<(), AccessRuleViolation> {
+    if resetter == target {
+        return Err(AccessRuleViolation::SelfPasswordReset {
+            principal: resetter.into(),
+        });
+    }
+    if target_roles.contains(&Role::AccessAdmin) {
+        return Err(AccessRuleViolation::AccessAdminPasswordReset {
+            principal: resetter.into(),
+            target: target.into(),
+        });
+    }
+    Ok(())
 }
 
 /// Checks the separation-of-duties rules for `granter` giving `role` to `grantee`, who already
@@ -1513,6 +1554,25 @@ mod tests {
             })
         );
         assert!(check_access_decision("alice", "bob").is_ok());
+    }
+
+    #[test]
+    fn nobody_resets_their_own_or_another_access_admins_password() {
+        assert_eq!(
+            check_password_reset("admin", "admin", &[Role::AccessAdmin]),
+            Err(AccessRuleViolation::SelfPasswordReset {
+                principal: "admin".into()
+            })
+        );
+        assert_eq!(
+            check_password_reset("admin", "root", &[Role::Reader, Role::AccessAdmin]),
+            Err(AccessRuleViolation::AccessAdminPasswordReset {
+                principal: "admin".into(),
+                target: "root".into()
+            })
+        );
+        assert!(check_password_reset("admin", "bob", &[Role::Developer, Role::Approver]).is_ok());
+        assert!(check_password_reset("admin", "bob", &[]).is_ok());
     }
 
     const SCOPE_TEXTS: [&str; 14] = [

@@ -132,6 +132,25 @@ pub enum AuditEvent {
         /// Its name.
         principal: String,
     },
+    /// A disabled principal was enabled again (its old tokens and logins stay revoked).
+    PrincipalEnabled {
+        /// Its name.
+        principal: String,
+    },
+    /// A user changed their own password (proving the current one); every login and token of
+    /// theirs ended.
+    PasswordChanged {
+        /// Whose.
+        principal: String,
+    },
+    /// An access-admin reset a user's password; the user must change it before using it for
+    /// anything else, and every login and token of theirs ended.
+    PasswordReset {
+        /// Whose.
+        principal: String,
+        /// Whether airlock generated the temporary password (shown once to the access-admin).
+        generated: bool,
+    },
     /// A credential (password or API key) was set or created.
     CredentialCreated {
         /// Whose.
@@ -541,6 +560,9 @@ impl AuditEvent {
             Self::PushRefused { .. } => "push.refused",
             Self::PrincipalCreated { .. } => "principal.created",
             Self::PrincipalDisabled { .. } => "principal.disabled",
+            Self::PrincipalEnabled { .. } => "principal.enabled",
+            Self::PasswordChanged { .. } => "password.changed",
+            Self::PasswordReset { .. } => "password.reset",
             Self::CredentialCreated { .. } => "credential.created",
             Self::CredentialRevoked { .. } => "credential.revoked",
             Self::ApiKeyCreated { .. } => "credential.created",
@@ -625,6 +647,9 @@ impl AuditEvent {
             }
             Self::PrincipalCreated { principal, .. }
             | Self::PrincipalDisabled { principal }
+            | Self::PrincipalEnabled { principal }
+            | Self::PasswordChanged { principal }
+            | Self::PasswordReset { principal, .. }
             | Self::CredentialCreated { principal, .. }
             | Self::CredentialRevoked { principal, .. }
             | Self::ApiKeyCreated { principal, .. }
@@ -748,7 +773,12 @@ impl AuditEvent {
                 json!({"action": action.as_str(), "reason": reason})
             }
             Self::PrincipalCreated { kind, .. } => json!({"kind": kind}),
-            Self::PrincipalDisabled { .. } => json!({}),
+            Self::PrincipalDisabled { .. }
+            | Self::PrincipalEnabled { .. }
+            | Self::PasswordChanged { .. } => json!({}),
+            Self::PasswordReset { generated, .. } => {
+                json!({"generated": generated, "must_change": true})
+            }
             Self::CredentialCreated {
                 credential,
                 id,

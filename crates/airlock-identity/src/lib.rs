@@ -4,6 +4,8 @@
 //!
 //! - [`password`]: argon2id password hashes (PHC strings) for human users, and the random
 //!   password generated for the initial admin;
+//! - [`password_policy`]: what a new password must satisfy (length, a deny list of common
+//!   passwords, not the user name);
 //! - [`api_key`]: long-lived API keys (`alk_<id>_<secret>`) for automation, stored as a SHA-256
 //!   digest and compared in constant time;
 //! - [`access_token`]: short-lived registry access tokens, EdDSA-signed JWTs compatible with the
@@ -25,6 +27,7 @@ mod error;
 mod jwt;
 pub mod oidc;
 pub mod password;
+pub mod password_policy;
 
 pub use access_token::{
     AccessClaims, AccessEntry, RetiredTokenKey, TokenError, TokenKey, TokenKind, TokenPublicKey,
@@ -36,4 +39,7 @@ pub use jwt::MAX_TOKEN_BYTES;
 pub use oidc::{Jwks, OidcError, OidcIdentity, TrustRule, select_rule, verify_id_token};
 pub use password::{
     PasswordMemory, generate_password, hash_password, verify_password, verify_password_in,
+};
+pub use password_policy::{
+    MAX_PASSWORD_BYTES, MinPasswordLength, PasswordPolicy, PasswordRejected, is_common_password,
 };

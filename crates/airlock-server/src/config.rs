@@ -179,6 +179,9 @@ pub struct AccessConfig {
     pub exclusive_roles: Vec<[String; 2]>,
     /// Workload identity: OIDC issuers whose ID tokens are exchanged for builder tokens.
     pub oidc: Vec<OidcTrustConfig>,
+    /// The fewest characters a new password may have (8 to 1024; default 12). Passwords are also
+    /// checked against a built-in list of common passwords and may not contain the user name.
+    pub password_min_length: airlock_identity::MinPasswordLength,
     /// Days before an API key's expiry at which a `credential.expiring` audit event (and so a
     /// webhook) is sent, once per key and threshold: a list (`[14, 3]`, the default), one
     /// number, or a comma-separated text from the environment
@@ -186,7 +189,7 @@ pub struct AccessConfig {
     pub credential_expiry_warning_days: ExpiryWarningDays,
     /// The initial `admin` password for a new installation (from `AIRLOCK_INITIAL_ADMIN_PASSWORD`;
     /// never read from the file). Unset: a random one is written to
-    /// `<data_dir>/initial-admin-password`.
+    /// `<data_dir>/initial-admin-password`, and must be changed at the first login.
     #[serde(skip)]
     pub initial_admin_password: Option<Secret>,
 }
@@ -622,6 +625,7 @@ impl Default for AccessConfig {
             trusted_proxies: airlock_core::TrustedProxies::default(),
             exclusive_roles: vec![["key-admin".to_string(), "approver".to_string()]],
             oidc: Vec::new(),
+            password_min_length: airlock_identity::MinPasswordLength::default(),
             initial_admin_password: None,
         }
     }
@@ -1087,6 +1091,30 @@ mod tests {
                 bad.to_string(),
             )];
             assert!(Config::load(None, env).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_password_minimum_is_read_and_bounded() {
+        let set = |value: &str| {
+            Config::load(
+                None,
+                [(
+                    "AIRLOCK_ACCESS__PASSWORD_MIN_LENGTH".to_string(),
+                    value.to_string(),
+                )],
+            )
+        };
+        assert_eq!(Config::default().access.password_min_length.get(), 12);
+        assert_eq!(set("16").unwrap().access.password_min_length.get(), 16);
+        for bad in ["7", "1025"] {
+            let err = set(bad).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!(
+                    "a minimum password length of {bad} is outside 8..=1024"
+                )),
+                "{err}"
+            );
         }
     }
 

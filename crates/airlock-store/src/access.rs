@@ -30,6 +30,9 @@ pub struct PrincipalRow {
     pub authz_epoch: i64,
     /// The newest open anomaly that locked the principal; while set, it cannot authenticate.
     pub locked_by: Option<i64>,
+    /// The password was reset by an access-admin (or generated at installation): until the user
+    /// changes it, it authenticates only the change.
+    pub password_must_change: bool,
     /// When it was created (ms).
     pub created_at: i64,
 }
@@ -99,6 +102,7 @@ fn principal_from_row(row: sqlx::sqlite::SqliteRow) -> PrincipalRow {
         disabled: row.get::<i64, _>("disabled") != 0,
         authz_epoch: row.get("authz_epoch"),
         locked_by: row.get("locked_by"),
+        password_must_change: row.get::<i64, _>("password_must_change") != 0,
         created_at: row.get("created_at"),
     }
 }
@@ -148,7 +152,8 @@ enum RequestFilter<'a> {
     Id(i64),
 }
 
-const PRINCIPAL_COLUMNS: &str = "id, name, kind, disabled, authz_epoch, locked_by, created_at";
+const PRINCIPAL_COLUMNS: &str =
+    "id, name, kind, disabled, authz_epoch, locked_by, password_must_change, created_at";
 
 impl Metadata {
     /// Creates a principal. Fails with [`StoreError::Conflict`] if the name is taken.
@@ -225,7 +230,8 @@ impl Metadata {
             .collect())
     }
 
-    /// Disables a principal (and ends its tokens by bumping its epoch). Returns whether it existed.
+    /// Disables a principal (and ends its tokens by bumping its epoch and revoking its
+    /// refresh-token families). Returns whether it existed.
     pub async fn disable_principal(
         &self,
         id: i64,
@@ -241,6 +247,7 @@ impl Metadata {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
+        crate::passwords::revoke_logins(&mut tx, id, "disabled").await?;
         append(&mut tx, records).await?;
         tx.commit().await?;
         Ok(true)

@@ -15,6 +15,7 @@ mod error;
 mod evidence;
 mod health;
 mod metadata;
+mod passwords;
 mod promotion;
 mod refresh;
 mod refusals;
@@ -36,6 +37,7 @@ pub use metadata::{
     ManifestUpload, ManifestWriteError, Metadata, ReferrerRow, StoredManifest, TagMove,
     UploadSession, now_millis,
 };
+pub use passwords::PasswordChange;
 pub use promotion::{
     ApprovalRow, ChannelMove, DecisionRow, FreezeRow, NewManifest, PromotionRow, PromotionWrite,
     PromotionWriteError, Rollback, Transition,

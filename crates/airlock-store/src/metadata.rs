@@ -84,14 +84,19 @@ pub(crate) fn migrator() -> Migrator {
             include_str!("../migrations/0012_scoped_quarantines_refused_pushes.sql"),
         ),
         migration(
+            13,
+            "password must change",
+            include_str!("../migrations/0013_password_must_change.sql"),
+        ),
+        migration(
             14,
             "service account keys",
             include_str!("../migrations/0014_service_account_keys.sql"),
         ),
         migration(
-            16,
+            15,
             "webhook ca cert",
-            include_str!("../migrations/0016_webhook_ca_cert.sql"),
+            include_str!("../migrations/0015_webhook_ca_cert.sql"),
         ),
     ])
 }

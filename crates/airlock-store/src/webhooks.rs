@@ -560,12 +560,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.db");
         {
-            // The schema before migration 16, with an endpoint and a pending delivery.
+            // The schema before migration 15, with an endpoint and a pending delivery.
             let options = sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(&path)
                 .create_if_missing(true);
             let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-            crate::metadata::migrator().run_to(15, &pool).await.unwrap();
+            crate::metadata::migrator().run_to(14, &pool).await.unwrap();
             sqlx::query(
                 "INSERT INTO webhook_endpoints (url, events, secret, created_by, created_at)
                  VALUES ('http://old.example/', '[\"*\"]', x'00112233', 'admin', 0)",

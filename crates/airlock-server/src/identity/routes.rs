@@ -9,6 +9,11 @@
 //! - `/api/v1/users`, `/api/v1/service-accounts`, `/api/v1/credentials/{id}`, `/api/v1/roles`,
 //!   `/api/v1/access-requests`: administration, authenticated like registry requests (a service
 //!   account's keys, `/api/v1/service-accounts/{name}/keys`, are in `api_key_routes.rs`).
+//! - `/api/v1/users/{name}/password` (the user, by the current password),
+//!   `/api/v1/users/{name}/reset-password` and `/api/v1/users/{name}/enable` (an access-admin):
+//!   in `routes/accounts.rs`.
+
+mod accounts;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,6 +40,15 @@ pub fn router(identity: Arc<Identity>) -> Router {
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/users", get(list_principals).post(add_user))
         .route("/api/v1/users/{name}/disable", post(disable))
+        .route(
+            "/api/v1/users/{name}/password",
+            post(accounts::change_password),
+        )
+        .route(
+            "/api/v1/users/{name}/reset-password",
+            post(accounts::reset_password),
+        )
+        .route("/api/v1/users/{name}/enable", post(accounts::enable))
         .route("/api/v1/service-accounts", post(add_service_account))
         .route("/api/v1/credentials/{id}/revoke", post(revoke_credential))
         .route("/api/v1/roles", get(list_roles))
@@ -65,7 +79,21 @@ impl From<AuthError> for ApiError {
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHORIZED",
                 message,
-                "logging in again does not help: airlock cannot re-enable a disabled principal (an access-admin can create a new one), and a locked one is unlocked when an access-admin resolves its anomaly (airlock anomalies resolve)",
+                "logging in again does not help: an access-admin enables a disabled principal again (airlock users enable), and a locked one is unlocked when an access-admin resolves its anomaly (airlock anomalies resolve)",
+            ),
+            AuthError::PasswordChangeRequired { ref principal } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "PASSWORD_CHANGE_REQUIRED",
+                message,
+                format!(
+                    "change the password first: airlock users passwd -u {principal} --password-stdin (or POST /api/v1/users/{principal}/password with current_password and new_password)"
+                ),
+            ),
+            AuthError::Policy(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "PASSWORD_POLICY",
+                message,
+                "choose another password: long enough (access.password_min_length), not a common one, not containing the user name",
             ),
             AuthError::RateLimited => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -95,7 +123,7 @@ impl From<AuthError> for ApiError {
                 "the object already exists or changed meanwhile",
             ),
             AuthError::Store(err) => ApiError::storage(&err),
-            AuthError::Signing(_) => ApiError::internal(message),
+            AuthError::Signing(_) | AuthError::Hashing(_) => ApiError::internal(message),
         }
     }
 }
@@ -108,7 +136,7 @@ fn token_error(err: AuthError) -> Response {
         AuthError::Store(store) if store.write_refusal().is_some() => {
             (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
         }
-        AuthError::Store(_) | AuthError::Signing(_) => {
+        AuthError::Store(_) | AuthError::Signing(_) | AuthError::Hashing(_) => {
             return ApiError::internal(err.to_string()).into_response();
         }
         _ => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
@@ -308,7 +336,7 @@ async fn list_principals(
         .list(&who)
         .await?
         .into_iter()
-        .map(|(p, grants)| json!({"name": p.name, "kind": p.kind, "disabled": p.disabled, "roles": grants_json(&grants)}))
+        .map(|(p, grants)| json!({"name": p.name, "kind": p.kind, "disabled": p.disabled, "password_must_change": p.password_must_change, "roles": grants_json(&grants)}))
         .collect();
     Ok(Json(json!({"principals": list})).into_response())
 }

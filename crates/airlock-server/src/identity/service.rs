@@ -11,11 +11,12 @@ use airlock_core::access::{
 use airlock_core::{Action, Actor, AuditEvent, AuditRecord, RepoName, Stages};
 use airlock_identity::AccessEntry;
 use airlock_store::{
-    AccessRequestRow, CredentialRow, Metadata, PrincipalRow, StoreError, now_millis,
+    AccessRequestRow, CredentialRow, Metadata, PasswordChange, PrincipalRow, StoreError, now_millis,
 };
 
 use crate::config::AccessConfig;
 
+mod accounts;
 mod api_keys;
 mod secrets;
 mod tokens;
@@ -63,6 +64,18 @@ pub enum AuthError {
     /// whoever presented its valid secret or token.
     #[error("{0}")]
     Barred(String),
+    /// The password was reset (or generated at installation) and must be changed before it is
+    /// used for anything else; only whoever presented it learns this.
+    #[error(
+        "the password of {principal} must be changed before it can be used: run `airlock users passwd -u {principal} --password-stdin` (current and new password on standard input), then log in with the new one"
+    )]
+    PasswordChangeRequired {
+        /// Whose password.
+        principal: String,
+    },
+    /// A new password does not satisfy the password policy.
+    #[error(transparent)]
+    Policy(#[from] airlock_identity::PasswordRejected),
     /// Too many failures for this principal or source.
     #[error("too many failed authentications; retry in a minute")]
     RateLimited,
@@ -87,6 +100,9 @@ pub enum AuthError {
     /// A token could not be signed (an internal failure, never the client's).
     #[error("token signing failed: {0}")]
     Signing(String),
+    /// A new password could not be hashed (an internal failure, never the client's).
+    #[error("hashing the password failed: {0}")]
+    Hashing(String),
 }
 
 /// An authenticated caller.
@@ -145,6 +161,10 @@ pub struct Identity {
     key_uses: Mutex<HashMap<String, Instant>>,
     anomalies: Arc<crate::anomalies::Anomalies>,
     password_checks: super::password_checks::PasswordChecks,
+    policy: airlock_identity::PasswordPolicy,
+    /// `<data_dir>/initial-admin-password`: written when airlock generates admin's password,
+    /// removed once that password is changed.
+    initial_password_file: std::path::PathBuf,
 }
 
 /// What a failed authentication counts toward in the `auth_failures` anomaly rule.
@@ -168,16 +188,28 @@ fn credential_is_live(credential: &CredentialRow, now: i64) -> bool {
 /// Why `principal` may not authenticate at all (disabled, or locked by an anomaly), if so.
 fn barred(principal: &PrincipalRow) -> Option<String> {
     if principal.disabled {
-        return Some(
-            "the principal is disabled; airlock cannot re-enable it (an access-admin can create a new user or service account)"
-                .into(),
-        );
+        return Some(format!(
+            "the principal is disabled; an access-admin can enable it again with `airlock users enable {}` (its earlier logins and tokens stay revoked)",
+            principal.name
+        ));
     }
     principal.locked_by.map(|anomaly| {
         format!(
             "the principal is locked by anomaly {anomaly}; an access-admin can lift it with `airlock anomalies resolve {anomaly} --reason ..`"
         )
     })
+}
+
+/// The file in the data directory that holds a generated initial admin password.
+const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// Hashes `password` with argon2id on the blocking pool.
+async fn hash_password(password: &str) -> Result<String, String> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || airlock_identity::hash_password(&password))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 fn write_secret_file(path: &Path, content: &str) -> Result<(), IdentityError> {
@@ -264,7 +296,6 @@ impl Identity {
         let identity = Self {
             metadata,
             token_keys,
-            config,
             stages,
             exclusive,
             oidc,
@@ -272,6 +303,11 @@ impl Identity {
             key_uses: Mutex::new(HashMap::new()),
             anomalies,
             password_checks: super::password_checks::PasswordChecks::new(),
+            policy: airlock_identity::PasswordPolicy {
+                min_length: config.password_min_length,
+            },
+            initial_password_file: data_dir.join(INITIAL_PASSWORD_FILE),
+            config,
         };
         identity.bootstrap(data_dir, initial_password).await?;
         // Compute the dummy hash now, so the first refused login costs what every other does.
@@ -314,8 +350,16 @@ impl Identity {
             source: None,
         };
         let (password, written) = match initial_password {
-            Some(password) => (password, false),
-            None => (airlock_identity::generate_password(), true),
+            Some(password) => {
+                // The operator chose it (tests, scripted set-ups): kept, but a weak one is named.
+                if let Err(rule) = self.policy.check("admin", &password) {
+                    tracing::warn!(
+                        "the configured initial admin password (AIRLOCK_INITIAL_ADMIN_PASSWORD) does not satisfy the password policy: {rule}; it is used as given, change it with `airlock users passwd`"
+                    );
+                }
+                (password, false)
+            }
+            None => (self.policy.generate("admin"), true),
         };
         let admin = self
             .metadata
@@ -332,7 +376,15 @@ impl Identity {
                 )],
             )
             .await?;
-        self.set_password(&admin, &password, &actor).await?;
+        self.set_password(
+            &admin,
+            &password,
+            &actor,
+            PasswordChange::Initial {
+                must_change: written,
+            },
+        )
+        .await?;
         for role in [Role::AccessAdmin, Role::Developer, Role::Auditor] {
             self.metadata
                 .add_binding(
@@ -355,9 +407,9 @@ impl Identity {
                 .await?;
         }
         if written {
-            let path = data_dir.join("initial-admin-password");
+            let path = data_dir.join(INITIAL_PASSWORD_FILE);
             write_secret_file(&path, &format!("{password}\n"))?;
-            tracing::warn!(path = %path.display(), "created user admin; its initial password is in this file (keep it safe, then delete the file; airlock cannot change passwords yet)");
+            tracing::warn!(path = %path.display(), "created user admin; its initial password is in this file and must be changed at the first login (`airlock users passwd -u admin --password-stdin`), which also removes the file");
         } else {
             tracing::info!(
                 "created user admin with the password from AIRLOCK_INITIAL_ADMIN_PASSWORD"
@@ -366,28 +418,23 @@ impl Identity {
         Ok(())
     }
 
+    /// Sets the first password of a new principal (`credential.created`).
     async fn set_password(
         &self,
         principal: &PrincipalRow,
         password: &str,
         actor: &Actor,
+        change: PasswordChange,
     ) -> Result<(), IdentityError> {
-        let password = password.to_string();
-        let hash = tokio::task::spawn_blocking(move || airlock_identity::hash_password(&password))
+        let hash = hash_password(password)
             .await
-            .map_err(|e| IdentityError::Crypto(e.to_string()))?
             .map_err(|e| IdentityError::Crypto(e.to_string()))?;
         let id = format!("password:{}", principal.id);
         self.metadata
-            .put_credential(
-                &CredentialRow {
-                    id: id.clone(),
-                    principal_id: principal.id,
-                    kind: "password".into(),
-                    secret_hash: hash,
-                    expires_at: None,
-                    revoked_at: None,
-                },
+            .replace_password(
+                principal.id,
+                &hash,
+                change,
                 &[record(
                     actor,
                     AuditEvent::CredentialCreated {
@@ -633,10 +680,8 @@ impl Identity {
     ) -> Result<Option<String>, AuthError> {
         self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
         validate_principal_name(name)?;
-        if password.as_ref().is_some_and(|p| p.len() < 12) {
-            return Err(AuthError::BadRequest(
-                "passwords need at least 12 characters".into(),
-            ));
+        if let Some(password) = &password {
+            self.policy.check(name, password)?;
         }
         let principal = self
             .metadata
@@ -655,15 +700,15 @@ impl Identity {
             .await
             .map_err(conflict)?;
         let generated = password.is_none();
-        let password = password.unwrap_or_else(airlock_identity::generate_password);
-        if password.len() < 12 {
-            return Err(AuthError::BadRequest(
-                "passwords need at least 12 characters".into(),
-            ));
-        }
-        self.set_password(&principal, &password, actor)
-            .await
-            .map_err(|e| AuthError::BadRequest(e.to_string()))?;
+        let password = password.unwrap_or_else(|| self.policy.generate(name));
+        self.set_password(
+            &principal,
+            &password,
+            actor,
+            PasswordChange::Initial { must_change: false },
+        )
+        .await
+        .map_err(|e| AuthError::BadRequest(e.to_string()))?;
         Ok(generated.then_some(password))
     }
 

@@ -131,7 +131,9 @@ impl Identity {
     ///
     /// Every refusal costs one argon2id verification and answers with the same message, whether
     /// the name is unknown, the principal disabled, the password wrong or an API key unknown,
-    /// wrong, expired or revoked: neither time nor words tell which names exist.
+    /// wrong, expired or revoked: neither time nor words tell which names exist. A right
+    /// password that must be changed first is refused with
+    /// [`AuthError::PasswordChangeRequired`] (it is not a failure).
     pub async fn authenticate_secret(
         &self,
         user: &str,
@@ -155,6 +157,7 @@ impl Identity {
             // Still re-check the principal and the credential: revocation and expiry are immediate.
             if let Some(principal) = self.metadata.principal_by_id(principal_id).await?
                 && barred(&principal).is_none()
+                && !principal.password_must_change
                 && self.credential_live(&credential_id, principal.id).await?
             {
                 if method == "api_key" {
@@ -165,39 +168,14 @@ impl Identity {
                     .await;
             }
         }
-        self.check_rate(user, source).await?;
-        let principal = self.metadata.principal_by_name(user).await?;
-        let checked = self.check_secret(principal.as_ref(), secret).await?;
-        let Some(principal) = principal else {
-            self.fail(
-                "unknown",
-                Some(user),
-                source,
-                "unknown user",
-                Counts::SourceOnly,
-            )
-            .await;
-            return Err(AuthError::Invalid(SECRET_REFUSED.into()));
-        };
-        let barred = barred(&principal);
-        let (method, credential_id) = match checked {
-            Ok(found) => found,
-            Err(reason) => {
-                // A barred principal's failures are not counted (it is already acted on).
-                let counts = if barred.is_some() {
-                    Counts::Nothing
-                } else {
-                    Counts::PrincipalAndSource
-                };
-                self.fail(user, Some(user), source, &reason, counts).await;
-                return Err(AuthError::Invalid(SECRET_REFUSED.into()));
-            }
-        };
-        // Only whoever knows the secret learns that the principal is disabled or locked.
-        if let Some(reason) = barred {
-            self.fail(user, Some(user), source, &reason, Counts::Nothing)
-                .await;
-            return Err(AuthError::Barred(reason));
+        let (principal, method, credential_id) =
+            self.verify_secret(user, secret, source, None).await?;
+        // A password to change authenticates nothing but its change (accounts.rs); only whoever
+        // presented it learns so.
+        if principal.password_must_change && method == "password" {
+            return Err(AuthError::PasswordChangeRequired {
+                principal: principal.name,
+            });
         }
         self.verified
             .lock()
@@ -216,6 +194,66 @@ impl Identity {
         }
         self.authenticated(principal, method.into(), Some(credential_id), None, None)
             .await
+    }
+
+    /// Checks user `user`'s `secret` (password or API key) with every guarantee of the module
+    /// docs (rate limit, one argon2id verification per refusal, one message for every refusal,
+    /// failures recorded and counted), returning the principal, the method (`password` or
+    /// `api_key`) and the credential id. `purpose`, if given, is added to the audit reason of a
+    /// refusal (e.g. a wrong current password at a password change).
+    pub(super) async fn verify_secret(
+        &self,
+        user: &str,
+        secret: &str,
+        source: Option<std::net::SocketAddr>,
+        purpose: Option<&str>,
+    ) -> Result<(PrincipalRow, &'static str, String), AuthError> {
+        let reason_for = |reason: &str| match purpose {
+            Some(purpose) => format!("{reason} ({purpose})"),
+            None => reason.to_string(),
+        };
+        self.check_rate(user, source).await?;
+        let principal = self.metadata.principal_by_name(user).await?;
+        let checked = self.check_secret(principal.as_ref(), secret).await?;
+        let Some(principal) = principal else {
+            self.fail(
+                "unknown",
+                Some(user),
+                source,
+                &reason_for("unknown user"),
+                Counts::SourceOnly,
+            )
+            .await;
+            return Err(AuthError::Invalid(SECRET_REFUSED.into()));
+        };
+        let barred = barred(&principal);
+        let (method, credential_id) = match checked {
+            Ok(found) => found,
+            Err(reason) => {
+                // A barred principal's failures are not counted (it is already acted on).
+                let counts = if barred.is_some() {
+                    Counts::Nothing
+                } else {
+                    Counts::PrincipalAndSource
+                };
+                self.fail(user, Some(user), source, &reason_for(&reason), counts)
+                    .await;
+                return Err(AuthError::Invalid(SECRET_REFUSED.into()));
+            }
+        };
+        // Only whoever knows the secret learns that the principal is disabled or locked.
+        if let Some(reason) = barred {
+            self.fail(
+                user,
+                Some(user),
+                source,
+                &reason_for(&reason),
+                Counts::Nothing,
+            )
+            .await;
+            return Err(AuthError::Barred(reason));
+        }
+        Ok((principal, method, credential_id))
     }
 
     /// Checks `secret` against `principal`'s credentials: `Ok((method, credential id))`, or

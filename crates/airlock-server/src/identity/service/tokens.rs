@@ -4,7 +4,8 @@
 //! What holds for every token use:
 //! - the JWT checks of [`airlock_identity::TokenVerifier`] (signature, EdDSA only, issuer,
 //!   audience, time window, kind);
-//! - the principal exists, is neither disabled nor locked, and its `authz_epoch` is the token's;
+//! - the principal exists, is neither disabled nor locked, has no reset password waiting to be
+//!   changed (for a token from a password login), and its `authz_epoch` is the token's;
 //! - the credential the token descends from (its `cred` claim: the password or API key of the
 //!   login) still exists, belongs to the principal, and is neither expired nor revoked; only a
 //!   token from an OIDC exchange (`auth = oidc`) has none;
@@ -199,6 +200,13 @@ impl Identity {
                     Counts::Nothing,
                 )
                 .await);
+        }
+        // A reset bumps the epoch, so a token from before it failed above: this refuses only a
+        // token somehow issued while the password waits to be changed.
+        if principal.password_must_change && claims.auth == "password" {
+            return Err(AuthError::PasswordChangeRequired {
+                principal: principal.name,
+            });
         }
         Ok((claims, principal))
     }

@@ -1,0 +1,184 @@
+//! A user's account after it was created: changing one's own password, an access-admin's reset,
+//! and enabling a disabled principal again.
+//!
+//! What holds:
+//! - Changing a password needs the current one, checked exactly like a login
+//!   ([`Identity::verify_secret`]: the rate limiter, one argon2id verification per refusal, one
+//!   message for every refusal, and a wrong current password recorded as `auth.failed` and
+//!   counted by the `auth_failures` anomaly rule). It is the one thing a password waiting to be
+//!   changed (reset, or generated at installation) can authenticate.
+//! - Every new password satisfies the password policy ([`airlock_identity::PasswordPolicy`]),
+//!   and a change must differ from the current password.
+//! - A change or a reset ends every login and token of the user (epoch bump and refresh-token
+//!   families revoked, in the transaction that stores the new hash and its audit entry): the
+//!   request that changes a password is authenticated by the current password, not by a session,
+//!   so there is no session to keep; `airlock users passwd` logs in again with the new password.
+//! - A reset is an access-admin's, never of their own password nor another access-admin's
+//!   ([`airlock_core::access::check_password_reset`]), only of a user (service accounts have API
+//!   keys), and leaves the password waiting to be changed.
+//! - Once `admin`'s password is changed or reset, `<data_dir>/initial-admin-password` (the
+//!   generated installation password) is removed, and the log says so.
+//! - Enabling needs `ManageAccess` and does not revive the logins and tokens disabling ended.
+
+use airlock_core::access::{Permission, PermissionTarget, Role};
+use airlock_core::{Actor, AuditEvent};
+use airlock_store::PasswordChange;
+
+use super::{AuthError, Authenticated, Identity, hash_password, record};
+
+/// Added to the audit reason of a refused password change.
+const CHANGING: &str = "changing the password";
+
+impl Identity {
+    /// Changes user `name`'s password from `current` to `new`, for a caller at `source` who
+    /// proves `current` (see the module docs).
+    pub async fn change_own_password(
+        &self,
+        name: &str,
+        current: &str,
+        new: &str,
+        source: Option<std::net::SocketAddr>,
+    ) -> Result<(), AuthError> {
+        let (principal, method, _) = self
+            .verify_secret(name, current, source, Some(CHANGING))
+            .await?;
+        if method != "password" {
+            return Err(AuthError::BadRequest(
+                "service accounts have no password: they use API keys (airlock service-accounts)"
+                    .into(),
+            ));
+        }
+        self.policy.check(&principal.name, new)?;
+        if new == current {
+            return Err(AuthError::BadRequest(
+                "the new password is the current one; choose a different one".into(),
+            ));
+        }
+        let hash = hash_password(new).await.map_err(AuthError::Hashing)?;
+        let actor = Actor {
+            principal: principal.name.clone(),
+            auth_method: "password".into(),
+            source: source.map(|s| s.to_string()),
+        };
+        self.metadata
+            .replace_password(
+                principal.id,
+                &hash,
+                PasswordChange::ByUser,
+                &[record(
+                    &actor,
+                    AuditEvent::PasswordChanged {
+                        principal: principal.name.clone(),
+                    },
+                )],
+            )
+            .await?;
+        self.forget_verified();
+        self.remove_initial_password_file(&principal.name);
+        Ok(())
+    }
+
+    /// An access-admin resets user `name`'s password to `password`, or to a generated one that
+    /// is returned (shown once). The user must change it before using it for anything else.
+    pub async fn reset_password(
+        &self,
+        who: &Authenticated,
+        actor: &Actor,
+        name: &str,
+        password: Option<String>,
+    ) -> Result<Option<String>, AuthError> {
+        self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
+        let principal = self.principal(name).await?;
+        if principal.kind != "user" {
+            return Err(AuthError::BadRequest(format!(
+                "{name} is a service account: it has API keys, not a password (airlock service-accounts)"
+            )));
+        }
+        let roles: Vec<Role> = self
+            .grants(&principal)
+            .await?
+            .into_iter()
+            .map(|g| g.role)
+            .collect();
+        airlock_core::access::check_password_reset(&who.principal.name, name, &roles)?;
+        if let Some(password) = &password {
+            self.policy.check(name, password)?;
+        }
+        let generated = password.is_none();
+        let password = password.unwrap_or_else(|| self.policy.generate(name));
+        let hash = hash_password(&password).await.map_err(AuthError::Hashing)?;
+        self.metadata
+            .replace_password(
+                principal.id,
+                &hash,
+                PasswordChange::Reset,
+                &[record(
+                    actor,
+                    AuditEvent::PasswordReset {
+                        principal: name.into(),
+                        generated,
+                    },
+                )],
+            )
+            .await?;
+        self.forget_verified();
+        self.remove_initial_password_file(name);
+        Ok(generated.then_some(password))
+    }
+
+    /// Enables a disabled principal again. Its logins and tokens from before stay revoked.
+    pub async fn enable(
+        &self,
+        who: &Authenticated,
+        actor: &Actor,
+        name: &str,
+    ) -> Result<(), AuthError> {
+        self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
+        let principal = self.principal(name).await?;
+        if !self
+            .metadata
+            .enable_principal(
+                principal.id,
+                &[record(
+                    actor,
+                    AuditEvent::PrincipalEnabled {
+                        principal: name.into(),
+                    },
+                )],
+            )
+            .await?
+        {
+            return Err(AuthError::Conflict(format!("{name} is not disabled")));
+        }
+        self.forget_verified();
+        Ok(())
+    }
+
+    /// Drops every cached password or API key check, so the next use checks again.
+    fn forget_verified(&self) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Removes the generated installation password once `admin`'s password was replaced.
+    fn remove_initial_password_file(&self, name: &str) {
+        if name != "admin" {
+            return;
+        }
+        let path = &self.initial_password_file;
+        match std::fs::remove_file(path) {
+            Ok(()) => tracing::info!(
+                path = %path.display(),
+                "admin's password was changed; removed the file holding the initial one"
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "admin's password was changed, but the file holding the initial one could not be removed; delete it"
+            ),
+        }
+    }
+}
