@@ -68,11 +68,17 @@ fn start(binary: &Path, tls: bool) -> Result<(Server, Option<PathBuf>)> {
     if tls {
         command.arg("--self-signed");
     }
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("start {} (build it with cargo build --release)", binary.display()))?;
+    let mut child = command.spawn().with_context(|| {
+        format!(
+            "start {} (build it with cargo build --release)",
+            binary.display()
+        )
+    })?;
+    let mut stdout = std::io::BufReader::new(child.stdout.take().context("stdout")?);
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    stdout.read_line(&mut line)?;
+    // The certificate lines follow; keep reading so the server never writes to a closed pipe.
+    std::thread::spawn(move || for _ in stdout.lines() {});
     let base = line
         .trim()
         .strip_prefix("airlock listening on ")
@@ -136,7 +142,16 @@ async fn transfer(
     let http = http_client(cert.as_deref())?;
     let repo = "dev/bench/tls";
     let started = Instant::now();
-    push_streamed_blob(&http, server.name, &server.base, repo, base_block, mib, digest).await?;
+    push_streamed_blob(
+        &http,
+        server.name,
+        &server.base,
+        repo,
+        base_block,
+        mib,
+        digest,
+    )
+    .await?;
     let push = mib as f64 / started.elapsed().as_secs_f64();
     let started = Instant::now();
     let response = http
@@ -206,8 +221,14 @@ pub async fn run() -> Result<()> {
     let (mut plain, mut tls) = (Vec::new(), Vec::new());
     for run in 1..=options.runs {
         for (mode, figures) in [(false, &mut plain), (true, &mut tls)] {
-            let (push, pull) =
-                transfer(&options.airlock, mode, options.blob_mib, &base_block, &digest).await?;
+            let (push, pull) = transfer(
+                &options.airlock,
+                mode,
+                options.blob_mib,
+                &base_block,
+                &digest,
+            )
+            .await?;
             println!(
                 "run {run} {:<9} push {push:>7.1} MiB/s  pull {pull:>7.1} MiB/s",
                 if mode { "TLS" } else { "plaintext" }
