@@ -640,7 +640,8 @@ async fn inconsistent_tls_settings_are_refused_at_start_naming_the_fix() {
     let temp = tempfile::tempdir().unwrap();
     let cert = pki.server_cert.display().to_string();
     let key = pki.server_key.display().to_string();
-    let cases: [(&[&str], Vec<(&str, &str)>, &str); 4] = [
+    type Case<'a> = (&'a [&'a str], Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 4] = [
         (
             &["--listen", "127.0.0.1:0", "--self-signed"],
             vec![("AIRLOCK_TLS__CERT", &cert), ("AIRLOCK_TLS__KEY", &key)],
