@@ -74,8 +74,11 @@ fn start(binary: &Path, tls: bool) -> Result<(Server, Option<PathBuf>)> {
             binary.display()
         )
     })?;
+    let mut stdout = std::io::BufReader::new(child.stdout.take().context("stdout")?);
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    stdout.read_line(&mut line)?;
+    // The certificate lines follow; keep reading so the server never writes to a closed pipe.
+    std::thread::spawn(move || for _ in stdout.lines() {});
     let base = line
         .trim()
         .strip_prefix("airlock listening on ")

@@ -121,7 +121,8 @@ struct ServeArgs {
     /// Directory for the database, blobs and keys [default: ./airlock-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Address to listen on, e.g. 127.0.0.1:5000 or 0.0.0.0:5000 (port 0 picks a free port).
+    /// Address to listen on, e.g. 127.0.0.1:5000 or 0.0.0.0:5000 (port 0 picks a free port). An
+    /// address other than loopback needs [tls], --self-signed or --insecure-listen.
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
     /// Log line format on stderr: `text` or `json` [default: text].

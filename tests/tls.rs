@@ -639,7 +639,8 @@ async fn inconsistent_tls_settings_are_refused_at_start_naming_the_fix() {
     let temp = tempfile::tempdir().unwrap();
     let cert = pki.server_cert.display().to_string();
     let key = pki.server_key.display().to_string();
-    let cases: [(&[&str], Vec<(&str, &str)>, &str); 4] = [
+    type Case<'a> = (&'a [&'a str], Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 4] = [
         (
             &["--listen", "127.0.0.1:0", "--self-signed"],
             vec![("AIRLOCK_TLS__CERT", &cert), ("AIRLOCK_TLS__KEY", &key)],
@@ -737,4 +738,92 @@ async fn self_signed_writes_a_certificate_once_prints_its_fingerprint_and_a_pinn
     assert_ne!(lines[2], format!("SHA-256 fingerprint: {printed}"));
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A request body that sends `first` at once and then a byte every 300 ms, or nothing more.
+fn slow_body(first: &'static [u8], trickle: bool) -> reqwest::Body {
+    let rest = futures::stream::unfold((), move |()| async move {
+        if !trickle {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Some((Ok::<_, std::io::Error>(bytes::Bytes::from_static(b" ")), ()))
+    });
+    let first = futures::stream::once(async move { Ok(bytes::Bytes::from_static(first)) });
+    reqwest::Body::wrap_stream(futures::StreamExt::chain(first, rest))
+}
+
+#[tokio::test]
+async fn body_timeouts_hold_for_http2_requests() {
+    let (s, pki) = TestServer::start_tls(&[
+        ("AIRLOCK_LIMITS__REQUEST_BODY_TIMEOUT_SECS", "1"),
+        ("AIRLOCK_LIMITS__BODY_TIMEOUT_SECS", "2"),
+    ]);
+    let h2 = client_with(&pki.ca_cert, None, &[b"h2"]);
+    // A JSON API body trickled a byte at a time: 408 at the request body deadline.
+    let started = Instant::now();
+    let answer = h2
+        .post(s.url("/api/v1/keys"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("content-type", "application/json")
+        .body(slow_body(b"{", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.version(), reqwest::Version::HTTP_2);
+    assert_eq!(answer.status(), 408);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        answer
+            .text()
+            .await
+            .unwrap()
+            .contains("limits.request_body_timeout_secs"),
+        "the answer does not name the setting"
+    );
+    // An upload chunk that stops sending: refused at the progress timeout, nothing staged.
+    let start = h2
+        .post(s.url("/v2/dev/tls/stall/blobs/uploads/"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 202);
+    let location = s.location(&start);
+    let started = Instant::now();
+    let answer = h2
+        .patch(&location)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("content-type", "application/octet-stream")
+        .body(slow_body(b"some bytes, then silence", false))
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(answer.version(), reqwest::Version::HTTP_2);
+    assert_eq!(answer.status(), 400);
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
+    let text = answer.text().await.unwrap();
+    assert!(
+        text.contains("BLOB_UPLOAD_INVALID") && text.contains("body_timeout_secs"),
+        "{text}"
+    );
+    let status = h2
+        .get(&location)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status.headers()["range"],
+        "0-0",
+        "the stalled chunk left data staged"
+    );
 }

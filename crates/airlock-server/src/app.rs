@@ -369,13 +369,16 @@ pub async fn serve(
     tracing::info!(%addr, data_dir = %config.data_dir.display(), tls = tls.is_some(), "airlock listening");
     println!("airlock listening on {scheme}://{addr}");
     if let Some(made) = tls.as_ref().and_then(|tls| tls.self_signed.as_ref()) {
-        println!(
-            "self-signed TLS certificate{}: {}",
+        // Written without panicking: a supervisor may close stdout after the first line.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout(),
+            "self-signed TLS certificate{}: {}\nSHA-256 fingerprint: {}\nexpires: {}",
             if made.created { " (new)" } else { "" },
-            made.cert.display()
+            made.cert.display(),
+            made.info.fingerprint,
+            made.info.expiry_text()
         );
-        println!("SHA-256 fingerprint: {}", made.info.fingerprint);
-        println!("expires: {}", made.info.expiry_text());
     }
     let reloads = tls
         .as_ref()

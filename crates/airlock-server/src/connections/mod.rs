@@ -22,6 +22,14 @@
 //!   closed. Upload bodies are only bounded by the progress timeout above, since a large blob over
 //!   a slow link may take long; uploading needs credentials.
 //!
+//! - With TLS, the handshake must finish within `header_read_timeout` of the connection's
+//!   arrival; ALPN then picks HTTP/2 or HTTP/1.1. A connection over the cap gets its 503 over TLS.
+//! - HTTP/2 has no header timeout in hyper: a connection without a request in flight for
+//!   `header_read_timeout` is closed ([`http2`]); at most [`MAX_HTTP2_STREAMS`] requests run on one
+//!   connection. The body limits above hold per request.
+//! - An HTTP/1.1 request answered before its body was read has a small rest of the body read
+//!   first ([`body::drain_unread`]), so the client gets the answer rather than a reset.
+//!
 //! Not covered: a client that reads a response slowly holds its connection (and one slot of the
 //! cap) until it finishes or disconnects. There is no cap per client address, so a client with
 //! push credentials can hold up to `max_connections` connections with slow but progressing
@@ -29,10 +37,8 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -40,14 +46,18 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, StatusCode, header};
 use axum::response::IntoResponse;
-use bytes::Bytes;
-use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower_service::Service;
+
+mod body;
+mod http2;
+
+use body::{Deadline, ProgressTimeout, drain_unread};
+use http2::{Activity, InFlight, TrackedBody};
 
 /// How often, at most, the "connection limit reached" warning is logged.
 pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -320,73 +330,6 @@ async fn serve_connection(
 /// How long an idle HTTP/2 connection asked to close may take before it is dropped.
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Requests in flight on an HTTP/2 connection, and since when it has had none.
-struct Activity {
-    state: Mutex<(usize, Instant)>,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            state: Mutex::new((0, Instant::now())),
-        }
-    }
-
-    /// How long the connection has had no request in flight (zero while one is).
-    fn idle_for(&self) -> Duration {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.0 > 0 {
-            Duration::ZERO
-        } else {
-            state.1.elapsed()
-        }
-    }
-}
-
-/// One request in flight, from its header to the end of its response body.
-struct InFlight(Arc<Activity>);
-
-impl InFlight {
-    fn start(activity: Arc<Activity>) -> Self {
-        activity.state.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
-        Self(activity)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.0 = state.0.saturating_sub(1);
-        state.1 = Instant::now();
-    }
-}
-
-/// A response body that keeps its request counted as in flight until it is done or dropped.
-struct TrackedBody {
-    inner: Body,
-    _in_flight: InFlight,
-}
-
-impl http_body::Body for TrackedBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        http_body::Body::is_end_stream(&self.inner)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        http_body::Body::size_hint(&self.inner)
-    }
-}
-
 /// Whether a request's body is an upload's (`POST`, `PATCH`, `PUT` under
 /// `/v2/<name>/blobs/uploads/`), which only the progress timeout bounds. A path with
 /// percent-escapes is never one (upload paths need none), so an escaped path cannot be read as an
@@ -509,143 +452,5 @@ impl RefusalLog {
             );
             *state = (Some(Instant::now()), 0);
         }
-    }
-}
-
-/// The overall deadline of a body that is not an upload's.
-struct Deadline {
-    limit: Duration,
-    /// Started when the request header arrived.
-    timer: Pin<Box<tokio::time::Sleep>>,
-    /// Set when the body failed for missing the deadline, so the answer can say so.
-    missed: Arc<AtomicBool>,
-}
-
-/// A request body that fails with [`BodyStalled`] when it delivers nothing for `timeout` while
-/// it is being polled, and, with a [`Deadline`], with [`BodyTooSlow`] when the reader waits for
-/// more after the deadline passed. The clocks matter only while the reader waits for the client,
-/// so a handler that reads late is not penalised for data already received.
-struct ProgressTimeout {
-    /// `None` only while being dropped.
-    inner: Option<Incoming>,
-    timeout: Duration,
-    /// Armed when a poll finds no data; cleared when data arrives.
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    overall: Option<Deadline>,
-    /// Where the unread rest of the body goes when the handler drops it without a failure.
-    unread: Option<tokio::sync::oneshot::Sender<Incoming>>,
-    failed: bool,
-}
-
-impl ProgressTimeout {
-    fn new(
-        inner: Incoming,
-        timeout: Duration,
-        overall: Option<Deadline>,
-        unread: Option<tokio::sync::oneshot::Sender<Incoming>>,
-    ) -> Self {
-        Self {
-            inner: Some(inner),
-            timeout,
-            deadline: None,
-            overall,
-            unread,
-            failed: false,
-        }
-    }
-}
-
-impl Drop for ProgressTimeout {
-    fn drop(&mut self) {
-        if let (Some(inner), Some(unread)) = (self.inner.take(), self.unread.take())
-            && !self.failed
-            && !http_body::Body::is_end_stream(&inner)
-        {
-            let _ = unread.send(inner);
-        }
-    }
-}
-
-/// The most of an unread request body read after the answer (see [`drain_unread`]).
-const MAX_UNREAD_DRAIN: u64 = 256 * 1024;
-
-/// How long reading an unread request body after the answer may take.
-const UNREAD_DRAIN_TIME: Duration = Duration::from_secs(2);
-
-/// Reads and discards what is left of a request body the handler answered without reading
-/// (a 401 to an upload sent before credentials, say), if it is at most [`MAX_UNREAD_DRAIN`],
-/// before the answer goes out. Otherwise HTTP/1.1 must close the connection while the client is
-/// still sending, and a client that writes the whole body before reading (Python's requests
-/// over TLS) sees a broken connection instead of the answer.
-async fn drain_unread(mut body: Incoming) {
-    use http_body_util::BodyExt as _;
-    if http_body::Body::size_hint(&body).lower() > MAX_UNREAD_DRAIN {
-        return;
-    }
-    let _ = tokio::time::timeout(UNREAD_DRAIN_TIME, async {
-        let mut read = 0u64;
-        while let Some(Ok(frame)) = body.frame().await {
-            read += frame.data_ref().map_or(0, |d| d.len() as u64);
-            if read > MAX_UNREAD_DRAIN {
-                break;
-            }
-        }
-    })
-    .await;
-}
-
-impl http_body::Body for ProgressTimeout {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match Pin::new(inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                this.deadline = None;
-                this.failed |= matches!(frame, Some(Err(_)));
-                Poll::Ready(frame.map(|f| f.map_err(axum::Error::new)))
-            }
-            Poll::Pending => {
-                if let Some(overall) = &mut this.overall
-                    && overall.timer.as_mut().poll(cx).is_ready()
-                {
-                    overall.missed.store(true, Ordering::Relaxed);
-                    this.failed = true;
-                    let limit = overall.limit;
-                    return Poll::Ready(Some(Err(axum::Error::new(BodyTooSlow(limit)))));
-                }
-                let timeout = this.timeout;
-                let deadline = this
-                    .deadline
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                match deadline.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        this.deadline = None;
-                        this.failed = true;
-                        Poll::Ready(Some(Err(axum::Error::new(BodyStalled(timeout)))))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner
-            .as_ref()
-            .is_none_or(http_body::Body::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), http_body::Body::size_hint)
     }
 }
