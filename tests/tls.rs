@@ -640,7 +640,7 @@ async fn inconsistent_tls_settings_are_refused_at_start_naming_the_fix() {
     let cert = pki.server_cert.display().to_string();
     let key = pki.server_key.display().to_string();
     type Case<'a> = (&'a [&'a str], Vec<(&'a str, &'a str)>, &'a str);
-    let cases: [Case; 4] = [
+    let cases: [Case; 6] = [
         (
             &["--listen", "127.0.0.1:0", "--self-signed"],
             vec![("AIRLOCK_TLS__CERT", &cert), ("AIRLOCK_TLS__KEY", &key)],
@@ -654,6 +654,26 @@ async fn inconsistent_tls_settings_are_refused_at_start_naming_the_fix() {
                 ("AIRLOCK_TLS__CLIENT_AUTH", "optional"),
             ],
             "needs tls.client_ca",
+        ),
+        (
+            // `required` without a CA would silently ask no client for a certificate.
+            &["--listen", "127.0.0.1:0"],
+            vec![
+                ("AIRLOCK_TLS__CERT", &cert),
+                ("AIRLOCK_TLS__KEY", &key),
+                ("AIRLOCK_TLS__CLIENT_AUTH", "required"),
+            ],
+            "tls.client_auth = \"required\" needs tls.client_ca",
+        ),
+        (
+            // An interval whose timer would overflow.
+            &["--listen", "127.0.0.1:0"],
+            vec![
+                ("AIRLOCK_TLS__CERT", &cert),
+                ("AIRLOCK_TLS__KEY", &key),
+                ("AIRLOCK_TLS__RELOAD_INTERVAL_SECS", "99999999999"),
+            ],
+            "tls.reload_interval_secs must be between 1 and",
         ),
         (
             &["--listen", "127.0.0.1:0"],

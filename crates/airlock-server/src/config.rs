@@ -506,6 +506,9 @@ impl Default for LimitsConfig {
     }
 }
 
+/// The longest polling interval a setting accepts (one week): timers beyond it would overflow.
+pub const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
+
 /// TLS termination (see `docs/tls.md`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -520,9 +523,9 @@ pub struct TlsConfig {
     pub client_ca: Option<PathBuf>,
     /// With `client_ca`: `required` (the default; a client without a valid certificate is refused
     /// in the handshake) or `optional` (a client may present none, but one it presents must be
-    /// valid).
-    #[serde(default)]
-    pub client_auth: ClientAuth,
+    /// valid). Given without `client_ca`, the start is refused (it would mean no mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<ClientAuth>,
     /// How often the certificate and key files are checked for changes, in seconds (they are
     /// also reloaded on SIGHUP).
     #[serde(default = "default_reload_interval")]
@@ -701,9 +704,9 @@ impl OidcTrustConfig {
                 }
             }
         }
-        if self.jwks_refresh_secs < 10 {
+        if !(10..=MAX_INTERVAL_SECS).contains(&self.jwks_refresh_secs) {
             return Err(format!(
-                "access.oidc rule {rule}: jwks_refresh_secs must be at least 10"
+                "access.oidc rule {rule}: jwks_refresh_secs must be between 10 and {MAX_INTERVAL_SECS}"
             ));
         }
         Ok(())
@@ -914,13 +917,21 @@ impl Config {
                     "--self-signed and [tls] exclude each other: drop --self-signed to serve the configured certificate, or remove [tls]".into(),
                 ));
             }
-            if tls.reload_interval_secs == 0 {
-                return Err(invalid("tls.reload_interval_secs must be positive".into()));
+            if !(1..=MAX_INTERVAL_SECS).contains(&tls.reload_interval_secs) {
+                return Err(invalid(format!(
+                    "tls.reload_interval_secs must be between 1 and {MAX_INTERVAL_SECS} (SIGHUP also reloads)"
+                )));
             }
-            if tls.client_auth == ClientAuth::Optional && tls.client_ca.is_none() {
-                return Err(invalid(
-                    "tls.client_auth = \"optional\" needs tls.client_ca (the CA client certificates must chain to)".into(),
-                ));
+            if let Some(auth) = tls.client_auth
+                && tls.client_ca.is_none()
+            {
+                let value = match auth {
+                    ClientAuth::Required => "required",
+                    ClientAuth::Optional => "optional",
+                };
+                return Err(invalid(format!(
+                    "tls.client_auth = \"{value}\" needs tls.client_ca (the CA client certificates must chain to); without it no client certificate is asked for"
+                )));
             }
         }
         if self.registry.upload_sweep_interval_secs == 0 {

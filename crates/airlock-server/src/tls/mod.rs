@@ -234,7 +234,7 @@ pub fn server_config(
                 })?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
-            let verifier = match tls.client_auth {
+            let verifier = match tls.client_auth.unwrap_or_default() {
                 ClientAuth::Required => verifier,
                 ClientAuth::Optional => verifier.allow_unauthenticated(),
             };
@@ -276,7 +276,7 @@ pub fn prepare(config: &crate::Config) -> Result<Option<Termination>, TlsError> 
                 cert: made.cert.clone(),
                 key: made.key.clone(),
                 client_ca: None,
-                client_auth: ClientAuth::default(),
+                client_auth: None,
                 reload_interval_secs: 5,
             };
             (tls, Some(made))
