@@ -178,8 +178,16 @@ impl RemoteJwks {
         let client = outbound_tls::client_builder(&trust)
             .https_only(true)
             .timeout(FETCH_TIMEOUT)
+            .no_proxy()
+            // Redirects stay on the configured host, over https: an issuer cannot send airlock
+            // to another (possibly internal) host.
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                if attempt.previous().len() >= 5 || attempt.url().scheme() != "https" {
+                let same_host = attempt
+                    .previous()
+                    .first()
+                    .is_some_and(|first| first.host_str() == attempt.url().host_str());
+                if attempt.previous().len() >= 5 || attempt.url().scheme() != "https" || !same_host
+                {
                     attempt.stop()
                 } else {
                     attempt.follow()
