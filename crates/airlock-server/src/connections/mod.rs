@@ -294,6 +294,10 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_HTTP2_STREAMS)
         .max_header_list_size(READ_BUFFER as u32)
+        // Flow-control windows bound what a connection buffers of request bodies, as READ_BUFFER
+        // does for HTTP/1.1 (hyper's default is 1 MiB per connection).
+        .initial_stream_window_size(HTTP2_WINDOW)
+        .initial_connection_window_size(HTTP2_WINDOW)
         .keep_alive_interval(limits.header_read_timeout)
         .keep_alive_timeout(limits.header_read_timeout);
     let builder = match protocol {
@@ -322,12 +326,25 @@ async fn serve_connection(
                     give_up.as_mut().reset(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
                 }
             }
-            () = give_up.as_mut() => return Ok(()),
+            () = give_up.as_mut() => {
+                // A stream accepted just before the GOAWAY may still be running (its body and
+                // response are bounded by their own timeouts): let it finish.
+                if activity.as_ref().is_some_and(|a| a.idle_for().is_zero()) {
+                    give_up.as_mut().reset(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
+                } else {
+                    return Ok(());
+                }
+            }
         }
     }
 }
 
-/// How long an idle HTTP/2 connection asked to close may take before it is dropped.
+/// The HTTP/2 flow-control window, per stream and per connection: what a client may send ahead
+/// of the handler reading it.
+const HTTP2_WINDOW: u32 = 256 * 1024;
+
+/// How long an idle HTTP/2 connection asked to close may take before it is dropped (while no
+/// request is in flight).
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Whether a request's body is an upload's (`POST`, `PATCH`, `PUT` under
