@@ -119,7 +119,7 @@ async fn the_token_realm_is_https_when_tls_is_on_and_public_url_unset() {
 }
 
 #[tokio::test]
-async fn tls_1_1_and_plaintext_clients_are_refused() {
+async fn tls_1_0_and_1_1_and_plaintext_clients_are_refused() {
     let (s, _pki) = TestServer::start_tls(&[]);
     // A plaintext request to the TLS port gets no HTTP answer.
     let plain = reqwest::Client::new()
@@ -127,7 +127,26 @@ async fn tls_1_1_and_plaintext_clients_are_refused() {
         .send()
         .await;
     assert!(plain.is_err(), "plaintext was answered: {plain:?}");
-    // rustls cannot even offer TLS 1.1; a TLS 1.2-only client is served.
+    // An OpenSSL client (Python's ssl, security level 0 so it may offer them) offering only
+    // TLS 1.0 or only TLS 1.1 is refused by the server with an alert (rustls answers
+    // handshake_failure or protocol_version), not by the client itself.
+    let (host, port) = s.host.rsplit_once(':').unwrap();
+    let output = std::process::Command::new("python3")
+        .args(["-W", "ignore", "-c", OLD_TLS_CLIENT, host, port])
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    for version in ["TLSv1", "TLSv1_1"] {
+        let line = text
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some(version))
+            .unwrap_or_else(|| panic!("no result for {version}: {text}"));
+        assert!(
+            line.starts_with("REFUSED") && line.contains("_ALERT_"),
+            "{version} must be refused by the server: {line}"
+        );
+    }
+    // A TLS 1.2-only client is served.
     let mut roots = rustls::RootCertStore::empty();
     for cert in
         <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::pem_file_iter(
@@ -847,3 +866,22 @@ async fn body_timeouts_hold_for_http2_requests() {
         "the stalled chunk left data staged"
     );
 }
+
+/// Offers one old TLS version at a time to `host port` and prints `ACCEPTED|REFUSED VERSION ...`.
+const OLD_TLS_CLIENT: &str = r#"
+import ssl, socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+for v in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    ctx.minimum_version = v
+    ctx.maximum_version = v
+    try:
+        with socket.create_connection((host, port), timeout=5) as sock:
+            with ctx.wrap_socket(sock, server_hostname="localhost") as t:
+                print("ACCEPTED", v.name, t.version())
+    except ssl.SSLError as e:
+        print("REFUSED", v.name, e.reason)
+"#;
