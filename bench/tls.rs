@@ -4,7 +4,7 @@
 //! For each run, a plaintext and a TLS airlock (the same binary, `--self-signed` for the latter,
 //! an ECDSA P-256 certificate), each with a fresh data directory on the same disk, take the same
 //! blob pushed as one streaming PATCH and pulled back, over HTTP/1.1 on loopback with the same
-//! client code (reqwest over rustls with ring, no session resumption); the two modes alternate so
+//! client code (reqwest over rustls with aws-lc-rs, no session resumption); the two modes alternate so
 //! drift hits both. Printed: each run's throughput, the median and the spread (min–max), and the
 //! TLS overhead of the medians. Then handshakes per second: new TCP connections with a full TLS
 //! handshake (no resumption), one at a time and 8 at a time, for `--handshake-secs` each.

@@ -2,9 +2,10 @@
 //! presents (reloaded without a restart), and the self-signed certificate of `--self-signed`.
 //!
 //! What holds:
-//! - TLS 1.3 and 1.2 only, with rustls' `ring` cipher suites (AEAD only: AES-GCM and
-//!   ChaCha20-Poly1305; ECDHE key exchange). ALPN offers `h2` and `http/1.1`; a client that
-//!   offers neither is served HTTP/1.1.
+//! - TLS 1.3 and 1.2 only, with rustls' `aws-lc-rs` cipher suites (AEAD only: AES-GCM and
+//!   ChaCha20-Poly1305; ECDHE key exchange, X25519MLKEM768 preferred). ALPN offers `h2` and
+//!   `http/1.1`; a client that offers no ALPN is served HTTP/1.1, one whose list names neither is
+//!   refused in the handshake.
 //! - The certificate and key are read from PEM files (the chain in order, leaf first). A key that
 //!   does not match the leaf certificate is refused. [`reload`] re-reads them on SIGHUP and when
 //!   either file changes; a reload that fails keeps the certificate being served and logs an
