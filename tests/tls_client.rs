@@ -218,3 +218,31 @@ fn a_tls_server_named_without_a_scheme_is_reached_over_https_but_loopback_defaul
     assert_eq!(code, 0, "{out}{err}");
     assert!(stored_login(home.path())["servers"][https.as_str()].is_object());
 }
+
+#[tokio::test]
+async fn without_system_ca_certificates_the_server_starts_and_the_cli_reaches_plaintext_but_refuses_https()
+ {
+    // An empty trust store, as on a machine without the ca-certificates package.
+    let empty = tempfile::tempdir().unwrap();
+    let file = empty.path().join("none.pem");
+    std::fs::write(&file, "").unwrap();
+    let no_roots = [
+        ("SSL_CERT_FILE", file.to_str().unwrap()),
+        ("SSL_CERT_DIR", empty.path().to_str().unwrap()),
+    ];
+    // The server (its webhook client is built on the system roots) starts and serves.
+    let plain = TestServer::start_with_env(&no_roots);
+    let response = plain.anonymous.get(plain.url("/v2/")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    // The CLI reaches a plaintext server.
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = login(&plain, home.path(), &[], &no_roots);
+    assert_eq!(code, 0, "{out}{err}");
+    // An https server whose CA is not given is refused as untrusted, naming the fix.
+    let (tls, _pki) = TestServer::start_tls(&[]);
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = login(&tls, home.path(), &[], &no_roots);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("not trusted"), "{err}");
+    assert!(err.contains("--ca-cert"), "{err}");
+}

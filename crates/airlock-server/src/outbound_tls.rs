@@ -99,7 +99,7 @@ impl PrivateCa {
     }
 }
 
-/// A reqwest client builder that verifies servers as `trust` says, over rustls with the ring
+/// A reqwest client builder that verifies servers as `trust` says, over rustls with the aws-lc-rs
 /// provider, TLS 1.2 or newer. Callers add their own timeouts, redirects, resolver and headers.
 pub fn client_builder(trust: &Trust) -> reqwest::ClientBuilder {
     install_crypto_provider();
@@ -107,7 +107,10 @@ pub fn client_builder(trust: &Trust) -> reqwest::ClientBuilder {
         .tls_backend_rustls()
         .tls_version_min(reqwest::tls::Version::TLS_1_2);
     match trust {
-        Trust::System => builder,
+        Trust::System if system_roots_usable() => builder,
+        // No system trust store: every https server is refused as untrusted (fail closed), and
+        // plaintext URLs and the rest of the process keep working.
+        Trust::System => builder.tls_certs_only(Vec::new()),
         Trust::PrivateCa(ca) => builder.tls_certs_only(
             ca.certs
                 .iter()
@@ -115,6 +118,30 @@ pub fn client_builder(trust: &Trust) -> reqwest::ClientBuilder {
         ),
         Trust::Insecure => builder.tls_danger_accept_invalid_certs(true),
     }
+}
+
+/// Whether the operating system's trust store can be loaded (probed once per process). Without
+/// it (no `ca-certificates`, an empty `SSL_CERT_FILE`) a client on the system roots cannot even
+/// be built; airlock then warns once and refuses every https server such a client would reach,
+/// instead of failing to start or failing plaintext requests too.
+fn system_roots_usable() -> bool {
+    static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USABLE.get_or_init(
+        || match reqwest::Client::builder().tls_backend_rustls().build() {
+            Ok(_) => true,
+            Err(e) => {
+                let cause = std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| e.to_string());
+                tracing::warn!(
+                    "the system's CA certificates cannot be loaded ({cause}): https connections \
+                     that rely on them (webhooks, OIDC JWKS, the CLI without --ca-cert) will be \
+                     refused; install the ca-certificates package or give a CA explicitly"
+                );
+                false
+            }
+        },
+    )
 }
 
 /// Why a TLS connection failed, as found in an error's source chain.
