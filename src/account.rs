@@ -95,7 +95,15 @@ pub async fn passwd(username: Option<String>, password_stdin: bool, common: Comm
         let mut store = CredentialStore::load()?;
         store.servers.insert(
             server.clone(),
-            StoredLogin::new(&username, refresh_token, &trust),
+            // The TLS choice stored with the earlier login stays; flags given to this command
+            // apply to it only.
+            match &stored {
+                Some(earlier) => StoredLogin {
+                    refresh_token,
+                    ..earlier.clone()
+                },
+                None => StoredLogin::new(&username, refresh_token, &trust),
+            },
         );
         store.save()?;
         format!("logged in to {server} as {username} with the new password")
