@@ -255,6 +255,20 @@ pub async fn run() -> Result<()> {
     let (server, cert) = start(&options.airlock, true)?;
     let cert = cert.context("the TLS server's certificate")?;
     let host = server.base.trim_start_matches("https://").to_string();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config(&cert)?));
+    let probe = connector
+        .connect(
+            rustls_pki_types::ServerName::try_from("127.0.0.1")?,
+            tokio::net::TcpStream::connect(&host).await?,
+        )
+        .await?;
+    let (_, session) = probe.get_ref();
+    println!(
+        "negotiated: {:?}, {:?}",
+        session.protocol_version().context("version")?,
+        session.negotiated_cipher_suite().context("suite")?.suite()
+    );
+    drop(probe);
     for parallel in [1, 8] {
         let rate = handshakes(&host, &cert, parallel, options.handshake_secs).await?;
         println!("handshakes (TLS 1.3, ECDSA P-256, full, {parallel} at a time): {rate:.0}/s");

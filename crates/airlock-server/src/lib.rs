@@ -1,8 +1,9 @@
 //! airlock's HTTP server.
 //!
 //! [`app::serve`] opens storage, builds the [`registry::Registry`] service and serves the OCI
-//! Distribution API ([`oci`]) plus health endpoints. Requests pass through request-id and tracing
-//! middleware, then [`access::AccessControl`], then a thin handler that calls the service.
+//! Distribution API ([`oci`]) plus health endpoints, over plaintext HTTP/1.1 or TLS ([`tls`],
+//! HTTP/2 or HTTP/1.1) under the limits of [`connections`]. Requests pass through request-id and
+//! tracing middleware, then [`access::AccessControl`], then a thin handler that calls the service.
 #![forbid(unsafe_code)]
 
 pub mod access;
