@@ -162,20 +162,40 @@ impl PasswordPolicy {
         Ok(())
     }
 
-    /// A random password for `user` that satisfies the policy (see
-    /// [`crate::generate_password`]: 24 URL-safe characters; one that happens to contain the
-    /// user name is drawn again).
+    /// A random password for `user` that satisfies the policy: URL-safe characters (see
+    /// [`crate::generate_password_of`]), [`crate::password::GENERATED_PASSWORD_LEN`] of them or the
+    /// minimum length if that is more. One the policy refuses (it happens to contain the user
+    /// name) is drawn again, at most [`GENERATE_ATTEMPTS`] times in all; after that
+    /// [`GenerationFailed`] is returned rather than trying for ever.
     ///
     /// # Panics
     /// Only if the operating system's random number generator fails.
-    pub fn generate(&self, user: &str) -> String {
-        loop {
-            let password = crate::generate_password();
-            if self.check(user, &password).is_ok() {
-                return password;
+    pub fn generate(&self, user: &str) -> Result<String, GenerationFailed> {
+        let length = crate::password::GENERATED_PASSWORD_LEN.max(self.min_length.get());
+        let mut last = None;
+        for _ in 0..GENERATE_ATTEMPTS {
+            let password = crate::generate_password_of(length);
+            match self.check(user, &password) {
+                Ok(()) => return Ok(password),
+                Err(rule) => last = Some(rule),
             }
         }
+        Err(GenerationFailed { last })
     }
+}
+
+/// How many random passwords [`PasswordPolicy::generate`] draws before it gives up.
+pub const GENERATE_ATTEMPTS: usize = 100;
+
+/// No generated password satisfied the policy in [`GENERATE_ATTEMPTS`] draws.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no generated password satisfied the password policy in {GENERATE_ATTEMPTS} attempts{}; choose the password instead",
+    last.as_ref().map(|rule| format!(" (last refusal: {rule})")).unwrap_or_default()
+)]
+pub struct GenerationFailed {
+    /// The rule the last attempt failed, if any.
+    pub last: Option<PasswordRejected>,
 }
 
 #[cfg(test)]
@@ -297,8 +317,23 @@ mod tests {
     #[test]
     fn generated_passwords_satisfy_the_policy() {
         for _ in 0..20 {
-            let password = policy().generate("abc");
+            let password = policy().generate("abc").unwrap();
             assert_eq!(policy().check("abc", &password), Ok(()));
         }
+    }
+
+    #[test]
+    fn generated_passwords_meet_a_minimum_longer_than_the_default_length() {
+        let policy = PasswordPolicy {
+            min_length: MinPasswordLength::try_from(64).unwrap(),
+        };
+        let password = policy.generate("alice").unwrap();
+        assert_eq!(password.chars().count(), 64);
+        assert_eq!(policy.check("alice", &password), Ok(()));
+        let longest = PasswordPolicy {
+            min_length: MinPasswordLength::try_from(MAX_PASSWORD_BYTES as u64).unwrap(),
+        };
+        let password = longest.generate("alice").unwrap();
+        assert_eq!(longest.check("alice", &password), Ok(()));
     }
 }

@@ -359,7 +359,12 @@ impl Identity {
                 }
                 (password, false)
             }
-            None => (self.policy.generate("admin"), true),
+            None => (
+                self.policy
+                    .generate("admin")
+                    .map_err(|e| IdentityError::Config(e.to_string()))?,
+                true,
+            ),
         };
         let admin = self
             .metadata
@@ -700,7 +705,13 @@ impl Identity {
             .await
             .map_err(conflict)?;
         let generated = password.is_none();
-        let password = password.unwrap_or_else(|| self.policy.generate(name));
+        let password = match password {
+            Some(password) => password,
+            None => self
+                .policy
+                .generate(name)
+                .map_err(|e| AuthError::Hashing(e.to_string()))?,
+        };
         self.set_password(
             &principal,
             &password,

@@ -105,7 +105,13 @@ impl Identity {
             self.policy.check(name, password)?;
         }
         let generated = password.is_none();
-        let password = password.unwrap_or_else(|| self.policy.generate(name));
+        let password = match password {
+            Some(password) => password,
+            None => self
+                .policy
+                .generate(name)
+                .map_err(|e| AuthError::Hashing(e.to_string()))?,
+        };
         let hash = hash_password(&password).await.map_err(AuthError::Hashing)?;
         self.metadata
             .replace_password(
