@@ -8,6 +8,8 @@
 //! - not one of the most common passwords: the deny list `common-passwords.txt`, embedded in the
 //!   binary, is compared case-insensitively after trimming surrounding white space (its source
 //!   and license are named at the top of the file and in `common-passwords.LICENSE`);
+//! - not starting with [`API_KEY_PREFIX`] (`alk_`): a secret starting with it is checked as an
+//!   API key, so such a password could never log in;
 //! - not the user name, and not containing it (case-insensitively) when the name has at least
 //!   [`NAME_CONTAINMENT_MIN`] characters (shorter names would refuse too many passwords).
 //!
@@ -15,6 +17,8 @@
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
+
+use crate::api_key::API_KEY_PREFIX;
 
 /// The longest password accepted, in bytes: argon2 hashes whatever it is given, so a request
 /// cannot make the server hash megabytes.
@@ -120,6 +124,11 @@ pub enum PasswordRejected {
         "the password is one of the most common passwords (airlock's built-in deny list); choose one nobody else would"
     )]
     Common,
+    /// Starts with [`API_KEY_PREFIX`]: airlock would take it for an API key at every login.
+    #[error(
+        "the password starts with \"{API_KEY_PREFIX}\", which marks an API key: airlock would check it as an API key and never as a password; choose one that does not"
+    )]
+    ApiKeyPrefix,
     /// The user name, or contains it.
     #[error("the password contains the user name {user}; choose one that does not")]
     ContainsUserName {
@@ -147,6 +156,9 @@ impl PasswordPolicy {
             return Err(PasswordRejected::TooShort {
                 min: self.min_length.get(),
             });
+        }
+        if password.starts_with(API_KEY_PREFIX) {
+            return Err(PasswordRejected::ApiKeyPrefix);
         }
         let lowered = password.trim().to_lowercase();
         let name = user.trim().to_lowercase();
@@ -304,6 +316,18 @@ mod tests {
         );
         // A name shorter than 3 characters only may not be the whole password.
         assert_eq!(policy().check("ci", "circus-tent-orbit"), Ok(()));
+    }
+
+    #[test]
+    fn a_password_starting_like_an_api_key_is_refused_and_says_why() {
+        let refused = policy().check("alice", "alk_tall-lamp-orbit-9");
+        assert_eq!(refused, Err(PasswordRejected::ApiKeyPrefix));
+        let message = refused.unwrap_err().to_string();
+        assert!(message.contains("API key"), "{message}");
+        assert!(!message.contains("tall-lamp"), "{message}");
+        // Only the exact prefix marks an API key.
+        assert_eq!(policy().check("alice", "ALK_tall-lamp-orbit-9"), Ok(()));
+        assert_eq!(policy().check("alice", "tall-alk_lamp-orbit-9"), Ok(()));
     }
 
     #[test]
