@@ -22,8 +22,9 @@
 
 use airlock_core::access::{Permission, PermissionTarget, Role};
 use airlock_core::{Actor, AuditEvent};
-use airlock_store::PasswordChange;
+use airlock_store::{PasswordChange, VerifiedPassword};
 
+use super::secrets::Verified;
 use super::{AuthError, Authenticated, Identity, hash_password, record};
 
 /// Added to the audit reason of a refused password change.
@@ -39,7 +40,12 @@ impl Identity {
         new: &str,
         source: Option<std::net::SocketAddr>,
     ) -> Result<(), AuthError> {
-        let (principal, method, _) = self
+        let Verified {
+            principal,
+            method,
+            secret_hash: verified_hash,
+            ..
+        } = self
             .verify_secret(name, current, source, Some(CHANGING))
             .await?;
         if method != "password" {
@@ -60,11 +66,18 @@ impl Identity {
             auth_method: "password".into(),
             source: source.map(|s| s.to_string()),
         };
-        self.metadata
-            .replace_password(
+        // Stored only if nothing changed since the current password was verified (a reset, a
+        // revocation, a disabling or another change while argon2 ran is never undone).
+        let verified = VerifiedPassword {
+            secret_hash: &verified_hash,
+            authz_epoch: principal.authz_epoch,
+        };
+        let changed = self
+            .metadata
+            .change_password_if_unchanged(
                 principal.id,
+                &verified,
                 &hash,
-                PasswordChange::ByUser,
                 &[record(
                     &actor,
                     AuditEvent::PasswordChanged {
@@ -73,6 +86,12 @@ impl Identity {
                 )],
             )
             .await?;
+        if changed.is_none() {
+            return Err(AuthError::Conflict(
+                "the password changed meanwhile (reset, revoked, or the user disabled); try again"
+                    .into(),
+            ));
+        }
         self.forget_verified();
         self.remove_initial_password_file(&principal.name);
         Ok(())

@@ -35,6 +35,18 @@ pub(super) fn dummy_password_hash() -> &'static str {
     })
 }
 
+/// A secret checked by [`Identity::verify_secret`], with what the check read.
+pub(super) struct Verified {
+    /// The principal, read before its credential.
+    pub(super) principal: PrincipalRow,
+    /// `password` or `api_key`.
+    pub(super) method: &'static str,
+    /// The credential the secret matched.
+    pub(super) credential_id: String,
+    /// The stored hash the secret was verified against.
+    pub(super) secret_hash: String,
+}
+
 impl Identity {
     /// Runs one argon2id verification against a hash nothing matches: the cost of a password
     /// check, spent on refusals that had no real hash to check, so every refusal takes as long.
@@ -168,8 +180,12 @@ impl Identity {
                     .await;
             }
         }
-        let (principal, method, credential_id) =
-            self.verify_secret(user, secret, source, None).await?;
+        let Verified {
+            principal,
+            method,
+            credential_id,
+            ..
+        } = self.verify_secret(user, secret, source, None).await?;
         // A password to change authenticates nothing but its change (accounts.rs); only whoever
         // presented it learns so.
         if principal.password_must_change && method == "password" {
@@ -207,7 +223,7 @@ impl Identity {
         secret: &str,
         source: Option<std::net::SocketAddr>,
         purpose: Option<&str>,
-    ) -> Result<(PrincipalRow, &'static str, String), AuthError> {
+    ) -> Result<Verified, AuthError> {
         let reason_for = |reason: &str| match purpose {
             Some(purpose) => format!("{reason} ({purpose})"),
             None => reason.to_string(),
@@ -227,7 +243,7 @@ impl Identity {
             return Err(AuthError::Invalid(SECRET_REFUSED.into()));
         };
         let barred = barred(&principal);
-        let (method, credential_id) = match checked {
+        let (method, credential_id, secret_hash) = match checked {
             Ok(found) => found,
             Err(reason) => {
                 // A barred principal's failures are not counted (it is already acted on).
@@ -253,7 +269,12 @@ impl Identity {
             .await;
             return Err(AuthError::Barred(reason));
         }
-        Ok((principal, method, credential_id))
+        Ok(Verified {
+            principal,
+            method,
+            credential_id,
+            secret_hash,
+        })
     }
 
     /// Checks `secret` against `principal`'s credentials: `Ok((method, credential id))`, or
@@ -264,7 +285,7 @@ impl Identity {
         &self,
         principal: Option<&PrincipalRow>,
         secret: &str,
-    ) -> Result<Result<(&'static str, String), String>, StoreError> {
+    ) -> Result<Result<(&'static str, String, String), String>, StoreError> {
         let now = now_millis();
         if secret.starts_with("alk_") {
             let refusal = match airlock_identity::parse_api_key(secret) {
@@ -286,7 +307,9 @@ impl Identity {
                         {
                             "wrong API key secret".into()
                         }
-                        (Some(_), Some(c)) => return Ok(Ok(("api_key", c.id))),
+                        (Some(_), Some(c)) => {
+                            return Ok(Ok(("api_key", c.id, c.secret_hash)));
+                        }
                     }
                 }
             };
@@ -320,6 +343,6 @@ impl Identity {
         if !credential_is_live(&credential, now) {
             return Ok(Err("password revoked or expired".into()));
         }
-        Ok(Ok(("password", credential.id)))
+        Ok(Ok(("password", credential.id, credential.secret_hash)))
     }
 }
