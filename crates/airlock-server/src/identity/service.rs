@@ -140,10 +140,18 @@ impl Authenticated {
 }
 
 /// A password or API key verified recently, so Basic auth on every request does not rerun argon2.
+///
+/// A hit counts only while the principal's `authz_epoch` is still `authz_epoch` (read before the
+/// hash the secret was verified against) and the credential still has `secret_hash`: a password
+/// change keeps the credential id but bumps the epoch and replaces the hash, so an entry for the
+/// old password misses even if a check that started before the change inserted it after the
+/// change cleared the cache.
 struct CachedCredential {
     principal_id: i64,
     method: &'static str,
     credential_id: String,
+    authz_epoch: i64,
+    secret_hash: String,
     until: Instant,
 }
 
