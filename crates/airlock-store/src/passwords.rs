@@ -131,6 +131,33 @@ impl Metadata {
         Ok(revoked)
     }
 
+    /// An access-admin's reset: like [`Metadata::replace_password`] with
+    /// [`PasswordChange::Reset`], but `check` is first given the role names bound to the
+    /// principal, read inside the same transaction (so a grant cannot land between the check and
+    /// the write); if it refuses, nothing is written and its error is returned as `Ok(Err(_))`.
+    pub async fn reset_password_checked<E>(
+        &self,
+        principal_id: i64,
+        secret_hash: &str,
+        check: impl FnOnce(&[String]) -> Result<(), E>,
+        records: &[AuditRecord],
+    ) -> Result<Result<u64, E>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let roles: Vec<String> =
+            sqlx::query_scalar("SELECT role FROM role_bindings WHERE principal_id = ? ORDER BY id")
+                .bind(principal_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        if let Err(refusal) = check(&roles) {
+            return Ok(Err(refusal));
+        }
+        let revoked =
+            store_password(&mut tx, principal_id, secret_hash, PasswordChange::Reset).await?;
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(Ok(revoked))
+    }
+
     /// A user's own change of their password, verified against `verified` (what the check of
     /// the current password read): like [`Metadata::replace_password`] with
     /// [`PasswordChange::ByUser`], but only if, inside the same transaction, the principal's
@@ -409,6 +436,54 @@ mod tests {
                 .await
                 .unwrap(),
             None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reset_checks_the_roles_bound_when_it_writes() {
+        let (_dir, metadata, id) = with_password("h1").await;
+        // The reset's first look saw no roles; access-admin is granted before it writes.
+        metadata
+            .add_binding(id, "access-admin", "*", None, "root", &[])
+            .await
+            .unwrap();
+        let refused = metadata
+            .reset_password_checked(
+                id,
+                "reset",
+                |roles| {
+                    if roles.iter().any(|r| r == "access-admin") {
+                        Err("an access-admin")
+                    } else {
+                        Ok(())
+                    }
+                },
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(refused, Err("an access-admin"));
+        let principal = metadata.principal_by_id(id).await.unwrap().unwrap();
+        assert!(!principal.password_must_change);
+        let credential = metadata
+            .credential(&format!("password:{id}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(credential.secret_hash, "h1");
+
+        let done = metadata
+            .reset_password_checked(id, "reset", |_| Ok::<(), ()>(()), &[])
+            .await
+            .unwrap();
+        assert_eq!(done, Ok(0));
+        assert!(
+            metadata
+                .principal_by_id(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .password_must_change
         );
     }
 

@@ -22,7 +22,7 @@
 
 use airlock_core::access::{Permission, PermissionTarget, Role};
 use airlock_core::{Actor, AuditEvent};
-use airlock_store::{PasswordChange, VerifiedPassword};
+use airlock_store::VerifiedPassword;
 
 use super::secrets::Verified;
 use super::{AuthError, Authenticated, Identity, hash_password, record};
@@ -132,11 +132,17 @@ impl Identity {
                 .map_err(|e| AuthError::Hashing(e.to_string()))?,
         };
         let hash = hash_password(&password).await.map_err(AuthError::Hashing)?;
+        // Checked again on the roles bound when the new hash is written, in that transaction: a
+        // grant of access-admin that landed since the check above is not slipped past.
+        let resetter = who.principal.name.as_str();
         self.metadata
-            .replace_password(
+            .reset_password_checked(
                 principal.id,
                 &hash,
-                PasswordChange::Reset,
+                |bound: &[String]| {
+                    let roles: Vec<Role> = bound.iter().filter_map(|r| r.parse().ok()).collect();
+                    airlock_core::access::check_password_reset(resetter, name, &roles)
+                },
                 &[record(
                     actor,
                     AuditEvent::PasswordReset {
@@ -145,7 +151,7 @@ impl Identity {
                     },
                 )],
             )
-            .await?;
+            .await??;
         self.forget_verified();
         self.remove_initial_password_file(name);
         Ok(generated.then_some(password))
