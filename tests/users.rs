@@ -288,6 +288,23 @@ async fn changing_a_password_ends_every_other_login_and_token() {
     );
 }
 
+/// Basic auth caches a verified password for a minute; a change ends the old one at once.
+#[tokio::test]
+async fn an_old_password_cached_by_basic_auth_is_refused_right_after_a_change() {
+    let s = TestServer::start();
+    add_user(&s, "alice", false).await;
+    let old = client_as("alice", PASSWORD);
+    assert_eq!(whoami_status(&s, &old).await, 200);
+    assert_eq!(whoami_status(&s, &old).await, 200, "cached");
+    let (status, body) = change_password(&s, "alice", PASSWORD, NEW_PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(whoami_status(&s, &old).await, 401);
+    assert_eq!(
+        whoami_status(&s, &client_as("alice", NEW_PASSWORD)).await,
+        200
+    );
+}
+
 #[tokio::test]
 async fn a_reset_password_authenticates_only_its_change() {
     let s = TestServer::start();

@@ -38,8 +38,10 @@ pub use error::IdentityError;
 pub use jwt::MAX_TOKEN_BYTES;
 pub use oidc::{Jwks, OidcError, OidcIdentity, TrustRule, select_rule, verify_id_token};
 pub use password::{
-    PasswordMemory, generate_password, hash_password, verify_password, verify_password_in,
+    PasswordMemory, generate_password, generate_password_of, hash_password, verify_password,
+    verify_password_in,
 };
 pub use password_policy::{
-    MAX_PASSWORD_BYTES, MinPasswordLength, PasswordPolicy, PasswordRejected, is_common_password,
+    GENERATE_ATTEMPTS, GenerationFailed, MAX_PASSWORD_BYTES, MinPasswordLength, PasswordPolicy,
+    PasswordRejected, is_common_password,
 };

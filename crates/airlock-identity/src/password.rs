@@ -115,9 +115,20 @@ pub fn verify_password_in(password: &str, phc: &str, memory: &mut PasswordMemory
 /// # Panics
 /// Only if the operating system's random number generator fails.
 pub fn generate_password() -> String {
-    let mut bytes = [0u8; GENERATED_PASSWORD_LEN * 3 / 4];
+    generate_password_of(GENERATED_PASSWORD_LEN)
+}
+
+/// Generates a random password of exactly `length` URL-safe characters (`A-Z a-z 0-9 - _`,
+/// 6 bits of entropy each).
+///
+/// # Panics
+/// Only if the operating system's random number generator fails.
+pub fn generate_password_of(length: usize) -> String {
+    let mut bytes = vec![0u8; length.div_ceil(4) * 3];
     OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+    let mut password = URL_SAFE_NO_PAD.encode(bytes);
+    password.truncate(length);
+    password
 }
 
 #[cfg(test)]
@@ -196,5 +207,18 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         );
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn generated_passwords_have_the_length_asked_for() {
+        for length in [1, 8, 24, 25, 63, 64, 1024] {
+            let password = generate_password_of(length);
+            assert_eq!(password.chars().count(), length);
+            assert!(
+                password
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            );
+        }
     }
 }

@@ -8,6 +8,8 @@
 //! - not one of the most common passwords: the deny list `common-passwords.txt`, embedded in the
 //!   binary, is compared case-insensitively after trimming surrounding white space (its source
 //!   and license are named at the top of the file and in `common-passwords.LICENSE`);
+//! - not starting with [`API_KEY_PREFIX`] (`alk_`): a secret starting with it is checked as an
+//!   API key, so such a password could never log in;
 //! - not the user name, and not containing it (case-insensitively) when the name has at least
 //!   [`NAME_CONTAINMENT_MIN`] characters (shorter names would refuse too many passwords).
 //!
@@ -15,6 +17,8 @@
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
+
+use crate::api_key::API_KEY_PREFIX;
 
 /// The longest password accepted, in bytes: argon2 hashes whatever it is given, so a request
 /// cannot make the server hash megabytes.
@@ -120,6 +124,11 @@ pub enum PasswordRejected {
         "the password is one of the most common passwords (airlock's built-in deny list); choose one nobody else would"
     )]
     Common,
+    /// Starts with [`API_KEY_PREFIX`]: airlock would take it for an API key at every login.
+    #[error(
+        "the password starts with \"{API_KEY_PREFIX}\", which marks an API key: airlock would check it as an API key and never as a password; choose one that does not"
+    )]
+    ApiKeyPrefix,
     /// The user name, or contains it.
     #[error("the password contains the user name {user}; choose one that does not")]
     ContainsUserName {
@@ -148,6 +157,9 @@ impl PasswordPolicy {
                 min: self.min_length.get(),
             });
         }
+        if password.starts_with(API_KEY_PREFIX) {
+            return Err(PasswordRejected::ApiKeyPrefix);
+        }
         let lowered = password.trim().to_lowercase();
         let name = user.trim().to_lowercase();
         let contains_name = !name.is_empty()
@@ -162,20 +174,40 @@ impl PasswordPolicy {
         Ok(())
     }
 
-    /// A random password for `user` that satisfies the policy (see
-    /// [`crate::generate_password`]: 24 URL-safe characters; one that happens to contain the
-    /// user name is drawn again).
+    /// A random password for `user` that satisfies the policy: URL-safe characters (see
+    /// [`crate::generate_password_of`]), [`crate::password::GENERATED_PASSWORD_LEN`] of them or the
+    /// minimum length if that is more. One the policy refuses (it happens to contain the user
+    /// name) is drawn again, at most [`GENERATE_ATTEMPTS`] times in all; after that
+    /// [`GenerationFailed`] is returned rather than trying for ever.
     ///
     /// # Panics
     /// Only if the operating system's random number generator fails.
-    pub fn generate(&self, user: &str) -> String {
-        loop {
-            let password = crate::generate_password();
-            if self.check(user, &password).is_ok() {
-                return password;
+    pub fn generate(&self, user: &str) -> Result<String, GenerationFailed> {
+        let length = crate::password::GENERATED_PASSWORD_LEN.max(self.min_length.get());
+        let mut last = None;
+        for _ in 0..GENERATE_ATTEMPTS {
+            let password = crate::generate_password_of(length);
+            match self.check(user, &password) {
+                Ok(()) => return Ok(password),
+                Err(rule) => last = Some(rule),
             }
         }
+        Err(GenerationFailed { last })
     }
+}
+
+/// How many random passwords [`PasswordPolicy::generate`] draws before it gives up.
+pub const GENERATE_ATTEMPTS: usize = 100;
+
+/// No generated password satisfied the policy in [`GENERATE_ATTEMPTS`] draws.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no generated password satisfied the password policy in {GENERATE_ATTEMPTS} attempts{}; choose the password instead",
+    last.as_ref().map(|rule| format!(" (last refusal: {rule})")).unwrap_or_default()
+)]
+pub struct GenerationFailed {
+    /// The rule the last attempt failed, if any.
+    pub last: Option<PasswordRejected>,
 }
 
 #[cfg(test)]
@@ -287,6 +319,18 @@ mod tests {
     }
 
     #[test]
+    fn a_password_starting_like_an_api_key_is_refused_and_says_why() {
+        let refused = policy().check("alice", "alk_tall-lamp-orbit-9");
+        assert_eq!(refused, Err(PasswordRejected::ApiKeyPrefix));
+        let message = refused.unwrap_err().to_string();
+        assert!(message.contains("API key"), "{message}");
+        assert!(!message.contains("tall-lamp"), "{message}");
+        // Only the exact prefix marks an API key.
+        assert_eq!(policy().check("alice", "ALK_tall-lamp-orbit-9"), Ok(()));
+        assert_eq!(policy().check("alice", "tall-alk_lamp-orbit-9"), Ok(()));
+    }
+
+    #[test]
     fn a_refusal_never_contains_the_password() {
         let secret = "qwerty123456";
         let message = policy().check("alice", secret).unwrap_err().to_string();
@@ -297,8 +341,23 @@ mod tests {
     #[test]
     fn generated_passwords_satisfy_the_policy() {
         for _ in 0..20 {
-            let password = policy().generate("abc");
+            let password = policy().generate("abc").unwrap();
             assert_eq!(policy().check("abc", &password), Ok(()));
         }
+    }
+
+    #[test]
+    fn generated_passwords_meet_a_minimum_longer_than_the_default_length() {
+        let policy = PasswordPolicy {
+            min_length: MinPasswordLength::try_from(64).unwrap(),
+        };
+        let password = policy.generate("alice").unwrap();
+        assert_eq!(password.chars().count(), 64);
+        assert_eq!(policy.check("alice", &password), Ok(()));
+        let longest = PasswordPolicy {
+            min_length: MinPasswordLength::try_from(MAX_PASSWORD_BYTES as u64).unwrap(),
+        };
+        let password = longest.generate("alice").unwrap();
+        assert_eq!(longest.check("alice", &password), Ok(()));
     }
 }

@@ -37,7 +37,7 @@ pub use metadata::{
     ManifestUpload, ManifestWriteError, Metadata, ReferrerRow, StoredManifest, TagMove,
     UploadSession, now_millis,
 };
-pub use passwords::PasswordChange;
+pub use passwords::{PasswordChange, VerifiedPassword};
 pub use promotion::{
     ApprovalRow, ChannelMove, DecisionRow, FreezeRow, NewManifest, PromotionRow, PromotionWrite,
     PromotionWriteError, Rollback, Transition,

@@ -65,6 +65,52 @@ impl PasswordChange {
     }
 }
 
+/// Stores `secret_hash` as `principal_id`'s password inside `tx` (see
+/// [`Metadata::replace_password`]), returning how many logins were revoked.
+async fn store_password(
+    tx: &mut WriteTransaction,
+    principal_id: i64,
+    secret_hash: &str,
+    change: PasswordChange,
+) -> Result<u64, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE principals SET password_must_change = ?, authz_epoch = authz_epoch + 1
+         WHERE id = ?",
+    )
+    .bind(i64::from(change.must_change()))
+    .bind(principal_id)
+    .execute(&mut **tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!(
+            "principal {principal_id} does not exist"
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO credentials (id, principal_id, kind, secret_hash, expires_at, revoked_at, created_at)
+         VALUES (?, ?, 'password', ?, NULL, NULL, ?)
+         ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash,
+           expires_at = NULL, revoked_at = NULL, created_at = excluded.created_at",
+    )
+    .bind(format!("password:{principal_id}"))
+    .bind(principal_id)
+    .bind(secret_hash)
+    .bind(now_millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(revoke_logins(tx, principal_id, change.reason()).await?)
+}
+
+/// What the check of a user's current password read, which must still hold when the new one
+/// is stored ([`Metadata::change_password_if_unchanged`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedPassword<'a> {
+    /// The hash the current password was verified against.
+    pub secret_hash: &'a str,
+    /// The principal's `authz_epoch`, read before that hash.
+    pub authz_epoch: i64,
+}
+
 impl Metadata {
     /// Stores `secret_hash` (an argon2id PHC string) as `principal_id`'s password
     /// (`password:<id>`, replacing and un-revoking any earlier one), sets its must-change state
@@ -78,37 +124,79 @@ impl Metadata {
         change: PasswordChange,
         records: &[AuditRecord],
     ) -> Result<u64, StoreError> {
-        let now = now_millis();
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
-            "UPDATE principals SET password_must_change = ?, authz_epoch = authz_epoch + 1
-             WHERE id = ?",
-        )
-        .bind(i64::from(change.must_change()))
-        .bind(principal_id)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "principal {principal_id} does not exist"
-            )));
-        }
-        sqlx::query(
-            "INSERT INTO credentials (id, principal_id, kind, secret_hash, expires_at, revoked_at, created_at)
-             VALUES (?, ?, 'password', ?, NULL, NULL, ?)
-             ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash,
-               expires_at = NULL, revoked_at = NULL, created_at = excluded.created_at",
-        )
-        .bind(format!("password:{principal_id}"))
-        .bind(principal_id)
-        .bind(secret_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let revoked = revoke_logins(&mut tx, principal_id, change.reason()).await?;
+        let revoked = store_password(&mut tx, principal_id, secret_hash, change).await?;
         append(&mut tx, records).await?;
         tx.commit().await?;
         Ok(revoked)
+    }
+
+    /// An access-admin's reset: like [`Metadata::replace_password`] with
+    /// [`PasswordChange::Reset`], but `check` is first given the role names bound to the
+    /// principal, read inside the same transaction (so a grant cannot land between the check and
+    /// the write); if it refuses, nothing is written and its error is returned as `Ok(Err(_))`.
+    pub async fn reset_password_checked<E>(
+        &self,
+        principal_id: i64,
+        secret_hash: &str,
+        check: impl FnOnce(&[String]) -> Result<(), E>,
+        records: &[AuditRecord],
+    ) -> Result<Result<u64, E>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let roles: Vec<String> =
+            sqlx::query_scalar("SELECT role FROM role_bindings WHERE principal_id = ? ORDER BY id")
+                .bind(principal_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        if let Err(refusal) = check(&roles) {
+            return Ok(Err(refusal));
+        }
+        let revoked =
+            store_password(&mut tx, principal_id, secret_hash, PasswordChange::Reset).await?;
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(Ok(revoked))
+    }
+
+    /// A user's own change of their password, verified against `verified` (what the check of
+    /// the current password read): like [`Metadata::replace_password`] with
+    /// [`PasswordChange::ByUser`], but only if, inside the same transaction, the principal's
+    /// `authz_epoch` is still `verified.authz_epoch`, it is not disabled, and its password
+    /// credential still has hash `verified.secret_hash` and is not revoked. Otherwise nothing is
+    /// written and `Ok(None)` is returned: a reset, a revocation, a disabling or another change
+    /// that landed while the new password was hashed is never undone. Returns how many logins
+    /// were revoked.
+    pub async fn change_password_if_unchanged(
+        &self,
+        principal_id: i64,
+        verified: &VerifiedPassword<'_>,
+        secret_hash: &str,
+        records: &[AuditRecord],
+    ) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let current: Option<(i64, i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT p.authz_epoch, p.disabled, c.secret_hash, c.revoked_at
+             FROM principals p JOIN credentials c ON c.principal_id = p.id
+             WHERE p.id = ? AND c.id = ? AND c.kind = 'password'",
+        )
+        .bind(principal_id)
+        .bind(format!("password:{principal_id}"))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let unchanged = current.is_some_and(|(epoch, disabled, hash, revoked_at)| {
+            epoch == verified.authz_epoch
+                && disabled == 0
+                && hash == verified.secret_hash
+                && revoked_at.is_none()
+        });
+        if !unchanged {
+            return Ok(None);
+        }
+        let revoked =
+            store_password(&mut tx, principal_id, secret_hash, PasswordChange::ByUser).await?;
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(Some(revoked))
     }
 
     /// Enables a disabled principal and bumps its epoch, appending `records`. Returns `false`
@@ -197,6 +285,206 @@ mod tests {
         let changed = metadata.principal_by_id(id).await.unwrap().unwrap();
         assert!(!changed.password_must_change);
         assert!(changed.authz_epoch > after.authz_epoch);
+    }
+
+    /// What the check of the current password reads: the epoch, then the hash.
+    async fn verify(metadata: &Metadata, id: i64) -> (String, i64) {
+        let epoch = metadata
+            .principal_by_id(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .authz_epoch;
+        let hash = metadata
+            .credential(&format!("password:{id}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .secret_hash;
+        (hash, epoch)
+    }
+
+    async fn with_password(hash: &str) -> (tempfile::TempDir, Metadata, i64) {
+        let (dir, metadata, id) = store().await;
+        metadata
+            .replace_password(
+                id,
+                hash,
+                PasswordChange::Initial { must_change: false },
+                &[],
+            )
+            .await
+            .unwrap();
+        (dir, metadata, id)
+    }
+
+    #[tokio::test]
+    async fn a_change_verified_before_a_reset_is_refused_and_the_reset_kept() {
+        let (_dir, metadata, id) = with_password("h1").await;
+        let (hash, authz_epoch) = verify(&metadata, id).await;
+        // An access-admin resets while the change hashes its new password.
+        metadata
+            .replace_password(id, "reset", PasswordChange::Reset, &[])
+            .await
+            .unwrap();
+        let verified = VerifiedPassword {
+            secret_hash: &hash,
+            authz_epoch,
+        };
+        let stale = metadata
+            .change_password_if_unchanged(id, &verified, "h2", &[])
+            .await
+            .unwrap();
+        assert_eq!(stale, None);
+        let principal = metadata.principal_by_id(id).await.unwrap().unwrap();
+        assert!(principal.password_must_change, "the reset is kept");
+        let credential = metadata
+            .credential(&format!("password:{id}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(credential.secret_hash, "reset");
+    }
+
+    #[tokio::test]
+    async fn a_change_verified_before_a_revocation_or_disabling_is_refused() {
+        let (_dir, metadata, id) = with_password("h1").await;
+        let (hash, authz_epoch) = verify(&metadata, id).await;
+        metadata
+            .revoke_credential(&format!("password:{id}"), &[])
+            .await
+            .unwrap();
+        let verified = VerifiedPassword {
+            secret_hash: &hash,
+            authz_epoch,
+        };
+        assert_eq!(
+            metadata
+                .change_password_if_unchanged(id, &verified, "h2", &[])
+                .await
+                .unwrap(),
+            None
+        );
+        let credential = metadata
+            .credential(&format!("password:{id}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(credential.revoked_at.is_some(), "still revoked");
+        assert_eq!(credential.secret_hash, "h1");
+        // Even with the epoch seen after the revocation, a revoked password is not revived.
+        let (_, epoch) = verify(&metadata, id).await;
+        let verified = VerifiedPassword {
+            secret_hash: &hash,
+            authz_epoch: epoch,
+        };
+        assert_eq!(
+            metadata
+                .change_password_if_unchanged(id, &verified, "h2", &[])
+                .await
+                .unwrap(),
+            None
+        );
+
+        let (_dir, metadata, id) = with_password("h1").await;
+        let (hash, authz_epoch) = verify(&metadata, id).await;
+        assert!(metadata.disable_principal(id, &[]).await.unwrap());
+        let verified = VerifiedPassword {
+            secret_hash: &hash,
+            authz_epoch,
+        };
+        assert_eq!(
+            metadata
+                .change_password_if_unchanged(id, &verified, "h2", &[])
+                .await
+                .unwrap(),
+            None
+        );
+        let credential = metadata
+            .credential(&format!("password:{id}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(credential.secret_hash, "h1");
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_password_is_changed_once() {
+        let (_dir, metadata, id) = with_password("h1").await;
+        let (hash, authz_epoch) = verify(&metadata, id).await;
+        let verified = VerifiedPassword {
+            secret_hash: &hash,
+            authz_epoch,
+        };
+        assert_eq!(
+            metadata
+                .change_password_if_unchanged(id, &verified, "h2", &[])
+                .await
+                .unwrap(),
+            Some(0)
+        );
+        let credential = metadata
+            .credential(&format!("password:{id}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(credential.secret_hash, "h2");
+        // The same verification cannot be used twice.
+        assert_eq!(
+            metadata
+                .change_password_if_unchanged(id, &verified, "h3", &[])
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reset_checks_the_roles_bound_when_it_writes() {
+        let (_dir, metadata, id) = with_password("h1").await;
+        // The reset's first look saw no roles; access-admin is granted before it writes.
+        metadata
+            .add_binding(id, "access-admin", "*", None, "root", &[])
+            .await
+            .unwrap();
+        let refused = metadata
+            .reset_password_checked(
+                id,
+                "reset",
+                |roles| {
+                    if roles.iter().any(|r| r == "access-admin") {
+                        Err("an access-admin")
+                    } else {
+                        Ok(())
+                    }
+                },
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(refused, Err("an access-admin"));
+        let principal = metadata.principal_by_id(id).await.unwrap().unwrap();
+        assert!(!principal.password_must_change);
+        let credential = metadata
+            .credential(&format!("password:{id}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(credential.secret_hash, "h1");
+
+        let done = metadata
+            .reset_password_checked(id, "reset", |_| Ok::<(), ()>(()), &[])
+            .await
+            .unwrap();
+        assert_eq!(done, Ok(0));
+        assert!(
+            metadata
+                .principal_by_id(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .password_must_change
+        );
     }
 
     #[tokio::test]

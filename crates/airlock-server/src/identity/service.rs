@@ -140,10 +140,18 @@ impl Authenticated {
 }
 
 /// A password or API key verified recently, so Basic auth on every request does not rerun argon2.
+///
+/// A hit counts only while the principal's `authz_epoch` is still `authz_epoch` (read before the
+/// hash the secret was verified against) and the credential still has `secret_hash`: a password
+/// change keeps the credential id but bumps the epoch and replaces the hash, so an entry for the
+/// old password misses even if a check that started before the change inserted it after the
+/// change cleared the cache.
 struct CachedCredential {
     principal_id: i64,
     method: &'static str,
     credential_id: String,
+    authz_epoch: i64,
+    secret_hash: String,
     until: Instant,
 }
 
@@ -359,7 +367,12 @@ impl Identity {
                 }
                 (password, false)
             }
-            None => (self.policy.generate("admin"), true),
+            None => (
+                self.policy
+                    .generate("admin")
+                    .map_err(|e| IdentityError::Config(e.to_string()))?,
+                true,
+            ),
         };
         let admin = self
             .metadata
@@ -700,7 +713,13 @@ impl Identity {
             .await
             .map_err(conflict)?;
         let generated = password.is_none();
-        let password = password.unwrap_or_else(|| self.policy.generate(name));
+        let password = match password {
+            Some(password) => password,
+            None => self
+                .policy
+                .generate(name)
+                .map_err(|e| AuthError::Hashing(e.to_string()))?,
+        };
         self.set_password(
             &principal,
             &password,

@@ -22,8 +22,9 @@
 
 use airlock_core::access::{Permission, PermissionTarget, Role};
 use airlock_core::{Actor, AuditEvent};
-use airlock_store::PasswordChange;
+use airlock_store::VerifiedPassword;
 
+use super::secrets::Verified;
 use super::{AuthError, Authenticated, Identity, hash_password, record};
 
 /// Added to the audit reason of a refused password change.
@@ -39,7 +40,12 @@ impl Identity {
         new: &str,
         source: Option<std::net::SocketAddr>,
     ) -> Result<(), AuthError> {
-        let (principal, method, _) = self
+        let Verified {
+            principal,
+            method,
+            secret_hash: verified_hash,
+            ..
+        } = self
             .verify_secret(name, current, source, Some(CHANGING))
             .await?;
         if method != "password" {
@@ -60,11 +66,18 @@ impl Identity {
             auth_method: "password".into(),
             source: source.map(|s| s.to_string()),
         };
-        self.metadata
-            .replace_password(
+        // Stored only if nothing changed since the current password was verified (a reset, a
+        // revocation, a disabling or another change while argon2 ran is never undone).
+        let verified = VerifiedPassword {
+            secret_hash: &verified_hash,
+            authz_epoch: principal.authz_epoch,
+        };
+        let changed = self
+            .metadata
+            .change_password_if_unchanged(
                 principal.id,
+                &verified,
                 &hash,
-                PasswordChange::ByUser,
                 &[record(
                     &actor,
                     AuditEvent::PasswordChanged {
@@ -73,6 +86,12 @@ impl Identity {
                 )],
             )
             .await?;
+        if changed.is_none() {
+            return Err(AuthError::Conflict(
+                "the password changed meanwhile (reset, revoked, or the user disabled); try again"
+                    .into(),
+            ));
+        }
         self.forget_verified();
         self.remove_initial_password_file(&principal.name);
         Ok(())
@@ -105,13 +124,25 @@ impl Identity {
             self.policy.check(name, password)?;
         }
         let generated = password.is_none();
-        let password = password.unwrap_or_else(|| self.policy.generate(name));
+        let password = match password {
+            Some(password) => password,
+            None => self
+                .policy
+                .generate(name)
+                .map_err(|e| AuthError::Hashing(e.to_string()))?,
+        };
         let hash = hash_password(&password).await.map_err(AuthError::Hashing)?;
+        // Checked again on the roles bound when the new hash is written, in that transaction: a
+        // grant of access-admin that landed since the check above is not slipped past.
+        let resetter = who.principal.name.as_str();
         self.metadata
-            .replace_password(
+            .reset_password_checked(
                 principal.id,
                 &hash,
-                PasswordChange::Reset,
+                |bound: &[String]| {
+                    let roles: Vec<Role> = bound.iter().filter_map(|r| r.parse().ok()).collect();
+                    airlock_core::access::check_password_reset(resetter, name, &roles)
+                },
                 &[record(
                     actor,
                     AuditEvent::PasswordReset {
@@ -120,7 +151,7 @@ impl Identity {
                     },
                 )],
             )
-            .await?;
+            .await??;
         self.forget_verified();
         self.remove_initial_password_file(name);
         Ok(generated.then_some(password))

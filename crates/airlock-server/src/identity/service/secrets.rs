@@ -35,6 +35,18 @@ pub(super) fn dummy_password_hash() -> &'static str {
     })
 }
 
+/// A secret checked by [`Identity::verify_secret`], with what the check read.
+pub(super) struct Verified {
+    /// The principal, read before its credential.
+    pub(super) principal: PrincipalRow,
+    /// `password` or `api_key`.
+    pub(super) method: &'static str,
+    /// The credential the secret matched.
+    pub(super) credential_id: String,
+    /// The stored hash the secret was verified against.
+    pub(super) secret_hash: String,
+}
+
 impl Identity {
     /// Runs one argon2id verification against a hash nothing matches: the cost of a password
     /// check, spent on refusals that had no real hash to check, so every refusal takes as long.
@@ -151,14 +163,26 @@ impl Identity {
             cache
                 .get(&cache_key)
                 .filter(|c| c.until > Instant::now())
-                .map(|c| (c.principal_id, c.method, c.credential_id.clone()))
+                .map(|c| {
+                    (
+                        c.principal_id,
+                        c.method,
+                        c.credential_id.clone(),
+                        c.authz_epoch,
+                        c.secret_hash.clone(),
+                    )
+                })
         };
-        if let Some((principal_id, method, credential_id)) = cached {
-            // Still re-check the principal and the credential: revocation and expiry are immediate.
+        if let Some((principal_id, method, credential_id, authz_epoch, secret_hash)) = cached {
+            // Still re-check the principal and the credential: revocation and expiry are
+            // immediate, and a changed password (new epoch, new hash) is never the cached one.
             if let Some(principal) = self.metadata.principal_by_id(principal_id).await?
+                && principal.authz_epoch == authz_epoch
                 && barred(&principal).is_none()
                 && !principal.password_must_change
-                && self.credential_live(&credential_id, principal.id).await?
+                && self
+                    .credential_unchanged(&credential_id, principal.id, &secret_hash)
+                    .await?
             {
                 if method == "api_key" {
                     self.note_api_key_use(&credential_id);
@@ -168,8 +192,12 @@ impl Identity {
                     .await;
             }
         }
-        let (principal, method, credential_id) =
-            self.verify_secret(user, secret, source, None).await?;
+        let Verified {
+            principal,
+            method,
+            credential_id,
+            secret_hash,
+        } = self.verify_secret(user, secret, source, None).await?;
         // A password to change authenticates nothing but its change (accounts.rs); only whoever
         // presented it learns so.
         if principal.password_must_change && method == "password" {
@@ -186,6 +214,8 @@ impl Identity {
                     principal_id: principal.id,
                     method,
                     credential_id: credential_id.clone(),
+                    authz_epoch: principal.authz_epoch,
+                    secret_hash,
                     until: Instant::now() + Duration::from_secs(60),
                 },
             );
@@ -194,6 +224,21 @@ impl Identity {
         }
         self.authenticated(principal, method.into(), Some(credential_id), None, None)
             .await
+    }
+
+    /// Whether credential `id` is still `principal_id`'s, live, and has hash `secret_hash`
+    /// (what a cached check verified).
+    async fn credential_unchanged(
+        &self,
+        id: &str,
+        principal_id: i64,
+        secret_hash: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self.metadata.credential(id).await?.is_some_and(|c| {
+            c.principal_id == principal_id
+                && c.secret_hash == secret_hash
+                && credential_is_live(&c, now_millis())
+        }))
     }
 
     /// Checks user `user`'s `secret` (password or API key) with every guarantee of the module
@@ -207,7 +252,7 @@ impl Identity {
         secret: &str,
         source: Option<std::net::SocketAddr>,
         purpose: Option<&str>,
-    ) -> Result<(PrincipalRow, &'static str, String), AuthError> {
+    ) -> Result<Verified, AuthError> {
         let reason_for = |reason: &str| match purpose {
             Some(purpose) => format!("{reason} ({purpose})"),
             None => reason.to_string(),
@@ -227,7 +272,7 @@ impl Identity {
             return Err(AuthError::Invalid(SECRET_REFUSED.into()));
         };
         let barred = barred(&principal);
-        let (method, credential_id) = match checked {
+        let (method, credential_id, secret_hash) = match checked {
             Ok(found) => found,
             Err(reason) => {
                 // A barred principal's failures are not counted (it is already acted on).
@@ -253,7 +298,12 @@ impl Identity {
             .await;
             return Err(AuthError::Barred(reason));
         }
-        Ok((principal, method, credential_id))
+        Ok(Verified {
+            principal,
+            method,
+            credential_id,
+            secret_hash,
+        })
     }
 
     /// Checks `secret` against `principal`'s credentials: `Ok((method, credential id))`, or
@@ -264,7 +314,7 @@ impl Identity {
         &self,
         principal: Option<&PrincipalRow>,
         secret: &str,
-    ) -> Result<Result<(&'static str, String), String>, StoreError> {
+    ) -> Result<Result<(&'static str, String, String), String>, StoreError> {
         let now = now_millis();
         if secret.starts_with("alk_") {
             let refusal = match airlock_identity::parse_api_key(secret) {
@@ -286,7 +336,9 @@ impl Identity {
                         {
                             "wrong API key secret".into()
                         }
-                        (Some(_), Some(c)) => return Ok(Ok(("api_key", c.id))),
+                        (Some(_), Some(c)) => {
+                            return Ok(Ok(("api_key", c.id, c.secret_hash)));
+                        }
                     }
                 }
             };
@@ -320,6 +372,65 @@ impl Identity {
         if !credential_is_live(&credential, now) {
             return Ok(Err("password revoked or expired".into()));
         }
-        Ok(Ok(("password", credential.id)))
+        Ok(Ok(("password", credential.id, credential.secret_hash)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use airlock_store::{Metadata, PasswordChange};
+
+    use super::*;
+    use crate::config::Config;
+
+    const OLD: &str = "old-tall-lamp-orbit";
+    const NEW: &str = "new-tall-lamp-orbit";
+
+    /// A check of the old password that started before a change can put its result in the
+    /// cache after the change cleared it. Simulated deterministically: the old password is
+    /// cached, then the new one is stored without clearing the cache (as if that entry had
+    /// been inserted just after the change). The entry must not let the old password in.
+    #[tokio::test]
+    async fn an_old_password_cached_across_a_change_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let metadata = Metadata::open_sqlite(&dir.path().join("metadata.db"))
+            .await
+            .unwrap();
+        let config = Config::default();
+        let stages = config.stages().unwrap();
+        let anomalies = crate::anomalies::Anomalies::new(
+            metadata.clone(),
+            config.anomalies.clone(),
+            stages.clone(),
+        );
+        let identity = Identity::open(
+            metadata.clone(),
+            dir.path(),
+            config.access.clone(),
+            stages,
+            Some(OLD.into()),
+            anomalies,
+        )
+        .await
+        .unwrap();
+        let admin = identity
+            .authenticate_secret("admin", OLD, None)
+            .await
+            .unwrap();
+        let hash = super::super::hash_password(NEW).await.unwrap();
+        metadata
+            .replace_password(admin.principal.id, &hash, PasswordChange::ByUser, &[])
+            .await
+            .unwrap();
+        let refused = identity.authenticate_secret("admin", OLD, None).await;
+        assert!(
+            matches!(refused, Err(AuthError::Invalid(_))),
+            "{:?}",
+            refused.map(|a| a.principal.name)
+        );
+        identity
+            .authenticate_secret("admin", NEW, None)
+            .await
+            .unwrap();
     }
 }
