@@ -96,6 +96,27 @@ impl Metadata {
     /// Names without a principal are left out.
     pub async fn vouchers(&self, names: &[&str]) -> Result<BTreeMap<String, Vouchers>, StoreError> {
         let mut out = BTreeMap::new();
+        // Who reset whose password: the audit log records every reset (appended in the reset's
+        // transaction); read once for all `names`.
+        let mut resetters: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if !names.is_empty() {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT DISTINCT target, resetter FROM
+                   (SELECT json_extract(CAST(entry AS TEXT), '$.subject.name') AS target,
+                           json_extract(CAST(entry AS TEXT), '$.actor.principal') AS resetter
+                    FROM audit_entries
+                    WHERE kind = 'password.reset' AND json_valid(CAST(entry AS TEXT)))
+                 WHERE target IS NOT NULL AND resetter IS NOT NULL
+                 ORDER BY target, resetter",
+            )
+            .fetch_all(self.pool())
+            .await?;
+            for (target, resetter) in rows {
+                if names.contains(&target.as_str()) {
+                    resetters.entry(target).or_default().push(resetter);
+                }
+            }
+        }
         for name in names {
             let principal = sqlx::query("SELECT id, created_by FROM principals WHERE name = ?")
                 .bind(name)
@@ -134,19 +155,8 @@ impl Metadata {
             .fetch_all(self.pool())
             .await?;
             // Whoever reset its password learned or chose a password of it, so could act as it,
-            // even after it was changed (the audit log is the record of every reset).
-            let password_resetters: Vec<String> = sqlx::query_scalar(
-                "SELECT DISTINCT resetter FROM
-                   (SELECT json_extract(CAST(entry AS TEXT), '$.actor.principal') AS resetter,
-                           json_extract(CAST(entry AS TEXT), '$.subject.name') AS target
-                    FROM audit_entries
-                    WHERE kind = 'password.reset' AND json_valid(CAST(entry AS TEXT)))
-                 WHERE target = ? AND resetter IS NOT NULL
-                 ORDER BY resetter",
-            )
-            .bind(name)
-            .fetch_all(self.pool())
-            .await?;
+            // even after it was changed.
+            let password_resetters = resetters.get(*name).cloned().unwrap_or_default();
             out.insert(
                 name.to_string(),
                 Vouchers {
