@@ -564,3 +564,77 @@ async fn bad_updates_are_refused_with_the_fix() {
             .any(|e| e["type"] == "key.updated")
     );
 }
+
+/// The key `name` as `GET /api/v1/keys` lists it.
+async fn listed_key(bed: &Bed, name: &str) -> Value {
+    let body: Value = bed
+        .keyadmin
+        .get(bed.s.url("/api/v1/keys"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["keys"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no key list: {body:#}"))
+        .iter()
+        .find(|k| k["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("key {name} not listed: {body:#}"))
+}
+
+#[tokio::test]
+async fn concurrent_updates_of_one_key_are_never_lost_and_the_audit_chain_holds() {
+    let attest = format!("attest:{SLSA_V1}");
+    let bed = Bed::new(&["sign", &attest], &["team/*"]).await;
+    for round in 0..6 {
+        let not_after = format!("{}-06-01T00:00:00Z", 2090 + round);
+        let (removed, moved) = tokio::join!(
+            bed.update(
+                &bed.keyadmin,
+                "ci",
+                json!({"remove_purposes": [attest.clone()]})
+            ),
+            bed.update(&bed.keyadmin, "ci", json!({"not_after": not_after})),
+        );
+        // Each change is applied or refused as a conflict; never answered 200 and then lost.
+        for (status, answer) in [&removed, &moved] {
+            assert!(*status == 200 || *status == 409, "round {round}: {answer}");
+        }
+        let key = listed_key(&bed, "ci").await;
+        if removed.0 == 200 {
+            assert_eq!(
+                key["purposes"],
+                json!(["sign"]),
+                "round {round}: the removed purpose came back: {key:#}"
+            );
+        }
+        if moved.0 == 200 {
+            assert_eq!(
+                key["not_after"],
+                format!("{}-06-01T00:00:00.000Z", 2090 + round),
+                "round {round}: the moved end of validity was lost: {key:#}"
+            );
+        }
+        // Back to both purposes for the next round.
+        if key["purposes"] == json!(["sign"]) {
+            bed.update_ci(json!({"add_purposes": [attest.clone()]}))
+                .await;
+        }
+    }
+    // Each key.updated entry starts from what the previous one left.
+    let entries = bed.s.audit_entries().await;
+    let updated: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["type"] == "key.updated")
+        .collect();
+    assert!(updated.len() >= 6, "{updated:#?}");
+    for pair in updated.windows(2) {
+        assert_eq!(
+            pair[1]["details"]["before"], pair[0]["details"]["after"],
+            "an update's before is not the previous update's after: {pair:#?}"
+        );
+    }
+}

@@ -181,6 +181,11 @@ pub enum Vouch {
     KeyAddedBy,
     /// The approver added an API key to the other party (a service account), so can act as it.
     AddedKeyTo,
+    /// The approver's password was reset by the other party, who learned or chose the temporary
+    /// password: the other party can act as it.
+    PasswordResetBy,
+    /// The approver reset the other party's password, so can act as it.
+    ResetPasswordOf,
 }
 
 impl fmt::Display for Vouch {
@@ -192,6 +197,8 @@ impl fmt::Display for Vouch {
             Self::GrantedRoleTo => "granted the role used in this promotion to",
             Self::KeyAddedBy => "holds an API key added by",
             Self::AddedKeyTo => "added an API key to",
+            Self::PasswordResetBy => "had its password reset by",
+            Self::ResetPasswordOf => "reset the password of",
         })
     }
 }
@@ -227,6 +234,9 @@ pub struct Vouchers {
     pub grants: Vec<(Grant, String)>,
     /// Who added its API keys (revoked and expired ones included): each of them could act as it.
     pub key_adders: Vec<String>,
+    /// Who reset its password (ever, even if it was changed since): each of them learned or chose
+    /// a password of it and could act as it.
+    pub password_resetters: Vec<String>,
 }
 
 /// The people around a promotion that separation of duties looks at.
@@ -378,6 +388,12 @@ fn check_independent(
     {
         return Err(refuse(Vouch::KeyAddedBy, other, *part));
     }
+    if let Some((other, part)) = others
+        .iter()
+        .find(|(o, _)| mine.password_resetters.iter().any(|r| r == o))
+    {
+        return Err(refuse(Vouch::PasswordResetBy, other, *part));
+    }
     let granters = qualifying_granters(mine, Some(Party::Approver), role, target, now_millis);
     if granters.is_empty() {
         return Err(ApprovalRefusal::IndependenceUnknown {
@@ -400,6 +416,9 @@ fn check_independent(
         }
         if theirs.key_adders.iter().any(|a| a == principal) {
             return Err(refuse(Vouch::AddedKeyTo, other, *part));
+        }
+        if theirs.password_resetters.iter().any(|r| r == principal) {
+            return Err(refuse(Vouch::ResetPasswordOf, other, *part));
         }
         // A contributor acts with the roles that let it push into its path's source stage, which
         // the rule does not see; its account is checked above, its grants are not.

@@ -91,10 +91,32 @@ impl Metadata {
 
     /// Who vouched for each of `names`: who created its account and who granted each of its
     /// role bindings (as recorded; bindings whose role or scope no longer parse are left out), and
-    /// who added its API keys.
+    /// who added its API keys, and who ever reset its password (read from the `password.reset`
+    /// audit entries, appended in the same transaction as each reset).
     /// Names without a principal are left out.
     pub async fn vouchers(&self, names: &[&str]) -> Result<BTreeMap<String, Vouchers>, StoreError> {
         let mut out = BTreeMap::new();
+        // Who reset whose password: the audit log records every reset (appended in the reset's
+        // transaction); read once for all `names`.
+        let mut resetters: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if !names.is_empty() {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT DISTINCT target, resetter FROM
+                   (SELECT json_extract(CAST(entry AS TEXT), '$.subject.name') AS target,
+                           json_extract(CAST(entry AS TEXT), '$.actor.principal') AS resetter
+                    FROM audit_entries
+                    WHERE kind = 'password.reset' AND json_valid(CAST(entry AS TEXT)))
+                 WHERE target IS NOT NULL AND resetter IS NOT NULL
+                 ORDER BY target, resetter",
+            )
+            .fetch_all(self.pool())
+            .await?;
+            for (target, resetter) in rows {
+                if names.contains(&target.as_str()) {
+                    resetters.entry(target).or_default().push(resetter);
+                }
+            }
+        }
         for name in names {
             let principal = sqlx::query("SELECT id, created_by FROM principals WHERE name = ?")
                 .bind(name)
@@ -132,12 +154,16 @@ impl Metadata {
             .bind(id)
             .fetch_all(self.pool())
             .await?;
+            // Whoever reset its password learned or chose a password of it, so could act as it,
+            // even after it was changed.
+            let password_resetters = resetters.get(*name).cloned().unwrap_or_default();
             out.insert(
                 name.to_string(),
                 Vouchers {
                     created_by: principal.get("created_by"),
                     grants,
                     key_adders,
+                    password_resetters,
                 },
             );
         }
@@ -354,5 +380,59 @@ mod tests {
         let legacy = meta.promotion("prm_x").await.unwrap().unwrap();
         assert_eq!(legacy.evaluating_since, Some(42));
         assert_eq!(legacy.claim.as_deref(), Some("legacy-prm_x"));
+    }
+
+    #[tokio::test]
+    async fn whoever_reset_a_password_vouches_for_the_principal_even_after_it_changed() {
+        use airlock_core::{Actor, AuditEvent, AuditRecord};
+
+        use crate::PasswordChange;
+
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
+            .await
+            .unwrap();
+        let carol = meta
+            .create_principal("carol", "user", "admin", &[])
+            .await
+            .unwrap();
+        meta.create_principal("dave", "user", "admin", &[])
+            .await
+            .unwrap();
+        let by = |who: &str, event| AuditRecord {
+            time_millis: 1,
+            actor: Actor {
+                principal: who.into(),
+                auth_method: "password".into(),
+                source: None,
+            },
+            event,
+        };
+        let reset = by(
+            "eve",
+            AuditEvent::PasswordReset {
+                principal: "carol".into(),
+                generated: true,
+            },
+        );
+        meta.replace_password(carol.id, "h1", PasswordChange::Reset, &[reset])
+            .await
+            .unwrap();
+        // Carol's own change (after the reset) does not undo what eve could do meanwhile.
+        let changed = by(
+            "carol",
+            AuditEvent::PasswordChanged {
+                principal: "carol".into(),
+            },
+        );
+        meta.replace_password(carol.id, "h2", PasswordChange::ByUser, &[changed])
+            .await
+            .unwrap();
+        let vouchers = meta.vouchers(&["carol", "dave"]).await.unwrap();
+        assert_eq!(
+            vouchers["carol"].password_resetters,
+            vec!["eve".to_string()]
+        );
+        assert!(vouchers["dave"].password_resetters.is_empty());
     }
 }

@@ -103,6 +103,7 @@ fn vouched(creator: &str, grants: &[(Role, &str, &str)]) -> Vouchers {
             .map(|(role, scope, by)| (grant(*role, scope), by.to_string()))
             .collect(),
         key_adders: Vec::new(),
+        password_resetters: Vec::new(),
     }
 }
 
@@ -184,6 +185,67 @@ fn a_service_account_whose_key_a_party_added_is_not_independent() {
             relation: Vouch::AddedKeyTo,
             other: "bot".into(),
             other_part: Party::Approver,
+        })
+    );
+}
+
+#[test]
+fn an_approver_whose_password_a_party_reset_is_not_independent() {
+    let mut carol = vouched("admin", &[(Role::Approver, "prod", "admin")]);
+    carol.password_resetters = vec!["rita".into()];
+    let parties = independent_parties(&[], &[("carol", carol)]);
+    let refusal = check_independent_approver("carol", &parties);
+    assert_eq!(
+        refusal,
+        Err(ApprovalRefusal::NotIndependent {
+            principal: "carol".into(),
+            relation: Vouch::PasswordResetBy,
+            other: "rita".into(),
+            other_part: Party::Requester,
+        })
+    );
+    assert!(
+        refusal
+            .unwrap_err()
+            .to_string()
+            .starts_with("carol had its password reset by rita, who requested this promotion"),
+    );
+    // A reset by someone outside the promotion does not matter.
+    let mut carol = vouched("admin", &[(Role::Approver, "prod", "admin")]);
+    carol.password_resetters = vec!["sam".into()];
+    let parties = independent_parties(&[], &[("carol", carol)]);
+    assert_eq!(check_independent_approver("carol", &parties), Ok(()));
+    // The other way round: an approver who reset the password of an approver already counted,
+    // or of the pusher.
+    let mut carol = vouched("admin", &[(Role::Approver, "prod", "admin")]);
+    carol.password_resetters = vec!["ann".into()];
+    let mut paul = vouched("admin", &[(Role::Developer, "dev", "admin")]);
+    paul.password_resetters = vec!["bob".into()];
+    let parties = independent_parties(
+        &["carol"],
+        &[
+            ("carol", carol),
+            ("paul", paul),
+            ("ann", vouched("admin", &[(Role::Approver, "prod", "sam")])),
+            ("bob", vouched("admin", &[(Role::Approver, "prod", "sam")])),
+        ],
+    );
+    assert_eq!(
+        check_independent_approver("ann", &parties),
+        Err(ApprovalRefusal::NotIndependent {
+            principal: "ann".into(),
+            relation: Vouch::ResetPasswordOf,
+            other: "carol".into(),
+            other_part: Party::Approver,
+        })
+    );
+    assert_eq!(
+        check_independent_approver("bob", &parties),
+        Err(ApprovalRefusal::NotIndependent {
+            principal: "bob".into(),
+            relation: Vouch::ResetPasswordOf,
+            other: "paul".into(),
+            other_part: Party::Contributor,
         })
     );
 }

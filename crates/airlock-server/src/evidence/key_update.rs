@@ -47,7 +47,11 @@ impl EvidenceService {
         authority: &KeyAuthority,
         actor: &Actor,
     ) -> Result<KeyRow> {
-        let (_, rows) = self.metadata.keyring().await?;
+        // The key is read, checked and its new purposes, scope and validity computed under the
+        // keyring lock, held through the write: two concurrent updates apply one after the
+        // other, each to what the other left, and the audit record's "before" is what it changed.
+        let guard = self.lock.lock().await;
+        let (version, rows) = self.metadata.keyring().await?;
         let row = rows
             .iter()
             .find(|r| r.name == name)
@@ -155,7 +159,9 @@ impl EvidenceService {
             not_after_before_millis: row.not_after,
             not_after_after_millis: not_after,
         };
-        self.change_keyring(
+        self.change_keyring_locked(
+            &guard,
+            (version, rows),
             change,
             event,
             Affected::RejectedAndOfKey(&row.key_id),
@@ -163,6 +169,7 @@ impl EvidenceService {
         )
         .await?;
         let (_, rows) = self.metadata.keyring().await?;
+        drop(guard);
         rows.into_iter()
             .find(|r| r.name == name)
             .ok_or_else(|| StoreError::Corrupt("changed key vanished".into()).into())

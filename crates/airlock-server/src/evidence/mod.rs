@@ -794,8 +794,27 @@ impl EvidenceService {
         affected: Affected<'_>,
         actor: &Actor,
     ) -> Result<()> {
-        let _guard = self.lock.lock().await;
-        let (version, mut rows) = self.metadata.keyring().await?;
+        let guard = self.lock.lock().await;
+        let keyring = self.metadata.keyring().await?;
+        self.change_keyring_locked(&guard, keyring, change, event, affected, actor)
+            .await
+    }
+
+    /// [`Self::change_keyring`] for a caller that already holds the lock (`_guard`) and read
+    /// `keyring` (its version and rows) under it, so that it can check the key it changes and
+    /// compute the change under the same lock as the write (a change computed from a row read
+    /// before the lock could undo a concurrent one). The write is refused if the keyring's
+    /// version moved since `keyring` was read (another process on the same database).
+    async fn change_keyring_locked(
+        &self,
+        _guard: &tokio::sync::MutexGuard<'_, ()>,
+        keyring: (i64, Vec<KeyRow>),
+        change: KeyChange,
+        event: AuditEvent,
+        affected: Affected<'_>,
+        actor: &Actor,
+    ) -> Result<()> {
+        let (version, mut rows) = keyring;
         match &change {
             KeyChange::Add(row) => {
                 if rows.iter().any(|r| r.name == row.name) {
