@@ -98,6 +98,11 @@ pub(crate) fn migrator() -> Migrator {
             "webhook ca cert",
             include_str!("../migrations/0015_webhook_ca_cert.sql"),
         ),
+        migration(
+            16,
+            "audit kind index",
+            include_str!("../migrations/0016_audit_kind_index.sql"),
+        ),
     ])
 }
 

@@ -435,4 +435,25 @@ mod tests {
         );
         assert!(vouchers["dave"].password_resetters.is_empty());
     }
+
+    #[tokio::test]
+    async fn reading_password_resets_uses_the_kind_index_not_a_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("m.db"))
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        crate::metadata::migrator().run(&pool).await.unwrap();
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "EXPLAIN QUERY PLAN SELECT entry FROM audit_entries WHERE kind = 'password.reset'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let detail: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(
+            detail.iter().any(|d| d.contains("audit_entries_by_kind")),
+            "{detail:?}"
+        );
+    }
 }
