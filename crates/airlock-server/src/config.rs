@@ -1044,7 +1044,12 @@ mod tests {
             ),
             (
                 "jwks_url = \"https://ci.example/jwks\"\njwks_refresh_secs = 1",
-                "at least 10",
+                "between 10 and 604800",
+            ),
+            (
+                // A timer this far away would overflow.
+                "jwks_url = \"https://ci.example/jwks\"\njwks_refresh_secs = 9999999999",
+                "between 10 and 604800",
             ),
         ] {
             let err = rule(source).unwrap_err().to_string();
