@@ -174,21 +174,24 @@ impl Metadata {
         records: &[AuditRecord],
     ) -> Result<Option<u64>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let current: Option<(i64, i64, String, Option<i64>)> = sqlx::query_as(
+        // fetch_all, as every single-row read here (see ARCHITECTURE.md on WAL snapshots).
+        let current: Vec<(i64, i64, String, Option<i64>)> = sqlx::query_as(
             "SELECT p.authz_epoch, p.disabled, c.secret_hash, c.revoked_at
              FROM principals p JOIN credentials c ON c.principal_id = p.id
              WHERE p.id = ? AND c.id = ? AND c.kind = 'password'",
         )
         .bind(principal_id)
         .bind(format!("password:{principal_id}"))
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        let unchanged = current.is_some_and(|(epoch, disabled, hash, revoked_at)| {
-            epoch == verified.authz_epoch
-                && disabled == 0
-                && hash == verified.secret_hash
-                && revoked_at.is_none()
-        });
+        let unchanged = current
+            .first()
+            .is_some_and(|(epoch, disabled, hash, revoked_at)| {
+                *epoch == verified.authz_epoch
+                    && *disabled == 0
+                    && hash == verified.secret_hash
+                    && revoked_at.is_none()
+            });
         if !unchanged {
             return Ok(None);
         }
