@@ -60,23 +60,7 @@ async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
 
 /// Creates user `name` (password [`PASSWORD`]) with `(role, scope)` grants.
 async fn user(s: &TestServer, name: &str, grants: &[(&str, &str)]) -> reqwest::Client {
-    let (status, body) = post_json(
-        &s.http,
-        &s.url("/api/v1/users"),
-        json!({"name": name, "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    for (role, scope) in grants {
-        let (status, body) = post_json(
-            &s.http,
-            &s.url("/api/v1/roles/grant"),
-            json!({"principal": name, "role": role, "scope": scope}),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-    }
-    client_as(name, PASSWORD)
+    common::add_user(s, name, PASSWORD, grants).await
 }
 
 /// An access token for `user` (the Docker token flow), and a client that sends only it.

@@ -184,23 +184,7 @@ async fn patch(client: &reqwest::Client, url: &str, body: Value) -> (u16, Value)
 
 /// Creates user `name` holding each (role, scope) of `grants`.
 async fn user(s: &TestServer, name: &str, grants: &[(&str, &str)]) -> reqwest::Client {
-    let (status, body) = post(
-        &s.http,
-        &s.url("/api/v1/users"),
-        json!({"name": name, "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    for (role, scope) in grants {
-        let (status, body) = post(
-            &s.http,
-            &s.url("/api/v1/roles/grant"),
-            json!({"principal": name, "role": role, "scope": scope}),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-    }
-    client_as(name, PASSWORD)
+    common::add_user(s, name, PASSWORD, grants).await
 }
 
 /// The public half of the fixture key.

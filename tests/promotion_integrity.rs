@@ -9,7 +9,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::permissive_bundle;
+
+use std::path::Path;
 
 use common::{OCI_MANIFEST, TestServer, client_as, post_json as post, sha256};
 use serde_json::{Value, json};
@@ -17,25 +19,6 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
 const PASSWORD: &str = "integrity-test-password-1";
-
-/// The default bundle's helpers and rollback query with gates that deny only by its shared rules.
-fn permissive_bundle(dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    for name in ["lib.rego", "rollback.rego", "data.json"] {
-        std::fs::copy(Path::new("policies").join(name), dir.join(name)).unwrap();
-    }
-    for stage in ["staging", "prod"] {
-        std::fs::write(
-            dir.join(format!("{stage}.rego")),
-            format!(
-                "package airlock.gates.{stage}\n\nimport data.airlock.lib.common_deny\n\n\
-                 deny contains v if some v in common_deny\n"
-            ),
-        )
-        .unwrap();
-    }
-    dir.to_path_buf()
-}
 
 /// A server over `data` with the permissive bundle in `temp` and `env`.
 fn start(temp: &Path, data: &Path, env: &[(&str, &str)]) -> TestServer {

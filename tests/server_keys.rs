@@ -8,34 +8,19 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::permissive_bundle;
+
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{OCI_MANIFEST, TestServer, client_as, post_json as post};
+use common::{OCI_MANIFEST, TestServer, post_json as post};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "server-keys-password-1";
 
 /// Creates user `name` holding each (role, scope) of `grants`.
 async fn user(s: &TestServer, name: &str, grants: &[(&str, &str)]) -> reqwest::Client {
-    let (status, body) = post(
-        &s.http,
-        &s.url("/api/v1/users"),
-        json!({"name": name, "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    for (role, scope) in grants {
-        let (status, body) = post(
-            &s.http,
-            &s.url("/api/v1/roles/grant"),
-            json!({"principal": name, "role": role, "scope": scope}),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-    }
-    client_as(name, PASSWORD)
+    common::add_user(s, name, PASSWORD, grants).await
 }
 
 async fn rotate(s: &TestServer, client: &reqwest::Client, key: &str, body: Value) -> (u16, Value) {
@@ -199,25 +184,6 @@ async fn a_rotated_token_key_keeps_earlier_tokens_until_the_overlap_ends() {
     assert_eq!(kid(body["token"].as_str().unwrap()), new_kid);
     let (status, _) = refresh(&s, &old_refresh).await;
     assert_eq!(status, 401);
-}
-
-/// The default bundle's helpers with gates that deny only on the shared rules.
-fn permissive_bundle(dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    for name in ["lib.rego", "rollback.rego", "data.json"] {
-        std::fs::copy(Path::new("policies").join(name), dir.join(name)).unwrap();
-    }
-    for stage in ["staging", "prod"] {
-        std::fs::write(
-            dir.join(format!("{stage}.rego")),
-            format!(
-                "package airlock.gates.{stage}\n\nimport data.airlock.lib.common_deny\n\n\
-                 deny contains v if some v in common_deny\n"
-            ),
-        )
-        .unwrap();
-    }
-    dir.to_path_buf()
 }
 
 /// Promotes `digest` from dev/team/app to staging as `promoter`; returns the promotion

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::permissive_bundle;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -686,44 +688,9 @@ async fn a_jit_grant_running_out_removes_the_right_from_tokens_issued_during_it(
     );
 }
 
-/// The policy bundle with only the common rules, so promotions wait for approvals only.
-fn permissive_bundle(dir: &std::path::Path) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    for name in ["lib.rego", "rollback.rego", "data.json"] {
-        std::fs::copy(std::path::Path::new("policies").join(name), dir.join(name)).unwrap();
-    }
-    for stage in ["staging", "prod"] {
-        std::fs::write(
-            dir.join(format!("{stage}.rego")),
-            format!(
-                "package airlock.gates.{stage}\n\nimport data.airlock.lib.common_deny\n\n\
-                 deny contains v if some v in common_deny\n"
-            ),
-        )
-        .unwrap();
-    }
-    dir.to_path_buf()
-}
-
 /// Admin creates user `name` with `grants`; returns its client.
 async fn user(s: &TestServer, name: &str, grants: &[(&str, &str)]) -> reqwest::Client {
-    let (status, body) = post_json(
-        &s.http,
-        &s.url("/api/v1/users"),
-        json!({"name": name, "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    for (role, scope) in grants {
-        let (status, body) = post_json(
-            &s.http,
-            &s.url("/api/v1/roles/grant"),
-            json!({"principal": name, "role": role, "scope": scope}),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-    }
-    client_as(name, PASSWORD)
+    common::add_user(s, name, PASSWORD, grants).await
 }
 
 #[tokio::test]

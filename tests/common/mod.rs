@@ -943,3 +943,50 @@ impl TestServer {
         (Self::attach(child, dir, Some(temp)), log)
     }
 }
+
+/// A policy bundle (in `dir`) with the default bundle's common rules only, so promotions wait for
+/// approvals alone (tests of approvals, keys and separation of duties).
+pub fn permissive_bundle(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for name in ["lib.rego", "rollback.rego", "data.json"] {
+        std::fs::copy(Path::new("policies").join(name), dir.join(name)).unwrap();
+    }
+    for stage in ["staging", "prod"] {
+        std::fs::write(
+            dir.join(format!("{stage}.rego")),
+            format!(
+                "package airlock.gates.{stage}\n\nimport data.airlock.lib.common_deny\n\n\
+                 deny contains v if some v in common_deny\n"
+            ),
+        )
+        .unwrap();
+    }
+    dir.to_path_buf()
+}
+
+/// Admin creates user `name` with `password` and the role `grants` (role, scope); returns a
+/// client sending the user's Basic credentials.
+pub async fn add_user(
+    s: &TestServer,
+    name: &str,
+    password: &str,
+    grants: &[(&str, &str)],
+) -> reqwest::Client {
+    let (status, body) = post_json(
+        &s.http,
+        &s.url("/api/v1/users"),
+        serde_json::json!({"name": name, "password": password}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for (role, scope) in grants {
+        let (status, body) = post_json(
+            &s.http,
+            &s.url("/api/v1/roles/grant"),
+            serde_json::json!({"principal": name, "role": role, "scope": scope}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    client_as(name, password)
+}
