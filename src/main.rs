@@ -3,22 +3,16 @@
 //! library crates together.
 #![forbid(unsafe_code)]
 
-mod access;
-mod account;
-mod anomalies;
-mod audit;
 mod client;
-mod evidence;
+mod commands;
 mod oci_client;
-mod promotion;
-mod service_account_keys;
-mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use airlock_server::{Config, LogFormat};
 use clap::{Parser, Subcommand};
+use commands::{access, anomalies, audit, evidence, promotion, webhooks};
 use tracing_subscriber::EnvFilter;
 
 /// airlock: a secure artifact promotion pipeline.
@@ -61,7 +55,7 @@ enum Command {
     /// Log in to a server: stores a refresh credential (mode 0600) for the other commands.
     Login(access::LoginArgs),
     /// Show who you are logged in as, and your roles.
-    Whoami(access::Common),
+    Whoami(commands::common::Common),
     /// Manage users.
     #[command(subcommand)]
     Users(access::UsersCommand),

@@ -1,29 +1,12 @@
 //! `airlock login`, `users`, `service-accounts`, `roles`, `access`, `whoami`: identity and access
 //! administration against a server's `/api/v1`.
 
-use std::io::Read;
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::client::{ApiClient, CredentialStore, StoredLogin, normalize_server, parse_duration};
-
-/// Server and output options every command takes.
-#[derive(Debug, Args)]
-pub struct Common {
-    /// airlock server URL.
-    #[arg(
-        long,
-        env = "AIRLOCK_SERVER",
-        default_value = "http://127.0.0.1:5000",
-        global = true
-    )]
-    pub(crate) server: String,
-    /// `text` or `json` (one JSON document on stdout).
-    #[arg(long, default_value = "text", global = true)]
-    pub(crate) output: crate::audit::OutputFormat,
-}
+use crate::client::{CredentialStore, StoredLogin, normalize_server, parse_duration};
+use crate::commands::common::{Common, print, read_stdin_secret};
 
 /// `airlock login`.
 #[derive(Debug, Args)]
@@ -120,7 +103,7 @@ pub enum ServiceAccountsCommand {
     },
     /// A service account's named API keys (several per account, each with its own expiry).
     #[command(subcommand)]
-    Keys(crate::service_account_keys::KeysCommand),
+    Keys(crate::commands::service_account_keys::KeysCommand),
 }
 
 /// `airlock roles`.
@@ -207,27 +190,6 @@ pub enum AccessCommand {
     },
 }
 
-pub(crate) fn read_stdin_secret() -> Result<String> {
-    let mut text = String::new();
-    std::io::stdin()
-        .read_to_string(&mut text)
-        .context("cannot read standard input")?;
-    let secret = text.trim_end_matches(['\n', '\r']).to_string();
-    if secret.is_empty() {
-        bail!(
-            "standard input was empty: pipe the password in, e.g. echo \"$PW\" | airlock login ..."
-        );
-    }
-    Ok(secret)
-}
-
-pub(crate) fn print(common: &Common, value: &Value, text: impl FnOnce(&Value) -> String) {
-    match common.output {
-        crate::audit::OutputFormat::Json => println!("{value}"),
-        crate::audit::OutputFormat::Text => println!("{}", text(value)),
-    }
-}
-
 /// `airlock login`: stores a refresh credential for the server.
 pub async fn login(args: LoginArgs) -> Result<u8> {
     if !args.password_stdin {
@@ -258,7 +220,7 @@ pub async fn login(args: LoginArgs) -> Result<u8> {
 
 /// `airlock whoami`.
 pub async fn whoami(common: Common) -> Result<u8> {
-    let client = ApiClient::connect(&common.server).await?;
+    let client = common.connect().await?;
     let me = client.get("/api/v1/whoami").await?;
     print(&common, &me, |v| {
         format!(
@@ -311,7 +273,7 @@ pub async fn users(command: UsersCommand) -> Result<u8> {
             } else {
                 None
             };
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let created = client
                 .post(
                     "/api/v1/users",
@@ -324,7 +286,7 @@ pub async fn users(command: UsersCommand) -> Result<u8> {
             });
         }
         UsersCommand::List { common } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let list = client.get("/api/v1/users").await?;
             print(&common, &list, |v| {
                 v["principals"]
@@ -352,7 +314,7 @@ pub async fn users(command: UsersCommand) -> Result<u8> {
             });
         }
         UsersCommand::Disable { name, common } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let done = client
                 .post(&format!("/api/v1/users/{name}/disable"), &json!({}))
                 .await?;
@@ -360,17 +322,19 @@ pub async fn users(command: UsersCommand) -> Result<u8> {
                 format!("disabled {name}; its tokens no longer work")
             });
         }
-        UsersCommand::Enable { name, common } => return crate::account::enable(name, common).await,
+        UsersCommand::Enable { name, common } => {
+            return crate::commands::account::enable(name, common).await;
+        }
         UsersCommand::Passwd {
             username,
             password_stdin,
             common,
-        } => return crate::account::passwd(username, password_stdin, common).await,
+        } => return crate::commands::account::passwd(username, password_stdin, common).await,
         UsersCommand::ResetPassword {
             name,
             password_stdin,
             common,
-        } => return crate::account::reset_password(name, password_stdin, common).await,
+        } => return crate::commands::account::reset_password(name, password_stdin, common).await,
     }
     Ok(0)
 }
@@ -384,7 +348,7 @@ pub async fn service_accounts(command: ServiceAccountsCommand) -> Result<u8> {
             common,
         } => {
             let expires_in_secs = parse_duration(&expires)?;
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let created = client
                 .post(
                     "/api/v1/service-accounts",
@@ -400,14 +364,14 @@ pub async fn service_accounts(command: ServiceAccountsCommand) -> Result<u8> {
             });
         }
         ServiceAccountsCommand::RevokeKey { key_id, common } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let done = client
                 .post(&format!("/api/v1/credentials/{key_id}/revoke"), &json!({}))
                 .await?;
             print(&common, &done, |_| format!("revoked key {key_id}"));
         }
         ServiceAccountsCommand::Keys(command) => {
-            return crate::service_account_keys::keys(command).await;
+            return crate::commands::service_account_keys::keys(command).await;
         }
     }
     Ok(0)
@@ -422,7 +386,7 @@ pub async fn roles(command: RolesCommand) -> Result<u8> {
             scope,
             common,
         } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let done = client
                 .post(
                     "/api/v1/roles/grant",
@@ -439,7 +403,7 @@ pub async fn roles(command: RolesCommand) -> Result<u8> {
             scope,
             common,
         } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let done = client
                 .post(
                     "/api/v1/roles/revoke",
@@ -451,7 +415,7 @@ pub async fn roles(command: RolesCommand) -> Result<u8> {
             });
         }
         RolesCommand::List { principal, common } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let path = match &principal {
                 Some(p) => format!("/api/v1/roles?principal={p}"),
                 None => "/api/v1/roles".into(),
@@ -494,7 +458,7 @@ pub async fn access(command: AccessCommand) -> Result<u8> {
             common,
         } => {
             let duration_secs = parse_duration(&duration)?;
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let created = client.post("/api/v1/access-requests", &json!({"role": role, "scope": scope, "duration_secs": duration_secs, "reason": reason})).await?;
             print(&common, &created, |v| {
                 format!(
@@ -504,7 +468,7 @@ pub async fn access(command: AccessCommand) -> Result<u8> {
             });
         }
         AccessCommand::Grant { id, common } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let done = client
                 .post(&format!("/api/v1/access-requests/{id}/grant"), &json!({}))
                 .await?;
@@ -519,21 +483,21 @@ pub async fn access(command: AccessCommand) -> Result<u8> {
             });
         }
         AccessCommand::Deny { id, common } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let done = client
                 .post(&format!("/api/v1/access-requests/{id}/deny"), &json!({}))
                 .await?;
             print(&common, &done, |_| format!("denied request {id}"));
         }
         AccessCommand::Revoke { id, common } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let done = client
                 .post(&format!("/api/v1/access-requests/{id}/revoke"), &json!({}))
                 .await?;
             print(&common, &done, |_| format!("revoked request {id}"));
         }
         AccessCommand::List { common } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let list = client.get("/api/v1/access-requests").await?;
             print(&common, &list, |v| {
                 v["requests"]

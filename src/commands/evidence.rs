@@ -16,8 +16,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::access::{Common, print};
 use crate::client::ApiClient;
+use crate::commands::common::{Common, print};
 use crate::oci_client::{ArtifactRef, OciClient, sha256_digest};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -262,7 +262,7 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
                 (None, Some(path)) => load_private_key(path)?.public_key().to_pem(),
                 (None, None) => bail!("give the key with --public-key FILE (or --key cosign.key)"),
             };
-            let client = ApiClient::connect(&args.common.server).await?;
+            let client = args.common.connect().await?;
             let key = client
                 .post(
                     "/api/v1/keys",
@@ -287,7 +287,7 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
             });
         }
         KeysCommand::List { common } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let list = client.get("/api/v1/keys").await?;
             print(&common, &list, |v| {
                 let keys = v["keys"].as_array().cloned().unwrap_or_default();
@@ -317,7 +317,7 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
             });
         }
         KeysCommand::ExportAttestationKey { common } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             print!("{}", client.get_text("/api/v1/attestation-key").await?);
         }
         KeysCommand::Update(args) => {
@@ -340,7 +340,7 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
             if let Some(not_after) = &args.not_after {
                 body["not_after"] = json!(not_after);
             }
-            let client = ApiClient::connect(&args.common.server).await?;
+            let client = args.common.connect().await?;
             let key = client
                 .patch(&format!("/api/v1/keys/{}", args.name), &body)
                 .await?;
@@ -359,7 +359,7 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
             if let Some(overlap) = &args.overlap {
                 body["overlap_secs"] = json!(crate::client::parse_duration(overlap)?);
             }
-            let client = ApiClient::connect(&args.common.server).await?;
+            let client = args.common.connect().await?;
             let rotated = client
                 .post(&format!("/api/v1/server-keys/{}/rotate", args.key), &body)
                 .await?;
@@ -385,7 +385,7 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
             reason,
             common,
         } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let key = client
                 .post(
                     &format!("/api/v1/keys/{name}/retire"),
@@ -402,7 +402,7 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
             compromised,
             common,
         } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let key = client
                 .post(
                     &format!("/api/v1/keys/{name}/revoke"),

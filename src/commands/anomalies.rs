@@ -5,8 +5,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::access::{Common, print};
-use crate::client::ApiClient;
+use crate::commands::common::{Common, print};
 
 /// `airlock anomalies ...`.
 #[derive(Debug, Subcommand)]
@@ -96,7 +95,7 @@ pub async fn anomalies(command: AnomaliesCommand) -> Result<u8> {
             limit,
             common,
         } => {
-            let api = ApiClient::connect(&common.server).await?;
+            let api = common.connect().await?;
             let body = api
                 .get(&format!("/api/v1/anomalies?status={status}&limit={limit}"))
                 .await?;
@@ -121,13 +120,13 @@ pub async fn anomalies(command: AnomaliesCommand) -> Result<u8> {
             Ok(0)
         }
         AnomaliesCommand::Show { id, common } => {
-            let api = ApiClient::connect(&common.server).await?;
+            let api = common.connect().await?;
             let body = api.get(&format!("/api/v1/anomalies/{id}")).await?;
             print(&common, &body, details);
             Ok(0)
         }
         AnomaliesCommand::Resolve { id, reason, common } => {
-            let api = ApiClient::connect(&common.server).await?;
+            let api = common.connect().await?;
             let body = api
                 .post(
                     &format!("/api/v1/anomalies/{id}/resolve"),

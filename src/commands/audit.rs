@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::commands::common::OutputFormat;
 use airlock_audit::{
     ConsistencyProof, FULL_TILE_WIDTH, Hash, InclusionProof, LogReport, TilePath,
     VerifiedCheckpoint, VerifyError, verify_checkpoint,
@@ -121,15 +122,6 @@ pub struct ProveArgs {
 pub struct CheckpointArgs {
     #[command(flatten)]
     server: ServerArgs,
-}
-
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
-    /// For people.
-    Text,
-    /// One JSON document on stdout.
-    Json,
 }
 
 /// Runs an audit command; returns the process exit status.

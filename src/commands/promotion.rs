@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::access::{Common, print};
 use crate::client::{ApiClient, DENIED};
+use crate::commands::common::{Common, print};
 use crate::oci_client::ArtifactRef;
 
 /// `airlock promote`.
@@ -169,7 +169,7 @@ pub enum PolicyCommand {
         query: Option<String>,
         /// `text` or `json`.
         #[arg(long, default_value = "text")]
-        output: crate::audit::OutputFormat,
+        output: crate::commands::common::OutputFormat,
     },
     /// Show the bundle the server uses.
     Show {
@@ -315,7 +315,7 @@ pub async fn promote(args: PromoteArgs) -> Result<u8> {
 
 /// `airlock approve`.
 pub async fn approve(args: ApproveArgs) -> Result<u8> {
-    let api = ApiClient::connect(&args.common.server).await?;
+    let api = args.common.connect().await?;
     let (status, body) = api
         .post_raw(
             &format!("/api/v1/promotions/{}/approve", args.id),
@@ -353,7 +353,7 @@ pub async fn promotions(command: PromotionsCommand) -> Result<u8> {
             repository,
             common,
         } => {
-            let api = ApiClient::connect(&common.server).await?;
+            let api = common.connect().await?;
             let mut query = Vec::new();
             if let Some(state) = state {
                 query.push(format!("state={state}"));
@@ -377,7 +377,7 @@ pub async fn promotions(command: PromotionsCommand) -> Result<u8> {
             });
         }
         PromotionsCommand::Show { id, common } => {
-            let api = ApiClient::connect(&common.server).await?;
+            let api = common.connect().await?;
             let p = api.get(&format!("/api/v1/promotions/{id}")).await?;
             print(&common, &p, |p| {
                 let mut lines = vec![promotion_line(p)];
@@ -405,7 +405,7 @@ pub async fn promotions(command: PromotionsCommand) -> Result<u8> {
             });
         }
         PromotionsCommand::Cancel { id, common } => {
-            let api = ApiClient::connect(&common.server).await?;
+            let api = common.connect().await?;
             let p = api
                 .post(&format!("/api/v1/promotions/{id}/cancel"), &json!({}))
                 .await?;
@@ -419,7 +419,7 @@ pub async fn promotions(command: PromotionsCommand) -> Result<u8> {
 
 /// `airlock status`.
 pub async fn status(args: StatusArgs) -> Result<u8> {
-    let api = ApiClient::connect(&args.common.server).await?;
+    let api = args.common.connect().await?;
     let status = api
         .get(&format!("/api/v1/status/{}", args.path.trim_matches('/')))
         .await?;
@@ -468,7 +468,7 @@ pub async fn status(args: StatusArgs) -> Result<u8> {
 
 /// `airlock rollback`.
 pub async fn rollback(args: RollbackArgs) -> Result<u8> {
-    let api = ApiClient::connect(&args.common.server).await?;
+    let api = args.common.connect().await?;
     let (status, body) = api
         .post_raw(
             "/api/v1/rollbacks",
@@ -504,7 +504,7 @@ pub async fn rollback(args: RollbackArgs) -> Result<u8> {
 
 /// `airlock freeze`.
 pub async fn freeze(args: FreezeArgs) -> Result<u8> {
-    let api = ApiClient::connect(&args.common.server).await?;
+    let api = args.common.connect().await?;
     let body = api
         .post(
             &format!("/api/v1/stages/{}/freeze", args.stage),
@@ -522,7 +522,7 @@ pub async fn freeze(args: FreezeArgs) -> Result<u8> {
 
 /// `airlock unfreeze`.
 pub async fn unfreeze(args: UnfreezeArgs) -> Result<u8> {
-    let api = ApiClient::connect(&args.common.server).await?;
+    let api = args.common.connect().await?;
     let body = api
         .post(
             &format!("/api/v1/stages/{}/unfreeze", args.stage),
@@ -537,7 +537,7 @@ pub async fn unfreeze(args: UnfreezeArgs) -> Result<u8> {
 pub async fn decisions(command: DecisionsCommand) -> Result<u8> {
     match command {
         DecisionsCommand::Show { id, common } => {
-            let api = ApiClient::connect(&common.server).await?;
+            let api = common.connect().await?;
             let d = api.get(&format!("/api/v1/decisions/{id}")).await?;
             print(&common, &d, |d| {
                 format!(
@@ -557,7 +557,7 @@ pub async fn decisions(command: DecisionsCommand) -> Result<u8> {
             Ok(0)
         }
         DecisionsCommand::Replay { id, common } => {
-            let api = ApiClient::connect(&common.server).await?;
+            let api = common.connect().await?;
             let r = api
                 .post(&format!("/api/v1/decisions/{id}/replay"), &json!({}))
                 .await?;
@@ -630,8 +630,8 @@ pub async fn policy(command: PolicyCommand) -> Result<u8> {
             let decision = bundle.evaluate(&query, &document, airlock_policy::DEFAULT_TIMEOUT);
             let value = serde_json::to_value(&decision)?;
             match output {
-                crate::audit::OutputFormat::Json => println!("{value}"),
-                crate::audit::OutputFormat::Text => {
+                crate::commands::common::OutputFormat::Json => println!("{value}"),
+                crate::commands::common::OutputFormat::Text => {
                     println!(
                         "{} ({query}, bundle {}){}",
                         if decision.allowed {
@@ -654,7 +654,7 @@ pub async fn policy(command: PolicyCommand) -> Result<u8> {
             Ok(if decision.allowed { 0 } else { DENIED })
         }
         PolicyCommand::Show { common } => {
-            let api = ApiClient::connect(&common.server).await?;
+            let api = common.connect().await?;
             let info = api.get("/api/v1/policy").await?;
             print(&common, &info, |i| {
                 format!(
@@ -673,7 +673,7 @@ pub async fn policy(command: PolicyCommand) -> Result<u8> {
             Ok(0)
         }
         PolicyCommand::Reload { common } => {
-            let api = ApiClient::connect(&common.server).await?;
+            let api = common.connect().await?;
             let info = api.post("/api/v1/policy/reload", &json!({})).await?;
             print(&common, &info, |i| {
                 format!("reloaded: bundle {}", i["digest"].as_str().unwrap_or(""))

@@ -5,8 +5,7 @@ use anyhow::{Result, anyhow};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::access::{Common, print};
-use crate::client::ApiClient;
+use crate::commands::common::{Common, print};
 
 /// `airlock service-accounts keys`.
 #[derive(Debug, Subcommand)]
@@ -101,7 +100,7 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
             if let Some(at) = at {
                 body["expires_at"] = json!(expires_at(&at)?);
             }
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let added = client
                 .post(&format!("/api/v1/service-accounts/{account}/keys"), &body)
                 .await?;
@@ -116,7 +115,7 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
             });
         }
         KeysCommand::List { account, common } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let list = client
                 .get(&format!("/api/v1/service-accounts/{account}/keys"))
                 .await?;
@@ -134,7 +133,7 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
             key,
             common,
         } => {
-            let client = ApiClient::connect(&common.server).await?;
+            let client = common.connect().await?;
             let done = client
                 .post(
                     &format!("/api/v1/service-accounts/{account}/keys/{key}/revoke"),

@@ -11,10 +11,10 @@ use std::io::Read;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::access::{Common, print};
 use crate::client::{
-    ApiClient, ApiFailure, CredentialLock, CredentialStore, DENIED, StoredLogin, normalize_server,
+    ApiFailure, CredentialLock, CredentialStore, DENIED, StoredLogin, normalize_server,
 };
+use crate::commands::common::{Common, print};
 
 /// Reads the current and the new password, one per line, from standard input.
 fn read_two_passwords() -> Result<(String, String)> {
@@ -121,11 +121,11 @@ pub async fn passwd(username: Option<String>, password_stdin: bool, common: Comm
 /// `airlock users reset-password`.
 pub async fn reset_password(name: String, password_stdin: bool, common: Common) -> Result<u8> {
     let password = if password_stdin {
-        Some(crate::access::read_stdin_secret()?)
+        Some(crate::commands::common::read_stdin_secret()?)
     } else {
         None
     };
-    let client = ApiClient::connect(&common.server).await?;
+    let client = common.connect().await?;
     let done = client
         .post(
             &format!("/api/v1/users/{name}/reset-password"),
@@ -148,7 +148,7 @@ pub async fn reset_password(name: String, password_stdin: bool, common: Common) 
 
 /// `airlock users enable`.
 pub async fn enable(name: String, common: Common) -> Result<u8> {
-    let client = ApiClient::connect(&common.server).await?;
+    let client = common.connect().await?;
     let done = client
         .post(&format!("/api/v1/users/{name}/enable"), &json!({}))
         .await?;

@@ -7,8 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::access::{Common, print};
-use crate::client::ApiClient;
+use crate::commands::common::{Common, print};
 
 /// `airlock webhooks ...`.
 #[derive(Debug, Subcommand)]
@@ -124,7 +123,7 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
                 })?),
                 None => None,
             };
-            let api = ApiClient::connect(&common.server).await?;
+            let api = common.connect().await?;
             let body = api
                 .post(
                     "/api/v1/webhooks",
@@ -142,7 +141,7 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
             Ok(0)
         }
         WebhooksCommand::List { common } => {
-            let api = ApiClient::connect(&common.server).await?;
+            let api = common.connect().await?;
             let body = api.get("/api/v1/webhooks").await?;
             print(&common, &body, |b| {
                 let rows: Vec<String> = b["webhooks"]
@@ -171,7 +170,7 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
             Ok(0)
         }
         WebhooksCommand::Remove { id, common } => {
-            let api = ApiClient::connect(&common.server).await?;
+            let api = common.connect().await?;
             let body = api.delete(&format!("/api/v1/webhooks/{id}")).await?;
             print(&common, &body, |_| format!("removed webhook {id}"));
             Ok(0)
@@ -182,7 +181,7 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
             limit,
             common,
         } => {
-            let api = ApiClient::connect(&common.server).await?;
+            let api = common.connect().await?;
             let body = api
                 .get(&format!(
                     "/api/v1/webhooks/{id}/deliveries?status={status}&limit={limit}"
@@ -209,7 +208,7 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
             Ok(0)
         }
         WebhooksCommand::Test { id, common } => {
-            let api = ApiClient::connect(&common.server).await?;
+            let api = common.connect().await?;
             let body = api
                 .post(&format!("/api/v1/webhooks/{id}/test"), &json!({}))
                 .await?;
