@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use airlock_server::outbound_tls::{self, PrivateCa, TlsFailure, Trust};
 
 use anyhow::{Context, Result, anyhow, bail};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -481,12 +482,12 @@ impl ApiClient {
         .into()
     }
 
-    /// GET a JSON document.
     /// The access token, for requests this client does not make itself (the registry API).
     pub fn token(&self) -> &str {
         &self.token
     }
 
+    /// GET a JSON document.
     pub async fn get(&self, path: &str) -> Result<Value> {
         self.send(self.http.get(format!("{}{path}", self.server)))
             .await
@@ -509,6 +510,53 @@ impl ApiClient {
         self.send(self.http.patch(format!("{}{path}", self.server)).json(body))
             .await
     }
+
+    /// GET `path` as the API type `T` (an `airlock_api` response).
+    pub async fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        typed(path, self.get(path).await?)
+    }
+
+    /// POST the API request `body` to `path`, reading the answer as `T`.
+    #[allow(dead_code)] // until every command reads the typed API
+    pub async fn post_as<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let answer = self
+            .send(self.http.post(format!("{}{path}", self.server)).json(body))
+            .await?;
+        typed(path, answer)
+    }
+
+    /// PATCH the API request `body` to `path`, reading the answer as `T`.
+    #[allow(dead_code)] // until every command reads the typed API
+    pub async fn patch_as<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let answer = self
+            .send(self.http.patch(format!("{}{path}", self.server)).json(body))
+            .await?;
+        typed(path, answer)
+    }
+
+    /// DELETE `path`, reading the answer as `T`.
+    #[allow(dead_code)] // until every command reads the typed API
+    pub async fn delete_as<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        typed(path, self.delete(path).await?)
+    }
+}
+
+/// Reads an API answer as its type; a mismatch means client and server disagree on the API.
+fn typed<T: DeserializeOwned>(path: &str, answer: Value) -> Result<T> {
+    serde_json::from_value(answer).with_context(|| {
+        format!(
+            "the server's answer to {path} is not what this client expects: \
+             use an airlock CLI of the server's version (`airlock version` shows both)"
+        )
+    })
 }
 
 /// Parses a duration such as `45s`, `90m`, `8h`, `30d` into seconds.

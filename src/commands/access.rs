@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::client::{CredentialStore, StoredLogin, normalize_server, parse_duration};
-use crate::commands::common::{Common, print, read_stdin_secret};
+use crate::commands::common::{Common, print, print_as, read_stdin_secret};
 
 /// `airlock login`.
 #[derive(Debug, Args)]
@@ -221,17 +221,32 @@ pub async fn login(args: LoginArgs) -> Result<u8> {
 /// `airlock whoami`.
 pub async fn whoami(common: Common) -> Result<u8> {
     let client = common.connect().await?;
-    let me = client.get("/api/v1/whoami").await?;
-    print(&common, &me, |v| {
+    let me: airlock_api::identity::WhoAmI = client.get_as("/api/v1/whoami").await?;
+    print_as(&common, &me, |me| {
         format!(
             "{} ({}, via {}) roles: {}",
-            v["name"].as_str().unwrap_or(""),
-            v["kind"].as_str().unwrap_or(""),
-            v["auth_method"].as_str().unwrap_or(""),
-            roles_text(&v["roles"])
+            me.name,
+            me.kind,
+            me.auth_method,
+            role_grants_text(&me.roles)
         )
     });
     Ok(0)
+}
+
+fn role_grants_text(roles: &[airlock_api::identity::RoleGrant]) -> String {
+    let list: Vec<String> = roles
+        .iter()
+        .map(|r| match &r.expires {
+            Some(until) => format!("{}@{} (until {until})", r.role, r.scope),
+            None => format!("{}@{}", r.role, r.scope),
+        })
+        .collect();
+    if list.is_empty() {
+        "-".into()
+    } else {
+        list.join(", ")
+    }
 }
 
 fn roles_text(roles: &Value) -> String {

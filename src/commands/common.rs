@@ -50,6 +50,21 @@ pub(crate) fn print(common: &Common, value: &Value, text: impl FnOnce(&Value) ->
     }
 }
 
+/// Prints the API answer `value` as one JSON document, or as `text` renders it for people.
+pub(crate) fn print_as<T: serde::Serialize>(
+    common: &Common,
+    value: &T,
+    text: impl FnOnce(&T) -> String,
+) {
+    match common.output {
+        OutputFormat::Json => match serde_json::to_string(value) {
+            Ok(json) => println!("{json}"),
+            Err(err) => eprintln!("airlock: cannot render the answer as JSON: {err}"),
+        },
+        OutputFormat::Text => println!("{}", text(value)),
+    }
+}
+
 /// Reads a secret (a password) from standard input, without its trailing newline.
 pub(crate) fn read_stdin_secret() -> Result<String> {
     let mut text = String::new();

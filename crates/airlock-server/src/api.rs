@@ -3,7 +3,6 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 /// A JSON API error.
 #[derive(Debug)]
@@ -66,7 +65,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message, "remediation": self.remediation}});
+        let body = airlock_api::ErrorBody {
+            error: airlock_api::ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                remediation: self.remediation,
+            },
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }

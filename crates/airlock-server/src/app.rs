@@ -194,6 +194,7 @@ pub fn router(
         ))
         .merge(crate::audit::routes::router(audit, identity.clone()))
         .merge(crate::identity::routes::router(identity))
+        .merge(crate::openapi::router())
         .merge(health)
         .merge(metrics_route)
         .fallback(|| async {

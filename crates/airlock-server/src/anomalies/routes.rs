@@ -174,3 +174,17 @@ async fn resolve(
         .await?;
     Ok(Json(anomaly_json(&row)).into_response())
 }
+
+/// This area's part of the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi()]
+    struct Api;
+    <Api as utoipa::OpenApi>::openapi()
+}
+
+impl axum::extract::FromRef<AnomalyState> for Arc<crate::identity::Identity> {
+    fn from_ref(state: &AnomalyState) -> Self {
+        state.identity.clone()
+    }
+}

@@ -253,3 +253,17 @@ async fn consistency(
     let to = number::<u64>(&params, "to")?;
     Ok(axum::Json(log.consistency_proof(from, to).await?).into_response())
 }
+
+/// This area's part of the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi()]
+    struct Api;
+    <Api as utoipa::OpenApi>::openapi()
+}
+
+impl axum::extract::FromRef<AuditState> for Arc<crate::identity::Identity> {
+    fn from_ref(state: &AuditState) -> Self {
+        state.identity.clone()
+    }
+}

@@ -476,3 +476,17 @@ async fn artifact(
         )),
     }
 }
+
+/// This area's part of the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi()]
+    struct Api;
+    <Api as utoipa::OpenApi>::openapi()
+}
+
+impl axum::extract::FromRef<EvidenceState> for Arc<crate::identity::Identity> {
+    fn from_ref(state: &EvidenceState) -> Self {
+        state.identity.clone()
+    }
+}

@@ -317,13 +317,36 @@ fn grants_json(grants: &[airlock_core::access::Grant]) -> Vec<Value> {
         .collect()
 }
 
-async fn whoami(
-    State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (who, _) = caller(&identity, &headers, peer).await?;
-    Ok(Json(json!({"name": who.principal.name, "kind": who.principal.kind, "auth_method": who.method, "roles": grants_json(&who.grants)})).into_response())
+/// Who the caller is, how it authenticated, and its roles now.
+#[utoipa::path(
+    get,
+    path = "/api/v1/whoami",
+    tag = "identity",
+    responses(
+        (status = 200, description = "The caller and its roles", body = airlock_api::identity::WhoAmI),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+    )
+)]
+async fn whoami(caller: crate::caller::SignedIn) -> Json<airlock_api::identity::WhoAmI> {
+    let who = caller.who;
+    Json(airlock_api::identity::WhoAmI {
+        name: who.principal.name,
+        kind: who.principal.kind,
+        auth_method: who.method,
+        roles: role_grants(&who.grants),
+    })
+}
+
+/// Grants as the API shows them.
+fn role_grants(grants: &[airlock_core::access::Grant]) -> Vec<airlock_api::identity::RoleGrant> {
+    grants
+        .iter()
+        .map(|g| airlock_api::identity::RoleGrant {
+            role: g.role.to_string(),
+            scope: g.scope.to_string(),
+            expires: g.expires_at_millis.map(airlock_core::audit::rfc3339_millis),
+        })
+        .collect()
 }
 
 async fn list_principals(
@@ -559,4 +582,12 @@ async fn revoke_request(
     let (who, actor) = caller(&identity, &headers, peer).await?;
     let request = identity.revoke_access(&who, &actor, id).await?;
     Ok(Json(request_json(&request)).into_response())
+}
+
+/// This area's part of the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(whoami))]
+    struct Api;
+    <Api as utoipa::OpenApi>::openapi()
 }

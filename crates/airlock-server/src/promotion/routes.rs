@@ -585,3 +585,17 @@ async fn attestation_key(State(state): State<PromotionState>, headers: HeaderMap
     )
         .into_response()
 }
+
+/// This area's part of the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi()]
+    struct Api;
+    <Api as utoipa::OpenApi>::openapi()
+}
+
+impl axum::extract::FromRef<PromotionState> for Arc<crate::identity::Identity> {
+    fn from_ref(state: &PromotionState) -> Self {
+        state.identity.clone()
+    }
+}

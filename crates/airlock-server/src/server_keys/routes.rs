@@ -150,3 +150,17 @@ async fn rotate(
     }
     Ok(Json(answer).into_response())
 }
+
+/// This area's part of the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi()]
+    struct Api;
+    <Api as utoipa::OpenApi>::openapi()
+}
+
+impl axum::extract::FromRef<ServerKeyState> for Arc<crate::identity::Identity> {
+    fn from_ref(state: &ServerKeyState) -> Self {
+        state.identity.clone()
+    }
+}

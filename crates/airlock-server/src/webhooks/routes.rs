@@ -223,3 +223,17 @@ async fn test(
     )
         .into_response())
 }
+
+/// This area's part of the OpenAPI document (`crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi()]
+    struct Api;
+    <Api as utoipa::OpenApi>::openapi()
+}
+
+impl axum::extract::FromRef<WebhookState> for Arc<crate::identity::Identity> {
+    fn from_ref(state: &WebhookState) -> Self {
+        state.identity.clone()
+    }
+}

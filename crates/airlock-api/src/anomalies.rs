@@ -1,0 +1,1 @@
+//! Anomalies (`/api/v1/anomalies`): what the detector caught and its resolution.

@@ -1,0 +1,1 @@
+//! What is where: stages, repositories, tags, channels and their history, and an artifact's status across stages.

@@ -1,0 +1,1 @@
+//! About the server itself: its version (`/api/v1/version`).

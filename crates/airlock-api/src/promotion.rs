@@ -1,0 +1,1 @@
+//! Promotions, approvals, rollbacks, freezes, decision records and the policy bundle.

@@ -1,0 +1,1 @@
+//! airlock's own rotatable keys (`/api/v1/server-keys`).
