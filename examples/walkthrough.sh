@@ -206,74 +206,10 @@ expect 0 as_user pat keys list
 has "ci-builder" "active" "team/*"
 
 step "CI writes its evidence: SLSA provenance, a CycloneDX SBOM, a Trivy scan, test results"
-cat >"$WORK/provenance.json" <<'JSON'
-{
-  "buildDefinition": {
-    "buildType": "https://actions.github.io/buildtypes/workflow/v1",
-    "externalParameters": {
-      "workflow": {"ref": "refs/heads/main", "repository": "https://github.com/acme/app", "path": ".github/workflows/release.yml"}
-    },
-    "resolvedDependencies": [
-      {"uri": "git+https://github.com/acme/app@refs/heads/main", "digest": {"gitCommit": "4f2e8a1c9b7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f"}}
-    ]
-  },
-  "runDetails": {
-    "builder": {"id": "https://github.com/actions/runner/github-hosted"},
-    "metadata": {"invocationId": "https://github.com/acme/app/actions/runs/42/attempts/1"}
-  }
-}
-JSON
-cat >"$WORK/sbom.json" <<'JSON'
-{
-  "bomFormat": "CycloneDX",
-  "specVersion": "1.5",
-  "version": 1,
-  "metadata": {"component": {"type": "container", "name": "team/app"}},
-  "components": [
-    {"type": "library", "name": "serde", "version": "1.0.210", "purl": "pkg:cargo/serde@1.0.210",
-     "licenses": [{"expression": "MIT OR Apache-2.0"}]},
-    {"type": "library", "name": "zlib", "version": "1.3.1", "purl": "pkg:generic/zlib@1.3.1",
-     "licenses": [{"license": {"id": "Zlib"}}]}
-  ]
-}
-JSON
-NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-cat >"$WORK/vuln.json" <<JSON
-{
-  "invocation": {"parameters": null, "uri": "", "event_id": "", "builder.id": ""},
-  "scanner": {
-    "uri": "pkg:github/aquasecurity/trivy@v0.50.0",
-    "version": "0.50.0",
-    "db": {"uri": "", "version": ""},
-    "result": {
-      "SchemaVersion": 2,
-      "ArtifactName": "$ADDR/dev/team/app",
-      "ArtifactType": "container_image",
-      "Results": [
-        {"Target": "app (debian 12.5)", "Class": "os-pkgs", "Type": "debian",
-         "Vulnerabilities": [
-           {"VulnerabilityID": "CVE-2024-0001", "PkgName": "libexample", "InstalledVersion": "1.2.3",
-            "FixedVersion": "1.2.4", "Severity": "MEDIUM"},
-           {"VulnerabilityID": "CVE-2024-0002", "PkgName": "libother", "InstalledVersion": "0.9.1",
-            "Severity": "LOW"}
-         ]}
-      ]
-    }
-  },
-  "metadata": {"scanStartedOn": "$NOW", "scanFinishedOn": "$NOW"}
-}
-JSON
-cat >"$WORK/tests.json" <<'JSON'
-{
-  "result": "PASSED",
-  "configuration": [{"name": ".github/workflows/release.yml", "digest": {"sha256": "5e9a0c3f4d2b1a0e9f8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f"}}],
-  "url": "https://github.com/acme/app/actions/runs/42",
-  "passedTests": ["unit", "integration", "smoke"],
-  "warnedTests": [],
-  "failedTests": []
-}
-JSON
-echo "    wrote provenance.json, sbom.json, vuln.json, tests.json in $WORK"
+# The predicates are the files docs/walkthrough.md shows, in examples/predicates/.
+cp "$ROOT/examples/predicates/provenance.json" "$ROOT/examples/predicates/sbom.json" \
+  "$ROOT/examples/predicates/vuln.json" "$ROOT/examples/predicates/tests.json" "$WORK/"
+echo "    copied provenance.json, sbom.json, vuln.json, tests.json from examples/predicates/ to $WORK"
 
 # attach_evidence DIGEST: CI signs and attests dev/team/app@DIGEST; each item must be verified.
 attach_evidence() {
