@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use airlock_server::{Config, LogFormat};
 use clap::{Parser, Subcommand};
-use commands::{access, anomalies, audit, evidence, promotion, webhooks};
+use commands::{access, anomalies, audit, catalog, evidence, promotion, webhooks};
 use tracing_subscriber::EnvFilter;
 
 /// airlock: a secure artifact promotion pipeline.
@@ -86,7 +86,7 @@ enum Command {
     #[command(subcommand)]
     Promotions(promotion::PromotionsCommand),
     /// Which digest is in which stage for a repository path, and by which promotion.
-    Status(promotion::StatusArgs),
+    Status(catalog::StatusArgs),
     /// Move a channel tag back to an earlier promoted digest.
     Rollback(promotion::RollbackArgs),
     /// Freeze a gated stage: promotions into it are refused (break-glass excepted).
@@ -179,7 +179,7 @@ fn main() -> ExitCode {
         Command::Promote(args) => run_client(promotion::promote(args)),
         Command::Approve(args) => run_client(promotion::approve(args)),
         Command::Promotions(command) => run_client(promotion::promotions(command)),
-        Command::Status(args) => run_client(promotion::status(args)),
+        Command::Status(args) => run_client(catalog::status(args)),
         Command::Rollback(args) => run_client(promotion::rollback(args)),
         Command::Freeze(args) => run_client(promotion::freeze(args)),
         Command::Unfreeze(args) => run_client(promotion::unfreeze(args)),
