@@ -105,6 +105,15 @@ enum Command {
     /// Endpoints that receive airlock's events as signed CloudEvents.
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
+    /// The stages, their gates and freezes.
+    Stages(catalog::StagesArgs),
+    /// Repositories holding artifacts that you may pull (of one stage, or all).
+    Repos(catalog::ReposArgs),
+    /// The tags of a repository, with their digests and times.
+    Tags(catalog::TagsArgs),
+    /// Channel tags: their history.
+    #[command(subcommand)]
+    Channels(catalog::ChannelsCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -187,6 +196,10 @@ fn main() -> ExitCode {
         Command::Policy(command) => run_client(promotion::policy(command)),
         Command::Anomalies(command) => run_client(anomalies::anomalies(command)),
         Command::Webhooks(command) => run_client(webhooks::webhooks(command)),
+        Command::Stages(args) => run_client(catalog::stages(args)),
+        Command::Repos(args) => run_client(catalog::repos(args)),
+        Command::Tags(args) => run_client(catalog::tags(args)),
+        Command::Channels(command) => run_client(catalog::channels(command)),
     }
 }
 

@@ -361,7 +361,7 @@ pub async fn serve(
         Services {
             registry: registry.clone(),
             audit: audit.clone(),
-            identity,
+            identity: identity.clone(),
             evidence,
             promotions,
             anomalies,
@@ -373,6 +373,8 @@ pub async fn serve(
             catalog: Arc::new(crate::catalog::CatalogService::new(
                 registry.metadata().clone(),
                 config.stages()?,
+                config.gates.clone(),
+                identity.clone(),
             )),
         },
         crate::metrics::install(),
