@@ -86,6 +86,7 @@ pub struct PageQuery {
 #[into_params(parameter_in = Query)]
 pub struct RepositoriesQuery {
     /// Only this stage (`prod`); all stages when unset.
+    #[param(pattern = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$")]
     pub stage: Option<String>,
     /// Entries per page (default 100, at most 1000).
     #[param(minimum = 1, maximum = 1000)]
@@ -119,6 +120,10 @@ pub struct RepositoryEntry {
 #[into_params(parameter_in = Query)]
 pub struct TagsQuery {
     /// The stage-qualified repository (`prod/team/app`).
+    #[param(
+        pattern = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)+$",
+        max_length = 255
+    )]
     pub repository: String,
     /// Entries per page (default 100, at most 1000).
     #[param(minimum = 1, maximum = 1000)]
@@ -154,8 +159,13 @@ pub struct TagEntry {
 #[into_params(parameter_in = Query)]
 pub struct ChannelHistoryQuery {
     /// The stage-qualified repository in a gated stage (`prod/team/app`).
+    #[param(
+        pattern = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)+$",
+        max_length = 255
+    )]
     pub repository: String,
     /// A channel tag of that stage (`stable`).
+    #[param(pattern = r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")]
     pub channel: String,
     /// Entries per page (default 100, at most 1000).
     #[param(minimum = 1, maximum = 1000)]
@@ -186,7 +196,8 @@ pub struct ChannelMoveInfo {
     pub action: String,
     /// The promotion that moved it (`null` for a rollback).
     pub promotion: Option<String>,
-    /// Who moved it (the promotion's requester, or who rolled back).
+    /// Who moved it: who completed the promotion (its requester, or the approver whose
+    /// approval completed it), or who rolled back.
     pub by: String,
     /// When (RFC 3339).
     pub at: String,
@@ -197,6 +208,10 @@ pub struct ChannelMoveInfo {
 #[into_params(parameter_in = Query)]
 pub struct StatusQuery {
     /// `prod/team/app` (that stage only), `team/app` (every stage) or a pattern `team/*`.
+    #[param(
+        pattern = r"^(\*|[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*(/\*)?)$",
+        max_length = 255
+    )]
     pub repository: String,
     /// Repository paths per page for a pattern (default 20, at most 100).
     #[param(minimum = 1, maximum = 100)]

@@ -528,16 +528,26 @@ impl CatalogService {
         })
     }
 
-    /// Checks that `path` is a repository path (in some stage).
+    /// Checks that `path` is a repository path: at most 255 characters, each segment valid. A
+    /// path too long to fit behind some stage simply holds nothing there.
     fn valid_path(&self, path: &str) -> Result<()> {
-        let first = &self.stages.all()[0].name;
-        RepoName::from_str(&format!("{first}/{path}"))
-            .map(|_| ())
-            .map_err(|e| CatalogError::InvalidName {
-                what: "repository path",
-                value: path.to_string(),
-                source: Box::new(e),
-            })
+        let invalid = |source: airlock_core::Error| CatalogError::InvalidName {
+            what: "repository path",
+            value: path.chars().take(64).collect(),
+            source: Box::new(source),
+        };
+        if path.len() > airlock_core::name::MAX_REPO_NAME_LEN {
+            return Err(invalid(airlock_core::Error::InvalidName {
+                value: path.chars().take(64).collect(),
+                reason: "a repository name is at most 255 characters",
+            }));
+        }
+        for segment in path.split('/') {
+            if segment.len() < airlock_core::name::MAX_REPO_NAME_LEN - 2 {
+                RepoName::from_str(&format!("x/{segment}")).map_err(invalid)?;
+            }
+        }
+        Ok(())
     }
 
     /// `path` in each of `stages` the caller may read.

@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use airlock_api::ErrorBody;
 use airlock_api::catalog as api;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::routing::get;
 use axum::{Json, Router};
 
@@ -32,6 +33,53 @@ pub struct CatalogState {
     pub catalog: Arc<CatalogService>,
     /// Who is calling.
     pub identity: Arc<Identity>,
+}
+
+/// A query string parsed into `T`; a malformed one answers a JSON `400` like every other API
+/// error (axum's own rejection is plain text).
+struct ApiQuery<T>(T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|err| {
+                ApiError::bad_request(
+                    format!("invalid query string: {}", err.body_text()),
+                    "see the parameters of this endpoint in /api/v1/openapi.json: n is a whole number from 1, the names are strings",
+                )
+            })
+    }
+}
+
+/// A path parameter; a malformed one (invalid percent-encoding) answers a JSON `400`.
+struct ApiPath<T>(T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| Self(value))
+            .map_err(|err| {
+                ApiError::bad_request(
+                    format!("invalid path: {}", err.body_text()),
+                    "send the repository as UTF-8, e.g. /api/v1/status/team/app",
+                )
+            })
+    }
 }
 
 /// The catalog routes.
@@ -114,6 +162,7 @@ impl From<CatalogError> for ApiError {
     responses(
         (status = 200, description = "The stages", body = api::StageList),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
         (status = 503, description = "Storage is unavailable", body = ErrorBody),
     )
@@ -135,6 +184,7 @@ async fn stages(
         (status = 200, description = "A page of repositories", body = api::RepositoryPage),
         (status = 400, description = "Unknown stage or page size out of range", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
         (status = 503, description = "Storage is unavailable", body = ErrorBody),
     )
@@ -142,7 +192,7 @@ async fn stages(
 async fn repositories(
     State(state): State<CatalogState>,
     caller: Caller,
-    Query(query): Query<api::RepositoriesQuery>,
+    ApiQuery(query): ApiQuery<api::RepositoriesQuery>,
 ) -> Result<Json<api::RepositoryPage>, ApiError> {
     let page = Page::new(query.n, query.last, DEFAULT_PAGE, MAX_PAGE)?;
     Ok(Json(
@@ -163,6 +213,7 @@ async fn repositories(
         (status = 200, description = "A page of tags", body = api::TagPage),
         (status = 400, description = "Invalid repository name, unknown stage or page size out of range", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
         (status = 404, description = "The repository holds no artifacts the caller may read", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
         (status = 503, description = "Storage is unavailable", body = ErrorBody),
@@ -171,7 +222,7 @@ async fn repositories(
 async fn tags(
     State(state): State<CatalogState>,
     caller: Caller,
-    Query(query): Query<api::TagsQuery>,
+    ApiQuery(query): ApiQuery<api::TagsQuery>,
 ) -> Result<Json<api::TagPage>, ApiError> {
     let page = Page::new(query.n, query.last, DEFAULT_PAGE, MAX_PAGE)?;
     Ok(Json(
@@ -189,6 +240,7 @@ async fn tags(
         (status = 200, description = "A page of moves", body = api::ChannelHistory),
         (status = 400, description = "Invalid repository name, unknown stage, a push stage, a tag that is not a channel tag, or a bad page", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
         (status = 404, description = "The repository holds no artifacts the caller may read", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
         (status = 503, description = "Storage is unavailable", body = ErrorBody),
@@ -197,7 +249,7 @@ async fn tags(
 async fn channel_history(
     State(state): State<CatalogState>,
     caller: Caller,
-    Query(query): Query<api::ChannelHistoryQuery>,
+    ApiQuery(query): ApiQuery<api::ChannelHistoryQuery>,
 ) -> Result<Json<api::ChannelHistory>, ApiError> {
     let page = Page::new(query.n, query.last, DEFAULT_PAGE, MAX_PAGE)?;
     Ok(Json(
@@ -214,11 +266,12 @@ async fn channel_history(
     get,
     path = "/api/v1/status/{path}",
     tag = "catalog",
-    params(("path" = String, Path, description = "`prod/team/app` or `team/app`; the `/` may be sent as `%2F`")),
+    params(("path" = String, Path, description = "`prod/team/app` or `team/app`; the `/` may be sent as `%2F`", pattern = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$", max_length = 255)),
     responses(
         (status = 200, description = "The repository's status", body = api::RepositoryStatus),
         (status = 400, description = "Invalid name, a pattern (use `GET /api/v1/status?repository=`), or an unknown stage", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
         (status = 404, description = "No artifacts the caller may read under that name", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
         (status = 503, description = "Storage is unavailable", body = ErrorBody),
@@ -227,7 +280,7 @@ async fn channel_history(
 async fn status(
     State(state): State<CatalogState>,
     caller: Caller,
-    Path(path): Path<String>,
+    ApiPath(path): ApiPath<String>,
 ) -> Result<Json<api::RepositoryStatus>, ApiError> {
     if path.contains('*') {
         return Err(ApiError::bad_request(
@@ -252,6 +305,7 @@ async fn status(
         (status = 200, description = "A page of repository statuses", body = api::StatusPage),
         (status = 400, description = "Invalid name or pattern, unknown stage or page size out of range", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
         (status = 404, description = "No artifacts the caller may read under that name or pattern", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
         (status = 503, description = "Storage is unavailable", body = ErrorBody),
@@ -260,7 +314,7 @@ async fn status(
 async fn status_query(
     State(state): State<CatalogState>,
     caller: Caller,
-    Query(query): Query<api::StatusQuery>,
+    ApiQuery(query): ApiQuery<api::StatusQuery>,
 ) -> Result<Json<api::StatusPage>, ApiError> {
     let page = Page::new(query.n, query.last, DEFAULT_STATUS_PAGE, MAX_STATUS_PAGE)?;
     Ok(Json(
