@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use airlock_server::{Config, LogFormat};
 use clap::{Parser, Subcommand};
-use commands::{access, anomalies, audit, evidence, promotion, webhooks};
+use commands::{access, anomalies, audit, catalog, evidence, promotion, webhooks};
 use tracing_subscriber::EnvFilter;
 
 /// airlock: a secure artifact promotion pipeline.
@@ -86,7 +86,7 @@ enum Command {
     #[command(subcommand)]
     Promotions(promotion::PromotionsCommand),
     /// Which digest is in which stage for a repository path, and by which promotion.
-    Status(promotion::StatusArgs),
+    Status(catalog::StatusArgs),
     /// Move a channel tag back to an earlier promoted digest.
     Rollback(promotion::RollbackArgs),
     /// Freeze a gated stage: promotions into it are refused (break-glass excepted).
@@ -105,6 +105,15 @@ enum Command {
     /// Endpoints that receive airlock's events as signed CloudEvents.
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
+    /// The stages, their gates and freezes.
+    Stages(catalog::StagesArgs),
+    /// Repositories holding artifacts that you may pull (of one stage, or all).
+    Repos(catalog::ReposArgs),
+    /// The tags of a repository, with their digests and times.
+    Tags(catalog::TagsArgs),
+    /// Channel tags: their history.
+    #[command(subcommand)]
+    Channels(catalog::ChannelsCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -179,7 +188,7 @@ fn main() -> ExitCode {
         Command::Promote(args) => run_client(promotion::promote(args)),
         Command::Approve(args) => run_client(promotion::approve(args)),
         Command::Promotions(command) => run_client(promotion::promotions(command)),
-        Command::Status(args) => run_client(promotion::status(args)),
+        Command::Status(args) => run_client(catalog::status(args)),
         Command::Rollback(args) => run_client(promotion::rollback(args)),
         Command::Freeze(args) => run_client(promotion::freeze(args)),
         Command::Unfreeze(args) => run_client(promotion::unfreeze(args)),
@@ -187,6 +196,10 @@ fn main() -> ExitCode {
         Command::Policy(command) => run_client(promotion::policy(command)),
         Command::Anomalies(command) => run_client(anomalies::anomalies(command)),
         Command::Webhooks(command) => run_client(webhooks::webhooks(command)),
+        Command::Stages(args) => run_client(catalog::stages(args)),
+        Command::Repos(args) => run_client(catalog::repos(args)),
+        Command::Tags(args) => run_client(catalog::tags(args)),
+        Command::Channels(command) => run_client(catalog::channels(command)),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod access;
 pub mod account;
 pub mod anomalies;
 pub mod audit;
+pub mod catalog;
 pub mod common;
 pub mod evidence;
 pub mod promotion;

@@ -1,4 +1,4 @@
-//! `airlock promote`, `approve`, `promotions`, `status`, `rollback`, `freeze`/`unfreeze`,
+//! `airlock promote`, `approve`, `promotions`, `rollback`, `freeze`/`unfreeze`,
 //! `decisions` and `policy`: moving artifacts between stages through their gates.
 
 use std::path::PathBuf;
@@ -79,15 +79,6 @@ pub enum PromotionsCommand {
         #[command(flatten)]
         common: Common,
     },
-}
-
-/// `airlock status`.
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// The repository path without stage, e.g. team/app.
-    path: String,
-    #[command(flatten)]
-    common: Common,
 }
 
 /// `airlock rollback`.
@@ -414,55 +405,6 @@ pub async fn promotions(command: PromotionsCommand) -> Result<u8> {
             });
         }
     }
-    Ok(0)
-}
-
-/// `airlock status`.
-pub async fn status(args: StatusArgs) -> Result<u8> {
-    let api = args.common.connect().await?;
-    let status = api
-        .get(&format!("/api/v1/status/{}", args.path.trim_matches('/')))
-        .await?;
-    print(&args.common, &status, |s| {
-        let mut lines = Vec::new();
-        for stage in s["stages"].as_array().cloned().unwrap_or_default() {
-            let frozen = stage["frozen"]
-                .as_str()
-                .map(|r| format!(" (FROZEN: {r})"))
-                .unwrap_or_default();
-            lines.push(format!(
-                "{}{frozen}",
-                stage["repository"].as_str().unwrap_or("")
-            ));
-            let artifacts = stage["artifacts"].as_array().cloned().unwrap_or_default();
-            if artifacts.is_empty() {
-                lines.push("  -".into());
-            }
-            for a in artifacts {
-                let tags: Vec<String> = a["tags"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|t| t.as_str().map(String::from))
-                    .collect();
-                lines.push(format!(
-                    "  {}  tags: {}{}",
-                    a["digest"].as_str().unwrap_or(""),
-                    if tags.is_empty() {
-                        "-".into()
-                    } else {
-                        tags.join(",")
-                    },
-                    a["promotion"]
-                        .as_str()
-                        .map(|p| format!("  by {p} ({})", a["promoted_by"].as_str().unwrap_or("")))
-                        .unwrap_or_default()
-                ));
-            }
-        }
-        lines.join("\n")
-    });
     Ok(0)
 }
 

@@ -119,6 +119,8 @@ pub struct Services {
     pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// airlock's own keys (rotation).
     pub server_keys: Arc<crate::server_keys::ServerKeys>,
+    /// The catalog: stages, repositories, tags, channel history, status.
+    pub catalog: Arc<crate::catalog::CatalogService>,
 }
 
 /// The whole HTTP application.
@@ -135,6 +137,7 @@ pub fn router(
         anomalies,
         webhooks,
         server_keys,
+        catalog,
     } = services;
     let trusted_proxies = Arc::new(identity.trusted_proxies().clone());
     let access = Arc::new(AccessControl::with_identity(identity.clone()));
@@ -189,6 +192,12 @@ pub fn router(
         .merge(crate::server_keys::routes::router(
             crate::server_keys::routes::ServerKeyState {
                 keys: server_keys,
+                identity: identity.clone(),
+            },
+        ))
+        .merge(crate::catalog::routes::router(
+            crate::catalog::routes::CatalogState {
+                catalog,
                 identity: identity.clone(),
             },
         ))
@@ -352,7 +361,7 @@ pub async fn serve(
         Services {
             registry: registry.clone(),
             audit: audit.clone(),
-            identity,
+            identity: identity.clone(),
             evidence,
             promotions,
             anomalies,
@@ -361,6 +370,12 @@ pub async fn serve(
                 config.webhooks.allow_private_targets,
             ),
             server_keys,
+            catalog: Arc::new(crate::catalog::CatalogService::new(
+                registry.metadata().clone(),
+                config.stages()?,
+                config.gates.clone(),
+                identity.clone(),
+            )),
         },
         crate::metrics::install(),
     );

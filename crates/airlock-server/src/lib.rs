@@ -12,6 +12,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod caller;
+pub mod catalog;
 pub mod client_address;
 pub mod config;
 pub mod connections;

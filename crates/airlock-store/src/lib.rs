@@ -11,6 +11,7 @@ mod anomalies;
 mod api_keys;
 mod audit;
 mod blobs;
+mod catalog;
 mod error;
 mod evidence;
 mod health;
@@ -27,6 +28,7 @@ pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
 pub use api_keys::{ApiKeyRow, ExpiringKey, NewApiKey, SentNotice};
 pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};
 pub use blobs::{BlobRange, BlobStore, ByteStream, ChunkWriteError};
+pub use catalog::TagRow;
 pub use error::StoreError;
 pub use evidence::{
     ArtifactFlag, EvidenceOrigin, EvidenceRow, EvidenceUpdate, EvidenceVerdict, KeyChange, KeyRow,

@@ -256,7 +256,7 @@ impl From<sqlx::Error> for PromotionWriteError {
     }
 }
 
-fn promotion_from_row(row: sqlx::sqlite::SqliteRow) -> Result<PromotionRow, StoreError> {
+pub(crate) fn promotion_from_row(row: sqlx::sqlite::SqliteRow) -> Result<PromotionRow, StoreError> {
     let tags: String = row.get("tags");
     Ok(PromotionRow {
         id: row.get("id"),

@@ -1730,32 +1730,4 @@ impl PromotionService {
             .set_freeze(stage.as_str(), reason.map(|r| (r, caller.name())), &records)
             .await?)
     }
-
-    /// Which digest is in which stage for `path`, and by which promotion.
-    pub async fn status(&self, path: &str) -> Result<Value> {
-        let mut stages = Vec::new();
-        for stage in self.stages.all() {
-            let repo = format!("{}/{path}", stage.name);
-            let artifacts = self.metadata.artifacts_in(&repo).await?;
-            let promotions = self
-                .metadata
-                .promotions(Some("promoted"), Some(path), 1000)
-                .await?;
-            let freeze = self.metadata.freeze(stage.name.as_str()).await?;
-            let list: Vec<Value> = artifacts
-                .into_iter()
-                .map(|(digest, tags)| {
-                    let by = promotions
-                        .iter()
-                        .find(|p| p.digest == digest && p.target_stage == stage.name.as_str());
-                    json!({"digest": digest, "tags": tags,
-                           "promotion": by.map(|p| p.id.clone()),
-                           "promoted_by": by.map(|p| p.requested_by.clone())})
-                })
-                .collect();
-            stages.push(json!({"stage": stage.name.as_str(), "repository": repo,
-                "frozen": freeze.as_ref().map(|f| f.reason.clone()), "artifacts": list}));
-        }
-        Ok(json!({"repository": path, "stages": stages}))
-    }
 }

@@ -2,8 +2,7 @@
 //!
 //! - `POST /api/v1/promotions` (request or `dry_run`), `GET /api/v1/promotions`,
 //!   `GET /api/v1/promotions/{id}`, `POST /api/v1/promotions/{id}/approve|cancel`
-//! - `POST /api/v1/rollbacks`, `POST /api/v1/stages/{stage}/freeze|unfreeze`,
-//!   `GET /api/v1/status/{path}`
+//! - `POST /api/v1/rollbacks`, `POST /api/v1/stages/{stage}/freeze|unfreeze`
 //! - `GET /api/v1/decisions/{id}`, `POST /api/v1/decisions/{id}/replay`
 //! - `GET /api/v1/policy`, `POST /api/v1/policy/reload`, `GET /api/v1/attestation-key` (PEM of
 //!   the current key; with `Accept: application/json` the current and every replaced key)
@@ -47,7 +46,6 @@ pub fn router(state: PromotionState) -> Router {
         .route("/api/v1/rollbacks", post(rollback))
         .route("/api/v1/stages/{stage}/freeze", post(freeze))
         .route("/api/v1/stages/{stage}/unfreeze", post(unfreeze))
-        .route("/api/v1/status/{*path}", get(status))
         .route("/api/v1/decisions/{id}", get(decision))
         .route("/api/v1/decisions/{id}/replay", post(replay))
         .route("/api/v1/policy", get(policy))
@@ -131,8 +129,8 @@ async fn caller(
     })
 }
 
-/// Whether the caller may read `repository` (pull, or pull in a gated stage): promotions,
-/// decisions and status are shown only for repositories the caller can read.
+/// Whether the caller may read `repository` (pull, or pull in a gated stage): promotions and
+/// decisions are shown only for repositories the caller can read.
 fn readable(state: &PromotionState, caller: &Caller, repository: &str) -> bool {
     match (&caller.who, RepoName::from_str(repository)) {
         (None, _) => true,
@@ -477,20 +475,6 @@ async fn unfreeze(
     let stage = StageName::from_str(&stage).map_err(|e| bad(e.to_string()))?;
     let changed = state.promotions.set_freeze(&stage, None, &caller).await?;
     Ok(Json(json!({"stage": stage.as_str(), "frozen": false, "changed": changed})).into_response())
-}
-
-async fn status(
-    State(state): State<PromotionState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(path): Path<String>,
-) -> Result<Response, ApiError> {
-    let caller = caller(&state.identity, &headers, peer).await?;
-    let mut status = state.promotions.status(path.trim_matches('/')).await?;
-    if let Some(stages) = status["stages"].as_array_mut() {
-        stages.retain(|s| readable(&state, &caller, s["repository"].as_str().unwrap_or("")));
-    }
-    Ok(Json(status).into_response())
 }
 
 async fn decision(
