@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use airlock_server::{Config, LogFormat};
 use clap::{Parser, Subcommand};
-use commands::{access, anomalies, audit, evidence, promotion, webhooks};
+use commands::{access, anomalies, audit, evidence, login, promotion, webhooks};
 use tracing_subscriber::EnvFilter;
 
 /// airlock: a secure artifact promotion pipeline.
@@ -53,7 +53,7 @@ enum Command {
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Log in to a server: stores a refresh credential (mode 0600) for the other commands.
-    Login(access::LoginArgs),
+    Login(login::LoginArgs),
     /// Show who you are logged in as, and your roles.
     Whoami(commands::common::Common),
     /// Manage users.
@@ -166,7 +166,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Audit(command) => run_client(audit::run(command)),
-        Command::Login(args) => run_client(access::login(args)),
+        Command::Login(args) => run_client(login::login(args)),
         Command::Whoami(common) => run_client(access::whoami(common)),
         Command::Users(command) => run_client(access::users(command)),
         Command::ServiceAccounts(command) => run_client(access::service_accounts(command)),

@@ -7,6 +7,7 @@ pub mod anomalies;
 pub mod audit;
 pub mod common;
 pub mod evidence;
+pub mod login;
 pub mod promotion;
 pub mod service_account_keys;
 pub mod webhooks;
