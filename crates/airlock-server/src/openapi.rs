@@ -60,6 +60,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         crate::audit::routes::openapi(),
         crate::anomalies::routes::openapi(),
         crate::webhooks::routes::openapi(),
+        crate::meta::routes::openapi(),
     ] {
         doc.merge(part);
     }
