@@ -780,6 +780,8 @@ mod tests {
         let login = |ca_cert_pem: Option<&str>, insecure| StoredLogin {
             username: "alice".into(),
             refresh_token: "r".into(),
+            access_token: None,
+            access_token_expires: None,
             ca_cert_pem: ca_cert_pem.map(String::from),
             insecure,
         };
@@ -846,6 +848,7 @@ mod tests {
         assert_eq!(login.ca_cert_pem, None);
         assert!(!login.insecure);
         assert!(matches!(trust_for(Some(login)).unwrap(), Trust::System));
+        assert_eq!(store.current, None, "an old store has no current context");
         // Written back, the absent choices stay absent.
         let text = serde_json::to_string(&store).unwrap();
         assert!(

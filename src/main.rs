@@ -326,3 +326,15 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutdown requested; draining requests");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own consistency checks over the whole tree (global options shared by every
+    /// subcommand, no duplicate flags), which otherwise run only for the subcommand parsed.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

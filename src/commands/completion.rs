@@ -23,11 +23,19 @@ pub struct ManpagesArgs {
     dir: PathBuf,
 }
 
-/// Prints the completion script for `args.shell` on stdout.
+/// Prints the completion script for `args.shell` on stdout (a reader that stops early, such as
+/// `| head`, ends the command quietly).
 pub fn completion(args: CompletionArgs, mut command: clap::Command) -> Result<u8> {
+    use std::io::Write;
     let name = command.get_name().to_string();
-    clap_complete::generate(args.shell, &mut command, name, &mut std::io::stdout());
-    Ok(0)
+    // Rendered first: clap_complete panics on a failed write, this reports it.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, name, &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(err) => Err(err).context("cannot write the completion script to stdout"),
+        Ok(()) => Ok(0),
+    }
 }
 
 /// Writes the man pages of `command` and every subcommand into `args.dir`.
@@ -40,9 +48,8 @@ pub fn manpages(args: ManpagesArgs, command: clap::Command) -> Result<u8> {
 }
 
 fn write_pages(dir: &Path, command: clap::Command) -> Result<usize> {
-    let command = command.disable_help_subcommand(true);
-    // clap_mangen names each subcommand's page `<parent>-<sub>` once the tree is built.
-    let mut command = command;
+    // Built, each subcommand's display name is `<parent>-<sub>`, the page's name.
+    let mut command = command.disable_help_subcommand(true);
     command.build();
     write_page(dir, &command)
 }
