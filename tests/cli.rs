@@ -690,6 +690,32 @@ fn login_oidc_exchanges_a_ci_id_token_from_a_file_gitlab_or_github_for_a_builder
     );
     let (_, out, _) = run(home.path(), &["context", "list"], None, &[]);
     assert!(out.contains("login: oidc"), "{out}");
+    // A role an access-admin grants the rule's principal comes on top of builder (a CI job
+    // that promotes its builds to staging), from the next exchange on.
+    let (code, out, err) = server.cli(&[
+        "roles",
+        "grant",
+        "oidc/ci",
+        "promoter",
+        "--scope",
+        "staging/team/app",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = run(
+        home.path(),
+        &["login", "--oidc", "--id-token-file", file.to_str().unwrap()],
+        None,
+        &[],
+    );
+    assert_eq!(
+        code, 0,
+        "the current context's server is the default: {err}"
+    );
+    let (_, out, _) = run(home.path(), &["whoami"], None, &[]);
+    assert!(
+        out.contains("builder@dev/team/*") && out.contains("promoter@staging/team/app"),
+        "{out}"
+    );
 
     // GitLab: CI_JOB_JWT_V2, or the variable --id-token-env names; --print-token stores nothing.
     let fresh = tempfile::tempdir().unwrap();
