@@ -463,21 +463,22 @@ PY
 step "a CI job with no stored secret: its OIDC ID token becomes a short-lived builder token"
 # ci_login: what each CI job run starts with. In GitHub Actions `airlock login --oidc` asks the
 # job's token service itself; in GitLab it reads the ID token variable. Here the test issuer
-# mints the job's ID token. The builder token goes to AIRLOCK_TOKEN; nothing is stored.
+# mints the job's ID token. The builder token goes to CI_TOKEN (a CI job exports it as
+# AIRLOCK_TOKEN; here ci_job sets it per command so the people keep their own logins).
 ci_login() {
   python3 "$ROOT/examples/oidc_test_issuer.py" token "$WORK/issuer" --issuer "$OIDC_ISSUER" \
     --audience "$OIDC_AUDIENCE" --claim repository=acme/svc --claim ref=refs/heads/main \
     --claim sub=repo:acme/svc:ref:refs/heads/main >"$WORK/id-token"
-  AIRLOCK_TOKEN=$(XDG_CONFIG_HOME="$WORK/ci-job" "$AIRLOCK" login --oidc \
+  CI_TOKEN=$(XDG_CONFIG_HOME="$WORK/ci-job" "$AIRLOCK" login --oidc \
     --id-token-file "$WORK/id-token" --scope repository:dev/team/svc:pull,push --print-token \
     2>"$WORK/login.err") || fail "airlock login --oidc: $(cat "$WORK/login.err")"
-  [ -n "$AIRLOCK_TOKEN" ] || fail "airlock login --oidc printed no token"
+  [ -n "$CI_TOKEN" ] || fail "airlock login --oidc printed no token"
   echo "    $(cat "$WORK/login.err")"
   [ ! -e "$WORK/ci-job/airlock/credentials.json" ] || fail "--print-token stored a credential"
 }
 # ci_job ARGS...: runs airlock as the CI job does: with AIRLOCK_TOKEN, nothing stored.
 ci_job() {
-  AIRLOCK_TOKEN="$AIRLOCK_TOKEN" XDG_CONFIG_HOME="$WORK/ci-job" "$AIRLOCK" "$@"
+  AIRLOCK_TOKEN="$CI_TOKEN" XDG_CONFIG_HOME="$WORK/ci-job" "$AIRLOCK" "$@"
 }
 ci_login
 expect 0 ci_job whoami
@@ -489,7 +490,7 @@ expect 0 as_user admin roles grant oidc/ci promoter --scope 'staging/team/svc'
 step "the next CI job run builds, pushes, signs, attests and promotes to staging with its token"
 ci_login
 expect 0 python3 "$ROOT/scripts/example-image" "$WORK/svc-image" 2.0.0
-expect 0 skopeo copy --dest-registry-token "$AIRLOCK_TOKEN" --dest-tls-verify=false \
+expect 0 skopeo copy --dest-registry-token "$CI_TOKEN" --dest-tls-verify=false \
   --digestfile "$WORK/d3" "oci:$WORK/svc-image:2.0.0" "docker://$ADDR/dev/team/svc:2.0.0"
 D3=$(cat "$WORK/d3")
 expect 0 ci_job sign "$ADDR/dev/team/svc@$D3" --key "$WORK/ci.key"
@@ -501,7 +502,7 @@ expect 0 ci_job promote "$ADDR/dev/team/svc:2.0.0" --to staging
 has "PROMOTED dev/team/svc -> staging/team/svc" "artifact: $D3"
 [ "$(digest_of "admin:$ADMIN_PW" "$ADDR/staging/team/svc:2.0.0")" = "$D3" ] || fail "staging/team/svc:2.0.0 is not $D3"
 # The token is limited to the rule's repositories: another repository is refused.
-expect 1 skopeo copy --dest-registry-token "$AIRLOCK_TOKEN" --dest-tls-verify=false \
+expect 1 skopeo copy --dest-registry-token "$CI_TOKEN" --dest-tls-verify=false \
   "oci:$WORK/svc-image:2.0.0" "docker://$ADDR/dev/team/app:ci-job"
 
 step "the security team subscribes its alert receiver to anomalies (signed CloudEvents)"
