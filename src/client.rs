@@ -358,7 +358,12 @@ pub async fn login(server: &str, trust: &Trust, username: &str, password: &str) 
             .as_str()
             .or(body["error"]["message"].as_str())
             .unwrap_or("login failed");
-        bail!("login refused ({status}): {message}");
+        // A refused password (401) or a rate limit (429) is a refusal: exit 1, like the API's.
+        return Err(ApiFailure {
+            message: format!("login refused ({status}): {message}"),
+            status: exit_status_for(status.as_u16()),
+        }
+        .into());
     }
     body["refresh_token"]
         .as_str()

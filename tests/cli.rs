@@ -204,6 +204,10 @@ async fn airlock_token_is_used_without_a_stored_login_and_never_printed() {
         &[],
     );
     assert_eq!(code, 0, "{out}{err}");
+    // Commands over the log's own endpoints send it too.
+    let (code, out, err) = run(home.path(), &["audit", "tail", "-n", "1"], None, &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"index\""), "{out}");
     let (code, out, err) = run(
         home.path(),
         &["whoami", "--token", "not-a-token", "--server", &server.base],
@@ -246,6 +250,15 @@ async fn exit_codes_are_0_ok_1_refused_2_usage_and_2_unreachable() {
     );
     assert_eq!(code, 1, "refused: {err}");
     assert!(err.contains("FORBIDDEN"), "{err}");
+    // A wrong password is a refusal too.
+    let (code, _, err) = run(
+        home.path(),
+        &["login", &server.base, "-u", "nobody", "--password-stdin"],
+        Some("not-the-password-at-all"),
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("login refused (401"), "{err}");
     // Usage: an unknown subcommand, a missing argument, a bad flag value.
     for args in [
         vec!["users", "frobnicate"],
@@ -690,6 +703,20 @@ fn login_oidc_exchanges_a_ci_id_token_from_a_file_gitlab_or_github_for_a_builder
     );
     let (_, out, _) = run(home.path(), &["context", "list"], None, &[]);
     assert!(out.contains("login: oidc"), "{out}");
+    let stored = home.path().join("airlock/credentials.json");
+    let mut contexts: Value =
+        serde_json::from_str(&std::fs::read_to_string(&stored).unwrap()).unwrap();
+    // Once the stored token expires, commands say to log in again (nothing renews it).
+    let saved = contexts.clone();
+    contexts["servers"][&server.base]["access_token_expires"] = json!(1);
+    std::fs::write(&stored, contexts.to_string()).unwrap();
+    let (code, _, err) = run(home.path(), &["whoami"], None, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("has expired") && err.contains("login") && err.contains("--oidc"),
+        "{err}"
+    );
+    std::fs::write(&stored, saved.to_string()).unwrap();
     // A role an access-admin grants the rule's principal comes on top of builder (a CI job
     // that promotes its builds to staging), from the next exchange on.
     let (code, out, err) = server.cli(&[
