@@ -196,6 +196,12 @@ async fn airlock_token_is_used_without_a_stored_login_and_never_printed() {
         !home.path().join("airlock/credentials.json").exists(),
         "nothing is stored"
     );
+    let (code, help, _) = run(home.path(), &["whoami", "--help"], None, &env);
+    assert_eq!(code, 0);
+    assert!(
+        help.contains("AIRLOCK_TOKEN") && !help.contains(&token),
+        "{help}"
+    );
     // --token works the same, and its value is not echoed on errors either.
     let (code, out, err) = run(
         home.path(),
@@ -476,10 +482,25 @@ fn completion_scripts_are_printed_for_bash_zsh_and_fish_and_bash_parses_them() {
     assert_eq!(code, 2, "{err}");
 }
 
+/// A credential store whose current context is a server only this user knows.
+fn login_somewhere(home: &Path) {
+    let dir = home.join("airlock");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("credentials.json"),
+        json!({"servers": {"http://127.0.0.1:4999": {"username": "u", "refresh_token": "r"}},
+               "current": "http://127.0.0.1:4999"})
+        .to_string(),
+    )
+    .unwrap();
+}
+
 #[test]
 fn man_pages_are_written_for_the_command_and_every_subcommand() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join("man1");
+    // Written by someone logged in somewhere: the pages do not carry that server.
+    login_somewhere(home.path());
     let (code, _, err) = run(home.path(), &["manpages", dir.to_str().unwrap()], None, &[]);
     assert_eq!(code, 0, "{err}");
     for page in [
@@ -492,6 +513,10 @@ fn man_pages_are_written_for_the_command_and_every_subcommand() {
         assert!(text.contains(".TH"), "{page} is a man page");
     }
     let top = std::fs::read_to_string(dir.join("airlock.1")).unwrap();
+    assert!(
+        !top.contains("127.0.0.1:4"),
+        "the writer's context leaked into the page"
+    );
     assert!(
         top.contains("completion") && top.contains("\\-\\-server"),
         "{top}"

@@ -20,6 +20,9 @@ pub struct Common {
         long,
         env = "AIRLOCK_SERVER",
         default_value_t = crate::client::default_server(),
+        // The default is this user's current context: not shown, so generated man pages and
+        // completion scripts do not carry the packager's server.
+        hide_default_value = true,
         global = true,
         value_name = "URL"
     )]
