@@ -14,7 +14,8 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::client::{
-    ApiError, CredentialLock, CredentialStore, StoredLogin, build_http_client, connection_error,
+    ApiError, ConnectionFailed, CredentialLock, CredentialStore, StoredLogin, build_http_client,
+    connection_error,
 };
 
 /// The `--oidc` options of `airlock login`.
@@ -198,11 +199,9 @@ async fn github_id_token(url: &str, request_token: &str, audience: &str) -> Resu
         .bearer_auth(request_token)
         .send()
         .await
-        .map_err(|e| {
-            connection_error(
-                "GitHub's ID token service (ACTIONS_ID_TOKEN_REQUEST_URL)",
-                e,
-            )
+        .map_err(|e| ConnectionFailed {
+            message: "cannot reach GitHub's ID token service (ACTIONS_ID_TOKEN_REQUEST_URL)".into(),
+            source: Some(e),
         })?;
     let status = response.status();
     if !status.is_success() {
