@@ -158,11 +158,15 @@ struct ServeArgs {
 fn main() -> ExitCode {
     // One crypto provider for every TLS use in the process (server, clients, webhooks): aws-lc-rs.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    outcome::exit_quietly_when_stdout_closes();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return ExitCode::from(outcome::report_usage_error(&err)),
     };
+    // A client command whose reader went away ends quietly; the server keeps the default (a
+    // server that cannot print its address should not look like a clean exit).
+    if !matches!(cli.command, Command::Serve(_)) {
+        outcome::exit_quietly_when_stdout_closes();
+    }
     outcome::set_output(cli.common.output);
     client::set_bearer_token(cli.common.token.as_ref().map(|token| token.0.clone()));
     if cli.tls.insecure && matches!(cli.command, Command::Serve(_)) {
