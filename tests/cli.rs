@@ -293,6 +293,31 @@ async fn exit_codes_are_0_ok_1_refused_2_usage_and_2_unreachable() {
     }
 }
 
+#[tokio::test]
+async fn a_server_failure_exits_2_with_the_servers_error() {
+    let server = TestServer::start();
+    let token = token_for(&server, "admin", ADMIN_PASSWORD).await;
+    // The blob directory is replaced under the running server: every write answers 503.
+    std::fs::rename(
+        server.data_dir.join("blobs"),
+        server.data_dir.join("blobs.moved"),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(
+        home.path(),
+        &["users", "add", "carol", "--password-stdin", "-o", "json"],
+        Some("a-long-enough-password-42"),
+        &[
+            ("AIRLOCK_SERVER", server.base.as_str()),
+            ("AIRLOCK_TOKEN", token.as_str()),
+        ],
+    );
+    assert_eq!(code, 2, "a 5xx is not a decision: {out}{err}");
+    assert!(err.contains("(503)"), "{err}");
+    assert_eq!(json_error(&out)["error"]["code"], "UNAVAILABLE");
+}
+
 /// A loopback URL nothing listens on.
 fn closed_port_url() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
