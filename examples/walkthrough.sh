@@ -6,7 +6,7 @@
 #   AIRLOCK=/path/to/airlock examples/walkthrough.sh
 #   KEEP_WORK=1 examples/walkthrough.sh        # keep the temporary directory (kept anyway on failure)
 #
-# Needs: bash, python3, skopeo and openssl. Every step checks its exit status and the values it
+# Needs: bash, python3 with `cryptography` (the CI step's test OIDC issuer), skopeo and openssl. Every step checks its exit status and the values it
 # produced; any unexpected result stops the script with "walkthrough: FAILED: ...".
 set -eEuo pipefail
 
@@ -32,6 +32,8 @@ fail() {
 for tool in python3 skopeo openssl; do
   command -v "$tool" >/dev/null || fail "$tool is not installed (sudo scripts/setup installs skopeo)"
 done
+python3 -c 'import cryptography' 2>/dev/null \
+  || fail "python3's cryptography package is not installed (sudo scripts/setup installs it)"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/airlock-walkthrough.XXXXXX")
 SERVER_PID=""
