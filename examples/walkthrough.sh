@@ -6,7 +6,7 @@
 #   AIRLOCK=/path/to/airlock examples/walkthrough.sh
 #   KEEP_WORK=1 examples/walkthrough.sh        # keep the temporary directory (kept anyway on failure)
 #
-# Needs: bash, python3, skopeo and openssl. Every step checks its exit status and the values it
+# Needs: bash, python3 with `cryptography` (the CI step's test OIDC issuer), skopeo and openssl. Every step checks its exit status and the values it
 # produced; any unexpected result stops the script with "walkthrough: FAILED: ...".
 set -eEuo pipefail
 
@@ -32,6 +32,8 @@ fail() {
 for tool in python3 skopeo openssl; do
   command -v "$tool" >/dev/null || fail "$tool is not installed (sudo scripts/setup installs skopeo)"
 done
+python3 -c 'import cryptography' 2>/dev/null \
+  || fail "python3's cryptography package is not installed (sudo scripts/setup installs it)"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/airlock-walkthrough.XXXXXX")
 SERVER_PID=""
@@ -117,10 +119,24 @@ digest_of() {
 
 step "start a fresh airlock server ($AIRLOCK)"
 ADMIN_PW="walkthrough-admin-password-1"
+# CI jobs log in with their OIDC ID token (docs/ci.md). A test issuer stands in for GitHub Actions
+# or GitLab: its key's JWKS is what the [[access.oidc]] rule "ci" trusts.
+OIDC_ISSUER="https://ci.walkthrough.example"
+OIDC_AUDIENCE="airlock-walkthrough"
+python3 "$ROOT/examples/oidc_test_issuer.py" keygen "$WORK/issuer"
+cat >"$WORK/airlock.toml" <<TOML
+[[access.oidc]]
+name = "ci"
+issuer = "$OIDC_ISSUER"
+audience = "$OIDC_AUDIENCE"
+jwks_file = "$WORK/issuer/jwks.json"
+claims = { repository = "acme/svc", ref = "refs/heads/main" }
+repositories = ["dev/team/svc"]
+TOML
 # The alert receiver (step "the security team subscribes ...") listens on this machine's loopback,
 # which webhooks refuse unless allowed.
 AIRLOCK_INITIAL_ADMIN_PASSWORD="$ADMIN_PW" AIRLOCK_WEBHOOKS__ALLOW_PRIVATE_TARGETS=true \
-  "$AIRLOCK" serve --data-dir "$WORK/data" \
+  "$AIRLOCK" serve --data-dir "$WORK/data" --config "$WORK/airlock.toml" \
   --listen 127.0.0.1:0 >"$WORK/server.out" 2>"$WORK/server.log" &
 SERVER_PID=$!
 ADDR=""
@@ -381,6 +397,51 @@ print(f"    verified with airlock-attestation.pub: {sorted(found)} promotion att
       f"prod: {prod['promotion']} requested by {prod['requester']}, approved by ann, "
       f"policy {prod['policy']['digest'][:19]}..., decision {prod['policy']['decision']}")
 PY
+
+step "a CI job with no stored secret: its OIDC ID token becomes a short-lived builder token"
+# ci_login: what each CI job run starts with. In GitHub Actions `airlock login --oidc` asks the
+# job's token service itself; in GitLab it reads the ID token variable. Here the test issuer
+# mints the job's ID token. The builder token goes to CI_TOKEN (a CI job exports it as
+# AIRLOCK_TOKEN; here ci_job sets it per command so the people keep their own logins).
+ci_login() {
+  python3 "$ROOT/examples/oidc_test_issuer.py" token "$WORK/issuer" --issuer "$OIDC_ISSUER" \
+    --audience "$OIDC_AUDIENCE" --claim repository=acme/svc --claim ref=refs/heads/main \
+    --claim sub=repo:acme/svc:ref:refs/heads/main >"$WORK/id-token"
+  CI_TOKEN=$(XDG_CONFIG_HOME="$WORK/ci-job" "$AIRLOCK" login --oidc \
+    --id-token-file "$WORK/id-token" --scope repository:dev/team/svc:pull,push --print-token \
+    2>"$WORK/login.err") || fail "airlock login --oidc: $(cat "$WORK/login.err")"
+  [ -n "$CI_TOKEN" ] || fail "airlock login --oidc printed no token"
+  echo "    $(cat "$WORK/login.err")"
+  [ ! -e "$WORK/ci-job/airlock/credentials.json" ] || fail "--print-token stored a credential"
+}
+# ci_job ARGS...: runs airlock as the CI job does: with AIRLOCK_TOKEN, nothing stored.
+ci_job() {
+  AIRLOCK_TOKEN="$CI_TOKEN" XDG_CONFIG_HOME="$WORK/ci-job" "$AIRLOCK" "$@"
+}
+ci_login
+expect 0 ci_job whoami
+has "oidc/ci" "builder@dev/team/svc"
+# The rule's principal exists from its first exchange on. The job also promotes its builds to
+# staging: admin grants the workload that once; the next job run's token carries it.
+expect 0 as_user admin roles grant oidc/ci promoter --scope 'staging/team/svc'
+
+step "the next CI job run builds, pushes, signs, attests and promotes to staging with its token"
+ci_login
+expect 0 python3 "$ROOT/scripts/example-image" "$WORK/svc-image" 2.0.0
+expect 0 skopeo copy --dest-registry-token "$CI_TOKEN" --dest-tls-verify=false \
+  --digestfile "$WORK/d3" "oci:$WORK/svc-image:2.0.0" "docker://$ADDR/dev/team/svc:2.0.0"
+D3=$(cat "$WORK/d3")
+expect 0 ci_job sign "$ADDR/dev/team/svc@$D3" --key "$WORK/ci.key"
+has "verified" "key=ci-builder"
+expect 0 ci_job attest "$ADDR/dev/team/svc@$D3" --key "$WORK/ci.key" --type slsaprovenance1 \
+  --predicate "$WORK/provenance.json"
+has "verified"
+expect 0 ci_job promote "$ADDR/dev/team/svc:2.0.0" --to staging
+has "PROMOTED dev/team/svc -> staging/team/svc" "artifact: $D3"
+[ "$(digest_of "admin:$ADMIN_PW" "$ADDR/staging/team/svc:2.0.0")" = "$D3" ] || fail "staging/team/svc:2.0.0 is not $D3"
+# The token is limited to the rule's repositories: another repository is refused.
+expect 1 skopeo copy --dest-registry-token "$CI_TOKEN" --dest-tls-verify=false \
+  "oci:$WORK/svc-image:2.0.0" "docker://$ADDR/dev/team/app:ci-job"
 
 step "the security team subscribes its alert receiver to anomalies (signed CloudEvents)"
 openssl rand -hex 32 >"$WORK/webhook.secret"

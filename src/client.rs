@@ -37,8 +37,17 @@ pub fn credentials_path() -> Result<PathBuf> {
 pub struct StoredLogin {
     /// Who logged in.
     pub username: String,
-    /// The refresh token (a secret: the file is 0600).
+    /// The refresh token (a secret: the file is 0600). Empty for a login with `--oidc`, which
+    /// keeps only its short-lived access token.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub refresh_token: String,
+    /// The access token of an `airlock login --oidc` (a secret), used as it is until
+    /// `access_token_expires`; a login with a password has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// When `access_token` expires, in seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_expires: Option<u64>,
     /// The PEM of the private CA given to `airlock login --ca-cert` (or `AIRLOCK_CA_CERT`): only
     /// certificates it issued are accepted from this server. Absent: the system's roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +64,8 @@ impl StoredLogin {
         Self {
             username: username.to_string(),
             refresh_token,
+            access_token: None,
+            access_token_expires: None,
             ca_cert_pem: match trust {
                 Trust::PrivateCa(ca) => Some(ca.pem().to_string()),
                 _ => None,
@@ -64,11 +75,28 @@ impl StoredLogin {
     }
 }
 
-/// Every stored login, by server URL.
+/// Every stored login, by server URL: the contexts. The current one is the server every command
+/// uses without `--server` or `AIRLOCK_SERVER`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CredentialStore {
     /// Logins by server.
     pub servers: BTreeMap<String, StoredLogin>,
+    /// The current context: the server of the last `airlock login` or `airlock context use`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+}
+
+/// The server used when neither `--server` nor `AIRLOCK_SERVER` names one.
+pub const FALLBACK_SERVER: &str = "http://127.0.0.1:5000";
+
+/// The server a command talks to without `--server` or `AIRLOCK_SERVER`: the current context,
+/// else [`FALLBACK_SERVER`]. (A credential store that cannot be read falls back too; the command
+/// then reports the store's problem when it needs the login.)
+pub fn default_server() -> String {
+    CredentialStore::load()
+        .ok()
+        .and_then(|store| store.current)
+        .unwrap_or_else(|| FALLBACK_SERVER.to_string())
 }
 
 impl CredentialStore {
@@ -179,6 +207,18 @@ pub struct TlsOptions {
 
 static TLS_OPTIONS: OnceLock<TlsOptions> = OnceLock::new();
 
+static BEARER_TOKEN: OnceLock<Option<String>> = OnceLock::new();
+
+/// Records `--token` / `AIRLOCK_TOKEN`: every API client this process makes then sends it as
+/// the bearer token, and no stored login is read or renewed.
+pub fn set_bearer_token(token: Option<String>) {
+    let _ = BEARER_TOKEN.set(token.filter(|token| !token.trim().is_empty()));
+}
+
+fn bearer_token() -> Option<String> {
+    BEARER_TOKEN.get().cloned().flatten()
+}
+
 /// Records the command line's TLS flags for every client this process makes.
 pub fn set_tls_options(options: TlsOptions) {
     let _ = TLS_OPTIONS.set(options);
@@ -251,10 +291,23 @@ pub fn build_http_client(
         .context("cannot set up the HTTP client")
 }
 
+/// A request that got no answer: the server is unreachable, refused the connection, or the TLS
+/// handshake failed. Exit status 2, like a usage error.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectionFailed {
+    /// The sentence to print, naming the server and, for TLS, the fix.
+    pub message: String,
+    /// What the HTTP client reported; none for a TLS failure, whose sentence already says what
+    /// the transport chain would.
+    #[source]
+    pub source: Option<reqwest::Error>,
+}
+
 /// The error to print for a request to `server` that got no answer: a TLS failure as one
 /// sentence naming the fix, anything else as "cannot reach" with its cause.
 pub fn connection_error(server: &str, err: reqwest::Error) -> anyhow::Error {
-    match TlsFailure::find(&err) {
+    let failed = match TlsFailure::find(&err) {
         Some(failure) => {
             let fix = match &failure {
                 TlsFailure::Untrusted | TlsFailure::BadCertificate(_) => {
@@ -268,11 +321,17 @@ pub fn connection_error(server: &str, err: reqwest::Error) -> anyhow::Error {
                 }
                 _ => "",
             };
-            anyhow!("cannot connect to {server}: {failure}{fix}")
+            ConnectionFailed {
+                message: format!("cannot connect to {server}: {failure}{fix}"),
+                source: None,
+            }
         }
-        None => anyhow::Error::new(err)
-            .context(format!("cannot reach {server}; is airlock running there?")),
-    }
+        None => ConnectionFailed {
+            message: format!("cannot reach {server}; is airlock running there?"),
+            source: Some(err),
+        },
+    };
+    failed.into()
 }
 
 /// Exchanges a user name and password (or API key) for a refresh token over a client that
@@ -299,7 +358,12 @@ pub async fn login(server: &str, trust: &Trust, username: &str, password: &str) 
             .as_str()
             .or(body["error"]["message"].as_str())
             .unwrap_or("login failed");
-        bail!("login refused ({status}): {message}");
+        // A refused password (401) or a rate limit (429) is a refusal: exit 1, like the API's.
+        return Err(ApiFailure {
+            message: format!("login refused ({status}): {message}"),
+            status: exit_status_for(status.as_u16()),
+        }
+        .into());
     }
     body["refresh_token"]
         .as_str()
@@ -331,6 +395,73 @@ impl std::fmt::Display for ApiFailure {
 
 impl std::error::Error for ApiFailure {}
 
+/// The server's error answer to an API request: its status, the exit status it maps to, and the
+/// API's `{"error":{"code","message","remediation"}}` as sent.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub http_status: u16,
+    /// The exit status: [`DENIED`] for a refusal (401, 403, 409, 422, 429), 2 otherwise (a bad
+    /// request, something that does not exist, a server failure).
+    pub exit: u8,
+    /// The server's error, as sent.
+    pub detail: airlock_api::ErrorDetail,
+}
+
+impl ApiError {
+    /// The error for an answer with `status` and `body` (an [`airlock_api::ErrorBody`], or
+    /// anything else, e.g. a proxy's page, for which a generic code and message stand in).
+    pub fn from_answer(status: u16, body: &Value) -> Self {
+        let detail = serde_json::from_value::<airlock_api::ErrorBody>(body.clone())
+            .map(|body| body.error)
+            .unwrap_or_else(|_| airlock_api::ErrorDetail {
+                code: body["error"]["code"]
+                    .as_str()
+                    .unwrap_or("ERROR")
+                    .to_string(),
+                message: body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("request failed")
+                    .to_string(),
+                remediation: body["error"]["remediation"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            });
+        Self {
+            http_status: status,
+            exit: exit_status_for(status),
+            detail,
+        }
+    }
+}
+
+/// The exit status for an API error answer with HTTP `status`: 1 for a refusal (401, 403, 409,
+/// 422, 429), 2 for everything else (400 and other usage errors, 404, 5xx).
+pub fn exit_status_for(status: u16) -> u8 {
+    if matches!(status, 401 | 403 | 409 | 422 | 429) {
+        DENIED
+    } else {
+        2
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.detail.code, self.http_status, self.detail.message
+        )?;
+        if !self.detail.remediation.is_empty() {
+            write!(f, "\n  next: {}", self.detail.remediation)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
 impl ApiClient {
     /// An HTTP client that sends the stored login's token if there is one for `server`, and no
     /// credentials otherwise (for public endpoints or servers without access control).
@@ -339,7 +470,7 @@ impl ApiClient {
         let mut headers = reqwest::header::HeaderMap::new();
         let store = CredentialStore::load().unwrap_or_default();
         let stored = store.servers.get(&server);
-        if stored.is_some()
+        if (stored.is_some() || bearer_token().is_some())
             && let Ok(client) = Self::connect(&server).await
             && let Ok(value) =
                 reqwest::header::HeaderValue::from_str(&format!("Bearer {}", client.token))
@@ -356,16 +487,51 @@ impl ApiClient {
 
     /// Like [`ApiClient::connect`], with a token that also carries registry access for `scopes`
     /// (`repository:<name>:pull,push`), for the CLI commands that push to `/v2/`.
+    ///
+    /// With `--token` / `AIRLOCK_TOKEN` that token is used as it is (the stored login is neither
+    /// read nor renewed, and `scopes` are whatever the token carries); a login made with
+    /// `airlock login --oidc` uses its stored access token until it expires.
     pub async fn connect_with_scopes(server: &str, scopes: &[String]) -> Result<Self> {
         let server = normalize_server(server);
+        if let Some(token) = bearer_token() {
+            let store = CredentialStore::load().unwrap_or_default();
+            let trust = trust_for(store.servers.get(&server))?;
+            let http = build_http_client(&trust, reqwest::header::HeaderMap::new())?;
+            return Ok(Self {
+                server,
+                http,
+                token,
+            });
+        }
         let _lock = CredentialLock::acquire()?;
         let mut store = CredentialStore::load()?;
         let login = store.servers.get(&server).ok_or_else(|| {
             anyhow!(
-                "not logged in to {server}: run `airlock login {server} -u NAME --password-stdin`"
+                "not logged in to {server}: run `airlock login {server} -u NAME --password-stdin` \
+                 (or `--oidc` in CI), or set AIRLOCK_TOKEN"
             )
         })?;
         let http = build_http_client(&trust_for(Some(login))?, reqwest::header::HeaderMap::new())?;
+        if let Some(token) = &login.access_token {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_secs())
+                .unwrap_or_default();
+            if login
+                .access_token_expires
+                .is_none_or(|expires| expires <= now)
+            {
+                bail!(
+                    "the token `airlock login --oidc` stored for {server} has expired: run \
+                     `airlock login {server} --oidc` again"
+                );
+            }
+            return Ok(Self {
+                server,
+                http,
+                token: token.clone(),
+            });
+        }
         let mut form = vec![
             ("grant_type", "refresh_token"),
             ("refresh_token", login.refresh_token.as_str()),
@@ -457,29 +623,9 @@ impl ApiClient {
     }
 
     /// The error for an API answer with `status` and error `body`: the message and what to do
-    /// next, with exit status 1 for refusals and 2 otherwise.
+    /// next, with exit status 1 for refusals and 2 otherwise ([`ApiError`]).
     pub fn failure(&self, status: u16, body: &Value) -> anyhow::Error {
-        let error = &body["error"];
-        let message = format!(
-            "{} ({}): {}{}",
-            error["code"].as_str().unwrap_or("ERROR"),
-            status,
-            error["message"].as_str().unwrap_or("request failed"),
-            error["remediation"]
-                .as_str()
-                .map(|r| format!("\n  next: {r}"))
-                .unwrap_or_default()
-        );
-        let code = if matches!(status, 401 | 403 | 409 | 422 | 429) {
-            DENIED
-        } else {
-            2
-        };
-        ApiFailure {
-            message,
-            status: code,
-        }
-        .into()
+        ApiError::from_answer(status, body).into()
     }
 
     /// The access token, for requests this client does not make itself (the registry API).
@@ -639,6 +785,8 @@ mod tests {
         let login = |ca_cert_pem: Option<&str>, insecure| StoredLogin {
             username: "alice".into(),
             refresh_token: "r".into(),
+            access_token: None,
+            access_token_expires: None,
             ca_cert_pem: ca_cert_pem.map(String::from),
             insecure,
         };
@@ -705,6 +853,7 @@ mod tests {
         assert_eq!(login.ca_cert_pem, None);
         assert!(!login.insecure);
         assert!(matches!(trust_for(Some(login)).unwrap(), Trust::System));
+        assert_eq!(store.current, None, "an old store has no current context");
         // Written back, the absent choices stay absent.
         let text = serde_json::to_string(&store).unwrap();
         assert!(

@@ -11,8 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use airlock_server::{Config, LogFormat};
-use clap::{Parser, Subcommand};
-use commands::{access, anomalies, audit, catalog, evidence, promotion, webhooks};
+use clap::{CommandFactory, Parser, Subcommand};
+use commands::{
+    access, anomalies, audit, catalog, completion, context, evidence, login, outcome, promotion,
+    version, webhooks,
+};
 use tracing_subscriber::EnvFilter;
 
 /// airlock: a secure artifact promotion pipeline.
@@ -26,6 +29,8 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     tls: TlsArgs,
+    #[command(flatten)]
+    common: commands::common::Common,
 }
 
 /// How the client commands verify an https:// server (docs/tls.md, "Clients").
@@ -52,8 +57,9 @@ enum Command {
     /// Read, export, prove and verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Log in to a server: stores a refresh credential (mode 0600) for the other commands.
-    Login(access::LoginArgs),
+    /// Log in to a server: stores a refresh credential (mode 0600) for the other commands and
+    /// makes the server the current context; `--oidc` exchanges a CI job's ID token instead.
+    Login(login::LoginArgs),
     /// Show who you are logged in as, and your roles.
     Whoami(commands::common::Common),
     /// Manage users.
@@ -114,6 +120,15 @@ enum Command {
     /// Channel tags: their history.
     #[command(subcommand)]
     Channels(catalog::ChannelsCommand),
+    /// The servers you logged in to (contexts) and which one commands use by default.
+    #[command(subcommand)]
+    Context(context::ContextCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(completion::CompletionArgs),
+    /// Write the man pages (airlock.1 and one per subcommand) into a directory.
+    Manpages(completion::ManpagesArgs),
+    /// Show this client's version and the server's.
+    Version(version::VersionArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -152,7 +167,17 @@ struct ServeArgs {
 fn main() -> ExitCode {
     // One crypto provider for every TLS use in the process (server, clients, webhooks): aws-lc-rs.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return ExitCode::from(outcome::report_usage_error(&err)),
+    };
+    // A client command whose reader went away ends quietly; the server keeps the default (a
+    // server that cannot print its address should not look like a clean exit).
+    if !matches!(cli.command, Command::Serve(_)) {
+        outcome::exit_quietly_when_stdout_closes();
+    }
+    outcome::set_output(cli.common.output);
+    client::set_bearer_token(cli.common.token.as_ref().map(|token| token.0.clone()));
     if cli.tls.insecure && matches!(cli.command, Command::Serve(_)) {
         eprintln!(
             "airlock: --insecure is for client commands (do not check the server's certificate); \
@@ -175,7 +200,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Audit(command) => run_client(audit::run(command)),
-        Command::Login(args) => run_client(access::login(args)),
+        Command::Login(args) => run_client(login::login(args, &cli.common)),
         Command::Whoami(common) => run_client(access::whoami(common)),
         Command::Users(command) => run_client(access::users(command)),
         Command::ServiceAccounts(command) => run_client(access::service_accounts(command)),
@@ -200,11 +225,18 @@ fn main() -> ExitCode {
         Command::Repos(args) => run_client(catalog::repos(args)),
         Command::Tags(args) => run_client(catalog::tags(args)),
         Command::Channels(command) => run_client(catalog::channels(command)),
+        Command::Context(command) => run_client(context::context(command, &cli.common)),
+        Command::Completion(args) => {
+            run_client(async { completion::completion(args, Cli::command()) })
+        }
+        Command::Manpages(args) => run_client(async { completion::manpages(args, Cli::command()) }),
+        Command::Version(args) => run_client(version::version(args, &cli.common)),
     }
 }
 
-/// Runs a client command on a small runtime; errors go to stderr with exit status 2 (usage,
-/// connection) while failed checks return their own status.
+/// Runs a client command on a small runtime; its error is reported as `commands::outcome` says
+/// (exit 1 for a refusal, 2 for a usage or connection error), a failed check returns its own
+/// status.
 fn run_client(command: impl std::future::Future<Output = anyhow::Result<u8>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -219,13 +251,7 @@ fn run_client(command: impl std::future::Future<Output = anyhow::Result<u8>>) ->
     };
     match runtime.block_on(command) {
         Ok(status) => ExitCode::from(status),
-        Err(err) => {
-            eprintln!("airlock: {err:#}");
-            match err.downcast_ref::<client::ApiFailure>() {
-                Some(failure) => ExitCode::from(failure.status),
-                None => ExitCode::from(2),
-            }
-        }
+        Err(err) => ExitCode::from(outcome::report_error(&err)),
     }
 }
 
@@ -280,8 +306,12 @@ fn run_serve(args: ServeArgs) -> ExitCode {
 
 fn init_logging(config: &Config) {
     let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal: a file, a pipe or journald gets plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
@@ -312,4 +342,16 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown requested; draining requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own consistency checks over the whole tree (global options shared by every
+    /// subcommand, no duplicate flags), which otherwise run only for the subcommand parsed.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

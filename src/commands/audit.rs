@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::commands::common::OutputFormat;
+use crate::commands::common::{Common, OutputFormat};
 use airlock_audit::{
     ConsistencyProof, FULL_TILE_WIDTH, Hash, InclusionProof, LogReport, TilePath,
     VerifiedCheckpoint, VerifyError, verify_checkpoint,
@@ -17,18 +17,13 @@ use serde_json::{Value, json};
 /// or connection error.
 pub const CHECK_FAILED: u8 = 1;
 
-/// Where the log lives.
-#[derive(Debug, Args)]
-pub struct ServerArgs {
-    /// airlock server URL.
-    #[arg(long, env = "AIRLOCK_SERVER", default_value = "http://127.0.0.1:5000")]
-    server: String,
-}
-
-impl ServerArgs {
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", crate::client::normalize_server(&self.server), path)
-    }
+/// The URL of `path` on the server `common` names.
+fn url(common: &Common, path: &str) -> String {
+    format!(
+        "{}{}",
+        crate::client::normalize_server(&common.server),
+        path
+    )
 }
 
 /// Audit log commands.
@@ -54,9 +49,9 @@ pub enum AuditCommand {
 /// `audit verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// airlock server URL (ignored with --data-dir).
-    #[arg(long, env = "AIRLOCK_SERVER", default_value = "http://127.0.0.1:5000")]
-    server: String,
+    /// The server (`--server`, ignored with --data-dir) and output format.
+    #[command(flatten)]
+    common: Common,
     /// Verify offline from a data directory instead of a server (stop the server first, or accept
     /// that entries written meanwhile are not covered).
     #[arg(long, value_name = "DIR")]
@@ -68,9 +63,6 @@ pub struct VerifyArgs {
     /// server presents (or the data directory's own key) is used, with a warning.
     #[arg(long, value_name = "KEY")]
     log_key: Option<String>,
-    /// `text` or `json`.
-    #[arg(long, default_value = "text")]
-    output: OutputFormat,
     /// Fail if any entry lies after the newest signed checkpoint. Such entries carry no signature
     /// yet (a running server signs within a second; against a server this waits up to 5 s for
     /// that), so anyone with access to the database could have written them.
@@ -82,7 +74,7 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct TailArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    server: Common,
     /// How many of the newest (matching) entries to show.
     #[arg(short = 'n', long, default_value_t = 20)]
     lines: u64,
@@ -98,7 +90,7 @@ pub struct TailArgs {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    server: Common,
     /// Only entries at or after this time: RFC 3339 (`2026-11-25T00:00:00Z`) or an age (`30m`,
     /// `24h`, `7d`).
     #[arg(long)]
@@ -112,7 +104,7 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct ProveArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    server: Common,
     /// The entry index.
     index: u64,
 }
@@ -121,7 +113,7 @@ pub struct ProveArgs {
 #[derive(Debug, Args)]
 pub struct CheckpointArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    server: Common,
 }
 
 /// Runs an audit command; returns the process exit status.
@@ -136,7 +128,7 @@ pub async fn run(command: AuditCommand) -> Result<u8> {
                 "{}",
                 get_text(
                     &client_for(&args.server.server).await?,
-                    &args.server.url("/log/checkpoint")
+                    &url(&args.server, "/log/checkpoint")
                 )
                 .await?
             );
@@ -311,8 +303,8 @@ async fn verify(args: VerifyArgs) -> Result<u8> {
 }
 
 async fn verify_server(args: &VerifyArgs) -> Result<u8> {
-    let http = client_for(&args.server).await?;
-    let base = crate::client::normalize_server(&args.server);
+    let http = client_for(&args.common.server).await?;
+    let base = crate::client::normalize_server(&args.common.server);
     let key = match &args.log_key {
         Some(value) => read_key_arg(value)?,
         None => {
@@ -326,7 +318,7 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
     if args.require_signed
         && let Some(unsigned) = wait_until_signed(&http, &base).await?
     {
-        return Ok(report_failure(&unsigned, args.output));
+        return Ok(report_failure(&unsigned, args.common.output));
     }
     let note = get_text(&http, &format!("{base}/log/checkpoint")).await?;
     let checkpoint = match verify_checkpoint(&note, &key) {
@@ -436,7 +428,7 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
         result,
         &checkpoint,
         trusted.as_ref(),
-        args.output,
+        args.common.output,
     ))
 }
 
@@ -486,7 +478,7 @@ async fn verify_offline(args: &VerifyArgs, dir: &Path) -> Result<u8> {
             &format!(
                 "the database has no signed checkpoint ({appended} entries): airlock signs an empty checkpoint on its very first start, so the checkpoints were deleted or this is not a database airlock ran on. Do not start airlock on it (it would sign whatever entries are there); restore the database from a backup and verify it against a checkpoint saved earlier (--trusted-checkpoint)"
             ),
-            args.output,
+            args.common.output,
         ));
     };
     let trusted = verify_trusted(args, &key)?;
@@ -500,7 +492,7 @@ async fn verify_offline(args: &VerifyArgs, dir: &Path) -> Result<u8> {
         let unsigned = unsigned_entries(appended, latest.size);
         if args.require_signed {
             metadata.close().await;
-            return Ok(report_failure(&unsigned, args.output));
+            return Ok(report_failure(&unsigned, args.common.output));
         }
         eprintln!("note: {unsigned}; --require-signed makes this a failure");
     }
@@ -532,20 +524,23 @@ async fn verify_offline(args: &VerifyArgs, dir: &Path) -> Result<u8> {
         result,
         &latest,
         trusted.as_ref(),
-        args.output,
+        args.common.output,
     ))
 }
 
 async fn print_entries(
     http: &reqwest::Client,
-    server: &ServerArgs,
+    server: &Common,
     mut start: u64,
     since_ms: Option<i64>,
     filter: Option<&str>,
     follow: bool,
 ) -> Result<()> {
     loop {
-        let mut url = server.url(&format!("/api/v1/audit/entries?start={start}&limit=1000"));
+        let mut url = url(
+            server,
+            &format!("/api/v1/audit/entries?start={start}&limit=1000"),
+        );
         if let Some(since) = since_ms {
             url.push_str(&format!("&since_ms={since}"));
         }
@@ -567,9 +562,10 @@ async fn print_entries(
 
 async fn tail(args: TailArgs) -> Result<()> {
     let http = client_for(&args.server.server).await?;
-    let mut url = args
-        .server
-        .url(&format!("/api/v1/audit/entries?newest={}", args.lines));
+    let mut url = url(
+        &args.server,
+        &format!("/api/v1/audit/entries?newest={}", args.lines),
+    );
     if let Some(filter) = &args.filter {
         url.push_str(&format!("&type={filter}"));
     }
@@ -627,11 +623,11 @@ async fn export(args: ExportArgs) -> Result<()> {
 
 async fn prove(args: ProveArgs) -> Result<u8> {
     let http = client_for(&args.server.server).await?;
-    let key = get_text(&http, &args.server.url("/log/key"))
+    let key = get_text(&http, &url(&args.server, "/log/key"))
         .await?
         .trim()
         .to_string();
-    let note = get_text(&http, &args.server.url("/log/checkpoint")).await?;
+    let note = get_text(&http, &url(&args.server, "/log/checkpoint")).await?;
     let checkpoint = verify_checkpoint(&note, &key)
         .map_err(|e| anyhow!("the server's checkpoint does not verify with its own key: {e}"))?;
     if args.index >= checkpoint.size {
@@ -644,10 +640,13 @@ async fn prove(args: ProveArgs) -> Result<u8> {
     let proof: InclusionProof = serde_json::from_value(
         get_json(
             &http,
-            &args.server.url(&format!(
-                "/api/v1/audit/proof/inclusion?index={}&tree_size={}",
-                args.index, checkpoint.size
-            )),
+            &url(
+                &args.server,
+                &format!(
+                    "/api/v1/audit/proof/inclusion?index={}&tree_size={}",
+                    args.index, checkpoint.size
+                ),
+            ),
         )
         .await?,
     )?;
@@ -656,10 +655,13 @@ async fn prove(args: ProveArgs) -> Result<u8> {
     let width = (checkpoint.size - tile * full).min(full) as u16;
     let bundle = get_bytes(
         &http,
-        &args.server.url(&format!(
-            "/log/{}",
-            TilePath::Entries { index: tile, width }.to_path()
-        )),
+        &url(
+            &args.server,
+            &format!(
+                "/log/{}",
+                TilePath::Entries { index: tile, width }.to_path()
+            ),
+        ),
     )
     .await?;
     let entry = airlock_audit::parse_entry_bundle(&bundle)?

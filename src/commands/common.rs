@@ -1,6 +1,6 @@
-//! What every client command shares: the server and output options ([`Common`]), connecting
-//! with the stored login ([`Common::connect`]), printing a result as text or JSON ([`print`]) and
-//! reading a secret from standard input.
+//! What every client command shares: the server, token and output options ([`Common`]),
+//! connecting with the stored login or the given token ([`Common::connect`]), printing a result
+//! as text or JSON ([`print`]) and reading a secret from standard input.
 
 use std::io::Read;
 
@@ -10,24 +10,64 @@ use serde_json::Value;
 
 use crate::client::ApiClient;
 
-/// Server and output options every command takes.
+/// Server, credential and output options every command takes, before or after the subcommand
+/// (`airlock --server URL users list` and `airlock users list --server URL` are the same).
 #[derive(Debug, Args)]
 pub struct Common {
-    /// airlock server URL.
+    /// The airlock server URL. Default: the current context (the server of the last `airlock
+    /// login` or `airlock context use`), else http://127.0.0.1:5000.
     #[arg(
         long,
         env = "AIRLOCK_SERVER",
-        default_value = "http://127.0.0.1:5000",
-        global = true
+        default_value_t = crate::client::default_server(),
+        // The default is this user's current context: not shown, so generated man pages and
+        // completion scripts do not carry the packager's server.
+        hide_default_value = true,
+        global = true,
+        value_name = "URL"
     )]
     pub(crate) server: String,
-    /// `text` or `json` (one JSON document on stdout).
-    #[arg(long, default_value = "text", global = true)]
+    /// `text` (for people) or `json`: one JSON document on stdout, errors included
+    /// (`{"error":{"code","message","remediation"}}`).
+    #[arg(short = 'o', long, default_value = "text", global = true)]
     pub(crate) output: OutputFormat,
+    /// Send this bearer token (e.g. from `airlock login --oidc --print-token`) instead of using
+    /// a stored login; prefer AIRLOCK_TOKEN, since a command line is visible to other users.
+    #[arg(
+        long,
+        env = "AIRLOCK_TOKEN",
+        hide_env_values = true,
+        global = true,
+        value_name = "TOKEN"
+    )]
+    pub(crate) token: Option<BearerToken>,
+}
+
+/// A bearer token given to the CLI: never printed (its `Debug` is redacted).
+#[derive(Clone)]
+pub struct BearerToken(pub(crate) String);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for BearerToken {
+    type Err = &'static str;
+
+    fn from_str(value: &str) -> std::result::Result<Self, Self::Err> {
+        let value = value.trim();
+        if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("a bearer token is one word without spaces");
+        }
+        Ok(Self(value.to_string()))
+    }
 }
 
 impl Common {
-    /// An API client for this server, authenticated with the stored login.
+    /// An API client for this server, authenticated with `--token` / `AIRLOCK_TOKEN`, else the
+    /// stored login.
     pub(crate) async fn connect(&self) -> Result<ApiClient> {
         ApiClient::connect(&self.server).await
     }

@@ -1,5 +1,6 @@
 //! The client commands, one module per command group; [`common`] holds what they all share
-//! (server and output options, connecting, printing).
+//! (server, token and output options, connecting, printing) and [`outcome`] how errors
+//! and exit statuses reach the caller.
 
 pub mod access;
 pub mod account;
@@ -7,7 +8,13 @@ pub mod anomalies;
 pub mod audit;
 pub mod catalog;
 pub mod common;
+pub mod completion;
+pub mod context;
 pub mod evidence;
+pub mod login;
+pub mod oidc;
+pub mod outcome;
 pub mod promotion;
 pub mod service_account_keys;
+pub mod version;
 pub mod webhooks;

@@ -204,6 +204,7 @@ pub fn router(
         .merge(crate::audit::routes::router(audit, identity.clone()))
         .merge(crate::identity::routes::router(identity))
         .merge(crate::openapi::router())
+        .merge(crate::meta::routes::router())
         .merge(health)
         .merge(metrics_route)
         .fallback(|| async {

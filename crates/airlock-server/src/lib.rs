@@ -19,6 +19,7 @@ pub mod connections;
 pub mod data_dir;
 pub mod evidence;
 pub mod identity;
+pub mod meta;
 pub mod metrics;
 pub mod oci;
 pub mod openapi;

@@ -48,6 +48,8 @@ pub const AUDIT_ENTRIES: &str = "airlock_audit_log_entries";
 pub const AUDIT_CHECKPOINT_SIZE: &str = "airlock_audit_checkpoint_size";
 /// Seconds since the newest checkpoint was signed.
 pub const AUDIT_CHECKPOINT_AGE: &str = "airlock_audit_checkpoint_age_seconds";
+/// Always 1, labelled with the running release's `version` (as `GET /api/v1/version` says).
+pub const BUILD_INFO: &str = "airlock_build_info";
 
 const LATENCY_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
@@ -60,7 +62,14 @@ pub fn install() -> Option<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_string()), &LATENCY_BUCKETS)
         .ok()?;
     match builder.install_recorder() {
-        Ok(handle) => Some(handle),
+        Ok(handle) => {
+            metrics::describe_gauge!(
+                BUILD_INFO,
+                "Always 1; the version label is the running airlock release."
+            );
+            metrics::gauge!(BUILD_INFO, "version" => crate::meta::VERSION).set(1.0);
+            Some(handle)
+        }
         Err(err) => {
             tracing::warn!(error = %err, "metrics recorder not installed");
             None

@@ -61,6 +61,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         crate::anomalies::routes::openapi(),
         crate::webhooks::routes::openapi(),
         crate::catalog::routes::openapi(),
+        crate::meta::routes::openapi(),
     ] {
         doc.merge(part);
     }

@@ -462,37 +462,42 @@ impl Identity {
         Ok(())
     }
 
-    /// The active grants of a principal (bindings not expired), or of an OIDC rule principal.
+    /// The active grants of a principal (bindings not expired). An OIDC rule's principal
+    /// (`oidc/<rule>`) also holds `builder` in the rule's repositories, from the configuration;
+    /// roles an access-admin granted it (e.g. `promoter` on staging, for a CI job that promotes
+    /// its own builds) come on top, like any principal's.
     pub async fn grants(&self, principal: &PrincipalRow) -> Result<Vec<Grant>, StoreError> {
         let now = now_millis();
-        if let Some(rule) = principal.name.strip_prefix("oidc/")
-            && let Some((trust, _)) = self.oidc.iter().find(|(t, _)| t.name == rule)
-        {
-            return Ok(trust
-                .repositories
+        let mut grants: Vec<Grant> = match principal.name.strip_prefix("oidc/") {
+            Some(rule) => self
+                .oidc
                 .iter()
+                .filter(|(t, _)| t.name == rule)
+                .flat_map(|(trust, _)| trust.repositories.iter())
                 .filter_map(|s| s.parse::<Scope>().ok())
                 .map(|scope| Grant {
                     role: Role::Builder,
                     scope,
                     expires_at_millis: None,
                 })
-                .collect());
-        }
-        Ok(self
-            .metadata
-            .bindings(principal.id)
-            .await?
-            .into_iter()
-            .filter_map(|b| {
-                Some(Grant {
-                    role: b.role.parse().ok()?,
-                    scope: b.scope.parse().ok()?,
-                    expires_at_millis: b.expires_at,
+                .collect(),
+            None => Vec::new(),
+        };
+        grants.extend(
+            self.metadata
+                .bindings(principal.id)
+                .await?
+                .into_iter()
+                .filter_map(|b| {
+                    Some(Grant {
+                        role: b.role.parse().ok()?,
+                        scope: b.scope.parse().ok()?,
+                        expires_at_millis: b.expires_at,
+                    })
                 })
-            })
-            .filter(|g| g.is_active(now))
-            .collect())
+                .filter(|g| g.is_active(now)),
+        );
+        Ok(grants)
     }
 
     /// Whether credential `id` exists, belongs to `principal_id` and is live now.

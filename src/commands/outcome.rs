@@ -1,0 +1,196 @@
+//! How a command's outcome reaches its caller, the same for every command:
+//!
+//! - the exit status: 0 done, 1 refused, denied or a failed check, 2 a usage or connection error
+//!   (also a server failure, 5xx, and anything that is not a decision);
+//! - an error on stderr (`airlock: ...`), and with `--output json` also as one JSON document on
+//!   stdout in the API's shape, `{"error":{"code","message","remediation"}}`;
+//! - when stdout's reader goes away (`airlock audit tail | head -1`), a quiet exit with status 0
+//!   instead of a panic.
+
+use std::sync::OnceLock;
+
+use serde_json::json;
+
+use crate::client::{ApiError, ApiFailure, ConnectionFailed};
+use crate::commands::common::OutputFormat;
+
+/// Exit status for a usage or connection error.
+pub const USAGE_OR_CONNECTION: u8 = 2;
+
+static OUTPUT: OnceLock<OutputFormat> = OnceLock::new();
+
+/// Records `--output` for error reports (set once by `main` after parsing).
+pub fn set_output(format: OutputFormat) {
+    let _ = OUTPUT.set(format);
+}
+
+fn output() -> OutputFormat {
+    OUTPUT.get().copied().unwrap_or(OutputFormat::Text)
+}
+
+/// Reports a command's error as `--output` says and returns its exit status.
+pub fn report_error(err: &anyhow::Error) -> u8 {
+    eprintln!("airlock: {err:#}");
+    let (status, code, message, remediation) = classify(err);
+    if output() == OutputFormat::Json {
+        println!(
+            "{}",
+            json!({"error": {"code": code, "message": message, "remediation": remediation}})
+        );
+    }
+    status
+}
+
+/// The exit status and the JSON error fields for `err`.
+fn classify(err: &anyhow::Error) -> (u8, String, String, String) {
+    if let Some(api) = err.downcast_ref::<ApiError>() {
+        return (
+            api.exit,
+            api.detail.code.clone(),
+            api.detail.message.clone(),
+            api.detail.remediation.clone(),
+        );
+    }
+    if let Some(failure) = err.downcast_ref::<ApiFailure>() {
+        let code = if failure.status == crate::client::DENIED {
+            "REFUSED"
+        } else {
+            "FAILED"
+        };
+        return (
+            failure.status,
+            code.into(),
+            failure.message.clone(),
+            String::new(),
+        );
+    }
+    if let Some(failed) = err.downcast_ref::<ConnectionFailed>() {
+        return (
+            USAGE_OR_CONNECTION,
+            "CONNECTION_FAILED".into(),
+            format!("{err:#}"),
+            if failed.source.is_some() {
+                "check the server address (--server, AIRLOCK_SERVER or `airlock context use`) \
+                 and that airlock is running there"
+                    .into()
+            } else {
+                // A TLS failure: its message already names the fix.
+                String::new()
+            },
+        );
+    }
+    (
+        USAGE_OR_CONNECTION,
+        "CLI_ERROR".into(),
+        format!("{err:#}"),
+        String::new(),
+    )
+}
+
+/// Reports a command line clap refused (exit 2; `--help` and `--version` exit 0), as JSON on
+/// stdout too when the command line asked for `--output json`.
+pub fn report_usage_error(err: &clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    let status = match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+        _ => USAGE_OR_CONNECTION,
+    };
+    let _ = err.print();
+    if status != 0 && json_requested(std::env::args().skip(1)) {
+        let message = err.render().to_string();
+        let first = message
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ");
+        println!(
+            "{}",
+            json!({"error": {"code": "USAGE", "message": first,
+                             "remediation": "see the command's --help for its arguments and flags"}})
+        );
+    }
+    status
+}
+
+/// Whether a command line clap could not parse asked for `--output json` / `-o json`.
+fn json_requested(args: impl Iterator<Item = String>) -> bool {
+    let mut previous_was_flag = false;
+    for arg in args {
+        if previous_was_flag && arg == "json" {
+            return true;
+        }
+        if matches!(arg.as_str(), "--output=json" | "-ojson" | "-o=json") {
+            return true;
+        }
+        previous_was_flag = arg == "--output" || arg == "-o";
+    }
+    false
+}
+
+/// Makes a write to a closed stdout end the process quietly with status 0: the reader took what
+/// it wanted (`| head -1`). Rust ignores SIGPIPE, so such a write fails with EPIPE and
+/// `println!` panics with "failed printing to stdout: Broken pipe"; every other panic keeps the
+/// default report.
+pub fn exit_quietly_when_stdout_closes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if payload.starts_with("failed printing to stdout")
+            && (payload.contains("Broken pipe") || payload.contains("os error 32"))
+        {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> impl Iterator<Item = String> {
+        list.iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn json_output_is_recognised_in_every_spelling_and_position() {
+        assert!(json_requested(args(&["-o", "json", "users"])));
+        assert!(json_requested(args(&["users", "list", "--output", "json"])));
+        assert!(json_requested(args(&["users", "--output=json"])));
+        assert!(json_requested(args(&["-ojson"])));
+        assert!(!json_requested(args(&["users", "add", "json"])));
+        assert!(!json_requested(args(&["-o", "text", "json"])));
+    }
+
+    #[test]
+    fn refusals_exit_1_and_everything_else_2() {
+        for (status, exit) in [(401, 1), (403, 1), (409, 1), (422, 1), (429, 1)] {
+            assert_eq!(crate::client::exit_status_for(status), exit, "{status}");
+        }
+        for status in [400, 404, 413, 500, 502, 503] {
+            assert_eq!(crate::client::exit_status_for(status), 2, "{status}");
+        }
+        let err: anyhow::Error = ApiError::from_answer(
+            403,
+            &json!({"error": {"code": "FORBIDDEN", "message": "no", "remediation": "ask"}}),
+        )
+        .into();
+        let (status, code, message, remediation) = classify(&err);
+        assert_eq!(
+            (status, code.as_str(), message.as_str()),
+            (1, "FORBIDDEN", "no")
+        );
+        assert_eq!(remediation, "ask");
+        let err: anyhow::Error = ApiError::from_answer(502, &json!("<html>")).into();
+        assert_eq!(classify(&err).0, 2);
+        assert_eq!(classify(&anyhow::anyhow!("bad flag")).0, 2);
+    }
+}
