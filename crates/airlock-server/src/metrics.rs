@@ -92,7 +92,7 @@ pub fn route_label(path: &str, matched: Option<&str>) -> &'static str {
             Ok(OciRoute::Base) => "v2_base",
             Ok(OciRoute::Catalog) => "v2_catalog",
             Ok(OciRoute::Tags(_)) => "v2_tags",
-            Ok(OciRoute::Manifest(..)) => "v2_manifest",
+            Ok(OciRoute::Manifest(..) | OciRoute::ManifestWithInvalidTag(..)) => "v2_manifest",
             Ok(OciRoute::Blob(..)) => "v2_blob",
             Ok(OciRoute::UploadStart(_)) => "v2_upload_start",
             Ok(OciRoute::Upload(..)) => "v2_upload",
