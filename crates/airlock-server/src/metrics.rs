@@ -1,5 +1,6 @@
 //! Prometheus metrics: the recorder, the `/metrics` route, HTTP request metrics middleware, and
-//! the names of every metric airlock exports (one place, so dashboards and docs stay in step).
+//! the names and help texts of every metric airlock exports (one place, so dashboards and docs
+//! stay in step).
 
 use std::time::Instant;
 
@@ -60,12 +61,95 @@ pub fn install() -> Option<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_string()), &LATENCY_BUCKETS)
         .ok()?;
     match builder.install_recorder() {
-        Ok(handle) => Some(handle),
+        Ok(handle) => {
+            describe();
+            Some(handle)
+        }
         Err(err) => {
             tracing::warn!(error = %err, "metrics recorder not installed");
             None
         }
     }
+}
+
+/// Gives every metric its `# HELP` text (scrapers and `promtool check metrics` want one per
+/// family). Called once the recorder is installed: descriptions given before go nowhere.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by route kind (never a name or digest), method and status."
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        "Time to answer an HTTP request in seconds, by route kind and method."
+    );
+    describe_counter!(
+        REGISTRY_BYTES_IN,
+        "Blob bytes received from clients (uploads)."
+    );
+    describe_counter!(
+        REGISTRY_BYTES_OUT,
+        "Blob bytes sent to clients (downloads)."
+    );
+    describe_counter!(
+        AUTH_FAILURES,
+        "Failed authentications (wrong password, API key or token)."
+    );
+    describe_counter!(
+        EVIDENCE_ITEMS,
+        "Evidence items recorded, by format (cosign, dsse, sigstore-bundle) and status."
+    );
+    describe_counter!(
+        EVIDENCE_REVERIFIED,
+        "Evidence verdicts changed by keyring changes, by new status."
+    );
+    describe_counter!(
+        PROMOTIONS,
+        "Gate decisions, by target stage and outcome (promoted, pending_approval, denied)."
+    );
+    describe_histogram!(
+        POLICY_EVALUATION,
+        "Time to evaluate a promotion gate in seconds."
+    );
+    describe_counter!(ANOMALIES, "Anomalies raised, by rule and action.");
+    describe_counter!(ANOMALIES_RESOLVED, "Anomalies resolved, by rule.");
+    describe_counter!(
+        ANOMALY_ERRORS,
+        "Anomaly signals that could not be recorded (storage failures)."
+    );
+    describe_counter!(
+        PUSH_REFUSALS,
+        "Pushes, mounts and deletes refused by the stage rules."
+    );
+    describe_counter!(
+        QUARANTINE_REFUSALS,
+        "Pulls from gated stages refused because the artifact is quarantined."
+    );
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook delivery attempts, by outcome (delivered, failed and will retry, dead)."
+    );
+    describe_gauge!(
+        WEBHOOK_PENDING,
+        "Webhook deliveries waiting in the outbox, as of the last delivery attempt."
+    );
+    describe_gauge!(
+        AUDIT_ENTRIES,
+        "Entries appended to the audit log, integrated or not."
+    );
+    describe_gauge!(
+        AUDIT_CHECKPOINT_SIZE,
+        "Entries covered by the newest signed checkpoint of the audit log."
+    );
+    describe_gauge!(
+        AUDIT_CHECKPOINT_AGE,
+        "Seconds since the newest audit log checkpoint was signed."
+    );
+    describe_gauge!(
+        crate::tls::EXPIRY_METRIC,
+        "When the served TLS certificate expires, in Unix seconds."
+    );
 }
 
 /// `GET /metrics` in the Prometheus text format.
