@@ -1,10 +1,14 @@
 //! Prometheus metrics: the recorder, the `/metrics` route, HTTP request metrics middleware, and
 //! the names and help texts of every metric airlock exports (one place, so dashboards and docs
-//! stay in step).
+//! stay in step). `/metrics` answers in the Prometheus text format (0.0.4), or in OpenMetrics
+//! 1.0 when the scrape's `Accept` header prefers it ([`openmetrics`]).
+
+mod openmetrics;
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -152,14 +156,35 @@ fn describe() {
     );
 }
 
-/// `GET /metrics` in the Prometheus text format.
-pub async fn render(State(handle): State<Option<PrometheusHandle>>) -> Response {
+/// `GET /metrics`: the Prometheus text format, or OpenMetrics 1.0 when the `Accept` header
+/// prefers `application/openmetrics-text`.
+pub async fn render(
+    State(handle): State<Option<PrometheusHandle>>,
+    headers: HeaderMap,
+) -> Response {
     match handle {
-        Some(handle) => (
-            [("content-type", "text/plain; version=0.0.4")],
-            handle.render(),
-        )
-            .into_response(),
+        Some(handle) => {
+            let accept = headers
+                .get(header::ACCEPT)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("");
+            let text = handle.render();
+            match openmetrics::negotiate(accept) {
+                Some(version) => (
+                    [(header::CONTENT_TYPE, version.content_type())],
+                    openmetrics::from_prometheus_text(&text),
+                )
+                    .into_response(),
+                None => (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    text,
+                )
+                    .into_response(),
+            }
+        }
         None => (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "metrics recorder unavailable",
