@@ -144,7 +144,9 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer_in_any_op
             "--no-color",
         ])
         .arg("--report-dir")
-        .arg(reports.path());
+        .arg(reports.path())
+        // Its cache (`.schemathesis/`) goes where it runs: not into the work tree.
+        .current_dir(reports.path());
     for pattern in LOCKOUT_OPERATIONS {
         command.args(["--exclude-path-regex", pattern]);
     }
