@@ -144,10 +144,37 @@ impl AccessControl {
         repo: Option<&RepoName>,
         action: Action,
     ) -> Result<Actor, OciError> {
+        self.authorize_with_challenge(headers, peer, repo, action, None)
+            .await
+    }
+
+    /// Like [`AccessControl::authorize`] for a push to `repo` that mounts a blob from `from`:
+    /// the same decision, but a `401` challenge also asks for pull on `from` (as the CNCF
+    /// distribution registry does), so a client that fetches a token for the challenge gets one
+    /// that lets the mount happen. The mount itself is still checked against `from` separately.
+    pub async fn authorize_mount(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        repo: &RepoName,
+        from: &RepoName,
+    ) -> Result<Actor, OciError> {
+        self.authorize_with_challenge(headers, peer, Some(repo), Action::Push, Some(from))
+            .await
+    }
+
+    async fn authorize_with_challenge(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        repo: Option<&RepoName>,
+        action: Action,
+        also_pull: Option<&RepoName>,
+    ) -> Result<Actor, OciError> {
         let Some(identity) = &self.identity else {
             return Ok(Actor::anonymous(peer.map(|p| p.to_string())));
         };
-        let challenge = |error: Option<&str>| challenge(identity, repo, action, error);
+        let challenge = |error: Option<&str>| challenge(identity, repo, action, also_pull, error);
         let who = match authenticate(identity, headers, peer).await {
             Ok(who) => who,
             Err(AuthError::Missing) => {
@@ -240,15 +267,17 @@ fn base_challenge(identity: &Identity) -> String {
     )
 }
 
-/// The `WWW-Authenticate` challenge pointing clients at the token endpoint.
+/// The `WWW-Authenticate` challenge pointing clients at the token endpoint; `also_pull` (the
+/// source of a mount) adds a second, space-separated scope.
 fn challenge(
     identity: &Identity,
     repo: Option<&RepoName>,
     action: Action,
+    also_pull: Option<&RepoName>,
     error: Option<&str>,
 ) -> String {
     let base = realm_base(identity);
-    let scope = match repo {
+    let mut scope = match repo {
         Some(repo) => {
             let actions = match action {
                 Action::Pull => "pull",
@@ -259,6 +288,9 @@ fn challenge(
         }
         None => "registry:catalog:*".to_string(),
     };
+    if let Some(from) = also_pull.filter(|from| Some(*from) != repo) {
+        scope.push_str(&format!(" repository:{from}:pull"));
+    }
     let mut value = format!(
         "Bearer realm=\"{base}/auth/token\",service=\"{}\",scope=\"{scope}\"",
         crate::identity::service::TOKEN_SERVICE

@@ -75,3 +75,152 @@ impl IntoResponse for ApiError {
         (self.status, axum::Json(body)).into_response()
     }
 }
+
+/// Renders what axum's extractors and router answer on their own under `/api/` and `/auth/`
+/// (plain-text rejections of a JSON body, query string or path, a missing `Content-Type`, an
+/// oversized body, and empty `405`s) as [`ApiError`] bodies, so that every answer of the JSON API
+/// has the documented `{"error":{...}}` shape and a remediation naming the fix. A body that does
+/// not deserialize is `400 BAD_REQUEST` (axum says `422`), with axum's message, which names the
+/// field or parameter. Answers the handlers made themselves pass through untouched.
+pub async fn render_rejections(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let json_api = path.starts_with("/api/") || path.starts_with("/auth/");
+    let response = next.run(request).await;
+    if !json_api || !response.status().is_client_error() {
+        return response;
+    }
+    let plain_text = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    let status = response.status();
+    if status == StatusCode::METHOD_NOT_ALLOWED && !plain_text {
+        let has_body_type = response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some();
+        if has_body_type {
+            return response;
+        }
+        let allow = response
+            .headers()
+            .get(axum::http::header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let mut rendered = ApiError::new(
+            status,
+            "METHOD_NOT_ALLOWED",
+            "this endpoint does not support the request's method",
+            format!("use one of: {allow} (see GET /api/v1/openapi.json)"),
+        )
+        .into_response();
+        if let Ok(value) = axum::http::HeaderValue::from_str(&allow) {
+            rendered
+                .headers_mut()
+                .insert(axum::http::header::ALLOW, value);
+        }
+        return rendered;
+    }
+    if !plain_text {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), 64 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    rejection(status, text).into_response()
+}
+
+/// The [`ApiError`] for a plain-text rejection with `status` and axum's `message`.
+fn rejection(status: StatusCode, message: String) -> ApiError {
+    const SCHEMA: &str = "GET /api/v1/openapi.json";
+    match status {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            status,
+            "UNSUPPORTED_MEDIA_TYPE",
+            message,
+            "send the body as JSON with the header `Content-Type: application/json`",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            status,
+            "PAYLOAD_TOO_LARGE",
+            message,
+            "send a smaller body: JSON API calls are limited to 2 MiB",
+        ),
+        _ if message.starts_with("Failed to parse the request body as JSON") => {
+            ApiError::bad_request(
+                message,
+                format!(
+                    "send well-formed JSON (the message gives the line and column of the first error); the operation's request schema is in {SCHEMA}"
+                ),
+            )
+        }
+        _ if message.starts_with("Failed to deserialize the JSON body") => ApiError::bad_request(
+            message,
+            format!(
+                "correct the field the message names (missing, misspelt, unknown or of the wrong type); the operation's request schema is in {SCHEMA}"
+            ),
+        ),
+        _ if message.starts_with("Failed to deserialize query string") => ApiError::bad_request(
+            message,
+            format!(
+                "correct the query parameter the message names; the operation's parameters are in {SCHEMA}"
+            ),
+        ),
+        _ if message.starts_with("Invalid URL")
+            || message.starts_with("Wrong number of path arguments") =>
+        {
+            ApiError::bad_request(
+                message,
+                format!(
+                    "correct the path segment the message names; the operation's path parameters are in {SCHEMA}"
+                ),
+            )
+        }
+        _ if message.starts_with("Failed to buffer the request body") => ApiError::new(
+            status,
+            "BAD_REQUEST",
+            message,
+            "send the whole body in one request within the server's time and size limits",
+        ),
+        _ => ApiError::new(
+            status,
+            "BAD_REQUEST",
+            message,
+            format!("the request does not match the operation in {SCHEMA}; the message says how"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_body_rejections_become_400_naming_the_schema() {
+        let err = rejection(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Failed to deserialize the JSON body into the target type: missing field `name`".into(),
+        );
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.code, "BAD_REQUEST");
+        assert!(err.message.contains("missing field `name`"));
+        assert!(err.remediation.contains("field the message names"));
+        let err = rejection(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Expected request with `Content-Type: application/json`".into(),
+        );
+        assert_eq!(err.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(err.remediation.contains("Content-Type: application/json"));
+        let err = rejection(
+            StatusCode::BAD_REQUEST,
+            "Failed to deserialize query string: limit: invalid digit found in string".into(),
+        );
+        assert!(err.remediation.contains("query parameter"));
+    }
+}

@@ -213,6 +213,7 @@ pub fn router(
                 axum::Json(serde_json::json!({"error": {"code": "NOT_FOUND", "message": "no endpoint at this path", "remediation": "the registry API is under /v2/"}})),
             )
         })
+        .layer(axum::middleware::from_fn(crate::api::render_rejections))
         .layer(write_guard)
         .layer(axum::middleware::from_fn_with_state(
             trusted_proxies,

@@ -1,9 +1,14 @@
 //! Prometheus metrics: the recorder, the `/metrics` route, HTTP request metrics middleware, and
-//! the names of every metric airlock exports (one place, so dashboards and docs stay in step).
+//! the names and help texts of every metric airlock exports (one place, so dashboards and docs
+//! stay in step). `/metrics` answers in the Prometheus text format (0.0.4), or in OpenMetrics
+//! 1.0 when the scrape's `Accept` header prefers it ([`openmetrics`]).
+
+mod openmetrics;
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -63,6 +68,7 @@ pub fn install() -> Option<PrometheusHandle> {
         .ok()?;
     match builder.install_recorder() {
         Ok(handle) => {
+            describe();
             metrics::describe_gauge!(
                 BUILD_INFO,
                 "Always 1; the version label is the running airlock release."
@@ -77,14 +83,115 @@ pub fn install() -> Option<PrometheusHandle> {
     }
 }
 
-/// `GET /metrics` in the Prometheus text format.
-pub async fn render(State(handle): State<Option<PrometheusHandle>>) -> Response {
+/// Gives every metric its `# HELP` text (scrapers and `promtool check metrics` want one per
+/// family). Called once the recorder is installed: descriptions given before go nowhere.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by route kind (never a name or digest), method and status."
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        "Time to answer an HTTP request in seconds, by route kind and method."
+    );
+    describe_counter!(
+        REGISTRY_BYTES_IN,
+        "Blob bytes received from clients (uploads)."
+    );
+    describe_counter!(
+        REGISTRY_BYTES_OUT,
+        "Blob bytes sent to clients (downloads)."
+    );
+    describe_counter!(
+        AUTH_FAILURES,
+        "Failed authentications (wrong password, API key or token)."
+    );
+    describe_counter!(
+        EVIDENCE_ITEMS,
+        "Evidence items recorded, by format (cosign, dsse, sigstore-bundle) and status."
+    );
+    describe_counter!(
+        EVIDENCE_REVERIFIED,
+        "Evidence verdicts changed by keyring changes, by new status."
+    );
+    describe_counter!(
+        PROMOTIONS,
+        "Gate decisions, by target stage and outcome (promoted, pending_approval, denied)."
+    );
+    describe_histogram!(
+        POLICY_EVALUATION,
+        "Time to evaluate a promotion gate in seconds."
+    );
+    describe_counter!(ANOMALIES, "Anomalies raised, by rule and action.");
+    describe_counter!(ANOMALIES_RESOLVED, "Anomalies resolved, by rule.");
+    describe_counter!(
+        ANOMALY_ERRORS,
+        "Anomaly signals that could not be recorded (storage failures)."
+    );
+    describe_counter!(
+        PUSH_REFUSALS,
+        "Pushes, mounts and deletes refused by the stage rules."
+    );
+    describe_counter!(
+        QUARANTINE_REFUSALS,
+        "Pulls from gated stages refused because the artifact is quarantined."
+    );
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook delivery attempts, by outcome (delivered, failed and will retry, dead)."
+    );
+    describe_gauge!(
+        WEBHOOK_PENDING,
+        "Webhook deliveries waiting in the outbox, as of the last delivery attempt."
+    );
+    describe_gauge!(
+        AUDIT_ENTRIES,
+        "Entries appended to the audit log, integrated or not."
+    );
+    describe_gauge!(
+        AUDIT_CHECKPOINT_SIZE,
+        "Entries covered by the newest signed checkpoint of the audit log."
+    );
+    describe_gauge!(
+        AUDIT_CHECKPOINT_AGE,
+        "Seconds since the newest audit log checkpoint was signed."
+    );
+    describe_gauge!(
+        crate::tls::EXPIRY_METRIC,
+        "When the served TLS certificate expires, in Unix seconds."
+    );
+}
+
+/// `GET /metrics`: the Prometheus text format, or OpenMetrics 1.0 when the `Accept` header
+/// prefers `application/openmetrics-text`.
+pub async fn render(
+    State(handle): State<Option<PrometheusHandle>>,
+    headers: HeaderMap,
+) -> Response {
     match handle {
-        Some(handle) => (
-            [("content-type", "text/plain; version=0.0.4")],
-            handle.render(),
-        )
-            .into_response(),
+        Some(handle) => {
+            let accept = headers
+                .get(header::ACCEPT)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("");
+            let text = handle.render();
+            match openmetrics::negotiate(accept) {
+                Some(version) => (
+                    [(header::CONTENT_TYPE, version.content_type())],
+                    openmetrics::from_prometheus_text(&text),
+                )
+                    .into_response(),
+                None => (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    text,
+                )
+                    .into_response(),
+            }
+        }
         None => (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "metrics recorder unavailable",
@@ -101,7 +208,7 @@ pub fn route_label(path: &str, matched: Option<&str>) -> &'static str {
             Ok(OciRoute::Base) => "v2_base",
             Ok(OciRoute::Catalog) => "v2_catalog",
             Ok(OciRoute::Tags(_)) => "v2_tags",
-            Ok(OciRoute::Manifest(..)) => "v2_manifest",
+            Ok(OciRoute::Manifest(..) | OciRoute::ManifestWithInvalidTag(..)) => "v2_manifest",
             Ok(OciRoute::Blob(..)) => "v2_blob",
             Ok(OciRoute::UploadStart(_)) => "v2_upload_start",
             Ok(OciRoute::Upload(..)) => "v2_upload",

@@ -154,6 +154,23 @@ pub(super) async fn get(
     Ok(response)
 }
 
+/// `GET`/`HEAD /v2/<name>/manifests/<reference>` with a reference that is not a valid tag: after
+/// the same authorization as any read, `404 MANIFEST_UNKNOWN`, since no manifest can have it.
+pub(super) async fn get_invalid_tag(
+    request: Request<'_>,
+    repo: RepoName,
+    tag: String,
+) -> Result<Response, OciError> {
+    request.authorize(Some(&repo), Action::Pull).await?;
+    Err(OciError::new(
+        StatusCode::NOT_FOUND,
+        "MANIFEST_UNKNOWN",
+        format!(
+            "no manifest {repo}:{tag}: {tag:?} is not a valid tag (1-128 characters of [a-zA-Z0-9._-], not starting with '.' or '-'), so nothing can be stored under it; check the reference"
+        ),
+    ))
+}
+
 /// `DELETE /v2/<name>/manifests/<reference>`: a tag, or a manifest with its tags.
 pub(super) async fn delete(
     request: Request<'_>,

@@ -115,6 +115,12 @@ async fn dispatch(
             (OciRoute::Manifest(repo, reference), Method::DELETE) => {
                 manifests::delete(request, repo, reference).await
             }
+            (OciRoute::ManifestWithInvalidTag(repo, tag), Method::GET | Method::HEAD) => {
+                manifests::get_invalid_tag(request, repo, tag).await
+            }
+            (OciRoute::ManifestWithInvalidTag(_, tag), Method::PUT | Method::DELETE) => {
+                Err(airlock_core::Error::InvalidTag(tag).into())
+            }
             (OciRoute::Blob(repo, digest), Method::GET) => {
                 blobs::get(request, repo, digest, true).await
             }
@@ -147,7 +153,7 @@ async fn dispatch(
 fn allowed_methods(route: &OciRoute) -> &'static str {
     match route {
         OciRoute::Base | OciRoute::Catalog | OciRoute::Tags(_) | OciRoute::Referrers(..) => "GET",
-        OciRoute::Manifest(..) => "GET, HEAD, PUT, DELETE",
+        OciRoute::Manifest(..) | OciRoute::ManifestWithInvalidTag(..) => "GET, HEAD, PUT, DELETE",
         OciRoute::Blob(..) => "GET, HEAD, DELETE",
         OciRoute::UploadStart(_) => "POST",
         OciRoute::Upload(..) => "GET, PATCH, PUT, DELETE",

@@ -16,6 +16,10 @@ pub enum OciRoute {
     Tags(RepoName),
     /// `/v2/<name>/manifests/<reference>`.
     Manifest(RepoName, Reference),
+    /// `/v2/<name>/manifests/<reference>` where the reference is not a valid tag (and not
+    /// digest-shaped): no manifest can have it, so a read is answered `404 MANIFEST_UNKNOWN`
+    /// (what registries and the conformance suite expect) and a write `400 TAG_INVALID`.
+    ManifestWithInvalidTag(RepoName, String),
     /// `/v2/<name>/blobs/<digest>`.
     Blob(RepoName, Digest),
     /// `/v2/<name>/blobs/uploads/`.
@@ -58,7 +62,16 @@ impl OciRoute {
         let (head, last) = rest.rsplit_once('/').ok_or(RouteError::NotFound)?;
         let (name, kind) = head.rsplit_once('/').ok_or(RouteError::NotFound)?;
         match kind {
-            "manifests" => Ok(Self::Manifest(name.parse()?, last.parse()?)),
+            "manifests" => {
+                let name = name.parse()?;
+                match last.parse() {
+                    Ok(reference) => Ok(Self::Manifest(name, reference)),
+                    Err(airlock_core::Error::InvalidTag(tag)) => {
+                        Ok(Self::ManifestWithInvalidTag(name, tag))
+                    }
+                    Err(err) => Err(err.into()),
+                }
+            }
             "blobs" => Ok(Self::Blob(name.parse()?, last.parse()?)),
             "referrers" => Ok(Self::Referrers(name.parse()?, last.parse()?)),
             "uploads" => {
@@ -137,6 +150,26 @@ mod tests {
         ));
         assert!(matches!(
             OciRoute::parse("dev/app/blobs/sha256:nothex"),
+            Err(RouteError::Invalid(_))
+        ));
+        assert!(matches!(
+            OciRoute::parse("dev/app/manifests/sha256:nothex"),
+            Err(RouteError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn a_manifest_reference_that_is_no_valid_tag_is_its_own_route() {
+        assert_eq!(
+            OciRoute::parse("dev/app/manifests/.INVALID_MANIFEST_NAME"),
+            Ok(OciRoute::ManifestWithInvalidTag(
+                repo("dev/app"),
+                ".INVALID_MANIFEST_NAME".into()
+            ))
+        );
+        // The repository name is still checked first.
+        assert!(matches!(
+            OciRoute::parse("dev/../x/manifests/.bad"),
             Err(RouteError::Invalid(_))
         ));
     }

@@ -82,14 +82,30 @@ pub(super) async fn start(
     body: Body,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    let actor = request.authorize(Some(&repo), Action::Push).await?;
+    // A mount's source, if it names a repository: the challenge then asks for pull on it too.
+    let mount_from = request
+        .query
+        .get("mount")
+        .and(request.query.get("from"))
+        .and_then(|from| from.parse::<RepoName>().ok());
+    let actor = match &mount_from {
+        Some(from) => {
+            state
+                .access
+                .authorize_mount(request.headers, request.peer, &repo, from)
+                .await?
+        }
+        None => request.authorize(Some(&repo), Action::Push).await?,
+    };
     let registry = &state.registry;
-    if let (Some(mount), Some(from)) = (request.query.get("mount"), request.query.get("from")) {
+    if let Some(mount) = request.query.get("mount")
+        && request.query.contains_key("from")
+    {
         let digest: Digest = mount.parse()?;
         // A malformed or unreadable source is not an error: the client falls back to uploading.
-        if let Ok(from) = from.parse::<RepoName>()
-            && request.authorize(Some(&from), Action::Pull).await.is_ok()
-            && let Some(blob) = registry.mount_blob(&repo, &digest, &from, &actor).await?
+        if let Some(from) = &mount_from
+            && request.authorize(Some(from), Action::Pull).await.is_ok()
+            && let Some(blob) = registry.mount_blob(&repo, &digest, from, &actor).await?
         {
             return Ok(created_response(&repo, &blob));
         }
