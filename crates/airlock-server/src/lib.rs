@@ -17,6 +17,7 @@ pub mod config;
 pub mod connections;
 pub mod data_dir;
 pub mod evidence;
+pub mod extract;
 pub mod identity;
 pub mod metrics;
 pub mod oci;
