@@ -276,7 +276,7 @@ impl Identity {
         let sign = |claims: &AccessClaims| {
             self.token_keys
                 .issue(claims)
-                .map_err(|e| AuthError::Signing(e.to_string()))
+                .map_err(AuthError::Signing)
         };
         let lifetime = self.config.token_lifetime_secs;
         let access = sign(&claims(
