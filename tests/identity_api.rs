@@ -299,3 +299,49 @@ async fn the_openapi_document_lists_every_identity_and_server_key_route() {
         assert!(token[field].is_object(), "TokenResponse lacks {field}");
     }
 }
+
+#[tokio::test]
+async fn server_key_rotation_refusals_name_the_fix() {
+    let s = TestServer::start();
+    let password = "correct-horse-battery-9";
+    let (status, _) = post(&s, "/api/v1/users", json!({"name": "keys", "password": password})).await;
+    assert_eq!(status, 201);
+    let (status, body) = post(
+        &s,
+        "/api/v1/roles/grant",
+        json!({"principal": "keys", "role": "key-admin", "scope": "*"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let keys = common::client_as("keys", password);
+    let rotate = |key: &'static str, body: Value| {
+        let keys = keys.clone();
+        let url = s.url(&format!("/api/v1/server-keys/{key}/rotate"));
+        async move {
+            let response = keys.post(url).json(&body).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    let (status, body) = rotate("token", json!({"overlap_secs": 1})).await;
+    assert_eq!(status, 400, "{body}");
+    let (_, message, remediation) = error_text(&body);
+    assert!(message.contains("access-token lifetime"), "{message}");
+    assert!(remediation.contains("--overlap") && remediation.contains("or more"), "{remediation}");
+
+    let (status, body) = rotate("attestation", json!({"overlap_secs": 60})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(error_text(&body).2.contains("drop --overlap"), "{body}");
+
+    let (status, body) = rotate("tokn", json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    let (_, message, remediation) = error_text(&body);
+    assert!(message.contains("\"tokn\""), "{message}");
+    assert!(remediation.contains("airlock keys rotate-server token"), "{remediation}");
+
+    // The admin (no key-admin) is refused with the request that would allow it.
+    let (status, body) = post(&s, "/api/v1/server-keys/token/rotate", json!({})).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(error_text(&body).2.contains("airlock access request key-admin"), "{body}");
+}

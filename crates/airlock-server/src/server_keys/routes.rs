@@ -47,9 +47,22 @@ impl From<ServerKeyError> for ApiError {
     fn from(err: ServerKeyError) -> Self {
         let message = err.to_string();
         match err {
-            ServerKeyError::BadRequest(_) => {
-                ApiError::bad_request(message, "fix the request as the message says")
-            }
+            ServerKeyError::UnknownKey { .. } => ApiError::bad_request(
+                message,
+                "name the key to rotate: airlock keys rotate-server token (or attestation)",
+            ),
+            ServerKeyError::OverlapForAttestation => ApiError::bad_request(
+                message,
+                "drop --overlap (overlap_secs) when rotating the attestation key",
+            ),
+            ServerKeyError::OverlapTooShort { access_secs, .. } => ApiError::bad_request(
+                message,
+                format!("give --overlap {access_secs}s or more (overlap_secs >= {access_secs})"),
+            ),
+            ServerKeyError::OverlapTooLong { .. } => ApiError::bad_request(
+                message,
+                "give a shorter --overlap, or none for the refresh-token lifetime",
+            ),
             ServerKeyError::LogKey => ApiError::new(
                 StatusCode::CONFLICT,
                 "LOG_KEY_NOT_ROTATABLE",
