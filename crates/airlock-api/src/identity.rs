@@ -53,6 +53,7 @@ pub struct PrincipalList {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AddUserRequest {
     /// The user name.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     pub name: String,
     /// The initial password; `null` or absent to have one generated (and returned once).
     #[serde(default)]
@@ -82,8 +83,10 @@ pub struct PrincipalState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AddServiceAccountRequest {
     /// The account name.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     pub name: String,
     /// Seconds until the first key expires (bounded by `access.max_api_key_days`).
+    #[schema(minimum = 1)]
     pub expires_in_secs: u64,
 }
 
@@ -144,8 +147,10 @@ pub struct RoleChangeRequest {
     pub principal: String,
     /// The role: `reader`, `developer`, `builder`, `promoter`, `approver`, `deployer`,
     /// `key-admin`, `access-admin`, `auditor` or `break-glass`.
+    #[schema(pattern = r"^(reader|developer|builder|promoter|approver|deployer|key-admin|access-admin|auditor|break-glass)$")]
     pub role: String,
     /// Where: `*`, a configured stage (`prod`), or a stage and repositories (`prod/team/*`).
+    #[schema(pattern = r"^(\*|[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*(/\*)?)$")]
     pub scope: String,
 }
 
@@ -211,12 +216,16 @@ pub struct AccessRequestList {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NewAccessRequest {
     /// The role.
+    #[schema(pattern = r"^(reader|developer|builder|promoter|approver|deployer|key-admin|access-admin|auditor|break-glass)$")]
     pub role: String,
     /// Where: `*`, a configured stage, or a stage and repositories.
+    #[schema(pattern = r"^(\*|[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*(/\*)?)$")]
     pub scope: String,
     /// For how long (seconds, bounded by `access.max_grant_secs`).
+    #[schema(minimum = 1)]
     pub duration_secs: u64,
     /// Why (an incident or change ticket).
+    #[schema(pattern = r"\S")]
     pub reason: String,
 }
 
@@ -304,12 +313,14 @@ pub struct ApiKeyList {
 #[serde(deny_unknown_fields)]
 pub struct AddApiKeyRequest {
     /// The key's name, e.g. `ci-2026`.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     pub name: String,
     /// Seconds until it expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_secs: Option<u64>,
     /// When it expires (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
 
@@ -355,25 +366,38 @@ pub struct TokenQuery {
 }
 
 /// `POST /auth/token` form (`application/x-www-form-urlencoded`), the OAuth2 flavour oras and
-/// containerd use.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct TokenForm {
-    /// `password` or `refresh_token`.
-    pub grant_type: String,
-    /// With `grant_type=password`: the user or service account.
-    pub username: Option<String>,
-    /// With `grant_type=password`: its password or API key.
-    pub password: Option<String>,
-    /// With `grant_type=refresh_token`: the refresh token (exchanged for its successor).
-    pub refresh_token: Option<String>,
-    /// Space-separated scopes such as `repository:dev/app:pull,push` (the field may repeat).
-    pub scope: Option<String>,
-    /// The service the token is for (`airlock`); informational.
-    pub service: Option<String>,
-    /// The client's name, e.g. `docker`.
-    pub client_id: Option<String>,
-    /// `offline` to get a refresh token too (never for `client_id=docker`).
-    pub access_type: Option<String>,
+/// containerd use: a password grant or a refresh-token grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "grant_type")]
+pub enum TokenForm {
+    /// `grant_type=password`: a user's password or a service account's API key.
+    #[serde(rename = "password")]
+    Password {
+        /// The user or service account.
+        username: String,
+        /// Its password or API key.
+        password: String,
+        /// Space-separated scopes such as `repository:dev/app:pull,push` (the field may repeat).
+        scope: Option<String>,
+        /// The service the token is for (`airlock`); informational.
+        service: Option<String>,
+        /// The client's name, e.g. `docker`.
+        client_id: Option<String>,
+        /// `offline` to get a refresh token too (never for `client_id=docker`).
+        access_type: Option<String>,
+    },
+    /// `grant_type=refresh_token`: a refresh token, exchanged for its successor.
+    #[serde(rename = "refresh_token")]
+    RefreshToken {
+        /// The refresh token.
+        refresh_token: String,
+        /// Space-separated scopes such as `repository:dev/app:pull,push` (the field may repeat).
+        scope: Option<String>,
+        /// The service the token is for (`airlock`); informational.
+        service: Option<String>,
+        /// The client's name, e.g. `docker`.
+        client_id: Option<String>,
+    },
 }
 
 /// `POST /auth/oidc`: a CI's OIDC ID token exchanged for a short-lived token.
