@@ -84,6 +84,9 @@ pub enum ServerKeyError {
     /// A key could not be made, read or encoded.
     #[error("server key: {0}")]
     Key(String),
+    /// The blocking task that makes the new key died.
+    #[error("the key rotation task failed")]
+    Task(#[source] tokio::task::JoinError),
     /// Storage failed (the audit record).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -213,7 +216,7 @@ impl ServerKeys {
                 let (old_key_id, new_key_id) =
                     tokio::task::spawn_blocking(move || attestations.rotate(now))
                         .await
-                        .map_err(|e| ServerKeyError::Key(e.to_string()))??;
+                        .map_err(ServerKeyError::Task)??;
                 Rotation {
                     key: "attestation",
                     old_key_id,
@@ -243,7 +246,7 @@ impl ServerKeys {
                 let (old_key_id, new_key_id) =
                     tokio::task::spawn_blocking(move || tokens.rotate(now, overlap_ms))
                         .await
-                        .map_err(|e| ServerKeyError::Key(e.to_string()))??;
+                        .map_err(ServerKeyError::Task)??;
                 Rotation {
                     key: "token",
                     old_key_id,
