@@ -16,14 +16,24 @@ async fn post(s: &TestServer, path: &str, body: Value) -> (u16, Value) {
 }
 
 fn error_text(body: &Value) -> (String, String, String) {
-    let text = |field: &str| body["error"][field].as_str().unwrap_or_default().to_string();
+    let text = |field: &str| {
+        body["error"][field]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
     (text("code"), text("message"), text("remediation"))
 }
 
 #[tokio::test]
 async fn granting_a_role_on_a_stage_that_does_not_exist_is_refused_naming_the_stages() {
     let s = TestServer::start();
-    let (status, _) = post(&s, "/api/v1/users", json!({"name": "dana", "password": "correct-horse-battery-9"})).await;
+    let (status, _) = post(
+        &s,
+        "/api/v1/users",
+        json!({"name": "dana", "password": "correct-horse-battery-9"}),
+    )
+    .await;
     assert_eq!(status, 201);
 
     for scope in ["prdo", "prdo/team/*", "stagin/app"] {
@@ -66,7 +76,10 @@ async fn granting_a_role_on_a_stage_that_does_not_exist_is_refused_naming_the_st
     // The CLI shows the refusal and exits 2 (a usage error: the scope is mistyped).
     let (code, out, err) = s.cli(&["roles", "grant", "dana", "reader", "--scope", "prdo"]);
     assert_eq!(code, 2, "{out}{err}");
-    assert!(err.contains("UNKNOWN_STAGE") && err.contains("dev, staging, prod"), "{err}");
+    assert!(
+        err.contains("UNKNOWN_STAGE") && err.contains("dev, staging, prod"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -171,7 +184,10 @@ async fn refusals_name_the_fix_for_their_case() {
     assert_eq!(status, 400, "{body}");
     let (_, message, remediation) = error_text(&body);
     assert!(message.contains("cannot disable yourself"), "{message}");
-    assert!(remediation.contains("another access-admin"), "{remediation}");
+    assert!(
+        remediation.contains("another access-admin"),
+        "{remediation}"
+    );
 
     let (status, body) = post(
         &s,
@@ -189,7 +205,12 @@ async fn refusals_name_the_fix_for_their_case() {
         "{remediation}"
     );
 
-    let (status, body) = post(&s, "/api/v1/service-accounts/admin/keys", json!({"name": "k"})).await;
+    let (status, body) = post(
+        &s,
+        "/api/v1/service-accounts/admin/keys",
+        json!({"name": "k"}),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     assert!(
         error_text(&body).2.contains("airlock service-accounts add"),
@@ -295,7 +316,13 @@ async fn the_openapi_document_lists_every_identity_and_server_key_route() {
     }
     // The token response is documented as the Docker token format.
     let token = &doc["components"]["schemas"]["TokenResponse"]["properties"];
-    for field in ["token", "access_token", "expires_in", "issued_at", "refresh_token"] {
+    for field in [
+        "token",
+        "access_token",
+        "expires_in",
+        "issued_at",
+        "refresh_token",
+    ] {
         assert!(token[field].is_object(), "TokenResponse lacks {field}");
     }
 }
@@ -304,7 +331,12 @@ async fn the_openapi_document_lists_every_identity_and_server_key_route() {
 async fn server_key_rotation_refusals_name_the_fix() {
     let s = TestServer::start();
     let password = "correct-horse-battery-9";
-    let (status, _) = post(&s, "/api/v1/users", json!({"name": "keys", "password": password})).await;
+    let (status, _) = post(
+        &s,
+        "/api/v1/users",
+        json!({"name": "keys", "password": password}),
+    )
+    .await;
     assert_eq!(status, 201);
     let (status, body) = post(
         &s,
@@ -328,7 +360,10 @@ async fn server_key_rotation_refusals_name_the_fix() {
     assert_eq!(status, 400, "{body}");
     let (_, message, remediation) = error_text(&body);
     assert!(message.contains("access-token lifetime"), "{message}");
-    assert!(remediation.contains("--overlap") && remediation.contains("or more"), "{remediation}");
+    assert!(
+        remediation.contains("--overlap") && remediation.contains("or more"),
+        "{remediation}"
+    );
 
     let (status, body) = rotate("attestation", json!({"overlap_secs": 60})).await;
     assert_eq!(status, 400, "{body}");
@@ -338,10 +373,18 @@ async fn server_key_rotation_refusals_name_the_fix() {
     assert_eq!(status, 400, "{body}");
     let (_, message, remediation) = error_text(&body);
     assert!(message.contains("\"tokn\""), "{message}");
-    assert!(remediation.contains("airlock keys rotate-server token"), "{remediation}");
+    assert!(
+        remediation.contains("airlock keys rotate-server token"),
+        "{remediation}"
+    );
 
     // The admin (no key-admin) is refused with the request that would allow it.
     let (status, body) = post(&s, "/api/v1/server-keys/token/rotate", json!({})).await;
     assert_eq!(status, 403, "{body}");
-    assert!(error_text(&body).2.contains("airlock access request key-admin"), "{body}");
+    assert!(
+        error_text(&body)
+            .2
+            .contains("airlock access request key-admin"),
+        "{body}"
+    );
 }

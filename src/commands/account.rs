@@ -84,12 +84,10 @@ pub async fn passwd(username: Option<String>, password_stdin: bool, common: Comm
     if !(200..300).contains(&status) {
         return Err(api_failure(status, response.json().await.ok()));
     }
-    let changed: api::PasswordChanged = response.json().await.with_context(|| {
-        format!(
-            "the server's answer to the password change is not what this client expects: \
-             use an airlock CLI of the server's version (`airlock version` shows both)"
-        )
-    })?;
+    let changed: api::PasswordChanged = response.json().await.context(
+        "the server's answer to the password change is not what this client expects: \
+         use an airlock CLI of the server's version (`airlock version` shows both)",
+    )?;
     // Every login of the user ended with the change: log in again with the new password.
     let relogin = stored
         .as_ref()

@@ -100,7 +100,10 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
             };
             let client = common.connect().await?;
             let added: api::ApiKeyAdded = client
-                .post_as(&format!("/api/v1/service-accounts/{account}/keys"), &request)
+                .post_as(
+                    &format!("/api/v1/service-accounts/{account}/keys"),
+                    &request,
+                )
                 .await?;
             print_as(&common, &added, |v| {
                 format!(

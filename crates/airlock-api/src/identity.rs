@@ -113,7 +113,9 @@ pub struct CredentialRevoked {
 }
 
 /// Query of `GET /api/v1/roles`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, utoipa::IntoParams,
+)]
 #[into_params(parameter_in = Query)]
 pub struct RolesQuery {
     /// Only this principal's bindings.
@@ -147,10 +149,14 @@ pub struct RoleChangeRequest {
     pub principal: String,
     /// The role: `reader`, `developer`, `builder`, `promoter`, `approver`, `deployer`,
     /// `key-admin`, `access-admin`, `auditor` or `break-glass`.
-    #[schema(pattern = r"^(reader|developer|builder|promoter|approver|deployer|key-admin|access-admin|auditor|break-glass)$")]
+    #[schema(
+        pattern = r"^(reader|developer|builder|promoter|approver|deployer|key-admin|access-admin|auditor|break-glass)$"
+    )]
     pub role: String,
     /// Where: `*`, a configured stage (`prod`), or a stage and repositories (`prod/team/*`).
-    #[schema(pattern = r"^(\*|[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*(/\*)?)$")]
+    #[schema(
+        pattern = r"^(\*|[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*(/\*)?)$"
+    )]
     pub scope: String,
 }
 
@@ -216,10 +222,14 @@ pub struct AccessRequestList {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NewAccessRequest {
     /// The role.
-    #[schema(pattern = r"^(reader|developer|builder|promoter|approver|deployer|key-admin|access-admin|auditor|break-glass)$")]
+    #[schema(
+        pattern = r"^(reader|developer|builder|promoter|approver|deployer|key-admin|access-admin|auditor|break-glass)$"
+    )]
     pub role: String,
     /// Where: `*`, a configured stage, or a stage and repositories.
-    #[schema(pattern = r"^(\*|[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*(/\*)?)$")]
+    #[schema(
+        pattern = r"^(\*|[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*(/\*)?)$"
+    )]
     pub scope: String,
     /// For how long (seconds, bounded by `access.max_grant_secs`).
     #[schema(minimum = 1)]
@@ -349,7 +359,9 @@ pub struct ApiKeyRevoked {
 
 /// Query of `GET /auth/token` (the Docker registry token flow) with Basic credentials (a password
 /// or an API key) or a bearer refresh token.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, utoipa::IntoParams)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, utoipa::IntoParams,
+)]
 #[into_params(parameter_in = Query)]
 pub struct TokenQuery {
     /// The service the token is for (`airlock`); informational.

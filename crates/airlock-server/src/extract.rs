@@ -49,10 +49,9 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
             message,
             format!("send the fields the request takes, with their types ({SCHEMA})"),
         ),
-        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request(
-            message,
-            "send one well-formed JSON object as the body",
-        ),
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::bad_request(message, "send one well-formed JSON object as the body")
+        }
         _ => ApiError::new(
             rejection.status(),
             "BAD_REQUEST",
@@ -85,7 +84,9 @@ fn path_rejection(rejection: &PathRejection) -> ApiError {
     match rejection {
         PathRejection::FailedToDeserializePathParams(_) => ApiError::bad_request(
             rejection.body_text(),
-            format!("write the path parameter in its documented type, e.g. a number for a request id ({SCHEMA})"),
+            format!(
+                "write the path parameter in its documented type, e.g. a number for a request id ({SCHEMA})"
+            ),
         ),
         _ => ApiError::internal(rejection.body_text()),
     }

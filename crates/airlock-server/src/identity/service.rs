@@ -854,8 +854,7 @@ impl Identity {
             airlock_core::api_key::RequestedExpiry::In(expires_secs),
             now_millis(),
             self.config.max_api_key_days,
-        )
-        ?;
+        )?;
         let principal = self
             .metadata
             .create_principal(
@@ -999,7 +998,12 @@ impl Identity {
             Scope::Stage(stage) => stage.clone(),
             Scope::Repository(repo) | Scope::RepositoriesUnder(repo) => repo.stage(),
         };
-        let configured: Vec<String> = self.stages.all().iter().map(|s| s.name.to_string()).collect();
+        let configured: Vec<String> = self
+            .stages
+            .all()
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
         if configured.iter().any(|name| *name == stage.as_str()) {
             Ok(())
         } else {
