@@ -388,3 +388,50 @@ async fn server_key_rotation_refusals_name_the_fix() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn separation_of_duties_refusals_name_who_can_do_it() {
+    let s = TestServer::start();
+    let (status, body) = post(
+        &s,
+        "/api/v1/roles/grant",
+        json!({"principal": "admin", "role": "promoter", "scope": "prod"}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        error_text(&body)
+            .2
+            .contains("another access-admin grants it"),
+        "{body}"
+    );
+
+    let (status, filed) = post(
+        &s,
+        "/api/v1/access-requests",
+        json!({"role": "promoter", "scope": "prod", "duration_secs": 600, "reason": "INC-7"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{filed}");
+    let id = filed["id"].as_i64().unwrap();
+    let (status, body) = post(
+        &s,
+        &format!("/api/v1/access-requests/{id}/grant"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        error_text(&body).2.contains("airlock access grant|deny"),
+        "{body}"
+    );
+
+    let (status, body) = post(&s, "/api/v1/users/admin/reset-password", json!({})).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        error_text(&body)
+            .2
+            .contains("airlock users passwd -u admin"),
+        "{body}"
+    );
+}

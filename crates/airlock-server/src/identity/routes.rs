@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use airlock_api::identity as api;
-use airlock_core::access::{RequestedScope, Role, Scope};
+use airlock_core::access::{AccessRuleViolation, RequestedScope, Role, Scope};
 use airlock_core::audit::rfc3339_millis;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -103,11 +103,17 @@ impl From<AuthError> for ApiError {
                 message,
                 "wait a minute before trying again",
             ),
-            AuthError::Forbidden(_) | AuthError::Rule(_) => ApiError::new(
+            AuthError::Forbidden(_) => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "FORBIDDEN",
                 message,
-                "ask another access-admin, or for a role that allows this",
+                "ask an access-admin for a role that allows this (airlock access request ROLE --scope SCOPE --for 1h --reason ...)",
+            ),
+            AuthError::Rule(ref rule) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                message.clone(),
+                rule_remediation(rule),
             ),
             AuthError::TokenRequest(_) => ApiError::bad_request(
                 message,
@@ -182,6 +188,27 @@ impl From<AuthError> for ApiError {
                 ApiError::internal(error_chain(&err))
             }
         }
+    }
+}
+
+/// What to do about a separation-of-duties refusal.
+fn rule_remediation(rule: &AccessRuleViolation) -> String {
+    match rule {
+        AccessRuleViolation::SelfGrant { .. } => {
+            "another access-admin grants it (airlock roles grant)".into()
+        }
+        AccessRuleViolation::MutuallyExclusive { held, .. } => format!(
+            "revoke {held} from the principal first (airlock roles revoke), or grant the role to someone else; the exclusive pairs are access.exclusive_roles"
+        ),
+        AccessRuleViolation::SelfApproval { .. } => {
+            "another access-admin grants or denies it (airlock access grant|deny ID)".into()
+        }
+        AccessRuleViolation::SelfPasswordReset { principal } => format!(
+            "change your own password with the current one: airlock users passwd -u {principal} --password-stdin"
+        ),
+        AccessRuleViolation::AccessAdminPasswordReset { target, .. } => format!(
+            "{target} changes it with airlock users passwd; if it is lost, revoke {target}'s access-admin role first (airlock roles revoke {target} access-admin --scope '*'), then reset"
+        ),
     }
 }
 
