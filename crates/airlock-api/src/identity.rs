@@ -155,7 +155,8 @@ pub struct RoleChangeRequest {
     pub role: String,
     /// Where: `*`, a configured stage (`prod`), or a stage and repositories (`prod/team/*`).
     #[schema(
-        pattern = r"^(\*|[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*(/\*)?)$"
+        pattern = r"^(\*|[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*(/\*)?)$",
+        max_length = 257
     )]
     pub scope: String,
 }
@@ -228,7 +229,8 @@ pub struct NewAccessRequest {
     pub role: String,
     /// Where: `*`, a configured stage, or a stage and repositories.
     #[schema(
-        pattern = r"^(\*|[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*(/\*)?)$"
+        pattern = r"^(\*|[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*(/\*)?)$",
+        max_length = 257
     )]
     pub scope: String,
     /// For how long (seconds, bounded by `access.max_grant_secs`).
