@@ -1,12 +1,12 @@
 //! `airlock users`, `service-accounts`, `roles`, `access`, `whoami`: identity and access
 //! administration against a server's `/api/v1`.
 
+use airlock_api::identity as api;
 use anyhow::Result;
 use clap::Subcommand;
-use serde_json::{Value, json};
 
 use crate::client::parse_duration;
-use crate::commands::common::{Common, print, print_as, read_stdin_secret};
+use crate::commands::common::{Common, print_as, read_stdin_secret};
 
 /// `airlock users`.
 #[derive(Debug, Subcommand)]
@@ -191,38 +191,12 @@ pub async fn whoami(common: Common) -> Result<u8> {
     Ok(0)
 }
 
-fn role_grants_text(roles: &[airlock_api::identity::RoleGrant]) -> String {
+fn role_grants_text(roles: &[api::RoleGrant]) -> String {
     let list: Vec<String> = roles
         .iter()
         .map(|r| match &r.expires {
             Some(until) => format!("{}@{} (until {until})", r.role, r.scope),
             None => format!("{}@{}", r.role, r.scope),
-        })
-        .collect();
-    if list.is_empty() {
-        "-".into()
-    } else {
-        list.join(", ")
-    }
-}
-
-fn roles_text(roles: &Value) -> String {
-    let list: Vec<String> = roles
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|r| match r["expires"].as_str() {
-            Some(until) => format!(
-                "{}@{} (until {until})",
-                r["role"].as_str().unwrap_or(""),
-                r["scope"].as_str().unwrap_or("")
-            ),
-            None => format!(
-                "{}@{}",
-                r["role"].as_str().unwrap_or(""),
-                r["scope"].as_str().unwrap_or("")
-            ),
         })
         .collect();
     if list.is_empty() {
@@ -246,39 +220,39 @@ pub async fn users(command: UsersCommand) -> Result<u8> {
                 None
             };
             let client = common.connect().await?;
-            let created = client
-                .post(
+            let created: api::UserAdded = client
+                .post_as(
                     "/api/v1/users",
-                    &json!({"name": name, "password": password}),
+                    &api::AddUserRequest {
+                        name: name.clone(),
+                        password,
+                    },
                 )
                 .await?;
-            print(&common, &created, |v| match v["password"].as_str() {
+            print_as(&common, &created, |v| match &v.password {
                 Some(pw) => format!("created user {name}; initial password (shown once): {pw}"),
                 None => format!("created user {name}"),
             });
         }
         UsersCommand::List { common } => {
             let client = common.connect().await?;
-            let list = client.get("/api/v1/users").await?;
-            print(&common, &list, |v| {
-                v["principals"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+            let list: api::PrincipalList = client.get_as("/api/v1/users").await?;
+            print_as(&common, &list, |v| {
+                v.principals
                     .iter()
                     .map(|p| {
                         format!(
                             "{:<24} {:<8} {:<11} {}",
-                            p["name"].as_str().unwrap_or(""),
-                            p["kind"].as_str().unwrap_or(""),
-                            if p["disabled"] == true {
+                            p.name,
+                            p.kind,
+                            if p.disabled {
                                 "disabled"
-                            } else if p["password_must_change"] == true {
+                            } else if p.password_must_change {
                                 "must-change"
                             } else {
                                 "active"
                             },
-                            roles_text(&p["roles"])
+                            role_grants_text(&p.roles)
                         )
                     })
                     .collect::<Vec<_>>()
@@ -287,10 +261,10 @@ pub async fn users(command: UsersCommand) -> Result<u8> {
         }
         UsersCommand::Disable { name, common } => {
             let client = common.connect().await?;
-            let done = client
-                .post(&format!("/api/v1/users/{name}/disable"), &json!({}))
+            let done: api::PrincipalState = client
+                .post_as(&format!("/api/v1/users/{name}/disable"), &NoBody {})
                 .await?;
-            print(&common, &done, |_| {
+            print_as(&common, &done, |_| {
                 format!("disabled {name}; its tokens no longer work")
             });
         }
@@ -311,6 +285,10 @@ pub async fn users(command: UsersCommand) -> Result<u8> {
     Ok(0)
 }
 
+/// The empty JSON object the action routes (disable, revoke, grant ...) are posted with.
+#[derive(serde::Serialize)]
+pub(crate) struct NoBody {}
+
 /// `airlock service-accounts ...`.
 pub async fn service_accounts(command: ServiceAccountsCommand) -> Result<u8> {
     match command {
@@ -321,26 +299,28 @@ pub async fn service_accounts(command: ServiceAccountsCommand) -> Result<u8> {
         } => {
             let expires_in_secs = parse_duration(&expires)?;
             let client = common.connect().await?;
-            let created = client
-                .post(
+            let created: api::ServiceAccountAdded = client
+                .post_as(
                     "/api/v1/service-accounts",
-                    &json!({"name": name, "expires_in_secs": expires_in_secs}),
+                    &api::AddServiceAccountRequest {
+                        name: name.clone(),
+                        expires_in_secs,
+                    },
                 )
                 .await?;
-            print(&common, &created, |v| {
+            print_as(&common, &created, |v| {
                 format!(
                     "created service account {name}; API key (shown once, expires {}):\n{}",
-                    v["expires"].as_str().unwrap_or("?"),
-                    v["api_key"].as_str().unwrap_or("")
+                    v.expires, v.api_key
                 )
             });
         }
         ServiceAccountsCommand::RevokeKey { key_id, common } => {
             let client = common.connect().await?;
-            let done = client
-                .post(&format!("/api/v1/credentials/{key_id}/revoke"), &json!({}))
+            let done: api::CredentialRevoked = client
+                .post_as(&format!("/api/v1/credentials/{key_id}/revoke"), &NoBody {})
                 .await?;
-            print(&common, &done, |_| format!("revoked key {key_id}"));
+            print_as(&common, &done, |_| format!("revoked key {key_id}"));
         }
         ServiceAccountsCommand::Keys(command) => {
             return crate::commands::service_account_keys::keys(command).await;
@@ -359,13 +339,17 @@ pub async fn roles(command: RolesCommand) -> Result<u8> {
             common,
         } => {
             let client = common.connect().await?;
-            let done = client
-                .post(
+            let done: api::RoleGranted = client
+                .post_as(
                     "/api/v1/roles/grant",
-                    &json!({"principal": principal, "role": role, "scope": scope}),
+                    &api::RoleChangeRequest {
+                        principal: principal.clone(),
+                        role: role.clone(),
+                        scope: scope.clone(),
+                    },
                 )
                 .await?;
-            print(&common, &done, |_| {
+            print_as(&common, &done, |_| {
                 format!("granted {role} in {scope} to {principal}")
             });
         }
@@ -376,13 +360,17 @@ pub async fn roles(command: RolesCommand) -> Result<u8> {
             common,
         } => {
             let client = common.connect().await?;
-            let done = client
-                .post(
+            let done: api::RoleRevoked = client
+                .post_as(
                     "/api/v1/roles/revoke",
-                    &json!({"principal": principal, "role": role, "scope": scope}),
+                    &api::RoleChangeRequest {
+                        principal: principal.clone(),
+                        role: role.clone(),
+                        scope: scope.clone(),
+                    },
                 )
                 .await?;
-            print(&common, &done, |_| {
+            print_as(&common, &done, |_| {
                 format!("revoked {role} in {scope} from {principal}")
             });
         }
@@ -392,21 +380,18 @@ pub async fn roles(command: RolesCommand) -> Result<u8> {
                 Some(p) => format!("/api/v1/roles?principal={p}"),
                 None => "/api/v1/roles".into(),
             };
-            let list = client.get(&path).await?;
-            print(&common, &list, |v| {
-                v["bindings"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+            let list: api::RoleBindingList = client.get_as(&path).await?;
+            print_as(&common, &list, |v| {
+                v.bindings
                     .iter()
                     .map(|b| {
                         format!(
                             "{:<24} {:<14} {:<24} {}",
-                            b["principal"].as_str().unwrap_or(""),
-                            b["role"].as_str().unwrap_or(""),
-                            b["scope"].as_str().unwrap_or(""),
-                            b["expires"]
-                                .as_str()
+                            b.principal,
+                            b.role,
+                            b.scope,
+                            b.expires
+                                .as_ref()
                                 .map(|e| format!("until {e}"))
                                 .unwrap_or_default()
                         )
@@ -431,61 +416,63 @@ pub async fn access(command: AccessCommand) -> Result<u8> {
         } => {
             let duration_secs = parse_duration(&duration)?;
             let client = common.connect().await?;
-            let created = client.post("/api/v1/access-requests", &json!({"role": role, "scope": scope, "duration_secs": duration_secs, "reason": reason})).await?;
-            print(&common, &created, |v| {
+            let created: api::AccessRequestFiled = client
+                .post_as(
+                    "/api/v1/access-requests",
+                    &api::NewAccessRequest {
+                        role,
+                        scope,
+                        duration_secs,
+                        reason,
+                    },
+                )
+                .await?;
+            print_as(&common, &created, |v| {
                 format!(
                     "access request {} filed; another access-admin grants it with `airlock access grant {}`",
-                    v["id"], v["id"]
+                    v.id, v.id
                 )
             });
         }
         AccessCommand::Grant { id, common } => {
             let client = common.connect().await?;
-            let done = client
-                .post(&format!("/api/v1/access-requests/{id}/grant"), &json!({}))
+            let done: api::AccessRequest = client
+                .post_as(&format!("/api/v1/access-requests/{id}/grant"), &NoBody {})
                 .await?;
-            print(&common, &done, |v| {
+            print_as(&common, &done, |v| {
                 format!(
                     "granted request {id}: {} holds {} in {} until {}",
-                    v["principal"].as_str().unwrap_or(""),
-                    v["role"].as_str().unwrap_or(""),
-                    v["scope"].as_str().unwrap_or(""),
-                    v["expires"].as_str().unwrap_or("?")
+                    v.principal,
+                    v.role,
+                    v.scope,
+                    v.expires.as_deref().unwrap_or("?")
                 )
             });
         }
         AccessCommand::Deny { id, common } => {
             let client = common.connect().await?;
-            let done = client
-                .post(&format!("/api/v1/access-requests/{id}/deny"), &json!({}))
+            let done: api::AccessRequest = client
+                .post_as(&format!("/api/v1/access-requests/{id}/deny"), &NoBody {})
                 .await?;
-            print(&common, &done, |_| format!("denied request {id}"));
+            print_as(&common, &done, |_| format!("denied request {id}"));
         }
         AccessCommand::Revoke { id, common } => {
             let client = common.connect().await?;
-            let done = client
-                .post(&format!("/api/v1/access-requests/{id}/revoke"), &json!({}))
+            let done: api::AccessRequest = client
+                .post_as(&format!("/api/v1/access-requests/{id}/revoke"), &NoBody {})
                 .await?;
-            print(&common, &done, |_| format!("revoked request {id}"));
+            print_as(&common, &done, |_| format!("revoked request {id}"));
         }
         AccessCommand::List { common } => {
             let client = common.connect().await?;
-            let list = client.get("/api/v1/access-requests").await?;
-            print(&common, &list, |v| {
-                v["requests"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
+            let list: api::AccessRequestList = client.get_as("/api/v1/access-requests").await?;
+            print_as(&common, &list, |v| {
+                v.requests
                     .iter()
                     .map(|r| {
                         format!(
-                            "#{:<5} {:<10} {:<20} {:<14} {:<20} {}",
-                            r["id"],
-                            r["status"].as_str().unwrap_or(""),
-                            r["principal"].as_str().unwrap_or(""),
-                            r["role"].as_str().unwrap_or(""),
-                            r["scope"].as_str().unwrap_or(""),
-                            r["reason"].as_str().unwrap_or("")
+                            "#{} {:<10} {:<20} {:<14} {:<20} {}",
+                            r.id, r.status, r.principal, r.role, r.scope, r.reason
                         )
                     })
                     .collect::<Vec<_>>()

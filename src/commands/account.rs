@@ -8,13 +8,14 @@
 
 use std::io::Read;
 
+use airlock_api::identity as api;
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
 
 use crate::client::{
     ApiFailure, CredentialLock, CredentialStore, DENIED, StoredLogin, normalize_server,
 };
-use crate::commands::common::{Common, print};
+use crate::commands::access::NoBody;
+use crate::commands::common::{Common, print_as};
 
 /// Reads the current and the new password, one per line, from standard input.
 fn read_two_passwords() -> Result<(String, String)> {
@@ -35,18 +36,14 @@ fn read_two_passwords() -> Result<(String, String)> {
 
 /// The error of an API answer that is not a success, as `airlock` prints it (exit 1 for a
 /// refusal, 2 otherwise).
-fn api_failure(status: u16, body: &Value) -> anyhow::Error {
-    let error = &body["error"];
-    let message = format!(
-        "{} ({}): {}{}",
-        error["code"].as_str().unwrap_or("ERROR"),
-        status,
-        error["message"].as_str().unwrap_or("request failed"),
-        error["remediation"]
-            .as_str()
-            .map(|r| format!("\n  next: {r}"))
-            .unwrap_or_default()
-    );
+fn api_failure(status: u16, body: Option<airlock_api::ErrorBody>) -> anyhow::Error {
+    let message = match body {
+        Some(airlock_api::ErrorBody { error }) => format!(
+            "{} ({}): {}\n  next: {}",
+            error.code, status, error.message, error.remediation
+        ),
+        None => format!("ERROR ({status}): request failed"),
+    };
     // The same exit statuses as every other command (`ApiClient::failure`).
     let status = if matches!(status, 401 | 403 | 409 | 422 | 429) {
         DENIED
@@ -76,15 +73,21 @@ pub async fn passwd(username: Option<String>, password_stdin: bool, common: Comm
     let http = crate::client::build_http_client(&trust, reqwest::header::HeaderMap::new())?;
     let response = http
         .post(format!("{server}/api/v1/users/{username}/password"))
-        .json(&json!({"current_password": current, "new_password": new}))
+        .json(&api::ChangePasswordRequest {
+            current_password: current,
+            new_password: new.clone(),
+        })
         .send()
         .await
         .map_err(|e| crate::client::connection_error(&server, e))?;
     let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
     if !(200..300).contains(&status) {
-        return Err(api_failure(status, &body));
+        return Err(api_failure(status, response.json().await.ok()));
     }
+    let changed: api::PasswordChanged = response.json().await.context(
+        "the server's answer to the password change is not what this client expects: \
+         use an airlock CLI of the server's version (`airlock version` shows both)",
+    )?;
     // Every login of the user ended with the change: log in again with the new password.
     let relogin = stored
         .as_ref()
@@ -110,7 +113,7 @@ pub async fn passwd(username: Option<String>, password_stdin: bool, common: Comm
     } else {
         format!("log in with it: airlock login {server} -u {username} --password-stdin")
     };
-    print(&common, &body, |_| {
+    print_as(&common, &changed, |_| {
         format!(
             "changed the password of {username}; every other login and token of {username} ended; {note}"
         )
@@ -126,17 +129,17 @@ pub async fn reset_password(name: String, password_stdin: bool, common: Common) 
         None
     };
     let client = common.connect().await?;
-    let done = client
-        .post(
+    let done: api::PasswordReset = client
+        .post_as(
             &format!("/api/v1/users/{name}/reset-password"),
-            &json!({"password": password}),
+            &api::ResetPasswordRequest { password },
         )
         .await?;
-    print(&common, &done, |v| {
+    print_as(&common, &done, |v| {
         let then = format!(
             "{name} must change it before anything else: airlock users passwd -u {name} --password-stdin"
         );
-        match v["password"].as_str() {
+        match &v.password {
             Some(pw) => format!(
                 "reset the password of {name}; temporary password (shown once): {pw}\n{then}"
             ),
@@ -149,10 +152,10 @@ pub async fn reset_password(name: String, password_stdin: bool, common: Common) 
 /// `airlock users enable`.
 pub async fn enable(name: String, common: Common) -> Result<u8> {
     let client = common.connect().await?;
-    let done = client
-        .post(&format!("/api/v1/users/{name}/enable"), &json!({}))
+    let done: api::PrincipalState = client
+        .post_as(&format!("/api/v1/users/{name}/enable"), &NoBody {})
         .await?;
-    print(&common, &done, |_| {
+    print_as(&common, &done, |_| {
         format!("enabled {name}; it logs in again (its earlier logins and tokens stay revoked)")
     });
     Ok(0)

@@ -17,7 +17,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::client::ApiClient;
-use crate::commands::common::{Common, print};
+use crate::commands::common::{Common, print, print_as};
 use crate::oci_client::{ArtifactRef, OciClient, sha256_digest};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -355,28 +355,32 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
             });
         }
         KeysCommand::RotateServer(args) => {
-            let mut body = json!({});
-            if let Some(overlap) = &args.overlap {
-                body["overlap_secs"] = json!(crate::client::parse_duration(overlap)?);
-            }
+            let request = airlock_api::server_keys::RotateRequest {
+                overlap_secs: match &args.overlap {
+                    Some(overlap) => Some(crate::client::parse_duration(overlap)?),
+                    None => None,
+                },
+            };
             let client = args.common.connect().await?;
-            let rotated = client
-                .post(&format!("/api/v1/server-keys/{}/rotate", args.key), &body)
+            let rotated: airlock_api::server_keys::Rotation = client
+                .post_as(
+                    &format!("/api/v1/server-keys/{}/rotate", args.key),
+                    &request,
+                )
                 .await?;
-            print(&args.common, &rotated, |r| {
-                let until = match r["old_accepted_until"].as_str() {
+            print_as(&args.common, &rotated, |r| {
+                let until = match &r.old_accepted_until {
                     Some(until) => format!("; what it signed is accepted until {until}"),
                     None => "; it stays published for verification".into(),
                 };
-                let notice = r["notice"]
-                    .as_str()
+                let notice = r
+                    .notice
+                    .as_ref()
                     .map(|n| format!("\nnotice: {n}"))
                     .unwrap_or_default();
                 format!(
                     "rotated the {} key: {} -> {}{until}{notice}",
-                    r["key"].as_str().unwrap_or(""),
-                    r["old_key_id"].as_str().unwrap_or(""),
-                    r["new_key_id"].as_str().unwrap_or(""),
+                    r.key, r.old_key_id, r.new_key_id,
                 )
             });
         }

@@ -1,11 +1,12 @@
 //! `airlock service-accounts keys add|list|revoke`: a service account's named API keys, through
 //! `/api/v1/service-accounts/{name}/keys`.
 
+use airlock_api::identity as api;
 use anyhow::{Result, anyhow};
 use clap::Subcommand;
-use serde_json::{Value, json};
 
-use crate::commands::common::{Common, print};
+use crate::commands::access::NoBody;
+use crate::commands::common::{Common, print_as};
 
 /// `airlock service-accounts keys`.
 #[derive(Debug, Subcommand)]
@@ -70,16 +71,15 @@ fn expires_at(value: &str) -> Result<String> {
     Ok(text)
 }
 
-fn key_line(key: &Value) -> String {
-    let text = |field: &str| key[field].as_str().unwrap_or("-").to_string();
+fn key_line(key: &api::ApiKey) -> String {
     format!(
         "{:<14} {:<24} {:<8} created {:<24} expires {:<24} last used {}",
-        text("id"),
-        text("name"),
-        text("status"),
-        text("created"),
-        text("expires"),
-        text("last_used")
+        key.id,
+        key.name,
+        key.status,
+        key.created,
+        key.expires.as_deref().unwrap_or("-"),
+        key.last_used.as_deref().unwrap_or("-")
     )
 }
 
@@ -93,38 +93,38 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
             expires_at: at,
             common,
         } => {
-            let mut body = json!({"name": name});
-            if let Some(days) = expires_in {
-                body["expires_in_secs"] = json!(expires_in_secs(&days)?);
-            }
-            if let Some(at) = at {
-                body["expires_at"] = json!(expires_at(&at)?);
-            }
+            let request = api::AddApiKeyRequest {
+                name,
+                expires_in_secs: expires_in.as_deref().map(expires_in_secs).transpose()?,
+                expires_at: at.as_deref().map(expires_at).transpose()?,
+            };
             let client = common.connect().await?;
-            let added = client
-                .post(&format!("/api/v1/service-accounts/{account}/keys"), &body)
+            let added: api::ApiKeyAdded = client
+                .post_as(
+                    &format!("/api/v1/service-accounts/{account}/keys"),
+                    &request,
+                )
                 .await?;
-            print(&common, &added, |v| {
+            print_as(&common, &added, |v| {
                 format!(
                     "added key {} ({}) to {account}; expires {}. The key is shown once:\n{}",
-                    v["name"].as_str().unwrap_or(""),
-                    v["id"].as_str().unwrap_or(""),
-                    v["expires"].as_str().unwrap_or("?"),
-                    v["api_key"].as_str().unwrap_or("")
+                    v.key.name,
+                    v.key.id,
+                    v.key.expires.as_deref().unwrap_or("?"),
+                    v.api_key
                 )
             });
         }
         KeysCommand::List { account, common } => {
             let client = common.connect().await?;
-            let list = client
-                .get(&format!("/api/v1/service-accounts/{account}/keys"))
+            let list: api::ApiKeyList = client
+                .get_as(&format!("/api/v1/service-accounts/{account}/keys"))
                 .await?;
-            print(&common, &list, |v| {
-                let keys = v["keys"].as_array().cloned().unwrap_or_default();
-                if keys.is_empty() {
+            print_as(&common, &list, |v| {
+                if v.keys.is_empty() {
                     format!("{account} has no API keys")
                 } else {
-                    keys.iter().map(key_line).collect::<Vec<_>>().join("\n")
+                    v.keys.iter().map(key_line).collect::<Vec<_>>().join("\n")
                 }
             });
         }
@@ -134,17 +134,16 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
             common,
         } => {
             let client = common.connect().await?;
-            let done = client
-                .post(
+            let done: api::ApiKeyRevoked = client
+                .post_as(
                     &format!("/api/v1/service-accounts/{account}/keys/{key}/revoke"),
-                    &json!({}),
+                    &NoBody {},
                 )
                 .await?;
-            print(&common, &done, |v| {
+            print_as(&common, &done, |v| {
                 format!(
                     "revoked key {} ({}) of {account}; its tokens no longer work, the account's other keys do",
-                    v["name"].as_str().unwrap_or(""),
-                    v["id"].as_str().unwrap_or("")
+                    v.name, v.id
                 )
             });
         }

@@ -43,6 +43,11 @@ impl FromStr for ApiKeyName {
 }
 
 impl ApiKeyName {
+    /// `default`: the name of the key a service account is created with.
+    pub fn default_key() -> Self {
+        Self("default".into())
+    }
+
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0

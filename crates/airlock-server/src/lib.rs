@@ -18,6 +18,7 @@ pub mod config;
 pub mod connections;
 pub mod data_dir;
 pub mod evidence;
+pub mod extract;
 pub mod identity;
 pub mod meta;
 pub mod metrics;

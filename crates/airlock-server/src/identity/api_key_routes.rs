@@ -9,23 +9,21 @@
 //! - `POST /api/v1/service-accounts/{name}/keys/{key}/revoke`: `key` is the key id, or the name
 //!   of a live key.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use airlock_api::identity as api;
 use airlock_core::api_key::{ApiKeyName, RequestedExpiry};
 use airlock_core::audit::rfc3339_millis;
 use airlock_store::{ApiKeyRow, now_millis};
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::Identity;
-use crate::access::authenticate;
 use crate::api::ApiError;
+use crate::caller::SignedIn;
+use crate::extract::{ApiJson, ApiPath};
+use axum::extract::State;
 
 /// The API key routes (state: the identity service).
 pub(super) fn routes() -> Router<Arc<Identity>> {
@@ -41,7 +39,7 @@ pub(super) fn routes() -> Router<Arc<Identity>> {
 }
 
 /// A key as the API shows it.
-fn key_json(account: &str, key: &ApiKeyRow) -> Value {
+fn api_key(account: &str, key: &ApiKeyRow) -> api::ApiKey {
     let now = now_millis();
     let status = if key.revoked_at.is_some() {
         "revoked"
@@ -50,44 +48,50 @@ fn key_json(account: &str, key: &ApiKeyRow) -> Value {
     } else {
         "active"
     };
-    json!({
-        "account": account,
-        "id": key.id,
-        "name": key.name,
-        "created": rfc3339_millis(key.created_at),
-        "expires": key.expires_at.map(rfc3339_millis),
-        "last_used": key.last_used_at.map(rfc3339_millis),
-        "revoked": key.revoked_at.map(rfc3339_millis),
-        "status": status,
-        "created_by": key.created_by,
-    })
+    api::ApiKey {
+        account: account.to_string(),
+        id: key.id.clone(),
+        name: key.name.clone(),
+        created: rfc3339_millis(key.created_at),
+        expires: key.expires_at.map(rfc3339_millis),
+        last_used: key.last_used_at.map(rfc3339_millis),
+        revoked: key.revoked_at.map(rfc3339_millis),
+        status: status.into(),
+        created_by: key.created_by.clone(),
+    }
 }
 
-async fn list_keys(
+/// A service account's keys, live and ended (never a secret or its hash).
+#[utoipa::path(
+    get,
+    path = "/api/v1/service-accounts/{name}/keys",
+    tag = "identity",
+    params(("name" = String, Path, description = "The service account")),
+    responses(
+        (status = 200, description = "The keys", body = api::ApiKeyList),
+        (status = 400, description = "The principal is not a service account", body = airlock_api::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin (or the account itself)", body = airlock_api::ErrorBody),
+        (status = 404, description = "No such account", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
+pub(super) async fn list_keys(
     State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(account): Path<String>,
-) -> Result<Response, ApiError> {
-    let who = authenticate(&identity, &headers, Some(peer)).await?;
-    let keys: Vec<Value> = identity
-        .api_keys(&who, &account)
+    caller: SignedIn,
+    ApiPath(account): ApiPath<String>,
+) -> Result<Json<api::ApiKeyList>, ApiError> {
+    let keys = identity
+        .api_keys(&caller.who, &account)
         .await?
         .iter()
-        .map(|k| key_json(&account, k))
+        .map(|k| api_key(&account, k))
         .collect();
-    Ok(Json(json!({"account": account, "keys": keys})).into_response())
+    Ok(Json(api::ApiKeyList { account, keys }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddKey {
-    name: String,
-    expires_in_secs: Option<u64>,
-    expires_at: Option<String>,
-}
-
-fn requested_expiry(body: &AddKey) -> Result<RequestedExpiry, ApiError> {
+fn requested_expiry(body: &api::AddApiKeyRequest) -> Result<RequestedExpiry, ApiError> {
     match (body.expires_in_secs, body.expires_at.as_deref()) {
         (None, None) => Ok(RequestedExpiry::Default),
         (Some(secs), None) => Ok(RequestedExpiry::In(secs)),
@@ -115,15 +119,32 @@ fn requested_expiry(body: &AddKey) -> Result<RequestedExpiry, ApiError> {
     }
 }
 
-async fn add_key(
+/// Adds a named key to a service account; its secret is answered this once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/service-accounts/{name}/keys",
+    tag = "identity",
+    params(("name" = String, Path, description = "The service account")),
+    request_body = api::AddApiKeyRequest,
+    responses(
+        (status = 201, description = "The key and its secret", body = api::ApiKeyAdded),
+        (status = 400, description = "An invalid key name or expiry, or the principal is not a service account", body = airlock_api::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
+        (status = 404, description = "No such account", body = airlock_api::ErrorBody),
+        (status = 409, description = "A live key has this name", body = airlock_api::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
+        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
+pub(super) async fn add_key(
     State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(account): Path<String>,
-    Json(body): Json<AddKey>,
-) -> Result<Response, ApiError> {
-    let who = authenticate(&identity, &headers, Some(peer)).await?;
-    let actor = who.actor(Some(peer));
+    caller: SignedIn,
+    ApiPath(account): ApiPath<String>,
+    ApiJson(body): ApiJson<api::AddApiKeyRequest>,
+) -> Result<(StatusCode, Json<api::ApiKeyAdded>), ApiError> {
     let name: ApiKeyName =
         body.name
             .parse()
@@ -132,26 +153,49 @@ async fn add_key(
             })?;
     let expiry = requested_expiry(&body)?;
     let added = identity
-        .add_api_key(&who, &actor, &account, &name, expiry)
+        .add_api_key(&caller.who, &caller.actor, &account, &name, expiry)
         .await?;
-    let mut answer = key_json(&account, &added.key);
-    answer["api_key"] = json!(added.secret);
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(api::ApiKeyAdded {
+            key: api_key(&account, &added.key),
+            api_key: added.secret,
+        }),
+    ))
 }
 
-async fn revoke_key(
-    State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((account, key)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let who = authenticate(&identity, &headers, Some(peer)).await?;
-    let actor = who.actor(Some(peer));
-    let revoked = identity
-        .revoke_api_key(&who, &actor, &account, &key)
-        .await?;
-    Ok(
-        Json(json!({"account": account, "id": revoked.id, "name": revoked.name, "revoked": true}))
-            .into_response(),
+/// Revokes one key (by id, or by the name of a live key); the account's other keys keep working.
+#[utoipa::path(
+    post,
+    path = "/api/v1/service-accounts/{name}/keys/{key}/revoke",
+    tag = "identity",
+    params(
+        ("name" = String, Path, description = "The service account"),
+        ("key" = String, Path, description = "The key id, or the name of a live key"),
+    ),
+    responses(
+        (status = 200, description = "The key is revoked", body = api::ApiKeyRevoked),
+        (status = 400, description = "The principal is not a service account", body = airlock_api::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
+        (status = 404, description = "No such account or key", body = airlock_api::ErrorBody),
+        (status = 409, description = "The key is already revoked", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
+)]
+pub(super) async fn revoke_key(
+    State(identity): State<Arc<Identity>>,
+    caller: SignedIn,
+    ApiPath((account, key)): ApiPath<(String, String)>,
+) -> Result<Json<api::ApiKeyRevoked>, ApiError> {
+    let revoked = identity
+        .revoke_api_key(&caller.who, &caller.actor, &account, &key)
+        .await?;
+    Ok(Json(api::ApiKeyRevoked {
+        account,
+        id: revoked.id,
+        name: revoked.name,
+        revoked: true,
+    }))
 }

@@ -15,4 +15,4 @@ mod password_checks;
 pub mod routes;
 pub mod service;
 
-pub use service::{AuthError, Authenticated, Identity, IdentityError};
+pub use service::{AuthError, Authenticated, Identity, IdentityError, PasswordFailure};

@@ -15,22 +15,24 @@
 
 mod accounts;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use airlock_core::access::{RequestedScope, Role, Scope};
-use axum::extract::{ConnectInfo, Path, Query, RawQuery, State};
+use airlock_api::identity as api;
+use airlock_core::access::{AccessRuleViolation, RequestedScope, Role, Scope};
+use airlock_core::audit::rfc3339_millis;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
-use super::{AuthError, Authenticated, Identity};
-use crate::access::{Credentials, authenticate, credentials};
+use super::{AuthError, Identity};
+use crate::access::{Credentials, credentials};
 use crate::api::ApiError;
+use crate::caller::SignedIn;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 /// The identity routes.
 pub fn router(identity: Arc<Identity>) -> Router {
@@ -101,15 +103,74 @@ impl From<AuthError> for ApiError {
                 message,
                 "wait a minute before trying again",
             ),
-            AuthError::Forbidden(_) | AuthError::Rule(_) => ApiError::new(
+            AuthError::Forbidden(_) => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "FORBIDDEN",
                 message,
-                "ask another access-admin, or for a role that allows this",
+                "ask an access-admin for a role that allows this (airlock access request ROLE --scope SCOPE --for 1h --reason ...)",
             ),
-            AuthError::BadRequest(_) => {
-                ApiError::bad_request(message, "fix the request as the message says")
+            AuthError::Rule(ref rule) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                message.clone(),
+                rule_remediation(rule),
+            ),
+            AuthError::TokenRequest(_) => ApiError::bad_request(
+                message,
+                "send grant_type=password with username and password, or grant_type=refresh_token with refresh_token, form-encoded",
+            ),
+            AuthError::UnknownStage { .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "UNKNOWN_STAGE",
+                message,
+                "name a configured stage in the scope (the message lists them), or `*` for every stage",
+            ),
+            AuthError::InvalidName { .. } => ApiError::bad_request(
+                message,
+                "choose a name of lowercase letters, digits, '-', '_' or '.', e.g. ci-builder",
+            ),
+            AuthError::NoPassword { ref name } => ApiError::bad_request(
+                message.clone(),
+                format!(
+                    "service accounts authenticate with API keys: airlock service-accounts keys add {name} --name KEY (or revoke one with airlock service-accounts keys revoke)"
+                ),
+            ),
+            AuthError::NotServiceAccount { .. } => ApiError::bad_request(
+                message,
+                "name a service account (airlock users list shows kinds), or create one with airlock service-accounts add NAME --expires 90d",
+            ),
+            AuthError::SamePassword => ApiError::bad_request(
+                message,
+                "choose a new password different from the current one",
+            ),
+            AuthError::DisableSelf => ApiError::bad_request(
+                message,
+                "name another principal; if your own account must be disabled, another access-admin does it",
+            ),
+            AuthError::Expiry(airlock_core::api_key::LifetimeError::NotInFuture) => {
+                ApiError::bad_request(
+                    message,
+                    "give an expiry in the future (--expires-in DAYS or --expires-at DATE)",
+                )
             }
+            AuthError::Expiry(airlock_core::api_key::LifetimeError::TooLong { max_days }) => {
+                ApiError::bad_request(
+                    message,
+                    format!(
+                        "give an expiry at most {max_days} days ahead, or have an operator raise access.max_api_key_days"
+                    ),
+                )
+            }
+            AuthError::GrantDuration { max_secs } => ApiError::bad_request(
+                message,
+                format!(
+                    "ask for a duration between 1s and {max_secs}s, e.g. --for 1h (an operator sets the bound, access.max_grant_secs)"
+                ),
+            ),
+            AuthError::ReasonRequired => ApiError::bad_request(
+                message,
+                "say why with --reason, e.g. the incident or change ticket",
+            ),
             AuthError::NotFound(_) => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",
@@ -123,29 +184,67 @@ impl From<AuthError> for ApiError {
                 "the object already exists or changed meanwhile",
             ),
             AuthError::Store(err) => ApiError::storage(&err),
-            AuthError::Signing(_) | AuthError::Hashing(_) => ApiError::internal(message),
+            AuthError::Signing(_) | AuthError::Hashing(_) | AuthError::StoredRole { .. } => {
+                ApiError::internal(error_chain(&err))
+            }
         }
     }
+}
+
+/// What to do about a separation-of-duties refusal.
+fn rule_remediation(rule: &AccessRuleViolation) -> String {
+    match rule {
+        AccessRuleViolation::SelfGrant { .. } => {
+            "another access-admin grants it (airlock roles grant)".into()
+        }
+        AccessRuleViolation::MutuallyExclusive { held, .. } => format!(
+            "revoke {held} from the principal first (airlock roles revoke), or grant the role to someone else; the exclusive pairs are access.exclusive_roles"
+        ),
+        AccessRuleViolation::SelfApproval { .. } => {
+            "another access-admin grants or denies it (airlock access grant|deny ID)".into()
+        }
+        AccessRuleViolation::SelfPasswordReset { principal } => format!(
+            "change your own password with the current one: airlock users passwd -u {principal} --password-stdin"
+        ),
+        AccessRuleViolation::AccessAdminPasswordReset { target, .. } => format!(
+            "{target} changes it with airlock users passwd; if it is lost, revoke {target}'s access-admin role first (airlock roles revoke {target} access-admin --scope '*'), then reset"
+        ),
+    }
+}
+
+/// An error and its causes, for the server log.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// Docker token endpoint errors use the registry error format, with a challenge for Basic.
 fn token_error(err: AuthError) -> Response {
     let (status, code) = match &err {
         AuthError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
-        AuthError::BadRequest(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
+        AuthError::TokenRequest(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
         AuthError::Store(store) if store.write_refusal().is_some() => {
             (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
         }
         AuthError::Store(_) | AuthError::Signing(_) | AuthError::Hashing(_) => {
-            return ApiError::internal(err.to_string()).into_response();
+            return ApiError::from(err).into_response();
         }
         _ => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
     };
-    let mut response = (
-        status,
-        Json(json!({"errors": [{"code": code, "message": err.to_string(), "detail": null}]})),
-    )
-        .into_response();
+    let body = api::TokenErrorBody {
+        errors: vec![api::TokenError {
+            code: code.into(),
+            message: err.to_string(),
+            detail: None,
+        }],
+    };
+    let mut response = (status, Json(body)).into_response();
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
             axum::http::header::WWW_AUTHENTICATE,
@@ -182,21 +281,34 @@ fn offline_allowed(client_id: Option<&str>) -> bool {
 
 fn token_body(issued: Result<super::service::IssuedTokens, AuthError>) -> Response {
     match issued {
-        Ok(issued) => {
-            let issued_at = airlock_core::audit::rfc3339_millis(airlock_store::now_millis());
-            Json(airlock_identity::token_response(
-                &issued.access,
-                issued.expires_in,
-                &issued_at,
-                issued.refresh.as_deref(),
-            ))
-            .into_response()
-        }
+        Ok(issued) => Json(api::TokenResponse {
+            token: issued.access.clone(),
+            access_token: issued.access,
+            expires_in: issued.expires_in,
+            issued_at: rfc3339_millis(airlock_store::now_millis()),
+            refresh_token: issued.refresh,
+        })
+        .into_response(),
         Err(err) => token_error(err),
     }
 }
 
-/// `GET /auth/token`: Basic credentials (password or API key), or a bearer refresh token.
+/// `GET /auth/token`: the Docker registry token flow, with Basic credentials (a password or an
+/// API key) or a bearer refresh token.
+#[utoipa::path(
+    get,
+    path = "/auth/token",
+    tag = "identity",
+    params(api::TokenQuery),
+    responses(
+        (status = 200, description = "An access token for the granted part of the scopes", body = api::TokenResponse),
+        (status = 401, description = "No or invalid credentials (with a Basic challenge)", body = api::TokenErrorBody),
+        (status = 429, description = "Too many failed authentications", body = api::TokenErrorBody),
+        (status = 500, description = "The token could not be issued", body = airlock_api::ErrorBody),
+        (status = 503, description = "Storage refuses writes", body = api::TokenErrorBody),
+    ),
+    security((), ("basic" = []), ("bearer" = []))
+)]
 async fn token_get(
     State(identity): State<Arc<Identity>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -228,12 +340,36 @@ async fn token_get(
     })
 }
 
-/// `POST /auth/token` form (the OAuth2 flavour oras and containerd use).
+/// `POST /auth/token`: the OAuth2 form flavour of the token flow that oras and containerd use.
+#[utoipa::path(
+    post,
+    path = "/auth/token",
+    tag = "identity",
+    request_body(content = api::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "An access token for the granted part of the scopes", body = api::TokenResponse),
+        (status = 400, description = "An unsupported grant_type or a missing field", body = api::TokenErrorBody),
+        (status = 401, description = "Invalid credentials or refresh token", body = api::TokenErrorBody),
+        (status = 429, description = "Too many failed authentications", body = api::TokenErrorBody),
+        (status = 500, description = "The token could not be issued", body = airlock_api::ErrorBody),
+        (status = 503, description = "Storage refuses writes", body = api::TokenErrorBody),
+    ),
+    security(())
+)]
 async fn token_post(
     State(identity): State<Arc<Identity>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Form(form): Form<Vec<(String, String)>>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => {
+            return token_error(AuthError::TokenRequest(format!(
+                "the body is not a form ({}): send Content-Type: application/x-www-form-urlencoded with grant_type and its fields",
+                rejection.body_text()
+            )));
+        }
+    };
     let field = |key: &str| form.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     let scope_values: Vec<String> = form
         .iter()
@@ -254,34 +390,44 @@ async fn token_post(
                     Err(err) => Err(err),
                 }
             }
-            _ => Err(AuthError::BadRequest(
+            _ => Err(AuthError::TokenRequest(
                 "grant_type=password needs username and password".into(),
             )),
         },
         Some("refresh_token") => match field("refresh_token") {
             Some(token) => identity.refresh(&token, &scopes, Some(peer)).await,
-            None => Err(AuthError::BadRequest(
+            None => Err(AuthError::TokenRequest(
                 "grant_type=refresh_token needs refresh_token".into(),
             )),
         },
-        other => Err(AuthError::BadRequest(format!(
+        other => Err(AuthError::TokenRequest(format!(
             "unsupported grant_type {other:?}: use password or refresh_token"
         ))),
     })
 }
 
-#[derive(Deserialize)]
-struct OidcRequest {
-    id_token: String,
-    #[serde(default)]
-    scope: Vec<String>,
-}
-
-/// `POST /auth/oidc`: a CI's ID token for a short-lived builder token.
+/// `POST /auth/oidc`: a CI's OIDC ID token for a short-lived token (workload identity).
+#[utoipa::path(
+    post,
+    path = "/auth/oidc",
+    tag = "identity",
+    request_body = api::OidcExchangeRequest,
+    responses(
+        (status = 200, description = "An access token for the granted part of the scopes", body = api::TokenResponse),
+        (status = 400, description = "The body is not well-formed JSON", body = airlock_api::ErrorBody),
+        (status = 401, description = "The ID token is invalid or no trust rule matches it", body = api::TokenErrorBody),
+        (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
+        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = api::TokenErrorBody),
+        (status = 500, description = "The token could not be issued", body = airlock_api::ErrorBody),
+        (status = 503, description = "Storage refuses writes", body = api::TokenErrorBody),
+    ),
+    security(())
+)]
 async fn oidc_exchange(
     State(identity): State<Arc<Identity>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Json(request): Json<OidcRequest>,
+    ApiJson(request): ApiJson<api::OidcExchangeRequest>,
 ) -> Response {
     match identity
         .authenticate_oidc(&request.id_token, Some(peer))
@@ -296,40 +442,21 @@ async fn oidc_exchange(
     }
 }
 
-/// The authenticated caller of an API request and its audit actor.
-async fn caller(
-    identity: &Identity,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-) -> Result<(Authenticated, airlock_core::Actor), ApiError> {
-    let who = authenticate(identity, headers, Some(peer)).await?;
-    let actor = who.actor(Some(peer));
-    Ok((who, actor))
-}
-
-fn grants_json(grants: &[airlock_core::access::Grant]) -> Vec<Value> {
-    grants
-        .iter()
-        .map(|g| {
-            json!({"role": g.role.to_string(), "scope": g.scope.to_string(),
-                   "expires": g.expires_at_millis.map(airlock_core::audit::rfc3339_millis)})
-        })
-        .collect()
-}
-
 /// Who the caller is, how it authenticated, and its roles now.
 #[utoipa::path(
     get,
     path = "/api/v1/whoami",
     tag = "identity",
     responses(
-        (status = 200, description = "The caller and its roles", body = airlock_api::identity::WhoAmI),
+        (status = 200, description = "The caller and its roles", body = api::WhoAmI),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "The password must be changed first", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
     )
 )]
-async fn whoami(caller: crate::caller::SignedIn) -> Json<airlock_api::identity::WhoAmI> {
+async fn whoami(caller: SignedIn) -> Json<api::WhoAmI> {
     let who = caller.who;
-    Json(airlock_api::identity::WhoAmI {
+    Json(api::WhoAmI {
         name: who.principal.name,
         kind: who.principal.kind,
         auth_method: who.method,
@@ -338,256 +465,501 @@ async fn whoami(caller: crate::caller::SignedIn) -> Json<airlock_api::identity::
 }
 
 /// Grants as the API shows them.
-fn role_grants(grants: &[airlock_core::access::Grant]) -> Vec<airlock_api::identity::RoleGrant> {
+fn role_grants(grants: &[airlock_core::access::Grant]) -> Vec<api::RoleGrant> {
     grants
         .iter()
-        .map(|g| airlock_api::identity::RoleGrant {
+        .map(|g| api::RoleGrant {
             role: g.role.to_string(),
             scope: g.scope.to_string(),
-            expires: g.expires_at_millis.map(airlock_core::audit::rfc3339_millis),
+            expires: g.expires_at_millis.map(rfc3339_millis),
         })
         .collect()
 }
 
+/// Every user and service account with its roles (access-admin or auditor).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "identity",
+    responses(
+        (status = 200, description = "The principals", body = api::PrincipalList),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin or auditor", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
 async fn list_principals(
     State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (who, _) = caller(&identity, &headers, peer).await?;
-    let list: Vec<Value> = identity
-        .list(&who)
+    caller: SignedIn,
+) -> Result<Json<api::PrincipalList>, ApiError> {
+    let principals = identity
+        .list(&caller.who)
         .await?
         .into_iter()
-        .map(|(p, grants)| json!({"name": p.name, "kind": p.kind, "disabled": p.disabled, "password_must_change": p.password_must_change, "roles": grants_json(&grants)}))
-        .collect();
-    Ok(Json(json!({"principals": list})).into_response())
-}
-
-#[derive(Deserialize)]
-struct AddUser {
-    name: String,
-    password: Option<String>,
-}
-
-async fn add_user(
-    State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Json(body): Json<AddUser>,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&identity, &headers, peer).await?;
-    let generated = identity
-        .add_user(&who, &actor, &body.name, body.password)
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"name": body.name, "password": generated})),
-    )
-        .into_response())
-}
-
-async fn disable(
-    State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&identity, &headers, peer).await?;
-    identity.disable(&who, &actor, &name).await?;
-    Ok(Json(json!({"name": name, "disabled": true})).into_response())
-}
-
-#[derive(Deserialize)]
-struct AddServiceAccount {
-    name: String,
-    expires_in_secs: u64,
-}
-
-async fn add_service_account(
-    State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Json(body): Json<AddServiceAccount>,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&identity, &headers, peer).await?;
-    let (key, id, expires) = identity
-        .add_service_account(&who, &actor, &body.name, body.expires_in_secs)
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"name": body.name, "api_key": key, "key_id": id, "expires": airlock_core::audit::rfc3339_millis(expires)})),
-    )
-        .into_response())
-}
-
-async fn revoke_credential(
-    State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&identity, &headers, peer).await?;
-    identity.revoke_credential(&who, &actor, &id).await?;
-    Ok(Json(json!({"id": id, "revoked": true})).into_response())
-}
-
-async fn list_roles(
-    State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let (who, _) = caller(&identity, &headers, peer).await?;
-    let wanted = params.get("principal");
-    let list: Vec<Value> = identity
-        .list(&who)
-        .await?
-        .into_iter()
-        .filter(|(p, _)| wanted.is_none_or(|w| &p.name == w))
-        .flat_map(|(p, grants)| {
-            grants_json(&grants).into_iter().map(move |mut g| {
-                g["principal"] = json!(p.name);
-                g
-            })
+        .map(|(p, grants)| api::Principal {
+            name: p.name,
+            kind: p.kind,
+            disabled: p.disabled,
+            password_must_change: p.password_must_change,
+            roles: role_grants(&grants),
         })
         .collect();
-    Ok(Json(json!({"bindings": list})).into_response())
+    Ok(Json(api::PrincipalList { principals }))
 }
 
-#[derive(Deserialize)]
-struct RoleChange {
-    principal: String,
-    role: String,
-    scope: String,
+/// Creates a user (access-admin); a generated password is answered once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "identity",
+    request_body = api::AddUserRequest,
+    responses(
+        (status = 201, description = "The user was created", body = api::UserAdded),
+        (status = 400, description = "An invalid name or a password the policy refuses", body = airlock_api::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
+        (status = 409, description = "The name is taken", body = airlock_api::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
+        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
+async fn add_user(
+    State(identity): State<Arc<Identity>>,
+    caller: SignedIn,
+    ApiJson(body): ApiJson<api::AddUserRequest>,
+) -> Result<(StatusCode, Json<api::UserAdded>), ApiError> {
+    let password = identity
+        .add_user(&caller.who, &caller.actor, &body.name, body.password)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(api::UserAdded {
+            name: body.name,
+            password,
+        }),
+    ))
+}
+
+/// Disables a principal (access-admin); its tokens stop working at once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{name}/disable",
+    tag = "identity",
+    params(("name" = String, Path, description = "The user or service account")),
+    responses(
+        (status = 200, description = "The principal is disabled", body = api::PrincipalState),
+        (status = 400, description = "The caller tried to disable itself", body = airlock_api::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
+        (status = 404, description = "No such principal", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
+async fn disable(
+    State(identity): State<Arc<Identity>>,
+    caller: SignedIn,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<api::PrincipalState>, ApiError> {
+    identity.disable(&caller.who, &caller.actor, &name).await?;
+    Ok(Json(api::PrincipalState {
+        name,
+        disabled: true,
+    }))
+}
+
+/// Creates a service account and its first API key (access-admin), answered once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/service-accounts",
+    tag = "identity",
+    request_body = api::AddServiceAccountRequest,
+    responses(
+        (status = 201, description = "The account and its key", body = api::ServiceAccountAdded),
+        (status = 400, description = "An invalid name or expiry", body = airlock_api::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
+        (status = 409, description = "The name is taken", body = airlock_api::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
+        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
+async fn add_service_account(
+    State(identity): State<Arc<Identity>>,
+    caller: SignedIn,
+    ApiJson(body): ApiJson<api::AddServiceAccountRequest>,
+) -> Result<(StatusCode, Json<api::ServiceAccountAdded>), ApiError> {
+    let (api_key, key_id, expires) = identity
+        .add_service_account(&caller.who, &caller.actor, &body.name, body.expires_in_secs)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(api::ServiceAccountAdded {
+            name: body.name,
+            api_key,
+            key_id,
+            expires: rfc3339_millis(expires),
+        }),
+    ))
+}
+
+/// Revokes a credential: an API key id, or `password:<id>` (access-admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/credentials/{id}/revoke",
+    tag = "identity",
+    params(("id" = String, Path, description = "The credential id (an API key's id)")),
+    responses(
+        (status = 200, description = "The credential is revoked", body = api::CredentialRevoked),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
+        (status = 404, description = "No such credential", body = airlock_api::ErrorBody),
+        (status = 409, description = "Already revoked", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
+async fn revoke_credential(
+    State(identity): State<Arc<Identity>>,
+    caller: SignedIn,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<api::CredentialRevoked>, ApiError> {
+    identity
+        .revoke_credential(&caller.who, &caller.actor, &id)
+        .await?;
+    Ok(Json(api::CredentialRevoked { id, revoked: true }))
+}
+
+/// Role bindings, of one principal if asked (access-admin or auditor).
+#[utoipa::path(
+    get,
+    path = "/api/v1/roles",
+    tag = "identity",
+    params(api::RolesQuery),
+    responses(
+        (status = 200, description = "The bindings", body = api::RoleBindingList),
+        (status = 400, description = "A malformed query", body = airlock_api::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin or auditor", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
+async fn list_roles(
+    State(identity): State<Arc<Identity>>,
+    caller: SignedIn,
+    ApiQuery(query): ApiQuery<api::RolesQuery>,
+) -> Result<Json<api::RoleBindingList>, ApiError> {
+    let bindings = identity
+        .list(&caller.who)
+        .await?
+        .into_iter()
+        .filter(|(p, _)| query.principal.as_ref().is_none_or(|w| &p.name == w))
+        .flat_map(|(p, grants)| {
+            role_grants(&grants)
+                .into_iter()
+                .map(move |g| api::RoleBinding {
+                    principal: p.name.clone(),
+                    role: g.role,
+                    scope: g.scope,
+                    expires: g.expires,
+                })
+        })
+        .collect();
+    Ok(Json(api::RoleBindingList { bindings }))
 }
 
 fn parse_role_scope(role: &str, scope: &str) -> Result<(Role, Scope), ApiError> {
-    let role = role
-        .parse::<Role>()
-        .map_err(|e| ApiError::bad_request(format!("{e}"), "roles: reader, developer, builder, promoter, approver, deployer, key-admin, access-admin, auditor, break-glass"))?;
+    let role = role.parse::<Role>().map_err(|e| {
+        ApiError::bad_request(
+            e.to_string(),
+            "name a role: reader, developer, builder, promoter, approver, deployer, key-admin, access-admin, auditor, break-glass",
+        )
+    })?;
     let scope = scope.parse::<Scope>().map_err(|e| {
         ApiError::bad_request(
-            format!("{e}"),
-            "scopes: *, a stage (prod), or a stage and repository prefix (prod/team/*)",
+            e.to_string(),
+            "write the scope as *, a stage (prod), or a stage and repository prefix (prod/team/*)",
         )
     })?;
     Ok((role, scope))
 }
 
+/// Binds a role in a scope to a principal (access-admin; separation of duties applies).
+#[utoipa::path(
+    post,
+    path = "/api/v1/roles/grant",
+    tag = "identity",
+    request_body = api::RoleChangeRequest,
+    responses(
+        (status = 200, description = "The role is granted", body = api::RoleGranted),
+        (status = 400, description = "An unknown role, a malformed scope, or a scope on a stage that is not configured", body = airlock_api::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin, or separation of duties refuses it", body = airlock_api::ErrorBody),
+        (status = 404, description = "No such principal", body = airlock_api::ErrorBody),
+        (status = 409, description = "The binding exists", body = airlock_api::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
+        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
 async fn grant_role(
     State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Json(body): Json<RoleChange>,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&identity, &headers, peer).await?;
+    caller: SignedIn,
+    ApiJson(body): ApiJson<api::RoleChangeRequest>,
+) -> Result<Json<api::RoleGranted>, ApiError> {
     let (role, scope) = parse_role_scope(&body.role, &body.scope)?;
     identity
-        .grant_role(&who, &actor, &body.principal, role, &scope)
+        .grant_role(&caller.who, &caller.actor, &body.principal, role, &scope)
         .await?;
-    Ok(Json(json!({"principal": body.principal, "role": role.to_string(), "scope": scope.to_string(), "granted": true})).into_response())
+    Ok(Json(api::RoleGranted {
+        principal: body.principal,
+        role: role.to_string(),
+        scope: scope.to_string(),
+        granted: true,
+    }))
 }
 
+/// Removes a role binding (access-admin). A binding on a stage no longer configured can still
+/// be removed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/roles/revoke",
+    tag = "identity",
+    request_body = api::RoleChangeRequest,
+    responses(
+        (status = 200, description = "The role is revoked", body = api::RoleRevoked),
+        (status = 400, description = "An unknown role or a malformed scope", body = airlock_api::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
+        (status = 404, description = "No such principal, or it does not hold the role there", body = airlock_api::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
+        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
 async fn revoke_role(
     State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Json(body): Json<RoleChange>,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&identity, &headers, peer).await?;
+    caller: SignedIn,
+    ApiJson(body): ApiJson<api::RoleChangeRequest>,
+) -> Result<Json<api::RoleRevoked>, ApiError> {
     let (role, scope) = parse_role_scope(&body.role, &body.scope)?;
     identity
-        .revoke_role(&who, &actor, &body.principal, role, &scope)
+        .revoke_role(&caller.who, &caller.actor, &body.principal, role, &scope)
         .await?;
-    Ok(Json(json!({"principal": body.principal, "role": role.to_string(), "scope": scope.to_string(), "revoked": true})).into_response())
+    Ok(Json(api::RoleRevoked {
+        principal: body.principal,
+        role: role.to_string(),
+        scope: scope.to_string(),
+        revoked: true,
+    }))
 }
 
-fn request_json(r: &airlock_store::AccessRequestRow) -> Value {
-    json!({"id": r.id, "principal": r.principal, "role": r.role, "scope": r.scope,
-           "duration_secs": r.duration_secs, "reason": r.reason, "status": r.status,
-           "decided_by": r.decided_by, "requested": airlock_core::audit::rfc3339_millis(r.created_at),
-           "expires": r.expires_at.map(airlock_core::audit::rfc3339_millis)})
+fn access_request(r: &airlock_store::AccessRequestRow) -> api::AccessRequest {
+    api::AccessRequest {
+        id: r.id,
+        principal: r.principal.clone(),
+        role: r.role.clone(),
+        scope: r.scope.clone(),
+        duration_secs: r.duration_secs,
+        reason: r.reason.clone(),
+        status: r.status.clone(),
+        decided_by: r.decided_by.clone(),
+        requested: rfc3339_millis(r.created_at),
+        expires: r.expires_at.map(rfc3339_millis),
+    }
 }
 
+/// Access requests: all for an access-admin, else the caller's own.
+#[utoipa::path(
+    get,
+    path = "/api/v1/access-requests",
+    tag = "identity",
+    responses(
+        (status = 200, description = "The requests", body = api::AccessRequestList),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "The password must be changed first", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
 async fn list_requests(
     State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (who, _) = caller(&identity, &headers, peer).await?;
-    let list: Vec<Value> = identity
-        .access_requests(&who)
+    caller: SignedIn,
+) -> Result<Json<api::AccessRequestList>, ApiError> {
+    let requests = identity
+        .access_requests(&caller.who)
         .await?
         .iter()
-        .map(request_json)
+        .map(access_request)
         .collect();
-    Ok(Json(json!({"requests": list})).into_response())
+    Ok(Json(api::AccessRequestList { requests }))
 }
 
-#[derive(Deserialize)]
-struct AccessRequestBody {
-    role: String,
-    scope: String,
-    duration_secs: u64,
-    reason: String,
-}
-
+/// Files a just-in-time request for a role by the caller.
+#[utoipa::path(
+    post,
+    path = "/api/v1/access-requests",
+    tag = "identity",
+    request_body = api::NewAccessRequest,
+    responses(
+        (status = 201, description = "The request is pending", body = api::AccessRequestFiled),
+        (status = 400, description = "An unknown role, a malformed scope, a scope on a stage that is not configured, a duration out of bounds, or no reason", body = airlock_api::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "The password must be changed first", body = airlock_api::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
+        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
 async fn request_access(
     State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Json(body): Json<AccessRequestBody>,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&identity, &headers, peer).await?;
+    caller: SignedIn,
+    ApiJson(body): ApiJson<api::NewAccessRequest>,
+) -> Result<(StatusCode, Json<api::AccessRequestFiled>), ApiError> {
     let (role, scope) = parse_role_scope(&body.role, &body.scope)?;
     let id = identity
-        .request_access(&who, &actor, role, &scope, body.duration_secs, &body.reason)
+        .request_access(
+            &caller.who,
+            &caller.actor,
+            role,
+            &scope,
+            body.duration_secs,
+            &body.reason,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": id, "status": "pending"})),
-    )
-        .into_response())
+        Json(api::AccessRequestFiled {
+            id,
+            status: "pending".into(),
+        }),
+    ))
 }
 
+/// Grants a pending request (access-admin, not the requester).
+#[utoipa::path(
+    post,
+    path = "/api/v1/access-requests/{id}/grant",
+    tag = "identity",
+    params(("id" = i64, Path, description = "The request id")),
+    responses(
+        (status = 200, description = "The request, granted", body = api::AccessRequest),
+        (status = 400, description = "The id is not a number", body = airlock_api::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin, or the requester", body = airlock_api::ErrorBody),
+        (status = 404, description = "No such request", body = airlock_api::ErrorBody),
+        (status = 409, description = "The request is not pending", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
 async fn grant_request(
     State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&identity, &headers, peer).await?;
-    let request = identity.decide_access(&who, &actor, id, true).await?;
-    Ok(Json(request_json(&request)).into_response())
+    caller: SignedIn,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<api::AccessRequest>, ApiError> {
+    let request = identity
+        .decide_access(&caller.who, &caller.actor, id, true)
+        .await?;
+    Ok(Json(access_request(&request)))
 }
 
+/// Denies a pending request (access-admin, not the requester).
+#[utoipa::path(
+    post,
+    path = "/api/v1/access-requests/{id}/deny",
+    tag = "identity",
+    params(("id" = i64, Path, description = "The request id")),
+    responses(
+        (status = 200, description = "The request, denied", body = api::AccessRequest),
+        (status = 400, description = "The id is not a number", body = airlock_api::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin, or the requester", body = airlock_api::ErrorBody),
+        (status = 404, description = "No such request", body = airlock_api::ErrorBody),
+        (status = 409, description = "The request is not pending", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
 async fn deny_request(
     State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&identity, &headers, peer).await?;
-    let request = identity.decide_access(&who, &actor, id, false).await?;
-    Ok(Json(request_json(&request)).into_response())
+    caller: SignedIn,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<api::AccessRequest>, ApiError> {
+    let request = identity
+        .decide_access(&caller.who, &caller.actor, id, false)
+        .await?;
+    Ok(Json(access_request(&request)))
 }
 
+/// Ends a granted request early (access-admin); its binding is removed at once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/access-requests/{id}/revoke",
+    tag = "identity",
+    params(("id" = i64, Path, description = "The request id")),
+    responses(
+        (status = 200, description = "The request, revoked", body = api::AccessRequest),
+        (status = 400, description = "The id is not a number", body = airlock_api::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
+        (status = 404, description = "No such request", body = airlock_api::ErrorBody),
+        (status = 409, description = "The request is not granted", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
 async fn revoke_request(
     State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&identity, &headers, peer).await?;
-    let request = identity.revoke_access(&who, &actor, id).await?;
-    Ok(Json(request_json(&request)).into_response())
+    caller: SignedIn,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<api::AccessRequest>, ApiError> {
+    let request = identity
+        .revoke_access(&caller.who, &caller.actor, id)
+        .await?;
+    Ok(Json(access_request(&request)))
 }
 
 /// This area's part of the OpenAPI document (`crate::openapi`).
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
-    #[openapi(paths(whoami))]
+    #[openapi(
+        paths(
+            token_get,
+            token_post,
+            oidc_exchange,
+            whoami,
+            list_principals,
+            add_user,
+            disable,
+            accounts::change_password,
+            accounts::reset_password,
+            accounts::enable,
+            add_service_account,
+            revoke_credential,
+            list_roles,
+            grant_role,
+            revoke_role,
+            list_requests,
+            request_access,
+            grant_request,
+            deny_request,
+            revoke_request,
+            super::api_key_routes::list_keys,
+            super::api_key_routes::add_key,
+            super::api_key_routes::revoke_key,
+        ),
+        tags((name = "identity", description = "Users, service accounts and their API keys, roles, just-in-time access requests, and the Docker registry token flow"))
+    )]
     struct Api;
     <Api as utoipa::OpenApi>::openapi()
 }

@@ -46,9 +46,12 @@ pub enum IdentityError {
     /// The configuration is invalid.
     #[error("access configuration: {0}")]
     Config(String),
-    /// A cryptographic operation failed.
-    #[error("identity: {0}")]
-    Crypto(String),
+    /// The token signing keys could not be opened.
+    #[error("the token signing keys")]
+    TokenKeys(#[source] crate::server_keys::ServerKeyError),
+    /// A password could not be hashed or generated.
+    #[error(transparent)]
+    Password(#[from] PasswordFailure),
 }
 
 /// Why a request could not be authenticated or authorized. Each maps to one HTTP answer.
@@ -85,9 +88,70 @@ pub enum AuthError {
     /// A separation-of-duties rule refused the change.
     #[error(transparent)]
     Rule(#[from] AccessRuleViolation),
-    /// Bad input to an administrative call.
+    /// A malformed `/auth/token` request (a missing field or an unsupported grant type).
     #[error("{0}")]
-    BadRequest(String),
+    TokenRequest(String),
+    /// A scope names a stage that is not configured.
+    #[error(
+        "scope {scope} names stage {stage:?}, which is not configured; the stages are: {}",
+        configured.join(", ")
+    )]
+    UnknownStage {
+        /// The scope as given.
+        scope: String,
+        /// The stage it names.
+        stage: String,
+        /// The configured stages, in order.
+        configured: Vec<String>,
+    },
+    /// A principal name breaks the naming rule.
+    #[error(
+        "invalid name {name:?}: use 1-64 characters of a-z, 0-9, '-', '_', '.', starting with a letter or digit"
+    )]
+    InvalidName {
+        /// The name (at most 64 characters of it).
+        name: String,
+    },
+    /// A password operation on a service account, which has API keys instead.
+    #[error("{name} is a service account: it has API keys, not a password")]
+    NoPassword {
+        /// The service account.
+        name: String,
+    },
+    /// An API key operation on a principal that is not a service account.
+    #[error("{name} is not a service account: API keys belong to service accounts")]
+    NotServiceAccount {
+        /// The principal.
+        name: String,
+    },
+    /// The new password is the current one.
+    #[error("the new password is the current one")]
+    SamePassword,
+    /// An access-admin tried to disable their own account.
+    #[error("you cannot disable yourself")]
+    DisableSelf,
+    /// An API key expiry out of bounds.
+    #[error(transparent)]
+    Expiry(#[from] airlock_core::api_key::LifetimeError),
+    /// A just-in-time grant duration out of bounds.
+    #[error("the duration must be between 1 s and {max_secs} s (access.max_grant_secs)")]
+    GrantDuration {
+        /// `access.max_grant_secs`.
+        max_secs: u64,
+    },
+    /// A just-in-time request without a reason.
+    #[error("a reason is required (e.g. the incident or change ticket)")]
+    ReasonRequired,
+    /// A stored access request names a role this version does not know (the database was
+    /// written by another version; an internal failure, never the client's).
+    #[error("access request {id} holds an unknown role")]
+    StoredRole {
+        /// The request.
+        id: i64,
+        /// Why the role does not parse.
+        #[source]
+        source: airlock_core::access::UnknownRole,
+    },
     /// The named thing does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -98,11 +162,56 @@ pub enum AuthError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A token could not be signed (an internal failure, never the client's).
-    #[error("token signing failed: {0}")]
-    Signing(String),
-    /// A new password could not be hashed (an internal failure, never the client's).
-    #[error("hashing the password failed: {0}")]
-    Hashing(String),
+    #[error("token signing failed")]
+    Signing(#[source] airlock_identity::IdentityError),
+    /// A new password could not be hashed or generated (an internal failure, never the client's).
+    #[error(transparent)]
+    Hashing(#[from] PasswordFailure),
+}
+
+/// Why [`Identity::set_password`] failed: hashing or storing.
+#[derive(Debug)]
+enum SetPasswordError {
+    Store(StoreError),
+    Password(PasswordFailure),
+}
+
+impl From<StoreError> for SetPasswordError {
+    fn from(err: StoreError) -> Self {
+        Self::Store(err)
+    }
+}
+
+impl From<SetPasswordError> for AuthError {
+    fn from(err: SetPasswordError) -> Self {
+        match err {
+            SetPasswordError::Store(err) => Self::Store(err),
+            SetPasswordError::Password(err) => Self::Hashing(err),
+        }
+    }
+}
+
+impl From<SetPasswordError> for IdentityError {
+    fn from(err: SetPasswordError) -> Self {
+        match err {
+            SetPasswordError::Store(err) => Self::Store(err),
+            SetPasswordError::Password(err) => Self::Password(err),
+        }
+    }
+}
+
+/// Why a password could not be hashed or generated (an internal failure, never the client's).
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordFailure {
+    /// argon2 refused.
+    #[error("hashing the password failed")]
+    Hash(#[source] airlock_identity::IdentityError),
+    /// The blocking task that hashes died.
+    #[error("the password hashing task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// No generated password satisfied the policy.
+    #[error("generating a password failed")]
+    Generate(#[source] airlock_identity::GenerationFailed),
 }
 
 /// An authenticated caller.
@@ -212,12 +321,12 @@ fn barred(principal: &PrincipalRow) -> Option<String> {
 const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
 
 /// Hashes `password` with argon2id on the blocking pool.
-async fn hash_password(password: &str) -> Result<String, String> {
+async fn hash_password(password: &str) -> Result<String, PasswordFailure> {
     let password = password.to_string();
     tokio::task::spawn_blocking(move || airlock_identity::hash_password(&password))
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+        .map_err(PasswordFailure::Task)?
+        .map_err(PasswordFailure::Hash)
 }
 
 fn write_secret_file(path: &Path, content: &str) -> Result<(), IdentityError> {
@@ -269,7 +378,7 @@ impl Identity {
                 TOKEN_SERVICE,
                 config.leeway_secs,
             )
-            .map_err(|e| IdentityError::Crypto(e.to_string()))?,
+            .map_err(IdentityError::TokenKeys)?,
         );
         let mut exclusive = Vec::new();
         for [a, b] in &config.exclusive_roles {
@@ -370,7 +479,7 @@ impl Identity {
             None => (
                 self.policy
                     .generate("admin")
-                    .map_err(|e| IdentityError::Config(e.to_string()))?,
+                    .map_err(PasswordFailure::Generate)?,
                 true,
             ),
         };
@@ -438,10 +547,10 @@ impl Identity {
         password: &str,
         actor: &Actor,
         change: PasswordChange,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), SetPasswordError> {
         let hash = hash_password(password)
             .await
-            .map_err(|e| IdentityError::Crypto(e.to_string()))?;
+            .map_err(SetPasswordError::Password)?;
         let id = format!("password:{}", principal.id);
         self.metadata
             .replace_password(
@@ -723,7 +832,7 @@ impl Identity {
             None => self
                 .policy
                 .generate(name)
-                .map_err(|e| AuthError::Hashing(e.to_string()))?,
+                .map_err(PasswordFailure::Generate)?,
         };
         self.set_password(
             &principal,
@@ -731,8 +840,7 @@ impl Identity {
             actor,
             PasswordChange::Initial { must_change: false },
         )
-        .await
-        .map_err(|e| AuthError::BadRequest(e.to_string()))?;
+        .await?;
         Ok(generated.then_some(password))
     }
 
@@ -751,8 +859,7 @@ impl Identity {
             airlock_core::api_key::RequestedExpiry::In(expires_secs),
             now_millis(),
             self.config.max_api_key_days,
-        )
-        .map_err(|e| AuthError::BadRequest(e.to_string()))?;
+        )?;
         let principal = self
             .metadata
             .create_principal(
@@ -769,12 +876,7 @@ impl Identity {
             )
             .await
             .map_err(conflict)?;
-        let first: airlock_core::api_key::ApiKeyName =
-            "default"
-                .parse()
-                .map_err(|e: airlock_core::api_key::InvalidKeyName| {
-                    AuthError::BadRequest(e.to_string())
-                })?;
+        let first = airlock_core::api_key::ApiKeyName::default_key();
         let added = self
             .store_new_key(
                 who,
@@ -852,7 +954,7 @@ impl Identity {
         self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
         let principal = self.principal(name).await?;
         if principal.name == who.principal.name {
-            return Err(AuthError::BadRequest("you cannot disable yourself".into()));
+            return Err(AuthError::DisableSelf);
         }
         self.metadata
             .disable_principal(
@@ -892,7 +994,34 @@ impl Identity {
         Ok(out)
     }
 
-    /// Binds `role` in `scope` to `name` (standing grant), enforcing separation of duties.
+    /// Refuses a scope on a stage that is not configured (a typo would otherwise be a grant that
+    /// covers nothing). Removing a binding does not check this, so a binding on a stage taken out
+    /// of the configuration can still be removed.
+    fn check_scope_stage(&self, scope: &Scope) -> Result<(), AuthError> {
+        let stage = match scope {
+            Scope::Global => return Ok(()),
+            Scope::Stage(stage) => stage.clone(),
+            Scope::Repository(repo) | Scope::RepositoriesUnder(repo) => repo.stage(),
+        };
+        let configured: Vec<String> = self
+            .stages
+            .all()
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
+        if configured.iter().any(|name| *name == stage.as_str()) {
+            Ok(())
+        } else {
+            Err(AuthError::UnknownStage {
+                scope: scope.to_string(),
+                stage: stage.to_string(),
+                configured,
+            })
+        }
+    }
+
+    /// Binds `role` in `scope` to `name` (standing grant), enforcing separation of duties. A scope
+    /// on a stage that is not configured is refused.
     pub async fn grant_role(
         &self,
         who: &Authenticated,
@@ -902,6 +1031,7 @@ impl Identity {
         scope: &Scope,
     ) -> Result<(), AuthError> {
         self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
+        self.check_scope_stage(scope)?;
         let principal = self.principal(name).await?;
         let current: Vec<Role> = self
             .grants(&principal)
@@ -973,7 +1103,8 @@ impl Identity {
         Ok(())
     }
 
-    /// Files a just-in-time access request by the caller.
+    /// Files a just-in-time access request by the caller. A scope on a stage that is not
+    /// configured is refused.
     pub async fn request_access(
         &self,
         who: &Authenticated,
@@ -984,16 +1115,14 @@ impl Identity {
         reason: &str,
     ) -> Result<i64, AuthError> {
         if duration_secs == 0 || duration_secs > self.config.max_grant_secs {
-            return Err(AuthError::BadRequest(format!(
-                "the duration must be between 1 s and {} s (access.max_grant_secs)",
-                self.config.max_grant_secs
-            )));
+            return Err(AuthError::GrantDuration {
+                max_secs: self.config.max_grant_secs,
+            });
         }
         if reason.trim().is_empty() {
-            return Err(AuthError::BadRequest(
-                "a reason is required (e.g. the incident or change ticket)".into(),
-            ));
+            return Err(AuthError::ReasonRequired);
         }
+        self.check_scope_stage(scope)?;
         let principal = who.principal.clone();
         Ok(self
             .metadata
@@ -1040,7 +1169,7 @@ impl Identity {
             let role: Role = request
                 .role
                 .parse()
-                .map_err(|e| AuthError::BadRequest(format!("{e}")))?;
+                .map_err(|source| AuthError::StoredRole { id, source })?;
             let current: Vec<Role> = self
                 .grants(&principal)
                 .await?
@@ -1168,9 +1297,8 @@ fn validate_principal_name(name: &str) -> Result<(), AuthError> {
     if ok {
         Ok(())
     } else {
-        Err(AuthError::BadRequest(format!(
-            "invalid name {:?}: use 1-64 characters of a-z, 0-9, '-', '_', '.', starting with a letter or digit",
-            name.chars().take(64).collect::<String>()
-        )))
+        Err(AuthError::InvalidName {
+            name: name.chars().take(64).collect(),
+        })
     }
 }

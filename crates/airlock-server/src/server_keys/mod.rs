@@ -33,9 +33,33 @@ pub use token::TokenKeys;
 /// Why a server key operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerKeyError {
-    /// The request is malformed; the message says how.
-    #[error("{0}")]
-    BadRequest(String),
+    /// A key name that is not `token`, `attestation` or `log`.
+    #[error("unknown server key {name:?}: rotate `token` or `attestation`")]
+    UnknownKey {
+        /// The name given (at most 32 characters of it).
+        name: String,
+    },
+    /// An overlap was given for the attestation key, which keeps every replaced key listed.
+    #[error(
+        "the attestation key takes no overlap: every replaced attestation key stays listed at /api/v1/attestation-key, so older attestations keep verifying"
+    )]
+    OverlapForAttestation,
+    /// A token-key overlap shorter than an access token lives.
+    #[error(
+        "an overlap of {overlap_secs} s is shorter than the access-token lifetime ({access_secs} s, access.token_lifetime_secs): tokens issued a moment ago would stop working early"
+    )]
+    OverlapTooShort {
+        /// The overlap asked for.
+        overlap_secs: u64,
+        /// `access.token_lifetime_secs`.
+        access_secs: u64,
+    },
+    /// A token-key overlap too long to represent.
+    #[error("an overlap of {overlap_secs} s is too long")]
+    OverlapTooLong {
+        /// The overlap asked for.
+        overlap_secs: u64,
+    },
     /// The audit log key was asked to rotate.
     #[error(
         "the audit log key is never rotated in place: its public key is the log's identity (the origin every checkpoint and every verifier names), so a new key means a new log. Follow docs/operations.md, \"Starting a new audit log\": archive the data directory's log and log-key, then start a new log with a new origin"
@@ -60,6 +84,9 @@ pub enum ServerKeyError {
     /// A key could not be made, read or encoded.
     #[error("server key: {0}")]
     Key(String),
+    /// The blocking task that makes the new key died.
+    #[error("the key rotation task failed")]
+    Task(#[source] tokio::task::JoinError),
     /// Storage failed (the audit record).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -99,10 +126,9 @@ impl std::str::FromStr for ServerKey {
             "token" => Ok(Self::Token),
             "attestation" => Ok(Self::Attestation),
             "log" => Ok(Self::Log),
-            _ => Err(ServerKeyError::BadRequest(format!(
-                "unknown server key {:?}: rotate `token` or `attestation`",
-                text.chars().take(32).collect::<String>()
-            ))),
+            _ => Err(ServerKeyError::UnknownKey {
+                name: text.chars().take(32).collect(),
+            }),
         }
     }
 }
@@ -184,15 +210,13 @@ impl ServerKeys {
             ServerKey::Log => return Err(ServerKeyError::LogKey),
             ServerKey::Attestation => {
                 if overlap_secs.is_some() {
-                    return Err(ServerKeyError::BadRequest(
-                        "the attestation key takes no overlap: every replaced attestation key stays listed at /api/v1/attestation-key, so older attestations keep verifying; drop --overlap".into(),
-                    ));
+                    return Err(ServerKeyError::OverlapForAttestation);
                 }
                 let attestations = self.attestations.clone();
                 let (old_key_id, new_key_id) =
                     tokio::task::spawn_blocking(move || attestations.rotate(now))
                         .await
-                        .map_err(|e| ServerKeyError::Key(e.to_string()))??;
+                        .map_err(ServerKeyError::Task)??;
                 Rotation {
                     key: "attestation",
                     old_key_id,
@@ -206,23 +230,23 @@ impl ServerKeys {
                 let overlap = overlap_secs
                     .unwrap_or(lifetimes.refresh_secs.saturating_add(lifetimes.leeway_secs));
                 if overlap < lifetimes.access_secs {
-                    return Err(ServerKeyError::BadRequest(format!(
-                        "an overlap of {overlap} s is shorter than the access-token lifetime ({} s, access.token_lifetime_secs): tokens issued a moment ago would stop working early; give --overlap {}s or more",
-                        lifetimes.access_secs, lifetimes.access_secs
-                    )));
+                    return Err(ServerKeyError::OverlapTooShort {
+                        overlap_secs: overlap,
+                        access_secs: lifetimes.access_secs,
+                    });
                 }
                 let overlap_ms = i64::try_from(overlap)
                     .ok()
                     .and_then(|secs| secs.checked_mul(1000))
                     .and_then(|ms| now.checked_add(ms))
-                    .ok_or_else(|| {
-                        ServerKeyError::BadRequest(format!("an overlap of {overlap} s is too long"))
+                    .ok_or(ServerKeyError::OverlapTooLong {
+                        overlap_secs: overlap,
                     })?;
                 let tokens = self.tokens.clone();
                 let (old_key_id, new_key_id) =
                     tokio::task::spawn_blocking(move || tokens.rotate(now, overlap_ms))
                         .await
-                        .map_err(|e| ServerKeyError::Key(e.to_string()))??;
+                        .map_err(ServerKeyError::Task)??;
                 Rotation {
                     key: "token",
                     old_key_id,

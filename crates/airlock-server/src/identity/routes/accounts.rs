@@ -11,37 +11,39 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use airlock_api::identity as api;
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use axum::extract::{ConnectInfo, State};
 
-use super::caller;
 use crate::api::ApiError;
+use crate::caller::SignedIn;
+use crate::extract::{ApiJson, ApiPath};
 use crate::identity::Identity;
 
-/// The body of a password change.
-#[derive(Deserialize)]
-pub(super) struct ChangePassword {
-    current_password: String,
-    new_password: String,
-}
-
-/// The answer to a password change.
-#[derive(Serialize)]
-struct PasswordChanged {
-    name: String,
-    /// Always true: every login and token of the user ended.
-    sessions_revoked: bool,
-}
-
-/// `POST /api/v1/users/{name}/password`.
+/// The user changes their own password, authenticated by the current one in the body.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{name}/password",
+    tag = "identity",
+    params(("name" = String, Path, description = "The user")),
+    request_body = api::ChangePasswordRequest,
+    responses(
+        (status = 200, description = "The password is changed; every login and token of the user ended", body = api::PasswordChanged),
+        (status = 400, description = "The new password is refused by the policy or is the current one, or the principal is a service account", body = airlock_api::ErrorBody),
+        (status = 401, description = "The current password is wrong, or the user is disabled or locked", body = airlock_api::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
+        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    ),
+    security(())
+)]
 pub(super) async fn change_password(
     State(identity): State<Arc<Identity>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(name): Path<String>,
-    Json(body): Json<ChangePassword>,
-) -> Result<Response, ApiError> {
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<api::ChangePasswordRequest>,
+) -> Result<Json<api::PasswordChanged>, ApiError> {
     identity
         .change_own_password(
             &name,
@@ -50,69 +52,72 @@ pub(super) async fn change_password(
             Some(peer),
         )
         .await?;
-    Ok(Json(PasswordChanged {
+    Ok(Json(api::PasswordChanged {
         name,
         sessions_revoked: true,
-    })
-    .into_response())
+    }))
 }
 
-/// The body of a reset: the temporary password, or none to have one generated.
-#[derive(Deserialize)]
-pub(super) struct ResetPassword {
-    #[serde(default)]
-    password: Option<String>,
-}
-
-/// The answer to a reset.
-#[derive(Serialize)]
-struct PasswordReset {
-    name: String,
-    /// The generated temporary password (shown once), or `null` when the request gave one.
-    password: Option<String>,
-    /// Always true: the user must change it before using it for anything else.
-    must_change: bool,
-}
-
-/// `POST /api/v1/users/{name}/reset-password`.
+/// An access-admin sets a temporary password the user must change (not their own, not another
+/// access-admin's).
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{name}/reset-password",
+    tag = "identity",
+    params(("name" = String, Path, description = "The user")),
+    request_body = api::ResetPasswordRequest,
+    responses(
+        (status = 200, description = "The temporary password is set", body = api::PasswordReset),
+        (status = 400, description = "The password is refused by the policy, or the principal is a service account", body = airlock_api::ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin, or a reset separation of duties refuses", body = airlock_api::ErrorBody),
+        (status = 404, description = "No such user", body = airlock_api::ErrorBody),
+        (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
+        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
 pub(super) async fn reset_password(
     State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: axum::http::HeaderMap,
-    Path(name): Path<String>,
-    Json(body): Json<ResetPassword>,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&identity, &headers, peer).await?;
+    caller: SignedIn,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<api::ResetPasswordRequest>,
+) -> Result<Json<api::PasswordReset>, ApiError> {
     let password = identity
-        .reset_password(&who, &actor, &name, body.password)
+        .reset_password(&caller.who, &caller.actor, &name, body.password)
         .await?;
-    Ok(Json(PasswordReset {
+    Ok(Json(api::PasswordReset {
         name,
         password,
         must_change: true,
-    })
-    .into_response())
+    }))
 }
 
-/// The answer to enabling a principal.
-#[derive(Serialize)]
-struct Enabled {
-    name: String,
-    disabled: bool,
-}
-
-/// `POST /api/v1/users/{name}/enable`.
+/// An access-admin enables a disabled principal (its earlier logins and tokens stay revoked).
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{name}/enable",
+    tag = "identity",
+    params(("name" = String, Path, description = "The user or service account")),
+    responses(
+        (status = 200, description = "The principal is enabled", body = api::PrincipalState),
+        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
+        (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
+        (status = 404, description = "No such principal", body = airlock_api::ErrorBody),
+        (status = 409, description = "The principal is not disabled", body = airlock_api::ErrorBody),
+        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
+        (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
+    )
+)]
 pub(super) async fn enable(
     State(identity): State<Arc<Identity>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: axum::http::HeaderMap,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&identity, &headers, peer).await?;
-    identity.enable(&who, &actor, &name).await?;
-    Ok(Json(Enabled {
+    caller: SignedIn,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<api::PrincipalState>, ApiError> {
+    identity.enable(&caller.who, &caller.actor, &name).await?;
+    Ok(Json(api::PrincipalState {
         name,
         disabled: false,
-    })
-    .into_response())
+    }))
 }

@@ -25,7 +25,7 @@ use airlock_core::{Actor, AuditEvent};
 use airlock_store::VerifiedPassword;
 
 use super::secrets::Verified;
-use super::{AuthError, Authenticated, Identity, hash_password, record};
+use super::{AuthError, Authenticated, Identity, PasswordFailure, hash_password, record};
 
 /// Added to the audit reason of a refused password change.
 const CHANGING: &str = "changing the password";
@@ -49,18 +49,15 @@ impl Identity {
             .verify_secret(name, current, source, Some(CHANGING))
             .await?;
         if method != "password" {
-            return Err(AuthError::BadRequest(
-                "service accounts have no password: they use API keys (airlock service-accounts)"
-                    .into(),
-            ));
+            return Err(AuthError::NoPassword {
+                name: principal.name.clone(),
+            });
         }
         self.policy.check(&principal.name, new)?;
         if new == current {
-            return Err(AuthError::BadRequest(
-                "the new password is the current one; choose a different one".into(),
-            ));
+            return Err(AuthError::SamePassword);
         }
-        let hash = hash_password(new).await.map_err(AuthError::Hashing)?;
+        let hash = hash_password(new).await?;
         let actor = Actor {
             principal: principal.name.clone(),
             auth_method: "password".into(),
@@ -109,9 +106,7 @@ impl Identity {
         self.require(who, Permission::ManageAccess, &PermissionTarget::Global)?;
         let principal = self.principal(name).await?;
         if principal.kind != "user" {
-            return Err(AuthError::BadRequest(format!(
-                "{name} is a service account: it has API keys, not a password (airlock service-accounts)"
-            )));
+            return Err(AuthError::NoPassword { name: name.into() });
         }
         let roles: Vec<Role> = self
             .grants(&principal)
@@ -129,9 +124,9 @@ impl Identity {
             None => self
                 .policy
                 .generate(name)
-                .map_err(|e| AuthError::Hashing(e.to_string()))?,
+                .map_err(PasswordFailure::Generate)?,
         };
-        let hash = hash_password(&password).await.map_err(AuthError::Hashing)?;
+        let hash = hash_password(&password).await?;
         // Checked again on the roles bound when the new hash is written, in that transaction: a
         // grant of access-admin that landed since the check above is not slipped past.
         let resetter = who.principal.name.as_str();

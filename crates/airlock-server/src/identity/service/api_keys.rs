@@ -57,9 +57,7 @@ impl Identity {
     async fn service_account(&self, name: &str) -> Result<PrincipalRow, AuthError> {
         let principal = self.principal(name).await?;
         if principal.kind != "service" || principal.name.starts_with("oidc/") {
-            return Err(AuthError::BadRequest(format!(
-                "{name} is not a service account: API keys belong to service accounts (airlock service-accounts add)"
-            )));
+            return Err(AuthError::NotServiceAccount { name: name.into() });
         }
         Ok(principal)
     }
@@ -73,8 +71,7 @@ impl Identity {
         name: &ApiKeyName,
         expiry: RequestedExpiry,
     ) -> Result<AddedKey, AuthError> {
-        let expires_at = key_expiry(expiry, now_millis(), self.config.max_api_key_days)
-            .map_err(|e| AuthError::BadRequest(e.to_string()))?;
+        let expires_at = key_expiry(expiry, now_millis(), self.config.max_api_key_days)?;
         let (secret, stored) = airlock_identity::ApiKey::generate();
         self.metadata
             .add_api_key(

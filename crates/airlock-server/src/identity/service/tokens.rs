@@ -273,11 +273,8 @@ impl Identity {
             cred: who.credential.clone(),
             fam: family.clone(),
         };
-        let sign = |claims: &AccessClaims| {
-            self.token_keys
-                .issue(claims)
-                .map_err(|e| AuthError::Signing(e.to_string()))
-        };
+        let sign =
+            |claims: &AccessClaims| self.token_keys.issue(claims).map_err(AuthError::Signing);
         let lifetime = self.config.token_lifetime_secs;
         let access = sign(&claims(
             TokenKind::Access,
