@@ -436,10 +436,11 @@ impl ApiError {
     }
 }
 
-/// The exit status for an API error answer with HTTP `status`: 1 for a refusal (401, 403, 409,
-/// 422, 429), 2 for everything else (400 and other usage errors, 404, 5xx).
+/// The exit status for an API error answer with HTTP `status`: 1 for a refusal or a failed check
+/// (401, 403, 409, 422, 429; and 404: what was asked about does not exist, or not for the
+/// caller), 2 for everything else (400 and other usage errors, 5xx).
 pub fn exit_status_for(status: u16) -> u8 {
-    if matches!(status, 401 | 403 | 409 | 422 | 429) {
+    if matches!(status, 401 | 403 | 404 | 409 | 422 | 429) {
         DENIED
     } else {
         2

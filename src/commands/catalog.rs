@@ -6,7 +6,7 @@ use airlock_api::catalog as api;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use crate::client::{ApiClient, ApiFailure, DENIED};
+use crate::client::ApiClient;
 use crate::commands::common::{Common, print_as};
 
 /// Paging options of a list.
@@ -102,24 +102,9 @@ fn with_query(path: &str, params: &[(&str, String)]) -> String {
     }
 }
 
-/// A `404` from a catalog read means the name holds nothing the caller may read: a failed
-/// check (exit 1) rather than a usage error.
-fn not_found_is_a_failed_check(err: anyhow::Error) -> anyhow::Error {
-    match err.downcast::<ApiFailure>() {
-        Ok(mut failure) => {
-            if failure.message.contains("(404)") {
-                failure.status = DENIED;
-            }
-            failure.into()
-        }
-        Err(err) => err,
-    }
-}
 
 async fn read<T: serde::de::DeserializeOwned>(api: &ApiClient, path: &str) -> Result<T> {
-    api.get_as::<T>(path)
-        .await
-        .map_err(not_found_is_a_failed_check)
+    api.get_as::<T>(path).await
 }
 
 /// Tells how to get the next page, on stderr.

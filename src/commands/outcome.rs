@@ -172,10 +172,10 @@ mod tests {
 
     #[test]
     fn refusals_exit_1_and_everything_else_2() {
-        for (status, exit) in [(401, 1), (403, 1), (409, 1), (422, 1), (429, 1)] {
+        for (status, exit) in [(401, 1), (403, 1), (404, 1), (409, 1), (422, 1), (429, 1)] {
             assert_eq!(crate::client::exit_status_for(status), exit, "{status}");
         }
-        for status in [400, 404, 413, 500, 502, 503] {
+        for status in [400, 413, 500, 502, 503] {
             assert_eq!(crate::client::exit_status_for(status), 2, "{status}");
         }
         let err: anyhow::Error = ApiError::from_answer(
