@@ -172,13 +172,8 @@ async fn common(
     let evidence_rows = service
         .evidence
         .evidence_for(&source, &digest)
-        .await
-        .map_err(|e| super::PromotionError::Policy(e.to_string()))?;
-    let (_, keys) = service
-        .evidence
-        .keys()
-        .await
-        .map_err(|e| super::PromotionError::Policy(e.to_string()))?;
+        .await?;
+    let (_, keys) = service.evidence.keys().await?;
     let key_scopes: Vec<(String, Vec<String>)> =
         keys.into_iter().map(|k| (k.name, k.scope)).collect();
     let history: Vec<Value> = service
