@@ -485,8 +485,7 @@ async fn show(
     params(("id" = String, Path, description = "The promotion id (prm_...)")),
     request_body(content = api::ApproveRequest, description = "Optional: an empty body approves without a comment"),
     responses(
-        (status = 200, description = "Approved; still pending", body = api::PromotionOutcome),
-        (status = 201, description = "Approved and decided again: promoted", body = api::PromotionOutcome),
+        (status = 201, description = "Approved: still pending approval, or decided again and promoted", body = api::PromotionOutcome),
         (status = 400, description = "Malformed body", body = airlock_api::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Denied by the gate at the final decision, or refused by separation of duties (APPROVAL_REFUSED)", body = api::PromotionRefused),
@@ -511,12 +510,7 @@ async fn approve(
         .promotions
         .approve(&id, body.comment, &caller.into())
         .await?;
-    let pending = outcome
-        .promotion
-        .as_ref()
-        .is_some_and(|p| p.state == airlock_core::PromotionState::PendingApproval.as_str());
-    let (status, body) = outcome_response(&state, outcome).await?;
-    Ok((if pending { StatusCode::OK } else { status }, body))
+    outcome_response(&state, outcome).await
 }
 
 /// Reject a promotion pending approval: an eligible approver's recorded denial (the same
