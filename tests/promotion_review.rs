@@ -112,7 +112,13 @@ async fn an_eligible_approver_rejects_a_pending_promotion_with_a_recorded_reason
 
     let (code, out, err) = bed.cli(
         "alice",
-        &["promotions", "reject", &id, "--reason", "CVE-2026-1 is unfixed"],
+        &[
+            "promotions",
+            "reject",
+            &id,
+            "--reason",
+            "CVE-2026-1 is unfixed",
+        ],
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with(&format!("REJECTED {id}")), "{out}");
@@ -136,7 +142,9 @@ async fn an_eligible_approver_rejects_a_pending_promotion_with_a_recorded_reason
 
     // The decision record is the rejection, and it is not a gate's decision to replay.
     let decision = shown["decision"].as_str().unwrap();
-    let (status, record) = bed.get(&rita, &format!("/api/v1/decisions/{decision}")).await;
+    let (status, record) = bed
+        .get(&rita, &format!("/api/v1/decisions/{decision}"))
+        .await;
     assert_eq!(status, 200, "{record}");
     assert_eq!(record["action"], "reject", "{record}");
     assert_eq!(record["input"]["rejected_by"], "alice", "{record}");
@@ -209,7 +217,13 @@ async fn rejecting_needs_the_same_eligibility_as_approving() {
 
     // A reason is required.
     let (status, body) = bed.reject(&alice, &id, "  ").await;
-    assert_error(status, &body, 400, "BAD_REQUEST", "a rejection needs a reason");
+    assert_error(
+        status,
+        &body,
+        400,
+        "BAD_REQUEST",
+        "a rejection needs a reason",
+    );
 
     // Nothing was changed by the refusals.
     let (_, shown) = bed.get(&rita, &format!("/api/v1/promotions/{id}")).await;
@@ -343,12 +357,27 @@ async fn promote_wait_timeout_exits_2_naming_the_promotion_and_how_to_check_it()
     // --timeout without --wait and a bad duration are usage errors.
     let (code, _, err) = bed.cli(
         "rita",
-        &["promote", "dev/team/app:1.0", "--to", "staging", "--timeout", "5s"],
+        &[
+            "promote",
+            "dev/team/app:1.0",
+            "--to",
+            "staging",
+            "--timeout",
+            "5s",
+        ],
     );
     assert_eq!(code, 2, "{err}");
     let (code, _, err) = bed.cli(
         "rita",
-        &["promote", "dev/team/app:1.0", "--to", "staging", "--wait", "--timeout", "5 weeks"],
+        &[
+            "promote",
+            "dev/team/app:1.0",
+            "--to",
+            "staging",
+            "--wait",
+            "--timeout",
+            "5 weeks",
+        ],
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not a duration"), "{err}");
@@ -393,15 +422,15 @@ async fn promoting_from_or_to_a_stage_that_does_not_exist_names_the_configured_s
         assert_error(
             status,
             &body,
-            400,
+            404,
             "STAGE_UNKNOWN",
             &format!("there is no stage {stage}; configured stages: dev, staging, prod"),
         );
     }
-    let (code, out, err) = bed.cli(
-        "rita",
-        &["promote", "dev/team/app:1.0", "--to", "stagign"],
-    );
+    let (code, out, err) = bed.cli("rita", &["promote", "dev/team/app:1.0", "--to", "stagign"]);
     assert_eq!(code, 2, "{out}{err}");
-    assert!(err.contains("configured stages: dev, staging, prod"), "{err}");
+    assert!(
+        err.contains("configured stages: dev, staging, prod"),
+        "{err}"
+    );
 }

@@ -359,7 +359,10 @@ pub async fn promote(args: PromoteArgs) -> Result<u8> {
                 eprintln!(
                     "airlock: gave up waiting after {}: {id} is still {}; check it later with `airlock promotions show {id}`",
                     humantime(args.timeout.unwrap_or_default()),
-                    outcome.promotion.as_ref().map_or("open", |p| p.state.as_str()),
+                    outcome
+                        .promotion
+                        .as_ref()
+                        .map_or("open", |p| p.state.as_str()),
                 );
                 return Ok(TIMED_OUT);
             }
@@ -493,7 +496,9 @@ pub async fn promotions(command: PromotionsCommand) -> Result<u8> {
                     &api::RejectRequest { reason },
                 )
                 .await?;
-            print_as(&common, &p, |p| format!("REJECTED {}\n{}", p.id, promotion_text(p)));
+            print_as(&common, &p, |p| {
+                format!("REJECTED {}\n{}", p.id, promotion_text(p))
+            });
         }
         PromotionsCommand::Cancel { id, common } => {
             let api = common.connect().await?;
@@ -745,7 +750,8 @@ pub async fn policy(command: PolicyCommand) -> Result<u8> {
         }
         PolicyCommand::Reload { common } => {
             let api = common.connect().await?;
-            let info: api::PolicyReloaded = api.post_as("/api/v1/policy/reload", &json!({})).await?;
+            let info: api::PolicyReloaded =
+                api.post_as("/api/v1/policy/reload", &json!({})).await?;
             print_as(&common, &info, |i| format!("reloaded: bundle {}", i.digest));
             Ok(0)
         }

@@ -10,23 +10,57 @@ use crate::{ErrorBody, ErrorDetail};
 #[serde(deny_unknown_fields)]
 pub struct PromotionRequest {
     /// The source repository with its stage, e.g. `dev/team/app`.
+    #[schema(
+        pattern = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)+$",
+        max_length = 255
+    )]
     pub source: String,
     /// The artifact in the source: a tag or a `sha256:` digest.
+    #[schema(
+        pattern = r"^([A-Za-z0-9_][A-Za-z0-9._-]{0,127}|sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$"
+    )]
     pub reference: String,
     /// The target stage (a gated stage whose `from` lists the source's stage).
+    #[schema(pattern = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$")]
     pub to: String,
     /// Tags to set in the target; `null`: the artifact's tags in the source.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<TagName>>)]
     pub tags: Option<Vec<String>>,
     /// The channel tag to move; `null`: the target stage's first channel tag.
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")]
     pub channel: Option<String>,
     /// Evaluate the gate only: nothing is recorded or changed.
     #[serde(default)]
     pub dry_run: bool,
     /// An emergency promotion's reason (needs the break-glass role).
     #[serde(default)]
+    #[schema(pattern = r"\S")]
     pub break_glass: Option<String>,
+}
+
+/// A tag: 1-128 characters of `[A-Za-z0-9._-]`, not starting with `.` or `-` (the schema of the
+/// tags a promotion request names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagName(pub String);
+
+impl utoipa::PartialSchema for TagName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"))
+            .description(Some(
+                "A tag: 1-128 characters of [A-Za-z0-9._-], not starting with '.' or '-'.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for TagName {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("TagName")
+    }
 }
 
 /// One policy violation (a deny or a warning).
@@ -140,11 +174,29 @@ pub struct PromotionList {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PromotionListQuery {
-    /// Only promotions in this state: `evaluating`, `pending_approval`, `promoted`, `denied`,
-    /// `expired` or `cancelled` (any other value is refused with 400).
+    /// Only promotions in this state (any other value is refused with 400, naming the states).
+    #[param(value_type = Option<PromotionStateName>)]
     pub state: Option<String>,
     /// Only this repository path, without stage (`team/app`).
     pub repository: Option<String>,
+}
+
+/// The states of a promotion, as a list filter names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PromotionStateName {
+    /// The gate is being evaluated.
+    Evaluating,
+    /// The gate allowed it; approvals are missing.
+    PendingApproval,
+    /// The artifact is in the target stage.
+    Promoted,
+    /// The gate refused it, or an approver rejected it.
+    Denied,
+    /// Its approvals did not arrive in time.
+    Expired,
+    /// Its requester withdrew it.
+    Cancelled,
 }
 
 /// `POST /api/v1/promotions/{id}/approve`.
@@ -161,6 +213,7 @@ pub struct ApproveRequest {
 #[serde(deny_unknown_fields)]
 pub struct RejectRequest {
     /// Why (recorded in the decision record and the audit log; the requester reads it).
+    #[schema(pattern = r"\S")]
     pub reason: String,
 }
 
@@ -169,11 +222,17 @@ pub struct RejectRequest {
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// The repository with its (gated) stage, e.g. `prod/team/app`.
+    #[schema(
+        pattern = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)+$",
+        max_length = 255
+    )]
     pub repository: String,
     /// The channel tag to move back.
+    #[schema(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")]
     pub channel: String,
     /// The digest to move it to; `null`: the one it named before.
     #[serde(default)]
+    #[schema(pattern = r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")]
     pub to: Option<String>,
 }
 
@@ -200,6 +259,7 @@ pub struct RollbackOutcome {
 #[serde(deny_unknown_fields)]
 pub struct FreezeRequest {
     /// Why (shown to everyone whose promotion the freeze refuses).
+    #[schema(pattern = r"\S")]
     pub reason: String,
 }
 

@@ -101,7 +101,9 @@ pub enum PromotionError {
         failed: Vec<String>,
     },
     /// A decision record is a person's rejection, not a policy evaluation: nothing to replay.
-    #[error("decision {id} records {principal}'s rejection, not a policy evaluation; there is nothing to replay")]
+    #[error(
+        "decision {id} records {principal}'s rejection, not a policy evaluation; there is nothing to replay"
+    )]
     NotReplayable {
         /// The decision record.
         id: String,
@@ -498,7 +500,12 @@ impl PromotionService {
             .find(|s| &s.name == name)
             .ok_or_else(|| PromotionError::UnknownStage {
                 stage: name.to_string(),
-                configured: self.stages.all().iter().map(|s| s.name.to_string()).collect(),
+                configured: self
+                    .stages
+                    .all()
+                    .iter()
+                    .map(|s| s.name.to_string())
+                    .collect(),
             })
     }
 
@@ -1606,7 +1613,9 @@ impl PromotionService {
             deny: vec![airlock_policy::Violation {
                 rule: "airlock.rejected".into(),
                 msg: format!("{} rejected the promotion: {reason}", caller.name()),
-                remediation: "address the rejection, then request the promotion again (airlock promote)".into(),
+                remediation:
+                    "address the rejection, then request the promotion again (airlock promote)"
+                        .into(),
                 docs: Some("docs/promotion.md#rejecting-a-promotion".into()),
             }],
             warn: Vec::new(),
@@ -1706,7 +1715,10 @@ impl PromotionService {
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             return Err(PromotionError::NotReplayable {
                 id: record.id,
-                principal: input["rejected_by"].as_str().unwrap_or("a person").to_string(),
+                principal: input["rejected_by"]
+                    .as_str()
+                    .unwrap_or("a person")
+                    .to_string(),
             });
         }
         let files = self

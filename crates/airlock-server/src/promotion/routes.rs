@@ -77,7 +77,7 @@ impl From<PromotionError> for ApiError {
                 ApiError::bad_request(message, remediation)
             }
             PromotionError::UnknownStage { .. } => ApiError::new(
-                StatusCode::BAD_REQUEST,
+                StatusCode::NOT_FOUND,
                 "STAGE_UNKNOWN",
                 message,
                 "name one of the configured stages (the message lists them)",
@@ -363,10 +363,10 @@ async fn outcome_response(
     responses(
         (status = 200, description = "Dry run: the gate's decision (allowed)", body = api::PromotionOutcome),
         (status = 201, description = "Promoted, or pending approval", body = api::PromotionOutcome),
-        (status = 400, description = "Malformed request, unknown stage, wrong stage flow, bad tag or channel", body = airlock_api::ErrorBody),
+        (status = 400, description = "Malformed request, wrong stage flow, bad tag or channel", body = airlock_api::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Denied by the gate (the outcome with `error` POLICY_DENIED) or no promoter role (an error body)", body = api::PromotionRefused),
-        (status = 404, description = "The artifact is not in the source repository", body = airlock_api::ErrorBody),
+        (status = 404, description = "The artifact is not in the source repository, or a stage is not configured (STAGE_UNKNOWN names the configured ones)", body = airlock_api::ErrorBody),
         (status = 409, description = "A live promotion of the artifact exists, or a target tag names another digest", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage or the evidence service failed", body = airlock_api::ErrorBody),
         (status = 503, description = "Storage cannot keep writes", body = airlock_api::ErrorBody),
@@ -379,8 +379,7 @@ async fn request(
 ) -> Result<(StatusCode, Json<api::PromotionOutcome>), ApiError> {
     let body: api::PromotionRequest = json_body(&body, "promotion request")?;
     let source = RepoName::from_str(&body.source).map_err(|e| bad_field("source", e))?;
-    let reference =
-        Reference::from_str(&body.reference).map_err(|e| bad_field("reference", e))?;
+    let reference = Reference::from_str(&body.reference).map_err(|e| bad_field("reference", e))?;
     let target_stage = StageName::from_str(&body.to).map_err(|e| bad_field("to", e))?;
     let tags = body
         .tags
@@ -420,7 +419,7 @@ async fn request(
     params(api::PromotionListQuery),
     responses(
         (status = 200, description = "The promotions", body = api::PromotionList),
-        (status = 400, description = "Unknown state filter (the message lists the states)", body = airlock_api::ErrorBody),
+        (status = 400, description = "Unknown state filter (the message lists the states), or a malformed query", body = airlock_api::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
         (status = 503, description = "Storage cannot keep writes", body = airlock_api::ErrorBody),
@@ -429,8 +428,14 @@ async fn request(
 async fn list(
     State(state): State<PromotionState>,
     caller: ApiCaller,
-    Query(query): Query<api::PromotionListQuery>,
+    query: Result<Query<api::PromotionListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<api::PromotionList>, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::bad_request(
+            format!("invalid query: {}", e.body_text()),
+            "give each of `state` and `repository` at most once",
+        )
+    })?;
     let caller = Caller::from(caller);
     let rows = state
         .promotions
@@ -553,11 +558,11 @@ async fn show_promotion(
     row: PromotionRow,
 ) -> Result<Json<api::Promotion>, ApiError> {
     let approvals = state
-                .promotions
-                .metadata
-                .approvals(&row.id)
-                .await
-                .map_err(|e| ApiError::storage(&e))?;
+        .promotions
+        .metadata
+        .approvals(&row.id)
+        .await
+        .map_err(|e| ApiError::storage(&e))?;
     let mut promotion = promotion_view(&row, &approvals);
     if let Some(decision) = &row.last_decision {
         let record = state.promotions.decision(decision).await?;
@@ -599,10 +604,10 @@ async fn cancel(
     request_body = api::RollbackRequest,
     responses(
         (status = 200, description = "Rolled back", body = api::RollbackOutcome),
-        (status = 400, description = "Malformed request, unknown stage or not a channel tag", body = airlock_api::ErrorBody),
+        (status = 400, description = "Malformed request or not a channel tag", body = airlock_api::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Denied by the rollback gate (the outcome with `error` POLICY_DENIED) or no promoter role (an error body)", body = api::RollbackRefused),
-        (status = 404, description = "The channel or digest is unknown", body = airlock_api::ErrorBody),
+        (status = 404, description = "The channel, digest or stage is unknown", body = airlock_api::ErrorBody),
         (status = 409, description = "Nothing to roll back to", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage or the evidence service failed", body = airlock_api::ErrorBody),
         (status = 503, description = "Storage cannot keep writes", body = airlock_api::ErrorBody),
@@ -652,11 +657,12 @@ async fn rollback(
     post,
     path = "/api/v1/stages/{stage}/freeze",
     tag = "promotion",
-    params(("stage" = String, Path, description = "A gated stage")),
+    params(("stage" = String, Path, description = "A gated stage", pattern = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$")),
     request_body = api::FreezeRequest,
     responses(
         (status = 200, description = "Frozen", body = api::FreezeState),
-        (status = 400, description = "Malformed body, empty reason, unknown or not gated stage", body = airlock_api::ErrorBody),
+        (status = 400, description = "Malformed body, empty reason, or not a gated stage", body = airlock_api::ErrorBody),
+        (status = 404, description = "The stage is not configured", body = airlock_api::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Needs the approver role on the stage (or access-admin)", body = airlock_api::ErrorBody),
         (status = 409, description = "The stage is frozen by an anomaly", body = airlock_api::ErrorBody),
@@ -689,10 +695,11 @@ async fn freeze(
     post,
     path = "/api/v1/stages/{stage}/unfreeze",
     tag = "promotion",
-    params(("stage" = String, Path, description = "A gated stage")),
+    params(("stage" = String, Path, description = "A gated stage", pattern = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$")),
     responses(
         (status = 200, description = "Not frozen (any more)", body = api::FreezeState),
-        (status = 400, description = "Unknown or not gated stage", body = airlock_api::ErrorBody),
+        (status = 400, description = "Not a gated stage", body = airlock_api::ErrorBody),
+        (status = 404, description = "The stage is not configured", body = airlock_api::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Needs the approver role on the stage (or access-admin)", body = airlock_api::ErrorBody),
         (status = 409, description = "The stage is frozen by an anomaly", body = airlock_api::ErrorBody),
@@ -892,6 +899,7 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
             request, list, show, approve, reject, cancel, rollback, freeze, unfreeze, decision,
             replay, policy, reload, attestation_key
         ),
+        components(schemas(api::PromotionStateName, api::TagName)),
         tags((name = "promotion", description = "Promotions through the gates, approvals and rejections, rollbacks, freezes, decision records and the policy bundle"))
     )]
     struct Api;

@@ -13,7 +13,10 @@ async fn answer(err: PromotionError) -> (StatusCode, serde_json::Value) {
     let body = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .expect("body");
-    (status, serde_json::from_slice(&body).expect("JSON error body"))
+    (
+        status,
+        serde_json::from_slice(&body).expect("JSON error body"),
+    )
 }
 
 #[tokio::test]
