@@ -349,7 +349,7 @@ pub struct AttestationKeys {
 #[serde(untagged)]
 pub enum PromotionRefused {
     /// The gate denied it.
-    Denied(PromotionOutcome),
+    Denied(Box<PromotionOutcome>),
     /// The caller may not do it.
     Refused(ErrorBody),
 }
