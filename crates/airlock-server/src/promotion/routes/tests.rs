@@ -93,3 +93,43 @@ async fn an_unknown_state_filter_names_the_states() {
     assert!(message.contains("\"bogus\""), "{message}");
     assert!(message.contains("pending_approval"), "{message}");
 }
+
+#[test]
+fn the_openapi_document_lists_every_promotion_route_with_its_error_answers() {
+    let doc = super::openapi();
+    let mut paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/attestation-key",
+            "/api/v1/decisions/{id}",
+            "/api/v1/decisions/{id}/replay",
+            "/api/v1/policy",
+            "/api/v1/policy/reload",
+            "/api/v1/promotions",
+            "/api/v1/promotions/{id}",
+            "/api/v1/promotions/{id}/approve",
+            "/api/v1/promotions/{id}/cancel",
+            "/api/v1/promotions/{id}/reject",
+            "/api/v1/rollbacks",
+            "/api/v1/stages/{stage}/freeze",
+            "/api/v1/stages/{stage}/unfreeze",
+        ]
+    );
+    let reject = doc.paths.paths["/api/v1/promotions/{id}/reject"]
+        .post
+        .as_ref()
+        .expect("POST reject");
+    let mut statuses: Vec<&str> = reject
+        .responses
+        .responses
+        .keys()
+        .map(String::as_str)
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        ["200", "400", "401", "403", "404", "409", "500", "503"]
+    );
+}
