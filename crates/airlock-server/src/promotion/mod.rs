@@ -71,8 +71,13 @@ pub enum PromotionError {
         given: String,
     },
     /// The caller may not do this.
-    #[error("{0}")]
-    Forbidden(String),
+    #[error("{message}")]
+    Forbidden {
+        /// What was refused and which role it needs.
+        message: String,
+        /// How to get the right (who to ask, which role on what).
+        remediation: &'static str,
+    },
     /// Something named does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -143,6 +148,13 @@ impl From<crate::evidence::EvidenceError> for PromotionError {
 }
 
 impl PromotionError {
+    fn forbidden(message: impl Into<String>, remediation: &'static str) -> Self {
+        Self::Forbidden {
+            message: message.into(),
+            remediation,
+        }
+    }
+
     fn bad_request(message: impl Into<String>, remediation: &'static str) -> Self {
         Self::BadRequest {
             message: message.into(),
@@ -544,15 +556,18 @@ impl PromotionService {
             Permission::Promote
         };
         if !caller.has(needed, &PermissionTarget::Repository(target.clone())) {
-            return Err(PromotionError::Forbidden(format!(
-                "{} may not promote into {target}: that needs the {} role on it",
-                caller.name(),
-                if needed == Permission::BreakGlass {
-                    "break-glass"
-                } else {
-                    "promoter"
-                }
-            )));
+            return Err(PromotionError::forbidden(
+                format!(
+                    "{} may not promote into {target}: that needs the {} role on it",
+                    caller.name(),
+                    if needed == Permission::BreakGlass {
+                        "break-glass"
+                    } else {
+                        "promoter"
+                    }
+                ),
+                "ask an access-admin for the role on the target repository (or just in time: airlock access request ROLE --scope REPOSITORY --for 1h --reason ..)",
+            ));
         }
         if let Some(reason) = &request.break_glass
             && reason.trim().is_empty()
@@ -798,10 +813,13 @@ impl PromotionService {
                 now_millis(),
             );
             if !allowed {
-                return Err(PromotionError::Forbidden(format!(
-                    "{} requested this promotion but may no longer promote into {target}; request it again with the right role",
-                    row.requested_by
-                )));
+                return Err(PromotionError::forbidden(
+                    format!(
+                        "{} requested this promotion but may no longer promote into {target}; request it again with the right role",
+                        row.requested_by
+                    ),
+                    "the promotion is cancelled: its requester needs the promoter role on the target again, then requests it anew (airlock promote)",
+                ));
             }
         }
         if !self.identity.enabled() || approvals.is_empty() {
@@ -1530,8 +1548,9 @@ impl PromotionService {
         if row.requested_by != caller.name()
             && !caller.has(Permission::ManageAccess, &PermissionTarget::Global)
         {
-            return Err(PromotionError::Forbidden(
-                "only the requester (or an access-admin) cancels a promotion".into(),
+            return Err(PromotionError::forbidden(
+                "only the requester (or an access-admin) cancels a promotion",
+                "ask its requester (airlock promotions show ID names them); an approver who wants it stopped rejects it (airlock promotions reject ID --reason ..)",
             ));
         }
         let records = [AuditRecord {
@@ -1772,10 +1791,13 @@ impl PromotionService {
             Permission::Promote,
             &PermissionTarget::Repository(repo.clone()),
         ) {
-            return Err(PromotionError::Forbidden(format!(
-                "{} may not roll back {repo}: that needs the promoter role on it",
-                caller.name()
-            )));
+            return Err(PromotionError::forbidden(
+                format!(
+                    "{} may not roll back {repo}: that needs the promoter role on it",
+                    caller.name()
+                ),
+                "ask an access-admin for the promoter role on the repository (or just in time: airlock access request promoter --scope REPOSITORY --for 1h --reason ..)",
+            ));
         }
         let stage = self.stage_config(&repo.stage())?;
         if !stage.channel_tags.iter().any(|c| c == channel.as_str()) {
@@ -1929,9 +1951,10 @@ impl PromotionService {
         let allowed = caller.has(Permission::Approve, &PermissionTarget::Stage(stage.clone()))
             || caller.has(Permission::ManageAccess, &PermissionTarget::Global);
         if !allowed {
-            return Err(PromotionError::Forbidden(format!(
-                "freezing {stage} needs the approver role on it (or access-admin)"
-            )));
+            return Err(PromotionError::forbidden(
+                format!("freezing {stage} needs the approver role on it (or access-admin)"),
+                "ask an approver of the whole stage or an access-admin to do it, or for the approver role on the stage",
+            ));
         }
         if let Some(reason) = reason
             && reason.trim().is_empty()

@@ -88,12 +88,9 @@ impl From<PromotionError> for ApiError {
                 message,
                 "filter by one of the states the message lists (--state)",
             ),
-            PromotionError::Forbidden(_) => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "FORBIDDEN",
-                message,
-                "ask an access-admin for the role (airlock access request)",
-            ),
+            PromotionError::Forbidden { remediation, .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message, remediation)
+            }
             PromotionError::Approval(airlock_core::ApprovalRefusal::NotPending { .. }) => {
                 ApiError::new(
                     StatusCode::CONFLICT,
@@ -843,9 +840,10 @@ async fn reload(
 ) -> Result<Json<api::PolicyReloaded>, ApiError> {
     let caller = Caller::from(caller);
     if !caller.has(Permission::ManageAccess, &PermissionTarget::Global) {
-        return Err(PromotionError::Forbidden(
-            "reloading the policy needs the access-admin role".into(),
-        )
+        return Err(PromotionError::Forbidden {
+            message: "reloading the policy needs the access-admin role".into(),
+            remediation: "ask an access-admin to reload it (airlock policy reload)",
+        }
         .into());
     }
     let digest = state.promotions.reload_policy(&caller.actor).await?;
