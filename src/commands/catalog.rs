@@ -102,7 +102,6 @@ fn with_query(path: &str, params: &[(&str, String)]) -> String {
     }
 }
 
-
 async fn read<T: serde::de::DeserializeOwned>(api: &ApiClient, path: &str) -> Result<T> {
     api.get_as::<T>(path).await
 }

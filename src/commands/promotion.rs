@@ -1,16 +1,27 @@
 //! `airlock promote`, `approve`, `promotions`, `rollback`, `freeze`/`unfreeze`,
-//! `decisions` and `policy`: moving artifacts between stages through their gates.
+//! `decisions` and `policy`: moving artifacts between stages through their gates, over the typed
+//! API (`airlock_api::promotion`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use airlock_api::promotion as api;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::client::{ApiClient, DENIED};
-use crate::commands::common::{Common, print};
+use crate::commands::common::{Common, OutputFormat, print_as};
 use crate::oci_client::ArtifactRef;
+
+/// Exit status when `promote --wait --timeout` gives up (the promotion is still open).
+const TIMED_OUT: u8 = 2;
+
+fn parse_timeout(value: &str) -> Result<Duration, String> {
+    crate::client::parse_duration(value)
+        .map(Duration::from_secs)
+        .map_err(|e| e.to_string())
+}
 
 /// `airlock promote`.
 #[derive(Debug, Args)]
@@ -29,9 +40,14 @@ pub struct PromoteArgs {
     /// Evaluate the gate without acting.
     #[arg(long)]
     dry_run: bool,
-    /// Wait until the approvals arrive (or the request expires).
+    /// Wait until the promotion is decided: exit 0 promoted, 1 denied, rejected, cancelled or
+    /// expired, 2 when --timeout passes first.
     #[arg(long)]
     wait: bool,
+    /// With --wait: give up waiting after this long (e.g. 90s, 30m, 8h); the promotion stays
+    /// pending. Without it, --wait waits until the promotion is decided or expires.
+    #[arg(long, value_name = "DURATION", requires = "wait", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
     /// Emergency promotion (needs the break-glass role, two approvals; raises an alert).
     #[arg(long, value_name = "REASON")]
     break_glass: Option<String>,
@@ -56,7 +72,8 @@ pub struct ApproveArgs {
 pub enum PromotionsCommand {
     /// List promotions, newest first.
     List {
-        /// Only this state (pending_approval, promoted, denied, ...).
+        /// Only this state: evaluating, pending_approval, promoted, denied, expired or cancelled
+        /// (the server refuses others, naming these).
         #[arg(long)]
         state: Option<String>,
         /// Only this repository path (team/app).
@@ -69,6 +86,17 @@ pub enum PromotionsCommand {
     Show {
         /// The promotion id.
         id: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Reject a pending promotion: an approver's recorded denial (the same eligibility as
+    /// approving). Exit 1 if refused.
+    Reject {
+        /// The promotion id.
+        id: String,
+        /// Why (the requester reads it in `airlock promotions show`).
+        #[arg(long)]
+        reason: String,
         #[command(flatten)]
         common: Common,
     },
@@ -160,7 +188,7 @@ pub enum PolicyCommand {
         query: Option<String>,
         /// `text` or `json`.
         #[arg(long, default_value = "text")]
-        output: crate::commands::common::OutputFormat,
+        output: OutputFormat,
     },
     /// Show the bundle the server uses.
     Show {
@@ -174,78 +202,67 @@ pub enum PolicyCommand {
     },
 }
 
-fn violations_text(decision: &Value) -> String {
+fn violations_text(decision: &api::Decision) -> String {
     let mut lines = Vec::new();
-    for v in decision["deny"].as_array().cloned().unwrap_or_default() {
-        lines.push(format!(
-            "  x {}: {}",
-            v["rule"].as_str().unwrap_or(""),
-            v["msg"].as_str().unwrap_or("")
-        ));
-        lines.push(format!(
-            "      fix: {}",
-            v["remediation"].as_str().unwrap_or("")
-        ));
-        if let Some(docs) = v["docs"].as_str() {
+    for v in &decision.deny {
+        lines.push(format!("  x {}: {}", v.rule, v.msg));
+        lines.push(format!("      fix: {}", v.remediation));
+        if let Some(docs) = &v.docs {
             lines.push(format!("      docs: {docs}"));
         }
     }
-    for v in decision["warn"].as_array().cloned().unwrap_or_default() {
-        lines.push(format!(
-            "  ! {} (warning): {}",
-            v["rule"].as_str().unwrap_or(""),
-            v["msg"].as_str().unwrap_or("")
-        ));
+    for v in &decision.warn {
+        lines.push(format!("  ! {} (warning): {}", v.rule, v.msg));
     }
     lines.join("\n")
 }
 
-fn outcome_text(body: &Value) -> String {
-    let promotion = &body["promotion"];
-    let decision = &body["decision"];
+/// The rule of a person's rejection (the decision record a rejection writes).
+const REJECTED_RULE: &str = "airlock.rejected";
+
+fn rejected(decision: &api::Decision) -> bool {
+    decision.deny.iter().any(|v| v.rule == REJECTED_RULE)
+}
+
+fn outcome_text(body: &api::PromotionOutcome) -> String {
+    let decision = &body.decision;
+    let promotion = body.promotion.as_ref();
+    let id = promotion.map(|p| p.id.as_str()).unwrap_or("");
     let mut lines = Vec::new();
-    let state = promotion["state"].as_str();
-    let headline = match (state, decision["allowed"].as_bool()) {
-        (Some("expired"), _) => format!(
-            "EXPIRED {}: the approvals did not arrive in time; request it again",
-            promotion["id"].as_str().unwrap_or("")
+    let headline = match promotion.map(|p| p.state.as_str()) {
+        Some("expired") => {
+            format!("EXPIRED {id}: the approvals did not arrive in time; request it again")
+        }
+        Some("cancelled") => format!("CANCELLED {id}"),
+        Some("denied") if rejected(decision) => format!("REJECTED {id}"),
+        _ if !decision.allowed => match promotion {
+            Some(p) => format!("DENIED {}", p.id),
+            None => "DENIED".into(),
+        },
+        Some("promoted") => {
+            let p = promotion.map(|p| (p.source.as_str(), p.target.as_str()));
+            let (source, target) = p.unwrap_or_default();
+            format!("PROMOTED {source} -> {target} ({id})")
+        }
+        Some("pending_approval") => format!(
+            "PENDING APPROVAL {id}: {} of {} approvals; approve with `airlock approve {id}`",
+            promotion.map_or(0, |p| p.approvals.len()),
+            body.approvals_required,
         ),
-        (Some("cancelled"), _) => format!("CANCELLED {}", promotion["id"].as_str().unwrap_or("")),
-        (_, Some(false)) => format!(
-            "DENIED{}",
-            promotion["id"]
-                .as_str()
-                .map(|id| format!(" {id}"))
-                .unwrap_or_default()
-        ),
-        (Some("promoted"), _) => format!(
-            "PROMOTED {} -> {} ({})",
-            promotion["source"].as_str().unwrap_or(""),
-            promotion["target"].as_str().unwrap_or(""),
-            promotion["id"].as_str().unwrap_or("")
-        ),
-        (Some("pending_approval"), _) => format!(
-            "PENDING APPROVAL {}: {} of {} approvals; approve with `airlock approve {}`",
-            promotion["id"].as_str().unwrap_or(""),
-            promotion["approvals"].as_array().map_or(0, Vec::len),
-            body["approvals_required"],
-            promotion["id"].as_str().unwrap_or("")
-        ),
-        (None, Some(true)) => format!(
+        None => format!(
             "ALLOWED (dry run; approvals required: {})",
-            body["approvals_required"]
+            body.approvals_required
         ),
-        (Some(other), _) => other.to_uppercase(),
-        _ => "UNKNOWN".into(),
+        Some(other) => other.to_uppercase(),
     };
     lines.push(headline);
-    if let Some(digest) = promotion["digest"].as_str() {
-        lines.push(format!("  artifact: {digest}"));
+    if let Some(p) = promotion {
+        lines.push(format!("  artifact: {}", p.digest));
     }
-    if let Some(id) = body["decision_id"].as_str() {
+    if let Some(id) = &body.decision_id {
         lines.push(format!("  decision: {id} (airlock decisions show {id})"));
     }
-    if let Some(attestation) = promotion["attestation"].as_str() {
+    if let Some(attestation) = promotion.and_then(|p| p.attestation.as_ref()) {
         lines.push(format!("  attestation: {attestation}"));
     }
     let violations = violations_text(decision);
@@ -253,6 +270,50 @@ fn outcome_text(body: &Value) -> String {
         lines.push(violations);
     }
     lines.join("\n")
+}
+
+/// POSTs `body` to `path` and reads a promotion outcome: a gate's denial (403 with a decision) is
+/// a result to print, any other failure an error.
+async fn post_outcome<B: serde::Serialize>(
+    api: &ApiClient,
+    path: &str,
+    body: &B,
+) -> Result<api::PromotionOutcome> {
+    let (status, answer) = api.post_raw(path, &serde_json::to_value(body)?).await?;
+    let is_outcome = (200..300).contains(&status)
+        || (status == 403 && answer.get("decision").is_some_and(|d| !d.is_null()));
+    if !is_outcome {
+        return Err(api.failure(status, &answer));
+    }
+    serde_json::from_value(answer).with_context(|| {
+        format!(
+            "the server's answer to {path} is not what this client expects: \
+             use an airlock CLI of the server's version"
+        )
+    })
+}
+
+/// The outcome shown for a promotion read back while waiting.
+fn outcome_of(mut promotion: api::Promotion) -> api::PromotionOutcome {
+    let decision = promotion.decision_result.take().unwrap_or(api::Decision {
+        allowed: true,
+        deny: Vec::new(),
+        warn: Vec::new(),
+        approvals: None,
+        error: None,
+    });
+    api::PromotionOutcome {
+        decision_id: promotion.decision.clone(),
+        approvals_required: promotion.approvals_required,
+        promotion: Some(promotion),
+        decision,
+        error: None,
+    }
+}
+
+/// Whether a promotion in `state` is still open (its outcome may change).
+fn open(state: &str) -> bool {
+    matches!(state, "evaluating" | "pending_approval")
 }
 
 /// `airlock promote`.
@@ -264,76 +325,123 @@ pub async fn promote(args: PromoteArgs) -> Result<u8> {
         .or(target.tag.clone())
         .unwrap_or_default();
     let api = ApiClient::connect(&target.server).await?;
-    let tags = if args.tags.is_empty() {
-        Value::Null
-    } else {
-        json!(args.tags)
+    let request = api::PromotionRequest {
+        source: target.repository.clone(),
+        reference,
+        to: args.to.clone(),
+        tags: (!args.tags.is_empty()).then(|| args.tags.clone()),
+        channel: args.channel.clone(),
+        dry_run: args.dry_run,
+        break_glass: args.break_glass.clone(),
     };
-    let (status, mut body) = api
-        .post_raw(
-            "/api/v1/promotions",
-            &json!({"source": target.repository, "reference": reference, "to": args.to,
-                    "tags": tags, "channel": args.channel, "dry_run": args.dry_run,
-                    "break_glass": args.break_glass}),
-        )
-        .await?;
-    // A denial (403 with a decision) is a result to print; any other failure is an error.
-    if (status != 403 || body["decision"].is_null()) && !(200..300).contains(&status) {
-        return Err(api.failure(status, &body));
-    }
-    if args.wait && body["promotion"]["state"] == "pending_approval" {
-        let id = body["promotion"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        eprintln!("waiting for approvals of {id} ...");
+    let mut outcome = post_outcome(&api, "/api/v1/promotions", &request).await?;
+    if args.wait
+        && let Some(id) = outcome
+            .promotion
+            .as_ref()
+            .filter(|p| open(&p.state))
+            .map(|p| p.id.clone())
+    {
+        let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
+        eprintln!("waiting for {id} to be decided ...");
         loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let current = api.get(&format!("/api/v1/promotions/{id}")).await?;
-            if current["state"] != "pending_approval" {
-                body = json!({"promotion": current, "decision": current["decision_result"],
-                              "decision_id": current["decision"], "approvals_required": current["approvals_required"]});
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                print_as(&args.common, &outcome, outcome_text);
+                eprintln!(
+                    "airlock: gave up waiting after {}: {id} is still {}; check it later with `airlock promotions show {id}`",
+                    humantime(args.timeout.unwrap_or_default()),
+                    outcome
+                        .promotion
+                        .as_ref()
+                        .map_or("open", |p| p.state.as_str()),
+                );
+                return Ok(TIMED_OUT);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let current: api::Promotion = api.get_as(&format!("/api/v1/promotions/{id}")).await?;
+            let still_open = open(&current.state);
+            outcome = outcome_of(current);
+            if !still_open {
                 break;
             }
         }
     }
-    print(&args.common, &body, outcome_text);
-    let state = body["promotion"]["state"].as_str();
-    let ok = body["decision"]["allowed"] == true
-        && !matches!(state, Some("expired" | "cancelled" | "denied"));
+    print_as(&args.common, &outcome, outcome_text);
+    let state = outcome.promotion.as_ref().map(|p| p.state.as_str());
+    let ok = outcome.decision.allowed && !matches!(state, Some("expired" | "cancelled" | "denied"));
     Ok(if ok { 0 } else { DENIED })
+}
+
+fn humantime(duration: Duration) -> String {
+    format!("{}s", duration.as_secs())
 }
 
 /// `airlock approve`.
 pub async fn approve(args: ApproveArgs) -> Result<u8> {
     let api = args.common.connect().await?;
-    let (status, body) = api
-        .post_raw(
-            &format!("/api/v1/promotions/{}/approve", args.id),
-            &json!({"comment": args.comment}),
-        )
-        .await?;
-    if !(200..300).contains(&status) && body["decision"].is_null() {
-        return Err(api.failure(status, &body));
-    }
-    print(&args.common, &body, outcome_text);
-    Ok(if body["decision"]["allowed"] == true {
-        0
-    } else {
-        DENIED
-    })
+    let outcome = post_outcome(
+        &api,
+        &format!("/api/v1/promotions/{}/approve", args.id),
+        &api::ApproveRequest {
+            comment: args.comment.clone(),
+        },
+    )
+    .await?;
+    print_as(&args.common, &outcome, outcome_text);
+    Ok(if outcome.decision.allowed { 0 } else { DENIED })
 }
 
-fn promotion_line(p: &Value) -> String {
+fn promotion_line(p: &api::Promotion) -> String {
     format!(
         "{:<21} {:<17} {} -> {}  {}  by {}",
-        p["id"].as_str().unwrap_or(""),
-        p["state"].as_str().unwrap_or(""),
-        p["source"].as_str().unwrap_or(""),
-        p["target"].as_str().unwrap_or(""),
-        &p["digest"].as_str().unwrap_or("")[..19.min(p["digest"].as_str().unwrap_or("").len())],
-        p["requested_by"].as_str().unwrap_or("")
+        p.id,
+        p.state,
+        p.source,
+        p.target,
+        p.digest.get(..19).unwrap_or(&p.digest),
+        p.requested_by
     )
+}
+
+fn promotion_text(p: &api::Promotion) -> String {
+    let mut lines = vec![promotion_line(p)];
+    lines.push(format!(
+        "  approvals: {} of {}",
+        p.approvals.len(),
+        p.approvals_required
+    ));
+    for a in &p.approvals {
+        lines.push(format!(
+            "    {} at {} {}",
+            a.principal,
+            a.at,
+            a.comment.as_deref().unwrap_or("")
+        ));
+    }
+    if let Some(d) = &p.decision {
+        lines.push(format!("  decision: {d}"));
+    }
+    if let Some(result) = &p.decision_result {
+        let violations = violations_text(result);
+        if !violations.is_empty() {
+            lines.push(violations);
+        }
+    }
+    lines.join("\n")
+}
+
+/// A query string value: the characters a state or repository path may hold pass, others are
+/// percent-encoded.
+fn query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// `airlock promotions ...`.
@@ -347,20 +455,19 @@ pub async fn promotions(command: PromotionsCommand) -> Result<u8> {
             let api = common.connect().await?;
             let mut query = Vec::new();
             if let Some(state) = state {
-                query.push(format!("state={state}"));
+                query.push(format!("state={}", query_value(&state)));
             }
             if let Some(repository) = repository {
-                query.push(format!("repository={repository}"));
+                query.push(format!("repository={}", query_value(&repository)));
             }
-            let list = api
-                .get(&format!("/api/v1/promotions?{}", query.join("&")))
+            let list: api::PromotionList = api
+                .get_as(&format!("/api/v1/promotions?{}", query.join("&")))
                 .await?;
-            print(&common, &list, |v| {
-                let items = v["promotions"].as_array().cloned().unwrap_or_default();
-                if items.is_empty() {
+            print_as(&common, &list, |list| {
+                if list.promotions.is_empty() {
                     return "no promotions".into();
                 }
-                items
+                list.promotions
                     .iter()
                     .map(promotion_line)
                     .collect::<Vec<_>>()
@@ -369,40 +476,27 @@ pub async fn promotions(command: PromotionsCommand) -> Result<u8> {
         }
         PromotionsCommand::Show { id, common } => {
             let api = common.connect().await?;
-            let p = api.get(&format!("/api/v1/promotions/{id}")).await?;
-            print(&common, &p, |p| {
-                let mut lines = vec![promotion_line(p)];
-                lines.push(format!(
-                    "  approvals: {} of {}",
-                    p["approvals"].as_array().map_or(0, Vec::len),
-                    p["approvals_required"]
-                ));
-                for a in p["approvals"].as_array().cloned().unwrap_or_default() {
-                    lines.push(format!(
-                        "    {} at {} {}",
-                        a["principal"].as_str().unwrap_or(""),
-                        a["at"].as_str().unwrap_or(""),
-                        a["comment"].as_str().unwrap_or("")
-                    ));
-                }
-                if let Some(d) = p["decision"].as_str() {
-                    lines.push(format!("  decision: {d}"));
-                }
-                let violations = violations_text(&p["decision_result"]);
-                if !violations.is_empty() {
-                    lines.push(violations);
-                }
-                lines.join("\n")
+            let p: api::Promotion = api.get_as(&format!("/api/v1/promotions/{id}")).await?;
+            print_as(&common, &p, promotion_text);
+        }
+        PromotionsCommand::Reject { id, reason, common } => {
+            let api = common.connect().await?;
+            let p: api::Promotion = api
+                .post_as(
+                    &format!("/api/v1/promotions/{id}/reject"),
+                    &api::RejectRequest { reason },
+                )
+                .await?;
+            print_as(&common, &p, |p| {
+                format!("REJECTED {}\n{}", p.id, promotion_text(p))
             });
         }
         PromotionsCommand::Cancel { id, common } => {
             let api = common.connect().await?;
-            let p = api
-                .post(&format!("/api/v1/promotions/{id}/cancel"), &json!({}))
+            let p: api::Promotion = api
+                .post_as(&format!("/api/v1/promotions/{id}/cancel"), &json!({}))
                 .await?;
-            print(&common, &p, |p| {
-                format!("cancelled {}", p["id"].as_str().unwrap_or(""))
-            });
+            print_as(&common, &p, |p| format!("cancelled {}", p.id));
         }
     }
     Ok(0)
@@ -411,49 +505,50 @@ pub async fn promotions(command: PromotionsCommand) -> Result<u8> {
 /// `airlock rollback`.
 pub async fn rollback(args: RollbackArgs) -> Result<u8> {
     let api = args.common.connect().await?;
-    let (status, body) = api
-        .post_raw(
-            "/api/v1/rollbacks",
-            &json!({"repository": args.repository, "channel": args.channel, "to": args.to}),
-        )
+    let request = api::RollbackRequest {
+        repository: args.repository.clone(),
+        channel: args.channel.clone(),
+        to: args.to.clone(),
+    };
+    let (status, answer) = api
+        .post_raw("/api/v1/rollbacks", &serde_json::to_value(&request)?)
         .await?;
-    if !(200..300).contains(&status) && body["decision"].is_null() {
-        return Err(api.failure(status, &body));
+    let is_outcome = (200..300).contains(&status)
+        || (status == 403 && answer.get("decision").is_some_and(|d| !d.is_null()));
+    if !is_outcome {
+        return Err(api.failure(status, &answer));
     }
-    print(&args.common, &body, |b| {
-        if b["decision"]["allowed"] == true {
+    let outcome: api::RollbackOutcome = serde_json::from_value(answer)
+        .context("the server's answer to /api/v1/rollbacks is not what this client expects")?;
+    print_as(&args.common, &outcome, |b| {
+        if b.decision.allowed {
             format!(
                 "rolled {}:{} back from {} to {}",
-                b["repository"].as_str().unwrap_or(""),
-                b["channel"].as_str().unwrap_or(""),
-                b["from"].as_str().unwrap_or(""),
-                b["to"].as_str().unwrap_or("")
+                b.repository, b.channel, b.from, b.to
             )
         } else {
             format!(
                 "DENIED: rolling back to {} is refused\n{}",
-                b["to"].as_str().unwrap_or(""),
-                violations_text(&b["decision"])
+                b.to,
+                violations_text(&b.decision)
             )
         }
     });
-    Ok(if body["decision"]["allowed"] == true {
-        0
-    } else {
-        DENIED
-    })
+    Ok(if outcome.decision.allowed { 0 } else { DENIED })
 }
 
 /// `airlock freeze`.
 pub async fn freeze(args: FreezeArgs) -> Result<u8> {
     let api = args.common.connect().await?;
-    let body = api
-        .post(
+    let body: api::FreezeState = api
+        .post_as(
             &format!("/api/v1/stages/{}/freeze", args.stage),
-            &json!({"reason": args.reason}),
+            &api::FreezeRequest {
+                reason: args.reason.clone(),
+            },
         )
         .await?;
-    print(&args.common, &body, |_| {
+    print_as(&args.common, &body, |_| {
         format!(
             "froze {}: promotions into it are refused until `airlock unfreeze {}`",
             args.stage, args.stage
@@ -465,13 +560,13 @@ pub async fn freeze(args: FreezeArgs) -> Result<u8> {
 /// `airlock unfreeze`.
 pub async fn unfreeze(args: UnfreezeArgs) -> Result<u8> {
     let api = args.common.connect().await?;
-    let body = api
-        .post(
+    let body: api::FreezeState = api
+        .post_as(
             &format!("/api/v1/stages/{}/unfreeze", args.stage),
             &json!({}),
         )
         .await?;
-    print(&args.common, &body, |_| format!("unfroze {}", args.stage));
+    print_as(&args.common, &body, |_| format!("unfroze {}", args.stage));
     Ok(0)
 }
 
@@ -480,46 +575,38 @@ pub async fn decisions(command: DecisionsCommand) -> Result<u8> {
     match command {
         DecisionsCommand::Show { id, common } => {
             let api = common.connect().await?;
-            let d = api.get(&format!("/api/v1/decisions/{id}")).await?;
-            print(&common, &d, |d| {
+            let d: api::DecisionRecord = api.get_as(&format!("/api/v1/decisions/{id}")).await?;
+            print_as(&common, &d, |d| {
                 format!(
                     "{} ({} {}, policy {}): {}\n{}",
-                    d["id"].as_str().unwrap_or(""),
-                    d["action"].as_str().unwrap_or(""),
-                    d["query"].as_str().unwrap_or(""),
-                    d["policy"].as_str().unwrap_or(""),
-                    if d["allowed"] == true {
-                        "allowed"
-                    } else {
-                        "denied"
-                    },
-                    violations_text(&d["result"])
+                    d.id,
+                    d.action,
+                    d.query,
+                    d.policy,
+                    if d.allowed { "allowed" } else { "denied" },
+                    violations_text(&d.result)
                 )
             });
             Ok(0)
         }
         DecisionsCommand::Replay { id, common } => {
             let api = common.connect().await?;
-            let r = api
-                .post(&format!("/api/v1/decisions/{id}/replay"), &json!({}))
+            let r: api::Replay = api
+                .post_as(&format!("/api/v1/decisions/{id}/replay"), &json!({}))
                 .await?;
-            print(&common, &r, |r| {
-                if r["identical"] == true {
-                    format!(
-                        "replayed {} with policy {}: identical",
-                        r["id"].as_str().unwrap_or(""),
-                        r["policy"].as_str().unwrap_or("")
-                    )
+            print_as(&common, &r, |r| {
+                if r.identical {
+                    format!("replayed {} with policy {}: identical", r.id, r.policy)
                 } else {
                     format!(
                         "replayed {}: DIFFERENT\n  original: {}\n  replayed: {}",
-                        r["id"].as_str().unwrap_or(""),
-                        r["original"],
-                        r["replayed"]
+                        r.id,
+                        serde_json::to_string(&r.original).unwrap_or_default(),
+                        serde_json::to_string(&r.replayed).unwrap_or_default()
                     )
                 }
             });
-            Ok(if r["identical"] == true { 0 } else { DENIED })
+            Ok(if r.identical { 0 } else { DENIED })
         }
     }
 }
@@ -572,8 +659,8 @@ pub async fn policy(command: PolicyCommand) -> Result<u8> {
             let decision = bundle.evaluate(&query, &document, airlock_policy::DEFAULT_TIMEOUT);
             let value = serde_json::to_value(&decision)?;
             match output {
-                crate::commands::common::OutputFormat::Json => println!("{value}"),
-                crate::commands::common::OutputFormat::Text => {
+                OutputFormat::Json => println!("{value}"),
+                OutputFormat::Text => {
                     println!(
                         "{} ({query}, bundle {}){}",
                         if decision.allowed {
@@ -587,7 +674,7 @@ pub async fn policy(command: PolicyCommand) -> Result<u8> {
                             .map(|n| format!("; {n} approvals required"))
                             .unwrap_or_default()
                     );
-                    let violations = violations_text(&value);
+                    let violations = violations_text(&serde_json::from_value(value)?);
                     if !violations.is_empty() {
                         println!("{violations}");
                     }
@@ -597,29 +684,17 @@ pub async fn policy(command: PolicyCommand) -> Result<u8> {
         }
         PolicyCommand::Show { common } => {
             let api = common.connect().await?;
-            let info = api.get("/api/v1/policy").await?;
-            print(&common, &info, |i| {
-                format!(
-                    "bundle {}\n  {}",
-                    i["digest"].as_str().unwrap_or(""),
-                    i["files"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|f| f.as_str().map(String::from))
-                        .collect::<Vec<_>>()
-                        .join("\n  ")
-                )
+            let info: api::PolicyInfo = api.get_as("/api/v1/policy").await?;
+            print_as(&common, &info, |i| {
+                format!("bundle {}\n  {}", i.digest, i.files.join("\n  "))
             });
             Ok(0)
         }
         PolicyCommand::Reload { common } => {
             let api = common.connect().await?;
-            let info = api.post("/api/v1/policy/reload", &json!({})).await?;
-            print(&common, &info, |i| {
-                format!("reloaded: bundle {}", i["digest"].as_str().unwrap_or(""))
-            });
+            let info: api::PolicyReloaded =
+                api.post_as("/api/v1/policy/reload", &json!({})).await?;
+            print_as(&common, &info, |i| format!("reloaded: bundle {}", i.digest));
             Ok(0)
         }
     }

@@ -336,6 +336,20 @@ pub enum AuditEvent {
         /// `expired` or `cancelled`.
         state: String,
     },
+    /// An eligible approver rejected a promotion pending approval: it ends `denied`, with the
+    /// rejection as its last decision record.
+    PromotionRejected {
+        /// The promotion id.
+        promotion: String,
+        /// The target repository.
+        repository: RepoName,
+        /// The artifact.
+        digest: Digest,
+        /// Why, as the approver wrote it.
+        reason: String,
+        /// The decision record holding the rejection.
+        decision: String,
+    },
     /// A promotion claimed by its last approval went back to `pending_approval` because its
     /// final decision could not be made (it can be approved again).
     PromotionReopened {
@@ -593,6 +607,7 @@ impl AuditEvent {
             Self::PromotionClosed { state, .. } if state == "expired" => "promotion.expired",
             Self::PromotionClosed { .. } => "promotion.cancelled",
             Self::PromotionReopened { .. } => "promotion.reopened",
+            Self::PromotionRejected { .. } => "promotion.rejected",
             Self::RolledBack { .. } => "channel.rolled_back",
             Self::RollbackDenied { .. } => "channel.rollback_denied",
             Self::StageFreezeChanged { frozen: true, .. } => "stage.frozen",
@@ -710,6 +725,12 @@ impl AuditEvent {
                 ..
             }
             | Self::PromotionReopened {
+                promotion,
+                repository,
+                digest,
+                ..
+            }
+            | Self::PromotionRejected {
                 promotion,
                 repository,
                 digest,
@@ -919,6 +940,9 @@ impl AuditEvent {
                 details
             }
             Self::PromotionClosed { .. } => json!({}),
+            Self::PromotionRejected {
+                reason, decision, ..
+            } => json!({"reason": reason, "decision": decision}),
             Self::PromotionReopened { reason, .. } => json!({"reason": reason}),
             Self::RolledBack {
                 from, to, decision, ..

@@ -40,6 +40,16 @@ pub enum PromotionState {
 }
 
 impl PromotionState {
+    /// Every state, in lifecycle order (what a state filter may name).
+    pub const ALL: [PromotionState; 6] = [
+        Self::Evaluating,
+        Self::PendingApproval,
+        Self::Promoted,
+        Self::Denied,
+        Self::Expired,
+        Self::Cancelled,
+    ];
+
     /// The snake_case spelling stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {

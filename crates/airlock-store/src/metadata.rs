@@ -103,6 +103,11 @@ pub(crate) fn migrator() -> Migrator {
             "audit kind index",
             include_str!("../migrations/0016_audit_kind_index.sql"),
         ),
+        migration(
+            17,
+            "promotion rejections",
+            include_str!("../migrations/0017_promotion_rejections.sql"),
+        ),
     ])
 }
 

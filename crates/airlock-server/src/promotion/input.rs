@@ -169,16 +169,8 @@ async fn common(
     let target = service.target_of(row)?;
     let digest = Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let artifact = artifact_json(service, &source, &target, &digest).await?;
-    let evidence_rows = service
-        .evidence
-        .evidence_for(&source, &digest)
-        .await
-        .map_err(|e| super::PromotionError::Policy(e.to_string()))?;
-    let (_, keys) = service
-        .evidence
-        .keys()
-        .await
-        .map_err(|e| super::PromotionError::Policy(e.to_string()))?;
+    let evidence_rows = service.evidence.evidence_for(&source, &digest).await?;
+    let (_, keys) = service.evidence.keys().await?;
     let key_scopes: Vec<(String, Vec<String>)> =
         keys.into_iter().map(|k| (k.name, k.scope)).collect();
     let history: Vec<Value> = service

@@ -41,15 +41,43 @@ use crate::config::{Config, GateConfig};
 use crate::evidence::EvidenceService;
 use crate::identity::Authenticated;
 
-/// Why a promotion operation failed.
+/// Why a promotion operation failed. Each variant keeps what failed (and its cause), so the HTTP
+/// status follows the cause: a storage failure stays a storage failure, not a policy error.
 #[derive(Debug, thiserror::Error)]
 pub enum PromotionError {
     /// The request is malformed.
-    #[error("{0}")]
-    BadRequest(String),
+    #[error("{message}")]
+    BadRequest {
+        /// What is wrong.
+        message: String,
+        /// How to fix it.
+        remediation: &'static str,
+    },
+    /// The request names a stage the configuration does not have.
+    #[error("there is no stage {stage}; configured stages: {}", configured.join(", "))]
+    UnknownStage {
+        /// The stage as the request spelled it.
+        stage: String,
+        /// The configured stages, in order.
+        configured: Vec<String>,
+    },
+    /// A promotion list was filtered by a state that does not exist.
+    #[error(
+        "there is no promotion state {given:?}; states: {}",
+        PromotionState::ALL.map(PromotionState::as_str).join(", ")
+    )]
+    UnknownState {
+        /// The state as the request spelled it.
+        given: String,
+    },
     /// The caller may not do this.
-    #[error("{0}")]
-    Forbidden(String),
+    #[error("{message}")]
+    Forbidden {
+        /// What was refused and which role it needs.
+        message: String,
+        /// How to get the right (who to ask, which role on what).
+        remediation: &'static str,
+    },
     /// Something named does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -59,15 +87,80 @@ pub enum PromotionError {
     /// An approval was refused by separation of duties or role rules.
     #[error(transparent)]
     Approval(#[from] ApprovalRefusal),
-    /// The policy bundle could not be loaded.
-    #[error("{0}")]
-    Policy(String),
+    /// A rejection was refused: rejecting needs the same eligibility as approving.
+    #[error("rejecting needs the same eligibility as approving: {0}")]
+    RejectionRefused(#[source] ApprovalRefusal),
+    /// The policy bundle could not be loaded (it does not parse or compile).
+    #[error("policy bundle {}: {source}", path.display())]
+    InvalidBundle {
+        /// The bundle directory.
+        path: std::path::PathBuf,
+        /// Why it could not be loaded.
+        #[source]
+        source: airlock_policy::PolicyError,
+    },
+    /// The policy bundle loaded, but its own `test_*` rules fail.
+    #[error("the policy bundle's tests fail, so it is refused: {}", failed.join("; "))]
+    BundleTestsFail {
+        /// Each failing test with why.
+        failed: Vec<String>,
+    },
+    /// A decision record is a person's rejection, not a policy evaluation: nothing to replay.
+    #[error(
+        "decision {id} records {principal}'s rejection, not a policy evaluation; there is nothing to replay"
+    )]
+    NotReplayable {
+        /// The decision record.
+        id: String,
+        /// Who rejected.
+        principal: String,
+    },
+    /// The configuration names an approver role airlock does not know.
+    #[error("[gates.{stage}].approvals.role: {source}")]
+    GateRole {
+        /// The gate's stage.
+        stage: String,
+        /// The unknown role.
+        #[source]
+        source: airlock_core::access::UnknownRole,
+    },
+    /// The configured stages are invalid.
+    #[error("the stage configuration is invalid: {0}")]
+    Stages(#[source] crate::config::ConfigError),
+    /// The evidence service failed while the artifact's evidence or the keyring was read.
+    #[error("reading the artifact's evidence failed: {0}")]
+    Evidence(#[source] crate::evidence::EvidenceError),
     /// The keyring changed while a promotion was being decided (it is decided again).
     #[error("the keyring kept changing while the promotion was decided; retry")]
     KeyringMoved,
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<crate::evidence::EvidenceError> for PromotionError {
+    fn from(err: crate::evidence::EvidenceError) -> Self {
+        match err {
+            crate::evidence::EvidenceError::Store(err) => Self::Store(err),
+            other => Self::Evidence(other),
+        }
+    }
+}
+
+impl PromotionError {
+    fn forbidden(message: impl Into<String>, remediation: &'static str) -> Self {
+        Self::Forbidden {
+            message: message.into(),
+            remediation,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>, remediation: &'static str) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            remediation,
+        }
+    }
 }
 
 impl From<PromotionWriteError> for PromotionError {
@@ -254,8 +347,9 @@ fn random_id(prefix: &str) -> String {
 /// Loads and tests a bundle: a bundle whose tests fail is refused.
 fn load_bundle(path: Option<&Path>) -> Result<Bundle> {
     let bundle = match path {
-        Some(path) => Bundle::load(path).map_err(|e| {
-            PromotionError::Policy(format!("policy bundle {}: {e}", path.display()))
+        Some(path) => Bundle::load(path).map_err(|source| PromotionError::InvalidBundle {
+            path: path.to_path_buf(),
+            source,
         })?,
         None => airlock_policy::default_bundle(),
     };
@@ -266,10 +360,7 @@ fn load_bundle(path: Option<&Path>) -> Result<Bundle> {
             .iter()
             .map(|(name, why)| format!("{name}: {why}"))
             .collect();
-        return Err(PromotionError::Policy(format!(
-            "the policy bundle's tests fail, so it is refused: {}",
-            failed.join("; ")
-        )));
+        return Err(PromotionError::BundleTestsFail { failed });
     }
     Ok(bundle)
 }
@@ -285,9 +376,7 @@ impl PromotionService {
         identity: Arc<crate::identity::Identity>,
         anomalies: Arc<crate::anomalies::Anomalies>,
     ) -> Result<Self> {
-        let stages = config
-            .stages()
-            .map_err(|e| PromotionError::Policy(e.to_string()))?;
+        let stages = config.stages().map_err(PromotionError::Stages)?;
         let bundle = load_bundle(config.policy.bundle.as_deref())?;
         let service = Self {
             metadata,
@@ -357,10 +446,12 @@ impl PromotionService {
     }
 
     /// The bundle in use: digest and file names.
-    pub fn policy_info(&self) -> Value {
+    pub fn policy_info(&self) -> airlock_api::promotion::PolicyInfo {
         let bundle = self.bundle();
-        let files: Vec<&str> = bundle.files().iter().map(|(p, _)| p.as_str()).collect();
-        json!({"digest": bundle.digest(), "files": files})
+        airlock_api::promotion::PolicyInfo {
+            digest: bundle.digest().to_string(),
+            files: bundle.files().iter().map(|(p, _)| p.clone()).collect(),
+        }
     }
 
     /// The attestation public key (SPKI PEM), for `cosign verify-attestation --key`.
@@ -375,6 +466,16 @@ impl PromotionService {
 
     fn gate(&self, stage: &StageName) -> GateConfig {
         self.config.gate(stage.as_str())
+    }
+
+    /// The role the gate of `stage` asks approvers (and rejecters) to hold.
+    fn gate_role(&self, stage: &str) -> Result<Role> {
+        Role::from_str(&self.config.gate(stage).approvals.role).map_err(|source| {
+            PromotionError::GateRole {
+                stage: stage.to_string(),
+                source,
+            }
+        })
     }
 
     fn gate_query(&self, stage: &StageName) -> String {
@@ -403,38 +504,45 @@ impl PromotionService {
         (decision, digest)
     }
 
-    /// Checks the stage flow (`target` is gated and accepts `source`) and returns the target
-    /// repository.
-    fn target_repository(&self, source: &RepoName, target: &StageName) -> Result<RepoName> {
-        let target_stage = self
-            .stages
+    /// The configured stage named `name`, or [`PromotionError::UnknownStage`] naming them all.
+    fn stage_config(&self, name: &StageName) -> Result<&airlock_core::StageConfig> {
+        self.stages
             .all()
             .iter()
-            .find(|s| &s.name == target)
-            .ok_or_else(|| {
-                PromotionError::BadRequest(format!(
-                    "there is no stage {target}; stages: {}",
-                    self.stages
-                        .all()
-                        .iter()
-                        .map(|s| s.name.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
-        if target_stage.mode != StageMode::Gated {
-            return Err(PromotionError::BadRequest(format!(
-                "stage {target} is a push stage; promotions go into gated stages"
-            )));
-        }
+            .find(|s| &s.name == name)
+            .ok_or_else(|| PromotionError::UnknownStage {
+                stage: name.to_string(),
+                configured: self
+                    .stages
+                    .all()
+                    .iter()
+                    .map(|s| s.name.to_string())
+                    .collect(),
+            })
+    }
+
+    /// Checks the stage flow (both stages exist, `target` is gated and accepts `source`) and
+    /// returns the target repository.
+    fn target_repository(&self, source: &RepoName, target: &StageName) -> Result<RepoName> {
         let source_stage = source.stage();
+        self.stage_config(&source_stage)?;
+        let target_stage = self.stage_config(target)?;
+        if target_stage.mode != StageMode::Gated {
+            return Err(PromotionError::bad_request(
+                format!("stage {target} is a push stage; promotions go into gated stages"),
+                "promote into a gated stage (--to): one whose [[stages]] entry has mode = \"gated\"",
+            ));
+        }
         if !target_stage.from.contains(&source_stage) {
             let from: Vec<String> = target_stage.from.iter().map(|s| s.to_string()).collect();
-            return Err(PromotionError::BadRequest(format!(
-                "stage {target} accepts promotions only from {}; promote {} there first",
-                from.join(", "),
-                source.path()
-            )));
+            return Err(PromotionError::bad_request(
+                format!(
+                    "stage {target} accepts promotions only from {}; promote {} there first",
+                    from.join(", "),
+                    source.path()
+                ),
+                "promote the artifact from a stage the target accepts (its `from` list), one stage at a time",
+            ));
         }
         Ok(source.in_stage(target))
     }
@@ -448,21 +556,25 @@ impl PromotionService {
             Permission::Promote
         };
         if !caller.has(needed, &PermissionTarget::Repository(target.clone())) {
-            return Err(PromotionError::Forbidden(format!(
-                "{} may not promote into {target}: that needs the {} role on it",
-                caller.name(),
-                if needed == Permission::BreakGlass {
-                    "break-glass"
-                } else {
-                    "promoter"
-                }
-            )));
+            return Err(PromotionError::forbidden(
+                format!(
+                    "{} may not promote into {target}: that needs the {} role on it",
+                    caller.name(),
+                    if needed == Permission::BreakGlass {
+                        "break-glass"
+                    } else {
+                        "promoter"
+                    }
+                ),
+                "ask an access-admin for the role on the target repository (or just in time: airlock access request ROLE --scope REPOSITORY --for 1h --reason ..)",
+            ));
         }
         if let Some(reason) = &request.break_glass
             && reason.trim().is_empty()
         {
-            return Err(PromotionError::BadRequest(
-                "a break-glass promotion needs a reason".into(),
+            return Err(PromotionError::bad_request(
+                "a break-glass promotion needs a reason",
+                "give the emergency's reason with --break-glass REASON",
             ));
         }
         let digest = match &request.reference {
@@ -507,7 +619,12 @@ impl PromotionService {
             Some(tags) => {
                 for tag in &tags {
                     check_promotion_tag(tag, &request.target_stage, &channel_tags)
-                        .map_err(|e| PromotionError::BadRequest(e.to_string()))?;
+                        .map_err(|e| {
+                            PromotionError::bad_request(
+                                e.to_string(),
+                                "leave that tag out of --tag: airlock sets digest-derived and channel tags itself",
+                            )
+                        })?;
                 }
                 tags
             }
@@ -524,11 +641,14 @@ impl PromotionService {
         let channel = match (&request.channel, stage_config) {
             (Some(channel), Some(stage)) => {
                 if !stage.channel_tags.iter().any(|c| c == channel.as_str()) {
-                    return Err(PromotionError::BadRequest(format!(
-                        "{channel} is not a channel tag of stage {}; its channel tags: {}",
-                        stage.name,
-                        stage.channel_tags.join(", ")
-                    )));
+                    return Err(PromotionError::bad_request(
+                        format!(
+                            "{channel} is not a channel tag of stage {}; its channel tags: {}",
+                            stage.name,
+                            stage.channel_tags.join(", ")
+                        ),
+                        "name one of the stage's channel tags with --channel, or leave --channel out",
+                    ));
                 }
                 Some(channel.clone())
             }
@@ -693,17 +813,19 @@ impl PromotionService {
                 now_millis(),
             );
             if !allowed {
-                return Err(PromotionError::Forbidden(format!(
-                    "{} requested this promotion but may no longer promote into {target}; request it again with the right role",
-                    row.requested_by
-                )));
+                return Err(PromotionError::forbidden(
+                    format!(
+                        "{} requested this promotion but may no longer promote into {target}; request it again with the right role",
+                        row.requested_by
+                    ),
+                    "the promotion is cancelled: its requester needs the promoter role on the target again, then requests it anew (airlock promote)",
+                ));
             }
         }
         if !self.identity.enabled() || approvals.is_empty() {
             return Ok(approvals);
         }
-        let role = Role::from_str(&self.config.gate(&row.target_stage).approvals.role)
-            .map_err(|e| PromotionError::Policy(e.to_string()))?;
+        let role = self.gate_role(&row.target_stage)?;
         // Oldest first, each checked against the requester and the approvals kept before it: a
         // stand-in of an earlier approver does not count, the earlier approver does.
         let mut valid: Vec<airlock_store::ApprovalRow> = Vec::new();
@@ -801,8 +923,7 @@ impl PromotionService {
         let mut builders: Vec<String> = self
             .evidence
             .evidence_for(source, digest)
-            .await
-            .map_err(|e| PromotionError::Policy(e.to_string()))?
+            .await?
             .into_iter()
             .map(|e| e.origin.pushed_by)
             .filter(|p| p != "airlock")
@@ -826,11 +947,7 @@ impl PromotionService {
 
     async fn decide_once(&self, row: &mut PromotionRow, caller: &Caller) -> Result<Outcome> {
         // Read before the evidence: a change after this point makes the promotion retry.
-        let (keyring_version, _) = self
-            .evidence
-            .keys()
-            .await
-            .map_err(|e| PromotionError::Policy(e.to_string()))?;
+        let (keyring_version, _) = self.evidence.keys().await?;
         let approvals = self.metadata.approvals(&row.id).await?;
         let approvals = match self.revalidate(row, approvals).await {
             Ok(approvals) => approvals,
@@ -1138,9 +1255,7 @@ impl PromotionService {
             .into());
         }
         let target = self.target_of(&row)?;
-        let gate = self.config.gate(&row.target_stage);
-        let role = Role::from_str(&gate.approvals.role)
-            .map_err(|e| PromotionError::Policy(e.to_string()))?;
+        let role = self.gate_role(&row.target_stage)?;
         let digest =
             Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let approvers: Vec<String> = self
@@ -1433,8 +1548,9 @@ impl PromotionService {
         if row.requested_by != caller.name()
             && !caller.has(Permission::ManageAccess, &PermissionTarget::Global)
         {
-            return Err(PromotionError::Forbidden(
-                "only the requester (or an access-admin) cancels a promotion".into(),
+            return Err(PromotionError::forbidden(
+                "only the requester (or an access-admin) cancels a promotion",
+                "ask its requester (airlock promotions show ID names them); an approver who wants it stopped rejects it (airlock promotions reject ID --reason ..)",
             ));
         }
         let records = [AuditRecord {
@@ -1460,6 +1576,121 @@ impl PromotionService {
         self.promotion(id).await
     }
 
+    /// Rejects a promotion pending approval: a recorded denial by a person eligible to approve it
+    /// (the gate's role on the target; not its requester, a pusher or a builder of the artifact;
+    /// independent where the gate asks for it: [`check_approver`]). The promotion ends `denied`
+    /// with a decision record (action `reject`) naming who rejected it and why as its last
+    /// decision, and `promotion.rejected` is appended in the same transaction.
+    pub async fn reject(&self, id: &str, reason: &str, caller: &Caller) -> Result<PromotionRow> {
+        if reason.trim().is_empty() {
+            return Err(PromotionError::bad_request(
+                "a rejection needs a reason",
+                "say why with --reason TEXT (the requester reads it in `airlock promotions show`)",
+            ));
+        }
+        let mut row = self.promotion(id).await?;
+        if self.expire_if_due(&row).await? {
+            row = self.promotion(id).await?;
+        }
+        let not_pending = |state: &str| {
+            PromotionError::Conflict(format!(
+                "promotion {id} is {state}, not pending_approval; only a promotion waiting for approvals can be rejected"
+            ))
+        };
+        if row.state != PromotionState::PendingApproval.as_str() {
+            return Err(not_pending(&row.state));
+        }
+        let target = self.target_of(&row)?;
+        let source = self.source_of(&row)?;
+        let digest =
+            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let role = self.gate_role(&row.target_stage)?;
+        // An approver may change their mind: their own approval does not make them ineligible.
+        let others: Vec<String> = self
+            .metadata
+            .approvals(id)
+            .await?
+            .into_iter()
+            .map(|a| a.principal)
+            .filter(|a| a != caller.name())
+            .collect();
+        let parties = self.parties(&row, others, caller.name()).await?;
+        if let Some(who) = &caller.who {
+            check_approver(
+                caller.name(),
+                &who.grants,
+                role,
+                &target,
+                &parties,
+                now_millis(),
+            )
+            .map_err(PromotionError::RejectionRefused)?;
+        }
+        let now = now_millis();
+        let decision = Decision {
+            allowed: false,
+            deny: vec![airlock_policy::Violation {
+                rule: "airlock.rejected".into(),
+                msg: format!("{} rejected the promotion: {reason}", caller.name()),
+                remediation:
+                    "address the rejection, then request the promotion again (airlock promote)"
+                        .into(),
+                docs: Some("docs/promotion.md#rejecting-a-promotion".into()),
+            }],
+            warn: Vec::new(),
+            approvals: None,
+            error: None,
+        };
+        let input = json!({
+            "action": "reject",
+            "promotion": row.id,
+            "artifact": {"name": source.as_str(), "digest": row.digest},
+            "target": {"repository": target.as_str(), "stage": row.target_stage},
+            "rejected_by": caller.name(),
+            "reason": reason,
+        });
+        let decision_id = random_id("dec");
+        let record = DecisionRow {
+            id: decision_id.clone(),
+            promotion_id: Some(row.id.clone()),
+            action: "reject".into(),
+            query: String::new(),
+            bundle_digest: self.bundle().digest().to_string(),
+            input: input.to_string(),
+            result: serde_json::to_string(&decision)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            allowed: false,
+            created_at: now,
+        };
+        let records = [AuditRecord {
+            time_millis: now,
+            actor: caller.actor.clone(),
+            event: AuditEvent::PromotionRejected {
+                promotion: row.id.clone(),
+                repository: target,
+                digest,
+                reason: reason.to_string(),
+                decision: decision_id,
+            },
+        }];
+        let transition = Transition {
+            from: &["pending_approval"],
+            to: PromotionState::Denied.as_str(),
+            required: row.approvals_required,
+            claim: None,
+        };
+        self.metadata
+            .record_decision(&record, Some(transition), &records)
+            .await
+            .map_err(|err| match err {
+                PromotionWriteError::WrongState { state, .. } => not_pending(&state),
+                other => other.into(),
+            })?;
+        metrics::counter!(crate::metrics::PROMOTIONS, "stage" => row.target_stage.clone(), "outcome" => "rejected")
+            .increment(1);
+        self.promotion(id).await
+    }
+
     /// A promotion with its approvals.
     pub async fn show(&self, id: &str) -> Result<(PromotionRow, Vec<airlock_store::ApprovalRow>)> {
         let row = self.promotion(id).await?;
@@ -1472,9 +1703,18 @@ impl PromotionService {
 
     /// Promotions, newest first.
     pub async fn list(&self, state: Option<&str>, path: Option<&str>) -> Result<Vec<PromotionRow>> {
+        let state = state
+            .map(|given| {
+                PromotionState::from_str(given).map_err(|_| PromotionError::UnknownState {
+                    given: given.to_string(),
+                })
+            })
+            .transpose()?;
         self.expire_overdue().await?;
-
-        Ok(self.metadata.promotions(state, path, 200).await?)
+        Ok(self
+            .metadata
+            .promotions(state.map(PromotionState::as_str), path, 200)
+            .await?)
     }
 
     /// A decision record.
@@ -1489,6 +1729,17 @@ impl PromotionService {
     /// decision and whether it is identical.
     pub async fn replay(&self, id: &str) -> Result<(DecisionRow, Decision, bool)> {
         let record = self.decision(id).await?;
+        if record.action == "reject" {
+            let input: Value = serde_json::from_str(&record.input)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            return Err(PromotionError::NotReplayable {
+                id: record.id,
+                principal: input["rejected_by"]
+                    .as_str()
+                    .unwrap_or("a person")
+                    .to_string(),
+            });
+        }
         let files = self
             .metadata
             .bundle_files(&record.bundle_digest)
@@ -1498,12 +1749,18 @@ impl PromotionService {
             })?;
         let files: Vec<(String, String)> =
             serde_json::from_str(&files).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let bundle = Bundle::from_files(files)
-            .map_err(|e| PromotionError::Policy(format!("stored bundle: {e}")))?;
+        let bundle = Bundle::from_files(files).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "stored policy bundle {} does not load: {e}",
+                record.bundle_digest
+            ))
+        })?;
         if bundle.digest() != record.bundle_digest {
-            return Err(PromotionError::Policy(
-                "the stored bundle does not hash to its digest".into(),
-            ));
+            return Err(StoreError::Corrupt(format!(
+                "stored policy bundle {} does not hash to its digest",
+                record.bundle_digest
+            ))
+            .into());
         }
         let input: Value =
             serde_json::from_str(&record.input).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -1534,29 +1791,28 @@ impl PromotionService {
             Permission::Promote,
             &PermissionTarget::Repository(repo.clone()),
         ) {
-            return Err(PromotionError::Forbidden(format!(
-                "{} may not roll back {repo}: that needs the promoter role on it",
-                caller.name()
-            )));
+            return Err(PromotionError::forbidden(
+                format!(
+                    "{} may not roll back {repo}: that needs the promoter role on it",
+                    caller.name()
+                ),
+                "ask an access-admin for the promoter role on the repository (or just in time: airlock access request promoter --scope REPOSITORY --for 1h --reason ..)",
+            ));
         }
-        let stage = self
-            .stages
-            .all()
-            .iter()
-            .find(|s| s.name == repo.stage())
-            .ok_or_else(|| {
-                PromotionError::BadRequest(format!("there is no stage {}", repo.stage()))
-            })?;
+        let stage = self.stage_config(&repo.stage())?;
         if !stage.channel_tags.iter().any(|c| c == channel.as_str()) {
-            return Err(PromotionError::BadRequest(format!(
-                "{channel} is not a channel tag of stage {}; only channel tags move (its channel tags: {})",
-                stage.name,
-                if stage.channel_tags.is_empty() {
-                    "none".to_string()
-                } else {
-                    stage.channel_tags.join(", ")
-                }
-            )));
+            return Err(PromotionError::bad_request(
+                format!(
+                    "{channel} is not a channel tag of stage {}; only channel tags move (its channel tags: {})",
+                    stage.name,
+                    if stage.channel_tags.is_empty() {
+                        "none".to_string()
+                    } else {
+                        stage.channel_tags.join(", ")
+                    }
+                ),
+                "name one of the stage's channel tags with --channel",
+            ));
         }
         let current = self
             .metadata
@@ -1686,27 +1942,27 @@ impl PromotionService {
         reason: Option<&str>,
         caller: &Caller,
     ) -> Result<bool> {
-        let gated = self
-            .stages
-            .all()
-            .iter()
-            .any(|s| &s.name == stage && s.mode == StageMode::Gated);
-        if !gated {
-            return Err(PromotionError::BadRequest(format!(
-                "{stage} is not a gated stage; only gated stages are frozen"
-            )));
+        if self.stage_config(stage)?.mode != StageMode::Gated {
+            return Err(PromotionError::bad_request(
+                format!("{stage} is not a gated stage; only gated stages are frozen"),
+                "freeze a gated stage (the stages promotions go into)",
+            ));
         }
         let allowed = caller.has(Permission::Approve, &PermissionTarget::Stage(stage.clone()))
             || caller.has(Permission::ManageAccess, &PermissionTarget::Global);
         if !allowed {
-            return Err(PromotionError::Forbidden(format!(
-                "freezing {stage} needs the approver role on it (or access-admin)"
-            )));
+            return Err(PromotionError::forbidden(
+                format!("freezing {stage} needs the approver role on it (or access-admin)"),
+                "ask an approver of the whole stage or an access-admin to do it, or for the approver role on the stage",
+            ));
         }
         if let Some(reason) = reason
             && reason.trim().is_empty()
         {
-            return Err(PromotionError::BadRequest("a freeze needs a reason".into()));
+            return Err(PromotionError::bad_request(
+                "a freeze needs a reason",
+                "say why with --reason TEXT (everyone refused by the freeze sees it)",
+            ));
         }
         if let Some(freeze) = self.metadata.freeze(stage.as_str()).await?
             && let Some(anomaly) = freeze.anomaly_id

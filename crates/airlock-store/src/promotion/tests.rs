@@ -403,3 +403,60 @@ async fn every_tag_a_promotion_sets_in_the_target_is_recorded_as_a_tag_move() {
     assert_eq!(moves[1]["details"]["digest"], attestation.to_string());
     assert_eq!(moves[1]["details"]["previous"], serde_json::Value::Null);
 }
+
+/// Migration 0017 applied to a database at 0016 with decision records in it keeps them, and a
+/// `reject` record (an approver's rejection) can be stored afterwards; other actions stay refused.
+#[tokio::test]
+async fn migration_0017_applies_over_a_populated_0016_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metadata.db");
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        crate::metadata::migrator().run_to(16, &pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO decisions (id, promotion_id, action, query, bundle_digest, input, result, allowed, created_at)
+             VALUES ('dec_old', 'prm_old', 'promote', 'data.airlock.gates.prod', 'sha256:b', '{}', '{\"allowed\":true}', 1, 7)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let refused = sqlx::query(
+            "INSERT INTO decisions (id, promotion_id, action, query, bundle_digest, input, result, allowed, created_at)
+             VALUES ('dec_r', 'prm_old', 'reject', '', 'sha256:b', '{}', '{}', 0, 8)",
+        )
+        .execute(&pool)
+        .await;
+        assert!(refused.is_err(), "0016 refuses reject records");
+        pool.close().await;
+    }
+    let meta = Metadata::open_sqlite(&path).await.unwrap();
+    let old = meta.decision("dec_old").await.unwrap().unwrap();
+    assert_eq!(
+        (old.action.as_str(), old.allowed, old.created_at),
+        ("promote", true, 7)
+    );
+    let rejection = DecisionRow {
+        id: "dec_reject".into(),
+        promotion_id: Some("prm_old".into()),
+        action: "reject".into(),
+        query: String::new(),
+        bundle_digest: "sha256:b".into(),
+        input: "{\"rejected_by\":\"alice\"}".into(),
+        result: "{\"allowed\":false}".into(),
+        allowed: false,
+        created_at: 9,
+    };
+    meta.record_decision(&rejection, None, &[]).await.unwrap();
+    assert_eq!(
+        meta.decision("dec_reject").await.unwrap().unwrap().action,
+        "reject"
+    );
+    let mut other = rejection.clone();
+    other.id = "dec_other".into();
+    other.action = "veto".into();
+    assert!(meta.record_decision(&other, None, &[]).await.is_err());
+}
