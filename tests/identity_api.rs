@@ -45,7 +45,7 @@ async fn granting_a_role_on_a_stage_that_does_not_exist_is_refused_naming_the_st
         .await;
         assert_eq!(status, 400, "{scope}: {body}");
         let (code, message, remediation) = error_text(&body);
-        assert_eq!(code, "UNKNOWN_STAGE", "{body}");
+        assert_eq!(code, "STAGE_UNKNOWN", "{body}");
         let stage = scope.split('/').next().unwrap();
         assert!(message.contains(&format!("{stage:?}")), "{message}");
         assert!(message.contains("dev, staging, prod"), "{message}");
@@ -77,7 +77,7 @@ async fn granting_a_role_on_a_stage_that_does_not_exist_is_refused_naming_the_st
     let (code, out, err) = s.cli(&["roles", "grant", "dana", "reader", "--scope", "prdo"]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(
-        err.contains("UNKNOWN_STAGE") && err.contains("dev, staging, prod"),
+        err.contains("STAGE_UNKNOWN") && err.contains("dev, staging, prod"),
         "{err}"
     );
 }
@@ -93,7 +93,7 @@ async fn an_access_request_on_a_stage_that_does_not_exist_is_refused_naming_the_
     .await;
     assert_eq!(status, 400, "{body}");
     let (code, message, _) = error_text(&body);
-    assert_eq!(code, "UNKNOWN_STAGE");
+    assert_eq!(code, "STAGE_UNKNOWN");
     assert!(message.contains("dev, staging, prod"), "{message}");
 
     let list: Value = s

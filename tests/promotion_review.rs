@@ -422,7 +422,7 @@ async fn promoting_from_or_to_a_stage_that_does_not_exist_names_the_configured_s
         assert_error(
             status,
             &body,
-            404,
+            400,
             "STAGE_UNKNOWN",
             &format!("there is no stage {stage}; configured stages: dev, staging, prod"),
         );

@@ -121,7 +121,7 @@ impl From<AuthError> for ApiError {
             ),
             AuthError::UnknownStage { .. } => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "UNKNOWN_STAGE",
+                "STAGE_UNKNOWN",
                 message,
                 "name a configured stage in the scope (the message lists them), or `*` for every stage",
             ),

@@ -75,7 +75,7 @@ impl From<PromotionError> for ApiError {
                 ApiError::bad_request(message, remediation)
             }
             PromotionError::UnknownStage { .. } => ApiError::new(
-                StatusCode::NOT_FOUND,
+                StatusCode::BAD_REQUEST,
                 "STAGE_UNKNOWN",
                 message,
                 "name one of the configured stages (the message lists them)",
@@ -358,10 +358,10 @@ async fn outcome_response(
     responses(
         (status = 200, description = "Dry run: the gate's decision (allowed)", body = api::PromotionOutcome),
         (status = 201, description = "Promoted, or pending approval", body = api::PromotionOutcome),
-        (status = 400, description = "Malformed request, wrong stage flow, bad tag or channel", body = airlock_api::ErrorBody),
+        (status = 400, description = "Malformed request, a stage that is not configured (STAGE_UNKNOWN names the configured ones), wrong stage flow, bad tag or channel", body = airlock_api::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Denied by the gate (the outcome with `error` POLICY_DENIED) or no promoter role (an error body)", body = api::PromotionRefused),
-        (status = 404, description = "The artifact is not in the source repository, or a stage is not configured (STAGE_UNKNOWN names the configured ones)", body = airlock_api::ErrorBody),
+        (status = 404, description = "The artifact is not in the source repository", body = airlock_api::ErrorBody),
         (status = 409, description = "A live promotion of the artifact exists, or a target tag names another digest", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage or the evidence service failed", body = airlock_api::ErrorBody),
         (status = 503, description = "Storage cannot keep writes", body = airlock_api::ErrorBody),
@@ -599,7 +599,7 @@ async fn cancel(
     request_body = api::RollbackRequest,
     responses(
         (status = 200, description = "Rolled back", body = api::RollbackOutcome),
-        (status = 400, description = "Malformed request or not a channel tag", body = airlock_api::ErrorBody),
+        (status = 400, description = "Malformed request, a stage that is not configured (STAGE_UNKNOWN), or not a channel tag", body = airlock_api::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Denied by the rollback gate (the outcome with `error` POLICY_DENIED) or no promoter role (an error body)", body = api::RollbackRefused),
         (status = 404, description = "The channel, digest or stage is unknown", body = airlock_api::ErrorBody),
@@ -656,8 +656,7 @@ async fn rollback(
     request_body = api::FreezeRequest,
     responses(
         (status = 200, description = "Frozen", body = api::FreezeState),
-        (status = 400, description = "Malformed body, empty reason, or not a gated stage", body = airlock_api::ErrorBody),
-        (status = 404, description = "The stage is not configured", body = airlock_api::ErrorBody),
+        (status = 400, description = "Malformed body, empty reason, a stage that is not configured (STAGE_UNKNOWN), or not a gated stage", body = airlock_api::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Needs the approver role on the stage (or access-admin)", body = airlock_api::ErrorBody),
         (status = 409, description = "The stage is frozen by an anomaly", body = airlock_api::ErrorBody),
@@ -693,8 +692,7 @@ async fn freeze(
     params(("stage" = String, Path, description = "A gated stage", pattern = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$")),
     responses(
         (status = 200, description = "Not frozen (any more)", body = api::FreezeState),
-        (status = 400, description = "Not a gated stage", body = airlock_api::ErrorBody),
-        (status = 404, description = "The stage is not configured", body = airlock_api::ErrorBody),
+        (status = 400, description = "A stage that is not configured (STAGE_UNKNOWN), or not a gated stage", body = airlock_api::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Needs the approver role on the stage (or access-admin)", body = airlock_api::ErrorBody),
         (status = 409, description = "The stage is frozen by an anomaly", body = airlock_api::ErrorBody),
