@@ -372,7 +372,7 @@ impl EvidenceService {
             let format = match layer.media_type.as_str() {
                 cosign::SIMPLE_SIGNING_MEDIA_TYPE => "cosign",
                 cosign::DSSE_MEDIA_TYPE => "dsse",
-                cosign::SIGSTORE_BUNDLE_MEDIA_TYPE => "sigstore-bundle",
+                t if cosign::is_sigstore_bundle_media_type(t) => "sigstore-bundle",
                 _ => continue,
             };
             let signature = if format == "cosign" {
@@ -576,10 +576,17 @@ impl EvidenceService {
         }
         let probe: serde_json::Value = serde_json::from_slice(&document)
             .map_err(|e| EvidenceError::BadRequest(format!("the body is not JSON: {e}")))?;
-        let format = if probe.get("mediaType").and_then(|m| m.as_str())
-            == Some(cosign::SIGSTORE_BUNDLE_MEDIA_TYPE)
-        {
+        let media_type = probe.get("mediaType").and_then(|m| m.as_str());
+        let format = if media_type.is_some_and(cosign::is_sigstore_bundle_media_type) {
             "sigstore-bundle"
+        } else if let Some(media_type) =
+            media_type.filter(|t| t.starts_with("application/vnd.dev.sigstore.bundle"))
+        {
+            return Err(EvidenceError::BadRequest(format!(
+                "mediaType {media_type:?} is not a Sigstore bundle media type airlock reads; \
+                 it reads {}",
+                cosign::SIGSTORE_BUNDLE_MEDIA_TYPES.join(", ")
+            )));
         } else {
             dsse::Envelope::parse(&document)
                 .map_err(|e| EvidenceError::BadRequest(format!("not a DSSE envelope: {e}")))?;
