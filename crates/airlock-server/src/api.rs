@@ -75,3 +75,25 @@ impl IntoResponse for ApiError {
         (self.status, axum::Json(body)).into_response()
     }
 }
+
+/// Reads a JSON request body as the API type `T`; a body that is not one answers 400 with `what`
+/// and the serde error (which names the field), and `remediation` saying what to send.
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+    remediation: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}"), remediation))
+}
+
+/// Reads a query string as the API type `T`; one that does not fit answers 400 naming the
+/// parameter, with `remediation` saying what to send.
+pub fn query<T>(
+    query: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+    remediation: &str,
+) -> Result<T, ApiError> {
+    query
+        .map(|axum::extract::Query(q)| q)
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text(), remediation))
+}
