@@ -82,6 +82,7 @@ pub enum AnomalyStatusFilter {
 #[into_params(parameter_in = Query)]
 pub struct AnomalyListQuery {
     /// `open`, `resolved` or `all` (default `all`).
+    #[param(inline)]
     pub status: Option<AnomalyStatusFilter>,
     /// At most this many (1 to 1000, default 100).
     pub limit: Option<u32>,

@@ -114,6 +114,7 @@ pub enum DeliveryStatusFilter {
 #[into_params(parameter_in = Query)]
 pub struct DeliveryListQuery {
     /// Only deliveries in this state (default `all`).
+    #[param(inline)]
     pub status: Option<DeliveryStatusFilter>,
     /// At most this many (1 to 1000, default 100).
     pub limit: Option<u32>,

@@ -123,6 +123,7 @@ pub fn anomaly_view(row: &AnomalyRow) -> api::Anomaly {
 
 /// Anomalies, newest first (needs access-admin or auditor with access control on).
 #[utoipa::path(
+    operation_id = "list_anomalies",
     get,
     path = "/api/v1/anomalies",
     tag = "anomalies",
@@ -169,6 +170,7 @@ fn anomaly_id(text: &str) -> Result<i64, ApiError> {
 
 /// One anomaly (needs access-admin or auditor with access control on).
 #[utoipa::path(
+    operation_id = "show_anomaly",
     get,
     path = "/api/v1/anomalies/{id}",
     tag = "anomalies",
@@ -197,6 +199,7 @@ async fn show(
 /// Resolves an open anomaly and undoes its action (needs access-admin; never the principal the
 /// anomaly is about).
 #[utoipa::path(
+    operation_id = "resolve_anomaly",
     post,
     path = "/api/v1/anomalies/{id}/resolve",
     tag = "anomalies",

@@ -121,6 +121,7 @@ fn text(body: String, cache: &'static str) -> Response {
 /// The newest checkpoint as a C2SP signed note (c2sp.org/tlog-checkpoint), for tlog clients and
 /// witnesses. Public.
 #[utoipa::path(
+    operation_id = "log_checkpoint",
     get,
     path = "/log/checkpoint",
     tag = "audit",
@@ -137,6 +138,7 @@ async fn checkpoint_note(State(state): State<AuditState>) -> Result<Response, Ap
 /// The log's verifier key (a signed-note verifier key line). Public; verifiers should pin it
 /// out of band rather than trust this answer.
 #[utoipa::path(
+    operation_id = "log_key",
     get,
     path = "/log/key",
     tag = "audit",
@@ -153,6 +155,7 @@ async fn verifier_key(State(state): State<AuditState>) -> Response {
 /// an entry bundle `entries/<N>[.p/<W>]` (needs the auditor role with access control on), `<N>`
 /// in the tlog-tiles path encoding (`x001/234`).
 #[utoipa::path(
+    operation_id = "log_tile",
     get,
     path = "/log/tile/{tile}",
     tag = "audit",
@@ -208,6 +211,7 @@ async fn tile(
 
 /// The newest checkpoint, its tree and how many entries were appended. Public.
 #[utoipa::path(
+    operation_id = "audit_checkpoint",
     get,
     path = "/api/v1/audit/checkpoint",
     tag = "audit",
@@ -235,6 +239,7 @@ async fn checkpoint_json(
 
 /// Stored checkpoints after a tree size, oldest first (for following the log). Public.
 #[utoipa::path(
+    operation_id = "audit_checkpoints",
     get,
     path = "/api/v1/audit/checkpoints",
     tag = "audit",
@@ -268,6 +273,7 @@ async fn checkpoints_json(
 /// A page of entries (needs the auditor or access-admin role with access control on): from
 /// `start`, or the newest `newest`, optionally since a time and of a type prefix.
 #[utoipa::path(
+    operation_id = "audit_entries",
     get,
     path = "/api/v1/audit/entries",
     tag = "audit",
@@ -318,6 +324,7 @@ async fn entries(
 
 /// RFC 6962 inclusion proof of an entry in a tree (default: the newest checkpoint's). Public.
 #[utoipa::path(
+    operation_id = "audit_inclusion_proof",
     get,
     path = "/api/v1/audit/proof/inclusion",
     tag = "audit",
@@ -353,6 +360,7 @@ async fn inclusion(
 /// RFC 6962 consistency proof from an older tree size to a newer one (default: the newest
 /// checkpoint's). Public.
 #[utoipa::path(
+    operation_id = "audit_consistency_proof",
     get,
     path = "/api/v1/audit/proof/consistency",
     tag = "audit",

@@ -245,6 +245,7 @@ pub fn evidence_view(row: &EvidenceRow) -> api::EvidenceItem {
 
 /// The keyring, every key whatever its status (any signed-in caller).
 #[utoipa::path(
+    operation_id = "list_keys",
     get,
     path = "/api/v1/keys",
     tag = "evidence",
@@ -283,6 +284,7 @@ fn parse_time(field: &str, value: Option<&str>) -> Result<Option<i64>, ApiError>
 /// Adds a public key to the keyring (`key-admin` everywhere) and re-verifies evidence no key
 /// could verify so far.
 #[utoipa::path(
+    operation_id = "add_key",
     post,
     path = "/api/v1/keys",
     tag = "evidence",
@@ -324,6 +326,7 @@ async fn add_key(
 /// Changes a key's purposes, scope and end of validity (`key-admin` in a scope holding the
 /// key's scope, before and after, in every stage); re-verifies what the key signed.
 #[utoipa::path(
+    operation_id = "update_key",
     patch,
     path = "/api/v1/keys/{name}",
     tag = "evidence",
@@ -396,6 +399,7 @@ async fn change_status(
 
 /// Retires a key (`key-admin` everywhere): it verifies nothing new, what it verified still counts.
 #[utoipa::path(
+    operation_id = "retire_key",
     post,
     path = "/api/v1/keys/{name}/retire",
     tag = "evidence",
@@ -424,6 +428,7 @@ async fn retire_key(
 /// Revokes a key (`key-admin` everywhere): what it verified stops counting, and gated copies
 /// are flagged; with `compromised`, everything it ever signed.
 #[utoipa::path(
+    operation_id = "revoke_key",
     post,
     path = "/api/v1/keys/{name}/revoke",
     tag = "evidence",
@@ -552,6 +557,7 @@ async fn stored_artifact(
 
 /// An artifact (needs pull on the repository): its media type, size, tags, flags and evidence.
 #[utoipa::path(
+    operation_id = "show_artifact",
     get,
     path = "/api/v1/artifacts/{reference}",
     tag = "evidence",
@@ -600,6 +606,7 @@ async fn show_artifact(
 /// An artifact's evidence (needs pull on the repository): every item under its repository
 /// path, in every stage, with its verdict.
 #[utoipa::path(
+    operation_id = "show_artifact_evidence",
     get,
     path = "/api/v1/artifacts/{reference}/evidence",
     tag = "evidence",
@@ -632,6 +639,7 @@ async fn show_evidence(
 /// `application/vnd.dev.sigstore.bundle+json;version=0.1`, `...;version=0.2` or
 /// `application/vnd.dev.sigstore.bundle.v0.3+json`. It is verified at once and kept either way.
 #[utoipa::path(
+    operation_id = "add_artifact_evidence",
     post,
     path = "/api/v1/artifacts/{reference}/evidence",
     tag = "evidence",
@@ -708,5 +716,76 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
 impl axum::extract::FromRef<EvidenceState> for Arc<crate::identity::Identity> {
     fn from_ref(state: &EvidenceState) -> Self {
         state.identity.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    /// Every keyring, artifact, audit, anomaly and webhook route is in the OpenAPI document with
+    /// its operations, and no two operations share an id (clients generate names from them).
+    #[test]
+    fn every_evidence_audit_anomaly_and_webhook_route_is_documented_once() {
+        let doc = crate::openapi::document();
+        let json = serde_json::to_value(&doc).expect("the document serializes");
+        let paths = json["paths"].as_object().expect("paths");
+        for (path, methods) in [
+            ("/api/v1/keys", &["get", "post"][..]),
+            ("/api/v1/keys/{name}", &["patch"]),
+            ("/api/v1/keys/{name}/retire", &["post"]),
+            ("/api/v1/keys/{name}/revoke", &["post"]),
+            ("/api/v1/artifacts/{reference}", &["get"]),
+            ("/api/v1/artifacts/{reference}/evidence", &["get", "post"]),
+            ("/api/v1/audit/checkpoint", &["get"]),
+            ("/api/v1/audit/checkpoints", &["get"]),
+            ("/api/v1/audit/entries", &["get"]),
+            ("/api/v1/audit/proof/inclusion", &["get"]),
+            ("/api/v1/audit/proof/consistency", &["get"]),
+            ("/log/checkpoint", &["get"]),
+            ("/log/key", &["get"]),
+            ("/log/tile/{tile}", &["get"]),
+            ("/api/v1/anomalies", &["get"]),
+            ("/api/v1/anomalies/{id}", &["get"]),
+            ("/api/v1/anomalies/{id}/resolve", &["post"]),
+            ("/api/v1/webhooks", &["get", "post"]),
+            ("/api/v1/webhooks/{id}", &["delete"]),
+            ("/api/v1/webhooks/{id}/deliveries", &["get"]),
+            ("/api/v1/webhooks/{id}/test", &["post"]),
+        ] {
+            for method in methods {
+                let operation = &paths[path][*method];
+                assert!(operation.is_object(), "{method} {path} is not documented");
+                // `/log/key` answers a constant; everything else can fail.
+                assert!(
+                    path == "/log/key"
+                        || operation["responses"]
+                            .as_object()
+                            .is_some_and(|r| r.keys().any(|status| !status.starts_with('2'))),
+                    "{method} {path} documents no error answer"
+                );
+            }
+        }
+        let mut ids = HashSet::new();
+        for (path, methods) in paths {
+            for (method, operation) in methods.as_object().expect("methods") {
+                if let Some(id) = operation["operationId"].as_str() {
+                    assert!(
+                        ids.insert(id.to_string()),
+                        "{method} {path}: operationId {id} is taken"
+                    );
+                }
+            }
+        }
+        // Every schema a parameter or body names exists.
+        let text = json.to_string();
+        let schemas = json["components"]["schemas"].as_object().expect("schemas");
+        for reference in text.split("#/components/schemas/").skip(1) {
+            let name: String = reference.chars().take_while(|c| *c != '"').collect();
+            assert!(
+                schemas.contains_key(&name),
+                "schema {name} is referenced but missing"
+            );
+        }
     }
 }

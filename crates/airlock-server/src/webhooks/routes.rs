@@ -157,6 +157,7 @@ fn webhook_id(text: &str) -> Result<i64, ApiError> {
 
 /// Adds an endpoint (needs access-admin). The answer shows the full URL, never the secret.
 #[utoipa::path(
+    operation_id = "add_webhook",
     post,
     path = "/api/v1/webhooks",
     tag = "webhooks",
@@ -196,6 +197,7 @@ async fn add(
 
 /// The active endpoints (needs access-admin, or auditor: auditors see redacted URLs).
 #[utoipa::path(
+    operation_id = "list_webhooks",
     get,
     path = "/api/v1/webhooks",
     tag = "webhooks",
@@ -222,6 +224,7 @@ async fn list(
 
 /// Removes an endpoint (needs access-admin); its pending deliveries are cancelled.
 #[utoipa::path(
+    operation_id = "remove_webhook",
     delete,
     path = "/api/v1/webhooks/{id}",
     tag = "webhooks",
@@ -251,6 +254,7 @@ async fn remove(
 
 /// Deliveries to an endpoint, removed ones too, newest first (needs access-admin or auditor).
 #[utoipa::path(
+    operation_id = "list_webhook_deliveries",
     get,
     path = "/api/v1/webhooks/{id}/deliveries",
     tag = "webhooks",
@@ -300,6 +304,7 @@ async fn deliveries(
 
 /// Queues a `dev.airlock.webhook.test` event for one endpoint (needs access-admin).
 #[utoipa::path(
+    operation_id = "test_webhook",
     post,
     path = "/api/v1/webhooks/{id}/test",
     tag = "webhooks",
