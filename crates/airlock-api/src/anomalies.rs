@@ -85,6 +85,7 @@ pub struct AnomalyListQuery {
     #[param(inline)]
     pub status: Option<AnomalyStatusFilter>,
     /// At most this many (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -92,6 +93,8 @@ pub struct AnomalyListQuery {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveAnomalyRequest {
-    /// Why the anomaly is resolved (1 to 1000 bytes); recorded in the audit log.
+    /// Why the anomaly is resolved (1 to 1000 bytes, not only spaces); recorded in the audit
+    /// log.
+    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
     pub reason: String,
 }

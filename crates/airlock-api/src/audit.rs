@@ -97,11 +97,11 @@ pub struct InclusionProof {
 }
 
 /// Query of `GET /api/v1/audit/proof/inclusion`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
-    /// The entry's index (required).
-    pub index: Option<u64>,
+    /// The entry's index.
+    pub index: u64,
     /// The tree size (default: the newest checkpoint's).
     pub tree_size: Option<u64>,
 }
@@ -118,11 +118,12 @@ pub struct ConsistencyProof {
 }
 
 /// Query of `GET /api/v1/audit/proof/consistency`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {
-    /// The older tree size (required, at least 1).
-    pub from: Option<u64>,
+    /// The older tree size (at least 1).
+    #[param(minimum = 1)]
+    pub from: u64,
     /// The newer tree size (default: the newest checkpoint's).
     pub to: Option<u64>,
 }

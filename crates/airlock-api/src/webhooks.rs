@@ -9,10 +9,13 @@ use utoipa::{IntoParams, ToSchema};
 #[serde(deny_unknown_fields)]
 pub struct AddWebhookRequest {
     /// Where to send events: an `https://` (or `http://`) URL to a public address.
+    #[schema(min_length = 8, max_length = 2048, pattern = "^https?://[^/@]+")]
     pub url: String,
     /// Event type patterns, e.g. `promotion.*`, `anomaly.*`, `*` (1 to 32).
+    #[schema(min_items = 1, max_items = 32)]
     pub events: Vec<String>,
     /// The HMAC-SHA256 signing secret (16 to 1024 bytes); never shown again.
+    #[schema(min_length = 16, max_length = 1024)]
     pub secret: String,
     /// PEM of the CA an `https://` receiver's certificate must chain to (instead of the system
     /// roots).
@@ -117,6 +120,7 @@ pub struct DeliveryListQuery {
     #[param(inline)]
     pub status: Option<DeliveryStatusFilter>,
     /// At most this many (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 

@@ -97,3 +97,14 @@ pub fn query<T>(
         .map(|axum::extract::Query(q)| q)
         .map_err(|rejection| ApiError::bad_request(rejection.body_text(), remediation))
 }
+
+/// A list's `limit` parameter: `default` when absent, refused outside 1 to 1000.
+pub fn list_limit(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
+    match limit.unwrap_or(default) {
+        limit @ 1..=1000 => Ok(limit),
+        other => Err(ApiError::bad_request(
+            format!("limit={other} is outside 1 to 1000"),
+            "pass a limit (--limit) from 1 to 1000",
+        )),
+    }
+}

@@ -150,9 +150,10 @@ async fn list(
         Some(api::AnomalyStatusFilter::Open) => Some(AnomalyStatus::Open),
         Some(api::AnomalyStatusFilter::Resolved) => Some(AnomalyStatus::Resolved),
     };
+    let limit = crate::api::list_limit(params.limit, 100)?;
     let rows = state
         .anomalies
-        .list(caller.who.as_ref(), status, params.limit.unwrap_or(100))
+        .list(caller.who.as_ref(), status, limit)
         .await?;
     Ok(Json(api::AnomalyList {
         anomalies: rows.iter().map(anomaly_view).collect(),

@@ -341,14 +341,14 @@ async fn inclusion(
     State(state): State<AuditState>,
     params: Result<Query<api::InclusionQuery>, QueryRejection>,
 ) -> Result<Json<api::InclusionProof>, ApiError> {
-    let params = query(params, NUMBERS)?;
-    let index = params.index.ok_or_else(|| {
-        ApiError::bad_request(
-            "index is required",
-            "GET /api/v1/audit/proof/inclusion?index=N[&tree_size=M]",
-        )
-    })?;
-    let proof = state.log.inclusion_proof(index, params.tree_size).await?;
+    let params = query(
+        params,
+        "GET /api/v1/audit/proof/inclusion?index=N[&tree_size=M], each a decimal, non-negative number",
+    )?;
+    let proof = state
+        .log
+        .inclusion_proof(params.index, params.tree_size)
+        .await?;
     Ok(Json(api::InclusionProof {
         index: proof.index,
         tree_size: proof.tree_size,
@@ -377,14 +377,11 @@ async fn consistency(
     State(state): State<AuditState>,
     params: Result<Query<api::ConsistencyQuery>, QueryRejection>,
 ) -> Result<Json<api::ConsistencyProof>, ApiError> {
-    let params = query(params, NUMBERS)?;
-    let from = params.from.ok_or_else(|| {
-        ApiError::bad_request(
-            "from is required",
-            "GET /api/v1/audit/proof/consistency?from=OLD[&to=NEW]",
-        )
-    })?;
-    let proof = state.log.consistency_proof(from, params.to).await?;
+    let params = query(
+        params,
+        "GET /api/v1/audit/proof/consistency?from=OLD[&to=NEW], each a decimal, non-negative number",
+    )?;
+    let proof = state.log.consistency_proof(params.from, params.to).await?;
     Ok(Json(api::ConsistencyProof {
         old_size: proof.old_size,
         new_size: proof.new_size,

@@ -483,6 +483,9 @@ async fn artifact(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    if method != Method::GET && method != Method::POST {
+        return Err(method_not_allowed());
+    }
     let (repo, digest, evidence_only) = parse_artifact_path(&reference)?;
     let body = body.map_err(|rejection| {
         ApiError::new(
@@ -508,13 +511,17 @@ async fn artifact(
         (Method::POST, true) => Ok(add_evidence(&state, &caller, &repo, &digest, body)
             .await?
             .into_response()),
-        _ => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            "use GET for an artifact or its evidence, POST to .../evidence to add evidence",
-            "see docs/evidence.md",
-        )),
+        _ => Err(method_not_allowed()),
     }
+}
+
+fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "use GET for an artifact or its evidence, POST to .../evidence to add evidence",
+        "GET /api/v1/artifacts/<stage>/<repository>@<digest>[/evidence], or POST .../evidence with a DSSE envelope or Sigstore bundle (docs/evidence.md)",
+    )
 }
 
 fn require_pull(state: &EvidenceState, caller: &Caller, repo: &RepoName) -> Result<(), ApiError> {
@@ -561,7 +568,7 @@ async fn stored_artifact(
     get,
     path = "/api/v1/artifacts/{reference}",
     tag = "evidence",
-    params(("reference" = String, Path,
+    params(("reference" = String, Path, pattern = r"^[a-z0-9]+(/[a-z0-9]+)+@sha256:[a-f0-9]{64}$",
         description = "`<stage>/<repository>@sha256:<hex>`, e.g. `dev/team/app@sha256:...`; the slashes may be sent as they are or percent-encoded")),
     responses(
         (status = 200, description = "The artifact", body = api::Artifact),
@@ -610,7 +617,7 @@ async fn show_artifact(
     get,
     path = "/api/v1/artifacts/{reference}/evidence",
     tag = "evidence",
-    params(("reference" = String, Path,
+    params(("reference" = String, Path, pattern = r"^[a-z0-9]+(/[a-z0-9]+)+@sha256:[a-f0-9]{64}$",
         description = "`<stage>/<repository>@sha256:<hex>`; the slashes may be sent as they are or percent-encoded")),
     responses(
         (status = 200, description = "The evidence", body = api::EvidenceList),
@@ -643,7 +650,7 @@ async fn show_evidence(
     post,
     path = "/api/v1/artifacts/{reference}/evidence",
     tag = "evidence",
-    params(("reference" = String, Path,
+    params(("reference" = String, Path, pattern = r"^[a-z0-9]+(/[a-z0-9]+)+@sha256:[a-f0-9]{64}$",
         description = "`<stage>/<repository>@sha256:<hex>`; the slashes may be sent as they are or percent-encoded")),
     request_body(content = Object, content_type = "application/json",
         description = "A DSSE envelope (`payloadType`, `payload`, `signatures`) or a Sigstore bundle (v0.1, v0.2 or v0.3)"),

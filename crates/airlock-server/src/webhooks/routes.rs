@@ -293,7 +293,7 @@ async fn deliveries(
             &caller.actor.principal,
             id,
             status,
-            params.limit.unwrap_or(100),
+            crate::api::list_limit(params.limit, 100)?,
         )
         .await?;
     Ok(Json(api::DeliveryList {
