@@ -30,7 +30,10 @@ async fn artifact_routes_answer_405_to_other_methods_before_reading_the_referenc
         format!("/api/v1/artifacts/dev/team/app@{DIGEST}"),
         "/api/v1/artifacts/not-a-reference/evidence".to_string(),
     ] {
-        let (status, body) = answer(s.http.put(s.url(&path)).send().await.unwrap()).await;
+        let response = s.http.put(s.url(&path)).send().await.unwrap();
+        let allow = response.headers()["allow"].to_str().unwrap().to_string();
+        assert!(allow.starts_with("GET"), "{allow}");
+        let (status, body) = answer(response).await;
         assert_eq!(status, 405, "{path}: {body}");
         let (code, remediation) = error(&body);
         assert_eq!(code, "METHOD_NOT_ALLOWED");

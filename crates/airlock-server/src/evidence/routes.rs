@@ -483,8 +483,13 @@ async fn artifact(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if method != Method::GET && method != Method::POST {
-        return Err(method_not_allowed());
+    let allow = if reference.ends_with("/evidence") {
+        "GET, POST"
+    } else {
+        "GET"
+    };
+    if method != Method::GET && !(method == Method::POST && allow == "GET, POST") {
+        return Ok(method_not_allowed(allow));
     }
     let (repo, digest, evidence_only) = parse_artifact_path(&reference)?;
     let body = body.map_err(|rejection| {
@@ -511,17 +516,19 @@ async fn artifact(
         (Method::POST, true) => Ok(add_evidence(&state, &caller, &repo, &digest, body)
             .await?
             .into_response()),
-        _ => Err(method_not_allowed()),
+        _ => Ok(method_not_allowed(allow)),
     }
 }
 
-fn method_not_allowed() -> ApiError {
-    ApiError::new(
+/// 405 with the methods the path takes in `Allow` (RFC 9110 section 15.5.6).
+fn method_not_allowed(allow: &'static str) -> Response {
+    let error = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",
         "use GET for an artifact or its evidence, POST to .../evidence to add evidence",
         "GET /api/v1/artifacts/<stage>/<repository>@<digest>[/evidence], or POST .../evidence with a DSSE envelope or Sigstore bundle (docs/evidence.md)",
-    )
+    );
+    ([(axum::http::header::ALLOW, allow)], error).into_response()
 }
 
 fn require_pull(state: &EvidenceState, caller: &Caller, repo: &RepoName) -> Result<(), ApiError> {
