@@ -11,8 +11,8 @@ pub struct AddWebhookRequest {
     /// Where to send events: an `https://` (or `http://`) URL to a public address.
     #[schema(min_length = 8, max_length = 2048, pattern = "^https?://[^/@]+")]
     pub url: String,
-    /// Event type patterns, e.g. `promotion.*`, `anomaly.*`, `*` (1 to 32).
-    #[schema(min_items = 1, max_items = 32)]
+    /// Event type patterns, e.g. `promotion.*`, `anomaly.*`, `*` (1 to 64).
+    #[schema(min_items = 1, max_items = 64)]
     pub events: Vec<String>,
     /// The HMAC-SHA256 signing secret (16 to 1024 bytes); never shown again.
     #[schema(min_length = 16, max_length = 1024)]

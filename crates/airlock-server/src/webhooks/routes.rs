@@ -88,7 +88,7 @@ impl From<WebhookError> for ApiError {
                 bad("send PEM certificates (-----BEGIN CERTIFICATE-----) of the receiver's CA")
             }
             WebhookError::EventCount { .. } => {
-                bad("give --events with 1 to 32 patterns, e.g. promotion.* or anomaly.*")
+                bad("give --events with 1 to 64 patterns, e.g. promotion.* or anomaly.*")
             }
             WebhookError::EventPattern { .. } => bad(
                 "write event patterns as a type (promotion.promoted), a prefix (promotion.*) or *",
