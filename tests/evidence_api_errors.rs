@@ -179,3 +179,29 @@ async fn audit_proofs_need_their_index_and_stay_within_the_log() {
     assert_eq!(code, "OUT_OF_RANGE");
     assert!(remediation.contains("/api/v1/audit/checkpoint"), "{body}");
 }
+
+/// The audit queries' numbers are what the OpenAPI document says (int64, at least 0): larger or
+/// negative ones are refused, not read.
+#[tokio::test]
+async fn audit_query_numbers_outside_int64_are_refused() {
+    let s = TestServer::start();
+    for path in [
+        "/api/v1/audit/entries?start=9223372036854775808",
+        "/api/v1/audit/checkpoints?limit=9223372036854775808",
+        "/api/v1/audit/proof/inclusion?index=9223372036854775808",
+        "/api/v1/audit/entries?start=-1",
+    ] {
+        let (status, body) = answer(s.http.get(s.url(path)).send().await.unwrap()).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(error(&body).0, "BAD_REQUEST", "{path}: {body}");
+    }
+    let (status, body) = answer(
+        s.http
+            .get(s.url("/api/v1/audit/entries?start=9223372036854775807"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}

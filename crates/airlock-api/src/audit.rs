@@ -42,8 +42,10 @@ pub struct CheckpointList {
 #[into_params(parameter_in = Query)]
 pub struct CheckpointsQuery {
     /// Only checkpoints of a larger tree size (default 0).
+    #[serde(default, deserialize_with = "int64::optional")]
     pub after: Option<u64>,
     /// At most this many (default and maximum 1000).
+    #[serde(default, deserialize_with = "int64::optional")]
     pub limit: Option<u64>,
 }
 
@@ -70,12 +72,15 @@ pub struct EntryList {
 #[into_params(parameter_in = Query)]
 pub struct EntriesQuery {
     /// The first index (default 0).
+    #[serde(default, deserialize_with = "int64::optional")]
     pub start: Option<u64>,
     /// At most this many (default 1000, maximum 10000).
+    #[serde(default, deserialize_with = "int64::optional")]
     pub limit: Option<u64>,
     /// Only entries at or after this time (Unix milliseconds).
     pub since_ms: Option<i64>,
     /// The newest N entries instead of a page from `start` (maximum 10000).
+    #[serde(default, deserialize_with = "int64::optional")]
     pub newest: Option<u64>,
     /// Only entries whose type starts with this (`promotion.`, `key.added`).
     #[serde(rename = "type")]
@@ -101,8 +106,10 @@ pub struct InclusionProof {
 #[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
     /// The entry's index.
+    #[serde(deserialize_with = "int64::required")]
     pub index: u64,
     /// The tree size (default: the newest checkpoint's).
+    #[serde(default, deserialize_with = "int64::optional")]
     pub tree_size: Option<u64>,
 }
 
@@ -123,7 +130,35 @@ pub struct ConsistencyProof {
 pub struct ConsistencyQuery {
     /// The older tree size (at least 1).
     #[param(minimum = 1)]
+    #[serde(deserialize_with = "int64::required")]
     pub from: u64,
     /// The newer tree size (default: the newest checkpoint's).
+    #[serde(default, deserialize_with = "int64::optional")]
     pub to: Option<u64>,
+}
+
+/// Query numbers the schema declares as `int64` with a minimum of 0: a `u64` above `i64::MAX` is
+/// refused rather than read, so the server accepts exactly what the document describes.
+mod int64 {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    fn bounded<E: Error>(value: u64) -> Result<u64, E> {
+        if i64::try_from(value).is_ok() {
+            Ok(value)
+        } else {
+            Err(E::custom(format!("{value} is larger than {}", i64::MAX)))
+        }
+    }
+
+    /// A required parameter.
+    pub fn required<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        bounded(u64::deserialize(deserializer)?)
+    }
+
+    /// An optional parameter.
+    pub fn optional<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+        Option::<u64>::deserialize(deserializer)?
+            .map(bounded)
+            .transpose()
+    }
 }
