@@ -21,6 +21,12 @@ const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
 /// The predicate type of the statement `cosign sign` (v3, bundle format) signs.
 const COSIGN_SIGN: &str = "https://sigstore.dev/cosign/sign/v1";
 const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+/// Every Sigstore bundle media type of protobuf-specs `sigstore_bundle.proto` (v0.1, v0.2, v0.3).
+const BUNDLE_MEDIA_TYPES: [&str; 3] = [
+    "application/vnd.dev.sigstore.bundle+json;version=0.1",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    BUNDLE_MEDIA_TYPE,
+];
 const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 const BUILDER_ID: &str = "https://github.com/actions/runner/github-hosted";
 
@@ -162,13 +168,18 @@ impl Bed {
     /// the independent implementation (for bundles it would refuse to write); returns the
     /// referrer's digest.
     async fn push_bundle(&self, bundle: &Value) -> Value {
+        self.push_bundle_as(bundle, BUNDLE_MEDIA_TYPE).await
+    }
+
+    /// [`Bed::push_bundle`] with the layer (and artifact type) media type `media_type`.
+    async fn push_bundle_as(&self, bundle: &Value, media_type: &str) -> Value {
         let bundle = serde_json::to_vec(bundle).unwrap();
         let layer = self.s.push_blob(self.repo, &bundle).await;
         let config = self.s.push_blob(self.repo, b"{}").await;
         let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": BUNDLE_MEDIA_TYPE,
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": media_type,
             "config": {"mediaType": OCI_EMPTY, "digest": config, "size": 2},
-            "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": layer, "size": bundle.len()}],
+            "layers": [{"mediaType": media_type, "digest": layer, "size": bundle.len()}],
             "subject": {"mediaType": OCI_MANIFEST, "digest": self.digest, "size": self.manifest.len()},
             "annotations": {"dev.sigstore.bundle.content": "dsse-envelope"},
         }))
@@ -624,4 +635,105 @@ async fn bundle_dsse_envelope_with_two_signatures_is_rejected() {
             .contains("exactly one signature"),
         "{item:#}"
     );
+}
+
+/// The evidence API reads a bundle of each media type protobuf-specs defines (v0.1 and v0.2 as
+/// `...bundle+json;version=0.x`, v0.3 as `...bundle.v0.3+json`), as the referrer path does: the
+/// `mediaType` is not signed, so one signed bundle relabelled is a bundle of each version.
+#[tokio::test]
+async fn evidence_api_accepts_each_sigstore_bundle_media_type() {
+    if !python_ready() {
+        return;
+    }
+    let bed = Bed::new().await;
+    let ci = bed.keygen("ci", "p256");
+    bed.add_key("ci", &ci, &["sign", &format!("attest:{SLSA_V1}")])
+        .await;
+    create_user(&bed.s, "ci-bot", "builder", "dev").await;
+    let builder = client_as("ci-bot", PASSWORD);
+    let provenance = bed.provenance_file();
+    let signature = bed.py_bundle(&ci, &["--mode", "message", "--no-push"])["bundle"].clone();
+    let attestation = bed.py_bundle(
+        &ci,
+        &[
+            "--mode",
+            "dsse",
+            "--predicate-type",
+            SLSA_V1,
+            "--predicate",
+            &provenance,
+            "--no-push",
+        ],
+    )["bundle"]
+        .clone();
+    for media_type in BUNDLE_MEDIA_TYPES {
+        for (bundle, kind) in [(&signature, "signature"), (&attestation, "attestation")] {
+            let mut bundle = bundle.clone();
+            bundle["mediaType"] = json!(media_type);
+            let (status, item) = post(&builder, &bed.evidence_url(), bundle).await;
+            assert_eq!(status, 201, "{media_type} {kind}: {item:#}");
+            assert_eq!(item["status"], "verified", "{media_type} {kind}: {item:#}");
+            assert_eq!(item["kind"], kind, "{media_type}: {item:#}");
+            assert_eq!(item["format"], "sigstore-bundle", "{media_type}: {item:#}");
+        }
+    }
+    let verified = bed
+        .evidence()
+        .await
+        .iter()
+        .filter(|e| e["status"] == "verified" && e["source"] == "api")
+        .count();
+    assert_eq!(verified, 6);
+}
+
+/// A bundle referrer whose layer carries the v0.1 or v0.2 media type is read as a bundle too
+/// (the same test the evidence API applies), and its verdict names the bundle.
+#[tokio::test]
+async fn bundle_referrer_of_each_media_type_is_verified() {
+    if !python_ready() {
+        return;
+    }
+    let bed = Bed::new().await;
+    let ci = bed.keygen("ci", "p256");
+    bed.add_key("ci", &ci, &["sign"]).await;
+    let signature = bed.py_bundle(&ci, &["--mode", "message", "--no-push"])["bundle"].clone();
+    for media_type in BUNDLE_MEDIA_TYPES {
+        let mut bundle = signature.clone();
+        bundle["mediaType"] = json!(media_type);
+        let item = bed
+            .item_of(&bed.push_bundle_as(&bundle, media_type).await)
+            .await;
+        assert_eq!(item["status"], "verified", "{media_type}: {item:#}");
+        assert_eq!(item["kind"], "signature", "{media_type}: {item:#}");
+        assert_eq!(item["format"], "sigstore-bundle", "{media_type}: {item:#}");
+    }
+}
+
+/// A document that calls itself a Sigstore bundle of a version airlock does not read is refused
+/// with the media types it does read, and nothing is stored.
+#[tokio::test]
+async fn evidence_api_refuses_an_unknown_sigstore_bundle_media_type() {
+    if !python_ready() {
+        return;
+    }
+    let bed = Bed::new().await;
+    let ci = bed.keygen("ci", "p256");
+    bed.add_key("ci", &ci, &["sign"]).await;
+    create_user(&bed.s, "ci-bot", "builder", "dev").await;
+    let builder = client_as("ci-bot", PASSWORD);
+    let mut bundle = bed.py_bundle(&ci, &["--mode", "message", "--no-push"])["bundle"].clone();
+    for wrong in [
+        "application/vnd.dev.sigstore.bundle+json;version=0.3",
+        "application/vnd.dev.sigstore.bundle.v0.2+json",
+    ] {
+        bundle["mediaType"] = json!(wrong);
+        let (status, body) = post(&builder, &bed.evidence_url(), bundle.clone()).await;
+        assert_eq!(status, 400, "{wrong}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(wrong), "{message}");
+        for accepted in BUNDLE_MEDIA_TYPES {
+            assert!(message.contains(accepted), "{message}");
+        }
+    }
+    assert!(bed.evidence().await.is_empty());
 }

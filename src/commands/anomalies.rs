@@ -1,11 +1,11 @@
 //! `airlock anomalies list|show|resolve`: what the anomaly rules caught, and lifting what they
 //! did (a lock, a quarantine, a freeze) once someone has looked.
 
+use airlock_api::anomalies::{Anomaly, AnomalyList, ResolveAnomalyRequest};
 use anyhow::Result;
 use clap::Subcommand;
-use serde_json::{Value, json};
 
-use crate::commands::common::{Common, print};
+use crate::commands::common::{Common, print_as};
 
 /// `airlock anomalies ...`.
 #[derive(Debug, Subcommand)]
@@ -41,47 +41,50 @@ pub enum AnomaliesCommand {
     },
 }
 
-fn line(a: &Value) -> String {
+fn line(a: &Anomaly) -> String {
     format!(
         "{:>4}  {:<8}  {:<20}  {:<19}  {}",
-        a["id"].as_i64().unwrap_or_default(),
-        a["status"].as_str().unwrap_or(""),
-        a["rule"].as_str().unwrap_or(""),
-        format!(
-            "{}{}",
-            a["action"].as_str().unwrap_or(""),
-            if a["applied"] == true { "" } else { " (-)" }
-        ),
-        a["summary"].as_str().unwrap_or("")
+        a.id,
+        a.status,
+        a.rule,
+        format!("{}{}", a.action, if a.applied { "" } else { " (-)" }),
+        a.summary
     )
 }
 
-fn details(a: &Value) -> String {
+/// The target as compact JSON with its fields in name order, as it has always printed.
+fn target_text(target: &airlock_api::anomalies::AnomalyTarget) -> String {
+    serde_json::to_value(target)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
+fn details(a: &Anomaly) -> String {
     let mut out = format!(
         "anomaly {} ({}): {}\n  rule:     {} ({} of threshold {} within {} s, key {})\n  action:   {}{}\n  raised:   {}\n  target:   {}",
-        a["id"],
-        a["status"].as_str().unwrap_or(""),
-        a["summary"].as_str().unwrap_or(""),
-        a["rule"].as_str().unwrap_or(""),
-        a["observed"],
-        a["threshold"],
-        a["window_secs"],
-        a["key"].as_str().unwrap_or(""),
-        a["action"].as_str().unwrap_or(""),
-        if a["applied"] == true {
+        a.id,
+        a.status,
+        a.summary,
+        a.rule,
+        a.observed,
+        a.threshold,
+        a.window_secs,
+        a.key,
+        a.action,
+        if a.applied {
             ""
         } else {
             " (nothing to act on)"
         },
-        a["created_at"].as_str().unwrap_or(""),
-        a["target"]
+        a.created_at,
+        target_text(&a.target)
     );
-    if a["status"] == "resolved" {
+    if a.status == "resolved" {
         out.push_str(&format!(
             "\n  resolved: {} by {}: {}",
-            a["resolved_at"].as_str().unwrap_or(""),
-            a["resolved_by"].as_str().unwrap_or(""),
-            a["resolution"].as_str().unwrap_or("")
+            a.resolved_at.as_deref().unwrap_or(""),
+            a.resolved_by.as_deref().unwrap_or(""),
+            a.resolution.as_deref().unwrap_or("")
         ));
     }
     out
@@ -96,14 +99,11 @@ pub async fn anomalies(command: AnomaliesCommand) -> Result<u8> {
             common,
         } => {
             let api = common.connect().await?;
-            let body = api
-                .get(&format!("/api/v1/anomalies?status={status}&limit={limit}"))
+            let body: AnomalyList = api
+                .get_as(&format!("/api/v1/anomalies?status={status}&limit={limit}"))
                 .await?;
-            print(&common, &body, |b| {
-                let rows: Vec<String> = b["anomalies"]
-                    .as_array()
-                    .map(|list| list.iter().map(line).collect())
-                    .unwrap_or_default();
+            print_as(&common, &body, |b| {
+                let rows: Vec<String> = b.anomalies.iter().map(line).collect();
                 if rows.is_empty() {
                     format!("no {status} anomalies")
                 } else {
@@ -121,24 +121,20 @@ pub async fn anomalies(command: AnomaliesCommand) -> Result<u8> {
         }
         AnomaliesCommand::Show { id, common } => {
             let api = common.connect().await?;
-            let body = api.get(&format!("/api/v1/anomalies/{id}")).await?;
-            print(&common, &body, details);
+            let body: Anomaly = api.get_as(&format!("/api/v1/anomalies/{id}")).await?;
+            print_as(&common, &body, details);
             Ok(0)
         }
         AnomaliesCommand::Resolve { id, reason, common } => {
             let api = common.connect().await?;
-            let body = api
-                .post(
+            let body: Anomaly = api
+                .post_as(
                     &format!("/api/v1/anomalies/{id}/resolve"),
-                    &json!({ "reason": reason }),
+                    &ResolveAnomalyRequest { reason },
                 )
                 .await?;
-            print(&common, &body, |a| {
-                format!(
-                    "resolved anomaly {id}: {} lifted\n{}",
-                    a["action"].as_str().unwrap_or(""),
-                    details(a)
-                )
+            print_as(&common, &body, |a| {
+                format!("resolved anomaly {id}: {} lifted\n{}", a.action, details(a))
             });
             Ok(0)
         }

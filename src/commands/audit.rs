@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::commands::common::{Common, OutputFormat};
+use airlock_api::audit::EntryList;
 use airlock_audit::{
     ConsistencyProof, FULL_TILE_WIDTH, Hash, InclusionProof, LogReport, TilePath,
     VerifiedCheckpoint, VerifyError, verify_checkpoint,
@@ -159,8 +160,39 @@ async fn get_text(http: &reqwest::Client, url: &str) -> Result<String> {
     Ok(get(http, url).await?.text().await?)
 }
 
-async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value> {
-    Ok(get(http, url).await?.json().await?)
+/// GET `url` as the API type `T`.
+async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> Result<T> {
+    get(http, url).await?.json().await.with_context(|| {
+        format!(
+            "the server's answer to {url} is not what this client expects: \
+             use an airlock CLI of the server's version"
+        )
+    })
+}
+
+/// An inclusion proof as the API sends it, as the verifier reads it.
+fn inclusion_proof(proof: airlock_api::audit::InclusionProof) -> Result<InclusionProof> {
+    Ok(InclusionProof {
+        index: proof.index,
+        tree_size: proof.tree_size,
+        leaf_hash: Hash::from_hex(&proof.leaf_hash)?,
+        hashes: hashes(&proof.hashes)?,
+    })
+}
+
+/// A consistency proof as the API sends it, as the verifier reads it.
+fn consistency_proof(proof: airlock_api::audit::ConsistencyProof) -> Result<ConsistencyProof> {
+    Ok(ConsistencyProof {
+        old_size: proof.old_size,
+        new_size: proof.new_size,
+        hashes: hashes(&proof.hashes)?,
+    })
+}
+
+fn hashes(hex: &[String]) -> Result<Vec<Hash>> {
+    hex.iter()
+        .map(|h| Hash::from_hex(h).map_err(|e| anyhow!("a proof hash {h:?} is not a hash: {e}")))
+        .collect()
 }
 
 async fn get_bytes(http: &reqwest::Client, url: &str) -> Result<Vec<u8>> {
@@ -264,17 +296,17 @@ fn report_failure(message: &str, output: OutputFormat) -> u8 {
 /// returns the failure if it does not.
 async fn wait_until_signed(http: &reqwest::Client, base: &str) -> Result<Option<String>> {
     let url = format!("{base}/api/v1/audit/checkpoint");
-    let first = get_json(http, &url).await?;
-    let appended = first["entries"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("{url} did not answer an entry count"))?;
-    let mut signed = first["size"].as_u64().unwrap_or(0);
+    let first: airlock_api::audit::Checkpoint = get_json(http, &url).await?;
+    let appended = first.entries;
+    let mut signed = first.size;
     for _ in 0..50 {
         if signed >= appended {
             return Ok(None);
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        signed = get_json(http, &url).await?["size"].as_u64().unwrap_or(0);
+        signed = get_json::<airlock_api::audit::Checkpoint>(http, &url)
+            .await?
+            .size;
     }
     Ok(Some(unsigned_entries(appended, signed)))
 }
@@ -332,18 +364,16 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
     let mut checkpoints = vec![checkpoint.clone()];
     let mut after = 0u64;
     loop {
-        let page = get_json(
+        let page: airlock_api::audit::CheckpointList = get_json(
             &http,
             &format!("{base}/api/v1/audit/checkpoints?after={after}"),
         )
         .await?;
-        let list = page["checkpoints"].as_array().cloned().unwrap_or_default();
-        if list.is_empty() {
+        if page.checkpoints.is_empty() {
             break;
         }
-        for item in &list {
-            let note = item["note"].as_str().unwrap_or_default();
-            let older = verify_checkpoint(note, &key)
+        for item in &page.checkpoints {
+            let older = verify_checkpoint(&item.note, &key)
                 .map_err(|e| anyhow!("a stored checkpoint is not signed by the log key: {e}"))?;
             after = older.size;
             if older.size <= checkpoint.size {
@@ -361,7 +391,7 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
         }
         checkpoints.push(trusted.clone());
         if trusted.size > 0 {
-            let proof: ConsistencyProof = serde_json::from_value(
+            let proof = consistency_proof(
                 get_json(
                     &http,
                     &format!(
@@ -547,12 +577,11 @@ async fn print_entries(
         if let Some(filter) = filter {
             url.push_str(&format!("&type={filter}"));
         }
-        let page = get_json(http, &url).await?;
-        let entries = page["entries"].as_array().cloned().unwrap_or_default();
-        for entry in &entries {
-            println!("{entry}");
+        let page: EntryList = get_json(http, &url).await?;
+        for entry in &page.entries {
+            println!("{}", entry_line(entry));
         }
-        match page["next"].as_u64() {
+        match page.next {
             Some(next) => start = next,
             None if follow => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
             None => return Ok(()),
@@ -569,14 +598,14 @@ async fn tail(args: TailArgs) -> Result<()> {
     if let Some(filter) = &args.filter {
         url.push_str(&format!("&type={filter}"));
     }
-    let page = get_json(&http, &url).await?;
-    for entry in page["entries"].as_array().cloned().unwrap_or_default() {
-        println!("{entry}");
+    let page: EntryList = get_json(&http, &url).await?;
+    for entry in &page.entries {
+        println!("{}", entry_line(entry));
     }
     if !args.follow {
         return Ok(());
     }
-    let next = page["next"].as_u64().unwrap_or(0);
+    let next = page.next.unwrap_or(0);
     print_entries(
         &http,
         &args.server,
@@ -586,6 +615,13 @@ async fn tail(args: TailArgs) -> Result<()> {
         true,
     )
     .await
+}
+
+/// One entry as `audit export|tail` print it: one line of JSON, keys in name order.
+fn entry_line(entry: &airlock_api::audit::Entry) -> String {
+    serde_json::to_value(entry)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
 }
 
 /// Parses `--since`: RFC 3339, or an age such as `30m`, `24h`, `7d`.
@@ -637,7 +673,7 @@ async fn prove(args: ProveArgs) -> Result<u8> {
             checkpoint.size
         );
     }
-    let proof: InclusionProof = serde_json::from_value(
+    let proof = inclusion_proof(
         get_json(
             &http,
             &url(

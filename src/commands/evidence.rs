@@ -9,7 +9,12 @@
 
 use std::path::{Path, PathBuf};
 
+use airlock_api::evidence::{
+    AddKeyRequest, Artifact, EvidenceItem, EvidenceList, Key, KeyStatusRequest, Keyring,
+    UpdateKeyRequest,
+};
 use airlock_trust::cosign::{self, SimpleSigningPayload, TagSchemeKind};
+use airlock_trust::facts::Facts;
 use airlock_trust::intoto::{ResourceDescriptor, Statement};
 use airlock_trust::keys::{self, SigningKey};
 use anyhow::{Context, Result, anyhow, bail};
@@ -263,53 +268,43 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
                 (None, None) => bail!("give the key with --public-key FILE (or --key cosign.key)"),
             };
             let client = args.common.connect().await?;
-            let key = client
-                .post(
-                    "/api/v1/keys",
-                    &json!({
-                        "name": args.name,
-                        "public_key": public_key,
-                        "purposes": args.purposes,
-                        "scope": args.scope,
-                        "not_before": args.not_before,
-                        "not_after": args.not_after,
-                        "algorithm": args.algorithm,
-                    }),
-                )
-                .await?;
-            print(&args.common, &key, |k| {
-                format!(
-                    "added key {} ({}, id {})",
-                    k["name"].as_str().unwrap_or(""),
-                    k["algorithm"].as_str().unwrap_or(""),
-                    k["key_id"].as_str().unwrap_or("")
-                )
+            let request = AddKeyRequest {
+                name: args.name,
+                public_key,
+                algorithm: args.algorithm,
+                purposes: args.purposes,
+                scope: args.scope,
+                not_before: args.not_before,
+                not_after: args.not_after,
+            };
+            let key: Key = client.post_as("/api/v1/keys", &request).await?;
+            print_as(&args.common, &key, |k| {
+                format!("added key {} ({}, id {})", k.name, k.algorithm, k.key_id)
             });
         }
         KeysCommand::List { common } => {
             let client = common.connect().await?;
-            let list = client.get("/api/v1/keys").await?;
-            print(&common, &list, |v| {
-                let keys = v["keys"].as_array().cloned().unwrap_or_default();
-                if keys.is_empty() {
+            let list: Keyring = client.get_as("/api/v1/keys").await?;
+            print_as(&common, &list, |v| {
+                if v.keys.is_empty() {
                     return "the keyring is empty: add a key with `airlock keys add`".into();
                 }
-                keys.iter()
+                v.keys
+                    .iter()
                     .map(|k| {
-                        let status = match (k["status"].as_str(), k["compromised"] == true) {
-                            (Some("revoked"), true) => "revoked (compromised)".to_string(),
-                            (Some(s), _) => s.to_string(),
-                            (None, _) => String::new(),
+                        let status = if k.status == "revoked" && k.compromised {
+                            "revoked (compromised)".to_string()
+                        } else {
+                            k.status.clone()
                         };
                         format!(
                             "{:<20} {:<22} {:<18} purposes: {}  scope: {}  id: {}",
-                            k["name"].as_str().unwrap_or(""),
+                            k.name,
                             status,
-                            k["algorithm"].as_str().unwrap_or(""),
-                            join(&k["purposes"]),
-                            join(&k["scope"]),
-                            &k["key_id"].as_str().unwrap_or("")
-                                [..12.min(k["key_id"].as_str().unwrap_or("").len())]
+                            k.algorithm,
+                            k.purposes.join(","),
+                            k.scope.join(","),
+                            k.key_id.get(..12).unwrap_or(&k.key_id)
                         )
                     })
                     .collect::<Vec<_>>()
@@ -330,27 +325,23 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
                     "nothing to change: give --add-purpose, --remove-purpose, --scope or --not-after"
                 );
             }
-            let mut body = json!({
-                "add_purposes": args.add_purposes,
-                "remove_purposes": args.remove_purposes,
-            });
-            if !args.scope.is_empty() {
-                body["scope"] = json!(args.scope);
-            }
-            if let Some(not_after) = &args.not_after {
-                body["not_after"] = json!(not_after);
-            }
+            let request = UpdateKeyRequest {
+                add_purposes: args.add_purposes,
+                remove_purposes: args.remove_purposes,
+                scope: (!args.scope.is_empty()).then_some(args.scope),
+                not_after: args.not_after,
+            };
             let client = args.common.connect().await?;
-            let key = client
-                .patch(&format!("/api/v1/keys/{}", args.name), &body)
+            let key: Key = client
+                .patch_as(&format!("/api/v1/keys/{}", args.name), &request)
                 .await?;
-            print(&args.common, &key, |k| {
+            print_as(&args.common, &key, |k| {
                 format!(
                     "updated key {}: purposes: {}  scope: {}  not after: {}",
-                    k["name"].as_str().unwrap_or(""),
-                    join(&k["purposes"]),
-                    join(&k["scope"]),
-                    k["not_after"].as_str().unwrap_or("-"),
+                    k.name,
+                    k.purposes.join(","),
+                    k.scope.join(","),
+                    k.not_after.as_deref().unwrap_or("-"),
                 )
             });
         }
@@ -390,13 +381,14 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
             common,
         } => {
             let client = common.connect().await?;
-            let key = client
-                .post(
-                    &format!("/api/v1/keys/{name}/retire"),
-                    &json!({ "reason": reason }),
-                )
+            let request = KeyStatusRequest {
+                reason,
+                compromised: false,
+            };
+            let key: Key = client
+                .post_as(&format!("/api/v1/keys/{name}/retire"), &request)
                 .await?;
-            print(&common, &key, |_| {
+            print_as(&common, &key, |_| {
                 format!("retired {name}: signatures seen until now stay valid")
             });
         }
@@ -407,13 +399,14 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
             common,
         } => {
             let client = common.connect().await?;
-            let key = client
-                .post(
-                    &format!("/api/v1/keys/{name}/revoke"),
-                    &json!({ "reason": reason, "compromised": compromised }),
-                )
+            let request = KeyStatusRequest {
+                reason,
+                compromised,
+            };
+            let key: Key = client
+                .post_as(&format!("/api/v1/keys/{name}/revoke"), &request)
                 .await?;
-            print(&common, &key, |_| {
+            print_as(&common, &key, |_| {
                 if compromised {
                     format!("revoked {name} as compromised: every signature it made is void")
                 } else {
@@ -423,18 +416,6 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
         }
     }
     Ok(0)
-}
-
-fn join(list: &Value) -> String {
-    list.as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|i| i.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
 }
 
 /// Resolves the reference to the digest it names (reading the tag if it names one).
@@ -663,27 +644,25 @@ async fn report(
 ) -> Result<u8> {
     let (manifest, tag) = (&pushed.manifest, pushed.tag.as_deref());
     let api = ApiClient::connect(&target.server).await?;
-    let evidence = api
-        .get(&format!(
+    let evidence: EvidenceList = api
+        .get_as(&format!(
             "/api/v1/artifacts/{}@{digest}/evidence",
             target.repository
         ))
         .await?;
-    let mine: Vec<Value> = evidence["evidence"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let mine: Vec<EvidenceItem> = evidence
+        .evidence
         .into_iter()
-        .filter(|e| e["item"] == pushed.item.as_str())
+        .filter(|e| e.item == pushed.item)
         .collect();
-    let verified = mine.iter().any(|e| e["status"] == "verified");
-    let result = json!({
-        "artifact": format!("{}@{digest}", target.docker_reference()),
-        "manifest": manifest,
-        "tag": tag,
-        "evidence": mine,
-    });
-    print(common, &result, |_| {
+    let verified = mine.iter().any(|e| e.status == "verified");
+    let result = PushReport {
+        artifact: format!("{}@{digest}", target.docker_reference()),
+        manifest,
+        tag,
+        evidence: &mine,
+    };
+    print_as(common, &result, |_| {
         let mut lines = vec![format!(
             "pushed {what} for {}@{digest} ({})",
             target.docker_reference(),
@@ -702,74 +681,83 @@ async fn report(
         // `airlock keys update NAME ...` for a known key that lacks a purpose, scope or validity.
         let reason = mine
             .iter()
-            .find_map(|e| e["reason"].as_str())
+            .find_map(|e| e.reason.as_deref())
             .unwrap_or("no key in the keyring verifies it; add the signer's public key with `airlock keys add`");
         eprintln!("airlock: the registry did not verify it: {reason} (key-admin)");
         Ok(crate::client::DENIED)
     }
 }
 
-fn evidence_line(item: &Value) -> String {
-    let status = item["status"].as_str().unwrap_or("");
-    let kind = item["kind"]
-        .as_str()
-        .unwrap_or(item["format"].as_str().unwrap_or(""));
-    let mut line = format!("  {status:<9} {kind:<12}");
-    if let Some(key) = item["key_name"].as_str() {
+/// What `sign` and `attest` print with `--output json`.
+#[derive(serde::Serialize)]
+struct PushReport<'a> {
+    /// `<host>/<repository>@<digest>`.
+    artifact: String,
+    /// The manifest carrying the evidence.
+    manifest: &'a str,
+    /// Its tag, for the tag scheme.
+    tag: Option<&'a str>,
+    /// The server's verdicts on the pushed item.
+    evidence: &'a [EvidenceItem],
+}
+
+fn evidence_line(item: &EvidenceItem) -> String {
+    let kind = item.kind.as_deref().unwrap_or(&item.format);
+    let mut line = format!("  {:<9} {kind:<12}", item.status);
+    if let Some(key) = &item.key_name {
         line.push_str(&format!(" key={key}"));
     }
-    if let Some(predicate) = item["predicate_type"].as_str() {
+    if let Some(predicate) = &item.predicate_type {
         line.push_str(&format!(" type={predicate}"));
     }
-    if let Some(reason) = item["reason"].as_str() {
+    if let Some(reason) = &item.reason {
         line.push_str(&format!("\n            reason: {reason}"));
     }
-    if !item["facts"].is_null() {
+    if !item.facts.is_null() {
         line.push_str(&format!(
             "\n            facts: {}",
-            facts_summary(&item["facts"])
+            facts_summary(&item.facts)
         ));
     }
     line
 }
 
-/// One line summarising derived facts.
-fn facts_summary(facts: &Value) -> String {
-    match facts["kind"].as_str() {
-        Some("provenance") => format!(
+/// One line summarising derived facts (`airlock_trust::facts::Facts`, as the server stores them).
+fn facts_summary(facts: &serde_json::Value) -> String {
+    let count = |counts: &std::collections::BTreeMap<String, u64>, severity: &str| {
+        counts
+            .get(severity)
+            .map_or_else(|| "null".to_string(), u64::to_string)
+    };
+    match serde_json::from_value::<Facts>(facts.clone()) {
+        Ok(Facts::Provenance(p)) => format!(
             "builder {} source {} commit {}",
-            facts["builder_id"].as_str().unwrap_or("-"),
-            facts["source_repository"].as_str().unwrap_or("-"),
-            facts["commit"].as_str().unwrap_or("-")
+            p.builder_id,
+            p.source_repository.as_deref().unwrap_or("-"),
+            p.commit.as_deref().unwrap_or("-")
         ),
-        Some("sbom") => format!(
+        Ok(Facts::Sbom(sbom)) => format!(
             "{} components, licenses: {}{}",
-            facts["components"].as_array().map_or(0, Vec::len),
-            join(&facts["licenses"]),
-            match facts["invalid_licenses"].as_array().map_or(0, Vec::len) {
+            sbom.components.len(),
+            sbom.licenses.join(","),
+            match sbom.invalid_licenses.len() {
                 0 => String::new(),
                 n => format!(" ({n} invalid license expressions)"),
             }
         ),
-        Some("vulnerabilities") => {
-            let counts = &facts["counts"];
-            format!(
-                "critical {} high {} medium {} low {} unknown {}",
-                counts["critical"],
-                counts["high"],
-                counts["medium"],
-                counts["low"],
-                counts["unknown"]
-            )
-        }
-        Some("test_result") => format!(
-            "{}: {} passed, {} warned, {} failed",
-            facts["result"].as_str().unwrap_or(""),
-            facts["passed"],
-            facts["warned"],
-            facts["failed"]
+        Ok(Facts::Vulnerabilities(v)) => format!(
+            "critical {} high {} medium {} low {} unknown {}",
+            count(&v.counts, "critical"),
+            count(&v.counts, "high"),
+            count(&v.counts, "medium"),
+            count(&v.counts, "low"),
+            count(&v.counts, "unknown")
         ),
-        _ => "-".into(),
+        Ok(Facts::TestResult(t)) => format!(
+            "{}: {} passed, {} warned, {} failed",
+            t.result, t.passed, t.warned, t.failed
+        ),
+        Ok(Facts::None) | Err(_) => "-".into(),
     }
 }
 
@@ -784,30 +772,25 @@ pub async fn evidence(args: EvidenceArgs) -> Result<u8> {
             resolve(&client, &target).await?.0
         }
     };
-    let artifact = api
-        .get(&format!("/api/v1/artifacts/{}@{digest}", target.repository))
+    let artifact: Artifact = api
+        .get_as(&format!("/api/v1/artifacts/{}@{digest}", target.repository))
         .await?;
-    print(&args.common, &artifact, |a| {
+    print_as(&args.common, &artifact, |a| {
         let mut lines = vec![format!(
             "{}@{digest}\n  tags: {}",
             target.docker_reference(),
-            match join(&a["tags"]) {
+            match a.tags.join(",") {
                 t if t.is_empty() => "-".into(),
                 t => t,
             }
         )];
-        for flag in a["flags"].as_array().cloned().unwrap_or_default() {
-            lines.push(format!(
-                "  FLAG {}: {}",
-                flag["flag"].as_str().unwrap_or(""),
-                flag["reason"].as_str().unwrap_or("")
-            ));
+        for flag in &a.flags {
+            lines.push(format!("  FLAG {}: {}", flag.flag, flag.reason));
         }
-        let items = a["evidence"].as_array().cloned().unwrap_or_default();
-        if items.is_empty() {
+        if a.evidence.is_empty() {
             lines.push("  no signatures or attestations".into());
         }
-        for item in &items {
+        for item in &a.evidence {
             lines.push(evidence_line(item));
         }
         lines.join("\n")

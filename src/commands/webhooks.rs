@@ -3,11 +3,13 @@
 
 use std::path::PathBuf;
 
+use airlock_api::webhooks::{
+    AddWebhookRequest, Delivery, DeliveryList, TestQueued, Webhook, WebhookList, WebhookRemoved,
+};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use serde_json::{Value, json};
 
-use crate::commands::common::{Common, print};
+use crate::commands::common::{Common, print_as};
 
 /// `airlock webhooks ...`.
 #[derive(Debug, Subcommand)]
@@ -79,28 +81,20 @@ fn read_secret(path: &PathBuf) -> Result<String> {
 }
 
 /// An endpoint's event patterns, joined by `sep`.
-fn patterns(w: &Value, sep: &str) -> String {
-    w["events"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(sep)
-        })
-        .unwrap_or_default()
+fn patterns(w: &Webhook, sep: &str) -> String {
+    w.events.join(sep)
 }
 
-fn delivery_line(d: &Value) -> String {
+fn delivery_line(d: &Delivery) -> String {
     format!(
         "{:>6}  {:<9}  {:>8}  {:<36}  {}{}",
-        d["id"].as_i64().unwrap_or_default(),
-        d["status"].as_str().unwrap_or(""),
-        d["attempts"].as_i64().unwrap_or_default(),
-        d["type"].as_str().unwrap_or(""),
-        d["subject"].as_str().unwrap_or(""),
-        d["last_error"]
-            .as_str()
+        d.id,
+        d.status,
+        d.attempts,
+        d.kind,
+        d.subject,
+        d.last_error
+            .as_deref()
             .map(|e| format!("  (last error: {e})"))
             .unwrap_or_default()
     )
@@ -124,17 +118,18 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
                 None => None,
             };
             let api = common.connect().await?;
-            let body = api
-                .post(
-                    "/api/v1/webhooks",
-                    &json!({"url": url, "events": events, "secret": secret, "ca_cert": ca_cert}),
-                )
-                .await?;
-            print(&common, &body, |w| {
+            let request = AddWebhookRequest {
+                url,
+                events,
+                secret,
+                ca_cert,
+            };
+            let body: Webhook = api.post_as("/api/v1/webhooks", &request).await?;
+            print_as(&common, &body, |w| {
                 format!(
                     "added webhook {}: {} receives {}",
-                    w["id"],
-                    w["url"].as_str().unwrap_or(""),
+                    w.id,
+                    w.url,
                     patterns(w, ", ")
                 )
             });
@@ -142,25 +137,22 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
         }
         WebhooksCommand::List { common } => {
             let api = common.connect().await?;
-            let body = api.get("/api/v1/webhooks").await?;
-            print(&common, &body, |b| {
-                let rows: Vec<String> = b["webhooks"]
-                    .as_array()
-                    .map(|list| {
-                        list.iter()
-                            .map(|w| {
-                                format!(
-                                    "{:>4}  {}  events: {}  (added by {} at {})",
-                                    w["id"].as_i64().unwrap_or_default(),
-                                    w["url"].as_str().unwrap_or(""),
-                                    patterns(w, ","),
-                                    w["created_by"].as_str().unwrap_or(""),
-                                    w["created_at"].as_str().unwrap_or("")
-                                )
-                            })
-                            .collect()
+            let body: WebhookList = api.get_as("/api/v1/webhooks").await?;
+            print_as(&common, &body, |b| {
+                let rows: Vec<String> = b
+                    .webhooks
+                    .iter()
+                    .map(|w| {
+                        format!(
+                            "{:>4}  {}  events: {}  (added by {} at {})",
+                            w.id,
+                            w.url,
+                            patterns(w, ","),
+                            w.created_by,
+                            w.created_at
+                        )
                     })
-                    .unwrap_or_default();
+                    .collect();
                 if rows.is_empty() {
                     "no webhooks".into()
                 } else {
@@ -171,8 +163,8 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
         }
         WebhooksCommand::Remove { id, common } => {
             let api = common.connect().await?;
-            let body = api.delete(&format!("/api/v1/webhooks/{id}")).await?;
-            print(&common, &body, |_| format!("removed webhook {id}"));
+            let body: WebhookRemoved = api.delete_as(&format!("/api/v1/webhooks/{id}")).await?;
+            print_as(&common, &body, |_| format!("removed webhook {id}"));
             Ok(0)
         }
         WebhooksCommand::Deliveries {
@@ -182,16 +174,13 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
             common,
         } => {
             let api = common.connect().await?;
-            let body = api
-                .get(&format!(
+            let body: DeliveryList = api
+                .get_as(&format!(
                     "/api/v1/webhooks/{id}/deliveries?status={status}&limit={limit}"
                 ))
                 .await?;
-            print(&common, &body, |b| {
-                let rows: Vec<String> = b["deliveries"]
-                    .as_array()
-                    .map(|list| list.iter().map(delivery_line).collect())
-                    .unwrap_or_default();
+            print_as(&common, &body, |b| {
+                let rows: Vec<String> = b.deliveries.iter().map(delivery_line).collect();
                 if rows.is_empty() {
                     format!("no deliveries to webhook {id}")
                 } else {
@@ -209,13 +198,17 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
         }
         WebhooksCommand::Test { id, common } => {
             let api = common.connect().await?;
-            let body = api
-                .post(&format!("/api/v1/webhooks/{id}/test"), &json!({}))
+            // The test event takes no parameters: an empty JSON object.
+            let body: TestQueued = api
+                .post_as(
+                    &format!("/api/v1/webhooks/{id}/test"),
+                    &serde_json::Map::new(),
+                )
                 .await?;
-            print(&common, &body, |b| {
+            print_as(&common, &body, |b| {
                 format!(
                     "queued a dev.airlock.webhook.test event for webhook {id} (delivery {}); `airlock webhooks deliveries {id}` shows how it went",
-                    b["delivery"]
+                    b.delivery
                 )
             });
             Ok(0)

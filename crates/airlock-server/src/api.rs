@@ -76,6 +76,39 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Reads a JSON request body as the API type `T`; a body that is not one answers 400 with `what`
+/// and the serde error (which names the field), and `remediation` saying what to send.
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+    remediation: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}"), remediation))
+}
+
+/// Reads a query string as the API type `T`; one that does not fit answers 400 naming the
+/// parameter, with `remediation` saying what to send.
+pub fn query<T>(
+    query: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+    remediation: &str,
+) -> Result<T, ApiError> {
+    query
+        .map(|axum::extract::Query(q)| q)
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text(), remediation))
+}
+
+/// A list's `limit` parameter: `default` when absent, refused outside 1 to 1000.
+pub fn list_limit(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
+    match limit.unwrap_or(default) {
+        limit @ 1..=1000 => Ok(limit),
+        other => Err(ApiError::bad_request(
+            format!("limit={other} is outside 1 to 1000"),
+            "pass a limit (--limit) from 1 to 1000",
+        )),
+    }
+}
+
 /// Renders what axum's extractors and router answer on their own under `/api/` and `/auth/`
 /// (plain-text rejections of a JSON body, query string or path, a missing `Content-Type`, an
 /// oversized body, and empty `405`s) as [`ApiError`] bodies, so that every answer of the JSON API

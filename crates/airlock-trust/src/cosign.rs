@@ -23,6 +23,16 @@ pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// Media type (and OCI 1.1 `artifactType`) of a Sigstore bundle v0.3, as cosign v3 attaches it.
 pub const SIGSTORE_BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
+/// The Sigstore bundle media types of protobuf-specs `sigstore_bundle.proto`: v0.1 and v0.2 in
+/// their parameter form, v0.3 in its own. [`is_sigstore_bundle_media_type`] accepts these (and
+/// later v0.3+ minor and patch versions in the v0.3 form); both the referrer path and the
+/// evidence API use it, so what one accepts the other does.
+pub const SIGSTORE_BUNDLE_MEDIA_TYPES: [&str; 3] = [
+    "application/vnd.dev.sigstore.bundle+json;version=0.1",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    SIGSTORE_BUNDLE_MEDIA_TYPE,
+];
+
 /// `artifactType` of a cosign simple signature attached as an OCI 1.1 referrer.
 pub const SIGNATURE_ARTIFACT_TYPE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 
@@ -344,8 +354,10 @@ struct WireHashOutput {
 }
 
 /// Whether `media_type` is a Sigstore bundle media type: `...bundle+json;version=0.1|0.2`, or
-/// `...bundle.v0.<minor>[.<patch>]+json` with minor >= 3.
-fn is_bundle_media_type(media_type: &str) -> bool {
+/// `...bundle.v0.<minor>[.<patch>]+json` with minor >= 3 (see [`SIGSTORE_BUNDLE_MEDIA_TYPES`]).
+/// The one test of "is this a bundle" for an OCI layer, a bundle's `mediaType` and the
+/// evidence API.
+pub fn is_sigstore_bundle_media_type(media_type: &str) -> bool {
     if let Some(version) =
         media_type.strip_prefix("application/vnd.dev.sigstore.bundle+json;version=")
     {
@@ -376,7 +388,7 @@ impl SigstoreBundle {
         TrustError::check_size(WHAT, bytes.len(), MAX_BUNDLE_BYTES)?;
         let wire: WireBundle = serde_json::from_slice(bytes)
             .map_err(|e| TrustError::malformed(WHAT, e.to_string()))?;
-        if !is_bundle_media_type(&wire.media_type) {
+        if !is_sigstore_bundle_media_type(&wire.media_type) {
             return Err(TrustError::malformed(
                 WHAT,
                 format!(
@@ -692,23 +704,31 @@ mod tests {
 
     #[test]
     fn bundle_media_types_are_checked() {
-        assert!(is_bundle_media_type(SIGSTORE_BUNDLE_MEDIA_TYPE));
-        assert!(is_bundle_media_type(
+        assert!(is_sigstore_bundle_media_type(SIGSTORE_BUNDLE_MEDIA_TYPE));
+        assert!(is_sigstore_bundle_media_type(
             "application/vnd.dev.sigstore.bundle.v0.3.1+json"
         ));
-        assert!(is_bundle_media_type(
+        assert!(is_sigstore_bundle_media_type(
             "application/vnd.dev.sigstore.bundle.v0.4+json"
         ));
-        assert!(is_bundle_media_type(
+        assert!(is_sigstore_bundle_media_type(
             "application/vnd.dev.sigstore.bundle+json;version=0.2"
         ));
-        assert!(!is_bundle_media_type(
+        assert!(!is_sigstore_bundle_media_type(
             "application/vnd.dev.sigstore.bundle.v0.2+json"
         ));
-        assert!(!is_bundle_media_type(
+        assert!(!is_sigstore_bundle_media_type(
             "application/vnd.dev.sigstore.bundle.v0.+json"
         ));
-        assert!(!is_bundle_media_type("application/json"));
+        assert!(!is_sigstore_bundle_media_type("application/json"));
+        assert!(
+            SIGSTORE_BUNDLE_MEDIA_TYPES
+                .iter()
+                .all(|t| is_sigstore_bundle_media_type(t))
+        );
+        assert!(!is_sigstore_bundle_media_type(
+            "application/vnd.dev.sigstore.bundle+json;version=0.3"
+        ));
         let json = message_bundle(r#"{"publicKey":{}}"#)
             .replace(SIGSTORE_BUNDLE_MEDIA_TYPE, "application/json");
         assert!(matches!(

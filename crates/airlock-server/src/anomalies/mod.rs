@@ -25,18 +25,47 @@ use crate::identity::Authenticated;
 /// Why an anomaly request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AnomalyError {
-    /// The caller may not do this.
-    #[error("{0}")]
-    Forbidden(String),
-    /// No such anomaly.
-    #[error("{0}")]
-    NotFound(String),
-    /// The anomaly is not open.
-    #[error("{0}")]
-    Conflict(String),
-    /// The request is malformed.
-    #[error("{0}")]
-    BadRequest(String),
+    /// The caller may not read anomalies.
+    #[error("{principal} may not read anomalies: that needs the access-admin or auditor role")]
+    ReadForbidden {
+        /// The caller.
+        principal: String,
+    },
+    /// The caller may not resolve anomalies.
+    #[error("{principal} may not resolve anomalies: that needs the access-admin role")]
+    ResolveForbidden {
+        /// The caller.
+        principal: String,
+    },
+    /// The caller is the principal the anomaly is about.
+    #[error("anomaly {id} is about {principal}; another access-admin must resolve it")]
+    ResolveOwn {
+        /// The anomaly.
+        id: i64,
+        /// The caller, whom it is about.
+        principal: String,
+    },
+    /// No anomaly has this id.
+    #[error("there is no anomaly {id}")]
+    Unknown {
+        /// The id asked for.
+        id: i64,
+    },
+    /// The anomaly is already resolved.
+    #[error("anomaly {id} is already resolved")]
+    AlreadyResolved {
+        /// The anomaly.
+        id: i64,
+    },
+    /// Resolving without a reason.
+    #[error("resolving an anomaly needs a reason (--reason)")]
+    ReasonMissing,
+    /// A reason over the limit.
+    #[error("the reason is longer than {limit} bytes")]
+    ReasonTooLong {
+        /// The limit.
+        limit: usize,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -45,11 +74,23 @@ pub enum AnomalyError {
 impl From<ResolveError> for AnomalyError {
     fn from(err: ResolveError) -> Self {
         match err {
-            ResolveError::NotFound(_) => Self::NotFound(err.to_string()),
-            ResolveError::AlreadyResolved(_) => Self::Conflict(err.to_string()),
+            ResolveError::NotFound(id) => Self::Unknown { id },
+            ResolveError::AlreadyResolved(id) => Self::AlreadyResolved { id },
             ResolveError::Store(err) => Self::Store(err),
         }
     }
+}
+
+/// The longest reason a resolution may give.
+pub const MAX_REASON_BYTES: usize = 1000;
+
+/// Which anomalies to list, besides all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnomalyStatus {
+    /// Not resolved yet.
+    Open,
+    /// Resolved.
+    Resolved,
 }
 
 /// A promotion event, as the promotion rules need it.
@@ -386,17 +427,14 @@ impl Anomalies {
     pub async fn list(
         &self,
         who: Option<&Authenticated>,
-        status: Option<&str>,
+        status: Option<AnomalyStatus>,
         limit: u32,
     ) -> Result<Vec<AnomalyRow>, AnomalyError> {
         Self::require_reader(who)?;
-        if let Some(status) = status
-            && !matches!(status, "open" | "resolved")
-        {
-            return Err(AnomalyError::BadRequest(format!(
-                "status {status:?}: use open, resolved or all"
-            )));
-        }
+        let status = status.map(|s| match s {
+            AnomalyStatus::Open => "open",
+            AnomalyStatus::Resolved => "resolved",
+        });
         Ok(self
             .metadata
             .anomalies(status, limit.clamp(1, 1000))
@@ -413,7 +451,7 @@ impl Anomalies {
         self.metadata
             .anomaly(id)
             .await?
-            .ok_or_else(|| AnomalyError::NotFound(format!("there is no anomaly {id}")))
+            .ok_or(AnomalyError::Unknown { id })
     }
 
     /// Resolves an open anomaly, undoing its action. Only an `access-admin` may, and never the
@@ -428,32 +466,29 @@ impl Anomalies {
         if let Some(who) = who
             && !who.has(Permission::ManageAccess, &PermissionTarget::Global)
         {
-            return Err(AnomalyError::Forbidden(format!(
-                "{} may not resolve anomalies: that needs the access-admin role",
-                actor.principal
-            )));
+            return Err(AnomalyError::ResolveForbidden {
+                principal: actor.principal.clone(),
+            });
         }
         let reason = reason.trim();
         if reason.is_empty() {
-            return Err(AnomalyError::BadRequest(
-                "resolving an anomaly needs a reason (--reason)".into(),
-            ));
+            return Err(AnomalyError::ReasonMissing);
         }
-        if reason.len() > 1000 {
-            return Err(AnomalyError::BadRequest(
-                "the reason is longer than 1000 bytes".into(),
-            ));
+        if reason.len() > MAX_REASON_BYTES {
+            return Err(AnomalyError::ReasonTooLong {
+                limit: MAX_REASON_BYTES,
+            });
         }
         let anomaly = self
             .metadata
             .anomaly(id)
             .await?
-            .ok_or_else(|| AnomalyError::NotFound(format!("there is no anomaly {id}")))?;
+            .ok_or(AnomalyError::Unknown { id })?;
         if anomaly.target.principal.as_deref() == Some(actor.principal.as_str()) {
-            return Err(AnomalyError::Forbidden(format!(
-                "anomaly {id} is about {}; another access-admin must resolve it",
-                actor.principal
-            )));
+            return Err(AnomalyError::ResolveOwn {
+                id,
+                principal: actor.principal.clone(),
+            });
         }
         let resolved = self
             .metadata
@@ -484,10 +519,9 @@ impl Anomalies {
                 if !who.has(Permission::ManageAccess, &PermissionTarget::Global)
                     && !who.has(Permission::ReadAudit, &PermissionTarget::Global) =>
             {
-                Err(AnomalyError::Forbidden(format!(
-                    "{} may not read anomalies: that needs the access-admin or auditor role",
-                    who.principal.name
-                )))
+                Err(AnomalyError::ReadForbidden {
+                    principal: who.principal.name.clone(),
+                })
             }
             _ => Ok(()),
         }

@@ -4,22 +4,22 @@
 //! - `GET /api/v1/anomalies/{id}`
 //! - `POST /api/v1/anomalies/{id}/resolve` with `{"reason": ".."}`
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use airlock_api::ErrorBody;
+use airlock_api::anomalies as api;
 use airlock_store::AnomalyRow;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
-use super::{Anomalies, AnomalyError};
-use crate::access::api_caller;
-use crate::api::ApiError;
-use crate::identity::{Authenticated, Identity};
+use super::{Anomalies, AnomalyError, AnomalyStatus};
+use crate::api::{ApiError, json_body, query};
+use crate::caller::Caller;
+use crate::identity::Identity;
 
 /// State of the anomaly routes.
 #[derive(Clone)]
@@ -42,28 +42,45 @@ pub fn router(state: AnomalyState) -> Router {
 impl From<AnomalyError> for ApiError {
     fn from(err: AnomalyError) -> Self {
         let message = err.to_string();
+        let answer = |status: StatusCode, code: &'static str, remediation: &str| {
+            ApiError::new(status, code, message.clone(), remediation)
+        };
         match err {
-            AnomalyError::Forbidden(_) => ApiError::new(
+            AnomalyError::ReadForbidden { .. } => answer(
                 StatusCode::FORBIDDEN,
                 "FORBIDDEN",
-                message,
-                "ask another access-admin (airlock anomalies resolve needs access-admin and may not be run by the principal the anomaly is about)",
+                "ask an access-admin for the auditor role (airlock access request)",
             ),
-            AnomalyError::NotFound(_) => ApiError::new(
+            AnomalyError::ResolveForbidden { .. } => answer(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "ask an access-admin to resolve it: airlock anomalies resolve needs the access-admin role",
+            ),
+            AnomalyError::ResolveOwn { .. } => answer(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "ask another access-admin: nobody resolves an anomaly about themselves",
+            ),
+            AnomalyError::Unknown { .. } => answer(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",
-                message,
                 "list anomalies with `airlock anomalies list`",
             ),
-            AnomalyError::Conflict(_) => ApiError::new(
+            AnomalyError::AlreadyResolved { .. } => answer(
                 StatusCode::CONFLICT,
                 "CONFLICT",
-                message,
                 "nothing to do; `airlock anomalies show ID` shows who resolved it",
             ),
-            AnomalyError::BadRequest(_) => {
-                ApiError::bad_request(message, "fix the request as the message says")
-            }
+            AnomalyError::ReasonMissing => answer(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "say why with --reason (\"reason\" in the request); it is recorded in the audit log",
+            ),
+            AnomalyError::ReasonTooLong { .. } => answer(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "shorten the reason; link to a ticket for the details",
+            ),
             AnomalyError::Store(err) => ApiError::storage(&err),
         }
     }
@@ -73,58 +90,74 @@ fn time(millis: i64) -> String {
     airlock_core::audit::rfc3339_millis(millis)
 }
 
-/// The JSON form of an anomaly.
-pub fn anomaly_json(row: &AnomalyRow) -> Value {
-    json!({
-        "id": row.id,
-        "rule": row.rule.as_str(),
-        "key": row.key,
-        "action": row.action.as_str(),
-        "applied": row.applied,
-        "summary": row.summary,
-        "target": row.target,
-        "observed": row.observed,
-        "threshold": row.threshold,
-        "window_secs": row.window_secs,
-        "status": row.status,
-        "created_at": time(row.created_at),
-        "resolved_at": row.resolved_at.map(time),
-        "resolved_by": row.resolved_by,
-        "resolution": row.resolution,
-    })
+/// An anomaly as the API shows it.
+pub fn anomaly_view(row: &AnomalyRow) -> api::Anomaly {
+    api::Anomaly {
+        id: row.id,
+        rule: row.rule.as_str().to_string(),
+        key: row.key.clone(),
+        action: row.action.as_str().to_string(),
+        applied: row.applied,
+        summary: row.summary.clone(),
+        target: api::AnomalyTarget {
+            principal: row.target.principal.clone(),
+            repository: row
+                .target
+                .repository
+                .as_ref()
+                .map(|r| r.as_str().to_string()),
+            digest: row.target.digest.as_ref().map(|d| d.to_string()),
+            stage: row.target.stage.clone(),
+            source: row.target.source.clone(),
+        },
+        observed: row.observed,
+        threshold: row.threshold,
+        window_secs: row.window_secs,
+        status: row.status.clone(),
+        created_at: time(row.created_at),
+        resolved_at: row.resolved_at.map(time),
+        resolved_by: row.resolved_by.clone(),
+        resolution: row.resolution.clone(),
+    }
 }
 
-async fn caller(
-    identity: &Identity,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-) -> Result<(Option<Authenticated>, airlock_core::Actor), ApiError> {
-    Ok(api_caller(identity, headers, peer).await?)
-}
-
-#[derive(Deserialize)]
-struct ListQuery {
-    status: Option<String>,
-    limit: Option<u32>,
-}
-
+/// Anomalies, newest first (needs access-admin or auditor with access control on).
+#[utoipa::path(
+    operation_id = "list_anomalies",
+    get,
+    path = "/api/v1/anomalies",
+    tag = "anomalies",
+    params(api::AnomalyListQuery),
+    responses(
+        (status = 200, description = "The anomalies", body = api::AnomalyList),
+        (status = 400, description = "status is not open, resolved or all, or limit is not a number", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The caller may not read anomalies", body = ErrorBody),
+        (status = 500, description = "Storage failed", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AnomalyState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(query): Query<ListQuery>,
-) -> Result<Response, ApiError> {
-    let (who, _) = caller(&state.identity, &headers, peer).await?;
-    let status = match query.status.as_deref() {
-        None | Some("all") => None,
-        Some(status) => Some(status),
+    caller: Caller,
+    params: Result<Query<api::AnomalyListQuery>, QueryRejection>,
+) -> Result<Json<api::AnomalyList>, ApiError> {
+    let params = query(
+        params,
+        "pass status=open, resolved or all, and limit as a number from 1 to 1000",
+    )?;
+    let status = match params.status {
+        None | Some(api::AnomalyStatusFilter::All) => None,
+        Some(api::AnomalyStatusFilter::Open) => Some(AnomalyStatus::Open),
+        Some(api::AnomalyStatusFilter::Resolved) => Some(AnomalyStatus::Resolved),
     };
+    let limit = crate::api::list_limit(params.limit, 100)?;
     let rows = state
         .anomalies
-        .list(who.as_ref(), status, query.limit.unwrap_or(100))
+        .list(caller.who.as_ref(), status, limit)
         .await?;
-    let anomalies: Vec<Value> = rows.iter().map(anomaly_json).collect();
-    Ok(Json(json!({ "anomalies": anomalies })).into_response())
+    Ok(Json(api::AnomalyList {
+        anomalies: rows.iter().map(anomaly_view).collect(),
+    }))
 }
 
 fn anomaly_id(text: &str) -> Result<i64, ApiError> {
@@ -136,49 +169,77 @@ fn anomaly_id(text: &str) -> Result<i64, ApiError> {
     })
 }
 
+/// One anomaly (needs access-admin or auditor with access control on).
+#[utoipa::path(
+    operation_id = "show_anomaly",
+    get,
+    path = "/api/v1/anomalies/{id}",
+    tag = "anomalies",
+    params(("id" = i64, Path, description = "The anomaly's id")),
+    responses(
+        (status = 200, description = "The anomaly", body = api::Anomaly),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The caller may not read anomalies", body = ErrorBody),
+        (status = 404, description = "No anomaly has this id", body = ErrorBody),
+        (status = 500, description = "Storage failed", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AnomalyState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let (who, _) = caller(&state.identity, &headers, peer).await?;
-    let row = state.anomalies.show(who.as_ref(), anomaly_id(&id)?).await?;
-    Ok(Json(anomaly_json(&row)).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResolveBody {
-    reason: String,
-}
-
-async fn resolve(
-    State(state): State<AnomalyState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&state.identity, &headers, peer).await?;
-    let id = anomaly_id(&id)?;
-    let body: ResolveBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            format!("resolving needs {{\"reason\": \"..\"}}: {e}"),
-            "say why the anomaly is resolved",
-        )
-    })?;
+) -> Result<Json<api::Anomaly>, ApiError> {
     let row = state
         .anomalies
-        .resolve(who.as_ref(), &actor, id, &body.reason)
+        .show(caller.who.as_ref(), anomaly_id(&id)?)
         .await?;
-    Ok(Json(anomaly_json(&row)).into_response())
+    Ok(Json(anomaly_view(&row)))
+}
+
+/// Resolves an open anomaly and undoes its action (needs access-admin; never the principal the
+/// anomaly is about).
+#[utoipa::path(
+    operation_id = "resolve_anomaly",
+    post,
+    path = "/api/v1/anomalies/{id}/resolve",
+    tag = "anomalies",
+    params(("id" = i64, Path, description = "The anomaly's id")),
+    request_body = api::ResolveAnomalyRequest,
+    responses(
+        (status = 200, description = "The anomaly, resolved", body = api::Anomaly),
+        (status = 400, description = "The id is not a number, or the reason is missing or too long", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Not an access-admin, or the anomaly is about the caller", body = ErrorBody),
+        (status = 404, description = "No anomaly has this id", body = ErrorBody),
+        (status = 409, description = "Already resolved", body = ErrorBody),
+        (status = 500, description = "Storage failed", body = ErrorBody),
+        (status = 503, description = "Storage cannot keep writes now", body = ErrorBody),
+    )
+)]
+async fn resolve(
+    State(state): State<AnomalyState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<api::Anomaly>, ApiError> {
+    let id = anomaly_id(&id)?;
+    let body: api::ResolveAnomalyRequest = json_body(
+        &body,
+        "resolution",
+        "send {\"reason\": \"..\"} saying why the anomaly is resolved",
+    )?;
+    let row = state
+        .anomalies
+        .resolve(caller.who.as_ref(), &caller.actor, id, &body.reason)
+        .await?;
+    Ok(Json(anomaly_view(&row)))
 }
 
 /// This area's part of the OpenAPI document (`crate::openapi`).
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
-    #[openapi()]
+    #[openapi(paths(list, show, resolve))]
     struct Api;
     <Api as utoipa::OpenApi>::openapi()
 }

@@ -81,7 +81,7 @@ pub(super) async fn check(metadata: &Metadata, key: &LogKey) -> Result<(), Audit
     };
     let root = tokio::task::spawn_blocking(move || airlock_audit::tree_root(size, &reader))
         .await
-        .map_err(|e| AuditLogError::Task(e.to_string()))?
+        .map_err(AuditLogError::Task)?
         .map_err(|e| refuse(format!("the stored hashes cannot produce a root: {e}")))?;
     if root != Hash(latest.root) {
         return Err(refuse(format!(

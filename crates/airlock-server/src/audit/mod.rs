@@ -50,12 +50,42 @@ pub enum AuditLogError {
     /// The stored log is inconsistent (an entry is missing below the newest index).
     #[error("audit log integrity: {0}")]
     Integrity(String),
-    /// A request asked for something outside the log.
+    /// A hash tile beyond the newest checkpointed tree (or not a tile of it).
     #[error("{0}")]
-    OutOfRange(String),
+    TileOutOfRange(#[source] AuditError),
+    /// An entry bundle beyond the newest checkpointed tree.
+    #[error("entry bundle {start}..{end} is beyond the checkpointed tree of {tree_size} entries")]
+    EntryBundleOutOfRange {
+        /// Its first entry.
+        start: u64,
+        /// One past its last entry.
+        end: u64,
+        /// The checkpointed tree size.
+        tree_size: u64,
+    },
+    /// An inclusion proof outside the newest checkpointed tree.
+    #[error("need index < tree_size <= {newest}; got index {index}, tree_size {tree_size}")]
+    InclusionOutOfRange {
+        /// The entry asked for.
+        index: u64,
+        /// The tree size asked for.
+        tree_size: u64,
+        /// The newest checkpoint's size.
+        newest: u64,
+    },
+    /// A consistency proof outside the newest checkpointed tree.
+    #[error("need 1 <= from <= to <= {newest}; got from {from}, to {to}")]
+    ConsistencyOutOfRange {
+        /// The older size asked for.
+        from: u64,
+        /// The newer size asked for.
+        to: u64,
+        /// The newest checkpoint's size.
+        newest: u64,
+    },
     /// A background computation could not finish.
     #[error("audit log task failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// The audit log service.
@@ -204,7 +234,7 @@ impl AuditLog {
             Ok::<_, AuditError>((hashes, root))
         })
         .await
-        .map_err(|e| AuditLogError::Task(e.to_string()))??;
+        .map_err(AuditLogError::Task)??;
         let note = self.key.sign_checkpoint(end, &root)?;
         let checkpoint = StoredCheckpoint {
             size: end,
@@ -316,16 +346,18 @@ impl AuditLog {
                     airlock_audit::hash_tile(level, index, width, tree_size, &reader)
                 })
                 .await
-                .map_err(|e| AuditLogError::Task(e.to_string()))?
-                .map_err(|e| AuditLogError::OutOfRange(e.to_string()))
+                .map_err(AuditLogError::Task)?
+                .map_err(AuditLogError::TileOutOfRange)
             }
             TilePath::Entries { index, width } => {
                 let start = index.saturating_mul(TILE_WIDTH);
                 let end = start.saturating_add(u64::from(width));
                 if end > tree_size {
-                    return Err(AuditLogError::OutOfRange(format!(
-                        "entry bundle {start}..{end} is beyond the checkpointed tree of {tree_size} entries"
-                    )));
+                    return Err(AuditLogError::EntryBundleOutOfRange {
+                        start,
+                        end,
+                        tree_size,
+                    });
                 }
                 let entries = self.metadata.audit_entries(start, end).await?;
                 if entries.len() as u64 != end - start {
@@ -348,15 +380,16 @@ impl AuditLog {
         let latest = self.latest_checkpoint().await?;
         let tree_size = tree_size.unwrap_or(latest.size);
         if tree_size > latest.size || index >= tree_size {
-            return Err(AuditLogError::OutOfRange(format!(
-                "need index < tree_size <= {}; got index {index}, tree_size {tree_size}",
-                latest.size
-            )));
+            return Err(AuditLogError::InclusionOutOfRange {
+                index,
+                tree_size,
+                newest: latest.size,
+            });
         }
         let reader = self.db_hashes();
         tokio::task::spawn_blocking(move || InclusionProof::prove(tree_size, index, &reader))
             .await
-            .map_err(|e| AuditLogError::Task(e.to_string()))?
+            .map_err(AuditLogError::Task)?
             .map_err(AuditLogError::from)
     }
 
@@ -369,15 +402,16 @@ impl AuditLog {
         let latest = self.latest_checkpoint().await?;
         let new_size = new_size.unwrap_or(latest.size);
         if new_size > latest.size || old_size == 0 || old_size > new_size {
-            return Err(AuditLogError::OutOfRange(format!(
-                "need 1 <= from <= to <= {}; got from {old_size}, to {new_size}",
-                latest.size
-            )));
+            return Err(AuditLogError::ConsistencyOutOfRange {
+                from: old_size,
+                to: new_size,
+                newest: latest.size,
+            });
         }
         let reader = self.db_hashes();
         tokio::task::spawn_blocking(move || ConsistencyProof::prove(old_size, new_size, &reader))
             .await
-            .map_err(|e| AuditLogError::Task(e.to_string()))?
+            .map_err(AuditLogError::Task)?
             .map_err(AuditLogError::from)
     }
 

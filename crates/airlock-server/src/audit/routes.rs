@@ -6,21 +6,22 @@
 //! `/api/v1/audit/`: `checkpoint`, `checkpoints`, `entries`, `proof/inclusion`,
 //! `proof/consistency`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use airlock_api::ErrorBody;
+use airlock_api::audit as api;
 use airlock_audit::TilePath;
-use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::{Value, json};
+use axum::{Json, Router};
 
 use super::{AuditLog, AuditLogError};
-use crate::api::ApiError;
-
-type Params = Query<HashMap<String, String>>;
+use crate::api::{ApiError, query};
+use crate::caller::Caller;
+use crate::identity::Authenticated;
 
 /// What the audit routes need: the log, and identity to guard entry contents.
 #[derive(Clone)]
@@ -41,6 +42,14 @@ async fn require_audit_reader(
         return Ok(());
     }
     let who = crate::access::authenticate(&state.identity, headers, Some(peer)).await?;
+    check_audit_reader(&Some(who))
+}
+
+/// Whether `who` may read entries (anyone with access control off).
+fn check_audit_reader(who: &Option<Authenticated>) -> Result<(), ApiError> {
+    let Some(who) = who else {
+        return Ok(());
+    };
     if who.has(
         airlock_core::access::Permission::ReadAudit,
         &airlock_core::access::PermissionTarget::Global,
@@ -73,34 +82,30 @@ pub fn router(log: Arc<AuditLog>, identity: Arc<crate::identity::Identity>) -> R
 
 impl From<AuditLogError> for ApiError {
     fn from(err: AuditLogError) -> Self {
+        let message = err.to_string();
         match err {
-            AuditLogError::OutOfRange(message) => ApiError::new(
+            AuditLogError::InclusionOutOfRange { .. }
+            | AuditLogError::ConsistencyOutOfRange { .. } => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "OUT_OF_RANGE",
                 message,
-                "ask for indexes and sizes within the newest checkpoint (GET /api/v1/audit/checkpoint)",
+                "ask for indexes and sizes within the newest checkpoint (GET /api/v1/audit/checkpoint shows its size)",
             ),
+            AuditLogError::TileOutOfRange(_) | AuditLogError::EntryBundleOutOfRange { .. } => {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "OUT_OF_RANGE",
+                    message,
+                    "ask only for tiles of the tree the newest checkpoint signs (GET /log/checkpoint); a tile beyond it does not exist yet",
+                )
+            }
+            AuditLogError::Store(err) => ApiError::storage(&err),
             other => ApiError::internal(other),
         }
     }
 }
 
-fn number<T: std::str::FromStr>(
-    params: &HashMap<String, String>,
-    name: &str,
-) -> Result<Option<T>, ApiError> {
-    params
-        .get(name)
-        .map(|v| {
-            v.parse::<T>().map_err(|_| {
-                ApiError::bad_request(
-                    format!("{name}={v:?} is not a non-negative integer"),
-                    format!("pass {name} as a decimal number"),
-                )
-            })
-        })
-        .transpose()
-}
+const NUMBERS: &str = "pass each parameter as a decimal, non-negative number";
 
 fn text(body: String, cache: &'static str) -> Response {
     (
@@ -113,14 +118,57 @@ fn text(body: String, cache: &'static str) -> Response {
         .into_response()
 }
 
+/// The newest checkpoint as a C2SP signed note (c2sp.org/tlog-checkpoint), for tlog clients and
+/// witnesses. Public.
+#[utoipa::path(
+    operation_id = "log_checkpoint",
+    get,
+    path = "/log/checkpoint",
+    tag = "audit",
+    security(()),
+    responses(
+        (status = 200, description = "The signed note", body = String, content_type = "text/plain; charset=utf-8"),
+        (status = 500, description = "The log has no checkpoint or storage failed", body = ErrorBody),
+    )
+)]
 async fn checkpoint_note(State(state): State<AuditState>) -> Result<Response, ApiError> {
     Ok(text(state.log.latest_checkpoint().await?.note, "no-store"))
 }
 
+/// The log's verifier key (a signed-note verifier key line). Public; verifiers should pin it
+/// out of band rather than trust this answer.
+#[utoipa::path(
+    operation_id = "log_key",
+    get,
+    path = "/log/key",
+    tag = "audit",
+    security(()),
+    responses(
+        (status = 200, description = "The verifier key and a newline", body = String, content_type = "text/plain; charset=utf-8"),
+    )
+)]
 async fn verifier_key(State(state): State<AuditState>) -> Response {
     text(format!("{}\n", state.log.verifier_key()), "no-cache")
 }
 
+/// A tile of the newest tree (c2sp.org/tlog-tiles): a hash tile `<L>/<N>[.p/<W>]` (public) or
+/// an entry bundle `entries/<N>[.p/<W>]` (needs the auditor role with access control on), `<N>`
+/// in the tlog-tiles path encoding (`x001/234`).
+#[utoipa::path(
+    operation_id = "log_tile",
+    get,
+    path = "/log/tile/{tile}",
+    tag = "audit",
+    params(("tile" = String, Path,
+        description = "`<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`; several path segments")),
+    responses(
+        (status = 200, description = "The tile's bytes", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 401, description = "An entry bundle without credentials", body = ErrorBody),
+        (status = 403, description = "An entry bundle for a caller without the auditor role", body = ErrorBody),
+        (status = 404, description = "Not a tile path, or beyond the newest checkpoint", body = ErrorBody),
+        (status = 500, description = "Storage failed", body = ErrorBody),
+    )
+)]
 async fn tile(
     State(state): State<AuditState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
@@ -161,103 +209,199 @@ async fn tile(
         .into_response())
 }
 
-async fn checkpoint_json(State(state): State<AuditState>) -> Result<Response, ApiError> {
+/// The newest checkpoint, its tree and how many entries were appended. Public.
+#[utoipa::path(
+    operation_id = "audit_checkpoint",
+    get,
+    path = "/api/v1/audit/checkpoint",
+    tag = "audit",
+    security(()),
+    responses(
+        (status = 200, description = "The newest checkpoint", body = api::Checkpoint),
+        (status = 500, description = "The log has no checkpoint or storage failed", body = ErrorBody),
+    )
+)]
+async fn checkpoint_json(
+    State(state): State<AuditState>,
+) -> Result<Json<api::Checkpoint>, ApiError> {
     let log = &state.log;
     let latest = log.latest_checkpoint().await?;
     let entries = log.entry_count().await?;
-    Ok(axum::Json(json!({
-        "origin": log.origin(),
-        "entries": entries,
-        "size": latest.size,
-        "root": hex::encode(latest.root),
-        "note": latest.note,
-        "verifier_key": log.verifier_key(),
+    Ok(Json(api::Checkpoint {
+        origin: log.origin().to_string(),
+        entries,
+        size: latest.size,
+        root: hex::encode(latest.root),
+        note: latest.note,
+        verifier_key: log.verifier_key().to_string(),
     }))
-    .into_response())
 }
 
+/// Stored checkpoints after a tree size, oldest first (for following the log). Public.
+#[utoipa::path(
+    operation_id = "audit_checkpoints",
+    get,
+    path = "/api/v1/audit/checkpoints",
+    tag = "audit",
+    security(()),
+    params(api::CheckpointsQuery),
+    responses(
+        (status = 200, description = "The checkpoints", body = api::CheckpointList),
+        (status = 400, description = "A parameter is not a non-negative number", body = ErrorBody),
+        (status = 500, description = "Storage failed", body = ErrorBody),
+    )
+)]
 async fn checkpoints_json(
     State(state): State<AuditState>,
-    Query(params): Params,
-) -> Result<Response, ApiError> {
-    let log = &state.log;
-    let after = number::<u64>(&params, "after")?.unwrap_or(0);
-    let limit = number::<usize>(&params, "limit")?.unwrap_or(1000).min(1000);
-    let checkpoints = log.checkpoints_after(after, limit).await?;
-    let list: Vec<Value> = checkpoints
-        .into_iter()
-        .map(|c| json!({"size": c.size, "note": c.note}))
-        .collect();
-    Ok(axum::Json(json!({ "checkpoints": list })).into_response())
+    params: Result<Query<api::CheckpointsQuery>, QueryRejection>,
+) -> Result<Json<api::CheckpointList>, ApiError> {
+    let params = query(params, NUMBERS)?;
+    let after = params.after.unwrap_or(0);
+    let limit = params.limit.unwrap_or(1000).min(1000) as usize;
+    let checkpoints = state.log.checkpoints_after(after, limit).await?;
+    Ok(Json(api::CheckpointList {
+        checkpoints: checkpoints
+            .into_iter()
+            .map(|c| api::CheckpointNote {
+                size: c.size,
+                note: c.note,
+            })
+            .collect(),
+    }))
 }
 
+/// A page of entries (needs the auditor or access-admin role with access control on): from
+/// `start`, or the newest `newest`, optionally since a time and of a type prefix.
+#[utoipa::path(
+    operation_id = "audit_entries",
+    get,
+    path = "/api/v1/audit/entries",
+    tag = "audit",
+    params(api::EntriesQuery),
+    responses(
+        (status = 200, description = "The entries and where to continue", body = api::EntryList),
+        (status = 400, description = "A parameter is not a number of its kind", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The caller may not read audit entries", body = ErrorBody),
+        (status = 500, description = "Storage failed", body = ErrorBody),
+    )
+)]
 async fn entries(
     State(state): State<AuditState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    headers: axum::http::HeaderMap,
-    Query(params): Params,
-) -> Result<Response, ApiError> {
-    require_audit_reader(&state, &headers, peer).await?;
+    caller: Caller,
+    params: Result<Query<api::EntriesQuery>, QueryRejection>,
+) -> Result<Json<api::EntryList>, ApiError> {
+    check_audit_reader(&caller.who)?;
+    let params = query(params, NUMBERS)?;
     let log = &state.log;
-    let start = number::<u64>(&params, "start")?.unwrap_or(0);
-    let limit = number::<u32>(&params, "limit")?.unwrap_or(1000).min(10_000);
-    let since = number::<i64>(&params, "since_ms")?;
-    let newest = number::<u32>(&params, "newest")?;
-    let kind = params.get("type").map(String::as_str);
-    let entries = match newest {
-        Some(n) => log.newest_entries(kind, n.min(10_000)).await?,
-        None => log.entries(start, since, kind, limit).await?,
+    let clamp = |n: u64| u32::try_from(n.min(10_000)).unwrap_or(10_000);
+    let kind = params.kind.as_deref();
+    let entries = match params.newest {
+        Some(n) => log.newest_entries(kind, clamp(n)).await?,
+        None => {
+            let limit = clamp(params.limit.unwrap_or(1000));
+            log.entries(params.start.unwrap_or(0), params.since_ms, kind, limit)
+                .await?
+        }
     };
-    let next = match (entries.last(), newest) {
+    let next = match (entries.last(), params.newest) {
         (Some(last), _) => Some(last.index + 1),
         // Nothing matched the newest-N query: continue from the end of the log.
         (None, Some(_)) => Some(log.entry_count().await?),
         (None, None) => None,
     };
-    let list: Vec<Value> = entries
-        .into_iter()
-        .map(|e| {
-            let entry: Value = serde_json::from_slice(&e.entry).unwrap_or(Value::Null);
-            json!({"index": e.index, "entry": entry})
-        })
-        .collect();
-    Ok(axum::Json(json!({"entries": list, "next": next})).into_response())
+    Ok(Json(api::EntryList {
+        entries: entries
+            .into_iter()
+            .map(|e| api::Entry {
+                index: e.index,
+                entry: serde_json::from_slice(&e.entry).unwrap_or(serde_json::Value::Null),
+            })
+            .collect(),
+        next,
+    }))
 }
 
+/// RFC 6962 inclusion proof of an entry in a tree (default: the newest checkpoint's). Public.
+#[utoipa::path(
+    operation_id = "audit_inclusion_proof",
+    get,
+    path = "/api/v1/audit/proof/inclusion",
+    tag = "audit",
+    security(()),
+    params(api::InclusionQuery),
+    responses(
+        (status = 200, description = "The proof", body = api::InclusionProof),
+        (status = 400, description = "index missing, or a parameter is not a non-negative number", body = ErrorBody),
+        (status = 404, description = "The index or tree size is beyond the newest checkpoint", body = ErrorBody),
+        (status = 500, description = "Storage failed", body = ErrorBody),
+    )
+)]
 async fn inclusion(
     State(state): State<AuditState>,
-    Query(params): Params,
-) -> Result<Response, ApiError> {
-    let log = &state.log;
-    let index = number::<u64>(&params, "index")?.ok_or_else(|| {
-        ApiError::bad_request(
-            "index is required",
-            "GET /api/v1/audit/proof/inclusion?index=N[&tree_size=M]",
-        )
-    })?;
-    let tree_size = number::<u64>(&params, "tree_size")?;
-    Ok(axum::Json(log.inclusion_proof(index, tree_size).await?).into_response())
+    params: Result<Query<api::InclusionQuery>, QueryRejection>,
+) -> Result<Json<api::InclusionProof>, ApiError> {
+    let params = query(
+        params,
+        "GET /api/v1/audit/proof/inclusion?index=N[&tree_size=M], each a decimal, non-negative number",
+    )?;
+    let proof = state
+        .log
+        .inclusion_proof(params.index, params.tree_size)
+        .await?;
+    Ok(Json(api::InclusionProof {
+        index: proof.index,
+        tree_size: proof.tree_size,
+        leaf_hash: proof.leaf_hash.to_hex(),
+        hashes: proof.hashes.iter().map(|h| h.to_hex()).collect(),
+    }))
 }
 
+/// RFC 6962 consistency proof from an older tree size to a newer one (default: the newest
+/// checkpoint's). Public.
+#[utoipa::path(
+    operation_id = "audit_consistency_proof",
+    get,
+    path = "/api/v1/audit/proof/consistency",
+    tag = "audit",
+    security(()),
+    params(api::ConsistencyQuery),
+    responses(
+        (status = 200, description = "The proof", body = api::ConsistencyProof),
+        (status = 400, description = "from missing, or a parameter is not a non-negative number", body = ErrorBody),
+        (status = 404, description = "The sizes are not 1 <= from <= to <= the newest checkpoint's", body = ErrorBody),
+        (status = 500, description = "Storage failed", body = ErrorBody),
+    )
+)]
 async fn consistency(
     State(state): State<AuditState>,
-    Query(params): Params,
-) -> Result<Response, ApiError> {
-    let log = &state.log;
-    let from = number::<u64>(&params, "from")?.ok_or_else(|| {
-        ApiError::bad_request(
-            "from is required",
-            "GET /api/v1/audit/proof/consistency?from=OLD[&to=NEW]",
-        )
-    })?;
-    let to = number::<u64>(&params, "to")?;
-    Ok(axum::Json(log.consistency_proof(from, to).await?).into_response())
+    params: Result<Query<api::ConsistencyQuery>, QueryRejection>,
+) -> Result<Json<api::ConsistencyProof>, ApiError> {
+    let params = query(
+        params,
+        "GET /api/v1/audit/proof/consistency?from=OLD[&to=NEW], each a decimal, non-negative number",
+    )?;
+    let proof = state.log.consistency_proof(params.from, params.to).await?;
+    Ok(Json(api::ConsistencyProof {
+        old_size: proof.old_size,
+        new_size: proof.new_size,
+        hashes: proof.hashes.iter().map(|h| h.to_hex()).collect(),
+    }))
 }
 
 /// This area's part of the OpenAPI document (`crate::openapi`).
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
-    #[openapi()]
+    #[openapi(paths(
+        checkpoint_note,
+        verifier_key,
+        tile,
+        checkpoint_json,
+        checkpoints_json,
+        entries,
+        inclusion,
+        consistency
+    ))]
     struct Api;
     <Api as utoipa::OpenApi>::openapi()
 }

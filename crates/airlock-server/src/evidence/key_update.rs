@@ -55,75 +55,76 @@ impl EvidenceService {
         let row = rows
             .iter()
             .find(|r| r.name == name)
-            .ok_or_else(|| {
-                EvidenceError::NotFound(format!(
-                    "no key named {name:?} in the keyring (airlock keys list)"
-                ))
+            .ok_or_else(|| EvidenceError::KeyUnknown {
+                name: name.to_string(),
             })?
             .clone();
         if let Some(outside) = self.outside_authority(authority, &row.scope) {
-            return Err(EvidenceError::Forbidden(format!(
-                "key {name} has scope {outside:?}, which your key-admin grants do not cover in every stage; ask a key-admin whose scope covers it"
-            )));
+            return Err(EvidenceError::KeyOutsideAuthority {
+                key: name.to_string(),
+                pattern: outside.to_string(),
+            });
         }
         if update.add_purposes.is_empty()
             && update.remove_purposes.is_empty()
             && update.scope.is_none()
             && update.not_after.is_none()
         {
-            return Err(EvidenceError::BadRequest(
-                "nothing to change: give --add-purpose, --remove-purpose, --scope or --not-after"
-                    .into(),
-            ));
+            return Err(EvidenceError::NothingToChange);
         }
         if row.status == "revoked" {
-            return Err(EvidenceError::Conflict(format!(
-                "key {name} is revoked; a revoked key cannot be changed (add a new key)"
-            )));
+            return Err(EvidenceError::KeyRevoked {
+                name: name.to_string(),
+            });
         }
         let mut purposes = row.purposes.clone();
         for purpose in &update.remove_purposes {
-            Purpose::from_str(purpose)
-                .map_err(|e| EvidenceError::BadRequest(format!("purpose {purpose:?}: {e}")))?;
+            Purpose::from_str(purpose).map_err(|source| EvidenceError::Purpose {
+                purpose: purpose.clone(),
+                source,
+            })?;
             if !purposes.contains(purpose) {
-                return Err(EvidenceError::BadRequest(format!(
-                    "key {name} does not have the purpose {purpose:?} (it has {}); airlock keys list shows each key's purposes",
-                    row.purposes.join(", ")
-                )));
+                return Err(EvidenceError::PurposeNotHeld {
+                    name: name.to_string(),
+                    purpose: purpose.clone(),
+                    held: row.purposes.clone(),
+                });
             }
             purposes.retain(|p| p != purpose);
         }
         for purpose in &update.add_purposes {
-            Purpose::from_str(purpose)
-                .map_err(|e| EvidenceError::BadRequest(format!("purpose {purpose:?}: {e}")))?;
+            Purpose::from_str(purpose).map_err(|source| EvidenceError::Purpose {
+                purpose: purpose.clone(),
+                source,
+            })?;
             if purposes.contains(purpose) {
-                return Err(EvidenceError::BadRequest(format!(
-                    "key {name} already has the purpose {purpose:?}; drop --add-purpose {purpose}"
-                )));
+                return Err(EvidenceError::PurposeHeld {
+                    name: name.to_string(),
+                    purpose: purpose.clone(),
+                });
             }
             purposes.push(purpose.clone());
         }
         if purposes.is_empty() {
-            return Err(EvidenceError::BadRequest(format!(
-                "key {name} would have no purpose left; keep one, or retire the key (airlock keys retire {name})"
-            )));
+            return Err(EvidenceError::NoPurposeLeft {
+                name: name.to_string(),
+            });
         }
         let scope = match &update.scope {
             Some(scope) => {
                 if scope.is_empty() {
-                    return Err(EvidenceError::BadRequest(
-                        "a key needs a scope: --scope 'team/*' (repository paths without the stage), or --scope '*' for all".into(),
-                    ));
+                    return Err(EvidenceError::NoScope);
                 }
                 for pattern in scope {
-                    ScopePattern::from_str(pattern).map_err(|e| {
-                        EvidenceError::BadRequest(format!("scope {pattern:?}: {e}"))
+                    ScopePattern::from_str(pattern).map_err(|source| EvidenceError::Scope {
+                        pattern: pattern.clone(),
+                        source,
                     })?;
                 }
                 if let Some(outside) = self.outside_authority(authority, scope) {
-                    return Err(EvidenceError::Forbidden(format!(
-                        "scope {outside:?} reaches beyond your key-admin grants (in some stage); give a scope your grants cover"
-                    )));
+                    return Err(EvidenceError::ScopeOutsideAuthority {
+                        pattern: outside.to_string(),
+                    });
                 }
                 scope.clone()
             }
@@ -133,15 +134,12 @@ impl EvidenceService {
         if let (Some(from), Some(until)) = (row.not_before, not_after)
             && until <= from
         {
-            return Err(EvidenceError::BadRequest(format!(
-                "not_after must be later than the key's not_before ({})",
-                airlock_core::audit::rfc3339_millis(from)
-            )));
+            return Err(EvidenceError::Validity { not_before: from });
         }
         if purposes == row.purposes && scope == row.scope && not_after == row.not_after {
-            return Err(EvidenceError::BadRequest(format!(
-                "key {name} already has these purposes, scope and validity; nothing to change"
-            )));
+            return Err(EvidenceError::Unchanged {
+                name: name.to_string(),
+            });
         }
         let change = KeyChange::Update {
             key_id: row.key_id.clone(),

@@ -23,6 +23,7 @@ use airlock_store::{
     ArtifactFlag, BlobStore, EvidenceOrigin, EvidenceRow, EvidenceUpdate, EvidenceVerdict,
     KeyChange, KeyRow, KeyringWriteError, Metadata, StoreError, now_millis,
 };
+use airlock_trust::TrustError;
 use airlock_trust::cosign::{self, TagSchemeKind};
 use airlock_trust::dsse;
 use airlock_trust::keys::{KeyAlgorithm, PublicKey};
@@ -34,21 +35,181 @@ use airlock_trust::verify::{
 /// Largest cosign simple-signing payload read for verification.
 pub const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
 
-/// Why an evidence or keyring operation failed.
+/// Why an evidence or keyring operation failed: each variant names what failed, with the data
+/// the API's message and remediation are made from.
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
-    /// The request is malformed; the message says how.
-    #[error("{0}")]
-    BadRequest(String),
-    /// The named key, repository or artifact does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// The change conflicts with the keyring's state.
-    #[error("{0}")]
-    Conflict(String),
-    /// The caller may not make this change (outside its key-admin scope).
-    #[error("{0}")]
-    Forbidden(String),
+    /// No key of this name is in the keyring.
+    #[error("no key named {name:?} in the keyring (airlock keys list)")]
+    KeyUnknown {
+        /// The name asked for.
+        name: String,
+    },
+    /// The repository does not hold the artifact evidence was posted for.
+    #[error("{repo}@{digest} is not in the registry; push the artifact first")]
+    ArtifactUnknown {
+        /// The repository.
+        repo: RepoName,
+        /// The artifact's digest.
+        digest: Digest,
+    },
+    /// The posted document is larger than an envelope may be.
+    #[error("the envelope has {size} bytes; the limit is {limit}")]
+    DocumentTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The posted document is not JSON.
+    #[error("the body is not JSON: {0}")]
+    DocumentNotJson(#[source] serde_json::Error),
+    /// The posted document is neither a Sigstore bundle nor a DSSE envelope.
+    #[error("not a DSSE envelope: {0}")]
+    NotAnEnvelope(#[source] TrustError),
+    /// The posted document calls itself a Sigstore bundle of a media type airlock does not read.
+    #[error(
+        "mediaType {media_type:?} is not a Sigstore bundle media type airlock reads; it reads {}",
+        cosign::SIGSTORE_BUNDLE_MEDIA_TYPES.join(", ")
+    )]
+    BundleMediaType {
+        /// The document's `mediaType`.
+        media_type: String,
+    },
+    /// The public key (or the algorithm forced on it) is not usable.
+    #[error("the public key: {0}")]
+    PublicKey(#[source] TrustError),
+    /// The key name is not a short identifier.
+    #[error("key name {name:?} must be 1-64 characters of letters, digits, '-', '_' and '.'")]
+    KeyName {
+        /// The name given.
+        name: String,
+    },
+    /// A purpose is not `sign` or `attest:<predicate type>`.
+    #[error("purpose {purpose:?}: {source}")]
+    Purpose {
+        /// The purpose given.
+        purpose: String,
+        /// Why it is not one.
+        #[source]
+        source: TrustError,
+    },
+    /// A scope pattern is not a repository path pattern.
+    #[error("scope {pattern:?}: {source}")]
+    Scope {
+        /// The pattern given.
+        pattern: String,
+        /// Why it is not one.
+        #[source]
+        source: TrustError,
+    },
+    /// A new key without any purpose.
+    #[error(
+        "a key needs at least one purpose: --purpose sign and/or --purpose attest:<predicate type>"
+    )]
+    NoPurpose,
+    /// A key without any scope.
+    #[error(
+        "a key needs a scope: --scope 'team/*' (repository paths without the stage), or --scope '*' for all"
+    )]
+    NoScope,
+    /// The end of validity is not after its start.
+    #[error(
+        "not_after must be later than the key's not_before ({})",
+        airlock_core::audit::rfc3339_millis(*not_before)
+    )]
+    Validity {
+        /// The start of validity (ms).
+        not_before: i64,
+    },
+    /// An update that names nothing to change.
+    #[error("nothing to change: give --add-purpose, --remove-purpose, --scope or --not-after")]
+    NothingToChange,
+    /// An update that would leave the key as it is.
+    #[error("key {name} already has these purposes, scope and validity; nothing to change")]
+    Unchanged {
+        /// The key.
+        name: String,
+    },
+    /// Removing a purpose the key does not have.
+    #[error(
+        "key {name} does not have the purpose {purpose:?} (it has {}); airlock keys list shows each key's purposes",
+        held.join(", ")
+    )]
+    PurposeNotHeld {
+        /// The key.
+        name: String,
+        /// The purpose to remove.
+        purpose: String,
+        /// The purposes it has.
+        held: Vec<String>,
+    },
+    /// Adding a purpose the key already has.
+    #[error("key {name} already has the purpose {purpose:?}; drop --add-purpose {purpose}")]
+    PurposeHeld {
+        /// The key.
+        name: String,
+        /// The purpose to add.
+        purpose: String,
+    },
+    /// Removing the key's last purpose.
+    #[error(
+        "key {name} would have no purpose left; keep one, or retire the key (airlock keys retire {name})"
+    )]
+    NoPurposeLeft {
+        /// The key.
+        name: String,
+    },
+    /// Retiring or revoking without a reason.
+    #[error("give a reason (--reason), it is recorded in the audit log")]
+    ReasonMissing,
+    /// A key name already in the keyring.
+    #[error("a key named {name} is already in the keyring; pick another name")]
+    NameTaken {
+        /// The name.
+        name: String,
+    },
+    /// A public key already in the keyring under another name.
+    #[error("this public key is already in the keyring as {existing}")]
+    KeyPresent {
+        /// The name it has there.
+        existing: String,
+    },
+    /// The key is already retired (retire) or revoked (any change).
+    #[error("key {name} is already {status}")]
+    KeyStatus {
+        /// The key.
+        name: String,
+        /// `retired` or `revoked`.
+        status: String,
+    },
+    /// A revoked key cannot be changed.
+    #[error("key {name} is revoked; a revoked key cannot be changed (add a new key)")]
+    KeyRevoked {
+        /// The key.
+        name: String,
+    },
+    /// The keyring changed while the change was being made.
+    #[error("the keyring changed meanwhile: {0}")]
+    KeyringMoved(#[source] KeyringWriteError),
+    /// The key's present scope reaches beyond the caller's key-admin grants.
+    #[error(
+        "key {key} has scope {pattern:?}, which your key-admin grants do not cover in every stage; ask a key-admin whose scope covers it"
+    )]
+    KeyOutsideAuthority {
+        /// The key.
+        key: String,
+        /// Its pattern outside the grants.
+        pattern: String,
+    },
+    /// A new scope reaches beyond the caller's key-admin grants.
+    #[error(
+        "scope {pattern:?} reaches beyond your key-admin grants (in some stage); give a scope your grants cover"
+    )]
+    ScopeOutsideAuthority {
+        /// The pattern outside the grants.
+        pattern: String,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -58,7 +219,7 @@ impl From<KeyringWriteError> for EvidenceError {
     fn from(err: KeyringWriteError) -> Self {
         match err {
             KeyringWriteError::Store(err) => Self::Store(err),
-            other => Self::Conflict(other.to_string()),
+            other => Self::KeyringMoved(other),
         }
     }
 }
@@ -372,7 +533,7 @@ impl EvidenceService {
             let format = match layer.media_type.as_str() {
                 cosign::SIMPLE_SIGNING_MEDIA_TYPE => "cosign",
                 cosign::DSSE_MEDIA_TYPE => "dsse",
-                cosign::SIGSTORE_BUNDLE_MEDIA_TYPE => "sigstore-bundle",
+                t if cosign::is_sigstore_bundle_media_type(t) => "sigstore-bundle",
                 _ => continue,
             };
             let signature = if format == "cosign" {
@@ -563,26 +724,30 @@ impl EvidenceService {
         actor: &Actor,
     ) -> Result<EvidenceRow> {
         if document.len() > dsse::MAX_ENVELOPE_BYTES {
-            return Err(EvidenceError::BadRequest(format!(
-                "the envelope has {} bytes; the limit is {}",
-                document.len(),
-                dsse::MAX_ENVELOPE_BYTES
-            )));
+            return Err(EvidenceError::DocumentTooLarge {
+                size: document.len(),
+                limit: dsse::MAX_ENVELOPE_BYTES,
+            });
         }
         if self.metadata.manifest(repo, subject).await?.is_none() {
-            return Err(EvidenceError::NotFound(format!(
-                "{repo}@{subject} is not in the registry; push the artifact first"
-            )));
+            return Err(EvidenceError::ArtifactUnknown {
+                repo: repo.clone(),
+                digest: subject.clone(),
+            });
         }
-        let probe: serde_json::Value = serde_json::from_slice(&document)
-            .map_err(|e| EvidenceError::BadRequest(format!("the body is not JSON: {e}")))?;
-        let format = if probe.get("mediaType").and_then(|m| m.as_str())
-            == Some(cosign::SIGSTORE_BUNDLE_MEDIA_TYPE)
-        {
+        let probe: serde_json::Value =
+            serde_json::from_slice(&document).map_err(EvidenceError::DocumentNotJson)?;
+        let media_type = probe.get("mediaType").and_then(|m| m.as_str());
+        let format = if media_type.is_some_and(cosign::is_sigstore_bundle_media_type) {
             "sigstore-bundle"
+        } else if let Some(media_type) =
+            media_type.filter(|t| t.starts_with("application/vnd.dev.sigstore.bundle"))
+        {
+            return Err(EvidenceError::BundleMediaType {
+                media_type: media_type.to_string(),
+            });
         } else {
-            dsse::Envelope::parse(&document)
-                .map_err(|e| EvidenceError::BadRequest(format!("not a DSSE envelope: {e}")))?;
+            dsse::Envelope::parse(&document).map_err(EvidenceError::NotAnEnvelope)?;
             "dsse"
         };
         let blob = Digest::sha256_of(&document);
@@ -653,38 +818,36 @@ impl EvidenceService {
     pub async fn add_key(&self, new: NewKey, actor: &Actor) -> Result<KeyRow> {
         let public_key = match &new.algorithm {
             Some(algorithm) => {
-                let algorithm = KeyAlgorithm::from_str(algorithm)
-                    .map_err(|e| EvidenceError::BadRequest(e.to_string()))?;
+                let algorithm =
+                    KeyAlgorithm::from_str(algorithm).map_err(EvidenceError::PublicKey)?;
                 PublicKey::from_pem_with_algorithm(&new.public_key_pem, algorithm)
             }
             None => PublicKey::from_pem(&new.public_key_pem),
         }
-        .map_err(|e| EvidenceError::BadRequest(e.to_string()))?;
+        .map_err(EvidenceError::PublicKey)?;
         validate_key_name(&new.name)?;
         if new.purposes.is_empty() {
-            return Err(EvidenceError::BadRequest(
-                "a key needs at least one purpose: --purpose sign and/or --purpose attest:<predicate type>".into(),
-            ));
+            return Err(EvidenceError::NoPurpose);
         }
         for purpose in &new.purposes {
-            Purpose::from_str(purpose)
-                .map_err(|e| EvidenceError::BadRequest(format!("purpose {purpose:?}: {e}")))?;
+            Purpose::from_str(purpose).map_err(|source| EvidenceError::Purpose {
+                purpose: purpose.clone(),
+                source,
+            })?;
         }
         if new.scope.is_empty() {
-            return Err(EvidenceError::BadRequest(
-                "a key needs a scope: --scope 'team/*' (repository paths without the stage), or --scope '*' for all".into(),
-            ));
+            return Err(EvidenceError::NoScope);
         }
         for pattern in &new.scope {
-            ScopePattern::from_str(pattern)
-                .map_err(|e| EvidenceError::BadRequest(format!("scope {pattern:?}: {e}")))?;
+            ScopePattern::from_str(pattern).map_err(|source| EvidenceError::Scope {
+                pattern: pattern.clone(),
+                source,
+            })?;
         }
         if let (Some(from), Some(until)) = (new.not_before, new.not_after)
             && until <= from
         {
-            return Err(EvidenceError::BadRequest(
-                "not_after must be later than not_before".into(),
-            ));
+            return Err(EvidenceError::Validity { not_before: from });
         }
         let now = now_millis();
         let row = KeyRow {
@@ -734,26 +897,24 @@ impl EvidenceService {
         let row = rows
             .iter()
             .find(|r| r.name == name)
-            .ok_or_else(|| {
-                EvidenceError::NotFound(format!(
-                    "no key named {name:?} in the keyring (airlock keys list)"
-                ))
+            .ok_or_else(|| EvidenceError::KeyUnknown {
+                name: name.to_string(),
             })?
             .clone();
         if row.status == "revoked" {
-            return Err(EvidenceError::Conflict(format!(
-                "key {name} is already revoked"
-            )));
+            return Err(EvidenceError::KeyStatus {
+                name: name.to_string(),
+                status: row.status.clone(),
+            });
         }
         if row.status == "retired" && change == StatusChange::Retire {
-            return Err(EvidenceError::Conflict(format!(
-                "key {name} is already retired"
-            )));
+            return Err(EvidenceError::KeyStatus {
+                name: name.to_string(),
+                status: row.status.clone(),
+            });
         }
         if reason.trim().is_empty() {
-            return Err(EvidenceError::BadRequest(
-                "give a reason (--reason), it is recorded in the audit log".into(),
-            ));
+            return Err(EvidenceError::ReasonMissing);
         }
         let status = if change == StatusChange::Retire {
             "retired"
@@ -818,16 +979,14 @@ impl EvidenceService {
         match &change {
             KeyChange::Add(row) => {
                 if rows.iter().any(|r| r.name == row.name) {
-                    return Err(EvidenceError::Conflict(format!(
-                        "a key named {} is already in the keyring; pick another name",
-                        row.name
-                    )));
+                    return Err(EvidenceError::NameTaken {
+                        name: row.name.clone(),
+                    });
                 }
                 if let Some(existing) = rows.iter().find(|r| r.key_id == row.key_id) {
-                    return Err(EvidenceError::Conflict(format!(
-                        "this public key is already in the keyring as {}",
-                        existing.name
-                    )));
+                    return Err(EvidenceError::KeyPresent {
+                        existing: existing.name.clone(),
+                    });
                 }
                 rows.push(row.clone())
             }
@@ -1024,9 +1183,9 @@ fn validate_key_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(EvidenceError::BadRequest(format!(
-            "key name {name:?} must be 1-64 characters of letters, digits, '-', '_' and '.'"
-        )))
+        Err(EvidenceError::KeyName {
+            name: name.to_string(),
+        })
     }
 }
 

@@ -1206,10 +1206,8 @@ impl PromotionService {
                     && m.layers.iter().all(|l| {
                         matches!(
                             l.media_type.as_str(),
-                            cosign::SIMPLE_SIGNING_MEDIA_TYPE
-                                | cosign::DSSE_MEDIA_TYPE
-                                | cosign::SIGSTORE_BUNDLE_MEDIA_TYPE
-                        )
+                            cosign::SIMPLE_SIGNING_MEDIA_TYPE | cosign::DSSE_MEDIA_TYPE
+                        ) || cosign::is_sigstore_bundle_media_type(&l.media_type)
                     })
             })
         };

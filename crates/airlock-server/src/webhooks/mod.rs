@@ -57,18 +57,109 @@ pub const IN_FLIGHT: usize = 64;
 /// Why a webhook request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    /// The caller may not do this.
-    #[error("{0}")]
-    Forbidden(String),
-    /// No such endpoint.
-    #[error("{0}")]
-    NotFound(String),
-    /// The request is malformed.
-    #[error("{0}")]
-    BadRequest(String),
+    /// The caller may not read (or manage) webhooks.
+    #[error(
+        "{principal} may not {} webhooks: that needs the access-admin role{}",
+        if *read { "read" } else { "manage" },
+        if *read { " (or auditor to read)" } else { "" }
+    )]
+    Forbidden {
+        /// The caller.
+        principal: String,
+        /// Whether it wanted to read rather than manage.
+        read: bool,
+    },
+    /// No endpoint (or no active one) has this id.
+    #[error("there is no {}webhook {id}", if *active { "active " } else { "" })]
+    Unknown {
+        /// The id asked for.
+        id: i64,
+        /// Whether only active endpoints were looked at.
+        active: bool,
+    },
+    /// The endpoint URL is not one airlock sends to.
+    #[error("webhook URL {0}")]
+    Url(#[source] UrlProblem),
+    /// The URL's host is a literal address in a restricted range.
+    #[error("webhook URL {0}")]
+    Target(#[source] target::TargetRefused),
+    /// A `ca_cert` for an `http://` URL.
+    #[error("a ca_cert applies only to an https:// webhook URL")]
+    CaCertNeedsHttps,
+    /// A `ca_cert` over the size limit.
+    #[error("the webhook's ca_cert is longer than {limit} bytes")]
+    CaCertTooLong {
+        /// The limit.
+        limit: usize,
+    },
+    /// A `ca_cert` that is not PEM certificates.
+    #[error("the webhook's ca_cert: {0}")]
+    CaCert(#[source] crate::outbound_tls::CaCertError),
+    /// No event patterns, or too many.
+    #[error("a webhook needs 1 to {max} event patterns, e.g. promotion.* or anomaly.*")]
+    EventCount {
+        /// The most allowed.
+        max: usize,
+    },
+    /// An event pattern that is not one.
+    #[error("{reason}")]
+    EventPattern {
+        /// The pattern given.
+        pattern: String,
+        /// Why it is not one (it names the fix).
+        reason: String,
+    },
+    /// A secret of the wrong length.
+    #[error(
+        "the secret has {length} bytes; use {} to {} (e.g. `openssl rand -hex 32 > secret`)",
+        SECRET_BYTES.start(),
+        SECRET_BYTES.end()
+    )]
+    SecretLength {
+        /// Its length.
+        length: usize,
+    },
+    /// A delivery state that does not exist.
+    #[error("status {status:?}: use pending, delivered, dead or cancelled")]
+    DeliveryStatus {
+        /// The state given.
+        status: String,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What is wrong with an endpoint URL.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlProblem {
+    /// Over the size limit.
+    #[error("is longer than {limit} bytes")]
+    TooLong {
+        /// The limit.
+        limit: usize,
+    },
+    /// Not a URL.
+    #[error("{url:?} is not a URL: {source}")]
+    NotAUrl {
+        /// The text given.
+        url: String,
+        /// Why (the URL parser's error).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Neither `https` nor `http`.
+    #[error("has scheme {scheme:?}; use https:// (or http://)")]
+    Scheme {
+        /// The scheme given.
+        scheme: String,
+    },
+    /// No host.
+    #[error("has no host")]
+    NoHost,
+    /// User and password in the URL.
+    #[error("carries credentials; authenticate the receiver with the HMAC signature instead")]
+    Credentials,
 }
 
 /// The HMAC-SHA256 of `body` under `secret`, as the `X-Airlock-Signature` value.
@@ -128,26 +219,31 @@ pub fn redacted_url(text: &str) -> String {
 
 /// Parses and checks an endpoint URL.
 fn parse_url(text: &str) -> Result<reqwest::Url, WebhookError> {
-    let bad = |why: String| WebhookError::BadRequest(format!("webhook URL {why}"));
+    let bad = |problem: UrlProblem| WebhookError::Url(problem);
     if text.len() > MAX_URL_BYTES {
-        return Err(bad(format!("is longer than {MAX_URL_BYTES} bytes")));
+        return Err(bad(UrlProblem::TooLong {
+            limit: MAX_URL_BYTES,
+        }));
     }
-    let url = reqwest::Url::parse(text).map_err(|e| bad(format!("{text:?} is not a URL: {e}")))?;
+    let url = reqwest::Url::parse(text).map_err(|source| {
+        bad(UrlProblem::NotAUrl {
+            url: text.to_string(),
+            source: Box::new(source),
+        })
+    })?;
     match url.scheme() {
         "http" | "https" => {}
         other => {
-            return Err(bad(format!(
-                "has scheme {other:?}; use https:// (or http://)"
-            )));
+            return Err(bad(UrlProblem::Scheme {
+                scheme: other.to_string(),
+            }));
         }
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(bad("has no host".into()));
+        return Err(bad(UrlProblem::NoHost));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad(
-            "carries credentials; authenticate the receiver with the HMAC signature instead".into(),
-        ));
+        return Err(bad(UrlProblem::Credentials));
     }
     Ok(url)
 }
@@ -155,18 +251,16 @@ fn parse_url(text: &str) -> Result<reqwest::Url, WebhookError> {
 /// Checks an endpoint's CA: PEM certificates, for an `https://` URL.
 fn check_ca_cert(url: &reqwest::Url, pem: &str) -> Result<(), WebhookError> {
     if url.scheme() != "https" {
-        return Err(WebhookError::BadRequest(
-            "a ca_cert applies only to an https:// webhook URL".into(),
-        ));
+        return Err(WebhookError::CaCertNeedsHttps);
     }
     if pem.len() > MAX_CA_CERT_BYTES {
-        return Err(WebhookError::BadRequest(format!(
-            "the webhook's ca_cert is longer than {MAX_CA_CERT_BYTES} bytes"
-        )));
+        return Err(WebhookError::CaCertTooLong {
+            limit: MAX_CA_CERT_BYTES,
+        });
     }
     PrivateCa::from_pem(pem)
         .map(|_| ())
-        .map_err(|e| WebhookError::BadRequest(format!("the webhook's ca_cert: {e}")))
+        .map_err(WebhookError::CaCert)
 }
 
 /// The webhook service: endpoint management and delivery history.
@@ -201,11 +295,10 @@ impl Webhooks {
         if allowed {
             Ok(())
         } else {
-            Err(WebhookError::Forbidden(format!(
-                "{name} may not {} webhooks: that needs the access-admin role{}",
-                if read { "read" } else { "manage" },
-                if read { " (or auditor to read)" } else { "" }
-            )))
+            Err(WebhookError::Forbidden {
+                principal: name.to_string(),
+                read,
+            })
         }
     }
 
@@ -230,27 +323,26 @@ impl Webhooks {
             url.host_str().unwrap_or_default(),
             self.allow_private_targets,
         )
-        .map_err(|e| WebhookError::BadRequest(format!("webhook URL {e}")))?;
+        .map_err(WebhookError::Target)?;
         if events.is_empty() || events.len() > MAX_PATTERNS {
-            return Err(WebhookError::BadRequest(format!(
-                "a webhook needs 1 to {MAX_PATTERNS} event patterns, e.g. promotion.* or anomaly.*"
-            )));
+            return Err(WebhookError::EventCount { max: MAX_PATTERNS });
         }
         let mut patterns = Vec::new();
         for event in events {
-            let pattern: EventPattern = event.parse().map_err(WebhookError::BadRequest)?;
+            let pattern: EventPattern =
+                event.parse().map_err(|reason| WebhookError::EventPattern {
+                    pattern: event.clone(),
+                    reason,
+                })?;
             let text = pattern.to_string();
             if !patterns.contains(&text) {
                 patterns.push(text);
             }
         }
         if !SECRET_BYTES.contains(&secret.len()) {
-            return Err(WebhookError::BadRequest(format!(
-                "the secret has {} bytes; use {} to {} (e.g. `openssl rand -hex 32 > secret`)",
-                secret.len(),
-                SECRET_BYTES.start(),
-                SECRET_BYTES.end()
-            )));
+            return Err(WebhookError::SecretLength {
+                length: secret.len(),
+            });
         }
         let origin = url_origin(&url);
         let url_sha256 = hex::encode(Sha256::digest(url.as_str().as_bytes()));
@@ -302,9 +394,7 @@ impl Webhooks {
             },
         };
         if !self.metadata.remove_webhook(id, record).await? {
-            return Err(WebhookError::NotFound(format!(
-                "there is no active webhook {id}"
-            )));
+            return Err(WebhookError::Unknown { id, active: true });
         }
         Ok(())
     }
@@ -314,7 +404,7 @@ impl Webhooks {
             .webhook(id)
             .await?
             .filter(|row| row.removed_at.is_none())
-            .ok_or_else(|| WebhookError::NotFound(format!("there is no active webhook {id}")))
+            .ok_or(WebhookError::Unknown { id, active: true })
     }
 
     /// The active endpoints.
@@ -340,12 +430,12 @@ impl Webhooks {
         if let Some(status) = status
             && !matches!(status, "pending" | "delivered" | "dead" | "cancelled")
         {
-            return Err(WebhookError::BadRequest(format!(
-                "status {status:?}: use pending, delivered, dead or cancelled"
-            )));
+            return Err(WebhookError::DeliveryStatus {
+                status: status.to_string(),
+            });
         }
         if self.metadata.webhook(id).await?.is_none() {
-            return Err(WebhookError::NotFound(format!("there is no webhook {id}")));
+            return Err(WebhookError::Unknown { id, active: false });
         }
         Ok(self
             .metadata

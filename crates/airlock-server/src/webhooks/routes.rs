@@ -6,22 +6,22 @@
 //! - `GET /api/v1/webhooks/{id}/deliveries?status=&limit=`
 //! - `POST /api/v1/webhooks/{id}/test`
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use airlock_api::ErrorBody;
+use airlock_api::webhooks as api;
 use airlock_store::{DeliveryRow, WebhookRow};
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::{WebhookError, Webhooks};
-use crate::access::api_caller;
-use crate::api::ApiError;
-use crate::identity::{Authenticated, Identity};
+use crate::api::{ApiError, json_body, query};
+use crate::caller::Caller;
+use crate::identity::Identity;
 
 /// State of the webhook routes.
 #[derive(Clone)]
@@ -44,22 +44,60 @@ pub fn router(state: WebhookState) -> Router {
 
 impl From<WebhookError> for ApiError {
     fn from(err: WebhookError) -> Self {
+        use super::UrlProblem as U;
         let message = err.to_string();
+        let bad = |remediation: &str| ApiError::bad_request(message.clone(), remediation);
         match err {
-            WebhookError::Forbidden(_) => ApiError::new(
+            WebhookError::Forbidden { read: true, .. } => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "FORBIDDEN",
                 message,
-                "ask an access-admin",
+                "ask an access-admin for the auditor role (airlock access request), or an access-admin to look",
             ),
-            WebhookError::NotFound(_) => ApiError::new(
+            WebhookError::Forbidden { read: false, .. } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                message,
+                "ask an access-admin to make the change",
+            ),
+            WebhookError::Unknown { .. } => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",
                 message,
                 "list webhooks with `airlock webhooks list`",
             ),
-            WebhookError::BadRequest(_) => {
-                ApiError::bad_request(message, "fix the request as the message says")
+            WebhookError::Url(U::TooLong { .. }) => {
+                bad("use a shorter URL; put no tokens in it, the HMAC signature authenticates")
+            }
+            WebhookError::Url(U::NotAUrl { .. } | U::Scheme { .. } | U::NoHost) => {
+                bad("give the receiver's full URL, e.g. https://hooks.example.com/airlock")
+            }
+            WebhookError::Url(U::Credentials) => bad(
+                "drop user:password from the URL; the receiver checks the X-Airlock-Signature HMAC with the secret",
+            ),
+            WebhookError::Target(_) => bad(
+                "give a public receiver, or have the operator set [webhooks] allow_private_targets = true",
+            ),
+            WebhookError::CaCertNeedsHttps => {
+                bad("use an https:// URL with --receiver-ca-cert, or leave the CA out")
+            }
+            WebhookError::CaCertTooLong { .. } => {
+                bad("send only the CA certificate(s) the receiver's certificate chains to")
+            }
+            WebhookError::CaCert(_) => {
+                bad("send PEM certificates (-----BEGIN CERTIFICATE-----) of the receiver's CA")
+            }
+            WebhookError::EventCount { .. } => {
+                bad("give --events with 1 to 64 patterns, e.g. promotion.* or anomaly.*")
+            }
+            WebhookError::EventPattern { .. } => bad(
+                "write event patterns as a type (promotion.promoted), a prefix (promotion.*) or *",
+            ),
+            WebhookError::SecretLength { .. } => bad(
+                "generate one with `openssl rand -hex 32 > secret` and pass --secret-file secret",
+            ),
+            WebhookError::DeliveryStatus { .. } => {
+                bad("use status=pending, delivered, dead, cancelled or all")
             }
             WebhookError::Store(err) => ApiError::storage(&err),
         }
@@ -70,42 +108,42 @@ fn time(millis: i64) -> String {
     airlock_core::audit::rfc3339_millis(millis)
 }
 
-/// The JSON form of an endpoint (never its secret). `full_url` is for access-admins: others see
-/// only the URL's origin and a SHA-256 of it, since paths and queries often carry tokens.
-pub fn webhook_json(row: &WebhookRow, full_url: bool) -> Value {
+/// An endpoint as the API shows it (never its secret). `full_url` is for access-admins: others
+/// see only the URL's origin and a SHA-256 of it, since paths and queries often carry tokens.
+pub fn webhook_view(row: &WebhookRow, full_url: bool) -> api::Webhook {
     let url = if full_url {
         row.url.clone()
     } else {
         super::redacted_url(&row.url)
     };
-    json!({"id": row.id, "url": url, "events": row.events, "created_by": row.created_by,
-           "created_at": time(row.created_at), "ca_cert": row.ca_cert})
+    api::Webhook {
+        id: row.id,
+        url,
+        events: row.events.clone(),
+        created_by: row.created_by.clone(),
+        created_at: time(row.created_at),
+        ca_cert: row.ca_cert.clone(),
+    }
 }
 
-/// The JSON form of a delivery.
-pub fn delivery_json(row: &DeliveryRow) -> Value {
-    json!({
-        "id": row.id,
-        "webhook": row.endpoint_id,
-        "type": airlock_core::webhook::event_type(&row.event_type),
-        "subject": row.subject,
-        "event_id": row.audit_index.map_or_else(|| format!("delivery-{}", row.id), |i| i.to_string()),
-        "status": row.status,
-        "attempts": row.attempts,
-        "next_attempt_at": (row.status == "pending").then(|| time(row.next_attempt_at)),
-        "last_status": row.last_status,
-        "last_error": row.last_error,
-        "created_at": time(row.created_at),
-        "delivered_at": row.delivered_at.map(time),
-    })
-}
-
-async fn caller(
-    identity: &Identity,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-) -> Result<(Option<Authenticated>, airlock_core::Actor), ApiError> {
-    Ok(api_caller(identity, headers, peer).await?)
+/// A delivery as the API shows it.
+pub fn delivery_view(row: &DeliveryRow) -> api::Delivery {
+    api::Delivery {
+        id: row.id,
+        webhook: row.endpoint_id,
+        kind: airlock_core::webhook::event_type(&row.event_type),
+        subject: row.subject.clone(),
+        event_id: row
+            .audit_index
+            .map_or_else(|| format!("delivery-{}", row.id), |i| i.to_string()),
+        status: row.status.clone(),
+        attempts: row.attempts,
+        next_attempt_at: (row.status == "pending").then(|| time(row.next_attempt_at)),
+        last_status: row.last_status,
+        last_error: row.last_error.clone(),
+        created_at: time(row.created_at),
+        delivered_at: row.delivered_at.map(time),
+    }
 }
 
 fn webhook_id(text: &str) -> Result<i64, ApiError> {
@@ -117,117 +155,194 @@ fn webhook_id(text: &str) -> Result<i64, ApiError> {
     })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddBody {
-    url: String,
-    events: Vec<String>,
-    secret: String,
-    #[serde(default)]
-    ca_cert: Option<String>,
-}
-
+/// Adds an endpoint (needs access-admin). The answer shows the full URL, never the secret.
+#[utoipa::path(
+    operation_id = "add_webhook",
+    post,
+    path = "/api/v1/webhooks",
+    tag = "webhooks",
+    request_body = api::AddWebhookRequest,
+    responses(
+        (status = 201, description = "The endpoint as added", body = api::Webhook),
+        (status = 400, description = "The URL, target, CA, event patterns or secret are not acceptable", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Not an access-admin", body = ErrorBody),
+        (status = 500, description = "Storage failed", body = ErrorBody),
+        (status = 503, description = "Storage cannot keep writes now", body = ErrorBody),
+    )
+)]
 async fn add(
     State(state): State<WebhookState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&state.identity, &headers, peer).await?;
-    let body: AddBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            format!("a webhook needs {{\"url\", \"events\", \"secret\"}}: {e}"),
-            "send the endpoint URL, its event patterns and its signing secret",
-        )
-    })?;
+    caller: Caller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<api::Webhook>), ApiError> {
+    let body: api::AddWebhookRequest = json_body(
+        &body,
+        "webhook: a webhook needs {\"url\", \"events\", \"secret\"}",
+        "send the endpoint URL, its event patterns and its signing secret",
+    )?;
     let row = state
         .webhooks
         .add(
-            who.as_ref(),
-            &actor,
+            caller.who.as_ref(),
+            &caller.actor,
             &body.url,
             &body.events,
             &body.secret,
             body.ca_cert.as_deref(),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(webhook_json(&row, true))).into_response())
+    Ok((StatusCode::CREATED, Json(webhook_view(&row, true))))
 }
 
+/// The active endpoints (needs access-admin, or auditor: auditors see redacted URLs).
+#[utoipa::path(
+    operation_id = "list_webhooks",
+    get,
+    path = "/api/v1/webhooks",
+    tag = "webhooks",
+    responses(
+        (status = 200, description = "The endpoints", body = api::WebhookList),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Neither access-admin nor auditor", body = ErrorBody),
+        (status = 500, description = "Storage failed", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<WebhookState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&state.identity, &headers, peer).await?;
-    let rows = state.webhooks.list(who.as_ref(), &actor.principal).await?;
-    let full_url = super::Webhooks::manages(who.as_ref());
-    let webhooks: Vec<Value> = rows.iter().map(|row| webhook_json(row, full_url)).collect();
-    Ok(Json(json!({ "webhooks": webhooks })).into_response())
+    caller: Caller,
+) -> Result<Json<api::WebhookList>, ApiError> {
+    let rows = state
+        .webhooks
+        .list(caller.who.as_ref(), &caller.actor.principal)
+        .await?;
+    let full_url = Webhooks::manages(caller.who.as_ref());
+    Ok(Json(api::WebhookList {
+        webhooks: rows.iter().map(|row| webhook_view(row, full_url)).collect(),
+    }))
 }
 
+/// Removes an endpoint (needs access-admin); its pending deliveries are cancelled.
+#[utoipa::path(
+    operation_id = "remove_webhook",
+    delete,
+    path = "/api/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = i64, Path, description = "The endpoint's id")),
+    responses(
+        (status = 200, description = "Removed", body = api::WebhookRemoved),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Not an access-admin", body = ErrorBody),
+        (status = 404, description = "No active endpoint has this id", body = ErrorBody),
+        (status = 500, description = "Storage failed", body = ErrorBody),
+        (status = 503, description = "Storage cannot keep writes now", body = ErrorBody),
+    )
+)]
 async fn remove(
     State(state): State<WebhookState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&state.identity, &headers, peer).await?;
+) -> Result<Json<api::WebhookRemoved>, ApiError> {
     let id = webhook_id(&id)?;
-    state.webhooks.remove(who.as_ref(), &actor, id).await?;
-    Ok(Json(json!({"id": id, "removed": true})).into_response())
+    state
+        .webhooks
+        .remove(caller.who.as_ref(), &caller.actor, id)
+        .await?;
+    Ok(Json(api::WebhookRemoved { id, removed: true }))
 }
 
-#[derive(Deserialize)]
-struct DeliveriesQuery {
-    status: Option<String>,
-    limit: Option<u32>,
-}
-
+/// Deliveries to an endpoint, removed ones too, newest first (needs access-admin or auditor).
+#[utoipa::path(
+    operation_id = "list_webhook_deliveries",
+    get,
+    path = "/api/v1/webhooks/{id}/deliveries",
+    tag = "webhooks",
+    params(("id" = i64, Path, description = "The endpoint's id"), api::DeliveryListQuery),
+    responses(
+        (status = 200, description = "The deliveries", body = api::DeliveryList),
+        (status = 400, description = "The id or limit is not a number, or status is not a delivery state", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Neither access-admin nor auditor", body = ErrorBody),
+        (status = 404, description = "No endpoint has this id", body = ErrorBody),
+        (status = 500, description = "Storage failed", body = ErrorBody),
+    )
+)]
 async fn deliveries(
     State(state): State<WebhookState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
-    Query(query): Query<DeliveriesQuery>,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&state.identity, &headers, peer).await?;
+    params: Result<Query<api::DeliveryListQuery>, QueryRejection>,
+) -> Result<Json<api::DeliveryList>, ApiError> {
     let id = webhook_id(&id)?;
-    let status = query.status.as_deref().filter(|s| *s != "all");
+    let params = query(
+        params,
+        "pass status=pending, delivered, dead, cancelled or all, and limit as a number from 1 to 1000",
+    )?;
+    let status = params.status.and_then(|s| match s {
+        api::DeliveryStatusFilter::Pending => Some("pending"),
+        api::DeliveryStatusFilter::Delivered => Some("delivered"),
+        api::DeliveryStatusFilter::Dead => Some("dead"),
+        api::DeliveryStatusFilter::Cancelled => Some("cancelled"),
+        api::DeliveryStatusFilter::All => None,
+    });
     let rows = state
         .webhooks
         .deliveries(
-            who.as_ref(),
-            &actor.principal,
+            caller.who.as_ref(),
+            &caller.actor.principal,
             id,
             status,
-            query.limit.unwrap_or(100),
+            crate::api::list_limit(params.limit, 100)?,
         )
         .await?;
-    let list: Vec<Value> = rows.iter().map(delivery_json).collect();
-    Ok(Json(json!({"webhook": id, "deliveries": list})).into_response())
+    Ok(Json(api::DeliveryList {
+        webhook: id,
+        deliveries: rows.iter().map(delivery_view).collect(),
+    }))
 }
 
+/// Queues a `dev.airlock.webhook.test` event for one endpoint (needs access-admin).
+#[utoipa::path(
+    operation_id = "test_webhook",
+    post,
+    path = "/api/v1/webhooks/{id}/test",
+    tag = "webhooks",
+    params(("id" = i64, Path, description = "The endpoint's id")),
+    responses(
+        (status = 202, description = "Queued; the delivery id says where to look", body = api::TestQueued),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Not an access-admin", body = ErrorBody),
+        (status = 404, description = "No active endpoint has this id", body = ErrorBody),
+        (status = 500, description = "Storage failed", body = ErrorBody),
+        (status = 503, description = "Storage cannot keep writes now", body = ErrorBody),
+    )
+)]
 async fn test(
     State(state): State<WebhookState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let (who, actor) = caller(&state.identity, &headers, peer).await?;
+) -> Result<(StatusCode, Json<api::TestQueued>), ApiError> {
     let id = webhook_id(&id)?;
-    let delivery = state.webhooks.test(who.as_ref(), &actor, id).await?;
+    let delivery = state
+        .webhooks
+        .test(caller.who.as_ref(), &caller.actor, id)
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"webhook": id, "delivery": delivery, "type": "dev.airlock.webhook.test"})),
-    )
-        .into_response())
+        Json(api::TestQueued {
+            webhook: id,
+            delivery,
+            kind: "dev.airlock.webhook.test".into(),
+        }),
+    ))
 }
 
 /// This area's part of the OpenAPI document (`crate::openapi`).
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
-    #[openapi()]
+    #[openapi(paths(add, list, remove, deliveries, test))]
     struct Api;
     <Api as utoipa::OpenApi>::openapi()
 }
