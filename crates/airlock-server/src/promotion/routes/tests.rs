@@ -31,7 +31,9 @@ async fn a_storage_failure_reading_evidence_is_a_storage_error_not_policy_invali
 
 #[tokio::test]
 async fn an_evidence_service_failure_is_a_500_with_its_own_code() {
-    let err = PromotionError::from(EvidenceError::NotFound("no such key".into()));
+    let err = PromotionError::from(EvidenceError::KeyUnknown {
+        name: "no-such-key".into(),
+    });
     let (status, body) = answer(err).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body["error"]["code"], "EVIDENCE_UNAVAILABLE");
