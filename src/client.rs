@@ -634,38 +634,15 @@ impl ApiClient {
         &self.token
     }
 
-    /// GET a JSON document.
-    pub async fn get(&self, path: &str) -> Result<Value> {
-        self.send(self.http.get(format!("{}{path}", self.server)))
-            .await
-    }
-
-    /// POST JSON, returning JSON.
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        self.send(self.http.post(format!("{}{path}", self.server)).json(body))
-            .await
-    }
-
-    /// `DELETE` `path`; the JSON answer, or the API error as a message.
-    pub async fn delete(&self, path: &str) -> Result<Value> {
-        self.send(self.http.delete(format!("{}{path}", self.server)))
-            .await
-    }
-
-    /// `PATCH` JSON, returning JSON.
-    #[allow(dead_code)] // every PATCH the CLI sends is typed now (`patch_as`)
-    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value> {
-        self.send(self.http.patch(format!("{}{path}", self.server)).json(body))
-            .await
-    }
-
     /// GET `path` as the API type `T` (an `airlock_api` response).
     pub async fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        typed(path, self.get(path).await?)
+        let answer = self
+            .send(self.http.get(format!("{}{path}", self.server)))
+            .await?;
+        typed(path, answer)
     }
 
     /// POST the API request `body` to `path`, reading the answer as `T`.
-    #[allow(dead_code)] // until every command reads the typed API
     pub async fn post_as<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
@@ -678,7 +655,6 @@ impl ApiClient {
     }
 
     /// PATCH the API request `body` to `path`, reading the answer as `T`.
-    #[allow(dead_code)] // until every command reads the typed API
     pub async fn patch_as<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
@@ -691,9 +667,11 @@ impl ApiClient {
     }
 
     /// DELETE `path`, reading the answer as `T`.
-    #[allow(dead_code)] // until every command reads the typed API
     pub async fn delete_as<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        typed(path, self.delete(path).await?)
+        let answer = self
+            .send(self.http.delete(format!("{}{path}", self.server)))
+            .await?;
+        typed(path, answer)
     }
 }
 

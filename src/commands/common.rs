@@ -6,7 +6,6 @@ use std::io::Read;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde_json::Value;
 
 use crate::client::ApiClient;
 
@@ -80,14 +79,6 @@ pub enum OutputFormat {
     Text,
     /// One JSON document on stdout.
     Json,
-}
-
-/// Prints `value` as one JSON document, or as `text` renders it for people.
-pub(crate) fn print(common: &Common, value: &Value, text: impl FnOnce(&Value) -> String) {
-    match common.output {
-        OutputFormat::Json => println!("{value}"),
-        OutputFormat::Text => println!("{}", text(value)),
-    }
 }
 
 /// Prints the API answer `value` as one JSON document, or as `text` renders it for people.

@@ -22,7 +22,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::client::ApiClient;
-use crate::commands::common::{Common, print, print_as};
+use crate::commands::common::{Common, print_as};
 use crate::oci_client::{ArtifactRef, OciClient, sha256_digest};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
