@@ -43,15 +43,19 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
             message,
             "send the body as JSON with the header Content-Type: application/json",
         ),
-        JsonRejection::JsonDataError(_) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "INVALID_BODY",
+        JsonRejection::JsonDataError(_) => ApiError::bad_request(
             message,
             format!("send the fields the request takes, with their types ({SCHEMA})"),
         ),
         JsonRejection::JsonSyntaxError(_) => {
             ApiError::bad_request(message, "send one well-formed JSON object as the body")
         }
+        _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            message,
+            "send a smaller body: JSON API requests are limited to 2 MiB",
+        ),
         _ => ApiError::new(
             rejection.status(),
             "BAD_REQUEST",
