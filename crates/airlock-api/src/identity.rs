@@ -451,7 +451,7 @@ pub struct TokenErrorBody {
 /// One token endpoint error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenError {
-    /// `UNAUTHORIZED`, `UNSUPPORTED`, `TOOMANYREQUESTS` or `UNAVAILABLE`.
+    /// `UNAUTHORIZED`, `UNSUPPORTED`, `SIZE_INVALID`, `TOOMANYREQUESTS` or `UNAVAILABLE`.
     pub code: String,
     /// What went wrong (never which part of a credential was wrong).
     pub message: String,

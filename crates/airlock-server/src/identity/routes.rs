@@ -225,6 +225,18 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 /// Docker token endpoint errors use the registry error format, with a challenge for Basic.
+/// `413` in the registry error format: a token request body over the 2 MiB request limit.
+fn token_too_large() -> Response {
+    let body = api::TokenErrorBody {
+        errors: vec![api::TokenError {
+            code: "SIZE_INVALID".into(),
+            message: "the token request body is larger than 2 MiB: send only the form fields (grant_type and its fields)".into(),
+            detail: None,
+        }],
+    };
+    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
+}
+
 fn token_error(err: AuthError) -> Response {
     let (status, code) = match &err {
         AuthError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
@@ -349,6 +361,7 @@ async fn token_get(
     responses(
         (status = 200, description = "An access token for the granted part of the scopes", body = api::TokenResponse),
         (status = 400, description = "An unsupported grant_type or a missing field", body = api::TokenErrorBody),
+        (status = 413, description = "The body is larger than 2 MiB (SIZE_INVALID)", body = api::TokenErrorBody),
         (status = 401, description = "Invalid credentials or refresh token", body = api::TokenErrorBody),
         (status = 429, description = "Too many failed authentications", body = api::TokenErrorBody),
         (status = 500, description = "The token could not be issued", body = airlock_api::ErrorBody),
@@ -363,6 +376,9 @@ async fn token_post(
 ) -> Response {
     let form = match form {
         Ok(Form(form)) => form,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return token_too_large();
+        }
         Err(rejection) => {
             return token_error(AuthError::TokenRequest(format!(
                 "the body is not a form ({}): send Content-Type: application/x-www-form-urlencoded with grant_type and its fields",
