@@ -63,6 +63,7 @@ fn api_key(account: &str, key: &ApiKeyRow) -> api::ApiKey {
 
 /// A service account's keys, live and ended (never a secret or its hash).
 #[utoipa::path(
+    operation_id = "service_account_list_keys",
     get,
     path = "/api/v1/service-accounts/{name}/keys",
     tag = "identity",
@@ -121,6 +122,7 @@ fn requested_expiry(body: &api::AddApiKeyRequest) -> Result<RequestedExpiry, Api
 
 /// Adds a named key to a service account; its secret is answered this once.
 #[utoipa::path(
+    operation_id = "service_account_add_key",
     post,
     path = "/api/v1/service-accounts/{name}/keys",
     tag = "identity",
@@ -166,6 +168,7 @@ pub(super) async fn add_key(
 
 /// Revokes one key (by id, or by the name of a live key); the account's other keys keep working.
 #[utoipa::path(
+    operation_id = "service_account_revoke_key",
     post,
     path = "/api/v1/service-accounts/{name}/keys/{key}/revoke",
     tag = "identity",

@@ -99,6 +99,7 @@ pub fn listed_json(key: &ListedKey) -> Value {
 
 /// The current and replaced token and attestation keys (anyone authenticated).
 #[utoipa::path(
+    operation_id = "server_keys_list",
     get,
     path = "/api/v1/server-keys",
     tag = "server-keys",
@@ -127,6 +128,7 @@ async fn list(
 /// Replaces the token or attestation key (key-admin everywhere); the log key is refused with the
 /// documented procedure.
 #[utoipa::path(
+    operation_id = "server_keys_rotate",
     post,
     path = "/api/v1/server-keys/{key}/rotate",
     tag = "server-keys",
