@@ -83,37 +83,3 @@ async fn serve() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], body.as_str())
 }
 
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    /// Operation ids name client functions in generated SDKs and must be unique in the whole
-    /// document (openapi-spec-validator refuses a duplicate); each area names its own.
-    #[test]
-    fn every_operation_id_is_unique_across_areas() {
-        let doc = super::document();
-        let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (path, item) in &doc.paths.paths {
-            let operations = [
-                ("get", &item.get),
-                ("put", &item.put),
-                ("post", &item.post),
-                ("delete", &item.delete),
-                ("patch", &item.patch),
-                ("head", &item.head),
-            ];
-            for (method, operation) in operations {
-                if let Some(operation) = operation {
-                    let id = operation.operation_id.clone().unwrap_or_default();
-                    seen.entry(id).or_default().push(format!("{method} {path}"));
-                }
-            }
-        }
-        let duplicates: Vec<_> = seen.iter().filter(|(_, uses)| uses.len() > 1).collect();
-        assert!(
-            duplicates.is_empty(),
-            "duplicate operation ids: {duplicates:?}"
-        );
-        assert!(seen.len() > 60, "{} operations", seen.len());
-    }
-}
