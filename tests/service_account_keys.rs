@@ -366,9 +366,9 @@ async fn revoking_one_key_ends_its_tokens_and_refresh_tokens_and_leaves_the_othe
     let (code, _, err) = s.cli(&["service-accounts", "keys", "revoke", "ci", "first"]);
     assert_eq!(code, 1);
     assert!(err.contains("already revoked"), "{err}");
-    // (An unknown name is a 404, which the CLI exits with 2 like every other command.)
+    // (An unknown name is a 404, which the CLI exits with 1 like every other command.)
     let (code, _, err) = s.cli(&["service-accounts", "keys", "revoke", "ci", "nope"]);
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert!(err.contains("keys list ci"), "{err}");
     // The name is free for a replacement; the old key stays listed as revoked.
     let (status, body) = add_key(&s, "ci", json!({"name": "first"})).await;

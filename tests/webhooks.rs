@@ -559,7 +559,7 @@ async fn only_access_admins_manage_webhooks_and_secrets_never_leave_the_server()
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("removed webhook 1"));
     let (code, _, err) = s.cli(&["webhooks", "test", "1"]);
-    assert_eq!(code, 2, "an unknown id is a usage error");
+    assert_eq!(code, 1, "an unknown id is a failed check (404)");
     assert!(err.contains("no active webhook 1"), "{err}");
     let (code, out, _) = s.cli(&["webhooks", "list"]);
     assert_eq!(code, 0);
