@@ -149,9 +149,11 @@ async fn get(http: &reqwest::Client, url: &str) -> Result<reqwest::Response> {
         .await
         .map_err(|e| crate::client::connection_error(url, e))?;
     if !response.status().is_success() {
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        bail!("GET {url} answered {status}: {}", body.trim());
+        // The server's error (its code, message and remediation) and the exit status every
+        // command gives it: 1 for a refusal or something missing, 2 otherwise.
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        return Err(crate::client::ApiError::from_answer(status, &body).into());
     }
     Ok(response)
 }

@@ -1,0 +1,26 @@
+//! The CLI's errors keep the server's code and the exit status every command gives it (1 for a
+//! refusal or something missing, 2 for usage, connection and server failures), in text and with
+//! `-o json`, also when stdout is closed.
+
+mod common;
+
+use common::TestServer;
+use serde_json::Value;
+
+/// The JSON document a command printed on stdout.
+fn json(out: &str) -> Value {
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"))
+}
+
+#[test]
+fn audit_commands_refused_by_the_server_exit_1_with_its_code() {
+    let s = TestServer::start();
+    for args in [
+        &["audit", "tail", "-n", "1", "-o", "json"][..],
+        &["audit", "export", "-o", "json"][..],
+    ] {
+        let (code, out, err) = s.cli_env(args, &[("AIRLOCK_TOKEN", "not-a-token")]);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert_eq!(json(&out)["error"]["code"], "UNAUTHORIZED", "{args:?}: {out}");
+    }
+}
