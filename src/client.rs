@@ -409,12 +409,26 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// The error for an answer with `status` and `body` (an [`airlock_api::ErrorBody`], or
-    /// anything else, e.g. a proxy's page, for which a generic code and message stand in).
+    /// The error for an answer with `status` and `body`: an [`airlock_api::ErrorBody`], the
+    /// registry's and token endpoint's `{"errors":[{"code","message","detail"}]}` (its first
+    /// error, with no remediation), or anything else, e.g. a proxy's page, for which a generic
+    /// code and message stand in.
     pub fn from_answer(status: u16, body: &Value) -> Self {
+        let registry = || {
+            serde_json::from_value::<airlock_api::identity::TokenErrorBody>(body.clone())
+                .ok()
+                .and_then(|body| body.errors.into_iter().next())
+                .map(|error| airlock_api::ErrorDetail {
+                    code: error.code,
+                    message: error.message,
+                    remediation: String::new(),
+                })
+        };
         let detail = serde_json::from_value::<airlock_api::ErrorBody>(body.clone())
             .map(|body| body.error)
-            .unwrap_or_else(|_| airlock_api::ErrorDetail {
+            .ok()
+            .or_else(registry)
+            .unwrap_or_else(|| airlock_api::ErrorDetail {
                 code: body["error"]["code"]
                     .as_str()
                     .unwrap_or("ERROR")

@@ -24,3 +24,24 @@ fn audit_commands_refused_by_the_server_exit_1_with_its_code() {
         assert_eq!(json(&out)["error"]["code"], "UNAUTHORIZED", "{args:?}: {out}");
     }
 }
+
+#[test]
+fn evidence_for_an_artifact_that_does_not_exist_exits_1_with_manifest_unknown() {
+    let s = TestServer::start();
+    let reference = format!("{}/dev/nothing-here:v1", s.host);
+    let (code, out, err) = s.cli(&["evidence", &reference, "-o", "json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(json(&out)["error"]["code"], "MANIFEST_UNKNOWN", "{out}");
+}
+
+#[test]
+fn a_registry_refusal_exits_1_with_the_registry_code() {
+    let s = TestServer::start();
+    let reference = format!("{}/dev/app:v1", s.host);
+    let (code, out, err) = s.cli_env(
+        &["evidence", &reference, "-o", "json"],
+        &[("AIRLOCK_TOKEN", "not-a-token")],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(json(&out)["error"]["code"], "UNAUTHORIZED", "{out}");
+}
