@@ -560,24 +560,31 @@ impl ApiClient {
             .await
             .map_err(|e| connection_error(&server, e))?;
         if !response.status().is_success() {
-            // The server says why (e.g. the principal is locked by an anomaly); show it.
+            // The server says why (e.g. the principal is disabled, or locked by an anomaly): its
+            // code and message, exit 1 for a refusal, and logging in again as the fix.
+            let status = response.status().as_u16();
             let body: Value = response.json().await.unwrap_or(Value::Null);
-            let why = body["errors"][0]["message"]
-                .as_str()
-                .or_else(|| body["error"]["message"].as_str())
-                .unwrap_or("expired, or your access changed");
-            bail!("the stored login for {server} is no longer valid ({why}): log in again");
+            let mut error = ApiError::from_answer(status, &body);
+            error.detail.message = format!(
+                "the stored login for {server} is no longer valid: {}",
+                error.detail.message
+            );
+            error.detail.remediation = format!(
+                "log in again: `airlock login {server} -u NAME --password-stdin` (an \
+                 access-admin must first enable or unlock an account the server refused)"
+            );
+            return Err(error.into());
         }
-        let body: Value = response.json().await?;
-        let token = body["token"]
-            .as_str()
-            .ok_or_else(|| anyhow!("the server returned no token"))?
-            .to_string();
+        let body: airlock_api::identity::TokenResponse = response
+            .json()
+            .await
+            .context("the server's token answer is not what this client expects")?;
+        let token = body.token;
         // The refresh token just presented is spent: keep its successor for the next command.
-        if let Some(next) = body["refresh_token"].as_str()
+        if let Some(next) = body.refresh_token
             && let Some(login) = store.servers.get_mut(&server)
         {
-            login.refresh_token = next.to_string();
+            login.refresh_token = next;
             store
                 .save()
                 .context("cannot save the renewed login; log in again")?;

@@ -45,3 +45,39 @@ fn a_registry_refusal_exits_1_with_the_registry_code() {
     assert_eq!(code, 1, "{out}{err}");
     assert_eq!(json(&out)["error"]["code"], "UNAUTHORIZED", "{out}");
 }
+
+#[test]
+fn a_stored_login_the_server_refuses_on_renewal_exits_1_with_its_code_and_says_log_in_again() {
+    let s = TestServer::start();
+    let admin = tempfile::tempdir().unwrap();
+    let (code, out, err) = s.cli_as(
+        admin.path(),
+        &["login", &s.base, "-u", "admin", "--password-stdin"],
+        Some(common::ADMIN_PASSWORD),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = s.cli_as(
+        admin.path(),
+        &["users", "add", "gone", "--password-stdin"],
+        Some("a-long-enough-password-42"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = s.cli_as(
+        home.path(),
+        &["login", &s.base, "-u", "gone", "--password-stdin"],
+        Some("a-long-enough-password-42"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = s.cli_as(admin.path(), &["users", "disable", "gone"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = s.cli_as(home.path(), &["whoami", "-o", "json"], None);
+    assert_eq!(code, 1, "{out}{err}");
+    let error = &json(&out)["error"];
+    assert_ne!(error["code"], "CLI_ERROR", "{out}");
+    assert!(error["code"].as_str().is_some_and(|c| !c.is_empty()), "{out}");
+    assert!(
+        error["remediation"].as_str().unwrap().contains("log in again"),
+        "{out}"
+    );
+}
