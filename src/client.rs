@@ -352,22 +352,19 @@ pub async fn login(server: &str, trust: &Trust, username: &str, password: &str) 
         .await
         .map_err(|e| connection_error(server, e))?;
     let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        let message = body["errors"][0]["message"]
-            .as_str()
-            .or(body["error"]["message"].as_str())
-            .unwrap_or("login failed");
-        // A refused password (401) or a rate limit (429) is a refusal: exit 1, like the API's.
-        return Err(ApiFailure {
-            message: format!("login refused ({status}): {message}"),
-            status: exit_status_for(status.as_u16()),
-        }
-        .into());
+        // A refused password (401) or a rate limit (429) is a refusal: exit 1 with the server's
+        // code, like the API's.
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let mut error = ApiError::from_answer(status.as_u16(), &body);
+        error.detail.message = format!("login refused: {}", error.detail.message);
+        return Err(error.into());
     }
-    body["refresh_token"]
-        .as_str()
-        .map(String::from)
+    let body: airlock_api::identity::TokenResponse = response
+        .json()
+        .await
+        .context("the server's token answer is not what this client expects")?;
+    body.refresh_token
         .ok_or_else(|| anyhow!("the server returned no refresh token"))
 }
 
@@ -377,23 +374,6 @@ pub struct ApiClient {
     http: reqwest::Client,
     token: String,
 }
-
-/// An API failure: the message to print and the exit status.
-#[derive(Debug)]
-pub struct ApiFailure {
-    /// What to print on stderr.
-    pub message: String,
-    /// The exit status.
-    pub status: u8,
-}
-
-impl std::fmt::Display for ApiFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ApiFailure {}
 
 /// The server's error answer to an API request: its status, the exit status it maps to, and the
 /// API's `{"error":{"code","message","remediation"}}` as sent.

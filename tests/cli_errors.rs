@@ -81,3 +81,59 @@ fn a_stored_login_the_server_refuses_on_renewal_exits_1_with_its_code_and_says_l
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn login_and_password_change_refusals_keep_the_server_code() {
+    let s = TestServer::start();
+    // What the server answers a wrong password with.
+    let answer: Value = reqwest::Client::new()
+        .post(s.url("/auth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", "wrong-password"),
+            ("service", "airlock"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = s.cli_as(
+        home.path(),
+        &["login", &s.base, "-u", "admin", "--password-stdin", "-o", "json"],
+        Some("wrong-password"),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(json(&out)["error"]["code"], answer["errors"][0]["code"], "{out}");
+
+    // A wrong current password: the server's code and remediation.
+    let answer: Value = reqwest::Client::new()
+        .post(s.url("/api/v1/users/admin/password"))
+        .json(&serde_json::json!({"current_password": "wrong-password",
+                                  "new_password": "another-long-password-42"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (code, out, err) = s.cli_as(
+        home.path(),
+        &["users", "passwd", "-u", "admin", "--password-stdin", "-o", "json"],
+        Some("wrong-password\nanother-long-password-42"),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(json(&out)["error"], answer["error"], "{out}");
+
+    // A user that does not exist is exit 1 (404), like every other command's.
+    let (code, out, err) = s.cli_as(
+        home.path(),
+        &["users", "passwd", "-u", "nobody-here", "--password-stdin", "-o", "json"],
+        Some("wrong-password\nanother-long-password-42"),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!json(&out)["error"]["code"].as_str().unwrap().is_empty());
+}

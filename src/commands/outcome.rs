@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use serde_json::json;
 
-use crate::client::{ApiError, ApiFailure, ConnectionFailed};
+use crate::client::{ApiError, ConnectionFailed};
 use crate::commands::common::OutputFormat;
 
 /// Exit status for a usage or connection error.
@@ -49,19 +49,6 @@ fn classify(err: &anyhow::Error) -> (u8, String, String, String) {
             api.detail.code.clone(),
             api.detail.message.clone(),
             api.detail.remediation.clone(),
-        );
-    }
-    if let Some(failure) = err.downcast_ref::<ApiFailure>() {
-        let code = if failure.status == crate::client::DENIED {
-            "REFUSED"
-        } else {
-            "FAILED"
-        };
-        return (
-            failure.status,
-            code.into(),
-            failure.message.clone(),
-            String::new(),
         );
     }
     if let Some(failed) = err.downcast_ref::<ConnectionFailed>() {
