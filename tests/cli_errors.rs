@@ -137,3 +137,27 @@ async fn login_and_password_change_refusals_keep_the_server_code() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(!json(&out)["error"]["code"].as_str().unwrap().is_empty());
 }
+
+#[test]
+fn a_failed_audit_verify_prints_its_failure_as_json() {
+    let s = TestServer::start();
+    let other = airlock_audit::LogKey::generate("airlock/impostor").unwrap();
+    let (code, out, err) = s.cli(&[
+        "audit",
+        "verify",
+        "--log-key",
+        other.verifier_key(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let answer = json(&out);
+    assert_eq!(answer["ok"], false, "{out}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("not signed by the log key"),
+        "{out}"
+    );
+}

@@ -358,8 +358,10 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
     let checkpoint = match verify_checkpoint(&note, &key) {
         Ok(checkpoint) => checkpoint,
         Err(err) => {
-            eprintln!("FAILED: the server's checkpoint is not signed by the log key: {err}");
-            return Ok(CHECK_FAILED);
+            return Ok(report_failure(
+                &format!("the server's checkpoint is not signed by the log key: {err}"),
+                args.common.output,
+            ));
         }
     };
     let trusted = verify_trusted(args, &key)?;
@@ -385,11 +387,13 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
     }
     if let Some(trusted) = &trusted {
         if trusted.size > checkpoint.size {
-            eprintln!(
-                "FAILED: the server's log ({} entries) is shorter than the trusted checkpoint ({} entries): it was truncated or forked",
-                checkpoint.size, trusted.size
-            );
-            return Ok(CHECK_FAILED);
+            return Ok(report_failure(
+                &format!(
+                    "the server's log ({} entries) is shorter than the trusted checkpoint ({} entries): it was truncated or forked",
+                    checkpoint.size, trusted.size
+                ),
+                args.common.output,
+            ));
         }
         checkpoints.push(trusted.clone());
         if trusted.size > 0 {
@@ -404,11 +408,13 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
                 .await?,
             )?;
             if let Err(err) = proof.verify(trusted, &checkpoint) {
-                eprintln!(
-                    "FAILED: the log is not consistent with the trusted checkpoint of size {} (forked or rewritten): {err}",
-                    trusted.size
-                );
-                return Ok(CHECK_FAILED);
+                return Ok(report_failure(
+                    &format!(
+                        "the log is not consistent with the trusted checkpoint of size {} (forked or rewritten): {err}",
+                        trusted.size
+                    ),
+                    args.common.output,
+                ));
             }
         }
     }
@@ -495,11 +501,13 @@ async fn verify_offline(args: &VerifyArgs, dir: &Path) -> Result<u8> {
         match verify_checkpoint(&stored.note, &key) {
             Ok(checkpoint) => checkpoints.push(checkpoint),
             Err(err) => {
-                eprintln!(
-                    "FAILED: the stored checkpoint of size {} is not signed by the log key: {err}",
-                    stored.size
-                );
-                return Ok(CHECK_FAILED);
+                return Ok(report_failure(
+                    &format!(
+                        "the stored checkpoint of size {} is not signed by the log key: {err}",
+                        stored.size
+                    ),
+                    args.common.output,
+                ));
             }
         }
     }
@@ -707,8 +715,10 @@ async fn prove(args: ProveArgs) -> Result<u8> {
         .nth((args.index % full) as usize)
         .ok_or_else(|| anyhow!("the entry bundle does not hold entry {}", args.index))?;
     if let Err(err) = proof.verify_entry(&entry, &checkpoint) {
-        eprintln!("FAILED: the server's inclusion proof does not verify: {err}");
-        return Ok(CHECK_FAILED);
+        return Ok(report_failure(
+            &format!("the server's inclusion proof does not verify: {err}"),
+            args.server.output,
+        ));
     }
     let entry_json: Value = serde_json::from_slice(&entry).unwrap_or(Value::Null);
     println!(
