@@ -161,3 +161,16 @@ fn a_failed_audit_verify_prints_its_failure_as_json() {
         "{out}"
     );
 }
+
+#[test]
+fn audit_checkpoint_with_json_output_is_a_json_document_holding_the_note() {
+    let s = TestServer::start();
+    let (code, text, err) = s.cli(&["audit", "checkpoint"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = s.cli(&["audit", "checkpoint", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let note = json(&out)["checkpoint"].as_str().unwrap().to_string();
+    // The same signed note (the tree may have grown by a signature in between: compare origins).
+    assert_eq!(note.lines().next(), text.lines().next(), "{out}");
+    assert!(note.contains("\n\n"), "a signed note: {note:?}");
+}

@@ -125,14 +125,15 @@ pub async fn run(command: AuditCommand) -> Result<u8> {
         AuditCommand::Export(args) => export(args).await.map(|()| 0),
         AuditCommand::Prove(args) => prove(args).await,
         AuditCommand::Checkpoint(args) => {
-            print!(
-                "{}",
-                get_text(
-                    &client_for(&args.server.server).await?,
-                    &url(&args.server, "/log/checkpoint")
-                )
-                .await?
-            );
+            let note = get_text(
+                &client_for(&args.server.server).await?,
+                &url(&args.server, "/log/checkpoint"),
+            )
+            .await?;
+            match args.server.output {
+                OutputFormat::Text => print!("{note}"),
+                OutputFormat::Json => println!("{}", json!({ "checkpoint": note })),
+            }
             Ok(0)
         }
     }
