@@ -174,3 +174,18 @@ fn audit_checkpoint_with_json_output_is_a_json_document_holding_the_note() {
     assert_eq!(note.lines().next(), text.lines().next(), "{out}");
     assert!(note.contains("\n\n"), "a signed note: {note:?}");
 }
+
+#[test]
+fn policy_eval_takes_the_global_output_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.json");
+    std::fs::write(&input, r#"{"target":{"stage":"staging"}}"#).unwrap();
+    let input = input.display().to_string();
+    for flag in ["-o", "--output"] {
+        let (code, out, err) = common::airlock_cli(&[
+            "policy", "eval", "--input", &input, "--stage", "staging", flag, "json",
+        ]);
+        assert!(code == 0 || code == 1, "{flag}: {code} {out}{err}");
+        assert!(json(&out)["allowed"].is_boolean(), "{flag}: {out}");
+    }
+}

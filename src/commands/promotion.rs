@@ -186,9 +186,9 @@ pub enum PolicyCommand {
         /// A query instead of a stage's gate, e.g. data.airlock.rollback.
         #[arg(long)]
         query: Option<String>,
-        /// `text` or `json`.
-        #[arg(long, default_value = "text")]
-        output: OutputFormat,
+        /// The output format (`-o json`); the server is not asked.
+        #[command(flatten)]
+        common: Common,
     },
     /// Show the bundle the server uses.
     Show {
@@ -637,7 +637,7 @@ pub async fn policy(command: PolicyCommand) -> Result<u8> {
             bundle,
             stage,
             query,
-            output,
+            common,
         } => {
             let text = std::fs::read_to_string(&input)
                 .with_context(|| format!("cannot read {}", input.display()))?;
@@ -658,7 +658,7 @@ pub async fn policy(command: PolicyCommand) -> Result<u8> {
             };
             let decision = bundle.evaluate(&query, &document, airlock_policy::DEFAULT_TIMEOUT);
             let value = serde_json::to_value(&decision)?;
-            match output {
+            match common.output {
                 OutputFormat::Json => println!("{value}"),
                 OutputFormat::Text => {
                     println!(
