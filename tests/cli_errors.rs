@@ -189,3 +189,15 @@ fn policy_eval_takes_the_global_output_option() {
         assert!(json(&out)["allowed"].is_boolean(), "{flag}: {out}");
     }
 }
+
+#[test]
+fn a_json_usage_error_names_what_is_missing() {
+    let (code, out, err) = common::airlock_cli(&["-o", "json", "channels", "history", "dev/nope"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let answer = json(&out);
+    assert_eq!(answer["error"]["code"], "USAGE", "{out}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("the following required arguments were not provided:"), "{out}");
+    assert!(message.lines().count() >= 2 && !message.ends_with(':'), "{out}");
+    assert!(!message.contains("Usage:"), "{out}");
+}

@@ -84,19 +84,26 @@ pub fn report_usage_error(err: &clap::Error) -> u8 {
     };
     let _ = err.print();
     if status != 0 && json_requested(std::env::args().skip(1)) {
-        let message = err.render().to_string();
-        let first = message
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("error: ");
+        let message = usage_message(&err.render().to_string());
         println!(
             "{}",
-            json!({"error": {"code": "USAGE", "message": first,
+            json!({"error": {"code": "USAGE", "message": message,
                              "remediation": "see the command's --help for its arguments and flags"}})
         );
     }
     status
+}
+
+/// The part of clap's rendered error that says what is wrong: its lines up to the first blank
+/// one (the usage line and the `--help` hint follow), without the leading `error: `.
+fn usage_message(rendered: &str) -> String {
+    rendered
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 /// Whether a command line clap could not parse asked for `--output json` / `-o json`.
@@ -155,6 +162,15 @@ mod tests {
         assert!(json_requested(args(&["-ojson"])));
         assert!(!json_requested(args(&["users", "add", "json"])));
         assert!(!json_requested(args(&["-o", "text", "json"])));
+    }
+
+    #[test]
+    fn a_usage_message_keeps_every_line_before_the_usage() {
+        let rendered = "error: the following required arguments were not provided:\n  <NAME>\n\nUsage: airlock channels history <NAME>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            usage_message(rendered),
+            "the following required arguments were not provided:\n  <NAME>"
+        );
     }
 
     #[test]
