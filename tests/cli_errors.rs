@@ -201,3 +201,55 @@ fn a_json_usage_error_names_what_is_missing() {
     assert!(message.lines().count() >= 2 && !message.ends_with(':'), "{out}");
     assert!(!message.contains("Usage:"), "{out}");
 }
+
+/// Runs the CLI with a stdout whose reader has already gone; returns (exit code, stderr).
+fn run_with_closed_stdout(server: Option<&TestServer>, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let home = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
+    command
+        .args(args)
+        .env_remove("AIRLOCK_SERVER")
+        .env_remove("AIRLOCK_TOKEN")
+        .env("XDG_CONFIG_HOME", home.path())
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped());
+    if let Some(server) = server {
+        command.env("AIRLOCK_SERVER", &server.base);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_denial_or_an_error_keeps_its_exit_status_when_stdout_is_closed() {
+    // A gate's denial (no evidence for staging): exit 1, with stdout open or closed.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.json");
+    std::fs::write(&input, r#"{"target":{"stage":"staging"}}"#).unwrap();
+    let input = input.display().to_string();
+    for output in ["text", "json"] {
+        let args = ["policy", "eval", "--input", &input, "--stage", "staging", "--output", output];
+        let (code, out, err) = common::airlock_cli(&args);
+        assert_eq!(code, 1, "a denial: {out}{err}");
+        let (code, err) = run_with_closed_stdout(None, &args, &[]);
+        assert_eq!(code, 1, "{output}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+
+    // An error's JSON (a refused token): exit 1 as with stdout open.
+    let s = TestServer::start();
+    let (code, err) = run_with_closed_stdout(
+        Some(&s),
+        &["whoami", "-o", "json"],
+        &[("AIRLOCK_TOKEN", "not-a-token")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("UNAUTHORIZED"), "{err}");
+}

@@ -267,14 +267,7 @@ fn report_result(
             );
             0
         }
-        (Err(error), OutputFormat::Text) => {
-            eprintln!("FAILED: {}", describe(&error));
-            CHECK_FAILED
-        }
-        (Err(error), OutputFormat::Json) => {
-            println!("{}", json!({"ok": false, "error": describe(&error)}));
-            CHECK_FAILED
-        }
+        (Err(error), output) => report_failure(&describe(&error), output),
     }
 }
 
@@ -288,6 +281,7 @@ fn unsigned_entries(appended: u64, signed: u64) -> String {
 
 /// Prints a failed check in the requested format; returns [`CHECK_FAILED`].
 fn report_failure(message: &str, output: OutputFormat) -> u8 {
+    crate::commands::outcome::pending(CHECK_FAILED);
     match output {
         OutputFormat::Text => eprintln!("FAILED: {message}"),
         OutputFormat::Json => println!("{}", json!({"ok": false, "error": message})),

@@ -665,6 +665,11 @@ async fn report(
         .filter(|e| e.item == pushed.item)
         .collect();
     let verified = mine.iter().any(|e| e.status == "verified");
+    crate::commands::outcome::pending(if verified || mine.is_empty() {
+        0
+    } else {
+        crate::client::DENIED
+    });
     let result = PushReport {
         artifact: format!("{}@{digest}", target.docker_reference()),
         manifest,

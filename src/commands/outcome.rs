@@ -4,10 +4,13 @@
 //!   (also a server failure, 5xx, and anything that is not a decision);
 //! - an error on stderr (`airlock: ...`), and with `--output json` also as one JSON document on
 //!   stdout in the API's shape, `{"error":{"code","message","remediation"}}`;
-//! - when stdout's reader goes away (`airlock audit tail | head -1`), a quiet exit with status 0
-//!   instead of a panic.
+//! - when stdout's reader goes away (`airlock audit tail | head -1`), a quiet exit instead of a
+//!   panic, with the status the command was going to return (0 unless it recorded another with
+//!   [`pending`] before printing: a denial or an error still exits 1 or 2).
 
+use std::io::Write as _;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde_json::json;
 
@@ -18,6 +21,16 @@ use crate::commands::common::OutputFormat;
 pub const USAGE_OR_CONNECTION: u8 = 2;
 
 static OUTPUT: OnceLock<OutputFormat> = OnceLock::new();
+
+/// The exit status a command recorded before printing its outcome (see [`pending`]).
+static PENDING: AtomicU8 = AtomicU8::new(0);
+
+/// Records `status` as the one to exit with if stdout's reader has gone away while the command
+/// prints (a denial's report, an error's JSON), and returns it. Call it before printing.
+pub fn pending(status: u8) -> u8 {
+    PENDING.store(status, Ordering::SeqCst);
+    status
+}
 
 /// Records `--output` for error reports (set once by `main` after parsing).
 pub fn set_output(format: OutputFormat) {
@@ -32,8 +45,11 @@ fn output() -> OutputFormat {
 pub fn report_error(err: &anyhow::Error) -> u8 {
     eprintln!("airlock: {err:#}");
     let (status, code, message, remediation) = classify(err);
+    pending(status);
     if output() == OutputFormat::Json {
-        println!(
+        // A closed stdout changes nothing: the status stays the error's.
+        let _ = writeln!(
+            std::io::stdout(),
             "{}",
             json!({"error": {"code": code, "message": message, "remediation": remediation}})
         );
@@ -85,7 +101,8 @@ pub fn report_usage_error(err: &clap::Error) -> u8 {
     let _ = err.print();
     if status != 0 && json_requested(std::env::args().skip(1)) {
         let message = usage_message(&err.render().to_string());
-        println!(
+        let _ = writeln!(
+            std::io::stdout(),
             "{}",
             json!({"error": {"code": "USAGE", "message": message,
                              "remediation": "see the command's --help for its arguments and flags"}})
@@ -121,8 +138,8 @@ fn json_requested(args: impl Iterator<Item = String>) -> bool {
     false
 }
 
-/// Makes a write to a closed stdout end the process quietly with status 0: the reader took what
-/// it wanted (`| head -1`). Rust ignores SIGPIPE, so such a write fails with EPIPE and
+/// Makes a write to a closed stdout end the process quietly: the reader took what it wanted
+/// (`| head -1`). The status is the one the command recorded with [`pending`] (0 if none). Rust ignores SIGPIPE, so such a write fails with EPIPE and
 /// `println!` panics with "failed printing to stdout: Broken pipe"; every other panic keeps the
 /// default report.
 pub fn exit_quietly_when_stdout_closes() {
@@ -137,7 +154,7 @@ pub fn exit_quietly_when_stdout_closes() {
         if payload.starts_with("failed printing to stdout")
             && (payload.contains("Broken pipe") || payload.contains("os error 32"))
         {
-            std::process::exit(0);
+            std::process::exit(i32::from(PENDING.load(Ordering::SeqCst)));
         }
         default(info);
     }));
