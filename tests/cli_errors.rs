@@ -21,7 +21,11 @@ fn audit_commands_refused_by_the_server_exit_1_with_its_code() {
     ] {
         let (code, out, err) = s.cli_env(args, &[("AIRLOCK_TOKEN", "not-a-token")]);
         assert_eq!(code, 1, "{args:?}: {out}{err}");
-        assert_eq!(json(&out)["error"]["code"], "UNAUTHORIZED", "{args:?}: {out}");
+        assert_eq!(
+            json(&out)["error"]["code"],
+            "UNAUTHORIZED",
+            "{args:?}: {out}"
+        );
     }
 }
 
@@ -75,9 +79,15 @@ fn a_stored_login_the_server_refuses_on_renewal_exits_1_with_its_code_and_says_l
     assert_eq!(code, 1, "{out}{err}");
     let error = &json(&out)["error"];
     assert_ne!(error["code"], "CLI_ERROR", "{out}");
-    assert!(error["code"].as_str().is_some_and(|c| !c.is_empty()), "{out}");
     assert!(
-        error["remediation"].as_str().unwrap().contains("log in again"),
+        error["code"].as_str().is_some_and(|c| !c.is_empty()),
+        "{out}"
+    );
+    assert!(
+        error["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("log in again"),
         "{out}"
     );
 }
@@ -103,11 +113,23 @@ async fn login_and_password_change_refusals_keep_the_server_code() {
     let home = tempfile::tempdir().unwrap();
     let (code, out, err) = s.cli_as(
         home.path(),
-        &["login", &s.base, "-u", "admin", "--password-stdin", "-o", "json"],
+        &[
+            "login",
+            &s.base,
+            "-u",
+            "admin",
+            "--password-stdin",
+            "-o",
+            "json",
+        ],
         Some("wrong-password"),
     );
     assert_eq!(code, 1, "{out}{err}");
-    assert_eq!(json(&out)["error"]["code"], answer["errors"][0]["code"], "{out}");
+    assert_eq!(
+        json(&out)["error"]["code"],
+        answer["errors"][0]["code"],
+        "{out}"
+    );
 
     // A wrong current password: the server's code and remediation.
     let answer: Value = reqwest::Client::new()
@@ -122,7 +144,15 @@ async fn login_and_password_change_refusals_keep_the_server_code() {
         .unwrap();
     let (code, out, err) = s.cli_as(
         home.path(),
-        &["users", "passwd", "-u", "admin", "--password-stdin", "-o", "json"],
+        &[
+            "users",
+            "passwd",
+            "-u",
+            "admin",
+            "--password-stdin",
+            "-o",
+            "json",
+        ],
         Some("wrong-password\nanother-long-password-42"),
     );
     assert_eq!(code, 1, "{out}{err}");
@@ -131,7 +161,15 @@ async fn login_and_password_change_refusals_keep_the_server_code() {
     // A user that does not exist is exit 1 (404), like every other command's.
     let (code, out, err) = s.cli_as(
         home.path(),
-        &["users", "passwd", "-u", "nobody-here", "--password-stdin", "-o", "json"],
+        &[
+            "users",
+            "passwd",
+            "-u",
+            "nobody-here",
+            "--password-stdin",
+            "-o",
+            "json",
+        ],
         Some("wrong-password\nanother-long-password-42"),
     );
     assert_eq!(code, 1, "{out}{err}");
@@ -197,13 +235,23 @@ fn a_json_usage_error_names_what_is_missing() {
     let answer = json(&out);
     assert_eq!(answer["error"]["code"], "USAGE", "{out}");
     let message = answer["error"]["message"].as_str().unwrap();
-    assert!(message.starts_with("the following required arguments were not provided:"), "{out}");
-    assert!(message.lines().count() >= 2 && !message.ends_with(':'), "{out}");
+    assert!(
+        message.starts_with("the following required arguments were not provided:"),
+        "{out}"
+    );
+    assert!(
+        message.lines().count() >= 2 && !message.ends_with(':'),
+        "{out}"
+    );
     assert!(!message.contains("Usage:"), "{out}");
 }
 
 /// Runs the CLI with a stdout whose reader has already gone; returns (exit code, stderr).
-fn run_with_closed_stdout(server: Option<&TestServer>, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+fn run_with_closed_stdout(
+    server: Option<&TestServer>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String) {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
     let home = tempfile::tempdir().unwrap();
@@ -235,7 +283,9 @@ fn a_denial_or_an_error_keeps_its_exit_status_when_stdout_is_closed() {
     std::fs::write(&input, r#"{"target":{"stage":"staging"}}"#).unwrap();
     let input = input.display().to_string();
     for output in ["text", "json"] {
-        let args = ["policy", "eval", "--input", &input, "--stage", "staging", "--output", output];
+        let args = [
+            "policy", "eval", "--input", &input, "--stage", "staging", "--output", output,
+        ];
         let (code, out, err) = common::airlock_cli(&args);
         assert_eq!(code, 1, "a denial: {out}{err}");
         let (code, err) = run_with_closed_stdout(None, &args, &[]);

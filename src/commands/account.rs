@@ -11,9 +11,7 @@ use std::io::Read;
 use airlock_api::identity as api;
 use anyhow::{Context, Result, bail};
 
-use crate::client::{
-    ApiError, CredentialLock, CredentialStore, StoredLogin, normalize_server,
-};
+use crate::client::{ApiError, CredentialLock, CredentialStore, StoredLogin, normalize_server};
 use crate::commands::access::NoBody;
 use crate::commands::common::{Common, print_as};
 

@@ -11,8 +11,8 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::client::{ApiClient, DENIED};
-use crate::commands::outcome::pending;
 use crate::commands::common::{Common, OutputFormat, print_as};
+use crate::commands::outcome::pending;
 use crate::oci_client::ArtifactRef;
 
 /// Exit status when `promote --wait --timeout` gives up (the promotion is still open).
