@@ -549,10 +549,14 @@ impl ApiClient {
                 "the stored login for {server} is no longer valid: {}",
                 error.detail.message
             );
-            error.detail.remediation = format!(
-                "log in again: `airlock login {server} -u NAME --password-stdin` (an \
-                 access-admin must first enable or unlock an account the server refused)"
-            );
+            // The token endpoint's registry-shaped errors carry no remediation; an API-shaped
+            // one that does (e.g. a disabled account's "ask for `airlock users enable`") is kept.
+            if error.detail.remediation.is_empty() {
+                error.detail.remediation = format!(
+                    "log in again: `airlock login {server} -u NAME --password-stdin` (an \
+                     access-admin must first enable or unlock an account the server refused)"
+                );
+            }
             return Err(error.into());
         }
         let body: airlock_api::identity::TokenResponse = response
