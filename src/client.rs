@@ -352,22 +352,19 @@ pub async fn login(server: &str, trust: &Trust, username: &str, password: &str) 
         .await
         .map_err(|e| connection_error(server, e))?;
     let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        let message = body["errors"][0]["message"]
-            .as_str()
-            .or(body["error"]["message"].as_str())
-            .unwrap_or("login failed");
-        // A refused password (401) or a rate limit (429) is a refusal: exit 1, like the API's.
-        return Err(ApiFailure {
-            message: format!("login refused ({status}): {message}"),
-            status: exit_status_for(status.as_u16()),
-        }
-        .into());
+        // A refused password (401) or a rate limit (429) is a refusal: exit 1 with the server's
+        // code, like the API's.
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let mut error = ApiError::from_answer(status.as_u16(), &body);
+        error.detail.message = format!("login refused: {}", error.detail.message);
+        return Err(error.into());
     }
-    body["refresh_token"]
-        .as_str()
-        .map(String::from)
+    let body: airlock_api::identity::TokenResponse = response
+        .json()
+        .await
+        .context("the server's token answer is not what this client expects")?;
+    body.refresh_token
         .ok_or_else(|| anyhow!("the server returned no refresh token"))
 }
 
@@ -377,23 +374,6 @@ pub struct ApiClient {
     http: reqwest::Client,
     token: String,
 }
-
-/// An API failure: the message to print and the exit status.
-#[derive(Debug)]
-pub struct ApiFailure {
-    /// What to print on stderr.
-    pub message: String,
-    /// The exit status.
-    pub status: u8,
-}
-
-impl std::fmt::Display for ApiFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ApiFailure {}
 
 /// The server's error answer to an API request: its status, the exit status it maps to, and the
 /// API's `{"error":{"code","message","remediation"}}` as sent.
@@ -409,12 +389,26 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// The error for an answer with `status` and `body` (an [`airlock_api::ErrorBody`], or
-    /// anything else, e.g. a proxy's page, for which a generic code and message stand in).
+    /// The error for an answer with `status` and `body`: an [`airlock_api::ErrorBody`], the
+    /// registry's and token endpoint's `{"errors":[{"code","message","detail"}]}` (its first
+    /// error, with no remediation), or anything else, e.g. a proxy's page, for which a generic
+    /// code and message stand in.
     pub fn from_answer(status: u16, body: &Value) -> Self {
+        let registry = || {
+            serde_json::from_value::<airlock_api::identity::TokenErrorBody>(body.clone())
+                .ok()
+                .and_then(|body| body.errors.into_iter().next())
+                .map(|error| airlock_api::ErrorDetail {
+                    code: error.code,
+                    message: error.message,
+                    remediation: String::new(),
+                })
+        };
         let detail = serde_json::from_value::<airlock_api::ErrorBody>(body.clone())
             .map(|body| body.error)
-            .unwrap_or_else(|_| airlock_api::ErrorDetail {
+            .ok()
+            .or_else(registry)
+            .unwrap_or_else(|| airlock_api::ErrorDetail {
                 code: body["error"]["code"]
                     .as_str()
                     .unwrap_or("ERROR")
@@ -546,24 +540,35 @@ impl ApiClient {
             .await
             .map_err(|e| connection_error(&server, e))?;
         if !response.status().is_success() {
-            // The server says why (e.g. the principal is locked by an anomaly); show it.
+            // The server says why (e.g. the principal is disabled, or locked by an anomaly): its
+            // code and message, exit 1 for a refusal, and logging in again as the fix.
+            let status = response.status().as_u16();
             let body: Value = response.json().await.unwrap_or(Value::Null);
-            let why = body["errors"][0]["message"]
-                .as_str()
-                .or_else(|| body["error"]["message"].as_str())
-                .unwrap_or("expired, or your access changed");
-            bail!("the stored login for {server} is no longer valid ({why}): log in again");
+            let mut error = ApiError::from_answer(status, &body);
+            error.detail.message = format!(
+                "the stored login for {server} is no longer valid: {}",
+                error.detail.message
+            );
+            // The token endpoint's registry-shaped errors carry no remediation; an API-shaped
+            // one that does (e.g. a disabled account's "ask for `airlock users enable`") is kept.
+            if error.detail.remediation.is_empty() {
+                error.detail.remediation = format!(
+                    "log in again: `airlock login {server} -u NAME --password-stdin` (an \
+                     access-admin must first enable or unlock an account the server refused)"
+                );
+            }
+            return Err(error.into());
         }
-        let body: Value = response.json().await?;
-        let token = body["token"]
-            .as_str()
-            .ok_or_else(|| anyhow!("the server returned no token"))?
-            .to_string();
+        let body: airlock_api::identity::TokenResponse = response
+            .json()
+            .await
+            .context("the server's token answer is not what this client expects")?;
+        let token = body.token;
         // The refresh token just presented is spent: keep its successor for the next command.
-        if let Some(next) = body["refresh_token"].as_str()
+        if let Some(next) = body.refresh_token
             && let Some(login) = store.servers.get_mut(&server)
         {
-            login.refresh_token = next.to_string();
+            login.refresh_token = next;
             store
                 .save()
                 .context("cannot save the renewed login; log in again")?;

@@ -134,14 +134,13 @@ impl OciClient {
     }
 
     async fn failure(what: &str, response: reqwest::Response) -> anyhow::Error {
-        let status = response.status();
+        // The registry's code and message (`{"errors":[...]}`), exit 1 for a refusal or a
+        // missing artifact and 2 otherwise, as for every API error.
+        let status = response.status().as_u16();
         let body: serde_json::Value = response.json().await.unwrap_or_default();
-        let message = body["errors"][0]["message"]
-            .as_str()
-            .unwrap_or("no details")
-            .to_string();
-        let code = body["errors"][0]["code"].as_str().unwrap_or("ERROR");
-        anyhow!("{what} failed ({status}, {code}): {message}")
+        let mut error = crate::client::ApiError::from_answer(status, &body);
+        error.detail.message = format!("{what} failed: {}", error.detail.message);
+        error.into()
     }
 
     /// The manifest `reference` (tag or digest) names, or `None` if there is none.

@@ -264,7 +264,7 @@ async fn exit_codes_are_0_ok_1_refused_2_usage_and_2_unreachable() {
         &[],
     );
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("login refused (401"), "{err}");
+    assert!(err.contains("(401): login refused"), "{err}");
     // Usage: an unknown subcommand, a missing argument, a bad flag value.
     for args in [
         vec!["users", "frobnicate"],

@@ -11,9 +11,7 @@ use std::io::Read;
 use airlock_api::identity as api;
 use anyhow::{Context, Result, bail};
 
-use crate::client::{
-    ApiFailure, CredentialLock, CredentialStore, DENIED, StoredLogin, normalize_server,
-};
+use crate::client::{ApiError, CredentialLock, CredentialStore, StoredLogin, normalize_server};
 use crate::commands::access::NoBody;
 use crate::commands::common::{Common, print_as};
 
@@ -34,23 +32,13 @@ fn read_two_passwords() -> Result<(String, String)> {
     }
 }
 
-/// The error of an API answer that is not a success, as `airlock` prints it (exit 1 for a
-/// refusal, 2 otherwise).
+/// The error of an API answer that is not a success, as every command reports it: the server's
+/// code, message and remediation, exit 1 for a refusal or an unknown user, 2 otherwise.
 fn api_failure(status: u16, body: Option<airlock_api::ErrorBody>) -> anyhow::Error {
-    let message = match body {
-        Some(airlock_api::ErrorBody { error }) => format!(
-            "{} ({}): {}\n  next: {}",
-            error.code, status, error.message, error.remediation
-        ),
-        None => format!("ERROR ({status}): request failed"),
-    };
-    // The same exit statuses as every other command (`ApiClient::failure`).
-    let status = if matches!(status, 401 | 403 | 409 | 422 | 429) {
-        DENIED
-    } else {
-        2
-    };
-    ApiFailure { message, status }.into()
+    let body = body
+        .and_then(|body| serde_json::to_value(body).ok())
+        .unwrap_or(serde_json::Value::Null);
+    ApiError::from_answer(status, &body).into()
 }
 
 /// `airlock users passwd`.

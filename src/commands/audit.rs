@@ -125,14 +125,15 @@ pub async fn run(command: AuditCommand) -> Result<u8> {
         AuditCommand::Export(args) => export(args).await.map(|()| 0),
         AuditCommand::Prove(args) => prove(args).await,
         AuditCommand::Checkpoint(args) => {
-            print!(
-                "{}",
-                get_text(
-                    &client_for(&args.server.server).await?,
-                    &url(&args.server, "/log/checkpoint")
-                )
-                .await?
-            );
+            let note = get_text(
+                &client_for(&args.server.server).await?,
+                &url(&args.server, "/log/checkpoint"),
+            )
+            .await?;
+            match args.server.output {
+                OutputFormat::Text => print!("{note}"),
+                OutputFormat::Json => println!("{}", json!({ "checkpoint": note })),
+            }
             Ok(0)
         }
     }
@@ -149,9 +150,11 @@ async fn get(http: &reqwest::Client, url: &str) -> Result<reqwest::Response> {
         .await
         .map_err(|e| crate::client::connection_error(url, e))?;
     if !response.status().is_success() {
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        bail!("GET {url} answered {status}: {}", body.trim());
+        // The server's error (its code, message and remediation) and the exit status every
+        // command gives it: 1 for a refusal or something missing, 2 otherwise.
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        return Err(crate::client::ApiError::from_answer(status, &body).into());
     }
     Ok(response)
 }
@@ -264,14 +267,7 @@ fn report_result(
             );
             0
         }
-        (Err(error), OutputFormat::Text) => {
-            eprintln!("FAILED: {}", describe(&error));
-            CHECK_FAILED
-        }
-        (Err(error), OutputFormat::Json) => {
-            println!("{}", json!({"ok": false, "error": describe(&error)}));
-            CHECK_FAILED
-        }
+        (Err(error), output) => report_failure(&describe(&error), output),
     }
 }
 
@@ -285,6 +281,7 @@ fn unsigned_entries(appended: u64, signed: u64) -> String {
 
 /// Prints a failed check in the requested format; returns [`CHECK_FAILED`].
 fn report_failure(message: &str, output: OutputFormat) -> u8 {
+    crate::commands::outcome::pending(CHECK_FAILED);
     match output {
         OutputFormat::Text => eprintln!("FAILED: {message}"),
         OutputFormat::Json => println!("{}", json!({"ok": false, "error": message})),
@@ -356,8 +353,10 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
     let checkpoint = match verify_checkpoint(&note, &key) {
         Ok(checkpoint) => checkpoint,
         Err(err) => {
-            eprintln!("FAILED: the server's checkpoint is not signed by the log key: {err}");
-            return Ok(CHECK_FAILED);
+            return Ok(report_failure(
+                &format!("the server's checkpoint is not signed by the log key: {err}"),
+                args.common.output,
+            ));
         }
     };
     let trusted = verify_trusted(args, &key)?;
@@ -383,11 +382,13 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
     }
     if let Some(trusted) = &trusted {
         if trusted.size > checkpoint.size {
-            eprintln!(
-                "FAILED: the server's log ({} entries) is shorter than the trusted checkpoint ({} entries): it was truncated or forked",
-                checkpoint.size, trusted.size
-            );
-            return Ok(CHECK_FAILED);
+            return Ok(report_failure(
+                &format!(
+                    "the server's log ({} entries) is shorter than the trusted checkpoint ({} entries): it was truncated or forked",
+                    checkpoint.size, trusted.size
+                ),
+                args.common.output,
+            ));
         }
         checkpoints.push(trusted.clone());
         if trusted.size > 0 {
@@ -402,11 +403,13 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
                 .await?,
             )?;
             if let Err(err) = proof.verify(trusted, &checkpoint) {
-                eprintln!(
-                    "FAILED: the log is not consistent with the trusted checkpoint of size {} (forked or rewritten): {err}",
-                    trusted.size
-                );
-                return Ok(CHECK_FAILED);
+                return Ok(report_failure(
+                    &format!(
+                        "the log is not consistent with the trusted checkpoint of size {} (forked or rewritten): {err}",
+                        trusted.size
+                    ),
+                    args.common.output,
+                ));
             }
         }
     }
@@ -493,11 +496,13 @@ async fn verify_offline(args: &VerifyArgs, dir: &Path) -> Result<u8> {
         match verify_checkpoint(&stored.note, &key) {
             Ok(checkpoint) => checkpoints.push(checkpoint),
             Err(err) => {
-                eprintln!(
-                    "FAILED: the stored checkpoint of size {} is not signed by the log key: {err}",
-                    stored.size
-                );
-                return Ok(CHECK_FAILED);
+                return Ok(report_failure(
+                    &format!(
+                        "the stored checkpoint of size {} is not signed by the log key: {err}",
+                        stored.size
+                    ),
+                    args.common.output,
+                ));
             }
         }
     }
@@ -705,8 +710,10 @@ async fn prove(args: ProveArgs) -> Result<u8> {
         .nth((args.index % full) as usize)
         .ok_or_else(|| anyhow!("the entry bundle does not hold entry {}", args.index))?;
     if let Err(err) = proof.verify_entry(&entry, &checkpoint) {
-        eprintln!("FAILED: the server's inclusion proof does not verify: {err}");
-        return Ok(CHECK_FAILED);
+        return Ok(report_failure(
+            &format!("the server's inclusion proof does not verify: {err}"),
+            args.server.output,
+        ));
     }
     let entry_json: Value = serde_json::from_slice(&entry).unwrap_or(Value::Null);
     println!(

@@ -426,11 +426,20 @@ async fn resolve(client: &OciClient, target: &ArtifactRef) -> Result<(String, Va
         .or_else(|| target.tag.clone())
         .unwrap_or_default();
     let manifest = client.manifest(&reference).await?.ok_or_else(|| {
-        anyhow!(
-            "{}/{}: no manifest {reference}; push the artifact first",
-            target.host,
-            target.repository
-        )
+        // Something that does not exist: exit 1 with the registry's code, as a 404 from the
+        // API would.
+        crate::client::ApiError {
+            http_status: 404,
+            exit: crate::client::exit_status_for(404),
+            detail: airlock_api::ErrorDetail {
+                code: "MANIFEST_UNKNOWN".into(),
+                message: format!(
+                    "{}/{}: no manifest {reference}",
+                    target.host, target.repository
+                ),
+                remediation: "push the artifact first, or name a tag or digest it has".into(),
+            },
+        }
     })?;
     if let Some(digest) = &target.digest
         && digest != &manifest.digest
@@ -656,6 +665,11 @@ async fn report(
         .filter(|e| e.item == pushed.item)
         .collect();
     let verified = mine.iter().any(|e| e.status == "verified");
+    crate::commands::outcome::pending(if verified || mine.is_empty() {
+        0
+    } else {
+        crate::client::DENIED
+    });
     let result = PushReport {
         artifact: format!("{}@{digest}", target.docker_reference()),
         manifest,

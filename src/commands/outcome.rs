@@ -4,20 +4,33 @@
 //!   (also a server failure, 5xx, and anything that is not a decision);
 //! - an error on stderr (`airlock: ...`), and with `--output json` also as one JSON document on
 //!   stdout in the API's shape, `{"error":{"code","message","remediation"}}`;
-//! - when stdout's reader goes away (`airlock audit tail | head -1`), a quiet exit with status 0
-//!   instead of a panic.
+//! - when stdout's reader goes away (`airlock audit tail | head -1`), a quiet exit instead of a
+//!   panic, with the status the command was going to return (0 unless it recorded another with
+//!   [`pending`] before printing: a denial or an error still exits 1 or 2).
 
+use std::io::Write as _;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde_json::json;
 
-use crate::client::{ApiError, ApiFailure, ConnectionFailed};
+use crate::client::{ApiError, ConnectionFailed};
 use crate::commands::common::OutputFormat;
 
 /// Exit status for a usage or connection error.
 pub const USAGE_OR_CONNECTION: u8 = 2;
 
 static OUTPUT: OnceLock<OutputFormat> = OnceLock::new();
+
+/// The exit status a command recorded before printing its outcome (see [`pending`]).
+static PENDING: AtomicU8 = AtomicU8::new(0);
+
+/// Records `status` as the one to exit with if stdout's reader has gone away while the command
+/// prints (a denial's report, an error's JSON), and returns it. Call it before printing.
+pub fn pending(status: u8) -> u8 {
+    PENDING.store(status, Ordering::SeqCst);
+    status
+}
 
 /// Records `--output` for error reports (set once by `main` after parsing).
 pub fn set_output(format: OutputFormat) {
@@ -32,8 +45,11 @@ fn output() -> OutputFormat {
 pub fn report_error(err: &anyhow::Error) -> u8 {
     eprintln!("airlock: {err:#}");
     let (status, code, message, remediation) = classify(err);
+    pending(status);
     if output() == OutputFormat::Json {
-        println!(
+        // A closed stdout changes nothing: the status stays the error's.
+        let _ = writeln!(
+            std::io::stdout(),
             "{}",
             json!({"error": {"code": code, "message": message, "remediation": remediation}})
         );
@@ -49,19 +65,6 @@ fn classify(err: &anyhow::Error) -> (u8, String, String, String) {
             api.detail.code.clone(),
             api.detail.message.clone(),
             api.detail.remediation.clone(),
-        );
-    }
-    if let Some(failure) = err.downcast_ref::<ApiFailure>() {
-        let code = if failure.status == crate::client::DENIED {
-            "REFUSED"
-        } else {
-            "FAILED"
-        };
-        return (
-            failure.status,
-            code.into(),
-            failure.message.clone(),
-            String::new(),
         );
     }
     if let Some(failed) = err.downcast_ref::<ConnectionFailed>() {
@@ -97,19 +100,27 @@ pub fn report_usage_error(err: &clap::Error) -> u8 {
     };
     let _ = err.print();
     if status != 0 && json_requested(std::env::args().skip(1)) {
-        let message = err.render().to_string();
-        let first = message
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("error: ");
-        println!(
+        let message = usage_message(&err.render().to_string());
+        let _ = writeln!(
+            std::io::stdout(),
             "{}",
-            json!({"error": {"code": "USAGE", "message": first,
+            json!({"error": {"code": "USAGE", "message": message,
                              "remediation": "see the command's --help for its arguments and flags"}})
         );
     }
     status
+}
+
+/// The part of clap's rendered error that says what is wrong: its lines up to the first blank
+/// one (the usage line and the `--help` hint follow), without the leading `error: `.
+fn usage_message(rendered: &str) -> String {
+    rendered
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 /// Whether a command line clap could not parse asked for `--output json` / `-o json`.
@@ -127,8 +138,8 @@ fn json_requested(args: impl Iterator<Item = String>) -> bool {
     false
 }
 
-/// Makes a write to a closed stdout end the process quietly with status 0: the reader took what
-/// it wanted (`| head -1`). Rust ignores SIGPIPE, so such a write fails with EPIPE and
+/// Makes a write to a closed stdout end the process quietly: the reader took what it wanted
+/// (`| head -1`). The status is the one the command recorded with [`pending`] (0 if none). Rust ignores SIGPIPE, so such a write fails with EPIPE and
 /// `println!` panics with "failed printing to stdout: Broken pipe"; every other panic keeps the
 /// default report.
 pub fn exit_quietly_when_stdout_closes() {
@@ -143,7 +154,7 @@ pub fn exit_quietly_when_stdout_closes() {
         if payload.starts_with("failed printing to stdout")
             && (payload.contains("Broken pipe") || payload.contains("os error 32"))
         {
-            std::process::exit(0);
+            std::process::exit(i32::from(PENDING.load(Ordering::SeqCst)));
         }
         default(info);
     }));
@@ -168,6 +179,15 @@ mod tests {
         assert!(json_requested(args(&["-ojson"])));
         assert!(!json_requested(args(&["users", "add", "json"])));
         assert!(!json_requested(args(&["-o", "text", "json"])));
+    }
+
+    #[test]
+    fn a_usage_message_keeps_every_line_before_the_usage() {
+        let rendered = "error: the following required arguments were not provided:\n  <NAME>\n\nUsage: airlock channels history <NAME>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            usage_message(rendered),
+            "the following required arguments were not provided:\n  <NAME>"
+        );
     }
 
     #[test]

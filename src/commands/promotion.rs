@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::client::{ApiClient, DENIED};
 use crate::commands::common::{Common, OutputFormat, print_as};
+use crate::commands::outcome::pending;
 use crate::oci_client::ArtifactRef;
 
 /// Exit status when `promote --wait --timeout` gives up (the promotion is still open).
@@ -186,9 +187,9 @@ pub enum PolicyCommand {
         /// A query instead of a stage's gate, e.g. data.airlock.rollback.
         #[arg(long)]
         query: Option<String>,
-        /// `text` or `json`.
-        #[arg(long, default_value = "text")]
-        output: OutputFormat,
+        /// The output format (`-o json`); the server is not asked.
+        #[command(flatten)]
+        common: Common,
     },
     /// Show the bundle the server uses.
     Show {
@@ -346,6 +347,7 @@ pub async fn promote(args: PromoteArgs) -> Result<u8> {
         eprintln!("waiting for {id} to be decided ...");
         loop {
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                pending(TIMED_OUT);
                 print_as(&args.common, &outcome, outcome_text);
                 eprintln!(
                     "airlock: gave up waiting after {}: {id} is still {}; check it later with `airlock promotions show {id}`",
@@ -366,10 +368,11 @@ pub async fn promote(args: PromoteArgs) -> Result<u8> {
             }
         }
     }
-    print_as(&args.common, &outcome, outcome_text);
     let state = outcome.promotion.as_ref().map(|p| p.state.as_str());
     let ok = outcome.decision.allowed && !matches!(state, Some("expired" | "cancelled" | "denied"));
-    Ok(if ok { 0 } else { DENIED })
+    let status = pending(if ok { 0 } else { DENIED });
+    print_as(&args.common, &outcome, outcome_text);
+    Ok(status)
 }
 
 fn humantime(duration: Duration) -> String {
@@ -387,8 +390,9 @@ pub async fn approve(args: ApproveArgs) -> Result<u8> {
         },
     )
     .await?;
+    let status = pending(if outcome.decision.allowed { 0 } else { DENIED });
     print_as(&args.common, &outcome, outcome_text);
-    Ok(if outcome.decision.allowed { 0 } else { DENIED })
+    Ok(status)
 }
 
 fn promotion_line(p: &api::Promotion) -> String {
@@ -520,6 +524,7 @@ pub async fn rollback(args: RollbackArgs) -> Result<u8> {
     }
     let outcome: api::RollbackOutcome = serde_json::from_value(answer)
         .context("the server's answer to /api/v1/rollbacks is not what this client expects")?;
+    let status = pending(if outcome.decision.allowed { 0 } else { DENIED });
     print_as(&args.common, &outcome, |b| {
         if b.decision.allowed {
             format!(
@@ -534,7 +539,7 @@ pub async fn rollback(args: RollbackArgs) -> Result<u8> {
             )
         }
     });
-    Ok(if outcome.decision.allowed { 0 } else { DENIED })
+    Ok(status)
 }
 
 /// `airlock freeze`.
@@ -594,6 +599,7 @@ pub async fn decisions(command: DecisionsCommand) -> Result<u8> {
             let r: api::Replay = api
                 .post_as(&format!("/api/v1/decisions/{id}/replay"), &json!({}))
                 .await?;
+            let status = pending(if r.identical { 0 } else { DENIED });
             print_as(&common, &r, |r| {
                 if r.identical {
                     format!("replayed {} with policy {}: identical", r.id, r.policy)
@@ -606,7 +612,7 @@ pub async fn decisions(command: DecisionsCommand) -> Result<u8> {
                     )
                 }
             });
-            Ok(if r.identical { 0 } else { DENIED })
+            Ok(status)
         }
     }
 }
@@ -618,6 +624,7 @@ pub async fn policy(command: PolicyCommand) -> Result<u8> {
             let bundle = airlock_policy::Bundle::load(&dir)
                 .map_err(|e| anyhow::anyhow!("cannot load {}: {e}", dir.display()))?;
             let report = bundle.run_tests();
+            let status = pending(if report.failed.is_empty() { 0 } else { DENIED });
             for name in &report.passed {
                 println!("PASS {name}");
             }
@@ -630,14 +637,14 @@ pub async fn policy(command: PolicyCommand) -> Result<u8> {
                 report.failed.len(),
                 bundle.digest()
             );
-            Ok(if report.failed.is_empty() { 0 } else { DENIED })
+            Ok(status)
         }
         PolicyCommand::Eval {
             input,
             bundle,
             stage,
             query,
-            output,
+            common,
         } => {
             let text = std::fs::read_to_string(&input)
                 .with_context(|| format!("cannot read {}", input.display()))?;
@@ -658,7 +665,8 @@ pub async fn policy(command: PolicyCommand) -> Result<u8> {
             };
             let decision = bundle.evaluate(&query, &document, airlock_policy::DEFAULT_TIMEOUT);
             let value = serde_json::to_value(&decision)?;
-            match output {
+            let status = pending(if decision.allowed { 0 } else { DENIED });
+            match common.output {
                 OutputFormat::Json => println!("{value}"),
                 OutputFormat::Text => {
                     println!(
@@ -680,7 +688,7 @@ pub async fn policy(command: PolicyCommand) -> Result<u8> {
                     }
                 }
             }
-            Ok(if decision.allowed { 0 } else { DENIED })
+            Ok(status)
         }
         PolicyCommand::Show { common } => {
             let api = common.connect().await?;
