@@ -877,3 +877,41 @@ fn login_oidc_exchanges_a_ci_id_token_from_a_file_gitlab_or_github_for_a_builder
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_token_with_a_space_is_refused_without_printing_it_and_a_bearer_prefix_is_accepted() {
+    let server = TestServer::start();
+    let token = token_for(&server, "admin", ADMIN_PASSWORD).await;
+    let home = tempfile::tempdir().unwrap();
+    // `Bearer <token>`, as copied from an Authorization header, works.
+    let prefixed = format!("Bearer {token}");
+    let env = [
+        ("AIRLOCK_SERVER", server.base.as_str()),
+        ("AIRLOCK_TOKEN", prefixed.as_str()),
+    ];
+    let (code, out, err) = run(home.path(), &["whoami"], None, &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("admin (user"), "{out}");
+    // A value with a space is refused as a usage error that never repeats it, in text and JSON,
+    // from the environment and from --token.
+    let secret = "eyJSECRET-PART";
+    let spaced = format!("Bearer {secret} trailing");
+    let env = [
+        ("AIRLOCK_SERVER", server.base.as_str()),
+        ("AIRLOCK_TOKEN", spaced.as_str()),
+    ];
+    let (code, out, err) = run(home.path(), &["whoami", "-o", "json"], None, &env);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
+    assert!(err.contains("AIRLOCK_TOKEN"), "{err}");
+    json_error(&out);
+    let spaced = format!("{secret} x");
+    let (code, out, err) = run(
+        home.path(),
+        &["whoami", "--token", &spaced, "--server", &server.base, "-o", "json"],
+        None,
+        &[],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
+}
