@@ -182,7 +182,7 @@ fn main() -> ExitCode {
         Ok(token) => token,
         Err(message) => return ExitCode::from(outcome::report_error(&anyhow::anyhow!(message))),
     };
-    client::set_bearer_token(token);
+    client::set_bearer_token(token, &cli.common.server);
     if cli.tls.insecure && matches!(cli.command, Command::Serve(_)) {
         eprintln!(
             "airlock: --insecure is for client commands (do not check the server's certificate); \

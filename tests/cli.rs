@@ -915,3 +915,58 @@ async fn a_token_with_a_space_is_refused_without_printing_it_and_a_bearer_prefix
     assert_eq!(code, 2, "{out}{err}");
     assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
 }
+
+/// A TCP listener that records whether any connection (and so any token) arrived.
+fn recording_listener() -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let arrived = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = arrived.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (host, arrived)
+}
+
+#[tokio::test]
+async fn a_given_token_is_never_sent_to_a_server_a_reference_names() {
+    let server = TestServer::start();
+    let token = token_for(&server, "admin", ADMIN_PASSWORD).await;
+    let home = tempfile::tempdir().unwrap();
+    let (other, arrived) = recording_listener();
+    let env = [
+        ("AIRLOCK_SERVER", server.base.as_str()),
+        ("AIRLOCK_TOKEN", token.as_str()),
+    ];
+    let reference = format!("{other}/dev/team/app:1");
+    for args in [
+        vec!["promote", reference.as_str(), "--to", "staging"],
+        vec!["evidence", reference.as_str()],
+    ] {
+        let (code, out, err) = run(home.path(), &args, None, &env);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(
+            err.contains(&format!("http://{other}")) && err.contains(&server.base),
+            "the refusal names both servers: {err}"
+        );
+        assert!(!err.contains(&token), "{err}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !arrived.load(std::sync::atomic::Ordering::SeqCst),
+        "nothing reached the server the reference named"
+    );
+    // The chosen server named in the reference is fine (a missing image is a refusal, not a
+    // usage error).
+    let reference = format!("{}/dev/team/app:1", server.host);
+    let (code, out, err) = run(
+        home.path(),
+        &["promote", &reference, "--to", "staging"],
+        None,
+        &env,
+    );
+    assert_eq!(code, 1, "{out}{err}");
+}
