@@ -178,8 +178,14 @@ fn main() -> ExitCode {
     }
     outcome::set_output(cli.common.output);
     // The token is checked here, not by clap: clap's errors repeat the value, and it is a secret.
-    let token = match cli.common.token.as_ref().map(|token| token.validated()).transpose() {
-        Ok(token) => token,
+    let token = match cli
+        .common
+        .token
+        .as_ref()
+        .map(|token| token.validated())
+        .transpose()
+    {
+        Ok(token) => token.flatten(),
         Err(message) => return ExitCode::from(outcome::report_error(&anyhow::anyhow!(message))),
     };
     client::set_bearer_token(token, &cli.common.server);
