@@ -908,7 +908,15 @@ async fn a_token_with_a_space_is_refused_without_printing_it_and_a_bearer_prefix
     let spaced = format!("{secret} x");
     let (code, out, err) = run(
         home.path(),
-        &["whoami", "--token", &spaced, "--server", &server.base, "-o", "json"],
+        &[
+            "whoami",
+            "--token",
+            &spaced,
+            "--server",
+            &server.base,
+            "-o",
+            "json",
+        ],
         None,
         &[],
     );
@@ -969,4 +977,28 @@ async fn a_given_token_is_never_sent_to_a_server_a_reference_names() {
         &env,
     );
     assert_eq!(code, 1, "{out}{err}");
+}
+
+#[tokio::test]
+async fn users_passwd_with_a_token_writes_no_stored_login() {
+    let server = TestServer::start();
+    common::add_user(&server, "erin", "first-long-password-42", &[]).await;
+    let token = token_for(&server, "admin", ADMIN_PASSWORD).await;
+    let home = tempfile::tempdir().unwrap();
+    let env = [
+        ("AIRLOCK_SERVER", server.base.as_str()),
+        ("AIRLOCK_TOKEN", token.as_str()),
+    ];
+    let (code, out, err) = run(
+        home.path(),
+        &["users", "passwd", "-u", "erin", "--password-stdin"],
+        Some("first-long-password-42\nsecond-long-password-42"),
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("log in with it"), "{out}");
+    assert!(
+        !home.path().join("airlock/credentials.json").exists(),
+        "nothing is written with a token"
+    );
 }
