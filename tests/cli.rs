@@ -1002,3 +1002,34 @@ async fn users_passwd_with_a_token_writes_no_stored_login() {
         "nothing is written with a token"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn keys_generate_force_makes_an_existing_readable_key_file_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("release.key");
+    std::fs::write(&key, "old").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let prefix = dir.path().join("release");
+    let (code, out, err) = run(
+        dir.path(),
+        &[
+            "keys",
+            "generate",
+            "--force",
+            "--output-key-prefix",
+            prefix.to_str().unwrap(),
+        ],
+        None,
+        &[("COSIGN_PASSWORD", "correct horse")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(text.contains("ENCRYPTED SIGSTORE PRIVATE KEY"), "{text}");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the overwritten private key is readable by its owner only"
+    );
+}
