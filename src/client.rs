@@ -207,16 +207,47 @@ pub struct TlsOptions {
 
 static TLS_OPTIONS: OnceLock<TlsOptions> = OnceLock::new();
 
-static BEARER_TOKEN: OnceLock<Option<String>> = OnceLock::new();
-
-/// Records `--token` / `AIRLOCK_TOKEN`: every API client this process makes then sends it as
-/// the bearer token, and no stored login is read or renewed.
-pub fn set_bearer_token(token: Option<String>) {
-    let _ = BEARER_TOKEN.set(token.filter(|token| !token.trim().is_empty()));
+/// `--token` / `AIRLOCK_TOKEN` and the server it was given for.
+struct GivenToken {
+    token: String,
+    server: String,
 }
 
-fn bearer_token() -> Option<String> {
-    BEARER_TOKEN.get().cloned().flatten()
+static BEARER_TOKEN: OnceLock<Option<GivenToken>> = OnceLock::new();
+
+/// Records `--token` / `AIRLOCK_TOKEN` (already checked) and the chosen server (`--server`,
+/// `AIRLOCK_SERVER` or the current context): every API client this process makes for that server
+/// then sends it as the bearer token, no stored login is read or renewed, and a client for any
+/// other server is refused (the token is never sent anywhere else).
+pub fn set_bearer_token(token: Option<String>, server: &str) {
+    let given = token
+        .filter(|token| !token.trim().is_empty())
+        .map(|token| GivenToken {
+            token,
+            server: normalize_server(server),
+        });
+    let _ = BEARER_TOKEN.set(given);
+}
+
+/// The given token, if any, for `server` (normalized); an error when a token was given for a
+/// different server.
+fn bearer_token_for(server: &str) -> Result<Option<String>> {
+    match BEARER_TOKEN.get().and_then(Option::as_ref) {
+        None => Ok(None),
+        Some(given) if given.server.eq_ignore_ascii_case(server) => Ok(Some(given.token.clone())),
+        Some(given) => bail!(
+            "the reference names the server {server}, but --token / AIRLOCK_TOKEN is for {}: \
+             the token is only sent to the chosen server; name that server in the reference \
+             (or leave the host out), or pass --server {server} with a token it issued",
+            given.server
+        ),
+    }
+}
+
+/// Whether `--token` / `AIRLOCK_TOKEN` was given (then no stored login is read, renewed or
+/// written).
+pub fn token_given() -> bool {
+    BEARER_TOKEN.get().is_some_and(Option::is_some)
 }
 
 /// Records the command line's TLS flags for every client this process makes.
@@ -465,7 +496,8 @@ impl ApiClient {
         let mut headers = reqwest::header::HeaderMap::new();
         let store = CredentialStore::load().unwrap_or_default();
         let stored = store.servers.get(&server);
-        if (stored.is_some() || bearer_token().is_some())
+        let token = bearer_token_for(&server)?;
+        if (stored.is_some() || token.is_some())
             && let Ok(client) = Self::connect(&server).await
             && let Ok(value) =
                 reqwest::header::HeaderValue::from_str(&format!("Bearer {}", client.token))
@@ -488,7 +520,7 @@ impl ApiClient {
     /// `airlock login --oidc` uses its stored access token until it expires.
     pub async fn connect_with_scopes(server: &str, scopes: &[String]) -> Result<Self> {
         let server = normalize_server(server);
-        if let Some(token) = bearer_token() {
+        if let Some(token) = bearer_token_for(&server)? {
             let store = CredentialStore::load().unwrap_or_default();
             let trust = trust_for(store.servers.get(&server))?;
             let http = build_http_client(&trust, reqwest::header::HeaderMap::new())?;

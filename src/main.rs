@@ -177,7 +177,18 @@ fn main() -> ExitCode {
         outcome::exit_quietly_when_stdout_closes();
     }
     outcome::set_output(cli.common.output);
-    client::set_bearer_token(cli.common.token.as_ref().map(|token| token.0.clone()));
+    // The token is checked here, not by clap: clap's errors repeat the value, and it is a secret.
+    let token = match cli
+        .common
+        .token
+        .as_ref()
+        .map(|token| token.validated())
+        .transpose()
+    {
+        Ok(token) => token.flatten(),
+        Err(message) => return ExitCode::from(outcome::report_error(&anyhow::anyhow!(message))),
+    };
+    client::set_bearer_token(token, &cli.common.server);
     if cli.tls.insecure && matches!(cli.command, Command::Serve(_)) {
         eprintln!(
             "airlock: --insecure is for client commands (do not check the server's certificate); \

@@ -33,7 +33,20 @@ pub struct ArtifactRef {
 
 impl ArtifactRef {
     /// Parses `text`, using `default_server` when it has no host.
+    /// A host equal to `default_server`'s takes that server's scheme (so `http://` chosen with
+    /// `--server` or the context stays `http://`); another host is `https://` unless loopback.
     pub fn parse(text: &str, default_server: &str) -> Result<Self> {
+        if text.contains("://") {
+            bail!(
+                "{text:?} is a URL; an image reference has no scheme: write HOST/<stage>/<path>:tag \
+                 (e.g. 127.0.0.1:5000/dev/team/app:1) and choose http:// or https:// with --server"
+            );
+        }
+        let chosen = normalize_server(default_server);
+        let chosen_host = chosen
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_string();
         let (rest, digest) = match text.split_once('@') {
             Some((rest, digest)) => (rest, Some(digest.to_string())),
             None => (text, None),
@@ -42,14 +55,14 @@ impl ArtifactRef {
         let has_host = first.contains('.') || first.contains(':') || first == "localhost";
         let (server, host, path) = if has_host {
             let path = rest[first.len()..].trim_start_matches('/');
-            (normalize_server(first), first.to_string(), path)
+            let server = if first.eq_ignore_ascii_case(&chosen_host) {
+                chosen
+            } else {
+                normalize_server(first)
+            };
+            (server, first.to_string(), path)
         } else {
-            let server = normalize_server(default_server);
-            let host = server
-                .trim_start_matches("http://")
-                .trim_start_matches("https://")
-                .to_string();
-            (server, host, rest)
+            (chosen, chosen_host, rest)
         };
         let (repository, tag) = match path.rsplit_once(':') {
             Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), Some(tag.to_string())),
@@ -269,6 +282,32 @@ mod tests {
         assert_eq!(r.server, "http://10.0.0.1:5000");
         assert_eq!(r.host, "10.0.0.1:5000");
         assert_eq!(r.docker_reference(), "10.0.0.1:5000/dev/team/app");
+    }
+
+    #[test]
+    fn a_reference_to_the_chosen_server_uses_its_scheme() {
+        let r = ArtifactRef::parse(
+            "reg.example.com:5000/dev/app:1",
+            "http://reg.example.com:5000",
+        )
+        .unwrap();
+        assert_eq!(r.server, "http://reg.example.com:5000");
+        assert_eq!(r.host, "reg.example.com:5000");
+        let other =
+            ArtifactRef::parse("other.example.com/dev/app:1", "http://reg.example.com:5000")
+                .unwrap();
+        assert_eq!(other.server, "https://other.example.com");
+    }
+
+    #[test]
+    fn a_reference_with_a_scheme_is_refused_as_a_url() {
+        let err = ArtifactRef::parse("http://127.0.0.1:5000/dev/app:1", "http://127.0.0.1:5000")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no scheme") && err.contains("--server"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -877,3 +877,159 @@ fn login_oidc_exchanges_a_ci_id_token_from_a_file_gitlab_or_github_for_a_builder
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_token_with_a_space_is_refused_without_printing_it_and_a_bearer_prefix_is_accepted() {
+    let server = TestServer::start();
+    let token = token_for(&server, "admin", ADMIN_PASSWORD).await;
+    let home = tempfile::tempdir().unwrap();
+    // `Bearer <token>`, as copied from an Authorization header, works.
+    let prefixed = format!("Bearer {token}");
+    let env = [
+        ("AIRLOCK_SERVER", server.base.as_str()),
+        ("AIRLOCK_TOKEN", prefixed.as_str()),
+    ];
+    let (code, out, err) = run(home.path(), &["whoami"], None, &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("admin (user"), "{out}");
+    // A value with a space is refused as a usage error that never repeats it, in text and JSON,
+    // from the environment and from --token.
+    let secret = "eyJSECRET-PART";
+    let spaced = format!("Bearer {secret} trailing");
+    let env = [
+        ("AIRLOCK_SERVER", server.base.as_str()),
+        ("AIRLOCK_TOKEN", spaced.as_str()),
+    ];
+    let (code, out, err) = run(home.path(), &["whoami", "-o", "json"], None, &env);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
+    assert!(err.contains("AIRLOCK_TOKEN"), "{err}");
+    json_error(&out);
+    let spaced = format!("{secret} x");
+    let (code, out, err) = run(
+        home.path(),
+        &[
+            "whoami",
+            "--token",
+            &spaced,
+            "--server",
+            &server.base,
+            "-o",
+            "json",
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
+}
+
+/// A TCP listener that records whether any connection (and so any token) arrived.
+fn recording_listener() -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let arrived = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = arrived.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (host, arrived)
+}
+
+#[tokio::test]
+async fn a_given_token_is_never_sent_to_a_server_a_reference_names() {
+    let server = TestServer::start();
+    let token = token_for(&server, "admin", ADMIN_PASSWORD).await;
+    let home = tempfile::tempdir().unwrap();
+    let (other, arrived) = recording_listener();
+    let env = [
+        ("AIRLOCK_SERVER", server.base.as_str()),
+        ("AIRLOCK_TOKEN", token.as_str()),
+    ];
+    let reference = format!("{other}/dev/team/app:1");
+    for args in [
+        vec!["promote", reference.as_str(), "--to", "staging"],
+        vec!["evidence", reference.as_str()],
+    ] {
+        let (code, out, err) = run(home.path(), &args, None, &env);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(
+            err.contains(&format!("http://{other}")) && err.contains(&server.base),
+            "the refusal names both servers: {err}"
+        );
+        assert!(!err.contains(&token), "{err}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !arrived.load(std::sync::atomic::Ordering::SeqCst),
+        "nothing reached the server the reference named"
+    );
+    // The chosen server named in the reference is fine (a missing image is a refusal, not a
+    // usage error).
+    let reference = format!("{}/dev/team/app:1", server.host);
+    let (code, out, err) = run(
+        home.path(),
+        &["promote", &reference, "--to", "staging"],
+        None,
+        &env,
+    );
+    assert_eq!(code, 1, "{out}{err}");
+}
+
+#[tokio::test]
+async fn users_passwd_with_a_token_writes_no_stored_login() {
+    let server = TestServer::start();
+    common::add_user(&server, "erin", "first-long-password-42", &[]).await;
+    let token = token_for(&server, "admin", ADMIN_PASSWORD).await;
+    let home = tempfile::tempdir().unwrap();
+    let env = [
+        ("AIRLOCK_SERVER", server.base.as_str()),
+        ("AIRLOCK_TOKEN", token.as_str()),
+    ];
+    let (code, out, err) = run(
+        home.path(),
+        &["users", "passwd", "-u", "erin", "--password-stdin"],
+        Some("first-long-password-42\nsecond-long-password-42"),
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("log in with it"), "{out}");
+    assert!(
+        !home.path().join("airlock/credentials.json").exists(),
+        "nothing is written with a token"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn keys_generate_force_makes_an_existing_readable_key_file_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("release.key");
+    std::fs::write(&key, "old").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let prefix = dir.path().join("release");
+    let (code, out, err) = run(
+        dir.path(),
+        &[
+            "keys",
+            "generate",
+            "--force",
+            "--output-key-prefix",
+            prefix.to_str().unwrap(),
+        ],
+        None,
+        &[("COSIGN_PASSWORD", "correct horse")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(text.contains("ENCRYPTED SIGSTORE PRIVATE KEY"), "{text}");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the overwritten private key is readable by its owner only"
+    );
+}

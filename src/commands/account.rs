@@ -77,9 +77,11 @@ pub async fn passwd(username: Option<String>, password_stdin: bool, common: Comm
          use an airlock CLI of the server's version (`airlock version` shows both)",
     )?;
     // Every login of the user ended with the change: log in again with the new password.
-    let relogin = stored
-        .as_ref()
-        .is_none_or(|login| login.username == username);
+    // With --token / AIRLOCK_TOKEN nothing is stored: no new login is written.
+    let relogin = !crate::client::token_given()
+        && stored
+            .as_ref()
+            .is_none_or(|login| login.username == username);
     let note = if relogin {
         let refresh_token = crate::client::login(&server, &trust, &username, &new).await?;
         let _lock = CredentialLock::acquire()?;

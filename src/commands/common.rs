@@ -52,15 +52,77 @@ impl std::fmt::Debug for BearerToken {
     }
 }
 
-impl std::str::FromStr for BearerToken {
-    type Err = &'static str;
+/// Taken as given: clap never checks (and so never echoes) the value; [`BearerToken::validated`]
+/// does, with messages that never contain it.
+impl From<String> for BearerToken {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
 
-    fn from_str(value: &str) -> std::result::Result<Self, Self::Err> {
-        let value = value.trim();
-        if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err("a bearer token is one word without spaces");
+impl BearerToken {
+    /// The token to send: surrounding spaces and one leading `Bearer ` (any case) removed;
+    /// `None` when the value is blank (as if unset); refused when only `Bearer` is left or when
+    /// it still holds a space or control character. The error never contains the value (it is a
+    /// secret, and errors reach CI logs).
+    pub(crate) fn validated(&self) -> std::result::Result<Option<String>, &'static str> {
+        let mut value = self.0.trim();
+        if value.is_empty() {
+            return Ok(None);
         }
-        Ok(Self(value.to_string()))
+        if value.len() >= 6 && value[..6].eq_ignore_ascii_case("bearer") {
+            let rest = &value[6..];
+            if rest.is_empty() || rest.starts_with(char::is_whitespace) {
+                value = rest.trim_start();
+            }
+        }
+        if value.is_empty() {
+            return Err(
+                "--token / AIRLOCK_TOKEN holds only `Bearer`: set it to the access token, or \
+                 unset it to use the stored login",
+            );
+        }
+        if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(
+                "--token / AIRLOCK_TOKEN is not one word (it holds a space or control \
+                 character): set it to the access token alone (the value is not shown)",
+            );
+        }
+        Ok(Some(value.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BearerToken;
+
+    #[test]
+    fn a_token_with_a_bearer_prefix_is_accepted_without_it() {
+        let token = BearerToken::from("Bearer eyJ.SECRET".to_string());
+        assert_eq!(token.validated(), Ok(Some("eyJ.SECRET".to_string())));
+        let token = BearerToken::from("  eyJ.SECRET\n".to_string());
+        assert_eq!(token.validated(), Ok(Some("eyJ.SECRET".to_string())));
+    }
+
+    #[test]
+    fn a_bad_token_is_refused_without_repeating_it() {
+        assert_eq!(BearerToken::from("  ".to_string()).validated(), Ok(None));
+        assert!(
+            BearerToken::from("Bearer ".to_string())
+                .validated()
+                .is_err()
+        );
+        for bad in [
+            "eyJ SECRET",
+            "Bearer eyJ SECRET",
+            "eyJ\tSECRET",
+            "eyJ\u{7}SECRET",
+        ] {
+            let err = BearerToken::from(bad.to_string())
+                .validated()
+                .expect_err(bad);
+            assert!(!err.contains("SECRET"), "{err}");
+        }
     }
 }
 

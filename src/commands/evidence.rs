@@ -234,6 +234,15 @@ fn write_new_file(path: &Path, content: &str, mode: u32, force: bool) -> Result<
             anyhow!("cannot write {}: {e}", path.display())
         }
     })?;
+    // The mode given to `open` applies only when it creates the file: an overwritten file
+    // (--force) gets it here, before the content is written, so a private key never sits in a
+    // file others can read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| anyhow!("cannot set the mode of {}: {e}", path.display()))?;
+    }
     file.write_all(content.as_bytes())?;
     file.sync_all()?;
     Ok(())

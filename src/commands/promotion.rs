@@ -325,7 +325,7 @@ pub async fn promote(args: PromoteArgs) -> Result<u8> {
         .clone()
         .or(target.tag.clone())
         .unwrap_or_default();
-    let api = ApiClient::connect(&target.server).await?;
+    let mut api = ApiClient::connect(&target.server).await?;
     let request = api::PromotionRequest {
         source: target.repository.clone(),
         reference,
@@ -360,7 +360,24 @@ pub async fn promote(args: PromoteArgs) -> Result<u8> {
                 return Ok(TIMED_OUT);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let current: api::Promotion = api.get_as(&format!("/api/v1/promotions/{id}")).await?;
+            let path = format!("/api/v1/promotions/{id}");
+            let current: api::Promotion = match api.get_as(&path).await {
+                // Access tokens are short-lived (access.token_lifetime_secs, 5 minutes by
+                // default) and a wait may be longer: renew the token and ask again.
+                Err(err) if is_unauthorized(&err) => {
+                    if crate::client::token_given() {
+                        bail!(
+                            "the token given with --token / AIRLOCK_TOKEN expired while waiting \
+                             for {id} to be decided (it cannot be renewed); check it with \
+                             `airlock promotions show {id}` and a fresh token, or wait with a \
+                             stored login (`airlock login`), which renews its token"
+                        );
+                    }
+                    api = ApiClient::connect(&target.server).await?;
+                    api.get_as(&path).await?
+                }
+                answer => answer?,
+            };
             let still_open = open(&current.state);
             outcome = outcome_of(current);
             if !still_open {
@@ -373,6 +390,12 @@ pub async fn promote(args: PromoteArgs) -> Result<u8> {
     let status = pending(if ok { 0 } else { DENIED });
     print_as(&args.common, &outcome, outcome_text);
     Ok(status)
+}
+
+/// Whether `err` is the server's 401 (the access token expired or was revoked).
+fn is_unauthorized(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<crate::client::ApiError>()
+        .is_some_and(|api| api.http_status == 401)
 }
 
 fn humantime(duration: Duration) -> String {
