@@ -82,4 +82,3 @@ async fn serve() -> impl IntoResponse {
     });
     ([(header::CONTENT_TYPE, "application/json")], body.as_str())
 }
-
