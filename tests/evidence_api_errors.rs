@@ -205,3 +205,26 @@ async fn audit_query_numbers_outside_int64_are_refused() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn reading_an_artifact_without_pull_rights_answers_like_one_that_is_not_there() {
+    let s = TestServer::start();
+    let secret = common::push_image_as(&s, &s.http, "dev/team/secret", "1.0", b"secret", None).await;
+    let reader = common::add_user(&s, "rui", PASSWORD, &[("reader", "dev/team/app")]).await;
+    for tail in ["", "/evidence"] {
+        let hidden = s.url(&format!("/api/v1/artifacts/dev/team/secret@{secret}{tail}"));
+        let (status, hidden) = answer(reader.get(hidden).send().await.unwrap()).await;
+        let missing = s.url(&format!("/api/v1/artifacts/dev/team/gone@{secret}{tail}"));
+        let (_, missing) = answer(reader.get(missing).send().await.unwrap()).await;
+        assert_eq!(status, 404, "{hidden}");
+        assert_eq!(error(&hidden).0, "MANIFEST_UNKNOWN", "{hidden}");
+        assert_eq!(
+            hidden.to_string().replace("team/secret", "X"),
+            missing.to_string().replace("team/gone", "X"),
+        );
+        // The admin, who may pull it, reads it.
+        let url = s.url(&format!("/api/v1/artifacts/dev/team/secret@{secret}{tail}"));
+        let (status, body) = answer(s.http.get(url).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
