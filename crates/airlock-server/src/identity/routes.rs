@@ -185,7 +185,7 @@ impl From<AuthError> for ApiError {
             ),
             AuthError::Store(err) => ApiError::storage(&err),
             AuthError::Signing(_) | AuthError::Hashing(_) | AuthError::StoredRole { .. } => {
-                ApiError::internal(error_chain(&err))
+                ApiError::internal(&err)
             }
         }
     }
@@ -212,17 +212,6 @@ fn rule_remediation(rule: &AccessRuleViolation) -> String {
     }
 }
 
-/// An error and its causes, for the server log.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
-}
 
 /// Docker token endpoint errors use the registry error format, with a challenge for Basic.
 /// `413` in the registry error format: a token request body over the 2 MiB request limit.
