@@ -45,7 +45,7 @@ fn json_rejection(rejection: &JsonRejection) -> ApiError {
         ),
         JsonRejection::JsonDataError(_) => ApiError::bad_request(
             message,
-            format!("send the fields the request takes, with their types ({SCHEMA})"),
+            format!("correct the field the message names ({SCHEMA})"),
         ),
         JsonRejection::JsonSyntaxError(_) => {
             ApiError::bad_request(message, "send one well-formed JSON object as the body")

@@ -159,6 +159,7 @@ async fn verifier_key(State(state): State<AuditState>) -> Response {
     get,
     path = "/log/tile/{tile}",
     tag = "audit",
+    security((), ("bearer" = []), ("basic" = [])),
     params(("tile" = String, Path,
         description = "`<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`; several path segments")),
     responses(

@@ -308,7 +308,7 @@ fn token_body(issued: Result<super::service::IssuedTokens, AuthError>) -> Respon
         (status = 500, description = "The token could not be issued", body = airlock_api::ErrorBody),
         (status = 503, description = "Storage refuses writes", body = api::TokenErrorBody),
     ),
-    security((), ("basic" = []), ("bearer" = []))
+    security(("basic" = []), ("bearer" = []))
 )]
 async fn token_get(
     State(identity): State<Arc<Identity>>,

@@ -627,7 +627,7 @@ async fn cancel(
         (status = 400, description = "Malformed request, a stage that is not configured (STAGE_UNKNOWN), or not a channel tag", body = airlock_api::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Denied by the rollback gate (the outcome with `error` POLICY_DENIED) or no promoter role (an error body)", body = api::RollbackRefused),
-        (status = 404, description = "The channel, digest or stage is unknown", body = airlock_api::ErrorBody),
+        (status = 404, description = "The channel or digest is unknown", body = airlock_api::ErrorBody),
         (status = 409, description = "Nothing to roll back to", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage or the evidence service failed", body = airlock_api::ErrorBody),
         (status = 503, description = "Storage cannot keep writes", body = airlock_api::ErrorBody),
