@@ -119,13 +119,37 @@ pub fn query<T>(
 
 /// A list's `limit` parameter: `default` when absent, refused outside 1 to 1000.
 pub fn list_limit(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
-    match limit.unwrap_or(default) {
-        limit @ 1..=1000 => Ok(limit),
-        other => Err(ApiError::bad_request(
-            format!("limit={other} is outside 1 to 1000"),
-            "pass a limit (--limit) from 1 to 1000",
-        )),
+    bounded(
+        "limit",
+        limit.map(u64::from),
+        u64::from(default),
+        1..=1000,
+        "pass a limit (--limit) from 1 to 1000",
+    )
+    .map(|limit| limit as u32)
+}
+
+/// A count parameter `name`: `default` when absent, refused (400 naming the range, with
+/// `remediation`) outside `range`, never silently clamped.
+pub fn bounded(
+    name: &str,
+    value: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    remediation: &str,
+) -> Result<u64, ApiError> {
+    let value = value.unwrap_or(default);
+    if range.contains(&value) {
+        return Ok(value);
     }
+    Err(ApiError::bad_request(
+        format!(
+            "{name}={value} is outside {} to {}",
+            range.start(),
+            range.end()
+        ),
+        remediation,
+    ))
 }
 
 /// Renders what axum's extractors and router answer on their own under `/api/` and `/auth/`
