@@ -499,8 +499,16 @@ async fn paging_cursors_never_name_a_repository_the_principal_may_not_pull() {
     let walks = [
         ("/api/v1/repositories?n=1", "repositories", "name"),
         ("/api/v1/repositories?stage=dev&n=2", "repositories", "name"),
-        ("/api/v1/status?repository=*&n=1", "repositories", "repository"),
-        ("/api/v1/status?repository=dev/*&n=2", "repositories", "repository"),
+        (
+            "/api/v1/status?repository=*&n=1",
+            "repositories",
+            "repository",
+        ),
+        (
+            "/api/v1/status?repository=dev/*&n=2",
+            "repositories",
+            "repository",
+        ),
     ];
     for (first, field, key) in walks {
         let mut seen = Vec::new();
@@ -527,7 +535,13 @@ async fn paging_cursors_never_name_a_repository_the_principal_may_not_pull() {
         }
         let expected: Vec<String> = ["team-a/one", "team-a/two", "team-a/zz"]
             .iter()
-            .map(|p| if key == "name" { format!("dev/{p}") } else { p.to_string() })
+            .map(|p| {
+                if key == "name" {
+                    format!("dev/{p}")
+                } else {
+                    p.to_string()
+                }
+            })
             .collect();
         assert_eq!(seen, expected, "{first}");
     }

@@ -452,8 +452,16 @@ async fn a_caller_who_may_not_read_a_promotion_gets_the_same_404_from_every_acti
     let (status, body) = bed.reject(&alice, &closed, "not this one").await;
     assert_eq!(status, 200, "{body}");
 
-    let (status, shown) = bed.get(&mallory, &format!("/api/v1/promotions/{pending}")).await;
-    assert_error(status, &shown, 404, "NOT_FOUND", "no such promotion you may read");
+    let (status, shown) = bed
+        .get(&mallory, &format!("/api/v1/promotions/{pending}"))
+        .await;
+    assert_error(
+        status,
+        &shown,
+        404,
+        "NOT_FOUND",
+        "no such promotion you may read",
+    );
     for id in [&pending, &closed] {
         for (action, request) in [
             ("approve", json!({})),
@@ -468,11 +476,16 @@ async fn a_caller_who_may_not_read_a_promotion_gets_the_same_404_from_every_acti
             .await;
             assert_eq!((status, &body), (404, &shown), "{action} {id}");
             let text = body.to_string();
-            assert!(!text.contains("staging") && !text.contains("team/app"), "{text}");
+            assert!(
+                !text.contains("staging") && !text.contains("team/app"),
+                "{text}"
+            );
         }
     }
     // The promotion is untouched, and an access-admin still cancels it.
-    let (_, still) = bed.get(&rita, &format!("/api/v1/promotions/{pending}")).await;
+    let (_, still) = bed
+        .get(&rita, &format!("/api/v1/promotions/{pending}"))
+        .await;
     assert_eq!(still["state"], "pending_approval", "{still}");
     let (status, body) = post(
         &bed.s.http,

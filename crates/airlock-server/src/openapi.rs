@@ -80,7 +80,8 @@ impl CommonResponses {
     fn authenticated(operation: &utoipa::openapi::path::Operation) -> bool {
         operation.security.as_ref().is_none_or(|requirements| {
             !requirements.is_empty()
-                && !requirements.contains(&utoipa::openapi::security::SecurityRequirement::default())
+                && !requirements
+                    .contains(&utoipa::openapi::security::SecurityRequirement::default())
         })
     }
 
@@ -162,10 +163,10 @@ async fn serve() -> Response {
     let rendered = DOCUMENT.get_or_init(|| document().to_json().map_err(|err| err.to_string()));
     match rendered {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body.as_str()).into_response(),
-        Err(err) => ApiError::internal_message(format!(
-            "cannot render the OpenAPI document: {err}"
-        ))
-        .into_response(),
+        Err(err) => {
+            ApiError::internal_message(format!("cannot render the OpenAPI document: {err}"))
+                .into_response()
+        }
     }
 }
 
@@ -203,7 +204,10 @@ mod tests {
                 }
             }
         }
-        assert!(authenticated > 50, "{authenticated} authenticated operations");
+        assert!(
+            authenticated > 50,
+            "{authenticated} authenticated operations"
+        );
         // Log tiles are public (hash tiles; entry bundles need the auditor role).
         for public in ["/log/tile/{tile}", "/log/checkpoint", "/log/key"] {
             let security = doc["paths"][public]["get"]["security"].as_array().unwrap();

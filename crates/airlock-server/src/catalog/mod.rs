@@ -298,7 +298,10 @@ impl CatalogService {
                 .repositories_page(&prefix, cursor.as_deref(), page.limit)
                 .await?;
             let index_ended = full_page(&names, page.limit).is_none();
-            for repo in names.iter().filter_map(|name| RepoName::from_str(name).ok()) {
+            for repo in names
+                .iter()
+                .filter_map(|name| RepoName::from_str(name).ok())
+            {
                 if self.stages.stage_of(&repo).is_err() || !self.readable(caller, &repo) {
                     continue;
                 }

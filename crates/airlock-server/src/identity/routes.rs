@@ -212,7 +212,6 @@ fn rule_remediation(rule: &AccessRuleViolation) -> String {
     }
 }
 
-
 /// Docker token endpoint errors use the registry error format, with a challenge for Basic.
 /// `413` in the registry error format: a token request body over the 2 MiB request limit.
 fn token_too_large() -> Response {

@@ -527,10 +527,7 @@ async fn approve(
     };
     let caller = Caller::from(caller);
     require_readable(&state, &caller, &id, false).await?;
-    let outcome = state
-        .promotions
-        .approve(&id, body.comment, &caller)
-        .await?;
+    let outcome = state.promotions.approve(&id, body.comment, &caller).await?;
     outcome_response(&state, outcome).await
 }
 
@@ -563,10 +560,7 @@ async fn reject(
     let body: api::RejectRequest = json_body(&body, "rejection (it needs {\"reason\"})")?;
     let caller = Caller::from(caller);
     require_readable(&state, &caller, &id, false).await?;
-    let row = state
-        .promotions
-        .reject(&id, &body.reason, &caller)
-        .await?;
+    let row = state.promotions.reject(&id, &body.reason, &caller).await?;
     show_promotion(&state, row).await
 }
 
