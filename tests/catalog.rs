@@ -471,3 +471,82 @@ async fn the_openapi_document_describes_every_catalog_route() {
         assert!(operation["responses"]["401"].is_object(), "{path}");
     }
 }
+
+/// Every string anywhere in `value`.
+fn strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn paging_cursors_never_name_a_repository_the_principal_may_not_pull() {
+    let s = TestServer::start();
+    for repo in [
+        "dev/team-a/one",
+        "dev/team-b/secret",
+        "dev/team-b/secret2",
+        "dev/team-a/two",
+        "dev/team-c/hidden",
+        "dev/team-a/zz",
+    ] {
+        s.push_image(repo, "1.0", &[repo.as_bytes()]).await;
+    }
+    let alice = add_user(&s, "alice", PASSWORD, &[("reader", "dev/team-a/*")]).await;
+    let walks = [
+        ("/api/v1/repositories?n=1", "repositories", "name"),
+        ("/api/v1/repositories?stage=dev&n=2", "repositories", "name"),
+        (
+            "/api/v1/status?repository=*&n=1",
+            "repositories",
+            "repository",
+        ),
+        (
+            "/api/v1/status?repository=dev/*&n=2",
+            "repositories",
+            "repository",
+        ),
+    ];
+    for (first, field, key) in walks {
+        let mut seen = Vec::new();
+        let mut url = first.to_string();
+        for _ in 0..20 {
+            let (status, page) = get(&alice, &s.url(&url)).await;
+            assert_eq!(status, 200, "{url}: {page}");
+            let mut all = Vec::new();
+            strings(&page, &mut all);
+            for text in &all {
+                assert!(
+                    !text.contains("team-b") && !text.contains("team-c"),
+                    "{url} names an unreadable repository: {page:#}"
+                );
+            }
+            seen.extend(names(&page, field, key));
+            match page["next"].as_str() {
+                Some(next) => {
+                    assert_eq!(seen.last().map(String::as_str), Some(next), "{page:#}");
+                    url = format!("{first}&last={next}");
+                }
+                None => break,
+            }
+        }
+        let expected: Vec<String> = ["team-a/one", "team-a/two", "team-a/zz"]
+            .iter()
+            .map(|p| {
+                if key == "name" {
+                    format!("dev/{p}")
+                } else {
+                    p.to_string()
+                }
+            })
+            .collect();
+        assert_eq!(seen, expected, "{first}");
+    }
+    // The cursor of a page that ends the readable entries is absent, even with more
+    // unreadable entries after it.
+    let (_, page) = get(&alice, &s.url("/api/v1/repositories?n=3")).await;
+    assert_eq!(page["next"], Value::Null, "{page:#}");
+}

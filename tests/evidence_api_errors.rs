@@ -205,3 +205,72 @@ async fn audit_query_numbers_outside_int64_are_refused() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn reading_an_artifact_without_pull_rights_answers_like_one_that_is_not_there() {
+    let s = TestServer::start();
+    let secret =
+        common::push_image_as(&s, &s.http, "dev/team/secret", "1.0", b"secret", None).await;
+    let reader = common::add_user(&s, "rui", PASSWORD, &[("reader", "dev/team/app")]).await;
+    for tail in ["", "/evidence"] {
+        let hidden = s.url(&format!("/api/v1/artifacts/dev/team/secret@{secret}{tail}"));
+        let (status, hidden) = answer(reader.get(hidden).send().await.unwrap()).await;
+        let missing = s.url(&format!("/api/v1/artifacts/dev/team/gone@{secret}{tail}"));
+        let (_, missing) = answer(reader.get(missing).send().await.unwrap()).await;
+        assert_eq!(status, 404, "{hidden}");
+        assert_eq!(error(&hidden).0, "MANIFEST_UNKNOWN", "{hidden}");
+        assert_eq!(
+            hidden.to_string().replace("team/secret", "X"),
+            missing.to_string().replace("team/gone", "X"),
+        );
+        // The admin, who may pull it, reads it.
+        let url = s.url(&format!("/api/v1/artifacts/dev/team/secret@{secret}{tail}"));
+        let (status, body) = answer(s.http.get(url).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+/// The audit lists refuse a count outside their range (as the anomaly and delivery lists do)
+/// instead of clamping it: `limit=0` is not an empty page, `limit=50000` not 10000 entries.
+#[tokio::test]
+async fn audit_lists_refuse_a_limit_outside_their_range_naming_it() {
+    let s = TestServer::start();
+    for (path, range) in [
+        ("/api/v1/audit/entries?limit=0", "1 to 10000"),
+        ("/api/v1/audit/entries?limit=50000", "1 to 10000"),
+        ("/api/v1/audit/entries?newest=10001", "0 to 10000"),
+        ("/api/v1/audit/checkpoints?limit=0", "1 to 1000"),
+        ("/api/v1/audit/checkpoints?limit=1001", "1 to 1000"),
+    ] {
+        let (status, body) = answer(s.http.get(s.url(path)).send().await.unwrap()).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(error(&body).0, "BAD_REQUEST", "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(range), "{path}: {body}");
+    }
+    for path in [
+        "/api/v1/audit/entries?limit=10000",
+        "/api/v1/audit/entries?newest=10000",
+        "/api/v1/audit/checkpoints?limit=1000",
+    ] {
+        let (status, body) = answer(s.http.get(s.url(path)).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    // newest=0 is no entries and where the log ends: `audit tail -n 0 --follow` starts there.
+    let (status, body) = answer(
+        s.http
+            .get(s.url("/api/v1/audit/entries?newest=0"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["entries"], json!([]), "{body}");
+    assert!(body["next"].as_u64().is_some_and(|n| n > 0), "{body}");
+    let (code, out, err) = s.cli(&["audit", "tail", "-n", "0"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    let (code, _, err) = s.cli(&["audit", "tail", "-n", "10001"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("10001"), "{err}");
+}

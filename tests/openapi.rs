@@ -213,7 +213,8 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer_in_any_op
         })
         .count();
     assert_eq!(tested, documented.len() - excluded, "{said}");
-    // The account is still the fuzzer's: the run was not cut short by a lockout.
+    // The account is still the fuzzer's, with the token the run used: the run was not cut short
+    // by a lockout or a change to its own access.
     let (status, whoami) = get_json(&s, &token, "/api/v1/whoami").await;
     assert_eq!(status, 200, "the fuzzing account lost its access: {whoami}");
     eprintln!(

@@ -181,7 +181,10 @@ async fn rejecting_needs_the_same_eligibility_as_approving() {
     let paula = bed
         .user("paula", &[("developer", "dev"), ("approver", "staging")])
         .await;
-    let stan = bed.user("stan", &[("approver", "prod")]).await;
+    // stan may read the promotion (a caller who may not gets 404 before any eligibility check).
+    let stan = bed
+        .user("stan", &[("approver", "prod"), ("reader", "staging")])
+        .await;
     let alice = bed.user("alice", &[("approver", "staging")]).await;
     let digest = common::push_image_as(&bed.s, &paula, "dev/team/app", "1.0", b"sod", None).await;
     let id = bed.pending(&rita, &digest).await;
@@ -433,4 +436,63 @@ async fn promoting_from_or_to_a_stage_that_does_not_exist_names_the_configured_s
         err.contains("configured stages: dev, staging, prod"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_caller_who_may_not_read_a_promotion_gets_the_same_404_from_every_action() {
+    let bed = Bed::start();
+    let rita = bed.user("rita", &[("promoter", "staging")]).await;
+    bed.user("alice", &[("approver", "staging")]).await;
+    let mallory = bed.user("mallory", &[("reader", "dev/elsewhere")]).await;
+    let pending = bed.push("1.0", b"pending").await;
+    let pending = bed.pending(&rita, &pending).await;
+    let closed = bed.push("2.0", b"closed").await;
+    let closed = bed.pending(&rita, &closed).await;
+    let alice = client_as("alice", PASSWORD);
+    let (status, body) = bed.reject(&alice, &closed, "not this one").await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, shown) = bed
+        .get(&mallory, &format!("/api/v1/promotions/{pending}"))
+        .await;
+    assert_error(
+        status,
+        &shown,
+        404,
+        "NOT_FOUND",
+        "no such promotion you may read",
+    );
+    for id in [&pending, &closed] {
+        for (action, request) in [
+            ("approve", json!({})),
+            ("reject", json!({"reason": "probing"})),
+            ("cancel", json!({})),
+        ] {
+            let (status, body) = post(
+                &mallory,
+                &bed.s.url(&format!("/api/v1/promotions/{id}/{action}")),
+                request,
+            )
+            .await;
+            assert_eq!((status, &body), (404, &shown), "{action} {id}");
+            let text = body.to_string();
+            assert!(
+                !text.contains("staging") && !text.contains("team/app"),
+                "{text}"
+            );
+        }
+    }
+    // The promotion is untouched, and an access-admin still cancels it.
+    let (_, still) = bed
+        .get(&rita, &format!("/api/v1/promotions/{pending}"))
+        .await;
+    assert_eq!(still["state"], "pending_approval", "{still}");
+    let (status, body) = post(
+        &bed.s.http,
+        &bed.s.url(&format!("/api/v1/promotions/{pending}/cancel")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "cancelled", "{body}");
 }

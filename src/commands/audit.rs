@@ -76,8 +76,9 @@ pub struct VerifyArgs {
 pub struct TailArgs {
     #[command(flatten)]
     server: Common,
-    /// How many of the newest (matching) entries to show.
-    #[arg(short = 'n', long, default_value_t = 20)]
+    /// How many of the newest (matching) entries to show (0 to 10000).
+    #[arg(short = 'n', long, default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
     lines: u64,
     /// Keep polling for new entries.
     #[arg(long)]

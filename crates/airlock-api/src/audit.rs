@@ -44,7 +44,7 @@ pub struct CheckpointsQuery {
     /// Only checkpoints of a larger tree size (default 0).
     #[serde(default, deserialize_with = "int64::optional")]
     pub after: Option<u64>,
-    /// At most this many (default and maximum 1000).
+    /// At most this many: 1 to 1000 (default 1000); others are refused.
     #[serde(default, deserialize_with = "int64::optional")]
     pub limit: Option<u64>,
 }
@@ -74,12 +74,13 @@ pub struct EntriesQuery {
     /// The first index (default 0).
     #[serde(default, deserialize_with = "int64::optional")]
     pub start: Option<u64>,
-    /// At most this many (default 1000, maximum 10000).
+    /// At most this many: 1 to 10000 (default 1000); others are refused.
     #[serde(default, deserialize_with = "int64::optional")]
     pub limit: Option<u64>,
     /// Only entries at or after this time (Unix milliseconds).
     pub since_ms: Option<i64>,
-    /// The newest N entries instead of a page from `start` (maximum 10000).
+    /// The newest N entries instead of a page from `start`: 0 to 10000 (0 answers no entries,
+    /// with `next` at the log's end); more is refused.
     #[serde(default, deserialize_with = "int64::optional")]
     pub newest: Option<u64>,
     /// Only entries whose type starts with this (`promotion.`, `key.added`).

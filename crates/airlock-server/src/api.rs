@@ -51,9 +51,16 @@ impl ApiError {
         }
     }
 
-    /// 500 that hides the cause from the client and logs it.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
+    /// 500 that hides the cause from the client and logs it with its whole source chain (a
+    /// wrapped cause, such as a task's `JoinError`, reaches the log too).
+    pub fn internal(cause: impl std::error::Error) -> Self {
+        Self::internal_message(error_chain(&cause))
+    }
+
+    /// 500 that hides `message` (a failure that is not an error value) from the client and
+    /// logs it.
+    pub fn internal_message(message: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %message, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL",
@@ -74,6 +81,18 @@ impl IntoResponse for ApiError {
         };
         (self.status, axum::Json(body)).into_response()
     }
+}
+
+/// An error and each of its causes, `: `-separated, for the server log.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// Reads a JSON request body as the API type `T`; a body that is not one answers 400 with `what`
@@ -100,13 +119,37 @@ pub fn query<T>(
 
 /// A list's `limit` parameter: `default` when absent, refused outside 1 to 1000.
 pub fn list_limit(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
-    match limit.unwrap_or(default) {
-        limit @ 1..=1000 => Ok(limit),
-        other => Err(ApiError::bad_request(
-            format!("limit={other} is outside 1 to 1000"),
-            "pass a limit (--limit) from 1 to 1000",
-        )),
+    bounded(
+        "limit",
+        limit.map(u64::from),
+        u64::from(default),
+        1..=1000,
+        "pass a limit (--limit) from 1 to 1000",
+    )
+    .map(|limit| limit as u32)
+}
+
+/// A count parameter `name`: `default` when absent, refused (400 naming the range, with
+/// `remediation`) outside `range`, never silently clamped.
+pub fn bounded(
+    name: &str,
+    value: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    remediation: &str,
+) -> Result<u64, ApiError> {
+    let value = value.unwrap_or(default);
+    if range.contains(&value) {
+        return Ok(value);
     }
+    Err(ApiError::bad_request(
+        format!(
+            "{name}={value} is outside {} to {}",
+            range.start(),
+            range.end()
+        ),
+        remediation,
+    ))
 }
 
 /// Renders what axum's extractors and router answer on their own under `/api/` and `/auth/`
@@ -233,6 +276,62 @@ fn rejection(status: StatusCode, message: String) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Records the `error` field of every event.
+    struct ErrorFields(Arc<Mutex<Vec<String>>>);
+
+    struct ErrorField<'a>(&'a mut Option<String>);
+
+    impl tracing::field::Visit for ErrorField<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "error" {
+                *self.0 = Some(format!("{value:?}"));
+            }
+        }
+    }
+
+    impl tracing::Subscriber for ErrorFields {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut error = None;
+            event.record(&mut ErrorField(&mut error));
+            if let Some(error) = error {
+                self.0.lock().unwrap().push(error);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the server key task failed")]
+    struct Outer(#[source] Middle);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the task panicked")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn an_internal_error_logs_its_whole_source_chain_and_hides_it_from_the_client() {
+        let logged = Arc::new(Mutex::new(Vec::new()));
+        let err = tracing::subscriber::with_default(ErrorFields(logged.clone()), || {
+            ApiError::internal(Outer(Middle(std::io::Error::other("disk on fire"))))
+        });
+        assert_eq!(
+            *logged.lock().unwrap(),
+            ["the server key task failed: the task panicked: disk on fire"]
+        );
+        assert_eq!(err.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(err.message, "internal error");
+    }
 
     #[test]
     fn json_body_rejections_become_400_naming_the_schema() {

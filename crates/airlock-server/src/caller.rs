@@ -41,7 +41,7 @@ fn peer(parts: &Parts) -> Result<SocketAddr, ApiError> {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0)
-        .ok_or_else(|| ApiError::internal("request without a client address (ConnectInfo)"))
+        .ok_or_else(|| ApiError::internal_message("request without a client address (ConnectInfo)"))
 }
 
 impl<S> FromRequestParts<S> for Caller

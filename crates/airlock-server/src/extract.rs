@@ -94,7 +94,7 @@ fn path_rejection(rejection: &PathRejection) -> ApiError {
                 "write the path parameter in its documented type, e.g. a number for a request id ({SCHEMA})"
             ),
         ),
-        _ => ApiError::internal(rejection.body_text()),
+        _ => ApiError::internal_message(rejection.body_text()),
     }
 }
 

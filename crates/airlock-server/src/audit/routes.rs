@@ -107,6 +107,11 @@ impl From<AuditLogError> for ApiError {
 
 const NUMBERS: &str = "pass each parameter as a decimal, non-negative number";
 
+/// The most checkpoints one `GET /api/v1/audit/checkpoints` answers.
+pub const MAX_CHECKPOINTS: u64 = 1000;
+/// The most entries one `GET /api/v1/audit/entries` answers (`limit`, `newest`).
+pub const MAX_ENTRIES: u64 = 10_000;
+
 fn text(body: String, cache: &'static str) -> Response {
     (
         [
@@ -159,6 +164,7 @@ async fn verifier_key(State(state): State<AuditState>) -> Response {
     get,
     path = "/log/tile/{tile}",
     tag = "audit",
+    security((), ("bearer" = []), ("basic" = [])),
     params(("tile" = String, Path,
         description = "`<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`; several path segments")),
     responses(
@@ -247,7 +253,7 @@ async fn checkpoint_json(
     params(api::CheckpointsQuery),
     responses(
         (status = 200, description = "The checkpoints", body = api::CheckpointList),
-        (status = 400, description = "A parameter is not a non-negative number", body = ErrorBody),
+        (status = 400, description = "A parameter is not a non-negative number, or limit is outside 1 to 1000", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
     )
 )]
@@ -257,7 +263,13 @@ async fn checkpoints_json(
 ) -> Result<Json<api::CheckpointList>, ApiError> {
     let params = query(params, NUMBERS)?;
     let after = params.after.unwrap_or(0);
-    let limit = params.limit.unwrap_or(1000).min(1000) as usize;
+    let limit = crate::api::bounded(
+        "limit",
+        params.limit,
+        MAX_CHECKPOINTS,
+        1..=MAX_CHECKPOINTS,
+        "pass limit from 1 to 1000, and continue with after= the last checkpoint's size",
+    )? as usize;
     let checkpoints = state.log.checkpoints_after(after, limit).await?;
     Ok(Json(api::CheckpointList {
         checkpoints: checkpoints
@@ -280,7 +292,7 @@ async fn checkpoints_json(
     params(api::EntriesQuery),
     responses(
         (status = 200, description = "The entries and where to continue", body = api::EntryList),
-        (status = 400, description = "A parameter is not a number of its kind", body = ErrorBody),
+        (status = 400, description = "A parameter is not a number of its kind, limit is outside 1 to 10000, or newest above 10000", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller may not read audit entries", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
@@ -294,14 +306,34 @@ async fn entries(
     check_audit_reader(&caller.who)?;
     let params = query(params, NUMBERS)?;
     let log = &state.log;
-    let clamp = |n: u64| u32::try_from(n.min(10_000)).unwrap_or(10_000);
     let kind = params.kind.as_deref();
     let entries = match params.newest {
-        Some(n) => log.newest_entries(kind, clamp(n)).await?,
+        // 0 is no entries and `next` at the log's end: where `audit tail -n 0 --follow` starts.
+        Some(n) => {
+            let n = crate::api::bounded(
+                "newest",
+                Some(n),
+                0,
+                0..=MAX_ENTRIES,
+                "pass newest from 0 to 10000 (airlock audit tail -n), or page through older entries with start= and limit=",
+            )?;
+            log.newest_entries(kind, n as u32).await?
+        }
         None => {
-            let limit = clamp(params.limit.unwrap_or(1000));
-            log.entries(params.start.unwrap_or(0), params.since_ms, kind, limit)
-                .await?
+            let limit = crate::api::bounded(
+                "limit",
+                params.limit,
+                1000,
+                1..=MAX_ENTRIES,
+                "pass limit from 1 to 10000, and continue with start= the answer's next",
+            )?;
+            log.entries(
+                params.start.unwrap_or(0),
+                params.since_ms,
+                kind,
+                limit as u32,
+            )
+            .await?
         }
     };
     let next = match (entries.last(), params.newest) {

@@ -285,21 +285,45 @@ impl CatalogService {
             Some(stage) => format!("{}/", self.stage(stage)?.name),
             None => String::new(),
         };
-        let names = self
-            .metadata
-            .repositories_page(&prefix, page.last.as_deref(), page.limit)
-            .await?;
-        let next = full_page(&names, page.limit).cloned();
-        let repositories = names
-            .iter()
-            .filter_map(|name| RepoName::from_str(name).ok())
-            .filter(|repo| self.stages.stage_of(repo).is_ok() && self.readable(caller, repo))
-            .map(|repo| api::RepositoryEntry {
-                name: repo.to_string(),
-                stage: repo.stage().to_string(),
-                path: repo.path().to_string(),
-            })
-            .collect();
+        // Index pages are read until `limit` readable entries and one more are found, or the
+        // index ends: the cursor only ever names an entry the caller may read (a cursor taken
+        // from the raw index page would name repositories the caller may not pull).
+        let limit = page.limit as usize;
+        let mut repositories: Vec<api::RepositoryEntry> = Vec::new();
+        let mut cursor = page.last.clone();
+        let mut more = false;
+        'pages: loop {
+            let names = self
+                .metadata
+                .repositories_page(&prefix, cursor.as_deref(), page.limit)
+                .await?;
+            let index_ended = full_page(&names, page.limit).is_none();
+            for repo in names
+                .iter()
+                .filter_map(|name| RepoName::from_str(name).ok())
+            {
+                if self.stages.stage_of(&repo).is_err() || !self.readable(caller, &repo) {
+                    continue;
+                }
+                if repositories.len() == limit {
+                    more = true;
+                    break 'pages;
+                }
+                repositories.push(api::RepositoryEntry {
+                    name: repo.to_string(),
+                    stage: repo.stage().to_string(),
+                    path: repo.path().to_string(),
+                });
+            }
+            match names.last() {
+                Some(last) if !index_ended => cursor = Some(last.clone()),
+                _ => break,
+            }
+        }
+        let next = repositories
+            .last()
+            .filter(|_| more)
+            .map(|entry| entry.name.clone());
         Ok(api::RepositoryPage { repositories, next })
     }
 

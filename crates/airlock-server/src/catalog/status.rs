@@ -87,43 +87,58 @@ impl CatalogService {
             Some(stage) => vec![stage],
             None => self.stages.all().iter().collect(),
         };
-        // The first `limit` paths of the union of every stage's first `limit` names are the
-        // first `limit` paths overall.
-        let mut paths = BTreeSet::new();
-        let mut any_full = false;
-        for stage in &stages {
-            let names = self
-                .metadata
-                .repositories_page(
-                    &format!("{}/{prefix}", stage.name),
-                    page.last
-                        .as_deref()
-                        .map(|l| format!("{}/{l}", stage.name))
-                        .as_deref(),
-                    page.limit,
-                )
-                .await?;
-            any_full |= names.len() == page.limit as usize;
-            paths.extend(
-                names
-                    .iter()
-                    .filter_map(|n| n.split_once('/').map(|(_, p)| p.to_string())),
-            );
-        }
-        let truncated = paths.len() > page.limit as usize;
-        let paths: Vec<String> = paths.into_iter().take(page.limit as usize).collect();
-        let next = if truncated || any_full {
-            paths.last().cloned()
-        } else {
-            None
-        };
-        let mut repositories = Vec::new();
-        for path in paths.iter().filter(|p| parsed.matches(p)) {
-            let status = self.path_status(caller, path, &stages).await?;
-            if status.stages.iter().any(|s| !s.artifacts.is_empty()) {
+        // Index pages are read until `limit` paths the caller may read and one more are found,
+        // or the index ends: the cursor only ever names a path the caller may read.
+        let limit = page.limit as usize;
+        let mut repositories: Vec<api::RepositoryStatus> = Vec::new();
+        let mut cursor = page.last.clone();
+        let mut more = false;
+        'pages: loop {
+            // The first `limit` paths of the union of every stage's first `limit` names are the
+            // first `limit` paths overall.
+            let mut paths = BTreeSet::new();
+            let mut any_full = false;
+            for stage in &stages {
+                let names = self
+                    .metadata
+                    .repositories_page(
+                        &format!("{}/{prefix}", stage.name),
+                        cursor
+                            .as_deref()
+                            .map(|l| format!("{}/{l}", stage.name))
+                            .as_deref(),
+                        page.limit,
+                    )
+                    .await?;
+                any_full |= names.len() == limit;
+                paths.extend(
+                    names
+                        .iter()
+                        .filter_map(|n| n.split_once('/').map(|(_, p)| p.to_string())),
+                );
+            }
+            let index_ended = paths.len() <= limit && !any_full;
+            let paths: Vec<String> = paths.into_iter().take(limit).collect();
+            for path in paths.iter().filter(|p| parsed.matches(p)) {
+                let status = self.path_status(caller, path, &stages).await?;
+                if !status.stages.iter().any(|s| !s.artifacts.is_empty()) {
+                    continue;
+                }
+                if repositories.len() == limit {
+                    more = true;
+                    break 'pages;
+                }
                 repositories.push(status);
             }
+            match paths.last() {
+                Some(last) if !index_ended => cursor = Some(last.clone()),
+                _ => break,
+            }
         }
+        let next = repositories
+            .last()
+            .filter(|_| more)
+            .map(|status| status.repository.clone());
         if repositories.is_empty() && next.is_none() && page.last.is_none() {
             return Err(CatalogError::NoMatch {
                 pattern: pattern.to_string(),

@@ -531,13 +531,31 @@ fn method_not_allowed(allow: &'static str) -> Response {
     ([(axum::http::header::ALLOW, allow)], error).into_response()
 }
 
-fn require_pull(state: &EvidenceState, caller: &Caller, repo: &RepoName) -> Result<(), ApiError> {
+/// Refuses a caller without pull rights on `repo` with the same 404 as an artifact that is not
+/// there (as the catalog and promotions answer), so a read tells such a caller nothing about
+/// what the repository holds.
+fn require_pull(
+    state: &EvidenceState,
+    caller: &Caller,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<(), ApiError> {
     match &caller.who {
         Some(who) if !state.identity.grants_allow(who, repo, Action::Pull) => {
-            Err(forbidden(&format!("read {repo}")))
+            Err(artifact_unknown(repo, digest))
         }
         _ => Ok(()),
     }
+}
+
+/// 404 for an artifact that is not in `repo`, or that the caller may not read.
+fn artifact_unknown(repo: &RepoName, digest: &Digest) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "MANIFEST_UNKNOWN",
+        format!("{repo}@{digest} is not in the registry"),
+        "check the stage, repository and digest (skopeo inspect shows the digest); reading an artifact needs pull access to its repository",
+    )
 }
 
 async fn evidence_items(
@@ -559,14 +577,11 @@ async fn stored_artifact(
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<super::ArtifactInfo, ApiError> {
-    state.evidence.artifact(repo, digest).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "MANIFEST_UNKNOWN",
-            format!("{repo}@{digest} is not in the registry"),
-            "check the stage, repository and digest (skopeo inspect shows the digest)",
-        )
-    })
+    state
+        .evidence
+        .artifact(repo, digest)
+        .await?
+        .ok_or_else(|| artifact_unknown(repo, digest))
 }
 
 /// An artifact (needs pull on the repository): its media type, size, tags, flags and evidence.
@@ -581,8 +596,7 @@ async fn stored_artifact(
         (status = 200, description = "The artifact", body = api::Artifact),
         (status = 400, description = "The reference is not `<stage>/<repository>@<digest>`", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
-        (status = 403, description = "The caller may not pull from the repository", body = ErrorBody),
-        (status = 404, description = "The repository does not hold the artifact", body = ErrorBody),
+        (status = 404, description = "The repository does not hold the artifact, or the caller may not pull from it (the same answer)", body = ErrorBody),
         (status = 405, description = "Neither GET nor POST to `.../evidence`", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
     )
@@ -593,7 +607,7 @@ async fn show_artifact(
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<Json<api::Artifact>, ApiError> {
-    require_pull(state, caller, repo)?;
+    require_pull(state, caller, repo, digest)?;
     let stored = stored_artifact(state, repo, digest).await?;
     let evidence = evidence_items(state, repo, digest).await?;
     let flags = state
@@ -630,8 +644,7 @@ async fn show_artifact(
         (status = 200, description = "The evidence", body = api::EvidenceList),
         (status = 400, description = "The reference is not `<stage>/<repository>@<digest>`", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
-        (status = 403, description = "The caller may not pull from the repository", body = ErrorBody),
-        (status = 404, description = "The repository does not hold the artifact", body = ErrorBody),
+        (status = 404, description = "The repository does not hold the artifact, or the caller may not pull from it (the same answer)", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
     )
 )]
@@ -641,7 +654,7 @@ async fn show_evidence(
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<Json<api::EvidenceList>, ApiError> {
-    require_pull(state, caller, repo)?;
+    require_pull(state, caller, repo, digest)?;
     stored_artifact(state, repo, digest).await?;
     Ok(Json(api::EvidenceList {
         evidence: evidence_items(state, repo, digest).await?,

@@ -185,7 +185,7 @@ impl From<AuthError> for ApiError {
             ),
             AuthError::Store(err) => ApiError::storage(&err),
             AuthError::Signing(_) | AuthError::Hashing(_) | AuthError::StoredRole { .. } => {
-                ApiError::internal(error_chain(&err))
+                ApiError::internal(&err)
             }
         }
     }
@@ -210,18 +210,6 @@ fn rule_remediation(rule: &AccessRuleViolation) -> String {
             "{target} changes it with airlock users passwd; if it is lost, revoke {target}'s access-admin role first (airlock roles revoke {target} access-admin --scope '*'), then reset"
         ),
     }
-}
-
-/// An error and its causes, for the server log.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }
 
 /// Docker token endpoint errors use the registry error format, with a challenge for Basic.
@@ -319,7 +307,7 @@ fn token_body(issued: Result<super::service::IssuedTokens, AuthError>) -> Respon
         (status = 500, description = "The token could not be issued", body = airlock_api::ErrorBody),
         (status = 503, description = "Storage refuses writes", body = api::TokenErrorBody),
     ),
-    security((), ("basic" = []), ("bearer" = []))
+    security(("basic" = []), ("bearer" = []))
 )]
 async fn token_get(
     State(identity): State<Arc<Identity>>,

@@ -210,6 +210,25 @@ fn decision_readable(
         })
 }
 
+/// Refuses, with the same 404 as `show`, a caller who may not read promotion `id`, before any
+/// state or eligibility check could tell them about it; `admin_passes` lets an access-admin
+/// through (cancelling).
+async fn require_readable(
+    state: &PromotionState,
+    caller: &Caller,
+    id: &str,
+    admin_passes: bool,
+) -> Result<(), ApiError> {
+    if admin_passes && caller.has(Permission::ManageAccess, &PermissionTarget::Global) {
+        return Ok(());
+    }
+    let (row, _) = state.promotions.show(id).await?;
+    if !promotion_readable(state, caller, &row) {
+        return Err(not_visible("such promotion"));
+    }
+    Ok(())
+}
+
 fn not_visible(what: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -489,7 +508,7 @@ async fn show(
         (status = 400, description = "Malformed body", body = airlock_api::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Denied by the gate at the final decision, or refused by separation of duties (APPROVAL_REFUSED)", body = api::PromotionRefused),
-        (status = 404, description = "No such promotion", body = airlock_api::ErrorBody),
+        (status = 404, description = "No such promotion the caller may read (the same answer for an unknown id and one whose repository the caller may not pull)", body = airlock_api::ErrorBody),
         (status = 409, description = "The promotion is not pending approval", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage or the evidence service failed", body = airlock_api::ErrorBody),
         (status = 503, description = "Storage cannot keep writes", body = airlock_api::ErrorBody),
@@ -506,10 +525,9 @@ async fn approve(
     } else {
         json_body(&body, "approval")?
     };
-    let outcome = state
-        .promotions
-        .approve(&id, body.comment, &caller.into())
-        .await?;
+    let caller = Caller::from(caller);
+    require_readable(&state, &caller, &id, false).await?;
+    let outcome = state.promotions.approve(&id, body.comment, &caller).await?;
     outcome_response(&state, outcome).await
 }
 
@@ -527,7 +545,7 @@ async fn approve(
         (status = 400, description = "Malformed body or an empty reason", body = airlock_api::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "The caller may not reject it (REJECTION_REFUSED names the rule)", body = airlock_api::ErrorBody),
-        (status = 404, description = "No such promotion", body = airlock_api::ErrorBody),
+        (status = 404, description = "No such promotion the caller may read (the same answer for an unknown id and one whose repository the caller may not pull)", body = airlock_api::ErrorBody),
         (status = 409, description = "The promotion is not pending approval (the message names its state)", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage or the evidence service failed", body = airlock_api::ErrorBody),
         (status = 503, description = "Storage cannot keep writes", body = airlock_api::ErrorBody),
@@ -540,10 +558,9 @@ async fn reject(
     body: Bytes,
 ) -> Result<Json<api::Promotion>, ApiError> {
     let body: api::RejectRequest = json_body(&body, "rejection (it needs {\"reason\"})")?;
-    let row = state
-        .promotions
-        .reject(&id, &body.reason, &caller.into())
-        .await?;
+    let caller = Caller::from(caller);
+    require_readable(&state, &caller, &id, false).await?;
+    let row = state.promotions.reject(&id, &body.reason, &caller).await?;
     show_promotion(&state, row).await
 }
 
@@ -576,7 +593,7 @@ async fn show_promotion(
         (status = 200, description = "Cancelled", body = api::Promotion),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Neither its requester nor an access-admin", body = airlock_api::ErrorBody),
-        (status = 404, description = "No such promotion", body = airlock_api::ErrorBody),
+        (status = 404, description = "No such promotion the caller may read (the same answer for an unknown id and one whose repository the caller may not pull)", body = airlock_api::ErrorBody),
         (status = 409, description = "The promotion is already closed", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
         (status = 503, description = "Storage cannot keep writes", body = airlock_api::ErrorBody),
@@ -587,7 +604,9 @@ async fn cancel(
     caller: ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<api::Promotion>, ApiError> {
-    let row = state.promotions.cancel(&id, &caller.into()).await?;
+    let caller = Caller::from(caller);
+    require_readable(&state, &caller, &id, true).await?;
+    let row = state.promotions.cancel(&id, &caller).await?;
     Ok(Json(promotion_view(&row, &[])))
 }
 
@@ -602,7 +621,7 @@ async fn cancel(
         (status = 400, description = "Malformed request, a stage that is not configured (STAGE_UNKNOWN), or not a channel tag", body = airlock_api::ErrorBody),
         (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Denied by the rollback gate (the outcome with `error` POLICY_DENIED) or no promoter role (an error body)", body = api::RollbackRefused),
-        (status = 404, description = "The channel, digest or stage is unknown", body = airlock_api::ErrorBody),
+        (status = 404, description = "The channel or digest is unknown", body = airlock_api::ErrorBody),
         (status = 409, description = "Nothing to roll back to", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage or the evidence service failed", body = airlock_api::ErrorBody),
         (status = 503, description = "Storage cannot keep writes", body = airlock_api::ErrorBody),
