@@ -150,11 +150,11 @@ async fn malformed_requests_answer_the_api_error_body() {
     assert_eq!(code, "UNSUPPORTED_MEDIA_TYPE");
     assert!(remediation.contains("application/json"), "{remediation}");
 
-    // JSON of the wrong shape.
+    // JSON of the wrong shape: 400, as in every other area.
     let (status, body) = post(&s, "/api/v1/roles/grant", json!({"principal": "admin"})).await;
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(status, 400, "{body}");
     let (code, message, remediation) = error_text(&body);
-    assert_eq!(code, "INVALID_BODY");
+    assert_eq!(code, "BAD_REQUEST");
     assert!(message.contains("role"), "{message}");
     assert!(remediation.contains("openapi.json"), "{remediation}");
 
