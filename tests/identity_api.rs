@@ -165,8 +165,8 @@ async fn malformed_requests_answer_the_api_error_body() {
         json!({"name": "k", "expire_days": 3}),
     )
     .await;
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(error_text(&body).0, "INVALID_BODY");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_text(&body).0, "BAD_REQUEST");
 
     // A path parameter of the wrong type.
     let (status, body) = post(&s, "/api/v1/access-requests/first/grant", json!({})).await;
