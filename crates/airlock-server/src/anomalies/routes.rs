@@ -131,7 +131,6 @@ pub fn anomaly_view(row: &AnomalyRow) -> api::Anomaly {
     responses(
         (status = 200, description = "The anomalies", body = api::AnomalyList),
         (status = 400, description = "status is not open, resolved or all, or limit is not a number", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller may not read anomalies", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
     )
@@ -179,7 +178,6 @@ fn anomaly_id(text: &str) -> Result<i64, ApiError> {
     responses(
         (status = 200, description = "The anomaly", body = api::Anomaly),
         (status = 400, description = "The id is not a number", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller may not read anomalies", body = ErrorBody),
         (status = 404, description = "No anomaly has this id", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
@@ -209,7 +207,6 @@ async fn show(
     responses(
         (status = 200, description = "The anomaly, resolved", body = api::Anomaly),
         (status = 400, description = "The id is not a number, or the reason is missing or too long", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Not an access-admin, or the anomaly is about the caller", body = ErrorBody),
         (status = 404, description = "No anomaly has this id", body = ErrorBody),
         (status = 409, description = "Already resolved", body = ErrorBody),

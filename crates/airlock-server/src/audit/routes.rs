@@ -293,7 +293,6 @@ async fn checkpoints_json(
     responses(
         (status = 200, description = "The entries and where to continue", body = api::EntryList),
         (status = 400, description = "A parameter is not a number of its kind, limit is outside 1 to 10000, or newest above 10000", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller may not read audit entries", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
     )

@@ -161,7 +161,6 @@ impl From<CatalogError> for ApiError {
     tag = "catalog",
     responses(
         (status = 200, description = "The stages", body = api::StageList),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
         (status = 503, description = "Storage is unavailable", body = ErrorBody),
@@ -183,7 +182,6 @@ async fn stages(
     responses(
         (status = 200, description = "A page of repositories", body = api::RepositoryPage),
         (status = 400, description = "Unknown stage or page size out of range", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
         (status = 503, description = "Storage is unavailable", body = ErrorBody),
@@ -212,7 +210,6 @@ async fn repositories(
     responses(
         (status = 200, description = "A page of tags", body = api::TagPage),
         (status = 400, description = "Invalid repository name, unknown stage or page size out of range", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
         (status = 404, description = "The repository holds no artifacts the caller may read", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
@@ -239,7 +236,6 @@ async fn tags(
     responses(
         (status = 200, description = "A page of moves", body = api::ChannelHistory),
         (status = 400, description = "Invalid repository name, unknown stage, a push stage, a tag that is not a channel tag, or a bad page", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
         (status = 404, description = "The repository holds no artifacts the caller may read", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
@@ -270,7 +266,6 @@ async fn channel_history(
     responses(
         (status = 200, description = "The repository's status", body = api::RepositoryStatus),
         (status = 400, description = "Invalid name, a pattern (use `GET /api/v1/status?repository=`), or an unknown stage", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
         (status = 404, description = "No artifacts the caller may read under that name", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
@@ -304,7 +299,6 @@ async fn status(
     responses(
         (status = 200, description = "A page of repository statuses", body = api::StatusPage),
         (status = 400, description = "Invalid name or pattern, unknown stage or page size out of range", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
         (status = 404, description = "No artifacts the caller may read under that name or pattern", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),

@@ -251,7 +251,6 @@ pub fn evidence_view(row: &EvidenceRow) -> api::EvidenceItem {
     tag = "evidence",
     responses(
         (status = 200, description = "The keyring and its version", body = api::Keyring),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
     )
 )]
@@ -292,7 +291,6 @@ fn parse_time(field: &str, value: Option<&str>) -> Result<Option<i64>, ApiError>
     responses(
         (status = 201, description = "The key as added", body = api::Key),
         (status = 400, description = "The request, key, name, purposes, scope or times are invalid", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Not a key-admin everywhere", body = ErrorBody),
         (status = 409, description = "The name or the public key is already in the keyring", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
@@ -335,7 +333,6 @@ async fn add_key(
     responses(
         (status = 200, description = "The key as changed", body = api::Key),
         (status = 400, description = "Nothing to change, or a purpose, scope or time is invalid", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The key or the new scope is outside the caller's key-admin grants", body = ErrorBody),
         (status = 404, description = "No key of that name", body = ErrorBody),
         (status = 409, description = "The key is revoked, or the keyring changed meanwhile", body = ErrorBody),
@@ -408,7 +405,6 @@ async fn change_status(
     responses(
         (status = 200, description = "The key, retired", body = api::Key),
         (status = 400, description = "No reason given, or the body is not the request", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Not a key-admin everywhere", body = ErrorBody),
         (status = 404, description = "No key of that name", body = ErrorBody),
         (status = 409, description = "The key is already retired or revoked, or changed meanwhile", body = ErrorBody),
@@ -437,7 +433,6 @@ async fn retire_key(
     responses(
         (status = 200, description = "The key, revoked", body = api::Key),
         (status = 400, description = "No reason given, or the body is not the request", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Not a key-admin everywhere", body = ErrorBody),
         (status = 404, description = "No key of that name", body = ErrorBody),
         (status = 409, description = "The key is already revoked, or changed meanwhile", body = ErrorBody),
@@ -595,7 +590,6 @@ async fn stored_artifact(
     responses(
         (status = 200, description = "The artifact", body = api::Artifact),
         (status = 400, description = "The reference is not `<stage>/<repository>@<digest>`", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 404, description = "The repository does not hold the artifact, or the caller may not pull from it (the same answer)", body = ErrorBody),
         (status = 405, description = "Neither GET nor POST to `.../evidence`", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
@@ -643,7 +637,6 @@ async fn show_artifact(
     responses(
         (status = 200, description = "The evidence", body = api::EvidenceList),
         (status = 400, description = "The reference is not `<stage>/<repository>@<digest>`", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 404, description = "The repository does not hold the artifact, or the caller may not pull from it (the same answer)", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
     )
@@ -677,7 +670,6 @@ async fn show_evidence(
     responses(
         (status = 201, description = "Verified and recorded", body = api::EvidenceItem),
         (status = 400, description = "Not a DSSE envelope or a Sigstore bundle of a known media type, or too large; nothing is stored", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller may not attest in the repository", body = ErrorBody),
         (status = 404, description = "The repository does not hold the artifact", body = ErrorBody),
         (status = 413, description = "The body is larger than an envelope may be", body = ErrorBody),

@@ -71,10 +71,8 @@ fn api_key(account: &str, key: &ApiKeyRow) -> api::ApiKey {
     responses(
         (status = 200, description = "The keys", body = api::ApiKeyList),
         (status = 400, description = "The principal is not a service account", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin (or the account itself)", body = airlock_api::ErrorBody),
         (status = 404, description = "No such account", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
@@ -131,13 +129,10 @@ fn requested_expiry(body: &api::AddApiKeyRequest) -> Result<RequestedExpiry, Api
     responses(
         (status = 201, description = "The key and its secret", body = api::ApiKeyAdded),
         (status = 400, description = "An invalid key name or expiry, or the principal is not a service account", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
         (status = 404, description = "No such account", body = airlock_api::ErrorBody),
         (status = 409, description = "A live key has this name", body = airlock_api::ErrorBody),
         (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
-        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
@@ -179,11 +174,9 @@ pub(super) async fn add_key(
     responses(
         (status = 200, description = "The key is revoked", body = api::ApiKeyRevoked),
         (status = 400, description = "The principal is not a service account", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
         (status = 404, description = "No such account or key", body = airlock_api::ErrorBody),
         (status = 409, description = "The key is already revoked", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]

@@ -421,7 +421,6 @@ async fn token_post(
         (status = 400, description = "The body is not well-formed JSON", body = airlock_api::ErrorBody),
         (status = 401, description = "The ID token is invalid or no trust rule matches it", body = api::TokenErrorBody),
         (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
-        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
         (status = 429, description = "Too many failed authentications", body = api::TokenErrorBody),
         (status = 500, description = "The token could not be issued", body = airlock_api::ErrorBody),
         (status = 503, description = "Storage refuses writes", body = api::TokenErrorBody),
@@ -453,9 +452,7 @@ async fn oidc_exchange(
     tag = "identity",
     responses(
         (status = 200, description = "The caller and its roles", body = api::WhoAmI),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "The password must be changed first", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
     )
 )]
 async fn whoami(caller: SignedIn) -> Json<api::WhoAmI> {
@@ -487,9 +484,7 @@ fn role_grants(grants: &[airlock_core::access::Grant]) -> Vec<api::RoleGrant> {
     tag = "identity",
     responses(
         (status = 200, description = "The principals", body = api::PrincipalList),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin or auditor", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
@@ -521,12 +516,9 @@ async fn list_principals(
     responses(
         (status = 201, description = "The user was created", body = api::UserAdded),
         (status = 400, description = "An invalid name or a password the policy refuses", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
         (status = 409, description = "The name is taken", body = airlock_api::ErrorBody),
         (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
-        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
@@ -556,10 +548,8 @@ async fn add_user(
     responses(
         (status = 200, description = "The principal is disabled", body = api::PrincipalState),
         (status = 400, description = "The caller tried to disable itself", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
         (status = 404, description = "No such principal", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
@@ -584,12 +574,9 @@ async fn disable(
     responses(
         (status = 201, description = "The account and its key", body = api::ServiceAccountAdded),
         (status = 400, description = "An invalid name or expiry", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
         (status = 409, description = "The name is taken", body = airlock_api::ErrorBody),
         (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
-        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
@@ -620,11 +607,9 @@ async fn add_service_account(
     params(("id" = String, Path, description = "The credential id (an API key's id)")),
     responses(
         (status = 200, description = "The credential is revoked", body = api::CredentialRevoked),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
         (status = 404, description = "No such credential", body = airlock_api::ErrorBody),
         (status = 409, description = "Already revoked", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
@@ -648,9 +633,7 @@ async fn revoke_credential(
     responses(
         (status = 200, description = "The bindings", body = api::RoleBindingList),
         (status = 400, description = "A malformed query", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin or auditor", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
@@ -703,13 +686,10 @@ fn parse_role_scope(role: &str, scope: &str) -> Result<(Role, Scope), ApiError> 
     responses(
         (status = 200, description = "The role is granted", body = api::RoleGranted),
         (status = 400, description = "An unknown role, a malformed scope, or a scope on a stage that is not configured", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin, or separation of duties refuses it", body = airlock_api::ErrorBody),
         (status = 404, description = "No such principal", body = airlock_api::ErrorBody),
         (status = 409, description = "The binding exists", body = airlock_api::ErrorBody),
         (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
-        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
@@ -740,12 +720,9 @@ async fn grant_role(
     responses(
         (status = 200, description = "The role is revoked", body = api::RoleRevoked),
         (status = 400, description = "An unknown role or a malformed scope", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
         (status = 404, description = "No such principal, or it does not hold the role there", body = airlock_api::ErrorBody),
         (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
-        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
@@ -788,9 +765,7 @@ fn access_request(r: &airlock_store::AccessRequestRow) -> api::AccessRequest {
     tag = "identity",
     responses(
         (status = 200, description = "The requests", body = api::AccessRequestList),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "The password must be changed first", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
@@ -816,11 +791,8 @@ async fn list_requests(
     responses(
         (status = 201, description = "The request is pending", body = api::AccessRequestFiled),
         (status = 400, description = "An unknown role, a malformed scope, a scope on a stage that is not configured, a duration out of bounds, or no reason", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "The password must be changed first", body = airlock_api::ErrorBody),
         (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
-        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
@@ -858,11 +830,9 @@ async fn request_access(
     responses(
         (status = 200, description = "The request, granted", body = api::AccessRequest),
         (status = 400, description = "The id is not a number", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin, or the requester", body = airlock_api::ErrorBody),
         (status = 404, description = "No such request", body = airlock_api::ErrorBody),
         (status = 409, description = "The request is not pending", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
@@ -886,11 +856,9 @@ async fn grant_request(
     responses(
         (status = 200, description = "The request, denied", body = api::AccessRequest),
         (status = 400, description = "The id is not a number", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin, or the requester", body = airlock_api::ErrorBody),
         (status = 404, description = "No such request", body = airlock_api::ErrorBody),
         (status = 409, description = "The request is not pending", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
@@ -914,11 +882,9 @@ async fn deny_request(
     responses(
         (status = 200, description = "The request, revoked", body = api::AccessRequest),
         (status = 400, description = "The id is not a number", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
         (status = 404, description = "No such request", body = airlock_api::ErrorBody),
         (status = 409, description = "The request is not granted", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]

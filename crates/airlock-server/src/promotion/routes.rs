@@ -378,7 +378,6 @@ async fn outcome_response(
         (status = 200, description = "Dry run: the gate's decision (allowed)", body = api::PromotionOutcome),
         (status = 201, description = "Promoted, or pending approval", body = api::PromotionOutcome),
         (status = 400, description = "Malformed request, a stage that is not configured (STAGE_UNKNOWN names the configured ones), wrong stage flow, bad tag or channel", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Denied by the gate (the outcome with `error` POLICY_DENIED) or no promoter role (an error body)", body = api::PromotionRefused),
         (status = 404, description = "The artifact is not in the source repository", body = airlock_api::ErrorBody),
         (status = 409, description = "A live promotion of the artifact exists, or a target tag names another digest", body = airlock_api::ErrorBody),
@@ -434,7 +433,6 @@ async fn request(
     responses(
         (status = 200, description = "The promotions", body = api::PromotionList),
         (status = 400, description = "Unknown state filter (the message lists the states), or a malformed query", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
         (status = 503, description = "Storage cannot keep writes", body = airlock_api::ErrorBody),
     )
@@ -471,7 +469,6 @@ async fn list(
     params(("id" = String, Path, description = "The promotion id (prm_...)")),
     responses(
         (status = 200, description = "The promotion", body = api::Promotion),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 404, description = "No such promotion the caller may read", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
         (status = 503, description = "Storage cannot keep writes", body = airlock_api::ErrorBody),
@@ -506,7 +503,6 @@ async fn show(
     responses(
         (status = 201, description = "Approved: still pending approval, or decided again and promoted", body = api::PromotionOutcome),
         (status = 400, description = "Malformed body", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Denied by the gate at the final decision, or refused by separation of duties (APPROVAL_REFUSED)", body = api::PromotionRefused),
         (status = 404, description = "No such promotion the caller may read (the same answer for an unknown id and one whose repository the caller may not pull)", body = airlock_api::ErrorBody),
         (status = 409, description = "The promotion is not pending approval", body = airlock_api::ErrorBody),
@@ -543,7 +539,6 @@ async fn approve(
     responses(
         (status = 200, description = "Rejected: the promotion, now denied", body = api::Promotion),
         (status = 400, description = "Malformed body or an empty reason", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "The caller may not reject it (REJECTION_REFUSED names the rule)", body = airlock_api::ErrorBody),
         (status = 404, description = "No such promotion the caller may read (the same answer for an unknown id and one whose repository the caller may not pull)", body = airlock_api::ErrorBody),
         (status = 409, description = "The promotion is not pending approval (the message names its state)", body = airlock_api::ErrorBody),
@@ -591,7 +586,6 @@ async fn show_promotion(
     params(("id" = String, Path, description = "The promotion id (prm_...)")),
     responses(
         (status = 200, description = "Cancelled", body = api::Promotion),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Neither its requester nor an access-admin", body = airlock_api::ErrorBody),
         (status = 404, description = "No such promotion the caller may read (the same answer for an unknown id and one whose repository the caller may not pull)", body = airlock_api::ErrorBody),
         (status = 409, description = "The promotion is already closed", body = airlock_api::ErrorBody),
@@ -619,7 +613,6 @@ async fn cancel(
     responses(
         (status = 200, description = "Rolled back", body = api::RollbackOutcome),
         (status = 400, description = "Malformed request, a stage that is not configured (STAGE_UNKNOWN), or not a channel tag", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Denied by the rollback gate (the outcome with `error` POLICY_DENIED) or no promoter role (an error body)", body = api::RollbackRefused),
         (status = 404, description = "The channel or digest is unknown", body = airlock_api::ErrorBody),
         (status = 409, description = "Nothing to roll back to", body = airlock_api::ErrorBody),
@@ -676,7 +669,6 @@ async fn rollback(
     responses(
         (status = 200, description = "Frozen", body = api::FreezeState),
         (status = 400, description = "Malformed body, empty reason, a stage that is not configured (STAGE_UNKNOWN), or not a gated stage", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Needs the approver role on the stage (or access-admin)", body = airlock_api::ErrorBody),
         (status = 409, description = "The stage is frozen by an anomaly", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
@@ -712,7 +704,6 @@ async fn freeze(
     responses(
         (status = 200, description = "Not frozen (any more)", body = api::FreezeState),
         (status = 400, description = "A stage that is not configured (STAGE_UNKNOWN), or not a gated stage", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Needs the approver role on the stage (or access-admin)", body = airlock_api::ErrorBody),
         (status = 409, description = "The stage is frozen by an anomaly", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
@@ -745,7 +736,6 @@ async fn unfreeze(
     params(("id" = String, Path, description = "The decision id (dec_...)")),
     responses(
         (status = 200, description = "The decision record", body = api::DecisionRecord),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 404, description = "No such decision the caller may read", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
@@ -781,7 +771,6 @@ async fn decision(
     params(("id" = String, Path, description = "The decision id (dec_...)")),
     responses(
         (status = 200, description = "The stored and the replayed result", body = api::Replay),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 404, description = "No such decision the caller may read, or its bundle is not stored", body = airlock_api::ErrorBody),
         (status = 409, description = "The record is an approver's rejection, not a gate's decision", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
@@ -814,7 +803,6 @@ async fn replay(
     tag = "promotion",
     responses(
         (status = 200, description = "Its digest and files", body = api::PolicyInfo),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
     )
 )]
 async fn policy(State(state): State<PromotionState>, _caller: ApiCaller) -> Json<api::PolicyInfo> {
@@ -829,7 +817,6 @@ async fn policy(State(state): State<PromotionState>, _caller: ApiCaller) -> Json
     tag = "promotion",
     responses(
         (status = 200, description = "The bundle now in use", body = api::PolicyReloaded),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Needs the access-admin role", body = airlock_api::ErrorBody),
         (status = 422, description = "The bundle does not load or its tests fail (POLICY_INVALID)", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),

@@ -105,9 +105,7 @@ pub fn listed_json(key: &ListedKey) -> Value {
     tag = "server-keys",
     responses(
         (status = 200, description = "The keys", body = api::ServerKeyList),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "The password must be changed first", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "A key file cannot be read", body = airlock_api::ErrorBody),
     )
 )]
@@ -137,10 +135,8 @@ async fn list(
     responses(
         (status = 200, description = "The key was replaced", body = api::Rotation),
         (status = 400, description = "An unknown key, a malformed body, or an overlap out of bounds", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not a key-admin everywhere", body = airlock_api::ErrorBody),
         (status = 409, description = "The log key is never rotated in place", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "The new key could not be made or stored", body = airlock_api::ErrorBody),
     )
 )]

@@ -165,7 +165,6 @@ fn webhook_id(text: &str) -> Result<i64, ApiError> {
     responses(
         (status = 201, description = "The endpoint as added", body = api::Webhook),
         (status = 400, description = "The URL, target, CA, event patterns or secret are not acceptable", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Not an access-admin", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
         (status = 503, description = "Storage cannot keep writes now", body = ErrorBody),
@@ -203,7 +202,6 @@ async fn add(
     tag = "webhooks",
     responses(
         (status = 200, description = "The endpoints", body = api::WebhookList),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Neither access-admin nor auditor", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
     )
@@ -232,7 +230,6 @@ async fn list(
     responses(
         (status = 200, description = "Removed", body = api::WebhookRemoved),
         (status = 400, description = "The id is not a number", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Not an access-admin", body = ErrorBody),
         (status = 404, description = "No active endpoint has this id", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
@@ -262,7 +259,6 @@ async fn remove(
     responses(
         (status = 200, description = "The deliveries", body = api::DeliveryList),
         (status = 400, description = "The id or limit is not a number, or status is not a delivery state", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Neither access-admin nor auditor", body = ErrorBody),
         (status = 404, description = "No endpoint has this id", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
@@ -312,7 +308,6 @@ async fn deliveries(
     responses(
         (status = 202, description = "Queued; the delivery id says where to look", body = api::TestQueued),
         (status = 400, description = "The id is not a number", body = ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Not an access-admin", body = ErrorBody),
         (status = 404, description = "No active endpoint has this id", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),

@@ -32,7 +32,6 @@ use crate::identity::Identity;
         (status = 400, description = "The new password is refused by the policy or is the current one, or the principal is a service account", body = airlock_api::ErrorBody),
         (status = 401, description = "The current password is wrong, or the user is disabled or locked", body = airlock_api::ErrorBody),
         (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
-        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
         (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     ),
@@ -69,12 +68,9 @@ pub(super) async fn change_password(
     responses(
         (status = 200, description = "The temporary password is set", body = api::PasswordReset),
         (status = 400, description = "The password is refused by the policy, or the principal is a service account", body = airlock_api::ErrorBody),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin, or a reset separation of duties refuses", body = airlock_api::ErrorBody),
         (status = 404, description = "No such user", body = airlock_api::ErrorBody),
         (status = 415, description = "The body is not JSON", body = airlock_api::ErrorBody),
-        (status = 422, description = "The body does not have the request's shape", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
@@ -102,11 +98,9 @@ pub(super) async fn reset_password(
     params(("name" = String, Path, description = "The user or service account")),
     responses(
         (status = 200, description = "The principal is enabled", body = api::PrincipalState),
-        (status = 401, description = "No or invalid credentials", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin", body = airlock_api::ErrorBody),
         (status = 404, description = "No such principal", body = airlock_api::ErrorBody),
         (status = 409, description = "The principal is not disabled", body = airlock_api::ErrorBody),
-        (status = 429, description = "Too many failed authentications", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
 )]
