@@ -119,7 +119,7 @@ where
 
 fn query_rejection(rejection: &QueryRejection) -> ApiError {
     ApiError::bad_request(
-        rejection.body_text(),
+        format!("invalid query string: {}", rejection.body_text()),
         format!("give each query parameter at most once, in its documented type ({SCHEMA})"),
     )
 }

@@ -12,9 +12,8 @@ use std::sync::Arc;
 
 use airlock_api::ErrorBody;
 use airlock_api::catalog as api;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::routing::get;
 use axum::{Json, Router};
 
@@ -24,6 +23,7 @@ use super::{
 };
 use crate::api::ApiError;
 use crate::caller::Caller;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::identity::Identity;
 
 /// State of the catalog routes.
@@ -33,53 +33,6 @@ pub struct CatalogState {
     pub catalog: Arc<CatalogService>,
     /// Who is calling.
     pub identity: Arc<Identity>,
-}
-
-/// A query string parsed into `T`; a malformed one answers a JSON `400` like every other API
-/// error (axum's own rejection is plain text).
-struct ApiQuery<T>(T);
-
-impl<S, T> FromRequestParts<S> for ApiQuery<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(value)| Self(value))
-            .map_err(|err| {
-                ApiError::bad_request(
-                    format!("invalid query string: {}", err.body_text()),
-                    "see the parameters of this endpoint in /api/v1/openapi.json: n is a whole number from 1, the names are strings",
-                )
-            })
-    }
-}
-
-/// A path parameter; a malformed one (invalid percent-encoding) answers a JSON `400`.
-struct ApiPath<T>(T);
-
-impl<S, T> FromRequestParts<S> for ApiPath<T>
-where
-    T: serde::de::DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Path(value)| Self(value))
-            .map_err(|err| {
-                ApiError::bad_request(
-                    format!("invalid path: {}", err.body_text()),
-                    "send the repository as UTF-8, e.g. /api/v1/status/team/app",
-                )
-            })
-    }
 }
 
 /// The catalog routes.

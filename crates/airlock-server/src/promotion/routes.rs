@@ -304,12 +304,11 @@ pub fn promotion_view(row: &PromotionRow, approvals: &[ApprovalRow]) -> api::Pro
 
 /// Reads a JSON request body as `T`, answering 400 naming `what` the body should be.
 fn json_body<T: DeserializeOwned>(body: &Bytes, what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(
-            format!("invalid {what}: {e}"),
-            "send the JSON body docs/promotion.md describes for this request (GET /api/v1/openapi.json has its schema)",
-        )
-    })
+    crate::api::json_body(
+        body,
+        what,
+        "send the JSON body docs/promotion.md describes for this request (GET /api/v1/openapi.json has its schema)",
+    )
 }
 
 fn bad_field(field: &str, err: impl std::fmt::Display) -> ApiError {
