@@ -14,6 +14,7 @@ use airlock_api::evidence::{
     UpdateKeyRequest,
 };
 use airlock_trust::cosign::{self, SimpleSigningPayload, TagSchemeKind};
+use airlock_trust::dependencies::DependencyHealth;
 use airlock_trust::facts::Facts;
 use airlock_trust::intoto::{ResourceDescriptor, Statement};
 use airlock_trust::keys::{self, SigningKey};
@@ -759,15 +760,23 @@ fn facts_summary(facts: &serde_json::Value) -> String {
             p.source_repository.as_deref().unwrap_or("-"),
             p.commit.as_deref().unwrap_or("-")
         ),
-        Ok(Facts::Sbom(sbom)) => format!(
-            "{} components, licenses: {}{}",
-            sbom.components.len(),
-            sbom.licenses.join(","),
-            match sbom.invalid_licenses.len() {
-                0 => String::new(),
-                n => format!(" ({n} invalid license expressions)"),
-            }
-        ),
+        Ok(Facts::Sbom(sbom)) => {
+            let health = DependencyHealth::of(&sbom);
+            format!(
+                "{} components{}, licenses: {}{}",
+                sbom.components.len(),
+                match (health.direct, health.transitive) {
+                    (Some(direct), Some(transitive)) =>
+                        format!(" ({direct} direct, {transitive} transitive)"),
+                    _ => String::new(),
+                },
+                sbom.licenses.join(","),
+                match sbom.invalid_licenses.len() {
+                    0 => String::new(),
+                    n => format!(" ({n} invalid license expressions)"),
+                }
+            )
+        }
         Ok(Facts::Vulnerabilities(v)) => format!(
             "critical {} high {} medium {} low {} unknown {}",
             count(&v.counts, "critical"),
@@ -779,6 +788,14 @@ fn facts_summary(facts: &serde_json::Value) -> String {
         Ok(Facts::TestResult(t)) => format!(
             "{}: {} passed, {} warned, {} failed",
             t.result, t.passed, t.warned, t.failed
+        ),
+        Ok(Facts::Scorecard(s)) => format!(
+            "scorecard {} for {}{}",
+            s.score,
+            s.repository.as_deref().unwrap_or("-"),
+            s.checks
+                .get("Maintained")
+                .map_or_else(String::new, |score| format!(" (Maintained {score})"))
         ),
         Ok(Facts::None) | Err(_) => "-".into(),
     }

@@ -47,6 +47,8 @@ use spdx::error::Reason;
 use spdx::lexer::{Lexer, Token};
 use spdx::{ExceptionId, LicenseId, ParseError, ParseMode};
 
+mod scorecard;
+
 /// The most components (SBOM) or findings (vulnerability report) one predicate may yield.
 pub const MAX_ITEMS: usize = 100_000;
 
@@ -59,11 +61,15 @@ const CYCLONEDX_BOM: &str = "https://cyclonedx.org/bom";
 const SPDX_DOCUMENT: &str = "https://spdx.dev/Document";
 const COSIGN_VULN: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
 const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
+/// The family of `https://scorecard.dev/result/v0.1`, the predicate type of
+/// `scorecard --format=intoto`.
+const SCORECARD_RESULT: &str = "https://scorecard.dev/result";
 
 /// The facts derived from one verified predicate; what policy sees as `facts`.
 ///
 /// Serialised with a `kind` tag (`"provenance"`, `"sbom"`, `"vulnerabilities"`, `"test_result"`,
-/// `"none"`) so that the stored form says which shape follows.
+/// `"scorecard"`, `"none"`) so that the stored form says which shape follows. Fields added
+/// after the first release default when absent, so facts stored earlier still read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Facts {
@@ -75,6 +81,9 @@ pub enum Facts {
     Vulnerabilities(Vulnerabilities),
     /// An in-toto test result.
     TestResult(TestResult),
+    /// An OpenSSF Scorecard result: how well a source repository follows supply-chain
+    /// practices.
+    Scorecard(Scorecard),
     /// The predicate type carries no derived facts (custom predicates, links, OpenVEX, ...).
     None,
 }
@@ -92,6 +101,20 @@ pub struct Provenance {
     pub source_repository: Option<String>,
     /// The source commit, as given by the provenance (`gitCommit` or `sha1` digest).
     pub commit: Option<String>,
+    /// The source ref that was built, e.g. `refs/heads/main` or `refs/tags/v1.2.0`: the
+    /// `@refs/...` suffix of the source's uri, else GitHub's `externalParameters.workflow.ref`
+    /// (v1), else the suffix of `invocation.configSource.uri` (v0.2).
+    #[serde(default)]
+    pub source_ref: Option<String>,
+    /// How many inputs the build declares: `buildDefinition.resolvedDependencies` (v1) or
+    /// `materials` (v0.2).
+    #[serde(default)]
+    pub inputs: u64,
+    /// Every input without a digest (none, an empty object, or only empty values), named by
+    /// its `uri`, else its `name`, else its place (`resolvedDependencies[3]`, `materials[3]`);
+    /// in document order.
+    #[serde(default)]
+    pub unpinned_inputs: Vec<String>,
 }
 
 /// Facts from a CycloneDX (JSON, 1.4 or later) or SPDX (2.x JSON) SBOM.
@@ -108,6 +131,10 @@ pub struct Sbom {
     pub licenses: Vec<String>,
     /// License expressions that could not be understood, in document order.
     pub invalid_licenses: Vec<InvalidLicense>,
+    /// Whether the SBOM connects at least one component to a root, so that
+    /// [`Component::relationship`] `"direct"` and `"transitive"` are meaningful.
+    #[serde(default)]
+    pub dependency_graph: bool,
 }
 
 /// One component of an SBOM.
@@ -123,6 +150,34 @@ pub struct Component {
     /// `NOASSERTION`/`NONE`), or when a stated expression is invalid (then it is listed in
     /// [`Sbom::invalid_licenses`]). Several CycloneDX license entries are joined with `AND`.
     pub license: Option<String>,
+    /// What kind of component it is: CycloneDX `type` as written (`"library"`,
+    /// `"application"`, `"operating-system"`, `"file"`, ...); SPDX `primaryPackagePurpose` lower
+    /// case with `-` for `_` (`"operating-system"`). `None` when the SBOM does not say.
+    #[serde(default)]
+    pub component_type: Option<String>,
+    /// Where the component sits in the SBOM's dependency graph: `"root"` (what the SBOM
+    /// describes), `"direct"` (a dependency of a root), `"transitive"` (reachable from a root
+    /// only through another component); `None` when the SBOM states no graph or does not
+    /// connect the component to a root.
+    #[serde(default)]
+    pub relationship: Option<String>,
+}
+
+impl Component {
+    /// How messages name the component: its purl if it has one, else `name@version`, else
+    /// its name.
+    pub fn label(&self) -> String {
+        component_label(&self.name, self.version.as_deref(), self.purl.as_deref())
+    }
+}
+
+/// A component's purl if it has one, else `name@version`, else its name.
+fn component_label(name: &str, version: Option<&str>, purl: Option<&str>) -> String {
+    match (purl, version) {
+        (Some(purl), _) => purl.to_owned(),
+        (None, Some(version)) => format!("{name}@{version}"),
+        (None, None) => name.to_owned(),
+    }
 }
 
 /// A license expression from an SBOM that is not a valid SPDX expression.
@@ -177,6 +232,25 @@ pub struct TestResult {
     pub failed: u64,
     /// Where the full results are, if given.
     pub url: Option<String>,
+}
+
+/// Facts from an OpenSSF Scorecard result (JSON format v2, or the predicate of scorecard's
+/// in-toto statement, which is the same without `repo`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scorecard {
+    /// The repository scored, as written (`repo.name`, e.g. `"github.com/ossf/scorecard"`);
+    /// `None` when absent (scorecard's in-toto form names it in the statement's subject).
+    pub repository: Option<String>,
+    /// The commit scored (`repo.commit`).
+    pub commit: Option<String>,
+    /// When the repository was scored, as written (`date`).
+    pub date: String,
+    /// The version of scorecard that scored it (`scorecard.version`).
+    pub scorecard_version: Option<String>,
+    /// The aggregate score, -1 to 10.
+    pub score: f64,
+    /// Every check by name with its score: 0 to 10, or -1 when the check was inconclusive.
+    pub checks: BTreeMap<String, i64>,
 }
 
 /// Why facts could not be derived from a predicate of a known type. The message names the
@@ -262,8 +336,9 @@ pub enum FactsError {
 ///
 /// The format is chosen by `predicate_type` (see [`predicate_kind`]); a predicate of another
 /// type is still recognised by content when it is a CycloneDX BOM (`bomFormat: "CycloneDX"`),
-/// an SPDX 2.x document (`spdxVersion: "SPDX-2.x"`) or a SARIF 2.1.0 log. Anything else yields
-/// [`Facts::None`]. A predicate in a recognised format that is malformed is an error.
+/// an SPDX 2.x document (`spdxVersion: "SPDX-2.x"`), a SARIF 2.1.0 log or an OpenSSF Scorecard
+/// result (a string `scorecard.version`, a `checks` array and a numeric `score`). Anything else
+/// yields [`Facts::None`]. A predicate in a recognised format that is malformed is an error.
 pub fn derive_facts(predicate_type: &str, predicate: &Value) -> Result<Facts, FactsError> {
     let Some(format) =
         PredicateFormat::by_type(predicate_type).or_else(|| PredicateFormat::by_content(predicate))
@@ -288,11 +363,12 @@ pub fn derive_facts(predicate_type: &str, predicate: &Value) -> Result<Facts, Fa
             Facts::Vulnerabilities(findings.finish(name.unwrap_or_else(|| "sarif".to_owned())))
         }
         PredicateFormat::TestResult => Facts::TestResult(test_result(reader, root)?),
+        PredicateFormat::Scorecard => Facts::Scorecard(scorecard::read(reader, root)?),
     })
 }
 
 /// The kind of facts a predicate type yields, for display: `"provenance"`, `"sbom"`,
-/// `"vulnerabilities"` or `"test_result"`; `None` for types without facts. Predicates recognised
+/// `"vulnerabilities"`, `"test_result"` or `"scorecard"`; `None` for types without facts. Predicates recognised
 /// only by content (see [`derive_facts`]) are not covered, as only the type is known here.
 pub fn predicate_kind(predicate_type: &str) -> Option<&'static str> {
     PredicateFormat::by_type(predicate_type).map(PredicateFormat::kind)
@@ -308,6 +384,7 @@ enum PredicateFormat {
     CosignVuln,
     Sarif,
     TestResult,
+    Scorecard,
 }
 
 impl PredicateFormat {
@@ -319,6 +396,7 @@ impl PredicateFormat {
             TEST_RESULT => Some(Self::TestResult),
             t if in_family(t, CYCLONEDX_BOM) => Some(Self::CycloneDx),
             t if in_family(t, SPDX_DOCUMENT) => Some(Self::Spdx),
+            t if in_family(t, SCORECARD_RESULT) => Some(Self::Scorecard),
             t if t.to_ascii_lowercase().contains("sarif") => Some(Self::Sarif),
             _ => None,
         }
@@ -335,6 +413,8 @@ impl PredicateFormat {
             && object.get("runs").is_some_and(Value::is_array)
         {
             Some(Self::Sarif)
+        } else if scorecard::looks_like(object) {
+            Some(Self::Scorecard)
         } else {
             None
         }
@@ -346,6 +426,7 @@ impl PredicateFormat {
             Self::CycloneDx | Self::Spdx => "sbom",
             Self::CosignVuln | Self::Sarif => "vulnerabilities",
             Self::TestResult => "test_result",
+            Self::Scorecard => "scorecard",
         }
     }
 
@@ -358,6 +439,7 @@ impl PredicateFormat {
             Self::CosignVuln => "cosign vuln predicate",
             Self::Sarif => "SARIF log",
             Self::TestResult => "in-toto test result",
+            Self::Scorecard => "OpenSSF Scorecard result",
         }
     }
 }
@@ -580,6 +662,9 @@ fn slsa_v1(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErro
         build_type: build_type.to_owned(),
         source_repository: source.repository,
         commit: source.commit,
+        source_ref: None,
+        inputs: 0,
+        unpinned_inputs: Vec::new(),
     })
 }
 
@@ -632,6 +717,9 @@ fn slsa_v02(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErr
         build_type: build_type.to_owned(),
         source_repository: source.repository,
         commit: source.commit,
+        source_ref: None,
+        inputs: 0,
+        unpinned_inputs: Vec::new(),
     })
 }
 
@@ -860,13 +948,8 @@ impl SbomBuilder {
                 }
                 Err(error) => {
                     all_valid = false;
-                    let component = match (purl, version) {
-                        (Some(purl), _) => purl.to_owned(),
-                        (None, Some(version)) => format!("{name}@{version}"),
-                        (None, None) => name.to_owned(),
-                    };
                     self.invalid_licenses.push(InvalidLicense {
-                        component,
+                        component: component_label(name, version, purl),
                         expression: (*expression).to_owned(),
                         error,
                     });
@@ -882,6 +965,8 @@ impl SbomBuilder {
             version: version.map(str::to_owned),
             purl: purl.map(str::to_owned),
             license,
+            component_type: None,
+            relationship: None,
         });
         Ok(())
     }
@@ -893,6 +978,7 @@ impl SbomBuilder {
             components: self.components,
             licenses: self.licenses.into_iter().collect(),
             invalid_licenses: self.invalid_licenses,
+            dependency_graph: false,
         }
     }
 }
@@ -1682,6 +1768,9 @@ mod tests {
                 build_type: "https://actions.github.io/buildtypes/workflow/v1".to_owned(),
                 source_repository: Some("https://github.com/octo-org/octo-repo".to_owned()),
                 commit: Some("c27d339ee6075c1f744c5d4b200f7901aad2c369".to_owned()),
+                source_ref: Some("refs/heads/main".to_owned()),
+                inputs: 2,
+                unpinned_inputs: Vec::new(),
             }
         );
     }
@@ -1844,6 +1933,9 @@ mod tests {
                 build_type: "https://github.com/slsa-framework/slsa-github-generator/container@v1".to_owned(),
                 source_repository: Some("https://github.com/octo-org/octo-repo".to_owned()),
                 commit: Some("4f2bd5e1b1b6e2a5a0c0e2d8e2b6c7a8d9e0f1a2".to_owned()),
+                source_ref: Some("refs/heads/main".to_owned()),
+                inputs: 1,
+                unpinned_inputs: Vec::new(),
             }
         );
     }
@@ -2205,24 +2297,32 @@ mod tests {
                     version: Some("3.0.11-1~deb12u2".to_owned()),
                     purl: Some("pkg:deb/debian/openssl@3.0.11-1~deb12u2".to_owned()),
                     license: Some("Apache-2.0".to_owned()),
+                    component_type: None,
+                    relationship: None,
                 },
                 Component {
                     name: "acme-sdk".to_owned(),
                     version: Some("2.1.0".to_owned()),
                     purl: None,
                     license: Some("LicenseRef-Acme-Proprietary OR GPL-2.0-only".to_owned()),
+                    component_type: None,
+                    relationship: None,
                 },
                 Component {
                     name: "mystery".to_owned(),
                     version: None,
                     purl: None,
                     license: None,
+                    component_type: None,
+                    relationship: None,
                 },
                 Component {
                     name: "guessed".to_owned(),
                     version: Some("0.1".to_owned()),
                     purl: None,
                     license: None,
+                    component_type: None,
+                    relationship: None,
                 },
             ]
         );
