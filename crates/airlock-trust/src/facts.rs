@@ -600,19 +600,30 @@ fn excerpt(text: &str) -> String {
 struct SourceRef {
     repository: Option<String>,
     commit: Option<String>,
+    /// The `@refs/...` suffix of the uri the repository was taken from.
+    reference: Option<String>,
+}
+
+impl SourceRef {
+    /// The repository and ref named by `uri`, without a commit.
+    fn from_uri(uri: &str) -> Self {
+        Self {
+            repository: repository_from_uri(uri),
+            commit: None,
+            reference: reference_from_uri(uri),
+        }
+    }
 }
 
 fn slsa_v1(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsError> {
     let builder_id = r.required_string(root, "", &["runDetails", "builder", "id"])?;
     let build_type = r.required_string(root, "", &["buildDefinition", "buildType"])?;
 
-    let mut source = SourceRef::default();
     let list = "buildDefinition.resolvedDependencies";
-    for (i, dependency) in r
-        .array(root, "", &["buildDefinition", "resolvedDependencies"])?
-        .iter()
-        .enumerate()
-    {
+    let dependencies = r.array(root, "", &["buildDefinition", "resolvedDependencies"])?;
+    let inputs = build_inputs(r, dependencies, list, "resolvedDependencies")?;
+    let mut source = SourceRef::default();
+    for (i, dependency) in dependencies.iter().enumerate() {
         let at = format!("{list}[{i}]");
         let dependency = r.element(dependency, &at)?;
         if let Some(found) = git_source(r, dependency, &at)? {
@@ -622,12 +633,13 @@ fn slsa_v1(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErro
     }
 
     // externalParameters are defined by each build type, so they are only consulted where they
-    // have the shape GitHub Actions (`workflow.repository`) or a generic `source` gives them;
-    // any other shape is not an error, it just says nothing about the source.
+    // have the shape GitHub Actions (`workflow.repository`, `workflow.ref`) or a generic
+    // `source` gives them; any other shape is not an error, it just says nothing about the
+    // source.
+    let external = root
+        .get("buildDefinition")
+        .and_then(|definition| definition.get("externalParameters"));
     if source.repository.is_none() {
-        let external = root
-            .get("buildDefinition")
-            .and_then(|definition| definition.get("externalParameters"));
         let workflow_repository = external
             .and_then(|external| external.pointer("/workflow/repository"))
             .and_then(Value::as_str);
@@ -635,12 +647,15 @@ fn slsa_v1(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErro
         if let Some(repository) = workflow_repository {
             source.repository = repository_from_uri(repository);
         } else if let Some(uri) = source_parameter.and_then(Value::as_str) {
-            source.repository = repository_from_uri(uri);
+            let described = SourceRef::from_uri(uri);
+            source.repository = described.repository;
+            source.reference = source.reference.or(described.reference);
         } else if let Some(described) = source_parameter.and_then(Value::as_object) {
-            source.repository = described
-                .get("uri")
-                .and_then(Value::as_str)
-                .and_then(repository_from_uri);
+            if let Some(uri) = described.get("uri").and_then(Value::as_str) {
+                let named = SourceRef::from_uri(uri);
+                source.repository = named.repository;
+                source.reference = source.reference.or(named.reference);
+            }
             if source.commit.is_none() {
                 source.commit = ["gitCommit", "sha1"]
                     .iter()
@@ -655,6 +670,14 @@ fn slsa_v1(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErro
             }
         }
     }
+    if source.reference.is_none() {
+        source.reference = external
+            .and_then(|external| external.pointer("/workflow/ref"))
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|reference| !reference.is_empty())
+            .map(str::to_owned);
+    }
 
     Ok(Provenance {
         slsa_version: "v1".to_owned(),
@@ -662,24 +685,26 @@ fn slsa_v1(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErro
         build_type: build_type.to_owned(),
         source_repository: source.repository,
         commit: source.commit,
-        source_ref: None,
-        inputs: 0,
-        unpinned_inputs: Vec::new(),
+        source_ref: source.reference,
+        inputs: inputs.count,
+        unpinned_inputs: inputs.unpinned,
     })
 }
 
 fn slsa_v02(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsError> {
     let builder_id = r.required_string(root, "", &["builder", "id"])?;
     let build_type = r.required_string(root, "", &["buildType"])?;
+    let materials = r.array(root, "", &["materials"])?;
+    let inputs = build_inputs(r, materials, "materials", "materials")?;
 
     let config_path = "invocation.configSource";
     let config = match r.object(root, "", &["invocation", "configSource"])? {
-        Some(config) => Some(SourceRef {
-            repository: r
-                .string(config, config_path, &["uri"])?
-                .and_then(repository_from_uri),
-            commit: git_commit(r, config, config_path)?,
-        }),
+        Some(config) => {
+            let uri = r.string(config, config_path, &["uri"])?;
+            let mut described = uri.map(SourceRef::from_uri).unwrap_or_default();
+            described.commit = git_commit(r, config, config_path)?;
+            Some(described)
+        }
         None => None,
     };
 
@@ -687,7 +712,7 @@ fn slsa_v02(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErr
         Some(config) if config.commit.is_some() => config,
         config => {
             let mut material_source = None;
-            for (i, material) in r.array(root, "", &["materials"])?.iter().enumerate() {
+            for (i, material) in materials.iter().enumerate() {
                 let at = format!("materials[{i}]");
                 let material = r.element(material, &at)?;
                 if let Some(found) = git_source(r, material, &at)? {
@@ -695,17 +720,20 @@ fn slsa_v02(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErr
                     break;
                 }
             }
-            let config_repository = config.and_then(|config| config.repository);
+            let config = config.unwrap_or_default();
             match material_source {
                 Some(mut found) => {
                     if found.repository.is_none() {
-                        found.repository = config_repository;
+                        found.repository = config.repository;
+                    }
+                    if found.reference.is_none() {
+                        found.reference = config.reference;
                     }
                     found
                 }
                 None => SourceRef {
-                    repository: config_repository,
                     commit: None,
+                    ..config
                 },
             }
         }
@@ -717,10 +745,67 @@ fn slsa_v02(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErr
         build_type: build_type.to_owned(),
         source_repository: source.repository,
         commit: source.commit,
-        source_ref: None,
-        inputs: 0,
-        unpinned_inputs: Vec::new(),
+        source_ref: source.reference,
+        inputs: inputs.count,
+        unpinned_inputs: inputs.unpinned,
     })
+}
+
+/// What a provenance says about the build's inputs.
+#[derive(Debug, Default)]
+struct BuildInputs {
+    count: u64,
+    unpinned: Vec<String>,
+}
+
+/// Counts the inputs (resource descriptors at `list_path`) and names those without a digest:
+/// by `uri`, else `name`, else `{label}[i]`. More than [`MAX_ITEMS`] inputs are refused.
+fn build_inputs(
+    r: Reader,
+    inputs: &[Value],
+    list_path: &str,
+    label: &str,
+) -> Result<BuildInputs, FactsError> {
+    if inputs.len() > MAX_ITEMS {
+        return Err(FactsError::TooMany {
+            format: r.format,
+            what: "inputs",
+            limit: MAX_ITEMS,
+        });
+    }
+    let mut found = BuildInputs {
+        count: inputs.len() as u64,
+        unpinned: Vec::new(),
+    };
+    for (i, input) in inputs.iter().enumerate() {
+        let at = format!("{list_path}[{i}]");
+        let input = r.element(input, &at)?;
+        let uri = r.string(input, &at, &["uri"])?;
+        let name = r.string(input, &at, &["name"])?;
+        let mut pinned = false;
+        if let Some(digest) = r.object(input, &at, &["digest"])? {
+            for (algorithm, value) in digest {
+                match value {
+                    Value::String(value) => pinned |= !value.trim().is_empty(),
+                    Value::Null => {}
+                    _ => {
+                        return Err(r.wrong_type(format!("{at}.digest.{algorithm}"), "a string"));
+                    }
+                }
+            }
+        }
+        if !pinned {
+            let named = [uri, name]
+                .into_iter()
+                .flatten()
+                .map(str::trim)
+                .find(|text| !text.is_empty());
+            found
+                .unpinned
+                .push(named.map_or_else(|| format!("{label}[{i}]"), str::to_owned));
+        }
+    }
+    Ok(found)
 }
 
 /// A resource descriptor (`{uri, digest}`) that names a git commit, or `None` if it names none.
@@ -732,11 +817,10 @@ fn git_source(
     let Some(commit) = git_commit(r, descriptor, at)? else {
         return Ok(None);
     };
+    let uri = r.string(descriptor, at, &["uri"])?;
     Ok(Some(SourceRef {
-        repository: r
-            .string(descriptor, at, &["uri"])?
-            .and_then(repository_from_uri),
         commit: Some(commit),
+        ..uri.map(SourceRef::from_uri).unwrap_or_default()
     }))
 }
 
@@ -753,6 +837,13 @@ fn git_commit(
     Ok(commit
         .filter(|commit| !commit.is_empty())
         .map(str::to_owned))
+}
+
+/// `git+https://host/repo@refs/heads/main` -> `refs/heads/main`; `None` without such a suffix.
+fn reference_from_uri(uri: &str) -> Option<String> {
+    let at = uri.find("@refs/")?;
+    let reference = uri[at + 1..].trim();
+    (reference.len() > "refs/".len()).then(|| reference.to_owned())
 }
 
 /// `git+https://host/repo@refs/heads/main` -> `https://host/repo`; `None` if nothing is left.
@@ -1985,6 +2076,138 @@ mod tests {
         assert_eq!(
             refusal(SLSA_PROVENANCE_V02, &predicate),
             "SLSA v0.2 provenance field materials[0] is not an object"
+        );
+    }
+
+    #[test]
+    fn slsa_v1_names_every_input_without_a_digest() {
+        let mut predicate = github_actions_v1();
+        predicate["buildDefinition"]["resolvedDependencies"] = json!([
+            {"uri": "git+https://github.com/octo-org/octo-repo@refs/tags/v1.2.0", "digest": {"gitCommit": "c27d339e"}},
+            {"uri": "pkg:docker/ubuntu@22.04"},
+            {"uri": "https://example.com/tool.tar.gz", "digest": {}},
+            {"name": "base-image", "digest": {"sha256": " ", "sha512": null}},
+            {"annotations": {"note": "neither uri nor name"}},
+            {"uri": "pkg:npm/left-pad@1.3.0", "digest": {"sha1": "", "sha512": "5ed0"}}
+        ]);
+        let facts = provenance(SLSA_PROVENANCE_V1, &predicate);
+        assert_eq!(facts.inputs, 6);
+        assert_eq!(
+            facts.unpinned_inputs,
+            vec![
+                "pkg:docker/ubuntu@22.04",
+                "https://example.com/tool.tar.gz",
+                "base-image",
+                "resolvedDependencies[4]"
+            ]
+        );
+        // The ref comes from the source's uri before the workflow's.
+        assert_eq!(facts.source_ref.as_deref(), Some("refs/tags/v1.2.0"));
+    }
+
+    #[test]
+    fn slsa_v1_source_ref_falls_back_to_the_workflow_ref() {
+        let mut predicate = github_actions_v1();
+        predicate["buildDefinition"]["resolvedDependencies"][1]["uri"] =
+            json!("git+https://github.com/octo-org/octo-repo");
+        predicate["buildDefinition"]["externalParameters"]["workflow"]["ref"] =
+            json!("refs/tags/v3.0.0");
+        let facts = provenance(SLSA_PROVENANCE_V1, &predicate);
+        assert_eq!(facts.source_ref.as_deref(), Some("refs/tags/v3.0.0"));
+        assert_eq!(facts.unpinned_inputs, Vec::<String>::new());
+
+        predicate["buildDefinition"]["externalParameters"] = json!({"workflow": {"ref": 7}});
+        predicate["buildDefinition"]["resolvedDependencies"] = json!([]);
+        let facts = provenance(SLSA_PROVENANCE_V1, &predicate);
+        assert_eq!((facts.source_ref, facts.inputs), (None, 0));
+    }
+
+    #[test]
+    fn slsa_v1_malformed_inputs_are_refused_by_path() {
+        let cases = [
+            (
+                json!([{"uri": "pkg:docker/ubuntu@22.04", "digest": "sha256:ab"}]),
+                "SLSA v1 provenance field buildDefinition.resolvedDependencies[0].digest is not an object",
+            ),
+            (
+                json!([{"uri": "a", "digest": {"sha256": "ab"}}, {"uri": "b", "digest": {"sha256": 12}}]),
+                "SLSA v1 provenance field buildDefinition.resolvedDependencies[1].digest.sha256 is not a string",
+            ),
+            (
+                json!([{"uri": "a", "digest": {"sha256": "ab"}}, {"uri": ["b"]}]),
+                "SLSA v1 provenance field buildDefinition.resolvedDependencies[1].uri is not a string",
+            ),
+            (
+                json!([{"name": {"full": "b"}}]),
+                "SLSA v1 provenance field buildDefinition.resolvedDependencies[0].name is not a string",
+            ),
+            (
+                json!([{"uri": "a", "digest": {"sha256": "ab"}}, "b"]),
+                "SLSA v1 provenance field buildDefinition.resolvedDependencies[1] is not an object",
+            ),
+        ];
+        for (dependencies, expected) in cases {
+            let mut predicate = github_actions_v1();
+            predicate["buildDefinition"]["resolvedDependencies"] = dependencies;
+            assert_eq!(refusal(SLSA_PROVENANCE_V1, &predicate), expected);
+        }
+    }
+
+    #[test]
+    fn slsa_v02_counts_materials_and_takes_the_ref_from_the_config_source() {
+        let mut predicate = slsa_v02_predicate();
+        predicate["invocation"]["configSource"] =
+            json!({"uri": "git+https://github.com/octo-org/octo-repo@refs/tags/v2.0.0"});
+        predicate["materials"] = json!([
+            {"uri": "git+https://github.com/octo-org/octo-repo", "digest": {"sha1": "4f2bd5e1"}},
+            {"uri": "https://github.com/actions/checkout@v4"},
+            {"digest": {"sha256": ""}}
+        ]);
+        let facts = provenance(SLSA_PROVENANCE_V02, &predicate);
+        assert_eq!(facts.commit.as_deref(), Some("4f2bd5e1"));
+        assert_eq!(facts.source_ref.as_deref(), Some("refs/tags/v2.0.0"));
+        assert_eq!(facts.inputs, 3);
+        assert_eq!(
+            facts.unpinned_inputs,
+            vec!["https://github.com/actions/checkout@v4", "materials[2]"]
+        );
+
+        predicate["materials"] = json!([{"uri": "x", "digest": ["sha1"]}]);
+        assert_eq!(
+            refusal(SLSA_PROVENANCE_V02, &predicate),
+            "SLSA v0.2 provenance field materials[0].digest is not an object"
+        );
+    }
+
+    #[test]
+    fn more_provenance_inputs_than_the_limit_are_refused() {
+        let mut predicate = slsa_v02_predicate();
+        predicate["materials"] = Value::Array(vec![json!({}); MAX_ITEMS + 1]);
+        assert_eq!(
+            refusal(SLSA_PROVENANCE_V02, &predicate),
+            format!("SLSA v0.2 provenance has more than {MAX_ITEMS} inputs")
+        );
+    }
+
+    #[test]
+    fn provenance_stored_before_inputs_were_read_still_deserialises() {
+        let stored = json!({
+            "kind": "provenance",
+            "slsa_version": "v1",
+            "builder_id": "https://github.com/actions/runner/github-hosted",
+            "build_type": "https://actions.github.io/buildtypes/workflow/v1",
+            "source_repository": "https://github.com/octo-org/octo-repo",
+            "commit": "c27d339ee6075c1f744c5d4b200f7901aad2c369"
+        });
+        let Ok(Facts::Provenance(read)) = serde_json::from_value::<Facts>(stored) else {
+            panic!("old provenance facts did not deserialise");
+        };
+        assert_eq!(read.source_ref, None);
+        assert_eq!(read.inputs, 0);
+        assert!(read.unpinned_inputs.is_empty());
+        assert_eq!(
+            read.commit.as_deref(),
+            Some("c27d339ee6075c1f744c5d4b200f7901aad2c369")
         );
     }
 
