@@ -47,7 +47,11 @@ use spdx::error::Reason;
 use spdx::lexer::{Lexer, Token};
 use spdx::{ExceptionId, LicenseId, ParseError, ParseMode};
 
+mod graph;
 mod scorecard;
+
+pub use graph::MAX_RELATIONSHIPS;
+use graph::{DependencyGraph, SpdxEdge};
 
 /// The most components (SBOM) or findings (vulnerability report) one predicate may yield.
 pub const MAX_ITEMS: usize = 100_000;
@@ -856,7 +860,7 @@ fn repository_from_uri(uri: &str) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // SBOMs.
 
-fn cyclonedx(r: Reader, root: &Map<String, Value>) -> Result<Sbom, FactsError> {
+fn cyclonedx<'a>(r: Reader, root: &'a Map<String, Value>) -> Result<Sbom, FactsError> {
     if let Some(format) = r.string(root, "", &["bomFormat"])?
         && format != "CycloneDX"
     {
@@ -878,7 +882,43 @@ fn cyclonedx(r: Reader, root: &Map<String, Value>) -> Result<Sbom, FactsError> {
 
     let mut sbom = SbomBuilder::new(r);
     cyclonedx_components(r, root, "", 0, &mut sbom)?;
-    Ok(sbom.finish("cyclonedx", spec_version))
+    let graph = cyclonedx_graph(r, root)?;
+    Ok(sbom.finish("cyclonedx", spec_version, graph.as_ref()))
+}
+
+/// The graph from `metadata.component.bom-ref` along `dependencies[].dependsOn`; `None` when
+/// the document names no root or states no dependencies of it (see [`graph`]). The
+/// `dependencies` are checked either way.
+fn cyclonedx_graph<'a>(
+    r: Reader,
+    root: &'a Map<String, Value>,
+) -> Result<Option<DependencyGraph<'a>>, FactsError> {
+    let root_ref = r
+        .string(root, "", &["metadata", "component", "bom-ref"])?
+        .filter(|name| !name.is_empty());
+    let mut graph = DependencyGraph::default();
+    let mut root_stated = false;
+    for (i, entry) in r.array(root, "", &["dependencies"])?.iter().enumerate() {
+        let at = format!("dependencies[{i}]");
+        let entry = r.element(entry, &at)?;
+        let from = r.required_string(entry, &at, &["ref"])?;
+        root_stated |= Some(from) == root_ref;
+        for (j, to) in r.array(entry, &at, &["dependsOn"])?.iter().enumerate() {
+            let to = to
+                .as_str()
+                .ok_or_else(|| r.wrong_type(format!("{at}.dependsOn[{j}]"), "a string"))?;
+            graph.edge(r.format, from, to)?;
+        }
+    }
+    let Some(root_ref) = root_ref else {
+        return Ok(None);
+    };
+    if !root_stated {
+        // The root is still the root, but no component is placed below it.
+        graph = DependencyGraph::default();
+    }
+    graph.root(root_ref);
+    Ok(Some(graph))
 }
 
 /// `"1.5"` or `"1.5.0"` -> `(1, 5)`.
@@ -890,12 +930,12 @@ fn parse_major_minor(version: &str) -> Option<(u32, u32)> {
 }
 
 /// The `components` of `parent` (the BOM or a component at `parent_path`), depth first.
-fn cyclonedx_components(
+fn cyclonedx_components<'a>(
     r: Reader,
-    parent: &Map<String, Value>,
+    parent: &'a Map<String, Value>,
     parent_path: &str,
     depth: usize,
-    sbom: &mut SbomBuilder,
+    sbom: &mut SbomBuilder<'a>,
 ) -> Result<(), FactsError> {
     let components = r.array(parent, parent_path, &["components"])?;
     if components.is_empty() {
@@ -915,6 +955,8 @@ fn cyclonedx_components(
         let name = r.required_string(component, &at, &["name"])?;
         let version = r.string(component, &at, &["version"])?;
         let purl = r.string(component, &at, &["purl"])?;
+        let component_type = r.string(component, &at, &["type"])?;
+        let bom_ref = r.string(component, &at, &["bom-ref"])?;
         let mut expressions = Vec::new();
         for (j, entry) in r.array(component, &at, &["licenses"])?.iter().enumerate() {
             let entry_path = format!("{at}.licenses[{j}]");
@@ -924,7 +966,16 @@ fn cyclonedx_components(
                 &entry_path,
             )?);
         }
-        sbom.add(name, version, purl, &expressions)?;
+        sbom.add(
+            NewComponent {
+                name,
+                version,
+                purl,
+                component_type: component_type.map(str::to_owned),
+                key: bom_ref,
+            },
+            &expressions,
+        )?;
         cyclonedx_components(r, component, &at, depth + 1, sbom)?;
     }
     Ok(())
@@ -952,7 +1003,7 @@ fn cyclonedx_license<'a>(
     }
 }
 
-fn spdx_document(r: Reader, root: &Map<String, Value>) -> Result<Sbom, FactsError> {
+fn spdx_document<'a>(r: Reader, root: &'a Map<String, Value>) -> Result<Sbom, FactsError> {
     let version = r.required_string(root, "", &["spdxVersion"])?;
     let spec_version = version
         .strip_prefix("SPDX-")
@@ -967,6 +1018,8 @@ fn spdx_document(r: Reader, root: &Map<String, Value>) -> Result<Sbom, FactsErro
         let package = r.element(package, &at)?;
         let name = r.required_string(package, &at, &["name"])?;
         let version = r.string(package, &at, &["versionInfo"])?;
+        let id = r.string(package, &at, &["SPDXID"])?;
+        let purpose = r.string(package, &at, &["primaryPackagePurpose"])?;
 
         let mut purl = None;
         for (j, reference) in r.array(package, &at, &["externalRefs"])?.iter().enumerate() {
@@ -987,25 +1040,100 @@ fn spdx_document(r: Reader, root: &Map<String, Value>) -> Result<Sbom, FactsErro
             Some(concluded) => Some(concluded),
             None => stated("licenseDeclared")?,
         };
-        sbom.add(name, version, purl, license.as_slice())?;
+        sbom.add(
+            NewComponent {
+                name,
+                version,
+                purl,
+                component_type: purpose
+                    .map(|purpose| purpose.to_ascii_lowercase().replace('_', "-")),
+                key: id,
+            },
+            license.as_slice(),
+        )?;
     }
-    Ok(sbom.finish("spdx", spec_version))
+    let graph = spdx_graph(r, root, &sbom)?;
+    Ok(sbom.finish("spdx", spec_version, Some(&graph)))
+}
+
+/// The graph from what the document describes along its relationships between packages (see
+/// [`graph`]).
+fn spdx_graph<'a>(
+    r: Reader,
+    root: &'a Map<String, Value>,
+    sbom: &SbomBuilder<'a>,
+) -> Result<DependencyGraph<'a>, FactsError> {
+    let packages: HashSet<&str> = sbom.keys.iter().flatten().copied().collect();
+    let document = r
+        .string(root, "", &["SPDXID"])?
+        .unwrap_or("SPDXRef-DOCUMENT");
+    let mut graph = DependencyGraph::default();
+    for (i, described) in r
+        .array(root, "", &["documentDescribes"])?
+        .iter()
+        .enumerate()
+    {
+        let described = described
+            .as_str()
+            .ok_or_else(|| r.wrong_type(format!("documentDescribes[{i}]"), "a string"))?;
+        if packages.contains(described) {
+            graph.root(described);
+        }
+    }
+    for (i, relationship) in r.array(root, "", &["relationships"])?.iter().enumerate() {
+        let at = format!("relationships[{i}]");
+        let relationship = r.element(relationship, &at)?;
+        let element = r.required_string(relationship, &at, &["spdxElementId"])?;
+        let kind = r.required_string(relationship, &at, &["relationshipType"])?;
+        let related = r.required_string(relationship, &at, &["relatedSpdxElement"])?;
+        let described = match kind {
+            "DESCRIBES" if element == document => Some(related),
+            "DESCRIBED_BY" if related == document => Some(element),
+            _ => None,
+        };
+        if let Some(described) = described.filter(|id| packages.contains(id)) {
+            graph.root(described);
+            continue;
+        }
+        if !(packages.contains(element) && packages.contains(related)) {
+            continue;
+        }
+        match SpdxEdge::of(kind) {
+            Some(SpdxEdge::Forward) => graph.edge(r.format, element, related)?,
+            Some(SpdxEdge::Backward) => graph.edge(r.format, related, element)?,
+            None => {}
+        }
+    }
+    Ok(graph)
+}
+
+/// A component as read, before its license is normalised and its place in the graph known.
+struct NewComponent<'a> {
+    name: &'a str,
+    version: Option<&'a str>,
+    purl: Option<&'a str>,
+    component_type: Option<String>,
+    /// Its name in the document's graph (CycloneDX `bom-ref`, SPDX `SPDXID`).
+    key: Option<&'a str>,
 }
 
 /// Collects components and normalises their licenses.
-struct SbomBuilder {
+struct SbomBuilder<'a> {
     reader: Reader,
     components: Vec<Component>,
+    /// The components' names in the document's graph, by index.
+    keys: Vec<Option<&'a str>>,
     licenses: BTreeSet<String>,
     invalid_licenses: Vec<InvalidLicense>,
     normaliser: LicenseNormaliser,
 }
 
-impl SbomBuilder {
+impl<'a> SbomBuilder<'a> {
     fn new(reader: Reader) -> Self {
         Self {
             reader,
             components: Vec::new(),
+            keys: Vec::new(),
             licenses: BTreeSet::new(),
             invalid_licenses: Vec::new(),
             normaliser: LicenseNormaliser::default(),
@@ -1013,13 +1141,14 @@ impl SbomBuilder {
     }
 
     /// Adds a component whose license is all of `expressions` (ANDed; none means unknown).
-    fn add(
-        &mut self,
-        name: &str,
-        version: Option<&str>,
-        purl: Option<&str>,
-        expressions: &[&str],
-    ) -> Result<(), FactsError> {
+    fn add(&mut self, component: NewComponent<'a>, expressions: &[&str]) -> Result<(), FactsError> {
+        let NewComponent {
+            name,
+            version,
+            purl,
+            component_type,
+            key,
+        } = component;
         if self.components.len() >= MAX_ITEMS {
             return Err(FactsError::TooMany {
                 format: self.reader.format,
@@ -1056,20 +1185,36 @@ impl SbomBuilder {
             version: version.map(str::to_owned),
             purl: purl.map(str::to_owned),
             license,
-            component_type: None,
+            component_type,
             relationship: None,
         });
+        self.keys.push(key);
         Ok(())
     }
 
-    fn finish(self, format: &str, spec_version: &str) -> Sbom {
+    /// The SBOM, each component placed in `graph` if there is one.
+    fn finish(
+        mut self,
+        format: &str,
+        spec_version: &str,
+        graph: Option<&DependencyGraph<'_>>,
+    ) -> Sbom {
+        let mut dependency_graph = false;
+        if let Some(graph) = graph {
+            let places = graph.places();
+            for (component, key) in self.components.iter_mut().zip(&self.keys) {
+                let place = key.and_then(|key| places.get(key));
+                dependency_graph |= place.is_some_and(|place| *place != graph::Place::Root);
+                component.relationship = place.map(|place| place.as_str().to_owned());
+            }
+        }
         Sbom {
             format: format.to_owned(),
             spec_version: spec_version.to_owned(),
             components: self.components,
             licenses: self.licenses.into_iter().collect(),
             invalid_licenses: self.invalid_licenses,
-            dependency_graph: false,
+            dependency_graph,
         }
     }
 }
