@@ -256,3 +256,349 @@ fn identify(component: &Component) -> Result<Identity, String> {
         version,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn component(
+        name: &str,
+        version: Option<&str>,
+        purl: Option<&str>,
+        component_type: Option<&str>,
+        relationship: Option<&str>,
+    ) -> Component {
+        Component {
+            name: name.to_owned(),
+            version: version.map(str::to_owned),
+            purl: purl.map(str::to_owned),
+            license: None,
+            component_type: component_type.map(str::to_owned),
+            relationship: relationship.map(str::to_owned),
+        }
+    }
+
+    fn sbom(dependency_graph: bool, components: Vec<Component>) -> Sbom {
+        Sbom {
+            format: "cyclonedx".to_owned(),
+            spec_version: "1.6".to_owned(),
+            components,
+            licenses: Vec::new(),
+            invalid_licenses: Vec::new(),
+            dependency_graph,
+        }
+    }
+
+    fn unidentifiable(component: &str, reason: &str) -> Unidentifiable {
+        Unidentifiable {
+            component: component.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    #[test]
+    fn roots_are_not_counted_and_direct_and_transitive_follow_the_graph() {
+        let components = vec![
+            component(
+                "app",
+                Some("1.0.0"),
+                Some("pkg:npm/app@1.0.0"),
+                Some("application"),
+                Some("root"),
+            ),
+            component(
+                "express",
+                Some("4.21.2"),
+                Some("pkg:npm/express@4.21.2"),
+                Some("library"),
+                Some("direct"),
+            ),
+            component(
+                "debug",
+                Some("2.6.9"),
+                Some("pkg:npm/debug@2.6.9"),
+                Some("library"),
+                Some("transitive"),
+            ),
+            component(
+                "ms",
+                Some("2.0.0"),
+                Some("pkg:npm/ms@2.0.0"),
+                None,
+                Some("transitive"),
+            ),
+            component(
+                "loose",
+                Some("1.0.0"),
+                Some("pkg:npm/loose@1.0.0"),
+                None,
+                None,
+            ),
+        ];
+        let health = DependencyHealth::of(&sbom(true, components.clone()));
+        assert_eq!(health.components, 4);
+        assert_eq!((health.direct, health.transitive), (Some(1), Some(2)));
+        assert!(!health.packages.contains_key("pkg:npm/app"));
+        assert_eq!(health.sources.len(), 1);
+        assert_eq!(health.sources[0].components, 4);
+
+        // Without a graph, direct and transitive are unknown, not zero.
+        let health = DependencyHealth::of(&sbom(false, components));
+        assert_eq!((health.direct, health.transitive), (None, None));
+        assert_eq!(health.components, 4);
+    }
+
+    #[test]
+    fn components_without_a_valid_purl_or_a_version_are_unidentifiable() {
+        let health = DependencyHealth::of(&sbom(
+            false,
+            vec![
+                component("vendored", Some("0.3"), None, Some("library"), None),
+                component("mystery", None, Some("  "), None, None),
+                component(
+                    "bad-scheme",
+                    Some("1.0"),
+                    Some("npm/left-pad@1.3.0"),
+                    None,
+                    None,
+                ),
+                component(
+                    "bad-namespace",
+                    Some("1.0"),
+                    Some("pkg:cargo/rust-lang/serde@1.0.200"),
+                    None,
+                    None,
+                ),
+                component("no-version", None, Some("pkg:pypi/requests"), None, None),
+                component(
+                    "component-version",
+                    Some("2.31.0"),
+                    Some("pkg:pypi/urllib3"),
+                    None,
+                    None,
+                ),
+                component(
+                    "fine",
+                    Some("1.3.0"),
+                    Some("pkg:npm/left-pad@1.3.0"),
+                    None,
+                    None,
+                ),
+            ],
+        ));
+        assert_eq!(health.components, 7);
+        assert_eq!((health.unidentified, health.unversioned), (4, 1));
+        assert_eq!(
+            health.unidentifiable,
+            vec![
+                unidentifiable("vendored@0.3", "no package URL"),
+                unidentifiable("mystery", "no package URL"),
+                unidentifiable("npm/left-pad@1.3.0", "invalid package URL: missing scheme"),
+                unidentifiable(
+                    "pkg:cargo/rust-lang/serde@1.0.200",
+                    "invalid package URL: no namespace allowed for type \"cargo\""
+                ),
+                unidentifiable("pkg:pypi/requests", "no version"),
+            ]
+        );
+        // The version of a component is its purl's, else its own.
+        assert_eq!(
+            health.packages.get("pkg:pypi/urllib3"),
+            Some(&vec!["2.31.0".to_owned()])
+        );
+        assert_eq!(health.packages.get("pkg:pypi/requests"), Some(&Vec::new()));
+    }
+
+    #[test]
+    fn at_most_twenty_unidentifiable_components_are_listed() {
+        let components = (0..25)
+            .map(|i| component(&format!("c{i}"), None, None, None, None))
+            .collect();
+        let health = DependencyHealth::of(&sbom(false, components));
+        assert_eq!(health.unidentified, 25);
+        assert_eq!(health.unidentifiable.len(), MAX_UNIDENTIFIABLE);
+        assert_eq!(health.unidentifiable[19].component, "c19");
+    }
+
+    #[test]
+    fn components_without_a_package_source_are_exempt() {
+        let health = DependencyHealth::of(&sbom(
+            false,
+            vec![
+                component("debian", Some("12"), None, Some("operating-system"), None),
+                component(
+                    "firmware.bin",
+                    None,
+                    Some("not a purl"),
+                    Some("firmware"),
+                    None,
+                ),
+                component(
+                    "model",
+                    Some("1"),
+                    Some("pkg:huggingface/acme/model@abc"),
+                    Some("machine-learning-model"),
+                    None,
+                ),
+                component(
+                    "openssl",
+                    Some("3.0.11"),
+                    Some("pkg:deb/debian/openssl@3.0.11?arch=amd64&distro=debian-12"),
+                    Some("library"),
+                    None,
+                ),
+            ],
+        ));
+        assert_eq!(health.components, 4);
+        assert_eq!(
+            (health.exempt, health.unidentified, health.unversioned),
+            (3, 0, 0)
+        );
+        assert!(health.unidentifiable.is_empty());
+        assert_eq!(
+            health.sources,
+            vec![DependencySource {
+                source: "pkg:deb/debian".to_owned(),
+                repository_url: None,
+                components: 1,
+                examples: vec![
+                    "pkg:deb/debian/openssl@3.0.11?arch=amd64&distro=debian-12".to_owned()
+                ],
+            }]
+        );
+        // An exempt component's package is still listed, for end-of-life checks.
+        assert!(health.packages.contains_key("pkg:huggingface/acme/model"));
+    }
+
+    #[test]
+    fn sources_are_canonical_split_by_registry_and_sorted() {
+        let health = DependencyHealth::of(&sbom(
+            false,
+            vec![
+                component("a", None, Some("pkg:npm/a@1.0.0"), None, None),
+                component(
+                    "evil",
+                    None,
+                    Some("pkg:npm/evil@1.0.0?repository_url=https://npm.evil.example"),
+                    None,
+                    None,
+                ),
+                component(
+                    "node",
+                    None,
+                    Some("pkg:NPM/%40types/node@20.1.0"),
+                    None,
+                    None,
+                ),
+                component("b", None, Some("pkg:npm/b@1.0.0"), None, None),
+                component("c", None, Some("pkg:npm/c@1.0.0"), None, None),
+                component("d", None, Some("pkg:npm/d@1.0.0"), None, None),
+                component("serde", None, Some("pkg:cargo/serde@1.0.200"), None, None),
+                component(
+                    "gin",
+                    None,
+                    Some("pkg:golang/github.com/gin-gonic/gin@v1.9.1"),
+                    None,
+                    None,
+                ),
+                component(
+                    "requests",
+                    None,
+                    Some("pkg:pypi/Requests@2.31.0"),
+                    None,
+                    None,
+                ),
+            ],
+        ));
+        let sources: Vec<(&str, Option<&str>, u64)> = health
+            .sources
+            .iter()
+            .map(|s| (s.source.as_str(), s.repository_url.as_deref(), s.components))
+            .collect();
+        assert_eq!(
+            sources,
+            vec![
+                ("pkg:cargo", None, 1),
+                ("pkg:golang/github.com/gin-gonic", None, 1),
+                ("pkg:npm", None, 4),
+                ("pkg:npm", Some("https://npm.evil.example"), 1),
+                ("pkg:npm/%40types", None, 1),
+                ("pkg:pypi", None, 1),
+            ]
+        );
+        // The first three purls as written, in document order.
+        assert_eq!(
+            health.sources[2].examples,
+            vec!["pkg:npm/a@1.0.0", "pkg:npm/b@1.0.0", "pkg:npm/c@1.0.0"]
+        );
+        let packages: Vec<&str> = health.packages.keys().map(String::as_str).collect();
+        assert_eq!(
+            packages,
+            vec![
+                "pkg:cargo/serde",
+                "pkg:golang/github.com/gin-gonic/gin",
+                "pkg:npm/%40types/node",
+                "pkg:npm/a",
+                "pkg:npm/b",
+                "pkg:npm/c",
+                "pkg:npm/d",
+                "pkg:npm/evil",
+                "pkg:pypi/requests",
+            ]
+        );
+    }
+
+    #[test]
+    fn packages_at_several_versions_are_duplicates() {
+        let health = DependencyHealth::of(&sbom(
+            false,
+            vec![
+                component("ms", None, Some("pkg:npm/ms@2.1.3"), None, None),
+                component("ms", None, Some("pkg:npm/ms@2.0.0"), None, None),
+                component("ms", None, Some("pkg:npm/ms@2.1.3"), None, None),
+                component("debug", None, Some("pkg:npm/debug@2.6.9"), None, None),
+                component("Django", None, Some("pkg:pypi/django@4.2.1"), None, None),
+                component("django", Some("5.0"), Some("pkg:pypi/Django"), None, None),
+            ],
+        ));
+        assert_eq!(
+            health.duplicates,
+            vec![
+                Duplicate {
+                    package: "pkg:npm/ms".to_owned(),
+                    versions: vec!["2.0.0".to_owned(), "2.1.3".to_owned()],
+                },
+                Duplicate {
+                    package: "pkg:pypi/django".to_owned(),
+                    versions: vec!["4.2.1".to_owned(), "5.0".to_owned()],
+                },
+            ]
+        );
+        assert_eq!(
+            health.packages.get("pkg:npm/debug"),
+            Some(&vec!["2.6.9".to_owned()])
+        );
+    }
+
+    #[test]
+    fn the_summary_is_stored_as_json_and_read_back() {
+        let health = DependencyHealth::of(&sbom(
+            true,
+            vec![component(
+                "a",
+                None,
+                Some("pkg:npm/a@1.0.0"),
+                None,
+                Some("direct"),
+            )],
+        ));
+        let stored = serde_json::to_value(&health).ok();
+        assert_eq!(
+            stored.as_ref().and_then(|v| v.get("direct")),
+            Some(&serde_json::json!(1))
+        );
+        let read_back: Option<DependencyHealth> =
+            stored.and_then(|v| serde_json::from_value(v).ok());
+        assert_eq!(read_back, Some(health));
+    }
+}

@@ -2,8 +2,11 @@
 //!
 //! airlock checks an attestation's signature elsewhere; once that has passed, the predicate is
 //! read here exactly once, at ingestion, and the [`Facts`] are stored beside the evidence and
-//! handed to policy later. Policy therefore never parses SLSA, CycloneDX, SPDX, Trivy, Grype or
-//! SARIF itself, and every evidence of a kind has the same shape.
+//! handed to policy later. Policy therefore never parses SLSA, CycloneDX, SPDX, Trivy, Grype,
+//! SARIF or OpenSSF Scorecard results itself, and every evidence of a kind has the same shape.
+//! Where an SBOM states a dependency graph, each component says whether it is a root, a direct
+//! or a transitive dependency (the `graph` submodule says which edges count);
+//! [`crate::dependencies`] summarises an SBOM's facts for dependency-health gates.
 //!
 //! Guarantees:
 //!
@@ -15,8 +18,12 @@
 //!   skipped (only a JSON `null` counts as absent). The one exception is SLSA v1
 //!   `externalParameters`, whose shape each build type defines: it is only consulted where it
 //!   has a known shape.
-//! - Work is bounded: at most [`MAX_ITEMS`] components or findings, and CycloneDX components
-//!   nested at most [`MAX_COMPONENT_DEPTH`] levels deep.
+//! - Work is bounded: at most [`MAX_ITEMS`] components, findings, provenance inputs or
+//!   Scorecard checks, at most [`MAX_RELATIONSHIPS`] dependency edges (walked breadth first,
+//!   each component once, so cyclic graphs terminate), and CycloneDX components nested at most
+//!   [`MAX_COMPONENT_DEPTH`] levels deep.
+//! - Package URLs are not parsed here (a component's `purl` is kept as written); an invalid one
+//!   is therefore never an error of the SBOM: [`crate::dependencies`] reports it.
 //! - A license expression that cannot be understood is never dropped silently: it is listed in
 //!   [`Sbom::invalid_licenses`] with the parser's reason, and its component's license is `None`.
 //!
@@ -53,7 +60,8 @@ mod scorecard;
 pub use graph::MAX_RELATIONSHIPS;
 use graph::{DependencyGraph, SpdxEdge};
 
-/// The most components (SBOM) or findings (vulnerability report) one predicate may yield.
+/// The most components (SBOM), findings (vulnerability report), inputs (provenance) or checks
+/// (Scorecard result) one predicate may yield.
 pub const MAX_ITEMS: usize = 100_000;
 
 /// How deep CycloneDX `components` may nest inside one another.
@@ -175,9 +183,9 @@ impl Component {
     }
 }
 
-/// A component's purl if it has one, else `name@version`, else its name.
+/// A component's purl if it has one (not blank), else `name@version`, else its name.
 fn component_label(name: &str, version: Option<&str>, purl: Option<&str>) -> String {
-    match (purl, version) {
+    match (purl.filter(|purl| !purl.trim().is_empty()), version) {
         (Some(purl), _) => purl.to_owned(),
         (None, Some(version)) => format!("{name}@{version}"),
         (None, None) => name.to_owned(),
