@@ -837,3 +837,48 @@ pub async fn evidence(args: EvidenceArgs) -> Result<u8> {
     });
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_summary_names_the_scorecard_and_the_sbom_graph() {
+        let scorecard = json!({
+            "kind": "scorecard",
+            "repository": "github.com/x/y",
+            "commit": null,
+            "date": "2026-08-01",
+            "scorecard_version": "v5.2.1",
+            "score": 7.4,
+            "checks": {"Code-Review": 3, "Maintained": 10}
+        });
+        assert_eq!(
+            facts_summary(&scorecard),
+            "scorecard 7.4 for github.com/x/y (Maintained 10)"
+        );
+
+        let component = |name: &str, relationship: &str| {
+            json!({"name": name, "version": "1.0.0", "purl": format!("pkg:npm/{name}@1.0.0"),
+                   "license": "MIT", "relationship": relationship})
+        };
+        let mut sbom = json!({
+            "kind": "sbom",
+            "format": "spdx",
+            "spec_version": "2.3",
+            "components": [component("app", "root"), component("a", "direct"), component("b", "transitive")],
+            "licenses": ["MIT"],
+            "invalid_licenses": [],
+            "dependency_graph": true
+        });
+        assert_eq!(
+            facts_summary(&sbom),
+            "3 components (1 direct, 1 transitive), licenses: MIT"
+        );
+        // Facts stored before the graph was read.
+        if let Some(object) = sbom.as_object_mut() {
+            object.remove("dependency_graph");
+        }
+        assert_eq!(facts_summary(&sbom), "3 components, licenses: MIT");
+    }
+}
