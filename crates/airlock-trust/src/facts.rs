@@ -868,7 +868,7 @@ fn repository_from_uri(uri: &str) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // SBOMs.
 
-fn cyclonedx<'a>(r: Reader, root: &'a Map<String, Value>) -> Result<Sbom, FactsError> {
+fn cyclonedx(r: Reader, root: &Map<String, Value>) -> Result<Sbom, FactsError> {
     if let Some(format) = r.string(root, "", &["bomFormat"])?
         && format != "CycloneDX"
     {
@@ -1011,7 +1011,7 @@ fn cyclonedx_license<'a>(
     }
 }
 
-fn spdx_document<'a>(r: Reader, root: &'a Map<String, Value>) -> Result<Sbom, FactsError> {
+fn spdx_document(r: Reader, root: &Map<String, Value>) -> Result<Sbom, FactsError> {
     let version = r.required_string(root, "", &["spdxVersion"])?;
     let spec_version = version
         .strip_prefix("SPDX-")
