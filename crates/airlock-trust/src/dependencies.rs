@@ -235,6 +235,7 @@ fn identify(component: &Component) -> Result<Identity, String> {
     let repository_url = purl
         .qualifiers()
         .get("repository_url")
+        .filter(|url| !url.trim().is_empty())
         .map(|url| url.to_string());
     let version = purl
         .version()
