@@ -14,6 +14,7 @@ use airlock_api::evidence::{
     UpdateKeyRequest,
 };
 use airlock_trust::cosign::{self, SimpleSigningPayload, TagSchemeKind};
+use airlock_trust::dependencies::DependencyHealth;
 use airlock_trust::facts::Facts;
 use airlock_trust::intoto::{ResourceDescriptor, Statement};
 use airlock_trust::keys::{self, SigningKey};
@@ -759,15 +760,23 @@ fn facts_summary(facts: &serde_json::Value) -> String {
             p.source_repository.as_deref().unwrap_or("-"),
             p.commit.as_deref().unwrap_or("-")
         ),
-        Ok(Facts::Sbom(sbom)) => format!(
-            "{} components, licenses: {}{}",
-            sbom.components.len(),
-            sbom.licenses.join(","),
-            match sbom.invalid_licenses.len() {
-                0 => String::new(),
-                n => format!(" ({n} invalid license expressions)"),
-            }
-        ),
+        Ok(Facts::Sbom(sbom)) => {
+            let health = DependencyHealth::of(&sbom);
+            format!(
+                "{} components{}, licenses: {}{}",
+                sbom.components.len(),
+                match (health.direct, health.transitive) {
+                    (Some(direct), Some(transitive)) =>
+                        format!(" ({direct} direct, {transitive} transitive)"),
+                    _ => String::new(),
+                },
+                sbom.licenses.join(","),
+                match sbom.invalid_licenses.len() {
+                    0 => String::new(),
+                    n => format!(" ({n} invalid license expressions)"),
+                }
+            )
+        }
         Ok(Facts::Vulnerabilities(v)) => format!(
             "critical {} high {} medium {} low {} unknown {}",
             count(&v.counts, "critical"),
@@ -779,6 +788,14 @@ fn facts_summary(facts: &serde_json::Value) -> String {
         Ok(Facts::TestResult(t)) => format!(
             "{}: {} passed, {} warned, {} failed",
             t.result, t.passed, t.warned, t.failed
+        ),
+        Ok(Facts::Scorecard(s)) => format!(
+            "scorecard {} for {}{}",
+            s.score,
+            s.repository.as_deref().unwrap_or("-"),
+            s.checks
+                .get("Maintained")
+                .map_or_else(String::new, |score| format!(" (Maintained {score})"))
         ),
         Ok(Facts::None) | Err(_) => "-".into(),
     }
@@ -819,4 +836,49 @@ pub async fn evidence(args: EvidenceArgs) -> Result<u8> {
         lines.join("\n")
     });
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_summary_names_the_scorecard_and_the_sbom_graph() {
+        let scorecard = json!({
+            "kind": "scorecard",
+            "repository": "github.com/x/y",
+            "commit": null,
+            "date": "2026-08-01",
+            "scorecard_version": "v5.2.1",
+            "score": 7.4,
+            "checks": {"Code-Review": 3, "Maintained": 10}
+        });
+        assert_eq!(
+            facts_summary(&scorecard),
+            "scorecard 7.4 for github.com/x/y (Maintained 10)"
+        );
+
+        let component = |name: &str, relationship: &str| {
+            json!({"name": name, "version": "1.0.0", "purl": format!("pkg:npm/{name}@1.0.0"),
+                   "license": "MIT", "relationship": relationship})
+        };
+        let mut sbom = json!({
+            "kind": "sbom",
+            "format": "spdx",
+            "spec_version": "2.3",
+            "components": [component("app", "root"), component("a", "direct"), component("b", "transitive")],
+            "licenses": ["MIT"],
+            "invalid_licenses": [],
+            "dependency_graph": true
+        });
+        assert_eq!(
+            facts_summary(&sbom),
+            "3 components (1 direct, 1 transitive), licenses: MIT"
+        );
+        // Facts stored before the graph was read.
+        if let Some(object) = sbom.as_object_mut() {
+            object.remove("dependency_graph");
+        }
+        assert_eq!(facts_summary(&sbom), "3 components, licenses: MIT");
+    }
 }

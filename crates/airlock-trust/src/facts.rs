@@ -2,8 +2,11 @@
 //!
 //! airlock checks an attestation's signature elsewhere; once that has passed, the predicate is
 //! read here exactly once, at ingestion, and the [`Facts`] are stored beside the evidence and
-//! handed to policy later. Policy therefore never parses SLSA, CycloneDX, SPDX, Trivy, Grype or
-//! SARIF itself, and every evidence of a kind has the same shape.
+//! handed to policy later. Policy therefore never parses SLSA, CycloneDX, SPDX, Trivy, Grype,
+//! SARIF or OpenSSF Scorecard results itself, and every evidence of a kind has the same shape.
+//! Where an SBOM states a dependency graph, each component says whether it is a root, a direct
+//! or a transitive dependency (the `graph` submodule says which edges count);
+//! [`crate::dependencies`] summarises an SBOM's facts for dependency-health gates.
 //!
 //! Guarantees:
 //!
@@ -15,8 +18,12 @@
 //!   skipped (only a JSON `null` counts as absent). The one exception is SLSA v1
 //!   `externalParameters`, whose shape each build type defines: it is only consulted where it
 //!   has a known shape.
-//! - Work is bounded: at most [`MAX_ITEMS`] components or findings, and CycloneDX components
-//!   nested at most [`MAX_COMPONENT_DEPTH`] levels deep.
+//! - Work is bounded: at most [`MAX_ITEMS`] components, findings, provenance inputs or
+//!   Scorecard checks, at most [`MAX_RELATIONSHIPS`] dependency edges (walked breadth first,
+//!   each component once, so cyclic graphs terminate), and CycloneDX components nested at most
+//!   [`MAX_COMPONENT_DEPTH`] levels deep.
+//! - Package URLs are not parsed here (a component's `purl` is kept as written); an invalid one
+//!   is therefore never an error of the SBOM: [`crate::dependencies`] reports it.
 //! - A license expression that cannot be understood is never dropped silently: it is listed in
 //!   [`Sbom::invalid_licenses`] with the parser's reason, and its component's license is `None`.
 //!
@@ -47,7 +54,14 @@ use spdx::error::Reason;
 use spdx::lexer::{Lexer, Token};
 use spdx::{ExceptionId, LicenseId, ParseError, ParseMode};
 
-/// The most components (SBOM) or findings (vulnerability report) one predicate may yield.
+mod graph;
+mod scorecard;
+
+pub use graph::MAX_RELATIONSHIPS;
+use graph::{DependencyGraph, SpdxEdge};
+
+/// The most components (SBOM), findings (vulnerability report), inputs (provenance) or checks
+/// (Scorecard result) one predicate may yield.
 pub const MAX_ITEMS: usize = 100_000;
 
 /// How deep CycloneDX `components` may nest inside one another.
@@ -59,11 +73,15 @@ const CYCLONEDX_BOM: &str = "https://cyclonedx.org/bom";
 const SPDX_DOCUMENT: &str = "https://spdx.dev/Document";
 const COSIGN_VULN: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
 const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
+/// The family of `https://scorecard.dev/result/v0.1`, the predicate type of
+/// `scorecard --format=intoto`.
+const SCORECARD_RESULT: &str = "https://scorecard.dev/result";
 
 /// The facts derived from one verified predicate; what policy sees as `facts`.
 ///
 /// Serialised with a `kind` tag (`"provenance"`, `"sbom"`, `"vulnerabilities"`, `"test_result"`,
-/// `"none"`) so that the stored form says which shape follows.
+/// `"scorecard"`, `"none"`) so that the stored form says which shape follows. Fields added
+/// after the first release default when absent, so facts stored earlier still read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Facts {
@@ -75,6 +93,9 @@ pub enum Facts {
     Vulnerabilities(Vulnerabilities),
     /// An in-toto test result.
     TestResult(TestResult),
+    /// An OpenSSF Scorecard result: how well a source repository follows supply-chain
+    /// practices.
+    Scorecard(Scorecard),
     /// The predicate type carries no derived facts (custom predicates, links, OpenVEX, ...).
     None,
 }
@@ -92,6 +113,20 @@ pub struct Provenance {
     pub source_repository: Option<String>,
     /// The source commit, as given by the provenance (`gitCommit` or `sha1` digest).
     pub commit: Option<String>,
+    /// The source ref that was built, e.g. `refs/heads/main` or `refs/tags/v1.2.0`: the
+    /// `@refs/...` suffix of the source's uri, else GitHub's `externalParameters.workflow.ref`
+    /// (v1), else the suffix of `invocation.configSource.uri` (v0.2).
+    #[serde(default)]
+    pub source_ref: Option<String>,
+    /// How many inputs the build declares: `buildDefinition.resolvedDependencies` (v1) or
+    /// `materials` (v0.2).
+    #[serde(default)]
+    pub inputs: u64,
+    /// Every input without a digest (none, an empty object, or only empty values), named by
+    /// its `uri`, else its `name`, else its place (`resolvedDependencies[3]`, `materials[3]`);
+    /// in document order.
+    #[serde(default)]
+    pub unpinned_inputs: Vec<String>,
 }
 
 /// Facts from a CycloneDX (JSON, 1.4 or later) or SPDX (2.x JSON) SBOM.
@@ -108,6 +143,10 @@ pub struct Sbom {
     pub licenses: Vec<String>,
     /// License expressions that could not be understood, in document order.
     pub invalid_licenses: Vec<InvalidLicense>,
+    /// Whether the SBOM connects at least one component to a root, so that
+    /// [`Component::relationship`] `"direct"` and `"transitive"` are meaningful.
+    #[serde(default)]
+    pub dependency_graph: bool,
 }
 
 /// One component of an SBOM.
@@ -123,6 +162,34 @@ pub struct Component {
     /// `NOASSERTION`/`NONE`), or when a stated expression is invalid (then it is listed in
     /// [`Sbom::invalid_licenses`]). Several CycloneDX license entries are joined with `AND`.
     pub license: Option<String>,
+    /// What kind of component it is: CycloneDX `type` as written (`"library"`,
+    /// `"application"`, `"operating-system"`, `"file"`, ...); SPDX `primaryPackagePurpose` lower
+    /// case with `-` for `_` (`"operating-system"`). `None` when the SBOM does not say.
+    #[serde(default)]
+    pub component_type: Option<String>,
+    /// Where the component sits in the SBOM's dependency graph: `"root"` (what the SBOM
+    /// describes), `"direct"` (a dependency of a root), `"transitive"` (reachable from a root
+    /// only through another component); `None` when the SBOM states no graph or does not
+    /// connect the component to a root.
+    #[serde(default)]
+    pub relationship: Option<String>,
+}
+
+impl Component {
+    /// How messages name the component: its purl if it has one, else `name@version`, else
+    /// its name.
+    pub fn label(&self) -> String {
+        component_label(&self.name, self.version.as_deref(), self.purl.as_deref())
+    }
+}
+
+/// A component's purl if it has one (not blank), else `name@version`, else its name.
+fn component_label(name: &str, version: Option<&str>, purl: Option<&str>) -> String {
+    match (purl.filter(|purl| !purl.trim().is_empty()), version) {
+        (Some(purl), _) => purl.to_owned(),
+        (None, Some(version)) => format!("{name}@{version}"),
+        (None, None) => name.to_owned(),
+    }
 }
 
 /// A license expression from an SBOM that is not a valid SPDX expression.
@@ -177,6 +244,25 @@ pub struct TestResult {
     pub failed: u64,
     /// Where the full results are, if given.
     pub url: Option<String>,
+}
+
+/// Facts from an OpenSSF Scorecard result (JSON format v2, or the predicate of scorecard's
+/// in-toto statement, which is the same without `repo`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scorecard {
+    /// The repository scored, as written (`repo.name`, e.g. `"github.com/ossf/scorecard"`);
+    /// `None` when absent (scorecard's in-toto form names it in the statement's subject).
+    pub repository: Option<String>,
+    /// The commit scored (`repo.commit`).
+    pub commit: Option<String>,
+    /// When the repository was scored, as written (`date`).
+    pub date: String,
+    /// The version of scorecard that scored it (`scorecard.version`).
+    pub scorecard_version: Option<String>,
+    /// The aggregate score, -1 to 10.
+    pub score: f64,
+    /// Every check by name with its score: 0 to 10, or -1 when the check was inconclusive.
+    pub checks: BTreeMap<String, i64>,
 }
 
 /// Why facts could not be derived from a predicate of a known type. The message names the
@@ -262,8 +348,9 @@ pub enum FactsError {
 ///
 /// The format is chosen by `predicate_type` (see [`predicate_kind`]); a predicate of another
 /// type is still recognised by content when it is a CycloneDX BOM (`bomFormat: "CycloneDX"`),
-/// an SPDX 2.x document (`spdxVersion: "SPDX-2.x"`) or a SARIF 2.1.0 log. Anything else yields
-/// [`Facts::None`]. A predicate in a recognised format that is malformed is an error.
+/// an SPDX 2.x document (`spdxVersion: "SPDX-2.x"`), a SARIF 2.1.0 log or an OpenSSF Scorecard
+/// result (a string `scorecard.version`, a `checks` array and a numeric `score`). Anything else
+/// yields [`Facts::None`]. A predicate in a recognised format that is malformed is an error.
 pub fn derive_facts(predicate_type: &str, predicate: &Value) -> Result<Facts, FactsError> {
     let Some(format) =
         PredicateFormat::by_type(predicate_type).or_else(|| PredicateFormat::by_content(predicate))
@@ -288,11 +375,12 @@ pub fn derive_facts(predicate_type: &str, predicate: &Value) -> Result<Facts, Fa
             Facts::Vulnerabilities(findings.finish(name.unwrap_or_else(|| "sarif".to_owned())))
         }
         PredicateFormat::TestResult => Facts::TestResult(test_result(reader, root)?),
+        PredicateFormat::Scorecard => Facts::Scorecard(scorecard::read(reader, root)?),
     })
 }
 
 /// The kind of facts a predicate type yields, for display: `"provenance"`, `"sbom"`,
-/// `"vulnerabilities"` or `"test_result"`; `None` for types without facts. Predicates recognised
+/// `"vulnerabilities"`, `"test_result"` or `"scorecard"`; `None` for types without facts. Predicates recognised
 /// only by content (see [`derive_facts`]) are not covered, as only the type is known here.
 pub fn predicate_kind(predicate_type: &str) -> Option<&'static str> {
     PredicateFormat::by_type(predicate_type).map(PredicateFormat::kind)
@@ -308,6 +396,7 @@ enum PredicateFormat {
     CosignVuln,
     Sarif,
     TestResult,
+    Scorecard,
 }
 
 impl PredicateFormat {
@@ -319,6 +408,7 @@ impl PredicateFormat {
             TEST_RESULT => Some(Self::TestResult),
             t if in_family(t, CYCLONEDX_BOM) => Some(Self::CycloneDx),
             t if in_family(t, SPDX_DOCUMENT) => Some(Self::Spdx),
+            t if in_family(t, SCORECARD_RESULT) => Some(Self::Scorecard),
             t if t.to_ascii_lowercase().contains("sarif") => Some(Self::Sarif),
             _ => None,
         }
@@ -335,6 +425,8 @@ impl PredicateFormat {
             && object.get("runs").is_some_and(Value::is_array)
         {
             Some(Self::Sarif)
+        } else if scorecard::looks_like(object) {
+            Some(Self::Scorecard)
         } else {
             None
         }
@@ -346,6 +438,7 @@ impl PredicateFormat {
             Self::CycloneDx | Self::Spdx => "sbom",
             Self::CosignVuln | Self::Sarif => "vulnerabilities",
             Self::TestResult => "test_result",
+            Self::Scorecard => "scorecard",
         }
     }
 
@@ -358,6 +451,7 @@ impl PredicateFormat {
             Self::CosignVuln => "cosign vuln predicate",
             Self::Sarif => "SARIF log",
             Self::TestResult => "in-toto test result",
+            Self::Scorecard => "OpenSSF Scorecard result",
         }
     }
 }
@@ -518,19 +612,30 @@ fn excerpt(text: &str) -> String {
 struct SourceRef {
     repository: Option<String>,
     commit: Option<String>,
+    /// The `@refs/...` suffix of the uri the repository was taken from.
+    reference: Option<String>,
+}
+
+impl SourceRef {
+    /// The repository and ref named by `uri`, without a commit.
+    fn from_uri(uri: &str) -> Self {
+        Self {
+            repository: repository_from_uri(uri),
+            commit: None,
+            reference: reference_from_uri(uri),
+        }
+    }
 }
 
 fn slsa_v1(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsError> {
     let builder_id = r.required_string(root, "", &["runDetails", "builder", "id"])?;
     let build_type = r.required_string(root, "", &["buildDefinition", "buildType"])?;
 
-    let mut source = SourceRef::default();
     let list = "buildDefinition.resolvedDependencies";
-    for (i, dependency) in r
-        .array(root, "", &["buildDefinition", "resolvedDependencies"])?
-        .iter()
-        .enumerate()
-    {
+    let dependencies = r.array(root, "", &["buildDefinition", "resolvedDependencies"])?;
+    let inputs = build_inputs(r, dependencies, list, "resolvedDependencies")?;
+    let mut source = SourceRef::default();
+    for (i, dependency) in dependencies.iter().enumerate() {
         let at = format!("{list}[{i}]");
         let dependency = r.element(dependency, &at)?;
         if let Some(found) = git_source(r, dependency, &at)? {
@@ -540,12 +645,13 @@ fn slsa_v1(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErro
     }
 
     // externalParameters are defined by each build type, so they are only consulted where they
-    // have the shape GitHub Actions (`workflow.repository`) or a generic `source` gives them;
-    // any other shape is not an error, it just says nothing about the source.
+    // have the shape GitHub Actions (`workflow.repository`, `workflow.ref`) or a generic
+    // `source` gives them; any other shape is not an error, it just says nothing about the
+    // source.
+    let external = root
+        .get("buildDefinition")
+        .and_then(|definition| definition.get("externalParameters"));
     if source.repository.is_none() {
-        let external = root
-            .get("buildDefinition")
-            .and_then(|definition| definition.get("externalParameters"));
         let workflow_repository = external
             .and_then(|external| external.pointer("/workflow/repository"))
             .and_then(Value::as_str);
@@ -553,12 +659,15 @@ fn slsa_v1(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErro
         if let Some(repository) = workflow_repository {
             source.repository = repository_from_uri(repository);
         } else if let Some(uri) = source_parameter.and_then(Value::as_str) {
-            source.repository = repository_from_uri(uri);
+            let described = SourceRef::from_uri(uri);
+            source.repository = described.repository;
+            source.reference = source.reference.or(described.reference);
         } else if let Some(described) = source_parameter.and_then(Value::as_object) {
-            source.repository = described
-                .get("uri")
-                .and_then(Value::as_str)
-                .and_then(repository_from_uri);
+            if let Some(uri) = described.get("uri").and_then(Value::as_str) {
+                let named = SourceRef::from_uri(uri);
+                source.repository = named.repository;
+                source.reference = source.reference.or(named.reference);
+            }
             if source.commit.is_none() {
                 source.commit = ["gitCommit", "sha1"]
                     .iter()
@@ -573,6 +682,14 @@ fn slsa_v1(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErro
             }
         }
     }
+    if source.reference.is_none() {
+        source.reference = external
+            .and_then(|external| external.pointer("/workflow/ref"))
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|reference| !reference.is_empty())
+            .map(str::to_owned);
+    }
 
     Ok(Provenance {
         slsa_version: "v1".to_owned(),
@@ -580,21 +697,26 @@ fn slsa_v1(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErro
         build_type: build_type.to_owned(),
         source_repository: source.repository,
         commit: source.commit,
+        source_ref: source.reference,
+        inputs: inputs.count,
+        unpinned_inputs: inputs.unpinned,
     })
 }
 
 fn slsa_v02(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsError> {
     let builder_id = r.required_string(root, "", &["builder", "id"])?;
     let build_type = r.required_string(root, "", &["buildType"])?;
+    let materials = r.array(root, "", &["materials"])?;
+    let inputs = build_inputs(r, materials, "materials", "materials")?;
 
     let config_path = "invocation.configSource";
     let config = match r.object(root, "", &["invocation", "configSource"])? {
-        Some(config) => Some(SourceRef {
-            repository: r
-                .string(config, config_path, &["uri"])?
-                .and_then(repository_from_uri),
-            commit: git_commit(r, config, config_path)?,
-        }),
+        Some(config) => {
+            let uri = r.string(config, config_path, &["uri"])?;
+            let mut described = uri.map(SourceRef::from_uri).unwrap_or_default();
+            described.commit = git_commit(r, config, config_path)?;
+            Some(described)
+        }
         None => None,
     };
 
@@ -602,7 +724,7 @@ fn slsa_v02(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErr
         Some(config) if config.commit.is_some() => config,
         config => {
             let mut material_source = None;
-            for (i, material) in r.array(root, "", &["materials"])?.iter().enumerate() {
+            for (i, material) in materials.iter().enumerate() {
                 let at = format!("materials[{i}]");
                 let material = r.element(material, &at)?;
                 if let Some(found) = git_source(r, material, &at)? {
@@ -610,17 +732,20 @@ fn slsa_v02(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErr
                     break;
                 }
             }
-            let config_repository = config.and_then(|config| config.repository);
+            let config = config.unwrap_or_default();
             match material_source {
                 Some(mut found) => {
                     if found.repository.is_none() {
-                        found.repository = config_repository;
+                        found.repository = config.repository;
+                    }
+                    if found.reference.is_none() {
+                        found.reference = config.reference;
                     }
                     found
                 }
                 None => SourceRef {
-                    repository: config_repository,
                     commit: None,
+                    ..config
                 },
             }
         }
@@ -632,7 +757,67 @@ fn slsa_v02(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErr
         build_type: build_type.to_owned(),
         source_repository: source.repository,
         commit: source.commit,
+        source_ref: source.reference,
+        inputs: inputs.count,
+        unpinned_inputs: inputs.unpinned,
     })
+}
+
+/// What a provenance says about the build's inputs.
+#[derive(Debug, Default)]
+struct BuildInputs {
+    count: u64,
+    unpinned: Vec<String>,
+}
+
+/// Counts the inputs (resource descriptors at `list_path`) and names those without a digest:
+/// by `uri`, else `name`, else `{label}[i]`. More than [`MAX_ITEMS`] inputs are refused.
+fn build_inputs(
+    r: Reader,
+    inputs: &[Value],
+    list_path: &str,
+    label: &str,
+) -> Result<BuildInputs, FactsError> {
+    if inputs.len() > MAX_ITEMS {
+        return Err(FactsError::TooMany {
+            format: r.format,
+            what: "inputs",
+            limit: MAX_ITEMS,
+        });
+    }
+    let mut found = BuildInputs {
+        count: inputs.len() as u64,
+        unpinned: Vec::new(),
+    };
+    for (i, input) in inputs.iter().enumerate() {
+        let at = format!("{list_path}[{i}]");
+        let input = r.element(input, &at)?;
+        let uri = r.string(input, &at, &["uri"])?;
+        let name = r.string(input, &at, &["name"])?;
+        let mut pinned = false;
+        if let Some(digest) = r.object(input, &at, &["digest"])? {
+            for (algorithm, value) in digest {
+                match value {
+                    Value::String(value) => pinned |= !value.trim().is_empty(),
+                    Value::Null => {}
+                    _ => {
+                        return Err(r.wrong_type(format!("{at}.digest.{algorithm}"), "a string"));
+                    }
+                }
+            }
+        }
+        if !pinned {
+            let named = [uri, name]
+                .into_iter()
+                .flatten()
+                .map(str::trim)
+                .find(|text| !text.is_empty());
+            found
+                .unpinned
+                .push(named.map_or_else(|| format!("{label}[{i}]"), str::to_owned));
+        }
+    }
+    Ok(found)
 }
 
 /// A resource descriptor (`{uri, digest}`) that names a git commit, or `None` if it names none.
@@ -644,11 +829,10 @@ fn git_source(
     let Some(commit) = git_commit(r, descriptor, at)? else {
         return Ok(None);
     };
+    let uri = r.string(descriptor, at, &["uri"])?;
     Ok(Some(SourceRef {
-        repository: r
-            .string(descriptor, at, &["uri"])?
-            .and_then(repository_from_uri),
         commit: Some(commit),
+        ..uri.map(SourceRef::from_uri).unwrap_or_default()
     }))
 }
 
@@ -665,6 +849,13 @@ fn git_commit(
     Ok(commit
         .filter(|commit| !commit.is_empty())
         .map(str::to_owned))
+}
+
+/// `git+https://host/repo@refs/heads/main` -> `refs/heads/main`; `None` without such a suffix.
+fn reference_from_uri(uri: &str) -> Option<String> {
+    let at = uri.find("@refs/")?;
+    let reference = uri[at + 1..].trim();
+    (reference.len() > "refs/".len()).then(|| reference.to_owned())
 }
 
 /// `git+https://host/repo@refs/heads/main` -> `https://host/repo`; `None` if nothing is left.
@@ -699,7 +890,43 @@ fn cyclonedx(r: Reader, root: &Map<String, Value>) -> Result<Sbom, FactsError> {
 
     let mut sbom = SbomBuilder::new(r);
     cyclonedx_components(r, root, "", 0, &mut sbom)?;
-    Ok(sbom.finish("cyclonedx", spec_version))
+    let graph = cyclonedx_graph(r, root)?;
+    Ok(sbom.finish("cyclonedx", spec_version, graph.as_ref()))
+}
+
+/// The graph from `metadata.component.bom-ref` along `dependencies[].dependsOn`; `None` when
+/// the document names no root or states no dependencies of it (see [`graph`]). The
+/// `dependencies` are checked either way.
+fn cyclonedx_graph<'a>(
+    r: Reader,
+    root: &'a Map<String, Value>,
+) -> Result<Option<DependencyGraph<'a>>, FactsError> {
+    let root_ref = r
+        .string(root, "", &["metadata", "component", "bom-ref"])?
+        .filter(|name| !name.is_empty());
+    let mut graph = DependencyGraph::default();
+    let mut root_stated = false;
+    for (i, entry) in r.array(root, "", &["dependencies"])?.iter().enumerate() {
+        let at = format!("dependencies[{i}]");
+        let entry = r.element(entry, &at)?;
+        let from = r.required_string(entry, &at, &["ref"])?;
+        root_stated |= Some(from) == root_ref;
+        for (j, to) in r.array(entry, &at, &["dependsOn"])?.iter().enumerate() {
+            let to = to
+                .as_str()
+                .ok_or_else(|| r.wrong_type(format!("{at}.dependsOn[{j}]"), "a string"))?;
+            graph.edge(r.format, from, to)?;
+        }
+    }
+    let Some(root_ref) = root_ref else {
+        return Ok(None);
+    };
+    if !root_stated {
+        // The root is still the root, but no component is placed below it.
+        graph = DependencyGraph::default();
+    }
+    graph.root(root_ref);
+    Ok(Some(graph))
 }
 
 /// `"1.5"` or `"1.5.0"` -> `(1, 5)`.
@@ -711,12 +938,12 @@ fn parse_major_minor(version: &str) -> Option<(u32, u32)> {
 }
 
 /// The `components` of `parent` (the BOM or a component at `parent_path`), depth first.
-fn cyclonedx_components(
+fn cyclonedx_components<'a>(
     r: Reader,
-    parent: &Map<String, Value>,
+    parent: &'a Map<String, Value>,
     parent_path: &str,
     depth: usize,
-    sbom: &mut SbomBuilder,
+    sbom: &mut SbomBuilder<'a>,
 ) -> Result<(), FactsError> {
     let components = r.array(parent, parent_path, &["components"])?;
     if components.is_empty() {
@@ -736,6 +963,8 @@ fn cyclonedx_components(
         let name = r.required_string(component, &at, &["name"])?;
         let version = r.string(component, &at, &["version"])?;
         let purl = r.string(component, &at, &["purl"])?;
+        let component_type = r.string(component, &at, &["type"])?;
+        let bom_ref = r.string(component, &at, &["bom-ref"])?;
         let mut expressions = Vec::new();
         for (j, entry) in r.array(component, &at, &["licenses"])?.iter().enumerate() {
             let entry_path = format!("{at}.licenses[{j}]");
@@ -745,7 +974,16 @@ fn cyclonedx_components(
                 &entry_path,
             )?);
         }
-        sbom.add(name, version, purl, &expressions)?;
+        sbom.add(
+            NewComponent {
+                name,
+                version,
+                purl,
+                component_type: component_type.map(str::to_owned),
+                key: bom_ref,
+            },
+            &expressions,
+        )?;
         cyclonedx_components(r, component, &at, depth + 1, sbom)?;
     }
     Ok(())
@@ -788,6 +1026,8 @@ fn spdx_document(r: Reader, root: &Map<String, Value>) -> Result<Sbom, FactsErro
         let package = r.element(package, &at)?;
         let name = r.required_string(package, &at, &["name"])?;
         let version = r.string(package, &at, &["versionInfo"])?;
+        let id = r.string(package, &at, &["SPDXID"])?;
+        let purpose = r.string(package, &at, &["primaryPackagePurpose"])?;
 
         let mut purl = None;
         for (j, reference) in r.array(package, &at, &["externalRefs"])?.iter().enumerate() {
@@ -808,25 +1048,100 @@ fn spdx_document(r: Reader, root: &Map<String, Value>) -> Result<Sbom, FactsErro
             Some(concluded) => Some(concluded),
             None => stated("licenseDeclared")?,
         };
-        sbom.add(name, version, purl, license.as_slice())?;
+        sbom.add(
+            NewComponent {
+                name,
+                version,
+                purl,
+                component_type: purpose
+                    .map(|purpose| purpose.to_ascii_lowercase().replace('_', "-")),
+                key: id,
+            },
+            license.as_slice(),
+        )?;
     }
-    Ok(sbom.finish("spdx", spec_version))
+    let graph = spdx_graph(r, root, &sbom)?;
+    Ok(sbom.finish("spdx", spec_version, Some(&graph)))
+}
+
+/// The graph from what the document describes along its relationships between packages (see
+/// [`graph`]).
+fn spdx_graph<'a>(
+    r: Reader,
+    root: &'a Map<String, Value>,
+    sbom: &SbomBuilder<'a>,
+) -> Result<DependencyGraph<'a>, FactsError> {
+    let packages: HashSet<&str> = sbom.keys.iter().flatten().copied().collect();
+    let document = r
+        .string(root, "", &["SPDXID"])?
+        .unwrap_or("SPDXRef-DOCUMENT");
+    let mut graph = DependencyGraph::default();
+    for (i, described) in r
+        .array(root, "", &["documentDescribes"])?
+        .iter()
+        .enumerate()
+    {
+        let described = described
+            .as_str()
+            .ok_or_else(|| r.wrong_type(format!("documentDescribes[{i}]"), "a string"))?;
+        if packages.contains(described) {
+            graph.root(described);
+        }
+    }
+    for (i, relationship) in r.array(root, "", &["relationships"])?.iter().enumerate() {
+        let at = format!("relationships[{i}]");
+        let relationship = r.element(relationship, &at)?;
+        let element = r.required_string(relationship, &at, &["spdxElementId"])?;
+        let kind = r.required_string(relationship, &at, &["relationshipType"])?;
+        let related = r.required_string(relationship, &at, &["relatedSpdxElement"])?;
+        let described = match kind {
+            "DESCRIBES" if element == document => Some(related),
+            "DESCRIBED_BY" if related == document => Some(element),
+            _ => None,
+        };
+        if let Some(described) = described.filter(|id| packages.contains(id)) {
+            graph.root(described);
+            continue;
+        }
+        if !(packages.contains(element) && packages.contains(related)) {
+            continue;
+        }
+        match SpdxEdge::of(kind) {
+            Some(SpdxEdge::Forward) => graph.edge(r.format, element, related)?,
+            Some(SpdxEdge::Backward) => graph.edge(r.format, related, element)?,
+            None => {}
+        }
+    }
+    Ok(graph)
+}
+
+/// A component as read, before its license is normalised and its place in the graph known.
+struct NewComponent<'a> {
+    name: &'a str,
+    version: Option<&'a str>,
+    purl: Option<&'a str>,
+    component_type: Option<String>,
+    /// Its name in the document's graph (CycloneDX `bom-ref`, SPDX `SPDXID`).
+    key: Option<&'a str>,
 }
 
 /// Collects components and normalises their licenses.
-struct SbomBuilder {
+struct SbomBuilder<'a> {
     reader: Reader,
     components: Vec<Component>,
+    /// The components' names in the document's graph, by index.
+    keys: Vec<Option<&'a str>>,
     licenses: BTreeSet<String>,
     invalid_licenses: Vec<InvalidLicense>,
     normaliser: LicenseNormaliser,
 }
 
-impl SbomBuilder {
+impl<'a> SbomBuilder<'a> {
     fn new(reader: Reader) -> Self {
         Self {
             reader,
             components: Vec::new(),
+            keys: Vec::new(),
             licenses: BTreeSet::new(),
             invalid_licenses: Vec::new(),
             normaliser: LicenseNormaliser::default(),
@@ -834,13 +1149,14 @@ impl SbomBuilder {
     }
 
     /// Adds a component whose license is all of `expressions` (ANDed; none means unknown).
-    fn add(
-        &mut self,
-        name: &str,
-        version: Option<&str>,
-        purl: Option<&str>,
-        expressions: &[&str],
-    ) -> Result<(), FactsError> {
+    fn add(&mut self, component: NewComponent<'a>, expressions: &[&str]) -> Result<(), FactsError> {
+        let NewComponent {
+            name,
+            version,
+            purl,
+            component_type,
+            key,
+        } = component;
         if self.components.len() >= MAX_ITEMS {
             return Err(FactsError::TooMany {
                 format: self.reader.format,
@@ -860,13 +1176,8 @@ impl SbomBuilder {
                 }
                 Err(error) => {
                     all_valid = false;
-                    let component = match (purl, version) {
-                        (Some(purl), _) => purl.to_owned(),
-                        (None, Some(version)) => format!("{name}@{version}"),
-                        (None, None) => name.to_owned(),
-                    };
                     self.invalid_licenses.push(InvalidLicense {
-                        component,
+                        component: component_label(name, version, purl),
                         expression: (*expression).to_owned(),
                         error,
                     });
@@ -882,17 +1193,36 @@ impl SbomBuilder {
             version: version.map(str::to_owned),
             purl: purl.map(str::to_owned),
             license,
+            component_type,
+            relationship: None,
         });
+        self.keys.push(key);
         Ok(())
     }
 
-    fn finish(self, format: &str, spec_version: &str) -> Sbom {
+    /// The SBOM, each component placed in `graph` if there is one.
+    fn finish(
+        mut self,
+        format: &str,
+        spec_version: &str,
+        graph: Option<&DependencyGraph<'_>>,
+    ) -> Sbom {
+        let mut dependency_graph = false;
+        if let Some(graph) = graph {
+            let places = graph.places();
+            for (component, key) in self.components.iter_mut().zip(&self.keys) {
+                let place = key.and_then(|key| places.get(key));
+                dependency_graph |= place.is_some_and(|place| *place != graph::Place::Root);
+                component.relationship = place.map(|place| place.as_str().to_owned());
+            }
+        }
         Sbom {
             format: format.to_owned(),
             spec_version: spec_version.to_owned(),
             components: self.components,
             licenses: self.licenses.into_iter().collect(),
             invalid_licenses: self.invalid_licenses,
+            dependency_graph,
         }
     }
 }
@@ -1682,6 +2012,9 @@ mod tests {
                 build_type: "https://actions.github.io/buildtypes/workflow/v1".to_owned(),
                 source_repository: Some("https://github.com/octo-org/octo-repo".to_owned()),
                 commit: Some("c27d339ee6075c1f744c5d4b200f7901aad2c369".to_owned()),
+                source_ref: Some("refs/heads/main".to_owned()),
+                inputs: 2,
+                unpinned_inputs: Vec::new(),
             }
         );
     }
@@ -1844,6 +2177,9 @@ mod tests {
                 build_type: "https://github.com/slsa-framework/slsa-github-generator/container@v1".to_owned(),
                 source_repository: Some("https://github.com/octo-org/octo-repo".to_owned()),
                 commit: Some("4f2bd5e1b1b6e2a5a0c0e2d8e2b6c7a8d9e0f1a2".to_owned()),
+                source_ref: Some("refs/heads/main".to_owned()),
+                inputs: 1,
+                unpinned_inputs: Vec::new(),
             }
         );
     }
@@ -1893,6 +2229,138 @@ mod tests {
         assert_eq!(
             refusal(SLSA_PROVENANCE_V02, &predicate),
             "SLSA v0.2 provenance field materials[0] is not an object"
+        );
+    }
+
+    #[test]
+    fn slsa_v1_names_every_input_without_a_digest() {
+        let mut predicate = github_actions_v1();
+        predicate["buildDefinition"]["resolvedDependencies"] = json!([
+            {"uri": "git+https://github.com/octo-org/octo-repo@refs/tags/v1.2.0", "digest": {"gitCommit": "c27d339e"}},
+            {"uri": "pkg:docker/ubuntu@22.04"},
+            {"uri": "https://example.com/tool.tar.gz", "digest": {}},
+            {"name": "base-image", "digest": {"sha256": " ", "sha512": null}},
+            {"annotations": {"note": "neither uri nor name"}},
+            {"uri": "pkg:npm/left-pad@1.3.0", "digest": {"sha1": "", "sha512": "5ed0"}}
+        ]);
+        let facts = provenance(SLSA_PROVENANCE_V1, &predicate);
+        assert_eq!(facts.inputs, 6);
+        assert_eq!(
+            facts.unpinned_inputs,
+            vec![
+                "pkg:docker/ubuntu@22.04",
+                "https://example.com/tool.tar.gz",
+                "base-image",
+                "resolvedDependencies[4]"
+            ]
+        );
+        // The ref comes from the source's uri before the workflow's.
+        assert_eq!(facts.source_ref.as_deref(), Some("refs/tags/v1.2.0"));
+    }
+
+    #[test]
+    fn slsa_v1_source_ref_falls_back_to_the_workflow_ref() {
+        let mut predicate = github_actions_v1();
+        predicate["buildDefinition"]["resolvedDependencies"][1]["uri"] =
+            json!("git+https://github.com/octo-org/octo-repo");
+        predicate["buildDefinition"]["externalParameters"]["workflow"]["ref"] =
+            json!("refs/tags/v3.0.0");
+        let facts = provenance(SLSA_PROVENANCE_V1, &predicate);
+        assert_eq!(facts.source_ref.as_deref(), Some("refs/tags/v3.0.0"));
+        assert_eq!(facts.unpinned_inputs, Vec::<String>::new());
+
+        predicate["buildDefinition"]["externalParameters"] = json!({"workflow": {"ref": 7}});
+        predicate["buildDefinition"]["resolvedDependencies"] = json!([]);
+        let facts = provenance(SLSA_PROVENANCE_V1, &predicate);
+        assert_eq!((facts.source_ref, facts.inputs), (None, 0));
+    }
+
+    #[test]
+    fn slsa_v1_malformed_inputs_are_refused_by_path() {
+        let cases = [
+            (
+                json!([{"uri": "pkg:docker/ubuntu@22.04", "digest": "sha256:ab"}]),
+                "SLSA v1 provenance field buildDefinition.resolvedDependencies[0].digest is not an object",
+            ),
+            (
+                json!([{"uri": "a", "digest": {"sha256": "ab"}}, {"uri": "b", "digest": {"sha256": 12}}]),
+                "SLSA v1 provenance field buildDefinition.resolvedDependencies[1].digest.sha256 is not a string",
+            ),
+            (
+                json!([{"uri": "a", "digest": {"sha256": "ab"}}, {"uri": ["b"]}]),
+                "SLSA v1 provenance field buildDefinition.resolvedDependencies[1].uri is not a string",
+            ),
+            (
+                json!([{"name": {"full": "b"}}]),
+                "SLSA v1 provenance field buildDefinition.resolvedDependencies[0].name is not a string",
+            ),
+            (
+                json!([{"uri": "a", "digest": {"sha256": "ab"}}, "b"]),
+                "SLSA v1 provenance field buildDefinition.resolvedDependencies[1] is not an object",
+            ),
+        ];
+        for (dependencies, expected) in cases {
+            let mut predicate = github_actions_v1();
+            predicate["buildDefinition"]["resolvedDependencies"] = dependencies;
+            assert_eq!(refusal(SLSA_PROVENANCE_V1, &predicate), expected);
+        }
+    }
+
+    #[test]
+    fn slsa_v02_counts_materials_and_takes_the_ref_from_the_config_source() {
+        let mut predicate = slsa_v02_predicate();
+        predicate["invocation"]["configSource"] =
+            json!({"uri": "git+https://github.com/octo-org/octo-repo@refs/tags/v2.0.0"});
+        predicate["materials"] = json!([
+            {"uri": "git+https://github.com/octo-org/octo-repo", "digest": {"sha1": "4f2bd5e1"}},
+            {"uri": "https://github.com/actions/checkout@v4"},
+            {"digest": {"sha256": ""}}
+        ]);
+        let facts = provenance(SLSA_PROVENANCE_V02, &predicate);
+        assert_eq!(facts.commit.as_deref(), Some("4f2bd5e1"));
+        assert_eq!(facts.source_ref.as_deref(), Some("refs/tags/v2.0.0"));
+        assert_eq!(facts.inputs, 3);
+        assert_eq!(
+            facts.unpinned_inputs,
+            vec!["https://github.com/actions/checkout@v4", "materials[2]"]
+        );
+
+        predicate["materials"] = json!([{"uri": "x", "digest": ["sha1"]}]);
+        assert_eq!(
+            refusal(SLSA_PROVENANCE_V02, &predicate),
+            "SLSA v0.2 provenance field materials[0].digest is not an object"
+        );
+    }
+
+    #[test]
+    fn more_provenance_inputs_than_the_limit_are_refused() {
+        let mut predicate = slsa_v02_predicate();
+        predicate["materials"] = Value::Array(vec![json!({}); MAX_ITEMS + 1]);
+        assert_eq!(
+            refusal(SLSA_PROVENANCE_V02, &predicate),
+            format!("SLSA v0.2 provenance has more than {MAX_ITEMS} inputs")
+        );
+    }
+
+    #[test]
+    fn provenance_stored_before_inputs_were_read_still_deserialises() {
+        let stored = json!({
+            "kind": "provenance",
+            "slsa_version": "v1",
+            "builder_id": "https://github.com/actions/runner/github-hosted",
+            "build_type": "https://actions.github.io/buildtypes/workflow/v1",
+            "source_repository": "https://github.com/octo-org/octo-repo",
+            "commit": "c27d339ee6075c1f744c5d4b200f7901aad2c369"
+        });
+        let Ok(Facts::Provenance(read)) = serde_json::from_value::<Facts>(stored) else {
+            panic!("old provenance facts did not deserialise");
+        };
+        assert_eq!(read.source_ref, None);
+        assert_eq!(read.inputs, 0);
+        assert!(read.unpinned_inputs.is_empty());
+        assert_eq!(
+            read.commit.as_deref(),
+            Some("c27d339ee6075c1f744c5d4b200f7901aad2c369")
         );
     }
 
@@ -2205,24 +2673,32 @@ mod tests {
                     version: Some("3.0.11-1~deb12u2".to_owned()),
                     purl: Some("pkg:deb/debian/openssl@3.0.11-1~deb12u2".to_owned()),
                     license: Some("Apache-2.0".to_owned()),
+                    component_type: None,
+                    relationship: None,
                 },
                 Component {
                     name: "acme-sdk".to_owned(),
                     version: Some("2.1.0".to_owned()),
                     purl: None,
                     license: Some("LicenseRef-Acme-Proprietary OR GPL-2.0-only".to_owned()),
+                    component_type: None,
+                    relationship: None,
                 },
                 Component {
                     name: "mystery".to_owned(),
                     version: None,
                     purl: None,
                     license: None,
+                    component_type: None,
+                    relationship: None,
                 },
                 Component {
                     name: "guessed".to_owned(),
                     version: Some("0.1".to_owned()),
                     purl: None,
                     license: None,
+                    component_type: None,
+                    relationship: None,
                 },
             ]
         );

@@ -8,12 +8,15 @@
 //! - [`dsse`]: DSSE envelopes and their pre-authentication encoding;
 //! - [`intoto`]: in-toto Statements v0.1 and v1;
 //! - [`verify`]: the keyring as the verifier sees it, and the verdict for one piece of evidence;
-//! - [`facts`]: what a verified predicate says (provenance, SBOM licenses, vulnerabilities, test
-//!   results), derived once at ingestion.
+//! - [`facts`]: what a verified predicate says (provenance, SBOM components and licenses,
+//!   vulnerabilities, test results, Scorecard results), derived once at ingestion;
+//! - [`dependencies`]: what an SBOM's facts say about the health of the dependencies (sources,
+//!   unidentifiable components, duplicates, direct and transitive counts).
 
 #![forbid(unsafe_code)]
 
 pub mod cosign;
+pub mod dependencies;
 pub mod dsse;
 mod error;
 pub mod facts;

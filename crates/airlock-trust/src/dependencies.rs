@@ -1,0 +1,605 @@
+//! What an SBOM says about the health of an artifact's dependencies, as policy sees it.
+//!
+//! [`DependencyHealth::of`] summarises the facts of one SBOM ([`Sbom`]): how many components,
+//! how many direct and transitive ones (where the SBOM states a graph), which components cannot
+//! be identified (no valid package URL, no version), where the components come from (their
+//! purl type, namespace and `repository_url`) and which packages appear at several versions.
+//!
+//! Guarantees: a pure, deterministic function of the facts (sources, packages, versions and
+//! duplicates are sorted; lists taken "in document order" follow the SBOM's components); work is
+//! linear in the number of components (at most [`crate::facts::MAX_ITEMS`]); an invalid package
+//! URL never fails the summary, it is reported in [`DependencyHealth::unidentifiable`] with the
+//! parser's reason so that a gate sees it.
+//!
+//! Components that are roots (what the SBOM describes: the artifact itself) are not counted.
+//! Components whose type has no package source ([`EXEMPT_TYPES`]: an operating system, a file,
+//! data, ...) are counted in [`DependencyHealth::exempt`] and not source-checked: they are in no
+//! source, nor unidentified, nor unversioned. Their packages, where they have a valid purl, are
+//! still listed in [`DependencyHealth::packages`].
+//!
+//! Package URLs are parsed with the `packageurl` crate, which applies the purl specification's
+//! per-type rules (e.g. a `pkg:cargo` purl may not have a namespace; npm and PyPI names are
+//! lower-cased). A "package" is the canonical purl without version, qualifiers and subpath
+//! (`pkg:npm/%40types/node`); a "source" is the same without the name (`pkg:npm/%40types`,
+//! `pkg:cargo`), beside the purl's `repository_url` qualifier.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use packageurl::PackageUrl;
+use serde::{Deserialize, Serialize};
+
+use crate::facts::{Component, Sbom};
+
+/// How many [`Unidentifiable`] components are listed at most.
+pub const MAX_UNIDENTIFIABLE: usize = 20;
+
+/// How many example purls a [`DependencySource`] lists at most.
+pub const MAX_EXAMPLES: usize = 3;
+
+/// Component types that have no package source, so are not source-checked (CycloneDX
+/// component types, and the SPDX 2.3 primary package purposes as [`Component::component_type`]
+/// writes them).
+pub const EXEMPT_TYPES: &[&str] = &[
+    "operating-system",
+    "file",
+    "data",
+    "device",
+    "firmware",
+    "machine-learning-model",
+    "cryptographic-asset",
+];
+
+/// What an SBOM says about the health of an artifact's dependencies, derived from its facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DependencyHealth {
+    /// Every component except roots.
+    pub components: u64,
+    /// Components that are direct dependencies of a root; `None` unless the SBOM states a
+    /// dependency graph ([`Sbom::dependency_graph`]).
+    pub direct: Option<u64>,
+    /// Components reachable from a root only through another component; `None` unless the SBOM
+    /// states a dependency graph.
+    pub transitive: Option<u64>,
+    /// Components of a type with no package source ([`EXEMPT_TYPES`]), not source-checked.
+    pub exempt: u64,
+    /// Checked components without a valid package URL.
+    pub unidentified: u64,
+    /// Checked components with a valid package URL but no version (neither in the purl nor in
+    /// the component).
+    pub unversioned: u64,
+    /// The first [`MAX_UNIDENTIFIABLE`] unidentified or unversioned components, in document
+    /// order.
+    pub unidentifiable: Vec<Unidentifiable>,
+    /// Where the checked components with a valid purl come from, sorted by `source`, then
+    /// `repository_url` (none first).
+    pub sources: Vec<DependencySource>,
+    /// Every package (with a valid purl) and its distinct versions, sorted. A package whose
+    /// components state no version has an empty list.
+    pub packages: BTreeMap<String, Vec<String>>,
+    /// The packages with more than one version, sorted by package.
+    pub duplicates: Vec<Duplicate>,
+}
+
+/// A component whose source or version cannot be checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unidentifiable {
+    /// The component: its purl if it has one, else `name@version`, else its name.
+    pub component: String,
+    /// `"no package URL"`, `"invalid package URL: <the parser's reason>"` or `"no version"`.
+    pub reason: String,
+}
+
+/// One place components come from: a purl type and namespace, and a registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DependencySource {
+    /// `pkg:TYPE` or `pkg:TYPE/NAMESPACE`, canonical (lower-case type, namespace as the purl
+    /// specification canonicalises and encodes it), without name and version.
+    pub source: String,
+    /// The purls' `repository_url` qualifier; `None` means the type's default registry.
+    pub repository_url: Option<String>,
+    /// How many components come from here.
+    pub components: u64,
+    /// The first [`MAX_EXAMPLES`] purls from here as the SBOM writes them, in document order.
+    pub examples: Vec<String>,
+}
+
+/// A package that the SBOM lists at several versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Duplicate {
+    /// The package: the canonical purl without version, qualifiers and subpath.
+    pub package: String,
+    /// Its distinct versions, sorted.
+    pub versions: Vec<String>,
+}
+
+/// What one component's purl says, if it is valid.
+struct Identity {
+    package: String,
+    source: String,
+    repository_url: Option<String>,
+    version: Option<String>,
+}
+
+impl DependencyHealth {
+    /// Summarises the components of `sbom` (see the module documentation).
+    pub fn of(sbom: &Sbom) -> Self {
+        let mut health = Self {
+            components: 0,
+            direct: sbom.dependency_graph.then_some(0),
+            transitive: sbom.dependency_graph.then_some(0),
+            exempt: 0,
+            unidentified: 0,
+            unversioned: 0,
+            unidentifiable: Vec::new(),
+            sources: Vec::new(),
+            packages: BTreeMap::new(),
+            duplicates: Vec::new(),
+        };
+        let mut sources: BTreeMap<(String, Option<String>), DependencySource> = BTreeMap::new();
+        let mut packages: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+
+        for component in &sbom.components {
+            match component.relationship.as_deref() {
+                Some("root") => continue,
+                Some("direct") => increment(&mut health.direct),
+                Some("transitive") => increment(&mut health.transitive),
+                _ => {}
+            }
+            health.components += 1;
+            let exempt = component
+                .component_type
+                .as_deref()
+                .is_some_and(|kind| EXEMPT_TYPES.contains(&kind));
+            let identity = match identify(component) {
+                Ok(identity) => identity,
+                Err(reason) => {
+                    if exempt {
+                        health.exempt += 1;
+                    } else {
+                        health.unidentified += 1;
+                        health.note(component, reason);
+                    }
+                    continue;
+                }
+            };
+            let versions = packages.entry(identity.package).or_default();
+            versions.extend(identity.version.iter().cloned());
+            if exempt {
+                health.exempt += 1;
+                continue;
+            }
+            if identity.version.is_none() {
+                health.unversioned += 1;
+                health.note(component, "no version".to_owned());
+            }
+            let source = sources
+                .entry((identity.source.clone(), identity.repository_url.clone()))
+                .or_insert_with(|| DependencySource {
+                    source: identity.source,
+                    repository_url: identity.repository_url,
+                    components: 0,
+                    examples: Vec::new(),
+                });
+            source.components += 1;
+            if source.examples.len() < MAX_EXAMPLES
+                && let Some(purl) = &component.purl
+            {
+                source.examples.push(purl.clone());
+            }
+        }
+
+        health.sources = sources.into_values().collect();
+        health.duplicates = packages
+            .iter()
+            .filter(|(_, versions)| versions.len() > 1)
+            .map(|(package, versions)| Duplicate {
+                package: package.clone(),
+                versions: versions.iter().cloned().collect(),
+            })
+            .collect();
+        health.packages = packages
+            .into_iter()
+            .map(|(package, versions)| (package, versions.into_iter().collect()))
+            .collect();
+        health
+    }
+
+    /// Lists an unidentifiable component, up to [`MAX_UNIDENTIFIABLE`].
+    fn note(&mut self, component: &Component, reason: String) {
+        if self.unidentifiable.len() < MAX_UNIDENTIFIABLE {
+            self.unidentifiable.push(Unidentifiable {
+                component: component.label(),
+                reason,
+            });
+        }
+    }
+}
+
+fn increment(count: &mut Option<u64>) {
+    if let Some(count) = count {
+        *count += 1;
+    }
+}
+
+/// The package, source and version of a component, or why it has no valid purl.
+fn identify(component: &Component) -> Result<Identity, String> {
+    let written = component
+        .purl
+        .as_deref()
+        .map(str::trim)
+        .filter(|purl| !purl.is_empty())
+        .ok_or_else(|| "no package URL".to_owned())?;
+    let purl =
+        PackageUrl::from_str(written).map_err(|error| format!("invalid package URL: {error}"))?;
+    let repository_url = purl
+        .qualifiers()
+        .get("repository_url")
+        .filter(|url| !url.trim().is_empty())
+        .map(|url| url.to_string());
+    let version = purl
+        .version()
+        .or(component.version.as_deref())
+        .map(str::trim)
+        .filter(|version| !version.is_empty())
+        .map(str::to_owned);
+    let mut bare = purl;
+    bare.without_version().without_subpath().clear_qualifiers();
+    let package = bare.to_string();
+    // The name is encoded with its `/`s, so the last `/` ends the type and namespace.
+    let source = package
+        .rfind('/')
+        .map_or_else(|| package.clone(), |at| package[..at].to_owned());
+    Ok(Identity {
+        package,
+        source,
+        repository_url,
+        version,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn component(
+        name: &str,
+        version: Option<&str>,
+        purl: Option<&str>,
+        component_type: Option<&str>,
+        relationship: Option<&str>,
+    ) -> Component {
+        Component {
+            name: name.to_owned(),
+            version: version.map(str::to_owned),
+            purl: purl.map(str::to_owned),
+            license: None,
+            component_type: component_type.map(str::to_owned),
+            relationship: relationship.map(str::to_owned),
+        }
+    }
+
+    fn sbom(dependency_graph: bool, components: Vec<Component>) -> Sbom {
+        Sbom {
+            format: "cyclonedx".to_owned(),
+            spec_version: "1.6".to_owned(),
+            components,
+            licenses: Vec::new(),
+            invalid_licenses: Vec::new(),
+            dependency_graph,
+        }
+    }
+
+    fn unidentifiable(component: &str, reason: &str) -> Unidentifiable {
+        Unidentifiable {
+            component: component.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    #[test]
+    fn roots_are_not_counted_and_direct_and_transitive_follow_the_graph() {
+        let components = vec![
+            component(
+                "app",
+                Some("1.0.0"),
+                Some("pkg:npm/app@1.0.0"),
+                Some("application"),
+                Some("root"),
+            ),
+            component(
+                "express",
+                Some("4.21.2"),
+                Some("pkg:npm/express@4.21.2"),
+                Some("library"),
+                Some("direct"),
+            ),
+            component(
+                "debug",
+                Some("2.6.9"),
+                Some("pkg:npm/debug@2.6.9"),
+                Some("library"),
+                Some("transitive"),
+            ),
+            component(
+                "ms",
+                Some("2.0.0"),
+                Some("pkg:npm/ms@2.0.0"),
+                None,
+                Some("transitive"),
+            ),
+            component(
+                "loose",
+                Some("1.0.0"),
+                Some("pkg:npm/loose@1.0.0"),
+                None,
+                None,
+            ),
+        ];
+        let health = DependencyHealth::of(&sbom(true, components.clone()));
+        assert_eq!(health.components, 4);
+        assert_eq!((health.direct, health.transitive), (Some(1), Some(2)));
+        assert!(!health.packages.contains_key("pkg:npm/app"));
+        assert_eq!(health.sources.len(), 1);
+        assert_eq!(health.sources[0].components, 4);
+
+        // Without a graph, direct and transitive are unknown, not zero.
+        let health = DependencyHealth::of(&sbom(false, components));
+        assert_eq!((health.direct, health.transitive), (None, None));
+        assert_eq!(health.components, 4);
+    }
+
+    #[test]
+    fn components_without_a_valid_purl_or_a_version_are_unidentifiable() {
+        let health = DependencyHealth::of(&sbom(
+            false,
+            vec![
+                component("vendored", Some("0.3"), None, Some("library"), None),
+                component("mystery", None, Some("  "), None, None),
+                component(
+                    "bad-scheme",
+                    Some("1.0"),
+                    Some("npm/left-pad@1.3.0"),
+                    None,
+                    None,
+                ),
+                component(
+                    "bad-namespace",
+                    Some("1.0"),
+                    Some("pkg:cargo/rust-lang/serde@1.0.200"),
+                    None,
+                    None,
+                ),
+                component("no-version", None, Some("pkg:pypi/requests"), None, None),
+                component(
+                    "component-version",
+                    Some("2.31.0"),
+                    Some("pkg:pypi/urllib3"),
+                    None,
+                    None,
+                ),
+                component(
+                    "fine",
+                    Some("1.3.0"),
+                    Some("pkg:npm/left-pad@1.3.0"),
+                    None,
+                    None,
+                ),
+            ],
+        ));
+        assert_eq!(health.components, 7);
+        assert_eq!((health.unidentified, health.unversioned), (4, 1));
+        assert_eq!(
+            health.unidentifiable,
+            vec![
+                unidentifiable("vendored@0.3", "no package URL"),
+                unidentifiable("mystery", "no package URL"),
+                unidentifiable("npm/left-pad@1.3.0", "invalid package URL: missing scheme"),
+                unidentifiable(
+                    "pkg:cargo/rust-lang/serde@1.0.200",
+                    "invalid package URL: no namespace allowed for type \"cargo\""
+                ),
+                unidentifiable("pkg:pypi/requests", "no version"),
+            ]
+        );
+        // The version of a component is its purl's, else its own.
+        assert_eq!(
+            health.packages.get("pkg:pypi/urllib3"),
+            Some(&vec!["2.31.0".to_owned()])
+        );
+        assert_eq!(health.packages.get("pkg:pypi/requests"), Some(&Vec::new()));
+    }
+
+    #[test]
+    fn at_most_twenty_unidentifiable_components_are_listed() {
+        let components = (0..25)
+            .map(|i| component(&format!("c{i}"), None, None, None, None))
+            .collect();
+        let health = DependencyHealth::of(&sbom(false, components));
+        assert_eq!(health.unidentified, 25);
+        assert_eq!(health.unidentifiable.len(), MAX_UNIDENTIFIABLE);
+        assert_eq!(health.unidentifiable[19].component, "c19");
+    }
+
+    #[test]
+    fn components_without_a_package_source_are_exempt() {
+        let health = DependencyHealth::of(&sbom(
+            false,
+            vec![
+                component("debian", Some("12"), None, Some("operating-system"), None),
+                component(
+                    "firmware.bin",
+                    None,
+                    Some("not a purl"),
+                    Some("firmware"),
+                    None,
+                ),
+                component(
+                    "model",
+                    Some("1"),
+                    Some("pkg:huggingface/acme/model@abc"),
+                    Some("machine-learning-model"),
+                    None,
+                ),
+                component(
+                    "openssl",
+                    Some("3.0.11"),
+                    Some("pkg:deb/debian/openssl@3.0.11?arch=amd64&distro=debian-12"),
+                    Some("library"),
+                    None,
+                ),
+            ],
+        ));
+        assert_eq!(health.components, 4);
+        assert_eq!(
+            (health.exempt, health.unidentified, health.unversioned),
+            (3, 0, 0)
+        );
+        assert!(health.unidentifiable.is_empty());
+        assert_eq!(
+            health.sources,
+            vec![DependencySource {
+                source: "pkg:deb/debian".to_owned(),
+                repository_url: None,
+                components: 1,
+                examples: vec![
+                    "pkg:deb/debian/openssl@3.0.11?arch=amd64&distro=debian-12".to_owned()
+                ],
+            }]
+        );
+        // An exempt component's package is still listed, for end-of-life checks.
+        assert!(health.packages.contains_key("pkg:huggingface/acme/model"));
+    }
+
+    #[test]
+    fn sources_are_canonical_split_by_registry_and_sorted() {
+        let health = DependencyHealth::of(&sbom(
+            false,
+            vec![
+                component("a", None, Some("pkg:npm/a@1.0.0"), None, None),
+                component(
+                    "evil",
+                    None,
+                    Some("pkg:npm/evil@1.0.0?repository_url=https://npm.evil.example"),
+                    None,
+                    None,
+                ),
+                component(
+                    "node",
+                    None,
+                    Some("pkg:NPM/%40types/node@20.1.0"),
+                    None,
+                    None,
+                ),
+                component("b", None, Some("pkg:npm/b@1.0.0"), None, None),
+                component("c", None, Some("pkg:npm/c@1.0.0"), None, None),
+                component("d", None, Some("pkg:npm/d@1.0.0"), None, None),
+                component("serde", None, Some("pkg:cargo/serde@1.0.200"), None, None),
+                component(
+                    "gin",
+                    None,
+                    Some("pkg:golang/github.com/gin-gonic/gin@v1.9.1"),
+                    None,
+                    None,
+                ),
+                component(
+                    "requests",
+                    None,
+                    Some("pkg:pypi/Requests@2.31.0"),
+                    None,
+                    None,
+                ),
+            ],
+        ));
+        let sources: Vec<(&str, Option<&str>, u64)> = health
+            .sources
+            .iter()
+            .map(|s| (s.source.as_str(), s.repository_url.as_deref(), s.components))
+            .collect();
+        assert_eq!(
+            sources,
+            vec![
+                ("pkg:cargo", None, 1),
+                ("pkg:golang/github.com/gin-gonic", None, 1),
+                ("pkg:npm", None, 4),
+                ("pkg:npm", Some("https://npm.evil.example"), 1),
+                ("pkg:npm/%40types", None, 1),
+                ("pkg:pypi", None, 1),
+            ]
+        );
+        // The first three purls as written, in document order.
+        assert_eq!(
+            health.sources[2].examples,
+            vec!["pkg:npm/a@1.0.0", "pkg:npm/b@1.0.0", "pkg:npm/c@1.0.0"]
+        );
+        let packages: Vec<&str> = health.packages.keys().map(String::as_str).collect();
+        assert_eq!(
+            packages,
+            vec![
+                "pkg:cargo/serde",
+                "pkg:golang/github.com/gin-gonic/gin",
+                "pkg:npm/%40types/node",
+                "pkg:npm/a",
+                "pkg:npm/b",
+                "pkg:npm/c",
+                "pkg:npm/d",
+                "pkg:npm/evil",
+                "pkg:pypi/requests",
+            ]
+        );
+    }
+
+    #[test]
+    fn packages_at_several_versions_are_duplicates() {
+        let health = DependencyHealth::of(&sbom(
+            false,
+            vec![
+                component("ms", None, Some("pkg:npm/ms@2.1.3"), None, None),
+                component("ms", None, Some("pkg:npm/ms@2.0.0"), None, None),
+                component("ms", None, Some("pkg:npm/ms@2.1.3"), None, None),
+                component("debug", None, Some("pkg:npm/debug@2.6.9"), None, None),
+                component("Django", None, Some("pkg:pypi/django@4.2.1"), None, None),
+                component("django", Some("5.0"), Some("pkg:pypi/Django"), None, None),
+            ],
+        ));
+        assert_eq!(
+            health.duplicates,
+            vec![
+                Duplicate {
+                    package: "pkg:npm/ms".to_owned(),
+                    versions: vec!["2.0.0".to_owned(), "2.1.3".to_owned()],
+                },
+                Duplicate {
+                    package: "pkg:pypi/django".to_owned(),
+                    versions: vec!["4.2.1".to_owned(), "5.0".to_owned()],
+                },
+            ]
+        );
+        assert_eq!(
+            health.packages.get("pkg:npm/debug"),
+            Some(&vec!["2.6.9".to_owned()])
+        );
+    }
+
+    #[test]
+    fn the_summary_is_stored_as_json_and_read_back() {
+        let health = DependencyHealth::of(&sbom(
+            true,
+            vec![component(
+                "a",
+                None,
+                Some("pkg:npm/a@1.0.0"),
+                None,
+                Some("direct"),
+            )],
+        ));
+        let stored = serde_json::to_value(&health).ok();
+        assert_eq!(
+            stored.as_ref().and_then(|v| v.get("direct")),
+            Some(&serde_json::json!(1))
+        );
+        let read_back: Option<DependencyHealth> =
+            stored.and_then(|v| serde_json::from_value(v).ok());
+        assert_eq!(read_back, Some(health));
+    }
+}
