@@ -183,7 +183,7 @@ test_each_high_vulnerability_over_the_limit_needs_its_own_waiver if {
 
 # --- SBOM and licenses ---
 
-sbom_with(licenses) := [{"key": "ci-builder", "format": "cyclonedx", "licenses": licenses, "invalid_licenses": [], "components": 3}]
+sbom_with(licenses) := [{"key": "ci-builder", "format": "cyclonedx", "licenses": licenses, "invalid_licenses": [], "components": 3, "dependencies": fixtures.dependencies}]
 
 test_missing_sbom_is_denied if {
 	denied(fixtures.with_evidence(fixtures.prod_input, "sboms", [])) == {"prod.sbom_required"}
@@ -217,6 +217,7 @@ test_invalid_license_expression_is_denied if {
 		"licenses": ["MIT"],
 		"invalid_licenses": [{"component": "libfoo", "expression": "MIT AND OR Apache-2.0", "error": "unexpected OR"}],
 		"components": 2,
+		"dependencies": fixtures.dependencies,
 	}])
 	deny := prod.deny with input as given
 	fixtures.rule_ids(deny) == {"prod.license_invalid"}
