@@ -349,20 +349,34 @@ unnamed_findings(severity) := max({0} | {n |
 # evaluation (closed), so data that may be malformed is checked first.
 rfc3339_pattern := `^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$`
 
-date_pattern := `^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$`
-
 is_rfc3339(text) if {
 	is_string(text)
 	regex.match(rfc3339_pattern, text)
 }
 
+# is_date holds for "YYYY-MM-DD". Dates and config patterns are checked with string built-ins,
+# not regex.match: regorus compiles a regular expression at every call, which would cost more
+# than the rest of an evaluation.
+is_date(text) if {
+	is_string(text)
+	count(text) == 10
+	parts := split(text, "-")
+	count(parts) == 3
+	count(parts[0]) == 4
+	count(parts[1]) == 2
+	trim(concat("", parts), "0123456789") == ""
+}
+
 # calendar_date_valid holds when the date a "YYYY-MM-DD..." text starts with exists (no
 # February 30th) and lies within 1678..2261, the years a nanosecond timestamp can hold: the
-# parser fails the evaluation on anything else.
-# (Only for texts a date pattern matched; to_number refuses leading zeros, hence trim_left.)
+# parser fails the evaluation on anything else. Only for texts whose first ten characters are
+# such digits and dashes (to_number refuses leading zeros, hence trim_left).
 calendar_date_valid(text) if {
 	substring(text, 0, 4) >= "1678"
 	substring(text, 0, 4) <= "2261"
+	substring(text, 5, 2) >= "01"
+	substring(text, 5, 2) <= "12"
+	substring(text, 8, 2) >= "01"
 	year := to_number(substring(text, 0, 4))
 	month := to_number(trim_left(substring(text, 5, 2), "0"))
 	day := to_number(trim_left(substring(text, 8, 2), "0"))
@@ -390,10 +404,12 @@ timestamp_ns(text) := time.parse_rfc3339_ns(text) if {
 # date_ns reads "YYYY-MM-DD" (the start of that day, UTC) or an RFC 3339 date-time; undefined
 # (never an error) for anything else.
 date_ns(text) := time.parse_rfc3339_ns(concat("", [text, "T00:00:00Z"])) if {
-	is_string(text)
-	regex.match(date_pattern, text)
+	is_date(text)
 	calendar_date_valid(text)
-} else := timestamp_ns(text)
+} else := timestamp_ns(text) if {
+	is_string(text)
+	count(text) > 10
+}
 
 now_ns := timestamp_ns(input.now)
 
@@ -507,29 +523,54 @@ repository_in_scope(patterns) if {
 # Sources of dependencies. A pattern is pkg:TYPE or pkg:TYPE/NAMESPACE, either optionally
 # ending in "*", optionally followed by ?repository_url=URL (see docs/policy.md). A literal "@"
 # in a namespace is read as the purl spec writes it, "%40".
-dependency_source_pattern := `^pkg:([a-z0-9.+-]+(/[^/?#*]+)*\*?|\*)(\?repository_url=[^?#]+)?$`
-
-dependency_source_patterns contains {
-	"path": replace(parts[0], "@", "%40"),
-	"repository_url": dependency_pattern_url(parts),
-} if {
+# Each pattern is parsed once per evaluation (a rule is evaluated once, a function at every
+# call).
+parsed_dependency_source_patterns contains [pattern, parsed] if {
 	some pattern in allowed_dependency_sources
-	is_string(pattern)
-	regex.match(dependency_source_pattern, pattern)
-	parts := split(pattern, "?repository_url=")
+	parsed := dependency_source_pattern(pattern)
 }
 
-dependency_pattern_url(parts) := parts[1] if count(parts) == 2 else := null
+dependency_source_patterns contains parsed if some [_, parsed] in parsed_dependency_source_patterns
 
 invalid_dependency_source_patterns contains sprintf("%v", [pattern]) if {
+	valid := {p | some [p, _] in parsed_dependency_source_patterns}
 	some pattern in allowed_dependency_sources
-	not dependency_source_pattern_valid(pattern)
+	not pattern in valid
 }
 
-dependency_source_pattern_valid(pattern) if {
+# dependency_source_pattern is a valid pattern's {"path", "repository_url"}; undefined otherwise.
+dependency_source_pattern(pattern) := {"path": replace(parts[0], "@", "%40"), "repository_url": url} if {
 	is_string(pattern)
-	regex.match(dependency_source_pattern, pattern)
+	parts := split(pattern, "?repository_url=")
+	url := dependency_pattern_url(parts)
+	dependency_source_path_valid(parts[0])
 }
+
+dependency_pattern_url(parts) := null if {
+	count(parts) == 1
+} else := parts[1] if {
+	count(parts) == 2
+	parts[1] != ""
+	not contains(parts[1], "?")
+}
+
+# "pkg:*", or "pkg:" then a lower-case type and namespace segments, none empty, with at most a
+# trailing "*".
+dependency_source_path_valid(path) := true if {
+	path == "pkg:*"
+} else := true if {
+	startswith(path, "pkg:")
+	not contains(path, "?")
+	not contains(path, "#")
+	body := trim_suffix(trim_prefix(path, "pkg:"), "*")
+	not contains(body, "*")
+	segments := split(body, "/")
+	every segment in segments {
+		segment != ""
+	}
+	segments[0] == lower(segments[0])
+	not contains(segments[0], " ")
+} else := false
 
 # dependency_path_matches: the pattern's path equals the source, or the source continues it
 # after a "/", or (trailing "*") the source starts with it.
@@ -695,10 +736,12 @@ scorecard_enforced if repository_in_scope(scorecard_enforced_repositories)
 
 # normalized_repository compares repository names: no scheme, no "www.", no trailing "/" or
 # ".git", lower case ("https://www.GitHub.com/acme/app.git" -> "github.com/acme/app").
-normalized_repository(url) := trim_suffix(trim_suffix(trim_suffix(trim_prefix(
-	regex.replace(lower(url), `^[a-z][a-z0-9+.-]*://`, ""),
-	"www.",
-), "/"), ".git"), "/")
+normalized_repository(url) := trim_suffix(trim_suffix(trim_suffix(trim_prefix(without_scheme(lower(url)), "www."), "/"), ".git"), "/")
+
+without_scheme(url) := concat("://", array.slice(parts, 1, count(parts))) if {
+	parts := split(url, "://")
+	count(parts) > 1
+} else := url
 
 # The source repositories of trusted provenance, normalized.
 source_repositories contains normalized_repository(p.source_repository) if {
@@ -816,7 +859,16 @@ scorecard_violations contains violation(
 
 # An eol pattern is PACKAGE or PACKAGE@VERSION; PACKAGE is a purl without version
 # ("pkg:generic/node"), a literal "@" in it read as "%40".
-eol_package_pattern := `^pkg:[a-z0-9.+-]+/[^?#]*[^/?#]$`
+eol_package_valid(name) if {
+	startswith(name, "pkg:")
+	not contains(name, "?")
+	not contains(name, "#")
+	not endswith(name, "/")
+	segments := split(trim_prefix(name, "pkg:"), "/")
+	count(segments) > 1
+	segments[0] != ""
+	segments[0] == lower(segments[0])
+}
 
 eol_entry(pattern) := {"package": replace(name, "@", "%40"), "version": version} if {
 	is_string(pattern)
@@ -827,10 +879,10 @@ eol_entry(pattern) := {"package": replace(name, "@", "%40"), "version": version}
 	not contains(version, "/")
 	version != ""
 	name := concat("@", array.slice(parts, 0, n - 1))
-	regex.match(eol_package_pattern, name)
+	eol_package_valid(name)
 } else := {"package": replace(pattern, "@", "%40"), "version": null} if {
 	is_string(pattern)
-	regex.match(eol_package_pattern, pattern)
+	eol_package_valid(pattern)
 	not eol_has_empty_version(pattern)
 }
 
@@ -852,14 +904,19 @@ eol_version_matches(want, version) := true if {
 # Components past their end of life: the package is looked up in each SBOM's packages, so the
 # cost grows with the eol entries and the versions of their packages, not with the components.
 # A date that cannot be read counts as passed (fail closed), and so does an unknown now.
-eol_findings contains {"package": entry.package, "version": version, "date": date, "pattern": pattern} if {
-	some pattern, date in eol
-	entry := eol_entry(pattern)
+eol_findings contains {"package": entry.package, "version": version, "date": entry.date, "pattern": entry.pattern} if {
+	some entry in eol_entries
 	some sbom in input.evidence.sboms
 	some version in sbom.dependencies.packages[entry.package]
 	is_string(version)
 	eol_version_matches(entry.version, version)
-	not now_ns < date_ns(date)
+	not now_ns < date_ns(entry.date)
+}
+
+# Each valid eol pattern, parsed once per evaluation.
+eol_entries contains object.union(eol_entry(pattern), {"pattern": pattern, "date": date}) if {
+	some pattern, date in eol
+	eol_entry(pattern)
 }
 
 eol_waived(finding) := true if {
@@ -886,10 +943,14 @@ default eol_text := "components past their end of life"
 
 eol_text := bounded_list(sort(eol_unwaived))
 
-# "pattern: date" for each eol entry that is not a valid pattern with a valid date.
+# "pattern: date" for each eol entry whose pattern is not valid or whose date is not shaped
+# like one. (A well-shaped date that does not exist, 2023-02-30, is found when it matches a
+# component: it denies, fail closed. Reading every date at every evaluation would cost more
+# than the rest of the gate.)
 invalid_eol_entries contains sprintf("%v: %v", [pattern, date]) if {
+	valid := {entry.pattern | some entry in eol_entries}
 	some pattern, date in eol
-	not eol_entry_valid(pattern, date)
+	not eol_entry_valid(pattern, date, valid)
 }
 
 invalid_eol_entries contains "data.airlock.config.eol is not an object" if {
@@ -897,10 +958,20 @@ invalid_eol_entries contains "data.airlock.config.eol is not an object" if {
 	not is_object(data.airlock.config.eol)
 }
 
-eol_entry_valid(pattern, date) if {
-	eol_entry(pattern)
-	date_ns(date)
+eol_entry_valid(pattern, date, valid) if {
+	pattern in valid
+	date_shaped(date)
 }
+
+# date_shaped: "YYYY-MM-DD", or that followed by "T" and more (an RFC 3339 date-time).
+date_shaped(text) := true if {
+	is_date(text)
+} else := true if {
+	is_string(text)
+	count(text) > 10
+	upper(substring(text, 10, 1)) == "T"
+	is_date(substring(text, 0, 10))
+} else := false
 
 # --- waived dependency findings ---
 

@@ -1,8 +1,10 @@
 # The gate of stage prod: everything staging requires (its deny rules are included as they
 # are, under their staging.* and common.* ids), plus SLSA provenance from a trusted builder and
 # source, a vulnerability scan without critical findings and with high ones within the limit or
-# waived, an SBOM whose licenses are all allowed, passing tests, a prior promotion to staging,
-# and one approval (two under break-glass).
+# waived, an SBOM whose licenses are all allowed, healthy dependencies (from allowed sources,
+# none past its end of life, build inputs pinned, the source's OpenSSF Scorecard result above
+# the minimum), passing tests, a prior promotion to staging, and one approval (two under
+# break-glass).
 #
 # A gate package holds only deny, warn and approvals (airlock rejects any other rule in it);
 # helpers live in airlock.lib.

@@ -625,7 +625,7 @@ test_package_pattern_without_version_matches_every_version if {
 
 test_unreadable_end_of_life_date_fails_closed_and_warns if {
 	given := with_dependencies(generic_node("22.1.0"))
-	eol := {"pkg:generic/node@22": "next spring", "pkg:generic/deno": "2023-02-30"}
+	eol := {"pkg:generic/node@22": "next spring", "pkg:generic/deno": "soon", "pkg:generic/bun": "2023-02-30"}
 	deny := prod.deny with input as given
 		with data.airlock.config.allowed_dependency_sources as ["pkg:*"]
 		with data.airlock.config.eol as eol
@@ -635,7 +635,12 @@ test_unreadable_end_of_life_date_fails_closed_and_warns if {
 	fixtures.rule_ids(deny) == {"prod.end_of_life"}
 	contains(fixtures.messages(deny), "pkg:generic/node 22.1.0 (end-of-life date next spring in data.airlock.config.eol is not a date; counted as passed)")
 	fixtures.rule_ids(warn) == {"prod.end_of_life"}
-	contains(fixtures.messages(warn), "entries that are not valid: pkg:generic/deno: 2023-02-30, pkg:generic/node@22: next spring")
+	contains(fixtures.messages(warn), "entries that are not valid: pkg:generic/deno: soon, pkg:generic/node@22: next spring")
+	# A well-shaped date that does not exist is found when it matches a component.
+	feb30 := prod.deny with input as given
+		with data.airlock.config.allowed_dependency_sources as ["pkg:*"]
+		with data.airlock.config.eol as {"pkg:generic/node": "2023-02-30"}
+	contains(fixtures.messages(feb30), "pkg:generic/node 22.1.0 (end-of-life date 2023-02-30 in data.airlock.config.eol is not a date; counted as passed)")
 }
 
 test_invalid_end_of_life_pattern_only_warns if {
