@@ -523,19 +523,23 @@ repository_in_scope(patterns) if {
 # Sources of dependencies. A pattern is pkg:TYPE or pkg:TYPE/NAMESPACE, either optionally
 # ending in "*", optionally followed by ?repository_url=URL (see docs/policy.md). A literal "@"
 # in a namespace is read as the purl spec writes it, "%40".
-# Each pattern is parsed once per evaluation (a rule is evaluated once, a function at every
-# call).
-parsed_dependency_source_patterns contains [pattern, parsed] if {
+#
+# Cost: a source is looked up in the set of patterns, by each of its prefixes ("pkg:deb",
+# "pkg:deb/debian"), so the work grows with the sources, not with sources x patterns, and no
+# pattern is parsed; only patterns with a "*" are parsed, and only for a source the lookup did
+# not allow. (In regorus a rule is evaluated once per evaluation, a function at every call.)
+allowed_source_set := {p | some p in allowed_dependency_sources}
+
+dependency_source_globs contains parsed if {
 	some pattern in allowed_dependency_sources
+	is_string(pattern)
+	contains(pattern, "*")
 	parsed := dependency_source_pattern(pattern)
 }
 
-dependency_source_patterns contains parsed if some [_, parsed] in parsed_dependency_source_patterns
-
 invalid_dependency_source_patterns contains sprintf("%v", [pattern]) if {
-	valid := {p | some [p, _] in parsed_dependency_source_patterns}
 	some pattern in allowed_dependency_sources
-	not pattern in valid
+	not dependency_source_pattern(pattern)
 }
 
 # dependency_source_pattern is a valid pattern's {"path", "repository_url"}; undefined otherwise.
@@ -584,12 +588,36 @@ dependency_path_matches(path, source) := true if {
 	startswith(source, trim_suffix(path, "*"))
 } else := false
 
-dependency_source_allowed(source) if {
+dependency_source_allowed(source) := true if {
+	# The common cases first: a pattern naming the type, or the whole source.
 	is_string(source.source)
-	some pattern in dependency_source_patterns
+	suffix := dependency_source_suffix(source)
+	some path in [split(source.source, "/")[0], source.source]
+	concat("", [path, suffix]) in allowed_source_set
+} else := true if {
+	some candidate in dependency_source_candidates(source)
+	candidate in allowed_source_set
+} else := true if {
+	is_string(source.source)
+	some pattern in dependency_source_globs
 	object.get(source, "repository_url", null) == pattern.repository_url
 	dependency_path_matches(pattern.path, source.source)
+} else := false
+
+# The patterns without "*" that allow a source: each of its path prefixes at a "/", with the
+# source's ?repository_url=, and each also with "@" for "%40".
+dependency_source_candidates(source) := {candidate |
+	is_string(source.source)
+	segments := split(source.source, "/")
+	suffix := dependency_source_suffix(source)
+	some i in numbers.range(1, count(segments))
+	path := concat("/", array.slice(segments, 0, i))
+	some candidate in {concat("", [path, suffix]), concat("", [replace(path, "%40", "@"), suffix])}
 }
+
+dependency_source_suffix(source) := concat("", ["?repository_url=", source.repository_url]) if {
+	is_string(source.repository_url)
+} else := ""
 
 # The name of a source in messages and waivers: "pkg:npm", "pkg:npm?repository_url=URL".
 dependency_source_label(source) := sprintf("%v?repository_url=%v", [source.source, source.repository_url]) if {
@@ -753,20 +781,23 @@ default scorecards := []
 
 scorecards := input.evidence.scorecards
 
-# Scorecard results by repository (normalized) and date.
-scorecards_of(repository) := [s |
+# [repository (normalized), result] for each Scorecard result that names its repository,
+# normalized once per evaluation.
+scorecard_results contains [normalized_repository(s.repository), s] if {
 	some s in scorecards
 	is_string(s.repository)
-	normalized_repository(s.repository) == repository
-]
+}
 
-# The newest results for a repository (several if attested for the same date).
-latest_scorecards(repository) := [s |
-	results := scorecards_of(repository)
-	latest := max({sprintf("%v", [s.date]) | some s in results})
-	some s in results
-	sprintf("%v", [s.date]) == latest
-]
+scorecard_repositories := {repository | some [repository, _] in scorecard_results}
+
+# [repository, result] for the newest results (by date; several if attested for the same date)
+# of each source repository.
+source_scorecards contains [repository, s] if {
+	some [repository, s] in scorecard_results
+	repository in source_repositories
+	newest := max({x.date | some [r, x] in scorecard_results; r == repository})
+	s.date == newest
+}
 
 maintained_score(s) := object.get(object.get(s, "checks", {}), "Maintained", null)
 
@@ -777,14 +808,13 @@ scorecard_passes(s) if {
 
 # Source repositories whose newest Scorecard result fails, or that have none.
 scorecard_failing contains repository if {
-	some repository in source_repositories
-	some s in latest_scorecards(repository)
+	some [repository, s] in source_scorecards
 	not scorecard_passes(s)
 }
 
 scorecard_missing contains repository if {
 	some repository in source_repositories
-	count(scorecards_of(repository)) == 0
+	not repository in scorecard_repositories
 }
 
 scorecard_waived(repository) if {
@@ -805,7 +835,8 @@ scorecard_unmatchable if count(source_repositories) == 0
 
 # "github.com/acme/app scores 4.2 (2026-11-20), below the minimum 5; its Maintained check is 0"
 scorecard_failure(repository) := concat("; ", [text |
-	some s in latest_scorecards(repository)
+	some [r, s] in source_scorecards
+	r == repository
 	not scorecard_passes(s)
 	reasons := [reason |
 		some reason in [
@@ -816,7 +847,7 @@ scorecard_failure(repository) := concat("; ", [text |
 	]
 	text := sprintf("%v (%v, attested by %v) %s", [repository, s.date, object.get(s, "key", "?"), concat(" and ", reasons)])
 ]) if {
-	count(latest_scorecards(repository)) > 0
+	repository in scorecard_failing
 } else := sprintf("%v fails the Scorecard minimum", [repository])
 
 scorecard_reason_applies(reason, s) if {
@@ -904,20 +935,27 @@ eol_version_matches(want, version) := true if {
 # Components past their end of life: the package is looked up in each SBOM's packages, so the
 # cost grows with the eol entries and the versions of their packages, not with the components.
 # A date that cannot be read counts as passed (fail closed), and so does an unknown now.
-eol_findings contains {"package": entry.package, "version": version, "date": entry.date, "pattern": entry.pattern} if {
-	some entry in eol_entries
+# Each pattern is only split at its "@" before the lookup, and checked in full when its package
+# is present.
+eol_findings contains {"package": name, "version": version, "date": date, "pattern": pattern} if {
+	some pattern, date in eol
+	[name, wanted] := eol_split(pattern)
 	some sbom in input.evidence.sboms
-	some version in sbom.dependencies.packages[entry.package]
+	some version in sbom.dependencies.packages[name]
 	is_string(version)
-	eol_version_matches(entry.version, version)
-	not now_ns < date_ns(entry.date)
+	eol_entry(pattern)
+	eol_version_matches(wanted, version)
+	not now_ns < date_ns(date)
 }
 
-# Each valid eol pattern, parsed once per evaluation.
-eol_entries contains object.union(eol_entry(pattern), {"pattern": pattern, "date": date}) if {
-	some pattern, date in eol
-	eol_entry(pattern)
-}
+# eol_split is [package, version or null] of an eol pattern, unchecked.
+eol_split(pattern) := [parts[0], parts[1]] if {
+	parts := split(pattern, "@")
+	count(parts) == 2
+	not contains(parts[1], "/")
+} else := [entry.package, entry.version] if {
+	entry := eol_entry(pattern)
+} else := [pattern, null]
 
 eol_waived(finding) := true if {
 	rule_waived("prod.end_of_life", finding.package)
@@ -943,14 +981,13 @@ default eol_text := "components past their end of life"
 
 eol_text := bounded_list(sort(eol_unwaived))
 
-# "pattern: date" for each eol entry whose pattern is not valid or whose date is not shaped
-# like one. (A well-shaped date that does not exist, 2023-02-30, is found when it matches a
-# component: it denies, fail closed. Reading every date at every evaluation would cost more
-# than the rest of the gate.)
+# "pattern: date" for each eol entry that is not a valid pattern with a valid date. The gates
+# do not read it (checking every entry at every evaluation would cost more than the rest of
+# the gate): the bundle's tests do, and an entry whose date cannot be read denies the
+# components it matches.
 invalid_eol_entries contains sprintf("%v: %v", [pattern, date]) if {
-	valid := {entry.pattern | some entry in eol_entries}
 	some pattern, date in eol
-	not eol_entry_valid(pattern, date, valid)
+	not eol_entry_valid(pattern, date)
 }
 
 invalid_eol_entries contains "data.airlock.config.eol is not an object" if {
@@ -958,30 +995,24 @@ invalid_eol_entries contains "data.airlock.config.eol is not an object" if {
 	not is_object(data.airlock.config.eol)
 }
 
-eol_entry_valid(pattern, date, valid) if {
-	pattern in valid
-	date_shaped(date)
+eol_entry_valid(pattern, date) if {
+	eol_entry(pattern)
+	date_ns(date)
 }
-
-# date_shaped: "YYYY-MM-DD", or that followed by "T" and more (an RFC 3339 date-time).
-date_shaped(text) := true if {
-	is_date(text)
-} else := true if {
-	is_string(text)
-	count(text) > 10
-	upper(substring(text, 10, 1)) == "T"
-	is_date(substring(text, 0, 10))
-} else := false
 
 # --- waived dependency findings ---
 
-# "rule: what" for everything a rule-scoped waiver accepted.
+# "rule: what" for everything a rule-scoped waiver accepted (computed only when one is active).
+default dependency_waivers_used := []
+
 dependency_waivers_used := array.concat(array.concat(array.concat(
 	sort({sprintf("prod.dependency_sources: %s", [x]) | some x in (waived_sources | waived_unidentified)}),
 	sort({sprintf("prod.unpinned_inputs: %s", [x]) | some x in waived_unpinned_inputs}),
 ), sort({sprintf("prod.scorecard_minimum: %s", [x]) | some x in waived_scorecards})),
 	sort({sprintf("prod.end_of_life: %s", [x]) | some x in eol_waived_components}),
-)
+) if {
+	count(active_rule_waivers) > 0
+}
 
 # --- history ---
 

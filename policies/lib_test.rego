@@ -244,3 +244,9 @@ test_waiver_without_rule_waives_vulnerabilities_only if {
 	rule_waivers := lib.active_rule_waivers with data.airlock.config.waivers as waivers with input.now as "2026-11-25T12:00:00Z"
 	rule_waivers == set()
 }
+
+test_malformed_sources_are_not_allowed_without_error if {
+	not allows(["pkg:npm"], {"source": 7, "repository_url": null})
+	not allows(["pkg:*"], {"source": null})
+	not allows(["pkg:npm"], {})
+}

@@ -25,7 +25,6 @@ import data.airlock.lib.disallowed_sources_text
 import data.airlock.lib.eol_text
 import data.airlock.lib.eol_unwaived
 import data.airlock.lib.invalid_dependency_source_patterns
-import data.airlock.lib.invalid_eol_entries
 import data.airlock.lib.repository_critical
 import data.airlock.lib.sboms_without_dependencies
 import data.airlock.lib.scorecard_enforced
@@ -216,11 +215,13 @@ deny contains violation(
 	count(sboms_without_dependencies) > 0
 }
 
+# Checked only when a source is denied: an invalid pattern allows nothing, so it matters then.
 warn contains violation(
 	"prod.dependency_sources",
 	sprintf("data.airlock.config.allowed_dependency_sources has patterns that are not valid, which allow nothing: %s", [bounded_list(sort(invalid_dependency_source_patterns))]),
 	"write each pattern as pkg:TYPE or pkg:TYPE/NAMESPACE, optionally ending in *, optionally followed by ?repository_url=URL (see docs/policy.md#prod-dependency-sources)",
 ) if {
+	count(disallowed_sources) > 0
 	count(invalid_dependency_source_patterns) > 0
 }
 
@@ -258,14 +259,6 @@ deny contains violation(
 	"upgrade them to a supported release and rebuild (the dates are data.airlock.config.eol); a waiver with rule prod.end_of_life and the package (e.g. pkg:generic/node) or the eol pattern (pkg:generic/node@16) as id accepts it until it expires",
 ) if {
 	count(eol_unwaived) > 0
-}
-
-warn contains violation(
-	"prod.end_of_life",
-	sprintf("data.airlock.config.eol has entries that are not valid: %s", [bounded_list(sort(invalid_eol_entries))]),
-	"write each entry as \"pkg:TYPE/NAME\" or \"pkg:TYPE/NAME@VERSION\" mapped to a date, YYYY-MM-DD or RFC 3339 (see docs/policy.md#prod-end-of-life); a component matching an entry whose date cannot be read is denied",
-) if {
-	count(invalid_eol_entries) > 0
 }
 
 warn contains violation(

@@ -3,6 +3,7 @@ package airlock.gates.prod_test
 
 import data.airlock.fixtures
 import data.airlock.gates.prod
+import data.airlock.lib
 
 # denied is the set of rule ids prod denies the given input with.
 denied(given) := ids if {
@@ -623,35 +624,51 @@ test_package_pattern_without_version_matches_every_version if {
 	contains(fixtures.messages(deny), "pkg:cargo/tokio 1.40.0 (end of life 2026-01-01), pkg:cargo/tokio 1.41.1 (end of life 2026-01-01)")
 }
 
-test_unreadable_end_of_life_date_fails_closed_and_warns if {
+test_unreadable_end_of_life_date_fails_closed if {
 	given := with_dependencies(generic_node("22.1.0"))
-	eol := {"pkg:generic/node@22": "next spring", "pkg:generic/deno": "soon", "pkg:generic/bun": "2023-02-30"}
+	eol := {"pkg:generic/node@22": "next spring", "pkg:generic/deno": "soon"}
 	deny := prod.deny with input as given
-		with data.airlock.config.allowed_dependency_sources as ["pkg:*"]
-		with data.airlock.config.eol as eol
-	warn := prod.warn with input as given
 		with data.airlock.config.allowed_dependency_sources as ["pkg:*"]
 		with data.airlock.config.eol as eol
 	fixtures.rule_ids(deny) == {"prod.end_of_life"}
 	contains(fixtures.messages(deny), "pkg:generic/node 22.1.0 (end-of-life date next spring in data.airlock.config.eol is not a date; counted as passed)")
-	fixtures.rule_ids(warn) == {"prod.end_of_life"}
-	contains(fixtures.messages(warn), "entries that are not valid: pkg:generic/deno: soon, pkg:generic/node@22: next spring")
-	# A well-shaped date that does not exist is found when it matches a component.
+	# A well-shaped date that does not exist, and one beyond the timestamp range, too.
 	feb30 := prod.deny with input as given
 		with data.airlock.config.allowed_dependency_sources as ["pkg:*"]
-		with data.airlock.config.eol as {"pkg:generic/node": "2023-02-30"}
-	contains(fixtures.messages(feb30), "pkg:generic/node 22.1.0 (end-of-life date 2023-02-30 in data.airlock.config.eol is not a date; counted as passed)")
+		with data.airlock.config.eol as {"pkg:generic/node": "2023-02-30", "pkg:generic/node@22.1": "9999-12-31"}
+	msg := fixtures.messages(feb30)
+	contains(msg, "pkg:generic/node 22.1.0 (end-of-life date 2023-02-30 in data.airlock.config.eol is not a date; counted as passed)")
+	contains(msg, "pkg:generic/node 22.1.0 (end-of-life date 9999-12-31 in data.airlock.config.eol is not a date; counted as passed)")
 }
 
-test_invalid_end_of_life_pattern_only_warns if {
-	eol := {"node@16": "2023-09-11", "pkg:generic/node@": "2023-09-11", "pkg:generic/node@16": 20230911}
-	deny := prod.deny with input as fixtures.prod_input with data.airlock.config.eol as eol
-	warn := prod.warn with input as fixtures.prod_input with data.airlock.config.eol as eol
-	deny == set()
-	fixtures.rule_ids(warn) == {"prod.end_of_life"}
-	contains(fixtures.messages(warn), "node@16: 2023-09-11, pkg:generic/node@16: 20230911, pkg:generic/node@: 2023-09-11")
-	not_an_object := prod.warn with input as fixtures.prod_input with data.airlock.config.eol as ["pkg:generic/node@16"]
-	contains(fixtures.messages(not_an_object), "data.airlock.config.eol is not an object")
+test_invalid_end_of_life_patterns_match_nothing_and_fail_the_bundle_tests if {
+	eol := {"node@16": "2023-09-11", "pkg:generic/node@": "2023-09-11", "pkg:generic/node@16": 20230911, "pkg:cargo/tokio": "someday"}
+	deny := prod.deny with input as with_dependencies(generic_node("16.1.0"))
+		with data.airlock.config.allowed_dependency_sources as ["pkg:*"]
+		with data.airlock.config.eol as eol
+	# pkg:generic/node@16 with a number for a date matches and denies; the others match nothing
+	# but tokio, whose unreadable date denies.
+	msg := fixtures.messages(deny)
+	contains(msg, "pkg:generic/node 16.1.0 (end-of-life date 20230911 in data.airlock.config.eol is not a date; counted as passed)")
+	contains(msg, "pkg:cargo/tokio 1.41.1 (end-of-life date someday")
+	not contains(msg, "node@16:")
+	invalid := lib.invalid_eol_entries with data.airlock.config.eol as eol
+	invalid == {"node@16: 2023-09-11", "pkg:generic/node@: 2023-09-11", "pkg:generic/node@16: 20230911", "pkg:cargo/tokio: someday"}
+	not_an_object := lib.invalid_eol_entries with data.airlock.config.eol as ["pkg:generic/node@16"]
+	not_an_object == {"data.airlock.config.eol is not an object"}
+}
+
+# The configuration of the bundle under test is valid: a typo in data.json fails
+# `airlock policy test` (the gates only report invalid source patterns when a source is denied,
+# and never read eol entries that match nothing).
+test_configured_dependency_source_patterns_are_valid if {
+	count(lib.invalid_dependency_source_patterns) == 0
+	is_array(data.airlock.config.allowed_dependency_sources)
+}
+
+test_configured_eol_entries_are_valid if {
+	count(lib.invalid_eol_entries) == 0
+	is_object(data.airlock.config.eol)
 }
 
 test_end_of_life_waivers if {
