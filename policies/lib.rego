@@ -727,8 +727,7 @@ sboms_without_dependencies contains sprintf("%v", [object.get(sbom, "key", "?")]
 
 default unpinned_inputs_remediation := "pin every build input by digest and rebuild"
 
-unpinned_inputs_remediation := "pin every build input by digest (a commit SHA instead of a branch or tag, an image digest instead of a tag, a checksum for downloads) so the provenance records it, and rebuild; a waiver with rule prod.unpinned_inputs and the input's uri as id accepts one until it expires"
-
+unpinned_inputs_remediation := "pin every build input by digest (a commit SHA instead of a branch or tag, an image digest instead of a tag, a checksum for downloads) so the provenance records it, and rebuild; a waiver in data.airlock.config.waivers with rule prod.unpinned_inputs and the input's uri as id accepts one until it expires"
 
 repository_critical if repository_in_scope(critical_repositories)
 
@@ -779,7 +778,7 @@ source_repositories contains normalized_repository(p.source_repository) if {
 
 default scorecards := []
 
-scorecards := input.evidence.scorecards
+scorecards := input.evidence.scorecards if is_array(input.evidence.scorecards)
 
 # [repository (normalized), result] for each Scorecard result that names its repository,
 # normalized once per evaluation.
@@ -865,7 +864,7 @@ scorecard_reason_applies(reason, s) if {
 scorecard_violations contains violation(
 	"prod.scorecard_minimum",
 	sprintf("the OpenSSF Scorecard result of the source of %s fails: %s", [artifact_ref, scorecard_failure(repository)]),
-	sprintf("improve the repository's practices (scorecard --repo=%s --show-details says what each check wants) and attest a new result, or change data.airlock.config.scorecard_minimum (now %v); a waiver with rule prod.scorecard_minimum and id %s accepts it until it expires", [repository, scorecard_minimum, repository]),
+	sprintf("improve the repository's practices (scorecard --repo=%s --show-details says what each check wants) and attest a new result, or change data.airlock.config.scorecard_minimum (now %v); a waiver in data.airlock.config.waivers with rule prod.scorecard_minimum and id %s accepts it until it expires", [repository, scorecard_minimum, repository]),
 ) if {
 	some repository in unwaived_scorecard_failing
 }

@@ -194,7 +194,7 @@ deny contains violation(
 deny contains violation(
 	"prod.dependency_sources",
 	sprintf("%s has components from sources no allowed_dependency_sources pattern allows: %s", [artifact_ref, disallowed_sources_text]),
-	"take these components from an allowed source (the public registry of their ecosystem) and rebuild, or, if the source is trusted, add a pattern such as pkg:generic or pkg:npm?repository_url=https://npm.example.com to data.airlock.config.allowed_dependency_sources; a waiver with rule prod.dependency_sources and the source or package as id accepts it until it expires",
+	"take these components from an allowed source (the public registry of their ecosystem) and rebuild, or, if the source is trusted, add a pattern such as pkg:generic or pkg:npm?repository_url=https://npm.example.com to data.airlock.config.allowed_dependency_sources; a waiver in data.airlock.config.waivers with rule prod.dependency_sources and the source or package as id accepts it until it expires",
 ) if {
 	count(disallowed_sources) > 0
 }
@@ -202,7 +202,7 @@ deny contains violation(
 deny contains violation(
 	"prod.dependency_sources",
 	sprintf("%s has components without a valid package URL, whose source cannot be checked: %s", [artifact_ref, unidentified_text]),
-	"generate the SBOM with a tool that gives every component a package URL (syft, cdxgen, trivy), correct the invalid ones, and attest it again; a waiver with rule prod.dependency_sources and the component as id (as the message writes it, before the parenthesis) accepts one until it expires",
+	"generate the SBOM with a tool that gives every component a package URL (syft, cdxgen, trivy), correct the invalid ones, and attest it again; a waiver in data.airlock.config.waivers with rule prod.dependency_sources and the component as id (as the message writes it, before the parenthesis) accepts one until it expires",
 ) if {
 	count(unwaived_unidentified) + unlisted_unidentified > 0
 }
@@ -256,7 +256,7 @@ warn contains v if {
 deny contains violation(
 	"prod.end_of_life",
 	sprintf("%s contains components past their end of life: %s", [artifact_ref, eol_text]),
-	"upgrade them to a supported release and rebuild (the dates are data.airlock.config.eol); a waiver with rule prod.end_of_life and the package (e.g. pkg:generic/node) or the eol pattern (pkg:generic/node@16) as id accepts it until it expires",
+	"upgrade them to a supported release and rebuild (the dates are data.airlock.config.eol); a waiver in data.airlock.config.waivers with rule prod.end_of_life and the package (e.g. pkg:generic/node) or the eol pattern (pkg:generic/node@16) as id accepts it until it expires",
 ) if {
 	count(eol_unwaived) > 0
 }
