@@ -816,6 +816,19 @@ scorecard_missing contains repository if {
 	not repository in scorecard_repositories
 }
 
+# Source repositories with a failing or missing result that no waiver accepts.
+scorecard_unwaived contains repository if {
+	some repository in source_repositories
+	scorecard_not_ok(repository)
+	not scorecard_waived(repository)
+}
+
+scorecard_not_ok(repository) := true if {
+	not repository in scorecard_repositories
+} else := true if {
+	repository in scorecard_failing
+} else := false
+
 scorecard_waived(repository) if {
 	some w in active_rule_waivers
 	w.rule == "prod.scorecard_minimum"
@@ -823,14 +836,12 @@ scorecard_waived(repository) if {
 	normalized_repository(w.id) == repository
 }
 
-unwaived_scorecard_failing := {r | some r in scorecard_failing; not scorecard_waived(r)}
+waived_scorecards := {r |
+	some r in source_repositories
+	scorecard_not_ok(r)
+	scorecard_waived(r)
+}
 
-unwaived_scorecard_missing := {r | some r in scorecard_missing; not scorecard_waived(r)}
-
-waived_scorecards := {r | some r in (scorecard_failing | scorecard_missing); scorecard_waived(r)}
-
-# No trusted provenance names a source repository, so no result can be matched.
-scorecard_unmatchable if count(source_repositories) == 0
 
 # "github.com/acme/app scores 4.2 (2026-11-20), below the minimum 5; its Maintained check is 0"
 scorecard_failure(repository) := concat("; ", [text |
@@ -860,29 +871,28 @@ scorecard_reason_applies(reason, s) if {
 }
 
 # The prod.scorecard_minimum violations; the gate denies with them in enforced repositories
-# and warns with them elsewhere.
-scorecard_violations contains violation(
+# and warns with them elsewhere. (Few rules on the way: each costs the gate time.)
+scorecard_violations contains scorecard_violation(repository) if some repository in scorecard_unwaived
+
+scorecard_violation(repository) := violation(
 	"prod.scorecard_minimum",
 	sprintf("the OpenSSF Scorecard result of the source of %s fails: %s", [artifact_ref, scorecard_failure(repository)]),
 	sprintf("improve the repository's practices (scorecard --repo=%s --show-details says what each check wants) and attest a new result, or change data.airlock.config.scorecard_minimum (now %v); a waiver in data.airlock.config.waivers with rule prod.scorecard_minimum and id %s accepts it until it expires", [repository, scorecard_minimum, repository]),
 ) if {
-	some repository in unwaived_scorecard_failing
-}
-
-scorecard_violations contains violation(
+	repository in scorecard_failing
+} else := violation(
 	"prod.scorecard_minimum",
 	sprintf("no OpenSSF Scorecard result is attested for %s, the source repository of %s", [repository, artifact_ref]),
 	sprintf("run scorecard --repo=%s --format=json > scorecard.json, then airlock attest HOST/%s --type https://scorecard.dev/result/v0.1 --predicate scorecard.json --key cosign.key", [repository, evidence_ref]),
-) if {
-	some repository in unwaived_scorecard_missing
-}
+)
 
+# No trusted provenance names a source repository, so no result can be matched.
 scorecard_violations contains violation(
 	"prod.scorecard_minimum",
 	sprintf("no OpenSSF Scorecard result can be matched to %s: no trusted provenance names its source repository", [artifact_ref]),
 	sprintf("attest provenance from an allowed builder and source (see prod.provenance_required), then a Scorecard result of that source: scorecard --repo=github.com/ORG/REPO --format=json > scorecard.json, then airlock attest HOST/%s --type https://scorecard.dev/result/v0.1 --predicate scorecard.json --key cosign.key", [evidence_ref]),
 ) if {
-	scorecard_unmatchable
+	count(source_repositories) == 0
 }
 
 # --- end of life ---
