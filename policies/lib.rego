@@ -851,7 +851,7 @@ scorecard_failure(repository) := concat("; ", [text |
 	reasons := [reason |
 		some reason in [
 			sprintf("scores %v, below the minimum %v", [s.score, scorecard_minimum]),
-			"its Maintained check is 0 (no recent activity)",
+			"its Maintained check is 0 (archived, inactive for 90 days, or younger than that)",
 		]
 		scorecard_reason_applies(reason, s)
 	]
