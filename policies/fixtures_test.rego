@@ -46,6 +46,9 @@ prod_input := {
 			"build_type": "https://actions.github.io/buildtypes/workflow/v1",
 			"source_repository": "https://github.com/acme/app",
 			"commit": "0d3c5e7a9b1f2d4c6e8a0b2d4f6a8c0e2b4d6f8a",
+			"source_ref": "refs/heads/main",
+			"inputs": 2,
+			"unpinned_inputs": [],
 		}],
 		"sboms": [{
 			"key": "ci-builder",
@@ -53,6 +56,7 @@ prod_input := {
 			"licenses": ["Apache-2.0 OR MIT", "BSD-3-Clause", "Unicode-3.0 AND (MIT OR Apache-2.0)"],
 			"invalid_licenses": [],
 			"components": 42,
+			"dependencies": dependencies,
 		}],
 		"vulnerabilities": [{
 			"key": "ci-builder",
@@ -67,11 +71,13 @@ prod_input := {
 			}],
 		}],
 		"tests": [{"key": "ci-builder", "result": "passed", "passed": 120, "warned": 0, "failed": 0}],
+		"scorecards": [scorecard],
 		"attestations": [
 			{"key": "ci-builder", "predicate_type": "https://slsa.dev/provenance/v1"},
 			{"key": "ci-builder", "predicate_type": "https://cyclonedx.org/bom"},
 			{"key": "ci-builder", "predicate_type": "https://cosign.sigstore.dev/attestation/vuln/v1"},
 			{"key": "ci-builder", "predicate_type": "https://in-toto.io/attestation/test-result/v0.1"},
+			{"key": "ci-builder", "predicate_type": "https://scorecard.dev/result/v0.1"},
 		],
 		"rejected": [],
 	},
@@ -90,6 +96,48 @@ prod_input := {
 	},
 	"approvals": [],
 	"break_glass": {"requested": false, "reason": null},
+}
+
+# The dependency facts of prod_input's SBOM: every component from a default registry, none
+# past its end of life.
+dependencies := {
+	"components": 41,
+	"direct": 5,
+	"transitive": 36,
+	"exempt": 1,
+	"unidentified": 0,
+	"unversioned": 0,
+	"unidentifiable": [],
+	"sources": [
+		{"source": "pkg:cargo", "repository_url": null, "components": 38, "examples": ["pkg:cargo/serde@1.0.215", "pkg:cargo/tokio@1.41.1", "pkg:cargo/regorus@0.14.1"]},
+		{"source": "pkg:deb/debian", "repository_url": null, "components": 2, "examples": ["pkg:deb/debian/libc6@2.36-9?arch=amd64", "pkg:deb/debian/zlib1g@1.3?arch=amd64"]},
+	],
+	"packages": {
+		"pkg:cargo/serde": ["1.0.215"],
+		"pkg:cargo/tokio": ["1.40.0", "1.41.1"],
+		"pkg:cargo/regorus": ["0.14.1"],
+		"pkg:deb/debian/libc6": ["2.36-9"],
+		"pkg:deb/debian/zlib1g": ["1.3"],
+	},
+	"duplicates": [{"package": "pkg:cargo/tokio", "versions": ["1.40.0", "1.41.1"]}],
+}
+
+# A passing Scorecard result for prod_input's source repository.
+scorecard := {
+	"key": "ci-builder",
+	"repository": "github.com/acme/app",
+	"commit": "0d3c5e7a9b1f2d4c6e8a0b2d4f6a8c0e2b4d6f8a",
+	"date": "2026-11-20T08:00:00Z",
+	"scorecard_version": "v5.1.1",
+	"score": 7.3,
+	"checks": {
+		"Maintained": 10,
+		"Pinned-Dependencies": 6,
+		"Signed-Releases": -1,
+		"Vulnerabilities": 10,
+		"Branch-Protection": 8,
+		"Code-Review": 9,
+	},
 }
 
 # A promotion from dev into staging that every rule of the default bundle allows.

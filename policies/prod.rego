@@ -1,8 +1,10 @@
 # The gate of stage prod: everything staging requires (its deny rules are included as they
 # are, under their staging.* and common.* ids), plus SLSA provenance from a trusted builder and
 # source, a vulnerability scan without critical findings and with high ones within the limit or
-# waived, an SBOM whose licenses are all allowed, passing tests, a prior promotion to staging,
-# and one approval (two under break-glass).
+# waived, an SBOM whose licenses are all allowed, healthy dependencies (from allowed sources,
+# none past its end of life, build inputs pinned, the source's OpenSSF Scorecard result above
+# the minimum), passing tests, a prior promotion to staging, and one approval (two under
+# break-glass).
 #
 # A gate package holds only deny, warn and approvals (airlock rejects any other rule in it);
 # helpers live in airlock.lib.
@@ -16,6 +18,23 @@ import data.airlock.lib.allowed_licenses
 import data.airlock.lib.allowed_source_prefixes
 import data.airlock.lib.artifact_ref
 import data.airlock.lib.evidence_ref
+import data.airlock.lib.bounded_list
+import data.airlock.lib.dependency_waivers_used
+import data.airlock.lib.disallowed_sources
+import data.airlock.lib.disallowed_sources_text
+import data.airlock.lib.eol_text
+import data.airlock.lib.eol_unwaived
+import data.airlock.lib.invalid_dependency_source_patterns
+import data.airlock.lib.repository_critical
+import data.airlock.lib.sboms_without_dependencies
+import data.airlock.lib.scorecard_enforced
+import data.airlock.lib.scorecard_violations
+import data.airlock.lib.unidentified_text
+import data.airlock.lib.unlisted_unidentified
+import data.airlock.lib.unpinned_inputs_remediation
+import data.airlock.lib.unpinned_inputs_text
+import data.airlock.lib.unwaived_unidentified
+import data.airlock.lib.unwaived_unpinned_inputs
 import data.airlock.lib.break_glass
 import data.airlock.lib.break_glass_approvals
 import data.airlock.lib.common_warn
@@ -131,8 +150,8 @@ warn contains violation(
 
 warn contains violation(
 	"prod.waiver_invalid",
-	sprintf("waivers without an RFC 3339 expiry waive nothing: %s", [concat(", ", sort(invalid_waivers))]),
-	"give each waiver in data.airlock.config.waivers an expires date-time such as 2026-12-31T23:59:59Z",
+	sprintf("waivers that waive nothing: %s", [concat(", ", sort(invalid_waivers))]),
+	"give each waiver in data.airlock.config.waivers an expires date-time such as 2026-12-31T23:59:59Z, and a rule only if it is one that can be waived (see docs/policy.md#waivers)",
 ) if {
 	count(invalid_waivers) > 0
 }
@@ -168,6 +187,86 @@ deny contains violation(
 	"fix the license data of these components (valid SPDX ids, or LicenseRef-*), regenerate and attest the SBOM",
 ) if {
 	has_invalid_licenses
+}
+
+# --- dependency health ---
+
+deny contains violation(
+	"prod.dependency_sources",
+	sprintf("%s has components from sources no allowed_dependency_sources pattern allows: %s", [artifact_ref, disallowed_sources_text]),
+	"take these components from an allowed source (the public registry of their ecosystem) and rebuild, or, if the source is trusted, add a pattern such as pkg:generic or pkg:npm?repository_url=https://npm.example.com to data.airlock.config.allowed_dependency_sources; a waiver in data.airlock.config.waivers with rule prod.dependency_sources and the source or package as id accepts it until it expires",
+) if {
+	count(disallowed_sources) > 0
+}
+
+deny contains violation(
+	"prod.dependency_sources",
+	sprintf("%s has components without a valid package URL, whose source cannot be checked: %s", [artifact_ref, unidentified_text]),
+	"generate the SBOM with a tool that gives every component a package URL (syft, cdxgen, trivy), correct the invalid ones, and attest it again; a waiver in data.airlock.config.waivers with rule prod.dependency_sources and the component as id (as the message writes it, before the parenthesis) accepts one until it expires",
+) if {
+	count(unwaived_unidentified) + unlisted_unidentified > 0
+}
+
+deny contains violation(
+	"prod.dependency_sources",
+	sprintf("the SBOMs attested by %s carry no dependency facts (evidence.sboms[].dependencies), so their components' sources cannot be checked", [concat(", ", sort(sboms_without_dependencies))]),
+	"run an airlock server as recent as this policy bundle: it derives the dependency facts from every verified SBOM",
+) if {
+	count(sboms_without_dependencies) > 0
+}
+
+# Checked only when a source is denied: an invalid pattern allows nothing, so it matters then.
+warn contains violation(
+	"prod.dependency_sources",
+	sprintf("data.airlock.config.allowed_dependency_sources has patterns that are not valid, which allow nothing: %s", [bounded_list(sort(invalid_dependency_source_patterns))]),
+	"write each pattern as pkg:TYPE or pkg:TYPE/NAMESPACE, optionally ending in *, optionally followed by ?repository_url=URL (see docs/policy.md#prod-dependency-sources)",
+) if {
+	count(disallowed_sources) > 0
+	count(invalid_dependency_source_patterns) > 0
+}
+
+deny contains violation(
+	"prod.unpinned_inputs",
+	sprintf("%s was built from inputs not pinned by digest: %s", [artifact_ref, unpinned_inputs_text]),
+	unpinned_inputs_remediation,
+) if {
+	count(unwaived_unpinned_inputs) > 0
+	repository_critical
+}
+
+warn contains violation(
+	"prod.unpinned_inputs",
+	sprintf("%s was built from inputs not pinned by digest: %s", [artifact_ref, unpinned_inputs_text]),
+	concat("", [unpinned_inputs_remediation, "; this denies in repositories listed in data.airlock.config.critical_repositories"]),
+) if {
+	count(unwaived_unpinned_inputs) > 0
+	not repository_critical
+}
+
+deny contains v if {
+	scorecard_enforced
+	some v in scorecard_violations
+}
+
+warn contains v if {
+	not scorecard_enforced
+	some v in scorecard_violations
+}
+
+deny contains violation(
+	"prod.end_of_life",
+	sprintf("%s contains components past their end of life: %s", [artifact_ref, eol_text]),
+	"upgrade them to a supported release and rebuild (the dates are data.airlock.config.eol); a waiver in data.airlock.config.waivers with rule prod.end_of_life and the package (e.g. pkg:generic/node) or the eol pattern (pkg:generic/node@16) as id accepts it until it expires",
+) if {
+	count(eol_unwaived) > 0
+}
+
+warn contains violation(
+	"prod.dependency_waived",
+	sprintf("%s passes dependency rules only through waivers: %s", [artifact_ref, bounded_list(dependency_waivers_used)]),
+	"fix them before the waivers expire; each waiver's rule, expiry and reason are in data.airlock.config.waivers",
+) if {
+	count(dependency_waivers_used) > 0
 }
 
 # --- tests ---
