@@ -6,6 +6,8 @@ use std::str::FromStr;
 use airlock_core::audit::rfc3339_millis;
 use airlock_core::{Digest, ParsedManifest, RepoName};
 use airlock_store::{ApprovalRow, EvidenceRow, PromotionRow, StoreError, now_millis};
+use airlock_trust::dependencies::DependencyHealth;
+use airlock_trust::facts::Facts;
 use serde_json::{Value, json};
 
 use super::{Caller, PromotionService, Result};
@@ -36,7 +38,8 @@ pub(super) fn requester_json(caller: &Caller) -> Value {
     })
 }
 
-/// The `evidence` object: verified items by kind, with their derived facts; rejected ones apart.
+/// The `evidence` object: verified items by kind, with their derived facts (and, for an SBOM, the
+/// dependency-health summary of its components); rejected ones apart.
 fn evidence_json(rows: &[EvidenceRow], key_scopes: &[(String, Vec<String>)]) -> Value {
     let mut signatures = Vec::new();
     let mut attestations = Vec::new();
@@ -44,6 +47,7 @@ fn evidence_json(rows: &[EvidenceRow], key_scopes: &[(String, Vec<String>)]) -> 
     let mut sboms = Vec::new();
     let mut vulnerabilities = Vec::new();
     let mut tests = Vec::new();
+    let mut scorecards = Vec::new();
     let mut rejected = Vec::new();
     for row in rows {
         let verdict = &row.verdict;
@@ -68,26 +72,34 @@ fn evidence_json(rows: &[EvidenceRow], key_scopes: &[(String, Vec<String>)]) -> 
             }
             Some("attestation") => {
                 attestations.push(json!({"key": key, "predicate_type": verdict.predicate_type}));
-                let facts: Value = verdict
+                // Facts that do not read back as what airlock stores are left out: the gate
+                // then sees the evidence as missing, which fails closed.
+                let Some(facts) = verdict
                     .facts
                     .as_deref()
-                    .and_then(|f| serde_json::from_str(f).ok())
-                    .unwrap_or(Value::Null);
-                let mut item = facts.clone();
-                if let Some(object) = item.as_object_mut() {
-                    object.remove("kind");
-                    object.insert("key".into(), json!(key));
-                }
-                match facts["kind"].as_str() {
-                    Some("provenance") => provenance.push(item),
-                    Some("sbom") => {
-                        let components = facts["components"].as_array().map_or(0, Vec::len);
-                        item["components"] = json!(components);
+                    .and_then(|f| serde_json::from_str::<Facts>(f).ok())
+                else {
+                    continue;
+                };
+                let mut item = match serde_json::to_value(&facts) {
+                    Ok(Value::Object(mut object)) => {
+                        object.remove("kind");
+                        object.insert("key".into(), json!(key));
+                        Value::Object(object)
+                    }
+                    _ => continue,
+                };
+                match &facts {
+                    Facts::Provenance(_) => provenance.push(item),
+                    Facts::Sbom(sbom) => {
+                        item["components"] = json!(sbom.components.len());
+                        item["dependencies"] = json!(DependencyHealth::of(sbom));
                         sboms.push(item);
                     }
-                    Some("vulnerabilities") => vulnerabilities.push(item),
-                    Some("test_result") => tests.push(item),
-                    _ => {}
+                    Facts::Vulnerabilities(_) => vulnerabilities.push(item),
+                    Facts::TestResult(_) => tests.push(item),
+                    Facts::Scorecard(_) => scorecards.push(item),
+                    Facts::None => {}
                 }
             }
             _ => {}
@@ -95,7 +107,8 @@ fn evidence_json(rows: &[EvidenceRow], key_scopes: &[(String, Vec<String>)]) -> 
     }
     json!({
         "signatures": signatures, "provenance": provenance, "sboms": sboms,
-        "vulnerabilities": vulnerabilities, "tests": tests, "attestations": attestations,
+        "vulnerabilities": vulnerabilities, "tests": tests, "scorecards": scorecards,
+        "attestations": attestations,
         "rejected": rejected,
     })
 }
