@@ -77,7 +77,7 @@ fn cyclonedx_allowed_licenses() -> Value {
         "components": [
             {"type": "library", "name": "serde", "version": "1.0.200", "purl": "pkg:cargo/serde@1.0.200",
              "licenses": [{"expression": "MIT OR Apache-2.0"}]},
-            {"type": "library", "name": "zlib", "version": "1.3.1", "purl": "pkg:generic/zlib@1.3.1",
+            {"type": "library", "name": "zlib", "version": "1.3.1-r2", "purl": "pkg:apk/alpine/zlib@1.3.1-r2?arch=x86_64",
              "licenses": [{"license": {"id": "Zlib"}}]}
         ]
     })
