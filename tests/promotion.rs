@@ -2147,3 +2147,257 @@ async fn a_claimed_promotion_whose_final_decision_fails_is_reopened_and_recorded
     let reason = reopened[0]["details"]["reason"].as_str().unwrap();
     assert!(reason.contains("not in the registry"), "{reason}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 12. Dependency health
+
+const SCORECARD: &str = "https://scorecard.dev/result/v0.1";
+
+/// An OpenSSF Scorecard result (JSON v2, as `scorecard --format=json` writes it) for the source
+/// repository [`slsa_provenance`] names, with `score` and a `Maintained` check of `maintained`.
+fn scorecard_result(score: f64, maintained: i64) -> Value {
+    json!({
+        "date": "2026-11-30T06:12:41Z",
+        "repo": {"name": "github.com/acme/app", "commit": "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"},
+        "scorecard": {"version": "v5.3.0", "commit": "c22063e786c11f9dd714d777a687ff7c4599b600"},
+        "score": score,
+        "checks": [
+            {"name": "Maintained", "score": maintained, "reason": "30 commit(s) found in the last 90 days", "details": null,
+             "documentation": {"short": "Determines if the project is \"actively maintained\".", "url": "https://github.com/ossf/scorecard/blob/main/docs/checks.md#maintained"}},
+            {"name": "Pinned-Dependencies", "score": 8, "reason": "dependency not pinned by hash detected", "details": null,
+             "documentation": {"short": "Determines if the project has declared and pinned the dependencies of its build process.", "url": "https://github.com/ossf/scorecard/blob/main/docs/checks.md#pinned-dependencies"}}
+        ],
+        "metadata": null
+    })
+}
+
+/// A CycloneDX SBOM with a root, two direct dependencies and one transitive one.
+fn cyclonedx_with(components: &[(&str, &str, &str)]) -> Value {
+    let listed: Vec<Value> = components
+        .iter()
+        .map(|(name, version, purl)| {
+            json!({"type": "library", "bom-ref": purl, "name": name, "version": version, "purl": purl,
+                   "licenses": [{"expression": "MIT"}]})
+        })
+        .collect();
+    let refs: Vec<&str> = components.iter().map(|(_, _, purl)| *purl).collect();
+    json!({
+        "bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+        "metadata": {"component": {"type": "container", "name": "team/app", "bom-ref": "root"}},
+        "components": listed,
+        "dependencies": [{"ref": "root", "dependsOn": refs}]
+    })
+}
+
+/// Dependency health end to end, with evidence made by the independent implementation: a build
+/// whose SBOM has a component past its end of life and one from an unknown registry, whose
+/// provenance has an unpinned input and that has no Scorecard result is denied in prod with
+/// each problem explained; the rebuilt artifact with those fixed is promoted.
+#[tokio::test]
+async fn dependency_health_denies_with_explanations_until_the_build_is_fixed() {
+    if !python_ready() {
+        return;
+    }
+    let bed = Bed::start(&[]);
+    let s = &bed.s;
+    let keyadmin = bed.user("keyadmin", &[("key-admin", "*")]).await;
+    let ci = bed.user("ci", &[("builder", "dev")]).await;
+    let rita = bed
+        .user("rita", &[("promoter", "staging"), ("promoter", "prod")])
+        .await;
+    let frida = bed.user("frida", &[("approver", "prod")]).await;
+    let key = bed.keygen("ci-key");
+    let mut purposes = ci_purposes();
+    purposes.push(format!("attest:{SCORECARD}"));
+    bed.add_key(&keyadmin, "ci-builder", &key, &purposes).await;
+
+    // The first build: node 16 (ended 2023-09-11) as the runtime, left-pad from a registry no
+    // pattern allows, a build input named by branch only, and no Scorecard result.
+    let first = push_image_as(s, &ci, "dev/team/app", "1.0", b"first build").await;
+    let mut provenance = slsa_provenance();
+    provenance["buildDefinition"]["resolvedDependencies"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"uri": "git+https://github.com/acme/build-scripts@refs/heads/main"}));
+    let unhealthy = cyclonedx_with(&[
+        ("node", "16.20.2", "pkg:generic/node@16.20.2"),
+        (
+            "left-pad",
+            "1.3.0",
+            "pkg:npm/left-pad@1.3.0?repository_url=https://npm.mirror.example",
+        ),
+        ("serde", "1.0.200", "pkg:cargo/serde@1.0.200"),
+    ]);
+    bed.sign("ci", "dev/team/app", &first, &key);
+    bed.attest("ci", "dev/team/app", &first, &key, SLSA_V1, &provenance);
+    bed.attest("ci", "dev/team/app", &first, &key, CYCLONEDX, &unhealthy);
+    bed.attest(
+        "ci",
+        "dev/team/app",
+        &first,
+        &key,
+        COSIGN_VULN,
+        &trivy_vuln_report(),
+    );
+    bed.attest(
+        "ci",
+        "dev/team/app",
+        &first,
+        &key,
+        TEST_RESULT,
+        &passing_tests(),
+    );
+    assert_eq!(bed.verified_evidence("dev/team/app", &first).await, 5);
+
+    let (status, body) = bed
+        .promote(&rita, "dev/team/app", &first, "staging", json!({}))
+        .await;
+    expect_promotion(status, &body, "promoted", 0);
+    let (status, body) = bed
+        .promote(&rita, "staging/team/app", &first, "prod", json!({}))
+        .await;
+    expect_denied(
+        status,
+        &body,
+        &["prod.dependency_sources", "prod.end_of_life"],
+    );
+    let violation = |list: &str, rule: &str| -> Value {
+        body["decision"][list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["rule"] == rule)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {rule} in {list}: {body:#}"))
+    };
+    let sources = violation("deny", "prod.dependency_sources");
+    let message = sources["msg"].as_str().unwrap();
+    for expected in ["pkg:generic", "https://npm.mirror.example"] {
+        assert!(message.contains(expected), "{message}");
+    }
+    assert!(!message.contains("pkg:cargo"), "{message}");
+    assert!(
+        sources["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("allowed_dependency_sources"),
+        "{sources:#}"
+    );
+    assert_eq!(sources["docs"], "docs/policy.md#prod-dependency-sources");
+    let end_of_life = violation("deny", "prod.end_of_life");
+    let message = end_of_life["msg"].as_str().unwrap();
+    for expected in ["pkg:generic/node", "16.20.2", "2023-09-11"] {
+        assert!(message.contains(expected), "{message}");
+    }
+    // Outside the critical repositories (none by default) an unpinned input and a missing
+    // Scorecard result are warnings, each naming what to do.
+    assert_eq!(
+        rules(&body["decision"]["warn"]),
+        ["prod.scorecard_minimum", "prod.unpinned_inputs"],
+        "{body:#}"
+    );
+    let unpinned = violation("warn", "prod.unpinned_inputs");
+    assert!(
+        unpinned["msg"]
+            .as_str()
+            .unwrap()
+            .contains("git+https://github.com/acme/build-scripts@refs/heads/main"),
+        "{unpinned:#}"
+    );
+    let scorecard = violation("warn", "prod.scorecard_minimum");
+    assert!(
+        scorecard["remediation"]
+            .as_str()
+            .unwrap()
+            .contains(SCORECARD),
+        "{scorecard:#}"
+    );
+
+    // The fix: a rebuild on a supported runtime with dependencies from the default registries,
+    // every input pinned, and a Scorecard result for the source.
+    let second = push_image_as(s, &ci, "dev/team/app", "1.1", b"second build").await;
+    let healthy = cyclonedx_with(&[
+        ("left-pad", "1.3.0", "pkg:npm/left-pad@1.3.0"),
+        ("serde", "1.0.200", "pkg:cargo/serde@1.0.200"),
+    ]);
+    bed.sign("ci", "dev/team/app", &second, &key);
+    bed.attest(
+        "ci",
+        "dev/team/app",
+        &second,
+        &key,
+        SLSA_V1,
+        &slsa_provenance(),
+    );
+    bed.attest("ci", "dev/team/app", &second, &key, CYCLONEDX, &healthy);
+    bed.attest(
+        "ci",
+        "dev/team/app",
+        &second,
+        &key,
+        COSIGN_VULN,
+        &trivy_vuln_report(),
+    );
+    bed.attest(
+        "ci",
+        "dev/team/app",
+        &second,
+        &key,
+        TEST_RESULT,
+        &passing_tests(),
+    );
+    bed.attest(
+        "ci",
+        "dev/team/app",
+        &second,
+        &key,
+        SCORECARD,
+        &scorecard_result(9.1, 10),
+    );
+    assert_eq!(bed.verified_evidence("dev/team/app", &second).await, 6);
+
+    let (status, body) = bed
+        .promote(&rita, "dev/team/app", &second, "staging", json!({}))
+        .await;
+    expect_promotion(status, &body, "promoted", 0);
+    let (status, body) = bed
+        .promote(&rita, "staging/team/app", &second, "prod", json!({}))
+        .await;
+    let id = expect_promotion(status, &body, "pending_approval", 1);
+    assert_eq!(
+        rules(&body["decision"]["warn"]),
+        Vec::<String>::new(),
+        "{body:#}"
+    );
+    let prod_decision = body["decision_id"].as_str().unwrap().to_string();
+    let (status, body) = bed.approve(&frida, &id).await;
+    assert_eq!(status, 201, "{body:#}");
+    assert_eq!(body["promotion"]["state"], "promoted", "{body:#}");
+    assert_eq!(
+        resolve(s, "prod/team/app", "1.1").await.as_deref(),
+        Some(second.as_str())
+    );
+    assert_eq!(resolve(s, "prod/team/app", "1.0").await, None);
+
+    // The decision input the gate saw carries the derived dependency facts.
+    let (status, record) = get(
+        &s.http,
+        &s.url(&format!("/api/v1/decisions/{prod_decision}")),
+    )
+    .await;
+    assert_eq!(status, 200, "{record:#}");
+    let evidence = &record["input"]["evidence"];
+    assert_eq!(
+        evidence["sboms"][0]["dependencies"]["direct"], 2,
+        "{evidence:#}"
+    );
+    assert_eq!(
+        evidence["sboms"][0]["dependencies"]["components"], 2,
+        "{evidence:#}"
+    );
+    assert_eq!(
+        evidence["scorecards"][0]["repository"],
+        "github.com/acme/app"
+    );
+    assert_eq!(evidence["scorecards"][0]["checks"]["Maintained"], 10);
+}
