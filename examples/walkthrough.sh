@@ -210,22 +210,24 @@ step "CI generates a signing key pair (cosign-compatible files)"
 expect 0 as_user ci keys generate --output-key-prefix "$WORK/ci"
 [ -s "$WORK/ci.key" ] && [ -s "$WORK/ci.pub" ] || fail "no key pair written"
 
-step "kim (key-admin) trusts the key for team/*: signatures and four predicate types"
+step "kim (key-admin) trusts the key for team/*: signatures and five predicate types"
 expect 0 as_user kim keys add ci-builder --public-key "$WORK/ci.pub" --scope 'team/*' \
   --purpose sign \
   --purpose attest:https://slsa.dev/provenance/v1 \
   --purpose attest:https://cyclonedx.org/bom \
   --purpose attest:https://cosign.sigstore.dev/attestation/vuln/v1 \
-  --purpose attest:https://in-toto.io/attestation/test-result/v0.1
+  --purpose attest:https://in-toto.io/attestation/test-result/v0.1 \
+  --purpose attest:https://scorecard.dev/result/v0.1
 has "added key ci-builder"
 expect 0 as_user pat keys list
 has "ci-builder" "active" "team/*"
 
-step "CI writes its evidence: SLSA provenance, a CycloneDX SBOM, a Trivy scan, test results"
+step "CI writes its evidence: SLSA provenance, a CycloneDX SBOM, a Trivy scan, test results, a Scorecard result"
 # The predicates are the files docs/walkthrough.md shows, in examples/predicates/.
 cp "$ROOT/examples/predicates/provenance.json" "$ROOT/examples/predicates/sbom.json" \
-  "$ROOT/examples/predicates/vuln.json" "$ROOT/examples/predicates/tests.json" "$WORK/"
-echo "    copied provenance.json, sbom.json, vuln.json, tests.json from examples/predicates/ to $WORK"
+  "$ROOT/examples/predicates/vuln.json" "$ROOT/examples/predicates/tests.json" \
+  "$ROOT/examples/predicates/scorecard.json" "$WORK/"
+echo "    copied provenance.json, sbom.json, vuln.json, tests.json, scorecard.json from examples/predicates/ to $WORK"
 
 # attach_evidence DIGEST: CI signs and attests dev/team/app@DIGEST; each item must be verified.
 attach_evidence() {
@@ -241,6 +243,9 @@ attach_evidence() {
   expect 0 as_user ci attest "$ref" --key "$WORK/ci.key" \
     --type https://in-toto.io/attestation/test-result/v0.1 --predicate "$WORK/tests.json"
   has "verified" "passed: 3 passed, 0 warned, 0 failed"
+  expect 0 as_user ci attest "$ref" --key "$WORK/ci.key" \
+    --type https://scorecard.dev/result/v0.1 --predicate "$WORK/scorecard.json"
+  has "verified" "scorecard 9.1 for github.com/acme/app (Maintained 10)"
 }
 
 step "CI signs and attests the image with airlock sign / airlock attest"
@@ -249,7 +254,7 @@ attach_evidence "$D1"
 step "whoever may pull the artifact may read its evidence (admin holds developer on *)"
 expect 0 as_user admin evidence "$ADDR/dev/team/app@$D1"
 has "tags: 1.0.0" "key=ci-builder"
-[ "$(grep -c '^ *verified' <<<"$OUT" || true)" -eq 5 ] || fail "expected 5 verified evidence items"
+[ "$(grep -c '^ *verified' <<<"$OUT" || true)" -eq 6 ] || fail "expected 6 verified evidence items"
 lacks "rejected"
 
 step "pat promotes it to staging: the staging gate allows it, no approval needed"
@@ -260,6 +265,8 @@ has "PROMOTED dev/team/app -> staging/team/app" "artifact: $D1"
 step "a dry run of prod evaluates the gate without acting"
 expect 0 as_user pat promote "$ADDR/staging/team/app:1.0.0" --to prod --dry-run
 has "ALLOWED (dry run; approvals required: 1)"
+# Dependency health passed too: sources allowed, inputs pinned, Scorecard above the minimum.
+lacks "(warning)"
 
 step "pat requests the promotion to prod: allowed by the gate, waiting for one approval"
 expect 0 as_user pat promote "$ADDR/staging/team/app:1.0.0" --to prod
