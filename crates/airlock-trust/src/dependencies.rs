@@ -13,9 +13,10 @@
 //!
 //! Components that are roots (what the SBOM describes: the artifact itself) are not counted.
 //! Components whose type has no package source ([`EXEMPT_TYPES`]: an operating system, a file,
-//! data, ...) are counted in [`DependencyHealth::exempt`] and not source-checked: they are in no
-//! source, nor unidentified, nor unversioned. Their packages, where they have a valid purl, are
-//! still listed in [`DependencyHealth::packages`].
+//! data, ...) and that name no package URL are counted in [`DependencyHealth::exempt`] and not
+//! source-checked: they are in no source, nor unidentified, nor unversioned. A component that
+//! does name a package URL is checked whatever its type, so a type cannot hide a package from
+//! the source check (an invalid purl on such a component is unidentified, like any other).
 //!
 //! Package URLs are parsed with the `packageurl` crate, which applies the purl specification's
 //! per-type rules (e.g. a `pkg:cargo` purl may not have a namespace; npm and PyPI names are
@@ -37,9 +38,9 @@ pub const MAX_UNIDENTIFIABLE: usize = 20;
 /// How many example purls a [`DependencySource`] lists at most.
 pub const MAX_EXAMPLES: usize = 3;
 
-/// Component types that have no package source, so are not source-checked (CycloneDX
-/// component types, and the SPDX 2.3 primary package purposes as [`Component::component_type`]
-/// writes them).
+/// Component types that have no package source, so are not source-checked when they name no
+/// package URL (CycloneDX component types, and the SPDX 2.3 primary package purposes as
+/// [`Component::component_type`] writes them).
 pub const EXEMPT_TYPES: &[&str] = &[
     "operating-system",
     "file",
@@ -61,7 +62,8 @@ pub struct DependencyHealth {
     /// Components reachable from a root only through another component; `None` unless the SBOM
     /// states a dependency graph.
     pub transitive: Option<u64>,
-    /// Components of a type with no package source ([`EXEMPT_TYPES`]), not source-checked.
+    /// Components of a type with no package source ([`EXEMPT_TYPES`]) that name no package URL,
+    /// not source-checked.
     pub exempt: u64,
     /// Checked components without a valid package URL.
     pub unidentified: u64,
@@ -154,7 +156,7 @@ impl DependencyHealth {
             let identity = match identify(component) {
                 Ok(identity) => identity,
                 Err(reason) => {
-                    if exempt {
+                    if exempt && !names_a_purl(component) {
                         health.exempt += 1;
                     } else {
                         health.unidentified += 1;
@@ -165,10 +167,6 @@ impl DependencyHealth {
             };
             let versions = packages.entry(identity.package).or_default();
             versions.extend(identity.version.iter().cloned());
-            if exempt {
-                health.exempt += 1;
-                continue;
-            }
             if identity.version.is_none() {
                 health.unversioned += 1;
                 health.note(component, "no version".to_owned());
@@ -214,6 +212,14 @@ impl DependencyHealth {
             });
         }
     }
+}
+
+/// Whether the component writes a package URL at all (valid or not).
+fn names_a_purl(component: &Component) -> bool {
+    component
+        .purl
+        .as_deref()
+        .is_some_and(|purl| !purl.trim().is_empty())
 }
 
 fn increment(count: &mut Option<u64>) {
@@ -422,18 +428,12 @@ mod tests {
     }
 
     #[test]
-    fn components_without_a_package_source_are_exempt() {
+    fn components_of_a_type_without_a_package_source_are_exempt_unless_they_name_a_purl() {
         let health = DependencyHealth::of(&sbom(
             false,
             vec![
                 component("debian", Some("12"), None, Some("operating-system"), None),
-                component(
-                    "firmware.bin",
-                    None,
-                    Some("not a purl"),
-                    Some("firmware"),
-                    None,
-                ),
+                component("firmware.bin", None, None, Some("firmware"), None),
                 component(
                     "model",
                     Some("1"),
@@ -441,6 +441,7 @@ mod tests {
                     Some("machine-learning-model"),
                     None,
                 ),
+                component("blob", None, Some("not a purl"), Some("file"), None),
                 component(
                     "openssl",
                     Some("3.0.11"),
@@ -450,24 +451,24 @@ mod tests {
                 ),
             ],
         ));
-        assert_eq!(health.components, 4);
+        assert_eq!(health.components, 5);
+        // Only the two that name no package are exempt; the model's purl is source-checked and
+        // the file's invalid purl is unidentified, as for any other type.
         assert_eq!(
             (health.exempt, health.unidentified, health.unversioned),
-            (3, 0, 0)
+            (2, 1, 0)
         );
-        assert!(health.unidentifiable.is_empty());
-        assert_eq!(
-            health.sources,
-            vec![DependencySource {
-                source: "pkg:deb/debian".to_owned(),
-                repository_url: None,
-                components: 1,
-                examples: vec![
-                    "pkg:deb/debian/openssl@3.0.11?arch=amd64&distro=debian-12".to_owned()
-                ],
-            }]
+        assert_eq!(health.unidentifiable.len(), 1);
+        assert_eq!(health.unidentifiable[0].component, "not a purl");
+        assert!(
+            health.unidentifiable[0]
+                .reason
+                .starts_with("invalid package URL"),
+            "{:?}",
+            health.unidentifiable[0]
         );
-        // An exempt component's package is still listed, for end-of-life checks.
+        let sources: Vec<&str> = health.sources.iter().map(|s| s.source.as_str()).collect();
+        assert_eq!(sources, ["pkg:deb/debian", "pkg:huggingface/acme"]);
         assert!(health.packages.contains_key("pkg:huggingface/acme/model"));
     }
 
