@@ -25,6 +25,7 @@ const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
 const CYCLONEDX: &str = "https://cyclonedx.org/bom";
 const COSIGN_VULN: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
 const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
+const SCORECARD: &str = "https://scorecard.dev/result/v0.1";
 const PROMOTION_ATTESTATION: &str = "https://airlock.dev/attestation/promotion/v1";
 
 // ---------------------------------------------------------------------------------------------
@@ -119,10 +120,28 @@ fn passing_tests() -> Value {
     })
 }
 
+/// An OpenSSF Scorecard result (JSON v2, as `scorecard --format=json` writes it) for the source
+/// repository [`slsa_provenance`] names, with `score` and a `Maintained` check of `maintained`.
+fn scorecard_result(score: f64, maintained: i64) -> Value {
+    json!({
+        "date": "2026-11-30T06:12:41Z",
+        "repo": {"name": "github.com/acme/app", "commit": "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"},
+        "scorecard": {"version": "v5.3.0", "commit": "c22063e786c11f9dd714d777a687ff7c4599b600"},
+        "score": score,
+        "checks": [
+            {"name": "Maintained", "score": maintained, "reason": "30 commit(s) found in the last 90 days", "details": null,
+             "documentation": {"short": "Determines if the project is \"actively maintained\".", "url": "https://github.com/ossf/scorecard/blob/main/docs/checks.md#maintained"}},
+            {"name": "Pinned-Dependencies", "score": 8, "reason": "dependency not pinned by hash detected", "details": null,
+             "documentation": {"short": "Determines if the project has declared and pinned the dependencies of its build process.", "url": "https://github.com/ossf/scorecard/blob/main/docs/checks.md#pinned-dependencies"}}
+        ],
+        "metadata": null
+    })
+}
+
 /// Every purpose a CI key needs for the default prod gate.
 fn ci_purposes() -> Vec<String> {
     let mut purposes = vec!["sign".to_string()];
-    for t in [SLSA_V1, CYCLONEDX, COSIGN_VULN, TEST_RESULT] {
+    for t in [SLSA_V1, CYCLONEDX, COSIGN_VULN, TEST_RESULT, SCORECARD] {
         purposes.push(format!("attest:{t}"));
     }
     purposes
@@ -335,8 +354,9 @@ impl Bed {
         py_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
-    /// Signs `repo@digest` and attests everything the default prod gate asks for, except the
-    /// test result when `tests` is false.
+    /// Signs `repo@digest` and attests everything the default prod gate asks for (a Scorecard
+    /// result included, so that it gives no warning), except the test result when `tests` is
+    /// false.
     fn make_prod_ready(&self, user: &str, repo: &str, digest: &str, key_dir: &Path, tests: bool) {
         self.sign(user, repo, digest, key_dir);
         self.attest(user, repo, digest, key_dir, SLSA_V1, &slsa_provenance());
@@ -355,6 +375,14 @@ impl Bed {
             key_dir,
             COSIGN_VULN,
             &trivy_vuln_report(),
+        );
+        self.attest(
+            user,
+            repo,
+            digest,
+            key_dir,
+            SCORECARD,
+            &scorecard_result(9.1, 10),
         );
         if tests {
             self.attest(user, repo, digest, key_dir, TEST_RESULT, &passing_tests());
@@ -559,7 +587,7 @@ async fn end_to_end_with_real_clients() {
     bed.add_key(&keyadmin, "ci-builder", &key, &ci_purposes())
         .await;
     bed.make_prod_ready("ci", "dev/team/app", &digest, &key, false);
-    assert_eq!(bed.verified_evidence("dev/team/app", &digest).await, 4);
+    assert_eq!(bed.verified_evidence("dev/team/app", &digest).await, 5);
 
     // dev -> staging: no approvals, promoted at once, without copying a blob. The only new blobs
     // are the promotion attestation's envelope and config.
@@ -2151,26 +2179,6 @@ async fn a_claimed_promotion_whose_final_decision_fails_is_reopened_and_recorded
 // ---------------------------------------------------------------------------------------------
 // 12. Dependency health
 
-const SCORECARD: &str = "https://scorecard.dev/result/v0.1";
-
-/// An OpenSSF Scorecard result (JSON v2, as `scorecard --format=json` writes it) for the source
-/// repository [`slsa_provenance`] names, with `score` and a `Maintained` check of `maintained`.
-fn scorecard_result(score: f64, maintained: i64) -> Value {
-    json!({
-        "date": "2026-11-30T06:12:41Z",
-        "repo": {"name": "github.com/acme/app", "commit": "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"},
-        "scorecard": {"version": "v5.3.0", "commit": "c22063e786c11f9dd714d777a687ff7c4599b600"},
-        "score": score,
-        "checks": [
-            {"name": "Maintained", "score": maintained, "reason": "30 commit(s) found in the last 90 days", "details": null,
-             "documentation": {"short": "Determines if the project is \"actively maintained\".", "url": "https://github.com/ossf/scorecard/blob/main/docs/checks.md#maintained"}},
-            {"name": "Pinned-Dependencies", "score": 8, "reason": "dependency not pinned by hash detected", "details": null,
-             "documentation": {"short": "Determines if the project has declared and pinned the dependencies of its build process.", "url": "https://github.com/ossf/scorecard/blob/main/docs/checks.md#pinned-dependencies"}}
-        ],
-        "metadata": null
-    })
-}
-
 /// A CycloneDX SBOM with a root, two direct dependencies and one transitive one.
 fn cyclonedx_with(components: &[(&str, &str, &str)]) -> Value {
     let listed: Vec<Value> = components
@@ -2207,9 +2215,8 @@ async fn dependency_health_denies_with_explanations_until_the_build_is_fixed() {
         .await;
     let frida = bed.user("frida", &[("approver", "prod")]).await;
     let key = bed.keygen("ci-key");
-    let mut purposes = ci_purposes();
-    purposes.push(format!("attest:{SCORECARD}"));
-    bed.add_key(&keyadmin, "ci-builder", &key, &purposes).await;
+    bed.add_key(&keyadmin, "ci-builder", &key, &ci_purposes())
+        .await;
 
     // The first build: node 16 (ended 2023-09-11) as the runtime, left-pad from a registry no
     // pattern allows, a build input named by branch only, and no Scorecard result.
