@@ -228,6 +228,13 @@ cp "$ROOT/examples/predicates/provenance.json" "$ROOT/examples/predicates/sbom.j
   "$ROOT/examples/predicates/vuln.json" "$ROOT/examples/predicates/tests.json" \
   "$ROOT/examples/predicates/scorecard.json" "$WORK/"
 echo "    copied provenance.json, sbom.json, vuln.json, tests.json, scorecard.json from examples/predicates/ to $WORK"
+# A Scorecard result counts for scorecard_max_age_days (90 by default): date the example today.
+python3 - "$WORK/scorecard.json" <<'PY'
+import datetime, json, sys
+result = json.load(open(sys.argv[1]))
+result["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+json.dump(result, open(sys.argv[1], "w"), indent=2)
+PY
 
 # attach_evidence DIGEST: CI signs and attests dev/team/app@DIGEST; each item must be verified.
 attach_evidence() {

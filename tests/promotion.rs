@@ -122,9 +122,14 @@ fn passing_tests() -> Value {
 
 /// An OpenSSF Scorecard result (JSON v2, as `scorecard --format=json` writes it) for the source
 /// repository [`slsa_provenance`] names, with `score` and a `Maintained` check of `maintained`.
+/// It is dated a day ago, so it is never older than the default bundle's maximum age.
 fn scorecard_result(score: f64, maintained: i64) -> Value {
+    let yesterday = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    let date = yesterday
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     json!({
-        "date": "2026-11-30T06:12:41Z",
+        "date": date,
         "repo": {"name": "github.com/acme/app", "commit": "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"},
         "scorecard": {"version": "v5.3.0", "commit": "c22063e786c11f9dd714d777a687ff7c4599b600"},
         "score": score,
