@@ -124,9 +124,11 @@ pub struct Provenance {
     pub inputs: u64,
     /// Every input without a digest (none, an empty object, or only empty values), named by
     /// its `uri`, else its `name`, else its place (`resolvedDependencies[3]`, `materials[3]`);
-    /// in document order.
+    /// in document order. Always `Some` when derived now (`Some([])`: every input is pinned);
+    /// `None` in facts stored before inputs were read, where whether they were pinned is
+    /// unknown (the policy input then has `null`, which a gate treats as unpinned).
     #[serde(default)]
-    pub unpinned_inputs: Vec<String>,
+    pub unpinned_inputs: Option<Vec<String>>,
 }
 
 /// Facts from a CycloneDX (JSON, 1.4 or later) or SPDX (2.x JSON) SBOM.
@@ -699,7 +701,7 @@ fn slsa_v1(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErro
         commit: source.commit,
         source_ref: source.reference,
         inputs: inputs.count,
-        unpinned_inputs: inputs.unpinned,
+        unpinned_inputs: Some(inputs.unpinned),
     })
 }
 
@@ -759,7 +761,7 @@ fn slsa_v02(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErr
         commit: source.commit,
         source_ref: source.reference,
         inputs: inputs.count,
-        unpinned_inputs: inputs.unpinned,
+        unpinned_inputs: Some(inputs.unpinned),
     })
 }
 
@@ -2014,7 +2016,7 @@ mod tests {
                 commit: Some("c27d339ee6075c1f744c5d4b200f7901aad2c369".to_owned()),
                 source_ref: Some("refs/heads/main".to_owned()),
                 inputs: 2,
-                unpinned_inputs: Vec::new(),
+                unpinned_inputs: Some(Vec::new()),
             }
         );
     }
@@ -2179,7 +2181,7 @@ mod tests {
                 commit: Some("4f2bd5e1b1b6e2a5a0c0e2d8e2b6c7a8d9e0f1a2".to_owned()),
                 source_ref: Some("refs/heads/main".to_owned()),
                 inputs: 1,
-                unpinned_inputs: Vec::new(),
+                unpinned_inputs: Some(Vec::new()),
             }
         );
     }
@@ -2246,7 +2248,7 @@ mod tests {
         let facts = provenance(SLSA_PROVENANCE_V1, &predicate);
         assert_eq!(facts.inputs, 6);
         assert_eq!(
-            facts.unpinned_inputs,
+            facts.unpinned_inputs.unwrap_or_default(),
             vec![
                 "pkg:docker/ubuntu@22.04",
                 "https://example.com/tool.tar.gz",
@@ -2267,7 +2269,7 @@ mod tests {
             json!("refs/tags/v3.0.0");
         let facts = provenance(SLSA_PROVENANCE_V1, &predicate);
         assert_eq!(facts.source_ref.as_deref(), Some("refs/tags/v3.0.0"));
-        assert_eq!(facts.unpinned_inputs, Vec::<String>::new());
+        assert_eq!(facts.unpinned_inputs, Some(Vec::<String>::new()));
 
         predicate["buildDefinition"]["externalParameters"] = json!({"workflow": {"ref": 7}});
         predicate["buildDefinition"]["resolvedDependencies"] = json!([]);
@@ -2321,7 +2323,7 @@ mod tests {
         assert_eq!(facts.source_ref.as_deref(), Some("refs/tags/v2.0.0"));
         assert_eq!(facts.inputs, 3);
         assert_eq!(
-            facts.unpinned_inputs,
+            facts.unpinned_inputs.unwrap_or_default(),
             vec!["https://github.com/actions/checkout@v4", "materials[2]"]
         );
 
@@ -2357,7 +2359,7 @@ mod tests {
         };
         assert_eq!(read.source_ref, None);
         assert_eq!(read.inputs, 0);
-        assert!(read.unpinned_inputs.is_empty());
+        assert_eq!(read.unpinned_inputs, None);
         assert_eq!(
             read.commit.as_deref(),
             Some("c27d339ee6075c1f744c5d4b200f7901aad2c369")
