@@ -11,7 +11,13 @@
 //! URL never fails the summary, it is reported in [`DependencyHealth::unidentifiable`] with the
 //! parser's reason so that a gate sees it.
 //!
-//! Components that are roots (what the SBOM describes: the artifact itself) are not counted.
+//! Components that are roots (what the SBOM describes: the artifact itself, and in SPDX every
+//! described package) are not counted in [`DependencyHealth::components`], `direct` or
+//! `transitive`. A root that names a package URL is otherwise identified like any component: it
+//! is source-checked (in [`DependencyHealth::sources`]), listed in
+//! [`DependencyHealth::packages`], and unidentified or unversioned when its purl is invalid or
+//! has no version; so a second described package cannot escape the checks. A root that names no
+//! package URL is skipped silently (the artifact itself usually has none).
 //! Components whose type has no package source ([`EXEMPT_TYPES`]: an operating system, a file,
 //! data, ...) and that name no package URL are counted in [`DependencyHealth::exempt`] and not
 //! source-checked: they are in no source, nor unidentified, nor unversioned. A component that
@@ -54,7 +60,8 @@ pub const EXEMPT_TYPES: &[&str] = &[
 /// What an SBOM says about the health of an artifact's dependencies, derived from its facts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DependencyHealth {
-    /// Every component except roots.
+    /// Every component except roots (roots that name a package URL are still checked and
+    /// listed in `sources` and `packages`).
     pub components: u64,
     /// Components that are direct dependencies of a root; `None` unless the SBOM states a
     /// dependency graph ([`Sbom::dependency_graph`]).
@@ -100,7 +107,7 @@ pub struct DependencySource {
     pub source: String,
     /// The purls' `repository_url` qualifier; `None` means the type's default registry.
     pub repository_url: Option<String>,
-    /// How many components come from here.
+    /// How many components come from here (roots that name a package URL included).
     pub components: u64,
     /// The first [`MAX_EXAMPLES`] purls from here as the SBOM writes them, in document order.
     pub examples: Vec<String>,
@@ -143,12 +150,21 @@ impl DependencyHealth {
 
         for component in &sbom.components {
             match component.relationship.as_deref() {
-                Some("root") => continue,
-                Some("direct") => increment(&mut health.direct),
-                Some("transitive") => increment(&mut health.transitive),
-                _ => {}
+                // A root is not a dependency, so it is not counted; but one that names a
+                // package URL (a described runtime, a second described package) is checked
+                // like any component. A root without one is the artifact itself.
+                Some("root") if !names_a_purl(component) => continue,
+                Some("root") => {}
+                Some("direct") => {
+                    increment(&mut health.direct);
+                    health.components += 1;
+                }
+                Some("transitive") => {
+                    increment(&mut health.transitive);
+                    health.components += 1;
+                }
+                _ => health.components += 1,
             }
-            health.components += 1;
             let exempt = component
                 .component_type
                 .as_deref()
@@ -345,14 +361,82 @@ mod tests {
         let health = DependencyHealth::of(&sbom(true, components.clone()));
         assert_eq!(health.components, 4);
         assert_eq!((health.direct, health.transitive), (Some(1), Some(2)));
-        assert!(!health.packages.contains_key("pkg:npm/app"));
+        // The root names a purl, so it is checked (source, package) though not counted.
+        assert!(health.packages.contains_key("pkg:npm/app"));
         assert_eq!(health.sources.len(), 1);
-        assert_eq!(health.sources[0].components, 4);
+        assert_eq!(health.sources[0].components, 5);
 
         // Without a graph, direct and transitive are unknown, not zero.
         let health = DependencyHealth::of(&sbom(false, components));
         assert_eq!((health.direct, health.transitive), (None, None));
         assert_eq!(health.components, 4);
+    }
+
+    #[test]
+    fn every_described_package_that_names_a_purl_is_checked_but_not_counted() {
+        // An SPDX document may describe several packages: each is a root. A second root that
+        // is a runtime (`pkg:generic/node`) must still reach the source and end-of-life checks.
+        let document = serde_json::json!({
+            "spdxVersion": "SPDX-2.3",
+            "SPDXID": "SPDXRef-DOCUMENT",
+            "name": "x",
+            "dataLicense": "CC0-1.0",
+            "documentDescribes": ["SPDXRef-app", "SPDXRef-node"],
+            "packages": [
+                {"SPDXID": "SPDXRef-app", "name": "app", "versionInfo": "1.0"},
+                {"SPDXID": "SPDXRef-node", "name": "node", "versionInfo": "16.20.2",
+                 "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER",
+                   "referenceType": "purl", "referenceLocator": "pkg:generic/node@16.20.2"}]},
+                {"SPDXID": "SPDXRef-lib", "name": "left-pad", "versionInfo": "1.3.0",
+                 "externalRefs": [{"referenceCategory": "PACKAGE_MANAGER",
+                   "referenceType": "purl", "referenceLocator": "pkg:npm/left-pad@1.3.0"}]}
+            ],
+            "relationships": [{"spdxElementId": "SPDXRef-app", "relationshipType": "DEPENDS_ON",
+                               "relatedSpdxElement": "SPDXRef-lib"}]
+        });
+        let Ok(crate::facts::Facts::Sbom(sbom)) =
+            crate::facts::derive_facts("https://spdx.dev/Document", &document)
+        else {
+            panic!("the SPDX document did not give SBOM facts");
+        };
+        let health = DependencyHealth::of(&sbom);
+        // Roots are not counted; the purl-less root (the artifact itself) is skipped silently.
+        assert_eq!(health.components, 1);
+        assert_eq!((health.direct, health.transitive), (Some(1), Some(0)));
+        assert_eq!((health.unidentified, health.unversioned), (0, 0));
+        let sources: Vec<(&str, u64)> = health
+            .sources
+            .iter()
+            .map(|s| (s.source.as_str(), s.components))
+            .collect();
+        assert_eq!(sources, [("pkg:generic", 1), ("pkg:npm", 1)]);
+        assert_eq!(
+            health.packages.get("pkg:generic/node"),
+            Some(&vec!["16.20.2".to_owned()])
+        );
+        assert!(health.packages.contains_key("pkg:npm/left-pad"));
+    }
+
+    #[test]
+    fn a_root_with_an_invalid_purl_is_unidentified() {
+        let health = DependencyHealth::of(&sbom(
+            true,
+            vec![
+                component("app", Some("1.0"), None, Some("application"), Some("root")),
+                component("tool", Some("2.0"), Some("tool@2.0"), None, Some("root")),
+                component(
+                    "lib",
+                    Some("1.0"),
+                    Some("pkg:npm/lib@1.0"),
+                    None,
+                    Some("direct"),
+                ),
+            ],
+        ));
+        assert_eq!(health.components, 1);
+        assert_eq!(health.unidentified, 1);
+        assert_eq!(health.unidentifiable.len(), 1);
+        assert_eq!(health.unidentifiable[0].component, "tool@2.0");
     }
 
     #[test]
