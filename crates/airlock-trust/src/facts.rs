@@ -257,7 +257,8 @@ pub struct Scorecard {
     pub repository: Option<String>,
     /// The commit scored (`repo.commit`).
     pub commit: Option<String>,
-    /// When the repository was scored, as written (`date`).
+    /// When the repository was scored, as written (`date`): always an RFC 3339 date-time or a
+    /// `YYYY-MM-DD` date (anything else is refused), so policy can compare dates.
     pub date: String,
     /// The version of scorecard that scored it (`scorecard.version`).
     pub scorecard_version: Option<String>,
