@@ -28,7 +28,9 @@
 //! per-type rules (e.g. a `pkg:cargo` purl may not have a namespace; npm and PyPI names are
 //! lower-cased). A "package" is the canonical purl without version, qualifiers and subpath
 //! (`pkg:npm/%40types/node`); a "source" is the same without the name (`pkg:npm/%40types`,
-//! `pkg:cargo`), beside the purl's `repository_url` qualifier.
+//! `pkg:cargo`), beside the registry the package comes from: the purl's `repository_url`
+//! qualifier, else the origin of its `download_url` or `vcs_url` qualifier (see
+//! [`DependencySource::repository_url`]), since those say where the package really came from.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
@@ -95,7 +97,9 @@ pub struct DependencyHealth {
 pub struct Unidentifiable {
     /// The component: its purl if it has one, else `name@version`, else its name.
     pub component: String,
-    /// `"no package URL"`, `"invalid package URL: <the parser's reason>"` or `"no version"`.
+    /// `"no package URL"`, `"invalid package URL: <the parser's reason>"`,
+    /// `"unreadable download_url: <value>"`, `"unreadable vcs_url: <value>"` or
+    /// `"no version"`.
     pub reason: String,
 }
 
@@ -105,7 +109,13 @@ pub struct DependencySource {
     /// `pkg:TYPE` or `pkg:TYPE/NAMESPACE`, canonical (lower-case type, namespace as the purl
     /// specification canonicalises and encodes it), without name and version.
     pub source: String,
-    /// The purls' `repository_url` qualifier; `None` means the type's default registry.
+    /// The registry the components come from: the purl's `repository_url` qualifier as
+    /// written; else the origin (`scheme://host[:port]`, scheme and host lower-cased) of its
+    /// `download_url` qualifier; else the origin of its `vcs_url` qualifier (after a `git+`
+    /// prefix; an scp-like `git@host:path` gives `ssh://host`). `None` means the type's default
+    /// registry. So `pkg:npm/d@1?download_url=https://evil.example/d.tgz` is from
+    /// `pkg:npm` at `https://evil.example`, which a plain `pkg:npm` pattern does not allow. A
+    /// `download_url` or `vcs_url` with no readable origin makes the component unidentified.
     pub repository_url: Option<String>,
     /// How many components come from here (roots that name a package URL included).
     pub components: u64,
@@ -254,11 +264,7 @@ fn identify(component: &Component) -> Result<Identity, String> {
         .ok_or_else(|| "no package URL".to_owned())?;
     let purl =
         PackageUrl::from_str(written).map_err(|error| format!("invalid package URL: {error}"))?;
-    let repository_url = purl
-        .qualifiers()
-        .get("repository_url")
-        .filter(|url| !url.trim().is_empty())
-        .map(|url| url.to_string());
+    let repository_url = registry(&purl)?;
     let version = purl
         .version()
         .or(component.version.as_deref())
@@ -278,6 +284,95 @@ fn identify(component: &Component) -> Result<Identity, String> {
         repository_url,
         version,
     })
+}
+
+/// Where a purl's package really comes from: its `repository_url` qualifier as written, else
+/// the origin of its `download_url`, else of its `vcs_url`; `None` (the type's default
+/// registry) when it has none of them. A `download_url` or `vcs_url` without a readable origin
+/// is an error (the reason), since the package's source then cannot be checked.
+fn registry(purl: &PackageUrl) -> Result<Option<String>, String> {
+    let qualifier = |key: &str| {
+        purl.qualifiers()
+            .get(key)
+            .map(|value| value.trim())
+            .filter(|value| !value.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(url) = qualifier("repository_url") {
+        return Ok(Some(url));
+    }
+    if let Some(url) = qualifier("download_url") {
+        return origin(&url)
+            .map(Some)
+            .ok_or_else(|| format!("unreadable download_url: {url}"));
+    }
+    if let Some(url) = qualifier("vcs_url") {
+        let bare = url.strip_prefix("git+").unwrap_or(&url);
+        return origin(bare)
+            .or_else(|| scp_origin(bare))
+            .map(Some)
+            .ok_or_else(|| format!("unreadable vcs_url: {url}"));
+    }
+    Ok(None)
+}
+
+/// The origin of a URL, `scheme://host[:port]` as written but with scheme and host lower-cased
+/// (user information dropped); `None` when it has no scheme, host or a valid port.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let mut letters = scheme.chars();
+    if !letters.next().is_some_and(|c| c.is_ascii_alphabetic())
+        || !letters.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, at)| at);
+    let (host, port) = match host_port.rsplit_once(':') {
+        // A `:` inside brackets belongs to an IPv6 address, not a port.
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (host_port, None),
+    };
+    host_name(host)?;
+    if let Some(port) = port
+        && (port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()))
+    {
+        return None;
+    }
+    let port = port.map(|port| format!(":{port}")).unwrap_or_default();
+    Some(format!(
+        "{}://{}{port}",
+        scheme.to_ascii_lowercase(),
+        host.to_ascii_lowercase()
+    ))
+}
+
+/// The origin of an scp-like git address, `[user@]host:path`: `ssh://host`.
+fn scp_origin(address: &str) -> Option<String> {
+    let (before, path) = address.split_once(':')?;
+    let host = before.rsplit_once('@').map_or(before, |(_, host)| host);
+    if path.is_empty() || before.contains('/') || path.starts_with("//") {
+        return None;
+    }
+    host_name(host)?;
+    Some(format!("ssh://{}", host.to_ascii_lowercase()))
+}
+
+/// `Some(())` when `host` is a plausible host: a name or IPv4 address (letters, digits, `-`,
+/// `.`, `_`), or a bracketed IPv6 address.
+fn host_name(host: &str) -> Option<()> {
+    let valid = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        !inner.is_empty()
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+    } else {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    };
+    valid.then_some(())
 }
 
 #[cfg(test)]
@@ -630,6 +725,55 @@ mod tests {
                 "pkg:npm/d",
                 "pkg:npm/evil",
                 "pkg:pypi/requests",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_download_or_vcs_url_is_where_the_package_comes_from() {
+        let purls = [
+            "pkg:npm/a@1.0.0?download_url=https://Evil.Example/a.tgz",
+            "pkg:npm/b@1.0.0?download_url=https://user:pw@npm.evil.example:8443/b.tgz",
+            "pkg:npm/c@1.0.0?repository_url=https://npm.corp.example&download_url=https://evil.example/c.tgz",
+            "pkg:generic/d@1.0.0?vcs_url=git%2Bhttps://github.com/acme/d.git%40v1",
+            "pkg:generic/e@1.0.0?vcs_url=git@github.com:acme/e.git",
+            "pkg:generic/f@1.0.0?download_url=evil.tgz",
+            "pkg:generic/g@1.0.0?vcs_url=https://",
+            "pkg:npm/h@1.0.0",
+        ];
+        let components = purls
+            .iter()
+            .map(|purl| component("x", None, Some(purl), None, None))
+            .collect();
+        let health = DependencyHealth::of(&sbom(false, components));
+        let sources: Vec<(&str, Option<&str>, u64)> = health
+            .sources
+            .iter()
+            .map(|s| (s.source.as_str(), s.repository_url.as_deref(), s.components))
+            .collect();
+        assert_eq!(
+            sources,
+            vec![
+                ("pkg:generic", Some("https://github.com"), 1),
+                ("pkg:generic", Some("ssh://github.com"), 1),
+                ("pkg:npm", None, 1),
+                ("pkg:npm", Some("https://evil.example"), 1),
+                ("pkg:npm", Some("https://npm.corp.example"), 1),
+                ("pkg:npm", Some("https://npm.evil.example:8443"), 1),
+            ]
+        );
+        assert_eq!(health.unidentified, 2);
+        assert_eq!(
+            health.unidentifiable,
+            vec![
+                unidentifiable(
+                    "pkg:generic/f@1.0.0?download_url=evil.tgz",
+                    "unreadable download_url: evil.tgz"
+                ),
+                unidentifiable(
+                    "pkg:generic/g@1.0.0?vcs_url=https://",
+                    "unreadable vcs_url: https://"
+                ),
             ]
         );
     }
