@@ -23,6 +23,10 @@
 //! source-checked: they are in no source, nor unidentified, nor unversioned. A component that
 //! does name a package URL is checked whatever its type, so a type cannot hide a package from
 //! the source check (an invalid purl on such a component is unidentified, like any other).
+//! Likewise exempt is a component that names no package URL, has no version and depends on at
+//! least one other component of the SBOM ([`Component::dependencies`]): it only groups others,
+//! as trivy's one `application` per lock file or binary (`app/package-lock.json`) does; the
+//! components under it are checked as usual.
 //!
 //! Package URLs are parsed with the `packageurl` crate, which applies the purl specification's
 //! per-type rules (e.g. a `pkg:cargo` purl may not have a namespace; npm and PyPI names are
@@ -71,8 +75,9 @@ pub struct DependencyHealth {
     /// Components reachable from a root only through another component; `None` unless the SBOM
     /// states a dependency graph.
     pub transitive: Option<u64>,
-    /// Components of a type with no package source ([`EXEMPT_TYPES`]) that name no package URL,
-    /// not source-checked.
+    /// Components that name no package URL and either are of a type with no package source
+    /// ([`EXEMPT_TYPES`]) or only group others (no version, and depend on at least one other
+    /// component of the SBOM); not source-checked.
     pub exempt: u64,
     /// Checked components without a valid package URL.
     pub unidentified: u64,
@@ -182,7 +187,7 @@ impl DependencyHealth {
             let identity = match identify(component) {
                 Ok(identity) => identity,
                 Err(reason) => {
-                    if exempt && !names_a_purl(component) {
+                    if (exempt || groups_others(component)) && !names_a_purl(component) {
                         health.exempt += 1;
                     } else {
                         health.unidentified += 1;
@@ -238,6 +243,17 @@ impl DependencyHealth {
             });
         }
     }
+}
+
+/// Whether the component only groups others: it has no version and depends on at least one
+/// other component of the SBOM (what trivy writes for a lock file or a binary). Callers check
+/// that it names no package URL.
+fn groups_others(component: &Component) -> bool {
+    component.dependencies > 0
+        && component
+            .version
+            .as_deref()
+            .is_none_or(|version| version.trim().is_empty())
 }
 
 /// Whether the component writes a package URL at all (valid or not).
@@ -393,6 +409,7 @@ mod tests {
             license: None,
             component_type: component_type.map(str::to_owned),
             relationship: relationship.map(str::to_owned),
+            dependencies: 0,
         }
     }
 
@@ -649,6 +666,66 @@ mod tests {
         let sources: Vec<&str> = health.sources.iter().map(|s| s.source.as_str()).collect();
         assert_eq!(sources, ["pkg:deb/debian", "pkg:huggingface/acme"]);
         assert!(health.packages.contains_key("pkg:huggingface/acme/model"));
+    }
+
+    /// What trivy writes for an image: the OS, and one purl-less, version-less `application`
+    /// per lock file or binary that only groups the packages found in it.
+    fn trivy_image() -> serde_json::Value {
+        serde_json::json!({
+            "bomFormat": "CycloneDX",
+            "specVersion": "1.6",
+            "metadata": {"component": {
+                "bom-ref": "pkg:oci/app@sha256%3Aabc?repository_url=ghcr.io%2Facme%2Fapp",
+                "type": "container", "name": "ghcr.io/acme/app"}},
+            "components": [
+                {"bom-ref": "os", "type": "operating-system", "name": "alpine", "version": "3.20.3"},
+                {"bom-ref": "pkg:apk/alpine/musl@1.2.5-r0?arch=x86_64&distro=3.20.3",
+                 "type": "library", "name": "musl", "version": "1.2.5-r0",
+                 "purl": "pkg:apk/alpine/musl@1.2.5-r0?arch=x86_64&distro=3.20.3"},
+                {"bom-ref": "lock", "type": "application", "name": "app/package-lock.json"},
+                {"bom-ref": "pkg:npm/ws@8.18.3", "type": "library", "name": "ws",
+                 "version": "8.18.3", "purl": "pkg:npm/ws@8.18.3"},
+                {"bom-ref": "bin", "type": "application", "name": "usr/local/bin/app"},
+                {"bom-ref": "cobra", "type": "library", "name": "github.com/spf13/cobra",
+                 "version": "v1.8.0"},
+                {"bom-ref": "empty", "type": "application", "name": "usr/local/bin/empty"}
+            ],
+            "dependencies": [
+                {"ref": "pkg:oci/app@sha256%3Aabc?repository_url=ghcr.io%2Facme%2Fapp",
+                 "dependsOn": ["os", "lock", "bin", "empty"]},
+                {"ref": "os", "dependsOn": ["pkg:apk/alpine/musl@1.2.5-r0?arch=x86_64&distro=3.20.3"]},
+                {"ref": "lock", "dependsOn": ["pkg:npm/ws@8.18.3"]},
+                {"ref": "bin", "dependsOn": ["cobra", "cobra"]},
+                {"ref": "empty", "dependsOn": ["somewhere-else"]}
+            ]
+        })
+    }
+
+    #[test]
+    fn a_purl_less_version_less_component_that_groups_others_is_exempt() {
+        let Ok(crate::facts::Facts::Sbom(sbom)) =
+            crate::facts::derive_facts("https://cyclonedx.org/bom", &trivy_image())
+        else {
+            panic!("the CycloneDX document did not give SBOM facts");
+        };
+        let health = DependencyHealth::of(&sbom);
+        assert_eq!(health.components, 7);
+        // The OS (its type) and the lock file and binary that group packages are exempt; the
+        // binary's package without a purl, and the application grouping nothing of the SBOM,
+        // are still unidentified.
+        assert_eq!(health.exempt, 3);
+        assert_eq!(health.unidentified, 2);
+        let unidentified: Vec<&str> = health
+            .unidentifiable
+            .iter()
+            .map(|u| u.component.as_str())
+            .collect();
+        assert_eq!(
+            unidentified,
+            ["github.com/spf13/cobra@v1.8.0", "usr/local/bin/empty"]
+        );
+        let sources: Vec<&str> = health.sources.iter().map(|s| s.source.as_str()).collect();
+        assert_eq!(sources, ["pkg:apk/alpine", "pkg:npm"]);
     }
 
     #[test]

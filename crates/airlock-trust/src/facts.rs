@@ -175,6 +175,12 @@ pub struct Component {
     /// connect the component to a root.
     #[serde(default)]
     pub relationship: Option<String>,
+    /// How many other components of the SBOM it depends on directly, as its graph states
+    /// (CycloneDX `dependencies[].dependsOn`; SPDX the edges [`Component::relationship`] is
+    /// read from), counted once each whether or not the graph reaches it from a root. 0 when
+    /// none is stated (and in facts stored before it was read).
+    #[serde(default)]
+    pub dependencies: u64,
 }
 
 impl Component {
@@ -894,26 +900,24 @@ fn cyclonedx(r: Reader, root: &Map<String, Value>) -> Result<Sbom, FactsError> {
     let mut sbom = SbomBuilder::new(r);
     cyclonedx_components(r, root, "", 0, &mut sbom)?;
     let graph = cyclonedx_graph(r, root)?;
-    Ok(sbom.finish("cyclonedx", spec_version, graph.as_ref()))
+    Ok(sbom.finish("cyclonedx", spec_version, Some(&graph)))
 }
 
-/// The graph from `metadata.component.bom-ref` along `dependencies[].dependsOn`; `None` when
-/// the document names no root or states no dependencies of it (see [`graph`]). The
-/// `dependencies` are checked either way.
+/// The graph from `metadata.component.bom-ref` along `dependencies[].dependsOn`; without a
+/// root, or without dependencies stated for it, it places no component below a root (see
+/// [`graph`]). The `dependencies` are checked either way.
 fn cyclonedx_graph<'a>(
     r: Reader,
     root: &'a Map<String, Value>,
-) -> Result<Option<DependencyGraph<'a>>, FactsError> {
+) -> Result<DependencyGraph<'a>, FactsError> {
     let root_ref = r
         .string(root, "", &["metadata", "component", "bom-ref"])?
         .filter(|name| !name.is_empty());
     let mut graph = DependencyGraph::default();
-    let mut root_stated = false;
     for (i, entry) in r.array(root, "", &["dependencies"])?.iter().enumerate() {
         let at = format!("dependencies[{i}]");
         let entry = r.element(entry, &at)?;
         let from = r.required_string(entry, &at, &["ref"])?;
-        root_stated |= Some(from) == root_ref;
         for (j, to) in r.array(entry, &at, &["dependsOn"])?.iter().enumerate() {
             let to = to
                 .as_str()
@@ -921,15 +925,15 @@ fn cyclonedx_graph<'a>(
             graph.edge(r.format, from, to)?;
         }
     }
+    // Without a root nothing is placed, but the stated edges still count how many components
+    // each one needs ([`Component::dependencies`]).
     let Some(root_ref) = root_ref else {
-        return Ok(None);
+        return Ok(graph);
     };
-    if !root_stated {
-        // The root is still the root, but no component is placed below it.
-        graph = DependencyGraph::default();
-    }
+    // A root without a `dependencies` entry of its own has no edge out, so it is the root and
+    // no component is placed below it.
     graph.root(root_ref);
-    Ok(Some(graph))
+    Ok(graph)
 }
 
 /// `"1.5"` or `"1.5.0"` -> `(1, 5)`.
@@ -1198,6 +1202,7 @@ impl<'a> SbomBuilder<'a> {
             license,
             component_type,
             relationship: None,
+            dependencies: 0,
         });
         self.keys.push(key);
         Ok(())
@@ -1213,10 +1218,16 @@ impl<'a> SbomBuilder<'a> {
         let mut dependency_graph = false;
         if let Some(graph) = graph {
             let places = graph.places();
+            let keys: HashSet<&str> = self.keys.iter().flatten().copied().collect();
+            let counts = graph.dependency_counts(&keys);
             for (component, key) in self.components.iter_mut().zip(&self.keys) {
                 let place = key.and_then(|key| places.get(key));
                 dependency_graph |= place.is_some_and(|place| *place != graph::Place::Root);
                 component.relationship = place.map(|place| place.as_str().to_owned());
+                component.dependencies = key
+                    .and_then(|key| counts.get(key))
+                    .copied()
+                    .unwrap_or_default();
             }
         }
         Sbom {
@@ -2678,6 +2689,7 @@ mod tests {
                     license: Some("Apache-2.0".to_owned()),
                     component_type: None,
                     relationship: None,
+                    dependencies: 0,
                 },
                 Component {
                     name: "acme-sdk".to_owned(),
@@ -2686,6 +2698,7 @@ mod tests {
                     license: Some("LicenseRef-Acme-Proprietary OR GPL-2.0-only".to_owned()),
                     component_type: None,
                     relationship: None,
+                    dependencies: 0,
                 },
                 Component {
                     name: "mystery".to_owned(),
@@ -2694,6 +2707,7 @@ mod tests {
                     license: None,
                     component_type: None,
                     relationship: None,
+                    dependencies: 0,
                 },
                 Component {
                     name: "guessed".to_owned(),
@@ -2702,6 +2716,7 @@ mod tests {
                     license: None,
                     component_type: None,
                     relationship: None,
+                    dependencies: 0,
                 },
             ]
         );
