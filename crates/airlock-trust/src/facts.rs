@@ -5,8 +5,13 @@
 //! handed to policy later. Policy therefore never parses SLSA, CycloneDX, SPDX, Trivy, Grype,
 //! SARIF or OpenSSF Scorecard results itself, and every evidence of a kind has the same shape.
 //! Where an SBOM states a dependency graph, each component says whether it is a root, a direct
-//! or a transitive dependency (the `graph` submodule says which edges count);
-//! [`crate::dependencies`] summarises an SBOM's facts for dependency-health gates.
+//! or a transitive dependency, and how many other components it depends on directly (the
+//! `graph` submodule says which edges count); [`crate::dependencies`] summarises an SBOM's facts
+//! for dependency-health gates.
+//!
+//! Facts stored by an older airlock are read back with the fields it did not derive at their
+//! serde defaults; where a default would claim something good that was never checked, the field
+//! is an `Option` and `None` means unknown ([`Provenance::unpinned_inputs`]).
 //!
 //! Guarantees:
 //!
