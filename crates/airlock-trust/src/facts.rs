@@ -5,8 +5,13 @@
 //! handed to policy later. Policy therefore never parses SLSA, CycloneDX, SPDX, Trivy, Grype,
 //! SARIF or OpenSSF Scorecard results itself, and every evidence of a kind has the same shape.
 //! Where an SBOM states a dependency graph, each component says whether it is a root, a direct
-//! or a transitive dependency (the `graph` submodule says which edges count);
-//! [`crate::dependencies`] summarises an SBOM's facts for dependency-health gates.
+//! or a transitive dependency, and how many other components it depends on directly (the
+//! `graph` submodule says which edges count); [`crate::dependencies`] summarises an SBOM's facts
+//! for dependency-health gates.
+//!
+//! Facts stored by an older airlock are read back with the fields it did not derive at their
+//! serde defaults; where a default would claim something good that was never checked, the field
+//! is an `Option` and `None` means unknown ([`Provenance::unpinned_inputs`]).
 //!
 //! Guarantees:
 //!
@@ -124,9 +129,11 @@ pub struct Provenance {
     pub inputs: u64,
     /// Every input without a digest (none, an empty object, or only empty values), named by
     /// its `uri`, else its `name`, else its place (`resolvedDependencies[3]`, `materials[3]`);
-    /// in document order.
+    /// in document order. Always `Some` when derived now (`Some([])`: every input is pinned);
+    /// `None` in facts stored before inputs were read, where whether they were pinned is
+    /// unknown (the policy input then has `null`, which a gate treats as unpinned).
     #[serde(default)]
-    pub unpinned_inputs: Vec<String>,
+    pub unpinned_inputs: Option<Vec<String>>,
 }
 
 /// Facts from a CycloneDX (JSON, 1.4 or later) or SPDX (2.x JSON) SBOM.
@@ -173,6 +180,12 @@ pub struct Component {
     /// connect the component to a root.
     #[serde(default)]
     pub relationship: Option<String>,
+    /// How many other components of the SBOM it depends on directly, as its graph states
+    /// (CycloneDX `dependencies[].dependsOn`; SPDX the edges [`Component::relationship`] is
+    /// read from), counted once each whether or not the graph reaches it from a root. 0 when
+    /// none is stated (and in facts stored before it was read).
+    #[serde(default)]
+    pub dependencies: u64,
 }
 
 impl Component {
@@ -255,7 +268,8 @@ pub struct Scorecard {
     pub repository: Option<String>,
     /// The commit scored (`repo.commit`).
     pub commit: Option<String>,
-    /// When the repository was scored, as written (`date`).
+    /// When the repository was scored, as written (`date`): always an RFC 3339 date-time or a
+    /// `YYYY-MM-DD` date (anything else is refused), so policy can compare dates.
     pub date: String,
     /// The version of scorecard that scored it (`scorecard.version`).
     pub scorecard_version: Option<String>,
@@ -699,7 +713,7 @@ fn slsa_v1(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErro
         commit: source.commit,
         source_ref: source.reference,
         inputs: inputs.count,
-        unpinned_inputs: inputs.unpinned,
+        unpinned_inputs: Some(inputs.unpinned),
     })
 }
 
@@ -759,7 +773,7 @@ fn slsa_v02(r: Reader, root: &Map<String, Value>) -> Result<Provenance, FactsErr
         commit: source.commit,
         source_ref: source.reference,
         inputs: inputs.count,
-        unpinned_inputs: inputs.unpinned,
+        unpinned_inputs: Some(inputs.unpinned),
     })
 }
 
@@ -891,26 +905,24 @@ fn cyclonedx(r: Reader, root: &Map<String, Value>) -> Result<Sbom, FactsError> {
     let mut sbom = SbomBuilder::new(r);
     cyclonedx_components(r, root, "", 0, &mut sbom)?;
     let graph = cyclonedx_graph(r, root)?;
-    Ok(sbom.finish("cyclonedx", spec_version, graph.as_ref()))
+    Ok(sbom.finish("cyclonedx", spec_version, Some(&graph)))
 }
 
-/// The graph from `metadata.component.bom-ref` along `dependencies[].dependsOn`; `None` when
-/// the document names no root or states no dependencies of it (see [`graph`]). The
-/// `dependencies` are checked either way.
+/// The graph from `metadata.component.bom-ref` along `dependencies[].dependsOn`; without a
+/// root, or without dependencies stated for it, it places no component below a root (see
+/// [`graph`]). The `dependencies` are checked either way.
 fn cyclonedx_graph<'a>(
     r: Reader,
     root: &'a Map<String, Value>,
-) -> Result<Option<DependencyGraph<'a>>, FactsError> {
+) -> Result<DependencyGraph<'a>, FactsError> {
     let root_ref = r
         .string(root, "", &["metadata", "component", "bom-ref"])?
         .filter(|name| !name.is_empty());
     let mut graph = DependencyGraph::default();
-    let mut root_stated = false;
     for (i, entry) in r.array(root, "", &["dependencies"])?.iter().enumerate() {
         let at = format!("dependencies[{i}]");
         let entry = r.element(entry, &at)?;
         let from = r.required_string(entry, &at, &["ref"])?;
-        root_stated |= Some(from) == root_ref;
         for (j, to) in r.array(entry, &at, &["dependsOn"])?.iter().enumerate() {
             let to = to
                 .as_str()
@@ -918,15 +930,15 @@ fn cyclonedx_graph<'a>(
             graph.edge(r.format, from, to)?;
         }
     }
+    // Without a root nothing is placed, but the stated edges still count how many components
+    // each one needs ([`Component::dependencies`]).
     let Some(root_ref) = root_ref else {
-        return Ok(None);
+        return Ok(graph);
     };
-    if !root_stated {
-        // The root is still the root, but no component is placed below it.
-        graph = DependencyGraph::default();
-    }
+    // A root without a `dependencies` entry of its own has no edge out, so it is the root and
+    // no component is placed below it.
     graph.root(root_ref);
-    Ok(Some(graph))
+    Ok(graph)
 }
 
 /// `"1.5"` or `"1.5.0"` -> `(1, 5)`.
@@ -1195,6 +1207,7 @@ impl<'a> SbomBuilder<'a> {
             license,
             component_type,
             relationship: None,
+            dependencies: 0,
         });
         self.keys.push(key);
         Ok(())
@@ -1210,10 +1223,16 @@ impl<'a> SbomBuilder<'a> {
         let mut dependency_graph = false;
         if let Some(graph) = graph {
             let places = graph.places();
+            let keys: HashSet<&str> = self.keys.iter().flatten().copied().collect();
+            let counts = graph.dependency_counts(&keys);
             for (component, key) in self.components.iter_mut().zip(&self.keys) {
                 let place = key.and_then(|key| places.get(key));
                 dependency_graph |= place.is_some_and(|place| *place != graph::Place::Root);
                 component.relationship = place.map(|place| place.as_str().to_owned());
+                component.dependencies = key
+                    .and_then(|key| counts.get(key))
+                    .copied()
+                    .unwrap_or_default();
             }
         }
         Sbom {
@@ -2014,7 +2033,7 @@ mod tests {
                 commit: Some("c27d339ee6075c1f744c5d4b200f7901aad2c369".to_owned()),
                 source_ref: Some("refs/heads/main".to_owned()),
                 inputs: 2,
-                unpinned_inputs: Vec::new(),
+                unpinned_inputs: Some(Vec::new()),
             }
         );
     }
@@ -2179,7 +2198,7 @@ mod tests {
                 commit: Some("4f2bd5e1b1b6e2a5a0c0e2d8e2b6c7a8d9e0f1a2".to_owned()),
                 source_ref: Some("refs/heads/main".to_owned()),
                 inputs: 1,
-                unpinned_inputs: Vec::new(),
+                unpinned_inputs: Some(Vec::new()),
             }
         );
     }
@@ -2246,7 +2265,7 @@ mod tests {
         let facts = provenance(SLSA_PROVENANCE_V1, &predicate);
         assert_eq!(facts.inputs, 6);
         assert_eq!(
-            facts.unpinned_inputs,
+            facts.unpinned_inputs.unwrap_or_default(),
             vec![
                 "pkg:docker/ubuntu@22.04",
                 "https://example.com/tool.tar.gz",
@@ -2267,7 +2286,7 @@ mod tests {
             json!("refs/tags/v3.0.0");
         let facts = provenance(SLSA_PROVENANCE_V1, &predicate);
         assert_eq!(facts.source_ref.as_deref(), Some("refs/tags/v3.0.0"));
-        assert_eq!(facts.unpinned_inputs, Vec::<String>::new());
+        assert_eq!(facts.unpinned_inputs, Some(Vec::<String>::new()));
 
         predicate["buildDefinition"]["externalParameters"] = json!({"workflow": {"ref": 7}});
         predicate["buildDefinition"]["resolvedDependencies"] = json!([]);
@@ -2321,7 +2340,7 @@ mod tests {
         assert_eq!(facts.source_ref.as_deref(), Some("refs/tags/v2.0.0"));
         assert_eq!(facts.inputs, 3);
         assert_eq!(
-            facts.unpinned_inputs,
+            facts.unpinned_inputs.unwrap_or_default(),
             vec!["https://github.com/actions/checkout@v4", "materials[2]"]
         );
 
@@ -2357,7 +2376,7 @@ mod tests {
         };
         assert_eq!(read.source_ref, None);
         assert_eq!(read.inputs, 0);
-        assert!(read.unpinned_inputs.is_empty());
+        assert_eq!(read.unpinned_inputs, None);
         assert_eq!(
             read.commit.as_deref(),
             Some("c27d339ee6075c1f744c5d4b200f7901aad2c369")
@@ -2675,6 +2694,7 @@ mod tests {
                     license: Some("Apache-2.0".to_owned()),
                     component_type: None,
                     relationship: None,
+                    dependencies: 0,
                 },
                 Component {
                     name: "acme-sdk".to_owned(),
@@ -2683,6 +2703,7 @@ mod tests {
                     license: Some("LicenseRef-Acme-Proprietary OR GPL-2.0-only".to_owned()),
                     component_type: None,
                     relationship: None,
+                    dependencies: 0,
                 },
                 Component {
                     name: "mystery".to_owned(),
@@ -2691,6 +2712,7 @@ mod tests {
                     license: None,
                     component_type: None,
                     relationship: None,
+                    dependencies: 0,
                 },
                 Component {
                     name: "guessed".to_owned(),
@@ -2699,6 +2721,7 @@ mod tests {
                     license: None,
                     component_type: None,
                     relationship: None,
+                    dependencies: 0,
                 },
             ]
         );

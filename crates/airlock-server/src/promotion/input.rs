@@ -240,3 +240,59 @@ pub(super) async fn build_rollback(
 ) -> Result<Value> {
     common(service, row, "rollback", requester_json(caller), &[]).await
 }
+
+#[cfg(test)]
+mod tests {
+    use airlock_store::{EvidenceOrigin, EvidenceVerdict};
+
+    use super::*;
+
+    fn attestation(facts: Value) -> EvidenceRow {
+        EvidenceRow {
+            id: 1,
+            origin: EvidenceOrigin {
+                repository_path: "team/app".to_owned(),
+                subject: "sha256:00".to_owned(),
+                item: "sha256:01".to_owned(),
+                format: "dsse".to_owned(),
+                source: "referrer".to_owned(),
+                repository: "team/app".to_owned(),
+                manifest: None,
+                blob: "sha256:02".to_owned(),
+                signature: None,
+                pushed_by: "ci".to_owned(),
+            },
+            verdict: EvidenceVerdict {
+                status: "verified".to_owned(),
+                kind: Some("attestation".to_owned()),
+                reason_code: None,
+                reason: None,
+                key_id: Some("k".to_owned()),
+                key_name: Some("ci".to_owned()),
+                predicate_type: Some("https://slsa.dev/provenance/v1".to_owned()),
+                facts: Some(facts.to_string()),
+                keyring_version: 1,
+            },
+            first_seen_at: 0,
+            verified_at: 0,
+        }
+    }
+
+    #[test]
+    fn provenance_stored_before_inputs_were_read_has_unknown_unpinned_inputs() {
+        // Facts derived before airlock read provenance inputs: whether they were pinned is
+        // unknown, which the policy must see as null, never as an empty list ("all pinned").
+        let stored = json!({
+            "kind": "provenance",
+            "slsa_version": "v1",
+            "builder_id": "https://github.com/actions/runner/github-hosted",
+            "build_type": "https://actions.github.io/buildtypes/workflow/v1",
+            "source_repository": "https://github.com/octo-org/octo-repo",
+            "commit": "c27d339ee6075c1f744c5d4b200f7901aad2c369"
+        });
+        let evidence = evidence_json(&[attestation(stored)], &[]);
+        let item = &evidence["provenance"][0];
+        assert_eq!(item["key"], json!("ci"));
+        assert_eq!(item.get("unpinned_inputs"), Some(&Value::Null));
+    }
+}

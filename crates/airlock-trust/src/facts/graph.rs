@@ -4,7 +4,9 @@
 //! between the names; this module collects the edges of either format into one graph and walks
 //! it breadth first from the roots, so that each component gets its shortest distance from a
 //! root: 0 is `"root"`, 1 `"direct"`, more `"transitive"`. The walk visits each node once, so
-//! cycles terminate, and the graph has at most [`MAX_RELATIONSHIPS`] edges.
+//! cycles terminate, and the graph has at most [`MAX_RELATIONSHIPS`] edges. The same edges
+//! also say how many other components each component needs directly, whether or not a root
+//! reaches it ([`super::Component::dependencies`]).
 //!
 //! What counts as an edge "A needs B":
 //!
@@ -24,7 +26,7 @@
 //!   tool, generation, variant and file relationships) say nothing about needing a package and
 //!   are not read. Only edges between packages of the document count.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::{FactsError, MAX_ITEMS};
 
@@ -129,6 +131,36 @@ impl<'a> DependencyGraph<'a> {
     }
 }
 
+impl<'a> DependencyGraph<'a> {
+    /// For each element of `components` that needs others: how many distinct other elements
+    /// of `components` it needs directly (its edges to names that are no component, or to
+    /// itself, are not counted).
+    pub(super) fn dependency_counts(&self, components: &HashSet<&str>) -> HashMap<&'a str, u64> {
+        let mut names = vec![""; self.edges.len()];
+        for (name, &node) in &self.nodes {
+            names[node] = name;
+        }
+        let is_component: Vec<bool> = names.iter().map(|name| components.contains(name)).collect();
+        let mut counts = HashMap::new();
+        for (node, targets) in self.edges.iter().enumerate() {
+            if !is_component[node] || targets.is_empty() {
+                continue;
+            }
+            let mut needed: Vec<usize> = targets
+                .iter()
+                .copied()
+                .filter(|&to| to != node && is_component[to])
+                .collect();
+            needed.sort_unstable();
+            needed.dedup();
+            if !needed.is_empty() {
+                counts.insert(names[node], needed.len() as u64);
+            }
+        }
+        counts
+    }
+}
+
 /// How an SPDX relationship type reads as an edge, if it is one (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SpdxEdge {
@@ -225,6 +257,9 @@ mod tests {
                 ("app", Some("root")),
             ]
         );
+        // Distinct components each depends on; `elsewhere` is no component.
+        let needs: Vec<u64> = sbom.components.iter().map(|c| c.dependencies).collect();
+        assert_eq!(needs, vec![2, 1, 1, 0, 1]);
         let types: Vec<Option<&str>> = sbom
             .components
             .iter()
@@ -424,6 +459,27 @@ mod tests {
                 ("orphan", None),
             ]
         );
+        // How many packages each needs directly (only edges between packages count).
+        let needs: Vec<(&str, u64)> = sbom
+            .components
+            .iter()
+            .map(|component| (component.name.as_str(), component.dependencies))
+            .collect();
+        assert_eq!(
+            needs,
+            vec![
+                ("registry.example.com/app", 1),
+                ("debian", 0),
+                ("app", 2),
+                ("express", 1),
+                ("debug", 1),
+                ("ms", 2),
+                ("peer", 0),
+                ("dev", 0),
+                ("tool", 0),
+                ("orphan", 0),
+            ]
+        );
         let purposes: Vec<Option<&str>> = sbom
             .components
             .iter()
@@ -538,6 +594,7 @@ mod tests {
                 license: Some("MIT".to_owned()),
                 component_type: None,
                 relationship: None,
+                dependencies: 0,
             }]
         );
     }

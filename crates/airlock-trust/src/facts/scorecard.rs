@@ -2,7 +2,8 @@
 //! answer) and the predicate of `scorecard --format=intoto`, which is the same object without
 //! `repo` (the statement's subject names the repository instead).
 //!
-//! Read: `repo.name`, `repo.commit`, `date` (required), `scorecard.version`, `score` (required,
+//! Read: `repo.name`, `repo.commit`, `date` (required, an RFC 3339 date-time or a `YYYY-MM-DD`
+//! date, as written; anything else is refused, since policy compares dates), `scorecard.version`, `score` (required,
 //! -1 to 10) and every `checks[]` entry's `name` and `score` (required, an integer from -1 to
 //! 10, where -1 means inconclusive). A check named twice is refused: its score would be
 //! ambiguous. `details`, `reason`, `documentation` and `metadata` are not read.
@@ -10,6 +11,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime};
 
 use super::{FactsError, MAX_ITEMS, Reader, Scorecard};
 
@@ -29,9 +33,22 @@ pub(super) fn looks_like(object: &Map<String, Value>) -> bool {
         && object.get("score").is_some_and(Value::is_number)
 }
 
+/// Whether `text` is an RFC 3339 date-time or a calendar date `YYYY-MM-DD`.
+fn is_date(text: &str) -> bool {
+    OffsetDateTime::parse(text, &Rfc3339).is_ok()
+        || Date::parse(text, format_description!("[year]-[month]-[day]")).is_ok()
+}
+
 /// Reads a Scorecard result.
 pub(super) fn read(r: Reader, root: &Map<String, Value>) -> Result<Scorecard, FactsError> {
     let date = r.required_string(root, "", &["date"])?;
+    if !is_date(date) {
+        return Err(r.unexpected(
+            "date".to_owned(),
+            date,
+            "an RFC 3339 date-time or a YYYY-MM-DD date",
+        ));
+    }
     let optional = |keys: &[&str]| -> Result<Option<String>, FactsError> {
         Ok(r.string(root, "", keys)?
             .map(str::trim)
@@ -238,10 +255,38 @@ mod tests {
     }
 
     #[test]
+    fn a_date_may_be_a_calendar_date_or_an_rfc_3339_date_time() {
+        for date in [
+            "2026-08-01",
+            "2026-08-01T12:30:00Z",
+            "2026-08-01T12:30:00.5+02:00",
+        ] {
+            let mut predicate = result();
+            predicate["date"] = json!(date);
+            assert_eq!(scorecard(RESULT_TYPE, &predicate).date, date);
+        }
+    }
+
+    #[test]
     fn malformed_results_are_refused_by_path() {
         let cases = [
             ("/date", json!(null), "has no date"),
             ("/date", json!(20260801), "field date is not a string"),
+            (
+                "/date",
+                json!("zzzz"),
+                "field date is \"zzzz\", expected an RFC 3339 date-time or a YYYY-MM-DD date",
+            ),
+            (
+                "/date",
+                json!("2026-13-01"),
+                "field date is \"2026-13-01\", expected an RFC 3339 date-time or a YYYY-MM-DD date",
+            ),
+            (
+                "/date",
+                json!("2026-08-01 12:00"),
+                "field date is \"2026-08-01 12:00\", expected an RFC 3339 date-time or a YYYY-MM-DD date",
+            ),
             (
                 "/repo",
                 json!("github.com/octo-org/octo-repo"),
