@@ -631,11 +631,16 @@ dependency_source_waived(_, source) if {
 	rule_waived("prod.dependency_sources", dependency_source_label(source))
 }
 
-dependency_source_waived(dependencies, source) if {
+# Only when a prod.dependency_sources waiver is active are the SBOM's packages scanned, once
+# per waiver, so an SBOM with many disallowed sources costs nothing more without waivers.
+dependency_source_waived(i, source) if {
 	not rule_waived("prod.dependency_sources", dependency_source_label(source))
+	count(dependency_package_waivers) > 0
+	prefix := concat("", [source.source, "/"])
+	some waived in dependency_package_waivers
+	startswith(waived, prefix)
 	packages := [name |
-		some name, _ in dependencies.packages
-		prefix := concat("", [source.source, "/"])
+		some name, _ in input.evidence.sboms[i].dependencies.packages
 		startswith(name, prefix)
 		not contains(trim_prefix(name, prefix), "/")
 	]
@@ -645,21 +650,29 @@ dependency_source_waived(dependencies, source) if {
 	}
 }
 
-# Sources of components no pattern allows, with the SBOM's dependency facts.
-unallowed_dependency_sources contains [sbom.dependencies, source] if {
-	some sbom in input.evidence.sboms
+# Ids of the active prod.dependency_sources waivers.
+dependency_package_waivers := {w.id |
+	some w in active_rule_waivers
+	w.rule == "prod.dependency_sources"
+	is_string(w.id)
+}
+
+# Sources of components no pattern allows, with the index of their SBOM (keying by the SBOM's
+# whole dependency facts would compare them at every lookup).
+unallowed_dependency_sources contains [i, source] if {
+	some i, sbom in input.evidence.sboms
 	some source in sbom.dependencies.sources
 	not dependency_source_allowed(source)
 }
 
 disallowed_sources contains dependency_source_label(source) if {
-	some [dependencies, source] in unallowed_dependency_sources
-	not dependency_source_waived(dependencies, source)
+	some [i, source] in unallowed_dependency_sources
+	not dependency_source_waived(i, source)
 }
 
 waived_sources contains dependency_source_label(source) if {
-	some [dependencies, source] in unallowed_dependency_sources
-	dependency_source_waived(dependencies, source)
+	some [i, source] in unallowed_dependency_sources
+	dependency_source_waived(i, source)
 }
 
 # "pkg:generic (2 components, e.g. pkg:generic/node@16.20.2, ...)" for a source label.
