@@ -574,7 +574,25 @@ dependency_source_path_valid(path) := true if {
 	}
 	segments[0] == lower(segments[0])
 	not contains(segments[0], " ")
+	purl_canonical(segments[0], concat("/", array.slice(segments, 1, count(segments))))
 } else := false
+
+# Types whose namespace and name the purl spec lower-cases: a pattern or eol key with an
+# upper-case letter there (or, for pypi, a "_", which the spec writes "-") matches nothing the
+# facts give, so the bundle's tests refuse it.
+purl_lowercased_types := {"npm", "pypi", "deb", "apk", "golang", "github", "bitbucket", "composer", "hex"}
+
+# purl_canonical holds when the rest of a purl (namespace and name, without version) is
+# written as the purl spec canonicalises it for its type.
+purl_canonical(purl_type, rest) if {
+	not purl_type in purl_lowercased_types
+} else if {
+	rest == lower(rest)
+	purl_type != "pypi"
+} else if {
+	rest == lower(rest)
+	not contains(rest, "_")
+}
 
 # dependency_path_matches: the pattern's path equals the source, or the source continues it
 # after a "/", or (trailing "*") the source starts with it.
@@ -921,6 +939,7 @@ eol_package_valid(name) if {
 	count(segments) > 1
 	segments[0] != ""
 	segments[0] == lower(segments[0])
+	purl_canonical(segments[0], concat("/", array.slice(segments, 1, count(segments))))
 }
 
 eol_entry(pattern) := {"package": replace(name, "@", "%40"), "version": version} if {
@@ -942,17 +961,21 @@ eol_entry(pattern) := {"package": replace(name, "@", "%40"), "version": version}
 eol_has_empty_version(pattern) if endswith(pattern, "@")
 
 # eol_version_matches: no version in the pattern matches every version; otherwise the
-# component's version (without a leading "v") equals it or continues it after ".", "-" or "+".
+# component's version (without a Debian-style epoch "N:" and a leading "v") equals it or
+# continues it after ".", "-" or "+".
 eol_version_matches(want, version) := true if {
 	want == null
 } else := true if {
 	is_string(want)
-	trim_prefix(version, "v") == want
+	eol_version(version) == want
 } else := true if {
 	is_string(want)
 	some separator in [".", "-", "+"]
-	startswith(trim_prefix(version, "v"), concat("", [want, separator]))
+	startswith(eol_version(version), concat("", [want, separator]))
 } else := false
+
+# "1:3.9.2-1" -> "3.9.2-1", "v16.1.0" -> "16.1.0".
+eol_version(version) := trim_prefix(regex.replace(version, "^[0-9]+:", ""), "v")
 
 # Components past their end of life: the package is looked up in each SBOM's packages, so the
 # cost grows with the eol entries and the versions of their packages, not with the components.
@@ -970,6 +993,16 @@ eol_findings contains {"package": name, "version": version, "date": date, "patte
 	not now_ns < date_ns(date)
 }
 
+# A package the SBOM lists without any version, named by an eol entry (with or without a
+# version): whether it is past its end of life cannot be told, so it is a finding (fail closed).
+eol_findings contains {"package": name, "version": null, "date": date, "pattern": pattern} if {
+	some pattern, date in eol
+	[name, _] := eol_split(pattern)
+	some sbom in input.evidence.sboms
+	count(sbom.dependencies.packages[name]) == 0
+	eol_entry(pattern)
+}
+
 # eol_split is [package, version or null] of an eol pattern, unchecked.
 eol_split(pattern) := [parts[0], parts[1]] if {
 	parts := split(pattern, "@")
@@ -985,16 +1018,22 @@ eol_waived(finding) := true if {
 	rule_waived("prod.end_of_life", finding.pattern)
 } else := false
 
-eol_finding_text(finding) := sprintf("%v %v (end of life %v)", [finding.package, finding.version, finding.date]) if {
+eol_finding_text(finding) := sprintf("%v (version unknown; end of life %v for %v)", [finding.package, finding.date, finding.pattern]) if {
+	finding.version == null
+} else := sprintf("%v %v (end of life %v)", [finding.package, finding.version, finding.date]) if {
 	date_ns(finding.date)
 } else := sprintf("%v %v (end-of-life date %v in data.airlock.config.eol is not a date; counted as passed)", [finding.package, finding.version, finding.date])
+
+eol_version_text(null) := "(version unknown)"
+
+eol_version_text(version) := version if is_string(version)
 
 eol_unwaived contains eol_finding_text(f) if {
 	some f in eol_findings
 	not eol_waived(f)
 }
 
-eol_waived_components contains sprintf("%v %v", [f.package, f.version]) if {
+eol_waived_components contains sprintf("%v %v", [f.package, eol_version_text(f.version)]) if {
 	some f in eol_findings
 	eol_waived(f)
 }

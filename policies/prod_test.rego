@@ -602,6 +602,29 @@ test_end_of_life_version_boundaries if {
 	eol_denied("22.11.0") == set()
 }
 
+# A package whose version the SBOM does not know, named by an eol entry: whether it is past its
+# end of life cannot be told, so it is denied (fail closed).
+test_unversioned_package_named_by_an_eol_entry_is_denied if {
+	given := with_dependencies({
+		"sources": generic_node("16").sources,
+		"packages": object.union(fixtures.dependencies.packages, {"pkg:generic/node": []}),
+	})
+	deny := prod.deny with input as given with data.airlock.config.allowed_dependency_sources as ["pkg:*"]
+	fixtures.rule_ids(deny) == {"prod.end_of_life"}
+	contains(fixtures.messages(deny), "pkg:generic/node (version unknown; end of life 2023-04-30 for pkg:generic/node@14)")
+	everything := prod.deny with input as given
+		with data.airlock.config.allowed_dependency_sources as ["pkg:*"]
+		with data.airlock.config.eol as {"pkg:generic/node": "2030-01-01"}
+	contains(fixtures.messages(everything), "pkg:generic/node (version unknown; end of life 2030-01-01 for pkg:generic/node)")
+}
+
+test_end_of_life_ignores_a_debian_epoch if {
+	eol_denied("1:16.20.2-1") == {"prod.end_of_life"}
+	eol_denied("2:v16.1") == {"prod.end_of_life"}
+	eol_denied("1:160.0") == set()
+	eol_denied("a:16.1") == set()
+}
+
 test_end_of_life_counts_from_its_date if {
 	given := with_dependencies(generic_node("22.1.0"))
 	eol := {"pkg:generic/node@22": "2027-04-30"}
@@ -664,6 +687,24 @@ test_invalid_end_of_life_patterns_match_nothing_and_fail_the_bundle_tests if {
 test_configured_dependency_source_patterns_are_valid if {
 	count(lib.invalid_dependency_source_patterns) == 0
 	is_array(data.airlock.config.allowed_dependency_sources)
+}
+
+# Keys must be canonical purls for the types the purl spec lower-cases, or they would match
+# nothing: the facts give pkg:pypi/django, never pkg:pypi/Django.
+test_non_canonical_eol_keys_and_source_patterns_are_invalid if {
+	eol := {
+		"pkg:pypi/Django@3.2": "2024-04-01",
+		"pkg:pypi/zope_interface": "2024-04-01",
+		"pkg:npm/Left-Pad": "2024-04-01",
+		"pkg:deb/Debian/python3.9@3.9": "2025-10-31",
+		"pkg:maven/org.Example/Lib@1": "2024-04-01",
+		"pkg:generic/Node@16": "2023-09-11",
+	}
+	invalid := lib.invalid_eol_entries with data.airlock.config.eol as eol
+	invalid == {"pkg:pypi/Django@3.2: 2024-04-01", "pkg:pypi/zope_interface: 2024-04-01", "pkg:npm/Left-Pad: 2024-04-01", "pkg:deb/Debian/python3.9@3.9: 2025-10-31"}
+	patterns := ["pkg:deb/Debian", "pkg:golang/github.com/Acme*", "pkg:maven/org.Example", "pkg:npm/%40scope", "pkg:github/acme"]
+	bad := lib.invalid_dependency_source_patterns with data.airlock.config.allowed_dependency_sources as patterns
+	bad == {"pkg:deb/Debian", "pkg:golang/github.com/Acme*"}
 }
 
 test_configured_eol_entries_are_valid if {
