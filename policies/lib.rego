@@ -162,6 +162,13 @@ scorecard_enforced_repositories := data.airlock.config.scorecard_enforced_reposi
 	data.airlock.config.scorecard_enforced_repositories
 }
 
+default scorecard_max_age_days := 90
+
+scorecard_max_age_days := data.airlock.config.scorecard_max_age_days if {
+	is_number(data.airlock.config.scorecard_max_age_days)
+	data.airlock.config.scorecard_max_age_days >= 0
+}
+
 default eol := {}
 
 eol := data.airlock.config.eol if is_object(data.airlock.config.eol)
@@ -811,29 +818,40 @@ default scorecards := []
 
 scorecards := input.evidence.scorecards if is_array(input.evidence.scorecards)
 
-# [repository (normalized), result] for each Scorecard result that names its repository,
-# normalized once per evaluation.
-scorecard_results contains [normalized_repository(s.repository), s] if {
+# [repository (normalized), result, date in ns] for each Scorecard result that names its
+# repository, normalized and its date read once per evaluation. (The facts only hold an RFC
+# 3339 date-time or a YYYY-MM-DD date; a result whose date cannot be read does not count.)
+scorecard_results contains [normalized_repository(s.repository), s, ns] if {
 	some s in scorecards
 	is_string(s.repository)
+	ns := date_ns(s.date)
 }
 
-scorecard_repositories := {repository | some [repository, _] in scorecard_results}
+scorecard_repositories := {repository | some [repository, _, _] in scorecard_results}
 
-# [repository, result] for the newest results (by date; several if attested for the same date)
-# of each source repository.
+# [repository, result] for the newest results (by the time their dates name; several if
+# attested for the same time) of each source repository.
 source_scorecards contains [repository, s] if {
-	some [repository, s] in scorecard_results
+	some [repository, s, ns] in scorecard_results
 	repository in source_repositories
-	newest := max({x.date | some [r, x] in scorecard_results; r == repository})
-	s.date == newest
+	newest := max({x | some [r, _, x] in scorecard_results; r == repository})
+	ns == newest
 }
 
 maintained_score(s) := object.get(object.get(s, "checks", {}), "Maintained", null)
 
+# A result passes with a score at least the minimum, a Maintained check other than 0 (-1,
+# inconclusive, passes; a result without it, from a partial run, does not), and a date at most
+# scorecard_max_age_days before now.
 scorecard_passes(s) if {
 	s.score >= scorecard_minimum
+	is_number(maintained_score(s))
 	maintained_score(s) != 0
+	scorecard_fresh(s)
+}
+
+scorecard_fresh(s) if {
+	now_ns - date_ns(s.date) <= ((scorecard_max_age_days * 24) * 3600) * 1000000000
 }
 
 # Source repositories whose newest Scorecard result fails, or that have none.
@@ -883,6 +901,8 @@ scorecard_failure(repository) := concat("; ", [text |
 		some reason in [
 			sprintf("scores %v, below the minimum %v", [s.score, scorecard_minimum]),
 			"its Maintained check is 0 (archived, inactive for 90 days, or younger than that)",
+			"does not include the Maintained check (a partial run, scorecard --checks=...)",
+			sprintf("is from %v, older than %v days", [s.date, scorecard_max_age_days]),
 		]
 		scorecard_reason_applies(reason, s)
 	]
@@ -899,6 +919,16 @@ scorecard_reason_applies(reason, s) if {
 scorecard_reason_applies(reason, s) if {
 	startswith(reason, "its Maintained")
 	maintained_score(s) == 0
+}
+
+scorecard_reason_applies(reason, s) if {
+	startswith(reason, "does not include")
+	not is_number(maintained_score(s))
+}
+
+scorecard_reason_applies(reason, s) if {
+	startswith(reason, "is from")
+	not scorecard_fresh(s)
 }
 
 # The prod.scorecard_minimum violations; the gate denies with them in enforced repositories

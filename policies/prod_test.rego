@@ -556,6 +556,46 @@ test_newest_scorecard_counts if {
 	warned(with_scorecards([new_low, fixtures.scorecard])) == {"prod.scorecard_minimum"}
 }
 
+# A partial run (scorecard --checks=...) says nothing about maintenance: it fails the rule.
+test_scorecard_without_the_maintained_check_fails if {
+	partial := object.union(fixtures.scorecard, {"score": 10, "checks": {"Maintained": null}})
+	given := with_scorecards([object.union(object.remove(fixtures.scorecard, ["checks"]), {"score": 10, "checks": {"Code-Review": 10}})])
+	warn := prod.warn with input as given
+	fixtures.rule_ids(warn) == {"prod.scorecard_minimum"}
+	contains(fixtures.messages(warn), "does not include the Maintained check")
+	warned(with_scorecards([partial])) == {"prod.scorecard_minimum"}
+}
+
+# Dates are compared as dates: an offset or a plain date is read as the time it names.
+test_newest_scorecard_compares_parsed_dates if {
+	# As strings "2026-11-24T01:00:00+05:00" sorts after "2026-11-24T00:00:00Z"; as dates it is
+	# 2026-11-23T20:00Z, the older one.
+	old_low := object.union(fixtures.scorecard, {"date": "2026-11-24T01:00:00+05:00", "score": 3})
+	new_ok := object.union(fixtures.scorecard, {"date": "2026-11-24T00:00:00Z"})
+	warned(with_scorecards([old_low, new_ok])) == set()
+	plain_new_low := object.union(fixtures.scorecard, {"date": "2026-11-24", "score": 3})
+	warned(with_scorecards([plain_new_low, fixtures.scorecard])) == {"prod.scorecard_minimum"}
+	# A date that cannot be read does not count, and does not hide the others.
+	unreadable_ok := object.union(fixtures.scorecard, {"date": "zzzz", "score": 9})
+	low := object.union(fixtures.scorecard, {"score": 3})
+	mixed := prod.warn with input as with_scorecards([low, unreadable_ok])
+	contains(fixtures.messages(mixed), "scores 3, below the minimum 5")
+}
+
+test_stale_scorecard_fails if {
+	stale := object.union(fixtures.scorecard, {"date": "2026-08-01T08:00:00Z"})
+	warn := prod.warn with input as with_scorecards([stale])
+	fixtures.rule_ids(warn) == {"prod.scorecard_minimum"}
+	contains(fixtures.messages(warn), "from 2026-08-01T08:00:00Z, older than 90 days")
+	recent_enough := prod.warn with input as with_scorecards([stale])
+		with data.airlock.config.scorecard_max_age_days as 200
+	recent_enough == set()
+	default_age := prod.warn with input as with_scorecards([stale])
+		with data.airlock.config as object.remove(data.airlock.config, ["scorecard_max_age_days"])
+	fixtures.rule_ids(default_age) == {"prod.scorecard_minimum"}
+	data.airlock.config.scorecard_max_age_days == 90
+}
+
 test_scorecard_waiver_accepts_the_repository if {
 	given := with_scorecards([])
 	waivers := [waiver("prod.scorecard_minimum", "https://github.com/acme/app")]
