@@ -829,9 +829,10 @@ scorecard_results contains [normalized_repository(s.repository), s, ns] if {
 
 scorecard_repositories := {repository | some [repository, _, _] in scorecard_results}
 
-# [repository, result] for the newest results (by the time their dates name; several if
-# attested for the same time) of each source repository.
-source_scorecards contains [repository, s] if {
+# [repository, result, date in ns] for the newest results (by the time their dates name;
+# several if attested for the same time) of each source repository. (The date is read once:
+# reading an RFC 3339 date-time costs a regular expression.)
+source_scorecards contains [repository, s, ns] if {
 	some [repository, s, ns] in scorecard_results
 	repository in source_repositories
 	newest := max({x | some [r, _, x] in scorecard_results; r == repository})
@@ -843,21 +844,20 @@ maintained_score(s) := object.get(object.get(s, "checks", {}), "Maintained", nul
 # A result passes with a score at least the minimum, a Maintained check other than 0 (-1,
 # inconclusive, passes; a result without it, from a partial run, does not), and a date at most
 # scorecard_max_age_days before now.
-scorecard_passes(s) if {
+scorecard_passes(s, ns) if {
 	s.score >= scorecard_minimum
 	is_number(maintained_score(s))
 	maintained_score(s) != 0
-	scorecard_fresh(s)
+	ns >= scorecard_oldest_ns
 }
 
-scorecard_fresh(s) if {
-	now_ns - date_ns(s.date) <= ((scorecard_max_age_days * 24) * 3600) * 1000000000
-}
+# The oldest time a passing result may be from.
+scorecard_oldest_ns := now_ns - (((scorecard_max_age_days * 24) * 3600) * 1000000000)
 
 # Source repositories whose newest Scorecard result fails, or that have none.
 scorecard_failing contains repository if {
-	some [repository, s] in source_scorecards
-	not scorecard_passes(s)
+	some [repository, s, ns] in source_scorecards
+	not scorecard_passes(s, ns)
 }
 
 scorecard_missing contains repository if {
@@ -894,9 +894,9 @@ waived_scorecards := {r |
 
 # "github.com/acme/app scores 4.2 (2026-11-20), below the minimum 5; its Maintained check is 0"
 scorecard_failure(repository) := concat("; ", [text |
-	some [r, s] in source_scorecards
+	some [r, s, ns] in source_scorecards
 	r == repository
-	not scorecard_passes(s)
+	not scorecard_passes(s, ns)
 	reasons := [reason |
 		some reason in [
 			sprintf("scores %v, below the minimum %v", [s.score, scorecard_minimum]),
@@ -904,31 +904,31 @@ scorecard_failure(repository) := concat("; ", [text |
 			"does not include the Maintained check (a partial run, scorecard --checks=...)",
 			sprintf("is from %v, older than %v days", [s.date, scorecard_max_age_days]),
 		]
-		scorecard_reason_applies(reason, s)
+		scorecard_reason_applies(reason, s, ns)
 	]
 	text := sprintf("%v (%v, attested by %v) %s", [repository, s.date, object.get(s, "key", "?"), concat(" and ", reasons)])
 ]) if {
 	repository in scorecard_failing
 } else := sprintf("%v fails the Scorecard minimum", [repository])
 
-scorecard_reason_applies(reason, s) if {
+scorecard_reason_applies(reason, s, _) if {
 	startswith(reason, "scores")
 	not s.score >= scorecard_minimum
 }
 
-scorecard_reason_applies(reason, s) if {
+scorecard_reason_applies(reason, s, _) if {
 	startswith(reason, "its Maintained")
 	maintained_score(s) == 0
 }
 
-scorecard_reason_applies(reason, s) if {
+scorecard_reason_applies(reason, s, _) if {
 	startswith(reason, "does not include")
 	not is_number(maintained_score(s))
 }
 
-scorecard_reason_applies(reason, s) if {
+scorecard_reason_applies(reason, _, ns) if {
 	startswith(reason, "is from")
-	not scorecard_fresh(s)
+	ns < scorecard_oldest_ns
 }
 
 # The prod.scorecard_minimum violations; the gate denies with them in enforced repositories
