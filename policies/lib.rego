@@ -162,6 +162,13 @@ scorecard_enforced_repositories := data.airlock.config.scorecard_enforced_reposi
 	data.airlock.config.scorecard_enforced_repositories
 }
 
+default scorecard_max_age_days := 90
+
+scorecard_max_age_days := data.airlock.config.scorecard_max_age_days if {
+	is_number(data.airlock.config.scorecard_max_age_days)
+	data.airlock.config.scorecard_max_age_days >= 0
+}
+
 default eol := {}
 
 eol := data.airlock.config.eol if is_object(data.airlock.config.eol)
@@ -574,7 +581,25 @@ dependency_source_path_valid(path) := true if {
 	}
 	segments[0] == lower(segments[0])
 	not contains(segments[0], " ")
+	purl_canonical(segments[0], concat("/", array.slice(segments, 1, count(segments))))
 } else := false
+
+# Types whose namespace and name the purl spec lower-cases: a pattern or eol key with an
+# upper-case letter there (or, for pypi, a "_", which the spec writes "-") matches nothing the
+# facts give, so the bundle's tests refuse it.
+purl_lowercased_types := {"npm", "pypi", "deb", "apk", "golang", "github", "bitbucket", "composer", "hex"}
+
+# purl_canonical holds when the rest of a purl (namespace and name, without version) is
+# written as the purl spec canonicalises it for its type.
+purl_canonical(purl_type, rest) if {
+	not purl_type in purl_lowercased_types
+} else if {
+	rest == lower(rest)
+	purl_type != "pypi"
+} else if {
+	rest == lower(rest)
+	not contains(rest, "_")
+}
 
 # dependency_path_matches: the pattern's path equals the source, or the source continues it
 # after a "/", or (trailing "*") the source starts with it.
@@ -631,11 +656,16 @@ dependency_source_waived(_, source) if {
 	rule_waived("prod.dependency_sources", dependency_source_label(source))
 }
 
-dependency_source_waived(dependencies, source) if {
+# Only when a prod.dependency_sources waiver is active are the SBOM's packages scanned, once
+# per waiver, so an SBOM with many disallowed sources costs nothing more without waivers.
+dependency_source_waived(i, source) if {
 	not rule_waived("prod.dependency_sources", dependency_source_label(source))
+	count(dependency_package_waivers) > 0
+	prefix := concat("", [source.source, "/"])
+	some waived in dependency_package_waivers
+	startswith(waived, prefix)
 	packages := [name |
-		some name, _ in dependencies.packages
-		prefix := concat("", [source.source, "/"])
+		some name, _ in input.evidence.sboms[i].dependencies.packages
 		startswith(name, prefix)
 		not contains(trim_prefix(name, prefix), "/")
 	]
@@ -645,21 +675,29 @@ dependency_source_waived(dependencies, source) if {
 	}
 }
 
-# Sources of components no pattern allows, with the SBOM's dependency facts.
-unallowed_dependency_sources contains [sbom.dependencies, source] if {
-	some sbom in input.evidence.sboms
+# Ids of the active prod.dependency_sources waivers.
+dependency_package_waivers := {w.id |
+	some w in active_rule_waivers
+	w.rule == "prod.dependency_sources"
+	is_string(w.id)
+}
+
+# Sources of components no pattern allows, with the index of their SBOM (keying by the SBOM's
+# whole dependency facts would compare them at every lookup).
+unallowed_dependency_sources contains [i, source] if {
+	some i, sbom in input.evidence.sboms
 	some source in sbom.dependencies.sources
 	not dependency_source_allowed(source)
 }
 
 disallowed_sources contains dependency_source_label(source) if {
-	some [dependencies, source] in unallowed_dependency_sources
-	not dependency_source_waived(dependencies, source)
+	some [i, source] in unallowed_dependency_sources
+	not dependency_source_waived(i, source)
 }
 
 waived_sources contains dependency_source_label(source) if {
-	some [dependencies, source] in unallowed_dependency_sources
-	dependency_source_waived(dependencies, source)
+	some [i, source] in unallowed_dependency_sources
+	dependency_source_waived(i, source)
 }
 
 # "pkg:generic (2 components, e.g. pkg:generic/node@16.20.2, ...)" for a source label.
@@ -780,35 +818,46 @@ default scorecards := []
 
 scorecards := input.evidence.scorecards if is_array(input.evidence.scorecards)
 
-# [repository (normalized), result] for each Scorecard result that names its repository,
-# normalized once per evaluation.
-scorecard_results contains [normalized_repository(s.repository), s] if {
+# [repository (normalized), result, date in ns] for each Scorecard result that names its
+# repository, normalized and its date read once per evaluation. (The facts only hold an RFC
+# 3339 date-time or a YYYY-MM-DD date; a result whose date cannot be read does not count.)
+scorecard_results contains [normalized_repository(s.repository), s, ns] if {
 	some s in scorecards
 	is_string(s.repository)
+	ns := date_ns(s.date)
 }
 
-scorecard_repositories := {repository | some [repository, _] in scorecard_results}
+scorecard_repositories := {repository | some [repository, _, _] in scorecard_results}
 
-# [repository, result] for the newest results (by date; several if attested for the same date)
-# of each source repository.
-source_scorecards contains [repository, s] if {
-	some [repository, s] in scorecard_results
+# [repository, result, date in ns] for the newest results (by the time their dates name;
+# several if attested for the same time) of each source repository. (The date is read once:
+# reading an RFC 3339 date-time costs a regular expression.)
+source_scorecards contains [repository, s, ns] if {
+	some [repository, s, ns] in scorecard_results
 	repository in source_repositories
-	newest := max({x.date | some [r, x] in scorecard_results; r == repository})
-	s.date == newest
+	newest := max({x | some [r, _, x] in scorecard_results; r == repository})
+	ns == newest
 }
 
 maintained_score(s) := object.get(object.get(s, "checks", {}), "Maintained", null)
 
-scorecard_passes(s) if {
+# A result passes with a score at least the minimum, a Maintained check other than 0 (-1,
+# inconclusive, passes; a result without it, from a partial run, does not), and a date at most
+# scorecard_max_age_days before now.
+scorecard_passes(s, ns) if {
 	s.score >= scorecard_minimum
+	is_number(maintained_score(s))
 	maintained_score(s) != 0
+	ns >= scorecard_oldest_ns
 }
+
+# The oldest time a passing result may be from.
+scorecard_oldest_ns := now_ns - (((scorecard_max_age_days * 24) * 3600) * 1000000000)
 
 # Source repositories whose newest Scorecard result fails, or that have none.
 scorecard_failing contains repository if {
-	some [repository, s] in source_scorecards
-	not scorecard_passes(s)
+	some [repository, s, ns] in source_scorecards
+	not scorecard_passes(s, ns)
 }
 
 scorecard_missing contains repository if {
@@ -845,29 +894,41 @@ waived_scorecards := {r |
 
 # "github.com/acme/app scores 4.2 (2026-11-20), below the minimum 5; its Maintained check is 0"
 scorecard_failure(repository) := concat("; ", [text |
-	some [r, s] in source_scorecards
+	some [r, s, ns] in source_scorecards
 	r == repository
-	not scorecard_passes(s)
+	not scorecard_passes(s, ns)
 	reasons := [reason |
 		some reason in [
 			sprintf("scores %v, below the minimum %v", [s.score, scorecard_minimum]),
 			"its Maintained check is 0 (archived, inactive for 90 days, or younger than that)",
+			"does not include the Maintained check (a partial run, scorecard --checks=...)",
+			sprintf("is from %v, older than %v days", [s.date, scorecard_max_age_days]),
 		]
-		scorecard_reason_applies(reason, s)
+		scorecard_reason_applies(reason, s, ns)
 	]
 	text := sprintf("%v (%v, attested by %v) %s", [repository, s.date, object.get(s, "key", "?"), concat(" and ", reasons)])
 ]) if {
 	repository in scorecard_failing
 } else := sprintf("%v fails the Scorecard minimum", [repository])
 
-scorecard_reason_applies(reason, s) if {
+scorecard_reason_applies(reason, s, _) if {
 	startswith(reason, "scores")
 	not s.score >= scorecard_minimum
 }
 
-scorecard_reason_applies(reason, s) if {
+scorecard_reason_applies(reason, s, _) if {
 	startswith(reason, "its Maintained")
 	maintained_score(s) == 0
+}
+
+scorecard_reason_applies(reason, s, _) if {
+	startswith(reason, "does not include")
+	not is_number(maintained_score(s))
+}
+
+scorecard_reason_applies(reason, _, ns) if {
+	startswith(reason, "is from")
+	ns < scorecard_oldest_ns
 }
 
 # The prod.scorecard_minimum violations; the gate denies with them in enforced repositories
@@ -908,6 +969,7 @@ eol_package_valid(name) if {
 	count(segments) > 1
 	segments[0] != ""
 	segments[0] == lower(segments[0])
+	purl_canonical(segments[0], concat("/", array.slice(segments, 1, count(segments))))
 }
 
 eol_entry(pattern) := {"package": replace(name, "@", "%40"), "version": version} if {
@@ -929,17 +991,21 @@ eol_entry(pattern) := {"package": replace(name, "@", "%40"), "version": version}
 eol_has_empty_version(pattern) if endswith(pattern, "@")
 
 # eol_version_matches: no version in the pattern matches every version; otherwise the
-# component's version (without a leading "v") equals it or continues it after ".", "-" or "+".
+# component's version (without a Debian-style epoch "N:" and a leading "v") equals it or
+# continues it after ".", "-" or "+".
 eol_version_matches(want, version) := true if {
 	want == null
 } else := true if {
 	is_string(want)
-	trim_prefix(version, "v") == want
+	eol_version(version) == want
 } else := true if {
 	is_string(want)
 	some separator in [".", "-", "+"]
-	startswith(trim_prefix(version, "v"), concat("", [want, separator]))
+	startswith(eol_version(version), concat("", [want, separator]))
 } else := false
+
+# "1:3.9.2-1" -> "3.9.2-1", "v16.1.0" -> "16.1.0".
+eol_version(version) := trim_prefix(regex.replace(version, "^[0-9]+:", ""), "v")
 
 # Components past their end of life: the package is looked up in each SBOM's packages, so the
 # cost grows with the eol entries and the versions of their packages, not with the components.
@@ -957,6 +1023,16 @@ eol_findings contains {"package": name, "version": version, "date": date, "patte
 	not now_ns < date_ns(date)
 }
 
+# A package the SBOM lists without any version, named by an eol entry (with or without a
+# version): whether it is past its end of life cannot be told, so it is a finding (fail closed).
+eol_findings contains {"package": name, "version": null, "date": date, "pattern": pattern} if {
+	some pattern, date in eol
+	[name, _] := eol_split(pattern)
+	some sbom in input.evidence.sboms
+	count(sbom.dependencies.packages[name]) == 0
+	eol_entry(pattern)
+}
+
 # eol_split is [package, version or null] of an eol pattern, unchecked.
 eol_split(pattern) := [parts[0], parts[1]] if {
 	parts := split(pattern, "@")
@@ -972,16 +1048,22 @@ eol_waived(finding) := true if {
 	rule_waived("prod.end_of_life", finding.pattern)
 } else := false
 
-eol_finding_text(finding) := sprintf("%v %v (end of life %v)", [finding.package, finding.version, finding.date]) if {
+eol_finding_text(finding) := sprintf("%v (version unknown; end of life %v for %v)", [finding.package, finding.date, finding.pattern]) if {
+	finding.version == null
+} else := sprintf("%v %v (end of life %v)", [finding.package, finding.version, finding.date]) if {
 	date_ns(finding.date)
 } else := sprintf("%v %v (end-of-life date %v in data.airlock.config.eol is not a date; counted as passed)", [finding.package, finding.version, finding.date])
+
+eol_version_text(null) := "(version unknown)"
+
+eol_version_text(version) := version if is_string(version)
 
 eol_unwaived contains eol_finding_text(f) if {
 	some f in eol_findings
 	not eol_waived(f)
 }
 
-eol_waived_components contains sprintf("%v %v", [f.package, f.version]) if {
+eol_waived_components contains sprintf("%v %v", [f.package, eol_version_text(f.version)]) if {
 	some f in eol_findings
 	eol_waived(f)
 }

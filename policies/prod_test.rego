@@ -556,6 +556,46 @@ test_newest_scorecard_counts if {
 	warned(with_scorecards([new_low, fixtures.scorecard])) == {"prod.scorecard_minimum"}
 }
 
+# A partial run (scorecard --checks=...) says nothing about maintenance: it fails the rule.
+test_scorecard_without_the_maintained_check_fails if {
+	partial := object.union(fixtures.scorecard, {"score": 10, "checks": {"Maintained": null}})
+	given := with_scorecards([object.union(object.remove(fixtures.scorecard, ["checks"]), {"score": 10, "checks": {"Code-Review": 10}})])
+	warn := prod.warn with input as given
+	fixtures.rule_ids(warn) == {"prod.scorecard_minimum"}
+	contains(fixtures.messages(warn), "does not include the Maintained check")
+	warned(with_scorecards([partial])) == {"prod.scorecard_minimum"}
+}
+
+# Dates are compared as dates: an offset or a plain date is read as the time it names.
+test_newest_scorecard_compares_parsed_dates if {
+	# As strings "2026-11-24T01:00:00+05:00" sorts after "2026-11-24T00:00:00Z"; as dates it is
+	# 2026-11-23T20:00Z, the older one.
+	old_low := object.union(fixtures.scorecard, {"date": "2026-11-24T01:00:00+05:00", "score": 3})
+	new_ok := object.union(fixtures.scorecard, {"date": "2026-11-24T00:00:00Z"})
+	warned(with_scorecards([old_low, new_ok])) == set()
+	plain_new_low := object.union(fixtures.scorecard, {"date": "2026-11-24", "score": 3})
+	warned(with_scorecards([plain_new_low, fixtures.scorecard])) == {"prod.scorecard_minimum"}
+	# A date that cannot be read does not count, and does not hide the others.
+	unreadable_ok := object.union(fixtures.scorecard, {"date": "zzzz", "score": 9})
+	low := object.union(fixtures.scorecard, {"score": 3})
+	mixed := prod.warn with input as with_scorecards([low, unreadable_ok])
+	contains(fixtures.messages(mixed), "scores 3, below the minimum 5")
+}
+
+test_stale_scorecard_fails if {
+	stale := object.union(fixtures.scorecard, {"date": "2026-08-01T08:00:00Z"})
+	warn := prod.warn with input as with_scorecards([stale])
+	fixtures.rule_ids(warn) == {"prod.scorecard_minimum"}
+	contains(fixtures.messages(warn), "from 2026-08-01T08:00:00Z, older than 90 days")
+	recent_enough := prod.warn with input as with_scorecards([stale])
+		with data.airlock.config.scorecard_max_age_days as 200
+	recent_enough == set()
+	default_age := prod.warn with input as with_scorecards([stale])
+		with data.airlock.config as object.remove(data.airlock.config, ["scorecard_max_age_days"])
+	fixtures.rule_ids(default_age) == {"prod.scorecard_minimum"}
+	data.airlock.config.scorecard_max_age_days == 90
+}
+
 test_scorecard_waiver_accepts_the_repository if {
 	given := with_scorecards([])
 	waivers := [waiver("prod.scorecard_minimum", "https://github.com/acme/app")]
@@ -600,6 +640,29 @@ test_end_of_life_version_boundaries if {
 	eol_denied("160.0.0") == set()
 	eol_denied("1.16") == set()
 	eol_denied("22.11.0") == set()
+}
+
+# A package whose version the SBOM does not know, named by an eol entry: whether it is past its
+# end of life cannot be told, so it is denied (fail closed).
+test_unversioned_package_named_by_an_eol_entry_is_denied if {
+	given := with_dependencies({
+		"sources": generic_node("16").sources,
+		"packages": object.union(fixtures.dependencies.packages, {"pkg:generic/node": []}),
+	})
+	deny := prod.deny with input as given with data.airlock.config.allowed_dependency_sources as ["pkg:*"]
+	fixtures.rule_ids(deny) == {"prod.end_of_life"}
+	contains(fixtures.messages(deny), "pkg:generic/node (version unknown; end of life 2023-04-30 for pkg:generic/node@14)")
+	everything := prod.deny with input as given
+		with data.airlock.config.allowed_dependency_sources as ["pkg:*"]
+		with data.airlock.config.eol as {"pkg:generic/node": "2030-01-01"}
+	contains(fixtures.messages(everything), "pkg:generic/node (version unknown; end of life 2030-01-01 for pkg:generic/node)")
+}
+
+test_end_of_life_ignores_a_debian_epoch if {
+	eol_denied("1:16.20.2-1") == {"prod.end_of_life"}
+	eol_denied("2:v16.1") == {"prod.end_of_life"}
+	eol_denied("1:160.0") == set()
+	eol_denied("a:16.1") == set()
 }
 
 test_end_of_life_counts_from_its_date if {
@@ -664,6 +727,24 @@ test_invalid_end_of_life_patterns_match_nothing_and_fail_the_bundle_tests if {
 test_configured_dependency_source_patterns_are_valid if {
 	count(lib.invalid_dependency_source_patterns) == 0
 	is_array(data.airlock.config.allowed_dependency_sources)
+}
+
+# Keys must be canonical purls for the types the purl spec lower-cases, or they would match
+# nothing: the facts give pkg:pypi/django, never pkg:pypi/Django.
+test_non_canonical_eol_keys_and_source_patterns_are_invalid if {
+	eol := {
+		"pkg:pypi/Django@3.2": "2024-04-01",
+		"pkg:pypi/zope_interface": "2024-04-01",
+		"pkg:npm/Left-Pad": "2024-04-01",
+		"pkg:deb/Debian/python3.9@3.9": "2025-10-31",
+		"pkg:maven/org.Example/Lib@1": "2024-04-01",
+		"pkg:generic/Node@16": "2023-09-11",
+	}
+	invalid := lib.invalid_eol_entries with data.airlock.config.eol as eol
+	invalid == {"pkg:pypi/Django@3.2: 2024-04-01", "pkg:pypi/zope_interface: 2024-04-01", "pkg:npm/Left-Pad: 2024-04-01", "pkg:deb/Debian/python3.9@3.9: 2025-10-31"}
+	patterns := ["pkg:deb/Debian", "pkg:golang/github.com/Acme*", "pkg:maven/org.Example", "pkg:npm/%40scope", "pkg:github/acme"]
+	bad := lib.invalid_dependency_source_patterns with data.airlock.config.allowed_dependency_sources as patterns
+	bad == {"pkg:deb/Debian", "pkg:golang/github.com/Acme*"}
 }
 
 test_configured_eol_entries_are_valid if {
