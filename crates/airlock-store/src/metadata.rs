@@ -333,7 +333,8 @@ async fn ensure_repository(
 impl Metadata {
     /// Opens (creating if needed) the SQLite database at `path` in WAL mode, runs SQLite's
     /// `PRAGMA quick_check` (a corrupt database is refused with [`StoreError::IntegrityCheck`]
-    /// before anything is written to it) and applies migrations.
+    /// before anything is written to it), refuses a schema this binary does not know
+    /// ([`StoreError::SchemaTooNew`], [`StoreError::MigrationChanged`]) and applies migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
         // The file is created here, never by a connection: the pool opens connections on demand,
         // and one opened after the database was removed must fail rather than start an empty
@@ -381,7 +382,12 @@ impl Metadata {
                 problems: problems.join("; "),
             });
         }
-        migrator().run(&pool).await?;
+        let migrator = migrator();
+        if let Err(err) = crate::schema::check_applied(&pool, &migrator).await {
+            pool.close().await;
+            return Err(err);
+        }
+        migrator.run(&pool).await?;
         let file = DatabaseFile::opened(path)?;
         Ok(Self {
             pool,
