@@ -310,7 +310,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         Err(err) => {
             tracing::error!(error = %err, "airlock failed");
             eprintln!("airlock: {err}");
-            ExitCode::FAILURE
+            ExitCode::from(err.exit_status())
         }
     }
 }

@@ -74,6 +74,21 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+impl ServeError {
+    /// The status `airlock serve` exits with: 2 when the database's schema is not this binary's
+    /// (a newer release migrated it, or a migration differs: the fix is another binary or a
+    /// backup, not a retry), 1 otherwise.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            ServeError::Storage {
+                source: StoreError::SchemaTooNew { .. } | StoreError::MigrationChanged { .. },
+                ..
+            } => 2,
+            _ => 1,
+        }
+    }
+}
+
 /// Opens storage in the data directory and builds the registry service.
 pub async fn open_registry(config: &Config) -> Result<Arc<Registry>, ServeError> {
     let dir = &config.data_dir;
