@@ -134,6 +134,8 @@ async fn sigterm_fails_readiness_first_and_finishes_an_upload_in_flight() {
     // ...while new connections are still accepted and answered during the delay.
     let v2 = fresh_client().get(s.url("/v2/")).send().await.unwrap();
     assert_eq!(v2.status(), 401, "GET /v2/ during the drain delay");
+    // Clients are told not to reuse the connection, which is about to close.
+    assert_eq!(v2.headers()["connection"], "close");
     assert!(
         signalled.elapsed() < Duration::from_secs(DRAIN_DELAY_SECS),
         "the checks above took longer than the drain delay; they proved nothing"
