@@ -355,9 +355,19 @@ impl Metadata {
         // and the pool's first connections racing to switch a new file could answer "database is
         // locked" (SQLite does not wait for that lock). The mode is stored in the file, so the
         // pool's connections find it set.
-        let first = sqlx::ConnectOptions::connect(&options)
+        let mut first: sqlx::SqliteConnection = sqlx::ConnectOptions::connect(&options)
             .await
             .map_err(|e| damaged(path, e))?;
+        let migrator = migrator();
+        // A schema this binary does not know is refused before the pool opens: a pooled
+        // connection that read the old schema could keep stale column lists for `SELECT *` once
+        // migrations change it.
+        crate::schema::check_applied(&mut first, &migrator)
+            .await
+            .map_err(|e| match e {
+                StoreError::Database(e) => damaged(path, e),
+                other => other,
+            })?;
         sqlx::Connection::close(first)
             .await
             .map_err(|e| damaged(path, e))?;
@@ -381,11 +391,6 @@ impl Metadata {
                 path: path.to_path_buf(),
                 problems: problems.join("; "),
             });
-        }
-        let migrator = migrator();
-        if let Err(err) = crate::schema::check_applied(&pool, &migrator).await {
-            pool.close().await;
-            return Err(err);
         }
         migrator.run(&pool).await?;
         let file = DatabaseFile::opened(path)?;

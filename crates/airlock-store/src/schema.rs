@@ -12,7 +12,7 @@
 //! Nothing is written to the database by the check. A new database (no `_sqlx_migrations` yet)
 //! passes.
 
-use sqlx::SqlitePool;
+use sqlx::SqliteConnection;
 use sqlx::migrate::Migrator;
 
 use crate::error::StoreError;
@@ -20,13 +20,13 @@ use crate::error::StoreError;
 /// Refuses a database whose applied migrations this binary does not have, exactly (see the
 /// module docs).
 pub(crate) async fn check_applied(
-    pool: &SqlitePool,
+    connection: &mut SqliteConnection,
     migrator: &Migrator,
 ) -> Result<(), StoreError> {
     let tracked: Option<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *connection)
     .await?;
     if tracked.is_none() {
         return Ok(());
@@ -35,7 +35,7 @@ pub(crate) async fn check_applied(
     let applied: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
         "SELECT version, description, checksum FROM _sqlx_migrations ORDER BY version",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *connection)
     .await?;
     let binary = migrator
         .iter()
