@@ -305,12 +305,12 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(airlock_server::serve(config, shutdown_signal())) {
+    match runtime.block_on(async { airlock_server::serve(config, shutdown_signals()).await }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "airlock failed");
             eprintln!("airlock: {err}");
-            ExitCode::FAILURE
+            ExitCode::from(err.exit_status())
         }
     }
 }
@@ -330,29 +330,94 @@ fn init_logging(config: &Config) {
     }
 }
 
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+/// Listens for SIGTERM and SIGINT (ctrl-c) from now on; the returned future resolves on the first
+/// one, which starts the graceful shutdown. A second signal exits the process at once with status
+/// 128 + the signal's number, as a shell reports a process killed by it, without waiting for
+/// requests in flight (the database stays consistent: every change is one transaction).
+/// Must be called inside the runtime.
+fn shutdown_signals() -> impl std::future::Future<Output = ()> {
+    let (first, first_received) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut signals = Signals::listen();
+        let name = signals.next().await;
+        tracing::info!(
+            signal = name,
+            "{name} received: shutting down gracefully; send it again to exit at once"
+        );
+        let _ = first.send(());
+        let name = signals.next().await;
+        tracing::warn!(
+            signal = name,
+            "{name} received again: exiting at once without waiting for requests in flight"
+        );
+        let code = match name {
+            "SIGINT" => 130,
+            _ => 143,
+        };
+        std::process::exit(code);
+    });
+    async move {
+        // The sender only goes away with the runtime.
+        let _ = first_received.await;
     }
-    tracing::info!("shutdown requested; draining requests");
+}
+
+/// The shutdown signals, registered once so that none is lost between the first and the second
+/// (and the default action, ending the process, never applies once airlock listens).
+struct Signals {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let terminate = signal(SignalKind::terminate());
+            let interrupt = signal(SignalKind::interrupt());
+            for (name, result) in [("SIGTERM", &terminate), ("SIGINT", &interrupt)] {
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, "cannot listen for {name}: it will not shut airlock down gracefully");
+                }
+            }
+            Self {
+                terminate: terminate.ok(),
+                interrupt: interrupt.ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Waits for the next signal; returns its name.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+                let received = match signal {
+                    Some(signal) => signal.recv().await.is_some(),
+                    None => false,
+                };
+                if !received {
+                    std::future::pending::<()>().await;
+                }
+            }
+            tokio::select! {
+                () = recv(&mut self.terminate) => "SIGTERM",
+                () = recv(&mut self.interrupt) => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            "ctrl-c"
+        }
+    }
 }
 
 #[cfg(test)]

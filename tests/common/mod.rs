@@ -66,6 +66,8 @@ impl TestServer {
             .arg(data_dir)
             .args(args)
             .env("AIRLOCK_LOG__LEVEL", "warn")
+            // Stopped servers exit at once (tests/drain.rs sets a delay).
+            .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
             .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -556,6 +558,7 @@ impl TestServer {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&dir)
             .env("AIRLOCK_LOG__LEVEL", "warn")
+            .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
             .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -926,6 +929,7 @@ impl TestServer {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&dir)
             .env("AIRLOCK_LOG__LEVEL", "info")
+            .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
             .env_remove("AIRLOCK_INITIAL_ADMIN_PASSWORD")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -989,4 +993,34 @@ pub async fn add_user(
         assert_eq!(status, 200, "{body}");
     }
     client_as(name, password)
+}
+
+impl TestServer {
+    /// Sends `signal` (`TERM`, `INT`, ...) to the server process, which keeps running (see
+    /// [`TestServer::wait_exit`]).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits up to `limit` for the server process to exit; returns its status, or `None` if it
+    /// is still running (it then stays attached, and is killed when the server is dropped).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("wait for airlock") {
+                self.child = None;
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }

@@ -74,6 +74,21 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+impl ServeError {
+    /// The status `airlock serve` exits with: 2 when the database's schema is not this binary's
+    /// (a newer release migrated it, or a migration differs: the fix is another binary or a
+    /// backup, not a retry), 1 otherwise.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            ServeError::Storage {
+                source: StoreError::SchemaTooNew { .. } | StoreError::MigrationChanged { .. },
+                ..
+            } => 2,
+            _ => 1,
+        }
+    }
+}
+
 /// Opens storage in the data directory and builds the registry service.
 pub async fn open_registry(config: &Config) -> Result<Arc<Registry>, ServeError> {
     let dir = &config.data_dir;
@@ -121,6 +136,8 @@ pub struct Services {
     pub server_keys: Arc<crate::server_keys::ServerKeys>,
     /// The catalog: stages, repositories, tags, channel history, status.
     pub catalog: Arc<crate::catalog::CatalogService>,
+    /// Set when shutdown begins, so `/readyz` answers 503.
+    pub draining: crate::readiness::Draining,
 }
 
 /// The whole HTTP application.
@@ -138,13 +155,17 @@ pub fn router(
         webhooks,
         server_keys,
         catalog,
+        draining,
     } = services;
     let trusted_proxies = Arc::new(identity.trusted_proxies().clone());
     let access = Arc::new(AccessControl::with_identity(identity.clone()));
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(crate::readiness::readyz))
-        .with_state(registry.clone());
+        .with_state(crate::readiness::ReadinessState {
+            registry: registry.clone(),
+            draining,
+        });
     let metrics_route = Router::new()
         .route("/metrics", get(crate::metrics::render))
         .with_state(metrics);
@@ -225,7 +246,9 @@ pub fn router(
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-/// Runs the server until `shutdown` resolves, then drains in-flight requests and closes storage.
+/// Runs the server until `shutdown` resolves, then drains as `[shutdown]` says (`/readyz` fails
+/// at once, requests are served for `drain_delay_secs`, then the socket closes and requests in
+/// flight get `timeout_secs`; see [`crate::connections`]) and closes storage.
 /// Prints `airlock listening on http://ADDR` (`https://` with TLS) on stdout once the socket is
 /// bound; with `--self-signed`, the certificate's path, fingerprint and expiry follow.
 pub async fn serve(
@@ -359,6 +382,7 @@ pub async fn serve(
         .map_err(|e| ServeError::Webhooks(e.to_string()))?
         .run(),
     );
+    let draining = crate::readiness::Draining::default();
     let app = router(
         Services {
             registry: registry.clone(),
@@ -378,6 +402,7 @@ pub async fn serve(
                 config.gates.clone(),
                 identity.clone(),
             )),
+            draining: draining.clone(),
         },
         crate::metrics::install(),
     );
@@ -412,7 +437,12 @@ pub async fn serve(
         app,
         limits,
         tls.map(|tls| tls.server_config),
-        shutdown,
+        crate::connections::Shutdown {
+            signal: shutdown,
+            draining,
+            drain_delay: Duration::from_secs(config.shutdown.drain_delay_secs),
+            timeout: Duration::from_secs(config.shutdown.timeout_secs),
+        },
     )
     .await?;
     if let Some(reloads) = reloads {

@@ -50,6 +50,8 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// Connection and upload limits against slow, idle or too many clients.
     pub limits: LimitsConfig,
+    /// Graceful shutdown on SIGTERM or SIGINT: the drain delay and the shutdown timeout.
+    pub shutdown: ShutdownConfig,
     /// TLS: the server's certificate and key, and client certificates for mutual TLS. Unset:
     /// plaintext HTTP (loopback only unless `insecure_listen`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,6 +77,7 @@ impl Default for Config {
             anomalies: AnomalyConfig::default(),
             webhooks: WebhookConfig::default(),
             limits: LimitsConfig::default(),
+            shutdown: ShutdownConfig::default(),
             tls: None,
             stages: Stages::default_pipeline(),
         }
@@ -506,6 +509,31 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Graceful shutdown (see `docs/operations.md`, "Draining and rolling restarts"). On SIGTERM or
+/// SIGINT `/readyz` answers 503 at once while requests are still served for `drain_delay_secs`
+/// (so a load balancer polling it stops sending traffic first); then no new connection is accepted
+/// and requests in flight get `timeout_secs` to finish. A second signal exits at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Seconds between the signal and closing the listening socket, while `/readyz` answers 503
+    /// and every request is still served. 0 closes it at once (a single server with no load
+    /// balancer in front).
+    pub drain_delay_secs: u64,
+    /// Seconds requests in flight get to finish once the socket is closed; connections still open
+    /// then are dropped.
+    pub timeout_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_delay_secs: 5,
+            timeout_secs: 30,
+        }
+    }
+}
+
 /// The longest polling interval a setting accepts (one week): timers beyond it would overflow.
 pub const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
 
@@ -736,7 +764,7 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 13] = [
+const ENV_SETTABLE: [&str; 14] = [
     "listen",
     "insecure_listen",
     "tls",
@@ -750,6 +778,7 @@ const ENV_SETTABLE: [&str; 13] = [
     "anomalies",
     "webhooks",
     "limits",
+    "shutdown",
 ];
 
 impl Config {
@@ -910,6 +939,14 @@ impl Config {
             return Err(invalid(
                 "limits: max_connections, max_concurrent_uploads, header_read_timeout_secs, body_timeout_secs and request_body_timeout_secs must be positive".into(),
             ));
+        }
+        let shutdown = &self.shutdown;
+        if shutdown.drain_delay_secs > MAX_INTERVAL_SECS
+            || shutdown.timeout_secs > MAX_INTERVAL_SECS
+        {
+            return Err(invalid(format!(
+                "shutdown: drain_delay_secs and timeout_secs must be at most {MAX_INTERVAL_SECS}"
+            )));
         }
         if let Some(tls) = &self.tls {
             if self.self_signed {

@@ -11,6 +11,10 @@
 //! - `recent_write_failures`: no commit to the database and no write of blob bytes failed in the
 //!   last [`FAILURE_WINDOW`] (a full disk shows here even between probes).
 //!
+//! Once shutdown has begun ([`Draining`]), `/readyz` answers 503 with `status` `draining` and a
+//! single `draining` check, without probing storage: a load balancer stops sending requests while
+//! the server still serves them (see [`crate::connections`] for the phases of a shutdown).
+//!
 //! The write guard refuses every request that is not `GET`, `HEAD` or `OPTIONS` (logins under
 //! `/auth/` excepted, so the CLI can still read) with 503 while
 //! [`airlock_store::Metadata::writable`] or [`airlock_store::BlobStore::writable`] fails (the
@@ -19,6 +23,7 @@
 //! blob chunk and commit), so a write that races the guard is refused before it commits.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -41,8 +46,43 @@ fn check(checks: &mut Map<String, Value>, name: &str, result: Result<String, Str
     ok
 }
 
+/// Whether the server is shutting down: set once, when the first SIGTERM or SIGINT arrives, and
+/// never cleared. Clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    /// Marks the server as shutting down: from now on `/readyz` answers 503.
+    pub fn start(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What `/readyz` looks at.
+#[derive(Clone)]
+pub struct ReadinessState {
+    /// Storage, whose checks `/readyz` runs.
+    pub registry: Arc<Registry>,
+    /// Set when shutdown begins.
+    pub draining: Draining,
+}
+
 /// `GET /readyz`.
-pub async fn readyz(State(registry): State<Arc<Registry>>) -> Response {
+pub async fn readyz(State(state): State<ReadinessState>) -> Response {
+    if state.draining.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "draining", "checks": {"draining": {"ok": false,
+                "detail": "airlock is shutting down: requests in flight finish and new ones are still served until shutdown.drain_delay_secs ends; send new requests elsewhere"}}})),
+        )
+            .into_response();
+    }
+    let registry = state.registry;
     let metadata = registry.metadata();
     let mut checks = Map::new();
     let mut ready = check(

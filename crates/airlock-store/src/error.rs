@@ -25,6 +25,29 @@ pub enum StoreError {
     /// A stored value could not be read back (corruption or a manual edit).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
+    /// The database was migrated by a newer airlock than this binary: this binary does not know
+    /// its schema, so it must not read or write it.
+    #[error(
+        "the database schema is at migration {database}, but this airlock binary knows migrations up to {binary} only: a newer airlock release has migrated it, and an older binary does not run on a newer schema. Upgrade airlock to the release that migrated the database (or a newer one), or restore the backup taken before the upgrade (docs/operations.md, Upgrading)"
+    )]
+    SchemaTooNew {
+        /// The newest migration applied to the database.
+        database: i64,
+        /// The newest migration this binary carries.
+        binary: i64,
+    },
+    /// A migration applied to the database is not the binary's migration of that version (its
+    /// SQL was edited after release, or the database was migrated by a build from another
+    /// branch).
+    #[error(
+        "migration {version} ({description}) applied to this database differs from the migration {version} this airlock binary carries: the database was migrated by a different build of airlock (a migration edited after release, or another branch). airlock does not start on a schema it cannot vouch for. Run the airlock release that migrated the database, or restore a backup made by a release (docs/operations.md, Upgrading)"
+    )]
+    MigrationChanged {
+        /// The migration's version.
+        version: i64,
+        /// Its description, as the database recorded it.
+        description: String,
+    },
     /// SQLite's integrity check found the database damaged; nothing was written to it.
     #[error(
         "the database {} failed SQLite's integrity check (PRAGMA quick_check): {problems}. airlock does not start on a damaged database. Restore it from your newest backup (docs/operations.md, Recovery); without a backup, `sqlite3 {} .recover | sqlite3 recovered.db` copies the readable rows into a new file, which you then move in place of the database (removing its -wal and -shm files) and check with `airlock audit verify --data-dir` before starting",

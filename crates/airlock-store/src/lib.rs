@@ -20,6 +20,7 @@ mod passwords;
 mod promotion;
 mod refresh;
 mod refusals;
+mod schema;
 mod separation;
 mod webhooks;
 

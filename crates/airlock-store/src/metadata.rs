@@ -333,7 +333,8 @@ async fn ensure_repository(
 impl Metadata {
     /// Opens (creating if needed) the SQLite database at `path` in WAL mode, runs SQLite's
     /// `PRAGMA quick_check` (a corrupt database is refused with [`StoreError::IntegrityCheck`]
-    /// before anything is written to it) and applies migrations.
+    /// before anything is written to it), refuses a schema this binary does not know
+    /// ([`StoreError::SchemaTooNew`], [`StoreError::MigrationChanged`]) and applies migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
         // The file is created here, never by a connection: the pool opens connections on demand,
         // and one opened after the database was removed must fail rather than start an empty
@@ -354,9 +355,19 @@ impl Metadata {
         // and the pool's first connections racing to switch a new file could answer "database is
         // locked" (SQLite does not wait for that lock). The mode is stored in the file, so the
         // pool's connections find it set.
-        let first = sqlx::ConnectOptions::connect(&options)
+        let mut first: sqlx::SqliteConnection = sqlx::ConnectOptions::connect(&options)
             .await
             .map_err(|e| damaged(path, e))?;
+        let migrator = migrator();
+        // A schema this binary does not know is refused before the pool opens: a pooled
+        // connection that read the old schema could keep stale column lists for `SELECT *` once
+        // migrations change it.
+        crate::schema::check_applied(&mut first, &migrator)
+            .await
+            .map_err(|e| match e {
+                StoreError::Database(e) => damaged(path, e),
+                other => other,
+            })?;
         sqlx::Connection::close(first)
             .await
             .map_err(|e| damaged(path, e))?;
@@ -381,7 +392,7 @@ impl Metadata {
                 problems: problems.join("; "),
             });
         }
-        migrator().run(&pool).await?;
+        migrator.run(&pool).await?;
         let file = DatabaseFile::opened(path)?;
         Ok(Self {
             pool,

@@ -30,6 +30,17 @@
 //! - An HTTP/1.1 request answered before its body was read has a small rest of the body read
 //!   first ([`body::drain_unread`]), so the client gets the answer rather than a reset.
 //!
+//! Shutdown ([`Shutdown`], configured in `[shutdown]`) runs in phases, each logged:
+//! 1. When the signal arrives, [`Draining`] is set: `/readyz` answers 503 while connections are
+//!    still accepted and every request is served, for `drain_delay`, so a load balancer that polls
+//!    `/readyz` stops sending traffic before anything is refused. HTTP/1.1 responses in this phase
+//!    carry `Connection: close`, so clients and proxies open their next request elsewhere rather
+//!    than reuse a connection about to close.
+//! 2. The listening socket is closed (new connections are refused by the kernel) and every open
+//!    connection is asked to finish: an idle one closes at once, one with a request in flight after
+//!    its response (HTTP/2: GOAWAY, streams in flight finish).
+//! 3. Connections still open after `timeout` are dropped, and their requests fail.
+//!
 //! Not covered: a client that reads a response slowly holds its connection (and one slot of the
 //! cap) until it finishes or disconnects. There is no cap per client address, so a client with
 //! push credentials can hold up to `max_connections` connections with slow but progressing
@@ -41,6 +52,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::readiness::Draining;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -103,16 +115,40 @@ pub struct BodyStalled(pub Duration);
 )]
 pub struct BodyTooSlow(pub Duration);
 
-/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits for open
-/// connections to finish their requests. With `tls`, every connection is a TLS connection (its
-/// handshake bounded by `header_read_timeout`) speaking HTTP/2 or HTTP/1.1 as ALPN chose;
+/// When and how the server stops (the phases are in the module docs).
+pub struct Shutdown<F> {
+    /// Resolves when shutdown is asked for (the first SIGTERM or SIGINT).
+    pub signal: F,
+    /// Set when `signal` resolves; `/readyz` reads it.
+    pub draining: Draining,
+    /// How long connections are still accepted and served after the signal.
+    pub drain_delay: Duration,
+    /// How long open connections get to finish once the listening socket is closed.
+    pub timeout: Duration,
+}
+
+/// What open connections are asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Keep serving.
+    Serving,
+    /// Finish the request in flight, then close.
+    Finish,
+    /// Close now: the shutdown timeout ran out.
+    Drop,
+}
+
+/// Serves `app` on `listener` until `shutdown.signal` resolves, then drains (see the module docs):
+/// readiness fails while requests are still served for `drain_delay`, then the socket is closed
+/// and open connections get `timeout` to finish. With `tls`, every connection is a TLS connection
+/// (its handshake bounded by `header_read_timeout`) speaking HTTP/2 or HTTP/1.1 as ALPN chose;
 /// without, plaintext HTTP/1.1.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
     tls: Option<Arc<rustls::ServerConfig>>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: Shutdown<impl Future<Output = ()> + Send + 'static>,
 ) -> std::io::Result<()> {
     let limits = ConnectionLimits {
         max_connections: within_descriptor_limit(limits.max_connections),
@@ -128,10 +164,17 @@ pub async fn serve(
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         tokio_rustls::TlsAcceptor::from(Arc::new(config))
     });
-    // Every connection holds a receiver; `true` asks it to finish gracefully, and the sender's
-    // `closed()` resolves once every connection has ended.
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let mut shutdown = std::pin::pin!(shutdown);
+    // Every connection holds a receiver that tells it when to finish or to close, and the
+    // sender's `closed()` resolves once every connection has ended.
+    let (stop, stopping) = tokio::sync::watch::channel(Stop::Serving);
+    let Shutdown {
+        signal,
+        draining,
+        drain_delay,
+        timeout,
+    } = shutdown;
+    let mut signal = std::pin::pin!(signal);
+    let mut drain_ends = std::pin::pin!(tokio::time::sleep(Duration::from_secs(365 * 24 * 3600)));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -144,7 +187,17 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut signal, if !draining.is_draining() => {
+                draining.start();
+                tracing::info!(
+                    drain_delay_secs = drain_delay.as_secs(),
+                    "shutdown: draining; /readyz answers 503 and requests are still served for {} s (shutdown.drain_delay_secs)",
+                    drain_delay.as_secs()
+                );
+                drain_ends.as_mut().reset(tokio::time::Instant::now() + drain_delay);
+                continue;
+            }
+            () = drain_ends.as_mut(), if draining.is_draining() => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             refusals.note(limits.max_connections);
@@ -161,6 +214,7 @@ pub async fn serve(
         let app = app.clone();
         let acceptor = acceptor.clone();
         let stopping = stopping.clone();
+        let draining = draining.clone();
         tokio::spawn(async move {
             let (io, protocol): (Box<dyn Io>, Protocol) = match acceptor {
                 None => (Box::new(stream), Protocol::Http1),
@@ -186,16 +240,34 @@ pub async fn serve(
                     }
                 }
             };
-            if let Err(err) = serve_connection(io, protocol, app, limits, peer, stopping).await {
+            if let Err(err) =
+                serve_connection(io, protocol, app, limits, peer, stopping, draining).await
+            {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
             drop(slot);
         });
     }
     drop(listener);
-    stop.send_replace(true);
+    let open = |slots: &Semaphore| limits.max_connections - slots.available_permits();
+    tracing::info!(
+        open_connections = open(&slots),
+        timeout_secs = timeout.as_secs(),
+        "shutdown: no longer accepting connections; open connections get {} s (shutdown.timeout_secs) to finish their requests",
+        timeout.as_secs()
+    );
+    stop.send_replace(Stop::Finish);
     drop(stopping);
-    stop.closed().await;
+    if tokio::time::timeout(timeout, stop.closed()).await.is_err() {
+        tracing::warn!(
+            open_connections = open(&slots),
+            "shutdown: connections still open after shutdown.timeout_secs ({} s) are closed; their requests fail",
+            timeout.as_secs()
+        );
+        stop.send_replace(Stop::Drop);
+        stop.closed().await;
+    }
+    tracing::info!("shutdown: every connection closed");
     Ok(())
 }
 
@@ -215,14 +287,16 @@ enum Protocol {
 const MAX_HTTP2_STREAMS: u32 = 100;
 
 /// Serves HTTP on one connection until the client closes it, a limit closes it, or `stopping`
-/// turns `true` (then in-flight requests finish first).
+/// says so ([`Stop::Finish`]: in-flight requests finish first; [`Stop::Drop`]: at once). While
+/// `draining`, HTTP/1.1 responses close the connection after them.
 async fn serve_connection(
     io: Box<dyn Io>,
     protocol: Protocol,
     app: Router,
     limits: ConnectionLimits,
     peer: std::net::SocketAddr,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
+    mut stopping: tokio::sync::watch::Receiver<Stop>,
+    draining: Draining,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // HTTP/1.1 has hyper's header-read timeout for idle connections; HTTP/2 has none, so requests
     // in flight are counted and an HTTP/2 connection without one for that long is closed.
@@ -258,6 +332,7 @@ async fn serve_connection(
         let in_flight = tracked
             .as_ref()
             .map(|activity| InFlight::start(activity.clone()));
+        let draining = draining.clone();
         async move {
             let response = app.call(request).await.unwrap_or_else(|e| match e {});
             if let Some(rest) = unread.and_then(|mut unread| unread.try_recv().ok()) {
@@ -265,11 +340,17 @@ async fn serve_connection(
             }
             // Whatever the handler made of the failed body (extractors answer 400 in their
             // own words), the client learns which limit it hit.
-            let response = if missed.is_some_and(|missed| missed.load(Ordering::Relaxed)) {
+            let mut response = if missed.is_some_and(|missed| missed.load(Ordering::Relaxed)) {
                 too_slow(path_is_oci, limits.request_body_timeout)
             } else {
                 response
             };
+            if protocol == Protocol::Http1 && draining.is_draining() {
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
             Ok::<_, Infallible>(match in_flight {
                 // The request counts as in flight until its response body is done.
                 Some(in_flight) => response.map(|body| {
@@ -315,9 +396,21 @@ async fn serve_connection(
     loop {
         tokio::select! {
             result = connection.as_mut() => return result,
-            _ = stopping.changed(), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
+            changed = stopping.changed() => {
+                // The sender is gone only once the server has stopped waiting for connections.
+                if changed.is_err() {
+                    return Ok(());
+                }
+                match *stopping.borrow_and_update() {
+                    Stop::Serving => {}
+                    Stop::Finish => {
+                        if !closing {
+                            closing = true;
+                            connection.as_mut().graceful_shutdown();
+                        }
+                    }
+                    Stop::Drop => return Ok(()),
+                }
             }
             _ = idle_check.tick(), if !closing && activity.is_some() => {
                 if activity.as_ref().is_some_and(|a| a.idle_for() >= limits.header_read_timeout) {
