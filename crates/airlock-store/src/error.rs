@@ -22,6 +22,12 @@ pub enum StoreError {
     /// A group commit that carried this caller's writes failed.
     #[error("batched write failed: {0}")]
     Batch(String),
+    /// A blob's commit met garbage collection deleting the same digest (its bytes were removed
+    /// or are being removed); nothing was recorded and the client uploads the blob again.
+    #[error(
+        "blob {0} was being garbage-collected while it was committed; nothing was recorded: upload it again"
+    )]
+    BlobCollected(String),
     /// A stored value could not be read back (corruption or a manual edit).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),

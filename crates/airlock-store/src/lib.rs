@@ -14,6 +14,7 @@ mod blobs;
 mod catalog;
 mod error;
 mod evidence;
+mod gc;
 mod health;
 mod metadata;
 mod passwords;
@@ -27,7 +28,8 @@ pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
 pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
 pub use api_keys::{ApiKeyRow, ExpiringKey, NewApiKey, SentNotice};
 pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};
-pub use blobs::{BlobRange, BlobStore, ByteStream, ChunkWriteError};
+pub use blobs::{BlobRange, BlobStore, ByteStream, ChunkWriteError, StoredBlobFile};
+pub use gc::{CollectableBlob, GcStages, PrunableManifest};
 pub use catalog::TagRow;
 pub use error::StoreError;
 pub use evidence::{
