@@ -121,6 +121,8 @@ pub struct Services {
     pub server_keys: Arc<crate::server_keys::ServerKeys>,
     /// The catalog: stages, repositories, tags, channel history, status.
     pub catalog: Arc<crate::catalog::CatalogService>,
+    /// Garbage collection.
+    pub gc: Arc<crate::gc::Collector>,
 }
 
 /// The whole HTTP application.
@@ -138,6 +140,7 @@ pub fn router(
         webhooks,
         server_keys,
         catalog,
+        gc,
     } = services;
     let trusted_proxies = Arc::new(identity.trusted_proxies().clone());
     let access = Arc::new(AccessControl::with_identity(identity.clone()));
@@ -201,6 +204,10 @@ pub fn router(
                 identity: identity.clone(),
             },
         ))
+        .merge(crate::gc::routes::router(crate::gc::routes::GcState {
+            collector: gc,
+            identity: identity.clone(),
+        }))
         .merge(crate::audit::routes::router(audit, identity.clone()))
         .merge(crate::identity::routes::router(identity))
         .merge(crate::openapi::router())
@@ -377,6 +384,12 @@ pub async fn serve(
                 config.stages()?,
                 config.gates.clone(),
                 identity.clone(),
+            )),
+            gc: Arc::new(crate::gc::Collector::new(
+                registry.metadata().clone(),
+                registry.blobs().clone(),
+                &config.stages()?,
+                config.gc.clone(),
             )),
         },
         crate::metrics::install(),
