@@ -763,7 +763,7 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 13] = [
+const ENV_SETTABLE: [&str; 14] = [
     "listen",
     "insecure_listen",
     "tls",
@@ -777,6 +777,7 @@ const ENV_SETTABLE: [&str; 13] = [
     "anomalies",
     "webhooks",
     "limits",
+    "gc",
 ];
 
 impl Config {
