@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use airlock_server::{Config, LogFormat};
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
-    access, anomalies, audit, catalog, completion, context, evidence, gc, login, outcome, promotion,
-    version, webhooks,
+    access, anomalies, audit, catalog, completion, context, evidence, gc, login, outcome,
+    promotion, version, webhooks,
 };
 use tracing_subscriber::EnvFilter;
 

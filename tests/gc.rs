@@ -118,8 +118,10 @@ async fn push_manifest(
     let mut descriptors = Vec::new();
     for layer in layers {
         let digest = s.push_blob(repo, layer).await;
-        descriptors.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                                "digest": digest, "size": layer.len()}));
+        descriptors.push(
+            json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                "digest": digest, "size": layer.len()}),
+        );
     }
     let mut manifest = json!({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -173,7 +175,11 @@ async fn an_unreferenced_blob_is_collected_after_the_grace_period_and_not_before
     let kept = s.push_image("dev/team/app", "1.0", &[b"a layer"]).await;
 
     let report = gc(&s, false).await;
-    assert_eq!((report["blobs"].as_u64(), report["bytes"].as_u64()), (Some(0), Some(0)), "{report}");
+    assert_eq!(
+        (report["blobs"].as_u64(), report["bytes"].as_u64()),
+        (Some(0), Some(0)),
+        "{report}"
+    );
     assert_eq!(report["grace_secs"], 2);
     assert_eq!(blob_status(&s, "dev/team/app", &digest).await, 200);
 
@@ -186,16 +192,26 @@ async fn an_unreferenced_blob_is_collected_after_the_grace_period_and_not_before
     assert_eq!(report["bytes"], content.len(), "{report}");
     assert_eq!(blob_status(&s, "dev/team/app", &digest).await, 200);
     assert!(blob_file(&s, &digest).exists());
-    assert_eq!(s.audit_entries().await.len(), entries_before, "a dry run records nothing");
+    assert_eq!(
+        s.audit_entries().await.len(),
+        entries_before,
+        "a dry run records nothing"
+    );
 
     let report = gc(&s, false).await;
     assert_eq!(report["dry_run"], false);
     assert_eq!(report["blobs"], 1, "{report}");
     assert_eq!(report["bytes"], content.len(), "{report}");
     assert_eq!(blob_status(&s, "dev/team/app", &digest).await, 404);
-    assert!(!blob_file(&s, &digest).exists(), "the file is deleted with the row");
+    assert!(
+        !blob_file(&s, &digest).exists(),
+        "the file is deleted with the row"
+    );
     pull_image_checked(&s, "dev/team/app", "1.0").await;
-    assert_eq!(pull_image_checked(&s, "dev/team/app", &kept.1).await, kept.1);
+    assert_eq!(
+        pull_image_checked(&s, "dev/team/app", &kept.1).await,
+        kept.1
+    );
 
     // The run is one audit entry, with the principal, counts and bytes.
     let entries = gc_entries(&s).await;
@@ -238,8 +254,14 @@ async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["promotion"]["state"], "promoted", "{body}");
     // A referrer about the promoted artifact, pushed untagged into dev after the promotion.
-    let report_on_promoted =
-        push_manifest(&s, repo, None, &[b"report about the promoted one"], Some(&promoted)).await;
+    let report_on_promoted = push_manifest(
+        &s,
+        repo,
+        None,
+        &[b"report about the promoted one"],
+        Some(&promoted),
+    )
+    .await;
     // Evidence through the API: its envelope is a file with no blob row, named by evidence only.
     let envelope = serde_json::to_vec(&json!({
         "payloadType": "application/vnd.in-toto+json",
@@ -257,7 +279,10 @@ async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes
         .unwrap();
     // Unsigned by any trusted key: recorded, as rejected (it is evidence all the same).
     let answer = response.text().await.unwrap();
-    assert!(answer.contains("recorded as rejected"), "evidence: {answer}");
+    assert!(
+        answer.contains("recorded as rejected"),
+        "evidence: {answer}"
+    );
     let envelope_digest = sha256(&envelope);
     assert!(blob_file(&s, &envelope_digest).exists());
     // The promoted artifact's dev copy deleted: its staging copy still references the blobs.
@@ -271,13 +296,21 @@ async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes
 
     // Garbage: an untagged, unpromoted image with a referrer, and what only they reference.
     let untagged = push_manifest(&s, repo, None, &[b"untagged layer"], None).await;
-    let untagged_report =
-        push_manifest(&s, repo, None, &[b"report about the untagged one"], Some(&untagged)).await;
+    let untagged_report = push_manifest(
+        &s,
+        repo,
+        None,
+        &[b"report about the untagged one"],
+        Some(&untagged),
+    )
+    .await;
     let tagged = push_manifest(&s, repo, Some("1.0"), &[b"tagged layer"], None).await;
 
     // An upload in flight: a blob committed into a repository where a session is still open.
     let inflight_repo = "dev/team/inflight";
-    let first_layer = s.push_blob(inflight_repo, b"first layer, manifest not yet pushed").await;
+    let first_layer = s
+        .push_blob(inflight_repo, b"first layer, manifest not yet pushed")
+        .await;
     let response = s
         .http
         .post(s.url(&format!("/v2/{inflight_repo}/blobs/uploads/")))
@@ -343,8 +376,12 @@ async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes
 #[tokio::test]
 async fn files_without_a_row_are_deleted_by_the_next_run() {
     let mut s = TestServer::start_with_env(&[("AIRLOCK_GC__GRACE_SECS", "0")]);
-    let a = s.push_blob("dev/team/app", b"row deleted, tombstone left").await;
-    let b = s.push_blob("dev/team/app", b"row deleted, no tombstone").await;
+    let a = s
+        .push_blob("dev/team/app", b"row deleted, tombstone left")
+        .await;
+    let b = s
+        .push_blob("dev/team/app", b"row deleted, no tombstone")
+        .await;
     let kept = s.push_image("dev/team/app", "1.0", &[b"kept"]).await;
     s.stop();
     {
@@ -389,8 +426,13 @@ async fn files_without_a_row_are_deleted_by_the_next_run() {
 async fn only_an_access_admin_everywhere_may_run_gc() {
     let s = TestServer::start_with_env(&[("AIRLOCK_GC__GRACE_SECS", "0")]);
     let digest = s.push_blob("dev/team/app", b"garbage").await;
-    let developer =
-        common::add_user(&s, "dev-user", PASSWORD, &[("developer", "*"), ("auditor", "*")]).await;
+    let developer = common::add_user(
+        &s,
+        "dev-user",
+        PASSWORD,
+        &[("developer", "*"), ("auditor", "*")],
+    )
+    .await;
     let scoped = common::add_user(&s, "dev-admin", PASSWORD, &[("access-admin", "dev")]).await;
     for (client, who) in [(&developer, "developer"), (&scoped, "access-admin in dev")] {
         for dry_run in [true, false] {
@@ -414,12 +456,18 @@ async fn only_an_access_admin_everywhere_may_run_gc() {
     // The CLI: text with counts and bytes, and JSON.
     let (code, out, err) = s.cli(&["gc", "--dry-run"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("gc would delete 1 unreferenced blobs, 7 bytes"), "{out}");
+    assert!(
+        out.contains("gc would delete 1 unreferenced blobs, 7 bytes"),
+        "{out}"
+    );
     assert!(out.contains("dry run: nothing was deleted"), "{out}");
     let (code, out, err) = s.cli(&["gc", "-o", "json"]);
     assert_eq!(code, 0, "{out}{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((report["blobs"].as_u64(), report["bytes"].as_u64()), (Some(1), Some(7)));
+    assert_eq!(
+        (report["blobs"].as_u64(), report["bytes"].as_u64()),
+        (Some(1), Some(7))
+    );
     assert_eq!(report["dry_run"], false);
     assert_eq!(blob_status(&s, "dev/team/app", &digest).await, 404);
     let entries = gc_entries(&s).await;
@@ -427,7 +475,10 @@ async fn only_an_access_admin_everywhere_may_run_gc() {
     assert_eq!(entries[0]["actor"]["principal"], "admin");
     let (code, out, err) = s.cli(&["gc"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("gc deleted 0 unreferenced blobs, 0 bytes"), "{out}");
+    assert!(
+        out.contains("gc deleted 0 unreferenced blobs, 0 bytes"),
+        "{out}"
+    );
     assert!(out.contains("untagged manifests kept"), "{out}");
 }
 
@@ -459,7 +510,11 @@ async fn a_push_loop_during_gc_loses_nothing_referenced() {
         let repo = format!("dev/team/app{}", n % 3);
         let unique = format!("layer {n} {}", "x".repeat(n as usize * 100));
         let (_, digest) = s
-            .push_image(&repo, &format!("v{n}"), &[b"shared base layer", unique.as_bytes()])
+            .push_image(
+                &repo,
+                &format!("v{n}"),
+                &[b"shared base layer", unique.as_bytes()],
+            )
             .await;
         if n % 4 == 3 {
             // Garbage for gc: a manifest deleted by digest, its unique layer unreferenced.

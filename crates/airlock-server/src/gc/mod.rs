@@ -139,7 +139,11 @@ impl Collector {
             if dry_run {
                 report.blobs += 1;
                 report.bytes += blob.size;
-            } else if self.metadata.gc_delete_blob_row(&blob.digest, cutoff).await? {
+            } else if self
+                .metadata
+                .gc_delete_blob_row(&blob.digest, cutoff)
+                .await?
+            {
                 self.blobs.delete(&blob.digest).await?;
                 self.metadata.gc_clear_tombstone(&blob.digest).await?;
                 report.blobs += 1;

@@ -88,7 +88,12 @@ const BLOB_UNREFERENCED: &str = "COALESCE(b.linked_at, b.created_at) < ?
 
 /// Pushes "manifest `<repo>.<digest>` may be pruned on its own" for a row of
 /// `repository_manifests` aliased `alias` (rules 1-5 of retention), binding the cutoff and stages.
-fn push_prunable_alone(query: &mut QueryBuilder<Sqlite>, alias: &str, cutoff: i64, stages: &GcStages) {
+fn push_prunable_alone(
+    query: &mut QueryBuilder<Sqlite>,
+    alias: &str,
+    cutoff: i64,
+    stages: &GcStages,
+) {
     query
         .push(format!("({alias}.created_at < "))
         .push_bind(cutoff)
@@ -304,9 +309,8 @@ impl Metadata {
         stages: &GcStages,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let mut query = QueryBuilder::new(
-            "DELETE FROM repository_manifests AS rm WHERE rm.repository = ",
-        );
+        let mut query =
+            QueryBuilder::new("DELETE FROM repository_manifests AS rm WHERE rm.repository = ");
         query
             .push_bind(manifest.repository.as_str())
             .push(" AND rm.digest = ")
@@ -338,3 +342,6 @@ async fn insert_tombstone(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
