@@ -253,6 +253,16 @@ async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes
     .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["promotion"]["state"], "promoted", "{body}");
+    // Another promoted artifact whose dev copy stays, untagged and older than the retention.
+    let promoted_kept_in_dev =
+        push_manifest(&s, repo, None, &[b"second promoted layer"], None).await;
+    let (status, body) = post_json(
+        &promoter,
+        &s.url("/api/v1/promotions"),
+        json!({"source": repo, "reference": promoted_kept_in_dev, "to": "staging"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
     // A referrer about the promoted artifact, pushed untagged into dev after the promotion.
     let report_on_promoted = push_manifest(
         &s,
@@ -357,6 +367,8 @@ async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes
     pull_image_checked(&s, "staging/team/app", &promoted).await;
     pull_image_checked(&s, repo, &report_on_promoted).await;
     pull_image_checked(&s, repo, &tagged).await;
+    pull_image_checked(&s, repo, &promoted_kept_in_dev).await;
+    pull_image_checked(&s, "staging/team/app", &promoted_kept_in_dev).await;
     assert!(blob_file(&s, &envelope_digest).exists(), "evidence is kept");
     let (status, body) = common::post_json(&s.http, &s.url("/api/v1/gc"), json!({})).await;
     assert_eq!(status, 200, "{body}");
