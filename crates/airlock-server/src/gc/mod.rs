@@ -37,6 +37,10 @@ use airlock_store::{BlobStore, GcStages, Metadata, StoreError, now_millis};
 use crate::config::GcConfig;
 use crate::identity::Authenticated;
 
+/// How old a tombstone must be before a run finishes it as an interrupted run's: far longer than
+/// the moment between a row's deletion and its file's in a run that is alive (on another replica).
+const STALE_TOMBSTONE_MILLIS: i64 = 10 * 60 * 1000;
+
 /// Manifests listed per retention pass, and passes per run at most.
 const PRUNE_BATCH: u32 = 10_000;
 const PRUNE_PASSES: usize = 16;
@@ -129,7 +133,8 @@ impl Collector {
             ..GcReport::default()
         };
         if !dry_run {
-            self.finish_tombstones(&mut report).await?;
+            self.finish_tombstones(now_millis - STALE_TOMBSTONE_MILLIS, &mut report)
+                .await?;
         }
         if let Some(days) = self.config.keep_untagged_days {
             let manifest_cutoff = now_millis.saturating_sub(i64::from(days) * 86_400_000);
@@ -186,9 +191,14 @@ impl Collector {
         Ok(report)
     }
 
-    /// Deletes the files of rows an interrupted run deleted, and clears their tombstones.
-    async fn finish_tombstones(&self, report: &mut GcReport) -> Result<(), GcError> {
-        for digest in self.metadata.gc_tombstones().await? {
+    /// Deletes the files of rows an interrupted run deleted (tombstones made before
+    /// `before_millis`), and clears their tombstones.
+    async fn finish_tombstones(
+        &self,
+        before_millis: i64,
+        report: &mut GcReport,
+    ) -> Result<(), GcError> {
+        for digest in self.metadata.gc_tombstones(before_millis).await? {
             // A row for the digest (a promotion's attestation written since) keeps the file.
             if self.metadata.gc_is_orphan(&digest).await? {
                 if let Some(size) = self.blobs.size(&digest).await? {

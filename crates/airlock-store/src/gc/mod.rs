@@ -39,7 +39,10 @@
 //!
 //! On SQLite every write transaction holds the database's single write lock
 //! (`BEGIN IMMEDIATE`), which serialises gc's re-check against pushes, mounts and promotions of
-//! every replica on the same file.
+//! every replica on the same file. On a database with row-level concurrency (PostgreSQL) the same
+//! order must hold: the deleting transaction locks the blob row (`SELECT ... FOR UPDATE`), so a
+//! commit's upsert of that row waits for it and then finds the tombstone, and the re-check runs
+//! under that lock.
 
 use airlock_core::{AuditRecord, Digest, RepoName, StageName};
 use sqlx::{QueryBuilder, Row, Sqlite};
@@ -232,8 +235,9 @@ impl Metadata {
         Ok(named.is_empty())
     }
 
-    /// Leaves a tombstone for an orphan file if it is still an orphan (checked in the same
-    /// transaction). Returns whether it did; the caller then deletes the file and clears it.
+    /// Leaves a tombstone for an orphan file if it is still an orphan and has none (checked in
+    /// the same transaction). Returns whether it did; the caller then deletes the file and clears
+    /// it.
     pub async fn gc_tombstone_orphan(&self, digest: &Digest) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let named: Vec<i64> = sqlx::query_scalar(
@@ -243,20 +247,27 @@ impl Metadata {
         .bind(digest.to_string())
         .fetch_all(&mut *tx)
         .await?;
-        if !named.is_empty() {
+        // A tombstone already standing is another run's deletion in progress (or an interrupted
+        // one, finished once stale): that run clears it after deleting the file, not this one.
+        if !named.is_empty() || !insert_tombstone(&mut tx, digest).await? {
             return Ok(false);
         }
-        insert_tombstone(&mut tx, digest).await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    /// Tombstones a run left behind (it stopped between a row's deletion and its file's).
-    pub async fn gc_tombstones(&self) -> Result<Vec<Digest>, StoreError> {
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT digest FROM gc_tombstones ORDER BY digest")
-                .fetch_all(self.pool())
-                .await?;
+    /// Tombstones a run left behind (it stopped between a row's deletion and its file's): those
+    /// made before `before_millis`. A run in progress holds its tombstone for the moment between
+    /// deleting a row and its file; finishing (and clearing) it from another replica meanwhile
+    /// would let an upload of the digest through before that file deletion, so only tombstones
+    /// older than any such moment are taken.
+    pub async fn gc_tombstones(&self, before_millis: i64) -> Result<Vec<Digest>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT digest FROM gc_tombstones WHERE created_at < ? ORDER BY digest",
+        )
+        .bind(before_millis)
+        .fetch_all(self.pool())
+        .await?;
         rows.into_iter().map(parse_digest).collect()
     }
 
@@ -331,16 +342,18 @@ impl Metadata {
     }
 }
 
+/// Inserts a tombstone for `digest`; false if one stands already.
 async fn insert_tombstone(
     tx: &mut sqlx::SqliteConnection,
     digest: &Digest,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT OR IGNORE INTO gc_tombstones (digest, created_at) VALUES (?, ?)")
-        .bind(digest.to_string())
-        .bind(crate::now_millis())
-        .execute(tx)
-        .await?;
-    Ok(())
+) -> Result<bool, sqlx::Error> {
+    let done =
+        sqlx::query("INSERT OR IGNORE INTO gc_tombstones (digest, created_at) VALUES (?, ?)")
+            .bind(digest.to_string())
+            .bind(crate::now_millis())
+            .execute(tx)
+            .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 #[cfg(test)]

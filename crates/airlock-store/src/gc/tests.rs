@@ -50,7 +50,14 @@ async fn a_commit_racing_gc_is_refused_and_records_nothing() {
     let later = crate::now_millis() + 1;
     assert_eq!(meta.gc_unreferenced_blobs(later).await.unwrap().len(), 1);
     assert!(meta.gc_delete_blob_row(&blob, later).await.unwrap());
-    assert_eq!(meta.gc_tombstones().await.unwrap(), vec![blob.clone()]);
+    assert_eq!(
+        meta.gc_tombstones(i64::MAX).await.unwrap(),
+        vec![blob.clone()]
+    );
+    assert!(
+        meta.gc_tombstones(0).await.unwrap().is_empty(),
+        "a fresh tombstone is a run's own"
+    );
 
     let refused = meta
         .commit_blob_checked(&repo, &blob, 5, &[], async { Ok(true) })
@@ -116,7 +123,7 @@ async fn the_delete_rechecks_references_made_after_the_listing() {
         meta.blob_in_repository(&repo, &blob).await.unwrap(),
         Some(5)
     );
-    assert!(meta.gc_tombstones().await.unwrap().is_empty());
+    assert!(meta.gc_tombstones(i64::MAX).await.unwrap().is_empty());
     // Untagged and older than a later cutoff, so retention may prune it; then the blob goes.
     let later = crate::now_millis() + 1;
     let prunable = meta
@@ -177,5 +184,5 @@ async fn migration_0018_applies_over_a_populated_0017_database() {
             size: 3
         }]
     );
-    assert!(meta.gc_tombstones().await.unwrap().is_empty());
+    assert!(meta.gc_tombstones(i64::MAX).await.unwrap().is_empty());
 }
