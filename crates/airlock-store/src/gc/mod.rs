@@ -32,10 +32,11 @@
 //! then the tombstone. A commit of the same digest ([`crate::Metadata::commit_blob_checked`])
 //! checks in its own transaction that no tombstone stands and that its bytes are still there, so
 //! an upload that raced gc is refused (and uploaded again by the client) rather than acknowledged
-//! without bytes. A crash after the row's transaction leaves the tombstone and an orphan file: the
-//! next run deletes the file and the tombstone first. Files in the blob store that no row names
-//! and no evidence names (a crash, a failed promotion's attestation) are deleted once they are
-//! older than the cutoff, through the same tombstone steps.
+//! without bytes. A crash after the row's transaction leaves the tombstone and an orphan file: a
+//! later run deletes the file and the tombstone first, once the tombstone is old enough to be an
+//! interrupted run's rather than a live run's on another replica. Files in the blob store that no
+//! row and no evidence names (a crash, a failed promotion's attestation) are deleted once they are
+//! older than the cutoff, through the same tombstone steps (never one whose tombstone stands).
 //!
 //! On SQLite every write transaction holds the database's single write lock
 //! (`BEGIN IMMEDIATE`), which serialises gc's re-check against pushes, mounts and promotions of
