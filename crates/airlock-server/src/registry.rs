@@ -642,10 +642,16 @@ impl Registry {
         {
             return Err(RegistryError::RangeNotSatisfiable { size });
         }
-        let stream = self
-            .blobs
-            .read(digest, range)
-            .await?
+        // Collected by gc between the row's lookup and opening the bytes: unknown, as a moment
+        // later.
+        let stream = match self.blobs.read(digest, range).await {
+            Ok(stream) => stream,
+            Err(err) if err.is_missing_blob() => {
+                return Err(RegistryError::BlobUnknown(digest.clone()));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let stream = stream
             .inspect_ok(|bytes| {
                 metrics::counter!(crate::metrics::REGISTRY_BYTES_OUT).increment(bytes.len() as u64)
             })

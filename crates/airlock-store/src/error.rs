@@ -46,6 +46,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether a blob's bytes were not found (garbage collection deleted them after the row was
+    /// read): the blob is unknown, as if the row had been gone already.
+    pub fn is_missing_blob(&self) -> bool {
+        match self {
+            StoreError::Blob(object_store::Error::NotFound { .. }) => true,
+            StoreError::Io(io) => io.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+
     /// The refusal behind this error when storage refused a write because it cannot keep it (the
     /// database file or the blob directory removed or replaced, writes stopped): the client should
     /// hear 503, not 500.
