@@ -563,3 +563,63 @@ async fn a_push_loop_during_gc_loses_nothing_referenced() {
         );
     }
 }
+
+/// With no grace period, uploads of one digest race gc collecting it: each upload is either
+/// refused with 503 (gc was deleting that digest: upload again) or stored, and a blob the
+/// registry says it has is always served whole, never a row without its bytes.
+#[tokio::test]
+async fn uploads_racing_gc_over_the_same_digest_never_leave_a_row_without_bytes() {
+    let s = std::sync::Arc::new(TestServer::start_with_env(&[
+        ("AIRLOCK_GC__GRACE_SECS", "0"),
+        ("AIRLOCK_LOG__LEVEL", "error"),
+    ]));
+    let content = b"the same bytes, uploaded again and again".repeat(1000);
+    let digest = sha256(&content);
+    let repo = "dev/team/race";
+    let pushing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let collector = {
+        let (s, pushing) = (s.clone(), pushing.clone());
+        tokio::spawn(async move {
+            let mut collected = 0;
+            while pushing.load(std::sync::atomic::Ordering::SeqCst) {
+                collected += gc(&s, false).await["blobs"].as_u64().unwrap();
+            }
+            collected
+        })
+    };
+    let (mut stored, mut refused) = (0, 0);
+    for _ in 0..150 {
+        let response = s
+            .http
+            .post(s.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
+            .body(content.clone())
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            201 => stored += 1,
+            503 => refused += 1,
+            other => panic!(
+                "upload answered {other}: {}",
+                response.text().await.unwrap()
+            ),
+        }
+        let response = s
+            .http
+            .get(s.url(&format!("/v2/{repo}/blobs/{digest}")))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => assert_eq!(sha256(&response.bytes().await.unwrap()), digest),
+            404 => {}
+            other => panic!("pull answered {other}"),
+        }
+    }
+    pushing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let collected = collector.await.unwrap();
+    assert!(stored > 0, "stored {stored}, refused {refused}");
+    assert!(collected > 0, "gc collected the blob {collected} times");
+    s.push_blob(repo, &content).await;
+    pull_blob_checked(&s, repo, &digest).await;
+}
