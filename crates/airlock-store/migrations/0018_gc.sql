@@ -16,3 +16,10 @@ CREATE TABLE gc_tombstones (
 
 -- The mark asks, per blob, whether evidence names it.
 CREATE INDEX evidence_by_blob ON evidence (blob);
+
+-- The mark's other questions, by digest: is a manifest held anywhere (and in a gated stage), is a
+-- blob linked where an upload is open, was a manifest ever promoted.
+CREATE INDEX repository_manifests_by_digest ON repository_manifests (digest);
+CREATE INDEX repository_blobs_by_digest ON repository_blobs (digest);
+CREATE INDEX uploads_by_repository ON uploads (repository);
+CREATE INDEX promotions_promoted_by_digest ON promotions (digest) WHERE state = 'promoted';
