@@ -231,57 +231,30 @@ async fn an_unreferenced_blob_is_collected_after_the_grace_period_and_not_before
     assert_eq!(blob_status(&s, "dev/team/app", &digest).await, 200);
 }
 
-/// What a promotion, evidence, a referrer and an upload in flight reference is kept; an old
-/// untagged manifest in a push stage and what only it referenced go.
-#[tokio::test]
-async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes_the_rest() {
-    let dir = tempfile::tempdir().unwrap();
-    let bundle = permissive_bundle(&dir.path().join("policy"));
-    let s = TestServer::start_with_env(&[
-        ("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap()),
-        ("AIRLOCK_GC__GRACE_SECS", "0"),
-        ("AIRLOCK_GC__KEEP_UNTAGGED_DAYS", "0"),
-    ]);
-    let repo = "dev/team/app";
-    let promoted = push_manifest(&s, repo, None, &[b"promoted layer"], None).await;
-    let promoter = common::add_user(&s, "releaser", PASSWORD, &[("promoter", "staging")]).await;
+/// Promotes `digest` from `dev/team/app` to staging as `promoter`.
+async fn promote(s: &TestServer, promoter: &reqwest::Client, digest: &str) {
     let (status, body) = post_json(
-        &promoter,
+        promoter,
         &s.url("/api/v1/promotions"),
-        json!({"source": repo, "reference": promoted, "to": "staging"}),
+        json!({"source": "dev/team/app", "reference": digest, "to": "staging"}),
     )
     .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["promotion"]["state"], "promoted", "{body}");
-    // Another promoted artifact whose dev copy stays, untagged and older than the retention.
-    let promoted_kept_in_dev =
-        push_manifest(&s, repo, None, &[b"second promoted layer"], None).await;
-    let (status, body) = post_json(
-        &promoter,
-        &s.url("/api/v1/promotions"),
-        json!({"source": repo, "reference": promoted_kept_in_dev, "to": "staging"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    // A referrer about the promoted artifact, pushed untagged into dev after the promotion.
-    let report_on_promoted = push_manifest(
-        &s,
-        repo,
-        None,
-        &[b"report about the promoted one"],
-        Some(&promoted),
-    )
-    .await;
-    // Evidence through the API: its envelope is a file with no blob row, named by evidence only.
+}
+
+/// Submits a DSSE envelope about `repo@subject` through the evidence API as a builder; returns
+/// the envelope's digest. Its file has no blob row: only the evidence record names it.
+async fn submit_evidence(s: &TestServer, repo: &str, subject: &str) -> String {
     let envelope = serde_json::to_vec(&json!({
         "payloadType": "application/vnd.in-toto+json",
         "payload": base64::engine::general_purpose::STANDARD.encode(b"{\"_type\":\"https://in-toto.io/Statement/v1\"}"),
         "signatures": [{"keyid": "", "sig": "AAAA"}],
     }))
     .unwrap();
-    let builder = common::add_user(&s, "ci", PASSWORD, &[("builder", "dev")]).await;
+    let builder = common::add_user(s, "ci", PASSWORD, &[("builder", "dev")]).await;
     let response = builder
-        .post(s.url(&format!("/api/v1/artifacts/{repo}@{promoted}/evidence")))
+        .post(s.url(&format!("/api/v1/artifacts/{repo}@{subject}/evidence")))
         .header("content-type", "application/json")
         .body(envelope.clone())
         .send()
@@ -293,9 +266,43 @@ async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes
         answer.contains("recorded as rejected"),
         "evidence: {answer}"
     );
-    let envelope_digest = sha256(&envelope);
-    assert!(blob_file(&s, &envelope_digest).exists());
-    // The promoted artifact's dev copy deleted: its staging copy still references the blobs.
+    let digest = sha256(&envelope);
+    assert!(blob_file(s, &digest).exists());
+    digest
+}
+
+/// What retention and gc must keep in `dev/team/app` and staging.
+struct Kept {
+    /// Promoted, then its dev copy deleted.
+    promoted: String,
+    /// Promoted, its dev copy untagged and older than the retention.
+    promoted_kept_in_dev: String,
+    /// An untagged referrer in dev about `promoted`, pushed after the promotion.
+    report_on_promoted: String,
+    /// The envelope of evidence about `promoted`.
+    envelope: String,
+    /// A tagged image.
+    tagged: String,
+}
+
+/// Pushes, promotes, deletes and submits evidence so that [`Kept`] holds.
+async fn push_what_must_be_kept(s: &TestServer) -> Kept {
+    let repo = "dev/team/app";
+    let promoter = common::add_user(s, "releaser", PASSWORD, &[("promoter", "staging")]).await;
+    let promoted = push_manifest(s, repo, None, &[b"promoted layer"], None).await;
+    promote(s, &promoter, &promoted).await;
+    let promoted_kept_in_dev =
+        push_manifest(s, repo, None, &[b"second promoted layer"], None).await;
+    promote(s, &promoter, &promoted_kept_in_dev).await;
+    let report_on_promoted = push_manifest(
+        s,
+        repo,
+        None,
+        &[b"report about the promoted one"],
+        Some(&promoted),
+    )
+    .await;
+    let envelope = submit_evidence(s, repo, &promoted).await;
     let response = s
         .http
         .delete(s.url(&format!("/v2/{repo}/manifests/{promoted}")))
@@ -303,27 +310,25 @@ async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
+    let tagged = push_manifest(s, repo, Some("1.0"), &[b"tagged layer"], None).await;
+    Kept {
+        promoted,
+        promoted_kept_in_dev,
+        report_on_promoted,
+        envelope,
+        tagged,
+    }
+}
 
-    // Garbage: an untagged, unpromoted image with a referrer, and what only they reference.
-    let untagged = push_manifest(&s, repo, None, &[b"untagged layer"], None).await;
-    let untagged_report = push_manifest(
-        &s,
-        repo,
-        None,
-        &[b"report about the untagged one"],
-        Some(&untagged),
-    )
-    .await;
-    let tagged = push_manifest(&s, repo, Some("1.0"), &[b"tagged layer"], None).await;
-
-    // An upload in flight: a blob committed into a repository where a session is still open.
-    let inflight_repo = "dev/team/inflight";
+/// Commits a blob into `repo` and opens an upload session there with one chunk staged, as a push
+/// in flight does; returns the blob's digest and the session's URL.
+async fn open_push_in_flight(s: &TestServer, repo: &str) -> (String, String) {
     let first_layer = s
-        .push_blob(inflight_repo, b"first layer, manifest not yet pushed")
+        .push_blob(repo, b"first layer, manifest not yet pushed")
         .await;
     let response = s
         .http
-        .post(s.url(&format!("/v2/{inflight_repo}/blobs/uploads/")))
+        .post(s.url(&format!("/v2/{repo}/blobs/uploads/")))
         .send()
         .await
         .unwrap();
@@ -338,49 +343,72 @@ async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
-    // A blob nobody references, in a repository with no upload open.
+    (first_layer, session)
+}
+
+/// The status of a manifest GET.
+async fn manifest_status(s: &TestServer, repo: &str, digest: &str) -> u16 {
+    s.http
+        .get(s.url(&format!("/v2/{repo}/manifests/{digest}")))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// What a promotion, evidence, a referrer and an upload in flight reference is kept; an old
+/// untagged manifest in a push stage with its referrer, and what only they referenced, go.
+#[tokio::test]
+async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = permissive_bundle(&dir.path().join("policy"));
+    let s = TestServer::start_with_env(&[
+        ("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap()),
+        ("AIRLOCK_GC__GRACE_SECS", "0"),
+        ("AIRLOCK_GC__KEEP_UNTAGGED_DAYS", "0"),
+    ]);
+    let repo = "dev/team/app";
+    let kept = push_what_must_be_kept(&s).await;
+    let untagged = push_manifest(&s, repo, None, &[b"untagged layer"], None).await;
+    let untagged_report = push_manifest(
+        &s,
+        repo,
+        None,
+        &[b"report about the untagged one"],
+        Some(&untagged),
+    )
+    .await;
+    let (in_flight, session) = open_push_in_flight(&s, "dev/team/inflight").await;
     let stray = s.push_blob("dev/team/other", b"stray").await;
 
-    let dry = gc(&s, true).await;
-    assert_eq!(dry["manifests_pruned"], 2, "{dry}");
+    assert_eq!(gc(&s, true).await["manifests_pruned"], 2);
     let report = gc(&s, false).await;
     assert_eq!(report["manifests_pruned"], 2, "{report}");
     // The stray blob and the layers only the two pruned manifests referenced.
     assert_eq!(report["blobs"], 3, "{report}");
     assert_eq!(report["orphan_files"], 0, "{report}");
-
-    for (digest, what) in [(&untagged, "untagged"), (&untagged_report, "its referrer")] {
-        let response = s
-            .http
-            .get(s.url(&format!("/v2/{repo}/manifests/{digest}")))
-            .header("accept", OCI_MANIFEST)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 404, "{what} was pruned");
-    }
+    assert_eq!(manifest_status(&s, repo, &untagged).await, 404);
+    assert_eq!(manifest_status(&s, repo, &untagged_report).await, 404);
     assert_eq!(blob_status(&s, repo, &sha256(b"untagged layer")).await, 404);
     assert_eq!(blob_status(&s, "dev/team/other", &stray).await, 404);
 
-    // Kept: the promoted artifact in staging, the referrer about it, its evidence's envelope,
-    // the tagged image, and the blob of the push in flight.
-    pull_image_checked(&s, "staging/team/app", &promoted).await;
-    pull_image_checked(&s, repo, &report_on_promoted).await;
-    pull_image_checked(&s, repo, &tagged).await;
-    pull_image_checked(&s, repo, &promoted_kept_in_dev).await;
-    pull_image_checked(&s, "staging/team/app", &promoted_kept_in_dev).await;
-    assert!(blob_file(&s, &envelope_digest).exists(), "evidence is kept");
-    let (status, body) = common::post_json(&s.http, &s.url("/api/v1/gc"), json!({})).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(blob_status(&s, inflight_repo, &first_layer).await, 200);
+    pull_image_checked(&s, "staging/team/app", &kept.promoted).await;
+    pull_image_checked(&s, repo, &kept.report_on_promoted).await;
+    pull_image_checked(&s, repo, &kept.tagged).await;
+    pull_image_checked(&s, repo, &kept.promoted_kept_in_dev).await;
+    pull_image_checked(&s, "staging/team/app", &kept.promoted_kept_in_dev).await;
+    assert!(blob_file(&s, &kept.envelope).exists(), "evidence is kept");
+    assert_eq!(blob_status(&s, "dev/team/inflight", &in_flight).await, 200);
 
-    // Once the session is gone, the blob it might have needed is collected.
+    // Once the session is gone, the blob it might have needed is collected; the rest stays.
     let response = s.http.delete(&session).send().await.unwrap();
     assert_eq!(response.status(), 204);
     assert_eq!(gc(&s, false).await["blobs"], 1);
-    assert_eq!(blob_status(&s, inflight_repo, &first_layer).await, 404);
-    assert!(blob_file(&s, &envelope_digest).exists(), "evidence is kept");
-    pull_image_checked(&s, "staging/team/app", &promoted).await;
+    assert_eq!(blob_status(&s, "dev/team/inflight", &in_flight).await, 404);
+    assert!(blob_file(&s, &kept.envelope).exists(), "evidence is kept");
+    pull_image_checked(&s, "staging/team/app", &kept.promoted).await;
 }
 
 /// A crash between deleting a row and its file leaves the file: the next run deletes it, whether
