@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use airlock_server::{Config, LogFormat};
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
-    access, anomalies, audit, catalog, completion, context, evidence, login, outcome, promotion,
-    version, webhooks,
+    access, anomalies, audit, catalog, completion, context, evidence, gc, login, outcome,
+    promotion, version, webhooks,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -129,6 +129,9 @@ enum Command {
     Manpages(completion::ManpagesArgs),
     /// Show this client's version and the server's.
     Version(version::VersionArgs),
+    /// Garbage collection: delete blobs no manifest references (after a grace period), and old
+    /// untagged manifests in push stages with keep_untagged_days (access-admin everywhere).
+    Gc(gc::GcArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -242,6 +245,7 @@ fn main() -> ExitCode {
         }
         Command::Manpages(args) => run_client(async { completion::manpages(args, Cli::command()) }),
         Command::Version(args) => run_client(version::version(args, &cli.common)),
+        Command::Gc(args) => run_client(gc::gc(args)),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod common;
 pub mod completion;
 pub mod context;
 pub mod evidence;
+pub mod gc;
 pub mod login;
 pub mod oidc;
 pub mod outcome;

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod catalog;
 pub mod error;
 pub mod evidence;
+pub mod gc;
 pub mod identity;
 pub mod meta;
 pub mod promotion;

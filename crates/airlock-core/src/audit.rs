@@ -559,6 +559,22 @@ pub enum AuditEvent {
         /// Why it was resolved.
         reason: String,
     },
+    /// A garbage-collection run (`airlock gc`) deleted what no manifest references: one entry per
+    /// run, with counts, never one per blob.
+    GarbageCollected {
+        /// Blobs whose rows and files were deleted.
+        blobs: u64,
+        /// Their bytes.
+        bytes: u64,
+        /// Files in the blob store without a row (left by a crash or a failed write) deleted.
+        orphan_files: u64,
+        /// Their bytes.
+        orphan_bytes: u64,
+        /// Untagged manifests removed from push-stage repositories by `keep_untagged_days`.
+        manifests_pruned: u64,
+        /// The grace period the run kept younger blobs for, in seconds.
+        grace_secs: u64,
+    },
 }
 
 impl AuditEvent {
@@ -617,6 +633,7 @@ impl AuditEvent {
             Self::WebhookChanged { .. } => "webhook.removed",
             Self::AnomalyDetected { .. } => "anomaly.detected",
             Self::AnomalyResolved { .. } => "anomaly.resolved",
+            Self::GarbageCollected { .. } => "gc.collected",
         }
     }
 
@@ -755,6 +772,7 @@ impl AuditEvent {
             | Self::AnomalyResolved { anomaly, rule, .. } => {
                 json!({"kind": "anomaly", "id": anomaly, "rule": rule.as_str()})
             }
+            Self::GarbageCollected { .. } => json!({"kind": "registry"}),
         }
     }
 
@@ -979,6 +997,16 @@ impl AuditEvent {
                 events,
                 ..
             } => json!({"origin": origin, "url_sha256": url_sha256, "events": events}),
+            Self::GarbageCollected {
+                blobs,
+                bytes,
+                orphan_files,
+                orphan_bytes,
+                manifests_pruned,
+                grace_secs,
+            } => json!({"blobs": blobs, "bytes": bytes, "orphan_files": orphan_files,
+                        "orphan_bytes": orphan_bytes, "manifests_pruned": manifests_pruned,
+                        "grace_secs": grace_secs}),
         }
     }
 }

@@ -138,6 +138,8 @@ pub struct Services {
     pub catalog: Arc<crate::catalog::CatalogService>,
     /// Set when shutdown begins, so `/readyz` answers 503.
     pub draining: crate::readiness::Draining,
+    /// Garbage collection.
+    pub gc: Arc<crate::gc::Collector>,
 }
 
 /// The whole HTTP application.
@@ -156,6 +158,7 @@ pub fn router(
         server_keys,
         catalog,
         draining,
+        gc,
     } = services;
     let trusted_proxies = Arc::new(identity.trusted_proxies().clone());
     let access = Arc::new(AccessControl::with_identity(identity.clone()));
@@ -222,6 +225,10 @@ pub fn router(
                 identity: identity.clone(),
             },
         ))
+        .merge(crate::gc::routes::router(crate::gc::routes::GcState {
+            collector: gc,
+            identity: identity.clone(),
+        }))
         .merge(crate::audit::routes::router(audit, identity.clone()))
         .merge(crate::identity::routes::router(identity))
         .merge(crate::openapi::router())
@@ -403,6 +410,12 @@ pub async fn serve(
                 identity.clone(),
             )),
             draining: draining.clone(),
+            gc: Arc::new(crate::gc::Collector::new(
+                registry.metadata().clone(),
+                registry.blobs().clone(),
+                &config.stages()?,
+                config.gc.clone(),
+            )),
         },
         crate::metrics::install(),
     );

@@ -58,6 +58,32 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// The ordered stages.
     pub stages: Vec<StageConfig>,
+    /// Garbage collection (`airlock gc`): the grace period and the retention rule.
+    pub gc: GcConfig,
+}
+
+/// Garbage collection (see `docs/operations.md`, "Garbage collection").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcConfig {
+    /// Seconds a blob is kept after it was last committed or linked into a repository, however
+    /// unreferenced: the manifest that will reference it may still be on its way. Also the
+    /// youngest age of a file without a row that gc deletes.
+    pub grace_secs: u64,
+    /// Untagged manifests held in a push-stage repository for longer than this many days are
+    /// removed from it by gc (never anything a gated stage holds or that was ever promoted, nor
+    /// its evidence). Unset: untagged manifests are kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_untagged_days: Option<u32>,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            grace_secs: 3600,
+            keep_untagged_days: None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -80,6 +106,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             tls: None,
             stages: Stages::default_pipeline(),
+            gc: GcConfig::default(),
         }
     }
 }
@@ -764,7 +791,7 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 14] = [
+const ENV_SETTABLE: [&str; 15] = [
     "listen",
     "insecure_listen",
     "tls",
@@ -779,6 +806,7 @@ const ENV_SETTABLE: [&str; 14] = [
     "webhooks",
     "limits",
     "shutdown",
+    "gc",
 ];
 
 impl Config {

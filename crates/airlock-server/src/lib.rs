@@ -19,6 +19,7 @@ pub mod connections;
 pub mod data_dir;
 pub mod evidence;
 pub mod extract;
+pub mod gc;
 pub mod identity;
 pub mod meta;
 pub mod metrics;

@@ -146,6 +146,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         crate::webhooks::routes::openapi(),
         crate::catalog::routes::openapi(),
         crate::meta::routes::openapi(),
+        crate::gc::routes::openapi(),
     ] {
         doc.merge(part);
     }

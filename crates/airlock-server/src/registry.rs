@@ -517,9 +517,20 @@ impl Registry {
                 mounted_from: None,
             },
         );
-        self.metadata
-            .commit_blob(repo, digest, session.size, &[pushed])
-            .await?;
+        // Garbage collection may have deleted this digest's file since it was renamed into place
+        // (an old copy of the same bytes was being collected): the commit checks, in its
+        // transaction, and refuses rather than acknowledge a blob without bytes.
+        let committed = self
+            .metadata
+            .commit_blob_checked(repo, digest, session.size, &[pushed], async {
+                Ok(self.blobs.size(digest).await?.is_some())
+            })
+            .await;
+        if let Err(StoreError::BlobCollected(_)) = &committed {
+            self.metadata.delete_upload(session.id).await?;
+            self.forget_upload(session.id);
+        }
+        committed?;
         self.metadata.delete_upload(session.id).await?;
         drop(digester);
         self.forget_upload(session.id);
@@ -586,9 +597,18 @@ impl Registry {
                         mounted_from: Some(from.clone()),
                     },
                 );
-                self.metadata
-                    .commit_blob(repo, digest, size, &[mounted])
-                    .await?;
+                match self
+                    .metadata
+                    .commit_blob_checked(repo, digest, size, &[mounted], async {
+                        Ok(self.blobs.size(digest).await?.is_some())
+                    })
+                    .await
+                {
+                    Ok(()) => {}
+                    // Collected since it was looked up: the client uploads it instead.
+                    Err(StoreError::BlobCollected(_)) => return Ok(None),
+                    Err(err) => return Err(err.into()),
+                }
                 Ok(Some(CommittedBlob {
                     digest: digest.clone(),
                     size,
@@ -622,10 +642,16 @@ impl Registry {
         {
             return Err(RegistryError::RangeNotSatisfiable { size });
         }
-        let stream = self
-            .blobs
-            .read(digest, range)
-            .await?
+        // Collected by gc between the row's lookup and opening the bytes: unknown, as a moment
+        // later.
+        let stream = match self.blobs.read(digest, range).await {
+            Ok(stream) => stream,
+            Err(err) if err.is_missing_blob() => {
+                return Err(RegistryError::BlobUnknown(digest.clone()));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let stream = stream
             .inspect_ok(|bytes| {
                 metrics::counter!(crate::metrics::REGISTRY_BYTES_OUT).increment(bytes.len() as u64)
             })

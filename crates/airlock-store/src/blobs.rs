@@ -65,6 +65,17 @@ pub struct BlobRange {
     pub end: u64,
 }
 
+/// A committed blob's file as the blob store lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlobFile {
+    /// The digest its path names.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written (ms since the epoch).
+    pub modified_millis: i64,
+}
+
 /// How many bytes are buffered before a part is handed to the object store.
 const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts in flight per upload; with [`PART_SIZE`] this bounds an upload's memory to ~24 MiB on
@@ -527,6 +538,34 @@ impl BlobStore {
                 Ok(Some(out))
             }
         }
+    }
+
+    /// Every committed blob file: its digest, size and last modification (ms since the epoch),
+    /// for garbage collection's sweep of files no row names. Paths that are not a blob's (a
+    /// stray file) are skipped. The listing is held in memory: about 100 bytes per blob.
+    pub async fn list_blobs(&self) -> Result<Vec<StoredBlobFile>, StoreError> {
+        let prefix = Path::from("blobs");
+        let mut listing = self.store.list(Some(&prefix));
+        let mut files = Vec::new();
+        while let Some(meta) = listing.try_next().await? {
+            let parts: Vec<&str> = meta.location.as_ref().split('/').collect();
+            let [_, algorithm, _, hex] = parts.as_slice() else {
+                continue;
+            };
+            let Ok(digest) = format!("{algorithm}:{hex}").parse::<Digest>() else {
+                continue;
+            };
+            if blob_path(&digest) != meta.location {
+                continue;
+            }
+            files.push(StoredBlobFile {
+                digest,
+                size: meta.size,
+                modified_millis: meta.last_modified.timestamp_millis(),
+            });
+        }
+        files.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(files)
     }
 
     /// Deletes a committed blob's bytes.

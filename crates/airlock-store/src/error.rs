@@ -22,6 +22,12 @@ pub enum StoreError {
     /// A group commit that carried this caller's writes failed.
     #[error("batched write failed: {0}")]
     Batch(String),
+    /// A blob's commit met garbage collection deleting the same digest (its bytes were removed
+    /// or are being removed); nothing was recorded and the client uploads the blob again.
+    #[error(
+        "blob {0} was being garbage-collected while it was committed; nothing was recorded: upload it again"
+    )]
+    BlobCollected(String),
     /// A stored value could not be read back (corruption or a manual edit).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
@@ -63,6 +69,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether a blob's bytes were not found (garbage collection deleted them after the row was
+    /// read): the blob is unknown, as if the row had been gone already.
+    pub fn is_missing_blob(&self) -> bool {
+        match self {
+            StoreError::Blob(object_store::Error::NotFound { .. }) => true,
+            StoreError::Io(io) => io.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+
     /// The refusal behind this error when storage refused a write because it cannot keep it (the
     /// database file or the blob directory removed or replaced, writes stopped): the client should
     /// hear 503, not 500.

@@ -14,6 +14,7 @@ mod blobs;
 mod catalog;
 mod error;
 mod evidence;
+mod gc;
 mod health;
 mod metadata;
 mod passwords;
@@ -28,13 +29,14 @@ pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
 pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
 pub use api_keys::{ApiKeyRow, ExpiringKey, NewApiKey, SentNotice};
 pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};
-pub use blobs::{BlobRange, BlobStore, ByteStream, ChunkWriteError};
+pub use blobs::{BlobRange, BlobStore, ByteStream, ChunkWriteError, StoredBlobFile};
 pub use catalog::TagRow;
 pub use error::StoreError;
 pub use evidence::{
     ArtifactFlag, EvidenceOrigin, EvidenceRow, EvidenceUpdate, EvidenceVerdict, KeyChange, KeyRow,
     KeyringWriteError,
 };
+pub use gc::{CollectableBlob, GcStages, PrunableManifest};
 pub use health::{FailureLog, RecentFailure, WriteRefusal, secure_database_file};
 pub use metadata::{
     ManifestUpload, ManifestWriteError, Metadata, ReferrerRow, StoredManifest, TagMove,

@@ -108,6 +108,7 @@ pub(crate) fn migrator() -> Migrator {
             "promotion rejections",
             include_str!("../migrations/0017_promotion_rejections.sql"),
         ),
+        migration(18, "gc", include_str!("../migrations/0018_gc.sql")),
     ])
 }
 
@@ -309,7 +310,7 @@ fn damaged(path: &Path, err: sqlx::Error) -> StoreError {
     }
 }
 
-fn parse_digest(value: String) -> Result<Digest, StoreError> {
+pub(crate) fn parse_digest(value: String) -> Result<Digest, StoreError> {
     Digest::from_str(&value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -520,14 +521,46 @@ impl Metadata {
         size: u64,
         records: &[AuditRecord],
     ) -> Result<(), StoreError> {
+        self.commit_blob_checked(repo, digest, size, records, async { Ok(true) })
+            .await
+    }
+
+    /// [`Metadata::commit_blob`] for a caller that wrote (or mounts) the blob's bytes: inside the
+    /// transaction, before anything is written, it refuses with [`StoreError::BlobCollected`]
+    /// when garbage collection is deleting this digest's file (a tombstone stands) or when
+    /// `bytes_present` says the file is gone (collected between the caller's write and this
+    /// commit). Either way the client uploads the blob again; nothing was acknowledged. The
+    /// commit also refreshes the blob's `linked_at`, from which gc's grace period counts.
+    pub async fn commit_blob_checked(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        records: &[AuditRecord],
+        bytes_present: impl std::future::Future<Output = Result<bool, StoreError>>,
+    ) -> Result<(), StoreError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
-        sqlx::query("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)")
-            .bind(digest.to_string())
-            .bind(size as i64)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let tombstone: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM gc_tombstones WHERE digest = ?")
+                .bind(digest.to_string())
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .next();
+        if tombstone.is_some() || !bytes_present.await? {
+            return Err(StoreError::BlobCollected(digest.to_string()));
+        }
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, created_at, linked_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (digest) DO UPDATE SET linked_at = excluded.linked_at",
+        )
+        .bind(digest.to_string())
+        .bind(size as i64)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         ensure_repository(&mut tx, repo, now).await?;
         sqlx::query(
             "INSERT OR IGNORE INTO repository_blobs (repository, digest, created_at) VALUES (?, ?, ?)",

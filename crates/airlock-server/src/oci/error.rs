@@ -133,6 +133,9 @@ impl From<RegistryError> for OciError {
                 Self::new(StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID", message)
                     .with_header(header::CONTENT_RANGE, format!("bytes */{size}"))
             }
+            R::Store(airlock_store::StoreError::BlobCollected(_)) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+            }
             R::Store(store) if store.write_refusal().is_some() => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",

@@ -1,0 +1,245 @@
+//! Garbage collection (`airlock gc`, `POST /api/v1/gc`): mark and sweep of blobs no manifest
+//! references, and the retention rule for untagged manifests in push stages.
+//!
+//! It runs inside the server, on the same database and blob store as concurrent pushes. What it
+//! may delete, and why that is safe against pushes in flight, is stated once, in
+//! `airlock_store`'s `gc` module (the invariant and the tombstone steps); this service orders the
+//! steps of a run, checks who may start one and records it:
+//!
+//! 1. finish deletions an interrupted run left (tombstones: the row gone, the file not yet);
+//! 2. prune untagged manifests from push-stage repositories older than `keep_untagged_days`
+//!    (repeated while a pass prunes something, so an index's children and its referrers go in the
+//!    same run as the index);
+//! 3. delete each blob no manifest, evidence or upload in flight references and that was last
+//!    committed or linked before the grace period: the row (re-checked in its transaction), then
+//!    the file;
+//! 4. delete files no row names that are older than the grace period (a crash between a row's
+//!    deletion and its file's, a failed write);
+//! 5. append one audit entry with the counts and bytes (a dry run changes nothing and records
+//!    nothing: it is not a change anyone can see).
+//!
+//! Only one run at a time per process (a second is refused with 409); runs on other replicas
+//! are harmless, since every deletion re-checks its condition in its own transaction.
+//!
+//! Who may run it: a principal with `manage-access` everywhere (scope `*`), the administrator's
+//! permission (the bootstrap `admin` holds it): gc deletes data from every repository and stage,
+//! so it needs a registry-wide administrative grant, not a repository's `delete`.
+
+pub mod routes;
+
+use std::time::Duration;
+
+use airlock_api::gc::GcReport;
+use airlock_core::access::{Permission, PermissionTarget};
+use airlock_core::{Actor, AuditEvent, AuditRecord, StageMode, Stages};
+use airlock_store::{BlobStore, GcStages, Metadata, StoreError, now_millis};
+
+use crate::config::GcConfig;
+use crate::identity::Authenticated;
+
+/// How old a tombstone must be before a run finishes it as an interrupted run's: far longer than
+/// the moment between a row's deletion and its file's in a run that is alive (on another replica).
+const STALE_TOMBSTONE_MILLIS: i64 = 10 * 60 * 1000;
+
+/// Manifests listed per retention pass, and passes per run at most.
+const PRUNE_BATCH: u32 = 10_000;
+const PRUNE_PASSES: usize = 16;
+
+/// Why a gc run did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    /// The caller may not run gc.
+    #[error(
+        "{principal} may not run garbage collection: that needs the access-admin role everywhere (scope *)"
+    )]
+    Forbidden {
+        /// The caller.
+        principal: String,
+    },
+    /// Another run is in progress in this process.
+    #[error("a garbage-collection run is already in progress on this server")]
+    Running,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The garbage collector.
+pub struct Collector {
+    metadata: Metadata,
+    blobs: BlobStore,
+    stages: GcStages,
+    config: GcConfig,
+    running: tokio::sync::Mutex<()>,
+}
+
+impl Collector {
+    /// A collector over the registry's storage, with the stage list and `[gc]` settings.
+    pub fn new(metadata: Metadata, blobs: BlobStore, stages: &Stages, config: GcConfig) -> Self {
+        let of_mode = |mode: StageMode| {
+            stages
+                .all()
+                .iter()
+                .filter(|s| s.mode == mode)
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        Self {
+            metadata,
+            blobs,
+            stages: GcStages {
+                push: of_mode(StageMode::Push),
+                gated: of_mode(StageMode::Gated),
+            },
+            config,
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Runs garbage collection for `who` (`None` with access control off), or with `dry_run`
+    /// only counts what it would delete.
+    pub async fn run(
+        &self,
+        who: Option<&Authenticated>,
+        actor: &Actor,
+        dry_run: bool,
+    ) -> Result<GcReport, GcError> {
+        if let Some(who) = who
+            && !who.has(Permission::ManageAccess, &PermissionTarget::Global)
+        {
+            return Err(GcError::Forbidden {
+                principal: who.principal.name.clone(),
+            });
+        }
+        let Ok(_running) = self.running.try_lock() else {
+            return Err(GcError::Running);
+        };
+        self.run_at(now_millis(), actor, dry_run).await
+    }
+
+    /// One run as of `now_millis` (the clock is an argument so tests can move it).
+    async fn run_at(
+        &self,
+        now_millis: i64,
+        actor: &Actor,
+        dry_run: bool,
+    ) -> Result<GcReport, GcError> {
+        let grace = Duration::from_secs(self.config.grace_secs);
+        let cutoff = now_millis.saturating_sub(grace.as_millis() as i64);
+        let mut report = GcReport {
+            dry_run,
+            grace_secs: self.config.grace_secs,
+            keep_untagged_days: self.config.keep_untagged_days,
+            ..GcReport::default()
+        };
+        if !dry_run {
+            self.finish_tombstones(now_millis - STALE_TOMBSTONE_MILLIS, &mut report)
+                .await?;
+        }
+        if let Some(days) = self.config.keep_untagged_days {
+            let manifest_cutoff = now_millis.saturating_sub(i64::from(days) * 86_400_000);
+            report.manifests_pruned = self.prune(manifest_cutoff, dry_run).await?;
+        }
+        for blob in self.metadata.gc_unreferenced_blobs(cutoff).await? {
+            if dry_run {
+                report.blobs += 1;
+                report.bytes += blob.size;
+            } else if self
+                .metadata
+                .gc_delete_blob_row(&blob.digest, cutoff)
+                .await?
+            {
+                self.blobs.delete(&blob.digest).await?;
+                self.metadata.gc_clear_tombstone(&blob.digest).await?;
+                report.blobs += 1;
+                report.bytes += blob.size;
+            }
+        }
+        for file in self.blobs.list_blobs().await? {
+            if file.modified_millis >= cutoff || !self.metadata.gc_is_orphan(&file.digest).await? {
+                continue;
+            }
+            if dry_run {
+                report.orphan_files += 1;
+                report.orphan_bytes += file.size;
+            } else if self.metadata.gc_tombstone_orphan(&file.digest).await? {
+                self.blobs.delete(&file.digest).await?;
+                self.metadata.gc_clear_tombstone(&file.digest).await?;
+                report.orphan_files += 1;
+                report.orphan_bytes += file.size;
+            }
+        }
+        if dry_run {
+            tracing::info!(?report, "garbage collection dry run");
+        } else {
+            tracing::info!(?report, "garbage collection");
+            self.metadata
+                .record_gc(&[AuditRecord {
+                    time_millis: now_millis,
+                    actor: actor.clone(),
+                    event: AuditEvent::GarbageCollected {
+                        blobs: report.blobs,
+                        bytes: report.bytes,
+                        orphan_files: report.orphan_files,
+                        orphan_bytes: report.orphan_bytes,
+                        manifests_pruned: report.manifests_pruned,
+                        grace_secs: report.grace_secs,
+                    },
+                }])
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Deletes the files of rows an interrupted run deleted (tombstones made before
+    /// `before_millis`), and clears their tombstones.
+    async fn finish_tombstones(
+        &self,
+        before_millis: i64,
+        report: &mut GcReport,
+    ) -> Result<(), GcError> {
+        for digest in self.metadata.gc_tombstones(before_millis).await? {
+            // A row for the digest (a promotion's attestation written since) keeps the file.
+            if self.metadata.gc_is_orphan(&digest).await? {
+                if let Some(size) = self.blobs.size(&digest).await? {
+                    report.orphan_files += 1;
+                    report.orphan_bytes += size;
+                }
+                self.blobs.delete(&digest).await?;
+            }
+            self.metadata.gc_clear_tombstone(&digest).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the retention rule: removes untagged manifests held in push-stage repositories
+    /// since before `cutoff`. A dry run counts the first pass only (what is prunable now).
+    async fn prune(&self, cutoff: i64, dry_run: bool) -> Result<u64, GcError> {
+        let mut pruned = 0;
+        for _ in 0..PRUNE_PASSES {
+            let candidates = self
+                .metadata
+                .gc_prunable_manifests(cutoff, &self.stages, PRUNE_BATCH)
+                .await?;
+            if dry_run {
+                return Ok(candidates.len() as u64);
+            }
+            let mut this_pass = 0;
+            for manifest in &candidates {
+                if self
+                    .metadata
+                    .gc_prune_manifest(manifest, cutoff, &self.stages)
+                    .await?
+                {
+                    tracing::info!(repository = %manifest.repository, digest = %manifest.digest, "pruned untagged manifest");
+                    this_pass += 1;
+                }
+            }
+            pruned += this_pass;
+            if this_pass == 0 {
+                break;
+            }
+        }
+        Ok(pruned)
+    }
+}

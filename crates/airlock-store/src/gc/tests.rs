@@ -1,0 +1,188 @@
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use airlock_core::ParsedManifest;
+use sqlx::migrate::Migration;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+use super::*;
+use crate::metadata::migrator;
+use crate::{ManifestUpload, StoreError};
+
+fn image(blobs: Vec<Digest>) -> ParsedManifest {
+    ParsedManifest {
+        kind: airlock_core::ManifestKind::Image,
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        artifact_type: None,
+        blobs,
+        manifests: Vec::new(),
+        subject: None,
+        annotations: BTreeMap::new(),
+        layers: Vec::new(),
+        declared_sizes: Vec::new(),
+    }
+}
+
+fn stages() -> GcStages {
+    GcStages {
+        push: vec!["dev".parse().unwrap()],
+        gated: vec!["staging".parse().unwrap(), "prod".parse().unwrap()],
+    }
+}
+
+async fn open() -> (tempfile::TempDir, Metadata) {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
+        .await
+        .unwrap();
+    (dir, meta)
+}
+
+/// A commit of a digest gc is deleting (its tombstone stands), or whose bytes are gone, is
+/// refused and records nothing; once the tombstone is cleared and the bytes are there, it goes
+/// through and counts as newly linked.
+#[tokio::test]
+async fn a_commit_racing_gc_is_refused_and_records_nothing() {
+    let (_dir, meta) = open().await;
+    let repo: RepoName = "dev/team/app".parse().unwrap();
+    let blob = Digest::sha256_of(b"layer");
+    meta.commit_blob(&repo, &blob, 5, &[]).await.unwrap();
+    let later = crate::now_millis() + 1;
+    assert_eq!(meta.gc_unreferenced_blobs(later).await.unwrap().len(), 1);
+    assert!(meta.gc_delete_blob_row(&blob, later).await.unwrap());
+    assert_eq!(
+        meta.gc_tombstones(i64::MAX).await.unwrap(),
+        vec![blob.clone()]
+    );
+    assert!(
+        meta.gc_tombstones(0).await.unwrap().is_empty(),
+        "a fresh tombstone is a run's own"
+    );
+
+    let refused = meta
+        .commit_blob_checked(&repo, &blob, 5, &[], async { Ok(true) })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::BlobCollected(_))),
+        "{refused:?}"
+    );
+    assert_eq!(meta.blob_size(&blob).await.unwrap(), None);
+
+    meta.gc_clear_tombstone(&blob).await.unwrap();
+    let refused = meta
+        .commit_blob_checked(&repo, &blob, 5, &[], async { Ok(false) })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::BlobCollected(_))),
+        "{refused:?}"
+    );
+    assert_eq!(meta.blob_in_repository(&repo, &blob).await.unwrap(), None);
+
+    meta.commit_blob_checked(&repo, &blob, 5, &[], async { Ok(true) })
+        .await
+        .unwrap();
+    assert_eq!(
+        meta.blob_in_repository(&repo, &blob).await.unwrap(),
+        Some(5)
+    );
+    // Linked just now: younger than any cutoff before now.
+    assert!(
+        meta.gc_unreferenced_blobs(crate::now_millis() - 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A blob re-checked in the deleting transaction: a manifest pushed after the listing keeps it.
+#[tokio::test]
+async fn the_delete_rechecks_references_made_after_the_listing() {
+    let (_dir, meta) = open().await;
+    let repo: RepoName = "dev/team/app".parse().unwrap();
+    let blob = Digest::sha256_of(b"layer");
+    meta.commit_blob(&repo, &blob, 5, &[]).await.unwrap();
+    let cutoff = crate::now_millis() + 1;
+    let listed = meta.gc_unreferenced_blobs(cutoff).await.unwrap();
+    assert_eq!(listed[0].digest, blob);
+    let digest = Digest::sha256_of(b"manifest");
+    meta.put_manifest(
+        &repo,
+        ManifestUpload {
+            digest: &digest,
+            manifest: &image(vec![blob.clone()]),
+            content: b"manifest",
+        },
+        None,
+        "tester",
+        |_| Ok(vec![]),
+    )
+    .await
+    .unwrap();
+    assert!(!meta.gc_delete_blob_row(&blob, cutoff).await.unwrap());
+    assert_eq!(
+        meta.blob_in_repository(&repo, &blob).await.unwrap(),
+        Some(5)
+    );
+    assert!(meta.gc_tombstones(i64::MAX).await.unwrap().is_empty());
+    // Untagged and older than a later cutoff, so retention may prune it; then the blob goes.
+    let later = crate::now_millis() + 1;
+    let prunable = meta
+        .gc_prunable_manifests(later, &stages(), 10)
+        .await
+        .unwrap();
+    assert_eq!(prunable.len(), 1);
+    assert!(
+        meta.gc_prune_manifest(&prunable[0], later, &stages())
+            .await
+            .unwrap()
+    );
+    assert!(meta.gc_delete_blob_row(&blob, later).await.unwrap());
+}
+
+/// Migration 18 over a populated schema 17: existing blobs get `linked_at` from `created_at`, so
+/// their grace period is where it was, and gc's tables are usable at once.
+#[tokio::test]
+async fn migration_0018_applies_over_a_populated_0017_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    {
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .connect_with(options)
+            .await
+            .unwrap();
+        let mut before = migrator();
+        let previous: Vec<Migration> = before
+            .migrations
+            .iter()
+            .filter(|m| m.version < 18)
+            .cloned()
+            .collect();
+        before.migrations = Cow::Owned(previous);
+        before.run(&pool).await.unwrap();
+        for (digest, created) in [
+            (Digest::sha256_of(b"old"), 1_000),
+            (Digest::sha256_of(b"new"), i64::MAX / 2),
+        ] {
+            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, 3, ?)")
+                .bind(digest.to_string())
+                .bind(created)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+    }
+    let meta = Metadata::open_sqlite(&path).await.unwrap();
+    let collectable = meta.gc_unreferenced_blobs(2_000).await.unwrap();
+    assert_eq!(
+        collectable,
+        vec![CollectableBlob {
+            digest: Digest::sha256_of(b"old"),
+            size: 3
+        }]
+    );
+    assert!(meta.gc_tombstones(i64::MAX).await.unwrap().is_empty());
+}
