@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use airlock_server::{Config, LogFormat};
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
-    access, anomalies, audit, catalog, completion, context, evidence, login, outcome, promotion,
+    access, anomalies, backup, audit, catalog, completion, context, evidence, login, outcome, promotion,
     version, webhooks,
 };
 use tracing_subscriber::EnvFilter;
@@ -129,6 +129,11 @@ enum Command {
     Manpages(completion::ManpagesArgs),
     /// Show this client's version and the server's.
     Version(version::VersionArgs),
+    /// Back up the server's data directory (database snapshot, referenced blobs, keys) while it
+    /// runs; `--verify DEST` checks a backup (docs/operations.md, "Backup and restore").
+    Backup(backup::BackupArgs),
+    /// Restore a verified backup into a new, empty data directory.
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -242,6 +247,8 @@ fn main() -> ExitCode {
         }
         Command::Manpages(args) => run_client(async { completion::manpages(args, Cli::command()) }),
         Command::Version(args) => run_client(version::version(args, &cli.common)),
+        Command::Backup(args) => run_client(backup::backup(args, cli.common.output)),
+        Command::Restore(args) => run_client(backup::restore(args, cli.common.output)),
     }
 }
 
