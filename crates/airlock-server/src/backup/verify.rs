@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use airlock_audit::{Hash, LogKey, LogReport, VerifiedCheckpoint, verify_checkpoint};
+use airlock_audit::{LogKey, LogReport, verify_checkpoint};
 use airlock_core::{Digest, DigestAlgorithm};
 use airlock_store::{Metadata, local_blob_file};
 
@@ -14,9 +14,6 @@ use super::manifest::{self, BackupManifest};
 use super::{
     BackupError, DATA_FILES, DATABASE_FILE, MANIFEST_FILE, MANIFEST_SUM_FILE, with_suffix,
 };
-
-/// Entries read from the snapshot per query.
-const ENTRY_PAGE: u64 = 50_000;
 
 /// A backup that passed every check.
 #[derive(Debug, Clone)]
@@ -67,7 +64,12 @@ pub async fn verify(
     let checked = manifest.clone();
     blocking(move || check_files(&root, &checked)).await?;
     let database = backup.join(DATABASE_FILE);
-    let metadata = Metadata::open_sqlite_read_only(&database).await?;
+    let unreadable = |err: airlock_store::StoreError| {
+        invalid(backup, format!("{DATABASE_FILE} cannot be read: {err}"))
+    };
+    let metadata = Metadata::open_sqlite_read_only(&database)
+        .await
+        .map_err(unreadable)?;
     let result = check_database(backup, &metadata, &manifest, trusted_checkpoint).await;
     metadata.close().await;
     let (audit, verifier_key, trusted_size) = result?;
@@ -230,7 +232,10 @@ async fn check_database(
     manifest: &BackupManifest,
     trusted_checkpoint: Option<&str>,
 ) -> Result<(LogReport, String, Option<u64>), BackupError> {
-    let problems = metadata.integrity_check().await?;
+    let unreadable = |err: airlock_store::StoreError| {
+        invalid(backup, format!("{DATABASE_FILE} cannot be read: {err}"))
+    };
+    let problems = metadata.integrity_check().await.map_err(unreadable)?;
     if problems != ["ok"] {
         return Err(invalid(
             backup,
@@ -245,7 +250,7 @@ async fn check_database(
         .iter()
         .map(|blob| (blob.digest.as_str(), blob.size))
         .collect();
-    let referenced = metadata.referenced_blobs().await?;
+    let referenced = metadata.referenced_blobs().await.map_err(unreadable)?;
     for blob in &referenced {
         let digest = blob.digest.to_string();
         match listed.get(digest.as_str()) {
@@ -283,9 +288,7 @@ async fn check_database(
     check_audit_log(backup, metadata, trusted_checkpoint).await
 }
 
-/// Verifies the snapshot's audit log with the backup's own log key: every stored checkpoint is
-/// signed by it, and the entries up to the newest one recompute to its tree (and extend the
-/// trusted checkpoint, if given).
+/// Verifies the snapshot's audit log with the backup's own log key (`audit::verify_stored_log`).
 async fn check_audit_log(
     backup: &Path,
     metadata: &Metadata,
@@ -296,60 +299,17 @@ async fn check_audit_log(
     let key = LogKey::from_private_text(&private)
         .map_err(|err| invalid(backup, format!("log-key cannot be read: {err}")))?;
     let verifier_key = key.verifier_key().to_string();
-    let mut checkpoints: Vec<VerifiedCheckpoint> = Vec::new();
-    for stored in metadata.checkpoints().await? {
-        let checkpoint = verify_checkpoint(&stored.note, &verifier_key).map_err(|err| {
+    let verified = crate::audit::verify_stored_log(metadata, &verifier_key, trusted_checkpoint)
+        .await
+        .map_err(|err| {
             invalid(
                 backup,
-                format!(
-                    "the audit log's checkpoint of size {} in {DATABASE_FILE} is not signed by log-key: {err}",
-                    stored.size
-                ),
+                format!("the audit log in {DATABASE_FILE} does not verify with log-key: {err}"),
             )
         })?;
-        checkpoints.push(checkpoint);
-    }
-    let Some(signed) = checkpoints.iter().map(|c| c.size).max() else {
-        return Err(invalid(
-            backup,
-            format!("{DATABASE_FILE} holds no signed audit checkpoint"),
-        ));
-    };
     let trusted_size = match trusted_checkpoint {
-        Some(text) => {
-            let trusted = verify_checkpoint(text, &verifier_key).map_err(|err| {
-                invalid(
-                    backup,
-                    format!("the trusted checkpoint is not signed by the backup's log-key: {err}"),
-                )
-            })?;
-            let size = trusted.size;
-            checkpoints.push(trusted);
-            Some(size)
-        }
+        Some(text) => verify_checkpoint(text, &verifier_key).ok().map(|c| c.size),
         None => None,
     };
-    let mut entries = Vec::new();
-    let mut leaf_hashes = Vec::new();
-    let mut start = 0;
-    while start < signed {
-        let end = (start + ENTRY_PAGE).min(signed);
-        for entry in metadata.audit_entries(start, end).await? {
-            entries.push((entry.index, entry.entry));
-        }
-        let indexes = (start..end)
-            .map(|i| airlock_audit::stored_hash_index(0, i))
-            .collect::<Result<Vec<u64>, _>>()
-            .map_err(|err| invalid(backup, format!("audit log: {err}")))?;
-        leaf_hashes.extend(metadata.audit_hashes(&indexes).await?.into_iter().map(|h| h.map(Hash)));
-        start = end;
-    }
-    let lookup = |index: u64| leaf_hashes.get(index as usize).copied().flatten();
-    let report = airlock_audit::verify_log(entries, Some(&lookup), &checkpoints).map_err(|err| {
-        invalid(
-            backup,
-            format!("the audit log in {DATABASE_FILE} does not verify: {err}"),
-        )
-    })?;
-    Ok((report, verifier_key, trusted_size))
+    Ok((verified.report, verifier_key, trusted_size))
 }
