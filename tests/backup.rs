@@ -238,6 +238,15 @@ async fn an_online_backup_restored_into_a_wiped_directory_brings_back_tags_blobs
 
     let mut s = start(&data_dir, &bundle);
     let tags = populate(&s).await;
+    // A rotated key leaves a history file beside it: both must come back.
+    let keyadmin = add_user(&s, "kim", "rotates-keys-0123", &[("key-admin", "*")]).await;
+    let (status, body) = post_json(
+        &keyadmin,
+        &s.url("/api/v1/server-keys/attestation/rotate"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     s.wait_for_checkpoint().await;
     let (code, note, err) = s.cli(&["audit", "checkpoint"]);
     assert_eq!(code, 0, "{err}");
@@ -256,6 +265,9 @@ async fn an_online_backup_restored_into_a_wiped_directory_brings_back_tags_blobs
     assert!(out.contains("extends the trusted checkpoint"), "{out}");
     assert_private(&dest);
 
+    let keys = key_files(&data_dir);
+    assert!(keys.contains_key("attestation-keys.json"), "{:?}", keys.keys());
+
     // Wipe: the server and its whole data directory are gone.
     s.stop();
     drop(s);
@@ -268,6 +280,7 @@ async fn an_online_backup_restored_into_a_wiped_directory_brings_back_tags_blobs
         "{out}"
     );
     assert_private(&data_dir);
+    assert_eq!(key_files(&data_dir), keys);
     let r = start(&data_dir, &bundle);
 
     // Every tag, to the same digest, and every blob with the right bytes.
@@ -293,6 +306,24 @@ async fn an_online_backup_restored_into_a_wiped_directory_brings_back_tags_blobs
     let (code, out, err) = r.cli(&["audit", "verify", "--trusted-checkpoint", path(&trusted)]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("extends the trusted checkpoint"), "{out}");
+}
+
+/// The data directory's key files and their bytes.
+fn key_files(data_dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    [
+        "log-key",
+        "token-key.pem",
+        "token-keys.json",
+        "attestation-key.pem",
+        "attestation-keys.json",
+    ]
+    .into_iter()
+    .filter_map(|name| {
+        std::fs::read(data_dir.join(name))
+            .ok()
+            .map(|bytes| (name.to_string(), bytes))
+    })
+    .collect()
 }
 
 /// Every file and directory under `dir` is for its owner only (0600 files, 0700 directories).
