@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use airlock_server::{Config, LogFormat};
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
-    access, anomalies, backup, audit, catalog, completion, context, evidence, login, outcome, promotion,
-    version, webhooks,
+    access, anomalies, audit, backup, catalog, completion, context, evidence, login, outcome,
+    promotion, version, webhooks,
 };
 use tracing_subscriber::EnvFilter;
 

@@ -18,6 +18,9 @@ use serde_json::json;
 /// What a repository's tags resolve to: (repository, tag) -> manifest digest.
 type Tags = BTreeMap<(String, String), String>;
 
+/// The pushes the loop had acknowledged: (tag, manifest digest).
+type Acked = Arc<Mutex<Vec<(String, String)>>>;
+
 fn start(data_dir: &Path, bundle: &Path) -> TestServer {
     TestServer::start_in(
         data_dir,
@@ -136,7 +139,13 @@ async fn populate(s: &TestServer) -> Tags {
 }
 
 /// Pushes a one-layer image as `http` to `base`; returns its manifest digest.
-async fn push_one(http: &reqwest::Client, base: &str, repo: &str, tag: &str, layer: &[u8]) -> String {
+async fn push_one(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    layer: &[u8],
+) -> String {
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let mut descriptors = Vec::new();
     for content in [&config[..], layer] {
@@ -170,14 +179,7 @@ async fn push_one(http: &reqwest::Client, base: &str, repo: &str, tag: &str, lay
 }
 
 /// Step 2: pushes `dev/team/loop:l<n>` until `stop`; returns what each acknowledged tag holds.
-#[allow(clippy::type_complexity)]
-fn push_loop(
-    s: &TestServer,
-    stop: Arc<AtomicBool>,
-) -> (
-    Arc<Mutex<Vec<(String, String)>>>,
-    tokio::task::JoinHandle<()>,
-) {
+fn push_loop(s: &TestServer, stop: Arc<AtomicBool>) -> (Acked, tokio::task::JoinHandle<()>) {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let (http, base) = (s.http.clone(), s.base.clone());
     let record = acked.clone();
@@ -266,7 +268,11 @@ async fn an_online_backup_restored_into_a_wiped_directory_brings_back_tags_blobs
     assert_private(&dest);
 
     let keys = key_files(&data_dir);
-    assert!(keys.contains_key("attestation-keys.json"), "{:?}", keys.keys());
+    assert!(
+        keys.contains_key("attestation-keys.json"),
+        "{:?}",
+        keys.keys()
+    );
 
     // Wipe: the server and its whole data directory are gone.
     s.stop();
@@ -294,7 +300,10 @@ async fn an_online_backup_restored_into_a_wiped_directory_brings_back_tags_blobs
     // Every push acknowledged before the backup began is back; whatever else of the loop is
     // there holds what was pushed under its tag.
     for (tag, digest) in &pushed_before {
-        assert_eq!(resolve(&r, "dev/team/loop", tag).await.as_ref(), Some(digest));
+        assert_eq!(
+            resolve(&r, "dev/team/loop", tag).await.as_ref(),
+            Some(digest)
+        );
         pull_blobs(&r, "dev/team/loop", digest).await;
     }
 
@@ -362,7 +371,8 @@ fn copy_tree(from: &Path, to: &Path) {
 /// A backup of a server holding one image; returns the backup and the image's layer digest.
 async fn one_image_backup(work: &Path) -> (PathBuf, String) {
     let s = TestServer::start();
-    s.push_image("dev/team/app", "v1", &[b"the only layer"]).await;
+    s.push_image("dev/team/app", "v1", &[b"the only layer"])
+        .await;
     let dest = work.join("backup");
     let (code, out, err) = cli(&["backup", path(&dest), "--data-dir", path(&s.data_dir)]);
     assert_eq!(code, 0, "{out}{err}");
@@ -396,7 +406,10 @@ async fn a_tampered_backup_fails_verification_naming_the_file_and_is_not_restore
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[0] ^= 1;
     std::fs::write(&file, bytes).unwrap();
-    verify_fails(&flipped, &[&format!("blob {layer} is damaged"), &layer[7..]]);
+    verify_fails(
+        &flipped,
+        &[&format!("blob {layer} is damaged"), &layer[7..]],
+    );
     let (code, _, err) = cli(&[
         "restore",
         path(&flipped),
@@ -478,12 +491,7 @@ async fn restore_refuses_a_non_empty_directory_and_an_interrupted_backup() {
     assert!(empty.join("metadata.db").is_file());
 
     // A backup is never written into a non-empty destination either.
-    let (code, _, err) = cli(&[
-        "backup",
-        path(&occupied),
-        "--data-dir",
-        path(&empty),
-    ]);
+    let (code, _, err) = cli(&["backup", path(&occupied), "--data-dir", path(&empty)]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("already exists"), "{err}");
 
@@ -508,12 +516,10 @@ async fn restore_refuses_a_non_empty_directory_and_an_interrupted_backup() {
     verify_fails(&renamed, &["manifest.json is missing"]);
     std::fs::rename(&renamed, &partial).unwrap();
     // The next backup to the same name says how to clear the leftover.
-    let (code, _, err) = cli(&[
-        "backup",
-        path(&interrupted),
-        "--data-dir",
-        path(&empty),
-    ]);
+    let (code, _, err) = cli(&["backup", path(&interrupted), "--data-dir", path(&empty)]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains(&format!("rm -r {}", partial.display())), "{err}");
+    assert!(
+        err.contains(&format!("rm -r {}", partial.display())),
+        "{err}"
+    );
 }

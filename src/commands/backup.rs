@@ -23,7 +23,12 @@ pub struct BackupArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "verify")]
     data_dir: Option<PathBuf>,
     /// The server's configuration file, to find its data_dir (as `airlock serve --config`).
-    #[arg(long, env = "AIRLOCK_CONFIG", value_name = "FILE", conflicts_with = "data_dir")]
+    #[arg(
+        long,
+        env = "AIRLOCK_CONFIG",
+        value_name = "FILE",
+        conflicts_with = "data_dir"
+    )]
     config: Option<PathBuf>,
     /// Check the backup DEST instead of writing one: manifest, every file's SHA-256, the
     /// database's integrity, every referenced blob's digest, and the audit log. Exits 1 naming
@@ -54,8 +59,9 @@ pub async fn backup(args: BackupArgs, output: OutputFormat) -> Result<u8> {
             .trusted_checkpoint
             .as_deref()
             .map(|path| {
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read the trusted checkpoint {}", path.display()))
+                std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the trusted checkpoint {}", path.display())
+                })
             })
             .transpose()?;
         return Ok(match backup::verify(&args.dest, trusted.as_deref()).await {

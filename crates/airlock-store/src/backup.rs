@@ -114,9 +114,8 @@ impl Metadata {
         .await?;
         rows.into_iter()
             .map(|(digest, size)| {
-                let parsed = Digest::from_str(&digest).map_err(|err| {
-                    StoreError::Corrupt(format!("blob digest {digest:?}: {err}"))
-                })?;
+                let parsed = Digest::from_str(&digest)
+                    .map_err(|err| StoreError::Corrupt(format!("blob digest {digest:?}: {err}")))?;
                 let size = size
                     .map(|size| {
                         u64::try_from(size).map_err(|_| {

@@ -29,7 +29,7 @@ pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
 pub use api_keys::{ApiKeyRow, ExpiringKey, NewApiKey, SentNotice};
 pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};
 pub use backup::{ReferencedBlob, snapshot_sqlite};
-pub use blobs::{local_blob_file, BlobRange, BlobStore, ByteStream, ChunkWriteError};
+pub use blobs::{BlobRange, BlobStore, ByteStream, ChunkWriteError, local_blob_file};
 pub use catalog::TagRow;
 pub use error::StoreError;
 pub use evidence::{

@@ -398,10 +398,7 @@ impl Metadata {
 
     /// A `Metadata` over an open pool, for the other ways of opening a database (a backup's
     /// read-only snapshot, `backup.rs`).
-    pub(crate) fn from_parts(
-        pool: SqlitePool,
-        health: std::sync::Arc<DatabaseHealth>,
-    ) -> Self {
+    pub(crate) fn from_parts(pool: SqlitePool, health: std::sync::Arc<DatabaseHealth>) -> Self {
         Self {
             pool,
             writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),

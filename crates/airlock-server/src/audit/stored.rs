@@ -3,7 +3,9 @@
 //! newest one must recompute to its tree and to every other checkpoint's (and to a trusted
 //! checkpoint's, if given), with the stored leaf hashes agreeing.
 
-use airlock_audit::{AuditError, Hash, LogReport, VerifiedCheckpoint, VerifyError, verify_checkpoint};
+use airlock_audit::{
+    AuditError, Hash, LogReport, VerifiedCheckpoint, VerifyError, verify_checkpoint,
+};
 use airlock_store::{Metadata, StoreError};
 
 /// Entries read per query.
@@ -73,9 +75,8 @@ pub async fn verify_stored_log(
         return Err(StoredLogError::NoCheckpoint { appended });
     };
     if let Some(text) = trusted {
-        checkpoints.push(
-            verify_checkpoint(text, verifier_key).map_err(StoredLogError::TrustedSignature)?,
-        );
+        checkpoints
+            .push(verify_checkpoint(text, verifier_key).map_err(StoredLogError::TrustedSignature)?);
     }
     let mut entries = Vec::new();
     let mut leaf_hashes = Vec::new();

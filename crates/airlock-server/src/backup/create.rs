@@ -14,9 +14,12 @@ use super::files::{
 };
 use super::manifest::{self, BackupManifest, ManifestAudit, ManifestBlob, ManifestFile};
 use super::{
-    BackupError, DATA_FILES, DATABASE_FILE, MANIFEST_FILE, MANIFEST_SUM_FILE,
-    REQUIRED_DATA_FILES, with_suffix,
+    BackupError, DATA_FILES, DATABASE_FILE, MANIFEST_FILE, MANIFEST_SUM_FILE, REQUIRED_DATA_FILES,
+    with_suffix,
 };
+
+/// Each data file's name and content (`None`: absent).
+type DataFileReads = Vec<(&'static str, Option<Vec<u8>>)>;
 
 /// How often the key files are read in search of two identical reads in a row.
 const KEY_READ_ATTEMPTS: usize = 6;
@@ -165,7 +168,7 @@ fn copy_blobs(
 /// ended, so the contents are the files' state at that moment: a state airlock opens (finishing or
 /// undoing a rotation it interrupted).
 fn settled_data_files(data_dir: &Path) -> Result<Vec<(&'static str, Vec<u8>)>, BackupError> {
-    let read_all = || -> Result<Vec<(&'static str, Option<Vec<u8>>)>, BackupError> {
+    let read_all = || -> Result<DataFileReads, BackupError> {
         DATA_FILES
             .iter()
             .map(|name| {

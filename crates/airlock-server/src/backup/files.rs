@@ -114,7 +114,10 @@ pub(crate) fn copy_hashing(
 }
 
 /// The size of `path` and its digest under `algorithm`.
-pub(crate) fn hash_file(path: &Path, algorithm: DigestAlgorithm) -> Result<(u64, Digest), BackupError> {
+pub(crate) fn hash_file(
+    path: &Path,
+    algorithm: DigestAlgorithm,
+) -> Result<(u64, Digest), BackupError> {
     let mut input = std::fs::File::open(path).map_err(file_error(path))?;
     let mut digester = Digester::new(algorithm);
     let mut buffer = vec![0u8; BUFFER];
@@ -207,5 +210,7 @@ pub(crate) fn list_files(root: &Path) -> Result<Vec<String>, BackupError> {
 
 /// `relative` (`/`-separated) under `root`.
 pub(crate) fn under(root: &Path, relative: &str) -> PathBuf {
-    relative.split('/').fold(root.to_path_buf(), |path, part| path.join(part))
+    relative
+        .split('/')
+        .fold(root.to_path_buf(), |path, part| path.join(part))
 }

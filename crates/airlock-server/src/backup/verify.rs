@@ -99,7 +99,11 @@ fn read_manifest(backup: &Path) -> Result<BackupManifest, BackupError> {
     };
     let sum_path = backup.join(MANIFEST_SUM_FILE);
     let recorded = match std::fs::read_to_string(&sum_path) {
-        Ok(text) => text.split_whitespace().next().unwrap_or_default().to_string(),
+        Ok(text) => text
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             return Err(invalid(
                 backup,
