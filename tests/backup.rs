@@ -197,8 +197,11 @@ fn push_loop(s: &TestServer, stop: Arc<AtomicBool>) -> (Acked, tokio::task::Join
 }
 
 /// Step 3: `airlock backup` while the push loop runs; returns the pushes acknowledged before it
-/// started.
-async fn backup_during_pushes(s: &TestServer, dest: &Path) -> Vec<(String, String)> {
+/// started, and all of them.
+async fn backup_during_pushes(
+    s: &TestServer,
+    dest: &Path,
+) -> (Vec<(String, String)>, Vec<(String, String)>) {
     let stop = Arc::new(AtomicBool::new(false));
     let (acked, task) = push_loop(s, stop.clone());
     while acked.lock().unwrap().len() < 3 {
@@ -226,7 +229,73 @@ async fn backup_during_pushes(s: &TestServer, dest: &Path) -> Vec<(String, Strin
     }
     stop.store(true, Ordering::SeqCst);
     task.await.unwrap();
-    before
+    let all = acked.lock().unwrap().clone();
+    (before, all)
+}
+
+/// Rotates the attestation key (as a key-admin), so the data directory holds a key history.
+async fn rotate_attestation_key(s: &TestServer) {
+    let keyadmin = add_user(s, "kim", "rotates-keys-0123", &[("key-admin", "*")]).await;
+    let (status, body) = post_json(
+        &keyadmin,
+        &s.url("/api/v1/server-keys/attestation/rotate"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Saves the server's newest checkpoint (covering every entry so far) to `file`.
+async fn save_checkpoint(s: &TestServer, file: &Path) {
+    s.wait_for_checkpoint().await;
+    let (code, note, err) = s.cli(&["audit", "checkpoint"]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(file, &note).unwrap();
+}
+
+/// What the installation held when its backup was taken.
+struct Before {
+    tags: Tags,
+    keys: BTreeMap<String, Vec<u8>>,
+    entries: Vec<serde_json::Value>,
+    /// Loop pushes acknowledged before the backup began.
+    pushed_before: Vec<(String, String)>,
+    /// Every loop push acknowledged.
+    pushed_all: Vec<(String, String)>,
+}
+
+/// Step 4: the restored server holds every tag at its digest, every blob, every key file, every
+/// audit entry, and its log extends the checkpoint saved before the backup.
+async fn check_restored(r: &TestServer, before: &Before, trusted: &Path) {
+    assert_eq!(key_files(&r.data_dir), before.keys);
+    let restored = all_tags(r, &["dev/team/app", "staging/team/app"]).await;
+    assert_eq!(restored, before.tags);
+    let mut blobs = 0;
+    for ((repo, _), digest) in &before.tags {
+        blobs += pull_blobs(r, repo, digest).await;
+    }
+    assert!(blobs >= 15, "{blobs}");
+    // Every push acknowledged before the backup began is back; whatever else of the loop made it
+    // into the snapshot holds what was pushed under its tag.
+    for (tag, digest) in &before.pushed_before {
+        assert_eq!(
+            resolve(r, "dev/team/loop", tag).await.as_ref(),
+            Some(digest)
+        );
+        pull_blobs(r, "dev/team/loop", digest).await;
+    }
+    let pushed: BTreeMap<String, String> = before.pushed_all.iter().cloned().collect();
+    for ((_, tag), digest) in all_tags(r, &["dev/team/loop"]).await {
+        assert_eq!(pushed.get(&tag), Some(&digest), "dev/team/loop:{tag}");
+    }
+
+    let entries = r.audit_entries().await;
+    assert!(entries.len() >= before.entries.len());
+    assert_eq!(entries[..before.entries.len()], before.entries[..]);
+    r.wait_for_checkpoint().await;
+    let (code, out, err) = r.cli(&["audit", "verify", "--trusted-checkpoint", path(trusted)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("extends the trusted checkpoint"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,22 +309,20 @@ async fn an_online_backup_restored_into_a_wiped_directory_brings_back_tags_blobs
 
     let mut s = start(&data_dir, &bundle);
     let tags = populate(&s).await;
-    // A rotated key leaves a history file beside it: both must come back.
-    let keyadmin = add_user(&s, "kim", "rotates-keys-0123", &[("key-admin", "*")]).await;
-    let (status, body) = post_json(
-        &keyadmin,
-        &s.url("/api/v1/server-keys/attestation/rotate"),
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    s.wait_for_checkpoint().await;
-    let (code, note, err) = s.cli(&["audit", "checkpoint"]);
-    assert_eq!(code, 0, "{err}");
-    std::fs::write(&trusted, &note).unwrap();
-    let entries_before = s.audit_entries().await;
+    rotate_attestation_key(&s).await;
+    save_checkpoint(&s, &trusted).await;
+    let entries = s.audit_entries().await;
+    let (pushed_before, pushed_all) = backup_during_pushes(&s, &dest).await;
+    let keys = key_files(&data_dir);
+    assert!(keys.contains_key("attestation-keys.json"), "{keys:?}");
+    let before = Before {
+        tags,
+        keys,
+        entries,
+        pushed_before,
+        pushed_all,
+    };
 
-    let pushed_before = backup_during_pushes(&s, &dest).await;
     let (code, out, err) = cli(&[
         "backup",
         "--verify",
@@ -266,13 +333,6 @@ async fn an_online_backup_restored_into_a_wiped_directory_brings_back_tags_blobs
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("extends the trusted checkpoint"), "{out}");
     assert_private(&dest);
-
-    let keys = key_files(&data_dir);
-    assert!(
-        keys.contains_key("attestation-keys.json"),
-        "{:?}",
-        keys.keys()
-    );
 
     // Wipe: the server and its whole data directory are gone.
     s.stop();
@@ -286,35 +346,8 @@ async fn an_online_backup_restored_into_a_wiped_directory_brings_back_tags_blobs
         "{out}"
     );
     assert_private(&data_dir);
-    assert_eq!(key_files(&data_dir), keys);
     let r = start(&data_dir, &bundle);
-
-    // Every tag, to the same digest, and every blob with the right bytes.
-    let restored = all_tags(&r, &["dev/team/app", "staging/team/app"]).await;
-    assert_eq!(restored, tags);
-    let mut blobs = 0;
-    for ((repo, _), digest) in &tags {
-        blobs += pull_blobs(&r, repo, digest).await;
-    }
-    assert!(blobs >= 15, "{blobs}");
-    // Every push acknowledged before the backup began is back; whatever else of the loop is
-    // there holds what was pushed under its tag.
-    for (tag, digest) in &pushed_before {
-        assert_eq!(
-            resolve(&r, "dev/team/loop", tag).await.as_ref(),
-            Some(digest)
-        );
-        pull_blobs(&r, "dev/team/loop", digest).await;
-    }
-
-    // Every audit entry is back, and the log extends the checkpoint saved before the backup.
-    let entries_after = r.audit_entries().await;
-    assert!(entries_after.len() >= entries_before.len());
-    assert_eq!(entries_after[..entries_before.len()], entries_before[..]);
-    r.wait_for_checkpoint().await;
-    let (code, out, err) = r.cli(&["audit", "verify", "--trusted-checkpoint", path(&trusted)]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("extends the trusted checkpoint"), "{out}");
+    check_restored(&r, &before, &trusted).await;
 }
 
 /// The data directory's key files and their bytes.
