@@ -556,3 +556,50 @@ async fn restore_refuses_a_non_empty_directory_and_an_interrupted_backup() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_backup_killed_midway_leaves_a_partial_directory_that_is_never_taken_for_a_backup() {
+    let work = tempfile::tempdir().unwrap();
+    let s = TestServer::start();
+    // A large blob, so the backup is still copying when it is killed.
+    let large: Vec<u8> = (0..64 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    s.push_image("dev/team/big", "v1", &[&large]).await;
+    let dest = work.path().join("nightly");
+    let partial = work.path().join("nightly.partial");
+    let mut backup = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["backup", path(&dest), "--data-dir", path(&s.data_dir)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the snapshot is written, while the blobs are copied.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !partial.join("metadata.db").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    backup.kill().unwrap();
+    backup.wait().unwrap();
+    assert!(
+        !dest.exists(),
+        "a killed backup is never renamed into place"
+    );
+    assert!(partial.is_dir());
+
+    let target = work.path().join("restored");
+    for source in [&dest, &partial] {
+        let (code, out, err) = cli(&["restore", path(source), "--data-dir", path(&target)]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains("interrupted"), "{err}");
+        assert!(!target.exists());
+    }
+    verify_fails(&dest, &["nightly.partial", "interrupted"]);
+    // After the leftover is removed, the same backup succeeds.
+    std::fs::remove_dir_all(&partial).unwrap();
+    let (code, out, err) = cli(&["backup", path(&dest), "--data-dir", path(&s.data_dir)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("blobs: 2 (67108901 bytes)"), "{out}");
+}
