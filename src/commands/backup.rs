@@ -175,7 +175,7 @@ fn failed(err: &BackupError, output: OutputFormat) -> u8 {
     let code = match err {
         BackupError::Invalid { .. } => "BACKUP_INVALID",
         BackupError::Interrupted { .. } => "BACKUP_INCOMPLETE",
-        BackupError::File { .. } | BackupError::Store(_) => "IO_ERROR",
+        BackupError::File { .. } | BackupError::Store(_) | BackupError::Worker(_) => "IO_ERROR",
         _ => "REFUSED",
     };
     match output {

@@ -29,12 +29,7 @@ where
     F: FnOnce() -> Result<T, BackupError> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|err| BackupError::File {
-            path: PathBuf::new(),
-            source: std::io::Error::other(err),
-        })?
+    tokio::task::spawn_blocking(work).await?
 }
 
 /// Creates `path` and any missing parents with mode 0700.

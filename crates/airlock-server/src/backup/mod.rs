@@ -182,13 +182,19 @@ pub enum BackupError {
     /// The database could not be copied or read.
     #[error(transparent)]
     Store(#[from] airlock_store::StoreError),
+    /// The thread copying files stopped without an answer.
+    #[error("the file copying thread failed: {0}")]
+    Worker(#[from] tokio::task::JoinError),
 }
 
 impl BackupError {
     /// Whether this is a refusal or a failed check (exit status 1), as opposed to an I/O or
     /// database failure (exit status 2).
     pub fn is_refusal(&self) -> bool {
-        !matches!(self, BackupError::File { .. } | BackupError::Store(_))
+        !matches!(
+            self,
+            BackupError::File { .. } | BackupError::Store(_) | BackupError::Worker(_)
+        )
     }
 }
 
