@@ -562,7 +562,7 @@ async fn a_backup_killed_midway_leaves_a_partial_directory_that_is_never_taken_f
     let work = tempfile::tempdir().unwrap();
     let s = TestServer::start();
     // A large blob, so the backup is still copying when it is killed.
-    let large: Vec<u8> = (0..64 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let large: Vec<u8> = (0..32 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     s.push_image("dev/team/big", "v1", &[&large]).await;
     let dest = work.path().join("nightly");
     let partial = work.path().join("nightly.partial");
@@ -601,5 +601,5 @@ async fn a_backup_killed_midway_leaves_a_partial_directory_that_is_never_taken_f
     std::fs::remove_dir_all(&partial).unwrap();
     let (code, out, err) = cli(&["backup", path(&dest), "--data-dir", path(&s.data_dir)]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("blobs: 2 (67108901 bytes)"), "{out}");
+    assert!(out.contains("blobs: 2 (33554469 bytes)"), "{out}");
 }

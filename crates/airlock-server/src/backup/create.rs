@@ -9,7 +9,7 @@ use airlock_core::DigestAlgorithm;
 use airlock_store::{Metadata, ReferencedBlob, local_blob_file, now_millis, snapshot_sqlite};
 
 use super::files::{
-    blocking, copy_hashing, create_private_dir_all, create_private_file, empty_dir, file_error,
+    blocking, copy_hashing, create_new_private_dir, create_private_file, empty_dir, file_error,
     hash_file, make_private, sync_dir, sync_tree, under, write_private,
 };
 use super::manifest::{self, BackupManifest, ManifestAudit, ManifestBlob, ManifestFile};
@@ -64,7 +64,7 @@ pub async fn create(data_dir: &Path, dest: &Path) -> Result<BackupSummary, Backu
             path: dest.to_path_buf(),
         });
     }
-    create_private_dir_all(&partial)?;
+    create_new_private_dir(&partial)?;
     let written = fill(data_dir, &partial, dest).await;
     if written.is_err() {
         // Best effort: the error is what the operator needs to see; a leftover `.partial` is

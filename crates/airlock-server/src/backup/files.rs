@@ -44,6 +44,29 @@ pub(crate) fn create_private_dir_all(path: &Path) -> Result<(), BackupError> {
     builder.create(path).map_err(file_error(path))
 }
 
+/// Creates the directory `path`, which must not exist (another backup or restore may be writing
+/// it), with mode 0700; its parent is created if missing.
+pub(crate) fn create_new_private_dir(path: &Path) -> Result<(), BackupError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(file_error(parent))?;
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(BackupError::Interrupted {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(err) => Err(file_error(path)(err)),
+    }
+}
+
 /// Creates `path`, which must not exist, with mode 0600.
 pub(crate) fn create_private_file(path: &Path) -> Result<std::fs::File, BackupError> {
     let mut options = std::fs::OpenOptions::new();

@@ -13,8 +13,8 @@ use airlock_store::local_blob_file;
 use std::str::FromStr;
 
 use super::files::{
-    blocking, copy_hashing, create_private_dir_all, empty_dir, file_error, sync_dir, sync_tree,
-    under,
+    blocking, copy_hashing, create_new_private_dir, create_private_dir_all, empty_dir, file_error,
+    sync_dir, sync_tree, under,
 };
 use super::verify::VerifiedBackup;
 use super::{BackupError, verify, with_suffix};
@@ -41,6 +41,7 @@ pub async fn restore(backup: &Path, data_dir: &Path) -> Result<RestoreSummary, B
         return Err(BackupError::Interrupted { path: staging });
     }
     let verified = verify(backup, None).await?;
+    create_new_private_dir(&staging)?;
     let source = backup.to_path_buf();
     let target = data_dir.to_path_buf();
     let checked = verified.clone();
@@ -60,7 +61,7 @@ pub async fn restore(backup: &Path, data_dir: &Path) -> Result<RestoreSummary, B
     })
 }
 
-/// Copies the backup's files into `staging`, checking each against the manifest again, and
+/// Copies the backup's files into `staging` (created empty by the caller), checking each against the manifest again, and
 /// renames `staging` to `data_dir`.
 fn copy_into(
     backup: &Path,
@@ -72,7 +73,6 @@ fn copy_into(
         backup: backup.to_path_buf(),
         problem: format!("{what} changed while it was being restored"),
     };
-    create_private_dir_all(staging)?;
     for file in &verified.manifest.files {
         let (size, digest) = copy_hashing(
             &under(backup, &file.path),
