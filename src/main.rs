@@ -13,7 +13,8 @@ use std::process::ExitCode;
 use airlock_server::{Config, LogFormat};
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
-    access, anomalies, audit, catalog, completion, context, evidence, gc, login, outcome,
+    access, anomalies, audit, backup, catalog, completion, context, evidence, gc, login,
+    outcome,
     promotion, version, webhooks,
 };
 use tracing_subscriber::EnvFilter;
@@ -132,6 +133,11 @@ enum Command {
     /// Garbage collection: delete blobs no manifest references (after a grace period), and old
     /// untagged manifests in push stages with keep_untagged_days (access-admin everywhere).
     Gc(gc::GcArgs),
+    /// Back up the server's data directory (database snapshot, referenced blobs, keys) while it
+    /// runs; `--verify DEST` checks a backup (docs/operations.md, "Backup and restore").
+    Backup(backup::BackupArgs),
+    /// Restore a verified backup into a new, empty data directory.
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -246,6 +252,8 @@ fn main() -> ExitCode {
         Command::Manpages(args) => run_client(async { completion::manpages(args, Cli::command()) }),
         Command::Version(args) => run_client(version::version(args, &cli.common)),
         Command::Gc(args) => run_client(gc::gc(args)),
+        Command::Backup(args) => run_client(backup::backup(args, cli.common.output)),
+        Command::Restore(args) => run_client(backup::restore(args, cli.common.output)),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod access;
 pub mod account;
 pub mod anomalies;
 pub mod audit;
+pub mod backup;
 pub mod catalog;
 pub mod common;
 pub mod completion;

@@ -11,6 +11,7 @@ pub mod anomalies;
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod backup;
 pub mod caller;
 pub mod catalog;
 pub mod client_address;

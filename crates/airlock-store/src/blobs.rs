@@ -107,6 +107,12 @@ fn blob_path(digest: &Digest) -> Path {
     ))
 }
 
+/// Where a local blob store rooted at `root` keeps the committed blob `digest`
+/// (`<root>/blobs/<algorithm>/<first two hex>/<hex>`): backups copy these files.
+pub fn local_blob_file(root: &FsPath, digest: &Digest) -> PathBuf {
+    root.join(blob_path(digest).as_ref())
+}
+
 fn chunk_path(upload: Uuid, chunk: u32) -> Path {
     Path::from(format!("uploads/{upload}/{chunk:08}"))
 }

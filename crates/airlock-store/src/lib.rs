@@ -10,6 +10,7 @@ mod access;
 mod anomalies;
 mod api_keys;
 mod audit;
+mod backup;
 mod blobs;
 mod catalog;
 mod error;
@@ -29,7 +30,10 @@ pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
 pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
 pub use api_keys::{ApiKeyRow, ExpiringKey, NewApiKey, SentNotice};
 pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};
-pub use blobs::{BlobRange, BlobStore, ByteStream, ChunkWriteError, StoredBlobFile};
+pub use backup::{ReferencedBlob, snapshot_sqlite};
+pub use blobs::{
+    BlobRange, BlobStore, ByteStream, ChunkWriteError, StoredBlobFile, local_blob_file,
+};
 pub use catalog::TagRow;
 pub use error::StoreError;
 pub use evidence::{

@@ -408,6 +408,17 @@ impl Metadata {
         })
     }
 
+    /// A `Metadata` over an open pool, for the other ways of opening a database (a backup's
+    /// read-only snapshot, `backup.rs`).
+    pub(crate) fn from_parts(pool: SqlitePool, health: std::sync::Arc<DatabaseHealth>) -> Self {
+        Self {
+            pool,
+            writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+            pending_events: Default::default(),
+            health,
+        }
+    }
+
     /// What `PRAGMA quick_check` answered when the database was opened (a database that failed
     /// it is never opened).
     pub fn integrity_at_open(&self) -> &str {

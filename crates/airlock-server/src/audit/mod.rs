@@ -10,6 +10,9 @@
 
 mod consistency;
 pub mod routes;
+mod stored;
+
+pub use stored::{StoredLogError, StoredLogReport, verify_stored_log};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

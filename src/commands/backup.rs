@@ -1,0 +1,192 @@
+//! `airlock backup` and `airlock restore`: run on the server's host, against its data directory
+//! (no server connection). The work is `airlock_server::backup`; this file parses, prints and
+//! chooses the exit status: 0 done, 1 refused or a backup that fails verification, 2 an I/O or
+//! database failure.
+
+use std::path::{Path, PathBuf};
+
+use airlock_server::backup::{self, BackupError, BackupManifest};
+use anyhow::{Context, Result};
+use clap::Args;
+use serde_json::json;
+
+use crate::commands::common::OutputFormat;
+use crate::commands::outcome;
+
+/// `airlock backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup directory to write (must not exist, or be empty), or with --verify to check.
+    #[arg(value_name = "DEST")]
+    dest: PathBuf,
+    /// The server's data directory [default: the configuration's data_dir, else ./airlock-data].
+    #[arg(long, value_name = "DIR", conflicts_with = "verify")]
+    data_dir: Option<PathBuf>,
+    /// The server's configuration file, to find its data_dir (as `airlock serve --config`).
+    #[arg(
+        long,
+        env = "AIRLOCK_CONFIG",
+        value_name = "FILE",
+        conflicts_with = "data_dir"
+    )]
+    config: Option<PathBuf>,
+    /// Check the backup DEST instead of writing one: manifest, every file's SHA-256, the
+    /// database's integrity, every referenced blob's digest, and the audit log. Exits 1 naming
+    /// the first problem.
+    #[arg(long)]
+    verify: bool,
+    /// With --verify: a checkpoint saved earlier (`airlock audit checkpoint > FILE`) that the
+    /// backup's audit log must extend.
+    #[arg(long, value_name = "FILE", requires = "verify")]
+    trusted_checkpoint: Option<PathBuf>,
+}
+
+/// `airlock restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup directory (written by `airlock backup`).
+    #[arg(value_name = "SRC")]
+    src: PathBuf,
+    /// The data directory to restore into: must not exist, or be empty.
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+}
+
+/// Runs `airlock backup` (or `--verify`); returns the exit status.
+pub async fn backup(args: BackupArgs, output: OutputFormat) -> Result<u8> {
+    if args.verify {
+        let trusted = args
+            .trusted_checkpoint
+            .as_deref()
+            .map(|path| {
+                std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the trusted checkpoint {}", path.display())
+                })
+            })
+            .transpose()?;
+        return Ok(match backup::verify(&args.dest, trusted.as_deref()).await {
+            Ok(verified) => {
+                print_verified(&verified, output);
+                0
+            }
+            Err(err) => failed(&err, output),
+        });
+    }
+    let data_dir = data_dir(args.data_dir, args.config.as_deref())?;
+    Ok(match backup::create(&data_dir, &args.dest).await {
+        Ok(summary) => {
+            match output {
+                OutputFormat::Text => {
+                    println!("backup written to {}", summary.path.display());
+                    print_contents(&summary.manifest);
+                }
+                OutputFormat::Json => println!(
+                    "{}",
+                    json!({"backup": summary.path, "data_dir": data_dir,
+                           "blob_bytes": summary.blob_bytes(), "manifest": summary.manifest})
+                ),
+            }
+            0
+        }
+        Err(err) => failed(&err, output),
+    })
+}
+
+/// Runs `airlock restore`; returns the exit status.
+pub async fn restore(args: RestoreArgs, output: OutputFormat) -> Result<u8> {
+    Ok(match backup::restore(&args.src, &args.data_dir).await {
+        Ok(summary) => {
+            match output {
+                OutputFormat::Text => {
+                    println!(
+                        "restored {} into {} (verified first)",
+                        summary.backup.path.display(),
+                        summary.data_dir.display()
+                    );
+                    print_contents(&summary.backup.manifest);
+                    println!(
+                        "start it with: airlock serve --data-dir {}",
+                        summary.data_dir.display()
+                    );
+                }
+                OutputFormat::Json => println!(
+                    "{}",
+                    json!({"restored": summary.backup.path, "data_dir": summary.data_dir,
+                           "manifest": summary.backup.manifest})
+                ),
+            }
+            0
+        }
+        Err(err) => failed(&err, output),
+    })
+}
+
+/// The data directory: `--data-dir`, else the configuration's (file and environment, as
+/// `airlock serve` reads them).
+fn data_dir(explicit: Option<PathBuf>, config: Option<&Path>) -> Result<PathBuf> {
+    match explicit {
+        Some(dir) => Ok(dir),
+        None => Ok(airlock_server::Config::load(config, std::env::vars())?.data_dir),
+    }
+}
+
+fn print_contents(manifest: &BackupManifest) {
+    let bytes: u64 = manifest.blobs.iter().map(|blob| blob.size).sum();
+    let files: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    println!("  files: {}", files.join(", "));
+    println!("  blobs: {} ({bytes} bytes)", manifest.blobs.len());
+    println!(
+        "  audit log: {} entries, signed up to {}",
+        manifest.audit.entries, manifest.audit.signed
+    );
+}
+
+fn print_verified(verified: &backup::VerifiedBackup, output: OutputFormat) {
+    match output {
+        OutputFormat::Text => {
+            println!("OK: the backup {} verifies", verified.path.display());
+            print_contents(&verified.manifest);
+            println!(
+                "  verified: {} audit entries recomputed, {} checkpoints match (log key {})",
+                verified.audit.size, verified.audit.checkpoints_checked, verified.verifier_key
+            );
+            if let Some(size) = verified.trusted_size {
+                println!("  extends the trusted checkpoint of size {size}");
+            }
+        }
+        OutputFormat::Json => println!(
+            "{}",
+            json!({"ok": true, "backup": verified.path, "manifest": verified.manifest,
+                   "audit": {"size": verified.audit.size,
+                             "checkpoints_checked": verified.audit.checkpoints_checked,
+                             "log_key": verified.verifier_key,
+                             "trusted_size": verified.trusted_size}})
+        ),
+    }
+}
+
+/// Reports `err`: exit 1 for a refusal or a backup that fails verification, 2 for I/O.
+fn failed(err: &BackupError, output: OutputFormat) -> u8 {
+    let status = outcome::pending(if err.is_refusal() {
+        1
+    } else {
+        outcome::USAGE_OR_CONNECTION
+    });
+    let code = match err {
+        BackupError::Invalid { .. } => "BACKUP_INVALID",
+        BackupError::Interrupted { .. } => "BACKUP_INCOMPLETE",
+        BackupError::File { .. } | BackupError::Store(_) | BackupError::Worker(_) => "IO_ERROR",
+        _ => "REFUSED",
+    };
+    match output {
+        OutputFormat::Text => eprintln!("airlock: {err}"),
+        OutputFormat::Json => {
+            eprintln!("airlock: {err}");
+            println!(
+                "{}",
+                json!({"ok": false, "error": {"code": code, "message": err.to_string(), "remediation": ""}})
+            );
+        }
+    }
+    status
+}
