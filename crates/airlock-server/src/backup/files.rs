@@ -108,7 +108,17 @@ pub(crate) fn copy_hashing(
     target: &Path,
     algorithm: DigestAlgorithm,
 ) -> Result<(u64, Digest), BackupError> {
-    let mut input = std::fs::File::open(source).map_err(file_error(source))?;
+    let input = std::fs::File::open(source).map_err(file_error(source))?;
+    copy_opened(input, source, target, algorithm)
+}
+
+/// [`copy_hashing`] from `input`, already opened from `source`.
+pub(crate) fn copy_opened(
+    mut input: std::fs::File,
+    source: &Path,
+    target: &Path,
+    algorithm: DigestAlgorithm,
+) -> Result<(u64, Digest), BackupError> {
     if let Some(parent) = target.parent() {
         create_private_dir_all(parent)?;
     }

@@ -38,7 +38,7 @@ mod verify;
 
 use std::path::PathBuf;
 
-pub use create::{BackupSummary, create};
+pub use create::{BackupSummary, create, create_observed};
 pub use manifest::{BackupManifest, ManifestBlob, ManifestFile};
 pub use restore::{RestoreSummary, restore};
 pub use verify::{VerifiedBackup, verify};
@@ -149,7 +149,7 @@ pub enum BackupError {
     },
     /// A blob the database snapshot refers to is not in the blob directory.
     #[error(
-        "blob {digest} is referenced by the database but {} is missing: the data directory is damaged (run `airlock backup --verify` on your last backup and restore it), or a blob was removed while the backup ran (run the backup again)",
+        "blob {digest} is referenced by the database but {} is missing: the data directory is damaged (run `airlock backup --verify` on your last backup and restore it), or garbage collection deleted it while the backup ran after a manifest referencing it was pruned (run the backup again)",
         path.display()
     )]
     BlobMissing {
