@@ -711,3 +711,44 @@ async fn a_referenced_blob_gone_during_a_backup_fails_it() {
     assert!(!dest.exists());
     assert!(!work.path().join("backup.partial").exists());
 }
+
+/// Replaces `file` with a symbolic link to a copy of its bytes outside the backup.
+fn replace_with_link(file: &Path, outside: &Path) {
+    std::fs::copy(file, outside).unwrap();
+    std::fs::remove_file(file).unwrap();
+    std::os::unix::fs::symlink(outside, file).unwrap();
+}
+
+#[tokio::test]
+async fn a_backup_with_a_symlinked_blob_or_key_file_is_refused_naming_the_file() {
+    let work = tempfile::tempdir().unwrap();
+    let (backup, layer) = one_image_backup(work.path()).await;
+    let hex = &layer[7..];
+
+    // The link points at the very bytes the manifest records: only the link itself is wrong.
+    let linked_blob = work.path().join("linked-blob");
+    copy_tree(&backup, &linked_blob);
+    replace_with_link(
+        &blob_file(&linked_blob, &layer),
+        &work.path().join("layer-bytes"),
+    );
+    let blob_path = format!("blobs/sha256/{}/{hex}", &hex[..2]);
+    verify_fails(&linked_blob, &[&blob_path, "not a regular file"]);
+
+    let linked_key = work.path().join("linked-key");
+    copy_tree(&backup, &linked_key);
+    replace_with_link(
+        &linked_key.join("log-key"),
+        &work.path().join("log-key-bytes"),
+    );
+    verify_fails(&linked_key, &["log-key", "not a regular file"]);
+
+    for source in [&linked_blob, &linked_key] {
+        let target = work.path().join("restored");
+        let (code, out, err) = cli(&["restore", path(source), "--data-dir", path(&target)]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(!target.exists());
+        assert!(!work.path().join("restored.restoring").exists());
+    }
+}

@@ -21,7 +21,7 @@ use airlock_store::{
 
 use super::files::{
     blocking, copy_opened, create_new_private_dir, create_private_file, empty_dir, file_error,
-    hash_file, make_private, sync_dir, sync_tree, under, write_private,
+    hash_file, make_private, open_regular, sync_dir, sync_tree, under, write_private,
 };
 use super::manifest::{self, BackupManifest, ManifestAudit, ManifestBlob, ManifestFile};
 use super::{
@@ -204,13 +204,9 @@ fn copy_blobs(
     for blob in referenced {
         let source = local_blob_file(store_root, &blob.digest);
         // Opened once: a file gc unlinks after this is still read whole.
-        let input = match std::fs::File::open(&source) {
-            Ok(input) => input,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                missing.push(blob.clone());
-                continue;
-            }
-            Err(err) => return Err(file_error(&source)(err)),
+        let Some(input) = open_regular(&source)? else {
+            missing.push(blob.clone());
+            continue;
         };
         let target = local_blob_file(backup, &blob.digest);
         let (size, found) = copy_opened(input, &source, &target, blob.digest.algorithm())?;
