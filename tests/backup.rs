@@ -603,3 +603,152 @@ async fn a_backup_killed_midway_leaves_a_partial_directory_that_is_never_taken_f
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("blobs: 2 (33554469 bytes)"), "{out}");
 }
+
+/// What gc does to a blob in the live data directory: the row goes with a tombstone in one
+/// transaction, then the file (the tombstone is left standing, as at a run's last step).
+async fn gc_deletes(data_dir: &Path, digest: &str) {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(data_dir.join("metadata.db"))
+        .busy_timeout(std::time::Duration::from_secs(10));
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    for statement in [
+        "INSERT INTO gc_tombstones (digest, created_at) VALUES (?, 0)",
+        "DELETE FROM repository_blobs WHERE digest = ?",
+        "DELETE FROM blobs WHERE digest = ?",
+    ] {
+        sqlx::query(statement)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    pool.close().await;
+    // The blob store is `<data dir>/blobs`, laid out as a backup is.
+    std::fs::remove_file(blob_file(&data_dir.join("blobs"), digest)).unwrap();
+}
+
+#[tokio::test]
+async fn gc_deleting_an_unreferenced_blob_during_a_backup_leaves_it_out_and_the_backup_verifies() {
+    let work = tempfile::tempdir().unwrap();
+    let s = TestServer::start();
+    let (_, image) = s
+        .push_image("dev/team/app", "v1", &[b"a referenced layer"])
+        .await;
+    // Uploaded, never referenced by a manifest: what gc collects.
+    let loose = s
+        .push_blob("dev/team/app", b"a blob no manifest names")
+        .await;
+    s.wait_for_checkpoint().await;
+
+    let dest = work.path().join("backup");
+    let summary = airlock_server::backup::create_observed(
+        &s.data_dir,
+        &dest,
+        gc_deletes(&s.data_dir, &loose),
+    )
+    .await
+    .unwrap();
+    let listed: Vec<&str> = summary
+        .manifest
+        .blobs
+        .iter()
+        .map(|blob| blob.digest.as_str())
+        .collect();
+    assert!(!listed.contains(&loose.as_str()), "{listed:?}");
+    assert_eq!(
+        summary
+            .dropped_blobs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        std::slice::from_ref(&loose)
+    );
+    assert!(listed.contains(&sha256(b"a referenced layer").as_str()));
+    assert!(!blob_file(&dest, &loose).exists());
+    let (code, out, err) = cli(&["backup", "--verify", path(&dest)]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Restored, the image is whole and the dropped blob is simply not there.
+    let restored = work.path().join("restored");
+    let (code, out, err) = cli(&["restore", path(&dest), "--data-dir", path(&restored)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = TestServer::start_in(&restored, &[]);
+    assert_eq!(pull_blobs(&r, "dev/team/app", &image).await, 2);
+    let response = r
+        .http
+        .head(r.url(&format!("/v2/dev/team/app/blobs/{loose}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn a_referenced_blob_gone_during_a_backup_fails_it() {
+    let work = tempfile::tempdir().unwrap();
+    let s = TestServer::start();
+    s.push_image("dev/team/app", "v1", &[b"a referenced layer"])
+        .await;
+    let layer = sha256(b"a referenced layer");
+    s.wait_for_checkpoint().await;
+
+    // Even with its live row gone and a tombstone standing, the snapshot's manifest needs it.
+    let dest = work.path().join("backup");
+    let err = airlock_server::backup::create_observed(
+        &s.data_dir,
+        &dest,
+        gc_deletes(&s.data_dir, &layer),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, airlock_server::backup::BackupError::BlobMissing { ref digest, .. } if *digest == layer),
+        "{err}"
+    );
+    assert!(err.is_refusal());
+    assert!(!dest.exists());
+    assert!(!work.path().join("backup.partial").exists());
+}
+
+/// Replaces `file` with a symbolic link to a copy of its bytes outside the backup.
+fn replace_with_link(file: &Path, outside: &Path) {
+    std::fs::copy(file, outside).unwrap();
+    std::fs::remove_file(file).unwrap();
+    std::os::unix::fs::symlink(outside, file).unwrap();
+}
+
+#[tokio::test]
+async fn a_backup_with_a_symlinked_blob_or_key_file_is_refused_naming_the_file() {
+    let work = tempfile::tempdir().unwrap();
+    let (backup, layer) = one_image_backup(work.path()).await;
+    let hex = &layer[7..];
+
+    // The link points at the very bytes the manifest records: only the link itself is wrong.
+    let linked_blob = work.path().join("linked-blob");
+    copy_tree(&backup, &linked_blob);
+    replace_with_link(
+        &blob_file(&linked_blob, &layer),
+        &work.path().join("layer-bytes"),
+    );
+    let blob_path = format!("blobs/sha256/{}/{hex}", &hex[..2]);
+    verify_fails(&linked_blob, &[&blob_path, "not a regular file"]);
+
+    let linked_key = work.path().join("linked-key");
+    copy_tree(&backup, &linked_key);
+    replace_with_link(
+        &linked_key.join("log-key"),
+        &work.path().join("log-key-bytes"),
+    );
+    verify_fails(&linked_key, &["log-key", "not a regular file"]);
+
+    for source in [&linked_blob, &linked_key] {
+        let target = work.path().join("restored");
+        let (code, out, err) = cli(&["restore", path(source), "--data-dir", path(&target)]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(!target.exists());
+        assert!(!work.path().join("restored.restoring").exists());
+    }
+}

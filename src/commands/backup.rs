@@ -79,12 +79,26 @@ pub async fn backup(args: BackupArgs, output: OutputFormat) -> Result<u8> {
                 OutputFormat::Text => {
                     println!("backup written to {}", summary.path.display());
                     print_contents(&summary.manifest);
+                    if !summary.dropped_blobs.is_empty() {
+                        println!(
+                            "  left out: {} unreferenced blobs garbage collection deleted while the backup ran",
+                            summary.dropped_blobs.len()
+                        );
+                    }
                 }
-                OutputFormat::Json => println!(
-                    "{}",
-                    json!({"backup": summary.path, "data_dir": data_dir,
-                           "blob_bytes": summary.blob_bytes(), "manifest": summary.manifest})
-                ),
+                OutputFormat::Json => {
+                    let dropped: Vec<String> = summary
+                        .dropped_blobs
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    println!(
+                        "{}",
+                        json!({"backup": summary.path, "data_dir": data_dir,
+                               "blob_bytes": summary.blob_bytes(), "manifest": summary.manifest,
+                               "dropped_blobs": dropped})
+                    )
+                }
             }
             0
         }

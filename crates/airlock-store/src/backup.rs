@@ -8,6 +8,12 @@
 //!   never blocks writers, and writers never change what the reader sees.
 //! - [`Metadata::open_sqlite_read_only`] opens such a copy read-only: no migration runs, nothing
 //!   is written, the file's bytes stay what the backup's manifest says they are.
+//! - Garbage collection running during a backup: [`blobs_gone_live`] tells which blobs the live
+//!   database no longer holds (gc deleted their rows after the snapshot), and
+//!   [`drop_unreferenced_blobs`] removes such a blob's row from the backup's private snapshot
+//!   only when nothing in the snapshot needs its bytes (no manifest a repository holds references
+//!   it, no evidence names it), so the snapshot never names a blob the backup lacks and a
+//!   referenced blob is never dropped.
 //!
 //! `VACUUM INTO` rather than SQLite's online backup API (`sqlite3_backup_*`): sqlx does not expose
 //! the backup API, and reaching it through the raw handle needs `unsafe` FFI, which this crate
@@ -67,6 +73,87 @@ pub async fn snapshot_sqlite(source: &Path, target: &Path) -> Result<(), StoreEr
         .await?;
     copy.close().await?;
     Ok(())
+}
+
+/// Which of `digests` the live database at `source` (which a server may be using) no longer
+/// holds: no `blobs` row, or a gc tombstone standing (gc deletes the row and leaves the tombstone
+/// in one transaction before it deletes the file). Sorted, without duplicates.
+pub async fn blobs_gone_live(source: &Path, digests: &[Digest]) -> Result<Vec<Digest>, StoreError> {
+    let mut connection = SqliteConnectOptions::new()
+        .filename(source)
+        .create_if_missing(false)
+        .busy_timeout(Duration::from_secs(30))
+        .connect()
+        .await?;
+    let mut gone = Vec::new();
+    for digest in digests {
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM blobs WHERE digest = ?1
+               AND NOT EXISTS (SELECT 1 FROM gc_tombstones WHERE digest = ?1)",
+        )
+        .bind(digest.to_string())
+        .fetch_optional(&mut connection)
+        .await?;
+        if held.is_none() {
+            gone.push(digest.clone());
+        }
+    }
+    connection.close().await?;
+    gone.sort();
+    gone.dedup();
+    Ok(gone)
+}
+
+/// Removes from the snapshot at `snapshot` (a backup's private copy, never a live database) the
+/// rows of those `digests` nothing in the snapshot needs: no manifest a repository holds
+/// references the blob (`manifest_references` kind `blob`, as gc's mark rule) and no evidence row
+/// names it. Its `repository_blobs` links go with its `blobs` row, in one transaction. Returns
+/// the digests dropped, sorted; a digest still referenced is left as it is (the caller's error).
+pub async fn drop_unreferenced_blobs(
+    snapshot: &Path,
+    digests: &[Digest],
+) -> Result<Vec<Digest>, StoreError> {
+    let mut connection = SqliteConnectOptions::new()
+        .filename(snapshot)
+        .create_if_missing(false)
+        .foreign_keys(true)
+        .journal_mode(SqliteJournalMode::Delete)
+        .connect()
+        .await?;
+    let mut tx = connection.begin().await?;
+    let mut dropped = Vec::new();
+    for digest in digests {
+        let needed: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM manifest_references r
+               JOIN repository_manifests rm ON rm.digest = r.digest
+              WHERE r.child = ?1 AND r.kind = 'blob'
+             UNION ALL
+             SELECT 1 FROM evidence WHERE blob = ?1
+             LIMIT 1",
+        )
+        .bind(digest.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if needed.is_some() {
+            continue;
+        }
+        sqlx::query("DELETE FROM repository_blobs WHERE digest = ?")
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM blobs WHERE digest = ?")
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 1 {
+            dropped.push(digest.clone());
+        }
+    }
+    tx.commit().await?;
+    connection.close().await?;
+    dropped.sort();
+    dropped.dedup();
+    Ok(dropped)
 }
 
 impl Metadata {
@@ -182,5 +269,129 @@ mod tests {
             "a read-only snapshot refuses writes"
         );
         assert!(!dir.path().join("copy.db-wal").exists());
+    }
+
+    /// Runs `statements` (each binding the digests of `binds` in order) on `metadata`.
+    async fn run(metadata: &Metadata, statements: &[(&str, Vec<String>)]) {
+        for (statement, binds) in statements {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(*statement));
+            for bind in binds {
+                query = query.bind(bind.clone());
+            }
+            query.execute(metadata.pool()).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn only_blobs_the_snapshot_does_not_need_are_dropped_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let live_path = dir.path().join("live.db");
+        let live = Metadata::open_sqlite(&live_path).await.unwrap();
+        let [layer, envelope, loose, orphaned_layer] =
+            [&b"layer"[..], b"envelope", b"loose", b"pruned"].map(Digest::sha256_of);
+        let (manifest, pruned) = (Digest::sha256_of(b"m"), Digest::sha256_of(b"p"));
+        let d = |digest: &Digest| digest.to_string();
+        let mut statements = vec![(
+            "INSERT INTO repositories (name, created_at) VALUES ('dev/app', 0)",
+            vec![],
+        )];
+        for blob in [&layer, &envelope, &loose, &orphaned_layer] {
+            statements.push((
+                "INSERT INTO blobs (digest, size, created_at) VALUES (?, 1, 0)",
+                vec![d(blob)],
+            ));
+            statements.push((
+                "INSERT INTO repository_blobs (repository, digest, created_at) VALUES ('dev/app', ?, 0)",
+                vec![d(blob)],
+            ));
+        }
+        for (digest, child) in [(&manifest, &layer), (&pruned, &orphaned_layer)] {
+            statements.push((
+                "INSERT INTO manifests (digest, media_type, annotations, size, content, created_at)
+                 VALUES (?, 'application/vnd.oci.image.manifest.v1+json', '{}', 1, x'7b7d', 0)",
+                vec![d(digest)],
+            ));
+            statements.push((
+                "INSERT INTO manifest_references (digest, child, kind) VALUES (?, ?, 'blob')",
+                vec![d(digest), d(child)],
+            ));
+        }
+        // Only `manifest` is held by a repository: `pruned` was removed by retention.
+        statements.push((
+            "INSERT INTO repository_manifests (repository, digest, created_at) VALUES ('dev/app', ?, 0)",
+            vec![d(&manifest)],
+        ));
+        statements.push((
+            "INSERT INTO evidence (repository_path, subject, item, format, source, repository,
+                                   blob, status, keyring_version, first_seen_at, verified_at,
+                                   pushed_by)
+             VALUES ('team/app', ?, 'item', 'dsse', 'api', 'dev/team/app', ?, 'rejected', 0, 0,
+                     0, 'tester')",
+            vec![d(&manifest), d(&envelope)],
+        ));
+        run(&live, &statements).await;
+
+        let copy = dir.path().join("copy.db");
+        snapshot_sqlite(&live_path, &copy).await.unwrap();
+        // gc, after the snapshot: `loose` goes with a tombstone, `orphaned_layer` entirely.
+        run(
+            &live,
+            &[
+                (
+                    "INSERT INTO gc_tombstones (digest, created_at) VALUES (?, 0)",
+                    vec![d(&loose)],
+                ),
+                (
+                    "DELETE FROM repository_blobs WHERE digest IN (?, ?)",
+                    vec![d(&loose), d(&orphaned_layer)],
+                ),
+                (
+                    "DELETE FROM blobs WHERE digest IN (?, ?)",
+                    vec![d(&loose), d(&orphaned_layer)],
+                ),
+            ],
+        )
+        .await;
+        live.close().await;
+
+        let all = [
+            layer.clone(),
+            envelope.clone(),
+            loose.clone(),
+            orphaned_layer.clone(),
+        ];
+        let mut expected_gone = vec![loose.clone(), orphaned_layer.clone()];
+        expected_gone.sort();
+        assert_eq!(
+            blobs_gone_live(&live_path, &all).await.unwrap(),
+            expected_gone
+        );
+        // Asked about every blob, the snapshot gives up only those nothing in it needs.
+        assert_eq!(
+            drop_unreferenced_blobs(&copy, &all).await.unwrap(),
+            expected_gone
+        );
+        let snapshot = Metadata::open_sqlite_read_only(&copy).await.unwrap();
+        let kept: Vec<Digest> = snapshot
+            .referenced_blobs()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|blob| blob.digest)
+            .collect();
+        let mut expected_kept = vec![layer, envelope];
+        expected_kept.sort();
+        assert_eq!(kept, expected_kept);
+        assert_eq!(snapshot.integrity_check().await.unwrap(), ["ok"]);
+        let links: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM repository_blobs")
+            .fetch_one(snapshot.pool())
+            .await
+            .unwrap();
+        assert_eq!(links, 2);
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(snapshot.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode, "delete");
     }
 }

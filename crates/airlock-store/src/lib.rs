@@ -30,7 +30,7 @@ pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
 pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
 pub use api_keys::{ApiKeyRow, ExpiringKey, NewApiKey, SentNotice};
 pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};
-pub use backup::{ReferencedBlob, snapshot_sqlite};
+pub use backup::{ReferencedBlob, blobs_gone_live, drop_unreferenced_blobs, snapshot_sqlite};
 pub use blobs::{
     BlobRange, BlobStore, ByteStream, ChunkWriteError, StoredBlobFile, local_blob_file,
 };

@@ -2,15 +2,26 @@
 //!
 //! Order matters: the database snapshot first, then the blobs it references, then the key files
 //! (never older than the snapshot), then the manifest, then the rename that makes it a backup.
+//!
+//! Garbage collection may run meanwhile. A blob whose file is gone when it is copied is left out
+//! of the backup (its row dropped from the backup's private snapshot before the snapshot is
+//! hashed, and counted in [`BackupSummary::dropped_blobs`]) only if gc deleted it: the live
+//! database no longer holds it (no row, or a gc tombstone), and nothing in the snapshot needs its
+//! bytes (no manifest a repository holds references it, no evidence names it). The backup is then
+//! the state the live database reached when gc deleted it. Any other missing blob fails the
+//! backup.
 
 use std::path::{Path, PathBuf};
 
-use airlock_core::DigestAlgorithm;
-use airlock_store::{Metadata, ReferencedBlob, local_blob_file, now_millis, snapshot_sqlite};
+use airlock_core::{Digest, DigestAlgorithm};
+use airlock_store::{
+    Metadata, ReferencedBlob, blobs_gone_live, drop_unreferenced_blobs, local_blob_file,
+    now_millis, snapshot_sqlite,
+};
 
 use super::files::{
-    blocking, copy_hashing, create_new_private_dir, create_private_file, empty_dir, file_error,
-    hash_file, make_private, sync_dir, sync_tree, under, write_private,
+    blocking, copy_opened, create_new_private_dir, create_private_file, empty_dir, file_error,
+    hash_file, make_private, open_regular, sync_dir, sync_tree, under, write_private,
 };
 use super::manifest::{self, BackupManifest, ManifestAudit, ManifestBlob, ManifestFile};
 use super::{
@@ -31,6 +42,9 @@ pub struct BackupSummary {
     pub path: PathBuf,
     /// Its manifest.
     pub manifest: BackupManifest,
+    /// Blobs the snapshot held that garbage collection deleted before they were copied, and
+    /// nothing in the snapshot referenced: left out, their rows dropped from the snapshot.
+    pub dropped_blobs: Vec<Digest>,
 }
 
 impl BackupSummary {
@@ -43,6 +57,18 @@ impl BackupSummary {
 /// Backs up the data directory `data_dir` into `dest`, which must not exist or be an empty
 /// directory (see the module docs of `backup` for what is copied and what is guaranteed).
 pub async fn create(data_dir: &Path, dest: &Path) -> Result<BackupSummary, BackupError> {
+    create_observed(data_dir, dest, std::future::ready(())).await
+}
+
+/// [`create`], awaiting `after_snapshot` once the database snapshot is taken and before any blob
+/// is copied. Tests change the live data directory there (as a gc run would) to check what a
+/// backup does with changes that land between its snapshot and its copies.
+#[doc(hidden)]
+pub async fn create_observed(
+    data_dir: &Path,
+    dest: &Path,
+    after_snapshot: impl Future<Output = ()>,
+) -> Result<BackupSummary, BackupError> {
     let database = data_dir.join(DATABASE_FILE);
     if !database.is_file() {
         return Err(BackupError::NotADataDirectory {
@@ -65,7 +91,7 @@ pub async fn create(data_dir: &Path, dest: &Path) -> Result<BackupSummary, Backu
         });
     }
     create_new_private_dir(&partial)?;
-    let written = fill(data_dir, &partial, dest).await;
+    let written = fill(data_dir, &partial, dest, after_snapshot).await;
     if written.is_err() {
         // Best effort: the error is what the operator needs to see; a leftover `.partial` is
         // refused by the next run with the command that removes it.
@@ -75,7 +101,12 @@ pub async fn create(data_dir: &Path, dest: &Path) -> Result<BackupSummary, Backu
 }
 
 /// Writes the backup into `partial` and renames it to `dest`.
-async fn fill(data_dir: &Path, partial: &Path, dest: &Path) -> Result<BackupSummary, BackupError> {
+async fn fill(
+    data_dir: &Path,
+    partial: &Path,
+    dest: &Path,
+    after_snapshot: impl Future<Output = ()>,
+) -> Result<BackupSummary, BackupError> {
     // 1. The database, as it is at this instant.
     let snapshot = partial.join(DATABASE_FILE);
     drop(create_private_file(&snapshot)?);
@@ -89,13 +120,30 @@ async fn fill(data_dir: &Path, partial: &Path, dest: &Path) -> Result<BackupSumm
     metadata.close().await;
     let (referenced, entries) = (referenced?, entries?);
     let signed = signed?.map_or(0, |checkpoint| checkpoint.size);
+    after_snapshot.await;
 
-    // 2. The blobs it references, 3. the key files, 4. the manifest, all off the runtime.
+    // 2. The blobs it references (off the runtime); those gc deleted meanwhile are left out.
+    let store_root = data_dir.join("blobs");
+    let (blobs, missing) = {
+        let (store_root, partial) = (store_root.clone(), partial.to_path_buf());
+        blocking(move || copy_blobs(&store_root, &partial, &referenced)).await?
+    };
+    let dropped_blobs = drop_collected(&data_dir.join(DATABASE_FILE), &snapshot, &missing).await?;
+    if let Some(blob) = missing
+        .iter()
+        .find(|blob| !dropped_blobs.contains(&blob.digest))
+    {
+        return Err(BackupError::BlobMissing {
+            digest: blob.digest.to_string(),
+            path: local_blob_file(&store_root, &blob.digest),
+        });
+    }
+
+    // 3. The key files, 4. the manifest, all off the runtime.
     let data_dir = data_dir.to_path_buf();
     let partial = partial.to_path_buf();
     let dest = dest.to_path_buf();
     blocking(move || {
-        let blobs = copy_blobs(&data_dir.join("blobs"), &partial, &referenced)?;
         let mut files = copy_data_files(&data_dir, &partial)?;
         let (size, digest) = hash_file(&snapshot, DigestAlgorithm::Sha256)?;
         files.push(ManifestFile {
@@ -122,29 +170,46 @@ async fn fill(data_dir: &Path, partial: &Path, dest: &Path) -> Result<BackupSumm
         Ok(BackupSummary {
             path: dest,
             manifest,
+            dropped_blobs,
         })
     })
     .await
 }
 
+/// Of the `missing` blobs, drops from the `snapshot` those gc deleted after it was taken (the
+/// live database at `live` no longer holds them) and the snapshot does not need; returns them.
+async fn drop_collected(
+    live: &Path,
+    snapshot: &Path,
+    missing: &[ReferencedBlob],
+) -> Result<Vec<Digest>, BackupError> {
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let digests: Vec<Digest> = missing.iter().map(|blob| blob.digest.clone()).collect();
+    let collected = blobs_gone_live(live, &digests).await?;
+    Ok(drop_unreferenced_blobs(snapshot, &collected).await?)
+}
+
 /// Copies every referenced blob from the local blob store at `store_root` into `backup`,
-/// checking each file's digest (and size, where the database records one) on the way.
+/// checking each file's digest (and size, where the database records one) on the way. Returns
+/// the manifest's entries and the blobs whose files are missing (not copied, not listed).
 fn copy_blobs(
     store_root: &Path,
     backup: &Path,
     referenced: &[ReferencedBlob],
-) -> Result<Vec<ManifestBlob>, BackupError> {
+) -> Result<(Vec<ManifestBlob>, Vec<ReferencedBlob>), BackupError> {
     let mut blobs = Vec::with_capacity(referenced.len());
+    let mut missing = Vec::new();
     for blob in referenced {
         let source = local_blob_file(store_root, &blob.digest);
-        if !source.is_file() {
-            return Err(BackupError::BlobMissing {
-                digest: blob.digest.to_string(),
-                path: source,
-            });
-        }
+        // Opened once: a file gc unlinks after this is still read whole.
+        let Some(input) = open_regular(&source)? else {
+            missing.push(blob.clone());
+            continue;
+        };
         let target = local_blob_file(backup, &blob.digest);
-        let (size, found) = copy_hashing(&source, &target, blob.digest.algorithm())?;
+        let (size, found) = copy_opened(input, &source, &target, blob.digest.algorithm())?;
         if found != blob.digest || blob.size.is_some_and(|recorded| recorded != size) {
             return Err(BackupError::BlobCorrupt {
                 digest: blob.digest.to_string(),
@@ -157,7 +222,7 @@ fn copy_blobs(
             size,
         });
     }
-    Ok(blobs)
+    Ok((blobs, missing))
 }
 
 /// The data files present, as they all were at one instant: read until two reads in a row agree.

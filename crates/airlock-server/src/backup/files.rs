@@ -23,6 +23,47 @@ pub(crate) fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> BackupEr
     }
 }
 
+/// Opens `path` for reading if it is a regular file itself, never through a symbolic link:
+/// `Ok(None)` if nothing is there, [`BackupError::NotRegularFile`] for a link, a directory or a
+/// special file. The opened file is checked to be the one examined, so a link swapped in between
+/// is refused too.
+pub(crate) fn open_regular(path: &Path) -> Result<Option<std::fs::File>, BackupError> {
+    let examined = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(file_error(path)(err)),
+    };
+    let not_regular = || BackupError::NotRegularFile {
+        path: path.to_path_buf(),
+    };
+    if !examined.is_file() {
+        return Err(not_regular());
+    }
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(file_error(path)(err)),
+    };
+    let opened = file.metadata().map_err(file_error(path))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if (opened.dev(), opened.ino()) != (examined.dev(), examined.ino()) {
+            return Err(not_regular());
+        }
+    }
+    if !opened.is_file() {
+        return Err(not_regular());
+    }
+    Ok(Some(file))
+}
+
+/// [`open_regular`], a missing file being an error too.
+pub(crate) fn open_existing_regular(path: &Path) -> Result<std::fs::File, BackupError> {
+    open_regular(path)?
+        .ok_or_else(|| file_error(path)(std::io::Error::from(std::io::ErrorKind::NotFound)))
+}
+
 /// Runs blocking file work off the async runtime.
 pub(crate) async fn blocking<T, F>(work: F) -> Result<T, BackupError>
 where
@@ -101,14 +142,24 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BackupError
         .map_err(file_error(path))
 }
 
-/// Copies `source` to the new file `target` (mode 0600, parents 0700), flushed to disk; returns
-/// its size and its digest under `algorithm`.
+/// Copies `source` (a regular file, not a link) to the new file `target` (mode 0600, parents
+/// 0700), flushed to disk; returns its size and its digest under `algorithm`.
 pub(crate) fn copy_hashing(
     source: &Path,
     target: &Path,
     algorithm: DigestAlgorithm,
 ) -> Result<(u64, Digest), BackupError> {
-    let mut input = std::fs::File::open(source).map_err(file_error(source))?;
+    let input = open_existing_regular(source)?;
+    copy_opened(input, source, target, algorithm)
+}
+
+/// [`copy_hashing`] from `input`, already opened from `source`.
+pub(crate) fn copy_opened(
+    mut input: std::fs::File,
+    source: &Path,
+    target: &Path,
+    algorithm: DigestAlgorithm,
+) -> Result<(u64, Digest), BackupError> {
     if let Some(parent) = target.parent() {
         create_private_dir_all(parent)?;
     }
@@ -131,12 +182,12 @@ pub(crate) fn copy_hashing(
     Ok((size, digester.finish()))
 }
 
-/// The size of `path` and its digest under `algorithm`.
+/// The size of `path` (a regular file, not a link) and its digest under `algorithm`.
 pub(crate) fn hash_file(
     path: &Path,
     algorithm: DigestAlgorithm,
 ) -> Result<(u64, Digest), BackupError> {
-    let mut input = std::fs::File::open(path).map_err(file_error(path))?;
+    let mut input = open_existing_regular(path)?;
     let mut digester = Digester::new(algorithm);
     let mut buffer = vec![0u8; BUFFER];
     let mut size = 0u64;

@@ -29,6 +29,9 @@
 //!   data directory, which must not exist or be empty, so an interrupted restore never leaves a
 //!   half-filled data directory a server could start on.
 //! - Modes: the backup and a restored data directory are 0700, every file in them 0600.
+//! - Only regular files are read from a backup: a symbolic link (or a directory or special file)
+//!   where a file belongs fails verification naming it, so neither `--verify` nor `restore` ever
+//!   follows a link out of the backup. Blob files in the data directory are read the same way.
 
 mod create;
 mod files;
@@ -38,7 +41,7 @@ mod verify;
 
 use std::path::PathBuf;
 
-pub use create::{BackupSummary, create};
+pub use create::{BackupSummary, create, create_observed};
 pub use manifest::{BackupManifest, ManifestBlob, ManifestFile};
 pub use restore::{RestoreSummary, restore};
 pub use verify::{VerifiedBackup, verify};
@@ -149,7 +152,7 @@ pub enum BackupError {
     },
     /// A blob the database snapshot refers to is not in the blob directory.
     #[error(
-        "blob {digest} is referenced by the database but {} is missing: the data directory is damaged (run `airlock backup --verify` on your last backup and restore it), or a blob was removed while the backup ran (run the backup again)",
+        "blob {digest} is referenced by the database but {} is missing: the data directory is damaged (run `airlock backup --verify` on your last backup and restore it), or garbage collection deleted it while the backup ran after a manifest referencing it was pruned (run the backup again)",
         path.display()
     )]
     BlobMissing {
@@ -170,6 +173,16 @@ pub enum BackupError {
         path: PathBuf,
         /// What its bytes hash to.
         found: String,
+    },
+    /// A file airlock reads from a backup or a data directory is a symbolic link, a directory or
+    /// a special file where a regular file belongs.
+    #[error(
+        "{} is not a regular file (a symbolic link, a directory or a special file): a backup holds only regular files, and airlock never follows a link out of it; put the file itself there",
+        path.display()
+    )]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
     },
     /// The backup failed verification.
     #[error("the backup {} is not usable: {problem}", backup.display())]

@@ -82,9 +82,28 @@ pub async fn verify(
     })
 }
 
+/// Whether the backup's file `relative` (at `path`) is there: `Ok(false)` if nothing is, a failed
+/// verification naming it if a link, directory or special file stands where a file belongs.
+fn present(backup: &Path, path: &Path, relative: &str) -> Result<bool, BackupError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(true),
+        Ok(_) => Err(invalid(
+            backup,
+            format!(
+                "{relative} is not a regular file (a symbolic link, a directory or a special file): a backup holds only regular files, and verification never follows a link out of it"
+            ),
+        )),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(file_error(path)(err)),
+    }
+}
+
 /// Reads `manifest.json`, checks it against `manifest.json.sha256` and parses it.
 fn read_manifest(backup: &Path) -> Result<BackupManifest, BackupError> {
     let path = backup.join(MANIFEST_FILE);
+    let sum_path = backup.join(MANIFEST_SUM_FILE);
+    present(backup, &path, MANIFEST_FILE)?;
+    present(backup, &sum_path, MANIFEST_SUM_FILE)?;
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -97,7 +116,6 @@ fn read_manifest(backup: &Path) -> Result<BackupManifest, BackupError> {
         }
         Err(err) => return Err(file_error(&path)(err)),
     };
-    let sum_path = backup.join(MANIFEST_SUM_FILE);
     let recorded = match std::fs::read_to_string(&sum_path) {
         Ok(text) => text
             .split_whitespace()
@@ -160,7 +178,7 @@ fn check_files(backup: &Path, manifest: &BackupManifest) -> Result<(), BackupErr
             ));
         }
         let path = under(backup, &file.path);
-        if !path.is_file() {
+        if !present(backup, &path, &file.path)? {
             return Err(invalid(
                 backup,
                 format!("{} is listed in {MANIFEST_FILE} but missing", file.path),
@@ -190,7 +208,7 @@ fn check_files(backup: &Path, manifest: &BackupManifest) -> Result<(), BackupErr
         })?;
         let path = local_blob_file(backup, &digest);
         let relative = relative_path(backup, &path);
-        if !path.is_file() {
+        if !present(backup, &path, &relative)? {
             return Err(invalid(
                 backup,
                 format!("blob {digest} is missing ({relative})"),
