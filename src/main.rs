@@ -13,8 +13,7 @@ use std::process::ExitCode;
 use airlock_server::{Config, LogFormat};
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
-    access, anomalies, audit, backup, catalog, completion, context, evidence, gc, login,
-    outcome,
+    access, anomalies, audit, backup, catalog, completion, context, evidence, gc, login, outcome,
     promotion, version, webhooks,
 };
 use tracing_subscriber::EnvFilter;

@@ -23,8 +23,9 @@
 //!
 //! Manifests are pruned (their `repository_manifests` row removed) only from push-stage
 //! repositories, only when untagged there and held there since before the retention cutoff, and
-//! never when the digest is held by a gated stage or was ever promoted (a `promoted` promotion),
-//! nor when it is a child of, or evidence (a referrer) about, a manifest the repository keeps.
+//! never when the digest is held by a gated stage, was ever promoted or has a promotion in flight
+//! (a promotion `evaluating`, `pending_approval` or `promoted`: the states of the `promotions_live`
+//! index), nor when it is a child of, or evidence (a referrer) about, a manifest the repository keeps.
 //!
 //! # Deleting a blob against concurrent pushes
 //!
@@ -105,7 +106,7 @@ fn push_prunable_alone(
             " AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository = {alias}.repository
                                 AND t.digest = {alias}.digest)
               AND NOT EXISTS (SELECT 1 FROM promotions p WHERE p.digest = {alias}.digest
-                                AND p.state = 'promoted')
+                                AND p.state IN ('evaluating', 'pending_approval', 'promoted'))
               AND NOT EXISTS (SELECT 1 FROM manifest_references r
                               JOIN repository_manifests parent ON parent.digest = r.digest
                               WHERE r.child = {alias}.digest AND r.kind = 'manifest'
@@ -155,7 +156,7 @@ fn push_prunable(query: &mut QueryBuilder<Sqlite>, cutoff: i64, stages: &GcStage
     push_prunable_alone(query, "rm", cutoff, stages);
     query.push(
         " AND (rm.subject IS NULL OR (NOT EXISTS (SELECT 1 FROM promotions p
-                 WHERE p.digest = rm.subject AND p.state = 'promoted')",
+                 WHERE p.digest = rm.subject AND p.state IN ('evaluating', 'pending_approval', 'promoted'))",
     );
     push_not_in_gated(query, "rm.subject", stages);
     query.push(

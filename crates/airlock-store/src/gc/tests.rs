@@ -186,3 +186,106 @@ async fn migration_0018_applies_over_a_populated_0017_database() {
     );
     assert!(meta.gc_tombstones(i64::MAX).await.unwrap().is_empty());
 }
+
+/// A promotion of `digest` from dev to staging in `state`.
+fn promotion_in(id: &str, digest: &Digest, state: &str) -> crate::PromotionRow {
+    crate::PromotionRow {
+        id: id.into(),
+        repository_path: "team/app".into(),
+        digest: digest.to_string(),
+        source_stage: "dev".into(),
+        target_stage: "staging".into(),
+        tags: vec!["1.0".into()],
+        channel: None,
+        state: state.into(),
+        requested_by: "rita".into(),
+        requester: "{}".into(),
+        approvals_required: 1,
+        break_glass: None,
+        last_decision: None,
+        attestation: None,
+        created_at: 0,
+        expires_at: i64::MAX,
+        decided_at: None,
+        evaluating_since: None,
+        claim: None,
+    }
+}
+
+/// An untagged old build with a promotion in flight (evaluating or waiting for approval) keeps
+/// its place in the push stage, and so do its referrers; once the promotion is denied, it is
+/// prunable again.
+#[tokio::test]
+async fn a_promotion_in_flight_keeps_its_artifact_from_retention() {
+    let (_dir, meta) = open().await;
+    let repo: RepoName = "dev/team/app".parse().unwrap();
+    let digest = Digest::sha256_of(b"build");
+    meta.put_manifest(
+        &repo,
+        ManifestUpload {
+            digest: &digest,
+            manifest: &image(Vec::new()),
+            content: b"build",
+        },
+        None,
+        "tester",
+        |_| Ok(vec![]),
+    )
+    .await
+    .unwrap();
+    let signature = Digest::sha256_of(b"signature");
+    let mut referrer = image(Vec::new());
+    referrer.subject = Some(digest.clone());
+    meta.put_manifest(
+        &repo,
+        ManifestUpload {
+            digest: &signature,
+            manifest: &referrer,
+            content: b"signature",
+        },
+        None,
+        "tester",
+        |_| Ok(vec![]),
+    )
+    .await
+    .unwrap();
+    let later = crate::now_millis() + 1;
+    for state in ["evaluating", "pending_approval"] {
+        let id = format!("prm_{state}");
+        meta.insert_promotion(&promotion_in(&id, &digest, state))
+            .await
+            .unwrap();
+        assert_eq!(
+            meta.gc_prunable_manifests(later, &stages(), 10)
+                .await
+                .unwrap(),
+            Vec::new(),
+            "a promotion {state} keeps the artifact and its referrer"
+        );
+        for d in [&digest, &signature] {
+            let manifest = PrunableManifest {
+                repository: repo.clone(),
+                digest: d.clone(),
+            };
+            assert!(
+                !meta
+                    .gc_prune_manifest(&manifest, later, &stages())
+                    .await
+                    .unwrap()
+            );
+        }
+        sqlx::query("UPDATE promotions SET state = 'denied' WHERE id = ?")
+            .bind(&id)
+            .execute(meta.pool())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        meta.gc_prunable_manifests(later, &stages(), 10)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "with no promotion in flight both are prunable"
+    );
+}
