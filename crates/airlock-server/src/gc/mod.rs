@@ -125,7 +125,8 @@ impl Collector {
         dry_run: bool,
     ) -> Result<GcReport, GcError> {
         let grace = Duration::from_secs(self.config.grace_secs);
-        let cutoff = now_millis.saturating_sub(grace.as_millis() as i64);
+        let grace_millis = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_millis.saturating_sub(grace_millis);
         let mut report = GcReport {
             dry_run,
             grace_secs: self.config.grace_secs,
@@ -137,7 +138,8 @@ impl Collector {
                 .await?;
         }
         if let Some(days) = self.config.keep_untagged_days {
-            let manifest_cutoff = now_millis.saturating_sub(i64::from(days) * 86_400_000);
+            let manifest_cutoff =
+                now_millis.saturating_sub(i64::from(days).saturating_mul(86_400_000));
             report.manifests_pruned = self.prune(manifest_cutoff, dry_run).await?;
         }
         for blob in self.metadata.gc_unreferenced_blobs(cutoff).await? {
