@@ -289,3 +289,73 @@ async fn a_promotion_in_flight_keeps_its_artifact_from_retention() {
         "with no promotion in flight both are prunable"
     );
 }
+
+/// Pushes `content` as an image manifest to `repo` with `subject` and `tag`; returns its digest.
+async fn push(
+    meta: &Metadata,
+    repo: &RepoName,
+    content: &[u8],
+    subject: Option<&Digest>,
+    tag: Option<&str>,
+) -> Digest {
+    let digest = Digest::sha256_of(content);
+    let mut manifest = image(Vec::new());
+    manifest.subject = subject.cloned();
+    let tag: Option<airlock_core::Tag> = tag.map(|t| t.parse().unwrap());
+    meta.put_manifest(
+        repo,
+        ManifestUpload {
+            digest: &digest,
+            manifest: &manifest,
+            content,
+        },
+        tag.as_ref(),
+        "tester",
+        |_| Ok(vec![]),
+    )
+    .await
+    .unwrap();
+    digest
+}
+
+/// A referrer of a referrer of a kept manifest is kept: tagged I, an untagged old SBOM S about
+/// I, an untagged old signature SIG about S. Once I's tag goes, the whole chain is prunable.
+#[tokio::test]
+async fn a_referrer_of_a_kept_referrer_is_kept() {
+    let (_dir, meta) = open().await;
+    let repo: RepoName = "dev/team/app".parse().unwrap();
+    let image_digest = push(&meta, &repo, b"image", None, Some("1.0")).await;
+    let sbom = push(&meta, &repo, b"sbom", Some(&image_digest), None).await;
+    let signature = push(&meta, &repo, b"signature", Some(&sbom), None).await;
+    let later = crate::now_millis() + 1;
+    assert_eq!(
+        meta.gc_prunable_manifests(later, &stages(), 10)
+            .await
+            .unwrap(),
+        Vec::new(),
+        "the image is tagged, so its SBOM and the SBOM's signature are kept"
+    );
+    for digest in [&sbom, &signature] {
+        let manifest = PrunableManifest {
+            repository: repo.clone(),
+            digest: digest.clone(),
+        };
+        assert!(
+            !meta
+                .gc_prune_manifest(&manifest, later, &stages())
+                .await
+                .unwrap(),
+            "{digest} pruned"
+        );
+    }
+    sqlx::query("DELETE FROM tags WHERE repository = ?")
+        .bind(repo.as_str())
+        .execute(meta.pool())
+        .await
+        .unwrap();
+    let prunable = meta
+        .gc_prunable_manifests(later, &stages(), 10)
+        .await
+        .unwrap();
+    assert_eq!(prunable.len(), 3, "{prunable:?}");
+}
