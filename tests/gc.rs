@@ -669,3 +669,42 @@ async fn uploads_racing_gc_over_the_same_digest_never_leave_a_row_without_bytes(
     s.push_blob(repo, &content).await;
     pull_blob_checked(&s, repo, &digest).await;
 }
+
+/// A run that fails half-way (a blob's file cannot be deleted) still records what it did, with
+/// the error, in one audit entry, and leaves no tombstone behind: the digest can be uploaded
+/// again at once rather than being refused until a later run.
+#[tokio::test]
+async fn a_failed_run_is_audited_and_leaves_no_tombstone() {
+    let s = TestServer::start_with_env(&[
+        ("AIRLOCK_GC__GRACE_SECS", "0"),
+        ("AIRLOCK_GC__UNSAFE_SHORT_PERIODS", "true"),
+        ("AIRLOCK_LOG__LEVEL", "error"),
+    ]);
+    let content = b"a blob whose file gc cannot delete";
+    let digest = s.push_blob("dev/team/app", content).await;
+    // A directory where the file was: deleting it fails, whoever runs the server.
+    let file = blob_file(&s, &digest);
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    std::fs::write(file.join("keep"), b"x").unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let (status, body) = gc_as(&s, &s.http, false).await;
+    assert_eq!(status, 500, "{body}");
+    let entries = gc_entries(&s).await;
+    assert_eq!(entries.len(), 1, "the failed run is recorded: {entries:#?}");
+    let details = &entries[0]["details"];
+    assert_eq!(details["blobs"], 1, "its row was deleted: {details}");
+    assert!(
+        details["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "the entry names the error: {details}"
+    );
+
+    std::fs::remove_dir_all(&file).unwrap();
+    // No tombstone stands: the same bytes upload at once (push_blob expects 201, not 503).
+    s.push_blob("dev/team/app", content).await;
+    assert_eq!(blob_status(&s, "dev/team/app", &digest).await, 200);
+    let (status, body) = gc_as(&s, &s.http, false).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(gc_entries(&s).await.len(), 2);
+}
