@@ -359,3 +359,63 @@ async fn a_referrer_of_a_kept_referrer_is_kept() {
         .unwrap();
     assert_eq!(prunable.len(), 3, "{prunable:?}");
 }
+
+/// Evidence submitted through the API (bytes written, no `blobs` row) is refused while gc is
+/// deleting its file or once the file is gone, and, once recorded, its file is no orphan.
+#[tokio::test]
+async fn submitted_evidence_is_refused_while_gc_deletes_its_bytes() {
+    let (_dir, meta) = open().await;
+    let blob = Digest::sha256_of(b"envelope");
+    let item = (
+        crate::EvidenceOrigin {
+            repository_path: "team/app".into(),
+            subject: Digest::sha256_of(b"image").to_string(),
+            item: blob.to_string(),
+            format: "dsse".into(),
+            source: "api".into(),
+            repository: "dev/team/app".into(),
+            manifest: None,
+            blob: blob.to_string(),
+            signature: None,
+            pushed_by: "tester".into(),
+        },
+        crate::EvidenceVerdict {
+            status: "rejected".into(),
+            kind: None,
+            reason_code: None,
+            reason: None,
+            key_id: None,
+            key_name: None,
+            predicate_type: None,
+            facts: None,
+            keyring_version: 0,
+        },
+        0,
+    );
+    let items = vec![item];
+    assert!(meta.gc_tombstone_orphan(&blob).await.unwrap());
+    let refused = meta
+        .record_evidence_checked(None, &items, &[], Some(&blob), async { Ok(true) })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::BlobCollected(_))),
+        "{refused:?}"
+    );
+    meta.gc_clear_tombstone(&blob).await.unwrap();
+    let refused = meta
+        .record_evidence_checked(None, &items, &[], Some(&blob), async { Ok(false) })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::BlobCollected(_))),
+        "{refused:?}"
+    );
+    assert!(
+        meta.gc_is_orphan(&blob).await.unwrap(),
+        "nothing was recorded"
+    );
+    meta.record_evidence_checked(None, &items, &[], Some(&blob), async { Ok(true) })
+        .await
+        .unwrap();
+    assert!(!meta.gc_is_orphan(&blob).await.unwrap());
+    assert!(!meta.gc_tombstone_orphan(&blob).await.unwrap());
+}
