@@ -169,7 +169,10 @@ async fn gc_entries(s: &TestServer) -> Vec<Value> {
 
 #[tokio::test]
 async fn an_unreferenced_blob_is_collected_after_the_grace_period_and_not_before() {
-    let s = TestServer::start_with_env(&[("AIRLOCK_GC__GRACE_SECS", "2")]);
+    let s = TestServer::start_with_env(&[
+        ("AIRLOCK_GC__GRACE_SECS", "2"),
+        ("AIRLOCK_GC__UNSAFE_SHORT_PERIODS", "true"),
+    ]);
     let content = b"uploaded, but no manifest ever named it";
     let digest = s.push_blob("dev/team/app", content).await;
     let kept = s.push_image("dev/team/app", "1.0", &[b"a layer"]).await;
@@ -367,6 +370,7 @@ async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes
     let s = TestServer::start_with_env(&[
         ("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap()),
         ("AIRLOCK_GC__GRACE_SECS", "0"),
+        ("AIRLOCK_GC__UNSAFE_SHORT_PERIODS", "true"),
         ("AIRLOCK_GC__KEEP_UNTAGGED_DAYS", "0"),
     ]);
     let repo = "dev/team/app";
@@ -415,7 +419,10 @@ async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes
 /// the tombstone survived or not; a file some evidence names is never an orphan.
 #[tokio::test]
 async fn files_without_a_row_are_deleted_by_the_next_run() {
-    let mut s = TestServer::start_with_env(&[("AIRLOCK_GC__GRACE_SECS", "0")]);
+    let mut s = TestServer::start_with_env(&[
+        ("AIRLOCK_GC__GRACE_SECS", "0"),
+        ("AIRLOCK_GC__UNSAFE_SHORT_PERIODS", "true"),
+    ]);
     let a = s
         .push_blob("dev/team/app", b"row deleted, tombstone left")
         .await;
@@ -450,7 +457,13 @@ async fn files_without_a_row_are_deleted_by_the_next_run() {
             .unwrap();
         db.close().await.unwrap();
     }
-    let s = TestServer::start_in(&s.data_dir.clone(), &[("AIRLOCK_GC__GRACE_SECS", "0")]);
+    let s = TestServer::start_in(
+        &s.data_dir.clone(),
+        &[
+            ("AIRLOCK_GC__GRACE_SECS", "0"),
+            ("AIRLOCK_GC__UNSAFE_SHORT_PERIODS", "true"),
+        ],
+    );
     assert!(blob_file(&s, &a).exists() && blob_file(&s, &b).exists());
     let dry = gc(&s, true).await;
     assert_eq!(dry["orphan_files"], 2, "{dry}");
@@ -464,7 +477,10 @@ async fn files_without_a_row_are_deleted_by_the_next_run() {
 
 #[tokio::test]
 async fn only_an_access_admin_everywhere_may_run_gc() {
-    let s = TestServer::start_with_env(&[("AIRLOCK_GC__GRACE_SECS", "0")]);
+    let s = TestServer::start_with_env(&[
+        ("AIRLOCK_GC__GRACE_SECS", "0"),
+        ("AIRLOCK_GC__UNSAFE_SHORT_PERIODS", "true"),
+    ]);
     let digest = s.push_blob("dev/team/app", b"garbage").await;
     let developer = common::add_user(
         &s,
@@ -528,6 +544,7 @@ async fn only_an_access_admin_everywhere_may_run_gc() {
 async fn a_push_loop_during_gc_loses_nothing_referenced() {
     let s = std::sync::Arc::new(TestServer::start_with_env(&[
         ("AIRLOCK_GC__GRACE_SECS", "3"),
+        ("AIRLOCK_GC__UNSAFE_SHORT_PERIODS", "true"),
         ("AIRLOCK_LOG__LEVEL", "error"),
     ]));
     let pushing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -599,6 +616,7 @@ async fn a_push_loop_during_gc_loses_nothing_referenced() {
 async fn uploads_racing_gc_over_the_same_digest_never_leave_a_row_without_bytes() {
     let s = std::sync::Arc::new(TestServer::start_with_env(&[
         ("AIRLOCK_GC__GRACE_SECS", "0"),
+        ("AIRLOCK_GC__UNSAFE_SHORT_PERIODS", "true"),
         ("AIRLOCK_LOG__LEVEL", "error"),
     ]));
     let content = b"the same bytes, uploaded again and again".repeat(1000);
@@ -650,4 +668,43 @@ async fn uploads_racing_gc_over_the_same_digest_never_leave_a_row_without_bytes(
     assert!(collected > 0, "gc collected the blob {collected} times");
     s.push_blob(repo, &content).await;
     pull_blob_checked(&s, repo, &digest).await;
+}
+
+/// A run that fails half-way (a blob's file cannot be deleted) still records what it did, with
+/// the error, in one audit entry, and leaves no tombstone behind: the digest can be uploaded
+/// again at once rather than being refused until a later run.
+#[tokio::test]
+async fn a_failed_run_is_audited_and_leaves_no_tombstone() {
+    let s = TestServer::start_with_env(&[
+        ("AIRLOCK_GC__GRACE_SECS", "0"),
+        ("AIRLOCK_GC__UNSAFE_SHORT_PERIODS", "true"),
+        ("AIRLOCK_LOG__LEVEL", "error"),
+    ]);
+    let content = b"a blob whose file gc cannot delete";
+    let digest = s.push_blob("dev/team/app", content).await;
+    // A directory where the file was: deleting it fails, whoever runs the server.
+    let file = blob_file(&s, &digest);
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    std::fs::write(file.join("keep"), b"x").unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let (status, body) = gc_as(&s, &s.http, false).await;
+    assert_eq!(status, 500, "{body}");
+    let entries = gc_entries(&s).await;
+    assert_eq!(entries.len(), 1, "the failed run is recorded: {entries:#?}");
+    let details = &entries[0]["details"];
+    assert_eq!(details["blobs"], 1, "its row was deleted: {details}");
+    assert!(
+        details["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "the entry names the error: {details}"
+    );
+
+    std::fs::remove_dir_all(&file).unwrap();
+    // No tombstone stands: the same bytes upload at once (push_blob expects 201, not 503).
+    s.push_blob("dev/team/app", content).await;
+    assert_eq!(blob_status(&s, "dev/team/app", &digest).await, 200);
+    let (status, body) = gc_as(&s, &s.http, false).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(gc_entries(&s).await.len(), 2);
 }

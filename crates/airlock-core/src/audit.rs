@@ -574,6 +574,9 @@ pub enum AuditEvent {
         manifests_pruned: u64,
         /// The grace period the run kept younger blobs for, in seconds.
         grace_secs: u64,
+        /// Why the run stopped before its end (the counts are what it did until then); `None`
+        /// for a run that finished.
+        error: Option<String>,
     },
 }
 
@@ -1004,9 +1007,16 @@ impl AuditEvent {
                 orphan_bytes,
                 manifests_pruned,
                 grace_secs,
-            } => json!({"blobs": blobs, "bytes": bytes, "orphan_files": orphan_files,
-                        "orphan_bytes": orphan_bytes, "manifests_pruned": manifests_pruned,
-                        "grace_secs": grace_secs}),
+                error,
+            } => {
+                let mut details = json!({"blobs": blobs, "bytes": bytes,
+                    "orphan_files": orphan_files, "orphan_bytes": orphan_bytes,
+                    "manifests_pruned": manifests_pruned, "grace_secs": grace_secs});
+                if let Some(error) = error {
+                    details["error"] = json!(error);
+                }
+                details
+            }
         }
     }
 }

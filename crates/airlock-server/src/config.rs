@@ -75,13 +75,23 @@ pub struct GcConfig {
     /// its evidence). Unset: untagged manifests are kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_untagged_days: Option<u32>,
+    /// Allows a grace period under [`MIN_GC_GRACE_SECS`] (down to 0) and `keep_untagged_days =
+    /// 0`: for tests and demonstrations only. With a short grace period gc deletes a blob whose
+    /// manifest is still being pushed (the push fails with `MANIFEST_BLOB_UNKNOWN` and must be
+    /// repeated), and with 0 days every untagged manifest in a push stage goes at the next run.
+    pub unsafe_short_periods: bool,
 }
+
+/// The shortest `[gc] grace_secs` allowed without `unsafe_short_periods`: a push of a large image
+/// over a slow link must get its manifest in within the grace period.
+pub const MIN_GC_GRACE_SECS: u64 = 300;
 
 impl Default for GcConfig {
     fn default() -> Self {
         Self {
             grace_secs: 3600,
             keep_untagged_days: None,
+            unsafe_short_periods: false,
         }
     }
 }
@@ -976,6 +986,22 @@ impl Config {
                 "shutdown: drain_delay_secs and timeout_secs must be at most {MAX_INTERVAL_SECS}"
             )));
         }
+        let gc = &self.gc;
+        let min_grace = if gc.unsafe_short_periods {
+            0
+        } else {
+            MIN_GC_GRACE_SECS
+        };
+        if !(min_grace..=MAX_INTERVAL_SECS).contains(&gc.grace_secs) {
+            return Err(invalid(format!(
+                "gc.grace_secs must be between {min_grace} and {MAX_INTERVAL_SECS} (a shorter grace period only with gc.unsafe_short_periods = true, for tests)"
+            )));
+        }
+        if gc.keep_untagged_days == Some(0) && !gc.unsafe_short_periods {
+            return Err(invalid(
+                "gc.keep_untagged_days must be at least 1 (0 only with gc.unsafe_short_periods = true, for tests); unset it to keep untagged manifests".into(),
+            ));
+        }
         if let Some(tls) = &self.tls {
             if self.self_signed {
                 return Err(invalid(
@@ -1067,6 +1093,52 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `[gc]` periods are bounded: a grace period under five minutes or a retention of 0 days
+    /// only with `unsafe_short_periods`, and nothing so long that the cutoff overflows.
+    #[test]
+    fn gc_periods_are_bounded() {
+        let load = |gc: &str| {
+            static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = FILES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let path = std::env::temp_dir()
+                .join(format!("airlock-gc-config-{}-{n}.toml", std::process::id()));
+            std::fs::write(&path, format!("[gc]\n{gc}\n")).unwrap();
+            let loaded = Config::load(Some(&path), []).map(|c| c.gc);
+            let _ = std::fs::remove_file(&path);
+            loaded
+        };
+        let gc = load("grace_secs = 300\nkeep_untagged_days = 1").unwrap();
+        assert_eq!((gc.grace_secs, gc.keep_untagged_days), (300, Some(1)));
+        assert_eq!(
+            load(&format!("grace_secs = {MAX_INTERVAL_SECS}"))
+                .unwrap()
+                .grace_secs,
+            MAX_INTERVAL_SECS
+        );
+        let gc =
+            load("grace_secs = 0\nkeep_untagged_days = 0\nunsafe_short_periods = true").unwrap();
+        assert_eq!((gc.grace_secs, gc.keep_untagged_days), (0, Some(0)));
+        for (gc, words) in [
+            ("grace_secs = 299", "gc.grace_secs must be between 300 and"),
+            ("grace_secs = 0", "unsafe_short_periods"),
+            (
+                "grace_secs = 9223372036854775807",
+                "gc.grace_secs must be between 300 and",
+            ),
+            (
+                "grace_secs = 10000000000000000\nunsafe_short_periods = true",
+                "gc.grace_secs must be between",
+            ),
+            (
+                "keep_untagged_days = 0",
+                "gc.keep_untagged_days must be at least 1",
+            ),
+        ] {
+            let err = load(gc).unwrap_err().to_string();
+            assert!(err.contains(words), "{gc}: {err}");
+        }
+    }
 
     #[test]
     fn an_oidc_rule_needs_exactly_one_https_jwks_source() {

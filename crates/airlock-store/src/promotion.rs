@@ -233,6 +233,17 @@ pub enum PromotionWriteError {
     /// An anomaly quarantined the artifact (or something it carries) after the decision read it.
     #[error("the artifact was quarantined during the decision")]
     QuarantinedMeanwhile,
+    /// The artifact is no longer held by the source repository (retention pruned it after the
+    /// decision read it), so there is nothing to make visible in the target.
+    #[error(
+        "{digest} is no longer in {source_repository} (garbage collection's retention pruned it); push it again and request a new promotion"
+    )]
+    ArtifactGone {
+        /// The source repository.
+        source_repository: String,
+        /// The artifact.
+        digest: String,
+    },
     /// A channel tag moved meanwhile.
     #[error("the channel tag moved meanwhile; read it again")]
     ChannelMoved,
@@ -1002,6 +1013,21 @@ impl Metadata {
             .unwrap_or(0);
         if hits > 0 {
             return Err(PromotionWriteError::QuarantinedMeanwhile);
+        }
+        // Retention may have pruned the artifact from the source since the decision read it:
+        // then there is nothing to make visible, and marking it promoted would be a lie.
+        let held: Vec<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM repository_manifests WHERE repository = ? AND digest = ?",
+        )
+        .bind(source)
+        .bind(write.digest.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        if held.is_empty() {
+            return Err(PromotionWriteError::ArtifactGone {
+                source_repository: source.to_string(),
+                digest: write.digest.to_string(),
+            });
         }
         for manifest in &closure {
             sqlx::query(

@@ -577,6 +577,7 @@ impl EvidenceService {
         manifest: Option<(&RepoName, &Digest)>,
         candidates: Vec<Candidate>,
         actor: &Actor,
+        submitted: Option<&Digest>,
     ) -> Result<()> {
         let _guard = self.lock.lock().await;
         let keyring = self.keyring().await?;
@@ -615,11 +616,21 @@ impl EvidenceService {
             items.push((origin, verdict, now));
         }
         let manifest_key = manifest.map(|(r, d)| (r.as_str().to_string(), d.to_string()));
+        // A submitted document's bytes have no `blobs` row: checked against gc in the
+        // transaction that records the row referencing them.
+        let blobs = &self.blobs;
         self.metadata
-            .record_evidence(
+            .record_evidence_checked(
                 manifest_key.as_ref().map(|(r, d)| (r.as_str(), d.as_str())),
                 &items,
                 &records,
+                submitted,
+                async move {
+                    match submitted {
+                        Some(blob) => Ok(blobs.size(blob).await?.is_some()),
+                        None => Ok(true),
+                    }
+                },
             )
             .await?;
         for (origin, verdict, _) in &items {
@@ -681,7 +692,8 @@ impl EvidenceService {
         let candidates = self
             .candidates(repo, digest, manifest, &tags, &actor.principal)
             .await?;
-        self.record(Some((repo, digest)), candidates, actor).await?;
+        self.record(Some((repo, digest)), candidates, actor, None)
+            .await?;
         Ok(())
     }
 
@@ -773,6 +785,7 @@ impl EvidenceService {
                 bytes: Some(document.to_vec()),
             }],
             actor,
+            Some(&blob),
         )
         .await?;
         self.metadata

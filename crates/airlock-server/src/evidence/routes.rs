@@ -140,6 +140,11 @@ impl From<EvidenceError> for ApiError {
                 "FORBIDDEN",
                 "give a scope your key-admin grants cover in every stage (airlock whoami shows your grants)".into(),
             ),
+            E::Store(airlock_store::StoreError::BlobCollected(_)) => status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "submit it again: garbage collection was deleting an earlier copy of these bytes".into(),
+            ),
             E::Store(err) => ApiError::storage(&err),
         }
     }

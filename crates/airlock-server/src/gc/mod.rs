@@ -16,7 +16,13 @@
 //! 4. delete files no row names that are older than the grace period (a crash between a row's
 //!    deletion and its file's, a failed write);
 //! 5. append one audit entry with the counts and bytes (a dry run changes nothing and records
-//!    nothing: it is not a change anyone can see).
+//!    nothing: it is not a change anyone can see). A run that fails half-way records what it did
+//!    until then, with the error, before it reports the error.
+//!
+//! A run is a task of its own, not part of the request that started it: a client that
+//! disconnects or times out does not stop it between a row's deletion and its file's, nor before
+//! its audit entry. A file whose deletion fails has its tombstone cleared all the same (it is then
+//! a file no row names, which a later run deletes), so uploads of that digest are not refused.
 //!
 //! Only one run at a time per process (a second is refused with 409); runs on other replicas
 //! are harmless, since every deletion re-checks its condition in its own transaction.
@@ -27,6 +33,7 @@
 
 pub mod routes;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_api::gc::GcReport;
@@ -62,6 +69,9 @@ pub enum GcError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The run's task ended without a result (it panicked, or the server is shutting down).
+    #[error("the garbage-collection run stopped: {0}")]
+    Interrupted(#[from] tokio::task::JoinError),
 }
 
 /// The garbage collector.
@@ -70,7 +80,7 @@ pub struct Collector {
     blobs: BlobStore,
     stages: GcStages,
     config: GcConfig,
-    running: tokio::sync::Mutex<()>,
+    running: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Collector {
@@ -92,14 +102,14 @@ impl Collector {
                 gated: of_mode(StageMode::Gated),
             },
             config,
-            running: tokio::sync::Mutex::new(()),
+            running: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
     /// Runs garbage collection for `who` (`None` with access control off), or with `dry_run`
     /// only counts what it would delete.
     pub async fn run(
-        &self,
+        self: &Arc<Self>,
         who: Option<&Authenticated>,
         actor: &Actor,
         dry_run: bool,
@@ -111,34 +121,87 @@ impl Collector {
                 principal: who.principal.name.clone(),
             });
         }
-        let Ok(_running) = self.running.try_lock() else {
+        let Ok(running) = self.running.clone().try_lock_owned() else {
             return Err(GcError::Running);
         };
-        self.run_at(now_millis(), actor, dry_run).await
+        let collector = Arc::clone(self);
+        let actor = actor.clone();
+        // Awaited, not aborted, when the request is dropped (see the module docs).
+        let run = tokio::spawn(async move {
+            let _running = running;
+            collector.run_at(now_millis(), &actor, dry_run).await
+        });
+        run.await?
     }
 
-    /// One run as of `now_millis` (the clock is an argument so tests can move it).
+    /// One run as of `now_millis` (the clock is an argument so tests can move it). A real run
+    /// is recorded also when a step fails, with what it did until then and the error.
     async fn run_at(
         &self,
         now_millis: i64,
         actor: &Actor,
         dry_run: bool,
     ) -> Result<GcReport, GcError> {
-        let grace = Duration::from_secs(self.config.grace_secs);
-        let cutoff = now_millis.saturating_sub(grace.as_millis() as i64);
         let mut report = GcReport {
             dry_run,
             grace_secs: self.config.grace_secs,
             keep_untagged_days: self.config.keep_untagged_days,
             ..GcReport::default()
         };
+        let outcome = self.sweep(now_millis, dry_run, &mut report).await;
+        if dry_run {
+            tracing::info!(?report, "garbage collection dry run");
+            return outcome.map(|()| report);
+        }
+        let error = outcome.as_ref().err().map(ToString::to_string);
+        match &error {
+            None => tracing::info!(?report, "garbage collection"),
+            Some(error) => tracing::error!(?report, %error, "garbage collection failed"),
+        }
+        let recorded = self
+            .metadata
+            .record_gc(&[AuditRecord {
+                time_millis: now_millis,
+                actor: actor.clone(),
+                event: AuditEvent::GarbageCollected {
+                    blobs: report.blobs,
+                    bytes: report.bytes,
+                    orphan_files: report.orphan_files,
+                    orphan_bytes: report.orphan_bytes,
+                    manifests_pruned: report.manifests_pruned,
+                    grace_secs: report.grace_secs,
+                    error,
+                },
+            }])
+            .await;
+        match (outcome, recorded) {
+            (Ok(()), recorded) => recorded.map(|()| report).map_err(GcError::from),
+            (Err(err), Ok(())) => Err(err),
+            (Err(err), Err(audit)) => {
+                tracing::error!(error = %audit, "the failed garbage-collection run could not be recorded");
+                Err(err)
+            }
+        }
+    }
+
+    /// The steps of a run (module docs), counting into `report` as they go.
+    async fn sweep(
+        &self,
+        now_millis: i64,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) -> Result<(), GcError> {
+        let grace = Duration::from_secs(self.config.grace_secs);
+        let grace_millis = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_millis.saturating_sub(grace_millis);
         if !dry_run {
-            self.finish_tombstones(now_millis - STALE_TOMBSTONE_MILLIS, &mut report)
+            self.finish_tombstones(now_millis.saturating_sub(STALE_TOMBSTONE_MILLIS), report)
                 .await?;
         }
         if let Some(days) = self.config.keep_untagged_days {
-            let manifest_cutoff = now_millis.saturating_sub(i64::from(days) * 86_400_000);
-            report.manifests_pruned = self.prune(manifest_cutoff, dry_run).await?;
+            let manifest_cutoff =
+                now_millis.saturating_sub(i64::from(days).saturating_mul(86_400_000));
+            self.prune(manifest_cutoff, dry_run, report).await?;
         }
         for blob in self.metadata.gc_unreferenced_blobs(cutoff).await? {
             if dry_run {
@@ -149,10 +212,10 @@ impl Collector {
                 .gc_delete_blob_row(&blob.digest, cutoff)
                 .await?
             {
-                self.blobs.delete(&blob.digest).await?;
-                self.metadata.gc_clear_tombstone(&blob.digest).await?;
+                // The row is gone: counted even if its file's deletion fails.
                 report.blobs += 1;
                 report.bytes += blob.size;
+                self.delete_file(&blob.digest).await?;
             }
         }
         for file in self.blobs.list_blobs().await? {
@@ -163,32 +226,24 @@ impl Collector {
                 report.orphan_files += 1;
                 report.orphan_bytes += file.size;
             } else if self.metadata.gc_tombstone_orphan(&file.digest).await? {
-                self.blobs.delete(&file.digest).await?;
-                self.metadata.gc_clear_tombstone(&file.digest).await?;
+                self.delete_file(&file.digest).await?;
                 report.orphan_files += 1;
                 report.orphan_bytes += file.size;
             }
         }
-        if dry_run {
-            tracing::info!(?report, "garbage collection dry run");
-        } else {
-            tracing::info!(?report, "garbage collection");
-            self.metadata
-                .record_gc(&[AuditRecord {
-                    time_millis: now_millis,
-                    actor: actor.clone(),
-                    event: AuditEvent::GarbageCollected {
-                        blobs: report.blobs,
-                        bytes: report.bytes,
-                        orphan_files: report.orphan_files,
-                        orphan_bytes: report.orphan_bytes,
-                        manifests_pruned: report.manifests_pruned,
-                        grace_secs: report.grace_secs,
-                    },
-                }])
-                .await?;
-        }
-        Ok(report)
+        Ok(())
+    }
+
+    /// Deletes a tombstoned file, then clears its tombstone, also when the deletion failed: the
+    /// file is then one no row names, which a later run deletes, and an upload of the digest
+    /// meanwhile is checked for its bytes as usual, rather than refused until a run ten minutes
+    /// later finishes the tombstone.
+    async fn delete_file(&self, digest: &airlock_core::Digest) -> Result<(), GcError> {
+        let deleted = self.blobs.delete(digest).await;
+        let cleared = self.metadata.gc_clear_tombstone(digest).await;
+        deleted?;
+        cleared?;
+        Ok(())
     }
 
     /// Deletes the files of rows an interrupted run deleted (tombstones made before
@@ -205,24 +260,30 @@ impl Collector {
                     report.orphan_files += 1;
                     report.orphan_bytes += size;
                 }
-                self.blobs.delete(&digest).await?;
+                self.delete_file(&digest).await?;
+            } else {
+                self.metadata.gc_clear_tombstone(&digest).await?;
             }
-            self.metadata.gc_clear_tombstone(&digest).await?;
         }
         Ok(())
     }
 
     /// Applies the retention rule: removes untagged manifests held in push-stage repositories
     /// since before `cutoff`. A dry run counts the first pass only (what is prunable now).
-    async fn prune(&self, cutoff: i64, dry_run: bool) -> Result<u64, GcError> {
-        let mut pruned = 0;
+    async fn prune(
+        &self,
+        cutoff: i64,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) -> Result<(), GcError> {
         for _ in 0..PRUNE_PASSES {
             let candidates = self
                 .metadata
                 .gc_prunable_manifests(cutoff, &self.stages, PRUNE_BATCH)
                 .await?;
             if dry_run {
-                return Ok(candidates.len() as u64);
+                report.manifests_pruned = candidates.len() as u64;
+                return Ok(());
             }
             let mut this_pass = 0;
             for manifest in &candidates {
@@ -233,13 +294,13 @@ impl Collector {
                 {
                     tracing::info!(repository = %manifest.repository, digest = %manifest.digest, "pruned untagged manifest");
                     this_pass += 1;
+                    report.manifests_pruned += 1;
                 }
             }
-            pruned += this_pass;
             if this_pass == 0 {
                 break;
             }
         }
-        Ok(pruned)
+        Ok(())
     }
 }

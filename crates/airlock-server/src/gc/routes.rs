@@ -48,6 +48,7 @@ impl From<GcError> for ApiError {
                 "wait for it to finish; its result is in the audit log (airlock audit list --kind gc.collected)",
             ),
             GcError::Store(store) => ApiError::storage(store),
+            GcError::Interrupted(cause) => ApiError::internal(cause),
         }
     }
 }

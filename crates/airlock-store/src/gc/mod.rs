@@ -23,8 +23,11 @@
 //!
 //! Manifests are pruned (their `repository_manifests` row removed) only from push-stage
 //! repositories, only when untagged there and held there since before the retention cutoff, and
-//! never when the digest is held by a gated stage or was ever promoted (a `promoted` promotion),
-//! nor when it is a child of, or evidence (a referrer) about, a manifest the repository keeps.
+//! never when the digest is held by a gated stage, was ever promoted or has a promotion in flight
+//! (a promotion `evaluating`, `pending_approval` or `promoted`: the states of the `promotions_live`
+//! index), nor when it is a child of a manifest the repository holds, nor when it is evidence (a
+//! referrer) about a manifest that is kept, directly or through a chain of referrers (a signature
+//! of an SBOM of a tagged image).
 //!
 //! # Deleting a blob against concurrent pushes
 //!
@@ -105,7 +108,7 @@ fn push_prunable_alone(
             " AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository = {alias}.repository
                                 AND t.digest = {alias}.digest)
               AND NOT EXISTS (SELECT 1 FROM promotions p WHERE p.digest = {alias}.digest
-                                AND p.state = 'promoted')
+                                AND p.state IN ('evaluating', 'pending_approval', 'promoted'))
               AND NOT EXISTS (SELECT 1 FROM manifest_references r
                               JOIN repository_manifests parent ON parent.digest = r.digest
                               WHERE r.child = {alias}.digest AND r.kind = 'manifest'
@@ -131,9 +134,12 @@ fn push_not_in_gated(query: &mut QueryBuilder<Sqlite>, digest_expr: &str, stages
     }
 }
 
-/// Pushes the whole retention condition for `repository_manifests` aliased `rm`: prunable alone,
-/// in a push stage, and, for a referrer, its subject is gone from the repository or prunable too
-/// (and was never promoted or placed in a gated stage).
+/// Pushes the whole retention condition for `repository_manifests` aliased `rm`: in a push
+/// stage, prunable alone, and no manifest up its chain of subjects is kept. Walking up `rm`'s
+/// subject, that subject's subject and so on within the repository (a signature of an SBOM of an
+/// image), each one is kept if it has a promotion in flight or done, is held by a gated stage, or
+/// is held by the repository and not prunable alone; any kept one keeps `rm`. A subject the
+/// repository does not hold ends the chain.
 fn push_prunable(query: &mut QueryBuilder<Sqlite>, cutoff: i64, stages: &GcStages) {
     query.push("(");
     let mut first = true;
@@ -154,18 +160,22 @@ fn push_prunable(query: &mut QueryBuilder<Sqlite>, cutoff: i64, stages: &GcStage
     query.push(") AND ");
     push_prunable_alone(query, "rm", cutoff, stages);
     query.push(
-        " AND (rm.subject IS NULL OR (NOT EXISTS (SELECT 1 FROM promotions p
-                 WHERE p.digest = rm.subject AND p.state = 'promoted')",
+        " AND NOT EXISTS (WITH RECURSIVE up(d) AS (
+                SELECT rm.subject
+                UNION SELECT s.subject FROM repository_manifests s JOIN up ON s.digest = up.d
+                      WHERE s.repository = rm.repository AND s.subject IS NOT NULL)
+              SELECT 1 FROM up WHERE up.d IS NOT NULL AND (
+                EXISTS (SELECT 1 FROM promotions p WHERE p.digest = up.d
+                        AND p.state IN ('evaluating', 'pending_approval', 'promoted'))
+                OR NOT (1",
     );
-    push_not_in_gated(query, "rm.subject", stages);
+    push_not_in_gated(query, "up.d", stages);
     query.push(
-        " AND (NOT EXISTS (SELECT 1 FROM repository_manifests s
-                 WHERE s.repository = rm.repository AND s.digest = rm.subject)
-              OR EXISTS (SELECT 1 FROM repository_manifests s
-                 WHERE s.repository = rm.repository AND s.digest = rm.subject AND ",
+        ") OR EXISTS (SELECT 1 FROM repository_manifests s
+                  WHERE s.repository = rm.repository AND s.digest = up.d AND NOT ",
     );
     push_prunable_alone(query, "s", cutoff, stages);
-    query.push("))))");
+    query.push(")))");
 }
 
 impl Metadata {

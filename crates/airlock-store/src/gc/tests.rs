@@ -186,3 +186,236 @@ async fn migration_0018_applies_over_a_populated_0017_database() {
     );
     assert!(meta.gc_tombstones(i64::MAX).await.unwrap().is_empty());
 }
+
+/// A promotion of `digest` from dev to staging in `state`.
+fn promotion_in(id: &str, digest: &Digest, state: &str) -> crate::PromotionRow {
+    crate::PromotionRow {
+        id: id.into(),
+        repository_path: "team/app".into(),
+        digest: digest.to_string(),
+        source_stage: "dev".into(),
+        target_stage: "staging".into(),
+        tags: vec!["1.0".into()],
+        channel: None,
+        state: state.into(),
+        requested_by: "rita".into(),
+        requester: "{}".into(),
+        approvals_required: 1,
+        break_glass: None,
+        last_decision: None,
+        attestation: None,
+        created_at: 0,
+        expires_at: i64::MAX,
+        decided_at: None,
+        evaluating_since: None,
+        claim: None,
+    }
+}
+
+/// An untagged old build with a promotion in flight (evaluating or waiting for approval) keeps
+/// its place in the push stage, and so do its referrers; once the promotion is denied, it is
+/// prunable again.
+#[tokio::test]
+async fn a_promotion_in_flight_keeps_its_artifact_from_retention() {
+    let (_dir, meta) = open().await;
+    let repo: RepoName = "dev/team/app".parse().unwrap();
+    let digest = Digest::sha256_of(b"build");
+    meta.put_manifest(
+        &repo,
+        ManifestUpload {
+            digest: &digest,
+            manifest: &image(Vec::new()),
+            content: b"build",
+        },
+        None,
+        "tester",
+        |_| Ok(vec![]),
+    )
+    .await
+    .unwrap();
+    let signature = Digest::sha256_of(b"signature");
+    let mut referrer = image(Vec::new());
+    referrer.subject = Some(digest.clone());
+    meta.put_manifest(
+        &repo,
+        ManifestUpload {
+            digest: &signature,
+            manifest: &referrer,
+            content: b"signature",
+        },
+        None,
+        "tester",
+        |_| Ok(vec![]),
+    )
+    .await
+    .unwrap();
+    let later = crate::now_millis() + 1;
+    for state in ["evaluating", "pending_approval"] {
+        let id = format!("prm_{state}");
+        meta.insert_promotion(&promotion_in(&id, &digest, state))
+            .await
+            .unwrap();
+        assert_eq!(
+            meta.gc_prunable_manifests(later, &stages(), 10)
+                .await
+                .unwrap(),
+            Vec::new(),
+            "a promotion {state} keeps the artifact and its referrer"
+        );
+        for d in [&digest, &signature] {
+            let manifest = PrunableManifest {
+                repository: repo.clone(),
+                digest: d.clone(),
+            };
+            assert!(
+                !meta
+                    .gc_prune_manifest(&manifest, later, &stages())
+                    .await
+                    .unwrap()
+            );
+        }
+        sqlx::query("UPDATE promotions SET state = 'denied' WHERE id = ?")
+            .bind(&id)
+            .execute(meta.pool())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        meta.gc_prunable_manifests(later, &stages(), 10)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "with no promotion in flight both are prunable"
+    );
+}
+
+/// Pushes `content` as an image manifest to `repo` with `subject` and `tag`; returns its digest.
+async fn push(
+    meta: &Metadata,
+    repo: &RepoName,
+    content: &[u8],
+    subject: Option<&Digest>,
+    tag: Option<&str>,
+) -> Digest {
+    let digest = Digest::sha256_of(content);
+    let mut manifest = image(Vec::new());
+    manifest.subject = subject.cloned();
+    let tag: Option<airlock_core::Tag> = tag.map(|t| t.parse().unwrap());
+    meta.put_manifest(
+        repo,
+        ManifestUpload {
+            digest: &digest,
+            manifest: &manifest,
+            content,
+        },
+        tag.as_ref(),
+        "tester",
+        |_| Ok(vec![]),
+    )
+    .await
+    .unwrap();
+    digest
+}
+
+/// A referrer of a referrer of a kept manifest is kept: tagged I, an untagged old SBOM S about
+/// I, an untagged old signature SIG about S. Once I's tag goes, the whole chain is prunable.
+#[tokio::test]
+async fn a_referrer_of_a_kept_referrer_is_kept() {
+    let (_dir, meta) = open().await;
+    let repo: RepoName = "dev/team/app".parse().unwrap();
+    let image_digest = push(&meta, &repo, b"image", None, Some("1.0")).await;
+    let sbom = push(&meta, &repo, b"sbom", Some(&image_digest), None).await;
+    let signature = push(&meta, &repo, b"signature", Some(&sbom), None).await;
+    let later = crate::now_millis() + 1;
+    assert_eq!(
+        meta.gc_prunable_manifests(later, &stages(), 10)
+            .await
+            .unwrap(),
+        Vec::new(),
+        "the image is tagged, so its SBOM and the SBOM's signature are kept"
+    );
+    for digest in [&sbom, &signature] {
+        let manifest = PrunableManifest {
+            repository: repo.clone(),
+            digest: digest.clone(),
+        };
+        assert!(
+            !meta
+                .gc_prune_manifest(&manifest, later, &stages())
+                .await
+                .unwrap(),
+            "{digest} pruned"
+        );
+    }
+    sqlx::query("DELETE FROM tags WHERE repository = ?")
+        .bind(repo.as_str())
+        .execute(meta.pool())
+        .await
+        .unwrap();
+    let prunable = meta
+        .gc_prunable_manifests(later, &stages(), 10)
+        .await
+        .unwrap();
+    assert_eq!(prunable.len(), 3, "{prunable:?}");
+}
+
+/// Evidence submitted through the API (bytes written, no `blobs` row) is refused while gc is
+/// deleting its file or once the file is gone, and, once recorded, its file is no orphan.
+#[tokio::test]
+async fn submitted_evidence_is_refused_while_gc_deletes_its_bytes() {
+    let (_dir, meta) = open().await;
+    let blob = Digest::sha256_of(b"envelope");
+    let item = (
+        crate::EvidenceOrigin {
+            repository_path: "team/app".into(),
+            subject: Digest::sha256_of(b"image").to_string(),
+            item: blob.to_string(),
+            format: "dsse".into(),
+            source: "api".into(),
+            repository: "dev/team/app".into(),
+            manifest: None,
+            blob: blob.to_string(),
+            signature: None,
+            pushed_by: "tester".into(),
+        },
+        crate::EvidenceVerdict {
+            status: "rejected".into(),
+            kind: None,
+            reason_code: None,
+            reason: None,
+            key_id: None,
+            key_name: None,
+            predicate_type: None,
+            facts: None,
+            keyring_version: 0,
+        },
+        0,
+    );
+    let items = vec![item];
+    assert!(meta.gc_tombstone_orphan(&blob).await.unwrap());
+    let refused = meta
+        .record_evidence_checked(None, &items, &[], Some(&blob), async { Ok(true) })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::BlobCollected(_))),
+        "{refused:?}"
+    );
+    meta.gc_clear_tombstone(&blob).await.unwrap();
+    let refused = meta
+        .record_evidence_checked(None, &items, &[], Some(&blob), async { Ok(false) })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::BlobCollected(_))),
+        "{refused:?}"
+    );
+    assert!(
+        meta.gc_is_orphan(&blob).await.unwrap(),
+        "nothing was recorded"
+    );
+    meta.record_evidence_checked(None, &items, &[], Some(&blob), async { Ok(true) })
+        .await
+        .unwrap();
+    assert!(!meta.gc_is_orphan(&blob).await.unwrap());
+    assert!(!meta.gc_tombstone_orphan(&blob).await.unwrap());
+}

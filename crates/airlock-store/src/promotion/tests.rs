@@ -460,3 +460,66 @@ async fn migration_0017_applies_over_a_populated_0016_database() {
     other.action = "veto".into();
     assert!(meta.record_decision(&other, None, &[]).await.is_err());
 }
+
+/// A promotion whose artifact left the source meanwhile (pruned by retention between the
+/// decision and the write) is refused: nothing is marked promoted without its artifact.
+#[tokio::test]
+async fn a_promotion_whose_artifact_left_the_source_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
+        .await
+        .unwrap();
+    let source = RepoName::from_str("dev/team/app").unwrap();
+    let target = RepoName::from_str("staging/team/app").unwrap();
+    let digest = image(&meta, &source, "artifact").await;
+    let attestation_digest = image(&meta, &source, "attestation").await;
+    let stored = meta
+        .manifest(&source, &attestation_digest)
+        .await
+        .unwrap()
+        .unwrap();
+    let write = PromotionWrite {
+        promotion_id: "prm_1".into(),
+        source: source.clone(),
+        target: target.clone(),
+        digest: digest.clone(),
+        tags: vec![Tag::from_str("1.0").unwrap()],
+        channel: None,
+        evidence: Vec::new(),
+        attestation: NewManifest {
+            digest: attestation_digest.clone(),
+            parsed: ParsedManifest::parse(Some(MANIFEST), &stored.content).unwrap(),
+            content: stored.content.clone(),
+            new_blobs: Vec::new(),
+            tag: None,
+        },
+        claim: "claim-prm_1".into(),
+        actor: airlock_core::Actor::system(),
+        keyring_version: 0,
+    };
+    meta.insert_promotion(&promotion("prm_1", &digest))
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM repository_manifests WHERE repository = ? AND digest = ?")
+        .bind(source.as_str())
+        .bind(digest.to_string())
+        .execute(meta.pool())
+        .await
+        .unwrap();
+    let refused = meta.promote(&write, &[]).await;
+    assert!(
+        matches!(refused, Err(PromotionWriteError::ArtifactGone { .. })),
+        "{refused:?}"
+    );
+    assert!(meta.manifest(&target, &digest).await.unwrap().is_none());
+    assert_eq!(
+        meta.resolve_tag(&target, &Tag::from_str("1.0").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        meta.promotion("prm_1").await.unwrap().unwrap().state,
+        "evaluating"
+    );
+}
