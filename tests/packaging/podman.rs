@@ -138,9 +138,20 @@ pub async fn run_image(containers: &Containers, image: &str) {
         }
     };
 
-    // The image's own command: TLS with a self-signed certificate on 0.0.0.0:5000.
+    // The image's own command: TLS with a self-signed certificate on 0.0.0.0:5000, confined as
+    // deploy/kubernetes/deployment.yaml confines it: a read-only root file system (only /data
+    // and /tmp writable), no capabilities, no privilege escalation.
     let name = format!("airlock-packaging-{}", std::process::id());
     let mut args = vec!["run", "-d", "--name", &name];
+    args.extend([
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--cap-drop",
+        "all",
+        "--security-opt",
+        "no-new-privileges",
+    ]);
     args.extend(runner.args.iter().map(String::as_str));
     args.push(image);
     let run = containers.podman(runner.runtime, &args);
@@ -162,6 +173,18 @@ pub async fn run_image(containers: &Containers, image: &str) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    let confined = container.podman(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}}",
+        &name,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&confined.stdout).starts_with("true "),
+        "read-only root: {}",
+        text(&confined)
+    );
 
     // What it wrote in the /data volume is the airlock user's.
     let volume = container.data_volume();
