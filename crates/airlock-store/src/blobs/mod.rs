@@ -442,6 +442,11 @@ impl BlobStore {
         Ok(files)
     }
 
+    /// Whether blob downloads are redirected to presigned URLs ([`BlobStore::presigned_get`]).
+    pub fn redirects_downloads(&self) -> bool {
+        self.redirects.is_some()
+    }
+
     /// A URL that fetches the committed blob `digest` straight from the bucket, without
     /// credentials, for the configured lifetime: `None` unless the store is S3 with redirects
     /// on. Contains a signature: hand it to the client, never log it.

@@ -38,8 +38,10 @@ pub const CREDENTIAL_VARIABLES: [&str; 9] = [
 /// The shortest and longest lifetime of a presigned blob URL, in seconds.
 pub const REDIRECT_TTL_SECS: std::ops::RangeInclusive<u64> = 10..=3600;
 
-/// A bucket and an optional key prefix, written `s3://BUCKET` or `s3://BUCKET/PREFIX`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A bucket and an optional key prefix, written `s3://BUCKET` or `s3://BUCKET/PREFIX` (also in
+/// configuration files, where a malformed one is refused when the file is read).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct S3Location {
     bucket: String,
     prefix: Option<Path>,

@@ -320,30 +320,29 @@ async fn s3_presigned_urls_serve_the_blob_without_credentials() {
     assert_eq!(plain.presigned_get(&digest).await.unwrap(), None);
 }
 
+/// Wrong credentials fail when the store opens, naming the location and never the secret. (A
+/// bucket that does not exist fails the same way on S3, but the test server creates buckets on
+/// first write, so that is not checked here: docs/storage.md.)
 #[tokio::test]
-async fn s3_wrong_bucket_or_credentials_fail_at_open_naming_the_location() {
+async fn s3_wrong_credentials_fail_at_open_naming_the_location() {
     use crate::test_support::TestS3;
     let Ok(server) = TestS3::from_env() else {
+        eprintln!("NOTICE: skipping S3 test: AIRLOCK_TEST_S3_ENDPOINT is not set");
         return;
     };
-    let missing: S3Location = "s3://airlock-no-such-bucket-x".parse().unwrap();
-    let err = BlobStore::s3(&missing, &server.options(None), std::env::vars())
-        .await
-        .err()
-        .unwrap();
-    assert!(matches!(err, StoreError::BlobStoreUnusable { .. }), "{err}");
-    assert!(err.to_string().contains("s3://airlock-no-such-bucket-x"), "{err}");
-
     let bucket = TestS3::fresh_bucket_name();
     server.create_bucket(&bucket).await.unwrap();
-    let location: S3Location = format!("s3://{bucket}").parse().unwrap();
+    let location: S3Location = format!("s3://{bucket}/airlock").parse().unwrap();
     let wrong = [
         ("AWS_ACCESS_KEY_ID".to_string(), "wrong-key".to_string()),
         ("AWS_SECRET_ACCESS_KEY".to_string(), "wrong-secret".to_string()),
     ];
-    let err = BlobStore::s3(&location, &server.options(None), wrong)
-        .await
-        .err()
-        .unwrap();
-    assert!(!err.to_string().contains("wrong-secret"), "{err}");
+    let Err(err) = BlobStore::s3(&location, &server.options(None), wrong).await else {
+        panic!("a store with wrong credentials opened");
+    };
+    assert!(matches!(err, StoreError::BlobStoreUnusable { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains(&format!("s3://{bucket}/airlock")), "{message}");
+    assert!(message.contains("AWS_SECRET_ACCESS_KEY"), "{message}");
+    assert!(!message.contains("wrong-secret"), "{message}");
 }
