@@ -1487,7 +1487,10 @@ mod tests {
         );
         let options = config.s3.options();
         assert_eq!(options.region, "us-east-1");
-        assert_eq!(options.redirect_ttl, Some(std::time::Duration::from_secs(300)));
+        assert_eq!(
+            options.redirect_ttl,
+            Some(std::time::Duration::from_secs(300))
+        );
         assert!(options.path_style && options.allow_http);
         assert!(load(&[]).unwrap().blob_store.is_none());
         for (pairs, words) in [
@@ -1513,7 +1516,10 @@ mod tests {
                 ],
                 "must start with https://",
             ),
-            (vec![("AIRLOCK_S3__REDIRECT", "true")], "s3.redirect needs blob_store"),
+            (
+                vec![("AIRLOCK_S3__REDIRECT", "true")],
+                "s3.redirect needs blob_store",
+            ),
             (
                 vec![
                     ("AIRLOCK_BLOB_STORE", "s3://airlock-blobs"),
@@ -1550,5 +1556,4 @@ mod example_tests {
             toml::to_string(&default).unwrap()
         );
     }
-
 }

@@ -60,7 +60,10 @@ impl TestS3 {
 
     /// A bucket name no other test uses (`airlock-t-` and 16 random hex digits).
     pub fn fresh_bucket_name() -> String {
-        format!("airlock-t-{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
+        format!(
+            "airlock-t-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..16]
+        )
     }
 
     /// Creates `bucket` (a signed `PUT /BUCKET`); a bucket that exists already is fine.

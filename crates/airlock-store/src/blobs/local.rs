@@ -139,4 +139,3 @@ pub(super) async fn join_local_chunks(
     .await
     .map_err(|err| StoreError::Io(std::io::Error::other(err)))?
 }
-

@@ -37,7 +37,10 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use local::{file_stream, join_local_chunks, remove_dir_if_present, remove_file_if_present, write_local_chunk};
+use local::{
+    file_stream, join_local_chunks, remove_dir_if_present, remove_file_if_present,
+    write_local_chunk,
+};
 pub use s3::{CREDENTIAL_VARIABLES, REDIRECT_TTL_SECS, S3Location, S3LocationError, S3Options};
 
 /// A stream of blob bytes, as served to clients.
@@ -230,9 +233,13 @@ impl BlobStore {
             }
             return result;
         }
-        let result =
-            remote::write_chunk(self.store.as_ref(), &chunk_path(upload, chunk), body, digester)
-                .await;
+        let result = remote::write_chunk(
+            self.store.as_ref(),
+            &chunk_path(upload, chunk),
+            body,
+            digester,
+        )
+        .await;
         if let Err(ChunkWriteError::Store(err)) = &result {
             self.failures.record("blob store write", err);
         }

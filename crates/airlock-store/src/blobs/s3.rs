@@ -75,13 +75,14 @@ impl FromStr for S3Location {
             given: given.chars().take(200).collect(),
             reason,
         };
-        let rest = given
-            .strip_prefix("s3://")
-            .ok_or_else(|| refuse("only s3:// locations are supported (unset: the data directory's blobs/)"))?;
+        let rest = given.strip_prefix("s3://").ok_or_else(|| {
+            refuse("only s3:// locations are supported (unset: the data directory's blobs/)")
+        })?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         // S3's bucket naming rules: 3-63 characters of lowercase letters, digits, '.' and '-',
         // starting and ending with a letter or digit.
-        let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let edge_ok =
+            |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if !(3..=63).contains(&bucket.len())
             || !bucket
                 .chars()
@@ -178,7 +179,9 @@ fn virtual_hosted_endpoint(endpoint: &str, bucket: &str) -> Result<String, Store
 fn invalid_endpoint(endpoint: &str, why: &dyn fmt::Display) -> StoreError {
     StoreError::Io(std::io::Error::new(
         std::io::ErrorKind::InvalidInput,
-        format!("[s3] endpoint {endpoint:?} is not a URL ({why}): write e.g. https://s3.example.com"),
+        format!(
+            "[s3] endpoint {endpoint:?} is not a URL ({why}): write e.g. https://s3.example.com"
+        ),
     ))
 }
 
@@ -258,7 +261,10 @@ mod tests {
             "bucket/prefix",
         ] {
             let err = bad.parse::<S3Location>().unwrap_err();
-            assert!(err.to_string().contains("s3://BUCKET/PREFIX"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("s3://BUCKET/PREFIX"),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -283,8 +289,14 @@ mod tests {
         };
         let env = [
             ("AWS_ACCESS_KEY_ID".to_string(), "AKIDEXAMPLE".to_string()),
-            ("AWS_SECRET_ACCESS_KEY".to_string(), "s3cr3t-value".to_string()),
-            ("AWS_ENDPOINT".to_string(), "http://ignored.example".to_string()),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_string(),
+                "s3cr3t-value".to_string(),
+            ),
+            (
+                "AWS_ENDPOINT".to_string(),
+                "http://ignored.example".to_string(),
+            ),
         ];
         let (_, redirects) = build(&location, &options, env).unwrap();
         let url = redirects
@@ -293,7 +305,10 @@ mod tests {
             .await
             .unwrap();
         let url = url.as_str();
-        assert!(url.starts_with("http://127.0.0.1:9/bucket/pre/blobs/sha256/ab/abc?"), "{url}");
+        assert!(
+            url.starts_with("http://127.0.0.1:9/bucket/pre/blobs/sha256/ab/abc?"),
+            "{url}"
+        );
         assert!(url.contains("X-Amz-Signature="), "{url}");
         assert!(url.contains("X-Amz-Expires=60"), "{url}");
         assert!(!url.contains("s3cr3t"), "{url}");

@@ -160,7 +160,9 @@ async fn s3_store(redirect_ttl: Option<std::time::Duration>) -> Option<BlobStore
 
 /// `total` bytes of a pattern that differs per position (so a misplaced part shows).
 fn pattern(total: usize) -> Vec<u8> {
-    (0..total).map(|i| (i % 251) as u8 ^ (i / 251) as u8).collect()
+    (0..total)
+        .map(|i| (i % 251) as u8 ^ (i / 251) as u8)
+        .collect()
 }
 
 /// Uploads `content` in chunks of `chunk` bytes, each chunk's body in pieces of at most 64 KiB
@@ -202,15 +204,30 @@ async fn s3_uploads_of_any_chunk_size_commit_the_exact_bytes() {
     let cases: [(&str, usize, usize); 5] = [
         ("1-byte chunks", 5, 1),
         ("100 KiB chunks", 350 * 1024, 100 * 1024),
-        ("7 MiB chunks (parts of 8 MiB cut across them)", 15 * 1024 * 1024 + 3, 7 * 1024 * 1024),
-        ("one chunk over the part size (multipart chunk, copied)", 9 * 1024 * 1024, 9 * 1024 * 1024),
+        (
+            "7 MiB chunks (parts of 8 MiB cut across them)",
+            15 * 1024 * 1024 + 3,
+            7 * 1024 * 1024,
+        ),
+        (
+            "one chunk over the part size (multipart chunk, copied)",
+            9 * 1024 * 1024,
+            9 * 1024 * 1024,
+        ),
         ("one small chunk", 1000, 1000),
     ];
     for (name, total, chunk) in cases {
         let content = pattern(total);
         let digest = upload_in_chunks(&store, &content, chunk).await;
-        assert_eq!(store.size(&digest).await.unwrap(), Some(total as u64), "{name}");
-        assert!(read_all(&store, &digest, None).await == content, "{name}: bytes differ");
+        assert_eq!(
+            store.size(&digest).await.unwrap(),
+            Some(total as u64),
+            "{name}"
+        );
+        assert!(
+            read_all(&store, &digest, None).await == content,
+            "{name}: bytes differ"
+        );
         let range = BlobRange {
             start: total as u64 / 3,
             end: total as u64 / 3 + 2,
@@ -314,7 +331,10 @@ async fn s3_presigned_urls_serve_the_blob_without_credentials() {
     // Signed for GET: the same URL does not delete or overwrite.
     let put = client.put(&url).body("x").send().await.unwrap();
     assert!(put.status().is_client_error(), "{}", put.status());
-    assert_eq!(store.size(&digest).await.unwrap(), Some(content.len() as u64));
+    assert_eq!(
+        store.size(&digest).await.unwrap(),
+        Some(content.len() as u64)
+    );
 
     let plain = s3_store(None).await.unwrap();
     assert_eq!(plain.presigned_get(&digest).await.unwrap(), None);
@@ -335,14 +355,20 @@ async fn s3_wrong_credentials_fail_at_open_naming_the_location() {
     let location: S3Location = format!("s3://{bucket}/airlock").parse().unwrap();
     let wrong = [
         ("AWS_ACCESS_KEY_ID".to_string(), "wrong-key".to_string()),
-        ("AWS_SECRET_ACCESS_KEY".to_string(), "wrong-secret".to_string()),
+        (
+            "AWS_SECRET_ACCESS_KEY".to_string(),
+            "wrong-secret".to_string(),
+        ),
     ];
     let Err(err) = BlobStore::s3(&location, &server.options(None), wrong).await else {
         panic!("a store with wrong credentials opened");
     };
     assert!(matches!(err, StoreError::BlobStoreUnusable { .. }), "{err}");
     let message = err.to_string();
-    assert!(message.contains(&format!("s3://{bucket}/airlock")), "{message}");
+    assert!(
+        message.contains(&format!("s3://{bucket}/airlock")),
+        "{message}"
+    );
     assert!(message.contains("AWS_SECRET_ACCESS_KEY"), "{message}");
     assert!(!message.contains("wrong-secret"), "{message}");
 }
