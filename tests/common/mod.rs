@@ -1068,3 +1068,70 @@ pub fn create_test_bucket(server: &airlock_store::test_support::TestS3, bucket: 
     .expect("bucket thread")
     .unwrap_or_else(|err| panic!("{err}"));
 }
+
+/// Whether a test that reads or damages files in the data directory (blob files, the SQLite
+/// database) may run: not under `AIRLOCK_TEST_BACKEND=distributed`, where it prints a notice
+/// and the caller returns.
+pub fn embedded_only() -> bool {
+    if std::env::var("AIRLOCK_TEST_BACKEND").as_deref() == Ok("distributed") {
+        eprintln!("NOTICE: embedded-only test skipped under AIRLOCK_TEST_BACKEND=distributed");
+        return false;
+    }
+    true
+}
+
+/// Whether the bytes of blob `digest` are stored for server `s`: its file in the data directory,
+/// or under `AIRLOCK_TEST_BACKEND=distributed` its object in the server's bucket.
+pub async fn blob_stored(s: &TestServer, digest: &str) -> bool {
+    let digest: airlock_core::Digest = digest.parse().expect("digest");
+    if std::env::var("AIRLOCK_TEST_BACKEND").as_deref() != Ok("distributed") {
+        return airlock_store::local_blob_file(&s.data_dir.join("blobs"), &digest).exists();
+    }
+    let env = distributed_blob_env(&s.data_dir);
+    let location: airlock_store::S3Location = env[0].1.parse().expect("location");
+    let server = airlock_store::test_support::TestS3::from_env().expect("S3 test server");
+    airlock_store::BlobStore::s3(&location, &server.options(None), std::env::vars())
+        .await
+        .expect("bucket")
+        .size(&digest)
+        .await
+        .expect("head")
+        .is_some()
+}
+
+/// How many committed blobs the server over `data_dir` stores: files under its `blobs/blobs/`, or
+/// under `AIRLOCK_TEST_BACKEND=distributed` objects in its bucket.
+pub fn stored_blob_count(data_dir: &Path) -> usize {
+    if std::env::var("AIRLOCK_TEST_BACKEND").as_deref() != Ok("distributed") {
+        fn walk(dir: &Path) -> usize {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .map(|e| e.unwrap().path())
+                .map(|p| if p.is_dir() { walk(&p) } else { 1 })
+                .sum()
+        }
+        return walk(&data_dir.join("blobs").join("blobs"));
+    }
+    let env = distributed_blob_env(data_dir);
+    let location: airlock_store::S3Location = env[0].1.parse().expect("location");
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                let server = airlock_store::test_support::TestS3::from_env().expect("S3");
+                airlock_store::BlobStore::s3(&location, &server.options(None), std::env::vars())
+                    .await
+                    .expect("bucket")
+                    .list_blobs()
+                    .await
+                    .expect("list")
+                    .len()
+            })
+    })
+    .join()
+    .expect("listing thread")
+}
