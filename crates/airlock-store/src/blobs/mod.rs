@@ -354,6 +354,17 @@ impl BlobStore {
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
                 Err(err) => return Err(err.into()),
             }
+        } else {
+            // A chunk written by a process that died before recording it is not counted in
+            // `chunks`: whatever is left under the session's prefix goes too.
+            let prefix = Path::from(format!("uploads/{upload}"));
+            let left: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+            for object in left {
+                match self.store.delete(&object.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
         }
         Ok(())
     }

@@ -372,3 +372,23 @@ async fn s3_wrong_credentials_fail_at_open_naming_the_location() {
     assert!(message.contains("AWS_SECRET_ACCESS_KEY"), "{message}");
     assert!(!message.contains("wrong-secret"), "{message}");
 }
+
+/// A chunk a dying process wrote but never recorded (not in the session's count) is removed
+/// with the session.
+#[tokio::test]
+async fn s3_discarding_an_upload_removes_unrecorded_chunks_too() {
+    let Some(store) = s3_store(None).await else {
+        return;
+    };
+    let id = Uuid::new_v4();
+    let mut d = Digester::new(DigestAlgorithm::Sha256);
+    for n in 0..3 {
+        store
+            .write_chunk(id, n, chunks(&[b"piece"]), &mut d)
+            .await
+            .unwrap();
+    }
+    store.discard_upload(id, 2).await.unwrap();
+    let left: Vec<_> = store.store.list(None).try_collect().await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
