@@ -410,3 +410,84 @@ async fn skopeo_pushes_and_pulls_through_a_redirecting_s3_server() {
         .unwrap();
     assert_eq!(bytes, layer);
 }
+
+/// podman pulls an image through the redirecting server (its layer and config from the bucket)
+/// into a storage of its own; the image was pushed by skopeo from `scripts/example-image`.
+#[tokio::test]
+async fn podman_pulls_through_a_redirecting_s3_server() {
+    if !common::interop_tool_available("podman", &["--version"])
+        || !common::interop_tool_available("skopeo", &["--version"])
+    {
+        return;
+    }
+    let Some((s, log, _)) = start_on_s3(true, &[]) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let made = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/example-image"
+    ))
+    .arg(&layout)
+    .arg("1")
+    .output()
+    .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let creds = format!("admin:{ADMIN_PASSWORD}");
+    let pushed = std::process::Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--dest-creds",
+            &creds,
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("oci:{}:1", layout.display()))
+        .arg(format!("docker://{}/dev/team/hello:1", s.host))
+        .output()
+        .unwrap();
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let storage = work.path().join("storage");
+    let podman = |args: &[&str]| {
+        std::process::Command::new("podman")
+            .arg("--root")
+            .arg(storage.join("root"))
+            .arg("--runroot")
+            .arg(storage.join("run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let pulled = podman(&[
+        "pull",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &format!("{}/dev/team/hello:1", s.host),
+    ]);
+    assert!(
+        pulled.status.success(),
+        "podman pull: {}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    assert!(
+        log.count("blob download redirected") >= 2,
+        "podman's blob GETs were not redirected"
+    );
+    let listed = podman(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("/dev/team/hello:1"),
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+}
