@@ -191,6 +191,12 @@ pub(super) fn build(
     options: &S3Options,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(Arc<dyn object_store::ObjectStore>, Option<Redirects>), StoreError> {
+    // A plain-HTTP endpoint needs no trust store: without this, a machine without CA
+    // certificates could not build the client at all.
+    let plain_http = options
+        .endpoint
+        .as_deref()
+        .is_some_and(|endpoint| endpoint.starts_with("http://"));
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(&location.bucket)
         .with_region(&options.region)
@@ -198,6 +204,7 @@ pub(super) fn build(
         .with_client_options(
             ClientOptions::new()
                 .with_allow_http(options.allow_http)
+                .with_no_system_certificates(plain_http)
                 .with_connect_timeout(Duration::from_secs(5))
                 // A blob download streams for as long as the client reads: no overall deadline,
                 // but a read that stalls for a minute fails.
