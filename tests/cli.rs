@@ -295,6 +295,9 @@ async fn exit_codes_are_0_ok_1_refused_2_usage_and_2_unreachable() {
 
 #[tokio::test]
 async fn a_server_failure_exits_2_with_the_servers_error() {
+    if !common::embedded_only() {
+        return;
+    }
     let server = TestServer::start();
     let token = token_for(&server, "admin", ADMIN_PASSWORD).await;
     // The blob directory is replaced under the running server: every write answers 503.

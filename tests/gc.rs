@@ -194,7 +194,7 @@ async fn an_unreferenced_blob_is_collected_after_the_grace_period_and_not_before
     assert_eq!(report["blobs"], 1, "{report}");
     assert_eq!(report["bytes"], content.len(), "{report}");
     assert_eq!(blob_status(&s, "dev/team/app", &digest).await, 200);
-    assert!(blob_file(&s, &digest).exists());
+    assert!(common::blob_stored(&s, &digest).await);
     assert_eq!(
         s.audit_entries().await.len(),
         entries_before,
@@ -207,7 +207,7 @@ async fn an_unreferenced_blob_is_collected_after_the_grace_period_and_not_before
     assert_eq!(report["bytes"], content.len(), "{report}");
     assert_eq!(blob_status(&s, "dev/team/app", &digest).await, 404);
     assert!(
-        !blob_file(&s, &digest).exists(),
+        !common::blob_stored(&s, &digest).await,
         "the file is deleted with the row"
     );
     pull_image_checked(&s, "dev/team/app", "1.0").await;
@@ -270,7 +270,7 @@ async fn submit_evidence(s: &TestServer, repo: &str, subject: &str) -> String {
         "evidence: {answer}"
     );
     let digest = sha256(&envelope);
-    assert!(blob_file(s, &digest).exists());
+    assert!(common::blob_stored(s, &digest).await);
     digest
 }
 
@@ -403,7 +403,10 @@ async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes
     pull_image_checked(&s, repo, &kept.tagged).await;
     pull_image_checked(&s, repo, &kept.promoted_kept_in_dev).await;
     pull_image_checked(&s, "staging/team/app", &kept.promoted_kept_in_dev).await;
-    assert!(blob_file(&s, &kept.envelope).exists(), "evidence is kept");
+    assert!(
+        common::blob_stored(&s, &kept.envelope).await,
+        "evidence is kept"
+    );
     assert_eq!(blob_status(&s, "dev/team/inflight", &in_flight).await, 200);
 
     // Once the session is gone, the blob it might have needed is collected; the rest stays.
@@ -411,7 +414,10 @@ async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes
     assert_eq!(response.status(), 204);
     assert_eq!(gc(&s, false).await["blobs"], 1);
     assert_eq!(blob_status(&s, "dev/team/inflight", &in_flight).await, 404);
-    assert!(blob_file(&s, &kept.envelope).exists(), "evidence is kept");
+    assert!(
+        common::blob_stored(&s, &kept.envelope).await,
+        "evidence is kept"
+    );
     pull_image_checked(&s, "staging/team/app", &kept.promoted).await;
 }
 
@@ -419,6 +425,9 @@ async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes
 /// the tombstone survived or not; a file some evidence names is never an orphan.
 #[tokio::test]
 async fn files_without_a_row_are_deleted_by_the_next_run() {
+    if !common::embedded_only() {
+        return;
+    }
     let mut s = TestServer::start_with_env(&[
         ("AIRLOCK_GC__GRACE_SECS", "0"),
         ("AIRLOCK_GC__UNSAFE_SHORT_PERIODS", "true"),
@@ -464,13 +473,13 @@ async fn files_without_a_row_are_deleted_by_the_next_run() {
             ("AIRLOCK_GC__UNSAFE_SHORT_PERIODS", "true"),
         ],
     );
-    assert!(blob_file(&s, &a).exists() && blob_file(&s, &b).exists());
+    assert!(common::blob_stored(&s, &a).await && common::blob_stored(&s, &b).await);
     let dry = gc(&s, true).await;
     assert_eq!(dry["orphan_files"], 2, "{dry}");
     let report = gc(&s, false).await;
     assert_eq!(report["orphan_files"], 2, "{report}");
     assert_eq!(report["blobs"], 0, "{report}");
-    assert!(!blob_file(&s, &a).exists() && !blob_file(&s, &b).exists());
+    assert!(!common::blob_stored(&s, &a).await && !common::blob_stored(&s, &b).await);
     pull_image_checked(&s, "dev/team/app", &kept.1).await;
     assert_eq!(gc(&s, false).await["orphan_files"], 0);
 }
@@ -675,6 +684,9 @@ async fn uploads_racing_gc_over_the_same_digest_never_leave_a_row_without_bytes(
 /// again at once rather than being refused until a later run.
 #[tokio::test]
 async fn a_failed_run_is_audited_and_leaves_no_tombstone() {
+    if !common::embedded_only() {
+        return;
+    }
     let s = TestServer::start_with_env(&[
         ("AIRLOCK_GC__GRACE_SECS", "0"),
         ("AIRLOCK_GC__UNSAFE_SHORT_PERIODS", "true"),

@@ -47,18 +47,9 @@ fn rules(violations: &Value) -> Vec<String> {
         .collect()
 }
 
-/// How many files the blob store holds (committed blobs only).
+/// How many blobs the blob store holds (committed blobs only).
 fn blob_files(data_dir: &Path) -> usize {
-    fn walk(dir: &Path) -> usize {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
-        };
-        entries
-            .map(|e| e.unwrap().path())
-            .map(|p| if p.is_dir() { walk(&p) } else { 1 })
-            .sum()
-    }
-    walk(&data_dir.join("blobs").join("blobs"))
+    common::stored_blob_count(data_dir)
 }
 
 fn slsa_provenance() -> Value {

@@ -184,6 +184,9 @@ fn assert_private_tree(path: &Path) {
 #[cfg(unix)]
 #[tokio::test]
 async fn data_directory_database_and_blobs_are_private_after_a_push() {
+    if !common::embedded_only() {
+        return;
+    }
     let s = TestServer::start();
     s.push_image("dev/team/app", "1.0", &[b"layer one", b"layer two"])
         .await;
@@ -281,6 +284,9 @@ async fn a_database_corrupted_in_the_middle_is_refused_at_start_with_the_recover
 
 #[tokio::test]
 async fn readiness_fails_while_the_blob_store_cannot_take_writes() {
+    if !common::embedded_only() {
+        return;
+    }
     let s = TestServer::start();
     s.push_blob("dev/team/app", b"before").await;
     assert_eq!(readyz(&s).await.0, 200);
@@ -326,6 +332,9 @@ async fn readiness_fails_while_the_blob_store_cannot_take_writes() {
 
 #[tokio::test]
 async fn removing_the_blob_directory_while_running_fails_readiness_and_refuses_pushes() {
+    if !common::embedded_only() {
+        return;
+    }
     let s = TestServer::start();
     s.push_image("dev/team/app", "1.0", &[b"layer"]).await;
     assert_eq!(readyz(&s).await.0, 200);
@@ -389,6 +398,9 @@ async fn removing_the_blob_directory_while_running_fails_readiness_and_refuses_p
 
 #[tokio::test]
 async fn replacing_the_blob_directory_while_running_fails_readiness_and_refuses_pushes() {
+    if !common::embedded_only() {
+        return;
+    }
     let s = TestServer::start();
     s.push_blob("dev/team/app", b"before").await;
     let blobs = s.data_dir.join("blobs");

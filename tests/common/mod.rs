@@ -65,6 +65,7 @@ impl TestServer {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
+            .envs(distributed_blob_env(data_dir))
             .env("AIRLOCK_LOG__LEVEL", "warn")
             // Stopped servers exit at once (tests/drain.rs sets a delay).
             .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
@@ -466,6 +467,7 @@ pub fn serve_refused(data_dir: &Path, args: &[&str]) -> (i32, String) {
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(args)
+        .envs(distributed_blob_env(data_dir))
         .env("AIRLOCK_LOG__LEVEL", "warn")
         .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .stdout(Stdio::piped())
@@ -557,6 +559,7 @@ impl TestServer {
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&dir)
+            .envs(distributed_blob_env(&dir))
             .env("AIRLOCK_LOG__LEVEL", "warn")
             .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
             .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -928,6 +931,7 @@ impl TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&dir)
+            .envs(distributed_blob_env(&dir))
             .env("AIRLOCK_LOG__LEVEL", "info")
             .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
             .env_remove("AIRLOCK_INITIAL_ADMIN_PASSWORD")
@@ -1023,4 +1027,111 @@ impl TestServer {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The blob-store half of `AIRLOCK_TEST_BACKEND=distributed` (the contract's test switch): the
+/// environment that gives a server over `data_dir` its own bucket on the S3 test server
+/// (`scripts/test-s3`), the same bucket whenever the same data directory starts again (restart
+/// tests). Empty in the embedded default; with `distributed` but no `AIRLOCK_TEST_S3_ENDPOINT`
+/// the test fails rather than running embedded.
+pub fn distributed_blob_env(data_dir: &Path) -> Vec<(String, String)> {
+    if std::env::var("AIRLOCK_TEST_BACKEND").as_deref() != Ok("distributed") {
+        return Vec::new();
+    }
+    let server = airlock_store::test_support::TestS3::from_env()
+        .unwrap_or_else(|err| panic!("AIRLOCK_TEST_BACKEND=distributed: {err}"));
+    let bucket = format!(
+        "airlock-t-{}",
+        &sha256(data_dir.to_string_lossy().as_bytes())[7..23]
+    );
+    create_test_bucket(&server, &bucket);
+    vec![
+        ("AIRLOCK_BLOB_STORE".into(), format!("s3://{bucket}")),
+        ("AIRLOCK_S3__ENDPOINT".into(), server.endpoint.clone()),
+        ("AIRLOCK_S3__PATH_STYLE".into(), "true".into()),
+        ("AIRLOCK_S3__ALLOW_HTTP".into(), "true".into()),
+    ]
+}
+
+/// Creates `bucket` on the S3 test server from synchronous code (which may run inside a test's
+/// runtime, so on a thread of its own).
+pub fn create_test_bucket(server: &airlock_store::test_support::TestS3, bucket: &str) {
+    let (server, name) = (server.clone(), bucket.to_string());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(server.create_bucket(&name))
+    })
+    .join()
+    .expect("bucket thread")
+    .unwrap_or_else(|err| panic!("{err}"));
+}
+
+/// Whether a test that reads or damages files in the data directory (blob files, the SQLite
+/// database) may run: not under `AIRLOCK_TEST_BACKEND=distributed`, where it prints a notice
+/// and the caller returns.
+pub fn embedded_only() -> bool {
+    if std::env::var("AIRLOCK_TEST_BACKEND").as_deref() == Ok("distributed") {
+        eprintln!("NOTICE: embedded-only test skipped under AIRLOCK_TEST_BACKEND=distributed");
+        return false;
+    }
+    true
+}
+
+/// Whether the bytes of blob `digest` are stored for server `s`: its file in the data directory,
+/// or under `AIRLOCK_TEST_BACKEND=distributed` its object in the server's bucket.
+pub async fn blob_stored(s: &TestServer, digest: &str) -> bool {
+    let digest: airlock_core::Digest = digest.parse().expect("digest");
+    if std::env::var("AIRLOCK_TEST_BACKEND").as_deref() != Ok("distributed") {
+        return airlock_store::local_blob_file(&s.data_dir.join("blobs"), &digest).exists();
+    }
+    let env = distributed_blob_env(&s.data_dir);
+    let location: airlock_store::S3Location = env[0].1.parse().expect("location");
+    let server = airlock_store::test_support::TestS3::from_env().expect("S3 test server");
+    airlock_store::BlobStore::s3(&location, &server.options(None), std::env::vars())
+        .await
+        .expect("bucket")
+        .size(&digest)
+        .await
+        .expect("head")
+        .is_some()
+}
+
+/// How many committed blobs the server over `data_dir` stores: files under its `blobs/blobs/`, or
+/// under `AIRLOCK_TEST_BACKEND=distributed` objects in its bucket.
+pub fn stored_blob_count(data_dir: &Path) -> usize {
+    if std::env::var("AIRLOCK_TEST_BACKEND").as_deref() != Ok("distributed") {
+        fn walk(dir: &Path) -> usize {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .map(|e| e.unwrap().path())
+                .map(|p| if p.is_dir() { walk(&p) } else { 1 })
+                .sum()
+        }
+        return walk(&data_dir.join("blobs").join("blobs"));
+    }
+    let env = distributed_blob_env(data_dir);
+    let location: airlock_store::S3Location = env[0].1.parse().expect("location");
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                let server = airlock_store::test_support::TestS3::from_env().expect("S3");
+                airlock_store::BlobStore::s3(&location, &server.options(None), std::env::vars())
+                    .await
+                    .expect("bucket")
+                    .list_blobs()
+                    .await
+                    .expect("list")
+                    .len()
+            })
+    })
+    .join()
+    .expect("listing thread")
 }

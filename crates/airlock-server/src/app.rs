@@ -101,7 +101,12 @@ pub async fn open_registry(config: &Config) -> Result<Arc<Registry>, ServeError>
         .await
         .map_err(storage)?;
     crate::data_dir::check_new_database(dir, &metadata, config.allow_new_database).await?;
-    let blobs = BlobStore::local(&dir.join("blobs")).map_err(storage)?;
+    let blobs = match &config.blob_store {
+        None => BlobStore::local(&dir.join("blobs")).map_err(storage)?,
+        Some(location) => BlobStore::s3(location, &config.s3.options(), std::env::vars())
+            .await
+            .map_err(storage)?,
+    };
     let limits = RegistryLimits {
         max_manifest_bytes: config.registry.max_manifest_bytes,
         upload_expiry: Duration::from_secs(config.registry.upload_expiry_secs),

@@ -60,6 +60,97 @@ pub struct Config {
     pub stages: Vec<StageConfig>,
     /// Garbage collection (`airlock gc`): the grace period and the retention rule.
     pub gc: GcConfig,
+    /// Where blob bytes are kept: unset, the data directory's `blobs/`; `s3://BUCKET` or
+    /// `s3://BUCKET/PREFIX`, an S3 bucket reached as `[s3]` says (docs/storage.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blob_store: Option<airlock_store::S3Location>,
+    /// How the S3 bucket of `blob_store` is reached, and redirects of blob downloads to it.
+    pub s3: S3Config,
+}
+
+/// The S3 bucket of `blob_store` (see `docs/storage.md`). Credentials are never configured here:
+/// they come from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` (or a web
+/// identity or the instance's role, as AWS clients look for them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// The S3 endpoint, e.g. `https://s3.example.com` or `http://127.0.0.1:9000`. Unset: AWS in
+    /// `region`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The region requests are signed for.
+    pub region: String,
+    /// Path-style requests (`ENDPOINT/BUCKET/KEY`), which most S3-compatible servers need;
+    /// otherwise virtual-hosted ones (`BUCKET.ENDPOINT/KEY`), as AWS prefers.
+    pub path_style: bool,
+    /// Allows an `http://` endpoint (bytes and signed requests travel in the clear).
+    pub allow_http: bool,
+    /// Blob GETs that passed the access check answer `307` to a presigned URL of the bucket, so
+    /// the bytes do not pass through airlock (clients must reach the bucket's endpoint).
+    pub redirect: bool,
+    /// How long a presigned URL stays valid, in seconds (10 to 3600).
+    pub redirect_ttl_secs: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: "us-east-1".into(),
+            path_style: false,
+            allow_http: false,
+            redirect: false,
+            redirect_ttl_secs: 300,
+        }
+    }
+}
+
+impl S3Config {
+    /// The store's view of these settings.
+    pub fn options(&self) -> airlock_store::S3Options {
+        airlock_store::S3Options {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            path_style: self.path_style,
+            allow_http: self.allow_http,
+            redirect_ttl: self
+                .redirect
+                .then(|| std::time::Duration::from_secs(self.redirect_ttl_secs)),
+        }
+    }
+
+    /// Checks the settings against each other and `blob_store`.
+    fn validate(&self, blob_store: Option<&airlock_store::S3Location>) -> Result<(), String> {
+        if !airlock_store::REDIRECT_TTL_SECS.contains(&self.redirect_ttl_secs) {
+            return Err(format!(
+                "s3.redirect_ttl_secs must be between {} and {}",
+                airlock_store::REDIRECT_TTL_SECS.start(),
+                airlock_store::REDIRECT_TTL_SECS.end()
+            ));
+        }
+        if self.redirect && blob_store.is_none() {
+            return Err(
+                "s3.redirect needs blob_store = \"s3://BUCKET\": blobs in the data directory are served by airlock".into(),
+            );
+        }
+        if let Some(endpoint) = &self.endpoint {
+            if endpoint.starts_with("http://") {
+                if !self.allow_http {
+                    return Err(format!(
+                        "s3.endpoint {endpoint:?} is plain HTTP: use https://, or set s3.allow_http = true on a trusted network"
+                    ));
+                }
+            } else if !endpoint.starts_with("https://") {
+                return Err(format!(
+                    "s3.endpoint {endpoint:?} must start with https:// (or http:// with s3.allow_http = true)"
+                ));
+            }
+        }
+        if self.region.is_empty() {
+            return Err("s3.region must not be empty".into());
+        }
+        Ok(())
+    }
 }
 
 /// Garbage collection (see `docs/operations.md`, "Garbage collection").
@@ -117,6 +208,8 @@ impl Default for Config {
             tls: None,
             stages: Stages::default_pipeline(),
             gc: GcConfig::default(),
+            blob_store: None,
+            s3: S3Config::default(),
         }
     }
 }
@@ -801,7 +894,7 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 15] = [
+const ENV_SETTABLE: [&str; 17] = [
     "listen",
     "insecure_listen",
     "tls",
@@ -817,6 +910,8 @@ const ENV_SETTABLE: [&str; 15] = [
     "limits",
     "shutdown",
     "gc",
+    "blob_store",
+    "s3",
 ];
 
 impl Config {
@@ -986,6 +1081,9 @@ impl Config {
                 "shutdown: drain_delay_secs and timeout_secs must be at most {MAX_INTERVAL_SECS}"
             )));
         }
+        self.s3
+            .validate(self.blob_store.as_ref())
+            .map_err(invalid)?;
         let gc = &self.gc;
         let min_grace = if gc.unsafe_short_periods {
             0
@@ -1359,6 +1457,84 @@ mod tests {
         let err = Config::load(Some(&file), []).unwrap_err().to_string();
         assert!(err.contains("stages") && err.contains("qa"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// `blob_store` takes `s3://BUCKET[/PREFIX]` only; `[s3]` is checked against it: plain HTTP
+    /// only when allowed, redirects only on S3 and for 10 s to 1 h.
+    #[test]
+    fn blob_store_and_s3_settings_are_checked() {
+        let load = |pairs: &[(&str, &str)]| {
+            Config::load(
+                None,
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let config = load(&[
+            ("AIRLOCK_BLOB_STORE", "s3://airlock-blobs/prod"),
+            ("AIRLOCK_S3__ENDPOINT", "http://127.0.0.1:9000"),
+            ("AIRLOCK_S3__ALLOW_HTTP", "true"),
+            ("AIRLOCK_S3__PATH_STYLE", "true"),
+            ("AIRLOCK_S3__REDIRECT", "true"),
+        ])
+        .unwrap();
+        let location = config.blob_store.clone().unwrap();
+        assert_eq!(
+            (location.bucket(), location.to_string().as_str()),
+            ("airlock-blobs", "s3://airlock-blobs/prod")
+        );
+        let options = config.s3.options();
+        assert_eq!(options.region, "us-east-1");
+        assert_eq!(
+            options.redirect_ttl,
+            Some(std::time::Duration::from_secs(300))
+        );
+        assert!(options.path_style && options.allow_http);
+        assert!(load(&[]).unwrap().blob_store.is_none());
+        for (pairs, words) in [
+            (
+                vec![("AIRLOCK_BLOB_STORE", "/var/lib/blobs")],
+                "write s3://BUCKET or s3://BUCKET/PREFIX",
+            ),
+            (
+                vec![("AIRLOCK_BLOB_STORE", "s3://Bad_Bucket")],
+                "bucket name must be",
+            ),
+            (
+                vec![
+                    ("AIRLOCK_BLOB_STORE", "s3://airlock-blobs"),
+                    ("AIRLOCK_S3__ENDPOINT", "http://127.0.0.1:9000"),
+                ],
+                "s3.allow_http = true",
+            ),
+            (
+                vec![
+                    ("AIRLOCK_BLOB_STORE", "s3://airlock-blobs"),
+                    ("AIRLOCK_S3__ENDPOINT", "127.0.0.1:9000"),
+                ],
+                "must start with https://",
+            ),
+            (
+                vec![("AIRLOCK_S3__REDIRECT", "true")],
+                "s3.redirect needs blob_store",
+            ),
+            (
+                vec![
+                    ("AIRLOCK_BLOB_STORE", "s3://airlock-blobs"),
+                    ("AIRLOCK_S3__REDIRECT_TTL_SECS", "3601"),
+                ],
+                "s3.redirect_ttl_secs must be between 10 and 3600",
+            ),
+            (
+                vec![("AIRLOCK_S3__SECRET_ACCESS_KEY", "x")],
+                "unknown field `secret_access_key`",
+            ),
+        ] {
+            let err = load(&pairs).unwrap_err().to_string();
+            assert!(err.contains(words), "{pairs:?}: {err}");
+        }
     }
 }
 

@@ -659,6 +659,17 @@ impl Registry {
         Ok((size, stream))
     }
 
+    /// Where a client may fetch a blob `repo` can serve straight from the bucket (a presigned
+    /// URL, `[s3] redirect`), or `None` when airlock serves it itself. The caller has checked
+    /// access; the URL carries a signature and must not be logged.
+    pub async fn blob_redirect(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>> {
+        if !self.blobs.redirects_downloads() {
+            return Ok(None);
+        }
+        self.blob_size(repo, digest).await?;
+        Ok(self.blobs.presigned_get(digest).await?)
+    }
+
     /// Removes a blob from a repository of a push stage. The bytes stay while other repositories
     /// (or other stages) still reference them.
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest, actor: &Actor) -> Result<()> {

@@ -66,6 +66,17 @@ pub enum StoreError {
         /// What the check reported (up to 20 problems).
         problems: String,
     },
+    /// The S3 blob store could not be set up or did not take a test write at start.
+    #[error(
+        "blob store {location} cannot be used: {source}. Check blob_store, [s3] endpoint, region, path_style and allow_http, that the bucket exists, and the credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (docs/storage.md)"
+    )]
+    BlobStoreUnusable {
+        /// The `s3://` location.
+        location: String,
+        /// Why.
+        #[source]
+        source: Box<StoreError>,
+    },
 }
 
 impl StoreError {

@@ -24,6 +24,8 @@ mod refresh;
 mod refusals;
 mod schema;
 mod separation;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 mod webhooks;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
@@ -32,7 +34,8 @@ pub use api_keys::{ApiKeyRow, ExpiringKey, NewApiKey, SentNotice};
 pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};
 pub use backup::{ReferencedBlob, blobs_gone_live, drop_unreferenced_blobs, snapshot_sqlite};
 pub use blobs::{
-    BlobRange, BlobStore, ByteStream, ChunkWriteError, StoredBlobFile, local_blob_file,
+    BlobRange, BlobStore, ByteStream, CREDENTIAL_VARIABLES, ChunkWriteError, REDIRECT_TTL_SECS,
+    S3Location, S3LocationError, S3Options, StoredBlobFile, local_blob_file,
 };
 pub use catalog::TagRow;
 pub use error::StoreError;

@@ -1,4 +1,4 @@
-//! Blob reads (with `Range`) and deletes.
+//! Blob reads (with `Range`, or a redirect to the bucket with `[s3] redirect`) and deletes.
 
 use airlock_core::{Action, Digest, RepoName};
 use airlock_store::BlobRange;
@@ -60,8 +60,24 @@ pub(super) async fn get(
     with_body: bool,
 ) -> Result<Response, OciError> {
     let state = request.state;
-    request.authorize(Some(&repo), Action::Pull).await?;
+    let actor = request.authorize(Some(&repo), Action::Pull).await?;
     let size = state.registry.blob_size(&repo, &digest).await?;
+    // `[s3] redirect`: the bytes come from the bucket. GET only, as distribution does: a HEAD
+    // is answered here, where it costs nothing.
+    if with_body && let Some(location) = state.registry.blob_redirect(&repo, &digest).await? {
+        tracing::info!(
+            principal = %actor.principal,
+            client = actor.source.as_deref().unwrap_or("-"),
+            repository = %repo,
+            %digest,
+            "blob download redirected to the blob store"
+        );
+        let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::LOCATION, header_value(location));
+        headers.insert("docker-content-digest", header_value(digest.to_string()));
+        return Ok(response);
+    }
     let range = request
         .header(header::RANGE)
         .map(|value| parse_range(value, size))

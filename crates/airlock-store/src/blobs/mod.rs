@@ -7,15 +7,23 @@
 //!
 //! Memory per upload is bounded: on a local directory a chunk goes straight to its file through
 //! one [`LOCAL_WRITE_BUFFER`]-sized buffer and several chunks are joined by the kernel
-//! (`std::io::copy`), so a parallel upload costs well under 1 MiB of server memory; other
-//! `object_store` backends buffer [`PART_SIZE`] per part with [`PARTS_IN_FLIGHT`] parts in flight.
-//! A chunk that fails leaves no file behind, and no staging directory if it was the first.
+//! (`std::io::copy`), so a parallel upload costs well under 1 MiB of server memory (`local.rs`);
+//! on S3 (`s3.rs`) every chunk is an object of its own and several are joined at commit through
+//! one multipart upload of [`PART_SIZE`] parts with [`PARTS_IN_FLIGHT`] parts in flight
+//! (`remote.rs` says why). A chunk that fails leaves nothing behind, and no staging directory if
+//! it was the first.
 //!
 //! A local store remembers which directory it opened (device and inode): if that directory is
 //! removed or replaced while the server runs, chunk writes, commits, small documents and the
 //! readiness probe are
 //! refused with [`crate::WriteRefusal`] rather than recreating an empty directory and
 //! acknowledging pushes while every earlier blob is gone.
+
+mod local;
+mod remote;
+mod s3;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -25,10 +33,15 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 use uuid::Uuid;
 
 use crate::error::StoreError;
+use local::{
+    file_stream, join_local_chunks, remove_dir_if_present, remove_file_if_present,
+    write_local_chunk,
+};
+pub use s3::{CREDENTIAL_VARIABLES, REDIRECT_TTL_SECS, S3Location, S3LocationError, S3Options};
 
 /// A stream of blob bytes, as served to clients.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
@@ -85,10 +98,12 @@ const PARTS_IN_FLIGHT: usize = 2;
 /// written on the blocking pool while the next piece arrives).
 const LOCAL_WRITE_BUFFER: usize = 256 * 1024;
 
-/// Blob bytes behind the `object_store` abstraction (local directory now, S3 by configuration later).
+/// Blob bytes behind the `object_store` abstraction: a local directory, or an S3 bucket.
 #[derive(Clone)]
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
+    /// Presigns blob GETs when redirects to the bucket are on.
+    redirects: Option<s3::Redirects>,
     /// Root directory when the store is local, to remove staging leftovers an abort can miss.
     local_root: Option<PathBuf>,
     /// The local root as opened, to refuse writes once it is removed or replaced.
@@ -121,134 +136,6 @@ fn io_error(err: object_store::Error) -> std::io::Error {
     std::io::Error::other(err)
 }
 
-/// Bytes read from a local blob file per blocking read.
-const READ_SIZE: u64 = 2 * 1024 * 1024;
-
-/// Streams `range` of a local file in [`READ_SIZE`] pieces, each read on the blocking pool.
-fn file_stream(file: std::fs::File, range: std::ops::Range<u64>) -> ByteStream {
-    use std::io::{Read, Seek, SeekFrom};
-    let state = (file, range.start, range.end, false);
-    futures::stream::try_unfold(state, |(mut file, position, end, seeked)| async move {
-        if position >= end {
-            return Ok(None);
-        }
-        tokio::task::spawn_blocking(move || {
-            if !seeked {
-                file.seek(SeekFrom::Start(position))?;
-            }
-            let want = (end - position).min(READ_SIZE) as usize;
-            let mut buffer = vec![0u8; want];
-            let mut filled = 0;
-            while filled < want {
-                match file.read(&mut buffer[filled..])? {
-                    0 => break,
-                    n => filled += n,
-                }
-            }
-            if filled == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "blob file is shorter than its recorded size",
-                ));
-            }
-            buffer.truncate(filled);
-            Ok(Some((
-                Bytes::from(buffer),
-                (file, position + filled as u64, end, true),
-            )))
-        })
-        .await
-        .map_err(std::io::Error::other)?
-    })
-    .boxed()
-}
-
-/// Writes a chunk body to `file` (created on the first byte, in `dir`) through one bounded buffer.
-async fn write_local_chunk<S, E>(
-    dir: &FsPath,
-    file: &FsPath,
-    body: S,
-    digester: &mut Digester,
-) -> Result<u64, ChunkWriteError>
-where
-    S: futures::Stream<Item = Result<Bytes, E>> + Send,
-    E: std::error::Error + Send + Sync + 'static,
-{
-    use tokio::io::AsyncWriteExt;
-    let mut body = std::pin::pin!(body);
-    let mut out: Option<tokio::fs::File> = None;
-    let mut written = 0u64;
-    while let Some(next) = body.next().await {
-        let bytes = next.map_err(|err| ChunkWriteError::Body(Box::new(err)))?;
-        if bytes.is_empty() {
-            continue;
-        }
-        let target = match &mut out {
-            Some(target) => target,
-            None => {
-                tokio::fs::create_dir_all(dir).await?;
-                let mut created = tokio::fs::File::create(file).await?;
-                created.set_max_buf_size(LOCAL_WRITE_BUFFER);
-                out.insert(created)
-            }
-        };
-        digester.update(&bytes);
-        target.write_all(&bytes).await?;
-        written += bytes.len() as u64;
-    }
-    if let Some(mut target) = out {
-        // Waits for the last write on the blocking pool and reports its error, if any.
-        target.flush().await?;
-    }
-    Ok(written)
-}
-
-async fn remove_file_if_present(path: &FsPath) -> Result<(), StoreError> {
-    match tokio::fs::remove_file(path).await {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(err.into()),
-    }
-}
-
-async fn remove_dir_if_present(path: &FsPath) -> Result<(), StoreError> {
-    match tokio::fs::remove_dir_all(path).await {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(err.into()),
-    }
-}
-
-/// Joins a local upload's chunks into the blob at `target`: the kernel copies the bytes
-/// (`copy_file_range` where available) into a staging file that is renamed into place, so the
-/// blob appears whole or not at all and no chunk passes through user-space memory.
-async fn join_local_chunks(
-    root: PathBuf,
-    upload: Uuid,
-    chunks: u32,
-    target: Path,
-) -> Result<(), StoreError> {
-    tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-        let dir = root.join("uploads").join(upload.to_string());
-        let joined = dir.join("joined");
-        let mut out = std::fs::File::create(&joined)?;
-        for chunk in 0..chunks {
-            let mut part = std::fs::File::open(dir.join(format!("{chunk:08}")))?;
-            std::io::copy(&mut part, &mut out)?;
-        }
-        out.sync_data()?;
-        drop(out);
-        let destination = root.join(target.as_ref());
-        if let Some(parent) = destination.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::rename(&joined, &destination)?;
-        Ok(())
-    })
-    .await
-    .map_err(|err| StoreError::Io(std::io::Error::other(err)))?
-}
-
 impl BlobStore {
     /// A blob store in a local directory, created if missing.
     pub fn local(root: &FsPath) -> Result<Self, StoreError> {
@@ -259,14 +146,41 @@ impl BlobStore {
             store: Arc::new(store),
             opened_root: Some(crate::health::BlobDirectory::opened(&root)?),
             local_root: Some(root),
+            redirects: None,
             failures: Default::default(),
         })
+    }
+
+    /// A blob store in an S3 bucket, under the location's prefix, with credentials from `env`
+    /// (only [`CREDENTIAL_VARIABLES`] are read). Checked before it is returned: a one-byte object is
+    /// written and deleted, so a wrong endpoint, region, bucket or credential fails here, at start,
+    /// with [`StoreError::BlobStoreUnusable`] naming the location.
+    pub async fn s3(
+        location: &S3Location,
+        options: &S3Options,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, StoreError> {
+        let unusable = |source: StoreError| StoreError::BlobStoreUnusable {
+            location: location.to_string(),
+            source: Box::new(source),
+        };
+        let (store, redirects) = s3::build(location, options, env).map_err(unusable)?;
+        let blobs = Self {
+            store,
+            redirects,
+            local_root: None,
+            opened_root: None,
+            failures: Default::default(),
+        };
+        blobs.probe_write().await.map_err(unusable)?;
+        Ok(blobs)
     }
 
     /// A blob store over any `object_store` backend.
     pub fn from_object_store(store: Arc<dyn ObjectStore>) -> Self {
         Self {
             store,
+            redirects: None,
             local_root: None,
             opened_root: None,
             failures: Default::default(),
@@ -319,42 +233,17 @@ impl BlobStore {
             }
             return result;
         }
-        let location = chunk_path(upload, chunk);
-        let upload_handle = self
-            .store
-            .put_multipart(&location)
-            .await
-            .inspect_err(|err| self.failures.record("blob store write", err))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload_handle, PART_SIZE);
-        let mut written = 0u64;
-        let mut body = std::pin::pin!(body);
-        while let Some(next) = body.next().await {
-            let bytes = match next {
-                Ok(bytes) => bytes,
-                Err(err) => {
-                    let _ = writer.abort().await;
-                    return Err(ChunkWriteError::Body(Box::new(err)));
-                }
-            };
-            if let Err(err) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                self.failures.record("blob store write", &err);
-                let _ = writer.abort().await;
-                return Err(err.into());
-            }
-            digester.update(&bytes);
-            written += bytes.len() as u64;
-            writer.put(bytes);
+        let result = remote::write_chunk(
+            self.store.as_ref(),
+            &chunk_path(upload, chunk),
+            body,
+            digester,
+        )
+        .await;
+        if let Err(ChunkWriteError::Store(err)) = &result {
+            self.failures.record("blob store write", err);
         }
-        if written == 0 {
-            // Nothing arrived (e.g. a PUT that only finishes the upload): store no empty chunk.
-            writer.abort().await?;
-        } else {
-            writer
-                .finish()
-                .await
-                .inspect_err(|err| self.failures.record("blob store write", err))?;
-        }
-        Ok(written)
+        result
     }
 
     /// Writes and deletes a one-byte object, to learn whether the store takes writes now (a
@@ -413,8 +302,11 @@ impl BlobStore {
         Ok(digester.finish())
     }
 
-    /// Makes a verified upload visible as `digest`. A single chunk (the common case) is renamed, not
-    /// copied; several chunks are concatenated in a stream. Staging data is removed afterwards.
+    /// Makes a verified upload visible as `digest`. On a local directory a single chunk (the
+    /// common case) is renamed and several are joined by the kernel; on S3 a single chunk is
+    /// copied by the bucket and several are joined through one multipart upload that re-hashes
+    /// the bytes and is aborted unless they are `digest` (`remote.rs`). Staging data is removed
+    /// afterwards.
     pub async fn commit_upload(
         &self,
         upload: Uuid,
@@ -427,38 +319,21 @@ impl BlobStore {
             (0, _) => {
                 self.store.put(&target, PutPayload::new()).await?;
             }
-            (1, _) => {
+            (1, Some(_)) => {
                 self.store.rename(&chunk_path(upload, 0), &target).await?;
             }
             (_, Some(root)) => {
                 join_local_chunks(root.clone(), upload, chunks, target).await?;
             }
+            (1, None)
+                if self.store.head(&chunk_path(upload, 0)).await?.size
+                    <= remote::MAX_SINGLE_COPY =>
+            {
+                self.store.copy(&chunk_path(upload, 0), &target).await?;
+            }
             (_, None) => {
-                let handle = self.store.put_multipart(&target).await?;
-                let mut writer = WriteMultipart::new_with_chunk_size(handle, PART_SIZE);
-                for chunk in 0..chunks {
-                    let mut stream = self
-                        .store
-                        .get(&chunk_path(upload, chunk))
-                        .await?
-                        .into_stream();
-                    loop {
-                        let next = match stream.try_next().await {
-                            Ok(next) => next,
-                            Err(err) => {
-                                let _ = writer.abort().await;
-                                return Err(err.into());
-                            }
-                        };
-                        let Some(bytes) = next else { break };
-                        if let Err(err) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                            let _ = writer.abort().await;
-                            return Err(err.into());
-                        }
-                        writer.put(bytes);
-                    }
-                }
-                writer.finish().await?;
+                let parts: Vec<Path> = (0..chunks).map(|n| chunk_path(upload, n)).collect();
+                remote::join_chunks(self.store.as_ref(), &parts, &target, digest).await?;
             }
         }
         self.discard_upload(upload, chunks).await
@@ -478,6 +353,17 @@ impl BlobStore {
                 Ok(()) => {}
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
                 Err(err) => return Err(err.into()),
+            }
+        } else {
+            // A chunk written by a process that died before recording it is not counted in
+            // `chunks`: whatever is left under the session's prefix goes too.
+            let prefix = Path::from(format!("uploads/{upload}"));
+            let left: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+            for object in left {
+                match self.store.delete(&object.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(err) => return Err(err.into()),
+                }
             }
         }
         Ok(())
@@ -574,146 +460,28 @@ impl BlobStore {
         Ok(files)
     }
 
+    /// Whether blob downloads are redirected to presigned URLs ([`BlobStore::presigned_get`]).
+    pub fn redirects_downloads(&self) -> bool {
+        self.redirects.is_some()
+    }
+
+    /// A URL that fetches the committed blob `digest` straight from the bucket, without
+    /// credentials, for the configured lifetime: `None` unless the store is S3 with redirects
+    /// on. Contains a signature: hand it to the client, never log it.
+    pub async fn presigned_get(&self, digest: &Digest) -> Result<Option<String>, StoreError> {
+        match &self.redirects {
+            Some(redirects) => Ok(Some(
+                redirects.presign(&blob_path(digest)).await?.to_string(),
+            )),
+            None => Ok(None),
+        }
+    }
+
     /// Deletes a committed blob's bytes.
     pub async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
         match self.store.delete(&blob_path(digest)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(err) => Err(err.into()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chunks(
-        parts: &[&'static [u8]],
-    ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-        futures::stream::iter(
-            parts
-                .iter()
-                .map(|p| Ok(Bytes::from_static(p)))
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    async fn read_all(store: &BlobStore, digest: &Digest, range: Option<BlobRange>) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut s = store.read(digest, range).await.unwrap();
-        while let Some(b) = s.try_next().await.unwrap() {
-            out.extend_from_slice(&b);
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn a_removed_or_replaced_blob_directory_refuses_writes_and_is_not_recreated() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("blobs");
-        let store = BlobStore::local(&root).unwrap();
-        store.probe_write().await.unwrap();
-        let mut d = Digester::new(DigestAlgorithm::Sha256);
-        store
-            .write_chunk(Uuid::new_v4(), 0, chunks(&[b"kept"]), &mut d)
-            .await
-            .unwrap();
-
-        std::fs::remove_dir_all(&root).unwrap();
-        let refused = store.probe_write().await.unwrap_err();
-        assert!(
-            matches!(
-                refused.write_refusal(),
-                Some(crate::WriteRefusal::BlobDirectoryRemoved)
-            ),
-            "{refused}"
-        );
-        let refused = store
-            .write_chunk(Uuid::new_v4(), 0, chunks(&[b"lost"]), &mut d)
-            .await
-            .unwrap_err();
-        assert!(refused.to_string().contains("was removed"), "{refused}");
-        let digest = Digest::sha256_of(b"doc");
-        assert!(
-            store
-                .put_small(&digest, Bytes::from_static(b"doc"))
-                .await
-                .is_err()
-        );
-        assert!(!root.exists(), "a refused write recreated the directory");
-
-        std::fs::create_dir(&root).unwrap();
-        let refused = store.probe_write().await.unwrap_err();
-        assert!(
-            matches!(
-                refused.write_refusal(),
-                Some(crate::WriteRefusal::BlobDirectoryReplaced)
-            ),
-            "{refused}"
-        );
-        assert!(
-            store
-                .commit_upload(Uuid::new_v4(), 0, &digest)
-                .await
-                .is_err()
-        );
-    }
-
-    #[tokio::test]
-    async fn chunked_upload_commits_concatenation_and_cleans_staging() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::local(dir.path()).unwrap();
-        let id = Uuid::new_v4();
-        let mut d = Digester::new(DigestAlgorithm::Sha256);
-        store
-            .write_chunk(id, 0, chunks(&[b"hello ", b"big "]), &mut d)
-            .await
-            .unwrap();
-        store
-            .write_chunk(id, 1, chunks(&[b"world"]), &mut d)
-            .await
-            .unwrap();
-        let digest = d.finish();
-        assert_eq!(digest, Digest::sha256_of(b"hello big world"));
-        assert_eq!(
-            store
-                .digest_upload(id, 2, DigestAlgorithm::Sha256)
-                .await
-                .unwrap(),
-            digest
-        );
-        store.commit_upload(id, 2, &digest).await.unwrap();
-        assert_eq!(read_all(&store, &digest, None).await, b"hello big world");
-        assert_eq!(
-            read_all(&store, &digest, Some(BlobRange { start: 6, end: 9 })).await,
-            b"big"
-        );
-        assert_eq!(store.size(&digest).await.unwrap(), Some(15));
-        assert!(!dir.path().join("uploads").join(id.to_string()).exists());
-    }
-
-    #[tokio::test]
-    async fn single_chunk_upload_is_renamed_and_discard_removes_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::local(dir.path()).unwrap();
-        let id = Uuid::new_v4();
-        let mut d = Digester::new(DigestAlgorithm::Sha256);
-        store
-            .write_chunk(id, 0, chunks(&[b"abc"]), &mut d)
-            .await
-            .unwrap();
-        let digest = d.finish();
-        store.commit_upload(id, 1, &digest).await.unwrap();
-        assert_eq!(read_all(&store, &digest, None).await, b"abc");
-
-        let other = Uuid::new_v4();
-        let mut d = Digester::new(DigestAlgorithm::Sha256);
-        store
-            .write_chunk(other, 0, chunks(&[b"xyz"]), &mut d)
-            .await
-            .unwrap();
-        store.discard_upload(other, 1).await.unwrap();
-        assert!(!dir.path().join("uploads").join(other.to_string()).exists());
-        assert_eq!(store.size(&Digest::sha256_of(b"xyz")).await.unwrap(), None);
     }
 }

@@ -1,0 +1,394 @@
+//! The blob store on a local directory, and on S3 when a test server is given.
+
+use super::*;
+
+fn chunks(
+    parts: &[&'static [u8]],
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    futures::stream::iter(
+        parts
+            .iter()
+            .map(|p| Ok(Bytes::from_static(p)))
+            .collect::<Vec<_>>(),
+    )
+}
+
+async fn read_all(store: &BlobStore, digest: &Digest, range: Option<BlobRange>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut s = store.read(digest, range).await.unwrap();
+    while let Some(b) = s.try_next().await.unwrap() {
+        out.extend_from_slice(&b);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_removed_or_replaced_blob_directory_refuses_writes_and_is_not_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("blobs");
+    let store = BlobStore::local(&root).unwrap();
+    store.probe_write().await.unwrap();
+    let mut d = Digester::new(DigestAlgorithm::Sha256);
+    store
+        .write_chunk(Uuid::new_v4(), 0, chunks(&[b"kept"]), &mut d)
+        .await
+        .unwrap();
+
+    std::fs::remove_dir_all(&root).unwrap();
+    let refused = store.probe_write().await.unwrap_err();
+    assert!(
+        matches!(
+            refused.write_refusal(),
+            Some(crate::WriteRefusal::BlobDirectoryRemoved)
+        ),
+        "{refused}"
+    );
+    let refused = store
+        .write_chunk(Uuid::new_v4(), 0, chunks(&[b"lost"]), &mut d)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("was removed"), "{refused}");
+    let digest = Digest::sha256_of(b"doc");
+    assert!(
+        store
+            .put_small(&digest, Bytes::from_static(b"doc"))
+            .await
+            .is_err()
+    );
+    assert!(!root.exists(), "a refused write recreated the directory");
+
+    std::fs::create_dir(&root).unwrap();
+    let refused = store.probe_write().await.unwrap_err();
+    assert!(
+        matches!(
+            refused.write_refusal(),
+            Some(crate::WriteRefusal::BlobDirectoryReplaced)
+        ),
+        "{refused}"
+    );
+    assert!(
+        store
+            .commit_upload(Uuid::new_v4(), 0, &digest)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn chunked_upload_commits_concatenation_and_cleans_staging() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::local(dir.path()).unwrap();
+    let id = Uuid::new_v4();
+    let mut d = Digester::new(DigestAlgorithm::Sha256);
+    store
+        .write_chunk(id, 0, chunks(&[b"hello ", b"big "]), &mut d)
+        .await
+        .unwrap();
+    store
+        .write_chunk(id, 1, chunks(&[b"world"]), &mut d)
+        .await
+        .unwrap();
+    let digest = d.finish();
+    assert_eq!(digest, Digest::sha256_of(b"hello big world"));
+    assert_eq!(
+        store
+            .digest_upload(id, 2, DigestAlgorithm::Sha256)
+            .await
+            .unwrap(),
+        digest
+    );
+    store.commit_upload(id, 2, &digest).await.unwrap();
+    assert_eq!(read_all(&store, &digest, None).await, b"hello big world");
+    assert_eq!(
+        read_all(&store, &digest, Some(BlobRange { start: 6, end: 9 })).await,
+        b"big"
+    );
+    assert_eq!(store.size(&digest).await.unwrap(), Some(15));
+    assert!(!dir.path().join("uploads").join(id.to_string()).exists());
+}
+
+#[tokio::test]
+async fn single_chunk_upload_is_renamed_and_discard_removes_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::local(dir.path()).unwrap();
+    let id = Uuid::new_v4();
+    let mut d = Digester::new(DigestAlgorithm::Sha256);
+    store
+        .write_chunk(id, 0, chunks(&[b"abc"]), &mut d)
+        .await
+        .unwrap();
+    let digest = d.finish();
+    store.commit_upload(id, 1, &digest).await.unwrap();
+    assert_eq!(read_all(&store, &digest, None).await, b"abc");
+
+    let other = Uuid::new_v4();
+    let mut d = Digester::new(DigestAlgorithm::Sha256);
+    store
+        .write_chunk(other, 0, chunks(&[b"xyz"]), &mut d)
+        .await
+        .unwrap();
+    store.discard_upload(other, 1).await.unwrap();
+    assert!(!dir.path().join("uploads").join(other.to_string()).exists());
+    assert_eq!(store.size(&Digest::sha256_of(b"xyz")).await.unwrap(), None);
+}
+
+// ---- the same store on S3, when a test server is given (`eval "$(scripts/test-s3)"`) ----
+
+/// A blob store in a fresh bucket of the test server (under a prefix), or `None` (with a notice)
+/// when there is none and `AIRLOCK_INTEROP` does not require one.
+async fn s3_store(redirect_ttl: Option<std::time::Duration>) -> Option<BlobStore> {
+    use crate::test_support::TestS3;
+    let server = match TestS3::from_env() {
+        Ok(server) => server,
+        Err(err) if std::env::var("AIRLOCK_INTEROP").as_deref() == Ok("required") => {
+            panic!("AIRLOCK_INTEROP=required: {err}")
+        }
+        Err(err) => {
+            eprintln!("NOTICE: skipping S3 test: {err}");
+            return None;
+        }
+    };
+    let bucket = TestS3::fresh_bucket_name();
+    server.create_bucket(&bucket).await.unwrap();
+    let location: S3Location = format!("s3://{bucket}/airlock").parse().unwrap();
+    Some(
+        BlobStore::s3(&location, &server.options(redirect_ttl), std::env::vars())
+            .await
+            .unwrap(),
+    )
+}
+
+/// `total` bytes of a pattern that differs per position (so a misplaced part shows).
+fn pattern(total: usize) -> Vec<u8> {
+    (0..total)
+        .map(|i| (i % 251) as u8 ^ (i / 251) as u8)
+        .collect()
+}
+
+/// Uploads `content` in chunks of `chunk` bytes, each chunk's body in pieces of at most 64 KiB
+/// (as a client's body arrives), and commits it.
+async fn upload_in_chunks(store: &BlobStore, content: &[u8], chunk: usize) -> Digest {
+    let id = Uuid::new_v4();
+    let mut d = Digester::new(DigestAlgorithm::Sha256);
+    let mut count = 0;
+    for piece in content.chunks(chunk) {
+        let body: Vec<Result<Bytes, std::io::Error>> = piece
+            .chunks(64 * 1024)
+            .map(|p| Ok(Bytes::copy_from_slice(p)))
+            .collect();
+        let written = store
+            .write_chunk(id, count, futures::stream::iter(body), &mut d)
+            .await
+            .unwrap();
+        assert_eq!(written, piece.len() as u64);
+        count += 1;
+    }
+    let digest = d.finish();
+    assert_eq!(digest, Digest::sha256_of(content));
+    store.commit_upload(id, count, &digest).await.unwrap();
+    let staged: Vec<_> = store
+        .store
+        .list(Some(&Path::from(format!("uploads/{id}"))))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(staged.is_empty(), "staging left behind: {staged:?}");
+    digest
+}
+
+#[tokio::test]
+async fn s3_uploads_of_any_chunk_size_commit_the_exact_bytes() {
+    let Some(store) = s3_store(None).await else {
+        return;
+    };
+    let cases: [(&str, usize, usize); 5] = [
+        ("1-byte chunks", 5, 1),
+        ("100 KiB chunks", 350 * 1024, 100 * 1024),
+        (
+            "7 MiB chunks (parts of 8 MiB cut across them)",
+            15 * 1024 * 1024 + 3,
+            7 * 1024 * 1024,
+        ),
+        (
+            "one chunk over the part size (multipart chunk, copied)",
+            9 * 1024 * 1024,
+            9 * 1024 * 1024,
+        ),
+        ("one small chunk", 1000, 1000),
+    ];
+    for (name, total, chunk) in cases {
+        let content = pattern(total);
+        let digest = upload_in_chunks(&store, &content, chunk).await;
+        assert_eq!(
+            store.size(&digest).await.unwrap(),
+            Some(total as u64),
+            "{name}"
+        );
+        assert!(
+            read_all(&store, &digest, None).await == content,
+            "{name}: bytes differ"
+        );
+        let range = BlobRange {
+            start: total as u64 / 3,
+            end: total as u64 / 3 + 2,
+        };
+        assert_eq!(
+            read_all(&store, &digest, Some(range)).await,
+            content[range.start as usize..range.end as usize],
+            "{name}: range"
+        );
+    }
+    let listed = store.list_blobs().await.unwrap();
+    assert_eq!(listed.len(), 5);
+    let now = crate::now_millis();
+    assert!(
+        listed
+            .iter()
+            .all(|f| (now - f.modified_millis).abs() < 10 * 60 * 1000),
+        "last-modified times from the bucket: {listed:?}"
+    );
+    store.delete(&listed[0].digest).await.unwrap();
+    assert_eq!(store.size(&listed[0].digest).await.unwrap(), None);
+    assert_eq!(store.list_blobs().await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn s3_join_that_reads_back_other_bytes_commits_nothing() {
+    let Some(store) = s3_store(None).await else {
+        return;
+    };
+    let id = Uuid::new_v4();
+    let mut d = Digester::new(DigestAlgorithm::Sha256);
+    for (n, part) in [b"first ".as_slice(), b"second"].into_iter().enumerate() {
+        store
+            .write_chunk(id, n as u32, chunks(&[part]), &mut d)
+            .await
+            .unwrap();
+    }
+    let claimed = Digest::sha256_of(b"something else");
+    let err = store.commit_upload(id, 2, &claimed).await.unwrap_err();
+    assert!(err.to_string().contains("nothing was committed"), "{err}");
+    assert_eq!(store.size(&claimed).await.unwrap(), None);
+    let pending: Vec<_> = store
+        .store
+        .list(Some(&Path::from("blobs")))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(pending.is_empty(), "{pending:?}");
+}
+
+/// A body that yields `good` bytes and then breaks off, as a client that goes away.
+fn broken_body(good: usize) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    futures::stream::iter(vec![
+        Ok(Bytes::from(pattern(good))),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "client went away",
+        )),
+    ])
+}
+
+#[tokio::test]
+async fn s3_broken_chunks_leave_no_object() {
+    let Some(store) = s3_store(None).await else {
+        return;
+    };
+    let id = Uuid::new_v4();
+    for (n, good) in [(0u32, 1000usize), (1, PART_SIZE + 1000)] {
+        let mut d = Digester::new(DigestAlgorithm::Sha256);
+        let err = store
+            .write_chunk(id, n, broken_body(good), &mut d)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ChunkWriteError::Body(_)), "{err}");
+    }
+    let left: Vec<_> = store.store.list(None).try_collect().await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn s3_presigned_urls_serve_the_blob_without_credentials() {
+    let Some(store) = s3_store(Some(std::time::Duration::from_secs(60))).await else {
+        return;
+    };
+    let content = pattern(300 * 1024);
+    let digest = upload_in_chunks(&store, &content, 128 * 1024).await;
+    let url = store.presigned_get(&digest).await.unwrap().unwrap();
+    assert!(url.contains("X-Amz-Signature="), "{url}");
+    let client = reqwest::Client::new();
+    let whole = client.get(&url).send().await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert!(whole.bytes().await.unwrap() == content);
+    let part = client
+        .get(&url)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.unwrap(), content[10..20]);
+    // Signed for GET: the same URL does not delete or overwrite.
+    let put = client.put(&url).body("x").send().await.unwrap();
+    assert!(put.status().is_client_error(), "{}", put.status());
+    assert_eq!(
+        store.size(&digest).await.unwrap(),
+        Some(content.len() as u64)
+    );
+
+    let plain = s3_store(None).await.unwrap();
+    assert_eq!(plain.presigned_get(&digest).await.unwrap(), None);
+}
+
+/// Wrong credentials fail when the store opens, naming the location and never the secret. (A
+/// bucket that does not exist fails the same way on S3, but the test server creates buckets on
+/// first write, so that is not checked here: docs/storage.md.)
+#[tokio::test]
+async fn s3_wrong_credentials_fail_at_open_naming_the_location() {
+    use crate::test_support::TestS3;
+    let Ok(server) = TestS3::from_env() else {
+        eprintln!("NOTICE: skipping S3 test: AIRLOCK_TEST_S3_ENDPOINT is not set");
+        return;
+    };
+    let bucket = TestS3::fresh_bucket_name();
+    server.create_bucket(&bucket).await.unwrap();
+    let location: S3Location = format!("s3://{bucket}/airlock").parse().unwrap();
+    let wrong = [
+        ("AWS_ACCESS_KEY_ID".to_string(), "wrong-key".to_string()),
+        (
+            "AWS_SECRET_ACCESS_KEY".to_string(),
+            "wrong-secret".to_string(),
+        ),
+    ];
+    let Err(err) = BlobStore::s3(&location, &server.options(None), wrong).await else {
+        panic!("a store with wrong credentials opened");
+    };
+    assert!(matches!(err, StoreError::BlobStoreUnusable { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("s3://{bucket}/airlock")),
+        "{message}"
+    );
+    assert!(message.contains("AWS_SECRET_ACCESS_KEY"), "{message}");
+    assert!(!message.contains("wrong-secret"), "{message}");
+}
+
+/// A chunk a dying process wrote but never recorded (not in the session's count) is removed
+/// with the session.
+#[tokio::test]
+async fn s3_discarding_an_upload_removes_unrecorded_chunks_too() {
+    let Some(store) = s3_store(None).await else {
+        return;
+    };
+    let id = Uuid::new_v4();
+    let mut d = Digester::new(DigestAlgorithm::Sha256);
+    for n in 0..3 {
+        store
+            .write_chunk(id, n, chunks(&[b"piece"]), &mut d)
+            .await
+            .unwrap();
+    }
+    store.discard_upload(id, 2).await.unwrap();
+    let left: Vec<_> = store.store.list(None).try_collect().await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
