@@ -22,8 +22,8 @@ pub(crate) async fn revoke_logins(
     reason: &str,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE refresh_families SET revoked_at = ?, revoked_reason = ?
-         WHERE principal_id = ? AND revoked_at IS NULL",
+        "UPDATE refresh_families SET revoked_at = $1, revoked_reason = $2
+         WHERE principal_id = $3 AND revoked_at IS NULL",
     )
     .bind(now_millis())
     .bind(reason)
@@ -74,8 +74,8 @@ async fn store_password(
     change: PasswordChange,
 ) -> Result<u64, StoreError> {
     let updated = sqlx::query(
-        "UPDATE principals SET password_must_change = ?, authz_epoch = authz_epoch + 1
-         WHERE id = ?",
+        "UPDATE principals SET password_must_change = $1, authz_epoch = authz_epoch + 1
+         WHERE id = $2",
     )
     .bind(i64::from(change.must_change()))
     .bind(principal_id)
@@ -88,7 +88,7 @@ async fn store_password(
     }
     sqlx::query(
         "INSERT INTO credentials (id, principal_id, kind, secret_hash, expires_at, revoked_at, created_at)
-         VALUES (?, ?, 'password', ?, NULL, NULL, ?)
+         VALUES ($1, $2, 'password', $3, NULL, NULL, $4)
          ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash,
            expires_at = NULL, revoked_at = NULL, created_at = excluded.created_at",
     )
@@ -143,11 +143,12 @@ impl Metadata {
         records: &[AuditRecord],
     ) -> Result<Result<u64, E>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let roles: Vec<String> =
-            sqlx::query_scalar("SELECT role FROM role_bindings WHERE principal_id = ? ORDER BY id")
-                .bind(principal_id)
-                .fetch_all(&mut *tx)
-                .await?;
+        let roles: Vec<String> = sqlx::query_scalar(
+            "SELECT role FROM role_bindings WHERE principal_id = $1 ORDER BY id",
+        )
+        .bind(principal_id)
+        .fetch_all(&mut *tx)
+        .await?;
         if let Err(refusal) = check(&roles) {
             return Ok(Err(refusal));
         }
@@ -178,7 +179,7 @@ impl Metadata {
         let current: Vec<(i64, i64, String, Option<i64>)> = sqlx::query_as(
             "SELECT p.authz_epoch, p.disabled, c.secret_hash, c.revoked_at
              FROM principals p JOIN credentials c ON c.principal_id = p.id
-             WHERE p.id = ? AND c.id = ? AND c.kind = 'password'",
+             WHERE p.id = $1 AND c.id = $2 AND c.kind = 'password'",
         )
         .bind(principal_id)
         .bind(format!("password:{principal_id}"))
@@ -212,7 +213,7 @@ impl Metadata {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE principals SET disabled = 0, authz_epoch = authz_epoch + 1
-             WHERE id = ? AND disabled = 1",
+             WHERE id = $1 AND disabled = 1",
         )
         .bind(id)
         .execute(&mut *tx)
@@ -541,7 +542,10 @@ mod tests {
                 .create_if_missing(true)
                 .foreign_keys(true);
             let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-            crate::metadata::migrator().run_to(12, &pool).await.unwrap();
+            crate::metadata::migrator(crate::Backend::Sqlite)
+                .run_to(12, &pool)
+                .await
+                .unwrap();
             for sql in [
                 "INSERT INTO principals (id, name, kind, disabled, authz_epoch, created_at, created_by) VALUES (1, 'admin', 'user', 0, 4, 1, 'bootstrap')",
                 "INSERT INTO principals (id, name, kind, disabled, authz_epoch, created_at, created_by) VALUES (2, 'gone', 'user', 1, 2, 1, 'admin')",

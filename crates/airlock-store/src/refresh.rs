@@ -46,13 +46,13 @@ impl Metadata {
     ) -> Result<(), StoreError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < ?")
+        sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
             .bind(now)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
             "INSERT INTO refresh_families (id, principal_id, credential_id, created_at)
-             VALUES (?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(family)
         .bind(principal_id)
@@ -61,7 +61,7 @@ impl Metadata {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO refresh_tokens (jti, family_id, issued_at, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO refresh_tokens (jti, family_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(jti)
         .bind(family)
@@ -87,7 +87,7 @@ impl Metadata {
         let Some(row) = sqlx::query(
             "SELECT t.family_id, t.spent_at, f.revoked_at, f.credential_id
              FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
-             WHERE t.jti = ?",
+             WHERE t.jti = $1",
         )
         .bind(jti)
         .fetch_all(&mut *tx)
@@ -102,8 +102,8 @@ impl Metadata {
         }
         if row.get::<Option<i64>, _>("spent_at").is_some() {
             sqlx::query(
-                "UPDATE refresh_families SET revoked_at = ?, revoked_reason = 'reuse'
-                 WHERE id = ? AND revoked_at IS NULL",
+                "UPDATE refresh_families SET revoked_at = $1, revoked_reason = 'reuse'
+                 WHERE id = $2 AND revoked_at IS NULL",
             )
             .bind(now)
             .bind(&family)
@@ -112,13 +112,13 @@ impl Metadata {
             tx.commit().await?;
             return Ok(RefreshRotation::Reused { family });
         }
-        sqlx::query("UPDATE refresh_tokens SET spent_at = ? WHERE jti = ?")
+        sqlx::query("UPDATE refresh_tokens SET spent_at = $1 WHERE jti = $2")
             .bind(now)
             .bind(jti)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO refresh_tokens (jti, family_id, issued_at, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO refresh_tokens (jti, family_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(next_jti)
         .bind(&family)
@@ -136,7 +136,7 @@ impl Metadata {
     /// Whether refresh-token family `family` is live (recorded and not revoked).
     pub async fn refresh_family_live(&self, family: &str) -> Result<bool, StoreError> {
         Ok(sqlx::query_scalar::<_, i64>(
-            "SELECT 1 FROM refresh_families WHERE id = ? AND revoked_at IS NULL",
+            "SELECT 1 FROM refresh_families WHERE id = $1 AND revoked_at IS NULL",
         )
         .bind(family)
         .fetch_all(self.pool())
@@ -175,7 +175,7 @@ mod tests {
                 .create_if_missing(true)
                 .foreign_keys(true);
             let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-            let mut up_to_8 = crate::metadata::migrator();
+            let mut up_to_8 = crate::metadata::migrator(crate::Backend::Sqlite);
             up_to_8.migrations = up_to_8
                 .migrations
                 .iter()

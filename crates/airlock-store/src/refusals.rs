@@ -34,8 +34,8 @@ impl Metadata {
     ) -> Result<i64, StoreError> {
         let mut tx = self.begin_write().await?;
         let count: i64 = sqlx::query_scalar(
-            "INSERT INTO refused_pushes (principal, repository, minute, count) VALUES (?, ?, ?, 1)
-             ON CONFLICT (principal, repository, minute) DO UPDATE SET count = count + 1
+            "INSERT INTO refused_pushes (principal, repository, minute, count) VALUES ($1, $2, $3, 1)
+             ON CONFLICT (principal, repository, minute) DO UPDATE SET count = refused_pushes.count + 1
              RETURNING count",
         )
         .bind(principal)
@@ -51,7 +51,7 @@ impl Metadata {
             // in other repositories this minute. Each repository has one row per minute, so the
             // rows are the repositories refused so far.
             let repositories: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM refused_pushes WHERE principal = ? AND minute = ?",
+                "SELECT COUNT(*) FROM refused_pushes WHERE principal = $1 AND minute = $2",
             )
             .bind(principal)
             .bind(minute)
@@ -60,7 +60,7 @@ impl Metadata {
             if repositories <= REFUSED_PUSH_ENTRIES_PER_MINUTE {
                 append(&mut tx, records).await?;
             }
-            sqlx::query("DELETE FROM refused_pushes WHERE minute < ?")
+            sqlx::query("DELETE FROM refused_pushes WHERE minute < $1")
                 .bind(minute - 60)
                 .execute(&mut *tx)
                 .await?;

@@ -153,7 +153,7 @@ async fn migration_0018_applies_over_a_populated_0017_database() {
             .connect_with(options)
             .await
             .unwrap();
-        let mut before = migrator();
+        let mut before = migrator(crate::Backend::Sqlite);
         let previous: Vec<Migration> = before
             .migrations
             .iter()
@@ -166,7 +166,7 @@ async fn migration_0018_applies_over_a_populated_0017_database() {
             (Digest::sha256_of(b"old"), 1_000),
             (Digest::sha256_of(b"new"), i64::MAX / 2),
         ] {
-            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, 3, ?)")
+            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, 3, $2)")
                 .bind(digest.to_string())
                 .bind(created)
                 .execute(&pool)
@@ -274,7 +274,7 @@ async fn a_promotion_in_flight_keeps_its_artifact_from_retention() {
                     .unwrap()
             );
         }
-        sqlx::query("UPDATE promotions SET state = 'denied' WHERE id = ?")
+        sqlx::query("UPDATE promotions SET state = 'denied' WHERE id = $1")
             .bind(&id)
             .execute(meta.pool())
             .await
@@ -348,7 +348,7 @@ async fn a_referrer_of_a_kept_referrer_is_kept() {
             "{digest} pruned"
         );
     }
-    sqlx::query("DELETE FROM tags WHERE repository = ?")
+    sqlx::query("DELETE FROM tags WHERE repository = $1")
         .bind(repo.as_str())
         .execute(meta.pool())
         .await

@@ -416,7 +416,10 @@ async fn migration_0017_applies_over_a_populated_0016_database() {
             .create_if_missing(true)
             .foreign_keys(true);
         let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        crate::metadata::migrator().run_to(16, &pool).await.unwrap();
+        crate::metadata::migrator(crate::Backend::Sqlite)
+            .run_to(16, &pool)
+            .await
+            .unwrap();
         sqlx::query(
             "INSERT INTO decisions (id, promotion_id, action, query, bundle_digest, input, result, allowed, created_at)
              VALUES ('dec_old', 'prm_old', 'promote', 'data.airlock.gates.prod', 'sha256:b', '{}', '{\"allowed\":true}', 1, 7)",
@@ -500,7 +503,7 @@ async fn a_promotion_whose_artifact_left_the_source_is_refused() {
     meta.insert_promotion(&promotion("prm_1", &digest))
         .await
         .unwrap();
-    sqlx::query("DELETE FROM repository_manifests WHERE repository = ? AND digest = ?")
+    sqlx::query("DELETE FROM repository_manifests WHERE repository = $1 AND digest = $2")
         .bind(source.as_str())
         .bind(digest.to_string())
         .execute(meta.pool())
