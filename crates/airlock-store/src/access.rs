@@ -453,7 +453,7 @@ impl Metadata {
     ) -> Result<Vec<AccessRequestRow>, StoreError> {
         let condition = match filter {
             RequestFilter::Status(_) => "($1 IS NULL OR r.status = $2)",
-            RequestFilter::Id(_) => "r.id = ?",
+            RequestFilter::Id(_) => "r.id = $1",
         };
         let sql = format!(
             "SELECT r.id, p.name AS principal, r.role, r.scope, r.duration_secs, r.reason, r.status,

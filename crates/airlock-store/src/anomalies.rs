@@ -548,77 +548,77 @@ mod tests {
 
     #[tokio::test]
     async fn a_quarantine_holds_the_artifact_in_its_repository_path_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let evil = RepoName::from_str("dev/evil/x").unwrap();
-        let team_dev = RepoName::from_str("dev/team/app").unwrap();
-        let team_prod = RepoName::from_str("prod/team/app").unwrap();
-        let digest = same_image_in(&meta, &[&evil, &team_dev, &team_prod]).await;
-        let lineage = |path: &str| {
-            ["dev", "staging", "prod"]
-                .map(|stage| RepoName::from_str(&format!("{stage}/{path}")).unwrap())
-        };
-        assert!(
-            meta.artifact_in_lineage("team/app", &lineage("team/app"), &digest)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !meta
-                .artifact_in_lineage("other/app", &lineage("other/app"), &digest)
-                .await
-                .unwrap()
-        );
-
-        // Tampered evidence in dev/evil/x quarantines evil/x's copy, not team/app's.
-        let signal = Signal {
-            rule: AnomalyRule::TamperedEvidence,
-            key: format!("artifact:evil/x@{digest}"),
-            target: AnomalyTarget {
-                repository: Some(evil.clone()),
-                digest: Some(digest.clone()),
-                ..AnomalyTarget::default()
-            },
-            summary: "tampered".into(),
-        };
-        let tripwire = Tripwire {
-            threshold: 1,
-            window_ms: 60_000,
-            action: AnomalyAction::QuarantineArtifact,
-        };
-        let anomaly = meta
-            .observe_signal(&signal, tripwire, now_millis())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(anomaly.applied);
-        let held = |repo: &RepoName| {
-            let meta = meta.clone();
-            let repo = repo.clone();
-            let digest = digest.clone();
-            async move {
-                let stored = meta.manifest(&repo, &digest).await.unwrap().unwrap();
-                let by_path = meta
-                    .quarantine(repo.path(), &digest.to_string())
+        for meta in crate::testing::engines().await {
+            let evil = RepoName::from_str("dev/evil/x").unwrap();
+            let team_dev = RepoName::from_str("dev/team/app").unwrap();
+            let team_prod = RepoName::from_str("prod/team/app").unwrap();
+            let digest = same_image_in(&meta, &[&evil, &team_dev, &team_prod]).await;
+            let lineage = |path: &str| {
+                ["dev", "staging", "prod"]
+                    .map(|stage| RepoName::from_str(&format!("{stage}/{path}")).unwrap())
+            };
+            assert!(
+                meta.artifact_in_lineage("team/app", &lineage("team/app"), &digest)
                     .await
-                    .unwrap();
-                assert_eq!(stored.quarantine, by_path);
-                stored.quarantine
-            }
-        };
-        let quarantine = held(&evil).await.expect("evil/x's copy is held");
-        assert_eq!(quarantine.repository_path.as_deref(), Some("evil/x"));
-        assert_eq!(held(&team_dev).await, None);
-        assert_eq!(held(&team_prod).await, None);
+                    .unwrap()
+            );
+            assert!(
+                !meta
+                    .artifact_in_lineage("other/app", &lineage("other/app"), &digest)
+                    .await
+                    .unwrap()
+            );
 
-        // A quarantine raised before quarantines were scoped (no path) holds it everywhere.
-        sqlx::query("UPDATE artifact_quarantines SET repository_path = NULL WHERE anomaly_id = $1")
+            // Tampered evidence in dev/evil/x quarantines evil/x's copy, not team/app's.
+            let signal = Signal {
+                rule: AnomalyRule::TamperedEvidence,
+                key: format!("artifact:evil/x@{digest}"),
+                target: AnomalyTarget {
+                    repository: Some(evil.clone()),
+                    digest: Some(digest.clone()),
+                    ..AnomalyTarget::default()
+                },
+                summary: "tampered".into(),
+            };
+            let tripwire = Tripwire {
+                threshold: 1,
+                window_ms: 60_000,
+                action: AnomalyAction::QuarantineArtifact,
+            };
+            let anomaly = meta
+                .observe_signal(&signal, tripwire, now_millis())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(anomaly.applied);
+            let held = |repo: &RepoName| {
+                let meta = meta.clone();
+                let repo = repo.clone();
+                let digest = digest.clone();
+                async move {
+                    let stored = meta.manifest(&repo, &digest).await.unwrap().unwrap();
+                    let by_path = meta
+                        .quarantine(repo.path(), &digest.to_string())
+                        .await
+                        .unwrap();
+                    assert_eq!(stored.quarantine, by_path);
+                    stored.quarantine
+                }
+            };
+            let quarantine = held(&evil).await.expect("evil/x's copy is held");
+            assert_eq!(quarantine.repository_path.as_deref(), Some("evil/x"));
+            assert_eq!(held(&team_dev).await, None);
+            assert_eq!(held(&team_prod).await, None);
+
+            // A quarantine raised before quarantines were scoped (no path) holds it everywhere.
+            sqlx::query(
+                "UPDATE artifact_quarantines SET repository_path = NULL WHERE anomaly_id = $1",
+            )
             .bind(anomaly.id)
             .execute(meta.pool())
             .await
             .unwrap();
-        assert!(held(&team_prod).await.is_some());
+            assert!(held(&team_prod).await.is_some());
+        }
     }
 }

@@ -311,16 +311,16 @@ mod tests {
         }
     }
 
-    async fn store_with_account() -> (tempfile::TempDir, Metadata, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let principal = meta
-            .create_principal("ci", "service", "admin", &[])
-            .await
-            .unwrap();
-        (dir, meta, principal.id)
+    async fn store_with_account() -> Vec<(crate::testing::TestStore, i64)> {
+        let mut out = Vec::new();
+        for meta in crate::testing::engines().await {
+            let principal = meta
+                .create_principal("ci", "service", "admin", &[])
+                .await
+                .unwrap();
+            out.push((meta, principal.id));
+        }
+        out
     }
 
     #[tokio::test]
@@ -392,93 +392,96 @@ mod tests {
 
     #[tokio::test]
     async fn names_are_unique_among_live_keys_and_free_again_after_revocation() {
-        let (_dir, meta, ci) = store_with_account().await;
-        let epoch = meta.principal_by_id(ci).await.unwrap().unwrap().authz_epoch;
-        meta.add_api_key(ci, key("aaaaaaaaaaaa", "deploy", 10), &[])
-            .await
-            .unwrap();
-        let again = meta
-            .add_api_key(ci, key("bbbbbbbbbbbb", "deploy", 10), &[])
-            .await;
-        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
-        assert!(meta.revoke_api_key(ci, "aaaaaaaaaaaa", &[]).await.unwrap());
-        assert!(!meta.revoke_api_key(ci, "aaaaaaaaaaaa", &[]).await.unwrap());
-        meta.add_api_key(ci, key("bbbbbbbbbbbb", "deploy", 10), &[])
-            .await
-            .unwrap();
-        assert_eq!(meta.api_keys(ci).await.unwrap().len(), 2);
-        // Whoever added a key (revoked ones too) vouches for the account.
-        let vouchers = meta.vouchers(&["ci"]).await.unwrap();
-        assert_eq!(vouchers["ci"].key_adders, vec!["admin".to_string()]);
-        // Adding and revoking keys leaves the account's epoch alone.
-        assert_eq!(
-            meta.principal_by_id(ci).await.unwrap().unwrap().authz_epoch,
-            epoch
-        );
+        for (meta, ci) in store_with_account().await {
+            let epoch = meta.principal_by_id(ci).await.unwrap().unwrap().authz_epoch;
+            meta.add_api_key(ci, key("aaaaaaaaaaaa", "deploy", 10), &[])
+                .await
+                .unwrap();
+            let again = meta
+                .add_api_key(ci, key("bbbbbbbbbbbb", "deploy", 10), &[])
+                .await;
+            assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+            assert!(meta.revoke_api_key(ci, "aaaaaaaaaaaa", &[]).await.unwrap());
+            assert!(!meta.revoke_api_key(ci, "aaaaaaaaaaaa", &[]).await.unwrap());
+            meta.add_api_key(ci, key("bbbbbbbbbbbb", "deploy", 10), &[])
+                .await
+                .unwrap();
+            assert_eq!(meta.api_keys(ci).await.unwrap().len(), 2);
+            // Whoever added a key (revoked ones too) vouches for the account.
+            let vouchers = meta.vouchers(&["ci"]).await.unwrap();
+            assert_eq!(vouchers["ci"].key_adders, vec!["admin".to_string()]);
+            // Adding and revoking keys leaves the account's epoch alone.
+            assert_eq!(
+                meta.principal_by_id(ci).await.unwrap().unwrap().authz_epoch,
+                epoch
+            );
+        }
     }
 
     #[tokio::test]
     async fn last_use_is_written_at_most_once_a_minute() {
-        let (_dir, meta, ci) = store_with_account().await;
-        meta.add_api_key(ci, key("aaaaaaaaaaaa", "k", 10), &[])
-            .await
-            .unwrap();
-        meta.touch_api_key("aaaaaaaaaaaa", 1_000_000).await.unwrap();
-        meta.touch_api_key("aaaaaaaaaaaa", 1_030_000).await.unwrap();
-        assert_eq!(
-            meta.api_keys(ci).await.unwrap()[0].last_used_at,
-            Some(1_000_000)
-        );
-        meta.touch_api_key("aaaaaaaaaaaa", 1_060_000).await.unwrap();
-        assert_eq!(
-            meta.api_keys(ci).await.unwrap()[0].last_used_at,
-            Some(1_060_000)
-        );
+        for (meta, ci) in store_with_account().await {
+            meta.add_api_key(ci, key("aaaaaaaaaaaa", "k", 10), &[])
+                .await
+                .unwrap();
+            meta.touch_api_key("aaaaaaaaaaaa", 1_000_000).await.unwrap();
+            meta.touch_api_key("aaaaaaaaaaaa", 1_030_000).await.unwrap();
+            assert_eq!(
+                meta.api_keys(ci).await.unwrap()[0].last_used_at,
+                Some(1_000_000)
+            );
+            meta.touch_api_key("aaaaaaaaaaaa", 1_060_000).await.unwrap();
+            assert_eq!(
+                meta.api_keys(ci).await.unwrap()[0].last_used_at,
+                Some(1_060_000)
+            );
+        }
     }
 
     #[tokio::test]
     async fn an_expiry_notice_is_appended_once() {
-        let (_dir, meta, ci) = store_with_account().await;
-        let now = now_millis();
-        meta.add_api_key(ci, key("aaaaaaaaaaaa", "k", now + 1000), &[])
+        for (meta, ci) in store_with_account().await {
+            let now = now_millis();
+            meta.add_api_key(ci, key("aaaaaaaaaaaa", "k", now + 1000), &[])
+                .await
+                .unwrap();
+            let due = meta.api_keys_expiring(now + 5000, now).await.unwrap();
+            assert_eq!(due.len(), 1);
+            assert_eq!(due[0].principal, "ci");
+            assert!(due[0].expiring_sent.is_empty());
+            let event = || {
+                record(AuditEvent::CredentialExpiring {
+                    principal: "ci".into(),
+                    id: "aaaaaaaaaaaa".into(),
+                    name: "k".into(),
+                    expires_at_millis: now + 1000,
+                    days: 3,
+                })
+            };
+            let notice = SentNotice::Expiring(vec![3, 14]);
+            assert!(
+                meta.record_expiry_notice("aaaaaaaaaaaa", &notice, &[event()])
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !meta
+                    .record_expiry_notice("aaaaaaaaaaaa", &notice, &[event()])
+                    .await
+                    .unwrap()
+            );
+            let due = meta.api_keys_expiring(now + 5000, now).await.unwrap();
+            let mut sent = due[0].expiring_sent.clone();
+            sent.sort_unstable();
+            assert_eq!(sent, vec![3, 14]);
+            assert!(!due[0].expired_sent);
+            let entries: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM audit_entries WHERE kind = 'credential.expiring'",
+            )
+            .fetch_one(meta.pool())
             .await
             .unwrap();
-        let due = meta.api_keys_expiring(now + 5000, now).await.unwrap();
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].principal, "ci");
-        assert!(due[0].expiring_sent.is_empty());
-        let event = || {
-            record(AuditEvent::CredentialExpiring {
-                principal: "ci".into(),
-                id: "aaaaaaaaaaaa".into(),
-                name: "k".into(),
-                expires_at_millis: now + 1000,
-                days: 3,
-            })
-        };
-        let notice = SentNotice::Expiring(vec![3, 14]);
-        assert!(
-            meta.record_expiry_notice("aaaaaaaaaaaa", &notice, &[event()])
-                .await
-                .unwrap()
-        );
-        assert!(
-            !meta
-                .record_expiry_notice("aaaaaaaaaaaa", &notice, &[event()])
-                .await
-                .unwrap()
-        );
-        let due = meta.api_keys_expiring(now + 5000, now).await.unwrap();
-        let mut sent = due[0].expiring_sent.clone();
-        sent.sort_unstable();
-        assert_eq!(sent, vec![3, 14]);
-        assert!(!due[0].expired_sent);
-        let entries: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM audit_entries WHERE kind = 'credential.expiring'",
-        )
-        .fetch_one(meta.pool())
-        .await
-        .unwrap();
-        assert_eq!(entries, 1);
+            assert_eq!(entries, 1);
+        }
     }
 }

@@ -680,52 +680,50 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_update_changes_purposes_scope_and_not_after_under_the_version_guard() {
-        let dir = tempfile::tempdir().unwrap();
-        let metadata = Metadata::open_sqlite(&dir.path().join("metadata.db"))
-            .await
-            .unwrap();
-        let version = metadata
-            .change_keyring(0, &KeyChange::Add(key()), &[], &[], &[])
-            .await
-            .unwrap();
-        let update = KeyChange::Update {
-            key_id: key().key_id,
-            purposes: vec!["sign".into(), "attest:https://cyclonedx.org/bom".into()],
-            scope: vec!["team/app".into()],
-            not_after: Some(99),
-        };
-        // Worked out from an older keyring: refused, nothing changed.
-        assert!(matches!(
-            metadata
-                .change_keyring(version - 1, &update, &[], &[], &[])
-                .await,
-            Err(KeyringWriteError::VersionMoved { .. })
-        ));
-        assert_eq!(metadata.keyring().await.unwrap().1, vec![key()]);
-        let next = metadata
-            .change_keyring(version, &update, &[], &[], &[])
-            .await
-            .unwrap();
-        assert_eq!(next, version + 1);
-        let (stored_version, rows) = metadata.keyring().await.unwrap();
-        assert_eq!(stored_version, next);
-        let expected = KeyRow {
-            purposes: vec!["sign".into(), "attest:https://cyclonedx.org/bom".into()],
-            scope: vec!["team/app".into()],
-            not_after: Some(99),
-            ..key()
-        };
-        assert_eq!(rows, vec![expected]);
-        // An update of a key that is not there is a conflict.
-        let missing = KeyChange::Update {
-            key_id: "cd".repeat(32),
-            purposes: vec!["sign".into()],
-            scope: vec!["*".into()],
-            not_after: None,
-        };
-        assert!(matches!(
-            metadata.change_keyring(next, &missing, &[], &[], &[]).await,
-            Err(KeyringWriteError::Conflict)
-        ));
+        for metadata in crate::testing::engines().await {
+            let version = metadata
+                .change_keyring(0, &KeyChange::Add(key()), &[], &[], &[])
+                .await
+                .unwrap();
+            let update = KeyChange::Update {
+                key_id: key().key_id,
+                purposes: vec!["sign".into(), "attest:https://cyclonedx.org/bom".into()],
+                scope: vec!["team/app".into()],
+                not_after: Some(99),
+            };
+            // Worked out from an older keyring: refused, nothing changed.
+            assert!(matches!(
+                metadata
+                    .change_keyring(version - 1, &update, &[], &[], &[])
+                    .await,
+                Err(KeyringWriteError::VersionMoved { .. })
+            ));
+            assert_eq!(metadata.keyring().await.unwrap().1, vec![key()]);
+            let next = metadata
+                .change_keyring(version, &update, &[], &[], &[])
+                .await
+                .unwrap();
+            assert_eq!(next, version + 1);
+            let (stored_version, rows) = metadata.keyring().await.unwrap();
+            assert_eq!(stored_version, next);
+            let expected = KeyRow {
+                purposes: vec!["sign".into(), "attest:https://cyclonedx.org/bom".into()],
+                scope: vec!["team/app".into()],
+                not_after: Some(99),
+                ..key()
+            };
+            assert_eq!(rows, vec![expected]);
+            // An update of a key that is not there is a conflict.
+            let missing = KeyChange::Update {
+                key_id: "cd".repeat(32),
+                purposes: vec!["sign".into()],
+                scope: vec!["*".into()],
+                not_after: None,
+            };
+            assert!(matches!(
+                metadata.change_keyring(next, &missing, &[], &[], &[]).await,
+                Err(KeyringWriteError::Conflict)
+            ));
+        }
     }
 }

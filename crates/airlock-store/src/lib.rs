@@ -21,11 +21,15 @@ mod gc;
 mod health;
 mod metadata;
 mod passwords;
+#[cfg(test)]
+mod postgres_tests;
 mod promotion;
 mod refresh;
 mod refusals;
 mod schema;
 mod separation;
+#[cfg(test)]
+mod testing;
 mod webhooks;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};

@@ -1236,83 +1236,81 @@ mod tests {
 
     #[tokio::test]
     async fn refused_tag_move_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let repo: RepoName = "prod/team/app".parse().unwrap();
-        let tag: Tag = "1.0".parse().unwrap();
-        let blob = Digest::sha256_of(b"layer");
-        meta.commit_blob(&repo, &blob, 5, &[]).await.unwrap();
-        let first = Digest::sha256_of(b"first");
-        let moved = meta
-            .put_manifest(
-                &repo,
-                ManifestUpload {
-                    digest: &first,
-                    manifest: &manifest(vec![blob.clone()]),
-                    content: b"first",
-                },
-                Some(&tag),
-                "tester",
-                |_| Ok(vec![]),
-            )
-            .await
-            .unwrap();
-        assert_eq!(moved, Some(TagMove::Created));
+        for meta in crate::testing::engines().await {
+            let repo: RepoName = "prod/team/app".parse().unwrap();
+            let tag: Tag = "1.0".parse().unwrap();
+            let blob = Digest::sha256_of(b"layer");
+            meta.commit_blob(&repo, &blob, 5, &[]).await.unwrap();
+            let first = Digest::sha256_of(b"first");
+            let moved = meta
+                .put_manifest(
+                    &repo,
+                    ManifestUpload {
+                        digest: &first,
+                        manifest: &manifest(vec![blob.clone()]),
+                        content: b"first",
+                    },
+                    Some(&tag),
+                    "tester",
+                    |_| Ok(vec![]),
+                )
+                .await
+                .unwrap();
+            assert_eq!(moved, Some(TagMove::Created));
 
-        let second = Digest::sha256_of(b"second");
-        let refused = meta
-            .put_manifest(
-                &repo,
-                ManifestUpload {
-                    digest: &second,
-                    manifest: &manifest(vec![blob]),
-                    content: b"second",
-                },
-                Some(&tag),
-                "tester",
-                |current| {
-                    assert_eq!(current, Some(&first));
-                    Err(airlock_core::Error::InvalidTag(
-                        "immutable in this test".into(),
-                    ))
-                },
-            )
-            .await;
-        assert!(matches!(refused, Err(ManifestWriteError::Rule(_))));
-        // The tag did not move and the refused manifest is not in the repository.
-        assert_eq!(meta.resolve_tag(&repo, &tag).await.unwrap(), Some(first));
-        assert_eq!(meta.manifest(&repo, &second).await.unwrap(), None);
+            let second = Digest::sha256_of(b"second");
+            let refused = meta
+                .put_manifest(
+                    &repo,
+                    ManifestUpload {
+                        digest: &second,
+                        manifest: &manifest(vec![blob]),
+                        content: b"second",
+                    },
+                    Some(&tag),
+                    "tester",
+                    |current| {
+                        assert_eq!(current, Some(&first));
+                        Err(airlock_core::Error::InvalidTag(
+                            "immutable in this test".into(),
+                        ))
+                    },
+                )
+                .await;
+            assert!(matches!(refused, Err(ManifestWriteError::Rule(_))));
+            // The tag did not move and the refused manifest is not in the repository.
+            assert_eq!(meta.resolve_tag(&repo, &tag).await.unwrap(), Some(first));
+            assert_eq!(meta.manifest(&repo, &second).await.unwrap(), None);
+        }
     }
 
     #[tokio::test]
     async fn missing_references_are_all_reported_and_nothing_is_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let repo: RepoName = "dev/team/app".parse().unwrap();
-        let missing = vec![Digest::sha256_of(b"a"), Digest::sha256_of(b"b")];
-        let digest = Digest::sha256_of(b"m");
-        let result = meta
-            .put_manifest(
-                &repo,
-                ManifestUpload {
-                    digest: &digest,
-                    manifest: &manifest(missing.clone()),
-                    content: b"m",
-                },
-                None,
-                "tester",
-                |_| Ok(vec![]),
-            )
-            .await;
-        match result {
-            Err(ManifestWriteError::MissingReferences(reported)) => assert_eq!(reported, missing),
-            other => panic!("expected missing references, got {other:?}"),
+        for meta in crate::testing::engines().await {
+            let repo: RepoName = "dev/team/app".parse().unwrap();
+            let missing = vec![Digest::sha256_of(b"a"), Digest::sha256_of(b"b")];
+            let digest = Digest::sha256_of(b"m");
+            let result = meta
+                .put_manifest(
+                    &repo,
+                    ManifestUpload {
+                        digest: &digest,
+                        manifest: &manifest(missing.clone()),
+                        content: b"m",
+                    },
+                    None,
+                    "tester",
+                    |_| Ok(vec![]),
+                )
+                .await;
+            match result {
+                Err(ManifestWriteError::MissingReferences(reported)) => {
+                    assert_eq!(reported, missing)
+                }
+                other => panic!("expected missing references, got {other:?}"),
+            }
+            assert!(!meta.repository_exists(&repo).await.unwrap());
         }
-        assert!(!meta.repository_exists(&repo).await.unwrap());
     }
 
     /// Migration 11 from the schema before it, with a session in progress: the session survives

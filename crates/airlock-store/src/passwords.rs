@@ -231,64 +231,65 @@ impl Metadata {
 mod tests {
     use super::*;
 
-    async fn store() -> (tempfile::TempDir, Metadata, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let metadata = Metadata::open_sqlite(&dir.path().join("metadata.db"))
-            .await
-            .unwrap();
-        let principal = metadata
-            .create_principal("alice", "user", "admin", &[])
-            .await
-            .unwrap();
-        (dir, metadata, principal.id)
+    async fn store() -> Vec<(crate::testing::TestStore, i64)> {
+        let mut out = Vec::new();
+        for metadata in crate::testing::engines().await {
+            let principal = metadata
+                .create_principal("alice", "user", "admin", &[])
+                .await
+                .unwrap();
+            out.push((metadata, principal.id));
+        }
+        out
     }
 
     #[tokio::test]
     async fn a_reset_sets_must_change_bumps_the_epoch_and_revokes_every_login() {
-        let (_dir, metadata, id) = store().await;
-        metadata
-            .replace_password(
-                id,
-                "h1",
-                PasswordChange::Initial { must_change: false },
-                &[],
-            )
-            .await
-            .unwrap();
-        let later = now_millis() + 60_000;
-        for family in ["f1", "f2"] {
+        for (metadata, id) in store().await {
             metadata
-                .start_refresh_family(family, id, &format!("password:{id}"), family, later)
+                .replace_password(
+                    id,
+                    "h1",
+                    PasswordChange::Initial { must_change: false },
+                    &[],
+                )
                 .await
                 .unwrap();
-        }
-        let before = metadata.principal_by_id(id).await.unwrap().unwrap();
-        assert!(!before.password_must_change);
-        let revoked = metadata
-            .replace_password(id, "h2", PasswordChange::Reset, &[])
-            .await
-            .unwrap();
-        assert_eq!(revoked, 2);
-        let after = metadata.principal_by_id(id).await.unwrap().unwrap();
-        assert!(after.password_must_change);
-        assert!(after.authz_epoch > before.authz_epoch);
-        assert!(!metadata.refresh_family_live("f1").await.unwrap());
-        assert!(!metadata.refresh_family_live("f2").await.unwrap());
-        let credential = metadata
-            .credential(&format!("password:{id}"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(credential.secret_hash, "h2");
+            let later = now_millis() + 60_000;
+            for family in ["f1", "f2"] {
+                metadata
+                    .start_refresh_family(family, id, &format!("password:{id}"), family, later)
+                    .await
+                    .unwrap();
+            }
+            let before = metadata.principal_by_id(id).await.unwrap().unwrap();
+            assert!(!before.password_must_change);
+            let revoked = metadata
+                .replace_password(id, "h2", PasswordChange::Reset, &[])
+                .await
+                .unwrap();
+            assert_eq!(revoked, 2);
+            let after = metadata.principal_by_id(id).await.unwrap().unwrap();
+            assert!(after.password_must_change);
+            assert!(after.authz_epoch > before.authz_epoch);
+            assert!(!metadata.refresh_family_live("f1").await.unwrap());
+            assert!(!metadata.refresh_family_live("f2").await.unwrap());
+            let credential = metadata
+                .credential(&format!("password:{id}"))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(credential.secret_hash, "h2");
 
-        // The user's own change clears the state.
-        metadata
-            .replace_password(id, "h3", PasswordChange::ByUser, &[])
-            .await
-            .unwrap();
-        let changed = metadata.principal_by_id(id).await.unwrap().unwrap();
-        assert!(!changed.password_must_change);
-        assert!(changed.authz_epoch > after.authz_epoch);
+            // The user's own change clears the state.
+            metadata
+                .replace_password(id, "h3", PasswordChange::ByUser, &[])
+                .await
+                .unwrap();
+            let changed = metadata.principal_by_id(id).await.unwrap().unwrap();
+            assert!(!changed.password_must_change);
+            assert!(changed.authz_epoch > after.authz_epoch);
+        }
     }
 
     /// What the check of the current password reads: the epoch, then the hash.
@@ -308,226 +309,235 @@ mod tests {
         (hash, epoch)
     }
 
-    async fn with_password(hash: &str) -> (tempfile::TempDir, Metadata, i64) {
-        let (dir, metadata, id) = store().await;
-        metadata
-            .replace_password(
-                id,
-                hash,
-                PasswordChange::Initial { must_change: false },
-                &[],
-            )
-            .await
-            .unwrap();
-        (dir, metadata, id)
+    async fn with_password(hash: &str) -> Vec<(crate::testing::TestStore, i64)> {
+        let mut out = Vec::new();
+        for (metadata, id) in store().await {
+            metadata
+                .replace_password(
+                    id,
+                    hash,
+                    PasswordChange::Initial { must_change: false },
+                    &[],
+                )
+                .await
+                .unwrap();
+            out.push((metadata, id));
+        }
+        out
     }
 
     #[tokio::test]
     async fn a_change_verified_before_a_reset_is_refused_and_the_reset_kept() {
-        let (_dir, metadata, id) = with_password("h1").await;
-        let (hash, authz_epoch) = verify(&metadata, id).await;
-        // An access-admin resets while the change hashes its new password.
-        metadata
-            .replace_password(id, "reset", PasswordChange::Reset, &[])
-            .await
-            .unwrap();
-        let verified = VerifiedPassword {
-            secret_hash: &hash,
-            authz_epoch,
-        };
-        let stale = metadata
-            .change_password_if_unchanged(id, &verified, "h2", &[])
-            .await
-            .unwrap();
-        assert_eq!(stale, None);
-        let principal = metadata.principal_by_id(id).await.unwrap().unwrap();
-        assert!(principal.password_must_change, "the reset is kept");
-        let credential = metadata
-            .credential(&format!("password:{id}"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(credential.secret_hash, "reset");
+        for (metadata, id) in with_password("h1").await {
+            let (hash, authz_epoch) = verify(&metadata, id).await;
+            // An access-admin resets while the change hashes its new password.
+            metadata
+                .replace_password(id, "reset", PasswordChange::Reset, &[])
+                .await
+                .unwrap();
+            let verified = VerifiedPassword {
+                secret_hash: &hash,
+                authz_epoch,
+            };
+            let stale = metadata
+                .change_password_if_unchanged(id, &verified, "h2", &[])
+                .await
+                .unwrap();
+            assert_eq!(stale, None);
+            let principal = metadata.principal_by_id(id).await.unwrap().unwrap();
+            assert!(principal.password_must_change, "the reset is kept");
+            let credential = metadata
+                .credential(&format!("password:{id}"))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(credential.secret_hash, "reset");
+        }
     }
 
     #[tokio::test]
     async fn a_change_verified_before_a_revocation_or_disabling_is_refused() {
-        let (_dir, metadata, id) = with_password("h1").await;
-        let (hash, authz_epoch) = verify(&metadata, id).await;
-        metadata
-            .revoke_credential(&format!("password:{id}"), &[])
-            .await
-            .unwrap();
-        let verified = VerifiedPassword {
-            secret_hash: &hash,
-            authz_epoch,
-        };
-        assert_eq!(
+        for (metadata, id) in with_password("h1").await {
+            let (hash, authz_epoch) = verify(&metadata, id).await;
             metadata
-                .change_password_if_unchanged(id, &verified, "h2", &[])
+                .revoke_credential(&format!("password:{id}"), &[])
                 .await
-                .unwrap(),
-            None
-        );
-        let credential = metadata
-            .credential(&format!("password:{id}"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(credential.revoked_at.is_some(), "still revoked");
-        assert_eq!(credential.secret_hash, "h1");
-        // Even with the epoch seen after the revocation, a revoked password is not revived.
-        let (_, epoch) = verify(&metadata, id).await;
-        let verified = VerifiedPassword {
-            secret_hash: &hash,
-            authz_epoch: epoch,
-        };
-        assert_eq!(
-            metadata
-                .change_password_if_unchanged(id, &verified, "h2", &[])
+                .unwrap();
+            let verified = VerifiedPassword {
+                secret_hash: &hash,
+                authz_epoch,
+            };
+            assert_eq!(
+                metadata
+                    .change_password_if_unchanged(id, &verified, "h2", &[])
+                    .await
+                    .unwrap(),
+                None
+            );
+            let credential = metadata
+                .credential(&format!("password:{id}"))
                 .await
-                .unwrap(),
-            None
-        );
-
-        let (_dir, metadata, id) = with_password("h1").await;
-        let (hash, authz_epoch) = verify(&metadata, id).await;
-        assert!(metadata.disable_principal(id, &[]).await.unwrap());
-        let verified = VerifiedPassword {
-            secret_hash: &hash,
-            authz_epoch,
-        };
-        assert_eq!(
-            metadata
-                .change_password_if_unchanged(id, &verified, "h2", &[])
+                .unwrap()
+                .unwrap();
+            assert!(credential.revoked_at.is_some(), "still revoked");
+            assert_eq!(credential.secret_hash, "h1");
+            // Even with the epoch seen after the revocation, a revoked password is not revived.
+            let (_, epoch) = verify(&metadata, id).await;
+            let verified = VerifiedPassword {
+                secret_hash: &hash,
+                authz_epoch: epoch,
+            };
+            assert_eq!(
+                metadata
+                    .change_password_if_unchanged(id, &verified, "h2", &[])
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
+        for (metadata, id) in with_password("h1").await {
+            let (hash, authz_epoch) = verify(&metadata, id).await;
+            assert!(metadata.disable_principal(id, &[]).await.unwrap());
+            let verified = VerifiedPassword {
+                secret_hash: &hash,
+                authz_epoch,
+            };
+            assert_eq!(
+                metadata
+                    .change_password_if_unchanged(id, &verified, "h2", &[])
+                    .await
+                    .unwrap(),
+                None
+            );
+            let credential = metadata
+                .credential(&format!("password:{id}"))
                 .await
-                .unwrap(),
-            None
-        );
-        let credential = metadata
-            .credential(&format!("password:{id}"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(credential.secret_hash, "h1");
+                .unwrap()
+                .unwrap();
+            assert_eq!(credential.secret_hash, "h1");
+        }
     }
 
     #[tokio::test]
     async fn an_unchanged_password_is_changed_once() {
-        let (_dir, metadata, id) = with_password("h1").await;
-        let (hash, authz_epoch) = verify(&metadata, id).await;
-        let verified = VerifiedPassword {
-            secret_hash: &hash,
-            authz_epoch,
-        };
-        assert_eq!(
-            metadata
-                .change_password_if_unchanged(id, &verified, "h2", &[])
+        for (metadata, id) in with_password("h1").await {
+            let (hash, authz_epoch) = verify(&metadata, id).await;
+            let verified = VerifiedPassword {
+                secret_hash: &hash,
+                authz_epoch,
+            };
+            assert_eq!(
+                metadata
+                    .change_password_if_unchanged(id, &verified, "h2", &[])
+                    .await
+                    .unwrap(),
+                Some(0)
+            );
+            let credential = metadata
+                .credential(&format!("password:{id}"))
                 .await
-                .unwrap(),
-            Some(0)
-        );
-        let credential = metadata
-            .credential(&format!("password:{id}"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(credential.secret_hash, "h2");
-        // The same verification cannot be used twice.
-        assert_eq!(
-            metadata
-                .change_password_if_unchanged(id, &verified, "h3", &[])
-                .await
-                .unwrap(),
-            None
-        );
+                .unwrap()
+                .unwrap();
+            assert_eq!(credential.secret_hash, "h2");
+            // The same verification cannot be used twice.
+            assert_eq!(
+                metadata
+                    .change_password_if_unchanged(id, &verified, "h3", &[])
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
     }
 
     #[tokio::test]
     async fn a_reset_checks_the_roles_bound_when_it_writes() {
-        let (_dir, metadata, id) = with_password("h1").await;
-        // The reset's first look saw no roles; access-admin is granted before it writes.
-        metadata
-            .add_binding(id, "access-admin", "*", None, "root", &[])
-            .await
-            .unwrap();
-        let refused = metadata
-            .reset_password_checked(
-                id,
-                "reset",
-                |roles| {
-                    if roles.iter().any(|r| r == "access-admin") {
-                        Err("an access-admin")
-                    } else {
-                        Ok(())
-                    }
-                },
-                &[],
-            )
-            .await
-            .unwrap();
-        assert_eq!(refused, Err("an access-admin"));
-        let principal = metadata.principal_by_id(id).await.unwrap().unwrap();
-        assert!(!principal.password_must_change);
-        let credential = metadata
-            .credential(&format!("password:{id}"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(credential.secret_hash, "h1");
-
-        let done = metadata
-            .reset_password_checked(id, "reset", |_| Ok::<(), ()>(()), &[])
-            .await
-            .unwrap();
-        assert_eq!(done, Ok(0));
-        assert!(
+        for (metadata, id) in with_password("h1").await {
+            // The reset's first look saw no roles; access-admin is granted before it writes.
             metadata
-                .principal_by_id(id)
+                .add_binding(id, "access-admin", "*", None, "root", &[])
+                .await
+                .unwrap();
+            let refused = metadata
+                .reset_password_checked(
+                    id,
+                    "reset",
+                    |roles| {
+                        if roles.iter().any(|r| r == "access-admin") {
+                            Err("an access-admin")
+                        } else {
+                            Ok(())
+                        }
+                    },
+                    &[],
+                )
+                .await
+                .unwrap();
+            assert_eq!(refused, Err("an access-admin"));
+            let principal = metadata.principal_by_id(id).await.unwrap().unwrap();
+            assert!(!principal.password_must_change);
+            let credential = metadata
+                .credential(&format!("password:{id}"))
                 .await
                 .unwrap()
-                .unwrap()
-                .password_must_change
-        );
+                .unwrap();
+            assert_eq!(credential.secret_hash, "h1");
+
+            let done = metadata
+                .reset_password_checked(id, "reset", |_| Ok::<(), ()>(()), &[])
+                .await
+                .unwrap();
+            assert_eq!(done, Ok(0));
+            assert!(
+                metadata
+                    .principal_by_id(id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .password_must_change
+            );
+        }
     }
 
     #[tokio::test]
     async fn a_password_for_an_unknown_principal_is_a_conflict_and_stores_nothing() {
-        let (_dir, metadata, _) = store().await;
-        let err = metadata
-            .replace_password(999, "h", PasswordChange::ByUser, &[])
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-        assert!(metadata.credential("password:999").await.unwrap().is_none());
+        for (metadata, _) in store().await {
+            let err = metadata
+                .replace_password(999, "h", PasswordChange::ByUser, &[])
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+            assert!(metadata.credential("password:999").await.unwrap().is_none());
+        }
     }
 
     #[tokio::test]
     async fn disable_revokes_logins_and_enable_does_not_revive_them() {
-        let (_dir, metadata, id) = store().await;
-        let later = now_millis() + 60_000;
-        metadata
-            .start_refresh_family("f1", id, "password:1", "t1", later)
-            .await
-            .unwrap();
-        let epoch = metadata
-            .principal_by_id(id)
-            .await
-            .unwrap()
-            .unwrap()
-            .authz_epoch;
-        assert!(
-            !metadata.enable_principal(id, &[]).await.unwrap(),
-            "not disabled"
-        );
-        assert!(metadata.disable_principal(id, &[]).await.unwrap());
-        assert!(!metadata.refresh_family_live("f1").await.unwrap());
-        assert!(metadata.enable_principal(id, &[]).await.unwrap());
-        let enabled = metadata.principal_by_id(id).await.unwrap().unwrap();
-        assert!(!enabled.disabled);
-        assert_eq!(enabled.authz_epoch, epoch + 2);
-        assert!(!metadata.refresh_family_live("f1").await.unwrap());
-        assert!(!metadata.enable_principal(999, &[]).await.unwrap());
+        for (metadata, id) in store().await {
+            let later = now_millis() + 60_000;
+            metadata
+                .start_refresh_family("f1", id, "password:1", "t1", later)
+                .await
+                .unwrap();
+            let epoch = metadata
+                .principal_by_id(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .authz_epoch;
+            assert!(
+                !metadata.enable_principal(id, &[]).await.unwrap(),
+                "not disabled"
+            );
+            assert!(metadata.disable_principal(id, &[]).await.unwrap());
+            assert!(!metadata.refresh_family_live("f1").await.unwrap());
+            assert!(metadata.enable_principal(id, &[]).await.unwrap());
+            let enabled = metadata.principal_by_id(id).await.unwrap().unwrap();
+            assert!(!enabled.disabled);
+            assert_eq!(enabled.authz_epoch, epoch + 2);
+            assert!(!metadata.refresh_family_live("f1").await.unwrap());
+            assert!(!metadata.enable_principal(999, &[]).await.unwrap());
+        }
     }
 
     /// Migration 0013 applied to a database at 0012 with principals in it keeps them, with no

@@ -151,16 +151,16 @@ impl Metadata {
 mod tests {
     use super::*;
 
-    async fn store() -> (tempfile::TempDir, Metadata, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let metadata = Metadata::open_sqlite(&dir.path().join("metadata.db"))
-            .await
-            .unwrap();
-        let principal = metadata
-            .create_principal("svc", "service", "test", &[])
-            .await
-            .unwrap();
-        (dir, metadata, principal.id)
+    async fn store() -> Vec<(crate::testing::TestStore, i64)> {
+        let mut out = Vec::new();
+        for metadata in crate::testing::engines().await {
+            let principal = metadata
+                .create_principal("svc", "service", "test", &[])
+                .await
+                .unwrap();
+            out.push((metadata, principal.id));
+        }
+        out
     }
 
     /// Migration 0009 applied to a database at 0008 with principals, credentials and counted
@@ -223,48 +223,49 @@ mod tests {
 
     #[tokio::test]
     async fn a_refresh_token_rotates_once_and_its_reuse_revokes_the_family() {
-        let (_dir, metadata, principal) = store().await;
-        let later = now_millis() + 60_000;
-        metadata
-            .start_refresh_family("fam", principal, "key1", "t1", later)
-            .await
-            .unwrap();
-        assert!(metadata.refresh_family_live("fam").await.unwrap());
-        assert_eq!(
+        for (metadata, principal) in store().await {
+            let later = now_millis() + 60_000;
             metadata
-                .rotate_refresh_token("t1", "t2", later)
+                .start_refresh_family("fam", principal, "key1", "t1", later)
                 .await
-                .unwrap(),
-            RefreshRotation::Rotated {
-                family: "fam".into(),
-                credential_id: "key1".into()
-            }
-        );
-        // t1 again: a reuse; the family (and with it t2) is revoked.
-        assert_eq!(
-            metadata
-                .rotate_refresh_token("t1", "t3", later)
-                .await
-                .unwrap(),
-            RefreshRotation::Reused {
-                family: "fam".into()
-            }
-        );
-        assert!(!metadata.refresh_family_live("fam").await.unwrap());
-        assert_eq!(
-            metadata
-                .rotate_refresh_token("t2", "t4", later)
-                .await
-                .unwrap(),
-            RefreshRotation::Revoked
-        );
-        assert_eq!(
-            metadata
-                .rotate_refresh_token("nope", "t5", later)
-                .await
-                .unwrap(),
-            RefreshRotation::Unknown
-        );
-        assert!(!metadata.refresh_family_live("other").await.unwrap());
+                .unwrap();
+            assert!(metadata.refresh_family_live("fam").await.unwrap());
+            assert_eq!(
+                metadata
+                    .rotate_refresh_token("t1", "t2", later)
+                    .await
+                    .unwrap(),
+                RefreshRotation::Rotated {
+                    family: "fam".into(),
+                    credential_id: "key1".into()
+                }
+            );
+            // t1 again: a reuse; the family (and with it t2) is revoked.
+            assert_eq!(
+                metadata
+                    .rotate_refresh_token("t1", "t3", later)
+                    .await
+                    .unwrap(),
+                RefreshRotation::Reused {
+                    family: "fam".into()
+                }
+            );
+            assert!(!metadata.refresh_family_live("fam").await.unwrap());
+            assert_eq!(
+                metadata
+                    .rotate_refresh_token("t2", "t4", later)
+                    .await
+                    .unwrap(),
+                RefreshRotation::Revoked
+            );
+            assert_eq!(
+                metadata
+                    .rotate_refresh_token("nope", "t5", later)
+                    .await
+                    .unwrap(),
+                RefreshRotation::Unknown
+            );
+            assert!(!metadata.refresh_family_live("other").await.unwrap());
+        }
     }
 }

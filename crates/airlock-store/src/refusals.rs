@@ -91,57 +91,53 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_first_refusal_per_principal_repository_and_minute_is_logged() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let before = meta.audit_entry_count().await.unwrap();
-        for n in 1..=50 {
-            let count = meta
-                .record_refused_push("mallory", "prod/a/b", 1000, &[refused("prod/a/b")])
-                .await
-                .unwrap();
-            assert_eq!(count, n);
+        for meta in crate::testing::engines().await {
+            let before = meta.audit_entry_count().await.unwrap();
+            for n in 1..=50 {
+                let count = meta
+                    .record_refused_push("mallory", "prod/a/b", 1000, &[refused("prod/a/b")])
+                    .await
+                    .unwrap();
+                assert_eq!(count, n);
+            }
+            assert_eq!(meta.audit_entry_count().await.unwrap(), before + 1);
+            // Another repository, another principal and the next minute each start their own count.
+            for (principal, repository, minute) in [
+                ("mallory", "prod/a/c", 1000),
+                ("eve", "prod/a/b", 1000),
+                ("mallory", "prod/a/b", 1001),
+            ] {
+                let count = meta
+                    .record_refused_push(principal, repository, minute, &[refused(repository)])
+                    .await
+                    .unwrap();
+                assert_eq!(count, 1, "{principal} {repository} {minute}");
+            }
+            assert_eq!(meta.audit_entry_count().await.unwrap(), before + 4);
         }
-        assert_eq!(meta.audit_entry_count().await.unwrap(), before + 1);
-        // Another repository, another principal and the next minute each start their own count.
-        for (principal, repository, minute) in [
-            ("mallory", "prod/a/c", 1000),
-            ("eve", "prod/a/b", 1000),
-            ("mallory", "prod/a/b", 1001),
-        ] {
-            let count = meta
-                .record_refused_push(principal, repository, minute, &[refused(repository)])
-                .await
-                .unwrap();
-            assert_eq!(count, 1, "{principal} {repository} {minute}");
-        }
-        assert_eq!(meta.audit_entry_count().await.unwrap(), before + 4);
     }
 
     #[tokio::test]
     async fn refusals_in_many_repositories_are_logged_up_to_the_cap_per_principal_and_minute() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let before = meta.audit_entry_count().await.unwrap();
-        for n in 0..100 {
-            let repository = format!("prod/x/{n}");
-            let count = meta
-                .record_refused_push("mallory", &repository, 1000, &[refused(&repository)])
-                .await
-                .unwrap();
-            assert_eq!(count, 1, "{repository}");
+        for meta in crate::testing::engines().await {
+            let before = meta.audit_entry_count().await.unwrap();
+            for n in 0..100 {
+                let repository = format!("prod/x/{n}");
+                let count = meta
+                    .record_refused_push("mallory", &repository, 1000, &[refused(&repository)])
+                    .await
+                    .unwrap();
+                assert_eq!(count, 1, "{repository}");
+            }
+            let capped = before + REFUSED_PUSH_ENTRIES_PER_MINUTE as u64;
+            assert_eq!(meta.audit_entry_count().await.unwrap(), capped);
+            // Another principal and the next minute have their own cap.
+            for (principal, minute) in [("eve", 1000), ("mallory", 1001)] {
+                meta.record_refused_push(principal, "prod/x/0", minute, &[refused("prod/x/0")])
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(meta.audit_entry_count().await.unwrap(), capped + 2);
         }
-        let capped = before + REFUSED_PUSH_ENTRIES_PER_MINUTE as u64;
-        assert_eq!(meta.audit_entry_count().await.unwrap(), capped);
-        // Another principal and the next minute have their own cap.
-        for (principal, minute) in [("eve", 1000), ("mallory", 1001)] {
-            meta.record_refused_push(principal, "prod/x/0", minute, &[refused("prod/x/0")])
-                .await
-                .unwrap();
-        }
-        assert_eq!(meta.audit_entry_count().await.unwrap(), capped + 2);
     }
 }

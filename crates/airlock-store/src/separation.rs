@@ -241,60 +241,56 @@ mod tests {
 
     #[tokio::test]
     async fn contributors_outlive_deletes_and_re_pushes() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let dev = RepoName::from_str("dev/team/app").unwrap();
-        let other = RepoName::from_str("dev/other/app").unwrap();
-        let digest = push(&meta, &dev, "app", None, None, "alice").await;
-        assert!(meta.delete_manifest(&dev, &digest, &[]).await.unwrap());
-        push(&meta, &dev, "app", None, None, "bob").await;
-        // Evidence by subject and by cosign tag; a push of the same bytes under another path.
-        let app_size = document("app", None).0.len();
-        push(
-            &meta,
-            &dev,
-            "sbom",
-            Some((&digest, app_size)),
-            None,
-            "carol",
-        )
-        .await;
-        let sig_tag = format!("sha256-{}.sig", digest.hex());
-        push(&meta, &dev, "sig", None, Some(&sig_tag), "dan").await;
-        push(&meta, &other, "app", None, None, "eve").await;
+        for meta in crate::testing::engines().await {
+            let dev = RepoName::from_str("dev/team/app").unwrap();
+            let other = RepoName::from_str("dev/other/app").unwrap();
+            let digest = push(&meta, &dev, "app", None, None, "alice").await;
+            assert!(meta.delete_manifest(&dev, &digest, &[]).await.unwrap());
+            push(&meta, &dev, "app", None, None, "bob").await;
+            // Evidence by subject and by cosign tag; a push of the same bytes under another path.
+            let app_size = document("app", None).0.len();
+            push(
+                &meta,
+                &dev,
+                "sbom",
+                Some((&digest, app_size)),
+                None,
+                "carol",
+            )
+            .await;
+            let sig_tag = format!("sha256-{}.sig", digest.hex());
+            push(&meta, &dev, "sig", None, Some(&sig_tag), "dan").await;
+            push(&meta, &other, "app", None, None, "eve").await;
 
-        let found = meta
-            .contributors("team/app", &digest.to_string())
-            .await
-            .unwrap();
-        assert_eq!(found.pushers, ["alice", "bob"]);
-        assert_eq!(found.builders, ["carol", "dan"]);
-        assert_eq!(
-            meta.pushed_by(dev.as_str(), &digest.to_string())
+            let found = meta
+                .contributors("team/app", &digest.to_string())
                 .await
-                .unwrap()
-                .as_deref(),
-            Some("bob"),
-            "the repository row only knows the latest pusher"
-        );
+                .unwrap();
+            assert_eq!(found.pushers, ["alice", "bob"]);
+            assert_eq!(found.builders, ["carol", "dan"]);
+            assert_eq!(
+                meta.pushed_by(dev.as_str(), &digest.to_string())
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some("bob"),
+                "the repository row only knows the latest pusher"
+            );
+        }
     }
 
     #[tokio::test]
     async fn the_contributor_record_is_append_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let dev = RepoName::from_str("dev/team/app").unwrap();
-        push(&meta, &dev, "app", None, None, "alice").await;
-        for sql in [
-            "DELETE FROM artifact_contributors",
-            "UPDATE artifact_contributors SET principal = 'nobody'",
-        ] {
-            let err = sqlx::query(sql).execute(meta.pool()).await.unwrap_err();
-            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+        for meta in crate::testing::engines().await {
+            let dev = RepoName::from_str("dev/team/app").unwrap();
+            push(&meta, &dev, "app", None, None, "alice").await;
+            for sql in [
+                "DELETE FROM artifact_contributors",
+                "UPDATE artifact_contributors SET principal = 'nobody'",
+            ] {
+                let err = sqlx::query(sql).execute(meta.pool()).await.unwrap_err();
+                assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+            }
         }
     }
 
@@ -398,52 +394,50 @@ mod tests {
 
         use crate::PasswordChange;
 
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let carol = meta
-            .create_principal("carol", "user", "admin", &[])
-            .await
-            .unwrap();
-        meta.create_principal("dave", "user", "admin", &[])
-            .await
-            .unwrap();
-        let by = |who: &str, event| AuditRecord {
-            time_millis: 1,
-            actor: Actor {
-                principal: who.into(),
-                auth_method: "password".into(),
-                source: None,
-            },
-            event,
-        };
-        let reset = by(
-            "eve",
-            AuditEvent::PasswordReset {
-                principal: "carol".into(),
-                generated: true,
-            },
-        );
-        meta.replace_password(carol.id, "h1", PasswordChange::Reset, &[reset])
-            .await
-            .unwrap();
-        // Carol's own change (after the reset) does not undo what eve could do meanwhile.
-        let changed = by(
-            "carol",
-            AuditEvent::PasswordChanged {
-                principal: "carol".into(),
-            },
-        );
-        meta.replace_password(carol.id, "h2", PasswordChange::ByUser, &[changed])
-            .await
-            .unwrap();
-        let vouchers = meta.vouchers(&["carol", "dave"]).await.unwrap();
-        assert_eq!(
-            vouchers["carol"].password_resetters,
-            vec!["eve".to_string()]
-        );
-        assert!(vouchers["dave"].password_resetters.is_empty());
+        for meta in crate::testing::engines().await {
+            let carol = meta
+                .create_principal("carol", "user", "admin", &[])
+                .await
+                .unwrap();
+            meta.create_principal("dave", "user", "admin", &[])
+                .await
+                .unwrap();
+            let by = |who: &str, event| AuditRecord {
+                time_millis: 1,
+                actor: Actor {
+                    principal: who.into(),
+                    auth_method: "password".into(),
+                    source: None,
+                },
+                event,
+            };
+            let reset = by(
+                "eve",
+                AuditEvent::PasswordReset {
+                    principal: "carol".into(),
+                    generated: true,
+                },
+            );
+            meta.replace_password(carol.id, "h1", PasswordChange::Reset, &[reset])
+                .await
+                .unwrap();
+            // Carol's own change (after the reset) does not undo what eve could do meanwhile.
+            let changed = by(
+                "carol",
+                AuditEvent::PasswordChanged {
+                    principal: "carol".into(),
+                },
+            );
+            meta.replace_password(carol.id, "h2", PasswordChange::ByUser, &[changed])
+                .await
+                .unwrap();
+            let vouchers = meta.vouchers(&["carol", "dave"]).await.unwrap();
+            assert_eq!(
+                vouchers["carol"].password_resetters,
+                vec!["eve".to_string()]
+            );
+            assert!(vouchers["dave"].password_resetters.is_empty());
+        }
     }
 
     #[tokio::test]

@@ -662,12 +662,8 @@ mod tests {
         }
     }
 
-    async fn store() -> (tempfile::TempDir, Metadata) {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        (dir, meta)
+    async fn store() -> Vec<crate::testing::TestStore> {
+        crate::testing::engines().await
     }
 
     /// Adds an endpoint for `pattern`, as the webhook service does.
@@ -696,80 +692,82 @@ mod tests {
 
     #[tokio::test]
     async fn deliveries_commit_with_their_event_or_not_at_all() {
-        let (_dir, meta) = store().await;
-        let endpoint = endpoint(&meta, "*").await;
-        // The endpoint's own `webhook.added` is its first delivery.
-        assert_eq!(
-            meta.deliveries(endpoint.id, None, 10).await.unwrap().len(),
-            1
-        );
-        meta.record_events(&[refused("prod/a/b")]).await.unwrap();
-        let listed = meta.deliveries(endpoint.id, None, 10).await.unwrap();
-        assert_eq!(listed.len(), 2);
-        assert_eq!(listed[0].event_type, "push.refused");
-        assert_eq!(listed[0].subject, "prod/a/b");
+        for meta in store().await {
+            let endpoint = endpoint(&meta, "*").await;
+            // The endpoint's own `webhook.added` is its first delivery.
+            assert_eq!(
+                meta.deliveries(endpoint.id, None, 10).await.unwrap().len(),
+                1
+            );
+            meta.record_events(&[refused("prod/a/b")]).await.unwrap();
+            let listed = meta.deliveries(endpoint.id, None, 10).await.unwrap();
+            assert_eq!(listed.len(), 2);
+            assert_eq!(listed[0].event_type, "push.refused");
+            assert_eq!(listed[0].subject, "prod/a/b");
 
-        // A transaction that appends an event but does not commit leaves neither the audit
-        // entry nor its delivery.
-        let entries = meta.audit_entry_count().await.unwrap();
-        {
-            let mut tx = meta.begin_write().await.unwrap();
-            append(&mut tx, &[refused("prod/a/c")]).await.unwrap();
-            // Dropped without commit: rolled back, as a change that fails after its append is.
+            // A transaction that appends an event but does not commit leaves neither the audit
+            // entry nor its delivery.
+            let entries = meta.audit_entry_count().await.unwrap();
+            {
+                let mut tx = meta.begin_write().await.unwrap();
+                append(&mut tx, &[refused("prod/a/c")]).await.unwrap();
+                // Dropped without commit: rolled back, as a change that fails after its append is.
+            }
+            assert_eq!(meta.audit_entry_count().await.unwrap(), entries);
+            assert_eq!(
+                meta.deliveries(endpoint.id, None, 10).await.unwrap().len(),
+                2
+            );
         }
-        assert_eq!(meta.audit_entry_count().await.unwrap(), entries);
-        assert_eq!(
-            meta.deliveries(endpoint.id, None, 10).await.unwrap().len(),
-            2
-        );
     }
 
     #[tokio::test]
     async fn claims_keep_subject_order_and_leases_exclude_other_senders() {
-        let (_dir, meta) = store().await;
-        let endpoint = endpoint(&meta, "push.*").await;
-        for repository in ["prod/a/one", "prod/a/one", "prod/a/two"] {
-            meta.record_events(&[refused(repository)]).await.unwrap();
-        }
-        let now = now_millis();
-        let claimed = meta
-            .claim_due_deliveries(now, now + 60_000, 10)
-            .await
-            .unwrap();
-        let subjects: Vec<&str> = claimed.iter().map(|d| d.subject.as_str()).collect();
-        assert_eq!(
-            subjects,
-            ["prod/a/one", "prod/a/two"],
-            "one per subject, the earliest"
-        );
-        // Leased: another sender finds nothing.
-        assert!(
-            meta.claim_due_deliveries(now, now + 60_000, 10)
+        for meta in store().await {
+            let endpoint = endpoint(&meta, "push.*").await;
+            for repository in ["prod/a/one", "prod/a/one", "prod/a/two"] {
+                meta.record_events(&[refused(repository)]).await.unwrap();
+            }
+            let now = now_millis();
+            let claimed = meta
+                .claim_due_deliveries(now, now + 60_000, 10)
                 .await
-                .unwrap()
-                .is_empty()
-        );
-        // The first of `one` fails for good: the second of `one` becomes due (a dead delivery
-        // does not hold its subject back).
-        let first = claimed[0].id;
-        let dead = AttemptOutcome::Failed {
-            status: Some(500),
-            error: "boom".into(),
-            retry_at: None,
-        };
-        meta.finish_delivery(first, &dead).await.unwrap();
-        let next = meta
-            .claim_due_deliveries(now, now + 60_000, 10)
-            .await
-            .unwrap();
-        assert_eq!(next.len(), 1);
-        assert_eq!(next[0].subject, "prod/a/one");
-        assert!(next[0].id > first);
-        let listed = meta
-            .deliveries(endpoint.id, Some("dead"), 10)
-            .await
-            .unwrap();
-        assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0].last_error.as_deref(), Some("boom"));
+                .unwrap();
+            let subjects: Vec<&str> = claimed.iter().map(|d| d.subject.as_str()).collect();
+            assert_eq!(
+                subjects,
+                ["prod/a/one", "prod/a/two"],
+                "one per subject, the earliest"
+            );
+            // Leased: another sender finds nothing.
+            assert!(
+                meta.claim_due_deliveries(now, now + 60_000, 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            // The first of `one` fails for good: the second of `one` becomes due (a dead delivery
+            // does not hold its subject back).
+            let first = claimed[0].id;
+            let dead = AttemptOutcome::Failed {
+                status: Some(500),
+                error: "boom".into(),
+                retry_at: None,
+            };
+            meta.finish_delivery(first, &dead).await.unwrap();
+            let next = meta
+                .claim_due_deliveries(now, now + 60_000, 10)
+                .await
+                .unwrap();
+            assert_eq!(next.len(), 1);
+            assert_eq!(next[0].subject, "prod/a/one");
+            assert!(next[0].id > first);
+            let listed = meta
+                .deliveries(endpoint.id, Some("dead"), 10)
+                .await
+                .unwrap();
+            assert_eq!(listed.len(), 1);
+            assert_eq!(listed[0].last_error.as_deref(), Some("boom"));
+        }
     }
 }

@@ -95,6 +95,8 @@ const BLOB_UNREFERENCED: &str = "COALESCE(b.linked_at, b.created_at) < $1
      AND NOT EXISTS (SELECT 1 FROM repository_blobs rb JOIN uploads u ON u.repository = rb.repository
                      WHERE rb.digest = b.digest)";
 
+// (`BLOB_UNREFERENCED` binds the cutoff as `$1`: statements using it bind the cutoff first.)
+
 /// Pushes "manifest `<repo>.<digest>` may be pruned on its own" for a row of
 /// `repository_manifests` aliased `alias` (rules 1-5 of retention), binding the cutoff and stages.
 fn push_prunable_alone(query: &mut SqlBuilder, alias: &str, cutoff: i64, stages: &GcStages) {
@@ -124,7 +126,7 @@ fn push_not_in_gated(query: &mut SqlBuilder, digest_expr: &str, stages: &GcStage
                 " AND NOT EXISTS (SELECT 1 FROM repository_manifests g WHERE g.digest = {digest_expr}
                                   AND substr(g.repository, 1, "
             ))
-            .push_bind(prefix.len() as i64)
+            .push_bind(prefix.len() as i32)
             .push(") = ")
             .push_bind(prefix)
             .push(")");
@@ -145,7 +147,7 @@ fn push_prunable(query: &mut SqlBuilder, cutoff: i64, stages: &GcStages) {
         query
             .push(if first { "(" } else { " OR (" })
             .push("substr(rm.repository, 1, ")
-            .push_bind(prefix.len() as i64)
+            .push_bind(prefix.len() as i32)
             .push(") = ")
             .push_bind(prefix)
             .push(")");
@@ -208,10 +210,10 @@ impl Metadata {
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let still: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT 1 FROM blobs b WHERE b.digest = $1 AND {BLOB_UNREFERENCED}"
+            "SELECT 1 FROM blobs b WHERE {BLOB_UNREFERENCED} AND b.digest = $2"
         )))
-        .bind(digest.to_string())
         .bind(cutoff_millis)
+        .bind(digest.to_string())
         .fetch_all(&mut *tx)
         .await?;
         if still.is_empty() {
