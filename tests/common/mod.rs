@@ -69,6 +69,7 @@ impl TestServer {
             // Stopped servers exit at once (tests/drain.rs sets a delay).
             .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
             .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .envs(backend_env(data_dir))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (key, value) in env {
@@ -148,6 +149,7 @@ impl TestServer {
         use std::io::Write;
         let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
             .args(args)
+            .envs(backend_env(&self.data_dir))
             .envs(env.iter().copied())
             .env("XDG_CONFIG_HOME", home)
             .env("AIRLOCK_SERVER", &self.base)
@@ -296,6 +298,10 @@ impl Drop for TestServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // The data directory goes with this server: so does its PostgreSQL database.
+        if self._temp.is_some() {
+            drop_backend_database(&self.data_dir);
+        }
     }
 }
 
@@ -357,8 +363,16 @@ pub fn interop_tool_available(tool: &str, probe: &[&str]) -> bool {
 
 /// Runs the `airlock` CLI with `args`; returns (exit code, stdout, stderr).
 pub fn airlock_cli(args: &[&str]) -> (i32, String, String) {
+    // A command run on a server's data directory reaches its database the way the server does.
+    let backend = args
+        .iter()
+        .position(|arg| *arg == "--data-dir")
+        .and_then(|i| args.get(i + 1))
+        .map(|dir| backend_env(Path::new(dir)))
+        .unwrap_or_default();
     let output = Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(args)
+        .envs(backend)
         .env_remove("AIRLOCK_SERVER")
         .output()
         .expect("run airlock");
@@ -468,6 +482,7 @@ pub fn serve_refused(data_dir: &Path, args: &[&str]) -> (i32, String) {
         .args(args)
         .env("AIRLOCK_LOG__LEVEL", "warn")
         .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .envs(backend_env(data_dir))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -560,6 +575,7 @@ impl TestServer {
             .env("AIRLOCK_LOG__LEVEL", "warn")
             .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
             .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .envs(backend_env(&dir))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (key, value) in env {
@@ -931,6 +947,7 @@ impl TestServer {
             .env("AIRLOCK_LOG__LEVEL", "info")
             .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
             .env_remove("AIRLOCK_INITIAL_ADMIN_PASSWORD")
+            .envs(backend_env(&dir))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -1022,5 +1039,109 @@ impl TestServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// `AIRLOCK_TEST_BACKEND`: `embedded` (the default: SQLite and blobs in the data directory) or
+/// `distributed` (every server gets `AIRLOCK_DATABASE_URL`, a PostgreSQL database of its own on
+/// the server `AIRLOCK_TEST_POSTGRES_URL` names; start one with `scripts/test-services`).
+pub fn distributed() -> bool {
+    match std::env::var("AIRLOCK_TEST_BACKEND").as_deref() {
+        Ok("distributed") => true,
+        Ok("embedded") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("AIRLOCK_TEST_BACKEND={other}: use embedded or distributed"),
+    }
+}
+
+/// For a test that inspects or damages the SQLite files or the blob directory itself: under
+/// `AIRLOCK_TEST_BACKEND=distributed` prints the notice and returns true (the test returns).
+pub fn embedded_only() -> bool {
+    if distributed() {
+        eprintln!("NOTICE: embedded-only test skipped under AIRLOCK_TEST_BACKEND=distributed");
+        return true;
+    }
+    false
+}
+
+/// The PostgreSQL server for distributed tests; fails the test when it is missing (never a
+/// silent fallback to the embedded engines).
+fn test_postgres_url() -> String {
+    match std::env::var("AIRLOCK_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "AIRLOCK_TEST_BACKEND=distributed needs AIRLOCK_TEST_POSTGRES_URL: eval \"$(scripts/test-services)\""
+        ),
+    }
+}
+
+/// The database of the server over `data_dir`: one per data directory, named after its path,
+/// so a server restarted over the same directory finds its database again.
+fn backend_database_name(data_dir: &Path) -> String {
+    let path = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let hash = sha256(path.as_os_str().as_encoded_bytes());
+    format!("airlock_t_{}", &hash["sha256:".len()..][..32])
+}
+
+/// `url` with its database replaced by `name`.
+fn postgres_url_with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let end = base[authority..]
+        .find('/')
+        .map_or(base.len(), |i| authority + i);
+    let mut out = format!("{}/{name}", &base[..end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// Runs `sql` on the test PostgreSQL server with `psql`; returns whether it succeeded.
+fn psql(sql: &str) -> bool {
+    Command::new("psql")
+        .args(["-q", &test_postgres_url(), "-c", sql])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// The environment that points a server (or the CLI) over `data_dir` at the backend under test:
+/// nothing when embedded; `AIRLOCK_DATABASE_URL` (its database created on first use) when
+/// distributed.
+pub fn backend_env(data_dir: &Path) -> Vec<(String, String)> {
+    if !distributed() {
+        return Vec::new();
+    }
+    let admin = test_postgres_url();
+    let name = backend_database_name(data_dir);
+    let exists = Command::new("psql")
+        .args([
+            "-qAt",
+            &admin,
+            "-c",
+            &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+        ])
+        .output()
+        .expect("run psql (Debian's postgresql-client)");
+    if String::from_utf8_lossy(&exists.stdout).trim() != "1" {
+        // Two servers started over one directory at once may race here: one creates it.
+        psql(&format!("CREATE DATABASE {name}"));
+    }
+    vec![(
+        "AIRLOCK_DATABASE_URL".to_string(),
+        postgres_url_with_database(&admin, &name),
+    )]
+}
+
+/// Drops the database of the server over `data_dir` (distributed only), closing its
+/// connections.
+pub fn drop_backend_database(data_dir: &Path) {
+    if distributed() {
+        let name = backend_database_name(data_dir);
+        psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     }
 }
