@@ -349,9 +349,9 @@ impl Metadata {
     ) -> Result<Option<QuarantineRow>, StoreError> {
         Ok(sqlx::query(
             "WITH RECURSIVE
-               up(d) AS (SELECT $1 UNION SELECT r.digest FROM manifest_references r
+               up(d) AS (SELECT $1 COLLATE \"binary\" UNION SELECT r.digest FROM manifest_references r
                          JOIN up ON r.child = up.d WHERE r.kind = 'manifest'),
-               down(d) AS (SELECT $1 UNION SELECT r.child FROM manifest_references r
+               down(d) AS (SELECT $1 COLLATE \"binary\" UNION SELECT r.child FROM manifest_references r
                            JOIN down ON r.digest = down.d WHERE r.kind = 'manifest')
              SELECT anomaly_id, reason, repository_path FROM artifact_quarantines
              WHERE digest IN (SELECT d FROM up UNION SELECT d FROM down)

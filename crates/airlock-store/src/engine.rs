@@ -4,7 +4,10 @@
 //! newer) and PostgreSQL (15) accept: `$N` placeholders, `ON CONFLICT ... DO NOTHING/UPDATE`,
 //! `RETURNING`, `COALESCE`, integers as 64-bit (`BIGINT`, decoded as `i64`), flags as integers
 //! compared with 0/1 (never decoded as `bool`: the `Any` driver decodes by the value's type, and
-//! SQLite has no boolean type), `SUM` cast to `BIGINT` (PostgreSQL sums integers as `NUMERIC`).
+//! SQLite has no boolean type), `SUM` cast to `BIGINT` (PostgreSQL sums integers as `NUMERIC`),
+//! text compared byte by byte (PostgreSQL's columns have the collation `"binary"`, a copy of "C"
+//! under the name of SQLite's default; a recursive query seeded with a bound value writes
+//! `$N COLLATE "binary"`, as PostgreSQL wants the seed's collation to be the column's).
 //! What truly differs is chosen here, or where a statement is built, by [`Backend`], with a
 //! comment.
 

@@ -1040,7 +1040,7 @@ impl Metadata {
         digest: &Digest,
     ) -> Result<Option<StoredManifest>, StoreError> {
         let row = sqlx::query(
-            "WITH RECURSIVE up(d) AS (SELECT $2 UNION SELECT r.digest FROM manifest_references r
+            "WITH RECURSIVE up(d) AS (SELECT $2 COLLATE \"binary\" UNION SELECT r.digest FROM manifest_references r
                                       JOIN up ON r.child = up.d WHERE r.kind = 'manifest')
              SELECT m.media_type, m.content, q.anomaly_id, q.reason, q.repository_path
              FROM repository_manifests rm

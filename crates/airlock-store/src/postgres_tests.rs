@@ -7,8 +7,37 @@ use std::str::FromStr;
 use airlock_core::{Action, Actor, AuditEvent, AuditRecord, Digest, RepoName};
 use sqlx::any::AnyPoolOptions;
 
-use crate::testing::{create_database, postgres_admin_url};
+use crate::testing::{create_database, create_database_with, postgres_admin_url};
 use crate::{Backend, Metadata, StoreError};
+
+/// Stores a one-config image in `repo` (a repository holding a manifest).
+async fn image(meta: &Metadata, repo: &RepoName, seed: usize) {
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    let config = format!("{{\"seed\":{seed}}}");
+    let config_digest = Digest::sha256_of(config.as_bytes());
+    meta.commit_blob(repo, &config_digest, config.len() as u64, &[])
+        .await
+        .unwrap();
+    let content = format!(
+        "{{\"schemaVersion\":2,\"mediaType\":\"{MANIFEST}\",\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{config_digest}\",\"size\":{}}},\"layers\":[]}}",
+        config.len()
+    );
+    let digest = Digest::sha256_of(content.as_bytes());
+    let parsed = airlock_core::ParsedManifest::parse(Some(MANIFEST), content.as_bytes()).unwrap();
+    meta.put_manifest(
+        repo,
+        crate::ManifestUpload {
+            digest: &digest,
+            manifest: &parsed,
+            content: content.as_bytes(),
+        },
+        None,
+        "tester",
+        |_| Ok(vec![]),
+    )
+    .await
+    .unwrap();
+}
 
 fn refused(repository: &str, at: i64) -> AuditRecord {
     AuditRecord {
@@ -200,4 +229,44 @@ async fn writers_in_two_processes_serialise_on_the_advisory_lock() {
     assert_eq!(indexes, (0..40).collect::<Vec<u64>>());
     first.close().await;
     second.close().await;
+}
+
+/// On a database whose default collation is a language's (ICU `en-US`, which orders punctuation
+/// its own way), names still compare byte by byte as on SQLite: the tables' text is `COLLATE "binary"`,
+/// so a prefix range and its cursor pages hold exactly the names that start with the prefix, in
+/// byte order.
+#[tokio::test]
+async fn names_compare_byte_by_byte_whatever_the_database_collation() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let database = create_database_with(
+        &admin,
+        "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'",
+    )
+    .await;
+    let meta = Metadata::open_postgres(&database.url).await.unwrap();
+    // Byte order puts '-' < '.' < '_' < letters; en-US puts '_' before '-' and '.'.
+    let names = [
+        "dev/ab", "dev/a_b", "dev/a.b", "dev/a-b", "dev/a", "dev0/x", "dev-x/y",
+    ];
+    for (n, name) in names.iter().enumerate() {
+        let repo = RepoName::from_str(name).unwrap();
+        image(&meta, &repo, n).await;
+    }
+    let mut pages = Vec::new();
+    let mut last: Option<String> = None;
+    loop {
+        let page = meta
+            .repositories_page("dev/", last.as_deref(), 2)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        last = page.last().cloned();
+        pages.extend(page);
+    }
+    assert_eq!(pages, ["dev/a", "dev/a-b", "dev/a.b", "dev/a_b", "dev/ab"]);
+    meta.close().await;
 }

@@ -993,7 +993,7 @@ impl Metadata {
         // be decided again.
         let mut quarantined = crate::engine::SqlBuilder::new("WITH RECURSIVE up(d) AS (SELECT ");
         quarantined.push_bind(write.digest.to_string()).push(
-            " UNION SELECT r.digest FROM manifest_references r JOIN up ON r.child = up.d
+            " COLLATE \"binary\" UNION SELECT r.digest FROM manifest_references r JOIN up ON r.child = up.d
                   WHERE r.kind = 'manifest')
                  SELECT COUNT(*) FROM artifact_quarantines
                  WHERE (repository_path IS NULL OR repository_path = ",

@@ -66,7 +66,7 @@ impl Metadata {
         digest: &str,
     ) -> Result<Contributors, StoreError> {
         let rows = sqlx::query(
-            "WITH RECURSIVE down(d) AS (SELECT $2 UNION SELECT r.child FROM manifest_references r
+            "WITH RECURSIVE down(d) AS (SELECT $2 COLLATE \"binary\" UNION SELECT r.child FROM manifest_references r
                                         JOIN down ON r.digest = down.d WHERE r.kind = 'manifest')
              SELECT DISTINCT principal, kind FROM artifact_contributors
              WHERE repository_path = $1

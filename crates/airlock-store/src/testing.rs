@@ -85,11 +85,19 @@ pub(crate) fn with_database(url: &str, name: &str) -> String {
 
 /// Creates an empty database on the test server at `admin`.
 pub(crate) async fn create_database(admin: &str) -> PostgresDatabase {
+    create_database_with(admin, "").await
+}
+
+/// Creates an empty database on the test server at `admin` with `CREATE DATABASE` options (e.g.
+/// a collation).
+pub(crate) async fn create_database_with(admin: &str, options_sql: &str) -> PostgresDatabase {
     let name = format!("airlock_t_{}", uuid::Uuid::new_v4().simple());
     let options: sqlx::postgres::PgConnectOptions = admin.parse().unwrap();
     let mut connection = options.connect().await.unwrap();
     connection
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} {options_sql}"
+        )))
         .await
         .unwrap();
     connection.close().await.unwrap();

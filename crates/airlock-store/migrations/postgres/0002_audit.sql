@@ -4,7 +4,7 @@
 CREATE TABLE audit_entries (
     idx          BIGINT PRIMARY KEY,
     entry        BYTEA NOT NULL,
-    kind         TEXT NOT NULL,
+    kind         TEXT COLLATE "binary" NOT NULL,
     time_millis  BIGINT NOT NULL
 );
 
@@ -18,6 +18,6 @@ CREATE TABLE audit_hashes (
 CREATE TABLE audit_checkpoints (
     size        BIGINT PRIMARY KEY,
     root        BYTEA NOT NULL,
-    note        TEXT NOT NULL,
+    note        TEXT COLLATE "binary" NOT NULL,
     created_at  BIGINT NOT NULL
 );

@@ -7,14 +7,14 @@
 -- so its tables are empty here and there is nothing to backfill.
 
 ALTER TABLE promotions ADD COLUMN evaluating_since BIGINT;
-ALTER TABLE promotions ADD COLUMN claim TEXT;
+ALTER TABLE promotions ADD COLUMN claim TEXT COLLATE "binary";
 CREATE INDEX promotions_evaluating ON promotions (evaluating_since) WHERE state = 'evaluating';
 
 CREATE TABLE artifact_contributors (
-    repository_path  TEXT NOT NULL,
-    digest           TEXT NOT NULL,
-    principal        TEXT NOT NULL,
-    kind             TEXT NOT NULL CHECK (kind IN ('push', 'evidence')),
+    repository_path  TEXT COLLATE "binary" NOT NULL,
+    digest           TEXT COLLATE "binary" NOT NULL,
+    principal        TEXT COLLATE "binary" NOT NULL,
+    kind             TEXT COLLATE "binary" NOT NULL CHECK (kind IN ('push', 'evidence')),
     first_at         BIGINT NOT NULL,
     PRIMARY KEY (repository_path, digest, principal, kind)
 );

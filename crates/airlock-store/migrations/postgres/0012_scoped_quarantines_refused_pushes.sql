@@ -1,9 +1,9 @@
 -- PostgreSQL form of migration 0012 (see ../0012_scoped_quarantines_refused_pushes.sql).
-ALTER TABLE artifact_quarantines ADD COLUMN repository_path TEXT;
+ALTER TABLE artifact_quarantines ADD COLUMN repository_path TEXT COLLATE "binary";
 
 CREATE TABLE refused_pushes (
-    principal   TEXT NOT NULL,
-    repository  TEXT NOT NULL,
+    principal   TEXT COLLATE "binary" NOT NULL,
+    repository  TEXT COLLATE "binary" NOT NULL,
     minute      BIGINT NOT NULL,
     count       BIGINT NOT NULL,
     PRIMARY KEY (principal, repository, minute)

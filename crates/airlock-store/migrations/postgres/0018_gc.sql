@@ -3,7 +3,7 @@ ALTER TABLE blobs ADD COLUMN linked_at BIGINT;
 UPDATE blobs SET linked_at = created_at;
 
 CREATE TABLE gc_tombstones (
-    digest      TEXT PRIMARY KEY,
+    digest      TEXT COLLATE "binary" PRIMARY KEY,
     created_at  BIGINT NOT NULL
 );
 
