@@ -301,6 +301,9 @@ async fn check_restored(r: &TestServer, before: &Before, trusted: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_online_backup_restored_into_a_wiped_directory_brings_back_tags_blobs_and_the_audit_log()
 {
+    if common::embedded_only() {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let bundle = permissive_bundle(&work.path().join("bundle"));
     let data_dir = work.path().join("data");
@@ -427,6 +430,9 @@ fn verify_fails(backup: &Path, expected: &[&str]) {
 
 #[tokio::test]
 async fn a_tampered_backup_fails_verification_naming_the_file_and_is_not_restored() {
+    if common::embedded_only() {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let (backup, layer) = one_image_backup(work.path()).await;
     let (code, out, err) = cli(&["backup", "--verify", path(&backup)]);
@@ -501,6 +507,9 @@ async fn a_tampered_backup_fails_verification_naming_the_file_and_is_not_restore
 
 #[tokio::test]
 async fn restore_refuses_a_non_empty_directory_and_an_interrupted_backup() {
+    if common::embedded_only() {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let (backup, _) = one_image_backup(work.path()).await;
 
@@ -559,6 +568,9 @@ async fn restore_refuses_a_non_empty_directory_and_an_interrupted_backup() {
 
 #[tokio::test]
 async fn a_backup_killed_midway_leaves_a_partial_directory_that_is_never_taken_for_a_backup() {
+    if common::embedded_only() {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let s = TestServer::start();
     // A large blob, so the backup is still copying when it is killed.
@@ -631,6 +643,9 @@ async fn gc_deletes(data_dir: &Path, digest: &str) {
 
 #[tokio::test]
 async fn gc_deleting_an_unreferenced_blob_during_a_backup_leaves_it_out_and_the_backup_verifies() {
+    if common::embedded_only() {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let s = TestServer::start();
     let (_, image) = s
@@ -687,6 +702,9 @@ async fn gc_deleting_an_unreferenced_blob_during_a_backup_leaves_it_out_and_the_
 
 #[tokio::test]
 async fn a_referenced_blob_gone_during_a_backup_fails_it() {
+    if common::embedded_only() {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let s = TestServer::start();
     s.push_image("dev/team/app", "v1", &[b"a referenced layer"])
@@ -721,6 +739,9 @@ fn replace_with_link(file: &Path, outside: &Path) {
 
 #[tokio::test]
 async fn a_backup_with_a_symlinked_blob_or_key_file_is_refused_naming_the_file() {
+    if common::embedded_only() {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let (backup, layer) = one_image_backup(work.path()).await;
     let hex = &layer[7..];
