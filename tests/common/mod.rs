@@ -1145,3 +1145,24 @@ pub fn drop_backend_database(data_dir: &Path) {
         psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     }
 }
+
+/// Runs `sql` (`$1`, `$2`, ... bound to `binds`, as text) on the metadata database of the server
+/// over `data_dir`, whichever the backend (SQLite in the data directory, or its PostgreSQL
+/// database): for tests that set up a state no API makes (a crash left behind, a promotion
+/// written directly). Returns the rows affected.
+pub async fn execute_on_database(data_dir: &Path, sql: &str, binds: &[&str]) -> u64 {
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    let url = match backend_env(data_dir).into_iter().next() {
+        Some((_, url)) => url,
+        None => format!("sqlite://{}", data_dir.join("metadata.db").display()),
+    };
+    let mut connection = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+    for bind in binds {
+        query = query.bind(bind.to_string());
+    }
+    let done = query.execute(&mut connection).await.expect("execute");
+    connection.close().await.expect("close");
+    done.rows_affected()
+}
