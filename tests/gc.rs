@@ -431,32 +431,20 @@ async fn files_without_a_row_are_deleted_by_the_next_run() {
         .await;
     let kept = s.push_image("dev/team/app", "1.0", &[b"kept"]).await;
     s.stop();
-    {
-        use sqlx::{ConnectOptions, Connection};
-        let mut db = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(s.data_dir.join("metadata.db"))
-            .connect()
-            .await
-            .unwrap();
-        for digest in [&a, &b] {
-            sqlx::query("DELETE FROM repository_blobs WHERE digest = ?")
-                .bind(digest)
-                .execute(&mut db)
-                .await
-                .unwrap();
-            sqlx::query("DELETE FROM blobs WHERE digest = ?")
-                .bind(digest)
-                .execute(&mut db)
-                .await
-                .unwrap();
+    for digest in [&a, &b] {
+        for sql in [
+            "DELETE FROM repository_blobs WHERE digest = $1",
+            "DELETE FROM blobs WHERE digest = $1",
+        ] {
+            common::execute_on_database(&s.data_dir, sql, &[digest]).await;
         }
-        sqlx::query("INSERT INTO gc_tombstones (digest, created_at) VALUES (?, 0)")
-            .bind(&a)
-            .execute(&mut db)
-            .await
-            .unwrap();
-        db.close().await.unwrap();
     }
+    common::execute_on_database(
+        &s.data_dir,
+        "INSERT INTO gc_tombstones (digest, created_at) VALUES ($1, 0)",
+        &[&a],
+    )
+    .await;
     let s = TestServer::start_in(
         &s.data_dir.clone(),
         &[
