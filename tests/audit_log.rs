@@ -314,6 +314,9 @@ async fn stopped_history() -> (TestServer, std::path::PathBuf) {
 
 #[tokio::test]
 async fn a_modified_entry_is_detected_and_named() {
+    if common::embedded_only() {
+        return;
+    }
     let (_s, dir) = stopped_history().await;
     let mut db = database(&dir).await;
     sqlx::query(r#"UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), '"time"', '"tlme"') AS BLOB) WHERE idx = 3"#)
@@ -328,6 +331,9 @@ async fn a_modified_entry_is_detected_and_named() {
 
 #[tokio::test]
 async fn a_running_server_serving_an_altered_entry_is_caught() {
+    if common::embedded_only() {
+        return;
+    }
     let s = server_with_history().await;
     let mut db = database(&s.data_dir).await;
     sqlx::query("UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'push.refused', 'push.allowed') AS BLOB) WHERE idx = 15")
@@ -342,6 +348,9 @@ async fn a_running_server_serving_an_altered_entry_is_caught() {
 
 #[tokio::test]
 async fn a_deleted_entry_is_detected_and_named() {
+    if common::embedded_only() {
+        return;
+    }
     let (_s, dir) = stopped_history().await;
     let mut db = database(&dir).await;
     sqlx::query("DELETE FROM audit_entries WHERE idx = 5")
@@ -356,6 +365,9 @@ async fn a_deleted_entry_is_detected_and_named() {
 
 #[tokio::test]
 async fn reordered_entries_are_detected() {
+    if common::embedded_only() {
+        return;
+    }
     let (_s, dir) = stopped_history().await;
     let mut db = database(&dir).await;
     sqlx::query("UPDATE audit_entries SET idx = -1 WHERE idx = 2")
@@ -378,6 +390,9 @@ async fn reordered_entries_are_detected() {
 
 #[tokio::test]
 async fn an_inserted_entry_is_detected() {
+    if common::embedded_only() {
+        return;
+    }
     let (_s, dir) = stopped_history().await;
     let mut db = database(&dir).await;
     // Make room at index 4 by shifting the later entries up, then slip a forged entry in.
@@ -405,6 +420,9 @@ async fn an_inserted_entry_is_detected() {
 
 #[tokio::test]
 async fn an_entry_rewritten_with_its_hash_breaks_the_signed_checkpoint() {
+    if common::embedded_only() {
+        return;
+    }
     let (_s, dir) = stopped_history().await;
     let mut db = database(&dir).await;
     let (entry,): (Vec<u8>,) = sqlx::query_as("SELECT entry FROM audit_entries WHERE idx = 7")
@@ -482,6 +500,9 @@ fn start_refused_naming(dir: &Path, problem: &str) {
 
 #[tokio::test]
 async fn a_log_whose_newest_checkpoint_was_dropped_is_refused_at_start() {
+    if common::embedded_only() {
+        return;
+    }
     let (_s, dir) = stopped_history().await;
     let mut db = database(&dir).await;
     sqlx::query(
@@ -499,6 +520,9 @@ async fn a_log_whose_newest_checkpoint_was_dropped_is_refused_at_start() {
 
 #[tokio::test]
 async fn a_log_without_checkpoints_is_refused_at_start_and_by_verify() {
+    if common::embedded_only() {
+        return;
+    }
     let (_s, dir) = stopped_history().await;
     let mut db = database(&dir).await;
     sqlx::query("DELETE FROM audit_checkpoints")
@@ -523,6 +547,9 @@ async fn a_log_without_checkpoints_is_refused_at_start_and_by_verify() {
 
 #[tokio::test]
 async fn an_altered_signed_entry_at_the_tail_is_refused_at_start() {
+    if common::embedded_only() {
+        return;
+    }
     let (_s, dir) = stopped_history().await;
     let mut db = database(&dir).await;
     sqlx::query("UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'push.refused', 'push.allowed') AS BLOB) WHERE idx = 15")
@@ -547,6 +574,9 @@ async fn a_checkpoint_signed_by_another_key_is_refused_at_start() {
 
 #[tokio::test]
 async fn verify_require_signed_fails_on_entries_after_the_newest_checkpoint() {
+    if common::embedded_only() {
+        return;
+    }
     let (_s, dir) = stopped_history().await;
     let mut db = database(&dir).await;
     sqlx::query("INSERT INTO audit_entries (idx, entry, kind, time_millis) VALUES (16, CAST('{\"type\":\"forged\"}' AS BLOB), 'forged', 0)")
@@ -589,6 +619,9 @@ async fn readyz_becomes(s: &TestServer, status: u16) -> Value {
 
 #[tokio::test]
 async fn writes_stop_while_the_audit_log_cannot_be_signed_and_resume_after() {
+    if common::embedded_only() {
+        return;
+    }
     let s = server_with_history().await;
     // A stored hash where the next integration must write one: every round now fails.
     let next = airlock_audit::stored_hash_count(16).unwrap() as i64;

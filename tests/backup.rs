@@ -302,7 +302,7 @@ async fn check_restored(r: &TestServer, before: &Before, trusted: &Path) {
 async fn an_online_backup_restored_into_a_wiped_directory_brings_back_tags_blobs_and_the_audit_log()
 {
     // `airlock backup` copies the data directory's blob files.
-    if !common::embedded_only() {
+    if common::embedded_only() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -432,7 +432,7 @@ fn verify_fails(backup: &Path, expected: &[&str]) {
 #[tokio::test]
 async fn a_tampered_backup_fails_verification_naming_the_file_and_is_not_restored() {
     // `airlock backup` copies the data directory's blob files.
-    if !common::embedded_only() {
+    if common::embedded_only() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -510,7 +510,7 @@ async fn a_tampered_backup_fails_verification_naming_the_file_and_is_not_restore
 #[tokio::test]
 async fn restore_refuses_a_non_empty_directory_and_an_interrupted_backup() {
     // `airlock backup` copies the data directory's blob files.
-    if !common::embedded_only() {
+    if common::embedded_only() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -572,7 +572,7 @@ async fn restore_refuses_a_non_empty_directory_and_an_interrupted_backup() {
 #[tokio::test]
 async fn a_backup_killed_midway_leaves_a_partial_directory_that_is_never_taken_for_a_backup() {
     // `airlock backup` copies the data directory's blob files.
-    if !common::embedded_only() {
+    if common::embedded_only() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -648,7 +648,7 @@ async fn gc_deletes(data_dir: &Path, digest: &str) {
 #[tokio::test]
 async fn gc_deleting_an_unreferenced_blob_during_a_backup_leaves_it_out_and_the_backup_verifies() {
     // `airlock backup` copies the data directory's blob files.
-    if !common::embedded_only() {
+    if common::embedded_only() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -708,7 +708,7 @@ async fn gc_deleting_an_unreferenced_blob_during_a_backup_leaves_it_out_and_the_
 #[tokio::test]
 async fn a_referenced_blob_gone_during_a_backup_fails_it() {
     // `airlock backup` copies the data directory's blob files.
-    if !common::embedded_only() {
+    if common::embedded_only() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -746,7 +746,7 @@ fn replace_with_link(file: &Path, outside: &Path) {
 #[tokio::test]
 async fn a_backup_with_a_symlinked_blob_or_key_file_is_refused_naming_the_file() {
     // `airlock backup` copies the data directory's blob files.
-    if !common::embedded_only() {
+    if common::embedded_only() {
         return;
     }
     let work = tempfile::tempdir().unwrap();

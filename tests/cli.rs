@@ -295,7 +295,7 @@ async fn exit_codes_are_0_ok_1_refused_2_usage_and_2_unreachable() {
 
 #[tokio::test]
 async fn a_server_failure_exits_2_with_the_servers_error() {
-    if !common::embedded_only() {
+    if common::embedded_only() {
         return;
     }
     let server = TestServer::start();

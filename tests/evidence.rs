@@ -939,24 +939,18 @@ async fn rotation_keeps_old_signatures_and_compromise_voids_them() {
     // Simulate the artifact having been promoted into the gated stage `staging` (promotion lands
     // with the gates issue; here its metadata effect is written directly: a repository row and a
     // repository_manifests row, no bytes copied).
-    {
-        use sqlx::Connection as _;
-        let mut db = sqlx::SqliteConnection::connect(&format!(
-            "sqlite://{}",
-            bed.s.data_dir.join("metadata.db").display()
-        ))
-        .await
-        .unwrap();
-        sqlx::query("INSERT INTO repositories (name, created_at) VALUES ('staging/team/app', 0)")
-            .execute(&mut db)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO repository_manifests (repository, digest, created_at) VALUES ('staging/team/app', ?, 0)")
-            .bind(&bed.digest)
-            .execute(&mut db)
-            .await
-            .unwrap();
-    }
+    common::execute_on_database(
+        &bed.s.data_dir,
+        "INSERT INTO repositories (name, created_at) VALUES ('staging/team/app', 0)",
+        &[],
+    )
+    .await;
+    common::execute_on_database(
+        &bed.s.data_dir,
+        "INSERT INTO repository_manifests (repository, digest, created_at) VALUES ('staging/team/app', $1, 0)",
+        &[&bed.digest],
+    )
+    .await;
 
     // Rotate: add B, retire A. A's signature stays valid; a new one by A is refused.
     let b = bed.keygen("b");
@@ -1171,23 +1165,8 @@ async fn evidence_a_crash_left_behind_is_ingested_at_the_next_start() {
     // A crash between the manifest's commit and its ingestion leaves the manifest without
     // evidence rows; recreate that state with the server stopped.
     bed.s.stop();
-    {
-        use sqlx::Connection as _;
-        let mut db = sqlx::SqliteConnection::connect(&format!(
-            "sqlite://{}",
-            bed.s.data_dir.join("metadata.db").display()
-        ))
-        .await
-        .unwrap();
-        sqlx::query("DELETE FROM evidence")
-            .execute(&mut db)
-            .await
-            .unwrap();
-        sqlx::query("DELETE FROM evidence_manifests")
-            .execute(&mut db)
-            .await
-            .unwrap();
-    }
+    common::execute_on_database(&bed.s.data_dir, "DELETE FROM evidence", &[]).await;
+    common::execute_on_database(&bed.s.data_dir, "DELETE FROM evidence_manifests", &[]).await;
     let data_dir = bed.s.data_dir.clone();
     let restarted = TestServer::start_in(&data_dir, &[]);
     let response = restarted

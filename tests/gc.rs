@@ -425,7 +425,7 @@ async fn gc_keeps_promoted_content_its_evidence_and_uploads_in_flight_and_prunes
 /// the tombstone survived or not; a file some evidence names is never an orphan.
 #[tokio::test]
 async fn files_without_a_row_are_deleted_by_the_next_run() {
-    if !common::embedded_only() {
+    if common::embedded_only() {
         return;
     }
     let mut s = TestServer::start_with_env(&[
@@ -440,32 +440,20 @@ async fn files_without_a_row_are_deleted_by_the_next_run() {
         .await;
     let kept = s.push_image("dev/team/app", "1.0", &[b"kept"]).await;
     s.stop();
-    {
-        use sqlx::{ConnectOptions, Connection};
-        let mut db = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(s.data_dir.join("metadata.db"))
-            .connect()
-            .await
-            .unwrap();
-        for digest in [&a, &b] {
-            sqlx::query("DELETE FROM repository_blobs WHERE digest = ?")
-                .bind(digest)
-                .execute(&mut db)
-                .await
-                .unwrap();
-            sqlx::query("DELETE FROM blobs WHERE digest = ?")
-                .bind(digest)
-                .execute(&mut db)
-                .await
-                .unwrap();
+    for digest in [&a, &b] {
+        for sql in [
+            "DELETE FROM repository_blobs WHERE digest = $1",
+            "DELETE FROM blobs WHERE digest = $1",
+        ] {
+            common::execute_on_database(&s.data_dir, sql, &[digest]).await;
         }
-        sqlx::query("INSERT INTO gc_tombstones (digest, created_at) VALUES (?, 0)")
-            .bind(&a)
-            .execute(&mut db)
-            .await
-            .unwrap();
-        db.close().await.unwrap();
     }
+    common::execute_on_database(
+        &s.data_dir,
+        "INSERT INTO gc_tombstones (digest, created_at) VALUES ($1, 0)",
+        &[&a],
+    )
+    .await;
     let s = TestServer::start_in(
         &s.data_dir.clone(),
         &[
@@ -684,7 +672,7 @@ async fn uploads_racing_gc_over_the_same_digest_never_leave_a_row_without_bytes(
 /// again at once rather than being refused until a later run.
 #[tokio::test]
 async fn a_failed_run_is_audited_and_leaves_no_tombstone() {
-    if !common::embedded_only() {
+    if common::embedded_only() {
         return;
     }
     let s = TestServer::start_with_env(&[

@@ -137,24 +137,18 @@ impl Bed {
     /// Records the image as promoted into the gated `staging` stage (its metadata effect: a
     /// repository row and a repository_manifests row, no bytes copied), as the evidence tests do.
     async fn stage_copy(&self) {
-        use sqlx::Connection as _;
-        let mut db = sqlx::SqliteConnection::connect(&format!(
-            "sqlite://{}",
-            self.s.data_dir.join("metadata.db").display()
-        ))
-        .await
-        .unwrap();
-        sqlx::query("INSERT INTO repositories (name, created_at) VALUES ('staging/team/app', 0)")
-            .execute(&mut db)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO repository_manifests (repository, digest, created_at) VALUES ('staging/team/app', ?, 0)",
+        common::execute_on_database(
+            &self.s.data_dir,
+            "INSERT INTO repositories (name, created_at) VALUES ('staging/team/app', 0)",
+            &[],
         )
-        .bind(&self.digest)
-        .execute(&mut db)
-        .await
-        .unwrap();
+        .await;
+        common::execute_on_database(
+            &self.s.data_dir,
+            "INSERT INTO repository_manifests (repository, digest, created_at) VALUES ('staging/team/app', $1, 0)",
+            &[&self.digest],
+        )
+        .await;
     }
 
     /// The flags on the image in `repository`.

@@ -15,8 +15,6 @@ use std::path::Path;
 
 use common::{OCI_MANIFEST, TestServer, client_as, post_json as post, sha256};
 use serde_json::{Value, json};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection};
 
 const PASSWORD: &str = "integrity-test-password-1";
 
@@ -140,27 +138,19 @@ fn refused(status: u16, body: &Value) -> String {
     body["error"]["message"].as_str().unwrap().to_string()
 }
 
-async fn database(data: &Path) -> sqlx::SqliteConnection {
-    SqliteConnectOptions::new()
-        .filename(data.join("metadata.db"))
-        .connect()
-        .await
-        .unwrap()
-}
-
 /// Leaves promotion `id` as a crash during its decision would: `evaluating`, claimed by a
 /// decision that no longer runs, since `since_millis`.
-async fn wedge(db: &mut sqlx::SqliteConnection, id: &str, since_millis: i64) {
-    let done = sqlx::query(
-        "UPDATE promotions SET state = 'evaluating', evaluating_since = ?, claim = 'clm_dead'
-         WHERE id = ?",
+async fn wedge(data: &Path, id: &str, since_millis: i64) {
+    let done = common::execute_on_database(
+        data,
+        &format!(
+            "UPDATE promotions SET state = 'evaluating', evaluating_since = {since_millis},
+             claim = 'clm_dead' WHERE id = $1"
+        ),
+        &[id],
     )
-    .bind(since_millis)
-    .bind(id)
-    .execute(&mut *db)
-    .await
-    .unwrap();
-    assert_eq!(done.rows_affected(), 1);
+    .await;
+    assert_eq!(done, 1);
 }
 
 fn now_millis() -> i64 {
@@ -189,15 +179,14 @@ async fn one_stalled_promotion_that_cannot_be_recovered_does_not_hold_back_the_o
     s.stop();
 
     // Both stalled; the older one (recovered first) holds a digest that no longer parses.
-    let mut db = database(&data).await;
-    wedge(&mut db, &broken_id, now_millis() - 7_200_000).await;
-    wedge(&mut db, &fine_id, now_millis() - 3_600_000).await;
-    sqlx::query("UPDATE promotions SET digest = 'not-a-digest' WHERE id = ?")
-        .bind(&broken_id)
-        .execute(&mut db)
-        .await
-        .unwrap();
-    db.close().await.unwrap();
+    wedge(&data, &broken_id, now_millis() - 7_200_000).await;
+    wedge(&data, &fine_id, now_millis() - 3_600_000).await;
+    common::execute_on_database(
+        &data,
+        "UPDATE promotions SET digest = 'not-a-digest' WHERE id = $1",
+        &[&broken_id],
+    )
+    .await;
 
     let s = start(temp.path(), &data, &env);
     assert_eq!(state(&s, &fine_id).await["state"], "cancelled");
@@ -221,18 +210,18 @@ async fn a_promotion_a_crash_left_evaluating_is_reopened_at_start_and_can_be_pro
 
     // The crash: alice's approval completed the set and claimed the promotion; a new request
     // was being decided. Both an hour ago, far past policy.decision_timeout_secs.
-    let mut db = database(&data).await;
-    sqlx::query(
-        "INSERT INTO approvals (promotion_id, principal, comment, created_at) VALUES (?, 'alice', NULL, ?)",
+    common::execute_on_database(
+        &data,
+        &format!(
+            "INSERT INTO approvals (promotion_id, principal, comment, created_at)
+             VALUES ($1, 'alice', NULL, {})",
+            now_millis() - 3_600_000
+        ),
+        &[&approved_id],
     )
-    .bind(&approved_id)
-    .bind(now_millis() - 3_600_000)
-    .execute(&mut db)
-    .await
-    .unwrap();
-    wedge(&mut db, &approved_id, now_millis() - 3_600_000).await;
-    wedge(&mut db, &fresh_id, now_millis() - 3_600_000).await;
-    db.close().await.unwrap();
+    .await;
+    wedge(&data, &approved_id, now_millis() - 3_600_000).await;
+    wedge(&data, &fresh_id, now_millis() - 3_600_000).await;
 
     let s = start(temp.path(), &data, &env);
     // Reopened with its approval kept; the one never approved is cancelled.
@@ -285,9 +274,7 @@ async fn an_access_admin_cancels_a_promotion_while_it_is_evaluating() {
     let id = promotion_id(status, &body, "pending_approval");
     s.stop();
     // A decision is running (it started just now, within the timeout, so nothing recovers it).
-    let mut db = database(&data).await;
-    wedge(&mut db, &id, now_millis()).await;
-    db.close().await.unwrap();
+    wedge(&data, &id, now_millis()).await;
 
     let s = start(temp.path(), &data, &env);
     assert_eq!(state(&s, &id).await["state"], "evaluating");

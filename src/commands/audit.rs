@@ -482,15 +482,27 @@ async fn verify_offline(args: &VerifyArgs, dir: &Path) -> Result<u8> {
                 .to_string()
         }
     };
-    let database = dir.join("metadata.db");
-    if !database.exists() {
-        bail!(
-            "{} does not exist: is {} an airlock data directory?",
-            database.display(),
-            dir.display()
-        );
-    }
-    let metadata = Metadata::open_sqlite(&database).await?;
+    // The metadata is in PostgreSQL when the server's AIRLOCK_DATABASE_URL says so (the data
+    // directory still holds the log key); else the embedded database in the data directory.
+    let metadata = match std::env::var("AIRLOCK_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Metadata::open_postgres(&url).await.with_context(|| {
+            format!(
+                "cannot open the PostgreSQL database {} (AIRLOCK_DATABASE_URL)",
+                airlock_store::redact_url(&url)
+            )
+        })?,
+        _ => {
+            let database = dir.join("metadata.db");
+            if !database.exists() {
+                bail!(
+                    "{} does not exist: is {} an airlock data directory?",
+                    database.display(),
+                    dir.display()
+                );
+            }
+            Metadata::open_sqlite(&database).await?
+        }
+    };
     let stored = metadata.checkpoints().await?;
     let mut checkpoints = Vec::with_capacity(stored.len());
     for stored in &stored {

@@ -72,6 +72,9 @@ pub async fn backup(args: BackupArgs, output: OutputFormat) -> Result<u8> {
             Err(err) => failed(&err, output),
         });
     }
+    if let Some(refused) = postgres_refusal(args.config.as_deref(), args.data_dir.is_some())? {
+        return Ok(failed(&refused, output));
+    }
     let data_dir = data_dir(args.data_dir, args.config.as_deref())?;
     Ok(match backup::create(&data_dir, &args.dest).await {
         Ok(summary) => {
@@ -108,6 +111,9 @@ pub async fn backup(args: BackupArgs, output: OutputFormat) -> Result<u8> {
 
 /// Runs `airlock restore`; returns the exit status.
 pub async fn restore(args: RestoreArgs, output: OutputFormat) -> Result<u8> {
+    if let Some(refused) = postgres_refusal(None, true)? {
+        return Ok(failed(&refused, output));
+    }
     Ok(match backup::restore(&args.src, &args.data_dir).await {
         Ok(summary) => {
             match output {
@@ -133,6 +139,22 @@ pub async fn restore(args: RestoreArgs, output: OutputFormat) -> Result<u8> {
         }
         Err(err) => failed(&err, output),
     })
+}
+
+/// The refusal to back up or restore when the server's metadata is in PostgreSQL: its
+/// `database_url` from the configuration (file and environment) or, with an explicit data
+/// directory, from `AIRLOCK_DATABASE_URL`.
+fn postgres_refusal(config: Option<&Path>, explicit_dir: bool) -> Result<Option<BackupError>> {
+    let url = if explicit_dir {
+        std::env::var("AIRLOCK_DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+    } else {
+        airlock_server::Config::load(config, std::env::vars())?.database_url
+    };
+    Ok(url.map(|url| BackupError::PostgresMetadata {
+        url: airlock_store::redact_url(&url),
+    }))
 }
 
 /// The data directory: `--data-dir`, else the configuration's (file and environment, as

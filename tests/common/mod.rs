@@ -70,6 +70,7 @@ impl TestServer {
             // Stopped servers exit at once (tests/drain.rs sets a delay).
             .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
             .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .envs(backend_env(data_dir))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (key, value) in env {
@@ -149,6 +150,7 @@ impl TestServer {
         use std::io::Write;
         let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
             .args(args)
+            .envs(backend_env(&self.data_dir))
             .envs(env.iter().copied())
             .env("XDG_CONFIG_HOME", home)
             .env("AIRLOCK_SERVER", &self.base)
@@ -297,6 +299,10 @@ impl Drop for TestServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // The data directory goes with this server: so does its PostgreSQL database.
+        if self._temp.is_some() {
+            drop_backend_database(&self.data_dir);
+        }
     }
 }
 
@@ -358,8 +364,16 @@ pub fn interop_tool_available(tool: &str, probe: &[&str]) -> bool {
 
 /// Runs the `airlock` CLI with `args`; returns (exit code, stdout, stderr).
 pub fn airlock_cli(args: &[&str]) -> (i32, String, String) {
+    // A command run on a server's data directory reaches its database the way the server does.
+    let backend = args
+        .iter()
+        .position(|arg| *arg == "--data-dir")
+        .and_then(|i| args.get(i + 1))
+        .map(|dir| backend_env(Path::new(dir)))
+        .unwrap_or_default();
     let output = Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(args)
+        .envs(backend)
         .env_remove("AIRLOCK_SERVER")
         .output()
         .expect("run airlock");
@@ -470,6 +484,7 @@ pub fn serve_refused(data_dir: &Path, args: &[&str]) -> (i32, String) {
         .envs(distributed_blob_env(data_dir))
         .env("AIRLOCK_LOG__LEVEL", "warn")
         .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .envs(backend_env(data_dir))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -563,6 +578,7 @@ impl TestServer {
             .env("AIRLOCK_LOG__LEVEL", "warn")
             .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
             .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .envs(backend_env(&dir))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (key, value) in env {
@@ -935,6 +951,7 @@ impl TestServer {
             .env("AIRLOCK_LOG__LEVEL", "info")
             .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
             .env_remove("AIRLOCK_INITIAL_ADMIN_PASSWORD")
+            .envs(backend_env(&dir))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -1035,7 +1052,7 @@ impl TestServer {
 /// tests). Empty in the embedded default; with `distributed` but no `AIRLOCK_TEST_S3_ENDPOINT`
 /// the test fails rather than running embedded.
 pub fn distributed_blob_env(data_dir: &Path) -> Vec<(String, String)> {
-    if std::env::var("AIRLOCK_TEST_BACKEND").as_deref() != Ok("distributed") {
+    if !distributed() {
         return Vec::new();
     }
     let server = airlock_store::test_support::TestS3::from_env()
@@ -1069,22 +1086,11 @@ pub fn create_test_bucket(server: &airlock_store::test_support::TestS3, bucket: 
     .unwrap_or_else(|err| panic!("{err}"));
 }
 
-/// Whether a test that reads or damages files in the data directory (blob files, the SQLite
-/// database) may run: not under `AIRLOCK_TEST_BACKEND=distributed`, where it prints a notice
-/// and the caller returns.
-pub fn embedded_only() -> bool {
-    if std::env::var("AIRLOCK_TEST_BACKEND").as_deref() == Ok("distributed") {
-        eprintln!("NOTICE: embedded-only test skipped under AIRLOCK_TEST_BACKEND=distributed");
-        return false;
-    }
-    true
-}
-
 /// Whether the bytes of blob `digest` are stored for server `s`: its file in the data directory,
 /// or under `AIRLOCK_TEST_BACKEND=distributed` its object in the server's bucket.
 pub async fn blob_stored(s: &TestServer, digest: &str) -> bool {
     let digest: airlock_core::Digest = digest.parse().expect("digest");
-    if std::env::var("AIRLOCK_TEST_BACKEND").as_deref() != Ok("distributed") {
+    if !distributed() {
         return airlock_store::local_blob_file(&s.data_dir.join("blobs"), &digest).exists();
     }
     let env = distributed_blob_env(&s.data_dir);
@@ -1102,7 +1108,7 @@ pub async fn blob_stored(s: &TestServer, digest: &str) -> bool {
 /// How many committed blobs the server over `data_dir` stores: files under its `blobs/blobs/`, or
 /// under `AIRLOCK_TEST_BACKEND=distributed` objects in its bucket.
 pub fn stored_blob_count(data_dir: &Path) -> usize {
-    if std::env::var("AIRLOCK_TEST_BACKEND").as_deref() != Ok("distributed") {
+    if !distributed() {
         fn walk(dir: &Path) -> usize {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 return 0;
@@ -1134,4 +1140,130 @@ pub fn stored_blob_count(data_dir: &Path) -> usize {
     })
     .join()
     .expect("listing thread")
+}
+
+/// `AIRLOCK_TEST_BACKEND`: `embedded` (the default: SQLite and blobs in the data directory) or
+/// `distributed` (every server gets `AIRLOCK_DATABASE_URL`, a PostgreSQL database of its own on
+/// the server `AIRLOCK_TEST_POSTGRES_URL` names, and `AIRLOCK_BLOB_STORE`, a bucket of its own on
+/// the S3 test server; start them with `scripts/test-services` and `scripts/test-s3`).
+pub fn distributed() -> bool {
+    match std::env::var("AIRLOCK_TEST_BACKEND").as_deref() {
+        Ok("distributed") => true,
+        Ok("embedded") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("AIRLOCK_TEST_BACKEND={other}: use embedded or distributed"),
+    }
+}
+
+/// For a test that inspects or damages the SQLite files or the blob directory itself: under
+/// `AIRLOCK_TEST_BACKEND=distributed` prints the notice and returns true (the test returns).
+pub fn embedded_only() -> bool {
+    if distributed() {
+        eprintln!("NOTICE: embedded-only test skipped under AIRLOCK_TEST_BACKEND=distributed");
+        return true;
+    }
+    false
+}
+
+/// The PostgreSQL server for distributed tests; fails the test when it is missing (never a
+/// silent fallback to the embedded engines).
+fn test_postgres_url() -> String {
+    match std::env::var("AIRLOCK_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "AIRLOCK_TEST_BACKEND=distributed needs AIRLOCK_TEST_POSTGRES_URL: eval \"$(scripts/test-services)\""
+        ),
+    }
+}
+
+/// The database of the server over `data_dir`: one per data directory, named after its path,
+/// so a server restarted over the same directory finds its database again.
+fn backend_database_name(data_dir: &Path) -> String {
+    let path = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let hash = sha256(path.as_os_str().as_encoded_bytes());
+    format!("airlock_t_{}", &hash["sha256:".len()..][..32])
+}
+
+/// `url` with its database replaced by `name`.
+fn postgres_url_with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let end = base[authority..]
+        .find('/')
+        .map_or(base.len(), |i| authority + i);
+    let mut out = format!("{}/{name}", &base[..end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// Runs `sql` on the test PostgreSQL server with `psql`; returns whether it succeeded.
+fn psql(sql: &str) -> bool {
+    Command::new("psql")
+        .args(["-q", &test_postgres_url(), "-c", sql])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// The environment that points a server (or the CLI) over `data_dir` at the backend under test:
+/// nothing when embedded; `AIRLOCK_DATABASE_URL` (its database created on first use) when
+/// distributed.
+pub fn backend_env(data_dir: &Path) -> Vec<(String, String)> {
+    if !distributed() {
+        return Vec::new();
+    }
+    let admin = test_postgres_url();
+    let name = backend_database_name(data_dir);
+    let exists = Command::new("psql")
+        .args([
+            "-qAt",
+            &admin,
+            "-c",
+            &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+        ])
+        .output()
+        .expect("run psql (Debian's postgresql-client)");
+    if String::from_utf8_lossy(&exists.stdout).trim() != "1" {
+        // Two servers started over one directory at once may race here: one creates it.
+        psql(&format!("CREATE DATABASE {name}"));
+    }
+    vec![(
+        "AIRLOCK_DATABASE_URL".to_string(),
+        postgres_url_with_database(&admin, &name),
+    )]
+}
+
+/// Drops the database of the server over `data_dir` (distributed only), closing its
+/// connections.
+pub fn drop_backend_database(data_dir: &Path) {
+    if distributed() {
+        let name = backend_database_name(data_dir);
+        psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
+}
+
+/// Runs `sql` (`$1`, `$2`, ... bound to `binds`, as text) on the metadata database of the server
+/// over `data_dir`, whichever the backend (SQLite in the data directory, or its PostgreSQL
+/// database): for tests that set up a state no API makes (a crash left behind, a promotion
+/// written directly). Returns the rows affected.
+pub async fn execute_on_database(data_dir: &Path, sql: &str, binds: &[&str]) -> u64 {
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    let url = match backend_env(data_dir).into_iter().next() {
+        Some((_, url)) => url,
+        None => format!("sqlite://{}", data_dir.join("metadata.db").display()),
+    };
+    let mut connection = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+    for bind in binds {
+        query = query.bind(bind.to_string());
+    }
+    let done = query.execute(&mut connection).await.expect("execute");
+    connection.close().await.expect("close");
+    done.rows_affected()
 }

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock_store::{BlobStore, Metadata, StoreError};
+use airlock_store::{BlobStore, DatabaseLocation, Metadata, StoreError};
 use axum::Router;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
@@ -96,11 +96,21 @@ pub async fn open_registry(config: &Config) -> Result<Arc<Registry>, ServeError>
         dir: dir.display().to_string(),
         source,
     };
-    crate::data_dir::prepare(dir)?;
-    let metadata = Metadata::open_sqlite(&crate::data_dir::database_path(dir))
-        .await
-        .map_err(storage)?;
-    crate::data_dir::check_new_database(dir, &metadata, config.allow_new_database).await?;
+    let location = config.database_location()?;
+    crate::data_dir::prepare(dir, &location)?;
+    let metadata = match &location {
+        DatabaseLocation::Sqlite(path) => Metadata::open_sqlite(path).await.map_err(storage)?,
+        DatabaseLocation::Postgres(url) => {
+            Metadata::open_postgres(url)
+                .await
+                .map_err(|source| ServeError::Storage {
+                    dir: format!("the PostgreSQL database {}", airlock_store::redact_url(url)),
+                    source,
+                })?
+        }
+    };
+    crate::data_dir::check_new_database(dir, &location, &metadata, config.allow_new_database)
+        .await?;
     let blobs = match &config.blob_store {
         None => BlobStore::local(&dir.join("blobs")).map_err(storage)?,
         Some(location) => BlobStore::s3(location, &config.s3.options(), std::env::vars())
@@ -427,7 +437,12 @@ pub async fn serve(
     if let Some(tls) = &tls {
         tls.info.export();
     }
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), tls = tls.is_some(), "airlock listening");
+    // The database URL may hold a password: only its redacted form is logged.
+    let database = config
+        .database_url
+        .as_deref()
+        .map_or_else(|| "embedded SQLite".to_string(), airlock_store::redact_url);
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), %database, tls = tls.is_some(), "airlock listening");
     println!("airlock listening on {scheme}://{addr}");
     if let Some(made) = tls.as_ref().and_then(|tls| tls.self_signed.as_ref()) {
         // Written without panicking: a supervisor may close stdout after the first line.

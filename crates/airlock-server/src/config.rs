@@ -20,8 +20,18 @@ pub struct Config {
     /// Serve plaintext HTTP on an address that is not loopback (`airlock serve --insecure-listen`).
     /// Off: without `[tls]` (or `--self-signed`) such an address is refused at start.
     pub insecure_listen: bool,
-    /// Directory for the embedded database, blobs and keys.
+    /// Directory for the embedded database, blobs and keys. Required in every mode: with
+    /// `database_url` set it still holds the keys (signing keys, keyring state) and TLS material.
     pub data_dir: PathBuf,
+    /// The metadata database (`AIRLOCK_DATABASE_URL`). Unset: the embedded SQLite file in the
+    /// data directory. `postgres://` or `postgresql://`: that PostgreSQL database (TLS as the
+    /// URL's `sslmode` says), which several replicas may share. The URL may hold a password: it is
+    /// never logged, and serialises with its credentials redacted.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_redacted_url"
+    )]
+    pub database_url: Option<String>,
     /// Start even though the database is new while the data directory holds keys from an earlier
     /// installation (`airlock serve --allow-new-database`; never read from the file or the
     /// environment, so it cannot stay on by accident).
@@ -193,6 +203,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             insecure_listen: false,
             data_dir: PathBuf::from("./airlock-data"),
+            database_url: None,
             allow_new_database: false,
             self_signed: false,
             log: LogConfig::default(),
@@ -894,11 +905,12 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 17] = [
+const ENV_SETTABLE: [&str; 18] = [
     "listen",
     "insecure_listen",
     "tls",
     "data_dir",
+    "database_url",
     "log",
     "registry",
     "audit",
@@ -914,7 +926,43 @@ const ENV_SETTABLE: [&str; 17] = [
     "s3",
 ];
 
+/// Serialises a database URL without its credentials (see [`airlock_store::redact_url`]).
+fn serialize_redacted_url<S: serde::Serializer>(
+    url: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => serializer.serialize_some(&airlock_store::redact_url(url)),
+        None => serializer.serialize_none(),
+    }
+}
+
 impl Config {
+    /// Where the metadata lives: the embedded SQLite file in the data directory, or the
+    /// PostgreSQL database of `database_url` (already checked by [`Config::validate`]).
+    pub fn database_location(&self) -> Result<airlock_store::DatabaseLocation, ConfigError> {
+        match &self.database_url {
+            None => Ok(airlock_store::DatabaseLocation::Sqlite(
+                crate::data_dir::database_path(&self.data_dir),
+            )),
+            Some(url) => {
+                let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+                match scheme {
+                    Some("postgres" | "postgresql") => {
+                        Ok(airlock_store::DatabaseLocation::Postgres(url.clone()))
+                    }
+                    _ => Err(ConfigError::Invalid {
+                        origin: "database_url".into(),
+                        message: format!(
+                            "{} is not a database airlock can use: set database_url to postgres://USER:PASSWORD@HOST:PORT/DATABASE (or postgresql://...) for PostgreSQL, or leave it unset for the embedded SQLite database in the data directory",
+                            airlock_store::redact_url(url)
+                        ),
+                    }),
+                }
+            }
+        }
+    }
+
     /// Loads the configuration from an optional file and `AIRLOCK_*` variables (passed in, so this
     /// function reads no global state), then validates it.
     pub fn load(
@@ -984,6 +1032,7 @@ impl Config {
             message,
         };
         Stages::new(self.stages.clone()).map_err(|e| invalid(format!("stages: {e}")))?;
+        self.database_location()?;
         if self.registry.max_manifest_bytes == 0 {
             return Err(invalid(
                 "registry.max_manifest_bytes must be positive".into(),
@@ -1293,6 +1342,37 @@ mod tests {
                 "{source}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_database_url_selects_postgres_and_is_never_shown_with_its_password() {
+        let config = Config::load(None, []).unwrap();
+        assert!(matches!(
+            config.database_location().unwrap(),
+            airlock_store::DatabaseLocation::Sqlite(path) if path.ends_with("metadata.db")
+        ));
+        for scheme in ["postgres", "postgresql"] {
+            let url = format!("{scheme}://airlock:s3cret@db:5432/airlock?sslmode=require");
+            let env = [("AIRLOCK_DATABASE_URL".to_string(), url.clone())];
+            let config = Config::load(None, env).unwrap();
+            assert_eq!(
+                config.database_location().unwrap(),
+                airlock_store::DatabaseLocation::Postgres(url)
+            );
+            let shown = toml::to_string(&config).unwrap();
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("db:5432/airlock"), "{shown}");
+        }
+        let env = [(
+            "AIRLOCK_DATABASE_URL".to_string(),
+            "mysql://root:s3cret@db/airlock".to_string(),
+        )];
+        let err = Config::load(None, env).unwrap_err().to_string();
+        assert!(
+            err.contains("postgres://") && err.contains("postgresql://"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_store::{Metadata, StoreError};
+use airlock_store::{DatabaseLocation, Metadata, StoreError};
 
 /// Key files airlock generates (on first start, or when a key is rotated: the histories of the
 /// token and attestation keys); their presence means the directory was used.
@@ -49,15 +49,15 @@ pub enum DataDirError {
     /// The database is new but keys from an earlier installation are present.
     #[error(
         "the database {} is new (no audit entries, no checkpoints), but {} already holds {}: the database this installation used was lost, moved or replaced. Starting now would begin an empty registry and audit log under the old keys. Restore the database from a backup (docs/operations.md, Recovery), or, to start over on purpose with these keys, start once with --allow-new-database",
-        database.display(),
+        database,
         dir.display(),
         keys.join(", ")
     )]
     NewDatabaseBesideKeys {
         /// The data directory.
         dir: PathBuf,
-        /// The database file.
-        database: PathBuf,
+        /// The database (its file, or its URL without credentials).
+        database: String,
         /// The key files found.
         keys: Vec<String>,
     },
@@ -83,15 +83,17 @@ fn set_mode(_path: &Path, _mode: u32) -> Result<(), DataDirError> {
 
 /// Creates the data directory if needed and sets the modes described in the module docs, before
 /// the database is opened.
-pub fn prepare(dir: &Path) -> Result<(), DataDirError> {
+pub fn prepare(dir: &Path, location: &DatabaseLocation) -> Result<(), DataDirError> {
     let files = |path: &Path| {
         let path = path.to_path_buf();
         move |source| DataDirError::Files { path, source }
     };
     std::fs::create_dir_all(dir).map_err(files(dir))?;
     set_mode(dir, 0o700)?;
-    let database = database_path(dir);
-    airlock_store::secure_database_file(&database).map_err(files(&database))?;
+    // The embedded database's file is created here with its mode; PostgreSQL has no file here.
+    if let DatabaseLocation::Sqlite(database) = location {
+        airlock_store::secure_database_file(database).map_err(files(database))?;
+    }
     for blobs in ["blobs", "blobs/blobs", "blobs/uploads"] {
         set_mode(&dir.join(blobs), 0o700)?;
     }
@@ -114,6 +116,7 @@ fn keys_present(dir: &Path) -> Vec<String> {
 /// `allow_new_database`. Call after opening the database and before anything writes to it.
 pub async fn check_new_database(
     dir: &Path,
+    location: &DatabaseLocation,
     metadata: &Metadata,
     allow_new_database: bool,
 ) -> Result<(), DataDirError> {
@@ -136,7 +139,10 @@ pub async fn check_new_database(
     }
     Err(DataDirError::NewDatabaseBesideKeys {
         dir: dir.to_path_buf(),
-        database: database_path(dir),
+        database: match location {
+            DatabaseLocation::Sqlite(path) => path.display().to_string(),
+            DatabaseLocation::Postgres(url) => airlock_store::redact_url(url),
+        },
         keys,
     })
 }

@@ -94,7 +94,7 @@ pub struct AccessRequestRow {
     pub expires_at: Option<i64>,
 }
 
-fn principal_from_row(row: sqlx::sqlite::SqliteRow) -> PrincipalRow {
+fn principal_from_row(row: sqlx::any::AnyRow) -> PrincipalRow {
     PrincipalRow {
         id: row.get("id"),
         name: row.get("name"),
@@ -108,7 +108,7 @@ fn principal_from_row(row: sqlx::sqlite::SqliteRow) -> PrincipalRow {
 }
 
 async fn bump_epoch(tx: &mut WriteTransaction, principal_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE principals SET authz_epoch = authz_epoch + 1 WHERE id = ?")
+    sqlx::query("UPDATE principals SET authz_epoch = authz_epoch + 1 WHERE id = $1")
         .bind(principal_id)
         .execute(&mut **tx)
         .await?;
@@ -129,7 +129,7 @@ async fn insert_binding(
     sqlx::query(
         "INSERT INTO role_bindings
          (principal_id, role, scope, expires_at, granted_by, access_request_id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(principal_id)
     .bind(role)
@@ -165,7 +165,7 @@ impl Metadata {
         records: &[AuditRecord],
     ) -> Result<PrincipalRow, StoreError> {
         let mut tx = self.begin_write().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM principals WHERE name = ?")
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM principals WHERE name = $1")
             .bind(name)
             .fetch_all(&mut *tx)
             .await?
@@ -177,7 +177,7 @@ impl Metadata {
             )));
         }
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO principals (name, kind, created_at, created_by) VALUES (?, ?, ?, ?) RETURNING id",
+            "INSERT INTO principals (name, kind, created_at, created_by) VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(name)
         .bind(kind)
@@ -197,7 +197,7 @@ impl Metadata {
 
     /// A principal by name.
     pub async fn principal_by_name(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
-        let sql = format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE name = ?");
+        let sql = format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE name = $1");
         Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(name)
             .fetch_all(self.pool())
@@ -209,7 +209,7 @@ impl Metadata {
 
     /// A principal by id.
     pub async fn principal_by_id(&self, id: i64) -> Result<Option<PrincipalRow>, StoreError> {
-        let sql = format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id = ?");
+        let sql = format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id = $1");
         Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_all(self.pool())
@@ -239,7 +239,7 @@ impl Metadata {
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE principals SET disabled = 1, authz_epoch = authz_epoch + 1 WHERE id = ?",
+            "UPDATE principals SET disabled = 1, authz_epoch = authz_epoch + 1 WHERE id = $1",
         )
         .bind(id)
         .execute(&mut *tx)
@@ -263,7 +263,7 @@ impl Metadata {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO credentials (id, principal_id, kind, secret_hash, expires_at, revoked_at, created_at)
-             VALUES (?, ?, ?, ?, ?, NULL, ?)
+             VALUES ($1, $2, $3, $4, $5, NULL, $6)
              ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash,
                expires_at = excluded.expires_at, revoked_at = NULL, created_at = excluded.created_at",
         )
@@ -284,7 +284,7 @@ impl Metadata {
     /// A credential by id.
     pub async fn credential(&self, id: &str) -> Result<Option<CredentialRow>, StoreError> {
         Ok(sqlx::query(
-            "SELECT id, principal_id, kind, secret_hash, expires_at, revoked_at FROM credentials WHERE id = ?",
+            "SELECT id, principal_id, kind, secret_hash, expires_at, revoked_at FROM credentials WHERE id = $1",
         )
         .bind(id)
         .fetch_all(self.pool())
@@ -309,7 +309,7 @@ impl Metadata {
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let owner: Option<i64> = sqlx::query_scalar(
-            "UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING principal_id",
+            "UPDATE credentials SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING principal_id",
         )
         .bind(now_millis())
         .bind(id)
@@ -329,7 +329,7 @@ impl Metadata {
     /// The role bindings of a principal (expired ones included; callers check expiry).
     pub async fn bindings(&self, principal_id: i64) -> Result<Vec<BindingRow>, StoreError> {
         Ok(sqlx::query(
-            "SELECT id, role, scope, expires_at, granted_by FROM role_bindings WHERE principal_id = ? ORDER BY id",
+            "SELECT id, role, scope, expires_at, granted_by FROM role_bindings WHERE principal_id = $1 ORDER BY id",
         )
         .bind(principal_id)
         .fetch_all(self.pool())
@@ -382,7 +382,7 @@ impl Metadata {
     ) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "DELETE FROM role_bindings WHERE principal_id = ? AND role = ? AND scope = ?",
+            "DELETE FROM role_bindings WHERE principal_id = $1 AND role = $2 AND scope = $3",
         )
         .bind(principal_id)
         .bind(role)
@@ -411,7 +411,7 @@ impl Metadata {
         let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO access_requests (principal_id, role, scope, duration_secs, reason, status, created_at)
-             VALUES (?, ?, ?, ?, ?, 'pending', ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6) RETURNING id",
         )
         .bind(principal_id)
         .bind(role)
@@ -452,8 +452,8 @@ impl Metadata {
         filter: RequestFilter<'_>,
     ) -> Result<Vec<AccessRequestRow>, StoreError> {
         let condition = match filter {
-            RequestFilter::Status(_) => "(? IS NULL OR r.status = ?)",
-            RequestFilter::Id(_) => "r.id = ?",
+            RequestFilter::Status(_) => "($1 IS NULL OR r.status = $2)",
+            RequestFilter::Id(_) => "r.id = $1",
         };
         let sql = format!(
             "SELECT r.id, p.name AS principal, r.role, r.scope, r.duration_secs, r.reason, r.status,
@@ -497,8 +497,8 @@ impl Metadata {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
-            "UPDATE access_requests SET status = ?, decided_by = ?, decided_at = ?
-             WHERE id = ? AND status = 'pending' RETURNING principal_id, role, scope",
+            "UPDATE access_requests SET status = $1, decided_by = $2, decided_at = $3
+             WHERE id = $4 AND status = 'pending' RETURNING principal_id, role, scope",
         )
         .bind(decision)
         .bind(decided_by)
@@ -539,8 +539,8 @@ impl Metadata {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let principal_id: i64 = sqlx::query_scalar(
-            "UPDATE access_requests SET status = 'revoked', decided_by = ?, decided_at = ?
-             WHERE id = ? AND status = 'granted' RETURNING principal_id",
+            "UPDATE access_requests SET status = 'revoked', decided_by = $1, decided_at = $2
+             WHERE id = $3 AND status = 'granted' RETURNING principal_id",
         )
         .bind(decided_by)
         .bind(now_millis())
@@ -550,7 +550,7 @@ impl Metadata {
         .into_iter()
         .next()
         .ok_or_else(|| StoreError::Conflict(format!("access request {id} is not granted")))?;
-        sqlx::query("DELETE FROM role_bindings WHERE access_request_id = ?")
+        sqlx::query("DELETE FROM role_bindings WHERE access_request_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -576,8 +576,8 @@ impl Metadata {
     ) -> Result<(i64, i64), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO auth_failures (principal, source, minute, count) VALUES (?, ?, ?, 1)
-             ON CONFLICT (principal, source, minute) DO UPDATE SET count = count + 1",
+            "INSERT INTO auth_failures (principal, source, minute, count) VALUES ($1, $2, $3, 1)
+             ON CONFLICT (principal, source, minute) DO UPDATE SET count = auth_failures.count + 1",
         )
         .bind(principal)
         .bind(source)
@@ -586,8 +586,8 @@ impl Metadata {
         .await?;
         if let Some(name) = name {
             sqlx::query(
-                "INSERT INTO auth_failures_by_name (name, source, minute, count) VALUES (?, ?, ?, 1)
-                 ON CONFLICT (name, source, minute) DO UPDATE SET count = count + 1",
+                "INSERT INTO auth_failures_by_name (name, source, minute, count) VALUES ($1, $2, $3, 1)
+                 ON CONFLICT (name, source, minute) DO UPDATE SET count = auth_failures_by_name.count + 1",
             )
             .bind(name)
             .bind(source)
@@ -596,7 +596,7 @@ impl Metadata {
             .await?;
         }
         let by_principal: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(count), 0) FROM auth_failures WHERE principal = ? AND minute = ?",
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM auth_failures WHERE principal = $1 AND minute = $2",
         )
         .bind(principal)
         .bind(minute)
@@ -606,7 +606,7 @@ impl Metadata {
         .next()
         .unwrap_or(0);
         let by_source: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(count), 0) FROM auth_failures WHERE source = ? AND minute = ?",
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM auth_failures WHERE source = $1 AND minute = $2",
         )
         .bind(source)
         .bind(minute)
@@ -618,11 +618,11 @@ impl Metadata {
         if by_principal == 1 {
             append(&mut tx, records).await?;
         }
-        sqlx::query("DELETE FROM auth_failures WHERE minute < ?")
+        sqlx::query("DELETE FROM auth_failures WHERE minute < $1")
             .bind(minute - 60)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM auth_failures_by_name WHERE minute < ?")
+        sqlx::query("DELETE FROM auth_failures_by_name WHERE minute < $1")
             .bind(minute - 1)
             .execute(&mut *tx)
             .await?;
@@ -640,9 +640,9 @@ impl Metadata {
     ) -> Result<(i64, i64), StoreError> {
         let row = sqlx::query(
             "SELECT
-               (SELECT COALESCE(SUM(count), 0) FROM auth_failures_by_name
-                  WHERE name = ? AND source = ? AND minute = ?) AS p,
-               (SELECT COALESCE(SUM(count), 0) FROM auth_failures WHERE source = ? AND minute = ?) AS s",
+               (SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM auth_failures_by_name
+                  WHERE name = $1 AND source = $2 AND minute = $3) AS p,
+               (SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM auth_failures WHERE source = $4 AND minute = $5) AS s",
         )
         .bind(name)
         .bind(source)

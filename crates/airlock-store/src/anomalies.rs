@@ -9,6 +9,7 @@ use airlock_core::{
 use sqlx::Row;
 
 use crate::audit::append;
+use crate::engine::SqlBuilder;
 use crate::error::StoreError;
 use crate::metadata::{Metadata, WriteTransaction};
 
@@ -93,7 +94,7 @@ impl From<sqlx::Error> for ResolveError {
 const ANOMALY_COLUMNS: &str = "id, rule, key, action, applied, summary, target, observed, \
     threshold, window_secs, status, created_at, resolved_at, resolved_by, resolution";
 
-fn anomaly_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AnomalyRow, StoreError> {
+fn anomaly_from_row(row: &sqlx::any::AnyRow) -> Result<AnomalyRow, StoreError> {
     let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("anomaly {what}: {e}"));
     let rule: String = row.get("rule");
     let action: String = row.get("action");
@@ -130,7 +131,7 @@ impl Metadata {
         let mut tx = self.begin_write().await?;
         let rule = signal.rule.as_str();
         let open: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM anomalies WHERE rule = ? AND key = ? AND status = 'open'",
+            "SELECT id FROM anomalies WHERE rule = $1 AND key = $2 AND status = 'open'",
         )
         .bind(rule)
         .bind(&signal.key)
@@ -143,14 +144,14 @@ impl Metadata {
             tx.commit().await?;
             return Ok(None);
         }
-        sqlx::query("INSERT INTO anomaly_signals (rule, key, at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO anomaly_signals (rule, key, at) VALUES ($1, $2, $3)")
             .bind(rule)
             .bind(&signal.key)
             .bind(now)
             .execute(&mut *tx)
             .await?;
         let observed: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM anomaly_signals WHERE rule = ? AND key = ? AND at > ?",
+            "SELECT COUNT(*) FROM anomaly_signals WHERE rule = $1 AND key = $2 AND at > $3",
         )
         .bind(rule)
         .bind(&signal.key)
@@ -170,7 +171,7 @@ impl Metadata {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO anomalies (rule, key, action, applied, summary, target, observed,
                threshold, window_secs, status, created_at)
-             VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, 'open', ?) RETURNING id",
+             VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, 'open', $9) RETURNING id",
         )
         .bind(rule)
         .bind(&signal.key)
@@ -189,7 +190,7 @@ impl Metadata {
         let mut records = Vec::new();
         let applied = take_action(&mut tx, id, signal, tripwire.action, now, &mut records).await?;
         if applied {
-            sqlx::query("UPDATE anomalies SET applied = 1 WHERE id = ?")
+            sqlx::query("UPDATE anomalies SET applied = 1 WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -221,7 +222,7 @@ impl Metadata {
     /// An anomaly by id.
     pub async fn anomaly(&self, id: i64) -> Result<Option<AnomalyRow>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = ?"
+            "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = $1"
         )))
         .bind(id)
         .fetch_all(self.pool())
@@ -238,8 +239,8 @@ impl Metadata {
         limit: u32,
     ) -> Result<Vec<AnomalyRow>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE (?1 IS NULL OR status = ?1)
-             ORDER BY id DESC LIMIT ?2"
+            "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE ($1 IS NULL OR status = $1)
+             ORDER BY id DESC LIMIT $2"
         )))
         .bind(status)
         .bind(i64::from(limit))
@@ -260,7 +261,7 @@ impl Metadata {
     ) -> Result<AnomalyRow, ResolveError> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = ?"
+            "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = $1"
         )))
         .bind(id)
         .fetch_all(&mut *tx)
@@ -273,8 +274,8 @@ impl Metadata {
             return Err(ResolveError::AlreadyResolved(id));
         }
         sqlx::query(
-            "UPDATE anomalies SET status = 'resolved', resolved_at = ?, resolved_by = ?,
-               resolution = ? WHERE id = ?",
+            "UPDATE anomalies SET status = 'resolved', resolved_at = $1, resolved_by = $2,
+               resolution = $3 WHERE id = $4",
         )
         .bind(now)
         .bind(&actor.principal)
@@ -283,7 +284,7 @@ impl Metadata {
         .execute(&mut *tx)
         .await?;
         let locked: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM principal_locks WHERE anomaly_id = ? RETURNING principal",
+            "DELETE FROM principal_locks WHERE anomaly_id = $1 RETURNING principal",
         )
         .bind(id)
         .fetch_all(&mut *tx)
@@ -291,23 +292,23 @@ impl Metadata {
         for principal in locked {
             sqlx::query(
                 "UPDATE principals SET locked_by =
-                   (SELECT MAX(anomaly_id) FROM principal_locks WHERE principal = ?1)
-                 WHERE name = ?1",
+                   (SELECT MAX(anomaly_id) FROM principal_locks WHERE principal = $1)
+                 WHERE name = $1",
             )
             .bind(&principal)
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("DELETE FROM artifact_quarantines WHERE anomaly_id = ?")
+        sqlx::query("DELETE FROM artifact_quarantines WHERE anomaly_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
         let unfrozen: Vec<String> =
-            sqlx::query_scalar("DELETE FROM stage_freezes WHERE anomaly_id = ? RETURNING stage")
+            sqlx::query_scalar("DELETE FROM stage_freezes WHERE anomaly_id = $1 RETURNING stage")
                 .bind(id)
                 .fetch_all(&mut *tx)
                 .await?;
-        sqlx::query("DELETE FROM anomaly_signals WHERE rule = ? AND key = ?")
+        sqlx::query("DELETE FROM anomaly_signals WHERE rule = $1 AND key = $2")
             .bind(anomaly.rule.as_str())
             .bind(&anomaly.key)
             .execute(&mut *tx)
@@ -348,13 +349,13 @@ impl Metadata {
     ) -> Result<Option<QuarantineRow>, StoreError> {
         Ok(sqlx::query(
             "WITH RECURSIVE
-               up(d) AS (SELECT ?1 UNION SELECT r.digest FROM manifest_references r
+               up(d) AS (SELECT $1 COLLATE \"binary\" UNION SELECT r.digest FROM manifest_references r
                          JOIN up ON r.child = up.d WHERE r.kind = 'manifest'),
-               down(d) AS (SELECT ?1 UNION SELECT r.child FROM manifest_references r
+               down(d) AS (SELECT $1 COLLATE \"binary\" UNION SELECT r.child FROM manifest_references r
                            JOIN down ON r.digest = down.d WHERE r.kind = 'manifest')
              SELECT anomaly_id, reason, repository_path FROM artifact_quarantines
              WHERE digest IN (SELECT d FROM up UNION SELECT d FROM down)
-               AND (repository_path IS NULL OR repository_path = ?2)
+               AND (repository_path IS NULL OR repository_path = $2)
              ORDER BY anomaly_id DESC LIMIT 1",
         )
         .bind(digest)
@@ -379,38 +380,35 @@ impl Metadata {
         digest: &airlock_core::Digest,
     ) -> Result<bool, StoreError> {
         let digest = digest.to_string();
-        let mut query = sqlx::QueryBuilder::new(
-            "SELECT EXISTS (SELECT 1 FROM promotions WHERE repository_path = ",
+        // CASE, not a bare EXISTS: PostgreSQL answers a boolean and SQLite an integer.
+        let mut query = SqlBuilder::new(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM promotions WHERE repository_path = ",
         );
         query
             .push_bind(repository_path)
             .push(" AND digest = ")
-            .push_bind(&digest)
+            .push_bind(digest.clone())
             .push(
                 " AND state IN ('evaluating', 'pending_approval', 'promoted'))
                  OR EXISTS (SELECT 1 FROM repository_manifests WHERE digest = ",
             )
-            .push_bind(&digest)
-            .push(" AND repository IN (");
-        // (SQLite accepts an empty list: no repository holds it.)
-        let mut names = query.separated(", ");
-        for repository in repositories {
-            names.push_bind(repository.as_str());
-        }
-        query.push("))");
-        let found: Option<bool> = query
-            .build_query_scalar()
+            .push_bind(digest)
+            .push(" AND repository IN (")
+            .push_list(repositories.iter().map(|r| r.as_str().to_string()))
+            .push(")) THEN 1 ELSE 0 END");
+        let found: Option<i64> = query
+            .build_query_scalar()?
             .fetch_all(self.pool())
             .await?
             .into_iter()
             .next();
-        Ok(found.unwrap_or(false))
+        Ok(found.unwrap_or(0) != 0)
     }
 
     /// Forgets signals older than `before` (ms): no window reaches back that far.
     pub async fn prune_anomaly_signals(&self, before: i64) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM anomaly_signals WHERE at < ?")
+        let done = sqlx::query("DELETE FROM anomaly_signals WHERE at < $1")
             .bind(before)
             .execute(&mut *tx)
             .await?;
@@ -438,7 +436,7 @@ async fn take_action(
             };
             // The epoch bump kills every token the principal holds, at once.
             let locked = sqlx::query(
-                "UPDATE principals SET locked_by = ?, authz_epoch = authz_epoch + 1 WHERE name = ?",
+                "UPDATE principals SET locked_by = $1, authz_epoch = authz_epoch + 1 WHERE name = $2",
             )
             .bind(id)
             .bind(principal)
@@ -449,7 +447,7 @@ async fn take_action(
                 return Ok(false);
             }
             sqlx::query(
-                "INSERT INTO principal_locks (principal, anomaly_id, created_at) VALUES (?, ?, ?)",
+                "INSERT INTO principal_locks (principal, anomaly_id, created_at) VALUES ($1, $2, $3)",
             )
             .bind(principal)
             .bind(id)
@@ -469,7 +467,7 @@ async fn take_action(
             sqlx::query(
                 "INSERT INTO artifact_quarantines (digest, anomaly_id, reason, created_at,
                    repository_path)
-                 VALUES (?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(digest.to_string())
             .bind(id)
@@ -487,7 +485,7 @@ async fn take_action(
             // A stage already frozen (by a person or another anomaly) keeps that freeze.
             let frozen = sqlx::query(
                 "INSERT INTO stage_freezes (stage, reason, frozen_by, frozen_at, anomaly_id)
-                 VALUES (?, ?, 'airlock', ?, ?) ON CONFLICT (stage) DO NOTHING",
+                 VALUES ($1, $2, 'airlock', $3, $4) ON CONFLICT (stage) DO NOTHING",
             )
             .bind(stage)
             .bind(&reason)
@@ -550,77 +548,77 @@ mod tests {
 
     #[tokio::test]
     async fn a_quarantine_holds_the_artifact_in_its_repository_path_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let evil = RepoName::from_str("dev/evil/x").unwrap();
-        let team_dev = RepoName::from_str("dev/team/app").unwrap();
-        let team_prod = RepoName::from_str("prod/team/app").unwrap();
-        let digest = same_image_in(&meta, &[&evil, &team_dev, &team_prod]).await;
-        let lineage = |path: &str| {
-            ["dev", "staging", "prod"]
-                .map(|stage| RepoName::from_str(&format!("{stage}/{path}")).unwrap())
-        };
-        assert!(
-            meta.artifact_in_lineage("team/app", &lineage("team/app"), &digest)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !meta
-                .artifact_in_lineage("other/app", &lineage("other/app"), &digest)
-                .await
-                .unwrap()
-        );
-
-        // Tampered evidence in dev/evil/x quarantines evil/x's copy, not team/app's.
-        let signal = Signal {
-            rule: AnomalyRule::TamperedEvidence,
-            key: format!("artifact:evil/x@{digest}"),
-            target: AnomalyTarget {
-                repository: Some(evil.clone()),
-                digest: Some(digest.clone()),
-                ..AnomalyTarget::default()
-            },
-            summary: "tampered".into(),
-        };
-        let tripwire = Tripwire {
-            threshold: 1,
-            window_ms: 60_000,
-            action: AnomalyAction::QuarantineArtifact,
-        };
-        let anomaly = meta
-            .observe_signal(&signal, tripwire, now_millis())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(anomaly.applied);
-        let held = |repo: &RepoName| {
-            let meta = meta.clone();
-            let repo = repo.clone();
-            let digest = digest.clone();
-            async move {
-                let stored = meta.manifest(&repo, &digest).await.unwrap().unwrap();
-                let by_path = meta
-                    .quarantine(repo.path(), &digest.to_string())
+        for meta in crate::testing::engines().await {
+            let evil = RepoName::from_str("dev/evil/x").unwrap();
+            let team_dev = RepoName::from_str("dev/team/app").unwrap();
+            let team_prod = RepoName::from_str("prod/team/app").unwrap();
+            let digest = same_image_in(&meta, &[&evil, &team_dev, &team_prod]).await;
+            let lineage = |path: &str| {
+                ["dev", "staging", "prod"]
+                    .map(|stage| RepoName::from_str(&format!("{stage}/{path}")).unwrap())
+            };
+            assert!(
+                meta.artifact_in_lineage("team/app", &lineage("team/app"), &digest)
                     .await
-                    .unwrap();
-                assert_eq!(stored.quarantine, by_path);
-                stored.quarantine
-            }
-        };
-        let quarantine = held(&evil).await.expect("evil/x's copy is held");
-        assert_eq!(quarantine.repository_path.as_deref(), Some("evil/x"));
-        assert_eq!(held(&team_dev).await, None);
-        assert_eq!(held(&team_prod).await, None);
+                    .unwrap()
+            );
+            assert!(
+                !meta
+                    .artifact_in_lineage("other/app", &lineage("other/app"), &digest)
+                    .await
+                    .unwrap()
+            );
 
-        // A quarantine raised before quarantines were scoped (no path) holds it everywhere.
-        sqlx::query("UPDATE artifact_quarantines SET repository_path = NULL WHERE anomaly_id = ?")
+            // Tampered evidence in dev/evil/x quarantines evil/x's copy, not team/app's.
+            let signal = Signal {
+                rule: AnomalyRule::TamperedEvidence,
+                key: format!("artifact:evil/x@{digest}"),
+                target: AnomalyTarget {
+                    repository: Some(evil.clone()),
+                    digest: Some(digest.clone()),
+                    ..AnomalyTarget::default()
+                },
+                summary: "tampered".into(),
+            };
+            let tripwire = Tripwire {
+                threshold: 1,
+                window_ms: 60_000,
+                action: AnomalyAction::QuarantineArtifact,
+            };
+            let anomaly = meta
+                .observe_signal(&signal, tripwire, now_millis())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(anomaly.applied);
+            let held = |repo: &RepoName| {
+                let meta = meta.clone();
+                let repo = repo.clone();
+                let digest = digest.clone();
+                async move {
+                    let stored = meta.manifest(&repo, &digest).await.unwrap().unwrap();
+                    let by_path = meta
+                        .quarantine(repo.path(), &digest.to_string())
+                        .await
+                        .unwrap();
+                    assert_eq!(stored.quarantine, by_path);
+                    stored.quarantine
+                }
+            };
+            let quarantine = held(&evil).await.expect("evil/x's copy is held");
+            assert_eq!(quarantine.repository_path.as_deref(), Some("evil/x"));
+            assert_eq!(held(&team_dev).await, None);
+            assert_eq!(held(&team_prod).await, None);
+
+            // A quarantine raised before quarantines were scoped (no path) holds it everywhere.
+            sqlx::query(
+                "UPDATE artifact_quarantines SET repository_path = NULL WHERE anomaly_id = $1",
+            )
             .bind(anomaly.id)
             .execute(meta.pool())
             .await
             .unwrap();
-        assert!(held(&team_prod).await.is_some());
+            assert!(held(&team_prod).await.is_some());
+        }
     }
 }

@@ -78,7 +78,7 @@ pub enum SentNotice {
     Expired,
 }
 
-fn key_from_row(row: sqlx::sqlite::SqliteRow) -> ApiKeyRow {
+fn key_from_row(row: sqlx::any::AnyRow) -> ApiKeyRow {
     ApiKeyRow {
         id: row.get("id"),
         principal_id: row.get("principal_id"),
@@ -111,7 +111,7 @@ impl Metadata {
         let mut tx = self.begin_write().await?;
         let taken: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM credentials
-             WHERE (principal_id = ? AND kind = 'api_key' AND name = ? AND revoked_at IS NULL) OR id = ?",
+             WHERE (principal_id = $1 AND kind = 'api_key' AND name = $2 AND revoked_at IS NULL) OR id = $3",
         )
         .bind(principal_id)
         .bind(name)
@@ -126,7 +126,7 @@ impl Metadata {
         sqlx::query(
             "INSERT INTO credentials
                (id, principal_id, kind, secret_hash, expires_at, revoked_at, created_at, name, created_by)
-             VALUES (?, ?, 'api_key', ?, ?, NULL, ?, ?, ?)",
+             VALUES ($1, $2, 'api_key', $3, $4, NULL, $5, $6, $7)",
         )
         .bind(id)
         .bind(principal_id)
@@ -147,7 +147,7 @@ impl Metadata {
         Ok(sqlx::query(
             "SELECT id, principal_id, COALESCE(name, id) AS name, created_at, expires_at, revoked_at,
                     last_used_at, created_by
-             FROM credentials WHERE principal_id = ? AND kind = 'api_key' ORDER BY created_at, id",
+             FROM credentials WHERE principal_id = $1 AND kind = 'api_key' ORDER BY created_at, id",
         )
         .bind(principal_id)
         .fetch_all(self.pool())
@@ -167,8 +167,8 @@ impl Metadata {
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE credentials SET revoked_at = ?
-             WHERE id = ? AND principal_id = ? AND kind = 'api_key' AND revoked_at IS NULL",
+            "UPDATE credentials SET revoked_at = $1
+             WHERE id = $2 AND principal_id = $3 AND kind = 'api_key' AND revoked_at IS NULL",
         )
         .bind(now_millis())
         .bind(id)
@@ -188,8 +188,8 @@ impl Metadata {
     pub async fn touch_api_key(&self, id: &str, at: i64) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "UPDATE credentials SET last_used_at = ?
-             WHERE id = ? AND kind = 'api_key' AND (last_used_at IS NULL OR last_used_at <= ?)",
+            "UPDATE credentials SET last_used_at = $1
+             WHERE id = $2 AND kind = 'api_key' AND (last_used_at IS NULL OR last_used_at <= $3)",
         )
         .bind(at)
         .bind(id)
@@ -209,13 +209,15 @@ impl Metadata {
     ) -> Result<Vec<ExpiringKey>, StoreError> {
         let rows = sqlx::query(
             "SELECT c.id, p.name AS principal, COALESCE(c.name, c.id) AS name, c.expires_at,
-                    (SELECT group_concat(n.threshold_days) FROM credential_expiry_notices n
+                    (SELECT string_agg(CAST(n.threshold_days AS TEXT), ',')
+                     FROM credential_expiry_notices n
                      WHERE n.credential_id = c.id AND n.notice = 'expiring') AS expiring_sent,
-                    EXISTS (SELECT 1 FROM credential_expiry_notices n
-                            WHERE n.credential_id = c.id AND n.notice = 'expired') AS expired_sent
+                    CASE WHEN EXISTS (SELECT 1 FROM credential_expiry_notices n
+                            WHERE n.credential_id = c.id AND n.notice = 'expired')
+                         THEN 1 ELSE 0 END AS expired_sent
              FROM credentials c JOIN principals p ON p.id = c.principal_id
              WHERE c.kind = 'api_key' AND c.revoked_at IS NULL
-               AND c.expires_at IS NOT NULL AND c.expires_at < ? AND c.expires_at > ?
+               AND c.expires_at IS NOT NULL AND c.expires_at < $1 AND c.expires_at > $2
              ORDER BY c.expires_at, c.id",
         )
         .bind(before)
@@ -264,7 +266,7 @@ impl Metadata {
         for threshold in &thresholds {
             let done = sqlx::query(
                 "INSERT INTO credential_expiry_notices (credential_id, notice, threshold_days, sent_at)
-                 VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             )
             .bind(id)
             .bind(kind)
@@ -309,16 +311,16 @@ mod tests {
         }
     }
 
-    async fn store_with_account() -> (tempfile::TempDir, Metadata, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let principal = meta
-            .create_principal("ci", "service", "admin", &[])
-            .await
-            .unwrap();
-        (dir, meta, principal.id)
+    async fn store_with_account() -> Vec<(crate::testing::TestStore, i64)> {
+        let mut out = Vec::new();
+        for meta in crate::testing::engines().await {
+            let principal = meta
+                .create_principal("ci", "service", "admin", &[])
+                .await
+                .unwrap();
+            out.push((meta, principal.id));
+        }
+        out
     }
 
     #[tokio::test]
@@ -332,10 +334,13 @@ mod tests {
                 .filename(&path)
                 .create_if_missing(true);
             let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-            crate::metadata::migrator().run_to(12, &pool).await.unwrap();
+            crate::metadata::migrator(crate::Backend::Sqlite)
+                .run_to(12, &pool)
+                .await
+                .unwrap();
             for (id, name, kind) in [(1, "ci", "service"), (2, "alice", "user")] {
                 sqlx::query(
-                    "INSERT INTO principals (id, name, kind, created_at, created_by) VALUES (?, ?, ?, 0, 'admin')",
+                    "INSERT INTO principals (id, name, kind, created_at, created_by) VALUES ($1, $2, $3, 0, 'admin')",
                 )
                 .bind(id)
                 .bind(name)
@@ -351,7 +356,7 @@ mod tests {
             ] {
                 sqlx::query(
                     "INSERT INTO credentials (id, principal_id, kind, secret_hash, expires_at, revoked_at, created_at)
-                     VALUES (?, ?, ?, 'h', 100000, ?, ?)",
+                     VALUES ($1, $2, $3, 'h', 100000, $4, $5)",
                 )
                 .bind(id)
                 .bind(principal)
@@ -387,93 +392,96 @@ mod tests {
 
     #[tokio::test]
     async fn names_are_unique_among_live_keys_and_free_again_after_revocation() {
-        let (_dir, meta, ci) = store_with_account().await;
-        let epoch = meta.principal_by_id(ci).await.unwrap().unwrap().authz_epoch;
-        meta.add_api_key(ci, key("aaaaaaaaaaaa", "deploy", 10), &[])
-            .await
-            .unwrap();
-        let again = meta
-            .add_api_key(ci, key("bbbbbbbbbbbb", "deploy", 10), &[])
-            .await;
-        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
-        assert!(meta.revoke_api_key(ci, "aaaaaaaaaaaa", &[]).await.unwrap());
-        assert!(!meta.revoke_api_key(ci, "aaaaaaaaaaaa", &[]).await.unwrap());
-        meta.add_api_key(ci, key("bbbbbbbbbbbb", "deploy", 10), &[])
-            .await
-            .unwrap();
-        assert_eq!(meta.api_keys(ci).await.unwrap().len(), 2);
-        // Whoever added a key (revoked ones too) vouches for the account.
-        let vouchers = meta.vouchers(&["ci"]).await.unwrap();
-        assert_eq!(vouchers["ci"].key_adders, vec!["admin".to_string()]);
-        // Adding and revoking keys leaves the account's epoch alone.
-        assert_eq!(
-            meta.principal_by_id(ci).await.unwrap().unwrap().authz_epoch,
-            epoch
-        );
+        for (meta, ci) in store_with_account().await {
+            let epoch = meta.principal_by_id(ci).await.unwrap().unwrap().authz_epoch;
+            meta.add_api_key(ci, key("aaaaaaaaaaaa", "deploy", 10), &[])
+                .await
+                .unwrap();
+            let again = meta
+                .add_api_key(ci, key("bbbbbbbbbbbb", "deploy", 10), &[])
+                .await;
+            assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+            assert!(meta.revoke_api_key(ci, "aaaaaaaaaaaa", &[]).await.unwrap());
+            assert!(!meta.revoke_api_key(ci, "aaaaaaaaaaaa", &[]).await.unwrap());
+            meta.add_api_key(ci, key("bbbbbbbbbbbb", "deploy", 10), &[])
+                .await
+                .unwrap();
+            assert_eq!(meta.api_keys(ci).await.unwrap().len(), 2);
+            // Whoever added a key (revoked ones too) vouches for the account.
+            let vouchers = meta.vouchers(&["ci"]).await.unwrap();
+            assert_eq!(vouchers["ci"].key_adders, vec!["admin".to_string()]);
+            // Adding and revoking keys leaves the account's epoch alone.
+            assert_eq!(
+                meta.principal_by_id(ci).await.unwrap().unwrap().authz_epoch,
+                epoch
+            );
+        }
     }
 
     #[tokio::test]
     async fn last_use_is_written_at_most_once_a_minute() {
-        let (_dir, meta, ci) = store_with_account().await;
-        meta.add_api_key(ci, key("aaaaaaaaaaaa", "k", 10), &[])
-            .await
-            .unwrap();
-        meta.touch_api_key("aaaaaaaaaaaa", 1_000_000).await.unwrap();
-        meta.touch_api_key("aaaaaaaaaaaa", 1_030_000).await.unwrap();
-        assert_eq!(
-            meta.api_keys(ci).await.unwrap()[0].last_used_at,
-            Some(1_000_000)
-        );
-        meta.touch_api_key("aaaaaaaaaaaa", 1_060_000).await.unwrap();
-        assert_eq!(
-            meta.api_keys(ci).await.unwrap()[0].last_used_at,
-            Some(1_060_000)
-        );
+        for (meta, ci) in store_with_account().await {
+            meta.add_api_key(ci, key("aaaaaaaaaaaa", "k", 10), &[])
+                .await
+                .unwrap();
+            meta.touch_api_key("aaaaaaaaaaaa", 1_000_000).await.unwrap();
+            meta.touch_api_key("aaaaaaaaaaaa", 1_030_000).await.unwrap();
+            assert_eq!(
+                meta.api_keys(ci).await.unwrap()[0].last_used_at,
+                Some(1_000_000)
+            );
+            meta.touch_api_key("aaaaaaaaaaaa", 1_060_000).await.unwrap();
+            assert_eq!(
+                meta.api_keys(ci).await.unwrap()[0].last_used_at,
+                Some(1_060_000)
+            );
+        }
     }
 
     #[tokio::test]
     async fn an_expiry_notice_is_appended_once() {
-        let (_dir, meta, ci) = store_with_account().await;
-        let now = now_millis();
-        meta.add_api_key(ci, key("aaaaaaaaaaaa", "k", now + 1000), &[])
+        for (meta, ci) in store_with_account().await {
+            let now = now_millis();
+            meta.add_api_key(ci, key("aaaaaaaaaaaa", "k", now + 1000), &[])
+                .await
+                .unwrap();
+            let due = meta.api_keys_expiring(now + 5000, now).await.unwrap();
+            assert_eq!(due.len(), 1);
+            assert_eq!(due[0].principal, "ci");
+            assert!(due[0].expiring_sent.is_empty());
+            let event = || {
+                record(AuditEvent::CredentialExpiring {
+                    principal: "ci".into(),
+                    id: "aaaaaaaaaaaa".into(),
+                    name: "k".into(),
+                    expires_at_millis: now + 1000,
+                    days: 3,
+                })
+            };
+            let notice = SentNotice::Expiring(vec![3, 14]);
+            assert!(
+                meta.record_expiry_notice("aaaaaaaaaaaa", &notice, &[event()])
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !meta
+                    .record_expiry_notice("aaaaaaaaaaaa", &notice, &[event()])
+                    .await
+                    .unwrap()
+            );
+            let due = meta.api_keys_expiring(now + 5000, now).await.unwrap();
+            let mut sent = due[0].expiring_sent.clone();
+            sent.sort_unstable();
+            assert_eq!(sent, vec![3, 14]);
+            assert!(!due[0].expired_sent);
+            let entries: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM audit_entries WHERE kind = 'credential.expiring'",
+            )
+            .fetch_one(meta.pool())
             .await
             .unwrap();
-        let due = meta.api_keys_expiring(now + 5000, now).await.unwrap();
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].principal, "ci");
-        assert!(due[0].expiring_sent.is_empty());
-        let event = || {
-            record(AuditEvent::CredentialExpiring {
-                principal: "ci".into(),
-                id: "aaaaaaaaaaaa".into(),
-                name: "k".into(),
-                expires_at_millis: now + 1000,
-                days: 3,
-            })
-        };
-        let notice = SentNotice::Expiring(vec![3, 14]);
-        assert!(
-            meta.record_expiry_notice("aaaaaaaaaaaa", &notice, &[event()])
-                .await
-                .unwrap()
-        );
-        assert!(
-            !meta
-                .record_expiry_notice("aaaaaaaaaaaa", &notice, &[event()])
-                .await
-                .unwrap()
-        );
-        let due = meta.api_keys_expiring(now + 5000, now).await.unwrap();
-        let mut sent = due[0].expiring_sent.clone();
-        sent.sort_unstable();
-        assert_eq!(sent, vec![3, 14]);
-        assert!(!due[0].expired_sent);
-        let entries: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM audit_entries WHERE kind = 'credential.expiring'",
-        )
-        .fetch_one(meta.pool())
-        .await
-        .unwrap();
-        assert_eq!(entries, 1);
+            assert_eq!(entries, 1);
+        }
     }
 }

@@ -2,8 +2,9 @@
 //! needs to hash them and record signed checkpoints.
 
 use airlock_core::AuditRecord;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 
+use crate::engine::SqlBuilder;
 use crate::error::StoreError;
 use crate::metadata::Metadata;
 
@@ -50,7 +51,7 @@ pub struct AuditTableCounts {
 /// that makes the change they describe; returns the index of the first. Indexes continue from the table itself, so concurrent
 /// writers (and replicas sharing the database) get consecutive, gap-free numbers.
 pub(crate) async fn append(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     records: &[AuditRecord],
 ) -> Result<Option<u64>, sqlx::Error> {
     if records.is_empty() {
@@ -66,14 +67,20 @@ pub(crate) async fn append(
     for (chunk_number, chunk) in records.chunks(200).enumerate() {
         let first = next + (chunk_number * 200) as i64;
         let mut insert =
-            sqlx::QueryBuilder::new("INSERT INTO audit_entries (idx, entry, kind, time_millis) ");
-        insert.push_values(chunk.iter().enumerate(), |mut row, (offset, record)| {
-            row.push_bind(first + offset as i64)
+            SqlBuilder::new("INSERT INTO audit_entries (idx, entry, kind, time_millis) VALUES ");
+        for (offset, record) in chunk.iter().enumerate() {
+            insert
+                .push(if offset == 0 { "(" } else { ", (" })
+                .push_bind(first + offset as i64)
+                .push(", ")
                 .push_bind(record.canonical_json())
+                .push(", ")
                 .push_bind(record.event.kind())
-                .push_bind(record.time_millis);
-        });
-        insert.build().execute(&mut *conn).await?;
+                .push(", ")
+                .push_bind(record.time_millis)
+                .push(")");
+        }
+        insert.build()?.execute(&mut *conn).await?;
     }
     crate::webhooks::enqueue_for_records(conn, records, next).await?;
     Ok(Some(next as u64))
@@ -150,7 +157,7 @@ impl Metadata {
     pub async fn audit_table_counts(&self, below: u64) -> Result<AuditTableCounts, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM audit_entries) AS entries,
-                    (SELECT COUNT(*) FROM audit_entries WHERE idx >= 0 AND idx < ?) AS entries_below,
+                    (SELECT COUNT(*) FROM audit_entries WHERE idx >= 0 AND idx < $1) AS entries_below,
                     (SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries) AS next_entry,
                     (SELECT COUNT(*) FROM audit_hashes) AS hashes,
                     (SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_hashes) AS next_hash,
@@ -191,7 +198,7 @@ impl Metadata {
         end: u64,
     ) -> Result<Vec<StoredEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT idx, entry FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            "SELECT idx, entry FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
         )
         .bind(start as i64)
         .bind(end as i64)
@@ -217,8 +224,8 @@ impl Metadata {
     ) -> Result<Vec<StoredEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT idx, entry FROM audit_entries
-             WHERE idx >= ? AND time_millis >= ? AND (? IS NULL OR substr(kind, 1, length(?)) = ?)
-             ORDER BY idx LIMIT ?",
+             WHERE idx >= $1 AND time_millis >= $2 AND ($3 IS NULL OR substr(kind, 1, length($4)) = $5)
+             ORDER BY idx LIMIT $6",
         )
         .bind(start as i64)
         .bind(since_millis.unwrap_or(i64::MIN))
@@ -245,8 +252,8 @@ impl Metadata {
     ) -> Result<Vec<StoredEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT idx, entry FROM audit_entries
-             WHERE (? IS NULL OR substr(kind, 1, length(?)) = ?)
-             ORDER BY idx DESC LIMIT ?",
+             WHERE ($1 IS NULL OR substr(kind, 1, length($2)) = $3)
+             ORDER BY idx DESC LIMIT $4",
         )
         .bind(kind_prefix)
         .bind(kind_prefix)
@@ -267,17 +274,16 @@ impl Metadata {
 
     /// Stored Merkle hashes by stored-hash index, in the order asked; `None` where absent.
     pub async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Option<[u8; 32]>>, StoreError> {
-        let wanted =
-            serde_json::to_string(indexes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let rows = sqlx::query(
-            "SELECT idx, hash FROM audit_hashes WHERE idx IN (SELECT value FROM json_each(?))",
-        )
-        .bind(wanted)
-        .fetch_all(self.pool())
-        .await?;
-        let mut found = std::collections::HashMap::with_capacity(rows.len());
-        for row in rows {
-            found.insert(row.get::<i64, _>("idx") as u64, hash_from(row.get("hash"))?);
+        let mut found = std::collections::HashMap::with_capacity(indexes.len());
+        // Bounded statements: both engines cap the number of bound values.
+        for chunk in indexes.chunks(1000) {
+            let mut query = SqlBuilder::new("SELECT idx, hash FROM audit_hashes WHERE idx IN (");
+            query
+                .push_list(chunk.iter().map(|index| *index as i64))
+                .push(")");
+            for row in query.build()?.fetch_all(self.pool()).await? {
+                found.insert(row.get::<i64, _>("idx") as u64, hash_from(row.get("hash"))?);
+            }
         }
         Ok(indexes.iter().map(|i| found.get(i).copied()).collect())
     }
@@ -324,14 +330,19 @@ impl Metadata {
         }
         // Many rows per statement: a round stores two hashes per entry.
         for chunk in hashes.chunks(400) {
-            let mut insert = sqlx::QueryBuilder::new("INSERT INTO audit_hashes (idx, hash) ");
-            insert.push_values(chunk, |mut row, (index, hash)| {
-                row.push_bind(*index as i64).push_bind(hash.to_vec());
-            });
-            insert.build().execute(&mut *tx).await?;
+            let mut insert = SqlBuilder::new("INSERT INTO audit_hashes (idx, hash) VALUES ");
+            for (offset, (index, hash)) in chunk.iter().enumerate() {
+                insert
+                    .push(if offset == 0 { "(" } else { ", (" })
+                    .push_bind(*index as i64)
+                    .push(", ")
+                    .push_bind(hash.to_vec())
+                    .push(")");
+            }
+            insert.build()?.execute(&mut *tx).await?;
         }
         sqlx::query(
-            "INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(checkpoint.size as i64)
         .bind(checkpoint.root.as_slice())
@@ -344,7 +355,7 @@ impl Metadata {
     }
 }
 
-fn checkpoint_from_row(row: sqlx::sqlite::SqliteRow) -> Result<StoredCheckpoint, StoreError> {
+fn checkpoint_from_row(row: sqlx::any::AnyRow) -> Result<StoredCheckpoint, StoreError> {
     Ok(StoredCheckpoint {
         size: row.get::<i64, _>("size") as u64,
         root: hash_from(row.get("root"))?,

@@ -26,7 +26,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use airlock_core::Digest;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{ConnectOptions, Connection};
 
 use crate::error::StoreError;
@@ -88,8 +88,8 @@ pub async fn blobs_gone_live(source: &Path, digests: &[Digest]) -> Result<Vec<Di
     let mut gone = Vec::new();
     for digest in digests {
         let held: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM blobs WHERE digest = ?1
-               AND NOT EXISTS (SELECT 1 FROM gc_tombstones WHERE digest = ?1)",
+            "SELECT 1 FROM blobs WHERE digest = $1
+               AND NOT EXISTS (SELECT 1 FROM gc_tombstones WHERE digest = $1)",
         )
         .bind(digest.to_string())
         .fetch_optional(&mut connection)
@@ -126,9 +126,9 @@ pub async fn drop_unreferenced_blobs(
         let needed: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM manifest_references r
                JOIN repository_manifests rm ON rm.digest = r.digest
-              WHERE r.child = ?1 AND r.kind = 'blob'
+              WHERE r.child = $1 AND r.kind = 'blob'
              UNION ALL
-             SELECT 1 FROM evidence WHERE blob = ?1
+             SELECT 1 FROM evidence WHERE blob = $1
              LIMIT 1",
         )
         .bind(digest.to_string())
@@ -137,11 +137,11 @@ pub async fn drop_unreferenced_blobs(
         if needed.is_some() {
             continue;
         }
-        sqlx::query("DELETE FROM repository_blobs WHERE digest = ?")
+        sqlx::query("DELETE FROM repository_blobs WHERE digest = $1")
             .bind(digest.to_string())
             .execute(&mut *tx)
             .await?;
-        let deleted = sqlx::query("DELETE FROM blobs WHERE digest = ?")
+        let deleted = sqlx::query("DELETE FROM blobs WHERE digest = $1")
             .bind(digest.to_string())
             .execute(&mut *tx)
             .await?;
@@ -160,19 +160,18 @@ impl Metadata {
     /// Opens a database copy (a backup's snapshot) read-only: no migration, no write. The
     /// methods that read work as on a live database; every write fails.
     pub async fn open_sqlite_read_only(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(false)
-            .read_only(true);
-        let pool = SqlitePoolOptions::new()
+        sqlx::any::install_default_drivers();
+        let options = crate::engine::sqlite_options(path, true)?;
+        let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(2)
             .connect_with(options)
             .await?;
         let file = DatabaseFile::opened(path)?;
         Ok(Self::from_parts(
             pool,
+            crate::Backend::Sqlite,
             std::sync::Arc::new(DatabaseHealth {
-                file,
+                file: Some(file),
                 stopped: std::sync::Mutex::new(Some("opened read-only".into())),
                 failures: FailureLog::default(),
                 integrity: String::new(),
@@ -230,7 +229,7 @@ mod tests {
             .await
             .unwrap();
         let digest = Digest::sha256_of(b"layer");
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, 5, 0)")
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, 5, 0)")
             .bind(digest.to_string())
             .execute(live.pool())
             .await
@@ -241,7 +240,7 @@ mod tests {
             .await
             .unwrap();
         // The live database keeps working after the snapshot.
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, 6, 0)")
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, 6, 0)")
             .bind(Digest::sha256_of(b"later").to_string())
             .execute(live.pool())
             .await
@@ -297,35 +296,35 @@ mod tests {
         )];
         for blob in [&layer, &envelope, &loose, &orphaned_layer] {
             statements.push((
-                "INSERT INTO blobs (digest, size, created_at) VALUES (?, 1, 0)",
+                "INSERT INTO blobs (digest, size, created_at) VALUES ($1, 1, 0)",
                 vec![d(blob)],
             ));
             statements.push((
-                "INSERT INTO repository_blobs (repository, digest, created_at) VALUES ('dev/app', ?, 0)",
+                "INSERT INTO repository_blobs (repository, digest, created_at) VALUES ('dev/app', $1, 0)",
                 vec![d(blob)],
             ));
         }
         for (digest, child) in [(&manifest, &layer), (&pruned, &orphaned_layer)] {
             statements.push((
                 "INSERT INTO manifests (digest, media_type, annotations, size, content, created_at)
-                 VALUES (?, 'application/vnd.oci.image.manifest.v1+json', '{}', 1, x'7b7d', 0)",
+                 VALUES ($1, 'application/vnd.oci.image.manifest.v1+json', '{}', 1, x'7b7d', 0)",
                 vec![d(digest)],
             ));
             statements.push((
-                "INSERT INTO manifest_references (digest, child, kind) VALUES (?, ?, 'blob')",
+                "INSERT INTO manifest_references (digest, child, kind) VALUES ($1, $2, 'blob')",
                 vec![d(digest), d(child)],
             ));
         }
         // Only `manifest` is held by a repository: `pruned` was removed by retention.
         statements.push((
-            "INSERT INTO repository_manifests (repository, digest, created_at) VALUES ('dev/app', ?, 0)",
+            "INSERT INTO repository_manifests (repository, digest, created_at) VALUES ('dev/app', $1, 0)",
             vec![d(&manifest)],
         ));
         statements.push((
             "INSERT INTO evidence (repository_path, subject, item, format, source, repository,
                                    blob, status, keyring_version, first_seen_at, verified_at,
                                    pushed_by)
-             VALUES ('team/app', ?, 'item', 'dsse', 'api', 'dev/team/app', ?, 'rejected', 0, 0,
+             VALUES ('team/app', $1, 'item', 'dsse', 'api', 'dev/team/app', $2, 'rejected', 0, 0,
                      0, 'tester')",
             vec![d(&manifest), d(&envelope)],
         ));
@@ -338,15 +337,15 @@ mod tests {
             &live,
             &[
                 (
-                    "INSERT INTO gc_tombstones (digest, created_at) VALUES (?, 0)",
+                    "INSERT INTO gc_tombstones (digest, created_at) VALUES ($1, 0)",
                     vec![d(&loose)],
                 ),
                 (
-                    "DELETE FROM repository_blobs WHERE digest IN (?, ?)",
+                    "DELETE FROM repository_blobs WHERE digest IN ($1, $2)",
                     vec![d(&loose), d(&orphaned_layer)],
                 ),
                 (
-                    "DELETE FROM blobs WHERE digest IN (?, ?)",
+                    "DELETE FROM blobs WHERE digest IN ($1, $2)",
                     vec![d(&loose), d(&orphaned_layer)],
                 ),
             ],

@@ -40,23 +40,23 @@ fn prefix_end(prefix: &str) -> String {
 
 /// Repositories with a manifest in a name range after a cursor: the `repositories` primary key.
 const REPOSITORIES_PAGE: &str = "SELECT name FROM repositories r
-     WHERE name >= ? AND name < ? AND name > ?
+     WHERE name >= $1 AND name < $2 AND name > $3
        AND EXISTS (SELECT 1 FROM repository_manifests rm WHERE rm.repository = r.name)
-     ORDER BY name LIMIT ?";
+     ORDER BY name LIMIT $4";
 
 /// A repository's tags after a cursor: the `tags` primary key.
 const TAGS_PAGE: &str = "SELECT name, digest, updated_at FROM tags
-     WHERE repository = ? AND name > ? ORDER BY name LIMIT ?";
+     WHERE repository = $1 AND name > $2 ORDER BY name LIMIT $3";
 
 /// A channel tag's moves before a cursor, newest first: `channel_history_by_tag`.
 const CHANNEL_MOVES_PAGE: &str =
     "SELECT id, digest, promotion_id, action, moved_by, moved_at FROM channel_history
-     WHERE repository = ? AND tag = ? AND id < ? ORDER BY id DESC LIMIT ?";
+     WHERE repository = $1 AND tag = $2 AND id < $3 ORDER BY id DESC LIMIT $4";
 
 /// The promotion that brought an artifact into a stage. The state terms repeat
 /// `promotions_live`'s condition so SQLite uses that unique index.
 const PROMOTION_INTO: &str = "SELECT * FROM promotions
-     WHERE repository_path = ? AND digest = ? AND target_stage = ?
+     WHERE repository_path = $1 AND digest = $2 AND target_stage = $3
        AND state IN ('evaluating', 'pending_approval', 'promoted')
        AND state = 'promoted'";
 

@@ -193,7 +193,7 @@ fn json_list(text: &str, what: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-fn key_from_row(row: sqlx::sqlite::SqliteRow) -> Result<KeyRow, StoreError> {
+fn key_from_row(row: sqlx::any::AnyRow) -> Result<KeyRow, StoreError> {
     Ok(KeyRow {
         key_id: row.get("key_id"),
         name: row.get("name"),
@@ -212,7 +212,7 @@ fn key_from_row(row: sqlx::sqlite::SqliteRow) -> Result<KeyRow, StoreError> {
     })
 }
 
-fn evidence_from_row(row: sqlx::sqlite::SqliteRow) -> EvidenceRow {
+fn evidence_from_row(row: sqlx::any::AnyRow) -> EvidenceRow {
     EvidenceRow {
         id: row.get("id"),
         origin: EvidenceOrigin {
@@ -248,16 +248,16 @@ const EVIDENCE_COLUMNS: &str = "id, repository_path, subject, item, format, sour
      predicate_type, facts, keyring_version, first_seen_at, verified_at, pushed_by";
 
 async fn update_verdicts(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     updates: &[EvidenceUpdate],
     now: i64,
 ) -> Result<(), sqlx::Error> {
     for update in updates {
         let v = &update.verdict;
         sqlx::query(
-            "UPDATE evidence SET status = ?, kind = ?, reason_code = ?, reason = ?, key_id = ?,
-             key_name = ?, predicate_type = ?, facts = ?, keyring_version = ?, verified_at = ?
-             WHERE id = ?",
+            "UPDATE evidence SET status = $1, kind = $2, reason_code = $3, reason = $4, key_id = $5,
+             key_name = $6, predicate_type = $7, facts = $8, keyring_version = $9, verified_at = $10
+             WHERE id = $11",
         )
         .bind(&v.status)
         .bind(&v.kind)
@@ -324,7 +324,7 @@ impl Metadata {
         match change {
             KeyChange::Add(key) => {
                 let clash: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT key_id, name FROM trusted_keys WHERE key_id = ? OR name = ?",
+                    "SELECT key_id, name FROM trusted_keys WHERE key_id = $1 OR name = $2",
                 )
                 .bind(&key.key_id)
                 .bind(&key.name)
@@ -344,7 +344,7 @@ impl Metadata {
                 sqlx::query(
                     "INSERT INTO trusted_keys (key_id, name, algorithm, public_key, purposes, scope,
                      not_before, not_after, status, status_at, status_reason, compromised,
-                     created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 )
                 .bind(&key.key_id)
                 .bind(&key.name)
@@ -372,8 +372,8 @@ impl Metadata {
             } => {
                 // Revocation is final; retirement may still become revocation.
                 let changed = sqlx::query(
-                    "UPDATE trusted_keys SET status = ?, status_at = ?, status_reason = ?,
-                     compromised = ? WHERE key_id = ? AND status != 'revoked'",
+                    "UPDATE trusted_keys SET status = $1, status_at = $2, status_reason = $3,
+                     compromised = $4 WHERE key_id = $5 AND status != 'revoked'",
                 )
                 .bind(status)
                 .bind(at)
@@ -397,7 +397,7 @@ impl Metadata {
                     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
                 };
                 let changed = sqlx::query(
-                    "UPDATE trusted_keys SET purposes = ?, scope = ?, not_after = ? WHERE key_id = ?",
+                    "UPDATE trusted_keys SET purposes = $1, scope = $2, not_after = $3 WHERE key_id = $4",
                 )
                 .bind(json(purposes)?)
                 .bind(json(scope)?)
@@ -412,15 +412,15 @@ impl Metadata {
             }
         }
         let version = found + 1;
-        sqlx::query("UPDATE keyring_version SET version = ? WHERE id = 1")
+        sqlx::query("UPDATE keyring_version SET version = $1 WHERE id = 1")
             .bind(version)
             .execute(&mut *tx)
             .await?;
         update_verdicts(&mut tx, updates, now).await?;
         for flag in flags {
             sqlx::query(
-                "INSERT OR IGNORE INTO artifact_flags (repository, digest, flag, reason, created_at)
-                 VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO artifact_flags (repository, digest, flag, reason, created_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             )
             .bind(&flag.repository)
             .bind(&flag.digest)
@@ -466,7 +466,7 @@ impl Metadata {
         let mut tx = self.begin_write().await?;
         if let Some(blob) = blob {
             let tombstone: Vec<i64> =
-                sqlx::query_scalar("SELECT 1 FROM gc_tombstones WHERE digest = ?")
+                sqlx::query_scalar("SELECT 1 FROM gc_tombstones WHERE digest = $1")
                     .bind(blob.to_string())
                     .fetch_all(&mut *tx)
                     .await?;
@@ -480,7 +480,7 @@ impl Metadata {
                 "INSERT INTO evidence (repository_path, subject, item, format, source, repository,
                  manifest, blob, signature, status, kind, reason_code, reason, key_id, key_name,
                  predicate_type, facts, keyring_version, first_seen_at, verified_at, pushed_by)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
                  ON CONFLICT (repository_path, subject, item) DO NOTHING
                  RETURNING id",
             )
@@ -511,8 +511,8 @@ impl Metadata {
         }
         if let Some((repository, digest)) = manifest {
             sqlx::query(
-                "INSERT OR IGNORE INTO evidence_manifests (repository, digest, ingested_at)
-                 VALUES (?, ?, ?)",
+                "INSERT INTO evidence_manifests (repository, digest, ingested_at)
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             )
             .bind(repository)
             .bind(digest)
@@ -533,7 +533,7 @@ impl Metadata {
         item: &str,
     ) -> Result<bool, StoreError> {
         Ok(!sqlx::query_scalar::<_, i64>(
-            "SELECT id FROM evidence WHERE repository_path = ? AND subject = ? AND item = ?",
+            "SELECT id FROM evidence WHERE repository_path = $1 AND subject = $2 AND item = $3",
         )
         .bind(repository_path)
         .bind(subject)
@@ -550,7 +550,7 @@ impl Metadata {
         subject: &str,
     ) -> Result<Vec<EvidenceRow>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {EVIDENCE_COLUMNS} FROM evidence WHERE subject = ? AND repository_path = ?
+            "SELECT {EVIDENCE_COLUMNS} FROM evidence WHERE subject = $1 AND repository_path = $2
              ORDER BY id"
         )))
         .bind(subject)
@@ -567,7 +567,7 @@ impl Metadata {
         limit: u32,
     ) -> Result<Vec<EvidenceRow>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {EVIDENCE_COLUMNS} FROM evidence WHERE id > ? ORDER BY id LIMIT ?"
+            "SELECT {EVIDENCE_COLUMNS} FROM evidence WHERE id > $1 ORDER BY id LIMIT $2"
         )))
         .bind(after)
         .bind(limit as i64)
@@ -593,7 +593,7 @@ impl Metadata {
     /// Every repository (with its stage) that holds the manifest `digest`.
     pub async fn repositories_holding(&self, digest: &str) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT repository FROM repository_manifests WHERE digest = ? ORDER BY repository",
+            "SELECT repository FROM repository_manifests WHERE digest = $1 ORDER BY repository",
         )
         .bind(digest)
         .fetch_all(self.pool())
@@ -608,7 +608,7 @@ impl Metadata {
     ) -> Result<Vec<ArtifactFlag>, StoreError> {
         let rows = sqlx::query(
             "SELECT repository, digest, flag, reason FROM artifact_flags
-             WHERE repository = ? AND digest = ? ORDER BY flag",
+             WHERE repository = $1 AND digest = $2 ORDER BY flag",
         )
         .bind(repository)
         .bind(digest)
@@ -646,7 +646,7 @@ impl Metadata {
     /// The tags pointing at `digest` in `repository`.
     pub async fn tags_of(&self, repository: &str, digest: &str) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT name FROM tags WHERE repository = ? AND digest = ? ORDER BY name",
+            "SELECT name FROM tags WHERE repository = $1 AND digest = $2 ORDER BY name",
         )
         .bind(repository)
         .bind(digest)
@@ -680,52 +680,50 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_update_changes_purposes_scope_and_not_after_under_the_version_guard() {
-        let dir = tempfile::tempdir().unwrap();
-        let metadata = Metadata::open_sqlite(&dir.path().join("metadata.db"))
-            .await
-            .unwrap();
-        let version = metadata
-            .change_keyring(0, &KeyChange::Add(key()), &[], &[], &[])
-            .await
-            .unwrap();
-        let update = KeyChange::Update {
-            key_id: key().key_id,
-            purposes: vec!["sign".into(), "attest:https://cyclonedx.org/bom".into()],
-            scope: vec!["team/app".into()],
-            not_after: Some(99),
-        };
-        // Worked out from an older keyring: refused, nothing changed.
-        assert!(matches!(
-            metadata
-                .change_keyring(version - 1, &update, &[], &[], &[])
-                .await,
-            Err(KeyringWriteError::VersionMoved { .. })
-        ));
-        assert_eq!(metadata.keyring().await.unwrap().1, vec![key()]);
-        let next = metadata
-            .change_keyring(version, &update, &[], &[], &[])
-            .await
-            .unwrap();
-        assert_eq!(next, version + 1);
-        let (stored_version, rows) = metadata.keyring().await.unwrap();
-        assert_eq!(stored_version, next);
-        let expected = KeyRow {
-            purposes: vec!["sign".into(), "attest:https://cyclonedx.org/bom".into()],
-            scope: vec!["team/app".into()],
-            not_after: Some(99),
-            ..key()
-        };
-        assert_eq!(rows, vec![expected]);
-        // An update of a key that is not there is a conflict.
-        let missing = KeyChange::Update {
-            key_id: "cd".repeat(32),
-            purposes: vec!["sign".into()],
-            scope: vec!["*".into()],
-            not_after: None,
-        };
-        assert!(matches!(
-            metadata.change_keyring(next, &missing, &[], &[], &[]).await,
-            Err(KeyringWriteError::Conflict)
-        ));
+        for metadata in crate::testing::engines().await {
+            let version = metadata
+                .change_keyring(0, &KeyChange::Add(key()), &[], &[], &[])
+                .await
+                .unwrap();
+            let update = KeyChange::Update {
+                key_id: key().key_id,
+                purposes: vec!["sign".into(), "attest:https://cyclonedx.org/bom".into()],
+                scope: vec!["team/app".into()],
+                not_after: Some(99),
+            };
+            // Worked out from an older keyring: refused, nothing changed.
+            assert!(matches!(
+                metadata
+                    .change_keyring(version - 1, &update, &[], &[], &[])
+                    .await,
+                Err(KeyringWriteError::VersionMoved { .. })
+            ));
+            assert_eq!(metadata.keyring().await.unwrap().1, vec![key()]);
+            let next = metadata
+                .change_keyring(version, &update, &[], &[], &[])
+                .await
+                .unwrap();
+            assert_eq!(next, version + 1);
+            let (stored_version, rows) = metadata.keyring().await.unwrap();
+            assert_eq!(stored_version, next);
+            let expected = KeyRow {
+                purposes: vec!["sign".into(), "attest:https://cyclonedx.org/bom".into()],
+                scope: vec!["team/app".into()],
+                not_after: Some(99),
+                ..key()
+            };
+            assert_eq!(rows, vec![expected]);
+            // An update of a key that is not there is a conflict.
+            let missing = KeyChange::Update {
+                key_id: "cd".repeat(32),
+                purposes: vec!["sign".into()],
+                scope: vec!["*".into()],
+                not_after: None,
+            };
+            assert!(matches!(
+                metadata.change_keyring(next, &missing, &[], &[], &[]).await,
+                Err(KeyringWriteError::Conflict)
+            ));
+        }
     }
 }

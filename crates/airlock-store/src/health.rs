@@ -255,7 +255,8 @@ impl FailureLog {
 /// The health state a [`crate::Metadata`] and its clones share.
 #[derive(Debug)]
 pub(crate) struct DatabaseHealth {
-    pub(crate) file: DatabaseFile,
+    /// The SQLite database file; `None` on PostgreSQL, which has no file of airlock's to watch.
+    pub(crate) file: Option<DatabaseFile>,
     pub(crate) stopped: Mutex<Option<String>>,
     pub(crate) failures: FailureLog,
     /// The result of `PRAGMA quick_check` at open (`ok`).
@@ -279,7 +280,9 @@ impl DatabaseHealth {
         checks: WriteChecks,
         in_transaction: bool,
     ) -> Result<(), WriteRefusal> {
-        self.file.check(in_transaction)?;
+        if let Some(file) = &self.file {
+            file.check(in_transaction)?;
+        }
         if checks == WriteChecks::All
             && let Some(reason) = self
                 .stopped

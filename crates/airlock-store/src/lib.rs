@@ -1,7 +1,8 @@
 //! airlock's storage layer.
 //!
 //! [`Metadata`] keeps everything small and relational (repositories, manifests, tags, blob links,
-//! upload sessions, identities, the audit log, the keyring and evidence) in SQL through sqlx; SQLite in WAL mode is the embedded default. [`BlobStore`]
+//! upload sessions, identities, the audit log, the keyring and evidence) in SQL through sqlx's `Any` driver: SQLite in WAL mode is the embedded default, PostgreSQL the
+//! shared engine for several replicas (see `engine`). [`BlobStore`]
 //! keeps blob bytes in an `object_store` (a local directory by default), content-addressed so one
 //! copy serves every stage and repository. Neither knows about HTTP.
 #![forbid(unsafe_code)]
@@ -13,12 +14,15 @@ mod audit;
 mod backup;
 mod blobs;
 mod catalog;
+mod engine;
 mod error;
 mod evidence;
 mod gc;
 mod health;
 mod metadata;
 mod passwords;
+#[cfg(test)]
+mod postgres_tests;
 mod promotion;
 mod refresh;
 mod refusals;
@@ -26,6 +30,8 @@ mod schema;
 mod separation;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+#[cfg(test)]
+mod testing;
 mod webhooks;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
@@ -38,6 +44,7 @@ pub use blobs::{
     S3Location, S3LocationError, S3Options, StoredBlobFile, local_blob_file,
 };
 pub use catalog::TagRow;
+pub use engine::{Backend, DatabaseLocation, redact_url};
 pub use error::StoreError;
 pub use evidence::{
     ArtifactFlag, EvidenceOrigin, EvidenceRow, EvidenceUpdate, EvidenceVerdict, KeyChange, KeyRow,

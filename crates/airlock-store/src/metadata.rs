@@ -10,106 +10,151 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use airlock_core::{AuditRecord, Digest, ParsedManifest, RepoName, Tag};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlStr, SqlitePool};
+use sqlx::{AnyConnection, AnyPool, Row, SqlStr};
 use uuid::Uuid;
 
 use crate::audit::append;
+use crate::engine::{Backend, DatabaseLocation, WRITER_LOCK_KEY, sqlite_options, sqlite_settings};
 use crate::error::StoreError;
 use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, WriteRefusal};
 
-/// The schema migrations, embedded in the binary, applied in order at start.
-pub(crate) fn migrator() -> Migrator {
-    let migration = |version, description: &'static str, sql: &'static str| {
-        Migration::new(
-            version,
-            Cow::Borrowed(description),
-            MigrationType::Simple,
-            SqlStr::from_static(sql),
-            false,
-        )
-    };
-    Migrator::with_migrations(vec![
-        migration(
+/// The schema migrations of `backend`, embedded in the binary, applied in order at start.
+///
+/// Each version exists for both engines with the same description and the same resulting schema
+/// in the engine's types: `migrations/NNNN_*.sql` for SQLite (never edited once released: their
+/// checksums are recorded in every installed database) and `migrations/postgres/NNNN_*.sql` for
+/// PostgreSQL.
+pub(crate) fn migrator(backend: Backend) -> Migrator {
+    // (version, description, SQLite SQL, PostgreSQL SQL)
+    let all: [(i64, &'static str, &'static str, &'static str); 18] = [
+        (
             1,
             "registry",
             include_str!("../migrations/0001_registry.sql"),
+            include_str!("../migrations/postgres/0001_registry.sql"),
         ),
-        migration(2, "audit", include_str!("../migrations/0002_audit.sql")),
-        migration(3, "access", include_str!("../migrations/0003_access.sql")),
-        migration(
+        (
+            2,
+            "audit",
+            include_str!("../migrations/0002_audit.sql"),
+            include_str!("../migrations/postgres/0002_audit.sql"),
+        ),
+        (
+            3,
+            "access",
+            include_str!("../migrations/0003_access.sql"),
+            include_str!("../migrations/postgres/0003_access.sql"),
+        ),
+        (
             4,
             "evidence",
             include_str!("../migrations/0004_evidence.sql"),
+            include_str!("../migrations/postgres/0004_evidence.sql"),
         ),
-        migration(
+        (
             5,
             "promotions",
             include_str!("../migrations/0005_promotions.sql"),
+            include_str!("../migrations/postgres/0005_promotions.sql"),
         ),
-        migration(
+        (
             6,
             "anomalies",
             include_str!("../migrations/0006_anomalies.sql"),
+            include_str!("../migrations/postgres/0006_anomalies.sql"),
         ),
-        migration(
+        (
             7,
             "webhooks",
             include_str!("../migrations/0007_webhooks.sql"),
+            include_str!("../migrations/postgres/0007_webhooks.sql"),
         ),
-        migration(
+        (
             8,
             "manifest parents",
             include_str!("../migrations/0008_manifest_parents.sql"),
+            include_str!("../migrations/postgres/0008_manifest_parents.sql"),
         ),
-        migration(
+        (
             9,
             "refresh tokens",
             include_str!("../migrations/0009_refresh_tokens.sql"),
+            include_str!("../migrations/postgres/0009_refresh_tokens.sql"),
         ),
-        migration(
+        (
             10,
             "promotion integrity",
             include_str!("../migrations/0010_promotion_integrity.sql"),
+            include_str!("../migrations/postgres/0010_promotion_integrity.sql"),
         ),
-        migration(
+        (
             11,
             "upload owner",
             include_str!("../migrations/0011_upload_owner.sql"),
+            include_str!("../migrations/postgres/0011_upload_owner.sql"),
         ),
-        migration(
+        (
             12,
             "scoped quarantines, refused pushes",
             include_str!("../migrations/0012_scoped_quarantines_refused_pushes.sql"),
+            include_str!("../migrations/postgres/0012_scoped_quarantines_refused_pushes.sql"),
         ),
-        migration(
+        (
             13,
             "password must change",
             include_str!("../migrations/0013_password_must_change.sql"),
+            include_str!("../migrations/postgres/0013_password_must_change.sql"),
         ),
-        migration(
+        (
             14,
             "service account keys",
             include_str!("../migrations/0014_service_account_keys.sql"),
+            include_str!("../migrations/postgres/0014_service_account_keys.sql"),
         ),
-        migration(
+        (
             15,
             "webhook ca cert",
             include_str!("../migrations/0015_webhook_ca_cert.sql"),
+            include_str!("../migrations/postgres/0015_webhook_ca_cert.sql"),
         ),
-        migration(
+        (
             16,
             "audit kind index",
             include_str!("../migrations/0016_audit_kind_index.sql"),
+            include_str!("../migrations/postgres/0016_audit_kind_index.sql"),
         ),
-        migration(
+        (
             17,
             "promotion rejections",
             include_str!("../migrations/0017_promotion_rejections.sql"),
+            include_str!("../migrations/postgres/0017_promotion_rejections.sql"),
         ),
-        migration(18, "gc", include_str!("../migrations/0018_gc.sql")),
-    ])
+        (
+            18,
+            "gc",
+            include_str!("../migrations/0018_gc.sql"),
+            include_str!("../migrations/postgres/0018_gc.sql"),
+        ),
+    ];
+    Migrator::with_migrations(
+        all.into_iter()
+            .map(|(version, description, sqlite, postgres)| {
+                let sql = match backend {
+                    Backend::Sqlite => sqlite,
+                    Backend::Postgres => postgres,
+                };
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    SqlStr::from_static(sql),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 /// Milliseconds since the Unix epoch, the time unit of every stored timestamp.
@@ -236,11 +281,18 @@ impl From<sqlx::Error> for ManifestWriteError {
 /// that is dropped before it steps to the end stays active and pins its connection's WAL read
 /// snapshot, so a later read on that pooled connection could miss a write that already committed
 /// (sqlx issue #2543). Running every statement to completion releases the snapshot at once.
+///
+/// Queries are written once, for both engines, through sqlx's `Any` driver (see [`Backend`] and
+/// `ARCHITECTURE.md`): `$N` placeholders, SQL both SQLite and PostgreSQL accept, integers as
+/// `BIGINT` (`i64`) and flags as integers compared to 0/1.
 #[derive(Clone)]
 pub struct Metadata {
-    pool: SqlitePool,
-    /// Serialises this process's write transactions before they reach SQLite, so concurrent
-    /// writers queue here instead of in SQLite's busy handler (which sleeps and retries).
+    pool: AnyPool,
+    /// The engine behind the pool.
+    backend: Backend,
+    /// Serialises this process's write transactions before they reach the database, so
+    /// concurrent writers queue here instead of in SQLite's busy handler (which sleeps and
+    /// retries) or on PostgreSQL's advisory lock.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Events waiting to be appended by [`Metadata::record_events`] (group commit).
     pub(crate) pending_events: std::sync::Arc<std::sync::Mutex<Vec<crate::audit::PendingEvents>>>,
@@ -250,7 +302,7 @@ pub struct Metadata {
 
 /// A write transaction holding the process-wide writer slot until it commits or drops.
 pub struct WriteTransaction {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: sqlx::Transaction<'static, sqlx::Any>,
     _slot: tokio::sync::OwnedMutexGuard<()>,
     health: std::sync::Arc<DatabaseHealth>,
     checks: WriteChecks,
@@ -274,7 +326,7 @@ impl WriteTransaction {
 }
 
 impl std::ops::Deref for WriteTransaction {
-    type Target = sqlx::SqliteConnection;
+    type Target = AnyConnection;
 
     fn deref(&self) -> &Self::Target {
         &self.tx
@@ -319,24 +371,36 @@ fn parse_annotations(value: &str) -> Result<BTreeMap<String, String>, StoreError
 }
 
 async fn ensure_repository(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     repo: &RepoName,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT OR IGNORE INTO repositories (name, created_at) VALUES (?, ?)")
-        .bind(repo.as_str())
-        .bind(now)
-        .execute(tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(repo.as_str())
+    .bind(now)
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
 impl Metadata {
+    /// Opens the metadata database `location` names: [`Metadata::open_sqlite`] or
+    /// [`Metadata::open_postgres`].
+    pub async fn open(location: &DatabaseLocation) -> Result<Self, StoreError> {
+        match location {
+            DatabaseLocation::Sqlite(path) => Self::open_sqlite(path).await,
+            DatabaseLocation::Postgres(url) => Self::open_postgres(url).await,
+        }
+    }
+
     /// Opens (creating if needed) the SQLite database at `path` in WAL mode, runs SQLite's
     /// `PRAGMA quick_check` (a corrupt database is refused with [`StoreError::IntegrityCheck`]
     /// before anything is written to it), refuses a schema this binary does not know
     /// ([`StoreError::SchemaTooNew`], [`StoreError::MigrationChanged`]) and applies migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
         // The file is created here, never by a connection: the pool opens connections on demand,
         // and one opened after the database was removed must fail rather than start an empty
         // database at the path.
@@ -345,25 +409,22 @@ impl Metadata {
             .create(true)
             .truncate(false)
             .open(path)?;
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(false)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+        let options = sqlite_options(path, false)?;
         // One connection first puts a new file into WAL mode: switching needs an exclusive lock,
         // and the pool's first connections racing to switch a new file could answer "database is
         // locked" (SQLite does not wait for that lock). The mode is stored in the file, so the
         // pool's connections find it set.
-        let mut first: sqlx::SqliteConnection = sqlx::ConnectOptions::connect(&options)
+        let mut first: AnyConnection = sqlx::ConnectOptions::connect(&options)
             .await
             .map_err(|e| damaged(path, e))?;
-        let migrator = migrator();
+        sqlite_settings(&mut first)
+            .await
+            .map_err(|e| damaged(path, e))?;
+        let migrator = migrator(Backend::Sqlite);
         // A schema this binary does not know is refused before the pool opens: a pooled
         // connection that read the old schema could keep stale column lists for `SELECT *` once
         // migrations change it.
-        crate::schema::check_applied(&mut first, &migrator)
+        crate::schema::check_applied(&mut first, Backend::Sqlite, &migrator)
             .await
             .map_err(|e| match e {
                 StoreError::Database(e) => damaged(path, e),
@@ -374,11 +435,12 @@ impl Metadata {
             .map_err(|e| damaged(path, e))?;
         // Connections stay open for the life of the pool: SQLite deletes the write-ahead log when
         // the last one closes, and the WAL's existence is how a removed WAL is noticed.
-        let pool = SqlitePoolOptions::new()
+        let pool = AnyPoolOptions::new()
             .max_connections(8)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            .after_connect(|connection, _| Box::pin(sqlite_settings(connection)))
             .connect_with(options)
             .await
             .map_err(|e| damaged(path, e))?;
@@ -395,28 +457,71 @@ impl Metadata {
         }
         migrator.run(&pool).await?;
         let file = DatabaseFile::opened(path)?;
-        Ok(Self {
+        Ok(Self::from_parts(
             pool,
-            writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
-            pending_events: Default::default(),
-            health: std::sync::Arc::new(DatabaseHealth {
-                file,
+            Backend::Sqlite,
+            std::sync::Arc::new(DatabaseHealth {
+                file: Some(file),
                 stopped: Default::default(),
                 failures: FailureLog::default(),
                 integrity: "ok".into(),
             }),
-        })
+        ))
+    }
+
+    /// Opens the PostgreSQL database at `url` (`postgres://` or `postgresql://`; TLS as the URL's
+    /// `sslmode` says), refuses a schema this binary does not know ([`StoreError::SchemaTooNew`],
+    /// [`StoreError::MigrationChanged`]) and applies migrations (sqlx holds an advisory lock while
+    /// it migrates, so replicas starting together migrate once).
+    ///
+    /// Write transactions serialise across every process on the database with one advisory
+    /// lock (see [`Metadata::begin_write`]). The database-file and write-ahead-log checks of the
+    /// embedded engine do not apply; readiness rests on `SELECT 1` and failed commits.
+    pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let options = AnyConnectOptions::from_str(url)?;
+        let migrator = migrator(Backend::Postgres);
+        let mut first: AnyConnection = sqlx::ConnectOptions::connect(&options).await?;
+        crate::schema::check_applied(&mut first, Backend::Postgres, &migrator).await?;
+        sqlx::Connection::close(first).await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        migrator.run(&pool).await?;
+        Ok(Self::from_parts(
+            pool,
+            Backend::Postgres,
+            std::sync::Arc::new(DatabaseHealth {
+                file: None,
+                stopped: Default::default(),
+                failures: FailureLog::default(),
+                integrity: "ok".into(),
+            }),
+        ))
     }
 
     /// A `Metadata` over an open pool, for the other ways of opening a database (a backup's
     /// read-only snapshot, `backup.rs`).
-    pub(crate) fn from_parts(pool: SqlitePool, health: std::sync::Arc<DatabaseHealth>) -> Self {
+    pub(crate) fn from_parts(
+        pool: AnyPool,
+        backend: Backend,
+        health: std::sync::Arc<DatabaseHealth>,
+    ) -> Self {
         Self {
             pool,
+            backend,
             writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
             pending_events: Default::default(),
             health,
         }
+    }
+
+    /// The engine holding the metadata.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// What `PRAGMA quick_check` answered when the database was opened (a database that failed
@@ -463,13 +568,21 @@ impl Metadata {
     }
 
     /// The connection pool, for the other modules of this crate.
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// Starts a write transaction that takes SQLite's write lock at once (`BEGIN IMMEDIATE`), so a
-    /// transaction that reads before it writes cannot fail with a stale snapshot when another
-    /// writer commits in between. Writers of this process queue for the slot first.
+    /// Starts a write transaction that holds the database's single writer lock from its first
+    /// statement, so a transaction that reads before it writes cannot act on a stale read when
+    /// another writer commits in between. Writers of this process queue for the slot first.
+    ///
+    /// - SQLite: `BEGIN IMMEDIATE` takes SQLite's write lock at once.
+    /// - PostgreSQL: the transaction's first statement is `pg_advisory_xact_lock` on one fixed key
+    ///   ([`WRITER_LOCK_KEY`]), held until commit or rollback. Every write transaction of every
+    ///   process and replica on the database takes it, so writes serialise exactly as they do on
+    ///   SQLite: the audit log's append (gap-free indexes), keyring verdicts and promotions keep
+    ///   their invariants unchanged. Statements after the lock run under READ COMMITTED and so see
+    ///   every transaction committed before the lock was granted.
     pub(crate) async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
         let slot = self.writer.clone().lock_owned().await;
         self.begin_write_in(slot).await
@@ -505,7 +618,17 @@ impl Metadata {
         self.health
             .check(checks, false)
             .map_err(WriteRefusal::into_sqlx)?;
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+                    .bind(WRITER_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        };
         // Dropping `tx` on a refusal rolls it back.
         self.health
             .check(checks, true)
@@ -553,7 +676,7 @@ impl Metadata {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
         let tombstone: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM gc_tombstones WHERE digest = ?")
+            sqlx::query_scalar("SELECT 1 FROM gc_tombstones WHERE digest = $1")
                 .bind(digest.to_string())
                 .fetch_all(&mut *tx)
                 .await?
@@ -563,7 +686,7 @@ impl Metadata {
             return Err(StoreError::BlobCollected(digest.to_string()));
         }
         sqlx::query(
-            "INSERT INTO blobs (digest, size, created_at, linked_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO blobs (digest, size, created_at, linked_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (digest) DO UPDATE SET linked_at = excluded.linked_at",
         )
         .bind(digest.to_string())
@@ -574,7 +697,7 @@ impl Metadata {
         .await?;
         ensure_repository(&mut tx, repo, now).await?;
         sqlx::query(
-            "INSERT OR IGNORE INTO repository_blobs (repository, digest, created_at) VALUES (?, ?, ?)",
+            "INSERT INTO repository_blobs (repository, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
@@ -588,7 +711,7 @@ impl Metadata {
 
     /// Whether a blob is known at all (in any repository), with its size.
     pub async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
-        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = ?")
+        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
             .bind(digest.to_string())
             .fetch_all(&self.pool)
             .await?
@@ -605,7 +728,7 @@ impl Metadata {
     ) -> Result<Option<u64>, StoreError> {
         let size: Option<i64> = sqlx::query_scalar(
             "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-             WHERE rb.repository = ? AND rb.digest = ?",
+             WHERE rb.repository = $1 AND rb.digest = $2",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
@@ -625,11 +748,12 @@ impl Metadata {
         records: &[AuditRecord],
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query("DELETE FROM repository_blobs WHERE repository = ? AND digest = ?")
-            .bind(repo.as_str())
-            .bind(digest.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM repository_blobs WHERE repository = $1 AND digest = $2")
+                .bind(repo.as_str())
+                .bind(digest.to_string())
+                .execute(&mut *tx)
+                .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
@@ -649,7 +773,7 @@ impl Metadata {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO uploads (id, repository, principal, size, chunks, created_at, updated_at)
-             VALUES (?, ?, ?, 0, 0, ?, ?)",
+             VALUES ($1, $2, $3, 0, 0, $4, $5)",
         )
         .bind(id.to_string())
         .bind(repo.as_str())
@@ -666,7 +790,7 @@ impl Metadata {
     pub async fn upload(&self, id: Uuid) -> Result<Option<UploadSession>, StoreError> {
         let row = sqlx::query(
             "SELECT id, repository, principal, size, chunks, created_at, updated_at FROM uploads
-             WHERE id = ?",
+             WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_all(&self.pool)
@@ -687,7 +811,7 @@ impl Metadata {
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE uploads SET size = ?, chunks = ?, updated_at = ? WHERE id = ? AND size = ?",
+            "UPDATE uploads SET size = $1, chunks = $2, updated_at = $3 WHERE id = $4 AND size = $5",
         )
         .bind(new_size as i64)
         .bind(new_chunks as i64)
@@ -703,7 +827,7 @@ impl Metadata {
     /// Ends an upload session.
     pub async fn delete_upload(&self, id: Uuid) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM uploads WHERE id = ?")
+        sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
@@ -715,7 +839,7 @@ impl Metadata {
     pub async fn idle_uploads(&self, cutoff_millis: i64) -> Result<Vec<UploadSession>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, repository, principal, size, chunks, created_at, updated_at FROM uploads
-             WHERE updated_at < ? LIMIT 1000",
+             WHERE updated_at < $1 LIMIT 1000",
         )
         .bind(cutoff_millis)
         .fetch_all(&self.pool)
@@ -745,7 +869,7 @@ impl Metadata {
         let mut missing = Vec::new();
         for blob in &manifest.blobs {
             let found: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM repository_blobs WHERE repository = ? AND digest = ?",
+                "SELECT 1 FROM repository_blobs WHERE repository = $1 AND digest = $2",
             )
             .bind(repo.as_str())
             .bind(blob.to_string())
@@ -759,7 +883,7 @@ impl Metadata {
         }
         for child in &manifest.manifests {
             let found: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM repository_manifests WHERE repository = ? AND digest = ?",
+                "SELECT 1 FROM repository_manifests WHERE repository = $1 AND digest = $2",
             )
             .bind(repo.as_str())
             .bind(child.to_string())
@@ -779,12 +903,12 @@ impl Metadata {
             let query = match declared.field {
                 F::Config | F::Layer(_) => {
                     "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-                     WHERE rb.repository = ? AND rb.digest = ?"
+                     WHERE rb.repository = $1 AND rb.digest = $2"
                 }
                 // A subject the repository does not hold (yet) has no size to check.
                 F::Manifest(_) | F::Subject => {
                     "SELECT m.size FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
-                     WHERE rm.repository = ? AND rm.digest = ?"
+                     WHERE rm.repository = $1 AND rm.digest = $2"
                 }
             };
             let stored: Option<i64> = sqlx::query_scalar(query)
@@ -808,14 +932,15 @@ impl Metadata {
         let current = match tag {
             None => None,
             Some(tag) => {
-                let current: Option<String> =
-                    sqlx::query_scalar("SELECT digest FROM tags WHERE repository = ? AND name = ?")
-                        .bind(repo.as_str())
-                        .bind(tag.as_str())
-                        .fetch_all(&mut *tx)
-                        .await?
-                        .into_iter()
-                        .next();
+                let current: Option<String> = sqlx::query_scalar(
+                    "SELECT digest FROM tags WHERE repository = $1 AND name = $2",
+                )
+                .bind(repo.as_str())
+                .bind(tag.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .next();
                 current.map(parse_digest).transpose()?
             }
         };
@@ -828,9 +953,9 @@ impl Metadata {
         let annotations = serde_json::to_string(&manifest.annotations)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
-            "INSERT OR IGNORE INTO manifests
+            "INSERT INTO manifests
              (digest, media_type, artifact_type, subject, annotations, size, content, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         )
         .bind(digest.to_string())
         .bind(&manifest.media_type)
@@ -849,7 +974,7 @@ impl Metadata {
             .chain(manifest.manifests.iter().map(|d| (d, "manifest")));
         for (child, kind) in references {
             sqlx::query(
-                "INSERT OR IGNORE INTO manifest_references (digest, child, kind) VALUES (?, ?, ?)",
+                "INSERT INTO manifest_references (digest, child, kind) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             )
             .bind(digest.to_string())
             .bind(child.to_string())
@@ -859,8 +984,8 @@ impl Metadata {
         }
         ensure_repository(&mut tx, repo, now).await?;
         sqlx::query(
-            "INSERT OR IGNORE INTO repository_manifests
-             (repository, digest, subject, created_at, pushed_by) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO repository_manifests
+             (repository, digest, subject, created_at, pushed_by) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
@@ -875,7 +1000,7 @@ impl Metadata {
         .await?;
         if let Some(tag) = tag {
             sqlx::query(
-                "INSERT INTO tags (repository, name, digest, updated_at) VALUES (?, ?, ?, ?)
+                "INSERT INTO tags (repository, name, digest, updated_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (repository, name) DO UPDATE SET digest = excluded.digest,
                  updated_at = excluded.updated_at",
             )
@@ -898,7 +1023,7 @@ impl Metadata {
         tag: &Tag,
     ) -> Result<Option<Digest>, StoreError> {
         let digest: Option<String> =
-            sqlx::query_scalar("SELECT digest FROM tags WHERE repository = ? AND name = ?")
+            sqlx::query_scalar("SELECT digest FROM tags WHERE repository = $1 AND name = $2")
                 .bind(repo.as_str())
                 .bind(tag.as_str())
                 .fetch_all(&self.pool)
@@ -915,16 +1040,16 @@ impl Metadata {
         digest: &Digest,
     ) -> Result<Option<StoredManifest>, StoreError> {
         let row = sqlx::query(
-            "WITH RECURSIVE up(d) AS (SELECT ?2 UNION SELECT r.digest FROM manifest_references r
+            "WITH RECURSIVE up(d) AS (SELECT $2 COLLATE \"binary\" UNION SELECT r.digest FROM manifest_references r
                                       JOIN up ON r.child = up.d WHERE r.kind = 'manifest')
              SELECT m.media_type, m.content, q.anomaly_id, q.reason, q.repository_path
              FROM repository_manifests rm
              JOIN manifests m ON m.digest = rm.digest
              LEFT JOIN (SELECT anomaly_id, reason, repository_path FROM artifact_quarantines
                         WHERE digest IN (SELECT d FROM up)
-                          AND (repository_path IS NULL OR repository_path = ?3)
+                          AND (repository_path IS NULL OR repository_path = $3)
                         ORDER BY anomaly_id DESC LIMIT 1) q ON 1 = 1
-             WHERE rm.repository = ?1 AND rm.digest = ?2",
+             WHERE rm.repository = $1 AND rm.digest = $2",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
@@ -957,13 +1082,13 @@ impl Metadata {
         records: &[AuditRecord],
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM tags WHERE repository = ? AND digest = ?")
+        sqlx::query("DELETE FROM tags WHERE repository = $1 AND digest = $2")
             .bind(repo.as_str())
             .bind(digest.to_string())
             .execute(&mut *tx)
             .await?;
         let done =
-            sqlx::query("DELETE FROM repository_manifests WHERE repository = ? AND digest = ?")
+            sqlx::query("DELETE FROM repository_manifests WHERE repository = $1 AND digest = $2")
                 .bind(repo.as_str())
                 .bind(digest.to_string())
                 .execute(&mut *tx)
@@ -986,7 +1111,7 @@ impl Metadata {
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let current: Option<String> = sqlx::query_scalar(
-            "DELETE FROM tags WHERE repository = ? AND name = ? RETURNING digest",
+            "DELETE FROM tags WHERE repository = $1 AND name = $2 RETURNING digest",
         )
         .bind(repo.as_str())
         .bind(tag.as_str())
@@ -1005,7 +1130,7 @@ impl Metadata {
 
     /// Whether anything was ever pushed to `repo`.
     pub async fn repository_exists(&self, repo: &RepoName) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM repositories WHERE name = ?")
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM repositories WHERE name = $1")
             .bind(repo.as_str())
             .fetch_all(&self.pool)
             .await?
@@ -1022,7 +1147,7 @@ impl Metadata {
         last: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT name FROM tags WHERE repository = ? AND name > ? ORDER BY name LIMIT ?",
+            "SELECT name FROM tags WHERE repository = $1 AND name > $2 ORDER BY name LIMIT $3",
         )
         .bind(repo.as_str())
         .bind(last.unwrap_or(""))
@@ -1041,8 +1166,8 @@ impl Metadata {
         let rows = sqlx::query(
             "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
              FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
-             WHERE rm.repository = ? AND rm.subject = ?
-               AND (? IS NULL OR m.artifact_type = ?)
+             WHERE rm.repository = $1 AND rm.subject = $2
+               AND ($3 IS NULL OR m.artifact_type = $4)
              ORDER BY rm.created_at, m.digest",
         )
         .bind(repo.as_str())
@@ -1066,19 +1191,17 @@ impl Metadata {
 
     /// Up to `limit` repository names in lexical order, after `last` if given.
     pub async fn catalog(&self, limit: u32, last: Option<&str>) -> Result<Vec<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar(
-                "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
-            )
-            .bind(last.unwrap_or(""))
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2",
         )
+        .bind(last.unwrap_or(""))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?)
     }
 }
 
-fn upload_from_row(row: sqlx::sqlite::SqliteRow) -> Result<UploadSession, StoreError> {
+fn upload_from_row(row: sqlx::any::AnyRow) -> Result<UploadSession, StoreError> {
     let id: String = row.get("id");
     Ok(UploadSession {
         id: id
@@ -1113,83 +1236,81 @@ mod tests {
 
     #[tokio::test]
     async fn refused_tag_move_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let repo: RepoName = "prod/team/app".parse().unwrap();
-        let tag: Tag = "1.0".parse().unwrap();
-        let blob = Digest::sha256_of(b"layer");
-        meta.commit_blob(&repo, &blob, 5, &[]).await.unwrap();
-        let first = Digest::sha256_of(b"first");
-        let moved = meta
-            .put_manifest(
-                &repo,
-                ManifestUpload {
-                    digest: &first,
-                    manifest: &manifest(vec![blob.clone()]),
-                    content: b"first",
-                },
-                Some(&tag),
-                "tester",
-                |_| Ok(vec![]),
-            )
-            .await
-            .unwrap();
-        assert_eq!(moved, Some(TagMove::Created));
+        for meta in crate::testing::engines().await {
+            let repo: RepoName = "prod/team/app".parse().unwrap();
+            let tag: Tag = "1.0".parse().unwrap();
+            let blob = Digest::sha256_of(b"layer");
+            meta.commit_blob(&repo, &blob, 5, &[]).await.unwrap();
+            let first = Digest::sha256_of(b"first");
+            let moved = meta
+                .put_manifest(
+                    &repo,
+                    ManifestUpload {
+                        digest: &first,
+                        manifest: &manifest(vec![blob.clone()]),
+                        content: b"first",
+                    },
+                    Some(&tag),
+                    "tester",
+                    |_| Ok(vec![]),
+                )
+                .await
+                .unwrap();
+            assert_eq!(moved, Some(TagMove::Created));
 
-        let second = Digest::sha256_of(b"second");
-        let refused = meta
-            .put_manifest(
-                &repo,
-                ManifestUpload {
-                    digest: &second,
-                    manifest: &manifest(vec![blob]),
-                    content: b"second",
-                },
-                Some(&tag),
-                "tester",
-                |current| {
-                    assert_eq!(current, Some(&first));
-                    Err(airlock_core::Error::InvalidTag(
-                        "immutable in this test".into(),
-                    ))
-                },
-            )
-            .await;
-        assert!(matches!(refused, Err(ManifestWriteError::Rule(_))));
-        // The tag did not move and the refused manifest is not in the repository.
-        assert_eq!(meta.resolve_tag(&repo, &tag).await.unwrap(), Some(first));
-        assert_eq!(meta.manifest(&repo, &second).await.unwrap(), None);
+            let second = Digest::sha256_of(b"second");
+            let refused = meta
+                .put_manifest(
+                    &repo,
+                    ManifestUpload {
+                        digest: &second,
+                        manifest: &manifest(vec![blob]),
+                        content: b"second",
+                    },
+                    Some(&tag),
+                    "tester",
+                    |current| {
+                        assert_eq!(current, Some(&first));
+                        Err(airlock_core::Error::InvalidTag(
+                            "immutable in this test".into(),
+                        ))
+                    },
+                )
+                .await;
+            assert!(matches!(refused, Err(ManifestWriteError::Rule(_))));
+            // The tag did not move and the refused manifest is not in the repository.
+            assert_eq!(meta.resolve_tag(&repo, &tag).await.unwrap(), Some(first));
+            assert_eq!(meta.manifest(&repo, &second).await.unwrap(), None);
+        }
     }
 
     #[tokio::test]
     async fn missing_references_are_all_reported_and_nothing_is_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let repo: RepoName = "dev/team/app".parse().unwrap();
-        let missing = vec![Digest::sha256_of(b"a"), Digest::sha256_of(b"b")];
-        let digest = Digest::sha256_of(b"m");
-        let result = meta
-            .put_manifest(
-                &repo,
-                ManifestUpload {
-                    digest: &digest,
-                    manifest: &manifest(missing.clone()),
-                    content: b"m",
-                },
-                None,
-                "tester",
-                |_| Ok(vec![]),
-            )
-            .await;
-        match result {
-            Err(ManifestWriteError::MissingReferences(reported)) => assert_eq!(reported, missing),
-            other => panic!("expected missing references, got {other:?}"),
+        for meta in crate::testing::engines().await {
+            let repo: RepoName = "dev/team/app".parse().unwrap();
+            let missing = vec![Digest::sha256_of(b"a"), Digest::sha256_of(b"b")];
+            let digest = Digest::sha256_of(b"m");
+            let result = meta
+                .put_manifest(
+                    &repo,
+                    ManifestUpload {
+                        digest: &digest,
+                        manifest: &manifest(missing.clone()),
+                        content: b"m",
+                    },
+                    None,
+                    "tester",
+                    |_| Ok(vec![]),
+                )
+                .await;
+            match result {
+                Err(ManifestWriteError::MissingReferences(reported)) => {
+                    assert_eq!(reported, missing)
+                }
+                other => panic!("expected missing references, got {other:?}"),
+            }
+            assert!(!meta.repository_exists(&repo).await.unwrap());
         }
-        assert!(!meta.repository_exists(&repo).await.unwrap());
     }
 
     /// Migration 11 from the schema before it, with a session in progress: the session survives
@@ -1200,14 +1321,14 @@ mod tests {
         let path = dir.path().join("m.db");
         let old = uuid::Uuid::new_v4();
         {
-            let options = SqliteConnectOptions::new()
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(&path)
                 .create_if_missing(true);
-            let pool = SqlitePoolOptions::new()
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
                 .connect_with(options)
                 .await
                 .unwrap();
-            let mut before = migrator();
+            let mut before = migrator(crate::Backend::Sqlite);
             let previous: Vec<Migration> = before
                 .migrations
                 .iter()
@@ -1218,7 +1339,7 @@ mod tests {
             before.run(&pool).await.unwrap();
             sqlx::query(
                 "INSERT INTO uploads (id, repository, size, chunks, created_at, updated_at)
-                 VALUES (?, 'dev/team/app', 5, 1, 1, 1)",
+                 VALUES ($1, 'dev/team/app', 5, 1, 1, 1)",
             )
             .bind(old.to_string())
             .execute(&pool)

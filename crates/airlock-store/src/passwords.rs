@@ -22,8 +22,8 @@ pub(crate) async fn revoke_logins(
     reason: &str,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE refresh_families SET revoked_at = ?, revoked_reason = ?
-         WHERE principal_id = ? AND revoked_at IS NULL",
+        "UPDATE refresh_families SET revoked_at = $1, revoked_reason = $2
+         WHERE principal_id = $3 AND revoked_at IS NULL",
     )
     .bind(now_millis())
     .bind(reason)
@@ -74,8 +74,8 @@ async fn store_password(
     change: PasswordChange,
 ) -> Result<u64, StoreError> {
     let updated = sqlx::query(
-        "UPDATE principals SET password_must_change = ?, authz_epoch = authz_epoch + 1
-         WHERE id = ?",
+        "UPDATE principals SET password_must_change = $1, authz_epoch = authz_epoch + 1
+         WHERE id = $2",
     )
     .bind(i64::from(change.must_change()))
     .bind(principal_id)
@@ -88,7 +88,7 @@ async fn store_password(
     }
     sqlx::query(
         "INSERT INTO credentials (id, principal_id, kind, secret_hash, expires_at, revoked_at, created_at)
-         VALUES (?, ?, 'password', ?, NULL, NULL, ?)
+         VALUES ($1, $2, 'password', $3, NULL, NULL, $4)
          ON CONFLICT (id) DO UPDATE SET secret_hash = excluded.secret_hash,
            expires_at = NULL, revoked_at = NULL, created_at = excluded.created_at",
     )
@@ -143,11 +143,12 @@ impl Metadata {
         records: &[AuditRecord],
     ) -> Result<Result<u64, E>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let roles: Vec<String> =
-            sqlx::query_scalar("SELECT role FROM role_bindings WHERE principal_id = ? ORDER BY id")
-                .bind(principal_id)
-                .fetch_all(&mut *tx)
-                .await?;
+        let roles: Vec<String> = sqlx::query_scalar(
+            "SELECT role FROM role_bindings WHERE principal_id = $1 ORDER BY id",
+        )
+        .bind(principal_id)
+        .fetch_all(&mut *tx)
+        .await?;
         if let Err(refusal) = check(&roles) {
             return Ok(Err(refusal));
         }
@@ -178,7 +179,7 @@ impl Metadata {
         let current: Vec<(i64, i64, String, Option<i64>)> = sqlx::query_as(
             "SELECT p.authz_epoch, p.disabled, c.secret_hash, c.revoked_at
              FROM principals p JOIN credentials c ON c.principal_id = p.id
-             WHERE p.id = ? AND c.id = ? AND c.kind = 'password'",
+             WHERE p.id = $1 AND c.id = $2 AND c.kind = 'password'",
         )
         .bind(principal_id)
         .bind(format!("password:{principal_id}"))
@@ -212,7 +213,7 @@ impl Metadata {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE principals SET disabled = 0, authz_epoch = authz_epoch + 1
-             WHERE id = ? AND disabled = 1",
+             WHERE id = $1 AND disabled = 1",
         )
         .bind(id)
         .execute(&mut *tx)
@@ -230,64 +231,65 @@ impl Metadata {
 mod tests {
     use super::*;
 
-    async fn store() -> (tempfile::TempDir, Metadata, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let metadata = Metadata::open_sqlite(&dir.path().join("metadata.db"))
-            .await
-            .unwrap();
-        let principal = metadata
-            .create_principal("alice", "user", "admin", &[])
-            .await
-            .unwrap();
-        (dir, metadata, principal.id)
+    async fn store() -> Vec<(crate::testing::TestStore, i64)> {
+        let mut out = Vec::new();
+        for metadata in crate::testing::engines().await {
+            let principal = metadata
+                .create_principal("alice", "user", "admin", &[])
+                .await
+                .unwrap();
+            out.push((metadata, principal.id));
+        }
+        out
     }
 
     #[tokio::test]
     async fn a_reset_sets_must_change_bumps_the_epoch_and_revokes_every_login() {
-        let (_dir, metadata, id) = store().await;
-        metadata
-            .replace_password(
-                id,
-                "h1",
-                PasswordChange::Initial { must_change: false },
-                &[],
-            )
-            .await
-            .unwrap();
-        let later = now_millis() + 60_000;
-        for family in ["f1", "f2"] {
+        for (metadata, id) in store().await {
             metadata
-                .start_refresh_family(family, id, &format!("password:{id}"), family, later)
+                .replace_password(
+                    id,
+                    "h1",
+                    PasswordChange::Initial { must_change: false },
+                    &[],
+                )
                 .await
                 .unwrap();
-        }
-        let before = metadata.principal_by_id(id).await.unwrap().unwrap();
-        assert!(!before.password_must_change);
-        let revoked = metadata
-            .replace_password(id, "h2", PasswordChange::Reset, &[])
-            .await
-            .unwrap();
-        assert_eq!(revoked, 2);
-        let after = metadata.principal_by_id(id).await.unwrap().unwrap();
-        assert!(after.password_must_change);
-        assert!(after.authz_epoch > before.authz_epoch);
-        assert!(!metadata.refresh_family_live("f1").await.unwrap());
-        assert!(!metadata.refresh_family_live("f2").await.unwrap());
-        let credential = metadata
-            .credential(&format!("password:{id}"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(credential.secret_hash, "h2");
+            let later = now_millis() + 60_000;
+            for family in ["f1", "f2"] {
+                metadata
+                    .start_refresh_family(family, id, &format!("password:{id}"), family, later)
+                    .await
+                    .unwrap();
+            }
+            let before = metadata.principal_by_id(id).await.unwrap().unwrap();
+            assert!(!before.password_must_change);
+            let revoked = metadata
+                .replace_password(id, "h2", PasswordChange::Reset, &[])
+                .await
+                .unwrap();
+            assert_eq!(revoked, 2);
+            let after = metadata.principal_by_id(id).await.unwrap().unwrap();
+            assert!(after.password_must_change);
+            assert!(after.authz_epoch > before.authz_epoch);
+            assert!(!metadata.refresh_family_live("f1").await.unwrap());
+            assert!(!metadata.refresh_family_live("f2").await.unwrap());
+            let credential = metadata
+                .credential(&format!("password:{id}"))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(credential.secret_hash, "h2");
 
-        // The user's own change clears the state.
-        metadata
-            .replace_password(id, "h3", PasswordChange::ByUser, &[])
-            .await
-            .unwrap();
-        let changed = metadata.principal_by_id(id).await.unwrap().unwrap();
-        assert!(!changed.password_must_change);
-        assert!(changed.authz_epoch > after.authz_epoch);
+            // The user's own change clears the state.
+            metadata
+                .replace_password(id, "h3", PasswordChange::ByUser, &[])
+                .await
+                .unwrap();
+            let changed = metadata.principal_by_id(id).await.unwrap().unwrap();
+            assert!(!changed.password_must_change);
+            assert!(changed.authz_epoch > after.authz_epoch);
+        }
     }
 
     /// What the check of the current password reads: the epoch, then the hash.
@@ -307,226 +309,235 @@ mod tests {
         (hash, epoch)
     }
 
-    async fn with_password(hash: &str) -> (tempfile::TempDir, Metadata, i64) {
-        let (dir, metadata, id) = store().await;
-        metadata
-            .replace_password(
-                id,
-                hash,
-                PasswordChange::Initial { must_change: false },
-                &[],
-            )
-            .await
-            .unwrap();
-        (dir, metadata, id)
+    async fn with_password(hash: &str) -> Vec<(crate::testing::TestStore, i64)> {
+        let mut out = Vec::new();
+        for (metadata, id) in store().await {
+            metadata
+                .replace_password(
+                    id,
+                    hash,
+                    PasswordChange::Initial { must_change: false },
+                    &[],
+                )
+                .await
+                .unwrap();
+            out.push((metadata, id));
+        }
+        out
     }
 
     #[tokio::test]
     async fn a_change_verified_before_a_reset_is_refused_and_the_reset_kept() {
-        let (_dir, metadata, id) = with_password("h1").await;
-        let (hash, authz_epoch) = verify(&metadata, id).await;
-        // An access-admin resets while the change hashes its new password.
-        metadata
-            .replace_password(id, "reset", PasswordChange::Reset, &[])
-            .await
-            .unwrap();
-        let verified = VerifiedPassword {
-            secret_hash: &hash,
-            authz_epoch,
-        };
-        let stale = metadata
-            .change_password_if_unchanged(id, &verified, "h2", &[])
-            .await
-            .unwrap();
-        assert_eq!(stale, None);
-        let principal = metadata.principal_by_id(id).await.unwrap().unwrap();
-        assert!(principal.password_must_change, "the reset is kept");
-        let credential = metadata
-            .credential(&format!("password:{id}"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(credential.secret_hash, "reset");
+        for (metadata, id) in with_password("h1").await {
+            let (hash, authz_epoch) = verify(&metadata, id).await;
+            // An access-admin resets while the change hashes its new password.
+            metadata
+                .replace_password(id, "reset", PasswordChange::Reset, &[])
+                .await
+                .unwrap();
+            let verified = VerifiedPassword {
+                secret_hash: &hash,
+                authz_epoch,
+            };
+            let stale = metadata
+                .change_password_if_unchanged(id, &verified, "h2", &[])
+                .await
+                .unwrap();
+            assert_eq!(stale, None);
+            let principal = metadata.principal_by_id(id).await.unwrap().unwrap();
+            assert!(principal.password_must_change, "the reset is kept");
+            let credential = metadata
+                .credential(&format!("password:{id}"))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(credential.secret_hash, "reset");
+        }
     }
 
     #[tokio::test]
     async fn a_change_verified_before_a_revocation_or_disabling_is_refused() {
-        let (_dir, metadata, id) = with_password("h1").await;
-        let (hash, authz_epoch) = verify(&metadata, id).await;
-        metadata
-            .revoke_credential(&format!("password:{id}"), &[])
-            .await
-            .unwrap();
-        let verified = VerifiedPassword {
-            secret_hash: &hash,
-            authz_epoch,
-        };
-        assert_eq!(
+        for (metadata, id) in with_password("h1").await {
+            let (hash, authz_epoch) = verify(&metadata, id).await;
             metadata
-                .change_password_if_unchanged(id, &verified, "h2", &[])
+                .revoke_credential(&format!("password:{id}"), &[])
                 .await
-                .unwrap(),
-            None
-        );
-        let credential = metadata
-            .credential(&format!("password:{id}"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(credential.revoked_at.is_some(), "still revoked");
-        assert_eq!(credential.secret_hash, "h1");
-        // Even with the epoch seen after the revocation, a revoked password is not revived.
-        let (_, epoch) = verify(&metadata, id).await;
-        let verified = VerifiedPassword {
-            secret_hash: &hash,
-            authz_epoch: epoch,
-        };
-        assert_eq!(
-            metadata
-                .change_password_if_unchanged(id, &verified, "h2", &[])
+                .unwrap();
+            let verified = VerifiedPassword {
+                secret_hash: &hash,
+                authz_epoch,
+            };
+            assert_eq!(
+                metadata
+                    .change_password_if_unchanged(id, &verified, "h2", &[])
+                    .await
+                    .unwrap(),
+                None
+            );
+            let credential = metadata
+                .credential(&format!("password:{id}"))
                 .await
-                .unwrap(),
-            None
-        );
-
-        let (_dir, metadata, id) = with_password("h1").await;
-        let (hash, authz_epoch) = verify(&metadata, id).await;
-        assert!(metadata.disable_principal(id, &[]).await.unwrap());
-        let verified = VerifiedPassword {
-            secret_hash: &hash,
-            authz_epoch,
-        };
-        assert_eq!(
-            metadata
-                .change_password_if_unchanged(id, &verified, "h2", &[])
+                .unwrap()
+                .unwrap();
+            assert!(credential.revoked_at.is_some(), "still revoked");
+            assert_eq!(credential.secret_hash, "h1");
+            // Even with the epoch seen after the revocation, a revoked password is not revived.
+            let (_, epoch) = verify(&metadata, id).await;
+            let verified = VerifiedPassword {
+                secret_hash: &hash,
+                authz_epoch: epoch,
+            };
+            assert_eq!(
+                metadata
+                    .change_password_if_unchanged(id, &verified, "h2", &[])
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
+        for (metadata, id) in with_password("h1").await {
+            let (hash, authz_epoch) = verify(&metadata, id).await;
+            assert!(metadata.disable_principal(id, &[]).await.unwrap());
+            let verified = VerifiedPassword {
+                secret_hash: &hash,
+                authz_epoch,
+            };
+            assert_eq!(
+                metadata
+                    .change_password_if_unchanged(id, &verified, "h2", &[])
+                    .await
+                    .unwrap(),
+                None
+            );
+            let credential = metadata
+                .credential(&format!("password:{id}"))
                 .await
-                .unwrap(),
-            None
-        );
-        let credential = metadata
-            .credential(&format!("password:{id}"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(credential.secret_hash, "h1");
+                .unwrap()
+                .unwrap();
+            assert_eq!(credential.secret_hash, "h1");
+        }
     }
 
     #[tokio::test]
     async fn an_unchanged_password_is_changed_once() {
-        let (_dir, metadata, id) = with_password("h1").await;
-        let (hash, authz_epoch) = verify(&metadata, id).await;
-        let verified = VerifiedPassword {
-            secret_hash: &hash,
-            authz_epoch,
-        };
-        assert_eq!(
-            metadata
-                .change_password_if_unchanged(id, &verified, "h2", &[])
+        for (metadata, id) in with_password("h1").await {
+            let (hash, authz_epoch) = verify(&metadata, id).await;
+            let verified = VerifiedPassword {
+                secret_hash: &hash,
+                authz_epoch,
+            };
+            assert_eq!(
+                metadata
+                    .change_password_if_unchanged(id, &verified, "h2", &[])
+                    .await
+                    .unwrap(),
+                Some(0)
+            );
+            let credential = metadata
+                .credential(&format!("password:{id}"))
                 .await
-                .unwrap(),
-            Some(0)
-        );
-        let credential = metadata
-            .credential(&format!("password:{id}"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(credential.secret_hash, "h2");
-        // The same verification cannot be used twice.
-        assert_eq!(
-            metadata
-                .change_password_if_unchanged(id, &verified, "h3", &[])
-                .await
-                .unwrap(),
-            None
-        );
+                .unwrap()
+                .unwrap();
+            assert_eq!(credential.secret_hash, "h2");
+            // The same verification cannot be used twice.
+            assert_eq!(
+                metadata
+                    .change_password_if_unchanged(id, &verified, "h3", &[])
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
     }
 
     #[tokio::test]
     async fn a_reset_checks_the_roles_bound_when_it_writes() {
-        let (_dir, metadata, id) = with_password("h1").await;
-        // The reset's first look saw no roles; access-admin is granted before it writes.
-        metadata
-            .add_binding(id, "access-admin", "*", None, "root", &[])
-            .await
-            .unwrap();
-        let refused = metadata
-            .reset_password_checked(
-                id,
-                "reset",
-                |roles| {
-                    if roles.iter().any(|r| r == "access-admin") {
-                        Err("an access-admin")
-                    } else {
-                        Ok(())
-                    }
-                },
-                &[],
-            )
-            .await
-            .unwrap();
-        assert_eq!(refused, Err("an access-admin"));
-        let principal = metadata.principal_by_id(id).await.unwrap().unwrap();
-        assert!(!principal.password_must_change);
-        let credential = metadata
-            .credential(&format!("password:{id}"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(credential.secret_hash, "h1");
-
-        let done = metadata
-            .reset_password_checked(id, "reset", |_| Ok::<(), ()>(()), &[])
-            .await
-            .unwrap();
-        assert_eq!(done, Ok(0));
-        assert!(
+        for (metadata, id) in with_password("h1").await {
+            // The reset's first look saw no roles; access-admin is granted before it writes.
             metadata
-                .principal_by_id(id)
+                .add_binding(id, "access-admin", "*", None, "root", &[])
+                .await
+                .unwrap();
+            let refused = metadata
+                .reset_password_checked(
+                    id,
+                    "reset",
+                    |roles| {
+                        if roles.iter().any(|r| r == "access-admin") {
+                            Err("an access-admin")
+                        } else {
+                            Ok(())
+                        }
+                    },
+                    &[],
+                )
+                .await
+                .unwrap();
+            assert_eq!(refused, Err("an access-admin"));
+            let principal = metadata.principal_by_id(id).await.unwrap().unwrap();
+            assert!(!principal.password_must_change);
+            let credential = metadata
+                .credential(&format!("password:{id}"))
                 .await
                 .unwrap()
-                .unwrap()
-                .password_must_change
-        );
+                .unwrap();
+            assert_eq!(credential.secret_hash, "h1");
+
+            let done = metadata
+                .reset_password_checked(id, "reset", |_| Ok::<(), ()>(()), &[])
+                .await
+                .unwrap();
+            assert_eq!(done, Ok(0));
+            assert!(
+                metadata
+                    .principal_by_id(id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .password_must_change
+            );
+        }
     }
 
     #[tokio::test]
     async fn a_password_for_an_unknown_principal_is_a_conflict_and_stores_nothing() {
-        let (_dir, metadata, _) = store().await;
-        let err = metadata
-            .replace_password(999, "h", PasswordChange::ByUser, &[])
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-        assert!(metadata.credential("password:999").await.unwrap().is_none());
+        for (metadata, _) in store().await {
+            let err = metadata
+                .replace_password(999, "h", PasswordChange::ByUser, &[])
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+            assert!(metadata.credential("password:999").await.unwrap().is_none());
+        }
     }
 
     #[tokio::test]
     async fn disable_revokes_logins_and_enable_does_not_revive_them() {
-        let (_dir, metadata, id) = store().await;
-        let later = now_millis() + 60_000;
-        metadata
-            .start_refresh_family("f1", id, "password:1", "t1", later)
-            .await
-            .unwrap();
-        let epoch = metadata
-            .principal_by_id(id)
-            .await
-            .unwrap()
-            .unwrap()
-            .authz_epoch;
-        assert!(
-            !metadata.enable_principal(id, &[]).await.unwrap(),
-            "not disabled"
-        );
-        assert!(metadata.disable_principal(id, &[]).await.unwrap());
-        assert!(!metadata.refresh_family_live("f1").await.unwrap());
-        assert!(metadata.enable_principal(id, &[]).await.unwrap());
-        let enabled = metadata.principal_by_id(id).await.unwrap().unwrap();
-        assert!(!enabled.disabled);
-        assert_eq!(enabled.authz_epoch, epoch + 2);
-        assert!(!metadata.refresh_family_live("f1").await.unwrap());
-        assert!(!metadata.enable_principal(999, &[]).await.unwrap());
+        for (metadata, id) in store().await {
+            let later = now_millis() + 60_000;
+            metadata
+                .start_refresh_family("f1", id, "password:1", "t1", later)
+                .await
+                .unwrap();
+            let epoch = metadata
+                .principal_by_id(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .authz_epoch;
+            assert!(
+                !metadata.enable_principal(id, &[]).await.unwrap(),
+                "not disabled"
+            );
+            assert!(metadata.disable_principal(id, &[]).await.unwrap());
+            assert!(!metadata.refresh_family_live("f1").await.unwrap());
+            assert!(metadata.enable_principal(id, &[]).await.unwrap());
+            let enabled = metadata.principal_by_id(id).await.unwrap().unwrap();
+            assert!(!enabled.disabled);
+            assert_eq!(enabled.authz_epoch, epoch + 2);
+            assert!(!metadata.refresh_family_live("f1").await.unwrap());
+            assert!(!metadata.enable_principal(999, &[]).await.unwrap());
+        }
     }
 
     /// Migration 0013 applied to a database at 0012 with principals in it keeps them, with no
@@ -541,7 +552,10 @@ mod tests {
                 .create_if_missing(true)
                 .foreign_keys(true);
             let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-            crate::metadata::migrator().run_to(12, &pool).await.unwrap();
+            crate::metadata::migrator(crate::Backend::Sqlite)
+                .run_to(12, &pool)
+                .await
+                .unwrap();
             for sql in [
                 "INSERT INTO principals (id, name, kind, disabled, authz_epoch, created_at, created_by) VALUES (1, 'admin', 'user', 0, 4, 1, 'bootstrap')",
                 "INSERT INTO principals (id, name, kind, disabled, authz_epoch, created_at, created_by) VALUES (2, 'gone', 'user', 1, 2, 1, 'admin')",

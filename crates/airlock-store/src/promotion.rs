@@ -267,7 +267,7 @@ impl From<sqlx::Error> for PromotionWriteError {
     }
 }
 
-pub(crate) fn promotion_from_row(row: sqlx::sqlite::SqliteRow) -> Result<PromotionRow, StoreError> {
+pub(crate) fn promotion_from_row(row: sqlx::any::AnyRow) -> Result<PromotionRow, StoreError> {
     let tags: String = row.get("tags");
     Ok(PromotionRow {
         id: row.get("id"),
@@ -293,7 +293,7 @@ pub(crate) fn promotion_from_row(row: sqlx::sqlite::SqliteRow) -> Result<Promoti
     })
 }
 
-fn decision_from_row(row: sqlx::sqlite::SqliteRow) -> DecisionRow {
+fn decision_from_row(row: sqlx::any::AnyRow) -> DecisionRow {
     DecisionRow {
         id: row.get("id"),
         promotion_id: row.get("promotion_id"),
@@ -308,12 +308,12 @@ fn decision_from_row(row: sqlx::sqlite::SqliteRow) -> DecisionRow {
 }
 
 async fn insert_decision(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     decision: &DecisionRow,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO decisions (id, promotion_id, action, query, bundle_digest, input, result,
-         allowed, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         allowed, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&decision.id)
     .bind(&decision.promotion_id)
@@ -330,11 +330,11 @@ async fn insert_decision(
 }
 
 async fn current_state(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: &str,
 ) -> Result<Option<String>, sqlx::Error> {
     Ok(
-        sqlx::query_scalar::<_, String>("SELECT state FROM promotions WHERE id = ?")
+        sqlx::query_scalar::<_, String>("SELECT state FROM promotions WHERE id = $1")
             .bind(id)
             .fetch_all(&mut *tx)
             .await?
@@ -346,12 +346,12 @@ async fn current_state(
 /// Checks that promotion `id` is in one of `from` and, if it is `evaluating` and `claim` is
 /// given, that the claim is still that one. Returns its state.
 async fn check_state(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: &str,
     from: &[&str],
     claim: Option<&str>,
 ) -> Result<String, PromotionWriteError> {
-    let row = sqlx::query("SELECT state, claim FROM promotions WHERE id = ?")
+    let row = sqlx::query("SELECT state, claim FROM promotions WHERE id = $1")
         .bind(id)
         .fetch_all(&mut *tx)
         .await?
@@ -378,14 +378,14 @@ async fn check_state(
 
 /// Points `tag` of `repo` at `digest`; returns the digest it named before (`None`: new tag).
 async fn set_tag(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     repo: &str,
     tag: &str,
     digest: &str,
     now: i64,
 ) -> Result<Option<String>, sqlx::Error> {
     let previous: Option<String> =
-        sqlx::query_scalar("SELECT digest FROM tags WHERE repository = ? AND name = ?")
+        sqlx::query_scalar("SELECT digest FROM tags WHERE repository = $1 AND name = $2")
             .bind(repo)
             .bind(tag)
             .fetch_all(&mut *tx)
@@ -393,7 +393,7 @@ async fn set_tag(
             .into_iter()
             .next();
     sqlx::query(
-        "INSERT INTO tags (repository, name, digest, updated_at) VALUES (?, ?, ?, ?)
+        "INSERT INTO tags (repository, name, digest, updated_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (repository, name) DO UPDATE SET digest = excluded.digest,
          updated_at = excluded.updated_at",
     )
@@ -408,13 +408,13 @@ async fn set_tag(
 
 /// Moves a pending promotion to `evaluating` under `claim`, for its final decision.
 async fn claim_for_decision(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     promotion_id: &str,
     claim: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE promotions SET state = 'evaluating', evaluating_since = ?, claim = ? WHERE id = ?",
+        "UPDATE promotions SET state = 'evaluating', evaluating_since = $1, claim = $2 WHERE id = $3",
     )
     .bind(now)
     .bind(claim)
@@ -431,7 +431,7 @@ impl Metadata {
     pub async fn insert_promotion(&self, row: &PromotionRow) -> Result<(), PromotionWriteError> {
         let mut tx = self.begin_write().await?;
         let existing: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM promotions WHERE repository_path = ? AND digest = ? AND target_stage = ?
+            "SELECT id FROM promotions WHERE repository_path = $1 AND digest = $2 AND target_stage = $3
              AND state IN ('evaluating', 'pending_approval', 'promoted')",
         )
         .bind(&row.repository_path)
@@ -448,7 +448,7 @@ impl Metadata {
             "INSERT INTO promotions (id, repository_path, digest, source_stage, target_stage, tags,
              channel, state, requested_by, requester, approvals_required, break_glass,
              created_at, expires_at, evaluating_since, claim)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(&row.id)
         .bind(&row.repository_path)
@@ -474,7 +474,7 @@ impl Metadata {
 
     /// One promotion.
     pub async fn promotion(&self, id: &str) -> Result<Option<PromotionRow>, StoreError> {
-        sqlx::query("SELECT * FROM promotions WHERE id = ?")
+        sqlx::query("SELECT * FROM promotions WHERE id = $1")
             .bind(id)
             .fetch_all(self.pool())
             .await?
@@ -492,8 +492,8 @@ impl Metadata {
         limit: u32,
     ) -> Result<Vec<PromotionRow>, StoreError> {
         sqlx::query(
-            "SELECT * FROM promotions WHERE (? IS NULL OR state = ?)
-             AND (? IS NULL OR repository_path = ?) ORDER BY created_at DESC, id LIMIT ?",
+            "SELECT * FROM promotions WHERE ($1 IS NULL OR state = $2)
+             AND ($3 IS NULL OR repository_path = $4) ORDER BY created_at DESC, id LIMIT $5",
         )
         .bind(state)
         .bind(state)
@@ -514,7 +514,7 @@ impl Metadata {
         digest: &str,
     ) -> Result<Vec<PromotionRow>, StoreError> {
         sqlx::query(
-            "SELECT * FROM promotions WHERE repository_path = ? AND digest = ?
+            "SELECT * FROM promotions WHERE repository_path = $1 AND digest = $2
              ORDER BY created_at, id",
         )
         .bind(repository_path)
@@ -529,7 +529,7 @@ impl Metadata {
     /// The approvals of a promotion, oldest first.
     pub async fn approvals(&self, promotion_id: &str) -> Result<Vec<ApprovalRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT principal, comment, created_at FROM approvals WHERE promotion_id = ?
+            "SELECT principal, comment, created_at FROM approvals WHERE promotion_id = $1
              ORDER BY created_at, principal",
         )
         .bind(promotion_id)
@@ -566,10 +566,10 @@ impl Metadata {
             let final_state = !matches!(to, "evaluating" | "pending_approval");
             let still_claimed = to == "evaluating";
             sqlx::query(
-                "UPDATE promotions SET state = ?, approvals_required = ?, last_decision = ?,
-                 decided_at = CASE WHEN ? THEN ? ELSE decided_at END,
-                 evaluating_since = CASE WHEN ? THEN evaluating_since ELSE NULL END,
-                 claim = CASE WHEN ? THEN claim ELSE NULL END WHERE id = ?",
+                "UPDATE promotions SET state = $1, approvals_required = $2, last_decision = $3,
+                 decided_at = CASE WHEN $4 THEN $5 ELSE decided_at END,
+                 evaluating_since = CASE WHEN $6 THEN evaluating_since ELSE NULL END,
+                 claim = CASE WHEN $7 THEN claim ELSE NULL END WHERE id = $8",
             )
             .bind(to)
             .bind(required as i64)
@@ -611,8 +611,8 @@ impl Metadata {
             });
         }
         let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO approvals (promotion_id, principal, comment, created_at)
-             VALUES (?, ?, ?, ?)",
+            "INSERT INTO approvals (promotion_id, principal, comment, created_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         )
         .bind(promotion_id)
         .bind(principal)
@@ -625,7 +625,7 @@ impl Metadata {
             return Err(PromotionWriteError::AlreadyApproved);
         }
         let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE promotion_id = ?")
+            sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE promotion_id = $1")
                 .bind(promotion_id)
                 .fetch_all(&mut *tx)
                 .await?
@@ -635,7 +635,7 @@ impl Metadata {
         // The approval that completes the set claims the promotion for its final decision, in
         // the same transaction: concurrent approvals after it find it no longer pending.
         let required: i64 =
-            sqlx::query_scalar("SELECT approvals_required FROM promotions WHERE id = ?")
+            sqlx::query_scalar("SELECT approvals_required FROM promotions WHERE id = $1")
                 .bind(promotion_id)
                 .fetch_all(&mut *tx)
                 .await?
@@ -663,7 +663,7 @@ impl Metadata {
         let mut tx = self.begin_write().await?;
         check_state(&mut tx, promotion_id, &["pending_approval"], None).await?;
         let complete: Vec<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM promotions p WHERE id = ? AND
+            "SELECT 1 FROM promotions p WHERE id = $1 AND
              (SELECT COUNT(*) FROM approvals a WHERE a.promotion_id = p.id) >= p.approvals_required",
         )
         .bind(promotion_id)
@@ -690,7 +690,7 @@ impl Metadata {
         let mut tx = self.begin_write().await?;
         let reopened = sqlx::query(
             "UPDATE promotions SET state = 'pending_approval', evaluating_since = NULL,
-             claim = NULL WHERE id = ? AND state = 'evaluating' AND (? IS NULL OR claim = ?)",
+             claim = NULL WHERE id = $1 AND state = 'evaluating' AND ($2 IS NULL OR claim = $3)",
         )
         .bind(id)
         .bind(claim)
@@ -720,8 +720,8 @@ impl Metadata {
         let mut tx = self.begin_write().await?;
         check_state(&mut tx, id, from, claim).await?;
         sqlx::query(
-            "UPDATE promotions SET state = ?, decided_at = ?, evaluating_since = NULL,
-             claim = NULL WHERE id = ?",
+            "UPDATE promotions SET state = $1, decided_at = $2, evaluating_since = NULL,
+             claim = NULL WHERE id = $3",
         )
         .bind(to)
         .bind(now)
@@ -738,7 +738,7 @@ impl Metadata {
     pub async fn stalled_promotions(&self, cutoff: i64) -> Result<Vec<PromotionRow>, StoreError> {
         sqlx::query(
             "SELECT * FROM promotions WHERE state = 'evaluating'
-             AND COALESCE(evaluating_since, created_at) <= ? ORDER BY evaluating_since",
+             AND COALESCE(evaluating_since, created_at) <= $1 ORDER BY evaluating_since",
         )
         .bind(cutoff)
         .fetch_all(self.pool())
@@ -752,7 +752,7 @@ impl Metadata {
     pub async fn expired_promotions(&self, now: i64) -> Result<Vec<PromotionRow>, StoreError> {
         sqlx::query(
             "SELECT * FROM promotions WHERE state IN ('pending_approval', 'evaluating')
-             AND expires_at <= ? ORDER BY expires_at",
+             AND expires_at <= $1 ORDER BY expires_at",
         )
         .bind(now)
         .fetch_all(self.pool())
@@ -765,7 +765,7 @@ impl Metadata {
     /// Who pushed `digest` into `repo`.
     pub async fn pushed_by(&self, repo: &str, digest: &str) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar::<_, Option<String>>(
-            "SELECT pushed_by FROM repository_manifests WHERE repository = ? AND digest = ?",
+            "SELECT pushed_by FROM repository_manifests WHERE repository = $1 AND digest = $2",
         )
         .bind(repo)
         .bind(digest)
@@ -783,7 +783,7 @@ impl Metadata {
         digest: &str,
     ) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar::<_, i64>(
-            "SELECT created_at FROM repository_manifests WHERE repository = ? AND digest = ?",
+            "SELECT created_at FROM repository_manifests WHERE repository = $1 AND digest = $2",
         )
         .bind(repo)
         .bind(digest)
@@ -797,7 +797,7 @@ impl Metadata {
     pub async fn save_bundle(&self, digest: &str, files_json: &str) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT OR IGNORE INTO policy_bundles (digest, files, created_at) VALUES (?, ?, ?)",
+            "INSERT INTO policy_bundles (digest, files, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(digest)
         .bind(files_json)
@@ -811,7 +811,7 @@ impl Metadata {
     /// A stored bundle's files (JSON), by digest.
     pub async fn bundle_files(&self, digest: &str) -> Result<Option<String>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT files FROM policy_bundles WHERE digest = ?")
+            sqlx::query_scalar("SELECT files FROM policy_bundles WHERE digest = $1")
                 .bind(digest)
                 .fetch_all(self.pool())
                 .await?
@@ -822,7 +822,7 @@ impl Metadata {
 
     /// A decision record.
     pub async fn decision(&self, id: &str) -> Result<Option<DecisionRow>, StoreError> {
-        Ok(sqlx::query("SELECT * FROM decisions WHERE id = ?")
+        Ok(sqlx::query("SELECT * FROM decisions WHERE id = $1")
             .bind(id)
             .fetch_all(self.pool())
             .await?
@@ -839,7 +839,7 @@ impl Metadata {
     ) -> Result<Vec<ChannelMove>, StoreError> {
         let rows = sqlx::query(
             "SELECT digest, promotion_id, action, moved_by, moved_at FROM channel_history
-             WHERE repository = ? AND tag = ? ORDER BY id",
+             WHERE repository = $1 AND tag = $2 ORDER BY id",
         )
         .bind(repo)
         .bind(tag)
@@ -860,7 +860,7 @@ impl Metadata {
     /// The freeze on `stage`, if any.
     pub async fn freeze(&self, stage: &str) -> Result<Option<FreezeRow>, StoreError> {
         Ok(sqlx::query(
-            "SELECT stage, reason, frozen_by, frozen_at, anomaly_id FROM stage_freezes WHERE stage = ?",
+            "SELECT stage, reason, frozen_by, frozen_at, anomaly_id FROM stage_freezes WHERE stage = $1",
         )
         .bind(stage)
         .fetch_all(self.pool())
@@ -887,7 +887,7 @@ impl Metadata {
         let mut tx = self.begin_write().await?;
         let changed = match freeze {
             Some((reason, by)) => sqlx::query(
-                "INSERT INTO stage_freezes (stage, reason, frozen_by, frozen_at) VALUES (?, ?, ?, ?)
+                "INSERT INTO stage_freezes (stage, reason, frozen_by, frozen_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (stage) DO UPDATE SET reason = excluded.reason,
                  frozen_by = excluded.frozen_by, frozen_at = excluded.frozen_at
                  WHERE stage_freezes.anomaly_id IS NULL",
@@ -900,7 +900,7 @@ impl Metadata {
             .await?
             .rows_affected(),
             // A freeze an anomaly set is lifted only by resolving the anomaly.
-            None => sqlx::query("DELETE FROM stage_freezes WHERE stage = ? AND anomaly_id IS NULL")
+            None => sqlx::query("DELETE FROM stage_freezes WHERE stage = $1 AND anomaly_id IS NULL")
                 .bind(stage)
                 .execute(&mut *tx)
                 .await?
@@ -916,7 +916,7 @@ impl Metadata {
     /// The manifests a promotion carries: the artifact and, for an index, its children
     /// (recursively), plus the given evidence manifests.
     async fn promotion_closure(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut sqlx::AnyConnection,
         digest: &str,
         evidence: &[(Digest, Option<Tag>)],
     ) -> Result<Vec<String>, sqlx::Error> {
@@ -926,7 +926,7 @@ impl Metadata {
             let current = closure[next].clone();
             next += 1;
             let children: Vec<String> = sqlx::query_scalar(
-                "SELECT child FROM manifest_references WHERE digest = ? AND kind = 'manifest'",
+                "SELECT child FROM manifest_references WHERE digest = $1 AND kind = 'manifest'",
             )
             .bind(&current)
             .fetch_all(&mut *tx)
@@ -979,33 +979,32 @@ impl Metadata {
         }
         let source = write.source.as_str();
         let target = write.target.as_str();
-        sqlx::query("INSERT OR IGNORE INTO repositories (name, created_at) VALUES (?, ?)")
-            .bind(target)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(target)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         let closure =
             Self::promotion_closure(&mut tx, &write.digest.to_string(), &write.evidence).await?;
         // The decision saw no quarantine; one raised since in this repository path (on the
         // artifact, what it carries, or an index that contains it) sends the promotion back to
         // be decided again.
-        let mut quarantined = sqlx::QueryBuilder::new("WITH RECURSIVE up(d) AS (SELECT ");
+        let mut quarantined = crate::engine::SqlBuilder::new("WITH RECURSIVE up(d) AS (SELECT ");
         quarantined.push_bind(write.digest.to_string()).push(
-            " UNION SELECT r.digest FROM manifest_references r JOIN up ON r.child = up.d
+            " COLLATE \"binary\" UNION SELECT r.digest FROM manifest_references r JOIN up ON r.child = up.d
                   WHERE r.kind = 'manifest')
                  SELECT COUNT(*) FROM artifact_quarantines
                  WHERE (repository_path IS NULL OR repository_path = ",
         );
         quarantined
             .push_bind(write.source.path().to_string())
-            .push(") AND (digest IN (SELECT d FROM up) OR digest IN (");
-        let mut list = quarantined.separated(", ");
-        for manifest in &closure {
-            list.push_bind(manifest.clone());
-        }
-        quarantined.push("))");
+            .push(") AND (digest IN (SELECT d FROM up) OR digest IN (")
+            .push_list(closure.iter().cloned())
+            .push("))");
         let hits: i64 = quarantined
-            .build_query_scalar()
+            .build_query_scalar()?
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
@@ -1017,7 +1016,7 @@ impl Metadata {
         // Retention may have pruned the artifact from the source since the decision read it:
         // then there is nothing to make visible, and marking it promoted would be a lie.
         let held: Vec<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM repository_manifests WHERE repository = ? AND digest = ?",
+            "SELECT 1 FROM repository_manifests WHERE repository = $1 AND digest = $2",
         )
         .bind(source)
         .bind(write.digest.to_string())
@@ -1031,10 +1030,10 @@ impl Metadata {
         }
         for manifest in &closure {
             sqlx::query(
-                "INSERT OR IGNORE INTO repository_manifests
+                "INSERT INTO repository_manifests
                  (repository, digest, subject, created_at, pushed_by)
-                 SELECT ?, digest, subject, ?, pushed_by FROM repository_manifests
-                 WHERE repository = ? AND digest = ?",
+                 SELECT $1, digest, subject, $2, pushed_by FROM repository_manifests
+                 WHERE repository = $3 AND digest = $4 ON CONFLICT DO NOTHING",
             )
             .bind(target)
             .bind(now)
@@ -1043,8 +1042,8 @@ impl Metadata {
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT OR IGNORE INTO repository_blobs (repository, digest, created_at)
-                 SELECT ?, child, ? FROM manifest_references WHERE digest = ? AND kind = 'blob'",
+                "INSERT INTO repository_blobs (repository, digest, created_at)
+                 SELECT $1, child, $2 FROM manifest_references WHERE digest = $3 AND kind = 'blob' ON CONFLICT DO NOTHING",
             )
             .bind(target)
             .bind(now)
@@ -1057,7 +1056,7 @@ impl Metadata {
         // another promotion may have taken the tag after this one was requested.
         for tag in &write.tags {
             let current: Vec<String> =
-                sqlx::query_scalar("SELECT digest FROM tags WHERE repository = ? AND name = ?")
+                sqlx::query_scalar("SELECT digest FROM tags WHERE repository = $1 AND name = $2")
                     .bind(target)
                     .bind(tag.as_str())
                     .fetch_all(&mut *tx)
@@ -1085,7 +1084,7 @@ impl Metadata {
             moves.push((channel.clone(), write.digest.clone(), previous));
             sqlx::query(
                 "INSERT INTO channel_history (repository, tag, digest, promotion_id, action,
-                 moved_by, moved_at) VALUES (?, ?, ?, ?, 'promote', ?, ?)",
+                 moved_by, moved_at) VALUES ($1, $2, $3, $4, 'promote', $5, $6)",
             )
             .bind(target)
             .bind(channel.as_str())
@@ -1099,7 +1098,7 @@ impl Metadata {
         // The promotion attestation: a manifest with the artifact as subject, in the target only.
         let att = &write.attestation;
         for (blob, size) in &att.new_blobs {
-            sqlx::query("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                 .bind(blob.to_string())
                 .bind(*size as i64)
                 .bind(now)
@@ -1109,9 +1108,9 @@ impl Metadata {
         let annotations = serde_json::to_string(&att.parsed.annotations)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
-            "INSERT OR IGNORE INTO manifests
+            "INSERT INTO manifests
              (digest, media_type, artifact_type, subject, annotations, size, content, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         )
         .bind(att.digest.to_string())
         .bind(&att.parsed.media_type)
@@ -1125,14 +1124,14 @@ impl Metadata {
         .await?;
         for blob in &att.parsed.blobs {
             sqlx::query(
-                "INSERT OR IGNORE INTO manifest_references (digest, child, kind) VALUES (?, ?, 'blob')",
+                "INSERT INTO manifest_references (digest, child, kind) VALUES ($1, $2, 'blob') ON CONFLICT DO NOTHING",
             )
             .bind(att.digest.to_string())
             .bind(blob.to_string())
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT OR IGNORE INTO repository_blobs (repository, digest, created_at) VALUES (?, ?, ?)",
+                "INSERT INTO repository_blobs (repository, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             )
             .bind(target)
             .bind(blob.to_string())
@@ -1141,8 +1140,8 @@ impl Metadata {
             .await?;
         }
         sqlx::query(
-            "INSERT OR IGNORE INTO repository_manifests
-             (repository, digest, subject, created_at, pushed_by) VALUES (?, ?, ?, ?, 'airlock')",
+            "INSERT INTO repository_manifests
+             (repository, digest, subject, created_at, pushed_by) VALUES ($1, $2, $3, $4, 'airlock') ON CONFLICT DO NOTHING",
         )
         .bind(target)
         .bind(att.digest.to_string())
@@ -1160,8 +1159,8 @@ impl Metadata {
         let attestation_digest = att.digest.to_string();
         for manifest in &closure {
             sqlx::query(
-                "INSERT OR IGNORE INTO evidence_manifests (repository, digest, ingested_at)
-                 SELECT ?, digest, ? FROM evidence_manifests WHERE repository = ? AND digest = ?",
+                "INSERT INTO evidence_manifests (repository, digest, ingested_at)
+                 SELECT $1, digest, $2 FROM evidence_manifests WHERE repository = $3 AND digest = $4 ON CONFLICT DO NOTHING",
             )
             .bind(target)
             .bind(now)
@@ -1171,8 +1170,8 @@ impl Metadata {
             .await?;
         }
         sqlx::query(
-            "INSERT OR IGNORE INTO evidence_manifests (repository, digest, ingested_at)
-             VALUES (?, ?, ?)",
+            "INSERT INTO evidence_manifests (repository, digest, ingested_at)
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(target)
         .bind(&attestation_digest)
@@ -1180,8 +1179,8 @@ impl Metadata {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE promotions SET state = 'promoted', attestation = ?, decided_at = ?,
-             evaluating_since = NULL, claim = NULL WHERE id = ?",
+            "UPDATE promotions SET state = 'promoted', attestation = $1, decided_at = $2,
+             evaluating_since = NULL, claim = NULL WHERE id = $3",
         )
         .bind(att.digest.to_string())
         .bind(now)
@@ -1230,7 +1229,7 @@ impl Metadata {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
         let current: Vec<String> =
-            sqlx::query_scalar("SELECT digest FROM tags WHERE repository = ? AND name = ?")
+            sqlx::query_scalar("SELECT digest FROM tags WHERE repository = $1 AND name = $2")
                 .bind(repo)
                 .bind(tag)
                 .fetch_all(&mut *tx)
@@ -1241,7 +1240,7 @@ impl Metadata {
         set_tag(&mut tx, repo, tag, to, now).await?;
         sqlx::query(
             "INSERT INTO channel_history (repository, tag, digest, promotion_id, action, moved_by,
-             moved_at) VALUES (?, ?, ?, NULL, 'rollback', ?, ?)",
+             moved_at) VALUES ($1, $2, $3, NULL, 'rollback', $4, $5)",
         )
         .bind(repo)
         .bind(tag)
@@ -1259,7 +1258,7 @@ impl Metadata {
     /// The digests `repo` holds that are not referrers (artifacts), with their tags, oldest first.
     pub async fn artifacts_in(&self, repo: &str) -> Result<Vec<(String, Vec<String>)>, StoreError> {
         let digests: Vec<String> = sqlx::query_scalar(
-            "SELECT digest FROM repository_manifests rm WHERE repository = ? AND subject IS NULL
+            "SELECT digest FROM repository_manifests rm WHERE repository = $1 AND subject IS NULL
              AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository = rm.repository
                  AND t.digest = rm.digest AND t.name LIKE 'sha256-%')
              AND NOT EXISTS (SELECT 1 FROM evidence_manifests em WHERE em.repository = rm.repository

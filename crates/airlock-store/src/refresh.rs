@@ -46,13 +46,13 @@ impl Metadata {
     ) -> Result<(), StoreError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < ?")
+        sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
             .bind(now)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
             "INSERT INTO refresh_families (id, principal_id, credential_id, created_at)
-             VALUES (?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(family)
         .bind(principal_id)
@@ -61,7 +61,7 @@ impl Metadata {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO refresh_tokens (jti, family_id, issued_at, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO refresh_tokens (jti, family_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(jti)
         .bind(family)
@@ -87,7 +87,7 @@ impl Metadata {
         let Some(row) = sqlx::query(
             "SELECT t.family_id, t.spent_at, f.revoked_at, f.credential_id
              FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
-             WHERE t.jti = ?",
+             WHERE t.jti = $1",
         )
         .bind(jti)
         .fetch_all(&mut *tx)
@@ -102,8 +102,8 @@ impl Metadata {
         }
         if row.get::<Option<i64>, _>("spent_at").is_some() {
             sqlx::query(
-                "UPDATE refresh_families SET revoked_at = ?, revoked_reason = 'reuse'
-                 WHERE id = ? AND revoked_at IS NULL",
+                "UPDATE refresh_families SET revoked_at = $1, revoked_reason = 'reuse'
+                 WHERE id = $2 AND revoked_at IS NULL",
             )
             .bind(now)
             .bind(&family)
@@ -112,13 +112,13 @@ impl Metadata {
             tx.commit().await?;
             return Ok(RefreshRotation::Reused { family });
         }
-        sqlx::query("UPDATE refresh_tokens SET spent_at = ? WHERE jti = ?")
+        sqlx::query("UPDATE refresh_tokens SET spent_at = $1 WHERE jti = $2")
             .bind(now)
             .bind(jti)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO refresh_tokens (jti, family_id, issued_at, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO refresh_tokens (jti, family_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(next_jti)
         .bind(&family)
@@ -136,7 +136,7 @@ impl Metadata {
     /// Whether refresh-token family `family` is live (recorded and not revoked).
     pub async fn refresh_family_live(&self, family: &str) -> Result<bool, StoreError> {
         Ok(sqlx::query_scalar::<_, i64>(
-            "SELECT 1 FROM refresh_families WHERE id = ? AND revoked_at IS NULL",
+            "SELECT 1 FROM refresh_families WHERE id = $1 AND revoked_at IS NULL",
         )
         .bind(family)
         .fetch_all(self.pool())
@@ -151,16 +151,16 @@ impl Metadata {
 mod tests {
     use super::*;
 
-    async fn store() -> (tempfile::TempDir, Metadata, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let metadata = Metadata::open_sqlite(&dir.path().join("metadata.db"))
-            .await
-            .unwrap();
-        let principal = metadata
-            .create_principal("svc", "service", "test", &[])
-            .await
-            .unwrap();
-        (dir, metadata, principal.id)
+    async fn store() -> Vec<(crate::testing::TestStore, i64)> {
+        let mut out = Vec::new();
+        for metadata in crate::testing::engines().await {
+            let principal = metadata
+                .create_principal("svc", "service", "test", &[])
+                .await
+                .unwrap();
+            out.push((metadata, principal.id));
+        }
+        out
     }
 
     /// Migration 0009 applied to a database at 0008 with principals, credentials and counted
@@ -175,7 +175,7 @@ mod tests {
                 .create_if_missing(true)
                 .foreign_keys(true);
             let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-            let mut up_to_8 = crate::metadata::migrator();
+            let mut up_to_8 = crate::metadata::migrator(crate::Backend::Sqlite);
             up_to_8.migrations = up_to_8
                 .migrations
                 .iter()
@@ -223,48 +223,49 @@ mod tests {
 
     #[tokio::test]
     async fn a_refresh_token_rotates_once_and_its_reuse_revokes_the_family() {
-        let (_dir, metadata, principal) = store().await;
-        let later = now_millis() + 60_000;
-        metadata
-            .start_refresh_family("fam", principal, "key1", "t1", later)
-            .await
-            .unwrap();
-        assert!(metadata.refresh_family_live("fam").await.unwrap());
-        assert_eq!(
+        for (metadata, principal) in store().await {
+            let later = now_millis() + 60_000;
             metadata
-                .rotate_refresh_token("t1", "t2", later)
+                .start_refresh_family("fam", principal, "key1", "t1", later)
                 .await
-                .unwrap(),
-            RefreshRotation::Rotated {
-                family: "fam".into(),
-                credential_id: "key1".into()
-            }
-        );
-        // t1 again: a reuse; the family (and with it t2) is revoked.
-        assert_eq!(
-            metadata
-                .rotate_refresh_token("t1", "t3", later)
-                .await
-                .unwrap(),
-            RefreshRotation::Reused {
-                family: "fam".into()
-            }
-        );
-        assert!(!metadata.refresh_family_live("fam").await.unwrap());
-        assert_eq!(
-            metadata
-                .rotate_refresh_token("t2", "t4", later)
-                .await
-                .unwrap(),
-            RefreshRotation::Revoked
-        );
-        assert_eq!(
-            metadata
-                .rotate_refresh_token("nope", "t5", later)
-                .await
-                .unwrap(),
-            RefreshRotation::Unknown
-        );
-        assert!(!metadata.refresh_family_live("other").await.unwrap());
+                .unwrap();
+            assert!(metadata.refresh_family_live("fam").await.unwrap());
+            assert_eq!(
+                metadata
+                    .rotate_refresh_token("t1", "t2", later)
+                    .await
+                    .unwrap(),
+                RefreshRotation::Rotated {
+                    family: "fam".into(),
+                    credential_id: "key1".into()
+                }
+            );
+            // t1 again: a reuse; the family (and with it t2) is revoked.
+            assert_eq!(
+                metadata
+                    .rotate_refresh_token("t1", "t3", later)
+                    .await
+                    .unwrap(),
+                RefreshRotation::Reused {
+                    family: "fam".into()
+                }
+            );
+            assert!(!metadata.refresh_family_live("fam").await.unwrap());
+            assert_eq!(
+                metadata
+                    .rotate_refresh_token("t2", "t4", later)
+                    .await
+                    .unwrap(),
+                RefreshRotation::Revoked
+            );
+            assert_eq!(
+                metadata
+                    .rotate_refresh_token("nope", "t5", later)
+                    .await
+                    .unwrap(),
+                RefreshRotation::Unknown
+            );
+            assert!(!metadata.refresh_family_live("other").await.unwrap());
+        }
     }
 }

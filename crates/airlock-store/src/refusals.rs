@@ -34,8 +34,8 @@ impl Metadata {
     ) -> Result<i64, StoreError> {
         let mut tx = self.begin_write().await?;
         let count: i64 = sqlx::query_scalar(
-            "INSERT INTO refused_pushes (principal, repository, minute, count) VALUES (?, ?, ?, 1)
-             ON CONFLICT (principal, repository, minute) DO UPDATE SET count = count + 1
+            "INSERT INTO refused_pushes (principal, repository, minute, count) VALUES ($1, $2, $3, 1)
+             ON CONFLICT (principal, repository, minute) DO UPDATE SET count = refused_pushes.count + 1
              RETURNING count",
         )
         .bind(principal)
@@ -51,7 +51,7 @@ impl Metadata {
             // in other repositories this minute. Each repository has one row per minute, so the
             // rows are the repositories refused so far.
             let repositories: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM refused_pushes WHERE principal = ? AND minute = ?",
+                "SELECT COUNT(*) FROM refused_pushes WHERE principal = $1 AND minute = $2",
             )
             .bind(principal)
             .bind(minute)
@@ -60,7 +60,7 @@ impl Metadata {
             if repositories <= REFUSED_PUSH_ENTRIES_PER_MINUTE {
                 append(&mut tx, records).await?;
             }
-            sqlx::query("DELETE FROM refused_pushes WHERE minute < ?")
+            sqlx::query("DELETE FROM refused_pushes WHERE minute < $1")
                 .bind(minute - 60)
                 .execute(&mut *tx)
                 .await?;
@@ -91,57 +91,53 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_first_refusal_per_principal_repository_and_minute_is_logged() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let before = meta.audit_entry_count().await.unwrap();
-        for n in 1..=50 {
-            let count = meta
-                .record_refused_push("mallory", "prod/a/b", 1000, &[refused("prod/a/b")])
-                .await
-                .unwrap();
-            assert_eq!(count, n);
+        for meta in crate::testing::engines().await {
+            let before = meta.audit_entry_count().await.unwrap();
+            for n in 1..=50 {
+                let count = meta
+                    .record_refused_push("mallory", "prod/a/b", 1000, &[refused("prod/a/b")])
+                    .await
+                    .unwrap();
+                assert_eq!(count, n);
+            }
+            assert_eq!(meta.audit_entry_count().await.unwrap(), before + 1);
+            // Another repository, another principal and the next minute each start their own count.
+            for (principal, repository, minute) in [
+                ("mallory", "prod/a/c", 1000),
+                ("eve", "prod/a/b", 1000),
+                ("mallory", "prod/a/b", 1001),
+            ] {
+                let count = meta
+                    .record_refused_push(principal, repository, minute, &[refused(repository)])
+                    .await
+                    .unwrap();
+                assert_eq!(count, 1, "{principal} {repository} {minute}");
+            }
+            assert_eq!(meta.audit_entry_count().await.unwrap(), before + 4);
         }
-        assert_eq!(meta.audit_entry_count().await.unwrap(), before + 1);
-        // Another repository, another principal and the next minute each start their own count.
-        for (principal, repository, minute) in [
-            ("mallory", "prod/a/c", 1000),
-            ("eve", "prod/a/b", 1000),
-            ("mallory", "prod/a/b", 1001),
-        ] {
-            let count = meta
-                .record_refused_push(principal, repository, minute, &[refused(repository)])
-                .await
-                .unwrap();
-            assert_eq!(count, 1, "{principal} {repository} {minute}");
-        }
-        assert_eq!(meta.audit_entry_count().await.unwrap(), before + 4);
     }
 
     #[tokio::test]
     async fn refusals_in_many_repositories_are_logged_up_to_the_cap_per_principal_and_minute() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let before = meta.audit_entry_count().await.unwrap();
-        for n in 0..100 {
-            let repository = format!("prod/x/{n}");
-            let count = meta
-                .record_refused_push("mallory", &repository, 1000, &[refused(&repository)])
-                .await
-                .unwrap();
-            assert_eq!(count, 1, "{repository}");
+        for meta in crate::testing::engines().await {
+            let before = meta.audit_entry_count().await.unwrap();
+            for n in 0..100 {
+                let repository = format!("prod/x/{n}");
+                let count = meta
+                    .record_refused_push("mallory", &repository, 1000, &[refused(&repository)])
+                    .await
+                    .unwrap();
+                assert_eq!(count, 1, "{repository}");
+            }
+            let capped = before + REFUSED_PUSH_ENTRIES_PER_MINUTE as u64;
+            assert_eq!(meta.audit_entry_count().await.unwrap(), capped);
+            // Another principal and the next minute have their own cap.
+            for (principal, minute) in [("eve", 1000), ("mallory", 1001)] {
+                meta.record_refused_push(principal, "prod/x/0", minute, &[refused("prod/x/0")])
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(meta.audit_entry_count().await.unwrap(), capped + 2);
         }
-        let capped = before + REFUSED_PUSH_ENTRIES_PER_MINUTE as u64;
-        assert_eq!(meta.audit_entry_count().await.unwrap(), capped);
-        // Another principal and the next minute have their own cap.
-        for (principal, minute) in [("eve", 1000), ("mallory", 1001)] {
-            meta.record_refused_push(principal, "prod/x/0", minute, &[refused("prod/x/0")])
-                .await
-                .unwrap();
-        }
-        assert_eq!(meta.audit_entry_count().await.unwrap(), capped + 2);
     }
 }

@@ -12,22 +12,32 @@
 //! Nothing is written to the database by the check. A new database (no `_sqlx_migrations` yet)
 //! passes.
 
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 use sqlx::migrate::Migrator;
 
+use crate::engine::Backend;
 use crate::error::StoreError;
 
 /// Refuses a database whose applied migrations this binary does not have, exactly (see the
 /// module docs).
 pub(crate) async fn check_applied(
-    connection: &mut SqliteConnection,
+    connection: &mut AnyConnection,
+    backend: Backend,
     migrator: &Migrator,
 ) -> Result<(), StoreError> {
-    let tracked: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-    )
-    .fetch_optional(&mut *connection)
-    .await?;
+    // Each engine lists its tables in its own catalog.
+    let catalog = match backend {
+        Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+        }
+        Backend::Postgres => {
+            "SELECT CAST(tablename AS TEXT) FROM pg_catalog.pg_tables
+             WHERE schemaname = current_schema() AND tablename = '_sqlx_migrations'"
+        }
+    };
+    let tracked: Option<String> = sqlx::query_scalar(catalog)
+        .fetch_optional(&mut *connection)
+        .await?;
     if tracked.is_none() {
         return Ok(());
     }
@@ -85,7 +95,7 @@ mod tests {
     }
 
     fn newest_known() -> i64 {
-        crate::metadata::migrator()
+        crate::metadata::migrator(crate::Backend::Sqlite)
             .iter()
             .map(|m| m.version)
             .max()

@@ -16,7 +16,7 @@ use crate::metadata::Metadata;
 /// digest-derived tag (cosign's `sha256-<hex>.sig`), it pushed evidence about that digest. The
 /// record is append-only: deleting the manifest does not remove it.
 pub(crate) async fn record_contributions(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     repo: &RepoName,
     digest: &Digest,
     manifest: &ParsedManifest,
@@ -34,8 +34,8 @@ pub(crate) async fn record_contributions(
     }
     for (digest, kind) in contributions {
         sqlx::query(
-            "INSERT OR IGNORE INTO artifact_contributors
-             (repository_path, digest, principal, kind, first_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO artifact_contributors
+             (repository_path, digest, principal, kind, first_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         )
         .bind(repo.path())
         .bind(digest.to_string())
@@ -66,12 +66,12 @@ impl Metadata {
         digest: &str,
     ) -> Result<Contributors, StoreError> {
         let rows = sqlx::query(
-            "WITH RECURSIVE down(d) AS (SELECT ?2 UNION SELECT r.child FROM manifest_references r
+            "WITH RECURSIVE down(d) AS (SELECT $2 COLLATE \"binary\" UNION SELECT r.child FROM manifest_references r
                                         JOIN down ON r.digest = down.d WHERE r.kind = 'manifest')
              SELECT DISTINCT principal, kind FROM artifact_contributors
-             WHERE repository_path = ?1
+             WHERE repository_path = $1
                AND ((kind = 'push' AND digest IN (SELECT d FROM down))
-                    OR (kind = 'evidence' AND digest = ?2))
+                    OR (kind = 'evidence' AND digest = $2))
              ORDER BY principal",
         )
         .bind(repository_path)
@@ -100,17 +100,24 @@ impl Metadata {
         // transaction); read once for all `names`.
         let mut resetters: BTreeMap<String, Vec<String>> = BTreeMap::new();
         if !names.is_empty() {
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT DISTINCT target, resetter FROM
-                   (SELECT json_extract(CAST(entry AS TEXT), '$.subject.name') AS target,
-                           json_extract(CAST(entry AS TEXT), '$.actor.principal') AS resetter
-                    FROM audit_entries
-                    WHERE kind = 'password.reset' AND json_valid(CAST(entry AS TEXT)))
-                 WHERE target IS NOT NULL AND resetter IS NOT NULL
-                 ORDER BY target, resetter",
+            // The entries are parsed here rather than with the engine's JSON functions, which
+            // SQLite and PostgreSQL spell differently. An entry that is not JSON names nobody.
+            let entries: Vec<Vec<u8>> = sqlx::query_scalar(
+                "SELECT entry FROM audit_entries WHERE kind = 'password.reset' ORDER BY idx",
             )
             .fetch_all(self.pool())
             .await?;
+            let mut rows = std::collections::BTreeSet::new();
+            for entry in entries {
+                let Ok(entry) = serde_json::from_slice::<serde_json::Value>(&entry) else {
+                    continue;
+                };
+                let target = entry.pointer("/subject/name").and_then(|v| v.as_str());
+                let resetter = entry.pointer("/actor/principal").and_then(|v| v.as_str());
+                if let (Some(target), Some(resetter)) = (target, resetter) {
+                    rows.insert((target.to_string(), resetter.to_string()));
+                }
+            }
             for (target, resetter) in rows {
                 if names.contains(&target.as_str()) {
                     resetters.entry(target).or_default().push(resetter);
@@ -118,7 +125,7 @@ impl Metadata {
             }
         }
         for name in names {
-            let principal = sqlx::query("SELECT id, created_by FROM principals WHERE name = ?")
+            let principal = sqlx::query("SELECT id, created_by FROM principals WHERE name = $1")
                 .bind(name)
                 .fetch_all(self.pool())
                 .await?
@@ -130,7 +137,7 @@ impl Metadata {
             let id: i64 = principal.get("id");
             let grants = sqlx::query(
                 "SELECT role, scope, expires_at, granted_by FROM role_bindings
-                 WHERE principal_id = ? ORDER BY id",
+                 WHERE principal_id = $1 ORDER BY id",
             )
             .bind(id)
             .fetch_all(self.pool())
@@ -148,7 +155,7 @@ impl Metadata {
             // Whoever added one of its API keys (revoked or expired ones too) could act as it.
             let key_adders: Vec<String> = sqlx::query_scalar(
                 "SELECT DISTINCT created_by FROM credentials
-                 WHERE principal_id = ? AND kind = 'api_key' AND created_by IS NOT NULL
+                 WHERE principal_id = $1 AND kind = 'api_key' AND created_by IS NOT NULL
                  ORDER BY created_by",
             )
             .bind(id)
@@ -234,60 +241,56 @@ mod tests {
 
     #[tokio::test]
     async fn contributors_outlive_deletes_and_re_pushes() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let dev = RepoName::from_str("dev/team/app").unwrap();
-        let other = RepoName::from_str("dev/other/app").unwrap();
-        let digest = push(&meta, &dev, "app", None, None, "alice").await;
-        assert!(meta.delete_manifest(&dev, &digest, &[]).await.unwrap());
-        push(&meta, &dev, "app", None, None, "bob").await;
-        // Evidence by subject and by cosign tag; a push of the same bytes under another path.
-        let app_size = document("app", None).0.len();
-        push(
-            &meta,
-            &dev,
-            "sbom",
-            Some((&digest, app_size)),
-            None,
-            "carol",
-        )
-        .await;
-        let sig_tag = format!("sha256-{}.sig", digest.hex());
-        push(&meta, &dev, "sig", None, Some(&sig_tag), "dan").await;
-        push(&meta, &other, "app", None, None, "eve").await;
+        for meta in crate::testing::engines().await {
+            let dev = RepoName::from_str("dev/team/app").unwrap();
+            let other = RepoName::from_str("dev/other/app").unwrap();
+            let digest = push(&meta, &dev, "app", None, None, "alice").await;
+            assert!(meta.delete_manifest(&dev, &digest, &[]).await.unwrap());
+            push(&meta, &dev, "app", None, None, "bob").await;
+            // Evidence by subject and by cosign tag; a push of the same bytes under another path.
+            let app_size = document("app", None).0.len();
+            push(
+                &meta,
+                &dev,
+                "sbom",
+                Some((&digest, app_size)),
+                None,
+                "carol",
+            )
+            .await;
+            let sig_tag = format!("sha256-{}.sig", digest.hex());
+            push(&meta, &dev, "sig", None, Some(&sig_tag), "dan").await;
+            push(&meta, &other, "app", None, None, "eve").await;
 
-        let found = meta
-            .contributors("team/app", &digest.to_string())
-            .await
-            .unwrap();
-        assert_eq!(found.pushers, ["alice", "bob"]);
-        assert_eq!(found.builders, ["carol", "dan"]);
-        assert_eq!(
-            meta.pushed_by(dev.as_str(), &digest.to_string())
+            let found = meta
+                .contributors("team/app", &digest.to_string())
                 .await
-                .unwrap()
-                .as_deref(),
-            Some("bob"),
-            "the repository row only knows the latest pusher"
-        );
+                .unwrap();
+            assert_eq!(found.pushers, ["alice", "bob"]);
+            assert_eq!(found.builders, ["carol", "dan"]);
+            assert_eq!(
+                meta.pushed_by(dev.as_str(), &digest.to_string())
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some("bob"),
+                "the repository row only knows the latest pusher"
+            );
+        }
     }
 
     #[tokio::test]
     async fn the_contributor_record_is_append_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let dev = RepoName::from_str("dev/team/app").unwrap();
-        push(&meta, &dev, "app", None, None, "alice").await;
-        for sql in [
-            "DELETE FROM artifact_contributors",
-            "UPDATE artifact_contributors SET principal = 'nobody'",
-        ] {
-            let err = sqlx::query(sql).execute(meta.pool()).await.unwrap_err();
-            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+        for meta in crate::testing::engines().await {
+            let dev = RepoName::from_str("dev/team/app").unwrap();
+            push(&meta, &dev, "app", None, None, "alice").await;
+            for sql in [
+                "DELETE FROM artifact_contributors",
+                "UPDATE artifact_contributors SET principal = 'nobody'",
+            ] {
+                let err = sqlx::query(sql).execute(meta.pool()).await.unwrap_err();
+                assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+            }
         }
     }
 
@@ -303,7 +306,10 @@ mod tests {
                 .create_if_missing(true)
                 .foreign_keys(false);
             let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-            crate::metadata::migrator().run_to(8, &pool).await.unwrap();
+            crate::metadata::migrator(crate::Backend::Sqlite)
+                .run_to(8, &pool)
+                .await
+                .unwrap();
             let entry = |kind: &str, actor: &str, subject: String, details: &str| {
                 format!(
                     r#"{{"actor":{{"auth_method":"password","principal":"{actor}"}},"details":{details},"outcome":"success","subject":{subject},"time":"2026-01-01T00:00:00.000Z","type":"{kind}","v":1}}"#
@@ -347,7 +353,7 @@ mod tests {
                 ),
             ];
             for (index, entry) in entries.iter().enumerate() {
-                sqlx::query("INSERT INTO audit_entries (idx, entry, kind, time_millis) VALUES (?, ?, json_extract(?, '$.type'), 7)")
+                sqlx::query("INSERT INTO audit_entries (idx, entry, kind, time_millis) VALUES ($1, $2, json_extract($3, '$.type'), 7)")
                     .bind(index as i64)
                     .bind(entry.as_bytes())
                     .bind(entry)
@@ -357,7 +363,7 @@ mod tests {
             }
             // bob re-pushed it; the promotion copy into staging carries bob too.
             for repo in ["dev/team/app", "staging/team/app"] {
-                sqlx::query("INSERT INTO repository_manifests (repository, digest, subject, created_at, pushed_by) VALUES (?, ?, NULL, 9, 'bob')")
+                sqlx::query("INSERT INTO repository_manifests (repository, digest, subject, created_at, pushed_by) VALUES ($1, $2, NULL, 9, 'bob')")
                     .bind(repo)
                     .bind(format!("sha256:{hex}"))
                     .execute(&pool)
@@ -388,52 +394,50 @@ mod tests {
 
         use crate::PasswordChange;
 
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        let carol = meta
-            .create_principal("carol", "user", "admin", &[])
-            .await
-            .unwrap();
-        meta.create_principal("dave", "user", "admin", &[])
-            .await
-            .unwrap();
-        let by = |who: &str, event| AuditRecord {
-            time_millis: 1,
-            actor: Actor {
-                principal: who.into(),
-                auth_method: "password".into(),
-                source: None,
-            },
-            event,
-        };
-        let reset = by(
-            "eve",
-            AuditEvent::PasswordReset {
-                principal: "carol".into(),
-                generated: true,
-            },
-        );
-        meta.replace_password(carol.id, "h1", PasswordChange::Reset, &[reset])
-            .await
-            .unwrap();
-        // Carol's own change (after the reset) does not undo what eve could do meanwhile.
-        let changed = by(
-            "carol",
-            AuditEvent::PasswordChanged {
-                principal: "carol".into(),
-            },
-        );
-        meta.replace_password(carol.id, "h2", PasswordChange::ByUser, &[changed])
-            .await
-            .unwrap();
-        let vouchers = meta.vouchers(&["carol", "dave"]).await.unwrap();
-        assert_eq!(
-            vouchers["carol"].password_resetters,
-            vec!["eve".to_string()]
-        );
-        assert!(vouchers["dave"].password_resetters.is_empty());
+        for meta in crate::testing::engines().await {
+            let carol = meta
+                .create_principal("carol", "user", "admin", &[])
+                .await
+                .unwrap();
+            meta.create_principal("dave", "user", "admin", &[])
+                .await
+                .unwrap();
+            let by = |who: &str, event| AuditRecord {
+                time_millis: 1,
+                actor: Actor {
+                    principal: who.into(),
+                    auth_method: "password".into(),
+                    source: None,
+                },
+                event,
+            };
+            let reset = by(
+                "eve",
+                AuditEvent::PasswordReset {
+                    principal: "carol".into(),
+                    generated: true,
+                },
+            );
+            meta.replace_password(carol.id, "h1", PasswordChange::Reset, &[reset])
+                .await
+                .unwrap();
+            // Carol's own change (after the reset) does not undo what eve could do meanwhile.
+            let changed = by(
+                "carol",
+                AuditEvent::PasswordChanged {
+                    principal: "carol".into(),
+                },
+            );
+            meta.replace_password(carol.id, "h2", PasswordChange::ByUser, &[changed])
+                .await
+                .unwrap();
+            let vouchers = meta.vouchers(&["carol", "dave"]).await.unwrap();
+            assert_eq!(
+                vouchers["carol"].password_resetters,
+                vec!["eve".to_string()]
+            );
+            assert!(vouchers["dave"].password_resetters.is_empty());
+        }
     }
 
     #[tokio::test]
@@ -443,7 +447,10 @@ mod tests {
             .filename(dir.path().join("m.db"))
             .create_if_missing(true);
         let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        crate::metadata::migrator().run(&pool).await.unwrap();
+        crate::metadata::migrator(crate::Backend::Sqlite)
+            .run(&pool)
+            .await
+            .unwrap();
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
             "EXPLAIN QUERY PLAN SELECT entry FROM audit_entries WHERE kind = 'password.reset'",
         )

@@ -7,9 +7,10 @@
 
 use airlock_core::AuditRecord;
 use airlock_core::webhook::{EventPattern, cloud_subject, subscribed};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 
 use crate::audit::append;
+use crate::engine::Backend;
 use crate::error::StoreError;
 use crate::metadata::{Metadata, now_millis};
 
@@ -108,7 +109,7 @@ pub enum AttemptOutcome {
 const DELIVERY_COLUMNS: &str = "id, endpoint_id, event_type, subject, audit_index, status, \
     attempts, next_attempt_at, last_status, last_error, created_at, delivered_at";
 
-fn delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> DeliveryRow {
+fn delivery_from_row(row: &sqlx::any::AnyRow) -> DeliveryRow {
     DeliveryRow {
         id: row.get("id"),
         endpoint_id: row.get("endpoint_id"),
@@ -125,7 +126,7 @@ fn delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> DeliveryRow {
     }
 }
 
-fn webhook_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<WebhookRow, StoreError> {
+fn webhook_from_row(row: &sqlx::any::AnyRow) -> Result<WebhookRow, StoreError> {
     let events: String = row.get("events");
     Ok(WebhookRow {
         id: row.get("id"),
@@ -142,7 +143,7 @@ fn webhook_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<WebhookRow, StoreEr
 /// Enqueues a delivery of each record (appended at indexes from `first_index`) to every active
 /// endpoint subscribed to its kind, on `conn` inside the caller's transaction.
 pub(crate) async fn enqueue_for_records(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     records: &[AuditRecord],
     first_index: i64,
 ) -> Result<(), sqlx::Error> {
@@ -175,7 +176,7 @@ pub(crate) async fn enqueue_for_records(
             sqlx::query(
                 "INSERT INTO webhook_deliveries (endpoint_id, event_type, subject, audit_index,
                    time_millis, status, next_attempt_at, created_at)
-                 VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)",
             )
             .bind(endpoint)
             .bind(kind)
@@ -208,7 +209,7 @@ impl Metadata {
         let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO webhook_endpoints (url, events, secret, ca_cert, created_by, created_at)
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(url)
         .bind(&events_json)
@@ -237,14 +238,20 @@ impl Metadata {
     pub async fn remove_webhook(&self, id: i64, record: AuditRecord) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let now = now_millis();
-        sqlx::query("PRAGMA secure_delete = ON")
-            .execute(&mut *tx)
-            .await?;
+        let sqlite = self.backend() == Backend::Sqlite;
+        // SQLite only: zero the old bytes in the file (PostgreSQL's old row versions are reclaimed
+        // by VACUUM; see docs/webhooks.md).
+        if sqlite {
+            sqlx::query("PRAGMA secure_delete = ON")
+                .execute(&mut *tx)
+                .await?;
+        }
         let removed = sqlx::query(
-            "UPDATE webhook_endpoints SET removed_at = ?, secret = zeroblob(0)
-             WHERE id = ? AND removed_at IS NULL",
+            "UPDATE webhook_endpoints SET removed_at = $1, secret = $2
+             WHERE id = $3 AND removed_at IS NULL",
         )
         .bind(now)
+        .bind(Vec::<u8>::new())
         .bind(id)
         .execute(&mut *tx)
         .await?
@@ -254,17 +261,21 @@ impl Metadata {
         }
         sqlx::query(
             "UPDATE webhook_deliveries SET status = 'cancelled', last_error = 'endpoint removed'
-             WHERE endpoint_id = ? AND status = 'pending'",
+             WHERE endpoint_id = $1 AND status = 'pending'",
         )
         .bind(id)
         .execute(&mut *tx)
         .await?;
         append(&mut tx, &[record]).await?;
-        sqlx::query("PRAGMA secure_delete = OFF")
-            .execute(&mut *tx)
-            .await?;
+        if sqlite {
+            sqlx::query("PRAGMA secure_delete = OFF")
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
-        self.truncate_wal().await;
+        if sqlite {
+            self.truncate_wal().await;
+        }
         Ok(true)
     }
 
@@ -289,7 +300,7 @@ impl Metadata {
     pub async fn webhook(&self, id: i64) -> Result<Option<WebhookRow>, StoreError> {
         let row = sqlx::query(
             "SELECT id, url, events, created_by, created_at, removed_at, ca_cert FROM webhook_endpoints
-             WHERE id = ?",
+             WHERE id = $1",
         )
         .bind(id)
         .fetch_all(self.pool())
@@ -324,7 +335,7 @@ impl Metadata {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO webhook_deliveries (endpoint_id, event_type, subject, data, time_millis,
                status, next_attempt_at, created_at)
-             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7) RETURNING id",
         )
         .bind(endpoint_id)
         .bind(kind)
@@ -353,7 +364,7 @@ impl Metadata {
     ) -> Result<Vec<DueDelivery>, StoreError> {
         // Most rounds find nothing: look first without taking the writer.
         let due: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?
+            "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1
              LIMIT 1",
         )
         .bind(now)
@@ -371,12 +382,12 @@ impl Metadata {
              FROM webhook_deliveries d
              JOIN webhook_endpoints e ON e.id = d.endpoint_id
              LEFT JOIN audit_entries a ON a.idx = d.audit_index
-             WHERE d.status = 'pending' AND d.next_attempt_at <= ?1
-               AND (d.lease_until IS NULL OR d.lease_until < ?1)
+             WHERE d.status = 'pending' AND d.next_attempt_at <= $1
+               AND (d.lease_until IS NULL OR d.lease_until < $1)
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
                                WHERE p.endpoint_id = d.endpoint_id AND p.subject = d.subject
                                  AND p.status = 'pending' AND p.id < d.id)
-             ORDER BY d.id LIMIT ?2",
+             ORDER BY d.id LIMIT $2",
         )
         .bind(now)
         .bind(i64::from(limit))
@@ -385,7 +396,7 @@ impl Metadata {
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.get("id");
-            sqlx::query("UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?")
+            sqlx::query("UPDATE webhook_deliveries SET lease_until = $1 WHERE id = $2")
                 .bind(lease_until)
                 .bind(id)
                 .execute(&mut *tx)
@@ -437,8 +448,8 @@ impl Metadata {
             AttemptOutcome::Delivered { status } => {
                 sqlx::query(
                     "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1,
-                       last_status = ?, last_error = NULL, delivered_at = ?, lease_until = NULL
-                     WHERE id = ? AND status = 'pending'",
+                       last_status = $1, last_error = NULL, delivered_at = $2, lease_until = NULL
+                     WHERE id = $3 AND status = 'pending'",
                 )
                 .bind(i64::from(*status))
                 .bind(now)
@@ -452,9 +463,9 @@ impl Metadata {
                 retry_at,
             } => {
                 sqlx::query(
-                    "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1,
-                       last_status = ?, last_error = ?, next_attempt_at = ?, lease_until = NULL
-                     WHERE id = ? AND status = 'pending'",
+                    "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1,
+                       last_status = $2, last_error = $3, next_attempt_at = $4, lease_until = NULL
+                     WHERE id = $5 AND status = 'pending'",
                 )
                 .bind(if retry_at.is_some() {
                     "pending"
@@ -482,7 +493,7 @@ impl Metadata {
     ) -> Result<Vec<DeliveryRow>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
-             WHERE endpoint_id = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY id DESC LIMIT ?3"
+             WHERE endpoint_id = $1 AND ($2 IS NULL OR status = $2) ORDER BY id DESC LIMIT $3"
         )))
         .bind(endpoint_id)
         .bind(status)
@@ -521,11 +532,14 @@ mod tests {
                 .filename(&path)
                 .create_if_missing(true);
             let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-            crate::metadata::migrator().run_to(11, &pool).await.unwrap();
+            crate::metadata::migrator(crate::Backend::Sqlite)
+                .run_to(11, &pool)
+                .await
+                .unwrap();
             for (url, removed) in [("http://a.example/", Some(1)), ("http://b.example/", None)] {
                 sqlx::query(
                     "INSERT INTO webhook_endpoints (url, events, secret, created_by, created_at, removed_at)
-                     VALUES (?, '[\"*\"]', ?, 'admin', 0, ?)",
+                     VALUES ($1, '[\"*\"]', $2, 'admin', 0, $3)",
                 )
                 .bind(url)
                 .bind(b"an old secret value".as_slice())
@@ -565,7 +579,10 @@ mod tests {
                 .filename(&path)
                 .create_if_missing(true);
             let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-            crate::metadata::migrator().run_to(14, &pool).await.unwrap();
+            crate::metadata::migrator(crate::Backend::Sqlite)
+                .run_to(14, &pool)
+                .await
+                .unwrap();
             sqlx::query(
                 "INSERT INTO webhook_endpoints (url, events, secret, created_by, created_at)
                  VALUES ('http://old.example/', '[\"*\"]', x'00112233', 'admin', 0)",
@@ -645,12 +662,8 @@ mod tests {
         }
     }
 
-    async fn store() -> (tempfile::TempDir, Metadata) {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-            .await
-            .unwrap();
-        (dir, meta)
+    async fn store() -> Vec<crate::testing::TestStore> {
+        crate::testing::engines().await
     }
 
     /// Adds an endpoint for `pattern`, as the webhook service does.
@@ -679,80 +692,82 @@ mod tests {
 
     #[tokio::test]
     async fn deliveries_commit_with_their_event_or_not_at_all() {
-        let (_dir, meta) = store().await;
-        let endpoint = endpoint(&meta, "*").await;
-        // The endpoint's own `webhook.added` is its first delivery.
-        assert_eq!(
-            meta.deliveries(endpoint.id, None, 10).await.unwrap().len(),
-            1
-        );
-        meta.record_events(&[refused("prod/a/b")]).await.unwrap();
-        let listed = meta.deliveries(endpoint.id, None, 10).await.unwrap();
-        assert_eq!(listed.len(), 2);
-        assert_eq!(listed[0].event_type, "push.refused");
-        assert_eq!(listed[0].subject, "prod/a/b");
+        for meta in store().await {
+            let endpoint = endpoint(&meta, "*").await;
+            // The endpoint's own `webhook.added` is its first delivery.
+            assert_eq!(
+                meta.deliveries(endpoint.id, None, 10).await.unwrap().len(),
+                1
+            );
+            meta.record_events(&[refused("prod/a/b")]).await.unwrap();
+            let listed = meta.deliveries(endpoint.id, None, 10).await.unwrap();
+            assert_eq!(listed.len(), 2);
+            assert_eq!(listed[0].event_type, "push.refused");
+            assert_eq!(listed[0].subject, "prod/a/b");
 
-        // A transaction that appends an event but does not commit leaves neither the audit
-        // entry nor its delivery.
-        let entries = meta.audit_entry_count().await.unwrap();
-        {
-            let mut tx = meta.begin_write().await.unwrap();
-            append(&mut tx, &[refused("prod/a/c")]).await.unwrap();
-            // Dropped without commit: rolled back, as a change that fails after its append is.
+            // A transaction that appends an event but does not commit leaves neither the audit
+            // entry nor its delivery.
+            let entries = meta.audit_entry_count().await.unwrap();
+            {
+                let mut tx = meta.begin_write().await.unwrap();
+                append(&mut tx, &[refused("prod/a/c")]).await.unwrap();
+                // Dropped without commit: rolled back, as a change that fails after its append is.
+            }
+            assert_eq!(meta.audit_entry_count().await.unwrap(), entries);
+            assert_eq!(
+                meta.deliveries(endpoint.id, None, 10).await.unwrap().len(),
+                2
+            );
         }
-        assert_eq!(meta.audit_entry_count().await.unwrap(), entries);
-        assert_eq!(
-            meta.deliveries(endpoint.id, None, 10).await.unwrap().len(),
-            2
-        );
     }
 
     #[tokio::test]
     async fn claims_keep_subject_order_and_leases_exclude_other_senders() {
-        let (_dir, meta) = store().await;
-        let endpoint = endpoint(&meta, "push.*").await;
-        for repository in ["prod/a/one", "prod/a/one", "prod/a/two"] {
-            meta.record_events(&[refused(repository)]).await.unwrap();
-        }
-        let now = now_millis();
-        let claimed = meta
-            .claim_due_deliveries(now, now + 60_000, 10)
-            .await
-            .unwrap();
-        let subjects: Vec<&str> = claimed.iter().map(|d| d.subject.as_str()).collect();
-        assert_eq!(
-            subjects,
-            ["prod/a/one", "prod/a/two"],
-            "one per subject, the earliest"
-        );
-        // Leased: another sender finds nothing.
-        assert!(
-            meta.claim_due_deliveries(now, now + 60_000, 10)
+        for meta in store().await {
+            let endpoint = endpoint(&meta, "push.*").await;
+            for repository in ["prod/a/one", "prod/a/one", "prod/a/two"] {
+                meta.record_events(&[refused(repository)]).await.unwrap();
+            }
+            let now = now_millis();
+            let claimed = meta
+                .claim_due_deliveries(now, now + 60_000, 10)
                 .await
-                .unwrap()
-                .is_empty()
-        );
-        // The first of `one` fails for good: the second of `one` becomes due (a dead delivery
-        // does not hold its subject back).
-        let first = claimed[0].id;
-        let dead = AttemptOutcome::Failed {
-            status: Some(500),
-            error: "boom".into(),
-            retry_at: None,
-        };
-        meta.finish_delivery(first, &dead).await.unwrap();
-        let next = meta
-            .claim_due_deliveries(now, now + 60_000, 10)
-            .await
-            .unwrap();
-        assert_eq!(next.len(), 1);
-        assert_eq!(next[0].subject, "prod/a/one");
-        assert!(next[0].id > first);
-        let listed = meta
-            .deliveries(endpoint.id, Some("dead"), 10)
-            .await
-            .unwrap();
-        assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0].last_error.as_deref(), Some("boom"));
+                .unwrap();
+            let subjects: Vec<&str> = claimed.iter().map(|d| d.subject.as_str()).collect();
+            assert_eq!(
+                subjects,
+                ["prod/a/one", "prod/a/two"],
+                "one per subject, the earliest"
+            );
+            // Leased: another sender finds nothing.
+            assert!(
+                meta.claim_due_deliveries(now, now + 60_000, 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            // The first of `one` fails for good: the second of `one` becomes due (a dead delivery
+            // does not hold its subject back).
+            let first = claimed[0].id;
+            let dead = AttemptOutcome::Failed {
+                status: Some(500),
+                error: "boom".into(),
+                retry_at: None,
+            };
+            meta.finish_delivery(first, &dead).await.unwrap();
+            let next = meta
+                .claim_due_deliveries(now, now + 60_000, 10)
+                .await
+                .unwrap();
+            assert_eq!(next.len(), 1);
+            assert_eq!(next[0].subject, "prod/a/one");
+            assert!(next[0].id > first);
+            let listed = meta
+                .deliveries(endpoint.id, Some("dead"), 10)
+                .await
+                .unwrap();
+            assert_eq!(listed.len(), 1);
+            assert_eq!(listed[0].last_error.as_deref(), Some("boom"));
+        }
     }
 }

@@ -192,6 +192,15 @@ pub enum BackupError {
         /// The first problem found.
         problem: String,
     },
+    /// The metadata lives in PostgreSQL (`database_url`), which `airlock backup` and `airlock
+    /// restore` do not copy: they work on the embedded SQLite database.
+    #[error(
+        "the metadata is in the PostgreSQL database {url} (database_url), which airlock backup and restore do not copy: back it up with pg_dump (and restore with pg_restore or psql), together with the blob store and the data directory's keys (docs/operations.md, Backing up a PostgreSQL installation)"
+    )]
+    PostgresMetadata {
+        /// The database URL, without credentials.
+        url: String,
+    },
     /// The database could not be copied or read.
     #[error(transparent)]
     Store(#[from] airlock_store::StoreError),

@@ -49,7 +49,9 @@
 //! under that lock.
 
 use airlock_core::{AuditRecord, Digest, RepoName, StageName};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::Row;
+
+use crate::engine::SqlBuilder;
 
 use crate::audit::append;
 use crate::error::StoreError;
@@ -85,7 +87,7 @@ pub struct GcStages {
 
 /// The SQL condition "blob `b` is collectable at cutoff `?`" (the invariant in the module docs,
 /// negated), with one bind: the cutoff in ms.
-const BLOB_UNREFERENCED: &str = "COALESCE(b.linked_at, b.created_at) < ?
+const BLOB_UNREFERENCED: &str = "COALESCE(b.linked_at, b.created_at) < $1
      AND NOT EXISTS (SELECT 1 FROM manifest_references r
                      JOIN repository_manifests rm ON rm.digest = r.digest
                      WHERE r.child = b.digest AND r.kind = 'blob')
@@ -93,14 +95,11 @@ const BLOB_UNREFERENCED: &str = "COALESCE(b.linked_at, b.created_at) < ?
      AND NOT EXISTS (SELECT 1 FROM repository_blobs rb JOIN uploads u ON u.repository = rb.repository
                      WHERE rb.digest = b.digest)";
 
+// (`BLOB_UNREFERENCED` binds the cutoff as `$1`: statements using it bind the cutoff first.)
+
 /// Pushes "manifest `<repo>.<digest>` may be pruned on its own" for a row of
 /// `repository_manifests` aliased `alias` (rules 1-5 of retention), binding the cutoff and stages.
-fn push_prunable_alone(
-    query: &mut QueryBuilder<Sqlite>,
-    alias: &str,
-    cutoff: i64,
-    stages: &GcStages,
-) {
+fn push_prunable_alone(query: &mut SqlBuilder, alias: &str, cutoff: i64, stages: &GcStages) {
     query
         .push(format!("({alias}.created_at < "))
         .push_bind(cutoff)
@@ -119,7 +118,7 @@ fn push_prunable_alone(
 }
 
 /// Pushes "`digest_expr` is held by no gated stage's repository".
-fn push_not_in_gated(query: &mut QueryBuilder<Sqlite>, digest_expr: &str, stages: &GcStages) {
+fn push_not_in_gated(query: &mut SqlBuilder, digest_expr: &str, stages: &GcStages) {
     for stage in &stages.gated {
         let prefix = format!("{stage}/");
         query
@@ -127,7 +126,7 @@ fn push_not_in_gated(query: &mut QueryBuilder<Sqlite>, digest_expr: &str, stages
                 " AND NOT EXISTS (SELECT 1 FROM repository_manifests g WHERE g.digest = {digest_expr}
                                   AND substr(g.repository, 1, "
             ))
-            .push_bind(prefix.len() as i64)
+            .push_bind(prefix.len() as i32)
             .push(") = ")
             .push_bind(prefix)
             .push(")");
@@ -140,7 +139,7 @@ fn push_not_in_gated(query: &mut QueryBuilder<Sqlite>, digest_expr: &str, stages
 /// image), each one is kept if it has a promotion in flight or done, is held by a gated stage, or
 /// is held by the repository and not prunable alone; any kept one keeps `rm`. A subject the
 /// repository does not hold ends the chain.
-fn push_prunable(query: &mut QueryBuilder<Sqlite>, cutoff: i64, stages: &GcStages) {
+fn push_prunable(query: &mut SqlBuilder, cutoff: i64, stages: &GcStages) {
     query.push("(");
     let mut first = true;
     for stage in &stages.push {
@@ -148,14 +147,14 @@ fn push_prunable(query: &mut QueryBuilder<Sqlite>, cutoff: i64, stages: &GcStage
         query
             .push(if first { "(" } else { " OR (" })
             .push("substr(rm.repository, 1, ")
-            .push_bind(prefix.len() as i64)
+            .push_bind(prefix.len() as i32)
             .push(") = ")
             .push_bind(prefix)
             .push(")");
         first = false;
     }
     if first {
-        query.push("0");
+        query.push("1 = 0");
     }
     query.push(") AND ");
     push_prunable_alone(query, "rm", cutoff, stages);
@@ -167,7 +166,7 @@ fn push_prunable(query: &mut QueryBuilder<Sqlite>, cutoff: i64, stages: &GcStage
               SELECT 1 FROM up WHERE up.d IS NOT NULL AND (
                 EXISTS (SELECT 1 FROM promotions p WHERE p.digest = up.d
                         AND p.state IN ('evaluating', 'pending_approval', 'promoted'))
-                OR NOT (1",
+                OR NOT (1 = 1",
     );
     push_not_in_gated(query, "up.d", stages);
     query.push(
@@ -211,21 +210,21 @@ impl Metadata {
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let still: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT 1 FROM blobs b WHERE b.digest = ? AND {BLOB_UNREFERENCED}"
+            "SELECT 1 FROM blobs b WHERE {BLOB_UNREFERENCED} AND b.digest = $2"
         )))
-        .bind(digest.to_string())
         .bind(cutoff_millis)
+        .bind(digest.to_string())
         .fetch_all(&mut *tx)
         .await?;
         if still.is_empty() {
             return Ok(false);
         }
         insert_tombstone(&mut tx, digest).await?;
-        sqlx::query("DELETE FROM repository_blobs WHERE digest = ?")
+        sqlx::query("DELETE FROM repository_blobs WHERE digest = $1")
             .bind(digest.to_string())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM blobs WHERE digest = ?")
+        sqlx::query("DELETE FROM blobs WHERE digest = $1")
             .bind(digest.to_string())
             .execute(&mut *tx)
             .await?;
@@ -237,8 +236,8 @@ impl Metadata {
     /// names its digest.
     pub async fn gc_is_orphan(&self, digest: &Digest) -> Result<bool, StoreError> {
         let named: Vec<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM blobs WHERE digest = ?1
-             UNION ALL SELECT 1 FROM evidence WHERE blob = ?1 LIMIT 1",
+            "SELECT 1 FROM blobs WHERE digest = $1
+             UNION ALL SELECT 1 FROM evidence WHERE blob = $1 LIMIT 1",
         )
         .bind(digest.to_string())
         .fetch_all(self.pool())
@@ -252,8 +251,8 @@ impl Metadata {
     pub async fn gc_tombstone_orphan(&self, digest: &Digest) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let named: Vec<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM blobs WHERE digest = ?1
-             UNION ALL SELECT 1 FROM evidence WHERE blob = ?1 LIMIT 1",
+            "SELECT 1 FROM blobs WHERE digest = $1
+             UNION ALL SELECT 1 FROM evidence WHERE blob = $1 LIMIT 1",
         )
         .bind(digest.to_string())
         .fetch_all(&mut *tx)
@@ -274,7 +273,7 @@ impl Metadata {
     /// older than any such moment are taken.
     pub async fn gc_tombstones(&self, before_millis: i64) -> Result<Vec<Digest>, StoreError> {
         let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT digest FROM gc_tombstones WHERE created_at < ? ORDER BY digest",
+            "SELECT digest FROM gc_tombstones WHERE created_at < $1 ORDER BY digest",
         )
         .bind(before_millis)
         .fetch_all(self.pool())
@@ -285,7 +284,7 @@ impl Metadata {
     /// Removes a tombstone once its file is gone.
     pub async fn gc_clear_tombstone(&self, digest: &Digest) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM gc_tombstones WHERE digest = ?")
+        sqlx::query("DELETE FROM gc_tombstones WHERE digest = $1")
             .bind(digest.to_string())
             .execute(&mut *tx)
             .await?;
@@ -301,14 +300,13 @@ impl Metadata {
         stages: &GcStages,
         limit: u32,
     ) -> Result<Vec<PrunableManifest>, StoreError> {
-        let mut query = QueryBuilder::new(
-            "SELECT rm.repository, rm.digest FROM repository_manifests rm WHERE ",
-        );
+        let mut query =
+            SqlBuilder::new("SELECT rm.repository, rm.digest FROM repository_manifests rm WHERE ");
         push_prunable(&mut query, cutoff_millis, stages);
         query
             .push(" ORDER BY rm.repository, rm.digest LIMIT ")
             .push_bind(limit as i64);
-        let rows = query.build().fetch_all(self.pool()).await?;
+        let rows = query.build()?.fetch_all(self.pool()).await?;
         rows.into_iter()
             .map(|row| {
                 let repository: String = row.get("repository");
@@ -332,14 +330,14 @@ impl Metadata {
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut query =
-            QueryBuilder::new("DELETE FROM repository_manifests AS rm WHERE rm.repository = ");
+            SqlBuilder::new("DELETE FROM repository_manifests AS rm WHERE rm.repository = ");
         query
             .push_bind(manifest.repository.as_str())
             .push(" AND rm.digest = ")
             .push_bind(manifest.digest.to_string())
             .push(" AND ");
         push_prunable(&mut query, cutoff_millis, stages);
-        let done = query.build().execute(&mut *tx).await?;
+        let done = query.build()?.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
@@ -355,15 +353,16 @@ impl Metadata {
 
 /// Inserts a tombstone for `digest`; false if one stands already.
 async fn insert_tombstone(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     digest: &Digest,
 ) -> Result<bool, sqlx::Error> {
-    let done =
-        sqlx::query("INSERT OR IGNORE INTO gc_tombstones (digest, created_at) VALUES (?, ?)")
-            .bind(digest.to_string())
-            .bind(crate::now_millis())
-            .execute(tx)
-            .await?;
+    let done = sqlx::query(
+        "INSERT INTO gc_tombstones (digest, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(digest.to_string())
+    .bind(crate::now_millis())
+    .execute(tx)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 

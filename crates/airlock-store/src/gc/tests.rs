@@ -30,12 +30,8 @@ fn stages() -> GcStages {
     }
 }
 
-async fn open() -> (tempfile::TempDir, Metadata) {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-        .await
-        .unwrap();
-    (dir, meta)
+async fn open() -> Vec<crate::testing::TestStore> {
+    crate::testing::engines().await
 }
 
 /// A commit of a digest gc is deleting (its tombstone stands), or whose bytes are gone, is
@@ -43,100 +39,102 @@ async fn open() -> (tempfile::TempDir, Metadata) {
 /// through and counts as newly linked.
 #[tokio::test]
 async fn a_commit_racing_gc_is_refused_and_records_nothing() {
-    let (_dir, meta) = open().await;
-    let repo: RepoName = "dev/team/app".parse().unwrap();
-    let blob = Digest::sha256_of(b"layer");
-    meta.commit_blob(&repo, &blob, 5, &[]).await.unwrap();
-    let later = crate::now_millis() + 1;
-    assert_eq!(meta.gc_unreferenced_blobs(later).await.unwrap().len(), 1);
-    assert!(meta.gc_delete_blob_row(&blob, later).await.unwrap());
-    assert_eq!(
-        meta.gc_tombstones(i64::MAX).await.unwrap(),
-        vec![blob.clone()]
-    );
-    assert!(
-        meta.gc_tombstones(0).await.unwrap().is_empty(),
-        "a fresh tombstone is a run's own"
-    );
+    for meta in open().await {
+        let repo: RepoName = "dev/team/app".parse().unwrap();
+        let blob = Digest::sha256_of(b"layer");
+        meta.commit_blob(&repo, &blob, 5, &[]).await.unwrap();
+        let later = crate::now_millis() + 1;
+        assert_eq!(meta.gc_unreferenced_blobs(later).await.unwrap().len(), 1);
+        assert!(meta.gc_delete_blob_row(&blob, later).await.unwrap());
+        assert_eq!(
+            meta.gc_tombstones(i64::MAX).await.unwrap(),
+            vec![blob.clone()]
+        );
+        assert!(
+            meta.gc_tombstones(0).await.unwrap().is_empty(),
+            "a fresh tombstone is a run's own"
+        );
 
-    let refused = meta
-        .commit_blob_checked(&repo, &blob, 5, &[], async { Ok(true) })
-        .await;
-    assert!(
-        matches!(refused, Err(StoreError::BlobCollected(_))),
-        "{refused:?}"
-    );
-    assert_eq!(meta.blob_size(&blob).await.unwrap(), None);
+        let refused = meta
+            .commit_blob_checked(&repo, &blob, 5, &[], async { Ok(true) })
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::BlobCollected(_))),
+            "{refused:?}"
+        );
+        assert_eq!(meta.blob_size(&blob).await.unwrap(), None);
 
-    meta.gc_clear_tombstone(&blob).await.unwrap();
-    let refused = meta
-        .commit_blob_checked(&repo, &blob, 5, &[], async { Ok(false) })
-        .await;
-    assert!(
-        matches!(refused, Err(StoreError::BlobCollected(_))),
-        "{refused:?}"
-    );
-    assert_eq!(meta.blob_in_repository(&repo, &blob).await.unwrap(), None);
+        meta.gc_clear_tombstone(&blob).await.unwrap();
+        let refused = meta
+            .commit_blob_checked(&repo, &blob, 5, &[], async { Ok(false) })
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::BlobCollected(_))),
+            "{refused:?}"
+        );
+        assert_eq!(meta.blob_in_repository(&repo, &blob).await.unwrap(), None);
 
-    meta.commit_blob_checked(&repo, &blob, 5, &[], async { Ok(true) })
-        .await
-        .unwrap();
-    assert_eq!(
-        meta.blob_in_repository(&repo, &blob).await.unwrap(),
-        Some(5)
-    );
-    // Linked just now: younger than any cutoff before now.
-    assert!(
-        meta.gc_unreferenced_blobs(crate::now_millis() - 1000)
+        meta.commit_blob_checked(&repo, &blob, 5, &[], async { Ok(true) })
             .await
-            .unwrap()
-            .is_empty()
-    );
+            .unwrap();
+        assert_eq!(
+            meta.blob_in_repository(&repo, &blob).await.unwrap(),
+            Some(5)
+        );
+        // Linked just now: younger than any cutoff before now.
+        assert!(
+            meta.gc_unreferenced_blobs(crate::now_millis() - 1000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
 
 /// A blob re-checked in the deleting transaction: a manifest pushed after the listing keeps it.
 #[tokio::test]
 async fn the_delete_rechecks_references_made_after_the_listing() {
-    let (_dir, meta) = open().await;
-    let repo: RepoName = "dev/team/app".parse().unwrap();
-    let blob = Digest::sha256_of(b"layer");
-    meta.commit_blob(&repo, &blob, 5, &[]).await.unwrap();
-    let cutoff = crate::now_millis() + 1;
-    let listed = meta.gc_unreferenced_blobs(cutoff).await.unwrap();
-    assert_eq!(listed[0].digest, blob);
-    let digest = Digest::sha256_of(b"manifest");
-    meta.put_manifest(
-        &repo,
-        ManifestUpload {
-            digest: &digest,
-            manifest: &image(vec![blob.clone()]),
-            content: b"manifest",
-        },
-        None,
-        "tester",
-        |_| Ok(vec![]),
-    )
-    .await
-    .unwrap();
-    assert!(!meta.gc_delete_blob_row(&blob, cutoff).await.unwrap());
-    assert_eq!(
-        meta.blob_in_repository(&repo, &blob).await.unwrap(),
-        Some(5)
-    );
-    assert!(meta.gc_tombstones(i64::MAX).await.unwrap().is_empty());
-    // Untagged and older than a later cutoff, so retention may prune it; then the blob goes.
-    let later = crate::now_millis() + 1;
-    let prunable = meta
-        .gc_prunable_manifests(later, &stages(), 10)
+    for meta in open().await {
+        let repo: RepoName = "dev/team/app".parse().unwrap();
+        let blob = Digest::sha256_of(b"layer");
+        meta.commit_blob(&repo, &blob, 5, &[]).await.unwrap();
+        let cutoff = crate::now_millis() + 1;
+        let listed = meta.gc_unreferenced_blobs(cutoff).await.unwrap();
+        assert_eq!(listed[0].digest, blob);
+        let digest = Digest::sha256_of(b"manifest");
+        meta.put_manifest(
+            &repo,
+            ManifestUpload {
+                digest: &digest,
+                manifest: &image(vec![blob.clone()]),
+                content: b"manifest",
+            },
+            None,
+            "tester",
+            |_| Ok(vec![]),
+        )
         .await
         .unwrap();
-    assert_eq!(prunable.len(), 1);
-    assert!(
-        meta.gc_prune_manifest(&prunable[0], later, &stages())
+        assert!(!meta.gc_delete_blob_row(&blob, cutoff).await.unwrap());
+        assert_eq!(
+            meta.blob_in_repository(&repo, &blob).await.unwrap(),
+            Some(5)
+        );
+        assert!(meta.gc_tombstones(i64::MAX).await.unwrap().is_empty());
+        // Untagged and older than a later cutoff, so retention may prune it; then the blob goes.
+        let later = crate::now_millis() + 1;
+        let prunable = meta
+            .gc_prunable_manifests(later, &stages(), 10)
             .await
-            .unwrap()
-    );
-    assert!(meta.gc_delete_blob_row(&blob, later).await.unwrap());
+            .unwrap();
+        assert_eq!(prunable.len(), 1);
+        assert!(
+            meta.gc_prune_manifest(&prunable[0], later, &stages())
+                .await
+                .unwrap()
+        );
+        assert!(meta.gc_delete_blob_row(&blob, later).await.unwrap());
+    }
 }
 
 /// Migration 18 over a populated schema 17: existing blobs get `linked_at` from `created_at`, so
@@ -153,7 +151,7 @@ async fn migration_0018_applies_over_a_populated_0017_database() {
             .connect_with(options)
             .await
             .unwrap();
-        let mut before = migrator();
+        let mut before = migrator(crate::Backend::Sqlite);
         let previous: Vec<Migration> = before
             .migrations
             .iter()
@@ -166,7 +164,7 @@ async fn migration_0018_applies_over_a_populated_0017_database() {
             (Digest::sha256_of(b"old"), 1_000),
             (Digest::sha256_of(b"new"), i64::MAX / 2),
         ] {
-            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, 3, ?)")
+            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, 3, $2)")
                 .bind(digest.to_string())
                 .bind(created)
                 .execute(&pool)
@@ -217,77 +215,78 @@ fn promotion_in(id: &str, digest: &Digest, state: &str) -> crate::PromotionRow {
 /// prunable again.
 #[tokio::test]
 async fn a_promotion_in_flight_keeps_its_artifact_from_retention() {
-    let (_dir, meta) = open().await;
-    let repo: RepoName = "dev/team/app".parse().unwrap();
-    let digest = Digest::sha256_of(b"build");
-    meta.put_manifest(
-        &repo,
-        ManifestUpload {
-            digest: &digest,
-            manifest: &image(Vec::new()),
-            content: b"build",
-        },
-        None,
-        "tester",
-        |_| Ok(vec![]),
-    )
-    .await
-    .unwrap();
-    let signature = Digest::sha256_of(b"signature");
-    let mut referrer = image(Vec::new());
-    referrer.subject = Some(digest.clone());
-    meta.put_manifest(
-        &repo,
-        ManifestUpload {
-            digest: &signature,
-            manifest: &referrer,
-            content: b"signature",
-        },
-        None,
-        "tester",
-        |_| Ok(vec![]),
-    )
-    .await
-    .unwrap();
-    let later = crate::now_millis() + 1;
-    for state in ["evaluating", "pending_approval"] {
-        let id = format!("prm_{state}");
-        meta.insert_promotion(&promotion_in(&id, &digest, state))
-            .await
-            .unwrap();
+    for meta in open().await {
+        let repo: RepoName = "dev/team/app".parse().unwrap();
+        let digest = Digest::sha256_of(b"build");
+        meta.put_manifest(
+            &repo,
+            ManifestUpload {
+                digest: &digest,
+                manifest: &image(Vec::new()),
+                content: b"build",
+            },
+            None,
+            "tester",
+            |_| Ok(vec![]),
+        )
+        .await
+        .unwrap();
+        let signature = Digest::sha256_of(b"signature");
+        let mut referrer = image(Vec::new());
+        referrer.subject = Some(digest.clone());
+        meta.put_manifest(
+            &repo,
+            ManifestUpload {
+                digest: &signature,
+                manifest: &referrer,
+                content: b"signature",
+            },
+            None,
+            "tester",
+            |_| Ok(vec![]),
+        )
+        .await
+        .unwrap();
+        let later = crate::now_millis() + 1;
+        for state in ["evaluating", "pending_approval"] {
+            let id = format!("prm_{state}");
+            meta.insert_promotion(&promotion_in(&id, &digest, state))
+                .await
+                .unwrap();
+            assert_eq!(
+                meta.gc_prunable_manifests(later, &stages(), 10)
+                    .await
+                    .unwrap(),
+                Vec::new(),
+                "a promotion {state} keeps the artifact and its referrer"
+            );
+            for d in [&digest, &signature] {
+                let manifest = PrunableManifest {
+                    repository: repo.clone(),
+                    digest: d.clone(),
+                };
+                assert!(
+                    !meta
+                        .gc_prune_manifest(&manifest, later, &stages())
+                        .await
+                        .unwrap()
+                );
+            }
+            sqlx::query("UPDATE promotions SET state = 'denied' WHERE id = $1")
+                .bind(&id)
+                .execute(meta.pool())
+                .await
+                .unwrap();
+        }
         assert_eq!(
             meta.gc_prunable_manifests(later, &stages(), 10)
                 .await
-                .unwrap(),
-            Vec::new(),
-            "a promotion {state} keeps the artifact and its referrer"
+                .unwrap()
+                .len(),
+            2,
+            "with no promotion in flight both are prunable"
         );
-        for d in [&digest, &signature] {
-            let manifest = PrunableManifest {
-                repository: repo.clone(),
-                digest: d.clone(),
-            };
-            assert!(
-                !meta
-                    .gc_prune_manifest(&manifest, later, &stages())
-                    .await
-                    .unwrap()
-            );
-        }
-        sqlx::query("UPDATE promotions SET state = 'denied' WHERE id = ?")
-            .bind(&id)
-            .execute(meta.pool())
-            .await
-            .unwrap();
     }
-    assert_eq!(
-        meta.gc_prunable_manifests(later, &stages(), 10)
-            .await
-            .unwrap()
-            .len(),
-        2,
-        "with no promotion in flight both are prunable"
-    );
 }
 
 /// Pushes `content` as an image manifest to `repo` with `subject` and `tag`; returns its digest.
@@ -322,100 +321,102 @@ async fn push(
 /// I, an untagged old signature SIG about S. Once I's tag goes, the whole chain is prunable.
 #[tokio::test]
 async fn a_referrer_of_a_kept_referrer_is_kept() {
-    let (_dir, meta) = open().await;
-    let repo: RepoName = "dev/team/app".parse().unwrap();
-    let image_digest = push(&meta, &repo, b"image", None, Some("1.0")).await;
-    let sbom = push(&meta, &repo, b"sbom", Some(&image_digest), None).await;
-    let signature = push(&meta, &repo, b"signature", Some(&sbom), None).await;
-    let later = crate::now_millis() + 1;
-    assert_eq!(
-        meta.gc_prunable_manifests(later, &stages(), 10)
-            .await
-            .unwrap(),
-        Vec::new(),
-        "the image is tagged, so its SBOM and the SBOM's signature are kept"
-    );
-    for digest in [&sbom, &signature] {
-        let manifest = PrunableManifest {
-            repository: repo.clone(),
-            digest: digest.clone(),
-        };
-        assert!(
-            !meta
-                .gc_prune_manifest(&manifest, later, &stages())
+    for meta in open().await {
+        let repo: RepoName = "dev/team/app".parse().unwrap();
+        let image_digest = push(&meta, &repo, b"image", None, Some("1.0")).await;
+        let sbom = push(&meta, &repo, b"sbom", Some(&image_digest), None).await;
+        let signature = push(&meta, &repo, b"signature", Some(&sbom), None).await;
+        let later = crate::now_millis() + 1;
+        assert_eq!(
+            meta.gc_prunable_manifests(later, &stages(), 10)
                 .await
                 .unwrap(),
-            "{digest} pruned"
+            Vec::new(),
+            "the image is tagged, so its SBOM and the SBOM's signature are kept"
         );
+        for digest in [&sbom, &signature] {
+            let manifest = PrunableManifest {
+                repository: repo.clone(),
+                digest: digest.clone(),
+            };
+            assert!(
+                !meta
+                    .gc_prune_manifest(&manifest, later, &stages())
+                    .await
+                    .unwrap(),
+                "{digest} pruned"
+            );
+        }
+        sqlx::query("DELETE FROM tags WHERE repository = $1")
+            .bind(repo.as_str())
+            .execute(meta.pool())
+            .await
+            .unwrap();
+        let prunable = meta
+            .gc_prunable_manifests(later, &stages(), 10)
+            .await
+            .unwrap();
+        assert_eq!(prunable.len(), 3, "{prunable:?}");
     }
-    sqlx::query("DELETE FROM tags WHERE repository = ?")
-        .bind(repo.as_str())
-        .execute(meta.pool())
-        .await
-        .unwrap();
-    let prunable = meta
-        .gc_prunable_manifests(later, &stages(), 10)
-        .await
-        .unwrap();
-    assert_eq!(prunable.len(), 3, "{prunable:?}");
 }
 
 /// Evidence submitted through the API (bytes written, no `blobs` row) is refused while gc is
 /// deleting its file or once the file is gone, and, once recorded, its file is no orphan.
 #[tokio::test]
 async fn submitted_evidence_is_refused_while_gc_deletes_its_bytes() {
-    let (_dir, meta) = open().await;
-    let blob = Digest::sha256_of(b"envelope");
-    let item = (
-        crate::EvidenceOrigin {
-            repository_path: "team/app".into(),
-            subject: Digest::sha256_of(b"image").to_string(),
-            item: blob.to_string(),
-            format: "dsse".into(),
-            source: "api".into(),
-            repository: "dev/team/app".into(),
-            manifest: None,
-            blob: blob.to_string(),
-            signature: None,
-            pushed_by: "tester".into(),
-        },
-        crate::EvidenceVerdict {
-            status: "rejected".into(),
-            kind: None,
-            reason_code: None,
-            reason: None,
-            key_id: None,
-            key_name: None,
-            predicate_type: None,
-            facts: None,
-            keyring_version: 0,
-        },
-        0,
-    );
-    let items = vec![item];
-    assert!(meta.gc_tombstone_orphan(&blob).await.unwrap());
-    let refused = meta
-        .record_evidence_checked(None, &items, &[], Some(&blob), async { Ok(true) })
-        .await;
-    assert!(
-        matches!(refused, Err(StoreError::BlobCollected(_))),
-        "{refused:?}"
-    );
-    meta.gc_clear_tombstone(&blob).await.unwrap();
-    let refused = meta
-        .record_evidence_checked(None, &items, &[], Some(&blob), async { Ok(false) })
-        .await;
-    assert!(
-        matches!(refused, Err(StoreError::BlobCollected(_))),
-        "{refused:?}"
-    );
-    assert!(
-        meta.gc_is_orphan(&blob).await.unwrap(),
-        "nothing was recorded"
-    );
-    meta.record_evidence_checked(None, &items, &[], Some(&blob), async { Ok(true) })
-        .await
-        .unwrap();
-    assert!(!meta.gc_is_orphan(&blob).await.unwrap());
-    assert!(!meta.gc_tombstone_orphan(&blob).await.unwrap());
+    for meta in open().await {
+        let blob = Digest::sha256_of(b"envelope");
+        let item = (
+            crate::EvidenceOrigin {
+                repository_path: "team/app".into(),
+                subject: Digest::sha256_of(b"image").to_string(),
+                item: blob.to_string(),
+                format: "dsse".into(),
+                source: "api".into(),
+                repository: "dev/team/app".into(),
+                manifest: None,
+                blob: blob.to_string(),
+                signature: None,
+                pushed_by: "tester".into(),
+            },
+            crate::EvidenceVerdict {
+                status: "rejected".into(),
+                kind: None,
+                reason_code: None,
+                reason: None,
+                key_id: None,
+                key_name: None,
+                predicate_type: None,
+                facts: None,
+                keyring_version: 0,
+            },
+            0,
+        );
+        let items = vec![item];
+        assert!(meta.gc_tombstone_orphan(&blob).await.unwrap());
+        let refused = meta
+            .record_evidence_checked(None, &items, &[], Some(&blob), async { Ok(true) })
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::BlobCollected(_))),
+            "{refused:?}"
+        );
+        meta.gc_clear_tombstone(&blob).await.unwrap();
+        let refused = meta
+            .record_evidence_checked(None, &items, &[], Some(&blob), async { Ok(false) })
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::BlobCollected(_))),
+            "{refused:?}"
+        );
+        assert!(
+            meta.gc_is_orphan(&blob).await.unwrap(),
+            "nothing was recorded"
+        );
+        meta.record_evidence_checked(None, &items, &[], Some(&blob), async { Ok(true) })
+            .await
+            .unwrap();
+        assert!(!meta.gc_is_orphan(&blob).await.unwrap());
+        assert!(!meta.gc_tombstone_orphan(&blob).await.unwrap());
+    }
 }

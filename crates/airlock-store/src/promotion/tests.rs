@@ -62,149 +62,145 @@ fn promotion(id: &str, digest: &Digest) -> PromotionRow {
 
 #[tokio::test]
 async fn a_promotion_decided_under_an_older_keyring_or_before_a_quarantine_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-        .await
-        .unwrap();
-    let source = RepoName::from_str("dev/team/app").unwrap();
-    let target = RepoName::from_str("staging/team/app").unwrap();
-    let digest = image(&meta, &source, "artifact").await;
-    // The attestation stands in as another small image manifest held by the source.
-    let attestation_digest = image(&meta, &source, "attestation").await;
-    let stored = meta
-        .manifest(&source, &attestation_digest)
-        .await
-        .unwrap()
-        .unwrap();
-    let write = |keyring_version| PromotionWrite {
-        promotion_id: "prm_1".into(),
-        source: source.clone(),
-        target: target.clone(),
-        digest: digest.clone(),
-        tags: vec![Tag::from_str("1.0").unwrap()],
-        channel: None,
-        evidence: Vec::new(),
-        attestation: NewManifest {
-            digest: attestation_digest.clone(),
-            parsed: ParsedManifest::parse(Some(MANIFEST), &stored.content).unwrap(),
-            content: stored.content.clone(),
-            new_blobs: Vec::new(),
-            tag: None,
-        },
-        claim: "claim-prm_1".into(),
-        actor: airlock_core::Actor::system(),
-        keyring_version,
-    };
-    meta.insert_promotion(&promotion("prm_1", &digest))
-        .await
-        .unwrap();
-    // An anomaly quarantined the artifact after the decision: refused, nothing visible.
-    let quarantine = airlock_core::Signal {
-        rule: airlock_core::AnomalyRule::TamperedEvidence,
-        key: format!("artifact:team/app@{digest}"),
-        target: airlock_core::AnomalyTarget {
-            repository: Some(source.clone()),
-            digest: Some(digest.clone()),
-            ..airlock_core::AnomalyTarget::default()
-        },
-        summary: "tampered".into(),
-    };
-    let tripwire = crate::Tripwire {
-        threshold: 1,
-        window_ms: 60_000,
-        action: airlock_core::AnomalyAction::QuarantineArtifact,
-    };
-    let anomaly = meta
-        .observe_signal(&quarantine, tripwire, now_millis())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(matches!(
-        meta.promote(&write(0), &[]).await,
-        Err(PromotionWriteError::QuarantinedMeanwhile)
-    ));
-    assert!(meta.manifest(&target, &digest).await.unwrap().is_none());
-    meta.resolve_anomaly(
-        anomaly.id,
-        "false alarm",
-        &airlock_core::Actor::system(),
-        now_millis(),
-    )
-    .await
-    .unwrap();
-    // The decision read the evidence under another keyring version than the current one (a key
-    // changed meanwhile): refused, and nothing becomes visible in the target.
-    assert!(matches!(
-        meta.promote(&write(-1), &[]).await,
-        Err(PromotionWriteError::KeyringMoved)
-    ));
-    assert!(meta.manifest(&target, &digest).await.unwrap().is_none());
-    assert_eq!(
-        meta.promotion("prm_1").await.unwrap().unwrap().state,
-        "evaluating"
-    );
-    // Decided under the current keyring: promoted, by rows only.
-    meta.promote(&write(0), &[]).await.unwrap();
-    assert!(meta.manifest(&target, &digest).await.unwrap().is_some());
-    assert_eq!(
-        meta.resolve_tag(&target, &Tag::from_str("1.0").unwrap())
+    for meta in crate::testing::engines().await {
+        let source = RepoName::from_str("dev/team/app").unwrap();
+        let target = RepoName::from_str("staging/team/app").unwrap();
+        let digest = image(&meta, &source, "artifact").await;
+        // The attestation stands in as another small image manifest held by the source.
+        let attestation_digest = image(&meta, &source, "attestation").await;
+        let stored = meta
+            .manifest(&source, &attestation_digest)
             .await
-            .unwrap(),
-        Some(digest.clone())
-    );
-    assert_eq!(
-        meta.promotion("prm_1").await.unwrap().unwrap().state,
-        "promoted"
-    );
+            .unwrap()
+            .unwrap();
+        let write = |keyring_version| PromotionWrite {
+            promotion_id: "prm_1".into(),
+            source: source.clone(),
+            target: target.clone(),
+            digest: digest.clone(),
+            tags: vec![Tag::from_str("1.0").unwrap()],
+            channel: None,
+            evidence: Vec::new(),
+            attestation: NewManifest {
+                digest: attestation_digest.clone(),
+                parsed: ParsedManifest::parse(Some(MANIFEST), &stored.content).unwrap(),
+                content: stored.content.clone(),
+                new_blobs: Vec::new(),
+                tag: None,
+            },
+            claim: "claim-prm_1".into(),
+            actor: airlock_core::Actor::system(),
+            keyring_version,
+        };
+        meta.insert_promotion(&promotion("prm_1", &digest))
+            .await
+            .unwrap();
+        // An anomaly quarantined the artifact after the decision: refused, nothing visible.
+        let quarantine = airlock_core::Signal {
+            rule: airlock_core::AnomalyRule::TamperedEvidence,
+            key: format!("artifact:team/app@{digest}"),
+            target: airlock_core::AnomalyTarget {
+                repository: Some(source.clone()),
+                digest: Some(digest.clone()),
+                ..airlock_core::AnomalyTarget::default()
+            },
+            summary: "tampered".into(),
+        };
+        let tripwire = crate::Tripwire {
+            threshold: 1,
+            window_ms: 60_000,
+            action: airlock_core::AnomalyAction::QuarantineArtifact,
+        };
+        let anomaly = meta
+            .observe_signal(&quarantine, tripwire, now_millis())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            meta.promote(&write(0), &[]).await,
+            Err(PromotionWriteError::QuarantinedMeanwhile)
+        ));
+        assert!(meta.manifest(&target, &digest).await.unwrap().is_none());
+        meta.resolve_anomaly(
+            anomaly.id,
+            "false alarm",
+            &airlock_core::Actor::system(),
+            now_millis(),
+        )
+        .await
+        .unwrap();
+        // The decision read the evidence under another keyring version than the current one (a key
+        // changed meanwhile): refused, and nothing becomes visible in the target.
+        assert!(matches!(
+            meta.promote(&write(-1), &[]).await,
+            Err(PromotionWriteError::KeyringMoved)
+        ));
+        assert!(meta.manifest(&target, &digest).await.unwrap().is_none());
+        assert_eq!(
+            meta.promotion("prm_1").await.unwrap().unwrap().state,
+            "evaluating"
+        );
+        // Decided under the current keyring: promoted, by rows only.
+        meta.promote(&write(0), &[]).await.unwrap();
+        assert!(meta.manifest(&target, &digest).await.unwrap().is_some());
+        assert_eq!(
+            meta.resolve_tag(&target, &Tag::from_str("1.0").unwrap())
+                .await
+                .unwrap(),
+            Some(digest.clone())
+        );
+        assert_eq!(
+            meta.promotion("prm_1").await.unwrap().unwrap().state,
+            "promoted"
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_tag_another_promotion_took_is_refused_inside_the_transaction() {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-        .await
-        .unwrap();
-    let source = RepoName::from_str("dev/team/app").unwrap();
-    let target = RepoName::from_str("staging/team/app").unwrap();
-    let first = image(&meta, &source, "first").await;
-    let second = image(&meta, &source, "second").await;
-    let stored = meta.manifest(&source, &second).await.unwrap().unwrap();
-    let write = |id: &str, digest: &Digest| PromotionWrite {
-        promotion_id: id.into(),
-        source: source.clone(),
-        target: target.clone(),
-        digest: digest.clone(),
-        tags: vec![Tag::from_str("1.0").unwrap()],
-        channel: None,
-        evidence: Vec::new(),
-        attestation: NewManifest {
-            digest: second.clone(),
-            parsed: ParsedManifest::parse(Some(MANIFEST), &stored.content).unwrap(),
-            content: stored.content.clone(),
-            new_blobs: Vec::new(),
-            tag: None,
-        },
-        claim: format!("claim-{id}"),
-        actor: airlock_core::Actor::system(),
-        keyring_version: 0,
-    };
-    meta.insert_promotion(&promotion("prm_a", &first))
-        .await
-        .unwrap();
-    meta.insert_promotion(&promotion("prm_b", &second))
-        .await
-        .unwrap();
-    meta.promote(&write("prm_b", &second), &[]).await.unwrap();
-    assert!(matches!(
-        meta.promote(&write("prm_a", &first), &[]).await,
-        Err(PromotionWriteError::TagTaken { .. })
-    ));
-    assert_eq!(
-        meta.resolve_tag(&target, &Tag::from_str("1.0").unwrap())
+    for meta in crate::testing::engines().await {
+        let source = RepoName::from_str("dev/team/app").unwrap();
+        let target = RepoName::from_str("staging/team/app").unwrap();
+        let first = image(&meta, &source, "first").await;
+        let second = image(&meta, &source, "second").await;
+        let stored = meta.manifest(&source, &second).await.unwrap().unwrap();
+        let write = |id: &str, digest: &Digest| PromotionWrite {
+            promotion_id: id.into(),
+            source: source.clone(),
+            target: target.clone(),
+            digest: digest.clone(),
+            tags: vec![Tag::from_str("1.0").unwrap()],
+            channel: None,
+            evidence: Vec::new(),
+            attestation: NewManifest {
+                digest: second.clone(),
+                parsed: ParsedManifest::parse(Some(MANIFEST), &stored.content).unwrap(),
+                content: stored.content.clone(),
+                new_blobs: Vec::new(),
+                tag: None,
+            },
+            claim: format!("claim-{id}"),
+            actor: airlock_core::Actor::system(),
+            keyring_version: 0,
+        };
+        meta.insert_promotion(&promotion("prm_a", &first))
             .await
-            .unwrap(),
-        Some(second)
-    );
+            .unwrap();
+        meta.insert_promotion(&promotion("prm_b", &second))
+            .await
+            .unwrap();
+        meta.promote(&write("prm_b", &second), &[]).await.unwrap();
+        assert!(matches!(
+            meta.promote(&write("prm_a", &first), &[]).await,
+            Err(PromotionWriteError::TagTaken { .. })
+        ));
+        assert_eq!(
+            meta.resolve_tag(&target, &Tag::from_str("1.0").unwrap())
+                .await
+                .unwrap(),
+            Some(second)
+        );
+    }
 }
 
 /// A write promoting `digest` from dev to staging under `claim`, with `attestation` (another
@@ -242,166 +238,160 @@ async fn write_for(
 
 #[tokio::test]
 async fn only_the_decision_holding_the_claim_promotes_and_a_cancel_stops_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-        .await
-        .unwrap();
-    let source = RepoName::from_str("dev/team/app").unwrap();
-    let target = RepoName::from_str("staging/team/app").unwrap();
-    let digest = image(&meta, &source, "artifact").await;
-    let attestation = image(&meta, &source, "attestation").await;
-    let mut row = promotion("prm_1", &digest);
-    row.approvals_required = 1;
-    meta.insert_promotion(&row).await.unwrap();
-    // The first decision leaves it pending; the approval that completes the set claims it.
-    let decision = |id: &str| DecisionRow {
-        id: id.into(),
-        promotion_id: Some("prm_1".into()),
-        action: "promote".into(),
-        query: "q".into(),
-        bundle_digest: "b".into(),
-        input: "{}".into(),
-        result: "{}".into(),
-        allowed: true,
-        created_at: 0,
-    };
-    let to_pending = Transition {
-        from: &["evaluating"],
-        to: "pending_approval",
-        required: 1,
-        claim: Some("claim-prm_1"),
-    };
-    meta.record_decision(&decision("dec_1"), Some(to_pending), &[])
-        .await
-        .unwrap();
-    let (_, complete) = meta
-        .add_approval("prm_1", "ann", None, "claim-a", &[])
-        .await
-        .unwrap();
-    assert!(complete);
-    let claimed = meta.promotion("prm_1").await.unwrap().unwrap();
-    assert_eq!(claimed.state, "evaluating");
-    assert_eq!(claimed.claim.as_deref(), Some("claim-a"));
-    assert!(claimed.evaluating_since.is_some());
-
-    // Reopened (its decision stalled) and claimed again: the first decision holds a stale claim.
-    assert!(
-        meta.reopen_promotion("prm_1", Some("claim-a"), &[])
+    for meta in crate::testing::engines().await {
+        let source = RepoName::from_str("dev/team/app").unwrap();
+        let target = RepoName::from_str("staging/team/app").unwrap();
+        let digest = image(&meta, &source, "artifact").await;
+        let attestation = image(&meta, &source, "attestation").await;
+        let mut row = promotion("prm_1", &digest);
+        row.approvals_required = 1;
+        meta.insert_promotion(&row).await.unwrap();
+        // The first decision leaves it pending; the approval that completes the set claims it.
+        let decision = |id: &str| DecisionRow {
+            id: id.into(),
+            promotion_id: Some("prm_1".into()),
+            action: "promote".into(),
+            query: "q".into(),
+            bundle_digest: "b".into(),
+            input: "{}".into(),
+            result: "{}".into(),
+            allowed: true,
+            created_at: 0,
+        };
+        let to_pending = Transition {
+            from: &["evaluating"],
+            to: "pending_approval",
+            required: 1,
+            claim: Some("claim-prm_1"),
+        };
+        meta.record_decision(&decision("dec_1"), Some(to_pending), &[])
             .await
-            .unwrap()
-    );
-    assert!(
-        !meta
-            .reopen_promotion("prm_1", Some("claim-a"), &[])
+            .unwrap();
+        let (_, complete) = meta
+            .add_approval("prm_1", "ann", None, "claim-a", &[])
             .await
-            .unwrap()
-    );
-    assert!(meta.claim_approved("prm_1", "claim-b").await.unwrap());
-    let stale = write_for(&meta, "prm_1", &digest, &attestation, "claim-a", None).await;
-    assert!(matches!(
-        meta.promote(&stale, &[]).await,
-        Err(PromotionWriteError::ClaimLost { .. })
-    ));
-    let stale_decision = Transition {
-        from: &["evaluating"],
-        to: "evaluating",
-        required: 1,
-        claim: Some("claim-a"),
-    };
-    assert!(matches!(
-        meta.record_decision(&decision("dec_2"), Some(stale_decision), &[])
-            .await,
-        Err(PromotionWriteError::ClaimLost { .. })
-    ));
-    assert!(matches!(
-        meta.close_promotion("prm_1", &["evaluating"], "cancelled", Some("claim-a"), &[])
-            .await,
-        Err(PromotionWriteError::ClaimLost { .. })
-    ));
+            .unwrap();
+        assert!(complete);
+        let claimed = meta.promotion("prm_1").await.unwrap().unwrap();
+        assert_eq!(claimed.state, "evaluating");
+        assert_eq!(claimed.claim.as_deref(), Some("claim-a"));
+        assert!(claimed.evaluating_since.is_some());
 
-    // An access-admin cancels it while claim-b's decision runs: that decision cannot promote.
-    meta.close_promotion(
-        "prm_1",
-        &["pending_approval", "evaluating"],
-        "cancelled",
-        None,
-        &[],
-    )
-    .await
-    .unwrap();
-    let current = write_for(&meta, "prm_1", &digest, &attestation, "claim-b", None).await;
-    assert!(matches!(
-        meta.promote(&current, &[]).await,
-        Err(PromotionWriteError::WrongState { ref state, .. }) if state == "cancelled"
-    ));
-    assert!(meta.manifest(&target, &digest).await.unwrap().is_none());
-    let closed = meta.promotion("prm_1").await.unwrap().unwrap();
-    assert_eq!((closed.state.as_str(), closed.claim), ("cancelled", None));
+        // Reopened (its decision stalled) and claimed again: the first decision holds a stale claim.
+        assert!(
+            meta.reopen_promotion("prm_1", Some("claim-a"), &[])
+                .await
+                .unwrap()
+        );
+        assert!(
+            !meta
+                .reopen_promotion("prm_1", Some("claim-a"), &[])
+                .await
+                .unwrap()
+        );
+        assert!(meta.claim_approved("prm_1", "claim-b").await.unwrap());
+        let stale = write_for(&meta, "prm_1", &digest, &attestation, "claim-a", None).await;
+        assert!(matches!(
+            meta.promote(&stale, &[]).await,
+            Err(PromotionWriteError::ClaimLost { .. })
+        ));
+        let stale_decision = Transition {
+            from: &["evaluating"],
+            to: "evaluating",
+            required: 1,
+            claim: Some("claim-a"),
+        };
+        assert!(matches!(
+            meta.record_decision(&decision("dec_2"), Some(stale_decision), &[])
+                .await,
+            Err(PromotionWriteError::ClaimLost { .. })
+        ));
+        assert!(matches!(
+            meta.close_promotion("prm_1", &["evaluating"], "cancelled", Some("claim-a"), &[])
+                .await,
+            Err(PromotionWriteError::ClaimLost { .. })
+        ));
+
+        // An access-admin cancels it while claim-b's decision runs: that decision cannot promote.
+        meta.close_promotion(
+            "prm_1",
+            &["pending_approval", "evaluating"],
+            "cancelled",
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+        let current = write_for(&meta, "prm_1", &digest, &attestation, "claim-b", None).await;
+        assert!(matches!(
+            meta.promote(&current, &[]).await,
+            Err(PromotionWriteError::WrongState { ref state, .. }) if state == "cancelled"
+        ));
+        assert!(meta.manifest(&target, &digest).await.unwrap().is_none());
+        let closed = meta.promotion("prm_1").await.unwrap().unwrap();
+        assert_eq!((closed.state.as_str(), closed.claim), ("cancelled", None));
+    }
 }
 
 #[tokio::test]
 async fn stalled_promotions_are_those_evaluating_since_the_cutoff() {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-        .await
-        .unwrap();
-    let source = RepoName::from_str("dev/team/app").unwrap();
-    let old = image(&meta, &source, "old").await;
-    let new = image(&meta, &source, "new").await;
-    let mut stalled = promotion("prm_old", &old);
-    stalled.evaluating_since = Some(1_000);
-    let mut running = promotion("prm_new", &new);
-    running.evaluating_since = Some(5_000);
-    meta.insert_promotion(&stalled).await.unwrap();
-    meta.insert_promotion(&running).await.unwrap();
-    let found: Vec<String> = meta
-        .stalled_promotions(2_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.id)
-        .collect();
-    assert_eq!(found, ["prm_old"]);
+    for meta in crate::testing::engines().await {
+        let source = RepoName::from_str("dev/team/app").unwrap();
+        let old = image(&meta, &source, "old").await;
+        let new = image(&meta, &source, "new").await;
+        let mut stalled = promotion("prm_old", &old);
+        stalled.evaluating_since = Some(1_000);
+        let mut running = promotion("prm_new", &new);
+        running.evaluating_since = Some(5_000);
+        meta.insert_promotion(&stalled).await.unwrap();
+        meta.insert_promotion(&running).await.unwrap();
+        let found: Vec<String> = meta
+            .stalled_promotions(2_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(found, ["prm_old"]);
+    }
 }
 
 #[tokio::test]
 async fn every_tag_a_promotion_sets_in_the_target_is_recorded_as_a_tag_move() {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-        .await
-        .unwrap();
-    let source = RepoName::from_str("dev/team/app").unwrap();
-    let digest = image(&meta, &source, "artifact").await;
-    let attestation = image(&meta, &source, "attestation").await;
-    meta.insert_promotion(&promotion("prm_1", &digest))
-        .await
-        .unwrap();
-    let att_tag = Tag::from_str(&format!("sha256-{}.att", digest.hex())).unwrap();
-    let write = write_for(
-        &meta,
-        "prm_1",
-        &digest,
-        &attestation,
-        "claim-prm_1",
-        Some(att_tag.clone()),
-    )
-    .await;
-    let before = meta.audit_entry_count().await.unwrap();
-    meta.promote(&write, &[]).await.unwrap();
-    let entries = meta.audit_entries(before, before + 10).await.unwrap();
-    let moves: Vec<serde_json::Value> = entries
-        .iter()
-        .map(|e| serde_json::from_slice::<serde_json::Value>(&e.entry).unwrap())
-        .filter(|e| e["type"] == "tag.moved")
-        .collect();
-    let tags: Vec<&str> = moves
-        .iter()
-        .map(|e| e["subject"]["tag"].as_str().unwrap())
-        .collect();
-    assert_eq!(tags, ["1.0", att_tag.as_str()], "{moves:#?}");
-    assert_eq!(moves[0]["subject"]["repository"], "staging/team/app");
-    assert_eq!(moves[1]["details"]["digest"], attestation.to_string());
-    assert_eq!(moves[1]["details"]["previous"], serde_json::Value::Null);
+    for meta in crate::testing::engines().await {
+        let source = RepoName::from_str("dev/team/app").unwrap();
+        let digest = image(&meta, &source, "artifact").await;
+        let attestation = image(&meta, &source, "attestation").await;
+        meta.insert_promotion(&promotion("prm_1", &digest))
+            .await
+            .unwrap();
+        let att_tag = Tag::from_str(&format!("sha256-{}.att", digest.hex())).unwrap();
+        let write = write_for(
+            &meta,
+            "prm_1",
+            &digest,
+            &attestation,
+            "claim-prm_1",
+            Some(att_tag.clone()),
+        )
+        .await;
+        let before = meta.audit_entry_count().await.unwrap();
+        meta.promote(&write, &[]).await.unwrap();
+        let entries = meta.audit_entries(before, before + 10).await.unwrap();
+        let moves: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| serde_json::from_slice::<serde_json::Value>(&e.entry).unwrap())
+            .filter(|e| e["type"] == "tag.moved")
+            .collect();
+        let tags: Vec<&str> = moves
+            .iter()
+            .map(|e| e["subject"]["tag"].as_str().unwrap())
+            .collect();
+        assert_eq!(tags, ["1.0", att_tag.as_str()], "{moves:#?}");
+        assert_eq!(moves[0]["subject"]["repository"], "staging/team/app");
+        assert_eq!(moves[1]["details"]["digest"], attestation.to_string());
+        assert_eq!(moves[1]["details"]["previous"], serde_json::Value::Null);
+    }
 }
 
 /// Migration 0017 applied to a database at 0016 with decision records in it keeps them, and a
@@ -416,7 +406,10 @@ async fn migration_0017_applies_over_a_populated_0016_database() {
             .create_if_missing(true)
             .foreign_keys(true);
         let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        crate::metadata::migrator().run_to(16, &pool).await.unwrap();
+        crate::metadata::migrator(crate::Backend::Sqlite)
+            .run_to(16, &pool)
+            .await
+            .unwrap();
         sqlx::query(
             "INSERT INTO decisions (id, promotion_id, action, query, bundle_digest, input, result, allowed, created_at)
              VALUES ('dec_old', 'prm_old', 'promote', 'data.airlock.gates.prod', 'sha256:b', '{}', '{\"allowed\":true}', 1, 7)",
@@ -465,61 +458,59 @@ async fn migration_0017_applies_over_a_populated_0016_database() {
 /// decision and the write) is refused: nothing is marked promoted without its artifact.
 #[tokio::test]
 async fn a_promotion_whose_artifact_left_the_source_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = Metadata::open_sqlite(&dir.path().join("m.db"))
-        .await
-        .unwrap();
-    let source = RepoName::from_str("dev/team/app").unwrap();
-    let target = RepoName::from_str("staging/team/app").unwrap();
-    let digest = image(&meta, &source, "artifact").await;
-    let attestation_digest = image(&meta, &source, "attestation").await;
-    let stored = meta
-        .manifest(&source, &attestation_digest)
-        .await
-        .unwrap()
-        .unwrap();
-    let write = PromotionWrite {
-        promotion_id: "prm_1".into(),
-        source: source.clone(),
-        target: target.clone(),
-        digest: digest.clone(),
-        tags: vec![Tag::from_str("1.0").unwrap()],
-        channel: None,
-        evidence: Vec::new(),
-        attestation: NewManifest {
-            digest: attestation_digest.clone(),
-            parsed: ParsedManifest::parse(Some(MANIFEST), &stored.content).unwrap(),
-            content: stored.content.clone(),
-            new_blobs: Vec::new(),
-            tag: None,
-        },
-        claim: "claim-prm_1".into(),
-        actor: airlock_core::Actor::system(),
-        keyring_version: 0,
-    };
-    meta.insert_promotion(&promotion("prm_1", &digest))
-        .await
-        .unwrap();
-    sqlx::query("DELETE FROM repository_manifests WHERE repository = ? AND digest = ?")
-        .bind(source.as_str())
-        .bind(digest.to_string())
-        .execute(meta.pool())
-        .await
-        .unwrap();
-    let refused = meta.promote(&write, &[]).await;
-    assert!(
-        matches!(refused, Err(PromotionWriteError::ArtifactGone { .. })),
-        "{refused:?}"
-    );
-    assert!(meta.manifest(&target, &digest).await.unwrap().is_none());
-    assert_eq!(
-        meta.resolve_tag(&target, &Tag::from_str("1.0").unwrap())
+    for meta in crate::testing::engines().await {
+        let source = RepoName::from_str("dev/team/app").unwrap();
+        let target = RepoName::from_str("staging/team/app").unwrap();
+        let digest = image(&meta, &source, "artifact").await;
+        let attestation_digest = image(&meta, &source, "attestation").await;
+        let stored = meta
+            .manifest(&source, &attestation_digest)
             .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        meta.promotion("prm_1").await.unwrap().unwrap().state,
-        "evaluating"
-    );
+            .unwrap()
+            .unwrap();
+        let write = PromotionWrite {
+            promotion_id: "prm_1".into(),
+            source: source.clone(),
+            target: target.clone(),
+            digest: digest.clone(),
+            tags: vec![Tag::from_str("1.0").unwrap()],
+            channel: None,
+            evidence: Vec::new(),
+            attestation: NewManifest {
+                digest: attestation_digest.clone(),
+                parsed: ParsedManifest::parse(Some(MANIFEST), &stored.content).unwrap(),
+                content: stored.content.clone(),
+                new_blobs: Vec::new(),
+                tag: None,
+            },
+            claim: "claim-prm_1".into(),
+            actor: airlock_core::Actor::system(),
+            keyring_version: 0,
+        };
+        meta.insert_promotion(&promotion("prm_1", &digest))
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM repository_manifests WHERE repository = $1 AND digest = $2")
+            .bind(source.as_str())
+            .bind(digest.to_string())
+            .execute(meta.pool())
+            .await
+            .unwrap();
+        let refused = meta.promote(&write, &[]).await;
+        assert!(
+            matches!(refused, Err(PromotionWriteError::ArtifactGone { .. })),
+            "{refused:?}"
+        );
+        assert!(meta.manifest(&target, &digest).await.unwrap().is_none());
+        assert_eq!(
+            meta.resolve_tag(&target, &Tag::from_str("1.0").unwrap())
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            meta.promotion("prm_1").await.unwrap().unwrap().state,
+            "evaluating"
+        );
+    }
 }

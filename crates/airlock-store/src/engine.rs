@@ -1,0 +1,244 @@
+//! Which SQL engine holds the metadata, and what differs between the two.
+//!
+//! Every query is written once through sqlx's `Any` driver, in SQL that both SQLite (3.35 or
+//! newer) and PostgreSQL (15) accept: `$N` placeholders, `ON CONFLICT ... DO NOTHING/UPDATE`,
+//! `RETURNING`, `COALESCE`, integers as 64-bit (`BIGINT`, decoded as `i64`), flags as integers
+//! compared with 0/1 (never decoded as `bool`: the `Any` driver decodes by the value's type, and
+//! SQLite has no boolean type), `SUM` cast to `BIGINT` (PostgreSQL sums integers as `NUMERIC`),
+//! text compared byte by byte (PostgreSQL's columns have the collation `"binary"`, a copy of "C"
+//! under the name of SQLite's default; a recursive query seeded with a bound value writes
+//! `$N COLLATE "binary"`, as PostgreSQL wants the seed's collation to be the column's).
+//! What truly differs is chosen here, or where a statement is built, by [`Backend`], with a
+//! comment.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use sqlx::any::{AnyArguments, AnyConnectOptions};
+use sqlx::error::BoxDynError;
+use sqlx::{Any, AnyConnection, Arguments, AssertSqlSafe, Encode, Executor, Type};
+
+/// The SQL engine behind a [`crate::Metadata`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: one SQLite file in WAL mode in the data directory.
+    Sqlite,
+    /// A PostgreSQL server shared by every replica.
+    Postgres,
+}
+
+/// Where the metadata lives: the embedded SQLite file or a PostgreSQL database.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    /// The SQLite database file at this path.
+    Sqlite(PathBuf),
+    /// The PostgreSQL database at this URL (`postgres://` or `postgresql://`), which may hold a
+    /// password: show it with [`redact_url`] only.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for DatabaseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseLocation::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            DatabaseLocation::Postgres(url) => {
+                f.debug_tuple("Postgres").field(&redact_url(url)).finish()
+            }
+        }
+    }
+}
+
+/// `url` with any user name and password replaced by `***`, for logs and messages: a database
+/// URL may carry credentials. Text that is not a URL is replaced whole.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    // The authority ends at the first '/', '?' or '#'; userinfo is what precedes its last '@'.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let tail = redact_query_password(tail);
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://***@{}{tail}", &authority[at + 1..]),
+        None => format!("{scheme}://{authority}{tail}"),
+    }
+}
+
+/// A `password=` query parameter (which libpq-style URLs accept) replaced by `***`.
+fn redact_query_password(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_string();
+    };
+    let query = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    format!("{path}?{query}")
+}
+
+/// The key of the advisory lock every PostgreSQL write transaction takes first (see
+/// [`crate::Metadata`]'s `begin_write`): one fixed 64-bit number, "airlock\0" in ASCII.
+pub(crate) const WRITER_LOCK_KEY: i64 = 0x6169_726c_6f63_6b00;
+
+/// Connection options for the SQLite database at `path` (never creating it: the caller does),
+/// read-only with `read_only`. The `Any` driver takes options as a URL only, so the path is
+/// percent-encoded into one (every byte but unreserved characters and `/`), which sqlx decodes
+/// back to the same path whatever characters it holds.
+pub(crate) fn sqlite_options(
+    path: &Path,
+    read_only: bool,
+) -> Result<AnyConnectOptions, sqlx::Error> {
+    let mut url = String::from("sqlite://");
+    for byte in path.as_os_str().as_encoded_bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'.' | b'_' | b'~' => {
+                url.push(char::from(*byte))
+            }
+            other => url.push_str(&format!("%{other:02X}")),
+        }
+    }
+    url.push_str(if read_only { "?mode=ro" } else { "?mode=rw" });
+    AnyConnectOptions::from_str(&url)
+}
+
+/// The settings every SQLite connection gets when it opens: write-ahead logging, `synchronous =
+/// NORMAL` (durable at checkpoints, never corrupt), foreign keys enforced, and a 10 s wait for a
+/// lock held by another process.
+pub(crate) async fn sqlite_settings(connection: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    connection
+        .execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+        )
+        .await?;
+    Ok(())
+}
+
+/// A statement built from pieces, with `$N` placeholders for both engines (sqlx's own
+/// `QueryBuilder` writes `?` for the `Any` driver, which PostgreSQL does not accept).
+pub(crate) struct SqlBuilder {
+    sql: String,
+    arguments: AnyArguments,
+    /// The first value that failed to encode, reported when the statement is built.
+    error: Option<BoxDynError>,
+}
+
+impl SqlBuilder {
+    /// A statement starting with `sql`.
+    pub(crate) fn new(sql: impl AsRef<str>) -> Self {
+        Self {
+            sql: sql.as_ref().to_string(),
+            arguments: AnyArguments::default(),
+            error: None,
+        }
+    }
+
+    /// Appends SQL text (never a value from outside: bind those).
+    pub(crate) fn push(&mut self, sql: impl AsRef<str>) -> &mut Self {
+        self.sql.push_str(sql.as_ref());
+        self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub(crate) fn push_bind<'t, T>(&mut self, value: T) -> &mut Self
+    where
+        T: Encode<'t, Any> + Type<Any> + 't,
+    {
+        if let Err(err) = self.arguments.add(value)
+            && self.error.is_none()
+        {
+            self.error = Some(err);
+        }
+        let number = self.arguments.len();
+        self.sql.push_str(&format!("${number}"));
+        self
+    }
+
+    /// Appends placeholders bound to `values`, separated by commas; `NULL` for no values (an
+    /// empty `IN ()` list is an error in PostgreSQL, and `x IN (NULL)` holds for no `x`).
+    pub(crate) fn push_list<'t, T>(&mut self, values: impl IntoIterator<Item = T>) -> &mut Self
+    where
+        T: Encode<'t, Any> + Type<Any> + 't,
+    {
+        let mut first = true;
+        for value in values {
+            if !first {
+                self.push(", ");
+            }
+            self.push_bind(value);
+            first = false;
+        }
+        if first {
+            self.push("NULL");
+        }
+        self
+    }
+
+    /// The statement, to execute or fetch rows from; fails if a bound value could not be
+    /// encoded.
+    pub(crate) fn build(
+        self,
+    ) -> Result<sqlx::query::Query<'static, Any, AnyArguments>, sqlx::Error> {
+        match self.error {
+            Some(err) => Err(sqlx::Error::Encode(err)),
+            None => Ok(sqlx::query_with(AssertSqlSafe(self.sql), self.arguments)),
+        }
+    }
+
+    /// The statement, fetching the first column of each row as `O`.
+    pub(crate) fn build_query_scalar<O>(
+        self,
+    ) -> Result<sqlx::query::QueryScalar<'static, Any, O, AnyArguments>, sqlx::Error>
+    where
+        (O,): for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+    {
+        match self.error {
+            Some(err) => Err(sqlx::Error::Encode(err)),
+            None => Ok(sqlx::query_scalar_with(
+                AssertSqlSafe(self.sql),
+                self.arguments,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        assert_eq!(
+            redact_url("postgres://airlock:s3cret@db.example:5432/airlock?sslmode=require"),
+            "postgres://***@db.example:5432/airlock?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgresql://db/airlock?user=a&password=s3cret"),
+            "postgresql://db/airlock?user=a&password=***"
+        );
+        assert_eq!(redact_url("postgres://db/airlock"), "postgres://db/airlock");
+        assert_eq!(redact_url("not a url s3cret"), "***");
+        let location = DatabaseLocation::Postgres("postgres://u:s3cret@h/d".into());
+        assert!(!format!("{location:?}").contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn a_path_with_url_characters_opens_the_same_file() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a b?c#d%41.db");
+        std::fs::write(&path, b"").unwrap();
+        let options = sqlite_options(&path, false).unwrap();
+        let mut connection: AnyConnection = sqlx::ConnectOptions::connect(&options).await.unwrap();
+        connection
+            .execute("CREATE TABLE t (x INTEGER)")
+            .await
+            .unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > 0);
+        assert!(!dir.path().join("a b").exists());
+    }
+}

@@ -1,0 +1,272 @@
+//! Store tests of what is PostgreSQL's own: its migrations, the schema checks on it, and the
+//! advisory lock that serialises writers across processes. Each runs when
+//! `AIRLOCK_TEST_POSTGRES_URL` is set (see `testing`) and returns otherwise.
+
+use std::str::FromStr;
+
+use airlock_core::{Action, Actor, AuditEvent, AuditRecord, Digest, RepoName};
+use sqlx::any::AnyPoolOptions;
+
+use crate::testing::{create_database, create_database_with, postgres_admin_url};
+use crate::{Backend, Metadata, StoreError};
+
+/// Stores a one-config image in `repo` (a repository holding a manifest).
+async fn image(meta: &Metadata, repo: &RepoName, seed: usize) {
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    let config = format!("{{\"seed\":{seed}}}");
+    let config_digest = Digest::sha256_of(config.as_bytes());
+    meta.commit_blob(repo, &config_digest, config.len() as u64, &[])
+        .await
+        .unwrap();
+    let content = format!(
+        "{{\"schemaVersion\":2,\"mediaType\":\"{MANIFEST}\",\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{config_digest}\",\"size\":{}}},\"layers\":[]}}",
+        config.len()
+    );
+    let digest = Digest::sha256_of(content.as_bytes());
+    let parsed = airlock_core::ParsedManifest::parse(Some(MANIFEST), content.as_bytes()).unwrap();
+    meta.put_manifest(
+        repo,
+        crate::ManifestUpload {
+            digest: &digest,
+            manifest: &parsed,
+            content: content.as_bytes(),
+        },
+        None,
+        "tester",
+        |_| Ok(vec![]),
+    )
+    .await
+    .unwrap();
+}
+
+fn refused(repository: &str, at: i64) -> AuditRecord {
+    AuditRecord {
+        time_millis: at,
+        actor: Actor::system(),
+        event: AuditEvent::PushRefused {
+            repository: repository.parse().unwrap(),
+            action: Action::Push,
+            reason: "gated".into(),
+        },
+    }
+}
+
+/// Migrations 0001..0017 applied to an empty PostgreSQL database, rows written into the main
+/// tables as the release at 0017 wrote them, then 0018 and the rest applied by opening the
+/// store: every row reads back through the store, and the schema accepts what 0017 allowed.
+#[tokio::test]
+async fn postgres_migrations_apply_in_order_and_keep_the_rows_of_the_main_tables() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let database = create_database(&admin).await;
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&database.url)
+        .await
+        .unwrap();
+    crate::metadata::migrator(Backend::Postgres)
+        .run_to(17, &pool)
+        .await
+        .unwrap();
+    let layer = Digest::sha256_of(b"layer");
+    let manifest = Digest::sha256_of(b"{}");
+    for (sql, binds) in [
+        (
+            "INSERT INTO repositories (name, created_at) VALUES ('dev/team/app', 1)",
+            vec![],
+        ),
+        (
+            "INSERT INTO blobs (digest, size, created_at) VALUES ($1, 5, 2)",
+            vec![layer.to_string()],
+        ),
+        (
+            "INSERT INTO repository_blobs (repository, digest, created_at) VALUES ('dev/team/app', $1, 2)",
+            vec![layer.to_string()],
+        ),
+        (
+            "INSERT INTO manifests (digest, media_type, annotations, size, content, created_at)
+             VALUES ($1, 'application/vnd.oci.image.manifest.v1+json', '{}', 2, '\\x7b7d'::bytea, 3)",
+            vec![manifest.to_string()],
+        ),
+        (
+            "INSERT INTO manifest_references (digest, child, kind) VALUES ($1, $2, 'blob')",
+            vec![manifest.to_string(), layer.to_string()],
+        ),
+        (
+            "INSERT INTO repository_manifests (repository, digest, created_at, pushed_by)
+             VALUES ('dev/team/app', $1, 3, 'pat')",
+            vec![manifest.to_string()],
+        ),
+        (
+            "INSERT INTO tags (repository, name, digest, updated_at) VALUES ('dev/team/app', '1.0', $1, 4)",
+            vec![manifest.to_string()],
+        ),
+        (
+            "INSERT INTO principals (name, kind, created_at, created_by, password_must_change)
+             VALUES ('pat', 'user', 5, 'admin', 1)",
+            vec![],
+        ),
+        (
+            "INSERT INTO promotions (id, repository_path, digest, source_stage, target_stage, tags,
+             state, requested_by, requester, created_at, expires_at)
+             VALUES ('p1', 'team/app', $1, 'dev', 'staging', '[\"1.0\"]', 'denied', 'pat', '{}', 6, 7)",
+            vec![manifest.to_string()],
+        ),
+        (
+            "INSERT INTO decisions (id, promotion_id, action, query, bundle_digest, input, result,
+             allowed, created_at) VALUES ('d1', 'p1', 'reject', '', '', '{}', '{}', 0, 8)",
+            vec![],
+        ),
+    ] {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for bind in binds {
+            query = query.bind(bind);
+        }
+        query.execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let meta = Metadata::open_postgres(&database.url).await.unwrap();
+    assert_eq!(meta.backend(), Backend::Postgres);
+    let repo = RepoName::from_str("dev/team/app").unwrap();
+    assert_eq!(meta.tags(&repo, 10, None).await.unwrap(), ["1.0"]);
+    let stored = meta.manifest(&repo, &manifest).await.unwrap().unwrap();
+    assert_eq!(stored.content, b"{}");
+    let pat = meta.principal_by_name("pat").await.unwrap().unwrap();
+    assert!(pat.password_must_change);
+    let promotion = meta.promotion("p1").await.unwrap().unwrap();
+    assert_eq!(
+        (promotion.state.as_str(), promotion.tags),
+        ("denied", vec!["1.0".to_string()])
+    );
+    // 0018's blob link time was filled from the creation time, and the blob is still linked.
+    let linked: i64 = sqlx::query_scalar("SELECT linked_at FROM blobs WHERE digest = $1")
+        .bind(layer.to_string())
+        .fetch_one(meta.pool())
+        .await
+        .unwrap();
+    assert_eq!(linked, 2);
+    // The store writes through the migrated schema: an audited commit lands after the rows.
+    meta.commit_blob(&repo, &layer, 5, &[refused("dev/team/app", 9)])
+        .await
+        .unwrap();
+    assert_eq!(meta.audit_entry_count().await.unwrap(), 1);
+    // The append-only record refuses changes on PostgreSQL too (its trigger).
+    sqlx::query(
+        "INSERT INTO artifact_contributors (repository_path, digest, principal, kind, first_at)
+         VALUES ('team/app', 'sha256:00', 'pat', 'push', 1)",
+    )
+    .execute(meta.pool())
+    .await
+    .unwrap();
+    let deleted = sqlx::query("DELETE FROM artifact_contributors")
+        .execute(meta.pool())
+        .await
+        .unwrap_err();
+    assert!(deleted.to_string().contains("append-only"), "{deleted}");
+    meta.close().await;
+}
+
+/// A database migrated by a newer binary is refused on PostgreSQL as on SQLite, and the refusal
+/// writes nothing.
+#[tokio::test]
+async fn a_postgres_database_migrated_by_a_newer_binary_is_refused() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let database = create_database(&admin).await;
+    let meta = Metadata::open_postgres(&database.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (9999, 'from a newer release', TRUE, '\\x00'::bytea, 1)",
+    )
+    .execute(meta.pool())
+    .await
+    .unwrap();
+    meta.close().await;
+    for _ in 0..2 {
+        match Metadata::open_postgres(&database.url).await {
+            Err(StoreError::SchemaTooNew { database, .. }) => assert_eq!(database, 9999),
+            Err(other) => panic!("expected SchemaTooNew, got {other:?}"),
+            Ok(_) => panic!("the database opened"),
+        }
+    }
+}
+
+/// Two stores on one PostgreSQL database (two replicas) appending audit entries at once: the
+/// advisory lock serialises their write transactions, so the log's indexes stay gap-free and
+/// unique and no append fails.
+#[tokio::test]
+async fn writers_in_two_processes_serialise_on_the_advisory_lock() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let database = create_database(&admin).await;
+    let first = Metadata::open_postgres(&database.url).await.unwrap();
+    let second = Metadata::open_postgres(&database.url).await.unwrap();
+    let repo = RepoName::from_str("dev/team/app").unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..40_i64 {
+        let meta = if n % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        let repo = repo.clone();
+        tasks.push(tokio::spawn(async move {
+            let blob = Digest::sha256_of(format!("blob {n}").as_bytes());
+            meta.commit_blob(&repo, &blob, 6, &[refused("dev/team/app", n)])
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let entries = first.audit_entries(0, 100).await.unwrap();
+    let indexes: Vec<u64> = entries.iter().map(|e| e.index).collect();
+    assert_eq!(indexes, (0..40).collect::<Vec<u64>>());
+    first.close().await;
+    second.close().await;
+}
+
+/// On a database whose default collation is a language's (ICU `en-US`, which orders punctuation
+/// its own way), names still compare byte by byte as on SQLite: the tables' text is `COLLATE "binary"`,
+/// so a prefix range and its cursor pages hold exactly the names that start with the prefix, in
+/// byte order.
+#[tokio::test]
+async fn names_compare_byte_by_byte_whatever_the_database_collation() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let database = create_database_with(
+        &admin,
+        "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'",
+    )
+    .await;
+    let meta = Metadata::open_postgres(&database.url).await.unwrap();
+    // Byte order puts '-' < '.' < '_' < letters; en-US puts '_' before '-' and '.'.
+    let names = [
+        "dev/ab", "dev/a_b", "dev/a.b", "dev/a-b", "dev/a", "dev0/x", "dev-x/y",
+    ];
+    for (n, name) in names.iter().enumerate() {
+        let repo = RepoName::from_str(name).unwrap();
+        image(&meta, &repo, n).await;
+    }
+    let mut pages = Vec::new();
+    let mut last: Option<String> = None;
+    loop {
+        let page = meta
+            .repositories_page("dev/", last.as_deref(), 2)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        last = page.last().cloned();
+        pages.extend(page);
+    }
+    assert_eq!(pages, ["dev/a", "dev/a-b", "dev/a.b", "dev/a_b", "dev/ab"]);
+    meta.close().await;
+}
