@@ -57,6 +57,11 @@ pub fn redact_url(url: &str) -> String {
     // The authority ends at the first '/', '?' or '#'; userinfo is what precedes its last '@'.
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
+    // An '@' after that point means the userinfo itself may hold an unencoded '/', '?' or '#'
+    // (`postgres://u:pa#ss@host/db`): nothing but the scheme is shown.
+    if tail.contains('@') {
+        return format!("{scheme}://***");
+    }
     let tail = redact_query_password(tail);
     match authority.rfind('@') {
         Some(at) => format!("{scheme}://***@{}{tail}", &authority[at + 1..]),
@@ -222,6 +227,20 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://db/airlock"), "postgres://db/airlock");
         assert_eq!(redact_url("not a url s3cret"), "***");
+        // Unencoded '#', '/' or '?' in the password: the authority cannot be told apart.
+        for url in [
+            "postgres://airlock:s3cr#et@db/airlock",
+            "postgres://airlock:s3cr/et@db/airlock",
+            "postgres://airlock:s3cr?et@db/airlock",
+        ] {
+            let shown = redact_url(url);
+            assert!(!shown.contains("s3cr"), "{url} shown as {shown}");
+            assert_eq!(shown, "postgres://***");
+        }
+        assert_eq!(
+            redact_url("postgres://airlock:p@ss@db/airlock"),
+            "postgres://***@db/airlock"
+        );
         let location = DatabaseLocation::Postgres("postgres://u:s3cret@h/d".into());
         assert!(!format!("{location:?}").contains("s3cret"));
     }
