@@ -166,9 +166,20 @@ pub struct PushedManifest {
 }
 
 /// The state an upload session keeps in memory between requests: the running hash (so finishing
-/// a multi-gigabyte upload does not read it back) behind a lock that serialises the session's
-/// chunks. `None` once the hash cannot be resumed (e.g. after a restart); finishing then rehashes.
-type UploadState = Arc<tokio::sync::Mutex<Option<Digester>>>;
+/// a multi-gigabyte upload does not read it back) behind a lock that serialises this process's
+/// chunks of the session. `None` once the hash cannot be resumed (e.g. after a restart);
+/// finishing then rehashes.
+type UploadState = Arc<tokio::sync::Mutex<Option<HashedPrefix>>>;
+
+/// A running hash and how many of the upload's bytes it has seen. It is used only while that
+/// count is the session's recorded size: with several replicas a chunk may have been appended by
+/// another process, and this process's hash then no longer covers the upload (finishing
+/// rehashes what the store holds).
+#[derive(Clone)]
+struct HashedPrefix {
+    digester: Digester,
+    bytes: u64,
+}
 
 /// The registry service.
 pub struct Registry {
@@ -315,9 +326,10 @@ impl Registry {
             .unwrap_or_else(|e| e.into_inner())
             .insert(
                 id,
-                Arc::new(tokio::sync::Mutex::new(Some(Digester::new(
-                    DigestAlgorithm::Sha256,
-                )))),
+                Arc::new(tokio::sync::Mutex::new(Some(HashedPrefix {
+                    digester: Digester::new(DigestAlgorithm::Sha256),
+                    bytes: 0,
+                }))),
             );
         self.session(repo, &id.to_string(), actor).await
     }
@@ -408,7 +420,13 @@ impl Registry {
                 got: start,
             });
         }
-        let (written, hashed) = self.write_chunk(&session, body, digester.clone()).await?;
+        // A hash that does not cover exactly the recorded bytes is stale (another replica took a
+        // chunk of this session): drop it, and finishing rehashes.
+        let resumable = digester
+            .clone()
+            .filter(|prefix| prefix.bytes == session.size)
+            .map(|prefix| prefix.digester);
+        let (written, hashed) = self.write_chunk(&session, body, resumable).await?;
         if let Some((start, end)) = range {
             let announced = end.saturating_sub(start).saturating_add(1);
             if written != announced {
@@ -436,7 +454,10 @@ impl Registry {
                     got: session.size,
                 });
             }
-            *digester = hashed;
+            *digester = hashed.map(|digester| HashedPrefix {
+                digester,
+                bytes: session.size + written,
+            });
         }
         self.session(repo, id, actor).await
     }
@@ -491,7 +512,12 @@ impl Registry {
         let digester = state.lock().await;
         let session = self.session(repo, id, actor).await?;
         let actual = match digester.as_ref() {
-            Some(d) if d.algorithm() == digest.algorithm() => d.clone().finish(),
+            Some(prefix)
+                if prefix.bytes == session.size
+                    && prefix.digester.algorithm() == digest.algorithm() =>
+            {
+                prefix.digester.clone().finish()
+            }
             _ => {
                 self.blobs
                     .digest_upload(session.id, session.chunks, digest.algorithm())
