@@ -633,7 +633,8 @@ impl Metadata {
             "SELECT rm.repository, rm.digest FROM repository_manifests rm
              WHERE (rm.subject IS NOT NULL OR EXISTS (
                  SELECT 1 FROM tags t WHERE t.repository = rm.repository AND t.digest = rm.digest
-                   AND t.name LIKE 'sha256-%' AND (t.name LIKE '%.sig' OR t.name LIKE '%.att')))
+                   AND substr(t.name, 1, 7) = 'sha256-'
+                   AND substr(t.name, length(t.name) - 3) IN ('.sig', '.att')))
                AND NOT EXISTS (SELECT 1 FROM evidence_manifests em
                    WHERE em.repository = rm.repository AND em.digest = rm.digest)
              ORDER BY rm.created_at",

@@ -1260,7 +1260,7 @@ impl Metadata {
         let digests: Vec<String> = sqlx::query_scalar(
             "SELECT digest FROM repository_manifests rm WHERE repository = $1 AND subject IS NULL
              AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository = rm.repository
-                 AND t.digest = rm.digest AND t.name LIKE 'sha256-%')
+                 AND t.digest = rm.digest AND substr(t.name, 1, 7) = 'sha256-')
              AND NOT EXISTS (SELECT 1 FROM evidence_manifests em WHERE em.repository = rm.repository
                  AND em.digest = rm.digest)
              ORDER BY created_at, digest",
