@@ -780,3 +780,49 @@ async fn a_backup_with_a_symlinked_blob_or_key_file_is_refused_naming_the_file()
         assert!(!work.path().join("restored.restoring").exists());
     }
 }
+
+/// With the blobs in S3 (`blob_store`), backup and restore refuse before writing anything and
+/// say to back the bucket up with its own tools: they copy only the data directory's blob files.
+#[test]
+fn backup_and_restore_refuse_when_the_blobs_are_in_s3() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    let target = work.path().join("backup");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(args)
+            .env_remove("AIRLOCK_DATABASE_URL")
+            .env_remove("AIRLOCK_SERVER")
+            .env("AIRLOCK_BLOB_STORE", "s3://airlock-blobs/prod")
+            .output()
+            .expect("run airlock");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[
+        "backup",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("s3://airlock-blobs/prod") && err.contains("blob_store"),
+        "{err}"
+    );
+    assert!(
+        !target.exists() && !data_dir.exists(),
+        "nothing was written"
+    );
+    let (code, err) = run(&[
+        "restore",
+        target.to_str().unwrap(),
+        "--data-dir",
+        work.path().join("restored").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("blob_store"), "{err}");
+    assert!(!work.path().join("restored").exists());
+}

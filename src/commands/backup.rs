@@ -72,7 +72,7 @@ pub async fn backup(args: BackupArgs, output: OutputFormat) -> Result<u8> {
             Err(err) => failed(&err, output),
         });
     }
-    if let Some(refused) = postgres_refusal(args.config.as_deref(), args.data_dir.is_some())? {
+    if let Some(refused) = distributed_refusal(args.config.as_deref(), args.data_dir.is_some())? {
         return Ok(failed(&refused, output));
     }
     let data_dir = data_dir(args.data_dir, args.config.as_deref())?;
@@ -111,7 +111,7 @@ pub async fn backup(args: BackupArgs, output: OutputFormat) -> Result<u8> {
 
 /// Runs `airlock restore`; returns the exit status.
 pub async fn restore(args: RestoreArgs, output: OutputFormat) -> Result<u8> {
-    if let Some(refused) = postgres_refusal(None, true)? {
+    if let Some(refused) = distributed_refusal(None, true)? {
         return Ok(failed(&refused, output));
     }
     Ok(match backup::restore(&args.src, &args.data_dir).await {
@@ -141,20 +141,29 @@ pub async fn restore(args: RestoreArgs, output: OutputFormat) -> Result<u8> {
     })
 }
 
-/// The refusal to back up or restore when the server's metadata is in PostgreSQL: its
-/// `database_url` from the configuration (file and environment) or, with an explicit data
-/// directory, from `AIRLOCK_DATABASE_URL`.
-fn postgres_refusal(config: Option<&Path>, explicit_dir: bool) -> Result<Option<BackupError>> {
-    let url = if explicit_dir {
-        std::env::var("AIRLOCK_DATABASE_URL")
-            .ok()
-            .filter(|url| !url.is_empty())
+/// The refusal to back up or restore when the server's metadata is in PostgreSQL or its blobs in
+/// S3: `database_url` and `blob_store` from the configuration (file and environment) or, with an
+/// explicit data directory, from `AIRLOCK_DATABASE_URL` and `AIRLOCK_BLOB_STORE`.
+fn distributed_refusal(config: Option<&Path>, explicit_dir: bool) -> Result<Option<BackupError>> {
+    let setting = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let (url, blob_store) = if explicit_dir {
+        (
+            setting("AIRLOCK_DATABASE_URL"),
+            setting("AIRLOCK_BLOB_STORE"),
+        )
     } else {
-        airlock_server::Config::load(config, std::env::vars())?.database_url
+        let config = airlock_server::Config::load(config, std::env::vars())?;
+        (
+            config.database_url,
+            config.blob_store.map(|location| location.to_string()),
+        )
     };
-    Ok(url.map(|url| BackupError::PostgresMetadata {
-        url: airlock_store::redact_url(&url),
-    }))
+    if let Some(url) = url {
+        return Ok(Some(BackupError::PostgresMetadata {
+            url: airlock_store::redact_url(&url),
+        }));
+    }
+    Ok(blob_store.map(|location| BackupError::RemoteBlobs { location }))
 }
 
 /// The data directory: `--data-dir`, else the configuration's (file and environment, as

@@ -201,6 +201,14 @@ pub enum BackupError {
         /// The database URL, without credentials.
         url: String,
     },
+    /// The blobs are in an S3 bucket (`blob_store`), which backup and restore do not copy.
+    #[error(
+        "the blobs are in {location} (blob_store), which airlock backup and restore do not copy: back the bucket up with its own tools (versioning or replication), together with the database and the data directory's keys (docs/storage.md)"
+    )]
+    RemoteBlobs {
+        /// The blob store's location.
+        location: String,
+    },
     /// The database could not be copied or read.
     #[error(transparent)]
     Store(#[from] airlock_store::StoreError),
