@@ -32,6 +32,8 @@ mod separation;
 pub mod test_support;
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod upgrade_tests;
 mod webhooks;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
