@@ -44,7 +44,7 @@ pub use blobs::{
     S3Location, S3LocationError, S3Options, StoredBlobFile, local_blob_file,
 };
 pub use catalog::TagRow;
-pub use engine::{Backend, DatabaseLocation, redact_url};
+pub use engine::{Backend, DatabaseBusy, DatabaseLocation, POSTGRES_TIMEOUTS, redact_url};
 pub use error::StoreError;
 pub use evidence::{
     ArtifactFlag, EvidenceOrigin, EvidenceRow, EvidenceUpdate, EvidenceVerdict, KeyChange, KeyRow,

@@ -16,7 +16,10 @@ use sqlx::{AnyConnection, AnyPool, Row, SqlStr};
 use uuid::Uuid;
 
 use crate::audit::append;
-use crate::engine::{Backend, DatabaseLocation, WRITER_LOCK_KEY, sqlite_options, sqlite_settings};
+use crate::engine::{
+    Backend, DatabaseLocation, WRITER_LOCK_KEY, postgres_timeouts_sql, sqlite_options,
+    sqlite_settings,
+};
 use crate::error::StoreError;
 use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, WriteRefusal};
 
@@ -475,22 +478,38 @@ impl Metadata {
     /// it migrates, so replicas starting together migrate once).
     ///
     /// Write transactions serialise across every process on the database with one advisory
-    /// lock (see [`Metadata::begin_write`]). The database-file and write-ahead-log checks of the
+    /// lock (see [`Metadata::begin_write`]); every pooled connection gets the time limits of
+    /// [`crate::POSTGRES_TIMEOUTS`], so a stuck or abandoned transaction cannot hold that lock for
+    /// long (a limit reached is [`StoreError::busy`]). The database-file and write-ahead-log checks of the
     /// embedded engine do not apply; readiness rests on `SELECT 1` and failed commits.
     pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let options = AnyConnectOptions::from_str(url)?;
         let migrator = migrator(Backend::Postgres);
+        let timeouts = postgres_timeouts_sql(url)?;
+        // Migrations run on this first connection, without the time limits: a migration may
+        // rewrite a large table, and replicas starting together wait for sqlx's migration lock.
         let mut first: AnyConnection = sqlx::ConnectOptions::connect(&options).await?;
         crate::schema::check_applied(&mut first, Backend::Postgres, &migrator).await?;
+        migrator.run(&mut first).await?;
         sqlx::Connection::close(first).await?;
         let pool = AnyPoolOptions::new()
             .max_connections(16)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |connection, _| {
+                let timeouts = timeouts.clone();
+                Box::pin(async move {
+                    if !timeouts.is_empty() {
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(timeouts))
+                            .execute(&mut *connection)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
-        migrator.run(&pool).await?;
         Ok(Self::from_parts(
             pool,
             Backend::Postgres,
