@@ -544,11 +544,12 @@ impl Registry {
             },
         );
         // Garbage collection may have deleted this digest's file since it was renamed into place
-        // (an old copy of the same bytes was being collected): the commit checks, in its
-        // transaction, and refuses rather than acknowledge a blob without bytes.
+        // (an old copy of the same bytes was being collected): the commit looks at the bytes
+        // before its transaction, checks gc's deletions in it, and refuses rather than
+        // acknowledge a blob without bytes.
         let committed = self
             .metadata
-            .commit_blob_checked(repo, digest, session.size, &[pushed], async {
+            .commit_blob_checked(repo, digest, session.size, &[pushed], || async {
                 Ok(self.blobs.size(digest).await?.is_some())
             })
             .await;
@@ -625,7 +626,7 @@ impl Registry {
                 );
                 match self
                     .metadata
-                    .commit_blob_checked(repo, digest, size, &[mounted], async {
+                    .commit_blob_checked(repo, digest, size, &[mounted], || async {
                         Ok(self.blobs.size(digest).await?.is_some())
                     })
                     .await

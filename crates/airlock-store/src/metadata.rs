@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 18] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 19] = [
         (
             1,
             "registry",
@@ -139,6 +139,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "gc",
             include_str!("../migrations/0018_gc.sql"),
             include_str!("../migrations/postgres/0018_gc.sql"),
+        ),
+        (
+            21,
+            "gc cleared",
+            include_str!("../migrations/0021_gc_cleared.sql"),
+            include_str!("../migrations/postgres/0021_gc_cleared.sql"),
         ),
     ];
     Migrator::with_migrations(
@@ -674,36 +680,32 @@ impl Metadata {
         size: u64,
         records: &[AuditRecord],
     ) -> Result<(), StoreError> {
-        self.commit_blob_checked(repo, digest, size, records, async { Ok(true) })
+        self.commit_blob_checked(repo, digest, size, records, || async { Ok(true) })
             .await
     }
 
-    /// [`Metadata::commit_blob`] for a caller that wrote (or mounts) the blob's bytes: inside the
-    /// transaction, before anything is written, it refuses with [`StoreError::BlobCollected`]
-    /// when garbage collection is deleting this digest's file (a tombstone stands) or when
-    /// `bytes_present` says the file is gone (collected between the caller's write and this
-    /// commit). Either way the client uploads the blob again; nothing was acknowledged. The
-    /// commit also refreshes the blob's `linked_at`, from which gc's grace period counts.
-    pub async fn commit_blob_checked(
+    /// [`Metadata::commit_blob`] for a caller that wrote (or mounts) the blob's bytes: it refuses
+    /// with [`StoreError::BlobCollected`], before anything is written, when `bytes_present` says
+    /// the file is gone (collected between the caller's write and this commit) or garbage
+    /// collection is deleting this digest's file (a tombstone stands) or finished deleting it
+    /// since `bytes_present` looked. `bytes_present` is asked before the write transaction
+    /// begins, never while it holds the writer lock (`gc/bytes_check.rs`). Either way the client
+    /// uploads the blob again; nothing was acknowledged. The commit also refreshes the blob's
+    /// `linked_at`, from which gc's grace period counts.
+    pub async fn commit_blob_checked<F, Fut>(
         &self,
         repo: &RepoName,
         digest: &Digest,
         size: u64,
         records: &[AuditRecord],
-        bytes_present: impl std::future::Future<Output = Result<bool, StoreError>>,
-    ) -> Result<(), StoreError> {
+        bytes_present: F,
+    ) -> Result<(), StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<bool, StoreError>>,
+    {
         let now = now_millis();
-        let mut tx = self.begin_write().await?;
-        let tombstone: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM gc_tombstones WHERE digest = $1")
-                .bind(digest.to_string())
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .next();
-        if tombstone.is_some() || !bytes_present.await? {
-            return Err(StoreError::BlobCollected(digest.to_string()));
-        }
+        let mut tx = self.begin_bytes_commit(digest, bytes_present).await?;
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at, linked_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (digest) DO UPDATE SET linked_at = excluded.linked_at",
