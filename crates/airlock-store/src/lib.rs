@@ -20,6 +20,7 @@ mod evidence;
 mod gc;
 mod health;
 mod metadata;
+mod migrate;
 mod passwords;
 #[cfg(test)]
 mod postgres_tests;
@@ -56,6 +57,7 @@ pub use metadata::{
     ManifestUpload, ManifestWriteError, Metadata, ReferrerRow, StoredManifest, TagMove,
     UploadSession, now_millis,
 };
+pub use migrate::{MigrateError, TableCopy};
 pub use passwords::{PasswordChange, VerifiedPassword};
 pub use promotion::{
     ApprovalRow, ChannelMove, DecisionRow, FreezeRow, NewManifest, PromotionRow, PromotionWrite,

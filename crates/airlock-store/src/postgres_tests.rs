@@ -364,3 +364,66 @@ async fn an_abandoned_transaction_frees_the_writer_lock() {
     other.close().await;
     meta.close().await;
 }
+
+/// An embedded database with a manifest, a principal and audit entries, copied into an empty
+/// PostgreSQL database: every table has as many rows on both sides, reads give the same answers,
+/// the next id a table hands out does not collide with a copied one, and a second copy into the
+/// now-populated database is refused naming a table.
+#[tokio::test]
+async fn an_embedded_database_copies_into_an_empty_postgres_database_once() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source = Metadata::open_sqlite(&dir.path().join("m.db"))
+        .await
+        .unwrap();
+    let repo = RepoName::from_str("dev/team/app").unwrap();
+    image(&source, &repo, 1).await;
+    source
+        .create_principal("alice", "user", "admin", &[refused("dev/team/app", 7)])
+        .await
+        .unwrap();
+    source
+        .record_events(&[refused("dev/team/app", 8), refused("dev/team/app", 9)])
+        .await
+        .unwrap();
+    let database = create_database(&admin).await;
+    let target = Metadata::open_postgres(&database.url).await.unwrap();
+
+    let copies = source.copy_into_postgres(&target).await.unwrap();
+    assert!(copies.len() > 30, "{copies:?}");
+    for copy in &copies {
+        assert_eq!(copy.source_rows, copy.target_rows, "{copy:?}");
+    }
+    let rows = |table: &str| {
+        copies
+            .iter()
+            .find(|c| c.table == table)
+            .map(|c| c.target_rows)
+    };
+    assert_eq!(rows("principals"), Some(1));
+    assert_eq!(rows("audit_entries"), Some(3));
+    assert_eq!(rows("manifests"), Some(1));
+    assert_eq!(
+        source.audit_entries(0, 10).await.unwrap(),
+        target.audit_entries(0, 10).await.unwrap()
+    );
+    assert_eq!(
+        source.repositories_page("dev/", None, 10).await.unwrap(),
+        target.repositories_page("dev/", None, 10).await.unwrap()
+    );
+    let alice = target.principal_by_name("alice").await.unwrap().unwrap();
+    let bob = target
+        .create_principal("bob", "user", "admin", &[])
+        .await
+        .unwrap();
+    assert!(bob.id > alice.id, "{} after {}", bob.id, alice.id);
+
+    let again = source.copy_into_postgres(&target).await;
+    assert!(
+        matches!(again, Err(crate::MigrateError::TargetNotEmpty { .. })),
+        "{again:?}"
+    );
+    target.close().await;
+}
