@@ -89,6 +89,15 @@ pub struct StoredBlobFile {
     pub modified_millis: i64,
 }
 
+/// What [`BlobStore::copy_blob_from`] did, with the blob's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobCopy {
+    /// The bytes were copied and verified.
+    Copied(u64),
+    /// The target held the blob already, with the same size.
+    AlreadyThere(u64),
+}
+
 /// How many bytes are buffered before a part is handed to the object store.
 const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts in flight per upload; with [`PART_SIZE`] this bounds an upload's memory to ~24 MiB on
@@ -475,6 +484,31 @@ impl BlobStore {
             )),
             None => Ok(None),
         }
+    }
+
+    /// Copies the committed blob `digest` from `source` into this store, for `airlock
+    /// migrate-store`: skipped when this store holds it already with the source's size; else
+    /// streamed (memory bounded by the multipart part size) and hashed on the way, and written
+    /// only if the bytes are `digest` (a damaged file is [`StoreError::Corrupt`], a missing one
+    /// [`StoreError::Corrupt`] too, naming the digest).
+    pub async fn copy_blob_from(
+        &self,
+        source: &BlobStore,
+        digest: &Digest,
+    ) -> Result<BlobCopy, StoreError> {
+        self.check_writable()?;
+        let Some(size) = source.size(digest).await? else {
+            return Err(StoreError::Corrupt(format!(
+                "blob {digest} is recorded but its file is missing from the source blob store"
+            )));
+        };
+        if self.size(digest).await? == Some(size) {
+            return Ok(BlobCopy::AlreadyThere(size));
+        }
+        let body = source.read(digest, None).await?;
+        let written =
+            remote::write_verified(self.store.as_ref(), body, &blob_path(digest), digest).await?;
+        Ok(BlobCopy::Copied(written))
     }
 
     /// Deletes a committed blob's bytes.

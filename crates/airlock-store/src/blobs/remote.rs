@@ -141,3 +141,44 @@ pub(super) async fn join_chunks(
     writer.finish().await?;
     Ok(())
 }
+
+/// Streams `body` into the object `target` through one multipart upload of [`PART_SIZE`] parts
+/// (at most [`PARTS_IN_FLIGHT`] in flight), hashing the bytes as they pass: unless they hash to
+/// `digest`, or if anything fails, the multipart upload is aborted and `target` is not written.
+/// Returns the length.
+pub(super) async fn write_verified(
+    store: &dyn ObjectStore,
+    mut body: super::ByteStream,
+    target: &Path,
+    digest: &Digest,
+) -> Result<u64, StoreError> {
+    let handle = store.put_multipart(target).await?;
+    let mut writer = WriteMultipart::new_with_chunk_size(handle, PART_SIZE);
+    let mut digester = Digester::new(digest.algorithm());
+    let mut written = 0u64;
+    let copied = async {
+        while let Some(bytes) = body.try_next().await? {
+            writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+            digester.update(&bytes);
+            written += bytes.len() as u64;
+            writer.put(bytes);
+        }
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    let read = match copied {
+        Ok(()) => digester.finish(),
+        Err(err) => {
+            let _ = writer.abort().await;
+            return Err(err);
+        }
+    };
+    if &read != digest {
+        let _ = writer.abort().await;
+        return Err(StoreError::Corrupt(format!(
+            "the bytes stored as blob {digest} hash to {read}: the file is damaged, nothing was copied"
+        )));
+    }
+    writer.finish().await?;
+    Ok(written)
+}

@@ -392,3 +392,42 @@ async fn s3_discarding_an_upload_removes_unrecorded_chunks_too() {
     let left: Vec<_> = store.store.list(None).try_collect().await.unwrap();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// `airlock migrate-store`'s blob copy from a local directory into S3: a blob larger than one
+/// part arrives whole and is then skipped as already there; a damaged file is refused and leaves
+/// no object behind.
+#[tokio::test]
+async fn s3_copy_from_a_local_store_verifies_each_blob() {
+    let Some(target) = s3_store(None).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source = BlobStore::local(dir.path()).unwrap();
+    let content = pattern(PART_SIZE + 1234);
+    let digest = upload_in_chunks(&source, &content, content.len()).await;
+    assert_eq!(
+        target.copy_blob_from(&source, &digest).await.unwrap(),
+        BlobCopy::Copied(content.len() as u64)
+    );
+    assert_eq!(read_all(&target, &digest, None).await, content);
+    assert_eq!(
+        target.copy_blob_from(&source, &digest).await.unwrap(),
+        BlobCopy::AlreadyThere(content.len() as u64)
+    );
+
+    let damaged = upload_in_chunks(&source, b"evidence bytes", 64).await;
+    std::fs::write(local_blob_file(dir.path(), &damaged), b"evidence byteZ").unwrap();
+    let refused = target.copy_blob_from(&source, &damaged).await;
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "{refused:?}"
+    );
+    assert_eq!(target.size(&damaged).await.unwrap(), None);
+
+    let missing = Digest::sha256_of(b"never stored");
+    let refused = target.copy_blob_from(&source, &missing).await;
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "{refused:?}"
+    );
+}
