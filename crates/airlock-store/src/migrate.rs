@@ -200,6 +200,24 @@ impl Metadata {
         Ok(count as u64)
     }
 
+    /// Fails with [`MigrateError::TargetNotEmpty`] when this database holds data (an early,
+    /// cheap answer before anything is copied; [`Metadata::copy_into_postgres`] checks again in
+    /// its transaction).
+    pub async fn refuse_if_holding_data(&self) -> Result<(), MigrateError> {
+        let mut connection = self.pool().acquire().await.map_err(StoreError::from)?;
+        refuse_data(&mut connection).await
+    }
+
+    /// Every tag as (repository, tag, digest), sorted: to check that each resolves to the same
+    /// digest on both sides of a copy.
+    pub async fn tag_digests(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT repository, name, digest FROM tags ORDER BY repository, name")
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
     /// Copies every table of `self` (a stopped embedded installation's SQLite database) into
     /// `target` (an empty PostgreSQL database migrated by this binary), as the module docs say,
     /// and returns each table with its row counts on both sides, in copy order.
@@ -236,18 +254,7 @@ impl Metadata {
         sqlx::query("SET LOCAL statement_timeout = 0")
             .execute(&mut *tx)
             .await?;
-        for table in DATA_TABLES {
-            let any: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT 1 FROM \"{table}\" LIMIT 1"
-            )))
-            .fetch_all(&mut *tx)
-            .await?;
-            if !any.is_empty() {
-                return Err(MigrateError::TargetNotEmpty {
-                    table: table.to_string(),
-                });
-            }
-        }
+        refuse_data(&mut tx).await?;
         // What a fresh database holds (rows migrations seed, such as the keyring version) is
         // replaced by the source's rows of the same tables, children first.
         for (table, _) in order.iter().rev() {
@@ -270,6 +277,23 @@ impl Metadata {
         }
         Ok(copies)
     }
+}
+
+/// Fails with [`MigrateError::TargetNotEmpty`] when one of [`DATA_TABLES`] holds a row.
+async fn refuse_data(connection: &mut sqlx::AnyConnection) -> Result<(), MigrateError> {
+    for table in DATA_TABLES {
+        let any: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM \"{table}\" LIMIT 1"
+        )))
+        .fetch_all(&mut *connection)
+        .await?;
+        if !any.is_empty() {
+            return Err(MigrateError::TargetNotEmpty {
+                table: table.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Copies `table`'s rows from `source` in batches of multi-row `INSERT`s.
