@@ -142,9 +142,9 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
         ),
         (
             21,
-            "gc cleared",
-            include_str!("../migrations/0021_gc_cleared.sql"),
-            include_str!("../migrations/postgres/0021_gc_cleared.sql"),
+            "gc cleared, chunk attempts",
+            include_str!("../migrations/0021_gc_cleared_chunk_attempts.sql"),
+            include_str!("../migrations/postgres/0021_gc_cleared_chunk_attempts.sql"),
         ),
     ];
     Migrator::with_migrations(
@@ -188,6 +188,9 @@ pub struct UploadSession {
     pub size: u64,
     /// Chunks staged so far.
     pub chunks: u32,
+    /// The attempt that wrote each of them, in order (`BlobStore::chunk_attempt`; empty for a
+    /// fixed chunk name): `chunks` entries.
+    pub chunk_attempts: Vec<String>,
     /// When the session started (ms).
     pub created_at: i64,
     /// When the last chunk arrived (ms).
@@ -810,7 +813,7 @@ impl Metadata {
     /// An upload session by id.
     pub async fn upload(&self, id: Uuid) -> Result<Option<UploadSession>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, repository, principal, size, chunks, created_at, updated_at FROM uploads
+            "SELECT id, repository, principal, size, chunks, chunk_attempts, created_at, updated_at FROM uploads
              WHERE id = $1",
         )
         .bind(id.to_string())
@@ -821,22 +824,32 @@ impl Metadata {
         row.map(upload_from_row).transpose()
     }
 
-    /// Records a staged chunk if the session is still at `expected_size` (optimistic check against
-    /// a concurrent writer). Returns whether the record was made.
+    /// Records a staged chunk, written by `attempt`, if the session is still at `expected_size`
+    /// (one compare-and-set against a concurrent writer, which records the size and the attempt
+    /// together). Returns whether the record was made; if not, the caller deletes its chunk.
     pub async fn record_chunk(
         &self,
         id: Uuid,
         expected_size: u64,
         new_size: u64,
         new_chunks: u32,
+        attempt: &str,
     ) -> Result<bool, StoreError> {
+        if attempt.contains(',') {
+            return Err(StoreError::Corrupt(format!(
+                "chunk attempt {attempt:?} contains a comma"
+            )));
+        }
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE uploads SET size = $1, chunks = $2, updated_at = $3 WHERE id = $4 AND size = $5",
+            "UPDATE uploads SET size = $1, chunks = $2, updated_at = $3,
+                    chunk_attempts = chunk_attempts || $4
+             WHERE id = $5 AND size = $6",
         )
         .bind(new_size as i64)
         .bind(new_chunks as i64)
         .bind(now_millis())
+        .bind(format!("{attempt},"))
         .bind(id.to_string())
         .bind(expected_size as i64)
         .execute(&mut *tx)
@@ -859,7 +872,7 @@ impl Metadata {
     /// Upload sessions idle since before `cutoff_millis`, for the expiry sweep.
     pub async fn idle_uploads(&self, cutoff_millis: i64) -> Result<Vec<UploadSession>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, repository, principal, size, chunks, created_at, updated_at FROM uploads
+            "SELECT id, repository, principal, size, chunks, chunk_attempts, created_at, updated_at FROM uploads
              WHERE updated_at < $1 LIMIT 1000",
         )
         .bind(cutoff_millis)
@@ -1222,6 +1235,18 @@ impl Metadata {
     }
 }
 
+/// Each of `chunks` chunks' attempt from the recorded list (`attempt,` per chunk recorded since
+/// attempts were kept; the chunks before those have the fixed name, an empty attempt).
+fn chunk_attempts(chunks: i64, recorded: &str) -> Vec<String> {
+    let listed: Vec<String> = recorded.split_terminator(',').map(String::from).collect();
+    let fixed = usize::try_from(chunks)
+        .unwrap_or(0)
+        .saturating_sub(listed.len());
+    std::iter::repeat_n(String::new(), fixed)
+        .chain(listed)
+        .collect()
+}
+
 fn upload_from_row(row: sqlx::any::AnyRow) -> Result<UploadSession, StoreError> {
     let id: String = row.get("id");
     Ok(UploadSession {
@@ -1232,6 +1257,10 @@ fn upload_from_row(row: sqlx::any::AnyRow) -> Result<UploadSession, StoreError> 
         principal: row.get("principal"),
         size: row.get::<i64, _>("size") as u64,
         chunks: row.get::<i64, _>("chunks") as u32,
+        chunk_attempts: chunk_attempts(
+            row.get::<i64, _>("chunks"),
+            &row.get::<String, _>("chunk_attempts"),
+        ),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })

@@ -5,8 +5,13 @@
 //! multipart parts must be at least 5 MiB except the last, so a chunk cannot simply become a part.
 //! The CNCF distribution registry's S3 driver keeps one multipart upload open per session and,
 //! when a chunk arrives after a short last part, reads that part back and uploads it again with
-//! the new bytes. airlock keeps every chunk as its own object (`uploads/<session>/<n>`) instead and
-//! joins them once, at commit:
+//! the new bytes. airlock keeps every chunk as its own object (`uploads/<session>/<n>-<attempt>`)
+//! instead and joins them once, at commit:
+//! - every attempt at a chunk writes an object of its own, and the attempt is recorded with the
+//!   session's new size in one compare-and-set: when two replicas write chunk `n` of one session
+//!   at once, the loser's compare-and-set fails and it deletes its object, and the recorded size
+//!   counts exactly the winner's bytes (with one name per chunk, the loser's bytes could replace
+//!   the winner's under the size the winner recorded);
 //! - a request holds nothing between requests, so any replica can take the next chunk, and a
 //!   crash loses only the chunk in flight (the client resumes from the recorded size);
 //! - no byte is uploaded twice while the session is open (re-uploading the short tail costs
@@ -14,7 +19,9 @@
 //! - a chunk is written with one `PUT` when it is smaller than [`PART_SIZE`], else through a
 //!   multipart upload of [`PART_SIZE`] parts;
 //! - the commit of a one-chunk upload (what skopeo, podman and containerd send) is a server-side
-//!   copy; the commit of several chunks streams them, in order, into one multipart upload of the
+//!   copy of an object no one writes again, verified before it by the running hash of the
+//!   process that took the chunk or, in another process, by a streaming read in ranged GETs
+//!   hashed as they arrive (`BlobStore::digest_upload`, memory bounded); the commit of several chunks streams them, in order, into one multipart upload of the
 //!   blob's path with [`PART_SIZE`] parts ([`WriteMultipart`] buffers to the part size, at most
 //!   [`PARTS_IN_FLIGHT`] parts in flight), hashing what it copies: if the bytes read back do not
 //!   hash to the verified digest the multipart upload is aborted. The blob's object appears only

@@ -145,10 +145,11 @@ async fn a_deletion_finished_while_the_bytes_were_looked_at_is_caught() {
 }
 
 /// Migration 21 over a populated schema 18: gc's tables keep their rows and a cleared tombstone
-/// is recorded in the new table.
+/// is recorded in the new table; an upload session's chunks keep their fixed names.
 #[tokio::test]
 async fn migration_0021_applies_over_a_populated_0018_database() {
     let dir = tempfile::tempdir().unwrap();
+    let upload = uuid::Uuid::new_v4();
     let path = dir.path().join("m.db");
     let blob = Digest::sha256_of(b"old");
     {
@@ -173,6 +174,14 @@ async fn migration_0021_applies_over_a_populated_0018_database() {
             .execute(&pool)
             .await
             .unwrap();
+        sqlx::query(
+            "INSERT INTO uploads (id, repository, principal, size, chunks, created_at, updated_at)
+             VALUES ($1, 'dev/team/app', 'tester', 10, 2, 1, 1)",
+        )
+        .bind(upload.to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
         pool.close().await;
     }
     let meta = Metadata::open_sqlite(&path).await.unwrap();
@@ -185,6 +194,13 @@ async fn migration_0021_applies_over_a_populated_0018_database() {
         .await
         .unwrap();
     assert_eq!(clears, vec![1]);
+
+    // A session recorded before: its two chunks have fixed names; a new chunk adds its attempt.
+    let session = meta.upload(upload).await.unwrap().unwrap();
+    assert_eq!(session.chunk_attempts, vec![String::new(), String::new()]);
+    assert!(meta.record_chunk(upload, 10, 15, 3, "a1").await.unwrap());
+    let session = meta.upload(upload).await.unwrap().unwrap();
+    assert_eq!(session.chunk_attempts, vec!["", "", "a1"]);
 }
 
 /// A blob re-checked in the deleting transaction: a manifest pushed after the listing keeps it.

@@ -5,3 +5,6 @@ CREATE TABLE gc_cleared (
     clears      BIGINT NOT NULL,
     cleared_at  BIGINT NOT NULL
 );
+
+-- The attempt that wrote each recorded chunk of an upload session (see ../0021_*.sql).
+ALTER TABLE uploads ADD COLUMN chunk_attempts TEXT COLLATE "binary" NOT NULL DEFAULT '';
