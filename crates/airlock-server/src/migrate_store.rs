@@ -279,7 +279,7 @@ async fn check_audit_log(
     let private = std::fs::read_to_string(&path).map_err(|e| key_error(e.to_string()))?;
     let key =
         airlock_audit::LogKey::from_private_text(&private).map_err(|e| key_error(e.to_string()))?;
-    crate::audit::verify_stored_log(target, &key.verifier_key().to_string(), Some(&latest.note))
+    crate::audit::verify_stored_log(target, key.verifier_key(), Some(&latest.note))
         .await
         .map_err(|err| {
             MigrateStoreError::Check(format!(
