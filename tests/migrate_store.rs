@@ -349,3 +349,44 @@ async fn an_embedded_installation_moves_to_postgres_and_s3_with_its_tags_blobs_a
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("extends the trusted checkpoint"), "{out}");
 }
+
+/// Usage errors exit 2 before anything is touched (a target that is not PostgreSQL, a bucket URL
+/// that is not `s3://`); a directory holding no embedded database exits 1 naming `--data-dir`.
+/// None of these need the services.
+#[test]
+fn usage_errors_exit_2_and_a_directory_without_a_database_exits_1() {
+    let work = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .arg("migrate-store")
+            .args(args)
+            .env_remove("AIRLOCK_DATABASE_URL")
+            .output()
+            .expect("run airlock");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let dir = work.path().to_str().unwrap();
+    let (code, err) = run(&["--data-dir", dir, "--to", "mysql://root:s3cret@db/airlock"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("postgres://") && !err.contains("s3cret"),
+        "{err}"
+    );
+    let (code, err) = run(&[
+        "--data-dir",
+        dir,
+        "--to",
+        "postgres://db/airlock",
+        "--blobs",
+        "https://bucket",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    let (code, err) = run(&["--data-dir", dir]);
+    assert_eq!(code, 2, "{err}");
+    let (code, err) = run(&["--data-dir", dir, "--to", "postgres://127.0.0.1:1/airlock"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("holds no embedded database"), "{err}");
+}
