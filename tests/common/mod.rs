@@ -1267,3 +1267,15 @@ pub async fn execute_on_database(data_dir: &Path, sql: &str, binds: &[&str]) -> 
     connection.close().await.expect("close");
     done.rows_affected()
 }
+
+impl ServerLog {
+    /// Adds a line (for harnesses that collect a process's log themselves).
+    pub fn push(&self, line: String) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
