@@ -34,6 +34,30 @@ use serde_json::Value;
 /// The repositories' stage the tests push into (a push stage of the default configuration).
 const DEV: &str = "dev";
 
+/// The password of `pat`, the promoter the tests create.
+const PAT_PASSWORD: &str = "replica-promoter-phrase-0123";
+
+/// Starts three replicas behind haproxy and has admin create `pat`, promoter on `staging`
+/// (through haproxy); returns the cluster and a client acting as `pat`.
+async fn start_cluster() -> (Cluster, reqwest::Client) {
+    let cluster = tokio::task::block_in_place(|| Cluster::start(3, &[]));
+    let (status, body) = common::post_json(
+        &cluster.http,
+        &cluster.url("/api/v1/users"),
+        serde_json::json!({"name": "pat", "password": PAT_PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 201, "create pat: {body}");
+    let (status, body) = common::post_json(
+        &cluster.http,
+        &cluster.url("/api/v1/roles/grant"),
+        serde_json::json!({"principal": "pat", "role": "promoter", "scope": "staging"}),
+    )
+    .await;
+    assert_eq!(status, 200, "grant promoter to pat: {body}");
+    (cluster, common::client_as("pat", PAT_PASSWORD))
+}
+
 /// Runs skopeo as admin with `args` (after `--insecure-policy`); returns (success, stderr).
 fn skopeo(args: &[&str]) -> (bool, String) {
     let creds = format!("admin:{ADMIN_PASSWORD}");
@@ -243,7 +267,7 @@ async fn real_clients_push_and_promote_through_three_replicas() {
     {
         return;
     }
-    let cluster = Cluster::start(3, &[]);
+    let (cluster, pat) = start_cluster().await;
     let work = cluster.scratch("clients");
 
     // skopeo (two images at once), oras and the test client push at the same time.
@@ -315,7 +339,7 @@ async fn real_clients_push_and_promote_through_three_replicas() {
 
     // Promotions through haproxy, all at once.
     let promotions = to_promote.iter().map(|(repo, digest)| {
-        let (http, base) = (cluster.http.clone(), cluster.base.clone());
+        let (http, base) = (pat.clone(), cluster.base.clone());
         let (repo, digest) = (repo.clone(), digest.clone());
         tokio::spawn(async move {
             let promoted = oci::promote(&http, &base, &repo, &digest, "staging").await;
@@ -355,6 +379,7 @@ async fn real_clients_push_and_promote_through_three_replicas() {
 /// what was acknowledged and the failures it saw.
 async fn burst_worker(
     http: reqwest::Client,
+    promoter: reqwest::Client,
     base: String,
     worker: u64,
     stop: Arc<AtomicBool>,
@@ -367,7 +392,7 @@ async fn burst_worker(
         let seed = worker * 1_000_000 + i;
         let pushed = push_image(&http, &base, &repo, &format!("i{i}"), seed, &mut acked).await;
         match pushed {
-            Ok(digest) => match oci::promote(&http, &base, &repo, &digest, "staging").await {
+            Ok(digest) => match oci::promote(&promoter, &base, &repo, &digest, "staging").await {
                 Ok((id, target)) => acked.promotions.push((id, target, digest)),
                 Err(e) => failures.push(format!("promote {repo}:i{i}: {e}")),
             },
@@ -383,12 +408,13 @@ async fn a_replica_killed_mid_burst_loses_nothing_acknowledged() {
     if !cluster::available() {
         return;
     }
-    let mut cluster = Cluster::start(3, &[]);
+    let (mut cluster, pat) = start_cluster().await;
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..6)
         .map(|w| {
             tokio::spawn(burst_worker(
                 cluster.http.clone(),
+                pat.clone(),
                 cluster.base.clone(),
                 w,
                 stop.clone(),
@@ -453,7 +479,7 @@ async fn fifty_concurrent_requests_for_one_promotion_make_exactly_one() {
     if !cluster::available() {
         return;
     }
-    let cluster = Cluster::start(3, &[]);
+    let (cluster, pat) = start_cluster().await;
     let repo = format!("{DEV}/race/app");
     let digest = push_image(
         &cluster.http,
@@ -468,13 +494,13 @@ async fn fifty_concurrent_requests_for_one_promotion_make_exactly_one() {
     let mut before = Vec::new();
     for replica in &cluster.replicas {
         // Warm each replica's password cache, so the requests race in the promotion service.
-        let (status, body) = get_text(&cluster.http, &replica.url("/api/v1/promotions")).await;
+        let (status, body) = get_text(&pat, &replica.url("/api/v1/promotions")).await;
         assert_eq!(status, 200, "{body}");
         before.push(api_posts(&cluster.http, &replica.base).await);
     }
 
     let requests = (0..50).map(|_| {
-        let (http, base) = (cluster.http.clone(), cluster.base.clone());
+        let (http, base) = (pat.clone(), cluster.base.clone());
         let (repo, digest) = (repo.clone(), digest.clone());
         tokio::spawn(async move {
             oci::request_promotion(&http, &base, &repo, &digest, "staging")
@@ -599,7 +625,7 @@ async fn a_rolling_restart_under_a_push_pull_loop_fails_no_request() {
     if !cluster::available() {
         return;
     }
-    let mut cluster = Cluster::start(3, &[]);
+    let (mut cluster, _) = start_cluster().await;
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..4)
         .map(|w| {

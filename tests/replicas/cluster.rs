@@ -477,7 +477,20 @@ fn get(url: &str) -> Option<(u16, String)> {
     let text = String::from_utf8_lossy(&response).into_owned();
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_string()))
+    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return Some((status, body.to_string()));
+    }
+    // haproxy's stats page comes chunked even to HTTP/1.0.
+    let (mut rest, mut decoded) = (body, String::new());
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        if size == 0 {
+            return Some((status, decoded));
+        }
+        decoded.push_str(after.get(..size)?);
+        rest = after.get(size + 2..)?;
+    }
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
