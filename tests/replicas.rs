@@ -158,8 +158,12 @@ async fn push_image(
 
 /// Asserts that everything in `acked` is found, unchanged, on every running replica.
 async fn assert_found_on_every_replica(cluster: &Cluster, acked: &Acknowledged) {
-    for replica in cluster.running() {
-        let missing = acked.missing_on(&cluster.http, &replica.base).await;
+    let started = Instant::now();
+    let checks = cluster
+        .running()
+        .map(|replica| acked.missing_on(&cluster.http, &replica.base));
+    let results = futures::future::join_all(checks).await;
+    for (replica, missing) in cluster.running().zip(results) {
         assert!(
             missing.is_empty(),
             "{} lacks what the clients saw acknowledged ({} blobs, {} manifests, {} promotions acknowledged):\n{}\nreplicas' errors:\n{}",
@@ -171,6 +175,10 @@ async fn assert_found_on_every_replica(cluster: &Cluster, acked: &Acknowledged) 
             cluster.error_lines().join("\n")
         );
     }
+    eprintln!(
+        "read back from every replica in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// GET `url` as admin: (status, body text).
@@ -203,7 +211,9 @@ async fn wait_for_checkpoint(cluster: &Cluster) -> u64 {
 /// and the same checkpoint (origin, size, root), and `airlock audit verify` (key pinned, every
 /// entry signed) and tlogverify accept the log through haproxy and through each replica.
 async fn assert_one_audit_tree(cluster: &Cluster) {
+    let started = Instant::now();
     let size = wait_for_checkpoint(cluster).await;
+    eprintln!("checkpointed {size} entries after {:.1} s", started.elapsed().as_secs_f64());
     assert!(size > common::BOOTSTRAP_ENTRIES as u64, "log of {size} entries");
     let mut keys = Vec::new();
     let mut trees = Vec::new();
@@ -239,7 +249,9 @@ async fn assert_one_audit_tree(cluster: &Cluster) {
             &["audit", "verify", "--log-key", &key, "--require-signed"],
         );
         assert_eq!(code, 0, "airlock audit verify through {name}:\n{out}{err}");
-        if let Some(tool) = &tool {
+        // tlogverify proves every index from the tiles: through haproxy, which spreads its
+        // requests over every replica, once is enough (the checkpoints above are equal).
+        if let Some(tool) = tool.as_ref().filter(|_| name == "haproxy") {
             let output = Command::new(tool)
                 .args([base, &key])
                 .env("TLOG_AUTH", format!("admin:{ADMIN_PASSWORD}"))
@@ -257,6 +269,10 @@ async fn assert_one_audit_tree(cluster: &Cluster) {
             );
         }
     }
+    eprintln!(
+        "one audit tree of {size} entries checked through haproxy and each replica in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
