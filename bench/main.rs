@@ -19,12 +19,17 @@
 //! `airlock-bench uploads [--parallel 200] [--mib 100]` measures server memory (peak RSS) while many
 //! clients upload at once, against airlock and the distribution registry (see `uploads.rs`).
 //!
+//! `airlock-bench replicas [--runs 5] [--in-flight 8] [--manifests 400] [--promotions 200]`
+//! measures manifest pushes and promotions per second, and the CPU each costs, through haproxy in
+//! front of one and of three replicas on PostgreSQL + S3 (see `replicas.rs`).
+//!
 //! `airlock-bench tls [--blob-mib 1024] [--runs 3]` measures blob push/pull over TLS against
 //! plaintext in the same run, and TLS handshakes per second (see `tls.rs`).
 
 mod anomalies;
 mod audit;
 mod promote;
+mod replicas;
 mod tls;
 mod uploads;
 
@@ -419,6 +424,7 @@ async fn main() -> Result<()> {
         Some("anomalies") => return anomalies::run().await,
         Some("promote") => return promote::run().await,
         Some("uploads") => return uploads::run().await,
+        Some("replicas") => return replicas::run().await,
         _ => {}
     }
     let options = options()?;
