@@ -84,7 +84,8 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
     let rest = stat.rsplit_once(')').context("/proc stat")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
-    Ok(fields.get(11).context("utime")?.parse::<u64>()? + fields.get(12).context("stime")?.parse::<u64>()?)
+    Ok(fields.get(11).context("utime")?.parse::<u64>()?
+        + fields.get(12).context("stime")?.parse::<u64>()?)
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`).
@@ -123,9 +124,13 @@ impl Drop for Cluster {
 
 /// `url` (a PostgreSQL URL) with its database replaced by `name`.
 fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let authority = base.find("://").map_or(0, |i| i + 3);
-    let end = base[authority..].find('/').map_or(base.len(), |i| authority + i);
+    let end = base[authority..]
+        .find('/')
+        .map_or(base.len(), |i| authority + i);
     match query {
         Some(query) => format!("{}/{name}?{query}", &base[..end]),
         None => format!("{}/{name}", &base[..end]),
@@ -133,7 +138,9 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// A bundle with the default bundle's common rules and gates that require nothing else.
@@ -190,13 +197,19 @@ async fn wait_ok(url: &str) -> Result<()> {
 /// Starts `n` replicas on a fresh database and bucket, and haproxy in front of them.
 async fn start_cluster(options: &Options, n: usize, run: usize) -> Result<Cluster> {
     let dir = tempfile::tempdir()?;
-    let admin_url = std::env::var("AIRLOCK_TEST_POSTGRES_URL")
-        .context("AIRLOCK_TEST_POSTGRES_URL: start PostgreSQL with eval \"$(scripts/test-services)\"")?;
+    let admin_url = std::env::var("AIRLOCK_TEST_POSTGRES_URL").context(
+        "AIRLOCK_TEST_POSTGRES_URL: start PostgreSQL with eval \"$(scripts/test-services)\"",
+    )?;
     let s3 = airlock_store::test_support::TestS3::from_env()
         .context("the S3 test server: eval \"$(scripts/test-s3)\"")?;
     let database = format!("airlock_bench_{}_{n}_{run}", std::process::id());
     let created = Command::new("psql")
-        .args(["-q", &admin_url, "-c", &format!("CREATE DATABASE {database}")])
+        .args([
+            "-q",
+            &admin_url,
+            "-c",
+            &format!("CREATE DATABASE {database}"),
+        ])
         .status()?;
     if !created.success() {
         bail!("psql could not create database {database}");
@@ -222,7 +235,10 @@ async fn start_cluster(options: &Options, n: usize, run: usize) -> Result<Cluste
         ("AIRLOCK_INITIAL_ADMIN_PASSWORD", BENCH_PASSWORD.into()),
         ("AIRLOCK_LOG__LEVEL", "error".into()),
         // Bursts of promotions are what this measures, not an anomaly.
-        ("AIRLOCK_ANOMALIES__PROMOTION_BURST__THRESHOLD", "1000000".into()),
+        (
+            "AIRLOCK_ANOMALIES__PROMOTION_BURST__THRESHOLD",
+            "1000000".into(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -287,7 +303,12 @@ struct Phase {
 }
 
 /// Runs `requests` (futures yielding Ok on success), `in_flight` at a time, measuring the cluster.
-async fn measure<F>(cluster: &Cluster, ticks: f64, in_flight: usize, requests: Vec<F>) -> Result<Phase>
+async fn measure<F>(
+    cluster: &Cluster,
+    ticks: f64,
+    in_flight: usize,
+    requests: Vec<F>,
+) -> Result<Phase>
 where
     F: std::future::Future<Output = Result<()>>,
 {
@@ -363,7 +384,12 @@ async fn run_once(options: &Options, n: usize, run: usize, ticks: f64) -> Result
         .collect();
     let digests: Vec<String> = manifests
         .iter()
-        .map(|m| format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(m))))
+        .map(|m| {
+            format!(
+                "sha256:{}",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(m))
+            )
+        })
         .collect();
     let pushes = manifests
         .into_iter()
@@ -458,10 +484,30 @@ pub async fn run() -> Result<()> {
         let runs = &figures[i];
         let pick = |f: fn(&(Phase, Phase)) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
         let rows = [
-            (format!("{n} replica(s): manifest pushes"), pick(|r| r.0.per_second), "/s", 0),
-            (format!("{n} replica(s): CPU per manifest push"), pick(|r| r.0.cpu_ms), "ms", 2),
-            (format!("{n} replica(s): promotions"), pick(|r| r.1.per_second), "/s", 0),
-            (format!("{n} replica(s): CPU per promotion"), pick(|r| r.1.cpu_ms), "ms", 2),
+            (
+                format!("{n} replica(s): manifest pushes"),
+                pick(|r| r.0.per_second),
+                "/s",
+                0,
+            ),
+            (
+                format!("{n} replica(s): CPU per manifest push"),
+                pick(|r| r.0.cpu_ms),
+                "ms",
+                2,
+            ),
+            (
+                format!("{n} replica(s): promotions"),
+                pick(|r| r.1.per_second),
+                "/s",
+                0,
+            ),
+            (
+                format!("{n} replica(s): CPU per promotion"),
+                pick(|r| r.1.cpu_ms),
+                "ms",
+                2,
+            ),
         ];
         for (j, (what, values, unit, decimals)) in rows.iter().enumerate() {
             println!("{}", line(what, values, unit, *decimals));
@@ -471,7 +517,10 @@ pub async fn run() -> Result<()> {
             "{}",
             line(
                 &format!("{n} replica(s): haproxy CPU per request"),
-                &runs.iter().map(|r| (r.0.haproxy_cpu_ms + r.1.haproxy_cpu_ms) / 2.0).collect::<Vec<_>>(),
+                &runs
+                    .iter()
+                    .map(|r| (r.0.haproxy_cpu_ms + r.1.haproxy_cpu_ms) / 2.0)
+                    .collect::<Vec<_>>(),
                 "ms",
                 3
             )

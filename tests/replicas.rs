@@ -14,9 +14,9 @@
 //! Runs only with `AIRLOCK_TEST_BACKEND=distributed` (PostgreSQL + S3, see tests/common); needs
 //! haproxy (a missing one skips with a NOTICE, or fails under `AIRLOCK_INTEROP=required`).
 
-mod common;
 #[path = "replicas/cluster.rs"]
 mod cluster;
+mod common;
 #[path = "replicas/oci.rs"]
 mod oci;
 
@@ -193,7 +193,8 @@ async fn get_text(http: &reqwest::Client, url: &str) -> (u16, String) {
 async fn wait_for_checkpoint(cluster: &Cluster) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (status, body) = get_text(&cluster.http, &cluster.url("/api/v1/audit/checkpoint")).await;
+        let (status, body) =
+            get_text(&cluster.http, &cluster.url("/api/v1/audit/checkpoint")).await;
         assert_eq!(status, 200, "{body}");
         let checkpoint: Value = serde_json::from_str(&body).expect("checkpoint JSON");
         if checkpoint["size"] == checkpoint["entries"] {
@@ -213,8 +214,14 @@ async fn wait_for_checkpoint(cluster: &Cluster) -> u64 {
 async fn assert_one_audit_tree(cluster: &Cluster) {
     let started = Instant::now();
     let size = wait_for_checkpoint(cluster).await;
-    eprintln!("checkpointed {size} entries after {:.1} s", started.elapsed().as_secs_f64());
-    assert!(size > common::BOOTSTRAP_ENTRIES as u64, "log of {size} entries");
+    eprintln!(
+        "checkpointed {size} entries after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        size > common::BOOTSTRAP_ENTRIES as u64,
+        "log of {size} entries"
+    );
     let mut keys = Vec::new();
     let mut trees = Vec::new();
     for replica in cluster.running() {
@@ -351,7 +358,10 @@ async fn real_clients_push_and_promote_through_three_replicas() {
         String::from_utf8_lossy(&oras.stderr)
     );
     let oras_said: Value = serde_json::from_slice(&oras.stdout).expect("oras JSON");
-    let oras_digest = oras_said["artifact_digest"].as_str().expect("digest").to_string();
+    let oras_digest = oras_said["artifact_digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
 
     // Promotions through haproxy, all at once.
     let promotions = to_promote.iter().map(|(repo, digest)| {
@@ -533,7 +543,11 @@ async fn fifty_concurrent_requests_for_one_promotion_make_exactly_one() {
     // The requests were spread over all three replicas.
     for (replica, before) in cluster.replicas.iter().zip(before) {
         let served = api_posts(&cluster.http, &replica.base).await - before;
-        assert!(served > 0, "{} served none of the 50 requests", replica.name);
+        assert!(
+            served > 0,
+            "{} served none of the 50 requests",
+            replica.name
+        );
         eprintln!("{} served {served} of the 50 requests", replica.name);
     }
     let created: Vec<&Value> = results
@@ -542,7 +556,11 @@ async fn fifty_concurrent_requests_for_one_promotion_make_exactly_one() {
         .map(|(_, b)| b)
         .collect();
     assert_eq!(created.len(), 1, "{results:#?}");
-    assert_eq!(created[0]["promotion"]["state"], "promoted", "{:#}", created[0]);
+    assert_eq!(
+        created[0]["promotion"]["state"], "promoted",
+        "{:#}",
+        created[0]
+    );
     let id = created[0]["promotion"]["id"].as_str().unwrap().to_string();
     for (status, body) in results.iter().filter(|(s, _)| *s != 201) {
         assert_eq!(*status, 409, "{body:#}");

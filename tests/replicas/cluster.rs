@@ -127,13 +127,13 @@ impl Cluster {
         shared_env.extend(common::distributed_blob_env(&shared));
         for (key, value) in [
             ("AIRLOCK_AUDIT__ORIGIN", ORIGIN.to_string()),
-            (
-                "AIRLOCK_KEY_ENCRYPTION_KEY_FILE",
-                kek.display().to_string(),
-            ),
+            ("AIRLOCK_KEY_ENCRYPTION_KEY_FILE", kek.display().to_string()),
             ("AIRLOCK_ACCESS__PUBLIC_URL", base.clone()),
             ("AIRLOCK_POLICY__BUNDLE", bundle.display().to_string()),
-            ("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", DRAIN_DELAY_SECS.to_string()),
+            (
+                "AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS",
+                DRAIN_DELAY_SECS.to_string(),
+            ),
             ("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string()),
             ("AIRLOCK_LOG__LEVEL", "warn".to_string()),
         ] {
@@ -283,7 +283,9 @@ impl Cluster {
         };
         lines
             .map(|line| line.split(',').collect::<Vec<_>>())
-            .filter(|f| f.get(px) == Some(&"replicas") && f.get(sv).is_some_and(|s| s.starts_with('r')))
+            .filter(|f| {
+                f.get(px) == Some(&"replicas") && f.get(sv).is_some_and(|s| s.starts_with('r'))
+            })
             .map(|f| (f[sv].to_string(), f[status].to_string()))
             .collect()
     }
@@ -344,7 +346,11 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        assert!(status.success(), "{} exited with {status} after SIGTERM", replica.name);
+        assert!(
+            status.success(),
+            "{} exited with {status} after SIGTERM",
+            replica.name
+        );
     }
 
     /// Starts replica `i` again on its port and data directory and waits until it is ready and
@@ -467,17 +473,24 @@ fn wait_ready(replica: &Replica) {
 fn get(url: &str) -> Option<(u16, String)> {
     use std::io::{Read as _, Write as _};
     let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
     let mut stream = std::net::TcpStream::connect(host).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).ok()?;
     let text = String::from_utf8_lossy(&response).into_owned();
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return Some((status, body.to_string()));
     }
     // haproxy's stats page comes chunked even to HTTP/1.0.

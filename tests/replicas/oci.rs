@@ -285,7 +285,10 @@ impl Layout {
             .iter()
             .enumerate()
             .map(|(i, size)| {
-                let content = gzip(&pseudo_random(*size, seed.wrapping_mul(31).wrapping_add(i as u8)));
+                let content = gzip(&pseudo_random(
+                    *size,
+                    seed.wrapping_mul(31).wrapping_add(i as u8),
+                ));
                 layout.blob("application/vnd.oci.image.layer.v1.tar+gzip", &content)
             })
             .collect();
