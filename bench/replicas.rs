@@ -88,6 +88,36 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
         + fields.get(12).context("stime")?.parse::<u64>()?)
 }
 
+/// CPU time of process `pid` and its children (PostgreSQL's backends under the postmaster).
+fn tree_ticks(pid: u32) -> Result<u64> {
+    let mut sum = cpu_ticks(pid)?;
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))?;
+    for child in children.split_whitespace() {
+        // A backend that exited meanwhile no longer counts: the figure is a lower bound.
+        sum += cpu_ticks(child.parse()?).unwrap_or(0);
+    }
+    Ok(sum)
+}
+
+/// The services' processes (PostgreSQL's postmaster and the S3 test server), from the variables
+/// `scripts/test-services` and `scripts/test-s3` print; empty when unknown.
+fn service_pids() -> Vec<u32> {
+    let mut pids = Vec::new();
+    if let Ok(dir) = std::env::var("AIRLOCK_TEST_SERVICES_DIR")
+        && let Ok(text) = std::fs::read_to_string(Path::new(&dir).join("pg/data/postmaster.pid"))
+        && let Some(pid) = text.lines().next().and_then(|l| l.trim().parse().ok())
+    {
+        pids.push(pid);
+    }
+    if let Some(pid) = std::env::var("AIRLOCK_TEST_S3_PID")
+        .ok()
+        .and_then(|p| p.parse().ok())
+    {
+        pids.push(pid);
+    }
+    pids
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`).
 fn ticks_per_second() -> Result<f64> {
     let output = Command::new("getconf").arg("CLK_TCK").output()?;
@@ -300,6 +330,8 @@ struct Phase {
     cpu_ms: f64,
     /// haproxy CPU per request, in milliseconds.
     haproxy_cpu_ms: f64,
+    /// PostgreSQL's and the S3 server's CPU per request, in milliseconds.
+    services_cpu_ms: f64,
 }
 
 /// Runs `requests` (futures yielding Ok on success), `in_flight` at a time, measuring the cluster.
@@ -313,28 +345,35 @@ where
     F: std::future::Future<Output = Result<()>>,
 {
     let count = requests.len() as f64;
-    let cpu = |cluster: &Cluster| -> Result<(u64, u64)> {
-        let mut sum = 0;
+    let services = service_pids();
+    let cpu = |cluster: &Cluster| -> Result<[u64; 3]> {
+        let mut replicas = 0;
         for child in &cluster.replicas {
-            sum += cpu_ticks(child.id())?;
+            replicas += cpu_ticks(child.id())?;
         }
-        Ok((sum, cpu_ticks(cluster.haproxy.id())?))
+        let mut others = 0;
+        for pid in &services {
+            others += tree_ticks(*pid)?;
+        }
+        Ok([replicas, cpu_ticks(cluster.haproxy.id())?, others])
     };
-    let (before, haproxy_before) = cpu(cluster)?;
+    let before = cpu(cluster)?;
     let started = Instant::now();
     let results: Vec<Result<()>> = futures::stream::iter(requests)
         .buffer_unordered(in_flight)
         .collect()
         .await;
     let elapsed = started.elapsed().as_secs_f64();
-    let (after, haproxy_after) = cpu(cluster)?;
+    let after = cpu(cluster)?;
     if let Some(Err(err)) = results.into_iter().find(Result::is_err) {
         return Err(err);
     }
+    let per_request = |i: usize| after[i].saturating_sub(before[i]) as f64 / ticks * 1000.0 / count;
     Ok(Phase {
         per_second: count / elapsed,
-        cpu_ms: (after - before) as f64 / ticks * 1000.0 / count,
-        haproxy_cpu_ms: (haproxy_after - haproxy_before) as f64 / ticks * 1000.0 / count,
+        cpu_ms: per_request(0),
+        haproxy_cpu_ms: per_request(1),
+        services_cpu_ms: per_request(2),
     })
 }
 
@@ -466,14 +505,16 @@ pub async fn run() -> Result<()> {
         for n in order {
             let (pushed, promoted) = run_once(&options, n, run, ticks).await?;
             println!(
-                "run {} replicas={n}: manifest pushes {:.0}/s ({:.2} ms CPU each, haproxy {:.2} ms), promotions {:.0}/s ({:.2} ms CPU each, haproxy {:.2} ms)",
+                "run {} replicas={n}: manifest pushes {:.0}/s (CPU each: replicas {:.2} ms, haproxy {:.2} ms, PostgreSQL + S3 {:.2} ms), promotions {:.0}/s (replicas {:.2} ms, haproxy {:.2} ms, PostgreSQL + S3 {:.2} ms)",
                 run + 1,
                 pushed.per_second,
                 pushed.cpu_ms,
                 pushed.haproxy_cpu_ms,
+                pushed.services_cpu_ms,
                 promoted.per_second,
                 promoted.cpu_ms,
-                promoted.haproxy_cpu_ms
+                promoted.haproxy_cpu_ms,
+                promoted.services_cpu_ms
             );
             figures[usize::from(n == 3)].push((pushed, promoted));
         }
@@ -525,6 +566,23 @@ pub async fn run() -> Result<()> {
                 3
             )
         );
+        for (what, pick) in [
+            (
+                "manifest push",
+                (|r: &(Phase, Phase)| r.0.services_cpu_ms) as fn(&(Phase, Phase)) -> f64,
+            ),
+            ("promotion", |r: &(Phase, Phase)| r.1.services_cpu_ms),
+        ] {
+            println!(
+                "{}",
+                line(
+                    &format!("{n} replica(s): PostgreSQL + S3 CPU per {what}"),
+                    &runs.iter().map(pick).collect::<Vec<_>>(),
+                    "ms",
+                    2
+                )
+            );
+        }
     }
     println!(
         "3 vs 1 replicas (medians): manifest pushes {:.2}x, promotions {:.2}x throughput; CPU per manifest push {:.2}x, per promotion {:.2}x",
