@@ -14,7 +14,11 @@
 //!
 //! For each phase it prints requests per second and the CPU the replicas spent per request: the
 //! sum over the replicas of utime + stime from `/proc/PID/stat`, before and after the phase,
-//! divided by the requests (haproxy's own CPU is printed apart). One and three replicas alternate
+//! divided by the requests (haproxy's, and PostgreSQL's and the S3 server's, printed apart; the
+//! services are found through `AIRLOCK_TEST_SERVICES_DIR` and `AIRLOCK_TEST_S3_PID`). Before
+//! the phases it measures what the replicas spend idle for 3 s (CPU per second). haproxy checks
+//! `/readyz` every 2 s here, as the Kubernetes probe in `deploy/` does, not every 200 ms as in
+//! the tests. One and three replicas alternate
 //! run by run so that load from elsewhere hits both; the summary gives the median and the spread
 //! (min-max) of `--runs` runs.
 //!
@@ -298,6 +302,13 @@ async fn start_cluster(options: &Options, n: usize, run: usize) -> Result<Cluste
         .replace("@LB_PORT@", &lb_port.to_string())
         .replace("@STATS_PORT@", &stats_port.to_string())
         .replace("    log stderr format raw local0 info\n", "")
+        // Health checks every 2 s (as the Kubernetes readiness probe in deploy/), not the tests'
+        // 200 ms: each /readyz writes a byte to the blob store, and three replicas checked five
+        // times a second would be measured as the cost of replicas.
+        .replace(
+            "inter 200ms fastinter 100ms downinter 200ms",
+            "inter 2s fastinter 1s downinter 2s",
+        )
         + &servers;
     let config_path = dir.path().join("haproxy.cfg");
     std::fs::write(&config_path, config)?;
@@ -377,8 +388,14 @@ where
     })
 }
 
-/// One run against `n` replicas: (manifest pushes, promotions).
-async fn run_once(options: &Options, n: usize, run: usize, ticks: f64) -> Result<(Phase, Phase)> {
+/// One run against `n` replicas: (manifest pushes, promotions, the replicas' idle CPU in ms per
+/// second).
+async fn run_once(
+    options: &Options,
+    n: usize,
+    run: usize,
+    ticks: f64,
+) -> Result<(Phase, Phase, f64)> {
     let cluster = start_cluster(options, n, run).await?;
     let base = cluster.base.clone();
     let admin = client(Some(("admin", BENCH_PASSWORD)))?;
@@ -430,6 +447,12 @@ async fn run_once(options: &Options, n: usize, run: usize, ticks: f64) -> Result
             )
         })
         .collect();
+    // What the replicas spend doing nothing (integrator rounds, health checks, housekeeping).
+    let idle_before = replicas_ticks(&cluster)?;
+    tokio::time::sleep(IDLE).await;
+    let idle_ms_per_s = (replicas_ticks(&cluster)?.saturating_sub(idle_before)) as f64 / ticks
+        * 1000.0
+        / IDLE.as_secs_f64();
     let pushes = manifests
         .into_iter()
         .enumerate()
@@ -470,7 +493,15 @@ async fn run_once(options: &Options, n: usize, run: usize, ticks: f64) -> Result
         .collect();
     let promoted = measure(&cluster, ticks, options.in_flight, promotions).await?;
     drop(cluster);
-    Ok((pushed, promoted))
+    Ok((pushed, promoted, idle_ms_per_s))
+}
+
+/// How long the idle CPU of the replicas is measured.
+const IDLE: Duration = Duration::from_secs(3);
+
+/// The replicas' CPU so far, in clock ticks.
+fn replicas_ticks(cluster: &Cluster) -> Result<u64> {
+    cluster.replicas.iter().map(|c| cpu_ticks(c.id())).sum()
 }
 
 /// Median and (min, max) of `values`.
@@ -500,10 +531,16 @@ pub async fn run() -> Result<()> {
         options.runs, options.in_flight, options.manifests, options.promotions
     );
     let mut figures: [Vec<(Phase, Phase)>; 2] = [Vec::new(), Vec::new()];
+    let mut idle_figures: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for run in 0..options.runs {
         let order = if run % 2 == 0 { [1, 3] } else { [3, 1] };
         for n in order {
-            let (pushed, promoted) = run_once(&options, n, run, ticks).await?;
+            let (pushed, promoted, idle) = run_once(&options, n, run, ticks).await?;
+            println!(
+                "run {} replicas={n}: idle replicas {idle:.1} ms CPU per second",
+                run + 1
+            );
+            idle_figures[usize::from(n == 3)].push(idle);
             println!(
                 "run {} replicas={n}: manifest pushes {:.0}/s (CPU each: replicas {:.2} ms, haproxy {:.2} ms, PostgreSQL + S3 {:.2} ms), promotions {:.0}/s (replicas {:.2} ms, haproxy {:.2} ms, PostgreSQL + S3 {:.2} ms)",
                 run + 1,
@@ -564,6 +601,15 @@ pub async fn run() -> Result<()> {
                     .collect::<Vec<_>>(),
                 "ms",
                 3
+            )
+        );
+        println!(
+            "{}",
+            line(
+                &format!("{n} replica(s): idle CPU, ms per second"),
+                &idle_figures[i],
+                "ms",
+                1
             )
         );
         for (what, pick) in [
