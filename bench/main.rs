@@ -23,6 +23,10 @@
 //! measures the distributed engines (PostgreSQL + S3) against the embedded default (SQLite + a
 //! local directory) in the same run (see `engines.rs`).
 //!
+//! `airlock-bench replicas [--runs 5] [--in-flight 8] [--manifests 400] [--promotions 200]`
+//! measures manifest pushes and promotions per second, and the CPU each costs, through haproxy in
+//! front of one and of three replicas on PostgreSQL + S3 (see `replicas.rs`).
+//!
 //! `airlock-bench tls [--blob-mib 1024] [--runs 3]` measures blob push/pull over TLS against
 //! plaintext in the same run, and TLS handshakes per second (see `tls.rs`).
 
@@ -30,6 +34,7 @@ mod anomalies;
 mod audit;
 mod engines;
 mod promote;
+mod replicas;
 mod tls;
 mod uploads;
 
@@ -431,6 +436,7 @@ async fn main() -> Result<()> {
         Some("anomalies") => return anomalies::run().await,
         Some("promote") => return promote::run().await,
         Some("uploads") => return uploads::run().await,
+        Some("replicas") => return replicas::run().await,
         _ => {}
     }
     let options = options()?;

@@ -1291,3 +1291,15 @@ impl TestServer {
         Self::attach(child, data_dir.to_path_buf(), None)
     }
 }
+
+impl ServerLog {
+    /// Adds a line (for harnesses that collect a process's log themselves).
+    pub fn push(&self, line: String) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

@@ -12,6 +12,12 @@
 //! - the stored hashes must produce the checkpoint's root;
 //! - the newest [`TAIL`] entries under the checkpoint must hash to their stored leaf hashes.
 //!
+//! With several replicas on one database another replica may sign a checkpoint while this check
+//! reads (its hashes and checkpoint commit together, but the check reads the checkpoint and the
+//! counts in separate queries). A failed check whose newest checkpoint has moved meanwhile is
+//! therefore started over, up to [`ATTEMPTS`] times; a check that fails against a checkpoint that
+//! did not move is a refusal.
+//!
 //! This costs O(TAIL + log n) at start; `airlock audit verify` checks every entry. It does not
 //! detect a rewrite that also removed the newer checkpoints and their hashes consistently: only a
 //! checkpoint saved elsewhere (`--trusted-checkpoint`) catches that.
@@ -24,6 +30,9 @@ use super::{AuditLogError, DbHashes};
 /// How many of the newest checkpointed entries are re-hashed at start.
 pub const TAIL: u64 = 1024;
 
+/// How many times the check runs while other replicas keep signing checkpoints under it.
+pub const ATTEMPTS: u32 = 10;
+
 /// What to do about an inconsistent log, appended to every refusal.
 const RECOVERY: &str = "airlock will not sign on top of it. Stop here: restore the database from a backup taken before the damage (docs/operations.md, Recovery) and run `airlock audit verify --data-dir DIR --trusted-checkpoint FILE` with a checkpoint saved earlier";
 
@@ -31,8 +40,30 @@ fn refuse(problem: String) -> AuditLogError {
     AuditLogError::Integrity(format!("{problem}; {RECOVERY}"))
 }
 
-/// Checks that entries, stored hashes and the newest checkpoint agree (see the module docs).
+/// Checks that entries, stored hashes and the newest checkpoint agree (see the module docs),
+/// starting over when another replica signed a newer checkpoint while it read.
 pub(super) async fn check(metadata: &Metadata, key: &LogKey) -> Result<(), AuditLogError> {
+    let mut attempt = 1;
+    loop {
+        let checked = metadata.latest_checkpoint().await?.map(|c| c.size);
+        let Err(err) = check_newest(metadata, key).await else {
+            return Ok(());
+        };
+        let now = metadata.latest_checkpoint().await?.map(|c| c.size);
+        if now == checked || attempt >= ATTEMPTS {
+            return Err(err);
+        }
+        tracing::info!(
+            checked = ?checked,
+            now = ?now,
+            "another replica signed an audit checkpoint during the start-up check; checking again"
+        );
+        attempt += 1;
+    }
+}
+
+/// One pass of [`check`] over the newest checkpoint as it reads it.
+async fn check_newest(metadata: &Metadata, key: &LogKey) -> Result<(), AuditLogError> {
     let Some(latest) = metadata.latest_checkpoint().await? else {
         let counts = metadata.audit_table_counts(0).await?;
         if counts.entries > 0 || counts.hashes > 0 {
