@@ -1232,10 +1232,51 @@ pub fn backend_env(data_dir: &Path) -> Vec<(String, String)> {
         // Two servers started over one directory at once may race here: one creates it.
         psql(&format!("CREATE DATABASE {name}"));
     }
-    vec![(
-        "AIRLOCK_DATABASE_URL".to_string(),
-        postgres_url_with_database(&admin, &name),
-    )]
+    vec![
+        (
+            "AIRLOCK_DATABASE_URL".to_string(),
+            postgres_url_with_database(&admin, &name),
+        ),
+        (
+            "AIRLOCK_KEY_ENCRYPTION_KEY_FILE".to_string(),
+            test_kek_file(data_dir).display().to_string(),
+        ),
+    ]
+}
+
+/// The key-encryption key file of the server over `data_dir` (distributed only): beside the data
+/// directory (`<data_dir>.kek`), 32 random bytes in base64, made on first use, so a server
+/// restarted over the same directory opens the keys it sealed.
+pub fn test_kek_file(data_dir: &Path) -> PathBuf {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let mut name = data_dir.as_os_str().to_owned();
+    name.push(".kek");
+    let path = PathBuf::from(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("create the KEK file's directory");
+    }
+    if path.exists() {
+        return path;
+    }
+    use std::io::Read as _;
+    let mut kek = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut kek))
+        .expect("read /dev/urandom");
+    // Written aside and linked into place, so a server started at the same moment over the same
+    // directory never reads a half-written file; of two such, one link wins.
+    let temp = PathBuf::from(format!("{}.{}", path.display(), std::process::id()));
+    let mut file = std::fs::File::create(&temp).expect("create the KEK file");
+    writeln!(
+        file,
+        "{}",
+        base64::engine::general_purpose::STANDARD.encode(kek)
+    )
+    .expect("write the KEK file");
+    let _ = std::fs::hard_link(&temp, &path);
+    let _ = std::fs::remove_file(&temp);
+    path
 }
 
 /// Drops the database of the server over `data_dir` (distributed only), closing its
@@ -1266,4 +1307,26 @@ pub async fn execute_on_database(data_dir: &Path, sql: &str, binds: &[&str]) -> 
     let done = query.execute(&mut connection).await.expect("execute");
     connection.close().await.expect("close");
     done.rows_affected()
+}
+
+impl TestServer {
+    /// A server over `data_dir` on the embedded default (SQLite and blobs in the data directory)
+    /// whatever `AIRLOCK_TEST_BACKEND` says: for tests that move an embedded installation's
+    /// files to the distributed engines.
+    pub fn start_embedded_in(data_dir: &Path) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("AIRLOCK_DATABASE_URL")
+            .env_remove("AIRLOCK_BLOB_STORE")
+            .env_remove("AIRLOCK_KEY_ENCRYPTION_KEY_FILE")
+            .env("AIRLOCK_LOG__LEVEL", "warn")
+            .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
+            .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start airlock serve");
+        Self::attach(child, data_dir.to_path_buf(), None)
+    }
 }

@@ -309,6 +309,13 @@ pub async fn serve(
         Some(key) => AuditLog::open_with_key(registry.metadata().clone(), key).await?,
         None => AuditLog::open(registry.metadata().clone(), &config.data_dir, &origin).await?,
     });
+    if !keys.deferred_audit.is_empty() {
+        registry
+            .metadata()
+            .record_events(&keys.deferred_audit)
+            .await
+            .map_err(crate::server_keys::ServerKeyError::Store)?;
+    }
     let integrator = tokio::spawn(audit.clone().run_integrator());
     let anomalies = crate::anomalies::Anomalies::new(
         registry.metadata().clone(),

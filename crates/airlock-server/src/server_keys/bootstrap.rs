@@ -40,6 +40,9 @@ pub struct OpenedKeys {
     pub attestations: Arc<AttestationKeys>,
     /// The database's keys, when they are shared.
     pub shared: Option<Arc<SharedKeys>>,
+    /// Imports to record once the audit log is open: those of a first start on a new log, which
+    /// holds no entry before its first checkpoint.
+    pub deferred_audit: Vec<AuditRecord>,
 }
 
 /// Opens the keys as the module docs say. `origin` names a log key made now.
@@ -63,6 +66,7 @@ pub async fn open(
             tokens: Arc::new(TokenKeys::open(dir, TOKEN_ISSUER, TOKEN_SERVICE, leeway)?),
             attestations: Arc::new(AttestationKeys::open(dir)?),
             shared: None,
+            deferred_audit: Vec::new(),
         });
     }
     let path = config
@@ -71,16 +75,30 @@ pub async fn open(
         .ok_or(kek::KekError::NotConfigured)?;
     let kek = kek::read(path)?;
     let mut set = metadata.server_keys(&kek).await?;
+    let mut deferred_audit = Vec::new();
     let missing: Vec<KeyPurpose> = KeyPurpose::ALL
         .into_iter()
         .filter(|p| set.current(*p).is_none())
         .collect();
     if !missing.is_empty() {
         let (records, audit) = candidates(&missing, &config.data_dir, metadata, origin).await?;
-        let installed = metadata.install_server_keys(&kek, &records, &audit).await?;
+        // A log without its first checkpoint may hold no entry (the audit log refuses to sign
+        // on top of one): on a new log the imports are recorded once it is open.
+        let log_started = metadata.audit_table_counts(0).await?.checkpoints > 0;
+        let in_transaction: &[(KeyPurpose, AuditRecord)] = if log_started { &audit } else { &[] };
+        let installed = metadata
+            .install_server_keys(&kek, &records, in_transaction)
+            .await?;
         for purpose in &installed {
             let imported = audit.iter().any(|(p, _)| p == purpose);
             tracing::info!(key = %purpose, imported, "stored airlock's {purpose} key in the database, sealed under the key-encryption key");
+        }
+        if !log_started {
+            deferred_audit = audit
+                .into_iter()
+                .filter(|(p, _)| installed.contains(p))
+                .map(|(_, record)| record)
+                .collect();
         }
         set = metadata.server_keys(&kek).await?;
     }
@@ -103,6 +121,7 @@ pub async fn open(
         )?),
         attestations: Arc::new(AttestationKeys::shared(&set)?),
         shared: Some(shared),
+        deferred_audit,
     })
 }
 
