@@ -179,6 +179,20 @@ impl Metadata {
         )
     }
 
+    /// The public half of the current key of `purpose` (no KEK needed: public halves are stored
+    /// in clear), if one is stored: for tools that verify, such as `airlock audit verify`.
+    pub async fn current_server_public_key(
+        &self,
+        purpose: KeyPurpose,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT public_key FROM server_keys WHERE purpose = $1 AND retired_at IS NULL",
+        )
+        .bind(purpose.as_str())
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
     /// Every stored server key, current keys' private halves opened with `kek`.
     pub async fn server_keys(&self, kek: &KeyEncryptionKey) -> Result<ServerKeySet, StoreError> {
         let version = self.server_keys_version().await?;

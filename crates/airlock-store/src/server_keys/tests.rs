@@ -65,6 +65,13 @@ async fn keys_install_once_and_rotate_with_the_version() {
                 .is_empty()
         );
         assert_eq!(meta.audit_entry_count().await.unwrap(), 1);
+        assert_eq!(
+            meta.current_server_public_key(KeyPurpose::Log)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("public l1")
+        );
         let set = meta.server_keys(&kek).await.unwrap();
         assert_eq!(set.version, 1);
         assert_eq!(set.keys.len(), 4);
