@@ -1330,3 +1330,40 @@ impl TestServer {
         Self::attach(child, data_dir.to_path_buf(), None)
     }
 }
+
+/// The private key file `name` (`log-key`, `token-key.pem`, `attestation-key.pem`) of the server
+/// over `data_dir`, as text: the file in the data directory on the embedded default; under
+/// `AIRLOCK_TEST_BACKEND=distributed` the key stored in its database, opened with its KEK file.
+/// For tests that sign as the server or move its key elsewhere.
+pub async fn server_private_key(data_dir: &Path, name: &str) -> String {
+    if !distributed() {
+        return std::fs::read_to_string(data_dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    use base64::Engine as _;
+    let purpose = match name {
+        "log-key" => airlock_store::KeyPurpose::Log,
+        "token-key.pem" => airlock_store::KeyPurpose::Token,
+        "attestation-key.pem" => airlock_store::KeyPurpose::Attestation,
+        other => panic!("no server key file {other}"),
+    };
+    let env = backend_env(data_dir);
+    let url = &env[0].1;
+    let text = std::fs::read_to_string(test_kek_file(data_dir)).expect("KEK file");
+    let bytes: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .expect("KEK base64")
+        .try_into()
+        .expect("32 bytes");
+    let metadata = airlock_store::Metadata::open_postgres(url)
+        .await
+        .expect("open the server's database");
+    let keys = metadata
+        .server_keys(&airlock_store::KeyEncryptionKey::new(bytes))
+        .await
+        .expect("stored keys");
+    metadata.close().await;
+    keys.current(purpose)
+        .and_then(|key| key.private_key.clone())
+        .unwrap_or_else(|| panic!("no stored {name}"))
+}
