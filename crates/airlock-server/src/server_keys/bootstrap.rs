@@ -252,10 +252,14 @@ async fn candidates(
     Ok((records, audit))
 }
 
+/// Reads something (a key id, a public half) from a private key's text.
+type FromPrivate = fn(&str) -> Result<String, ServerKeyError>;
+
+/// A rotatable key's file name, key id, public half and new-key functions.
 type Rotatable = (
     &'static str,
-    fn(&str) -> Result<String, ServerKeyError>,
-    fn(&str) -> Result<String, ServerKeyError>,
+    FromPrivate,
+    FromPrivate,
     fn(i64) -> Result<ServerKeyRecord, ServerKeyError>,
 );
 
@@ -264,8 +268,8 @@ type Rotatable = (
 fn import_rotatable(
     purpose: KeyPurpose,
     files: &KeyFiles,
-    key_id_of: fn(&str) -> Result<String, ServerKeyError>,
-    public_of: fn(&str) -> Result<String, ServerKeyError>,
+    key_id_of: FromPrivate,
+    public_of: FromPrivate,
 ) -> Result<Option<Vec<ServerKeyRecord>>, ServerKeyError> {
     if !files.key.exists() {
         return Ok(None);
@@ -306,7 +310,7 @@ fn import_rotatable(
 
 /// Warns about key files in the data directory that are not the stored keys (they are not used).
 fn warn_about_other_files(data_dir: &Path, set: &ServerKeySet) {
-    let files: [(KeyPurpose, &str, fn(&str) -> Result<String, ServerKeyError>); 3] = [
+    let files: [(KeyPurpose, &str, FromPrivate); 3] = [
         (KeyPurpose::Log, LOG_KEY_FILE, |text| {
             LogKey::from_private_text(text)
                 .map(|key| log_key_id(&key))
