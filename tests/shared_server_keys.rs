@@ -427,9 +427,9 @@ async fn a_wrong_or_missing_key_encryption_key_refuses_the_start() {
 }
 
 /// An embedded installation's key files are imported on its first start on PostgreSQL: the
-/// log's public key, the attestation key and the token key stay what they were (a token the
-/// embedded server issued still works), the import is audited, and a second replica without
-/// the files uses the imported keys.
+/// log's public key, the attestation key and the token key with its history stay what they were
+/// (tokens the embedded server issued, before and after a rotation, still work), the import is
+/// audited, and a second replica without the files uses the imported keys.
 #[tokio::test]
 async fn key_files_are_imported_on_the_first_postgres_start() {
     if distributed_only() {
@@ -441,19 +441,62 @@ async fn key_files_are_imported_on_the_first_postgres_start() {
     let verifier = log_key(&embedded).await;
     let pem = attestation_pem(&embedded).await;
     let old_token = token(&embedded).await;
+    // A rotated token key: its history file comes along, and the replaced key's tokens stay
+    // valid through the overlap after the move.
+    let keyadmin = common::add_user(
+        &embedded,
+        "keyadmin",
+        "shared-keys-password-1",
+        &[("key-admin", "*")],
+    )
+    .await;
+    let (status, rotated) = post(
+        &keyadmin,
+        &embedded.url("/api/v1/server-keys/token/rotate"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_token = token(&embedded).await;
     embedded.stop();
     drop(embedded);
     assert_eq!(
         key_files_in(&dir),
-        ["log-key", "token-key.pem", "attestation-key.pem"]
+        [
+            "log-key",
+            "token-key.pem",
+            "attestation-key.pem",
+            "token-keys.json"
+        ]
     );
 
     // The PostgreSQL database is new while the directory holds keys: started on purpose.
     let on_postgres = TestServer::start_in_with_args(&dir, &["--allow-new-database"], &[]);
     assert_eq!(log_key(&on_postgres).await, verifier);
     assert_eq!(attestation_pem(&on_postgres).await, pem);
-    assert_eq!(kid(&token(&on_postgres).await), kid(&old_token));
+    assert_eq!(kid(&token(&on_postgres).await), kid(&new_token));
+    assert_eq!(whoami(&on_postgres, &new_token).await, 200);
     assert_eq!(whoami(&on_postgres, &old_token).await, 200);
+    let listing: Value = on_postgres
+        .http
+        .get(on_postgres.url("/api/v1/server-keys"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listing["token"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [kid(&new_token), kid(&old_token)], "{listing:#}");
+    assert!(
+        listing["token"][1]["accepted_until"].is_string(),
+        "{listing:#}"
+    );
     let imported: Vec<String> = on_postgres
         .audit_entries()
         .await
