@@ -437,7 +437,7 @@ async fn key_files_are_imported_on_the_first_postgres_start() {
     }
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("data");
-    let mut embedded = TestServer::start_embedded_in(&dir);
+    let mut embedded = TestServer::start_embedded_in(&dir, &[]);
     let verifier = log_key(&embedded).await;
     let pem = attestation_pem(&embedded).await;
     let old_token = token(&embedded).await;

@@ -24,6 +24,7 @@ pub mod gc;
 pub mod identity;
 pub mod meta;
 pub mod metrics;
+pub mod migrate_store;
 pub mod oci;
 pub mod openapi;
 pub mod outbound_tls;

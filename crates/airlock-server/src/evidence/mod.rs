@@ -625,7 +625,7 @@ impl EvidenceService {
                 &items,
                 &records,
                 submitted,
-                async move {
+                || async move {
                     match submitted {
                         Some(blob) => Ok(blobs.size(blob).await?.is_some()),
                         None => Ok(true),
