@@ -129,7 +129,10 @@ impl DistributedBackend {
     async fn create(options: &Options) -> Result<Self> {
         let suffix = random_suffix()?;
         let database = format!("airlock_bench_{suffix}");
-        psql(&options.postgres_url, &format!("CREATE DATABASE {database}"))?;
+        psql(
+            &options.postgres_url,
+            &format!("CREATE DATABASE {database}"),
+        )?;
         let url = url_with_database(&options.postgres_url, &database);
         let bucket = format!("airlock-bench-{suffix}");
         options.s3.create_bucket(&bucket).await?;

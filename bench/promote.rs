@@ -399,52 +399,52 @@ async fn start_airlock(options: &Options) -> Result<Airlock> {
 impl Airlock {
     /// Creates the benchmark's principals and signing keys on a started airlock.
     pub(crate) async fn set_up(server: crate::Server) -> Result<Airlock> {
-    let base = server.base.clone();
-    let host = base
-        .strip_prefix("http://")
-        .context("airlock base URL")?
-        .to_string();
-    let admin = crate::client(server.credentials)?;
-    // The admin creates the users and grants the roles; nobody grants themselves a role.
-    for (name, password, role) in [
-        ("kim", KIM_PASSWORD, "key-admin"),
-        ("pat", PAT_PASSWORD, "promoter"),
-    ] {
-        post_json(
-            &admin,
-            &format!("{base}/api/v1/users"),
-            json!({"name": name, "password": password}),
-            201,
-        )
-        .await?;
-        post_json(
-            &admin,
-            &format!("{base}/api/v1/roles/grant"),
-            json!({"principal": name, "role": role, "scope": "*"}),
-            200,
-        )
-        .await?;
-    }
-    let kim = crate::client(Some(("kim", KIM_PASSWORD)))?;
-    let keys = vec![SigningKey::generate_p256(), SigningKey::generate_p256()];
-    for (i, key) in keys.iter().enumerate() {
-        post_json(
-            &kim,
-            &format!("{base}/api/v1/keys"),
-            json!({"name": format!("bench-signer-{i}"), "public_key": key.public_key().to_pem(),
+        let base = server.base.clone();
+        let host = base
+            .strip_prefix("http://")
+            .context("airlock base URL")?
+            .to_string();
+        let admin = crate::client(server.credentials)?;
+        // The admin creates the users and grants the roles; nobody grants themselves a role.
+        for (name, password, role) in [
+            ("kim", KIM_PASSWORD, "key-admin"),
+            ("pat", PAT_PASSWORD, "promoter"),
+        ] {
+            post_json(
+                &admin,
+                &format!("{base}/api/v1/users"),
+                json!({"name": name, "password": password}),
+                201,
+            )
+            .await?;
+            post_json(
+                &admin,
+                &format!("{base}/api/v1/roles/grant"),
+                json!({"principal": name, "role": role, "scope": "*"}),
+                200,
+            )
+            .await?;
+        }
+        let kim = crate::client(Some(("kim", KIM_PASSWORD)))?;
+        let keys = vec![SigningKey::generate_p256(), SigningKey::generate_p256()];
+        for (i, key) in keys.iter().enumerate() {
+            post_json(
+                &kim,
+                &format!("{base}/api/v1/keys"),
+                json!({"name": format!("bench-signer-{i}"), "public_key": key.public_key().to_pem(),
                    "purposes": ["sign"], "scope": ["*"]}),
-            201,
-        )
-        .await?;
-    }
-    let pat = crate::client(Some(("pat", PAT_PASSWORD)))?;
-    Ok(Airlock {
-        server,
-        host,
-        admin,
-        pat,
-        keys,
-    })
+                201,
+            )
+            .await?;
+        }
+        let pat = crate::client(Some(("pat", PAT_PASSWORD)))?;
+        Ok(Airlock {
+            server,
+            host,
+            admin,
+            pat,
+            keys,
+        })
     }
 }
 

@@ -119,9 +119,10 @@ fn claims_of(token: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
-/// The server's token signing key, from the file it keeps in its data directory.
-fn server_key(s: &TestServer) -> TokenKey {
-    let pem = std::fs::read_to_string(s.data_dir.join("token-key.pem")).expect("token-key.pem");
+/// The server's token signing key (its data directory's file, or the key stored in its
+/// database).
+async fn server_key(s: &TestServer) -> TokenKey {
+    let pem = common::server_private_key(&s.data_dir, "token-key.pem").await;
     TokenKey::from_pkcs8_pem(&pem).unwrap()
 }
 
@@ -459,7 +460,7 @@ async fn token_endpoint_grants_only_the_allowed_subset() {
     )
     .unwrap();
     assert_eq!(header["alg"], "EdDSA");
-    assert_eq!(header["kid"], server_key(&s).kid());
+    assert_eq!(header["kid"], server_key(&s).await.kid());
 
     // The token pushes where it says, and nowhere else.
     let with_token = client_bearer(token);
@@ -536,7 +537,7 @@ async fn crafting() -> Crafting {
     let body = fetch_token(&s, &dev, &["repository:dev/team/app:pull,push"]).await;
     let genuine = body["token"].as_str().unwrap().to_string();
     let claims: AccessClaims = serde_json::from_value(claims_of(&genuine)).unwrap();
-    let key = server_key(&s);
+    let key = server_key(&s).await;
     // Control: these claims re-signed with the key from the data directory are accepted, so each
     // rejection below is caused by the one thing the test changes.
     let control = key

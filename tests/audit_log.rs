@@ -266,7 +266,11 @@ async fn a_forked_log_is_detected() {
     // Server B holds the same key but a different history of the same length and more.
     let dir_b = work.path().join("b");
     std::fs::create_dir_all(&dir_b).unwrap();
-    std::fs::copy(a.data_dir.join("log-key"), dir_b.join("log-key")).unwrap();
+    std::fs::write(
+        dir_b.join("log-key"),
+        common::server_private_key(&a.data_dir, "log-key").await,
+    )
+    .unwrap();
     let b = TestServer::start_in_with_args(&dir_b, &["--allow-new-database"], &[]);
     for i in 0..12 {
         b.push_blob("dev/forked/app", format!("other history {i}").as_bytes())
@@ -566,7 +570,13 @@ async fn an_altered_signed_entry_at_the_tail_is_refused_at_start() {
 #[tokio::test]
 async fn a_checkpoint_signed_by_another_key_is_refused_at_start() {
     let (_s, dir) = stopped_history().await;
-    std::fs::remove_file(dir.join("log-key")).unwrap();
+    if common::distributed() {
+        // The stored log key goes; the other key below is imported in its place at start.
+        common::execute_on_database(&dir, "DELETE FROM server_keys WHERE purpose = 'log'", &[])
+            .await;
+    } else {
+        std::fs::remove_file(dir.join("log-key")).unwrap();
+    }
     let other = airlock_audit::LogKey::generate("airlock/other").unwrap();
     std::fs::write(dir.join("log-key"), other.private_text()).unwrap();
     start_refused_naming(&dir, "is not signed by the log key");

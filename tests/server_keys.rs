@@ -342,11 +342,42 @@ async fn a_rotated_attestation_key_signs_new_promotions_and_the_old_one_stays_li
     );
 }
 
+/// The log's verifier key (`GET /log/key`): the same whether the key is a file (embedded) or
+/// shared through the database (PostgreSQL).
+async fn log_verifier_key(s: &TestServer) -> String {
+    s.anonymous
+        .get(s.url("/log/key"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The current token key's id and public key, as `GET /api/v1/server-keys` lists them.
+async fn current_token_key(s: &TestServer) -> Value {
+    let listing: Value = s
+        .http
+        .get(s.url("/api/v1/server-keys"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listing["token"][0]["status"], "current", "{listing:#}");
+    json!([
+        listing["token"][0]["key_id"],
+        listing["token"][0]["public_key"]
+    ])
+}
+
 #[tokio::test]
 async fn the_log_key_is_never_rotated_and_the_refusal_names_the_procedure() {
     let s = TestServer::start();
     let keyadmin = user(&s, "keyadmin", &[("key-admin", "*")]).await;
-    let log_key = std::fs::read(s.data_dir.join("log-key")).unwrap();
+    let log_key = log_verifier_key(&s).await;
     let (status, body) = rotate(&s, &keyadmin, "log", json!({})).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "LOG_KEY_NOT_ROTATABLE");
@@ -363,7 +394,7 @@ async fn the_log_key_is_never_rotated_and_the_refusal_names_the_procedure() {
     let (code, _, err) = s.cli_as(home.path(), &["keys", "rotate-server", "log"], None);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("Starting a new audit log"), "{err}");
-    assert_eq!(std::fs::read(s.data_dir.join("log-key")).unwrap(), log_key);
+    assert_eq!(log_verifier_key(&s).await, log_key);
     assert!(
         !s.audit_entries()
             .await
@@ -375,7 +406,7 @@ async fn the_log_key_is_never_rotated_and_the_refusal_names_the_procedure() {
 #[tokio::test]
 async fn only_key_admins_for_everything_rotate_server_keys() {
     let s = TestServer::start();
-    let token_key = std::fs::read(s.data_dir.join("token-key.pem")).unwrap();
+    let token_key = current_token_key(&s).await;
     // admin holds access-admin, developer and auditor; a scoped key-admin is not enough either.
     let scoped = user(&s, "teamkeys", &[("key-admin", "dev/team/*")]).await;
     for client in [&s.http, &scoped] {
@@ -405,8 +436,5 @@ async fn only_key_admins_for_everything_rotate_server_keys() {
     );
     let (status, body) = rotate(&s, &keyadmin, "token", json!({"overlap": "1h"})).await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(
-        std::fs::read(s.data_dir.join("token-key.pem")).unwrap(),
-        token_key
-    );
+    assert_eq!(current_token_key(&s).await, token_key);
 }

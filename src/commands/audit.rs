@@ -467,8 +467,46 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
 }
 
 async fn verify_offline(args: &VerifyArgs, dir: &Path) -> Result<u8> {
+    // The metadata is in PostgreSQL when the server's AIRLOCK_DATABASE_URL says so; else the
+    // embedded database in the data directory.
+    let postgres = match std::env::var("AIRLOCK_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => None,
+    };
+    let metadata = match &postgres {
+        Some(url) => Metadata::open_postgres(url).await.with_context(|| {
+            format!(
+                "cannot open the PostgreSQL database {} (AIRLOCK_DATABASE_URL)",
+                airlock_store::redact_url(url)
+            )
+        })?,
+        None => {
+            let database = dir.join("metadata.db");
+            if !database.exists() {
+                bail!(
+                    "{} does not exist: is {} an airlock data directory?",
+                    database.display(),
+                    dir.display()
+                );
+            }
+            Metadata::open_sqlite(&database).await?
+        }
+    };
     let key = match &args.log_key {
         Some(value) => read_key_arg(value)?,
+        // On PostgreSQL the log key lives in the database; its public half is stored in clear.
+        None if postgres.is_some() => {
+            let Some(stored) = metadata
+                .current_server_public_key(airlock_store::KeyPurpose::Log)
+                .await?
+            else {
+                bail!("the database holds no log key; pass --log-key");
+            };
+            eprintln!(
+                "warning: using the log key stored in the database; pin the published key with --log-key"
+            );
+            stored
+        }
         None => {
             let path = dir.join("log-key");
             let private = std::fs::read_to_string(&path).with_context(|| {
@@ -480,27 +518,6 @@ async fn verify_offline(args: &VerifyArgs, dir: &Path) -> Result<u8> {
             airlock_audit::LogKey::from_private_text(&private)?
                 .verifier_key()
                 .to_string()
-        }
-    };
-    // The metadata is in PostgreSQL when the server's AIRLOCK_DATABASE_URL says so (the data
-    // directory still holds the log key); else the embedded database in the data directory.
-    let metadata = match std::env::var("AIRLOCK_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Metadata::open_postgres(&url).await.with_context(|| {
-            format!(
-                "cannot open the PostgreSQL database {} (AIRLOCK_DATABASE_URL)",
-                airlock_store::redact_url(&url)
-            )
-        })?,
-        _ => {
-            let database = dir.join("metadata.db");
-            if !database.exists() {
-                bail!(
-                    "{} does not exist: is {} an airlock data directory?",
-                    database.display(),
-                    dir.display()
-                );
-            }
-            Metadata::open_sqlite(&database).await?
         }
     };
     let stored = metadata.checkpoints().await?;

@@ -1232,10 +1232,51 @@ pub fn backend_env(data_dir: &Path) -> Vec<(String, String)> {
         // Two servers started over one directory at once may race here: one creates it.
         psql(&format!("CREATE DATABASE {name}"));
     }
-    vec![(
-        "AIRLOCK_DATABASE_URL".to_string(),
-        postgres_url_with_database(&admin, &name),
-    )]
+    vec![
+        (
+            "AIRLOCK_DATABASE_URL".to_string(),
+            postgres_url_with_database(&admin, &name),
+        ),
+        (
+            "AIRLOCK_KEY_ENCRYPTION_KEY_FILE".to_string(),
+            test_kek_file(data_dir).display().to_string(),
+        ),
+    ]
+}
+
+/// The key-encryption key file of the server over `data_dir` (distributed only): beside the data
+/// directory (`<data_dir>.kek`), 32 random bytes in base64, made on first use, so a server
+/// restarted over the same directory opens the keys it sealed.
+pub fn test_kek_file(data_dir: &Path) -> PathBuf {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let mut name = data_dir.as_os_str().to_owned();
+    name.push(".kek");
+    let path = PathBuf::from(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("create the KEK file's directory");
+    }
+    if path.exists() {
+        return path;
+    }
+    use std::io::Read as _;
+    let mut kek = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut kek))
+        .expect("read /dev/urandom");
+    // Written aside and linked into place, so a server started at the same moment over the same
+    // directory never reads a half-written file; of two such, one link wins.
+    let temp = PathBuf::from(format!("{}.{}", path.display(), std::process::id()));
+    let mut file = std::fs::File::create(&temp).expect("create the KEK file");
+    writeln!(
+        file,
+        "{}",
+        base64::engine::general_purpose::STANDARD.encode(kek)
+    )
+    .expect("write the KEK file");
+    let _ = std::fs::hard_link(&temp, &path);
+    let _ = std::fs::remove_file(&temp);
+    path
 }
 
 /// Drops the database of the server over `data_dir` (distributed only), closing its
@@ -1279,6 +1320,7 @@ impl TestServer {
             .arg(data_dir)
             .env_remove("AIRLOCK_DATABASE_URL")
             .env_remove("AIRLOCK_BLOB_STORE")
+            .env_remove("AIRLOCK_KEY_ENCRYPTION_KEY_FILE")
             .env("AIRLOCK_LOG__LEVEL", "warn")
             .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
             .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -1302,4 +1344,41 @@ impl ServerLog {
     pub fn lines(&self) -> Vec<String> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// The private key file `name` (`log-key`, `token-key.pem`, `attestation-key.pem`) of the server
+/// over `data_dir`, as text: the file in the data directory on the embedded default; under
+/// `AIRLOCK_TEST_BACKEND=distributed` the key stored in its database, opened with its KEK file.
+/// For tests that sign as the server or move its key elsewhere.
+pub async fn server_private_key(data_dir: &Path, name: &str) -> String {
+    if !distributed() {
+        return std::fs::read_to_string(data_dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    use base64::Engine as _;
+    let purpose = match name {
+        "log-key" => airlock_store::KeyPurpose::Log,
+        "token-key.pem" => airlock_store::KeyPurpose::Token,
+        "attestation-key.pem" => airlock_store::KeyPurpose::Attestation,
+        other => panic!("no server key file {other}"),
+    };
+    let env = backend_env(data_dir);
+    let url = &env[0].1;
+    let text = std::fs::read_to_string(test_kek_file(data_dir)).expect("KEK file");
+    let bytes: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .expect("KEK base64")
+        .try_into()
+        .expect("32 bytes");
+    let metadata = airlock_store::Metadata::open_postgres(url)
+        .await
+        .expect("open the server's database");
+    let keys = metadata
+        .server_keys(&airlock_store::KeyEncryptionKey::new(bytes))
+        .await
+        .expect("stored keys");
+    metadata.close().await;
+    keys.current(purpose)
+        .and_then(|key| key.private_key.clone())
+        .unwrap_or_else(|| panic!("no stored {name}"))
 }

@@ -466,6 +466,16 @@ pub enum AuditEvent {
         /// old public key stays published for verification without end (attestation key).
         old_accepted_until_millis: Option<i64>,
     },
+    /// One of airlock's own keys was imported from the data directory's key file into the shared
+    /// database, on the first start on PostgreSQL (the key, and so what it signed, stays valid).
+    ServerKeyImported {
+        /// `log`, `token` or `attestation`.
+        key: String,
+        /// The imported key's id.
+        key_id: String,
+        /// The file it came from (its name in the data directory).
+        file: String,
+    },
     /// A signature or attestation arrived and was verified or rejected.
     EvidenceRecorded {
         /// Where it arrived.
@@ -627,6 +637,7 @@ impl AuditEvent {
             Self::KeyStatusChanged { .. } => "key.revoked",
             Self::KeyUpdated { .. } => "key.updated",
             Self::ServerKeyRotated { .. } => "server_key.rotated",
+            Self::ServerKeyImported { .. } => "server_key.imported",
             Self::EvidenceRecorded { status, .. } if status == "verified" => "evidence.verified",
             Self::EvidenceRecorded { .. } => "evidence.rejected",
             Self::EvidenceReverified { .. } => "evidence.reverified",
@@ -723,6 +734,9 @@ impl AuditEvent {
             Self::ServerKeyRotated {
                 key, new_key_id, ..
             } => json!({"kind": "server_key", "id": new_key_id, "name": key}),
+            Self::ServerKeyImported { key, key_id, .. } => {
+                json!({"kind": "server_key", "id": key_id, "name": key})
+            }
             Self::EvidenceRecorded {
                 repository,
                 subject,
@@ -935,6 +949,7 @@ impl AuditEvent {
                 ..
             } => json!({"old_key_id": old_key_id, "new_key_id": new_key_id,
                         "old_accepted_until": old_accepted_until_millis.map(rfc3339_millis)}),
+            Self::ServerKeyImported { file, .. } => json!({"file": file}),
             Self::EvidenceRecorded {
                 item,
                 format,

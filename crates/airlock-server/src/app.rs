@@ -55,6 +55,10 @@ pub enum ServeError {
     /// The audit log could not be opened.
     #[error("cannot open the audit log: {0}")]
     Audit(#[from] AuditLogError),
+    /// airlock's own keys could not be opened (key files, the key-encryption key, the keys
+    /// stored in the database).
+    #[error("cannot open airlock's keys: {0}")]
+    ServerKeys(#[from] crate::server_keys::ServerKeyError),
     /// The data directory cannot be used (permissions, a new database beside old keys).
     #[error(transparent)]
     DataDir(#[from] crate::data_dir::DataDirError),
@@ -302,8 +306,18 @@ pub async fn serve(
             &uuid::Uuid::new_v4().simple().to_string()[..16]
         )
     });
-    let audit =
-        Arc::new(AuditLog::open(registry.metadata().clone(), &config.data_dir, &origin).await?);
+    let mut keys = crate::server_keys::open(&config, registry.metadata(), &origin).await?;
+    let audit = Arc::new(match keys.log.take() {
+        Some(key) => AuditLog::open_with_key(registry.metadata().clone(), key).await?,
+        None => AuditLog::open(registry.metadata().clone(), &config.data_dir, &origin).await?,
+    });
+    if !keys.deferred_audit.is_empty() {
+        registry
+            .metadata()
+            .record_events(&keys.deferred_audit)
+            .await
+            .map_err(crate::server_keys::ServerKeyError::Store)?;
+    }
     let integrator = tokio::spawn(audit.clone().run_integrator());
     let anomalies = crate::anomalies::Anomalies::new(
         registry.metadata().clone(),
@@ -328,6 +342,7 @@ pub async fn serve(
             config.stages()?,
             config.access.initial_admin_password.clone().map(|s| s.0),
             anomalies.clone(),
+            keys.tokens.clone(),
         )
         .await?,
     );
@@ -354,20 +369,18 @@ pub async fn serve(
         ),
         Err(err) => tracing::error!(error = %err, "ingesting pending evidence failed"),
     }
-    let attestation_keys = Arc::new(
-        crate::server_keys::AttestationKeys::open(&config.data_dir)
-            .map_err(|e| ServeError::Promotion(e.to_string()))?,
-    );
+    let attestation_keys = keys.attestations.clone();
     let server_keys = Arc::new(crate::server_keys::ServerKeys::new(
         registry.metadata().clone(),
-        identity.token_keys(),
-        attestation_keys.clone(),
+        &keys,
         crate::server_keys::TokenLifetimes {
             access_secs: config.access.token_lifetime_secs,
             refresh_secs: config.access.refresh_lifetime_secs,
             leeway_secs: config.access.leeway_secs,
         },
     ));
+    // On PostgreSQL: a rotation another replica makes reaches this one within a poll.
+    let key_follower = tokio::spawn(server_keys.clone().follow_database());
     let promotions = Arc::new(
         PromotionService::open(
             registry.metadata().clone(),
@@ -484,6 +497,7 @@ pub async fn serve(
         reloads.abort();
     }
     sweep.abort();
+    key_follower.abort();
     housekeeping.abort();
     dispatcher.abort();
     integrator.abort();

@@ -37,6 +37,12 @@ pub struct Config {
     /// environment, so it cannot stay on by accident).
     #[serde(skip)]
     pub allow_new_database: bool,
+    /// The key-encryption key (`AIRLOCK_KEY_ENCRYPTION_KEY_FILE`): a file of 32 random bytes in
+    /// base64 (`head -c 32 /dev/urandom | base64`), the same for every replica. Required with a
+    /// PostgreSQL `database_url`, where airlock's own keys live in the database sealed under it;
+    /// ignored (with a warning) on the embedded default, which keeps its key files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_encryption_key_file: Option<PathBuf>,
     /// Serve TLS with a self-signed certificate kept in the data directory (`airlock serve
     /// --self-signed`; never read from the file or the environment). Excludes `[tls]`.
     #[serde(skip)]
@@ -205,6 +211,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./airlock-data"),
             database_url: None,
             allow_new_database: false,
+            key_encryption_key_file: None,
             self_signed: false,
             log: LogConfig::default(),
             registry: RegistryConfig::default(),
@@ -905,7 +912,7 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 18] = [
+const ENV_SETTABLE: [&str; 19] = [
     "listen",
     "insecure_listen",
     "tls",
@@ -924,6 +931,7 @@ const ENV_SETTABLE: [&str; 18] = [
     "gc",
     "blob_store",
     "s3",
+    "key_encryption_key_file",
 ];
 
 /// Serialises a database URL without its credentials (see [`airlock_store::redact_url`]).

@@ -28,6 +28,17 @@ pub enum StoreError {
         "blob {0} was being garbage-collected while it was committed; nothing was recorded: upload it again"
     )]
     BlobCollected(String),
+    /// A server key's sealed private half did not open (`server_keys`): the key-encryption key
+    /// is not the one it was sealed with, or the row was changed. Names the key, never its bytes.
+    #[error(
+        "the stored {purpose} key {key_id} cannot be opened with this key-encryption key: key_encryption_key_file is not the file the keys were sealed with (every replica needs the same one), or the server_keys row was altered. Point key_encryption_key_file (AIRLOCK_KEY_ENCRYPTION_KEY_FILE) at the original KEK file, or restore the database from a backup (docs/operations.md, Recovery)"
+    )]
+    SealedKey {
+        /// `log`, `token` or `attestation`.
+        purpose: &'static str,
+        /// The key's id.
+        key_id: String,
+    },
     /// A stored value could not be read back (corruption or a manual edit).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),

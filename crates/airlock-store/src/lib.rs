@@ -29,6 +29,7 @@ mod refresh;
 mod refusals;
 mod schema;
 mod separation;
+mod server_keys;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 #[cfg(test)]
@@ -68,4 +69,5 @@ pub use promotion::{
 pub use refresh::RefreshRotation;
 pub use refusals::REFUSED_PUSH_ENTRIES_PER_MINUTE;
 pub use separation::Contributors;
+pub use server_keys::{KeyEncryptionKey, KeyPurpose, ServerKeyRecord, ServerKeySet};
 pub use webhooks::{AttemptOutcome, DeliveryRow, DueDelivery, WebhookRow};

@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 19] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 20] = [
         (
             1,
             "registry",
@@ -139,6 +139,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "gc",
             include_str!("../migrations/0018_gc.sql"),
             include_str!("../migrations/postgres/0018_gc.sql"),
+        ),
+        (
+            19,
+            "server keys",
+            include_str!("../migrations/0019_server_keys.sql"),
+            include_str!("../migrations/postgres/0019_server_keys.sql"),
         ),
         (
             21,

@@ -169,6 +169,12 @@ impl AuditLog {
         if created {
             tracing::info!(path = %path.display(), verifier_key = key.verifier_key(), "generated the audit log key");
         }
+        Self::open_with_key(metadata, key).await
+    }
+
+    /// [`AuditLog::open`] with the log key given (the key shared by replicas through the
+    /// database, `server_keys`) instead of the data directory's file.
+    pub async fn open_with_key(metadata: Metadata, key: LogKey) -> Result<Self, AuditLogError> {
         consistency::check(&metadata, &key).await?;
         let log = Self { metadata, key };
         if log.metadata.latest_checkpoint().await?.is_none() {

@@ -46,9 +46,6 @@ pub enum IdentityError {
     /// The configuration is invalid.
     #[error("access configuration: {0}")]
     Config(String),
-    /// The token signing keys could not be opened.
-    #[error("the token signing keys")]
-    TokenKeys(#[source] crate::server_keys::ServerKeyError),
     /// A password could not be hashed or generated.
     #[error(transparent)]
     Password(#[from] PasswordFailure),
@@ -360,7 +357,7 @@ fn record(actor: &Actor, event: AuditEvent) -> AuditRecord {
 }
 
 impl Identity {
-    /// Loads (or creates) the token key in `data_dir`, loads OIDC trust rules, and on a new
+    /// Takes the token keys (`server_keys::open`), loads OIDC trust rules, and on a new
     /// installation creates the `admin` user with `initial_password` or a random one written to
     /// `<data_dir>/initial-admin-password` (0600).
     pub async fn open(
@@ -370,16 +367,8 @@ impl Identity {
         stages: Stages,
         initial_password: Option<String>,
         anomalies: Arc<crate::anomalies::Anomalies>,
+        token_keys: Arc<crate::server_keys::TokenKeys>,
     ) -> Result<Self, IdentityError> {
-        let token_keys = Arc::new(
-            crate::server_keys::TokenKeys::open(
-                data_dir,
-                TOKEN_ISSUER,
-                TOKEN_SERVICE,
-                config.leeway_secs,
-            )
-            .map_err(IdentityError::TokenKeys)?,
-        );
         let mut exclusive = Vec::new();
         for [a, b] in &config.exclusive_roles {
             let parse = |r: &str| {

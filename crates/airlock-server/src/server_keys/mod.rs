@@ -12,22 +12,32 @@
 //! - The audit log key is never rotated in place: its public key is the log's identity, so a new
 //!   key is a new log (docs/operations.md, "Starting a new audit log"). The request is refused.
 //!
-//! The keys stay files in the data directory (`files.rs`); a rotation takes effect at once for
-//! the running server and is recorded as `server_key.rotated` with the old and the new key id.
+//! On the embedded default the keys are files in the data directory (`files.rs`); on PostgreSQL
+//! they live in the database, sealed under the key-encryption key and shared by every replica
+//! (`bootstrap.rs` opens them, `shared.rs` keeps replicas in step: a version polled every
+//! [`POLL_INTERVAL`], and a reload when a token names a key this replica does not know). A
+//! rotation takes effect at once for the replica that made it, within a poll for the others, and
+//! is recorded as `server_key.rotated` with the old and the new key id (on PostgreSQL in the
+//! transaction that stores the new key).
 
 pub mod routes;
 
 mod attestation;
+mod bootstrap;
 mod files;
+pub mod kek;
+mod shared;
 mod token;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use airlock_core::{Actor, AuditEvent, AuditRecord};
-use airlock_store::{Metadata, StoreError, now_millis};
+use airlock_store::{KeyPurpose, Metadata, StoreError, now_millis};
 
 pub use attestation::AttestationKeys;
+pub use bootstrap::{OpenedKeys, open};
+pub use shared::{POLL_INTERVAL, SharedKeys};
 pub use token::TokenKeys;
 
 /// Why a server key operation failed.
@@ -84,6 +94,38 @@ pub enum ServerKeyError {
     /// A key could not be made, read or encoded.
     #[error("server key: {0}")]
     Key(String),
+    /// The key-encryption key is missing or unusable.
+    #[error(transparent)]
+    Kek(#[from] kek::KekError),
+    /// A key stored in the database does not parse as its purpose's key.
+    #[error(
+        "the {purpose} key {key_id} stored in the database is not a valid key ({message}); restore the database from a backup (docs/operations.md, Recovery)"
+    )]
+    StoredKey {
+        /// What it is for.
+        purpose: KeyPurpose,
+        /// Its id.
+        key_id: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// No current key of a purpose is stored after the install.
+    #[error(
+        "no current {purpose} key is stored in the database; restore the database from a backup (docs/operations.md, Recovery)"
+    )]
+    NotStored {
+        /// What it is for.
+        purpose: KeyPurpose,
+    },
+    /// The database holds an audit log but no log key, and the data directory has none to import.
+    #[error(
+        "the database holds an audit log but no log key, and {} has no log-key file to import: the log's checkpoints can only be signed by the key that signed them. Put the log-key file this installation used into the data directory and start again (it is imported once, then shared through the database), or restore the database from a backup (docs/operations.md, Recovery)",
+        data_dir.display()
+    )]
+    LogKeyMissing {
+        /// The data directory.
+        data_dir: PathBuf,
+    },
     /// The blocking task that makes the new key died.
     #[error("the key rotation task failed")]
     Task(#[source] tokio::task::JoinError),
@@ -164,26 +206,87 @@ pub struct ServerKeys {
     metadata: Metadata,
     tokens: Arc<TokenKeys>,
     attestations: Arc<AttestationKeys>,
+    /// The database's keys, when replicas share them.
+    shared: Option<Arc<SharedKeys>>,
     lifetimes: TokenLifetimes,
     /// One rotation at a time.
     lock: tokio::sync::Mutex<()>,
 }
 
 impl ServerKeys {
-    /// The service over the key holders the identity and promotion services use.
-    pub fn new(
-        metadata: Metadata,
-        tokens: Arc<TokenKeys>,
-        attestations: Arc<AttestationKeys>,
-        lifetimes: TokenLifetimes,
-    ) -> Self {
+    /// The service over the key holders the identity and promotion services use (`keys`, from
+    /// [`open`]).
+    pub fn new(metadata: Metadata, keys: &OpenedKeys, lifetimes: TokenLifetimes) -> Self {
         Self {
             metadata,
-            tokens,
-            attestations,
+            tokens: keys.tokens.clone(),
+            attestations: keys.attestations.clone(),
+            shared: keys.shared.clone(),
             lifetimes,
             lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Keeps this replica's keys in step with the database's (shared keys only; returns at once
+    /// otherwise): every [`POLL_INTERVAL`] it reads the stored version and reloads on a change.
+    pub async fn follow_database(self: Arc<Self>) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let mut interval = tokio::time::interval(POLL_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            match shared.version().await {
+                Ok(version) if version != shared.seen_version() => {
+                    if let Err(err) = self.reload(&shared).await {
+                        tracing::error!(error = %err, "reloading airlock's keys from the database failed");
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "reading the stored keys' version failed")
+                }
+            }
+        }
+    }
+
+    /// Loads the stored keys into the key holders.
+    async fn reload(&self, shared: &SharedKeys) -> Result<(), ServerKeyError> {
+        let set = shared.load().await?;
+        self.tokens.apply(&set)?;
+        self.attestations.apply(&set)?;
+        shared.saw_version(set.version);
+        Ok(())
+    }
+
+    /// A rotation of shared keys: the new key and the old one's retirement in one database
+    /// transaction with its audit entry, then this replica reloads.
+    async fn rotate_shared(
+        &self,
+        shared: &SharedKeys,
+        key: &'static str,
+        new: airlock_store::ServerKeyRecord,
+        old_accepted_until: Option<i64>,
+        actor: &Actor,
+    ) -> Result<(String, String), ServerKeyError> {
+        let new_key_id = new.key_id.clone();
+        let old_key_id = shared
+            .rotate(&new, old_accepted_until, |old| {
+                vec![AuditRecord {
+                    time_millis: new.created_at,
+                    actor: actor.clone(),
+                    event: AuditEvent::ServerKeyRotated {
+                        key: key.into(),
+                        old_key_id: old.into(),
+                        new_key_id: new.key_id.clone(),
+                        old_accepted_until_millis: old_accepted_until,
+                    },
+                }]
+            })
+            .await?;
+        self.reload(shared).await?;
+        Ok((old_key_id, new_key_id))
     }
 
     /// The token keys (current first).
@@ -212,11 +315,19 @@ impl ServerKeys {
                 if overlap_secs.is_some() {
                     return Err(ServerKeyError::OverlapForAttestation);
                 }
-                let attestations = self.attestations.clone();
-                let (old_key_id, new_key_id) =
-                    tokio::task::spawn_blocking(move || attestations.rotate(now))
-                        .await
-                        .map_err(ServerKeyError::Task)??;
+                let (old_key_id, new_key_id) = match &self.shared {
+                    Some(shared) => {
+                        let new = attestation::new_record(now)?;
+                        self.rotate_shared(shared, "attestation", new, None, actor)
+                            .await?
+                    }
+                    None => {
+                        let attestations = self.attestations.clone();
+                        tokio::task::spawn_blocking(move || attestations.rotate(now))
+                            .await
+                            .map_err(ServerKeyError::Task)??
+                    }
+                };
                 Rotation {
                     key: "attestation",
                     old_key_id,
@@ -242,11 +353,19 @@ impl ServerKeys {
                     .ok_or(ServerKeyError::OverlapTooLong {
                         overlap_secs: overlap,
                     })?;
-                let tokens = self.tokens.clone();
-                let (old_key_id, new_key_id) =
-                    tokio::task::spawn_blocking(move || tokens.rotate(now, overlap_ms))
-                        .await
-                        .map_err(ServerKeyError::Task)??;
+                let (old_key_id, new_key_id) = match &self.shared {
+                    Some(shared) => {
+                        let new = token::new_record(now)?;
+                        self.rotate_shared(shared, "token", new, Some(overlap_ms), actor)
+                            .await?
+                    }
+                    None => {
+                        let tokens = self.tokens.clone();
+                        tokio::task::spawn_blocking(move || tokens.rotate(now, overlap_ms))
+                            .await
+                            .map_err(ServerKeyError::Task)??
+                    }
+                };
                 Rotation {
                     key: "token",
                     old_key_id,
@@ -257,6 +376,10 @@ impl ServerKeys {
             }
         };
         tracing::warn!(key = rotation.key, old = %rotation.old_key_id, new = %rotation.new_key_id, "server key rotated");
+        if self.shared.is_some() {
+            // Recorded in the rotation's own transaction.
+            return Ok(rotation);
+        }
         self.metadata
             .record_events(&[AuditRecord {
                 time_millis: now,

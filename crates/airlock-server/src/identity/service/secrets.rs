@@ -410,6 +410,9 @@ mod tests {
             stages,
             Some(OLD.into()),
             anomalies,
+            std::sync::Arc::new(
+                crate::server_keys::TokenKeys::open(dir.path(), "airlock", "airlock", 60).unwrap(),
+            ),
         )
         .await
         .unwrap();

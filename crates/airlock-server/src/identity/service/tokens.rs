@@ -145,7 +145,7 @@ impl Identity {
         kind: TokenKind,
         source: Option<std::net::SocketAddr>,
     ) -> Result<(AccessClaims, PrincipalRow), AuthError> {
-        let claims = match self.token_keys.verify(token, now_secs(), kind) {
+        let claims = match self.token_keys.verify_fresh(token, now_secs(), kind).await {
             Ok(claims) => claims,
             Err(err) => {
                 return Err(self
