@@ -161,7 +161,21 @@ pub enum KeyChange {
     },
 }
 
-/// Why a keyring change was refused.
+/// Evidence to store: the item, its verdict, when it was first seen (ms) and the audit record
+/// appended if the item is new.
+#[derive(Debug, Clone)]
+pub struct NewEvidence {
+    /// Where the item came from.
+    pub origin: EvidenceOrigin,
+    /// Its verdict.
+    pub verdict: EvidenceVerdict,
+    /// When it was first seen (ms).
+    pub first_seen_at: i64,
+    /// Its `evidence.recorded` record, appended only if the item is new.
+    pub record: Option<AuditRecord>,
+}
+
+/// Why a keyring change, or evidence verified against the keyring, was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringWriteError {
     /// A key with this name or id is already in the keyring.
@@ -436,15 +450,19 @@ impl Metadata {
     }
 
     /// Stores newly seen evidence (items already known for the same artifact are left as they
-    /// are), marks the manifest that carried them as ingested, and appends the audit records, in
-    /// one transaction. Returns the ids of the rows inserted, in order (`None` for known items).
+    /// are, and their audit records are not appended: two replicas ingesting the same manifest
+    /// record it once), marks the manifest that carried them as ingested, and appends the audit
+    /// records of the items inserted, in one transaction, provided the keyring is still at
+    /// `keyring_version` (the version the verdicts were computed against; otherwise
+    /// [`KeyringWriteError::VersionMoved`] and nothing is written: verify again). Returns the ids
+    /// of the rows inserted, in order (`None` for known items).
     pub async fn record_evidence(
         &self,
+        keyring_version: i64,
         manifest: Option<(&str, &str)>,
-        items: &[(EvidenceOrigin, EvidenceVerdict, i64)],
-        records: &[AuditRecord],
-    ) -> Result<Vec<Option<i64>>, StoreError> {
-        self.record_evidence_checked(manifest, items, records, None, async { Ok(true) })
+        items: &[NewEvidence],
+    ) -> Result<Vec<Option<i64>>, KeyringWriteError> {
+        self.record_evidence_checked(keyring_version, manifest, items, None, async { Ok(true) })
             .await
     }
 
@@ -456,14 +474,32 @@ impl Metadata {
     /// is in, gc no longer takes the file for an orphan.
     pub async fn record_evidence_checked(
         &self,
+        keyring_version: i64,
         manifest: Option<(&str, &str)>,
-        items: &[(EvidenceOrigin, EvidenceVerdict, i64)],
-        records: &[AuditRecord],
+        items: &[NewEvidence],
         blob: Option<&airlock_core::Digest>,
         bytes_present: impl std::future::Future<Output = Result<bool, StoreError>>,
-    ) -> Result<Vec<Option<i64>>, StoreError> {
+    ) -> Result<Vec<Option<i64>>, KeyringWriteError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
+        // Under the writer lock no keyring change can commit until this transaction does: a
+        // verdict computed against an older keyring (another replica revoked a key meanwhile)
+        // is never stored.
+        if !items.is_empty() {
+            let found: i64 =
+                sqlx::query_scalar("SELECT version FROM keyring_version WHERE id = 1")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .unwrap_or(0);
+            if found != keyring_version {
+                return Err(KeyringWriteError::VersionMoved {
+                    expected: keyring_version,
+                    found,
+                });
+            }
+        }
         if let Some(blob) = blob {
             let tombstone: Vec<i64> =
                 sqlx::query_scalar("SELECT 1 FROM gc_tombstones WHERE digest = $1")
@@ -471,11 +507,18 @@ impl Metadata {
                     .fetch_all(&mut *tx)
                     .await?;
             if !tombstone.is_empty() || !bytes_present.await? {
-                return Err(StoreError::BlobCollected(blob.to_string()));
+                return Err(StoreError::BlobCollected(blob.to_string()).into());
             }
         }
         let mut ids = Vec::with_capacity(items.len());
-        for (origin, verdict, first_seen_at) in items {
+        let mut records = Vec::new();
+        for NewEvidence {
+            origin,
+            verdict,
+            first_seen_at,
+            record,
+        } in items
+        {
             let inserted: Vec<i64> = sqlx::query_scalar(
                 "INSERT INTO evidence (repository_path, subject, item, format, source, repository,
                  manifest, blob, signature, status, kind, reason_code, reason, key_id, key_name,
@@ -507,7 +550,11 @@ impl Metadata {
             .bind(&origin.pushed_by)
             .fetch_all(&mut *tx)
             .await?;
-            ids.push(inserted.into_iter().next());
+            let id = inserted.into_iter().next();
+            if id.is_some() {
+                records.extend(record.iter().cloned());
+            }
+            ids.push(id);
         }
         if let Some((repository, digest)) = manifest {
             sqlx::query(
@@ -520,7 +567,7 @@ impl Metadata {
             .execute(&mut *tx)
             .await?;
         }
-        append(&mut tx, records).await?;
+        append(&mut tx, &records).await?;
         tx.commit().await?;
         Ok(ids)
     }

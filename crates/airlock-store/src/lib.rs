@@ -48,7 +48,7 @@ pub use engine::{Backend, DatabaseLocation, redact_url};
 pub use error::StoreError;
 pub use evidence::{
     ArtifactFlag, EvidenceOrigin, EvidenceRow, EvidenceUpdate, EvidenceVerdict, KeyChange, KeyRow,
-    KeyringWriteError,
+    KeyringWriteError, NewEvidence,
 };
 pub use gc::{CollectableBlob, GcStages, PrunableManifest};
 pub use health::{FailureLog, RecentFailure, WriteRefusal, secure_database_file};
