@@ -28,6 +28,7 @@ mod refresh;
 mod refusals;
 mod schema;
 mod separation;
+mod session_lock;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 #[cfg(test)]
@@ -64,4 +65,5 @@ pub use promotion::{
 pub use refresh::RefreshRotation;
 pub use refusals::REFUSED_PUSH_ENTRIES_PER_MINUTE;
 pub use separation::Contributors;
+pub use session_lock::{SessionLock, SessionLockKey};
 pub use webhooks::{AttemptOutcome, DeliveryRow, DueDelivery, WebhookRow};
