@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod active_policy;
 mod anomalies;
 mod api_keys;
 mod audit;

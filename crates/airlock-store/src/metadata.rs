@@ -28,7 +28,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 18] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 19] = [
         (
             1,
             "registry",
@@ -136,6 +136,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "gc",
             include_str!("../migrations/0018_gc.sql"),
             include_str!("../migrations/postgres/0018_gc.sql"),
+        ),
+        (
+            20,
+            "active policy",
+            include_str!("../migrations/0020_active_policy.sql"),
+            include_str!("../migrations/postgres/0020_active_policy.sql"),
         ),
     ];
     Migrator::with_migrations(
