@@ -422,8 +422,12 @@ impl Metadata {
     /// embedded database, which one process serves: a lease still held then belongs to a process
     /// that died mid-attempt (kill -9, a crash), and waiting for it to run out would hold back
     /// its endpoint's events for the lease time. (Shared databases with several replicas must
-    /// let leases run out instead.)
+    /// let leases run out instead: on PostgreSQL this releases nothing, since a lease there may
+    /// be a live replica's, and releasing it would send its delivery twice.)
     pub async fn release_delivery_leases(&self) -> Result<u64, StoreError> {
+        if self.backend() == crate::Backend::Postgres {
+            return Ok(0);
+        }
         let mut tx = self.begin_write().await?;
         let released = sqlx::query(
             "UPDATE webhook_deliveries SET lease_until = NULL

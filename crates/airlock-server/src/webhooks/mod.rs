@@ -542,14 +542,25 @@ impl Dispatcher {
     /// Polls the outbox every `poll_interval_ms` and sends what is due. Each attempt runs as its
     /// own task (at most [`IN_FLIGHT`] at once), so a slow or unreachable receiver holds up only
     /// its own subjects, never the other endpoints' deliveries.
+    ///
+    /// Every replica sends: a delivery is claimed under the database's writer lock with a lease,
+    /// so one replica attempts it at a time. On the embedded database, which one process serves,
+    /// leases left at start belong to a previous run that died mid-attempt and are released at
+    /// once; on a shared database they may belong to a live replica sending right now, so they
+    /// are left to run out (the attempt's timeout plus 30 s) and a dead replica's deliveries
+    /// are taken over then.
     pub async fn run(self) {
-        match self.metadata.release_delivery_leases().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                deliveries = n,
-                "released webhook deliveries a previous run left leased"
-            ),
-            Err(err) => tracing::error!(error = %err, "releasing webhook delivery leases failed"),
+        if self.metadata.backend() == airlock_store::Backend::Sqlite {
+            match self.metadata.release_delivery_leases().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    deliveries = n,
+                    "released webhook deliveries a previous run left leased"
+                ),
+                Err(err) => {
+                    tracing::error!(error = %err, "releasing webhook delivery leases failed")
+                }
+            }
         }
         let dispatcher = Arc::new(self);
         let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
