@@ -774,4 +774,101 @@ mod tests {
             ));
         }
     }
+
+    fn new_evidence(keyring_version: i64) -> NewEvidence {
+        let subject = airlock_core::Digest::sha256_of(b"image");
+        NewEvidence {
+            origin: EvidenceOrigin {
+                repository_path: "team/app".into(),
+                subject: subject.to_string(),
+                item: "sha256:item".into(),
+                format: "dsse".into(),
+                source: "api".into(),
+                repository: "dev/team/app".into(),
+                manifest: None,
+                blob: "sha256:item".into(),
+                signature: None,
+                pushed_by: "ci".into(),
+            },
+            verdict: EvidenceVerdict {
+                status: "verified".into(),
+                kind: None,
+                reason_code: None,
+                reason: None,
+                key_id: Some(key().key_id),
+                key_name: Some("ci".into()),
+                predicate_type: None,
+                facts: None,
+                keyring_version,
+            },
+            first_seen_at: 1,
+            record: Some(AuditRecord {
+                time_millis: 1,
+                actor: airlock_core::Actor::system(),
+                event: airlock_core::AuditEvent::EvidenceRecorded {
+                    repository: "dev/team/app".parse().unwrap(),
+                    subject,
+                    item: "sha256:item".into(),
+                    format: "dsse".into(),
+                    status: "verified".into(),
+                    key_name: Some("ci".into()),
+                    predicate_type: None,
+                    reason: None,
+                },
+            }),
+        }
+    }
+
+    /// A verdict computed against a keyring another replica changed meanwhile (a key revoked)
+    /// is refused, and an item two replicas record is stored and audited once.
+    #[tokio::test]
+    async fn evidence_is_stored_only_over_the_keyring_it_was_verified_against_and_once() {
+        for metadata in crate::testing::engines().await {
+            let version = metadata
+                .change_keyring(0, &KeyChange::Add(key()), &[], &[], &[])
+                .await
+                .unwrap();
+            let revoked = KeyChange::Status {
+                key_id: key().key_id,
+                status: "revoked".into(),
+                at: 2,
+                reason: "leaked".into(),
+                compromised: true,
+            };
+            let after = metadata
+                .change_keyring(version, &revoked, &[], &[], &[])
+                .await
+                .unwrap();
+            let entries = metadata.audit_entry_count().await.unwrap();
+            let stale = metadata
+                .record_evidence(version, None, &[new_evidence(version)])
+                .await;
+            assert!(
+                matches!(
+                    stale,
+                    Err(KeyringWriteError::VersionMoved { expected, found })
+                        if expected == version && found == after
+                ),
+                "{stale:?}"
+            );
+            assert!(metadata.evidence_page(0, 10).await.unwrap().is_empty());
+            assert_eq!(metadata.audit_entry_count().await.unwrap(), entries);
+
+            let ids = metadata
+                .record_evidence(after, None, &[new_evidence(after)])
+                .await
+                .unwrap();
+            assert!(ids[0].is_some());
+            let again = metadata
+                .record_evidence(after, None, &[new_evidence(after)])
+                .await
+                .unwrap();
+            assert_eq!(again, vec![None], "already recorded");
+            assert_eq!(
+                metadata.audit_entry_count().await.unwrap(),
+                entries + 1,
+                "one evidence.recorded entry"
+            );
+        }
+    }
 }

@@ -59,10 +59,7 @@ async fn a_commit_racing_gc_is_refused_and_records_nothing() {
             .commit_blob_checked(&repo, &blob, 5, &[], async { Ok(true) })
             .await;
         assert!(
-            matches!(
-                refused,
-                Err(crate::KeyringWriteError::Store(StoreError::BlobCollected(_)))
-            ),
+            matches!(refused, Err(StoreError::BlobCollected(_))),
             "{refused:?}"
         );
         assert_eq!(meta.blob_size(&blob).await.unwrap(), None);
@@ -72,10 +69,7 @@ async fn a_commit_racing_gc_is_refused_and_records_nothing() {
             .commit_blob_checked(&repo, &blob, 5, &[], async { Ok(false) })
             .await;
         assert!(
-            matches!(
-                refused,
-                Err(crate::KeyringWriteError::Store(StoreError::BlobCollected(_)))
-            ),
+            matches!(refused, Err(StoreError::BlobCollected(_))),
             "{refused:?}"
         );
         assert_eq!(meta.blob_in_repository(&repo, &blob).await.unwrap(), None);
