@@ -137,7 +137,7 @@ async fn a_webhook_is_delivered_once_while_a_replica_starts_during_the_attempt()
     let (status, body) = post_json(
         &a.http,
         &a.url("/api/v1/webhooks"),
-        json!({"url": receiver.url, "events": ["promotion.*"], "secret": "a shared secret"}),
+        json!({"url": receiver.url, "events": ["promotion.*"], "secret": "a shared webhook secret"}),
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -208,7 +208,7 @@ async fn a_replica_with_another_policy_bundle_refuses_decisions_until_its_direct
     std::fs::write(second.join("extra.rego"), extra).unwrap();
     let a = TestServer::start_with_env(&[("AIRLOCK_POLICY__BUNDLE", first.to_str().unwrap())]);
     let (_, digest) = a.push_image("dev/team/app", "1.0", &[b"one layer"]).await;
-    let rita = add_user(&a, "rita", "rita-password-0123456", &[("promoter", "staging")]).await;
+    let rita = add_user(&a, "rita", "promotes-to-staging-0123", &[("promoter", "staging")]).await;
     let old = policy_digest(&a).await;
     // The second replica loads another bundle last: it is the one in use.
     let b = TestServer::start_sharing(&a, &[("AIRLOCK_POLICY__BUNDLE", second.to_str().unwrap())]);

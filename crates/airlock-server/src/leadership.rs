@@ -62,8 +62,10 @@ impl Leadership {
         };
         checked.at = Some(Instant::now());
         let was = self.leader.swap(leads, Ordering::SeqCst);
+        // Set every check, not only on a change: the first check may come before the metrics
+        // recorder is installed.
+        metrics::gauge!(crate::metrics::REPLICA_LEADER).set(if leads { 1.0 } else { 0.0 });
         if leads != was {
-            metrics::gauge!(crate::metrics::REPLICA_LEADER).set(if leads { 1.0 } else { 0.0 });
             if leads {
                 tracing::info!(
                     "this replica leads: it signs audit checkpoints and runs the periodic sweeps"
