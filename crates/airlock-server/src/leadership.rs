@@ -34,14 +34,15 @@ struct Checked {
 }
 
 impl Leadership {
-    /// Leadership over `metadata`'s database, not yet taken.
+    /// Leadership over `metadata`'s database: taken from the start on the embedded database
+    /// (one process, which always leads), else not yet taken.
     pub fn new(metadata: &Metadata) -> Self {
         Self {
             lock: tokio::sync::Mutex::new(Checked {
                 lock: metadata.session_lock(SessionLockKey::Leader),
                 at: None,
             }),
-            leader: AtomicBool::new(false),
+            leader: AtomicBool::new(metadata.backend() == airlock_store::Backend::Sqlite),
         }
     }
 

@@ -123,12 +123,14 @@ impl SessionLock {
     /// closes. (Dropping the claim releases it too, as soon as the server sees the connection
     /// close.)
     pub async fn release(&mut self) {
-        self.held = false;
+        let held = std::mem::replace(&mut self.held, false);
         if let Some(mut connection) = self.connection.take() {
-            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(self.key.advisory_key())
-                .execute(&mut connection)
-                .await;
+            if held {
+                let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(self.key.advisory_key())
+                    .execute(&mut connection)
+                    .await;
+            }
             let _ = sqlx::Connection::close(connection).await;
         }
     }
