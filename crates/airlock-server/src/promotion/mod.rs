@@ -470,8 +470,10 @@ impl PromotionService {
         let files = serde_json::to_string(bundle.files())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let digest = bundle.digest().to_string();
-        if self.metadata.bundle_files(&digest).await?.is_none() {
-            self.metadata.save_bundle(&digest, &files).await?;
+        // Recorded by whoever stores the bundle first: replicas starting together record it once.
+        if self.metadata.bundle_files(&digest).await?.is_none()
+            && self.metadata.save_bundle(&digest, &files).await?
+        {
             self.metadata
                 .record_events(&[AuditRecord {
                     time_millis: now_millis(),
