@@ -208,7 +208,13 @@ async fn a_replica_with_another_policy_bundle_refuses_decisions_until_its_direct
     std::fs::write(second.join("extra.rego"), extra).unwrap();
     let a = TestServer::start_with_env(&[("AIRLOCK_POLICY__BUNDLE", first.to_str().unwrap())]);
     let (_, digest) = a.push_image("dev/team/app", "1.0", &[b"one layer"]).await;
-    let rita = add_user(&a, "rita", "promotes-to-staging-0123", &[("promoter", "staging")]).await;
+    let rita = add_user(
+        &a,
+        "rita",
+        "promotes-to-staging-0123",
+        &[("promoter", "staging")],
+    )
+    .await;
     let old = policy_digest(&a).await;
     // The second replica loads another bundle last: it is the one in use.
     let b = TestServer::start_sharing(&a, &[("AIRLOCK_POLICY__BUNDLE", second.to_str().unwrap())]);

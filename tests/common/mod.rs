@@ -1319,6 +1319,7 @@ impl TestServer {
             .text()
             .await
             .expect("metrics text");
-        text.lines().any(|line| line.trim() == "airlock_replica_leader 1")
+        text.lines()
+            .any(|line| line.trim() == "airlock_replica_leader 1")
     }
 }

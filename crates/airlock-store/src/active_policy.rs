@@ -73,7 +73,10 @@ mod tests {
             pool.close().await;
         }
         let meta = Metadata::open_sqlite(&path).await.unwrap();
-        assert_eq!(meta.bundle_files("sha256:aa").await.unwrap().as_deref(), Some("[]"));
+        assert_eq!(
+            meta.bundle_files("sha256:aa").await.unwrap().as_deref(),
+            Some("[]")
+        );
         assert_eq!(meta.active_bundle().await.unwrap(), None);
         meta.activate_bundle("sha256:aa").await.unwrap();
         assert_eq!(

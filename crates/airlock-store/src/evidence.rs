@@ -486,13 +486,12 @@ impl Metadata {
         // verdict computed against an older keyring (another replica revoked a key meanwhile)
         // is never stored.
         if !items.is_empty() {
-            let found: i64 =
-                sqlx::query_scalar("SELECT version FROM keyring_version WHERE id = 1")
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .next()
-                    .unwrap_or(0);
+            let found: i64 = sqlx::query_scalar("SELECT version FROM keyring_version WHERE id = 1")
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .next()
+                .unwrap_or(0);
             if found != keyring_version {
                 return Err(KeyringWriteError::VersionMoved {
                     expected: keyring_version,

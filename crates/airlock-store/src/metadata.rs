@@ -843,7 +843,11 @@ impl Metadata {
 
     /// Deletes upload session `id` if it is still idle since before `cutoff_millis` (no chunk
     /// recorded since the sweep listed it). Returns whether it was deleted.
-    pub async fn delete_idle_upload(&self, id: Uuid, cutoff_millis: i64) -> Result<bool, StoreError> {
+    pub async fn delete_idle_upload(
+        &self,
+        id: Uuid,
+        cutoff_millis: i64,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let deleted = sqlx::query("DELETE FROM uploads WHERE id = $1 AND updated_at < $2")
             .bind(id.to_string())

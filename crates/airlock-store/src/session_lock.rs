@@ -148,8 +148,14 @@ mod tests {
             let mut second = meta.session_lock(SessionLockKey::Leader);
             let mut gc = meta.session_lock(SessionLockKey::GarbageCollection);
             assert!(first.hold().await.unwrap());
-            assert!(first.hold().await.unwrap(), "{backend:?}: a held lock stays held");
-            assert!(gc.hold().await.unwrap(), "{backend:?}: keys are independent");
+            assert!(
+                first.hold().await.unwrap(),
+                "{backend:?}: a held lock stays held"
+            );
+            assert!(
+                gc.hold().await.unwrap(),
+                "{backend:?}: keys are independent"
+            );
             match backend {
                 // One process serves an embedded database: it always leads.
                 Backend::Sqlite => assert!(second.hold().await.unwrap()),

@@ -591,7 +591,10 @@ impl EvidenceService {
             attempts += 1;
             let keyring = self.keyring().await?;
             let items = self.verdicts(&keyring, &candidates, actor).await?;
-            match self.store_verdicts(&keyring, manifest, &items, submitted).await {
+            match self
+                .store_verdicts(&keyring, manifest, &items, submitted)
+                .await
+            {
                 Err(KeyringWriteError::VersionMoved { expected, found }) if attempts < 3 => {
                     tracing::info!(
                         expected,

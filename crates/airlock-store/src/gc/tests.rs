@@ -401,7 +401,9 @@ async fn submitted_evidence_is_refused_while_gc_deletes_its_bytes() {
         assert!(
             matches!(
                 refused,
-                Err(crate::KeyringWriteError::Store(StoreError::BlobCollected(_)))
+                Err(crate::KeyringWriteError::Store(StoreError::BlobCollected(
+                    _
+                )))
             ),
             "{refused:?}"
         );
@@ -412,7 +414,9 @@ async fn submitted_evidence_is_refused_while_gc_deletes_its_bytes() {
         assert!(
             matches!(
                 refused,
-                Err(crate::KeyringWriteError::Store(StoreError::BlobCollected(_)))
+                Err(crate::KeyringWriteError::Store(StoreError::BlobCollected(
+                    _
+                )))
             ),
             "{refused:?}"
         );
