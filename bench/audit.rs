@@ -82,7 +82,8 @@ pub async fn run() -> Result<()> {
     // 1. Sustained appends: concurrent writers, one transaction per event, integrator running.
     let dir = tempfile::tempdir()?;
     let (metadata, log) = open(dir.path()).await?;
-    let integrator = tokio::spawn(log.clone().run_integrator());
+    let leadership = std::sync::Arc::new(airlock_server::leadership::Leadership::new(&metadata));
+    let integrator = tokio::spawn(log.clone().run_integrator(leadership));
     let started = Instant::now();
     let per_writer = options.events / options.writers;
     let mut writers = Vec::new();

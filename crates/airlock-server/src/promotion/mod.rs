@@ -410,9 +410,7 @@ impl PromotionService {
 
     /// Records `bundle` as the one every replica must decide with (the last to load one wins).
     async fn activate(&self, bundle: &Bundle) -> Result<()> {
-        self.metadata
-            .activate_bundle(&bundle.digest().to_string())
-            .await?;
+        self.metadata.activate_bundle(bundle.digest()).await?;
         Ok(())
     }
 
@@ -443,7 +441,7 @@ impl PromotionService {
                 return Err(PromotionError::PolicyMismatch { loaded, active });
             }
         };
-        if reread.digest().to_string() != active {
+        if reread.digest() != active {
             tracing::error!(%loaded, %active, reread = %reread.digest(), "another replica decides with another policy bundle: decisions are refused here until every replica has the same policy directory");
             return Err(PromotionError::PolicyMismatch { loaded, active });
         }
