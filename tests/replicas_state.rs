@@ -126,7 +126,8 @@ impl Drop for SlowReceiver {
     }
 }
 
-#[tokio::test]
+// Several threads: the receiver keeps answering while a replica starts (which blocks one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_is_delivered_once_while_a_replica_starts_during_the_attempt() {
     if !replicas_possible() {
         return;
@@ -158,7 +159,7 @@ async fn a_webhook_is_delivered_once_while_a_replica_starts_during_the_attempt()
     );
     // While the first attempt is in flight (its lease held), a second replica starts.
     let b = TestServer::start_sharing(&a, &env);
-    let delivered = eventually(Duration::from_secs(20), || async {
+    let delivery = || async {
         let list: Value = b
             .http
             .get(b.url(&format!("/api/v1/webhooks/{endpoint}/deliveries")))
@@ -168,10 +169,14 @@ async fn a_webhook_is_delivered_once_while_a_replica_starts_during_the_attempt()
             .json()
             .await
             .unwrap();
-        list["deliveries"][0]["status"] == "delivered"
+        list["deliveries"][0].clone()
+    };
+    let delivered = eventually(Duration::from_secs(20), || async {
+        delivery().await["status"] == "delivered"
     })
     .await;
     assert!(delivered, "the delivery is recorded as delivered");
+    assert_eq!(delivery().await["attempts"], 1, "{}", delivery().await);
     // Room for a second attempt, had the lease been taken from the live replica.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
