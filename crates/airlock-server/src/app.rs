@@ -404,6 +404,7 @@ pub async fn serve(
             registry.metadata().clone(),
             config.webhooks.clone(),
             audit.origin().to_string(),
+            crate::data_dir::replica_id(&config.data_dir)?,
         )
         .map_err(|e| ServeError::Webhooks(e.to_string()))?
         .run(),

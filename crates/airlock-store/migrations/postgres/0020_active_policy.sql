@@ -5,3 +5,8 @@ CREATE TABLE active_policy (
     digest        TEXT COLLATE "binary" NOT NULL,
     activated_at  BIGINT NOT NULL
 );
+
+-- Which replica holds a webhook delivery's lease (its data directory's replica id), so a replica
+-- restarted over the same data directory releases the leases its previous run left at once,
+-- and never another live replica's.
+ALTER TABLE webhook_deliveries ADD COLUMN lease_owner TEXT COLLATE "binary";
