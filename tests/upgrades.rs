@@ -30,6 +30,11 @@ async fn serve_refuses_a_database_migrated_by_a_newer_release() {
         .fetch_one(&pool)
         .await
         .unwrap();
+    // Migration numbers may skip one (a number reserved for another branch): count the rows.
+    let applied_before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
          VALUES (?, 'from a newer release', TRUE, X'00', 1)",
@@ -65,6 +70,6 @@ async fn serve_refuses_a_database_migrated_by_a_newer_release() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(applied, binary + 1);
+    assert_eq!(applied, applied_before + 1);
     pool.close().await;
 }
