@@ -1,8 +1,10 @@
 //! Two `airlock serve` replicas on one PostgreSQL database and one bucket keep the invariants a
 //! single process kept: one replica signs audit checkpoints and another takes over within
 //! seconds of its death, a webhook is delivered once while both run, a replica deciding with
-//! another policy bundle than the others refuses, and an API key revoked on one replica is
-//! refused on the other at once.
+//! another policy bundle than the others refuses, an API key revoked on one replica is refused on
+//! the other at once, and a signing key revoked on one replica counts for the other's next
+//! verdict. (The race of a verdict computed just before another replica's revocation is tested
+//! in the store: `evidence_is_stored_only_over_the_keyring_it_was_verified_against_and_once`.)
 //!
 //! Distributed only (`AIRLOCK_TEST_BACKEND=distributed`, with `scripts/test-services` and
 //! `scripts/test-s3`): on the embedded default one process serves the data directory.
@@ -288,4 +290,79 @@ async fn an_api_key_revoked_on_one_replica_is_refused_on_the_other_at_once() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(start_upload(&b).await, 401, "refused on the other replica");
     assert_eq!(start_upload(&a).await, 401);
+}
+
+#[tokio::test]
+async fn a_key_revoked_on_one_replica_counts_for_the_next_verdict_on_the_other() {
+    if !replicas_possible() {
+        return;
+    }
+    let a = TestServer::start();
+    let b = TestServer::start_sharing(&a, &[]);
+    let keyadmin = add_user(
+        &a,
+        "keyadmin",
+        "keeps-the-keyring-0123",
+        &[("key-admin", "*")],
+    )
+    .await;
+    let keys = tempfile::tempdir().unwrap();
+    let prefix = keys.path().join("release");
+    let generated = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["keys", "generate", "--output-key-prefix"])
+        .arg(&prefix)
+        .env("COSIGN_PASSWORD", "")
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{generated:?}");
+    let public_pem = std::fs::read_to_string(keys.path().join("release.pub")).unwrap();
+    let (status, body) = post_json(
+        &keyadmin,
+        &a.url("/api/v1/keys"),
+        json!({"name": "release", "public_key": public_pem, "purposes": ["sign"], "scope": ["team/*"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let key = prefix.with_extension("key");
+    let sign = |s: &TestServer, digest: &str| {
+        let reference = format!("{}/dev/team/app@{digest}", s.host);
+        let (code, out, err) = s.cli_env(
+            &[
+                "sign",
+                &reference,
+                "--key",
+                key.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+            &[("COSIGN_PASSWORD", "")],
+        );
+        let signed: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+        (code, signed["evidence"][0].clone())
+    };
+    // Verified on the second replica while the key is trusted.
+    let (_, first) = b.push_image("dev/team/app", "1.0", &[b"first"]).await;
+    let (code, verdict) = sign(&b, &first);
+    assert_eq!(
+        (code, verdict["status"].as_str()),
+        (0, Some("verified")),
+        "{verdict:#}"
+    );
+
+    // Revoked on the first replica: the second replica's next verdict rejects the key.
+    let (status, body) = post_json(
+        &keyadmin,
+        &a.url("/api/v1/keys/release/revoke"),
+        json!({"reason": "the key leaked", "compromised": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, second) = b.push_image("dev/team/app", "2.0", &[b"second"]).await;
+    let (code, verdict) = sign(&b, &second);
+    assert_eq!(
+        code, 1,
+        "a refused signature fails the command: {verdict:#}"
+    );
+    assert_eq!(verdict["status"], "revoked", "{verdict:#}");
+    assert_eq!(verdict["reason_code"], "key_compromised", "{verdict:#}");
 }
