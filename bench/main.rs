@@ -19,11 +19,16 @@
 //! `airlock-bench uploads [--parallel 200] [--mib 100]` measures server memory (peak RSS) while many
 //! clients upload at once, against airlock and the distribution registry (see `uploads.rs`).
 //!
+//! `airlock-bench engines [--runs 3] [--blob-mib 1024] [--manifests 1000] [--promotions 200]`
+//! measures the distributed engines (PostgreSQL + S3) against the embedded default (SQLite + a
+//! local directory) in the same run (see `engines.rs`).
+//!
 //! `airlock-bench tls [--blob-mib 1024] [--runs 3]` measures blob push/pull over TLS against
 //! plaintext in the same run, and TLS handshakes per second (see `tls.rs`).
 
 mod anomalies;
 mod audit;
+mod engines;
 mod promote;
 mod tls;
 mod uploads;
@@ -96,11 +101,17 @@ fn free_port() -> Result<u16> {
 }
 
 fn start_airlock(binary: &Path) -> Result<Server> {
+    start_airlock_with_env(binary, &[])
+}
+
+/// [`start_airlock`] with extra environment (e.g. `AIRLOCK_DATABASE_URL` for PostgreSQL).
+fn start_airlock_with_env(binary: &Path, env: &[(String, String)]) -> Result<Server> {
     let dir = tempfile::tempdir()?;
     let mut child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("AIRLOCK_LOG__LEVEL", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", BENCH_PASSWORD)
         .stdout(Stdio::piped())
         .spawn()
@@ -416,6 +427,7 @@ async fn main() -> Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some("tls") => return tls::run().await,
         Some("audit") => return audit::run().await,
+        Some("engines") => return engines::run().await,
         Some("anomalies") => return anomalies::run().await,
         Some("promote") => return promote::run().await,
         Some("uploads") => return uploads::run().await,

@@ -109,7 +109,7 @@ enum LayerContent {
 }
 
 /// One size class: its name in repository paths, how to print it, and its layer.
-struct SizeClass {
+pub(crate) struct SizeClass {
     /// `1kib`, `1gib` (a repository path segment).
     slug: String,
     /// `1 KiB`, `1 GiB`.
@@ -120,7 +120,7 @@ struct SizeClass {
 }
 
 impl SizeClass {
-    fn small() -> Self {
+    pub(crate) fn small() -> Self {
         let content: Vec<u8> = (0..1024u32).map(|i| (i * 31 % 251) as u8).collect();
         let layer_digest = format!("sha256:{}", hex::encode(Sha256::digest(&content)));
         SizeClass {
@@ -278,15 +278,15 @@ async fn post_json(http: &reqwest::Client, url: &str, body: Value, expected: u16
 }
 
 /// Latency percentiles (nearest rank) of a set of requests.
-struct Latencies(Vec<Duration>);
+pub(crate) struct Latencies(Vec<Duration>);
 
 impl Latencies {
-    fn new(mut samples: Vec<Duration>) -> Self {
+    pub(crate) fn new(mut samples: Vec<Duration>) -> Self {
         samples.sort();
         Latencies(samples)
     }
 
-    fn quantile(&self, q: f64) -> Duration {
+    pub(crate) fn quantile(&self, q: f64) -> Duration {
         let rank = ((q * self.0.len() as f64).ceil() as usize).clamp(1, self.0.len());
         self.0[rank - 1]
     }
@@ -300,7 +300,7 @@ impl Latencies {
     }
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -384,7 +384,7 @@ struct ServerView {
 }
 
 /// The benchmarked airlock with its three principals.
-struct Airlock {
+pub(crate) struct Airlock {
     server: crate::Server,
     host: String,
     admin: reqwest::Client,
@@ -393,53 +393,59 @@ struct Airlock {
 }
 
 async fn start_airlock(options: &Options) -> Result<Airlock> {
-    let server = crate::start_airlock(&options.airlock)?;
-    let base = server.base.clone();
-    let host = base
-        .strip_prefix("http://")
-        .context("airlock base URL")?
-        .to_string();
-    let admin = crate::client(server.credentials)?;
-    // The admin creates the users and grants the roles; nobody grants themselves a role.
-    for (name, password, role) in [
-        ("kim", KIM_PASSWORD, "key-admin"),
-        ("pat", PAT_PASSWORD, "promoter"),
-    ] {
-        post_json(
-            &admin,
-            &format!("{base}/api/v1/users"),
-            json!({"name": name, "password": password}),
-            201,
-        )
-        .await?;
-        post_json(
-            &admin,
-            &format!("{base}/api/v1/roles/grant"),
-            json!({"principal": name, "role": role, "scope": "*"}),
-            200,
-        )
-        .await?;
-    }
-    let kim = crate::client(Some(("kim", KIM_PASSWORD)))?;
-    let keys = vec![SigningKey::generate_p256(), SigningKey::generate_p256()];
-    for (i, key) in keys.iter().enumerate() {
-        post_json(
-            &kim,
-            &format!("{base}/api/v1/keys"),
-            json!({"name": format!("bench-signer-{i}"), "public_key": key.public_key().to_pem(),
+    Airlock::set_up(crate::start_airlock(&options.airlock)?).await
+}
+
+impl Airlock {
+    /// Creates the benchmark's principals and signing keys on a started airlock.
+    pub(crate) async fn set_up(server: crate::Server) -> Result<Airlock> {
+        let base = server.base.clone();
+        let host = base
+            .strip_prefix("http://")
+            .context("airlock base URL")?
+            .to_string();
+        let admin = crate::client(server.credentials)?;
+        // The admin creates the users and grants the roles; nobody grants themselves a role.
+        for (name, password, role) in [
+            ("kim", KIM_PASSWORD, "key-admin"),
+            ("pat", PAT_PASSWORD, "promoter"),
+        ] {
+            post_json(
+                &admin,
+                &format!("{base}/api/v1/users"),
+                json!({"name": name, "password": password}),
+                201,
+            )
+            .await?;
+            post_json(
+                &admin,
+                &format!("{base}/api/v1/roles/grant"),
+                json!({"principal": name, "role": role, "scope": "*"}),
+                200,
+            )
+            .await?;
+        }
+        let kim = crate::client(Some(("kim", KIM_PASSWORD)))?;
+        let keys = vec![SigningKey::generate_p256(), SigningKey::generate_p256()];
+        for (i, key) in keys.iter().enumerate() {
+            post_json(
+                &kim,
+                &format!("{base}/api/v1/keys"),
+                json!({"name": format!("bench-signer-{i}"), "public_key": key.public_key().to_pem(),
                    "purposes": ["sign"], "scope": ["*"]}),
-            201,
-        )
-        .await?;
+                201,
+            )
+            .await?;
+        }
+        let pat = crate::client(Some(("pat", PAT_PASSWORD)))?;
+        Ok(Airlock {
+            server,
+            host,
+            admin,
+            pat,
+            keys,
+        })
     }
-    let pat = crate::client(Some(("pat", PAT_PASSWORD)))?;
-    Ok(Airlock {
-        server,
-        host,
-        admin,
-        pat,
-        keys,
-    })
 }
 
 /// One timed promotion of `digest` from `source` to staging; checks that it was promoted.
@@ -471,7 +477,7 @@ async fn promote_once(
 
 /// Pushes the layer of `class` and `total` images referencing it, each signed twice; checks
 /// that the first one has two verified signatures. Returns the repository and image digests.
-async fn prepare_class(
+pub(crate) async fn prepare_class(
     airlock: &Airlock,
     class: &SizeClass,
     total: usize,
@@ -531,7 +537,7 @@ async fn prepare_class(
 
 /// Promotes `digests` from `repo` with `in_flight` requests at a time; returns each request's
 /// latency and the wall time of the whole set.
-async fn promote_concurrently(
+pub(crate) async fn promote_concurrently(
     airlock: &Airlock,
     repo: &str,
     digests: &[String],
@@ -793,7 +799,7 @@ async fn bench_skopeo_class(
     })
 }
 
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())

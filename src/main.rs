@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use airlock_server::{Config, LogFormat};
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
-    access, anomalies, audit, backup, catalog, completion, context, evidence, gc, login, outcome,
-    promotion, version, webhooks,
+    access, anomalies, audit, backup, catalog, completion, context, evidence, gc, login,
+    migrate_store, outcome, promotion, version, webhooks,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -137,6 +137,9 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restore a verified backup into a new, empty data directory.
     Restore(backup::RestoreArgs),
+    /// Move a stopped embedded installation to PostgreSQL (--to) and its blobs to S3 (--blobs),
+    /// checking the copy (docs/operations.md, "Moving to PostgreSQL and S3").
+    MigrateStore(migrate_store::MigrateStoreArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -253,6 +256,9 @@ fn main() -> ExitCode {
         Command::Gc(args) => run_client(gc::gc(args)),
         Command::Backup(args) => run_client(backup::backup(args, cli.common.output)),
         Command::Restore(args) => run_client(backup::restore(args, cli.common.output)),
+        Command::MigrateStore(args) => {
+            run_client(migrate_store::migrate_store(args, cli.common.output))
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod context;
 pub mod evidence;
 pub mod gc;
 pub mod login;
+pub mod migrate_store;
 pub mod oidc;
 pub mod outcome;
 pub mod promotion;

@@ -1323,3 +1323,27 @@ impl TestServer {
             .any(|line| line.trim() == "airlock_replica_leader 1")
     }
 }
+
+impl TestServer {
+    /// A server over `data_dir` on the embedded engines whatever `AIRLOCK_TEST_BACKEND` says
+    /// (SQLite and blobs in the data directory): for tests that start from an embedded
+    /// installation (`tests/migrate_store.rs`).
+    pub fn start_embedded_in(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_airlock"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("AIRLOCK_DATABASE_URL")
+            .env_remove("AIRLOCK_BLOB_STORE")
+            .env("AIRLOCK_LOG__LEVEL", "warn")
+            .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
+            .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start airlock serve");
+        Self::attach(child, data_dir.to_path_buf(), None)
+    }
+}

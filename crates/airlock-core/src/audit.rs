@@ -578,6 +578,21 @@ pub enum AuditEvent {
         /// for a run that finished.
         error: Option<String>,
     },
+    /// `airlock migrate-store` moved an embedded installation's metadata into this PostgreSQL
+    /// database (and its blobs into `blob_store`): the first entry the target adds after the
+    /// copied log.
+    StoreMigrated {
+        /// Tables copied.
+        tables: u64,
+        /// Rows copied, over every table.
+        rows: u64,
+        /// Blobs copied into the blob store (or found there already).
+        blobs: u64,
+        /// Their bytes.
+        bytes: u64,
+        /// Where the blobs now are (`s3://...`), or `None` when they stayed in the data directory.
+        blob_store: Option<String>,
+    },
 }
 
 impl AuditEvent {
@@ -637,6 +652,7 @@ impl AuditEvent {
             Self::AnomalyDetected { .. } => "anomaly.detected",
             Self::AnomalyResolved { .. } => "anomaly.resolved",
             Self::GarbageCollected { .. } => "gc.collected",
+            Self::StoreMigrated { .. } => "store.migrated",
         }
     }
 
@@ -775,7 +791,9 @@ impl AuditEvent {
             | Self::AnomalyResolved { anomaly, rule, .. } => {
                 json!({"kind": "anomaly", "id": anomaly, "rule": rule.as_str()})
             }
-            Self::GarbageCollected { .. } => json!({"kind": "registry"}),
+            Self::GarbageCollected { .. } | Self::StoreMigrated { .. } => {
+                json!({"kind": "registry"})
+            }
         }
     }
 
@@ -1017,6 +1035,14 @@ impl AuditEvent {
                 }
                 details
             }
+            Self::StoreMigrated {
+                tables,
+                rows,
+                blobs,
+                bytes,
+                blob_store,
+            } => json!({"tables": tables, "rows": rows, "blobs": blobs, "bytes": bytes,
+                        "blob_store": blob_store}),
         }
     }
 }

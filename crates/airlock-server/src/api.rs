@@ -11,6 +11,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     remediation: String,
+    /// Seconds for a `Retry-After` header (the database was busy).
+    retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             code,
             message: message.into(),
             remediation: remediation.into(),
+            retry_after_secs: None,
         }
     }
 
@@ -34,9 +37,22 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message, remediation)
     }
 
-    /// A storage failure: 503 `UNAVAILABLE` when storage refused the write because it cannot
-    /// keep it (readyz names the failing check), else 500 as [`ApiError::internal`].
+    /// A storage failure: 503 `UNAVAILABLE` with `Retry-After` when the database gave up on a
+    /// time limit (busy, nothing written), 503 `UNAVAILABLE` when storage refused the write
+    /// because it cannot keep it (readyz names the failing check), else 500 as
+    /// [`ApiError::internal`].
     pub fn storage(err: &airlock_store::StoreError) -> Self {
+        if let Some(busy) = err.busy() {
+            tracing::warn!(error = %err, "database busy");
+            let mut answer = Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                busy.to_string(),
+                "send the request again after the Retry-After delay",
+            );
+            answer.retry_after_secs = Some(busy.retry_after_secs());
+            return answer;
+        }
         match err.write_refusal() {
             Some(refusal) => {
                 tracing::error!(error = %refusal, "write refused");
@@ -79,7 +95,13 @@ impl IntoResponse for ApiError {
                 remediation: self.remediation,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -277,6 +299,26 @@ fn rejection(status: StatusCode, message: String) -> ApiError {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    /// A database that gave up on a time limit (here: no free connection) is busy, not broken:
+    /// 503 with `Retry-After`, and a sentence saying nothing was changed.
+    #[test]
+    fn a_busy_database_answers_503_with_retry_after() {
+        let busy = airlock_store::StoreError::Database(sqlx::Error::PoolTimedOut);
+        let response = ApiError::storage(&busy).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(axum::http::header::RETRY_AFTER),
+            Some(&axum::http::HeaderValue::from_static("2"))
+        );
+        let oci =
+            crate::oci::OciError::from(crate::registry::RegistryError::Store(busy)).into_response();
+        assert_eq!(oci.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            oci.headers().get(axum::http::header::RETRY_AFTER),
+            Some(&axum::http::HeaderValue::from_static("2"))
+        );
+    }
 
     /// Records the `error` field of every event.
     struct ErrorFields(Arc<Mutex<Vec<String>>>);

@@ -284,6 +284,8 @@ pub async fn serve(
             addr: config.listen,
         });
     }
+    // Held until the server returns: `airlock migrate-store` refuses a directory in use.
+    let _data_dir_lock = crate::data_dir::lock(&config.data_dir)?;
     let registry = open_registry(&config).await?;
     let tls = crate::tls::prepare(&config)?;
     let scheme = if tls.is_some() { "https" } else { "http" };

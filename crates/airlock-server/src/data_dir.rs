@@ -1,4 +1,5 @@
-//! The data directory at start: its permissions, and refusing a new database beside old keys.
+//! The data directory at start: its lock (one process at a time), its permissions, and refusing
+//! a new database beside old keys.
 //!
 //! Guarantees:
 //! - At every start the data directory is set to mode 0700, the database (`metadata.db`, created
@@ -46,6 +47,16 @@ pub enum DataDirError {
     /// The database could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another process (a running `airlock serve`, or `airlock migrate-store`) holds the data
+    /// directory's lock.
+    #[error(
+        "the data directory {} is in use: a running airlock serve (or migrate-store) holds its lock file {LOCK_FILE}. Stop that process first (systemctl stop airlock, or SIGTERM), then run this again",
+        dir.display()
+    )]
+    InUse {
+        /// The data directory.
+        dir: PathBuf,
+    },
     /// The database is new but keys from an earlier installation are present.
     #[error(
         "the database {} is new (no audit entries, no checkpoints), but {} already holds {}: the database this installation used was lost, moved or replaced. Starting now would begin an empty registry and audit log under the old keys. Restore the database from a backup (docs/operations.md, Recovery), or, to start over on purpose with these keys, start once with --allow-new-database",
@@ -61,6 +72,40 @@ pub enum DataDirError {
         /// The key files found.
         keys: Vec<String>,
     },
+}
+
+/// The file in a data directory that `airlock serve` holds an exclusive lock on (`flock`) for as
+/// long as it runs, and `airlock migrate-store` for as long as it copies: neither starts while
+/// the other has the directory. The lock goes with the process, however it ends.
+pub const LOCK_FILE: &str = "airlock.lock";
+
+/// An exclusive lock on a data directory ([`LOCK_FILE`]), released when dropped.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Takes the data directory's lock (creating the directory and the lock file if missing), or
+/// fails with [`DataDirError::InUse`] at once when another process holds it.
+pub fn lock(dir: &Path) -> Result<DataDirLock, DataDirError> {
+    let path = dir.join(LOCK_FILE);
+    let files = |source| DataDirError::Files {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(files)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&path).map_err(files)?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DataDirError::InUse {
+            dir: dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(files(source)),
+    }
 }
 
 #[cfg(unix)]

@@ -25,6 +25,7 @@ pub mod identity;
 pub mod leadership;
 pub mod meta;
 pub mod metrics;
+pub mod migrate_store;
 pub mod oci;
 pub mod openapi;
 pub mod outbound_tls;

@@ -426,11 +426,16 @@ impl Registry {
             .clone()
             .filter(|prefix| prefix.bytes == session.size)
             .map(|prefix| prefix.digester);
-        let (written, hashed) = self.write_chunk(&session, body, resumable).await?;
+        let attempt = self.blobs.chunk_attempt();
+        let (written, hashed) = self
+            .write_chunk(&session, &attempt, body, resumable)
+            .await?;
         if let Some((start, end)) = range {
             let announced = end.saturating_sub(start).saturating_add(1);
             if written != announced {
-                self.blobs.discard_chunk(session.id, session.chunks).await?;
+                self.blobs
+                    .discard_chunk(session.id, session.chunks, &attempt)
+                    .await?;
                 return Err(RegistryError::ChunkSizeMismatch {
                     announced,
                     actual: written,
@@ -446,9 +451,18 @@ impl Registry {
                     session.size,
                     session.size + written,
                     session.chunks + 1,
+                    &attempt,
                 )
                 .await?;
             if !recorded {
+                // Another replica recorded a chunk at this offset first: this attempt's object
+                // is nobody's (a fixed-name chunk on a local directory is never raced: one
+                // process holds the session's lock).
+                if !attempt.is_empty() {
+                    self.blobs
+                        .discard_chunk(session.id, session.chunks, &attempt)
+                        .await?;
+                }
                 return Err(RegistryError::ChunkOutOfOrder {
                     expected: session.size,
                     got: session.size,
@@ -467,6 +481,7 @@ impl Registry {
     async fn write_chunk<S, E>(
         &self,
         session: &UploadSession,
+        attempt: &str,
         body: S,
         digester: Option<Digester>,
     ) -> Result<(u64, Option<Digester>)>
@@ -480,7 +495,7 @@ impl Registry {
             .unwrap_or_else(|| Digester::new(DigestAlgorithm::Sha256));
         let written = self
             .blobs
-            .write_chunk(session.id, session.chunks, body, &mut working)
+            .write_chunk(session.id, session.chunks, attempt, body, &mut working)
             .await
             .map_err(|err| match err {
                 ChunkWriteError::Body(reason) => RegistryError::UploadInterrupted {
@@ -520,7 +535,7 @@ impl Registry {
             }
             _ => {
                 self.blobs
-                    .digest_upload(session.id, session.chunks, digest.algorithm())
+                    .digest_upload(session.id, &session.chunk_attempts, digest.algorithm())
                     .await?
             }
         };
@@ -532,7 +547,7 @@ impl Registry {
             });
         }
         self.blobs
-            .commit_upload(session.id, session.chunks, digest)
+            .commit_upload(session.id, &session.chunk_attempts, digest)
             .await?;
         let pushed = Self::record(
             actor,
@@ -544,11 +559,12 @@ impl Registry {
             },
         );
         // Garbage collection may have deleted this digest's file since it was renamed into place
-        // (an old copy of the same bytes was being collected): the commit checks, in its
-        // transaction, and refuses rather than acknowledge a blob without bytes.
+        // (an old copy of the same bytes was being collected): the commit looks at the bytes
+        // before its transaction, checks gc's deletions in it, and refuses rather than
+        // acknowledge a blob without bytes.
         let committed = self
             .metadata
-            .commit_blob_checked(repo, digest, session.size, &[pushed], async {
+            .commit_blob_checked(repo, digest, session.size, &[pushed], || async {
                 Ok(self.blobs.size(digest).await?.is_some())
             })
             .await;
@@ -576,7 +592,7 @@ impl Registry {
 
     async fn discard(&self, session: &UploadSession) -> Result<()> {
         self.blobs
-            .discard_upload(session.id, session.chunks)
+            .discard_upload(session.id, &session.chunk_attempts)
             .await?;
         self.metadata.delete_upload(session.id).await?;
         self.forget_upload(session.id);
@@ -605,7 +621,7 @@ impl Registry {
             }
             tracing::info!(upload = %session.id, repository = %session.repository, bytes = session.size, "expiring idle upload");
             self.blobs
-                .discard_upload(session.id, session.chunks)
+                .discard_upload(session.id, &session.chunk_attempts)
                 .await?;
             self.forget_upload(session.id);
             expired += 1;
@@ -639,7 +655,7 @@ impl Registry {
                 );
                 match self
                     .metadata
-                    .commit_blob_checked(repo, digest, size, &[mounted], async {
+                    .commit_blob_checked(repo, digest, size, &[mounted], || async {
                         Ok(self.blobs.size(digest).await?.is_some())
                     })
                     .await

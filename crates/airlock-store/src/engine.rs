@@ -123,6 +123,102 @@ pub(crate) async fn sqlite_settings(connection: &mut AnyConnection) -> Result<()
     Ok(())
 }
 
+/// The time limits every PostgreSQL connection gets when it opens (`SET`, session-wide), so no
+/// transaction can hold the writer lock ([`WRITER_LOCK_KEY`]) for long and no writer waits for it
+/// without end:
+/// - `lock_timeout`: how long a statement waits for a lock (the writer lock, a row lock) before it
+///   fails with SQLSTATE `55P03`. Writers of one process queue in the process first, so at most one
+///   per replica waits here, each for transactions that take milliseconds.
+/// - `idle_in_transaction_session_timeout`: a transaction that sends nothing for this long (its
+///   process hangs, is stopped or lost its network) has its session ended by the server, which
+///   releases the writer lock it held. No transaction waits on the network while it holds the lock
+///   (blob checks run before it begins), so a live one is never idle this long.
+/// - `statement_timeout`: the longest a single statement may run (a runaway query under the lock,
+///   or a read that would tie up a connection), SQLSTATE `57014`.
+///
+/// Each applies unless the database URL's `options` parameter sets it
+/// (`?options=-c%20statement_timeout%3D300s`), which then wins (docs/configuration.md).
+pub const POSTGRES_TIMEOUTS: [(&str, &str); 3] = [
+    ("lock_timeout", "15s"),
+    ("idle_in_transaction_session_timeout", "60s"),
+    ("statement_timeout", "120s"),
+];
+
+/// The `SET` statements of [`POSTGRES_TIMEOUTS`] for the connections to `url`: those whose setting
+/// the URL's `options` parameter does not name.
+pub(crate) fn postgres_timeouts_sql(url: &str) -> Result<String, sqlx::Error> {
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)?;
+    let named = options
+        .get_options()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    Ok(POSTGRES_TIMEOUTS
+        .iter()
+        .filter(|(setting, _)| !named.contains(setting))
+        .map(|(setting, value)| format!("SET {setting} = '{value}';"))
+        .collect::<Vec<_>>()
+        .join(" "))
+}
+
+/// Why PostgreSQL gave up on a statement because of a time limit of [`POSTGRES_TIMEOUTS`] (or the
+/// pool had no connection to give): the database is busy or a transaction was stuck. Nothing was
+/// written; the same request sent again can succeed, so clients hear 503 with `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseBusy {
+    /// A lock (the writer lock, a row lock) was not granted within `lock_timeout` (`55P03`).
+    LockTimeout,
+    /// A statement ran longer than `statement_timeout` (`57014`).
+    StatementTimeout,
+    /// The server ended the session of a transaction idle longer than
+    /// `idle_in_transaction_session_timeout` (`25P03`).
+    IdleTransaction,
+    /// No pooled connection became free within the pool's acquire timeout.
+    PoolExhausted,
+}
+
+impl DatabaseBusy {
+    /// The time limit behind `err`, if a time limit is why it failed.
+    pub fn of(err: &sqlx::Error) -> Option<Self> {
+        match err {
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                Some("55P03") => Some(Self::LockTimeout),
+                Some("57014") => Some(Self::StatementTimeout),
+                Some("25P03") => Some(Self::IdleTransaction),
+                _ => None,
+            },
+            sqlx::Error::PoolTimedOut => Some(Self::PoolExhausted),
+            _ => None,
+        }
+    }
+
+    /// Seconds a client should wait before sending the request again.
+    pub fn retry_after_secs(self) -> u64 {
+        match self {
+            Self::LockTimeout | Self::PoolExhausted => 2,
+            Self::StatementTimeout | Self::IdleTransaction => 5,
+        }
+    }
+}
+
+impl std::fmt::Display for DatabaseBusy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::LockTimeout => {
+                "the database's write lock was not granted in time (other writers hold it): nothing was changed, send the request again"
+            }
+            Self::StatementTimeout => {
+                "a database statement ran past the statement time limit: nothing was changed, send the request again"
+            }
+            Self::IdleTransaction => {
+                "the database ended a transaction that had stalled: nothing was changed, send the request again"
+            }
+            Self::PoolExhausted => {
+                "every database connection is busy: nothing was changed, send the request again"
+            }
+        })
+    }
+}
+
 /// A statement built from pieces, with `$N` placeholders for both engines (sqlx's own
 /// `QueryBuilder` writes `?` for the `Any` driver, which PostgreSQL does not accept).
 pub(crate) struct SqlBuilder {

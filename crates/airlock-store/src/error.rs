@@ -90,6 +90,19 @@ impl StoreError {
         }
     }
 
+    /// The time limit behind this error when the database gave up waiting (a lock not granted,
+    /// a statement or an idle transaction past its limit, no free connection): nothing was
+    /// written and the request can be sent again, so clients hear 503 with `Retry-After`.
+    pub fn busy(&self) -> Option<crate::DatabaseBusy> {
+        match self {
+            StoreError::Database(err) => crate::DatabaseBusy::of(err),
+            StoreError::Migration(sqlx::migrate::MigrateError::Execute(err)) => {
+                crate::DatabaseBusy::of(err)
+            }
+            _ => None,
+        }
+    }
+
     /// The refusal behind this error when storage refused a write because it cannot keep it (the
     /// database file or the blob directory removed or replaced, writes stopped): the client should
     /// hear 503, not 500.

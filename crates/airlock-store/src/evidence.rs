@@ -462,26 +462,36 @@ impl Metadata {
         manifest: Option<(&str, &str)>,
         items: &[NewEvidence],
     ) -> Result<Vec<Option<i64>>, KeyringWriteError> {
-        self.record_evidence_checked(keyring_version, manifest, items, None, async { Ok(true) })
-            .await
+        self.record_evidence_checked(keyring_version, manifest, items, None, || async {
+            Ok(true)
+        })
+        .await
     }
 
     /// [`Metadata::record_evidence`] for evidence whose bytes were just written to the blob
-    /// store as `blob` with no `blobs` row (a document submitted through the API): in the same
-    /// transaction, as [`Metadata::commit_blob_checked`] does, refuses with
-    /// [`StoreError::BlobCollected`] if gc is deleting that file (its tombstone stands) or
-    /// `bytes_present` finds it gone, so no evidence row is left without its bytes. Once the row
-    /// is in, gc no longer takes the file for an orphan.
-    pub async fn record_evidence_checked(
+    /// store as `blob` with no `blobs` row (a document submitted through the API): as
+    /// [`Metadata::commit_blob_checked`] does (`bytes_present` asked before the transaction, the
+    /// tombstone and finished deletions checked in it), refuses with
+    /// [`StoreError::BlobCollected`] if gc is deleting that file or the file is gone, so no
+    /// evidence row is left without its bytes. Once the row is in, gc no longer takes the file
+    /// for an orphan.
+    pub async fn record_evidence_checked<F, Fut>(
         &self,
         keyring_version: i64,
         manifest: Option<(&str, &str)>,
         items: &[NewEvidence],
         blob: Option<&airlock_core::Digest>,
-        bytes_present: impl std::future::Future<Output = Result<bool, StoreError>>,
-    ) -> Result<Vec<Option<i64>>, KeyringWriteError> {
+        bytes_present: F,
+    ) -> Result<Vec<Option<i64>>, KeyringWriteError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<bool, StoreError>>,
+    {
         let now = now_millis();
-        let mut tx = self.begin_write().await?;
+        let mut tx = match blob {
+            Some(blob) => self.begin_bytes_commit(blob, bytes_present).await?,
+            None => self.begin_write().await?,
+        };
         // Under the writer lock no keyring change can commit until this transaction does: a
         // verdict computed against an older keyring (another replica revoked a key meanwhile)
         // is never stored.
@@ -497,16 +507,6 @@ impl Metadata {
                     expected: keyring_version,
                     found,
                 });
-            }
-        }
-        if let Some(blob) = blob {
-            let tombstone: Vec<i64> =
-                sqlx::query_scalar("SELECT 1 FROM gc_tombstones WHERE digest = $1")
-                    .bind(blob.to_string())
-                    .fetch_all(&mut *tx)
-                    .await?;
-            if !tombstone.is_empty() || !bytes_present.await? {
-                return Err(StoreError::BlobCollected(blob.to_string()).into());
             }
         }
         let mut ids = Vec::with_capacity(items.len());

@@ -374,7 +374,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(refused.to_string().contains("was removed"), "{refused}");
-        let refused = meta.record_chunk(session, 0, 5, 1).await.unwrap_err();
+        let refused = meta.record_chunk(session, 0, 5, 1, "").await.unwrap_err();
         assert!(refused.to_string().contains("was removed"), "{refused}");
         let refused = meta.delete_upload(session).await.unwrap_err();
         assert!(refused.to_string().contains("was removed"), "{refused}");

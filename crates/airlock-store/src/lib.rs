@@ -21,6 +21,7 @@ mod evidence;
 mod gc;
 mod health;
 mod metadata;
+mod migrate;
 mod passwords;
 #[cfg(test)]
 mod postgres_tests;
@@ -34,6 +35,8 @@ mod session_lock;
 pub mod test_support;
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod upgrade_tests;
 mod webhooks;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
@@ -42,11 +45,11 @@ pub use api_keys::{ApiKeyRow, ExpiringKey, NewApiKey, SentNotice};
 pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};
 pub use backup::{ReferencedBlob, blobs_gone_live, drop_unreferenced_blobs, snapshot_sqlite};
 pub use blobs::{
-    BlobRange, BlobStore, ByteStream, CREDENTIAL_VARIABLES, ChunkWriteError, REDIRECT_TTL_SECS,
-    S3Location, S3LocationError, S3Options, StoredBlobFile, local_blob_file,
+    BlobCopy, BlobRange, BlobStore, ByteStream, CREDENTIAL_VARIABLES, ChunkWriteError,
+    REDIRECT_TTL_SECS, S3Location, S3LocationError, S3Options, StoredBlobFile, local_blob_file,
 };
 pub use catalog::TagRow;
-pub use engine::{Backend, DatabaseLocation, redact_url};
+pub use engine::{Backend, DatabaseBusy, DatabaseLocation, POSTGRES_TIMEOUTS, redact_url};
 pub use error::StoreError;
 pub use evidence::{
     ArtifactFlag, EvidenceOrigin, EvidenceRow, EvidenceUpdate, EvidenceVerdict, KeyChange, KeyRow,
@@ -58,6 +61,7 @@ pub use metadata::{
     ManifestUpload, ManifestWriteError, Metadata, ReferrerRow, StoredManifest, TagMove,
     UploadSession, now_millis,
 };
+pub use migrate::{MigrateError, TableCopy};
 pub use passwords::{PasswordChange, VerifiedPassword};
 pub use promotion::{
     ApprovalRow, ChannelMove, DecisionRow, FreezeRow, NewManifest, PromotionRow, PromotionWrite,

@@ -16,7 +16,10 @@ use sqlx::{AnyConnection, AnyPool, Row, SqlStr};
 use uuid::Uuid;
 
 use crate::audit::append;
-use crate::engine::{Backend, DatabaseLocation, WRITER_LOCK_KEY, sqlite_options, sqlite_settings};
+use crate::engine::{
+    Backend, DatabaseLocation, WRITER_LOCK_KEY, postgres_timeouts_sql, sqlite_options,
+    sqlite_settings,
+};
 use crate::error::StoreError;
 use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, WriteRefusal};
 
@@ -28,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 19] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 20] = [
         (
             1,
             "registry",
@@ -143,6 +146,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             include_str!("../migrations/0020_active_policy.sql"),
             include_str!("../migrations/postgres/0020_active_policy.sql"),
         ),
+        (
+            21,
+            "gc cleared, chunk attempts",
+            include_str!("../migrations/0021_gc_cleared_chunk_attempts.sql"),
+            include_str!("../migrations/postgres/0021_gc_cleared_chunk_attempts.sql"),
+        ),
     ];
     Migrator::with_migrations(
         all.into_iter()
@@ -185,6 +194,9 @@ pub struct UploadSession {
     pub size: u64,
     /// Chunks staged so far.
     pub chunks: u32,
+    /// The attempt that wrote each of them, in order (`BlobStore::chunk_attempt`; empty for a
+    /// fixed chunk name): `chunks` entries.
+    pub chunk_attempts: Vec<String>,
     /// When the session started (ms).
     pub created_at: i64,
     /// When the last chunk arrived (ms).
@@ -481,22 +493,38 @@ impl Metadata {
     /// it migrates, so replicas starting together migrate once).
     ///
     /// Write transactions serialise across every process on the database with one advisory
-    /// lock (see [`Metadata::begin_write`]). The database-file and write-ahead-log checks of the
+    /// lock (see [`Metadata::begin_write`]); every pooled connection gets the time limits of
+    /// [`crate::POSTGRES_TIMEOUTS`], so a stuck or abandoned transaction cannot hold that lock for
+    /// long (a limit reached is [`StoreError::busy`]). The database-file and write-ahead-log checks of the
     /// embedded engine do not apply; readiness rests on `SELECT 1` and failed commits.
     pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let options = AnyConnectOptions::from_str(url)?;
         let migrator = migrator(Backend::Postgres);
+        let timeouts = postgres_timeouts_sql(url)?;
+        // Migrations run on this first connection, without the time limits: a migration may
+        // rewrite a large table, and replicas starting together wait for sqlx's migration lock.
         let mut first: AnyConnection = sqlx::ConnectOptions::connect(&options).await?;
         crate::schema::check_applied(&mut first, Backend::Postgres, &migrator).await?;
+        migrator.run(&mut first).await?;
         sqlx::Connection::close(first).await?;
         let pool = AnyPoolOptions::new()
             .max_connections(16)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |connection, _| {
+                let timeouts = timeouts.clone();
+                Box::pin(async move {
+                    if !timeouts.is_empty() {
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(timeouts))
+                            .execute(&mut *connection)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
-        migrator.run(&pool).await?;
         Ok(Self::from_parts(
             pool,
             Backend::Postgres,
@@ -661,36 +689,32 @@ impl Metadata {
         size: u64,
         records: &[AuditRecord],
     ) -> Result<(), StoreError> {
-        self.commit_blob_checked(repo, digest, size, records, async { Ok(true) })
+        self.commit_blob_checked(repo, digest, size, records, || async { Ok(true) })
             .await
     }
 
-    /// [`Metadata::commit_blob`] for a caller that wrote (or mounts) the blob's bytes: inside the
-    /// transaction, before anything is written, it refuses with [`StoreError::BlobCollected`]
-    /// when garbage collection is deleting this digest's file (a tombstone stands) or when
-    /// `bytes_present` says the file is gone (collected between the caller's write and this
-    /// commit). Either way the client uploads the blob again; nothing was acknowledged. The
-    /// commit also refreshes the blob's `linked_at`, from which gc's grace period counts.
-    pub async fn commit_blob_checked(
+    /// [`Metadata::commit_blob`] for a caller that wrote (or mounts) the blob's bytes: it refuses
+    /// with [`StoreError::BlobCollected`], before anything is written, when `bytes_present` says
+    /// the file is gone (collected between the caller's write and this commit) or garbage
+    /// collection is deleting this digest's file (a tombstone stands) or finished deleting it
+    /// since `bytes_present` looked. `bytes_present` is asked before the write transaction
+    /// begins, never while it holds the writer lock (`gc/bytes_check.rs`). Either way the client
+    /// uploads the blob again; nothing was acknowledged. The commit also refreshes the blob's
+    /// `linked_at`, from which gc's grace period counts.
+    pub async fn commit_blob_checked<F, Fut>(
         &self,
         repo: &RepoName,
         digest: &Digest,
         size: u64,
         records: &[AuditRecord],
-        bytes_present: impl std::future::Future<Output = Result<bool, StoreError>>,
-    ) -> Result<(), StoreError> {
+        bytes_present: F,
+    ) -> Result<(), StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<bool, StoreError>>,
+    {
         let now = now_millis();
-        let mut tx = self.begin_write().await?;
-        let tombstone: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM gc_tombstones WHERE digest = $1")
-                .bind(digest.to_string())
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .next();
-        if tombstone.is_some() || !bytes_present.await? {
-            return Err(StoreError::BlobCollected(digest.to_string()));
-        }
+        let mut tx = self.begin_bytes_commit(digest, bytes_present).await?;
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at, linked_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (digest) DO UPDATE SET linked_at = excluded.linked_at",
@@ -795,7 +819,7 @@ impl Metadata {
     /// An upload session by id.
     pub async fn upload(&self, id: Uuid) -> Result<Option<UploadSession>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, repository, principal, size, chunks, created_at, updated_at FROM uploads
+            "SELECT id, repository, principal, size, chunks, chunk_attempts, created_at, updated_at FROM uploads
              WHERE id = $1",
         )
         .bind(id.to_string())
@@ -806,22 +830,32 @@ impl Metadata {
         row.map(upload_from_row).transpose()
     }
 
-    /// Records a staged chunk if the session is still at `expected_size` (optimistic check against
-    /// a concurrent writer). Returns whether the record was made.
+    /// Records a staged chunk, written by `attempt`, if the session is still at `expected_size`
+    /// (one compare-and-set against a concurrent writer, which records the size and the attempt
+    /// together). Returns whether the record was made; if not, the caller deletes its chunk.
     pub async fn record_chunk(
         &self,
         id: Uuid,
         expected_size: u64,
         new_size: u64,
         new_chunks: u32,
+        attempt: &str,
     ) -> Result<bool, StoreError> {
+        if attempt.contains(',') {
+            return Err(StoreError::Corrupt(format!(
+                "chunk attempt {attempt:?} contains a comma"
+            )));
+        }
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE uploads SET size = $1, chunks = $2, updated_at = $3 WHERE id = $4 AND size = $5",
+            "UPDATE uploads SET size = $1, chunks = $2, updated_at = $3,
+                    chunk_attempts = chunk_attempts || $4
+             WHERE id = $5 AND size = $6",
         )
         .bind(new_size as i64)
         .bind(new_chunks as i64)
         .bind(now_millis())
+        .bind(format!("{attempt},"))
         .bind(id.to_string())
         .bind(expected_size as i64)
         .execute(&mut *tx)
@@ -862,7 +896,7 @@ impl Metadata {
     /// Upload sessions idle since before `cutoff_millis`, for the expiry sweep.
     pub async fn idle_uploads(&self, cutoff_millis: i64) -> Result<Vec<UploadSession>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, repository, principal, size, chunks, created_at, updated_at FROM uploads
+            "SELECT id, repository, principal, size, chunks, chunk_attempts, created_at, updated_at FROM uploads
              WHERE updated_at < $1 LIMIT 1000",
         )
         .bind(cutoff_millis)
@@ -1225,6 +1259,18 @@ impl Metadata {
     }
 }
 
+/// Each of `chunks` chunks' attempt from the recorded list (`attempt,` per chunk recorded since
+/// attempts were kept; the chunks before those have the fixed name, an empty attempt).
+fn chunk_attempts(chunks: i64, recorded: &str) -> Vec<String> {
+    let listed: Vec<String> = recorded.split_terminator(',').map(String::from).collect();
+    let fixed = usize::try_from(chunks)
+        .unwrap_or(0)
+        .saturating_sub(listed.len());
+    std::iter::repeat_n(String::new(), fixed)
+        .chain(listed)
+        .collect()
+}
+
 fn upload_from_row(row: sqlx::any::AnyRow) -> Result<UploadSession, StoreError> {
     let id: String = row.get("id");
     Ok(UploadSession {
@@ -1235,6 +1281,10 @@ fn upload_from_row(row: sqlx::any::AnyRow) -> Result<UploadSession, StoreError> 
         principal: row.get("principal"),
         size: row.get::<i64, _>("size") as u64,
         chunks: row.get::<i64, _>("chunks") as u32,
+        chunk_attempts: chunk_attempts(
+            row.get::<i64, _>("chunks"),
+            &row.get::<String, _>("chunk_attempts"),
+        ),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })

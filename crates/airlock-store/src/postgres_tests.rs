@@ -270,3 +270,160 @@ async fn names_compare_byte_by_byte_whatever_the_database_collation() {
     assert_eq!(pages, ["dev/a", "dev/a-b", "dev/a.b", "dev/a_b", "dev/ab"]);
     meta.close().await;
 }
+
+/// Every pooled connection carries the time limits of `POSTGRES_TIMEOUTS`, except one the URL's
+/// `options` sets (which wins); a writer that cannot get the writer lock within `lock_timeout`
+/// fails with a busy error (503 with `Retry-After` for clients), not a hang or a 500, and the
+/// next write goes through once the lock is free.
+#[tokio::test]
+async fn a_writer_waits_for_the_writer_lock_no_longer_than_lock_timeout() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let database = create_database(&admin).await;
+    let separator = if database.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{separator}options=-c%20lock_timeout%3D1s", database.url);
+    let meta = Metadata::open_postgres(&url).await.unwrap();
+    for (setting, expected) in [
+        ("lock_timeout", "1s"),
+        ("idle_in_transaction_session_timeout", "1min"),
+        ("statement_timeout", "2min"),
+    ] {
+        let shown: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {setting}")))
+            .fetch_all(meta.pool())
+            .await
+            .unwrap();
+        assert_eq!(shown, vec![expected.to_string()], "{setting}");
+    }
+
+    // Another process holds the writer lock (a transaction stuck under it).
+    let options: sqlx::postgres::PgConnectOptions = database.url.parse().unwrap();
+    let mut holder = sqlx::ConnectOptions::connect(&options).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(crate::engine::WRITER_LOCK_KEY)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let repo: RepoName = "dev/team/app".parse().unwrap();
+    let started = std::time::Instant::now();
+    let refused = meta
+        .create_upload(uuid::Uuid::new_v4(), &repo, "tester")
+        .await;
+    let waited = started.elapsed();
+    let err = refused.expect_err("the writer lock is held elsewhere");
+    assert_eq!(err.busy(), Some(crate::DatabaseBusy::LockTimeout), "{err}");
+    assert!(
+        waited >= std::time::Duration::from_millis(900)
+            && waited < std::time::Duration::from_secs(10),
+        "waited {waited:?}"
+    );
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(crate::engine::WRITER_LOCK_KEY)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    meta.create_upload(uuid::Uuid::new_v4(), &repo, "tester")
+        .await
+        .unwrap();
+    meta.close().await;
+}
+
+/// A transaction abandoned under the writer lock (its client stopped talking) is ended by the
+/// server after `idle_in_transaction_session_timeout`, which frees the lock for every other
+/// writer: the store's next write goes through instead of waiting for ever.
+#[tokio::test]
+async fn an_abandoned_transaction_frees_the_writer_lock() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let database = create_database(&admin).await;
+    let separator = if database.url.contains('?') { '&' } else { '?' };
+    // A short idle limit for the test (the default is a minute).
+    let url = format!(
+        "{}{separator}options=-c%20idle_in_transaction_session_timeout%3D1s",
+        database.url
+    );
+    let meta = Metadata::open_postgres(&url).await.unwrap();
+    // A write transaction of this store, abandoned (never committed, never dropped) while it
+    // holds the writer lock, as a process that hangs would leave it.
+    let abandoned = meta.begin_write().await.unwrap();
+    let other = Metadata::open_postgres(&database.url).await.unwrap();
+    let repo: RepoName = "dev/team/app".parse().unwrap();
+    let started = std::time::Instant::now();
+    other
+        .create_upload(uuid::Uuid::new_v4(), &repo, "tester")
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "waited {:?}",
+        started.elapsed()
+    );
+    let ended = abandoned.commit().await;
+    assert!(ended.is_err(), "the server ended the abandoned transaction");
+    other.close().await;
+    meta.close().await;
+}
+
+/// An embedded database with a manifest, a principal and audit entries, copied into an empty
+/// PostgreSQL database: every table has as many rows on both sides, reads give the same answers,
+/// the next id a table hands out does not collide with a copied one, and a second copy into the
+/// now-populated database is refused naming a table.
+#[tokio::test]
+async fn an_embedded_database_copies_into_an_empty_postgres_database_once() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source = Metadata::open_sqlite(&dir.path().join("m.db"))
+        .await
+        .unwrap();
+    let repo = RepoName::from_str("dev/team/app").unwrap();
+    image(&source, &repo, 1).await;
+    source
+        .create_principal("alice", "user", "admin", &[refused("dev/team/app", 7)])
+        .await
+        .unwrap();
+    source
+        .record_events(&[refused("dev/team/app", 8), refused("dev/team/app", 9)])
+        .await
+        .unwrap();
+    let database = create_database(&admin).await;
+    let target = Metadata::open_postgres(&database.url).await.unwrap();
+
+    let copies = source.copy_into_postgres(&target).await.unwrap();
+    assert!(copies.len() > 30, "{copies:?}");
+    for copy in &copies {
+        assert_eq!(copy.source_rows, copy.target_rows, "{copy:?}");
+    }
+    let rows = |table: &str| {
+        copies
+            .iter()
+            .find(|c| c.table == table)
+            .map(|c| c.target_rows)
+    };
+    assert_eq!(rows("principals"), Some(1));
+    assert_eq!(rows("audit_entries"), Some(3));
+    assert_eq!(rows("manifests"), Some(1));
+    assert_eq!(
+        source.audit_entries(0, 10).await.unwrap(),
+        target.audit_entries(0, 10).await.unwrap()
+    );
+    assert_eq!(
+        source.repositories_page("dev/", None, 10).await.unwrap(),
+        target.repositories_page("dev/", None, 10).await.unwrap()
+    );
+    let alice = target.principal_by_name("alice").await.unwrap().unwrap();
+    let bob = target
+        .create_principal("bob", "user", "admin", &[])
+        .await
+        .unwrap();
+    assert!(bob.id > alice.id, "{} after {}", bob.id, alice.id);
+
+    let again = source.copy_into_postgres(&target).await;
+    assert!(
+        matches!(again, Err(crate::MigrateError::TargetNotEmpty { .. })),
+        "{again:?}"
+    );
+    target.close().await;
+}

@@ -714,7 +714,7 @@ impl EvidenceService {
                 manifest_key.as_ref().map(|(r, d)| (r.as_str(), d.as_str())),
                 items,
                 submitted,
-                async move {
+                || async move {
                     match submitted {
                         Some(blob) => Ok(blobs.size(blob).await?.is_some()),
                         None => Ok(true),

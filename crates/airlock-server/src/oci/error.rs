@@ -136,6 +136,15 @@ impl From<RegistryError> for OciError {
             R::Store(airlock_store::StoreError::BlobCollected(_)) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
             }
+            R::Store(store) if store.busy().is_some() => {
+                tracing::warn!(error = %store, "database busy");
+                let (message, retry_after) = store.busy().map_or_else(
+                    || (store.to_string(), 1),
+                    |busy| (busy.to_string(), busy.retry_after_secs()),
+                );
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+                    .with_header(header::RETRY_AFTER, retry_after.to_string())
+            }
             R::Store(store) if store.write_refusal().is_some() => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",

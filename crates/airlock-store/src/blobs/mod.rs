@@ -89,6 +89,15 @@ pub struct StoredBlobFile {
     pub modified_millis: i64,
 }
 
+/// What [`BlobStore::copy_blob_from`] did, with the blob's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobCopy {
+    /// The bytes were copied and verified.
+    Copied(u64),
+    /// The target held the blob already, with the same size.
+    AlreadyThere(u64),
+}
+
 /// How many bytes are buffered before a part is handed to the object store.
 const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts in flight per upload; with [`PART_SIZE`] this bounds an upload's memory to ~24 MiB on
@@ -128,9 +137,23 @@ pub fn local_blob_file(root: &FsPath, digest: &Digest) -> PathBuf {
     root.join(blob_path(digest).as_ref())
 }
 
-fn chunk_path(upload: Uuid, chunk: u32) -> Path {
-    Path::from(format!("uploads/{upload}/{chunk:08}"))
+/// Where chunk `chunk` of `upload` is staged by the attempt named `attempt`: on S3 every attempt
+/// writes an object of its own (`uploads/<session>/<n>-<attempt>`), so two replicas writing the
+/// same chunk of one upload at once never write the same object, and the attempt recorded with
+/// the upload's new size (one compare-and-set) names exactly the bytes that size counts. The
+/// loser deletes its object. An empty `attempt` is the fixed name `uploads/<session>/<n>` (the
+/// local directory, where one process holds a session at a time, and sessions recorded before
+/// attempts had names).
+fn chunk_path(upload: Uuid, chunk: u32, attempt: &str) -> Path {
+    if attempt.is_empty() {
+        Path::from(format!("uploads/{upload}/{chunk:08}"))
+    } else {
+        Path::from(format!("uploads/{upload}/{chunk:08}-{attempt}"))
+    }
 }
+
+/// How many bytes one ranged GET of [`BlobStore::digest_upload`] asks for.
+const READ_RANGE: u64 = 8 * 1024 * 1024;
 
 fn io_error(err: object_store::Error) -> std::io::Error {
     std::io::Error::other(err)
@@ -202,13 +225,24 @@ impl BlobStore {
             .map_err(|refusal| StoreError::Io(std::io::Error::other(refusal)))
     }
 
-    /// Streams one upload chunk into staging, feeding `digester` as bytes pass. Returns the chunk's
-    /// length; an empty body stores nothing. On any error the partial chunk is discarded (with the
-    /// session's staging directory when this was its first chunk) and nothing becomes visible.
+    /// A new name for one attempt at writing a chunk ([`chunk_path`]): unique on S3, empty (the
+    /// fixed name) on a local directory.
+    pub fn chunk_attempt(&self) -> String {
+        match self.local_root {
+            Some(_) => String::new(),
+            None => Uuid::new_v4().simple().to_string(),
+        }
+    }
+
+    /// Streams one upload chunk into staging as attempt `attempt` ([`BlobStore::chunk_attempt`]),
+    /// feeding `digester` as bytes pass. Returns the chunk's length; an empty body stores nothing.
+    /// On any error the partial chunk is discarded (with the session's staging directory when this
+    /// was its first chunk) and nothing becomes visible.
     pub async fn write_chunk<S, E>(
         &self,
         upload: Uuid,
         chunk: u32,
+        attempt: &str,
         body: S,
         digester: &mut Digester,
     ) -> Result<u64, ChunkWriteError>
@@ -235,7 +269,7 @@ impl BlobStore {
         }
         let result = remote::write_chunk(
             self.store.as_ref(),
-            &chunk_path(upload, chunk),
+            &chunk_path(upload, chunk, attempt),
             body,
             digester,
         )
@@ -266,9 +300,15 @@ impl BlobStore {
     }
 
     /// Deletes one staged chunk that was written but not accepted (its length contradicted the
-    /// client's `Content-Range`), with the staging directory when it was the first chunk.
-    pub async fn discard_chunk(&self, upload: Uuid, chunk: u32) -> Result<(), StoreError> {
-        match self.store.delete(&chunk_path(upload, chunk)).await {
+    /// client's `Content-Range`, or another replica recorded a chunk at the same offset first),
+    /// with the staging directory when it was the first chunk.
+    pub async fn discard_chunk(
+        &self,
+        upload: Uuid,
+        chunk: u32,
+        attempt: &str,
+    ) -> Result<(), StoreError> {
+        match self.store.delete(&chunk_path(upload, chunk, attempt)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(err) => return Err(err.into()),
         }
@@ -280,23 +320,32 @@ impl BlobStore {
         Ok(())
     }
 
-    /// Recomputes an upload's digest from its staged chunks (used when the in-memory hasher is gone,
-    /// e.g. after a restart, or the client asks for another algorithm).
+    /// Recomputes an upload's digest from its staged chunks `attempts` (each chunk's attempt, in
+    /// order), used when this process does not hold the running hash (another replica took a
+    /// chunk, a restart, another algorithm). Each chunk is read in ranged GETs of [`READ_RANGE`]
+    /// bytes, hashed as they arrive: memory stays bounded however large the chunk.
     pub async fn digest_upload(
         &self,
         upload: Uuid,
-        chunks: u32,
+        attempts: &[String],
         algorithm: DigestAlgorithm,
     ) -> Result<Digest, StoreError> {
         let mut digester = Digester::new(algorithm);
-        for chunk in 0..chunks {
-            let mut stream = self
-                .store
-                .get(&chunk_path(upload, chunk))
-                .await?
-                .into_stream();
-            while let Some(bytes) = stream.try_next().await? {
-                digester.update(&bytes);
+        for (chunk, attempt) in (0u32..).zip(attempts) {
+            let location = chunk_path(upload, chunk, attempt);
+            let size = self.store.head(&location).await?.size;
+            let mut start = 0;
+            while start < size {
+                let end = (start + READ_RANGE).min(size);
+                let options = GetOptions {
+                    range: Some(GetRange::Bounded(start..end)),
+                    ..GetOptions::default()
+                };
+                let mut stream = self.store.get_opts(&location, options).await?.into_stream();
+                while let Some(bytes) = stream.try_next().await? {
+                    digester.update(&bytes);
+                }
+                start = end;
             }
         }
         Ok(digester.finish())
@@ -307,42 +356,58 @@ impl BlobStore {
     /// copied by the bucket and several are joined through one multipart upload that re-hashes
     /// the bytes and is aborted unless they are `digest` (`remote.rs`). Staging data is removed
     /// afterwards.
+    ///
+    /// `attempts` names each recorded chunk's attempt, in order. Chunk objects are never written
+    /// twice under one name, so the bytes copied are the bytes the caller verified.
     pub async fn commit_upload(
         &self,
         upload: Uuid,
-        chunks: u32,
+        attempts: &[String],
         digest: &Digest,
     ) -> Result<(), StoreError> {
         self.check_writable()?;
         let target = blob_path(digest);
-        match (chunks, &self.local_root) {
-            (0, _) => {
+        let chunks = attempts.len() as u32;
+        match (attempts, &self.local_root) {
+            ([], _) => {
                 self.store.put(&target, PutPayload::new()).await?;
             }
-            (1, Some(_)) => {
-                self.store.rename(&chunk_path(upload, 0), &target).await?;
+            ([attempt], Some(_)) => {
+                self.store
+                    .rename(&chunk_path(upload, 0, attempt), &target)
+                    .await?;
             }
             (_, Some(root)) => {
                 join_local_chunks(root.clone(), upload, chunks, target).await?;
             }
-            (1, None)
-                if self.store.head(&chunk_path(upload, 0)).await?.size
+            ([attempt], None)
+                if self.store.head(&chunk_path(upload, 0, attempt)).await?.size
                     <= remote::MAX_SINGLE_COPY =>
             {
-                self.store.copy(&chunk_path(upload, 0), &target).await?;
+                self.store
+                    .copy(&chunk_path(upload, 0, attempt), &target)
+                    .await?;
             }
             (_, None) => {
-                let parts: Vec<Path> = (0..chunks).map(|n| chunk_path(upload, n)).collect();
+                let parts: Vec<Path> = (0u32..)
+                    .zip(attempts)
+                    .map(|(n, attempt)| chunk_path(upload, n, attempt))
+                    .collect();
                 remote::join_chunks(self.store.as_ref(), &parts, &target, digest).await?;
             }
         }
-        self.discard_upload(upload, chunks).await
+        self.discard_upload(upload, attempts).await
     }
 
-    /// Deletes an upload's staged data (cancel, failed verification, expiry).
-    pub async fn discard_upload(&self, upload: Uuid, chunks: u32) -> Result<(), StoreError> {
-        for chunk in 0..chunks {
-            match self.store.delete(&chunk_path(upload, chunk)).await {
+    /// Deletes an upload's staged data (cancel, failed verification, expiry): the chunks
+    /// `attempts` names and, on S3, whatever else is under the session's prefix.
+    pub async fn discard_upload(
+        &self,
+        upload: Uuid,
+        attempts: &[String],
+    ) -> Result<(), StoreError> {
+        for (chunk, attempt) in (0u32..).zip(attempts) {
+            match self.store.delete(&chunk_path(upload, chunk, attempt)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(err) => return Err(err.into()),
             }
@@ -355,8 +420,9 @@ impl BlobStore {
                 Err(err) => return Err(err.into()),
             }
         } else {
-            // A chunk written by a process that died before recording it is not counted in
-            // `chunks`: whatever is left under the session's prefix goes too.
+            // A chunk written by a process that died before recording it, or by the loser of a
+            // race for the same offset, is not among `attempts`: whatever is left under the
+            // session's prefix goes too.
             let prefix = Path::from(format!("uploads/{upload}"));
             let left: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
             for object in left {
@@ -475,6 +541,31 @@ impl BlobStore {
             )),
             None => Ok(None),
         }
+    }
+
+    /// Copies the committed blob `digest` from `source` into this store, for `airlock
+    /// migrate-store`: skipped when this store holds it already with the source's size; else
+    /// streamed (memory bounded by the multipart part size) and hashed on the way, and written
+    /// only if the bytes are `digest` (a damaged file is [`StoreError::Corrupt`], a missing one
+    /// [`StoreError::Corrupt`] too, naming the digest).
+    pub async fn copy_blob_from(
+        &self,
+        source: &BlobStore,
+        digest: &Digest,
+    ) -> Result<BlobCopy, StoreError> {
+        self.check_writable()?;
+        let Some(size) = source.size(digest).await? else {
+            return Err(StoreError::Corrupt(format!(
+                "blob {digest} is recorded but its file is missing from the source blob store"
+            )));
+        };
+        if self.size(digest).await? == Some(size) {
+            return Ok(BlobCopy::AlreadyThere(size));
+        }
+        let body = source.read(digest, None).await?;
+        let written =
+            remote::write_verified(self.store.as_ref(), body, &blob_path(digest), digest).await?;
+        Ok(BlobCopy::Copied(written))
     }
 
     /// Deletes a committed blob's bytes.

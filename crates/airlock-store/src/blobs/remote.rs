@@ -5,8 +5,13 @@
 //! multipart parts must be at least 5 MiB except the last, so a chunk cannot simply become a part.
 //! The CNCF distribution registry's S3 driver keeps one multipart upload open per session and,
 //! when a chunk arrives after a short last part, reads that part back and uploads it again with
-//! the new bytes. airlock keeps every chunk as its own object (`uploads/<session>/<n>`) instead and
-//! joins them once, at commit:
+//! the new bytes. airlock keeps every chunk as its own object (`uploads/<session>/<n>-<attempt>`)
+//! instead and joins them once, at commit:
+//! - every attempt at a chunk writes an object of its own, and the attempt is recorded with the
+//!   session's new size in one compare-and-set: when two replicas write chunk `n` of one session
+//!   at once, the loser's compare-and-set fails and it deletes its object, and the recorded size
+//!   counts exactly the winner's bytes (with one name per chunk, the loser's bytes could replace
+//!   the winner's under the size the winner recorded);
 //! - a request holds nothing between requests, so any replica can take the next chunk, and a
 //!   crash loses only the chunk in flight (the client resumes from the recorded size);
 //! - no byte is uploaded twice while the session is open (re-uploading the short tail costs
@@ -14,7 +19,9 @@
 //! - a chunk is written with one `PUT` when it is smaller than [`PART_SIZE`], else through a
 //!   multipart upload of [`PART_SIZE`] parts;
 //! - the commit of a one-chunk upload (what skopeo, podman and containerd send) is a server-side
-//!   copy; the commit of several chunks streams them, in order, into one multipart upload of the
+//!   copy of an object no one writes again, verified before it by the running hash of the
+//!   process that took the chunk or, in another process, by a streaming read in ranged GETs
+//!   hashed as they arrive (`BlobStore::digest_upload`, memory bounded); the commit of several chunks streams them, in order, into one multipart upload of the
 //!   blob's path with [`PART_SIZE`] parts ([`WriteMultipart`] buffers to the part size, at most
 //!   [`PARTS_IN_FLIGHT`] parts in flight), hashing what it copies: if the bytes read back do not
 //!   hash to the verified digest the multipart upload is aborted. The blob's object appears only
@@ -140,4 +147,45 @@ pub(super) async fn join_chunks(
     }
     writer.finish().await?;
     Ok(())
+}
+
+/// Streams `body` into the object `target` through one multipart upload of [`PART_SIZE`] parts
+/// (at most [`PARTS_IN_FLIGHT`] in flight), hashing the bytes as they pass: unless they hash to
+/// `digest`, or if anything fails, the multipart upload is aborted and `target` is not written.
+/// Returns the length.
+pub(super) async fn write_verified(
+    store: &dyn ObjectStore,
+    mut body: super::ByteStream,
+    target: &Path,
+    digest: &Digest,
+) -> Result<u64, StoreError> {
+    let handle = store.put_multipart(target).await?;
+    let mut writer = WriteMultipart::new_with_chunk_size(handle, PART_SIZE);
+    let mut digester = Digester::new(digest.algorithm());
+    let mut written = 0u64;
+    let copied = async {
+        while let Some(bytes) = body.try_next().await? {
+            writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+            digester.update(&bytes);
+            written += bytes.len() as u64;
+            writer.put(bytes);
+        }
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    let read = match copied {
+        Ok(()) => digester.finish(),
+        Err(err) => {
+            let _ = writer.abort().await;
+            return Err(err);
+        }
+    };
+    if &read != digest {
+        let _ = writer.abort().await;
+        return Err(StoreError::Corrupt(format!(
+            "the bytes stored as blob {digest} hash to {read}: the file is damaged, nothing was copied"
+        )));
+    }
+    writer.finish().await?;
+    Ok(written)
 }

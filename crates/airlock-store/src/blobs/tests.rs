@@ -2,6 +2,20 @@
 
 use super::*;
 
+/// `n` chunks under their fixed names.
+fn fixed(n: usize) -> Vec<String> {
+    vec![String::new(); n]
+}
+
+/// `bytes` as a request body in pieces of 64 KiB.
+fn owned(bytes: &[u8]) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let pieces: Vec<Result<Bytes, std::io::Error>> = bytes
+        .chunks(64 * 1024)
+        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .collect();
+    futures::stream::iter(pieces)
+}
+
 fn chunks(
     parts: &[&'static [u8]],
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
@@ -30,7 +44,7 @@ async fn a_removed_or_replaced_blob_directory_refuses_writes_and_is_not_recreate
     store.probe_write().await.unwrap();
     let mut d = Digester::new(DigestAlgorithm::Sha256);
     store
-        .write_chunk(Uuid::new_v4(), 0, chunks(&[b"kept"]), &mut d)
+        .write_chunk(Uuid::new_v4(), 0, "", chunks(&[b"kept"]), &mut d)
         .await
         .unwrap();
 
@@ -44,7 +58,7 @@ async fn a_removed_or_replaced_blob_directory_refuses_writes_and_is_not_recreate
         "{refused}"
     );
     let refused = store
-        .write_chunk(Uuid::new_v4(), 0, chunks(&[b"lost"]), &mut d)
+        .write_chunk(Uuid::new_v4(), 0, "", chunks(&[b"lost"]), &mut d)
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("was removed"), "{refused}");
@@ -68,7 +82,7 @@ async fn a_removed_or_replaced_blob_directory_refuses_writes_and_is_not_recreate
     );
     assert!(
         store
-            .commit_upload(Uuid::new_v4(), 0, &digest)
+            .commit_upload(Uuid::new_v4(), &[], &digest)
             .await
             .is_err()
     );
@@ -81,23 +95,23 @@ async fn chunked_upload_commits_concatenation_and_cleans_staging() {
     let id = Uuid::new_v4();
     let mut d = Digester::new(DigestAlgorithm::Sha256);
     store
-        .write_chunk(id, 0, chunks(&[b"hello ", b"big "]), &mut d)
+        .write_chunk(id, 0, "", chunks(&[b"hello ", b"big "]), &mut d)
         .await
         .unwrap();
     store
-        .write_chunk(id, 1, chunks(&[b"world"]), &mut d)
+        .write_chunk(id, 1, "", chunks(&[b"world"]), &mut d)
         .await
         .unwrap();
     let digest = d.finish();
     assert_eq!(digest, Digest::sha256_of(b"hello big world"));
     assert_eq!(
         store
-            .digest_upload(id, 2, DigestAlgorithm::Sha256)
+            .digest_upload(id, &fixed(2), DigestAlgorithm::Sha256)
             .await
             .unwrap(),
         digest
     );
-    store.commit_upload(id, 2, &digest).await.unwrap();
+    store.commit_upload(id, &fixed(2), &digest).await.unwrap();
     assert_eq!(read_all(&store, &digest, None).await, b"hello big world");
     assert_eq!(
         read_all(&store, &digest, Some(BlobRange { start: 6, end: 9 })).await,
@@ -114,20 +128,20 @@ async fn single_chunk_upload_is_renamed_and_discard_removes_data() {
     let id = Uuid::new_v4();
     let mut d = Digester::new(DigestAlgorithm::Sha256);
     store
-        .write_chunk(id, 0, chunks(&[b"abc"]), &mut d)
+        .write_chunk(id, 0, "", chunks(&[b"abc"]), &mut d)
         .await
         .unwrap();
     let digest = d.finish();
-    store.commit_upload(id, 1, &digest).await.unwrap();
+    store.commit_upload(id, &fixed(1), &digest).await.unwrap();
     assert_eq!(read_all(&store, &digest, None).await, b"abc");
 
     let other = Uuid::new_v4();
     let mut d = Digester::new(DigestAlgorithm::Sha256);
     store
-        .write_chunk(other, 0, chunks(&[b"xyz"]), &mut d)
+        .write_chunk(other, 0, "", chunks(&[b"xyz"]), &mut d)
         .await
         .unwrap();
-    store.discard_upload(other, 1).await.unwrap();
+    store.discard_upload(other, &fixed(1)).await.unwrap();
     assert!(!dir.path().join("uploads").join(other.to_string()).exists());
     assert_eq!(store.size(&Digest::sha256_of(b"xyz")).await.unwrap(), None);
 }
@@ -177,7 +191,7 @@ async fn upload_in_chunks(store: &BlobStore, content: &[u8], chunk: usize) -> Di
             .map(|p| Ok(Bytes::copy_from_slice(p)))
             .collect();
         let written = store
-            .write_chunk(id, count, futures::stream::iter(body), &mut d)
+            .write_chunk(id, count, "", futures::stream::iter(body), &mut d)
             .await
             .unwrap();
         assert_eq!(written, piece.len() as u64);
@@ -185,7 +199,10 @@ async fn upload_in_chunks(store: &BlobStore, content: &[u8], chunk: usize) -> Di
     }
     let digest = d.finish();
     assert_eq!(digest, Digest::sha256_of(content));
-    store.commit_upload(id, count, &digest).await.unwrap();
+    store
+        .commit_upload(id, &fixed(count as usize), &digest)
+        .await
+        .unwrap();
     let staged: Vec<_> = store
         .store
         .list(Some(&Path::from(format!("uploads/{id}"))))
@@ -261,12 +278,15 @@ async fn s3_join_that_reads_back_other_bytes_commits_nothing() {
     let mut d = Digester::new(DigestAlgorithm::Sha256);
     for (n, part) in [b"first ".as_slice(), b"second"].into_iter().enumerate() {
         store
-            .write_chunk(id, n as u32, chunks(&[part]), &mut d)
+            .write_chunk(id, n as u32, "", chunks(&[part]), &mut d)
             .await
             .unwrap();
     }
     let claimed = Digest::sha256_of(b"something else");
-    let err = store.commit_upload(id, 2, &claimed).await.unwrap_err();
+    let err = store
+        .commit_upload(id, &fixed(2), &claimed)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("nothing was committed"), "{err}");
     assert_eq!(store.size(&claimed).await.unwrap(), None);
     let pending: Vec<_> = store
@@ -298,7 +318,7 @@ async fn s3_broken_chunks_leave_no_object() {
     for (n, good) in [(0u32, 1000usize), (1, PART_SIZE + 1000)] {
         let mut d = Digester::new(DigestAlgorithm::Sha256);
         let err = store
-            .write_chunk(id, n, broken_body(good), &mut d)
+            .write_chunk(id, n, "", broken_body(good), &mut d)
             .await
             .unwrap_err();
         assert!(matches!(err, ChunkWriteError::Body(_)), "{err}");
@@ -384,11 +404,117 @@ async fn s3_discarding_an_upload_removes_unrecorded_chunks_too() {
     let mut d = Digester::new(DigestAlgorithm::Sha256);
     for n in 0..3 {
         store
-            .write_chunk(id, n, chunks(&[b"piece"]), &mut d)
+            .write_chunk(id, n, "", chunks(&[b"piece"]), &mut d)
             .await
             .unwrap();
     }
-    store.discard_upload(id, 2).await.unwrap();
+    store.discard_upload(id, &fixed(2)).await.unwrap();
     let left: Vec<_> = store.store.list(None).try_collect().await.unwrap();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// `airlock migrate-store`'s blob copy from a local directory into S3: a blob larger than one
+/// part arrives whole and is then skipped as already there; a damaged file is refused and leaves
+/// no object behind.
+#[tokio::test]
+async fn s3_copy_from_a_local_store_verifies_each_blob() {
+    let Some(target) = s3_store(None).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source = BlobStore::local(dir.path()).unwrap();
+    let content = pattern(PART_SIZE + 1234);
+    let digest = upload_in_chunks(&source, &content, content.len()).await;
+    assert_eq!(
+        target.copy_blob_from(&source, &digest).await.unwrap(),
+        BlobCopy::Copied(content.len() as u64)
+    );
+    assert_eq!(read_all(&target, &digest, None).await, content);
+    assert_eq!(
+        target.copy_blob_from(&source, &digest).await.unwrap(),
+        BlobCopy::AlreadyThere(content.len() as u64)
+    );
+
+    let damaged = upload_in_chunks(&source, b"evidence bytes", 64).await;
+    std::fs::write(local_blob_file(dir.path(), &damaged), b"evidence byteZ").unwrap();
+    let refused = target.copy_blob_from(&source, &damaged).await;
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "{refused:?}"
+    );
+    assert_eq!(target.size(&damaged).await.unwrap(), None);
+
+    let missing = Digest::sha256_of(b"never stored");
+    let refused = target.copy_blob_from(&source, &missing).await;
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "{refused:?}"
+    );
+}
+
+/// Two replicas (two blob stores on one bucket, one database) append chunk 0 of the same upload
+/// at once, with different bytes and lengths: each writes its own object, the first to record
+/// wins the compare-and-set with its attempt, the loser deletes its object, and the blob
+/// committed (by the loser's process, which holds no running hash: a streaming read in ranged
+/// GETs verifies it) is exactly the winner's bytes.
+#[tokio::test]
+async fn s3_two_replicas_racing_for_one_chunk_commit_the_winners_bytes() {
+    let Some(first) = s3_store(None).await else {
+        return;
+    };
+    let second = BlobStore::from_object_store(first.store.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let meta = crate::Metadata::open_sqlite(&dir.path().join("m.db"))
+        .await
+        .unwrap();
+    let repo: airlock_core::RepoName = "dev/team/app".parse().unwrap();
+    let id = Uuid::new_v4();
+    meta.create_upload(id, &repo, "tester").await.unwrap();
+
+    // The winner's chunk spans two read ranges; the loser's is shorter and different.
+    let winner_bytes = pattern(READ_RANGE as usize + 4321);
+    let loser_bytes = b"the loser's bytes".to_vec();
+    let (a, b) = (first.chunk_attempt(), second.chunk_attempt());
+    assert_ne!(a, b);
+    let mut da = Digester::new(DigestAlgorithm::Sha256);
+    let mut db = Digester::new(DigestAlgorithm::Sha256);
+    let (written_a, written_b) = tokio::join!(
+        first.write_chunk(id, 0, &a, owned(&winner_bytes), &mut da),
+        second.write_chunk(id, 0, &b, owned(&loser_bytes), &mut db),
+    );
+    let (written_a, written_b) = (written_a.unwrap(), written_b.unwrap());
+    assert!(
+        meta.record_chunk(id, 0, written_a, 1, &a).await.unwrap(),
+        "the first record wins"
+    );
+    assert!(
+        !meta.record_chunk(id, 0, written_b, 1, &b).await.unwrap(),
+        "the second finds the size moved"
+    );
+    second.discard_chunk(id, 0, &b).await.unwrap();
+    assert!(matches!(
+        first.store.head(&chunk_path(id, 0, &b)).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
+
+    let session = meta.upload(id).await.unwrap().unwrap();
+    assert_eq!(session.size, winner_bytes.len() as u64);
+    assert_eq!(session.chunk_attempts, vec![a.clone()]);
+    let digest = second
+        .digest_upload(id, &session.chunk_attempts, DigestAlgorithm::Sha256)
+        .await
+        .unwrap();
+    assert_eq!(digest, Digest::sha256_of(&winner_bytes));
+    second
+        .commit_upload(id, &session.chunk_attempts, &digest)
+        .await
+        .unwrap();
+    assert_eq!(read_all(&first, &digest, None).await, winner_bytes);
+    let staged: Vec<_> = first
+        .store
+        .list(Some(&Path::from(format!("uploads/{id}"))))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(staged.is_empty(), "{staged:?}");
 }

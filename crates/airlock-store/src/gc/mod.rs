@@ -33,7 +33,8 @@
 //!
 //! The row goes first, with a tombstone (`gc_tombstones`) in the same transaction; then the file;
 //! then the tombstone. A commit of the same digest ([`crate::Metadata::commit_blob_checked`])
-//! checks in its own transaction that no tombstone stands and that its bytes are still there, so
+//! checks that its bytes are there before its transaction and, in it, that no tombstone stands
+//! and no deletion of the digest finished since it looked (`bytes_check.rs`), so
 //! an upload that raced gc is refused (and uploaded again by the client) rather than acknowledged
 //! without bytes. A crash after the row's transaction leaves the tombstone and an orphan file: a
 //! later run deletes the file and the tombstone first, once the tombstone is old enough to be an
@@ -47,6 +48,8 @@
 //! order must hold: the deleting transaction locks the blob row (`SELECT ... FOR UPDATE`), so a
 //! commit's upsert of that row waits for it and then finds the tombstone, and the re-check runs
 //! under that lock.
+
+pub(crate) mod bytes_check;
 
 use airlock_core::{AuditRecord, Digest, RepoName, StageName};
 use sqlx::Row;
@@ -281,13 +284,16 @@ impl Metadata {
         rows.into_iter().map(parse_digest).collect()
     }
 
-    /// Removes a tombstone once its file is gone.
+    /// Removes a tombstone once its file is gone, recording that a deletion of the digest
+    /// finished (`gc_cleared`, for commits that looked at their bytes before their transaction:
+    /// `bytes_check.rs`).
     pub async fn gc_clear_tombstone(&self, digest: &Digest) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM gc_tombstones WHERE digest = $1")
             .bind(digest.to_string())
             .execute(&mut *tx)
             .await?;
+        bytes_check::record_cleared(&mut tx, digest, crate::metadata::now_millis()).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -56,7 +56,7 @@ async fn a_commit_racing_gc_is_refused_and_records_nothing() {
         );
 
         let refused = meta
-            .commit_blob_checked(&repo, &blob, 5, &[], async { Ok(true) })
+            .commit_blob_checked(&repo, &blob, 5, &[], || async { Ok(true) })
             .await;
         assert!(
             matches!(refused, Err(StoreError::BlobCollected(_))),
@@ -66,7 +66,7 @@ async fn a_commit_racing_gc_is_refused_and_records_nothing() {
 
         meta.gc_clear_tombstone(&blob).await.unwrap();
         let refused = meta
-            .commit_blob_checked(&repo, &blob, 5, &[], async { Ok(false) })
+            .commit_blob_checked(&repo, &blob, 5, &[], || async { Ok(false) })
             .await;
         assert!(
             matches!(refused, Err(StoreError::BlobCollected(_))),
@@ -74,7 +74,7 @@ async fn a_commit_racing_gc_is_refused_and_records_nothing() {
         );
         assert_eq!(meta.blob_in_repository(&repo, &blob).await.unwrap(), None);
 
-        meta.commit_blob_checked(&repo, &blob, 5, &[], async { Ok(true) })
+        meta.commit_blob_checked(&repo, &blob, 5, &[], || async { Ok(true) })
             .await
             .unwrap();
         assert_eq!(
@@ -89,6 +89,118 @@ async fn a_commit_racing_gc_is_refused_and_records_nothing() {
                 .is_empty()
         );
     }
+}
+
+/// The bytes are looked at before the write transaction: a deletion of the same digest that
+/// finishes while they are looked at (after they were seen) is noticed in the transaction, and
+/// the commit looks again rather than record a blob whose file is gone; bytes there on the second
+/// look (uploaded again) commit.
+#[tokio::test]
+async fn a_deletion_finished_while_the_bytes_were_looked_at_is_caught() {
+    for meta in open().await {
+        let repo: RepoName = "dev/team/app".parse().unwrap();
+        let blob = Digest::sha256_of(b"layer");
+        meta.commit_blob(&repo, &blob, 5, &[]).await.unwrap();
+        let later = crate::now_millis() + 1;
+        let looks = std::sync::atomic::AtomicUsize::new(0);
+        // First look: the bytes are there, then gc deletes the row, the file and its tombstone
+        // before the commit's transaction. Second look: the file is gone.
+        let refused = meta
+            .commit_blob_checked(&repo, &blob, 5, &[], || async {
+                if looks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    assert!(meta.gc_delete_blob_row(&blob, later).await.unwrap());
+                    meta.gc_clear_tombstone(&blob).await.unwrap();
+                    Ok(true)
+                } else {
+                    Ok(false)
+                }
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::BlobCollected(_))),
+            "{refused:?}"
+        );
+        assert_eq!(looks.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(meta.blob_size(&blob).await.unwrap(), None);
+
+        // The same race, but the bytes were uploaded again by the second look: committed.
+        meta.commit_blob(&repo, &blob, 5, &[]).await.unwrap();
+        let later = crate::now_millis() + 1;
+        let looks = std::sync::atomic::AtomicUsize::new(0);
+        meta.commit_blob_checked(&repo, &blob, 5, &[], || async {
+            if looks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                assert!(meta.gc_delete_blob_row(&blob, later).await.unwrap());
+                meta.gc_clear_tombstone(&blob).await.unwrap();
+            }
+            Ok(true)
+        })
+        .await
+        .unwrap();
+        assert_eq!(looks.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(
+            meta.blob_in_repository(&repo, &blob).await.unwrap(),
+            Some(5)
+        );
+    }
+}
+
+/// Migration 21 over a populated schema 18: gc's tables keep their rows and a cleared tombstone
+/// is recorded in the new table; an upload session's chunks keep their fixed names.
+#[tokio::test]
+async fn migration_0021_applies_over_a_populated_0018_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let upload = uuid::Uuid::new_v4();
+    let path = dir.path().join("m.db");
+    let blob = Digest::sha256_of(b"old");
+    {
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .connect_with(options)
+            .await
+            .unwrap();
+        let mut before = migrator(crate::Backend::Sqlite);
+        let previous: Vec<Migration> = before
+            .migrations
+            .iter()
+            .filter(|m| m.version <= 18)
+            .cloned()
+            .collect();
+        before.migrations = Cow::Owned(previous);
+        before.run(&pool).await.unwrap();
+        sqlx::query("INSERT INTO gc_tombstones (digest, created_at) VALUES ($1, 5)")
+            .bind(blob.to_string())
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO uploads (id, repository, principal, size, chunks, created_at, updated_at)
+             VALUES ($1, 'dev/team/app', 'tester', 10, 2, 1, 1)",
+        )
+        .bind(upload.to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let meta = Metadata::open_sqlite(&path).await.unwrap();
+    assert_eq!(meta.gc_tombstones(10).await.unwrap(), vec![blob.clone()]);
+    meta.gc_clear_tombstone(&blob).await.unwrap();
+    assert!(meta.gc_tombstones(i64::MAX).await.unwrap().is_empty());
+    let clears: Vec<i64> = sqlx::query_scalar("SELECT clears FROM gc_cleared WHERE digest = $1")
+        .bind(blob.to_string())
+        .fetch_all(meta.pool())
+        .await
+        .unwrap();
+    assert_eq!(clears, vec![1]);
+
+    // A session recorded before: its two chunks have fixed names; a new chunk adds its attempt.
+    let session = meta.upload(upload).await.unwrap().unwrap();
+    assert_eq!(session.chunk_attempts, vec![String::new(), String::new()]);
+    assert!(meta.record_chunk(upload, 10, 15, 3, "a1").await.unwrap());
+    let session = meta.upload(upload).await.unwrap().unwrap();
+    assert_eq!(session.chunk_attempts, vec!["", "", "a1"]);
 }
 
 /// A blob re-checked in the deleting transaction: a manifest pushed after the listing keeps it.
@@ -396,7 +508,7 @@ async fn submitted_evidence_is_refused_while_gc_deletes_its_bytes() {
         let items = vec![item];
         assert!(meta.gc_tombstone_orphan(&blob).await.unwrap());
         let refused = meta
-            .record_evidence_checked(0, None, &items, Some(&blob), async { Ok(true) })
+            .record_evidence_checked(0, None, &items, Some(&blob), || async { Ok(true) })
             .await;
         assert!(
             matches!(
@@ -409,7 +521,7 @@ async fn submitted_evidence_is_refused_while_gc_deletes_its_bytes() {
         );
         meta.gc_clear_tombstone(&blob).await.unwrap();
         let refused = meta
-            .record_evidence_checked(0, None, &items, Some(&blob), async { Ok(false) })
+            .record_evidence_checked(0, None, &items, Some(&blob), || async { Ok(false) })
             .await;
         assert!(
             matches!(
@@ -424,7 +536,7 @@ async fn submitted_evidence_is_refused_while_gc_deletes_its_bytes() {
             meta.gc_is_orphan(&blob).await.unwrap(),
             "nothing was recorded"
         );
-        meta.record_evidence_checked(0, None, &items, Some(&blob), async { Ok(true) })
+        meta.record_evidence_checked(0, None, &items, Some(&blob), || async { Ok(true) })
             .await
             .unwrap();
         assert!(!meta.gc_is_orphan(&blob).await.unwrap());
