@@ -101,7 +101,8 @@ pub(crate) async fn sustained_appends(
     writers: u64,
 ) -> Result<Appends> {
     let before = metadata.audit_entry_count().await? as u64;
-    let integrator = tokio::spawn(log.clone().run_integrator());
+    let leadership = Arc::new(airlock_server::leadership::Leadership::new(metadata));
+    let integrator = tokio::spawn(log.clone().run_integrator(leadership));
     let started = Instant::now();
     let per_writer = events / writers;
     let mut tasks = Vec::new();

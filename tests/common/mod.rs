@@ -1309,6 +1309,62 @@ pub async fn execute_on_database(data_dir: &Path, sql: &str, binds: &[&str]) -> 
     done.rows_affected()
 }
 
+/// The key files of a data directory that replicas of one installation share (copied from the
+/// first replica's data directory into the others' before they start).
+pub const KEY_FILES: [&str; 5] = [
+    "log-key",
+    "token-key.pem",
+    "attestation-key.pem",
+    "token-keys.json",
+    "attestation-keys.json",
+];
+
+impl TestServer {
+    /// Another replica of `other`: an `airlock serve` with a data directory of its own, over the
+    /// same database and blob store (under `AIRLOCK_TEST_BACKEND=distributed`: the same
+    /// PostgreSQL database and bucket), with a copy of `other`'s key files, as replicas are
+    /// started. `env` comes last (e.g. a policy bundle of its own).
+    pub fn start_sharing(other: &TestServer, env: &[(&str, &str)]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().join("data");
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&dir).expect("data dir");
+        for name in KEY_FILES {
+            let from = other.data_dir.join(name);
+            if from.exists() {
+                std::fs::copy(&from, dir.join(name)).expect("copy a key file");
+            }
+        }
+        let mut shared = backend_env(&other.data_dir);
+        shared.extend(distributed_blob_env(&other.data_dir));
+        let mut all: Vec<(&str, &str)> = shared
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        all.extend_from_slice(env);
+        let mut server = Self::start_in(&dir, &all);
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Whether this server's `/metrics` says it leads (`airlock_replica_leader 1`).
+    pub async fn leads(&self) -> bool {
+        let text = self
+            .anonymous
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .any(|line| line.trim() == "airlock_replica_leader 1")
+    }
+}
+
 impl TestServer {
     /// A server over `data_dir` on the embedded engines whatever `AIRLOCK_TEST_BACKEND` says
     /// (SQLite and blobs in the data directory): for tests that start from an embedded

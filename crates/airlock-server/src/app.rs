@@ -318,7 +318,9 @@ pub async fn serve(
             .await
             .map_err(crate::server_keys::ServerKeyError::Store)?;
     }
-    let integrator = tokio::spawn(audit.clone().run_integrator());
+    // Which replica signs checkpoints and runs the periodic sweeps (always this one on SQLite).
+    let leadership = Arc::new(crate::leadership::Leadership::new(registry.metadata()));
+    let integrator = tokio::spawn(audit.clone().run_integrator(leadership.clone()));
     let anomalies = crate::anomalies::Anomalies::new(
         registry.metadata().clone(),
         config.anomalies.clone(),
@@ -353,6 +355,7 @@ pub async fn serve(
     }
     let sweep = tokio::spawn(sweep_uploads(
         registry.clone(),
+        leadership.clone(),
         Duration::from_secs(config.registry.upload_sweep_interval_secs),
     ));
     let evidence = Arc::new(EvidenceService::new(
@@ -409,12 +412,14 @@ pub async fn serve(
         promotions.clone(),
         anomalies.clone(),
         identity.clone(),
+        leadership.clone(),
     ));
     let dispatcher = tokio::spawn(
         crate::webhooks::Dispatcher::new(
             registry.metadata().clone(),
             config.webhooks.clone(),
             audit.origin().to_string(),
+            crate::data_dir::replica_id(&config.data_dir)?,
         )
         .map_err(|e| ServeError::Webhooks(e.to_string()))?
         .run(),
@@ -501,21 +506,28 @@ pub async fn serve(
     housekeeping.abort();
     dispatcher.abort();
     integrator.abort();
-    // Leave a checkpoint that covers everything written before shutdown.
-    while let Ok(Some(_)) = audit.integrate().await {}
+    // The leader leaves a checkpoint that covers everything written before shutdown, then hands
+    // leadership to another replica at once.
+    if leadership.is_leader() {
+        while let Ok(Some(_)) = audit.integrate().await {}
+    }
+    leadership.step_down().await;
     registry.metadata().close().await;
     tracing::info!("airlock stopped");
     Ok(())
 }
 
-/// Expires overdue promotions, recovers stalled ones (a replica that stopped mid-decision) and
-/// forgets anomaly signals no window reaches and appends due API key expiry notices every 30 s,
-/// and reloads the policy bundle on SIGHUP (a bundle that fails to load or whose tests fail is
+/// On the leader (the sweeps run once however many replicas there are; each change they make is
+/// conditional on the state it read, so a second run would change nothing), every 30 s: expires
+/// overdue promotions, recovers stalled ones (a replica that stopped mid-decision), forgets
+/// anomaly signals no window reaches and appends due API key expiry notices. On every replica,
+/// reloads the policy bundle on SIGHUP (a bundle that fails to load or whose tests fail is
 /// refused, and the current one stays).
 async fn promotion_housekeeping(
     promotions: Arc<PromotionService>,
     anomalies: Arc<crate::anomalies::Anomalies>,
     identity: Arc<Identity>,
+    leadership: Arc<crate::leadership::Leadership>,
 ) {
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -532,6 +544,9 @@ async fn promotion_housekeeping(
         let reload = std::future::pending::<Option<()>>();
         tokio::select! {
             _ = tick.tick() => {
+                if !leadership.is_leader() {
+                    continue;
+                }
                 if let Err(err) = promotions.expire_overdue().await {
                     tracing::error!(error = %err, "expiring overdue promotions failed");
                 }
@@ -562,10 +577,18 @@ async fn send_expiry_notices(identity: &Identity) {
     }
 }
 
-async fn sweep_uploads(registry: Arc<Registry>, every: Duration) {
+/// Cancels idle upload sessions, on the leader only (see `Registry::sweep_expired_uploads`).
+async fn sweep_uploads(
+    registry: Arc<Registry>,
+    leadership: Arc<crate::leadership::Leadership>,
+    every: Duration,
+) {
     let mut interval = tokio::time::interval(every);
     loop {
         interval.tick().await;
+        if !leadership.is_leader() {
+            continue;
+        }
         match registry.sweep_expired_uploads().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "expired idle uploads"),

@@ -148,6 +148,30 @@ pub fn prepare(dir: &Path, location: &DatabaseLocation) -> Result<(), DataDirErr
     Ok(())
 }
 
+/// The file in the data directory holding the replica's id (see [`replica_id`]).
+pub const REPLICA_ID_FILE: &str = "replica-id";
+
+/// This replica's id: made at first start and kept in the data directory as
+/// [`REPLICA_ID_FILE`]. It marks the webhook delivery leases this replica holds, so a restart
+/// over the same directory releases those its previous run left, and never another replica's.
+/// Each replica has a data directory of its own: the file is never copied into another's.
+pub fn replica_id(dir: &Path) -> Result<String, DataDirError> {
+    let path = dir.join(REPLICA_ID_FILE);
+    let files = |source| DataDirError::Files {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(files(err)),
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    std::fs::write(&path, format!("{id}\n")).map_err(files)?;
+    Ok(id)
+}
+
 /// The key files present in `dir`.
 fn keys_present(dir: &Path) -> Vec<String> {
     KEY_FILES

@@ -22,6 +22,7 @@ pub mod evidence;
 pub mod extract;
 pub mod gc;
 pub mod identity;
+pub mod leadership;
 pub mod meta;
 pub mod metrics;
 pub mod migrate_store;

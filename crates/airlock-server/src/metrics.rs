@@ -53,6 +53,8 @@ pub const AUDIT_ENTRIES: &str = "airlock_audit_log_entries";
 pub const AUDIT_CHECKPOINT_SIZE: &str = "airlock_audit_checkpoint_size";
 /// Seconds since the newest checkpoint was signed.
 pub const AUDIT_CHECKPOINT_AGE: &str = "airlock_audit_checkpoint_age_seconds";
+/// 1 while this replica leads (signs audit checkpoints, runs the periodic sweeps), else 0.
+pub const REPLICA_LEADER: &str = "airlock_replica_leader";
 /// Always 1, labelled with the running release's `version` (as `GET /api/v1/version` says).
 pub const BUILD_INFO: &str = "airlock_build_info";
 
@@ -156,6 +158,10 @@ fn describe() {
     describe_gauge!(
         AUDIT_CHECKPOINT_AGE,
         "Seconds since the newest audit log checkpoint was signed."
+    );
+    describe_gauge!(
+        REPLICA_LEADER,
+        "1 while this replica leads (signs audit checkpoints, runs the periodic sweeps), else 0."
     );
     describe_gauge!(
         crate::tls::EXPIRY_METRIC,

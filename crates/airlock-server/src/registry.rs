@@ -600,19 +600,33 @@ impl Registry {
     }
 
     /// Cancels upload sessions idle longer than the configured expiry. Returns how many.
+    ///
+    /// Each session's row is deleted only if it is still idle (no chunk was recorded since it
+    /// was listed, on this replica or another), and its chunks only after that, so a sweep racing
+    /// a chunk, or a second sweep, changes nothing. A chunk still streaming in on this replica
+    /// holds its session back; one streaming on another replica for longer than the expiry finds
+    /// its session gone when it ends, and the client starts the upload again.
     pub async fn sweep_expired_uploads(&self) -> Result<usize> {
         let cutoff = now_millis() - self.limits.upload_expiry.as_millis() as i64;
         let idle = self.metadata.idle_uploads(cutoff).await?;
+        let mut expired = 0;
         for session in &idle {
             // Never pull data from under a chunk that is still streaming in.
             let state = self.upload_state(session.id);
             let Ok(_busy) = state.try_lock() else {
                 continue;
             };
+            if !self.metadata.delete_idle_upload(session.id, cutoff).await? {
+                continue;
+            }
             tracing::info!(upload = %session.id, repository = %session.repository, bytes = session.size, "expiring idle upload");
-            self.discard(session).await?;
+            self.blobs
+                .discard_upload(session.id, &session.chunk_attempts)
+                .await?;
+            self.forget_upload(session.id);
+            expired += 1;
         }
-        Ok(idle.len())
+        Ok(expired)
     }
 
     /// Links a blob that `from` holds into `repo` without transferring bytes. Returns `None` when

@@ -325,7 +325,11 @@ impl Metadata {
             .into_iter()
             .next()
             .flatten();
-        if latest.unwrap_or(0) as u64 != previous_size {
+        // Another integrator moved the tree on, or (replicas starting together on a new
+        // database) already signed the checkpoint this one would add.
+        if latest.unwrap_or(0) as u64 != previous_size
+            || (latest.is_some() && checkpoint.size <= previous_size)
+        {
             return Ok(false);
         }
         // Many rows per statement: a round stores two hashes per entry.

@@ -161,7 +161,21 @@ pub enum KeyChange {
     },
 }
 
-/// Why a keyring change was refused.
+/// Evidence to store: the item, its verdict, when it was first seen (ms) and the audit record
+/// appended if the item is new.
+#[derive(Debug, Clone)]
+pub struct NewEvidence {
+    /// Where the item came from.
+    pub origin: EvidenceOrigin,
+    /// Its verdict.
+    pub verdict: EvidenceVerdict,
+    /// When it was first seen (ms).
+    pub first_seen_at: i64,
+    /// Its `evidence.recorded` record, appended only if the item is new.
+    pub record: Option<AuditRecord>,
+}
+
+/// Why a keyring change, or evidence verified against the keyring, was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringWriteError {
     /// A key with this name or id is already in the keyring.
@@ -436,16 +450,22 @@ impl Metadata {
     }
 
     /// Stores newly seen evidence (items already known for the same artifact are left as they
-    /// are), marks the manifest that carried them as ingested, and appends the audit records, in
-    /// one transaction. Returns the ids of the rows inserted, in order (`None` for known items).
+    /// are, and their audit records are not appended: two replicas ingesting the same manifest
+    /// record it once), marks the manifest that carried them as ingested, and appends the audit
+    /// records of the items inserted, in one transaction, provided the keyring is still at
+    /// `keyring_version` (the version the verdicts were computed against; otherwise
+    /// [`KeyringWriteError::VersionMoved`] and nothing is written: verify again). Returns the ids
+    /// of the rows inserted, in order (`None` for known items).
     pub async fn record_evidence(
         &self,
+        keyring_version: i64,
         manifest: Option<(&str, &str)>,
-        items: &[(EvidenceOrigin, EvidenceVerdict, i64)],
-        records: &[AuditRecord],
-    ) -> Result<Vec<Option<i64>>, StoreError> {
-        self.record_evidence_checked(manifest, items, records, None, || async { Ok(true) })
-            .await
+        items: &[NewEvidence],
+    ) -> Result<Vec<Option<i64>>, KeyringWriteError> {
+        self.record_evidence_checked(keyring_version, manifest, items, None, || async {
+            Ok(true)
+        })
+        .await
     }
 
     /// [`Metadata::record_evidence`] for evidence whose bytes were just written to the blob
@@ -457,12 +477,12 @@ impl Metadata {
     /// for an orphan.
     pub async fn record_evidence_checked<F, Fut>(
         &self,
+        keyring_version: i64,
         manifest: Option<(&str, &str)>,
-        items: &[(EvidenceOrigin, EvidenceVerdict, i64)],
-        records: &[AuditRecord],
+        items: &[NewEvidence],
         blob: Option<&airlock_core::Digest>,
         bytes_present: F,
-    ) -> Result<Vec<Option<i64>>, StoreError>
+    ) -> Result<Vec<Option<i64>>, KeyringWriteError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<bool, StoreError>>,
@@ -472,8 +492,32 @@ impl Metadata {
             Some(blob) => self.begin_bytes_commit(blob, bytes_present).await?,
             None => self.begin_write().await?,
         };
+        // Under the writer lock no keyring change can commit until this transaction does: a
+        // verdict computed against an older keyring (another replica revoked a key meanwhile)
+        // is never stored.
+        if !items.is_empty() {
+            let found: i64 = sqlx::query_scalar("SELECT version FROM keyring_version WHERE id = 1")
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .next()
+                .unwrap_or(0);
+            if found != keyring_version {
+                return Err(KeyringWriteError::VersionMoved {
+                    expected: keyring_version,
+                    found,
+                });
+            }
+        }
         let mut ids = Vec::with_capacity(items.len());
-        for (origin, verdict, first_seen_at) in items {
+        let mut records = Vec::new();
+        for NewEvidence {
+            origin,
+            verdict,
+            first_seen_at,
+            record,
+        } in items
+        {
             let inserted: Vec<i64> = sqlx::query_scalar(
                 "INSERT INTO evidence (repository_path, subject, item, format, source, repository,
                  manifest, blob, signature, status, kind, reason_code, reason, key_id, key_name,
@@ -505,7 +549,11 @@ impl Metadata {
             .bind(&origin.pushed_by)
             .fetch_all(&mut *tx)
             .await?;
-            ids.push(inserted.into_iter().next());
+            let id = inserted.into_iter().next();
+            if id.is_some() {
+                records.extend(record.iter().cloned());
+            }
+            ids.push(id);
         }
         if let Some((repository, digest)) = manifest {
             sqlx::query(
@@ -518,7 +566,7 @@ impl Metadata {
             .execute(&mut *tx)
             .await?;
         }
-        append(&mut tx, records).await?;
+        append(&mut tx, &records).await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -723,6 +771,103 @@ mod tests {
                 metadata.change_keyring(next, &missing, &[], &[], &[]).await,
                 Err(KeyringWriteError::Conflict)
             ));
+        }
+    }
+
+    fn new_evidence(keyring_version: i64) -> NewEvidence {
+        let subject = airlock_core::Digest::sha256_of(b"image");
+        NewEvidence {
+            origin: EvidenceOrigin {
+                repository_path: "team/app".into(),
+                subject: subject.to_string(),
+                item: "sha256:item".into(),
+                format: "dsse".into(),
+                source: "api".into(),
+                repository: "dev/team/app".into(),
+                manifest: None,
+                blob: "sha256:item".into(),
+                signature: None,
+                pushed_by: "ci".into(),
+            },
+            verdict: EvidenceVerdict {
+                status: "verified".into(),
+                kind: None,
+                reason_code: None,
+                reason: None,
+                key_id: Some(key().key_id),
+                key_name: Some("ci".into()),
+                predicate_type: None,
+                facts: None,
+                keyring_version,
+            },
+            first_seen_at: 1,
+            record: Some(AuditRecord {
+                time_millis: 1,
+                actor: airlock_core::Actor::system(),
+                event: airlock_core::AuditEvent::EvidenceRecorded {
+                    repository: "dev/team/app".parse().unwrap(),
+                    subject,
+                    item: "sha256:item".into(),
+                    format: "dsse".into(),
+                    status: "verified".into(),
+                    key_name: Some("ci".into()),
+                    predicate_type: None,
+                    reason: None,
+                },
+            }),
+        }
+    }
+
+    /// A verdict computed against a keyring another replica changed meanwhile (a key revoked)
+    /// is refused, and an item two replicas record is stored and audited once.
+    #[tokio::test]
+    async fn evidence_is_stored_only_over_the_keyring_it_was_verified_against_and_once() {
+        for metadata in crate::testing::engines().await {
+            let version = metadata
+                .change_keyring(0, &KeyChange::Add(key()), &[], &[], &[])
+                .await
+                .unwrap();
+            let revoked = KeyChange::Status {
+                key_id: key().key_id,
+                status: "revoked".into(),
+                at: 2,
+                reason: "leaked".into(),
+                compromised: true,
+            };
+            let after = metadata
+                .change_keyring(version, &revoked, &[], &[], &[])
+                .await
+                .unwrap();
+            let entries = metadata.audit_entry_count().await.unwrap();
+            let stale = metadata
+                .record_evidence(version, None, &[new_evidence(version)])
+                .await;
+            assert!(
+                matches!(
+                    stale,
+                    Err(KeyringWriteError::VersionMoved { expected, found })
+                        if expected == version && found == after
+                ),
+                "{stale:?}"
+            );
+            assert!(metadata.evidence_page(0, 10).await.unwrap().is_empty());
+            assert_eq!(metadata.audit_entry_count().await.unwrap(), entries);
+
+            let ids = metadata
+                .record_evidence(after, None, &[new_evidence(after)])
+                .await
+                .unwrap();
+            assert!(ids[0].is_some());
+            let again = metadata
+                .record_evidence(after, None, &[new_evidence(after)])
+                .await
+                .unwrap();
+            assert_eq!(again, vec![None], "already recorded");
+            assert_eq!(
+                metadata.audit_entry_count().await.unwrap(),
+                entries + 1,
+                "one evidence.recorded entry"
+            );
         }
     }
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod active_policy;
 mod anomalies;
 mod api_keys;
 mod audit;
@@ -30,6 +31,7 @@ mod refusals;
 mod schema;
 mod separation;
 mod server_keys;
+mod session_lock;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 #[cfg(test)]
@@ -52,7 +54,7 @@ pub use engine::{Backend, DatabaseBusy, DatabaseLocation, POSTGRES_TIMEOUTS, red
 pub use error::StoreError;
 pub use evidence::{
     ArtifactFlag, EvidenceOrigin, EvidenceRow, EvidenceUpdate, EvidenceVerdict, KeyChange, KeyRow,
-    KeyringWriteError,
+    KeyringWriteError, NewEvidence,
 };
 pub use gc::{CollectableBlob, GcStages, PrunableManifest};
 pub use health::{FailureLog, RecentFailure, WriteRefusal, secure_database_file};
@@ -70,4 +72,5 @@ pub use refresh::RefreshRotation;
 pub use refusals::REFUSED_PUSH_ENTRIES_PER_MINUTE;
 pub use separation::Contributors;
 pub use server_keys::{KeyEncryptionKey, KeyPurpose, ServerKeyRecord, ServerKeySet};
+pub use session_lock::{SessionLock, SessionLockKey};
 pub use webhooks::{AttemptOutcome, DeliveryRow, DueDelivery, WebhookRow};

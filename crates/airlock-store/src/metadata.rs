@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 20] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 21] = [
         (
             1,
             "registry",
@@ -145,6 +145,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "server keys",
             include_str!("../migrations/0019_server_keys.sql"),
             include_str!("../migrations/postgres/0019_server_keys.sql"),
+        ),
+        (
+            20,
+            "active policy",
+            include_str!("../migrations/0020_active_policy.sql"),
+            include_str!("../migrations/postgres/0020_active_policy.sql"),
         ),
         (
             21,
@@ -873,6 +879,24 @@ impl Metadata {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Deletes upload session `id` if it is still idle since before `cutoff_millis` (no chunk
+    /// recorded since the sweep listed it). Returns whether it was deleted.
+    pub async fn delete_idle_upload(
+        &self,
+        id: Uuid,
+        cutoff_millis: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query("DELETE FROM uploads WHERE id = $1 AND updated_at < $2")
+            .bind(id.to_string())
+            .bind(cutoff_millis)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted > 0)
     }
 
     /// Upload sessions idle since before `cutoff_millis`, for the expiry sweep.

@@ -793,19 +793,21 @@ impl Metadata {
         .next())
     }
 
-    /// Stores a policy bundle's files under its digest (idempotent).
-    pub async fn save_bundle(&self, digest: &str, files_json: &str) -> Result<(), StoreError> {
+    /// Stores a policy bundle's files under its digest (idempotent). Returns whether this call
+    /// stored them (`false`: already stored, perhaps by another replica starting at once).
+    pub async fn save_bundle(&self, digest: &str, files_json: &str) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO policy_bundles (digest, files, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(digest)
         .bind(files_json)
         .bind(now_millis())
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
         tx.commit().await?;
-        Ok(())
+        Ok(inserted > 0)
     }
 
     /// A stored bundle's files (JSON), by digest.

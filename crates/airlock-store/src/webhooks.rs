@@ -353,11 +353,13 @@ impl Metadata {
         Ok(id)
     }
 
-    /// Claims up to `limit` due deliveries until `lease_until` (ms): pending, due, not leased by
-    /// another sender, and first in line for their endpoint and subject (an earlier pending
-    /// delivery of the same subject holds the later ones back).
+    /// Claims up to `limit` due deliveries for `owner` (the claiming replica's id) until
+    /// `lease_until` (ms): pending, due, not leased by another sender, and first in line for
+    /// their endpoint and subject (an earlier pending delivery of the same subject holds the
+    /// later ones back).
     pub async fn claim_due_deliveries(
         &self,
+        owner: &str,
         now: i64,
         lease_until: i64,
         limit: u32,
@@ -396,11 +398,14 @@ impl Metadata {
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.get("id");
-            sqlx::query("UPDATE webhook_deliveries SET lease_until = $1 WHERE id = $2")
-                .bind(lease_until)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE webhook_deliveries SET lease_until = $1, lease_owner = $2 WHERE id = $3",
+            )
+            .bind(lease_until)
+            .bind(owner)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
             claimed.push(DueDelivery {
                 id,
                 url: row.get("url"),
@@ -418,17 +423,22 @@ impl Metadata {
         Ok(claimed)
     }
 
-    /// Releases every delivery lease, returning how many were held. Only for start-up of the
-    /// embedded database, which one process serves: a lease still held then belongs to a process
-    /// that died mid-attempt (kill -9, a crash), and waiting for it to run out would hold back
-    /// its endpoint's events for the lease time. (Shared databases with several replicas must
-    /// let leases run out instead.)
-    pub async fn release_delivery_leases(&self) -> Result<u64, StoreError> {
+    /// Releases the delivery leases a previous run of this replica (`owner`, its data
+    /// directory's replica id) left, at start, returning how many were held: such a lease
+    /// belongs to a process that died mid-attempt (kill -9, a crash), and waiting for it to run
+    /// out would hold back its endpoint's events for the lease time. On the embedded database,
+    /// which one process serves, every lease is that process's. A lease another replica holds on
+    /// a shared database is never released (it may be sending right now: releasing it would send
+    /// the delivery twice); it runs out instead.
+    pub async fn release_delivery_leases(&self, owner: &str) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         let released = sqlx::query(
-            "UPDATE webhook_deliveries SET lease_until = NULL
-              WHERE status = 'pending' AND lease_until IS NOT NULL",
+            "UPDATE webhook_deliveries SET lease_until = NULL, lease_owner = NULL
+              WHERE status = 'pending' AND lease_until IS NOT NULL
+                AND ($1 = 1 OR lease_owner = $2)",
         )
+        .bind(i64::from(self.backend() == crate::Backend::Sqlite))
+        .bind(owner)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -608,7 +618,7 @@ mod tests {
             "an existing endpoint keeps the system roots"
         );
         let due = meta
-            .claim_due_deliveries(now_millis(), now_millis() + 1000, 10)
+            .claim_due_deliveries("test", now_millis(), now_millis() + 1000, 10)
             .await
             .unwrap();
         assert_eq!(due.len(), 1);
@@ -640,7 +650,7 @@ mod tests {
         assert_eq!(added.ca_cert.as_deref(), Some(pem));
         // Adding it is an event (`webhook.added`) delivered to both endpoints.
         let due = meta
-            .claim_due_deliveries(now_millis(), now_millis() + 1000, 10)
+            .claim_due_deliveries("test", now_millis(), now_millis() + 1000, 10)
             .await
             .unwrap();
         let sent = due
@@ -721,6 +731,44 @@ mod tests {
         }
     }
 
+    /// At start a replica releases the leases its previous run left; on a shared database never
+    /// another replica's (it may be sending right now), on the embedded one every lease.
+    #[tokio::test]
+    async fn a_replica_releases_only_its_own_leases_on_a_shared_database() {
+        for meta in store().await {
+            endpoint(&meta, "push.*").await;
+            for repository in ["prod/a/one", "prod/a/two"] {
+                meta.record_events(&[refused(repository)]).await.unwrap();
+            }
+            let now = now_millis();
+            let mine = meta
+                .claim_due_deliveries("replica-a", now, now + 60_000, 1)
+                .await
+                .unwrap();
+            let theirs = meta
+                .claim_due_deliveries("replica-b", now, now + 60_000, 1)
+                .await
+                .unwrap();
+            assert_eq!((mine.len(), theirs.len()), (1, 1));
+            let released = meta.release_delivery_leases("replica-a").await.unwrap();
+            let again = meta
+                .claim_due_deliveries("replica-a", now, now + 60_000, 10)
+                .await
+                .unwrap();
+            let ids: Vec<i64> = again.iter().map(|d| d.id).collect();
+            match meta.backend() {
+                crate::Backend::Postgres => {
+                    assert_eq!(released, 1);
+                    assert_eq!(ids, [mine[0].id], "the other replica's lease holds");
+                }
+                crate::Backend::Sqlite => {
+                    assert_eq!(released, 2);
+                    assert_eq!(ids, [mine[0].id, theirs[0].id]);
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn claims_keep_subject_order_and_leases_exclude_other_senders() {
         for meta in store().await {
@@ -730,7 +778,7 @@ mod tests {
             }
             let now = now_millis();
             let claimed = meta
-                .claim_due_deliveries(now, now + 60_000, 10)
+                .claim_due_deliveries("test", now, now + 60_000, 10)
                 .await
                 .unwrap();
             let subjects: Vec<&str> = claimed.iter().map(|d| d.subject.as_str()).collect();
@@ -741,7 +789,7 @@ mod tests {
             );
             // Leased: another sender finds nothing.
             assert!(
-                meta.claim_due_deliveries(now, now + 60_000, 10)
+                meta.claim_due_deliveries("test", now, now + 60_000, 10)
                     .await
                     .unwrap()
                     .is_empty()
@@ -756,7 +804,7 @@ mod tests {
             };
             meta.finish_delivery(first, &dead).await.unwrap();
             let next = meta
-                .claim_due_deliveries(now, now + 60_000, 10)
+                .claim_due_deliveries("test", now, now + 60_000, 10)
                 .await
                 .unwrap();
             assert_eq!(next.len(), 1);

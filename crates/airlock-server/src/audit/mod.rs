@@ -6,7 +6,8 @@
 //! verifiable log: every round it reads the entries past the newest checkpoint, computes their
 //! RFC 6962 hashes, signs a C2SP checkpoint over the new tree and stores hashes and checkpoint in
 //! one transaction. Rounds run several times a second while there are new entries, so a checkpoint
-//! is never more than a second behind.
+//! is never more than a second behind. With several replicas on one database only the leader
+//! (`crate::leadership`) runs rounds; every replica serves tiles, checkpoints and proofs.
 
 mod consistency;
 pub mod routes;
@@ -263,15 +264,29 @@ impl AuditLog {
         }
     }
 
-    /// Runs integration rounds until the task is dropped, updating the log metrics. After
-    /// [`FAILURES_BEFORE_STOP`] failed rounds in a row it stops writes (so nothing more is
-    /// acknowledged that the log cannot sign; readiness fails too) until a round succeeds.
-    pub async fn run_integrator(self: Arc<Self>) {
+    /// Runs integration rounds until the task is dropped, updating the log metrics. Only the
+    /// replica that leads signs (see [`crate::leadership`]): each round first takes or checks
+    /// leadership, and a replica that does not lead integrates nothing and never stops writes
+    /// because of integration. On the leader, after [`FAILURES_BEFORE_STOP`] failed rounds in a
+    /// row it stops writes (so nothing more is acknowledged that the log cannot sign; readiness
+    /// fails too) until a round succeeds or it no longer leads.
+    pub async fn run_integrator(self: Arc<Self>, leadership: Arc<crate::leadership::Leadership>) {
         let mut interval = tokio::time::interval(ROUND_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failures = 0u32;
         loop {
             interval.tick().await;
+            if !leadership.lead().await {
+                if failures >= FAILURES_BEFORE_STOP {
+                    tracing::warn!(
+                        "this replica no longer leads: another signs the audit log; writes resume"
+                    );
+                    self.metadata.resume_writes();
+                }
+                failures = 0;
+                self.update_metrics().await;
+                continue;
+            }
             loop {
                 match self.integrate().await {
                     Ok(Some(size)) => tracing::debug!(size, "signed audit checkpoint"),

@@ -5,8 +5,12 @@
 //! tag-scheme manifest (`sha256-<hex>.sig` / `.att`), or `POST /api/v1/artifacts/.../evidence`.
 //! Each item is verified against the keyring by [`airlock_trust::verify`] and stored with its
 //! verdict; a rejected item is stored too, with the reason, and never counts. Verdicts are made
-//! under a mutex shared with keyring changes, so no verdict is ever computed against a keyring
-//! that a concurrent change is replacing.
+//! under a mutex shared with keyring changes, so within a process no verdict is ever computed
+//! against a keyring that a concurrent change is replacing. Across replicas the mutex does not
+//! reach: every verdict is stored only if the keyring is still at the version it was computed
+//! against, checked inside the storing transaction (which holds the database's writer lock, as a
+//! keyring change does), and is computed again otherwise; a keyring change likewise commits only
+//! over the version its re-verification read.
 
 mod key_update;
 pub mod routes;
@@ -21,7 +25,7 @@ use airlock_core::{
 };
 use airlock_store::{
     ArtifactFlag, BlobStore, EvidenceOrigin, EvidenceRow, EvidenceUpdate, EvidenceVerdict,
-    KeyChange, KeyRow, KeyringWriteError, Metadata, StoreError, now_millis,
+    KeyChange, KeyRow, KeyringWriteError, Metadata, NewEvidence, StoreError, now_millis,
 };
 use airlock_trust::TrustError;
 use airlock_trust::cosign::{self, TagSchemeKind};
@@ -571,7 +575,9 @@ impl EvidenceService {
         Ok(found)
     }
 
-    /// Verifies and stores new candidates (under the lock), with one audit record each.
+    /// Verifies and stores new candidates (under the lock), with one audit record each. The
+    /// store refuses verdicts computed against a keyring another replica changed meanwhile; they
+    /// are computed again against the new one (a few times, then the error stands).
     async fn record(
         &self,
         manifest: Option<(&RepoName, &Digest)>,
@@ -580,60 +586,36 @@ impl EvidenceService {
         submitted: Option<&Digest>,
     ) -> Result<()> {
         let _guard = self.lock.lock().await;
-        let keyring = self.keyring().await?;
-        let now = now_millis();
-        let mut items = Vec::new();
-        let mut records = Vec::new();
-        for candidate in candidates {
-            let origin = candidate.origin;
-            if self
-                .metadata
-                .evidence_known(&origin.repository_path, &origin.subject, &origin.item)
-                .await?
+        let mut attempts = 0;
+        let (keyring, items, ids) = loop {
+            attempts += 1;
+            let keyring = self.keyring().await?;
+            let items = self.verdicts(&keyring, &candidates, actor).await?;
+            match self
+                .store_verdicts(&keyring, manifest, &items, submitted)
+                .await
             {
-                continue;
+                Err(KeyringWriteError::VersionMoved { expected, found }) if attempts < 3 => {
+                    tracing::info!(
+                        expected,
+                        found,
+                        "the keyring changed while evidence was verified; verifying it again"
+                    );
+                }
+                Err(err) => return Err(err.into()),
+                Ok(ids) => break (keyring, items, ids),
             }
-            let verdict = Self::verify_item(&keyring, &origin, candidate.bytes.as_deref(), now);
-            if let (Ok(repository), Ok(subject)) = (
-                RepoName::from_str(&origin.repository),
-                Digest::from_str(&origin.subject),
-            ) {
-                records.push(AuditRecord {
-                    time_millis: now,
-                    actor: actor.clone(),
-                    event: AuditEvent::EvidenceRecorded {
-                        repository,
-                        subject,
-                        item: origin.item.clone(),
-                        format: origin.format.clone(),
-                        status: verdict.status.clone(),
-                        key_name: verdict.key_name.clone(),
-                        predicate_type: verdict.predicate_type.clone(),
-                        reason: verdict.reason.clone(),
-                    },
-                });
-            }
-            items.push((origin, verdict, now));
-        }
-        let manifest_key = manifest.map(|(r, d)| (r.as_str().to_string(), d.to_string()));
-        // A submitted document's bytes have no `blobs` row: checked against gc in the
-        // transaction that records the row referencing them.
-        let blobs = &self.blobs;
-        self.metadata
-            .record_evidence_checked(
-                manifest_key.as_ref().map(|(r, d)| (r.as_str(), d.as_str())),
-                &items,
-                &records,
-                submitted,
-                || async move {
-                    match submitted {
-                        Some(blob) => Ok(blobs.size(blob).await?.is_some()),
-                        None => Ok(true),
-                    }
-                },
-            )
-            .await?;
-        for (origin, verdict, _) in &items {
+        };
+        // Only the items this call inserted: another replica may have recorded the same ones.
+        let items: Vec<NewEvidence> = items
+            .into_iter()
+            .zip(ids)
+            .filter_map(|(item, id)| id.map(|_| item))
+            .collect();
+        for NewEvidence {
+            origin, verdict, ..
+        } in &items
+        {
             metrics::counter!(crate::metrics::EVIDENCE_ITEMS, "format" => origin.format.clone(), "status" => verdict.status.clone())
                 .increment(1);
             // `bad_signature`: the evidence names a trusted key that does not verify it. It
@@ -662,6 +644,84 @@ impl EvidenceService {
             }
         }
         Ok(())
+    }
+
+    /// The verdicts of the candidates not yet stored, against `keyring`, each with its audit
+    /// record.
+    async fn verdicts(
+        &self,
+        keyring: &Keyring,
+        candidates: &[Candidate],
+        actor: &Actor,
+    ) -> Result<Vec<NewEvidence>> {
+        let now = now_millis();
+        let mut items = Vec::new();
+        for candidate in candidates {
+            let origin = &candidate.origin;
+            if self
+                .metadata
+                .evidence_known(&origin.repository_path, &origin.subject, &origin.item)
+                .await?
+            {
+                continue;
+            }
+            let verdict = Self::verify_item(keyring, origin, candidate.bytes.as_deref(), now);
+            let record = match (
+                RepoName::from_str(&origin.repository),
+                Digest::from_str(&origin.subject),
+            ) {
+                (Ok(repository), Ok(subject)) => Some(AuditRecord {
+                    time_millis: now,
+                    actor: actor.clone(),
+                    event: AuditEvent::EvidenceRecorded {
+                        repository,
+                        subject,
+                        item: origin.item.clone(),
+                        format: origin.format.clone(),
+                        status: verdict.status.clone(),
+                        key_name: verdict.key_name.clone(),
+                        predicate_type: verdict.predicate_type.clone(),
+                        reason: verdict.reason.clone(),
+                    },
+                }),
+                _ => None,
+            };
+            items.push(NewEvidence {
+                origin: origin.clone(),
+                verdict,
+                first_seen_at: now,
+                record,
+            });
+        }
+        Ok(items)
+    }
+
+    /// Stores `items` if the keyring is still `keyring`'s version, returning the ids inserted.
+    async fn store_verdicts(
+        &self,
+        keyring: &Keyring,
+        manifest: Option<(&RepoName, &Digest)>,
+        items: &[NewEvidence],
+        submitted: Option<&Digest>,
+    ) -> std::result::Result<Vec<Option<i64>>, KeyringWriteError> {
+        let manifest_key = manifest.map(|(r, d)| (r.as_str().to_string(), d.to_string()));
+        // A submitted document's bytes have no `blobs` row: checked against gc in the
+        // transaction that records the row referencing them.
+        let blobs = &self.blobs;
+        self.metadata
+            .record_evidence_checked(
+                keyring.version,
+                manifest_key.as_ref().map(|(r, d)| (r.as_str(), d.as_str())),
+                items,
+                submitted,
+                || async move {
+                    match submitted {
+                        Some(blob) => Ok(blobs.size(blob).await?.is_some()),
+                        None => Ok(true),
+                    }
+                },
+            )
+            .await
     }
 
     /// Ingests the evidence a just-pushed manifest carries (nothing if it carries none).

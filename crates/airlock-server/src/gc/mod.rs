@@ -63,8 +63,10 @@ pub enum GcError {
         /// The caller.
         principal: String,
     },
-    /// Another run is in progress in this process.
-    #[error("a garbage-collection run is already in progress on this server")]
+    /// Another run is in progress, in this process or on another replica.
+    #[error(
+        "a garbage-collection run is already in progress (on this server or another replica of it); wait for it to finish and run gc again"
+    )]
     Running,
     /// Storage failed.
     #[error(transparent)]
@@ -124,12 +126,21 @@ impl Collector {
         let Ok(running) = self.running.clone().try_lock_owned() else {
             return Err(GcError::Running);
         };
+        // One run at a time across every replica on the database, too.
+        let mut exclusive = self
+            .metadata
+            .session_lock(airlock_store::SessionLockKey::GarbageCollection);
+        if !exclusive.hold().await? {
+            return Err(GcError::Running);
+        }
         let collector = Arc::clone(self);
         let actor = actor.clone();
         // Awaited, not aborted, when the request is dropped (see the module docs).
         let run = tokio::spawn(async move {
             let _running = running;
-            collector.run_at(now_millis(), &actor, dry_run).await
+            let report = collector.run_at(now_millis(), &actor, dry_run).await;
+            exclusive.release().await;
+            report
         });
         run.await?
     }

@@ -472,7 +472,7 @@ impl Identity {
                 true,
             ),
         };
-        let admin = self
+        let created = self
             .metadata
             .create_principal(
                 "admin",
@@ -486,7 +486,13 @@ impl Identity {
                     },
                 )],
             )
-            .await?;
+            .await;
+        let admin = match created {
+            Ok(admin) => admin,
+            // Another replica starting on the same new database at the same time bootstraps.
+            Err(StoreError::Conflict(_)) => return Ok(()),
+            Err(err) => return Err(err.into()),
+        };
         self.set_password(
             &admin,
             &password,

@@ -133,6 +133,17 @@ pub enum PromotionError {
     /// The keyring changed while a promotion was being decided (it is decided again).
     #[error("the keyring kept changing while the promotion was decided; retry")]
     KeyringMoved,
+    /// This replica's policy bundle is not the one every replica must decide with (another
+    /// replica loaded another bundle last), and re-reading its policy directory did not give it.
+    #[error(
+        "this replica's policy bundle is {loaded}, but the bundle in use is {active} (another replica loaded it last); re-reading this replica's policy directory did not give that bundle, so the decision is refused"
+    )]
+    PolicyMismatch {
+        /// The digest of this replica's bundle.
+        loaded: String,
+        /// The digest of the bundle in use.
+        active: String,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -393,7 +404,54 @@ impl PromotionService {
             anomalies,
         };
         service.record_bundle(&Actor::system()).await?;
+        service.activate(&service.bundle()).await?;
         Ok(service)
+    }
+
+    /// Records `bundle` as the one every replica must decide with (the last to load one wins).
+    async fn activate(&self, bundle: &Bundle) -> Result<()> {
+        self.metadata.activate_bundle(bundle.digest()).await?;
+        Ok(())
+    }
+
+    /// The bundle to decide with: this replica's, if it is the one in use (the database names
+    /// it). Otherwise the policy directory is read again (another replica loaded a new bundle
+    /// from its copy of the same directory): if that gives the bundle in use it replaces this
+    /// replica's, else the decision is refused ([`PromotionError::PolicyMismatch`]: fail
+    /// closed). With one replica the bundle in use is always its own.
+    async fn bundle_in_use(&self) -> Result<Arc<Bundle>> {
+        let bundle = self.bundle();
+        let loaded = bundle.digest().to_string();
+        let Some(active) = self.metadata.active_bundle().await? else {
+            return Ok(bundle);
+        };
+        if active == loaded {
+            return Ok(bundle);
+        }
+        let source = self
+            .policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .source
+            .clone();
+        let reread = match load_bundle(source.as_deref()) {
+            Ok(reread) => reread,
+            Err(err) => {
+                tracing::error!(error = %err, %loaded, %active, "another replica loaded another policy bundle, and this replica's policy directory does not load");
+                return Err(PromotionError::PolicyMismatch { loaded, active });
+            }
+        };
+        if reread.digest() != active {
+            tracing::error!(%loaded, %active, reread = %reread.digest(), "another replica decides with another policy bundle: decisions are refused here until every replica has the same policy directory");
+            return Err(PromotionError::PolicyMismatch { loaded, active });
+        }
+        let reread = Arc::new(reread);
+        self.policy
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .bundle = reread.clone();
+        tracing::info!(from = %loaded, to = %active, "policy bundle reloaded: another replica loaded it");
+        Ok(reread)
     }
 
     fn bundle(&self) -> Arc<Bundle> {
@@ -410,8 +468,10 @@ impl PromotionService {
         let files = serde_json::to_string(bundle.files())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let digest = bundle.digest().to_string();
-        if self.metadata.bundle_files(&digest).await?.is_none() {
-            self.metadata.save_bundle(&digest, &files).await?;
+        // Recorded by whoever stores the bundle first: replicas starting together record it once.
+        if self.metadata.bundle_files(&digest).await?.is_none()
+            && self.metadata.save_bundle(&digest, &files).await?
+        {
             self.metadata
                 .record_events(&[AuditRecord {
                     time_millis: now_millis(),
@@ -442,6 +502,7 @@ impl PromotionService {
             .unwrap_or_else(|e| e.into_inner())
             .bundle = Arc::new(bundle);
         self.record_bundle(actor).await?;
+        self.activate(&self.bundle()).await?;
         Ok(digest)
     }
 
@@ -488,8 +549,10 @@ impl PromotionService {
         Duration::from_millis(self.config.policy.timeout_ms)
     }
 
-    async fn evaluate(&self, query: String, input: Value) -> (Decision, String) {
-        let bundle = self.bundle();
+    /// Evaluates `query` with the bundle in use ([`Self::bundle_in_use`]), returning the
+    /// decision and the bundle's digest.
+    async fn evaluate(&self, query: String, input: Value) -> Result<(Decision, String)> {
+        let bundle = self.bundle_in_use().await?;
         let digest = bundle.digest().to_string();
         let timeout = self.timeout();
         let started = std::time::Instant::now();
@@ -501,7 +564,7 @@ impl PromotionService {
         .unwrap_or_else(|e| Decision::fail_closed(format!("policy evaluation panicked: {e}")));
         metrics::histogram!(crate::metrics::POLICY_EVALUATION)
             .record(started.elapsed().as_secs_f64());
-        (decision, digest)
+        Ok((decision, digest))
     }
 
     /// The configured stage named `name`, or [`PromotionError::UnknownStage`] naming them all.
@@ -699,7 +762,7 @@ impl PromotionService {
             let input = self.input_for(&row, &[]).await?;
             let (decision, _) = self
                 .evaluate(self.gate_query(&request.target_stage), input)
-                .await;
+                .await?;
             let required = self.required_for(&row, &decision);
             return Ok(Outcome {
                 promotion: None,
@@ -716,6 +779,8 @@ impl PromotionService {
                 break_glass: row.break_glass.as_deref(),
             })
             .await;
+        // A replica deciding with another bundle than the others refuses before recording.
+        self.bundle_in_use().await?;
         self.metadata.insert_promotion(&row).await?;
         let outcome = self.decide(&mut row, caller).await;
         if outcome.is_err() {
@@ -980,7 +1045,7 @@ impl PromotionService {
         let target_stage = StageName::from_str(&row.target_stage)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let query = self.gate_query(&target_stage);
-        let (decision, bundle_digest) = self.evaluate(query.clone(), input.clone()).await;
+        let (decision, bundle_digest) = self.evaluate(query.clone(), input.clone()).await?;
         let required = self.required_for(row, &decision);
         let decision_id = random_id("dec");
         let now = now_millis();
@@ -1877,7 +1942,7 @@ impl PromotionService {
             .gate(&repo.stage())
             .rollback_query
             .unwrap_or_else(|| "data.airlock.rollback".into());
-        let (decision, bundle_digest) = self.evaluate(query.clone(), input.clone()).await;
+        let (decision, bundle_digest) = self.evaluate(query.clone(), input.clone()).await?;
         let decision_id = random_id("dec");
         let record = DecisionRow {
             id: decision_id.clone(),

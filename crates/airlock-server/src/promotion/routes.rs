@@ -133,6 +133,12 @@ impl From<PromotionError> for ApiError {
                 message,
                 "the keyring is being changed; retry in a moment",
             ),
+            PromotionError::PolicyMismatch { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "POLICY_MISMATCH",
+                message,
+                "deploy the same policy directory to every replica, then reload the policy (airlock policy reload, or SIGHUP to each airlock serve)",
+            ),
             PromotionError::InvalidBundle { .. } | PromotionError::BundleTestsFail { .. } => {
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,

@@ -469,6 +469,8 @@ impl Webhooks {
 /// Sends due deliveries, forever.
 pub struct Dispatcher {
     metadata: Metadata,
+    /// This replica's id, which marks the leases it holds.
+    replica: String,
     config: WebhookConfig,
     source: String,
     /// The client for endpoints verified against the system's roots.
@@ -482,16 +484,19 @@ pub struct Dispatcher {
 const MAX_PRIVATE_CA_CLIENTS: usize = 256;
 
 impl Dispatcher {
-    /// A dispatcher whose events name `source` (the audit log's origin). Fails if the HTTP
-    /// client cannot be built (never silently falls back to one that follows redirects).
+    /// A dispatcher whose events name `source` (the audit log's origin), claiming deliveries as
+    /// `replica` (`data_dir::replica_id`). Fails if the HTTP client cannot be built (never
+    /// silently falls back to one that follows redirects).
     pub fn new(
         metadata: Metadata,
         config: WebhookConfig,
         source: String,
+        replica: String,
     ) -> Result<Self, reqwest::Error> {
         let client = Self::build_client(&config, &Trust::System)?;
         Ok(Self {
             metadata,
+            replica,
             config,
             source,
             client,
@@ -542,8 +547,14 @@ impl Dispatcher {
     /// Polls the outbox every `poll_interval_ms` and sends what is due. Each attempt runs as its
     /// own task (at most [`IN_FLIGHT`] at once), so a slow or unreachable receiver holds up only
     /// its own subjects, never the other endpoints' deliveries.
+    ///
+    /// Every replica sends: a delivery is claimed under the database's writer lock with a lease
+    /// marked with the replica's id, so one replica attempts it at a time. At start the leases a
+    /// previous run of this replica left (it died mid-attempt) are released at once; another
+    /// replica's lease is never released (it may be sending right now), it runs out (the
+    /// attempt's timeout plus 30 s) and a dead replica's deliveries are taken over then.
     pub async fn run(self) {
-        match self.metadata.release_delivery_leases().await {
+        match self.metadata.release_delivery_leases(&self.replica).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 deliveries = n,
@@ -567,7 +578,7 @@ impl Dispatcher {
             let lease = now + dispatcher.config.timeout_ms as i64 + 30_000;
             let due = match dispatcher
                 .metadata
-                .claim_due_deliveries(now, lease, free)
+                .claim_due_deliveries(&dispatcher.replica, now, lease, free)
                 .await
             {
                 Ok(due) => due,

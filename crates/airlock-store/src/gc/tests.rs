@@ -478,8 +478,8 @@ async fn a_referrer_of_a_kept_referrer_is_kept() {
 async fn submitted_evidence_is_refused_while_gc_deletes_its_bytes() {
     for meta in open().await {
         let blob = Digest::sha256_of(b"envelope");
-        let item = (
-            crate::EvidenceOrigin {
+        let item = crate::NewEvidence {
+            origin: crate::EvidenceOrigin {
                 repository_path: "team/app".into(),
                 subject: Digest::sha256_of(b"image").to_string(),
                 item: blob.to_string(),
@@ -491,7 +491,7 @@ async fn submitted_evidence_is_refused_while_gc_deletes_its_bytes() {
                 signature: None,
                 pushed_by: "tester".into(),
             },
-            crate::EvidenceVerdict {
+            verdict: crate::EvidenceVerdict {
                 status: "rejected".into(),
                 kind: None,
                 reason_code: None,
@@ -502,30 +502,41 @@ async fn submitted_evidence_is_refused_while_gc_deletes_its_bytes() {
                 facts: None,
                 keyring_version: 0,
             },
-            0,
-        );
+            first_seen_at: 0,
+            record: None,
+        };
         let items = vec![item];
         assert!(meta.gc_tombstone_orphan(&blob).await.unwrap());
         let refused = meta
-            .record_evidence_checked(None, &items, &[], Some(&blob), || async { Ok(true) })
+            .record_evidence_checked(0, None, &items, Some(&blob), || async { Ok(true) })
             .await;
         assert!(
-            matches!(refused, Err(StoreError::BlobCollected(_))),
+            matches!(
+                refused,
+                Err(crate::KeyringWriteError::Store(StoreError::BlobCollected(
+                    _
+                )))
+            ),
             "{refused:?}"
         );
         meta.gc_clear_tombstone(&blob).await.unwrap();
         let refused = meta
-            .record_evidence_checked(None, &items, &[], Some(&blob), || async { Ok(false) })
+            .record_evidence_checked(0, None, &items, Some(&blob), || async { Ok(false) })
             .await;
         assert!(
-            matches!(refused, Err(StoreError::BlobCollected(_))),
+            matches!(
+                refused,
+                Err(crate::KeyringWriteError::Store(StoreError::BlobCollected(
+                    _
+                )))
+            ),
             "{refused:?}"
         );
         assert!(
             meta.gc_is_orphan(&blob).await.unwrap(),
             "nothing was recorded"
         );
-        meta.record_evidence_checked(None, &items, &[], Some(&blob), || async { Ok(true) })
+        meta.record_evidence_checked(0, None, &items, Some(&blob), || async { Ok(true) })
             .await
             .unwrap();
         assert!(!meta.gc_is_orphan(&blob).await.unwrap());

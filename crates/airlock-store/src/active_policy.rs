@@ -1,0 +1,87 @@
+//! The policy bundle every replica must decide promotions with (migration 0020): the digest the
+//! last replica to load a bundle (at start or on a reload) recorded. The bundles themselves are
+//! stored by digest with [`Metadata::save_bundle`].
+
+use crate::error::StoreError;
+use crate::metadata::{Metadata, now_millis};
+
+impl Metadata {
+    /// Records `digest` as the bundle every replica must decide with.
+    pub async fn activate_bundle(&self, digest: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO active_policy (id, digest, activated_at) VALUES (1, $1, $2)
+             ON CONFLICT (id) DO UPDATE SET digest = excluded.digest,
+               activated_at = excluded.activated_at",
+        )
+        .bind(digest)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The digest of the bundle every replica must decide with (`None` before any was recorded).
+    pub async fn active_bundle(&self) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT digest FROM active_policy WHERE id = 1")
+                .fetch_all(self.pool())
+                .await?
+                .into_iter()
+                .next(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Metadata;
+
+    #[tokio::test]
+    async fn the_last_bundle_activated_is_the_active_one() {
+        for meta in crate::testing::engines().await {
+            assert_eq!(meta.active_bundle().await.unwrap(), None);
+            meta.activate_bundle("sha256:aa").await.unwrap();
+            meta.activate_bundle("sha256:bb").await.unwrap();
+            assert_eq!(
+                meta.active_bundle().await.unwrap().as_deref(),
+                Some("sha256:bb")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn migration_20_applies_over_the_previous_schema_with_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            crate::metadata::migrator(crate::Backend::Sqlite)
+                .run_to(18, &pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO policy_bundles (digest, files, created_at) VALUES ('sha256:aa', '[]', 1)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let meta = Metadata::open_sqlite(&path).await.unwrap();
+        assert_eq!(
+            meta.bundle_files("sha256:aa").await.unwrap().as_deref(),
+            Some("[]")
+        );
+        assert_eq!(meta.active_bundle().await.unwrap(), None);
+        meta.activate_bundle("sha256:aa").await.unwrap();
+        assert_eq!(
+            meta.active_bundle().await.unwrap().as_deref(),
+            Some("sha256:aa")
+        );
+    }
+}
