@@ -628,6 +628,17 @@ impl Metadata {
         self.begin_write_in(slot).await
     }
 
+    /// The write checks (database file, write-ahead log, stop switch) for a caller about to
+    /// read on a pooled connection ahead of a write: with the write-ahead log removed under a
+    /// running server such a read would break the connection and leave the pool waiting for a
+    /// new one that cannot open, where the write's own transaction refuses at once. The pool
+    /// keeps a connection open for the store's lifetime, so the log exists whenever it is intact.
+    pub(crate) fn check_before_write(&self) -> Result<(), sqlx::Error> {
+        self.health
+            .check(WriteChecks::All, true)
+            .map_err(WriteRefusal::into_sqlx)
+    }
+
     /// The writer slot, for callers that batch work before opening the transaction.
     pub(crate) async fn writer_slot(&self) -> tokio::sync::OwnedMutexGuard<()> {
         self.writer.clone().lock_owned().await

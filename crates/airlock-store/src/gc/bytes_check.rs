@@ -82,6 +82,7 @@ impl Metadata {
         Fut: std::future::Future<Output = Result<bool, StoreError>>,
     {
         for _ in 0..ATTEMPTS {
+            self.check_before_write()?;
             let seen = {
                 let mut connection = self.pool().acquire().await?;
                 clears(&mut connection, digest).await?
