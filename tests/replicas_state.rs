@@ -244,6 +244,49 @@ async fn a_replica_with_another_policy_bundle_refuses_decisions_until_its_direct
     assert_eq!(policy_digest(&a).await, new);
 }
 
+/// A replica that starts with a bundle the replicas have moved on from (a stale pod, a rolled-back
+/// ReplicaSet) does not make it the bundle in use again: it refuses decisions itself, and the
+/// replicas with the newer bundle keep deciding with it.
+#[tokio::test]
+async fn a_replica_starting_with_a_replaced_bundle_does_not_bring_it_back() {
+    if !replicas_possible() {
+        return;
+    }
+    let policies = tempfile::tempdir().unwrap();
+    let first = permissive_bundle(&policies.path().join("first"));
+    let second = permissive_bundle(&policies.path().join("second"));
+    std::fs::write(
+        second.join("extra.rego"),
+        "package airlock.extra\n\nnote := \"deployed later\"\n",
+    )
+    .unwrap();
+    let a = TestServer::start_with_env(&[("AIRLOCK_POLICY__BUNDLE", first.to_str().unwrap())]);
+    let (_, one) = a.push_image("dev/team/app", "1.0", &[b"one layer"]).await;
+    let (_, two) = a.push_image("dev/team/app", "2.0", &[b"two layers"]).await;
+    let rita = add_user(
+        &a,
+        "rita",
+        "promotes-to-staging-0123",
+        &[("promoter", "staging")],
+    )
+    .await;
+    let old = policy_digest(&a).await;
+    // The rollout: a replica with the new directory makes its bundle the one in use.
+    let b = TestServer::start_sharing(&a, &[("AIRLOCK_POLICY__BUNDLE", second.to_str().unwrap())]);
+    let new = policy_digest(&b).await;
+    assert_ne!(old, new);
+    // A stale replica (the old directory) starts after it.
+    let stale =
+        TestServer::start_sharing(&a, &[("AIRLOCK_POLICY__BUNDLE", first.to_str().unwrap())]);
+    let request =
+        |digest: &str| json!({"source": "dev/team/app", "reference": digest, "to": "staging"});
+    let (status, body) = post_json(&rita, &stale.url("/api/v1/promotions"), request(&one)).await;
+    assert_eq!(status, 503, "the stale replica refuses: {body}");
+    assert!(body.to_string().contains("POLICY_MISMATCH"), "{body}");
+    let (status, body) = post_json(&rita, &b.url("/api/v1/promotions"), request(&two)).await;
+    assert!(status < 300, "the new bundle stays in use: {status} {body}");
+}
+
 #[tokio::test]
 async fn an_api_key_revoked_on_one_replica_is_refused_on_the_other_at_once() {
     if !replicas_possible() {

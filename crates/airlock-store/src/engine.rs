@@ -148,16 +148,26 @@ pub const POSTGRES_TIMEOUTS: [(&str, &str); 3] = [
 /// the URL's `options` parameter does not name.
 pub(crate) fn postgres_timeouts_sql(url: &str) -> Result<String, sqlx::Error> {
     let options = sqlx::postgres::PgConnectOptions::from_str(url)?;
-    let named = options
-        .get_options()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let named = named_settings(options.get_options().unwrap_or_default());
     Ok(POSTGRES_TIMEOUTS
         .iter()
-        .filter(|(setting, _)| !named.contains(setting))
+        .filter(|(setting, _)| !named.iter().any(|name| name == setting))
         .map(|(setting, value)| format!("SET {setting} = '{value}';"))
         .collect::<Vec<_>>()
         .join(" "))
+}
+
+/// The names of the settings a PostgreSQL `options` value sets (`-c name=value`, `-cname=value`,
+/// `--name=value`; dashes in a name stand for underscores), lower-cased: compared whole, so
+/// `deadlock_timeout` is not taken for `lock_timeout`.
+fn named_settings(options: &str) -> Vec<String> {
+    options
+        .split_whitespace()
+        .filter(|token| *token != "-c")
+        .map(|token| token.trim_start_matches("-c").trim_start_matches('-'))
+        .filter_map(|token| token.split_once('='))
+        .map(|(name, _)| name.replace('-', "_").to_ascii_lowercase())
+        .collect()
 }
 
 /// Why PostgreSQL gave up on a statement because of a time limit of [`POSTGRES_TIMEOUTS`] (or the
@@ -355,5 +365,28 @@ mod tests {
             .unwrap();
         assert!(std::fs::metadata(&path).unwrap().len() > 0);
         assert!(!dir.path().join("a b").exists());
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::postgres_timeouts_sql;
+
+    #[test]
+    fn a_setting_named_in_the_url_options_wins_and_only_that_one() {
+        let base = "postgres://airlock@db.example/airlock";
+        let all = postgres_timeouts_sql(base).unwrap();
+        assert!(all.contains("SET lock_timeout = '15s';"), "{all}");
+        // deadlock_timeout contains the text lock_timeout: airlock's lock_timeout still applies.
+        let deadlock =
+            postgres_timeouts_sql(&format!("{base}?options=-c%20deadlock_timeout%3D1s")).unwrap();
+        assert_eq!(deadlock, all);
+        let own = postgres_timeouts_sql(&format!(
+            "{base}?options=-c%20lock_timeout%3D5s%20--statement-timeout%3D300s"
+        ))
+        .unwrap();
+        assert!(!own.contains("lock_timeout = '15s'"), "{own}");
+        assert!(!own.contains("statement_timeout"), "{own}");
+        assert!(own.contains("idle_in_transaction_session_timeout"), "{own}");
     }
 }

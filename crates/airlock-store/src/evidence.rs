@@ -192,6 +192,15 @@ pub enum KeyringWriteError {
         /// The version found.
         found: i64,
     },
+    /// Evidence was recorded after the caller's scan of the evidence rows (see
+    /// [`Metadata::change_keyring_after_scan`]).
+    #[error(
+        "evidence arrived while the keyring change re-verified the evidence (scanned up to row {scanned_up_to}); try again"
+    )]
+    EvidenceArrived {
+        /// The highest row id the caller's scan covered.
+        scanned_up_to: i64,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -321,6 +330,24 @@ impl Metadata {
         flags: &[ArtifactFlag],
         records: &[AuditRecord],
     ) -> Result<i64, KeyringWriteError> {
+        self.change_keyring_after_scan(expected_version, None, change, updates, flags, records)
+            .await
+    }
+
+    /// [`Metadata::change_keyring`] for a caller whose `updates` come from a scan of the
+    /// evidence rows up to id `scanned_up_to`: refused with
+    /// [`KeyringWriteError::EvidenceArrived`] if a row with a higher id was recorded since
+    /// (another replica verified it against the keyring before this change, so the scan must
+    /// cover it too). Rows are recorded under the writer lock, so their ids grow in commit order.
+    pub async fn change_keyring_after_scan(
+        &self,
+        expected_version: i64,
+        scanned_up_to: Option<i64>,
+        change: &KeyChange,
+        updates: &[EvidenceUpdate],
+        flags: &[ArtifactFlag],
+        records: &[AuditRecord],
+    ) -> Result<i64, KeyringWriteError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
         let found: i64 = sqlx::query_scalar("SELECT version FROM keyring_version WHERE id = 1")
@@ -334,6 +361,17 @@ impl Metadata {
                 expected: expected_version,
                 found,
             });
+        }
+        if let Some(scanned_up_to) = scanned_up_to {
+            let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM evidence")
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .next()
+                .unwrap_or(0);
+            if newest > scanned_up_to {
+                return Err(KeyringWriteError::EvidenceArrived { scanned_up_to });
+            }
         }
         match change {
             KeyChange::Add(key) => {
@@ -868,6 +906,58 @@ mod tests {
                 entries + 1,
                 "one evidence.recorded entry"
             );
+        }
+    }
+
+    /// A revocation whose re-verification scanned the evidence before another replica recorded
+    /// a new item (verified against the keyring before the revocation) is refused, so the item
+    /// cannot stay verified by the revoked key; a scan that covers it commits.
+    #[tokio::test]
+    async fn a_keyring_change_is_refused_when_evidence_arrived_after_its_scan() {
+        for metadata in crate::testing::engines().await {
+            let version = metadata
+                .change_keyring(0, &KeyChange::Add(key()), &[], &[], &[])
+                .await
+                .unwrap();
+            // The revoking replica scans: nothing yet.
+            let scanned = metadata
+                .evidence_page(0, 500)
+                .await
+                .unwrap()
+                .last()
+                .map_or(0, |row| row.id);
+            // Another replica records an item verified under the current keyring.
+            metadata
+                .record_evidence(version, None, &[new_evidence(version)])
+                .await
+                .unwrap();
+            let revoked = KeyChange::Status {
+                key_id: key().key_id,
+                status: "revoked".into(),
+                at: 2,
+                reason: "leaked".into(),
+                compromised: true,
+            };
+            let refused = metadata
+                .change_keyring_after_scan(version, Some(scanned), &revoked, &[], &[], &[])
+                .await;
+            assert!(
+                matches!(refused, Err(KeyringWriteError::EvidenceArrived { scanned_up_to }) if scanned_up_to == scanned),
+                "{refused:?}"
+            );
+            assert_eq!(
+                metadata.keyring().await.unwrap().0,
+                version,
+                "nothing changed"
+            );
+            // Scanning on from where it stopped covers the new item: the change commits.
+            let rows = metadata.evidence_page(scanned, 500).await.unwrap();
+            assert_eq!(rows.len(), 1);
+            let next = metadata
+                .change_keyring_after_scan(version, Some(rows[0].id), &revoked, &[], &[], &[])
+                .await
+                .unwrap();
+            assert_eq!(next, version + 1);
         }
     }
 }

@@ -1099,67 +1099,89 @@ impl EvidenceService {
         }];
         let mut updates = Vec::new();
         let mut flags = Vec::new();
+        // Another replica may record evidence (verified against the keyring as it stands) while
+        // this scan runs: the write is refused if a row past the scan arrived, and the scan goes
+        // on from where it stopped, so no row escapes the change's re-verification.
         let mut after = 0;
+        let mut rounds = 0;
         loop {
-            let page = self.metadata.evidence_page(after, 500).await?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            for row in page {
-                let of_key = |key_id: &str| row.verdict.key_id.as_deref() == Some(key_id);
-                let candidate = match affected {
-                    Affected::Rejected => row.verdict.status == "rejected",
-                    Affected::OfKey(key_id) => of_key(key_id),
-                    Affected::RejectedAndOfKey(key_id) => {
-                        row.verdict.status == "rejected" || of_key(key_id)
+            loop {
+                let page = self.metadata.evidence_page(after, 500).await?;
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                for row in page {
+                    let of_key = |key_id: &str| row.verdict.key_id.as_deref() == Some(key_id);
+                    let candidate = match affected {
+                        Affected::Rejected => row.verdict.status == "rejected",
+                        Affected::OfKey(key_id) => of_key(key_id),
+                        Affected::RejectedAndOfKey(key_id) => {
+                            row.verdict.status == "rejected" || of_key(key_id)
+                        }
+                    };
+                    if !candidate {
+                        continue;
                     }
-                };
-                if !candidate {
-                    continue;
+                    let bytes = self.read_item(&row.origin.format, &row.origin.blob).await?;
+                    let verdict =
+                        Self::verify_item(&next, &row.origin, bytes.as_deref(), row.first_seen_at);
+                    if verdict.status == row.verdict.status && verdict.reason == row.verdict.reason
+                    {
+                        continue;
+                    }
+                    let Ok(subject) = Digest::from_str(&row.origin.subject) else {
+                        continue;
+                    };
+                    records.push(AuditRecord {
+                        time_millis: now,
+                        actor: actor.clone(),
+                        event: AuditEvent::EvidenceReverified {
+                            repository_path: row.origin.repository_path.clone(),
+                            subject: subject.clone(),
+                            item: row.origin.item.clone(),
+                            from: row.verdict.status.clone(),
+                            to: verdict.status.clone(),
+                            reason: verdict.reason.clone(),
+                        },
+                    });
+                    // Evidence that counted and no longer does (a compromised key, or a key that
+                    // lost the purpose, scope or validity that covered it): gated copies are flagged.
+                    if row.verdict.status == "verified" && verdict.status != "verified" {
+                        self.flag_gated(
+                            &row,
+                            &subject,
+                            &verdict,
+                            now,
+                            actor,
+                            &mut flags,
+                            &mut records,
+                        )
+                        .await?;
+                    }
+                    updates.push(EvidenceUpdate {
+                        id: row.id,
+                        verdict,
+                    });
                 }
-                let bytes = self.read_item(&row.origin.format, &row.origin.blob).await?;
-                let verdict =
-                    Self::verify_item(&next, &row.origin, bytes.as_deref(), row.first_seen_at);
-                if verdict.status == row.verdict.status && verdict.reason == row.verdict.reason {
-                    continue;
+            }
+            match self
+                .metadata
+                .change_keyring_after_scan(
+                    version,
+                    Some(after),
+                    &change,
+                    &updates,
+                    &flags,
+                    &records,
+                )
+                .await
+            {
+                Err(KeyringWriteError::EvidenceArrived { .. }) if rounds < 10 => rounds += 1,
+                outcome => {
+                    outcome?;
+                    break;
                 }
-                let Ok(subject) = Digest::from_str(&row.origin.subject) else {
-                    continue;
-                };
-                records.push(AuditRecord {
-                    time_millis: now,
-                    actor: actor.clone(),
-                    event: AuditEvent::EvidenceReverified {
-                        repository_path: row.origin.repository_path.clone(),
-                        subject: subject.clone(),
-                        item: row.origin.item.clone(),
-                        from: row.verdict.status.clone(),
-                        to: verdict.status.clone(),
-                        reason: verdict.reason.clone(),
-                    },
-                });
-                // Evidence that counted and no longer does (a compromised key, or a key that
-                // lost the purpose, scope or validity that covered it): gated copies are flagged.
-                if row.verdict.status == "verified" && verdict.status != "verified" {
-                    self.flag_gated(
-                        &row,
-                        &subject,
-                        &verdict,
-                        now,
-                        actor,
-                        &mut flags,
-                        &mut records,
-                    )
-                    .await?;
-                }
-                updates.push(EvidenceUpdate {
-                    id: row.id,
-                    verdict,
-                });
             }
         }
-        self.metadata
-            .change_keyring(version, &change, &updates, &flags, &records)
-            .await?;
         for update in &updates {
             metrics::counter!(crate::metrics::EVIDENCE_REVERIFIED, "status" => update.verdict.status.clone())
                 .increment(1);

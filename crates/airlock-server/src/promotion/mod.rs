@@ -403,8 +403,23 @@ impl PromotionService {
             identity,
             anomalies,
         };
-        service.record_bundle(&Actor::system()).await?;
-        service.activate(&service.bundle()).await?;
+        let first_seen = service.record_bundle(&Actor::system()).await?;
+        // Starting never brings back a bundle the replicas have moved on from: with several
+        // replicas (PostgreSQL), a bundle stored before that is not the one in use is an old
+        // policy directory (a stale pod, a rolled-back ReplicaSet), and activating it would
+        // downgrade every replica's gate. It stays inactive (this replica refuses decisions,
+        // naming both digests) until the directory matches or `airlock policy reload` makes it
+        // the one in use on purpose. A bundle never seen before is a rollout, and is activated.
+        let digest = service.bundle().digest().to_string();
+        let active = service.metadata.active_bundle().await?;
+        let superseded = service.metadata.backend() == airlock_store::Backend::Postgres
+            && !first_seen
+            && active.as_deref().is_some_and(|active| active != digest);
+        if superseded {
+            tracing::error!(loaded = %digest, active = ?active, "this replica's policy bundle was in use before and has been replaced: it is not activated again at start; promotions are refused here until the policy directory matches the bundle in use, or `airlock policy reload` activates it on purpose");
+        } else {
+            service.activate(&service.bundle()).await?;
+        }
         Ok(service)
     }
 
@@ -462,16 +477,16 @@ impl PromotionService {
             .clone()
     }
 
-    /// Stores the current bundle by digest (for replay) and records that it was loaded.
-    async fn record_bundle(&self, actor: &Actor) -> Result<()> {
+    /// Stores the current bundle by digest (for replay) and records that it was loaded. Returns
+    /// whether the database had never stored it before.
+    async fn record_bundle(&self, actor: &Actor) -> Result<bool> {
         let bundle = self.bundle();
         let files = serde_json::to_string(bundle.files())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let digest = bundle.digest().to_string();
+        let stored_before = self.metadata.bundle_files(&digest).await?.is_some();
         // Recorded by whoever stores the bundle first: replicas starting together record it once.
-        if self.metadata.bundle_files(&digest).await?.is_none()
-            && self.metadata.save_bundle(&digest, &files).await?
-        {
+        if !stored_before && self.metadata.save_bundle(&digest, &files).await? {
             self.metadata
                 .record_events(&[AuditRecord {
                     time_millis: now_millis(),
@@ -483,7 +498,7 @@ impl PromotionService {
                 }])
                 .await?;
         }
-        Ok(())
+        Ok(!stored_before)
     }
 
     /// Reloads the bundle from its directory (SIGHUP or the API). A bundle that fails to parse or

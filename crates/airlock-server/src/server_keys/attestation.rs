@@ -17,6 +17,9 @@ use super::shared::{history_of, stored_corrupt};
 use super::{ListedKey, ServerKeyError};
 
 struct AttestationState {
+    /// The version of the stored key set it was made from (0 for the data directory's files): a
+    /// set read earlier never replaces one read later.
+    version: i64,
     key: Arc<SigningKey>,
     history: KeyHistory,
     created_at: i64,
@@ -74,6 +77,7 @@ fn state_from_set(set: &ServerKeySet) -> Result<AttestationState, ServerKeyError
         .ok_or(ServerKeyError::NotStored { purpose })?;
     let key = read_key(pem).map_err(|e| stored_corrupt(purpose, &current.key_id, e.to_string()))?;
     Ok(AttestationState {
+        version: set.version,
         key: Arc::new(key),
         history: history_of(set, purpose),
         created_at: current.created_at,
@@ -93,6 +97,7 @@ impl AttestationKeys {
         Ok(Self {
             files: Some(files),
             state: RwLock::new(Arc::new(AttestationState {
+                version: 0,
                 key: Arc::new(key),
                 history,
                 created_at,
@@ -111,11 +116,15 @@ impl AttestationKeys {
     /// Takes the stored keys of `set` as the current state (after another replica rotated).
     pub(super) fn apply(&self, set: &ServerKeySet) -> Result<(), ServerKeyError> {
         let next = state_from_set(set)?;
-        let old = self.current_state();
-        if key_id(&next.key) != key_id(&old.key) {
-            tracing::info!(old = %key_id(&old.key), new = %key_id(&next.key), "attestation key changed in the database; signing with the new key");
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        // A set read before a newer one was applied never replaces it.
+        if next.version < state.version {
+            return Ok(());
         }
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        if key_id(&next.key) != key_id(&state.key) {
+            tracing::info!(old = %key_id(&state.key), new = %key_id(&next.key), "attestation key changed in the database; signing with the new key");
+        }
+        *state = Arc::new(next);
         Ok(())
     }
 
@@ -185,6 +194,7 @@ impl AttestationKeys {
         let pem = crate::promotion::private_key_pem(&new).map_err(ServerKeyError::Key)?;
         files.replace(&pem, &history)?;
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(AttestationState {
+            version: 0,
             key: Arc::new(new),
             history,
             created_at: now,

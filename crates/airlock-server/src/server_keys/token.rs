@@ -23,6 +23,9 @@ use super::{ListedKey, ServerKeyError};
 
 /// What the token keys are at one moment.
 struct TokenState {
+    /// The version of the stored key set it was made from (0 for the data directory's files): a
+    /// set read earlier never replaces one read later.
+    version: i64,
     key: TokenKey,
     verifier: TokenVerifier,
     retired: Vec<RetiredTokenKey>,
@@ -75,6 +78,7 @@ fn state(
         });
     }
     Ok(TokenState {
+        version: 0,
         verifier: TokenVerifier {
             key: key.public_key().clone(),
             issuer: checks.issuer.into(),
@@ -100,13 +104,15 @@ fn state_from_set(set: &ServerKeySet, checks: &Checks<'_>) -> Result<TokenState,
         .ok_or(ServerKeyError::NotStored { purpose })?;
     let key = TokenKey::from_pkcs8_pem(pem)
         .map_err(|e| stored_corrupt(purpose, &current.key_id, e.to_string()))?;
-    state(
+    let mut state = state(
         key,
         history_of(set, purpose),
         current.created_at,
         checks,
         &|key_id, message| stored_corrupt(purpose, key_id, message),
-    )
+    )?;
+    state.version = set.version;
+    Ok(state)
 }
 
 /// A new token key made at `now`, as stored.
@@ -215,10 +221,16 @@ impl TokenKeys {
             leeway_secs: old.verifier.leeway_secs,
         };
         let next = state_from_set(set, &checks)?;
-        if next.key.kid() != old.key.kid() {
-            tracing::info!(old = %old.key.kid(), new = %next.key.kid(), "token signing key changed in the database; signing with the new key");
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        // A reload that read the keys before a newer one was applied (an unknown-kid reload
+        // racing the poll) must not bring back a retired key as the current one.
+        if next.version < state.version {
+            return Ok(());
         }
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        if next.key.kid() != state.key.kid() {
+            tracing::info!(old = %state.key.kid(), new = %next.key.kid(), "token signing key changed in the database; signing with the new key");
+        }
+        *state = Arc::new(next);
         Ok(())
     }
 
