@@ -89,6 +89,33 @@ pub struct StoredBlobFile {
     pub modified_millis: i64,
 }
 
+/// An object staged for an upload session (`uploads/<session>/<chunk>[-<attempt>]`) as the blob
+/// store lists it, for garbage collection's sweep of staged data no session records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedObject {
+    /// The session its path names.
+    pub upload: Uuid,
+    /// The chunk number its name starts with.
+    pub chunk: u32,
+    /// The attempt its name carries after the chunk number (empty for a fixed chunk name).
+    pub attempt: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written (ms since the epoch).
+    pub modified_millis: i64,
+}
+
+impl StagedObject {
+    /// Whether `session_attempts` (an upload session's recorded attempts, one per chunk in
+    /// order) names this object as its chunk's bytes.
+    pub fn is_recorded_in(&self, session_attempts: &[String]) -> bool {
+        usize::try_from(self.chunk)
+            .ok()
+            .and_then(|chunk| session_attempts.get(chunk))
+            .is_some_and(|recorded| *recorded == self.attempt)
+    }
+}
+
 /// What [`BlobStore::copy_blob_from`] did, with the blob's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlobCopy {
@@ -524,6 +551,53 @@ impl BlobStore {
         }
         files.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(files)
+    }
+
+    /// Every object staged for an upload session ([`StagedObject`]), sorted by session and chunk.
+    /// Paths under `uploads/` that are not a chunk's name are skipped. The listing is held in
+    /// memory: about 100 bytes per staged chunk.
+    pub async fn list_staged(&self) -> Result<Vec<StagedObject>, StoreError> {
+        let prefix = Path::from("uploads");
+        let mut listing = self.store.list(Some(&prefix));
+        let mut staged = Vec::new();
+        while let Some(meta) = listing.try_next().await? {
+            let parts: Vec<&str> = meta.location.as_ref().split('/').collect();
+            let [_, session, name] = parts.as_slice() else {
+                continue;
+            };
+            let Ok(upload) = session.parse::<Uuid>() else {
+                continue;
+            };
+            let (number, attempt) = name.split_once('-').unwrap_or((name, ""));
+            let Ok(chunk) = number.parse::<u32>() else {
+                continue;
+            };
+            if chunk_path(upload, chunk, attempt) != meta.location {
+                continue;
+            }
+            staged.push(StagedObject {
+                upload,
+                chunk,
+                attempt: attempt.to_string(),
+                size: meta.size,
+                modified_millis: meta.last_modified.timestamp_millis(),
+            });
+        }
+        staged
+            .sort_by(|a, b| (a.upload, a.chunk, &a.attempt).cmp(&(b.upload, b.chunk, &b.attempt)));
+        Ok(staged)
+    }
+
+    /// Deletes one staged object (already gone: nothing to do).
+    pub async fn delete_staged(&self, object: &StagedObject) -> Result<(), StoreError> {
+        match self
+            .store
+            .delete(&chunk_path(object.upload, object.chunk, &object.attempt))
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Whether blob downloads are redirected to presigned URLs ([`BlobStore::presigned_get`]).
