@@ -225,7 +225,7 @@ async fn an_unreferenced_blob_is_collected_after_the_grace_period_and_not_before
     assert_eq!(
         last["details"],
         json!({"blobs": 1, "bytes": content.len(), "orphan_files": 0, "orphan_bytes": 0,
-               "manifests_pruned": 0, "grace_secs": 2})
+               "staged_objects": 0, "staged_bytes": 0, "manifests_pruned": 0, "grace_secs": 2})
     );
 
     // The same bytes uploaded again are a new blob with a new grace period.
@@ -470,6 +470,118 @@ async fn files_without_a_row_are_deleted_by_the_next_run() {
     assert!(!common::blob_stored(&s, &a).await && !common::blob_stored(&s, &b).await);
     pull_image_checked(&s, "dev/team/app", &kept.1).await;
     assert_eq!(gc(&s, false).await["orphan_files"], 0);
+}
+
+/// The upload session id in an upload URL (`.../blobs/uploads/<id>[?...]`).
+fn session_id(url: &str) -> String {
+    let path = url.split('?').next().unwrap();
+    path.rsplit('/').next().unwrap().to_string()
+}
+
+/// Staged upload data no session will use (a session whose row is gone, a chunk written by an
+/// attempt the session did not record) is deleted; the chunks of a live session are kept, and
+/// the upload still completes.
+#[tokio::test]
+async fn staged_upload_data_no_session_uses_is_deleted() {
+    let env = [
+        ("AIRLOCK_GC__GRACE_SECS", "0"),
+        ("AIRLOCK_GC__UNSAFE_SHORT_PERIODS", "true"),
+    ];
+    let s = TestServer::start_with_env(&env);
+    let repo = "dev/team/app";
+    let mut sessions = Vec::new();
+    for body in [
+        &b"kept: a live session's chunk"[..],
+        b"left by a session that ended",
+    ] {
+        let response = s
+            .http
+            .post(s.url(&format!("/v2/{repo}/blobs/uploads/")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let session = s.location(&response);
+        let response = s
+            .http
+            .patch(&session)
+            .header("content-type", "application/octet-stream")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        sessions.push(s.location(&response));
+    }
+    let (live, ended) = (session_id(&sessions[0]), session_id(&sessions[1]));
+    // The ended session: its row deleted, its data left behind (a crash between the two).
+    let deleted =
+        common::execute_on_database(&s.data_dir, "DELETE FROM uploads WHERE id = $1", &[&ended])
+            .await;
+    assert_eq!(deleted, 1);
+    // The live session: a second object for its first chunk, from an attempt it never recorded
+    // (on S3, a replica that lost the race for that chunk and died before deleting its object;
+    // a local directory has fixed chunk names, so there it is a stray file of the same form).
+    let blobs = common::blob_store_of(&s).await;
+    let loser_bytes = b"the losing attempt's bytes";
+    if common::distributed() {
+        let mut digester = airlock_core::Digester::new(airlock_core::DigestAlgorithm::Sha256);
+        let loser: Vec<Result<bytes::Bytes, std::io::Error>> =
+            vec![Ok(bytes::Bytes::from_static(loser_bytes))];
+        blobs
+            .write_chunk(
+                live.parse().expect("session id"),
+                0,
+                "0123abcd",
+                futures::stream::iter(loser),
+                &mut digester,
+            )
+            .await
+            .expect("write the losing attempt");
+    } else {
+        let dir = s.data_dir.join("blobs/uploads").join(&live);
+        std::fs::write(dir.join("00000000-0123abcd"), loser_bytes).unwrap();
+    }
+    let staged = |objects: Vec<airlock_store::StagedObject>| -> Vec<(String, u32, String)> {
+        objects
+            .into_iter()
+            .map(|o| (o.upload.to_string(), o.chunk, o.attempt))
+            .collect()
+    };
+    let before = staged(blobs.list_staged().await.unwrap());
+    assert_eq!(before.len(), 3, "{before:?}");
+
+    let dry = gc(&s, true).await;
+    assert_eq!(dry["staged_objects"], 2, "{dry}");
+    assert_eq!(
+        blobs.list_staged().await.unwrap().len(),
+        3,
+        "a dry run deletes nothing"
+    );
+    let report = gc(&s, false).await;
+    assert_eq!(report["staged_objects"], 2, "{report}");
+    let expected_bytes =
+        b"left by a session that ended".len() + b"the losing attempt's bytes".len();
+    assert_eq!(report["staged_bytes"], expected_bytes, "{report}");
+    let after = staged(blobs.list_staged().await.unwrap());
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!((&after[0].0, after[0].1), (&live, 0), "{after:?}");
+    let entries = gc_entries(&s).await;
+    assert_eq!(entries.last().unwrap()["details"]["staged_objects"], 2);
+
+    // The live session completes with the bytes it recorded, not the loser's.
+    let content = b"kept: a live session's chunk";
+    let digest = sha256(content);
+    let separator = if sessions[0].contains('?') { '&' } else { '?' };
+    let response = s
+        .http
+        .put(format!("{}{separator}digest={digest}", sessions[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    pull_blob_checked(&s, repo, &digest).await;
+    assert_eq!(gc(&s, false).await["staged_objects"], 0);
 }
 
 #[tokio::test]

@@ -52,11 +52,13 @@ fn report_text(report: &GcReport) -> String {
         None => "untagged manifests kept (keep_untagged_days is unset)".to_string(),
     };
     format!(
-        "gc {verb} {} unreferenced blobs, {}\ngc {verb} {} orphan files, {}\n{retention}\ngrace period: {} s\n{done}",
+        "gc {verb} {} unreferenced blobs, {}\ngc {verb} {} orphan files, {}\ngc {verb} {} staged upload objects no session uses, {}\n{retention}\ngrace period: {} s\n{done}",
         report.blobs,
         bytes_text(report.bytes),
         report.orphan_files,
         bytes_text(report.orphan_bytes),
+        report.staged_objects,
+        bytes_text(report.staged_bytes),
         report.grace_secs,
     )
 }

@@ -1093,16 +1093,26 @@ pub async fn blob_stored(s: &TestServer, digest: &str) -> bool {
     if !distributed() {
         return airlock_store::local_blob_file(&s.data_dir.join("blobs"), &digest).exists();
     }
+    blob_store_of(s)
+        .await
+        .size(&digest)
+        .await
+        .expect("head")
+        .is_some()
+}
+
+/// The blob store the server `s` uses: its data directory's `blobs/`, or under
+/// `AIRLOCK_TEST_BACKEND=distributed` its bucket.
+pub async fn blob_store_of(s: &TestServer) -> airlock_store::BlobStore {
+    if !distributed() {
+        return airlock_store::BlobStore::local(&s.data_dir.join("blobs")).expect("blob directory");
+    }
     let env = distributed_blob_env(&s.data_dir);
     let location: airlock_store::S3Location = env[0].1.parse().expect("location");
     let server = airlock_store::test_support::TestS3::from_env().expect("S3 test server");
     airlock_store::BlobStore::s3(&location, &server.options(None), std::env::vars())
         .await
         .expect("bucket")
-        .size(&digest)
-        .await
-        .expect("head")
-        .is_some()
 }
 
 /// How many committed blobs the server over `data_dir` stores: files under its `blobs/blobs/`, or

@@ -25,6 +25,14 @@ pub struct GcReport {
     pub orphan_files: u64,
     /// Their bytes.
     pub orphan_bytes: u64,
+    /// Objects staged for upload sessions that no session will use (a session that ended
+    /// without deleting its data, a chunk written by the loser of a race), older than the grace
+    /// period.
+    #[serde(default)]
+    pub staged_objects: u64,
+    /// Their bytes.
+    #[serde(default)]
+    pub staged_bytes: u64,
     /// Untagged manifests removed from push-stage repositories by `keep_untagged_days`.
     pub manifests_pruned: u64,
     /// The grace period the run kept younger blobs for, in seconds.

@@ -580,6 +580,10 @@ pub enum AuditEvent {
         orphan_files: u64,
         /// Their bytes.
         orphan_bytes: u64,
+        /// Staged upload objects no session will use, deleted.
+        staged_objects: u64,
+        /// Their bytes.
+        staged_bytes: u64,
         /// Untagged manifests removed from push-stage repositories by `keep_untagged_days`.
         manifests_pruned: u64,
         /// The grace period the run kept younger blobs for, in seconds.
@@ -1038,12 +1042,15 @@ impl AuditEvent {
                 bytes,
                 orphan_files,
                 orphan_bytes,
+                staged_objects,
+                staged_bytes,
                 manifests_pruned,
                 grace_secs,
                 error,
             } => {
                 let mut details = json!({"blobs": blobs, "bytes": bytes,
                     "orphan_files": orphan_files, "orphan_bytes": orphan_bytes,
+                    "staged_objects": staged_objects, "staged_bytes": staged_bytes,
                     "manifests_pruned": manifests_pruned, "grace_secs": grace_secs});
                 if let Some(error) = error {
                     details["error"] = json!(error);

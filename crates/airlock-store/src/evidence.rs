@@ -212,6 +212,34 @@ impl From<sqlx::Error> for KeyringWriteError {
     }
 }
 
+/// The keyring's version as `executor` sees it (0 before the first change).
+async fn keyring_version<'c, E>(executor: E) -> Result<i64, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    Ok(
+        sqlx::query_scalar("SELECT version FROM keyring_version WHERE id = 1")
+            .fetch_all(executor)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or(0),
+    )
+}
+
+/// Refuses with [`KeyringWriteError::VersionMoved`] unless the keyring is at `expected` in the
+/// transaction `tx` (under the writer lock: no keyring change commits until it does).
+async fn require_keyring_version(
+    tx: &mut sqlx::AnyConnection,
+    expected: i64,
+) -> Result<(), KeyringWriteError> {
+    let found = keyring_version(&mut *tx).await?;
+    if found != expected {
+        return Err(KeyringWriteError::VersionMoved { expected, found });
+    }
+    Ok(())
+}
+
 fn json_list(text: &str, what: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
@@ -302,12 +330,7 @@ async fn update_verdicts(
 impl Metadata {
     /// Every key in the keyring, oldest first, and the keyring's version.
     pub async fn keyring(&self) -> Result<(i64, Vec<KeyRow>), StoreError> {
-        let version: i64 = sqlx::query_scalar("SELECT version FROM keyring_version WHERE id = 1")
-            .fetch_all(self.pool())
-            .await?
-            .into_iter()
-            .next()
-            .unwrap_or(0);
+        let version = keyring_version(self.pool()).await?;
         let rows = sqlx::query("SELECT * FROM trusted_keys ORDER BY created_at, name")
             .fetch_all(self.pool())
             .await?;
@@ -350,18 +373,7 @@ impl Metadata {
     ) -> Result<i64, KeyringWriteError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
-        let found: i64 = sqlx::query_scalar("SELECT version FROM keyring_version WHERE id = 1")
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .next()
-            .unwrap_or(0);
-        if found != expected_version {
-            return Err(KeyringWriteError::VersionMoved {
-                expected: expected_version,
-                found,
-            });
-        }
+        require_keyring_version(&mut tx, expected_version).await?;
         if let Some(scanned_up_to) = scanned_up_to {
             let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM evidence")
                 .fetch_all(&mut *tx)
@@ -463,7 +475,7 @@ impl Metadata {
                 }
             }
         }
-        let version = found + 1;
+        let version = expected_version + 1;
         sqlx::query("UPDATE keyring_version SET version = $1 WHERE id = 1")
             .bind(version)
             .execute(&mut *tx)
@@ -534,18 +546,7 @@ impl Metadata {
         // verdict computed against an older keyring (another replica revoked a key meanwhile)
         // is never stored.
         if !items.is_empty() {
-            let found: i64 = sqlx::query_scalar("SELECT version FROM keyring_version WHERE id = 1")
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .next()
-                .unwrap_or(0);
-            if found != keyring_version {
-                return Err(KeyringWriteError::VersionMoved {
-                    expected: keyring_version,
-                    found,
-                });
-            }
+            require_keyring_version(&mut tx, keyring_version).await?;
         }
         let mut ids = Vec::with_capacity(items.len());
         let mut records = Vec::new();

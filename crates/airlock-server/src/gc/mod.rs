@@ -15,7 +15,13 @@
 //!    the file;
 //! 4. delete files no row names that are older than the grace period (a crash between a row's
 //!    deletion and its file's, a failed write);
-//! 5. append one audit entry with the counts and bytes (a dry run changes nothing and records
+//! 5. delete objects staged for upload sessions that no session will use, older than the grace
+//!    period: every object of a session whose row is gone (a crash, or a failed deletion, between
+//!    a session's end and its data's), and in a live session an object for a chunk the session
+//!    recorded from another attempt (the loser of a race between replicas that died before
+//!    deleting its object). An object past a live session's recorded chunks may still be
+//!    streaming in: it stays, and goes with its session;
+//! 6. append one audit entry with the counts and bytes (a dry run changes nothing and records
 //!    nothing: it is not a change anyone can see). A run that fails half-way records what it did
 //!    until then, with the error, before it reports the error.
 //!
@@ -33,6 +39,8 @@
 
 pub mod routes;
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +48,7 @@ use airlock_api::gc::GcReport;
 use airlock_core::access::{Permission, PermissionTarget};
 use airlock_core::{Actor, AuditEvent, AuditRecord, StageMode, Stages};
 use airlock_store::{BlobStore, GcStages, Metadata, StoreError, now_millis};
+use uuid::Uuid;
 
 use crate::config::GcConfig;
 use crate::identity::Authenticated;
@@ -179,6 +188,8 @@ impl Collector {
                     bytes: report.bytes,
                     orphan_files: report.orphan_files,
                     orphan_bytes: report.orphan_bytes,
+                    staged_objects: report.staged_objects,
+                    staged_bytes: report.staged_bytes,
                     manifests_pruned: report.manifests_pruned,
                     grace_secs: report.grace_secs,
                     error,
@@ -241,6 +252,51 @@ impl Collector {
                 report.orphan_files += 1;
                 report.orphan_bytes += file.size;
             }
+        }
+        self.sweep_staged(cutoff, dry_run, report).await
+    }
+
+    /// Deletes staged upload objects last written before `cutoff` that no session will use (step
+    /// 5 of the module docs). A session's row, once gone, never comes back (ids are random), and a
+    /// chunk position a live session recorded from another attempt is never recorded again (the
+    /// record is a compare-and-set on the session's size), so neither check can be undone by a
+    /// write in flight.
+    async fn sweep_staged(
+        &self,
+        cutoff: i64,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) -> Result<(), GcError> {
+        let mut sessions: HashMap<Uuid, Option<Vec<String>>> = HashMap::new();
+        for object in self.blobs.list_staged().await? {
+            if object.modified_millis >= cutoff {
+                continue;
+            }
+            let attempts = match sessions.entry(object.upload) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => new.insert(
+                    self.metadata
+                        .upload(object.upload)
+                        .await?
+                        .map(|session| session.chunk_attempts),
+                ),
+            };
+            let unused = match attempts {
+                None => true,
+                Some(attempts) => {
+                    usize::try_from(object.chunk).is_ok_and(|chunk| chunk < attempts.len())
+                        && !object.is_recorded_in(attempts)
+                }
+            };
+            if !unused {
+                continue;
+            }
+            if !dry_run {
+                self.blobs.delete_staged(&object).await?;
+                tracing::info!(upload = %object.upload, chunk = object.chunk, attempt = %object.attempt, bytes = object.size, "deleted staged upload data no session uses");
+            }
+            report.staged_objects += 1;
+            report.staged_bytes += object.size;
         }
         Ok(())
     }

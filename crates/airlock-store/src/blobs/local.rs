@@ -102,29 +102,39 @@ pub(super) async fn remove_file_if_present(path: &FsPath) -> Result<(), StoreErr
     }
 }
 
-pub(super) async fn remove_dir_if_present(path: &FsPath) -> Result<(), StoreError> {
-    match tokio::fs::remove_dir_all(path).await {
+/// Removes the directory `path` if it is empty (another attempt's chunk may be in it: replicas on
+/// PostgreSQL may share the directory).
+pub(super) async fn remove_dir_if_empty(path: &FsPath) -> Result<(), StoreError> {
+    match tokio::fs::remove_dir(path).await {
         Ok(()) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err)
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
+            ) =>
+        {
+            Ok(())
+        }
         Err(err) => Err(err.into()),
     }
 }
 
-/// Joins a local upload's chunks into the blob at `target`: the kernel copies the bytes
-/// (`copy_file_range` where available) into a staging file that is renamed into place, so the
+/// Joins a local upload's chunk files `parts` (in order) into the blob at `target`: the kernel
+/// copies the bytes (`copy_file_range` where available) into a staging file of this join's own
+/// (two replicas sharing the directory never write one file) that is renamed into place, so the
 /// blob appears whole or not at all and no chunk passes through user-space memory.
 pub(super) async fn join_local_chunks(
     root: PathBuf,
     upload: Uuid,
-    chunks: u32,
+    parts: Vec<Path>,
     target: Path,
 ) -> Result<(), StoreError> {
     tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
         let dir = root.join("uploads").join(upload.to_string());
-        let joined = dir.join("joined");
+        let joined = dir.join(format!("joined-{}", Uuid::new_v4().simple()));
         let mut out = std::fs::File::create(&joined)?;
-        for chunk in 0..chunks {
-            let mut part = std::fs::File::open(dir.join(format!("{chunk:08}")))?;
+        for part in &parts {
+            let mut part = std::fs::File::open(root.join(part.as_ref()))?;
             std::io::copy(&mut part, &mut out)?;
         }
         out.sync_data()?;

@@ -38,8 +38,7 @@ use uuid::Uuid;
 
 use crate::error::StoreError;
 use local::{
-    file_stream, join_local_chunks, remove_dir_if_present, remove_file_if_present,
-    write_local_chunk,
+    file_stream, join_local_chunks, remove_dir_if_empty, remove_file_if_present, write_local_chunk,
 };
 pub use s3::{CREDENTIAL_VARIABLES, REDIRECT_TTL_SECS, S3Location, S3LocationError, S3Options};
 
@@ -87,6 +86,33 @@ pub struct StoredBlobFile {
     pub size: u64,
     /// When it was last written (ms since the epoch).
     pub modified_millis: i64,
+}
+
+/// An object staged for an upload session (`uploads/<session>/<chunk>[-<attempt>]`) as the blob
+/// store lists it, for garbage collection's sweep of staged data no session records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedObject {
+    /// The session its path names.
+    pub upload: Uuid,
+    /// The chunk number its name starts with.
+    pub chunk: u32,
+    /// The attempt its name carries after the chunk number (empty for a fixed chunk name).
+    pub attempt: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written (ms since the epoch).
+    pub modified_millis: i64,
+}
+
+impl StagedObject {
+    /// Whether `session_attempts` (an upload session's recorded attempts, one per chunk in
+    /// order) names this object as its chunk's bytes.
+    pub fn is_recorded_in(&self, session_attempts: &[String]) -> bool {
+        usize::try_from(self.chunk)
+            .ok()
+            .and_then(|chunk| session_attempts.get(chunk))
+            .is_some_and(|recorded| *recorded == self.attempt)
+    }
 }
 
 /// What [`BlobStore::copy_blob_from`] did, with the blob's size.
@@ -137,13 +163,13 @@ pub fn local_blob_file(root: &FsPath, digest: &Digest) -> PathBuf {
     root.join(blob_path(digest).as_ref())
 }
 
-/// Where chunk `chunk` of `upload` is staged by the attempt named `attempt`: on S3 every attempt
-/// writes an object of its own (`uploads/<session>/<n>-<attempt>`), so two replicas writing the
-/// same chunk of one upload at once never write the same object, and the attempt recorded with
+/// Where chunk `chunk` of `upload` is staged by the attempt named `attempt`: every attempt writes
+/// an object (or, in a local directory, a file) of its own (`uploads/<session>/<n>-<attempt>`),
+/// so two replicas writing the same chunk of one upload at once (on S3, or on one directory
+/// shared by replicas on PostgreSQL) never write the same object, and the attempt recorded with
 /// the upload's new size (one compare-and-set) names exactly the bytes that size counts. The
-/// loser deletes its object. An empty `attempt` is the fixed name `uploads/<session>/<n>` (the
-/// local directory, where one process holds a session at a time, and sessions recorded before
-/// attempts had names).
+/// loser deletes its object. An empty `attempt` is the fixed name `uploads/<session>/<n>` of
+/// sessions recorded before attempts had names.
 fn chunk_path(upload: Uuid, chunk: u32, attempt: &str) -> Path {
     if attempt.is_empty() {
         Path::from(format!("uploads/{upload}/{chunk:08}"))
@@ -225,13 +251,9 @@ impl BlobStore {
             .map_err(|refusal| StoreError::Io(std::io::Error::other(refusal)))
     }
 
-    /// A new name for one attempt at writing a chunk ([`chunk_path`]): unique on S3, empty (the
-    /// fixed name) on a local directory.
+    /// A new, unique name for one attempt at writing a chunk ([`chunk_path`]).
     pub fn chunk_attempt(&self) -> String {
-        match self.local_root {
-            Some(_) => String::new(),
-            None => Uuid::new_v4().simple().to_string(),
-        }
+        Uuid::new_v4().simple().to_string()
     }
 
     /// Streams one upload chunk into staging as attempt `attempt` ([`BlobStore::chunk_attempt`]),
@@ -253,7 +275,7 @@ impl BlobStore {
         self.check_writable()?;
         if let Some(root) = &self.local_root {
             let dir = root.join("uploads").join(upload.to_string());
-            let file = dir.join(format!("{chunk:08}"));
+            let file = root.join(chunk_path(upload, chunk, attempt).as_ref());
             let result = write_local_chunk(&dir, &file, body, digester).await;
             if let Err(ChunkWriteError::Store(err)) = &result {
                 // A storage failure (a full disk), not a client's broken body: readiness hears it.
@@ -262,7 +284,7 @@ impl BlobStore {
             if result.is_err() || matches!(result, Ok(0)) {
                 remove_file_if_present(&file).await?;
                 if chunk == 0 {
-                    remove_dir_if_present(&dir).await?;
+                    remove_dir_if_empty(&dir).await?;
                 }
             }
             return result;
@@ -315,7 +337,7 @@ impl BlobStore {
         if chunk == 0
             && let Some(root) = &self.local_root
         {
-            remove_dir_if_present(&root.join("uploads").join(upload.to_string())).await?;
+            remove_dir_if_empty(&root.join("uploads").join(upload.to_string())).await?;
         }
         Ok(())
     }
@@ -367,7 +389,6 @@ impl BlobStore {
     ) -> Result<(), StoreError> {
         self.check_writable()?;
         let target = blob_path(digest);
-        let chunks = attempts.len() as u32;
         match (attempts, &self.local_root) {
             ([], _) => {
                 self.store.put(&target, PutPayload::new()).await?;
@@ -378,7 +399,11 @@ impl BlobStore {
                     .await?;
             }
             (_, Some(root)) => {
-                join_local_chunks(root.clone(), upload, chunks, target).await?;
+                let parts = (0u32..)
+                    .zip(attempts)
+                    .map(|(chunk, attempt)| chunk_path(upload, chunk, attempt))
+                    .collect();
+                join_local_chunks(root.clone(), upload, parts, target).await?;
             }
             ([attempt], None)
                 if self.store.head(&chunk_path(upload, 0, attempt)).await?.size
@@ -524,6 +549,53 @@ impl BlobStore {
         }
         files.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(files)
+    }
+
+    /// Every object staged for an upload session ([`StagedObject`]), sorted by session and chunk.
+    /// Paths under `uploads/` that are not a chunk's name are skipped. The listing is held in
+    /// memory: about 100 bytes per staged chunk.
+    pub async fn list_staged(&self) -> Result<Vec<StagedObject>, StoreError> {
+        let prefix = Path::from("uploads");
+        let mut listing = self.store.list(Some(&prefix));
+        let mut staged = Vec::new();
+        while let Some(meta) = listing.try_next().await? {
+            let parts: Vec<&str> = meta.location.as_ref().split('/').collect();
+            let [_, session, name] = parts.as_slice() else {
+                continue;
+            };
+            let Ok(upload) = session.parse::<Uuid>() else {
+                continue;
+            };
+            let (number, attempt) = name.split_once('-').unwrap_or((name, ""));
+            let Ok(chunk) = number.parse::<u32>() else {
+                continue;
+            };
+            if chunk_path(upload, chunk, attempt) != meta.location {
+                continue;
+            }
+            staged.push(StagedObject {
+                upload,
+                chunk,
+                attempt: attempt.to_string(),
+                size: meta.size,
+                modified_millis: meta.last_modified.timestamp_millis(),
+            });
+        }
+        staged
+            .sort_by(|a, b| (a.upload, a.chunk, &a.attempt).cmp(&(b.upload, b.chunk, &b.attempt)));
+        Ok(staged)
+    }
+
+    /// Deletes one staged object (already gone: nothing to do).
+    pub async fn delete_staged(&self, object: &StagedObject) -> Result<(), StoreError> {
+        match self
+            .store
+            .delete(&chunk_path(object.upload, object.chunk, &object.attempt))
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Whether blob downloads are redirected to presigned URLs ([`BlobStore::presigned_get`]).

@@ -463,6 +463,21 @@ async fn s3_two_replicas_racing_for_one_chunk_commit_the_winners_bytes() {
         return;
     };
     let second = BlobStore::from_object_store(first.store.clone());
+    two_replicas_race_for_one_chunk(first, second).await;
+}
+
+/// The same race on one local directory shared by two replicas (on PostgreSQL): each attempt
+/// writes a file of its own, the loser's deletion leaves the winner's file (and the session's
+/// directory) in place.
+#[tokio::test]
+async fn local_two_replicas_racing_for_one_chunk_commit_the_winners_bytes() {
+    let shared = tempfile::tempdir().unwrap();
+    let first = BlobStore::local(shared.path()).unwrap();
+    let second = BlobStore::local(shared.path()).unwrap();
+    two_replicas_race_for_one_chunk(first, second).await;
+}
+
+async fn two_replicas_race_for_one_chunk(first: BlobStore, second: BlobStore) {
     let dir = tempfile::tempdir().unwrap();
     let meta = crate::Metadata::open_sqlite(&dir.path().join("m.db"))
         .await
