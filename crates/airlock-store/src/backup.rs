@@ -192,7 +192,7 @@ impl Metadata {
         let rows: Vec<(String, Option<i64>)> = sqlx::query_as(
             "SELECT digest, size FROM blobs
              UNION
-             SELECT DISTINCT blob, NULL FROM evidence
+             SELECT DISTINCT blob, CAST(NULL AS BIGINT) FROM evidence
               WHERE blob NOT IN (SELECT digest FROM blobs)
              ORDER BY 1",
         )
