@@ -44,7 +44,9 @@ pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
 pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
 pub use api_keys::{ApiKeyRow, ExpiringKey, NewApiKey, SentNotice};
 pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};
-pub use backup::{ReferencedBlob, blobs_gone_live, drop_unreferenced_blobs, snapshot_sqlite};
+pub use backup::{
+    ReferencedBlob, blobs_gone_live, drop_unreferenced_blobs, postgres_user_tables, snapshot_sqlite,
+};
 pub use blobs::{
     BlobCopy, BlobRange, BlobStore, ByteStream, CREDENTIAL_VARIABLES, ChunkWriteError,
     REDIRECT_TTL_SECS, S3Location, S3LocationError, S3Options, StoredBlobFile, local_blob_file,

@@ -199,6 +199,23 @@ impl BlobStore {
         Ok(blobs)
     }
 
+    /// A blob store in an S3 bucket opened only to read it (checking a backup of it): as
+    /// [`BlobStore::s3`] but without the test write, so read-only credentials do; a wrong
+    /// endpoint or credential shows at the first read instead.
+    pub fn s3_for_reading(
+        location: &S3Location,
+        options: &S3Options,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, StoreError> {
+        let (store, _) = s3::build(location, options, env).map_err(|source| {
+            StoreError::BlobStoreUnusable {
+                location: location.to_string(),
+                source: Box::new(source),
+            }
+        })?;
+        Ok(Self::from_object_store(store))
+    }
+
     /// A blob store over any `object_store` backend.
     pub fn from_object_store(store: Arc<dyn ObjectStore>) -> Self {
         Self {
@@ -566,6 +583,25 @@ impl BlobStore {
         let written =
             remote::write_verified(self.store.as_ref(), body, &blob_path(digest), digest).await?;
         Ok(BlobCopy::Copied(written))
+    }
+
+    /// The size of the committed blob `digest` as stored and the digest its bytes hash to (with
+    /// `digest`'s algorithm), or `None` if its bytes are absent: for checks that the bytes are
+    /// the blob (backup verification, `airlock migrate-store`). The bytes are streamed and
+    /// hashed as they arrive, never held whole in memory.
+    pub async fn hash_blob(&self, digest: &Digest) -> Result<Option<(u64, Digest)>, StoreError> {
+        let mut stream = match self.read(digest, None).await {
+            Ok(stream) => stream,
+            Err(StoreError::Blob(object_store::Error::NotFound { .. })) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let mut digester = Digester::new(digest.algorithm());
+        let mut size = 0u64;
+        while let Some(bytes) = stream.try_next().await? {
+            size += bytes.len() as u64;
+            digester.update(&bytes);
+        }
+        Ok(Some((size, digester.finish())))
     }
 
     /// Deletes a committed blob's bytes.
