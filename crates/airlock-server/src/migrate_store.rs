@@ -8,8 +8,9 @@
 //! 2. the target database is migrated and refused if it holds data;
 //! 3. with `--blobs`, every blob the database refers to is streamed into the bucket and verified
 //!    against its digest on the way (a damaged file stops the move before the database is
-//!    filled, naming it; a blob already in the bucket with the right size is skipped, so a
-//!    re-run after a failure resumes);
+//!    filled, naming it; a blob already in the bucket is skipped when its bytes hash to its
+//!    digest, so a re-run after a failure resumes, and replaced, with a warning naming it, when
+//!    they do not);
 //! 4. the target database is filled in one transaction (`Metadata::copy_into_postgres`), all or
 //!    nothing;
 //! 5. checks, each failing with [`MigrateStoreError::Check`]: equal row counts per table; the
@@ -50,8 +51,11 @@ pub struct MigrateSummary {
     pub tables: Vec<TableCopy>,
     /// Blobs copied into the bucket.
     pub blobs_copied: u64,
-    /// Blobs the bucket held already with the right size.
+    /// Blobs the bucket held already, their bytes verified.
     pub blobs_present: u64,
+    /// Objects the bucket held under a blob's name whose bytes were not the blob: replaced by
+    /// the verified bytes (the command names each).
+    pub blobs_replaced: Vec<airlock_core::Digest>,
     /// Bytes of all the blobs (copied or present).
     pub blob_bytes: u64,
     /// The audit log's size and the checkpoint it was checked against (`None` before any
@@ -163,9 +167,9 @@ async fn move_and_check(
     target.refuse_if_holding_data().await?;
     // Blobs first: a damaged file stops the move before the database is filled, so the same
     // command can run again once the file is restored (copied blobs are skipped then).
-    let (blobs_copied, blobs_present, blob_bytes) = match &request.blob_store {
+    let blobs = match &request.blob_store {
         Some(location) => copy_blobs(request, location, source).await?,
-        None => (0, 0, 0),
+        None => BlobCounts::default(),
     };
     let tables = source.copy_into_postgres(target).await?;
     if let Some(table) = tables.iter().find(|t| t.source_rows != t.target_rows) {
@@ -184,9 +188,10 @@ async fn move_and_check(
     }
     let summary = MigrateSummary {
         tables,
-        blobs_copied,
-        blobs_present,
-        blob_bytes,
+        blobs_copied: blobs.copied,
+        blobs_present: blobs.present,
+        blobs_replaced: blobs.replaced,
+        blob_bytes: blobs.bytes,
         audit_entries,
         checkpoint_size,
         tags: tags.len() as u64,
@@ -198,8 +203,10 @@ async fn move_and_check(
             event: AuditEvent::StoreMigrated {
                 tables: summary.tables.len() as u64,
                 rows: summary.rows(),
-                blobs: blobs_copied + blobs_present,
-                bytes: blob_bytes,
+                blobs: summary.blobs_copied
+                    + summary.blobs_present
+                    + summary.blobs_replaced.len() as u64,
+                bytes: summary.blob_bytes,
                 blob_store: request.blob_store.as_ref().map(ToString::to_string),
             },
         }])
@@ -207,15 +214,24 @@ async fn move_and_check(
     Ok(summary)
 }
 
-/// Streams every blob the source refers to into the bucket; returns (copied, present, bytes).
+/// What [`copy_blobs`] did.
+#[derive(Debug, Default)]
+struct BlobCounts {
+    copied: u64,
+    present: u64,
+    replaced: Vec<airlock_core::Digest>,
+    bytes: u64,
+}
+
+/// Streams every blob the source refers to into the bucket.
 async fn copy_blobs(
     request: &MigrateRequest,
     location: &S3Location,
     source: &Metadata,
-) -> Result<(u64, u64, u64), MigrateStoreError> {
+) -> Result<BlobCounts, MigrateStoreError> {
     let local = BlobStore::local(&request.data_dir.join("blobs"))?;
     let bucket = BlobStore::s3(location, &request.s3, std::env::vars()).await?;
-    let (mut copied, mut present, mut bytes) = (0, 0, 0);
+    let mut counts = BlobCounts::default();
     for blob in source.referenced_blobs().await? {
         let outcome = bucket
             .copy_blob_from(&local, &blob.digest)
@@ -226,11 +242,16 @@ async fn copy_blobs(
             })?;
         let size = match outcome {
             BlobCopy::Copied(size) => {
-                copied += 1;
+                counts.copied += 1;
                 size
             }
             BlobCopy::AlreadyThere(size) => {
-                present += 1;
+                counts.present += 1;
+                size
+            }
+            BlobCopy::Replaced(size) => {
+                tracing::warn!(digest = %blob.digest, bucket = %location, "the bucket held an object under this blob's name whose bytes are not the blob; replaced it with the data directory's verified bytes");
+                counts.replaced.push(blob.digest.clone());
                 size
             }
         };
@@ -242,9 +263,9 @@ async fn copy_blobs(
                 blob.digest
             )));
         }
-        bytes += size;
+        counts.bytes += size;
     }
-    Ok((copied, present, bytes))
+    Ok(counts)
 }
 
 /// Verifies the target's audit log with the installation's log key against the source's newest

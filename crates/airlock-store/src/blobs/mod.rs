@@ -94,8 +94,11 @@ pub struct StoredBlobFile {
 pub enum BlobCopy {
     /// The bytes were copied and verified.
     Copied(u64),
-    /// The target held the blob already, with the same size.
+    /// The target held the blob already, with the same size and bytes hashing to its digest.
     AlreadyThere(u64),
+    /// The target held an object under the blob's name whose bytes are not the blob (a damaged
+    /// or foreign object): it was replaced by the source's verified bytes.
+    Replaced(u64),
 }
 
 /// How many bytes are buffered before a part is handed to the object store.
@@ -561,10 +564,11 @@ impl BlobStore {
     }
 
     /// Copies the committed blob `digest` from `source` into this store, for `airlock
-    /// migrate-store`: skipped when this store holds it already with the source's size; else
-    /// streamed (memory bounded by the multipart part size) and hashed on the way, and written
-    /// only if the bytes are `digest` (a damaged file is [`StoreError::Corrupt`], a missing one
-    /// [`StoreError::Corrupt`] too, naming the digest).
+    /// migrate-store`: skipped when this store holds it already with the source's size and
+    /// bytes hashing to `digest` (streamed); else streamed (memory bounded by the multipart part
+    /// size) and hashed on the way, and written only if the bytes are `digest` (a damaged file is
+    /// [`StoreError::Corrupt`], a missing one [`StoreError::Corrupt`] too, naming the digest),
+    /// replacing whatever object held the name ([`BlobCopy::Replaced`]).
     pub async fn copy_blob_from(
         &self,
         source: &BlobStore,
@@ -576,13 +580,17 @@ impl BlobStore {
                 "blob {digest} is recorded but its file is missing from the source blob store"
             )));
         };
-        if self.size(digest).await? == Some(size) {
+        let present = self.size(digest).await?;
+        if present == Some(size) && self.hash_blob(digest).await? == Some((size, digest.clone())) {
             return Ok(BlobCopy::AlreadyThere(size));
         }
         let body = source.read(digest, None).await?;
         let written =
             remote::write_verified(self.store.as_ref(), body, &blob_path(digest), digest).await?;
-        Ok(BlobCopy::Copied(written))
+        Ok(match present {
+            Some(_) => BlobCopy::Replaced(written),
+            None => BlobCopy::Copied(written),
+        })
     }
 
     /// The size of the committed blob `digest` as stored and the digest its bytes hash to (with
