@@ -1,5 +1,7 @@
-//! `airlock migrate-store`'s checks: an object already in the bucket under a blob's name with the
-//! right size but other bytes is replaced, the output naming it.
+//! `airlock migrate-store`'s checks: a copy whose audit log does not verify is rolled back inside
+//! its transaction (the target stays empty, and the move succeeds once the cause is fixed), and
+//! an object already in the bucket under a blob's name with the right size but other bytes is
+//! replaced, the output naming it.
 //!
 //! Needs `AIRLOCK_TEST_POSTGRES_URL` (`scripts/test-services`) and `AIRLOCK_TEST_S3_ENDPOINT`
 //! (`scripts/test-s3`); without them it prints a NOTICE and passes. The source is embedded
@@ -13,6 +15,7 @@ use std::process::Command;
 use airlock_core::Digest;
 use airlock_store::test_support::TestS3;
 use common::{TestServer, sha256};
+use sqlx::Connection as _;
 
 /// The services the move needs, or `None` (with a NOTICE) when they are not running.
 fn services() -> Option<(String, TestS3)> {
@@ -89,6 +92,55 @@ async fn moved_bucket(bucket: &str, s3: &TestS3) -> airlock_store::BlobStore {
     airlock_store::BlobStore::s3(&location, &s3.options(None), std::env::vars())
         .await
         .unwrap()
+}
+
+/// Sets audit entry `idx`'s bytes in the embedded database of `data_dir`; returns the old ones.
+async fn set_audit_entry(data_dir: &Path, idx: i64, entry: &[u8]) -> Vec<u8> {
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}", data_dir.join("metadata.db").display());
+    let mut connection = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let old: Vec<u8> = sqlx::query_scalar("SELECT entry FROM audit_entries WHERE idx = $1")
+        .bind(idx)
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_entries SET entry = $1 WHERE idx = $2")
+        .bind(entry.to_vec())
+        .bind(idx)
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    connection.close().await.unwrap();
+    old
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_whose_audit_log_fails_its_check_is_rolled_back_and_the_target_stays_empty() {
+    let Some((admin, s3)) = services() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    installation(&data_dir, b"a layer to move").await;
+    let url = create_database(&admin);
+    let bucket = TestS3::fresh_bucket_name();
+    common::create_test_bucket(&s3, &bucket);
+
+    let original = set_audit_entry(&data_dir, 1, b"{\"rewritten\":true}").await;
+    let (code, out, err) = migrate(&data_dir, &url, &bucket, &s3);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("check of the copy failed"), "{err}");
+    assert!(err.contains("audit log"), "{err}");
+    assert!(err.contains("still empty"), "{err}");
+    let target = airlock_store::Metadata::open_postgres(&url).await.unwrap();
+    assert_eq!(target.audit_entry_count().await.unwrap(), 0);
+    target.refuse_if_holding_data().await.unwrap();
+    target.close().await;
+
+    set_audit_entry(&data_dir, 1, &original).await;
+    let (code, out, err) = migrate(&data_dir, &url, &bucket, &s3);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("verified against the checkpoint"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

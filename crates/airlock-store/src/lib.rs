@@ -12,6 +12,7 @@ mod active_policy;
 mod anomalies;
 mod api_keys;
 mod audit;
+mod audit_reader;
 mod backup;
 mod blobs;
 mod catalog;
@@ -44,6 +45,7 @@ pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
 pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
 pub use api_keys::{ApiKeyRow, ExpiringKey, NewApiKey, SentNotice};
 pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};
+pub use audit_reader::{AuditLogReader, TransactionReader};
 pub use backup::{
     ReferencedBlob, blobs_gone_live, drop_unreferenced_blobs, postgres_user_tables, snapshot_sqlite,
 };
