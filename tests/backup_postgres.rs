@@ -29,7 +29,21 @@ fn create_database(prefix: &str) -> String {
         .status()
         .expect("psql");
     assert!(status.success());
+    CREATED.lock().unwrap().push(name.clone());
     with_database(&admin, &name)
+}
+
+/// The databases [`create_database`] made, dropped at the end of the test.
+static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn drop_created_databases() {
+    let admin = std::env::var("AIRLOCK_TEST_POSTGRES_URL").expect("AIRLOCK_TEST_POSTGRES_URL");
+    for name in CREATED.lock().unwrap().drain(..) {
+        psql(
+            &admin,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+    }
 }
 
 /// `url` with its database replaced by `name`.
@@ -89,7 +103,12 @@ impl Backup {
         let output = Command::new(env!("CARGO_BIN_EXE_airlock"))
             .args(["--output", "json", "backup", "--verify", "--pg-dump"])
             .arg(dump)
-            .args(["--scratch-database", scratch, "--blobs", &self.blob_env[0].1])
+            .args([
+                "--scratch-database",
+                scratch,
+                "--blobs",
+                &self.blob_env[0].1,
+            ])
             .args(["--key-encryption-key-file", &self.kek])
             .args(["--trusted-checkpoint", trusted])
             .envs(self.blob_env[1..].iter().cloned())
@@ -111,7 +130,9 @@ async fn populate(s: &TestServer, trusted: &Path) -> Vec<String> {
     let mut digests = Vec::new();
     for n in 1..=2 {
         let layer = format!("layer {n} of the app").into_bytes();
-        let (_, digest) = s.push_image("dev/team/app", &format!("v{n}"), &[&layer]).await;
+        let (_, digest) = s
+            .push_image("dev/team/app", &format!("v{n}"), &[&layer])
+            .await;
         digests.push(digest);
     }
     let rita = add_user(s, "rita", "promotes-quietly-0123", &[("promoter", "*")]).await;
@@ -151,7 +172,10 @@ async fn damaged_blobs_fail(backup: &Backup, dump: &Path) {
     store.delete(&digest).await.unwrap();
     let (code, out, err) = backup.verify(dump, &create_database("v"), &backup.trusted);
     assert_eq!(code, 1, "{out:#}{err}");
-    assert!(err.contains(&digest.to_string()) && err.contains("missing"), "{err}");
+    assert!(
+        err.contains(&digest.to_string()) && err.contains("missing"),
+        "{err}"
+    );
 
     store
         .put_small(&digest, bytes::Bytes::from_static(b"layer 2 of the apq"))
@@ -159,7 +183,10 @@ async fn damaged_blobs_fail(backup: &Backup, dump: &Path) {
         .unwrap();
     let (code, out, err) = backup.verify(dump, &create_database("v"), &backup.trusted);
     assert_eq!(code, 1, "{out:#}{err}");
-    assert!(err.contains(&digest.to_string()) && err.contains("damaged"), "{err}");
+    assert!(
+        err.contains(&digest.to_string()) && err.contains("damaged"),
+        "{err}"
+    );
     store
         .put_small(&digest, bytes::Bytes::from_static(layer))
         .await
@@ -239,4 +266,76 @@ async fn a_postgres_dump_verifies_with_its_bucket_and_keys_and_damage_is_named()
     other_logs_checkpoint_fails(&backup, &dump, work.path());
     drop(s);
     common::drop_backend_database(&data_dir);
+    drop_created_databases();
+}
+
+/// Runs `airlock backup ARGS` with `env`; returns (exit code, stderr).
+fn backup_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("backup")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run airlock");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Wrong combinations of the PostgreSQL verification's options are usage errors (exit 2), and a
+/// missing `pg_restore` is named with the package that brings it. Needs no database.
+#[test]
+fn wrong_option_combinations_and_a_missing_pg_restore_exit_2() {
+    let work = tempfile::tempdir().unwrap();
+    let dump = work.path().join("airlock.dump");
+    std::fs::write(&dump, b"PGDMP").unwrap();
+    let dump = dump.to_str().unwrap();
+    let scratch = "postgres://nobody@127.0.0.1:1/scratch";
+    for args in [
+        vec!["--pg-dump", dump, "--scratch-database", scratch],
+        vec!["--verify", "--pg-dump", dump],
+        vec!["--verify", "--scratch-database", scratch, "somewhere"],
+        vec!["--verify", "somewhere", "--blob-dir", "blobs"],
+        vec![
+            "--verify",
+            "somewhere",
+            "--pg-dump",
+            dump,
+            "--scratch-database",
+            scratch,
+        ],
+        vec![
+            "--verify",
+            "--pg-dump",
+            dump,
+            "--scratch-database",
+            scratch,
+            "--blobs",
+            "s3://b",
+            "--blob-dir",
+            "blobs",
+        ],
+    ] {
+        let (code, err) = backup_cli(&args, &[]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+    }
+    let (code, err) = backup_cli(
+        &[
+            "--verify",
+            "--pg-dump",
+            dump,
+            "--scratch-database",
+            "mysql://x/y",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("PostgreSQL URL"), "{err}");
+    let (code, err) = backup_cli(
+        &["--verify", "--pg-dump", dump, "--scratch-database", scratch],
+        &[("PATH", "/nonexistent")],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("postgresql-client"), "{err}");
 }

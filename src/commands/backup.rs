@@ -55,13 +55,7 @@ pub struct BackupArgs {
     pg_dump: Option<PathBuf>,
     /// With --pg-dump: an empty PostgreSQL database to restore the dump into
     /// (`postgres://USER:PASSWORD@HOST/DATABASE`); the restored copy is left there.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "AIRLOCK_SCRATCH_DATABASE",
-        hide_env_values = true,
-        requires = "pg_dump"
-    )]
+    #[arg(long, value_name = "URL", requires = "pg_dump")]
     scratch_database: Option<String>,
     /// With --pg-dump: the bucket holding the backup's blobs (`s3://BUCKET/PREFIX`), read with
     /// the configuration's [s3] settings and the AWS_* credentials.
@@ -69,7 +63,12 @@ pub struct BackupArgs {
     blobs: Option<String>,
     /// With --pg-dump: a directory holding the backup's blobs as a local blob store does
     /// (`DIR/blobs/sha256/<xx>/<hex>`).
-    #[arg(long, value_name = "DIR", requires = "pg_dump", conflicts_with = "blobs")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "pg_dump",
+        conflicts_with = "blobs"
+    )]
     blob_dir: Option<PathBuf>,
     /// With --pg-dump: the key-encryption key file, to check that the sealed server keys open.
     #[arg(long, value_name = "FILE", requires = "pg_dump")]
@@ -89,6 +88,18 @@ pub struct RestoreArgs {
 
 /// Runs `airlock backup` (or `--verify`); returns the exit status.
 pub async fn backup(args: BackupArgs, output: OutputFormat) -> Result<u8> {
+    // clap skips a `requires` whose target conflicts with an argument given (DEST here).
+    if args.pg_dump.is_none()
+        && (args.scratch_database.is_some()
+            || args.blobs.is_some()
+            || args.blob_dir.is_some()
+            || args.key_encryption_key_file.is_some())
+    {
+        eprintln!(
+            "airlock: --scratch-database, --blobs, --blob-dir and --key-encryption-key-file are for --verify --pg-dump (a PostgreSQL backup)"
+        );
+        return Ok(outcome::pending(outcome::USAGE_OR_CONNECTION));
+    }
     if args.verify {
         let trusted = args
             .trusted_checkpoint
@@ -175,7 +186,8 @@ async fn verify_postgres(
     let blobs = match (args.blobs.as_deref(), args.blob_dir) {
         (Some(url), _) => match url.parse::<S3Location>() {
             Ok(location) => {
-                let config = airlock_server::Config::load(args.config.as_deref(), std::env::vars())?;
+                let config =
+                    airlock_server::Config::load(args.config.as_deref(), std::env::vars())?;
                 Some(BlobSource::S3 {
                     location,
                     options: config.s3.options(),

@@ -94,9 +94,7 @@ fn print_summary(request: &MigrateRequest, summary: &MigrateSummary, output: Out
                         summary.blob_bytes
                     );
                     for digest in &summary.blobs_replaced {
-                        println!(
-                            "  replaced {digest}: the bucket held other bytes under its name"
-                        );
+                        println!("  replaced {digest}: the bucket held other bytes under its name");
                     }
                 }
                 None => println!("  blobs: left in {}/blobs", request.data_dir.display()),

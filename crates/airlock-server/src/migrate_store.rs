@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 
 use airlock_core::{Actor, AuditEvent, AuditRecord};
 use airlock_store::{
-    AuditLogReader, BlobCopy, BlobStore, Metadata, MigrateError, S3Location, S3Options,
-    StoreError, StoredCheckpoint, TableCopy, TransactionReader,
+    AuditLogReader, BlobCopy, BlobStore, Metadata, MigrateError, S3Location, S3Options, StoreError,
+    StoredCheckpoint, TableCopy, TransactionReader,
 };
 
 use crate::data_dir::{DataDirError, database_path};

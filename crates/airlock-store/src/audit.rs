@@ -342,12 +342,13 @@ pub(crate) async fn entries_on(
     start: u64,
     end: u64,
 ) -> Result<Vec<StoredEntry>, StoreError> {
-    let rows =
-        sqlx::query("SELECT idx, entry FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx")
-            .bind(start as i64)
-            .bind(end as i64)
-            .fetch_all(&mut *conn)
-            .await?;
+    let rows = sqlx::query(
+        "SELECT idx, entry FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+    )
+    .bind(start as i64)
+    .bind(end as i64)
+    .fetch_all(&mut *conn)
+    .await?;
     Ok(rows
         .into_iter()
         .map(|row| StoredEntry {

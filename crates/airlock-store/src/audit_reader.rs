@@ -8,7 +8,9 @@ use std::future::Future;
 use sqlx::AnyConnection;
 use tokio::sync::Mutex;
 
-use crate::audit::{StoredCheckpoint, StoredEntry, checkpoints_on, entries_on, entry_count_on, hashes_on};
+use crate::audit::{
+    StoredCheckpoint, StoredEntry, checkpoints_on, entries_on, entry_count_on, hashes_on,
+};
 use crate::error::StoreError;
 use crate::metadata::Metadata;
 
@@ -72,18 +74,18 @@ impl<'a> TransactionReader<'a> {
 
 impl AuditLogReader for TransactionReader<'_> {
     async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        checkpoints_on(&mut *self.connection.lock().await).await
+        checkpoints_on(*self.connection.lock().await).await
     }
 
     async fn audit_entry_count(&self) -> Result<u64, StoreError> {
-        entry_count_on(&mut *self.connection.lock().await).await
+        entry_count_on(*self.connection.lock().await).await
     }
 
     async fn audit_entries(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>, StoreError> {
-        entries_on(&mut *self.connection.lock().await, start, end).await
+        entries_on(*self.connection.lock().await, start, end).await
     }
 
     async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Option<[u8; 32]>>, StoreError> {
-        hashes_on(&mut *self.connection.lock().await, indexes).await
+        hashes_on(*self.connection.lock().await, indexes).await
     }
 }

@@ -219,9 +219,11 @@ impl Metadata {
         .fetch_optional(&mut first)
         .await?;
         let newest = match tracked {
-            Some(_) => sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-                .fetch_one(&mut first)
-                .await?,
+            Some(_) => {
+                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+                    .fetch_one(&mut first)
+                    .await?
+            }
             None => None,
         };
         first.close().await?;

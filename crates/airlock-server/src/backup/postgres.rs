@@ -135,14 +135,15 @@ pub async fn verify_postgres(
     }
     let (dump, target) = (backup.dump.clone(), url.clone());
     blocking(move || pg_restore(&dump, &target)).await?;
-    let (metadata, newest) = Metadata::open_postgres_restored(url)
-        .await
-        .map_err(|err| match err {
-            StoreError::SchemaTooNew { .. } | StoreError::MigrationChanged { .. } => {
-                invalid(&backup.dump, err.to_string())
-            }
-            other => BackupError::Store(other),
-        })?;
+    let (metadata, newest) =
+        Metadata::open_postgres_restored(url)
+            .await
+            .map_err(|err| match err {
+                StoreError::SchemaTooNew { .. } | StoreError::MigrationChanged { .. } => {
+                    invalid(&backup.dump, err.to_string())
+                }
+                other => BackupError::Store(other),
+            })?;
     let result = check_restored(backup, &metadata, newest).await;
     metadata.close().await;
     result
@@ -357,10 +358,12 @@ fn pg_restore(dump: &Path, url: &str) -> Result<(), BackupError> {
     if let Some(mut stderr) = child.stderr.take() {
         let mut buffer = [0u8; 8192];
         loop {
-            let read = stderr.read(&mut buffer).map_err(|source| BackupError::File {
-                path: PathBuf::from("pg_restore"),
-                source,
-            })?;
+            let read = stderr
+                .read(&mut buffer)
+                .map_err(|source| BackupError::File {
+                    path: PathBuf::from("pg_restore"),
+                    source,
+                })?;
             if read == 0 {
                 break;
             }

@@ -210,12 +210,11 @@ impl BlobStore {
         options: &S3Options,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, StoreError> {
-        let (store, _) = s3::build(location, options, env).map_err(|source| {
-            StoreError::BlobStoreUnusable {
+        let (store, _) =
+            s3::build(location, options, env).map_err(|source| StoreError::BlobStoreUnusable {
                 location: location.to_string(),
                 source: Box::new(source),
-            }
-        })?;
+            })?;
         Ok(Self::from_object_store(store))
     }
 
