@@ -5,8 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_server::backup::{self, BackupError, BackupManifest};
-use anyhow::{Context, Result};
+use airlock_server::backup::{
+    self, BackupError, BackupManifest, BlobSource, PostgresBackup, VerifiedPostgresBackup,
+};
+use airlock_store::S3Location;
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 
@@ -17,12 +20,13 @@ use crate::commands::outcome;
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// The backup directory to write (must not exist, or be empty), or with --verify to check.
-    #[arg(value_name = "DEST")]
-    dest: PathBuf,
+    #[arg(value_name = "DEST", required_unless_present = "pg_dump")]
+    dest: Option<PathBuf>,
     /// The server's data directory [default: the configuration's data_dir, else ./airlock-data].
     #[arg(long, value_name = "DIR", conflicts_with = "verify")]
     data_dir: Option<PathBuf>,
-    /// The server's configuration file, to find its data_dir (as `airlock serve --config`).
+    /// The server's configuration file, to find its data_dir (as `airlock serve --config`);
+    /// with --pg-dump, for its [s3] settings.
     #[arg(
         long,
         env = "AIRLOCK_CONFIG",
@@ -39,6 +43,36 @@ pub struct BackupArgs {
     /// backup's audit log must extend.
     #[arg(long, value_name = "FILE", requires = "verify")]
     trusted_checkpoint: Option<PathBuf>,
+    /// With --verify: check a PostgreSQL installation's backup, this `pg_dump --format=custom`
+    /// file, by restoring it into --scratch-database (docs/operations.md, "Backing up a
+    /// PostgreSQL installation").
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires_all = ["verify", "scratch_database"],
+        conflicts_with = "dest"
+    )]
+    pg_dump: Option<PathBuf>,
+    /// With --pg-dump: an empty PostgreSQL database to restore the dump into
+    /// (`postgres://USER:PASSWORD@HOST/DATABASE`); the restored copy is left there.
+    #[arg(long, value_name = "URL", requires = "pg_dump")]
+    scratch_database: Option<String>,
+    /// With --pg-dump: the bucket holding the backup's blobs (`s3://BUCKET/PREFIX`), read with
+    /// the configuration's [s3] settings and the AWS_* credentials.
+    #[arg(long, value_name = "S3_URL", requires = "pg_dump")]
+    blobs: Option<String>,
+    /// With --pg-dump: a directory holding the backup's blobs as a local blob store does
+    /// (`DIR/blobs/sha256/<xx>/<hex>`).
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "pg_dump",
+        conflicts_with = "blobs"
+    )]
+    blob_dir: Option<PathBuf>,
+    /// With --pg-dump: the key-encryption key file, to check that the sealed server keys open.
+    #[arg(long, value_name = "FILE", requires = "pg_dump")]
+    key_encryption_key_file: Option<PathBuf>,
 }
 
 /// `airlock restore`.
@@ -54,6 +88,18 @@ pub struct RestoreArgs {
 
 /// Runs `airlock backup` (or `--verify`); returns the exit status.
 pub async fn backup(args: BackupArgs, output: OutputFormat) -> Result<u8> {
+    // clap skips a `requires` whose target conflicts with an argument given (DEST here).
+    if args.pg_dump.is_none()
+        && (args.scratch_database.is_some()
+            || args.blobs.is_some()
+            || args.blob_dir.is_some()
+            || args.key_encryption_key_file.is_some())
+    {
+        eprintln!(
+            "airlock: --scratch-database, --blobs, --blob-dir and --key-encryption-key-file are for --verify --pg-dump (a PostgreSQL backup)"
+        );
+        return Ok(outcome::pending(outcome::USAGE_OR_CONNECTION));
+    }
     if args.verify {
         let trusted = args
             .trusted_checkpoint
@@ -64,7 +110,13 @@ pub async fn backup(args: BackupArgs, output: OutputFormat) -> Result<u8> {
                 })
             })
             .transpose()?;
-        return Ok(match backup::verify(&args.dest, trusted.as_deref()).await {
+        if let Some(dump) = args.pg_dump.clone() {
+            return verify_postgres(args, dump, trusted, output).await;
+        }
+        let Some(dest) = args.dest.as_deref() else {
+            bail!("name the backup directory to verify (DEST), or a dump with --pg-dump");
+        };
+        return Ok(match backup::verify(dest, trusted.as_deref()).await {
             Ok(verified) => {
                 print_verified(&verified, output);
                 0
@@ -76,7 +128,10 @@ pub async fn backup(args: BackupArgs, output: OutputFormat) -> Result<u8> {
         return Ok(failed(&refused, output));
     }
     let data_dir = data_dir(args.data_dir, args.config.as_deref())?;
-    Ok(match backup::create(&data_dir, &args.dest).await {
+    let Some(dest) = args.dest.as_deref() else {
+        bail!("name the backup directory to write (DEST)");
+    };
+    Ok(match backup::create(&data_dir, dest).await {
         Ok(summary) => {
             match output {
                 OutputFormat::Text => {
@@ -107,6 +162,112 @@ pub async fn backup(args: BackupArgs, output: OutputFormat) -> Result<u8> {
         }
         Err(err) => failed(&err, output),
     })
+}
+
+/// `airlock backup --verify --pg-dump`: checks a PostgreSQL installation's backup.
+async fn verify_postgres(
+    args: BackupArgs,
+    dump: PathBuf,
+    trusted_checkpoint: Option<String>,
+    output: OutputFormat,
+) -> Result<u8> {
+    let Some(scratch_database) = args.scratch_database else {
+        bail!("--pg-dump needs --scratch-database URL");
+    };
+    if !(scratch_database.starts_with("postgres://")
+        || scratch_database.starts_with("postgresql://"))
+    {
+        eprintln!(
+            "airlock: --scratch-database must be a PostgreSQL URL (postgres://USER:PASSWORD@HOST/DATABASE), got {}",
+            airlock_store::redact_url(&scratch_database)
+        );
+        return Ok(outcome::pending(outcome::USAGE_OR_CONNECTION));
+    }
+    let blobs = match (args.blobs.as_deref(), args.blob_dir) {
+        (Some(url), _) => match url.parse::<S3Location>() {
+            Ok(location) => {
+                let config =
+                    airlock_server::Config::load(args.config.as_deref(), std::env::vars())?;
+                Some(BlobSource::S3 {
+                    location,
+                    options: config.s3.options(),
+                })
+            }
+            Err(err) => {
+                eprintln!("airlock: --blobs: {err}");
+                return Ok(outcome::pending(outcome::USAGE_OR_CONNECTION));
+            }
+        },
+        (None, Some(dir)) => Some(BlobSource::Directory(dir)),
+        (None, None) => None,
+    };
+    let request = PostgresBackup {
+        dump,
+        scratch_database,
+        blobs,
+        key_encryption_key_file: args.key_encryption_key_file,
+        trusted_checkpoint,
+    };
+    Ok(match backup::verify_postgres(&request).await {
+        Ok(verified) => {
+            print_verified_postgres(&verified, output);
+            0
+        }
+        Err(err) => failed(&err, output),
+    })
+}
+
+fn print_verified_postgres(verified: &VerifiedPostgresBackup, output: OutputFormat) {
+    match output {
+        OutputFormat::Text => {
+            println!("OK: the dump {} verifies", verified.dump.display());
+            println!(
+                "  schema: migration {}, {} tables restored into {}",
+                verified.schema_version, verified.tables, verified.scratch_database
+            );
+            println!(
+                "  audit log: {} entries recomputed ({} appended), {} checkpoints match (log key {})",
+                verified.audit.size,
+                verified.audit_appended,
+                verified.audit.checkpoints_checked,
+                verified.log_key
+            );
+            if let Some(size) = verified.trusted_size {
+                println!("  extends the trusted checkpoint of size {size}");
+            }
+            match &verified.blobs {
+                Some(blobs) => println!(
+                    "  blobs: {} ({} bytes) in {}, each hashed to its digest",
+                    blobs.count, blobs.bytes, blobs.location
+                ),
+                None => println!("  blobs: not checked (pass --blobs or --blob-dir)"),
+            }
+            match verified.keys_opened {
+                Some(keys) => println!(
+                    "  server keys: {keys} open with the key-encryption key; the log key matches"
+                ),
+                None => println!("  server keys: not checked (pass --key-encryption-key-file)"),
+            }
+            println!(
+                "  the restored copy is left in {}: drop its tables (or the database) when done",
+                verified.scratch_database
+            );
+        }
+        OutputFormat::Json => println!(
+            "{}",
+            json!({"ok": true, "dump": verified.dump,
+                   "scratch_database": verified.scratch_database,
+                   "schema_version": verified.schema_version, "tables": verified.tables,
+                   "audit": {"size": verified.audit.size, "appended": verified.audit_appended,
+                             "checkpoints_checked": verified.audit.checkpoints_checked,
+                             "log_key": verified.log_key,
+                             "trusted_size": verified.trusted_size},
+                   "blobs": verified.blobs.as_ref().map(|b| json!({"location": b.location,
+                             "count": b.count, "bytes": b.bytes})),
+                   "server_keys_opened": verified.keys_opened,
+                   "restored_copy_left": true})
+        ),
+    }
 }
 
 /// Runs `airlock restore`; returns the exit status.
@@ -221,6 +382,7 @@ fn failed(err: &BackupError, output: OutputFormat) -> u8 {
         BackupError::Invalid { .. } => "BACKUP_INVALID",
         BackupError::Interrupted { .. } => "BACKUP_INCOMPLETE",
         BackupError::File { .. } | BackupError::Store(_) | BackupError::Worker(_) => "IO_ERROR",
+        BackupError::PgRestoreMissing | BackupError::Kek(_) => "SETUP_ERROR",
         _ => "REFUSED",
     };
     match output {

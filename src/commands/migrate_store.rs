@@ -82,13 +82,21 @@ fn print_summary(request: &MigrateRequest, summary: &MigrateSummary, output: Out
                 summary.rows()
             );
             match &request.blob_store {
-                Some(location) => println!(
-                    "  blobs: {} into {location} ({} copied, {} already there, {} bytes, each verified)",
-                    summary.blobs_copied + summary.blobs_present,
-                    summary.blobs_copied,
-                    summary.blobs_present,
-                    summary.blob_bytes
-                ),
+                Some(location) => {
+                    println!(
+                        "  blobs: {} into {location} ({} copied, {} already there, {} replaced, {} bytes, each verified)",
+                        summary.blobs_copied
+                            + summary.blobs_present
+                            + summary.blobs_replaced.len() as u64,
+                        summary.blobs_copied,
+                        summary.blobs_present,
+                        summary.blobs_replaced.len(),
+                        summary.blob_bytes
+                    );
+                    for digest in &summary.blobs_replaced {
+                        println!("  replaced {digest}: the bucket held other bytes under its name");
+                    }
+                }
                 None => println!("  blobs: left in {}/blobs", request.data_dir.display()),
             }
             match summary.checkpoint_size {
@@ -124,6 +132,7 @@ fn print_summary(request: &MigrateRequest, summary: &MigrateSummary, output: Out
                        "blob_store": request.blob_store.as_ref().map(ToString::to_string),
                        "tables": tables, "rows": summary.rows(),
                        "blobs": {"copied": summary.blobs_copied, "present": summary.blobs_present,
+                                 "replaced": summary.blobs_replaced.iter().map(ToString::to_string).collect::<Vec<_>>(),
                                  "bytes": summary.blob_bytes},
                        "audit": {"entries": summary.audit_entries,
                                  "checkpoint_size": summary.checkpoint_size},

@@ -8,13 +8,16 @@
 //! 2. the target database is migrated and refused if it holds data;
 //! 3. with `--blobs`, every blob the database refers to is streamed into the bucket and verified
 //!    against its digest on the way (a damaged file stops the move before the database is
-//!    filled, naming it; a blob already in the bucket with the right size is skipped, so a
-//!    re-run after a failure resumes);
+//!    filled, naming it; a blob already in the bucket is skipped when its bytes hash to its
+//!    digest, so a re-run after a failure resumes, and replaced, with a warning naming it, when
+//!    they do not);
 //! 4. the target database is filled in one transaction (`Metadata::copy_into_postgres`), all or
 //!    nothing;
-//! 5. checks, each failing with [`MigrateStoreError::Check`]: equal row counts per table; the
-//!    copied audit log verifies with the installation's log key and extends the source's newest
-//!    checkpoint (same size, same root); every tag resolves to the same digest;
+//! 5. checks, inside that transaction before it commits, each failing with
+//!    [`MigrateStoreError::Check`] and rolling the copy back (the target stays empty): equal row
+//!    counts per table; the copied audit log verifies with the installation's log key and
+//!    extends the source's newest checkpoint (same size, same root); every tag resolves to the
+//!    same digest;
 //! 6. one `store.migrated` audit entry is appended on the target.
 //!
 //! The source is opened (and migrated to this binary's schema, as `airlock serve` would) but not
@@ -25,7 +28,8 @@ use std::path::{Path, PathBuf};
 
 use airlock_core::{Actor, AuditEvent, AuditRecord};
 use airlock_store::{
-    BlobCopy, BlobStore, Metadata, MigrateError, S3Location, S3Options, StoreError, TableCopy,
+    AuditLogReader, BlobCopy, BlobStore, Metadata, MigrateError, S3Location, S3Options, StoreError,
+    StoredCheckpoint, TableCopy, TransactionReader,
 };
 
 use crate::data_dir::{DataDirError, database_path};
@@ -50,8 +54,11 @@ pub struct MigrateSummary {
     pub tables: Vec<TableCopy>,
     /// Blobs copied into the bucket.
     pub blobs_copied: u64,
-    /// Blobs the bucket held already with the right size.
+    /// Blobs the bucket held already, their bytes verified.
     pub blobs_present: u64,
+    /// Objects the bucket held under a blob's name whose bytes were not the blob: replaced by
+    /// the verified bytes (the command names each).
+    pub blobs_replaced: Vec<airlock_core::Digest>,
     /// Bytes of all the blobs (copied or present).
     pub blob_bytes: u64,
     /// The audit log's size and the checkpoint it was checked against (`None` before any
@@ -109,9 +116,9 @@ pub enum MigrateStoreError {
         /// Why.
         reason: String,
     },
-    /// A check after the copy failed: the target does not hold what the source holds.
+    /// A check of the copy failed before it was committed: the copy was rolled back.
     #[error(
-        "check failed after the copy: {0}. Do not start airlock on the target; drop and recreate the target database, then run migrate-store again"
+        "check of the copy failed: {0}. Nothing was committed: the target database is still empty. Find the cause in the source (`airlock audit verify --data-dir` checks its audit log), then run migrate-store again"
     )]
     Check(String),
 }
@@ -161,35 +168,36 @@ async fn move_and_check(
     target: &Metadata,
 ) -> Result<MigrateSummary, MigrateStoreError> {
     target.refuse_if_holding_data().await?;
+    // What the copy is checked against, read before anything moves (a missing log key stops
+    // the move here, with nothing done).
+    let expected = Expected::read(&request.data_dir, source).await?;
     // Blobs first: a damaged file stops the move before the database is filled, so the same
     // command can run again once the file is restored (copied blobs are skipped then).
-    let (blobs_copied, blobs_present, blob_bytes) = match &request.blob_store {
+    let blobs = match &request.blob_store {
         Some(location) => copy_blobs(request, location, source).await?,
-        None => (0, 0, 0),
+        None => BlobCounts::default(),
     };
-    let tables = source.copy_into_postgres(target).await?;
-    if let Some(table) = tables.iter().find(|t| t.source_rows != t.target_rows) {
-        return Err(MigrateStoreError::Check(format!(
-            "table {} has {} rows in the source and {} in the target",
-            table.table, table.source_rows, table.target_rows
-        )));
-    }
-    let (audit_entries, checkpoint_size) =
-        check_audit_log(&request.data_dir, source, target).await?;
-    let tags = source.tag_digests().await?;
-    if tags != target.tag_digests().await? {
-        return Err(MigrateStoreError::Check(
-            "the tags do not resolve to the same digests in the target".into(),
-        ));
-    }
+    let audit_entries = expected.entries;
+    let checkpoint_size = expected.latest.as_ref().map(|c| c.size);
+    let tags = expected.tags.len() as u64;
+    let tables = source
+        .copy_into_postgres(target, move |tables, copied| {
+            Box::pin(async move { check_copy(tables, copied, &expected).await })
+        })
+        .await
+        .map_err(|err| match err {
+            MigrateError::CheckFailed(problem) => MigrateStoreError::Check(problem),
+            other => MigrateStoreError::Copy(other),
+        })?;
     let summary = MigrateSummary {
         tables,
-        blobs_copied,
-        blobs_present,
-        blob_bytes,
+        blobs_copied: blobs.copied,
+        blobs_present: blobs.present,
+        blobs_replaced: blobs.replaced,
+        blob_bytes: blobs.bytes,
         audit_entries,
         checkpoint_size,
-        tags: tags.len() as u64,
+        tags,
     };
     target
         .record_events(&[AuditRecord {
@@ -198,8 +206,10 @@ async fn move_and_check(
             event: AuditEvent::StoreMigrated {
                 tables: summary.tables.len() as u64,
                 rows: summary.rows(),
-                blobs: blobs_copied + blobs_present,
-                bytes: blob_bytes,
+                blobs: summary.blobs_copied
+                    + summary.blobs_present
+                    + summary.blobs_replaced.len() as u64,
+                bytes: blobs.bytes,
                 blob_store: request.blob_store.as_ref().map(ToString::to_string),
             },
         }])
@@ -207,15 +217,24 @@ async fn move_and_check(
     Ok(summary)
 }
 
-/// Streams every blob the source refers to into the bucket; returns (copied, present, bytes).
+/// What [`copy_blobs`] did.
+#[derive(Debug, Default)]
+struct BlobCounts {
+    copied: u64,
+    present: u64,
+    replaced: Vec<airlock_core::Digest>,
+    bytes: u64,
+}
+
+/// Streams every blob the source refers to into the bucket.
 async fn copy_blobs(
     request: &MigrateRequest,
     location: &S3Location,
     source: &Metadata,
-) -> Result<(u64, u64, u64), MigrateStoreError> {
+) -> Result<BlobCounts, MigrateStoreError> {
     let local = BlobStore::local(&request.data_dir.join("blobs"))?;
     let bucket = BlobStore::s3(location, &request.s3, std::env::vars()).await?;
-    let (mut copied, mut present, mut bytes) = (0, 0, 0);
+    let mut counts = BlobCounts::default();
     for blob in source.referenced_blobs().await? {
         let outcome = bucket
             .copy_blob_from(&local, &blob.digest)
@@ -226,11 +245,16 @@ async fn copy_blobs(
             })?;
         let size = match outcome {
             BlobCopy::Copied(size) => {
-                copied += 1;
+                counts.copied += 1;
                 size
             }
             BlobCopy::AlreadyThere(size) => {
-                present += 1;
+                counts.present += 1;
+                size
+            }
+            BlobCopy::Replaced(size) => {
+                tracing::warn!(digest = %blob.digest, bucket = %location, "the bucket held an object under this blob's name whose bytes are not the blob; replaced it with the data directory's verified bytes");
+                counts.replaced.push(blob.digest.clone());
                 size
             }
         };
@@ -242,50 +266,85 @@ async fn copy_blobs(
                 blob.digest
             )));
         }
-        bytes += size;
+        counts.bytes += size;
     }
-    Ok((copied, present, bytes))
+    Ok(counts)
 }
 
-/// Verifies the target's audit log with the installation's log key against the source's newest
-/// checkpoint (which the target must hold too, same size and root). Returns the number of
-/// entries and the checkpoint's size.
-async fn check_audit_log(
-    dir: &Path,
-    source: &Metadata,
-    target: &Metadata,
-) -> Result<(u64, Option<u64>), MigrateStoreError> {
-    let entries = target.audit_entry_count().await?;
-    if entries != source.audit_entry_count().await? {
-        return Err(MigrateStoreError::Check(
-            "the audit logs hold different numbers of entries".into(),
+/// What the source holds that the copy must hold too.
+struct Expected {
+    /// Audit entries appended.
+    entries: u64,
+    /// The newest checkpoint, if one was signed.
+    latest: Option<StoredCheckpoint>,
+    /// The log's verifier key (from the data directory's `log-key`).
+    verifier_key: String,
+    /// Every tag with its digest.
+    tags: Vec<(String, String, String)>,
+}
+
+impl Expected {
+    async fn read(dir: &Path, source: &Metadata) -> Result<Self, MigrateStoreError> {
+        let path = dir.join("log-key");
+        let key_error = |reason: String| MigrateStoreError::LogKey {
+            path: path.clone(),
+            reason,
+        };
+        let private = std::fs::read_to_string(&path).map_err(|e| key_error(e.to_string()))?;
+        let key = airlock_audit::LogKey::from_private_text(&private)
+            .map_err(|e| key_error(e.to_string()))?;
+        Ok(Self {
+            entries: source.audit_entry_count().await?,
+            latest: source.latest_checkpoint().await?,
+            verifier_key: key.verifier_key().to_string(),
+            tags: source.tag_digests().await?,
+        })
+    }
+}
+
+/// The checks of the uncommitted copy, inside its transaction: equal row counts per table; the
+/// copied audit log verifies with the installation's log key against the source's newest
+/// checkpoint (which the copy must hold too, same size and root); every tag resolves to the same
+/// digest. The first problem found, as a sentence.
+async fn check_copy(
+    tables: &[TableCopy],
+    copied: &TransactionReader<'_>,
+    expected: &Expected,
+) -> Result<(), String> {
+    if let Some(table) = tables.iter().find(|t| t.source_rows != t.target_rows) {
+        return Err(format!(
+            "table {} has {} rows in the source and {} in the target",
+            table.table, table.source_rows, table.target_rows
         ));
     }
-    let Some(latest) = source.latest_checkpoint().await? else {
-        return Ok((entries, None));
-    };
-    let copied = target.latest_checkpoint().await?;
-    if copied.as_ref().map(|c| (c.size, c.root)) != Some((latest.size, latest.root)) {
-        return Err(MigrateStoreError::Check(format!(
-            "the target's newest checkpoint is not the source's (size {})",
-            latest.size
-        )));
+    let unreadable = |err: StoreError| format!("the copy cannot be read back: {err}");
+    if copied.audit_entry_count().await.map_err(unreadable)? != expected.entries {
+        return Err("the audit logs hold different numbers of entries".into());
     }
-    let path = dir.join("log-key");
-    let key_error = |reason: String| MigrateStoreError::LogKey {
-        path: path.clone(),
-        reason,
-    };
-    let private = std::fs::read_to_string(&path).map_err(|e| key_error(e.to_string()))?;
-    let key =
-        airlock_audit::LogKey::from_private_text(&private).map_err(|e| key_error(e.to_string()))?;
-    crate::audit::verify_stored_log(target, key.verifier_key(), Some(&latest.note))
-        .await
-        .map_err(|err| {
-            MigrateStoreError::Check(format!(
-                "the copied audit log does not verify against the source's checkpoint of size {}: {err}",
+    if let Some(latest) = &expected.latest {
+        let newest = copied
+            .checkpoints()
+            .await
+            .map_err(unreadable)?
+            .into_iter()
+            .max_by_key(|c| c.size);
+        if newest.map(|c| (c.size, c.root)) != Some((latest.size, latest.root)) {
+            return Err(format!(
+                "the target's newest checkpoint is not the source's (size {})",
                 latest.size
-            ))
-        })?;
-    Ok((entries, Some(latest.size)))
+            ));
+        }
+        crate::audit::verify_stored_log(copied, &expected.verifier_key, Some(&latest.note))
+            .await
+            .map_err(|err| {
+                format!(
+                    "the copied audit log does not verify against the source's checkpoint of size {}: {err}",
+                    latest.size
+                )
+            })?;
+    }
+    if copied.tag_digests().await.map_err(unreadable)? != expected.tags {
+        return Err("the tags do not resolve to the same digests in the target".into());
+    }
+    Ok(())
 }

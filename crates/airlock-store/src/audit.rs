@@ -182,13 +182,7 @@ impl Metadata {
 
     /// How many entries the log holds (integrated or not).
     pub async fn audit_entry_count(&self) -> Result<u64, StoreError> {
-        let count: Option<i64> = sqlx::query_scalar("SELECT MAX(idx) + 1 FROM audit_entries")
-            .fetch_all(self.pool())
-            .await?
-            .into_iter()
-            .next()
-            .flatten();
-        Ok(count.unwrap_or(0) as u64)
+        entry_count_on(&mut *self.pool().acquire().await?).await
     }
 
     /// Entries with `start <= index < end`, in order (at most `end - start`).
@@ -197,20 +191,7 @@ impl Metadata {
         start: u64,
         end: u64,
     ) -> Result<Vec<StoredEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT idx, entry FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-        )
-        .bind(start as i64)
-        .bind(end as i64)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| StoredEntry {
-                index: row.get::<i64, _>("idx") as u64,
-                entry: row.get("entry"),
-            })
-            .collect())
+        entries_on(&mut *self.pool().acquire().await?, start, end).await
     }
 
     /// Up to `limit` entries from `start` on whose time is at least `since_millis` and whose type
@@ -274,18 +255,7 @@ impl Metadata {
 
     /// Stored Merkle hashes by stored-hash index, in the order asked; `None` where absent.
     pub async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Option<[u8; 32]>>, StoreError> {
-        let mut found = std::collections::HashMap::with_capacity(indexes.len());
-        // Bounded statements: both engines cap the number of bound values.
-        for chunk in indexes.chunks(1000) {
-            let mut query = SqlBuilder::new("SELECT idx, hash FROM audit_hashes WHERE idx IN (");
-            query
-                .push_list(chunk.iter().map(|index| *index as i64))
-                .push(")");
-            for row in query.build()?.fetch_all(self.pool()).await? {
-                found.insert(row.get::<i64, _>("idx") as u64, hash_from(row.get("hash"))?);
-            }
-        }
-        Ok(indexes.iter().map(|i| found.get(i).copied()).collect())
+        hashes_on(&mut *self.pool().acquire().await?, indexes).await
     }
 
     /// The newest checkpoint.
@@ -302,11 +272,7 @@ impl Metadata {
 
     /// Every checkpoint, oldest first (verification walks them to bracket a rewritten entry).
     pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        let rows =
-            sqlx::query("SELECT size, root, note, created_at FROM audit_checkpoints ORDER BY size")
-                .fetch_all(self.pool())
-                .await?;
-        rows.into_iter().map(checkpoint_from_row).collect()
+        checkpoints_on(&mut *self.pool().acquire().await?).await
     }
 
     /// Stores the hashes of newly integrated entries and the checkpoint over them, atomically, if no
@@ -357,6 +323,69 @@ impl Metadata {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// [`Metadata::audit_entry_count`] on one connection (or inside a transaction).
+pub(crate) async fn entry_count_on(conn: &mut AnyConnection) -> Result<u64, StoreError> {
+    let count: Option<i64> = sqlx::query_scalar("SELECT MAX(idx) + 1 FROM audit_entries")
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .next()
+        .flatten();
+    Ok(count.unwrap_or(0) as u64)
+}
+
+/// [`Metadata::audit_entries`] on one connection (or inside a transaction).
+pub(crate) async fn entries_on(
+    conn: &mut AnyConnection,
+    start: u64,
+    end: u64,
+) -> Result<Vec<StoredEntry>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT idx, entry FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+    )
+    .bind(start as i64)
+    .bind(end as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| StoredEntry {
+            index: row.get::<i64, _>("idx") as u64,
+            entry: row.get("entry"),
+        })
+        .collect())
+}
+
+/// [`Metadata::audit_hashes`] on one connection (or inside a transaction).
+pub(crate) async fn hashes_on(
+    conn: &mut AnyConnection,
+    indexes: &[u64],
+) -> Result<Vec<Option<[u8; 32]>>, StoreError> {
+    let mut found = std::collections::HashMap::with_capacity(indexes.len());
+    // Bounded statements: both engines cap the number of bound values.
+    for chunk in indexes.chunks(1000) {
+        let mut query = SqlBuilder::new("SELECT idx, hash FROM audit_hashes WHERE idx IN (");
+        query
+            .push_list(chunk.iter().map(|index| *index as i64))
+            .push(")");
+        for row in query.build()?.fetch_all(&mut *conn).await? {
+            found.insert(row.get::<i64, _>("idx") as u64, hash_from(row.get("hash"))?);
+        }
+    }
+    Ok(indexes.iter().map(|i| found.get(i).copied()).collect())
+}
+
+/// [`Metadata::checkpoints`] on one connection (or inside a transaction).
+pub(crate) async fn checkpoints_on(
+    conn: &mut AnyConnection,
+) -> Result<Vec<StoredCheckpoint>, StoreError> {
+    let rows =
+        sqlx::query("SELECT size, root, note, created_at FROM audit_checkpoints ORDER BY size")
+            .fetch_all(&mut *conn)
+            .await?;
+    rows.into_iter().map(checkpoint_from_row).collect()
 }
 
 fn checkpoint_from_row(row: sqlx::any::AnyRow) -> Result<StoredCheckpoint, StoreError> {

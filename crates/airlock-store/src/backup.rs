@@ -33,6 +33,28 @@ use crate::error::StoreError;
 use crate::health::{DatabaseFile, DatabaseHealth, FailureLog};
 use crate::metadata::Metadata;
 
+/// Up to `limit` tables (or other relations that hold rows) in any schema of the PostgreSQL
+/// database `url` other than PostgreSQL's own, as `schema.name`, sorted: a scratch database a
+/// dump is restored into for verification must have none.
+pub async fn postgres_user_tables(url: &str, limit: u32) -> Result<Vec<String>, StoreError> {
+    sqlx::any::install_default_drivers();
+    let options = sqlx::any::AnyConnectOptions::from_str(url)?;
+    let mut connection: sqlx::AnyConnection = ConnectOptions::connect(&options).await?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(n.nspname || '.' || c.relname AS TEXT) FROM pg_catalog.pg_class c
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p', 'm', 'f')
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND n.nspname NOT LIKE 'pg\\_%'
+         ORDER BY 1 LIMIT $1",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(&mut connection)
+    .await?;
+    connection.close().await?;
+    Ok(tables)
+}
+
 /// A blob the database refers to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ReferencedBlob {
@@ -179,6 +201,60 @@ impl Metadata {
         ))
     }
 
+    /// Opens a restored PostgreSQL copy (a `pg_dump` restored into a scratch database) to check
+    /// it: no migration runs and nothing is written. A schema this binary does not know is refused
+    /// as [`Metadata::open_postgres`] refuses it ([`StoreError::SchemaTooNew`],
+    /// [`StoreError::MigrationChanged`]). Returns the newest migration applied, `None` when the
+    /// database carries no migrations table (it is no airlock database).
+    pub async fn open_postgres_restored(url: &str) -> Result<(Self, Option<i64>), StoreError> {
+        sqlx::any::install_default_drivers();
+        let options = sqlx::any::AnyConnectOptions::from_str(url)?;
+        let mut first: sqlx::AnyConnection = ConnectOptions::connect(&options).await?;
+        let migrator = crate::metadata::migrator(crate::Backend::Postgres);
+        crate::schema::check_applied(&mut first, crate::Backend::Postgres, &migrator).await?;
+        let tracked: Option<String> = sqlx::query_scalar(
+            "SELECT CAST(tablename AS TEXT) FROM pg_catalog.pg_tables
+             WHERE schemaname = current_schema() AND tablename = '_sqlx_migrations'",
+        )
+        .fetch_optional(&mut first)
+        .await?;
+        let newest = match tracked {
+            Some(_) => {
+                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+                    .fetch_one(&mut first)
+                    .await?
+            }
+            None => None,
+        };
+        first.close().await?;
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        let metadata = Self::from_parts(
+            pool,
+            crate::Backend::Postgres,
+            std::sync::Arc::new(DatabaseHealth {
+                file: None,
+                stopped: std::sync::Mutex::new(Some("opened to verify a restored copy".into())),
+                failures: FailureLog::default(),
+                integrity: String::new(),
+            }),
+        );
+        Ok((metadata, newest))
+    }
+
+    /// The tables of this PostgreSQL database's current schema, sorted (the migrations table
+    /// included).
+    pub async fn postgres_tables(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT CAST(tablename AS TEXT) FROM pg_catalog.pg_tables
+             WHERE schemaname = current_schema() ORDER BY 1",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// SQLite's full `PRAGMA integrity_check` (up to 100 problems): `["ok"]` for a sound file.
     pub async fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar("PRAGMA integrity_check(100)")
@@ -192,7 +268,7 @@ impl Metadata {
         let rows: Vec<(String, Option<i64>)> = sqlx::query_as(
             "SELECT digest, size FROM blobs
              UNION
-             SELECT DISTINCT blob, NULL FROM evidence
+             SELECT DISTINCT blob, CAST(NULL AS BIGINT) FROM evidence
               WHERE blob NOT IN (SELECT digest FROM blobs)
              ORDER BY 1",
         )

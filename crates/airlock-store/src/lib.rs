@@ -12,6 +12,7 @@ mod active_policy;
 mod anomalies;
 mod api_keys;
 mod audit;
+mod audit_reader;
 mod backup;
 mod blobs;
 mod catalog;
@@ -44,7 +45,10 @@ pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
 pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
 pub use api_keys::{ApiKeyRow, ExpiringKey, NewApiKey, SentNotice};
 pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};
-pub use backup::{ReferencedBlob, blobs_gone_live, drop_unreferenced_blobs, snapshot_sqlite};
+pub use audit_reader::{AuditLogReader, TransactionReader};
+pub use backup::{
+    ReferencedBlob, blobs_gone_live, drop_unreferenced_blobs, postgres_user_tables, snapshot_sqlite,
+};
 pub use blobs::{
     BlobCopy, BlobRange, BlobStore, ByteStream, CREDENTIAL_VARIABLES, ChunkWriteError,
     REDIRECT_TTL_SECS, S3Location, S3LocationError, S3Options, StagedObject, StoredBlobFile,

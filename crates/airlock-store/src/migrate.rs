@@ -14,14 +14,20 @@
 //!   up with all of it or none of it;
 //! - identity columns' sequences are moved past the largest copied id, so the next row the server
 //!   inserts does not collide;
-//! - after the commit, the number of rows of every table is compared on both sides
-//!   ([`TableCopy`]); the caller checks what needs the domain (the audit log, tags).
+//! - before the commit, inside the copy's transaction, the number of rows of every table is
+//!   counted on both sides ([`TableCopy`]) and handed, with a [`TransactionReader`] over the
+//!   uncommitted copy, to the caller's check (which compares the counts and verifies what needs
+//!   the domain: the audit log, tags); a check that fails rolls everything back
+//!   ([`MigrateError::CheckFailed`]), so the target stays empty.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use futures::future::BoxFuture;
+
+use crate::audit_reader::TransactionReader;
 use crate::engine::{Backend, SqlBuilder};
 use crate::error::StoreError;
 use crate::metadata::Metadata;
@@ -79,6 +85,9 @@ pub enum MigrateError {
         /// `source` or `target`.
         side: &'static str,
     },
+    /// The caller's check of the uncommitted copy failed: it was rolled back.
+    #[error("{0}")]
+    CheckFailed(String),
     /// Foreign keys between the tables form a cycle the copy cannot order.
     #[error("the tables' foreign keys form a cycle through {0}: no copy order exists")]
     ForeignKeyCycle(String),
@@ -211,20 +220,25 @@ impl Metadata {
     /// Every tag as (repository, tag, digest), sorted: to check that each resolves to the same
     /// digest on both sides of a copy.
     pub async fn tag_digests(&self) -> Result<Vec<(String, String, String)>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT repository, name, digest FROM tags ORDER BY repository, name")
-                .fetch_all(self.pool())
-                .await?,
-        )
+        tag_digests_on(&mut *self.pool().acquire().await?).await
     }
 
     /// Copies every table of `self` (a stopped embedded installation's SQLite database) into
-    /// `target` (an empty PostgreSQL database migrated by this binary), as the module docs say,
-    /// and returns each table with its row counts on both sides, in copy order.
-    pub async fn copy_into_postgres(
+    /// `target` (an empty PostgreSQL database migrated by this binary), as the module docs say:
+    /// `check` sees the row counts and the uncommitted copy, and an `Err` from it rolls the copy
+    /// back ([`MigrateError::CheckFailed`] with its message). Returns each table with its row
+    /// counts on both sides, in copy order.
+    pub async fn copy_into_postgres<C>(
         &self,
         target: &Metadata,
-    ) -> Result<Vec<TableCopy>, MigrateError> {
+        check: C,
+    ) -> Result<Vec<TableCopy>, MigrateError>
+    where
+        C: for<'r> FnOnce(
+            &'r [TableCopy],
+            &'r TransactionReader<'r>,
+        ) -> BoxFuture<'r, Result<(), String>>,
+    {
         if self.backend() != Backend::Sqlite || target.backend() != Backend::Postgres {
             return Err(MigrateError::WrongEngines {
                 from: self.backend(),
@@ -266,17 +280,47 @@ impl Metadata {
             copy_table(self, &mut tx, table, columns).await?;
             reset_identity(&mut tx, table, columns).await?;
         }
-        tx.commit().await?;
         let mut copies = Vec::with_capacity(order.len());
         for (table, _) in order {
             copies.push(TableCopy {
                 source_rows: self.row_count(&table).await?,
-                target_rows: target.row_count(&table).await?,
+                target_rows: row_count_on(&mut tx, &table).await?,
                 table,
             });
         }
+        {
+            let reader = TransactionReader::new(&mut tx);
+            check(&copies, &reader)
+                .await
+                .map_err(MigrateError::CheckFailed)?;
+        }
+        tx.commit().await?;
         Ok(copies)
     }
+}
+
+/// [`Metadata::tag_digests`] on one connection (or inside a transaction).
+pub(crate) async fn tag_digests_on(
+    connection: &mut sqlx::AnyConnection,
+) -> Result<Vec<(String, String, String)>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT repository, name, digest FROM tags ORDER BY repository, name")
+            .fetch_all(&mut *connection)
+            .await?,
+    )
+}
+
+/// Rows in `table`, counted on `connection` (inside the copy's transaction).
+async fn row_count_on(
+    connection: &mut sqlx::AnyConnection,
+    table: &str,
+) -> Result<u64, MigrateError> {
+    let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM \"{table}\""
+    )))
+    .fetch_one(&mut *connection)
+    .await?;
+    Ok(count as u64)
 }
 
 /// Fails with [`MigrateError::TargetNotEmpty`] when one of [`DATA_TABLES`] holds a row.

@@ -391,7 +391,10 @@ async fn an_embedded_database_copies_into_an_empty_postgres_database_once() {
     let database = create_database(&admin).await;
     let target = Metadata::open_postgres(&database.url).await.unwrap();
 
-    let copies = source.copy_into_postgres(&target).await.unwrap();
+    let copies = source
+        .copy_into_postgres(&target, |_, _| Box::pin(async { Ok(()) }))
+        .await
+        .unwrap();
     assert!(copies.len() > 30, "{copies:?}");
     for copy in &copies {
         assert_eq!(copy.source_rows, copy.target_rows, "{copy:?}");
@@ -420,10 +423,64 @@ async fn an_embedded_database_copies_into_an_empty_postgres_database_once() {
         .unwrap();
     assert!(bob.id > alice.id, "{} after {}", bob.id, alice.id);
 
-    let again = source.copy_into_postgres(&target).await;
+    let again = source
+        .copy_into_postgres(&target, |_, _| Box::pin(async { Ok(()) }))
+        .await;
     assert!(
         matches!(again, Err(crate::MigrateError::TargetNotEmpty { .. })),
         "{again:?}"
     );
+    target.close().await;
+}
+
+/// A check of the copy sees the uncommitted rows (counts, audit log, tags) through the copy's own
+/// transaction; when it fails, nothing is committed and the target stays empty, so the same
+/// copy can run again.
+#[tokio::test]
+async fn a_failed_check_of_the_copy_leaves_the_target_empty() {
+    use crate::AuditLogReader as _;
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source = Metadata::open_sqlite(&dir.path().join("m.db"))
+        .await
+        .unwrap();
+    let repo = RepoName::from_str("dev/team/app").unwrap();
+    image(&source, &repo, 1).await;
+    source
+        .record_events(&[refused("dev/team/app", 8), refused("dev/team/app", 9)])
+        .await
+        .unwrap();
+    let database = create_database(&admin).await;
+    let target = Metadata::open_postgres(&database.url).await.unwrap();
+
+    let source_tags = source.tag_digests().await.unwrap();
+    let refused_copy = source
+        .copy_into_postgres(&target, move |copies, copied| {
+            Box::pin(async move {
+                let audit = copies.iter().find(|c| c.table == "audit_entries");
+                assert_eq!(audit.map(|c| c.target_rows), Some(2));
+                assert_eq!(copied.audit_entry_count().await.unwrap(), 2);
+                assert_eq!(copied.audit_entries(0, 2).await.unwrap().len(), 2);
+                assert_eq!(copied.tag_digests().await.unwrap(), source_tags);
+                Err("the check found a problem".to_string())
+            })
+        })
+        .await;
+    assert!(
+        matches!(&refused_copy, Err(crate::MigrateError::CheckFailed(m)) if m == "the check found a problem"),
+        "{refused_copy:?}"
+    );
+    assert_eq!(target.audit_entry_count().await.unwrap(), 0);
+    assert!(target.tag_digests().await.unwrap().is_empty());
+    target.refuse_if_holding_data().await.unwrap();
+
+    let copies = source
+        .copy_into_postgres(&target, |_, _| Box::pin(async { Ok(()) }))
+        .await
+        .unwrap();
+    assert!(copies.iter().all(|c| c.source_rows == c.target_rows));
+    assert_eq!(target.audit_entry_count().await.unwrap(), 2);
     target.close().await;
 }

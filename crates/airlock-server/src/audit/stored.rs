@@ -6,7 +6,7 @@
 use airlock_audit::{
     AuditError, Hash, LogReport, VerifiedCheckpoint, VerifyError, verify_checkpoint,
 };
-use airlock_store::{Metadata, StoreError};
+use airlock_store::{AuditLogReader, StoreError};
 
 /// Entries read per query.
 const PAGE: u64 = 50_000;
@@ -53,10 +53,11 @@ pub enum StoredLogError {
     Log(#[from] AuditError),
 }
 
-/// Verifies the log stored in `metadata` against `verifier_key` (and `trusted`, a checkpoint
-/// saved earlier, already parsed), over the entries up to the newest signed checkpoint.
+/// Verifies the log stored in `metadata` (a database, or a transaction's view of one) against
+/// `verifier_key` (and `trusted`, a checkpoint saved earlier, already parsed), over the entries
+/// up to the newest signed checkpoint.
 pub async fn verify_stored_log(
-    metadata: &Metadata,
+    metadata: &impl AuditLogReader,
     verifier_key: &str,
     trusted: Option<&str>,
 ) -> Result<StoredLogReport, StoredLogError> {

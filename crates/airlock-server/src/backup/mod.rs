@@ -1,5 +1,7 @@
 //! Backups of an embedded installation (SQLite + a local blob directory): `airlock backup`,
-//! `airlock backup --verify` and `airlock restore`.
+//! `airlock backup --verify` and `airlock restore`; and the check of a PostgreSQL installation's
+//! backup (`pg_dump` + the blob store + the key-encryption key), `airlock backup --verify
+//! --pg-dump` ([`verify_postgres`], `postgres.rs`).
 //!
 //! A backup is a directory:
 //!
@@ -36,6 +38,7 @@
 mod create;
 mod files;
 mod manifest;
+mod postgres;
 mod restore;
 mod verify;
 
@@ -43,6 +46,9 @@ use std::path::PathBuf;
 
 pub use create::{BackupSummary, create, create_observed};
 pub use manifest::{BackupManifest, ManifestBlob, ManifestFile};
+pub use postgres::{
+    BlobSource, BlobsChecked, PostgresBackup, VerifiedPostgresBackup, verify_postgres,
+};
 pub use restore::{RestoreSummary, restore};
 pub use verify::{VerifiedBackup, verify};
 
@@ -209,6 +215,25 @@ pub enum BackupError {
         /// The blob store's location.
         location: String,
     },
+    /// `pg_restore` is not installed.
+    #[error(
+        "pg_restore is not on PATH: install PostgreSQL's client tools of at least the dump's major version (Debian and Ubuntu: apt-get install postgresql-client; RHEL: dnf install postgresql), or put their bin directory on PATH"
+    )]
+    PgRestoreMissing,
+    /// The scratch database a dump is restored into for verification holds tables.
+    #[error(
+        "the scratch database {url} is not empty (it holds {}): verification restores the dump into a database that holds no table at all and changes nothing already there. Create an empty one (CREATE DATABASE airlock_verify) and pass its URL to --scratch-database",
+        tables.join(", ")
+    )]
+    ScratchNotEmpty {
+        /// The database URL, without credentials.
+        url: String,
+        /// Some of its tables, as `schema.name`.
+        tables: Vec<String>,
+    },
+    /// The key-encryption key file cannot be used.
+    #[error(transparent)]
+    Kek(#[from] crate::server_keys::kek::KekError),
     /// The database could not be copied or read.
     #[error(transparent)]
     Store(#[from] airlock_store::StoreError),
@@ -223,7 +248,11 @@ impl BackupError {
     pub fn is_refusal(&self) -> bool {
         !matches!(
             self,
-            BackupError::File { .. } | BackupError::Store(_) | BackupError::Worker(_)
+            BackupError::File { .. }
+                | BackupError::Store(_)
+                | BackupError::Worker(_)
+                | BackupError::PgRestoreMissing
+                | BackupError::Kek(_)
         )
     }
 }

@@ -120,8 +120,11 @@ impl StagedObject {
 pub enum BlobCopy {
     /// The bytes were copied and verified.
     Copied(u64),
-    /// The target held the blob already, with the same size.
+    /// The target held the blob already, with the same size and bytes hashing to its digest.
     AlreadyThere(u64),
+    /// The target held an object under the blob's name whose bytes are not the blob (a damaged
+    /// or foreign object): it was replaced by the source's verified bytes.
+    Replaced(u64),
 }
 
 /// How many bytes are buffered before a part is handed to the object store.
@@ -223,6 +226,22 @@ impl BlobStore {
         };
         blobs.probe_write().await.map_err(unusable)?;
         Ok(blobs)
+    }
+
+    /// A blob store in an S3 bucket opened only to read it (checking a backup of it): as
+    /// [`BlobStore::s3`] but without the test write, so read-only credentials do; a wrong
+    /// endpoint or credential shows at the first read instead.
+    pub fn s3_for_reading(
+        location: &S3Location,
+        options: &S3Options,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, StoreError> {
+        let (store, _) =
+            s3::build(location, options, env).map_err(|source| StoreError::BlobStoreUnusable {
+                location: location.to_string(),
+                source: Box::new(source),
+            })?;
+        Ok(Self::from_object_store(store))
     }
 
     /// A blob store over any `object_store` backend.
@@ -616,10 +635,11 @@ impl BlobStore {
     }
 
     /// Copies the committed blob `digest` from `source` into this store, for `airlock
-    /// migrate-store`: skipped when this store holds it already with the source's size; else
-    /// streamed (memory bounded by the multipart part size) and hashed on the way, and written
-    /// only if the bytes are `digest` (a damaged file is [`StoreError::Corrupt`], a missing one
-    /// [`StoreError::Corrupt`] too, naming the digest).
+    /// migrate-store`: skipped when this store holds it already with the source's size and
+    /// bytes hashing to `digest` (streamed); else streamed (memory bounded by the multipart part
+    /// size) and hashed on the way, and written only if the bytes are `digest` (a damaged file is
+    /// [`StoreError::Corrupt`], a missing one [`StoreError::Corrupt`] too, naming the digest),
+    /// replacing whatever object held the name ([`BlobCopy::Replaced`]).
     pub async fn copy_blob_from(
         &self,
         source: &BlobStore,
@@ -631,13 +651,36 @@ impl BlobStore {
                 "blob {digest} is recorded but its file is missing from the source blob store"
             )));
         };
-        if self.size(digest).await? == Some(size) {
+        let present = self.size(digest).await?;
+        if present == Some(size) && self.hash_blob(digest).await? == Some((size, digest.clone())) {
             return Ok(BlobCopy::AlreadyThere(size));
         }
         let body = source.read(digest, None).await?;
         let written =
             remote::write_verified(self.store.as_ref(), body, &blob_path(digest), digest).await?;
-        Ok(BlobCopy::Copied(written))
+        Ok(match present {
+            Some(_) => BlobCopy::Replaced(written),
+            None => BlobCopy::Copied(written),
+        })
+    }
+
+    /// The size of the committed blob `digest` as stored and the digest its bytes hash to (with
+    /// `digest`'s algorithm), or `None` if its bytes are absent: for checks that the bytes are
+    /// the blob (backup verification, `airlock migrate-store`). The bytes are streamed and
+    /// hashed as they arrive, never held whole in memory.
+    pub async fn hash_blob(&self, digest: &Digest) -> Result<Option<(u64, Digest)>, StoreError> {
+        let mut stream = match self.read(digest, None).await {
+            Ok(stream) => stream,
+            Err(StoreError::Blob(object_store::Error::NotFound { .. })) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let mut digester = Digester::new(digest.algorithm());
+        let mut size = 0u64;
+        while let Some(bytes) = stream.try_next().await? {
+            size += bytes.len() as u64;
+            digester.update(&bytes);
+        }
+        Ok(Some((size, digester.finish())))
     }
 
     /// Deletes a committed blob's bytes.
