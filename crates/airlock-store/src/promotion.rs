@@ -8,7 +8,10 @@
 //! holds, so a decision whose promotion was meanwhile cancelled, reopened or claimed again can
 //! neither decide nor promote it.
 
-use airlock_core::{Actor, AuditEvent, AuditRecord, Digest, ParsedManifest, RepoName, Tag};
+use airlock_core::{
+    Actor, AuditEvent, AuditRecord, Digest, ParsedManifest, PromotionState, RepoName, StageName,
+    Tag,
+};
 use sqlx::Row;
 
 use crate::audit::append;
@@ -23,17 +26,17 @@ pub struct PromotionRow {
     /// Repository path without stage.
     pub repository_path: String,
     /// The artifact.
-    pub digest: String,
+    pub digest: Digest,
     /// Where it comes from.
-    pub source_stage: String,
+    pub source_stage: StageName,
     /// Where it goes.
-    pub target_stage: String,
+    pub target_stage: StageName,
     /// Tags to set in the target.
-    pub tags: Vec<String>,
+    pub tags: Vec<Tag>,
     /// Channel tag to move in the target.
-    pub channel: Option<String>,
+    pub channel: Option<Tag>,
     /// Lifecycle state.
-    pub state: String,
+    pub state: PromotionState,
     /// Who asked.
     pub requested_by: String,
     /// The requester's context at request time (JSON).
@@ -63,9 +66,9 @@ pub struct PromotionRow {
 #[derive(Debug, Clone, Copy)]
 pub struct Transition<'a> {
     /// The states it may be in.
-    pub from: &'a [&'a str],
+    pub from: &'a [PromotionState],
     /// The state it moves to.
-    pub to: &'a str,
+    pub to: PromotionState,
     /// The approvals it needs.
     pub required: u32,
     /// The claim the deciding caller holds (`None`: whatever the claim).
@@ -73,7 +76,7 @@ pub struct Transition<'a> {
 }
 
 /// An approval.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ApprovalRow {
     /// The approver.
     pub principal: String,
@@ -107,10 +110,10 @@ pub struct DecisionRow {
 }
 
 /// One move of a channel tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ChannelMove {
     /// The digest the tag was moved to.
-    pub digest: String,
+    pub digest: Digest,
     /// The promotion that moved it (none for a rollback).
     pub promotion_id: Option<String>,
     /// `promote` or `rollback`.
@@ -122,10 +125,10 @@ pub struct ChannelMove {
 }
 
 /// A stage freeze.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FreezeRow {
     /// The stage.
-    pub stage: String,
+    pub stage: StageName,
     /// Why.
     pub reason: String,
     /// Who froze it.
@@ -209,12 +212,12 @@ pub enum PromotionWriteError {
     #[error("promotion {0} of this artifact to this stage already exists")]
     Duplicate(String),
     /// The promotion is not in a state that allows the change.
-    #[error("promotion {id} is {state}")]
+    #[error("promotion {id} is {}", state.map_or("missing", PromotionState::as_str))]
     WrongState {
         /// The promotion.
         id: String,
-        /// Its state.
-        state: String,
+        /// Its state (`None`: there is no such promotion).
+        state: Option<PromotionState>,
     },
     /// The approver already approved.
     #[error("already approved")]
@@ -267,30 +270,50 @@ impl From<sqlx::Error> for PromotionWriteError {
     }
 }
 
+/// Reads a promotion: every column through its type, so a stored value that does not parse is
+/// [`StoreError::Corrupt`] naming the column and the value. `tags` is a JSON list of tags and
+/// `approvals_required` an integer column, hence no derived mapping.
 pub(crate) fn promotion_from_row(row: sqlx::any::AnyRow) -> Result<PromotionRow, StoreError> {
-    let tags: String = row.get("tags");
+    let column = |err| StoreError::undecodable("promotions", err);
+    let tags: String = row.try_get("tags").map_err(column)?;
+    let approvals_required: i64 = row.try_get("approvals_required").map_err(column)?;
     Ok(PromotionRow {
-        id: row.get("id"),
-        repository_path: row.get("repository_path"),
-        digest: row.get("digest"),
-        source_stage: row.get("source_stage"),
-        target_stage: row.get("target_stage"),
-        tags: serde_json::from_str(&tags)
-            .map_err(|e| StoreError::Corrupt(format!("promotion tags: {e}")))?,
-        channel: row.get("channel"),
-        state: row.get("state"),
-        requested_by: row.get("requested_by"),
-        requester: row.get("requester"),
-        approvals_required: row.get::<i64, _>("approvals_required") as u32,
-        break_glass: row.get("break_glass"),
-        last_decision: row.get("last_decision"),
-        attestation: row.get("attestation"),
-        created_at: row.get("created_at"),
-        expires_at: row.get("expires_at"),
-        decided_at: row.get("decided_at"),
-        evaluating_since: row.get("evaluating_since"),
-        claim: row.get("claim"),
+        id: row.try_get("id").map_err(column)?,
+        repository_path: row.try_get("repository_path").map_err(column)?,
+        digest: row.try_get("digest").map_err(column)?,
+        source_stage: row.try_get("source_stage").map_err(column)?,
+        target_stage: row.try_get("target_stage").map_err(column)?,
+        tags: parse_tags(&tags)?,
+        channel: row.try_get("channel").map_err(column)?,
+        state: row.try_get("state").map_err(column)?,
+        requested_by: row.try_get("requested_by").map_err(column)?,
+        requester: row.try_get("requester").map_err(column)?,
+        approvals_required: u32::try_from(approvals_required).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "promotions.approvals_required holds {approvals_required}, not a count"
+            ))
+        })?,
+        break_glass: row.try_get("break_glass").map_err(column)?,
+        last_decision: row.try_get("last_decision").map_err(column)?,
+        attestation: row.try_get("attestation").map_err(column)?,
+        created_at: row.try_get("created_at").map_err(column)?,
+        expires_at: row.try_get("expires_at").map_err(column)?,
+        decided_at: row.try_get("decided_at").map_err(column)?,
+        evaluating_since: row.try_get("evaluating_since").map_err(column)?,
+        claim: row.try_get("claim").map_err(column)?,
     })
+}
+
+/// `promotions.tags`: a JSON list of tags.
+fn parse_tags(stored: &str) -> Result<Vec<Tag>, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| {
+        StoreError::Corrupt(format!("promotions.tags holds {stored:?}: {e}"))
+    };
+    serde_json::from_str::<Vec<String>>(stored)
+        .map_err(|e| corrupt(&e))?
+        .iter()
+        .map(|tag| tag.parse::<Tag>().map_err(|e| corrupt(&e)))
+        .collect()
 }
 
 fn decision_from_row(row: sqlx::any::AnyRow) -> DecisionRow {
@@ -332,15 +355,15 @@ async fn insert_decision(
 async fn current_state(
     tx: &mut sqlx::AnyConnection,
     id: &str,
-) -> Result<Option<String>, sqlx::Error> {
-    Ok(
-        sqlx::query_scalar::<_, String>("SELECT state FROM promotions WHERE id = $1")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .next(),
-    )
+) -> Result<Option<PromotionState>, StoreError> {
+    sqlx::query("SELECT state FROM promotions WHERE id = $1")
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?
+        .first()
+        .map(|row| row.try_get("state"))
+        .transpose()
+        .map_err(|err| StoreError::undecodable("promotions", err))
 }
 
 /// Checks that promotion `id` is in one of `from` and, if it is `evaluating` and `claim` is
@@ -348,26 +371,29 @@ async fn current_state(
 async fn check_state(
     tx: &mut sqlx::AnyConnection,
     id: &str,
-    from: &[&str],
+    from: &[PromotionState],
     claim: Option<&str>,
-) -> Result<String, PromotionWriteError> {
-    let row = sqlx::query("SELECT state, claim FROM promotions WHERE id = $1")
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .next();
-    let (state, current): (String, Option<String>) = match row {
-        Some(row) => (row.get("state"), row.get("claim")),
-        None => (String::new(), None),
+) -> Result<PromotionState, PromotionWriteError> {
+    let row: Option<(PromotionState, Option<String>)> =
+        sqlx::query("SELECT state, claim FROM promotions WHERE id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .next()
+            .map(|row| Ok((row.try_get("state")?, row.try_get("claim")?)))
+            .transpose()
+            .map_err(|err| StoreError::undecodable("promotions", err))?;
+    let (state, current) = match row {
+        Some((state, current)) if from.contains(&state) => (state, current),
+        other => {
+            return Err(PromotionWriteError::WrongState {
+                id: id.into(),
+                state: other.map(|(state, _)| state),
+            });
+        }
     };
-    if !from.contains(&state.as_str()) {
-        return Err(PromotionWriteError::WrongState {
-            id: id.into(),
-            state,
-        });
-    }
-    if state == "evaluating"
+    if state == PromotionState::Evaluating
         && let Some(claim) = claim
         && current.as_deref() != Some(claim)
     {
@@ -442,8 +468,8 @@ impl Metadata {
         if let Some(id) = existing.into_iter().next() {
             return Err(PromotionWriteError::Duplicate(id));
         }
-        let tags =
-            serde_json::to_string(&row.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let tags = serde_json::to_string(&row.tags.iter().map(Tag::as_str).collect::<Vec<_>>())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO promotions (id, repository_path, digest, source_stage, target_stage, tags,
              channel, state, requested_by, requester, approvals_required, break_glass,
@@ -457,7 +483,7 @@ impl Metadata {
         .bind(&row.target_stage)
         .bind(tags)
         .bind(&row.channel)
-        .bind(&row.state)
+        .bind(row.state)
         .bind(&row.requested_by)
         .bind(&row.requester)
         .bind(row.approvals_required as i64)
@@ -487,7 +513,7 @@ impl Metadata {
     /// Promotions, newest first, optionally of one state and/or one repository path.
     pub async fn promotions(
         &self,
-        state: Option<&str>,
+        state: Option<PromotionState>,
         repository_path: Option<&str>,
         limit: u32,
     ) -> Result<Vec<PromotionRow>, StoreError> {
@@ -528,21 +554,13 @@ impl Metadata {
 
     /// The approvals of a promotion, oldest first.
     pub async fn approvals(&self, promotion_id: &str) -> Result<Vec<ApprovalRow>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT principal, comment, created_at FROM approvals WHERE promotion_id = $1
              ORDER BY created_at, principal",
         )
         .bind(promotion_id)
         .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| ApprovalRow {
-                principal: row.get("principal"),
-                comment: row.get("comment"),
-                created_at: row.get("created_at"),
-            })
-            .collect())
+        .await?)
     }
 
     /// Records a decision and makes the promotion's (if any) `transition`, appending `records`,
@@ -563,8 +581,8 @@ impl Metadata {
                 claim,
             } = transition;
             check_state(&mut tx, id, from, claim).await?;
-            let final_state = !matches!(to, "evaluating" | "pending_approval");
-            let still_claimed = to == "evaluating";
+            let final_state = to.is_final();
+            let still_claimed = to == PromotionState::Evaluating;
             sqlx::query(
                 "UPDATE promotions SET state = $1, approvals_required = $2, last_decision = $3,
                  decided_at = CASE WHEN $4 THEN $5 ELSE decided_at END,
@@ -601,10 +619,8 @@ impl Metadata {
     ) -> Result<(u32, bool), PromotionWriteError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
-        let state = current_state(&mut tx, promotion_id)
-            .await?
-            .unwrap_or_default();
-        if state != "pending_approval" {
+        let state = current_state(&mut tx, promotion_id).await?;
+        if state != Some(PromotionState::PendingApproval) {
             return Err(PromotionWriteError::WrongState {
                 id: promotion_id.into(),
                 state,
@@ -661,7 +677,13 @@ impl Metadata {
     ) -> Result<bool, PromotionWriteError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
-        check_state(&mut tx, promotion_id, &["pending_approval"], None).await?;
+        check_state(
+            &mut tx,
+            promotion_id,
+            &[PromotionState::PendingApproval],
+            None,
+        )
+        .await?;
         let complete: Vec<i64> = sqlx::query_scalar(
             "SELECT 1 FROM promotions p WHERE id = $1 AND
              (SELECT COUNT(*) FROM approvals a WHERE a.promotion_id = p.id) >= p.approvals_required",
@@ -711,8 +733,8 @@ impl Metadata {
     pub async fn close_promotion(
         &self,
         id: &str,
-        from: &[&str],
-        to: &str,
+        from: &[PromotionState],
+        to: PromotionState,
         claim: Option<&str>,
         records: &[AuditRecord],
     ) -> Result<(), PromotionWriteError> {
@@ -839,43 +861,28 @@ impl Metadata {
         repo: &str,
         tag: &str,
     ) -> Result<Vec<ChannelMove>, StoreError> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT digest, promotion_id, action, moved_by, moved_at FROM channel_history
              WHERE repository = $1 AND tag = $2 ORDER BY id",
         )
         .bind(repo)
         .bind(tag)
         .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| ChannelMove {
-                digest: row.get("digest"),
-                promotion_id: row.get("promotion_id"),
-                action: row.get("action"),
-                moved_by: row.get("moved_by"),
-                moved_at: row.get("moved_at"),
-            })
-            .collect())
+        .await
+        .map_err(|err| StoreError::undecodable("channel_history", err))
     }
 
     /// The freeze on `stage`, if any.
     pub async fn freeze(&self, stage: &str) -> Result<Option<FreezeRow>, StoreError> {
-        Ok(sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT stage, reason, frozen_by, frozen_at, anomaly_id FROM stage_freezes WHERE stage = $1",
         )
         .bind(stage)
         .fetch_all(self.pool())
-        .await?
+        .await
+        .map_err(|err| StoreError::undecodable("stage_freezes", err))?
         .into_iter()
-        .next()
-        .map(|row| FreezeRow {
-            stage: row.get("stage"),
-            reason: row.get("reason"),
-            frozen_by: row.get("frozen_by"),
-            frozen_at: row.get("frozen_at"),
-            anomaly_id: row.get("anomaly_id"),
-        }))
+        .next())
     }
 
     /// Freezes (`Some(reason)`) or unfreezes (`None`) a stage with its audit records. Returns
@@ -967,7 +974,7 @@ impl Metadata {
         check_state(
             &mut tx,
             &write.promotion_id,
-            &["evaluating"],
+            &[PromotionState::Evaluating],
             Some(&write.claim),
         )
         .await?;
@@ -1279,5 +1286,7 @@ impl Metadata {
     }
 }
 
+#[cfg(test)]
+mod row_tests;
 #[cfg(test)]
 mod tests;
