@@ -5,7 +5,7 @@ use std::str::FromStr;
 use super::*;
 use crate::metadata::ManifestUpload;
 
-const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(super) const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// A stored image `repo@digest` with one config blob; returns its digest.
 pub(super) async fn image(meta: &Metadata, repo: &RepoName, seed: &str) -> Digest {
@@ -205,7 +205,7 @@ async fn a_tag_another_promotion_took_is_refused_inside_the_transaction() {
 
 /// A write promoting `digest` from dev to staging under `claim`, with `attestation` (another
 /// stored image standing in) tagged `att_tag` in the target.
-async fn write_for(
+pub(super) async fn write_for(
     meta: &Metadata,
     id: &str,
     digest: &Digest,
