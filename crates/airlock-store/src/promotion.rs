@@ -273,6 +273,14 @@ impl From<sqlx::Error> for PromotionWriteError {
 /// [`StoreError::Corrupt`] naming the column and the value. `tags` is a JSON list of tags and
 /// `approvals_required` an integer column, hence no derived mapping.
 pub(crate) fn promotion_from_row(row: sqlx::any::AnyRow) -> Result<PromotionRow, StoreError> {
+    let id: String = row.try_get("id")?;
+    typed_promotion(&row).map_err(|err| match err {
+        StoreError::Corrupt(what) => StoreError::Corrupt(format!("{what} (promotion {id})")),
+        other => other,
+    })
+}
+
+fn typed_promotion(row: &sqlx::any::AnyRow) -> Result<PromotionRow, StoreError> {
     let column = |err| StoreError::undecodable("promotions", err);
     let tags: String = row.try_get("tags").map_err(column)?;
     let approvals_required: i64 = row.try_get("approvals_required").map_err(column)?;
@@ -755,9 +763,14 @@ impl Metadata {
     }
 
     /// Promotions `evaluating` since `cutoff` or earlier: their decision stalled (the process
-    /// running it stopped, or it hangs), oldest first.
-    pub async fn stalled_promotions(&self, cutoff: i64) -> Result<Vec<PromotionRow>, StoreError> {
-        sqlx::query(
+    /// running it stopped, or it hangs), oldest first. Each is read on its own: one whose stored
+    /// values do not parse is an error in its place (naming it), so a sweep can go on with the
+    /// others.
+    pub async fn stalled_promotions(
+        &self,
+        cutoff: i64,
+    ) -> Result<Vec<Result<PromotionRow, StoreError>>, StoreError> {
+        Ok(sqlx::query(
             "SELECT * FROM promotions WHERE state = 'evaluating'
              AND COALESCE(evaluating_since, created_at) <= $1 ORDER BY evaluating_since",
         )
@@ -766,12 +779,16 @@ impl Metadata {
         .await?
         .into_iter()
         .map(promotion_from_row)
-        .collect()
+        .collect())
     }
 
-    /// Pending promotions whose approvals expired at `now`.
-    pub async fn expired_promotions(&self, now: i64) -> Result<Vec<PromotionRow>, StoreError> {
-        sqlx::query(
+    /// Pending promotions whose approvals expired at `now`, each read on its own (as
+    /// [`Metadata::stalled_promotions`]).
+    pub async fn expired_promotions(
+        &self,
+        now: i64,
+    ) -> Result<Vec<Result<PromotionRow, StoreError>>, StoreError> {
+        Ok(sqlx::query(
             "SELECT * FROM promotions WHERE state IN ('pending_approval', 'evaluating')
              AND expires_at <= $1 ORDER BY expires_at",
         )
@@ -780,7 +797,7 @@ impl Metadata {
         .await?
         .into_iter()
         .map(promotion_from_row)
-        .collect()
+        .collect())
     }
 
     /// Who pushed `digest` into `repo`.

@@ -1450,7 +1450,10 @@ impl PromotionService {
     async fn expire_if_due(&self, row: &PromotionRow) -> Result<bool> {
         // A claimed promotion (`evaluating`) past its deadline was left by a crash or a failed
         // final decision: it expires too, so it cannot block the artifact forever.
-        let open = matches!(row.state.as_str(), "pending_approval" | "evaluating");
+        let open = matches!(
+            row.state,
+            PromotionState::PendingApproval | PromotionState::Evaluating
+        );
         if !open || row.expires_at > now_millis() {
             return Ok(false);
         }
@@ -1485,10 +1488,11 @@ impl PromotionService {
     /// Expires every overdue pending promotion (the periodic sweep).
     pub async fn expire_overdue(&self) -> Result<usize> {
         let overdue = self.metadata.expired_promotions(now_millis()).await?;
-        for row in &overdue {
-            self.expire_if_due(row).await?;
+        let count = overdue.len();
+        for row in overdue {
+            self.expire_if_due(&row?).await?;
         }
-        Ok(overdue.len())
+        Ok(count)
     }
 
     /// Reopens or cancels every promotion left `evaluating` longer than
@@ -1508,6 +1512,13 @@ impl PromotionService {
         for row in stalled {
             // One row that cannot be recovered (a stored value that no longer parses, a storage
             // error) must not hold back the others: log it and go on; the next sweep retries.
+            let row = match row {
+                Ok(row) => row,
+                Err(err) => {
+                    tracing::error!(error = %err, "a stalled promotion cannot be read");
+                    continue;
+                }
+            };
             match self.recover_one(&row).await {
                 Ok(true) => recovered += 1,
                 Ok(false) => {}

@@ -109,3 +109,29 @@ async fn a_stored_digest_or_stage_that_does_not_parse_reads_as_corrupt_naming_it
         assert!(message.contains("\"Bad Stage\""), "{message}");
     }
 }
+
+#[tokio::test]
+async fn a_stalled_promotion_that_does_not_parse_is_an_error_in_its_place_naming_it() {
+    for meta in crate::testing::engines().await {
+        let source = RepoName::from_str("dev/team/app").unwrap();
+        let broken = image(&meta, &source, "broken").await;
+        let fine = image(&meta, &source, "fine").await;
+        let mut first = promotion("prm_broken", &broken);
+        first.evaluating_since = Some(1_000);
+        let mut second = promotion("prm_fine", &fine);
+        second.evaluating_since = Some(1_500);
+        meta.insert_promotion(&first).await.unwrap();
+        meta.insert_promotion(&second).await.unwrap();
+        sqlx::query("UPDATE promotions SET digest = 'not-a-digest' WHERE id = 'prm_broken'")
+            .execute(meta.pool())
+            .await
+            .unwrap();
+        let stalled = meta.stalled_promotions(2_000).await.unwrap();
+        assert_eq!(stalled.len(), 2);
+        let mut stalled = stalled.into_iter();
+        let message = corrupt_message(stalled.next().unwrap());
+        assert!(message.contains("promotions.digest"), "{message}");
+        assert!(message.contains("prm_broken"), "{message}");
+        assert_eq!(stalled.next().unwrap().unwrap().id, "prm_fine");
+    }
+}

@@ -356,7 +356,7 @@ async fn stalled_promotions_are_those_evaluating_since_the_cutoff() {
             .await
             .unwrap()
             .into_iter()
-            .map(|p| p.id)
+            .map(|p| p.unwrap().id)
             .collect();
         assert_eq!(found, ["prm_old"]);
     }
