@@ -416,15 +416,16 @@ async fn set_tag(
     tag: &str,
     digest: &str,
     now: i64,
-) -> Result<Option<String>, sqlx::Error> {
-    let previous: Option<String> =
-        sqlx::query_scalar("SELECT digest FROM tags WHERE repository = $1 AND name = $2")
-            .bind(repo)
-            .bind(tag)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .next();
+) -> Result<Option<Digest>, StoreError> {
+    let previous = sqlx::query("SELECT digest FROM tags WHERE repository = $1 AND name = $2")
+        .bind(repo)
+        .bind(tag)
+        .fetch_all(&mut *tx)
+        .await?
+        .first()
+        .map(|row| row.try_get("digest"))
+        .transpose()
+        .map_err(|err| StoreError::undecodable("tags", err))?;
     sqlx::query(
         "INSERT INTO tags (repository, name, digest, updated_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (repository, name) DO UPDATE SET digest = excluded.digest,

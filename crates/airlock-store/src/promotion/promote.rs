@@ -23,8 +23,8 @@ const MAX_CLOSURE: usize = 10_000;
 const LIST_CHUNK: usize = 5_000;
 
 /// A tag of the target the promotion set: the tag, the digest it names now, and the digest it
-/// named before (`None`: a new tag), as stored.
-type TagMove = (Tag, Digest, Option<String>);
+/// named before (`None`: a new tag).
+type TagMove = (Tag, Digest, Option<Digest>);
 
 impl Metadata {
     /// Promotes: in one transaction, checks the promotion is still `evaluating` under the
@@ -272,7 +272,7 @@ async fn set_evidence_tags(
     tx: &mut sqlx::AnyConnection,
     write: &PromotionWrite,
     now: i64,
-) -> Result<Vec<TagMove>, sqlx::Error> {
+) -> Result<Vec<TagMove>, PromotionWriteError> {
     let mut moves = Vec::new();
     for (manifest, tag) in &write.evidence {
         if let Some(tag) = tag {
@@ -295,7 +295,7 @@ async fn move_channel(
     tx: &mut sqlx::AnyConnection,
     write: &PromotionWrite,
     now: i64,
-) -> Result<Option<TagMove>, sqlx::Error> {
+) -> Result<Option<TagMove>, PromotionWriteError> {
     let Some(channel) = &write.channel else {
         return Ok(None);
     };
@@ -460,10 +460,6 @@ async fn record_tag_moves(
 ) -> Result<(), PromotionWriteError> {
     let mut records = records.to_vec();
     for (tag, digest, previous) in moves {
-        let previous = previous
-            .map(|p| p.parse::<Digest>())
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("tag {tag} of {}: {e}", write.target)))?;
         if previous.as_ref() == Some(&digest) {
             continue;
         }
