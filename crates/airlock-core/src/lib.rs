@@ -17,6 +17,8 @@ pub mod error;
 pub mod manifest;
 pub mod name;
 pub mod promotion;
+#[cfg(feature = "sqlx")]
+mod sql;
 pub mod stage;
 pub mod webhook;
 

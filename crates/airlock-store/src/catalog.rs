@@ -9,19 +9,20 @@
 //! - channel history: `channel_history_by_tag (repository, tag, id)`, newest first;
 //! - the promotion into a stage: the unique partial index `promotions_live`.
 
-use sqlx::Row;
+use airlock_core::{Digest, Tag};
+use sqlx::{FromRow, Row};
 
 use crate::error::StoreError;
 use crate::metadata::Metadata;
 use crate::promotion::{ChannelMove, FreezeRow, PromotionRow, promotion_from_row};
 
 /// A tag as the catalog lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TagRow {
     /// The tag.
-    pub name: String,
+    pub name: Tag,
     /// The manifest it names.
-    pub digest: String,
+    pub digest: Digest,
     /// When it was last set (ms).
     pub updated_at: i64,
 }
@@ -85,20 +86,13 @@ impl Metadata {
         last: Option<&str>,
         limit: u32,
     ) -> Result<Vec<TagRow>, StoreError> {
-        let rows = sqlx::query(TAGS_PAGE)
+        sqlx::query_as(TAGS_PAGE)
             .bind(repository)
             .bind(last.unwrap_or(""))
             .bind(i64::from(limit))
             .fetch_all(self.pool())
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| TagRow {
-                name: row.get("name"),
-                digest: row.get("digest"),
-                updated_at: row.get("updated_at"),
-            })
-            .collect())
+            .await
+            .map_err(|err| StoreError::undecodable("tags", err))
     }
 
     /// Up to `limit` moves of the channel tag `tag` in `repository` older than the move `before`
@@ -117,21 +111,10 @@ impl Metadata {
             .bind(i64::from(limit))
             .fetch_all(self.pool())
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                (
-                    row.get("id"),
-                    ChannelMove {
-                        digest: row.get("digest"),
-                        promotion_id: row.get("promotion_id"),
-                        action: row.get("action"),
-                        moved_by: row.get("moved_by"),
-                        moved_at: row.get("moved_at"),
-                    },
-                )
-            })
-            .collect())
+        rows.iter()
+            .map(|row| Ok((row.try_get("id")?, ChannelMove::from_row(row)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|err| StoreError::undecodable("channel_history", err))
     }
 
     /// The promotion that brought `digest` of `repository_path` into `stage`, if one did.
@@ -155,21 +138,12 @@ impl Metadata {
 
     /// Every stage freeze (at most one per stage).
     pub async fn freezes(&self) -> Result<Vec<FreezeRow>, StoreError> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT stage, reason, frozen_by, frozen_at, anomaly_id FROM stage_freezes ORDER BY stage",
         )
         .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| FreezeRow {
-                stage: row.get("stage"),
-                reason: row.get("reason"),
-                frozen_by: row.get("frozen_by"),
-                frozen_at: row.get("frozen_at"),
-                anomaly_id: row.get("anomaly_id"),
-            })
-            .collect())
+        .await
+        .map_err(|err| StoreError::undecodable("stage_freezes", err))
     }
 }
 

@@ -91,6 +91,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A failed read of `table`: a column whose stored value does not parse as its type is
+    /// [`StoreError::Corrupt`] naming the table, the column and the value; anything else is the
+    /// database's error.
+    pub(crate) fn undecodable(table: &str, err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::ColumnDecode { index, source } => StoreError::Corrupt(format!(
+                "{table}.{} holds {source}",
+                index.trim_matches('"')
+            )),
+            other => StoreError::Database(other),
+        }
+    }
+
     /// Whether a blob's bytes were not found (garbage collection deleted them after the row was
     /// read): the blob is unknown, as if the row had been gone already.
     pub fn is_missing_blob(&self) -> bool {

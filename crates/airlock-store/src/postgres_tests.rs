@@ -139,7 +139,7 @@ async fn postgres_migrations_apply_in_order_and_keep_the_rows_of_the_main_tables
     let promotion = meta.promotion("p1").await.unwrap().unwrap();
     assert_eq!(
         (promotion.state.as_str(), promotion.tags),
-        ("denied", vec!["1.0".to_string()])
+        ("denied", vec!["1.0".parse().unwrap()])
     );
     // 0018's blob link time was filled from the creation time, and the blob is still linked.
     let linked: i64 = sqlx::query_scalar("SELECT linked_at FROM blobs WHERE digest = $1")

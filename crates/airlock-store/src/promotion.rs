@@ -8,7 +8,9 @@
 //! holds, so a decision whose promotion was meanwhile cancelled, reopened or claimed again can
 //! neither decide nor promote it.
 
-use airlock_core::{Actor, AuditEvent, AuditRecord, Digest, ParsedManifest, RepoName, Tag};
+use airlock_core::{
+    Actor, AuditRecord, Digest, ParsedManifest, PromotionState, RepoName, StageName, Tag,
+};
 use sqlx::Row;
 
 use crate::audit::append;
@@ -23,17 +25,17 @@ pub struct PromotionRow {
     /// Repository path without stage.
     pub repository_path: String,
     /// The artifact.
-    pub digest: String,
+    pub digest: Digest,
     /// Where it comes from.
-    pub source_stage: String,
+    pub source_stage: StageName,
     /// Where it goes.
-    pub target_stage: String,
+    pub target_stage: StageName,
     /// Tags to set in the target.
-    pub tags: Vec<String>,
+    pub tags: Vec<Tag>,
     /// Channel tag to move in the target.
-    pub channel: Option<String>,
+    pub channel: Option<Tag>,
     /// Lifecycle state.
-    pub state: String,
+    pub state: PromotionState,
     /// Who asked.
     pub requested_by: String,
     /// The requester's context at request time (JSON).
@@ -63,9 +65,9 @@ pub struct PromotionRow {
 #[derive(Debug, Clone, Copy)]
 pub struct Transition<'a> {
     /// The states it may be in.
-    pub from: &'a [&'a str],
+    pub from: &'a [PromotionState],
     /// The state it moves to.
-    pub to: &'a str,
+    pub to: PromotionState,
     /// The approvals it needs.
     pub required: u32,
     /// The claim the deciding caller holds (`None`: whatever the claim).
@@ -73,7 +75,7 @@ pub struct Transition<'a> {
 }
 
 /// An approval.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ApprovalRow {
     /// The approver.
     pub principal: String,
@@ -107,10 +109,10 @@ pub struct DecisionRow {
 }
 
 /// One move of a channel tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ChannelMove {
     /// The digest the tag was moved to.
-    pub digest: String,
+    pub digest: Digest,
     /// The promotion that moved it (none for a rollback).
     pub promotion_id: Option<String>,
     /// `promote` or `rollback`.
@@ -122,10 +124,10 @@ pub struct ChannelMove {
 }
 
 /// A stage freeze.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FreezeRow {
     /// The stage.
-    pub stage: String,
+    pub stage: StageName,
     /// Why.
     pub reason: String,
     /// Who froze it.
@@ -209,12 +211,12 @@ pub enum PromotionWriteError {
     #[error("promotion {0} of this artifact to this stage already exists")]
     Duplicate(String),
     /// The promotion is not in a state that allows the change.
-    #[error("promotion {id} is {state}")]
+    #[error("promotion {id} is {}", state.map_or("missing", PromotionState::as_str))]
     WrongState {
         /// The promotion.
         id: String,
-        /// Its state.
-        state: String,
+        /// Its state (`None`: there is no such promotion).
+        state: Option<PromotionState>,
     },
     /// The approver already approved.
     #[error("already approved")]
@@ -267,30 +269,58 @@ impl From<sqlx::Error> for PromotionWriteError {
     }
 }
 
+/// Reads a promotion: every column through its type, so a stored value that does not parse is
+/// [`StoreError::Corrupt`] naming the column and the value. `tags` is a JSON list of tags and
+/// `approvals_required` an integer column, hence no derived mapping.
 pub(crate) fn promotion_from_row(row: sqlx::any::AnyRow) -> Result<PromotionRow, StoreError> {
-    let tags: String = row.get("tags");
-    Ok(PromotionRow {
-        id: row.get("id"),
-        repository_path: row.get("repository_path"),
-        digest: row.get("digest"),
-        source_stage: row.get("source_stage"),
-        target_stage: row.get("target_stage"),
-        tags: serde_json::from_str(&tags)
-            .map_err(|e| StoreError::Corrupt(format!("promotion tags: {e}")))?,
-        channel: row.get("channel"),
-        state: row.get("state"),
-        requested_by: row.get("requested_by"),
-        requester: row.get("requester"),
-        approvals_required: row.get::<i64, _>("approvals_required") as u32,
-        break_glass: row.get("break_glass"),
-        last_decision: row.get("last_decision"),
-        attestation: row.get("attestation"),
-        created_at: row.get("created_at"),
-        expires_at: row.get("expires_at"),
-        decided_at: row.get("decided_at"),
-        evaluating_since: row.get("evaluating_since"),
-        claim: row.get("claim"),
+    let id: String = row.try_get("id")?;
+    typed_promotion(&row).map_err(|err| match err {
+        StoreError::Corrupt(what) => StoreError::Corrupt(format!("{what} (promotion {id})")),
+        other => other,
     })
+}
+
+fn typed_promotion(row: &sqlx::any::AnyRow) -> Result<PromotionRow, StoreError> {
+    let column = |err| StoreError::undecodable("promotions", err);
+    let tags: String = row.try_get("tags").map_err(column)?;
+    let approvals_required: i64 = row.try_get("approvals_required").map_err(column)?;
+    Ok(PromotionRow {
+        id: row.try_get("id").map_err(column)?,
+        repository_path: row.try_get("repository_path").map_err(column)?,
+        digest: row.try_get("digest").map_err(column)?,
+        source_stage: row.try_get("source_stage").map_err(column)?,
+        target_stage: row.try_get("target_stage").map_err(column)?,
+        tags: parse_tags(&tags)?,
+        channel: row.try_get("channel").map_err(column)?,
+        state: row.try_get("state").map_err(column)?,
+        requested_by: row.try_get("requested_by").map_err(column)?,
+        requester: row.try_get("requester").map_err(column)?,
+        approvals_required: u32::try_from(approvals_required).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "promotions.approvals_required holds {approvals_required}, not a count"
+            ))
+        })?,
+        break_glass: row.try_get("break_glass").map_err(column)?,
+        last_decision: row.try_get("last_decision").map_err(column)?,
+        attestation: row.try_get("attestation").map_err(column)?,
+        created_at: row.try_get("created_at").map_err(column)?,
+        expires_at: row.try_get("expires_at").map_err(column)?,
+        decided_at: row.try_get("decided_at").map_err(column)?,
+        evaluating_since: row.try_get("evaluating_since").map_err(column)?,
+        claim: row.try_get("claim").map_err(column)?,
+    })
+}
+
+/// `promotions.tags`: a JSON list of tags.
+fn parse_tags(stored: &str) -> Result<Vec<Tag>, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| {
+        StoreError::Corrupt(format!("promotions.tags holds {stored:?}: {e}"))
+    };
+    serde_json::from_str::<Vec<String>>(stored)
+        .map_err(|e| corrupt(&e))?
+        .iter()
+        .map(|tag| tag.parse::<Tag>().map_err(|e| corrupt(&e)))
+        .collect()
 }
 
 fn decision_from_row(row: sqlx::any::AnyRow) -> DecisionRow {
@@ -332,15 +362,15 @@ async fn insert_decision(
 async fn current_state(
     tx: &mut sqlx::AnyConnection,
     id: &str,
-) -> Result<Option<String>, sqlx::Error> {
-    Ok(
-        sqlx::query_scalar::<_, String>("SELECT state FROM promotions WHERE id = $1")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .next(),
-    )
+) -> Result<Option<PromotionState>, StoreError> {
+    sqlx::query("SELECT state FROM promotions WHERE id = $1")
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?
+        .first()
+        .map(|row| row.try_get("state"))
+        .transpose()
+        .map_err(|err| StoreError::undecodable("promotions", err))
 }
 
 /// Checks that promotion `id` is in one of `from` and, if it is `evaluating` and `claim` is
@@ -348,26 +378,29 @@ async fn current_state(
 async fn check_state(
     tx: &mut sqlx::AnyConnection,
     id: &str,
-    from: &[&str],
+    from: &[PromotionState],
     claim: Option<&str>,
-) -> Result<String, PromotionWriteError> {
-    let row = sqlx::query("SELECT state, claim FROM promotions WHERE id = $1")
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .next();
-    let (state, current): (String, Option<String>) = match row {
-        Some(row) => (row.get("state"), row.get("claim")),
-        None => (String::new(), None),
+) -> Result<PromotionState, PromotionWriteError> {
+    let row: Option<(PromotionState, Option<String>)> =
+        sqlx::query("SELECT state, claim FROM promotions WHERE id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .next()
+            .map(|row| Ok((row.try_get("state")?, row.try_get("claim")?)))
+            .transpose()
+            .map_err(|err| StoreError::undecodable("promotions", err))?;
+    let (state, current) = match row {
+        Some((state, current)) if from.contains(&state) => (state, current),
+        other => {
+            return Err(PromotionWriteError::WrongState {
+                id: id.into(),
+                state: other.map(|(state, _)| state),
+            });
+        }
     };
-    if !from.contains(&state.as_str()) {
-        return Err(PromotionWriteError::WrongState {
-            id: id.into(),
-            state,
-        });
-    }
-    if state == "evaluating"
+    if state == PromotionState::Evaluating
         && let Some(claim) = claim
         && current.as_deref() != Some(claim)
     {
@@ -383,15 +416,16 @@ async fn set_tag(
     tag: &str,
     digest: &str,
     now: i64,
-) -> Result<Option<String>, sqlx::Error> {
-    let previous: Option<String> =
-        sqlx::query_scalar("SELECT digest FROM tags WHERE repository = $1 AND name = $2")
-            .bind(repo)
-            .bind(tag)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .next();
+) -> Result<Option<Digest>, StoreError> {
+    let previous = sqlx::query("SELECT digest FROM tags WHERE repository = $1 AND name = $2")
+        .bind(repo)
+        .bind(tag)
+        .fetch_all(&mut *tx)
+        .await?
+        .first()
+        .map(|row| row.try_get("digest"))
+        .transpose()
+        .map_err(|err| StoreError::undecodable("tags", err))?;
     sqlx::query(
         "INSERT INTO tags (repository, name, digest, updated_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (repository, name) DO UPDATE SET digest = excluded.digest,
@@ -442,8 +476,8 @@ impl Metadata {
         if let Some(id) = existing.into_iter().next() {
             return Err(PromotionWriteError::Duplicate(id));
         }
-        let tags =
-            serde_json::to_string(&row.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let tags = serde_json::to_string(&row.tags.iter().map(Tag::as_str).collect::<Vec<_>>())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO promotions (id, repository_path, digest, source_stage, target_stage, tags,
              channel, state, requested_by, requester, approvals_required, break_glass,
@@ -457,7 +491,7 @@ impl Metadata {
         .bind(&row.target_stage)
         .bind(tags)
         .bind(&row.channel)
-        .bind(&row.state)
+        .bind(row.state)
         .bind(&row.requested_by)
         .bind(&row.requester)
         .bind(row.approvals_required as i64)
@@ -487,7 +521,7 @@ impl Metadata {
     /// Promotions, newest first, optionally of one state and/or one repository path.
     pub async fn promotions(
         &self,
-        state: Option<&str>,
+        state: Option<PromotionState>,
         repository_path: Option<&str>,
         limit: u32,
     ) -> Result<Vec<PromotionRow>, StoreError> {
@@ -528,21 +562,13 @@ impl Metadata {
 
     /// The approvals of a promotion, oldest first.
     pub async fn approvals(&self, promotion_id: &str) -> Result<Vec<ApprovalRow>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT principal, comment, created_at FROM approvals WHERE promotion_id = $1
              ORDER BY created_at, principal",
         )
         .bind(promotion_id)
         .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| ApprovalRow {
-                principal: row.get("principal"),
-                comment: row.get("comment"),
-                created_at: row.get("created_at"),
-            })
-            .collect())
+        .await?)
     }
 
     /// Records a decision and makes the promotion's (if any) `transition`, appending `records`,
@@ -563,8 +589,8 @@ impl Metadata {
                 claim,
             } = transition;
             check_state(&mut tx, id, from, claim).await?;
-            let final_state = !matches!(to, "evaluating" | "pending_approval");
-            let still_claimed = to == "evaluating";
+            let final_state = to.is_final();
+            let still_claimed = to == PromotionState::Evaluating;
             sqlx::query(
                 "UPDATE promotions SET state = $1, approvals_required = $2, last_decision = $3,
                  decided_at = CASE WHEN $4 THEN $5 ELSE decided_at END,
@@ -601,10 +627,8 @@ impl Metadata {
     ) -> Result<(u32, bool), PromotionWriteError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
-        let state = current_state(&mut tx, promotion_id)
-            .await?
-            .unwrap_or_default();
-        if state != "pending_approval" {
+        let state = current_state(&mut tx, promotion_id).await?;
+        if state != Some(PromotionState::PendingApproval) {
             return Err(PromotionWriteError::WrongState {
                 id: promotion_id.into(),
                 state,
@@ -661,7 +685,13 @@ impl Metadata {
     ) -> Result<bool, PromotionWriteError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
-        check_state(&mut tx, promotion_id, &["pending_approval"], None).await?;
+        check_state(
+            &mut tx,
+            promotion_id,
+            &[PromotionState::PendingApproval],
+            None,
+        )
+        .await?;
         let complete: Vec<i64> = sqlx::query_scalar(
             "SELECT 1 FROM promotions p WHERE id = $1 AND
              (SELECT COUNT(*) FROM approvals a WHERE a.promotion_id = p.id) >= p.approvals_required",
@@ -711,8 +741,8 @@ impl Metadata {
     pub async fn close_promotion(
         &self,
         id: &str,
-        from: &[&str],
-        to: &str,
+        from: &[PromotionState],
+        to: PromotionState,
         claim: Option<&str>,
         records: &[AuditRecord],
     ) -> Result<(), PromotionWriteError> {
@@ -734,9 +764,14 @@ impl Metadata {
     }
 
     /// Promotions `evaluating` since `cutoff` or earlier: their decision stalled (the process
-    /// running it stopped, or it hangs), oldest first.
-    pub async fn stalled_promotions(&self, cutoff: i64) -> Result<Vec<PromotionRow>, StoreError> {
-        sqlx::query(
+    /// running it stopped, or it hangs), oldest first. Each is read on its own: one whose stored
+    /// values do not parse is an error in its place (naming it), so a sweep can go on with the
+    /// others.
+    pub async fn stalled_promotions(
+        &self,
+        cutoff: i64,
+    ) -> Result<Vec<Result<PromotionRow, StoreError>>, StoreError> {
+        Ok(sqlx::query(
             "SELECT * FROM promotions WHERE state = 'evaluating'
              AND COALESCE(evaluating_since, created_at) <= $1 ORDER BY evaluating_since",
         )
@@ -745,12 +780,16 @@ impl Metadata {
         .await?
         .into_iter()
         .map(promotion_from_row)
-        .collect()
+        .collect())
     }
 
-    /// Pending promotions whose approvals expired at `now`.
-    pub async fn expired_promotions(&self, now: i64) -> Result<Vec<PromotionRow>, StoreError> {
-        sqlx::query(
+    /// Pending promotions whose approvals expired at `now`, each read on its own (as
+    /// [`Metadata::stalled_promotions`]).
+    pub async fn expired_promotions(
+        &self,
+        now: i64,
+    ) -> Result<Vec<Result<PromotionRow, StoreError>>, StoreError> {
+        Ok(sqlx::query(
             "SELECT * FROM promotions WHERE state IN ('pending_approval', 'evaluating')
              AND expires_at <= $1 ORDER BY expires_at",
         )
@@ -759,7 +798,7 @@ impl Metadata {
         .await?
         .into_iter()
         .map(promotion_from_row)
-        .collect()
+        .collect())
     }
 
     /// Who pushed `digest` into `repo`.
@@ -839,43 +878,28 @@ impl Metadata {
         repo: &str,
         tag: &str,
     ) -> Result<Vec<ChannelMove>, StoreError> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT digest, promotion_id, action, moved_by, moved_at FROM channel_history
              WHERE repository = $1 AND tag = $2 ORDER BY id",
         )
         .bind(repo)
         .bind(tag)
         .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| ChannelMove {
-                digest: row.get("digest"),
-                promotion_id: row.get("promotion_id"),
-                action: row.get("action"),
-                moved_by: row.get("moved_by"),
-                moved_at: row.get("moved_at"),
-            })
-            .collect())
+        .await
+        .map_err(|err| StoreError::undecodable("channel_history", err))
     }
 
     /// The freeze on `stage`, if any.
     pub async fn freeze(&self, stage: &str) -> Result<Option<FreezeRow>, StoreError> {
-        Ok(sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT stage, reason, frozen_by, frozen_at, anomaly_id FROM stage_freezes WHERE stage = $1",
         )
         .bind(stage)
         .fetch_all(self.pool())
-        .await?
+        .await
+        .map_err(|err| StoreError::undecodable("stage_freezes", err))?
         .into_iter()
-        .next()
-        .map(|row| FreezeRow {
-            stage: row.get("stage"),
-            reason: row.get("reason"),
-            frozen_by: row.get("frozen_by"),
-            frozen_at: row.get("frozen_at"),
-            anomaly_id: row.get("anomaly_id"),
-        }))
+        .next())
     }
 
     /// Freezes (`Some(reason)`) or unfreezes (`None`) a stage with its audit records. Returns
@@ -913,307 +937,6 @@ impl Metadata {
         }
         tx.commit().await?;
         Ok(changed > 0)
-    }
-
-    /// The manifests a promotion carries: the artifact and, for an index, its children
-    /// (recursively), plus the given evidence manifests.
-    async fn promotion_closure(
-        tx: &mut sqlx::AnyConnection,
-        digest: &str,
-        evidence: &[(Digest, Option<Tag>)],
-    ) -> Result<Vec<String>, sqlx::Error> {
-        let mut closure = vec![digest.to_string()];
-        let mut next = 0;
-        while next < closure.len() {
-            let current = closure[next].clone();
-            next += 1;
-            let children: Vec<String> = sqlx::query_scalar(
-                "SELECT child FROM manifest_references WHERE digest = $1 AND kind = 'manifest'",
-            )
-            .bind(&current)
-            .fetch_all(&mut *tx)
-            .await?;
-            for child in children {
-                if !closure.contains(&child) {
-                    closure.push(child);
-                }
-            }
-            if closure.len() > 10_000 {
-                break;
-            }
-        }
-        for (manifest, _) in evidence {
-            let manifest = manifest.to_string();
-            if !closure.contains(&manifest) {
-                closure.push(manifest);
-            }
-        }
-        Ok(closure)
-    }
-
-    /// Promotes: in one transaction, checks the promotion is still `evaluating` under the
-    /// write's claim (a cancel, a reopen or another claim meanwhile refuses it), makes the artifact
-    /// and everything it carries visible in the target (rows only: manifests and blobs are
-    /// shared), sets its tags and evidence tags, moves the channel tag (with history), adds the
-    /// promotion attestation, marks the promotion `promoted` and appends `records`, then a
-    /// `tag.moved` record for every tag of the target it created or moved.
-    pub async fn promote(
-        &self,
-        write: &PromotionWrite,
-        records: &[AuditRecord],
-    ) -> Result<(), PromotionWriteError> {
-        let now = now_millis();
-        let mut tx = self.begin_write().await?;
-        check_state(
-            &mut tx,
-            &write.promotion_id,
-            &["evaluating"],
-            Some(&write.claim),
-        )
-        .await?;
-        let mut moves: Vec<(Tag, Digest, Option<String>)> = Vec::new();
-        let keyring: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM keyring_version WHERE id = 1")
-                .fetch_all(&mut *tx)
-                .await?;
-        if keyring.first().copied().unwrap_or(0) != write.keyring_version {
-            return Err(PromotionWriteError::KeyringMoved);
-        }
-        let source = write.source.as_str();
-        let target = write.target.as_str();
-        sqlx::query(
-            "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(target)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let closure =
-            Self::promotion_closure(&mut tx, &write.digest.to_string(), &write.evidence).await?;
-        // The decision saw no quarantine; one raised since in this repository path (on the
-        // artifact, what it carries, or an index that contains it) sends the promotion back to
-        // be decided again.
-        let mut quarantined = crate::engine::SqlBuilder::new("WITH RECURSIVE up(d) AS (SELECT ");
-        quarantined.push_bind(write.digest.to_string()).push(
-            " COLLATE \"binary\" UNION SELECT r.digest FROM manifest_references r JOIN up ON r.child = up.d
-                  WHERE r.kind = 'manifest')
-                 SELECT COUNT(*) FROM artifact_quarantines
-                 WHERE (repository_path IS NULL OR repository_path = ",
-        );
-        quarantined
-            .push_bind(write.source.path().to_string())
-            .push(") AND (digest IN (SELECT d FROM up) OR digest IN (")
-            .push_list(closure.iter().cloned())
-            .push("))");
-        let hits: i64 = quarantined
-            .build_query_scalar()?
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .next()
-            .unwrap_or(0);
-        if hits > 0 {
-            return Err(PromotionWriteError::QuarantinedMeanwhile);
-        }
-        // Retention may have pruned the artifact from the source since the decision read it:
-        // then there is nothing to make visible, and marking it promoted would be a lie.
-        let held: Vec<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM repository_manifests WHERE repository = $1 AND digest = $2",
-        )
-        .bind(source)
-        .bind(write.digest.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        if held.is_empty() {
-            return Err(PromotionWriteError::ArtifactGone {
-                source_repository: source.to_string(),
-                digest: write.digest.to_string(),
-            });
-        }
-        for manifest in &closure {
-            sqlx::query(
-                "INSERT INTO repository_manifests
-                 (repository, digest, subject, created_at, pushed_by)
-                 SELECT $1, digest, subject, $2, pushed_by FROM repository_manifests
-                 WHERE repository = $3 AND digest = $4 ON CONFLICT DO NOTHING",
-            )
-            .bind(target)
-            .bind(now)
-            .bind(source)
-            .bind(manifest)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO repository_blobs (repository, digest, created_at)
-                 SELECT $1, child, $2 FROM manifest_references WHERE digest = $3 AND kind = 'blob' ON CONFLICT DO NOTHING",
-            )
-            .bind(target)
-            .bind(now)
-            .bind(manifest)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let digest = write.digest.to_string();
-        // Tags in gated stages are immutable: checked again here, inside the transaction, since
-        // another promotion may have taken the tag after this one was requested.
-        for tag in &write.tags {
-            let current: Vec<String> =
-                sqlx::query_scalar("SELECT digest FROM tags WHERE repository = $1 AND name = $2")
-                    .bind(target)
-                    .bind(tag.as_str())
-                    .fetch_all(&mut *tx)
-                    .await?;
-            if let Some(current) = current.into_iter().next()
-                && current != digest
-            {
-                return Err(PromotionWriteError::TagTaken {
-                    tag: tag.to_string(),
-                    digest: current,
-                });
-            }
-            let previous = set_tag(&mut tx, target, tag.as_str(), &digest, now).await?;
-            moves.push((tag.clone(), write.digest.clone(), previous));
-        }
-        for (manifest, tag) in &write.evidence {
-            if let Some(tag) = tag {
-                let previous =
-                    set_tag(&mut tx, target, tag.as_str(), &manifest.to_string(), now).await?;
-                moves.push((tag.clone(), manifest.clone(), previous));
-            }
-        }
-        if let Some(channel) = &write.channel {
-            let previous = set_tag(&mut tx, target, channel.as_str(), &digest, now).await?;
-            moves.push((channel.clone(), write.digest.clone(), previous));
-            sqlx::query(
-                "INSERT INTO channel_history (repository, tag, digest, promotion_id, action,
-                 moved_by, moved_at) VALUES ($1, $2, $3, $4, 'promote', $5, $6)",
-            )
-            .bind(target)
-            .bind(channel.as_str())
-            .bind(&digest)
-            .bind(&write.promotion_id)
-            .bind(&write.actor.principal)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        // The promotion attestation: a manifest with the artifact as subject, in the target only.
-        let att = &write.attestation;
-        for (blob, size) in &att.new_blobs {
-            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(blob.to_string())
-                .bind(*size as i64)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let annotations = serde_json::to_string(&att.parsed.annotations)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO manifests
-             (digest, media_type, artifact_type, subject, annotations, size, content, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-        )
-        .bind(att.digest.to_string())
-        .bind(&att.parsed.media_type)
-        .bind(att.parsed.artifact_type.as_deref())
-        .bind(att.parsed.subject.as_ref().map(Digest::to_string))
-        .bind(annotations)
-        .bind(att.content.len() as i64)
-        .bind(&att.content)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        for blob in &att.parsed.blobs {
-            sqlx::query(
-                "INSERT INTO manifest_references (digest, child, kind) VALUES ($1, $2, 'blob') ON CONFLICT DO NOTHING",
-            )
-            .bind(att.digest.to_string())
-            .bind(blob.to_string())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO repository_blobs (repository, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(target)
-            .bind(blob.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO repository_manifests
-             (repository, digest, subject, created_at, pushed_by) VALUES ($1, $2, $3, $4, 'airlock') ON CONFLICT DO NOTHING",
-        )
-        .bind(target)
-        .bind(att.digest.to_string())
-        .bind(att.parsed.subject.as_ref().map(Digest::to_string))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(tag) = &att.tag {
-            let previous =
-                set_tag(&mut tx, target, tag.as_str(), &att.digest.to_string(), now).await?;
-            moves.push((tag.clone(), att.digest.clone(), previous));
-        }
-        // What the promotion placed in the target carries no new evidence: its evidence is the
-        // source's (evidence belongs to the path), and the attestation is airlock's own.
-        let attestation_digest = att.digest.to_string();
-        for manifest in &closure {
-            sqlx::query(
-                "INSERT INTO evidence_manifests (repository, digest, ingested_at)
-                 SELECT $1, digest, $2 FROM evidence_manifests WHERE repository = $3 AND digest = $4 ON CONFLICT DO NOTHING",
-            )
-            .bind(target)
-            .bind(now)
-            .bind(source)
-            .bind(manifest)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO evidence_manifests (repository, digest, ingested_at)
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(target)
-        .bind(&attestation_digest)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE promotions SET state = 'promoted', attestation = $1, decided_at = $2,
-             evaluating_since = NULL, claim = NULL WHERE id = $3",
-        )
-        .bind(att.digest.to_string())
-        .bind(now)
-        .bind(&write.promotion_id)
-        .execute(&mut *tx)
-        .await?;
-        // Every tag the promotion created or moved in the gated stage, as a registry push records
-        // its tag: the evidence and attestation tags too, not only the ones the request named.
-        let mut records = records.to_vec();
-        for (tag, digest, previous) in moves {
-            let previous = previous
-                .map(|p| p.parse::<Digest>())
-                .transpose()
-                .map_err(|e| StoreError::Corrupt(format!("tag {tag} of {target}: {e}")))?;
-            if previous.as_ref() == Some(&digest) {
-                continue;
-            }
-            records.push(AuditRecord {
-                time_millis: now,
-                actor: write.actor.clone(),
-                event: AuditEvent::TagMoved {
-                    repository: write.target.clone(),
-                    tag,
-                    digest,
-                    previous,
-                },
-            });
-        }
-        append(&mut tx, &records).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Moves a channel tag back (a rollback), with its decision record and audit records;
@@ -1279,5 +1002,11 @@ impl Metadata {
     }
 }
 
+mod promote;
+
+#[cfg(test)]
+mod closure_tests;
+#[cfg(test)]
+mod row_tests;
 #[cfg(test)]
 mod tests;

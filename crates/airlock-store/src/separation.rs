@@ -370,7 +370,7 @@ mod tests {
                     .await
                     .unwrap();
             }
-            sqlx::query("INSERT INTO promotions (id, repository_path, digest, source_stage, target_stage, tags, state, requested_by, requester, created_at, expires_at) VALUES ('prm_x', 'team/app', 'sha256:ef', 'dev', 'staging', '[]', 'evaluating', 'rita', '{}', 42, 99)")
+            sqlx::query("INSERT INTO promotions (id, repository_path, digest, source_stage, target_stage, tags, state, requested_by, requester, created_at, expires_at) VALUES ('prm_x', 'team/app', 'sha256:efefefefefefefefefefefefefefefefefefefefefefefefefefefefefefefef', 'dev', 'staging', '[]', 'evaluating', 'rita', '{}', 42, 99)")
                 .execute(&pool)
                 .await
                 .unwrap();

@@ -200,8 +200,11 @@ async fn every_migration_applies_over_a_database_holding_data_in_every_earlier_t
 
     // 0005 (and 0010's promotion integrity columns, 0017's decision actions): promotions.
     let promotion = meta.promotion("prm_old").await.unwrap().unwrap();
-    assert_eq!(promotion.state, "pending_approval");
-    assert_eq!(promotion.tags, ["v1"]);
+    assert_eq!(
+        promotion.state,
+        airlock_core::PromotionState::PendingApproval
+    );
+    assert_eq!(promotion.tags, ["v1".parse::<Tag>().unwrap()]);
     assert_eq!(meta.approvals("prm_old").await.unwrap().len(), 1);
     assert!(!meta.decision("dec_old").await.unwrap().unwrap().allowed);
     assert!(meta.bundle_files("sha256:b").await.unwrap().is_some());
@@ -221,7 +224,7 @@ async fn every_migration_applies_over_a_database_holding_data_in_every_earlier_t
     );
     let freezes = meta.freezes().await.unwrap();
     assert_eq!(freezes.len(), 1);
-    assert_eq!(freezes[0].stage, "prod");
+    assert_eq!(freezes[0].stage.as_str(), "prod");
 
     // 0006: anomalies.
     let anomaly = meta.anomaly(1).await.unwrap().unwrap();

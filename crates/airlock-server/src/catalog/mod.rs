@@ -260,14 +260,13 @@ impl CatalogService {
                     from: stage.from.iter().map(|s| s.to_string()).collect(),
                     channel_tags: stage.channel_tags.clone(),
                     gate,
-                    frozen: freezes
-                        .iter()
-                        .find(|f| f.stage == stage.name.as_str())
-                        .map(|f| api::FreezeInfo {
+                    frozen: freezes.iter().find(|f| f.stage == stage.name).map(|f| {
+                        api::FreezeInfo {
                             reason: f.reason.clone(),
                             by: f.frozen_by.clone(),
                             at: rfc3339_millis(f.frozen_at),
-                        }),
+                        }
+                    }),
                 }
             })
             .collect();
@@ -351,14 +350,14 @@ impl CatalogService {
         let next = rows
             .last()
             .filter(|_| rows.len() == page.limit as usize)
-            .map(|t| t.name.clone());
+            .map(|t| t.name.to_string());
         Ok(api::TagPage {
             repository: repo.to_string(),
             tags: rows
                 .into_iter()
                 .map(|t| api::TagEntry {
-                    name: t.name,
-                    digest: t.digest,
+                    name: t.name.to_string(),
+                    digest: t.digest.to_string(),
                     updated: rfc3339_millis(t.updated_at),
                 })
                 .collect(),
@@ -437,7 +436,7 @@ fn full_page(entries: &[String], limit: u32) -> Option<&String> {
 
 fn channel_move(m: ChannelMove) -> api::ChannelMoveInfo {
     api::ChannelMoveInfo {
-        digest: m.digest,
+        digest: m.digest.to_string(),
         action: m.action,
         promotion: m.promotion_id,
         by: m.moved_by,

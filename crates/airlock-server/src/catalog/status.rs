@@ -239,7 +239,7 @@ impl CatalogService {
                 repository: repo.to_string(),
                 frozen: freezes
                     .iter()
-                    .find(|f| f.stage == stage.name.as_str())
+                    .find(|f| f.stage == stage.name)
                     .map(|f| f.reason.clone()),
                 artifacts,
                 channels,

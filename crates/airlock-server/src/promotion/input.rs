@@ -1,10 +1,8 @@
 //! The policy input document (version 1, documented in docs/policy.md): everything a gate may
 //! look at, built from stored facts only, so a decision can be replayed from the stored input.
 
-use std::str::FromStr;
-
 use airlock_core::audit::rfc3339_millis;
-use airlock_core::{Digest, ParsedManifest, RepoName};
+use airlock_core::{Digest, ParsedManifest, RepoName, Tag};
 use airlock_store::{ApprovalRow, EvidenceRow, PromotionRow, StoreError, now_millis};
 use airlock_trust::dependencies::DependencyHealth;
 use airlock_trust::facts::Facts;
@@ -180,15 +178,15 @@ async fn common(
 ) -> Result<Value> {
     let source = service.source_of(row)?;
     let target = service.target_of(row)?;
-    let digest = Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let artifact = artifact_json(service, &source, &target, &digest).await?;
-    let evidence_rows = service.evidence.evidence_for(&source, &digest).await?;
+    let digest = &row.digest;
+    let artifact = artifact_json(service, &source, &target, digest).await?;
+    let evidence_rows = service.evidence.evidence_for(&source, digest).await?;
     let (_, keys) = service.evidence.keys().await?;
     let key_scopes: Vec<(String, Vec<String>)> =
         keys.into_iter().map(|k| (k.name, k.scope)).collect();
     let history: Vec<Value> = service
         .metadata
-        .promotions_of(&row.repository_path, &row.digest)
+        .promotions_of(&row.repository_path, &row.digest.to_string())
         .await?
         .into_iter()
         .filter(|p| p.id != row.id)
@@ -197,7 +195,7 @@ async fn common(
                    "at": rfc3339_millis(p.decided_at.unwrap_or(p.created_at)), "by": p.requested_by})
         })
         .collect();
-    let freeze = service.metadata.freeze(&row.target_stage).await?;
+    let freeze = service.metadata.freeze(row.target_stage.as_str()).await?;
     let approvals: Vec<Value> = approvals
         .iter()
         .map(|a| json!({"principal": a.principal, "at": rfc3339_millis(a.created_at), "comment": a.comment}))
@@ -209,8 +207,8 @@ async fn common(
         "artifact": artifact,
         "source": {"stage": row.source_stage},
         "target": {
-            "stage": row.target_stage, "repository": target.as_str(), "tags": row.tags,
-            "channel": row.channel, "frozen": freeze.is_some(),
+            "stage": row.target_stage, "repository": target.as_str(), "tags": row.tags.iter().map(Tag::as_str).collect::<Vec<_>>(),
+            "channel": row.channel.as_ref().map(Tag::as_str), "frozen": freeze.is_some(),
             "freeze_reason": freeze.map(|f| f.reason),
         },
         "evidence": evidence_json(&evidence_rows, &key_scopes),

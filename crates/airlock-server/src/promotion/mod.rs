@@ -755,12 +755,12 @@ impl PromotionService {
         let mut row = PromotionRow {
             id: random_id("prm"),
             repository_path: request.source.path().to_string(),
-            digest: digest.to_string(),
-            source_stage: request.source.stage().to_string(),
-            target_stage: request.target_stage.to_string(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            channel: channel.as_ref().map(|c| c.to_string()),
-            state: PromotionState::Evaluating.as_str().into(),
+            digest: digest.clone(),
+            source_stage: request.source.stage(),
+            target_stage: request.target_stage.clone(),
+            tags: tags.clone(),
+            channel: channel.clone(),
+            state: PromotionState::Evaluating,
             requested_by: caller.name().to_string(),
             requester: input::requester_json(caller).to_string(),
             approvals_required: 0,
@@ -808,15 +808,15 @@ impl PromotionService {
                     promotion: row.id.clone(),
                     repository: target.clone(),
                     digest: digest.clone(),
-                    state: "cancelled".into(),
+                    state: PromotionState::Cancelled.to_string(),
                 },
             }];
             let _ = self
                 .metadata
                 .close_promotion(
                     &row.id,
-                    &["evaluating"],
-                    "cancelled",
+                    &[PromotionState::Evaluating],
+                    PromotionState::Cancelled,
                     row.claim.as_deref(),
                     &records,
                 )
@@ -826,7 +826,7 @@ impl PromotionService {
     }
 
     fn required_for(&self, row: &PromotionRow, decision: &Decision) -> u32 {
-        let gate = self.config.gate(&row.target_stage);
+        let gate = self.config.gate(row.target_stage.as_str());
         let critical = gate
             .critical
             .iter()
@@ -905,7 +905,7 @@ impl PromotionService {
         if !self.identity.enabled() || approvals.is_empty() {
             return Ok(approvals);
         }
-        let role = self.gate_role(&row.target_stage)?;
+        let role = self.gate_role(row.target_stage.as_str())?;
         // Oldest first, each checked against the requester and the approvals kept before it: a
         // stand-in of an earlier approver does not count, the earlier approver does.
         let mut valid: Vec<airlock_store::ApprovalRow> = Vec::new();
@@ -944,16 +944,15 @@ impl PromotionService {
         candidate: &str,
     ) -> Result<PromotionParties> {
         let source = self.source_of(row)?;
-        let digest =
-            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let digest = row.digest.clone();
         let contributors = self
             .metadata
-            .contributors(&row.repository_path, &row.digest)
+            .contributors(&row.repository_path, &row.digest.to_string())
             .await?;
         let mut pushers = contributors.pushers;
         if let Some(latest) = self
             .metadata
-            .pushed_by(source.as_str(), &row.digest)
+            .pushed_by(source.as_str(), &row.digest.to_string())
             .await?
         {
             pushers.push(latest);
@@ -986,7 +985,7 @@ impl PromotionService {
     /// Whether the gate of `row` needs independent approvals for it
     /// (`[gates.<stage>].approvals.independent`).
     fn independence_applies(&self, row: &PromotionRow) -> bool {
-        let gate = self.config.gate(&row.target_stage);
+        let gate = self.config.gate(row.target_stage.as_str());
         let critical = gate.critical.iter().any(|c| {
             c.repositories.iter().any(|p| {
                 airlock_trust::verify::ScopePattern::from_str(p)
@@ -1039,16 +1038,15 @@ impl PromotionService {
                     event: AuditEvent::PromotionClosed {
                         promotion: row.id.clone(),
                         repository: self.target_of(row)?,
-                        digest: Digest::from_str(&row.digest)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                        state: "cancelled".into(),
+                        digest: row.digest.clone(),
+                        state: PromotionState::Cancelled.to_string(),
                     },
                 }];
                 self.metadata
                     .close_promotion(
                         &row.id,
-                        &["evaluating"],
-                        "cancelled",
+                        &[PromotionState::Evaluating],
+                        PromotionState::Cancelled,
                         row.claim.as_deref(),
                         &records,
                     )
@@ -1057,9 +1055,7 @@ impl PromotionService {
             }
         };
         let input = self.input_for(row, &approvals).await?;
-        let target_stage = StageName::from_str(&row.target_stage)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let query = self.gate_query(&target_stage);
+        let query = self.gate_query(&row.target_stage);
         let (decision, bundle_digest) = self.evaluate(query.clone(), input.clone()).await?;
         let required = self.required_for(row, &decision);
         let decision_id = random_id("dec");
@@ -1078,7 +1074,7 @@ impl PromotionService {
         };
         // Decisions are made from `evaluating`: a new request, or one claimed by the approval
         // that completed its set.
-        let from: &[&str] = &["evaluating"];
+        let from = &[PromotionState::Evaluating];
         let approved = approvals.len() as u32 >= required;
         let state = if !decision.allowed {
             PromotionState::Denied
@@ -1088,13 +1084,11 @@ impl PromotionService {
             PromotionState::PendingApproval
         };
         let audit_state = match state {
-            PromotionState::Denied => "denied",
-            PromotionState::PendingApproval => "pending_approval",
+            PromotionState::Denied | PromotionState::PendingApproval => state.as_str(),
             _ => "allowed",
         };
         let target = self.target_of(row)?;
-        let digest =
-            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let digest = row.digest.clone();
         let records = [AuditRecord {
             time_millis: now,
             actor: caller.actor.clone(),
@@ -1111,10 +1105,9 @@ impl PromotionService {
         }];
         // An allowed, approved promotion stays `evaluating` (or `pending_approval`) until the
         // promotion transaction itself moves it to `promoted`.
-        let to = state.as_str();
         let transition = Transition {
             from,
-            to,
+            to: state,
             required,
             claim: row.claim.as_deref(),
         };
@@ -1122,7 +1115,7 @@ impl PromotionService {
             .metadata
             .record_decision(&record, Some(transition), &records)
             .await?;
-        row.state = to.to_string();
+        row.state = state;
         row.approvals_required = required;
         row.last_decision = Some(decision_id.clone());
         if decision.allowed && approved {
@@ -1158,11 +1151,11 @@ impl PromotionService {
             }
         }
         let outcome = if decision.allowed && approved {
-            "promoted"
+            PromotionState::Promoted
         } else {
-            to
+            state
         };
-        metrics::counter!(crate::metrics::PROMOTIONS, "stage" => row.target_stage.clone(), "outcome" => outcome.to_string())
+        metrics::counter!(crate::metrics::PROMOTIONS, "stage" => row.target_stage.to_string(), "outcome" => outcome.to_string())
             .increment(1);
         let promotion = self.metadata.promotion(&row.id).await?;
         Ok(Outcome {
@@ -1199,8 +1192,7 @@ impl PromotionService {
         } = decided;
         let source = self.source_of(row)?;
         let target = self.target_of(row)?;
-        let digest =
-            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let digest = row.digest.clone();
         let evidence = self.evidence_manifests(&source, &digest).await?;
         let statement = attestation::statement(&attestation::PromotionFacts {
             promotion: row,
@@ -1217,7 +1209,7 @@ impl PromotionService {
             .stages
             .all()
             .iter()
-            .take_while(|s| s.name.as_str() != row.target_stage)
+            .take_while(|s| s.name != row.target_stage)
             .map(|s| (source.in_stage(&s.name), s.mode == StageMode::Gated))
             .collect();
         let attestation = attestation::build_manifest(
@@ -1236,7 +1228,7 @@ impl PromotionService {
             target: target.clone(),
             digest: digest.clone(),
             tags: self.settable_tags(row),
-            channel: row.channel.as_deref().and_then(|c| Tag::from_str(c).ok()),
+            channel: row.channel.clone(),
             evidence,
             attestation: attestation.clone(),
             claim: row.claim.clone().ok_or_else(|| {
@@ -1250,7 +1242,7 @@ impl PromotionService {
         };
         let mut tags: Vec<String> = write.tags.iter().map(|t| t.to_string()).collect();
         if let Some(channel) = &row.channel {
-            tags.push(channel.clone());
+            tags.push(channel.to_string());
         }
         let records = [AuditRecord {
             time_millis: now_millis(),
@@ -1324,7 +1316,7 @@ impl PromotionService {
         if self.expire_if_due(&row).await? {
             row = self.promotion(id).await?;
         }
-        let state = PromotionState::from_str(&row.state).map_err(StoreError::Corrupt)?;
+        let state = row.state;
         if state != PromotionState::PendingApproval {
             return Err(ApprovalRefusal::NotPending {
                 id: id.to_string(),
@@ -1333,9 +1325,8 @@ impl PromotionService {
             .into());
         }
         let target = self.target_of(&row)?;
-        let role = self.gate_role(&row.target_stage)?;
-        let digest =
-            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let role = self.gate_role(row.target_stage.as_str())?;
+        let digest = row.digest.clone();
         let approvers: Vec<String> = self
             .metadata
             .approvals(id)
@@ -1381,7 +1372,7 @@ impl PromotionService {
             PromotionWriteError::WrongState { id, state } => {
                 PromotionError::Approval(ApprovalRefusal::NotPending {
                     id,
-                    state: PromotionState::from_str(&state).unwrap_or(PromotionState::Evaluating),
+                    state: state.unwrap_or(PromotionState::Evaluating),
                 })
             }
             other => other.into(),
@@ -1411,24 +1402,23 @@ impl PromotionService {
         if complete {
             // This call completed the set and claimed the promotion (`evaluating`): decide it
             // again now, and put it back if that cannot be done.
-            row.state = PromotionState::Evaluating.as_str().into();
+            row.state = PromotionState::Evaluating;
             row.claim = Some(claim.clone());
             let outcome = self.decide(&mut row, caller).await;
             if let Err(err) = &outcome {
-                let records: Vec<AuditRecord> =
-                    match (self.target_of(&row), Digest::from_str(&row.digest)) {
-                        (Ok(repository), Ok(digest)) => vec![AuditRecord {
-                            time_millis: now_millis(),
-                            actor: Actor::system(),
-                            event: AuditEvent::PromotionReopened {
-                                promotion: row.id.clone(),
-                                repository,
-                                digest,
-                                reason: format!("the final decision could not be made: {err}"),
-                            },
-                        }],
-                        _ => Vec::new(),
-                    };
+                let records: Vec<AuditRecord> = match self.target_of(&row) {
+                    Ok(repository) => vec![AuditRecord {
+                        time_millis: now_millis(),
+                        actor: Actor::system(),
+                        event: AuditEvent::PromotionReopened {
+                            promotion: row.id.clone(),
+                            repository,
+                            digest: row.digest.clone(),
+                            reason: format!("the final decision could not be made: {err}"),
+                        },
+                    }],
+                    _ => Vec::new(),
+                };
                 if let Err(reopen) = self
                     .metadata
                     .reopen_promotion(id, Some(&claim), &records)
@@ -1460,13 +1450,15 @@ impl PromotionService {
     async fn expire_if_due(&self, row: &PromotionRow) -> Result<bool> {
         // A claimed promotion (`evaluating`) past its deadline was left by a crash or a failed
         // final decision: it expires too, so it cannot block the artifact forever.
-        let open = matches!(row.state.as_str(), "pending_approval" | "evaluating");
+        let open = matches!(
+            row.state,
+            PromotionState::PendingApproval | PromotionState::Evaluating
+        );
         if !open || row.expires_at > now_millis() {
             return Ok(false);
         }
         let target = self.target_of(row)?;
-        let digest =
-            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let digest = row.digest.clone();
         let records = [AuditRecord {
             time_millis: now_millis(),
             actor: Actor::system(),
@@ -1474,15 +1466,15 @@ impl PromotionService {
                 promotion: row.id.clone(),
                 repository: target,
                 digest,
-                state: "expired".into(),
+                state: PromotionState::Expired.to_string(),
             },
         }];
         match self
             .metadata
             .close_promotion(
                 &row.id,
-                &["pending_approval", "evaluating"],
-                "expired",
+                &[PromotionState::PendingApproval, PromotionState::Evaluating],
+                PromotionState::Expired,
                 None,
                 &records,
             )
@@ -1496,10 +1488,11 @@ impl PromotionService {
     /// Expires every overdue pending promotion (the periodic sweep).
     pub async fn expire_overdue(&self) -> Result<usize> {
         let overdue = self.metadata.expired_promotions(now_millis()).await?;
-        for row in &overdue {
-            self.expire_if_due(row).await?;
+        let count = overdue.len();
+        for row in overdue {
+            self.expire_if_due(&row?).await?;
         }
-        Ok(overdue.len())
+        Ok(count)
     }
 
     /// Reopens or cancels every promotion left `evaluating` longer than
@@ -1519,6 +1512,13 @@ impl PromotionService {
         for row in stalled {
             // One row that cannot be recovered (a stored value that no longer parses, a storage
             // error) must not hold back the others: log it and go on; the next sweep retries.
+            let row = match row {
+                Ok(row) => row,
+                Err(err) => {
+                    tracing::error!(error = %err, "a stalled promotion cannot be read");
+                    continue;
+                }
+            };
             match self.recover_one(&row).await {
                 Ok(true) => recovered += 1,
                 Ok(false) => {}
@@ -1534,8 +1534,7 @@ impl PromotionService {
     /// another decision or a cancel got to it first.
     async fn recover_one(&self, row: &PromotionRow) -> Result<bool> {
         let repository = self.target_of(row)?;
-        let digest =
-            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let digest = row.digest.clone();
         let approvals = self.metadata.approvals(&row.id).await?.len();
         let done = match stalled_recovery(approvals) {
             StalledRecovery::Reopen => {
@@ -1564,15 +1563,15 @@ impl PromotionService {
                         promotion: row.id.clone(),
                         repository,
                         digest,
-                        state: "cancelled".into(),
+                        state: PromotionState::Cancelled.to_string(),
                     },
                 }];
                 match self
                     .metadata
                     .close_promotion(
                         &row.id,
-                        &["evaluating"],
-                        "cancelled",
+                        &[PromotionState::Evaluating],
+                        PromotionState::Cancelled,
                         row.claim.as_deref(),
                         &records,
                     )
@@ -1596,26 +1595,24 @@ impl PromotionService {
     /// The tags of `row` the promotion sets: those [`check_promotion_tag`] allows (a promotion
     /// requested before that check existed may name others; they are left out, not set).
     fn settable_tags(&self, row: &PromotionRow) -> Vec<Tag> {
-        let Ok(stage) = StageName::from_str(&row.target_stage) else {
-            return Vec::new();
-        };
+        let stage = &row.target_stage;
         let channel_tags = self
             .stages
             .all()
             .iter()
-            .find(|s| s.name == stage)
+            .find(|s| s.name == *stage)
             .map(|s| s.channel_tags.clone())
             .unwrap_or_default();
         row.tags
             .iter()
-            .filter_map(|t| Tag::from_str(t).ok())
-            .filter(|t| match check_promotion_tag(t, &stage, &channel_tags) {
+            .filter(|t| match check_promotion_tag(t, stage, &channel_tags) {
                 Ok(()) => true,
                 Err(refusal) => {
                     tracing::warn!(promotion = %row.id, %refusal, "tag left out of the promotion");
                     false
                 }
             })
+            .cloned()
             .collect()
     }
 
@@ -1637,16 +1634,15 @@ impl PromotionService {
             event: AuditEvent::PromotionClosed {
                 promotion: row.id.clone(),
                 repository: self.target_of(&row)?,
-                digest: Digest::from_str(&row.digest)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                state: "cancelled".into(),
+                digest: row.digest.clone(),
+                state: PromotionState::Cancelled.to_string(),
             },
         }];
         self.metadata
             .close_promotion(
                 id,
-                &["pending_approval", "evaluating"],
-                "cancelled",
+                &[PromotionState::PendingApproval, PromotionState::Evaluating],
+                PromotionState::Cancelled,
                 None,
                 &records,
             )
@@ -1670,19 +1666,19 @@ impl PromotionService {
         if self.expire_if_due(&row).await? {
             row = self.promotion(id).await?;
         }
-        let not_pending = |state: &str| {
+        let not_pending = |state: Option<PromotionState>| {
+            let state = state.map_or("missing", PromotionState::as_str);
             PromotionError::Conflict(format!(
                 "promotion {id} is {state}, not pending_approval; only a promotion waiting for approvals can be rejected"
             ))
         };
-        if row.state != PromotionState::PendingApproval.as_str() {
-            return Err(not_pending(&row.state));
+        if row.state != PromotionState::PendingApproval {
+            return Err(not_pending(Some(row.state)));
         }
         let target = self.target_of(&row)?;
         let source = self.source_of(&row)?;
-        let digest =
-            Digest::from_str(&row.digest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let role = self.gate_role(&row.target_stage)?;
+        let digest = row.digest.clone();
+        let role = self.gate_role(row.target_stage.as_str())?;
         // An approver may change their mind: their own approval does not make them ineligible.
         let others: Vec<String> = self
             .metadata
@@ -1752,8 +1748,8 @@ impl PromotionService {
             },
         }];
         let transition = Transition {
-            from: &["pending_approval"],
-            to: PromotionState::Denied.as_str(),
+            from: &[PromotionState::PendingApproval],
+            to: PromotionState::Denied,
             required: row.approvals_required,
             claim: None,
         };
@@ -1761,10 +1757,10 @@ impl PromotionService {
             .record_decision(&record, Some(transition), &records)
             .await
             .map_err(|err| match err {
-                PromotionWriteError::WrongState { state, .. } => not_pending(&state),
+                PromotionWriteError::WrongState { state, .. } => not_pending(state),
                 other => other.into(),
             })?;
-        metrics::counter!(crate::metrics::PROMOTIONS, "stage" => row.target_stage.clone(), "outcome" => "rejected")
+        metrics::counter!(crate::metrics::PROMOTIONS, "stage" => row.target_stage.to_string(), "outcome" => "rejected")
             .increment(1);
         self.promotion(id).await
     }
@@ -1789,10 +1785,7 @@ impl PromotionService {
             })
             .transpose()?;
         self.expire_overdue().await?;
-        Ok(self
-            .metadata
-            .promotions(state.map(PromotionState::as_str), path, 200)
-            .await?)
+        Ok(self.metadata.promotions(state, path, 200).await?)
     }
 
     /// A decision record.
@@ -1911,27 +1904,26 @@ impl PromotionService {
                 // Walk back through the promotions that moved the channel: the one before the
                 // promotion of the current digest. (A second rollback keeps going back; it never
                 // returns to the release that was rolled away from.)
-                let current_text = current.to_string();
-                let promoted: Vec<&str> = history
+                let promoted: Vec<&Digest> = history
                     .iter()
                     .filter(|m| m.action == "promote")
-                    .map(|m| m.digest.as_str())
+                    .map(|m| &m.digest)
                     .collect();
                 let position = promoted
                     .iter()
-                    .rposition(|d| *d == current_text)
+                    .rposition(|d| **d == current)
                     .unwrap_or(promoted.len());
                 let previous = promoted[..position]
                     .iter()
                     .rev()
                     .copied()
-                    .find(|d| *d != current_text)
+                    .find(|d| **d != current)
                     .ok_or_else(|| {
                         PromotionError::Conflict(format!(
                             "{repo}:{channel} has no earlier digest to roll back to"
                         ))
                     })?;
-                Digest::from_str(previous).map_err(|e| StoreError::Corrupt(e.to_string()))?
+                previous.clone()
             }
         };
         if target == current {
@@ -1944,14 +1936,14 @@ impl PromotionService {
             .promotions_of(repo.path(), &target.to_string())
             .await?
             .into_iter()
-            .find(|p| p.state == "promoted" && p.target_stage == repo.stage().as_str());
+            .find(|p| p.state == PromotionState::Promoted && p.target_stage == repo.stage());
         let Some(promotion) = promoted else {
             return Err(PromotionError::Conflict(format!(
                 "{target} was never promoted into {repo}; roll back only to a digest promoted there"
             )));
         };
         let mut row = promotion.clone();
-        row.channel = Some(channel.to_string());
+        row.channel = Some(channel.clone());
         let input = input::build_rollback(self, &row, caller).await?;
         let query = self
             .gate(&repo.stage())

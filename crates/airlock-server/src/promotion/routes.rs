@@ -282,12 +282,12 @@ fn decision_view(decision: &airlock_policy::Decision) -> api::Decision {
 pub fn promotion_view(row: &PromotionRow, approvals: &[ApprovalRow]) -> api::Promotion {
     api::Promotion {
         id: row.id.clone(),
-        state: row.state.clone(),
+        state: row.state.to_string(),
         source: format!("{}/{}", row.source_stage, row.repository_path),
         target: format!("{}/{}", row.target_stage, row.repository_path),
-        digest: row.digest.clone(),
-        tags: row.tags.clone(),
-        channel: row.channel.clone(),
+        digest: row.digest.to_string(),
+        tags: row.tags.iter().map(Tag::to_string).collect(),
+        channel: row.channel.as_ref().map(Tag::to_string),
         requested_by: row.requested_by.clone(),
         approvals_required: row.approvals_required,
         approvals: approvals

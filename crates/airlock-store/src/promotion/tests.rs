@@ -5,10 +5,10 @@ use std::str::FromStr;
 use super::*;
 use crate::metadata::ManifestUpload;
 
-const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(super) const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// A stored image `repo@digest` with one config blob; returns its digest.
-async fn image(meta: &Metadata, repo: &RepoName, seed: &str) -> Digest {
+pub(super) async fn image(meta: &Metadata, repo: &RepoName, seed: &str) -> Digest {
     let config = format!("{{\"seed\":\"{seed}\"}}");
     let config_digest = Digest::sha256_of(config.as_bytes());
     meta.commit_blob(repo, &config_digest, config.len() as u64, &[])
@@ -36,16 +36,16 @@ async fn image(meta: &Metadata, repo: &RepoName, seed: &str) -> Digest {
     digest
 }
 
-fn promotion(id: &str, digest: &Digest) -> PromotionRow {
+pub(super) fn promotion(id: &str, digest: &Digest) -> PromotionRow {
     PromotionRow {
         id: id.into(),
         repository_path: "team/app".into(),
-        digest: digest.to_string(),
-        source_stage: "dev".into(),
-        target_stage: "staging".into(),
-        tags: vec!["1.0".into()],
+        digest: digest.clone(),
+        source_stage: "dev".parse().unwrap(),
+        target_stage: "staging".parse().unwrap(),
+        tags: vec!["1.0".parse().unwrap()],
         channel: None,
-        state: "evaluating".into(),
+        state: airlock_core::PromotionState::Evaluating,
         requested_by: "rita".into(),
         requester: "{}".into(),
         approvals_required: 0,
@@ -138,7 +138,7 @@ async fn a_promotion_decided_under_an_older_keyring_or_before_a_quarantine_is_re
         assert!(meta.manifest(&target, &digest).await.unwrap().is_none());
         assert_eq!(
             meta.promotion("prm_1").await.unwrap().unwrap().state,
-            "evaluating"
+            PromotionState::Evaluating
         );
         // Decided under the current keyring: promoted, by rows only.
         meta.promote(&write(0), &[]).await.unwrap();
@@ -151,7 +151,7 @@ async fn a_promotion_decided_under_an_older_keyring_or_before_a_quarantine_is_re
         );
         assert_eq!(
             meta.promotion("prm_1").await.unwrap().unwrap().state,
-            "promoted"
+            PromotionState::Promoted
         );
     }
 }
@@ -205,7 +205,7 @@ async fn a_tag_another_promotion_took_is_refused_inside_the_transaction() {
 
 /// A write promoting `digest` from dev to staging under `claim`, with `attestation` (another
 /// stored image standing in) tagged `att_tag` in the target.
-async fn write_for(
+pub(super) async fn write_for(
     meta: &Metadata,
     id: &str,
     digest: &Digest,
@@ -259,8 +259,8 @@ async fn only_the_decision_holding_the_claim_promotes_and_a_cancel_stops_it() {
             created_at: 0,
         };
         let to_pending = Transition {
-            from: &["evaluating"],
-            to: "pending_approval",
+            from: &[PromotionState::Evaluating],
+            to: PromotionState::PendingApproval,
             required: 1,
             claim: Some("claim-prm_1"),
         };
@@ -273,7 +273,7 @@ async fn only_the_decision_holding_the_claim_promotes_and_a_cancel_stops_it() {
             .unwrap();
         assert!(complete);
         let claimed = meta.promotion("prm_1").await.unwrap().unwrap();
-        assert_eq!(claimed.state, "evaluating");
+        assert_eq!(claimed.state, PromotionState::Evaluating);
         assert_eq!(claimed.claim.as_deref(), Some("claim-a"));
         assert!(claimed.evaluating_since.is_some());
 
@@ -296,8 +296,8 @@ async fn only_the_decision_holding_the_claim_promotes_and_a_cancel_stops_it() {
             Err(PromotionWriteError::ClaimLost { .. })
         ));
         let stale_decision = Transition {
-            from: &["evaluating"],
-            to: "evaluating",
+            from: &[PromotionState::Evaluating],
+            to: PromotionState::Evaluating,
             required: 1,
             claim: Some("claim-a"),
         };
@@ -307,16 +307,22 @@ async fn only_the_decision_holding_the_claim_promotes_and_a_cancel_stops_it() {
             Err(PromotionWriteError::ClaimLost { .. })
         ));
         assert!(matches!(
-            meta.close_promotion("prm_1", &["evaluating"], "cancelled", Some("claim-a"), &[])
-                .await,
+            meta.close_promotion(
+                "prm_1",
+                &[PromotionState::Evaluating],
+                PromotionState::Cancelled,
+                Some("claim-a"),
+                &[]
+            )
+            .await,
             Err(PromotionWriteError::ClaimLost { .. })
         ));
 
         // An access-admin cancels it while claim-b's decision runs: that decision cannot promote.
         meta.close_promotion(
             "prm_1",
-            &["pending_approval", "evaluating"],
-            "cancelled",
+            &[PromotionState::PendingApproval, PromotionState::Evaluating],
+            PromotionState::Cancelled,
             None,
             &[],
         )
@@ -325,7 +331,7 @@ async fn only_the_decision_holding_the_claim_promotes_and_a_cancel_stops_it() {
         let current = write_for(&meta, "prm_1", &digest, &attestation, "claim-b", None).await;
         assert!(matches!(
             meta.promote(&current, &[]).await,
-            Err(PromotionWriteError::WrongState { ref state, .. }) if state == "cancelled"
+            Err(PromotionWriteError::WrongState { ref state, .. }) if *state == Some(PromotionState::Cancelled)
         ));
         assert!(meta.manifest(&target, &digest).await.unwrap().is_none());
         let closed = meta.promotion("prm_1").await.unwrap().unwrap();
@@ -350,7 +356,7 @@ async fn stalled_promotions_are_those_evaluating_since_the_cutoff() {
             .await
             .unwrap()
             .into_iter()
-            .map(|p| p.id)
+            .map(|p| p.unwrap().id)
             .collect();
         assert_eq!(found, ["prm_old"]);
     }
@@ -510,7 +516,7 @@ async fn a_promotion_whose_artifact_left_the_source_is_refused() {
         );
         assert_eq!(
             meta.promotion("prm_1").await.unwrap().unwrap().state,
-            "evaluating"
+            PromotionState::Evaluating
         );
     }
 }
