@@ -39,6 +39,20 @@ pub enum StoreError {
         /// The key's id.
         key_id: String,
     },
+    /// A `server_keys` row is not authenticated by its MAC: it was added or changed by someone
+    /// who could write the database but has no key-encryption key, or the KEK is another one.
+    /// The key is never used. Names the row, never its bytes.
+    #[error(
+        "the stored {purpose} key {key_id} is refused: {reason}. The server_keys row was added or changed outside airlock (by someone with write access to the database but not the key-encryption key), or key_encryption_key_file is not the file the keys were sealed with. Restore the database from a backup taken before the change (docs/operations.md, Recovery), or point key_encryption_key_file (AIRLOCK_KEY_ENCRYPTION_KEY_FILE) at the original KEK file"
+    )]
+    ServerKeyUnauthenticated {
+        /// `log`, `token` or `attestation`.
+        purpose: &'static str,
+        /// The key's id (at most 64 characters of it).
+        key_id: String,
+        /// What is wrong with the row.
+        reason: &'static str,
+    },
     /// A stored value could not be read back (corruption or a manual edit).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),

@@ -12,6 +12,10 @@
 //!   checkpoints under the same origin whatever its `audit.origin` says. Later starts load the
 //!   stored keys; key files in the data directory that differ from them are ignored with a
 //!   warning naming them (identical copies are fine).
+//! - Every stored row is authenticated by its MAC (`airlock_store`'s `server_keys`) and every
+//!   current key's public half must be its private half's: a row changed or added without the
+//!   KEK refuses the start, naming the row. Rows an earlier release stored without MACs get them
+//!   once, at the first start after the upgrade, recorded as `server_key.authenticated`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -74,17 +78,40 @@ pub async fn open(
         .as_ref()
         .ok_or(kek::KekError::NotConfigured)?;
     let kek = kek::read(path)?;
-    let mut set = metadata.server_keys(&kek).await?;
+    // A log without its first checkpoint may hold no entry (the audit log refuses to sign on
+    // top of one): on a new log what happens now is recorded once it is open.
+    let log_started = metadata.audit_table_counts(0).await?.checkpoints > 0;
     let mut deferred_audit = Vec::new();
+    let authenticated = metadata
+        .authenticate_server_keys(&kek, |count| {
+            let record = AuditRecord {
+                time_millis: now_millis(),
+                actor: Actor::system(),
+                event: AuditEvent::ServerKeyAuthenticated {
+                    count: count as u64,
+                },
+            };
+            if log_started {
+                vec![record]
+            } else {
+                deferred_audit.push(record);
+                Vec::new()
+            }
+        })
+        .await?;
+    if authenticated > 0 {
+        tracing::warn!(
+            count = authenticated,
+            "gave the {authenticated} keys an earlier release stored in the database their MACs: they are trusted as found (docs/operations.md, \"Keys shared by replicas\")"
+        );
+    }
+    let mut set = load_checked(metadata, &kek).await?;
     let missing: Vec<KeyPurpose> = KeyPurpose::ALL
         .into_iter()
         .filter(|p| set.current(*p).is_none())
         .collect();
     if !missing.is_empty() {
         let (records, audit) = candidates(&missing, &config.data_dir, metadata, origin).await?;
-        // A log without its first checkpoint may hold no entry (the audit log refuses to sign
-        // on top of one): on a new log the imports are recorded once it is open.
-        let log_started = metadata.audit_table_counts(0).await?.checkpoints > 0;
         let in_transaction: &[(KeyPurpose, AuditRecord)] = if log_started { &audit } else { &[] };
         let installed = metadata
             .install_server_keys(&kek, &records, in_transaction)
@@ -94,13 +121,14 @@ pub async fn open(
             tracing::info!(key = %purpose, imported, "stored airlock's {purpose} key in the database, sealed under the key-encryption key");
         }
         if !log_started {
-            deferred_audit = audit
-                .into_iter()
-                .filter(|(p, _)| installed.contains(p))
-                .map(|(_, record)| record)
-                .collect();
+            deferred_audit.extend(
+                audit
+                    .into_iter()
+                    .filter(|(p, _)| installed.contains(p))
+                    .map(|(_, record)| record),
+            );
         }
-        set = metadata.server_keys(&kek).await?;
+        set = load_checked(metadata, &kek).await?;
     }
     warn_about_other_files(&config.data_dir, &set);
     let log = log_key(&set)?;
@@ -123,6 +151,16 @@ pub async fn open(
         shared: Some(shared),
         deferred_audit,
     })
+}
+
+/// The stored keys, each row authenticated and each current key's public half checked.
+async fn load_checked(
+    metadata: &Metadata,
+    kek: &airlock_store::KeyEncryptionKey,
+) -> Result<ServerKeySet, ServerKeyError> {
+    let set = metadata.server_keys(kek).await?;
+    super::shared::check_public_halves(&set)?;
+    Ok(set)
 }
 
 fn log_key(set: &ServerKeySet) -> Result<LogKey, ServerKeyError> {
