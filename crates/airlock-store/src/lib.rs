@@ -47,7 +47,8 @@ pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};
 pub use backup::{ReferencedBlob, blobs_gone_live, drop_unreferenced_blobs, snapshot_sqlite};
 pub use blobs::{
     BlobCopy, BlobRange, BlobStore, ByteStream, CREDENTIAL_VARIABLES, ChunkWriteError,
-    REDIRECT_TTL_SECS, S3Location, S3LocationError, S3Options, StoredBlobFile, local_blob_file,
+    LOG_IDENTITY_PATH, REDIRECT_TTL_SECS, S3Location, S3LocationError, S3Options, StoredBlobFile,
+    local_blob_file,
 };
 pub use catalog::TagRow;
 pub use engine::{Backend, DatabaseBusy, DatabaseLocation, POSTGRES_TIMEOUTS, redact_url};

@@ -16,17 +16,20 @@
 //!   current key's public half must be its private half's: a row changed or added without the
 //!   KEK refuses the start, naming the row. Rows an earlier release stored without MACs get them
 //!   once, at the first start after the upgrade, recorded as `server_key.authenticated`.
+//! - The blob store records the log's identity (`log_identity.rs`): a database without a log
+//!   key over a blob store that names one, or a log key another than the one it names, refuses
+//!   the start instead of starting a new log.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use airlock_audit::LogKey;
 use airlock_core::{Actor, AuditEvent, AuditRecord};
-use airlock_store::{KeyPurpose, Metadata, ServerKeyRecord, ServerKeySet, now_millis};
+use airlock_store::{BlobStore, KeyPurpose, Metadata, ServerKeyRecord, ServerKeySet, now_millis};
 
 use super::files::{KeyFiles, created_at};
 use super::shared::SharedKeys;
-use super::{AttestationKeys, ServerKeyError, TokenKeys, attestation, kek, token};
+use super::{AttestationKeys, ServerKeyError, TokenKeys, attestation, kek, log_identity, token};
 use crate::config::Config;
 use crate::identity::service::{TOKEN_ISSUER, TOKEN_SERVICE};
 
@@ -53,6 +56,7 @@ pub struct OpenedKeys {
 pub async fn open(
     config: &Config,
     metadata: &Metadata,
+    blobs: &BlobStore,
     origin: &str,
 ) -> Result<OpenedKeys, ServerKeyError> {
     let shared_database = matches!(
@@ -78,6 +82,8 @@ pub async fn open(
         .as_ref()
         .ok_or(kek::KekError::NotConfigured)?;
     let kek = kek::read(path)?;
+    // Read before the keys: see `log_identity`.
+    let marker = log_identity::read(blobs).await?;
     // A log without its first checkpoint may hold no entry (the audit log refuses to sign on
     // top of one): on a new log what happens now is recorded once it is open.
     let log_started = metadata.audit_table_counts(0).await?.checkpoints > 0;
@@ -110,6 +116,9 @@ pub async fn open(
         .into_iter()
         .filter(|p| set.current(*p).is_none())
         .collect();
+    if missing.contains(&KeyPurpose::Log) {
+        log_identity::refuse_if_marked(marker.as_ref())?;
+    }
     if !missing.is_empty() {
         let (records, audit) = candidates(&missing, &config.data_dir, metadata, origin).await?;
         let in_transaction: &[(KeyPurpose, AuditRecord)] = if log_started { &audit } else { &[] };
@@ -132,6 +141,7 @@ pub async fn open(
     }
     warn_about_other_files(&config.data_dir, &set);
     let log = log_key(&set)?;
+    log_identity::settle(blobs, marker.as_ref(), &log).await?;
     if let Some(configured) = &config.audit.origin
         && configured != log.origin()
     {
