@@ -53,6 +53,17 @@ pub enum StoreError {
         /// What is wrong with the row.
         reason: &'static str,
     },
+    /// The policy bundle in use changed (another replica activated another one) while a
+    /// decision was being made with the previous one: the decision was not recorded.
+    #[error(
+        "the decision was made with policy bundle {decided}, but the bundle in use is now {active} (another replica loaded it meanwhile); nothing was recorded: retry"
+    )]
+    PolicyMoved {
+        /// The bundle the decision was made with.
+        decided: String,
+        /// The bundle in use.
+        active: String,
+    },
     /// A stored value could not be read back (corruption or a manual edit).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
