@@ -64,6 +64,14 @@ pub enum StoreError {
         /// The bundle in use.
         active: String,
     },
+    /// A cross-replica lock's connection did not answer in time: the lock counts as lost.
+    #[error(
+        "the database connection holding a cross-replica lock did not answer within {secs} s; the lock counts as lost (check the database's health and the network to it)"
+    )]
+    LockTimedOut {
+        /// The time limit, in seconds.
+        secs: u64,
+    },
     /// A stored value could not be read back (corruption or a manual edit).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
