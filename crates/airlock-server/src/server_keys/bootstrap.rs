@@ -238,6 +238,16 @@ async fn candidates(
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                         let counts = metadata.audit_table_counts(0).await?;
                         if counts.entries > 0 || counts.checkpoints > 0 {
+                            // A replica starting at the same moment may have stored its log key
+                            // and begun the log since this one read the keys: that key is the
+                            // log's, loaded after the install.
+                            if metadata
+                                .current_server_public_key(KeyPurpose::Log, None)
+                                .await?
+                                .is_some()
+                            {
+                                continue;
+                            }
                             return Err(ServerKeyError::LogKeyMissing {
                                 data_dir: data_dir.to_path_buf(),
                             });
@@ -381,5 +391,45 @@ fn warn_about_other_files(data_dir: &Path, set: &ServerKeySet) {
         if !same {
             tracing::warn!(file = %path.display(), stored = stored.unwrap_or(""), "ignoring {name} in the data directory: it is not the {purpose} key stored in the database, which every replica uses (move the file away to silence this; see docs/operations.md, \"Keys shared by replicas\")");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two replicas start together on an empty database: the other one stores its log key and
+    /// begins the log (a checkpoint) after this one read no keys. This one must not take the
+    /// log for one whose key is missing: it makes no log key, and loads the other's.
+    #[tokio::test]
+    async fn a_log_begun_by_a_replica_starting_together_is_not_a_missing_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let metadata = Metadata::open_sqlite(&dir.path().join("m.db"))
+            .await
+            .unwrap();
+        let kek = airlock_store::KeyEncryptionKey::new([4; 32]);
+        let other = LogKey::generate("airlock/other").unwrap();
+        let record = ServerKeyRecord {
+            purpose: KeyPurpose::Log,
+            key_id: log_key_id(&other),
+            public_key: other.verifier_key().to_string(),
+            private_key: Some(other.private_text().to_string()),
+            created_at: 1,
+            retired_at: None,
+            accepted_until: None,
+        };
+        metadata
+            .install_server_keys(&kek, &[record], &[])
+            .await
+            .unwrap();
+        crate::audit::AuditLog::open_with_key(metadata.clone(), other)
+            .await
+            .unwrap();
+        assert!(metadata.audit_table_counts(0).await.unwrap().checkpoints > 0);
+
+        let (records, audit) = candidates(&[KeyPurpose::Log], dir.path(), &metadata, "airlock/me")
+            .await
+            .unwrap();
+        assert!(records.is_empty() && audit.is_empty(), "{records:?}");
     }
 }
