@@ -496,15 +496,30 @@ async fn verify_offline(args: &VerifyArgs, dir: &Path) -> Result<u8> {
         Some(value) => read_key_arg(value)?,
         // On PostgreSQL the log key lives in the database; its public half is stored in clear.
         None if postgres.is_some() => {
+            // With the key-encryption key at hand the row's MAC is checked: a public key
+            // swapped in the database is refused rather than trusted.
+            let kek = match std::env::var_os("AIRLOCK_KEY_ENCRYPTION_KEY_FILE") {
+                Some(path) if !path.is_empty() => Some(
+                    airlock_server::server_keys::kek::read(Path::new(&path))
+                        .context("AIRLOCK_KEY_ENCRYPTION_KEY_FILE")?,
+                ),
+                _ => None,
+            };
             let Some(stored) = metadata
-                .current_server_public_key(airlock_store::KeyPurpose::Log)
+                .current_server_public_key(airlock_store::KeyPurpose::Log, kek.as_ref())
                 .await?
             else {
                 bail!("the database holds no log key; pass --log-key");
             };
-            eprintln!(
-                "warning: using the log key stored in the database; pin the published key with --log-key"
-            );
+            if kek.is_none() {
+                eprintln!(
+                    "warning: using the log key stored in the database, unauthenticated; pin the published key with --log-key (or set AIRLOCK_KEY_ENCRYPTION_KEY_FILE to check the stored key's MAC)"
+                );
+            } else {
+                eprintln!(
+                    "warning: using the log key stored in the database (its MAC checked); pin the published key with --log-key"
+                );
+            }
             stored
         }
         None => {

@@ -476,6 +476,12 @@ pub enum AuditEvent {
         /// The file it came from (its name in the data directory).
         file: String,
     },
+    /// airlock's keys stored in the shared database by a release before row MACs were given
+    /// their MACs, once, at the first start after the upgrade (they are trusted as found).
+    ServerKeyAuthenticated {
+        /// How many stored keys (current and retired) were given a MAC.
+        count: u64,
+    },
     /// A signature or attestation arrived and was verified or rejected.
     EvidenceRecorded {
         /// Where it arrived.
@@ -642,6 +648,7 @@ impl AuditEvent {
             Self::KeyUpdated { .. } => "key.updated",
             Self::ServerKeyRotated { .. } => "server_key.rotated",
             Self::ServerKeyImported { .. } => "server_key.imported",
+            Self::ServerKeyAuthenticated { .. } => "server_key.authenticated",
             Self::EvidenceRecorded { status, .. } if status == "verified" => "evidence.verified",
             Self::EvidenceRecorded { .. } => "evidence.rejected",
             Self::EvidenceReverified { .. } => "evidence.reverified",
@@ -741,6 +748,7 @@ impl AuditEvent {
             Self::ServerKeyImported { key, key_id, .. } => {
                 json!({"kind": "server_key", "id": key_id, "name": key})
             }
+            Self::ServerKeyAuthenticated { .. } => json!({"kind": "server_key"}),
             Self::EvidenceRecorded {
                 repository,
                 subject,
@@ -954,6 +962,7 @@ impl AuditEvent {
             } => json!({"old_key_id": old_key_id, "new_key_id": new_key_id,
                         "old_accepted_until": old_accepted_until_millis.map(rfc3339_millis)}),
             Self::ServerKeyImported { file, .. } => json!({"file": file}),
+            Self::ServerKeyAuthenticated { count } => json!({"count": count}),
             Self::EvidenceRecorded {
                 item,
                 format,

@@ -306,7 +306,8 @@ pub async fn serve(
             &uuid::Uuid::new_v4().simple().to_string()[..16]
         )
     });
-    let mut keys = crate::server_keys::open(&config, registry.metadata(), &origin).await?;
+    let mut keys =
+        crate::server_keys::open(&config, registry.metadata(), registry.blobs(), &origin).await?;
     let audit = Arc::new(match keys.log.take() {
         Some(key) => AuditLog::open_with_key(registry.metadata().clone(), key).await?,
         None => AuditLog::open(registry.metadata().clone(), &config.data_dir, &origin).await?,

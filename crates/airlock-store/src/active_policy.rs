@@ -34,6 +34,31 @@ impl Metadata {
     }
 }
 
+/// Checks, inside the transaction `tx` that records a decision, that the policy bundle it was
+/// decided with (`decided`) is still the one in use: another replica may have activated a new
+/// bundle between the decision's check and its write. Decisions not made by the policy (`query`
+/// empty, such as a reviewer's rejection) and databases with no bundle recorded pass.
+pub(crate) async fn check_decided_with_active(
+    tx: &mut sqlx::AnyConnection,
+    decided: &str,
+    query: &str,
+) -> Result<(), StoreError> {
+    if query.is_empty() {
+        return Ok(());
+    }
+    let active: Option<String> =
+        sqlx::query_scalar("SELECT digest FROM active_policy WHERE id = 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    match active {
+        Some(active) if active != decided => Err(StoreError::PolicyMoved {
+            decided: decided.to_string(),
+            active,
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::Metadata;
@@ -83,5 +108,48 @@ mod tests {
             meta.active_bundle().await.unwrap().as_deref(),
             Some("sha256:aa")
         );
+    }
+
+    fn decision(id: &str, bundle: &str, query: &str) -> crate::DecisionRow {
+        crate::DecisionRow {
+            id: id.into(),
+            promotion_id: None,
+            action: "rollback".into(),
+            query: query.into(),
+            bundle_digest: bundle.into(),
+            input: "{}".into(),
+            result: "{}".into(),
+            allowed: false,
+            created_at: 1,
+        }
+    }
+
+    /// A decision made with a bundle that is no longer the active one is refused in its own
+    /// transaction (nothing recorded); one made with the active bundle, or not by the policy,
+    /// is recorded.
+    #[tokio::test]
+    async fn a_decision_is_recorded_only_with_the_active_bundle() {
+        for meta in crate::testing::engines().await {
+            meta.activate_bundle("sha256:aa").await.unwrap();
+            meta.activate_bundle("sha256:bb").await.unwrap();
+            let stale = decision("dec_stale", "sha256:aa", "data.airlock.gates.prod");
+            match meta.record_decision(&stale, None, &[]).await {
+                Err(crate::PromotionWriteError::Store(crate::StoreError::PolicyMoved {
+                    decided,
+                    active,
+                })) => assert_eq!(
+                    (decided.as_str(), active.as_str()),
+                    ("sha256:aa", "sha256:bb")
+                ),
+                other => panic!("expected PolicyMoved, got {other:?}"),
+            }
+            assert!(meta.decision("dec_stale").await.unwrap().is_none());
+            let current = decision("dec_current", "sha256:bb", "data.airlock.gates.prod");
+            meta.record_decision(&current, None, &[]).await.unwrap();
+            assert!(meta.decision("dec_current").await.unwrap().is_some());
+            let rejected = decision("dec_reject", "sha256:aa", "");
+            meta.record_decision(&rejected, None, &[]).await.unwrap();
+            assert!(meta.decision("dec_reject").await.unwrap().is_some());
+        }
     }
 }

@@ -39,6 +39,39 @@ pub enum StoreError {
         /// The key's id.
         key_id: String,
     },
+    /// A `server_keys` row is not authenticated by its MAC: it was added or changed by someone
+    /// who could write the database but has no key-encryption key, or the KEK is another one.
+    /// The key is never used. Names the row, never its bytes.
+    #[error(
+        "the stored {purpose} key {key_id} is refused: {reason}. The server_keys row was added or changed outside airlock (by someone with write access to the database but not the key-encryption key), or key_encryption_key_file is not the file the keys were sealed with. Restore the database from a backup taken before the change (docs/operations.md, Recovery), or point key_encryption_key_file (AIRLOCK_KEY_ENCRYPTION_KEY_FILE) at the original KEK file"
+    )]
+    ServerKeyUnauthenticated {
+        /// `log`, `token` or `attestation`.
+        purpose: &'static str,
+        /// The key's id (at most 64 characters of it).
+        key_id: String,
+        /// What is wrong with the row.
+        reason: &'static str,
+    },
+    /// The policy bundle in use changed (another replica activated another one) while a
+    /// decision was being made with the previous one: the decision was not recorded.
+    #[error(
+        "the decision was made with policy bundle {decided}, but the bundle in use is now {active} (another replica loaded it meanwhile); nothing was recorded: retry"
+    )]
+    PolicyMoved {
+        /// The bundle the decision was made with.
+        decided: String,
+        /// The bundle in use.
+        active: String,
+    },
+    /// A cross-replica lock's connection did not answer in time: the lock counts as lost.
+    #[error(
+        "the database connection holding a cross-replica lock did not answer within {secs} s; the lock counts as lost (check the database's health and the network to it)"
+    )]
+    LockTimedOut {
+        /// The time limit, in seconds.
+        secs: u64,
+    },
     /// A stored value could not be read back (corruption or a manual edit).
     #[error("corrupt metadata: {0}")]
     Corrupt(String),

@@ -51,7 +51,8 @@ pub use backup::{
 };
 pub use blobs::{
     BlobCopy, BlobRange, BlobStore, ByteStream, CREDENTIAL_VARIABLES, ChunkWriteError,
-    REDIRECT_TTL_SECS, S3Location, S3LocationError, S3Options, StagedObject, StoredBlobFile,
+    LOG_IDENTITY_PATH, REDIRECT_TTL_SECS, S3Location, S3LocationError, S3Options, StagedObject,
+    StoredBlobFile,
     local_blob_file,
 };
 pub use catalog::TagRow;

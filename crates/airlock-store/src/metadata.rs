@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 21] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 22] = [
         (
             1,
             "registry",
@@ -157,6 +157,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "gc cleared, chunk attempts",
             include_str!("../migrations/0021_gc_cleared_chunk_attempts.sql"),
             include_str!("../migrations/postgres/0021_gc_cleared_chunk_attempts.sql"),
+        ),
+        (
+            22,
+            "server key macs",
+            include_str!("../migrations/0022_server_key_macs.sql"),
+            include_str!("../migrations/postgres/0022_server_key_macs.sql"),
         ),
     ];
     Migrator::with_migrations(

@@ -608,6 +608,12 @@ impl Metadata {
             .execute(&mut *tx)
             .await?;
         }
+        crate::active_policy::check_decided_with_active(
+            &mut tx,
+            &decision.bundle_digest,
+            &decision.query,
+        )
+        .await?;
         insert_decision(&mut tx, decision).await?;
         let index = append(&mut tx, records).await?;
         tx.commit().await?;

@@ -7,16 +7,24 @@
 //! the connection is gone: at once for a closed socket, and within about 11 s for a silent peer
 //! (the connection sets TCP keepalives of 5 s idle, 2 s interval, 3 probes). The lock is never
 //! waited for: [`SessionLock::hold`] tries, and the caller tries again next round. A holder checks
-//! its connection each time it asks, and counts the lock as lost when the connection fails.
+//! its connection each time it asks, and counts the lock as lost when the connection fails or
+//! does not answer within [`LOCK_QUERY_TIMEOUT`] (a hung connection never blocks its caller: the
+//! connection is dropped, and the next call opens a new one).
 //!
 //! On the embedded SQLite database one process serves the data directory, so it always holds
 //! every lock; callers keep their in-process exclusion for work within the process.
+
+use std::time::Duration;
 
 use sqlx::{AnyConnection, Executor};
 
 use crate::engine::Backend;
 use crate::error::StoreError;
 use crate::metadata::Metadata;
+
+/// The longest a lock's connection may take to answer (to connect, take or check the lock, or
+/// release it): past it the lock counts as lost ([`StoreError::LockTimedOut`]).
+pub const LOCK_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a [`SessionLock`] guards. Each has a fixed advisory-lock key, distinct from the writer
 /// lock's (`engine::WRITER_LOCK_KEY`) and from one another.
@@ -48,6 +56,8 @@ pub struct SessionLock {
     /// PostgreSQL: the lock's own connection, kept between attempts.
     connection: Option<AnyConnection>,
     held: bool,
+    /// How long one query on the lock's connection may take ([`LOCK_QUERY_TIMEOUT`]).
+    timeout: Duration,
 }
 
 impl Metadata {
@@ -58,6 +68,7 @@ impl Metadata {
             key,
             connection: None,
             held: false,
+            timeout: LOCK_QUERY_TIMEOUT,
         }
     }
 }
@@ -71,7 +82,13 @@ impl SessionLock {
             self.held = true;
             return Ok(true);
         }
-        let outcome = self.hold_postgres().await;
+        let timeout = self.timeout;
+        let outcome = match tokio::time::timeout(timeout, self.hold_postgres()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(StoreError::LockTimedOut {
+                secs: timeout.as_secs(),
+            }),
+        };
         if outcome.is_err() {
             // The connection's session, and with it the lock, is gone or unusable.
             self.connection = None;
@@ -125,13 +142,18 @@ impl SessionLock {
     pub async fn release(&mut self) {
         let held = std::mem::replace(&mut self.held, false);
         if let Some(mut connection) = self.connection.take() {
-            if held {
-                let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-                    .bind(self.key.advisory_key())
-                    .execute(&mut connection)
-                    .await;
-            }
-            let _ = sqlx::Connection::close(connection).await;
+            let key = self.key.advisory_key();
+            // A hung connection is dropped instead (the server frees the lock when it notices).
+            let _ = tokio::time::timeout(self.timeout, async move {
+                if held {
+                    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                        .bind(key)
+                        .execute(&mut connection)
+                        .await;
+                }
+                let _ = sqlx::Connection::close(connection).await;
+            })
+            .await;
         }
     }
 }
@@ -178,6 +200,39 @@ mod tests {
                     assert!(taken, "a dropped claim's lock is freed");
                 }
             }
+        }
+    }
+
+    /// A lock connection that does not answer in time counts as lost: the call returns
+    /// [`StoreError::LockTimedOut`] instead of waiting, the claim holds nothing, and the next
+    /// call (in time) takes the lock again on a new connection.
+    #[tokio::test]
+    async fn a_lock_connection_that_does_not_answer_in_time_is_lost() {
+        for meta in crate::testing::engines().await {
+            if meta.backend() != Backend::Postgres {
+                continue;
+            }
+            let mut claim = meta.session_lock(SessionLockKey::Leader);
+            assert!(claim.hold().await.unwrap());
+            // No query answers within a nanosecond.
+            claim.timeout = Duration::from_nanos(1);
+            assert!(matches!(
+                claim.hold().await,
+                Err(StoreError::LockTimedOut { .. })
+            ));
+            assert!(!claim.held());
+            assert!(claim.connection.is_none(), "the hung connection is dropped");
+            claim.timeout = LOCK_QUERY_TIMEOUT;
+            let mut taken = false;
+            for _ in 0..50 {
+                if claim.hold().await.unwrap() {
+                    taken = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(taken, "taken again once its old connection is gone");
+            claim.release().await;
         }
     }
 }

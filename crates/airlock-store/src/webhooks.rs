@@ -446,52 +446,59 @@ impl Metadata {
         Ok(released)
     }
 
-    /// Records an attempt's outcome and releases the lease.
+    /// Records an attempt's outcome and releases the lease, if `owner` (the replica id it
+    /// claimed the delivery with) still holds the lease. Returns whether it did: `false` when
+    /// the lease ran out and another replica claimed the delivery (that replica's attempt
+    /// decides), or the delivery is no longer pending; nothing is written then.
     pub async fn finish_delivery(
         &self,
         id: i64,
+        owner: &str,
         outcome: &AttemptOutcome,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let now = now_millis();
-        match outcome {
-            AttemptOutcome::Delivered { status } => {
-                sqlx::query(
+        let updated =
+            match outcome {
+                AttemptOutcome::Delivered { status } => sqlx::query(
                     "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1,
-                       last_status = $1, last_error = NULL, delivered_at = $2, lease_until = NULL
-                     WHERE id = $3 AND status = 'pending'",
+                       last_status = $1, last_error = NULL, delivered_at = $2, lease_until = NULL,
+                       lease_owner = NULL
+                     WHERE id = $3 AND status = 'pending' AND lease_owner = $4",
                 )
                 .bind(i64::from(*status))
                 .bind(now)
                 .bind(id)
+                .bind(owner)
                 .execute(&mut *tx)
-                .await?;
-            }
-            AttemptOutcome::Failed {
-                status,
-                error,
-                retry_at,
-            } => {
-                sqlx::query(
-                    "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1,
-                       last_status = $2, last_error = $3, next_attempt_at = $4, lease_until = NULL
-                     WHERE id = $5 AND status = 'pending'",
-                )
-                .bind(if retry_at.is_some() {
-                    "pending"
-                } else {
-                    "dead"
-                })
-                .bind(status.map(i64::from))
-                .bind(error)
-                .bind(retry_at.unwrap_or(now))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
+                .await?,
+                AttemptOutcome::Failed {
+                    status,
+                    error,
+                    retry_at,
+                } => {
+                    sqlx::query(
+                        "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1,
+                       last_status = $2, last_error = $3, next_attempt_at = $4, lease_until = NULL,
+                       lease_owner = NULL
+                     WHERE id = $5 AND status = 'pending' AND lease_owner = $6",
+                    )
+                    .bind(if retry_at.is_some() {
+                        "pending"
+                    } else {
+                        "dead"
+                    })
+                    .bind(status.map(i64::from))
+                    .bind(error)
+                    .bind(retry_at.unwrap_or(now))
+                    .bind(id)
+                    .bind(owner)
+                    .execute(&mut *tx)
+                    .await?
+                }
+            };
         tx.commit().await?;
-        Ok(())
+        Ok(updated.rows_affected() == 1)
     }
 
     /// Deliveries to `endpoint_id`, newest first, optionally of one status.
@@ -802,7 +809,7 @@ mod tests {
                 error: "boom".into(),
                 retry_at: None,
             };
-            meta.finish_delivery(first, &dead).await.unwrap();
+            assert!(meta.finish_delivery(first, "test", &dead).await.unwrap());
             let next = meta
                 .claim_due_deliveries("test", now, now + 60_000, 10)
                 .await
@@ -816,6 +823,65 @@ mod tests {
                 .unwrap();
             assert_eq!(listed.len(), 1);
             assert_eq!(listed[0].last_error.as_deref(), Some("boom"));
+        }
+    }
+
+    /// A replica whose lease ran out and whose delivery another replica claimed cannot record
+    /// its outcome: the finish reports the lost lease and writes nothing; the holder's does.
+    #[tokio::test]
+    async fn only_the_lease_holder_finishes_a_delivery() {
+        for meta in store().await {
+            let endpoint = endpoint(&meta, "push.*").await;
+            meta.record_events(&[refused("prod/a/one")]).await.unwrap();
+            let now = now_millis();
+            let slow = meta
+                .claim_due_deliveries("replica-a", now, now + 1, 1)
+                .await
+                .unwrap();
+            // The lease has run out: replica-b claims the same delivery.
+            let later = now + 10;
+            let fast = meta
+                .claim_due_deliveries("replica-b", later, later + 60_000, 1)
+                .await
+                .unwrap();
+            assert_eq!((slow.len(), fast.len()), (1, 1));
+            assert_eq!(slow[0].id, fast[0].id);
+            let id = slow[0].id;
+            let failed = AttemptOutcome::Failed {
+                status: Some(500),
+                error: "late".into(),
+                retry_at: None,
+            };
+            assert!(
+                !meta
+                    .finish_delivery(id, "replica-a", &failed)
+                    .await
+                    .unwrap()
+            );
+            let pending = meta
+                .deliveries(endpoint.id, Some("pending"), 10)
+                .await
+                .unwrap();
+            assert_eq!(pending.len(), 1, "the lost lease wrote nothing");
+            assert_eq!(pending[0].attempts, 0);
+            assert!(
+                meta.finish_delivery(id, "replica-b", &AttemptOutcome::Delivered { status: 204 })
+                    .await
+                    .unwrap()
+            );
+            let delivered = meta
+                .deliveries(endpoint.id, Some("delivered"), 10)
+                .await
+                .unwrap();
+            assert_eq!(delivered.len(), 1);
+            assert_eq!(delivered[0].last_status, Some(204));
+            // Finished: a second finish by anyone changes nothing.
+            assert!(
+                !meta
+                    .finish_delivery(id, "replica-b", &failed)
+                    .await
+                    .unwrap()
+            );
         }
     }
 }

@@ -80,9 +80,47 @@ pub enum GcError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The run's cross-replica lock was lost (its connection failed or did not answer), so
+    /// another replica may be collecting: the run stopped before its next delete.
+    #[error(
+        "the garbage-collection run stopped: its lock on the database was lost (the connection failed or did not answer), so another replica may be running gc; what it deleted so far is recorded. Run gc again once the database is reachable"
+    )]
+    LockLost,
     /// The run's task ended without a result (it panicked, or the server is shutting down).
     #[error("the garbage-collection run stopped: {0}")]
     Interrupted(#[from] tokio::task::JoinError),
+}
+
+/// How long a run goes on deleting after its last check that it still holds its lock.
+const LOCK_RECHECK: Duration = Duration::from_secs(1);
+
+/// A run's cross-replica lock ([`airlock_store::SessionLockKey::GarbageCollection`]), checked
+/// again before deletes: a run whose lock was lost (a failed or hung connection: another replica
+/// may have taken it) stops instead of deleting alongside another run.
+struct RunLock {
+    lock: airlock_store::SessionLock,
+    checked: std::time::Instant,
+}
+
+impl RunLock {
+    /// Checks that the run still holds its lock (at most once per [`LOCK_RECHECK`]; in
+    /// between, the last check stands). Returns `true` to read as a condition.
+    async fn still_held(&mut self) -> Result<bool, GcError> {
+        if self.checked.elapsed() < LOCK_RECHECK {
+            return Ok(true);
+        }
+        match self.lock.hold().await {
+            Ok(true) => {
+                self.checked = std::time::Instant::now();
+                Ok(true)
+            }
+            Ok(false) => Err(GcError::LockLost),
+            Err(err) => {
+                tracing::error!(error = %err, "garbage collection lost its lock on the database");
+                Err(GcError::LockLost)
+            }
+        }
+    }
 }
 
 /// The garbage collector.
@@ -147,8 +185,14 @@ impl Collector {
         // Awaited, not aborted, when the request is dropped (see the module docs).
         let run = tokio::spawn(async move {
             let _running = running;
-            let report = collector.run_at(now_millis(), &actor, dry_run).await;
-            exclusive.release().await;
+            let mut lock = RunLock {
+                lock: exclusive,
+                checked: std::time::Instant::now(),
+            };
+            let report = collector
+                .run_at(now_millis(), &actor, dry_run, &mut lock)
+                .await;
+            lock.lock.release().await;
             report
         });
         run.await?
@@ -161,6 +205,7 @@ impl Collector {
         now_millis: i64,
         actor: &Actor,
         dry_run: bool,
+        lock: &mut RunLock,
     ) -> Result<GcReport, GcError> {
         let mut report = GcReport {
             dry_run,
@@ -168,7 +213,7 @@ impl Collector {
             keep_untagged_days: self.config.keep_untagged_days,
             ..GcReport::default()
         };
-        let outcome = self.sweep(now_millis, dry_run, &mut report).await;
+        let outcome = self.sweep(now_millis, dry_run, &mut report, lock).await;
         if dry_run {
             tracing::info!(?report, "garbage collection dry run");
             return outcome.map(|()| report);
@@ -212,27 +257,33 @@ impl Collector {
         now_millis: i64,
         dry_run: bool,
         report: &mut GcReport,
+        lock: &mut RunLock,
     ) -> Result<(), GcError> {
         let grace = Duration::from_secs(self.config.grace_secs);
         let grace_millis = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now_millis.saturating_sub(grace_millis);
         if !dry_run {
-            self.finish_tombstones(now_millis.saturating_sub(STALE_TOMBSTONE_MILLIS), report)
-                .await?;
+            self.finish_tombstones(
+                now_millis.saturating_sub(STALE_TOMBSTONE_MILLIS),
+                report,
+                lock,
+            )
+            .await?;
         }
         if let Some(days) = self.config.keep_untagged_days {
             let manifest_cutoff =
                 now_millis.saturating_sub(i64::from(days).saturating_mul(86_400_000));
-            self.prune(manifest_cutoff, dry_run, report).await?;
+            self.prune(manifest_cutoff, dry_run, report, lock).await?;
         }
         for blob in self.metadata.gc_unreferenced_blobs(cutoff).await? {
             if dry_run {
                 report.blobs += 1;
                 report.bytes += blob.size;
-            } else if self
-                .metadata
-                .gc_delete_blob_row(&blob.digest, cutoff)
-                .await?
+            } else if lock.still_held().await?
+                && self
+                    .metadata
+                    .gc_delete_blob_row(&blob.digest, cutoff)
+                    .await?
             {
                 // The row is gone: counted even if its file's deletion fails.
                 report.blobs += 1;
@@ -247,7 +298,9 @@ impl Collector {
             if dry_run {
                 report.orphan_files += 1;
                 report.orphan_bytes += file.size;
-            } else if self.metadata.gc_tombstone_orphan(&file.digest).await? {
+            } else if lock.still_held().await?
+                && self.metadata.gc_tombstone_orphan(&file.digest).await?
+            {
                 self.delete_file(&file.digest).await?;
                 report.orphan_files += 1;
                 report.orphan_bytes += file.size;
@@ -319,8 +372,10 @@ impl Collector {
         &self,
         before_millis: i64,
         report: &mut GcReport,
+        lock: &mut RunLock,
     ) -> Result<(), GcError> {
         for digest in self.metadata.gc_tombstones(before_millis).await? {
+            lock.still_held().await?;
             // A row for the digest (a promotion's attestation written since) keeps the file.
             if self.metadata.gc_is_orphan(&digest).await? {
                 if let Some(size) = self.blobs.size(&digest).await? {
@@ -342,6 +397,7 @@ impl Collector {
         cutoff: i64,
         dry_run: bool,
         report: &mut GcReport,
+        lock: &mut RunLock,
     ) -> Result<(), GcError> {
         for _ in 0..PRUNE_PASSES {
             let candidates = self
@@ -354,6 +410,7 @@ impl Collector {
             }
             let mut this_pass = 0;
             for manifest in &candidates {
+                lock.still_held().await?;
                 if self
                     .metadata
                     .gc_prune_manifest(manifest, cutoff, &self.stages)

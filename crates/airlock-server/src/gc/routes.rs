@@ -47,6 +47,12 @@ impl From<GcError> for ApiError {
                 err.to_string(),
                 "wait for it to finish; its result is in the audit log (airlock audit list --kind gc.collected)",
             ),
+            GcError::LockLost => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                err.to_string(),
+                "run gc again once the database is reachable; its result so far is in the audit log (airlock audit list --kind gc.collected)",
+            ),
             GcError::Store(store) => ApiError::storage(store),
             GcError::Interrupted(cause) => ApiError::internal(cause),
         }

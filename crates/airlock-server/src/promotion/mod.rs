@@ -177,6 +177,12 @@ impl PromotionError {
 impl From<PromotionWriteError> for PromotionError {
     fn from(err: PromotionWriteError) -> Self {
         match err {
+            PromotionWriteError::Store(StoreError::PolicyMoved { decided, active }) => {
+                Self::PolicyMismatch {
+                    loaded: decided,
+                    active,
+                }
+            }
             PromotionWriteError::Store(err) => Self::Store(err),
             // Both mean "decided on facts that changed": the promotion is decided again.
             PromotionWriteError::KeyringMoved | PromotionWriteError::QuarantinedMeanwhile => {

@@ -12,17 +12,24 @@
 //!   checkpoints under the same origin whatever its `audit.origin` says. Later starts load the
 //!   stored keys; key files in the data directory that differ from them are ignored with a
 //!   warning naming them (identical copies are fine).
+//! - Every stored row is authenticated by its MAC (`airlock_store`'s `server_keys`) and every
+//!   current key's public half must be its private half's: a row changed or added without the
+//!   KEK refuses the start, naming the row. Rows an earlier release stored without MACs get them
+//!   once, at the first start after the upgrade, recorded as `server_key.authenticated`.
+//! - The blob store records the log's identity (`log_identity.rs`): a database without a log
+//!   key over a blob store that names one, or a log key another than the one it names, refuses
+//!   the start instead of starting a new log.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use airlock_audit::LogKey;
 use airlock_core::{Actor, AuditEvent, AuditRecord};
-use airlock_store::{KeyPurpose, Metadata, ServerKeyRecord, ServerKeySet, now_millis};
+use airlock_store::{BlobStore, KeyPurpose, Metadata, ServerKeyRecord, ServerKeySet, now_millis};
 
 use super::files::{KeyFiles, created_at};
 use super::shared::SharedKeys;
-use super::{AttestationKeys, ServerKeyError, TokenKeys, attestation, kek, token};
+use super::{AttestationKeys, ServerKeyError, TokenKeys, attestation, kek, log_identity, token};
 use crate::config::Config;
 use crate::identity::service::{TOKEN_ISSUER, TOKEN_SERVICE};
 
@@ -49,6 +56,7 @@ pub struct OpenedKeys {
 pub async fn open(
     config: &Config,
     metadata: &Metadata,
+    blobs: &BlobStore,
     origin: &str,
 ) -> Result<OpenedKeys, ServerKeyError> {
     let shared_database = matches!(
@@ -74,17 +82,45 @@ pub async fn open(
         .as_ref()
         .ok_or(kek::KekError::NotConfigured)?;
     let kek = kek::read(path)?;
-    let mut set = metadata.server_keys(&kek).await?;
+    // Read before the keys: see `log_identity`.
+    let marker = log_identity::read(blobs).await?;
+    // A log without its first checkpoint may hold no entry (the audit log refuses to sign on
+    // top of one): on a new log what happens now is recorded once it is open.
+    let log_started = metadata.audit_table_counts(0).await?.checkpoints > 0;
     let mut deferred_audit = Vec::new();
+    let authenticated = metadata
+        .authenticate_server_keys(&kek, |count| {
+            let record = AuditRecord {
+                time_millis: now_millis(),
+                actor: Actor::system(),
+                event: AuditEvent::ServerKeyAuthenticated {
+                    count: count as u64,
+                },
+            };
+            if log_started {
+                vec![record]
+            } else {
+                deferred_audit.push(record);
+                Vec::new()
+            }
+        })
+        .await?;
+    if authenticated > 0 {
+        tracing::warn!(
+            count = authenticated,
+            "gave the {authenticated} keys an earlier release stored in the database their MACs: they are trusted as found (docs/operations.md, \"Keys shared by replicas\")"
+        );
+    }
+    let mut set = load_checked(metadata, &kek).await?;
     let missing: Vec<KeyPurpose> = KeyPurpose::ALL
         .into_iter()
         .filter(|p| set.current(*p).is_none())
         .collect();
+    if missing.contains(&KeyPurpose::Log) {
+        log_identity::refuse_if_marked(marker.as_ref())?;
+    }
     if !missing.is_empty() {
         let (records, audit) = candidates(&missing, &config.data_dir, metadata, origin).await?;
-        // A log without its first checkpoint may hold no entry (the audit log refuses to sign
-        // on top of one): on a new log the imports are recorded once it is open.
-        let log_started = metadata.audit_table_counts(0).await?.checkpoints > 0;
         let in_transaction: &[(KeyPurpose, AuditRecord)] = if log_started { &audit } else { &[] };
         let installed = metadata
             .install_server_keys(&kek, &records, in_transaction)
@@ -94,16 +130,18 @@ pub async fn open(
             tracing::info!(key = %purpose, imported, "stored airlock's {purpose} key in the database, sealed under the key-encryption key");
         }
         if !log_started {
-            deferred_audit = audit
-                .into_iter()
-                .filter(|(p, _)| installed.contains(p))
-                .map(|(_, record)| record)
-                .collect();
+            deferred_audit.extend(
+                audit
+                    .into_iter()
+                    .filter(|(p, _)| installed.contains(p))
+                    .map(|(_, record)| record),
+            );
         }
-        set = metadata.server_keys(&kek).await?;
+        set = load_checked(metadata, &kek).await?;
     }
     warn_about_other_files(&config.data_dir, &set);
     let log = log_key(&set)?;
+    log_identity::settle(blobs, marker.as_ref(), &log).await?;
     if let Some(configured) = &config.audit.origin
         && configured != log.origin()
     {
@@ -123,6 +161,16 @@ pub async fn open(
         shared: Some(shared),
         deferred_audit,
     })
+}
+
+/// The stored keys, each row authenticated and each current key's public half checked.
+async fn load_checked(
+    metadata: &Metadata,
+    kek: &airlock_store::KeyEncryptionKey,
+) -> Result<ServerKeySet, ServerKeyError> {
+    let set = metadata.server_keys(kek).await?;
+    super::shared::check_public_halves(&set)?;
+    Ok(set)
 }
 
 fn log_key(set: &ServerKeySet) -> Result<LogKey, ServerKeyError> {
@@ -190,6 +238,16 @@ async fn candidates(
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                         let counts = metadata.audit_table_counts(0).await?;
                         if counts.entries > 0 || counts.checkpoints > 0 {
+                            // A replica starting at the same moment may have stored its log key
+                            // and begun the log since this one read the keys: that key is the
+                            // log's, loaded after the install.
+                            if metadata
+                                .current_server_public_key(KeyPurpose::Log, None)
+                                .await?
+                                .is_some()
+                            {
+                                continue;
+                            }
                             return Err(ServerKeyError::LogKeyMissing {
                                 data_dir: data_dir.to_path_buf(),
                             });
@@ -333,5 +391,45 @@ fn warn_about_other_files(data_dir: &Path, set: &ServerKeySet) {
         if !same {
             tracing::warn!(file = %path.display(), stored = stored.unwrap_or(""), "ignoring {name} in the data directory: it is not the {purpose} key stored in the database, which every replica uses (move the file away to silence this; see docs/operations.md, \"Keys shared by replicas\")");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two replicas start together on an empty database: the other one stores its log key and
+    /// begins the log (a checkpoint) after this one read no keys. This one must not take the
+    /// log for one whose key is missing: it makes no log key, and loads the other's.
+    #[tokio::test]
+    async fn a_log_begun_by_a_replica_starting_together_is_not_a_missing_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let metadata = Metadata::open_sqlite(&dir.path().join("m.db"))
+            .await
+            .unwrap();
+        let kek = airlock_store::KeyEncryptionKey::new([4; 32]);
+        let other = LogKey::generate("airlock/other").unwrap();
+        let record = ServerKeyRecord {
+            purpose: KeyPurpose::Log,
+            key_id: log_key_id(&other),
+            public_key: other.verifier_key().to_string(),
+            private_key: Some(other.private_text().to_string()),
+            created_at: 1,
+            retired_at: None,
+            accepted_until: None,
+        };
+        metadata
+            .install_server_keys(&kek, &[record], &[])
+            .await
+            .unwrap();
+        crate::audit::AuditLog::open_with_key(metadata.clone(), other)
+            .await
+            .unwrap();
+        assert!(metadata.audit_table_counts(0).await.unwrap().checkpoints > 0);
+
+        let (records, audit) = candidates(&[KeyPurpose::Log], dir.path(), &metadata, "airlock/me")
+            .await
+            .unwrap();
+        assert!(records.is_empty() && audit.is_empty(), "{records:?}");
     }
 }

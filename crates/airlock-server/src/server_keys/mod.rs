@@ -26,6 +26,7 @@ mod attestation;
 mod bootstrap;
 mod files;
 pub mod kek;
+mod log_identity;
 mod shared;
 mod token;
 
@@ -125,6 +126,40 @@ pub enum ServerKeyError {
     LogKeyMissing {
         /// The data directory.
         data_dir: PathBuf,
+    },
+    /// The database has no log key, but the blob store's identity marker names a log.
+    #[error(
+        "the database holds no audit log key, but the blob store's {path} names the log {origin} (key {public_key}): the database was lost or replaced, or database_url names another database than the one this blob store belongs to. Starting would begin a new audit log over this one's data. Restore the database from its backup (docs/operations.md, Recovery) or point database_url at the right database; only to start a new audit log on purpose, delete {path} from the blob store first"
+    )]
+    LogIdentityWithoutKey {
+        /// The marker's path in the blob store.
+        path: &'static str,
+        /// The marker's log origin (at most 200 characters).
+        origin: String,
+        /// The marker's log verifier key (at most 200 characters).
+        public_key: String,
+    },
+    /// The database's log key is not the one the blob store's marker names.
+    #[error(
+        "the database's audit log key ({database}) is not the one the blob store's {path} names ({marker}): this database and this blob store belong to different installations (a wrong database_url, or a wrong blob_store bucket or prefix). Point both at the same installation's database and blob store"
+    )]
+    LogIdentityMismatch {
+        /// The marker's path in the blob store.
+        path: &'static str,
+        /// The key the marker names (at most 200 characters).
+        marker: String,
+        /// The database's log verifier key.
+        database: String,
+    },
+    /// The blob store's log identity marker is not what airlock writes.
+    #[error(
+        "the blob store's {path} is not a log identity airlock wrote ({message}): restore it from a backup of the blob store, or delete it to have it written again from the database's log key"
+    )]
+    LogIdentityMarker {
+        /// The marker's path in the blob store.
+        path: &'static str,
+        /// What is wrong.
+        message: String,
     },
     /// The blocking task that makes the new key died.
     #[error("the key rotation task failed")]

@@ -6,11 +6,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use airlock_audit::LogKey;
 use airlock_core::AuditRecord;
 use airlock_store::{KeyEncryptionKey, KeyPurpose, Metadata, ServerKeyRecord, ServerKeySet};
 
-use super::ServerKeyError;
 use super::files::{CurrentKey, KeyHistory, RetiredKey};
+use super::{ServerKeyError, attestation, token};
 
 /// How often a replica looks at the stored keys' version.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -38,9 +39,12 @@ impl SharedKeys {
         }
     }
 
-    /// Every stored key.
+    /// Every stored key, each row authenticated by its MAC and each current key's public half
+    /// checked against its private half ([`check_public_halves`]).
     pub async fn load(&self) -> Result<ServerKeySet, ServerKeyError> {
-        Ok(self.metadata.server_keys(&self.kek).await?)
+        let set = self.metadata.server_keys(&self.kek).await?;
+        check_public_halves(&set)?;
+        Ok(set)
     }
 
     /// The stored keys' version now.
@@ -115,4 +119,35 @@ pub(super) fn stored_corrupt(purpose: KeyPurpose, key_id: &str, message: String)
         key_id: key_id.chars().take(64).collect(),
         message,
     }
+}
+
+/// Checks that each key with a private half stores that private half's public half: a stored
+/// public half that is another key's would make verifiers trust what this key never signed.
+pub(super) fn check_public_halves(set: &ServerKeySet) -> Result<(), ServerKeyError> {
+    for key in &set.keys {
+        let Some(private) = key.private_key.as_deref() else {
+            continue;
+        };
+        let public = match key.purpose {
+            KeyPurpose::Log => LogKey::from_private_text(private)
+                .map(|log| log.verifier_key().to_string())
+                .map_err(|e| e.to_string()),
+            KeyPurpose::Token => token::public_pem_of(private).map_err(|e| e.to_string()),
+            KeyPurpose::Attestation => {
+                attestation::public_pem_of(private).map_err(|e| e.to_string())
+            }
+        };
+        match public {
+            Ok(public) if public == key.public_key => {}
+            Ok(_) => {
+                return Err(stored_corrupt(
+                    key.purpose,
+                    &key.key_id,
+                    "its stored public half is not the public half of its private key".into(),
+                ));
+            }
+            Err(message) => return Err(stored_corrupt(key.purpose, &key.key_id, message)),
+        }
+    }
+    Ok(())
 }

@@ -708,7 +708,19 @@ impl Dispatcher {
                 "webhook delivery dead-lettered after its last attempt"
             );
         }
-        self.metadata.finish_delivery(delivery.id, &outcome).await
+        let recorded = self
+            .metadata
+            .finish_delivery(delivery.id, &self.replica, &outcome)
+            .await?;
+        if !recorded {
+            tracing::warn!(
+                delivery = delivery.id,
+                event = %delivery.event_type,
+                outcome = label,
+                "webhook delivery's lease was lost before its outcome was recorded (it ran out and another replica claimed the delivery); this attempt's outcome is not recorded, the other replica's attempt decides"
+            );
+        }
+        Ok(())
     }
 }
 

@@ -150,6 +150,11 @@ pub struct BlobStore {
     failures: crate::health::FailureLog,
 }
 
+/// Where the audit log identity marker is kept, relative to the blob store's root.
+pub const LOG_IDENTITY_PATH: &str = "airlock/log-identity.json";
+/// The most bytes of the log identity marker read.
+pub const LOG_IDENTITY_LIMIT: u64 = 64 * 1024;
+
 fn blob_path(digest: &Digest) -> Path {
     let hex = digest.hex();
     Path::from(format!(
@@ -332,6 +337,38 @@ impl BlobStore {
             .put(&probe, PutPayload::from_static(b"1"))
             .await?;
         self.store.delete(&probe).await?;
+        Ok(())
+    }
+
+    /// The audit log identity marker (`airlock/log-identity.json`, beside the blobs), if one is
+    /// stored: written once by a server on a shared database so that a replica started on a lost
+    /// or another database notices that this blob store belongs to another log. At most
+    /// [`LOG_IDENTITY_LIMIT`] bytes are read; a larger object is refused as corrupt.
+    pub async fn log_identity(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = Path::from(LOG_IDENTITY_PATH);
+        let result = match self.store.get(&path).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        if result.meta.size > LOG_IDENTITY_LIMIT {
+            return Err(StoreError::Corrupt(format!(
+                "{LOG_IDENTITY_PATH} in the blob store holds {} bytes, more than a log identity",
+                result.meta.size
+            )));
+        }
+        Ok(Some(result.bytes().await?.to_vec()))
+    }
+
+    /// Stores the audit log identity marker ([`BlobStore::log_identity`]), replacing any.
+    pub async fn put_log_identity(&self, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.check_writable()?;
+        self.store
+            .put(
+                &Path::from(LOG_IDENTITY_PATH),
+                PutPayload::from_bytes(Bytes::from(bytes)),
+            )
+            .await?;
         Ok(())
     }
 

@@ -26,6 +26,11 @@ impl KeyEncryptionKey {
         Self(bytes.into())
     }
 
+    /// The raw key bytes, for deriving the row MAC key (`mac`); never shown anywhere.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(&self.0)
     }
