@@ -168,7 +168,12 @@ async fn check_restored(
         .iter()
         .filter(|table| *table != "_sqlx_migrations")
         .count();
-    let Some(log_key) = metadata.current_server_public_key(KeyPurpose::Log).await? else {
+    // Read as stored here; with the KEK, `check_keys` authenticates every row (its MAC) and
+    // checks this public half against the sealed private one.
+    let Some(log_key) = metadata
+        .current_server_public_key(KeyPurpose::Log, None)
+        .await?
+    else {
         return Err(invalid(
             dump,
             "the restored database holds no audit log key (server_keys): it was dumped before the server's first start, or the row was deleted",
@@ -275,7 +280,9 @@ async fn check_keys(
 ) -> Result<usize, BackupError> {
     let kek = kek::read(path)?;
     let set = metadata.server_keys(&kek).await.map_err(|err| match err {
-        StoreError::SealedKey { .. } | StoreError::Corrupt(_) => invalid(
+        StoreError::SealedKey { .. }
+        | StoreError::ServerKeyUnauthenticated { .. }
+        | StoreError::Corrupt(_) => invalid(
             dump,
             format!(
                 "the server keys in the dump do not open with {}: {err}",
