@@ -42,6 +42,9 @@ struct Options {
     airlock: PathBuf,
     postgres_url: String,
     s3: TestS3,
+    /// The servers' log filter (`AIRLOCK_LOG__LEVEL`), for profiling: e.g.
+    /// `warn,airlock_server::app=info,sqlx::query=debug` logs every statement in its request's span.
+    server_log: Option<String>,
 }
 
 fn options() -> Result<Options> {
@@ -58,6 +61,7 @@ fn options() -> Result<Options> {
     ));
     let mut postgres_url = std::env::var("AIRLOCK_TEST_POSTGRES_URL").unwrap_or_default();
     let mut s3_endpoint = std::env::var("AIRLOCK_TEST_S3_ENDPOINT").unwrap_or_default();
+    let mut server_log = None;
     let mut args = std::env::args().skip(2);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -72,6 +76,7 @@ fn options() -> Result<Options> {
             "--airlock" => airlock = value()?.into(),
             "--postgres-url" => postgres_url = value()?,
             "--s3-endpoint" => s3_endpoint = value()?,
+            "--server-log" => server_log = Some(value()?),
             other => bail!("unknown argument {other}; see the doc comment in bench/engines.rs"),
         }
     }
@@ -96,6 +101,7 @@ fn options() -> Result<Options> {
         s3: TestS3 {
             endpoint: s3_endpoint,
         },
+        server_log,
     })
 }
 
@@ -240,10 +246,13 @@ async fn measure(
         Engine::Embedded => None,
         Engine::Distributed => Some(DistributedBackend::create(options).await?),
     };
-    let env = match &backend {
+    let mut env = match &backend {
         Some(backend) => backend.env(&options.s3)?,
         None => Vec::new(),
     };
+    if let Some(filter) = &options.server_log {
+        env.push(("AIRLOCK_LOG__LEVEL".into(), filter.clone()));
+    }
     let server = crate::start_airlock_with_env(&options.airlock, &env)?;
     let transfer_options = crate::Options {
         blob_mib: options.blob_mib,
