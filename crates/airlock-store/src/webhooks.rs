@@ -156,7 +156,10 @@ pub(crate) async fn enqueue_for_records(
         .iter()
         .map(|(id, events)| {
             let patterns: Vec<String> = serde_json::from_str(events).unwrap_or_default();
-            (*id, patterns.iter().filter_map(|p| p.parse().ok()).collect())
+            (
+                *id,
+                patterns.iter().filter_map(|p| p.parse().ok()).collect(),
+            )
         })
         .collect();
     let now = now_millis();
