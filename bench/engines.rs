@@ -23,13 +23,13 @@
 //! like for like.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use airlock_store::DatabaseLocation;
 use airlock_store::test_support::TestS3;
 use anyhow::{Context, Result, bail};
 
 use crate::promote::{Airlock, SizeClass, prepare_class, promote_concurrently};
+use crate::services::{BenchDatabase, random_bytes, random_suffix};
 
 struct Options {
     runs: usize,
@@ -121,11 +121,9 @@ impl Engine {
     }
 }
 
-/// A fresh PostgreSQL database and S3 bucket, dropped (the database) when this goes.
+/// A fresh PostgreSQL database and S3 bucket (the database dropped when this goes).
 struct DistributedBackend {
-    admin_url: String,
-    database: String,
-    url: String,
+    database: BenchDatabase,
     bucket: String,
     /// Holds the key-encryption key file.
     dir: tempfile::TempDir,
@@ -133,20 +131,12 @@ struct DistributedBackend {
 
 impl DistributedBackend {
     async fn create(options: &Options) -> Result<Self> {
-        let suffix = random_suffix()?;
-        let database = format!("airlock_bench_{suffix}");
-        psql(
-            &options.postgres_url,
-            &format!("CREATE DATABASE {database}"),
-        )?;
-        let url = url_with_database(&options.postgres_url, &database);
-        let bucket = format!("airlock-bench-{suffix}");
+        let database = BenchDatabase::create(&options.postgres_url)?;
+        let bucket = format!("airlock-bench-{}", random_suffix()?);
         options.s3.create_bucket(&bucket).await?;
         let dir = tempfile::tempdir()?;
         Ok(Self {
-            admin_url: options.postgres_url.clone(),
             database,
-            url,
             bucket,
             dir,
         })
@@ -161,7 +151,7 @@ impl DistributedBackend {
             base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>()?),
         )?;
         Ok(vec![
-            ("AIRLOCK_DATABASE_URL".into(), self.url.clone()),
+            ("AIRLOCK_DATABASE_URL".into(), self.database.url.clone()),
             ("AIRLOCK_BLOB_STORE".into(), format!("s3://{}", self.bucket)),
             ("AIRLOCK_S3__ENDPOINT".into(), s3.endpoint.clone()),
             ("AIRLOCK_S3__PATH_STYLE".into(), "true".into()),
@@ -175,54 +165,6 @@ impl DistributedBackend {
             ),
         ])
     }
-}
-
-impl Drop for DistributedBackend {
-    fn drop(&mut self) {
-        let _ = psql(
-            &self.admin_url,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database),
-        );
-    }
-}
-
-/// `N` bytes from the kernel's random source.
-fn random_bytes<const N: usize>() -> Result<[u8; N]> {
-    use std::io::Read as _;
-    let mut bytes = [0u8; N];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// 16 random hex digits, for database and bucket names.
-fn random_suffix() -> Result<String> {
-    Ok(hex::encode(random_bytes::<8>()?))
-}
-
-/// `url` with its database replaced by `name`.
-fn url_with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let end = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| authority + i);
-    match query {
-        Some(query) => format!("{}/{name}?{query}", &base[..end]),
-        None => format!("{}/{name}", &base[..end]),
-    }
-}
-
-fn psql(url: &str, sql: &str) -> Result<()> {
-    let output = Command::new("psql")
-        .args(["-q", url, "-c", sql])
-        .output()
-        .context("run psql (Debian's postgresql-client)")?;
-    if !output.status.success() {
-        bail!("psql {sql}: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(())
 }
 
 /// What one engine did in one run.
@@ -275,7 +217,7 @@ async fn measure(
         Engine::Distributed => Some(DistributedBackend::create(options).await?),
     };
     let location = match &appends_backend {
-        Some(backend) => DatabaseLocation::Postgres(backend.url.clone()),
+        Some(backend) => DatabaseLocation::Postgres(backend.database.url.clone()),
         None => DatabaseLocation::Sqlite(dir.path().join("metadata.db")),
     };
     let (metadata, log) = crate::audit::open_at(&location, dir.path()).await?;
