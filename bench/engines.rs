@@ -20,7 +20,9 @@
 //! with the usual `AWS_*` credentials. `scripts/test-services --benchmark` and `scripts/test-s3`
 //! start local ones; `--benchmark` gives PostgreSQL the durability airlock's SQLite settings have
 //! (fsync on, commits not waiting for it: WAL with `synchronous = NORMAL`), so the comparison is
-//! like for like.
+//! like for like. `--server-log FILTER` sets the servers' log filter, for profiling: with
+//! `warn,airlock_server::app=info,sqlx::query=debug` every statement is logged in the span of
+//! its request.
 
 use std::path::PathBuf;
 
