@@ -20,16 +20,18 @@
 //! with the usual `AWS_*` credentials. `scripts/test-services --benchmark` and `scripts/test-s3`
 //! start local ones; `--benchmark` gives PostgreSQL the durability airlock's SQLite settings have
 //! (fsync on, commits not waiting for it: WAL with `synchronous = NORMAL`), so the comparison is
-//! like for like.
+//! like for like. `--server-log FILTER` sets the servers' log filter, for profiling: with
+//! `warn,airlock_server::app=info,sqlx::query=debug` every statement is logged in the span of
+//! its request.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use airlock_store::DatabaseLocation;
 use airlock_store::test_support::TestS3;
 use anyhow::{Context, Result, bail};
 
 use crate::promote::{Airlock, SizeClass, prepare_class, promote_concurrently};
+use crate::services::{BenchDatabase, random_bytes, random_suffix};
 
 struct Options {
     runs: usize,
@@ -42,6 +44,9 @@ struct Options {
     airlock: PathBuf,
     postgres_url: String,
     s3: TestS3,
+    /// The servers' log filter (`AIRLOCK_LOG__LEVEL`), for profiling: e.g.
+    /// `warn,airlock_server::app=info,sqlx::query=debug` logs every statement in its request's span.
+    server_log: Option<String>,
 }
 
 fn options() -> Result<Options> {
@@ -58,6 +63,7 @@ fn options() -> Result<Options> {
     ));
     let mut postgres_url = std::env::var("AIRLOCK_TEST_POSTGRES_URL").unwrap_or_default();
     let mut s3_endpoint = std::env::var("AIRLOCK_TEST_S3_ENDPOINT").unwrap_or_default();
+    let mut server_log = None;
     let mut args = std::env::args().skip(2);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -72,6 +78,7 @@ fn options() -> Result<Options> {
             "--airlock" => airlock = value()?.into(),
             "--postgres-url" => postgres_url = value()?,
             "--s3-endpoint" => s3_endpoint = value()?,
+            "--server-log" => server_log = Some(value()?),
             other => bail!("unknown argument {other}; see the doc comment in bench/engines.rs"),
         }
     }
@@ -96,6 +103,7 @@ fn options() -> Result<Options> {
         s3: TestS3 {
             endpoint: s3_endpoint,
         },
+        server_log,
     })
 }
 
@@ -115,11 +123,9 @@ impl Engine {
     }
 }
 
-/// A fresh PostgreSQL database and S3 bucket, dropped (the database) when this goes.
+/// A fresh PostgreSQL database and S3 bucket (the database dropped when this goes).
 struct DistributedBackend {
-    admin_url: String,
-    database: String,
-    url: String,
+    database: BenchDatabase,
     bucket: String,
     /// Holds the key-encryption key file.
     dir: tempfile::TempDir,
@@ -127,20 +133,12 @@ struct DistributedBackend {
 
 impl DistributedBackend {
     async fn create(options: &Options) -> Result<Self> {
-        let suffix = random_suffix()?;
-        let database = format!("airlock_bench_{suffix}");
-        psql(
-            &options.postgres_url,
-            &format!("CREATE DATABASE {database}"),
-        )?;
-        let url = url_with_database(&options.postgres_url, &database);
-        let bucket = format!("airlock-bench-{suffix}");
+        let database = BenchDatabase::create(&options.postgres_url)?;
+        let bucket = format!("airlock-bench-{}", random_suffix()?);
         options.s3.create_bucket(&bucket).await?;
         let dir = tempfile::tempdir()?;
         Ok(Self {
-            admin_url: options.postgres_url.clone(),
             database,
-            url,
             bucket,
             dir,
         })
@@ -155,7 +153,7 @@ impl DistributedBackend {
             base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>()?),
         )?;
         Ok(vec![
-            ("AIRLOCK_DATABASE_URL".into(), self.url.clone()),
+            ("AIRLOCK_DATABASE_URL".into(), self.database.url.clone()),
             ("AIRLOCK_BLOB_STORE".into(), format!("s3://{}", self.bucket)),
             ("AIRLOCK_S3__ENDPOINT".into(), s3.endpoint.clone()),
             ("AIRLOCK_S3__PATH_STYLE".into(), "true".into()),
@@ -169,54 +167,6 @@ impl DistributedBackend {
             ),
         ])
     }
-}
-
-impl Drop for DistributedBackend {
-    fn drop(&mut self) {
-        let _ = psql(
-            &self.admin_url,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database),
-        );
-    }
-}
-
-/// `N` bytes from the kernel's random source.
-fn random_bytes<const N: usize>() -> Result<[u8; N]> {
-    use std::io::Read as _;
-    let mut bytes = [0u8; N];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// 16 random hex digits, for database and bucket names.
-fn random_suffix() -> Result<String> {
-    Ok(hex::encode(random_bytes::<8>()?))
-}
-
-/// `url` with its database replaced by `name`.
-fn url_with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let end = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| authority + i);
-    match query {
-        Some(query) => format!("{}/{name}?{query}", &base[..end]),
-        None => format!("{}/{name}", &base[..end]),
-    }
-}
-
-fn psql(url: &str, sql: &str) -> Result<()> {
-    let output = Command::new("psql")
-        .args(["-q", url, "-c", sql])
-        .output()
-        .context("run psql (Debian's postgresql-client)")?;
-    if !output.status.success() {
-        bail!("psql {sql}: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(())
 }
 
 /// What one engine did in one run.
@@ -240,10 +190,13 @@ async fn measure(
         Engine::Embedded => None,
         Engine::Distributed => Some(DistributedBackend::create(options).await?),
     };
-    let env = match &backend {
+    let mut env = match &backend {
         Some(backend) => backend.env(&options.s3)?,
         None => Vec::new(),
     };
+    if let Some(filter) = &options.server_log {
+        env.push(("AIRLOCK_LOG__LEVEL".into(), filter.clone()));
+    }
     let server = crate::start_airlock_with_env(&options.airlock, &env)?;
     let transfer_options = crate::Options {
         blob_mib: options.blob_mib,
@@ -266,7 +219,7 @@ async fn measure(
         Engine::Distributed => Some(DistributedBackend::create(options).await?),
     };
     let location = match &appends_backend {
-        Some(backend) => DatabaseLocation::Postgres(backend.url.clone()),
+        Some(backend) => DatabaseLocation::Postgres(backend.database.url.clone()),
         None => DatabaseLocation::Sqlite(dir.path().join("metadata.db")),
     };
     let (metadata, log) = crate::audit::open_at(&location, dir.path()).await?;

@@ -35,6 +35,7 @@ mod audit;
 mod engines;
 mod promote;
 mod replicas;
+mod services;
 mod tls;
 mod uploads;
 

@@ -12,6 +12,10 @@
 //!    is the promotion machinery (request, decision, promotion, attestation, audit), not
 //!    signature verification (`airlock-bench promote` measures that).
 //!
+//! The promotions are measured in two halves, and the CPU per promotion of the second is also
+//! printed apart: the first half pays each replica's warm-up (prepared statements per pooled
+//! connection, caches), which three replicas pay three times.
+//!
 //! For each phase it prints requests per second and the CPU the replicas spent per request: the
 //! sum over the replicas of utime + stime from `/proc/PID/stat`, before and after the phase,
 //! divided by the requests (haproxy's, and PostgreSQL's and the S3 server's, printed apart; the
@@ -35,6 +39,7 @@ use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use serde_json::json;
 
+use crate::services::{BenchDatabase, random_suffix};
 use crate::{BENCH_PASSWORD, client, push_small_blob};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -133,8 +138,8 @@ struct Cluster {
     replicas: Vec<Child>,
     haproxy: Child,
     base: String,
-    database: String,
-    admin_url: String,
+    /// Dropped after the replicas have stopped (`Drop` runs before the fields drop).
+    _database: BenchDatabase,
     _dir: tempfile::TempDir,
 }
 
@@ -146,28 +151,6 @@ impl Drop for Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = Command::new("psql")
-            .args(["-q", &self.admin_url, "-c"])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.database
-            ))
-            .output();
-    }
-}
-
-/// `url` (a PostgreSQL URL) with its database replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let end = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| authority + i);
-    match query {
-        Some(query) => format!("{}/{name}?{query}", &base[..end]),
-        None => format!("{}/{name}", &base[..end]),
     }
 }
 
@@ -236,19 +219,8 @@ async fn start_cluster(options: &Options, n: usize, run: usize) -> Result<Cluste
     )?;
     let s3 = airlock_store::test_support::TestS3::from_env()
         .context("the S3 test server: eval \"$(scripts/test-s3)\"")?;
-    let database = format!("airlock_bench_{}_{n}_{run}", std::process::id());
-    let created = Command::new("psql")
-        .args([
-            "-q",
-            &admin_url,
-            "-c",
-            &format!("CREATE DATABASE {database}"),
-        ])
-        .status()?;
-    if !created.success() {
-        bail!("psql could not create database {database}");
-    }
-    let bucket = format!("airlock-bench-{}-{n}-{run}", std::process::id());
+    let database = BenchDatabase::create(&admin_url)?;
+    let bucket = format!("airlock-bench-{}-{n}-{run}", random_suffix()?);
     s3.create_bucket(&bucket).await?;
     let lb_port = free_port()?;
     let stats_port = free_port()?;
@@ -257,7 +229,7 @@ async fn start_cluster(options: &Options, n: usize, run: usize) -> Result<Cluste
     std::fs::write(&kek, "YmVuY2gta2V5LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGU=\n")?;
     let bundle = permissive_bundle(&dir.path().join("bundle"))?;
     let env: Vec<(String, String)> = [
-        ("AIRLOCK_DATABASE_URL", with_database(&admin_url, &database)),
+        ("AIRLOCK_DATABASE_URL", database.url.clone()),
         ("AIRLOCK_BLOB_STORE", format!("s3://{bucket}")),
         ("AIRLOCK_S3__ENDPOINT", s3.endpoint.clone()),
         ("AIRLOCK_S3__PATH_STYLE", "true".into()),
@@ -323,8 +295,7 @@ async fn start_cluster(options: &Options, n: usize, run: usize) -> Result<Cluste
         replicas,
         haproxy,
         base,
-        database,
-        admin_url,
+        _database: database,
         _dir: dir,
     };
     // haproxy needs its first health checks (rise 2) before it routes to every replica.
@@ -395,7 +366,7 @@ async fn run_once(
     n: usize,
     run: usize,
     ticks: f64,
-) -> Result<(Phase, Phase, f64)> {
+) -> Result<(Phase, Promotions, f64)> {
     let cluster = start_cluster(options, n, run).await?;
     let base = cluster.base.clone();
     let admin = client(Some(("admin", BENCH_PASSWORD)))?;
@@ -473,7 +444,7 @@ async fn run_once(
         })
         .collect();
     let pushed = measure(&cluster, ticks, options.in_flight, pushes).await?;
-    let promotions = digests
+    let mut promotions: Vec<_> = digests
         .into_iter()
         .take(options.promotions)
         .map(|digest| {
@@ -491,9 +462,34 @@ async fn run_once(
             }
         })
         .collect();
-    let promoted = measure(&cluster, ticks, options.in_flight, promotions).await?;
+    // Two halves measured apart: the first pays each replica's warm-up (a connection's first
+    // use of each statement prepares it, caches fill), the second is the steady state.
+    let second_half = promotions.split_off(promotions.len() / 2);
+    let first = measure(&cluster, ticks, options.in_flight, promotions).await?;
+    let second = measure(&cluster, ticks, options.in_flight, second_half).await?;
     drop(cluster);
-    Ok((pushed, promoted, idle_ms_per_s))
+    Ok((pushed, Promotions { first, second }, idle_ms_per_s))
+}
+
+/// The promotions phase, in two halves measured apart.
+#[derive(Clone, Copy)]
+struct Promotions {
+    first: Phase,
+    second: Phase,
+}
+
+impl Promotions {
+    /// Both halves as one phase (each half holds about as many requests).
+    fn whole(&self) -> Phase {
+        let (a, b) = (self.first, self.second);
+        Phase {
+            // Equal counts: the rate over both is the harmonic mean of the two rates.
+            per_second: 2.0 / (1.0 / a.per_second + 1.0 / b.per_second),
+            cpu_ms: (a.cpu_ms + b.cpu_ms) / 2.0,
+            haproxy_cpu_ms: (a.haproxy_cpu_ms + b.haproxy_cpu_ms) / 2.0,
+            services_cpu_ms: (a.services_cpu_ms + b.services_cpu_ms) / 2.0,
+        }
+    }
 }
 
 /// How long the idle CPU of the replicas is measured.
@@ -532,10 +528,12 @@ pub async fn run() -> Result<()> {
     );
     let mut figures: [Vec<(Phase, Phase)>; 2] = [Vec::new(), Vec::new()];
     let mut idle_figures: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut steady: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for run in 0..options.runs {
         let order = if run % 2 == 0 { [1, 3] } else { [3, 1] };
         for n in order {
-            let (pushed, promoted, idle) = run_once(&options, n, run, ticks).await?;
+            let (pushed, halves, idle) = run_once(&options, n, run, ticks).await?;
+            let promoted = halves.whole();
             println!(
                 "run {} replicas={n}: idle replicas {idle:.1} ms CPU per second",
                 run + 1
@@ -553,6 +551,15 @@ pub async fn run() -> Result<()> {
                 promoted.haproxy_cpu_ms,
                 promoted.services_cpu_ms
             );
+            println!(
+                "run {} replicas={n}: promotions, first half {:.0}/s (replicas {:.2} ms CPU each), second half {:.0}/s (replicas {:.2} ms)",
+                run + 1,
+                halves.first.per_second,
+                halves.first.cpu_ms,
+                halves.second.per_second,
+                halves.second.cpu_ms
+            );
+            steady[usize::from(n == 3)].push(halves.second.cpu_ms);
             figures[usize::from(n == 3)].push((pushed, promoted));
         }
     }
@@ -606,6 +613,15 @@ pub async fn run() -> Result<()> {
         println!(
             "{}",
             line(
+                &format!("{n} replica(s): CPU per promotion, 2nd half"),
+                &steady[i],
+                "ms",
+                2
+            )
+        );
+        println!(
+            "{}",
+            line(
                 &format!("{n} replica(s): idle CPU, ms per second"),
                 &idle_figures[i],
                 "ms",
@@ -631,11 +647,12 @@ pub async fn run() -> Result<()> {
         }
     }
     println!(
-        "3 vs 1 replicas (medians): manifest pushes {:.2}x, promotions {:.2}x throughput; CPU per manifest push {:.2}x, per promotion {:.2}x",
+        "3 vs 1 replicas (medians): manifest pushes {:.2}x, promotions {:.2}x throughput; CPU per manifest push {:.2}x, per promotion {:.2}x ({:.2}x in the second half)",
         medians[1][0] / medians[0][0],
         medians[1][2] / medians[0][2],
         medians[1][1] / medians[0][1],
         medians[1][3] / medians[0][3],
+        spread(&steady[1]).0 / spread(&steady[0]).0,
     );
     Ok(())
 }

@@ -57,12 +57,29 @@ pub(crate) async fn append(
     if records.is_empty() {
         return Ok(None);
     }
-    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .next()
-        .unwrap_or(0);
+    // The next index and the active webhook endpoints in one round trip (one row per endpoint,
+    // or one row of NULLs when there is none): on PostgreSQL every statement is a round trip
+    // made while the writer lock is held.
+    let rows = sqlx::query(
+        "SELECT n.next, w.id, w.events
+         FROM (SELECT COALESCE(MAX(idx) + 1, 0) AS next FROM audit_entries) n
+         LEFT JOIN webhook_endpoints w ON w.removed_at IS NULL
+         ORDER BY w.id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let next: i64 = match rows.first() {
+        Some(row) => row.try_get("next")?,
+        None => 0,
+    };
+    let mut endpoints = Vec::new();
+    for row in &rows {
+        let id: Option<i64> = row.try_get("id")?;
+        let events: Option<String> = row.try_get("events")?;
+        if let (Some(id), Some(events)) = (id, events) {
+            endpoints.push((id, events));
+        }
+    }
     // Many rows per statement: group commits and bulk writes append hundreds at once.
     for (chunk_number, chunk) in records.chunks(200).enumerate() {
         let first = next + (chunk_number * 200) as i64;
@@ -82,7 +99,7 @@ pub(crate) async fn append(
         }
         insert.build()?.execute(&mut *conn).await?;
     }
-    crate::webhooks::enqueue_for_records(conn, records, next).await?;
+    crate::webhooks::enqueue_for_records(conn, &endpoints, records, next).await?;
     Ok(Some(next as u64))
 }
 

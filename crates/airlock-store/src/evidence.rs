@@ -330,14 +330,27 @@ async fn update_verdicts(
 impl Metadata {
     /// Every key in the keyring, oldest first, and the keyring's version.
     pub async fn keyring(&self) -> Result<(i64, Vec<KeyRow>), StoreError> {
-        let version = keyring_version(self.pool()).await?;
-        let rows = sqlx::query("SELECT * FROM trusted_keys ORDER BY created_at, name")
-            .fetch_all(self.pool())
-            .await?;
-        let keys = rows
-            .into_iter()
-            .map(key_from_row)
-            .collect::<Result<_, _>>()?;
+        // One statement, so one round trip and one snapshot: the version with the keys it
+        // counts (one row per key, or one row of NULLs for an empty keyring).
+        let rows = sqlx::query(
+            "SELECT v.keyring_version, k.*
+             FROM (SELECT COALESCE(MAX(version), 0) AS keyring_version FROM keyring_version
+                   WHERE id = 1) v
+             LEFT JOIN trusted_keys k ON 1 = 1
+             ORDER BY k.created_at, k.name",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let version: i64 = match rows.first() {
+            Some(row) => row.try_get("keyring_version")?,
+            None => 0,
+        };
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in rows {
+            if row.try_get::<Option<String>, _>("key_id")?.is_some() {
+                keys.push(key_from_row(row)?);
+            }
+        }
         Ok((version, keys))
     }
 

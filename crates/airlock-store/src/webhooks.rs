@@ -141,25 +141,23 @@ fn webhook_from_row(row: &sqlx::any::AnyRow) -> Result<WebhookRow, StoreError> {
 }
 
 /// Enqueues a delivery of each record (appended at indexes from `first_index`) to every active
-/// endpoint subscribed to its kind, on `conn` inside the caller's transaction.
+/// endpoint subscribed to its kind, on `conn` inside the caller's transaction. `endpoints` are the
+/// active endpoints' ids and event patterns (JSON), read in that transaction by the audit append.
 pub(crate) async fn enqueue_for_records(
     conn: &mut AnyConnection,
+    endpoints: &[(i64, String)],
     records: &[AuditRecord],
     first_index: i64,
 ) -> Result<(), sqlx::Error> {
-    let rows = sqlx::query("SELECT id, events FROM webhook_endpoints WHERE removed_at IS NULL")
-        .fetch_all(&mut *conn)
-        .await?;
-    if rows.is_empty() {
+    if endpoints.is_empty() {
         return Ok(());
     }
-    let endpoints: Vec<(i64, Vec<EventPattern>)> = rows
+    let endpoints: Vec<(i64, Vec<EventPattern>)> = endpoints
         .iter()
-        .map(|row| {
-            let events: String = row.get("events");
-            let patterns: Vec<String> = serde_json::from_str(&events).unwrap_or_default();
+        .map(|(id, events)| {
+            let patterns: Vec<String> = serde_json::from_str(events).unwrap_or_default();
             (
-                row.get::<i64, _>("id"),
+                *id,
                 patterns.iter().filter_map(|p| p.parse().ok()).collect(),
             )
         })

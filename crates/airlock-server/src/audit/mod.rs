@@ -274,6 +274,10 @@ impl AuditLog {
         let mut interval = tokio::time::interval(ROUND_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failures = 0u32;
+        // A replica that does not lead refreshes its audit gauges once per leadership check, not
+        // every round: two reads five times a second per follower were most of an idle
+        // follower's database work.
+        let mut follower_metrics_at: Option<std::time::Instant> = None;
         loop {
             interval.tick().await;
             if !leadership.lead().await {
@@ -284,9 +288,15 @@ impl AuditLog {
                     self.metadata.resume_writes();
                 }
                 failures = 0;
-                self.update_metrics().await;
+                if follower_metrics_at
+                    .is_none_or(|at| at.elapsed() >= crate::leadership::CHECK_INTERVAL)
+                {
+                    self.update_metrics().await;
+                    follower_metrics_at = Some(std::time::Instant::now());
+                }
                 continue;
             }
+            follower_metrics_at = None;
             loop {
                 match self.integrate().await {
                     Ok(Some(size)) => tracing::debug!(size, "signed audit checkpoint"),

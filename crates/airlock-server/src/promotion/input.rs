@@ -175,13 +175,17 @@ async fn common(
     action: &str,
     requester: Value,
     approvals: &[ApprovalRow],
+    keys: Option<Vec<airlock_store::KeyRow>>,
 ) -> Result<Value> {
     let source = service.source_of(row)?;
     let target = service.target_of(row)?;
     let digest = &row.digest;
     let artifact = artifact_json(service, &source, &target, digest).await?;
     let evidence_rows = service.evidence.evidence_for(&source, digest).await?;
-    let (_, keys) = service.evidence.keys().await?;
+    let keys = match keys {
+        Some(keys) => keys,
+        None => service.evidence.keys().await?.1,
+    };
     let key_scopes: Vec<(String, Vec<String>)> =
         keys.into_iter().map(|k| (k.name, k.scope)).collect();
     let history: Vec<Value> = service
@@ -224,10 +228,11 @@ pub(super) async fn build(
     service: &PromotionService,
     row: &PromotionRow,
     approvals: &[ApprovalRow],
+    keys: Option<Vec<airlock_store::KeyRow>>,
 ) -> Result<Value> {
     let requester: Value =
         serde_json::from_str(&row.requester).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    common(service, row, "promote", requester, approvals).await
+    common(service, row, "promote", requester, approvals, keys).await
 }
 
 /// The input for rolling a channel back to the artifact `row` promoted.
@@ -236,7 +241,7 @@ pub(super) async fn build_rollback(
     row: &PromotionRow,
     caller: &Caller,
 ) -> Result<Value> {
-    common(service, row, "rollback", requester_json(caller), &[]).await
+    common(service, row, "rollback", requester_json(caller), &[], None).await
 }
 
 #[cfg(test)]

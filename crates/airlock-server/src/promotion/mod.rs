@@ -780,7 +780,7 @@ impl PromotionService {
             claim: Some(random_id("clm")),
         };
         if request.dry_run {
-            let input = self.input_for(&row, &[]).await?;
+            let input = self.input_for(&row, &[], None).await?;
             let (decision, _) = self
                 .evaluate(self.gate_query(&request.target_stage), input)
                 .await?;
@@ -856,8 +856,9 @@ impl PromotionService {
         &self,
         row: &PromotionRow,
         approvals: &[airlock_store::ApprovalRow],
+        keys: Option<Vec<airlock_store::KeyRow>>,
     ) -> Result<Value> {
-        input::build(self, row, approvals).await
+        input::build(self, row, approvals, keys).await
     }
 
     /// Decides `row` (first request or after its last approval), recording the decision, and
@@ -1032,7 +1033,7 @@ impl PromotionService {
 
     async fn decide_once(&self, row: &mut PromotionRow, caller: &Caller) -> Result<Outcome> {
         // Read before the evidence: a change after this point makes the promotion retry.
-        let (keyring_version, _) = self.evidence.keys().await?;
+        let (keyring_version, keys) = self.evidence.keys().await?;
         let approvals = self.metadata.approvals(&row.id).await?;
         let approvals = match self.revalidate(row, approvals).await {
             Ok(approvals) => approvals,
@@ -1060,7 +1061,7 @@ impl PromotionService {
                 return Err(err);
             }
         };
-        let input = self.input_for(row, &approvals).await?;
+        let input = self.input_for(row, &approvals, Some(keys)).await?;
         let query = self.gate_query(&row.target_stage);
         let (decision, bundle_digest) = self.evaluate(query.clone(), input.clone()).await?;
         let required = self.required_for(row, &decision);
