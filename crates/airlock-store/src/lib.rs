@@ -52,8 +52,7 @@ pub use backup::{
 pub use blobs::{
     BlobCopy, BlobRange, BlobStore, ByteStream, CREDENTIAL_VARIABLES, ChunkWriteError,
     LOG_IDENTITY_PATH, REDIRECT_TTL_SECS, S3Location, S3LocationError, S3Options, StagedObject,
-    StoredBlobFile,
-    local_blob_file,
+    StoredBlobFile, local_blob_file,
 };
 pub use catalog::TagRow;
 pub use engine::{Backend, DatabaseBusy, DatabaseLocation, POSTGRES_TIMEOUTS, redact_url};
