@@ -152,4 +152,76 @@ mod tests {
             assert!(meta.decision("dec_reject").await.unwrap().is_some());
         }
     }
+
+    #[tokio::test]
+    async fn a_rollback_is_recorded_only_with_the_active_bundle() {
+        let (old, new) = (
+            format!("sha256:{}", "1".repeat(64)),
+            format!("sha256:{}", "2".repeat(64)),
+        );
+        for meta in crate::testing::engines().await {
+            let mut tx = meta.begin_write().await.unwrap();
+            sqlx::query("INSERT INTO repositories (name, created_at) VALUES ('prod/a', 1)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            for digest in [&old, &new] {
+                sqlx::query(
+                    "INSERT INTO manifests (digest, media_type, annotations, size, content, created_at)
+                     VALUES ($1, 'application/vnd.oci.image.manifest.v1+json', '{}', 2, $2, 1)",
+                )
+                .bind(digest)
+                .bind(b"{}".to_vec())
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                sqlx::query(
+                    "INSERT INTO repository_manifests (repository, digest, created_at, pushed_by)
+                     VALUES ('prod/a', $1, 1, 'tester')",
+                )
+                .bind(digest)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            }
+            sqlx::query(
+                "INSERT INTO tags (repository, name, digest, updated_at) VALUES ('prod/a', 'live', $1, 1)",
+            )
+            .bind(&new)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            meta.activate_bundle("sha256:aa").await.unwrap();
+            meta.activate_bundle("sha256:bb").await.unwrap();
+            let rollback = |decision| crate::Rollback {
+                repository: "prod/a",
+                tag: "live",
+                from: &new,
+                to: &old,
+                by: "tester",
+                decision,
+                records: &[],
+            };
+            let stale = decision("dec_stale_rb", "sha256:aa", "data.airlock.rollback.prod");
+            match meta.roll_back(rollback(&stale)).await {
+                Err(crate::PromotionWriteError::Store(crate::StoreError::PolicyMoved {
+                    decided,
+                    ..
+                })) => assert_eq!(decided, "sha256:aa"),
+                other => panic!("expected PolicyMoved, got {other:?}"),
+            }
+            assert!(meta.decision("dec_stale_rb").await.unwrap().is_none());
+            let tag: String = sqlx::query_scalar(
+                "SELECT digest FROM tags WHERE repository = 'prod/a' AND name = 'live'",
+            )
+            .fetch_one(meta.pool())
+            .await
+            .unwrap();
+            assert_eq!(tag, new, "a refused rollback moves nothing");
+            let current = decision("dec_current_rb", "sha256:bb", "data.airlock.rollback.prod");
+            meta.roll_back(rollback(&current)).await.unwrap();
+            assert!(meta.decision("dec_current_rb").await.unwrap().is_some());
+        }
+    }
 }

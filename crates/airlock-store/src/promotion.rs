@@ -337,10 +337,19 @@ fn decision_from_row(row: sqlx::any::AnyRow) -> DecisionRow {
     }
 }
 
+/// Stores a decision record, after checking in the same transaction that the policy bundle it
+/// was decided with is still the active one (another replica may have activated a new bundle
+/// since): every decision, a promotion's or a rollback's, is recorded only under the bundle in use.
 async fn insert_decision(
     tx: &mut sqlx::AnyConnection,
     decision: &DecisionRow,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
+    crate::active_policy::check_decided_with_active(
+        &mut *tx,
+        &decision.bundle_digest,
+        &decision.query,
+    )
+    .await?;
     sqlx::query(
         "INSERT INTO decisions (id, promotion_id, action, query, bundle_digest, input, result,
          allowed, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -608,12 +617,6 @@ impl Metadata {
             .execute(&mut *tx)
             .await?;
         }
-        crate::active_policy::check_decided_with_active(
-            &mut tx,
-            &decision.bundle_digest,
-            &decision.query,
-        )
-        .await?;
         insert_decision(&mut tx, decision).await?;
         let index = append(&mut tx, records).await?;
         tx.commit().await?;
