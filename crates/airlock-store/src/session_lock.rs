@@ -214,12 +214,23 @@ mod tests {
             }
             let mut claim = meta.session_lock(SessionLockKey::Leader);
             assert!(claim.hold().await.unwrap());
-            // No query answers within a nanosecond.
-            claim.timeout = Duration::from_nanos(1);
-            assert!(matches!(
-                claim.hold().await,
-                Err(StoreError::LockTimedOut { .. })
-            ));
+            // The server process behind the claim's connection stops, as a vanished host's
+            // would: the connection stays open and nothing answers.
+            let connection = claim.connection.as_mut().expect("the claim's connection");
+            let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut *connection)
+                .await
+                .unwrap();
+            let backend = rustix::process::Pid::from_raw(backend).expect("a backend pid");
+            rustix::process::kill_process(backend, rustix::process::Signal::STOP)
+                .expect("stop the lock connection's server process (the test runs as root)");
+            claim.timeout = Duration::from_millis(300);
+            let outcome = claim.hold().await;
+            rustix::process::kill_process(backend, rustix::process::Signal::CONT).unwrap();
+            assert!(
+                matches!(outcome, Err(StoreError::LockTimedOut { .. })),
+                "{outcome:?}"
+            );
             assert!(!claim.held());
             assert!(claim.connection.is_none(), "the hung connection is dropped");
             claim.timeout = LOCK_QUERY_TIMEOUT;
