@@ -569,16 +569,29 @@ async fn an_altered_signed_entry_at_the_tail_is_refused_at_start() {
 
 #[tokio::test]
 async fn a_checkpoint_signed_by_another_key_is_refused_at_start() {
-    let (_s, dir) = stopped_history().await;
+    let (s, dir) = stopped_history().await;
+    let other = airlock_audit::LogKey::generate("airlock/other").unwrap();
     if common::distributed() {
         // The stored log key goes; the other key below is imported in its place at start.
         common::execute_on_database(&dir, "DELETE FROM server_keys WHERE purpose = 'log'", &[])
             .await;
+        // The blob store's log identity marker still names the old log, so the start is
+        // refused before any checkpoint is read (tests/log_identity.rs)...
+        std::fs::write(dir.join("log-key"), other.private_text()).unwrap();
+        let (code, err) = common::serve_refused(&dir, &[]);
+        assert_ne!(code, 0, "{err}");
+        assert!(err.contains("log-identity.json"), "{err}");
+        // ...and once the marker is deleted by hand (the documented way to begin a new log on
+        // purpose), the checkpoints refuse the other key.
+        common::blob_store_of(&s)
+            .await
+            .delete_path_for_tests(airlock_store::LOG_IDENTITY_PATH)
+            .await
+            .unwrap();
     } else {
         std::fs::remove_file(dir.join("log-key")).unwrap();
+        std::fs::write(dir.join("log-key"), other.private_text()).unwrap();
     }
-    let other = airlock_audit::LogKey::generate("airlock/other").unwrap();
-    std::fs::write(dir.join("log-key"), other.private_text()).unwrap();
     start_refused_naming(&dir, "is not signed by the log key");
 }
 

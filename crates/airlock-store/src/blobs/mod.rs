@@ -360,6 +360,12 @@ impl BlobStore {
         Ok(Some(result.bytes().await?.to_vec()))
     }
 
+    /// Deletes the object at `path` under the prefix, as an operator deletes one by hand (tests).
+    #[cfg(any(test, feature = "test-support"))]
+    pub async fn delete_path_for_tests(&self, path: &str) -> Result<(), StoreError> {
+        Ok(self.store.delete(&Path::from(path)).await?)
+    }
+
     /// Stores the audit log identity marker ([`BlobStore::log_identity`]), replacing any.
     pub async fn put_log_identity(&self, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.check_writable()?;
