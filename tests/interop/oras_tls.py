@@ -23,6 +23,9 @@ def main():
         username=os.environ["AIRLOCK_USER"],
         password=os.environ["AIRLOCK_PASSWORD"],
         hostname=host,
+        # The test's own file: the default (~/.docker/config.json) is shared with every other
+        # test logging in at the same time, and a half-written one breaks this login.
+        config_path=os.path.join(workdir, "docker-config.json"),
     )
     src = os.path.join(workdir, "src")
     os.makedirs(src, exist_ok=True)
