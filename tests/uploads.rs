@@ -331,8 +331,15 @@ async fn parallel_uploads_keep_server_memory_bounded() {
     let peak_mib = s.peak_rss_kib() / 1024;
     eprintln!("server peak RSS with {CLIENTS} parallel uploads: {peak_mib} MiB");
     // Before: each new client's argon2 check kept 19 MiB on its own thread (~1 GiB here).
+    // On S3 a chunk under the 8 MiB part size is buffered whole and sent in one PUT
+    // (docs/storage.md), so each upload in flight may hold its 4 MiB at the peak as well.
+    let limit = if common::distributed() {
+        200 + CLIENTS * MIB
+    } else {
+        200
+    };
     assert!(
-        peak_mib < 200,
-        "server peak RSS {peak_mib} MiB with {CLIENTS} parallel uploads"
+        peak_mib < limit as u64,
+        "server peak RSS {peak_mib} MiB with {CLIENTS} parallel uploads (limit {limit} MiB)"
     );
 }
