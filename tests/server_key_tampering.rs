@@ -134,3 +134,50 @@ async fn a_token_key_row_forged_in_the_database_is_refused() {
     assert_eq!(whoami(&s, &forged_token).await, 401);
     assert_eq!(whoami(&s, &genuine).await, 200);
 }
+
+/// Clearing every row's MAC, with a forged row among them, does not pass for an upgrade from a
+/// release without MACs: the blob store's log identity marker says this installation started
+/// on a release with them, so the next start authenticates nothing and refuses the rows. Only
+/// without the marker (the first start of that release) are MAC-less rows trusted as found.
+#[tokio::test]
+async fn clearing_every_mac_does_not_authenticate_a_forged_row_at_the_next_start() {
+    if !common::distributed() {
+        eprintln!("NOTICE: shared server keys need AIRLOCK_TEST_BACKEND=distributed; skipped");
+        return;
+    }
+    let mut s = TestServer::start();
+    let genuine = token(&s).await;
+    assert_eq!(whoami(&s, &genuine).await, 200);
+    s.stop();
+    let forged = TokenKey::generate();
+    let kid = forged.kid().to_string();
+    let public = forged.public_key().to_public_pem().unwrap();
+    common::execute_on_database(
+        &s.data_dir,
+        "INSERT INTO server_keys (purpose, key_id, public_key, created_at, retired_at,
+                                  accepted_until)
+         VALUES ('token', $1, $2, 1, 1, 9000000000000)",
+        &[&kid, &public],
+    )
+    .await;
+    common::execute_on_database(&s.data_dir, "UPDATE server_keys SET mac = NULL", &[]).await;
+    let (code, err) = common::serve_refused(&s.data_dir, &[]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("is refused"), "{err}");
+
+    // The same rows without the forged one and without the marker: the first start of a
+    // release with MACs over an older one's rows, which it authenticates.
+    common::execute_on_database(
+        &s.data_dir,
+        "DELETE FROM server_keys WHERE key_id = $1",
+        &[&kid],
+    )
+    .await;
+    common::blob_store_of(&s)
+        .await
+        .delete_path_for_tests(airlock_store::LOG_IDENTITY_PATH)
+        .await
+        .unwrap();
+    let s = TestServer::start_in(&s.data_dir.clone(), &[]);
+    assert_eq!(whoami(&s, &genuine).await, 200);
+}

@@ -88,23 +88,32 @@ pub async fn open(
     // top of one): on a new log what happens now is recorded once it is open.
     let log_started = metadata.audit_table_counts(0).await?.checkpoints > 0;
     let mut deferred_audit = Vec::new();
-    let authenticated = metadata
-        .authenticate_server_keys(&kek, |count| {
-            let record = AuditRecord {
-                time_millis: now_millis(),
-                actor: Actor::system(),
-                event: AuditEvent::ServerKeyAuthenticated {
-                    count: count as u64,
-                },
-            };
-            if log_started {
-                vec![record]
-            } else {
-                deferred_audit.push(record);
-                Vec::new()
-            }
-        })
-        .await?;
+    // Trust on upgrade happens once, at the first start of a release that has row MACs: the
+    // release that also writes the log identity marker into the blob store, right after this.
+    // With the marker present, rows without MACs were not left by an upgrade but cleared by
+    // someone who can write the database (perhaps to slip a forged key in with them): nothing
+    // is authenticated, and loading the keys below refuses them.
+    let authenticated = if marker.is_some() {
+        0
+    } else {
+        metadata
+            .authenticate_server_keys(&kek, |count| {
+                let record = AuditRecord {
+                    time_millis: now_millis(),
+                    actor: Actor::system(),
+                    event: AuditEvent::ServerKeyAuthenticated {
+                        count: count as u64,
+                    },
+                };
+                if log_started {
+                    vec![record]
+                } else {
+                    deferred_audit.push(record);
+                    Vec::new()
+                }
+            })
+            .await?
+    };
     if authenticated > 0 {
         tracing::warn!(
             count = authenticated,
