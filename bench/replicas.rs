@@ -28,7 +28,9 @@
 //!
 //! Run: `eval "$(scripts/test-services)"; eval "$(scripts/test-s3)";
 //! ./target/release/airlock-bench replicas [--runs 5] [--in-flight 8] [--manifests 400]
-//! [--promotions 200]` (build with `cargo build --release -p airlock -p airlock-bench`).
+//! [--promotions 200] [--perf DIR [--perf-args ARGS]]` (build with `cargo build --release -p
+//! airlock -p airlock-bench`). With `--perf DIR`, `perf record ARGS` (default `-F 999`) samples
+//! the replicas over each second half into `DIR/replicas-N-run-R.data`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -52,6 +54,12 @@ struct Options {
     manifests: usize,
     promotions: usize,
     airlock: PathBuf,
+    /// Where `perf record` writes a profile of the replicas over each run's second half of
+    /// promotions (`--perf DIR`), when set.
+    perf: Option<PathBuf>,
+    /// What `perf record` samples (`--perf-args`, split on spaces): `-F 999` (CPU time) unless
+    /// set, e.g. `-e context-switches --call-graph dwarf` for where threads block.
+    perf_args: Vec<String>,
 }
 
 fn options() -> Result<Options> {
@@ -64,6 +72,8 @@ fn options() -> Result<Options> {
             env!("CARGO_MANIFEST_DIR"),
             "/../target/release/airlock"
         )),
+        perf: None,
+        perf_args: vec!["-F".into(), "999".into()],
     };
     let mut args = std::env::args().skip(2);
     while let Some(arg) = args.next() {
@@ -74,6 +84,10 @@ fn options() -> Result<Options> {
             "--manifests" => options.manifests = value()?.parse()?,
             "--promotions" => options.promotions = value()?.parse()?,
             "--airlock" => options.airlock = value()?.into(),
+            "--perf" => options.perf = Some(value()?.into()),
+            "--perf-args" => {
+                options.perf_args = value()?.split_whitespace().map(str::to_string).collect()
+            }
             other => bail!("unknown argument {other}; see the doc comment in bench/replicas.rs"),
         }
     }
@@ -95,6 +109,36 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
     Ok(fields.get(11).context("utime")?.parse::<u64>()?
         + fields.get(12).context("stime")?.parse::<u64>()?)
+}
+
+/// Context switches so far of every thread of process `pid` (`voluntary_ctxt_switches` and
+/// `nonvoluntary_ctxt_switches` of each `/proc/PID/task/TID/status`; a thread that ended meanwhile
+/// no longer counts).
+fn context_switches(pid: u32) -> Result<u64> {
+    let mut sum = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+            continue;
+        };
+        for line in status.lines() {
+            if let Some(value) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                sum += value.trim().parse::<u64>()?;
+            }
+        }
+    }
+    Ok(sum)
+}
+
+/// The replicas' context switches so far.
+fn replicas_switches(cluster: &Cluster) -> Result<u64> {
+    cluster
+        .replicas
+        .iter()
+        .map(|c| context_switches(c.id()))
+        .sum()
 }
 
 /// CPU time of process `pid` and its children (PostgreSQL's backends under the postmaster).
@@ -314,6 +358,8 @@ struct Phase {
     haproxy_cpu_ms: f64,
     /// PostgreSQL's and the S3 server's CPU per request, in milliseconds.
     services_cpu_ms: f64,
+    /// Context switches of the replicas' threads per request (voluntary and not).
+    switches: f64,
 }
 
 /// Runs `requests` (futures yielding Ok on success), `in_flight` at a time, measuring the cluster.
@@ -340,6 +386,7 @@ where
         Ok([replicas, cpu_ticks(cluster.haproxy.id())?, others])
     };
     let before = cpu(cluster)?;
+    let switches_before = replicas_switches(cluster)?;
     let started = Instant::now();
     let results: Vec<Result<()>> = futures::stream::iter(requests)
         .buffer_unordered(in_flight)
@@ -347,6 +394,7 @@ where
         .await;
     let elapsed = started.elapsed().as_secs_f64();
     let after = cpu(cluster)?;
+    let switches = replicas_switches(cluster)?.saturating_sub(switches_before) as f64 / count;
     if let Some(Err(err)) = results.into_iter().find(Result::is_err) {
         return Err(err);
     }
@@ -356,6 +404,7 @@ where
         cpu_ms: per_request(0),
         haproxy_cpu_ms: per_request(1),
         services_cpu_ms: per_request(2),
+        switches,
     })
 }
 
@@ -466,9 +515,66 @@ async fn run_once(
     // use of each statement prepares it, caches fill), the second is the steady state.
     let second_half = promotions.split_off(promotions.len() / 2);
     let first = measure(&cluster, ticks, options.in_flight, promotions).await?;
+    let profile = match &options.perf {
+        Some(dir) => Some(Profile::start(
+            &cluster,
+            &options.perf_args,
+            &dir.join(format!("replicas-{n}-run-{}.data", run + 1)),
+        )?),
+        None => None,
+    };
     let second = measure(&cluster, ticks, options.in_flight, second_half).await?;
+    if let Some(profile) = profile {
+        profile.stop()?;
+    }
     drop(cluster);
     Ok((pushed, Promotions { first, second }, idle_ms_per_s))
+}
+
+/// `perf record` sampling the replicas (user and kernel stacks off; symbols only), so the two
+/// cluster sizes can be compared symbol by symbol per promotion:
+/// `perf report -i DIR/replicas-N-run-R.data --no-children --sort symbol`.
+struct Profile {
+    perf: Child,
+}
+
+impl Profile {
+    /// Starts sampling every replica of `cluster` into `output`.
+    fn start(cluster: &Cluster, args: &[String], output: &Path) -> Result<Self> {
+        if let Some(dir) = output.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let pids: Vec<String> = cluster
+            .replicas
+            .iter()
+            .map(|c| c.id().to_string())
+            .collect();
+        let perf = Command::new("perf")
+            .args(["record", "--quiet"])
+            .args(args)
+            .arg("-o")
+            .arg(output)
+            .args(["-p", &pids.join(",")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start perf (Debian's linux-perf package)")?;
+        // perf attaches to every thread before it samples.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(Self { perf })
+    }
+
+    /// Stops sampling (SIGINT, as Ctrl-C: perf writes its header and exits).
+    fn stop(mut self) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-INT", &self.perf.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("could not stop perf ({status})");
+        }
+        self.perf.wait()?;
+        Ok(())
+    }
 }
 
 /// The promotions phase, in two halves measured apart.
@@ -488,6 +594,7 @@ impl Promotions {
             cpu_ms: (a.cpu_ms + b.cpu_ms) / 2.0,
             haproxy_cpu_ms: (a.haproxy_cpu_ms + b.haproxy_cpu_ms) / 2.0,
             services_cpu_ms: (a.services_cpu_ms + b.services_cpu_ms) / 2.0,
+            switches: (a.switches + b.switches) / 2.0,
         }
     }
 }
@@ -559,6 +666,12 @@ pub async fn run() -> Result<()> {
                 halves.second.per_second,
                 halves.second.cpu_ms
             );
+            println!(
+                "run {} replicas={n}: context switches of the replicas per request: manifest push {:.1}, promotion {:.1}",
+                run + 1,
+                pushed.switches,
+                promoted.switches
+            );
             steady[usize::from(n == 3)].push(halves.second.cpu_ms);
             figures[usize::from(n == 3)].push((pushed, promoted));
         }
@@ -617,6 +730,15 @@ pub async fn run() -> Result<()> {
                 &steady[i],
                 "ms",
                 2
+            )
+        );
+        println!(
+            "{}",
+            line(
+                &format!("{n} replica(s): context switches per promotion"),
+                &runs.iter().map(|r| r.1.switches).collect::<Vec<_>>(),
+                "",
+                1
             )
         );
         println!(
