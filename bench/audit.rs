@@ -9,6 +9,11 @@ use airlock_server::audit::AuditLog;
 use airlock_store::{DatabaseLocation, Metadata, now_millis};
 use anyhow::{Context, Result, bail};
 
+/// GNU time, which measures the verifier's peak resident memory.
+const GNU_TIME: &str = "/usr/bin/time";
+/// What the bench's `/usr/bin/time -f` format prints before the peak RSS.
+const RSS_MARKER: &str = "airlock-bench peak rss KiB: ";
+
 struct Options {
     events: u64,
     writers: u64,
@@ -132,6 +137,10 @@ pub(crate) async fn sustained_appends(
 
 pub async fn run() -> Result<()> {
     let options = options()?;
+    println!(
+        "audit log benchmark; load average {} at start",
+        crate::promote::load_average()
+    );
 
     // 1. Sustained appends: concurrent writers, one transaction per event, integrator running.
     let dir = tempfile::tempdir()?;
@@ -168,27 +177,48 @@ pub async fn run() -> Result<()> {
     while log.integrate().await?.is_some() {}
     let integrate = started.elapsed();
     metadata.close().await;
-    let started = Instant::now();
-    let output = std::process::Command::new(&options.airlock)
+    // GNU time reports the verifier's peak resident memory (`%M`, KiB) on stderr.
+    let gnu_time = std::path::Path::new(GNU_TIME);
+    let mut command = if gnu_time.exists() {
+        let mut command = std::process::Command::new(gnu_time);
+        command
+            .args(["-f", &format!("{RSS_MARKER}%M")])
+            .arg(&options.airlock);
+        command
+    } else {
+        std::process::Command::new(&options.airlock)
+    };
+    command
         .args(["audit", "verify", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .with_context(|| {
-            format!(
-                "run {} (cargo build --release first)",
-                options.airlock.display()
-            )
-        })?;
+        .arg(dir.path());
+    let started = Instant::now();
+    let output = command.output().with_context(|| {
+        format!(
+            "run {} (cargo build --release first)",
+            options.airlock.display()
+        )
+    })?;
     let verify = started.elapsed();
     if !output.status.success() {
         bail!("verify failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     print!("{}", String::from_utf8_lossy(&output.stdout));
+    let peak_rss = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .find_map(|line| line.strip_prefix(RSS_MARKER)?.trim().parse::<u64>().ok())
+        .map_or_else(
+            || format!("not measured ({GNU_TIME} missing)"),
+            |kib| format!("{:.0} MiB", kib as f64 / 1024.0),
+        );
     println!(
-        "verify: `airlock audit verify --data-dir` over {} entries took {:.2} s (integrating them took {:.2} s)",
+        "verify: `airlock audit verify --data-dir` over {} entries took {:.2} s, peak RSS {peak_rss} (integrating them took {:.2} s)",
         options.verify_entries,
         verify.as_secs_f64(),
         integrate.as_secs_f64()
+    );
+    println!(
+        "load average at the end: {}",
+        crate::promote::load_average()
     );
     Ok(())
 }

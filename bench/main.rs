@@ -16,6 +16,10 @@
 //! signatures, and in the same run `skopeo copy` of the same image between two repositories of
 //! the distribution registry (see `promote.rs`).
 //!
+//! `airlock-bench pull [--blob-mib 1024] [--runs 5]` measures downloads with real clients: `curl`
+//! GET of a large blob and `skopeo copy` of a large image to `dir:`, airlock against the
+//! distribution registry, alternating, in the same run (see `pull.rs`).
+//!
 //! `airlock-bench uploads [--parallel 200] [--mib 100]` measures server memory (peak RSS) while many
 //! clients upload at once, against airlock and the distribution registry (see `uploads.rs`).
 //!
@@ -34,6 +38,7 @@ mod anomalies;
 mod audit;
 mod engines;
 mod promote;
+mod pull;
 mod replicas;
 mod services;
 mod tls;
@@ -436,6 +441,7 @@ async fn main() -> Result<()> {
         Some("engines") => return engines::run().await,
         Some("anomalies") => return anomalies::run().await,
         Some("promote") => return promote::run().await,
+        Some("pull") => return pull::run().await,
         Some("uploads") => return uploads::run().await,
         Some("replicas") => return replicas::run().await,
         _ => {}

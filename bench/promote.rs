@@ -20,7 +20,8 @@
 //! is measured twice: with an empty cache (a fresh CI job: every byte flows through skopeo) and
 //! with a cache that knows the source (the layer is mounted, only config and manifest are copied).
 //! As root, skopeo keeps its cache in /var/lib/containers/cache whatever HOME says, so the runs
-//! are made as `nobody` (with `setpriv`) with a HOME of their own; the system cache is untouched.
+//! are made as `nobody` (with `setpriv`) with a HOME, runtime directory and auth file of their
+//! own (so a root-only `/run/containers` does not stop them); the system cache is untouched.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -656,10 +657,18 @@ async fn bench_airlock(
 
 /// How skopeo runs: as the current user, or, as root, as `nobody` through `setpriv` (so that
 /// its blob-info cache follows HOME instead of living in /var/lib/containers/cache).
-struct Skopeo {
+///
+/// Every path skopeo would otherwise derive from the user is given explicitly, inside a home the
+/// run owns ([`SkopeoHome`]): `HOME`, `XDG_RUNTIME_DIR` and the auth file (`REGISTRY_AUTH_FILE`
+/// and `--authfile`). Without them skopeo running as `nobody` looks for its auth file under
+/// `/run/containers/<uid>` and fails where that directory is root-only.
+pub(crate) struct Skopeo {
     binary: PathBuf,
     setpriv: Option<PathBuf>,
 }
+
+/// The uid and gid of `nobody`, whom skopeo runs as when the benchmark runs as root.
+const NOBODY: u32 = 65534;
 
 fn effective_uid() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -667,8 +676,31 @@ fn effective_uid() -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// A home directory for skopeo runs (they share its blob-info cache), with the runtime directory
+/// and auth file skopeo uses, all owned by the user skopeo runs as.
+pub(crate) struct SkopeoHome {
+    dir: tempfile::TempDir,
+}
+
+impl SkopeoHome {
+    /// `HOME`.
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `XDG_RUNTIME_DIR`.
+    fn runtime_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// `REGISTRY_AUTH_FILE` and `--authfile`.
+    fn auth_file(&self) -> PathBuf {
+        self.dir.path().join("auth.json")
+    }
+}
+
 impl Skopeo {
-    fn find(binary: &Path) -> Result<Option<Self>> {
+    pub(crate) fn find(binary: &Path) -> Result<Option<Self>> {
         if !binary.exists() {
             eprintln!(
                 "NOTICE: {} not found; install skopeo for the comparison",
@@ -693,23 +725,65 @@ impl Skopeo {
         }))
     }
 
-    /// A HOME for skopeo runs that share one blob-info cache.
-    fn home(&self) -> Result<tempfile::TempDir> {
-        let home = tempfile::tempdir()?;
+    /// A home for skopeo runs that share one blob-info cache, with an empty auth file and a
+    /// runtime directory (mode 0700), owned by the user skopeo runs as.
+    pub(crate) fn home(&self) -> Result<SkopeoHome> {
+        use std::os::unix::fs::PermissionsExt;
+        let home = SkopeoHome {
+            dir: tempfile::tempdir()?,
+        };
+        std::fs::create_dir(home.runtime_dir())?;
+        std::fs::set_permissions(home.runtime_dir(), std::fs::Permissions::from_mode(0o700))?;
+        std::fs::write(home.auth_file(), "{\"auths\":{}}\n")?;
+        std::fs::set_permissions(home.auth_file(), std::fs::Permissions::from_mode(0o600))?;
         if self.setpriv.is_some() {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777))?;
+            for path in [
+                home.path().to_path_buf(),
+                home.runtime_dir(),
+                home.auth_file(),
+            ] {
+                std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY))
+                    .with_context(|| format!("chown {} to nobody", path.display()))?;
+            }
         }
         Ok(home)
     }
 
+    /// A directory skopeo may write into (`dir:` targets), removed when dropped.
+    pub(crate) fn scratch_dir(&self) -> Result<tempfile::TempDir> {
+        let dir = tempfile::tempdir()?;
+        if self.setpriv.is_some() {
+            std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY))?;
+        }
+        Ok(dir)
+    }
+
     /// Times one `skopeo copy` from `source` to `target` (docker:// references) with `home`.
-    async fn copy(&self, home: &Path, source: &str, target: &str) -> Result<Duration> {
+    async fn copy(&self, home: &SkopeoHome, source: &str, target: &str) -> Result<Duration> {
+        self.run_copy(
+            home,
+            &[
+                "--src-tls-verify=false".into(),
+                "--dest-tls-verify=false".into(),
+                format!("docker://{source}"),
+                format!("docker://{target}"),
+            ],
+        )
+        .await
+    }
+
+    /// Times one `skopeo copy <args>` with `home`, failing with skopeo's error output.
+    pub(crate) async fn run_copy(&self, home: &SkopeoHome, args: &[String]) -> Result<Duration> {
         let mut command = match &self.setpriv {
             Some(setpriv) => {
                 let mut c = Command::new(setpriv);
-                c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-                    .arg(&self.binary);
+                c.args([
+                    format!("--reuid={NOBODY}"),
+                    format!("--regid={NOBODY}"),
+                    "--clear-groups".into(),
+                    "--".into(),
+                ])
+                .arg(&self.binary);
                 c
             }
             None => Command::new(&self.binary),
@@ -717,10 +791,13 @@ impl Skopeo {
         command
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
-            .env("HOME", home)
-            .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
-            .arg(format!("docker://{source}"))
-            .arg(format!("docker://{target}"));
+            .env("HOME", home.path())
+            .env("XDG_RUNTIME_DIR", home.runtime_dir())
+            .env("REGISTRY_AUTH_FILE", home.auth_file())
+            .arg("copy")
+            .arg("--authfile")
+            .arg(home.auth_file())
+            .args(args);
         let (elapsed, output) = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let output = command.output();
@@ -730,7 +807,8 @@ impl Skopeo {
         let output = output.context("run skopeo")?;
         if !output.status.success() {
             bail!(
-                "skopeo copy {source} {target} failed: {}",
+                "skopeo copy {} failed: {}",
+                args.join(" "),
                 String::from_utf8_lossy(&output.stderr)
             );
         }
@@ -769,17 +847,17 @@ async fn bench_skopeo_class(
     for run in 1..=options.skopeo_runs {
         let home = skopeo.home()?;
         let target = format!("{host}/prod/app-{}-cold{run}:1", class.slug);
-        cold.push(skopeo.copy(home.path(), &source, &target).await?);
+        cold.push(skopeo.copy(&home, &source, &target).await?);
     }
     // A cache that knows the source repository holds the layer (as after pushing it with skopeo
     // from the same machine): skopeo asks the registry to mount the layer across repositories.
     let home = skopeo.home()?;
     let primer = format!("{host}/prod/app-{}-primer:1", class.slug);
-    skopeo.copy(home.path(), &source, &primer).await?;
+    skopeo.copy(&home, &source, &primer).await?;
     let mut warm = Vec::new();
     for run in 1..=options.skopeo_runs {
         let target = format!("{host}/prod/app-{}-warm{run}:1", class.slug);
-        warm.push(skopeo.copy(home.path(), &source, &target).await?);
+        warm.push(skopeo.copy(&home, &source, &target).await?);
     }
     println!(
         "skopeo copy {}: empty cache {} ms, cache knows the layer {} ms",

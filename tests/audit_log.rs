@@ -707,3 +707,54 @@ async fn writes_stop_while_the_audit_log_cannot_be_signed_and_resume_after() {
     let (code, out, err) = s.cli(&["audit", "verify", "--require-signed"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// Offline verification reads the log a page at a time: a log of several pages verifies, and an
+/// entry altered in a later page (not the first) is still found and named.
+#[tokio::test]
+async fn a_modified_entry_pages_into_a_long_log_is_detected_and_named() {
+    if common::embedded_only() {
+        return;
+    }
+    let (_s, dir) = stopped_history().await;
+    // Forty thousand more entries, signed: more than two pages of the offline verifier.
+    let metadata = airlock_store::Metadata::open_sqlite(&dir.join("metadata.db"))
+        .await
+        .unwrap();
+    let actor = airlock_core::Actor {
+        principal: "ci".into(),
+        auth_method: "token".into(),
+        source: None,
+    };
+    let records: Vec<airlock_core::AuditRecord> = (0..10_000)
+        .map(|_| airlock_core::AuditRecord {
+            time_millis: airlock_store::now_millis(),
+            actor: actor.clone(),
+            event: airlock_core::AuditEvent::PushRefused {
+                repository: "prod/team/app".parse().unwrap(),
+                action: airlock_core::Action::Push,
+                reason: "stage prod is gated".into(),
+            },
+        })
+        .collect();
+    for _ in 0..4 {
+        metadata.record_events(&records).await.unwrap();
+    }
+    let log = airlock_server::audit::AuditLog::open(metadata.clone(), &dir, "unused")
+        .await
+        .unwrap();
+    while log.integrate().await.unwrap().is_some() {}
+    metadata.close().await;
+    let (code, out) = verify_offline(&dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("entries verified"), "{out}");
+
+    let mut db = database(&dir).await;
+    sqlx::query("UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'gated', 'open') AS BLOB) WHERE idx = 35000")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let (code, out) = verify_offline(&dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("entry 35000 was altered"), "{out}");
+}

@@ -1011,3 +1011,60 @@ async fn descriptor_sizes_must_match_the_stored_content() {
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     }
 }
+
+/// A blob larger than the server's read piece (4 MiB on a local directory) downloads whole, and
+/// by ranges that start, end and cross inside pieces, byte for byte; HEAD answers its size.
+#[tokio::test]
+async fn a_blob_of_several_read_pieces_is_served_whole_and_by_range() {
+    let s = TestServer::start();
+    const PIECE: usize = 4 * 1024 * 1024;
+    let content: Vec<u8> = (0..2 * PIECE + 12_345)
+        .map(|i| (i % 251) as u8 ^ (i / 251) as u8)
+        .collect();
+    let total = content.len();
+    let digest = s.push_blob("dev/team/big", &content).await;
+    let url = s.url(&format!("/v2/dev/team/big/blobs/{digest}"));
+
+    let head = s.http.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], total.to_string());
+
+    let whole = s.http.get(&url).send().await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["content-length"], total.to_string());
+    assert!(
+        whole.bytes().await.unwrap() == content,
+        "the whole blob differs"
+    );
+
+    for (range, start, end) in [
+        (
+            format!("bytes={}-{}", PIECE - 10, PIECE + 9),
+            PIECE - 10,
+            PIECE + 10,
+        ),
+        (format!("bytes={PIECE}-"), PIECE, total),
+        (format!("bytes=1-{}", 2 * PIECE), 1, 2 * PIECE + 1),
+        ("bytes=-12346".to_string(), total - 12_346, total),
+    ] {
+        let ranged = s
+            .http
+            .get(&url)
+            .header("range", &range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ranged.status(), 206, "{range}");
+        assert_eq!(
+            ranged.headers()["content-range"],
+            format!("bytes {start}-{}/{total}", end - 1),
+            "{range}"
+        );
+        let body = ranged.bytes().await.unwrap();
+        assert!(
+            body == content[start..end],
+            "{range}: {} bytes, not the blob's",
+            body.len()
+        );
+    }
+}

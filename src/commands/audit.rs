@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::commands::common::{Common, OutputFormat};
 use airlock_api::audit::EntryList;
 use airlock_audit::{
-    ConsistencyProof, FULL_TILE_WIDTH, Hash, InclusionProof, LogReport, TilePath,
+    ConsistencyProof, FULL_TILE_WIDTH, Hash, InclusionProof, LogReport, LogVerifier, TilePath,
     VerifiedCheckpoint, VerifyError, verify_checkpoint,
 };
 use airlock_store::Metadata;
@@ -415,10 +415,14 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
         }
     }
 
-    // Download entries and leaf hashes tile by tile (c2sp.org/tlog-tiles).
+    // Download entries and leaf hashes tile by tile (c2sp.org/tlog-tiles), verifying each tile
+    // as it arrives: memory stays at one tile however long the log.
     let size = checkpoint.size;
-    let mut entries: Vec<(u64, Vec<u8>)> = Vec::with_capacity(size as usize);
-    let mut leaf_hashes: Vec<Hash> = Vec::with_capacity(size as usize);
+    let report = |result| report_result(result, &checkpoint, trusted.as_ref(), args.common.output);
+    let mut verifier = match LogVerifier::new(&checkpoints) {
+        Ok(verifier) => verifier,
+        Err(error) => return Ok(report(Err(error))),
+    };
     let full = u64::from(FULL_TILE_WIDTH);
     for tile in 0..size.div_ceil(full) {
         let width = (size - tile * full).min(full) as u16;
@@ -430,12 +434,6 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
             ),
         )
         .await?;
-        for (offset, entry) in airlock_audit::parse_entry_bundle(&bundle)?
-            .into_iter()
-            .enumerate()
-        {
-            entries.push((tile * full + offset as u64, entry));
-        }
         let hashes = get_bytes(
             &http,
             &format!(
@@ -449,21 +447,25 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
             ),
         )
         .await?;
-        for chunk in hashes.chunks(32) {
-            let bytes: [u8; 32] = chunk
-                .try_into()
-                .map_err(|_| anyhow!("a hash tile has a partial hash"))?;
-            leaf_hashes.push(Hash(bytes));
+        let leaf_hashes = hashes
+            .chunks(32)
+            .map(|chunk| {
+                <[u8; 32]>::try_from(chunk)
+                    .map(Hash)
+                    .map_err(|_| anyhow!("a hash tile has a partial hash"))
+            })
+            .collect::<Result<Vec<Hash>>>()?;
+        for (offset, entry) in airlock_audit::parse_entry_bundle(&bundle)?
+            .into_iter()
+            .enumerate()
+        {
+            let stored = leaf_hashes.get(offset).copied();
+            if let Err(error) = verifier.push_checked(tile * full + offset as u64, &entry, stored) {
+                return Ok(report(Err(error)));
+            }
         }
     }
-    let lookup = |index: u64| leaf_hashes.get(index as usize).copied();
-    let result = airlock_audit::verify_log(entries, Some(&lookup), &checkpoints);
-    Ok(report_result(
-        result,
-        &checkpoint,
-        trusted.as_ref(),
-        args.common.output,
-    ))
+    Ok(report(verifier.finish()))
 }
 
 async fn verify_offline(args: &VerifyArgs, dir: &Path) -> Result<u8> {
@@ -576,30 +578,19 @@ async fn verify_offline(args: &VerifyArgs, dir: &Path) -> Result<u8> {
         }
         eprintln!("note: {unsigned}; --require-signed makes this a failure");
     }
-    let count = latest.size;
-    let mut entries = Vec::with_capacity(count as usize);
-    let mut leaf_hashes = Vec::with_capacity(latest.size as usize);
-    const PAGE: u64 = 50_000;
-    let mut start = 0;
-    while start < count {
-        let end = (start + PAGE).min(count);
-        for entry in metadata.audit_entries(start, end).await? {
-            entries.push((entry.index, entry.entry));
-        }
-        let wanted_end = end.min(latest.size);
-        if start < wanted_end {
-            let indexes: Vec<u64> = (start..wanted_end)
-                .map(|i| airlock_audit::stored_hash_index(0, i))
-                .collect::<std::result::Result<_, _>>()?;
-            for hash in metadata.audit_hashes(&indexes).await? {
-                leaf_hashes.push(hash.map(Hash));
+    // Streamed a page at a time: memory stays small however long the log.
+    let result =
+        match airlock_server::audit::verify_stored_entries(&metadata, &checkpoints, latest.size)
+            .await
+        {
+            Ok(report) => Ok(report),
+            Err(airlock_server::audit::StoredLogError::Verify(error)) => Err(error),
+            Err(error) => {
+                metadata.close().await;
+                return Err(error.into());
             }
-        }
-        start = end;
-    }
+        };
     metadata.close().await;
-    let lookup = |index: u64| leaf_hashes.get(index as usize).copied().flatten();
-    let result = airlock_audit::verify_log(entries, Some(&lookup), &checkpoints);
     Ok(report_result(
         result,
         &latest,

@@ -41,4 +41,4 @@ pub use tile::{
     FULL_TILE_WIDTH, MAX_TILE_LEVEL, TILE_HEIGHT, TilePath, entry_bundle, hash_tile,
     parse_entry_bundle,
 };
-pub use verify::{LogReport, TreeBuilder, verify_log};
+pub use verify::{LogReport, LogVerifier, TreeBuilder, verify_log};

@@ -3,7 +3,8 @@
 //!
 //! [`TreeBuilder`] keeps only the roots of the perfect subtrees covering the leaves pushed so far
 //! (one per set bit of the size), so pushing a leaf costs amortized two hashes and the root of the
-//! current size costs `log2(size)` hashes. [`verify_log`] streams the entries through it once.
+//! current size costs `log2(size)` hashes. [`LogVerifier`] checks entries pushed one at a time
+//! against it (for callers that page through a log); [`verify_log`] feeds it from an iterator.
 
 use crate::{Hash, VerifiedCheckpoint, VerifyError, leaf_hash, node_hash};
 
@@ -81,7 +82,8 @@ pub struct LogReport {
 /// [`VerifyError::RootMismatch`] (entries rewritten together with their hashes); running out of
 /// entries before a checkpoint's size is [`VerifyError::Truncated`].
 ///
-/// Runs in one pass with O(log n) memory besides the entry being read.
+/// Runs in one pass with O(log n) memory besides the entry being read: it is [`LogVerifier`] fed
+/// from an iterator.
 pub fn verify_log<I, B>(
     entries: I,
     stored_leaf_hash: Option<&dyn Fn(u64) -> Option<Hash>>,
@@ -91,44 +93,108 @@ where
     I: IntoIterator<Item = (u64, B)>,
     B: AsRef<[u8]>,
 {
-    let mut checkpoints = CheckpointCursor::new(checkpoints);
-    let mut tree = TreeBuilder::new();
-    checkpoints.check_reached(&tree)?;
-
+    let mut verifier = LogVerifier::new(checkpoints)?;
     for (index, entry) in entries {
-        let expected = tree.size();
+        match stored_leaf_hash {
+            Some(stored_leaf_hash) => {
+                verifier.push_checked(index, entry.as_ref(), stored_leaf_hash(index))?
+            }
+            None => verifier.push(index, entry.as_ref())?,
+        }
+    }
+    verifier.finish()
+}
+
+/// [`verify_log`] one entry at a time, for callers that read a log in pages (from a database,
+/// from tiles) and must not hold it whole: memory stays O(log n) however long the log.
+///
+/// Feed every entry in index order with [`LogVerifier::push_checked`] (or [`LogVerifier::push`]
+/// where no stored leaf hashes exist), then call [`LogVerifier::finish`]. Each call reports the
+/// first problem as [`verify_log`] does, naming the entry.
+#[derive(Debug, Clone)]
+pub struct LogVerifier {
+    tree: TreeBuilder,
+    checkpoints: CheckpointCursor,
+}
+
+impl LogVerifier {
+    /// A verifier expecting entry 0 next, checking against `checkpoints` (in any order); a
+    /// checkpoint of size 0 is checked at once.
+    pub fn new(checkpoints: &[VerifiedCheckpoint]) -> Result<LogVerifier, VerifyError> {
+        let mut verifier = LogVerifier {
+            tree: TreeBuilder::new(),
+            checkpoints: CheckpointCursor::new(checkpoints),
+        };
+        verifier.checkpoints.check_reached(&verifier.tree)?;
+        Ok(verifier)
+    }
+
+    /// The number of entries verified so far (the index expected next).
+    pub fn size(&self) -> u64 {
+        self.tree.size()
+    }
+
+    /// Adds entry `index`, whose stored leaf hash is `stored_leaf_hash` (`None`: the log has
+    /// none, [`VerifyError::MissingLeafHash`]); checks the index, the leaf hash, and every
+    /// checkpoint of the size reached.
+    pub fn push_checked(
+        &mut self,
+        index: u64,
+        entry: &[u8],
+        stored_leaf_hash: Option<Hash>,
+    ) -> Result<(), VerifyError> {
+        self.check_index(index)?;
+        let leaf = leaf_hash(entry);
+        match stored_leaf_hash {
+            Some(stored) if stored == leaf => {}
+            Some(_) => return Err(VerifyError::EntryAltered { index }),
+            None => return Err(VerifyError::MissingLeafHash { index }),
+        }
+        self.add_leaf(leaf)
+    }
+
+    /// Adds entry `index` without a stored leaf hash to compare with; checks the index and every
+    /// checkpoint of the size reached.
+    pub fn push(&mut self, index: u64, entry: &[u8]) -> Result<(), VerifyError> {
+        self.check_index(index)?;
+        self.add_leaf(leaf_hash(entry))
+    }
+
+    /// Ends the log: fails with [`VerifyError::Truncated`] if a checkpoint is larger than the
+    /// entries pushed.
+    pub fn finish(self) -> Result<LogReport, VerifyError> {
+        if let Some(checkpoint_size) = self.checkpoints.next_size() {
+            return Err(VerifyError::Truncated {
+                have: self.tree.size(),
+                checkpoint_size,
+            });
+        }
+        Ok(LogReport {
+            size: self.tree.size(),
+            root: self.tree.root(),
+            checkpoints_checked: self.checkpoints.checked,
+        })
+    }
+
+    fn check_index(&self, index: u64) -> Result<(), VerifyError> {
+        let expected = self.tree.size();
         if index > expected {
             return Err(VerifyError::MissingEntry { index: expected });
         }
         if index < expected {
             return Err(VerifyError::UnorderedEntry { index, expected });
         }
-        let leaf = leaf_hash(entry.as_ref());
-        if let Some(stored_leaf_hash) = stored_leaf_hash {
-            match stored_leaf_hash(index) {
-                Some(stored) if stored == leaf => {}
-                Some(_) => return Err(VerifyError::EntryAltered { index }),
-                None => return Err(VerifyError::MissingLeafHash { index }),
-            }
-        }
-        tree.push(leaf);
-        checkpoints.check_reached(&tree)?;
+        Ok(())
     }
 
-    if let Some(checkpoint_size) = checkpoints.next_size() {
-        return Err(VerifyError::Truncated {
-            have: tree.size(),
-            checkpoint_size,
-        });
+    fn add_leaf(&mut self, leaf: Hash) -> Result<(), VerifyError> {
+        self.tree.push(leaf);
+        self.checkpoints.check_reached(&self.tree)
     }
-    Ok(LogReport {
-        size: tree.size(),
-        root: tree.root(),
-        checkpoints_checked: checkpoints.checked,
-    })
 }
 
 /// The checkpoints sorted by size, consumed as the recomputed tree grows.
+#[derive(Debug, Clone)]
 struct CheckpointCursor {
     by_size: Vec<(u64, Hash)>,
     next: usize,

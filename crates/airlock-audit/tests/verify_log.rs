@@ -1,8 +1,8 @@
 //! Whole-log verification: each kind of tampering is found and named.
 
 use airlock_audit::{
-    Hash, LogKey, MemoryHashes, TreeBuilder, VerifiedCheckpoint, VerifyError, hashes_to_store,
-    leaf_hash, stored_hash_index, tree_root, verify_checkpoint, verify_log,
+    Hash, LogKey, LogVerifier, MemoryHashes, TreeBuilder, VerifiedCheckpoint, VerifyError,
+    hashes_to_store, leaf_hash, stored_hash_index, tree_root, verify_checkpoint, verify_log,
 };
 
 const ORIGIN: &str = "airlock.test/audit";
@@ -250,4 +250,53 @@ fn a_large_log_verifies() {
     .unwrap();
     assert_eq!(report.size, SIZE);
     assert_eq!(report.checkpoints_checked, 1);
+}
+
+/// Feeds `log` to a [`LogVerifier`] one entry at a time, as a paged reader does.
+fn verify_one_at_a_time(log: &Log) -> Result<airlock_audit::LogReport, VerifyError> {
+    let mut verifier = LogVerifier::new(&log.checkpoints)?;
+    for (index, entry) in &log.entries {
+        verifier.push_checked(*index, entry, log.stored_leaf_hash(*index))?;
+        assert_eq!(verifier.size(), index + 1);
+    }
+    verifier.finish()
+}
+
+#[test]
+fn one_entry_at_a_time_verifies_as_the_whole_log_does() {
+    let log = Log::new();
+    assert_eq!(verify_one_at_a_time(&log).unwrap(), log.verify().unwrap());
+}
+
+#[test]
+fn one_entry_at_a_time_names_an_entry_altered_in_the_middle() {
+    let mut log = Log::new();
+    log.entries[42].1 = b"{\"event\":\"push\",\"n\":4200}".to_vec();
+    assert_eq!(
+        verify_one_at_a_time(&log).unwrap_err(),
+        VerifyError::EntryAltered { index: 42 }
+    );
+    assert_eq!(
+        log.verify().unwrap_err(),
+        VerifyError::EntryAltered { index: 42 }
+    );
+}
+
+#[test]
+fn one_entry_at_a_time_names_a_missing_entry_and_a_short_log() {
+    let mut log = Log::new();
+    log.entries.remove(60);
+    assert_eq!(
+        verify_one_at_a_time(&log).unwrap_err(),
+        VerifyError::MissingEntry { index: 60 }
+    );
+    let mut log = Log::new();
+    log.entries.truncate(70);
+    assert_eq!(
+        verify_one_at_a_time(&log).unwrap_err(),
+        VerifyError::Truncated {
+            have: 70,
+            checkpoint_size: 100
+        }
+    );
 }

@@ -132,9 +132,15 @@ impl Metadata {
         let mut committed = committed;
         loop {
             tokio::select! {
+                // Checked first: a caller whose events another caller's group commit carried
+                // returns, rather than taking the slot to commit a handful of newer events.
+                biased;
                 // Another caller's group commit carried these events.
                 result = &mut committed => return Self::batch_result(result),
                 slot = self.writer_slot() => {
+                    // Callers woken by the previous commit queue their next events now: letting
+                    // them run first makes this batch every writer's, not half of them.
+                    tokio::task::yield_now().await;
                     let batch = std::mem::take(
                         &mut *self.pending_events.lock().unwrap_or_else(|e| e.into_inner()),
                     );

@@ -468,6 +468,9 @@ impl Metadata {
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .min_connections(1)
+            // A connection to a local file does not go stale: no ping before each use (one
+            // worker round trip fewer per transaction; removal of the file is checked apart).
+            .test_before_acquire(false)
             .idle_timeout(None)
             .max_lifetime(None)
             .after_connect(|connection, _| Box::pin(sqlite_settings(connection)))

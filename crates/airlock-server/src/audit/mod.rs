@@ -13,7 +13,7 @@ mod consistency;
 pub mod routes;
 mod stored;
 
-pub use stored::{StoredLogError, StoredLogReport, verify_stored_log};
+pub use stored::{StoredLogError, StoredLogReport, verify_stored_entries, verify_stored_log};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! The local directory's fast paths: chunks written to plain files through one bounded buffer,
-//! joined by the kernel, and blob files read in large pieces on the blocking pool.
+//! joined by the kernel, and blob files read in large pieces on the blocking pool, one piece
+//! ahead of the socket.
 
 use std::path::{Path as FsPath, PathBuf};
 
@@ -12,46 +13,103 @@ use uuid::Uuid;
 use super::{ByteStream, ChunkWriteError, LOCAL_WRITE_BUFFER};
 use crate::error::StoreError;
 
-/// Bytes read from a local blob file per blocking read.
-const READ_SIZE: u64 = 2 * 1024 * 1024;
+/// Bytes read from a local blob file per blocking read: one piece of the response body.
+pub(super) const READ_SIZE: u64 = 4 * 1024 * 1024;
 
-/// Streams `range` of a local file in [`READ_SIZE`] pieces, each read on the blocking pool.
+/// Streams `range` of a local file in [`READ_SIZE`] pieces, each read on the blocking pool
+/// straight into the buffer that becomes the body's `Bytes` (no zeroing, no copy), with the
+/// next piece read while the current one is sent: at most two pieces per download are in memory.
 pub(super) fn file_stream(file: std::fs::File, range: std::ops::Range<u64>) -> ByteStream {
-    use std::io::{Read, Seek, SeekFrom};
-    let state = (file, range.start, range.end, false);
-    futures::stream::try_unfold(state, |(mut file, position, end, seeked)| async move {
-        if position >= end {
+    let reader = PieceReader {
+        ahead: None,
+        idle: Some(file),
+        seeked: false,
+        next: range.start,
+        end: range.end,
+    };
+    futures::stream::try_unfold(reader, |mut reader| async move {
+        let Some(piece) = reader.next_piece().await? else {
             return Ok(None);
-        }
-        tokio::task::spawn_blocking(move || {
-            if !seeked {
-                file.seek(SeekFrom::Start(position))?;
-            }
-            let want = (end - position).min(READ_SIZE) as usize;
-            let mut buffer = vec![0u8; want];
-            let mut filled = 0;
-            while filled < want {
-                match file.read(&mut buffer[filled..])? {
-                    0 => break,
-                    n => filled += n,
-                }
-            }
-            if filled == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "blob file is shorter than its recorded size",
-                ));
-            }
-            buffer.truncate(filled);
-            Ok(Some((
-                Bytes::from(buffer),
-                (file, position + filled as u64, end, true),
-            )))
-        })
-        .await
-        .map_err(std::io::Error::other)?
+        };
+        // Read ahead: the next piece is on its way while this one is written to the socket.
+        reader.start_read();
+        Ok(Some((piece, reader)))
     })
     .boxed()
+}
+
+/// A piece being read on the blocking pool: the file comes back with the bytes.
+type PieceRead = tokio::task::JoinHandle<std::io::Result<(std::fs::File, Bytes)>>;
+
+/// The state of one local download: the file (idle, or inside the read in flight) and where the
+/// next read starts.
+struct PieceReader {
+    /// The read in flight, if any.
+    ahead: Option<PieceRead>,
+    /// The file, when no read is in flight.
+    idle: Option<std::fs::File>,
+    /// Whether the file's cursor is at `next` (set after the first read).
+    seeked: bool,
+    /// Where the next read (not yet started) begins.
+    next: u64,
+    /// One past the last byte to send.
+    end: u64,
+}
+
+impl PieceReader {
+    /// Starts reading the next piece on the blocking pool, unless one is in flight or the range
+    /// is done.
+    fn start_read(&mut self) {
+        if self.ahead.is_some() || self.next >= self.end {
+            return;
+        }
+        let Some(file) = self.idle.take() else {
+            return;
+        };
+        let position = self.next;
+        let want = (self.end - position).min(READ_SIZE);
+        let seek = !self.seeked;
+        self.seeked = true;
+        self.next = position + want;
+        self.ahead = Some(tokio::task::spawn_blocking(move || {
+            read_piece(file, seek.then_some(position), want)
+        }));
+    }
+
+    /// The next piece, or `None` once the range is sent.
+    async fn next_piece(&mut self) -> std::io::Result<Option<Bytes>> {
+        self.start_read();
+        let Some(read) = self.ahead.take() else {
+            return Ok(None);
+        };
+        let (file, piece) = read.await.map_err(std::io::Error::other)??;
+        self.idle = Some(file);
+        Ok(Some(piece))
+    }
+}
+
+/// Reads `want` bytes (from `seek`, if given, else from the file's cursor) into a buffer of
+/// exactly that size that becomes the piece. `Read::read_to_end` fills the buffer's spare
+/// capacity without zeroing it first. A file that ends early is an error.
+fn read_piece(
+    mut file: std::fs::File,
+    seek: Option<u64>,
+    want: u64,
+) -> std::io::Result<(std::fs::File, Bytes)> {
+    use std::io::{Read, Seek, SeekFrom};
+    if let Some(position) = seek {
+        file.seek(SeekFrom::Start(position))?;
+    }
+    let capacity = usize::try_from(want).map_err(std::io::Error::other)?;
+    let mut buffer = Vec::with_capacity(capacity);
+    (&mut file).take(want).read_to_end(&mut buffer)?;
+    if buffer.len() != capacity {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "blob file is shorter than its recorded size",
+        ));
+    }
+    Ok((file, Bytes::from(buffer)))
 }
 
 /// Writes a chunk body to `file` (created on the first byte, in `dir`) through one bounded buffer.

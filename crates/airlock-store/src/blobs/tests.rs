@@ -533,3 +533,77 @@ async fn two_replicas_race_for_one_chunk(first: BlobStore, second: BlobStore) {
         .unwrap();
     assert!(staged.is_empty(), "{staged:?}");
 }
+
+/// A local blob of several read pieces (and a partial last one) streams whole and by any range,
+/// including ranges that start, end or cross inside a piece, and no piece exceeds the read size.
+#[tokio::test]
+async fn local_reads_of_several_pieces_serve_every_range_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::local(dir.path()).unwrap();
+    let piece = local::READ_SIZE;
+    let content = pattern(2 * piece as usize + 12_345);
+    let total = content.len() as u64;
+    let digest = upload_in_chunks(&store, &content, content.len()).await;
+    assert_eq!(read_all(&store, &digest, None).await, content);
+    for (start, end) in [
+        (0, 1),
+        (piece - 10, piece + 10),
+        (piece, 2 * piece),
+        (1, total),
+        (2 * piece + 1, total),
+        (total - 1, total),
+    ] {
+        let got = read_all(&store, &digest, Some(BlobRange { start, end })).await;
+        assert!(
+            got == content[start as usize..end as usize],
+            "range {start}..{end}: {} bytes, not the blob's",
+            got.len()
+        );
+    }
+    let mut stream = store.read(&digest, None).await.unwrap();
+    let mut pieces = 0;
+    while let Some(bytes) = stream.try_next().await.unwrap() {
+        assert!(
+            bytes.len() as u64 <= piece,
+            "a piece of {} bytes",
+            bytes.len()
+        );
+        pieces += 1;
+    }
+    assert_eq!(pieces, 3);
+}
+
+/// A local blob file cut short while it is being read (damaged storage) ends the download with
+/// an error, never with a body that merely stops early.
+#[tokio::test]
+async fn a_local_blob_file_cut_short_while_read_fails_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::local(dir.path()).unwrap();
+    let piece = local::READ_SIZE as usize;
+    let content = pattern(3 * piece);
+    let digest = upload_in_chunks(&store, &content, content.len()).await;
+    let mut stream = store.read(&digest, None).await.unwrap();
+    let first = stream.try_next().await.unwrap().unwrap();
+    assert_eq!(first.as_ref(), &content[..piece]);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(local_blob_file(
+            &dir.path().canonicalize().unwrap(),
+            &digest,
+        ))
+        .unwrap();
+    file.set_len(piece as u64 + 5).unwrap();
+    let mut received = first.len();
+    let failed = loop {
+        match stream.try_next().await {
+            Ok(Some(bytes)) => received += bytes.len(),
+            Ok(None) => break false,
+            Err(err) => break err.kind() == std::io::ErrorKind::UnexpectedEof,
+        }
+    };
+    assert!(
+        failed,
+        "the stream ended without an error after {received} bytes"
+    );
+    assert!(received < content.len());
+}
