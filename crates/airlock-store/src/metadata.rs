@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 22] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 23] = [
         (
             1,
             "registry",
@@ -163,6 +163,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "server key macs",
             include_str!("../migrations/0022_server_key_macs.sql"),
             include_str!("../migrations/postgres/0022_server_key_macs.sql"),
+        ),
+        (
+            23,
+            "list paging",
+            include_str!("../migrations/0023_list_paging.sql"),
+            include_str!("../migrations/postgres/0023_list_paging.sql"),
         ),
     ];
     Migrator::with_migrations(
