@@ -1194,148 +1194,6 @@ fn upload_from_row(row: sqlx::any::AnyRow) -> Result<UploadSession, StoreError> 
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn manifest(blobs: Vec<Digest>) -> ParsedManifest {
-        ParsedManifest {
-            kind: airlock_core::ManifestKind::Image,
-            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-            artifact_type: None,
-            blobs,
-            manifests: Vec::new(),
-            subject: None,
-            annotations: BTreeMap::new(),
-            layers: Vec::new(),
-            declared_sizes: Vec::new(),
-        }
-    }
-
-    #[tokio::test]
-    async fn refused_tag_move_writes_nothing() {
-        for meta in crate::testing::engines().await {
-            let repo: RepoName = "prod/team/app".parse().unwrap();
-            let tag: Tag = "1.0".parse().unwrap();
-            let blob = Digest::sha256_of(b"layer");
-            meta.commit_blob(&repo, &blob, 5, &[]).await.unwrap();
-            let first = Digest::sha256_of(b"first");
-            let moved = meta
-                .put_manifest(
-                    &repo,
-                    ManifestUpload {
-                        digest: &first,
-                        manifest: &manifest(vec![blob.clone()]),
-                        content: b"first",
-                    },
-                    Some(&tag),
-                    "tester",
-                    |_| Ok(vec![]),
-                )
-                .await
-                .unwrap();
-            assert_eq!(moved, Some(TagMove::Created));
-
-            let second = Digest::sha256_of(b"second");
-            let refused = meta
-                .put_manifest(
-                    &repo,
-                    ManifestUpload {
-                        digest: &second,
-                        manifest: &manifest(vec![blob]),
-                        content: b"second",
-                    },
-                    Some(&tag),
-                    "tester",
-                    |current| {
-                        assert_eq!(current, Some(&first));
-                        Err(airlock_core::Error::InvalidTag(
-                            "immutable in this test".into(),
-                        ))
-                    },
-                )
-                .await;
-            assert!(matches!(refused, Err(ManifestWriteError::Rule(_))));
-            // The tag did not move and the refused manifest is not in the repository.
-            assert_eq!(meta.resolve_tag(&repo, &tag).await.unwrap(), Some(first));
-            assert_eq!(meta.manifest(&repo, &second).await.unwrap(), None);
-        }
-    }
-
-    #[tokio::test]
-    async fn missing_references_are_all_reported_and_nothing_is_written() {
-        for meta in crate::testing::engines().await {
-            let repo: RepoName = "dev/team/app".parse().unwrap();
-            let missing = vec![Digest::sha256_of(b"a"), Digest::sha256_of(b"b")];
-            let digest = Digest::sha256_of(b"m");
-            let result = meta
-                .put_manifest(
-                    &repo,
-                    ManifestUpload {
-                        digest: &digest,
-                        manifest: &manifest(missing.clone()),
-                        content: b"m",
-                    },
-                    None,
-                    "tester",
-                    |_| Ok(vec![]),
-                )
-                .await;
-            match result {
-                Err(ManifestWriteError::MissingReferences(reported)) => {
-                    assert_eq!(reported, missing)
-                }
-                other => panic!("expected missing references, got {other:?}"),
-            }
-            assert!(!meta.repository_exists(&repo).await.unwrap());
-        }
-    }
-
-    /// Migration 11 from the schema before it, with a session in progress: the session survives
-    /// with no owner (so nobody may use it), and new sessions record theirs.
-    #[tokio::test]
-    async fn upload_owner_migration_keeps_sessions_without_an_owner() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.db");
-        let old = uuid::Uuid::new_v4();
-        {
-            let options = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(&path)
-                .create_if_missing(true);
-            let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                .connect_with(options)
-                .await
-                .unwrap();
-            let mut before = migrator(crate::Backend::Sqlite);
-            let previous: Vec<Migration> = before
-                .migrations
-                .iter()
-                .filter(|m| m.version < 11)
-                .cloned()
-                .collect();
-            before.migrations = Cow::Owned(previous);
-            before.run(&pool).await.unwrap();
-            sqlx::query(
-                "INSERT INTO uploads (id, repository, size, chunks, created_at, updated_at)
-                 VALUES ($1, 'dev/team/app', 5, 1, 1, 1)",
-            )
-            .bind(old.to_string())
-            .execute(&pool)
-            .await
-            .unwrap();
-            pool.close().await;
-        }
-        let meta = Metadata::open_sqlite(&path).await.unwrap();
-        let session = meta.upload(old).await.unwrap().unwrap();
-        assert_eq!((session.principal, session.size), (None, 5));
-        let new = uuid::Uuid::new_v4();
-        let repo: RepoName = "dev/team/app".parse().unwrap();
-        meta.create_upload(new, &repo, "alice").await.unwrap();
-        let session = meta.upload(new).await.unwrap().unwrap();
-        assert_eq!(session.principal.as_deref(), Some("alice"));
-    }
-}
-
 /// The body of a manifest write inside `tx` (see [`Metadata::put_manifest`]): checks that every
 /// referenced blob and manifest is in `repo` and every declared size matches, asks `decide`,
 /// and writes the manifest, its references, the repository row, the contributions, the tag and
@@ -1499,4 +1357,146 @@ async fn insert_manifest(
     }
     append(&mut *tx, &records).await?;
     Ok(tag_move)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(blobs: Vec<Digest>) -> ParsedManifest {
+        ParsedManifest {
+            kind: airlock_core::ManifestKind::Image,
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            artifact_type: None,
+            blobs,
+            manifests: Vec::new(),
+            subject: None,
+            annotations: BTreeMap::new(),
+            layers: Vec::new(),
+            declared_sizes: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_tag_move_writes_nothing() {
+        for meta in crate::testing::engines().await {
+            let repo: RepoName = "prod/team/app".parse().unwrap();
+            let tag: Tag = "1.0".parse().unwrap();
+            let blob = Digest::sha256_of(b"layer");
+            meta.commit_blob(&repo, &blob, 5, &[]).await.unwrap();
+            let first = Digest::sha256_of(b"first");
+            let moved = meta
+                .put_manifest(
+                    &repo,
+                    ManifestUpload {
+                        digest: &first,
+                        manifest: &manifest(vec![blob.clone()]),
+                        content: b"first",
+                    },
+                    Some(&tag),
+                    "tester",
+                    |_| Ok(vec![]),
+                )
+                .await
+                .unwrap();
+            assert_eq!(moved, Some(TagMove::Created));
+
+            let second = Digest::sha256_of(b"second");
+            let refused = meta
+                .put_manifest(
+                    &repo,
+                    ManifestUpload {
+                        digest: &second,
+                        manifest: &manifest(vec![blob]),
+                        content: b"second",
+                    },
+                    Some(&tag),
+                    "tester",
+                    |current| {
+                        assert_eq!(current, Some(&first));
+                        Err(airlock_core::Error::InvalidTag(
+                            "immutable in this test".into(),
+                        ))
+                    },
+                )
+                .await;
+            assert!(matches!(refused, Err(ManifestWriteError::Rule(_))));
+            // The tag did not move and the refused manifest is not in the repository.
+            assert_eq!(meta.resolve_tag(&repo, &tag).await.unwrap(), Some(first));
+            assert_eq!(meta.manifest(&repo, &second).await.unwrap(), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_references_are_all_reported_and_nothing_is_written() {
+        for meta in crate::testing::engines().await {
+            let repo: RepoName = "dev/team/app".parse().unwrap();
+            let missing = vec![Digest::sha256_of(b"a"), Digest::sha256_of(b"b")];
+            let digest = Digest::sha256_of(b"m");
+            let result = meta
+                .put_manifest(
+                    &repo,
+                    ManifestUpload {
+                        digest: &digest,
+                        manifest: &manifest(missing.clone()),
+                        content: b"m",
+                    },
+                    None,
+                    "tester",
+                    |_| Ok(vec![]),
+                )
+                .await;
+            match result {
+                Err(ManifestWriteError::MissingReferences(reported)) => {
+                    assert_eq!(reported, missing)
+                }
+                other => panic!("expected missing references, got {other:?}"),
+            }
+            assert!(!meta.repository_exists(&repo).await.unwrap());
+        }
+    }
+
+    /// Migration 11 from the schema before it, with a session in progress: the session survives
+    /// with no owner (so nobody may use it), and new sessions record theirs.
+    #[tokio::test]
+    async fn upload_owner_migration_keeps_sessions_without_an_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let old = uuid::Uuid::new_v4();
+        {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .connect_with(options)
+                .await
+                .unwrap();
+            let mut before = migrator(crate::Backend::Sqlite);
+            let previous: Vec<Migration> = before
+                .migrations
+                .iter()
+                .filter(|m| m.version < 11)
+                .cloned()
+                .collect();
+            before.migrations = Cow::Owned(previous);
+            before.run(&pool).await.unwrap();
+            sqlx::query(
+                "INSERT INTO uploads (id, repository, size, chunks, created_at, updated_at)
+                 VALUES ($1, 'dev/team/app', 5, 1, 1, 1)",
+            )
+            .bind(old.to_string())
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let meta = Metadata::open_sqlite(&path).await.unwrap();
+        let session = meta.upload(old).await.unwrap().unwrap();
+        assert_eq!((session.principal, session.size), (None, 5));
+        let new = uuid::Uuid::new_v4();
+        let repo: RepoName = "dev/team/app".parse().unwrap();
+        meta.create_upload(new, &repo, "alice").await.unwrap();
+        let session = meta.upload(new).await.unwrap().unwrap();
+        assert_eq!(session.principal.as_deref(), Some("alice"));
+    }
 }
