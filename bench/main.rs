@@ -31,6 +31,10 @@
 //! measures manifest pushes and promotions per second, and the CPU each costs, through haproxy in
 //! front of one and of three replicas on PostgreSQL + S3 (see `replicas.rs`).
 //!
+//! `airlock-bench scale [--artifacts 10000,100000,1000000] [--pushes 300] [--promotions 200]`
+//! loads N tiny artifacts through the store in-process, then measures pushes, promotions, paged
+//! listings, `status`, start-up time, RSS and disk over HTTP at each size (see `scale.rs`).
+//!
 //! `airlock-bench tls [--blob-mib 1024] [--runs 3]` measures blob push/pull over TLS against
 //! plaintext in the same run, and TLS handshakes per second (see `tls.rs`).
 
@@ -40,6 +44,7 @@ mod engines;
 mod promote;
 mod pull;
 mod replicas;
+mod scale;
 mod services;
 mod tls;
 mod uploads;
@@ -444,6 +449,7 @@ async fn main() -> Result<()> {
         Some("pull") => return pull::run().await,
         Some("uploads") => return uploads::run().await,
         Some("replicas") => return replicas::run().await,
+        Some("scale") => return scale::run().await,
         _ => {}
     }
     let options = options()?;

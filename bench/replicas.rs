@@ -205,7 +205,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// A bundle with the default bundle's common rules and gates that require nothing else.
-fn permissive_bundle(dir: &Path) -> Result<PathBuf> {
+pub(crate) fn permissive_bundle(dir: &Path) -> Result<PathBuf> {
     let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
     std::fs::create_dir_all(dir)?;
     for name in ["lib.rego", "rollback.rego", "data.json"] {

@@ -257,9 +257,35 @@ pub async fn status(args: StatusArgs) -> Result<u8> {
         more(page.next.as_deref(), &format!("airlock status '{name}'"));
         return Ok(0);
     }
-    let status: api::RepositoryStatus = read(&api, &format!("/api/v1/status/{name}")).await?;
+    let path = format!("/api/v1/status/{name}");
+    if args.page.limit.is_some() || args.page.last.is_some() {
+        // One page, as asked.
+        let status: api::RepositoryStatus =
+            read(&api, &with_query(&path, &args.page.params())).await?;
+        print_as(&args.common, &status, status_text);
+        more(status.next.as_deref(), &format!("airlock status '{name}'"));
+        return Ok(0);
+    }
+    // Every page, merged: the whole status, as one answer.
+    let mut status: api::RepositoryStatus = read(&api, &path).await?;
+    while let Some(last) = status.next.take() {
+        let page: api::RepositoryStatus = read(&api, &with_query(&path, &[("last", last)])).await?;
+        merge_status(&mut status, page);
+    }
     print_as(&args.common, &status, status_text);
     Ok(0)
+}
+
+/// Adds a following page of a repository's status to `status`: a stage already shown gets the
+/// page's artifacts appended, a new stage is added; `next` becomes the page's.
+fn merge_status(status: &mut api::RepositoryStatus, page: api::RepositoryStatus) {
+    for stage in page.stages {
+        match status.stages.iter_mut().find(|s| s.stage == stage.stage) {
+            Some(shown) => shown.artifacts.extend(stage.artifacts),
+            None => status.stages.push(stage),
+        }
+    }
+    status.next = page.next;
 }
 
 /// One repository's status for people: each stage, its artifacts with the promotion that

@@ -80,6 +80,10 @@ pub enum PromotionsCommand {
         /// Only this repository path (team/app).
         #[arg(long)]
         repository: Option<String>,
+        /// Stop after this many promotions (the newest); all of them when unset. The server
+        /// answers a page at a time and this command follows its `next` cursor.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
         #[command(flatten)]
         common: Common,
     },
@@ -471,12 +475,53 @@ fn query_value(value: &str) -> String {
         .collect()
 }
 
+/// Every promotion the list `query` selects (at most `limit`), following the server's `next`
+/// cursor page by page; `next` of the answer is set only when `limit` stopped it early.
+async fn all_promotions(
+    api: &ApiClient,
+    query: &[String],
+    limit: Option<u32>,
+) -> Result<api::PromotionList> {
+    let mut list = api::PromotionList {
+        promotions: Vec::new(),
+        next: None,
+    };
+    let mut last: Option<String> = None;
+    loop {
+        let mut page_query = query.to_vec();
+        // Ask for no more than the limit still wants, so the last page ends at the limit and its
+        // `next` is exactly where the listing stopped.
+        if let Some(limit) = limit {
+            let wanted = (limit as usize).saturating_sub(list.promotions.len());
+            page_query.push(format!("n={}", wanted.min(1000)));
+        }
+        if let Some(last) = &last {
+            page_query.push(format!("last={}", query_value(last)));
+        }
+        let page: api::PromotionList = api
+            .get_as(&format!("/api/v1/promotions?{}", page_query.join("&")))
+            .await?;
+        list.promotions.extend(page.promotions);
+        if let Some(limit) = limit
+            && list.promotions.len() >= limit as usize
+        {
+            list.next = page.next;
+            return Ok(list);
+        }
+        match page.next {
+            Some(next) => last = Some(next),
+            None => return Ok(list),
+        }
+    }
+}
+
 /// `airlock promotions ...`.
 pub async fn promotions(command: PromotionsCommand) -> Result<u8> {
     match command {
         PromotionsCommand::List {
             state,
             repository,
+            limit,
             common,
         } => {
             let api = common.connect().await?;
@@ -487,9 +532,7 @@ pub async fn promotions(command: PromotionsCommand) -> Result<u8> {
             if let Some(repository) = repository {
                 query.push(format!("repository={}", query_value(&repository)));
             }
-            let list: api::PromotionList = api
-                .get_as(&format!("/api/v1/promotions?{}", query.join("&")))
-                .await?;
+            let list = all_promotions(&api, &query, limit).await?;
             print_as(&common, &list, |list| {
                 if list.promotions.is_empty() {
                     return "no promotions".into();

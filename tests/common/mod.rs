@@ -203,6 +203,17 @@ impl TestServer {
         }
     }
 
+    /// Resident memory of the server now, in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
     /// Peak resident memory of the server so far, in KiB (VmHWM).
     pub fn peak_rss_kib(&self) -> u64 {
         let status =

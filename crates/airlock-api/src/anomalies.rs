@@ -58,11 +58,14 @@ pub struct Anomaly {
     pub resolution: Option<String>,
 }
 
-/// `GET /api/v1/anomalies`: anomalies, newest first.
+/// `GET /api/v1/anomalies`: a page of anomalies, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AnomalyList {
-    /// The anomalies.
+    /// The anomalies on this page.
     pub anomalies: Vec<Anomaly>,
+    /// The cursor of the next (older) page (`last=`), `null` on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// Which anomalies to list.
@@ -84,9 +87,14 @@ pub struct AnomalyListQuery {
     /// `open`, `resolved` or `all` (default `all`).
     #[param(inline)]
     pub status: Option<AnomalyStatusFilter>,
-    /// At most this many (1 to 1000, default 100).
+    /// Entries per page (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub n: Option<u32>,
+    /// The older name of `n` (give one of them).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    pub last: Option<String>,
 }
 
 /// `POST /api/v1/anomalies/{id}/resolve`.

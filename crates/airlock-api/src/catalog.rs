@@ -213,10 +213,23 @@ pub struct StatusQuery {
         max_length = 255
     )]
     pub repository: String,
-    /// Repository paths per page for a pattern (default 20, at most 100).
-    #[param(minimum = 1, maximum = 100)]
+    /// For a pattern: repository paths per page (default 20, at most 100). For one repository:
+    /// artifacts per page (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub n: Option<u32>,
-    /// The `next` cursor of the previous page (a repository path).
+    /// The `next` cursor of the previous page (for a pattern, a repository path; for one
+    /// repository, the `next` of its status).
+    pub last: Option<String>,
+}
+
+/// `GET /api/v1/status/{path}` query: paging of the repository's artifacts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatusPathQuery {
+    /// Artifacts per page (default 100, at most 1000), counted over every stage shown.
+    #[param(minimum = 1, maximum = 1000)]
+    pub n: Option<u32>,
+    /// The `next` cursor of the previous page.
     pub last: Option<String>,
 }
 
@@ -225,8 +238,13 @@ pub struct StatusQuery {
 pub struct RepositoryStatus {
     /// The repository path without stage (`team/app`).
     pub repository: String,
-    /// The stages the caller may read, in pipeline order (one, for a stage-qualified name).
+    /// The stages the caller may read, in pipeline order (one, for a stage-qualified name). A
+    /// page holds at most `n` artifacts, stage after stage: a stage may show again on the next
+    /// page with the rest of its artifacts, and later stages may only show on a later page.
     pub stages: Vec<StageStatus>,
+    /// The cursor of the page with the next artifacts (`last=`), `null` on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// `GET /api/v1/status?repository=team/*`: the status of every repository path matching a
@@ -235,7 +253,8 @@ pub struct RepositoryStatus {
 pub struct StatusPage {
     /// The pattern asked for.
     pub pattern: String,
-    /// The matching repository paths on this page, by path.
+    /// The matching repository paths on this page, by path, each with its first page of
+    /// artifacts (follow its own `next` on `GET /api/v1/status/{path}` for the rest).
     pub repositories: Vec<RepositoryStatus>,
     /// The cursor of the next page (`last=`), `null` on the last page.
     pub next: Option<String>,
@@ -250,7 +269,8 @@ pub struct StageStatus {
     pub repository: String,
     /// Why the stage is frozen, `null` when it is not.
     pub frozen: Option<String>,
-    /// The artifacts in the repository (not signatures or attestations), oldest first.
+    /// The artifacts in the repository on this page (not signatures or attestations), oldest
+    /// first.
     pub artifacts: Vec<ArtifactStatus>,
     /// The recent moves of each channel tag of the stage (gated stages).
     pub channels: Vec<ChannelRecent>,

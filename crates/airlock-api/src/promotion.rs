@@ -163,11 +163,15 @@ pub struct PromotionOutcome {
     pub error: Option<ErrorDetail>,
 }
 
-/// `GET /api/v1/promotions`: promotions the caller may read, newest first (at most 200).
+/// `GET /api/v1/promotions`: a page of the promotions the caller may read, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PromotionList {
-    /// The promotions.
+    /// The promotions on this page. A page may hold fewer than `n` when some were hidden from
+    /// the caller, so follow `next` until it is `null`.
     pub promotions: Vec<Promotion>,
+    /// The cursor of the next (older) page (`last=`), `null` on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// Filters of `GET /api/v1/promotions`.
@@ -179,6 +183,11 @@ pub struct PromotionListQuery {
     pub state: Option<String>,
     /// Only this repository path, without stage (`team/app`).
     pub repository: Option<String>,
+    /// Entries per page (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub n: Option<u32>,
+    /// The `next` cursor of the previous page.
+    pub last: Option<String>,
 }
 
 /// The states of a promotion, as a list filter names them.

@@ -29,6 +29,7 @@ pub mod migrate_store;
 pub mod oci;
 pub mod openapi;
 pub mod outbound_tls;
+pub mod paging;
 pub mod promotion;
 pub mod readiness;
 pub mod registry;

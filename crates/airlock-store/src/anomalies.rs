@@ -232,20 +232,38 @@ impl Metadata {
         row.as_ref().map(anomaly_from_row).transpose()
     }
 
-    /// Anomalies, newest first: `open`, `resolved`, or all (`None`); at most `limit`.
+    /// Up to `limit` anomalies with ids below `before` (from the newest when `None`), newest
+    /// first, optionally of one status: a range over the primary key, or `anomalies_by_status`.
     pub async fn anomalies(
         &self,
         status: Option<&str>,
+        before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AnomalyRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE ($1 IS NULL OR status = $1)
-             ORDER BY id DESC LIMIT $2"
-        )))
-        .bind(status)
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await?;
+        let before = before.unwrap_or(i64::MAX);
+        let rows = match status {
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id < $1
+                     ORDER BY id DESC LIMIT $2"
+                )))
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(self.pool())
+                .await?
+            }
+            Some(status) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE status = $1 AND id < $2
+                     ORDER BY id DESC LIMIT $3"
+                )))
+                .bind(status)
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(self.pool())
+                .await?
+            }
+        };
         rows.iter().map(anomaly_from_row).collect()
     }
 

@@ -7,9 +7,14 @@
 //!   manifest through the `repository_manifests` primary key;
 //! - tags: the `tags` primary key `(repository, name)`;
 //! - channel history: `channel_history_by_tag (repository, tag, id)`, newest first;
-//! - the promotion into a stage: the unique partial index `promotions_live`.
+//! - the promotion into a stage: the unique partial index `promotions_live`;
+//! - a repository's artifacts, oldest first: `repository_manifests_by_time`
+//!   `(repository, created_at, digest)`;
+//! - promotions, newest first: `promotions_by_time (created_at, id)`, or with a filter
+//!   `promotions_by_state_time` / `promotions_by_path_time` (both filters: the path's index, the
+//!   state checked on its rows).
 
-use airlock_core::{Digest, Tag};
+use airlock_core::{Digest, PromotionState, Tag};
 use sqlx::{FromRow, Row};
 
 use crate::error::StoreError;
@@ -61,7 +66,124 @@ const PROMOTION_INTO: &str = "SELECT * FROM promotions
        AND state IN ('evaluating', 'pending_approval', 'promoted')
        AND state = 'promoted'";
 
+/// A repository's artifacts (no signatures, attestations or other referrers) after a cursor,
+/// oldest first: `repository_manifests_by_time`.
+const ARTIFACTS_PAGE: &str = "SELECT digest, created_at FROM repository_manifests rm
+     WHERE repository = $1 AND (created_at, digest) > ($2, $3) AND subject IS NULL
+       AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository = rm.repository
+           AND t.digest = rm.digest AND substr(t.name, 1, 7) = 'sha256-')
+       AND NOT EXISTS (SELECT 1 FROM evidence_manifests em WHERE em.repository = rm.repository
+           AND em.digest = rm.digest)
+     ORDER BY created_at, digest LIMIT $4";
+
+/// Promotions before a cursor, newest first: `promotions_by_time`.
+const PROMOTIONS_PAGE: &str = "SELECT * FROM promotions
+     WHERE (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC LIMIT $3";
+
+/// Promotions of one state before a cursor, newest first: `promotions_by_state_time`.
+const PROMOTIONS_PAGE_BY_STATE: &str = "SELECT * FROM promotions
+     WHERE state = $1 AND (created_at, id) < ($2, $3)
+     ORDER BY created_at DESC, id DESC LIMIT $4";
+
+/// Promotions of one repository path before a cursor, newest first: `promotions_by_path_time`.
+const PROMOTIONS_PAGE_BY_PATH: &str = "SELECT * FROM promotions
+     WHERE repository_path = $1 AND (created_at, id) < ($2, $3)
+     ORDER BY created_at DESC, id DESC LIMIT $4";
+
+/// Promotions of one repository path and state before a cursor, newest first:
+/// `promotions_by_path_time`, the state checked on the path's rows.
+const PROMOTIONS_PAGE_BY_PATH_STATE: &str = "SELECT * FROM promotions
+     WHERE repository_path = $1 AND (created_at, id) < ($2, $3) AND state = $4
+     ORDER BY created_at DESC, id DESC LIMIT $5";
+
+/// Where a page of a list ordered by time starts: the time (ms) and the tie-breaking key
+/// (a promotion id, a digest) of the last entry of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeCursor {
+    /// The entry's time (ms).
+    pub at: i64,
+    /// The entry's key, ordering entries of the same time.
+    pub key: String,
+}
+
+/// An artifact of a repository as `status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactEntry {
+    /// The manifest digest.
+    pub digest: String,
+    /// When it entered the repository (ms).
+    pub created_at: i64,
+    /// Its tags in the repository, by name.
+    pub tags: Vec<String>,
+}
+
 impl Metadata {
+    /// Up to `limit` artifacts of `repository` after `after` (from the start when `None`),
+    /// oldest first, each with its tags: the page `status` shows.
+    pub async fn artifacts_page(
+        &self,
+        repository: &str,
+        after: Option<&TimeCursor>,
+        limit: u32,
+    ) -> Result<Vec<ArtifactEntry>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(ARTIFACTS_PAGE)
+            .bind(repository)
+            .bind(after.map_or(i64::MIN, |c| c.at))
+            .bind(after.map_or("", |c| c.key.as_str()))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (digest, created_at) in rows {
+            let tags = self.tags_of(repository, &digest).await?;
+            out.push(ArtifactEntry {
+                digest,
+                created_at,
+                tags,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` promotions before `before` (from the newest when `None`), newest first,
+    /// optionally only those in `state` and of `repository_path`.
+    pub async fn promotions_page(
+        &self,
+        state: Option<PromotionState>,
+        repository_path: Option<&str>,
+        before: Option<&TimeCursor>,
+        limit: u32,
+    ) -> Result<Vec<PromotionRow>, StoreError> {
+        let at = before.map_or(i64::MAX, |c| c.at);
+        let key = before.map_or("", |c| c.key.as_str());
+        let limit = i64::from(limit);
+        let query = match (state, repository_path) {
+            (None, None) => sqlx::query(PROMOTIONS_PAGE).bind(at).bind(key).bind(limit),
+            (Some(state), None) => sqlx::query(PROMOTIONS_PAGE_BY_STATE)
+                .bind(state)
+                .bind(at)
+                .bind(key)
+                .bind(limit),
+            (None, Some(path)) => sqlx::query(PROMOTIONS_PAGE_BY_PATH)
+                .bind(path)
+                .bind(at)
+                .bind(key)
+                .bind(limit),
+            (Some(state), Some(path)) => sqlx::query(PROMOTIONS_PAGE_BY_PATH_STATE)
+                .bind(path)
+                .bind(at)
+                .bind(key)
+                .bind(state)
+                .bind(limit),
+        };
+        query
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(promotion_from_row)
+            .collect()
+    }
+
     /// Up to `limit` repository names starting with `prefix` and after `last`, by name, that hold
     /// at least one manifest.
     pub async fn repositories_page(
@@ -181,7 +303,7 @@ mod tests {
             (
                 REPOSITORIES_PAGE,
                 &["dev/", "dev0", "", "10"][..],
-                "USING PRIMARY KEY (repository=?)",
+                "SEARCH rm EXISTS USING COVERING INDEX repository_manifests_by_time (repository=?)",
             ),
             (
                 TAGS_PAGE,
@@ -198,8 +320,37 @@ mod tests {
                 &["a", "sha256:00", "prod"][..],
                 "SEARCH promotions USING INDEX promotions_live (repository_path=? AND digest=? AND target_stage=?)",
             ),
+            (
+                ARTIFACTS_PAGE,
+                &["dev/a", "0", "", "10"][..],
+                "SEARCH rm USING INDEX repository_manifests_by_time (repository=? AND (created_at,digest)>(?,?))",
+            ),
+            (
+                PROMOTIONS_PAGE,
+                &["5", "x", "10"][..],
+                "SEARCH promotions USING INDEX promotions_by_time ((created_at,id)<(?,?))",
+            ),
+            (
+                PROMOTIONS_PAGE_BY_STATE,
+                &["promoted", "5", "x", "10"][..],
+                "SEARCH promotions USING INDEX promotions_by_state_time (state=? AND (created_at,id)<(?,?))",
+            ),
+            (
+                PROMOTIONS_PAGE_BY_PATH,
+                &["team/app", "5", "x", "10"][..],
+                "SEARCH promotions USING INDEX promotions_by_path_time (repository_path=? AND (created_at,id)<(?,?))",
+            ),
+            (
+                PROMOTIONS_PAGE_BY_PATH_STATE,
+                &["team/app", "5", "x", "promoted", "10"][..],
+                "SEARCH promotions USING INDEX promotions_by_path_time (repository_path=? AND (created_at,id)<(?,?))",
+            ),
         ] {
             let plan = plan(&metadata, sql, binds).await;
+            assert!(
+                !plan.contains("TEMP B-TREE"),
+                "sorted outside the index: {sql}\n{plan}"
+            );
             assert!(plan.contains(expected), "{sql}\n{plan}");
             assert!(!plan.contains("SCAN"), "{sql}\n{plan}");
         }

@@ -54,7 +54,7 @@ pub use blobs::{
     LOG_IDENTITY_PATH, REDIRECT_TTL_SECS, S3Location, S3LocationError, S3Options, StagedObject,
     StoredBlobFile, local_blob_file,
 };
-pub use catalog::TagRow;
+pub use catalog::{ArtifactEntry, TagRow, TimeCursor};
 pub use engine::{Backend, DatabaseBusy, DatabaseLocation, POSTGRES_TIMEOUTS, redact_url};
 pub use error::StoreError;
 pub use evidence::{

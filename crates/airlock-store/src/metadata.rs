@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 22] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 23] = [
         (
             1,
             "registry",
@@ -163,6 +163,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "server key macs",
             include_str!("../migrations/0022_server_key_macs.sql"),
             include_str!("../migrations/postgres/0022_server_key_macs.sql"),
+        ),
+        (
+            23,
+            "list paging",
+            include_str!("../migrations/0023_list_paging.sql"),
+            include_str!("../migrations/postgres/0023_list_paging.sql"),
         ),
     ];
     Migrator::with_migrations(
@@ -943,161 +949,36 @@ impl Metadata {
         pushed_by: &str,
         decide: impl FnOnce(Option<&Digest>) -> Result<Vec<AuditRecord>, airlock_core::Error>,
     ) -> Result<Option<TagMove>, ManifestWriteError> {
-        let ManifestUpload {
-            digest,
-            manifest,
-            content,
-        } = upload;
-        let now = now_millis();
         let mut tx = self.begin_write().await?;
-        let mut missing = Vec::new();
-        for blob in &manifest.blobs {
-            let found: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM repository_blobs WHERE repository = $1 AND digest = $2",
-            )
-            .bind(repo.as_str())
-            .bind(blob.to_string())
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .next();
-            if found.is_none() {
-                missing.push(blob.clone());
-            }
-        }
-        for child in &manifest.manifests {
-            let found: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM repository_manifests WHERE repository = $1 AND digest = $2",
-            )
-            .bind(repo.as_str())
-            .bind(child.to_string())
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .next();
-            if found.is_none() {
-                missing.push(child.clone());
-            }
-        }
-        if !missing.is_empty() {
-            return Err(ManifestWriteError::MissingReferences(missing));
-        }
-        for declared in &manifest.declared_sizes {
-            use airlock_core::DescriptorField as F;
-            let query = match declared.field {
-                F::Config | F::Layer(_) => {
-                    "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-                     WHERE rb.repository = $1 AND rb.digest = $2"
-                }
-                // A subject the repository does not hold (yet) has no size to check.
-                F::Manifest(_) | F::Subject => {
-                    "SELECT m.size FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
-                     WHERE rm.repository = $1 AND rm.digest = $2"
-                }
-            };
-            let stored: Option<i64> = sqlx::query_scalar(query)
-                .bind(repo.as_str())
-                .bind(declared.digest.to_string())
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .next();
-            if let Some(stored) = stored
-                && stored as u64 != declared.size
-            {
-                return Err(ManifestWriteError::SizeMismatch {
-                    field: declared.field,
-                    digest: declared.digest.clone(),
-                    declared: declared.size,
-                    stored: stored as u64,
-                });
-            }
-        }
-        let current = match tag {
-            None => None,
-            Some(tag) => {
-                let current: Option<String> = sqlx::query_scalar(
-                    "SELECT digest FROM tags WHERE repository = $1 AND name = $2",
-                )
-                .bind(repo.as_str())
-                .bind(tag.as_str())
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .next();
-                current.map(parse_digest).transpose()?
-            }
-        };
-        let records = decide(current.as_ref()).map_err(ManifestWriteError::Rule)?;
-        let tag_move = tag.map(|_| match current {
-            None => TagMove::Created,
-            Some(from) if &from == digest => TagMove::Unchanged,
-            Some(from) => TagMove::Moved { from },
-        });
-        let annotations = serde_json::to_string(&manifest.annotations)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO manifests
-             (digest, media_type, artifact_type, subject, annotations, size, content, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-        )
-        .bind(digest.to_string())
-        .bind(&manifest.media_type)
-        .bind(manifest.artifact_type.as_deref())
-        .bind(manifest.subject.as_ref().map(Digest::to_string))
-        .bind(annotations)
-        .bind(content.len() as i64)
-        .bind(content)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let references = manifest
-            .blobs
-            .iter()
-            .map(|d| (d, "blob"))
-            .chain(manifest.manifests.iter().map(|d| (d, "manifest")));
-        for (child, kind) in references {
-            sqlx::query(
-                "INSERT INTO manifest_references (digest, child, kind) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(digest.to_string())
-            .bind(child.to_string())
-            .bind(kind)
-            .execute(&mut *tx)
-            .await?;
-        }
-        ensure_repository(&mut tx, repo, now).await?;
-        sqlx::query(
-            "INSERT INTO repository_manifests
-             (repository, digest, subject, created_at, pushed_by) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .bind(repo.as_str())
-        .bind(digest.to_string())
-        .bind(manifest.subject.as_ref().map(Digest::to_string))
-        .bind(now)
-        .bind(pushed_by)
-        .execute(&mut *tx)
-        .await?;
-        crate::separation::record_contributions(
-            &mut tx, repo, digest, manifest, tag, pushed_by, now,
-        )
-        .await?;
-        if let Some(tag) = tag {
-            sqlx::query(
-                "INSERT INTO tags (repository, name, digest, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (repository, name) DO UPDATE SET digest = excluded.digest,
-                 updated_at = excluded.updated_at",
-            )
-            .bind(repo.as_str())
-            .bind(tag.as_str())
-            .bind(digest.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        append(&mut tx, &records).await?;
+        let tag_move = insert_manifest(&mut tx, repo, upload, tag, pushed_by, decide).await?;
         tx.commit().await?;
         Ok(tag_move)
+    }
+
+    /// Loads many manifests, each tagged, into repositories in one transaction, with the same
+    /// checks as [`Metadata::put_manifest`] but no stage rule and no audit records: for filling a
+    /// stopped installation's store with test or benchmark data fast (`airlock-bench scale`),
+    /// never for a client's push.
+    #[cfg(feature = "test-support")]
+    pub async fn load_manifests(
+        &self,
+        batch: &[(RepoName, ManifestUpload<'_>, Tag)],
+        pushed_by: &str,
+    ) -> Result<(), ManifestWriteError> {
+        let mut tx = self.begin_write().await?;
+        for (repo, upload, tag) in batch {
+            let upload = ManifestUpload {
+                digest: upload.digest,
+                manifest: upload.manifest,
+                content: upload.content,
+            };
+            insert_manifest(&mut tx, repo, upload, Some(tag), pushed_by, |_| {
+                Ok(Vec::new())
+            })
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The digest a tag points to in `repo`.
@@ -1314,6 +1195,171 @@ fn upload_from_row(row: sqlx::any::AnyRow) -> Result<UploadSession, StoreError> 
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })
+}
+
+/// The body of a manifest write inside `tx` (see [`Metadata::put_manifest`]): checks that every
+/// referenced blob and manifest is in `repo` and every declared size matches, asks `decide`,
+/// and writes the manifest, its references, the repository row, the contributions, the tag and
+/// the audit records `decide` returned.
+async fn insert_manifest(
+    tx: &mut sqlx::AnyConnection,
+    repo: &RepoName,
+    upload: ManifestUpload<'_>,
+    tag: Option<&Tag>,
+    pushed_by: &str,
+    decide: impl FnOnce(Option<&Digest>) -> Result<Vec<AuditRecord>, airlock_core::Error>,
+) -> Result<Option<TagMove>, ManifestWriteError> {
+    let ManifestUpload {
+        digest,
+        manifest,
+        content,
+    } = upload;
+    let now = now_millis();
+    let mut missing = Vec::new();
+
+    for blob in &manifest.blobs {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM repository_blobs WHERE repository = $1 AND digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(blob.to_string())
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next();
+        if found.is_none() {
+            missing.push(blob.clone());
+        }
+    }
+    for child in &manifest.manifests {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM repository_manifests WHERE repository = $1 AND digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(child.to_string())
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .next();
+        if found.is_none() {
+            missing.push(child.clone());
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ManifestWriteError::MissingReferences(missing));
+    }
+    for declared in &manifest.declared_sizes {
+        use airlock_core::DescriptorField as F;
+        let query = match declared.field {
+            F::Config | F::Layer(_) => {
+                "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+                 WHERE rb.repository = $1 AND rb.digest = $2"
+            }
+            // A subject the repository does not hold (yet) has no size to check.
+            F::Manifest(_) | F::Subject => {
+                "SELECT m.size FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
+                 WHERE rm.repository = $1 AND rm.digest = $2"
+            }
+        };
+        let stored: Option<i64> = sqlx::query_scalar(query)
+            .bind(repo.as_str())
+            .bind(declared.digest.to_string())
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .next();
+        if let Some(stored) = stored
+            && stored as u64 != declared.size
+        {
+            return Err(ManifestWriteError::SizeMismatch {
+                field: declared.field,
+                digest: declared.digest.clone(),
+                declared: declared.size,
+                stored: stored as u64,
+            });
+        }
+    }
+    let current = match tag {
+        None => None,
+        Some(tag) => {
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT digest FROM tags WHERE repository = $1 AND name = $2")
+                    .bind(repo.as_str())
+                    .bind(tag.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .next();
+            current.map(parse_digest).transpose()?
+        }
+    };
+    let records = decide(current.as_ref()).map_err(ManifestWriteError::Rule)?;
+    let tag_move = tag.map(|_| match current {
+        None => TagMove::Created,
+        Some(from) if &from == digest => TagMove::Unchanged,
+        Some(from) => TagMove::Moved { from },
+    });
+    let annotations = serde_json::to_string(&manifest.annotations)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO manifests
+         (digest, media_type, artifact_type, subject, annotations, size, content, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+    )
+    .bind(digest.to_string())
+    .bind(&manifest.media_type)
+    .bind(manifest.artifact_type.as_deref())
+    .bind(manifest.subject.as_ref().map(Digest::to_string))
+    .bind(annotations)
+    .bind(content.len() as i64)
+    .bind(content)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let references = manifest
+        .blobs
+        .iter()
+        .map(|d| (d, "blob"))
+        .chain(manifest.manifests.iter().map(|d| (d, "manifest")));
+    for (child, kind) in references {
+        sqlx::query(
+            "INSERT INTO manifest_references (digest, child, kind) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(digest.to_string())
+        .bind(child.to_string())
+        .bind(kind)
+        .execute(&mut *tx)
+        .await?;
+    }
+    ensure_repository(&mut *tx, repo, now).await?;
+    sqlx::query(
+        "INSERT INTO repository_manifests
+         (repository, digest, subject, created_at, pushed_by) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(repo.as_str())
+    .bind(digest.to_string())
+    .bind(manifest.subject.as_ref().map(Digest::to_string))
+    .bind(now)
+    .bind(pushed_by)
+    .execute(&mut *tx)
+    .await?;
+    crate::separation::record_contributions(&mut *tx, repo, digest, manifest, tag, pushed_by, now)
+        .await?;
+    if let Some(tag) = tag {
+        sqlx::query(
+            "INSERT INTO tags (repository, name, digest, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (repository, name) DO UPDATE SET digest = excluded.digest,
+             updated_at = excluded.updated_at",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .bind(digest.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    append(&mut *tx, &records).await?;
+    Ok(tag_move)
 }
 
 #[cfg(test)]

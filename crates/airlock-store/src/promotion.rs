@@ -527,29 +527,6 @@ impl Metadata {
             .transpose()
     }
 
-    /// Promotions, newest first, optionally of one state and/or one repository path.
-    pub async fn promotions(
-        &self,
-        state: Option<PromotionState>,
-        repository_path: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<PromotionRow>, StoreError> {
-        sqlx::query(
-            "SELECT * FROM promotions WHERE ($1 IS NULL OR state = $2)
-             AND ($3 IS NULL OR repository_path = $4) ORDER BY created_at DESC, id LIMIT $5",
-        )
-        .bind(state)
-        .bind(state)
-        .bind(repository_path)
-        .bind(repository_path)
-        .bind(limit as i64)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(promotion_from_row)
-        .collect()
-    }
-
     /// Every promotion of one artifact (any stage), oldest first: its history.
     pub async fn promotions_of(
         &self,
@@ -987,27 +964,6 @@ impl Metadata {
         append(&mut tx, records).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// The digests `repo` holds that are not referrers (artifacts), with their tags, oldest first.
-    pub async fn artifacts_in(&self, repo: &str) -> Result<Vec<(String, Vec<String>)>, StoreError> {
-        let digests: Vec<String> = sqlx::query_scalar(
-            "SELECT digest FROM repository_manifests rm WHERE repository = $1 AND subject IS NULL
-             AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository = rm.repository
-                 AND t.digest = rm.digest AND substr(t.name, 1, 7) = 'sha256-')
-             AND NOT EXISTS (SELECT 1 FROM evidence_manifests em WHERE em.repository = rm.repository
-                 AND em.digest = rm.digest)
-             ORDER BY created_at, digest",
-        )
-        .bind(repo)
-        .fetch_all(self.pool())
-        .await?;
-        let mut out = Vec::with_capacity(digests.len());
-        for digest in digests {
-            let tags = self.tags_of(repo, &digest).await?;
-            out.push((digest, tags));
-        }
-        Ok(out)
     }
 }
 

@@ -422,12 +422,13 @@ impl Anomalies {
         .await;
     }
 
-    /// Anomalies, newest first (`status`: `open`, `resolved` or `None` for all). Needs
-    /// `access-admin` or `auditor`.
+    /// Up to `limit` anomalies with ids below `before` (from the newest when `None`), newest
+    /// first (`status`: `open`, `resolved` or `None` for all). Needs `access-admin` or `auditor`.
     pub async fn list(
         &self,
         who: Option<&Authenticated>,
         status: Option<AnomalyStatus>,
+        before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AnomalyRow>, AnomalyError> {
         Self::require_reader(who)?;
@@ -435,10 +436,7 @@ impl Anomalies {
             AnomalyStatus::Open => "open",
             AnomalyStatus::Resolved => "resolved",
         });
-        Ok(self
-            .metadata
-            .anomalies(status, limit.clamp(1, 1000))
-            .await?)
+        Ok(self.metadata.anomalies(status, before, limit).await?)
     }
 
     /// One anomaly. Needs `access-admin` or `auditor`.

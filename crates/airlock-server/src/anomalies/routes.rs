@@ -1,6 +1,7 @@
 //! HTTP endpoints of anomalies:
 //!
-//! - `GET /api/v1/anomalies?status=open|resolved|all&limit=N`
+//! - `GET /api/v1/anomalies?status=open|resolved|all&n=N&last=CURSOR` (`limit` is `n`'s older
+//!   name)
 //! - `GET /api/v1/anomalies/{id}`
 //! - `POST /api/v1/anomalies/{id}/resolve` with `{"reason": ".."}`
 
@@ -20,6 +21,7 @@ use super::{Anomalies, AnomalyError, AnomalyStatus};
 use crate::api::{ApiError, json_body, query};
 use crate::caller::Caller;
 use crate::identity::Identity;
+use crate::paging::{DEFAULT_PAGE, MAX_PAGE, PageError, page_size};
 
 /// State of the anomaly routes.
 #[derive(Clone)]
@@ -130,7 +132,7 @@ pub fn anomaly_view(row: &AnomalyRow) -> api::Anomaly {
     params(api::AnomalyListQuery),
     responses(
         (status = 200, description = "The anomalies", body = api::AnomalyList),
-        (status = 400, description = "status is not open, resolved or all, or limit is not a number", body = ErrorBody),
+        (status = 400, description = "status is not open, resolved or all, n (limit) is not a number from 1 to 1000, or last is not a cursor of this list", body = ErrorBody),
         (status = 403, description = "The caller may not read anomalies", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
     )
@@ -142,20 +144,44 @@ async fn list(
 ) -> Result<Json<api::AnomalyList>, ApiError> {
     let params = query(
         params,
-        "pass status=open, resolved or all, and limit as a number from 1 to 1000",
+        "pass status=open, resolved or all, and n (or limit) as a number from 1 to 1000",
     )?;
     let status = match params.status {
         None | Some(api::AnomalyStatusFilter::All) => None,
         Some(api::AnomalyStatusFilter::Open) => Some(AnomalyStatus::Open),
         Some(api::AnomalyStatusFilter::Resolved) => Some(AnomalyStatus::Resolved),
     };
-    let limit = crate::api::list_limit(params.limit, 100)?;
-    let rows = state
+    let limit = match (params.n, params.limit) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "both n and limit were given",
+                "give the page size once, as n (limit is its older name)",
+            ));
+        }
+        // The older name keeps its older answer to a bad value.
+        (None, Some(limit)) => crate::api::list_limit(Some(limit), DEFAULT_PAGE)?,
+        (n, None) => page_size(n, DEFAULT_PAGE, MAX_PAGE)?,
+    };
+    let before = match params.last.as_deref().filter(|l| !l.is_empty()) {
+        None => None,
+        Some(last) => Some(last.parse::<i64>().map_err(|_| PageError::Cursor {
+            value: last.chars().take(128).collect(),
+        })?),
+    };
+    // One row past the page says whether another page follows.
+    let mut rows = state
         .anomalies
-        .list(caller.who.as_ref(), status, limit)
+        .list(caller.who.as_ref(), status, before, limit + 1)
         .await?;
+    let next = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|row| row.id.to_string())
+    } else {
+        None
+    };
     Ok(Json(api::AnomalyList {
         anomalies: rows.iter().map(anomaly_view).collect(),
+        next,
     }))
 }
 

@@ -215,10 +215,10 @@ async fn channel_history(
     get,
     path = "/api/v1/status/{path}",
     tag = "catalog",
-    params(("path" = String, Path, description = "`prod/team/app` or `team/app`; the `/` may be sent as `%2F`", pattern = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$", max_length = 255)),
+    params(("path" = String, Path, description = "`prod/team/app` or `team/app`; the `/` may be sent as `%2F`", pattern = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$", max_length = 255), api::StatusPathQuery),
     responses(
-        (status = 200, description = "The repository's status", body = api::RepositoryStatus),
-        (status = 400, description = "Invalid name, a pattern (use `GET /api/v1/status?repository=`), or an unknown stage", body = ErrorBody),
+        (status = 200, description = "A page of the repository's status", body = api::RepositoryStatus),
+        (status = 400, description = "Invalid name, a pattern (use `GET /api/v1/status?repository=`), an unknown stage, or a bad page", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
         (status = 404, description = "No artifacts the caller may read under that name", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
@@ -229,7 +229,9 @@ async fn status(
     State(state): State<CatalogState>,
     caller: Caller,
     ApiPath(path): ApiPath<String>,
+    ApiQuery(query): ApiQuery<api::StatusPathQuery>,
 ) -> Result<Json<api::RepositoryStatus>, ApiError> {
+    let page = Page::new(query.n, query.last, DEFAULT_PAGE, MAX_PAGE)?;
     if path.contains('*') {
         return Err(ApiError::bad_request(
             format!("{path:?} is a pattern"),
@@ -239,7 +241,7 @@ async fn status(
             ),
         ));
     }
-    Ok(Json(state.catalog.status(&caller, &path).await?))
+    Ok(Json(state.catalog.status(&caller, &path, page).await?))
 }
 
 /// The status of a repository (`prod/team/app`, `team/app`) or of every repository path matching
@@ -263,7 +265,12 @@ async fn status_query(
     caller: Caller,
     ApiQuery(query): ApiQuery<api::StatusQuery>,
 ) -> Result<Json<api::StatusPage>, ApiError> {
-    let page = Page::new(query.n, query.last, DEFAULT_STATUS_PAGE, MAX_STATUS_PAGE)?;
+    // A pattern pages repository paths; one repository pages its artifacts.
+    let page = if query.repository.contains('*') {
+        Page::new(query.n, query.last, DEFAULT_STATUS_PAGE, MAX_STATUS_PAGE)?
+    } else {
+        Page::new(query.n, query.last, DEFAULT_PAGE, MAX_PAGE)?
+    };
     Ok(Json(
         state
             .catalog

@@ -8,10 +8,31 @@ use std::str::FromStr;
 use airlock_api::catalog as api;
 use airlock_core::audit::rfc3339_millis;
 use airlock_core::{RepoName, StageConfig, StageMode};
+use airlock_store::TimeCursor;
 use airlock_trust::verify::ScopePattern;
 
-use super::{CatalogError, CatalogService, Page, Result, STATUS_CHANNEL_MOVES, channel_move};
+use super::{
+    CatalogError, CatalogService, DEFAULT_PAGE, Page, Result, STATUS_CHANNEL_MOVES, channel_move,
+};
 use crate::caller::Caller;
+use crate::paging::{parse_time_cursor, time_cursor};
+
+/// Parses a `status` cursor, `<stage>/<millis>:<digest>` (the stage one of `stages`), into the
+/// stage's index and the last artifact shown of it.
+fn parse_status_cursor(last: &str, stages: &[&StageConfig]) -> Result<(usize, TimeCursor)> {
+    let invalid = || CatalogError::Cursor {
+        value: last.chars().take(128).collect(),
+    };
+    let (stage, rest) = last.split_once('/').ok_or_else(invalid)?;
+    let index = stages
+        .iter()
+        .position(|s| s.name.as_str() == stage)
+        .ok_or_else(invalid)?;
+    let cursor = parse_time_cursor(Some(rest))
+        .map_err(|_| invalid())?
+        .ok_or_else(invalid)?;
+    Ok((index, cursor))
+}
 
 impl CatalogService {
     /// Splits `prod/team/app` into the stage `prod` and `team/app` when its first segment is a
@@ -25,8 +46,14 @@ impl CatalogService {
         (None, name)
     }
 
-    /// The status of one repository: `prod/team/app` (that stage) or `team/app` (every stage).
-    pub async fn status(&self, caller: &Caller, name: &str) -> Result<api::RepositoryStatus> {
+    /// The status of one repository: `prod/team/app` (that stage) or `team/app` (every stage),
+    /// `page.limit` artifacts at a time, stage after stage in pipeline order.
+    pub async fn status(
+        &self,
+        caller: &Caller,
+        name: &str,
+        page: Page,
+    ) -> Result<api::RepositoryStatus> {
         let name = name.trim_matches('/');
         let (stage, path) = self.split(name);
         self.valid_path(path)?;
@@ -34,8 +61,16 @@ impl CatalogService {
             Some(stage) => vec![stage],
             None => self.stages.all().iter().collect(),
         };
-        let status = self.path_status(caller, path, &stages).await?;
-        if status.stages.iter().any(|s| !s.artifacts.is_empty()) {
+        let after = page
+            .last
+            .as_deref()
+            .map(|last| parse_status_cursor(last, &stages))
+            .transpose()?;
+        let continued = after.is_some();
+        let status = self
+            .path_status(caller, path, &stages, after, page.limit)
+            .await?;
+        if continued || status.stages.iter().any(|s| !s.artifacts.is_empty()) {
             return Ok(status);
         }
         // Nothing here: is the first segment a misspelt stage in front of a real path?
@@ -44,7 +79,7 @@ impl CatalogService {
             && self.valid_path(rest).is_ok()
         {
             let all: Vec<&StageConfig> = self.stages.all().iter().collect();
-            let elsewhere = self.path_status(caller, rest, &all).await?;
+            let elsewhere = self.path_status(caller, rest, &all, None, 1).await?;
             if elsewhere.stages.iter().any(|s| !s.artifacts.is_empty()) {
                 return Err(CatalogError::MisspeltStage {
                     name: name.to_string(),
@@ -68,7 +103,7 @@ impl CatalogService {
     ) -> Result<api::StatusPage> {
         let pattern = pattern.trim_matches('/');
         if !pattern.contains('*') {
-            let status = self.status(caller, pattern).await?;
+            let status = self.status(caller, pattern, page).await?;
             return Ok(api::StatusPage {
                 pattern: pattern.to_string(),
                 repositories: vec![status],
@@ -120,7 +155,9 @@ impl CatalogService {
             let index_ended = paths.len() <= limit && !any_full;
             let paths: Vec<String> = paths.into_iter().take(limit).collect();
             for path in paths.iter().filter(|p| parsed.matches(p)) {
-                let status = self.path_status(caller, path, &stages).await?;
+                let status = self
+                    .path_status(caller, path, &stages, None, DEFAULT_PAGE)
+                    .await?;
                 if !status.stages.iter().any(|s| !s.artifacts.is_empty()) {
                     continue;
                 }
@@ -173,24 +210,58 @@ impl CatalogService {
         Ok(())
     }
 
-    /// `path` in each of `stages` the caller may read.
+    /// `path` in each of `stages` the caller may read: up to `limit` artifacts after `after` (a
+    /// stage and the last artifact shown of it), stage after stage, with `next` set when more
+    /// follow. Each stage costs one index page, so the answer follows `limit`, not the size of
+    /// the repository.
     async fn path_status(
         &self,
         caller: &Caller,
         path: &str,
         stages: &[&StageConfig],
+        after: Option<(usize, TimeCursor)>,
+        limit: u32,
     ) -> Result<api::RepositoryStatus> {
         let freezes = self.metadata.freezes().await?;
         let mut out = Vec::new();
-        for stage in stages {
+        let mut remaining = limit as usize;
+        let mut next = None;
+        let (first_stage, mut cursor) = match after {
+            Some((stage, cursor)) => (stage, Some(cursor)),
+            None => (0, None),
+        };
+        for (index, stage) in stages.iter().enumerate().skip(first_stage) {
+            let stage_cursor = cursor.take();
+            if remaining == 0 {
+                break;
+            }
             let Ok(repo) = RepoName::from_str(&format!("{}/{path}", stage.name)) else {
                 continue;
             };
             if !self.readable(caller, &repo) {
                 continue;
             }
+            // One entry past what the page still holds says whether this stage goes on.
+            let mut page = self
+                .metadata
+                .artifacts_page(repo.as_str(), stage_cursor.as_ref(), remaining as u32 + 1)
+                .await?;
+            let stage_goes_on = page.len() > remaining;
+            page.truncate(remaining);
+            remaining -= page.len();
+            if let Some(last) = page.last()
+                && (stage_goes_on || (remaining == 0 && index + 1 < stages.len()))
+            {
+                next = Some(format!(
+                    "{}/{}",
+                    stage.name,
+                    time_cursor(last.created_at, &last.digest)
+                ));
+            }
             let mut artifacts = Vec::new();
-            for (digest, tags) in self.metadata.artifacts_in(repo.as_str()).await? {
+            for entry in page {
+                let digest = entry.digest;
+                let tags = entry.tags;
                 let promotion = match stage.mode {
                     StageMode::Push => None,
                     StageMode::Gated => {
@@ -248,6 +319,7 @@ impl CatalogService {
         Ok(api::RepositoryStatus {
             repository: path.to_string(),
             stages: out,
+            next,
         })
     }
 }

@@ -28,8 +28,8 @@ use airlock_core::{
 };
 use airlock_policy::{Bundle, Decision};
 use airlock_store::{
-    BlobStore, DecisionRow, Metadata, PromotionRow, PromotionWriteError, StoreError, Transition,
-    now_millis,
+    BlobStore, DecisionRow, Metadata, PromotionRow, PromotionWriteError, StoreError, TimeCursor,
+    Transition, now_millis,
 };
 use serde_json::{Value, json};
 
@@ -1782,8 +1782,15 @@ impl PromotionService {
         Ok((row, self.metadata.approvals(id).await?))
     }
 
-    /// Promotions, newest first.
-    pub async fn list(&self, state: Option<&str>, path: Option<&str>) -> Result<Vec<PromotionRow>> {
+    /// Up to `limit` promotions before the cursor `before` (from the newest when `None`),
+    /// newest first, optionally of one state and one repository path.
+    pub async fn list(
+        &self,
+        state: Option<&str>,
+        path: Option<&str>,
+        before: Option<&TimeCursor>,
+        limit: u32,
+    ) -> Result<Vec<PromotionRow>> {
         let state = state
             .map(|given| {
                 PromotionState::from_str(given).map_err(|_| PromotionError::UnknownState {
@@ -1792,7 +1799,10 @@ impl PromotionService {
             })
             .transpose()?;
         self.expire_overdue().await?;
-        Ok(self.metadata.promotions(state, path, 200).await?)
+        Ok(self
+            .metadata
+            .promotions_page(state, path, before, limit)
+            .await?)
     }
 
     /// A decision record.

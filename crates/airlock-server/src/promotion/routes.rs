@@ -29,6 +29,7 @@ use super::{Caller, Outcome, PromoteRequest, PromotionError, PromotionService};
 use crate::api::ApiError;
 use crate::caller::Caller as ApiCaller;
 use crate::identity::Identity;
+use crate::paging::{DEFAULT_PAGE, MAX_PAGE, page_size, parse_time_cursor, time_cursor};
 
 /// State of the promotion routes.
 #[derive(Clone)]
@@ -429,15 +430,15 @@ async fn request(
     outcome_response(&state, outcome).await
 }
 
-/// Promotions the caller may read, newest first (at most 200).
+/// Promotions the caller may read, newest first, a page at a time (`n`, `last`, `next`).
 #[utoipa::path(
     get,
     path = "/api/v1/promotions",
     tag = "promotion",
     params(api::PromotionListQuery),
     responses(
-        (status = 200, description = "The promotions", body = api::PromotionList),
-        (status = 400, description = "Unknown state filter (the message lists the states), or a malformed query", body = airlock_api::ErrorBody),
+        (status = 200, description = "A page of promotions", body = api::PromotionList),
+        (status = 400, description = "Unknown state filter (the message lists the states), a page size out of range, a cursor this list did not hand out, or a malformed query", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
         (status = 503, description = "Storage cannot keep writes", body = airlock_api::ErrorBody),
     )
@@ -450,20 +451,36 @@ async fn list(
     let Query(query) = query.map_err(|e| {
         ApiError::bad_request(
             format!("invalid query: {}", e.body_text()),
-            "give each of `state` and `repository` at most once",
+            format!(
+                "give each of `state`, `repository`, `n` and `last` at most once, `n` a whole number from 1 to {MAX_PAGE}"
+            ),
         )
     })?;
+    let limit = page_size(query.n, DEFAULT_PAGE, MAX_PAGE)?;
+    let before = parse_time_cursor(query.last.as_deref())?;
     let caller = Caller::from(caller);
-    let rows = state
+    // One row past the page says whether another page follows.
+    let mut rows = state
         .promotions
-        .list(query.state.as_deref(), query.repository.as_deref())
+        .list(
+            query.state.as_deref(),
+            query.repository.as_deref(),
+            before.as_ref(),
+            limit + 1,
+        )
         .await?;
+    let next = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| time_cursor(r.created_at, &r.id))
+    } else {
+        None
+    };
     let promotions = rows
         .iter()
         .filter(|r| promotion_readable(&state, &caller, r))
         .map(|r| promotion_view(r, &[]))
         .collect();
-    Ok(Json(api::PromotionList { promotions }))
+    Ok(Json(api::PromotionList { promotions, next }))
 }
 
 /// A promotion with its approvals and its last decision's result.

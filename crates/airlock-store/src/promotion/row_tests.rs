@@ -55,7 +55,7 @@ async fn a_stored_state_that_is_no_state_reads_as_corrupt_naming_it() {
         let message = corrupt_message(meta.promotion("prm_1").await);
         assert!(message.contains("promotions.state"), "{message}");
         assert!(message.contains("\"bogus\""), "{message}");
-        let listed = corrupt_message(meta.promotions(None, None, 10).await);
+        let listed = corrupt_message(meta.promotions_page(None, None, None, 10).await);
         assert_eq!(listed, message);
         // A state change reads the state first: refused as corrupt, nothing changed.
         match meta
