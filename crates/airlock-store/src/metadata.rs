@@ -465,9 +465,16 @@ impl Metadata {
             .map_err(|e| damaged(path, e))?;
         // Connections stay open for the life of the pool: SQLite deletes the write-ahead log when
         // the last one closes, and the WAL's existence is how a removed WAL is noticed.
+        //
+        // No ping before handing out a connection: on SQLite a ping is only a message to the
+        // connection's worker thread and back (it never touches the file), so it cannot find a
+        // broken connection, but it doubled the thread hops of every pooled statement. (sqlx
+        // still pings once when a connection goes back to the pool, which waits for anything the
+        // last user left running, such as a rollback.)
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .min_connections(1)
+            .test_before_acquire(false)
             .idle_timeout(None)
             .max_lifetime(None)
             .after_connect(|connection, _| Box::pin(sqlite_settings(connection)))
