@@ -800,11 +800,11 @@ impl PromotionService {
                 break_glass: row.break_glass.as_deref(),
             })
             .await;
-        // A replica deciding with another bundle than the others refuses before recording.
-        self.bundle_in_use().await?;
-        self.metadata.insert_promotion(&row).await?;
-        let outcome = self.decide(&mut row, caller).await;
-        if outcome.is_err() {
+        // The promotion is stored with its first decision, in one transaction (which also
+        // refuses a decision made with another bundle than the one in use).
+        let mut stored = false;
+        let outcome = self.decide(&mut row, caller, &mut stored).await;
+        if outcome.is_err() && stored {
             // Never leave a promotion stuck in `evaluating`: it would block the artifact. It ends
             // as cancelled (it could not be decided), with its audit entry.
             let records = [AuditRecord {
@@ -939,6 +939,41 @@ impl PromotionService {
         Ok(valid)
     }
 
+    /// [`Self::revalidate`], cancelling the promotion (recorded) when its requester lost the right
+    /// to promote.
+    async fn revalidate_or_cancel(
+        &self,
+        row: &PromotionRow,
+        approvals: Vec<airlock_store::ApprovalRow>,
+    ) -> Result<Vec<airlock_store::ApprovalRow>> {
+        match self.revalidate(row, approvals).await {
+            Ok(approvals) => Ok(approvals),
+            Err(err) => {
+                // The requester lost the right to promote: the promotion ends here, recorded.
+                let records = [AuditRecord {
+                    time_millis: now_millis(),
+                    actor: Actor::system(),
+                    event: AuditEvent::PromotionClosed {
+                        promotion: row.id.clone(),
+                        repository: self.target_of(row)?,
+                        digest: row.digest.clone(),
+                        state: PromotionState::Cancelled.to_string(),
+                    },
+                }];
+                self.metadata
+                    .close_promotion(
+                        &row.id,
+                        &[PromotionState::Evaluating],
+                        PromotionState::Cancelled,
+                        row.claim.as_deref(),
+                        &records,
+                    )
+                    .await?;
+                Err(err)
+            }
+        }
+    }
+
     /// The parties of `row` separation of duties looks at when `candidate` approves after
     /// `approvers`: every principal that ever pushed the artifact (or a manifest it contains) or
     /// evidence about it into a repository of its path, and, when the gate needs independent
@@ -1020,10 +1055,17 @@ impl PromotionService {
     }
 
     /// Decides `row`, again if the keyring changed between reading the evidence and promoting:
-    /// a key revoked as compromised meanwhile must not let its evidence through.
-    async fn decide(&self, row: &mut PromotionRow, caller: &Caller) -> Result<Outcome> {
+    /// a key revoked as compromised meanwhile must not let its evidence through. `stored` says
+    /// whether `row` is stored yet: a new request's row is stored with its first decision (and
+    /// `stored` set once it is).
+    async fn decide(
+        &self,
+        row: &mut PromotionRow,
+        caller: &Caller,
+        stored: &mut bool,
+    ) -> Result<Outcome> {
         for _ in 0..3 {
-            match self.decide_once(row, caller).await {
+            match self.decide_once(row, caller, stored).await {
                 Err(PromotionError::KeyringMoved) => continue,
                 other => return other,
             }
@@ -1031,35 +1073,21 @@ impl PromotionService {
         Err(PromotionError::KeyringMoved)
     }
 
-    async fn decide_once(&self, row: &mut PromotionRow, caller: &Caller) -> Result<Outcome> {
+    async fn decide_once(
+        &self,
+        row: &mut PromotionRow,
+        caller: &Caller,
+        stored: &mut bool,
+    ) -> Result<Outcome> {
         // Read before the evidence: a change after this point makes the promotion retry.
         let (keyring_version, keys) = self.evidence.keys().await?;
-        let approvals = self.metadata.approvals(&row.id).await?;
-        let approvals = match self.revalidate(row, approvals).await {
-            Ok(approvals) => approvals,
-            Err(err) => {
-                // The requester lost the right to promote: the promotion ends here, recorded.
-                let records = [AuditRecord {
-                    time_millis: now_millis(),
-                    actor: Actor::system(),
-                    event: AuditEvent::PromotionClosed {
-                        promotion: row.id.clone(),
-                        repository: self.target_of(row)?,
-                        digest: row.digest.clone(),
-                        state: PromotionState::Cancelled.to_string(),
-                    },
-                }];
-                self.metadata
-                    .close_promotion(
-                        &row.id,
-                        &[PromotionState::Evaluating],
-                        PromotionState::Cancelled,
-                        row.claim.as_deref(),
-                        &records,
-                    )
-                    .await?;
-                return Err(err);
-            }
+        let approvals = if !*stored {
+            // A new request has no approvals, and its requester's right to promote into the
+            // target was checked on this very request, with the grants it holds now.
+            Vec::new()
+        } else {
+            let approvals = self.metadata.approvals(&row.id).await?;
+            self.revalidate_or_cancel(row, approvals).await?
         };
         let input = self.input_for(row, &approvals, Some(keys)).await?;
         let query = self.gate_query(&row.target_stage);
@@ -1118,10 +1146,18 @@ impl PromotionService {
             required,
             claim: row.claim.as_deref(),
         };
-        let index = self
-            .metadata
-            .record_decision(&record, Some(transition), &records)
-            .await?;
+        let index = if *stored {
+            self.metadata
+                .record_decision(&record, Some(transition), &records)
+                .await?
+        } else {
+            let index = self
+                .metadata
+                .insert_decided_promotion(row, &record, transition, &records)
+                .await?;
+            *stored = true;
+            index
+        };
         row.state = state;
         row.approvals_required = required;
         row.last_decision = Some(decision_id.clone());
@@ -1411,7 +1447,7 @@ impl PromotionService {
             // again now, and put it back if that cannot be done.
             row.state = PromotionState::Evaluating;
             row.claim = Some(claim.clone());
-            let outcome = self.decide(&mut row, caller).await;
+            let outcome = self.decide(&mut row, caller, &mut true).await;
             if let Err(err) = &outcome {
                 let records: Vec<AuditRecord> = match self.target_of(&row) {
                     Ok(repository) => vec![AuditRecord {
