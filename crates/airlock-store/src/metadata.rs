@@ -224,6 +224,11 @@ pub struct StoredManifest {
     pub media_type: String,
     /// The exact bytes that were pushed.
     pub content: Vec<u8>,
+    /// When it arrived in this repository (ms).
+    pub arrived_at: i64,
+    /// Who pushed it into this repository (`airlock` for what a promotion placed there; `None`
+    /// for rows from before pushers were recorded).
+    pub pushed_by: Option<String>,
     /// The quarantine in this repository's path on its digest, or on an index that contains it
     /// (at any depth), if an anomaly set one
     /// (read in the same query, so the check every pull from a gated stage makes costs no extra
@@ -1130,7 +1135,8 @@ impl Metadata {
         let row = sqlx::query(
             "WITH RECURSIVE up(d) AS (SELECT $2 COLLATE \"binary\" UNION SELECT r.digest FROM manifest_references r
                                       JOIN up ON r.child = up.d WHERE r.kind = 'manifest')
-             SELECT m.media_type, m.content, q.anomaly_id, q.reason, q.repository_path
+             SELECT m.media_type, m.content, rm.created_at, rm.pushed_by, q.anomaly_id, q.reason,
+                    q.repository_path
              FROM repository_manifests rm
              JOIN manifests m ON m.digest = rm.digest
              LEFT JOIN (SELECT anomaly_id, reason, repository_path FROM artifact_quarantines
@@ -1152,6 +1158,8 @@ impl Metadata {
                 digest: digest.clone(),
                 media_type: row.get("media_type"),
                 content: row.get("content"),
+                arrived_at: row.get("created_at"),
+                pushed_by: row.get("pushed_by"),
                 quarantine: anomaly_id.map(|anomaly_id| crate::anomalies::QuarantineRow {
                     anomaly_id,
                     reason: row.get("reason"),

@@ -321,6 +321,10 @@ struct Decided<'a> {
     decision_id: &'a str,
     audit_index: Option<u64>,
     keyring_version: i64,
+    /// The artifact's evidence the decision saw.
+    evidence: &'a [airlock_store::EvidenceRow],
+    /// The artifact's manifest in the source, as the decision read it.
+    artifact: &'a airlock_store::StoredManifest,
 }
 
 /// The policy bundle in use and where it came from.
@@ -782,7 +786,7 @@ impl PromotionService {
         if request.dry_run {
             let input = self.input_for(&row, &[], None).await?;
             let (decision, _) = self
-                .evaluate(self.gate_query(&request.target_stage), input)
+                .evaluate(self.gate_query(&request.target_stage), input.document)
                 .await?;
             let required = self.required_for(&row, &decision);
             return Ok(Outcome {
@@ -857,7 +861,7 @@ impl PromotionService {
         row: &PromotionRow,
         approvals: &[airlock_store::ApprovalRow],
         keys: Option<Vec<airlock_store::KeyRow>>,
-    ) -> Result<Value> {
+    ) -> Result<input::Input> {
         input::build(self, row, approvals, keys).await
     }
 
@@ -1089,9 +1093,18 @@ impl PromotionService {
             let approvals = self.metadata.approvals(&row.id).await?;
             self.revalidate_or_cancel(row, approvals).await?
         };
-        let input = self.input_for(row, &approvals, Some(keys)).await?;
+        let input::Input {
+            document,
+            evidence,
+            artifact,
+        } = self.input_for(row, &approvals, Some(keys)).await?;
+        let stored_input = document.to_string();
+        // A frozen stage or a quarantined artifact denies whatever the requester does: retrying
+        // against it is not misbehaviour.
+        let blocked =
+            document["target"]["frozen"] == true || document["artifact"]["quarantine"].is_object();
         let query = self.gate_query(&row.target_stage);
-        let (decision, bundle_digest) = self.evaluate(query.clone(), input.clone()).await?;
+        let (decision, bundle_digest) = self.evaluate(query.clone(), document).await?;
         let required = self.required_for(row, &decision);
         let decision_id = random_id("dec");
         let now = now_millis();
@@ -1101,7 +1114,7 @@ impl PromotionService {
             action: "promote".into(),
             query,
             bundle_digest: bundle_digest.clone(),
-            input: input.to_string(),
+            input: stored_input,
             result: serde_json::to_string(&decision)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             allowed: decision.allowed,
@@ -1170,6 +1183,8 @@ impl PromotionService {
                     decision_id: &decision_id,
                     audit_index: index,
                     keyring_version,
+                    evidence: &evidence,
+                    artifact: &artifact,
                 },
                 caller,
             )
@@ -1183,15 +1198,9 @@ impl PromotionService {
         };
         if decision.allowed && approved {
             self.anomalies.promoted(event).await;
-        } else if !decision.allowed {
-            // A frozen stage or a quarantined artifact denies whatever the requester does:
-            // retrying against it is not misbehaviour.
-            let blocked =
-                input["target"]["frozen"] == true || input["artifact"]["quarantine"].is_object();
-            if !blocked {
-                let rules: Vec<String> = decision.deny.iter().map(|v| v.rule.clone()).collect();
-                self.anomalies.promotion_denied(event, &rules).await;
-            }
+        } else if !decision.allowed && !blocked {
+            let rules: Vec<String> = decision.deny.iter().map(|v| v.rule.clone()).collect();
+            self.anomalies.promotion_denied(event, &rules).await;
         }
         let outcome = if decision.allowed && approved {
             PromotionState::Promoted
@@ -1232,6 +1241,8 @@ impl PromotionService {
             decision_id,
             audit_index,
             keyring_version,
+            evidence: decided_evidence,
+            artifact,
         } = decided;
         let source = self.source_of(row)?;
         let target = self.target_of(row)?;
@@ -1259,9 +1270,12 @@ impl PromotionService {
             &self.metadata,
             &self.blobs,
             &self.attestation_keys.current(),
-            &source,
+            attestation::Subject {
+                digest: &digest,
+                manifest: artifact,
+                evidence: decided_evidence,
+            },
             &stage_repositories,
-            &digest,
             &statement,
         )
         .await?;
