@@ -22,6 +22,10 @@
 //! As root, skopeo keeps its cache in /var/lib/containers/cache whatever HOME says, so the runs
 //! are made as `nobody` (with `setpriv`) with a HOME, runtime directory and auth file of their
 //! own (so a root-only `/run/containers` does not stop them); the system cache is untouched.
+//!
+//! `--server-log FILTER` sets airlock's log filter, for profiling: with
+//! `warn,airlock_server::app=info,sqlx::query=debug` every statement is logged (on stderr) in the
+//! span of its request, so the statements of one promotion request can be counted.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -56,6 +60,8 @@ struct Options {
     airlock: PathBuf,
     registry: PathBuf,
     skopeo: PathBuf,
+    /// The server's log filter (`AIRLOCK_LOG__LEVEL`), for profiling.
+    server_log: Option<String>,
 }
 
 fn options() -> Result<Options> {
@@ -71,6 +77,7 @@ fn options() -> Result<Options> {
         )),
         registry: PathBuf::from("/usr/bin/docker-registry"),
         skopeo: PathBuf::from("/usr/bin/skopeo"),
+        server_log: None,
     };
     let mut args = std::env::args().skip(2);
     while let Some(arg) = args.next() {
@@ -84,6 +91,7 @@ fn options() -> Result<Options> {
             "--airlock" => options.airlock = value()?.into(),
             "--registry" => options.registry = value()?.into(),
             "--skopeo" => options.skopeo = value()?.into(),
+            "--server-log" => options.server_log = Some(value()?),
             other => bail!("unknown argument {other}; see the doc comment in bench/promote.rs"),
         }
     }
@@ -394,7 +402,12 @@ pub(crate) struct Airlock {
 }
 
 async fn start_airlock(options: &Options) -> Result<Airlock> {
-    Airlock::set_up(crate::start_airlock(&options.airlock)?).await
+    let env: Vec<(String, String)> = options
+        .server_log
+        .iter()
+        .map(|filter| ("AIRLOCK_LOG__LEVEL".to_string(), filter.clone()))
+        .collect();
+    Airlock::set_up(crate::start_airlock_with_env(&options.airlock, &env)?).await
 }
 
 impl Airlock {

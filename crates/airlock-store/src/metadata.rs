@@ -230,6 +230,11 @@ pub struct StoredManifest {
     pub media_type: String,
     /// The exact bytes that were pushed.
     pub content: Vec<u8>,
+    /// When it arrived in this repository (ms).
+    pub arrived_at: i64,
+    /// Who pushed it into this repository (`airlock` for what a promotion placed there; `None`
+    /// for rows from before pushers were recorded).
+    pub pushed_by: Option<String>,
     /// The quarantine in this repository's path on its digest, or on an index that contains it
     /// (at any depth), if an anomaly set one
     /// (read in the same query, so the check every pull from a gated stage makes costs no extra
@@ -471,6 +476,12 @@ impl Metadata {
             .map_err(|e| damaged(path, e))?;
         // Connections stay open for the life of the pool: SQLite deletes the write-ahead log when
         // the last one closes, and the WAL's existence is how a removed WAL is noticed.
+        //
+        // No ping before handing out a connection: on SQLite a ping is only a message to the
+        // connection's worker thread and back (it never touches the file), so it cannot find a
+        // broken connection, but it doubled the thread hops of every pooled statement. (sqlx
+        // still pings once when a connection goes back to the pool, which waits for anything the
+        // last user left running, such as a rollback.)
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .min_connections(1)
@@ -1007,7 +1018,8 @@ impl Metadata {
         let row = sqlx::query(
             "WITH RECURSIVE up(d) AS (SELECT $2 COLLATE \"binary\" UNION SELECT r.digest FROM manifest_references r
                                       JOIN up ON r.child = up.d WHERE r.kind = 'manifest')
-             SELECT m.media_type, m.content, q.anomaly_id, q.reason, q.repository_path
+             SELECT m.media_type, m.content, rm.created_at, rm.pushed_by, q.anomaly_id, q.reason,
+                    q.repository_path
              FROM repository_manifests rm
              JOIN manifests m ON m.digest = rm.digest
              LEFT JOIN (SELECT anomaly_id, reason, repository_path FROM artifact_quarantines
@@ -1029,6 +1041,8 @@ impl Metadata {
                 digest: digest.clone(),
                 media_type: row.get("media_type"),
                 content: row.get("content"),
+                arrived_at: row.get("created_at"),
+                pushed_by: row.get("pushed_by"),
                 quarantine: anomaly_id.map(|anomaly_id| crate::anomalies::QuarantineRow {
                     anomaly_id,
                     reason: row.get("reason"),

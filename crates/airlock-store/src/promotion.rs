@@ -400,22 +400,38 @@ async fn check_state(
             .map(|row| Ok((row.try_get("state")?, row.try_get("claim")?)))
             .transpose()
             .map_err(|err| StoreError::undecodable("promotions", err))?;
-    let (state, current) = match row {
-        Some((state, current)) if from.contains(&state) => (state, current),
-        other => {
-            return Err(PromotionWriteError::WrongState {
-                id: id.into(),
-                state: other.map(|(state, _)| state),
-            });
-        }
+    let Some((state, current)) = row else {
+        return Err(PromotionWriteError::WrongState {
+            id: id.into(),
+            state: None,
+        });
     };
+    check_transition(id, state, current.as_deref(), from, claim)?;
+    Ok(state)
+}
+
+/// Checks that promotion `id`, in `state` under claim `current`, may move on from one of `from`
+/// for the caller holding `claim` (see [`check_state`]).
+fn check_transition(
+    id: &str,
+    state: PromotionState,
+    current: Option<&str>,
+    from: &[PromotionState],
+    claim: Option<&str>,
+) -> Result<(), PromotionWriteError> {
+    if !from.contains(&state) {
+        return Err(PromotionWriteError::WrongState {
+            id: id.into(),
+            state: Some(state),
+        });
+    }
     if state == PromotionState::Evaluating
         && let Some(claim) = claim
-        && current.as_deref() != Some(claim)
+        && current != Some(claim)
     {
         return Err(PromotionWriteError::ClaimLost { id: id.into() });
     }
-    Ok(state)
+    Ok(())
 }
 
 /// Points `tag` of `repo` at `digest`; returns the digest it named before (`None`: new tag).
@@ -449,6 +465,84 @@ async fn set_tag(
     Ok(previous)
 }
 
+/// Stores `row` as a new promotion, unless a live promotion (evaluating, pending or promoted) of
+/// the same artifact to the same stage exists ([`PromotionWriteError::Duplicate`] with its id).
+async fn insert_promotion_in(
+    tx: &mut sqlx::AnyConnection,
+    row: &PromotionRow,
+) -> Result<(), PromotionWriteError> {
+    let existing: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM promotions WHERE repository_path = $1 AND digest = $2 AND target_stage = $3
+         AND state IN ('evaluating', 'pending_approval', 'promoted')",
+    )
+    .bind(&row.repository_path)
+    .bind(&row.digest)
+    .bind(&row.target_stage)
+    .fetch_all(&mut *tx)
+    .await?;
+    if let Some(id) = existing.into_iter().next() {
+        return Err(PromotionWriteError::Duplicate(id));
+    }
+    let tags = serde_json::to_string(&row.tags.iter().map(Tag::as_str).collect::<Vec<_>>())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO promotions (id, repository_path, digest, source_stage, target_stage, tags,
+         channel, state, requested_by, requester, approvals_required, break_glass,
+         created_at, expires_at, evaluating_since, claim)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    )
+    .bind(&row.id)
+    .bind(&row.repository_path)
+    .bind(&row.digest)
+    .bind(&row.source_stage)
+    .bind(&row.target_stage)
+    .bind(tags)
+    .bind(&row.channel)
+    .bind(row.state)
+    .bind(&row.requested_by)
+    .bind(&row.requester)
+    .bind(row.approvals_required as i64)
+    .bind(&row.break_glass)
+    .bind(row.created_at)
+    .bind(row.expires_at)
+    .bind(row.evaluating_since)
+    .bind(&row.claim)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves promotion `id` to `transition.to` after decision `decision_id` (its state already
+/// checked): a final state records when it was decided, and only `evaluating` keeps the claim.
+async fn apply_transition(
+    tx: &mut sqlx::AnyConnection,
+    id: &str,
+    decision_id: &str,
+    transition: Transition<'_>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let to = transition.to;
+    let final_state = to.is_final();
+    let still_claimed = to == PromotionState::Evaluating;
+    sqlx::query(
+        "UPDATE promotions SET state = $1, approvals_required = $2, last_decision = $3,
+         decided_at = CASE WHEN $4 THEN $5 ELSE decided_at END,
+         evaluating_since = CASE WHEN $6 THEN evaluating_since ELSE NULL END,
+         claim = CASE WHEN $7 THEN claim ELSE NULL END WHERE id = $8",
+    )
+    .bind(to)
+    .bind(transition.required as i64)
+    .bind(decision_id)
+    .bind(final_state)
+    .bind(now)
+    .bind(still_claimed)
+    .bind(still_claimed)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Moves a pending promotion to `evaluating` under `claim`, for its final decision.
 async fn claim_for_decision(
     tx: &mut sqlx::AnyConnection,
@@ -473,46 +567,41 @@ impl Metadata {
     /// pending or promoted) of the same artifact to the same stage exists.
     pub async fn insert_promotion(&self, row: &PromotionRow) -> Result<(), PromotionWriteError> {
         let mut tx = self.begin_write().await?;
-        let existing: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM promotions WHERE repository_path = $1 AND digest = $2 AND target_stage = $3
-             AND state IN ('evaluating', 'pending_approval', 'promoted')",
-        )
-        .bind(&row.repository_path)
-        .bind(&row.digest)
-        .bind(&row.target_stage)
-        .fetch_all(&mut *tx)
-        .await?;
-        if let Some(id) = existing.into_iter().next() {
-            return Err(PromotionWriteError::Duplicate(id));
-        }
-        let tags = serde_json::to_string(&row.tags.iter().map(Tag::as_str).collect::<Vec<_>>())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO promotions (id, repository_path, digest, source_stage, target_stage, tags,
-             channel, state, requested_by, requester, approvals_required, break_glass,
-             created_at, expires_at, evaluating_since, claim)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-        )
-        .bind(&row.id)
-        .bind(&row.repository_path)
-        .bind(&row.digest)
-        .bind(&row.source_stage)
-        .bind(&row.target_stage)
-        .bind(tags)
-        .bind(&row.channel)
-        .bind(row.state)
-        .bind(&row.requested_by)
-        .bind(&row.requester)
-        .bind(row.approvals_required as i64)
-        .bind(&row.break_glass)
-        .bind(row.created_at)
-        .bind(row.expires_at)
-        .bind(row.evaluating_since)
-        .bind(&row.claim)
-        .execute(&mut *tx)
-        .await?;
+        insert_promotion_in(&mut tx, row).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Stores a new promotion together with its first decision, in one transaction: the
+    /// promotion as [`Metadata::insert_promotion`] would (refused with the existing id if a live
+    /// promotion of the same artifact to the same stage exists, so of concurrent identical
+    /// requests exactly one is stored), then `transition` and the decision record with `records`
+    /// as [`Metadata::record_decision`] would. Returns the audit log index of the first record.
+    /// Nothing is stored unless all of it is.
+    pub async fn insert_decided_promotion(
+        &self,
+        row: &PromotionRow,
+        decision: &DecisionRow,
+        transition: Transition<'_>,
+        records: &[AuditRecord],
+    ) -> Result<Option<u64>, PromotionWriteError> {
+        // The promotion's state is the row's own until this transaction stores it: the
+        // transition's state check needs no read.
+        check_transition(
+            &row.id,
+            row.state,
+            row.claim.as_deref(),
+            transition.from,
+            transition.claim,
+        )?;
+        let now = now_millis();
+        let mut tx = self.begin_write().await?;
+        insert_promotion_in(&mut tx, row).await?;
+        apply_transition(&mut tx, &row.id, &decision.id, transition, now).await?;
+        insert_decision(&mut tx, decision).await?;
+        let index = append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(index)
     }
 
     /// One promotion.
@@ -568,31 +657,8 @@ impl Metadata {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
         if let (Some(id), Some(transition)) = (&decision.promotion_id, transition) {
-            let Transition {
-                from,
-                to,
-                required,
-                claim,
-            } = transition;
-            check_state(&mut tx, id, from, claim).await?;
-            let final_state = to.is_final();
-            let still_claimed = to == PromotionState::Evaluating;
-            sqlx::query(
-                "UPDATE promotions SET state = $1, approvals_required = $2, last_decision = $3,
-                 decided_at = CASE WHEN $4 THEN $5 ELSE decided_at END,
-                 evaluating_since = CASE WHEN $6 THEN evaluating_since ELSE NULL END,
-                 claim = CASE WHEN $7 THEN claim ELSE NULL END WHERE id = $8",
-            )
-            .bind(to)
-            .bind(required as i64)
-            .bind(&decision.id)
-            .bind(final_state)
-            .bind(now)
-            .bind(still_claimed)
-            .bind(still_claimed)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            check_state(&mut tx, id, transition.from, transition.claim).await?;
+            apply_transition(&mut tx, id, &decision.id, transition, now).await?;
         }
         insert_decision(&mut tx, decision).await?;
         let index = append(&mut tx, records).await?;

@@ -11,7 +11,8 @@ use airlock_core::audit::rfc3339_millis;
 use airlock_core::manifest::OCI_MANIFEST;
 use airlock_core::{Digest, ParsedManifest, RepoName, Tag};
 use airlock_store::{
-    ApprovalRow, BlobStore, Metadata, NewManifest, PromotionRow, StoreError, now_millis,
+    ApprovalRow, BlobStore, EvidenceRow, Metadata, NewManifest, PromotionRow, StoreError,
+    StoredManifest, now_millis,
 };
 use airlock_trust::cosign::{self, TagSchemeKind};
 use airlock_trust::intoto::{ResourceDescriptor, Statement};
@@ -107,9 +108,19 @@ pub(super) fn statement(facts: &PromotionFacts<'_>) -> Statement {
     )
 }
 
+/// The artifact a promotion attestation is about, as the promotion's decision read it.
+pub(super) struct Subject<'a> {
+    /// Its digest.
+    pub digest: &'a Digest,
+    /// Its manifest in the source.
+    pub manifest: &'a StoredManifest,
+    /// The evidence about it in its repository path.
+    pub evidence: &'a [EvidenceRow],
+}
+
 /// Signs `statement` and builds the target's `sha256-<hex>.att` manifest: the attestation layers
 /// of `stage_repositories` (the path in the stages before the target, with whether each is gated;
-/// verified attestations only from push stages) plus the
+/// from push stages only attestations the subject's evidence holds as verified) plus the
 /// promotion attestation, with the artifact as subject.
 /// The new blobs are written to the blob store; the manifest rows are written by the promotion
 /// transaction.
@@ -117,11 +128,11 @@ pub(super) async fn build_manifest(
     metadata: &Metadata,
     blobs: &BlobStore,
     key: &SigningKey,
-    source: &RepoName,
+    subject: Subject<'_>,
     stage_repositories: &[(RepoName, bool)],
-    digest: &Digest,
     statement: &Statement,
 ) -> Result<NewManifest, StoreError> {
+    let digest = subject.digest;
     let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
     let envelope = airlock_trust::verify::attest(key, statement).to_json();
     let envelope_digest = Digest::sha256_of(&envelope);
@@ -134,12 +145,12 @@ pub(super) async fn build_manifest(
     // belongs to the path, so what the gate counted is carried next to the artifact), once each.
     // From push stages only attestations airlock verified are carried; a gated stage's `.att`
     // was written by an earlier promotion and holds nothing else.
-    let verified: Vec<String> = metadata
-        .evidence_for(source.path(), &digest.to_string())
-        .await?
-        .into_iter()
+    // The evidence the gate counted, as the decision read it.
+    let verified: Vec<&str> = subject
+        .evidence
+        .iter()
         .filter(|e| e.verdict.status == "verified" && e.origin.format == "dsse")
-        .map(|e| e.origin.item)
+        .map(|e| e.origin.item.as_str())
         .collect();
     let mut layers: Vec<Value> = Vec::new();
     for (repository, gated) in stage_repositories {
@@ -157,7 +168,7 @@ pub(super) async fn build_manifest(
             let trusted = *gated
                 || layer["digest"]
                     .as_str()
-                    .is_some_and(|d| verified.iter().any(|v| v == d));
+                    .is_some_and(|d| verified.contains(&d));
             if trusted && !layers.iter().any(|l| l["digest"] == layer["digest"]) {
                 layers.push(layer);
             }
@@ -183,10 +194,7 @@ pub(super) async fn build_manifest(
     blobs
         .put_small(&config_digest, bytes::Bytes::from(config.clone()))
         .await?;
-    let subject = metadata
-        .manifest(source, digest)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("{source}@{digest} vanished")))?;
+    let subject = subject.manifest;
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,

@@ -3,7 +3,9 @@
 
 use airlock_core::audit::rfc3339_millis;
 use airlock_core::{Digest, ParsedManifest, RepoName, Tag};
-use airlock_store::{ApprovalRow, EvidenceRow, PromotionRow, StoreError, now_millis};
+use airlock_store::{
+    ApprovalRow, EvidenceRow, PromotionRow, StoreError, StoredManifest, now_millis,
+};
 use airlock_trust::dependencies::DependencyHealth;
 use airlock_trust::facts::Facts;
 use serde_json::{Value, json};
@@ -111,12 +113,23 @@ fn evidence_json(rows: &[EvidenceRow], key_scopes: &[(String, Vec<String>)]) -> 
     })
 }
 
+/// A built input document with the stored facts it was read from that a promotion uses again
+/// (the attestation carries what the gate saw, without reading it a second time).
+pub(super) struct Input {
+    /// The input document.
+    pub document: Value,
+    /// The artifact's evidence, as the document's `evidence` was built from it.
+    pub evidence: Vec<EvidenceRow>,
+    /// The artifact's manifest in the source.
+    pub artifact: StoredManifest,
+}
+
 async fn artifact_json(
     service: &PromotionService,
     source: &RepoName,
     target: &RepoName,
     digest: &Digest,
-) -> Result<Value> {
+) -> Result<(Value, StoredManifest)> {
     let metadata = &service.metadata;
     let stored = metadata.manifest(source, digest).await?.ok_or_else(|| {
         super::PromotionError::NotFound(format!("{source}@{digest} is not in the registry"))
@@ -130,10 +143,6 @@ async fn artifact_json(
         .into_iter()
         .filter(|t| airlock_trust::cosign::parse_tag_scheme(t).is_none())
         .collect();
-    let created = metadata
-        .manifest_arrived_at(source.as_str(), &digest.to_string())
-        .await?
-        .map(rfc3339_millis);
     let flags: Vec<String> = metadata
         .artifact_flags(target.as_str(), &digest.to_string())
         .await?
@@ -143,15 +152,17 @@ async fn artifact_json(
     // The push stage the artifact came from: where its evidence is added.
     let mut origin = source.clone();
     for stage in service.stages.all() {
+        if stage.mode != airlock_core::StageMode::Push {
+            continue;
+        }
         let candidate = source.in_stage(&stage.name);
-        if stage.mode == airlock_core::StageMode::Push
-            && metadata.manifest(&candidate, digest).await?.is_some()
-        {
+        // The source itself was read above.
+        if candidate == *source || metadata.manifest(&candidate, digest).await?.is_some() {
             origin = candidate;
             break;
         }
     }
-    Ok(json!({
+    let document = json!({
         "repository": source.path(),
         "name": source.as_str(),
         "origin": origin.as_str(),
@@ -160,13 +171,14 @@ async fn artifact_json(
         "size": stored.content.len(),
         "tags": tags,
         "annotations": annotations,
-        "created": created,
-        "pushed_by": metadata.pushed_by(source.as_str(), &digest.to_string()).await?,
+        "created": rfc3339_millis(stored.arrived_at),
+        "pushed_by": stored.pushed_by,
         "flags": flags,
         "quarantine": metadata.quarantine(source.path(), &digest.to_string()).await?.map(|q| {
             json!({"anomaly": q.anomaly_id, "reason": q.reason})
         }),
-    }))
+    });
+    Ok((document, stored))
 }
 
 async fn common(
@@ -176,11 +188,11 @@ async fn common(
     requester: Value,
     approvals: &[ApprovalRow],
     keys: Option<Vec<airlock_store::KeyRow>>,
-) -> Result<Value> {
+) -> Result<Input> {
     let source = service.source_of(row)?;
     let target = service.target_of(row)?;
     let digest = &row.digest;
-    let artifact = artifact_json(service, &source, &target, digest).await?;
+    let (artifact, stored) = artifact_json(service, &source, &target, digest).await?;
     let evidence_rows = service.evidence.evidence_for(&source, digest).await?;
     let keys = match keys {
         Some(keys) => keys,
@@ -204,7 +216,7 @@ async fn common(
         .iter()
         .map(|a| json!({"principal": a.principal, "at": rfc3339_millis(a.created_at), "comment": a.comment}))
         .collect();
-    Ok(json!({
+    let document = json!({
         "version": airlock_policy::INPUT_VERSION,
         "now": rfc3339_millis(now_millis()),
         "action": action,
@@ -220,7 +232,12 @@ async fn common(
         "requester": requester,
         "approvals": approvals,
         "break_glass": {"requested": row.break_glass.is_some(), "reason": row.break_glass},
-    }))
+    });
+    Ok(Input {
+        document,
+        evidence: evidence_rows,
+        artifact: stored,
+    })
 }
 
 /// The input for deciding promotion `row` with `approvals` so far.
@@ -229,7 +246,7 @@ pub(super) async fn build(
     row: &PromotionRow,
     approvals: &[ApprovalRow],
     keys: Option<Vec<airlock_store::KeyRow>>,
-) -> Result<Value> {
+) -> Result<Input> {
     let requester: Value =
         serde_json::from_str(&row.requester).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     common(service, row, "promote", requester, approvals, keys).await
@@ -241,7 +258,11 @@ pub(super) async fn build_rollback(
     row: &PromotionRow,
     caller: &Caller,
 ) -> Result<Value> {
-    common(service, row, "rollback", requester_json(caller), &[], None).await
+    Ok(
+        common(service, row, "rollback", requester_json(caller), &[], None)
+            .await?
+            .document,
+    )
 }
 
 #[cfg(test)]

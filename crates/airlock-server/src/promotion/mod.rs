@@ -321,6 +321,10 @@ struct Decided<'a> {
     decision_id: &'a str,
     audit_index: Option<u64>,
     keyring_version: i64,
+    /// The artifact's evidence the decision saw.
+    evidence: &'a [airlock_store::EvidenceRow],
+    /// The artifact's manifest in the source, as the decision read it.
+    artifact: &'a airlock_store::StoredManifest,
 }
 
 /// The policy bundle in use and where it came from.
@@ -782,7 +786,7 @@ impl PromotionService {
         if request.dry_run {
             let input = self.input_for(&row, &[], None).await?;
             let (decision, _) = self
-                .evaluate(self.gate_query(&request.target_stage), input)
+                .evaluate(self.gate_query(&request.target_stage), input.document)
                 .await?;
             let required = self.required_for(&row, &decision);
             return Ok(Outcome {
@@ -800,11 +804,11 @@ impl PromotionService {
                 break_glass: row.break_glass.as_deref(),
             })
             .await;
-        // A replica deciding with another bundle than the others refuses before recording.
-        self.bundle_in_use().await?;
-        self.metadata.insert_promotion(&row).await?;
-        let outcome = self.decide(&mut row, caller).await;
-        if outcome.is_err() {
+        // The promotion is stored with its first decision, in one transaction (which also
+        // refuses a decision made with another bundle than the one in use).
+        let mut stored = false;
+        let outcome = self.decide(&mut row, caller, &mut stored).await;
+        if outcome.is_err() && stored {
             // Never leave a promotion stuck in `evaluating`: it would block the artifact. It ends
             // as cancelled (it could not be decided), with its audit entry.
             let records = [AuditRecord {
@@ -857,7 +861,7 @@ impl PromotionService {
         row: &PromotionRow,
         approvals: &[airlock_store::ApprovalRow],
         keys: Option<Vec<airlock_store::KeyRow>>,
-    ) -> Result<Value> {
+    ) -> Result<input::Input> {
         input::build(self, row, approvals, keys).await
     }
 
@@ -937,6 +941,41 @@ impl PromotionService {
             }
         }
         Ok(valid)
+    }
+
+    /// [`Self::revalidate`], cancelling the promotion (recorded) when its requester lost the right
+    /// to promote.
+    async fn revalidate_or_cancel(
+        &self,
+        row: &PromotionRow,
+        approvals: Vec<airlock_store::ApprovalRow>,
+    ) -> Result<Vec<airlock_store::ApprovalRow>> {
+        match self.revalidate(row, approvals).await {
+            Ok(approvals) => Ok(approvals),
+            Err(err) => {
+                // The requester lost the right to promote: the promotion ends here, recorded.
+                let records = [AuditRecord {
+                    time_millis: now_millis(),
+                    actor: Actor::system(),
+                    event: AuditEvent::PromotionClosed {
+                        promotion: row.id.clone(),
+                        repository: self.target_of(row)?,
+                        digest: row.digest.clone(),
+                        state: PromotionState::Cancelled.to_string(),
+                    },
+                }];
+                self.metadata
+                    .close_promotion(
+                        &row.id,
+                        &[PromotionState::Evaluating],
+                        PromotionState::Cancelled,
+                        row.claim.as_deref(),
+                        &records,
+                    )
+                    .await?;
+                Err(err)
+            }
+        }
     }
 
     /// The parties of `row` separation of duties looks at when `candidate` approves after
@@ -1020,10 +1059,17 @@ impl PromotionService {
     }
 
     /// Decides `row`, again if the keyring changed between reading the evidence and promoting:
-    /// a key revoked as compromised meanwhile must not let its evidence through.
-    async fn decide(&self, row: &mut PromotionRow, caller: &Caller) -> Result<Outcome> {
+    /// a key revoked as compromised meanwhile must not let its evidence through. `stored` says
+    /// whether `row` is stored yet: a new request's row is stored with its first decision (and
+    /// `stored` set once it is).
+    async fn decide(
+        &self,
+        row: &mut PromotionRow,
+        caller: &Caller,
+        stored: &mut bool,
+    ) -> Result<Outcome> {
         for _ in 0..3 {
-            match self.decide_once(row, caller).await {
+            match self.decide_once(row, caller, stored).await {
                 Err(PromotionError::KeyringMoved) => continue,
                 other => return other,
             }
@@ -1031,39 +1077,34 @@ impl PromotionService {
         Err(PromotionError::KeyringMoved)
     }
 
-    async fn decide_once(&self, row: &mut PromotionRow, caller: &Caller) -> Result<Outcome> {
+    async fn decide_once(
+        &self,
+        row: &mut PromotionRow,
+        caller: &Caller,
+        stored: &mut bool,
+    ) -> Result<Outcome> {
         // Read before the evidence: a change after this point makes the promotion retry.
         let (keyring_version, keys) = self.evidence.keys().await?;
-        let approvals = self.metadata.approvals(&row.id).await?;
-        let approvals = match self.revalidate(row, approvals).await {
-            Ok(approvals) => approvals,
-            Err(err) => {
-                // The requester lost the right to promote: the promotion ends here, recorded.
-                let records = [AuditRecord {
-                    time_millis: now_millis(),
-                    actor: Actor::system(),
-                    event: AuditEvent::PromotionClosed {
-                        promotion: row.id.clone(),
-                        repository: self.target_of(row)?,
-                        digest: row.digest.clone(),
-                        state: PromotionState::Cancelled.to_string(),
-                    },
-                }];
-                self.metadata
-                    .close_promotion(
-                        &row.id,
-                        &[PromotionState::Evaluating],
-                        PromotionState::Cancelled,
-                        row.claim.as_deref(),
-                        &records,
-                    )
-                    .await?;
-                return Err(err);
-            }
+        let approvals = if !*stored {
+            // A new request has no approvals, and its requester's right to promote into the
+            // target was checked on this very request, with the grants it holds now.
+            Vec::new()
+        } else {
+            let approvals = self.metadata.approvals(&row.id).await?;
+            self.revalidate_or_cancel(row, approvals).await?
         };
-        let input = self.input_for(row, &approvals, Some(keys)).await?;
+        let input::Input {
+            document,
+            evidence,
+            artifact,
+        } = self.input_for(row, &approvals, Some(keys)).await?;
+        let stored_input = document.to_string();
+        // A frozen stage or a quarantined artifact denies whatever the requester does: retrying
+        // against it is not misbehaviour.
+        let blocked =
+            document["target"]["frozen"] == true || document["artifact"]["quarantine"].is_object();
         let query = self.gate_query(&row.target_stage);
-        let (decision, bundle_digest) = self.evaluate(query.clone(), input.clone()).await?;
+        let (decision, bundle_digest) = self.evaluate(query.clone(), document).await?;
         let required = self.required_for(row, &decision);
         let decision_id = random_id("dec");
         let now = now_millis();
@@ -1073,7 +1114,7 @@ impl PromotionService {
             action: "promote".into(),
             query,
             bundle_digest: bundle_digest.clone(),
-            input: input.to_string(),
+            input: stored_input,
             result: serde_json::to_string(&decision)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             allowed: decision.allowed,
@@ -1118,10 +1159,18 @@ impl PromotionService {
             required,
             claim: row.claim.as_deref(),
         };
-        let index = self
-            .metadata
-            .record_decision(&record, Some(transition), &records)
-            .await?;
+        let index = if *stored {
+            self.metadata
+                .record_decision(&record, Some(transition), &records)
+                .await?
+        } else {
+            let index = self
+                .metadata
+                .insert_decided_promotion(row, &record, transition, &records)
+                .await?;
+            *stored = true;
+            index
+        };
         row.state = state;
         row.approvals_required = required;
         row.last_decision = Some(decision_id.clone());
@@ -1134,6 +1183,8 @@ impl PromotionService {
                     decision_id: &decision_id,
                     audit_index: index,
                     keyring_version,
+                    evidence: &evidence,
+                    artifact: &artifact,
                 },
                 caller,
             )
@@ -1147,15 +1198,9 @@ impl PromotionService {
         };
         if decision.allowed && approved {
             self.anomalies.promoted(event).await;
-        } else if !decision.allowed {
-            // A frozen stage or a quarantined artifact denies whatever the requester does:
-            // retrying against it is not misbehaviour.
-            let blocked =
-                input["target"]["frozen"] == true || input["artifact"]["quarantine"].is_object();
-            if !blocked {
-                let rules: Vec<String> = decision.deny.iter().map(|v| v.rule.clone()).collect();
-                self.anomalies.promotion_denied(event, &rules).await;
-            }
+        } else if !decision.allowed && !blocked {
+            let rules: Vec<String> = decision.deny.iter().map(|v| v.rule.clone()).collect();
+            self.anomalies.promotion_denied(event, &rules).await;
         }
         let outcome = if decision.allowed && approved {
             PromotionState::Promoted
@@ -1196,6 +1241,8 @@ impl PromotionService {
             decision_id,
             audit_index,
             keyring_version,
+            evidence: decided_evidence,
+            artifact,
         } = decided;
         let source = self.source_of(row)?;
         let target = self.target_of(row)?;
@@ -1223,9 +1270,12 @@ impl PromotionService {
             &self.metadata,
             &self.blobs,
             &self.attestation_keys.current(),
-            &source,
+            attestation::Subject {
+                digest: &digest,
+                manifest: artifact,
+                evidence: decided_evidence,
+            },
             &stage_repositories,
-            &digest,
             &statement,
         )
         .await?;
@@ -1411,7 +1461,7 @@ impl PromotionService {
             // again now, and put it back if that cannot be done.
             row.state = PromotionState::Evaluating;
             row.claim = Some(claim.clone());
-            let outcome = self.decide(&mut row, caller).await;
+            let outcome = self.decide(&mut row, caller, &mut true).await;
             if let Err(err) = &outcome {
                 let records: Vec<AuditRecord> = match self.target_of(&row) {
                     Ok(repository) => vec![AuditRecord {

@@ -9,7 +9,7 @@
 use airlock_core::{AuditEvent, AuditRecord, Digest, PromotionState, Tag};
 use std::collections::HashSet;
 
-use super::{NewManifest, PromotionWrite, PromotionWriteError, check_state, set_tag};
+use super::{NewManifest, PromotionWrite, PromotionWriteError, check_transition, set_tag};
 use crate::audit::append;
 use crate::engine::SqlBuilder;
 use crate::error::StoreError;
@@ -40,12 +40,11 @@ impl Metadata {
     ) -> Result<(), PromotionWriteError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
-        check_still_evaluating(&mut tx, write).await?;
-        check_keyring_unchanged(&mut tx, write).await?;
+        let held = check_still_decided(&mut tx, write).await?;
         create_target_repository(&mut tx, write, now).await?;
         let closure = promotion_closure(&mut tx, write).await?;
         check_no_quarantine_since(&mut tx, write, &closure).await?;
-        check_artifact_still_in_source(&mut tx, write).await?;
+        check_artifact_still_in_source(write, held)?;
         share_closure_into_target(&mut tx, write, &closure, now).await?;
         let mut moves = set_target_tags(&mut tx, write, now).await?;
         moves.extend(set_evidence_tags(&mut tx, write, now).await?);
@@ -59,33 +58,56 @@ impl Metadata {
     }
 }
 
-/// Refuses unless the promotion is still `evaluating` under the write's claim.
-async fn check_still_evaluating(
-    tx: &mut sqlx::AnyConnection,
-    write: &PromotionWrite,
-) -> Result<(), PromotionWriteError> {
-    check_state(
-        tx,
-        &write.promotion_id,
-        &[PromotionState::Evaluating],
-        Some(&write.claim),
-    )
-    .await?;
-    Ok(())
+/// What the promotion's checks read, in one statement: the promotion's state and claim, the
+/// keyring version and whether the source still holds the artifact.
+#[derive(sqlx::FromRow)]
+struct DecidedFacts {
+    state: PromotionState,
+    claim: Option<String>,
+    keyring: Option<i64>,
+    held: i64,
 }
 
-/// Refuses if a key changed since the decision read the evidence.
-async fn check_keyring_unchanged(
+/// Refuses unless the promotion is still `evaluating` under the write's claim and no key changed
+/// since the decision read the evidence. Returns whether the source still holds the artifact
+/// (checked by [`check_artifact_still_in_source`] after the quarantine check, read here to save
+/// a statement).
+async fn check_still_decided(
     tx: &mut sqlx::AnyConnection,
     write: &PromotionWrite,
-) -> Result<(), PromotionWriteError> {
-    let keyring: Vec<i64> = sqlx::query_scalar("SELECT version FROM keyring_version WHERE id = 1")
-        .fetch_all(&mut *tx)
-        .await?;
-    if keyring.first().copied().unwrap_or(0) != write.keyring_version {
+) -> Result<bool, PromotionWriteError> {
+    let facts: Option<DecidedFacts> = sqlx::query_as(
+        "SELECT p.state, p.claim,
+           (SELECT version FROM keyring_version WHERE id = 1) AS keyring,
+           (SELECT COUNT(*) FROM repository_manifests WHERE repository = $2 AND digest = $3)
+             AS held
+         FROM promotions p WHERE p.id = $1",
+    )
+    .bind(&write.promotion_id)
+    .bind(write.source.as_str())
+    .bind(write.digest.to_string())
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|err| StoreError::undecodable("promotions", err))?
+    .into_iter()
+    .next();
+    let Some(facts) = facts else {
+        return Err(PromotionWriteError::WrongState {
+            id: write.promotion_id.clone(),
+            state: None,
+        });
+    };
+    check_transition(
+        &write.promotion_id,
+        facts.state,
+        facts.claim.as_deref(),
+        &[PromotionState::Evaluating],
+        Some(&write.claim),
+    )?;
+    if facts.keyring.unwrap_or(0) != write.keyring_version {
         return Err(PromotionWriteError::KeyringMoved);
     }
-    Ok(())
+    Ok(facts.held > 0)
 }
 
 /// Records the target repository, if it is new.
@@ -176,19 +198,13 @@ async fn check_no_quarantine_since(
 }
 
 /// Refuses if retention pruned the artifact from the source since the decision read it: there
-/// is nothing to make visible, and marking it promoted would be a lie.
-async fn check_artifact_still_in_source(
-    tx: &mut sqlx::AnyConnection,
+/// is nothing to make visible, and marking it promoted would be a lie. `held`: whether the
+/// source holds it, read in this transaction by [`check_still_decided`].
+fn check_artifact_still_in_source(
     write: &PromotionWrite,
+    held: bool,
 ) -> Result<(), PromotionWriteError> {
-    let held: Vec<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM repository_manifests WHERE repository = $1 AND digest = $2",
-    )
-    .bind(write.source.as_str())
-    .bind(write.digest.to_string())
-    .fetch_all(&mut *tx)
-    .await?;
-    if held.is_empty() {
+    if !held {
         return Err(PromotionWriteError::ArtifactGone {
             source_repository: write.source.to_string(),
             digest: write.digest.to_string(),
@@ -247,21 +263,16 @@ async fn set_target_tags(
     let digest = write.digest.to_string();
     let mut moves = Vec::new();
     for tag in &write.tags {
-        let current: Vec<String> =
-            sqlx::query_scalar("SELECT digest FROM tags WHERE repository = $1 AND name = $2")
-                .bind(target)
-                .bind(tag.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
-        if let Some(current) = current.into_iter().next()
-            && current != digest
+        let previous = set_tag(tx, target, tag.as_str(), &digest, now).await?;
+        // Refusing returns an error, which rolls the whole transaction back, this move included.
+        if let Some(current) = &previous
+            && *current != write.digest
         {
             return Err(PromotionWriteError::TagTaken {
                 tag: tag.to_string(),
-                digest: current,
+                digest: current.to_string(),
             });
         }
-        let previous = set_tag(tx, target, tag.as_str(), &digest, now).await?;
         moves.push((tag.clone(), write.digest.clone(), previous));
     }
     Ok(moves)
@@ -332,15 +343,22 @@ async fn store_attestation(
         new_blobs,
         tag,
     } = &write.attestation;
-    for (blob, size) in new_blobs {
-        sqlx::query(
-            "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(blob.to_string())
-        .bind(*size as i64)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    // One statement per table, whatever the number of blobs (a handful: the attestation's own
+    // two and the layers it carries).
+    if !new_blobs.is_empty() {
+        let mut blobs = SqlBuilder::new("INSERT INTO blobs (digest, size, created_at) VALUES ");
+        for (n, (blob, size)) in new_blobs.iter().enumerate() {
+            blobs
+                .push(if n == 0 { "(" } else { ", (" })
+                .push_bind(blob.to_string())
+                .push(", ")
+                .push_bind(*size as i64)
+                .push(", ")
+                .push_bind(now)
+                .push(")");
+        }
+        blobs.push(" ON CONFLICT DO NOTHING");
+        blobs.build()?.execute(&mut *tx).await?;
     }
     let annotations = serde_json::to_string(&parsed.annotations)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -359,22 +377,33 @@ async fn store_attestation(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    for blob in &parsed.blobs {
-        sqlx::query(
-            "INSERT INTO manifest_references (digest, child, kind) VALUES ($1, $2, 'blob') ON CONFLICT DO NOTHING",
-        )
-        .bind(digest.to_string())
-        .bind(blob.to_string())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO repository_blobs (repository, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(target)
-        .bind(blob.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    if !parsed.blobs.is_empty() {
+        let mut references =
+            SqlBuilder::new("INSERT INTO manifest_references (digest, child, kind) VALUES ");
+        let mut linked = SqlBuilder::new(
+            "INSERT INTO repository_blobs (repository, digest, created_at) VALUES ",
+        );
+        for (n, blob) in parsed.blobs.iter().enumerate() {
+            let open = if n == 0 { "(" } else { ", (" };
+            references
+                .push(open)
+                .push_bind(digest.to_string())
+                .push(", ")
+                .push_bind(blob.to_string())
+                .push(", 'blob')");
+            linked
+                .push(open)
+                .push_bind(target.to_string())
+                .push(", ")
+                .push_bind(blob.to_string())
+                .push(", ")
+                .push_bind(now)
+                .push(")");
+        }
+        references.push(" ON CONFLICT DO NOTHING");
+        linked.push(" ON CONFLICT DO NOTHING");
+        references.build()?.execute(&mut *tx).await?;
+        linked.build()?.execute(&mut *tx).await?;
     }
     sqlx::query(
         "INSERT INTO repository_manifests

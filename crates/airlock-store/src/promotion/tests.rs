@@ -520,3 +520,139 @@ async fn a_promotion_whose_artifact_left_the_source_is_refused() {
         );
     }
 }
+
+/// A decision record for promotion `promotion`, evaluated with `bundle`.
+fn decision(id: &str, promotion: &str, bundle: &str, allowed: bool) -> DecisionRow {
+    DecisionRow {
+        id: id.into(),
+        promotion_id: Some(promotion.into()),
+        action: "promote".into(),
+        query: "data.airlock.gates.staging".into(),
+        bundle_digest: bundle.into(),
+        input: "{}".into(),
+        result: "{}".into(),
+        allowed,
+        created_at: 0,
+    }
+}
+
+/// The `promotion.decided` entry of `row`'s decision `decision`.
+fn decided_entry(row: &PromotionRow, decision: &str, state: &str) -> AuditRecord {
+    AuditRecord {
+        time_millis: 0,
+        actor: airlock_core::Actor::system(),
+        event: airlock_core::AuditEvent::PromotionDecided {
+            promotion: row.id.clone(),
+            repository: RepoName::from_str("staging/team/app").unwrap(),
+            digest: row.digest.clone(),
+            state: state.into(),
+            decision: decision.into(),
+            policy: "sha256:active".into(),
+            rules: Vec::new(),
+            approvals_required: 0,
+        },
+    }
+}
+
+/// A new request is stored with its first decision in one transaction: all of it (the
+/// promotion in its decided state, the decision record, the audit entry) or none of it, and of
+/// two identical requests only the first.
+#[tokio::test]
+async fn a_request_is_stored_with_its_first_decision_or_not_at_all() {
+    for meta in crate::testing::engines().await {
+        let source = RepoName::from_str("dev/team/app").unwrap();
+        let digest = image(&meta, &source, "artifact").await;
+        meta.activate_bundle("sha256:active").await.unwrap();
+        let entries_before = meta.audit_entry_count().await.unwrap();
+        let row = promotion("prm_1", &digest);
+        let allowed = Transition {
+            from: &[PromotionState::Evaluating],
+            to: PromotionState::Evaluating,
+            required: 0,
+            claim: row.claim.as_deref(),
+        };
+
+        // Decided with a bundle that is no longer the one in use: refused after the promotion's
+        // insert in the same transaction, which leaves nothing behind.
+        let refused = meta
+            .insert_decided_promotion(
+                &row,
+                &decision("dec_0", "prm_1", "sha256:old", true),
+                allowed,
+                &[decided_entry(&row, "dec_0", "allowed")],
+            )
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(PromotionWriteError::Store(StoreError::PolicyMoved { .. }))
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(meta.promotion("prm_1").await.unwrap(), None);
+        assert_eq!(meta.decision("dec_0").await.unwrap(), None);
+        assert_eq!(meta.audit_entry_count().await.unwrap(), entries_before);
+
+        // With the bundle in use: stored, still `evaluating` under its claim for the promotion
+        // transaction, with its decision and entry.
+        let index = meta
+            .insert_decided_promotion(
+                &row,
+                &decision("dec_1", "prm_1", "sha256:active", true),
+                allowed,
+                &[decided_entry(&row, "dec_1", "allowed")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(index, Some(entries_before));
+        let stored = meta.promotion("prm_1").await.unwrap().unwrap();
+        assert_eq!(stored.state, PromotionState::Evaluating);
+        assert_eq!(stored.claim.as_deref(), Some("claim-prm_1"));
+        assert_eq!(stored.last_decision.as_deref(), Some("dec_1"));
+        assert!(meta.decision("dec_1").await.unwrap().is_some());
+        assert_eq!(meta.audit_entry_count().await.unwrap(), entries_before + 1);
+
+        // An identical request (same artifact, same stage) is refused naming the first, and
+        // records nothing.
+        let twin = promotion("prm_2", &digest);
+        let duplicate = meta
+            .insert_decided_promotion(
+                &twin,
+                &decision("dec_2", "prm_2", "sha256:active", true),
+                Transition {
+                    claim: twin.claim.as_deref(),
+                    ..allowed
+                },
+                &[decided_entry(&twin, "dec_2", "allowed")],
+            )
+            .await;
+        assert!(
+            matches!(&duplicate, Err(PromotionWriteError::Duplicate(id)) if id == "prm_1"),
+            "{duplicate:?}"
+        );
+        assert_eq!(meta.promotion("prm_2").await.unwrap(), None);
+        assert_eq!(meta.decision("dec_2").await.unwrap(), None);
+        assert_eq!(meta.audit_entry_count().await.unwrap(), entries_before + 1);
+
+        // A denial of another artifact is stored final: decided, its claim released.
+        let other = image(&meta, &source, "other").await;
+        let denied_row = promotion("prm_3", &other);
+        meta.insert_decided_promotion(
+            &denied_row,
+            &decision("dec_3", "prm_3", "sha256:active", false),
+            Transition {
+                to: PromotionState::Denied,
+                claim: denied_row.claim.as_deref(),
+                ..allowed
+            },
+            &[decided_entry(&denied_row, "dec_3", "denied")],
+        )
+        .await
+        .unwrap();
+        let denied = meta.promotion("prm_3").await.unwrap().unwrap();
+        assert_eq!(denied.state, PromotionState::Denied);
+        assert_eq!(denied.claim, None);
+        assert_eq!(denied.evaluating_since, None);
+        assert!(denied.decided_at.is_some());
+    }
+}
