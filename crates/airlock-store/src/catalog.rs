@@ -316,6 +316,11 @@ mod tests {
                 "channel_history_by_tag (repository=? AND tag=? AND id<?)",
             ),
             (
+                crate::metadata::REFERRERS,
+                &["dev/a", "sha256:00", "x", "x"][..],
+                "SEARCH rm USING COVERING INDEX repository_manifests_by_subject (repository=? AND subject=?)",
+            ),
+            (
                 PROMOTION_INTO,
                 &["a", "sha256:00", "prod"][..],
                 "SEARCH promotions USING INDEX promotions_live (repository_path=? AND digest=? AND target_stage=?)",

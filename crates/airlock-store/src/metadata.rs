@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 23] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 24] = [
         (
             1,
             "registry",
@@ -169,6 +169,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "list paging",
             include_str!("../migrations/0023_list_paging.sql"),
             include_str!("../migrations/postgres/0023_list_paging.sql"),
+        ),
+        (
+            24,
+            "referrers index",
+            include_str!("../migrations/0024_referrers_index.sql"),
+            include_str!("../migrations/postgres/0024_referrers_index.sql"),
         ),
     ];
     Migrator::with_migrations(
@@ -425,6 +431,14 @@ async fn ensure_repository(
     .await?;
     Ok(())
 }
+
+/// A subject's referrers in a repository, oldest first (`$3`/`$4`: an artifact type or NULL).
+pub(crate) const REFERRERS: &str =
+    "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+     FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
+     WHERE rm.repository = $1 AND rm.subject = $2
+       AND ($3 IS NULL OR m.artifact_type = $4)
+     ORDER BY rm.created_at, rm.digest";
 
 impl Metadata {
     /// Opens the metadata database `location` names: [`Metadata::open_sqlite`] or
@@ -1135,26 +1149,22 @@ impl Metadata {
         .await?)
     }
 
-    /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
+    /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type: one
+    /// search of `repository_manifests_by_subject` (migration 0024), whatever the repository's
+    /// size.
     pub async fn referrers(
         &self,
         repo: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<ReferrerRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
-             FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
-             WHERE rm.repository = $1 AND rm.subject = $2
-               AND ($3 IS NULL OR m.artifact_type = $4)
-             ORDER BY rm.created_at, m.digest",
-        )
-        .bind(repo.as_str())
-        .bind(subject.to_string())
-        .bind(artifact_type)
-        .bind(artifact_type)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(REFERRERS)
+            .bind(repo.as_str())
+            .bind(subject.to_string())
+            .bind(artifact_type)
+            .bind(artifact_type)
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter()
             .map(|row| {
                 Ok(ReferrerRow {
