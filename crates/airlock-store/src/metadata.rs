@@ -432,6 +432,35 @@ async fn ensure_repository(
     Ok(())
 }
 
+/// Stores manifest `digest` (its parsed fields and exact bytes) unless it is already stored: the
+/// one `INSERT INTO manifests` that a push and a promotion's attestation share.
+pub(crate) async fn insert_manifest_row(
+    tx: &mut AnyConnection,
+    digest: &Digest,
+    manifest: &ParsedManifest,
+    content: &[u8],
+    now: i64,
+) -> Result<(), StoreError> {
+    let annotations = serde_json::to_string(&manifest.annotations)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO manifests
+         (digest, media_type, artifact_type, subject, annotations, size, content, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+    )
+    .bind(digest.to_string())
+    .bind(&manifest.media_type)
+    .bind(manifest.artifact_type.as_deref())
+    .bind(manifest.subject.as_ref().map(Digest::to_string))
+    .bind(annotations)
+    .bind(content.len() as i64)
+    .bind(content)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// A subject's referrers in a repository, oldest first (`$3`/`$4`: an artifact type or NULL).
 pub(crate) const REFERRERS: &str =
     "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
@@ -1323,23 +1352,7 @@ async fn insert_manifest(
         Some(from) if &from == digest => TagMove::Unchanged,
         Some(from) => TagMove::Moved { from },
     });
-    let annotations = serde_json::to_string(&manifest.annotations)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    sqlx::query(
-        "INSERT INTO manifests
-         (digest, media_type, artifact_type, subject, annotations, size, content, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-    )
-    .bind(digest.to_string())
-    .bind(&manifest.media_type)
-    .bind(manifest.artifact_type.as_deref())
-    .bind(manifest.subject.as_ref().map(Digest::to_string))
-    .bind(annotations)
-    .bind(content.len() as i64)
-    .bind(content)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    insert_manifest_row(&mut *tx, digest, manifest, content, now).await?;
     let references = manifest
         .blobs
         .iter()

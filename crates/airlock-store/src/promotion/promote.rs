@@ -360,23 +360,7 @@ async fn store_attestation(
         blobs.push(" ON CONFLICT DO NOTHING");
         blobs.build()?.execute(&mut *tx).await?;
     }
-    let annotations = serde_json::to_string(&parsed.annotations)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    sqlx::query(
-        "INSERT INTO manifests
-         (digest, media_type, artifact_type, subject, annotations, size, content, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-    )
-    .bind(digest.to_string())
-    .bind(&parsed.media_type)
-    .bind(parsed.artifact_type.as_deref())
-    .bind(parsed.subject.as_ref().map(Digest::to_string))
-    .bind(annotations)
-    .bind(content.len() as i64)
-    .bind(content)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    crate::metadata::insert_manifest_row(&mut *tx, digest, parsed, content, now).await?;
     if !parsed.blobs.is_empty() {
         let mut references =
             SqlBuilder::new("INSERT INTO manifest_references (digest, child, kind) VALUES ");
