@@ -8,9 +8,10 @@
 //! request is also checked against the principal's live grants (so a just-in-time binding that
 //! runs out narrows rights at once without a bump), and a refresh exchange re-reads the grants.
 
-use airlock_core::AuditRecord;
+use airlock_core::{AuditRecord, Signal};
 use sqlx::Row;
 
+use crate::anomalies::{AnomalyRow, Tripwire, observe_signal_in};
 use crate::audit::append;
 use crate::error::StoreError;
 use crate::metadata::{Metadata, WriteTransaction, now_millis};
@@ -560,20 +561,23 @@ impl Metadata {
         Ok(())
     }
 
-    /// Counts a failed authentication for `principal` (its audit label: a principal's name, or
-    /// `unknown`) from `source` in `minute`, and for the user `name` as presented (known or not;
-    /// `None` when nothing was named, e.g. a forged token) from that source. Returns (failures of
-    /// this principal in the minute, failures from this source in the minute). `records` are
-    /// appended only for the principal's first failure in the minute, so a flood of attempts
-    /// yields one audit entry per principal per minute.
+    /// Records a failed authentication at `now` (ms), all in one write transaction, so every
+    /// refusal writes once whatever its reason: counts it for `principal` (its audit label: a
+    /// principal's name, or `unknown`) from `source` in the current minute, and for the user `name`
+    /// as presented (known or not; `None` when nothing was named, e.g. a forged token) from that
+    /// source; appends `records` only for the principal's first failure in the minute (a flood
+    /// yields one audit entry per principal per minute); and counts each of `signals` under its
+    /// rule, raising and acting on any anomaly that trips. Returns the anomalies raised.
     pub async fn record_auth_failure(
         &self,
         principal: &str,
         name: Option<&str>,
         source: &str,
-        minute: i64,
+        now: i64,
         records: &[AuditRecord],
-    ) -> Result<(i64, i64), StoreError> {
+        signals: &[(Signal, Tripwire)],
+    ) -> Result<Vec<AnomalyRow>, StoreError> {
+        let minute = now.div_euclid(60_000);
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO auth_failures (principal, source, minute, count) VALUES ($1, $2, $3, 1)
@@ -605,16 +609,6 @@ impl Metadata {
         .into_iter()
         .next()
         .unwrap_or(0);
-        let by_source: i64 = sqlx::query_scalar(
-            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM auth_failures WHERE source = $1 AND minute = $2",
-        )
-        .bind(source)
-        .bind(minute)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .next()
-        .unwrap_or(0);
         if by_principal == 1 {
             append(&mut tx, records).await?;
         }
@@ -626,8 +620,18 @@ impl Metadata {
             .bind(minute - 1)
             .execute(&mut *tx)
             .await?;
+        let mut raised = Vec::new();
+        for (signal, tripwire) in signals {
+            if let Some(id) = observe_signal_in(&mut tx, signal, *tripwire, now).await? {
+                raised.push(id);
+            }
+        }
         tx.commit().await?;
-        Ok((by_principal, by_source))
+        let mut anomalies = Vec::with_capacity(raised.len());
+        for id in raised {
+            anomalies.extend(self.anomaly(id).await?);
+        }
+        Ok(anomalies)
     }
 
     /// Failures for the user `name` (as presented) from `source`, and from `source` in all, in

@@ -129,94 +129,12 @@ impl Metadata {
         now: i64,
     ) -> Result<Option<AnomalyRow>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let rule = signal.rule.as_str();
-        let open: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM anomalies WHERE rule = $1 AND key = $2 AND status = 'open'",
-        )
-        .bind(rule)
-        .bind(&signal.key)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .next();
-        if open.is_some() {
-            // Already raised and not yet resolved: nothing to count (a flood adds no rows).
-            tx.commit().await?;
-            return Ok(None);
-        }
-        sqlx::query("INSERT INTO anomaly_signals (rule, key, at) VALUES ($1, $2, $3)")
-            .bind(rule)
-            .bind(&signal.key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let observed: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM anomaly_signals WHERE rule = $1 AND key = $2 AND at > $3",
-        )
-        .bind(rule)
-        .bind(&signal.key)
-        .bind(now - tripwire.window_ms)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or(sqlx::Error::RowNotFound)?;
-        if observed < i64::from(tripwire.threshold.max(1)) {
-            tx.commit().await?;
-            return Ok(None);
-        }
-        let target = serde_json::to_string(&signal.target)
-            .map_err(|e| StoreError::Corrupt(format!("anomaly target: {e}")))?;
-        let window_secs = tripwire.window_ms / 1000;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO anomalies (rule, key, action, applied, summary, target, observed,
-               threshold, window_secs, status, created_at)
-             VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, 'open', $9) RETURNING id",
-        )
-        .bind(rule)
-        .bind(&signal.key)
-        .bind(tripwire.action.as_str())
-        .bind(&signal.summary)
-        .bind(&target)
-        .bind(observed)
-        .bind(i64::from(tripwire.threshold))
-        .bind(window_secs)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or(sqlx::Error::RowNotFound)?;
-        let mut records = Vec::new();
-        let applied = take_action(&mut tx, id, signal, tripwire.action, now, &mut records).await?;
-        if applied {
-            sqlx::query("UPDATE anomalies SET applied = 1 WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        records.insert(
-            0,
-            AuditRecord {
-                time_millis: now,
-                actor: Actor::system(),
-                event: AuditEvent::AnomalyDetected {
-                    anomaly: id,
-                    rule: signal.rule,
-                    key: signal.key.clone(),
-                    action: tripwire.action,
-                    applied,
-                    summary: signal.summary.clone(),
-                    target: signal.target.clone(),
-                    observed: observed as u32,
-                    threshold: tripwire.threshold,
-                    window_secs: window_secs as u64,
-                },
-            },
-        );
-        append(&mut tx, &records).await?;
+        let raised = observe_signal_in(&mut tx, signal, tripwire, now).await?;
         tx.commit().await?;
-        self.anomaly(id).await
+        match raised {
+            Some(id) => self.anomaly(id).await,
+            None => Ok(None),
+        }
     }
 
     /// An anomaly by id.
@@ -435,6 +353,101 @@ impl Metadata {
     }
 }
 
+/// Counts `signal` at `now` in `tx` (see [`Metadata::observe_signal`]); returns the id of the
+/// anomaly it raised, if it tripped its rule.
+pub(crate) async fn observe_signal_in(
+    tx: &mut WriteTransaction,
+    signal: &Signal,
+    tripwire: Tripwire,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let rule = signal.rule.as_str();
+    let open: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM anomalies WHERE rule = $1 AND key = $2 AND status = 'open'",
+    )
+    .bind(rule)
+    .bind(&signal.key)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .next();
+    if open.is_some() {
+        // Already raised and not yet resolved: nothing to count (a flood adds no rows).
+        return Ok(None);
+    }
+    sqlx::query("INSERT INTO anomaly_signals (rule, key, at) VALUES ($1, $2, $3)")
+        .bind(rule)
+        .bind(&signal.key)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    let observed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM anomaly_signals WHERE rule = $1 AND key = $2 AND at > $3",
+    )
+    .bind(rule)
+    .bind(&signal.key)
+    .bind(now - tripwire.window_ms)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .next()
+    .ok_or(sqlx::Error::RowNotFound)?;
+    if observed < i64::from(tripwire.threshold.max(1)) {
+        return Ok(None);
+    }
+    let target = serde_json::to_string(&signal.target)
+        .map_err(|e| StoreError::Corrupt(format!("anomaly target: {e}")))?;
+    let window_secs = tripwire.window_ms / 1000;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO anomalies (rule, key, action, applied, summary, target, observed,
+           threshold, window_secs, status, created_at)
+         VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, 'open', $9) RETURNING id",
+    )
+    .bind(rule)
+    .bind(&signal.key)
+    .bind(tripwire.action.as_str())
+    .bind(&signal.summary)
+    .bind(&target)
+    .bind(observed)
+    .bind(i64::from(tripwire.threshold))
+    .bind(window_secs)
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .next()
+    .ok_or(sqlx::Error::RowNotFound)?;
+    let mut records = Vec::new();
+    let applied = take_action(tx, id, signal, tripwire.action, now, &mut records).await?;
+    if applied {
+        sqlx::query("UPDATE anomalies SET applied = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    records.insert(
+        0,
+        AuditRecord {
+            time_millis: now,
+            actor: Actor::system(),
+            event: AuditEvent::AnomalyDetected {
+                anomaly: id,
+                rule: signal.rule,
+                key: signal.key.clone(),
+                action: tripwire.action,
+                applied,
+                summary: signal.summary.clone(),
+                target: signal.target.clone(),
+                observed: observed as u32,
+                threshold: tripwire.threshold,
+                window_secs: window_secs as u64,
+            },
+        },
+    );
+    append(tx, &records).await?;
+    Ok(Some(id))
+}
+
 /// Takes `action` for anomaly `id`; returns whether it changed anything. Freezes add their
 /// `stage.frozen` record to `records`.
 async fn take_action(
@@ -637,6 +650,85 @@ mod tests {
             .await
             .unwrap();
             assert!(held(&team_prod).await.is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_authentication_failure_counts_its_signals_in_its_own_transaction() {
+        for meta in crate::testing::engines().await {
+            meta.create_principal("mallory", "user", "admin", &[])
+                .await
+                .unwrap();
+            let signal = Signal {
+                rule: AnomalyRule::AuthFailures,
+                key: "principal:mallory".into(),
+                target: AnomalyTarget {
+                    principal: Some("mallory".into()),
+                    ..AnomalyTarget::default()
+                },
+                summary: "2 failed authentications for mallory".into(),
+            };
+            let tripwire = Tripwire {
+                threshold: 2,
+                window_ms: 60_000,
+                action: AnomalyAction::LockPrincipal,
+            };
+            let failed = |reason: &str| AuditRecord {
+                time_millis: now_millis(),
+                actor: Actor::system(),
+                event: AuditEvent::AuthenticationFailed {
+                    principal: "mallory".into(),
+                    reason: reason.into(),
+                },
+            };
+            let signals = [(signal, tripwire)];
+            // The middle of a minute, so both failures fall in the same one.
+            let now = now_millis().div_euclid(60_000) * 60_000 + 30_000;
+            let first = meta
+                .record_auth_failure(
+                    "mallory",
+                    Some("mallory"),
+                    "192.0.2.7",
+                    now,
+                    &[failed("wrong password")],
+                    &signals,
+                )
+                .await
+                .unwrap();
+            assert!(first.is_empty(), "one signal is below the threshold");
+            let second = meta
+                .record_auth_failure(
+                    "mallory",
+                    Some("mallory"),
+                    "192.0.2.7",
+                    now + 1,
+                    &[failed("wrong password again")],
+                    &signals,
+                )
+                .await
+                .unwrap();
+            assert_eq!(second.len(), 1, "the second signal trips the rule");
+            assert!(second[0].applied);
+            let principal = meta.principal_by_name("mallory").await.unwrap().unwrap();
+            assert_eq!(principal.locked_by, Some(second[0].id));
+            // The rate limiter's counts and the log, oldest first: one auth.failed entry for the
+            // minute (the second failure's record is not appended), then the anomaly's.
+            let (by_name, by_source) = meta
+                .auth_failures("mallory", "192.0.2.7", now.div_euclid(60_000))
+                .await
+                .unwrap();
+            assert_eq!((by_name, by_source), (2, 2));
+            let kinds: Vec<String> = meta
+                .audit_entries_newest(None, 10)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    let entry: serde_json::Value = serde_json::from_slice(&e.entry).unwrap();
+                    entry["type"].as_str().unwrap_or_default().to_string()
+                })
+                .collect();
+            assert_eq!(kinds, ["auth.failed", "anomaly.detected"], "{kinds:?}");
         }
     }
 }

@@ -142,41 +142,56 @@ impl Anomalies {
     /// Counts `signal` under its rule (if enabled) and takes the rule's action when it trips.
     /// Never fails the observing request: a storage failure is logged and counted.
     pub async fn observe(&self, signal: Signal) -> Option<AnomalyRow> {
-        let config = self.config.rule(signal.rule);
-        if !config.enabled && signal.rule != AnomalyRule::BreakGlass {
-            return None;
-        }
-        let tripwire = Tripwire {
-            threshold: config.threshold,
-            window_ms: (config.window_secs as i64).saturating_mul(1000),
-            action: config.action,
-        };
+        let tripwire = self.tripwire(signal.rule)?;
         match self
             .metadata
             .observe_signal(&signal, tripwire, now_millis())
             .await
         {
             Ok(Some(anomaly)) => {
-                metrics::counter!(crate::metrics::ANOMALIES, "rule" => anomaly.rule.as_str(), "action" => anomaly.action.as_str())
-                    .increment(1);
-                tracing::warn!(
-                    anomaly = anomaly.id,
-                    rule = %anomaly.rule,
-                    key = %anomaly.key,
-                    action = %anomaly.action,
-                    applied = anomaly.applied,
-                    "anomaly detected: {}",
-                    anomaly.summary
-                );
+                self.raised(&anomaly);
                 Some(anomaly)
             }
             Ok(None) => None,
             Err(err) => {
-                metrics::counter!(crate::metrics::ANOMALY_ERRORS).increment(1);
-                tracing::error!(error = %err, rule = %signal.rule, "could not record an anomaly signal");
+                self.observe_failed(&err, signal.rule);
                 None
             }
         }
+    }
+
+    /// `rule`'s settings as storage counts them, or `None` when the rule is disabled.
+    fn tripwire(&self, rule: AnomalyRule) -> Option<Tripwire> {
+        let config = self.config.rule(rule);
+        if !config.enabled && rule != AnomalyRule::BreakGlass {
+            return None;
+        }
+        Some(Tripwire {
+            threshold: config.threshold,
+            window_ms: (config.window_secs as i64).saturating_mul(1000),
+            action: config.action,
+        })
+    }
+
+    /// Counts and logs an anomaly that storage raised.
+    pub fn raised(&self, anomaly: &AnomalyRow) {
+        metrics::counter!(crate::metrics::ANOMALIES, "rule" => anomaly.rule.as_str(), "action" => anomaly.action.as_str())
+            .increment(1);
+        tracing::warn!(
+            anomaly = anomaly.id,
+            rule = %anomaly.rule,
+            key = %anomaly.key,
+            action = %anomaly.action,
+            applied = anomaly.applied,
+            "anomaly detected: {}",
+            anomaly.summary
+        );
+    }
+
+    /// Counts and logs a signal of `rule` that storage could not record.
+    pub fn observe_failed(&self, err: &StoreError, rule: AnomalyRule) {
+        metrics::counter!(crate::metrics::ANOMALY_ERRORS).increment(1);
+        tracing::error!(error = %err, rule = %rule, "could not record an anomaly signal");
     }
 
     /// A promotion was denied for `requester`.
@@ -271,42 +286,57 @@ impl Anomalies {
         }
     }
 
-    /// Authentication failed from `source`, with a wrong secret for `principal` (`None` when no
-    /// principal can be held to it: an unknown name, a forged or unverified token): counted per
-    /// principal and per source address.
-    pub async fn authentication_failed(&self, principal: Option<&str>, source: Option<&str>) {
+    /// The signals of an authentication that failed from `source`, with a wrong secret for
+    /// `principal` (`None` when no principal can be held to it: an unknown name, a forged or
+    /// unverified token): one per principal and one per source address, each with the rule's
+    /// settings, for storage to count in the transaction that records the failure (so every
+    /// refusal writes once, whichever signals it carries). Empty when the rule is disabled.
+    pub fn authentication_failure_signals(
+        &self,
+        principal: Option<&str>,
+        source: Option<&str>,
+    ) -> Vec<(Signal, Tripwire)> {
+        let Some(tripwire) = self.tripwire(AnomalyRule::AuthFailures) else {
+            return Vec::new();
+        };
+        let mut signals = Vec::with_capacity(2);
         if let Some(principal) = principal.filter(|p| *p != "unknown") {
-            self.observe(Signal {
-                rule: AnomalyRule::AuthFailures,
-                key: format!("principal:{principal}"),
-                target: AnomalyTarget {
-                    principal: Some(principal.to_string()),
-                    source: source.map(str::to_string),
-                    ..AnomalyTarget::default()
+            signals.push((
+                Signal {
+                    rule: AnomalyRule::AuthFailures,
+                    key: format!("principal:{principal}"),
+                    target: AnomalyTarget {
+                        principal: Some(principal.to_string()),
+                        source: source.map(str::to_string),
+                        ..AnomalyTarget::default()
+                    },
+                    summary: format!(
+                        "{} failed authentications for {principal} within {} s",
+                        self.config.auth_failures.threshold, self.config.auth_failures.window_secs
+                    ),
                 },
-                summary: format!(
-                    "{} failed authentications for {principal} within {} s",
-                    self.config.auth_failures.threshold, self.config.auth_failures.window_secs
-                ),
-            })
-            .await;
+                tripwire,
+            ));
         }
         if let Some(source) = source {
-            self.observe(Signal {
-                rule: AnomalyRule::AuthFailures,
-                key: format!("source:{source}"),
-                // No principal: a source address is not one principal to lock.
-                target: AnomalyTarget {
-                    source: Some(source.to_string()),
-                    ..AnomalyTarget::default()
+            signals.push((
+                Signal {
+                    rule: AnomalyRule::AuthFailures,
+                    key: format!("source:{source}"),
+                    // No principal: a source address is not one principal to lock.
+                    target: AnomalyTarget {
+                        source: Some(source.to_string()),
+                        ..AnomalyTarget::default()
+                    },
+                    summary: format!(
+                        "{} failed authentications from {source} within {} s",
+                        self.config.auth_failures.threshold, self.config.auth_failures.window_secs
+                    ),
                 },
-                summary: format!(
-                    "{} failed authentications from {source} within {} s",
-                    self.config.auth_failures.threshold, self.config.auth_failures.window_secs
-                ),
-            })
-            .await;
+                tripwire,
+            ));
         }
+        signals
     }
 
     /// `actor` was refused a push (or delete) into `repository` by the stage rules.

@@ -5,7 +5,9 @@
 //! stored password hash, or of a dummy hash when there is none to check: an unknown name, an API
 //! key, a principal without a password) and answers with [`SECRET_REFUSED`], so neither the time
 //! nor the words of an answer tell which user names exist. API keys are checked by SHA-256, so
-//! only an accepted key is answered without argon2. Only whoever presents a disabled or locked
+//! only an accepted key is answered without argon2. Every refusal writes once: the failure's
+//! counts, its audit entry and its anomaly signals are one transaction on every path (a path
+//! with fewer signals must not answer sooner). Only whoever presents a disabled or locked
 //! principal's valid secret learns that it is barred. Failures are limited per (presented name,
 //! client address) and per client address (`access.max_failures_per_minute`,
 //! `access.max_failures_per_source_per_minute`).
@@ -62,9 +64,10 @@ impl Identity {
         now_millis() / 60_000
     }
 
-    /// Records a failed authentication: the metric, the per-minute counts (for `principal`, the
-    /// audit label, and for the user `name` as presented, the rate limiter's key), one
-    /// `auth.failed` audit entry per principal per minute, and the anomaly signal.
+    /// Records a failed authentication: the metric, then in one write transaction on every path
+    /// the per-minute counts (for `principal`, the audit label, and for the user `name` as
+    /// presented, the rate limiter's key), one `auth.failed` audit entry per principal per
+    /// minute, and the anomaly signals `counts` names.
     pub(super) async fn fail(
         &self,
         principal: &str,
@@ -89,26 +92,40 @@ impl Identity {
                 reason: reason.to_string(),
             },
         );
-        if let Err(err) = self
+        let address = source.map(|s| s.ip().to_string());
+        let signals = match counts {
+            Counts::PrincipalAndSource => self
+                .anomalies
+                .authentication_failure_signals(Some(principal), address.as_deref()),
+            Counts::SourceOnly => self
+                .anomalies
+                .authentication_failure_signals(None, address.as_deref()),
+            Counts::Nothing => Vec::new(),
+        };
+        // One write transaction whatever the reason and the signals, so no refusal path
+        // answers measurably sooner than another.
+        match self
             .metadata
-            .record_auth_failure(principal, name, &source_text, Self::minute(), &[entry])
+            .record_auth_failure(
+                principal,
+                name,
+                &source_text,
+                now_millis(),
+                &[entry],
+                &signals,
+            )
             .await
         {
-            tracing::error!(error = %err, "could not record an authentication failure");
-        }
-        let address = source.map(|s| s.ip().to_string());
-        match counts {
-            Counts::PrincipalAndSource => {
-                self.anomalies
-                    .authentication_failed(Some(principal), address.as_deref())
-                    .await
+            Ok(raised) => raised
+                .iter()
+                .for_each(|anomaly| self.anomalies.raised(anomaly)),
+            Err(err) => {
+                tracing::error!(error = %err, "could not record an authentication failure");
+                if !signals.is_empty() {
+                    self.anomalies
+                        .observe_failed(&err, airlock_core::AnomalyRule::AuthFailures);
+                }
             }
-            Counts::SourceOnly => {
-                self.anomalies
-                    .authentication_failed(None, address.as_deref())
-                    .await
-            }
-            Counts::Nothing => {}
         }
         AuthError::Invalid(reason.to_string())
     }
