@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 24] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 25] = [
         (
             1,
             "registry",
@@ -175,6 +175,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "referrers index",
             include_str!("../migrations/0024_referrers_index.sql"),
             include_str!("../migrations/postgres/0024_referrers_index.sql"),
+        ),
+        (
+            25,
+            "pending evidence",
+            include_str!("../migrations/0025_pending_evidence.sql"),
+            include_str!("../migrations/postgres/0025_pending_evidence.sql"),
         ),
     ];
     Migrator::with_migrations(
@@ -1254,6 +1260,12 @@ fn upload_from_row(row: sqlx::any::AnyRow) -> Result<UploadSession, StoreError> 
 /// referenced blob and manifest is in `repo` and every declared size matches, asks `decide`,
 /// and writes the manifest, its references, the repository row, the contributions, the tag and
 /// the audit records `decide` returned.
+/// Whether a tag may be cosign's signature or attestation tag (`sha256-<hex>.sig|.att`), whose
+/// manifest the evidence service reads: a superset of what it accepts (it parses the tag).
+fn may_name_evidence(tag: &str) -> bool {
+    tag.starts_with("sha256-") && (tag.ends_with(".sig") || tag.ends_with(".att"))
+}
+
 async fn insert_manifest(
     tx: &mut sqlx::AnyConnection,
     repo: &RepoName,
@@ -1382,6 +1394,19 @@ async fn insert_manifest(
     .await?;
     crate::separation::record_contributions(&mut *tx, repo, digest, manifest, tag, pushed_by, now)
         .await?;
+    if manifest.subject.is_some() || tag.is_some_and(|t| may_name_evidence(t.as_str())) {
+        // Ingested after this transaction commits; the row says so until the ingestion's
+        // transaction removes it, so a crash in between is finished at the next start.
+        sqlx::query(
+            "INSERT INTO evidence_pending (repository, digest, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
     if let Some(tag) = tag {
         sqlx::query(
             "INSERT INTO tags (repository, name, digest, updated_at) VALUES ($1, $2, $3, $4)
