@@ -475,6 +475,16 @@ pub(crate) const REFERRERS: &str =
        AND ($3 IS NULL OR m.artifact_type = $4)
      ORDER BY rm.created_at, rm.digest";
 
+/// A page of a subject's referrers in a repository after a cursor (`$3`/`$4`: arrival time and
+/// digest), oldest first (`$5`/`$6`: an artifact type or NULL; `$7`: the limit): a range of
+/// `repository_manifests_by_subject`, which holds the digest as part of the table's key.
+const REFERRERS_PAGE: &str =
+    "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations, rm.created_at
+     FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
+     WHERE rm.repository = $1 AND rm.subject = $2 AND (rm.created_at, rm.digest) > ($3, $4)
+       AND ($5 IS NULL OR m.artifact_type = $6)
+     ORDER BY rm.created_at, rm.digest LIMIT $7";
+
 impl Metadata {
     /// Opens the metadata database `location` names: [`Metadata::open_sqlite`] or
     /// [`Metadata::open_postgres`].
@@ -1209,6 +1219,44 @@ impl Metadata {
                     artifact_type: row.get("artifact_type"),
                     annotations: parse_annotations(row.get("annotations"))?,
                 })
+            })
+            .collect()
+    }
+
+    /// Up to `limit` manifests in `repo` whose subject is `subject` (optionally of one artifact
+    /// type) that arrived after `after` (arrival time and digest; from the first when `None`),
+    /// oldest first, each with its arrival time (ms) for the next page's cursor.
+    pub async fn referrers_page(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        after: Option<&crate::TimeCursor>,
+        limit: u32,
+    ) -> Result<Vec<(i64, ReferrerRow)>, StoreError> {
+        let (at, digest) = after.map_or((i64::MIN, ""), |c| (c.at, c.key.as_str()));
+        let rows = sqlx::query(REFERRERS_PAGE)
+            .bind(repo.as_str())
+            .bind(subject.to_string())
+            .bind(at)
+            .bind(digest)
+            .bind(artifact_type)
+            .bind(artifact_type)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok((
+                    row.get("created_at"),
+                    ReferrerRow {
+                        digest: parse_digest(row.get("digest"))?,
+                        media_type: row.get("media_type"),
+                        size: row.get::<i64, _>("size") as u64,
+                        artifact_type: row.get("artifact_type"),
+                        annotations: parse_annotations(row.get("annotations"))?,
+                    },
+                ))
             })
             .collect()
     }
