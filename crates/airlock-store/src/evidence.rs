@@ -330,17 +330,48 @@ async fn update_verdicts(
 impl Metadata {
     /// Every key in the keyring, oldest first, and the keyring's version.
     pub async fn keyring(&self) -> Result<(i64, Vec<KeyRow>), StoreError> {
-        // One statement, so one round trip and one snapshot: the version with the keys it
-        // counts (one row per key, or one row of NULLs for an empty keyring).
-        let rows = sqlx::query(
+        self.keyring_rows(None).await
+    }
+
+    /// The keyring's version and up to `limit` of its keys after `after` (time added and name;
+    /// from the oldest when `None`), oldest first, read in one statement: a range of
+    /// `trusted_keys_by_time`.
+    pub async fn keyring_page(
+        &self,
+        after: Option<&crate::TimeCursor>,
+        limit: u32,
+    ) -> Result<(i64, Vec<KeyRow>), StoreError> {
+        self.keyring_rows(Some((after, limit))).await
+    }
+
+    /// The keyring's version and its keys in `(created_at, name)` order; with a page (cursor and
+    /// limit), only those after its cursor, at most its limit. One statement, so one round trip
+    /// and one snapshot: the version with the keys it counts (one row per key, or one row of
+    /// NULLs when there is none).
+    async fn keyring_rows(
+        &self,
+        page: Option<(Option<&crate::TimeCursor>, u32)>,
+    ) -> Result<(i64, Vec<KeyRow>), StoreError> {
+        let keys = match page {
+            None => "trusted_keys",
+            Some(_) => {
+                "(SELECT * FROM trusted_keys WHERE (created_at, name) > ($1, $2)
+                  ORDER BY created_at, name LIMIT $3)"
+            }
+        };
+        let sql = format!(
             "SELECT v.keyring_version, k.*
              FROM (SELECT COALESCE(MAX(version), 0) AS keyring_version FROM keyring_version
                    WHERE id = 1) v
-             LEFT JOIN trusted_keys k ON 1 = 1
-             ORDER BY k.created_at, k.name",
-        )
-        .fetch_all(self.pool())
-        .await?;
+             LEFT JOIN {keys} k ON 1 = 1
+             ORDER BY k.created_at, k.name"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some((after, limit)) = page {
+            let (at, name) = after.map_or((i64::MIN, ""), |c| (c.at, c.key.as_str()));
+            query = query.bind(at).bind(name).bind(i64::from(limit));
+        }
+        let rows = query.fetch_all(self.pool()).await?;
         let version: i64 = match rows.first() {
             Some(row) => row.try_get("keyring_version")?,
             None => 0,

@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 25] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 26] = [
         (
             1,
             "registry",
@@ -181,6 +181,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "pending evidence",
             include_str!("../migrations/0025_pending_evidence.sql"),
             include_str!("../migrations/postgres/0025_pending_evidence.sql"),
+        ),
+        (
+            26,
+            "list paging indexes",
+            include_str!("../migrations/0026_list_paging_indexes.sql"),
+            include_str!("../migrations/postgres/0026_list_paging_indexes.sql"),
         ),
     ];
     Migrator::with_migrations(

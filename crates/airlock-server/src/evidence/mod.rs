@@ -452,6 +452,16 @@ impl EvidenceService {
         Ok(self.metadata.keyring().await?)
     }
 
+    /// The keyring's version and up to `limit` of its keys after `after` (time added and name;
+    /// from the oldest when `None`), oldest first.
+    pub async fn keys_page(
+        &self,
+        after: Option<&airlock_store::TimeCursor>,
+        limit: u32,
+    ) -> Result<(i64, Vec<KeyRow>)> {
+        Ok(self.metadata.keyring_page(after, limit).await?)
+    }
+
     /// Verifies one item against `keyring`, judging key validity at `first_seen_at`.
     fn verify_item(
         keyring: &Keyring,
