@@ -295,17 +295,6 @@ impl Metadata {
             .collect())
     }
 
-    /// Every principal, by name.
-    pub async fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
-        let sql = format!("SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY name");
-        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(self.pool())
-            .await?
-            .into_iter()
-            .map(principal_from_row)
-            .collect())
-    }
-
     /// Disables a principal (and ends its tokens by bumping its epoch and revoking its
     /// refresh-token families). Returns whether it existed.
     pub async fn disable_principal(
