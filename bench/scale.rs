@@ -18,8 +18,14 @@
 //!   and `/api/v1/promotions`, and the first page of `/api/v1/status/scale/app`;
 //! - the server's resident memory (VmRSS) at the end and the data directory's size on disk.
 //!
+//! - start-up again `--startups` - 1 times on the same directory, after the rest (the column
+//!   then shows the median and the range of all of them);
+//! - with `--keep DIR`, the data directory of size N stays in `DIR/N` (to start another build
+//!   on the same data).
+//!
 //! Run: `cargo build --release -p airlock -p airlock-bench && ./target/release/airlock-bench scale
-//! [--artifacts 10000,100000,1000000] [--pushes 300] [--promotions 200] [--samples 30]`
+//! [--artifacts 10000,100000,1000000] [--pushes 300] [--promotions 200] [--samples 30]
+//! [--startups 1] [--keep DIR]`
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -48,6 +54,8 @@ struct Options {
     pushes: usize,
     promotions: usize,
     samples: usize,
+    startups: usize,
+    keep: Option<PathBuf>,
     airlock: PathBuf,
 }
 
@@ -57,6 +65,8 @@ fn options() -> Result<Options> {
         pushes: 300,
         promotions: 200,
         samples: 30,
+        startups: 1,
+        keep: None,
         airlock: PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../target/release/airlock"
@@ -76,6 +86,8 @@ fn options() -> Result<Options> {
             "--pushes" => options.pushes = value()?.parse()?,
             "--promotions" => options.promotions = value()?.parse()?,
             "--samples" => options.samples = value()?.parse()?,
+            "--startups" => options.startups = value()?.parse::<usize>()?.max(1),
+            "--keep" => options.keep = Some(value()?.into()),
             "--airlock" => options.airlock = value()?.into(),
             other => bail!("unknown argument {other}; see the doc comment in bench/scale.rs"),
         }
@@ -325,7 +337,8 @@ fn disk_usage(dir: &Path) -> Result<u64> {
 struct Row {
     artifacts: usize,
     load_per_sec: f64,
-    startup: Duration,
+    /// Every start-up measured, in order (the first right after the load).
+    startups: Vec<Duration>,
     push_p50: f64,
     promotion_p50: f64,
     listings: Vec<(&'static str, f64)>,
@@ -335,7 +348,10 @@ struct Row {
 
 async fn measure(options: &Options, artifacts: usize) -> Result<Row> {
     let scratch = tempfile::tempdir()?;
-    let dir = scratch.path().join("data");
+    let dir = match &options.keep {
+        Some(keep) => keep.join(artifacts.to_string()),
+        None => scratch.path().join("data"),
+    };
     let bundle = crate::replicas::permissive_bundle(&scratch.path().join("bundle"))?;
     let http = crate::client(Some(("admin", crate::BENCH_PASSWORD)))?;
 
@@ -477,10 +493,16 @@ async fn measure(options: &Options, artifacts: usize) -> Result<Row> {
     let rss_mib = server.rss_mib()?;
     server.stop()?;
     let disk_mib = disk_usage(&dir)? as f64 / (1024.0 * 1024.0);
+    let mut startups = vec![startup];
+    for _ in 1..options.startups {
+        let (server, startup) = Airlock::start(&options.airlock, &dir, &bundle).await?;
+        server.stop()?;
+        startups.push(startup);
+    }
     Ok(Row {
         artifacts,
         load_per_sec,
-        startup,
+        startups,
         push_p50,
         promotion_p50,
         listings,
@@ -523,7 +545,7 @@ pub async fn run() -> Result<()> {
         let mut cells = vec![
             row.artifacts.to_string(),
             format!("{:.0}", row.load_per_sec),
-            format!("{:.0}", ms(row.startup)),
+            startup_cell(&row.startups),
             format!("{:.2}", row.push_p50),
             format!("{:.2}", row.promotion_p50),
         ];
@@ -535,4 +557,20 @@ pub async fn run() -> Result<()> {
         println!("| {} |", cells.join(" | "));
     }
     Ok(())
+}
+
+/// Start-up times as a cell: the one measured, or the median and the range of several.
+fn startup_cell(startups: &[Duration]) -> String {
+    let mut sorted: Vec<f64> = startups.iter().map(|d| ms(*d)).collect();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.as_slice() {
+        [] => "-".into(),
+        [one] => format!("{one:.0}"),
+        all => format!(
+            "{:.0} ({:.0}-{:.0})",
+            all[all.len() / 2],
+            all[0],
+            all[all.len() - 1]
+        ),
+    }
 }

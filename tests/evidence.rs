@@ -1163,10 +1163,19 @@ async fn evidence_a_crash_left_behind_is_ingested_at_the_next_start() {
     );
 
     // A crash between the manifest's commit and its ingestion leaves the manifest without
-    // evidence rows; recreate that state with the server stopped.
+    // evidence rows and marked pending (the push's transaction marks it); recreate that state
+    // with the server stopped.
     bed.s.stop();
     common::execute_on_database(&bed.s.data_dir, "DELETE FROM evidence", &[]).await;
     common::execute_on_database(&bed.s.data_dir, "DELETE FROM evidence_manifests", &[]).await;
+    let marked = common::execute_on_database(
+        &bed.s.data_dir,
+        "INSERT INTO evidence_pending (repository, digest, created_at)
+         SELECT repository, digest, created_at FROM repository_manifests WHERE digest = $1",
+        &[&manifest],
+    )
+    .await;
+    assert_eq!(marked, 1);
     let data_dir = bed.s.data_dir.clone();
     let restarted = TestServer::start_in(&data_dir, &[]);
     let response = restarted

@@ -7,6 +7,7 @@ use clap::Subcommand;
 
 use crate::client::parse_duration;
 use crate::commands::common::{Common, print_as, read_stdin_secret};
+use crate::commands::pages::{query_value, read_pages};
 
 /// `airlock users`.
 #[derive(Debug, Subcommand)]
@@ -236,7 +237,7 @@ pub async fn users(command: UsersCommand) -> Result<u8> {
         }
         UsersCommand::List { common } => {
             let client = common.connect().await?;
-            let list: api::PrincipalList = client.get_as("/api/v1/users").await?;
+            let list: api::PrincipalList = read_pages(&client, "/api/v1/users", None).await?;
             print_as(&common, &list, |v| {
                 v.principals
                     .iter()
@@ -377,10 +378,10 @@ pub async fn roles(command: RolesCommand) -> Result<u8> {
         RolesCommand::List { principal, common } => {
             let client = common.connect().await?;
             let path = match &principal {
-                Some(p) => format!("/api/v1/roles?principal={p}"),
+                Some(p) => format!("/api/v1/roles?principal={}", query_value(p)),
                 None => "/api/v1/roles".into(),
             };
-            let list: api::RoleBindingList = client.get_as(&path).await?;
+            let list: api::RoleBindingList = read_pages(&client, &path, None).await?;
             print_as(&common, &list, |v| {
                 v.bindings
                     .iter()
@@ -465,7 +466,8 @@ pub async fn access(command: AccessCommand) -> Result<u8> {
         }
         AccessCommand::List { common } => {
             let client = common.connect().await?;
-            let list: api::AccessRequestList = client.get_as("/api/v1/access-requests").await?;
+            let list: api::AccessRequestList =
+                read_pages(&client, "/api/v1/access-requests", None).await?;
             print_as(&common, &list, |v| {
                 v.requests
                     .iter()

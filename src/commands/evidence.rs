@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 use crate::client::ApiClient;
 use crate::commands::common::{Common, print_as};
+use crate::commands::pages::read_pages;
 use crate::oci_client::{ArtifactRef, OciClient, sha256_digest};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -294,7 +295,7 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
         }
         KeysCommand::List { common } => {
             let client = common.connect().await?;
-            let list: Keyring = client.get_as("/api/v1/keys").await?;
+            let list: Keyring = read_pages(&client, "/api/v1/keys", None).await?;
             print_as(&common, &list, |v| {
                 if v.keys.is_empty() {
                     return "the keyring is empty: add a key with `airlock keys add`".into();

@@ -17,6 +17,7 @@ pub mod login;
 pub mod migrate_store;
 pub mod oidc;
 pub mod outcome;
+pub mod pages;
 pub mod promotion;
 pub mod service_account_keys;
 pub mod version;

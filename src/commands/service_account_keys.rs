@@ -7,6 +7,7 @@ use clap::Subcommand;
 
 use crate::commands::access::NoBody;
 use crate::commands::common::{Common, print_as};
+use crate::commands::pages::read_pages;
 
 /// `airlock service-accounts keys`.
 #[derive(Debug, Subcommand)]
@@ -117,9 +118,12 @@ pub async fn keys(command: KeysCommand) -> Result<u8> {
         }
         KeysCommand::List { account, common } => {
             let client = common.connect().await?;
-            let list: api::ApiKeyList = client
-                .get_as(&format!("/api/v1/service-accounts/{account}/keys"))
-                .await?;
+            let list: api::ApiKeyList = read_pages(
+                &client,
+                &format!("/api/v1/service-accounts/{account}/keys"),
+                None,
+            )
+            .await?;
             print_as(&common, &list, |v| {
                 if v.keys.is_empty() {
                     format!("{account} has no API keys")

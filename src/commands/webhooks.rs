@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
 use crate::commands::common::{Common, print_as};
+use crate::commands::pages::{query_value, read_pages};
 
 /// `airlock webhooks ...`.
 #[derive(Debug, Subcommand)]
@@ -50,8 +51,9 @@ pub enum WebhooksCommand {
         /// `pending`, `delivered`, `dead`, `cancelled` or `all`.
         #[arg(long, default_value = "all")]
         status: String,
-        /// At most this many, newest first.
-        #[arg(long, default_value_t = 50)]
+        /// At most this many, newest first (the server answers a page at a time and this
+        /// command follows its `next` cursor up to the limit).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
         #[command(flatten)]
         common: Common,
@@ -137,7 +139,7 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
         }
         WebhooksCommand::List { common } => {
             let api = common.connect().await?;
-            let body: WebhookList = api.get_as("/api/v1/webhooks").await?;
+            let body: WebhookList = read_pages(&api, "/api/v1/webhooks", None).await?;
             print_as(&common, &body, |b| {
                 let rows: Vec<String> = b
                     .webhooks
@@ -174,11 +176,15 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<u8> {
             common,
         } => {
             let api = common.connect().await?;
-            let body: DeliveryList = api
-                .get_as(&format!(
-                    "/api/v1/webhooks/{id}/deliveries?status={status}&limit={limit}"
-                ))
-                .await?;
+            let body: DeliveryList = read_pages(
+                &api,
+                &format!(
+                    "/api/v1/webhooks/{id}/deliveries?status={}",
+                    query_value(&status)
+                ),
+                Some(limit),
+            )
+            .await?;
             print_as(&common, &body, |b| {
                 let rows: Vec<String> = b.deliveries.iter().map(delivery_line).collect();
                 if rows.is_empty() {

@@ -36,13 +36,17 @@ pub struct Key {
     pub created_by: String,
 }
 
-/// `GET /api/v1/keys`: the keyring.
+/// `GET /api/v1/keys`: a page of the keyring, oldest key first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Keyring {
-    /// The keyring's version; every change moves it.
+    /// The keyring's version; every change moves it. Pages read at different versions may
+    /// disagree: start again from the first page if it moved while following `next`.
     pub keyring_version: i64,
-    /// Every key, whatever its status.
+    /// The keys on this page, whatever their status.
     pub keys: Vec<Key>,
+    /// The cursor of the next page (`last=`), `null` on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// `POST /api/v1/keys`: a key to add (needs `key-admin` everywhere).

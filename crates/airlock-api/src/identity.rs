@@ -42,11 +42,14 @@ pub struct Principal {
     pub roles: Vec<RoleGrant>,
 }
 
-/// `GET /api/v1/users`: every user and service account.
+/// `GET /api/v1/users`: a page of the users and service accounts, by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PrincipalList {
-    /// The principals, by name.
+    /// The principals on this page, by name.
     pub principals: Vec<Principal>,
+    /// The cursor of the next page (`last=`), `null` on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// `POST /api/v1/users`: a new user.
@@ -120,6 +123,11 @@ pub struct CredentialRevoked {
 pub struct RolesQuery {
     /// Only this principal's bindings.
     pub principal: Option<String>,
+    /// Bindings per page (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub n: Option<u32>,
+    /// The `next` cursor of the previous page.
+    pub last: Option<String>,
 }
 
 /// A role bound to a principal in a scope (`GET /api/v1/roles`).
@@ -135,11 +143,16 @@ pub struct RoleBinding {
     pub expires: Option<String>,
 }
 
-/// `GET /api/v1/roles`: role bindings.
+/// `GET /api/v1/roles`: a page of the active role bindings, by principal name, each principal's
+/// in the order they were made (an OIDC trust rule's, from the configuration, first).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RoleBindingList {
-    /// The bindings.
+    /// The bindings on this page. A page may hold fewer than `n` (a stored binding that no
+    /// longer parses is left out), so follow `next` until it is `null`.
     pub bindings: Vec<RoleBinding>,
+    /// The cursor of the next page (`last=`), `null` on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// `POST /api/v1/roles/grant` and `POST /api/v1/roles/revoke`: a role binding to add or remove.
@@ -215,8 +228,12 @@ pub struct AccessRequest {
 /// `GET /api/v1/access-requests`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AccessRequestList {
-    /// The requests the caller may see (an access-admin sees all, others their own).
+    /// The requests on this page the caller may see (an access-admin sees all, others their
+    /// own), newest first.
     pub requests: Vec<AccessRequest>,
+    /// The cursor of the next page (`last=`), `null` on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// `POST /api/v1/access-requests`: ask for a role for a while.
@@ -315,8 +332,11 @@ pub struct ApiKey {
 pub struct ApiKeyList {
     /// The service account.
     pub account: String,
-    /// Its keys, live and ended.
+    /// Its keys on this page, live and ended, oldest first.
     pub keys: Vec<ApiKey>,
+    /// The cursor of the next page (`last=`), `null` on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// `POST /api/v1/service-accounts/{name}/keys`: a new named key. Give `expires_in_secs` or

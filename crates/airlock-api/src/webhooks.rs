@@ -44,8 +44,11 @@ pub struct Webhook {
 /// `GET /api/v1/webhooks`: the active endpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WebhookList {
-    /// The endpoints.
+    /// The endpoints on this page, by id.
     pub webhooks: Vec<Webhook>,
+    /// The cursor of the next page (`last=`), `null` on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// `DELETE /api/v1/webhooks/{id}`: the endpoint is gone, its pending deliveries cancelled.
@@ -92,8 +95,11 @@ pub struct Delivery {
 pub struct DeliveryList {
     /// The endpoint.
     pub webhook: i64,
-    /// The deliveries.
+    /// The deliveries on this page, newest first.
     pub deliveries: Vec<Delivery>,
+    /// The cursor of the next page (`last=`), `null` on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// Which deliveries to list.
@@ -119,9 +125,14 @@ pub struct DeliveryListQuery {
     /// Only deliveries in this state (default `all`).
     #[param(inline)]
     pub status: Option<DeliveryStatusFilter>,
-    /// At most this many (1 to 1000, default 100).
+    /// Entries per page (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub n: Option<u32>,
+    /// The older name of `n` (give one of them).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    pub last: Option<String>,
 }
 
 /// `POST /api/v1/webhooks/{id}/test`: the test event is queued.

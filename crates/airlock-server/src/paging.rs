@@ -1,6 +1,8 @@
 //! Paging shared by the JSON API's lists beyond the catalog: `n` entries (a bounded default and
-//! maximum) after the cursor `last`, and the cursor of a list ordered by time
-//! (`<millis>:<key>`), parsed at the edge so a bad one is a clear 400.
+//! maximum) after the cursor `last`, and the cursors lists hand out as `next` — an id (lists by
+//! id), a name (lists by name), `<millis>:<key>` (lists ordered by time) or `<id>:<name>` (role
+//! bindings by principal) — parsed at the edge so a bad one is a clear 400. Every list reads one
+//! row past its page ([`split_page`]) to know whether another page follows.
 
 use airlock_store::TimeCursor;
 use axum::http::StatusCode;
@@ -85,6 +87,83 @@ pub fn time_cursor(at: i64, key: &str) -> String {
     format!("{at}:{key}")
 }
 
+/// Longest name cursor accepted: longer than any name airlock stores.
+const MAX_NAME_CURSOR: usize = 256;
+
+fn invalid_cursor(last: &str) -> PageError {
+    PageError::Cursor {
+        value: last.chars().take(128).collect(),
+    }
+}
+
+/// Parses the cursor of a list ordered by a numeric id (the id of the page's last entry); an
+/// empty `last` is the first page.
+pub fn parse_id_cursor(last: Option<&str>) -> Result<Option<i64>, PageError> {
+    let Some(last) = last.filter(|l| !l.is_empty()) else {
+        return Ok(None);
+    };
+    match last.parse::<i64>() {
+        Ok(id) if id >= 0 => Ok(Some(id)),
+        _ => Err(invalid_cursor(last)),
+    }
+}
+
+/// Parses the cursor of a list ordered by name (the name of the page's last entry): at most 256
+/// printable ASCII characters without spaces, as every name airlock stores is; an empty `last` is
+/// the first page.
+pub fn parse_name_cursor(last: Option<&str>) -> Result<Option<String>, PageError> {
+    let Some(last) = last.filter(|l| !l.is_empty()) else {
+        return Ok(None);
+    };
+    if last.len() > MAX_NAME_CURSOR || !last.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid_cursor(last));
+    }
+    Ok(Some(last.to_string()))
+}
+
+/// A cursor of a list ordered by a name, then a signed sequence number within the name:
+/// `<seq>:<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameSeqCursor {
+    /// The name of the page's last entry.
+    pub name: String,
+    /// Its sequence number within the name.
+    pub seq: i64,
+}
+
+/// Parses a `<seq>:<name>` cursor as [`name_seq_cursor`] writes it; an empty `last` is the first
+/// page.
+pub fn parse_name_seq_cursor(last: Option<&str>) -> Result<Option<NameSeqCursor>, PageError> {
+    let Some(last) = last.filter(|l| !l.is_empty()) else {
+        return Ok(None);
+    };
+    let (seq, name) = last.split_once(':').ok_or_else(|| invalid_cursor(last))?;
+    let seq = seq.parse::<i64>().map_err(|_| invalid_cursor(last))?;
+    let name = parse_name_cursor(Some(name))?.ok_or_else(|| invalid_cursor(last))?;
+    Ok(Some(NameSeqCursor { name, seq }))
+}
+
+/// The cursor naming entry `seq` of `name`.
+pub fn name_seq_cursor(seq: i64, name: &str) -> String {
+    format!("{seq}:{name}")
+}
+
+/// Cuts `rows`, read with a limit of `limit + 1`, to the page of `limit` and returns it with the
+/// cursor of its last entry when the extra row shows that another page follows.
+pub fn split_page<T>(
+    mut rows: Vec<T>,
+    limit: u32,
+    cursor: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        let next = rows.last().map(cursor);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +190,41 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn id_name_and_name_seq_cursors_read_back_and_refuse_what_they_never_write() {
+        assert_eq!(parse_id_cursor(Some("42")).unwrap(), Some(42));
+        assert_eq!(parse_id_cursor(None).unwrap(), None);
+        for bad in ["x", "-1", "1.5", "9999999999999999999999"] {
+            assert!(parse_id_cursor(Some(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_name_cursor(Some("oidc/ci")).unwrap(),
+            Some("oidc/ci".to_string())
+        );
+        for bad in ["a b".to_string(), "x".repeat(257), "caf\u{e9}".to_string()] {
+            assert!(parse_name_cursor(Some(&bad)).is_err(), "{bad}");
+        }
+        let written = name_seq_cursor(-2, "oidc/ci");
+        assert_eq!(
+            parse_name_seq_cursor(Some(&written)).unwrap(),
+            Some(NameSeqCursor {
+                name: "oidc/ci".into(),
+                seq: -2
+            })
+        );
+        for bad in ["ci", "x:ci", "3:", "3:a b"] {
+            assert!(parse_name_seq_cursor(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_page_read_one_row_long_names_the_next_page() {
+        let (page, next) = split_page(vec![1, 2, 3], 2, |n| n.to_string());
+        assert_eq!((page, next), (vec![1, 2], Some("2".to_string())));
+        let (page, next) = split_page(vec![1, 2], 2, |n| n.to_string());
+        assert_eq!((page, next), (vec![1, 2], None));
     }
 
     #[test]

@@ -928,17 +928,20 @@ impl Registry {
         Ok(self.metadata.tags(repo, limit, last).await?)
     }
 
-    /// Manifests in `repo` whose subject is `subject`, optionally filtered by artifact type.
-    pub async fn referrers(
+    /// Up to `limit` manifests in `repo` whose subject is `subject` (optionally of one artifact
+    /// type) after `after`, oldest first, each with its arrival time (ms).
+    pub async fn referrers_page(
         &self,
         repo: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
-    ) -> Result<Vec<ReferrerRow>> {
+        after: Option<&airlock_store::TimeCursor>,
+        limit: u32,
+    ) -> Result<Vec<(i64, ReferrerRow)>> {
         self.check_readable(repo)?;
         Ok(self
             .metadata
-            .referrers(repo, subject, artifact_type)
+            .referrers_page(repo, subject, artifact_type, after, limit)
             .await?)
     }
 

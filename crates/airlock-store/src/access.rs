@@ -70,6 +70,15 @@ pub struct BindingRow {
     pub granted_by: String,
 }
 
+/// A role binding as the bindings list shows it: with its principal's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalBindingRow {
+    /// The principal's name.
+    pub principal: String,
+    /// The binding.
+    pub binding: BindingRow,
+}
+
 /// An access request as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRequestRow {
@@ -151,6 +160,12 @@ enum RequestFilter<'a> {
     Status(Option<&'a str>),
     /// One by id.
     Id(i64),
+    /// A page: ids below `before`, of one principal or of all.
+    Page {
+        principal_id: Option<i64>,
+        before: i64,
+        limit: u32,
+    },
 }
 
 const PRINCIPAL_COLUMNS: &str =
@@ -220,14 +235,64 @@ impl Metadata {
             .map(principal_from_row))
     }
 
-    /// Every principal, by name.
-    pub async fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
-        let sql = format!("SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY name");
+    /// Up to `limit` principals named after `after` (from the first when `None`), by name: a
+    /// range of the unique index on `name`.
+    pub async fn principals_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<PrincipalRow>, StoreError> {
+        let sql = format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE name > $1 ORDER BY name LIMIT $2"
+        );
         Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
             .fetch_all(self.pool())
             .await?
             .into_iter()
             .map(principal_from_row)
+            .collect())
+    }
+
+    /// Up to `limit` role bindings active at `now`, by principal name and then binding id, after
+    /// the binding `after` (principal name, binding id; from the first when `None`), of one
+    /// principal or of all: the name index of `principals`, then `role_bindings_by_principal`.
+    pub async fn bindings_page(
+        &self,
+        principal: Option<&str>,
+        after: Option<(&str, i64)>,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<PrincipalBindingRow>, StoreError> {
+        let (after_name, after_id) = after.unwrap_or(("", i64::MIN));
+        let rows = sqlx::query(
+            "SELECT p.name AS principal, b.id, b.role, b.scope, b.expires_at, b.granted_by
+             FROM principals p JOIN role_bindings b ON b.principal_id = p.id
+             WHERE ($1 IS NULL OR p.name = $2) AND (p.name, b.id) > ($3, $4)
+               AND (b.expires_at IS NULL OR b.expires_at > $5)
+             ORDER BY p.name, b.id LIMIT $6",
+        )
+        .bind(principal)
+        .bind(principal)
+        .bind(after_name)
+        .bind(after_id)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| PrincipalBindingRow {
+                principal: row.get("principal"),
+                binding: BindingRow {
+                    id: row.get("id"),
+                    role: row.get("role"),
+                    scope: row.get("scope"),
+                    expires_at: row.get("expires_at"),
+                    granted_by: row.get("granted_by"),
+                },
+            })
             .collect())
     }
 
@@ -439,6 +504,23 @@ impl Metadata {
             .await
     }
 
+    /// Up to `limit` access requests with ids below `before` (from the newest when `None`),
+    /// newest first, of one principal or of all: a range of the primary key, or of
+    /// `access_requests_by_principal`.
+    pub async fn access_requests_page(
+        &self,
+        principal_id: Option<i64>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AccessRequestRow>, StoreError> {
+        self.query_access_requests(RequestFilter::Page {
+            principal_id,
+            before: before.unwrap_or(i64::MAX),
+            limit,
+        })
+        .await
+    }
+
     /// One access request.
     pub async fn access_request(&self, id: i64) -> Result<Option<AccessRequestRow>, StoreError> {
         Ok(self
@@ -452,21 +534,38 @@ impl Metadata {
         &self,
         filter: RequestFilter<'_>,
     ) -> Result<Vec<AccessRequestRow>, StoreError> {
-        let condition = match filter {
-            RequestFilter::Status(_) => "($1 IS NULL OR r.status = $2)",
-            RequestFilter::Id(_) => "r.id = $1",
+        let (condition, limit) = match filter {
+            RequestFilter::Status(_) => ("($1 IS NULL OR r.status = $2)", "1000"),
+            RequestFilter::Id(_) => ("r.id = $1", "1000"),
+            RequestFilter::Page {
+                principal_id: Some(_),
+                ..
+            } => ("r.principal_id = $1 AND r.id < $2", "$3"),
+            RequestFilter::Page {
+                principal_id: None, ..
+            } => ("r.id < $1", "$2"),
         };
         let sql = format!(
             "SELECT r.id, p.name AS principal, r.role, r.scope, r.duration_secs, r.reason, r.status,
                     r.decided_by, r.created_at,
                     (SELECT MAX(b.expires_at) FROM role_bindings b WHERE b.access_request_id = r.id) AS expires_at
              FROM access_requests r JOIN principals p ON p.id = r.principal_id
-             WHERE {condition} ORDER BY r.id DESC LIMIT 1000"
+             WHERE {condition} ORDER BY r.id DESC LIMIT {limit}"
         );
         let query = sqlx::query(sqlx::AssertSqlSafe(sql));
         let query = match filter {
             RequestFilter::Status(status) => query.bind(status).bind(status),
             RequestFilter::Id(id) => query.bind(id),
+            RequestFilter::Page {
+                principal_id,
+                before,
+                limit,
+            } => match principal_id {
+                Some(principal_id) => query.bind(principal_id),
+                None => query,
+            }
+            .bind(before)
+            .bind(i64::from(limit)),
         };
         let rows = query.fetch_all(self.pool()).await?;
         Ok(rows

@@ -157,6 +157,33 @@ impl Metadata {
         .collect())
     }
 
+    /// Up to `limit` API keys of `principal_id` made after `after` (time and key id; from the
+    /// oldest when `None`), oldest first: a range of `credentials_api_keys_by_time`.
+    pub async fn api_keys_page(
+        &self,
+        principal_id: i64,
+        after: Option<&crate::TimeCursor>,
+        limit: u32,
+    ) -> Result<Vec<ApiKeyRow>, StoreError> {
+        let (at, key) = after.map_or((i64::MIN, ""), |c| (c.at, c.key.as_str()));
+        Ok(sqlx::query(
+            "SELECT id, principal_id, COALESCE(name, id) AS name, created_at, expires_at, revoked_at,
+                    last_used_at, created_by
+             FROM credentials WHERE principal_id = $1 AND kind = 'api_key'
+               AND (created_at, id) > ($2, $3)
+             ORDER BY created_at, id LIMIT $4",
+        )
+        .bind(principal_id)
+        .bind(at)
+        .bind(key)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(key_from_row)
+        .collect())
+    }
+
     /// Revokes API key `id` of `principal_id` without moving the account's epoch (tokens that
     /// descend from the key stop through their `cred` claim). Returns whether it was live.
     pub async fn revoke_api_key(

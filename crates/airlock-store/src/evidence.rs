@@ -330,17 +330,48 @@ async fn update_verdicts(
 impl Metadata {
     /// Every key in the keyring, oldest first, and the keyring's version.
     pub async fn keyring(&self) -> Result<(i64, Vec<KeyRow>), StoreError> {
-        // One statement, so one round trip and one snapshot: the version with the keys it
-        // counts (one row per key, or one row of NULLs for an empty keyring).
-        let rows = sqlx::query(
+        self.keyring_rows(None).await
+    }
+
+    /// The keyring's version and up to `limit` of its keys after `after` (time added and name;
+    /// from the oldest when `None`), oldest first, read in one statement: a range of
+    /// `trusted_keys_by_time`.
+    pub async fn keyring_page(
+        &self,
+        after: Option<&crate::TimeCursor>,
+        limit: u32,
+    ) -> Result<(i64, Vec<KeyRow>), StoreError> {
+        self.keyring_rows(Some((after, limit))).await
+    }
+
+    /// The keyring's version and its keys in `(created_at, name)` order; with a page (cursor and
+    /// limit), only those after its cursor, at most its limit. One statement, so one round trip
+    /// and one snapshot: the version with the keys it counts (one row per key, or one row of
+    /// NULLs when there is none).
+    async fn keyring_rows(
+        &self,
+        page: Option<(Option<&crate::TimeCursor>, u32)>,
+    ) -> Result<(i64, Vec<KeyRow>), StoreError> {
+        let keys = match page {
+            None => "trusted_keys",
+            Some(_) => {
+                "(SELECT * FROM trusted_keys WHERE (created_at, name) > ($1, $2)
+                  ORDER BY created_at, name LIMIT $3)"
+            }
+        };
+        let sql = format!(
             "SELECT v.keyring_version, k.*
              FROM (SELECT COALESCE(MAX(version), 0) AS keyring_version FROM keyring_version
                    WHERE id = 1) v
-             LEFT JOIN trusted_keys k ON 1 = 1
-             ORDER BY k.created_at, k.name",
-        )
-        .fetch_all(self.pool())
-        .await?;
+             LEFT JOIN {keys} k ON 1 = 1
+             ORDER BY k.created_at, k.name"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some((after, limit)) = page {
+            let (at, name) = after.map_or((i64::MIN, ""), |c| (c.at, c.key.as_str()));
+            query = query.bind(at).bind(name).bind(i64::from(limit));
+        }
+        let rows = query.fetch_all(self.pool()).await?;
         let version: i64 = match rows.first() {
             Some(row) => row.try_get("keyring_version")?,
             None => 0,
@@ -617,6 +648,11 @@ impl Metadata {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            sqlx::query("DELETE FROM evidence_pending WHERE repository = $1 AND digest = $2")
+                .bind(repository)
+                .bind(digest)
+                .execute(&mut *tx)
+                .await?;
         }
         append(&mut tx, &records).await?;
         tx.commit().await?;
@@ -723,23 +759,35 @@ impl Metadata {
             .collect())
     }
 
-    /// Manifests that may carry evidence (they have a subject, or a cosign `sha256-*.sig|.att`
-    /// tag points at them) but were never ingested: what a crash between the push and the
-    /// ingestion left behind.
+    /// Manifests that may carry evidence (they have a subject, or a tag like cosign's
+    /// `sha256-*.sig|.att` points at them) but were not ingested yet, oldest first: what a crash
+    /// between the push and the ingestion left behind, or an ingestion that failed. Read from
+    /// `evidence_pending`, which the push's transaction fills and the ingestion's empties, so the
+    /// cost follows what is pending, not the size of the store.
     pub async fn uningested_evidence_manifests(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT rm.repository, rm.digest FROM repository_manifests rm
-             WHERE (rm.subject IS NOT NULL OR EXISTS (
-                 SELECT 1 FROM tags t WHERE t.repository = rm.repository AND t.digest = rm.digest
-                   AND substr(t.name, 1, 7) = 'sha256-'
-                   AND substr(t.name, length(t.name) - 3) IN ('.sig', '.att')))
-               AND NOT EXISTS (SELECT 1 FROM evidence_manifests em
-                   WHERE em.repository = rm.repository AND em.digest = rm.digest)
-             ORDER BY rm.created_at",
+            "SELECT repository, digest FROM evidence_pending ORDER BY created_at, repository, digest",
         )
         .fetch_all(self.pool())
         .await?;
         Ok(rows)
+    }
+
+    /// Forgets a pending manifest the evidence service has dealt with without recording it:
+    /// one that is gone, that does not parse, or that turned out not to be evidence.
+    pub async fn clear_evidence_pending(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM evidence_pending WHERE repository = $1 AND digest = $2")
+            .bind(repository)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The tags pointing at `digest` in `repository`.
@@ -757,6 +805,117 @@ impl Metadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A push of a manifest that may be evidence (a subject, a cosign-style tag) leaves it
+    /// pending in the push's transaction; recording its evidence clears it in the recording's;
+    /// an image tagged `v1` is never pending.
+    #[tokio::test]
+    async fn a_pushed_evidence_manifest_is_pending_until_its_evidence_is_recorded() {
+        use std::str::FromStr as _;
+
+        use airlock_core::{Digest, ParsedManifest, RepoName, Tag};
+
+        use crate::metadata::ManifestUpload;
+
+        const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+        for meta in crate::testing::engines().await {
+            let repo = RepoName::from_str("dev/team/app").unwrap();
+            let config_digest = Digest::sha256_of(b"{}");
+            meta.commit_blob(&repo, &config_digest, 2, &[])
+                .await
+                .unwrap();
+            let image = format!(
+                "{{\"schemaVersion\":2,\"mediaType\":\"{MANIFEST}\",\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{config_digest}\",\"size\":2}},\"layers\":[]}}"
+            );
+            let image_digest = Digest::sha256_of(image.as_bytes());
+            let referrer = format!(
+                "{{\"schemaVersion\":2,\"mediaType\":\"{MANIFEST}\",\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{config_digest}\",\"size\":2}},\"layers\":[],\"subject\":{{\"mediaType\":\"{MANIFEST}\",\"digest\":\"{image_digest}\",\"size\":{}}}}}",
+                image.len()
+            );
+            let signature = format!(
+                "{{\"schemaVersion\":2,\"mediaType\":\"{MANIFEST}\",\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{config_digest}\",\"size\":2}},\"layers\":[],\"annotations\":{{\"sig\":\"1\"}}}}"
+            );
+            let sig_tag = format!("sha256-{}.sig", image_digest.hex());
+            let mut digests = Vec::new();
+            for (content, tag) in [
+                (&image, Some("v1".to_string())),
+                (&referrer, None),
+                (&signature, Some(sig_tag)),
+            ] {
+                let digest = Digest::sha256_of(content.as_bytes());
+                let parsed = ParsedManifest::parse(Some(MANIFEST), content.as_bytes()).unwrap();
+                let upload = ManifestUpload {
+                    digest: &digest,
+                    manifest: &parsed,
+                    content: content.as_bytes(),
+                };
+                let tag = tag.map(|t| Tag::from_str(&t).unwrap());
+                meta.put_manifest(&repo, upload, tag.as_ref(), "ci", |_| Ok(vec![]))
+                    .await
+                    .unwrap();
+                digests.push(digest.to_string());
+            }
+            let pending = meta.uningested_evidence_manifests().await.unwrap();
+            let mut pending_digests: Vec<String> = pending.into_iter().map(|(_, d)| d).collect();
+            pending_digests.sort();
+            let mut expected = vec![digests[1].clone(), digests[2].clone()];
+            expected.sort();
+            assert_eq!(pending_digests, expected);
+            meta.record_evidence(0, Some((repo.as_str(), &digests[1])), &[])
+                .await
+                .unwrap();
+            let pending = meta.uningested_evidence_manifests().await.unwrap();
+            assert_eq!(pending, [(repo.to_string(), digests[2].clone())]);
+        }
+    }
+
+    /// Migration 0025 over a database holding manifests: `evidence_pending` starts with exactly
+    /// the manifests the start-up pass used to find by reading every manifest (a subject or a
+    /// cosign-style tag, not ingested), and nothing else.
+    #[tokio::test]
+    async fn migration_0025_carries_over_what_was_waiting_for_ingestion() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.db");
+        {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .foreign_keys(false);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            crate::metadata::migrator(crate::Backend::Sqlite)
+                .run_to(24, &pool)
+                .await
+                .unwrap();
+            // a: a referrer never ingested; b: a referrer ingested; c: an image; d: tagged like a
+            // cosign signature, never ingested; e: the same in another repository, ingested.
+            sqlx::raw_sql(
+                "INSERT INTO repository_manifests (repository, digest, subject, created_at) VALUES
+                   ('dev/app', 'sha256:a', 'sha256:c', 1), ('dev/app', 'sha256:b', 'sha256:c', 2),
+                   ('dev/app', 'sha256:c', NULL, 3), ('dev/app', 'sha256:d', NULL, 4),
+                   ('dev/other', 'sha256:e', NULL, 5);
+                 INSERT INTO tags (repository, name, digest, updated_at) VALUES
+                   ('dev/app', 'v1', 'sha256:c', 3), ('dev/app', 'sha256-c.sig', 'sha256:d', 4),
+                   ('dev/other', 'sha256-c.att', 'sha256:e', 5);
+                 INSERT INTO evidence_manifests (repository, digest, ingested_at) VALUES
+                   ('dev/app', 'sha256:b', 2), ('dev/other', 'sha256:e', 5);",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let meta = Metadata::open_sqlite(&path).await.unwrap();
+        let pending = meta.uningested_evidence_manifests().await.unwrap();
+        let expected = [("dev/app", "sha256:a"), ("dev/app", "sha256:d")];
+        assert_eq!(
+            pending,
+            expected.map(|(r, d)| (r.to_string(), d.to_string()))
+        );
+        meta.clear_evidence_pending("dev/app", "sha256:a")
+            .await
+            .unwrap();
+        assert_eq!(meta.uningested_evidence_manifests().await.unwrap().len(), 1);
+    }
 
     fn key() -> KeyRow {
         KeyRow {

@@ -41,7 +41,7 @@ mod testing;
 mod upgrade_tests;
 mod webhooks;
 
-pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalRow};
+pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalBindingRow, PrincipalRow};
 pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
 pub use api_keys::{ApiKeyRow, ExpiringKey, NewApiKey, SentNotice};
 pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};

@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 24] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 26] = [
         (
             1,
             "registry",
@@ -175,6 +175,18 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "referrers index",
             include_str!("../migrations/0024_referrers_index.sql"),
             include_str!("../migrations/postgres/0024_referrers_index.sql"),
+        ),
+        (
+            25,
+            "pending evidence",
+            include_str!("../migrations/0025_pending_evidence.sql"),
+            include_str!("../migrations/postgres/0025_pending_evidence.sql"),
+        ),
+        (
+            26,
+            "list paging indexes",
+            include_str!("../migrations/0026_list_paging_indexes.sql"),
+            include_str!("../migrations/postgres/0026_list_paging_indexes.sql"),
         ),
     ];
     Migrator::with_migrations(
@@ -468,6 +480,16 @@ pub(crate) const REFERRERS: &str =
      WHERE rm.repository = $1 AND rm.subject = $2
        AND ($3 IS NULL OR m.artifact_type = $4)
      ORDER BY rm.created_at, rm.digest";
+
+/// A page of a subject's referrers in a repository after a cursor (`$3`/`$4`: arrival time and
+/// digest), oldest first (`$5`/`$6`: an artifact type or NULL; `$7`: the limit): a range of
+/// `repository_manifests_by_subject`, which holds the digest as part of the table's key.
+const REFERRERS_PAGE: &str =
+    "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations, rm.created_at
+     FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
+     WHERE rm.repository = $1 AND rm.subject = $2 AND (rm.created_at, rm.digest) > ($3, $4)
+       AND ($5 IS NULL OR m.artifact_type = $6)
+     ORDER BY rm.created_at, rm.digest LIMIT $7";
 
 impl Metadata {
     /// Opens the metadata database `location` names: [`Metadata::open_sqlite`] or
@@ -1207,6 +1229,44 @@ impl Metadata {
             .collect()
     }
 
+    /// Up to `limit` manifests in `repo` whose subject is `subject` (optionally of one artifact
+    /// type) that arrived after `after` (arrival time and digest; from the first when `None`),
+    /// oldest first, each with its arrival time (ms) for the next page's cursor.
+    pub async fn referrers_page(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        after: Option<&crate::TimeCursor>,
+        limit: u32,
+    ) -> Result<Vec<(i64, ReferrerRow)>, StoreError> {
+        let (at, digest) = after.map_or((i64::MIN, ""), |c| (c.at, c.key.as_str()));
+        let rows = sqlx::query(REFERRERS_PAGE)
+            .bind(repo.as_str())
+            .bind(subject.to_string())
+            .bind(at)
+            .bind(digest)
+            .bind(artifact_type)
+            .bind(artifact_type)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok((
+                    row.get("created_at"),
+                    ReferrerRow {
+                        digest: parse_digest(row.get("digest"))?,
+                        media_type: row.get("media_type"),
+                        size: row.get::<i64, _>("size") as u64,
+                        artifact_type: row.get("artifact_type"),
+                        annotations: parse_annotations(row.get("annotations"))?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// Up to `limit` repository names in lexical order, after `last` if given.
     pub async fn catalog(&self, limit: u32, last: Option<&str>) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
@@ -1283,6 +1343,12 @@ async fn held_with_sizes<'a>(
 /// referenced blob and manifest is in `repo` and every declared size matches, asks `decide`,
 /// and writes the manifest, its references, the repository row, the contributions, the tag and
 /// the audit records `decide` returned.
+/// Whether a tag may be cosign's signature or attestation tag (`sha256-<hex>.sig|.att`), whose
+/// manifest the evidence service reads: a superset of what it accepts (it parses the tag).
+fn may_name_evidence(tag: &str) -> bool {
+    tag.starts_with("sha256-") && (tag.ends_with(".sig") || tag.ends_with(".att"))
+}
+
 async fn insert_manifest(
     tx: &mut sqlx::AnyConnection,
     repo: &RepoName,
@@ -1422,6 +1488,19 @@ async fn insert_manifest(
     .await?;
     crate::separation::record_contributions(&mut *tx, repo, digest, manifest, tag, pushed_by, now)
         .await?;
+    if manifest.subject.is_some() || tag.is_some_and(|t| may_name_evidence(t.as_str())) {
+        // Ingested after this transaction commits; the row says so until the ingestion's
+        // transaction removes it, so a crash in between is finished at the next start.
+        sqlx::query(
+            "INSERT INTO evidence_pending (repository, digest, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
     if let Some(tag) = tag {
         sqlx::query(
             "INSERT INTO tags (repository, name, digest, updated_at) VALUES ($1, $2, $3, $4)

@@ -319,6 +319,24 @@ impl Metadata {
         rows.iter().map(webhook_from_row).collect()
     }
 
+    /// Up to `limit` active endpoints with ids above `after` (from the first when `None`), by id:
+    /// a range of `webhook_endpoints_active`.
+    pub async fn webhooks_page(
+        &self,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<WebhookRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, url, events, created_by, created_at, removed_at, ca_cert FROM webhook_endpoints
+             WHERE removed_at IS NULL AND id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after.unwrap_or(i64::MIN))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(webhook_from_row).collect()
+    }
+
     /// Enqueues an event that is not an audit entry (`webhook.test`) for one endpoint; returns
     /// the delivery id.
     pub async fn enqueue_event(
@@ -506,15 +524,46 @@ impl Metadata {
         status: Option<&str>,
         limit: u32,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
-             WHERE endpoint_id = $1 AND ($2 IS NULL OR status = $2) ORDER BY id DESC LIMIT $3"
-        )))
-        .bind(endpoint_id)
-        .bind(status)
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await?;
+        self.deliveries_page(endpoint_id, status, None, limit).await
+    }
+
+    /// Up to `limit` deliveries to an endpoint with ids below `before` (from the newest when
+    /// `None`), newest first, optionally of one status: a range of
+    /// `webhook_deliveries_by_endpoint`, or of `webhook_deliveries_by_endpoint_status`.
+    pub async fn deliveries_page(
+        &self,
+        endpoint_id: i64,
+        status: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        let before = before.unwrap_or(i64::MAX);
+        let rows = match status {
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+                     WHERE endpoint_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+                )))
+                .bind(endpoint_id)
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(self.pool())
+                .await?
+            }
+            Some(status) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+                     WHERE endpoint_id = $1 AND status = $2 AND id < $3
+                     ORDER BY id DESC LIMIT $4"
+                )))
+                .bind(endpoint_id)
+                .bind(status)
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(self.pool())
+                .await?
+            }
+        };
         Ok(rows.iter().map(delivery_from_row).collect())
     }
 

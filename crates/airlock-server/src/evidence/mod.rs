@@ -452,6 +452,16 @@ impl EvidenceService {
         Ok(self.metadata.keyring().await?)
     }
 
+    /// The keyring's version and up to `limit` of its keys after `after` (time added and name;
+    /// from the oldest when `None`), oldest first.
+    pub async fn keys_page(
+        &self,
+        after: Option<&airlock_store::TimeCursor>,
+        limit: u32,
+    ) -> Result<(i64, Vec<KeyRow>)> {
+        Ok(self.metadata.keyring_page(after, limit).await?)
+    }
+
     /// Verifies one item against `keyring`, judging key validity at `first_seen_at`.
     fn verify_item(
         keyring: &Keyring,
@@ -766,20 +776,20 @@ impl EvidenceService {
             auth_method: "system".into(),
             source: None,
         };
-        for (repository, digest) in pending {
-            let (Ok(repo), Ok(digest)) =
-                (RepoName::from_str(&repository), Digest::from_str(&digest))
-            else {
-                continue;
-            };
-            let Some(stored) = self.metadata.manifest(&repo, &digest).await? else {
-                continue;
-            };
-            let Ok(parsed) = ParsedManifest::parse(Some(&stored.media_type), &stored.content)
-            else {
-                continue;
-            };
-            self.ingest_manifest(&repo, &digest, &parsed, None, &system)
+        for (repository, digest_text) in pending {
+            if let (Ok(repo), Ok(digest)) = (
+                RepoName::from_str(&repository),
+                Digest::from_str(&digest_text),
+            ) && let Some(stored) = self.metadata.manifest(&repo, &digest).await?
+                && let Ok(parsed) = ParsedManifest::parse(Some(&stored.media_type), &stored.content)
+            {
+                self.ingest_manifest(&repo, &digest, &parsed, None, &system)
+                    .await?;
+            }
+            // Recorded (the ingestion's transaction already removed it), not evidence after all,
+            // or gone: nothing is left to finish for this manifest.
+            self.metadata
+                .clear_evidence_pending(&repository, &digest_text)
                 .await?;
         }
         Ok(count)

@@ -27,7 +27,11 @@ use axum::{Json, Router};
 use super::{EvidenceError, EvidenceService, KeyAuthority, KeyUpdate, NewKey, StatusChange};
 use crate::api::{ApiError, json_body};
 use crate::caller::Caller;
+use crate::extract::ApiQuery;
 use crate::identity::{Authenticated, Identity};
+use crate::paging::{
+    DEFAULT_PAGE, MAX_PAGE, page_size, parse_time_cursor, split_page, time_cursor,
+};
 
 /// State of the evidence routes.
 #[derive(Clone)]
@@ -248,25 +252,34 @@ pub fn evidence_view(row: &EvidenceRow) -> api::EvidenceItem {
     }
 }
 
-/// The keyring, every key whatever its status (any signed-in caller).
+/// The keyring, every key whatever its status, oldest first, a page at a time (any signed-in
+/// caller).
 #[utoipa::path(
     operation_id = "list_keys",
     get,
     path = "/api/v1/keys",
     tag = "evidence",
+    params(airlock_api::catalog::PageQuery),
     responses(
-        (status = 200, description = "The keyring and its version", body = api::Keyring),
+        (status = 200, description = "A page of the keyring and its version", body = api::Keyring),
+        (status = 400, description = "A page size out of range, a cursor this list did not hand out, or a malformed query", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
     )
 )]
 async fn list_keys(
     State(state): State<EvidenceState>,
     _caller: Caller,
+    ApiQuery(query): ApiQuery<airlock_api::catalog::PageQuery>,
 ) -> Result<Json<api::Keyring>, ApiError> {
-    let (version, keys) = state.evidence.keys().await?;
+    let limit = page_size(query.n, DEFAULT_PAGE, MAX_PAGE)?;
+    let after = parse_time_cursor(query.last.as_deref())?;
+    // One row past the page says whether another page follows.
+    let (version, keys) = state.evidence.keys_page(after.as_ref(), limit + 1).await?;
+    let (keys, next) = split_page(keys, limit, |k| time_cursor(k.created_at, &k.name));
     Ok(Json(api::Keyring {
         keyring_version: version,
         keys: keys.iter().map(key_view).collect(),
+        next,
     }))
 }
 

@@ -22,7 +22,10 @@ use axum::{Json, Router};
 use super::Identity;
 use crate::api::ApiError;
 use crate::caller::SignedIn;
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::paging::{
+    DEFAULT_PAGE, MAX_PAGE, page_size, parse_time_cursor, split_page, time_cursor,
+};
 use axum::extract::State;
 
 /// The API key routes (state: the identity service).
@@ -61,16 +64,17 @@ fn api_key(account: &str, key: &ApiKeyRow) -> api::ApiKey {
     }
 }
 
-/// A service account's keys, live and ended (never a secret or its hash).
+/// A service account's keys, live and ended, oldest first, a page at a time (never a secret or
+/// its hash).
 #[utoipa::path(
     operation_id = "service_account_list_keys",
     get,
     path = "/api/v1/service-accounts/{name}/keys",
     tag = "identity",
-    params(("name" = String, Path, description = "The service account")),
+    params(("name" = String, Path, description = "The service account"), airlock_api::catalog::PageQuery),
     responses(
-        (status = 200, description = "The keys", body = api::ApiKeyList),
-        (status = 400, description = "The principal is not a service account", body = airlock_api::ErrorBody),
+        (status = 200, description = "A page of keys", body = api::ApiKeyList),
+        (status = 400, description = "The principal is not a service account, a page size out of range, a cursor this list did not hand out, or a malformed query", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin (or the account itself)", body = airlock_api::ErrorBody),
         (status = 404, description = "No such account", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
@@ -80,14 +84,21 @@ pub(super) async fn list_keys(
     State(identity): State<Arc<Identity>>,
     caller: SignedIn,
     ApiPath(account): ApiPath<String>,
+    ApiQuery(query): ApiQuery<airlock_api::catalog::PageQuery>,
 ) -> Result<Json<api::ApiKeyList>, ApiError> {
-    let keys = identity
-        .api_keys(&caller.who, &account)
-        .await?
-        .iter()
-        .map(|k| api_key(&account, k))
-        .collect();
-    Ok(Json(api::ApiKeyList { account, keys }))
+    let limit = page_size(query.n, DEFAULT_PAGE, MAX_PAGE)?;
+    let after = parse_time_cursor(query.last.as_deref())?;
+    // One row past the page says whether another page follows.
+    let rows = identity
+        .api_keys(&caller.who, &account, after.as_ref(), limit + 1)
+        .await?;
+    let (rows, next) = split_page(rows, limit, |k| time_cursor(k.created_at, &k.id));
+    let keys = rows.iter().map(|k| api_key(&account, k)).collect();
+    Ok(Json(api::ApiKeyList {
+        account,
+        keys,
+        next,
+    }))
 }
 
 fn requested_expiry(body: &api::AddApiKeyRequest) -> Result<RequestedExpiry, ApiError> {

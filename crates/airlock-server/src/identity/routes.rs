@@ -33,6 +33,10 @@ use crate::access::{Credentials, credentials};
 use crate::api::ApiError;
 use crate::caller::SignedIn;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::paging::{
+    DEFAULT_PAGE, MAX_PAGE, name_seq_cursor, page_size, parse_id_cursor, parse_name_cursor,
+    parse_name_seq_cursor, split_page,
+};
 
 /// The identity routes.
 pub fn router(identity: Arc<Identity>) -> Router {
@@ -477,13 +481,16 @@ fn role_grants(grants: &[airlock_core::access::Grant]) -> Vec<api::RoleGrant> {
         .collect()
 }
 
-/// Every user and service account with its roles (access-admin or auditor).
+/// The users and service accounts with their roles, by name, a page at a time (access-admin or
+/// auditor).
 #[utoipa::path(
     get,
     path = "/api/v1/users",
     tag = "identity",
+    params(airlock_api::catalog::PageQuery),
     responses(
-        (status = 200, description = "The principals", body = api::PrincipalList),
+        (status = 200, description = "A page of principals", body = api::PrincipalList),
+        (status = 400, description = "A page size out of range, a cursor this list did not hand out, or a malformed query", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin or auditor", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
@@ -491,10 +498,16 @@ fn role_grants(grants: &[airlock_core::access::Grant]) -> Vec<api::RoleGrant> {
 async fn list_principals(
     State(identity): State<Arc<Identity>>,
     caller: SignedIn,
+    ApiQuery(query): ApiQuery<airlock_api::catalog::PageQuery>,
 ) -> Result<Json<api::PrincipalList>, ApiError> {
-    let principals = identity
-        .list(&caller.who)
-        .await?
+    let limit = page_size(query.n, DEFAULT_PAGE, MAX_PAGE)?;
+    let after = parse_name_cursor(query.last.as_deref())?;
+    // One row past the page says whether another page follows.
+    let rows = identity
+        .principals_page(&caller.who, after.as_deref(), limit + 1)
+        .await?;
+    let (rows, next) = split_page(rows, limit, |(p, _)| p.name.clone());
+    let principals = rows
         .into_iter()
         .map(|(p, grants)| api::Principal {
             name: p.name,
@@ -504,7 +517,7 @@ async fn list_principals(
             roles: role_grants(&grants),
         })
         .collect();
-    Ok(Json(api::PrincipalList { principals }))
+    Ok(Json(api::PrincipalList { principals, next }))
 }
 
 /// Creates a user (access-admin); a generated password is answered once.
@@ -624,15 +637,16 @@ async fn revoke_credential(
     Ok(Json(api::CredentialRevoked { id, revoked: true }))
 }
 
-/// Role bindings, of one principal if asked (access-admin or auditor).
+/// Active role bindings, of one principal if asked, by principal, a page at a time
+/// (access-admin or auditor).
 #[utoipa::path(
     get,
     path = "/api/v1/roles",
     tag = "identity",
     params(api::RolesQuery),
     responses(
-        (status = 200, description = "The bindings", body = api::RoleBindingList),
-        (status = 400, description = "A malformed query", body = airlock_api::ErrorBody),
+        (status = 200, description = "A page of bindings", body = api::RoleBindingList),
+        (status = 400, description = "A page size out of range, a cursor this list did not hand out, or a malformed query", body = airlock_api::ErrorBody),
         (status = 403, description = "Not an access-admin or auditor", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
@@ -642,23 +656,31 @@ async fn list_roles(
     caller: SignedIn,
     ApiQuery(query): ApiQuery<api::RolesQuery>,
 ) -> Result<Json<api::RoleBindingList>, ApiError> {
-    let bindings = identity
-        .list(&caller.who)
-        .await?
+    let limit = page_size(query.n, DEFAULT_PAGE, MAX_PAGE)?;
+    let after = parse_name_seq_cursor(query.last.as_deref())?;
+    // One row past the page says whether another page follows.
+    let rows = identity
+        .bindings_page(
+            &caller.who,
+            query.principal.as_deref(),
+            after.as_ref().map(|c| (c.name.as_str(), c.seq)),
+            limit + 1,
+        )
+        .await?;
+    let (rows, next) = split_page(rows, limit, |b| name_seq_cursor(b.seq, &b.principal));
+    let bindings = rows
         .into_iter()
-        .filter(|(p, _)| query.principal.as_ref().is_none_or(|w| &p.name == w))
-        .flat_map(|(p, grants)| {
-            role_grants(&grants)
-                .into_iter()
-                .map(move |g| api::RoleBinding {
-                    principal: p.name.clone(),
-                    role: g.role,
-                    scope: g.scope,
-                    expires: g.expires,
-                })
+        .filter_map(|b| {
+            let grant = b.grant?;
+            Some(api::RoleBinding {
+                principal: b.principal,
+                role: grant.role.to_string(),
+                scope: grant.scope.to_string(),
+                expires: grant.expires_at_millis.map(rfc3339_millis),
+            })
         })
         .collect();
-    Ok(Json(api::RoleBindingList { bindings }))
+    Ok(Json(api::RoleBindingList { bindings, next }))
 }
 
 fn parse_role_scope(role: &str, scope: &str) -> Result<(Role, Scope), ApiError> {
@@ -758,13 +780,16 @@ fn access_request(r: &airlock_store::AccessRequestRow) -> api::AccessRequest {
     }
 }
 
-/// Access requests: all for an access-admin, else the caller's own.
+/// Access requests, newest first, a page at a time: all for an access-admin or auditor, else
+/// the caller's own.
 #[utoipa::path(
     get,
     path = "/api/v1/access-requests",
     tag = "identity",
+    params(airlock_api::catalog::PageQuery),
     responses(
-        (status = 200, description = "The requests", body = api::AccessRequestList),
+        (status = 200, description = "A page of requests", body = api::AccessRequestList),
+        (status = 400, description = "A page size out of range, a cursor this list did not hand out, or a malformed query", body = airlock_api::ErrorBody),
         (status = 403, description = "The password must be changed first", body = airlock_api::ErrorBody),
         (status = 500, description = "Storage failed", body = airlock_api::ErrorBody),
     )
@@ -772,14 +797,19 @@ fn access_request(r: &airlock_store::AccessRequestRow) -> api::AccessRequest {
 async fn list_requests(
     State(identity): State<Arc<Identity>>,
     caller: SignedIn,
+    ApiQuery(query): ApiQuery<airlock_api::catalog::PageQuery>,
 ) -> Result<Json<api::AccessRequestList>, ApiError> {
-    let requests = identity
-        .access_requests(&caller.who)
-        .await?
-        .iter()
-        .map(access_request)
-        .collect();
-    Ok(Json(api::AccessRequestList { requests }))
+    let limit = page_size(query.n, DEFAULT_PAGE, MAX_PAGE)?;
+    let before = parse_id_cursor(query.last.as_deref())?;
+    // One row past the page says whether another page follows.
+    let rows = identity
+        .access_requests_page(&caller.who, before, limit + 1)
+        .await?;
+    let (rows, next) = split_page(rows, limit, |r| r.id.to_string());
+    Ok(Json(api::AccessRequestList {
+        requests: rows.iter().map(access_request).collect(),
+        next,
+    }))
 }
 
 /// Files a just-in-time request for a role by the caller.

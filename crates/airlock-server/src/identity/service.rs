@@ -18,10 +18,12 @@ use crate::config::AccessConfig;
 
 mod accounts;
 mod api_keys;
+mod lists;
 mod secrets;
 mod tokens;
 
 pub use api_keys::AddedKey;
+pub use lists::ListedBinding;
 pub use tokens::IssuedTokens;
 
 /// The issuer and audience of airlock's tokens.
@@ -447,7 +449,7 @@ impl Identity {
         data_dir: &Path,
         initial_password: Option<String>,
     ) -> Result<(), IdentityError> {
-        if !self.metadata.principals().await?.is_empty() {
+        if !self.metadata.principals_page(None, 1).await?.is_empty() {
             return Ok(());
         }
         let actor = Actor {
@@ -969,26 +971,6 @@ impl Identity {
         Ok(())
     }
 
-    /// Every principal with its active grants.
-    pub async fn list(
-        &self,
-        who: &Authenticated,
-    ) -> Result<Vec<(PrincipalRow, Vec<Grant>)>, AuthError> {
-        if !who.has(Permission::ManageAccess, &PermissionTarget::Global)
-            && !who.has(Permission::ReadAudit, &PermissionTarget::Global)
-        {
-            return Err(AuthError::Forbidden(
-                "listing principals needs access-admin or auditor".into(),
-            ));
-        }
-        let mut out = Vec::new();
-        for principal in self.metadata.principals().await? {
-            let grants = self.grants(&principal).await?;
-            out.push((principal, grants));
-        }
-        Ok(out)
-    }
-
     /// Refuses a scope on a stage that is not configured (a typo would otherwise be a grant that
     /// covers nothing). Removing a binding does not check this, so a binding on a stage taken out
     /// of the configuration can still be removed.
@@ -1254,24 +1236,6 @@ impl Identity {
             .access_request(id)
             .await?
             .ok_or_else(|| AuthError::NotFound(format!("no access request {id}")))
-    }
-
-    /// Access requests (access-admins and auditors see all; others their own).
-    pub async fn access_requests(
-        &self,
-        who: &Authenticated,
-    ) -> Result<Vec<AccessRequestRow>, AuthError> {
-        let all = self.metadata.access_requests(None).await?;
-        if who.has(Permission::ManageAccess, &PermissionTarget::Global)
-            || who.has(Permission::ReadAudit, &PermissionTarget::Global)
-        {
-            Ok(all)
-        } else {
-            Ok(all
-                .into_iter()
-                .filter(|r| r.principal == who.principal.name)
-                .collect())
-        }
     }
 }
 

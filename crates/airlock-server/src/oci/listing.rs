@@ -1,11 +1,21 @@
-//! Listings: tags (paginated), referrers (filterable), catalog (paginated).
+//! Listings: tags (paginated), referrers (filterable, paginated), catalog (paginated).
+//!
+//! Every listing answers a page and, when more may follow, a `Link: <...>; rel="next"` header
+//! (RFC 5988) with the URL of the next page, as the distribution spec allows for all three. Tags
+//! and the catalog page by `n` and `last` (the spec's parameters): `n` above 10,000 is answered
+//! with 10,000 entries and the `Link` header, never cut silently. Referrers page by `n` (at most
+//! 1,000, the default) and an opaque `last` cursor (`<millis>:<digest>`, the arrival of the
+//! page's last referrer), which only the `Link` header hands out; each page is a complete image
+//! index.
 
 use airlock_core::{Action, Digest, RepoName};
+use airlock_store::TimeCursor;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::{OciError, Request, header_value};
+use crate::paging::{parse_time_cursor, split_page, time_cursor};
 
 /// Most entries one listing page returns, whatever `n` asks for.
 const MAX_PAGE: u32 = 10_000;
@@ -17,7 +27,16 @@ struct Page<'a> {
 }
 
 fn page<'a>(request: &Request<'a>) -> Result<Page<'a>, OciError> {
-    let limit = match request.query.get("n") {
+    Ok(Page {
+        limit: page_limit(request.query.get("n").map(String::as_str))?,
+        last: request.query.get("last").map(String::as_str),
+    })
+}
+
+/// The entries a page of tags or repositories holds: `n`, at most [`MAX_PAGE`] (a full page of
+/// that many carries the `Link` to the rest, see [`paged`]).
+fn page_limit(n: Option<&str>) -> Result<u32, OciError> {
+    Ok(match n {
         None => MAX_PAGE,
         Some(n) => n.parse::<u32>().map_err(|_| {
             OciError::new(
@@ -27,11 +46,7 @@ fn page<'a>(request: &Request<'a>) -> Result<Page<'a>, OciError> {
             )
         })?,
     }
-    .min(MAX_PAGE);
-    Ok(Page {
-        limit,
-        last: request.query.get("last").map(String::as_str),
-    })
+    .min(MAX_PAGE))
 }
 
 /// Renders a page, adding `Link: <...>; rel="next"` when it is full.
@@ -77,7 +92,36 @@ pub(super) async fn catalog(request: Request<'_>) -> Result<Response, OciError> 
     ))
 }
 
-/// `GET /v2/<name>/referrers/<digest>`: an image index of the manifests whose subject is `digest`.
+/// Most referrers one page of `GET /v2/<name>/referrers/<digest>` holds, and the default.
+const MAX_REFERRERS_PAGE: u32 = 1000;
+
+/// The referrers page asked for: `n` (1 to [`MAX_REFERRERS_PAGE`]) after the cursor `last`.
+fn referrers_page(request: &Request<'_>) -> Result<(u32, Option<TimeCursor>), OciError> {
+    let limit = match request.query.get("n") {
+        None => MAX_REFERRERS_PAGE,
+        Some(n) => match n.parse::<u32>() {
+            Ok(n) if (1..=MAX_REFERRERS_PAGE).contains(&n) => n,
+            _ => {
+                return Err(OciError::new(
+                    StatusCode::BAD_REQUEST,
+                    "PAGINATION_NUMBER_INVALID",
+                    format!("n={n:?} is not a page size from 1 to {MAX_REFERRERS_PAGE}"),
+                ));
+            }
+        },
+    };
+    let last = parse_time_cursor(request.query.get("last").map(String::as_str)).map_err(|_| {
+        OciError::new(
+            StatusCode::BAD_REQUEST,
+            "PAGINATION_CURSOR_INVALID",
+            "last is not a cursor of this list: follow the Link header of the previous page",
+        )
+    })?;
+    Ok((limit, last))
+}
+
+/// `GET /v2/<name>/referrers/<digest>`: an image index of the manifests whose subject is `digest`,
+/// a page at a time.
 pub(super) async fn referrers(
     request: Request<'_>,
     repo: RepoName,
@@ -86,13 +130,18 @@ pub(super) async fn referrers(
     let state = request.state;
     request.authorize(Some(&repo), Action::Pull).await?;
     let artifact_type = request.query.get("artifactType").map(String::as_str);
+    let (limit, last) = referrers_page(&request)?;
+    // One row past the page says whether another page follows.
     let rows = state
         .registry
-        .referrers(&repo, &subject, artifact_type)
+        .referrers_page(&repo, &subject, artifact_type, last.as_ref(), limit + 1)
         .await?;
+    let (rows, next) = split_page(rows, limit, |(at, row)| {
+        time_cursor(*at, &row.digest.to_string())
+    });
     let manifests: Vec<Value> = rows
         .into_iter()
-        .map(|row| {
+        .map(|(_, row)| {
             let mut descriptor = Map::new();
             descriptor.insert("mediaType".into(), row.media_type.into());
             descriptor.insert("digest".into(), row.digest.to_string().into());
@@ -120,5 +169,46 @@ pub(super) async fn referrers(
     if artifact_type.is_some() {
         headers.insert("oci-filters-applied", header_value("artifactType"));
     }
+    if let Some(next) = next {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("n", &limit.to_string());
+        query.append_pair("last", &next);
+        if let Some(artifact_type) = artifact_type {
+            query.append_pair("artifactType", artifact_type);
+        }
+        headers.insert(
+            header::LINK,
+            header_value(format!(
+                "</v2/{repo}/referrers/{subject}?{}>; rel=\"next\"",
+                query.finish()
+            )),
+        );
+    }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn n_above_the_cap_is_answered_with_a_full_page_and_a_link_to_the_rest() {
+        let limit = page_limit(Some("20000")).unwrap();
+        assert_eq!(limit, MAX_PAGE);
+        let tags: Vec<String> = (0..limit).map(|i| format!("t{i:05}")).collect();
+        let response = paged(json!({"tags": tags}), &tags, limit, "/v2/dev/app/tags/list");
+        assert_eq!(
+            response.headers()[header::LINK],
+            "</v2/dev/app/tags/list?n=10000&last=t09999>; rel=\"next\""
+        );
+        let partial = &tags[..10];
+        let response = paged(
+            json!({"tags": partial}),
+            partial,
+            limit,
+            "/v2/dev/app/tags/list",
+        );
+        assert!(response.headers().get(header::LINK).is_none());
+        assert!(page_limit(Some("x")).is_err());
+    }
 }

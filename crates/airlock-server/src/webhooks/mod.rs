@@ -407,23 +407,27 @@ impl Webhooks {
             .ok_or(WebhookError::Unknown { id, active: true })
     }
 
-    /// The active endpoints.
+    /// Up to `limit` active endpoints with ids above `after` (from the first when `None`), by id.
     pub async fn list(
         &self,
         who: Option<&Authenticated>,
         name: &str,
+        after: Option<i64>,
+        limit: u32,
     ) -> Result<Vec<WebhookRow>, WebhookError> {
         Self::require(who, name, true)?;
-        Ok(self.metadata.webhooks().await?)
+        Ok(self.metadata.webhooks_page(after, limit).await?)
     }
 
-    /// Deliveries to an endpoint (removed endpoints too), newest first.
+    /// Up to `limit` deliveries to an endpoint (removed endpoints too) with ids below `before`
+    /// (from the newest when `None`), newest first.
     pub async fn deliveries(
         &self,
         who: Option<&Authenticated>,
         name: &str,
         id: i64,
         status: Option<&str>,
+        before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<DeliveryRow>, WebhookError> {
         Self::require(who, name, true)?;
@@ -439,7 +443,7 @@ impl Webhooks {
         }
         Ok(self
             .metadata
-            .deliveries(id, status, limit.clamp(1, 1000))
+            .deliveries_page(id, status, before, limit)
             .await?)
     }
 

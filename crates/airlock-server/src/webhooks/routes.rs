@@ -21,7 +21,9 @@ use axum::{Json, Router};
 use super::{WebhookError, Webhooks};
 use crate::api::{ApiError, json_body, query};
 use crate::caller::Caller;
+use crate::extract::ApiQuery;
 use crate::identity::Identity;
+use crate::paging::{DEFAULT_PAGE, MAX_PAGE, page_size, parse_id_cursor, split_page};
 
 /// State of the webhook routes.
 #[derive(Clone)]
@@ -194,14 +196,17 @@ async fn add(
     Ok((StatusCode::CREATED, Json(webhook_view(&row, true))))
 }
 
-/// The active endpoints (needs access-admin, or auditor: auditors see redacted URLs).
+/// The active endpoints by id, a page at a time (needs access-admin, or auditor: auditors see
+/// redacted URLs).
 #[utoipa::path(
     operation_id = "list_webhooks",
     get,
     path = "/api/v1/webhooks",
     tag = "webhooks",
+    params(airlock_api::catalog::PageQuery),
     responses(
-        (status = 200, description = "The endpoints", body = api::WebhookList),
+        (status = 200, description = "A page of endpoints", body = api::WebhookList),
+        (status = 400, description = "A page size out of range, a cursor this list did not hand out, or a malformed query", body = ErrorBody),
         (status = 403, description = "Neither access-admin nor auditor", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
     )
@@ -209,14 +214,25 @@ async fn add(
 async fn list(
     State(state): State<WebhookState>,
     caller: Caller,
+    ApiQuery(query): ApiQuery<airlock_api::catalog::PageQuery>,
 ) -> Result<Json<api::WebhookList>, ApiError> {
+    let limit = page_size(query.n, DEFAULT_PAGE, MAX_PAGE)?;
+    let after = parse_id_cursor(query.last.as_deref())?;
+    // One row past the page says whether another page follows.
     let rows = state
         .webhooks
-        .list(caller.who.as_ref(), &caller.actor.principal)
+        .list(
+            caller.who.as_ref(),
+            &caller.actor.principal,
+            after,
+            limit + 1,
+        )
         .await?;
+    let (rows, next) = split_page(rows, limit, |row| row.id.to_string());
     let full_url = Webhooks::manages(caller.who.as_ref());
     Ok(Json(api::WebhookList {
         webhooks: rows.iter().map(|row| webhook_view(row, full_url)).collect(),
+        next,
     }))
 }
 
@@ -249,7 +265,8 @@ async fn remove(
     Ok(Json(api::WebhookRemoved { id, removed: true }))
 }
 
-/// Deliveries to an endpoint, removed ones too, newest first (needs access-admin or auditor).
+/// Deliveries to an endpoint, removed ones too, newest first, a page at a time (needs
+/// access-admin or auditor).
 #[utoipa::path(
     operation_id = "list_webhook_deliveries",
     get,
@@ -257,8 +274,8 @@ async fn remove(
     tag = "webhooks",
     params(("id" = i64, Path, description = "The endpoint's id"), api::DeliveryListQuery),
     responses(
-        (status = 200, description = "The deliveries", body = api::DeliveryList),
-        (status = 400, description = "The id or limit is not a number, or status is not a delivery state", body = ErrorBody),
+        (status = 200, description = "A page of deliveries", body = api::DeliveryList),
+        (status = 400, description = "The id is not a number, status is not a delivery state, n (limit) is not a number from 1 to 1000, or last is not a cursor of this list", body = ErrorBody),
         (status = 403, description = "Neither access-admin nor auditor", body = ErrorBody),
         (status = 404, description = "No endpoint has this id", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
@@ -273,8 +290,20 @@ async fn deliveries(
     let id = webhook_id(&id)?;
     let params = query(
         params,
-        "pass status=pending, delivered, dead, cancelled or all, and limit as a number from 1 to 1000",
+        "pass status=pending, delivered, dead, cancelled or all, and n (or limit) as a number from 1 to 1000",
     )?;
+    let limit = match (params.n, params.limit) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "both n and limit were given",
+                "give the page size once, as n (limit is its older name)",
+            ));
+        }
+        // The older name keeps its older answer to a bad value.
+        (None, Some(limit)) => crate::api::list_limit(Some(limit), DEFAULT_PAGE)?,
+        (n, None) => page_size(n, DEFAULT_PAGE, MAX_PAGE)?,
+    };
+    let before = parse_id_cursor(params.last.as_deref())?;
     let status = params.status.and_then(|s| match s {
         api::DeliveryStatusFilter::Pending => Some("pending"),
         api::DeliveryStatusFilter::Delivered => Some("delivered"),
@@ -289,12 +318,15 @@ async fn deliveries(
             &caller.actor.principal,
             id,
             status,
-            crate::api::list_limit(params.limit, 100)?,
+            before,
+            limit + 1,
         )
         .await?;
+    let (rows, next) = split_page(rows, limit, |row| row.id.to_string());
     Ok(Json(api::DeliveryList {
         webhook: id,
         deliveries: rows.iter().map(delivery_view).collect(),
+        next,
     }))
 }
 

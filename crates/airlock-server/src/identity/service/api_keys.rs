@@ -128,11 +128,14 @@ impl Identity {
             .await
     }
 
-    /// The API keys of service account `account` (access-admins and auditors).
+    /// Up to `limit` API keys of service account `account` made after `after` (from the oldest
+    /// when `None`), oldest first (access-admins and auditors).
     pub async fn api_keys(
         &self,
         who: &Authenticated,
         account: &str,
+        after: Option<&airlock_store::TimeCursor>,
+        limit: u32,
     ) -> Result<Vec<ApiKeyRow>, AuthError> {
         if !who.has(Permission::ManageAccess, &PermissionTarget::Global)
             && !who.has(Permission::ReadAudit, &PermissionTarget::Global)
@@ -142,7 +145,10 @@ impl Identity {
             ));
         }
         let principal = self.service_account(account).await?;
-        Ok(self.metadata.api_keys(principal.id).await?)
+        Ok(self
+            .metadata
+            .api_keys_page(principal.id, after, limit)
+            .await?)
     }
 
     /// Revokes the key of `account` whose id, or else whose live key's name, is `key`.
