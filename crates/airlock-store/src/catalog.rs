@@ -7,19 +7,27 @@
 //!   manifest through the `repository_manifests` primary key;
 //! - tags: the `tags` primary key `(repository, name)`;
 //! - channel history: `channel_history_by_tag (repository, tag, id)`, newest first;
-//! - the promotion into a stage: the unique partial index `promotions_live`;
+//! - the promotions into a stage of a page's artifacts: the unique partial index
+//!   `promotions_live`, their approvals the `approvals` primary key, the page's tags
+//!   `tags_by_digest` (one statement each per page, not one per artifact);
 //! - a repository's artifacts, oldest first: `repository_manifests_by_time`
 //!   `(repository, created_at, digest)`;
 //! - promotions, newest first: `promotions_by_time (created_at, id)`, or with a filter
 //!   `promotions_by_state_time` / `promotions_by_path_time` (both filters: the path's index, the
 //!   state checked on its rows).
 
+use std::collections::HashMap;
+
 use airlock_core::{Digest, PromotionState, Tag};
 use sqlx::{FromRow, Row};
 
 use crate::error::StoreError;
 use crate::metadata::Metadata;
-use crate::promotion::{ChannelMove, FreezeRow, PromotionRow, promotion_from_row};
+use crate::promotion::{ApprovalRow, ChannelMove, FreezeRow, PromotionRow, promotion_from_row};
+
+/// The most values bound in one `IN (...)` list of a catalog read (both engines cap bound
+/// values far above this).
+const IN_LIST_MAX: usize = 1000;
 
 /// A tag as the catalog lists it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -61,10 +69,25 @@ const CHANNEL_MOVES_PAGE: &str =
 
 /// The promotion that brought an artifact into a stage. The state terms repeat
 /// `promotions_live`'s condition so SQLite uses that unique index.
-const PROMOTION_INTO: &str = "SELECT * FROM promotions
-     WHERE repository_path = $1 AND digest = $2 AND target_stage = $3
+const PROMOTIONS_INTO: &str = "SELECT * FROM promotions
+     WHERE repository_path = $1 AND target_stage = $2
        AND state IN ('evaluating', 'pending_approval', 'promoted')
-       AND state = 'promoted'";
+       AND state = 'promoted' AND digest IN (";
+
+/// The tags of some digests in a repository (`$2...`, closed by the caller): `tags_by_digest`.
+const TAGS_OF_DIGESTS: &str = "SELECT digest, name FROM tags WHERE repository = $1 AND digest IN (";
+
+/// The approvals of some promotions (`$1...`, closed by the caller): the `approvals` primary key.
+const APPROVALS_OF: &str =
+    "SELECT promotion_id, principal, comment, created_at FROM approvals WHERE promotion_id IN (";
+
+/// `$first, $first+1, ...`: `count` placeholders for an `IN (...)` list.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// A repository's artifacts (no signatures, attestations or other referrers) after a cursor,
 /// oldest first: `repository_manifests_by_time`.
@@ -133,16 +156,31 @@ impl Metadata {
             .bind(i64::from(limit))
             .fetch_all(self.pool())
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (digest, created_at) in rows {
-            let tags = self.tags_of(repository, &digest).await?;
-            out.push(ArtifactEntry {
+        // The page's tags in one statement (`tags_by_digest`), not one per artifact.
+        let mut tags: HashMap<String, Vec<String>> = HashMap::with_capacity(rows.len());
+        for chunk in rows.chunks(IN_LIST_MAX) {
+            let sql = format!(
+                "{TAGS_OF_DIGESTS}{}) ORDER BY digest, name",
+                placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(repository);
+            for (digest, _) in chunk {
+                query = query.bind(digest);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                tags.entry(row.try_get("digest")?)
+                    .or_default()
+                    .push(row.try_get("name")?);
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .map(|(digest, created_at)| ArtifactEntry {
+                tags: tags.remove(&digest).unwrap_or_default(),
                 digest,
                 created_at,
-                tags,
-            });
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     /// Up to `limit` promotions before `before` (from the newest when `None`), newest first,
@@ -239,23 +277,53 @@ impl Metadata {
             .map_err(|err| StoreError::undecodable("channel_history", err))
     }
 
-    /// The promotion that brought `digest` of `repository_path` into `stage`, if one did.
-    pub async fn promotion_into(
+    /// For each of `digests`, the promotion that brought it into `stage` of `repository_path`
+    /// (if one did), with its approvals oldest first: one statement for the
+    /// promotions and one for their approvals (per [`IN_LIST_MAX`] digests), however many
+    /// digests a page holds.
+    pub async fn promotions_into(
         &self,
         repository_path: &str,
-        digest: &str,
+        digests: &[String],
         stage: &str,
-    ) -> Result<Option<PromotionRow>, StoreError> {
-        sqlx::query(PROMOTION_INTO)
-            .bind(repository_path)
-            .bind(digest)
-            .bind(stage)
-            .fetch_all(self.pool())
-            .await?
-            .into_iter()
-            .next()
-            .map(promotion_from_row)
-            .transpose()
+    ) -> Result<HashMap<String, (PromotionRow, Vec<ApprovalRow>)>, StoreError> {
+        let mut found = HashMap::with_capacity(digests.len());
+        for chunk in digests.chunks(IN_LIST_MAX) {
+            let sql = format!("{PROMOTIONS_INTO}{})", placeholders(3, chunk.len()));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(repository_path)
+                .bind(stage);
+            for digest in chunk {
+                query = query.bind(digest);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                let promotion = promotion_from_row(row)?;
+                found.insert(promotion.digest.to_string(), (promotion, Vec::new()));
+            }
+        }
+        let ids: Vec<String> = found.values().map(|(p, _)| p.id.clone()).collect();
+        let mut by_id: HashMap<String, Vec<ApprovalRow>> = HashMap::new();
+        for chunk in ids.chunks(IN_LIST_MAX) {
+            let sql = format!("{APPROVALS_OF}{})", placeholders(1, chunk.len()));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                let approval = ApprovalRow::from_row(&row)
+                    .map_err(|err| StoreError::undecodable("approvals", err))?;
+                by_id
+                    .entry(row.try_get("promotion_id")?)
+                    .or_default()
+                    .push(approval);
+            }
+        }
+        for (promotion, approvals) in found.values_mut() {
+            *approvals = by_id.remove(&promotion.id).unwrap_or_default();
+            approvals
+                .sort_by(|a, b| (a.created_at, &a.principal).cmp(&(b.created_at, &b.principal)));
+        }
+        Ok(found)
     }
 
     /// Every stage freeze (at most one per stage).
@@ -321,8 +389,18 @@ mod tests {
                 "SEARCH rm USING COVERING INDEX repository_manifests_by_subject (repository=? AND subject=?)",
             ),
             (
-                PROMOTION_INTO,
-                &["a", "sha256:00", "prod"][..],
+                &format!("{TAGS_OF_DIGESTS}$2, $3) ORDER BY digest, name"),
+                &["dev/a", "sha256:00", "sha256:01"][..],
+                "SEARCH tags USING COVERING INDEX tags_by_digest (repository=? AND digest=?)",
+            ),
+            (
+                &format!("{APPROVALS_OF}$1, $2)"),
+                &["prm_a", "prm_b"][..],
+                "SEARCH approvals USING PRIMARY KEY (promotion_id=?)",
+            ),
+            (
+                &format!("{PROMOTIONS_INTO}$3, $4)"),
+                &["a", "prod", "sha256:00", "sha256:01"][..],
                 "SEARCH promotions USING INDEX promotions_live (repository_path=? AND digest=? AND target_stage=?)",
             ),
             (

@@ -258,25 +258,25 @@ impl CatalogService {
                     time_cursor(last.created_at, &last.digest)
                 ));
             }
+            // A gated stage's promotions and their approvals: two statements for the page.
+            let mut promotions = match stage.mode {
+                StageMode::Push => Default::default(),
+                StageMode::Gated => {
+                    let digests: Vec<String> = page.iter().map(|e| e.digest.clone()).collect();
+                    self.metadata
+                        .promotions_into(path, &digests, stage.name.as_str())
+                        .await?
+                }
+            };
             let mut artifacts = Vec::new();
             for entry in page {
-                let digest = entry.digest;
-                let tags = entry.tags;
-                let promotion = match stage.mode {
-                    StageMode::Push => None,
-                    StageMode::Gated => {
-                        self.metadata
-                            .promotion_into(path, &digest, stage.name.as_str())
-                            .await?
-                    }
-                };
-                let approvals = match &promotion {
-                    Some(p) => self.metadata.approvals(&p.id).await?,
-                    None => Vec::new(),
+                let (promotion, approvals) = match promotions.remove(&entry.digest) {
+                    Some((promotion, approvals)) => (Some(promotion), approvals),
+                    None => (None, Vec::new()),
                 };
                 artifacts.push(api::ArtifactStatus {
-                    digest,
-                    tags,
+                    digest: entry.digest,
+                    tags: entry.tags,
                     promotion: promotion.as_ref().map(|p| p.id.clone()),
                     promoted_by: promotion.as_ref().map(|p| p.requested_by.clone()),
                     requested_at: promotion.as_ref().map(|p| rfc3339_millis(p.created_at)),
