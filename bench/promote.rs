@@ -10,7 +10,9 @@
 //! percentiles), alternating between the size classes so that both see the same database size
 //! and the same load from anything else on the machine; a second set with several requests in
 //! flight (promotions per second), in halves ordered A B B A for the same reason. The server's
-//! own mean request time and gate evaluation time come from its `/metrics`.
+//! own mean request time and gate evaluation time come from its `/metrics`; its CPU time per
+//! promotion (user + system of the server process, from `/proc/PID/stat`, over each phase divided
+//! by the promotions of the phase) from the kernel.
 //!
 //! The peer runs afterwards in the same process: `docker-registry` with a fresh data directory,
 //! the same image (layer, config, manifest) pushed into `dev/app-<class>`, and `skopeo copy` of it
@@ -383,13 +385,19 @@ struct AirlockFigures {
     concurrent_wall: Duration,
 }
 
-/// The server's own view of the sequential promotions (all size classes together).
+/// The server's own view of the promotions (all size classes together): the timings of the
+/// sequential ones, and its CPU time in each phase.
 struct ServerView {
     /// Mean gate evaluation (ms), from `airlock_policy_evaluation_seconds`.
     policy_mean_ms: f64,
     /// Mean time the server spent on a promotion request (ms), from
     /// `airlock_http_request_duration_seconds`.
     request_mean_ms: f64,
+    /// The server process's CPU time (user + system, from `/proc/PID/stat`) over the
+    /// one-at-a-time phase, per promotion (ms).
+    cpu_sequential_ms: f64,
+    /// The same over the phase with several requests in flight.
+    cpu_concurrent_ms: f64,
 }
 
 /// The benchmarked airlock with its three principals.
@@ -595,8 +603,12 @@ async fn bench_airlock(
         bail!("whoami as pat: {}", whoami.status());
     }
 
+    let pid = airlock.server.child.id();
+    let tick_ms = 1000.0 / crate::replicas::ticks_per_second()?;
+
     // (a) One at a time.
     let before = ServerTimes::scrape(admin, base).await?;
+    let ticks_before = crate::replicas::cpu_ticks(pid)?;
     let mut sequential: Vec<Vec<Duration>> = classes.iter().map(|_| Vec::new()).collect();
     for i in 0..options.sequential {
         let mut order: Vec<usize> = (0..classes.len()).collect();
@@ -608,6 +620,7 @@ async fn bench_airlock(
             sequential[c].push(promote_once(&airlock.pat, base, repo, &digests[i]).await?);
         }
     }
+    let ticks_sequential = crate::replicas::cpu_ticks(pid)? - ticks_before;
     let after = ServerTimes::scrape(admin, base).await?;
     let (policy_mean_ms, request_mean_ms) = after.means_since(&before);
 
@@ -621,6 +634,7 @@ async fn bench_airlock(
         .map(|c| (c, options.sequential..half))
         .collect();
     order.extend((0..classes.len()).rev().map(|c| (c, half..total)));
+    let ticks_before = crate::replicas::cpu_ticks(pid)?;
     for (c, range) in order {
         let (repo, digests) = &prepared[c];
         let (latencies, wall) =
@@ -628,6 +642,7 @@ async fn bench_airlock(
         concurrent[c].0.extend(latencies);
         concurrent[c].1 += wall;
     }
+    let ticks_concurrent = crate::replicas::cpu_ticks(pid)? - ticks_before;
 
     // The promoted artifacts are in staging, and so is their layer, without a copy.
     for (class, (_, digests)) in classes.iter().zip(&prepared) {
@@ -664,6 +679,10 @@ async fn bench_airlock(
         ServerView {
             policy_mean_ms,
             request_mean_ms,
+            cpu_sequential_ms: ticks_sequential as f64 * tick_ms
+                / (options.sequential * classes.len()) as f64,
+            cpu_concurrent_ms: ticks_concurrent as f64 * tick_ms
+                / (options.concurrent * classes.len()) as f64,
         },
     ))
 }
@@ -931,6 +950,10 @@ pub async fn run() -> Result<()> {
     println!(
         "airlock server side, promotions one at a time: mean {:.2} ms per request, of which gate evaluation {:.2} ms",
         server.request_mean_ms, server.policy_mean_ms
+    );
+    println!(
+        "airlock server CPU (user + system) per promotion: {:.2} ms one at a time, {:.2} ms with {} in flight",
+        server.cpu_sequential_ms, server.cpu_concurrent_ms, options.in_flight
     );
     drop(airlock);
 

@@ -101,7 +101,7 @@ fn options() -> Result<Options> {
 }
 
 /// CPU time of process `pid` so far (utime + stime), in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which is in parentheses and may hold spaces).
     let rest = stat.rsplit_once(')').context("/proc stat")?.1;
@@ -172,7 +172,7 @@ fn service_pids() -> Vec<u32> {
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`).
-fn ticks_per_second() -> Result<f64> {
+pub(crate) fn ticks_per_second() -> Result<f64> {
     let output = Command::new("getconf").arg("CLK_TCK").output()?;
     Ok(String::from_utf8(output.stdout)?.trim().parse()?)
 }
