@@ -8,28 +8,10 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{OCI_MANIFEST, TestServer, post_json as post};
+use common::{OCI_MANIFEST, TestServer, get_json, post_json as post};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "list-paging-password-1";
-
-async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
-    let response = client.get(url).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-fn urlencode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// The entries of `field` of every page of `url` (`n` per page) as admin, following `next`.
 async fn walk(s: &TestServer, url: &str, field: &str, n: u32) -> Vec<Value> {
@@ -39,9 +21,9 @@ async fn walk(s: &TestServer, url: &str, field: &str, n: u32) -> Vec<Value> {
     for _ in 0..200 {
         let page_url = match &last {
             None => format!("{url}{separator}n={n}"),
-            Some(last) => format!("{url}{separator}n={n}&last={}", urlencode(last)),
+            Some(last) => format!("{url}{separator}n={n}&last={}", common::urlencode(last)),
         };
-        let (status, body) = get(&s.http, &s.url(&page_url)).await;
+        let (status, body) = get_json(&s.http, &s.url(&page_url)).await;
         assert_eq!(status, 200, "{page_url}: {body:#}");
         let page = body[field].as_array().unwrap();
         assert!(page.len() <= n as usize, "{page_url}: {body:#}");
@@ -64,7 +46,7 @@ async fn check_walks(
     at_least: usize,
 ) -> Vec<Value> {
     let separator = if url.contains('?') { '&' } else { '?' };
-    let (status, all) = get(&s.http, &s.url(&format!("{url}{separator}n=1000"))).await;
+    let (status, all) = get_json(&s.http, &s.url(&format!("{url}{separator}n=1000"))).await;
     assert_eq!(status, 200, "{all:#}");
     assert_eq!(all["next"], Value::Null, "{all:#}");
     let all = all[field].as_array().unwrap().clone();
@@ -85,7 +67,7 @@ async fn check_walks(
 /// The 400 code of each `url`.
 async fn check_refusals(s: &TestServer, cases: &[(&str, &str)]) {
     for (url, code) in cases {
-        let (status, body) = get(&s.http, &s.url(url)).await;
+        let (status, body) = get_json(&s.http, &s.url(url)).await;
         assert_eq!(status, 400, "{url}: {body:#}");
         assert_eq!(body["error"]["code"], *code, "{url}: {body:#}");
         assert!(
@@ -184,11 +166,11 @@ async fn users_roles_and_access_requests_walk_in_order_once_each() {
     assert_eq!(ids, newest_first);
     // Someone without access-admin or auditor pages through their own requests only.
     let (name, client) = &clients[0];
-    let (status, page) = get(client, &s.url("/api/v1/access-requests?n=1")).await;
+    let (status, page) = get_json(client, &s.url("/api/v1/access-requests?n=1")).await;
     assert_eq!(status, 200, "{page:#}");
     assert_eq!(page["requests"][0]["principal"], name.as_str(), "{page:#}");
     let next = page["next"].as_str().expect("a second page").to_string();
-    let (_, rest) = get(
+    let (_, rest) = get_json(
         client,
         &s.url(&format!("/api/v1/access-requests?n=1&last={next}")),
     )

@@ -7,14 +7,8 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{OCI_MANIFEST, TestServer, permissive_bundle, post_json as post};
+use common::{OCI_MANIFEST, TestServer, get_json, permissive_bundle, post_json as post};
 use serde_json::{Value, json};
-
-async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
-    let response = client.get(url).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 /// A server with the permissive policy bundle (promotions to staging are promoted at once), and
 /// a client of `rita`, a promoter.
@@ -72,9 +66,9 @@ async fn walk(s: &TestServer, url: &str, n: u32) -> Vec<Value> {
     loop {
         let page_url = match &last {
             None => format!("{url}{separator}n={n}"),
-            Some(last) => format!("{url}{separator}n={n}&last={}", urlencode(last)),
+            Some(last) => format!("{url}{separator}n={n}&last={}", common::urlencode(last)),
         };
-        let (status, body) = get(&s.http, &s.url(&page_url)).await;
+        let (status, body) = get_json(&s.http, &s.url(&page_url)).await;
         assert_eq!(status, 200, "{page_url}: {body:#}");
         let next = body["next"].as_str().map(String::from);
         pages.push(body);
@@ -84,18 +78,6 @@ async fn walk(s: &TestServer, url: &str, n: u32) -> Vec<Value> {
             None => return pages,
         }
     }
-}
-
-fn urlencode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -160,7 +142,7 @@ async fn walking_the_promotion_pages_returns_each_promotion_once_newest_first() 
         .map(|p| p["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(listed, ids[5..].iter().cloned().collect::<HashSet<_>>());
-    let (status, body) = get(&s.http, &s.url("/api/v1/promotions?state=denied")).await;
+    let (status, body) = get_json(&s.http, &s.url("/api/v1/promotions?state=denied")).await;
     assert_eq!(status, 200);
     assert_eq!(body, json!({"promotions": [], "next": null}));
 
@@ -213,7 +195,7 @@ async fn walking_the_status_pages_returns_each_artifact_once_stage_after_stage()
     // The pattern form's single-repository answer and a stage-qualified name page alike.
     let pages = walk(&s, "/api/v1/status/staging/team/app", 2).await;
     assert_eq!(pages.len(), 2);
-    let (status, body) = get(&s.http, &s.url("/api/v1/status?repository=team/app&n=4")).await;
+    let (status, body) = get_json(&s.http, &s.url("/api/v1/status?repository=team/app&n=4")).await;
     assert_eq!(status, 200, "{body:#}");
     let first = &body["repositories"][0];
     assert_eq!(first["stages"][0]["artifacts"].as_array().unwrap().len(), 4);
@@ -295,7 +277,7 @@ async fn a_bad_page_size_or_cursor_is_a_400_naming_the_fix() {
             "1 and 100",
         ),
     ] {
-        let (status, body) = get(&s.http, &s.url(url)).await;
+        let (status, body) = get_json(&s.http, &s.url(url)).await;
         assert_eq!(status, 400, "{url}: {body:#}");
         assert_eq!(body["error"]["code"], code, "{url}: {body:#}");
         let text = body.to_string();
@@ -315,7 +297,7 @@ async fn server_memory_stays_flat_over_100_status_calls_on_a_large_repository() 
     push_artifacts(&s, "dev/big/app", ARTIFACTS).await;
     let url = s.url("/api/v1/status/big/app");
     for _ in 0..10 {
-        let (status, body) = get(&s.http, &url).await;
+        let (status, body) = get_json(&s.http, &url).await;
         assert_eq!(status, 200, "{body:#}");
         assert_eq!(
             body["stages"][0]["artifacts"].as_array().unwrap().len(),
@@ -325,7 +307,7 @@ async fn server_memory_stays_flat_over_100_status_calls_on_a_large_repository() 
     }
     let before = s.rss_kib();
     for _ in 0..100 {
-        let (status, _) = get(&s.http, &url).await;
+        let (status, _) = get_json(&s.http, &url).await;
         assert_eq!(status, 200);
     }
     let after = s.rss_kib();
@@ -352,7 +334,7 @@ async fn walking_the_anomaly_pages_returns_each_anomaly_once_newest_first() {
             .status();
         assert_eq!(status, 404);
     }
-    let (status, all) = get(&s.http, &s.url("/api/v1/anomalies?n=1000")).await;
+    let (status, all) = get_json(&s.http, &s.url("/api/v1/anomalies?n=1000")).await;
     assert_eq!(status, 200, "{all:#}");
     assert_eq!(all["next"], Value::Null);
     let ids: Vec<i64> = all["anomalies"]
@@ -380,7 +362,7 @@ async fn walking_the_anomaly_pages_returns_each_anomaly_once_newest_first() {
         ("/api/v1/anomalies?last=x", "PAGINATION_CURSOR_INVALID"),
         ("/api/v1/anomalies?n=5&limit=5", "BAD_REQUEST"),
     ] {
-        let (status, body) = get(&s.http, &s.url(url)).await;
+        let (status, body) = get_json(&s.http, &s.url(url)).await;
         assert_eq!(status, 400, "{url}: {body:#}");
         assert_eq!(body["error"]["code"], code, "{url}: {body:#}");
     }

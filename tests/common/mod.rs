@@ -470,6 +470,29 @@ pub fn cosign_spec_ok(args: &[&str]) -> serde_json::Value {
     out
 }
 
+/// GETs `url`; returns the status and the JSON answer (null if none).
+pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
+    let response = client.get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Percent-encodes `value` for a query string (everything but RFC 3986's unreserved bytes).
+pub fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// POSTs JSON; returns the status and the JSON answer (null if none).
 pub async fn post_json(
     client: &reqwest::Client,
