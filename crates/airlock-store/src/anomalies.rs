@@ -333,7 +333,7 @@ impl Metadata {
             .push_list(repositories.iter().map(|r| r.as_str().to_string()))
             .push(")) THEN 1 ELSE 0 END");
         let found: Option<i64> = query
-            .build_query_scalar()?
+            .build_query_scalar(self.backend())?
             .fetch_all(self.pool())
             .await?
             .into_iter()

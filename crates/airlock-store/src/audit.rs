@@ -4,7 +4,7 @@
 use airlock_core::AuditRecord;
 use sqlx::{AnyConnection, Row};
 
-use crate::engine::SqlBuilder;
+use crate::engine::{Backend, SqlBuilder};
 use crate::error::StoreError;
 use crate::metadata::Metadata;
 
@@ -97,7 +97,7 @@ pub(crate) async fn append(
                 .push_bind(record.time_millis)
                 .push(")");
         }
-        insert.build()?.execute(&mut *conn).await?;
+        insert.build(Backend::of(conn))?.execute(&mut *conn).await?;
     }
     crate::webhooks::enqueue_for_records(conn, &endpoints, records, next).await?;
     Ok(Some(next as u64))
@@ -332,7 +332,7 @@ impl Metadata {
                     .push_bind(hash.to_vec())
                     .push(")");
             }
-            insert.build()?.execute(&mut *tx).await?;
+            insert.build(Backend::of(&tx))?.execute(&mut *tx).await?;
         }
         sqlx::query(
             "INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4)",
@@ -393,7 +393,11 @@ pub(crate) async fn hashes_on(
         query
             .push_list(chunk.iter().map(|index| *index as i64))
             .push(")");
-        for row in query.build()?.fetch_all(&mut *conn).await? {
+        for row in query
+            .build(Backend::of(conn))?
+            .fetch_all(&mut *conn)
+            .await?
+        {
             found.insert(row.get::<i64, _>("idx") as u64, hash_from(row.get("hash"))?);
         }
     }

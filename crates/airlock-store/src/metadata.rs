@@ -1332,7 +1332,7 @@ async fn held_with_sizes<'a>(
             .push(" IN (")
             .push_list(chunk.iter().cloned())
             .push(")");
-        for row in query.build()?.fetch_all(&mut *tx).await? {
+        for row in query.build(Backend::of(tx))?.fetch_all(&mut *tx).await? {
             held.insert(row.get::<String, _>(0), row.get::<Option<i64>, _>(1));
         }
     }
@@ -1472,7 +1472,7 @@ async fn insert_manifest(
                 .push(")");
         }
         insert.push(" ON CONFLICT DO NOTHING");
-        insert.build()?.execute(&mut *tx).await?;
+        insert.build(Backend::of(tx))?.execute(&mut *tx).await?;
     }
     ensure_repository(&mut *tx, repo, now).await?;
     sqlx::query(

@@ -384,7 +384,7 @@ async fn copy_table(
                 }
                 insert.push(")");
             }
-            insert.build()?.execute(&mut *tx).await?;
+            insert.build(Backend::of(tx))?.execute(&mut *tx).await?;
         }
         if next.is_none() {
             return Ok(());

@@ -54,7 +54,7 @@ pub(crate) mod bytes_check;
 use airlock_core::{AuditRecord, Digest, RepoName, StageName};
 use sqlx::Row;
 
-use crate::engine::SqlBuilder;
+use crate::engine::{Backend, SqlBuilder};
 
 use crate::audit::append;
 use crate::error::StoreError;
@@ -312,7 +312,7 @@ impl Metadata {
         query
             .push(" ORDER BY rm.repository, rm.digest LIMIT ")
             .push_bind(limit as i64);
-        let rows = query.build()?.fetch_all(self.pool()).await?;
+        let rows = query.build(self.backend())?.fetch_all(self.pool()).await?;
         rows.into_iter()
             .map(|row| {
                 let repository: String = row.get("repository");
@@ -343,7 +343,7 @@ impl Metadata {
             .push_bind(manifest.digest.to_string())
             .push(" AND ");
         push_prunable(&mut query, cutoff_millis, stages);
-        let done = query.build()?.execute(&mut *tx).await?;
+        let done = query.build(Backend::of(&tx))?.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use super::{NewManifest, PromotionWrite, PromotionWriteError, check_transition, set_tag};
 use crate::audit::append;
-use crate::engine::SqlBuilder;
+use crate::engine::{Backend, SqlBuilder};
 use crate::error::StoreError;
 use crate::metadata::{Metadata, now_millis};
 
@@ -144,7 +144,10 @@ async fn promotion_closure(
                 .push_list(parents.iter().cloned())
                 .push(") AND kind = 'manifest' ORDER BY child LIMIT ")
                 .push_bind((MAX_CLOSURE + 1) as i64);
-            let children: Vec<String> = children.build_query_scalar()?.fetch_all(&mut *tx).await?;
+            let children: Vec<String> = children
+                .build_query_scalar(Backend::of(tx))?
+                .fetch_all(&mut *tx)
+                .await?;
             for child in children {
                 if seen.insert(child.clone()) {
                     closure.push(child);
@@ -185,7 +188,7 @@ async fn check_no_quarantine_since(
         .push_list(closure.iter().cloned())
         .push("))");
     let hits: i64 = quarantined
-        .build_query_scalar()?
+        .build_query_scalar(Backend::of(tx))?
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
@@ -235,7 +238,7 @@ async fn share_closure_into_target(
             .push(" AND digest IN (")
             .push_list(manifests.iter().cloned())
             .push(") ON CONFLICT DO NOTHING");
-        shared.build()?.execute(&mut *tx).await?;
+        shared.build(Backend::of(tx))?.execute(&mut *tx).await?;
         let mut blobs = SqlBuilder::new(
             "INSERT INTO repository_blobs (repository, digest, created_at) SELECT DISTINCT ",
         );
@@ -246,7 +249,7 @@ async fn share_closure_into_target(
             .push(" FROM manifest_references WHERE digest IN (")
             .push_list(manifests.iter().cloned())
             .push(") AND kind = 'blob' ON CONFLICT DO NOTHING");
-        blobs.build()?.execute(&mut *tx).await?;
+        blobs.build(Backend::of(tx))?.execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -358,7 +361,7 @@ async fn store_attestation(
                 .push(")");
         }
         blobs.push(" ON CONFLICT DO NOTHING");
-        blobs.build()?.execute(&mut *tx).await?;
+        blobs.build(Backend::of(tx))?.execute(&mut *tx).await?;
     }
     crate::metadata::insert_manifest_row(&mut *tx, digest, parsed, content, now).await?;
     if !parsed.blobs.is_empty() {
@@ -386,8 +389,8 @@ async fn store_attestation(
         }
         references.push(" ON CONFLICT DO NOTHING");
         linked.push(" ON CONFLICT DO NOTHING");
-        references.build()?.execute(&mut *tx).await?;
-        linked.build()?.execute(&mut *tx).await?;
+        references.build(Backend::of(tx))?.execute(&mut *tx).await?;
+        linked.build(Backend::of(tx))?.execute(&mut *tx).await?;
     }
     sqlx::query(
         "INSERT INTO repository_manifests
@@ -428,7 +431,7 @@ async fn copy_evidence_membership(
             .push(" AND digest IN (")
             .push_list(manifests.iter().cloned())
             .push(") ON CONFLICT DO NOTHING");
-        evidence.build()?.execute(&mut *tx).await?;
+        evidence.build(Backend::of(tx))?.execute(&mut *tx).await?;
     }
     sqlx::query(
         "INSERT INTO evidence_manifests (repository, digest, ingested_at)
