@@ -137,6 +137,15 @@ impl Metadata {
         }
     }
 
+    /// The anomalies `ids` (those [`observe_signal_in`] raised), once their transaction committed.
+    pub(crate) async fn anomalies_by_id(&self, ids: &[i64]) -> Result<Vec<AnomalyRow>, StoreError> {
+        let mut rows = Vec::new();
+        for id in ids {
+            rows.extend(self.anomaly(*id).await?);
+        }
+        Ok(rows)
+    }
+
     /// An anomaly by id.
     pub async fn anomaly(&self, id: i64) -> Result<Option<AnomalyRow>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -5,7 +5,9 @@
 //! from the very next request.
 //!
 //! Counting happens in the database (`airlock_store::Metadata::observe_signal`): one indexed insert
-//! and count per signal, in one transaction with the anomaly, its action and its audit entry.
+//! and count per signal, in one transaction with the anomaly, its action and its audit entry. A
+//! completed promotion's signals ([`Anomalies::promotion_signals`]) are counted the same way inside
+//! the promotion's own transaction (`Metadata::promote_observing`).
 //! Signals are rare events (refusals and promotions), so the common request path (a pull of a
 //! promoted artifact) pays nothing but a left join in the manifest query it makes anyway.
 
@@ -246,14 +248,18 @@ impl Anomalies {
         .await;
     }
 
-    /// An artifact was promoted (counted for bursts; a break-glass promotion always alerts).
-    pub async fn promoted(&self, event: PromotionEvent<'_>) {
+    /// The signals a promotion gives, each with its rule's settings: a burst of promotions
+    /// (counted per stage) and a break-glass promotion (which always alerts). The promotion
+    /// counts them in its own transaction (`Metadata::promote_observing`) and reports what they
+    /// raised with [`Anomalies::raised`].
+    pub fn promotion_signals(&self, event: PromotionEvent<'_>) -> Vec<(Signal, Tripwire)> {
         let stage = event.repository.stage().to_string();
         let target = event.target();
+        let mut signals = Vec::new();
         if let Some(reason) = event.break_glass
             && self.config.break_glass.watches(&stage)
         {
-            self.observe(Signal {
+            signals.push(Signal {
                 rule: AnomalyRule::BreakGlass,
                 key: format!("principal:{}", event.requester),
                 target: target.clone(),
@@ -261,12 +267,11 @@ impl Anomalies {
                     "break-glass promotion of {}@{} by {}: {reason}",
                     event.repository, event.digest, event.requester
                 ),
-            })
-            .await;
+            });
         }
         if self.config.promotion_burst.watches(&stage) {
             let config = &self.config.promotion_burst;
-            self.observe(Signal {
+            signals.push(Signal {
                 rule: AnomalyRule::PromotionBurst,
                 key: format!("stage:{stage}"),
                 target: AnomalyTarget {
@@ -281,9 +286,13 @@ impl Anomalies {
                     event.digest,
                     event.requester
                 ),
-            })
-            .await;
+            });
         }
+        signals
+            .into_iter()
+            .filter_map(|signal| Some((self.tripwire(signal.rule)?, signal)))
+            .map(|(tripwire, signal)| (signal, tripwire))
+            .collect()
     }
 
     /// The signals of an authentication that failed from `source`, with a wrong secret for

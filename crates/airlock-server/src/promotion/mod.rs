@@ -1196,9 +1196,8 @@ impl PromotionService {
             digest: &digest,
             break_glass: row.break_glass.as_deref(),
         };
-        if decision.allowed && approved {
-            self.anomalies.promoted(event).await;
-        } else if !decision.allowed && !blocked {
+        // A promotion's own signals were counted in its transaction (`promote`).
+        if !decision.allowed && !blocked {
             let rules: Vec<String> = decision.deny.iter().map(|v| v.rule.clone()).collect();
             self.anomalies.promotion_denied(event, &rules).await;
         }
@@ -1314,7 +1313,22 @@ impl PromotionService {
                 break_glass: row.break_glass.clone(),
             },
         }];
-        self.metadata.promote(&write, &records).await?;
+        // The burst (and break-glass) signals count in the promotion's own transaction.
+        let signals = self
+            .anomalies
+            .promotion_signals(crate::anomalies::PromotionEvent {
+                requester: &row.requested_by,
+                repository: &write.target,
+                digest: &write.digest,
+                break_glass: row.break_glass.as_deref(),
+            });
+        let raised = self
+            .metadata
+            .promote_observing(&write, &records, &signals)
+            .await?;
+        for anomaly in &raised {
+            self.anomalies.raised(anomaly);
+        }
         Ok(())
     }
 

@@ -6,10 +6,11 @@
 //! [`LIST_CHUNK`] manifests, not one per manifest: on PostgreSQL each statement is a network round
 //! trip made while every other writer waits for the write lock.
 
-use airlock_core::{AuditEvent, AuditRecord, Digest, PromotionState, Tag};
+use airlock_core::{AuditEvent, AuditRecord, Digest, PromotionState, Signal, Tag};
 use std::collections::HashSet;
 
 use super::{NewManifest, PromotionWrite, PromotionWriteError, check_transition, set_tag};
+use crate::anomalies::{AnomalyRow, Tripwire, observe_signal_in};
 use crate::audit::append;
 use crate::engine::{Backend, SqlBuilder};
 use crate::error::StoreError;
@@ -38,6 +39,21 @@ impl Metadata {
         write: &PromotionWrite,
         records: &[AuditRecord],
     ) -> Result<(), PromotionWriteError> {
+        self.promote_observing(write, records, &[]).await?;
+        Ok(())
+    }
+
+    /// [`Metadata::promote`], counting the anomaly `signals` the promotion gives (each with its
+    /// rule's [`Tripwire`]) in the same transaction, after the promotion's own writes: a tripped
+    /// rule's anomaly, action and audit entry commit with the promotion, and the promotion pays
+    /// no write transaction of its own for them. A signal that cannot be stored fails the
+    /// promotion (nothing is written). Returns the anomalies the signals raised.
+    pub async fn promote_observing(
+        &self,
+        write: &PromotionWrite,
+        records: &[AuditRecord],
+        signals: &[(Signal, Tripwire)],
+    ) -> Result<Vec<AnomalyRow>, PromotionWriteError> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
         let held = check_still_decided(&mut tx, write).await?;
@@ -53,8 +69,15 @@ impl Metadata {
         copy_evidence_membership(&mut tx, write, &closure, now).await?;
         mark_promoted(&mut tx, write, now).await?;
         record_tag_moves(&mut tx, write, records, moves, now).await?;
+        let mut raised = Vec::new();
+        for (signal, tripwire) in signals {
+            raised.extend(observe_signal_in(&mut tx, signal, *tripwire, now).await?);
+        }
         tx.commit().await?;
-        Ok(())
+        if raised.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.anomalies_by_id(&raised).await?)
     }
 }
 

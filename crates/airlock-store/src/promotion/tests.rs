@@ -656,3 +656,70 @@ async fn a_request_is_stored_with_its_first_decision_or_not_at_all() {
         assert!(denied.decided_at.is_some());
     }
 }
+
+/// The signals a promotion gives count in its own transaction: a rule that trips raises its
+/// anomaly, takes its action and appends `anomaly.detected` after the promotion's entries, all
+/// committed with it; a promotion refused writes no signal either.
+#[tokio::test]
+async fn a_promotions_signals_count_in_its_transaction_and_not_when_it_is_refused() {
+    use airlock_core::{AnomalyAction, AnomalyRule, AnomalyTarget, Signal};
+
+    use crate::anomalies::Tripwire;
+
+    for meta in crate::testing::engines().await {
+        let source = RepoName::from_str("dev/team/app").unwrap();
+        let digest = image(&meta, &source, "artifact").await;
+        let attestation = image(&meta, &source, "attestation").await;
+        meta.insert_promotion(&promotion("prm_1", &digest))
+            .await
+            .unwrap();
+        let burst = Signal {
+            rule: AnomalyRule::PromotionBurst,
+            key: "stage:staging".into(),
+            target: AnomalyTarget {
+                stage: Some("staging".into()),
+                ..AnomalyTarget::default()
+            },
+            summary: "a burst".into(),
+        };
+        let tripwire = Tripwire {
+            threshold: 1,
+            window_ms: 60_000,
+            action: AnomalyAction::FreezeStage,
+        };
+        let signals = [(burst, tripwire)];
+        // Under a claim it does not hold the promotion is refused: no signal is counted.
+        let stale = write_for(&meta, "prm_1", &digest, &attestation, "other", None).await;
+        assert!(matches!(
+            meta.promote_observing(&stale, &[], &signals).await,
+            Err(PromotionWriteError::ClaimLost { .. })
+        ));
+        assert!(meta.anomalies(None, None, 10).await.unwrap().is_empty());
+        let write = write_for(&meta, "prm_1", &digest, &attestation, "claim-prm_1", None).await;
+        let before = meta.audit_entry_count().await.unwrap();
+        let raised = meta.promote_observing(&write, &[], &signals).await.unwrap();
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert_eq!(raised[0].rule, AnomalyRule::PromotionBurst);
+        assert!(raised[0].applied);
+        let freeze = meta.freeze("staging").await.unwrap().unwrap();
+        assert!(freeze.reason.contains("a burst"), "{}", freeze.reason);
+        let kinds: Vec<String> = meta
+            .audit_entries(before, before + 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| {
+                serde_json::from_slice::<serde_json::Value>(&e.entry).unwrap()["type"].to_string()
+            })
+            .collect();
+        assert!(
+            kinds.iter().any(|k| k.contains("tag.moved"))
+                && kinds.iter().any(|k| k.contains("anomaly.detected")),
+            "{kinds:?}"
+        );
+        assert_eq!(
+            meta.promotion("prm_1").await.unwrap().unwrap().state,
+            airlock_core::PromotionState::Promoted
+        );
+    }
+}
