@@ -749,6 +749,11 @@ async fn a_modified_entry_pages_into_a_long_log_is_detected_and_named() {
     assert!(out.contains("entries verified"), "{out}");
 
     let mut db = database(&dir).await;
+    let (original,): (Vec<u8>,) =
+        sqlx::query_as("SELECT entry FROM audit_entries WHERE idx = 35000")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
     sqlx::query("UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'gated', 'open') AS BLOB) WHERE idx = 35000")
         .execute(&mut db)
         .await
@@ -757,4 +762,34 @@ async fn a_modified_entry_pages_into_a_long_log_is_detected_and_named() {
     let (code, out) = verify_offline(&dir);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("entry 35000 was altered"), "{out}");
+
+    // The entries intact, a stored leaf hash changed (what tiles would serve) in a later page:
+    // named by its entry. Then one removed: named as missing.
+    let mut db = database(&dir).await;
+    sqlx::query("UPDATE audit_entries SET entry = ? WHERE idx = 35000")
+        .bind(&original)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let leaf_of = |index: u64| airlock_audit::stored_hash_index(0, index).unwrap() as i64;
+    sqlx::query("UPDATE audit_hashes SET hash = zeroblob(32) WHERE idx = ?")
+        .bind(leaf_of(30_001))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let (code, out) = verify_offline(&dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("entry 30001 was altered"), "{out}");
+
+    let mut db = database(&dir).await;
+    sqlx::query("DELETE FROM audit_hashes WHERE idx = ?")
+        .bind(leaf_of(20_000))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let (code, out) = verify_offline(&dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no stored leaf hash for entry 20000"), "{out}");
 }

@@ -143,8 +143,18 @@ impl LogVerifier {
         entry: &[u8],
         stored_leaf_hash: Option<Hash>,
     ) -> Result<(), VerifyError> {
+        self.push_leaf_checked(index, leaf_hash(entry), stored_leaf_hash)
+    }
+
+    /// [`LogVerifier::push_checked`] for an entry whose leaf hash ([`crate::leaf_hash`] of its
+    /// bytes) the caller computed already.
+    pub fn push_leaf_checked(
+        &mut self,
+        index: u64,
+        leaf: Hash,
+        stored_leaf_hash: Option<Hash>,
+    ) -> Result<(), VerifyError> {
         self.check_index(index)?;
-        let leaf = leaf_hash(entry);
         match stored_leaf_hash {
             Some(stored) if stored == leaf => {}
             Some(_) => return Err(VerifyError::EntryAltered { index }),

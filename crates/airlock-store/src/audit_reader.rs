@@ -9,7 +9,8 @@ use sqlx::AnyConnection;
 use tokio::sync::Mutex;
 
 use crate::audit::{
-    StoredCheckpoint, StoredEntry, checkpoints_on, entries_on, entry_count_on, hashes_on,
+    DifferingHash, StoredCheckpoint, StoredEntry, checkpoints_on, entries_on, entry_count_on,
+    hashes_differing_on,
 };
 use crate::error::StoreError;
 use crate::metadata::Metadata;
@@ -27,11 +28,12 @@ pub trait AuditLogReader: Sync {
         start: u64,
         end: u64,
     ) -> impl Future<Output = Result<Vec<StoredEntry>, StoreError>> + Send;
-    /// Stored Merkle hashes by stored-hash index, in the order asked; `None` where absent.
-    fn audit_hashes(
+    /// Which of `expected` (stored-hash index, hash) pairs the log does not hold as given: the
+    /// index and what is stored there (`None`: nothing); empty when all agree.
+    fn audit_hashes_differing(
         &self,
-        indexes: &[u64],
-    ) -> impl Future<Output = Result<Vec<Option<[u8; 32]>>, StoreError>> + Send;
+        expected: &[(u64, [u8; 32])],
+    ) -> impl Future<Output = Result<Vec<DifferingHash>, StoreError>> + Send;
 }
 
 impl AuditLogReader for Metadata {
@@ -47,8 +49,11 @@ impl AuditLogReader for Metadata {
         Metadata::audit_entries(self, start, end).await
     }
 
-    async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Option<[u8; 32]>>, StoreError> {
-        Metadata::audit_hashes(self, indexes).await
+    async fn audit_hashes_differing(
+        &self,
+        expected: &[(u64, [u8; 32])],
+    ) -> Result<Vec<DifferingHash>, StoreError> {
+        Metadata::audit_hashes_differing(self, expected).await
     }
 }
 
@@ -85,7 +90,10 @@ impl AuditLogReader for TransactionReader<'_> {
         entries_on(*self.connection.lock().await, start, end).await
     }
 
-    async fn audit_hashes(&self, indexes: &[u64]) -> Result<Vec<Option<[u8; 32]>>, StoreError> {
-        hashes_on(*self.connection.lock().await, indexes).await
+    async fn audit_hashes_differing(
+        &self,
+        expected: &[(u64, [u8; 32])],
+    ) -> Result<Vec<DifferingHash>, StoreError> {
+        hashes_differing_on(*self.connection.lock().await, expected).await
     }
 }

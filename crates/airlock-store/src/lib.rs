@@ -44,7 +44,7 @@ mod webhooks;
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalBindingRow, PrincipalRow};
 pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
 pub use api_keys::{ApiKeyRow, ExpiringKey, NewApiKey, SentNotice};
-pub use audit::{AuditTableCounts, StoredCheckpoint, StoredEntry};
+pub use audit::{AuditTableCounts, DifferingHash, StoredCheckpoint, StoredEntry};
 pub use audit_reader::{AuditLogReader, TransactionReader};
 pub use backup::{
     ReferencedBlob, blobs_gone_live, drop_unreferenced_blobs, postgres_user_tables, snapshot_sqlite,

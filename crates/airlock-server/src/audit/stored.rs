@@ -3,12 +3,16 @@
 //! newest one must recompute to its tree and to every other checkpoint's (and to a trusted
 //! checkpoint's, if given), with the stored leaf hashes agreeing.
 //!
-//! The entries are streamed: read a page at a time ([`PAGE`] entries and their leaf hashes), the
-//! next page read while the current one is hashed on the blocking pool, so memory stays at two
-//! pages and the tree's frontier however long the log ([`verify_stored_entries`]).
+//! The entries are streamed: read a page at a time ([`PAGE`] entries), the next page read while
+//! the current one is hashed on the blocking pool and its leaf hashes compared by the database
+//! with the stored ones, so memory stays at two pages and the tree's frontier however long the
+//! log ([`verify_stored_entries`]).
+
+use std::collections::HashMap;
 
 use airlock_audit::{
-    AuditError, Hash, LogReport, LogVerifier, VerifiedCheckpoint, VerifyError, verify_checkpoint,
+    AuditError, Hash, LogReport, LogVerifier, VerifiedCheckpoint, VerifyError, leaf_hash,
+    verify_checkpoint,
 };
 use airlock_store::{AuditLogReader, StoreError, StoredEntry};
 
@@ -95,8 +99,10 @@ pub async fn verify_stored_log(
 }
 
 /// Verifies the stored entries `0..count` and their stored leaf hashes against `checkpoints`
-/// (already verified), reading [`PAGE`] entries at a time: the next page is read while the
-/// current one is hashed, and nothing but two pages and the tree's frontier is held.
+/// (already verified), [`PAGE`] entries at a time: a page's leaf hashes are computed on the
+/// blocking pool and handed to the database, which names the stored ones that differ (none, in a
+/// log that agrees), while the next page is read; nothing but two pages and the tree's frontier
+/// is held.
 pub async fn verify_stored_entries(
     metadata: &impl AuditLogReader,
     checkpoints: &[VerifiedCheckpoint],
@@ -106,70 +112,66 @@ pub async fn verify_stored_entries(
     let mut start = 0;
     let mut page = match count {
         0 => None,
-        _ => Some(read_page(metadata, 0, PAGE.min(count)).await?),
+        _ => Some(metadata.audit_entries(0, PAGE.min(count)).await?),
     };
-    while let Some(current) = page.take() {
+    while let Some(entries) = page.take() {
         let end = (start + PAGE).min(count);
-        let hashing = tokio::task::spawn_blocking(move || verify_page(verifier, start, current));
+        let checking = verify_page(metadata, verifier, entries);
         let next = async {
             if end < count {
-                read_page(metadata, end, (end + PAGE).min(count))
+                metadata
+                    .audit_entries(end, (end + PAGE).min(count))
                     .await
                     .map(Some)
             } else {
                 Ok(None)
             }
         };
-        let (hashed, next) = tokio::join!(hashing, next);
-        verifier = hashed.map_err(|err| StoredLogError::Interrupted(err.to_string()))??;
+        let (checked, next) = tokio::join!(checking, next);
+        verifier = checked?;
         page = next?;
         start = end;
     }
     Ok(verifier.finish()?)
 }
 
-/// One page of the log: the entries with `start <= index < end` as stored, and the stored leaf
-/// hash of each index in the range (`None` where absent).
-struct Page {
-    entries: Vec<StoredEntry>,
-    leaf_hashes: Vec<Option<Hash>>,
-}
-
-async fn read_page(
+/// Pushes a page of entries through `verifier`, each with the leaf hash stored for it.
+async fn verify_page(
     metadata: &impl AuditLogReader,
-    start: u64,
-    end: u64,
-) -> Result<Page, StoredLogError> {
-    let entries = metadata.audit_entries(start, end).await?;
-    let indexes = (start..end)
-        .map(|i| airlock_audit::stored_hash_index(0, i))
-        .collect::<Result<Vec<u64>, _>>()?;
-    let leaf_hashes = metadata
-        .audit_hashes(&indexes)
+    verifier: LogVerifier,
+    entries: Vec<StoredEntry>,
+) -> Result<LogVerifier, StoredLogError> {
+    let interrupted = |err: tokio::task::JoinError| StoredLogError::Interrupted(err.to_string());
+    let (entries, leaves) = tokio::task::spawn_blocking(move || {
+        let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(&e.entry)).collect();
+        (entries, leaves)
+    })
+    .await
+    .map_err(interrupted)?;
+    let expected = entries
+        .iter()
+        .zip(&leaves)
+        .map(|(entry, leaf)| Ok((airlock_audit::stored_hash_index(0, entry.index)?, leaf.0)))
+        .collect::<Result<Vec<(u64, [u8; 32])>, AuditError>>()?;
+    // Where the stored hash differs (or is missing), the verifier is given what is stored and
+    // reports it in entry order; everywhere else the database found the computed hash stored.
+    let differing: HashMap<u64, Option<Hash>> = metadata
+        .audit_hashes_differing(&expected)
         .await?
         .into_iter()
-        .map(|hash| hash.map(Hash))
+        .map(|differing| (differing.index, differing.stored.map(Hash)))
         .collect();
-    Ok(Page {
-        entries,
-        leaf_hashes,
+    tokio::task::spawn_blocking(move || {
+        let mut verifier = verifier;
+        for ((entry, leaf), (stored_index, _)) in entries.iter().zip(leaves).zip(&expected) {
+            let stored = match differing.get(stored_index) {
+                Some(stored) => *stored,
+                None => Some(leaf),
+            };
+            verifier.push_leaf_checked(entry.index, leaf, stored)?;
+        }
+        Ok(verifier)
     })
-}
-
-/// Pushes a page starting at index `start` through `verifier`.
-fn verify_page(
-    mut verifier: LogVerifier,
-    start: u64,
-    page: Page,
-) -> Result<LogVerifier, VerifyError> {
-    for entry in &page.entries {
-        let stored = entry
-            .index
-            .checked_sub(start)
-            .and_then(|offset| page.leaf_hashes.get(usize::try_from(offset).ok()?))
-            .copied()
-            .flatten();
-        verifier.push_checked(entry.index, &entry.entry, stored)?;
-    }
-    Ok(verifier)
+    .await
+    .map_err(interrupted)?
 }
