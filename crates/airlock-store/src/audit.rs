@@ -63,53 +63,71 @@ pub(crate) async fn append(
     conn: &mut AnyConnection,
     records: &[AuditRecord],
 ) -> Result<Option<u64>, sqlx::Error> {
-    if records.is_empty() {
+    // Many rows per statement: group commits and bulk writes append hundreds at once. The first
+    // statement numbers its rows from the table's next index itself and returns them, with the
+    // number of active webhook endpoints, so a small append (the common one) is one round trip:
+    // on PostgreSQL every statement is one made while the writer lock is held, on SQLite one
+    // hop to the connection's thread.
+    let mut chunks = records.chunks(APPEND_CHUNK);
+    let Some(first_chunk) = chunks.next() else {
         return Ok(None);
-    }
-    // The next index and the active webhook endpoints in one round trip (one row per endpoint,
-    // or one row of NULLs when there is none): on PostgreSQL every statement is a round trip
-    // made while the writer lock is held.
-    let rows = sqlx::query(
-        "SELECT n.next, w.id, w.events
-         FROM (SELECT COALESCE(MAX(idx) + 1, 0) AS next FROM audit_entries) n
-         LEFT JOIN webhook_endpoints w ON w.removed_at IS NULL
-         ORDER BY w.id",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let next: i64 = match rows.first() {
-        Some(row) => row.try_get("next")?,
-        None => 0,
     };
-    let mut endpoints = Vec::new();
+    let mut insert = SqlBuilder::new(
+        "INSERT INTO audit_entries (idx, entry, kind, time_millis)
+         SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries) + v.column1,
+                v.column2, v.column3, v.column4
+         FROM (VALUES ",
+    );
+    push_entry_rows(&mut insert, 0, first_chunk);
+    insert.push(
+        ") AS v
+         RETURNING idx,
+                   (SELECT COUNT(*) FROM webhook_endpoints WHERE removed_at IS NULL) AS endpoints",
+    );
+    let rows = insert
+        .build(Backend::of(conn))?
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut next: Option<i64> = None;
+    let mut endpoint_count: i64 = 0;
     for row in &rows {
-        let id: Option<i64> = row.try_get("id")?;
-        let events: Option<String> = row.try_get("events")?;
-        if let (Some(id), Some(events)) = (id, events) {
-            endpoints.push((id, events));
-        }
+        let index: i64 = row.try_get("idx")?;
+        next = Some(next.map_or(index, |n| n.min(index)));
+        endpoint_count = row.try_get("endpoints")?;
     }
-    // Many rows per statement: group commits and bulk writes append hundreds at once.
-    for (chunk_number, chunk) in records.chunks(200).enumerate() {
-        let first = next + (chunk_number * 200) as i64;
+    let next = next
+        .ok_or_else(|| sqlx::Error::Protocol("appending audit entries returned no index".into()))?;
+    for (chunk_number, chunk) in chunks.enumerate() {
+        let first = next + ((chunk_number + 1) * APPEND_CHUNK) as i64;
         let mut insert =
             SqlBuilder::new("INSERT INTO audit_entries (idx, entry, kind, time_millis) VALUES ");
-        for (offset, record) in chunk.iter().enumerate() {
-            insert
-                .push(if offset == 0 { "(" } else { ", (" })
-                .push_bind(first + offset as i64)
-                .push(", ")
-                .push_bind(record.canonical_json())
-                .push(", ")
-                .push_bind(record.event.kind())
-                .push(", ")
-                .push_bind(record.time_millis)
-                .push(")");
-        }
+        push_entry_rows(&mut insert, first, chunk);
         insert.build(Backend::of(conn))?.execute(&mut *conn).await?;
     }
-    crate::webhooks::enqueue_for_records(conn, &endpoints, records, next).await?;
+    if endpoint_count > 0 {
+        let endpoints = crate::webhooks::active_endpoint_events(conn).await?;
+        crate::webhooks::enqueue_for_records(conn, &endpoints, records, next).await?;
+    }
     Ok(Some(next as u64))
+}
+
+/// Entries per `INSERT` (four values each).
+const APPEND_CHUNK: usize = 200;
+
+/// Appends `(first + n, entry, kind, time)` rows for `records` to a `VALUES` list.
+fn push_entry_rows(insert: &mut SqlBuilder, first: i64, records: &[AuditRecord]) {
+    for (offset, record) in records.iter().enumerate() {
+        insert
+            .push(if offset == 0 { "(" } else { ", (" })
+            .push_bind(first + offset as i64)
+            .push(", ")
+            .push_bind(record.canonical_json())
+            .push(", ")
+            .push_bind(record.event.kind())
+            .push(", ")
+            .push_bind(record.time_millis)
+            .push(")");
+    }
 }
 
 fn hash_from(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {

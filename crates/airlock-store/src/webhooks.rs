@@ -140,9 +140,20 @@ fn webhook_from_row(row: &sqlx::any::AnyRow) -> Result<WebhookRow, StoreError> {
     })
 }
 
+/// The active endpoints' ids and event patterns (JSON), read on `conn` inside the audit append's
+/// transaction (which found some active).
+pub(crate) async fn active_endpoint_events(
+    conn: &mut AnyConnection,
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, events FROM webhook_endpoints WHERE removed_at IS NULL ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await
+}
+
 /// Enqueues a delivery of each record (appended at indexes from `first_index`) to every active
 /// endpoint subscribed to its kind, on `conn` inside the caller's transaction. `endpoints` are the
-/// active endpoints' ids and event patterns (JSON), read in that transaction by the audit append.
+/// active endpoints' ids and event patterns (JSON), read in that transaction by the audit append
+/// ([`active_endpoint_events`]).
 pub(crate) async fn enqueue_for_records(
     conn: &mut AnyConnection,
     endpoints: &[(i64, String)],
