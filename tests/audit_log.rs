@@ -298,6 +298,13 @@ fn verify_offline(dir: &Path) -> (i32, String) {
     (code, format!("{out}{err}"))
 }
 
+/// Runs offline verification of `dir`, which must fail naming `problem`.
+fn assert_offline_verify_fails_naming(dir: &Path, problem: &str) {
+    let (code, out) = verify_offline(dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(problem), "{out}");
+}
+
 async fn database(dir: &Path) -> sqlx::SqliteConnection {
     SqliteConnectOptions::new()
         .filename(dir.join("metadata.db"))
@@ -328,9 +335,7 @@ async fn a_modified_entry_is_detected_and_named() {
         .await
         .unwrap();
     db.close().await.unwrap();
-    let (code, out) = verify_offline(&dir);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("entry 3 was altered"), "{out}");
+    assert_offline_verify_fails_naming(&dir, "entry 3 was altered");
 }
 
 #[tokio::test]
@@ -362,9 +367,7 @@ async fn a_deleted_entry_is_detected_and_named() {
         .await
         .unwrap();
     db.close().await.unwrap();
-    let (code, out) = verify_offline(&dir);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("entry 5 is missing"), "{out}");
+    assert_offline_verify_fails_naming(&dir, "entry 5 is missing");
 }
 
 #[tokio::test]
@@ -387,9 +390,7 @@ async fn reordered_entries_are_detected() {
         .await
         .unwrap();
     db.close().await.unwrap();
-    let (code, out) = verify_offline(&dir);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("entry 2 was altered"), "{out}");
+    assert_offline_verify_fails_naming(&dir, "entry 2 was altered");
 }
 
 #[tokio::test]
@@ -417,9 +418,7 @@ async fn an_inserted_entry_is_detected() {
         .await
         .unwrap();
     db.close().await.unwrap();
-    let (code, out) = verify_offline(&dir);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("entry 4 was altered"), "{out}");
+    assert_offline_verify_fails_naming(&dir, "entry 4 was altered");
 }
 
 #[tokio::test]
@@ -759,9 +758,7 @@ async fn a_modified_entry_pages_into_a_long_log_is_detected_and_named() {
         .await
         .unwrap();
     db.close().await.unwrap();
-    let (code, out) = verify_offline(&dir);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("entry 35000 was altered"), "{out}");
+    assert_offline_verify_fails_naming(&dir, "entry 35000 was altered");
 
     // The entries intact, a stored leaf hash changed (what tiles would serve) in a later page:
     // named by its entry. Then one removed: named as missing.
@@ -778,9 +775,7 @@ async fn a_modified_entry_pages_into_a_long_log_is_detected_and_named() {
         .await
         .unwrap();
     db.close().await.unwrap();
-    let (code, out) = verify_offline(&dir);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("entry 30001 was altered"), "{out}");
+    assert_offline_verify_fails_naming(&dir, "entry 30001 was altered");
 
     let mut db = database(&dir).await;
     sqlx::query("DELETE FROM audit_hashes WHERE idx = ?")
@@ -789,7 +784,5 @@ async fn a_modified_entry_pages_into_a_long_log_is_detected_and_named() {
         .await
         .unwrap();
     db.close().await.unwrap();
-    let (code, out) = verify_offline(&dir);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("no stored leaf hash for entry 20000"), "{out}");
+    assert_offline_verify_fails_naming(&dir, "no stored leaf hash for entry 20000");
 }
