@@ -506,6 +506,44 @@ fn checkpoint_from_row(row: sqlx::any::AnyRow) -> Result<StoredCheckpoint, Store
 mod tests {
     use super::*;
 
+    fn refused(n: u64) -> AuditRecord {
+        AuditRecord {
+            time_millis: n as i64,
+            actor: airlock_core::Actor::system(),
+            event: airlock_core::AuditEvent::PushRefused {
+                repository: "prod/team/app".parse().unwrap(),
+                action: airlock_core::Action::Push,
+                reason: format!("refusal {n}"),
+            },
+        }
+    }
+
+    /// An append larger than one statement numbers every entry once, in order, after what the
+    /// log held, and returns the first index.
+    #[tokio::test]
+    async fn an_append_of_several_statements_numbers_its_entries_in_order() {
+        for meta in crate::testing::engines().await {
+            meta.record_events(&[refused(0), refused(1)]).await.unwrap();
+            let records: Vec<AuditRecord> =
+                (2..2 + 2 * APPEND_CHUNK as u64 + 50).map(refused).collect();
+            let mut tx = meta.begin_write().await.unwrap();
+            let first = append(&mut tx, &records).await.unwrap();
+            tx.commit().await.unwrap();
+            assert_eq!(first, Some(2));
+            let total = 2 + records.len() as u64;
+            assert_eq!(meta.audit_entry_count().await.unwrap(), total);
+            let stored = meta.audit_entries(0, total).await.unwrap();
+            let indexes: Vec<u64> = stored.iter().map(|e| e.index).collect();
+            assert_eq!(indexes, (0..total).collect::<Vec<u64>>());
+            for (entry, n) in stored.iter().zip(0..) {
+                assert_eq!(entry.entry, refused(n).canonical_json(), "entry {n}");
+            }
+            // Nothing to append: no index.
+            let mut tx = meta.begin_write().await.unwrap();
+            assert_eq!(append(&mut tx, &[]).await.unwrap(), None);
+        }
+    }
+
     #[tokio::test]
     async fn the_database_names_the_stored_hashes_that_differ_from_those_expected() {
         for meta in crate::testing::engines().await {
