@@ -37,7 +37,7 @@ fn options() -> Result<Options> {
             "--samples" => options.samples = value()?.parse()?,
             "--preload" => options.preload = value()?.parse()?,
             "--quarantines" => options.quarantines = value()?.parse()?,
-            other => bail!("unknown argument {other}"),
+            other => bail!("unknown argument {other} (airlock-bench --help lists the options)"),
         }
     }
     Ok(options)

@@ -39,7 +39,7 @@ fn options() -> Result<Options> {
             "--writers" => options.writers = value()?.parse()?,
             "--verify-entries" => options.verify_entries = value()?.parse()?,
             "--airlock" => options.airlock = value()?.into(),
-            other => bail!("unknown argument {other}"),
+            other => bail!("unknown argument {other} (airlock-bench --help lists the options)"),
         }
     }
     Ok(options)

@@ -79,7 +79,7 @@ fn options() -> Result<Options> {
             "--postgres-url" => postgres_url = value()?,
             "--s3-endpoint" => s3_endpoint = value()?,
             "--server-log" => server_log = Some(value()?),
-            other => bail!("unknown argument {other}; see the doc comment in bench/engines.rs"),
+            other => bail!("unknown argument {other} (airlock-bench --help lists the options)"),
         }
     }
     if postgres_url.is_empty() || s3_endpoint.is_empty() {

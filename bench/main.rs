@@ -87,7 +87,7 @@ fn options() -> Result<Options> {
             "--manifests" => options.manifests = value()?.parse()?,
             "--airlock" => options.airlock = value()?.into(),
             "--registry" => options.registry = value()?.into(),
-            other => bail!("unknown argument {other}; see the doc comment in bench/main.rs"),
+            other => bail!("unknown argument {other} (airlock-bench --help lists the options)"),
         }
     }
     Ok(options)
@@ -436,10 +436,48 @@ fn report(name: &str, options: &Options, f: &Figures) {
     );
 }
 
+/// What `airlock-bench --help` prints: each benchmark with its options (defaults in each module).
+const USAGE: &str = "\
+usage: airlock-bench [BENCHMARK] [OPTIONS]   (figures and commands: docs/benchmarks.md)
+
+  (none)     blob and manifest push/pull against docker-registry
+             --blob-mib N --manifests N --airlock PATH --registry PATH
+  audit      sustained audit appends, and `audit verify` of a large log
+             --events N --writers N --verify-entries N --airlock PATH
+  promote    promotion latency, throughput and CPU, against `skopeo copy`
+             --blob-mib N --sequential N --concurrent N --in-flight N --skopeo-runs N
+             --airlock PATH --registry PATH --skopeo PATH --server-log FILTER
+  pull       curl GET and skopeo pulls against docker-registry
+             --blob-mib N --runs N --airlock PATH --registry PATH --skopeo PATH --curl PATH
+  uploads    server memory while many clients upload at once
+             --parallel N --mib N --airlock PATH --registry PATH
+  engines    PostgreSQL + S3 against the embedded default
+             --runs N --blob-mib N --manifests N --promotions N --in-flight N
+             --audit-events N --audit-writers N --airlock PATH --postgres-url URL
+             --server-log FILTER
+  replicas   one replica against three behind haproxy, on PostgreSQL + S3
+             --runs N --in-flight N --manifests N --promotions N --airlock PATH
+             --perf DIR --perf-args ARGS
+  scale      10k to 1M artifacts: pushes, promotions, listings, status, start-up
+             --artifacts N,N,... --pushes N --promotions N --samples N --startups N
+             --keep DIR --airlock PATH
+  anomalies  what the anomaly rules add to the request path
+             --samples N --preload N --quarantines N
+  tls        blob transfer over TLS against plaintext, handshakes per second
+             --blob-mib N --runs N --handshake-secs N --airlock PATH
+";
+
 #[tokio::main]
 async fn main() -> Result<()> {
     // aws-lc-rs is the one crypto provider of the whole build.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    if std::env::args()
+        .skip(1)
+        .any(|arg| matches!(arg.as_str(), "--help" | "-h" | "help"))
+    {
+        print!("{USAGE}");
+        return Ok(());
+    }
     match std::env::args().nth(1).as_deref() {
         Some("tls") => return tls::run().await,
         Some("audit") => return audit::run().await,

@@ -94,7 +94,7 @@ fn options() -> Result<Options> {
             "--registry" => options.registry = value()?.into(),
             "--skopeo" => options.skopeo = value()?.into(),
             "--server-log" => options.server_log = Some(value()?),
-            other => bail!("unknown argument {other}; see the doc comment in bench/promote.rs"),
+            other => bail!("unknown argument {other} (airlock-bench --help lists the options)"),
         }
     }
     if [

@@ -63,7 +63,7 @@ fn options() -> Result<Options> {
             "--registry" => options.registry = value()?.into(),
             "--skopeo" => options.skopeo = value()?.into(),
             "--curl" => options.curl = value()?.into(),
-            other => bail!("unknown argument {other}; see the doc comment in bench/pull.rs"),
+            other => bail!("unknown argument {other} (airlock-bench --help lists the options)"),
         }
     }
     if options.runs == 0 {

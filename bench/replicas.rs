@@ -88,7 +88,7 @@ fn options() -> Result<Options> {
             "--perf-args" => {
                 options.perf_args = value()?.split_whitespace().map(str::to_string).collect()
             }
-            other => bail!("unknown argument {other}; see the doc comment in bench/replicas.rs"),
+            other => bail!("unknown argument {other} (airlock-bench --help lists the options)"),
         }
     }
     if options.runs == 0 || options.in_flight == 0 || options.manifests == 0 {

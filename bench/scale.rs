@@ -89,7 +89,7 @@ fn options() -> Result<Options> {
             "--startups" => options.startups = value()?.parse::<usize>()?.max(1),
             "--keep" => options.keep = Some(value()?.into()),
             "--airlock" => options.airlock = value()?.into(),
-            other => bail!("unknown argument {other}; see the doc comment in bench/scale.rs"),
+            other => bail!("unknown argument {other} (airlock-bench --help lists the options)"),
         }
     }
     if options.artifacts.iter().any(|&n| n < 1000) {

@@ -44,7 +44,7 @@ fn options() -> Result<Options> {
             "--runs" => options.runs = value()?.parse()?,
             "--handshake-secs" => options.handshake_secs = value()?.parse()?,
             "--airlock" => options.airlock = value()?.into(),
-            other => bail!("unknown argument {other}; see the doc comment in bench/tls.rs"),
+            other => bail!("unknown argument {other} (airlock-bench --help lists the options)"),
         }
     }
     if options.runs == 0 {

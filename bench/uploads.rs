@@ -40,7 +40,7 @@ fn options() -> Result<Options> {
             "--mib" => options.mib = value()?.parse()?,
             "--airlock" => options.airlock = value()?.into(),
             "--registry" => options.registry = value()?.into(),
-            other => bail!("unknown argument {other}; see the doc comment in bench/uploads.rs"),
+            other => bail!("unknown argument {other} (airlock-bench --help lists the options)"),
         }
     }
     Ok(options)
