@@ -11,7 +11,7 @@
 use airlock_core::{AuditRecord, Signal};
 use sqlx::Row;
 
-use crate::anomalies::{AnomalyRow, Tripwire, observe_signal_in};
+use crate::anomalies::{AnomalyRow, Tripwire, anomaly_on, observe_signal_in};
 use crate::audit::append;
 use crate::error::StoreError;
 use crate::metadata::{Metadata, WriteTransaction, now_millis};
@@ -719,17 +719,13 @@ impl Metadata {
             .bind(minute - 1)
             .execute(&mut *tx)
             .await?;
-        let mut raised = Vec::new();
+        let mut anomalies = Vec::new();
         for (signal, tripwire) in signals {
             if let Some(id) = observe_signal_in(&mut tx, signal, *tripwire, now).await? {
-                raised.push(id);
+                anomalies.extend(anomaly_on(&mut tx, id).await?);
             }
         }
         tx.commit().await?;
-        let mut anomalies = Vec::with_capacity(raised.len());
-        for id in raised {
-            anomalies.extend(self.anomaly(id).await?);
-        }
         Ok(anomalies)
     }
 

@@ -129,34 +129,17 @@ impl Metadata {
         now: i64,
     ) -> Result<Option<AnomalyRow>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let raised = observe_signal_in(&mut tx, signal, tripwire, now).await?;
+        let raised = match observe_signal_in(&mut tx, signal, tripwire, now).await? {
+            Some(id) => anomaly_on(&mut tx, id).await?,
+            None => None,
+        };
         tx.commit().await?;
-        match raised {
-            Some(id) => self.anomaly(id).await,
-            None => Ok(None),
-        }
-    }
-
-    /// The anomalies `ids` (those [`observe_signal_in`] raised), once their transaction committed.
-    pub(crate) async fn anomalies_by_id(&self, ids: &[i64]) -> Result<Vec<AnomalyRow>, StoreError> {
-        let mut rows = Vec::new();
-        for id in ids {
-            rows.extend(self.anomaly(*id).await?);
-        }
-        Ok(rows)
+        Ok(raised)
     }
 
     /// An anomaly by id.
     pub async fn anomaly(&self, id: i64) -> Result<Option<AnomalyRow>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .next();
-        row.as_ref().map(anomaly_from_row).transpose()
+        anomaly_on(&mut *self.pool().acquire().await?, id).await
     }
 
     /// Up to `limit` anomalies with ids below `before` (from the newest when `None`), newest
@@ -360,6 +343,23 @@ impl Metadata {
         tx.commit().await?;
         Ok(done.rows_affected())
     }
+}
+
+/// An anomaly by id, on one connection (or inside the transaction that raised it, so a caller
+/// has the row before it commits and nothing can fail after).
+pub(crate) async fn anomaly_on(
+    conn: &mut sqlx::AnyConnection,
+    id: i64,
+) -> Result<Option<AnomalyRow>, StoreError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .next();
+    row.as_ref().map(anomaly_from_row).transpose()
 }
 
 /// Counts `signal` at `now` in `tx` (see [`Metadata::observe_signal`]); returns the id of the

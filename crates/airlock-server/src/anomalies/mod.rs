@@ -290,8 +290,10 @@ impl Anomalies {
         }
         signals
             .into_iter()
-            .filter_map(|signal| Some((self.tripwire(signal.rule)?, signal)))
-            .map(|(tripwire, signal)| (signal, tripwire))
+            .filter_map(|signal| {
+                let tripwire = self.tripwire(signal.rule)?;
+                Some((signal, tripwire))
+            })
             .collect()
     }
 

@@ -10,7 +10,7 @@ use airlock_core::{AuditEvent, AuditRecord, Digest, PromotionState, Signal, Tag}
 use std::collections::HashSet;
 
 use super::{NewManifest, PromotionWrite, PromotionWriteError, check_transition, set_tag};
-use crate::anomalies::{AnomalyRow, Tripwire, observe_signal_in};
+use crate::anomalies::{AnomalyRow, Tripwire, anomaly_on, observe_signal_in};
 use crate::audit::append;
 use crate::engine::{Backend, SqlBuilder};
 use crate::error::StoreError;
@@ -71,13 +71,13 @@ impl Metadata {
         record_tag_moves(&mut tx, write, records, moves, now).await?;
         let mut raised = Vec::new();
         for (signal, tripwire) in signals {
-            raised.extend(observe_signal_in(&mut tx, signal, *tripwire, now).await?);
+            if let Some(id) = observe_signal_in(&mut tx, signal, *tripwire, now).await? {
+                // Read before the commit: once the promotion is committed, nothing may fail it.
+                raised.extend(anomaly_on(&mut tx, id).await?);
+            }
         }
         tx.commit().await?;
-        if raised.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(self.anomalies_by_id(&raised).await?)
+        Ok(raised)
     }
 }
 
