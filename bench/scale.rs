@@ -303,18 +303,6 @@ async fn first_next(http: &reqwest::Client, url: &str) -> Result<String> {
     })
 }
 
-fn urlencode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Size of everything under `dir`, in bytes.
 fn disk_usage(dir: &Path) -> Result<u64> {
     let mut total = 0;
@@ -480,7 +468,10 @@ async fn measure(options: &Options, artifacts: usize) -> Result<Row> {
             "promotions second",
             format!(
                 "/api/v1/promotions?n={promotions_page}&last={}",
-                urlencode(&promotions_next)
+                percent_encoding::utf8_percent_encode(
+                    &promotions_next,
+                    percent_encoding::NON_ALPHANUMERIC
+                )
             ),
         ),
         ("status first", "/api/v1/status/scale/app".to_string()),

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::client::{ApiClient, DENIED};
 use crate::commands::common::{Common, OutputFormat, print_as};
 use crate::commands::outcome::pending;
+use crate::commands::pages::query_value;
 use crate::oci_client::ArtifactRef;
 
 /// Exit status when `promote --wait --timeout` gives up (the promotion is still open).
@@ -459,20 +460,6 @@ fn promotion_text(p: &api::Promotion) -> String {
         }
     }
     lines.join("\n")
-}
-
-/// A query string value: the characters a state or repository path may hold pass, others are
-/// percent-encoded.
-fn query_value(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// Every promotion the list `query` selects (at most `limit`), following the server's `next`
