@@ -108,3 +108,109 @@ async fn malformed_requests_never_cause_server_errors() {
         .unwrap();
     assert_eq!(head.headers()["docker-content-digest"], digest.as_str());
 }
+
+/// A NUL character (U+0000) is valid in JSON strings and form values but PostgreSQL's `text`
+/// cannot hold it. A user name holding one is an unknown user (401) on both engines; any other
+/// text field holding one is stored on SQLite and refused with 400 naming the character on
+/// PostgreSQL, never a 500, and nothing is left half-written.
+#[tokio::test]
+async fn nul_characters_in_text_inputs_never_cause_server_errors() {
+    let s = TestServer::start();
+    let anonymous = reqwest::Client::new();
+    // The token endpoint's form and Basic auth, as a fuzzer found it.
+    let response = anonymous
+        .post(s.url("/auth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("service", "airlock"),
+            ("username", "ad\0min"),
+            ("password", "whatever-it-is"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "{}", response.text().await.unwrap());
+    let response = common::client_as("ad\0min", common::ADMIN_PASSWORD)
+        .get(s.url("/auth/token?service=airlock"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "{}", response.text().await.unwrap());
+    let response = s
+        .http
+        .get(s.url("/auth/token?service=airlock"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the real admin still signs in");
+
+    // A free-text field of the JSON API.
+    let (status, body) = common::post_json(
+        &s.http,
+        &s.url("/api/v1/access-requests"),
+        serde_json::json!({"role": "developer", "scope": "dev/team/app", "duration_secs": 60, "reason": "INC-\u{0}1"}),
+    )
+    .await;
+    let (_, listed) = common::get_json(&s.http, &s.url("/api/v1/access-requests")).await;
+    let requests = listed["requests"].as_array().expect("a list").len();
+    if common::distributed() {
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["code"], "BAD_REQUEST", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("NUL character"), "{message}");
+        assert_eq!(requests, 0, "nothing was stored: {listed}");
+    } else {
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(requests, 1, "{listed}");
+    }
+
+    // Manifests: annotations are stored as JSON (escaped), so a NUL in one is kept on both
+    // engines; an artifact type is stored as it is.
+    let config = s.push_blob("dev/team/app", b"{}").await;
+    let manifest = |artifact_type: &str, note: &str| {
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": common::OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2}],
+            "annotations": {"org.example.note": note},
+        });
+        serde_json::to_vec(&manifest).unwrap()
+    };
+    for (tag, body) in [
+        (
+            "annotated",
+            manifest("application/vnd.example+json", "a\u{0}b"),
+        ),
+        (
+            "typed",
+            manifest("application/vnd.example\u{0}+json", "note"),
+        ),
+    ] {
+        let response = s
+            .put_manifest("dev/team/app", tag, common::OCI_MANIFEST, &body)
+            .await;
+        let status = response.status().as_u16();
+        let said = response.text().await.unwrap();
+        let refused = tag == "typed" && common::distributed();
+        if refused {
+            assert_eq!(status, 400, "{said}");
+            assert!(
+                said.contains("MANIFEST_INVALID") && said.contains("NUL character"),
+                "{said}"
+            );
+        } else {
+            assert_eq!(status, 201, "{tag}: {said}");
+        }
+        let found = s
+            .http
+            .head(s.url(&format!("/v2/dev/team/app/manifests/{tag}")))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(found, if refused { 404 } else { 200 }, "{tag}");
+    }
+}

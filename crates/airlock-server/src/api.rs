@@ -39,7 +39,8 @@ impl ApiError {
 
     /// A storage failure: 503 `UNAVAILABLE` with `Retry-After` when the database gave up on a
     /// time limit (busy, nothing written), 503 `UNAVAILABLE` when storage refused the write
-    /// because it cannot keep it (readyz names the failing check), else 500 as
+    /// because it cannot keep it (readyz names the failing check), 400 for a text value the
+    /// database cannot store (a NUL character on PostgreSQL), else 500 as
     /// [`ApiError::internal`].
     pub fn storage(err: &airlock_store::StoreError) -> Self {
         if let Some(busy) = err.busy() {
@@ -52,6 +53,12 @@ impl ApiError {
             );
             answer.retry_after_secs = Some(busy.retry_after_secs());
             return answer;
+        }
+        if err.unstorable_text() {
+            return Self::bad_request(
+                airlock_store::UNSTORABLE_TEXT,
+                "remove the NUL character from the request's names, reasons, labels and other text fields",
+            );
         }
         match err.write_refusal() {
             Some(refusal) => {

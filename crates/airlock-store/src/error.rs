@@ -123,6 +123,10 @@ pub enum StoreError {
     },
 }
 
+/// What a client hears when a value it sent holds a character the database cannot store
+/// ([`StoreError::unstorable_text`]).
+pub const UNSTORABLE_TEXT: &str = "a text value in the request contains the NUL character (U+0000, sent as \\u0000 or %00), which the metadata database cannot store; nothing was changed";
+
 impl StoreError {
     /// A failed read of `table`: a column whose stored value does not parse as its type is
     /// [`StoreError::Corrupt`] naming the table, the column and the value; anything else is the
@@ -158,6 +162,18 @@ impl StoreError {
             }
             _ => None,
         }
+    }
+
+    /// Whether the database refused a text value it cannot hold: PostgreSQL's `text` has no NUL
+    /// character (U+0000; SQLSTATE `22021`). Nothing was written; the value came from the client,
+    /// so it hears 400 naming [`UNSTORABLE_TEXT`], not 500.
+    pub fn unstorable_text(&self) -> bool {
+        let err = match self {
+            StoreError::Database(err)
+            | StoreError::Migration(sqlx::migrate::MigrateError::Execute(err)) => err,
+            _ => return false,
+        };
+        matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("22021"))
     }
 
     /// The refusal behind this error when storage refused a write because it cannot keep it (the

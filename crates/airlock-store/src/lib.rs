@@ -56,7 +56,7 @@ pub use blobs::{
 };
 pub use catalog::{ArtifactEntry, TagRow, TimeCursor};
 pub use engine::{Backend, DatabaseBusy, DatabaseLocation, POSTGRES_TIMEOUTS, redact_url};
-pub use error::StoreError;
+pub use error::{StoreError, UNSTORABLE_TEXT};
 pub use evidence::{
     ArtifactFlag, EvidenceOrigin, EvidenceRow, EvidenceUpdate, EvidenceVerdict, KeyChange, KeyRow,
     KeyringWriteError, NewEvidence,

@@ -145,6 +145,16 @@ impl From<RegistryError> for OciError {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
                     .with_header(header::RETRY_AFTER, retry_after.to_string())
             }
+            // Only a manifest carries free text to a text column (its artifact type; annotations
+            // are stored as escaped JSON).
+            R::Store(store) if store.unstorable_text() => Self::new(
+                StatusCode::BAD_REQUEST,
+                "MANIFEST_INVALID",
+                format!(
+                    "{}: remove it from the manifest's artifactType and media types",
+                    airlock_store::UNSTORABLE_TEXT
+                ),
+            ),
             R::Store(store) if store.write_refusal().is_some() => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",

@@ -274,6 +274,7 @@ impl Identity {
             Some(purpose) => format!("{reason} ({purpose})"),
             None => reason.to_string(),
         };
+        let user = &*storable_name(user);
         self.check_rate(user, source).await?;
         let principal = self.metadata.principal_by_name(user).await?;
         let checked = self.check_secret(principal.as_ref(), secret).await?;
@@ -390,6 +391,18 @@ impl Identity {
             return Ok(Err("password revoked or expired".into()));
         }
         Ok(Ok(("password", credential.id, credential.secret_hash)))
+    }
+}
+
+/// A presented user name as the database can hold it, for looking it up and counting its
+/// failures: a NUL character (U+0000), which PostgreSQL's `text` cannot hold and no principal's
+/// name contains, becomes U+FFFD. The name still finds no principal and its failures are still
+/// counted and rate-limited, alike on both engines, instead of failing the request.
+fn storable_name(user: &str) -> std::borrow::Cow<'_, str> {
+    if user.contains('\0') {
+        std::borrow::Cow::Owned(user.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(user)
     }
 }
 
