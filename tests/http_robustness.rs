@@ -144,6 +144,17 @@ async fn nul_characters_in_text_inputs_never_cause_server_errors() {
         .unwrap();
     assert_eq!(response.status(), 200, "the real admin still signs in");
 
+    // A name in an API path names nothing.
+    let response = s
+        .http
+        .post(s.url("/api/v1/users/ad%00min/enable"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let said: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(said["error"]["code"], "NOT_FOUND", "{said}");
+
     // A free-text field of the JSON API.
     let (status, body) = common::post_json(
         &s.http,

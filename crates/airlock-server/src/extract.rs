@@ -2,7 +2,7 @@
 //! (`{"error":{"code","message","remediation"}}`, as documented in the OpenAPI document) instead
 //! of axum's plain-text rejections: [`ApiJson`] for bodies, [`ApiPath`] for path parameters,
 //! [`ApiQuery`] for query strings. The status is axum's (400 malformed, 415 not JSON, 422 the
-//! wrong shape).
+//! wrong shape), or 404 for a path parameter holding a NUL character.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -79,6 +79,16 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // No name or id holds a NUL character (PostgreSQL cannot even store one): such a path
+        // names nothing, on either engine.
+        if parts.uri.path().contains("%00") {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "the path holds a NUL character (%00), which no name or id contains",
+                "remove the %00 from the path; names and ids are listed by the matching list endpoint",
+            ));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Self(value)),
             Err(rejection) => Err(path_rejection(&rejection)),
