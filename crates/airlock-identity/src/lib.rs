@@ -10,6 +10,8 @@
 //!   digest and compared in constant time;
 //! - [`access_token`]: short-lived registry access tokens, EdDSA-signed JWTs compatible with the
 //!   Docker registry token specification, and the `GET /auth/token` response body;
+//! - [`console_session`]: web console sessions, a random cookie stored as a SHA-256 digest, with
+//!   a CSRF token and idle and absolute timeouts;
 //! - [`oidc`]: workload identity, i.e. CI ID tokens (GitHub Actions and the like) verified against
 //!   the issuer's JWKS and an operator-written [`TrustRule`].
 //!
@@ -23,6 +25,7 @@
 
 pub mod access_token;
 pub mod api_key;
+pub mod console_session;
 mod error;
 mod jwt;
 pub mod oidc;
@@ -34,6 +37,9 @@ pub use access_token::{
     TokenVerifier, token_response,
 };
 pub use api_key::{ApiKey, ApiKeyRecord, ApiKeySecret, parse_api_key, verify_api_key};
+pub use console_session::{
+    NewSession, SessionExpired, SessionTimeouts, csrf_token_matches, session_id_of,
+};
 pub use error::IdentityError;
 pub use jwt::MAX_TOKEN_BYTES;
 pub use oidc::{Jwks, OidcError, OidcIdentity, TrustRule, select_rule, verify_id_token};
