@@ -268,6 +268,16 @@ pub enum AuditEvent {
         /// Why it failed.
         reason: String,
     },
+    /// A person signed in to the web console: a session started.
+    SessionStarted {
+        /// Who signed in.
+        principal: String,
+    },
+    /// A web console session was ended by its holder (sign-out).
+    SessionEnded {
+        /// Whose session it was.
+        principal: String,
+    },
     /// A write into a gated stage was refused.
     PushRefused {
         /// The repository the client tried to change.
@@ -642,6 +652,8 @@ impl AuditEvent {
             Self::AccessRequested { .. } => "access.requested",
             Self::AccessDecided { .. } => "access.decided",
             Self::AuthenticationFailed { .. } => "auth.failed",
+            Self::SessionStarted { .. } => "session.started",
+            Self::SessionEnded { .. } => "session.ended",
             Self::KeyAdded { .. } => "key.added",
             Self::KeyStatusChanged { status, .. } if status == "retired" => "key.retired",
             Self::KeyStatusChanged { .. } => "key.revoked",
@@ -731,7 +743,9 @@ impl AuditEvent {
             | Self::CredentialExpired { principal, .. }
             | Self::RoleGranted { principal, .. }
             | Self::RoleRevoked { principal, .. }
-            | Self::AuthenticationFailed { principal, .. } => {
+            | Self::AuthenticationFailed { principal, .. }
+            | Self::SessionStarted { principal }
+            | Self::SessionEnded { principal } => {
                 json!({"kind": "principal", "name": principal})
             }
             Self::AccessRequested { request, .. } | Self::AccessDecided { request, .. } => {
@@ -925,6 +939,7 @@ impl AuditEvent {
                 ..
             } => json!({"principal": principal, "decision": decision}),
             Self::AuthenticationFailed { reason, .. } => json!({"reason": reason}),
+            Self::SessionStarted { .. } | Self::SessionEnded { .. } => json!({}),
             Self::KeyAdded {
                 algorithm,
                 purposes,

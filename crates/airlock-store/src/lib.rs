@@ -16,6 +16,7 @@ mod audit_reader;
 mod backup;
 mod blobs;
 mod catalog;
+mod console_sessions;
 mod engine;
 mod error;
 mod evidence;
@@ -55,6 +56,7 @@ pub use blobs::{
     StoredBlobFile, local_blob_file,
 };
 pub use catalog::{ArtifactEntry, TagRow, TimeCursor};
+pub use console_sessions::{ConsoleSessionRow, TOUCH_INTERVAL_MILLIS};
 pub use engine::{Backend, DatabaseBusy, DatabaseLocation, POSTGRES_TIMEOUTS, redact_url};
 pub use error::{StoreError, UNSTORABLE_TEXT};
 pub use evidence::{

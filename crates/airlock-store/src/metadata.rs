@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 26] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 27] = [
         (
             1,
             "registry",
@@ -187,6 +187,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "list paging indexes",
             include_str!("../migrations/0026_list_paging_indexes.sql"),
             include_str!("../migrations/postgres/0026_list_paging_indexes.sql"),
+        ),
+        (
+            27,
+            "console sessions",
+            include_str!("../migrations/0027_console_sessions.sql"),
+            include_str!("../migrations/postgres/0027_console_sessions.sql"),
         ),
     ];
     Migrator::with_migrations(
