@@ -159,6 +159,8 @@ pub struct Services {
     pub draining: crate::readiness::Draining,
     /// Garbage collection.
     pub gc: Arc<crate::gc::Collector>,
+    /// Whether airlock serves TLS (the console's cookies are then `Secure`).
+    pub serves_tls: bool,
 }
 
 /// The whole HTTP application.
@@ -178,6 +180,7 @@ pub fn router(
         catalog,
         draining,
         gc,
+        serves_tls,
     } = services;
     let trusted_proxies = Arc::new(identity.trusted_proxies().clone());
     let access = Arc::new(AccessControl::with_identity(identity.clone()));
@@ -238,6 +241,11 @@ pub fn router(
                 identity: identity.clone(),
             },
         ))
+        .merge(crate::console::router(crate::console::ConsoleState {
+            identity: identity.clone(),
+            catalog: catalog.clone(),
+            secure_cookies: serves_tls,
+        }))
         .merge(crate::catalog::routes::router(
             crate::catalog::routes::CatalogState {
                 catalog,
@@ -452,6 +460,7 @@ pub async fn serve(
                 &config.stages()?,
                 config.gc.clone(),
             )),
+            serves_tls: !plaintext,
         },
         crate::metrics::install(),
     );

@@ -307,6 +307,11 @@ pub struct AccessConfig {
     /// Lifetime of refresh tokens (`airlock login`, clients asking for offline access), in
     /// seconds (default 7 days). Each exchange replaces the token with a new one of this lifetime.
     pub refresh_lifetime_secs: u64,
+    /// Seconds without a request after which a web console session ends (default 30 minutes).
+    pub console_idle_timeout_secs: u64,
+    /// Seconds after sign-in after which a web console session ends however active it is
+    /// (default 12 hours).
+    pub console_session_lifetime_secs: u64,
     /// Clock skew tolerated when checking token times, in seconds.
     pub leeway_secs: u64,
     /// Longest API key lifetime a service account may get, in days; a key added without an
@@ -795,6 +800,8 @@ impl Default for AccessConfig {
             public_url: None,
             token_lifetime_secs: 300,
             refresh_lifetime_secs: 7 * 24 * 3600,
+            console_idle_timeout_secs: 30 * 60,
+            console_session_lifetime_secs: 12 * 3600,
             leeway_secs: 30,
             max_api_key_days: 365,
             credential_expiry_warning_days: ExpiryWarningDays(vec![14, 3]),
@@ -1044,6 +1051,13 @@ impl Config {
         if self.registry.max_manifest_bytes == 0 {
             return Err(invalid(
                 "registry.max_manifest_bytes must be positive".into(),
+            ));
+        }
+        if self.access.console_idle_timeout_secs == 0
+            || self.access.console_session_lifetime_secs == 0
+        {
+            return Err(invalid(
+                "access.console_idle_timeout_secs and access.console_session_lifetime_secs must be at least 1 second".into(),
             ));
         }
         for (stage, gate) in &self.gates {

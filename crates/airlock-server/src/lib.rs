@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod client_address;
 pub mod config;
 pub mod connections;
+pub mod console;
 pub mod data_dir;
 pub mod evidence;
 pub mod extract;

@@ -15,4 +15,7 @@ mod password_checks;
 pub mod routes;
 pub mod service;
 
-pub use service::{AuthError, Authenticated, Identity, IdentityError, PasswordFailure};
+pub use service::{
+    AuthError, Authenticated, ConsoleSession, Identity, IdentityError, PasswordFailure,
+    SESSION_AUTH,
+};

@@ -18,11 +18,13 @@ use crate::config::AccessConfig;
 
 mod accounts;
 mod api_keys;
+mod console;
 mod lists;
 mod secrets;
 mod tokens;
 
 pub use api_keys::AddedKey;
+pub use console::{ConsoleSession, SESSION_AUTH};
 pub use lists::ListedBinding;
 pub use tokens::IssuedTokens;
 

@@ -1,0 +1,425 @@
+//! The web console: server-rendered HTML pages for release managers, approvers and auditors.
+//!
+//! - `GET /` redirects here; `GET /console` is the stages board (what is in each stage of each
+//!   repository path the signed-in person may read, paged, with a search);
+//! - `GET|POST /console/login` signs in with a password; `POST /console/logout` signs out;
+//! - `GET /console/assets/*`: the stylesheet, built into the binary.
+//!
+//! Every page goes through the same services, and the same read rules, as the JSON API. A
+//! session is a cookie (`HttpOnly`, `SameSite=Strict`, `Secure` under TLS, path `/console`)
+//! checked on every request ([`Identity::console_session`]); every form carries a CSRF token (the
+//! session's, or before sign-in a token bound to a cookie of its own). Every answer carries a
+//! strict Content-Security-Policy (nothing but this origin; no inline script or style),
+//! `X-Frame-Options: DENY` and `Cache-Control: no-store`.
+
+mod pages;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Form, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use cookie::{Cookie, SameSite};
+use serde::Deserialize;
+
+use crate::caller::Caller;
+use crate::catalog::{CatalogError, CatalogService, Page};
+use crate::identity::{AuthError, ConsoleSession, Identity};
+
+/// The session cookie's name.
+const SESSION_COOKIE: &str = "airlock_session";
+/// The cookie binding the sign-in form's CSRF token before there is a session.
+const LOGIN_CSRF_COOKIE: &str = "airlock_login_csrf";
+/// Where the console lives; its cookies are scoped to it.
+const CONSOLE_PATH: &str = "/console";
+/// Repository paths per board page.
+const BOARD_PAGE: u32 = 20;
+
+/// The Content-Security-Policy of every console answer: this origin only, no inline code.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// State of the console routes.
+#[derive(Clone)]
+pub struct ConsoleState {
+    /// Who is signed in.
+    pub identity: Arc<Identity>,
+    /// What is in each stage.
+    pub catalog: Arc<CatalogService>,
+    /// Whether airlock serves TLS: cookies are then `Secure`.
+    pub secure_cookies: bool,
+}
+
+/// The console routes.
+pub fn router(state: ConsoleState) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to(CONSOLE_PATH) }))
+        .route("/console", get(board))
+        .route("/console/login", get(login_form).post(login))
+        .route("/console/logout", axum::routing::post(logout))
+        .route("/console/assets/console.css", get(stylesheet))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+/// Adds the console's security headers to every answer.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("assets/console.css"),
+    )
+        .into_response()
+}
+
+/// The value of cookie `name` in the request, if sent.
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == name)
+        .and_then(|cookie| cookie.value_raw())
+        .filter(|value| !value.is_empty())
+}
+
+impl ConsoleState {
+    /// A console cookie: `HttpOnly`, `SameSite=Strict`, scoped to the console, `Secure` under
+    /// TLS; `max_age` `None` for a browser-session cookie.
+    fn cookie(&self, name: &'static str, value: String, max_age: Option<i64>) -> HeaderValue {
+        let mut cookie = Cookie::build((name, value))
+            .path(CONSOLE_PATH)
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(self.secure_cookies)
+            .build();
+        if let Some(secs) = max_age {
+            cookie.set_max_age(cookie::time::Duration::seconds(secs));
+        }
+        HeaderValue::from_str(&cookie.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+    }
+
+    /// The signed-in session of a request, or why there is none.
+    async fn session(&self, headers: &HeaderMap) -> Result<ConsoleSession, AuthError> {
+        let cookie = cookie_value(headers, SESSION_COOKIE)
+            .ok_or_else(|| AuthError::Invalid("not signed in".into()))?;
+        self.identity.console_session(cookie).await
+    }
+}
+
+/// An answer for a request whose session did not check out: the sign-in page says why.
+fn to_login(state: &ConsoleState, err: &AuthError) -> Response {
+    let mut response = Redirect::to(&format!(
+        "/console/login?reason={}",
+        match err {
+            AuthError::Invalid(message) if message == "not signed in" => "signed-out",
+            _ => "ended",
+        }
+    ))
+    .into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        state.cookie(SESSION_COOKIE, String::new(), Some(0)),
+    );
+    response
+}
+
+/// A page with `status`.
+fn page(status: StatusCode, markup: maud::Markup) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        markup.into_string(),
+    )
+        .into_response()
+}
+
+/// Query of the sign-in page.
+#[derive(Debug, Deserialize)]
+struct LoginQuery {
+    /// Why the sign-in page is shown (`ended`, `signed-out`).
+    reason: Option<String>,
+}
+
+async fn login_form(
+    State(state): State<ConsoleState>,
+    Query(query): Query<LoginQuery>,
+) -> Response {
+    let notice = match query.reason.as_deref() {
+        Some("ended") => {
+            Some("Your session ended: it expired, or your access changed. Sign in again.")
+        }
+        Some("out") => Some("You signed out."),
+        _ => None,
+    };
+    login_page(&state, StatusCode::OK, None, notice)
+}
+
+/// The sign-in page with a fresh CSRF token bound to a cookie of its own.
+fn login_page(
+    state: &ConsoleState,
+    status: StatusCode,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Response {
+    let csrf = airlock_identity::NewSession::generate().csrf_token;
+    let mut response = page(status, pages::login(&csrf, error, notice));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        state.cookie(LOGIN_CSRF_COOKIE, csrf, None),
+    );
+    response
+}
+
+/// The sign-in form.
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    csrf_token: String,
+}
+
+async fn login(
+    State(state): State<ConsoleState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let bound = cookie_value(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if bound.is_empty() || !airlock_identity::csrf_token_matches(&form.csrf_token, bound) {
+        return login_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            Some(
+                "The sign-in form expired or did not come from this page (CSRF check). Sign in again from this form.",
+            ),
+            None,
+        );
+    }
+    match state
+        .identity
+        .start_console_session(form.username.trim(), &form.password, Some(peer))
+        .await
+    {
+        Ok((session, _)) => {
+            let mut response = Redirect::to(CONSOLE_PATH).into_response();
+            let headers = response.headers_mut();
+            headers.append(
+                header::SET_COOKIE,
+                state.cookie(SESSION_COOKIE, session.cookie, None),
+            );
+            headers.append(
+                header::SET_COOKIE,
+                state.cookie(LOGIN_CSRF_COOKIE, String::new(), Some(0)),
+            );
+            response
+        }
+        Err(err) => {
+            let (status, message) = sign_in_refusal(&err);
+            login_page(&state, status, Some(&message), None)
+        }
+    }
+}
+
+/// The status and words for a refused sign-in.
+fn sign_in_refusal(err: &AuthError) -> (StatusCode, String) {
+    match err {
+        AuthError::RateLimited => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed sign-ins from this address: wait a minute and try again.".into(),
+        ),
+        AuthError::PasswordChangeRequired { principal } => (
+            StatusCode::FORBIDDEN,
+            format!(
+                "The password of {principal} must be changed before it signs in: airlock users passwd -u {principal}"
+            ),
+        ),
+        AuthError::Barred(reason) => (StatusCode::FORBIDDEN, format!("{reason}.")),
+        AuthError::Invalid(message) => (StatusCode::UNAUTHORIZED, message.clone()),
+        AuthError::Store(store) if store.busy().is_some() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The database is busy: try again in a moment.".into(),
+        ),
+        other => {
+            tracing::error!(error = %other, "console sign-in failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Sign-in failed on the server; the server log has the cause.".into(),
+            )
+        }
+    }
+}
+
+/// A form that carries only the session's CSRF token.
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf_token: String,
+}
+
+async fn logout(
+    State(state): State<ConsoleState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let session = match state.session(&headers).await {
+        Ok(session) => session,
+        Err(err) => return to_login(&state, &err),
+    };
+    if !airlock_identity::csrf_token_matches(&form.csrf_token, &session.row.csrf_token) {
+        return csrf_refused(&session);
+    }
+    if let Err(err) = state
+        .identity
+        .end_console_session(&session, Some(peer))
+        .await
+    {
+        return failure(&session, &err.to_string());
+    }
+    let mut response = Redirect::to("/console/login?reason=out").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        state.cookie(SESSION_COOKIE, String::new(), Some(0)),
+    );
+    response
+}
+
+/// 403 for a form without the session's CSRF token.
+fn csrf_refused(session: &ConsoleSession) -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        pages::message(
+            session,
+            "Refused",
+            "The form did not carry this session's CSRF token, so it may not have come from this console. Nothing was changed: go back, reload the page and send it again.",
+        ),
+    )
+}
+
+/// 500 with the cause logged, not shown.
+fn failure(session: &ConsoleSession, cause: &str) -> Response {
+    tracing::error!(error = %cause, "console request failed");
+    page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        pages::message(
+            session,
+            "Something failed",
+            "The server could not complete this page; its log has the cause. Try again in a moment.",
+        ),
+    )
+}
+
+/// Query of the stages board.
+#[derive(Debug, Deserialize)]
+struct BoardQuery {
+    /// A repository path (`team/app`) or pattern (`team/*`); empty: every path.
+    q: Option<String>,
+    /// The cursor of the page (`next` of the previous one).
+    last: Option<String>,
+}
+
+async fn board(
+    State(state): State<ConsoleState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<BoardQuery>,
+) -> Response {
+    let session = match state.session(&headers).await {
+        Ok(session) => session,
+        Err(err) => return to_login(&state, &err),
+    };
+    let caller = Caller {
+        actor: session.who.actor(Some(peer)),
+        who: Some(session.who.clone()),
+        peer,
+    };
+    let search = query.q.as_deref().map(str::trim).unwrap_or_default();
+    let pattern = if search.is_empty() { "*" } else { search };
+    let stages = match state.catalog.stages().await {
+        Ok(stages) => stages,
+        Err(err) => return failure(&session, &err.to_string()),
+    };
+    let page_request = match Page::new(Some(BOARD_PAGE), query.last.clone(), BOARD_PAGE, BOARD_PAGE)
+    {
+        Ok(page_request) => page_request,
+        Err(err) => return board_refusal(&session, search, &stages, &err),
+    };
+    match state
+        .catalog
+        .status_page(&caller, pattern, page_request)
+        .await
+    {
+        Ok(found) => page(
+            StatusCode::OK,
+            pages::board(&session, search, &stages, &found),
+        ),
+        // The whole board with nothing on it is not an error: the page says so.
+        Err(CatalogError::NoMatch { .. }) if search.is_empty() => page(
+            StatusCode::OK,
+            pages::board(
+                &session,
+                search,
+                &stages,
+                &airlock_api::catalog::StatusPage {
+                    pattern: pattern.to_string(),
+                    repositories: Vec::new(),
+                    next: None,
+                },
+            ),
+        ),
+        Err(err) => board_refusal(&session, search, &stages, &err),
+    }
+}
+
+/// The board with what was wrong with the search (a malformed pattern, nothing found).
+fn board_refusal(
+    session: &ConsoleSession,
+    search: &str,
+    stages: &airlock_api::catalog::StageList,
+    err: &CatalogError,
+) -> Response {
+    let status = match err {
+        CatalogError::Store(store) => return failure(session, &store.to_string()),
+        CatalogError::NoArtifacts { .. } | CatalogError::NoMatch { .. } => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let empty = airlock_api::catalog::StatusPage {
+        pattern: search.to_string(),
+        repositories: Vec::new(),
+        next: None,
+    };
+    page(
+        status,
+        pages::board_with_error(session, search, stages, &empty, &err.to_string()),
+    )
+}

@@ -1,0 +1,271 @@
+//! The console's HTML, as compile-time templates (`maud` escapes every value it interpolates).
+//! No page carries inline script or style: the Content-Security-Policy forbids both.
+
+use airlock_api::catalog::{ArtifactStatus, RepositoryStatus, StageInfo, StageList, StatusPage};
+use maud::{DOCTYPE, Markup, html};
+
+use crate::identity::ConsoleSession;
+
+/// The page around every console view: the header with the navigation and who is signed in
+/// (with the sign-out form), then `body`.
+fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · airlock" }
+                link rel="stylesheet" href="/console/assets/console.css";
+            }
+            body {
+                a class="skip" href="#main" { "Skip to content" }
+                header class="top" {
+                    a class="brand" href="/console" { "airlock" }
+                    @if let Some(session) = session {
+                        nav aria-label="Console" {
+                            ul {
+                                li { a href="/console" aria-current="page" { "Stages board" } }
+                            }
+                        }
+                        div class="who" {
+                            span { "Signed in as " strong { (session.who.principal.name) } }
+                            form method="post" action="/console/logout" {
+                                input type="hidden" name="csrf_token" value=(session.row.csrf_token);
+                                button class="quiet" type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main id="main" { (body) }
+            }
+        }
+    }
+}
+
+/// The sign-in page: `csrf` goes into the form; `error` says why the last attempt failed,
+/// `notice` why the page is shown.
+pub(super) fn login(csrf: &str, error: Option<&str>, notice: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        html! {
+            div class="card login" {
+                h1 { "Sign in to airlock" }
+                @if let Some(notice) = notice {
+                    p class="notice" role="status" { (notice) }
+                }
+                @if let Some(error) = error {
+                    p class="alert" role="alert" { (error) }
+                }
+                form method="post" action="/console/login" {
+                    input type="hidden" name="csrf_token" value=(csrf);
+                    label for="username" { "User name" }
+                    input type="text" id="username" name="username" autocomplete="username" required autofocus;
+                    label for="password" { "Password" }
+                    input type="password" id="password" name="password" autocomplete="current-password" required;
+                    button type="submit" { "Sign in" }
+                }
+            }
+        },
+    )
+}
+
+/// A page saying one thing (a refusal, a failure).
+pub(super) fn message(session: &ConsoleSession, title: &str, text: &str) -> Markup {
+    layout(
+        title,
+        Some(session),
+        html! {
+            h1 { (title) }
+            p class="alert" role="alert" { (text) }
+            p { a href="/console" { "Back to the stages board" } }
+        },
+    )
+}
+
+/// The stages board: for each repository path on the page, what is in each stage.
+pub(super) fn board(
+    session: &ConsoleSession,
+    search: &str,
+    stages: &StageList,
+    found: &StatusPage,
+) -> Markup {
+    board_page(session, search, stages, found, None)
+}
+
+/// The stages board with why the search found nothing to show.
+pub(super) fn board_with_error(
+    session: &ConsoleSession,
+    search: &str,
+    stages: &StageList,
+    found: &StatusPage,
+    error: &str,
+) -> Markup {
+    board_page(session, search, stages, found, Some(error))
+}
+
+fn board_page(
+    session: &ConsoleSession,
+    search: &str,
+    stages: &StageList,
+    found: &StatusPage,
+    error: Option<&str>,
+) -> Markup {
+    layout(
+        "Stages board",
+        Some(session),
+        html! {
+            h1 { "Stages board" }
+            section class="card" aria-labelledby="pipeline" {
+                h2 id="pipeline" { "Pipeline" }
+                div class="stages" {
+                    @for stage in &stages.stages {
+                        (stage_summary(stage))
+                    }
+                }
+            }
+            form class="search" method="get" action="/console" role="search" {
+                label for="q" { "Repository" }
+                input type="search" id="q" name="q" value=(search) placeholder="team/app or team/*";
+                button type="submit" { "Search" }
+            }
+            @if let Some(error) = error {
+                p class="alert" role="alert" { (error) }
+            } @else if found.repositories.is_empty() {
+                p class="notice" role="status" { "No repository you may read holds artifacts yet." }
+            }
+            @for repository in &found.repositories {
+                (repository_card(repository))
+            }
+            @if let Some(next) = &found.next {
+                nav class="pager" aria-label="Pages" {
+                    a class="button" href=(format!("/console?q={}&last={}", query_value(search), query_value(next))) { "Next page" }
+                }
+            }
+        },
+    )
+}
+
+fn stage_summary(stage: &StageInfo) -> Markup {
+    html! {
+        div class="stage" {
+            h3 {
+                span { (stage.name) }
+                @if stage.frozen.is_some() {
+                    span class="badge frozen" { "frozen" }
+                } @else {
+                    span class=(format!("badge {}", stage.kind)) { (stage.kind) }
+                }
+            }
+            @if let Some(gate) = &stage.gate {
+                p class="muted" {
+                    "From " (stage.from.join(", ")) "; "
+                    (gate.approvals) " approval" @if gate.approvals != 1 { "s" }
+                    " (" (gate.approver_role) ")"
+                }
+            } @else {
+                p class="muted" { "Builders push here." }
+            }
+            @if let Some(frozen) = &stage.frozen {
+                p { "Frozen by " (frozen.by) " at " (frozen.at) ": " (frozen.reason) }
+            }
+        }
+    }
+}
+
+fn repository_card(repository: &RepositoryStatus) -> Markup {
+    html! {
+        section class="card" aria-label=(repository.repository) {
+            h2 { (repository.repository) }
+            div class="stages" {
+                @for stage in &repository.stages {
+                    div class="stage" {
+                        h3 {
+                            span { (stage.stage) }
+                            @if stage.frozen.is_some() { span class="badge frozen" { "frozen" } }
+                        }
+                        @if let Some(reason) = &stage.frozen {
+                            p class="muted" { "Frozen: " (reason) }
+                        }
+                        @if stage.artifacts.is_empty() {
+                            p class="muted" { "Nothing here yet." }
+                        } @else {
+                            ul {
+                                @for artifact in &stage.artifacts {
+                                    li { (artifact_line(artifact)) }
+                                }
+                            }
+                        }
+                        @for channel in &stage.channels {
+                            @if let Some(latest) = channel.moves.first() {
+                                p class="muted" {
+                                    "Channel " span class="tag" { (channel.channel) }
+                                    " → " span class="digest" title=(latest.digest) { (short(&latest.digest)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn artifact_line(artifact: &ArtifactStatus) -> Markup {
+    html! {
+        span class="digest" title=(artifact.digest) { (short(&artifact.digest)) }
+        " "
+        @for tag in &artifact.tags {
+            span class="tag" { (tag) }
+        }
+        @if let Some(promotion) = &artifact.promotion {
+            br;
+            span class="muted" {
+                "Promoted by " (artifact.promoted_by.as_deref().unwrap_or("?"))
+                @if let Some(at) = &artifact.promoted_at { " at " (at) }
+                " (" (promotion) ")"
+                @if !artifact.approvals.is_empty() {
+                    "; approved by "
+                    @for (i, approval) in artifact.approvals.iter().enumerate() {
+                        @if i > 0 { ", " }
+                        (approval.principal)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `sha256:` and the first 12 hex digits of a digest.
+fn short(digest: &str) -> &str {
+    let end = digest.find(':').map_or(0, |colon| colon + 1) + 12;
+    digest.get(..end).unwrap_or(digest)
+}
+
+/// A value percent-encoded for a query string.
+fn query_value(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_shortened_and_values_escaped() {
+        assert_eq!(
+            short("sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+            "sha256:0123456789ab"
+        );
+        assert_eq!(short("odd"), "odd");
+        let page = login("tok\"en", Some("<script>alert(1)</script>"), None).into_string();
+        assert!(
+            page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{page}"
+        );
+        assert!(page.contains("value=\"tok&quot;en\""), "{page}");
+        assert!(!page.contains("<script"), "{page}");
+        assert_eq!(query_value("team/* x&y"), "team%2F*+x%26y");
+    }
+}

@@ -1,0 +1,336 @@
+//! The web console over HTTP: sign-in and sign-out with CSRF tokens, the session cookie's
+//! attributes, the security headers on every answer, the stages board under the API's read
+//! rules, and sessions that end when the signed-in person's access changes.
+
+mod common;
+
+use common::{ADMIN_PASSWORD, TestServer, add_user, post_json};
+use reqwest::header::{CONTENT_SECURITY_POLICY, HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::json;
+
+/// A client that follows no redirect and keeps no cookies: the test reads and sends them.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The `Set-Cookie` header setting cookie `name`.
+fn set_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_string)
+}
+
+/// The value a `Set-Cookie` header gives its cookie.
+fn cookie_value(set_cookie: &str) -> String {
+    let pair = set_cookie.split(';').next().unwrap();
+    pair.split_once('=').unwrap().1.to_string()
+}
+
+/// The value of the hidden `csrf_token` field in a page.
+fn csrf_field(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf_token\" value=\"")
+        .unwrap_or_else(|| panic!("no CSRF field in {page}"));
+    let rest = &page[at + "name=\"csrf_token\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+/// Every console answer carries the same security headers.
+fn assert_secured(headers: &HeaderMap, what: &str) {
+    let csp = headers
+        .get(CONTENT_SECURITY_POLICY)
+        .unwrap_or_else(|| panic!("{what}: no Content-Security-Policy"))
+        .to_str()
+        .unwrap();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(directive), "{what}: {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
+    assert_eq!(headers["x-frame-options"], "DENY", "{what}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
+}
+
+/// A signed-in browser: its session cookie and the session's CSRF token.
+struct Signed {
+    cookie: String,
+    csrf: String,
+}
+
+/// Signs `user` in through the form, as a browser does.
+async fn sign_in(s: &TestServer, user: &str, password: &str) -> Signed {
+    let client = browser();
+    let form = client.get(s.url("/console/login")).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    assert_secured(form.headers(), "the sign-in page");
+    let login_cookie = set_cookie(form.headers(), "airlock_login_csrf").expect("a CSRF cookie");
+    assert!(login_cookie.contains("HttpOnly"), "{login_cookie}");
+    assert!(login_cookie.contains("SameSite=Strict"), "{login_cookie}");
+    let csrf = csrf_field(&form.text().await.unwrap());
+    assert_eq!(cookie_value(&login_cookie), csrf);
+    let signed = client
+        .post(s.url("/console/login"))
+        .header("cookie", format!("airlock_login_csrf={csrf}"))
+        .form(&[
+            ("username", user),
+            ("password", password),
+            ("csrf_token", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 303, "{}", signed.text().await.unwrap());
+    assert_eq!(signed.headers()[LOCATION], "/console");
+    let session = set_cookie(signed.headers(), "airlock_session").expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(session.contains(attribute), "{session}");
+    }
+    // Plaintext HTTP on loopback: not `Secure` (the browser would not send it back).
+    assert!(!session.contains("Secure"), "{session}");
+    let cookie = cookie_value(&session);
+    let board = get(s, &cookie, "/console").await;
+    assert_eq!(board.0, 200, "{}", board.1);
+    Signed {
+        csrf: csrf_field(&board.1),
+        cookie,
+    }
+}
+
+/// GETs a console page with a session cookie: (status, body, Location).
+async fn get(s: &TestServer, cookie: &str, path: &str) -> (u16, String, Option<String>) {
+    let response = browser()
+        .get(s.url(path))
+        .header("cookie", format!("airlock_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_secured(response.headers(), path);
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, response.text().await.unwrap(), location)
+}
+
+async fn sign_out(s: &TestServer, cookie: &str, csrf: &str) -> (u16, String) {
+    let response = browser()
+        .post(s.url("/console/logout"))
+        .header("cookie", format!("airlock_session={cookie}"))
+        .form(&[("csrf_token", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_secured(response.headers(), "sign-out");
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn sign_in_shows_the_board_and_sign_out_ends_the_session() {
+    let s = TestServer::start();
+    let (_, digest) = s.push_image("dev/team/app", "1.0", &[b"a layer"]).await;
+
+    // The root and the board send a stranger to the sign-in page.
+    let root = browser().get(s.url("/")).send().await.unwrap();
+    assert!(root.status().is_redirection());
+    assert_eq!(root.headers()[LOCATION], "/console");
+    let (status, _, location) = get(&s, "", "/console").await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        location.as_deref(),
+        Some("/console/login?reason=signed-out")
+    );
+
+    // A wrong password is refused on the page, with the API's one message for every refusal.
+    let client = browser();
+    let form = client.get(s.url("/console/login")).send().await.unwrap();
+    let csrf = csrf_field(&form.text().await.unwrap());
+    let refused = client
+        .post(s.url("/console/login"))
+        .header("cookie", format!("airlock_login_csrf={csrf}"))
+        .form(&[
+            ("username", "admin"),
+            ("password", "not-the-password"),
+            ("csrf_token", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(set_cookie(refused.headers(), "airlock_session").is_none());
+    assert_secured(refused.headers(), "a refused sign-in");
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("role=\"alert\""), "{page}");
+
+    let admin = sign_in(&s, "admin", ADMIN_PASSWORD).await;
+    let (status, board, _) = get(&s, &admin.cookie, "/console").await;
+    assert_eq!(status, 200);
+    assert!(board.contains("team/app"), "{board}");
+    assert!(board.contains(&digest[..19]), "{board}");
+    assert!(board.contains(">1.0<"), "{board}");
+    assert!(board.contains("Signed in as"), "{board}");
+    // Search: a pattern, a path, and one that finds nothing.
+    let (status, found, _) = get(&s, &admin.cookie, "/console?q=team%2F*").await;
+    assert_eq!(status, 200);
+    assert!(found.contains("team/app"), "{found}");
+    let (status, missing, _) = get(&s, &admin.cookie, "/console?q=team%2Fnothing").await;
+    assert_eq!(status, 404);
+    assert!(missing.contains("role=\"alert\""), "{missing}");
+    // The stylesheet is served from the binary, under the same headers.
+    let css = browser()
+        .get(s.url("/console/assets/console.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), 200);
+    assert_secured(css.headers(), "the stylesheet");
+    assert!(
+        css.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+
+    // Sign-out needs the session's CSRF token: without it nothing changes.
+    let (status, page) = sign_out(&s, &admin.cookie, "forged").await;
+    assert_eq!(status, 403, "{page}");
+    assert_eq!(get(&s, &admin.cookie, "/console").await.0, 200);
+    let (status, _) = sign_out(&s, &admin.cookie, &admin.csrf).await;
+    assert_eq!(status, 303);
+    let (status, _, location) = get(&s, &admin.cookie, "/console").await;
+    assert_eq!(status, 303, "a signed-out session signs nobody in");
+    assert_eq!(location.as_deref(), Some("/console/login?reason=ended"));
+
+    // Both ends are in the audit log, by the session.
+    let entries = s.audit_entries().await;
+    let kinds: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .filter(|t| t.starts_with("session."))
+        .collect();
+    assert_eq!(kinds, ["session.started", "session.ended"], "{entries:?}");
+    let started = entries
+        .iter()
+        .find(|e| e["type"] == "session.started")
+        .unwrap();
+    assert_eq!(started["actor"]["auth_method"], "session", "{started}");
+    assert_eq!(started["actor"]["principal"], "admin", "{started}");
+}
+
+#[tokio::test]
+async fn sign_in_without_the_forms_csrf_token_is_refused() {
+    let s = TestServer::start();
+    let client = browser();
+    for (cookie, token) in [("", "anything"), ("one", "another"), ("same", "")] {
+        let mut request = client.post(s.url("/console/login")).form(&[
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("csrf_token", token),
+        ]);
+        if !cookie.is_empty() {
+            request = request.header("cookie", format!("airlock_login_csrf={cookie}"));
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 403, "cookie {cookie:?}, token {token:?}");
+        assert!(set_cookie(response.headers(), "airlock_session").is_none());
+        assert_secured(response.headers(), "a forged sign-in");
+    }
+    let entries = s.audit_entries().await;
+    assert!(
+        !entries.iter().any(|e| e["type"] == "session.started"),
+        "{entries:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_board_shows_only_what_the_person_may_read_and_one_session_cannot_act_for_another() {
+    let s = TestServer::start();
+    s.push_image("dev/team/app", "1.0", &[b"one"]).await;
+    s.push_image("dev/other/secret", "1.0", &[b"two"]).await;
+    add_user(
+        &s,
+        "ada",
+        "lamp-orbit-tall-river",
+        &[("developer", "dev/team/app")],
+    )
+    .await;
+    let ada = sign_in(&s, "ada", "lamp-orbit-tall-river").await;
+    let (status, board, _) = get(&s, &ada.cookie, "/console").await;
+    assert_eq!(status, 200);
+    assert!(board.contains("team/app"), "{board}");
+    assert!(!board.contains("other/secret"), "{board}");
+    assert!(
+        board.contains("Signed in as <strong>ada</strong>"),
+        "{board}"
+    );
+
+    // Ada's CSRF token does not sign the admin out.
+    let admin = sign_in(&s, "admin", ADMIN_PASSWORD).await;
+    let (status, _) = sign_out(&s, &admin.cookie, &ada.csrf).await;
+    assert_eq!(status, 403);
+    assert_eq!(get(&s, &admin.cookie, "/console").await.0, 200);
+    // A made-up cookie signs nobody in.
+    let (status, _, _) = get(
+        &s,
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "/console",
+    )
+    .await;
+    assert_eq!(status, 303);
+}
+
+#[tokio::test]
+async fn a_change_to_the_persons_access_ends_their_open_session() {
+    let s = TestServer::start();
+    add_user(
+        &s,
+        "ada",
+        "lamp-orbit-tall-river",
+        &[("developer", "dev/team/app")],
+    )
+    .await;
+    let ada = sign_in(&s, "ada", "lamp-orbit-tall-river").await;
+    let (status, body) = post_json(
+        &s.http,
+        &s.url("/api/v1/roles/revoke"),
+        json!({"principal": "ada", "role": "developer", "scope": "dev/team/app"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, location) = get(&s, &ada.cookie, "/console").await;
+    assert_eq!(status, 303);
+    assert_eq!(location.as_deref(), Some("/console/login?reason=ended"));
+    // Forgotten: signing in again starts a new session, the old cookie stays dead.
+    let again = sign_in(&s, "ada", "lamp-orbit-tall-river").await;
+    assert_ne!(again.cookie, ada.cookie);
+    assert_eq!(get(&s, &ada.cookie, "/console").await.0, 303);
+
+    // A disabled account's session ends too.
+    let (status, body) = post_json(&s.http, &s.url("/api/v1/users/ada/disable"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get(&s, &again.cookie, "/console").await.0, 303);
+}
+
+#[tokio::test]
+async fn an_idle_session_ends() {
+    let s = TestServer::start_with_env(&[("AIRLOCK_ACCESS__CONSOLE_IDLE_TIMEOUT_SECS", "1")]);
+    let admin = sign_in(&s, "admin", ADMIN_PASSWORD).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, _, location) = get(&s, &admin.cookie, "/console").await;
+    assert_eq!(status, 303);
+    assert_eq!(location.as_deref(), Some("/console/login?reason=ended"));
+    let (status, page, _) = get(&s, "", "/console/login?reason=ended").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Your session ended"), "{page}");
+}
