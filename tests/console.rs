@@ -205,6 +205,15 @@ async fn sign_in_shows_the_board_and_sign_out_ends_the_session() {
     // Sign-out needs the session's CSRF token: without it nothing changes.
     let (status, page) = sign_out(&s, &admin.cookie, "forged").await;
     assert_eq!(status, 403, "{page}");
+    let no_field = browser()
+        .post(s.url("/console/logout"))
+        .header("cookie", format!("airlock_session={}", admin.cookie))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_field.status(), 403, "a form without the field is refused on the page");
+    assert!(no_field.text().await.unwrap().contains("CSRF token"));
     assert_eq!(get(&s, &admin.cookie, "/console").await.0, 200);
     let (status, _) = sign_out(&s, &admin.cookie, &admin.csrf).await;
     assert_eq!(status, 303);

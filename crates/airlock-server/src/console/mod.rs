@@ -201,8 +201,9 @@ fn login_page(
     response
 }
 
-/// The sign-in form.
-#[derive(Deserialize)]
+/// The sign-in form (a missing field is an empty one, refused on the page).
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct LoginForm {
     username: String,
     password: String,
@@ -223,6 +224,14 @@ async fn login(
             Some(
                 "The sign-in form expired or did not come from this page (CSRF check). Sign in again from this form.",
             ),
+            None,
+        );
+    }
+    if form.username.trim().is_empty() || form.password.is_empty() {
+        return login_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            Some("Enter your user name and your password."),
             None,
         );
     }
@@ -280,8 +289,9 @@ fn sign_in_refusal(err: &AuthError) -> (StatusCode, String) {
     }
 }
 
-/// A form that carries only the session's CSRF token.
-#[derive(Deserialize)]
+/// A form that carries only the session's CSRF token (missing: empty, refused).
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct CsrfForm {
     csrf_token: String,
 }
