@@ -1,0 +1,161 @@
+"""The web console in a real browser: Debian's chromium, headless, driven by Playwright.
+
+Run by tests/console_browser.rs against a test server that holds an image in dev/team/app and a
+user `ada` who may read it. Arguments: the server's base URL, the admin password, ada's password,
+the directory for screenshots, and the path of axe-core's axe.min.js (npm). Prints one line per
+scenario passed; any failure raises (non-zero exit) with what was seen.
+
+Scenarios: a stranger is sent to the sign-in page; ada signs in by keyboard alone and sees what
+she may read on the board; the pages cannot be framed; a form without its CSRF token is refused
+and changes nothing; axe-core finds no serious or critical accessibility issue on any page; an
+access-admin revokes ada's role and her open session ends on her next click; sign-out works.
+"""
+
+import base64
+import json
+import os
+import sys
+import urllib.request
+
+from playwright.sync_api import sync_playwright
+
+BASE, ADMIN_PASSWORD, ADA_PASSWORD, SHOTS, AXE = sys.argv[1:6]
+CHROMIUM = os.environ.get("AIRLOCK_CHROMIUM", "/usr/bin/chromium")
+
+
+def check(condition, what):
+    if not condition:
+        raise AssertionError(what)
+
+
+def api(method, path, body):
+    """The JSON API as the admin (Basic auth), for the setup a person would do elsewhere."""
+    token = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
+    request = urllib.request.Request(
+        BASE + path,
+        method=method,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as response:
+        return response.status, json.loads(response.read() or b"null")
+
+
+def shot(page, name):
+    page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+
+
+def axe_clean(page, what):
+    """axe-core on the page as shown: no serious or critical violation."""
+    page.add_script_tag(path=AXE)
+    result = page.evaluate("async () => await axe.run(document)")
+    bad = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    check(not bad, f"axe-core on {what}: {bad}")
+    print(f"ok: axe-core finds no serious or critical issue on {what} ({len(result['passes'])} rules pass)")
+
+
+def sign_in_by_keyboard(page, user, password):
+    page.goto(BASE + "/")
+    check(page.url.startswith(BASE + "/console/login"), f"a stranger lands on {page.url}")
+    # The user name field takes the focus (autofocus); Tab moves to the password, Enter submits.
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'username'")
+    page.keyboard.type(user)
+    page.keyboard.press("Tab")
+    page.keyboard.type(password)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    check(page.url == BASE + "/console", f"{user} signing in landed on {page.url}: {page.inner_text('main')!r}")
+
+
+def main():
+    os.makedirs(SHOTS, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+
+        # 1. A stranger is sent to sign in; every answer carries the policy.
+        ada = browser.new_context()
+        page = ada.new_page()
+        response = page.goto(BASE + "/console")
+        check(page.url.startswith(BASE + "/console/login"), f"the board sent a stranger to {page.url}")
+        csp = response.headers.get("content-security-policy", "")
+        check("frame-ancestors 'none'" in csp and "script-src 'self'" in csp, f"CSP: {csp!r}")
+        check(response.headers.get("x-frame-options") == "DENY", "X-Frame-Options")
+        shot(page, "sign-in")
+        print("ok: a stranger is sent to the sign-in page, which carries the CSP")
+
+        # 2. Ada signs in by keyboard alone and sees only what she may read.
+        sign_in_by_keyboard(page, "ada", ADA_PASSWORD)
+        board = page.inner_text("main")
+        check("team/app" in board, f"ada's board: {board}")
+        check("other/secret" not in board, f"ada sees what she may not read: {board}")
+        check("ada" in page.inner_text("header"), "the header names who is signed in")
+        shot(page, "stages-board")
+        # Every control is reachable by Tab, in order: skip link, brand, nav, sign-out, search.
+        reached = []
+        page.locator("body").focus()
+        for _ in range(12):
+            page.keyboard.press("Tab")
+            reached.append(page.evaluate(
+                "() => { const e = document.activeElement; return e.tagName + ':' + (e.getAttribute('name') || e.textContent.trim()); }"
+            ))
+        for control in ["A:Skip to content", "BUTTON:Sign out", "INPUT:q", "BUTTON:Search"]:
+            check(control in reached, f"{control} is not reachable by Tab: {reached}")
+        print("ok: ada signed in by keyboard; the board shows team/app and not other/secret; every control is reachable by Tab")
+
+        # 3. The console cannot be framed.
+        framer = browser.new_context().new_page()
+        framer.set_content(f'<iframe id="f" src="{BASE}/console/login" width="400" height="300"></iframe>')
+        framer.wait_for_timeout(1500)
+        frame = framer.frame_locator("#f")
+        framed_forms = frame.locator("form").count()
+        check(framed_forms == 0, "the sign-in page rendered inside a frame")
+        print("ok: the console does not render in a frame")
+
+        # 4. A form without the session's CSRF token is refused and changes nothing.
+        page.evaluate("() => document.querySelector('form[action=\"/console/logout\"] input[name=csrf_token]').remove()")
+        with page.expect_navigation():
+            page.click("text=Sign out")
+        check("Refused" in page.inner_text("main"), f"a forged sign-out: {page.inner_text('main')}")
+        page.goto(BASE + "/console")
+        check(page.url == BASE + "/console", "the forged sign-out ended the session")
+        print("ok: a form without its CSRF token is refused, and the session goes on")
+
+        # 5. Accessibility, in a context that lets the test inject axe-core past the CSP.
+        audit = browser.new_context(bypass_csp=True)
+        audit_page = audit.new_page()
+        audit_page.goto(BASE + "/console/login")
+        axe_clean(audit_page, "the sign-in page")
+        sign_in_by_keyboard(audit_page, "admin", ADMIN_PASSWORD)
+        axe_clean(audit_page, "the stages board")
+        audit_page.goto(BASE + "/console?q=team%2Fnothing")
+        axe_clean(audit_page, "the board with a search that finds nothing")
+        audit.close()
+
+        # 6. An access-admin revokes ada's role: her open session ends on her next click.
+        status, body = api("POST", "/api/v1/roles/revoke",
+                           {"principal": "ada", "role": "developer", "scope": "dev/team/app"})
+        check(status == 200, f"revoke: {status} {body}")
+        page.click("text=Stages board")
+        page.wait_for_url(BASE + "/console/login?reason=ended")
+        check("session ended" in page.inner_text("main"), f"after the revocation: {page.inner_text('main')}")
+        shot(page, "session-ended")
+        print("ok: a revoked user's open session ends on the next request")
+
+        # 7. Sign-out.
+        admin = browser.new_context().new_page()
+        sign_in_by_keyboard(admin, "admin", ADMIN_PASSWORD)
+        admin.click("text=Sign out")
+        admin.wait_for_url(BASE + "/console/login?reason=out")
+        admin.goto(BASE + "/console")
+        check(admin.url.startswith(BASE + "/console/login"), "signed out, the board still shows")
+        print("ok: sign-out ends the session")
+
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+//! The web console in a real browser: tests/browser/console.py drives Debian's chromium headless
+//! with Playwright (PyPI) and checks pages with axe-core (npm), as scripts/setup installs them.
+//! Screenshots of the pages go to `target/console-screenshots/`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{ADMIN_PASSWORD, TestServer, add_user, interop_tool_available};
+
+/// Where scripts/setup installs axe-core (`AIRLOCK_AXE_CORE` overrides).
+const AXE_CORE: &str = "/usr/local/lib/airlock-test/node_modules/axe-core/axe.min.js";
+const ADA_PASSWORD: &str = "lamp-orbit-tall-river";
+
+fn axe_core() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var("AIRLOCK_AXE_CORE").unwrap_or_else(|_| AXE_CORE.into()));
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var("AIRLOCK_INTEROP").as_deref() == Ok("required") {
+        panic!(
+            "axe-core is required (AIRLOCK_INTEROP=required) but {} is missing; scripts/setup installs it",
+            path.display()
+        );
+    }
+    eprintln!(
+        "NOTICE: skipping browser test: axe-core is not at {}",
+        path.display()
+    );
+    None
+}
+
+#[tokio::test]
+async fn the_console_works_in_a_real_browser() {
+    if !interop_tool_available("chromium", &["--version"])
+        || !interop_tool_available("python3", &["-c", "import playwright.sync_api"])
+    {
+        return;
+    }
+    let Some(axe) = axe_core() else {
+        return;
+    };
+    let s = TestServer::start();
+    s.push_image("dev/team/app", "1.0", &[b"one"]).await;
+    s.push_image("dev/other/secret", "1.0", &[b"two"]).await;
+    add_user(&s, "ada", ADA_PASSWORD, &[("developer", "dev/team/app")]).await;
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/console.py");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .arg(s.url("").trim_end_matches('/'))
+            .args([ADMIN_PASSWORD, ADA_PASSWORD])
+            .arg(&shots)
+            .arg(&axe)
+            .output()
+            .expect("run tests/browser/console.py")
+    })
+    .await
+    .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "the browser test failed:\n{said}");
+    // Every scenario ran and passed.
+    assert_eq!(
+        said.lines().filter(|l| l.starts_with("ok: ")).count(),
+        9,
+        "{said}"
+    );
+    eprintln!("{said}");
+}
