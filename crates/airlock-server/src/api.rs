@@ -32,6 +32,21 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What went wrong, as the client reads it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// What to do about it.
+    pub fn remediation(&self) -> &str {
+        &self.remediation
+    }
+
     /// 400 for a malformed parameter.
     pub fn bad_request(message: impl Into<String>, remediation: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message, remediation)

@@ -177,24 +177,27 @@ impl From<PromotionError> for ApiError {
 /// Whether the caller may read `repository` (pull, or pull in a gated stage): promotions and
 /// decisions are shown only for repositories the caller can read.
 fn readable(state: &PromotionState, caller: &Caller, repository: &str) -> bool {
+    may_pull(&state.identity, caller, repository)
+}
+
+/// Whether `caller` may pull `repository` (everyone may with access control off).
+fn may_pull(identity: &Identity, caller: &Caller, repository: &str) -> bool {
     match (&caller.who, RepoName::from_str(repository)) {
         (None, _) => true,
-        (Some(who), Ok(repo)) => {
-            state
-                .identity
-                .grants_allow(who, &repo, airlock_core::Action::Pull)
-        }
+        (Some(who), Ok(repo)) => identity.grants_allow(who, &repo, airlock_core::Action::Pull),
         (Some(_), Err(_)) => false,
     }
 }
 
-fn promotion_readable(state: &PromotionState, caller: &Caller, row: &PromotionRow) -> bool {
-    readable(
-        state,
+/// A promotion is readable with pull access to its source or its target repository (the web
+/// console lists promotions by the same rule).
+pub(crate) fn promotion_readable(identity: &Identity, caller: &Caller, row: &PromotionRow) -> bool {
+    may_pull(
+        identity,
         caller,
         &format!("{}/{}", row.target_stage, row.repository_path),
-    ) || readable(
-        state,
+    ) || may_pull(
+        identity,
         caller,
         &format!("{}/{}", row.source_stage, row.repository_path),
     )
@@ -230,7 +233,7 @@ async fn require_readable(
         return Ok(());
     }
     let (row, _) = state.promotions.show(id).await?;
-    if !promotion_readable(state, caller, &row) {
+    if !promotion_readable(&state.identity, caller, &row) {
         return Err(not_visible("such promotion"));
     }
     Ok(())
@@ -477,7 +480,7 @@ async fn list(
     };
     let promotions = rows
         .iter()
-        .filter(|r| promotion_readable(&state, &caller, r))
+        .filter(|r| promotion_readable(&state.identity, &caller, r))
         .map(|r| promotion_view(r, &[]))
         .collect();
     Ok(Json(api::PromotionList { promotions, next }))
@@ -503,7 +506,7 @@ async fn show(
 ) -> Result<Json<api::Promotion>, ApiError> {
     let caller = Caller::from(caller);
     let (row, approvals) = state.promotions.show(&id).await?;
-    if !promotion_readable(&state, &caller, &row) {
+    if !promotion_readable(&state.identity, &caller, &row) {
         return Err(not_visible("such promotion"));
     }
     let mut promotion = promotion_view(&row, &approvals);
