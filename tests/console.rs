@@ -212,7 +212,11 @@ async fn sign_in_shows_the_board_and_sign_out_ends_the_session() {
         .send()
         .await
         .unwrap();
-    assert_eq!(no_field.status(), 403, "a form without the field is refused on the page");
+    assert_eq!(
+        no_field.status(),
+        403,
+        "a form without the field is refused on the page"
+    );
     assert!(no_field.text().await.unwrap().contains("CSRF token"));
     assert_eq!(get(&s, &admin.cookie, "/console").await.0, 200);
     let (status, _) = sign_out(&s, &admin.cookie, &admin.csrf).await;
@@ -342,4 +346,170 @@ async fn an_idle_session_ends() {
     let (status, page, _) = get(&s, "", "/console/login?reason=ended").await;
     assert_eq!(status, 200);
     assert!(page.contains("Your session ended"), "{page}");
+}
+
+/// POSTs a console form with a session cookie: (status, page, Location).
+async fn post_form(
+    s: &TestServer,
+    cookie: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (u16, String, Option<String>) {
+    let response = browser()
+        .post(s.url(path))
+        .header("cookie", format!("airlock_session={cookie}"))
+        .form(fields)
+        .send()
+        .await
+        .unwrap();
+    assert_secured(response.headers(), path);
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, response.text().await.unwrap(), location)
+}
+
+#[tokio::test]
+async fn approvers_decide_promotions_in_the_inbox_under_the_apis_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = common::permissive_bundle(&dir.path().join("bundle"));
+    let s = TestServer::start_with_env(&[
+        ("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap()),
+        ("AIRLOCK_GATES__STAGING__APPROVALS__COUNT", "1"),
+    ]);
+    const PASSWORD: &str = "lamp-orbit-tall-river";
+    let ci = add_user(&s, "ci", PASSWORD, &[("developer", "dev")]).await;
+    let rita = add_user(
+        &s,
+        "rita",
+        PASSWORD,
+        &[("promoter", "staging"), ("approver", "staging")],
+    )
+    .await;
+    add_user(&s, "ann", PASSWORD, &[("approver", "staging")]).await;
+    add_user(&s, "otto", PASSWORD, &[("approver", "staging/other/*")]).await;
+    let mut ids = Vec::new();
+    for (tag, layer) in [("1.0", b"first".as_slice()), ("2.0", b"second".as_slice())] {
+        let digest = common::push_image_as(&s, &ci, "dev/team/app", tag, layer, None).await;
+        let (status, body) = post_json(
+            &rita,
+            &s.url("/api/v1/promotions"),
+            json!({"source": "dev/team/app", "reference": digest, "to": "staging"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["promotion"]["state"], "pending_approval", "{body}");
+        ids.push(body["promotion"]["id"].as_str().unwrap().to_string());
+    }
+
+    // Rita sees both, and may not approve what she requested: the API's refusal, on the page.
+    let rita_session = sign_in(&s, "rita", PASSWORD).await;
+    let (status, inbox, _) = get(&s, &rita_session.cookie, "/console/approvals").await;
+    assert_eq!(status, 200);
+    assert!(
+        inbox.contains(&ids[0]) && inbox.contains(&ids[1]),
+        "{inbox}"
+    );
+    assert!(inbox.contains("You requested this promotion"), "{inbox}");
+    let (status, refused, _) = post_form(
+        &s,
+        &rita_session.cookie,
+        &format!("/console/promotions/{}/approve", ids[0]),
+        &[("csrf_token", &rita_session.csrf), ("text", "")],
+    )
+    .await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(refused.contains("What to do"), "{refused}");
+    assert!(refused.contains("rita"), "{refused}");
+
+    // Otto may not read team/app: nothing in his inbox, and approving is the unknown-id 404.
+    let otto = sign_in(&s, "otto", PASSWORD).await;
+    let (_, inbox, _) = get(&s, &otto.cookie, "/console/approvals").await;
+    assert!(!inbox.contains(&ids[0]), "{inbox}");
+    let (status, _, _) = post_form(
+        &s,
+        &otto.cookie,
+        &format!("/console/promotions/{}/approve", ids[0]),
+        &[("csrf_token", &otto.csrf)],
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Ann: a form without her CSRF token changes nothing; with it, the approval promotes.
+    let ann = sign_in(&s, "ann", PASSWORD).await;
+    let path = format!("/console/promotions/{}/approve", ids[0]);
+    let (status, _, _) = post_form(
+        &s,
+        &ann.cookie,
+        &path,
+        &[("csrf_token", &rita_session.csrf)],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, location) = post_form(
+        &s,
+        &ann.cookie,
+        &path,
+        &[("csrf_token", &ann.csrf), ("text", "looks good")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let location = location.unwrap();
+    assert_eq!(
+        location,
+        format!(
+            "/console/approvals?done=approved&id={}&state=promoted",
+            ids[0]
+        )
+    );
+    let (_, inbox, _) = get(&s, &ann.cookie, &location).await;
+    assert!(inbox.contains("it is now promoted"), "{inbox}");
+    // Decided, it left the inbox; the other one waits.
+    assert!(
+        !inbox.contains(&format!("/console/promotions/{}/approve", ids[0])),
+        "{inbox}"
+    );
+    assert!(
+        inbox.contains(&format!("/console/promotions/{}/approve", ids[1])),
+        "{inbox}"
+    );
+    let (status, shown) =
+        common::get_json(&s.http, &s.url(&format!("/api/v1/promotions/{}", ids[0]))).await;
+    assert_eq!(status, 200);
+    assert_eq!(shown["state"], "promoted", "{shown}");
+    assert_eq!(shown["approvals"][0]["principal"], "ann", "{shown}");
+    assert_eq!(shown["approvals"][0]["comment"], "looks good", "{shown}");
+
+    // A rejection needs a reason; with one, the promotion ends denied.
+    let reject = format!("/console/promotions/{}/reject", ids[1]);
+    let (status, refused, _) = post_form(
+        &s,
+        &ann.cookie,
+        &reject,
+        &[("csrf_token", &ann.csrf), ("text", " ")],
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    let (status, _, location) = post_form(
+        &s,
+        &ann.cookie,
+        &reject,
+        &[("csrf_token", &ann.csrf), ("text", "not this one")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(location.unwrap().ends_with("&state=denied"));
+
+    // Both decisions are audited as Ann's, by session.
+    let entries = s.audit_entries().await;
+    for kind in ["promotion.approved", "promotion.rejected"] {
+        let entry = entries
+            .iter()
+            .find(|e| e["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {entries:?}"));
+        assert_eq!(entry["actor"]["principal"], "ann", "{entry}");
+        assert_eq!(entry["actor"]["auth_method"], "session", "{entry}");
+    }
 }

@@ -219,7 +219,7 @@ pub fn router(
         }))
         .merge(crate::promotion::routes::router(
             crate::promotion::routes::PromotionState {
-                promotions,
+                promotions: promotions.clone(),
                 identity: identity.clone(),
             },
         ))
@@ -244,6 +244,7 @@ pub fn router(
         .merge(crate::console::router(crate::console::ConsoleState {
             identity: identity.clone(),
             catalog: catalog.clone(),
+            promotions: promotions.clone(),
             secure_cookies: serves_tls,
         }))
         .merge(crate::catalog::routes::router(

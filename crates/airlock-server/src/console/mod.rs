@@ -2,6 +2,10 @@
 //!
 //! - `GET /` redirects here; `GET /console` is the stages board (what is in each stage of each
 //!   repository path the signed-in person may read, paged, with a search);
+//! - `GET /console/approvals` is the approvals inbox (promotions pending approval that the person
+//!   may read), with `POST /console/promotions/{id}/approve|reject`, which go through the
+//!   promotion service exactly as the API's do (separation of duties, the final re-decision) and
+//!   show its refusals with the API's words;
 //! - `GET|POST /console/login` signs in with a password; `POST /console/logout` signs out;
 //! - `GET /console/assets/*`: the stylesheet, built into the binary.
 //!
@@ -26,9 +30,11 @@ use axum::routing::get;
 use cookie::{Cookie, SameSite};
 use serde::Deserialize;
 
+use crate::api::ApiError;
 use crate::caller::Caller;
 use crate::catalog::{CatalogError, CatalogService, Page};
 use crate::identity::{AuthError, ConsoleSession, Identity};
+use crate::promotion::PromotionService;
 
 /// The session cookie's name.
 const SESSION_COOKIE: &str = "airlock_session";
@@ -38,6 +44,8 @@ const LOGIN_CSRF_COOKIE: &str = "airlock_login_csrf";
 const CONSOLE_PATH: &str = "/console";
 /// Repository paths per board page.
 const BOARD_PAGE: u32 = 20;
+/// Pending promotions the approvals inbox reads at most.
+const INBOX_PAGE: u32 = 100;
 
 /// The Content-Security-Policy of every console answer: this origin only, no inline code.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -49,6 +57,8 @@ pub struct ConsoleState {
     pub identity: Arc<Identity>,
     /// What is in each stage.
     pub catalog: Arc<CatalogService>,
+    /// Promotions and their approvals.
+    pub promotions: Arc<PromotionService>,
     /// Whether airlock serves TLS: cookies are then `Secure`.
     pub secure_cookies: bool,
 }
@@ -60,6 +70,15 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/console", get(board))
         .route("/console/login", get(login_form).post(login))
         .route("/console/logout", axum::routing::post(logout))
+        .route("/console/approvals", get(approvals))
+        .route(
+            "/console/promotions/{id}/approve",
+            axum::routing::post(approve),
+        )
+        .route(
+            "/console/promotions/{id}/reject",
+            axum::routing::post(reject),
+        )
         .route("/console/assets/console.css", get(stylesheet))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
@@ -432,4 +451,188 @@ fn board_refusal(
         status,
         pages::board_with_error(session, search, stages, &empty, &err.to_string()),
     )
+}
+
+/// The caller of a console request: the session's principal, as the services see it.
+fn caller_of(session: &ConsoleSession, peer: SocketAddr) -> Caller {
+    Caller {
+        actor: session.who.actor(Some(peer)),
+        who: Some(session.who.clone()),
+        peer,
+    }
+}
+
+/// A refusal or failure from a service, with the API's words (message and remediation).
+fn refusal(session: &ConsoleSession, title: &str, err: ApiError) -> Response {
+    if err.status().is_server_error() {
+        // The cause was logged when the error was made; the page does not show it.
+        return page(
+            err.status(),
+            pages::message(
+                session,
+                "Something failed",
+                "The server could not complete this; its log has the cause. Nothing was changed: try again in a moment.",
+            ),
+        );
+    }
+    page(
+        err.status(),
+        pages::refusal(session, title, err.message(), err.remediation()),
+    )
+}
+
+/// Query of the approvals inbox: what the last action did.
+#[derive(Debug, Deserialize)]
+struct InboxQuery {
+    /// The promotion acted on.
+    id: Option<String>,
+    /// `approved` or `rejected`.
+    done: Option<String>,
+    /// The promotion's state after it.
+    state: Option<String>,
+}
+
+async fn approvals(
+    State(state): State<ConsoleState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<InboxQuery>,
+) -> Response {
+    let session = match state.session(&headers).await {
+        Ok(session) => session,
+        Err(err) => return to_login(&state, &err),
+    };
+    let caller = crate::promotion::Caller::from(caller_of(&session, peer));
+    let pending = match state
+        .promotions
+        .list(Some("pending_approval"), None, None, INBOX_PAGE)
+        .await
+    {
+        Ok(rows) => rows,
+        Err(err) => return refusal(&session, "Approvals", ApiError::from(err)),
+    };
+    let mut shown = Vec::new();
+    for row in pending
+        .into_iter()
+        .filter(|row| crate::promotion::routes::promotion_readable(&state.identity, &caller, row))
+    {
+        match state.promotions.show(&row.id).await {
+            Ok((row, approvals)) => shown.push((row, approvals)),
+            Err(err) => return refusal(&session, "Approvals", ApiError::from(err)),
+        }
+    }
+    let notice = match (query.done.as_deref(), &query.id, &query.state) {
+        (Some(done @ ("approved" | "rejected")), Some(id), Some(now)) => Some(format!(
+            "You {done} {id}; it is now {}.",
+            now.replace('_', " ")
+        )),
+        _ => None,
+    };
+    page(
+        StatusCode::OK,
+        pages::approvals(&session, &shown, notice.as_deref()),
+    )
+}
+
+/// The approve and reject forms.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DecideForm {
+    csrf_token: String,
+    /// The approval's comment, or the rejection's reason.
+    text: String,
+}
+
+/// The session, its caller and the promotion for an action on promotion `id`, or the page that
+/// refuses it: no session, a wrong CSRF token, or a promotion the person may not read (the
+/// same 404 as an unknown id).
+async fn acting_on(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    form: &DecideForm,
+    id: &str,
+) -> Result<(ConsoleSession, crate::promotion::Caller), Response> {
+    let session = state
+        .session(headers)
+        .await
+        .map_err(|err| to_login(state, &err))?;
+    if !airlock_identity::csrf_token_matches(&form.csrf_token, &session.row.csrf_token) {
+        return Err(csrf_refused(&session));
+    }
+    let caller = crate::promotion::Caller::from(caller_of(&session, peer));
+    let readable = match state.promotions.show(id).await {
+        Ok((row, _)) => {
+            crate::promotion::routes::promotion_readable(&state.identity, &caller, &row)
+        }
+        Err(crate::promotion::PromotionError::NotFound(_)) => false,
+        Err(err) => return Err(refusal(&session, "Approvals", ApiError::from(err))),
+    };
+    if !readable {
+        return Err(page(
+            StatusCode::NOT_FOUND,
+            pages::refusal(
+                &session,
+                "No such promotion",
+                &format!("There is no promotion {id} you may read."),
+                "Check the id; you need pull access to its repository.",
+            ),
+        ));
+    }
+    Ok((session, caller))
+}
+
+/// Back to the inbox, saying what the action did.
+fn done(action: &str, id: &str, now: &str) -> Response {
+    Redirect::to(&format!(
+        "/console/approvals?done={action}&id={}&state={}",
+        form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>(),
+        form_urlencoded::byte_serialize(now.as_bytes()).collect::<String>()
+    ))
+    .into_response()
+}
+
+async fn approve(
+    State(state): State<ConsoleState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(form): Form<DecideForm>,
+) -> Response {
+    let (session, caller) = match acting_on(&state, &headers, peer, &form, &id).await {
+        Ok(acting) => acting,
+        Err(response) => return response,
+    };
+    let comment = Some(form.text.trim().to_string()).filter(|c| !c.is_empty());
+    match state.promotions.approve(&id, comment, &caller).await {
+        Ok(outcome) => {
+            let now = outcome
+                .promotion
+                .as_ref()
+                .map_or_else(|| "unknown".to_string(), |row| row.state.to_string());
+            done("approved", &id, &now)
+        }
+        Err(err) => refusal(&session, "Approval refused", ApiError::from(err)),
+    }
+}
+
+async fn reject(
+    State(state): State<ConsoleState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(form): Form<DecideForm>,
+) -> Response {
+    let (session, caller) = match acting_on(&state, &headers, peer, &form, &id).await {
+        Ok(acting) => acting,
+        Err(response) => return response,
+    };
+    match state
+        .promotions
+        .reject(&id, form.text.trim(), &caller)
+        .await
+    {
+        Ok(row) => done("rejected", &id, &row.state.to_string()),
+        Err(err) => refusal(&session, "Rejection refused", ApiError::from(err)),
+    }
 }

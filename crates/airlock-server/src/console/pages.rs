@@ -4,6 +4,8 @@
 use airlock_api::catalog::{ArtifactStatus, RepositoryStatus, StageInfo, StageList, StatusPage};
 use maud::{DOCTYPE, Markup, html};
 
+use airlock_store::{ApprovalRow, PromotionRow};
+
 use crate::identity::ConsoleSession;
 
 /// The page around every console view: the header with the navigation and who is signed in
@@ -25,7 +27,8 @@ fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup
                     @if let Some(session) = session {
                         nav aria-label="Console" {
                             ul {
-                                li { a href="/console" aria-current="page" { "Stages board" } }
+                                li { a href="/console" aria-current=[current(title, "Stages board")] { "Stages board" } }
+                                li { a href="/console/approvals" aria-current=[current(title, "Approvals")] { "Approvals" } }
                             }
                         }
                         div class="who" {
@@ -41,6 +44,111 @@ fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup
             }
         }
     }
+}
+
+/// `aria-current="page"` for the navigation link of the page shown.
+fn current(title: &str, link: &str) -> Option<&'static str> {
+    (title == link).then_some("page")
+}
+
+/// A refusal from a service, in the API's words: what was refused and what to do.
+pub(super) fn refusal(
+    session: &ConsoleSession,
+    title: &str,
+    message: &str,
+    remediation: &str,
+) -> Markup {
+    layout(
+        title,
+        Some(session),
+        html! {
+            h1 { (title) }
+            div class="alert" role="alert" {
+                p { (message) }
+                p { strong { "What to do: " } (remediation) }
+            }
+            p { a href="/console/approvals" { "Back to the approvals" } " · " a href="/console" { "Stages board" } }
+        },
+    )
+}
+
+/// The approvals inbox: promotions pending approval, each with approve and reject forms.
+pub(super) fn approvals(
+    session: &ConsoleSession,
+    pending: &[(PromotionRow, Vec<ApprovalRow>)],
+    notice: Option<&str>,
+) -> Markup {
+    layout(
+        "Approvals",
+        Some(session),
+        html! {
+            h1 { "Approvals" }
+            @if let Some(notice) = notice {
+                p class="notice" role="status" { (notice) }
+            }
+            @if pending.is_empty() {
+                p class="muted" { "No promotion you may read is waiting for approval." }
+            }
+            @for (row, approvals) in pending {
+                (pending_card(session, row, approvals))
+            }
+        },
+    )
+}
+
+fn pending_card(session: &ConsoleSession, row: &PromotionRow, approvals: &[ApprovalRow]) -> Markup {
+    let heading = format!(
+        "{}: {} → {}",
+        row.repository_path, row.source_stage, row.target_stage
+    );
+    let comment_id = format!("comment-{}", row.id);
+    let reason_id = format!("reason-{}", row.id);
+    html! {
+        section class="card" aria-label=(heading) {
+            h2 { (heading) }
+            p {
+                span class="digest" title=(row.digest.to_string()) { (short(&row.digest.to_string())) }
+                " "
+                @for tag in &row.tags { span class="tag" { (tag.as_str()) } }
+            }
+            p class="muted" {
+                (row.id) " · requested by " strong { (row.requested_by) } " at " (millis(row.created_at))
+                " · expires " (millis(row.expires_at))
+            }
+            p {
+                (approvals.len()) " of " (row.approvals_required) " approvals"
+                @if !approvals.is_empty() {
+                    ": "
+                    @for (i, approval) in approvals.iter().enumerate() {
+                        @if i > 0 { ", " }
+                        (approval.principal)
+                    }
+                }
+            }
+            @if row.requested_by == session.who.principal.name {
+                p class="muted" { "You requested this promotion: another approver decides it." }
+            }
+            div class="decide" {
+                form method="post" action=(format!("/console/promotions/{}/approve", row.id)) {
+                    input type="hidden" name="csrf_token" value=(session.row.csrf_token);
+                    label for=(comment_id) { "Comment (optional)" }
+                    input type="text" id=(comment_id) name="text";
+                    button type="submit" { "Approve" }
+                }
+                form method="post" action=(format!("/console/promotions/{}/reject", row.id)) {
+                    input type="hidden" name="csrf_token" value=(session.row.csrf_token);
+                    label for=(reason_id) { "Reason" }
+                    input type="text" id=(reason_id) name="text" required;
+                    button class="quiet" type="submit" { "Reject" }
+                }
+            }
+        }
+    }
+}
+
+/// A time in milliseconds as RFC 3339.
+fn millis(at: i64) -> String {
+    airlock_core::audit::rfc3339_millis(at)
 }
 
 /// The sign-in page: `csrf` goes into the form; `error` says why the last attempt failed,
