@@ -7,11 +7,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{ADMIN_PASSWORD, TestServer, add_user, interop_tool_available};
+use common::{
+    ADMIN_PASSWORD, TestServer, add_user, interop_tool_available, permissive_bundle, post_json,
+};
+use serde_json::json;
 
 /// Where scripts/setup installs axe-core (`AIRLOCK_AXE_CORE` overrides).
 const AXE_CORE: &str = "/usr/local/lib/airlock-test/node_modules/axe-core/axe.min.js";
-const ADA_PASSWORD: &str = "lamp-orbit-tall-river";
+const PASSWORD: &str = "lamp-orbit-tall-river";
 
 fn axe_core() -> Option<PathBuf> {
     let path = PathBuf::from(std::env::var("AIRLOCK_AXE_CORE").unwrap_or_else(|_| AXE_CORE.into()));
@@ -41,17 +44,39 @@ async fn the_console_works_in_a_real_browser() {
     let Some(axe) = axe_core() else {
         return;
     };
-    let s = TestServer::start();
-    s.push_image("dev/team/app", "1.0", &[b"one"]).await;
+    // A permissive policy and one approval on staging: promotions wait for a person.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = permissive_bundle(&dir.path().join("bundle"));
+    let s = TestServer::start_with_env(&[
+        ("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap()),
+        ("AIRLOCK_GATES__STAGING__APPROVALS__COUNT", "1"),
+    ]);
+    let (_, digest) = s.push_image("dev/team/app", "1.0", &[b"one"]).await;
     s.push_image("dev/other/secret", "1.0", &[b"two"]).await;
-    add_user(&s, "ada", ADA_PASSWORD, &[("developer", "dev/team/app")]).await;
+    add_user(&s, "ada", PASSWORD, &[("developer", "dev/team/app")]).await;
+    let rita = add_user(
+        &s,
+        "rita",
+        PASSWORD,
+        &[("promoter", "staging"), ("approver", "staging")],
+    )
+    .await;
+    add_user(&s, "ann", PASSWORD, &[("approver", "staging")]).await;
+    let (status, body) = post_json(
+        &rita,
+        &s.url("/api/v1/promotions"),
+        json!({"source": "dev/team/app", "reference": digest, "to": "staging"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let promotion = body["promotion"]["id"].as_str().unwrap().to_string();
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/console.py");
     let output = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .arg(script)
             .arg(s.url("").trim_end_matches('/'))
-            .args([ADMIN_PASSWORD, ADA_PASSWORD])
+            .args([ADMIN_PASSWORD, PASSWORD, &promotion])
             .arg(&shots)
             .arg(&axe)
             .output()
@@ -68,7 +93,7 @@ async fn the_console_works_in_a_real_browser() {
     // Every scenario ran and passed.
     assert_eq!(
         said.lines().filter(|l| l.starts_with("ok: ")).count(),
-        9,
+        12,
         "{said}"
     );
     eprintln!("{said}");

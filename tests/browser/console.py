@@ -1,14 +1,18 @@
 """The web console in a real browser: Debian's chromium, headless, driven by Playwright.
 
-Run by tests/console_browser.rs against a test server that holds an image in dev/team/app and a
-user `ada` who may read it. Arguments: the server's base URL, the admin password, ada's password,
-the directory for screenshots, and the path of axe-core's axe.min.js (npm). Prints one line per
-scenario passed; any failure raises (non-zero exit) with what was seen.
+Run by tests/console_browser.rs against a test server that holds an image in dev/team/app, a
+user `ada` who may read it, and a promotion of it to staging that `rita` requested and which
+needs one approval (`rita` and `ann` are approvers). Arguments: the server's base URL, the admin
+password, the users' password, the promotion's id, the directory for screenshots, and the path of
+axe-core's axe.min.js (npm). Prints one line per scenario passed; any failure raises (non-zero
+exit) with what was seen.
 
 Scenarios: a stranger is sent to the sign-in page; ada signs in by keyboard alone and sees what
 she may read on the board; the pages cannot be framed; a form without its CSRF token is refused
-and changes nothing; axe-core finds no serious or critical accessibility issue on any page; an
-access-admin revokes ada's role and her open session ends on her next click; sign-out works.
+and changes nothing; rita may not approve what she requested and the page says why; ann approves
+in a second browser context and sees it promoted, on the board too; axe-core finds no serious or
+critical accessibility issue on any page; an access-admin revokes ada's role and her open session
+ends on her next click; sign-out works.
 """
 
 import base64
@@ -19,7 +23,7 @@ import urllib.request
 
 from playwright.sync_api import sync_playwright
 
-BASE, ADMIN_PASSWORD, ADA_PASSWORD, SHOTS, AXE = sys.argv[1:6]
+BASE, ADMIN_PASSWORD, PASSWORD, PROMOTION, SHOTS, AXE = sys.argv[1:7]
 CHROMIUM = os.environ.get("AIRLOCK_CHROMIUM", "/usr/bin/chromium")
 
 
@@ -88,7 +92,7 @@ def main():
         print("ok: a stranger is sent to the sign-in page, which carries the CSP")
 
         # 2. Ada signs in by keyboard alone and sees only what she may read.
-        sign_in_by_keyboard(page, "ada", ADA_PASSWORD)
+        sign_in_by_keyboard(page, "ada", PASSWORD)
         board = page.inner_text("main")
         check("team/app" in board, f"ada's board: {board}")
         check("other/secret" not in board, f"ada sees what she may not read: {board}")
@@ -124,7 +128,35 @@ def main():
         check(page.url == BASE + "/console", "the forged sign-out ended the session")
         print("ok: a form without its CSRF token is refused, and the session goes on")
 
-        # 5. Accessibility, in a context that lets the test inject axe-core past the CSP.
+        # 5. Rita requested the promotion: her approval is refused, and the page says why.
+        rita = browser.new_context().new_page()
+        sign_in_by_keyboard(rita, "rita", PASSWORD)
+        rita.click("text=Approvals")
+        check(PROMOTION in rita.inner_text("main"), f"rita's inbox: {rita.inner_text('main')}")
+        card = rita.locator("section.card", has_text=PROMOTION)
+        with rita.expect_navigation():
+            card.get_by_role("button", name="Approve").click()
+        refused = rita.inner_text("main")
+        check("Approval refused" in refused and "What to do" in refused, f"rita's approval: {refused}")
+        shot(rita, "approval-refused")
+        print("ok: an approver refused for separation of duties sees why")
+
+        # 6. Ann approves in a second context and sees it promoted, on the board too.
+        ann = browser.new_context().new_page()
+        sign_in_by_keyboard(ann, "ann", PASSWORD)
+        ann.click("text=Approvals")
+        shot(ann, "approvals")
+        card = ann.locator("section.card", has_text=PROMOTION)
+        card.get_by_label("Comment (optional)").fill("checked in the browser")
+        with ann.expect_navigation():
+            card.get_by_role("button", name="Approve").click()
+        check("it is now promoted" in ann.inner_text("main"), f"after ann's approval: {ann.inner_text('main')}")
+        ann.click("text=Stages board")
+        staging = ann.locator(".stage", has_text="staging").last.inner_text()
+        check("Promoted by rita" in staging and "approved by ann" in staging, f"staging on the board: {staging}")
+        print("ok: a second approver approves in another browser and sees it promoted on the board")
+
+        # 7. Accessibility, in a context that lets the test inject axe-core past the CSP.
         audit = browser.new_context(bypass_csp=True)
         audit_page = audit.new_page()
         audit_page.goto(BASE + "/console/login")
@@ -133,9 +165,11 @@ def main():
         axe_clean(audit_page, "the stages board")
         audit_page.goto(BASE + "/console?q=team%2Fnothing")
         axe_clean(audit_page, "the board with a search that finds nothing")
+        audit_page.goto(BASE + "/console/approvals")
+        axe_clean(audit_page, "the approvals inbox")
         audit.close()
 
-        # 6. An access-admin revokes ada's role: her open session ends on her next click.
+        # 8. An access-admin revokes ada's role: her open session ends on her next click.
         status, body = api("POST", "/api/v1/roles/revoke",
                            {"principal": "ada", "role": "developer", "scope": "dev/team/app"})
         check(status == 200, f"revoke: {status} {body}")
@@ -145,7 +179,7 @@ def main():
         shot(page, "session-ended")
         print("ok: a revoked user's open session ends on the next request")
 
-        # 7. Sign-out.
+        # 9. Sign-out.
         admin = browser.new_context().new_page()
         sign_in_by_keyboard(admin, "admin", ADMIN_PASSWORD)
         admin.click("text=Sign out")
