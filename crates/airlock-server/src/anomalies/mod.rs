@@ -503,7 +503,7 @@ impl Anomalies {
         reason: &str,
     ) -> Result<AnomalyRow, AnomalyError> {
         if let Some(who) = who
-            && !who.has(Permission::ManageAccess, &PermissionTarget::Global)
+            && !Self::resolvable_by(who)
         {
             return Err(AnomalyError::ResolveForbidden {
                 principal: actor.principal.clone(),
@@ -554,15 +554,21 @@ impl Anomalies {
 
     fn require_reader(who: Option<&Authenticated>) -> Result<(), AnomalyError> {
         match who {
-            Some(who)
-                if !who.has(Permission::ManageAccess, &PermissionTarget::Global)
-                    && !who.has(Permission::ReadAudit, &PermissionTarget::Global) =>
-            {
-                Err(AnomalyError::ReadForbidden {
-                    principal: who.principal.name.clone(),
-                })
-            }
+            Some(who) if !Self::readable_by(who) => Err(AnomalyError::ReadForbidden {
+                principal: who.principal.name.clone(),
+            }),
             _ => Ok(()),
         }
+    }
+
+    /// Whether `who` may read anomalies: an `access-admin` or an `auditor`.
+    pub fn readable_by(who: &Authenticated) -> bool {
+        who.has(Permission::ManageAccess, &PermissionTarget::Global)
+            || who.has(Permission::ReadAudit, &PermissionTarget::Global)
+    }
+
+    /// Whether `who` may resolve anomalies: an `access-admin`.
+    pub fn resolvable_by(who: &Authenticated) -> bool {
+        who.has(Permission::ManageAccess, &PermissionTarget::Global)
     }
 }
