@@ -513,3 +513,111 @@ async fn approvers_decide_promotions_in_the_inbox_under_the_apis_rules() {
         assert_eq!(entry["actor"]["auth_method"], "session", "{entry}");
     }
 }
+
+#[tokio::test]
+async fn anomalies_are_listed_for_auditors_and_resolved_by_access_admins() {
+    let s = TestServer::start_with_env(&[
+        ("AIRLOCK_ANOMALIES__AUTH_FAILURES__THRESHOLD", "3"),
+        ("AIRLOCK_ANOMALIES__AUTH_FAILURES__ACTION", "lock_principal"),
+    ]);
+    const PASSWORD: &str = "lamp-orbit-tall-river";
+    let alice = add_user(&s, "alice", PASSWORD, &[("reader", "*")]).await;
+    add_user(&s, "audrey", PASSWORD, &[("auditor", "*")]).await;
+    add_user(&s, "dev", PASSWORD, &[("developer", "dev")]).await;
+    let wrong = common::client_as("alice", "not-her-password");
+    for _ in 0..3 {
+        let status = wrong
+            .get(s.url("/v2/_catalog"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 401);
+    }
+    assert_eq!(
+        alice
+            .get(s.url("/v2/_catalog"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "alice is locked"
+    );
+
+    // A developer has no anomalies link, and the page refuses with the API's words.
+    let dev = sign_in(&s, "dev", PASSWORD).await;
+    let (_, board, _) = get(&s, &dev.cookie, "/console").await;
+    assert!(!board.contains("/console/anomalies"), "{board}");
+    let (status, refused, _) = get(&s, &dev.cookie, "/console/anomalies").await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(refused.contains("What to do"), "{refused}");
+
+    // An auditor reads them, without the form that resolves them.
+    let audrey = sign_in(&s, "audrey", PASSWORD).await;
+    let (status, list, _) = get(&s, &audrey.cookie, "/console/anomalies").await;
+    assert_eq!(status, 200, "{list}");
+    assert!(
+        list.contains("auth_failures") && list.contains("lock_principal"),
+        "{list}"
+    );
+    assert!(!list.contains("/resolve\""), "{list}");
+
+    // The admin resolves the lock on alice: a reason is needed, and it undoes the lock.
+    let admin = sign_in(&s, "admin", ADMIN_PASSWORD).await;
+    let (_, list, _) = get(&s, &admin.cookie, "/console/anomalies").await;
+    let (status, body) = common::get_json(&s.http, &s.url("/api/v1/anomalies?status=open")).await;
+    assert_eq!(status, 200);
+    let id = body["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == "principal:alice")
+        .unwrap_or_else(|| panic!("no anomaly about alice: {body}"))["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/console/anomalies/{id}/resolve");
+    assert!(list.contains(&path), "{list}");
+    let (status, refused, _) = post_form(
+        &s,
+        &admin.cookie,
+        &path,
+        &[("csrf_token", &admin.csrf), ("text", "")],
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    let (status, _, _) = post_form(&s, &admin.cookie, &path, &[("text", "forged")]).await;
+    assert_eq!(status, 403);
+    let (status, _, location) = post_form(
+        &s,
+        &admin.cookie,
+        &path,
+        &[
+            ("csrf_token", &admin.csrf),
+            ("text", "alice forgot her password"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (_, list, _) = get(&s, &admin.cookie, &location.unwrap()).await;
+    assert!(
+        list.contains(&format!("Anomaly {id} is resolved")),
+        "{list}"
+    );
+    assert_eq!(
+        alice
+            .get(s.url("/v2/_catalog"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let entries = s.audit_entries().await;
+    let resolved = entries
+        .iter()
+        .find(|e| e["type"] == "anomaly.resolved")
+        .unwrap_or_else(|| panic!("no anomaly.resolved in {entries:?}"));
+    assert_eq!(resolved["actor"]["principal"], "admin", "{resolved}");
+    assert_eq!(resolved["actor"]["auth_method"], "session", "{resolved}");
+}

@@ -225,7 +225,7 @@ pub fn router(
         ))
         .merge(crate::anomalies::routes::router(
             crate::anomalies::routes::AnomalyState {
-                anomalies,
+                anomalies: anomalies.clone(),
                 identity: identity.clone(),
             },
         ))
@@ -245,6 +245,7 @@ pub fn router(
             identity: identity.clone(),
             catalog: catalog.clone(),
             promotions: promotions.clone(),
+            anomalies: anomalies.clone(),
             secure_cookies: serves_tls,
         }))
         .merge(crate::catalog::routes::router(

@@ -6,6 +6,8 @@
 //!   may read), with `POST /console/promotions/{id}/approve|reject`, which go through the
 //!   promotion service exactly as the API's do (separation of duties, the final re-decision) and
 //!   show its refusals with the API's words;
+//! - `GET /console/anomalies` lists anomalies (access-admins and auditors, as the API), with
+//!   `POST /console/anomalies/{id}/resolve` for access-admins;
 //! - `GET|POST /console/login` signs in with a password; `POST /console/logout` signs out;
 //! - `GET /console/assets/*`: the stylesheet, built into the binary.
 //!
@@ -59,6 +61,8 @@ pub struct ConsoleState {
     pub catalog: Arc<CatalogService>,
     /// Promotions and their approvals.
     pub promotions: Arc<PromotionService>,
+    /// Anomalies and their resolution.
+    pub anomalies: Arc<crate::anomalies::Anomalies>,
     /// Whether airlock serves TLS: cookies are then `Secure`.
     pub secure_cookies: bool,
 }
@@ -78,6 +82,11 @@ pub fn router(state: ConsoleState) -> Router {
         .route(
             "/console/promotions/{id}/reject",
             axum::routing::post(reject),
+        )
+        .route("/console/anomalies", get(anomalies))
+        .route(
+            "/console/anomalies/{id}/resolve",
+            axum::routing::post(resolve_anomaly),
         )
         .route("/console/assets/console.css", get(stylesheet))
         .layer(axum::middleware::from_fn(security_headers))
@@ -634,5 +643,83 @@ async fn reject(
     {
         Ok(row) => done("rejected", &id, &row.state.to_string()),
         Err(err) => refusal(&session, "Rejection refused", ApiError::from(err)),
+    }
+}
+
+/// Anomalies the anomalies page shows at most.
+const ANOMALIES_PAGE: u32 = 100;
+
+/// Query of the anomalies page.
+#[derive(Debug, Deserialize)]
+struct AnomaliesQuery {
+    /// `all` for resolved ones too; otherwise the open ones.
+    status: Option<String>,
+    /// The anomaly just resolved.
+    resolved: Option<i64>,
+}
+
+async fn anomalies(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Query(query): Query<AnomaliesQuery>,
+) -> Response {
+    let session = match state.session(&headers).await {
+        Ok(session) => session,
+        Err(err) => return to_login(&state, &err),
+    };
+    let all = query.status.as_deref() == Some("all");
+    let status = (!all).then_some(crate::anomalies::AnomalyStatus::Open);
+    match state
+        .anomalies
+        .list(Some(&session.who), status, None, ANOMALIES_PAGE)
+        .await
+    {
+        Ok(rows) => {
+            let notice = query
+                .resolved
+                .map(|id| format!("Anomaly {id} is resolved; its action was undone."));
+            let may_resolve = crate::anomalies::Anomalies::resolvable_by(&session.who);
+            page(
+                StatusCode::OK,
+                pages::anomalies(&session, &rows, all, may_resolve, notice.as_deref()),
+            )
+        }
+        Err(err) => refusal(&session, "Anomalies", ApiError::from(err)),
+    }
+}
+
+async fn resolve_anomaly(
+    State(state): State<ConsoleState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(form): Form<DecideForm>,
+) -> Response {
+    let session = match state.session(&headers).await {
+        Ok(session) => session,
+        Err(err) => return to_login(&state, &err),
+    };
+    if !airlock_identity::csrf_token_matches(&form.csrf_token, &session.row.csrf_token) {
+        return csrf_refused(&session);
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return page(
+            StatusCode::NOT_FOUND,
+            pages::refusal(
+                &session,
+                "No such anomaly",
+                &format!("{id:?} is not an anomaly id."),
+                "Pick the anomaly from the list.",
+            ),
+        );
+    };
+    let actor = session.who.actor(Some(peer));
+    match state
+        .anomalies
+        .resolve(Some(&session.who), &actor, id, &form.text)
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/console/anomalies?resolved={id}")).into_response(),
+        Err(err) => refusal(&session, "Not resolved", ApiError::from(err)),
     }
 }

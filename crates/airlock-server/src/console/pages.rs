@@ -4,7 +4,7 @@
 use airlock_api::catalog::{ArtifactStatus, RepositoryStatus, StageInfo, StageList, StatusPage};
 use maud::{DOCTYPE, Markup, html};
 
-use airlock_store::{ApprovalRow, PromotionRow};
+use airlock_store::{AnomalyRow, ApprovalRow, PromotionRow};
 
 use crate::identity::ConsoleSession;
 
@@ -29,6 +29,9 @@ fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup
                             ul {
                                 li { a href="/console" aria-current=[current(title, "Stages board")] { "Stages board" } }
                                 li { a href="/console/approvals" aria-current=[current(title, "Approvals")] { "Approvals" } }
+                                @if crate::anomalies::Anomalies::readable_by(&session.who) {
+                                    li { a href="/console/anomalies" aria-current=[current(title, "Anomalies")] { "Anomalies" } }
+                                }
                             }
                         }
                         div class="who" {
@@ -140,6 +143,70 @@ fn pending_card(session: &ConsoleSession, row: &PromotionRow, approvals: &[Appro
                     label for=(reason_id) { "Reason" }
                     input type="text" id=(reason_id) name="text" required;
                     button class="quiet" type="submit" { "Reject" }
+                }
+            }
+        }
+    }
+}
+
+/// The anomalies page: open ones (or all), each with what was done and, for an access-admin,
+/// the form that resolves it.
+pub(super) fn anomalies(
+    session: &ConsoleSession,
+    rows: &[AnomalyRow],
+    all: bool,
+    may_resolve: bool,
+    notice: Option<&str>,
+) -> Markup {
+    layout(
+        "Anomalies",
+        Some(session),
+        html! {
+            h1 { "Anomalies" }
+            @if let Some(notice) = notice {
+                p class="notice" role="status" { (notice) }
+            }
+            p {
+                @if all {
+                    "Showing all anomalies, newest first. " a href="/console/anomalies" { "Show the open ones only" }
+                } @else {
+                    "Showing the open anomalies, newest first. " a href="/console/anomalies?status=all" { "Show resolved ones too" }
+                }
+            }
+            @if rows.is_empty() {
+                p class="muted" { @if all { "No anomaly was ever detected." } @else { "No anomaly is open." } }
+            }
+            @for row in rows {
+                (anomaly_card(session, row, may_resolve))
+            }
+        },
+    )
+}
+
+fn anomaly_card(session: &ConsoleSession, row: &AnomalyRow, may_resolve: bool) -> Markup {
+    let heading = format!("Anomaly {}: {}", row.id, row.rule.as_str());
+    let reason_id = format!("resolution-{}", row.id);
+    html! {
+        section class="card" aria-label=(heading) {
+            h2 { (heading) " " span class=(if row.status == "open" { "badge frozen" } else { "badge push" }) { (row.status) } }
+            p { (row.summary) }
+            p class="muted" {
+                "Action: " strong { (row.action.as_str()) }
+                @if row.applied { " (applied)" } @else { " (not applied)" }
+                " · observed " (row.observed) " against a threshold of " (row.threshold)
+                " in " (row.window_secs) " s · detected " (millis(row.created_at))
+            }
+            @if let Some(resolved_at) = row.resolved_at {
+                p {
+                    "Resolved by " strong { (row.resolved_by.as_deref().unwrap_or("?")) } " at " (millis(resolved_at))
+                    @if let Some(resolution) = &row.resolution { ": " (resolution) }
+                }
+            } @else if may_resolve {
+                form class="decide" method="post" action=(format!("/console/anomalies/{}/resolve", row.id)) {
+                    input type="hidden" name="csrf_token" value=(session.row.csrf_token);
+                    label for=(reason_id) { "Why it is resolved" }
+                    input type="text" id=(reason_id) name="text" required;
+                    button type="submit" { "Resolve and undo the action" }
                 }
             }
         }
