@@ -50,6 +50,8 @@ async fn the_console_works_in_a_real_browser() {
     let s = TestServer::start_with_env(&[
         ("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap()),
         ("AIRLOCK_GATES__STAGING__APPROVALS__COUNT", "1"),
+        ("AIRLOCK_ANOMALIES__AUTH_FAILURES__THRESHOLD", "3"),
+        ("AIRLOCK_ANOMALIES__AUTH_FAILURES__ACTION", "lock_principal"),
     ]);
     let (_, digest) = s.push_image("dev/team/app", "1.0", &[b"one"]).await;
     s.push_image("dev/other/secret", "1.0", &[b"two"]).await;
@@ -62,6 +64,20 @@ async fn the_console_works_in_a_real_browser() {
     )
     .await;
     add_user(&s, "ann", PASSWORD, &[("approver", "staging")]).await;
+    // Three wrong passwords lock mallory: an open anomaly for the admin to resolve.
+    let mallory = add_user(&s, "mallory", PASSWORD, &[("reader", "*")]).await;
+    let wrong = common::client_as("mallory", "not-her-password");
+    for _ in 0..3 {
+        let status = wrong
+            .get(s.url("/v2/_catalog"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 401);
+    }
+    let catalog = s.url("/v2/_catalog");
+    assert_eq!(mallory.get(&catalog).send().await.unwrap().status(), 401);
     let (status, body) = post_json(
         &rita,
         &s.url("/api/v1/promotions"),
@@ -72,10 +88,11 @@ async fn the_console_works_in_a_real_browser() {
     let promotion = body["promotion"]["id"].as_str().unwrap().to_string();
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/console.py");
+    let base = s.url("");
     let output = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .arg(script)
-            .arg(s.url("").trim_end_matches('/'))
+            .arg(base.trim_end_matches('/'))
             .args([ADMIN_PASSWORD, PASSWORD, &promotion])
             .arg(&shots)
             .arg(&axe)
@@ -93,8 +110,10 @@ async fn the_console_works_in_a_real_browser() {
     // Every scenario ran and passed.
     assert_eq!(
         said.lines().filter(|l| l.starts_with("ok: ")).count(),
-        12,
+        14,
         "{said}"
     );
+    // The anomaly the browser resolved no longer locks mallory.
+    assert_eq!(mallory.get(&catalog).send().await.unwrap().status(), 200);
     eprintln!("{said}");
 }

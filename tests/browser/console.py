@@ -2,7 +2,7 @@
 
 Run by tests/console_browser.rs against a test server that holds an image in dev/team/app, a
 user `ada` who may read it, and a promotion of it to staging that `rita` requested and which
-needs one approval (`rita` and `ann` are approvers). Arguments: the server's base URL, the admin
+needs one approval (`rita` and `ann` are approvers), and an open anomaly that locked `mallory`. Arguments: the server's base URL, the admin
 password, the users' password, the promotion's id, the directory for screenshots, and the path of
 axe-core's axe.min.js (npm). Prints one line per scenario passed; any failure raises (non-zero
 exit) with what was seen.
@@ -11,7 +11,7 @@ Scenarios: a stranger is sent to the sign-in page; ada signs in by keyboard alon
 she may read on the board; the pages cannot be framed; a form without its CSRF token is refused
 and changes nothing; rita may not approve what she requested and the page says why; ann approves
 in a second browser context and sees it promoted, on the board too; axe-core finds no serious or
-critical accessibility issue on any page; an access-admin revokes ada's role and her open session
+critical accessibility issue on any page; the admin resolves the anomaly; an access-admin revokes ada's role and her open session
 ends on her next click; sign-out works.
 """
 
@@ -156,7 +156,20 @@ def main():
         check("Promoted by rita" in staging and "approved by ann" in staging, f"staging on the board: {staging}")
         print("ok: a second approver approves in another browser and sees it promoted on the board")
 
-        # 7. Accessibility, in a context that lets the test inject axe-core past the CSP.
+        # 7. The admin resolves the anomaly that locked mallory, with a reason.
+        resolver = browser.new_context().new_page()
+        sign_in_by_keyboard(resolver, "admin", ADMIN_PASSWORD)
+        resolver.click("text=Anomalies")
+        card = resolver.locator("section.card", has_text="mallory")
+        check(card.count() == 1, f"the anomalies page: {resolver.inner_text('main')}")
+        shot(resolver, "anomalies")
+        card.get_by_label("Why it is resolved").fill("mallory mistyped; confirmed by phone")
+        with resolver.expect_navigation():
+            card.get_by_role("button", name="Resolve and undo the action").click()
+        check("is resolved" in resolver.inner_text("main"), f"after resolving: {resolver.inner_text('main')}")
+        print("ok: an access-admin resolves an anomaly with a reason")
+
+        # 8. Accessibility, in a context that lets the test inject axe-core past the CSP.
         audit = browser.new_context(bypass_csp=True)
         audit_page = audit.new_page()
         audit_page.goto(BASE + "/console/login")
@@ -167,9 +180,11 @@ def main():
         axe_clean(audit_page, "the board with a search that finds nothing")
         audit_page.goto(BASE + "/console/approvals")
         axe_clean(audit_page, "the approvals inbox")
+        audit_page.goto(BASE + "/console/anomalies?status=all")
+        axe_clean(audit_page, "the anomalies page")
         audit.close()
 
-        # 8. An access-admin revokes ada's role: her open session ends on her next click.
+        # 9. An access-admin revokes ada's role: her open session ends on her next click.
         status, body = api("POST", "/api/v1/roles/revoke",
                            {"principal": "ada", "role": "developer", "scope": "dev/team/app"})
         check(status == 200, f"revoke: {status} {body}")
@@ -179,7 +194,7 @@ def main():
         shot(page, "session-ended")
         print("ok: a revoked user's open session ends on the next request")
 
-        # 9. Sign-out.
+        # 10. Sign-out.
         admin = browser.new_context().new_page()
         sign_in_by_keyboard(admin, "admin", ADMIN_PASSWORD)
         admin.click("text=Sign out")

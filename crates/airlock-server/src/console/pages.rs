@@ -206,7 +206,7 @@ fn anomaly_card(session: &ConsoleSession, row: &AnomalyRow, may_resolve: bool) -
                     input type="hidden" name="csrf_token" value=(session.row.csrf_token);
                     label for=(reason_id) { "Why it is resolved" }
                     input type="text" id=(reason_id) name="text" required;
-                    button type="submit" { "Resolve and undo the action" }
+                    button type="submit" { @if row.applied { "Resolve and undo the action" } @else { "Resolve" } }
                 }
             }
         }
