@@ -619,6 +619,17 @@ async fn show_artifact(
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<Json<api::Artifact>, ApiError> {
+    Ok(Json(artifact_view(state, caller, repo, digest).await?))
+}
+
+/// An artifact as the API shows it, for a caller who may pull it (the web console shows the
+/// same): the same 404 for one the caller may not pull as for one that is not there.
+pub(crate) async fn artifact_view(
+    state: &EvidenceState,
+    caller: &Caller,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<api::Artifact, ApiError> {
     require_pull(state, caller, repo, digest)?;
     let stored = stored_artifact(state, repo, digest).await?;
     let evidence = evidence_items(state, repo, digest).await?;
@@ -632,7 +643,7 @@ async fn show_artifact(
             reason: f.reason,
         })
         .collect();
-    Ok(Json(api::Artifact {
+    Ok(api::Artifact {
         repository: repo.as_str().to_string(),
         digest: digest.to_string(),
         media_type: stored.media_type,
@@ -640,7 +651,7 @@ async fn show_artifact(
         tags: stored.tags,
         flags,
         evidence,
-    }))
+    })
 }
 
 /// An artifact's evidence (needs pull on the repository): every item under its repository

@@ -252,8 +252,9 @@ fn time(millis: i64) -> String {
     airlock_core::audit::rfc3339_millis(millis)
 }
 
-/// A stored decision result (written by airlock as a [`airlock_policy::Decision`]).
-fn stored_decision(text: &str) -> Result<api::Decision, ApiError> {
+/// A stored decision result (written by airlock as a [`airlock_policy::Decision`]), as the API
+/// and the web console show it.
+pub(crate) fn stored_decision(text: &str) -> Result<api::Decision, ApiError> {
     serde_json::from_str(text).map_err(|e| {
         ApiError::storage(&airlock_store::StoreError::Corrupt(format!(
             "a stored decision result does not parse: {e}"
