@@ -621,3 +621,65 @@ async fn anomalies_are_listed_for_auditors_and_resolved_by_access_admins() {
     assert_eq!(resolved["actor"]["principal"], "admin", "{resolved}");
     assert_eq!(resolved["actor"]["auth_method"], "session", "{resolved}");
 }
+
+#[tokio::test]
+async fn an_artifacts_page_shows_its_promotions_with_the_gates_words() {
+    let s = TestServer::start();
+    const PASSWORD: &str = "lamp-orbit-tall-river";
+    let ci = add_user(&s, "ci", PASSWORD, &[("developer", "dev")]).await;
+    let rita = add_user(&s, "rita", PASSWORD, &[("promoter", "staging")]).await;
+    add_user(&s, "otto", PASSWORD, &[("developer", "dev/other/*")]).await;
+    let digest = common::push_image_as(&s, &ci, "dev/team/app", "1.0", b"unsigned", None).await;
+    // The default gate denies an unsigned artifact, saying what to do.
+    let (status, body) = post_json(
+        &rita,
+        &s.url("/api/v1/promotions"),
+        json!({"source": "dev/team/app", "reference": digest, "to": "staging"}),
+    )
+    .await;
+    assert_eq!(body["promotion"]["state"], "denied", "{status} {body}");
+    assert_eq!(
+        body["decision"]["deny"][0]["rule"], "staging.signature_required",
+        "{body}"
+    );
+
+    let admin = sign_in(&s, "admin", ADMIN_PASSWORD).await;
+    let (_, board, _) = get(&s, &admin.cookie, "/console").await;
+    let href = format!(
+        "/console/artifact?repository=dev%2Fteam%2Fapp&amp;digest={}",
+        digest.replace(':', "%3A")
+    );
+    assert!(
+        board.contains(&href),
+        "the board links the artifact: {board}"
+    );
+    let path = href.replace("&amp;", "&");
+    let (status, page, _) = get(&s, &admin.cookie, &path).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&digest), "{page}");
+    assert!(page.contains("dev → staging"), "{page}");
+    assert!(page.contains("The gate denied it"), "{page}");
+    assert!(page.contains("staging.signature_required"), "{page}");
+    assert!(page.contains("What to do: sign it: airlock sign"), "{page}");
+    assert!(
+        page.contains("docs/policy.md#staging-signature-required"),
+        "{page}"
+    );
+    assert!(
+        page.contains("No signature or attestation names this artifact."),
+        "{page}"
+    );
+
+    // Someone who may not pull it gets the API's 404, as for an artifact that is not there.
+    let otto = sign_in(&s, "otto", PASSWORD).await;
+    let (status, page, _) = get(&s, &otto.cookie, &path).await;
+    assert_eq!(status, 404, "{page}");
+    assert!(!page.contains("dev → staging"), "{page}");
+    let (status, _, _) = get(
+        &s,
+        &admin.cookie,
+        "/console/artifact?repository=dev%2Fteam%2Fapp&digest=nope",
+    )
+    .await;
+    assert_eq!(status, 400);
+}

@@ -155,6 +155,14 @@ def main():
         staging = ann.locator(".stage", has_text="staging").last.inner_text()
         check("Promoted by rita" in staging and "approved by ann" in staging, f"staging on the board: {staging}")
         print("ok: a second approver approves in another browser and sees it promoted on the board")
+        with ann.expect_navigation():
+            ann.locator(".stage", has_text="staging").last.locator("a.digest").first.click()
+        artifact_url = ann.url
+        shown = ann.inner_text("main")
+        check("dev → staging" in shown and "promoted" in shown and "checked in the browser" in shown,
+              f"the artifact page: {shown}")
+        shot(ann, "artifact")
+        print("ok: the artifact page shows the promotion with its approval")
 
         # 7. The admin resolves the anomaly that locked mallory, with a reason.
         resolver = browser.new_context().new_page()
@@ -182,6 +190,8 @@ def main():
         axe_clean(audit_page, "the approvals inbox")
         audit_page.goto(BASE + "/console/anomalies?status=all")
         axe_clean(audit_page, "the anomalies page")
+        audit_page.goto(artifact_url)
+        axe_clean(audit_page, "the artifact page")
         audit.close()
 
         # 9. An access-admin revokes ada's role: her open session ends on her next click.

@@ -214,7 +214,7 @@ pub fn router(
             anomalies: anomalies.clone(),
         }))
         .merge(crate::evidence::routes::router(EvidenceState {
-            evidence,
+            evidence: evidence.clone(),
             identity: identity.clone(),
         }))
         .merge(crate::promotion::routes::router(
@@ -246,6 +246,7 @@ pub fn router(
             catalog: catalog.clone(),
             promotions: promotions.clone(),
             anomalies: anomalies.clone(),
+            evidence: evidence.clone(),
             secure_cookies: serves_tls,
         }))
         .merge(crate::catalog::routes::router(

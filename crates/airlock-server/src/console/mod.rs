@@ -2,6 +2,9 @@
 //!
 //! - `GET /` redirects here; `GET /console` is the stages board (what is in each stage of each
 //!   repository path the signed-in person may read, paged, with a search);
+//! - `GET /console/artifact?repository=&digest=` is an artifact's page: its evidence and what
+//!   it says, and every promotion of it with its decision's violations and approvals (the API's
+//!   views, under the API's read rules);
 //! - `GET /console/approvals` is the approvals inbox (promotions pending approval that the person
 //!   may read), with `POST /console/promotions/{id}/approve|reject`, which go through the
 //!   promotion service exactly as the API's do (separation of duties, the final re-decision) and
@@ -63,6 +66,8 @@ pub struct ConsoleState {
     pub promotions: Arc<PromotionService>,
     /// Anomalies and their resolution.
     pub anomalies: Arc<crate::anomalies::Anomalies>,
+    /// Evidence.
+    pub evidence: Arc<crate::evidence::EvidenceService>,
     /// Whether airlock serves TLS: cookies are then `Secure`.
     pub secure_cookies: bool,
 }
@@ -74,6 +79,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/console", get(board))
         .route("/console/login", get(login_form).post(login))
         .route("/console/logout", axum::routing::post(logout))
+        .route("/console/artifact", get(artifact))
         .route("/console/approvals", get(approvals))
         .route(
             "/console/promotions/{id}/approve",
@@ -722,4 +728,115 @@ async fn resolve_anomaly(
         Ok(_) => Redirect::to(&format!("/console/anomalies?resolved={id}")).into_response(),
         Err(err) => refusal(&session, "Not resolved", ApiError::from(err)),
     }
+}
+
+/// Promotions of a repository path the artifact page reads at most (newest first).
+const ARTIFACT_PROMOTIONS: u32 = 200;
+
+/// Query of the artifact page.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct ArtifactQuery {
+    /// `<stage>/<path>`.
+    repository: String,
+    /// `sha256:<hex>`.
+    digest: String,
+}
+
+/// A promotion of the artifact as its page shows it.
+pub(crate) struct ArtifactPromotion {
+    /// The promotion.
+    pub row: airlock_store::PromotionRow,
+    /// Its approvals.
+    pub approvals: Vec<airlock_store::ApprovalRow>,
+    /// Its last decision, if it was decided.
+    pub decision: Option<airlock_api::promotion::Decision>,
+}
+
+async fn artifact(
+    State(state): State<ConsoleState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<ArtifactQuery>,
+) -> Response {
+    use std::str::FromStr as _;
+    let session = match state.session(&headers).await {
+        Ok(session) => session,
+        Err(err) => return to_login(&state, &err),
+    };
+    let (repo, digest) = match (
+        airlock_core::RepoName::from_str(&query.repository),
+        airlock_core::Digest::from_str(&query.digest),
+    ) {
+        (Ok(repo), Ok(digest)) => (repo, digest),
+        _ => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                pages::refusal(
+                    &session,
+                    "Artifact",
+                    "The address does not name an artifact.",
+                    "Open the artifact from the stages board (repository=<stage>/<path>&digest=sha256:<hex>).",
+                ),
+            );
+        }
+    };
+    let caller = caller_of(&session, peer);
+    let evidence_state = crate::evidence::routes::EvidenceState {
+        evidence: state.evidence.clone(),
+        identity: state.identity.clone(),
+    };
+    let shown = match crate::evidence::routes::artifact_view(
+        &evidence_state,
+        &caller,
+        &repo,
+        &digest,
+    )
+    .await
+    {
+        Ok(shown) => shown,
+        Err(err) => return refusal(&session, "Artifact", err),
+    };
+    let promotions_caller = crate::promotion::Caller::from(caller);
+    let rows = match state
+        .promotions
+        .list(None, Some(repo.path()), None, ARTIFACT_PROMOTIONS)
+        .await
+    {
+        Ok(rows) => rows,
+        Err(err) => return refusal(&session, "Artifact", ApiError::from(err)),
+    };
+    let mut promotions = Vec::new();
+    for row in rows.into_iter().filter(|row| {
+        row.digest == digest
+            && crate::promotion::routes::promotion_readable(
+                &state.identity,
+                &promotions_caller,
+                row,
+            )
+    }) {
+        let approvals = match state.promotions.show(&row.id).await {
+            Ok((_, approvals)) => approvals,
+            Err(err) => return refusal(&session, "Artifact", ApiError::from(err)),
+        };
+        let decision = match &row.last_decision {
+            Some(id) => match state.promotions.decision(id).await {
+                Ok(record) => match crate::promotion::routes::stored_decision(&record.result) {
+                    Ok(decision) => Some(decision),
+                    Err(err) => return refusal(&session, "Artifact", err),
+                },
+                Err(err) => return refusal(&session, "Artifact", ApiError::from(err)),
+            },
+            None => None,
+        };
+        promotions.push(ArtifactPromotion {
+            row,
+            approvals,
+            decision,
+        });
+    }
+    page(
+        StatusCode::OK,
+        pages::artifact(&session, &shown, &promotions),
+    )
 }

@@ -2,6 +2,8 @@
 //! No page carries inline script or style: the Content-Security-Policy forbids both.
 
 use airlock_api::catalog::{ArtifactStatus, RepositoryStatus, StageInfo, StageList, StatusPage};
+use airlock_api::evidence::Artifact;
+use airlock_api::promotion::Violation;
 use maud::{DOCTYPE, Markup, html};
 
 use airlock_store::{AnomalyRow, ApprovalRow, PromotionRow};
@@ -368,7 +370,7 @@ fn repository_card(repository: &RepositoryStatus) -> Markup {
                         } @else {
                             ul {
                                 @for artifact in &stage.artifacts {
-                                    li { (artifact_line(artifact)) }
+                                    li { (artifact_line(&stage.repository, artifact)) }
                                 }
                             }
                         }
@@ -387,9 +389,9 @@ fn repository_card(repository: &RepositoryStatus) -> Markup {
     }
 }
 
-fn artifact_line(artifact: &ArtifactStatus) -> Markup {
+fn artifact_line(repository: &str, artifact: &ArtifactStatus) -> Markup {
     html! {
-        span class="digest" title=(artifact.digest) { (short(&artifact.digest)) }
+        a class="digest" title=(artifact.digest) href=(artifact_href(repository, &artifact.digest)) { (short(&artifact.digest)) }
         " "
         @for tag in &artifact.tags {
             span class="tag" { (tag) }
@@ -407,6 +409,155 @@ fn artifact_line(artifact: &ArtifactStatus) -> Markup {
                         (approval.principal)
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The console page of artifact `digest` in `repository` (`<stage>/<path>`).
+fn artifact_href(repository: &str, digest: &str) -> String {
+    format!(
+        "/console/artifact?repository={}&digest={}",
+        query_value(repository),
+        query_value(digest)
+    )
+}
+
+/// An artifact's page: what it is, its evidence with verdicts and derived facts, and every
+/// promotion of it with its decision and approvals.
+pub(super) fn artifact(
+    session: &ConsoleSession,
+    artifact: &Artifact,
+    promotions: &[super::ArtifactPromotion],
+) -> Markup {
+    layout(
+        "Artifact",
+        Some(session),
+        html! {
+            h1 { (artifact.repository) }
+            section class="card" aria-labelledby="what" {
+                h2 id="what" { "What it is" }
+                dl class="facts" {
+                    dt { "Digest" } dd { code class="digest" { (artifact.digest) } }
+                    dt { "Media type" } dd { (artifact.media_type) }
+                    dt { "Size" } dd { (artifact.size) " bytes" }
+                    dt { "Tags here" } dd {
+                        @if artifact.tags.is_empty() { span class="muted" { "none" } }
+                        @for tag in &artifact.tags { span class="tag" { (tag) } }
+                    }
+                }
+                @for flag in &artifact.flags {
+                    p class="alert" role="alert" { strong { (flag.flag) } ": " (flag.reason) }
+                }
+            }
+            section class="card" aria-labelledby="evidence" {
+                h2 id="evidence" { "Evidence" }
+                @if artifact.evidence.is_empty() {
+                    p class="muted" { "No signature or attestation names this artifact." }
+                } @else {
+                    table {
+                        thead { tr { th scope="col" { "Verdict" } th scope="col" { "Kind" } th scope="col" { "Predicate" } th scope="col" { "Key" } th scope="col" { "Arrived" } th scope="col" { "Why" } } }
+                        tbody {
+                            @for item in &artifact.evidence {
+                                tr {
+                                    td { span class=(verdict_class(&item.status)) { (item.status) } }
+                                    td { (item.kind.as_deref().unwrap_or("?")) " (" (item.format) ")" }
+                                    td { (item.predicate_type.as_deref().unwrap_or("")) }
+                                    td {
+                                        (item.key_name.as_deref().unwrap_or(""))
+                                        @if let Some(key) = &item.key_id { br; span class="digest muted" title=(key) { (short(key)) } }
+                                    }
+                                    td { (item.source) " in " (item.repository) }
+                                    td { (item.reason.as_deref().unwrap_or("")) }
+                                }
+                            }
+                        }
+                    }
+                    @for item in artifact.evidence.iter().filter(|i| i.status == "verified" && !i.facts.is_null()) {
+                        details {
+                            summary { "What the verified " (item.predicate_type.as_deref().or(item.kind.as_deref()).unwrap_or("evidence")) " says" }
+                            pre { (serde_json::to_string_pretty(&item.facts).unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+            section class="card" aria-labelledby="promotions" {
+                h2 id="promotions" { "Promotions" }
+                @if promotions.is_empty() {
+                    p class="muted" { "It was never promoted." }
+                }
+                @for promotion in promotions {
+                    (promotion_block(promotion))
+                }
+            }
+        },
+    )
+}
+
+fn verdict_class(status: &str) -> &'static str {
+    match status {
+        "verified" => "badge push",
+        "rejected" | "revoked" => "badge frozen",
+        _ => "badge",
+    }
+}
+
+fn promotion_block(promotion: &super::ArtifactPromotion) -> Markup {
+    let row = &promotion.row;
+    html! {
+        div class="stage" {
+            h3 {
+                span { (row.source_stage) " → " (row.target_stage) }
+                span class=(if row.state.to_string() == "promoted" { "badge push" } else if row.state.to_string() == "pending_approval" { "badge gated" } else { "badge frozen" }) { (row.state.to_string()) }
+            }
+            p class="muted" {
+                (row.id) " · requested by " strong { (row.requested_by) } " at " (millis(row.created_at))
+                @if let Some(decided) = row.decided_at { " · decided " (millis(decided)) }
+                @if let Some(attestation) = &row.attestation { " · attestation " span class="digest" title=(attestation) { (short(attestation)) } }
+            }
+            @if let Some(reason) = &row.break_glass {
+                p class="alert" { "Break-glass: " (reason) }
+            }
+            p {
+                (promotion.approvals.len()) " of " (row.approvals_required) " approvals"
+                @for (i, approval) in promotion.approvals.iter().enumerate() {
+                    @if i == 0 { ": " } @else { ", " }
+                    (approval.principal) " at " (millis(approval.created_at))
+                    @if let Some(comment) = &approval.comment { " (“" (comment) "”)" }
+                }
+            }
+            @if let Some(decision) = &promotion.decision {
+                @if decision.allowed {
+                    p { "The gate allowed it." }
+                } @else {
+                    p { strong { "The gate denied it:" } }
+                }
+                @if !decision.deny.is_empty() {
+                    ul class="violations" {
+                        @for violation in &decision.deny { li { (violation_line(violation)) } }
+                    }
+                }
+                @if !decision.warn.is_empty() {
+                    p class="muted" { "Warnings:" }
+                    ul class="violations" {
+                        @for violation in &decision.warn { li { (violation_line(violation)) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn violation_line(violation: &Violation) -> Markup {
+    html! {
+        code { (violation.rule) } ": " (violation.msg)
+        br;
+        span class="muted" { "What to do: " (violation.remediation) }
+        @if let Some(docs) = &violation.docs {
+            @if docs.starts_with("https://") || docs.starts_with("http://") {
+                " " a href=(docs) rel="noreferrer" { "Docs" }
+            } @else {
+                " (see " (docs) ")"
             }
         }
     }
