@@ -683,3 +683,78 @@ async fn an_artifacts_page_shows_its_promotions_with_the_gates_words() {
     .await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn the_audit_page_carries_what_the_browser_needs_to_verify_the_log() {
+    let s = TestServer::start();
+    const PASSWORD: &str = "lamp-orbit-tall-river";
+    add_user(&s, "audrey", PASSWORD, &[("auditor", "*")]).await;
+    add_user(&s, "dev", PASSWORD, &[("developer", "dev")]).await;
+    let size = s.wait_for_checkpoint().await;
+    let audrey = sign_in(&s, "audrey", PASSWORD).await;
+    let (status, page, _) = get(&s, &audrey.cookie, "/console/audit").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("<script src=\"/console/assets/console.js\" defer>"),
+        "{page}"
+    );
+    assert!(page.contains("data-note=\""), "{page}");
+    let key = reqwest::get(s.url("/log/key"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("data-key=\"{}\"", key.trim())),
+        "{page}"
+    );
+    assert!(
+        page.contains("data-proof=\""),
+        "entries in the checkpoint carry proofs: {page}"
+    );
+    // A consistency proof for the page's script, only within a session that may read the log.
+    let proof = browser()
+        .get(s.url(&format!("/console/audit/consistency?from=1&to={size}")))
+        .header("cookie", format!("airlock_session={}", audrey.cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proof.status(), 200);
+    let proof: serde_json::Value = proof.json().await.unwrap();
+    assert_eq!(proof["old_size"], 1);
+    assert_eq!(proof["new_size"], size);
+    let anonymous = browser()
+        .get(s.url(&format!("/console/audit/consistency?from=1&to={size}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let script = browser()
+        .get(s.url("/console/assets/console.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 200);
+    assert_secured(script.headers(), "the script");
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+
+    // A developer sees no link, and the page and the proofs refuse.
+    let dev = sign_in(&s, "dev", PASSWORD).await;
+    let (_, board, _) = get(&s, &dev.cookie, "/console").await;
+    assert!(!board.contains("href=\"/console/audit\""), "{board}");
+    let (status, _, _) = get(&s, &dev.cookie, "/console/audit").await;
+    assert_eq!(status, 403);
+    let refused = browser()
+        .get(s.url(&format!("/console/audit/consistency?from=1&to={size}")))
+        .header("cookie", format!("airlock_session={}", dev.cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+}

@@ -45,8 +45,8 @@ def api(method, path, body):
         return response.status, json.loads(response.read() or b"null")
 
 
-def shot(page, name):
-    page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+def shot(page, name, full_page=True):
+    page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=full_page)
 
 
 def axe_clean(page, what):
@@ -177,7 +177,60 @@ def main():
         check("is resolved" in resolver.inner_text("main"), f"after resolving: {resolver.inner_text('main')}")
         print("ok: an access-admin resolves an anomaly with a reason")
 
-        # 8. Accessibility, in a context that lets the test inject axe-core past the CSP.
+        # 8. The audit page checks the log in the browser: the signed checkpoint, every entry's
+        #    inclusion proof, and later that the log extends the checkpoint it saw; it catches a
+        #    changed entry and a rewritten log.
+        auditor = resolver
+        auditor.click("text=Audit log")
+        auditor.wait_for_selector("#log-status[data-verified]")
+        status = auditor.locator("#log-status")
+        check(status.get_attribute("data-verified") == "yes", f"the checkpoint: {status.inner_text()}")
+        check("had not seen this log before" in status.inner_text(), status.inner_text())
+        auditor.wait_for_function("() => !document.querySelector('li.entry[data-proof] .proof:not([data-verified])')")
+        proofs = auditor.locator("li.entry[data-proof] .proof")
+        check(proofs.count() > 0, "no entry is in a signed checkpoint")
+        for i in range(proofs.count()):
+            check(proofs.nth(i).get_attribute("data-verified") == "yes", f"entry proof: {proofs.nth(i).inner_text()}")
+        shot(auditor, "audit", full_page=False)
+        seen = auditor.evaluate("() => Object.keys(localStorage).filter(k => k.startsWith('airlock-log:')).map(k => JSON.parse(localStorage.getItem(k)).size)[0]")
+        # New entries (a sign-in) and a newer checkpoint: the page proves the log extends the old one.
+        extended = ""
+        for _ in range(40):
+            other = browser.new_context().new_page()
+            sign_in_by_keyboard(other, "ann", PASSWORD)
+            other.context.close()
+            auditor.reload()
+            auditor.wait_for_selector("#log-status[data-verified]")
+            extended = auditor.locator("#log-status").inner_text()
+            if "extends the checkpoint of" in extended:
+                break
+            auditor.wait_for_timeout(250)
+        check("extends the checkpoint of %d entries" % seen in extended, f"after new entries: {extended}")
+        print(f"ok: the audit page verifies the checkpoint, {proofs.count()} inclusion proofs and the log's consistency in the browser")
+
+        # A changed entry does not verify.
+        def tamper(route):
+            response = route.fetch()
+            html = response.text()
+            at = html.index('data-bytes="') + len('data-bytes="')
+            changed = html[:at] + ("A" if html[at] != "A" else "B") + html[at + 1:]
+            route.fulfill(response=response, body=changed)
+        auditor.route("**/console/audit", tamper)
+        auditor.reload()
+        auditor.wait_for_function("() => !document.querySelector('li.entry[data-proof] .proof:not([data-verified])')")
+        first = auditor.locator("li.entry[data-proof] .proof").first
+        check(first.get_attribute("data-verified") == "no", f"a changed entry: {first.inner_text()}")
+        auditor.unroute("**/console/audit")
+        # A log rewritten under the remembered checkpoint does not verify.
+        auditor.evaluate("() => { for (const k of Object.keys(localStorage)) { if (k.startsWith('airlock-log:')) { const v = JSON.parse(localStorage.getItem(k)); v.root = '00'.repeat(32); localStorage.setItem(k, JSON.stringify(v)); } } }")
+        auditor.reload()
+        auditor.wait_for_selector("#log-status[data-verified]")
+        rewritten = auditor.locator("#log-status")
+        check(rewritten.get_attribute("data-verified") == "no" and "rewritten" in rewritten.inner_text(),
+              f"a rewritten log: {rewritten.inner_text()}")
+        print("ok: the audit page catches a changed entry and a rewritten log")
+
+        # 9. Accessibility, in a context that lets the test inject axe-core past the CSP.
         audit = browser.new_context(bypass_csp=True)
         audit_page = audit.new_page()
         audit_page.goto(BASE + "/console/login")
@@ -192,9 +245,12 @@ def main():
         axe_clean(audit_page, "the anomalies page")
         audit_page.goto(artifact_url)
         axe_clean(audit_page, "the artifact page")
+        audit_page.goto(BASE + "/console/audit")
+        audit_page.wait_for_selector("#log-status[data-verified]")
+        axe_clean(audit_page, "the audit log page")
         audit.close()
 
-        # 9. An access-admin revokes ada's role: her open session ends on her next click.
+        # 10. An access-admin revokes ada's role: her open session ends on her next click.
         status, body = api("POST", "/api/v1/roles/revoke",
                            {"principal": "ada", "role": "developer", "scope": "dev/team/app"})
         check(status == 200, f"revoke: {status} {body}")
@@ -204,7 +260,7 @@ def main():
         shot(page, "session-ended")
         print("ok: a revoked user's open session ends on the next request")
 
-        # 10. Sign-out.
+        # 11. Sign-out.
         admin = browser.new_context().new_page()
         sign_in_by_keyboard(admin, "admin", ADMIN_PASSWORD)
         admin.click("text=Sign out")

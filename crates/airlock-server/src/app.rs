@@ -247,6 +247,7 @@ pub fn router(
             promotions: promotions.clone(),
             anomalies: anomalies.clone(),
             evidence: evidence.clone(),
+            audit: audit.clone(),
             secure_cookies: serves_tls,
         }))
         .merge(crate::catalog::routes::router(

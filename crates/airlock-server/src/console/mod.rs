@@ -5,6 +5,11 @@
 //! - `GET /console/artifact?repository=&digest=` is an artifact's page: its evidence and what
 //!   it says, and every promotion of it with its decision's violations and approvals (the API's
 //!   views, under the API's read rules);
+//! - `GET /console/audit` is the audit log's tail (auditors and access-admins, as the API) with
+//!   the newest signed checkpoint, each entry's bytes and inclusion proof, which the page's script
+//!   checks in the browser (WebCrypto: the checkpoint's Ed25519 signature, each leaf hash and
+//!   proof, and with `GET /console/audit/consistency` that the log extends the checkpoint the
+//!   browser saw last), not trusting the server's word;
 //! - `GET /console/approvals` is the approvals inbox (promotions pending approval that the person
 //!   may read), with `POST /console/promotions/{id}/approve|reject`, which go through the
 //!   promotion service exactly as the API's do (separation of duties, the final re-decision) and
@@ -68,6 +73,8 @@ pub struct ConsoleState {
     pub anomalies: Arc<crate::anomalies::Anomalies>,
     /// Evidence.
     pub evidence: Arc<crate::evidence::EvidenceService>,
+    /// The audit log.
+    pub audit: Arc<crate::audit::AuditLog>,
     /// Whether airlock serves TLS: cookies are then `Secure`.
     pub secure_cookies: bool,
 }
@@ -94,7 +101,10 @@ pub fn router(state: ConsoleState) -> Router {
             "/console/anomalies/{id}/resolve",
             axum::routing::post(resolve_anomaly),
         )
+        .route("/console/audit", get(audit_page))
+        .route("/console/audit/consistency", get(audit_consistency))
         .route("/console/assets/console.css", get(stylesheet))
+        .route("/console/assets/console.js", get(script))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -129,6 +139,17 @@ async fn stylesheet() -> Response {
             (header::CACHE_CONTROL, "max-age=3600"),
         ],
         include_str!("assets/console.css"),
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("assets/console.js"),
     )
         .into_response()
 }
@@ -839,4 +860,112 @@ async fn artifact(
         StatusCode::OK,
         pages::artifact(&session, &shown, &promotions),
     )
+}
+
+/// Entries the audit page shows at most.
+const AUDIT_PAGE: u32 = 50;
+
+/// Query of the audit page.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct AuditQuery {
+    /// An event type or prefix (`promotion.`, `auth.failed`).
+    r#type: String,
+}
+
+/// An entry as the audit page shows it: its bytes and, once a checkpoint covers it, its
+/// inclusion proof in that checkpoint's tree.
+pub(crate) struct ShownEntry {
+    /// Its index.
+    pub index: u64,
+    /// The exact bytes the leaf commits to.
+    pub bytes: Vec<u8>,
+    /// The audit path (hex), `None` for an entry no checkpoint covers yet.
+    pub proof: Option<Vec<String>>,
+}
+
+async fn audit_page(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Query(query): Query<AuditQuery>,
+) -> Response {
+    let session = match state.session(&headers).await {
+        Ok(session) => session,
+        Err(err) => return to_login(&state, &err),
+    };
+    if let Err(err) = crate::audit::routes::check_audit_reader(&Some(session.who.clone())) {
+        return refusal(&session, "Audit log", err);
+    }
+    let kind = Some(query.r#type.trim()).filter(|k| !k.is_empty());
+    let loaded = async {
+        let checkpoint = state.audit.latest_checkpoint().await?;
+        let stored = state.audit.newest_entries(kind, AUDIT_PAGE).await?;
+        let mut entries = Vec::with_capacity(stored.len());
+        for entry in stored.into_iter().rev() {
+            let proof = if entry.index < checkpoint.size {
+                let proof = state
+                    .audit
+                    .inclusion_proof(entry.index, Some(checkpoint.size))
+                    .await?;
+                Some(proof.hashes.iter().map(|h| h.to_hex()).collect())
+            } else {
+                None
+            };
+            entries.push(ShownEntry {
+                index: entry.index,
+                bytes: entry.entry,
+                proof,
+            });
+        }
+        Ok::<_, crate::audit::AuditLogError>((checkpoint, entries))
+    }
+    .await;
+    match loaded {
+        Ok((checkpoint, entries)) => page(
+            StatusCode::OK,
+            pages::audit(
+                &session,
+                &checkpoint,
+                state.audit.verifier_key(),
+                query.r#type.trim(),
+                &entries,
+            ),
+        ),
+        Err(err) => refusal(&session, "Audit log", ApiError::from(err)),
+    }
+}
+
+/// Query of the consistency proof the audit page's script asks for.
+#[derive(Debug, Deserialize)]
+struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+/// A consistency proof between two checkpoints, for the audit page's script (JSON).
+async fn audit_consistency(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Query(query): Query<ConsistencyQuery>,
+) -> Response {
+    let session = match state.session(&headers).await {
+        Ok(session) => session,
+        Err(_) => return StatusCode::UNAUTHORIZED.into_response(),
+    };
+    if let Err(err) = crate::audit::routes::check_audit_reader(&Some(session.who)) {
+        return err.into_response();
+    }
+    match state
+        .audit
+        .consistency_proof(query.from, Some(query.to))
+        .await
+    {
+        Ok(proof) => axum::Json(airlock_api::audit::ConsistencyProof {
+            old_size: proof.old_size,
+            new_size: proof.new_size,
+            hashes: proof.hashes.iter().map(|h| h.to_hex()).collect(),
+        })
+        .into_response(),
+        Err(err) => ApiError::from(err).into_response(),
+    }
 }

@@ -21,6 +21,7 @@ fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · airlock" }
                 link rel="stylesheet" href="/console/assets/console.css";
+                script src="/console/assets/console.js" defer {}
             }
             body {
                 a class="skip" href="#main" { "Skip to content" }
@@ -31,6 +32,9 @@ fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup
                             ul {
                                 li { a href="/console" aria-current=[current(title, "Stages board")] { "Stages board" } }
                                 li { a href="/console/approvals" aria-current=[current(title, "Approvals")] { "Approvals" } }
+                                @if crate::audit::routes::check_audit_reader(&Some(session.who.clone())).is_ok() {
+                                    li { a href="/console/audit" aria-current=[current(title, "Audit log")] { "Audit log" } }
+                                }
                                 @if crate::anomalies::Anomalies::readable_by(&session.who) {
                                     li { a href="/console/anomalies" aria-current=[current(title, "Anomalies")] { "Anomalies" } }
                                 }
@@ -212,6 +216,62 @@ fn anomaly_card(session: &ConsoleSession, row: &AnomalyRow, may_resolve: bool) -
                 }
             }
         }
+    }
+}
+
+/// The audit log page: the newest signed checkpoint and the newest entries, each with its
+/// bytes and inclusion proof for the page's script to check.
+pub(super) fn audit(
+    session: &ConsoleSession,
+    checkpoint: &airlock_store::StoredCheckpoint,
+    verifier_key: &str,
+    kind: &str,
+    entries: &[super::ShownEntry],
+) -> Markup {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    html! {
+        (layout(
+            "Audit log",
+            Some(session),
+            html! {
+                h1 { "Audit log" }
+                section id="log" class="card" aria-labelledby="checkpoint"
+                    data-note=(b64(checkpoint.note.as_bytes())) data-key=(verifier_key) {
+                    h2 id="checkpoint" { "Newest signed checkpoint" }
+                    p {
+                        "It covers " strong { (checkpoint.size) } " entries; signed at " (millis(checkpoint.created_at)) "."
+                    }
+                    pre { (checkpoint.note) }
+                    p { "The log's key: " code { (verifier_key) } }
+                    p id="log-status" class="notice" role="status" aria-live="polite" {
+                        "Checking the checkpoint in your browser…"
+                    }
+                }
+                form class="search" method="get" action="/console/audit" role="search" {
+                    label for="type" { "Event type" }
+                    input type="search" id="type" name="type" value=(kind) placeholder="promotion. or auth.failed";
+                    button type="submit" { "Filter" }
+                }
+                @if entries.is_empty() {
+                    p class="muted" { "No entry matches." }
+                }
+                ol class="entries" reversed {
+                    @for entry in entries {
+                        li class="entry card" data-index=(entry.index) data-bytes=(b64(&entry.bytes))
+                            data-proof=[entry.proof.as_ref().map(|p| p.join(","))] {
+                            p {
+                                strong { "Entry " (entry.index) } " "
+                                span class="proof" role="status" {
+                                    @if entry.proof.is_some() { "checking…" } @else { "not yet in a signed checkpoint" }
+                                }
+                            }
+                            pre { (String::from_utf8_lossy(&entry.bytes)) }
+                        }
+                    }
+                }
+            },
+        ))
     }
 }
 
