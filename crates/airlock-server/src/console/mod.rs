@@ -32,7 +32,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Form, Query, Request, State};
+use axum::extract::{ConnectInfo, Form, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -189,6 +190,25 @@ impl ConsoleState {
         let cookie = cookie_value(headers, SESSION_COOKIE)
             .ok_or_else(|| AuthError::Invalid("not signed in".into()))?;
         self.identity.console_session(cookie).await
+    }
+}
+
+/// The signed-in session of a console request; a request without one is sent to the sign-in
+/// page, which says why.
+pub(crate) struct Signed(ConsoleSession);
+
+impl FromRequestParts<ConsoleState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ConsoleState,
+    ) -> Result<Self, Self::Rejection> {
+        state
+            .session(&parts.headers)
+            .await
+            .map(Self)
+            .map_err(|err| to_login(state, &err))
     }
 }
 
@@ -354,13 +374,9 @@ struct CsrfForm {
 async fn logout(
     State(state): State<ConsoleState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Signed(session): Signed,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let session = match state.session(&headers).await {
-        Ok(session) => session,
-        Err(err) => return to_login(&state, &err),
-    };
     if !airlock_identity::csrf_token_matches(&form.csrf_token, &session.row.csrf_token) {
         return csrf_refused(&session);
     }
@@ -416,13 +432,9 @@ struct BoardQuery {
 async fn board(
     State(state): State<ConsoleState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Signed(session): Signed,
     Query(query): Query<BoardQuery>,
 ) -> Response {
-    let session = match state.session(&headers).await {
-        Ok(session) => session,
-        Err(err) => return to_login(&state, &err),
-    };
     let caller = Caller {
         actor: session.who.actor(Some(peer)),
         who: Some(session.who.clone()),
@@ -531,13 +543,9 @@ struct InboxQuery {
 async fn approvals(
     State(state): State<ConsoleState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Signed(session): Signed,
     Query(query): Query<InboxQuery>,
 ) -> Response {
-    let session = match state.session(&headers).await {
-        Ok(session) => session,
-        Err(err) => return to_login(&state, &err),
-    };
     let caller = crate::promotion::Caller::from(caller_of(&session, peer));
     let pending = match state
         .promotions
@@ -579,20 +587,16 @@ struct DecideForm {
     text: String,
 }
 
-/// The session, its caller and the promotion for an action on promotion `id`, or the page that
-/// refuses it: no session, a wrong CSRF token, or a promotion the person may not read (the
+/// The session and its caller for an action on promotion `id`, or the page that refuses it: a
+/// wrong CSRF token, or a promotion the person may not read (the
 /// same 404 as an unknown id).
 async fn acting_on(
     state: &ConsoleState,
-    headers: &HeaderMap,
+    session: ConsoleSession,
     peer: SocketAddr,
     form: &DecideForm,
     id: &str,
 ) -> Result<(ConsoleSession, crate::promotion::Caller), Response> {
-    let session = state
-        .session(headers)
-        .await
-        .map_err(|err| to_login(state, &err))?;
     if !airlock_identity::csrf_token_matches(&form.csrf_token, &session.row.csrf_token) {
         return Err(csrf_refused(&session));
     }
@@ -631,11 +635,11 @@ fn done(action: &str, id: &str, now: &str) -> Response {
 async fn approve(
     State(state): State<ConsoleState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Signed(session): Signed,
     axum::extract::Path(id): axum::extract::Path<String>,
     Form(form): Form<DecideForm>,
 ) -> Response {
-    let (session, caller) = match acting_on(&state, &headers, peer, &form, &id).await {
+    let (session, caller) = match acting_on(&state, session, peer, &form, &id).await {
         Ok(acting) => acting,
         Err(response) => return response,
     };
@@ -655,11 +659,11 @@ async fn approve(
 async fn reject(
     State(state): State<ConsoleState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Signed(session): Signed,
     axum::extract::Path(id): axum::extract::Path<String>,
     Form(form): Form<DecideForm>,
 ) -> Response {
-    let (session, caller) = match acting_on(&state, &headers, peer, &form, &id).await {
+    let (session, caller) = match acting_on(&state, session, peer, &form, &id).await {
         Ok(acting) => acting,
         Err(response) => return response,
     };
@@ -687,13 +691,9 @@ struct AnomaliesQuery {
 
 async fn anomalies(
     State(state): State<ConsoleState>,
-    headers: HeaderMap,
+    Signed(session): Signed,
     Query(query): Query<AnomaliesQuery>,
 ) -> Response {
-    let session = match state.session(&headers).await {
-        Ok(session) => session,
-        Err(err) => return to_login(&state, &err),
-    };
     let all = query.status.as_deref() == Some("all");
     let status = (!all).then_some(crate::anomalies::AnomalyStatus::Open);
     match state
@@ -718,14 +718,10 @@ async fn anomalies(
 async fn resolve_anomaly(
     State(state): State<ConsoleState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Signed(session): Signed,
     axum::extract::Path(id): axum::extract::Path<String>,
     Form(form): Form<DecideForm>,
 ) -> Response {
-    let session = match state.session(&headers).await {
-        Ok(session) => session,
-        Err(err) => return to_login(&state, &err),
-    };
     if !airlock_identity::csrf_token_matches(&form.csrf_token, &session.row.csrf_token) {
         return csrf_refused(&session);
     }
@@ -777,14 +773,10 @@ pub(crate) struct ArtifactPromotion {
 async fn artifact(
     State(state): State<ConsoleState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Signed(session): Signed,
     Query(query): Query<ArtifactQuery>,
 ) -> Response {
     use std::str::FromStr as _;
-    let session = match state.session(&headers).await {
-        Ok(session) => session,
-        Err(err) => return to_login(&state, &err),
-    };
     let (repo, digest) = match (
         airlock_core::RepoName::from_str(&query.repository),
         airlock_core::Digest::from_str(&query.digest),
@@ -886,13 +878,9 @@ pub(crate) struct ShownEntry {
 
 async fn audit_page(
     State(state): State<ConsoleState>,
-    headers: HeaderMap,
+    Signed(session): Signed,
     Query(query): Query<AuditQuery>,
 ) -> Response {
-    let session = match state.session(&headers).await {
-        Ok(session) => session,
-        Err(err) => return to_login(&state, &err),
-    };
     if let Err(err) = crate::audit::routes::check_audit_reader(&Some(session.who.clone())) {
         return refusal(&session, "Audit log", err);
     }
