@@ -758,3 +758,56 @@ async fn the_audit_page_carries_what_the_browser_needs_to_verify_the_log() {
         .unwrap();
     assert_eq!(refused.status(), 403);
 }
+
+#[tokio::test]
+async fn an_open_inbox_hears_when_a_promotion_starts_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = common::permissive_bundle(&dir.path().join("bundle"));
+    let s = TestServer::start_with_env(&[
+        ("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap()),
+        ("AIRLOCK_GATES__STAGING__APPROVALS__COUNT", "1"),
+    ]);
+    const PASSWORD: &str = "lamp-orbit-tall-river";
+    let ci = add_user(&s, "ci", PASSWORD, &[("developer", "dev")]).await;
+    let rita = add_user(&s, "rita", PASSWORD, &[("promoter", "staging")]).await;
+    add_user(&s, "ann", PASSWORD, &[("approver", "staging")]).await;
+    let ann = sign_in(&s, "ann", PASSWORD).await;
+    let refused = browser()
+        .get(s.url("/console/approvals/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let mut events = browser()
+        .get(s.url("/console/approvals/events"))
+        .header("cookie", format!("airlock_session={}", ann.cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    assert!(
+        events.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let digest = common::push_image_as(&s, &ci, "dev/team/app", "1.0", b"live", None).await;
+    let (status, body) = post_json(
+        &rita,
+        &s.url("/api/v1/promotions"),
+        json!({"source": "dev/team/app", "reference": digest, "to": "staging"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let mut heard = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !heard.contains("event: changed\ndata: 1\n") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let chunk = tokio::time::timeout(left, events.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no change heard within 20 s: {heard:?}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the stream ended: {heard:?}"));
+        heard.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}

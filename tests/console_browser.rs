@@ -54,6 +54,7 @@ async fn the_console_works_in_a_real_browser() {
         ("AIRLOCK_ANOMALIES__AUTH_FAILURES__ACTION", "lock_principal"),
     ]);
     let (_, digest) = s.push_image("dev/team/app", "1.0", &[b"one"]).await;
+    let (_, second) = s.push_image("dev/team/app", "2.0", &[b"one more"]).await;
     s.push_image("dev/other/secret", "1.0", &[b"two"]).await;
     add_user(&s, "ada", PASSWORD, &[("developer", "dev/team/app")]).await;
     let rita = add_user(
@@ -93,7 +94,7 @@ async fn the_console_works_in_a_real_browser() {
         Command::new("python3")
             .arg(script)
             .arg(base.trim_end_matches('/'))
-            .args([ADMIN_PASSWORD, PASSWORD, &promotion])
+            .args([ADMIN_PASSWORD, PASSWORD, &promotion, &second])
             .arg(&shots)
             .arg(&axe)
             .output()
@@ -110,7 +111,7 @@ async fn the_console_works_in_a_real_browser() {
     // Every scenario ran and passed.
     assert_eq!(
         said.lines().filter(|l| l.starts_with("ok: ")).count(),
-        19,
+        20,
         "{said}"
     );
     // The anomaly the browser resolved no longer locks mallory.

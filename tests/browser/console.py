@@ -1,18 +1,20 @@
 """The web console in a real browser: Debian's chromium, headless, driven by Playwright.
 
-Run by tests/console_browser.rs against a test server that holds an image in dev/team/app, a
-user `ada` who may read it, and a promotion of it to staging that `rita` requested and which
-needs one approval (`rita` and `ann` are approvers), and an open anomaly that locked `mallory`. Arguments: the server's base URL, the admin
-password, the users' password, the promotion's id, the directory for screenshots, and the path of
-axe-core's axe.min.js (npm). Prints one line per scenario passed; any failure raises (non-zero
-exit) with what was seen.
+Run by tests/console_browser.rs against a test server that holds two images in dev/team/app, a
+user `ada` who may read them, a promotion of the first to staging that `rita` requested and which
+needs one approval (`rita` and `ann` are approvers), and an open anomaly that locked `mallory`.
+Arguments: the server's base URL, the admin password, the users' password, the promotion's id,
+the second image's digest, the directory for screenshots, and the path of axe-core's axe.min.js
+(npm). Prints one line per scenario passed; any failure raises (non-zero exit) with what was seen.
 
 Scenarios: a stranger is sent to the sign-in page; ada signs in by keyboard alone and sees what
 she may read on the board; the pages cannot be framed; a form without its CSRF token is refused
 and changes nothing; rita may not approve what she requested and the page says why; ann approves
-in a second browser context and sees it promoted, on the board too; axe-core finds no serious or
-critical accessibility issue on any page; the admin resolves the anomaly; an access-admin revokes ada's role and her open session
-ends on her next click; sign-out works.
+in a second browser context and sees it promoted, on the board and the artifact's page; ann's
+open inbox hears of a new promotion waiting; the admin resolves the anomaly; the audit page
+verifies the log in the browser and catches tampering; axe-core finds no serious or critical
+accessibility issue on any page; an access-admin revokes ada's role and her open session ends on
+her next click; sign-out works.
 """
 
 import base64
@@ -23,7 +25,7 @@ import urllib.request
 
 from playwright.sync_api import sync_playwright
 
-BASE, ADMIN_PASSWORD, PASSWORD, PROMOTION, SHOTS, AXE = sys.argv[1:7]
+BASE, ADMIN_PASSWORD, PASSWORD, PROMOTION, SECOND_DIGEST, SHOTS, AXE = sys.argv[1:8]
 CHROMIUM = os.environ.get("AIRLOCK_CHROMIUM", "/usr/bin/chromium")
 
 
@@ -32,9 +34,10 @@ def check(condition, what):
         raise AssertionError(what)
 
 
-def api(method, path, body):
-    """The JSON API as the admin (Basic auth), for the setup a person would do elsewhere."""
-    token = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
+def api(method, path, body, user="admin", password=None):
+    """The JSON API (Basic auth), for what a person would do elsewhere."""
+    password = password or (ADMIN_PASSWORD if user == "admin" else PASSWORD)
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
     request = urllib.request.Request(
         BASE + path,
         method=method,
@@ -163,6 +166,19 @@ def main():
               f"the artifact page: {shown}")
         shot(ann, "artifact")
         print("ok: the artifact page shows the promotion with its approval")
+
+        # An open inbox hears of a promotion that starts waiting (server-sent events).
+        ann.goto(BASE + "/console/approvals")
+        status, body = api("POST", "/api/v1/promotions",
+                           {"source": "dev/team/app", "reference": SECOND_DIGEST, "to": "staging"}, user="rita")
+        check(status == 201, f"the second promotion: {status} {body}")
+        live = ann.locator("#live")
+        live.wait_for(state="visible", timeout=15000)
+        check("1 promotion is waiting now" in live.inner_text(), f"the live notice: {live.inner_text()}")
+        with ann.expect_navigation():
+            live.get_by_role("link", name="Show them").click()
+        check(body["promotion"]["id"] in ann.inner_text("main"), "the new promotion is not in the inbox")
+        print("ok: an open inbox hears of a new promotion waiting and shows it")
 
         # 7. The admin resolves the anomaly that locked mallory, with a reason.
         resolver = browser.new_context().new_page()

@@ -13,7 +13,8 @@
 //! - `GET /console/approvals` is the approvals inbox (promotions pending approval that the person
 //!   may read), with `POST /console/promotions/{id}/approve|reject`, which go through the
 //!   promotion service exactly as the API's do (separation of duties, the final re-decision) and
-//!   show its refusals with the API's words;
+//!   show its refusals with the API's words; `GET /console/approvals/events` tells an open inbox
+//!   (server-sent events) when the promotions waiting change;
 //! - `GET /console/anomalies` lists anomalies (access-admins and auditors, as the API), with
 //!   `POST /console/anomalies/{id}/resolve` for access-admins;
 //! - `GET|POST /console/login` signs in with a password; `POST /console/logout` signs out;
@@ -89,6 +90,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/console/logout", axum::routing::post(logout))
         .route("/console/artifact", get(artifact))
         .route("/console/approvals", get(approvals))
+        .route("/console/approvals/events", get(approvals_events))
         .route(
             "/console/promotions/{id}/approve",
             axum::routing::post(approve),
@@ -956,4 +958,66 @@ async fn audit_consistency(
         .into_response(),
         Err(err) => ApiError::from(err).into_response(),
     }
+}
+
+/// How often an open inbox's event stream looks for a change.
+const INBOX_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The ids of the promotions pending approval that `session`'s principal may read.
+async fn pending_ids(
+    state: &ConsoleState,
+    session: &ConsoleSession,
+) -> Result<Vec<String>, crate::promotion::PromotionError> {
+    let caller = crate::promotion::Caller::from(Caller {
+        actor: session.who.actor(None),
+        who: Some(session.who.clone()),
+        peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+    });
+    Ok(state
+        .promotions
+        .list(Some("pending_approval"), None, None, INBOX_PAGE)
+        .await?
+        .into_iter()
+        .filter(|row| crate::promotion::routes::promotion_readable(&state.identity, &caller, row))
+        .map(|row| row.id)
+        .collect())
+}
+
+/// Server-sent events for an open approvals inbox: `changed` (with how many are waiting) when
+/// the promotions waiting for approval that the person may read change. The session is checked
+/// again at every look, so a revoked or expired session's stream ends.
+async fn approvals_events(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let Some(cookie) = cookie_value(&headers, SESSION_COOKIE).map(str::to_string) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let Ok(session) = state.identity.console_session(&cookie).await else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let first = match pending_ids(&state, &session).await {
+        Ok(ids) => ids,
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    let stream =
+        futures::stream::unfold((state, cookie, first), |(state, cookie, last)| async move {
+            loop {
+                tokio::time::sleep(INBOX_POLL).await;
+                let session = state.identity.console_session(&cookie).await.ok()?;
+                let Ok(now) = pending_ids(&state, &session).await else {
+                    continue;
+                };
+                if now != last {
+                    let event = Event::default()
+                        .event("changed")
+                        .data(now.len().to_string());
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(event),
+                        (state, cookie, now),
+                    ));
+                }
+            }
+        });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }

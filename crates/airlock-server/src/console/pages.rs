@@ -95,6 +95,9 @@ pub(super) fn approvals(
             @if let Some(notice) = notice {
                 p class="notice" role="status" { (notice) }
             }
+            div id="inbox" data-events="/console/approvals/events" {
+                p id="live" class="notice" role="status" aria-live="polite" hidden {}
+            }
             @if pending.is_empty() {
                 p class="muted" { "No promotion you may read is waiting for approval." }
             }

@@ -1,5 +1,6 @@
 // airlock console: checks the audit log in the browser, trusting the server for nothing it can
-// check itself (WebCrypto only; no third-party code).
+// check itself (WebCrypto only; no third-party code), and tells an open approvals inbox when
+// what waits for approval changes.
 //
 // On the audit page it verifies
 // - the newest checkpoint's Ed25519 signature (C2SP signed note) with the log's key, and that the
@@ -229,8 +230,29 @@
     }
   }
 
+  // An open approvals inbox hears (server-sent events) when what waits for approval changes.
+  function followInbox(inbox) {
+    if (!window.EventSource) return;
+    const live = document.getElementById("live");
+    const events = new EventSource(inbox.dataset.events);
+    events.addEventListener("changed", (event) => {
+      const waiting = Number(event.data);
+      live.textContent = "";
+      live.append(
+        waiting === 1 ? "1 promotion is waiting now. " : waiting + " promotions are waiting now. ",
+      );
+      const link = document.createElement("a");
+      link.href = "/console/approvals";
+      link.textContent = "Show them";
+      live.append(link);
+      live.hidden = false;
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     const log = document.getElementById("log");
     if (log) checkAuditPage(log);
+    const inbox = document.getElementById("inbox");
+    if (inbox) followInbox(inbox);
   });
 })();
