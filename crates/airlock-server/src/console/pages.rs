@@ -654,7 +654,12 @@ mod tests {
             "{page}"
         );
         assert!(page.contains("value=\"tok&quot;en\""), "{page}");
-        assert!(!page.contains("<script"), "{page}");
+        // The one script is the console's own file; nothing is inline.
+        assert_eq!(page.matches("<script").count(), 1, "{page}");
+        assert!(
+            page.contains("<script src=\"/console/assets/console.js\" defer></script>"),
+            "{page}"
+        );
         assert_eq!(query_value("team/* x&y"), "team%2F*+x%26y");
     }
 }
