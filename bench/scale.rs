@@ -16,6 +16,10 @@
 //! - listings, p50 of `--samples` calls each: the first and a middle page (100 entries) of
 //!   `/v2/dev/scale/app/tags/list`, `/api/v1/tags`, `/api/v1/repositories?stage=dev`, `/v2/_catalog`
 //!   and `/api/v1/promotions`, and the first page of `/api/v1/status/scale/app`;
+//! - the web console's pages, p50 of `--samples` each, as `admin` signed in through the form: the
+//!   stages board (its first page of 20 repository paths, and a search for `scale/app`), the
+//!   page of a promoted artifact, the approvals inbox, and the audit page (50 entries with
+//!   their inclusion proofs);
 //! - the server's resident memory (VmRSS) at the end and the data directory's size on disk.
 //!
 //! - start-up again `--startups` - 1 times on the same directory, after the rest (the column
@@ -294,6 +298,51 @@ async fn get_p50(http: &reqwest::Client, url: &str, samples: usize) -> Result<f6
     Ok(ms(Latencies::new(times).quantile(0.5)))
 }
 
+/// A client signed in to the web console as `user`, through its sign-in form (the CSRF cookie
+/// and field, then the session cookie), that follows no redirect: a page that sends it to
+/// sign in again fails the measurement instead of timing the sign-in page.
+async fn console_client(base: &str, user: &str, password: &str) -> Result<reqwest::Client> {
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let cookie = |response: &reqwest::Response, name: &str| {
+        response
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.split(';').next())
+            .map(str::to_string)
+    };
+    let form = plain.get(format!("{base}/console/login")).send().await?;
+    let csrf = cookie(&form, "airlock_login_csrf").context("no CSRF cookie on the sign-in form")?;
+    let signed = plain
+        .post(format!("{base}/console/login"))
+        .header(
+            reqwest::header::COOKIE,
+            format!("airlock_login_csrf={csrf}"),
+        )
+        .form(&[
+            ("username", user),
+            ("password", password),
+            ("csrf_token", &csrf),
+        ])
+        .send()
+        .await?;
+    let session = cookie(&signed, "airlock_session")
+        .with_context(|| format!("console sign-in refused: {}", signed.status()))?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::COOKIE,
+        format!("airlock_session={session}").parse()?,
+    );
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()?)
+}
+
 /// The `next` cursor of the first page of `url`.
 async fn first_next(http: &reqwest::Client, url: &str) -> Result<String> {
     let body: Value = http.get(url).send().await?.json().await?;
@@ -479,6 +528,27 @@ async fn measure(options: &Options, artifacts: usize) -> Result<Row> {
         listings.push((
             name,
             get_p50(&http, &format!("{base}{path}"), samples).await?,
+        ));
+    }
+    // The web console's pages, as the admin signed in through the form.
+    let console = console_client(&base, "admin", crate::BENCH_PASSWORD).await?;
+    let promoted = kept.first().context("no promoted artifact to show")?;
+    for (name, path) in [
+        ("console board", "/console".to_string()),
+        ("console board search", "/console?q=scale%2Fapp".to_string()),
+        (
+            "console artifact",
+            format!(
+                "/console/artifact?repository=dev%2Fscale%2Fapp&digest={}",
+                promoted.replace(':', "%3A")
+            ),
+        ),
+        ("console approvals", "/console/approvals".to_string()),
+        ("console audit", "/console/audit".to_string()),
+    ] {
+        listings.push((
+            name,
+            get_p50(&console, &format!("{base}{path}"), samples).await?,
         ));
     }
     let rss_mib = server.rss_mib()?;
