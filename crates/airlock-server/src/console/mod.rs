@@ -437,11 +437,7 @@ async fn board(
     Signed(session): Signed,
     Query(query): Query<BoardQuery>,
 ) -> Response {
-    let caller = Caller {
-        actor: session.who.actor(Some(peer)),
-        who: Some(session.who.clone()),
-        peer,
-    };
+    let caller = caller_of(&session, peer);
     let search = query.q.as_deref().map(str::trim).unwrap_or_default();
     let pattern = if search.is_empty() { "*" } else { search };
     let stages = match state.catalog.stages().await {
@@ -967,12 +963,9 @@ const INBOX_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 async fn pending_ids(
     state: &ConsoleState,
     session: &ConsoleSession,
+    peer: SocketAddr,
 ) -> Result<Vec<String>, crate::promotion::PromotionError> {
-    let caller = crate::promotion::Caller::from(Caller {
-        actor: session.who.actor(None),
-        who: Some(session.who.clone()),
-        peer: SocketAddr::from(([0, 0, 0, 0], 0)),
-    });
+    let caller = crate::promotion::Caller::from(caller_of(session, peer));
     Ok(state
         .promotions
         .list(Some("pending_approval"), None, None, INBOX_PAGE)
@@ -986,7 +979,11 @@ async fn pending_ids(
 /// Server-sent events for an open approvals inbox: `changed` (with how many are waiting) when
 /// the promotions waiting for approval that the person may read change. The session is checked
 /// again at every look, so a revoked or expired session's stream ends.
-async fn approvals_events(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+async fn approvals_events(
+    State(state): State<ConsoleState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let Some(cookie) = cookie_value(&headers, SESSION_COOKIE).map(str::to_string) else {
         return StatusCode::UNAUTHORIZED.into_response();
@@ -994,16 +991,17 @@ async fn approvals_events(State(state): State<ConsoleState>, headers: HeaderMap)
     let Ok(session) = state.identity.console_session(&cookie).await else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let first = match pending_ids(&state, &session).await {
+    let first = match pending_ids(&state, &session, peer).await {
         Ok(ids) => ids,
         Err(err) => return ApiError::from(err).into_response(),
     };
-    let stream =
-        futures::stream::unfold((state, cookie, first), |(state, cookie, last)| async move {
+    let stream = futures::stream::unfold(
+        (state, cookie, first),
+        move |(state, cookie, last)| async move {
             loop {
                 tokio::time::sleep(INBOX_POLL).await;
                 let session = state.identity.console_session(&cookie).await.ok()?;
-                let Ok(now) = pending_ids(&state, &session).await else {
+                let Ok(now) = pending_ids(&state, &session, peer).await else {
                     continue;
                 };
                 if now != last {
@@ -1016,7 +1014,8 @@ async fn approvals_events(State(state): State<ConsoleState>, headers: HeaderMap)
                     ));
                 }
             }
-        });
+        },
+    );
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
