@@ -154,6 +154,62 @@ impl Bundle {
     pub fn packages(&self) -> impl Iterator<Item = &str> {
         self.packages.iter().map(String::as_str)
     }
+
+    /// The waivers the bundle's data lists at `data.airlock.config.waivers` (the default
+    /// bundle's convention), for showing which findings they accept. An entry without a string
+    /// `id` and `expires` is left out: the gates decide what a malformed waiver means (the
+    /// default bundle's waive nothing and warn). Empty when the bundle has no such list.
+    pub fn waivers(&self) -> Vec<Waiver> {
+        let mut engine = self.engine.clone();
+        let Ok(results) = engine.eval_query(WAIVERS_QUERY.to_owned(), false) else {
+            return Vec::new();
+        };
+        let Some(value) = results
+            .result
+            .into_iter()
+            .next()
+            .and_then(|result| result.expressions.into_iter().next())
+            .map(|expression| expression.value)
+        else {
+            return Vec::new();
+        };
+        match serde_json::to_value(&value) {
+            Ok(serde_json::Value::Array(items)) => items
+                .into_iter()
+                .filter_map(|item| serde_json::from_value(item).ok())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Where a bundle's data lists its waivers.
+const WAIVERS_QUERY: &str = "data.airlock.config.waivers";
+
+/// An accepted exception from a bundle's data (`data.airlock.config.waivers`): `id` (a
+/// vulnerability id, or what `rule` names) is accepted until `expires`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Waiver {
+    /// What it waives: a vulnerability id such as `CVE-2026-8`, or what its rule's findings
+    /// are named by.
+    pub id: String,
+    /// The rule it is scoped to; `None` waives a high vulnerability (`prod.high_vulnerabilities`).
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// Until when it counts, as written (RFC 3339 in a well-formed bundle).
+    pub expires: String,
+    /// Why it was granted.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl Waiver {
+    /// Whether it waives vulnerability findings (no rule, or `prod.high_vulnerabilities`).
+    pub fn covers_vulnerabilities(&self) -> bool {
+        self.rule
+            .as_deref()
+            .is_none_or(|rule| rule == "prod.high_vulnerabilities")
+    }
 }
 
 /// What compiling a bundle's files produces.
@@ -401,6 +457,34 @@ mod tests {
 
     fn repo_policies() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")
+    }
+
+    #[test]
+    fn waivers_are_read_from_the_bundle_data_and_malformed_ones_left_out() {
+        let bundle = Bundle::from_files(files(&[
+            ("p.rego", "package p\n"),
+            (
+                "airlock/config/waivers.json",
+                r#"{"waivers": [
+                    {"id": "CVE-2026-8", "expires": "2026-12-31T23:59:59Z", "reason": "not reachable"},
+                    {"id": "pkg:generic/tool", "rule": "prod.dependency_sources", "expires": "2027-01-01T00:00:00Z"},
+                    {"id": 7, "expires": "2026-12-31T23:59:59Z"},
+                    "not an object"
+                ]}"#,
+            ),
+        ]))
+        .unwrap();
+        let waivers = bundle.waivers();
+        assert_eq!(waivers.len(), 2, "{waivers:?}");
+        assert_eq!(waivers[0].id, "CVE-2026-8");
+        assert_eq!(waivers[0].reason.as_deref(), Some("not reachable"));
+        assert!(waivers[0].covers_vulnerabilities());
+        assert_eq!(waivers[1].rule.as_deref(), Some("prod.dependency_sources"));
+        assert!(!waivers[1].covers_vulnerabilities());
+        // The default bundle ships none; a bundle without the list has none.
+        assert!(default_bundle().waivers().is_empty());
+        let bare = Bundle::from_files(files(&[("p.rego", "package p\n")])).unwrap();
+        assert!(bare.waivers().is_empty());
     }
 
     #[test]

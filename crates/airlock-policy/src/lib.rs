@@ -26,7 +26,7 @@ mod default;
 mod error;
 mod testing;
 
-pub use bundle::{Bundle, MAX_BUNDLE_FILES, MAX_DIRECTORY_DEPTH, MAX_FILE_BYTES};
+pub use bundle::{Bundle, MAX_BUNDLE_FILES, MAX_DIRECTORY_DEPTH, MAX_FILE_BYTES, Waiver};
 pub use decision::{DEFAULT_TIMEOUT, Decision, POLICY_ERROR_RULE, Violation};
 pub use default::default_bundle;
 pub use error::PolicyError;
