@@ -706,6 +706,18 @@ impl AuditEvent {
         self.subject()
     }
 
+    /// The digest the event's subject names (an artifact, a promotion's artifact, a blob), as
+    /// its entry records it in `subject.digest`; `None` for subjects without one.
+    pub fn subject_digest(&self) -> Option<String> {
+        match self.subject() {
+            Value::Object(mut subject) => match subject.remove("digest") {
+                Some(Value::String(digest)) => Some(digest),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The thing the event is about, as a JSON object with a `kind`.
     fn subject(&self) -> Value {
         match self {

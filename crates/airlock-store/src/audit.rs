@@ -73,9 +73,9 @@ pub(crate) async fn append(
         return Ok(None);
     };
     let mut insert = SqlBuilder::new(
-        "INSERT INTO audit_entries (idx, entry, kind, time_millis)
+        "INSERT INTO audit_entries (idx, entry, kind, time_millis, subject_digest)
          SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries) + v.column1,
-                v.column2, v.column3, v.column4
+                v.column2, v.column3, v.column4, v.column5
          FROM (VALUES ",
     );
     push_entry_rows(&mut insert, 0, first_chunk);
@@ -99,8 +99,9 @@ pub(crate) async fn append(
         .ok_or_else(|| sqlx::Error::Protocol("appending audit entries returned no index".into()))?;
     for (chunk_number, chunk) in chunks.enumerate() {
         let first = next + ((chunk_number + 1) * APPEND_CHUNK) as i64;
-        let mut insert =
-            SqlBuilder::new("INSERT INTO audit_entries (idx, entry, kind, time_millis) VALUES ");
+        let mut insert = SqlBuilder::new(
+            "INSERT INTO audit_entries (idx, entry, kind, time_millis, subject_digest) VALUES ",
+        );
         push_entry_rows(&mut insert, first, chunk);
         insert.build(Backend::of(conn))?.execute(&mut *conn).await?;
     }
@@ -111,10 +112,11 @@ pub(crate) async fn append(
     Ok(Some(next as u64))
 }
 
-/// Entries per `INSERT` (four values each).
+/// Entries per `INSERT` (five values each).
 const APPEND_CHUNK: usize = 200;
 
-/// Appends `(first + n, entry, kind, time)` rows for `records` to a `VALUES` list.
+/// Appends `(first + n, entry, kind, time, subject digest)` rows for `records` to a `VALUES`
+/// list.
 fn push_entry_rows(insert: &mut SqlBuilder, first: i64, records: &[AuditRecord]) {
     for (offset, record) in records.iter().enumerate() {
         insert
@@ -126,6 +128,8 @@ fn push_entry_rows(insert: &mut SqlBuilder, first: i64, records: &[AuditRecord])
             .push_bind(record.event.kind())
             .push(", ")
             .push_bind(record.time_millis)
+            .push(", ")
+            .push_bind(record.event.subject_digest())
             .push(")");
     }
 }
@@ -289,6 +293,33 @@ impl Metadata {
         .bind(kind_prefix)
         .bind(kind_prefix)
         .bind(kind_prefix)
+        .bind(limit as i64)
+        .fetch_all(self.pool())
+        .await?;
+        let mut entries: Vec<StoredEntry> = rows
+            .into_iter()
+            .map(|row| StoredEntry {
+                index: row.get::<i64, _>("idx") as u64,
+                entry: row.get("entry"),
+            })
+            .collect();
+        entries.reverse();
+        Ok(entries)
+    }
+
+    /// The newest `limit` entries whose subject names `digest` (an artifact's pushes, evidence
+    /// and promotions), oldest first; an index walk, not a scan of the log.
+    pub async fn audit_entries_about(
+        &self,
+        digest: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idx, entry FROM audit_entries
+             WHERE subject_digest = $1
+             ORDER BY idx DESC LIMIT $2",
+        )
+        .bind(digest)
         .bind(limit as i64)
         .fetch_all(self.pool())
         .await?;
@@ -541,6 +572,55 @@ mod tests {
             // Nothing to append: no index.
             let mut tx = meta.begin_write().await.unwrap();
             assert_eq!(append(&mut tx, &[]).await.unwrap(), None);
+        }
+    }
+
+    /// An artifact's entries are found by its digest, newest `limit` of them, oldest first;
+    /// entries about other subjects (or none) are not.
+    #[tokio::test]
+    async fn an_artifacts_entries_are_found_by_its_digest() {
+        let digest = |n: u8| -> airlock_core::Digest {
+            format!("sha256:{}", format!("{n:02x}").repeat(32))
+                .parse()
+                .unwrap()
+        };
+        let pushed = |n: u8, at: i64| AuditRecord {
+            time_millis: at,
+            actor: airlock_core::Actor::system(),
+            event: airlock_core::AuditEvent::ManifestPushed {
+                repository: "dev/team/app".parse().unwrap(),
+                digest: digest(n),
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                artifact_type: None,
+                subject: None,
+            },
+        };
+        for meta in crate::testing::engines().await {
+            let records = [
+                pushed(1, 0),
+                refused(1),
+                pushed(2, 2),
+                pushed(1, 3),
+                pushed(1, 4),
+            ];
+            meta.record_events(&records).await.unwrap();
+            let about = meta
+                .audit_entries_about(&digest(1).to_string(), 10)
+                .await
+                .unwrap();
+            assert_eq!(about.iter().map(|e| e.index).collect::<Vec<_>>(), [0, 3, 4]);
+            assert_eq!(about[1].entry, records[3].canonical_json());
+            let newest = meta
+                .audit_entries_about(&digest(1).to_string(), 2)
+                .await
+                .unwrap();
+            assert_eq!(newest.iter().map(|e| e.index).collect::<Vec<_>>(), [3, 4]);
+            assert!(
+                meta.audit_entries_about(&digest(9).to_string(), 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
         }
     }
 

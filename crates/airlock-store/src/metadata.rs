@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 27] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 28] = [
         (
             1,
             "registry",
@@ -193,6 +193,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "console sessions",
             include_str!("../migrations/0027_console_sessions.sql"),
             include_str!("../migrations/postgres/0027_console_sessions.sql"),
+        ),
+        (
+            28,
+            "audit subject digest",
+            include_str!("../migrations/0028_audit_subject_digest.sql"),
+            include_str!("../migrations/postgres/0028_audit_subject_digest.sql"),
         ),
     ];
     Migrator::with_migrations(

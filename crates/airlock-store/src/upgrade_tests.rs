@@ -47,7 +47,7 @@ async fn populate(pool: &SqlitePool, version: i64) {
         }
         2 => {
             run(pool,
-                "INSERT INTO audit_entries (idx, entry, kind, time_millis) VALUES (0, CAST('{\"type\":\"tag.moved\"}' AS BLOB), 'tag.moved', 2);
+                "INSERT INTO audit_entries (idx, entry, kind, time_millis) VALUES (0, CAST('{\"subject\":{\"digest\":\"sha256:0a\",\"kind\":\"artifact\"},\"type\":\"manifest.pushed\"}' AS BLOB), 'manifest.pushed', 2);
                  INSERT INTO audit_entries (idx, entry, kind, time_millis) VALUES (1, CAST('{\"type\":\"push.refused\"}' AS BLOB), 'push.refused', 2);
                  INSERT INTO audit_hashes (idx, hash) VALUES (0, zeroblob(32));
                  INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES (1, zeroblob(32), 'note', 2);",
@@ -165,6 +165,9 @@ async fn every_migration_applies_over_a_database_holding_data_in_every_earlier_t
         .await
         .unwrap();
     assert_eq!(refused.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1]);
+    // 0028: entries found by their subject's digest, including those written before it.
+    let about = meta.audit_entries_about("sha256:0a", 10).await.unwrap();
+    assert_eq!(about.iter().map(|e| e.index).collect::<Vec<_>>(), vec![0]);
 
     // 0003: access.
     let alice = meta.principal_by_name("alice").await.unwrap().unwrap();
