@@ -811,3 +811,247 @@ async fn an_open_inbox_hears_when_a_promotion_starts_waiting() {
         heard.push_str(&String::from_utf8_lossy(&chunk));
     }
 }
+
+/// A cosign `vuln` predicate holding a Trivy report with one critical, two high and one medium
+/// finding.
+fn trivy_report_with_highs() -> serde_json::Value {
+    let finding = |id: &str, package: &str, severity: &str, fixed: &str| json!({"VulnerabilityID": id, "PkgName": package, "InstalledVersion": "1.0", "FixedVersion": fixed, "Severity": severity});
+    json!({
+        "invocation": {"parameters": null, "uri": "https://ci.example/runs/1", "event_id": "1", "builder.id": "ci"},
+        "scanner": {
+            "uri": "pkg:github/aquasecurity/trivy@244fd47e07d1004f0aed9",
+            "version": "0.50.1",
+            "db": {"uri": "", "version": ""},
+            "result": {
+                "SchemaVersion": 2, "ArtifactName": "app:1.0", "ArtifactType": "container_image",
+                "Results": [{
+                    "Target": "app:1.0 (debian 12.5)", "Class": "os-pkgs", "Type": "debian",
+                    "Vulnerabilities": [
+                        finding("CVE-2026-0001", "openssl", "CRITICAL", "3.0.14"),
+                        finding("CVE-2026-1111", "zlib", "HIGH", "1.3.2"),
+                        finding("CVE-2026-2222", "curl", "HIGH", ""),
+                        finding("CVE-2026-3333", "apt", "MEDIUM", "")
+                    ]
+                }]
+            }
+        },
+        "metadata": {"scanStartedOn": "2026-11-25T10:00:00Z", "scanFinishedOn": "2026-11-25T10:01:00Z"}
+    })
+}
+
+#[tokio::test]
+async fn an_artifacts_page_summarises_its_evidence_and_proves_its_audit_entries() {
+    if !common::python_ready() {
+        return;
+    }
+    const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
+    const CYCLONEDX: &str = "https://cyclonedx.org/bom";
+    const COSIGN_VULN: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
+    let dir = tempfile::tempdir().unwrap();
+    // The bundle's data waives one high vulnerability until 2099; another waiver has expired.
+    let bundle = common::permissive_bundle(&dir.path().join("bundle"));
+    let data_path = bundle.join("data.json");
+    let mut data: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&data_path).unwrap()).unwrap();
+    data["airlock"]["config"]["waivers"] = json!([
+        {"id": "CVE-2026-1111", "expires": "2099-01-01T00:00:00Z", "reason": "zlib's inflate is not reachable"},
+        {"id": "CVE-2026-2222", "expires": "2020-01-01T00:00:00Z", "reason": "old exception"}
+    ]);
+    std::fs::write(&data_path, data.to_string()).unwrap();
+    let s = TestServer::start_with_env(&[("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap())]);
+    const PASSWORD: &str = "lamp-orbit-tall-river";
+    add_user(&s, "dora", PASSWORD, &[("developer", "dev")]).await;
+    let kim = add_user(&s, "kim", PASSWORD, &[("key-admin", "*")]).await;
+
+    let key_dir = dir.path().join("key");
+    std::fs::create_dir_all(&key_dir).unwrap();
+    common::cosign_spec_ok(&["keygen", "--out-dir", key_dir.to_str().unwrap()]);
+    let pem = std::fs::read_to_string(key_dir.join("key.pub")).unwrap();
+    let purposes: Vec<String> = [SLSA_V1, CYCLONEDX, COSIGN_VULN]
+        .iter()
+        .map(|t| format!("attest:{t}"))
+        .collect();
+    let (status, body) = post_json(
+        &kim,
+        &s.url("/api/v1/keys"),
+        json!({"name": "ci", "public_key": pem, "purposes": purposes, "scope": ["team/*"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, digest) = s.push_image("dev/team/app", "1.0", &[b"summarised"]).await;
+    let predicates = [
+        (
+            SLSA_V1,
+            json!({
+                "buildDefinition": {
+                    "buildType": "https://actions.github.io/buildtypes/workflow/v1",
+                    "externalParameters": {"workflow": {"ref": "refs/heads/main", "repository": "https://github.com/acme/app", "path": ".github/workflows/build.yml"}},
+                    "resolvedDependencies": [{"uri": "git+https://github.com/acme/app@refs/heads/main", "digest": {"gitCommit": "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"}}]
+                },
+                "runDetails": {"builder": {"id": "https://github.com/actions/runner/github-hosted"}, "metadata": {"invocationId": "1"}}
+            }),
+        ),
+        (
+            CYCLONEDX,
+            json!({
+                "bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+                "components": [
+                    {"type": "library", "name": "serde", "version": "1.0.200", "purl": "pkg:cargo/serde@1.0.200",
+                     "licenses": [{"expression": "MIT OR Apache-2.0"}]},
+                    {"type": "library", "name": "odd", "version": "1", "licenses": [{"expression": "gnu gpl v2"}]}
+                ]
+            }),
+        ),
+        (COSIGN_VULN, trivy_report_with_highs()),
+    ];
+    for (n, (predicate_type, predicate)) in predicates.iter().enumerate() {
+        let file = dir.path().join(format!("predicate-{n}.json"));
+        std::fs::write(&file, predicate.to_string()).unwrap();
+        common::cosign_spec_ok(&[
+            "attest",
+            "--registry",
+            &s.base,
+            "--user",
+            "admin",
+            "--password",
+            ADMIN_PASSWORD,
+            "--repo",
+            "dev/team/app",
+            "--digest",
+            &digest,
+            "--key",
+            key_dir.join("key.pem").to_str().unwrap(),
+            "--predicate-type",
+            predicate_type,
+            "--predicate",
+            file.to_str().unwrap(),
+        ]);
+    }
+    let size = s.wait_for_checkpoint().await;
+
+    let path = format!(
+        "/console/artifact?repository=dev%2Fteam%2Fapp&digest={}",
+        digest.replace(':', "%3A")
+    );
+    let admin = sign_in(&s, "admin", ADMIN_PASSWORD).await;
+    let (status, page, _) = get(&s, &admin.cookie, &path).await;
+    assert_eq!(status, 200, "{page}");
+    // Vulnerabilities by severity, with each high one's waiver as the bundle states it.
+    assert!(page.contains("Vulnerabilities (trivy)"), "{page}");
+    let row = |id: &str| -> String {
+        let start = page
+            .find(&format!("<code>{id}</code>"))
+            .unwrap_or_else(|| panic!("{id} is listed: {page}"));
+        let end = page[start..].find("</tr>").unwrap() + start;
+        page[start..end].to_string()
+    };
+    assert!(row("CVE-2026-0001").contains("critical"), "{page}");
+    assert!(row("CVE-2026-0001").contains("3.0.14"), "{page}");
+    assert!(row("CVE-2026-0001").contains("none"), "{page}");
+    assert!(
+        row("CVE-2026-1111").contains("waived</span> until 2099-01-01T00:00:00Z"),
+        "{}",
+        row("CVE-2026-1111")
+    );
+    assert!(
+        row("CVE-2026-1111").contains("zlib&#39;s inflate is not reachable")
+            || row("CVE-2026-1111").contains("zlib's inflate is not reachable"),
+        "{}",
+        row("CVE-2026-1111")
+    );
+    assert!(
+        row("CVE-2026-2222").contains("expired</span> on 2020-01-01T00:00:00Z"),
+        "{}",
+        row("CVE-2026-2222")
+    );
+    assert!(
+        !page.contains("<code>CVE-2026-3333</code>"),
+        "only critical and high findings are listed one by one: {page}"
+    );
+    // Licenses, with the expression airlock could not understand named.
+    assert!(page.contains("Licenses (cyclonedx 1.5 SBOM)"), "{page}");
+    assert!(page.contains("<code>MIT OR Apache-2.0</code>"), "{page}");
+    assert!(page.contains("<code>gnu gpl v2</code>"), "{page}");
+    // Provenance: builder, source and ref, commit.
+    assert!(page.contains("Provenance (SLSA v1)"), "{page}");
+    assert!(
+        page.contains("https://github.com/actions/runner/github-hosted"),
+        "{page}"
+    );
+    assert!(page.contains("https://github.com/acme/app"), "{page}");
+    assert!(page.contains("refs/heads/main"), "{page}");
+    assert!(
+        page.contains("a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"),
+        "{page}"
+    );
+    // Its audit entries, each with an inclusion proof in the checkpoint the page carries.
+    assert!(page.contains("Its audit entries"), "{page}");
+    assert!(page.contains("id=\"log\""), "{page}");
+    let entries = page.matches("class=\"entry card\"").count();
+    assert!(entries >= 4, "a push and three evidence entries: {page}");
+    assert!(page.contains("manifest.pushed"), "{page}");
+    assert_eq!(page.matches("evidence.verified").count(), 3, "{page}");
+    let covered: u64 = page
+        .split("It covers <strong>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the checkpoint's size: {page}"));
+    assert!(covered >= size, "{covered} < {size}");
+    assert!(page.contains("data-proof=\""), "{page}");
+    assert!(
+        !page.contains("blob.pushed"),
+        "only entries about this digest: {page}"
+    );
+
+    // A developer who may pull it sees the summaries but not the audit log.
+    let dora = sign_in(&s, "dora", PASSWORD).await;
+    let (status, page, _) = get(&s, &dora.cookie, &path).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Vulnerabilities (trivy)"), "{page}");
+    assert!(
+        page.contains("Only auditors and access-admins read the audit log."),
+        "{page}"
+    );
+    assert!(!page.contains("data-proof="), "{page}");
+
+    // The audit page's export: the filter's entries as JSON Lines, each the exact leaf bytes.
+    let response = browser()
+        .get(s.url("/console/audit/export?type=evidence."))
+        .header("cookie", format!("airlock_session={}", admin.cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_secured(response.headers(), "the export");
+    assert!(
+        response.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment"),
+    );
+    let body = response.text().await.unwrap();
+    let lines: Vec<serde_json::Value> = body
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let (status, api) = common::get_json(
+        &s.http,
+        &s.url("/api/v1/audit/entries?type=evidence.&limit=1000"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        lines,
+        api["entries"].as_array().unwrap().clone(),
+        "the export holds what the API lists"
+    );
+    assert!(lines.len() >= 3, "{body}");
+    let response = browser()
+        .get(s.url("/console/audit/export"))
+        .header("cookie", format!("airlock_session={}", dora.cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+}

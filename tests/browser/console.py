@@ -260,7 +260,18 @@ def main():
         audit_page.goto(BASE + "/console/anomalies?status=all")
         axe_clean(audit_page, "the anomalies page")
         audit_page.goto(artifact_url)
+        # An auditor's artifact page carries the artifact's own audit entries, whose inclusion
+        # proofs the page checks in the browser against the signed checkpoint.
+        audit_page.wait_for_selector("#log-status[data-verified]")
+        audit_page.wait_for_function("() => !document.querySelector('li.entry[data-proof] .proof:not([data-verified])')")
+        marks = audit_page.locator("li.entry[data-proof] .proof")
+        check(marks.count() > 0, f"the artifact's entries: {audit_page.inner_text('main')}")
+        for i in range(marks.count()):
+            check(marks.nth(i).get_attribute("data-verified") == "yes", f"an artifact entry's proof: {marks.nth(i).inner_text()}")
+        check(audit_page.locator("#log-status").get_attribute("data-verified") == "yes", "the artifact page's checkpoint")
+        shot(audit_page, "artifact-audit")
         axe_clean(audit_page, "the artifact page")
+        print(f"ok: the artifact page verifies its {marks.count()} audit entries' inclusion proofs in the browser")
         audit_page.goto(BASE + "/console/audit")
         audit_page.wait_for_selector("#log-status[data-verified]")
         axe_clean(audit_page, "the audit log page")

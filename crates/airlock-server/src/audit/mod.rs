@@ -466,6 +466,15 @@ impl AuditLog {
             .await?)
     }
 
+    /// The newest `limit` entries about the artifact `digest`, oldest first.
+    pub async fn entries_about(
+        &self,
+        digest: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, AuditLogError> {
+        Ok(self.metadata.audit_entries_about(digest, limit).await?)
+    }
+
     /// Entries for `audit tail` / `audit export`.
     pub async fn entries(
         &self,

@@ -3,13 +3,16 @@
 //! - `GET /` redirects here; `GET /console` is the stages board (what is in each stage of each
 //!   repository path the signed-in person may read, paged, with a search);
 //! - `GET /console/artifact?repository=&digest=` is an artifact's page: its evidence and what
-//!   it says, and every promotion of it with its decision's violations and approvals (the API's
-//!   views, under the API's read rules);
+//!   it says (summaries of vulnerabilities with the policy's waivers, licenses, provenance,
+//!   tests), every promotion of it with its decision's violations and approvals (the API's
+//!   views, under the API's read rules) and, for audit readers, its audit entries with proofs
+//!   ([`artifact`]);
 //! - `GET /console/audit` is the audit log's tail (auditors and access-admins, as the API) with
 //!   the newest signed checkpoint, each entry's bytes and inclusion proof, which the page's script
 //!   checks in the browser (WebCrypto: the checkpoint's Ed25519 signature, each leaf hash and
 //!   proof, and with `GET /console/audit/consistency` that the log extends the checkpoint the
-//!   browser saw last), not trusting the server's word;
+//!   browser saw last), not trusting the server's word; `GET /console/audit/export` downloads
+//!   the entries of the filter as JSON Lines;
 //! - `GET /console/approvals` is the approvals inbox (promotions pending approval that the person
 //!   may read), with `POST /console/promotions/{id}/approve|reject`, which go through the
 //!   promotion service exactly as the API's do (separation of duties, the final re-decision) and
@@ -27,6 +30,7 @@
 //! strict Content-Security-Policy (nothing but this origin; no inline script or style),
 //! `X-Frame-Options: DENY` and `Cache-Control: no-store`.
 
+mod artifact;
 mod pages;
 
 use std::net::SocketAddr;
@@ -88,7 +92,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/console", get(board))
         .route("/console/login", get(login_form).post(login))
         .route("/console/logout", axum::routing::post(logout))
-        .route("/console/artifact", get(artifact))
+        .route("/console/artifact", get(artifact::artifact))
         .route("/console/approvals", get(approvals))
         .route("/console/approvals/events", get(approvals_events))
         .route(
@@ -106,6 +110,7 @@ pub fn router(state: ConsoleState) -> Router {
         )
         .route("/console/audit", get(audit_page))
         .route("/console/audit/consistency", get(audit_consistency))
+        .route("/console/audit/export", get(audit_export))
         .route("/console/assets/console.css", get(stylesheet))
         .route("/console/assets/console.js", get(script))
         .layer(axum::middleware::from_fn(security_headers))
@@ -745,113 +750,6 @@ async fn resolve_anomaly(
     }
 }
 
-/// Promotions of a repository path the artifact page reads at most (newest first).
-const ARTIFACT_PROMOTIONS: u32 = 200;
-
-/// Query of the artifact page.
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-struct ArtifactQuery {
-    /// `<stage>/<path>`.
-    repository: String,
-    /// `sha256:<hex>`.
-    digest: String,
-}
-
-/// A promotion of the artifact as its page shows it.
-pub(crate) struct ArtifactPromotion {
-    /// The promotion.
-    pub row: airlock_store::PromotionRow,
-    /// Its approvals.
-    pub approvals: Vec<airlock_store::ApprovalRow>,
-    /// Its last decision, if it was decided.
-    pub decision: Option<airlock_api::promotion::Decision>,
-}
-
-async fn artifact(
-    State(state): State<ConsoleState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Signed(session): Signed,
-    Query(query): Query<ArtifactQuery>,
-) -> Response {
-    use std::str::FromStr as _;
-    let (repo, digest) = match (
-        airlock_core::RepoName::from_str(&query.repository),
-        airlock_core::Digest::from_str(&query.digest),
-    ) {
-        (Ok(repo), Ok(digest)) => (repo, digest),
-        _ => {
-            return page(
-                StatusCode::BAD_REQUEST,
-                pages::refusal(
-                    &session,
-                    "Artifact",
-                    "The address does not name an artifact.",
-                    "Open the artifact from the stages board (repository=<stage>/<path>&digest=sha256:<hex>).",
-                ),
-            );
-        }
-    };
-    let caller = caller_of(&session, peer);
-    let evidence_state = crate::evidence::routes::EvidenceState {
-        evidence: state.evidence.clone(),
-        identity: state.identity.clone(),
-    };
-    let shown = match crate::evidence::routes::artifact_view(
-        &evidence_state,
-        &caller,
-        &repo,
-        &digest,
-    )
-    .await
-    {
-        Ok(shown) => shown,
-        Err(err) => return refusal(&session, "Artifact", err),
-    };
-    let promotions_caller = crate::promotion::Caller::from(caller);
-    let rows = match state
-        .promotions
-        .list(None, Some(repo.path()), None, ARTIFACT_PROMOTIONS)
-        .await
-    {
-        Ok(rows) => rows,
-        Err(err) => return refusal(&session, "Artifact", ApiError::from(err)),
-    };
-    let mut promotions = Vec::new();
-    for row in rows.into_iter().filter(|row| {
-        row.digest == digest
-            && crate::promotion::routes::promotion_readable(
-                &state.identity,
-                &promotions_caller,
-                row,
-            )
-    }) {
-        let approvals = match state.promotions.show(&row.id).await {
-            Ok((_, approvals)) => approvals,
-            Err(err) => return refusal(&session, "Artifact", ApiError::from(err)),
-        };
-        let decision = match &row.last_decision {
-            Some(id) => match state.promotions.decision(id).await {
-                Ok(record) => match crate::promotion::routes::stored_decision(&record.result) {
-                    Ok(decision) => Some(decision),
-                    Err(err) => return refusal(&session, "Artifact", err),
-                },
-                Err(err) => return refusal(&session, "Artifact", ApiError::from(err)),
-            },
-            None => None,
-        };
-        promotions.push(ArtifactPromotion {
-            row,
-            approvals,
-            decision,
-        });
-    }
-    page(
-        StatusCode::OK,
-        pages::artifact(&session, &shown, &promotions),
-    )
-}
-
 /// Entries the audit page shows at most.
 const AUDIT_PAGE: u32 = 50;
 
@@ -886,23 +784,7 @@ async fn audit_page(
     let loaded = async {
         let checkpoint = state.audit.latest_checkpoint().await?;
         let stored = state.audit.newest_entries(kind, AUDIT_PAGE).await?;
-        let mut entries = Vec::with_capacity(stored.len());
-        for entry in stored.into_iter().rev() {
-            let proof = if entry.index < checkpoint.size {
-                let proof = state
-                    .audit
-                    .inclusion_proof(entry.index, Some(checkpoint.size))
-                    .await?;
-                Some(proof.hashes.iter().map(|h| h.to_hex()).collect())
-            } else {
-                None
-            };
-            entries.push(ShownEntry {
-                index: entry.index,
-                bytes: entry.entry,
-                proof,
-            });
-        }
+        let entries = with_proofs(&state.audit, &checkpoint, stored).await?;
         Ok::<_, crate::audit::AuditLogError>((checkpoint, entries))
     }
     .await;
@@ -919,6 +801,93 @@ async fn audit_page(
         ),
         Err(err) => refusal(&session, "Audit log", ApiError::from(err)),
     }
+}
+
+/// `stored` entries (oldest first) with their inclusion proofs in `checkpoint`'s tree, where it
+/// covers them.
+pub(crate) async fn with_proofs(
+    audit: &crate::audit::AuditLog,
+    checkpoint: &airlock_store::StoredCheckpoint,
+    stored: Vec<airlock_store::StoredEntry>,
+) -> Result<Vec<ShownEntry>, crate::audit::AuditLogError> {
+    let mut entries = Vec::with_capacity(stored.len());
+    for entry in stored {
+        let proof = if entry.index < checkpoint.size {
+            let proof = audit
+                .inclusion_proof(entry.index, Some(checkpoint.size))
+                .await?;
+            Some(proof.hashes.iter().map(|h| h.to_hex()).collect())
+        } else {
+            None
+        };
+        entries.push(ShownEntry {
+            index: entry.index,
+            bytes: entry.entry,
+            proof,
+        });
+    }
+    Ok(entries)
+}
+
+/// Entries an export reads per database query.
+const EXPORT_BATCH: u32 = 1000;
+
+/// The audit log's entries of a type prefix as JSON Lines, streamed in batches: each line is
+/// `{"entry":<the exact bytes the leaf commits to>,"index":N}`, as `airlock audit export`
+/// prints them. Audit readers only.
+async fn audit_export(
+    State(state): State<ConsoleState>,
+    Signed(session): Signed,
+    Query(query): Query<AuditQuery>,
+) -> Response {
+    if let Err(err) = crate::audit::routes::check_audit_reader(&Some(session.who.clone())) {
+        return refusal(&session, "Audit log", err);
+    }
+    let kind = Some(query.r#type.trim().to_string()).filter(|k| !k.is_empty());
+    let audit = state.audit.clone();
+    let stream = futures::stream::unfold(Some(0u64), move |start| {
+        let audit = audit.clone();
+        let kind = kind.clone();
+        async move {
+            let start = start?;
+            match audit
+                .entries(start, None, kind.as_deref(), EXPORT_BATCH)
+                .await
+            {
+                Ok(batch) if batch.is_empty() => None,
+                Ok(batch) => {
+                    let next = batch.last().map(|entry| entry.index + 1);
+                    let mut lines = Vec::new();
+                    for entry in batch {
+                        lines.extend_from_slice(b"{\"entry\":");
+                        lines.extend_from_slice(&entry.entry);
+                        lines.extend_from_slice(
+                            format!(",\"index\":{}}}\n", entry.index).as_bytes(),
+                        );
+                    }
+                    Some((Ok::<_, std::io::Error>(lines), next))
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "console audit export failed");
+                    Some((
+                        Err(std::io::Error::other("reading the audit log failed")),
+                        None,
+                    ))
+                }
+            }
+        }
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "application/jsonl; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"airlock-audit.jsonl\"",
+            ),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 /// Query of the consistency proof the audit page's script asks for.

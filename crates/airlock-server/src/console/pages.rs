@@ -2,8 +2,6 @@
 //! No page carries inline script or style: the Content-Security-Policy forbids both.
 
 use airlock_api::catalog::{ArtifactStatus, RepositoryStatus, StageInfo, StageList, StatusPage};
-use airlock_api::evidence::Artifact;
-use airlock_api::promotion::Violation;
 use maud::{DOCTYPE, Markup, html};
 
 use airlock_store::{AnomalyRow, ApprovalRow, PromotionRow};
@@ -12,7 +10,7 @@ use crate::identity::ConsoleSession;
 
 /// The page around every console view: the header with the navigation and who is signed in
 /// (with the sign-out form), then `body`.
-fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup {
+pub(super) fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -231,55 +229,80 @@ pub(super) fn audit(
     kind: &str,
     entries: &[super::ShownEntry],
 ) -> Markup {
-    use base64::Engine as _;
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    layout(
+        "Audit log",
+        Some(session),
+        html! {
+            h1 { "Audit log" }
+            (checkpoint_card(checkpoint, verifier_key))
+            form class="search" method="get" action="/console/audit" role="search" {
+                label for="type" { "Event type" }
+                input type="search" id="type" name="type" value=(kind) placeholder="promotion. or auth.failed";
+                button type="submit" { "Filter" }
+            }
+            p {
+                a class="button" href=(format!("/console/audit/export?type={}", query_value(kind))) download {
+                    "Export these entries (JSON Lines)"
+                }
+            }
+            @if entries.is_empty() {
+                p class="muted" { "No entry matches." }
+            }
+            (entry_list(entries))
+        },
+    )
+}
+
+/// The newest signed checkpoint (`#log`), with the note and the log's key for the page's script
+/// to verify, and where the script says what it found.
+pub(super) fn checkpoint_card(
+    checkpoint: &airlock_store::StoredCheckpoint,
+    verifier_key: &str,
+) -> Markup {
     html! {
-        (layout(
-            "Audit log",
-            Some(session),
-            html! {
-                h1 { "Audit log" }
-                section id="log" class="card" aria-labelledby="checkpoint"
-                    data-note=(b64(checkpoint.note.as_bytes())) data-key=(verifier_key) {
-                    h2 id="checkpoint" { "Newest signed checkpoint" }
-                    p {
-                        "It covers " strong { (checkpoint.size) } " entries; signed at " (millis(checkpoint.created_at)) "."
-                    }
-                    pre { (checkpoint.note) }
-                    p { "The log's key: " code { (verifier_key) } }
-                    p id="log-status" class="notice" role="status" aria-live="polite" {
-                        "Checking the checkpoint in your browser…"
-                    }
-                }
-                form class="search" method="get" action="/console/audit" role="search" {
-                    label for="type" { "Event type" }
-                    input type="search" id="type" name="type" value=(kind) placeholder="promotion. or auth.failed";
-                    button type="submit" { "Filter" }
-                }
-                @if entries.is_empty() {
-                    p class="muted" { "No entry matches." }
-                }
-                ol class="entries" reversed {
-                    @for entry in entries {
-                        li class="entry card" data-index=(entry.index) data-bytes=(b64(&entry.bytes))
-                            data-proof=[entry.proof.as_ref().map(|p| p.join(","))] {
-                            p {
-                                strong { "Entry " (entry.index) } " "
-                                span class="proof" role="status" {
-                                    @if entry.proof.is_some() { "checking…" } @else { "not yet in a signed checkpoint" }
-                                }
-                            }
-                            pre { (String::from_utf8_lossy(&entry.bytes)) }
-                        }
-                    }
-                }
-            },
-        ))
+        section id="log" class="card" aria-labelledby="checkpoint"
+            data-note=(base64_of(checkpoint.note.as_bytes())) data-key=(verifier_key) {
+            h2 id="checkpoint" { "Newest signed checkpoint" }
+            p {
+                "It covers " strong { (checkpoint.size) } " entries; signed at " (millis(checkpoint.created_at)) "."
+            }
+            pre { (checkpoint.note) }
+            p { "The log's key: " code { (verifier_key) } }
+            p id="log-status" class="notice" role="status" aria-live="polite" {
+                "Checking the checkpoint in your browser…"
+            }
+        }
     }
 }
 
+/// Audit entries, newest first, each with its bytes and inclusion proof (`li.entry`) for the
+/// page's script to check against the checkpoint.
+pub(super) fn entry_list(entries: &[super::ShownEntry]) -> Markup {
+    html! {
+        ol class="entries" reversed {
+            @for entry in entries.iter().rev() {
+                li class="entry card" data-index=(entry.index) data-bytes=(base64_of(&entry.bytes))
+                    data-proof=[entry.proof.as_ref().map(|p| p.join(","))] {
+                    p {
+                        strong { "Entry " (entry.index) } " "
+                        span class="proof" role="status" {
+                            @if entry.proof.is_some() { "checking…" } @else { "not yet in a signed checkpoint" }
+                        }
+                    }
+                    pre { (String::from_utf8_lossy(&entry.bytes)) }
+                }
+            }
+        }
+    }
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// A time in milliseconds as RFC 3339.
-fn millis(at: i64) -> String {
+pub(super) fn millis(at: i64) -> String {
     airlock_core::audit::rfc3339_millis(at)
 }
 
@@ -478,7 +501,7 @@ fn artifact_line(repository: &str, artifact: &ArtifactStatus) -> Markup {
 }
 
 /// The console page of artifact `digest` in `repository` (`<stage>/<path>`).
-fn artifact_href(repository: &str, digest: &str) -> String {
+pub(super) fn artifact_href(repository: &str, digest: &str) -> String {
     format!(
         "/console/artifact?repository={}&digest={}",
         query_value(repository),
@@ -486,154 +509,14 @@ fn artifact_href(repository: &str, digest: &str) -> String {
     )
 }
 
-/// An artifact's page: what it is, its evidence with verdicts and derived facts, and every
-/// promotion of it with its decision and approvals.
-pub(super) fn artifact(
-    session: &ConsoleSession,
-    artifact: &Artifact,
-    promotions: &[super::ArtifactPromotion],
-) -> Markup {
-    layout(
-        "Artifact",
-        Some(session),
-        html! {
-            h1 { (artifact.repository) }
-            section class="card" aria-labelledby="what" {
-                h2 id="what" { "What it is" }
-                dl class="facts" {
-                    dt { "Digest" } dd { code class="digest" { (artifact.digest) } }
-                    dt { "Media type" } dd { (artifact.media_type) }
-                    dt { "Size" } dd { (artifact.size) " bytes" }
-                    dt { "Tags here" } dd {
-                        @if artifact.tags.is_empty() { span class="muted" { "none" } }
-                        @for tag in &artifact.tags { span class="tag" { (tag) } }
-                    }
-                }
-                @for flag in &artifact.flags {
-                    p class="alert" role="alert" { strong { (flag.flag) } ": " (flag.reason) }
-                }
-            }
-            section class="card" aria-labelledby="evidence" {
-                h2 id="evidence" { "Evidence" }
-                @if artifact.evidence.is_empty() {
-                    p class="muted" { "No signature or attestation names this artifact." }
-                } @else {
-                    table {
-                        thead { tr { th scope="col" { "Verdict" } th scope="col" { "Kind" } th scope="col" { "Predicate" } th scope="col" { "Key" } th scope="col" { "Arrived" } th scope="col" { "Why" } } }
-                        tbody {
-                            @for item in &artifact.evidence {
-                                tr {
-                                    td { span class=(verdict_class(&item.status)) { (item.status) } }
-                                    td { (item.kind.as_deref().unwrap_or("?")) " (" (item.format) ")" }
-                                    td { (item.predicate_type.as_deref().unwrap_or("")) }
-                                    td {
-                                        (item.key_name.as_deref().unwrap_or(""))
-                                        @if let Some(key) = &item.key_id { br; span class="digest muted" title=(key) { (short(key)) } }
-                                    }
-                                    td { (item.source) " in " (item.repository) }
-                                    td { (item.reason.as_deref().unwrap_or("")) }
-                                }
-                            }
-                        }
-                    }
-                    @for item in artifact.evidence.iter().filter(|i| i.status == "verified" && !i.facts.is_null()) {
-                        details {
-                            summary { "What the verified " (item.predicate_type.as_deref().or(item.kind.as_deref()).unwrap_or("evidence")) " says" }
-                            pre { (serde_json::to_string_pretty(&item.facts).unwrap_or_default()) }
-                        }
-                    }
-                }
-            }
-            section class="card" aria-labelledby="promotions" {
-                h2 id="promotions" { "Promotions" }
-                @if promotions.is_empty() {
-                    p class="muted" { "It was never promoted." }
-                }
-                @for promotion in promotions {
-                    (promotion_block(promotion))
-                }
-            }
-        },
-    )
-}
-
-fn verdict_class(status: &str) -> &'static str {
-    match status {
-        "verified" => "badge push",
-        "rejected" | "revoked" => "badge frozen",
-        _ => "badge",
-    }
-}
-
-fn promotion_block(promotion: &super::ArtifactPromotion) -> Markup {
-    let row = &promotion.row;
-    html! {
-        div class="stage" {
-            h3 {
-                span { (row.source_stage) " → " (row.target_stage) }
-                span class=(if row.state.to_string() == "promoted" { "badge push" } else if row.state.to_string() == "pending_approval" { "badge gated" } else { "badge frozen" }) { (row.state.to_string()) }
-            }
-            p class="muted" {
-                (row.id) " · requested by " strong { (row.requested_by) } " at " (millis(row.created_at))
-                @if let Some(decided) = row.decided_at { " · decided " (millis(decided)) }
-                @if let Some(attestation) = &row.attestation { " · attestation " span class="digest" title=(attestation) { (short(attestation)) } }
-            }
-            @if let Some(reason) = &row.break_glass {
-                p class="alert" { "Break-glass: " (reason) }
-            }
-            p {
-                (promotion.approvals.len()) " of " (row.approvals_required) " approvals"
-                @for (i, approval) in promotion.approvals.iter().enumerate() {
-                    @if i == 0 { ": " } @else { ", " }
-                    (approval.principal) " at " (millis(approval.created_at))
-                    @if let Some(comment) = &approval.comment { " (“" (comment) "”)" }
-                }
-            }
-            @if let Some(decision) = &promotion.decision {
-                @if decision.allowed {
-                    p { "The gate allowed it." }
-                } @else {
-                    p { strong { "The gate denied it:" } }
-                }
-                @if !decision.deny.is_empty() {
-                    ul class="violations" {
-                        @for violation in &decision.deny { li { (violation_line(violation)) } }
-                    }
-                }
-                @if !decision.warn.is_empty() {
-                    p class="muted" { "Warnings:" }
-                    ul class="violations" {
-                        @for violation in &decision.warn { li { (violation_line(violation)) } }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn violation_line(violation: &Violation) -> Markup {
-    html! {
-        code { (violation.rule) } ": " (violation.msg)
-        br;
-        span class="muted" { "What to do: " (violation.remediation) }
-        @if let Some(docs) = &violation.docs {
-            @if docs.starts_with("https://") || docs.starts_with("http://") {
-                " " a href=(docs) rel="noreferrer" { "Docs" }
-            } @else {
-                " (see " (docs) ")"
-            }
-        }
-    }
-}
-
 /// `sha256:` and the first 12 hex digits of a digest.
-fn short(digest: &str) -> &str {
+pub(super) fn short(digest: &str) -> &str {
     let end = digest.find(':').map_or(0, |colon| colon + 1) + 12;
     digest.get(..end).unwrap_or(digest)
 }
 
 /// A value percent-encoded for a query string.
-fn query_value(value: &str) -> String {
+pub(super) fn query_value(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 

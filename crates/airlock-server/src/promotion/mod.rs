@@ -479,6 +479,12 @@ impl PromotionService {
         Ok(reread)
     }
 
+    /// The waivers of this replica's policy bundle (see [`Bundle::waivers`]), for pages that
+    /// show which findings are accepted.
+    pub fn waivers(&self) -> Vec<airlock_policy::Waiver> {
+        self.bundle().waivers()
+    }
+
     fn bundle(&self) -> Arc<Bundle> {
         self.policy
             .read()
