@@ -1055,3 +1055,129 @@ async fn an_artifacts_page_summarises_its_evidence_and_proves_its_audit_entries(
         .unwrap();
     assert_eq!(response.status(), 403);
 }
+
+#[tokio::test]
+async fn the_keyring_and_access_pages_show_what_each_may_read_and_access_admins_decide_requests() {
+    let s = TestServer::start();
+    const PASSWORD: &str = "lamp-orbit-tall-river";
+    let jo = add_user(&s, "jo", PASSWORD, &[("developer", "dev")]).await;
+    let kim = add_user(&s, "kim", PASSWORD, &[("key-admin", "*")]).await;
+    add_user(&s, "audrey", PASSWORD, &[("auditor", "*")]).await;
+    let pem = std::fs::read_to_string("tests/fixtures/cosign/real_signature.pub").unwrap();
+    let (status, body) = post_json(
+        &kim,
+        &s.url("/api/v1/keys"),
+        json!({"name": "release-ci", "public_key": pem, "purposes": ["sign"], "scope": ["team/*"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Everyone signed in reads the keyring, as GET /api/v1/keys.
+    let jo_session = sign_in(&s, "jo", PASSWORD).await;
+    let (status, page, _) = get(&s, &jo_session.cookie, "/console/keys").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<strong>release-ci</strong>"), "{page}");
+    assert!(page.contains("<code>sign</code>"), "{page}");
+    assert!(page.contains("<code>team/*</code>"), "{page}");
+    assert!(page.contains(">active</span>"), "{page}");
+    assert!(page.contains("href=\"/console/keys\""), "{page}");
+
+    // Jo asks for a role for an hour; her access page lists her request, without forms, and
+    // no principals.
+    let (status, body) = post_json(
+        &jo,
+        &s.url("/api/v1/access-requests"),
+        json!({"role": "promoter", "scope": "staging/team/*", "duration_secs": 3600, "reason": "INC-42 hotfix"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_i64().unwrap_or_else(|| panic!("{body}"));
+    let (status, page, _) = get(&s, &jo_session.cookie, "/console/access").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(&format!("Request {id}: jo as promoter on staging/team/*")),
+        "{page}"
+    );
+    assert!(page.contains("For 1 h: INC-42 hotfix"), "{page}");
+    assert!(!page.contains("/grant\""), "{page}");
+    assert!(!page.contains("Principals and their grants"), "{page}");
+
+    // An auditor reads every request and the principals with their grants, and decides nothing.
+    let audrey = sign_in(&s, "audrey", PASSWORD).await;
+    let (_, page, _) = get(&s, &audrey.cookie, "/console/access").await;
+    assert!(page.contains(&format!("Request {id}: jo")), "{page}");
+    assert!(page.contains("Principals and their grants"), "{page}");
+    assert!(page.contains("<code>key-admin on *</code>"), "{page}");
+    assert!(!page.contains("/grant\""), "{page}");
+    let (status, page, _) = post_form(
+        &s,
+        &audrey.cookie,
+        &format!("/console/access-requests/{id}/grant"),
+        &[("csrf_token", &audrey.csrf)],
+    )
+    .await;
+    assert_eq!(status, 403, "{page}");
+
+    // The admin (an access-admin) decides it; a form without the session's token is refused.
+    let admin = sign_in(&s, "admin", ADMIN_PASSWORD).await;
+    let (_, page, _) = get(&s, &admin.cookie, "/console/access").await;
+    assert!(
+        page.contains(&format!("action=\"/console/access-requests/{id}/grant\"")),
+        "{page}"
+    );
+    let (status, _, _) = post_form(
+        &s,
+        &admin.cookie,
+        &format!("/console/access-requests/{id}/grant"),
+        &[("csrf_token", "forged")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, location) = post_form(
+        &s,
+        &admin.cookie,
+        &format!("/console/access-requests/{id}/grant"),
+        &[("csrf_token", &admin.csrf)],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let location = location.unwrap();
+    assert_eq!(
+        location,
+        format!("/console/access?decided={id}&status=granted")
+    );
+    let (_, page, _) = get(&s, &admin.cookie, &location).await;
+    assert!(
+        page.contains(&format!("Access request {id} is granted.")),
+        "{page}"
+    );
+    assert!(page.contains("decided by <strong>admin</strong>"), "{page}");
+    // Jo holds the role now. A grant only adds to her access, so her open session goes on
+    // (a session reads the person's grants on every request; a revocation ends it) and shows
+    // the request granted.
+    let (status, page, _) = get(&s, &jo_session.cookie, "/console/access").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(">granted</span>"), "{page}");
+    let (status, whoami) = common::get_json(&jo, &s.url("/api/v1/whoami")).await;
+    assert_eq!(status, 200);
+    assert!(whoami.to_string().contains("staging/team/*"), "{whoami}");
+    // Deciding it again is refused in the API's words.
+    let (status, page, _) = post_form(
+        &s,
+        &admin.cookie,
+        &format!("/console/access-requests/{id}/deny"),
+        &[("csrf_token", &admin.csrf)],
+    )
+    .await;
+    assert!((400..500).contains(&status), "{status} {page}");
+    assert!(page.contains("What to do"), "{page}");
+    // The decision is the admin's, from the console.
+    let (_, entries) = common::get_json(
+        &s.http,
+        &s.url("/api/v1/audit/entries?type=access.decided&limit=10"),
+    )
+    .await;
+    let decided = &entries["entries"][0]["entry"];
+    assert_eq!(decided["actor"]["principal"], "admin", "{entries}");
+    assert_eq!(decided["actor"]["auth_method"], "session", "{entries}");
+}

@@ -111,7 +111,7 @@ async fn the_console_works_in_a_real_browser() {
     // Every scenario ran and passed.
     assert_eq!(
         said.lines().filter(|l| l.starts_with("ok: ")).count(),
-        21,
+        24,
         "{said}"
     );
     // The anomaly the browser resolved no longer locks mallory.

@@ -246,6 +246,20 @@ def main():
               f"a rewritten log: {rewritten.inner_text()}")
         print("ok: the audit page catches a changed entry and a rewritten log")
 
+        # Just-in-time access: rita asks for a role; the admin grants it on the access page.
+        status, body = api("POST", "/api/v1/access-requests",
+                           {"role": "auditor", "scope": "*", "duration_secs": 3600, "reason": "CHG-7 release audit"},
+                           user="rita")
+        check(status == 201, f"rita's access request: {status} {body}")
+        resolver.goto(BASE + "/console/access")
+        with resolver.expect_navigation():
+            resolver.get_by_role("button", name=f"Grant request {body['id']}").click()
+        check(f"Access request {body['id']} is granted." in resolver.inner_text("main"),
+              f"after granting: {resolver.inner_text('main')}")
+        status, mine = api("GET", "/api/v1/whoami", None, user="rita")
+        check("auditor" in json.dumps(mine), f"rita's grants: {mine}")
+        print("ok: an access-admin grants a just-in-time access request on the access page")
+
         # 9. Accessibility, in a context that lets the test inject axe-core past the CSP.
         audit = browser.new_context(bypass_csp=True)
         audit_page = audit.new_page()
@@ -275,6 +289,12 @@ def main():
         audit_page.goto(BASE + "/console/audit")
         audit_page.wait_for_selector("#log-status[data-verified]")
         axe_clean(audit_page, "the audit log page")
+        audit_page.goto(BASE + "/console/keys")
+        axe_clean(audit_page, "the keyring page")
+        shot(audit_page, "keyring")
+        audit_page.goto(BASE + "/console/access")
+        axe_clean(audit_page, "the access page")
+        shot(audit_page, "access")
         audit.close()
 
         # 10. An access-admin revokes ada's role: her open session ends on her next click.

@@ -20,6 +20,8 @@
 //!   (server-sent events) when the promotions waiting change;
 //! - `GET /console/anomalies` lists anomalies (access-admins and auditors, as the API), with
 //!   `POST /console/anomalies/{id}/resolve` for access-admins;
+//! - `GET /console/keys` (the keyring) and `GET /console/access` (access requests with their
+//!   grant and deny forms, principals and grants), see [`access`];
 //! - `GET|POST /console/login` signs in with a password; `POST /console/logout` signs out;
 //! - `GET /console/assets/*`: the stylesheet, built into the binary.
 //!
@@ -30,6 +32,7 @@
 //! strict Content-Security-Policy (nothing but this origin; no inline script or style),
 //! `X-Frame-Options: DENY` and `Cache-Control: no-store`.
 
+mod access;
 mod artifact;
 mod pages;
 
@@ -107,6 +110,16 @@ pub fn router(state: ConsoleState) -> Router {
         .route(
             "/console/anomalies/{id}/resolve",
             axum::routing::post(resolve_anomaly),
+        )
+        .route("/console/keys", get(access::keys))
+        .route("/console/access", get(access::access))
+        .route(
+            "/console/access-requests/{id}/grant",
+            axum::routing::post(access::grant),
+        )
+        .route(
+            "/console/access-requests/{id}/deny",
+            axum::routing::post(access::deny),
         )
         .route("/console/audit", get(audit_page))
         .route("/console/audit/consistency", get(audit_consistency))
@@ -374,8 +387,8 @@ fn sign_in_refusal(err: &AuthError) -> (StatusCode, String) {
 /// A form that carries only the session's CSRF token (missing: empty, refused).
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct CsrfForm {
-    csrf_token: String,
+pub(super) struct CsrfForm {
+    pub(super) csrf_token: String,
 }
 
 async fn logout(
@@ -403,7 +416,7 @@ async fn logout(
 }
 
 /// 403 for a form without the session's CSRF token.
-fn csrf_refused(session: &ConsoleSession) -> Response {
+pub(super) fn csrf_refused(session: &ConsoleSession) -> Response {
     page(
         StatusCode::FORBIDDEN,
         pages::message(

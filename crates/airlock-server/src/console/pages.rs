@@ -36,6 +36,8 @@ pub(super) fn layout(title: &str, session: Option<&ConsoleSession>, body: Markup
                                 @if crate::anomalies::Anomalies::readable_by(&session.who) {
                                     li { a href="/console/anomalies" aria-current=[current(title, "Anomalies")] { "Anomalies" } }
                                 }
+                                li { a href="/console/keys" aria-current=[current(title, "Keyring")] { "Keyring" } }
+                                li { a href="/console/access" aria-current=[current(title, "Access")] { "Access" } }
                             }
                         }
                         div class="who" {
