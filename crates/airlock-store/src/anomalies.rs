@@ -71,6 +71,17 @@ pub struct QuarantineRow {
     pub repository_path: Option<String>,
 }
 
+/// A quarantine in force: the digest it holds, since when, and the anomaly's quarantine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveQuarantine {
+    /// The quarantined manifest digest.
+    pub digest: String,
+    /// When it was quarantined (Unix ms).
+    pub created_at: i64,
+    /// The anomaly, why, and where.
+    pub quarantine: QuarantineRow,
+}
+
 /// Why resolving an anomaly failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -297,6 +308,29 @@ impl Metadata {
             reason: row.get("reason"),
             repository_path: row.get("repository_path"),
         }))
+    }
+
+    /// The newest `limit` quarantines in force (a resolved anomaly's are removed), newest
+    /// first: what the stages board shows at a glance.
+    pub async fn quarantines(&self, limit: u32) -> Result<Vec<ActiveQuarantine>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT digest, anomaly_id, reason, repository_path, created_at FROM artifact_quarantines
+             ORDER BY created_at DESC, digest, anomaly_id LIMIT $1",
+        )
+        .bind(limit as i64)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(|row| ActiveQuarantine {
+            digest: row.get("digest"),
+            created_at: row.get("created_at"),
+            quarantine: QuarantineRow {
+                anomaly_id: row.get("anomaly_id"),
+                reason: row.get("reason"),
+                repository_path: row.get("repository_path"),
+            },
+        })
+        .collect())
     }
 
     /// Whether `digest` is in the lineage of `repository_path`: one of `repositories` (that
@@ -649,6 +683,11 @@ mod tests {
             assert_eq!(quarantine.repository_path.as_deref(), Some("evil/x"));
             assert_eq!(held(&team_dev).await, None);
             assert_eq!(held(&team_prod).await, None);
+            // It is the one quarantine in force.
+            let active = meta.quarantines(10).await.unwrap();
+            assert_eq!(active.len(), 1, "{active:?}");
+            assert_eq!(active[0].digest, digest.to_string());
+            assert_eq!(active[0].quarantine, quarantine);
 
             // A quarantine raised before quarantines were scoped (no path) holds it everywhere.
             sqlx::query(

@@ -43,7 +43,7 @@ mod upgrade_tests;
 mod webhooks;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalBindingRow, PrincipalRow};
-pub use anomalies::{AnomalyRow, QuarantineRow, ResolveError, Tripwire};
+pub use anomalies::{ActiveQuarantine, AnomalyRow, QuarantineRow, ResolveError, Tripwire};
 pub use api_keys::{ApiKeyRow, ExpiringKey, NewApiKey, SentNotice};
 pub use audit::{AuditTableCounts, DifferingHash, StoredCheckpoint, StoredEntry};
 pub use audit_reader::{AuditLogReader, TransactionReader};
