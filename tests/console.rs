@@ -413,6 +413,26 @@ async fn approvers_decide_promotions_in_the_inbox_under_the_apis_rules() {
         "{inbox}"
     );
     assert!(inbox.contains("You requested this promotion"), "{inbox}");
+    // Each card says what the gate saw, from the decision's stored input and result.
+    assert!(inbox.contains("What the gate saw"), "{inbox}");
+    assert!(
+        inbox.contains("<dt>Requested by</dt><dd>rita (signed in with password)</dd>"),
+        "{inbox}"
+    );
+    assert!(inbox.contains("<dt>Gate</dt><dd>allowed"), "{inbox}");
+    assert!(inbox.contains("no verified signature"), "{inbox}");
+    assert!(inbox.contains("no verified scan"), "{inbox}");
+    // The board shows both waiting, at a glance, and nothing quarantined.
+    let (_, board, _) = get(&s, &rita_session.cookie, "/console").await;
+    assert!(
+        board.contains("Waiting for approval</span><span class=\"badge gated\">2</span>"),
+        "{board}"
+    );
+    assert!(board.contains("requested by rita"), "{board}");
+    assert!(
+        board.contains("No artifact you may read is quarantined."),
+        "{board}"
+    );
     let (status, refused, _) = post_form(
         &s,
         &rita_session.cookie,
@@ -424,10 +444,16 @@ async fn approvers_decide_promotions_in_the_inbox_under_the_apis_rules() {
     assert!(refused.contains("What to do"), "{refused}");
     assert!(refused.contains("rita"), "{refused}");
 
-    // Otto may not read team/app: nothing in his inbox, and approving is the unknown-id 404.
+    // Otto may not read team/app: nothing in his inbox or on his board, and approving is the
+    // unknown-id 404.
     let otto = sign_in(&s, "otto", PASSWORD).await;
     let (_, inbox, _) = get(&s, &otto.cookie, "/console/approvals").await;
     assert!(!inbox.contains(&ids[0]), "{inbox}");
+    let (_, board, _) = get(&s, &otto.cookie, "/console").await;
+    assert!(
+        board.contains("Nothing you may read waits for approval."),
+        "{board}"
+    );
     let (status, _, _) = post_form(
         &s,
         &otto.cookie,
@@ -1180,4 +1206,107 @@ async fn the_keyring_and_access_pages_show_what_each_may_read_and_access_admins_
     let decided = &entries["entries"][0]["entry"];
     assert_eq!(decided["actor"]["principal"], "admin", "{entries}");
     assert_eq!(decided["actor"]["auth_method"], "session", "{entries}");
+}
+
+#[tokio::test]
+async fn the_board_shows_each_channels_history_and_quarantines_at_a_glance() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = common::permissive_bundle(&dir.path().join("bundle"));
+    let bundle_env = ("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap());
+    let no_approvals = ("AIRLOCK_GATES__PROD__APPROVALS__COUNT", "0");
+    let mut s = TestServer::start_with_env(&[bundle_env, no_approvals]);
+    const PASSWORD: &str = "lamp-orbit-tall-river";
+    let rita = add_user(&s, "rita", PASSWORD, &[("promoter", "*")]).await;
+    let mut digests = Vec::new();
+    for (tag, layer) in [("1.0", b"first".as_slice()), ("2.0", b"second".as_slice())] {
+        let (_, digest) = s.push_image("dev/team/app", tag, &[layer]).await;
+        // Through staging to prod, moving prod's channel tag.
+        for (source, to) in [("dev/team/app", "staging"), ("staging/team/app", "prod")] {
+            let mut request = json!({"source": source, "reference": digest, "to": to});
+            if to == "prod" {
+                request["channel"] = json!("stable");
+            }
+            let (status, body) = post_json(&rita, &s.url("/api/v1/promotions"), request).await;
+            assert_eq!(status, 201, "{body}");
+            assert_eq!(body["promotion"]["state"], "promoted", "{body}");
+        }
+        digests.push(digest);
+    }
+    let admin = sign_in(&s, "admin", ADMIN_PASSWORD).await;
+    let (_, board, _) = get(&s, &admin.cookie, "/console").await;
+    let history = board
+        .split("<summary>History of stable</summary>")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the channel's history: {board}"));
+    let history = &history[..history.find("</details>").unwrap()];
+    // Newest first: the move to 2.0's digest, then the move to 1.0's, each linking its page.
+    let newest = history.find(&digests[1][..19]).expect("the newest move");
+    let oldest = history.find(&digests[0][..19]).expect("the first move");
+    assert!(newest < oldest, "{history}");
+    assert_eq!(history.matches("by rita at").count(), 2, "{history}");
+    assert!(
+        history.contains("href=\"/console/artifact?repository=prod%2Fteam%2Fapp"),
+        "{history}"
+    );
+    assert!(
+        board.contains("No artifact you may read is quarantined."),
+        "{board}"
+    );
+
+    // Restarted with a rule that quarantines what is promoted off hours: the next request
+    // quarantines the artifact, and the board shows it at a glance and beside the artifact.
+    s.stop();
+    let hour = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 3600)
+        % 24;
+    let hours = format!("{:02}:00-{:02}:00", (hour + 2) % 24, (hour + 3) % 24);
+    let s = TestServer::start_in(
+        &s.data_dir.clone(),
+        &[
+            bundle_env,
+            no_approvals,
+            ("AIRLOCK_ANOMALIES__OFF_HOURS_PROMOTION__ENABLED", "true"),
+            ("AIRLOCK_ANOMALIES__OFF_HOURS_PROMOTION__DAYS", "*"),
+            ("AIRLOCK_ANOMALIES__OFF_HOURS_PROMOTION__HOURS", &hours),
+            (
+                "AIRLOCK_ANOMALIES__OFF_HOURS_PROMOTION__ACTION",
+                "quarantine_artifact",
+            ),
+        ],
+    );
+    let (_, held) = s.push_image("dev/team/app", "3.0", &[b"third"]).await;
+    let (status, body) = post_json(
+        &common::client_as("rita", PASSWORD),
+        &s.url("/api/v1/promotions"),
+        json!({"source": "dev/team/app", "reference": held, "to": "staging"}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let admin = sign_in(&s, "admin", ADMIN_PASSWORD).await;
+    let (_, board, _) = get(&s, &admin.cookie, "/console").await;
+    let glance = board
+        .split("Quarantined</span>")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{board}"));
+    assert!(
+        glance.starts_with("<span class=\"badge frozen\">1</span>"),
+        "{glance}"
+    );
+    assert!(glance.contains(&held[..19]), "{glance}");
+    assert!(glance.contains(" in team/app"), "{glance}");
+    assert!(
+        board.contains(">quarantined</span>"),
+        "the artifact is marked on its repository's card: {board}"
+    );
+    // Someone who may not pull team/app does not see the quarantine.
+    add_user(&s, "otto", PASSWORD, &[("developer", "dev/other/*")]).await;
+    let otto = sign_in(&s, "otto", PASSWORD).await;
+    let (_, board, _) = get(&s, &otto.cookie, "/console").await;
+    assert!(
+        board.contains("No artifact you may read is quarantined."),
+        "{board}"
+    );
 }

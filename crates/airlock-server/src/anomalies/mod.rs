@@ -141,6 +141,14 @@ impl Anomalies {
         })
     }
 
+    /// The newest `limit` quarantines in force, newest first.
+    pub async fn quarantines(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<airlock_store::ActiveQuarantine>, StoreError> {
+        self.metadata.quarantines(limit).await
+    }
+
     /// Counts `signal` under its rule (if enabled) and takes the rule's action when it trips.
     /// Never fails the observing request: a storage failure is logged and counted.
     pub async fn observe(&self, signal: Signal) -> Option<AnomalyRow> {

@@ -34,6 +34,7 @@
 
 mod access;
 mod artifact;
+mod decision_summary;
 mod pages;
 
 use std::net::SocketAddr;
@@ -467,6 +468,10 @@ async fn board(
         Ok(page_request) => page_request,
         Err(err) => return board_refusal(&session, search, &stages, &err),
     };
+    let glance = match glance(&state, &session, peer, &stages).await {
+        Ok(glance) => glance,
+        Err(cause) => return failure(&session, &cause),
+    };
     match state
         .catalog
         .status_page(&caller, pattern, page_request)
@@ -474,7 +479,7 @@ async fn board(
     {
         Ok(found) => page(
             StatusCode::OK,
-            pages::board(&session, search, &stages, &found),
+            pages::board(&session, search, &stages, &found, &glance),
         ),
         // The whole board with nothing on it is not an error: the page says so.
         Err(CatalogError::NoMatch { .. }) if search.is_empty() => page(
@@ -488,10 +493,76 @@ async fn board(
                     repositories: Vec::new(),
                     next: None,
                 },
+                &glance,
             ),
         ),
         Err(err) => board_refusal(&session, search, &stages, &err),
     }
+}
+
+/// Quarantines the board reads at most.
+const GLANCE_QUARANTINES: u32 = 100;
+
+/// What the board shows at a glance: what waits for approval and what is quarantined, of what
+/// the person may read.
+#[derive(Default)]
+pub(crate) struct Glance {
+    /// Promotions pending approval the person may read, newest first.
+    pub pending: Vec<airlock_store::PromotionRow>,
+    /// Quarantines in force in repository paths the person may pull from (one without a path,
+    /// which holds a digest everywhere, for those who read anomalies).
+    pub quarantines: Vec<airlock_store::ActiveQuarantine>,
+}
+
+impl Glance {
+    /// The quarantine holding `digest` in repository path `path`, if any is shown.
+    pub fn quarantine(&self, path: &str, digest: &str) -> Option<&airlock_store::ActiveQuarantine> {
+        self.quarantines.iter().find(|q| {
+            q.digest == digest
+                && q.quarantine
+                    .repository_path
+                    .as_deref()
+                    .is_none_or(|held| held == path)
+        })
+    }
+}
+
+async fn glance(
+    state: &ConsoleState,
+    session: &ConsoleSession,
+    peer: SocketAddr,
+    stages: &airlock_api::catalog::StageList,
+) -> Result<Glance, String> {
+    use std::str::FromStr as _;
+    let pending = pending_readable(state, session, peer)
+        .await
+        .map_err(|err| err.to_string())?;
+    let reads_anomalies = crate::anomalies::Anomalies::readable_by(&session.who);
+    let quarantines = state
+        .anomalies
+        .quarantines(GLANCE_QUARANTINES)
+        .await
+        .map_err(|err| err.to_string())?
+        .into_iter()
+        .filter(|q| match &q.quarantine.repository_path {
+            Some(path) => stages.stages.iter().any(|stage| {
+                airlock_core::RepoName::from_str(&format!("{}/{path}", stage.name)).is_ok_and(
+                    |repo| {
+                        state.identity.registry_allows(
+                            &session.who,
+                            &repo,
+                            airlock_core::access::Action::Pull,
+                        )
+                    },
+                )
+            }),
+            None => reads_anomalies,
+        })
+        .collect();
+    Ok(Glance {
+        pending,
+        quarantines,
+    })
 }
 
 /// The board with what was wrong with the search (a malformed pattern, nothing found).
@@ -562,24 +633,27 @@ async fn approvals(
     Signed(session): Signed,
     Query(query): Query<InboxQuery>,
 ) -> Response {
-    let caller = crate::promotion::Caller::from(caller_of(&session, peer));
-    let pending = match state
-        .promotions
-        .list(Some("pending_approval"), None, None, INBOX_PAGE)
-        .await
-    {
+    let pending = match pending_readable(&state, &session, peer).await {
         Ok(rows) => rows,
         Err(err) => return refusal(&session, "Approvals", ApiError::from(err)),
     };
     let mut shown = Vec::new();
-    for row in pending
-        .into_iter()
-        .filter(|row| crate::promotion::routes::promotion_readable(&state.identity, &caller, row))
-    {
-        match state.promotions.show(&row.id).await {
-            Ok((row, approvals)) => shown.push((row, approvals)),
+    for row in pending {
+        let (row, approvals) = match state.promotions.show(&row.id).await {
+            Ok(found) => found,
             Err(err) => return refusal(&session, "Approvals", ApiError::from(err)),
-        }
+        };
+        let summary = match &row.last_decision {
+            Some(id) => match state.promotions.decision(id).await {
+                Ok(record) => Some(decision_summary::summarise(
+                    &serde_json::from_str(&record.input).unwrap_or_default(),
+                    &serde_json::from_str(&record.result).unwrap_or_default(),
+                )),
+                Err(err) => return refusal(&session, "Approvals", ApiError::from(err)),
+            },
+            None => None,
+        };
+        shown.push((row, approvals, summary));
     }
     let notice = match (query.done.as_deref(), &query.id, &query.state) {
         (Some(done @ ("approved" | "rejected")), Some(id), Some(now)) => Some(format!(
@@ -941,12 +1015,13 @@ async fn audit_consistency(
 /// How often an open inbox's event stream looks for a change.
 const INBOX_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The ids of the promotions pending approval that `session`'s principal may read.
-async fn pending_ids(
+/// The promotions pending approval that `session`'s principal may read, newest first (at most
+/// [`INBOX_PAGE`]).
+async fn pending_readable(
     state: &ConsoleState,
     session: &ConsoleSession,
     peer: SocketAddr,
-) -> Result<Vec<String>, crate::promotion::PromotionError> {
+) -> Result<Vec<airlock_store::PromotionRow>, crate::promotion::PromotionError> {
     let caller = crate::promotion::Caller::from(caller_of(session, peer));
     Ok(state
         .promotions
@@ -954,6 +1029,18 @@ async fn pending_ids(
         .await?
         .into_iter()
         .filter(|row| crate::promotion::routes::promotion_readable(&state.identity, &caller, row))
+        .collect())
+}
+
+/// The ids of the promotions pending approval that `session`'s principal may read.
+async fn pending_ids(
+    state: &ConsoleState,
+    session: &ConsoleSession,
+    peer: SocketAddr,
+) -> Result<Vec<String>, crate::promotion::PromotionError> {
+    Ok(pending_readable(state, session, peer)
+        .await?
+        .into_iter()
         .map(|row| row.id)
         .collect())
 }

@@ -84,7 +84,11 @@ pub(super) fn refusal(
 /// The approvals inbox: promotions pending approval, each with approve and reject forms.
 pub(super) fn approvals(
     session: &ConsoleSession,
-    pending: &[(PromotionRow, Vec<ApprovalRow>)],
+    pending: &[(
+        PromotionRow,
+        Vec<ApprovalRow>,
+        Option<super::decision_summary::DecisionSummary>,
+    )],
     notice: Option<&str>,
 ) -> Markup {
     layout(
@@ -101,14 +105,19 @@ pub(super) fn approvals(
             @if pending.is_empty() {
                 p class="muted" { "No promotion you may read is waiting for approval." }
             }
-            @for (row, approvals) in pending {
-                (pending_card(session, row, approvals))
+            @for (row, approvals, summary) in pending {
+                (pending_card(session, row, approvals, summary.as_ref()))
             }
         },
     )
 }
 
-fn pending_card(session: &ConsoleSession, row: &PromotionRow, approvals: &[ApprovalRow]) -> Markup {
+fn pending_card(
+    session: &ConsoleSession,
+    row: &PromotionRow,
+    approvals: &[ApprovalRow],
+    summary: Option<&super::decision_summary::DecisionSummary>,
+) -> Markup {
     let heading = format!(
         "{}: {} → {}",
         row.repository_path, row.source_stage, row.target_stage
@@ -135,6 +144,13 @@ fn pending_card(session: &ConsoleSession, row: &PromotionRow, approvals: &[Appro
                         @if i > 0 { ", " }
                         (approval.principal)
                     }
+                }
+            }
+            @if let Some(summary) = summary {
+                details open {
+                    summary { "What the gate saw" }
+                    (super::decision_summary::render(summary))
+                    p { a href=(artifact_href(&format!("{}/{}", row.source_stage, row.repository_path), &row.digest.to_string())) { "The artifact's page" } }
                 }
             }
             @if row.requested_by == session.who.principal.name {
@@ -355,8 +371,9 @@ pub(super) fn board(
     search: &str,
     stages: &StageList,
     found: &StatusPage,
+    glance: &super::Glance,
 ) -> Markup {
-    board_page(session, search, stages, found, None)
+    board_page(session, search, stages, found, glance, None)
 }
 
 /// The stages board with why the search found nothing to show.
@@ -367,7 +384,14 @@ pub(super) fn board_with_error(
     found: &StatusPage,
     error: &str,
 ) -> Markup {
-    board_page(session, search, stages, found, Some(error))
+    board_page(
+        session,
+        search,
+        stages,
+        found,
+        &super::Glance::default(),
+        Some(error),
+    )
 }
 
 fn board_page(
@@ -375,6 +399,7 @@ fn board_page(
     search: &str,
     stages: &StageList,
     found: &StatusPage,
+    glance: &super::Glance,
     error: Option<&str>,
 ) -> Markup {
     layout(
@@ -390,6 +415,7 @@ fn board_page(
                     }
                 }
             }
+            (at_a_glance(glance))
             form class="search" method="get" action="/console" role="search" {
                 label for="q" { "Repository" }
                 input type="search" id="q" name="q" value=(search) placeholder="team/app or team/*";
@@ -401,7 +427,7 @@ fn board_page(
                 p class="notice" role="status" { "No repository you may read holds artifacts yet." }
             }
             @for repository in &found.repositories {
-                (repository_card(repository))
+                (repository_card(repository, glance))
             }
             @if let Some(next) = &found.next {
                 nav class="pager" aria-label="Pages" {
@@ -439,7 +465,56 @@ fn stage_summary(stage: &StageInfo) -> Markup {
     }
 }
 
-fn repository_card(repository: &RepositoryStatus) -> Markup {
+/// Pending promotions shown by name on the board at most (the inbox has them all).
+const GLANCE_PENDING: usize = 5;
+
+/// What waits for approval and what is quarantined, of what the person may read.
+fn at_a_glance(glance: &super::Glance) -> Markup {
+    html! {
+        section class="card" aria-labelledby="glance" {
+            h2 id="glance" { "At a glance" }
+            div class="stages" {
+                div class="stage" {
+                    h3 { span { "Waiting for approval" } span class="badge gated" { (glance.pending.len()) } }
+                    @if glance.pending.is_empty() {
+                        p class="muted" { "Nothing you may read waits for approval." }
+                    } @else {
+                        ul {
+                            @for row in glance.pending.iter().take(GLANCE_PENDING) {
+                                li {
+                                    (row.repository_path) ": " (row.source_stage) " → " (row.target_stage) " "
+                                    span class="digest" title=(row.digest.to_string()) { (short(&row.digest.to_string())) }
+                                    br;
+                                    span class="muted" { "requested by " (row.requested_by) " · " (row.approvals_required) " approval" @if row.approvals_required != 1 { "s" } " needed" }
+                                }
+                            }
+                        }
+                        p { a href="/console/approvals" { "Open the approvals inbox" } }
+                    }
+                }
+                div class="stage" {
+                    h3 { span { "Quarantined" } span class=(if glance.quarantines.is_empty() { "badge push" } else { "badge frozen" }) { (glance.quarantines.len()) } }
+                    @if glance.quarantines.is_empty() {
+                        p class="muted" { "No artifact you may read is quarantined." }
+                    } @else {
+                        ul {
+                            @for held in &glance.quarantines {
+                                li {
+                                    span class="digest" title=(held.digest) { (short(&held.digest)) }
+                                    " in " (held.quarantine.repository_path.as_deref().unwrap_or("every repository"))
+                                    br;
+                                    span class="muted" { "anomaly " (held.quarantine.anomaly_id) " since " (millis(held.created_at)) ": " (held.quarantine.reason) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn repository_card(repository: &RepositoryStatus, glance: &super::Glance) -> Markup {
     html! {
         section class="card" aria-label=(repository.repository) {
             h2 { (repository.repository) }
@@ -458,7 +533,12 @@ fn repository_card(repository: &RepositoryStatus) -> Markup {
                         } @else {
                             ul {
                                 @for artifact in &stage.artifacts {
-                                    li { (artifact_line(&stage.repository, artifact)) }
+                                    li {
+                                        (artifact_line(&stage.repository, artifact))
+                                        @if let Some(held) = glance.quarantine(&repository.repository, &artifact.digest) {
+                                            " " span class="badge frozen" title=(held.quarantine.reason) { "quarantined" }
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -467,6 +547,22 @@ fn repository_card(repository: &RepositoryStatus) -> Markup {
                                 p class="muted" {
                                     "Channel " span class="tag" { (channel.channel) }
                                     " → " span class="digest" title=(latest.digest) { (short(&latest.digest)) }
+                                }
+                                details {
+                                    summary { "History of " (channel.channel) }
+                                    ol class="history" {
+                                        @for moved in &channel.moves {
+                                            li {
+                                                (moved.action) " → "
+                                                a class="digest" title=(moved.digest) href=(artifact_href(&stage.repository, &moved.digest)) { (short(&moved.digest)) }
+                                                br;
+                                                span class="muted" {
+                                                    "by " (moved.by) " at " (moved.at)
+                                                    @if let Some(promotion) = &moved.promotion { " (" (promotion) ")" }
+                                                }
+                                            }
+                                        }
+                                    }
                                 }
                             }
                         }
