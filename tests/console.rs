@@ -1310,3 +1310,53 @@ async fn the_board_shows_each_channels_history_and_quarantines_at_a_glance() {
         "{board}"
     );
 }
+
+#[tokio::test]
+async fn unknown_addresses_and_malformed_requests_get_console_pages() {
+    let s = TestServer::start();
+    let admin = sign_in(&s, "admin", ADMIN_PASSWORD).await;
+    let html = |headers: &HeaderMap| {
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    };
+    // An address the console does not have: a page, with the headers of every page.
+    for path in ["/console/nothing-here", "/console/assets/missing.js"] {
+        let response = browser().get(s.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        assert_secured(response.headers(), path);
+        assert!(html(response.headers()), "{path}");
+        let page = response.text().await.unwrap();
+        assert!(page.contains("No such page"), "{page}");
+    }
+    // A form sent as JSON: refused with a page that says so, and nothing changes.
+    let response = browser()
+        .post(s.url("/console/logout"))
+        .header("cookie", format!("airlock_session={}", admin.cookie))
+        .json(&json!({"csrf_token": admin.csrf}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    assert_secured(response.headers(), "a JSON form");
+    assert!(html(response.headers()));
+    let page = response.text().await.unwrap();
+    assert!(page.contains("was not sent as a form"), "{page}");
+    let (status, _, _) = get(&s, &admin.cookie, "/console").await;
+    assert_eq!(status, 200, "the session goes on");
+    // A method the address does not take: 405 with Allow, as a page.
+    let response = browser()
+        .get(s.url("/console/logout"))
+        .header("cookie", format!("airlock_session={}", admin.cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert!(html(response.headers()));
+    assert_eq!(response.headers()["allow"], "POST");
+    // A malformed query: a page naming what was wrong.
+    let (status, page, _) = get(&s, &admin.cookie, "/console/audit/consistency?from=x&to=1").await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("Not understood"), "{page}");
+}

@@ -127,6 +127,8 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/console/audit/export", get(audit_export))
         .route("/console/assets/console.css", get(stylesheet))
         .route("/console/assets/console.js", get(script))
+        .route("/console/{*rest}", axum::routing::any(unknown_page))
+        .layer(axum::middleware::from_fn(html_rejections))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -152,6 +154,69 @@ async fn security_headers(request: Request, next: Next) -> Response {
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     response
+}
+
+/// 404 for a console address that is no page.
+async fn unknown_page() -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        pages::notice(
+            "No such page",
+            "The console has no page at this address.",
+            None,
+        ),
+    )
+}
+
+/// The most of a rejection's text [`html_rejections`] reads.
+const REJECTION_TEXT_LIMIT: usize = 4096;
+
+/// Turns the extractors' plain-text rejections (a form of the wrong content type or missing a
+/// field, a malformed query) and bodiless answers such as `405` into a console page that says
+/// what was wrong: a person sees a page, not a line of text.
+async fn html_rejections(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !status.is_client_error() {
+        return response;
+    }
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if !(content_type.is_empty() || content_type.starts_with("text/plain")) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let detail = axum::body::to_bytes(body, REJECTION_TEXT_LIMIT)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let text = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "This address does not take that kind of request: use the console's links and forms."
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "The form was not sent as a form (application/x-www-form-urlencoded): send it from the console's page. Nothing was changed."
+        }
+        _ => {
+            "The request was malformed, so nothing was changed: go back, reload the page and try again."
+        }
+    };
+    let mut rendered = page(
+        status,
+        pages::notice(
+            "Not understood",
+            text,
+            Some(&detail).filter(|d| !d.is_empty()).map(String::as_str),
+        ),
+    );
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        rendered.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    rendered
 }
 
 async fn stylesheet() -> Response {

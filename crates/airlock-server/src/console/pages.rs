@@ -352,6 +352,21 @@ pub(super) fn login(csrf: &str, error: Option<&str>, notice: Option<&str>) -> Ma
     )
 }
 
+/// A page saying one thing to whoever asked, signed in or not (an unknown address, a malformed
+/// request).
+pub(super) fn notice(title: &str, text: &str, detail: Option<&str>) -> Markup {
+    layout(
+        title,
+        None,
+        html! {
+            h1 { (title) }
+            p class="alert" role="alert" { (text) }
+            @if let Some(detail) = detail { p class="muted" { (detail) } }
+            p { a href="/console" { "Go to the stages board" } }
+        },
+    )
+}
+
 /// A page saying one thing (a refusal, a failure).
 pub(super) fn message(session: &ConsoleSession, title: &str, text: &str) -> Markup {
     layout(
