@@ -112,6 +112,19 @@ pub(crate) async fn append(
     Ok(Some(next as u64))
 }
 
+/// Rows of `idx` and `entry` read newest first, as entries oldest first.
+fn oldest_first(rows: Vec<sqlx::any::AnyRow>) -> Vec<StoredEntry> {
+    let mut entries: Vec<StoredEntry> = rows
+        .into_iter()
+        .map(|row| StoredEntry {
+            index: row.get::<i64, _>("idx") as u64,
+            entry: row.get("entry"),
+        })
+        .collect();
+    entries.reverse();
+    entries
+}
+
 /// Entries per `INSERT` (five values each).
 const APPEND_CHUNK: usize = 200;
 
@@ -296,15 +309,7 @@ impl Metadata {
         .bind(limit as i64)
         .fetch_all(self.pool())
         .await?;
-        let mut entries: Vec<StoredEntry> = rows
-            .into_iter()
-            .map(|row| StoredEntry {
-                index: row.get::<i64, _>("idx") as u64,
-                entry: row.get("entry"),
-            })
-            .collect();
-        entries.reverse();
-        Ok(entries)
+        Ok(oldest_first(rows))
     }
 
     /// The newest `limit` entries whose subject names `digest` (an artifact's pushes, evidence
@@ -323,15 +328,7 @@ impl Metadata {
         .bind(limit as i64)
         .fetch_all(self.pool())
         .await?;
-        let mut entries: Vec<StoredEntry> = rows
-            .into_iter()
-            .map(|row| StoredEntry {
-                index: row.get::<i64, _>("idx") as u64,
-                entry: row.get("entry"),
-            })
-            .collect();
-        entries.reverse();
-        Ok(entries)
+        Ok(oldest_first(rows))
     }
 
     /// Stored Merkle hashes by stored-hash index, in the order asked; `None` where absent.
