@@ -4,33 +4,10 @@
 
 mod common;
 
+use common::console::{assert_secured, browser, cookie_value, get, set_cookie};
 use common::{ADMIN_PASSWORD, TestServer, add_user, post_json};
-use reqwest::header::{CONTENT_SECURITY_POLICY, HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::header::{HeaderMap, LOCATION};
 use serde_json::json;
-
-/// A client that follows no redirect and keeps no cookies: the test reads and sends them.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// The `Set-Cookie` header setting cookie `name`.
-fn set_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .map(str::to_string)
-}
-
-/// The value a `Set-Cookie` header gives its cookie.
-fn cookie_value(set_cookie: &str) -> String {
-    let pair = set_cookie.split(';').next().unwrap();
-    pair.split_once('=').unwrap().1.to_string()
-}
 
 /// The value of the hidden `csrf_token` field in a page.
 fn csrf_field(page: &str) -> String {
@@ -39,27 +16,6 @@ fn csrf_field(page: &str) -> String {
         .unwrap_or_else(|| panic!("no CSRF field in {page}"));
     let rest = &page[at + "name=\"csrf_token\" value=\"".len()..];
     rest[..rest.find('"').unwrap()].to_string()
-}
-
-/// Every console answer carries the same security headers.
-fn assert_secured(headers: &HeaderMap, what: &str) {
-    let csp = headers
-        .get(CONTENT_SECURITY_POLICY)
-        .unwrap_or_else(|| panic!("{what}: no Content-Security-Policy"))
-        .to_str()
-        .unwrap();
-    for directive in [
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "frame-ancestors 'none'",
-        "form-action 'self'",
-    ] {
-        assert!(csp.contains(directive), "{what}: {csp}");
-    }
-    assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
-    assert_eq!(headers["x-frame-options"], "DENY", "{what}");
-    assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
 }
 
 /// A signed-in browser: its session cookie and the session's CSRF token.
@@ -107,23 +63,7 @@ async fn sign_in(s: &TestServer, user: &str, password: &str) -> Signed {
     }
 }
 
-/// GETs a console page with a session cookie: (status, body, Location).
-async fn get(s: &TestServer, cookie: &str, path: &str) -> (u16, String, Option<String>) {
-    let response = browser()
-        .get(s.url(path))
-        .header("cookie", format!("airlock_session={cookie}"))
-        .send()
-        .await
-        .unwrap();
-    assert_secured(response.headers(), path);
-    let status = response.status().as_u16();
-    let location = response
-        .headers()
-        .get(LOCATION)
-        .map(|v| v.to_str().unwrap().to_string());
-    (status, response.text().await.unwrap(), location)
-}
-
+/// Signs out with the form, carrying `csrf`: (status, body).
 async fn sign_out(s: &TestServer, cookie: &str, csrf: &str) -> (u16, String) {
     let response = browser()
         .post(s.url("/console/logout"))

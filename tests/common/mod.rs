@@ -2,6 +2,8 @@
 //! ephemeral port with a temporary data directory, and offers a small OCI client on top of reqwest.
 #![allow(dead_code)]
 
+pub mod console;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
