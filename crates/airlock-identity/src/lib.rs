@@ -31,6 +31,7 @@ mod jwt;
 pub mod oidc;
 pub mod password;
 pub mod password_policy;
+pub mod sign_in_flow;
 
 pub use access_token::{
     AccessClaims, AccessEntry, RetiredTokenKey, TokenError, TokenKey, TokenKind, TokenPublicKey,
@@ -51,3 +52,4 @@ pub use password_policy::{
     GENERATE_ATTEMPTS, GenerationFailed, MAX_PASSWORD_BYTES, MinPasswordLength, PasswordPolicy,
     PasswordRejected, is_common_password,
 };
+pub use sign_in_flow::{SignInFlow, pkce_challenge};
