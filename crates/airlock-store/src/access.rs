@@ -437,6 +437,56 @@ impl Metadata {
         Ok(())
     }
 
+    /// Who created principal `name` (an access-admin's name, `bootstrap`, or the identity
+    /// provider that provisioned it, e.g. `oidc:https://idp.example`); `None` if there is none.
+    pub async fn principal_created_by(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT created_by FROM principals WHERE name = $1")
+                .bind(name)
+                .fetch_all(self.pool())
+                .await?
+                .into_iter()
+                .next(),
+        )
+    }
+
+    /// Replaces some of a principal's bindings granted by `granted_by` in one transaction:
+    /// removes those of `remove` (bumping its epoch if one was there) and adds `add` as standing
+    /// bindings, with `records`.
+    pub async fn replace_bindings(
+        &self,
+        principal_id: i64,
+        granted_by: &str,
+        remove: &[(String, String)],
+        add: &[(String, String)],
+        records: &[AuditRecord],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut removed = 0;
+        for (role, scope) in remove {
+            removed += sqlx::query(
+                "DELETE FROM role_bindings
+                 WHERE principal_id = $1 AND role = $2 AND scope = $3 AND granted_by = $4",
+            )
+            .bind(principal_id)
+            .bind(role)
+            .bind(scope)
+            .bind(granted_by)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        if removed > 0 {
+            bump_epoch(&mut tx, principal_id).await?;
+        }
+        for (role, scope) in add {
+            insert_binding(&mut tx, principal_id, role, scope, None, granted_by, None).await?;
+        }
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Removes every binding of `role` in `scope` from a principal and bumps its epoch. Returns
     /// how many were removed.
     pub async fn remove_binding(
