@@ -335,6 +335,9 @@ pub struct AccessConfig {
     pub exclusive_roles: Vec<[String; 2]>,
     /// Workload identity: OIDC issuers whose ID tokens are exchanged for builder tokens.
     pub oidc: Vec<OidcTrustConfig>,
+    /// Sign-in to the web console with an OpenID Connect provider (authorization code with
+    /// PKCE), people's groups mapped to roles; unset: the console signs in with passwords only.
+    pub console_oidc: Option<ConsoleOidcConfig>,
     /// The fewest characters a new password may have (8 to 1024; default 12). Passwords are also
     /// checked against a built-in list of common passwords and may not contain the user name.
     pub password_min_length: airlock_identity::MinPasswordLength,
@@ -811,10 +814,163 @@ impl Default for AccessConfig {
             trusted_proxies: airlock_core::TrustedProxies::default(),
             exclusive_roles: vec![["key-admin".to_string(), "approver".to_string()]],
             oidc: Vec::new(),
+            console_oidc: None,
             password_min_length: airlock_identity::MinPasswordLength::default(),
             initial_admin_password: None,
         }
     }
+}
+
+/// The OpenID Connect provider people sign in to the web console with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleOidcConfig {
+    /// The provider's issuer (`iss`), exactly.
+    pub issuer: String,
+    /// airlock's client id at the provider; ID tokens must name it in `aud`.
+    pub client_id: String,
+    /// A file holding the client secret, for a confidential client (sent as HTTP Basic,
+    /// `client_secret_basic`); unset: a public client, protected by PKCE alone.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The provider's authorization endpoint (`https://`), where browsers are sent to sign in.
+    pub authorization_endpoint: String,
+    /// The provider's token endpoint (`https://`), where airlock exchanges the code.
+    pub token_endpoint: String,
+    /// The provider's JWKS as a file (exactly one of `jwks_file` and `jwks_url`).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// The provider's JWKS URL (`https://`), fetched at start and refreshed.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// A PEM file with the only CA trusted for the token endpoint and `jwks_url`; unset: the
+    /// system's roots.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// With `jwks_url`: seconds between refreshes (at least 10).
+    #[serde(default = "OidcTrustConfig::default_jwks_refresh_secs")]
+    pub jwks_refresh_secs: u64,
+    /// Where the provider sends the browser back, exactly as registered there; unset:
+    /// `access.public_url` + `/console/oidc/callback`, else the address the browser used.
+    #[serde(default)]
+    pub redirect_url: Option<String>,
+    /// Scopes asked for (must include `openid`).
+    #[serde(default = "ConsoleOidcConfig::default_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID token claim that names the person (their principal's name).
+    #[serde(default = "ConsoleOidcConfig::default_username_claim")]
+    pub username_claim: String,
+    /// The ID token claim listing the person's groups (an array of strings).
+    #[serde(default = "ConsoleOidcConfig::default_groups_claim")]
+    pub groups_claim: String,
+    /// The sign-in button's words.
+    #[serde(default = "ConsoleOidcConfig::default_button_label")]
+    pub button_label: String,
+    /// Group to roles (`"role:scope"`, e.g. `"approver:prod"`): at each sign-in the person
+    /// holds exactly the roles their groups map to (roles an access-admin granted stay).
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl ConsoleOidcConfig {
+    fn default_scopes() -> Vec<String> {
+        ["openid", "profile", "email"].map(String::from).to_vec()
+    }
+
+    fn default_username_claim() -> String {
+        "preferred_username".into()
+    }
+
+    fn default_groups_claim() -> String {
+        "groups".into()
+    }
+
+    fn default_button_label() -> String {
+        "Sign in with single sign-on".into()
+    }
+
+    /// The JWKS source as a trust rule's, for [`crate::identity::jwks::JwksSource`].
+    pub fn jwks_rule(&self) -> OidcTrustConfig {
+        OidcTrustConfig {
+            name: "console".into(),
+            issuer: self.issuer.clone(),
+            audience: self.client_id.clone(),
+            jwks_file: self.jwks_file.clone(),
+            jwks_url: self.jwks_url.clone(),
+            ca_cert: self.ca_cert.clone(),
+            jwks_refresh_secs: self.jwks_refresh_secs,
+            claims: Default::default(),
+            repositories: Vec::new(),
+        }
+    }
+
+    /// The roles `groups` map to, as (role, scope), each once.
+    pub fn grants_for(
+        &self,
+        groups: &[String],
+    ) -> std::collections::BTreeSet<(airlock_core::access::Role, airlock_core::access::Scope)> {
+        groups
+            .iter()
+            .filter_map(|group| self.groups.get(group))
+            .flatten()
+            .filter_map(|grant| parse_role_scope(grant).ok())
+            .collect()
+    }
+
+    /// Checks the provider settings and every mapped grant.
+    fn validate(&self) -> Result<(), String> {
+        let https = |what: &str, url: &str| -> Result<(), String> {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| format!("access.console_oidc.{what} {url:?} is not a URL: {e}"))?;
+            if parsed.scheme() != "https" || parsed.host_str().is_none_or(str::is_empty) {
+                return Err(format!(
+                    "access.console_oidc.{what} {url:?} must be an https:// URL with a host"
+                ));
+            }
+            Ok(())
+        };
+        if self.issuer.trim().is_empty() || self.client_id.trim().is_empty() {
+            return Err("access.console_oidc: set issuer and client_id".into());
+        }
+        https("authorization_endpoint", &self.authorization_endpoint)?;
+        https("token_endpoint", &self.token_endpoint)?;
+        if let Some(url) = &self.redirect_url {
+            let parsed = reqwest::Url::parse(url).map_err(|e| {
+                format!("access.console_oidc.redirect_url {url:?} is not a URL: {e}")
+            })?;
+            if !parsed.path().ends_with("/console/oidc/callback") {
+                return Err(format!(
+                    "access.console_oidc.redirect_url {url:?} must end with /console/oidc/callback"
+                ));
+            }
+        }
+        if !self.scopes.iter().any(|scope| scope == "openid") {
+            return Err("access.console_oidc.scopes must include openid".into());
+        }
+        for (group, grants) in &self.groups {
+            for grant in grants {
+                parse_role_scope(grant).map_err(|e| {
+                    format!("access.console_oidc.groups.{group:?}: {grant:?}: {e} (write role:scope, e.g. \"approver:prod\")")
+                })?;
+            }
+        }
+        self.jwks_rule()
+            .validate()
+            .map_err(|e| e.replace("access.oidc rule console", "access.console_oidc"))
+    }
+}
+
+/// `"role:scope"` as a role and a scope.
+fn parse_role_scope(
+    text: &str,
+) -> Result<(airlock_core::access::Role, airlock_core::access::Scope), String> {
+    let (role, scope) = text
+        .split_once(':')
+        .ok_or_else(|| "not role:scope".to_string())?;
+    Ok((
+        role.parse().map_err(|e| format!("{e}"))?,
+        scope.parse().map_err(|e| format!("{e}"))?,
+    ))
 }
 
 /// One OIDC trust rule: which ID tokens are accepted and what they may push.
@@ -1115,6 +1271,9 @@ impl Config {
         self.anomalies.validate(&self.stages).map_err(invalid)?;
         for rule in &self.access.oidc {
             rule.validate().map_err(invalid)?;
+        }
+        if let Some(console) = &self.access.console_oidc {
+            console.validate().map_err(invalid)?;
         }
         let hooks = &self.webhooks;
         if hooks.max_attempts == 0

@@ -22,7 +22,9 @@
 //!   `POST /console/anomalies/{id}/resolve` for access-admins;
 //! - `GET /console/keys` (the keyring) and `GET /console/access` (access requests with their
 //!   grant and deny forms, principals and grants), see [`access`];
-//! - `GET|POST /console/login` signs in with a password; `POST /console/logout` signs out;
+//! - `GET|POST /console/login` signs in with a password, `GET /console/oidc/start|callback`
+//!   with the configured OpenID Connect provider ([`sign_in_oidc`]); `POST /console/logout`
+//!   signs out;
 //! - `GET /console/assets/*`: the stylesheet, built into the binary.
 //!
 //! Every page goes through the same services, and the same read rules, as the JSON API. A
@@ -36,6 +38,7 @@ mod access;
 mod artifact;
 mod decision_summary;
 mod pages;
+mod sign_in_oidc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -96,6 +99,8 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/console", get(board))
         .route("/console/login", get(login_form).post(login))
         .route("/console/logout", axum::routing::post(logout))
+        .route("/console/oidc/start", get(sign_in_oidc::start))
+        .route("/console/oidc/callback", get(sign_in_oidc::callback))
         .route("/console/artifact", get(artifact::artifact))
         .route("/console/approvals", get(approvals))
         .route("/console/approvals/events", get(approvals_events))
@@ -347,14 +352,17 @@ async fn login_form(
 }
 
 /// The sign-in page with a fresh CSRF token bound to a cookie of its own.
-fn login_page(
+pub(super) fn login_page(
     state: &ConsoleState,
     status: StatusCode,
     error: Option<&str>,
     notice: Option<&str>,
 ) -> Response {
     let csrf = airlock_identity::NewSession::generate().csrf_token;
-    let mut response = page(status, pages::login(&csrf, error, notice));
+    let mut response = page(
+        status,
+        pages::login(&csrf, state.identity.console_oidc_label(), error, notice),
+    );
     response.headers_mut().append(
         header::SET_COOKIE,
         state.cookie(LOGIN_CSRF_COOKIE, csrf, None),

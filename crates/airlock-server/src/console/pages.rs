@@ -326,7 +326,12 @@ pub(super) fn millis(at: i64) -> String {
 
 /// The sign-in page: `csrf` goes into the form; `error` says why the last attempt failed,
 /// `notice` why the page is shown.
-pub(super) fn login(csrf: &str, error: Option<&str>, notice: Option<&str>) -> Markup {
+pub(super) fn login(
+    csrf: &str,
+    single_sign_on: Option<&str>,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Markup {
     layout(
         "Sign in",
         None,
@@ -346,6 +351,10 @@ pub(super) fn login(csrf: &str, error: Option<&str>, notice: Option<&str>) -> Ma
                     label for="password" { "Password" }
                     input type="password" id="password" name="password" autocomplete="current-password" required;
                     button type="submit" { "Sign in" }
+                }
+                @if let Some(label) = single_sign_on {
+                    p class="or" { "or" }
+                    p { a class="button" href="/console/oidc/start" { (label) } }
                 }
             }
         },
@@ -644,7 +653,7 @@ mod tests {
             "sha256:0123456789ab"
         );
         assert_eq!(short("odd"), "odd");
-        let page = login("tok\"en", Some("<script>alert(1)</script>"), None).into_string();
+        let page = login("tok\"en", None, Some("<script>alert(1)</script>"), None).into_string();
         assert!(
             page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
             "{page}"

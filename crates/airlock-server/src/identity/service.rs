@@ -19,6 +19,7 @@ use crate::config::AccessConfig;
 mod accounts;
 mod api_keys;
 mod console;
+mod console_oidc;
 mod lists;
 mod secrets;
 mod tokens;
@@ -274,6 +275,8 @@ pub struct Identity {
     stages: Stages,
     exclusive: Vec<ExclusivePair>,
     oidc: Vec<(airlock_identity::TrustRule, super::jwks::JwksSource)>,
+    /// The provider people sign in to the console with, if configured.
+    console_oidc: Option<console_oidc::ConsoleOidc>,
     verified: Mutex<HashMap<[u8; 32], CachedCredential>>,
     /// When each API key's last use was last written (`api_keys::note_api_key_use`).
     key_uses: Mutex<HashMap<String, Instant>>,
@@ -403,12 +406,21 @@ impl Identity {
                 .map_err(|e| IdentityError::Config(format!("oidc rule {}: {e}", rule.name)))?;
             oidc.push((trust, jwks));
         }
+        let console_oidc = match &config.console_oidc {
+            Some(provider) => Some(
+                console_oidc::ConsoleOidc::load(provider)
+                    .await
+                    .map_err(IdentityError::Config)?,
+            ),
+            None => None,
+        };
         let identity = Self {
             metadata,
             token_keys,
             stages,
             exclusive,
             oidc,
+            console_oidc,
             verified: Mutex::new(HashMap::new()),
             key_uses: Mutex::new(HashMap::new()),
             anomalies,

@@ -55,6 +55,17 @@ impl Identity {
                 ));
             }
         };
+        self.open_console_session(who, credential, source).await
+    }
+
+    /// Opens a console session for `who`, signed in with `credential` (`password:<id>`, or
+    /// `oidc:<issuer>`), with its `session.started` audit entry, in one transaction.
+    pub(super) async fn open_console_session(
+        &self,
+        who: Authenticated,
+        credential: String,
+        source: Option<std::net::SocketAddr>,
+    ) -> Result<(NewSession, ConsoleSession), AuthError> {
         let session = NewSession::generate();
         let now = now_millis();
         let row = ConsoleSessionRow {
@@ -115,9 +126,12 @@ impl Identity {
                 barred(principal).is_none()
                     && principal.authz_epoch == row.authz_epoch
                     && !principal.password_must_change
-                    && self
-                        .credential_live(&row.credential_id, principal.id)
-                        .await?
+                    && if row.credential_id.starts_with("oidc:") {
+                        self.oidc_credential_live(&row.credential_id)
+                    } else {
+                        self.credential_live(&row.credential_id, principal.id)
+                            .await?
+                    }
             }
             None => false,
         };
