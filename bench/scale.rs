@@ -545,6 +545,8 @@ async fn measure(options: &Options, artifacts: usize) -> Result<Row> {
         ),
         ("console approvals", "/console/approvals".to_string()),
         ("console audit", "/console/audit".to_string()),
+        ("console keyring", "/console/keys".to_string()),
+        ("console access", "/console/access".to_string()),
     ] {
         listings.push((
             name,
