@@ -192,7 +192,7 @@ async fn a_release_goes_through_the_console_under_the_default_policy() {
     let (status, body) = post_json(
         &kim,
         &s.url("/api/v1/keys"),
-        json!({"name": "release-ci", "public_key": pem, "purposes": ["sign"], "scope": ["team/*"]}),
+        json!({"name": "release-ci", "public_key": pem, "purposes": ["sign", "attest:https://cyclonedx.org/bom"], "scope": ["team/*"]}),
     )
     .await;
     assert_eq!(status, 201, "{body}");

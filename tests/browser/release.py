@@ -7,8 +7,9 @@ staging). Arguments: the server's base URL, the users' password, the image's dig
 key (PEM), the directory for screenshots. Prints one line per scenario passed; any failure raises.
 
 Scenarios: rita sees the image skopeo pushed on the board; her promotion of the unsigned image is
-denied and its artifact page says what to do; once it is signed (by the independent cosign
-implementation, as a builder would), her promotion waits for approval; ann approves it in a
+denied and its artifact page says what to do; once it is signed and its SBOM attested (by the
+independent cosign implementation, as a builder would), the page shows both verified and her
+promotion waits for approval; ann approves it in a
 second browser context, and sees the signature verified and the artifact promoted in staging.
 """
 
@@ -17,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 
@@ -90,13 +92,31 @@ def main():
             capture_output=True, text=True, env={**os.environ, "COSIGN_PASSWORD": ""},
         )
         check(signed.returncode == 0, f"signing: {signed.stderr}")
+        # ... and attests its SBOM (CycloneDX, by the same implementation).
+        sbom = os.path.join(tempfile.mkdtemp(), "sbom.json")
+        with open(sbom, "w") as out:
+            json.dump({"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1, "components": [
+                {"type": "library", "name": "serde", "version": "1.0.200", "purl": "pkg:cargo/serde@1.0.200",
+                 "licenses": [{"expression": "MIT OR Apache-2.0"}]}]}, out)
+        attested = subprocess.run(
+            [sys.executable, "tests/interop/cosign_spec.py", "attest", "--registry", BASE,
+             "--user", "ci", "--password", PASSWORD, "--repo", "dev/team/app",
+             "--digest", DIGEST, "--key", KEY, "--predicate-type", "https://cyclonedx.org/bom",
+             "--predicate", sbom],
+            capture_output=True, text=True, env={**os.environ, "COSIGN_PASSWORD": ""},
+        )
+        check(attested.returncode == 0, f"attesting: {attested.stderr}")
         status, body = promote("rita")
         check(status == 201 and body["promotion"]["state"] == "pending_approval", f"the signed promotion: {status} {body}")
         promotion = body["promotion"]["id"]
         rita.goto(BASE + ARTIFACT)
         evidence = rita.locator("section[aria-labelledby=evidence]").inner_text()
-        check("verified" in evidence and "signature" in evidence, f"the evidence: {evidence}")
-        print("ok: once signed, the signature shows verified and the promotion waits for approval")
+        check(evidence.count("verified") >= 2 and "signature" in evidence and "attestation" in evidence,
+              f"the evidence: {evidence}")
+        says = rita.locator("section[aria-labelledby=says]").inner_text()
+        check("Licenses (cyclonedx 1.5 SBOM)" in says and "MIT OR Apache-2.0" in says, f"what it says: {says}")
+        rita.screenshot(path=os.path.join(SHOTS, "release-signed.png"), full_page=True)
+        print("ok: once signed and attested, the evidence shows verified with its licenses, and the promotion waits for approval")
 
         # 4. Ann approves it in her own browser context and sees it promoted.
         ann = browser.new_context().new_page()
