@@ -439,9 +439,9 @@ fn licenses(sbom: &Sbom, item: &EvidenceItem) -> Markup {
         h3 { "Licenses (" (sbom.format) " " (sbom.spec_version) " SBOM)" }
         (signed_by(item))
         p {
-            (sbom.components.len()) " components; "
+            (counted(sbom.components.len(), "component")) "; "
             @if sbom.licenses.is_empty() { "no license stated." } @else {
-                (sbom.licenses.len()) " distinct licenses:"
+                (counted(sbom.licenses.len(), "distinct license")) ":"
             }
         }
         @if !sbom.licenses.is_empty() {
@@ -504,6 +504,11 @@ fn scorecard(card: &Scorecard, item: &EvidenceItem) -> Markup {
         (signed_by(item))
         p { (card.repository.as_deref().unwrap_or("the source repository")) " scored " (card.date) }
     }
+}
+
+/// `n` and `noun`, in the plural unless `n` is 1.
+fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// The artifact's audit entries, for audit readers, with the checkpoint the page's script checks
