@@ -353,6 +353,9 @@ async fn approvers_decide_promotions_in_the_inbox_under_the_apis_rules() {
         "{inbox}"
     );
     assert!(inbox.contains("You requested this promotion"), "{inbox}");
+    // Both wait for someone else: she requested them.
+    assert!(inbox.contains("<h2>Waiting for you (0)</h2>"), "{inbox}");
+    assert!(inbox.contains("<h2>Waiting for others (2)</h2>"), "{inbox}");
     // Each card says what the gate saw, from the decision's stored input and result.
     assert!(inbox.contains("What the gate saw"), "{inbox}");
     assert!(
@@ -403,8 +406,12 @@ async fn approvers_decide_promotions_in_the_inbox_under_the_apis_rules() {
     .await;
     assert_eq!(status, 404);
 
-    // Ann: a form without her CSRF token changes nothing; with it, the approval promotes.
+    // Ann: both wait for her (an approver on staging who neither requested nor approved them).
     let ann = sign_in(&s, "ann", PASSWORD).await;
+    let (_, inbox, _) = get(&s, &ann.cookie, "/console/approvals").await;
+    assert!(inbox.contains("<h2>Waiting for you (2)</h2>"), "{inbox}");
+    assert!(!inbox.contains("Waiting for others"), "{inbox}");
+    // Ann: a form without her CSRF token changes nothing; with it, the approval promotes.
     let path = format!("/console/promotions/{}/approve", ids[0]);
     let (status, _, _) = post_form(
         &s,

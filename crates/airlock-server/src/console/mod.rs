@@ -710,6 +710,10 @@ async fn approvals(
         Ok(rows) => rows,
         Err(err) => return refusal(&session, "Approvals", ApiError::from(err)),
     };
+    let stages = match state.catalog.stages().await {
+        Ok(stages) => stages,
+        Err(err) => return failure(&session, &err.to_string()),
+    };
     let mut shown = Vec::new();
     for row in pending {
         let (row, approvals) = match state.promotions.show(&row.id).await {
@@ -726,7 +730,13 @@ async fn approvals(
             },
             None => None,
         };
-        shown.push((row, approvals, summary));
+        let waits_for = waits_for(&session, &stages, &row, &approvals);
+        shown.push(pages::Pending {
+            row,
+            approvals,
+            summary,
+            waits_for,
+        });
     }
     let notice = match (query.done.as_deref(), &query.id, &query.state) {
         (Some(done @ ("approved" | "rejected")), Some(id), Some(now)) => Some(format!(
@@ -739,6 +749,48 @@ async fn approvals(
         StatusCode::OK,
         pages::approvals(&session, &shown, notice.as_deref()),
     )
+}
+
+/// Whom a pending promotion waits for, as far as the person's roles tell: `None` when it waits
+/// for them (they hold the stage's approver role on its target, did not request it and have
+/// not approved it), else why it waits for someone else. The promotion service decides (it also
+/// refuses those who pushed or built the artifact); this only sorts the inbox.
+fn waits_for(
+    session: &ConsoleSession,
+    stages: &airlock_api::catalog::StageList,
+    row: &airlock_store::PromotionRow,
+    approvals: &[airlock_store::ApprovalRow],
+) -> Option<String> {
+    use std::str::FromStr as _;
+    let me = &session.who.principal.name;
+    if &row.requested_by == me {
+        return Some("you requested it; another approver decides it".into());
+    }
+    if approvals.iter().any(|a| &a.principal == me) {
+        return Some("you approved it; it waits for more approvals".into());
+    }
+    let role = stages
+        .stages
+        .iter()
+        .find(|stage| stage.name == row.target_stage.as_str())
+        .and_then(|stage| stage.gate.as_ref())
+        .and_then(|gate| airlock_core::access::Role::from_str(&gate.approver_role).ok());
+    let target =
+        airlock_core::RepoName::from_str(&format!("{}/{}", row.target_stage, row.repository_path));
+    let now = airlock_store::now_millis();
+    let holds =
+        match (role, &target) {
+            (Some(role), Ok(target)) => session.who.grants.iter().any(|grant| {
+                grant.role == role && grant.is_active(now) && grant.scope.covers(target)
+            }),
+            _ => false,
+        };
+    (!holds).then(|| {
+        format!(
+            "you do not hold the approver role on {}/{}",
+            row.target_stage, row.repository_path
+        )
+    })
 }
 
 /// The approve and reject forms.

@@ -81,16 +81,27 @@ pub(super) fn refusal(
     )
 }
 
-/// The approvals inbox: promotions pending approval, each with approve and reject forms.
+/// A promotion pending approval as the inbox shows it.
+pub(super) struct Pending {
+    /// The promotion.
+    pub row: PromotionRow,
+    /// Its approvals so far.
+    pub approvals: Vec<ApprovalRow>,
+    /// What the gate saw, if it was decided.
+    pub summary: Option<super::decision_summary::DecisionSummary>,
+    /// `None` if it waits for the person; else why it waits for someone else.
+    pub waits_for: Option<String>,
+}
+
+/// The approvals inbox: promotions pending approval, those waiting for the person first, each
+/// with approve and reject forms.
 pub(super) fn approvals(
     session: &ConsoleSession,
-    pending: &[(
-        PromotionRow,
-        Vec<ApprovalRow>,
-        Option<super::decision_summary::DecisionSummary>,
-    )],
+    pending: &[Pending],
     notice: Option<&str>,
 ) -> Markup {
+    let (mine, others): (Vec<&Pending>, Vec<&Pending>) =
+        pending.iter().partition(|p| p.waits_for.is_none());
     layout(
         "Approvals",
         Some(session),
@@ -104,20 +115,30 @@ pub(super) fn approvals(
             }
             @if pending.is_empty() {
                 p class="muted" { "No promotion you may read is waiting for approval." }
-            }
-            @for (row, approvals, summary) in pending {
-                (pending_card(session, row, approvals, summary.as_ref()))
+            } @else {
+                h2 { "Waiting for you (" (mine.len()) ")" }
+                @if mine.is_empty() {
+                    p class="muted" { "None: nothing you may approve is waiting." }
+                }
+                @for pending in &mine {
+                    (pending_card(session, pending))
+                }
+                @if !others.is_empty() {
+                    h2 { "Waiting for others (" (others.len()) ")" }
+                    p class="muted" { "Promotions you may read that another approver decides." }
+                    @for pending in &others {
+                        (pending_card(session, pending))
+                    }
+                }
             }
         },
     )
 }
 
-fn pending_card(
-    session: &ConsoleSession,
-    row: &PromotionRow,
-    approvals: &[ApprovalRow],
-    summary: Option<&super::decision_summary::DecisionSummary>,
-) -> Markup {
+fn pending_card(session: &ConsoleSession, pending: &Pending) -> Markup {
+    let row = &pending.row;
+    let approvals = &pending.approvals;
+    let summary = pending.summary.as_ref();
     let heading = format!(
         "{}: {} → {}",
         row.repository_path, row.source_stage, row.target_stage
@@ -126,7 +147,7 @@ fn pending_card(
     let reason_id = format!("reason-{}", row.id);
     html! {
         section class="card" aria-label=(heading) {
-            h2 { (heading) }
+            h3 { (heading) }
             p {
                 span class="digest" title=(row.digest.to_string()) { (short(&row.digest.to_string())) }
                 " "
@@ -155,6 +176,8 @@ fn pending_card(
             }
             @if row.requested_by == session.who.principal.name {
                 p class="muted" { "You requested this promotion: another approver decides it." }
+            } @else if let Some(why) = &pending.waits_for {
+                p class="muted" { "Not yours to approve: " (why) "." }
             }
             div class="decide" {
                 form method="post" action=(format!("/console/promotions/{}/approve", row.id)) {
