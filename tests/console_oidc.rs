@@ -788,3 +788,21 @@ async fn group_changes_apply_at_the_next_sign_in_and_local_accounts_are_not_take
     assert_eq!(whoami["name"], "carol", "{whoami}");
     assert_eq!(whoami["roles"], json!([]), "{whoami}");
 }
+
+#[tokio::test]
+async fn a_mapping_to_a_stage_that_does_not_exist_refuses_the_start() {
+    let idp = Idp::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = idp.config(dir.path());
+    let text = std::fs::read_to_string(&file).expect("the configuration");
+    std::fs::write(&file, text.replace("\"approver:prod\"", "\"approver:qa\""))
+        .expect("rewrite the configuration");
+    let data = dir.path().join("data");
+    let (code, output) =
+        common::serve_refused(&data, &["--config", file.to_str().expect("a UTF-8 path")]);
+    assert_ne!(code, 0, "{output}");
+    assert!(
+        output.contains("access.console_oidc.groups.\"release-managers\"") && output.contains("qa"),
+        "{output}"
+    );
+}

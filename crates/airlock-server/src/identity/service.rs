@@ -431,6 +431,16 @@ impl Identity {
             initial_password_file: data_dir.join(INITIAL_PASSWORD_FILE),
             config,
         };
+        // Every stage the single sign-on mapping names must exist, as for a grant by hand.
+        if let Some(provider) = &identity.config.console_oidc {
+            for group in provider.groups.keys() {
+                for (_, scope) in provider.grants_for(std::slice::from_ref(group)) {
+                    identity.check_scope_stage(&scope).map_err(|e| {
+                        IdentityError::Config(format!("access.console_oidc.groups.{group:?}: {e}"))
+                    })?;
+                }
+            }
+        }
         identity.bootstrap(data_dir, initial_password).await?;
         // Compute the dummy hash now, so the first refused login costs what every other does.
         let _ = tokio::task::spawn_blocking(secrets::dummy_password_hash).await;
