@@ -1170,13 +1170,32 @@ async fn pending_ids(
         .collect())
 }
 
+/// A short fingerprint of the pending promotions a page showed (their ids, in order), which the
+/// page hands its event stream so that a change between the page and the stream is not missed.
+pub(crate) fn pending_fingerprint(ids: &[String]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(ids.join("\n").as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// Query of the inbox's event stream.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct EventsQuery {
+    /// The [`pending_fingerprint`] of what the page showed; absent: what is pending when the
+    /// stream opens.
+    shown: Option<String>,
+}
+
 /// Server-sent events for an open approvals inbox: `changed` (with how many are waiting) when
-/// the promotions waiting for approval that the person may read change. The session is checked
-/// again at every look, so a revoked or expired session's stream ends.
+/// the promotions waiting for approval that the person may read differ from what the page
+/// showed (at once, if they changed before the stream opened), then at each later change. The
+/// session is checked again at every look, so a revoked or expired session's stream ends.
 async fn approvals_events(
     State(state): State<ConsoleState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    Query(query): Query<EventsQuery>,
 ) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let Some(cookie) = cookie_value(&headers, SESSION_COOKIE).map(str::to_string) else {
@@ -1185,26 +1204,34 @@ async fn approvals_events(
     let Ok(session) = state.identity.console_session(&cookie).await else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let first = match pending_ids(&state, &session, peer).await {
-        Ok(ids) => ids,
-        Err(err) => return ApiError::from(err).into_response(),
+    let shown = match query.shown {
+        Some(shown) => shown,
+        None => match pending_ids(&state, &session, peer).await {
+            Ok(ids) => pending_fingerprint(&ids),
+            Err(err) => return ApiError::from(err).into_response(),
+        },
     };
     let stream = futures::stream::unfold(
-        (state, cookie, first),
-        move |(state, cookie, last)| async move {
+        (state, cookie, shown, true),
+        move |(state, cookie, last, first_look)| async move {
+            let mut first_look = first_look;
             loop {
-                tokio::time::sleep(INBOX_POLL).await;
+                if !first_look {
+                    tokio::time::sleep(INBOX_POLL).await;
+                }
+                first_look = false;
                 let session = state.identity.console_session(&cookie).await.ok()?;
                 let Ok(now) = pending_ids(&state, &session, peer).await else {
                     continue;
                 };
-                if now != last {
+                let fingerprint = pending_fingerprint(&now);
+                if fingerprint != last {
                     let event = Event::default()
                         .event("changed")
                         .data(now.len().to_string());
                     return Some((
                         Ok::<_, std::convert::Infallible>(event),
-                        (state, cookie, now),
+                        (state, cookie, fingerprint, false),
                     ));
                 }
             }

@@ -110,7 +110,10 @@ pub(super) fn approvals(
             @if let Some(notice) = notice {
                 p class="notice" role="status" { (notice) }
             }
-            div id="inbox" data-events="/console/approvals/events" {
+            div id="inbox" data-events=(format!(
+                "/console/approvals/events?shown={}",
+                super::pending_fingerprint(&pending.iter().map(|p| p.row.id.clone()).collect::<Vec<_>>())
+            )) {
                 p id="live" class="notice" role="status" aria-live="polite" hidden {}
             }
             @if pending.is_empty() {
