@@ -13,7 +13,7 @@ use crate::error::{Error, truncated};
 pub const MAX_REPO_NAME_LEN: usize = 255;
 
 /// Checks one path component against `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-fn component_is_valid(component: &str) -> bool {
+pub(crate) fn component_is_valid(component: &str) -> bool {
     let bytes = component.as_bytes();
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let mut i = 0;
