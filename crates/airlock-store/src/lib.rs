@@ -17,6 +17,7 @@ mod backup;
 mod blobs;
 mod catalog;
 mod console_sessions;
+mod deploy;
 mod engine;
 mod error;
 mod evidence;
@@ -57,6 +58,7 @@ pub use blobs::{
 };
 pub use catalog::{ArtifactEntry, TagRow, TimeCursor};
 pub use console_sessions::{ConsoleSessionRow, TOUCH_INTERVAL_MILLIS};
+pub use deploy::DeployRecord;
 pub use engine::{Backend, DatabaseBusy, DatabaseLocation, POSTGRES_TIMEOUTS, redact_url};
 pub use error::{StoreError, UNSTORABLE_TEXT};
 pub use evidence::{

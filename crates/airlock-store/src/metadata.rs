@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 28] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 29] = [
         (
             1,
             "registry",
@@ -199,6 +199,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "audit subject digest",
             include_str!("../migrations/0028_audit_subject_digest.sql"),
             include_str!("../migrations/postgres/0028_audit_subject_digest.sql"),
+        ),
+        (
+            29,
+            "verify version",
+            include_str!("../migrations/0029_verify_version.sql"),
+            include_str!("../migrations/postgres/0029_verify_version.sql"),
         ),
     ];
     Migrator::with_migrations(

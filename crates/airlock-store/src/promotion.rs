@@ -1038,6 +1038,8 @@ mod promote;
 #[cfg(test)]
 mod closure_tests;
 #[cfg(test)]
+mod deploy_tests;
+#[cfg(test)]
 mod row_tests;
 #[cfg(test)]
 mod tests;
