@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use airlock_server::{Config, LogFormat};
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
-    access, anomalies, audit, backup, catalog, completion, context, evidence, gc, login,
+    access, anomalies, audit, backup, catalog, completion, context, deploy, evidence, gc, login,
     migrate_store, outcome, promotion, version, webhooks,
 };
 use tracing_subscriber::EnvFilter;
@@ -93,6 +93,8 @@ enum Command {
     Promotions(promotion::PromotionsCommand),
     /// Which digest is in which stage for a repository path, and by which promotion.
     Status(catalog::StatusArgs),
+    /// Verify that deployed image references were promoted into a stage and still stand.
+    Verify(deploy::VerifyArgs),
     /// Move a channel tag back to an earlier promoted digest.
     Rollback(promotion::RollbackArgs),
     /// Freeze a gated stage: promotions into it are refused (break-glass excepted).
@@ -236,6 +238,7 @@ fn main() -> ExitCode {
         Command::Approve(args) => run_client(promotion::approve(args)),
         Command::Promotions(command) => run_client(promotion::promotions(command)),
         Command::Status(args) => run_client(catalog::status(args)),
+        Command::Verify(args) => run_client(deploy::verify(args)),
         Command::Rollback(args) => run_client(promotion::rollback(args)),
         Command::Freeze(args) => run_client(promotion::freeze(args)),
         Command::Unfreeze(args) => run_client(promotion::unfreeze(args)),

@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod common;
 pub mod completion;
 pub mod context;
+pub mod deploy;
 pub mod evidence;
 pub mod gc;
 pub mod login;

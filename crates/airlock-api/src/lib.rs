@@ -9,6 +9,7 @@
 pub mod anomalies;
 pub mod audit;
 pub mod catalog;
+pub mod deploy;
 pub mod error;
 pub mod evidence;
 pub mod gc;

@@ -159,6 +159,8 @@ pub struct Services {
     pub draining: crate::readiness::Draining,
     /// Garbage collection.
     pub gc: Arc<crate::gc::Collector>,
+    /// Deploy-time verification and the admission webhook.
+    pub deploy: Arc<crate::deploy::DeployService>,
     /// Whether airlock serves TLS (the console's cookies are then `Secure`).
     pub serves_tls: bool,
 }
@@ -180,6 +182,7 @@ pub fn router(
         catalog,
         draining,
         gc,
+        deploy,
         serves_tls,
     } = services;
     let trusted_proxies = Arc::new(identity.trusted_proxies().clone());
@@ -260,6 +263,12 @@ pub fn router(
             collector: gc,
             identity: identity.clone(),
         }))
+        .merge(crate::deploy::routes::router(
+            crate::deploy::routes::DeployState {
+                deploy,
+                identity: identity.clone(),
+            },
+        ))
         .merge(crate::audit::routes::router(audit, identity.clone()))
         .merge(crate::identity::routes::router(identity))
         .merge(crate::openapi::router())
@@ -463,6 +472,12 @@ pub async fn serve(
                 registry.blobs().clone(),
                 &config.stages()?,
                 config.gc.clone(),
+            )),
+            deploy: Arc::new(crate::deploy::DeployService::new(
+                registry.metadata().clone(),
+                config.stages()?,
+                identity.clone(),
+                config.deploy.clone(),
             )),
             serves_tls: !plaintext,
         },

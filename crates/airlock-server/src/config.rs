@@ -82,6 +82,202 @@ pub struct Config {
     pub blob_store: Option<airlock_store::S3Location>,
     /// How the S3 bucket of `blob_store` is reached, and redirects of blob downloads to it.
     pub s3: S3Config,
+    /// Deploy-time verification, deploy tokens and the Kubernetes admission webhook.
+    pub deploy: DeployConfig,
+}
+
+/// Deploy-time verification (`POST /api/v1/verify`), deploy tokens and Kubernetes admission
+/// (docs/deploy.md, "Deploy-time verification"; docs/kubernetes.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeployConfig {
+    /// Accept tag references in gated stages, checked as the digest the tag names at that moment.
+    /// Off (the default): a tag in a gated stage is refused, naming the digest to pin.
+    pub allow_tags: bool,
+    /// The host names (with the port, if one is written) deployments pull from airlock by, e.g.
+    /// `airlock.example.com`. Set: a reference naming another host fails. Empty: hosts are not
+    /// compared for digests (a digest names the same bytes anywhere), and no tag is accepted
+    /// (airlock cannot tell a tag of another registry from its own). From the environment a
+    /// comma-separated list (`AIRLOCK_DEPLOY__REGISTRY_HOSTS=airlock.example.com,10.0.0.5:5000`).
+    pub registry_hosts: RegistryHosts,
+    /// Most references one verification may name (1 to 1000).
+    pub max_references: usize,
+    /// Answers the verification cache keeps (0 turns it off). An answer is kept under the
+    /// version of everything it read and never served once that moved.
+    pub cache_entries: usize,
+    /// The Kubernetes ValidatingAdmissionWebhook at `/admission/v1/validate`; off unless set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission: Option<AdmissionConfig>,
+}
+
+/// The host names airlock is pulled by: a list, or a comma-separated text from the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct RegistryHosts(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for RegistryHosts {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            List(Vec<String>),
+            Text(String),
+        }
+        let hosts = match Given::deserialize(deserializer)? {
+            Given::List(hosts) => hosts,
+            Given::Text(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .map(str::to_string)
+                .collect(),
+        };
+        for host in &hosts {
+            let valid = !host.is_empty()
+                && host.len() <= 255
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c));
+            if !valid {
+                return Err(serde::de::Error::custom(format!(
+                    "registry_hosts: {host:?} is not a host name with an optional port (e.g. \"airlock.example.com\" or \"10.0.0.5:5000\")"
+                )));
+            }
+        }
+        Ok(Self(hosts))
+    }
+}
+
+/// Most references a verification may name, whatever `max_references` says.
+pub const MAX_VERIFY_REFERENCES: usize = 1000;
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        Self {
+            allow_tags: false,
+            registry_hosts: RegistryHosts::default(),
+            max_references: 100,
+            cache_entries: 100_000,
+            admission: None,
+        }
+    }
+}
+
+/// The admission webhook: which namespaces deploy from which stage, and what a failed check does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// What a failed check does unless a namespace rule says otherwise: `enforce` denies the
+    /// request, `warn` admits it with a warning per image.
+    pub mode: AdmissionMode,
+    /// What a namespace no rule matches gets: `deny` (the default: fail closed) or `allow`.
+    pub unmatched: UnmatchedNamespace,
+    /// Namespace rules, first match wins.
+    pub namespaces: Vec<NamespaceRule>,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            mode: AdmissionMode::Enforce,
+            unmatched: UnmatchedNamespace::Deny,
+            namespaces: Vec::new(),
+        }
+    }
+}
+
+/// What a failed admission check does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdmissionMode {
+    /// Deny the request.
+    Enforce,
+    /// Admit it with warnings.
+    Warn,
+}
+
+/// What a namespace no rule matches gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnmatchedNamespace {
+    /// Denied, naming the missing rule.
+    Deny,
+    /// Admitted unchecked.
+    Allow,
+}
+
+/// Namespaces that deploy from one stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceRule {
+    /// Namespace names, each exact (`prod`) or a prefix pattern ending in `*` (`prod-*`).
+    pub namespace_selector: Vec<String>,
+    /// The stage their images must have been promoted into.
+    pub stage: String,
+    /// Overrides `[deploy.admission] mode` for these namespaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<AdmissionMode>,
+    /// Also require each image to be where its channel tag points now.
+    #[serde(default)]
+    pub current: bool,
+}
+
+impl NamespaceRule {
+    /// Whether `namespace` is one of this rule's.
+    pub fn matches(&self, namespace: &str) -> bool {
+        self.namespace_selector
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => namespace.starts_with(prefix),
+                None => namespace == pattern,
+            })
+    }
+}
+
+impl DeployConfig {
+    fn validate(&self, stages: &[StageConfig]) -> Result<(), String> {
+        if self.max_references == 0 || self.max_references > MAX_VERIFY_REFERENCES {
+            return Err(format!(
+                "deploy.max_references must be 1 to {MAX_VERIFY_REFERENCES}"
+            ));
+        }
+        let Some(admission) = &self.admission else {
+            return Ok(());
+        };
+        for rule in &admission.namespaces {
+            if !stages.iter().any(|s| s.name.as_str() == rule.stage) {
+                return Err(format!(
+                    "deploy.admission.namespaces: there is no stage {:?}; the stages are: {}",
+                    rule.stage,
+                    stages
+                        .iter()
+                        .map(|s| s.name.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if rule.namespace_selector.is_empty() {
+                return Err(format!(
+                    "deploy.admission.namespaces: the rule for stage {} selects no namespace; list names or prefixes such as \"prod-*\"",
+                    rule.stage
+                ));
+            }
+            for pattern in &rule.namespace_selector {
+                let name = pattern.strip_suffix('*').unwrap_or(pattern);
+                let valid = name.len() <= 63
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && (pattern.ends_with('*') || !name.is_empty());
+                if !valid {
+                    return Err(format!(
+                        "deploy.admission.namespaces: {pattern:?} is not a namespace name or a prefix ending in \"*\" (lowercase letters, digits and \"-\")"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The S3 bucket of `blob_store` (see `docs/storage.md`). Credentials are never configured here:
@@ -228,6 +424,7 @@ impl Default for Config {
             gc: GcConfig::default(),
             blob_store: None,
             s3: S3Config::default(),
+            deploy: DeployConfig::default(),
         }
     }
 }
@@ -1075,7 +1272,7 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 19] = [
+const ENV_SETTABLE: [&str; 20] = [
     "listen",
     "insecure_listen",
     "tls",
@@ -1095,6 +1292,7 @@ const ENV_SETTABLE: [&str; 19] = [
     "blob_store",
     "s3",
     "key_encryption_key_file",
+    "deploy",
 ];
 
 /// Serialises a database URL without its credentials (see [`airlock_store::redact_url`]).
@@ -1269,6 +1467,7 @@ impl Config {
             )));
         }
         self.anomalies.validate(&self.stages).map_err(invalid)?;
+        self.deploy.validate(&self.stages).map_err(invalid)?;
         for rule in &self.access.oidc {
             rule.validate().map_err(invalid)?;
         }

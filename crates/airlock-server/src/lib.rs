@@ -19,6 +19,7 @@ pub mod config;
 pub mod connections;
 pub mod console;
 pub mod data_dir;
+pub mod deploy;
 pub mod evidence;
 pub mod extract;
 pub mod gc;

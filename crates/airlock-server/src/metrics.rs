@@ -33,6 +33,12 @@ pub const EVIDENCE_REVERIFIED: &str = "airlock_evidence_reverified_total";
 pub const PROMOTIONS: &str = "airlock_promotions_total";
 /// Time to evaluate a gate, in seconds.
 pub const POLICY_EVALUATION: &str = "airlock_policy_evaluation_seconds";
+/// Time to answer a deploy-time verification (`/api/v1/verify`, admission), in seconds.
+pub const VERIFY_DURATION: &str = "airlock_verify_seconds";
+/// Deploy-time verification answers by reference, by whether the cache had them (`hit`, `miss`).
+pub const VERIFY_CACHE: &str = "airlock_verify_cache_total";
+/// Admission reviews answered, by outcome (`allow`, `deny`, `warn`, `error`).
+pub const ADMISSION_REVIEWS: &str = "airlock_admission_reviews_total";
 /// Anomalies raised, by rule and action.
 pub const ANOMALIES: &str = "airlock_anomalies_total";
 /// Anomalies resolved, by rule.
@@ -124,6 +130,18 @@ fn describe() {
     describe_histogram!(
         POLICY_EVALUATION,
         "Time to evaluate a promotion gate in seconds."
+    );
+    describe_histogram!(
+        VERIFY_DURATION,
+        "Time to answer a deploy-time verification (API or admission) in seconds."
+    );
+    describe_counter!(
+        VERIFY_CACHE,
+        "Deploy-time verification answers per reference, by cache result (hit, miss)."
+    );
+    describe_counter!(
+        ADMISSION_REVIEWS,
+        "Kubernetes admission reviews answered, by outcome (allow, deny, warn, error)."
     );
     describe_counter!(ANOMALIES, "Anomalies raised, by rule and action.");
     describe_counter!(ANOMALIES_RESOLVED, "Anomalies resolved, by rule.");
@@ -230,6 +248,7 @@ pub fn route_label(path: &str, matched: Option<&str>) -> &'static str {
         Some(p) if p.starts_with("/log/") => "log",
         Some(p) if p.starts_with("/api/v1/audit") => "api_audit",
         Some(p) if p.starts_with("/auth/") => "auth",
+        Some(p) if p.starts_with("/admission/") => "admission",
         Some(p) if p.starts_with("/api/v1/") => "api",
         _ => "other",
     }

@@ -147,6 +147,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         crate::catalog::routes::openapi(),
         crate::meta::routes::openapi(),
         crate::gc::routes::openapi(),
+        crate::deploy::routes::openapi(),
     ] {
         doc.merge(part);
     }

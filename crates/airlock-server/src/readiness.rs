@@ -169,11 +169,15 @@ pub async fn refuse_writes_when_storage_fails(
 ) -> Response {
     // Reads pass, so operators can still read the log and registry to diagnose. Logins
     // (`/auth/...`) pass this guard, but what they write (a rotated refresh token) is refused by
-    // storage itself, which answers 503 as this guard does.
+    // storage itself, which answers 503 as this guard does. Deploy-time verification is a read
+    // sent as a POST: refusing it would stop every deployment while the registry cannot write.
+    let path = request.uri().path();
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
-    ) || request.uri().path().starts_with("/auth/")
+    ) || path.starts_with("/auth/")
+        || path == "/api/v1/verify"
+        || path == "/admission/v1/validate"
     {
         return next.run(request).await;
     }

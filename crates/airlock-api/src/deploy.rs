@@ -1,0 +1,97 @@
+//! Deploy-time verification (`POST /api/v1/verify`): whether each image a deployment names was
+//! promoted into a stage, by which promotion, and whether that still holds now.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A request to verify image references against a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The stage the images are deployed from (`prod`).
+    pub stage: String,
+    /// Image references as a deployment names them: `airlock.example.com/prod/team/app@sha256:...`
+    /// (the host is compared with the server's `registry_hosts` when those are set),
+    /// `airlock.example.com/team/app@sha256:...` (the stage is the request's), or a tag where
+    /// the server allows tags.
+    pub references: Vec<String>,
+    /// Also require each digest to be where its promotion's channel tag points now (not rolled
+    /// back from, not superseded).
+    #[serde(default)]
+    pub current: bool,
+}
+
+/// The answer: one result per reference, in the request's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerifyAnswer {
+    /// The stage verified against.
+    pub stage: String,
+    /// Whether every reference passed.
+    pub verified: bool,
+    /// One result per reference.
+    pub results: Vec<VerifyResult>,
+}
+
+/// What airlock's records say about one reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerifyResult {
+    /// The reference as given.
+    pub reference: String,
+    /// Whether it passed every check.
+    pub verified: bool,
+    /// The repository it was checked in (`prod/team/app`), once the reference parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// The digest checked (the tag's, for a tag reference the server allows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The promotion that brought it into the stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<VerifiedPromotion>,
+    /// The signed promotion attestation, as a reference a deploy-time tool can fetch and verify
+    /// with airlock's attestation key (`cosign verify-attestation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<String>,
+    /// Why it did not pass; empty when it did.
+    #[serde(default)]
+    pub failures: Vec<VerifyFailure>,
+}
+
+/// The promotion a verified digest came in by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerifiedPromotion {
+    /// `prm_<hex>`.
+    pub id: String,
+    /// The decision record that allowed it (`airlock decisions show`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// The stage it came from.
+    pub from: String,
+    /// Who asked for it.
+    pub requested_by: String,
+    /// Who approved it, oldest first.
+    pub approvals: Vec<String>,
+    /// When it was decided (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_at: Option<String>,
+    /// The break-glass reason, for an emergency promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<String>,
+    /// Set when the digest is a manifest of an index that was promoted (a platform's image):
+    /// the index's digest, which the promotion names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via_index: Option<String>,
+}
+
+/// One reason a reference did not pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerifyFailure {
+    /// A stable code: `REFERENCE_INVALID`, `REGISTRY_UNKNOWN`, `STAGE_MISMATCH`, `DENIED`,
+    /// `TAG_REFUSED`, `TAG_UNKNOWN`, `NOT_PROMOTED`, `NOT_IN_STAGE`, `EVIDENCE_REVOKED`,
+    /// `QUARANTINED`, `NOT_CURRENT`.
+    pub code: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub remediation: String,
+}

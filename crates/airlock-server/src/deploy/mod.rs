@@ -1,0 +1,629 @@
+//! Deploy-time verification: is what a deployment names exactly what was promoted?
+//!
+//! `DeployService::verify` answers, for each image reference, from airlock's own records: the
+//! promotion that brought the digest into the stage (or brought an index holding it), the flags a
+//! compromised key left on it, its quarantine, and, when asked, whether its channel tag still
+//! points at it. Answers are cached under the store's `verify_version` (see `cache.rs`), so a
+//! verification costs one read when nothing changed and is never stale when something did.
+//! The route is `POST /api/v1/verify` (`routes.rs`).
+
+mod cache;
+pub mod routes;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use airlock_api::deploy as api;
+use airlock_core::audit::rfc3339_millis;
+use airlock_core::image_ref::ImageRef;
+use airlock_core::{Action, Digest, RepoName, StageConfig, StageMode, Stages};
+use airlock_store::{DeployRecord, Metadata, PromotionRow, StoreError};
+
+use crate::caller::Caller;
+use crate::config::DeployConfig;
+use crate::identity::{Authenticated, Identity};
+use cache::{CacheKey, VerifyCache};
+
+/// Errors of a verification request as a whole (each reference's own problems are failures in
+/// its result, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// A stage that is not configured.
+    #[error("there is no stage {stage:?}; the stages are: {}", configured.join(", "))]
+    UnknownStage {
+        /// The stage asked for.
+        stage: String,
+        /// The configured stages.
+        configured: Vec<String>,
+    },
+    /// A request naming no reference.
+    #[error("the request names no image reference")]
+    NoReferences,
+    /// More references than one request may name.
+    #[error("the request names {count} image references; at most {max} are checked at once")]
+    TooManyReferences {
+        /// How many it named.
+        count: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The deploy-time verification service.
+pub struct DeployService {
+    metadata: Metadata,
+    stages: Stages,
+    identity: Arc<Identity>,
+    config: DeployConfig,
+    cache: VerifyCache,
+}
+
+/// Who a verification reads for: a caller (filtered by their pull rights) or airlock itself.
+#[derive(Clone, Copy)]
+pub enum Reader<'a> {
+    /// A caller of the API.
+    Caller(&'a Caller),
+    /// airlock on its own behalf.
+    Airlock,
+}
+
+impl DeployService {
+    /// The service over `metadata` and the configured stages.
+    pub fn new(
+        metadata: Metadata,
+        stages: Stages,
+        identity: Arc<Identity>,
+        config: DeployConfig,
+    ) -> Self {
+        let cache = VerifyCache::new(config.cache_entries);
+        Self {
+            metadata,
+            stages,
+            identity,
+            config,
+            cache,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &DeployConfig {
+        &self.config
+    }
+
+    fn stage(&self, name: &str) -> Result<&StageConfig, DeployError> {
+        self.stages
+            .all()
+            .iter()
+            .find(|s| s.name.as_str() == name)
+            .ok_or_else(|| DeployError::UnknownStage {
+                stage: name.to_string(),
+                configured: self.stage_names(),
+            })
+    }
+
+    fn stage_names(&self) -> Vec<String> {
+        self.stages
+            .all()
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect()
+    }
+
+    /// Verifies `request.references` against `request.stage` for `reader`.
+    pub async fn verify(
+        &self,
+        reader: Reader<'_>,
+        request: &api::VerifyRequest,
+    ) -> Result<api::VerifyAnswer, DeployError> {
+        let started = Instant::now();
+        let stage = self.stage(&request.stage)?;
+        if request.references.is_empty() {
+            return Err(DeployError::NoReferences);
+        }
+        if request.references.len() > self.config.max_references {
+            return Err(DeployError::TooManyReferences {
+                count: request.references.len(),
+                max: self.config.max_references,
+            });
+        }
+        // Read before any record: an answer is kept under a version no newer than its state.
+        let version = self.metadata.verify_version().await?;
+        let who = match reader {
+            Reader::Caller(caller) => caller.who.as_ref(),
+            Reader::Airlock => None,
+        };
+        let mut results = Vec::with_capacity(request.references.len());
+        for reference in &request.references {
+            let mut result = self
+                .verify_one(who, stage, reference, request.current, version)
+                .await?;
+            result.reference = reference.clone();
+            results.push(result);
+        }
+        metrics::histogram!(crate::metrics::VERIFY_DURATION)
+            .record(started.elapsed().as_secs_f64());
+        Ok(api::VerifyAnswer {
+            stage: stage.name.to_string(),
+            verified: results.iter().all(|r| r.verified),
+            results,
+        })
+    }
+
+    async fn verify_one(
+        &self,
+        who: Option<&Authenticated>,
+        stage: &StageConfig,
+        reference: &str,
+        current: bool,
+        version: i64,
+    ) -> Result<api::VerifyResult, DeployError> {
+        let target = match self.target(stage, reference) {
+            Ok(target) => target,
+            Err(failure) => return Ok(failed(None, None, failure)),
+        };
+        let Target { repo, image } = target;
+        let repository = Some(repo.to_string());
+        if let Some(who) = who
+            && !self.identity.grants_allow(who, &repo, Action::Pull)
+        {
+            return Ok(failed(
+                repository,
+                None,
+                failure(
+                    "DENIED",
+                    format!(
+                        "you may not pull from {repo}, so airlock does not tell you what it holds"
+                    ),
+                    format!(
+                        "verify with a principal that may pull from {repo} (the deployer role on stage {})",
+                        stage.name
+                    ),
+                ),
+            ));
+        }
+        let digest = match image.digest() {
+            Some(digest) => digest.clone(),
+            None => match self.digest_of_tag(stage, &repo, &image).await? {
+                Ok(digest) => digest,
+                Err(failure) => return Ok(failed(repository, None, failure)),
+            },
+        };
+        let key = CacheKey {
+            repository: repo.to_string(),
+            digest: digest.to_string(),
+            current,
+        };
+        if let Some(answer) = self.cache.get(version, &key) {
+            metrics::counter!(crate::metrics::VERIFY_CACHE, "result" => "hit").increment(1);
+            return Ok(answer);
+        }
+        metrics::counter!(crate::metrics::VERIFY_CACHE, "result" => "miss").increment(1);
+        let record = self.metadata.deploy_record(&repo, &digest).await?;
+        let answer = judge(stage, &repo, &digest, &record, current);
+        self.cache.put(version, key, answer.clone());
+        Ok(answer)
+    }
+
+    /// The repository and image a reference names in `stage`: a leading stage segment must be
+    /// `stage` itself; without one the whole path is taken in `stage`.
+    fn target(&self, stage: &StageConfig, reference: &str) -> Result<Target, api::VerifyFailure> {
+        let image = ImageRef::from_str(reference).map_err(|err| {
+            failure(
+                "REFERENCE_INVALID",
+                format!("{reference:?} is not an image reference: {err}"),
+                "write it as HOST/STAGE/PATH@sha256:<digest>, e.g. airlock.example.com/prod/team/app@sha256:...",
+            )
+        })?;
+        let hosts = &self.config.registry_hosts.0;
+        if !hosts.is_empty() && !image.host().is_some_and(|h| hosts.iter().any(|k| k == h)) {
+            return Err(failure(
+                "REGISTRY_UNKNOWN",
+                format!(
+                    "{reference} is pulled from {}, not from airlock ({})",
+                    image
+                        .host()
+                        .unwrap_or("the container runtime's default registry"),
+                    hosts.join(", ")
+                ),
+                format!(
+                    "pull it from airlock: {}/{}",
+                    hosts[0],
+                    image_path_and_reference(&image)
+                ),
+            ));
+        }
+        let path = image.path();
+        let (named_stage, rest) = match path.split_once('/') {
+            Some((first, rest)) if self.stages.all().iter().any(|s| s.name.as_str() == first) => {
+                (Some(first), rest)
+            }
+            _ => (None, path),
+        };
+        if let Some(named) = named_stage
+            && named != stage.name.as_str()
+        {
+            return Err(failure(
+                "STAGE_MISMATCH",
+                format!(
+                    "{reference} is pulled from stage {named}, not from {}",
+                    stage.name
+                ),
+                format!(
+                    "pull it from the stage it was promoted into: {}",
+                    in_stage(&image, stage, rest)
+                ),
+            ));
+        }
+        let repo = RepoName::from_str(&format!("{}/{rest}", stage.name)).map_err(|err| {
+            failure(
+                "REFERENCE_INVALID",
+                format!(
+                    "{reference:?} names no repository of stage {}: {err}",
+                    stage.name
+                ),
+                "write the repository path as lowercase segments separated by `/`, e.g. team/app",
+            )
+        })?;
+        Ok(Target { repo, image })
+    }
+
+    /// The digest a tag reference stands for, where tags are accepted.
+    async fn digest_of_tag(
+        &self,
+        stage: &StageConfig,
+        repo: &RepoName,
+        image: &ImageRef,
+    ) -> Result<Result<Digest, api::VerifyFailure>, DeployError> {
+        let Some(tag) = image.tag() else {
+            return Ok(Err(failure(
+                "TAG_REFUSED",
+                format!("{image} names neither a tag nor a digest"),
+                "name the digest the deployment must run: NAME@sha256:<digest>",
+            )));
+        };
+        let hosts = &self.config.registry_hosts.0;
+        if !image.host().is_some_and(|h| hosts.iter().any(|k| k == h)) {
+            return Ok(Err(failure(
+                "TAG_REFUSED",
+                format!(
+                    "{image} names a tag of {}, which airlock cannot tell is airlock: a tag names nothing outside its registry",
+                    image
+                        .host()
+                        .unwrap_or("the container runtime's default registry")
+                ),
+                "name the digest (NAME@sha256:<digest>), or list the host names airlock is pulled by in [deploy] registry_hosts",
+            )));
+        }
+        let resolved = self.metadata.resolve_tag(repo, tag).await?;
+        if stage.mode == StageMode::Gated && !self.config.allow_tags {
+            let pin = match &resolved {
+                Some(digest) => format!(
+                    "pin the digest the tag names now: {}@{digest}",
+                    image_name(image)
+                ),
+                None => "name the digest the deployment must run: NAME@sha256:<digest>".to_string(),
+            };
+            return Ok(Err(failure(
+                "TAG_REFUSED",
+                format!(
+                    "{image} names a tag, and stage {} verifies digests only: a tag can move after the check",
+                    stage.name
+                ),
+                pin,
+            )));
+        }
+        Ok(resolved.ok_or_else(|| {
+            failure(
+                "TAG_UNKNOWN",
+                format!("{repo} has no tag {tag}"),
+                format!("check the tag with `airlock tags {repo}`, or name a digest"),
+            )
+        }))
+    }
+}
+
+/// A parsed reference and the repository it names in the stage checked.
+struct Target {
+    repo: RepoName,
+    image: ImageRef,
+}
+
+/// The answer for `digest` in `repo` from its records: every check that failed, or none.
+fn judge(
+    stage: &StageConfig,
+    repo: &RepoName,
+    digest: &Digest,
+    record: &DeployRecord,
+    current: bool,
+) -> api::VerifyResult {
+    let mut failures = Vec::new();
+    let promotion = record.promotion.as_ref().or(record.via_index.as_ref());
+    match (stage.mode, promotion) {
+        (StageMode::Gated, None) => failures.push(failure(
+            "NOT_PROMOTED",
+            format!("{digest} was never promoted into {repo}"),
+            format!(
+                "promote it through stage {}'s gate: airlock promote {}@{digest} --to {}",
+                stage.name,
+                repo.path(),
+                stage.name
+            ),
+        )),
+        (StageMode::Push, _) if !record.in_repository => failures.push(failure(
+            "NOT_IN_STAGE",
+            format!("{repo} does not hold {digest}"),
+            format!("push it to {repo} first, or deploy a digest it holds"),
+        )),
+        _ => {}
+    }
+    if promotion.is_some() && !record.in_repository {
+        failures.push(failure(
+            "NOT_IN_STAGE",
+            format!("{digest} was promoted into {repo} but is no longer there"),
+            format!("promote it again, or deploy a digest {repo} holds"),
+        ));
+    }
+    for flag in &record.flags {
+        failures.push(failure(
+            "EVIDENCE_REVOKED",
+            format!("the evidence {digest} was promoted on was voided: {}", flag.reason),
+            "sign and attest it again with a trusted key and promote it again, or roll the channel back to a digest whose evidence stands",
+        ));
+    }
+    if let Some(quarantine) = &record.quarantine {
+        failures.push(failure(
+            "QUARANTINED",
+            format!(
+                "{digest} is quarantined by anomaly {}: {}",
+                quarantine.anomaly_id, quarantine.reason
+            ),
+            format!(
+                "an auditor investigates and resolves it: airlock anomalies resolve {}",
+                quarantine.anomaly_id
+            ),
+        ));
+    }
+    if current
+        && let Some(promotion) = promotion
+        && let Some(channel) = &promotion.channel
+        && record.channel_digest.as_deref() != Some(digest.to_string().as_str())
+    {
+        failures.push(failure(
+            "NOT_CURRENT",
+            match &record.channel_digest {
+                Some(now) => format!(
+                    "channel {channel} of {repo} points at {now}, not {digest}: rolled back from or superseded"
+                ),
+                None => format!("channel {channel} of {repo} no longer exists"),
+            },
+            match &record.channel_digest {
+                Some(now) => format!("deploy {repo}@{now}, the channel's digest"),
+                None => format!("promote a digest into {repo} with --channel {channel}"),
+            },
+        ));
+    }
+    api::VerifyResult {
+        reference: String::new(),
+        verified: failures.is_empty(),
+        repository: Some(repo.to_string()),
+        digest: Some(digest.to_string()),
+        promotion: promotion.map(|p| verified_promotion(p, record, digest)),
+        attestation: promotion
+            .and_then(|p| p.attestation.as_ref())
+            .map(|att| format!("{repo}@{att}")),
+        failures,
+    }
+}
+
+fn verified_promotion(
+    promotion: &PromotionRow,
+    record: &DeployRecord,
+    digest: &Digest,
+) -> api::VerifiedPromotion {
+    api::VerifiedPromotion {
+        id: promotion.id.clone(),
+        decision: promotion.last_decision.clone(),
+        from: promotion.source_stage.to_string(),
+        requested_by: promotion.requested_by.clone(),
+        approvals: record
+            .approvals
+            .iter()
+            .map(|a| a.principal.clone())
+            .collect(),
+        promoted_at: promotion.decided_at.map(rfc3339_millis),
+        break_glass: promotion.break_glass.clone(),
+        via_index: (promotion.digest != *digest).then(|| promotion.digest.to_string()),
+    }
+}
+
+fn failure(
+    code: &str,
+    message: impl Into<String>,
+    remediation: impl Into<String>,
+) -> api::VerifyFailure {
+    api::VerifyFailure {
+        code: code.to_string(),
+        message: message.into(),
+        remediation: remediation.into(),
+    }
+}
+
+fn failed(
+    repository: Option<String>,
+    digest: Option<String>,
+    failure: api::VerifyFailure,
+) -> api::VerifyResult {
+    api::VerifyResult {
+        reference: String::new(),
+        verified: false,
+        repository,
+        digest,
+        promotion: None,
+        attestation: None,
+        failures: vec![failure],
+    }
+}
+
+/// `image` without its host: `PATH[:TAG][@DIGEST]`.
+fn image_path_and_reference(image: &ImageRef) -> String {
+    let mut name = image.path().to_string();
+    if let Some(tag) = image.tag() {
+        name.push(':');
+        name.push_str(tag.as_str());
+    }
+    if let Some(digest) = image.digest() {
+        name.push('@');
+        name.push_str(&digest.to_string());
+    }
+    name
+}
+
+/// `image` without its tag and digest: `HOST/PATH`.
+fn image_name(image: &ImageRef) -> String {
+    match image.host() {
+        Some(host) => format!("{host}/{}", image.path()),
+        None => image.path().to_string(),
+    }
+}
+
+/// `image` pulled from `stage` instead: `HOST/STAGE/REST[:TAG][@DIGEST]`.
+fn in_stage(image: &ImageRef, stage: &StageConfig, rest: &str) -> String {
+    let suffix = image_path_and_reference(image);
+    let suffix = &suffix[image.path().len()..];
+    match image.host() {
+        Some(host) => format!("{host}/{}/{rest}{suffix}", stage.name),
+        None => format!("{}/{rest}{suffix}", stage.name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_store::{ArtifactFlag, QuarantineRow};
+
+    fn stages() -> Vec<StageConfig> {
+        Stages::default_pipeline()
+    }
+
+    fn promoted(digest: &Digest, channel: Option<&str>) -> PromotionRow {
+        PromotionRow {
+            id: "prm_1".into(),
+            repository_path: "team/app".into(),
+            digest: digest.clone(),
+            source_stage: "staging".parse().unwrap(),
+            target_stage: "prod".parse().unwrap(),
+            tags: Vec::new(),
+            channel: channel.map(|c| c.parse().unwrap()),
+            state: airlock_core::PromotionState::Promoted,
+            requested_by: "rita".into(),
+            requester: "{}".into(),
+            approvals_required: 0,
+            break_glass: None,
+            last_decision: Some("dec_1".into()),
+            attestation: Some("sha256:aa".into()),
+            created_at: 0,
+            expires_at: 0,
+            decided_at: Some(0),
+            evaluating_since: None,
+            claim: None,
+        }
+    }
+
+    fn record(promotion: Option<PromotionRow>) -> DeployRecord {
+        DeployRecord {
+            in_repository: true,
+            promotion,
+            via_index: None,
+            approvals: Vec::new(),
+            flags: Vec::new(),
+            quarantine: None,
+            channel_digest: None,
+        }
+    }
+
+    fn codes(result: &api::VerifyResult) -> Vec<&str> {
+        result.failures.iter().map(|f| f.code.as_str()).collect()
+    }
+
+    #[test]
+    fn every_failed_check_is_named_and_a_clean_record_passes() {
+        let stages = stages();
+        let prod = stages.iter().find(|s| s.name.as_str() == "prod").unwrap();
+        let dev = stages.iter().find(|s| s.name.as_str() == "dev").unwrap();
+        let repo: RepoName = "prod/team/app".parse().unwrap();
+        let digest = Digest::sha256_of(b"artifact");
+        let newer = Digest::sha256_of(b"newer");
+
+        let mut clean = record(Some(promoted(&digest, Some("stable"))));
+        clean.channel_digest = Some(digest.to_string());
+        let passed = judge(prod, &repo, &digest, &clean, true);
+        assert!(passed.verified, "{passed:?}");
+        assert_eq!(
+            passed.attestation.as_deref(),
+            Some("prod/team/app@sha256:aa")
+        );
+
+        assert_eq!(
+            codes(&judge(prod, &repo, &digest, &record(None), false)),
+            ["NOT_PROMOTED"]
+        );
+
+        let mut everything = record(Some(promoted(&digest, Some("stable"))));
+        everything.in_repository = false;
+        everything.channel_digest = Some(newer.to_string());
+        everything.flags.push(ArtifactFlag {
+            repository: repo.to_string(),
+            digest: digest.to_string(),
+            flag: "evidence_revoked".into(),
+            reason: "key k compromised".into(),
+        });
+        everything.quarantine = Some(QuarantineRow {
+            anomaly_id: 7,
+            reason: "pulls of a digest never promoted".into(),
+            repository_path: Some("team/app".into()),
+        });
+        let failed = judge(prod, &repo, &digest, &everything, true);
+        assert_eq!(
+            codes(&failed),
+            [
+                "NOT_IN_STAGE",
+                "EVIDENCE_REVOKED",
+                "QUARANTINED",
+                "NOT_CURRENT"
+            ]
+        );
+        assert!(
+            failed.failures[2]
+                .remediation
+                .contains("anomalies resolve 7")
+        );
+        assert!(failed.failures[3].remediation.contains(&newer.to_string()));
+        // Not asked for the current digest: the channel is not compared.
+        let not_asked = judge(prod, &repo, &digest, &everything, false);
+        assert!(!codes(&not_asked).contains(&"NOT_CURRENT"));
+
+        // A push stage needs the artifact there, not a promotion.
+        let dev_repo: RepoName = "dev/team/app".parse().unwrap();
+        assert!(judge(dev, &dev_repo, &digest, &record(None), false).verified);
+        let mut absent = record(None);
+        absent.in_repository = false;
+        assert_eq!(
+            codes(&judge(dev, &dev_repo, &digest, &absent, false)),
+            ["NOT_IN_STAGE"]
+        );
+
+        // A platform manifest of a promoted index names the index.
+        let mut child = record(None);
+        child.via_index = Some(promoted(&newer, None));
+        let via = judge(prod, &repo, &digest, &child, true);
+        assert!(via.verified, "{via:?}");
+        assert_eq!(
+            via.promotion.unwrap().via_index.as_deref(),
+            Some(newer.to_string().as_str())
+        );
+    }
+}
