@@ -890,16 +890,25 @@ pub fn tls_client_config(
 /// An HTTPS client trusting only `ca_cert` (HTTP/1.1), sending admin's Basic credentials when
 /// `admin` is set.
 pub fn https_client(ca_cert: &Path, admin: bool) -> reqwest::Client {
+    https_client_with(ca_cert, admin.then_some(("admin", ADMIN_PASSWORD)))
+}
+
+/// A client trusting `ca_cert` that sends `user`'s Basic credentials on every request.
+pub fn https_client_as(ca_cert: &Path, user: &str, password: &str) -> reqwest::Client {
+    https_client_with(ca_cert, Some((user, password)))
+}
+
+fn https_client_with(ca_cert: &Path, credentials: Option<(&str, &str)>) -> reqwest::Client {
     use base64::Engine as _;
     install_crypto_provider();
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .tls_backend_preconfigured(tls_client_config(ca_cert, None, &[b"http/1.1"]));
-    if admin {
+    if let Some((user, password)) = credentials {
         let mut headers = reqwest::header::HeaderMap::new();
         let value = format!(
             "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"))
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
         );
         headers.insert(
             reqwest::header::AUTHORIZATION,

@@ -60,6 +60,7 @@ fn every_manifest_passes_the_kubernetes_schemas() {
         })
         .collect();
     for expected in [
+        "admission-webhook.yaml",
         "configmap.yaml",
         "deployment.yaml",
         "namespace.yaml",

@@ -5,8 +5,10 @@
 //! compromised key left on it, its quarantine, and, when asked, whether its channel tag still
 //! points at it. Answers are cached under the store's `verify_version` (see `cache.rs`), so a
 //! verification costs one read when nothing changed and is never stale when something did.
-//! The route is `POST /api/v1/verify` (`routes.rs`).
+//! The routes are `POST /api/v1/verify` (`routes.rs`) and the Kubernetes admission webhook
+//! (`admission.rs`).
 
+pub mod admission;
 mod cache;
 pub mod routes;
 
@@ -62,7 +64,8 @@ pub struct DeployService {
     cache: VerifyCache,
 }
 
-/// Who a verification reads for: a caller (filtered by their pull rights) or airlock itself.
+/// Who a verification reads for: a caller (filtered by their pull rights) or airlock itself
+/// (the admission webhook, which the API server calls without an airlock identity).
 #[derive(Clone, Copy)]
 pub enum Reader<'a> {
     /// A caller of the API.

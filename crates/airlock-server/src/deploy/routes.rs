@@ -2,12 +2,14 @@
 //!
 //! - `POST /api/v1/verify`: whether each image reference was promoted into a stage and still
 //!   stands (always `200` with one result per reference; `verified` says whether all passed)
+//! - `POST /admission/v1/validate`: the Kubernetes ValidatingAdmissionWebhook (`admission.rs`),
+//!   routed only when `[deploy.admission]` is set
 
 use std::sync::Arc;
 
 use airlock_api::ErrorBody;
 use airlock_api::deploy as api;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -27,11 +29,19 @@ pub struct DeployState {
     pub identity: Arc<Identity>,
 }
 
-/// The deploy routes.
+/// The deploy routes (the admission webhook only when configured).
 pub fn router(state: DeployState) -> Router {
-    Router::new()
-        .route("/api/v1/verify", post(verify))
-        .with_state(state)
+    let router = Router::new().route("/api/v1/verify", post(verify));
+    let router = if state.deploy.config().admission.is_some() {
+        router.route(
+            "/admission/v1/validate",
+            post(super::admission::validate)
+                .layer(DefaultBodyLimit::max(super::admission::MAX_REVIEW_BYTES)),
+        )
+    } else {
+        router
+    };
+    router.with_state(state)
 }
 
 impl From<DeployError> for ApiError {
