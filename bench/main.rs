@@ -35,6 +35,10 @@
 //! loads N tiny artifacts through the store in-process, then measures pushes, promotions, paged
 //! listings, `status`, start-up time, RSS and disk over HTTP at each size (see `scale.rs`).
 //!
+//! `airlock-bench verify [--artifacts 100000] [--images 10] [--samples 2000] [--rounds 3]` measures
+//! deploy-time verification from the cache and from the records against the registry `HEAD`s a
+//! registry-reading admission check pays, in the same run (see `verify.rs`).
+//!
 //! `airlock-bench tls [--blob-mib 1024] [--runs 3]` measures blob push/pull over TLS against
 //! plaintext in the same run, and TLS handshakes per second (see `tls.rs`).
 
@@ -48,6 +52,7 @@ mod scale;
 mod services;
 mod tls;
 mod uploads;
+mod verify;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -488,6 +493,7 @@ async fn main() -> Result<()> {
         Some("uploads") => return uploads::run().await,
         Some("replicas") => return replicas::run().await,
         Some("scale") => return scale::run().await,
+        Some("verify") => return verify::run().await,
         _ => {}
     }
     let options = options()?;

@@ -47,9 +47,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::promote::{Latencies, load_average, ms};
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const CONFIG: &[u8] = br#"{"architecture":"amd64","os":"linux"}"#;
-const LAYER: &[u8] = b"one tiny layer shared by every artifact of the scale benchmark";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const CONFIG: &[u8] = br#"{"architecture":"amd64","os":"linux"}"#;
+pub(crate) const LAYER: &[u8] = b"one tiny layer shared by every artifact of the scale benchmark";
 /// The password of `pat`, the promoter the benchmark creates.
 const PAT_PASSWORD: &str = "bench-release-phrase-0123";
 
@@ -103,19 +103,34 @@ fn options() -> Result<Options> {
 }
 
 /// A running `airlock serve` over a data directory this benchmark keeps.
-struct Airlock {
+pub(crate) struct Airlock {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Airlock {
     /// Starts `airlock serve` on `dir`; returns it once `/readyz` answers 200, with the time
     /// from spawning the process to that answer.
-    async fn start(binary: &Path, dir: &Path, bundle: &Path) -> Result<(Self, Duration)> {
+    pub(crate) async fn start(
+        binary: &Path,
+        dir: &Path,
+        bundle: &Path,
+    ) -> Result<(Self, Duration)> {
+        Self::start_with_env(binary, dir, bundle, &[]).await
+    }
+
+    /// [`Airlock::start`] with extra environment (`AIRLOCK_...` settings).
+    pub(crate) async fn start_with_env(
+        binary: &Path,
+        dir: &Path,
+        bundle: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<(Self, Duration)> {
         let started = Instant::now();
         let mut child = Command::new(binary)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
+            .envs(env.iter().copied())
             .env("AIRLOCK_LOG__LEVEL", "warn")
             .env("AIRLOCK_SHUTDOWN__DRAIN_DELAY_SECS", "0")
             .env("AIRLOCK_INITIAL_ADMIN_PASSWORD", crate::BENCH_PASSWORD)
@@ -162,7 +177,7 @@ impl Airlock {
     }
 
     /// Stops the server (SIGTERM) and waits for it to exit.
-    fn stop(mut self) -> Result<()> {
+    pub(crate) fn stop(mut self) -> Result<()> {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()?;
@@ -215,7 +230,7 @@ fn repository_of(i: usize) -> String {
 
 /// Writes `count` artifacts into the store of `dir` in-process; returns the digests of the first
 /// `keep` artifacts of `dev/scale/app` and the load's duration.
-async fn load(
+pub(crate) async fn load(
     dir: &Path,
     count: usize,
     keep: usize,
