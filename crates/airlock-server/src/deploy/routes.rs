@@ -87,6 +87,7 @@ impl From<DeployError> for ApiError {
         (status = 200, description = "One result per reference; `verified` is true only if all passed", body = api::VerifyAnswer),
         (status = 400, description = "A malformed body, an unknown stage, no references or too many", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
         (status = 500, description = "Storage failed", body = ErrorBody),
         (status = 503, description = "Storage is unavailable", body = ErrorBody),
