@@ -95,6 +95,8 @@ enum Command {
     Status(catalog::StatusArgs),
     /// Verify that deployed image references were promoted into a stage and still stand.
     Verify(deploy::VerifyArgs),
+    /// Issue a pull-only token for named repositories, e.g. as a Kubernetes imagePullSecret.
+    DeployToken(deploy::DeployTokenArgs),
     /// Move a channel tag back to an earlier promoted digest.
     Rollback(promotion::RollbackArgs),
     /// Freeze a gated stage: promotions into it are refused (break-glass excepted).
@@ -239,6 +241,7 @@ fn main() -> ExitCode {
         Command::Promotions(command) => run_client(promotion::promotions(command)),
         Command::Status(args) => run_client(catalog::status(args)),
         Command::Verify(args) => run_client(deploy::verify(args)),
+        Command::DeployToken(args) => run_client(deploy::deploy_token(args)),
         Command::Rollback(args) => run_client(promotion::rollback(args)),
         Command::Freeze(args) => run_client(promotion::freeze(args)),
         Command::Unfreeze(args) => run_client(promotion::unfreeze(args)),

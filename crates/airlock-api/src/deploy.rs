@@ -95,3 +95,45 @@ pub struct VerifyFailure {
     /// How to fix it.
     pub remediation: String,
 }
+
+/// A request for a deploy token: pull-only access to named repositories of one stage, for a
+/// cluster's `imagePullSecret`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployTokenRequest {
+    /// The stage the images are pulled from (`prod`).
+    pub stage: String,
+    /// Repository paths in that stage, without the stage (`team/app`); 1 to 20.
+    pub repositories: Vec<String>,
+    /// Lifetime in seconds (default 600; at most the server's `max_token_ttl_secs`).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+}
+
+/// A deploy token. The token is shown once; airlock keeps only its id.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeployTokenAnswer {
+    /// The token: a bearer token for `/v2`, or the password (with `username`) of Basic
+    /// credentials, as a Docker config or `imagePullSecret` holds them.
+    pub token: String,
+    /// The user name to send with it: the principal it was issued to.
+    pub username: String,
+    /// Its id, as the audit log's `deploy_token.issued` entry names it.
+    pub id: String,
+    /// The repositories it may pull from, with their stage.
+    pub repositories: Vec<String>,
+    /// When it expires (RFC 3339).
+    pub expires_at: String,
+}
+
+impl std::fmt::Debug for DeployTokenAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployTokenAnswer")
+            .field("token", &"<redacted>")
+            .field("username", &self.username)
+            .field("id", &self.id)
+            .field("repositories", &self.repositories)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}

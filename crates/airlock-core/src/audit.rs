@@ -180,6 +180,17 @@ pub enum AuditEvent {
         /// When it expires (ms); every API key does.
         expires_at_millis: i64,
     },
+    /// A pull-only deploy token was issued (`deploy_token.issued`; never the token).
+    DeployTokenIssued {
+        /// Who asked for it, and whose access it narrows.
+        principal: String,
+        /// The token's id (its `jti`).
+        id: String,
+        /// The repositories it may pull from, with their stage.
+        repositories: Vec<String>,
+        /// When it expires (ms).
+        expires_at_millis: i64,
+    },
     /// A named API key was revoked (`credential.revoked`).
     ApiKeyRevoked {
         /// The service account.
@@ -645,6 +656,7 @@ impl AuditEvent {
             Self::CredentialRevoked { .. } => "credential.revoked",
             Self::ApiKeyCreated { .. } => "credential.created",
             Self::ApiKeyRevoked { .. } => "credential.revoked",
+            Self::DeployTokenIssued { .. } => "deploy_token.issued",
             Self::CredentialExpiring { .. } => "credential.expiring",
             Self::CredentialExpired { .. } => "credential.expired",
             Self::RoleGranted { .. } => "role.granted",
@@ -751,6 +763,7 @@ impl AuditEvent {
             | Self::CredentialRevoked { principal, .. }
             | Self::ApiKeyCreated { principal, .. }
             | Self::ApiKeyRevoked { principal, .. }
+            | Self::DeployTokenIssued { principal, .. }
             | Self::CredentialExpiring { principal, .. }
             | Self::CredentialExpired { principal, .. }
             | Self::RoleGranted { principal, .. }
@@ -906,6 +919,13 @@ impl AuditEvent {
                 expires_at_millis,
                 ..
             } => json!({"credential": "api_key", "id": id, "name": name,
+                        "expires": rfc3339_millis(*expires_at_millis)}),
+            Self::DeployTokenIssued {
+                id,
+                repositories,
+                expires_at_millis,
+                ..
+            } => json!({"id": id, "repositories": repositories,
                         "expires": rfc3339_millis(*expires_at_millis)}),
             Self::ApiKeyRevoked { id, name, .. } => {
                 json!({"credential": "api_key", "id": id, "name": name})

@@ -70,10 +70,35 @@ pub async fn authenticate(
     match credentials(headers)? {
         None => Err(AuthError::Missing),
         Some(Credentials::Bearer(token)) => identity.authenticate_token(&token, peer).await,
+        Some(Credentials::Basic(user, secret))
+            if crate::identity::service::looks_like_token(&secret) =>
+        {
+            identity
+                .authenticate_deploy_token(&user, &secret, peer)
+                .await
+        }
         Some(Credentials::Basic(user, secret)) => {
             identity.authenticate_secret(&user, &secret, peer).await
         }
     }
+}
+
+/// Authenticates a JSON API or identity request's credentials: as [`authenticate`], except
+/// that a deploy token is refused (it pulls images only; it must not act with its principal's
+/// roles).
+pub async fn authenticate_api(
+    identity: &Identity,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<Authenticated, AuthError> {
+    let who = authenticate(identity, headers, peer).await?;
+    if crate::identity::service::is_deploy_token(&who) {
+        return Err(AuthError::Invalid(
+            "a deploy token pulls images only; the JSON API needs your own login (airlock login)"
+                .into(),
+        ));
+    }
+    Ok(who)
 }
 
 /// Who is calling a JSON API endpoint: the authenticated principal (`None` when access control
@@ -86,7 +111,7 @@ pub async fn api_caller(
     if !identity.enabled() {
         return Ok((None, airlock_core::Actor::anonymous(Some(peer.to_string()))));
     }
-    let who = authenticate(identity, headers, Some(peer)).await?;
+    let who = authenticate_api(identity, headers, Some(peer)).await?;
     let actor = who.actor(Some(peer));
     Ok((Some(who), actor))
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
 
-use crate::access::{api_caller, authenticate};
+use crate::access::{api_caller, authenticate_api};
 use crate::api::ApiError;
 use crate::identity::{Authenticated, Identity};
 
@@ -69,7 +69,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let identity = Arc::<Identity>::from_ref(state);
         let peer = peer(parts)?;
-        let who = authenticate(&identity, &parts.headers, Some(peer)).await?;
+        let who = authenticate_api(&identity, &parts.headers, Some(peer)).await?;
         let actor = who.actor(Some(peer));
         Ok(Self { who, actor, peer })
     }

@@ -105,6 +105,9 @@ pub struct DeployConfig {
     /// Answers the verification cache keeps (0 turns it off). An answer is kept under the
     /// version of everything it read and never served once that moved.
     pub cache_entries: usize,
+    /// The longest lifetime of a deploy token (`airlock deploy-token --ttl`), in seconds (60 to
+    /// 86400).
+    pub max_token_ttl_secs: u64,
     /// The Kubernetes ValidatingAdmissionWebhook at `/admission/v1/validate`; off unless set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admission: Option<AdmissionConfig>,
@@ -158,6 +161,7 @@ impl Default for DeployConfig {
             registry_hosts: RegistryHosts::default(),
             max_references: 100,
             cache_entries: 100_000,
+            max_token_ttl_secs: 3600,
             admission: None,
         }
     }
@@ -240,6 +244,9 @@ impl DeployConfig {
             return Err(format!(
                 "deploy.max_references must be 1 to {MAX_VERIFY_REFERENCES}"
             ));
+        }
+        if !(60..=86_400).contains(&self.max_token_ttl_secs) {
+            return Err("deploy.max_token_ttl_secs must be 60 to 86400 (one day)".to_string());
         }
         let Some(admission) = &self.admission else {
             return Ok(());

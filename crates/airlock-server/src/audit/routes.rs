@@ -41,7 +41,7 @@ async fn require_audit_reader(
     if !state.identity.enabled() {
         return Ok(());
     }
-    let who = crate::access::authenticate(&state.identity, headers, Some(peer)).await?;
+    let who = crate::access::authenticate_api(&state.identity, headers, Some(peer)).await?;
     check_audit_reader(&Some(who))
 }
 

@@ -50,10 +50,54 @@ pub enum DeployError {
         /// The configured limit.
         max: usize,
     },
+    /// A deploy token asked of a server without access control: there is nothing to scope.
+    #[error("access control is off ([access] enabled = false): registry pulls need no token")]
+    AccessControlOff,
+    /// A deploy token for no repository, or for more than [`MAX_TOKEN_REPOSITORIES`].
+    #[error(
+        "a deploy token names 1 to {MAX_TOKEN_REPOSITORIES} repositories; the request names {count}"
+    )]
+    TokenRepositories {
+        /// How many the request named.
+        count: usize,
+    },
+    /// A repository path that does not parse.
+    #[error("{path:?} is not a repository path of stage {stage}: {reason}")]
+    InvalidRepository {
+        /// The stage.
+        stage: String,
+        /// The path given.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A repository the caller may not pull from.
+    #[error("you may not pull from {repository}, so no token of yours may")]
+    NotPullable {
+        /// The repository with its stage.
+        repository: String,
+    },
+    /// A lifetime of 0 or over the configured maximum.
+    #[error("a deploy token lives 1 to {max} seconds; the request asks for {ttl}")]
+    TokenLifetime {
+        /// The lifetime asked for.
+        ttl: u64,
+        /// `[deploy] max_token_ttl_secs`.
+        max: u64,
+    },
+    /// The token could not be issued (the caller is itself a deploy token, or signing failed).
+    #[error(transparent)]
+    Auth(#[from] crate::identity::AuthError),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// Most repositories one deploy token names.
+pub const MAX_TOKEN_REPOSITORIES: usize = 20;
+
+/// A deploy token's lifetime when the request names none, in seconds.
+pub const DEFAULT_TOKEN_TTL_SECS: u64 = 600;
 
 /// The deploy-time verification service.
 pub struct DeployService {
@@ -272,6 +316,58 @@ impl DeployService {
             )
         })?;
         Ok(Target { repo, image })
+    }
+
+    /// Issues a deploy token for the caller: pull only, from the named repositories of one
+    /// stage, each of which the caller may pull from now (see `identity`'s `deploy_tokens`).
+    pub async fn issue_token(
+        &self,
+        caller: &Caller,
+        request: &api::DeployTokenRequest,
+    ) -> Result<api::DeployTokenAnswer, DeployError> {
+        let Some(who) = &caller.who else {
+            return Err(DeployError::AccessControlOff);
+        };
+        let stage = self.stage(&request.stage)?;
+        let count = request.repositories.len();
+        if count == 0 || count > MAX_TOKEN_REPOSITORIES {
+            return Err(DeployError::TokenRepositories { count });
+        }
+        let ttl = request.ttl_secs.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
+        let max = self.config.max_token_ttl_secs;
+        if ttl == 0 || ttl > max {
+            return Err(DeployError::TokenLifetime { ttl, max });
+        }
+        let mut repositories = Vec::with_capacity(count);
+        for path in &request.repositories {
+            let path = path.trim_matches('/');
+            let repo = RepoName::from_str(&format!("{}/{path}", stage.name)).map_err(|err| {
+                DeployError::InvalidRepository {
+                    stage: stage.name.to_string(),
+                    path: path.to_string(),
+                    reason: err.to_string(),
+                }
+            })?;
+            if !self.identity.grants_allow(who, &repo, Action::Pull) {
+                return Err(DeployError::NotPullable {
+                    repository: repo.to_string(),
+                });
+            }
+            if !repositories.contains(&repo) {
+                repositories.push(repo);
+            }
+        }
+        let issued = self
+            .identity
+            .issue_deploy_token(who, &repositories, ttl, Some(caller.peer))
+            .await?;
+        Ok(api::DeployTokenAnswer {
+            token: issued.token,
+            username: who.principal.name.clone(),
+            id: issued.id,
+            repositories: repositories.iter().map(|r| r.to_string()).collect(),
+            expires_at: rfc3339_millis(issued.expires_at_millis),
+        })
     }
 
     /// The digest a tag reference stands for, where tags are accepted.

@@ -2,6 +2,8 @@
 //!
 //! - `POST /api/v1/verify`: whether each image reference was promoted into a stage and still
 //!   stands (always `200` with one result per reference; `verified` says whether all passed)
+//! - `POST /api/v1/deploy-tokens`: a pull-only token for named repositories, for an
+//!   `imagePullSecret` (`201`)
 //! - `POST /admission/v1/validate`: the Kubernetes ValidatingAdmissionWebhook (`admission.rs`),
 //!   routed only when `[deploy.admission]` is set
 
@@ -31,7 +33,9 @@ pub struct DeployState {
 
 /// The deploy routes (the admission webhook only when configured).
 pub fn router(state: DeployState) -> Router {
-    let router = Router::new().route("/api/v1/verify", post(verify));
+    let router = Router::new()
+        .route("/api/v1/verify", post(verify))
+        .route("/api/v1/deploy-tokens", post(deploy_token));
     let router = if state.deploy.config().admission.is_some() {
         router.route(
             "/admission/v1/validate",
@@ -46,6 +50,10 @@ pub fn router(state: DeployState) -> Router {
 
 impl From<DeployError> for ApiError {
     fn from(err: DeployError) -> Self {
+        let err = match err {
+            DeployError::Auth(auth) => return ApiError::from(auth),
+            other => other,
+        };
         let message = err.to_string();
         match &err {
             DeployError::UnknownStage { configured, .. } => ApiError::new(
@@ -69,6 +77,44 @@ impl From<DeployError> for ApiError {
                 message,
                 format!("split the references into requests of at most {max}"),
             ),
+            DeployError::AccessControlOff => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "ACCESS_CONTROL_OFF",
+                message,
+                "pull without credentials, or turn access control on ([access] enabled = true)",
+            ),
+            DeployError::TokenRepositories { .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "REPOSITORIES_INVALID",
+                message,
+                format!(
+                    "name 1 to {} repository paths, e.g. {{\"stage\":\"prod\",\"repositories\":[\"team/app\"]}}; ask for several tokens for more",
+                    super::MAX_TOKEN_REPOSITORIES
+                ),
+            ),
+            DeployError::InvalidRepository { .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "NAME_INVALID",
+                message,
+                "write each repository as its path without the stage: lowercase segments separated by `/`, e.g. team/app",
+            ),
+            DeployError::NotPullable { repository } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "DENIED",
+                message.clone(),
+                format!(
+                    "ask an access-admin for the deployer role on {repository} (airlock access request deployer --scope {repository} --for 1h --reason ...)"
+                ),
+            ),
+            DeployError::TokenLifetime { max, .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "TTL_INVALID",
+                message,
+                format!(
+                    "ask for 1 to {max} seconds (airlock deploy-token --ttl 10m); a longer lifetime is [deploy] max_token_ttl_secs"
+                ),
+            ),
+            DeployError::Auth(_) => ApiError::internal_message(message),
             DeployError::Store(store) => ApiError::storage(store),
         }
     }
@@ -106,10 +152,39 @@ async fn verify(
     ))
 }
 
+/// Issues a deploy token: pull only, from the named repositories of one stage (each of which the
+/// caller may pull from), for at most `[deploy] max_token_ttl_secs`. It ends early when the
+/// caller's roles change, or the password, API key or login it came from is revoked. Recorded as
+/// `deploy_token.issued` (never the token). A deploy token cannot call the JSON API.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deploy-tokens",
+    tag = "deploy",
+    request_body = api::DeployTokenRequest,
+    responses(
+        (status = 201, description = "The token (shown once)", body = api::DeployTokenAnswer),
+        (status = 400, description = "A malformed body, an unknown stage, a bad repository list or lifetime, or access control off", body = ErrorBody),
+        (status = 401, description = "Not authenticated, or authenticated with a deploy token", body = ErrorBody),
+        (status = 403, description = "The caller may not pull from a named repository", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
+        (status = 500, description = "Storage failed or the token could not be signed", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable", body = ErrorBody),
+    )
+)]
+async fn deploy_token(
+    State(state): State<DeployState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<api::DeployTokenRequest>,
+) -> Result<(StatusCode, Json<api::DeployTokenAnswer>), ApiError> {
+    let answer = state.deploy.issue_token(&caller, &request).await?;
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
 /// This area's part of the OpenAPI document (`crate::openapi`).
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
-    #[openapi(paths(verify))]
+    #[openapi(paths(verify, deploy_token))]
     struct Api;
     <Api as utoipa::OpenApi>::openapi()
 }

@@ -33,6 +33,7 @@ use crate::access::{Credentials, credentials};
 use crate::api::ApiError;
 use crate::caller::SignedIn;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::identity::service::looks_like_token;
 use crate::paging::{
     DEFAULT_PAGE, MAX_PAGE, name_seq_cursor, page_size, parse_id_cursor, parse_name_cursor,
     parse_name_seq_cursor, split_page,
@@ -329,6 +330,11 @@ async fn token_get(
                 .map(String::as_str),
         );
     token_body(match credentials(&headers) {
+        Ok(Some(Credentials::Basic(user, secret))) if looks_like_token(&secret) => {
+            identity
+                .exchange_deploy_token(&user, &secret, &scopes, Some(peer))
+                .await
+        }
         Ok(Some(Credentials::Basic(user, secret))) => {
             match identity
                 .authenticate_secret(&user, &secret, Some(peer))
@@ -389,6 +395,11 @@ async fn token_post(
         && offline_allowed(field("client_id").as_deref());
     token_body(match field("grant_type").as_deref() {
         Some("password") => match (field("username"), field("password")) {
+            (Some(user), Some(password)) if looks_like_token(&password) => {
+                identity
+                    .exchange_deploy_token(&user, &password, &scopes, Some(peer))
+                    .await
+            }
             (Some(user), Some(password)) => {
                 match identity
                     .authenticate_secret(&user, &password, Some(peer))

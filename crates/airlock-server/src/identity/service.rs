@@ -20,12 +20,14 @@ mod accounts;
 mod api_keys;
 mod console;
 mod console_oidc;
+mod deploy_tokens;
 mod lists;
 mod secrets;
 mod tokens;
 
 pub use api_keys::AddedKey;
 pub use console::{ConsoleSession, SESSION_AUTH};
+pub use deploy_tokens::{DEPLOY_AUTH, DeployToken, is_deploy_token, looks_like_token};
 pub use lists::ListedBinding;
 pub use tokens::IssuedTokens;
 
