@@ -27,9 +27,28 @@ const COSIGN_VULN: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
 const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
 const SCORECARD: &str = "https://scorecard.dev/result/v0.1";
 const PROMOTION_ATTESTATION: &str = "https://airlock.dev/attestation/promotion/v1";
+const SLSA_VSA: &str = "https://slsa.dev/verification_summary/v1";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
+
+/// Runs the independent SLSA VSA checker `tests/interop/slsa_vsa.py`; returns its JSON answer
+/// (exit status 0 or 1: the answer says which checks failed).
+fn py_vsa(args: &[&str]) -> Value {
+    let output = Command::new("python3")
+        .arg("tests/interop/slsa_vsa.py")
+        .args(args)
+        .output()
+        .expect("run python3");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+        panic!(
+            "slsa_vsa.py {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
 
 async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
     let response = client.get(url).send().await.unwrap();
@@ -601,7 +620,9 @@ async fn end_to_end_with_real_clients() {
         json!([]),
         "an SBOM exists: no staging.sbom_missing"
     );
-    assert_eq!(blob_files(&s.data_dir), blobs_before + 2);
+    // The attestation's three blobs (the promotion attestation's and the SLSA VSA's envelopes, the
+    // config), and no copy of the artifact.
+    assert_eq!(blob_files(&s.data_dir), blobs_before + 3);
 
     // staging -> prod before the test-result attestation exists: denied by exactly that rule.
     let (status, body) = bed
@@ -619,7 +640,7 @@ async fn end_to_end_with_real_clients() {
     );
     assert_eq!(
         blob_files(&s.data_dir),
-        blobs_before + 2,
+        blobs_before + 3,
         "a denial writes no blob"
     );
 
@@ -650,8 +671,8 @@ async fn end_to_end_with_real_clients() {
     assert_eq!(body["promotion"]["state"], "promoted", "{body:#}");
     assert_eq!(
         blob_files(&s.data_dir),
-        blobs_before + 2,
-        "promotion copies no blob"
+        blobs_before + 3,
+        "promotion copies no blob: only its attestation's envelopes and config"
     );
     let shown = bed.promotion(&prod_id).await;
     assert_eq!(shown["state"], "promoted");
@@ -736,24 +757,27 @@ async fn end_to_end_with_real_clients() {
     assert_eq!(response.status(), 200);
     let manifest: Value = response.json().await.unwrap();
     assert_eq!(manifest["subject"]["digest"], digest.as_str());
-    let last = manifest["layers"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    let envelope: Value = s
-        .http
-        .get(s.url(&format!(
+    // The newest layer of a predicate type is the prod promotion's (earlier stages' come first).
+    let newest_layer = |predicate_type: &str| {
+        manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|l| l["annotations"]["predicateType"] == predicate_type)
+            .unwrap_or_else(|| panic!("no {predicate_type} layer in {manifest:#}"))
+            .clone()
+    };
+    let blob = |layer: Value| {
+        let http = s.http.clone();
+        let url = s.url(&format!(
             "/v2/prod/team/app/blobs/{}",
-            last["digest"].as_str().unwrap()
-        )))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+            layer["digest"].as_str().unwrap()
+        ));
+        async move { http.get(url).send().await.unwrap().bytes().await.unwrap() }
+    };
+    let envelope: Value =
+        serde_json::from_slice(&blob(newest_layer(PROMOTION_ATTESTATION)).await).unwrap();
     use base64::Engine as _;
     let statement: Value = serde_json::from_slice(
         &base64::engine::general_purpose::STANDARD
@@ -771,6 +795,44 @@ async fn end_to_end_with_real_clients() {
     assert_eq!(predicate["approvals"][0]["principal"], "alice");
     let (_, policy) = get(&s.http, &s.url("/api/v1/policy")).await;
     assert_eq!(predicate["policy"]["digest"], policy["digest"]);
+
+    // The SLSA VSA beside it passes an independent checker written from the SLSA and in-toto
+    // specifications: airlock's signature, the statement, every field, the policy bundle's
+    // digest, and level 2 from CI's verified provenance. Staging's VSA travelled along.
+    let vsa_file = bed.path("vsa.dsse.json");
+    std::fs::write(&vsa_file, blob(newest_layer(SLSA_VSA)).await).unwrap();
+    let checked = py_vsa(&[
+        "check",
+        "--envelope",
+        &vsa_file.display().to_string(),
+        "--public-key",
+        &pub_file.display().to_string(),
+        "--subject-digest",
+        &digest,
+        "--resource-uri-suffix",
+        &format!("prod/team/app@{digest}"),
+        "--policy-digest",
+        policy["digest"].as_str().unwrap(),
+        "--expect-level",
+        "SLSA_BUILD_LEVEL_2",
+        "--expect-result",
+        "PASSED",
+    ]);
+    assert_eq!(checked["ok"], true, "{checked:#}");
+    assert_eq!(checked["warnings"], json!([]), "{checked:#}");
+    let mut args = vec!["verify-attestation".to_string()];
+    args.extend(bed.registry_args("admin", ADMIN_PASSWORD, "prod/team/app", &digest));
+    args.extend([
+        "--pub".into(),
+        pub_file.display().to_string(),
+        "--type".into(),
+        SLSA_VSA.into(),
+    ]);
+    assert_eq!(
+        py_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())["verified"],
+        2,
+        "staging's and prod's VSAs"
+    );
 
     // Status shows the digest in every stage, and who promoted it where.
     let (status, body) = get(&s.http, &s.url("/api/v1/status/team/app")).await;
@@ -1828,8 +1890,8 @@ async fn concurrent_final_approvals_promote_once_and_record_only_what_they_answe
     assert_eq!(count("promotion.promoted"), 1);
     assert_eq!(
         blob_files(&s.data_dir),
-        blobs_before + 2,
-        "one attestation's blobs"
+        blobs_before + 3,
+        "one attestation's blobs (two envelopes and a config)"
     );
 }
 
@@ -2403,4 +2465,17 @@ async fn dependency_health_denies_with_explanations_until_the_build_is_fixed() {
         "github.com/acme/app"
     );
     assert_eq!(evidence["scorecards"][0]["checks"]["Maintained"], 10);
+}
+
+/// The independent SLSA VSA checker refuses what the specifications forbid (a wrong signature,
+/// predicate type, missing field, bad level or digest), so its acceptance of airlock's VSA in
+/// `end_to_end_with_real_clients` means something.
+#[test]
+fn the_independent_vsa_checker_refuses_what_the_specifications_forbid() {
+    if !python_ready() {
+        return;
+    }
+    let answer = py_vsa(&["selftest"]);
+    assert_eq!(answer["ok"], true, "{answer:#}");
+    assert!(answer["cases"].as_u64().unwrap_or(0) >= 6, "{answer:#}");
 }

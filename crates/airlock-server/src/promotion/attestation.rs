@@ -3,6 +3,10 @@
 //! cosign's `sha256-<hex>.att` manifest, which also names the artifact as its OCI 1.1 `subject`.
 //! `cosign verify-attestation --key airlock-attestation.pub --type
 //! https://airlock.dev/attestation/promotion/v1` accepts it.
+//!
+//! Beside it, in the same manifest, a SLSA Verification Summary Attestation
+//! (`https://slsa.dev/verification_summary/v1`, [`verification_summary`]) signed with the same
+//! key: the summary a deploy-time verifier that knows SLSA but not airlock can check.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -22,6 +26,12 @@ use serde_json::{Value, json};
 
 /// The predicate type of promotion attestations.
 pub const ATTESTATION_PREDICATE_TYPE: &str = "https://airlock.dev/attestation/promotion/v1";
+
+/// The predicate type of SLSA Verification Summary Attestations (SLSA v1.0).
+pub const VSA_PREDICATE_TYPE: &str = "https://slsa.dev/verification_summary/v1";
+
+/// The verifier a VSA names: airlock's promotion gate.
+pub const VSA_VERIFIER_ID: &str = "https://airlock.dev/verifier/promotion-gate/v1";
 
 /// Loads airlock's attestation key from `<data_dir>/attestation-key.pem`, creating it (mode
 /// 0600) on first start.
@@ -108,6 +118,75 @@ pub(super) fn statement(facts: &PromotionFacts<'_>) -> Statement {
     )
 }
 
+/// The SLSA Verification Summary Attestation of a promotion: airlock verified the artifact's
+/// evidence against the gate's policy bundle and it passed. `inputAttestations` are the
+/// attestations (DSSE envelopes) the decision counted as verified; `verifiedLevels` is
+/// `SLSA_BUILD_LEVEL_2` when among them is SLSA provenance (which airlock verifies only with a
+/// keyring key trusted for provenance, so it is signed provenance from a build platform the
+/// organisation trusts), else `SLSA_BUILD_LEVEL_0`; airlock never claims level 3, whose
+/// hardened-platform requirements no attestation it reads establishes.
+pub(super) fn verification_summary(
+    facts: &PromotionFacts<'_>,
+    evidence: &[EvidenceRow],
+) -> Statement {
+    let attestations: Vec<&EvidenceRow> = evidence
+        .iter()
+        .filter(|e| {
+            e.verdict.status == "verified" && e.verdict.kind.as_deref() == Some("attestation")
+        })
+        .collect();
+    let inputs: Vec<Value> = attestations
+        .iter()
+        .filter_map(|e| {
+            let item = Digest::from_str(&e.origin.item).ok()?;
+            Some(json!({
+                "uri": format!("oci://{}@{}", e.origin.repository, e.origin.manifest.as_deref().unwrap_or(&e.origin.blob)),
+                "digest": {item.algorithm().as_str(): item.hex()},
+            }))
+        })
+        .collect();
+    let provenance = attestations.iter().any(|e| {
+        e.verdict
+            .facts
+            .as_deref()
+            .and_then(|f| serde_json::from_str::<airlock_trust::facts::Facts>(f).ok())
+            .is_some_and(|f| matches!(f, airlock_trust::facts::Facts::Provenance(_)))
+    });
+    let level = if provenance {
+        "SLSA_BUILD_LEVEL_2"
+    } else {
+        "SLSA_BUILD_LEVEL_0"
+    };
+    let policy_digest = match Digest::from_str(facts.bundle_digest) {
+        Ok(d) => json!({d.algorithm().as_str(): d.hex()}),
+        Err(_) => json!({}),
+    };
+    let predicate = json!({
+        "verifier": {
+            "id": VSA_VERIFIER_ID,
+            "version": {"airlock": env!("CARGO_PKG_VERSION")},
+        },
+        "timeVerified": rfc3339_millis(now_millis()),
+        "resourceUri": format!("oci://{}@{}", facts.target, facts.digest),
+        "policy": {
+            "uri": format!("airlock:policy/gates/{}", facts.promotion.target_stage),
+            "digest": policy_digest,
+        },
+        "inputAttestations": inputs,
+        "verificationResult": "PASSED",
+        "verifiedLevels": [level],
+        "slsaVersion": "1.0",
+    });
+    Statement::new_v1(
+        vec![ResourceDescriptor::for_digest(
+            facts.target.as_str().to_string(),
+            facts.digest,
+        )],
+        VSA_PREDICATE_TYPE.to_string(),
+        predicate,
+    )
+}
+
 /// The artifact a promotion attestation is about, as the promotion's decision read it.
 pub(super) struct Subject<'a> {
     /// Its digest.
@@ -118,10 +197,10 @@ pub(super) struct Subject<'a> {
     pub evidence: &'a [EvidenceRow],
 }
 
-/// Signs `statement` and builds the target's `sha256-<hex>.att` manifest: the attestation layers
+/// Signs `statements` and builds the target's `sha256-<hex>.att` manifest: the attestation layers
 /// of `stage_repositories` (the path in the stages before the target, with whether each is gated;
-/// from push stages only attestations the subject's evidence holds as verified) plus the
-/// promotion attestation, with the artifact as subject.
+/// from push stages only attestations the subject's evidence holds as verified) plus one layer
+/// per statement (the promotion attestation, the VSA), with the artifact as subject.
 /// The new blobs are written to the blob store; the manifest rows are written by the promotion
 /// transaction.
 pub(super) async fn build_manifest(
@@ -130,15 +209,23 @@ pub(super) async fn build_manifest(
     key: &SigningKey,
     subject: Subject<'_>,
     stage_repositories: &[(RepoName, bool)],
-    statement: &Statement,
+    statements: &[&Statement],
 ) -> Result<NewManifest, StoreError> {
     let digest = subject.digest;
     let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
-    let envelope = airlock_trust::verify::attest(key, statement).to_json();
-    let envelope_digest = Digest::sha256_of(&envelope);
-    blobs
-        .put_small(&envelope_digest, bytes::Bytes::from(envelope.clone()))
-        .await?;
+    let mut signed = Vec::with_capacity(statements.len());
+    for statement in statements {
+        let envelope = airlock_trust::verify::attest(key, statement).to_json();
+        let envelope_digest = Digest::sha256_of(&envelope);
+        blobs
+            .put_small(&envelope_digest, bytes::Bytes::from(envelope.clone()))
+            .await?;
+        signed.push((
+            envelope_digest,
+            envelope.len(),
+            statement.predicate_type.clone(),
+        ));
+    }
     let tag = Tag::from_str(&cosign::tag_scheme_tag(digest, TagSchemeKind::Attestation))
         .map_err(|e| corrupt(&e))?;
     // Every attestation layer recorded for the artifact's path in any earlier stage (evidence
@@ -174,15 +261,17 @@ pub(super) async fn build_manifest(
             }
         }
     }
-    layers.push(json!({
-        "mediaType": cosign::DSSE_MEDIA_TYPE,
-        "size": envelope.len(),
-        "digest": envelope_digest,
-        "annotations": {
-            cosign::SIGNATURE_ANNOTATION: "",
-            cosign::PREDICATE_TYPE_ANNOTATION: ATTESTATION_PREDICATE_TYPE,
-        },
-    }));
+    for (envelope_digest, size, predicate_type) in &signed {
+        layers.push(json!({
+            "mediaType": cosign::DSSE_MEDIA_TYPE,
+            "size": size,
+            "digest": envelope_digest,
+            "annotations": {
+                cosign::SIGNATURE_ANNOTATION: "",
+                cosign::PREDICATE_TYPE_ANNOTATION: predicate_type,
+            },
+        }));
+    }
     let diff_ids: Vec<Value> = layers.iter().map(|l| l["digest"].clone()).collect();
     let config = serde_json::to_vec(&json!({
         "architecture": "", "created": "0001-01-01T00:00:00Z",
@@ -208,10 +297,11 @@ pub(super) async fn build_manifest(
         digest: Digest::sha256_of(&manifest),
         content: manifest,
         parsed,
-        new_blobs: vec![
-            (envelope_digest, envelope.len() as u64),
-            (config_digest, config.len() as u64),
-        ],
+        new_blobs: signed
+            .into_iter()
+            .map(|(digest, size, _)| (digest, size as u64))
+            .chain([(config_digest, config.len() as u64)])
+            .collect(),
         tag: Some(tag),
     })
 }

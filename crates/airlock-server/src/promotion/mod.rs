@@ -1253,7 +1253,7 @@ impl PromotionService {
         let target = self.target_of(row)?;
         let digest = row.digest.clone();
         let evidence = self.evidence_manifests(&source, &digest).await?;
-        let statement = attestation::statement(&attestation::PromotionFacts {
+        let facts = attestation::PromotionFacts {
             promotion: row,
             source: &source,
             target: &target,
@@ -1262,7 +1262,9 @@ impl PromotionService {
             bundle_digest,
             decision_id,
             audit_index,
-        });
+        };
+        let statement = attestation::statement(&facts);
+        let summary = attestation::verification_summary(&facts, decided_evidence);
         // The path in every stage before the target, in pipeline order.
         let stage_repositories: Vec<(RepoName, bool)> = self
             .stages
@@ -1281,7 +1283,7 @@ impl PromotionService {
                 evidence: decided_evidence,
             },
             &stage_repositories,
-            &statement,
+            &[&statement, &summary],
         )
         .await?;
         let write = airlock_store::PromotionWrite {
