@@ -97,6 +97,11 @@ enum Command {
     Verify(deploy::VerifyArgs),
     /// Issue a pull-only token for named repositories, e.g. as a Kubernetes imagePullSecret.
     DeployToken(deploy::DeployTokenArgs),
+    /// Report what runs where (from CD or by hand).
+    #[command(subcommand)]
+    Deployments(deploy::DeploymentsCommand),
+    /// List running images that were never promoted into their stage, or are behind it.
+    Drift(deploy::DriftArgs),
     /// Move a channel tag back to an earlier promoted digest.
     Rollback(promotion::RollbackArgs),
     /// Freeze a gated stage: promotions into it are refused (break-glass excepted).
@@ -242,6 +247,8 @@ fn main() -> ExitCode {
         Command::Status(args) => run_client(catalog::status(args)),
         Command::Verify(args) => run_client(deploy::verify(args)),
         Command::DeployToken(args) => run_client(deploy::deploy_token(args)),
+        Command::Deployments(command) => run_client(deploy::deployments(command)),
+        Command::Drift(args) => run_client(deploy::drift(args)),
         Command::Rollback(args) => run_client(promotion::rollback(args)),
         Command::Freeze(args) => run_client(promotion::freeze(args)),
         Command::Unfreeze(args) => run_client(promotion::unfreeze(args)),

@@ -90,7 +90,7 @@ pub struct StatusArgs {
 }
 
 /// `path?query` with the parameters form-encoded.
-fn with_query(path: &str, params: &[(&str, String)]) -> String {
+pub(crate) fn with_query(path: &str, params: &[(&str, String)]) -> String {
     let query: String = reqwest::Url::parse_with_params("http://query.invalid/", params)
         .ok()
         .and_then(|url| url.query().map(String::from))
@@ -107,7 +107,7 @@ async fn read<T: serde::de::DeserializeOwned>(api: &ApiClient, path: &str) -> Re
 }
 
 /// Tells how to get the next page, on stderr.
-fn more(next: Option<&str>, command: &str) {
+pub(crate) fn more(next: Option<&str>, command: &str) {
     if let Some(next) = next {
         eprintln!("more: {command} --last {next}");
     }

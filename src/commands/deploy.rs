@@ -5,9 +5,13 @@
 //! `airlock deploy-token --stage prod --repo team/app [--ttl 10m] [--format ...]`: a pull-only
 //! token for named repositories (`POST /api/v1/deploy-tokens`), printed as the token, a Docker
 //! config or a Kubernetes `imagePullSecret`.
+//!
+//! `airlock deployments report` and `airlock drift`: what runs where, as deployments report it,
+//! and which of it is not what its stage holds (`POST /api/v1/deployments`, `GET /api/v1/drift`).
 
 use airlock_api::deploy::{
-    DeployTokenAnswer, DeployTokenRequest, VerifyAnswer, VerifyRequest, VerifyResult,
+    DeployTokenAnswer, DeployTokenRequest, DeploymentAnswer, DeploymentReport, DriftPage,
+    VerifyAnswer, VerifyRequest, VerifyResult,
 };
 use anyhow::{Context, Result};
 use base64::Engine as _;
@@ -279,4 +283,129 @@ pub async fn deploy_token(args: DeployTokenArgs) -> Result<u8> {
         answer.expires_at
     );
     Ok(0)
+}
+
+/// `airlock deployments`.
+#[derive(Debug, clap::Subcommand)]
+pub enum DeploymentsCommand {
+    /// Report what a workload runs now (replacing its earlier report); each image is verified
+    /// against the stage, and one never promoted there raises a `drift` anomaly signal.
+    Report {
+        /// Where it runs (a cluster, a region).
+        #[arg(long)]
+        environment: String,
+        /// What runs the images, e.g. shop/deployment/checkout.
+        #[arg(long)]
+        workload: String,
+        /// The stage it deploys from.
+        #[arg(long)]
+        stage: String,
+        /// Every image reference it runs (none: it runs nothing any more).
+        #[arg(value_name = "REF")]
+        images: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `airlock drift`.
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Only this environment.
+    #[arg(long)]
+    environment: Option<String>,
+    /// Reported images checked per page (the server's default when unset).
+    #[arg(short = 'n', long = "limit", value_name = "N")]
+    limit: Option<u32>,
+    /// Continue after this cursor (printed at the end of the previous page).
+    #[arg(long, value_name = "CURSOR")]
+    last: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Runs `airlock deployments`.
+pub async fn deployments(command: DeploymentsCommand) -> Result<u8> {
+    let DeploymentsCommand::Report {
+        environment,
+        workload,
+        stage,
+        images,
+        common,
+    } = command;
+    let api = common.connect().await?;
+    let answer: DeploymentAnswer = api
+        .post_as(
+            "/api/v1/deployments",
+            &DeploymentReport {
+                environment,
+                workload,
+                stage,
+                images,
+            },
+        )
+        .await?;
+    let status = outcome::pending(if answer.unpromoted == 0 { 0 } else { 1 });
+    print_as(&common, &answer, |answer| {
+        let mut text: Vec<String> = answer.images.iter().map(result_text).collect();
+        text.push(format!(
+            "reported {} image(s) of {} in {} (stage {}); {} never promoted there",
+            answer.images.len(),
+            answer.workload,
+            answer.environment,
+            answer.stage,
+            answer.unpromoted
+        ));
+        text.join("\n")
+    });
+    Ok(status)
+}
+
+/// Runs `airlock drift`: exit 0 when the page shows no drift, 1 when it does.
+pub async fn drift(args: DriftArgs) -> Result<u8> {
+    let api = args.common.connect().await?;
+    let mut params = Vec::new();
+    if let Some(environment) = &args.environment {
+        params.push(("environment", environment.clone()));
+    }
+    if let Some(n) = args.limit {
+        params.push(("n", n.to_string()));
+    }
+    if let Some(last) = &args.last {
+        params.push(("last", last.clone()));
+    }
+    let page: DriftPage = api
+        .get_as(&crate::commands::catalog::with_query(
+            "/api/v1/drift",
+            &params,
+        ))
+        .await?;
+    let status = outcome::pending(if page.drift.is_empty() { 0 } else { 1 });
+    print_as(&args.common, &page, |page| {
+        let mut lines = Vec::new();
+        for entry in &page.drift {
+            lines.push(format!(
+                "{:<10}  {} {} runs {} (stage {}, reported by {} at {})",
+                entry.kind.to_uppercase(),
+                entry.environment,
+                entry.workload,
+                entry.reference,
+                entry.stage,
+                entry.reported_by,
+                entry.reported_at
+            ));
+            for failure in &entry.failures {
+                lines.push(format!("            {}: {}", failure.code, failure.message));
+                lines.push(format!("              fix: {}", failure.remediation));
+            }
+        }
+        lines.push(format!(
+            "{} of {} reported image(s) drifted",
+            page.drift.len(),
+            page.checked
+        ));
+        lines.join("\n")
+    });
+    crate::commands::catalog::more(page.next.as_deref(), "airlock drift");
+    Ok(status)
 }

@@ -137,3 +137,84 @@ impl std::fmt::Debug for DeployTokenAnswer {
             .finish()
     }
 }
+
+/// What one workload of a deployment runs now (`POST /api/v1/deployments`), as a CD system or
+/// an operator reports it. A report replaces the workload's earlier one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentReport {
+    /// Where it runs: a cluster, a region (1 to 253 printable characters).
+    pub environment: String,
+    /// What runs the images, e.g. `shop/deployment/checkout` (1 to 253 printable characters).
+    pub workload: String,
+    /// The stage it deploys from.
+    pub stage: String,
+    /// Every image reference it runs (empty: it runs nothing any more).
+    pub images: Vec<String>,
+}
+
+/// The answer to a deployment report: each image verified against the stage, with `current`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentAnswer {
+    /// Where it runs.
+    pub environment: String,
+    /// What runs the images.
+    pub workload: String,
+    /// The stage it deploys from.
+    pub stage: String,
+    /// One result per image, in the report's order.
+    pub images: Vec<VerifyResult>,
+    /// How many images were never promoted into the stage (each an anomaly signal `drift`).
+    pub unpromoted: usize,
+}
+
+/// Query of `GET /api/v1/drift`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DriftQuery {
+    /// Only this environment.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Reported images checked per page (default 100, at most 1000).
+    #[serde(default)]
+    pub n: Option<u32>,
+    /// The `next` of the previous page.
+    #[serde(default)]
+    pub last: Option<String>,
+}
+
+/// A page of drift: reported images that are not what was promoted, or not current.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DriftPage {
+    /// Each reported image that drifted, in (environment, workload, reference) order.
+    pub drift: Vec<DriftEntry>,
+    /// How many reported images this page checked (drifted or not).
+    pub checked: usize,
+    /// The cursor of the next page, while more reported images follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// One reported image that is not what its stage holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DriftEntry {
+    /// Where it runs.
+    pub environment: String,
+    /// What runs it.
+    pub workload: String,
+    /// The stage it should come from.
+    pub stage: String,
+    /// The image reference as reported.
+    pub reference: String,
+    /// `unpromoted` (never promoted into the stage), `behind` (promoted, but its channel has
+    /// moved on: a newer release or a rollback), or `unverified` (promoted, but its evidence was
+    /// voided, it is quarantined, or the reference is a tag or from elsewhere).
+    pub kind: String,
+    /// Who reported it, and when (RFC 3339).
+    pub reported_by: String,
+    /// When it was reported.
+    pub reported_at: String,
+    /// Every check it failed, with the fix.
+    pub failures: Vec<VerifyFailure>,
+}

@@ -34,11 +34,13 @@ pub enum AnomalyRule {
     BreakGlass,
     /// Pushes (or deletes) into a gated stage refused for one principal.
     RefusedPushes,
+    /// A deployment reported running a digest never promoted into its stage.
+    Drift,
 }
 
 impl AnomalyRule {
     /// Every rule, in the order the docs list them.
-    pub const ALL: [AnomalyRule; 8] = [
+    pub const ALL: [AnomalyRule; 9] = [
         Self::DeniedPromotions,
         Self::AuthFailures,
         Self::TamperedEvidence,
@@ -47,6 +49,7 @@ impl AnomalyRule {
         Self::PromotionBurst,
         Self::BreakGlass,
         Self::RefusedPushes,
+        Self::Drift,
     ];
 
     /// The configuration and API spelling.
@@ -60,6 +63,7 @@ impl AnomalyRule {
             Self::PromotionBurst => "promotion_burst",
             Self::BreakGlass => "break_glass",
             Self::RefusedPushes => "refused_pushes",
+            Self::Drift => "drift",
         }
     }
 
@@ -72,7 +76,8 @@ impl AnomalyRule {
         // lock the prober.
         match action {
             Alert => true,
-            LockPrincipal => self != Self::PromotionBurst,
+            // Drift is reported by a CD system or operator, not done by them.
+            LockPrincipal => !matches!(self, Self::PromotionBurst | Self::Drift),
             QuarantineArtifact => matches!(
                 self,
                 Self::DeniedPromotions
@@ -86,6 +91,7 @@ impl AnomalyRule {
                     | Self::OffHoursPromotion
                     | Self::PromotionBurst
                     | Self::BreakGlass
+                    | Self::Drift
             ),
         }
     }

@@ -191,6 +191,19 @@ pub enum AuditEvent {
         /// When it expires (ms).
         expires_at_millis: i64,
     },
+    /// A deployment reported what one of its workloads runs (`deployment.reported`).
+    DeploymentReported {
+        /// Where it runs.
+        environment: String,
+        /// What runs it.
+        workload: String,
+        /// The stage it deploys from.
+        stage: String,
+        /// The image references it runs now.
+        images: Vec<String>,
+        /// How many of them were never promoted into the stage (drift).
+        unpromoted: usize,
+    },
     /// A named API key was revoked (`credential.revoked`).
     ApiKeyRevoked {
         /// The service account.
@@ -657,6 +670,7 @@ impl AuditEvent {
             Self::ApiKeyCreated { .. } => "credential.created",
             Self::ApiKeyRevoked { .. } => "credential.revoked",
             Self::DeployTokenIssued { .. } => "deploy_token.issued",
+            Self::DeploymentReported { .. } => "deployment.reported",
             Self::CredentialExpiring { .. } => "credential.expiring",
             Self::CredentialExpired { .. } => "credential.expired",
             Self::RoleGranted { .. } => "role.granted",
@@ -776,6 +790,11 @@ impl AuditEvent {
             Self::AccessRequested { request, .. } | Self::AccessDecided { request, .. } => {
                 json!({"kind": "access_request", "id": request})
             }
+            Self::DeploymentReported {
+                environment,
+                workload,
+                ..
+            } => json!({"kind": "deployment", "environment": environment, "workload": workload}),
             Self::KeyAdded { key_id, name, .. }
             | Self::KeyStatusChanged { key_id, name, .. }
             | Self::KeyUpdated { key_id, name, .. } => {
@@ -920,6 +939,12 @@ impl AuditEvent {
                 ..
             } => json!({"credential": "api_key", "id": id, "name": name,
                         "expires": rfc3339_millis(*expires_at_millis)}),
+            Self::DeploymentReported {
+                stage,
+                images,
+                unpromoted,
+                ..
+            } => json!({"stage": stage, "images": images, "unpromoted": unpromoted}),
             Self::DeployTokenIssued {
                 id,
                 repositories,

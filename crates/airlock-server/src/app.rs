@@ -446,6 +446,13 @@ pub async fn serve(
         .map_err(|e| ServeError::Webhooks(e.to_string()))?
         .run(),
     );
+    let deploy = Arc::new(crate::deploy::DeployService::new(
+        registry.metadata().clone(),
+        config.stages()?,
+        identity.clone(),
+        anomalies.clone(),
+        config.deploy.clone(),
+    ));
     let draining = crate::readiness::Draining::default();
     let app = router(
         Services {
@@ -473,12 +480,7 @@ pub async fn serve(
                 &config.stages()?,
                 config.gc.clone(),
             )),
-            deploy: Arc::new(crate::deploy::DeployService::new(
-                registry.metadata().clone(),
-                config.stages()?,
-                identity.clone(),
-                config.deploy.clone(),
-            )),
+            deploy,
             serves_tls: !plaintext,
         },
         crate::metrics::install(),

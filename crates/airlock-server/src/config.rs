@@ -698,6 +698,9 @@ pub struct AnomalyConfig {
     /// Pushes or deletes into a gated stage refused for one principal (every refusal counts,
     /// though the audit log records one per principal, repository and minute).
     pub refused_pushes: RuleConfig,
+    /// A deployment reported (`POST /api/v1/deployments`) running a digest never promoted into
+    /// its stage.
+    pub drift: RuleConfig,
 }
 
 impl Default for AnomalyConfig {
@@ -719,13 +722,14 @@ impl Default for AnomalyConfig {
             promotion_burst: RuleConfig::new(20, 600, Alert),
             break_glass: RuleConfig::new(1, 60, Alert),
             refused_pushes: RuleConfig::new(20, 600, Alert),
+            drift: RuleConfig::new(1, 600, Alert),
         }
     }
 }
 
 impl AnomalyConfig {
     /// Each rule with its settings.
-    pub fn rules(&self) -> [(airlock_core::AnomalyRule, &RuleConfig); 8] {
+    pub fn rules(&self) -> [(airlock_core::AnomalyRule, &RuleConfig); 9] {
         use airlock_core::AnomalyRule::*;
         [
             (DeniedPromotions, &self.denied_promotions),
@@ -736,6 +740,7 @@ impl AnomalyConfig {
             (PromotionBurst, &self.promotion_burst),
             (BreakGlass, &self.break_glass),
             (RefusedPushes, &self.refused_pushes),
+            (Drift, &self.drift),
         ]
     }
 

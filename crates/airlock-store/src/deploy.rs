@@ -2,10 +2,13 @@
 //! promotion that brought it there (or brought an index holding it), its approvals, the flags and
 //! quarantine on it and where its channel tag points now; and the `verify_version` counter
 //! (migration 0029) whose triggers bump it in the same transaction as any change to those.
+//! And what deployments report running where (`deployments`, migration 0030).
 
-use airlock_core::{Digest, RepoName};
+use airlock_core::{AuditRecord, Digest, RepoName};
+use sqlx::Row;
 
 use crate::anomalies::QuarantineRow;
+use crate::audit::append;
 use crate::error::StoreError;
 use crate::evidence::ArtifactFlag;
 use crate::metadata::Metadata;
@@ -126,5 +129,98 @@ impl Metadata {
             quarantine,
             channel_digest,
         })
+    }
+}
+
+/// One image a deployment reported running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentRow {
+    /// Where it runs (a cluster, a region: the reporter's name for it).
+    pub environment: String,
+    /// What runs it (`namespace/kind/name`, or the reporter's name for it).
+    pub workload: String,
+    /// The stage it deploys from.
+    pub stage: String,
+    /// The image reference as the workload names it.
+    pub reference: String,
+    /// Who reported it.
+    pub reported_by: String,
+    /// When (ms).
+    pub reported_at: i64,
+}
+
+impl Metadata {
+    /// Replaces what `workload` in `environment` runs with `references` (none: it runs nothing
+    /// any more), appending `records`, in one transaction.
+    pub async fn report_deployment(
+        &self,
+        environment: &str,
+        workload: &str,
+        stage: &str,
+        references: &[String],
+        reported_by: &str,
+        records: &[AuditRecord],
+    ) -> Result<(), StoreError> {
+        let now = crate::metadata::now_millis();
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM deployments WHERE environment = $1 AND workload = $2")
+            .bind(environment)
+            .bind(workload)
+            .execute(&mut *tx)
+            .await?;
+        for reference in references {
+            sqlx::query(
+                "INSERT INTO deployments (environment, workload, stage, reference, reported_by,
+                 reported_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(environment)
+            .bind(workload)
+            .bind(stage)
+            .bind(reference)
+            .bind(reported_by)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        append(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Up to `limit` reported images after the cursor `after` (environment, workload,
+    /// reference), of one environment or all, in that order: a keyset page of the primary key.
+    pub async fn deployments_page(
+        &self,
+        environment: Option<&str>,
+        after: Option<(&str, &str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<DeploymentRow>, StoreError> {
+        let (e, w, r) = after.unwrap_or(("", "", ""));
+        let rows = sqlx::query(
+            "SELECT environment, workload, stage, reference, reported_by, reported_at
+               FROM deployments
+              WHERE ($1 = '' OR environment = $1)
+                AND (environment > $2 OR (environment = $2 AND (workload > $3
+                     OR (workload = $3 AND reference > $4))))
+              ORDER BY environment, workload, reference LIMIT $5",
+        )
+        .bind(environment.unwrap_or(""))
+        .bind(e)
+        .bind(w)
+        .bind(r)
+        .bind(limit as i64)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| DeploymentRow {
+                environment: row.get("environment"),
+                workload: row.get("workload"),
+                stage: row.get("stage"),
+                reference: row.get("reference"),
+                reported_by: row.get("reported_by"),
+                reported_at: row.get("reported_at"),
+            })
+            .collect())
     }
 }

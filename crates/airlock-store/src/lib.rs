@@ -58,7 +58,7 @@ pub use blobs::{
 };
 pub use catalog::{ArtifactEntry, TagRow, TimeCursor};
 pub use console_sessions::{ConsoleSessionRow, TOUCH_INTERVAL_MILLIS};
-pub use deploy::DeployRecord;
+pub use deploy::{DeployRecord, DeploymentRow};
 pub use engine::{Backend, DatabaseBusy, DatabaseLocation, POSTGRES_TIMEOUTS, redact_url};
 pub use error::{StoreError, UNSTORABLE_TEXT};
 pub use evidence::{

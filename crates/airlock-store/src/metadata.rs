@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 29] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 30] = [
         (
             1,
             "registry",
@@ -205,6 +205,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "verify version",
             include_str!("../migrations/0029_verify_version.sql"),
             include_str!("../migrations/postgres/0029_verify_version.sql"),
+        ),
+        (
+            30,
+            "deployments",
+            include_str!("../migrations/0030_deployments.sql"),
+            include_str!("../migrations/postgres/0030_deployments.sql"),
         ),
     ];
     Migrator::with_migrations(

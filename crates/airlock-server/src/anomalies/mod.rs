@@ -471,6 +471,34 @@ impl Anomalies {
         .await;
     }
 
+    /// A deployment in `environment` reported running `repository@digest`, which was never
+    /// promoted into `repository`'s stage.
+    pub async fn drift_reported(
+        &self,
+        reporter: &str,
+        environment: &str,
+        workload: &str,
+        repository: &RepoName,
+        digest: &Digest,
+    ) {
+        let stage = repository.stage();
+        self.observe(Signal {
+            rule: AnomalyRule::Drift,
+            key: format!("stage:{stage}"),
+            target: AnomalyTarget {
+                principal: None,
+                repository: Some(repository.clone()),
+                digest: Some(digest.clone()),
+                stage: Some(stage.to_string()),
+                source: None,
+            },
+            summary: format!(
+                "{reporter} reported {workload} in {environment} running {repository}@{digest}, which was never promoted into {stage}"
+            ),
+        })
+        .await;
+    }
+
     /// Up to `limit` anomalies with ids below `before` (from the newest when `None`), newest
     /// first (`status`: `open`, `resolved` or `None` for all). Needs `access-admin` or `auditor`.
     pub async fn list(

@@ -17,11 +17,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use airlock_api::deploy as api;
+use airlock_core::AuditEvent;
 use airlock_core::audit::rfc3339_millis;
 use airlock_core::image_ref::ImageRef;
 use airlock_core::{Action, Digest, RepoName, StageConfig, StageMode, Stages};
-use airlock_store::{DeployRecord, Metadata, PromotionRow, StoreError};
+use airlock_store::{DeployRecord, DeploymentRow, Metadata, PromotionRow, StoreError};
 
+use crate::anomalies::Anomalies;
 use crate::caller::Caller;
 use crate::config::DeployConfig;
 use crate::identity::{Authenticated, Identity};
@@ -85,6 +87,26 @@ pub enum DeployError {
         /// `[deploy] max_token_ttl_secs`.
         max: u64,
     },
+    /// A deployment report's field that is not acceptable.
+    #[error("{field}: {reason}")]
+    InvalidReport {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A drift page size out of range.
+    #[error("n={n} is out of range: a page checks 1 to 1000 reported images")]
+    PageSize {
+        /// The size asked for.
+        n: u32,
+    },
+    /// A `last` that is not a cursor `GET /api/v1/drift` handed out.
+    #[error("last={value:?} is not a cursor of the drift list")]
+    Cursor {
+        /// The value given.
+        value: String,
+    },
     /// The token could not be issued (the caller is itself a deploy token, or signing failed).
     #[error(transparent)]
     Auth(#[from] crate::identity::AuthError),
@@ -104,6 +126,7 @@ pub struct DeployService {
     metadata: Metadata,
     stages: Stages,
     identity: Arc<Identity>,
+    anomalies: Arc<Anomalies>,
     config: DeployConfig,
     cache: VerifyCache,
 }
@@ -124,6 +147,7 @@ impl DeployService {
         metadata: Metadata,
         stages: Stages,
         identity: Arc<Identity>,
+        anomalies: Arc<Anomalies>,
         config: DeployConfig,
     ) -> Self {
         let cache = VerifyCache::new(config.cache_entries);
@@ -131,6 +155,7 @@ impl DeployService {
             metadata,
             stages,
             identity,
+            anomalies,
             config,
             cache,
         }
@@ -370,6 +395,177 @@ impl DeployService {
         })
     }
 
+    /// Records what `report.workload` in `report.environment` runs, verifying each image against
+    /// the stage (with `current`); each image never promoted there is a `drift` anomaly signal.
+    /// The caller must be able to pull from every repository named.
+    pub async fn report(
+        &self,
+        caller: &Caller,
+        report: &api::DeploymentReport,
+    ) -> Result<api::DeploymentAnswer, DeployError> {
+        for (field, value) in [
+            ("environment", &report.environment),
+            ("workload", &report.workload),
+        ] {
+            if value.is_empty() || value.len() > 253 || value.chars().any(char::is_control) {
+                return Err(DeployError::InvalidReport {
+                    field,
+                    reason: format!("{value:?} must be 1 to 253 printable characters"),
+                });
+            }
+        }
+        if let Some(long) = report
+            .images
+            .iter()
+            .find(|r| r.is_empty() || r.len() > airlock_core::image_ref::MAX_IMAGE_REF_LEN)
+        {
+            return Err(DeployError::InvalidReport {
+                field: "images",
+                reason: format!(
+                    "an image reference of {} characters; each is 1 to {}",
+                    long.len(),
+                    airlock_core::image_ref::MAX_IMAGE_REF_LEN
+                ),
+            });
+        }
+        let images: Vec<String> = report.images.iter().fold(Vec::new(), |mut unique, image| {
+            if !unique.contains(image) {
+                unique.push(image.clone());
+            }
+            unique
+        });
+        let results = if images.is_empty() {
+            self.stage(&report.stage)?;
+            Vec::new()
+        } else {
+            let answer = self
+                .verify(
+                    Reader::Caller(caller),
+                    &api::VerifyRequest {
+                        stage: report.stage.clone(),
+                        references: images.clone(),
+                        current: true,
+                    },
+                )
+                .await?;
+            answer.results
+        };
+        if let Some(denied) = results
+            .iter()
+            .find(|r| r.failures.iter().any(|f| f.code == "DENIED"))
+        {
+            return Err(DeployError::NotPullable {
+                repository: denied.repository.clone().unwrap_or_default(),
+            });
+        }
+        let unpromoted: Vec<&api::VerifyResult> =
+            results.iter().filter(|r| never_promoted(r)).collect();
+        let reporter = caller.actor.principal.clone();
+        self.metadata
+            .report_deployment(
+                &report.environment,
+                &report.workload,
+                &report.stage,
+                &images,
+                &reporter,
+                &[airlock_core::AuditRecord {
+                    time_millis: airlock_store::now_millis(),
+                    actor: caller.actor.clone(),
+                    event: AuditEvent::DeploymentReported {
+                        environment: report.environment.clone(),
+                        workload: report.workload.clone(),
+                        stage: report.stage.clone(),
+                        images: images.clone(),
+                        unpromoted: unpromoted.len(),
+                    },
+                }],
+            )
+            .await?;
+        for result in &unpromoted {
+            if let (Some(repository), Some(digest)) = (&result.repository, &result.digest)
+                && let (Ok(repository), Ok(digest)) =
+                    (RepoName::from_str(repository), Digest::from_str(digest))
+            {
+                self.anomalies
+                    .drift_reported(
+                        &reporter,
+                        &report.environment,
+                        &report.workload,
+                        &repository,
+                        &digest,
+                    )
+                    .await;
+            }
+        }
+        Ok(api::DeploymentAnswer {
+            environment: report.environment.clone(),
+            workload: report.workload.clone(),
+            stage: report.stage.clone(),
+            unpromoted: unpromoted.len(),
+            images: results,
+        })
+    }
+
+    /// A page of drift: the reported images (`n` per page, of one environment or all) checked
+    /// against their stages now, those that fail listed with why. Images in repositories the
+    /// caller may not pull from are checked but not shown.
+    pub async fn drift(
+        &self,
+        caller: &Caller,
+        query: &api::DriftQuery,
+    ) -> Result<api::DriftPage, DeployError> {
+        let n = query.n.unwrap_or(100);
+        if n == 0 || n > 1000 {
+            return Err(DeployError::PageSize { n });
+        }
+        let cursor = match query.last.as_deref().filter(|l| !l.is_empty()) {
+            Some(last) => Some(parse_cursor(last).ok_or_else(|| DeployError::Cursor {
+                value: last.to_string(),
+            })?),
+            None => None,
+        };
+        let rows = self
+            .metadata
+            .deployments_page(
+                query.environment.as_deref(),
+                cursor
+                    .as_ref()
+                    .map(|(e, w, r)| (e.as_str(), w.as_str(), r.as_str())),
+                n,
+            )
+            .await?;
+        let mut drift = Vec::new();
+        for row in &rows {
+            let request = api::VerifyRequest {
+                stage: row.stage.clone(),
+                references: vec![row.reference.clone()],
+                current: true,
+            };
+            let answer = match self.verify(Reader::Caller(caller), &request).await {
+                Ok(answer) => answer,
+                // A stage removed from the configuration since the report.
+                Err(DeployError::UnknownStage { .. }) => continue,
+                Err(err) => return Err(err),
+            };
+            let Some(result) = answer.results.into_iter().next() else {
+                continue;
+            };
+            if result.verified || result.failures.iter().any(|f| f.code == "DENIED") {
+                continue;
+            }
+            drift.push(drift_entry(row, result));
+        }
+        let next = rows
+            .last()
+            .filter(|_| rows.len() == n as usize)
+            .map(cursor_of);
+        Ok(api::DriftPage {
+            drift,
+            checked: rows.len(),
+            next,
+        })
+    }
+
     /// The digest a tag reference stands for, where tags are accepted.
     async fn digest_of_tag(
         &self,
@@ -423,6 +619,52 @@ impl DeployService {
             )
         }))
     }
+}
+
+/// Whether a result says the digest was never promoted into the stage (or is not there).
+fn never_promoted(result: &api::VerifyResult) -> bool {
+    result
+        .failures
+        .iter()
+        .any(|f| f.code == "NOT_PROMOTED" || f.code == "NOT_IN_STAGE")
+}
+
+fn drift_entry(row: &DeploymentRow, result: api::VerifyResult) -> api::DriftEntry {
+    let kind = if never_promoted(&result) {
+        "unpromoted"
+    } else if result.failures.iter().all(|f| f.code == "NOT_CURRENT") {
+        "behind"
+    } else {
+        "unverified"
+    };
+    api::DriftEntry {
+        environment: row.environment.clone(),
+        workload: row.workload.clone(),
+        stage: row.stage.clone(),
+        reference: row.reference.clone(),
+        kind: kind.to_string(),
+        reported_by: row.reported_by.clone(),
+        reported_at: rfc3339_millis(row.reported_at),
+        failures: result.failures,
+    }
+}
+
+/// A drift cursor: the row's key, hex-encoded (names and references may hold any character).
+fn cursor_of(row: &DeploymentRow) -> String {
+    hex::encode(format!(
+        "{}\0{}\0{}",
+        row.environment, row.workload, row.reference
+    ))
+}
+
+fn parse_cursor(value: &str) -> Option<(String, String, String)> {
+    let text = String::from_utf8(hex::decode(value).ok()?).ok()?;
+    let mut parts = text.split('\0');
+    let (e, w, r) = (parts.next()?, parts.next()?, parts.next()?);
+    parts
+        .next()
+        .is_none()
+        .then(|| (e.to_string(), w.to_string(), r.to_string()))
 }
 
 /// A parsed reference and the repository it names in the stage checked.

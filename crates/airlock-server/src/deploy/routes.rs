@@ -4,6 +4,8 @@
 //!   stands (always `200` with one result per reference; `verified` says whether all passed)
 //! - `POST /api/v1/deploy-tokens`: a pull-only token for named repositories, for an
 //!   `imagePullSecret` (`201`)
+//! - `POST /api/v1/deployments`: what a workload runs now, verified (`drift` signals)
+//! - `GET /api/v1/drift?environment=&n=&last=`: reported images that drifted, a page at a time
 //! - `POST /admission/v1/validate`: the Kubernetes ValidatingAdmissionWebhook (`admission.rs`),
 //!   routed only when `[deploy.admission]` is set
 
@@ -13,13 +15,13 @@ use airlock_api::ErrorBody;
 use airlock_api::deploy as api;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::{DeployError, DeployService, Reader};
 use crate::api::ApiError;
 use crate::caller::Caller;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::identity::Identity;
 
 /// State of the deploy routes.
@@ -35,7 +37,9 @@ pub struct DeployState {
 pub fn router(state: DeployState) -> Router {
     let router = Router::new()
         .route("/api/v1/verify", post(verify))
-        .route("/api/v1/deploy-tokens", post(deploy_token));
+        .route("/api/v1/deploy-tokens", post(deploy_token))
+        .route("/api/v1/deployments", post(report_deployment))
+        .route("/api/v1/drift", get(drift));
     let router = if state.deploy.config().admission.is_some() {
         router.route(
             "/admission/v1/validate",
@@ -115,6 +119,27 @@ impl From<DeployError> for ApiError {
                 ),
             ),
             DeployError::Auth(_) => ApiError::internal_message(message),
+            DeployError::InvalidReport { field, .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "REPORT_INVALID",
+                message.clone(),
+                match *field {
+                    "images" => "list each image reference as the workload names it (at most 4096 characters)".to_string(),
+                    _ => format!("give {field} as a short printable name, e.g. prod-eu or shop/deployment/checkout"),
+                },
+            ),
+            DeployError::PageSize { .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "PAGINATION_NUMBER_INVALID",
+                message,
+                "ask for n between 1 and 1000",
+            ),
+            DeployError::Cursor { .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "PAGINATION_CURSOR_INVALID",
+                message,
+                "pass the `next` value of the previous page as `last`, or leave `last` out for the first page",
+            ),
             DeployError::Store(store) => ApiError::storage(store),
         }
     }
@@ -181,10 +206,64 @@ async fn deploy_token(
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
+/// Records what one workload of a deployment runs now (replacing its earlier report), verifying
+/// each image against the stage with `current`; an image never promoted there is a `drift`
+/// anomaly signal. The caller must be able to pull from every repository named (the deployer
+/// role). Recorded as `deployment.reported`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments",
+    tag = "deploy",
+    request_body = api::DeploymentReport,
+    responses(
+        (status = 200, description = "Recorded; each image's verification", body = api::DeploymentAnswer),
+        (status = 400, description = "A malformed body, an unknown stage, a bad name or reference, or too many images", body = ErrorBody),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "The caller may not pull from a named repository", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
+        (status = 500, description = "Storage failed", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable", body = ErrorBody),
+    )
+)]
+async fn report_deployment(
+    State(state): State<DeployState>,
+    caller: Caller,
+    ApiJson(report): ApiJson<api::DeploymentReport>,
+) -> Result<Json<api::DeploymentAnswer>, ApiError> {
+    Ok(Json(state.deploy.report(&caller, &report).await?))
+}
+
+/// Drift: reported images checked against their stages now, a page at a time; those never
+/// promoted there (`unpromoted`), behind their channel (`behind`) or no longer standing
+/// (`unverified`) are listed with every failed check and its fix. Images in repositories the
+/// caller may not pull from are not shown.
+#[utoipa::path(
+    get,
+    path = "/api/v1/drift",
+    tag = "deploy",
+    params(api::DriftQuery),
+    responses(
+        (status = 200, description = "A page of drift", body = api::DriftPage),
+        (status = 400, description = "A bad page size or cursor", body = ErrorBody),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this client or for this name", body = ErrorBody),
+        (status = 500, description = "Storage failed", body = ErrorBody),
+        (status = 503, description = "Storage is unavailable", body = ErrorBody),
+    )
+)]
+async fn drift(
+    State(state): State<DeployState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<api::DriftQuery>,
+) -> Result<Json<api::DriftPage>, ApiError> {
+    Ok(Json(state.deploy.drift(&caller, &query).await?))
+}
+
 /// This area's part of the OpenAPI document (`crate::openapi`).
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(utoipa::OpenApi)]
-    #[openapi(paths(verify, deploy_token))]
+    #[openapi(paths(verify, deploy_token, report_deployment, drift))]
     struct Api;
     <Api as utoipa::OpenApi>::openapi()
 }
