@@ -16,6 +16,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::StreamExt;
+
 use airlock_api::deploy as api;
 use airlock_core::AuditEvent;
 use airlock_core::audit::rfc3339_millis;
@@ -115,6 +117,10 @@ pub enum DeployError {
     Store(#[from] StoreError),
 }
 
+/// References of one verification checked at once (each holds a pooled database connection
+/// while it reads).
+const CONCURRENT_CHECKS: usize = 4;
+
 /// Most repositories one deploy token names.
 pub const MAX_TOKEN_REPOSITORIES: usize = 20;
 
@@ -208,14 +214,19 @@ impl DeployService {
             Reader::Caller(caller) => caller.who.as_ref(),
             Reader::Airlock => None,
         };
-        let mut results = Vec::with_capacity(request.references.len());
-        for reference in &request.references {
-            let mut result = self
-                .verify_one(who, stage, reference, request.current, version)
-                .await?;
-            result.reference = reference.clone();
-            results.push(result);
-        }
+        // The references are independent reads: a few at a time, each on its own pooled
+        // connection, in the request's order.
+        let checks: Vec<_> = request
+            .references
+            .iter()
+            .map(|reference| self.verify_one(who, stage, reference, request.current, version))
+            .collect();
+        let results: Vec<api::VerifyResult> = futures::stream::iter(checks)
+            .buffered(CONCURRENT_CHECKS)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
         metrics::histogram!(crate::metrics::VERIFY_DURATION)
             .record(started.elapsed().as_secs_f64());
         Ok(api::VerifyAnswer {
@@ -226,6 +237,21 @@ impl DeployService {
     }
 
     async fn verify_one(
+        &self,
+        who: Option<&Authenticated>,
+        stage: &StageConfig,
+        reference: &str,
+        current: bool,
+        version: i64,
+    ) -> Result<api::VerifyResult, DeployError> {
+        let mut result = self
+            .check_reference(who, stage, reference, current, version)
+            .await?;
+        result.reference = reference.to_string();
+        Ok(result)
+    }
+
+    async fn check_reference(
         &self,
         who: Option<&Authenticated>,
         stage: &StageConfig,
