@@ -168,6 +168,21 @@ async fn every_migration_applies_over_a_database_holding_data_in_every_earlier_t
     // 0028: entries found by their subject's digest, including those written before it.
     let about = meta.audit_entries_about("sha256:0a", 10).await.unwrap();
     assert_eq!(about.iter().map(|e| e.index).collect::<Vec<_>>(), vec![0]);
+    // 0029: the verification version starts at 0 and moves with the next change it watches;
+    // 0030: no deployment was reported before.
+    let version = meta.verify_version().await.unwrap();
+    assert_eq!(version, 0);
+    sqlx::query("UPDATE keyring_version SET version = version WHERE id = 1")
+        .execute(meta.pool())
+        .await
+        .unwrap();
+    assert!(meta.verify_version().await.unwrap() > version);
+    assert!(
+        meta.deployments_page(None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // 0003: access.
     let alice = meta.principal_by_name("alice").await.unwrap().unwrap();
