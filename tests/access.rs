@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use airlock_identity::{AccessClaims, TokenKey, TokenKind};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{TestServer, client_as, error_code, sha256};
+use common::{TestServer, claims_of, client_as, error_code, sha256};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -111,12 +111,6 @@ async fn fetch_token(s: &TestServer, client: &reqwest::Client, scopes: &[&str]) 
     let body: Value = response.json().await.unwrap();
     assert_eq!(status, 200, "token request: {body}");
     body
-}
-
-/// The decoded (unverified) claims of a JWT.
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("a JWT payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 /// The server's token signing key (its data directory's file, or the key stored in its

@@ -9,9 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{TestServer, client_as};
+use common::{TestServer, bearer, claims_of, client_as};
 use serde_json::{Value, json};
 
 /// The password every test user gets.
@@ -57,23 +55,6 @@ async fn add_service_account(s: &TestServer, name: &str, secs: u64) -> (String, 
         body["api_key"].as_str().unwrap().to_string(),
         body["key_id"].as_str().unwrap().to_string(),
     )
-}
-
-fn bearer(token: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
-}
-
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("a JWT payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 /// `POST /auth/token` with `form`; returns the status and the JSON answer.

@@ -10,7 +10,8 @@ use std::process::Command;
 
 use base64::Engine as _;
 use common::{
-    TestServer, add_user, client_as, interop_tool_available, permissive_bundle, post_json as post,
+    TestServer, add_user, bearer, claims_of, client_as, interop_tool_available, permissive_bundle,
+    post_json as post,
 };
 use serde_json::{Value, json};
 
@@ -48,27 +49,6 @@ async fn start(temp: &std::path::Path) -> (TestServer, String) {
     (s, app)
 }
 
-fn bearer(token: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
-}
-
-/// The claims of a JWT, read without checking it (the server checks; the test reads).
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("a JWT");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
 async fn status_of(client: &reqwest::Client, url: &str) -> u16 {
     client
         .get(url)
@@ -95,7 +75,7 @@ async fn a_deploy_token_pulls_its_repositories_only_and_ends_with_the_deployers_
     assert_eq!(answer["username"], "dora");
     assert_eq!(answer["repositories"], json!(["prod/team/app"]));
     let token = answer["token"].as_str().unwrap().to_string();
-    let issued = claims(&token);
+    let issued = claims_of(&token);
     assert_eq!(issued["auth"], "deploy");
     assert_eq!(
         issued["access"],
@@ -150,7 +130,7 @@ async fn a_deploy_token_pulls_its_repositories_only_and_ends_with_the_deployers_
         .json()
         .await
         .unwrap();
-    let inner = claims(exchanged["token"].as_str().expect("a token"));
+    let inner = claims_of(exchanged["token"].as_str().expect("a token"));
     assert_eq!(
         inner["access"],
         json!([{"type": "repository", "name": "prod/team/app", "actions": ["pull"]}]),

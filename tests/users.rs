@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{ADMIN_PASSWORD, TestServer, client_as, push_image_as};
+use common::{ADMIN_PASSWORD, TestServer, bearer, client_as, push_image_as};
 use serde_json::{Value, json};
 
 /// The password test users start with.
@@ -101,18 +101,6 @@ async fn refresh(s: &TestServer, token: &str) -> u16 {
         .unwrap()
         .status()
         .as_u16()
-}
-
-fn bearer(token: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
 }
 
 async fn whoami_status(s: &TestServer, client: &reqwest::Client) -> u16 {

@@ -1492,3 +1492,26 @@ pub async fn server_private_key(data_dir: &Path, name: &str) -> String {
         .and_then(|key| key.private_key.clone())
         .unwrap_or_else(|| panic!("no stored {name}"))
 }
+
+/// A client that sends `token` as its bearer token on every request.
+pub fn bearer(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// The claims of a JWT, read without checking it (the server checks; a test reads).
+pub fn claims_of(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
