@@ -1,5 +1,5 @@
 //! The replica benchmark: one `airlock serve` against three, each time behind haproxy (the
-//! configuration `tests/replicas/haproxy.cfg`, round robin), on PostgreSQL + S3 (the services of
+//! configuration `tests/it/replicas/haproxy.cfg`, round robin), on PostgreSQL + S3 (the services of
 //! `scripts/test-services` and `scripts/test-s3`, named by the same environment variables as the
 //! tests: `AIRLOCK_TEST_POSTGRES_URL`, `AIRLOCK_TEST_S3_ENDPOINT`, `AWS_*`).
 //!
@@ -314,7 +314,7 @@ async fn start_cluster(options: &Options, n: usize, run: usize) -> Result<Cluste
             replica.trim_start_matches("http://")
         ));
     }
-    let config = include_str!("../tests/replicas/haproxy.cfg")
+    let config = include_str!("../tests/it/replicas/haproxy.cfg")
         .replace("@LB_PORT@", &lb_port.to_string())
         .replace("@STATS_PORT@", &stats_port.to_string())
         .replace("    log stderr format raw local0 info\n", "")

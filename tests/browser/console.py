@@ -1,6 +1,6 @@
 """The web console in a real browser: Debian's chromium, headless, driven by Playwright.
 
-Run by tests/console_browser.rs against a test server that holds two images in dev/team/app, a
+Run by tests/it/console_browser.rs against a test server that holds two images in dev/team/app, a
 user `ada` who may read them, a promotion of the first to staging that `rita` requested and which
 needs one approval (`rita` and `ann` are approvers), and an open anomaly that locked `mallory`.
 Arguments: the server's base URL, the admin password, the users' password, the promotion's id,

@@ -1,6 +1,6 @@
 """A release through the web console under the default policy, in a real browser.
 
-Run by tests/console_browser.rs against a test server with the default policy bundle, one
+Run by tests/it/console_browser.rs against a test server with the default policy bundle, one
 approval on staging, an image that skopeo pushed to dev/team/app:1.0, a signing key in the
 keyring (trusted for team/*), `rita` (promoter and approver on staging) and `ann` (approver on
 staging). Arguments: the server's base URL, the users' password, the image's digest, the signing

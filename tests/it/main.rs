@@ -1,0 +1,72 @@
+//! airlock's integration tests, one binary for all of them: each module starts the real
+//! `airlock serve` (or runs the `airlock` CLI) through the shared harness in `common`, exactly as a
+//! user does. One binary instead of one per file keeps a test build to one link and one copy of
+//! the server's code on disk; run one file's tests with `cargo test --test it MODULE::`.
+
+mod common;
+mod tls_support;
+
+mod access;
+mod admission;
+mod anomalies;
+mod audit_crash;
+mod audit_log;
+mod auth_timing;
+mod authentication;
+mod backup;
+mod backup_postgres;
+mod catalog;
+mod cli;
+mod cli_errors;
+mod conformance;
+mod connections;
+mod console;
+mod console_browser;
+mod console_oidc;
+mod deploy_drift;
+mod deploy_tokens;
+mod deploy_verify;
+mod drain;
+mod evidence;
+mod evidence_api_errors;
+mod evidence_bundles;
+mod gc;
+mod http_robustness;
+mod identity_api;
+mod interop;
+mod keyring_update;
+mod list_paging;
+mod log_identity;
+mod metrics_formats;
+mod migrate_store;
+mod migrate_store_checks;
+mod oci_api;
+mod oidc_jwks_url;
+mod openapi;
+mod packaging;
+mod paging;
+mod password_reset_independence;
+mod postgres;
+mod postgres_timeouts;
+mod promote_wait_renewal;
+mod promotion;
+mod promotion_integrity;
+mod promotion_review;
+mod replicas;
+mod replicas_state;
+mod s3_blobs;
+mod server_key_tampering;
+mod server_keys;
+mod service_account_keys;
+mod shared_server_keys;
+mod storage;
+mod streaming;
+mod tlog_interop;
+mod tls;
+mod tls_client;
+mod tls_clients;
+mod upgrades;
+mod uploads;
+mod users;
+mod webhooks;
+mod webhooks_tls;
