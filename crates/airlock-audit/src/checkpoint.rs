@@ -186,7 +186,7 @@ pub fn parse_checkpoint_unverified(note: &str) -> Result<CheckpointBody, AuditEr
 }
 
 /// Parses a C2SP tlog-checkpoint body (extension lines are allowed and ignored).
-fn parse_checkpoint_body(text: &[u8]) -> Result<CheckpointBody, AuditError> {
+pub(crate) fn parse_checkpoint_body(text: &[u8]) -> Result<CheckpointBody, AuditError> {
     let checkpoint = Checkpoint::from_bytes(text).map_err(|_| AuditError::MalformedCheckpoint)?;
     Ok(CheckpointBody {
         origin: checkpoint.origin().to_owned(),
@@ -196,7 +196,7 @@ fn parse_checkpoint_body(text: &[u8]) -> Result<CheckpointBody, AuditError> {
 }
 
 /// Accepts origins usable both as a signed-note key name and as a note line.
-fn check_origin(origin: &str) -> Result<(), AuditError> {
+pub(crate) fn check_origin(origin: &str) -> Result<(), AuditError> {
     if signed_note::is_key_name_valid(origin) && !origin.chars().any(char::is_control) {
         Ok(())
     } else {

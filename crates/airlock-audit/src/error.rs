@@ -26,6 +26,29 @@ pub enum AuditError {
     #[error("malformed log verifier key (expected <name>+<id>+<base64>)")]
     MalformedVerifierKey,
 
+    /// A witness verifier key was not of the form `<name>+<id>+base64(0x04 || Ed25519 key)`.
+    #[error(
+        "malformed witness key {key:?} (expected a cosignature/v1 verifier key <name>+<id>+base64(0x04 || Ed25519 key))"
+    )]
+    MalformedWitnessKey {
+        /// The rejected key text.
+        key: String,
+    },
+
+    /// A trusted witness's cosignature on a checkpoint does not verify.
+    #[error("the cosignature of witness {witness} does not verify (the checkpoint was altered)")]
+    CosignatureInvalid {
+        /// The witness name.
+        witness: String,
+    },
+
+    /// An `add-checkpoint` request body is malformed (c2sp.org/tlog-witness).
+    #[error("malformed add-checkpoint request: {reason}")]
+    MalformedWitnessRequest {
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// Signing a checkpoint note failed.
     #[error("signing the checkpoint failed")]
     SigningFailed,

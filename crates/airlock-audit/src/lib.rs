@@ -7,7 +7,8 @@
 //! proofs ([`InclusionProof`], [`ConsistencyProof`]) and C2SP tlog-tiles ([`TilePath`],
 //! [`hash_tile`], [`entry_bundle`]). Clients check a checkpoint's signature with
 //! [`verify_checkpoint`] and re-verify the whole log offline with [`verify_log`], which names the
-//! first deleted, altered or rewritten entry.
+//! first deleted, altered or rewritten entry. Witnesses cosign checkpoints ([`WitnessKey`],
+//! [`check_add_checkpoint`], [`verify_cosigned_checkpoint`]; c2sp.org/tlog-witness).
 //!
 //! Parsing is separated from checking: a [`VerifiedCheckpoint`] only comes out of a signature
 //! check against one trusted verifier key, and proofs and logs are checked against it. The Merkle
@@ -23,6 +24,7 @@ mod proof;
 mod storage;
 mod tile;
 mod verify;
+mod witness;
 
 pub use checkpoint::{
     CheckpointBody, LogKey, VerifiedCheckpoint, parse_checkpoint_unverified, verify_checkpoint,
@@ -42,3 +44,9 @@ pub use tile::{
     parse_entry_bundle,
 };
 pub use verify::{LogReport, LogVerifier, TreeBuilder, verify_log};
+pub use witness::{
+    AddCheckpoint, COSIGNATURE_V1_TYPE, Cosignature, CosignedCheckpoint, MAX_ADD_CHECKPOINT_BYTES,
+    MAX_PROOF_LINES, TLOG_SIZE_CONTENT_TYPE, WitnessKey, WitnessRefusal, WitnessedTree,
+    check_add_checkpoint, checkpoint_origin_unverified, log_key_origin, origin_hash,
+    verify_cosigned_checkpoint, witness_key_name,
+};
