@@ -42,6 +42,7 @@ mod testing;
 #[cfg(test)]
 mod upgrade_tests;
 mod webhooks;
+mod witness;
 
 pub use access::{AccessRequestRow, BindingRow, CredentialRow, PrincipalBindingRow, PrincipalRow};
 pub use anomalies::{ActiveQuarantine, AnomalyRow, QuarantineRow, ResolveError, Tripwire};
@@ -83,3 +84,4 @@ pub use separation::Contributors;
 pub use server_keys::{KeyEncryptionKey, KeyPurpose, ServerKeyRecord, ServerKeySet};
 pub use session_lock::{SessionLock, SessionLockKey};
 pub use webhooks::{AttemptOutcome, DeliveryRow, DueDelivery, WebhookRow};
+pub use witness::{WitnessStatusRow, WitnessedLogRow};

@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 30] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 31] = [
         (
             1,
             "registry",
@@ -211,6 +211,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "deployments",
             include_str!("../migrations/0030_deployments.sql"),
             include_str!("../migrations/postgres/0030_deployments.sql"),
+        ),
+        (
+            31,
+            "witness",
+            include_str!("../migrations/0031_witness.sql"),
+            include_str!("../migrations/postgres/0031_witness.sql"),
         ),
     ];
     Migrator::with_migrations(

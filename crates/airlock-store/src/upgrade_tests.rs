@@ -183,6 +183,10 @@ async fn every_migration_applies_over_a_database_holding_data_in_every_earlier_t
             .unwrap()
             .is_empty()
     );
+    // 0031: no witness has cosigned yet, and this installation witnesses no log yet.
+    assert!(meta.witness_statuses().await.unwrap().is_empty());
+    assert!(meta.cosignatures(0).await.unwrap().is_empty());
+    assert_eq!(meta.witnessed_log("any.test/log").await.unwrap(), None);
 
     // 0003: access.
     let alice = meta.principal_by_name("alice").await.unwrap().unwrap();
