@@ -14,7 +14,7 @@ use airlock_server::{Config, LogFormat};
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
     access, anomalies, audit, backup, catalog, completion, context, deploy, evidence, gc, login,
-    migrate_store, outcome, promotion, version, webhooks,
+    migrate_store, outcome, promotion, version, webhooks, witness,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -149,6 +149,10 @@ enum Command {
     /// Move a stopped embedded installation to PostgreSQL (--to) and its blobs to S3 (--blobs),
     /// checking the copy (docs/operations.md, "Moving to PostgreSQL and S3").
     MigrateStore(migrate_store::MigrateStoreArgs),
+    /// Run airlock as a witness of other transparency logs (c2sp.org/tlog-witness), or print a
+    /// witness's key.
+    #[command(subcommand)]
+    Witness(witness::WitnessCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -271,6 +275,42 @@ fn main() -> ExitCode {
         Command::Restore(args) => run_client(backup::restore(args, cli.common.output)),
         Command::MigrateStore(args) => {
             run_client(migrate_store::migrate_store(args, cli.common.output))
+        }
+        Command::Witness(witness::WitnessCommand::Serve(args)) => run_witness(args),
+        Command::Witness(witness::WitnessCommand::Key(args)) => {
+            run_client(async { witness::key(args).map(|()| 0) })
+        }
+    }
+}
+
+/// `airlock witness serve`: the witness alone, until SIGTERM or SIGINT.
+fn run_witness(args: witness::ServeArgs) -> ExitCode {
+    let config = match witness::config_of(&args) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("airlock: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    init_logging(&Config::default());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("airlock: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(async { witness::serve(args, config, shutdown_signals()).await }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("airlock: {err:#}");
+            ExitCode::FAILURE
         }
     }
 }

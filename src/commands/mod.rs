@@ -23,3 +23,4 @@ pub mod promotion;
 pub mod service_account_keys;
 pub mod version;
 pub mod webhooks;
+pub mod witness;

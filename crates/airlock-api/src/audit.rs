@@ -21,6 +21,34 @@ pub struct Checkpoint {
     pub verifier_key: String,
 }
 
+/// Where one of the log's witnesses stands (`[[audit.witnesses]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WitnessStatus {
+    /// The witness's name (its key's name).
+    pub name: String,
+    /// The witness's `cosignature/v1` verifier key.
+    pub key: String,
+    /// The largest tree size it has cosigned for this log (0 before the first).
+    pub cosigned_size: u64,
+    /// Why the last submission failed; absent after a cosignature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When it last answered or failed (RFC 3339); absent before the first submission.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+/// `GET /api/v1/audit/witnesses`: the log's witnesses and the newest checkpoint's cosignatures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WitnessStatusList {
+    /// The newest checkpoint's tree size.
+    pub size: u64,
+    /// How many witnesses cosigned the newest checkpoint.
+    pub cosignatures: u64,
+    /// Each configured witness.
+    pub witnesses: Vec<WitnessStatus>,
+}
+
 /// One stored checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CheckpointNote {

@@ -52,6 +52,9 @@ pub enum ServeError {
     /// The webhook sender could not be set up.
     #[error("cannot set up webhook delivery: {0}")]
     Webhooks(String),
+    /// The witness (`[witness]`) could not be set up.
+    #[error("witness: {0}")]
+    Witness(String),
     /// The audit log could not be opened.
     #[error("cannot open the audit log: {0}")]
     Audit(#[from] AuditLogError),
@@ -163,6 +166,8 @@ pub struct Services {
     pub deploy: Arc<crate::deploy::DeployService>,
     /// Whether airlock serves TLS (the console's cookies are then `Secure`).
     pub serves_tls: bool,
+    /// airlock as a witness of other logs (`[witness]`), when configured.
+    pub witness: Option<Arc<crate::witness::WitnessService>>,
 }
 
 /// The whole HTTP application.
@@ -184,6 +189,7 @@ pub fn router(
         gc,
         deploy,
         serves_tls,
+        witness,
     } = services;
     let trusted_proxies = Arc::new(identity.trusted_proxies().clone());
     let access = Arc::new(AccessControl::with_identity(identity.clone()));
@@ -270,6 +276,7 @@ pub fn router(
             },
         ))
         .merge(crate::audit::routes::router(audit, identity.clone()))
+        .merge(witness.map(crate::witness::routes::router).unwrap_or_default())
         .merge(crate::identity::routes::router(identity))
         .merge(crate::openapi::router())
         .merge(crate::meta::routes::router())
@@ -329,10 +336,19 @@ pub async fn serve(
     });
     let mut keys =
         crate::server_keys::open(&config, registry.metadata(), registry.blobs(), &origin).await?;
-    let audit = Arc::new(match keys.log.take() {
+    let mut audit = match keys.log.take() {
         Some(key) => AuditLog::open_with_key(registry.metadata().clone(), key).await?,
         None => AuditLog::open(registry.metadata().clone(), &config.data_dir, &origin).await?,
-    });
+    };
+    audit.set_witnesses(config.audit.witnesses.clone());
+    let audit = Arc::new(audit);
+    let witness = crate::witness::WitnessService::open(
+        &config.witness,
+        &config.data_dir,
+        registry.metadata().clone(),
+    )
+    .map_err(|e| ServeError::Witness(e.to_string()))?
+    .map(Arc::new);
     if !keys.deferred_audit.is_empty() {
         registry
             .metadata()
@@ -343,6 +359,14 @@ pub async fn serve(
     // Which replica signs checkpoints and runs the periodic sweeps (always this one on SQLite).
     let leadership = Arc::new(crate::leadership::Leadership::new(registry.metadata()));
     let integrator = tokio::spawn(audit.clone().run_integrator(leadership.clone()));
+    let witnessing = if config.audit.witnesses.is_empty() {
+        None
+    } else {
+        let witnesses =
+            crate::audit::witnesses::Witnesses::new(audit.clone(), &config.audit.witnesses)
+                .map_err(|e| ServeError::Witness(e.to_string()))?;
+        Some(tokio::spawn(witnesses.run(leadership.clone())))
+    };
     let anomalies = crate::anomalies::Anomalies::new(
         registry.metadata().clone(),
         config.anomalies.clone(),
@@ -482,6 +506,7 @@ pub async fn serve(
             )),
             deploy,
             serves_tls: !plaintext,
+            witness,
         },
         crate::metrics::install(),
     );
@@ -537,6 +562,9 @@ pub async fn serve(
     housekeeping.abort();
     dispatcher.abort();
     integrator.abort();
+    if let Some(witnessing) = witnessing {
+        witnessing.abort();
+    }
     // The leader leaves a checkpoint that covers everything written before shutdown, then hands
     // leadership to another replica at once.
     if leadership.is_leader() {

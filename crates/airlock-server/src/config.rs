@@ -84,6 +84,8 @@ pub struct Config {
     pub s3: S3Config,
     /// Deploy-time verification, deploy tokens and the Kubernetes admission webhook.
     pub deploy: DeployConfig,
+    /// airlock as a witness of other transparency logs.
+    pub witness: WitnessConfig,
 }
 
 /// Deploy-time verification (`POST /api/v1/verify`), deploy tokens and Kubernetes admission
@@ -432,6 +434,7 @@ impl Default for Config {
             blob_store: None,
             s3: S3Config::default(),
             deploy: DeployConfig::default(),
+            witness: WitnessConfig::default(),
         }
     }
 }
@@ -494,6 +497,87 @@ pub struct AuditConfig {
     /// The log's origin (the first line of every checkpoint and the name of its key), used when
     /// the log key is generated on first start. Unset: `airlock/<random id>`.
     pub origin: Option<String>,
+    /// Witnesses that cosign the log's checkpoints (c2sp.org/tlog-witness): each new checkpoint
+    /// is submitted to every one with a consistency proof from the size it last cosigned, and
+    /// their cosignatures are served under the log's signature at `/log/checkpoint`.
+    pub witnesses: Vec<AuditWitness>,
+}
+
+impl AuditConfig {
+    fn validate(&self) -> Result<(), String> {
+        let mut keys = std::collections::BTreeSet::new();
+        for (index, witness) in self.witnesses.iter().enumerate() {
+            let field = format!("audit.witnesses[{index}]");
+            airlock_audit::witness_key_name(&witness.key)
+                .map_err(|e| format!("{field}.key: {e}"))?;
+            if !keys.insert(witness.key.trim()) {
+                return Err(format!("{field}.key: the witness is listed twice"));
+            }
+            match reqwest::Url::parse(&witness.url) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+                _ => {
+                    return Err(format!(
+                        "{field}.url: {:?} is not an http(s) URL (the witness's submission prefix, e.g. \"https://witness.example.com/witness\")",
+                        witness.url
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One witness of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditWitness {
+    /// The witness's submission prefix: checkpoints are POSTed to `<url>/add-checkpoint`.
+    pub url: String,
+    /// The witness's `cosignature/v1` verifier key (`<name>+<id>+<base64>`); its answers are
+    /// verified with it before they are stored.
+    pub key: String,
+}
+
+/// airlock as a witness of other transparency logs (c2sp.org/tlog-witness): it cosigns a log's
+/// checkpoint only when it extends the last one it cosigned for that log, and never rolls back.
+/// Served at `/witness/add-checkpoint` and `/witness/<origin hash>/checkpoint`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// The witness's name, which is also its key's name (e.g. `airlock.example.com/witness`).
+    /// Unset: airlock witnesses no log.
+    pub name: Option<String>,
+    /// The verifier keys of the logs it witnesses (`<origin>+<id>+<base64>`), one per origin.
+    pub logs: Vec<String>,
+}
+
+impl WitnessConfig {
+    /// Checks the name and the log keys (as loading a configuration file does).
+    pub fn check(&self) -> Result<(), String> {
+        self.validate()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let Some(name) = &self.name else {
+            return if self.logs.is_empty() {
+                Ok(())
+            } else {
+                Err("witness.logs needs witness.name (the name of the witness's key)".into())
+            };
+        };
+        airlock_audit::WitnessKey::check_name(name).map_err(|e| format!("witness.name: {e}"))?;
+        let mut origins = std::collections::BTreeSet::new();
+        for (index, key) in self.logs.iter().enumerate() {
+            let origin = airlock_audit::log_key_origin(key)
+                .map_err(|e| format!("witness.logs[{index}]: {e}"))?;
+            if !origins.insert(origin.clone()) {
+                return Err(format!(
+                    "witness.logs[{index}]: a second key for the log {origin}; a witness trusts one key per origin"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Identity and access control.
@@ -1284,7 +1368,7 @@ pub enum ConfigError {
 
 /// Top-level fields that `AIRLOCK_*` variables may set; other `AIRLOCK_*` variables belong to
 /// other tools (tests, the CLI) and are ignored here.
-const ENV_SETTABLE: [&str; 20] = [
+const ENV_SETTABLE: [&str; 21] = [
     "listen",
     "insecure_listen",
     "tls",
@@ -1305,6 +1389,7 @@ const ENV_SETTABLE: [&str; 20] = [
     "s3",
     "key_encryption_key_file",
     "deploy",
+    "witness",
 ];
 
 /// Serialises a database URL without its credentials (see [`airlock_store::redact_url`]).
@@ -1480,6 +1565,8 @@ impl Config {
         }
         self.anomalies.validate(&self.stages).map_err(invalid)?;
         self.deploy.validate(&self.stages).map_err(invalid)?;
+        self.audit.validate().map_err(invalid)?;
+        self.witness.validate().map_err(invalid)?;
         for rule in &self.access.oidc {
             rule.validate().map_err(invalid)?;
         }
@@ -2003,10 +2090,83 @@ mod tests {
                 vec![("AIRLOCK_S3__SECRET_ACCESS_KEY", "x")],
                 "unknown field `secret_access_key`",
             ),
+            (vec![("AIRLOCK_WITNESS__NAME", "has space")], "witness.name"),
+            (
+                vec![
+                    ("AIRLOCK_WITNESS__NAME", "w.test/w"),
+                    ("AIRLOCK_WITNESS__LOGS", "x"),
+                ],
+                "invalid type",
+            ),
         ] {
             let err = load(&pairs).unwrap_err().to_string();
             assert!(err.contains(words), "{pairs:?}: {err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod witness_config_tests {
+    use super::*;
+
+    fn config(text: &str) -> Result<(), String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn witness_keys_urls_and_logs_are_checked() {
+        let witness = airlock_audit::WitnessKey::generate("w.test/w1").unwrap();
+        let log = airlock_audit::LogKey::generate("log.test/a").unwrap();
+        let witnessed = format!(
+            "[[audit.witnesses]]\nurl = \"https://w.test/witness\"\nkey = \"{}\"\n",
+            witness.verifier_key()
+        );
+        config(&witnessed).unwrap();
+        for (text, words) in [
+            (
+                witnessed.replace("https://w.test/witness", "ftp://w.test"),
+                "is not an http(s) URL",
+            ),
+            (
+                format!("{witnessed}{witnessed}"),
+                "the witness is listed twice",
+            ),
+            (
+                format!(
+                    "[[audit.witnesses]]\nurl = \"https://w.test\"\nkey = \"{}\"\n",
+                    log.verifier_key()
+                ),
+                "malformed witness key",
+            ),
+            (
+                "[witness]\nlogs = [\"x\"]\n".to_string(),
+                "witness.logs needs witness.name",
+            ),
+            (
+                format!(
+                    "[witness]\nname = \"w.test/w1\"\nlogs = [\"{}\", \"{}\"]\n",
+                    log.verifier_key(),
+                    log.verifier_key()
+                ),
+                "a second key for the log log.test/a",
+            ),
+            (
+                format!(
+                    "[witness]\nname = \"w.test/w1\"\nlogs = [\"{}\"]\n",
+                    witness.verifier_key()
+                ),
+                "witness.logs[0]",
+            ),
+        ] {
+            let err = config(&text).unwrap_err();
+            assert!(err.contains(words), "{text}: {err}");
+        }
+        config(&format!(
+            "[witness]\nname = \"w.test/w1\"\nlogs = [\"{}\"]\n",
+            log.verifier_key()
+        ))
+        .unwrap();
     }
 }
 

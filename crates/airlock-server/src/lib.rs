@@ -38,6 +38,7 @@ pub mod registry;
 pub mod server_keys;
 pub mod tls;
 pub mod webhooks;
+pub mod witness;
 
 pub use app::{ServeError, serve};
 pub use config::{Config, LogFormat};

@@ -59,6 +59,9 @@ pub const AUDIT_ENTRIES: &str = "airlock_audit_log_entries";
 pub const AUDIT_CHECKPOINT_SIZE: &str = "airlock_audit_checkpoint_size";
 /// Seconds since the newest checkpoint was signed.
 pub const AUDIT_CHECKPOINT_AGE: &str = "airlock_audit_checkpoint_age_seconds";
+/// Checkpoints offered to the log's witnesses, by `outcome` (`cosigned`, `refused`,
+/// `unreachable`).
+pub const AUDIT_WITNESS_SUBMISSIONS: &str = "airlock_audit_witness_submissions_total";
 /// 1 while this replica leads (signs audit checkpoints, runs the periodic sweeps), else 0.
 pub const REPLICA_LEADER: &str = "airlock_replica_leader";
 /// Always 1, labelled with the running release's `version` (as `GET /api/v1/version` says).
@@ -172,6 +175,10 @@ fn describe() {
     describe_gauge!(
         AUDIT_CHECKPOINT_SIZE,
         "Entries covered by the newest signed checkpoint of the audit log."
+    );
+    describe_counter!(
+        AUDIT_WITNESS_SUBMISSIONS,
+        "Audit log checkpoints offered to witnesses, by outcome (cosigned, refused, unreachable)."
     );
     describe_gauge!(
         AUDIT_CHECKPOINT_AGE,

@@ -12,6 +12,7 @@
 mod consistency;
 pub mod routes;
 mod stored;
+pub mod witnesses;
 
 pub use stored::{StoredLogError, StoredLogReport, verify_stored_entries, verify_stored_log};
 
@@ -96,6 +97,8 @@ pub enum AuditLogError {
 pub struct AuditLog {
     metadata: Metadata,
     key: LogKey,
+    /// The witnesses configured to cosign the log (`[[audit.witnesses]]`).
+    witnesses: Vec<crate::config::AuditWitness>,
 }
 
 /// Reads stored hashes from the database from inside `spawn_blocking` (the tlog algorithms are
@@ -141,7 +144,7 @@ fn load_or_create_key(path: &Path, origin: &str) -> Result<(LogKey, bool), Audit
 }
 
 /// Writes a secret file readable only by its owner, failing if it already exists.
-fn write_private_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -177,7 +180,11 @@ impl AuditLog {
     /// database, `server_keys`) instead of the data directory's file.
     pub async fn open_with_key(metadata: Metadata, key: LogKey) -> Result<Self, AuditLogError> {
         consistency::check(&metadata, &key).await?;
-        let log = Self { metadata, key };
+        let log = Self {
+            metadata,
+            key,
+            witnesses: Vec::new(),
+        };
         if log.metadata.latest_checkpoint().await?.is_none() {
             let note = log.key.sign_checkpoint(0, &Hash::EMPTY_TREE)?;
             let checkpoint = StoredCheckpoint {
@@ -342,6 +349,51 @@ impl AuditLog {
             metadata: self.metadata.clone(),
             runtime: tokio::runtime::Handle::current(),
         }
+    }
+
+    /// Sets the witnesses configured to cosign the log (before the log is shared).
+    pub fn set_witnesses(&mut self, witnesses: Vec<crate::config::AuditWitness>) {
+        self.witnesses = witnesses;
+    }
+
+    /// The newest signed checkpoint with the cosignatures its witnesses returned appended to
+    /// the note (as `/log/checkpoint` serves it).
+    pub async fn latest_cosigned_checkpoint(&self) -> Result<StoredCheckpoint, AuditLogError> {
+        let mut latest = self.latest_checkpoint().await?;
+        for line in self.metadata.cosignatures(latest.size).await? {
+            latest.note.push_str(&line);
+        }
+        Ok(latest)
+    }
+
+    /// Where each configured witness stands, and how many cosigned the newest checkpoint.
+    pub async fn witness_statuses(
+        &self,
+    ) -> Result<airlock_api::audit::WitnessStatusList, AuditLogError> {
+        let latest = self.latest_checkpoint().await?;
+        let cosignatures = self.metadata.cosignatures(latest.size).await?.len() as u64;
+        let statuses = self.metadata.witness_statuses().await?;
+        let witnesses = self
+            .witnesses
+            .iter()
+            .map(|witness| {
+                let key = witness.key.trim();
+                let status = statuses.iter().find(|status| status.witness == key);
+                airlock_api::audit::WitnessStatus {
+                    name: airlock_audit::witness_key_name(key).unwrap_or_default(),
+                    key: key.to_owned(),
+                    cosigned_size: status.map_or(0, |status| status.cosigned_size),
+                    last_error: status.and_then(|status| status.last_error.clone()),
+                    updated_at: status
+                        .map(|status| airlock_core::audit::rfc3339_millis(status.updated_at)),
+                }
+            })
+            .collect();
+        Ok(airlock_api::audit::WitnessStatusList {
+            size: latest.size,
+            cosignatures,
+            witnesses,
+        })
     }
 
     /// The newest signed checkpoint.

@@ -4,7 +4,7 @@
 //! `GET /log/tile/<L>/<N>[.p/<W>]`, `GET /log/tile/entries/<N>[.p/<W>]`; plus `GET /log/key` (the
 //! verifier key, for convenience: verifiers should pin it out of band). JSON under
 //! `/api/v1/audit/`: `checkpoint`, `checkpoints`, `entries`, `proof/inclusion`,
-//! `proof/consistency`.
+//! `proof/consistency`, `witnesses`.
 
 use std::sync::Arc;
 
@@ -74,6 +74,7 @@ pub fn router(log: Arc<AuditLog>, identity: Arc<crate::identity::Identity>) -> R
         .route("/log/tile/{*path}", get(tile))
         .route("/api/v1/audit/checkpoint", get(checkpoint_json))
         .route("/api/v1/audit/checkpoints", get(checkpoints_json))
+        .route("/api/v1/audit/witnesses", get(witnesses_json))
         .route("/api/v1/audit/entries", get(entries))
         .route("/api/v1/audit/proof/inclusion", get(inclusion))
         .route("/api/v1/audit/proof/consistency", get(consistency))
@@ -137,7 +138,10 @@ fn text(body: String, cache: &'static str) -> Response {
     )
 )]
 async fn checkpoint_note(State(state): State<AuditState>) -> Result<Response, ApiError> {
-    Ok(text(state.log.latest_checkpoint().await?.note, "no-store"))
+    Ok(text(
+        state.log.latest_cosigned_checkpoint().await?.note,
+        "no-store",
+    ))
 }
 
 /// The log's verifier key (a signed-note verifier key line). Public; verifiers should pin it
@@ -231,7 +235,7 @@ async fn checkpoint_json(
     State(state): State<AuditState>,
 ) -> Result<Json<api::Checkpoint>, ApiError> {
     let log = &state.log;
-    let latest = log.latest_checkpoint().await?;
+    let latest = log.latest_cosigned_checkpoint().await?;
     let entries = log.entry_count().await?;
     Ok(Json(api::Checkpoint {
         origin: log.origin().to_string(),
@@ -241,6 +245,25 @@ async fn checkpoint_json(
         note: latest.note,
         verifier_key: log.verifier_key().to_string(),
     }))
+}
+
+/// The log's witnesses: the size each last cosigned and why it last refused, if it did. Public,
+/// like the checkpoints they cosign.
+#[utoipa::path(
+    operation_id = "audit_witnesses",
+    get,
+    path = "/api/v1/audit/witnesses",
+    tag = "audit",
+    security(()),
+    responses(
+        (status = 200, description = "The witnesses and the newest checkpoint's cosignatures", body = api::WitnessStatusList),
+        (status = 500, description = "The log has no checkpoint or storage failed", body = ErrorBody),
+    )
+)]
+async fn witnesses_json(
+    State(state): State<AuditState>,
+) -> Result<Json<api::WitnessStatusList>, ApiError> {
+    Ok(Json(state.log.witness_statuses().await?))
 }
 
 /// Stored checkpoints after a tree size, oldest first (for following the log). Public.
@@ -429,6 +452,7 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
         tile,
         checkpoint_json,
         checkpoints_json,
+        witnesses_json,
         entries,
         inclusion,
         consistency
