@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use crate::commands::common::{Common, OutputFormat};
 use airlock_api::audit::EntryList;
 use airlock_audit::{
-    ConsistencyProof, FULL_TILE_WIDTH, Hash, InclusionProof, LogReport, LogVerifier, TilePath,
-    VerifiedCheckpoint, VerifyError, verify_checkpoint,
+    ConsistencyProof, CosignedCheckpoint, FULL_TILE_WIDTH, Hash, InclusionProof, LogReport,
+    LogVerifier, TilePath, VerifiedCheckpoint, VerifyError, verify_checkpoint,
+    verify_cosigned_checkpoint,
 };
 use airlock_store::Metadata;
 use anyhow::{Context, Result, anyhow, bail};
@@ -69,6 +70,123 @@ pub struct VerifyArgs {
     /// that), so anyone with access to the database could have written them.
     #[arg(long)]
     require_signed: bool,
+    /// A witness's cosignature/v1 verifier key (`name+id+base64`), or a file holding it; repeat
+    /// for several. The newest checkpoint must then carry valid cosignatures by
+    /// --min-witnesses of them: a log rewritten or rolled back after a witnessed checkpoint
+    /// cannot get its new history cosigned, so it fails here. Against a server this waits up to
+    /// 10 s for the witnesses to cosign the newest checkpoint.
+    #[arg(long = "witness", value_name = "KEY")]
+    witnesses: Vec<String>,
+    /// How many of the --witness keys must have cosigned the newest checkpoint (default: all).
+    #[arg(long, value_name = "K", requires = "witnesses")]
+    min_witnesses: Option<usize>,
+}
+
+/// What `audit verify --witness` requires of the newest checkpoint.
+struct WitnessRequirement {
+    /// The witnesses' verifier keys.
+    keys: Vec<String>,
+    /// How many of them must have cosigned.
+    min: usize,
+}
+
+impl WitnessRequirement {
+    /// The requirement the arguments state, if any.
+    fn of(args: &VerifyArgs) -> Result<Option<WitnessRequirement>> {
+        if args.witnesses.is_empty() {
+            return Ok(None);
+        }
+        let keys = args
+            .witnesses
+            .iter()
+            .map(|value| {
+                let key = read_key_arg(value)?;
+                airlock_audit::witness_key_name(&key)
+                    .map_err(|e| anyhow!("--witness {value}: {e}"))?;
+                Ok(key)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let min = args.min_witnesses.unwrap_or(keys.len());
+        if min == 0 || min > keys.len() {
+            bail!(
+                "--min-witnesses {min}: give a number from 1 to the {} --witness keys given",
+                keys.len()
+            );
+        }
+        Ok(Some(WitnessRequirement { keys, min }))
+    }
+
+    /// The cosigned checkpoint, if `note` carries enough valid cosignatures; `Err` holds the
+    /// checkpoint as far as it verified (or the failure, if a cosignature is invalid).
+    fn check(
+        &self,
+        note: &str,
+        log_key: &str,
+    ) -> std::result::Result<CosignedCheckpoint, WitnessShortfall> {
+        match verify_cosigned_checkpoint(note, log_key, &self.keys) {
+            Ok(cosigned) if cosigned.cosignatures.len() >= self.min => Ok(cosigned),
+            Ok(cosigned) => Err(WitnessShortfall::TooFew(cosigned)),
+            Err(err) => Err(WitnessShortfall::Invalid(err.to_string())),
+        }
+    }
+
+    /// The failure for a newest checkpoint without enough cosignatures, with what the log says
+    /// about each missing witness (`statuses`, when it could be read).
+    fn too_few(
+        &self,
+        cosigned: &CosignedCheckpoint,
+        statuses: &[airlock_api::audit::WitnessStatus],
+    ) -> String {
+        let missing: Vec<String> = self
+            .keys
+            .iter()
+            .filter_map(|key| airlock_audit::witness_key_name(key).ok())
+            .filter(|name| !cosigned.cosignatures.iter().any(|c| &c.witness == name))
+            .collect();
+        let mut message = format!(
+            "the newest checkpoint (size {}) carries {} of the {} witness cosignatures required (missing: {}): no witness vouches that it extends the history it cosigned before",
+            cosigned.checkpoint.size,
+            cosigned.cosignatures.len(),
+            self.min,
+            missing.join(", ")
+        );
+        for name in &missing {
+            if let Some(status) = statuses.iter().find(|status| &status.name == name) {
+                message.push_str(&format!(
+                    "; the log says witness {name} last cosigned size {}",
+                    status.cosigned_size
+                ));
+                if let Some(error) = &status.last_error {
+                    message.push_str(&format!(" and since answered: {error}"));
+                }
+            }
+        }
+        message.push_str(". If a witness refused the log's newer checkpoints as inconsistent, the log was rewritten or rolled back after the checkpoint it cosigned: compare with the witness's own copy (GET <witness>/<sha256 of the origin>/checkpoint) and restore from a backup; if a witness is merely down, verify again once it answers");
+        message
+    }
+}
+
+/// Why the newest checkpoint does not meet the witness requirement.
+enum WitnessShortfall {
+    /// Too few valid cosignatures (the checkpoint itself verified).
+    TooFew(CosignedCheckpoint),
+    /// The log signature or a trusted witness's cosignature does not verify.
+    Invalid(String),
+}
+
+/// The success line for the witnesses that cosigned `cosigned`.
+fn witnessed_line(cosigned: &CosignedCheckpoint) -> String {
+    let names: Vec<&str> = cosigned
+        .cosignatures
+        .iter()
+        .map(|c| c.witness.as_str())
+        .collect();
+    format!(
+        "ok: the checkpoint of size {} is cosigned by {} witness(es): {}",
+        cosigned.checkpoint.size,
+        names.len(),
+        names.join(", ")
+    )
 }
 
 /// `audit tail`.
@@ -244,6 +362,7 @@ fn report_result(
     result: std::result::Result<LogReport, VerifyError>,
     checkpoint: &VerifiedCheckpoint,
     trusted: Option<&VerifiedCheckpoint>,
+    witnessed: Option<&CosignedCheckpoint>,
     output: OutputFormat,
 ) -> u8 {
     match (result, output) {
@@ -258,13 +377,17 @@ fn report_result(
                     trusted.size
                 );
             }
+            if let Some(witnessed) = witnessed {
+                println!("{}", witnessed_line(witnessed));
+            }
             0
         }
         (Ok(report), OutputFormat::Json) => {
             println!(
                 "{}",
                 json!({"ok": true, "size": report.size, "root": report.root.to_hex(), "origin": checkpoint.origin,
-                       "checkpoints_checked": report.checkpoints_checked, "trusted_size": trusted.map(|t| t.size)})
+                       "checkpoints_checked": report.checkpoints_checked, "trusted_size": trusted.map(|t| t.size),
+                       "witnesses": witnessed.map(|w| w.cosignatures.iter().map(|c| c.witness.clone()).collect::<Vec<_>>())})
             );
             0
         }
@@ -288,6 +411,61 @@ fn report_failure(message: &str, output: OutputFormat) -> u8 {
         OutputFormat::Json => println!("{}", json!({"ok": false, "error": message})),
     }
     CHECK_FAILED
+}
+
+/// Waits up to 10 s for the server's newest checkpoint to carry the cosignatures `requirement`
+/// asks for (witnesses are asked within a second of each checkpoint); returns the cosigned
+/// checkpoint, or the failure naming what is missing and what the log says about it.
+async fn wait_until_witnessed(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    requirement: &WitnessRequirement,
+    mut note: String,
+) -> Result<std::result::Result<CosignedCheckpoint, String>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match requirement.check(&note, key) {
+            Ok(cosigned) => return Ok(Ok(cosigned)),
+            Err(WitnessShortfall::Invalid(err)) => {
+                return Ok(Err(format!(
+                    "the server's checkpoint fails its witness check: {err}"
+                )));
+            }
+            Err(WitnessShortfall::TooFew(cosigned)) if std::time::Instant::now() >= deadline => {
+                let statuses: Vec<airlock_api::audit::WitnessStatus> =
+                    get_json::<airlock_api::audit::WitnessStatusList>(
+                        http,
+                        &format!("{base}/api/v1/audit/witnesses"),
+                    )
+                    .await
+                    .map(|list| list.witnesses)
+                    .unwrap_or_default();
+                return Ok(Err(requirement.too_few(&cosigned, &statuses)));
+            }
+            Err(WitnessShortfall::TooFew(_)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                note = get_text(http, &format!("{base}/log/checkpoint")).await?;
+            }
+        }
+    }
+}
+
+/// What the database says about the log's witnesses, for a failure message (empty if unread).
+async fn stored_witness_statuses(metadata: &Metadata) -> Vec<airlock_api::audit::WitnessStatus> {
+    metadata
+        .witness_statuses()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|row| airlock_api::audit::WitnessStatus {
+            name: airlock_audit::witness_key_name(&row.witness).unwrap_or_default(),
+            key: row.witness,
+            cosigned_size: row.cosigned_size,
+            last_error: row.last_error,
+            updated_at: None,
+        })
+        .collect()
 }
 
 /// Waits up to 5 s for the server's newest checkpoint to cover the entries it held when asked;
@@ -360,6 +538,15 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
             ));
         }
     };
+    let (checkpoint, witnessed) = match WitnessRequirement::of(args)? {
+        None => (checkpoint, None),
+        Some(requirement) => {
+            match wait_until_witnessed(&http, &base, &key, &requirement, note).await? {
+                Ok(cosigned) => (cosigned.checkpoint.clone(), Some(cosigned)),
+                Err(failure) => return Ok(report_failure(&failure, args.common.output)),
+            }
+        }
+    };
     let trusted = verify_trusted(args, &key)?;
     let mut checkpoints = vec![checkpoint.clone()];
     let mut after = 0u64;
@@ -418,7 +605,15 @@ async fn verify_server(args: &VerifyArgs) -> Result<u8> {
     // Download entries and leaf hashes tile by tile (c2sp.org/tlog-tiles), verifying each tile
     // as it arrives: memory stays at one tile however long the log.
     let size = checkpoint.size;
-    let report = |result| report_result(result, &checkpoint, trusted.as_ref(), args.common.output);
+    let report = |result| {
+        report_result(
+            result,
+            &checkpoint,
+            trusted.as_ref(),
+            witnessed.as_ref(),
+            args.common.output,
+        )
+    };
     let mut verifier = match LogVerifier::new(&checkpoints) {
         Ok(verifier) => verifier,
         Err(error) => return Ok(report(Err(error))),
@@ -563,6 +758,35 @@ async fn verify_offline(args: &VerifyArgs, dir: &Path) -> Result<u8> {
             args.common.output,
         ));
     };
+    let witnessed = match WitnessRequirement::of(args)? {
+        None => None,
+        Some(requirement) => {
+            let mut note = stored
+                .iter()
+                .find(|stored| stored.size == latest.size)
+                .map(|stored| stored.note.clone())
+                .unwrap_or_default();
+            for line in metadata.cosignatures(latest.size).await? {
+                note.push_str(&line);
+            }
+            match requirement.check(&note, &key) {
+                Ok(cosigned) => Some(cosigned),
+                Err(shortfall) => {
+                    let statuses = stored_witness_statuses(&metadata).await;
+                    metadata.close().await;
+                    let message = match shortfall {
+                        WitnessShortfall::TooFew(cosigned) => {
+                            requirement.too_few(&cosigned, &statuses)
+                        }
+                        WitnessShortfall::Invalid(err) => {
+                            format!("the newest checkpoint fails its witness check: {err}")
+                        }
+                    };
+                    return Ok(report_failure(&message, args.common.output));
+                }
+            }
+        }
+    };
     let trusted = verify_trusted(args, &key)?;
     if let Some(trusted) = &trusted {
         checkpoints.push(trusted.clone());
@@ -595,6 +819,7 @@ async fn verify_offline(args: &VerifyArgs, dir: &Path) -> Result<u8> {
         result,
         &latest,
         trusted.as_ref(),
+        witnessed.as_ref(),
         args.common.output,
     ))
 }
