@@ -70,3 +70,4 @@ mod uploads;
 mod users;
 mod webhooks;
 mod webhooks_tls;
+mod witness;

@@ -60,11 +60,16 @@ impl TestServer {
         Self::start_in_with_args(data_dir, &[], env)
     }
 
-    /// A server over `data_dir` with extra `airlock serve` arguments (e.g. `--allow-new-database`).
+    /// A server over `data_dir` with extra `airlock serve` arguments (e.g. `--allow-new-database`;
+    /// a `--listen` among them replaces the default ephemeral port).
     pub fn start_in_with_args(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_airlock"));
+        command.arg("serve");
+        if !args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg("--data-dir")
             .arg(data_dir)
             .args(args)
             .envs(distributed_blob_env(data_dir))
