@@ -60,6 +60,7 @@ use spdx::lexer::{Lexer, Token};
 use spdx::{ExceptionId, LicenseId, ParseError, ParseMode};
 
 mod graph;
+pub mod rebuilds;
 mod scorecard;
 
 pub use graph::MAX_RELATIONSHIPS;
