@@ -272,8 +272,10 @@ has "PROMOTED dev/team/app -> staging/team/app" "artifact: $D1"
 step "a dry run of prod evaluates the gate without acting"
 expect 0 as_user pat promote "$ADDR/staging/team/app:1.0.0" --to prod --dry-run
 has "ALLOWED (dry run; approvals required: 1)"
-# Dependency health passed too: sources allowed, inputs pinned, Scorecard above the minimum.
-lacks "(warning)"
+# Dependency health passed too: sources allowed, inputs pinned, Scorecard above the minimum. The
+# one warning: a single builder built it (no independent rebuild agrees yet).
+has "prod.rebuild_agreement (warning)" "by 1 independent builder(s)"
+[ "$(grep -c '(warning)' <<<"$OUT" || true)" -eq 1 ] || fail "expected exactly one warning"
 
 step "pat requests the promotion to prod: allowed by the gate, waiting for one approval"
 expect 0 as_user pat promote "$ADDR/staging/team/app:1.0.0" --to prod

@@ -50,6 +50,16 @@ prod_input := {
 			"inputs": 2,
 			"unpinned_inputs": [],
 		}],
+		"rebuilds": {
+			"independent": 2,
+			"source_repository": "https://github.com/acme/app",
+			"commit": "0d3c5e7a9b1f2d4c6e8a0b2d4f6a8c0e2b4d6f8a",
+			"builders": [
+				{"builder_id": "https://github.com/actions/runner/github-hosted", "key": "ci-builder"},
+				{"builder_id": "https://rebuild.example.com/builder", "key": "rebuilder"},
+			],
+			"revisions": 1,
+		},
 		"sboms": [{
 			"key": "ci-builder",
 			"format": "cyclonedx",

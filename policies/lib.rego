@@ -769,6 +769,39 @@ unpinned_inputs_remediation := "pin every build input by digest (a commit SHA in
 
 repository_critical if repository_in_scope(critical_repositories)
 
+# --- independent rebuilds ---
+
+# Repositories (without stage) where prod.rebuild_agreement denies; elsewhere it warns.
+default rebuild_agreement_repositories := []
+
+rebuild_agreement_repositories := data.airlock.config.rebuild_agreement_repositories if is_array(data.airlock.config.rebuild_agreement_repositories)
+
+rebuild_agreement_required if repository_in_scope(rebuild_agreement_repositories)
+
+# How many independent builders (distinct builder ids and distinct signing keys) built this very
+# digest from one source revision: input.evidence.rebuilds, which airlock derives from the
+# verified provenance (missing: 0).
+default independent_builders := 0
+
+independent_builders := input.evidence.rebuilds.independent if is_number(input.evidence.rebuilds.independent)
+
+default rebuild_revision := "its source revision"
+
+rebuild_revision := sprintf("%s@%s", [input.evidence.rebuilds.source_repository, input.evidence.rebuilds.commit]) if {
+	is_string(input.evidence.rebuilds.source_repository)
+	is_string(input.evidence.rebuilds.commit)
+}
+
+rebuild_agreement_msg := sprintf(
+	"%s was built from %s by %d independent builder(s); at least 2 builders with distinct builder ids and distinct signing keys must produce this same digest",
+	[artifact_ref, rebuild_revision, independent_builders],
+)
+
+rebuild_agreement_remediation := sprintf(
+	"rebuild the same source revision on a second, independent builder (another builder id, signing with its own keyring key) and attach its SLSA provenance to this digest: airlock attest HOST/%s --type slsaprovenance1 --predicate provenance.json --key builder2.key; if the rebuild produces another digest, the build is not reproducible: fix that first",
+	[evidence_ref],
+)
+
 # Inputs of trusted provenance without a digest; provenance that does not say is listed too
 # (fail closed).
 provenance_unpinned_inputs contains sprintf("%v", [uri]) if {

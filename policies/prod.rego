@@ -45,11 +45,15 @@ import data.airlock.lib.has_invalid_licenses
 import data.airlock.lib.has_provenance
 import data.airlock.lib.has_sbom
 import data.airlock.lib.has_vulnerability_report
+import data.airlock.lib.independent_builders
 import data.airlock.lib.invalid_licenses
 import data.airlock.lib.invalid_waivers
 import data.airlock.lib.max_high_vulnerabilities
 import data.airlock.lib.passing_tests
 import data.airlock.lib.promoted_to
+import data.airlock.lib.rebuild_agreement_msg
+import data.airlock.lib.rebuild_agreement_remediation
+import data.airlock.lib.rebuild_agreement_required
 import data.airlock.lib.tests_summary
 import data.airlock.lib.trusted_builder_provenance
 import data.airlock.lib.trusted_provenance
@@ -223,6 +227,24 @@ warn contains violation(
 ) if {
 	count(disallowed_sources) > 0
 	count(invalid_dependency_source_patterns) > 0
+}
+
+# --- independent rebuilds ---
+
+deny contains violation("prod.rebuild_agreement", rebuild_agreement_msg, rebuild_agreement_remediation) if {
+	has_provenance
+	independent_builders < 2
+	rebuild_agreement_required
+}
+
+warn contains violation(
+	"prod.rebuild_agreement",
+	rebuild_agreement_msg,
+	concat("", [rebuild_agreement_remediation, "; this denies in repositories listed in data.airlock.config.rebuild_agreement_repositories"]),
+) if {
+	has_provenance
+	independent_builders < 2
+	not rebuild_agreement_required
 }
 
 deny contains violation(

@@ -846,3 +846,53 @@ test_every_violation_links_its_rule_documentation if {
 		v.docs == concat("", ["docs/policy.md#", replace(replace(v.rule, ".", "-"), "_", "-")])
 	}
 }
+
+# --- independent rebuilds ---
+
+rebuilt_by(count) := fixtures.with_evidence(fixtures.prod_input, "rebuilds", object.union(
+	fixtures.prod_input.evidence.rebuilds,
+	{"independent": count},
+))
+
+test_one_builder_warns_naming_the_revision_and_how_to_add_a_second if {
+	given := rebuilt_by(1)
+	warn := prod.warn with input as given
+	denied(given) == set()
+	fixtures.rule_ids(warn) == {"prod.rebuild_agreement"}
+	contains(fixtures.messages(warn), "from https://github.com/acme/app@0d3c5e7a9b1f2d4c6e8a0b2d4f6a8c0e2b4d6f8a by 1 independent builder(s)")
+	some v in warn
+	contains(v.remediation, "second, independent builder")
+	contains(v.remediation, "data.airlock.config.rebuild_agreement_repositories")
+	v.docs == "docs/policy.md#prod-rebuild-agreement"
+}
+
+test_one_builder_denies_in_rebuild_agreement_repositories if {
+	given := rebuilt_by(1)
+	deny := prod.deny with input as given with data.airlock.config.rebuild_agreement_repositories as ["team/*"]
+	warn := prod.warn with input as given with data.airlock.config.rebuild_agreement_repositories as ["team/*"]
+	fixtures.rule_ids(deny) == {"prod.rebuild_agreement"}
+	warn == set()
+	other := prod.deny with input as given with data.airlock.config.rebuild_agreement_repositories as ["payments/*"]
+	other == set()
+}
+
+test_two_independent_builders_pass_even_where_required if {
+	deny := prod.deny with input as rebuilt_by(2) with data.airlock.config.rebuild_agreement_repositories as ["*"]
+	warn := prod.warn with input as rebuilt_by(2) with data.airlock.config.rebuild_agreement_repositories as ["*"]
+	deny == set()
+	warn == set()
+}
+
+test_a_missing_rebuild_fact_counts_as_none if {
+	given := json.remove(fixtures.prod_input, ["evidence/rebuilds"])
+	deny := prod.deny with input as given with data.airlock.config.rebuild_agreement_repositories as ["*"]
+	fixtures.rule_ids(deny) == {"prod.rebuild_agreement"}
+	contains(fixtures.messages(deny), "from its source revision by 0 independent builder(s)")
+}
+
+test_no_provenance_is_denied_once_by_its_own_rule if {
+	given := json.remove(fixtures.with_evidence(fixtures.prod_input, "provenance", []), ["evidence/rebuilds"])
+	deny := prod.deny with input as given with data.airlock.config.rebuild_agreement_repositories as ["*"]
+	not "prod.rebuild_agreement" in fixtures.rule_ids(deny)
+	"prod.provenance_required" in fixtures.rule_ids(deny)
+}

@@ -1620,7 +1620,10 @@ async fn freeze_denies_promotions_and_break_glass_needs_two_approvals() {
         .await;
     let id = expect_promotion(status, &body, "pending_approval", 2);
     assert_eq!(body["promotion"]["break_glass"], hotfix);
-    assert_eq!(rules(&body["decision"]["warn"]), ["common.break_glass"]);
+    assert_eq!(
+        rules(&body["decision"]["warn"]),
+        ["common.break_glass", "prod.rebuild_agreement"]
+    );
     let (status, body) = bed.approve(&alice, &id).await;
     assert_eq!(status, 201, "{body:#}");
     assert_eq!(body["promotion"]["state"], "pending_approval");
@@ -2354,12 +2357,25 @@ async fn dependency_health_denies_with_explanations_until_the_build_is_fixed() {
     for expected in ["pkg:generic/node", "16.20.2", "2023-09-11"] {
         assert!(message.contains(expected), "{message}");
     }
-    // Outside the critical repositories (none by default) an unpinned input and a missing
-    // Scorecard result are warnings, each naming what to do.
+    // Outside the critical repositories (none by default) an unpinned input, a missing
+    // Scorecard result and a build no second builder reproduced are warnings, each naming what
+    // to do.
     assert_eq!(
         rules(&body["decision"]["warn"]),
-        ["prod.scorecard_minimum", "prod.unpinned_inputs"],
+        [
+            "prod.rebuild_agreement",
+            "prod.scorecard_minimum",
+            "prod.unpinned_inputs"
+        ],
         "{body:#}"
+    );
+    let rebuild = violation("warn", "prod.rebuild_agreement");
+    assert!(
+        rebuild["msg"]
+            .as_str()
+            .unwrap()
+            .contains("by 1 independent builder(s)"),
+        "{rebuild:#}"
     );
     let unpinned = violation("warn", "prod.unpinned_inputs");
     assert!(
@@ -2379,8 +2395,27 @@ async fn dependency_health_denies_with_explanations_until_the_build_is_fixed() {
     );
 
     // The fix: a rebuild on a supported runtime with dependencies from the default registries,
-    // every input pinned, and a Scorecard result for the source.
+    // every input pinned, a Scorecard result for the source, and a second, independent builder
+    // (its own builder id and key) that built the same commit into the same digest.
     let second = push_image_as(s, &ci, "dev/team/app", "1.1", b"second build").await;
+    let rebuild_key = bed.keygen("rebuild-key");
+    bed.add_key(
+        &keyadmin,
+        "rebuilder",
+        &rebuild_key,
+        &[format!("attest:{SLSA_V1}")],
+    )
+    .await;
+    let mut rebuilt = slsa_provenance();
+    rebuilt["runDetails"]["builder"]["id"] = json!("https://rebuild.example.com/builder");
+    bed.attest(
+        "ci",
+        "dev/team/app",
+        &second,
+        &rebuild_key,
+        SLSA_V1,
+        &rebuilt,
+    );
     let healthy = cyclonedx_with(&[
         ("left-pad", "1.3.0", "pkg:npm/left-pad@1.3.0"),
         ("serde", "1.0.200", "pkg:cargo/serde@1.0.200"),
@@ -2419,7 +2454,7 @@ async fn dependency_health_denies_with_explanations_until_the_build_is_fixed() {
         SCORECARD,
         &scorecard_result(9.1, 10),
     );
-    assert_eq!(bed.verified_evidence("dev/team/app", &second).await, 6);
+    assert_eq!(bed.verified_evidence("dev/team/app", &second).await, 7);
 
     let (status, body) = bed
         .promote(&rita, "dev/team/app", &second, "staging", json!({}))
@@ -2465,6 +2500,175 @@ async fn dependency_health_denies_with_explanations_until_the_build_is_fixed() {
         "github.com/acme/app"
     );
     assert_eq!(evidence["scorecards"][0]["checks"]["Maintained"], 10);
+    // ... and the rebuild agreement: two builders, two keys, one commit.
+    assert_eq!(evidence["rebuilds"]["independent"], 2, "{evidence:#}");
+    assert_eq!(
+        evidence["rebuilds"]["commit"],
+        "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
+    );
+    assert_eq!(
+        evidence["rebuilds"]["builders"],
+        json!([
+            {"builder_id": "https://github.com/actions/runner/github-hosted", "key": "ci-builder"},
+            {"builder_id": "https://rebuild.example.com/builder", "key": "rebuilder"}
+        ])
+    );
+}
+
+/// Independent-rebuild agreement where a bundle requires it (`rebuild_agreement_repositories`):
+/// one builder is denied; a second provenance signed with the same key, under another builder
+/// id, is still one builder; a second builder with its own key and builder id, reproducing the
+/// same digest from the same commit, lets the promotion through.
+#[tokio::test]
+async fn independent_rebuilds_are_required_where_the_bundle_says() {
+    if !python_ready() {
+        return;
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let bundle = temp.path().join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    // The default bundle without its tests (they assume the default configuration).
+    for entry in std::fs::read_dir("policies").unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if !name.ends_with("_test.rego") {
+            std::fs::copy(&path, bundle.join(name)).unwrap();
+        }
+    }
+    let data = std::fs::read_to_string(bundle.join("data.json")).unwrap();
+    let required = data.replace(
+        "\"rebuild_agreement_repositories\": []",
+        "\"rebuild_agreement_repositories\": [\"team/*\"]",
+    );
+    assert_ne!(data, required);
+    std::fs::write(bundle.join("data.json"), required).unwrap();
+    let bed = Bed::start(&[("AIRLOCK_POLICY__BUNDLE", bundle.to_str().unwrap())]);
+    let s = &bed.s;
+    let keyadmin = bed.user("keyadmin", &[("key-admin", "*")]).await;
+    let ci = bed.user("ci", &[("builder", "dev")]).await;
+    let rita = bed
+        .user("rita", &[("promoter", "staging"), ("promoter", "prod")])
+        .await;
+    let digest = push_image_as(s, &ci, "dev/team/app", "1.0", b"one build").await;
+    let key = bed.keygen("ci-key");
+    bed.add_key(&keyadmin, "ci-builder", &key, &ci_purposes())
+        .await;
+    bed.make_prod_ready("ci", "dev/team/app", &digest, &key, true);
+    let (status, body) = bed
+        .promote(&rita, "dev/team/app", &digest, "staging", json!({}))
+        .await;
+    expect_promotion(status, &body, "promoted", 0);
+
+    // One builder.
+    let (status, body) = bed
+        .promote(&rita, "staging/team/app", &digest, "prod", json!({}))
+        .await;
+    expect_denied(status, &body, &["prod.rebuild_agreement"]);
+    let deny = &body["decision"]["deny"][0];
+    assert!(
+        deny["msg"]
+            .as_str()
+            .unwrap()
+            .contains("https://github.com/acme/app@a1b2c3d4e5f60718293a4b5c6d7e8f9012345678 by 1 independent builder(s)"),
+        "{deny:#}"
+    );
+    assert!(
+        deny["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("second, independent builder"),
+        "{deny:#}"
+    );
+
+    // The same key under another builder id: whoever holds the key wrote both.
+    let mut other_id = slsa_provenance();
+    other_id["runDetails"]["builder"]["id"] = json!("https://rebuild.example.com/builder");
+    bed.attest("ci", "dev/team/app", &digest, &key, SLSA_V1, &other_id);
+    let (status, body) = bed
+        .promote(&rita, "staging/team/app", &digest, "prod", json!({}))
+        .await;
+    expect_denied(status, &body, &["prod.rebuild_agreement"]);
+
+    // A second builder with its own key, from the same commit, to the same digest.
+    let rebuild_key = bed.keygen("rebuild-key");
+    bed.add_key(
+        &keyadmin,
+        "rebuilder",
+        &rebuild_key,
+        &[format!("attest:{SLSA_V1}")],
+    )
+    .await;
+    bed.attest(
+        "ci",
+        "dev/team/app",
+        &digest,
+        &rebuild_key,
+        SLSA_V1,
+        &other_id,
+    );
+    let (status, body) = bed
+        .promote(&rita, "staging/team/app", &digest, "prod", json!({}))
+        .await;
+    expect_promotion(status, &body, "pending_approval", 1);
+    assert_eq!(
+        rules(&body["decision"]["warn"]),
+        Vec::<String>::new(),
+        "{body:#}"
+    );
+    let (status, artifact) = get(
+        &s.http,
+        &s.url(&format!("/api/v1/artifacts/dev/team/app@{digest}")),
+    )
+    .await;
+    assert_eq!(status, 200, "{artifact:#}");
+    assert_eq!(artifact["rebuilds"]["independent"], 2, "{artifact:#}");
+    assert_eq!(artifact["rebuilds"]["mismatches"], json!([]));
+
+    // A third, independent builder builds the same commit and gets other bytes: the build does
+    // not reproduce. The artifact shows it, and it is an anomaly.
+    let third_key = bed.keygen("third-key");
+    bed.add_key(
+        &keyadmin,
+        "third-builder",
+        &third_key,
+        &[format!("attest:{SLSA_V1}")],
+    )
+    .await;
+    let mut third = slsa_provenance();
+    third["runDetails"]["builder"]["id"] = json!("https://third.example.com/builder");
+    let other = push_image_as(s, &ci, "dev/team/app", "1.0-rebuilt", b"other bytes").await;
+    bed.attest("ci", "dev/team/app", &other, &third_key, SLSA_V1, &third);
+    let (_, artifact) = get(
+        &s.http,
+        &s.url(&format!("/api/v1/artifacts/dev/team/app@{digest}")),
+    )
+    .await;
+    let mismatches = &artifact["rebuilds"]["mismatches"];
+    assert_eq!(mismatches[0]["digest"], other.as_str(), "{artifact:#}");
+    assert_eq!(
+        mismatches[0]["builder_id"],
+        "https://third.example.com/builder"
+    );
+    assert_eq!(mismatches[0]["key"], "third-builder");
+    assert_eq!(
+        mismatches[0]["commit"],
+        "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
+    );
+    let (status, anomalies) = get(&s.http, &s.url("/api/v1/anomalies")).await;
+    assert_eq!(status, 200, "{anomalies:#}");
+    let mismatch = anomalies["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"] == "rebuild_mismatch")
+        .unwrap_or_else(|| panic!("no rebuild_mismatch anomaly: {anomalies:#}"));
+    assert!(
+        mismatch["summary"]
+            .as_str()
+            .unwrap()
+            .contains("the build does not reproduce"),
+        "{mismatch:#}"
+    );
 }
 
 /// The independent SLSA VSA checker refuses what the specifications forbid (a wrong signature,

@@ -179,4 +179,50 @@ pub struct Artifact {
     pub flags: Vec<ArtifactFlag>,
     /// Its evidence.
     pub evidence: Vec<EvidenceItem>,
+    /// Independent rebuilds: which builders agree on this digest, and which other digests the
+    /// same source revision was built into.
+    pub rebuilds: RebuildAgreement,
+}
+
+/// An artifact's independent-rebuild agreement (`prod.rebuild_agreement` in docs/policy.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RebuildAgreement {
+    /// How many independent builders (distinct builder ids and signing keys) built this digest
+    /// from one source revision.
+    pub independent: u64,
+    /// That revision's source repository.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_repository: Option<String>,
+    /// That revision's commit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The builders counted.
+    pub builders: Vec<RebuildBuilder>,
+    /// Other digests of the repository path built from a source revision this one was built
+    /// from: rebuilds that did not reproduce it.
+    pub mismatches: Vec<RebuildMismatch>,
+}
+
+/// One builder of an artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RebuildBuilder {
+    /// The builder id its provenance names.
+    pub builder_id: String,
+    /// The keyring key that signed its provenance.
+    pub key: String,
+}
+
+/// Another digest of the same source revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RebuildMismatch {
+    /// The other digest.
+    pub digest: String,
+    /// The builder id of its provenance.
+    pub builder_id: String,
+    /// The key that signed it.
+    pub key: String,
+    /// The shared source repository.
+    pub source_repository: String,
+    /// The shared commit.
+    pub commit: String,
 }

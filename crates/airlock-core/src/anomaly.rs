@@ -36,11 +36,14 @@ pub enum AnomalyRule {
     RefusedPushes,
     /// A deployment reported running a digest never promoted into its stage.
     Drift,
+    /// Verified provenance of one source revision names two different digests: a rebuild did
+    /// not reproduce the artifact.
+    RebuildMismatch,
 }
 
 impl AnomalyRule {
     /// Every rule, in the order the docs list them.
-    pub const ALL: [AnomalyRule; 9] = [
+    pub const ALL: [AnomalyRule; 10] = [
         Self::DeniedPromotions,
         Self::AuthFailures,
         Self::TamperedEvidence,
@@ -50,6 +53,7 @@ impl AnomalyRule {
         Self::BreakGlass,
         Self::RefusedPushes,
         Self::Drift,
+        Self::RebuildMismatch,
     ];
 
     /// The configuration and API spelling.
@@ -64,6 +68,7 @@ impl AnomalyRule {
             Self::BreakGlass => "break_glass",
             Self::RefusedPushes => "refused_pushes",
             Self::Drift => "drift",
+            Self::RebuildMismatch => "rebuild_mismatch",
         }
     }
 
@@ -77,11 +82,16 @@ impl AnomalyRule {
         match action {
             Alert => true,
             // Drift is reported by a CD system or operator, not done by them.
-            LockPrincipal => !matches!(self, Self::PromotionBurst | Self::Drift),
+            // A build that does not reproduce is a builder's fault, not its pusher's.
+            LockPrincipal => !matches!(
+                self,
+                Self::PromotionBurst | Self::Drift | Self::RebuildMismatch
+            ),
             QuarantineArtifact => matches!(
                 self,
                 Self::DeniedPromotions
                     | Self::TamperedEvidence
+                    | Self::RebuildMismatch
                     | Self::OffHoursPromotion
                     | Self::BreakGlass
             ),

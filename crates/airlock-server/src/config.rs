@@ -785,6 +785,9 @@ pub struct AnomalyConfig {
     /// A deployment reported (`POST /api/v1/deployments`) running a digest never promoted into
     /// its stage.
     pub drift: RuleConfig,
+    /// Verified provenance naming one source revision for two different digests in one
+    /// repository path: a rebuild that did not reproduce the artifact.
+    pub rebuild_mismatch: RuleConfig,
 }
 
 impl Default for AnomalyConfig {
@@ -807,13 +810,14 @@ impl Default for AnomalyConfig {
             break_glass: RuleConfig::new(1, 60, Alert),
             refused_pushes: RuleConfig::new(20, 600, Alert),
             drift: RuleConfig::new(1, 600, Alert),
+            rebuild_mismatch: RuleConfig::new(1, 3600, Alert),
         }
     }
 }
 
 impl AnomalyConfig {
     /// Each rule with its settings.
-    pub fn rules(&self) -> [(airlock_core::AnomalyRule, &RuleConfig); 9] {
+    pub fn rules(&self) -> [(airlock_core::AnomalyRule, &RuleConfig); 10] {
         use airlock_core::AnomalyRule::*;
         [
             (DeniedPromotions, &self.denied_promotions),
@@ -825,6 +829,7 @@ impl AnomalyConfig {
             (BreakGlass, &self.break_glass),
             (RefusedPushes, &self.refused_pushes),
             (Drift, &self.drift),
+            (RebuildMismatch, &self.rebuild_mismatch),
         ]
     }
 

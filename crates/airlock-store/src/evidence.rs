@@ -694,6 +694,27 @@ impl Metadata {
         Ok(rows.into_iter().map(evidence_from_row).collect())
     }
 
+    /// The newest `limit` verified SLSA provenance attestations of `repository_path` (any
+    /// subject), newest first: an index range (migration 0032), whatever the repository holds.
+    pub async fn recent_provenance(
+        &self,
+        repository_path: &str,
+        limit: u32,
+    ) -> Result<Vec<EvidenceRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVIDENCE_COLUMNS} FROM evidence WHERE repository_path = $1
+               AND kind = 'attestation'
+               AND predicate_type IN ('https://slsa.dev/provenance/v1', 'https://slsa.dev/provenance/v0.2')
+               AND status = 'verified'
+             ORDER BY id DESC LIMIT $2"
+        )))
+        .bind(repository_path)
+        .bind(limit as i64)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(evidence_from_row).collect())
+    }
+
     /// Up to `limit` evidence rows with an id above `after`, in id order (for re-verification).
     pub async fn evidence_page(
         &self,

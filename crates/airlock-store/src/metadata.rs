@@ -31,7 +31,7 @@ use crate::health::{DatabaseFile, DatabaseHealth, FailureLog, WriteChecks, Write
 /// PostgreSQL.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     // (version, description, SQLite SQL, PostgreSQL SQL)
-    let all: [(i64, &'static str, &'static str, &'static str); 31] = [
+    let all: [(i64, &'static str, &'static str, &'static str); 32] = [
         (
             1,
             "registry",
@@ -217,6 +217,12 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
             "witness",
             include_str!("../migrations/0031_witness.sql"),
             include_str!("../migrations/postgres/0031_witness.sql"),
+        ),
+        (
+            32,
+            "provenance by repository",
+            include_str!("../migrations/0032_provenance_by_repository.sql"),
+            include_str!("../migrations/postgres/0032_provenance_by_repository.sql"),
         ),
     ];
     Migrator::with_migrations(

@@ -187,6 +187,14 @@ async fn every_migration_applies_over_a_database_holding_data_in_every_earlier_t
     assert!(meta.witness_statuses().await.unwrap().is_empty());
     assert!(meta.cosignatures(0).await.unwrap().is_empty());
     assert_eq!(meta.witnessed_log("any.test/log").await.unwrap(), None);
+    // 0032: provenance read newest first by repository path, over evidence stored before it.
+    assert!(
+        meta.recent_provenance("team/app", 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|row| row.verdict.status == "verified")
+    );
 
     // 0003: access.
     let alice = meta.principal_by_name("alice").await.unwrap().unwrap();

@@ -499,6 +499,36 @@ impl Anomalies {
         .await;
     }
 
+    /// Verified provenance of `repository@digest` names a source revision another digest of the
+    /// repository path was also built from (`mismatch`): the rebuild did not reproduce it.
+    pub async fn rebuild_mismatch(
+        &self,
+        repository: &RepoName,
+        digest: &Digest,
+        mismatch: &airlock_trust::facts::rebuilds::Mismatch,
+    ) {
+        self.observe(Signal {
+            rule: AnomalyRule::RebuildMismatch,
+            key: format!("revision:{}@{}", mismatch.source_repository, mismatch.commit),
+            target: AnomalyTarget {
+                principal: None,
+                repository: Some(repository.clone()),
+                digest: Some(digest.clone()),
+                stage: Some(repository.stage().to_string()),
+                source: None,
+            },
+            summary: format!(
+                "{}@{} was built into {repository}@{digest} and, by {} (key {}), into {}: the build does not reproduce",
+                mismatch.source_repository,
+                mismatch.commit,
+                mismatch.builder_id,
+                mismatch.key,
+                mismatch.digest
+            ),
+        })
+        .await;
+    }
+
     /// Up to `limit` anomalies with ids below `before` (from the newest when `None`), newest
     /// first (`status`: `open`, `resolved` or `None` for all). Needs `access-admin` or `auditor`.
     pub async fn list(

@@ -30,6 +30,8 @@ use airlock_store::{
 use airlock_trust::TrustError;
 use airlock_trust::cosign::{self, TagSchemeKind};
 use airlock_trust::dsse;
+use airlock_trust::facts::rebuilds::{Mismatch, Rebuilds, mismatches};
+use airlock_trust::facts::{Facts, Provenance};
 use airlock_trust::keys::{KeyAlgorithm, PublicKey};
 use airlock_trust::verify::{
     self, EvidenceKind, EvidenceSubject, KeyStatus, Keyring, Purpose, Rejection, ScopePattern,
@@ -653,6 +655,46 @@ impl EvidenceService {
                     .await;
             }
         }
+        // A verified provenance whose source revision another digest of the path was also built
+        // from: the rebuild did not reproduce the artifact.
+        let mut checked: Vec<(String, String)> = Vec::new();
+        for NewEvidence {
+            origin, verdict, ..
+        } in &items
+        {
+            let provenance = verdict.status == "verified"
+                && verdict
+                    .predicate_type
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("https://slsa.dev/provenance/"));
+            let target = (origin.repository.clone(), origin.subject.clone());
+            if !provenance || checked.contains(&target) {
+                continue;
+            }
+            checked.push(target);
+            let (Ok(repository), Ok(subject)) = (
+                RepoName::from_str(&origin.repository),
+                Digest::from_str(&origin.subject),
+            ) else {
+                continue;
+            };
+            match self.rebuilds(&repository, &subject).await {
+                Ok((_, found)) => {
+                    let mut seen: Vec<&str> = Vec::new();
+                    for mismatch in &found {
+                        if !seen.contains(&mismatch.digest.as_str()) {
+                            seen.push(&mismatch.digest);
+                            self.anomalies
+                                .rebuild_mismatch(&repository, &subject, mismatch)
+                                .await;
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, %repository, %subject, "checking rebuilds of the same source revision failed")
+                }
+            }
+        }
         Ok(())
     }
 
@@ -887,6 +929,44 @@ impl EvidenceService {
                 .tags_of(repo.as_str(), &digest.to_string())
                 .await?,
         }))
+    }
+
+    /// The independent-rebuild agreement of `digest` in `repo`'s repository path, and the other
+    /// digests of that path that its verified provenance's source revisions were also built
+    /// into (among the newest [`RECENT_PROVENANCE`] provenance of the path).
+    pub async fn rebuilds(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(Rebuilds, Vec<Mismatch>)> {
+        let path = repo.path();
+        let digest = digest.to_string();
+        let own: Vec<(Provenance, String)> = self
+            .metadata
+            .evidence_for(path, &digest)
+            .await?
+            .iter()
+            .filter(|row| row.verdict.status == "verified")
+            .filter_map(provenance_of)
+            .collect();
+        let recent: Vec<(String, Provenance, String)> = self
+            .metadata
+            .recent_provenance(path, RECENT_PROVENANCE)
+            .await?
+            .iter()
+            .filter_map(|row| {
+                provenance_of(row).map(|(facts, key)| (row.origin.subject.clone(), facts, key))
+            })
+            .collect();
+        let agreement = Rebuilds::of(own.iter().map(|(facts, key)| (facts, key.as_str())));
+        let found = mismatches(
+            &digest,
+            own.iter().map(|(facts, key)| (facts, key.as_str())),
+            recent
+                .iter()
+                .map(|(subject, facts, key)| (subject.as_str(), facts, key.as_str())),
+        );
+        Ok((agreement, found))
     }
 
     /// Flags raised on `digest` in `repo` (e.g. `evidence_revoked`).
@@ -1296,3 +1376,14 @@ fn validate_key_name(name: &str) -> Result<()> {
 
 /// A shared handle to the service.
 pub type SharedEvidence = Arc<EvidenceService>;
+
+/// How many of a repository path's newest provenance attestations a rebuild check reads.
+pub const RECENT_PROVENANCE: u32 = 1000;
+
+/// The provenance facts of a verified evidence row, with the name of the key that signed it.
+fn provenance_of(row: &EvidenceRow) -> Option<(Provenance, String)> {
+    match serde_json::from_str::<Facts>(row.verdict.facts.as_deref()?).ok()? {
+        Facts::Provenance(facts) => Some((facts, row.verdict.key_name.clone().unwrap_or_default())),
+        _ => None,
+    }
+}

@@ -643,6 +643,7 @@ pub(crate) async fn artifact_view(
             reason: f.reason,
         })
         .collect();
+    let (agreement, mismatches) = state.evidence.rebuilds(repo, digest).await?;
     Ok(api::Artifact {
         repository: repo.as_str().to_string(),
         digest: digest.to_string(),
@@ -651,6 +652,29 @@ pub(crate) async fn artifact_view(
         tags: stored.tags,
         flags,
         evidence,
+        rebuilds: api::RebuildAgreement {
+            independent: agreement.independent,
+            source_repository: agreement.source_repository,
+            commit: agreement.commit,
+            builders: agreement
+                .builders
+                .into_iter()
+                .map(|b| api::RebuildBuilder {
+                    builder_id: b.builder_id,
+                    key: b.key,
+                })
+                .collect(),
+            mismatches: mismatches
+                .into_iter()
+                .map(|m| api::RebuildMismatch {
+                    digest: m.digest,
+                    builder_id: m.builder_id,
+                    key: m.key,
+                    source_repository: m.source_repository,
+                    commit: m.commit,
+                })
+                .collect(),
+        },
     })
 }
 

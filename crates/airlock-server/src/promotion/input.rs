@@ -8,6 +8,7 @@ use airlock_store::{
 };
 use airlock_trust::dependencies::DependencyHealth;
 use airlock_trust::facts::Facts;
+use airlock_trust::facts::rebuilds::Rebuilds;
 use serde_json::{Value, json};
 
 use super::{Caller, PromotionService, Result};
@@ -44,6 +45,8 @@ fn evidence_json(rows: &[EvidenceRow], key_scopes: &[(String, Vec<String>)]) -> 
     let mut signatures = Vec::new();
     let mut attestations = Vec::new();
     let mut provenance = Vec::new();
+    // Each verified provenance with the key that signed it, for the rebuild agreement.
+    let mut builds: Vec<(airlock_trust::facts::Provenance, String)> = Vec::new();
     let mut sboms = Vec::new();
     let mut vulnerabilities = Vec::new();
     let mut tests = Vec::new();
@@ -90,7 +93,10 @@ fn evidence_json(rows: &[EvidenceRow], key_scopes: &[(String, Vec<String>)]) -> 
                     _ => continue,
                 };
                 match &facts {
-                    Facts::Provenance(_) => provenance.push(item),
+                    Facts::Provenance(facts) => {
+                        builds.push((facts.clone(), key.clone().unwrap_or_default()));
+                        provenance.push(item);
+                    }
                     Facts::Sbom(sbom) => {
                         item["components"] = json!(sbom.components.len());
                         item["dependencies"] = json!(DependencyHealth::of(sbom));
@@ -105,8 +111,9 @@ fn evidence_json(rows: &[EvidenceRow], key_scopes: &[(String, Vec<String>)]) -> 
             _ => {}
         }
     }
+    let rebuilds = Rebuilds::of(builds.iter().map(|(facts, key)| (facts, key.as_str())));
     json!({
-        "signatures": signatures, "provenance": provenance, "sboms": sboms,
+        "signatures": signatures, "provenance": provenance, "rebuilds": rebuilds, "sboms": sboms,
         "vulnerabilities": vulnerabilities, "tests": tests, "scorecards": scorecards,
         "attestations": attestations,
         "rejected": rejected,
