@@ -295,16 +295,8 @@ fn run_witness(args: witness::ServeArgs) -> ExitCode {
     #[cfg(unix)]
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     init_logging(&Config::default());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("airlock: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = small_runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(async { witness::serve(args, config, shutdown_signals()).await }) {
         Ok(()) => ExitCode::SUCCESS,
@@ -315,20 +307,28 @@ fn run_witness(args: witness::ServeArgs) -> ExitCode {
     }
 }
 
-/// Runs a client command on a small runtime; its error is reported as `commands::outcome` says
-/// (exit 1 for a refusal, 2 for a usage or connection error), a failed check returns its own
-/// status.
-fn run_client(command: impl std::future::Future<Output = anyhow::Result<u8>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+/// A two-worker runtime for client commands and the witness; `None` (said on stderr) if it
+/// cannot start.
+fn small_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime,
+        Ok(runtime) => Some(runtime),
         Err(err) => {
             eprintln!("airlock: cannot start the async runtime: {err}");
-            return ExitCode::from(2);
+            None
         }
+    }
+}
+
+/// Runs a client command on a small runtime; its error is reported as `commands::outcome` says
+/// (exit 1 for a refusal, 2 for a usage or connection error), a failed check returns its own
+/// status.
+fn run_client(command: impl std::future::Future<Output = anyhow::Result<u8>>) -> ExitCode {
+    let Some(runtime) = small_runtime() else {
+        return ExitCode::from(2);
     };
     match runtime.block_on(command) {
         Ok(status) => ExitCode::from(status),

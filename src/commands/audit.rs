@@ -322,7 +322,7 @@ async fn get_bytes(http: &reqwest::Client, url: &str) -> Result<Vec<u8>> {
 }
 
 /// A verifier key given inline or as a file.
-fn read_key_arg(value: &str) -> Result<String> {
+pub(crate) fn read_key_arg(value: &str) -> Result<String> {
     let path = Path::new(value);
     if path.is_file() {
         Ok(std::fs::read_to_string(path)

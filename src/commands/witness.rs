@@ -63,17 +63,7 @@ pub fn config_of(args: &ServeArgs) -> Result<airlock_server::config::WitnessConf
     let logs = args
         .logs
         .iter()
-        .map(|value| {
-            let path = std::path::Path::new(value);
-            if path.is_file() {
-                Ok(std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?
-                    .trim()
-                    .to_string())
-            } else {
-                Ok(value.trim().to_string())
-            }
-        })
+        .map(|value| crate::commands::audit::read_key_arg(value))
         .collect::<Result<Vec<_>>>()?;
     let config = airlock_server::config::WitnessConfig {
         name: Some(args.name.clone()),

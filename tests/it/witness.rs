@@ -137,6 +137,18 @@ async fn wait_for_cosigned(s: &TestServer, witness_name: &str) -> String {
     panic!("the checkpoint of size {size} was not cosigned by {witness_name} within 30 s");
 }
 
+/// Waits up to 10 s for the log to record a failure of its (first) witness; returns it.
+async fn witness_error(s: &TestServer) -> String {
+    for _ in 0..100 {
+        let (_, status) = common::get_json(&s.anonymous, &s.url("/api/v1/audit/witnesses")).await;
+        if let Some(error) = status["witnesses"][0]["last_error"].as_str() {
+            return error.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the log recorded no witness failure within 10 s");
+}
+
 /// Runs the independent verifier on a cosigned checkpoint; returns (exit code, output).
 fn independent_verify(note: &str, log_key: &str, witness_key: &str) -> (i32, String) {
     let mut child = Command::new("python3")
@@ -347,15 +359,7 @@ async fn a_rewrite_after_a_cosigned_checkpoint_is_refused_by_the_witness_and_fai
     assert_eq!(code, 0, "{out}{err}");
 
     // The witness refuses it (its answer is kept), and verify with the witness names the rewrite.
-    let mut refusal = String::new();
-    for _ in 0..100 {
-        let (_, status) = common::get_json(&s.anonymous, &s.url("/api/v1/audit/witnesses")).await;
-        if let Some(error) = status["witnesses"][0]["last_error"].as_str() {
-            refusal = error.to_string();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let refusal = witness_error(&s).await;
     assert!(refusal.contains("422"), "{refusal}");
     assert!(refusal.contains("rewritten"), "{refusal}");
     let (code, out, err) = s.cli(&[
@@ -409,15 +413,7 @@ async fn a_witness_that_is_down_delays_nothing_and_cosigns_once_back() {
     s.push_image("dev/team/app", "v1", &[b"while the witness is down"])
         .await;
     let size = s.wait_for_checkpoint().await;
-    let mut error = String::new();
-    for _ in 0..50 {
-        let (_, status) = common::get_json(&s.anonymous, &s.url("/api/v1/audit/witnesses")).await;
-        if let Some(e) = status["witnesses"][0]["last_error"].as_str() {
-            error = e.to_string();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let error = witness_error(&s).await;
     assert!(error.contains("cannot reach"), "{error}");
     let (_, checkpoint) = common::get_json(&s.anonymous, &s.url("/api/v1/audit/checkpoint")).await;
     assert!(checkpoint["size"].as_u64().unwrap() >= size);
