@@ -985,6 +985,12 @@ async fn an_artifacts_page_summarises_its_evidence_and_proves_its_audit_entries(
     assert!(page.contains("<code>gnu gpl v2</code>"), "{page}");
     // Provenance: builder, source and ref, commit.
     assert!(page.contains("Provenance (SLSA v1)"), "{page}");
+    // One builder built it: the rebuild agreement says so, with the revision.
+    assert!(page.contains("Independent rebuilds"), "{page}");
+    assert!(
+        page.contains("1 independent builder (distinct builder ids and keys) built this digest from <code>https://github.com/acme/app@a1b2c3d4e5f60718293a4b5c6d7e8f9012345678</code>"),
+        "{page}"
+    );
     assert!(
         page.contains("https://github.com/actions/runner/github-hosted"),
         "{page}"

@@ -345,6 +345,36 @@ fn facts_summary(shown: &Shown<'_>) -> Markup {
                     }
                 }
             }
+            (rebuilds_summary(&shown.artifact.rebuilds))
+        }
+    }
+}
+
+/// How many independent builders agree on the digest, and independent rebuilds that did not.
+fn rebuilds_summary(rebuilds: &airlock_api::evidence::RebuildAgreement) -> Markup {
+    html! {
+        @if rebuilds.independent > 0 || !rebuilds.mismatches.is_empty() {
+            h3 { "Independent rebuilds" }
+            p {
+                (counted(rebuilds.independent as usize, "independent builder"))
+                " (distinct builder ids and keys) built this digest"
+                @if let (Some(source), Some(commit)) = (&rebuilds.source_repository, &rebuilds.commit) {
+                    " from " code { (source) "@" (commit) }
+                }
+                "."
+            }
+            ul {
+                @for builder in &rebuilds.builders {
+                    li { (builder.builder_id) " (key " (builder.key) ")" }
+                }
+            }
+            @for mismatch in &rebuilds.mismatches {
+                p class="alert" role="alert" {
+                    strong { "Not reproduced: " }
+                    (mismatch.builder_id) " (key " (mismatch.key) ") built the same commit into "
+                    code class="digest" { (mismatch.digest) }
+                }
+            }
         }
     }
 }
