@@ -52,6 +52,9 @@ pub struct KeyArgs {
     data_dir: PathBuf,
 }
 
+/// What a witness name must look like.
+const NAME_RULE: &str = "a witness name is non-empty, without whitespace, '+' or control characters (e.g. witness.example.com/w1)";
+
 /// The witness configuration `witness serve`'s arguments give.
 pub fn config_of(args: &ServeArgs) -> Result<airlock_server::config::WitnessConfig> {
     if !args.listen.ip().is_loopback() && !args.insecure_listen {
@@ -60,10 +63,19 @@ pub fn config_of(args: &ServeArgs) -> Result<airlock_server::config::WitnessConf
             args.listen
         );
     }
+    airlock_audit::WitnessKey::check_name(&args.name)
+        .map_err(|_| anyhow::anyhow!("--name {:?}: {NAME_RULE}", args.name))?;
     let logs = args
         .logs
         .iter()
-        .map(|value| crate::commands::audit::read_key_arg(value))
+        .map(|value| {
+            let key = crate::commands::audit::read_key_arg(value)?;
+            // Named as the user gave it, not as the configuration field it becomes.
+            airlock_audit::log_key_origin(&key).map_err(|e| {
+                anyhow::anyhow!("--log {value}: {e}; give a log's verifier key (GET /log/key on an airlock server) or a file holding it")
+            })?;
+            Ok(key)
+        })
         .collect::<Result<Vec<_>>>()?;
     let config = airlock_server::config::WitnessConfig {
         name: Some(args.name.clone()),

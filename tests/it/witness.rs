@@ -603,3 +603,46 @@ async fn an_independent_log_gets_cosignatures_and_refusals_as_the_spec_says() {
         "{rest}"
     );
 }
+
+#[test]
+fn witness_serve_names_a_bad_argument_and_refuses_plaintext_off_loopback() {
+    let log = airlock_audit::LogKey::generate("log.test/a").unwrap();
+    let (code, _, err) = common::airlock_cli(&[
+        "witness",
+        "serve",
+        "--name",
+        "w.test/w",
+        "--log",
+        "not-a-key",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--log not-a-key: malformed log verifier key"),
+        "{err}"
+    );
+    let (code, _, err) = common::airlock_cli(&[
+        "witness",
+        "serve",
+        "--name",
+        "a b",
+        "--log",
+        log.verifier_key(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--name \"a b\": a witness name is"), "{err}");
+    let (code, _, err) = common::airlock_cli(&[
+        "witness",
+        "serve",
+        "--name",
+        "w.test/w",
+        "--log",
+        log.verifier_key(),
+        "--listen",
+        "0.0.0.0:0",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("refusing to serve plaintext HTTP on 0.0.0.0:0"),
+        "{err}"
+    );
+}

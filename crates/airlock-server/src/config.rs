@@ -565,7 +565,9 @@ impl WitnessConfig {
                 Err("witness.logs needs witness.name (the name of the witness's key)".into())
             };
         };
-        airlock_audit::WitnessKey::check_name(name).map_err(|e| format!("witness.name: {e}"))?;
+        airlock_audit::WitnessKey::check_name(name).map_err(|_| {
+            format!("witness.name {name:?}: a witness name is non-empty, without whitespace, '+' or control characters (e.g. witness.example.com/w1)")
+        })?;
         let mut origins = std::collections::BTreeSet::new();
         for (index, key) in self.logs.iter().enumerate() {
             let origin = airlock_audit::log_key_origin(key)
